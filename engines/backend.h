@@ -1,0 +1,52 @@
+// One forward step of a batch over the paged KV cache, and sampling. The cpu and cuda backends implement it.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "model_config.h"
+#include "step.h"
+#include "weights.h"
+
+namespace kvs {
+
+struct EngineOptions {
+  std::string model;                  // Hugging Face folder (for dummy weights: a folder or a config.json path)
+  bool dummyWeights = false;          // --load-format dummy
+  std::string device = "cpu";         // "cpu" | "cuda"
+  std::string dtype = "auto";         // compute/weight dtype: auto (checkpoint's) | float32 | bfloat16 | float16
+  int numThreads = 0;                 // cpu: 0 = hardware concurrency
+  int blockSize = 16;                 // tokens per KV block
+  int numKvBlocks = 0;                // 0 = derive from the budget below
+  double kvCacheBytes = 0;            // cpu: KV budget in bytes; 0 = default (min(2 GiB, what maxModelLen*maxNumSeqs needs))
+  double gpuMemoryUtilization = 0.9;  // cuda: fraction of total memory the process may use
+  int maxNumBatchedTokens = 2048;     // bounds T: sizes activation buffers
+  int maxNumSeqs = 256;               // bounds S and R
+  int maxModelLen = 0;                // 0 = config's max_position_embeddings
+  uint64_t seed = 0;                  // dummy weights
+};
+
+struct BackendInfo {
+  std::string device;      // "cpu" | "cuda:0 (NVIDIA H100 80GB HBM3)"
+  DType dtype;             // what the weights and KV cache are held in
+  int numKvBlocks = 0;
+  size_t kvBlockBytes = 0; // bytes of one block over all layers, K and V
+  size_t weightBytes = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual BackendInfo info() const = 0;
+  // Runs the step: block copies, forward over all T tokens, logits for the R sampled rows, sampling.
+  // Throws std::runtime_error on invalid input (the caller validates, this is the last line of defence).
+  virtual void step(const StepBatch& batch, StepResult& out) = 0;
+};
+
+std::unique_ptr<Backend> makeCpuBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> weights,
+                                        const EngineOptions& opts);
+#ifdef KVSERVE_WITH_CUDA
+std::unique_ptr<Backend> makeCudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> weights,
+                                         const EngineOptions& opts);
+#endif
+
+}  // namespace kvs

@@ -1,0 +1,200 @@
+// One typed config, validated once at start-up. Every flag has a default and a clear error.
+import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+/** The demo model: stories260K from ../shared beside the checkout. */
+export const defaultModelDir = resolve(repoRoot, '..', 'shared', 'models', 'stories260K');
+
+export interface EngineConfig {
+  model: string;
+  tokenizer: string;              // folder with tokenizer.json; defaults to model (or its folder for a config.json path)
+  loadFormat: 'auto' | 'dummy';
+  device: 'cpu' | 'cuda' | 'auto';
+  dtype: 'auto' | 'float32' | 'bfloat16' | 'float16';
+  threads: number;                // 0 = all cores
+  blockSize: number;
+  numKvBlocks: number;            // 0 = from the backend's budget
+  kvCacheMemoryGiB: number;       // cpu KV budget; 0 = default
+  gpuMemoryUtilization: number;
+  maxNumBatchedTokens: number;
+  maxNumSeqs: number;
+  maxModelLen: number;            // 0 = from config.json
+  enablePrefixCaching: boolean;
+  seed: number;
+}
+
+export interface ServerConfig extends EngineConfig {
+  host: string;
+  port: number;
+  servedModelName: string;        // default: the model folder's name
+  apiKey: string | undefined;
+  chatTemplate: string | undefined;  // a file overriding tokenizer_config.json's template
+  maxQueue: number;               // waiting requests before 503; 0 = unbounded
+  bodyLimitBytes: number;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'silent';
+}
+
+type Kind = 'string' | 'int' | 'number' | 'boolean';
+interface FlagSpec {
+  key: string;
+  kind: Kind;
+  help: string;
+  choices?: readonly string[];
+  min?: number;
+  max?: number;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export const engineFlags: Record<string, FlagSpec> = {
+  model: { key: 'model', kind: 'string', help: 'Hugging Face model folder (default: the stories260K demo)' },
+  tokenizer: { key: 'tokenizer', kind: 'string', help: 'folder with tokenizer.json (default: the model folder)' },
+  'load-format': { key: 'loadFormat', kind: 'string', choices: ['auto', 'dummy'], help: 'dummy = random weights from config.json alone' },
+  device: { key: 'device', kind: 'string', choices: ['cpu', 'cuda', 'auto'], help: 'auto picks cuda when a GPU is there' },
+  dtype: { key: 'dtype', kind: 'string', choices: ['auto', 'float32', 'bfloat16', 'float16'], help: 'weight and compute dtype (auto = the checkpoint\'s)' },
+  threads: { key: 'threads', kind: 'int', min: 0, max: 1024, help: 'cpu threads (0 = all cores)' },
+  'block-size': { key: 'blockSize', kind: 'int', choices: ['8', '16', '32', '64', '128'], help: 'tokens per KV block' },
+  'num-kv-blocks': { key: 'numKvBlocks', kind: 'int', min: 0, help: 'KV blocks (0 = as many as the memory budget allows)' },
+  'kv-cache-memory': { key: 'kvCacheMemoryGiB', kind: 'number', min: 0, help: 'cpu KV-cache budget in GiB (0 = default)' },
+  'gpu-memory-utilization': { key: 'gpuMemoryUtilization', kind: 'number', min: 0.05, max: 1, help: 'fraction of GPU memory to use' },
+  'max-num-batched-tokens': { key: 'maxNumBatchedTokens', kind: 'int', min: 1, help: 'token budget of one step' },
+  'max-num-seqs': { key: 'maxNumSeqs', kind: 'int', min: 1, max: 4096, help: 'running sequences at most' },
+  'max-model-len': { key: 'maxModelLen', kind: 'int', min: 0, help: 'context length (0 = from config.json)' },
+  'prefix-caching': { key: 'enablePrefixCaching', kind: 'boolean', help: 'automatic prefix caching (--no-prefix-caching to disable)' },
+  seed: { key: 'seed', kind: 'int', min: 0, help: 'seed for dummy weights' },
+};
+
+export const serverFlags: Record<string, FlagSpec> = {
+  ...engineFlags,
+  host: { key: 'host', kind: 'string', help: 'address to listen on' },
+  port: { key: 'port', kind: 'int', min: 0, max: 65535, help: 'port to listen on' },
+  'served-model-name': { key: 'servedModelName', kind: 'string', help: 'model id in the API (default: folder name)' },
+  'api-key': { key: 'apiKey', kind: 'string', help: 'require this bearer key (also KVSERVE_API_KEY)' },
+  'chat-template': { key: 'chatTemplate', kind: 'string', help: 'Jinja chat template file overriding the model\'s' },
+  'max-queue': { key: 'maxQueue', kind: 'int', min: 0, help: 'waiting requests before 503 (0 = unbounded)' },
+  'body-limit': { key: 'bodyLimitBytes', kind: 'int', min: 1024, help: 'largest request body in bytes' },
+  'log-level': { key: 'logLevel', kind: 'string', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'silent'], help: 'log level' },
+};
+
+export function engineDefaults(): EngineConfig {
+  return {
+    model: defaultModelDir,
+    tokenizer: '',
+    loadFormat: 'auto',
+    device: 'auto',
+    dtype: 'auto',
+    threads: 0,
+    blockSize: 16,
+    numKvBlocks: 0,
+    kvCacheMemoryGiB: 0,
+    gpuMemoryUtilization: 0.9,
+    maxNumBatchedTokens: 2048,
+    maxNumSeqs: 256,
+    maxModelLen: 0,
+    enablePrefixCaching: true,
+    seed: 0,
+  };
+}
+
+export function serverDefaults(): ServerConfig {
+  return {
+    ...engineDefaults(),
+    host: '127.0.0.1',
+    port: 8000,
+    servedModelName: '',
+    apiKey: process.env.KVSERVE_API_KEY || undefined,
+    chatTemplate: undefined,
+    maxQueue: 1024,
+    bodyLimitBytes: 8 * 1024 * 1024,
+    logLevel: 'info',
+  };
+}
+
+/**
+ * Parses `--flag value`, `--flag=value`, `--flag` / `--no-flag` (booleans) against `specs` into `defaults`.
+ * Unknown flags and bad values throw ConfigError naming the flag. Returns the config and the positionals.
+ */
+export function parseFlags<T extends object>(argv: string[], specs: Record<string, FlagSpec>, defaults: T): { config: T; rest: string[] } {
+  const config = { ...defaults } as Record<string, unknown>;
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (!arg.startsWith('--')) {
+      rest.push(arg);
+      continue;
+    }
+    let name = arg.slice(2);
+    let value: string | undefined;
+    const eq = name.indexOf('=');
+    if (eq >= 0) {
+      value = name.slice(eq + 1);
+      name = name.slice(0, eq);
+    }
+    let spec = specs[name];
+    if (!spec && name.startsWith('no-') && specs[name.slice(3)]?.kind === 'boolean') {
+      spec = specs[name.slice(3)]!;
+      if (value !== undefined) throw new ConfigError(`--${name} takes no value`);
+      config[spec.key] = false;
+      continue;
+    }
+    if (!spec) throw new ConfigError(`unknown option --${name} (see --help)`);
+    if (spec.kind === 'boolean') {
+      if (value === undefined) config[spec.key] = true;
+      else if (value === 'true' || value === 'false') config[spec.key] = value === 'true';
+      else throw new ConfigError(`--${name} must be true or false, got "${value}"`);
+      continue;
+    }
+    if (value === undefined) {
+      value = argv[++i];
+      if (value === undefined) throw new ConfigError(`--${name} needs a value`);
+    }
+    config[spec.key] = parseValue(name, spec, value);
+  }
+  return { config: config as T, rest };
+}
+
+function parseValue(name: string, spec: FlagSpec, raw: string): string | number {
+  if (spec.choices && !spec.choices.includes(raw)) {
+    throw new ConfigError(`--${name} must be one of ${spec.choices.join(', ')}, got "${raw}"`);
+  }
+  if (spec.kind === 'string') return raw;
+  const n = Number(raw);
+  if (raw.trim() === '' || !Number.isFinite(n) || (spec.kind === 'int' && !Number.isInteger(n))) {
+    throw new ConfigError(`--${name} must be ${spec.kind === 'int' ? 'an integer' : 'a number'}, got "${raw}"`);
+  }
+  if (spec.min !== undefined && n < spec.min) throw new ConfigError(`--${name} must be at least ${spec.min}, got ${n}`);
+  if (spec.max !== undefined && n > spec.max) throw new ConfigError(`--${name} must be at most ${spec.max}, got ${n}`);
+  return n;
+}
+
+/** Cross-field checks and derived defaults, once, after parsing. */
+export function finishEngineConfig<T extends EngineConfig>(c: T): T {
+  const model = resolve(c.model);
+  if (!existsSync(model)) throw new ConfigError(`model not found: ${model}`);
+  const tokenizer = c.tokenizer ? resolve(c.tokenizer) : model.endsWith('.json') ? dirname(model) : model;
+  if (c.loadFormat === 'auto' && model.endsWith('.json')) {
+    throw new ConfigError(`--model ${model} is a file; give the model folder (a config.json alone needs --load-format dummy)`);
+  }
+  if (c.maxNumBatchedTokens < c.blockSize) {
+    throw new ConfigError(`--max-num-batched-tokens (${c.maxNumBatchedTokens}) must be at least --block-size (${c.blockSize})`);
+  }
+  return { ...c, model, tokenizer };
+}
+
+export function defaultThreads(): number {
+  return availableParallelism();
+}
+
+export function formatHelp(specs: Record<string, FlagSpec>): string {
+  return Object.entries(specs)
+    .map(([name, s]) => {
+      const arg = s.kind === 'boolean' ? `--[no-]${name}` : `--${name} ${s.choices ? s.choices.join('|') : s.kind === 'string' ? 'VALUE' : 'N'}`;
+      return `  ${arg.padEnd(44)} ${s.help}`;
+    })
+    .join('\n');
+}

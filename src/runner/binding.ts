@@ -1,0 +1,114 @@
+// The only file that loads the native addon. It declares the whole native module's types.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export type Device = 'cpu' | 'cuda';
+export type DTypeName = 'float32' | 'bfloat16' | 'float16';
+
+export interface NativeEngineOptions {
+  model: string;                 // HF folder; for dummy weights a folder or a config.json path
+  dummyWeights: boolean;
+  device: Device;
+  dtype: 'auto' | DTypeName;
+  numThreads: number;            // cpu: 0 = all cores
+  blockSize: number;
+  numKvBlocks: number;           // 0 = derive from kvCacheBytes / gpuMemoryUtilization
+  kvCacheBytes: number;          // cpu: 0 = default budget
+  gpuMemoryUtilization: number;
+  maxNumBatchedTokens: number;
+  maxNumSeqs: number;
+  maxModelLen: number;           // 0 = from config
+  seed: number;
+}
+
+export interface NativeEngineInfo {
+  architecture: string;
+  modelType: string;
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  vocabSize: number;
+  maxModelLen: number;
+  bosTokenId: number;            // -1 when none
+  eosTokenIds: number[];
+  device: string;                // "cpu" or e.g. "cuda:0 (NVIDIA H100 80GB HBM3)"
+  dtype: DTypeName;
+  blockSize: number;
+  numKvBlocks: number;
+  kvBlockBytes: number;
+  weightBytes: number;
+}
+
+/** One step of the protocol in ../shared/DESIGN.md. T tokens, S sequences, R sampled rows. */
+export interface StepBatch {
+  tokenIds: Int32Array;          // [T]
+  positions: Int32Array;         // [T]
+  queryStart: Int32Array;        // [S+1]
+  contextLens: Int32Array;       // [S]
+  blockTables: Int32Array;       // [S * maxBlocksPerSeq]
+  maxBlocksPerSeq: number;
+  slotMapping: Int32Array;       // [T]
+  sampleIndices: Int32Array;     // [R]
+  temperature: Float32Array;     // [R] <= 1e-5 greedy
+  topP: Float32Array;            // [R]
+  topK: Int32Array;              // [R] <= 0 off
+  minP: Float32Array;            // [R]
+  presencePenalty: Float32Array; // [R]
+  frequencyPenalty: Float32Array;// [R]
+  repetitionPenalty: Float32Array;// [R]
+  seeds: Uint32Array;            // [R]
+  seedSteps: Int32Array;         // [R] output index of the token being sampled
+  numLogprobs: Int32Array;       // [R] -1 none, 0 sampled only, k top-k too
+  historyStart?: Int32Array;     // [R+1] penalty history offsets (only when some row has penalties)
+  historyOutputStart?: Int32Array; // [R]
+  historyTokens?: Int32Array;
+  biasStart?: Int32Array;        // [R+1] logit bias offsets (only when some row has a bias)
+  biasTokens?: Int32Array;
+  biasValues?: Float32Array;
+  blockCopies?: Int32Array;      // [2C] (src, dst)
+  returnLogits?: boolean;        // tests: raw logits [R * vocab]
+}
+
+export interface StepResult {
+  tokens: Int32Array;            // [R]
+  logprobs: Float32Array;        // [R] NaN when not asked
+  topLogprobs: number;           // K
+  topIds: Int32Array;            // [R * K], -1 padded
+  topValues: Float32Array;       // [R * K]
+  logits?: Float32Array;         // [R * vocab] when returnLogits
+}
+
+export interface NativeEngine {
+  info(): NativeEngineInfo;
+  /** Runs on a native worker thread; one step in flight at a time (a second call rejects). */
+  step(batch: StepBatch): Promise<StepResult>;
+  /** Frees weights and KV cache; the engine is unusable afterwards. */
+  dispose(): void;
+}
+
+export interface NativeModule {
+  /** Loads on a worker thread. onProgress(stage, fraction 0..1) is called on the JS thread. */
+  loadEngine(opts: NativeEngineOptions, onProgress?: (stage: string, fraction: number) => void): Promise<NativeEngine>;
+  cudaAvailable(): boolean;
+  builtWithCuda(): boolean;
+}
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+let cached: NativeModule | undefined;
+
+/** Loads build/Release/kvserve.node once; a clear error tells how to build it when it is missing. */
+export function loadNative(): NativeModule {
+  if (cached) return cached;
+  const candidates = [join(root, 'build', 'Release', 'kvserve.node'), join(root, 'build', 'Debug', 'kvserve.node')];
+  const path = candidates.find((p) => existsSync(p));
+  if (!path) {
+    throw new Error(`native addon not built (looked for ${candidates.join(', ')}); run \`npm run build\``);
+  }
+  cached = createRequire(import.meta.url)(path) as NativeModule;
+  return cached;
+}
