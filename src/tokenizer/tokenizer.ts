@@ -1,0 +1,115 @@
+// A model's tokenizer: tokenizer.json through @huggingface/tokenizers, plus what tokenizer_config.json,
+// generation_config.json and config.json say about special tokens and the chat template.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Tokenizer } from '@huggingface/tokenizers';
+
+export interface SpecialTokens {
+  bos_token?: string;
+  eos_token?: string;
+  unk_token?: string;
+  pad_token?: string;
+}
+
+type Json = Record<string, unknown>;
+
+function readJson(path: string): Json | undefined {
+  if (!existsSync(path)) return undefined;
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as Json;
+  } catch (e) {
+    throw new Error(`${path} is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+/** tokenizer_config.json writes special tokens as a string or as an AddedToken object. */
+function tokenString(v: unknown): string | undefined {
+  if (typeof v === 'string') return v;
+  if (v && typeof v === 'object' && typeof (v as Json).content === 'string') return (v as Json).content as string;
+  return undefined;
+}
+
+function idList(v: unknown): number[] {
+  if (typeof v === 'number') return [v];
+  if (Array.isArray(v)) return v.filter((x): x is number => typeof x === 'number');
+  return [];
+}
+
+/** The default template: a string, or the entry named "default" of a list of named templates. */
+function pickTemplate(v: unknown): string | undefined {
+  if (typeof v === 'string') return v;
+  if (Array.isArray(v)) {
+    const named = v as Array<{ name?: string; template?: string }>;
+    return (named.find((t) => t.name === 'default') ?? named[0])?.template;
+  }
+  return undefined;
+}
+
+export class TextTokenizer {
+  readonly eosTokenIds: number[];
+  readonly bosTokenId: number | undefined;
+  readonly specialTokens: SpecialTokens;
+  readonly chatTemplate: string | undefined;
+  readonly modelMaxLength: number | undefined;
+  readonly vocabSize: number;
+  private readonly specialIds: Set<number>;
+
+  private constructor(private readonly tok: Tokenizer, dir: string, tokJson: Json, tokConfig: Json) {
+    const special: SpecialTokens = {};
+    for (const key of ['bos_token', 'eos_token', 'unk_token', 'pad_token'] as const) {
+      const s = tokenString(tokConfig[key]);
+      if (s !== undefined) special[key] = s;
+    }
+    this.specialTokens = special;
+    const idOf = (s: string | undefined) => (s === undefined ? undefined : tok.token_to_id(s));
+
+    // EOS ids: generation_config.json (Llama 3 lists several) ∪ config.json ∪ tokenizer_config's eos_token.
+    const eos = new Set<number>();
+    for (const id of idList(readJson(join(dir, 'generation_config.json'))?.eos_token_id)) eos.add(id);
+    for (const id of idList(readJson(join(dir, 'config.json'))?.eos_token_id)) eos.add(id);
+    const eosFromConfig = idOf(special.eos_token);
+    if (eosFromConfig !== undefined) eos.add(eosFromConfig);
+    this.eosTokenIds = [...eos].sort((a, b) => a - b);
+    this.bosTokenId = idOf(special.bos_token);
+
+    const templateFile = join(dir, 'chat_template.jinja');
+    this.chatTemplate = existsSync(templateFile) ? readFileSync(templateFile, 'utf8') : pickTemplate(tokConfig.chat_template);
+    const maxLen = tokConfig.model_max_length;
+    this.modelMaxLength = typeof maxLen === 'number' && maxLen < 1e12 ? maxLen : undefined;
+
+    const added = (tokJson.added_tokens ?? []) as Array<{ id: number; special?: boolean }>;
+    this.specialIds = new Set(added.filter((t) => t.special).map((t) => t.id));
+    const vocab = (tokJson.model as Json | undefined)?.vocab;
+    const baseSize = Array.isArray(vocab) ? vocab.length : vocab && typeof vocab === 'object' ? Object.keys(vocab).length : 0;
+    this.vocabSize = Math.max(baseSize, ...added.map((t) => t.id + 1));
+  }
+
+  /** Loads DIR/tokenizer.json (+ tokenizer_config.json when present). Throws a clear error when missing. */
+  static async load(dir: string): Promise<TextTokenizer> {
+    const tokJson = readJson(join(dir, 'tokenizer.json'));
+    if (!tokJson) throw new Error(`no tokenizer.json in ${dir} (kvserve needs a Hugging Face fast tokenizer)`);
+    const tokConfig = readJson(join(dir, 'tokenizer_config.json')) ?? {};
+    return new TextTokenizer(new Tokenizer(tokJson, tokConfig), dir, tokJson, tokConfig);
+  }
+
+  /** With addSpecialTokens the tokenizer's own post-processor decides (e.g. a BOS for Llama 2). */
+  encode(text: string, addSpecialTokens = true): number[] {
+    return this.tok.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+  }
+
+  decode(ids: readonly number[], skipSpecialTokens = true): string {
+    return this.tok.decode(ids as number[], { skip_special_tokens: skipSpecialTokens });
+  }
+
+  idToToken(id: number): string | undefined {
+    return this.tok.id_to_token(id);
+  }
+
+  tokenToId(token: string): number | undefined {
+    return this.tok.token_to_id(token);
+  }
+
+  isSpecial(id: number): boolean {
+    return this.specialIds.has(id);
+  }
+}

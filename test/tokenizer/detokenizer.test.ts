@@ -1,0 +1,73 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { beforeAll, describe, expect, test } from 'vitest';
+import { IncrementalDetokenizer } from '../../src/tokenizer/detokenizer.js';
+import { TextTokenizer } from '../../src/tokenizer/tokenizer.js';
+
+const modelDir = resolve(__dirname, '../../../shared/models/stories260K');
+const expected = JSON.parse(readFileSync(resolve(modelDir, 'expected.json'), 'utf8')) as Array<{
+  prompt: string;
+  prompt_ids: number[];
+  greedy_ids: number[];
+  greedy_text: string;
+}>;
+
+let tok: TextTokenizer;
+beforeAll(async () => {
+  tok = await TextTokenizer.load(modelDir);
+});
+
+describe('TextTokenizer', () => {
+  test('encodes every expected.json prompt to transformers prompt_ids (BOS from the post-processor)', () => {
+    for (const e of expected) expect(tok.encode(e.prompt)).toEqual(e.prompt_ids);
+  });
+  test('special tokens, EOS and the chat template come from the model folder', () => {
+    expect(tok.eosTokenIds).toEqual([2]);
+    expect(tok.bosTokenId).toBe(1);
+    expect(tok.specialTokens.bos_token).toBe('<s>');
+    expect(tok.chatTemplate).toContain('messages');
+    expect(tok.vocabSize).toBe(512);
+    expect(tok.encode('Once', false)[0]).not.toBe(1);
+  });
+});
+
+describe('IncrementalDetokenizer', () => {
+  // greedy_text is transformers' decode of the completion alone, which drops the first token's leading
+  // space; decoded after its prompt, the completion keeps it (as text appended to the prompt must).
+  test('token-by-token text is the completion as it follows the prompt', () => {
+    for (const e of expected) {
+      const d = new IncrementalDetokenizer(tok, e.prompt_ids);
+      let text = '';
+      for (const id of e.greedy_ids) text += d.push([id]);
+      text += d.flush();
+      const whole = tok.decode([...e.prompt_ids, ...e.greedy_ids]);
+      expect(whole.startsWith(tok.decode(e.prompt_ids))).toBe(true);
+      expect(text).toBe(whole.slice(tok.decode(e.prompt_ids).length));
+      expect(text.trimStart()).toBe(e.greedy_text);
+    }
+  });
+
+  test('never emits half of a multi-byte character (byte-fallback tokens)', () => {
+    const s = 'Tom said € and 你好 🙂 ok';
+    const ids = tok.encode(s, false);
+    expect(ids.length).toBeGreaterThan(s.length / 2); // byte fallback really happened
+    const d = new IncrementalDetokenizer(tok, [1]);
+    let text = '';
+    for (const id of ids) {
+      const piece = d.push([id]);
+      expect(piece).not.toContain('\uFFFD');
+      text += piece;
+    }
+    text += d.flush();
+    expect(text).toBe(tok.decode(ids));
+    expect(text).toBe(s);
+  });
+
+  test('pushing several tokens at once gives the same text', () => {
+    const e = expected[0]!;
+    const d = new IncrementalDetokenizer(tok, e.prompt_ids);
+    let text = '';
+    for (let i = 0; i < e.greedy_ids.length; i += 7) text += d.push(e.greedy_ids.slice(i, i + 7));
+    expect((text + d.flush()).trimStart()).toBe(e.greedy_text);
+  });
+});
