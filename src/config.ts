@@ -66,7 +66,7 @@ export const engineFlags: Record<string, FlagSpec> = {
   'max-num-seqs': { key: 'maxNumSeqs', kind: 'int', min: 1, max: 4096, help: 'running sequences at most' },
   'max-model-len': { key: 'maxModelLen', kind: 'int', min: 0, help: 'context length (0 = from config.json)' },
   'prefix-caching': { key: 'enablePrefixCaching', kind: 'boolean', help: 'automatic prefix caching (--no-prefix-caching to disable)' },
-  seed: { key: 'seed', kind: 'int', min: 0, help: 'seed for dummy weights' },
+  'dummy-seed': { key: 'seed', kind: 'int', min: 0, help: 'seed of the random weights of --load-format dummy' },
 };
 
 export const serverFlags: Record<string, FlagSpec> = {
