@@ -1,0 +1,30 @@
+# kvserve with the CUDA backend. Build: docker build -t kvserve .
+# Run:   docker run --gpus all -p 8000:8000 -v /path/to/model:/model kvserve serve --model /model --host 0.0.0.0
+FROM nvidia/cuda:13.0.0-devel-ubuntu24.04 AS build
+RUN apt-get update && apt-get install -y --no-install-recommends nodejs npm cmake g++ make python3 ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json CMakeLists.txt ./
+COPY cmake ./cmake
+COPY native ./native
+COPY engines ./engines
+COPY kernels ./kernels
+COPY src ./src
+COPY configs ./configs
+# Portable: the image may run on another CPU than the one that built it.
+RUN npx cmake-js compile --out build -- -DKVSERVE_PORTABLE=ON && npx tsc -p tsconfig.json && npm prune --omit=dev
+
+FROM nvidia/cuda:13.0.0-runtime-ubuntu24.04
+RUN apt-get update && apt-get install -y --no-install-recommends nodejs libcublas-13-0 \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY --from=build /app/package.json ./
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY --from=build /app/build/Release/kvserve.node ./build/Release/kvserve.node
+COPY --from=build /app/configs ./configs
+EXPOSE 8000
+ENTRYPOINT ["node", "dist/cli.js"]
+CMD ["serve", "--host", "0.0.0.0", "--device", "auto"]
