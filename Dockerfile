@@ -1,8 +1,12 @@
 # kvserve with the CUDA backend. Build: docker build -t kvserve .
 # Run:   docker run --gpus all -p 8000:8000 -v /path/to/model:/model kvserve serve --model /model --host 0.0.0.0
+ARG NODE_VERSION=20.20.2
 FROM nvidia/cuda:13.0.0-devel-ubuntu24.04 AS build
-RUN apt-get update && apt-get install -y --no-install-recommends nodejs npm cmake g++ make python3 ca-certificates \
-    && rm -rf /var/lib/apt/lists/*
+ARG NODE_VERSION
+# Ubuntu's nodejs is 18; kvserve needs Node >= 20.
+RUN apt-get update && apt-get install -y --no-install-recommends cmake g++ make python3 ca-certificates curl xz-utils \
+    && rm -rf /var/lib/apt/lists/* \
+    && curl -fsSL https://nodejs.org/dist/v${NODE_VERSION}/node-v${NODE_VERSION}-linux-x64.tar.xz | tar -xJ -C /usr/local --strip-components=1
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
@@ -17,8 +21,7 @@ COPY configs ./configs
 RUN npx cmake-js compile --out build -- -DKVSERVE_PORTABLE=ON && npx tsc -p tsconfig.json && npm prune --omit=dev
 
 FROM nvidia/cuda:13.0.0-runtime-ubuntu24.04
-RUN apt-get update && apt-get install -y --no-install-recommends nodejs libcublas-13-0 \
-    && rm -rf /var/lib/apt/lists/*
+COPY --from=build /usr/local/bin/node /usr/local/bin/node
 WORKDIR /app
 COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
