@@ -1,0 +1,176 @@
+// The engine loop: schedule → step → update while there is work, asleep (awaiting a wake-up) when idle.
+// One native step is in flight at a time. As soon as a step returns, its result is applied (synchronously),
+// the next step is scheduled, built and launched, and only then are the finished step's outputs handed to
+// the request streams: consumers (detokenizing, SSE writes) run on the event loop while the native step
+// computes. abort() takes effect at once: the request leaves the scheduler and frees its blocks, and the
+// result of a step in flight for it is dropped (update() skips finished requests).
+import type { NativeEngine, StepResult } from '../runner/binding.js';
+import { ModelRunner } from '../runner/model-runner.js';
+import { Request } from '../scheduler/request.js';
+import { Scheduler, type SchedulerConfig } from '../scheduler/scheduler.js';
+import type { SchedulerOutput } from '../scheduler/scheduler-output.js';
+import { OutputStream } from './output-stream.js';
+import { endOutput, tokenOutput } from './request-output.js';
+import { validateRequest } from './request-validation.js';
+import { EngineError, type EngineClient, type EngineRequest, type EngineStats, type RequestOutput } from './types.js';
+
+export interface EngineLoopConfig extends SchedulerConfig {
+  vocabSize: number;
+  eosTokenIds: readonly number[];
+}
+
+interface Live {
+  req: Request;
+  stream: OutputStream;
+}
+
+interface InFlight {
+  out: SchedulerOutput;
+  result: Promise<StepResult>;
+}
+
+export class EngineLoop implements EngineClient {
+  readonly scheduler: Scheduler;
+  private readonly runner: ModelRunner;
+  private readonly live = new Map<string, Live>();
+  private arrivalSeq = 0;
+  private wake: (() => void) | undefined;
+  private closed = false;
+  private readonly done: Promise<void>;
+
+  constructor(readonly config: EngineLoopConfig, engine: Pick<NativeEngine, 'step'>) {
+    this.scheduler = new Scheduler(config);
+    this.runner = new ModelRunner(config, engine as NativeEngine);
+    this.done = this.run();
+  }
+
+  submit(request: EngineRequest): AsyncIterable<RequestOutput> {
+    if (this.closed) throw new EngineError('the engine is shut down', 'engine_fault');
+    if (this.live.has(request.id)) throw new EngineError(`request id ${request.id} is already running`, 'invalid_request');
+    const c = this.config;
+    validateRequest(request, { maxModelLen: c.maxModelLen, blockSize: c.blockSize, numBlocks: c.numBlocks, vocabSize: c.vocabSize });
+    const req = new Request(request.id, request.promptTokenIds, request.sampling, {
+      priority: request.priority ?? 0,
+      arrivalSeq: this.arrivalSeq++,
+      arrivalTime: request.arrivalTime ?? performance.now(),
+      seed: request.sampling.seed ?? Math.floor(Math.random() * 0x100000000),
+      eosTokenIds: c.eosTokenIds,
+      blockSize: c.blockSize,
+    });
+    const stream = new OutputStream(() => this.abort(request.id));
+    this.live.set(request.id, { req, stream });
+    this.scheduler.add(req);
+    this.wakeUp();
+    return stream;
+  }
+
+  abort(id: string): void {
+    const entry = this.live.get(id);
+    if (!entry) return;
+    this.end(entry, 'abort');
+  }
+
+  stats(): EngineStats {
+    const s = this.scheduler;
+    return {
+      numRunning: s.running.length,
+      numWaiting: s.waiting.length,
+      kvCacheUsage: s.kv.usage,
+      numKvBlocks: s.kv.numBlocks,
+      numFreeKvBlocks: s.kv.pool.numFree,
+      prefixCacheQueries: s.kv.prefixQueries,
+      prefixCacheHits: s.kv.prefixHits,
+      numPreemptions: s.numPreemptions,
+      promptTokens: s.promptTokensComputed,
+      generationTokens: s.generationTokens,
+    };
+  }
+
+  /** Stops the loop after the step in flight and aborts every request still live. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.wakeUp();
+    await this.done;
+    for (const entry of [...this.live.values()]) this.end(entry, 'abort');
+  }
+
+  private async run(): Promise<void> {
+    let pending: InFlight | undefined;
+    while (!this.closed) {
+      if (!pending) {
+        if (!this.scheduler.hasWork()) {
+          await new Promise<void>((resolve) => (this.wake = resolve));
+          continue;
+        }
+        pending = this.launch();
+        continue;
+      }
+      const { out, result } = pending;
+      let res: StepResult;
+      try {
+        res = await result;
+      } catch (err) {
+        pending = undefined;
+        this.failStep(out, err);
+        continue;
+      }
+      const got = this.scheduler.update(out, res.tokens);
+      pending = !this.closed && this.scheduler.hasWork() ? this.launch() : undefined;
+      this.deliver(out, got, res);
+    }
+    // Let a step still in flight settle before the caller disposes the native engine.
+    if (pending) await pending.result.catch(() => undefined);
+  }
+
+  /** Schedules and starts one step; undefined if nothing could be scheduled. */
+  private launch(): InFlight | undefined {
+    const out = this.scheduler.schedule();
+    if (out.requests.length === 0) {
+      // Cannot happen for requests that passed validation (any one of them fits the empty pool); fail the
+      // head of the line rather than spin.
+      const head = this.scheduler.waiting.peek();
+      const entry = head && this.live.get(head.id);
+      if (entry) this.end(entry, 'error', 'the scheduler could not fit this request');
+      return undefined;
+    }
+    let result: Promise<StepResult>;
+    try {
+      result = this.runner.execute(out);
+    } catch (err) {
+      result = Promise.reject(err);
+    }
+    result.catch(() => undefined); // handled in run(); avoid an unhandled rejection while we deliver
+    return { out, result };
+  }
+
+  private deliver(out: SchedulerOutput, got: number[], res: StepResult): void {
+    for (const k of got) {
+      const req = out.requests[k]!;
+      const entry = this.live.get(req.id);
+      if (!entry || entry.req !== req) continue;
+      const output = tokenOutput(req, res, out.sampleRows[k]!);
+      if (output.finished) this.live.delete(req.id);
+      entry.stream.push(output);
+    }
+  }
+
+  private failStep(out: SchedulerOutput, err: unknown): void {
+    const message = `engine step failed: ${err instanceof Error ? err.message : String(err)}`;
+    for (const req of out.requests) {
+      const entry = this.live.get(req.id);
+      if (entry && entry.req === req) this.end(entry, 'error', message);
+    }
+  }
+
+  private end(entry: Live, reason: 'abort' | 'error', error?: string): void {
+    this.scheduler.finish(entry.req, reason);
+    this.live.delete(entry.req.id);
+    entry.stream.push(endOutput(entry.req, reason, error));
+  }
+
+  private wakeUp(): void {
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
+  }
+}

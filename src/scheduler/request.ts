@@ -1,0 +1,85 @@
+// A request as the scheduler sees it: its tokens, how many of them have KV (numComputedTokens), the blocks
+// that hold that KV, and its place in line. vLLM v1's one rule drives everything: each step,
+// numComputedTokens catches up with tokens.length as far as the token budget allows; a request whose
+// computed count reaches its token count samples one more token.
+import { BlockTable } from '../kv-cache/block-table.js';
+import type { KvSequence } from '../kv-cache/kv-cache-manager.js';
+import type { FinishReason, SamplingParams } from '../engine/types.js';
+
+export type RequestStatus = 'waiting' | 'running' | 'finished';
+
+export class Request implements KvSequence {
+  readonly tokens: number[];
+  readonly numPromptTokens: number;
+  numComputedTokens = 0;
+  readonly blockTable: BlockTable;
+  readonly blockHashes: number[] = [];
+  numCachedBlocks = 0;
+
+  status: RequestStatus = 'waiting';
+  /** Order in line: lower priority first, then lower arrivalSeq (FCFS). */
+  readonly priority: number;
+  readonly arrivalSeq: number;
+  readonly arrivalTime: number;
+  /** performance.now() when first scheduled; -1 before. */
+  firstScheduledTime = -1;
+  /** Prompt tokens found in the prefix cache at first admission; -1 before. */
+  numCachedPromptTokens = -1;
+  numPreemptions = 0;
+
+  readonly seed: number;
+  /** EOS ids that stop it (empty under ignoreEos) and its stop token ids, as one set for the stop check. */
+  readonly stopIds: ReadonlySet<number>;
+  readonly eosIds: ReadonlySet<number>;
+  /** sampling.logitBias as arrays (the record's keys are strings at run time). */
+  readonly logitBiasTokens: Int32Array;
+  readonly logitBiasValues: Float32Array;
+  /** Some penalty is on: the runner sends this request's token history. */
+  readonly hasPenalties: boolean;
+  finishReason: FinishReason | undefined;
+  stopTokenId: number | undefined;
+
+  constructor(
+    readonly id: string,
+    promptTokenIds: readonly number[],
+    readonly sampling: SamplingParams,
+    opts: { priority: number; arrivalSeq: number; arrivalTime: number; seed: number; eosTokenIds: readonly number[]; blockSize: number },
+  ) {
+    this.tokens = promptTokenIds.slice();
+    this.numPromptTokens = promptTokenIds.length;
+    this.priority = opts.priority;
+    this.arrivalSeq = opts.arrivalSeq;
+    this.arrivalTime = opts.arrivalTime;
+    this.seed = opts.seed;
+    this.eosIds = new Set(sampling.ignoreEos ? [] : opts.eosTokenIds);
+    this.stopIds = new Set([...this.eosIds, ...sampling.stopTokenIds]);
+    const bias = Object.entries(sampling.logitBias ?? {});
+    this.logitBiasTokens = Int32Array.from(bias, ([t]) => Number(t));
+    this.logitBiasValues = Float32Array.from(bias, ([, v]) => v);
+    this.hasPenalties = sampling.presencePenalty !== 0 || sampling.frequencyPenalty !== 0 || sampling.repetitionPenalty !== 1;
+    const maxLen = promptTokenIds.length + sampling.maxTokens;
+    this.blockTable = new BlockTable(Math.ceil(Math.min(maxLen, 1 << 16) / opts.blockSize));
+  }
+
+  get numTokens(): number {
+    return this.tokens.length;
+  }
+
+  get numOutputTokens(): number {
+    return this.tokens.length - this.numPromptTokens;
+  }
+
+  get isFinished(): boolean {
+    return this.status === 'finished';
+  }
+
+  /** True while stop ids must be masked (min_tokens not reached yet). */
+  get masksStops(): boolean {
+    return this.numOutputTokens < this.sampling.minTokens && this.stopIds.size > 0;
+  }
+}
+
+/** Line order: priority, then arrival. Negative when a goes first. */
+export function compareRequests(a: Request, b: Request): number {
+  return a.priority - b.priority || a.arrivalSeq - b.arrivalSeq;
+}
