@@ -1,0 +1,100 @@
+// Prometheus metrics, named like vLLM's with a `kvserve_` prefix. One registry per server (tests build
+// several apps in one process). Latencies are observed by the server as requests run; engine-wide
+// figures (running, waiting, KV usage, token and cache counters) are read from EngineClient.stats()
+// at scrape time, so they can never drift from the engine's own bookkeeping.
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { EngineStats, FinishReason } from '../engine/types.js';
+
+const TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80, 160, 640];
+const ITL_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80];
+const REQUEST_BUCKETS = [0.01, 0.05, 0.1, 0.3, 0.5, 0.8, 1, 1.5, 2, 2.5, 5, 10, 15, 20, 30, 40, 50, 60, 120, 240, 480, 960, 1920, 7680];
+
+/** Returns undefined while the model is still loading (every engine figure then reads 0). */
+export type StatsSource = () => EngineStats | undefined;
+
+type CumulativeField = 'promptTokens' | 'generationTokens' | 'prefixCacheQueries' | 'prefixCacheHits' | 'numPreemptions';
+
+export class ServerMetrics {
+  readonly registry = new Registry();
+  readonly timeToFirstToken: Histogram;
+  readonly interTokenLatency: Histogram;
+  readonly e2eRequestLatency: Histogram;
+  readonly requestQueueTime: Histogram;
+  readonly requestSuccess: Counter<'finished_reason'>;
+
+  constructor(modelName: string, private readonly stats: StatsSource) {
+    this.registry.setDefaultLabels({ model_name: modelName });
+    const registers = [this.registry];
+    this.timeToFirstToken = new Histogram({
+      name: 'kvserve_time_to_first_token_seconds',
+      help: 'Time from arrival to the first generated token, per request.',
+      buckets: TTFT_BUCKETS,
+      registers,
+    });
+    this.interTokenLatency = new Histogram({
+      name: 'kvserve_inter_token_latency_seconds',
+      help: 'Time between consecutive generated tokens of a request.',
+      buckets: ITL_BUCKETS,
+      registers,
+    });
+    this.e2eRequestLatency = new Histogram({
+      name: 'kvserve_e2e_request_latency_seconds',
+      help: 'Time from arrival to the last token, per finished request.',
+      buckets: REQUEST_BUCKETS,
+      registers,
+    });
+    this.requestQueueTime = new Histogram({
+      name: 'kvserve_request_queue_time_seconds',
+      help: 'Time a request waited in the queue before it was first scheduled.',
+      buckets: REQUEST_BUCKETS,
+      registers,
+    });
+    this.requestSuccess = new Counter({
+      name: 'kvserve_request_success_total',
+      help: 'Finished engine requests (one per choice), by finish reason.',
+      labelNames: ['finished_reason'],
+      registers,
+    });
+    this.gauge('kvserve_num_requests_running', 'Requests in the running batch.', (s) => s.numRunning);
+    this.gauge('kvserve_num_requests_waiting', 'Requests waiting to be scheduled.', (s) => s.numWaiting);
+    this.gauge('kvserve_kv_cache_usage_perc', 'Fraction of KV-cache blocks in use (0..1).', (s) => s.kvCacheUsage);
+    this.counter('kvserve_prompt_tokens_total', 'Prompt tokens computed (prefix-cache hits excluded).', 'promptTokens');
+    this.counter('kvserve_generation_tokens_total', 'Tokens generated.', 'generationTokens');
+    this.counter('kvserve_prefix_cache_queries_total', 'Prompt tokens looked up in the prefix cache.', 'prefixCacheQueries');
+    this.counter('kvserve_prefix_cache_hits_total', 'Prompt tokens found in the prefix cache.', 'prefixCacheHits');
+    this.counter('kvserve_num_preemptions_total', 'Requests preempted to free KV-cache blocks.', 'numPreemptions');
+  }
+
+  recordFinish(reason: FinishReason): void {
+    this.requestSuccess.inc({ finished_reason: reason });
+  }
+
+  private gauge(name: string, help: string, read: (s: EngineStats) => number): void {
+    const stats = this.stats;
+    new Gauge({
+      name,
+      help,
+      registers: [this.registry],
+      collect() {
+        const s = stats();
+        this.set(s ? read(s) : 0);
+      },
+    });
+  }
+
+  /** A counter mirroring a cumulative engine figure: each scrape adds what the engine counted since. */
+  private counter(name: string, help: string, field: CumulativeField): void {
+    const stats = this.stats;
+    let seen = 0;
+    new Counter({
+      name,
+      help,
+      registers: [this.registry],
+      collect() {
+        const now = stats()?.[field] ?? 0;
+        if (now > seen) this.inc(now - seen);
+        seen = Math.max(seen, now);
+      },
+    });
+  }
+}

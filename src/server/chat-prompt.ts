@@ -1,0 +1,61 @@
+// Chat messages → prompt token ids: flatten content parts, render the chat template, and tokenize the
+// result without adding special tokens (the template already wrote them, as transformers does).
+import { ChatTemplateError, type TemplateMessage } from '../tokenizer/chat-template.js';
+import { ApiError, unsupported } from './errors.js';
+import type { LoadedModel } from './model-slot.js';
+import type { ChatMessage } from './schemas/chat.js';
+
+export interface ChatPromptOptions {
+  add_generation_prompt?: boolean | null;
+  continue_final_message?: boolean | null;
+  chat_template_kwargs?: Record<string, unknown> | null;
+}
+
+/** Text parts are joined with newlines (as vLLM does); any other part type is a clear 400. */
+function flatten(messages: ChatMessage[]): TemplateMessage[] {
+  return messages.map((m, i) => {
+    let content: string | null;
+    if (Array.isArray(m.content)) {
+      content = m.content
+        .map((part, j) => {
+          if (part.type !== 'text') throw unsupported(`messages[${i}].content[${j}].type`, `content parts of type "${part.type}"`);
+          if (typeof part.text !== 'string') {
+            throw new ApiError('missing_required_parameter', `messages[${i}].content[${j}] needs a "text" string`, `messages[${i}].content[${j}].text`);
+          }
+          return part.text;
+        })
+        .join('\n');
+    } else {
+      content = m.content ?? null;
+    }
+    // Templates written before OpenAI's "developer" role know it as "system".
+    const out: TemplateMessage = { role: m.role === 'developer' ? 'system' : m.role, content };
+    if (m.name) out.name = m.name;
+    if (m.tool_calls !== undefined && m.tool_calls !== null) out.tool_calls = m.tool_calls;
+    if (m.tool_call_id) out.tool_call_id = m.tool_call_id;
+    return out;
+  });
+}
+
+export function renderChatPrompt(model: LoadedModel, messages: ChatMessage[], opts: ChatPromptOptions): { text: string; ids: number[] } {
+  if (!model.chatTemplate) {
+    throw new ApiError(
+      'chat_template_missing',
+      'this model has no chat template: start the server with --chat-template FILE, or use /v1/completions',
+      'messages',
+    );
+  }
+  const continueFinal = opts.continue_final_message ?? false;
+  let text: string;
+  try {
+    text = model.chatTemplate.render(flatten(messages), {
+      addGenerationPrompt: opts.add_generation_prompt ?? !continueFinal,
+      continueFinalMessage: continueFinal,
+      extra: opts.chat_template_kwargs ?? undefined,
+    });
+  } catch (e) {
+    if (e instanceof ChatTemplateError) throw new ApiError('chat_template_error', e.message, 'messages');
+    throw e;
+  }
+  return { text, ids: model.tokenizer.encode(text, false) };
+}

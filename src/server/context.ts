@@ -1,0 +1,81 @@
+// What every generation route shares: the model check, load shedding, submitting the engine work and
+// tying its life to the HTTP connection, and usage accounting.
+import { randomUUID } from 'node:crypto';
+import type { FastifyReply } from 'fastify';
+import type { ServerMetrics } from '../metrics/metrics.js';
+import { ApiError } from './errors.js';
+import { Generation, type ChoiceResult, type ChoiceSpec, type TextOptions } from './generation.js';
+import type { LoadedModel, ModelSlot } from './model-slot.js';
+
+export interface ServerContext {
+  slot: ModelSlot;
+  servedModelName: string;
+  maxQueue: number;          // 0 = unbounded
+  metrics: ServerMetrics;
+}
+
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  prompt_tokens_details: { cached_tokens: number };
+}
+
+export const newRequestId = (prefix: string) => `${prefix}-${randomUUID().replaceAll('-', '')}`;
+
+/** A request naming another model is a 404, as OpenAI answers; no model field means the served one. */
+export function checkModelName(ctx: ServerContext, model: string | null | undefined): void {
+  if (model !== undefined && model !== null && model !== ctx.servedModelName) {
+    throw new ApiError('model_not_found', `The model \`${model}\` does not exist; this server serves \`${ctx.servedModelName}\``, 'model');
+  }
+}
+
+/** Sheds load before any work is queued: a full wait queue is a 503 with Retry-After. */
+export function checkQueue(ctx: ServerContext, model: LoadedModel): void {
+  if (ctx.maxQueue <= 0) return;
+  const waiting = model.client.stats().numWaiting;
+  if (waiting >= ctx.maxQueue) {
+    throw new ApiError('queue_full', `the server is overloaded (${waiting} requests waiting, --max-queue ${ctx.maxQueue}); retry later`, null, 1);
+  }
+}
+
+/**
+ * Submits the choices and aborts them all if the client goes away before the reply is complete
+ * (a disconnect mid-stream, or a non-streaming client that gave up), so their KV blocks are freed.
+ */
+export function startGeneration(
+  ctx: ServerContext,
+  model: LoadedModel,
+  reply: FastifyReply,
+  requestId: string,
+  choices: ChoiceSpec[],
+  text: TextOptions,
+  arrival: number,
+): Generation {
+  checkQueue(ctx, model);
+  const gen = new Generation({ client: model.client, tokenizer: model.tokenizer, metrics: ctx.metrics }, requestId, choices, text, arrival);
+  reply.raw.once('close', () => {
+    if (!gen.done) gen.abortAll();
+  });
+  return gen;
+}
+
+/** Prompt tokens count once per prompt (not once per choice), as OpenAI counts them with n > 1. */
+export function usageOf(results: ChoiceResult[], n: number): Usage {
+  let prompt = 0;
+  let cached = 0;
+  let completion = 0;
+  results.forEach((r, i) => {
+    if (i % n === 0) {
+      prompt += r.numPromptTokens;
+      cached += r.numCachedTokens;
+    }
+    completion += r.numOutputTokens;
+  });
+  return {
+    prompt_tokens: prompt,
+    completion_tokens: completion,
+    total_tokens: prompt + completion,
+    prompt_tokens_details: { cached_tokens: cached },
+  };
+}

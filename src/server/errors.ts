@@ -1,0 +1,111 @@
+// Every error the API can answer, in OpenAI's envelope: {"error": {"message", "type", "param", "code"}}.
+// Routes throw ApiError; app.ts's error handler is the one place that turns anything thrown into a reply.
+import type { FastifyError } from 'fastify';
+import { EngineError } from '../engine/types.js';
+
+export type ErrorType =
+  | 'invalid_request_error'
+  | 'authentication_error'
+  | 'not_found_error'
+  | 'server_overloaded'
+  | 'server_error';
+
+/** The codes clients can switch on. Each has exactly one status and type. */
+export const errorCodes = {
+  invalid_value: { status: 400, type: 'invalid_request_error' },          // out-of-range or malformed field
+  missing_required_parameter: { status: 400, type: 'invalid_request_error' },
+  unsupported_parameter: { status: 400, type: 'invalid_request_error' },  // a known feature we do not implement
+  invalid_json: { status: 400, type: 'invalid_request_error' },
+  context_length_exceeded: { status: 400, type: 'invalid_request_error' },
+  chat_template_missing: { status: 400, type: 'invalid_request_error' },
+  chat_template_error: { status: 400, type: 'invalid_request_error' },
+  invalid_api_key: { status: 401, type: 'authentication_error' },
+  model_not_found: { status: 404, type: 'invalid_request_error' },
+  not_found: { status: 404, type: 'not_found_error' },
+  request_too_large: { status: 413, type: 'invalid_request_error' },
+  unsupported_media_type: { status: 415, type: 'invalid_request_error' },
+  queue_full: { status: 503, type: 'server_overloaded' },                 // with Retry-After
+  model_loading: { status: 503, type: 'server_overloaded' },              // with Retry-After
+  engine_fault: { status: 500, type: 'server_error' },
+  internal_error: { status: 500, type: 'server_error' },
+} as const satisfies Record<string, { status: number; type: ErrorType }>;
+
+export type ErrorCode = keyof typeof errorCodes;
+
+export interface ErrorBody {
+  error: { message: string; type: ErrorType; param: string | null; code: ErrorCode };
+}
+
+export class ApiError extends Error {
+  override name = 'ApiError';
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly param: string | null = null,
+    /** Seconds, sent as Retry-After (503s). */
+    readonly retryAfter?: number,
+  ) {
+    super(message);
+  }
+
+  get status(): number {
+    return errorCodes[this.code].status;
+  }
+
+  body(): ErrorBody {
+    return { error: { message: this.message, type: errorCodes[this.code].type, param: this.param, code: this.code } };
+  }
+}
+
+export const invalid = (message: string, param: string | null = null) => new ApiError('invalid_value', message, param);
+export const unsupported = (param: string, what: string) =>
+  new ApiError('unsupported_parameter', `${what} is not supported by kvserve yet`, param);
+
+/** Maps anything thrown in a handler (ApiError, EngineError, fastify's own errors) onto one ApiError. */
+export function toApiError(err: unknown): ApiError {
+  if (err instanceof ApiError) return err;
+  if (err instanceof EngineError) {
+    if (err.code === 'context_length_exceeded') return new ApiError('context_length_exceeded', err.message, 'messages');
+    if (err.code === 'invalid_request') return new ApiError('invalid_value', err.message);
+    return new ApiError('engine_fault', err.message);
+  }
+  const fe = err as Partial<FastifyError> & { validation?: AjvError[] };
+  if (fe.validation && fe.validation.length > 0) return fromValidation(fe as FastifyError);
+  switch (fe.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new ApiError('request_too_large', 'request body is larger than the server accepts (--body-limit)');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new ApiError('unsupported_media_type', 'send the request body as application/json');
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new ApiError('invalid_json', 'the request body is empty; send a JSON object');
+  }
+  if (fe.statusCode === 400 && err instanceof SyntaxError) return new ApiError('invalid_json', `invalid JSON body: ${err.message}`);
+  if (fe.statusCode === 400) return new ApiError('invalid_value', fe.message ?? 'bad request');
+  if (fe.statusCode === 413) return new ApiError('request_too_large', fe.message ?? 'request body too large');
+  return new ApiError('internal_error', err instanceof Error ? err.message : String(err));
+}
+
+interface AjvError {
+  instancePath?: string;
+  message?: string;
+  params?: Record<string, unknown>;
+}
+
+/** Ajv's first error, named by the field it is about ("temperature", "messages[0].role"). */
+function fromValidation(fe: FastifyError): ApiError {
+  const first = fe.validation![0]!;
+  const path = (first.instancePath ?? '')
+    .split('/')
+    .filter(Boolean)
+    .map((seg) => (/^\d+$/.test(seg) ? `[${seg}]` : `.${seg}`))
+    .join('')
+    .replace(/^\./, '');
+  const missing = first.params?.missingProperty;
+  if (typeof missing === 'string') {
+    const param = path ? `${path}.${missing}` : missing;
+    return new ApiError('missing_required_parameter', `missing required parameter: '${param}'`, param);
+  }
+  const param = path || null;
+  const detail = first.message ?? fe.message ?? 'invalid value';
+  return new ApiError('invalid_value', param ? `invalid '${param}': ${detail}` : `invalid request: ${detail}`, param);
+}

@@ -1,0 +1,181 @@
+// One API request's engine work: n choices per prompt, each its own engine request, run concurrently.
+// Per choice: incremental detokenization → stop strings → deltas; logprobs and latency metrics on the way.
+// The HTTP layer only formats what this yields; it holds no engine or text logic.
+import type { EngineClient, EngineRequest, RequestOutput, SamplingParams, TokenLogprob } from '../engine/types.js';
+import type { ServerMetrics } from '../metrics/metrics.js';
+import { IncrementalDetokenizer } from '../tokenizer/detokenizer.js';
+import type { TextTokenizer } from '../tokenizer/tokenizer.js';
+import { ApiError, toApiError } from './errors.js';
+import { StopStringMatcher } from './stop-strings.js';
+import { TokenTexts, type TokenText } from './token-text.js';
+
+export interface ChoiceSpec {
+  promptIds: number[];
+  sampling: SamplingParams;
+}
+
+export interface TextOptions {
+  stops: string[];
+  includeStopStr: boolean;
+  skipSpecialTokens: boolean;
+}
+
+/** A logprob entry with its token texts resolved. */
+export interface LogprobEntry {
+  token: TokenText;
+  logprob: number;
+  top: Array<{ token: TokenText; logprob: number }>;
+}
+
+export interface ChoiceDelta {
+  text: string;
+  logprobs: LogprobEntry[];  // the tokens behind this text (empty unless logprobs were asked)
+}
+
+export interface ChoiceResult {
+  text: string;
+  logprobs: LogprobEntry[];
+  finishReason: 'stop' | 'length' | 'abort';
+  stopReason: string | number | null;  // the stop string or stop token id, as vLLM reports it
+  numPromptTokens: number;
+  numCachedTokens: number;
+  numOutputTokens: number;
+}
+
+export interface ChoiceHandlers {
+  delta?: (index: number, delta: ChoiceDelta) => void;
+  finish?: (index: number, result: ChoiceResult) => void;
+}
+
+export interface GenerationDeps {
+  client: EngineClient;
+  tokenizer: TextTokenizer;
+  metrics: ServerMetrics;
+}
+
+export class Generation {
+  private readonly streams: AsyncIterable<RequestOutput>[] = [];
+  private readonly ids: string[];
+  private finished = false;
+
+  /** Submits every choice now, so that a request the engine refuses fails before any reply is sent. */
+  constructor(
+    private readonly deps: GenerationDeps,
+    requestId: string,
+    private readonly choices: ChoiceSpec[],
+    private readonly textOptions: TextOptions,
+    private readonly arrival: number,  // performance.now() when the HTTP request arrived
+  ) {
+    this.ids = choices.map((_, i) => `${requestId}-${i}`);
+    try {
+      choices.forEach((c, i) => {
+        const req: EngineRequest = { id: this.ids[i]!, promptTokenIds: c.promptIds, sampling: c.sampling, arrivalTime: arrival };
+        this.streams.push(deps.client.submit(req));
+      });
+    } catch (e) {
+      this.abortAll();
+      throw toApiError(e);
+    }
+  }
+
+  /** Client gone or request cancelled: every engine request stops and frees its KV blocks. */
+  abortAll(): void {
+    for (const id of this.ids.slice(0, this.streams.length)) this.deps.client.abort(id);
+  }
+
+  /** Runs every choice to its end; `on.delta` sees text as it becomes final, `on.finish` each choice's end. */
+  async run(on: ChoiceHandlers = {}): Promise<ChoiceResult[]> {
+    try {
+      return await Promise.all(
+        this.choices.map(async (c, i) => {
+          const r = await this.runChoice(i, c, on.delta);
+          on.finish?.(i, r);
+          return r;
+        }),
+      );
+    } catch (e) {
+      this.abortAll();
+      throw e;
+    } finally {
+      this.finished = true;
+    }
+  }
+
+  get done(): boolean {
+    return this.finished;
+  }
+
+  private async runChoice(index: number, spec: ChoiceSpec, onDelta?: (index: number, d: ChoiceDelta) => void): Promise<ChoiceResult> {
+    const { tokenizer, metrics, client } = this.deps;
+    const { sampling } = spec;
+    const detok = new IncrementalDetokenizer(tokenizer, spec.promptIds, this.textOptions.skipSpecialTokens);
+    const matcher = new StopStringMatcher(this.textOptions.stops, this.textOptions.includeStopStr);
+    const texts = sampling.logprobs === null ? undefined : new TokenTexts(tokenizer, spec.promptIds);
+    const result: ChoiceResult = {
+      text: '', logprobs: [], finishReason: 'length', stopReason: null,
+      numPromptTokens: spec.promptIds.length, numCachedTokens: 0, numOutputTokens: 0,
+    };
+    let pending: LogprobEntry[] = [];
+    let stopString: string | undefined;
+    let lastTokenAt: number | undefined;
+
+    const emit = (text: string, force: boolean) => {
+      if (!text && !(force && pending.length > 0)) return;
+      result.text += text;
+      result.logprobs.push(...pending);
+      onDelta?.(index, { text, logprobs: pending });
+      pending = [];
+    };
+
+    for await (const out of this.streams[index]!) {
+      if (out.queueTimeMs !== undefined) metrics.requestQueueTime.observe(out.queueTimeMs / 1000);
+      result.numPromptTokens = out.numPromptTokens;
+      result.numCachedTokens = out.numCachedPromptTokens;
+      if (stopString !== undefined) {
+        if (out.finished) break;
+        continue;  // draining what the engine produced before our abort reached it
+      }
+      if (out.newTokenIds.length > 0) {
+        const now = performance.now();
+        if (lastTokenAt === undefined) metrics.timeToFirstToken.observe((now - this.arrival) / 1000);
+        else metrics.interTokenLatency.observe((now - lastTokenAt) / 1000);
+        lastTokenAt = now;
+      }
+      result.numOutputTokens = out.numOutputTokens;
+      if (texts && out.logprobs) pending.push(...out.logprobs.map((lp) => describe(texts, lp)));
+
+      const piece = detok.push(out.newTokenIds) + (out.finished ? detok.flush() : '');
+      const match = matcher.push(piece, out.numOutputTokens >= sampling.minTokens);
+      if (match.stop !== undefined) {
+        stopString = match.stop;
+        emit(match.text, true);
+        result.finishReason = 'stop';
+        result.stopReason = match.stop;
+        if (!out.finished) client.abort(this.ids[index]!);
+        else break;
+        continue;
+      }
+      if (!out.finished) {
+        emit(match.text, false);
+        continue;
+      }
+      emit(match.text + matcher.flush(), true);
+      if (out.finishReason === 'error') throw new ApiError('engine_fault', `engine failed: ${out.error ?? 'unknown error'}`);
+      result.finishReason = out.finishReason === 'abort' ? 'abort' : out.finishReason === 'stop' ? 'stop' : 'length';
+      if (out.stopTokenId !== undefined && sampling.stopTokenIds.includes(out.stopTokenId)) result.stopReason = out.stopTokenId;
+    }
+    if (result.finishReason !== 'abort') metrics.e2eRequestLatency.observe((performance.now() - this.arrival) / 1000);
+    metrics.recordFinish(result.finishReason);
+    return result;
+  }
+}
+
+function describe(texts: TokenTexts, lp: TokenLogprob): LogprobEntry {
+  const entry: LogprobEntry = {
+    token: texts.describe(lp.tokenId),
+    logprob: lp.logprob,
+    top: lp.top.map(([id, logprob]) => ({ token: texts.describe(id), logprob })),
+  };
+  texts.advance(lp.tokenId);
+  return entry;
+}

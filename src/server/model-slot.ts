@@ -1,0 +1,55 @@
+// The served model, which is not there yet while it loads: the server listens first (so /health can
+// answer 503 during loading) and the slot is filled once the engine is up.
+import type { EngineClient, EngineStats } from '../engine/types.js';
+import type { ChatTemplate } from '../tokenizer/chat-template.js';
+import type { TextTokenizer } from '../tokenizer/tokenizer.js';
+import { ApiError } from './errors.js';
+
+export interface LoadedModel {
+  client: EngineClient;
+  tokenizer: TextTokenizer;
+  /** undefined when the model has none and no --chat-template was given (chat requests get a 400). */
+  chatTemplate: ChatTemplate | undefined;
+  maxModelLen: number;
+  vocabSize: number;
+}
+
+export class ModelSlot {
+  private model: LoadedModel | undefined;
+  stage = 'starting';
+  fraction = 0;
+  /** Unix seconds; what /v1/models reports as `created`. */
+  readonly created = Math.floor(Date.now() / 1000);
+
+  constructor(model?: LoadedModel) {
+    this.model = model;
+    if (model) this.ready(model);
+  }
+
+  get loaded(): LoadedModel | undefined {
+    return this.model;
+  }
+
+  progress(stage: string, fraction: number): void {
+    this.stage = stage;
+    this.fraction = fraction;
+  }
+
+  ready(model: LoadedModel): void {
+    this.model = model;
+    this.stage = 'ready';
+    this.fraction = 1;
+  }
+
+  /** The model, or a 503 with Retry-After while it loads. */
+  require(): LoadedModel {
+    if (!this.model) {
+      throw new ApiError('model_loading', `the model is still loading (${this.stage}, ${Math.round(this.fraction * 100)}%)`, null, 5);
+    }
+    return this.model;
+  }
+
+  stats(): EngineStats | undefined {
+    return this.model?.client.stats();
+  }
+}

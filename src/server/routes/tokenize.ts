@@ -1,0 +1,33 @@
+// POST /tokenize and POST /detokenize, in vLLM's shapes. /tokenize takes a prompt or chat messages (the
+// latter rendered through the chat template exactly as /v1/chat/completions would).
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { renderChatPrompt } from '../chat-prompt.js';
+import { checkModelName, type ServerContext } from '../context.js';
+import { ApiError, invalid } from '../errors.js';
+import { DetokenizeRequest, TokenizeRequest } from '../schemas/tokenize.js';
+
+export const tokenizeRoutes: FastifyPluginAsyncTypebox<{ ctx: ServerContext }> = async (app, { ctx }) => {
+  app.post('/tokenize', { schema: { body: TokenizeRequest } }, async (req) => {
+    const body = req.body;
+    checkModelName(ctx, body.model);
+    const model = ctx.slot.require();
+    let tokens: number[];
+    if (body.messages !== undefined) {
+      if (body.prompt !== undefined) throw invalid('give either prompt or messages, not both', 'prompt');
+      tokens = renderChatPrompt(model, body.messages, body).ids;
+    } else if (body.prompt !== undefined) {
+      tokens = model.tokenizer.encode(body.prompt, body.add_special_tokens ?? true);
+    } else {
+      throw new ApiError('missing_required_parameter', 'give a prompt or messages', 'prompt');
+    }
+    return { count: tokens.length, max_model_len: model.maxModelLen, tokens };
+  });
+
+  app.post('/detokenize', { schema: { body: DetokenizeRequest } }, async (req) => {
+    checkModelName(ctx, req.body.model);
+    const model = ctx.slot.require();
+    const bad = req.body.tokens.find((id) => id >= model.vocabSize);
+    if (bad !== undefined) throw invalid(`token id ${bad} is out of range (vocabulary size ${model.vocabSize})`, 'tokens');
+    return { prompt: model.tokenizer.decode(req.body.tokens, false) };
+  });
+};

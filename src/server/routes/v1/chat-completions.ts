@@ -1,0 +1,99 @@
+// POST /v1/chat/completions, streamed and not, in OpenAI's exact response shapes.
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { renderChatPrompt } from '../../chat-prompt.js';
+import { checkModelName, newRequestId, startGeneration, usageOf, type ServerContext } from '../../context.js';
+import { invalid, toApiError } from '../../errors.js';
+import type { ChoiceResult, LogprobEntry } from '../../generation.js';
+import { expandChoices, parseSettings } from '../../sampling.js';
+import { ChatCompletionRequest } from '../../schemas/chat.js';
+import { SseWriter } from '../../sse.js';
+
+/** OpenAI's chat logprobs: one entry per token, with its alternatives. */
+function chatLogprobs(entries: LogprobEntry[]) {
+  return {
+    content: entries.map((e) => ({
+      token: e.token.token,
+      logprob: e.logprob,
+      bytes: e.token.bytes,
+      top_logprobs: e.top.map((t) => ({ token: t.token.token, logprob: t.logprob, bytes: t.token.bytes })),
+    })),
+    refusal: null,
+  };
+}
+
+export const chatCompletionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }> = async (app, { ctx }) => {
+  app.post('/v1/chat/completions', { schema: { body: ChatCompletionRequest } }, async (req, reply) => {
+    const arrival = performance.now();
+    const body = req.body;
+    checkModelName(ctx, body.model);
+    const model = ctx.slot.require();
+    if (body.top_logprobs !== undefined && body.top_logprobs !== null && !body.logprobs) {
+      throw invalid('top_logprobs needs logprobs to be true', 'top_logprobs');
+    }
+    const useCompletionTokens = body.max_completion_tokens !== undefined && body.max_completion_tokens !== null;
+    const settings = parseSettings(body, {
+      maxTokens: useCompletionTokens ? body.max_completion_tokens : body.max_tokens,
+      maxTokensParam: useCompletionTokens ? 'max_completion_tokens' : 'max_tokens',
+      logprobs: body.logprobs ? (body.top_logprobs ?? 0) : null,
+      vocabSize: model.vocabSize,
+    });
+    const prompt = renderChatPrompt(model, body.messages, body);
+    const choices = expandChoices([prompt.ids], settings, model.maxModelLen, 'messages');
+    const id = newRequestId('chatcmpl');
+    const created = Math.floor(Date.now() / 1000);
+    const gen = startGeneration(ctx, model, reply, id, choices, settings.text, arrival);
+    const wantLogprobs = settings.sampling.logprobs !== null;
+
+    if (!settings.stream) {
+      const results = await gen.run();
+      return {
+        id,
+        object: 'chat.completion',
+        created,
+        model: ctx.servedModelName,
+        choices: results.map((r, index) => ({
+          index,
+          message: { role: 'assistant', content: r.text, refusal: null },
+          logprobs: wantLogprobs ? chatLogprobs(r.logprobs) : null,
+          finish_reason: r.finishReason,
+          stop_reason: r.stopReason,
+        })),
+        usage: usageOf(results, settings.n),
+      };
+    }
+
+    const sse = new SseWriter(reply);
+    // With include_usage every chunk carries `usage: null` and one last chunk carries the totals.
+    const base = { id, object: 'chat.completion.chunk', created, model: ctx.servedModelName };
+    const usageNull = settings.includeUsage ? { usage: null } : {};
+    const roleSent = new Array<boolean>(choices.length).fill(false);
+    // The role goes with a choice's first content, never before a token exists.
+    const delta = (index: number, content: string) => {
+      const first = !roleSent[index];
+      roleSent[index] = true;
+      return first ? { role: 'assistant', content } : { content };
+    };
+    try {
+      const results = await gen.run({
+        delta: (index, d) =>
+          sse.send({
+            ...base,
+            choices: [{ index, delta: delta(index, d.text), logprobs: wantLogprobs ? chatLogprobs(d.logprobs) : null, finish_reason: null }],
+            ...usageNull,
+          }),
+        finish: (index, r: ChoiceResult) =>
+          sse.send({
+            ...base,
+            choices: [{ index, delta: roleSent[index] ? {} : delta(index, ''), logprobs: null, finish_reason: r.finishReason, stop_reason: r.stopReason }],
+            ...usageNull,
+          }),
+      });
+      if (settings.includeUsage) sse.send({ ...base, choices: [], usage: usageOf(results, settings.n) });
+    } catch (e) {
+      req.log.error({ err: e }, 'chat completion failed mid-stream');
+      sse.error(toApiError(e));
+    }
+    sse.done();
+    return reply;
+  });
+};

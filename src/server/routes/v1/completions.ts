@@ -1,0 +1,107 @@
+// POST /v1/completions (legacy text completions), streamed and not. A batch of prompts gives n choices
+// per prompt, indexed prompt-major (index = prompt * n + i), as OpenAI and vLLM do.
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { checkModelName, newRequestId, startGeneration, usageOf, type ServerContext } from '../../context.js';
+import { invalid, toApiError, unsupported } from '../../errors.js';
+import type { LogprobEntry } from '../../generation.js';
+import type { LoadedModel } from '../../model-slot.js';
+import { expandChoices, parseSettings } from '../../sampling.js';
+import { CompletionRequest } from '../../schemas/completions.js';
+import { SseWriter } from '../../sse.js';
+
+/** Every prompt as token ids plus its text (for echo). Strings get the tokenizer's special tokens. */
+function promptsOf(model: LoadedModel, prompt: CompletionRequest['prompt']): Array<{ ids: number[]; text: string }> {
+  const list: Array<string | number[]> =
+    typeof prompt === 'string' ? [prompt] : typeof prompt[0] === 'number' ? [prompt as number[]] : (prompt as Array<string | number[]>);
+  return list.map((p, i) => {
+    if (typeof p === 'string') return { ids: model.tokenizer.encode(p, true), text: p };
+    const bad = p.find((id) => id >= model.vocabSize);
+    if (bad !== undefined) throw invalid(`token id ${bad} is out of range (vocabulary size ${model.vocabSize})`, list.length > 1 ? `prompt[${i}]` : 'prompt');
+    return { ids: p, text: model.tokenizer.decode(p, true) };
+  });
+}
+
+/** OpenAI's legacy logprobs; `text_offset` counts from the start of the choice's text (echo included). */
+class CompletionLogprobs {
+  readonly tokens: string[] = [];
+  readonly token_logprobs: number[] = [];
+  readonly top_logprobs: Array<Record<string, number>> = [];
+  readonly text_offset: number[] = [];
+
+  constructor(private offset: number) {}
+
+  add(entries: LogprobEntry[]): this {
+    for (const e of entries) {
+      this.tokens.push(e.token.token);
+      this.token_logprobs.push(e.logprob);
+      // The sampled token is always listed, so there may be logprobs + 1 entries (as OpenAI documents).
+      const top: Record<string, number> = {};
+      for (const t of e.top) top[t.token.token] = t.logprob;
+      top[e.token.token] = e.logprob;
+      this.top_logprobs.push(top);
+      this.text_offset.push(this.offset);
+      this.offset += e.token.token.length;
+    }
+    return this;
+  }
+}
+
+export const completionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }> = async (app, { ctx }) => {
+  app.post('/v1/completions', { schema: { body: CompletionRequest } }, async (req, reply) => {
+    const arrival = performance.now();
+    const body = req.body;
+    checkModelName(ctx, body.model);
+    const model = ctx.slot.require();
+    const echo = body.echo ?? false;
+    const logprobs = body.logprobs ?? null;
+    if (echo && logprobs !== null) throw unsupported('echo', 'echo together with logprobs (prompt logprobs)');
+    const settings = parseSettings(body, { maxTokens: body.max_tokens, maxTokensParam: 'max_tokens', logprobs, vocabSize: model.vocabSize });
+    const prompts = promptsOf(model, body.prompt);
+    const choices = expandChoices(prompts.map((p) => p.ids), settings, model.maxModelLen, 'prompt');
+    const prefixes = choices.map((_, i) => (echo ? prompts[Math.floor(i / settings.n)]!.text : ''));
+    const id = newRequestId('cmpl');
+    const created = Math.floor(Date.now() / 1000);
+    const gen = startGeneration(ctx, model, reply, id, choices, settings.text, arrival);
+    const base = { id, object: 'text_completion', created, model: ctx.servedModelName };
+
+    if (!settings.stream) {
+      const results = await gen.run();
+      return {
+        ...base,
+        choices: results.map((r, index) => ({
+          index,
+          text: prefixes[index] + r.text,
+          logprobs: logprobs === null ? null : new CompletionLogprobs(prefixes[index]!.length).add(r.logprobs),
+          finish_reason: r.finishReason,
+          stop_reason: r.stopReason,
+        })),
+        usage: usageOf(results, settings.n),
+      };
+    }
+
+    const sse = new SseWriter(reply);
+    const usageNull = settings.includeUsage ? { usage: null } : {};
+    const offsets = prefixes.map((p) => p.length);
+    const chunk = (index: number, text: string, lp: unknown, finish: string | null, stopReason: string | number | null = null) =>
+      sse.send({ ...base, choices: [{ index, text, logprobs: lp, finish_reason: finish, stop_reason: stopReason }], ...usageNull });
+    prefixes.forEach((p, index) => {
+      if (p) chunk(index, p, null, null);
+    });
+    try {
+      const results = await gen.run({
+        delta: (index, d) => {
+          const lp = logprobs === null ? null : new CompletionLogprobs(offsets[index]!).add(d.logprobs);
+          offsets[index]! += d.logprobs.reduce((n, e) => n + e.token.token.length, 0);
+          chunk(index, d.text, lp, null);
+        },
+        finish: (index, r) => chunk(index, '', null, r.finishReason, r.stopReason),
+      });
+      if (settings.includeUsage) sse.send({ ...base, choices: [], usage: usageOf(results, settings.n) });
+    } catch (e) {
+      req.log.error({ err: e }, 'completion failed mid-stream');
+      sse.error(toApiError(e));
+    }
+    sse.done();
+    return reply;
+  });
+};

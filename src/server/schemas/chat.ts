@@ -1,0 +1,30 @@
+// POST /v1/chat/completions: the request body. Unknown fields pass through and are ignored.
+import { Type, type Static } from 'typebox';
+import { Nullable, samplingFields, unsupportedFields } from './sampling.js';
+
+/** Content parts are checked in the route: only `text` parts are supported, others get a clear 400. */
+const ContentPart = Type.Object({ type: Type.String(), text: Type.Optional(Type.String()) });
+
+export const ChatMessage = Type.Object({
+  role: Type.Union(['system', 'developer', 'user', 'assistant', 'tool'].map((r) => Type.Literal(r))),
+  content: Nullable(Type.Union([Type.String(), Type.Array(ContentPart)])),
+  name: Nullable(Type.String()),
+  tool_calls: Type.Optional(Type.Unknown()),
+  tool_call_id: Nullable(Type.String()),
+});
+export type ChatMessage = Static<typeof ChatMessage>;
+
+export const ChatCompletionRequest = Type.Object({
+  ...samplingFields,
+  ...unsupportedFields,
+  messages: Type.Array(ChatMessage, { minItems: 1 }),
+  max_completion_tokens: Nullable(Type.Integer({ minimum: 1 })),
+  logprobs: Nullable(Type.Boolean()),
+  top_logprobs: Nullable(Type.Integer({ minimum: 0, maximum: 20 })),
+  parallel_tool_calls: Type.Optional(Type.Unknown()),
+  // vLLM's extensions for templates.
+  add_generation_prompt: Nullable(Type.Boolean()),
+  continue_final_message: Nullable(Type.Boolean()),
+  chat_template_kwargs: Nullable(Type.Record(Type.String(), Type.Unknown())),
+});
+export type ChatCompletionRequest = Static<typeof ChatCompletionRequest>;

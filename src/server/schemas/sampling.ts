@@ -1,0 +1,55 @@
+// Request fields shared by /v1/chat/completions and /v1/completions, with OpenAI's / vLLM's ranges.
+// Ajv enforces these ranges before a handler runs; what JSON Schema cannot say (token ids < vocab,
+// max_tokens against the context) is checked in ../sampling.ts.
+import { Type, type Static, type TSchema } from 'typebox';
+
+/** OpenAI's SDKs send `null` for unset fields; null always means "use the default". */
+export const Nullable = <T extends TSchema>(t: T) => Type.Optional(Type.Union([t, Type.Null()]));
+
+export const samplingFields = {
+  model: Nullable(Type.String()),
+  max_tokens: Nullable(Type.Integer({ minimum: 1 })),
+  temperature: Nullable(Type.Number({ minimum: 0, maximum: 2 })),
+  top_p: Nullable(Type.Number({ exclusiveMinimum: 0, maximum: 1 })),
+  n: Nullable(Type.Integer({ minimum: 1, maximum: 128 })),
+  best_of: Nullable(Type.Integer({ minimum: 1 })),
+  stop: Nullable(Type.Union([Type.String(), Type.Array(Type.String(), { maxItems: 4 })])),
+  seed: Nullable(Type.Integer()),
+  presence_penalty: Nullable(Type.Number({ minimum: -2, maximum: 2 })),
+  frequency_penalty: Nullable(Type.Number({ minimum: -2, maximum: 2 })),
+  logit_bias: Nullable(Type.Record(Type.String(), Type.Number({ minimum: -100, maximum: 100 }))),
+  stream: Nullable(Type.Boolean()),
+  stream_options: Nullable(Type.Object({ include_usage: Nullable(Type.Boolean()) })),
+  user: Nullable(Type.String()),
+  // vLLM's extensions.
+  top_k: Nullable(Type.Integer({ minimum: -1 })),
+  min_p: Nullable(Type.Number({ minimum: 0, maximum: 1 })),
+  repetition_penalty: Nullable(Type.Number({ exclusiveMinimum: 0, maximum: 2 })),
+  ignore_eos: Nullable(Type.Boolean()),
+  min_tokens: Nullable(Type.Integer({ minimum: 0 })),
+  stop_token_ids: Nullable(Type.Array(Type.Integer({ minimum: 0 }))),
+  skip_special_tokens: Nullable(Type.Boolean()),
+  include_stop_str_in_output: Nullable(Type.Boolean()),
+  priority: Nullable(Type.Integer()),
+};
+
+/** Known fields of features kvserve does not implement: a non-default value is a 400, never silence. */
+export const unsupportedFields = {
+  tools: Type.Optional(Type.Unknown()),
+  tool_choice: Type.Optional(Type.Unknown()),
+  functions: Type.Optional(Type.Unknown()),
+  function_call: Type.Optional(Type.Unknown()),
+  response_format: Type.Optional(Type.Unknown()),
+  suffix: Type.Optional(Type.Unknown()),
+  guided_json: Type.Optional(Type.Unknown()),
+  guided_regex: Type.Optional(Type.Unknown()),
+  guided_choice: Type.Optional(Type.Unknown()),
+  guided_grammar: Type.Optional(Type.Unknown()),
+  prompt_logprobs: Type.Optional(Type.Unknown()),
+  audio: Type.Optional(Type.Unknown()),
+  prediction: Type.Optional(Type.Unknown()),
+};
+
+const SamplingBody = Type.Object({ ...samplingFields, ...unsupportedFields });
+/** The fields both completion endpoints share, as handlers see them after validation. */
+export type SamplingBody = Static<typeof SamplingBody>;

@@ -1,0 +1,40 @@
+// Server-sent events exactly as OpenAI frames them: `data: {json}\n\n` per chunk, `data: [DONE]\n\n` last.
+// The reply is hijacked from fastify once the request is known to be good, so every chunk goes straight
+// to the socket. Writes after the client left are dropped (the route aborts the engine work then).
+import type { FastifyReply } from 'fastify';
+import type { ApiError } from './errors.js';
+
+export class SseWriter {
+  private ended = false;
+
+  constructor(private readonly reply: FastifyReply) {
+    reply.hijack();
+    reply.raw.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',  // nginx: do not buffer the stream
+    });
+    reply.raw.flushHeaders();
+  }
+
+  /** True once the stream ended or the client went away. */
+  get closed(): boolean {
+    return this.ended || this.reply.raw.destroyed || this.reply.raw.writableEnded;
+  }
+
+  send(chunk: unknown): void {
+    if (!this.closed) this.reply.raw.write(`data: ${JSON.stringify(chunk)}\n\n`);
+  }
+
+  /** An error after the stream started: the status is already 200, so it travels as a data event. */
+  error(err: ApiError): void {
+    this.send(err.body());
+  }
+
+  done(): void {
+    if (this.closed) return;
+    this.reply.raw.end('data: [DONE]\n\n');
+    this.ended = true;
+  }
+}

@@ -1,0 +1,49 @@
+// What a logprob entry calls a token: its text as it reads in context, and its UTF-8 bytes.
+//
+// Decoding a token alone loses the leading space SentencePiece-style decoders strip at the start of a
+// string ("▁was" → "was"), so we decode it after a few context tokens and keep the difference — the
+// same window trick as the incremental detokenizer. A byte-fallback token (<0xE2>) is half a character;
+// its text reads U+FFFD and `bytes` carries the real byte, as OpenAI does.
+import type { TextTokenizer } from '../tokenizer/tokenizer.js';
+
+const CONTEXT_TOKENS = 4;
+const BYTE_TOKEN = /^<0x([0-9A-Fa-f]{2})>$/;
+
+export interface TokenText {
+  token: string;
+  bytes: number[];
+}
+
+export class TokenTexts {
+  private context: number[];
+  private contextText: string;
+
+  constructor(
+    private readonly tok: TextTokenizer,
+    promptIds: readonly number[],
+  ) {
+    this.context = promptIds.slice(-CONTEXT_TOKENS);
+    this.contextText = this.decode(this.context);
+  }
+
+  /** The text of `id` if it came next (used for the sampled token and its alternatives alike). */
+  describe(id: number): TokenText {
+    const piece = this.tok.idToToken(id);
+    const byte = piece === undefined ? null : BYTE_TOKEN.exec(piece);
+    if (byte) return { token: '\uFFFD', bytes: [parseInt(byte[1]!, 16)] };
+    const full = this.decode([...this.context, id]);
+    const token = full.startsWith(this.contextText) ? full.slice(this.contextText.length) : this.decode([id]);
+    return { token, bytes: [...Buffer.from(token, 'utf8')] };
+  }
+
+  /** Moves the context past a sampled token. */
+  advance(id: number): void {
+    this.context.push(id);
+    if (this.context.length > CONTEXT_TOKENS) this.context.shift();
+    this.contextText = this.decode(this.context);
+  }
+
+  private decode(ids: number[]): string {
+    return ids.length === 0 ? '' : this.tok.decode(ids, false);
+  }
+}
