@@ -1,0 +1,56 @@
+// Starts the real fastify app on a free port, around the fake engine and the real stories260K tokenizer.
+import type { FastifyInstance } from 'fastify';
+import { buildApp, type AppDeps } from '../../../src/server/app.js';
+import type { ServerContext } from '../../../src/server/context.js';
+import { ModelSlot, type LoadedModel } from '../../../src/server/model-slot.js';
+import { listen } from '../../../src/server/server.js';
+import { ChatTemplate } from '../../../src/tokenizer/chat-template.js';
+import { TextTokenizer } from '../../../src/tokenizer/tokenizer.js';
+import { FakeEngine, type FakeEngineOptions } from './fake-engine.js';
+import { storiesDir, storiesScript } from './stories.js';
+
+export const MODEL = 'stories260K';
+
+export interface TestServer {
+  url: string;          // http://127.0.0.1:PORT
+  baseURL: string;      // url + /v1, for the openai client
+  app: FastifyInstance;
+  ctx: ServerContext;
+  engine: FakeEngine;
+  tokenizer: TextTokenizer;
+  close(): Promise<void>;
+}
+
+export interface TestServerOptions extends Partial<Omit<AppDeps, 'model'>> {
+  engine?: Partial<FakeEngineOptions>;
+  /** A template source; null = the model has none. Default: the model's own. */
+  chatTemplate?: string | null;
+  /** Serve an empty slot (the model "loading"). */
+  loading?: boolean;
+}
+
+let tokenizer: TextTokenizer | undefined;
+
+export async function loadModel(engine: FakeEngine, chatTemplate?: string | null, maxModelLen = 512): Promise<LoadedModel> {
+  tokenizer ??= await TextTokenizer.load(storiesDir);
+  const source = chatTemplate === undefined ? tokenizer.chatTemplate : chatTemplate;
+  return {
+    client: engine,
+    tokenizer,
+    chatTemplate: source ? new ChatTemplate(source, tokenizer.specialTokens) : undefined,
+    maxModelLen,
+    vocabSize: 512,
+  };
+}
+
+export async function startTestServer(opts: TestServerOptions = {}): Promise<TestServer> {
+  const engine = new FakeEngine({ script: storiesScript, eosTokenIds: [2], ...opts.engine });
+  const model = await loadModel(engine, opts.chatTemplate, opts.engine?.maxModelLen);
+  const { app, ctx } = await buildApp({
+    servedModelName: MODEL,
+    ...opts,
+    model: opts.loading ? new ModelSlot() : model,
+  });
+  const { url } = await listen(app, '127.0.0.1', 0);
+  return { url, baseURL: `${url}/v1`, app, ctx, engine, tokenizer: model.tokenizer, close: () => app.close() };
+}
