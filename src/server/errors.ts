@@ -76,6 +76,8 @@ export function toApiError(err: unknown): ApiError {
       return new ApiError('request_too_large', 'request body is larger than the server accepts (--body-limit)');
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new ApiError('unsupported_media_type', 'send the request body as application/json');
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new ApiError('invalid_json', 'the request body is not valid JSON');
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return new ApiError('invalid_json', 'the request body is empty; send a JSON object');
   }
