@@ -1,0 +1,121 @@
+#include "cpu_weights.h"
+
+#include <cstring>
+#include <stdexcept>
+
+#include "../half.h"
+
+namespace kvs {
+
+namespace {
+
+uint64_t mix(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+// uniform(-0.05, 0.05) from a counter: element i of the tensor whose stream is `key`.
+inline float dummyValue(uint64_t key, uint64_t i) {
+  return float(double(mix(key ^ mix(i)) >> 11) * 0x1.0p-53 * 0.1 - 0.05);
+}
+
+uint64_t nameKey(uint64_t seed, const std::string& name) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a of the name keeps each tensor's values independent of the others
+  for (unsigned char c : name) h = (h ^ c) * 1099511628211ull;
+  return mix(seed ^ h);
+}
+
+void storeAs(DType dt, void* dst, int64_t i, float v) {
+  switch (dt) {
+    case DType::F32: static_cast<float*>(dst)[i] = v; break;
+    case DType::BF16: static_cast<uint16_t*>(dst)[i] = floatToBf16(v); break;
+    case DType::F16: static_cast<uint16_t*>(dst)[i] = floatToF16(v); break;
+  }
+}
+
+class Preparer {
+ public:
+  Preparer(const WeightStore& store, DType target, bool keepStored, uint64_t seed, ThreadPool& pool, CpuModel& m)
+      : store_(store), target_(target), keep_(keepStored), seed_(seed), pool_(pool), m_(m) {}
+
+  Mat matrix(const Tensor* t) {
+    Mat w;
+    w.rows = t->shape[0];
+    w.cols = t->shape[1];
+    if (t->data && (keep_ || t->dtype == target_)) {  // borrow the mapping as it is
+      w.dtype = t->dtype;
+      w.data = t->data;
+      m_.usesStore = true;
+      m_.bytes += t->nbytes;
+      return w;
+    }
+    w.dtype = keep_ ? t->dtype : target_;
+    const int64_t n = t->numel();
+    auto buf = std::make_unique<uint8_t[]>(size_t(n) * dtypeSize(w.dtype));
+    void* dst = buf.get();
+    const uint64_t key = nameKey(seed_, t->name);
+    pool_.parallelFor(n, 1 << 16, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i)
+        storeAs(w.dtype, dst, i, t->data ? loadAsFloat(t->data, int(t->dtype), i) : dummyValue(key, uint64_t(i)));
+    });
+    w.data = dst;
+    m_.bytes += size_t(n) * dtypeSize(w.dtype);
+    m_.owned.push_back(std::move(buf));
+    return w;
+  }
+
+  // isNorm: dummy value 1 (an RMSNorm weight), else uniform like a matrix.
+  std::vector<float> vec(const Tensor* t, bool isNorm) {
+    if (!t) return {};
+    std::vector<float> v(size_t(t->numel()));
+    const uint64_t key = nameKey(seed_, t->name);
+    for (size_t i = 0; i < v.size(); ++i)
+      v[i] = t->data ? loadAsFloat(t->data, int(t->dtype), int64_t(i)) : (isNorm ? 1.0f : dummyValue(key, i));
+    m_.bytes += v.size() * sizeof(float);
+    return v;
+  }
+
+ private:
+  const WeightStore& store_;
+  DType target_;
+  bool keep_;
+  uint64_t seed_;
+  ThreadPool& pool_;
+  CpuModel& m_;
+};
+
+}  // namespace
+
+CpuModel prepareCpuModel(const ModelConfig& cfg, const WeightStore& store, DType target, bool keepStored,
+                         uint64_t seed, ThreadPool& pool) {
+  ModelWeights w = bindLlamaWeights(cfg, store);
+  CpuModel m;
+  Preparer p(store, target, keepStored, seed, pool, m);
+  m.embed = p.matrix(w.embed);
+  m.dtype = m.embed.dtype;
+  m.lmHead = w.lmHead == w.embed ? m.embed : p.matrix(w.lmHead);
+  m.finalNorm = p.vec(w.finalNorm, true);
+  for (const LayerWeights& L : w.layers) {
+    CpuLayer c;
+    c.inputNorm = p.vec(L.inputNorm, true);
+    c.q = p.matrix(L.q);
+    c.k = p.matrix(L.k);
+    c.v = p.matrix(L.v);
+    c.qBias = p.vec(L.qBias, false);
+    c.kBias = p.vec(L.kBias, false);
+    c.vBias = p.vec(L.vBias, false);
+    c.qNorm = p.vec(L.qNorm, true);
+    c.kNorm = p.vec(L.kNorm, true);
+    c.o = p.matrix(L.o);
+    c.postNorm = p.vec(L.postNorm, true);
+    c.gate = p.matrix(L.gate);
+    c.up = p.matrix(L.up);
+    c.down = p.matrix(L.down);
+    m.layers.push_back(std::move(c));
+  }
+  return m;
+}
+
+}  // namespace kvs

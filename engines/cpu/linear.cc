@@ -1,0 +1,126 @@
+// Register-tiled GEMM for y = x · Wᵀ: a tile is R tokens × C output features, held in R·C vector
+// accumulators over the whole K (never blocked over K: see the batch-invariance note in linear.h).
+#include "linear.h"
+
+#include <algorithm>
+
+#include "simd.h"
+
+namespace kvs {
+
+namespace {
+
+using simd::V;
+constexpr int L = simd::kLanes;
+
+template <DType DT>
+inline V loadW(const void* w, int64_t i) {
+  if constexpr (DT == DType::F32) return simd::load(static_cast<const float*>(w) + i);
+  if constexpr (DT == DType::BF16) return simd::loadBf16(static_cast<const uint16_t*>(w) + i);
+  if constexpr (DT == DType::F16) return simd::loadF16(static_cast<const uint16_t*>(w) + i);
+}
+
+template <DType DT>
+inline float wAt(const void* w, int64_t i) { return loadAsFloat(w, static_cast<int>(DT), i); }
+
+// y[r*ldy + c] = sum_k x[r*ldx + k] * w[(c*K + k)] (+ bias[c]) for r < R, c < C. `w` points at row n0.
+template <int R, int C, DType DT>
+void tile(const float* x, int64_t ldx, const void* w, int64_t K, const float* bias, float* y, int64_t ldy) {
+  V acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) acc[r][c] = simd::zero();
+  const int64_t kMain = K - K % L;
+  for (int64_t k = 0; k < kMain; k += L) {
+    V wv[C];
+    for (int c = 0; c < C; ++c) wv[c] = loadW<DT>(w, c * K + k);
+    for (int r = 0; r < R; ++r) {
+      V xv = simd::load(x + r * ldx + k);
+      for (int c = 0; c < C; ++c) acc[r][c] = simd::fma(xv, wv[c], acc[r][c]);
+    }
+  }
+  if (kMain < K) {  // the tail, zero-padded to a full vector: 0·0 leaves the other lanes unchanged
+    alignas(64) float wt[C][L] = {};
+    alignas(64) float xt[L] = {};
+    for (int c = 0; c < C; ++c)
+      for (int64_t k = kMain; k < K; ++k) wt[c][k - kMain] = wAt<DT>(w, c * K + k);
+    for (int r = 0; r < R; ++r) {
+      for (int64_t k = kMain; k < K; ++k) xt[k - kMain] = x[r * ldx + k];
+      V xv = simd::load(xt);
+      for (int c = 0; c < C; ++c) acc[r][c] = simd::fma(xv, simd::load(wt[c]), acc[r][c]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) y[r * ldy + c] = bias ? simd::sum(acc[r][c]) + bias[c] : simd::sum(acc[r][c]);
+}
+
+constexpr int kTileR = 4, kTileC = 4;
+constexpr int64_t kBlockT = 32;  // tokens whose x rows stay in cache while a W tile is swept over them
+
+template <int C, DType DT>
+void rowsTail(const float* x, int64_t ldx, int64_t rows, const void* w, int64_t K, const float* bias, float* y,
+              int64_t ldy) {
+  switch (rows) {
+    case 1: tile<1, C, DT>(x, ldx, w, K, bias, y, ldy); break;
+    case 2: tile<2, C, DT>(x, ldx, w, K, bias, y, ldy); break;
+    case 3: tile<3, C, DT>(x, ldx, w, K, bias, y, ldy); break;
+    default: break;
+  }
+}
+
+// Output features [n0, n1) for all T tokens.
+template <DType DT>
+void linearRange(const float* x, int64_t ldx, int64_t T, const Mat& w, const float* bias, float* y, int64_t ldy,
+                 int64_t n0, int64_t n1) {
+  const int64_t K = w.cols;
+  const size_t esz = dtypeSize(DT);
+  auto wRow = [&](int64_t n) { return static_cast<const uint8_t*>(w.data) + n * K * esz; };
+  for (int64_t t0 = 0; t0 < T; t0 += kBlockT) {
+    const int64_t t1 = std::min(T, t0 + kBlockT);
+    int64_t n = n0;
+    for (; n + kTileC <= n1; n += kTileC) {
+      const float* b = bias ? bias + n : nullptr;
+      int64_t t = t0;
+      for (; t + kTileR <= t1; t += kTileR) tile<kTileR, kTileC, DT>(x + t * ldx, ldx, wRow(n), K, b, y + t * ldy + n, ldy);
+      rowsTail<kTileC, DT>(x + t * ldx, ldx, t1 - t, wRow(n), K, b, y + t * ldy + n, ldy);
+    }
+    for (; n < n1; ++n) {
+      const float* b = bias ? bias + n : nullptr;
+      int64_t t = t0;
+      for (; t + kTileR <= t1; t += kTileR) tile<kTileR, 1, DT>(x + t * ldx, ldx, wRow(n), K, b, y + t * ldy + n, ldy);
+      rowsTail<1, DT>(x + t * ldx, ldx, t1 - t, wRow(n), K, b, y + t * ldy + n, ldy);
+    }
+  }
+}
+
+template <DType DT>
+void linearTyped(ThreadPool& pool, const float* x, int64_t ldx, int64_t T, const Mat& w, const float* bias, float* y,
+                 int64_t ldy) {
+  // Below ~32k multiply-adds a fork-join costs more than it saves.
+  const int64_t work = T * w.rows * w.cols;
+  const int64_t grain = work < 32768 ? w.rows : kTileC * 4;
+  pool.parallelFor(w.rows, grain, [&](int64_t n0, int64_t n1) { linearRange<DT>(x, ldx, T, w, bias, y, ldy, n0, n1); });
+}
+
+}  // namespace
+
+void linear(ThreadPool& pool, const float* x, int64_t ldx, int64_t T, const Mat& w, const float* bias, float* y,
+            int64_t ldy) {
+  switch (w.dtype) {
+    case DType::F32: linearTyped<DType::F32>(pool, x, ldx, T, w, bias, y, ldy); break;
+    case DType::BF16: linearTyped<DType::BF16>(pool, x, ldx, T, w, bias, y, ldy); break;
+    case DType::F16: linearTyped<DType::F16>(pool, x, ldx, T, w, bias, y, ldy); break;
+  }
+}
+
+float linearDot(const float* x, const Mat& w, int64_t row) {
+  float y = 0;
+  const uint8_t* wr = static_cast<const uint8_t*>(w.data) + row * w.cols * dtypeSize(w.dtype);
+  switch (w.dtype) {
+    case DType::F32: tile<1, 1, DType::F32>(x, 0, wr, w.cols, nullptr, &y, 0); break;
+    case DType::BF16: tile<1, 1, DType::BF16>(x, 0, wr, w.cols, nullptr, &y, 0); break;
+    case DType::F16: tile<1, 1, DType::F16>(x, 0, wr, w.cols, nullptr, &y, 0); break;
+  }
+  return y;
+}
+
+}  // namespace kvs

@@ -1,0 +1,27 @@
+// y = x · Wᵀ (+ bias) with float32 activations and float32/bfloat16/float16 weights widened on the fly.
+// Batch invariance: every output element y[t, n] is reduced in the same fixed order (lane j of a vector
+// accumulator takes k ≡ j mod lanes, in increasing k; a zero-padded tail; then a fixed horizontal sum),
+// whatever T is and however rows and columns are tiled or split over threads.
+#pragma once
+#include <cstdint>
+
+#include "../model_config.h"
+#include "thread_pool.h"
+
+namespace kvs {
+
+struct Mat {
+  DType dtype = DType::F32;
+  const void* data = nullptr;  // [rows, cols] row-major
+  int64_t rows = 0;            // out features
+  int64_t cols = 0;            // in features
+};
+
+// x [T, w.cols] row stride ldx; y [T, w.rows] row stride ldy; bias [w.rows] or nullptr.
+void linear(ThreadPool& pool, const float* x, int64_t ldx, int64_t T, const Mat& w, const float* bias, float* y,
+            int64_t ldy);
+
+// The same dot product as one element of linear(), for tests and small helpers: sum_k x[k] * w[row, k].
+float linearDot(const float* x, const Mat& w, int64_t row);
+
+}  // namespace kvs

@@ -1,0 +1,146 @@
+// Engine::load: from a model folder (or a config.json for dummy weights) to a ready backend, with a message
+// meant for the user at every way it can fail.
+#include "engine.h"
+
+#include <sys/stat.h>
+
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "batch_check.h"
+
+#ifdef KVSERVE_WITH_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+namespace kvs {
+
+namespace {
+
+bool isDir(const std::string& p) { struct stat st {}; return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode); }
+bool isFile(const std::string& p) { struct stat st {}; return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode); }
+
+std::string readFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void checkOptions(const EngineOptions& o) {
+  auto positive = [](int v, const char* name) {
+    if (v <= 0) throw std::runtime_error(std::string(name) + " must be positive, found " + std::to_string(v));
+  };
+  positive(o.blockSize, "blockSize");
+  positive(o.maxNumSeqs, "maxNumSeqs");
+  positive(o.maxNumBatchedTokens, "maxNumBatchedTokens");
+  if (o.numKvBlocks < 0) throw std::runtime_error("numKvBlocks must be >= 0");
+  if (o.maxModelLen < 0) throw std::runtime_error("maxModelLen must be >= 0");
+  if (o.kvCacheBytes < 0) throw std::runtime_error("kvCacheBytes must be >= 0");
+  DType dt;
+  if (o.dtype != "auto" && !parseDType(o.dtype, &dt))
+    throw std::runtime_error("unsupported dtype \"" + o.dtype + "\" (supported: auto, float32, bfloat16, float16)");
+  if (o.device != "cpu" && o.device != "cuda")
+    throw std::runtime_error("unknown device \"" + o.device + "\" (supported: cpu, cuda)");
+}
+
+}  // namespace
+
+std::unique_ptr<Engine> Engine::load(const EngineOptions& opts,
+                                     const std::function<void(const std::string&, double)>& progress) {
+  auto report = [&](const char* stage, double f) { if (progress) progress(stage, f); };
+  checkOptions(opts);
+  report("config", 0);
+
+  // A dummy model may be named by its config file alone.
+  std::string dir = opts.model, configPath;
+  if (opts.dummyWeights && isFile(opts.model)) {
+    configPath = opts.model;
+    size_t slash = opts.model.find_last_of('/');
+    dir = slash == std::string::npos ? "." : opts.model.substr(0, slash);
+  } else {
+    if (opts.model.empty()) throw std::runtime_error("no model given");
+    if (!isDir(opts.model)) {
+      struct stat st {};
+      if (::stat(opts.model.c_str(), &st) != 0) throw std::runtime_error("model folder " + opts.model + " does not exist");
+      throw std::runtime_error("model path " + opts.model + " is not a folder");
+    }
+    configPath = dir + "/config.json";
+    if (!isFile(configPath)) throw std::runtime_error("no config.json in model folder " + dir);
+  }
+  ModelConfig cfg;
+  try {
+    cfg = parseModelConfig(readFile(configPath));
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(configPath + ": " + std::string(e.what()));
+  }
+
+  auto engine = std::unique_ptr<Engine>(new Engine());
+  int maxLen = cfg.maxPositions;
+  if (opts.maxModelLen > 0 && opts.maxModelLen < maxLen) maxLen = opts.maxModelLen;
+  if (cfg.slidingWindow > 0 && cfg.slidingWindow < maxLen)
+    throw std::runtime_error("sliding-window attention (sliding_window " + std::to_string(cfg.slidingWindow) +
+                             ") is not supported; set maxModelLen <= " + std::to_string(cfg.slidingWindow) +
+                             " to run this model with full attention");
+  cfg.maxPositions = maxLen;
+  report("config", 1);
+
+  std::unique_ptr<WeightStore> weights;
+  if (opts.dummyWeights) {
+    DType dt = cfg.dtype;
+    if (opts.dtype != "auto") parseDType(opts.dtype, &dt);
+    weights = makeDummyWeights(cfg, dt);
+  } else {
+    struct Ctx { const std::function<void(const std::string&, double)>* p; } ctx{&progress};
+    auto onProgress = [](void* c, size_t done, size_t total) {
+      auto* x = static_cast<Ctx*>(c);
+      if (*x->p) (*x->p)("weights", total ? double(done) / double(total) : 1.0);
+    };
+    weights = loadSafetensors(dir, onProgress, &ctx);
+  }
+  report("weights", 1);
+
+  EngineOptions o = opts;
+  o.maxModelLen = maxLen;
+  report("backend", 0);
+  if (opts.device == "cuda") {
+#ifdef KVSERVE_WITH_CUDA
+    engine->backend_ = makeCudaBackend(cfg, std::move(weights), o);
+#else
+    throw std::runtime_error("device cuda requested but this build has no CUDA (rebuild on a machine with nvcc and cuBLASLt)");
+#endif
+  } else {
+    engine->backend_ = makeCpuBackend(cfg, std::move(weights), o);
+  }
+  report("backend", 1);
+  engine->info_.config = cfg;
+  engine->info_.backend = engine->backend_->info();
+  engine->info_.blockSize = opts.blockSize;
+  engine->info_.maxModelLen = maxLen;
+  return engine;
+}
+
+void Engine::step(const StepBatch& batch, StepResult& out) {
+  std::unique_lock<std::mutex> lock(stepMutex_, std::try_to_lock);
+  if (!lock.owns_lock()) throw std::runtime_error("a step is already running on this engine");
+  BatchLimits lim;
+  lim.vocabSize = info_.config.vocabSize;
+  lim.maxModelLen = info_.maxModelLen;
+  lim.numBlocks = info_.backend.numKvBlocks;
+  lim.blockSize = info_.blockSize;
+  checkStepBatch(batch, lim);
+  backend_->step(batch, out);
+}
+
+bool Engine::cudaAvailable() {
+#ifdef KVSERVE_WITH_CUDA
+  int n = 0;
+  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+#else
+  return false;
+#endif
+}
+
+}  // namespace kvs
