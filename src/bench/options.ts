@@ -76,7 +76,7 @@ function joinMultiWord(argv: string[]): string[] {
     const arg = argv[i]!;
     if (arg === '--goodput') {
       const words: string[] = [];
-      while (i + 1 < argv.length && /^(ttft|tpot|e2el):/.test(argv[i + 1]!)) words.push(argv[++i]!);
+      while (i + 1 < argv.length && /^[a-z0-9_]+:/i.test(argv[i + 1]!)) words.push(argv[++i]!);
       out.push(arg, words.join(','));
     } else if (arg === '--compare') {
       const words = argv.slice(i + 1, i + 3);

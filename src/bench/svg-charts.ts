@@ -23,14 +23,16 @@ export function esc(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 }
 
-/** Round tick values covering [lo, hi]: steps of 1, 2 or 5 × 10^k, about `count` of them. */
+/** Round tick values from at or below lo to at or above hi: steps of 1, 2 or 5 × 10^k, about `count` steps. */
 export function niceTicks(lo: number, hi: number, count = 5): number[] {
   if (!(hi > lo)) hi = lo + 1;
   const raw = (hi - lo) / count;
   const mag = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? 10 * mag;
   const ticks: number[] = [];
-  for (let t = Math.ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) ticks.push(Number(t.toPrecision(12)));
+  const first = Math.floor(lo / step + 1e-9) * step;
+  const last = Math.ceil(hi / step - 1e-9) * step;
+  for (let t = first; t <= last + step * 1e-9; t += step) ticks.push(Number(t.toPrecision(12)));
   return ticks;
 }
 
@@ -50,8 +52,9 @@ function frame(o: ChartOptions, xr: [number, number], yr: [number, number]): Fra
   const [y0, y1] = [Math.min(yr[0], yt[0]!), Math.max(yr[1], yt[yt.length - 1]!)];
   const pw = w - PAD.left - PAD.right;
   const ph = h - PAD.top - PAD.bottom;
-  const x = (v: number) => PAD.left + ((v - x0) / (x1 - x0 || 1)) * pw;
-  const y = (v: number) => PAD.top + ph - ((v - y0) / (y1 - y0 || 1)) * ph;
+  // one decimal is finer than a pixel and keeps large reports small
+  const x = (v: number) => Math.round((PAD.left + ((v - x0) / (x1 - x0 || 1)) * pw) * 10) / 10;
+  const y = (v: number) => Math.round((PAD.top + ph - ((v - y0) / (y1 - y0 || 1)) * ph) * 10) / 10;
   const svg = [
     `<svg viewBox="0 0 ${w} ${h}" width="${w}" height="${h}" font-family="sans-serif" font-size="11">`,
     `<text x="${w / 2}" y="16" text-anchor="middle" font-size="13" font-weight="bold">${esc(o.title)}</text>`,
