@@ -12,7 +12,7 @@ namespace {
   throw std::runtime_error("invalid batch: " + std::string(field) + "[" + std::to_string(i) + "] " + what);
 }
 
-std::string num(double v) { return std::to_string(v); }
+std::string num(int64_t v) { return std::to_string(v); }
 
 }  // namespace
 

@@ -1,0 +1,102 @@
+// Every way loading or stepping can fail rejects with a clear message, and the process carries on.
+import { mkdtempSync, mkdirSync, writeFileSync, copyFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadNative, type NativeEngine, type StepBatch } from '../../src/runner/binding.js';
+import { blockSize, buildBatch, engineOptions, loadExpected, storiesDir } from './harness.js';
+
+const native = loadNative();
+const work = mkdtempSync(join(tmpdir(), 'kvserve-native-errors-'));
+const storiesConfig = JSON.parse(JSON.stringify(await import(join(storiesDir, 'config.json'), { with: { type: 'json' } }))).default;
+
+/** A model folder holding the stories260K weights and a config.json edited by `edit`. */
+function folderWith(name: string, config: string | Record<string, unknown>, weights = true): string {
+  const dir = join(work, name);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'config.json'), typeof config === 'string' ? config : JSON.stringify(config));
+  if (weights) copyFileSync(join(storiesDir, 'model.safetensors'), join(dir, 'model.safetensors'));
+  return dir;
+}
+
+const load = (model: string, extra = {}) => native.loadEngine(engineOptions({ model, ...extra }));
+
+describe('load errors', () => {
+  it('missing folder', async () => {
+    await expect(load(join(work, 'nope'))).rejects.toThrow(/model folder .*nope does not exist/);
+  });
+  it('folder without config.json', async () => {
+    const dir = join(work, 'empty');
+    mkdirSync(dir, { recursive: true });
+    await expect(load(dir)).rejects.toThrow(/no config.json in model folder/);
+  });
+  it('malformed config.json', async () => {
+    await expect(load(folderWith('malformed', '{"hidden_size": 64,'))).rejects.toThrow(/config.json: .*malformed JSON/);
+  });
+  it('unsupported architecture', async () => {
+    const dir = folderWith('gpt2', { ...storiesConfig, architectures: ['GPT2LMHeadModel'], model_type: 'gpt2' });
+    await expect(load(dir)).rejects.toThrow(/unsupported architecture "GPT2LMHeadModel"/);
+  });
+  it('unsupported dtype', async () => {
+    const dir = folderWith('int8', { ...storiesConfig, torch_dtype: 'int8' });
+    await expect(load(dir)).rejects.toThrow(/unsupported dtype "int8"/);
+  });
+  it('unsupported rope type', async () => {
+    const dir = folderWith('yarn', { ...storiesConfig, rope_scaling: { rope_type: 'yarn', factor: 4 } });
+    await expect(load(dir)).rejects.toThrow(/unsupported rope type "yarn"/);
+  });
+  it('sliding window in use', async () => {
+    const dir = folderWith('swa', { ...storiesConfig, architectures: ['MistralForCausalLM'], model_type: 'mistral',
+      sliding_window: 128 });
+    await expect(load(dir)).rejects.toThrow(/sliding-window attention .* not supported/);
+  });
+  it('no safetensors', async () => {
+    await expect(load(folderWith('noweights', storiesConfig, false))).rejects.toThrow(/no safetensors weights/);
+  });
+  it('shape mismatch names the tensor', async () => {
+    const dir = folderWith('shape', { ...storiesConfig, intermediate_size: 128 });
+    await expect(load(dir)).rejects.toThrow(/model.layers.0.mlp.gate_proj.weight has shape \[172, 64\], expected \[128, 64\]/);
+  });
+  it('bad options', async () => {
+    await expect(load(storiesDir, { dtype: 'int4' })).rejects.toThrow(/unsupported dtype "int4"/);
+    await expect(load(storiesDir, { device: 'tpu' })).rejects.toThrow(/unknown device "tpu"/);
+  });
+});
+
+describe('step errors', () => {
+  let engine: NativeEngine;
+  const prompt = loadExpected()[0]!.prompt_ids;
+  const good = (): StepBatch =>
+    buildBatch([{ slot: 0, all: prompt, promptLen: prompt.length, start: 0, count: prompt.length, sample: true }], blockSize, 4);
+  beforeAll(async () => { engine = await load(storiesDir); });
+  afterAll(() => engine?.dispose());
+
+  it('token id out of range', async () => {
+    const b = good();
+    b.tokenIds[2] = 512;
+    await expect(engine.step(b)).rejects.toThrow(/tokenIds\[2\] = 512 is outside the vocabulary \[0, 512\)/);
+  });
+  it('inconsistent lengths and bad values', async () => {
+    await expect(engine.step({ ...good(), positions: new Int32Array(2) })).rejects.toThrow(/positions has length 2, expected 5/);
+    await expect(engine.step({ ...good(), topP: new Float32Array(1) })).rejects.toThrow(/topP\[0\] must be in \(0, 1\]/);
+    await expect(engine.step({ ...good(), seeds: new Int32Array(1) as unknown as Uint32Array })).rejects.toThrow(/seeds must be an Uint32Array/);
+    const b = good();
+    b.blockTables[0] = 1_000_000;
+    await expect(engine.step(b)).rejects.toThrow(/blockTables\[0\] = 1000000 is not a block id/);
+    const c = good();
+    c.positions[4] = 5;
+    await expect(engine.step(c)).rejects.toThrow(/positions\[4\] = 5 is outside its sequence's context/);
+  });
+  it('a second step while one runs rejects; the engine keeps working', async () => {
+    const first = engine.step(good());
+    await expect(engine.step(good())).rejects.toThrow(/already running/);
+    expect((await first).tokens[0]).toBe(loadExpected()[0]!.greedy_ids[0]);
+    expect((await engine.step(good())).tokens[0]).toBe(loadExpected()[0]!.greedy_ids[0]);
+  });
+  it('a disposed engine rejects', async () => {
+    const e = await load(storiesDir);
+    e.dispose();
+    await expect(e.step(good())).rejects.toThrow(/disposed/);
+    expect(() => e.info()).toThrow(/disposed/);
+  });
+});
