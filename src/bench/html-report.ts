@@ -1,10 +1,10 @@
 // The HTML report of one run, rendered from the result JSON alone (so a saved file can be re-rendered and a
 // vLLM result file renders too, less what vLLM does not save): the summary, the TTFT and ITL distributions,
 // and output throughput and requests in flight over time. One file, inline CSS and SVG, no external URLs.
+import { timeline } from './metrics.js';
 import { LATENCY_METRICS, numberField, type BenchResultJson } from './result-json.js';
 import { histogramSvg, lineChartSvg, esc, PALETTE } from './svg-charts.js';
 import { failureLines } from './table.js';
-import { timeline } from './timeline.js';
 import type { RequestOutput } from './types.js';
 
 const CSS = `body{font-family:sans-serif;margin:24px;color:#111;max-width:1100px}

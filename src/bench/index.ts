@@ -7,8 +7,7 @@ import { warmUp } from './benchmark.js';
 import { formatCompareTable, loadResultFile, renderCompareHtml, runName } from './compare.js';
 import { renderRunHtml } from './html-report.js';
 import { benchHelp, parseBenchArgs, type BenchOptions } from './options.js';
-import { htmlPath, measureRun, writeText } from './run.js';
-import { prepareBench } from './setup.js';
+import { htmlPath, measureRun, prepareBench, writeText } from './run.js';
 import { formatSweepTable, renderSweepHtml } from './sweep.js';
 import { formatResultTable } from './table.js';
 

@@ -2,7 +2,7 @@
 // Statistical tolerances: with n gaps the sample mean has relative std 1/√n (exponential); n = 4000 gives
 // 1.6 %, so ±5 % is over 3σ. The seeds are fixed, so the tests are deterministic as well.
 import { afterEach, describe, expect, it } from 'vitest';
-import { arrivalOffsets } from '../../src/bench/arrivals.js';
+import { arrivalOffsets } from '../../src/bench/benchmark.js';
 import { mean, std } from '../../src/bench/stats.js';
 import { runCli } from './run-cli.js';
 import { startScriptedServer, type ScriptedServer } from './scripted-server.js';

@@ -1,7 +1,7 @@
 // Flags: help, vLLM-style multi-word flags, clear errors with exit code 2; and the progress bar's TTY rule.
 import { describe, expect, it } from 'vitest';
 import { parseBenchArgs } from '../../src/bench/options.js';
-import { ProgressBar } from '../../src/bench/progress.js';
+import { ProgressBar } from '../../src/bench/benchmark.js';
 import { runCli } from './run-cli.js';
 
 describe('options', () => {
