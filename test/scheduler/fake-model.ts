@@ -57,6 +57,8 @@ export class FakeModel implements NativeEngine {
   /** Delay of the async step in ms (0 = next macrotask). */
   delayMs = 0;
   private busy = false;
+  /** What each step was given (for tests of seeds and batch sizes). */
+  readonly seen: Array<{ seeds: number[]; seedSteps: number[]; tokens: number; seqs: number }> = [];
 
   constructor(readonly numBlocks: number, readonly blockSize: number, readonly vocab: number, readonly maxModelLen = 1 << 20) {
     this.kv = new Float64Array(numBlocks * blockSize).fill(NaN);
@@ -122,7 +124,22 @@ export class FakeModel implements NativeEngine {
       }
       tokens[r] = sampleFrom(values[b.sampleIndices[r]!]!, this.vocab, (id) => masked.has(id));
     }
-    const logprobs = new Float32Array(R).fill(-1);
-    return { tokens, logprobs, topLogprobs: 0, topIds: new Int32Array(0), topValues: new Float32Array(0) };
+    // Log-probabilities are made up but shaped as the protocol says: K = the largest numLogprobs, rows
+    // asking fewer padded with -1; the top ids are the sampled token and the ones after it.
+    let K = 0;
+    for (let r = 0; r < R; r++) K = Math.max(K, b.numLogprobs[r]!);
+    const logprobs = new Float32Array(R).fill(NaN);
+    const topIds = new Int32Array(R * K).fill(-1);
+    const topValues = new Float32Array(R * K).fill(NaN);
+    for (let r = 0; r < R; r++) {
+      if (b.numLogprobs[r]! < 0) continue;
+      logprobs[r] = -0.5;
+      for (let i = 0; i < b.numLogprobs[r]!; i++) {
+        topIds[r * K + i] = (tokens[r]! + i) % this.vocab;
+        topValues[r * K + i] = -0.5 - i;
+      }
+    }
+    this.seen.push({ seeds: [...b.seeds], seedSteps: [...b.seedSteps], tokens: b.tokenIds.length, seqs: S });
+    return { tokens, logprobs, topLogprobs: K, topIds, topValues };
   }
 }
