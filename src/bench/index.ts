@@ -9,6 +9,7 @@ import { renderRunHtml } from './html-report.js';
 import { benchHelp, parseBenchArgs, type BenchOptions } from './options.js';
 import { htmlPath, measureRun, prepareBench, writeText } from './run.js';
 import { formatSweepTable, renderSweepHtml } from './sweep.js';
+import { endpointUrl } from './stream-request.js';
 import { formatResultTable } from './table.js';
 
 export type { BenchOptions } from './options.js';
@@ -51,7 +52,7 @@ export async function runBenchCli(argv: string[], io: BenchIo = processIo): Prom
 
 async function bench(o: BenchOptions, io: BenchIo): Promise<number> {
   const setup = await prepareBench(o);
-  io.err(`kvserve bench: ${setup.dataset.requests.length} prompts (${setup.datasetLabel}) → ${o.baseUrl}${o.endpoint}, model ${setup.endpoint.model}`);
+  io.err(`kvserve bench: ${setup.dataset.requests.length} prompts (${setup.datasetLabel}) → ${endpointUrl(o.baseUrl, o.endpoint)}, model ${setup.endpoint.model}`);
   if (o.warmup > 0) {
     io.err(`kvserve bench: warming up with ${o.warmup} request(s)`);
     await warmUp(setup.endpoint, setup.dataset.requests, o.warmup, o.maxConcurrency);
