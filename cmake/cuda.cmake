@@ -1,0 +1,62 @@
+# CUDA backend build, included by the root CMakeLists.txt when this file exists.
+#
+# Sets for the root:
+#   KVSERVE_HAVE_CUDA           ON only when nvcc, cudart and cuBLASLt are all found
+#   KVSERVE_CUDA_SOURCES        kernels/*.cu + engines/cuda/*.cc, to compile into the addon (with
+#                               KVSERVE_WITH_CUDA defined on it)
+#   KVSERVE_CUDA_INCLUDE_DIRS   kernels/ and the CUDA toolkit headers
+#   KVSERVE_CUDA_LIBRARIES      cudart (static) and cuBLASLt
+# With nvcc but without cuBLASLt (CI), the kernels are still compiled, as an object library in ALL, so a
+# build proves they compile. Without nvcc nothing here happens: the CPU build never needs CUDA.
+# With KVSERVE_HAVE_CUDA also builds kvserve_kernel_tests (test/gpu/native), the kernel test program.
+set(KVSERVE_HAVE_CUDA OFF)
+set(KVSERVE_CUDA_SOURCES "")
+set(KVSERVE_CUDA_INCLUDE_DIRS "")
+set(KVSERVE_CUDA_LIBRARIES "")
+
+if(NOT CMAKE_CUDA_COMPILER)
+  find_program(KVSERVE_NVCC nvcc HINTS ENV CUDA_HOME ENV CUDA_PATH PATHS /usr/local/cuda/bin /usr/local/bin)
+  if(KVSERVE_NVCC)
+    set(CMAKE_CUDA_COMPILER "${KVSERVE_NVCC}")
+  endif()
+endif()
+include(CheckLanguage)
+check_language(CUDA)
+if(NOT CMAKE_CUDA_COMPILER)
+  message(STATUS "kvserve: nvcc not found, building without the CUDA backend")
+  return()
+endif()
+
+if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+  set(CMAKE_CUDA_ARCHITECTURES 90)  # H100; add 80 with -DCMAKE_CUDA_ARCHITECTURES="80;90"
+endif()
+set(CMAKE_CUDA_STANDARD 17)
+set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+enable_language(CUDA)
+find_package(CUDAToolkit)
+
+set(_kvs_root "${CMAKE_CURRENT_LIST_DIR}/..")
+file(GLOB _kvs_kernel_sources CONFIGURE_DEPENDS "${_kvs_root}/kernels/*.cu")
+set(_kvs_cuda_flags $<$<COMPILE_LANGUAGE:CUDA>:-lineinfo --expt-relaxed-constexpr>)
+
+if(CUDAToolkit_FOUND AND TARGET CUDA::cudart_static AND TARGET CUDA::cublasLt)
+  set(KVSERVE_HAVE_CUDA ON)
+  file(GLOB _kvs_backend_sources CONFIGURE_DEPENDS "${_kvs_root}/engines/cuda/*.cc")
+  set(KVSERVE_CUDA_SOURCES ${_kvs_kernel_sources} ${_kvs_backend_sources})
+  set(KVSERVE_CUDA_INCLUDE_DIRS "${_kvs_root}/kernels" ${CUDAToolkit_INCLUDE_DIRS})
+  set(KVSERVE_CUDA_LIBRARIES CUDA::cudart_static CUDA::cublasLt)
+  message(STATUS "kvserve: CUDA backend ON (nvcc ${CMAKE_CUDA_COMPILER_VERSION}, arch ${CMAKE_CUDA_ARCHITECTURES})")
+
+  # The kernel test program: kernels against naive CPU references, and the cuBLASLt GEMM wrapper.
+  file(GLOB _kvs_test_sources CONFIGURE_DEPENDS "${_kvs_root}/test/gpu/native/*.cu" "${_kvs_root}/test/gpu/native/*.cc")
+  add_executable(kvserve_kernel_tests ${_kvs_test_sources} ${_kvs_kernel_sources} "${_kvs_root}/engines/cuda/gemm.cc")
+  target_include_directories(kvserve_kernel_tests PRIVATE "${_kvs_root}/kernels" "${_kvs_root}/engines/cuda" "${_kvs_root}/engines")
+  target_link_libraries(kvserve_kernel_tests PRIVATE CUDA::cudart_static CUDA::cublasLt)
+  target_compile_options(kvserve_kernel_tests PRIVATE ${_kvs_cuda_flags})
+  set_target_properties(kvserve_kernel_tests PROPERTIES RUNTIME_OUTPUT_DIRECTORY "${CMAKE_BINARY_DIR}/Release")
+else()
+  message(STATUS "kvserve: nvcc found without cuBLASLt: compiling kernels/*.cu as a check only")
+  add_library(kvserve_kernels_check OBJECT ${_kvs_kernel_sources})
+  target_include_directories(kvserve_kernels_check PRIVATE "${_kvs_root}/kernels")
+  target_compile_options(kvserve_kernels_check PRIVATE ${_kvs_cuda_flags})
+endif()

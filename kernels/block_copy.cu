@@ -1,0 +1,23 @@
+// Copy-on-write block copies across every layer's K and V plane in one launch: grid (pair, plane).
+#include "common.cuh"
+
+namespace kvsk {
+
+template <typename T>
+__global__ void blockCopyKernel(kvsk_block_copy_params p) {
+  const int pair = blockIdx.x, plane = blockIdx.y;
+  const int64_t src = p.pairs[2 * pair], dst = p.pairs[2 * pair + 1];
+  T* base = static_cast<T*>(p.cache) + plane * p.planeElems;
+  const T* s = base + src * p.blockElems;
+  T* d = base + dst * p.blockElems;
+  for (int64_t i = threadIdx.x; i < p.blockElems; i += blockDim.x) d[i] = s[i];
+}
+
+}  // namespace kvsk
+
+extern "C" cudaError_t kvsk_block_copy(const kvsk_block_copy_params* p, cudaStream_t stream) {
+  if (p->numPairs <= 0) return cudaSuccess;
+  dim3 grid(p->numPairs, p->numPlanes);
+  KVSK_DTYPE_SWITCH(p->dtype, T, kvsk::blockCopyKernel<T><<<grid, 256, 0, stream>>>(*p));
+  return cudaGetLastError();
+}

@@ -1,0 +1,200 @@
+/* The one header of kvserve's CUDA kernels: a plain parameter struct per kernel and its launcher.
+ * Plain C (no templates, no engine types) so that any host code can call it. Every launcher enqueues on
+ * `stream`, never synchronizes, and returns cudaGetLastError() after its launch(es) (or
+ * cudaErrorInvalidValue / cudaErrorNotSupported for shapes it does not handle).
+ *
+ * Layout conventions (row-major everywhere):
+ *   T  new tokens of the step, S sequences, R sampled rows, V vocab, H hidden, I intermediate,
+ *   Hq query heads, Hkv KV heads (Hq % Hkv == 0, G = Hq / Hkv), D head_dim.
+ *   KV cache of one layer: k and v each [numBlocks, blockSize, Hkv, D]; a token's slot is
+ *   block * blockSize + offset.
+ *   dtype of activations, weights and cache: one kvsk_dtype per call; reductions are in float32.
+ */
+#pragma once
+#include <cuda_runtime_api.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { KVSK_F32 = 0, KVSK_BF16 = 1, KVSK_F16 = 2 } kvsk_dtype; /* == kvs::DType */
+
+/* out[t, :] = table[tokenIds[t], :]. Ids outside [0, vocab) produce zeros (the host validates first). */
+typedef struct {
+  const void* table;        /* [vocab, H] */
+  const int32_t* tokenIds;  /* [T] */
+  void* out;                /* [T, H] */
+  int numTokens, hidden, vocab;
+  kvsk_dtype dtype;
+} kvsk_embedding_params;
+cudaError_t kvsk_embedding(const kvsk_embedding_params* p, cudaStream_t stream);
+
+/* Residual add fused with RMSNorm, rounding like transformers' LlamaRMSNorm:
+ *   if add != NULL: residual[row] = dtype(residual[row] + add[row])          (the decoder's "h = h + x")
+ *   out[r] = dtype(weight * dtype(x * rsqrt(mean(x^2) + eps)))  with x = residual[src(r)] in float32
+ * where src(r) = rowIndex ? rowIndex[r] : r (gathers the sampled rows for the final norm; add must be NULL
+ * then). */
+typedef struct {
+  const void* add;          /* [rows, H] or NULL */
+  void* residual;           /* [*, H] in/out */
+  const int32_t* rowIndex;  /* [rows] or NULL */
+  const void* weight;       /* [H] */
+  void* out;                /* [rows, H] */
+  int rows, hidden;
+  float eps;
+  kvsk_dtype dtype;
+} kvsk_rmsnorm_params;
+cudaError_t kvsk_rmsnorm(const kvsk_rmsnorm_params* p, cudaStream_t stream);
+
+/* Per token, per head of the fused qkv projection: optional bias (qwen2), optional per-head RMSNorm of q and
+ * k (qwen3), RoPE with HF's rotate_half pairing (i, i + D/2) on q and k, then q to qOut and k, v to the paged
+ * cache at slotMapping[t] (slot < 0: not written). cos/sin are float32 cos/sin of (float)pos * invFreq[i],
+ * rounded to dtype as transformers does before the multiply. */
+typedef struct {
+  const void* qkv;          /* [T, (Hq + 2 Hkv) * D]: q heads, then k heads, then v heads */
+  void* qOut;               /* [T, Hq, D] */
+  void* kCache;             /* [numBlocks, blockSize, Hkv, D] */
+  void* vCache;             /* [numBlocks, blockSize, Hkv, D] */
+  const int32_t* positions; /* [T] */
+  const int32_t* slotMapping; /* [T] */
+  const float* invFreq;     /* [D/2], computed on the host exactly like transformers */
+  const void* bias;         /* [(Hq + 2 Hkv) * D] or NULL */
+  const void* qNorm;        /* [D] or NULL */
+  const void* kNorm;        /* [D] or NULL */
+  float normEps;
+  int numTokens, numHeads, numKvHeads, headDim;
+  kvsk_dtype dtype;
+} kvsk_rope_cache_params;
+cudaError_t kvsk_rope_cache(const kvsk_rope_cache_params* p, cudaStream_t stream);
+
+/* Paged attention over the cache for prefill, chunked prefill and decode in one launch (causal).
+ * Work is a list of tiles: tile i covers query tokens [tileQStart[i], tileQStart[i] + tokensPerTile) of
+ * sequence tileSeq[i] (relative to the sequence's first new token, clipped to its qLen) and all G query heads
+ * of one KV head, so each K/V block is loaded once for the whole group. New token j of sequence s sits at
+ * absolute position contextLens[s] - qLen(s) + j and sees keys [0, that position].
+ * Split-KV (flash-decoding): a sequence with qLen == 1 and contextLens > partitionSize has its keys cut into
+ * ceil(ctx / partitionSize) partitions computed by separate CTAs and merged by a second kernel; whether a
+ * token is split depends on its own sequence only, so results do not depend on the rest of the batch.
+ * tileSplitSlot[i] >= 0 numbers those tiles: slot k owns partial*[k, Hq, maxSplits, ...]. */
+typedef struct {
+  const void* q;               /* [T, Hq, D] */
+  const void* kCache;          /* [numBlocks, blockSize, Hkv, D] */
+  const void* vCache;          /* [numBlocks, blockSize, Hkv, D] */
+  void* out;                   /* [T, Hq, D] */
+  const int32_t* blockTables;  /* [S, maxBlocksPerSeq] */
+  const int32_t* queryStart;   /* [S+1] */
+  const int32_t* contextLens;  /* [S] */
+  const int32_t* tileSeq;      /* [numTiles] */
+  const int32_t* tileQStart;   /* [numTiles] */
+  const int32_t* tileSplitSlot;/* [numTiles], -1 = not split */
+  float* partialOut;           /* [numSplitSlots, Hq, maxSplits, D] unnormalized */
+  float* partialMax;           /* [numSplitSlots, Hq, maxSplits] running max of scaled scores */
+  float* partialSum;           /* [numSplitSlots, Hq, maxSplits] sum of exp(score - max) */
+  int numTiles, tokensPerTile, numSplitSlots, maxSplits, partitionSize;
+  int numHeads, numKvHeads, headDim, blockSize, maxBlocksPerSeq;
+  float scale;                 /* softmax scale, usually 1/sqrt(D) */
+  kvsk_dtype dtype;
+} kvsk_attention_params;
+/* Host-side planning of the tiles from host copies of queryStart and contextLens: fills tileSeq, tileQStart,
+ * tileSplitSlot (capacity >= T entries suffices) and the counts below. decode = every sequence has qLen 1
+ * (a smaller CTA shape); the per-row arithmetic is the same in both shapes. Returns 0, or -1 when
+ * (headDim, group) is not supported, -2 when capacity is too small. */
+typedef struct {
+  int numTiles, tokensPerTile, numSplitSlots, maxSplits, decode;
+} kvsk_attention_plan_info;
+int kvsk_attention_plan(const int32_t* queryStartHost, const int32_t* contextLensHost, int numSeqs,
+                        int numHeads, int numKvHeads, int headDim, int partitionSize,
+                        int32_t* tileSeq, int32_t* tileQStart, int32_t* tileSplitSlot, int capacity,
+                        kvsk_attention_plan_info* info);
+cudaError_t kvsk_attention(const kvsk_attention_params* p, int decode, cudaStream_t stream);
+
+/* out[t, i] = dtype(dtype(silu(gateUp[t, i])) * gateUp[t, I + i]) (transformers' act_fn(gate) * up). */
+typedef struct {
+  const void* gateUp;       /* [T, 2I]: gate then up */
+  void* out;                /* [T, I] */
+  int numTokens, intermediate;
+  kvsk_dtype dtype;
+} kvsk_silu_mul_params;
+cudaError_t kvsk_silu_mul(const kvsk_silu_mul_params* p, cudaStream_t stream);
+
+/* Copies whole blocks (all layers, K and V) for copy-on-write: cache is [numLayers * 2] planes of
+ * planeElems elements each, a block is blockElems contiguous elements of a plane. */
+typedef struct {
+  void* cache;
+  const int32_t* pairs;     /* [2 * numPairs] (src, dst) block ids */
+  int numPairs, numPlanes;
+  int64_t planeElems, blockElems;
+  kvsk_dtype dtype;
+} kvsk_block_copy_params;
+cudaError_t kvsk_block_copy(const kvsk_block_copy_params* p, cudaStream_t stream);
+
+/* Weight upload and dummy weights. */
+typedef struct {
+  const void* src; kvsk_dtype srcType;
+  void* dst; kvsk_dtype dstType;
+  int64_t n;
+} kvsk_convert_params;
+cudaError_t kvsk_convert(const kvsk_convert_params* p, cudaStream_t stream);
+/* dst[i] = value if scale == 0, else uniform in [-scale, scale) from a hash of (seed, i): deterministic. */
+typedef struct {
+  void* dst; kvsk_dtype dtype; int64_t n;
+  uint64_t seed; float scale; float value;
+} kvsk_fill_params;
+cudaError_t kvsk_fill(const kvsk_fill_params* p, cudaStream_t stream);
+
+/* Sampling, in three launches (see sampling.cu for the algorithm and its RNG).
+ * 1. kvsk_sample_prepare: raw logits -> float32 `raw`, per-row max and log-sum-exp (for logprobs),
+ *    `work` = raw + bias, repetition penalty (HF), frequency/presence (OpenAI); greedy rows get their
+ *    argmax in tokens[r] (ties to the lower id); other rows get work /= temperature.
+ * 2. kvsk_sample_sort: the rows that need ranking (non-greedy with top-k or top-p) sorted descending
+ *    (stable: ties keep the lower id first) into sortedKeys/sortedIds.
+ * 3. kvsk_sample_finish: non-greedy rows draw after top-k, top-p, min-p with u = uniform(seed, seedStep)
+ *    (unranked rows walk their candidates in id order, as the CPU sampler does); then every row's sampled
+ *    logprob and top-K logprobs of the raw logits. */
+typedef struct {
+  const void* logits;       /* [R, V] in dtype (lm_head output) */
+  kvsk_dtype dtype;
+  int rows, vocab;
+  float* raw;               /* [R, V] raw logits as float32 (what returnLogits returns) */
+  float* work;              /* [R, V] processed logits */
+  float* rowMax;            /* [R] max of raw */
+  float* rowLse;            /* [R] log-sum-exp of raw: max + log(sum(exp(raw - max))) */
+  int32_t* counts;          /* [R, V] scratch, must be all zero between calls (it is left zero) */
+  const float* temperature; const float* topP; const int32_t* topK; const float* minP;
+  const float* presencePenalty; const float* frequencyPenalty; const float* repetitionPenalty;
+  const uint32_t* seeds; const int32_t* seedSteps; const int32_t* numLogprobs;  /* all [R] */
+  const int32_t* historyStart;       /* [R+1] or NULL */
+  const int32_t* historyOutputStart; /* [R] */
+  const int32_t* historyTokens;
+  const int32_t* biasStart;          /* [R+1] or NULL */
+  const int32_t* biasTokens;
+  const float* biasValues;
+  /* sort */
+  float* sortedKeys;        /* [R, V] scratch; after kvsk_sample_sort: the sorted keys (may point at work) */
+  int32_t* sortedIds;       /* [R, V] scratch; after kvsk_sample_sort: the ids (may point at idsScratch) */
+  int32_t* idsScratch;      /* [R, V] scratch */
+  const int32_t* sortRows;  /* [numSortRows] non-greedy rows with topK in (0, V) or topP < 1 */
+  int numSortRows;
+  int32_t* segBegin;        /* [numSortRows] scratch offsets */
+  int32_t* segEnd;          /* [numSortRows] */
+  void* sortTemp; size_t sortTempBytes;
+  /* outputs */
+  int32_t* tokens;          /* [R] */
+  float* logprobs;          /* [R] raw log-softmax at tokens[r], NaN when numLogprobs[r] < 0 */
+  int topLogprobs;          /* K */
+  int32_t* topIds;          /* [R, K], -1 padded */
+  float* topValues;         /* [R, K] */
+} kvsk_sample_params;
+cudaError_t kvsk_sample_prepare(const kvsk_sample_params* p, cudaStream_t stream);
+/* Bytes of sortTemp that kvsk_sample_sort needs for up to maxRows rows of `vocab`. */
+size_t kvsk_sample_sort_temp_bytes(int maxRows, int vocab);
+/* Sorts through CUB double buffers: on return p->sortedKeys / p->sortedIds point at the sorted rows. */
+cudaError_t kvsk_sample_sort(kvsk_sample_params* p, cudaStream_t stream);
+cudaError_t kvsk_sample_finish(const kvsk_sample_params* p, cudaStream_t stream);
+/* The uniform draw in [0, 1) of (seed, step), bit-identical to kvs::uniform01 (engines/sampler.cc). */
+double kvsk_uniform(uint32_t seed, int32_t step);
+
+#ifdef __cplusplus
+}
+#endif

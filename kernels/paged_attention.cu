@@ -1,0 +1,54 @@
+// Paged attention: host-side tile planning and the dtype dispatch of kvsk_attention.
+#include <algorithm>
+
+#include "paged_attention.cuh"
+
+namespace kvsk {
+extern template cudaError_t launchAttention<float>(const kvsk_attention_params&, bool, cudaStream_t);
+extern template cudaError_t launchAttention<__nv_bfloat16>(const kvsk_attention_params&, bool, cudaStream_t);
+extern template cudaError_t launchAttention<__half>(const kvsk_attention_params&, bool, cudaStream_t);
+}  // namespace kvsk
+
+extern "C" int kvsk_attention_plan(const int32_t* queryStart, const int32_t* contextLens, int numSeqs,
+                                   int numHeads, int numKvHeads, int headDim, int partitionSize,
+                                   int32_t* tileSeq, int32_t* tileQStart, int32_t* tileSplitSlot, int capacity,
+                                   kvsk_attention_plan_info* info) {
+  if (numKvHeads <= 0 || numHeads % numKvHeads != 0) return -1;
+  const int G = numHeads / numKvHeads;
+  bool decode = numSeqs > 0;
+  for (int s = 0; s < numSeqs; ++s) decode = decode && queryStart[s + 1] - queryStart[s] == 1;
+  const int rows = kvsk::attnRows(headDim, G, decode);
+  if (rows == 0) return -1;
+  const int tpt = rows / G;
+  int tiles = 0, slots = 0, maxSplits = 1;
+  for (int s = 0; s < numSeqs; ++s) {
+    const int qLen = queryStart[s + 1] - queryStart[s];
+    // Split-KV only for single-token (decode) sequences: a property of the sequence, not of the batch.
+    const int nSplits = qLen == 1 ? (contextLens[s] + partitionSize - 1) / partitionSize : 1;
+    for (int t0 = 0; t0 < qLen; t0 += tpt) {
+      if (tiles >= capacity) return -2;
+      tileSeq[tiles] = s;
+      tileQStart[tiles] = t0;
+      tileSplitSlot[tiles] = nSplits > 1 ? slots++ : -1;
+      ++tiles;
+    }
+    if (nSplits > 1) maxSplits = std::max(maxSplits, nSplits);
+  }
+  info->numTiles = tiles;
+  info->tokensPerTile = tpt;
+  info->numSplitSlots = slots;
+  info->maxSplits = maxSplits;
+  info->decode = decode ? 1 : 0;
+  return 0;
+}
+
+extern "C" cudaError_t kvsk_attention(const kvsk_attention_params* p, int decode, cudaStream_t stream) {
+  if (p->numTiles <= 0) return cudaSuccess;
+  if (p->numKvHeads <= 0 || p->numHeads % p->numKvHeads != 0) return cudaErrorInvalidValue;
+  switch (p->dtype) {
+    case KVSK_F32: return kvsk::launchAttention<float>(*p, decode != 0, stream);
+    case KVSK_BF16: return kvsk::launchAttention<__nv_bfloat16>(*p, decode != 0, stream);
+    case KVSK_F16: return kvsk::launchAttention<__half>(*p, decode != 0, stream);
+    default: return cudaErrorInvalidValue;
+  }
+}

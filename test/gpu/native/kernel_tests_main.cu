@@ -1,0 +1,64 @@
+// kvserve_kernel_tests: every kernel against a plain CPU reference over a grid of shapes (see each suite's
+// file for its grid and tolerances). Prints one summary line per suite, writes every case to the file named
+// by argv[1] (default kernel-tests.tsv), and exits non-zero when any case fails.
+// Usage: kvserve_kernel_tests [results.tsv] [suite...]   suites: layers attention sampling gemm
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstring>
+#include <map>
+
+#include "harness.h"
+
+namespace kt {
+std::vector<Row>& results() { static std::vector<Row> r; return r; }
+void layerTests();
+void attentionTests();
+void samplingTests();
+void gemmTests();
+}  // namespace kt
+
+int main(int argc, char** argv) {
+  const char* path = argc > 1 ? argv[1] : "kernel-tests.tsv";
+  std::vector<std::string> only(argv + (argc > 2 ? 2 : argc), argv + argc);
+  cudaDeviceProp prop;
+  CK(cudaGetDeviceProperties(&prop, 0));
+  std::printf("device: %s (sm_%d%d, %d SMs)\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount);
+  const std::vector<std::pair<std::string, void (*)()>> suites = {
+      {"layers", kt::layerTests}, {"attention", kt::attentionTests}, {"sampling", kt::samplingTests}, {"gemm", kt::gemmTests}};
+  int crashed = 0;
+  for (auto& [name, fn] : suites) {
+    if (!only.empty() && std::find(only.begin(), only.end(), name) == only.end()) continue;
+    const auto t0 = std::chrono::steady_clock::now();
+    try {
+      fn();
+    } catch (const std::exception& e) {
+      std::printf("SUITE %s ABORTED: %s\n", name.c_str(), e.what());
+      kt::results().push_back({name, "aborted", 0, 0, 0, false, e.what()});
+      ++crashed;
+    }
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("suite %-10s done in %.1fs\n", name.c_str(), s);
+  }
+  FILE* f = std::fopen(path, "w");
+  if (f) {
+    std::fprintf(f, "suite\tcase\tsub_cases\tmax_abs_err\tworst_err_over_tol\tpass\tnote\n");
+    for (auto& r : kt::results())
+      std::fprintf(f, "%s\t%s\t%d\t%.3g\t%.3g\t%s\t%s\n", r.suite.c_str(), r.name.c_str(), r.cases, r.maxAbs, r.worst,
+                   r.pass ? "PASS" : "FAIL", r.note.c_str());
+    std::fclose(f);
+  }
+  std::map<std::string, std::array<double, 4>> sum;  // rows, passed, worst, maxAbs
+  for (auto& r : kt::results()) {
+    auto& s = sum[r.suite];
+    s[0] += 1; s[1] += r.pass; s[2] = std::max(s[2], r.worst); s[3] = std::max(s[3], r.maxAbs);
+  }
+  std::printf("\n%-10s %6s %6s %18s %12s\n", "suite", "cases", "passed", "worst err/tol", "max |err|");
+  int failed = crashed;
+  for (auto& [k, s] : sum) {
+    std::printf("%-10s %6d %6d %18.3f %12.3g\n", k.c_str(), (int)s[0], (int)s[1], s[2], s[3]);
+    failed += (int)(s[0] - s[1]);
+  }
+  std::printf("%s (%d failing cases; details in %s)\n", failed ? "FAILED" : "ALL PASSED", failed, path);
+  return failed ? 1 : 0;
+}
