@@ -97,34 +97,51 @@ export class EngineLoop implements EngineClient {
   private async run(): Promise<void> {
     let pending: InFlight | undefined;
     while (!this.closed) {
-      if (!pending) {
-        if (!this.scheduler.hasWork()) {
-          await new Promise<void>((resolve) => (this.wake = resolve));
-          continue;
-        }
-        pending = this.launch();
-        continue;
-      }
-      const { out, result } = pending;
-      let res: StepResult;
       try {
-        res = await result;
+        pending = await this.iterate(pending);
       } catch (err) {
+        // A bug in scheduling or batch building: fail what is live rather than hang it, and go on.
         pending = undefined;
-        this.failStep(out, err);
-        continue;
+        this.failAll(err);
       }
-      const got = this.scheduler.update(out, res.tokens);
-      pending = !this.closed && this.scheduler.hasWork() ? this.launch() : undefined;
-      this.deliver(out, got, res);
     }
     // Let a step still in flight settle before the caller disposes the native engine.
     if (pending) await pending.result.catch(() => undefined);
   }
 
+  /** One turn of the loop: sleep, or launch, or finish the step in flight (and launch the next one
+   *  before delivering its outputs). Returns the step now in flight. */
+  private async iterate(pending: InFlight | undefined): Promise<InFlight | undefined> {
+    if (!pending) {
+      if (this.scheduler.hasWork()) return this.launch();
+      await new Promise<void>((resolve) => (this.wake = resolve));
+      return undefined;
+    }
+    let res: StepResult;
+    try {
+      res = await pending.result;
+    } catch (err) {
+      this.failStep(pending.out, err);
+      return undefined;
+    }
+    const got = this.scheduler.update(pending.out, res.tokens);
+    let next: InFlight | undefined;
+    let fault: unknown;
+    try {
+      if (!this.closed && this.scheduler.hasWork()) next = this.launch();
+    } catch (err) {
+      fault = err; // deliver what this step produced before failing the rest
+    }
+    this.deliver(pending.out, got, res);
+    if (fault !== undefined) throw fault;
+    return next;
+  }
+
   /** Schedules and starts one step; undefined if nothing could be scheduled. */
   private launch(): InFlight | undefined {
-    const out = this.scheduler.schedule();
+    let out = this.scheduler.schedule();
+    // A step that only preempted admits nothing; the next try schedules what now fits.
+    if (out.requests.length === 0 && out.preempted.length > 0) out = this.scheduler.schedule();
     if (out.requests.length === 0) {
       // Cannot happen for requests that passed validation (any one of them fits the empty pool); fail the
       // head of the line rather than spin.
@@ -159,6 +176,18 @@ export class EngineLoop implements EngineClient {
     for (const req of out.requests) {
       const entry = this.live.get(req.id);
       if (entry && entry.req === req) this.end(entry, 'error', message);
+    }
+  }
+
+  private failAll(err: unknown): void {
+    const message = `engine fault: ${err instanceof Error ? err.message : String(err)}`;
+    for (const entry of [...this.live.values()]) {
+      try {
+        this.end(entry, 'error', message);
+      } catch {
+        this.live.delete(entry.req.id);
+        entry.stream.push(endOutput(entry.req, 'error', message));
+      }
     }
   }
 

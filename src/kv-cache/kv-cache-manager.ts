@@ -121,6 +121,12 @@ export class KvCacheManager {
     seq.numCachedBlocks = 0;
   }
 
+  /** Hashes the full blocks a prefix lookup will need, ahead of time: the engine calls it at submit, while
+   *  a step runs, so schedule() finds them ready. */
+  hashLookupBlocks(seq: KvSequence): void {
+    if (this.enablePrefixCaching) this.ensureHashes(seq, Math.floor((seq.tokens.length - 1) / this.blockSize));
+  }
+
   /** Extends seq.blockHashes to the first n full blocks. */
   private ensureHashes(seq: KvSequence, n: number): void {
     const hashes = seq.blockHashes;

@@ -34,7 +34,9 @@ export class Scheduler {
     this.kv = new KvCacheManager(config);
   }
 
+  /** Queues a request (new, or preempted). Hashes its prompt's blocks now, off the scheduling path. */
   add(req: Request): void {
+    this.kv.hashLookupBlocks(req);
     req.status = 'waiting';
     this.waiting.push(req);
   }

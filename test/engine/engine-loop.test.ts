@@ -123,6 +123,21 @@ describe('EngineLoop', () => {
     expect(loop.stats().numFreeKvBlocks).toBe(40);
   });
 
+  it('fails live requests instead of hanging when the loop itself faults, and goes on', async () => {
+    const { loop } = start();
+    const schedule = loop.scheduler.schedule.bind(loop.scheduler);
+    let calls = 0;
+    loop.scheduler.schedule = () => {
+      if (++calls === 3) throw new Error('scheduler bug');
+      return schedule();
+    };
+    const outs = await collect(loop.submit({ id: 'a', promptTokenIds: prompt(5, 1), sampling: params({ maxTokens: 50, ignoreEos: true }) }));
+    expect(outs.at(-1)).toMatchObject({ finishReason: 'error', error: expect.stringContaining('scheduler bug') });
+    expect(tokensOf(outs)).toHaveLength(2);
+    const again = await collect(loop.submit({ id: 'b', promptTokenIds: prompt(5, 2), sampling: params({ maxTokens: 3, ignoreEos: true }) }));
+    expect(tokensOf(again)).toHaveLength(3);
+  });
+
   it('sleeps when idle and wakes up for new work', async () => {
     const { loop, model } = start();
     await collect(loop.submit({ id: 'a', promptTokenIds: prompt(5, 1), sampling: params({ maxTokens: 3, ignoreEos: true }) }));
