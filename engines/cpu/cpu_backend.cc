@@ -78,7 +78,6 @@ class CpuBackend : public Backend {
   std::vector<float> cos_, sin_;         // [T, headDim/2]
   std::vector<int32_t> tokenSeq_;        // [T]
   std::vector<float> hidden_, logits_;   // [R, H], [R, vocab]
-  std::vector<SamplerScratch> scratch_;  // one per pool worker
 
   static void grow(std::vector<float>& v, size_t n) { if (v.size() < n) v.resize(n); }
 
@@ -98,7 +97,7 @@ class CpuBackend : public Backend {
     float *x = x_.data(), *xn = xn_.data(), *q = q_.data(), *k = k_.data(), *v = v_.data(), *attn = attn_.data();
     float *gate = gate_.data(), *up = up_.data();
     const Mat& E = model_.embed;
-    pool_.parallelFor(T, 1, [&](int64_t t0, int64_t t1) {
+    pool_.parallelFor(T, 16, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
         const int64_t row = int64_t(b.tokenIds[t]) * E.cols;
         for (int i = 0; i < H; ++i) x[t * H + i] = loadAsFloat(E.data, int(E.dtype), row + i);
@@ -151,9 +150,9 @@ class CpuBackend : public Backend {
       rmsNormRow(x_.data() + size_t(b.sampleIndices[r]) * H, model_.finalNorm.data(), H, float(cfg_.rmsNormEps),
                  hidden_.data() + size_t(r) * H);
     linear(pool_, hidden_.data(), H, R, model_.lmHead, nullptr, logits_.data(), V);
-    if (scratch_.size() < size_t(pool_.size())) scratch_.resize(pool_.size());
-    pool_.run([&](int w) {
-      for (int r = w; r < R; r += pool_.size()) sampleRow(b.sampling, r, logits_.data() + size_t(r) * V, V, scratch_[w], out);
+    pool_.parallelFor(R, 1, [&](int64_t r0, int64_t r1) {
+      thread_local SamplerScratch scratch;
+      for (int64_t r = r0; r < r1; ++r) sampleRow(b.sampling, int(r), logits_.data() + size_t(r) * V, V, scratch, out);
     });
     if (b.returnLogits) out.logits.assign(logits_.begin(), logits_.begin() + size_t(R) * V);
   }

@@ -95,9 +95,14 @@ void linearRange(const float* x, int64_t ldx, int64_t T, const Mat& w, const flo
 template <DType DT>
 void linearTyped(ThreadPool& pool, const float* x, int64_t ldx, int64_t T, const Mat& w, const float* bias, float* y,
                  int64_t ldy) {
-  // Below ~32k multiply-adds a fork-join costs more than it saves.
+  // Below ~32k multiply-adds a fork-join costs more than it saves; above, about four chunks per thread
+  // (a multiple of the tile width) let a descheduled thread's share be taken by the others.
   const int64_t work = T * w.rows * w.cols;
-  const int64_t grain = work < 32768 ? w.rows : kTileC * 4;
+  int64_t grain = w.rows;
+  if (work >= 32768) {
+    grain = (w.rows + 4 * pool.size() - 1) / (4 * pool.size());
+    grain = std::max<int64_t>(kTileC * 4, (grain + kTileC - 1) / kTileC * kTileC);
+  }
   pool.parallelFor(w.rows, grain, [&](int64_t n0, int64_t n1) { linearRange<DT>(x, ldx, T, w, bias, y, ldy, n0, n1); });
 }
 

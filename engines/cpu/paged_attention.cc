@@ -1,7 +1,6 @@
 #include "paged_attention.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -86,29 +85,24 @@ void pagedAttention(ThreadPool& pool, const AttentionShape& sh, const StepBatch&
   const int T = b.numTokens, H = sh.numHeads, D = sh.headDim;
   const int group = sh.numHeads / sh.numKvHeads;
   const int64_t items = int64_t(T) * H;
-  const int64_t chunk = std::max<int64_t>(1, items / (int64_t(pool.size()) * 8));
   const float* K = cache.k(layer);
   const float* V = cache.v(layer);
-  std::atomic<int64_t> next{0};
-  auto work = [&](int) {
+  int maxCtx = 1;
+  for (int s = 0; s < b.numSeqs; ++s) maxCtx = std::max(maxCtx, b.contextLens[s]);
+  // Tiny batches run inline; otherwise about eight chunks per thread.
+  const int64_t grain = items * maxCtx * D < 65536 ? items : std::max<int64_t>(1, items / (int64_t(pool.size()) * 8));
+  pool.parallelFor(items, grain, [&](int64_t begin, int64_t end) {
     thread_local std::vector<float> scores;
-    for (;;) {
-      const int64_t begin = next.fetch_add(chunk, std::memory_order_relaxed);
-      if (begin >= items) return;
-      const int64_t end = std::min(items, begin + chunk);
-      for (int64_t it = begin; it < end; ++it) {
-        const int t = int(it / H), h = int(it % H);
-        const int s = tokenSeq[t];
-        const int n = std::min(b.positions[t] + 1, b.contextLens[s]);
-        if (scores.size() < size_t(n)) scores.resize(n);
-        attendOne(sh, q + size_t(t) * H * D + size_t(h) * D, K, V, cache.rowFloats(), h / group,
-                  b.blockTables + size_t(s) * b.maxBlocksPerSeq, cache.blockSize(), n, scores.data(),
-                  out + size_t(t) * H * D + size_t(h) * D);
-      }
+    if (scores.size() < size_t(maxCtx)) scores.resize(maxCtx);
+    for (int64_t it = begin; it < end; ++it) {
+      const int t = int(it / H), h = int(it % H);
+      const int s = tokenSeq[t];
+      const int n = std::min(b.positions[t] + 1, b.contextLens[s]);
+      attendOne(sh, q + size_t(t) * H * D + size_t(h) * D, K, V, cache.rowFloats(), h / group,
+                b.blockTables + size_t(s) * b.maxBlocksPerSeq, cache.blockSize(), n, scores.data(),
+                out + size_t(t) * H * D + size_t(h) * D);
     }
-  };
-  if (items * 64 < 32768) work(0);  // tiny: a fork-join costs more than it saves
-  else pool.run(work);
+  });
 }
 
 }  // namespace kvs

@@ -1,4 +1,9 @@
+// Protocol: the caller publishes the job (job_, then generation_++), runs chunks itself, closes the job
+// (job_ = null) and waits until active_ == 0. A worker increments active_ *before* loading job_, so it
+// either sees null (and touches nothing) or the caller sees it active and waits for it (seq_cst on both).
 #include "thread_pool.h"
+
+#include <sched.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -10,15 +15,15 @@
 namespace kvs {
 
 namespace {
-// About 50-100 µs of spinning before a worker sleeps: longer than the gap between two loops of one step,
+// ~30-60 µs of spinning before a worker sleeps: longer than the gap between two loops of one step,
 // much shorter than the gap between steps of an idle server.
-constexpr int kSpinIterations = 20000;
+constexpr int kSpinIterations = 4000;
 }  // namespace
 
 ThreadPool::ThreadPool(int numThreads) {
   if (numThreads <= 0) numThreads = static_cast<int>(std::thread::hardware_concurrency());
   numThreads_ = numThreads < 1 ? 1 : numThreads;
-  for (int i = 1; i < numThreads_; ++i) threads_.emplace_back([this, i] { workerLoop(i); });
+  for (int i = 1; i < numThreads_; ++i) threads_.emplace_back([this] { workerLoop(); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -31,20 +36,32 @@ ThreadPool::~ThreadPool() {
   for (auto& t : threads_) t.join();
 }
 
-void ThreadPool::dispatch(void (*call)(void*, int), void* ctx) {
-  call_ = call;
-  ctx_ = ctx;
-  pending_.store(numThreads_ - 1, std::memory_order_relaxed);
-  generation_.fetch_add(1, std::memory_order_seq_cst);  // publishes call_/ctx_/pending_
+void ThreadPool::runChunks(Job& job) {
+  for (;;) {
+    const int64_t c = job.next.fetch_add(1, std::memory_order_relaxed);
+    if (c >= job.chunks) return;
+    const int64_t lo = c * job.grain;
+    const int64_t hi = lo + job.grain < job.n ? lo + job.grain : job.n;
+    job.call(job.ctx, lo, hi);
+  }
+}
+
+void ThreadPool::dispatch(Job& job) {
+  job_.store(&job, std::memory_order_seq_cst);
+  generation_.fetch_add(1, std::memory_order_seq_cst);
   if (sleepers_.load(std::memory_order_seq_cst) > 0) {
     std::lock_guard<std::mutex> lock(mutex_);  // a sleeper is either waiting (and gets notified) or sees the new generation
     wake_.notify_all();
   }
-  call(ctx, 0);
-  while (pending_.load(std::memory_order_acquire) != 0) KVS_PAUSE();
+  runChunks(job);
+  job_.store(nullptr, std::memory_order_seq_cst);
+  for (int spin = 0; active_.load(std::memory_order_seq_cst) != 0; ++spin) {
+    if (spin < 2000) KVS_PAUSE();
+    else sched_yield();  // a worker holding a chunk was descheduled: give it the core
+  }
 }
 
-void ThreadPool::workerLoop(int index) {
+void ThreadPool::workerLoop() {
   uint64_t seen = 0;
   for (;;) {
     uint64_t gen = generation_.load(std::memory_order_acquire);
@@ -61,8 +78,9 @@ void ThreadPool::workerLoop(int index) {
     }
     seen = gen;
     if (stop_.load()) return;
-    call_(ctx_, index);
-    pending_.fetch_sub(1, std::memory_order_release);
+    active_.fetch_add(1, std::memory_order_seq_cst);
+    if (Job* job = job_.load(std::memory_order_seq_cst)) runChunks(*job);
+    active_.fetch_sub(1, std::memory_order_seq_cst);
   }
 }
 

@@ -1,12 +1,15 @@
-// A persistent pool for fork-join loops. The calling thread is worker 0; numThreads-1 threads wait for
-// jobs by spinning briefly (a decode step issues hundreds of tiny loops) and then sleeping, so an idle
-// server burns no CPU. One job runs at a time: run() is not reentrant and not thread-safe.
+// A persistent pool for fork-join loops whose chunks are claimed dynamically: the calling thread works too,
+// and a worker that the OS has descheduled (this machine's cores are shared with the Node event loop and
+// other processes) simply finds no chunk left, instead of stalling the loop. Workers spin briefly between
+// loops (a decode step issues hundreds of tiny ones), then sleep, so an idle server burns no CPU.
+// One loop at a time: parallelFor() is neither reentrant nor thread-safe.
 #pragma once
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace kvs {
@@ -20,42 +23,38 @@ class ThreadPool {
 
   int size() const { return numThreads_; }
 
-  // Calls fn(worker) once on each of the size() workers and returns when all are done.
-  template <typename F>
-  void run(F&& fn) {
-    if (numThreads_ == 1) { fn(0); return; }
-    dispatch(&invoke<std::remove_reference_t<F>>, &fn);
-  }
-
-  // Splits [0, n) into size() contiguous ranges, each a multiple of `grain` (except the last), and calls
-  // fn(begin, end) for the non-empty ones. Runs inline when n is at most `grain` or the pool has one thread.
+  // Calls fn(begin, end) over [0, n) in chunks of `grain` (the last may be shorter), on any threads, in any
+  // order. Callers must make each element's result independent of the chunking. Inline when one chunk.
   template <typename F>
   void parallelFor(int64_t n, int64_t grain, F&& fn) {
     if (n <= 0) return;
     if (grain < 1) grain = 1;
-    int64_t chunks = (n + grain - 1) / grain;
-    if (numThreads_ == 1 || chunks == 1) { fn(int64_t(0), n); return; }
-    int workers = static_cast<int>(chunks < numThreads_ ? chunks : numThreads_);
-    run([&](int w) {
-      if (w >= workers) return;
-      int64_t lo = chunks * w / workers * grain, hi = chunks * (w + 1) / workers * grain;
-      if (hi > n) hi = n;
-      if (lo < hi) fn(lo, hi);
-    });
+    Job job;
+    job.n = n;
+    job.grain = grain;
+    job.chunks = (n + grain - 1) / grain;
+    if (numThreads_ == 1 || job.chunks == 1) { fn(int64_t(0), n); return; }
+    job.ctx = &fn;
+    job.call = [](void* ctx, int64_t lo, int64_t hi) { (*static_cast<std::remove_reference_t<F>*>(ctx))(lo, hi); };
+    dispatch(job);
   }
 
  private:
-  template <typename F>
-  static void invoke(void* ctx, int worker) { (*static_cast<F*>(ctx))(worker); }
-  void dispatch(void (*call)(void*, int), void* ctx);
-  void workerLoop(int index);
+  struct Job {
+    void (*call)(void*, int64_t, int64_t) = nullptr;
+    void* ctx = nullptr;
+    int64_t n = 0, grain = 1, chunks = 0;
+    std::atomic<int64_t> next{0};
+  };
+  static void runChunks(Job& job);
+  void dispatch(Job& job);
+  void workerLoop();
 
   int numThreads_;
   std::vector<std::thread> threads_;
-  void (*call_)(void*, int) = nullptr;
-  void* ctx_ = nullptr;
+  std::atomic<Job*> job_{nullptr};    // the open loop; null when none
   std::atomic<uint64_t> generation_{0};
-  std::atomic<int> pending_{0};
+  std::atomic<int> active_{0};        // workers that may be touching *job_
   std::atomic<int> sleepers_{0};
   std::atomic<bool> stop_{false};
   std::mutex mutex_;
