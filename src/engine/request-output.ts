@@ -14,9 +14,6 @@ function base(req: Request, newTokenIds: number[]): RequestOutput {
     numCachedPromptTokens: Math.max(0, req.numCachedPromptTokens),
     numOutputTokens: req.numOutputTokens,
   };
-  if (req.numOutputTokens <= 1 && req.firstScheduledTime >= 0 && newTokenIds.length > 0) {
-    out.queueTimeMs = req.firstScheduledTime - req.arrivalTime;
-  }
   return out;
 }
 
@@ -25,6 +22,7 @@ export function tokenOutput(req: Request, result: StepResult, row: number): Requ
   const token = result.tokens[row]!;
   const hideEos = req.finishReason === 'stop' && req.eosIds.has(token);
   const out = base(req, hideEos ? [] : [token]);
+  if (req.numOutputTokens === 1) out.queueTimeMs = req.firstScheduledTime - req.arrivalTime;
   if (req.sampling.logprobs !== null && !hideEos) out.logprobs = [logprobOf(req, result, row, token)];
   if (req.finishReason) {
     out.finished = true;

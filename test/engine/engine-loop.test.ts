@@ -61,6 +61,8 @@ describe('EngineLoop', () => {
       expect(eosEnd ? [...tokensOf(outs), last.stopTokenId] : tokensOf(outs)).toEqual(ref);
       expect(last.numOutputTokens).toBe(ref.length);
       expect(last.numPromptTokens).toBe(r.promptTokenIds.length);
+      expect(outs[0]!.queueTimeMs).toBeGreaterThanOrEqual(0);
+      expect(outs.slice(1).some((o) => o.queueTimeMs !== undefined)).toBe(false);
     });
     const st = loop.stats();
     expect(st.numPreemptions).toBeGreaterThan(0);
