@@ -147,7 +147,8 @@ export class EngineLoop implements EngineClient {
       // head of the line rather than spin.
       const head = this.scheduler.waiting.peek();
       const entry = head && this.live.get(head.id);
-      if (entry) this.end(entry, 'error', 'the scheduler could not fit this request');
+      if (!entry) throw new Error('the scheduler has work but scheduled nothing');
+      this.end(entry, 'error', 'the scheduler could not fit this request');
       return undefined;
     }
     let result: Promise<StepResult>;
@@ -189,6 +190,8 @@ export class EngineLoop implements EngineClient {
         entry.stream.push(endOutput(entry.req, 'error', message));
       }
     }
+    // Nothing may stay behind that is not live (it would keep the loop from ever sleeping).
+    for (const req of [...this.scheduler.running, ...this.scheduler.waiting.values()]) this.scheduler.finish(req, 'error');
   }
 
   private end(entry: Live, reason: 'abort' | 'error', error?: string): void {
