@@ -1,5 +1,6 @@
 // `kvserve generate`: one prompt through the same engine loop the server uses, text streamed to stdout.
 import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
 import { ConfigError, engineDefaults, engineFlags, finishEngineConfig, formatHelp, parseFlags, type EngineConfig } from './config.js';
 import { createEngine } from './engine/engine.js';
 import type { SamplingParams } from './engine/types.js';
@@ -47,7 +48,11 @@ export async function runGenerateCli(argv: string[]): Promise<number> {
   const config = finishEngineConfig(parsed);
   const samplingSeed = config.samplingSeed >= 0 ? config.samplingSeed : undefined;
 
-  const tokenizer = await TextTokenizer.load(config.tokenizer);
+  const tokenizer = await TextTokenizer.forModel(config.tokenizer, {
+    dummy: config.loadFormat === 'dummy',
+    configPath: config.model.endsWith('.json') ? config.model : join(config.model, 'config.json'),
+    log: (m) => console.error(m),
+  });
   const promptIds = tokenizer.encode(config.prompt);
   if (promptIds.length === 0) throw new ConfigError('the prompt is empty after tokenization');
 

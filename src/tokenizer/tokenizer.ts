@@ -3,6 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
+import { syntheticTokenizerFiles } from './synthetic.js';
 
 export interface SpecialTokens {
   bos_token?: string;
@@ -90,6 +91,19 @@ export class TextTokenizer {
     if (!tokJson) throw new Error(`no tokenizer.json in ${dir} (kvserve needs a Hugging Face fast tokenizer)`);
     const tokConfig = readJson(join(dir, 'tokenizer_config.json')) ?? {};
     return new TextTokenizer(new Tokenizer(tokJson, tokConfig), dir, tokJson, tokConfig);
+  }
+
+  /**
+   * The tokenizer of a model about to be loaded: DIR/tokenizer.json, or — only for --load-format dummy with a
+   * bare config (no tokenizer.json beside it) — a synthetic one over the config's vocabulary.
+   */
+  static async forModel(dir: string, opts: { dummy: boolean; configPath: string; log?: (msg: string) => void }): Promise<TextTokenizer> {
+    if (existsSync(join(dir, 'tokenizer.json')) || !opts.dummy) return TextTokenizer.load(dir);
+    const vocab = readJson(opts.configPath)?.vocab_size;
+    if (typeof vocab !== 'number') throw new Error(`${opts.configPath} has no vocab_size`);
+    opts.log?.(`no tokenizer.json in ${dir}: using a synthetic tokenizer of ${vocab} ids ("w<id>" words) for the dummy weights`);
+    const { tokenizer, config } = syntheticTokenizerFiles(vocab);
+    return new TextTokenizer(new Tokenizer(tokenizer, config), dir, tokenizer as Json, config as Json);
   }
 
   /** With addSpecialTokens the tokenizer's own post-processor decides (e.g. a BOS for Llama 2). */

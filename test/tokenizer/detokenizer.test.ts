@@ -71,3 +71,17 @@ describe('IncrementalDetokenizer', () => {
     expect((text + d.flush()).trimStart()).toBe(e.greedy_text);
   });
 });
+
+describe('synthetic tokenizer (dummy weights without tokenizer.json)', () => {
+  test('one word per id over the whole vocabulary; decodes what a random model generates', async () => {
+    const configPath = resolve(__dirname, '../../configs/llama-3-8b.json');
+    const t = await TextTokenizer.forModel(resolve(__dirname, '../../configs'), { dummy: true, configPath });
+    expect(t.vocabSize).toBe(128256);
+    expect(t.encode('w5 w128255 w77')).toEqual([1, 5, 128255, 77]);
+    const d = new IncrementalDetokenizer(t, [1, 5]);
+    expect(d.push([6]) + d.push([7, 128255]) + d.flush()).toBe(' w6 w7 w128255');
+  });
+  test('is never used for real weights', async () => {
+    await expect(TextTokenizer.forModel(resolve(__dirname, '../../configs'), { dummy: false, configPath: '' })).rejects.toThrow(/no tokenizer\.json/);
+  });
+});
