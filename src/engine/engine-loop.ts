@@ -191,7 +191,13 @@ export class EngineLoop implements EngineClient {
       }
     }
     // Nothing may stay behind that is not live (it would keep the loop from ever sleeping).
-    for (const req of [...this.scheduler.running, ...this.scheduler.waiting.values()]) this.scheduler.finish(req, 'error');
+    for (const req of [...this.scheduler.running, ...this.scheduler.waiting.values()]) {
+      try {
+        this.scheduler.finish(req, 'error');
+      } catch {
+        // already inconsistent; what matters is that the loop lives on
+      }
+    }
   }
 
   private end(entry: Live, reason: 'abort' | 'error', error?: string): void {
