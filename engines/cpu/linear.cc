@@ -32,7 +32,14 @@ void tile(const float* x, int64_t ldx, const void* w, int64_t K, const float* bi
   const int64_t kMain = K - K % L;
   for (int64_t k = 0; k < kMain; k += L) {
     V wv[C];
-    for (int c = 0; c < C; ++c) wv[c] = loadW<DT>(w, c * K + k);
+    for (int c = 0; c < C; ++c) {
+      wv[c] = loadW<DT>(w, c * K + k);
+#if defined(KVS_SIMD_AVX512) || defined(KVS_SIMD_AVX2)
+      // Keep each weight vector in a register: otherwise GCC folds the float32 load into every one of
+      // the R FMAs that use it, and the kernel becomes load-bound (R×C loads instead of R+C per step).
+      asm("" : "+v"(wv[c]));
+#endif
+    }
     for (int r = 0; r < R; ++r) {
       V xv = simd::load(x + r * ldx + k);
       for (int c = 0; c < C; ++c) acc[r][c] = simd::fma(xv, wv[c], acc[r][c]);
@@ -53,8 +60,10 @@ void tile(const float* x, int64_t ldx, const void* w, int64_t K, const float* bi
     for (int c = 0; c < C; ++c) y[r * ldy + c] = bias ? simd::sum(acc[r][c]) + bias[c] : simd::sum(acc[r][c]);
 }
 
-constexpr int kTileR = 4, kTileC = 4;
-constexpr int64_t kBlockT = 32;  // tokens whose x rows stay in cache while a W tile is swept over them
+// A 4×6 tile holds 24 accumulators + 6 weight vectors + 1 activation vector in the 32 AVX-512 registers.
+// The 6 weight rows of a tile stay in L1 while the tile sweeps the token block's x rows (kept in L2).
+constexpr int kTileR = 4, kTileC = 6;
+constexpr int64_t kBlockBytesX = 512 * 1024;  // x rows of one token block: about half of L2
 
 template <int C, DType DT>
 void rowsTail(const float* x, int64_t ldx, int64_t rows, const void* w, int64_t K, const float* bias, float* y,
@@ -74,8 +83,9 @@ void linearRange(const float* x, int64_t ldx, int64_t T, const Mat& w, const flo
   const int64_t K = w.cols;
   const size_t esz = dtypeSize(DT);
   auto wRow = [&](int64_t n) { return static_cast<const uint8_t*>(w.data) + n * K * esz; };
-  for (int64_t t0 = 0; t0 < T; t0 += kBlockT) {
-    const int64_t t1 = std::min(T, t0 + kBlockT);
+  const int64_t blockT = std::max<int64_t>(kTileR, kBlockBytesX / (K * 4) / kTileR * kTileR);
+  for (int64_t t0 = 0; t0 < T; t0 += blockT) {
+    const int64_t t1 = std::min(T, t0 + blockT);
     int64_t n = n0;
     for (; n + kTileC <= n1; n += kTileC) {
       const float* b = bias ? bias + n : nullptr;
