@@ -1,5 +1,7 @@
 // `kvserve serve`: parse flags, listen, load the model showing progress, serve until SIGINT/SIGTERM.
-import { basename } from 'node:path';
+// `startServe` is the same without flags or signals, for tests and embedding.
+import { basename, join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
 import { ConfigError, finishEngineConfig, formatHelp, parseFlags, serverDefaults, serverFlags, type ServerConfig } from '../config.js';
 import { createEngine, type Engine } from '../engine/engine.js';
 import { ChatTemplate, ChatTemplateError } from '../tokenizer/chat-template.js';
@@ -10,6 +12,16 @@ import { closeGracefully, listen, onShutdownSignal } from './server.js';
 
 const USAGE = 'usage: kvserve serve [--model DIR] [options]';
 
+export interface ServeHandle {
+  url: string;
+  app: FastifyInstance;
+  slot: ModelSlot;
+  /** Resolves with the engine once the model serves; rejects when loading fails. */
+  ready: Promise<Engine>;
+  /** Graceful: in-flight requests get `graceMs` to finish, then the engine closes and aborts the rest. */
+  close(graceMs?: number): Promise<void>;
+}
+
 export async function runServeCli(argv: string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
     console.log(`${USAGE}\n\n${formatHelp(serverFlags)}`);
@@ -18,10 +30,30 @@ export async function runServeCli(argv: string[]): Promise<number> {
   const { config: parsed, rest } = parseFlags<ServerConfig>(argv, serverFlags, serverDefaults());
   if (rest.length > 0) throw new ConfigError(`unexpected argument "${rest[0]}" (see --help)`);
   const config = finishEngineConfig(parsed);
-  const tokenizer = await TextTokenizer.load(config.tokenizer);
+  const shutdown = onShutdownSignal();
+  const server = await startServe(config);
+  let first: unknown;
+  try {
+    first = await Promise.race([server.ready, shutdown]);
+  } catch (err) {
+    await server.close();  // the model failed to load: stop listening, report it (cli.ts prints one line)
+    throw err;
+  }
+  const signal = typeof first === 'string' ? first : await shutdown;
+  log(config, `kvserve: ${signal}, finishing in-flight requests (a second signal exits at once)`);
+  await server.close();
+  return 0;
+}
+
+/** Listens first (so /health answers 503 while loading), then loads the model in the background. */
+export async function startServe(config: ServerConfig): Promise<ServeHandle> {
+  const tokenizer = await TextTokenizer.forModel(config.tokenizer, {
+    dummy: config.loadFormat === 'dummy',
+    configPath: config.model.endsWith('.json') ? config.model : join(config.model, 'config.json'),
+    log: (m) => log(config, `kvserve: ${m}`),
+  });
   const chatTemplate = loadChatTemplate(config, tokenizer);
   const servedModelName = config.servedModelName || basename(config.model).replace(/\.json$/, '');
-
   const slot = new ModelSlot();
   const { app } = await buildApp({
     model: slot,
@@ -31,38 +63,29 @@ export async function runServeCli(argv: string[]): Promise<number> {
     bodyLimitBytes: config.bodyLimitBytes,
     logLevel: config.logLevel,
   });
-  const shutdown = onShutdownSignal();
   const { url } = await listen(app, config.host, config.port);
   log(config, `kvserve: listening on ${url} (model "${servedModelName}" loading; /health answers 503 until ready)`);
 
-  let engine: Engine | undefined;
-  try {
-    const loading = createEngine(config, undefined, progressReporter(config, slot));
-    const first = await Promise.race([loading, shutdown]);
-    if (typeof first === 'string') {
-      // Interrupted while loading: the native load cannot be cancelled; free it once it is done.
-      await app.close();
-      await loading.then((e) => e.close(), () => undefined);
-      return 130;
-    }
-    engine = first;
-  } catch (err) {
-    await app.close();
-    throw err;
-  }
-  const info = engine.info;
-  slot.ready({ client: engine.client, tokenizer, chatTemplate, maxModelLen: info.maxModelLen, vocabSize: info.vocabSize });
-  log(
-    config,
-    `kvserve: ready — ${info.architecture} on ${info.device} (${info.dtype}), context ${info.maxModelLen}, ` +
-      `${info.numKvBlocks} KV blocks of ${info.blockSize} tokens${chatTemplate ? '' : ', no chat template (chat requests get 400)'}`,
-  );
-
-  const signal = await shutdown;
-  log(config, `kvserve: ${signal}, finishing in-flight requests (a second signal exits at once)`);
-  const live = engine;
-  await closeGracefully(app, () => live.close());
-  return 0;
+  const ready = createEngine(config, undefined, progressReporter(config, slot)).then((engine) => {
+    const info = engine.info;
+    slot.ready({ client: engine.client, tokenizer, chatTemplate, maxModelLen: info.maxModelLen, vocabSize: info.vocabSize });
+    log(
+      config,
+      `kvserve: ready — ${info.architecture} on ${info.device} (${info.dtype}), context ${info.maxModelLen}, ` +
+        `${info.numKvBlocks} KV blocks of ${info.blockSize} tokens${chatTemplate ? '' : ', no chat template (chat requests get 400)'}`,
+    );
+    return engine;
+  });
+  // A failed load is reported through `ready`; keep it from also being an unhandled rejection.
+  ready.catch(() => undefined);
+  let closing: Promise<void> | undefined;
+  const close = (graceMs?: number) =>
+    (closing ??= (async () => {
+      // The native load cannot be cancelled: an engine that is still loading is freed once it is up.
+      const engine = ready.catch(() => undefined);
+      await closeGracefully(app, async () => (await engine)?.close(), graceMs);
+    })());
+  return { url, app, slot, ready, close };
 }
 
 /** --chat-template FILE wins over the model's own template; a broken template fails at start-up. */

@@ -1,0 +1,105 @@
+// The real server (startServe: listen first, then load the native CPU engine) with stories260K and the
+// official openai client. Greedy text must equal transformers' (expected.json), streamed and not.
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { finishEngineConfig, serverDefaults } from '../../src/config.js';
+import { startServe, type ServeHandle } from '../../src/server/serve-cli.js';
+import { expected, storiesDir } from './helpers/stories.js';
+
+let server: ServeHandle;
+let client: OpenAI;
+const MODEL = 'stories260K';
+
+beforeAll(async () => {
+  const config = finishEngineConfig({ ...serverDefaults(), model: storiesDir, device: 'cpu' as const, port: 0, threads: 1, logLevel: 'silent' as const, apiKey: undefined });
+  server = await startServe(config);
+  // Listening before the model is there: /health says 503 until the engine is up.
+  const early = await fetch(`${server.url}/health`);
+  expect([200, 503]).toContain(early.status);
+  await server.ready;
+  client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+});
+afterAll(() => server?.close(1000));
+
+/** transformers decodes the continuation alone, which drops the first token's leading space. */
+const sameText = (got: string, i: number) => expect(got.replace(/^ /, '')).toBe(expected[i]!.greedy_text);
+
+async function metric(name: string): Promise<number> {
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{`));
+  if (!line) throw new Error(`${name} not exported`);
+  return Number(line.split(' ').at(-1));
+}
+
+describe('real CPU engine, stories260K', () => {
+  it('serves /health 200 and the model with its context', async () => {
+    expect((await fetch(`${server.url}/health`)).status).toBe(200);
+    const models = await client.models.list();
+    expect(models.data[0]).toMatchObject({ id: MODEL, max_model_len: 512 });
+  });
+
+  it('completions at temperature 0 equal the reference, all prompts concurrently', async () => {
+    const results = await Promise.all(
+      expected.map((e) => client.completions.create({ model: MODEL, prompt: e.prompt, max_tokens: 80, temperature: 0, ignore_eos: true } as OpenAI.CompletionCreateParamsNonStreaming)),
+    );
+    results.forEach((r, i) => sameText(r.choices[0]!.text, i));
+    expect(results[0]!.usage).toMatchObject({ prompt_tokens: 5, completion_tokens: 80 });
+  });
+
+  it('chat streamed equals the reference, with usage', async () => {
+    const stream = await client.chat.completions.create({
+      model: MODEL, messages: [{ role: 'user', content: expected[2]!.prompt }], max_tokens: 80, temperature: 0,
+      stream: true, stream_options: { include_usage: true }, ignore_eos: true,
+    } as OpenAI.ChatCompletionCreateParamsStreaming);
+    let text = '';
+    let usage: OpenAI.CompletionUsage | undefined;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta.content ?? '';
+      if (chunk.usage) usage = chunk.usage;
+    }
+    sameText(text, 2);
+    expect(usage).toMatchObject({ prompt_tokens: expected[2]!.prompt_ids.length, completion_tokens: 80 });
+  });
+
+  it('n > 1 greedy choices agree and share the prompt through the prefix cache', async () => {
+    const r = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: expected[3]!.prompt }], n: 3, max_tokens: 80, temperature: 0, ignore_eos: true } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+    expect(r.choices).toHaveLength(3);
+    r.choices.forEach((c) => sameText(c.message.content!, 3));
+    expect(await metric('kvserve_prefix_cache_queries_total')).toBeGreaterThan(0);
+  });
+
+  it('stop strings and logprobs with real numbers', async () => {
+    const ref = expected[0]!.greedy_text;
+    const r = await client.completions.create({ model: MODEL, prompt: expected[0]!.prompt, max_tokens: 80, temperature: 0, stop: ['park'], logprobs: 3 });
+    expect(r.choices[0]!.text).toBe(ref.slice(0, ref.indexOf('park')));
+    expect(r.choices[0]!.finish_reason).toBe('stop');
+    const lp = r.choices[0]!.logprobs!;
+    // The greedy token is the most likely one: its logprob is the largest of the alternatives.
+    lp.token_logprobs!.forEach((v, i) => expect(v).toBeCloseTo(Math.max(...Object.values(lp.top_logprobs![i]!)), 5));
+  });
+
+  it('a client that disconnects mid-stream leaves nothing running and no KV in use', async () => {
+    const controller = new AbortController();
+    const stream = await client.completions.create(
+      { model: MODEL, prompt: expected[1]!.prompt, max_tokens: 400, temperature: 0.8, n: 4, stream: true, ignore_eos: true } as OpenAI.CompletionCreateParamsStreaming,
+      { signal: controller.signal },
+    );
+    let chunks = 0;
+    try {
+      for await (const _ of stream) {
+        if (++chunks === 8) {
+          expect(await metric('kvserve_num_requests_running')).toBeGreaterThan(0);
+          expect(await metric('kvserve_kv_cache_usage_perc')).toBeGreaterThan(0);
+          controller.abort();
+        }
+      }
+    } catch {
+      // an abort may end the iteration quietly or throw: either is a disconnect
+    }
+    const end = Date.now() + 5000;
+    while ((await metric('kvserve_num_requests_running')) !== 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    expect(await metric('kvserve_num_requests_running')).toBe(0);
+    expect(await metric('kvserve_kv_cache_usage_perc')).toBe(0);
+    expect(await metric('kvserve_generation_tokens_total')).toBeLessThan(4 * 400);
+  });
+});
