@@ -55,6 +55,8 @@ export class ServerMetrics {
       labelNames: ['finished_reason'],
       registers,
     });
+    // Every series exists from the first scrape, so rate() sees the first request of each kind.
+    for (const reason of ['stop', 'length', 'abort', 'error'] as const) this.requestSuccess.inc({ finished_reason: reason }, 0);
     this.gauge('kvserve_num_requests_running', 'Requests in the running batch.', (s) => s.numRunning);
     this.gauge('kvserve_num_requests_waiting', 'Requests waiting to be scheduled.', (s) => s.numWaiting);
     this.gauge('kvserve_kv_cache_usage_perc', 'Fraction of KV-cache blocks in use (0..1).', (s) => s.kvCacheUsage);

@@ -12,6 +12,7 @@ import { TokenTexts, type TokenText } from './token-text.js';
 export interface ChoiceSpec {
   promptIds: number[];
   sampling: SamplingParams;
+  priority?: number;  // lower runs first
 }
 
 export interface TextOptions {
@@ -69,7 +70,7 @@ export class Generation {
     this.ids = choices.map((_, i) => `${requestId}-${i}`);
     try {
       choices.forEach((c, i) => {
-        const req: EngineRequest = { id: this.ids[i]!, promptTokenIds: c.promptIds, sampling: c.sampling, arrivalTime: arrival };
+        const req: EngineRequest = { id: this.ids[i]!, promptTokenIds: c.promptIds, sampling: c.sampling, priority: c.priority, arrivalTime: arrival };
         this.streams.push(deps.client.submit(req));
       });
     } catch (e) {
@@ -160,7 +161,10 @@ export class Generation {
         continue;
       }
       emit(match.text + matcher.flush(), true);
-      if (out.finishReason === 'error') throw new ApiError('engine_fault', `engine failed: ${out.error ?? 'unknown error'}`);
+      if (out.finishReason === 'error') {
+        metrics.recordFinish('error');
+        throw new ApiError('engine_fault', `engine failed: ${out.error ?? 'unknown error'}`);
+      }
       result.finishReason = out.finishReason === 'abort' ? 'abort' : out.finishReason === 'stop' ? 'stop' : 'length';
       if (out.stopTokenId !== undefined && sampling.stopTokenIds.includes(out.stopTokenId)) result.stopReason = out.stopTokenId;
     }

@@ -11,6 +11,7 @@ export interface RequestSettings {
   requestedMaxTokens: number | undefined;
   maxTokensParam: string;
   n: number;
+  priority: number | undefined;
   text: TextOptions;
   stream: boolean;
   includeUsage: boolean;
@@ -88,6 +89,7 @@ export function parseSettings(
     requestedMaxTokens: opts.maxTokens ?? undefined,
     maxTokensParam: opts.maxTokensParam,
     n: body.n ?? 1,
+    priority: body.priority ?? undefined,
     text: {
       stops: typeof stop === 'string' ? [stop] : stop,
       includeStopStr: body.include_stop_str_in_output ?? false,
@@ -122,7 +124,7 @@ export function expandChoices(prompts: number[][], s: RequestSettings, maxModelL
     const maxTokens = fitMaxTokens(s, promptIds.length, maxModelLen, promptParam);
     for (let i = 0; i < s.n; i++) {
       const seed = s.sampling.seed === undefined ? undefined : toUint32(s.sampling.seed + i);
-      choices.push({ promptIds, sampling: { ...s.sampling, seed, maxTokens } });
+      choices.push({ promptIds, sampling: { ...s.sampling, seed, maxTokens }, priority: s.priority });
     }
   }
   return choices;

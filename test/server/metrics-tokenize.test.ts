@@ -1,0 +1,77 @@
+// /metrics (vLLM's names with the kvserve_ prefix, fed by real requests), /health, /tokenize, /detokenize.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestServer, type TestServer } from './helpers/server.js';
+import { expected } from './helpers/stories.js';
+
+let server: TestServer;
+beforeAll(async () => {
+  server = await startTestServer();
+});
+afterAll(() => server.close());
+
+const post = (path: string, body: unknown) =>
+  fetch(server.url + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+
+async function scrape(): Promise<Map<string, number>> {
+  const res = await fetch(`${server.url}/metrics`);
+  expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
+  const values = new Map<string, number>();
+  for (const line of (await res.text()).split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const name = line.slice(0, line.search(/[{ ]/));
+    if (!line.includes('le=')) values.set(name, (values.get(name) ?? 0) + Number(line.split(' ').at(-1)));
+  }
+  return values;
+}
+
+describe('/metrics', () => {
+  const names = [
+    'kvserve_time_to_first_token_seconds_count', 'kvserve_inter_token_latency_seconds_count', 'kvserve_e2e_request_latency_seconds_count',
+    'kvserve_request_queue_time_seconds_count', 'kvserve_num_requests_running', 'kvserve_num_requests_waiting', 'kvserve_kv_cache_usage_perc',
+    'kvserve_prompt_tokens_total', 'kvserve_generation_tokens_total', 'kvserve_prefix_cache_queries_total', 'kvserve_prefix_cache_hits_total',
+    'kvserve_num_preemptions_total',
+  ];
+
+  it('exports every metric, and requests move them', async () => {
+    const before = await scrape();
+    for (const n of names) expect(before.has(n), n).toBe(true);
+    expect(before.get('kvserve_num_requests_running')).toBe(0);
+    expect(before.get('kvserve_kv_cache_usage_perc')).toBe(0);
+
+    const r = await post('/v1/completions', { prompt: expected[0]!.prompt, max_tokens: 10, n: 2 });
+    expect(r.status).toBe(200);
+    const after = await scrape();
+    const delta = (n: string) => after.get(n)! - before.get(n)!;
+    expect(delta('kvserve_time_to_first_token_seconds_count')).toBe(2);
+    expect(delta('kvserve_e2e_request_latency_seconds_count')).toBe(2);
+    expect(delta('kvserve_request_queue_time_seconds_count')).toBe(2);
+    expect(delta('kvserve_inter_token_latency_seconds_count')).toBe(18);  // 9 gaps in 10 tokens, per choice
+    expect(delta('kvserve_generation_tokens_total')).toBe(20);
+    expect(delta('kvserve_prompt_tokens_total')).toBe(10);
+    expect(delta('kvserve_request_success_total')).toBe(2);
+    expect(after.get('kvserve_num_requests_running')).toBe(0);
+  });
+});
+
+describe('/health, /tokenize, /detokenize', () => {
+  it('health is 200 once the model serves', async () => {
+    const res = await fetch(`${server.url}/health`);
+    expect(res.status).toBe(200);
+  });
+
+  it("tokenize gives the tokenizer's ids (with BOS by default), detokenize inverts", async () => {
+    const t = await (await post('/tokenize', { prompt: expected[2]!.prompt })).json();
+    expect(t).toEqual({ count: expected[2]!.prompt_ids.length, max_model_len: 512, tokens: expected[2]!.prompt_ids });
+    const noBos = await (await post('/tokenize', { prompt: expected[2]!.prompt, add_special_tokens: false })).json();
+    expect(noBos.tokens).toEqual(expected[2]!.prompt_ids.slice(1));
+    const d = await (await post('/detokenize', { tokens: expected[0]!.greedy_ids })).json();
+    expect(d.prompt.trimStart()).toBe(expected[0]!.greedy_text);
+  });
+
+  it('tokenize needs a prompt or messages; ids beyond the vocabulary are 400', async () => {
+    expect((await post('/tokenize', {})).status).toBe(400);
+    const bad = await post('/detokenize', { tokens: [1, 99999] });
+    expect(bad.status).toBe(400);
+    expect((await bad.json()).error.param).toBe('tokens');
+  });
+});
