@@ -65,7 +65,7 @@ export const unsupported = (param: string, what: string) =>
 export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
   if (err instanceof EngineError) {
-    if (err.code === 'context_length_exceeded') return new ApiError('context_length_exceeded', err.message, 'messages');
+    if (err.code === 'context_length_exceeded') return new ApiError('context_length_exceeded', err.message);
     if (err.code === 'invalid_request') return new ApiError('invalid_value', err.message);
     return new ApiError('engine_fault', err.message);
   }

@@ -103,3 +103,30 @@ describe('real CPU engine, stories260K', () => {
     expect(await metric('kvserve_generation_tokens_total')).toBeLessThan(4 * 400);
   });
 });
+
+describe('graceful close', () => {
+  it('a stream in flight at close ends properly with [DONE], and close resolves', async () => {
+    const config = finishEngineConfig({ ...serverDefaults(), model: storiesDir, device: 'cpu' as const, port: 0, threads: 1, logLevel: 'silent' as const, apiKey: undefined });
+    const s = await startServe(config);
+    await s.ready;
+    const res = await fetch(`${s.url}/v1/completions`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ prompt: expected[0]!.prompt, max_tokens: 500, temperature: 0, ignore_eos: true, stream: true }),
+    });
+    const reader = res.body!.getReader();
+    const first = await reader.read();
+    expect(new TextDecoder().decode(first.value)).toMatch(/^data: /);
+    // No grace: the engine closes at once and the live request ends with finish_reason "abort".
+    const closed = s.close(0);
+    let rest = '';
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      rest += new TextDecoder().decode(value);
+    }
+    await closed;
+    expect(rest.endsWith('data: [DONE]\n\n')).toBe(true);
+    expect(rest).toMatch(/"finish_reason":"(abort|length)"/);
+    await expect(fetch(`${s.url}/health`)).rejects.toThrow();
+  });
+});
