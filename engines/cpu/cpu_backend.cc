@@ -19,18 +19,20 @@ namespace kvs {
 
 namespace {
 
-int kvBlocksFor(const ModelConfig& c, const EngineOptions& o, size_t blockBytes) {
+// opts.numKvBlocks, else the budget opts.kvCacheBytes, else enough blocks for maxNumSeqs full-length
+// sequences, capped at 2 GiB.
+int kvBlocksFor(const EngineOptions& o, size_t blockBytes) {
   if (o.numKvBlocks > 0) return o.numKvBlocks;
-  double budget = o.kvCacheBytes;
-  if (budget <= 0) {
-    const double need = double(o.maxModelLen) * o.maxNumSeqs * (double(blockBytes) / o.blockSize);
-    budget = std::min(need, 2.0 * (1ull << 30));
+  double blocks;
+  if (o.kvCacheBytes > 0) {
+    blocks = std::floor(o.kvCacheBytes / double(blockBytes));
+  } else {
+    const double perSeq = std::ceil(double(o.maxModelLen) / o.blockSize);
+    blocks = std::min(perSeq * o.maxNumSeqs, std::floor(2.0 * (1ull << 30) / double(blockBytes)));
   }
-  const double blocks = std::floor(budget / double(blockBytes));
   if (blocks < 1)
-    throw std::runtime_error("KV cache budget of " + std::to_string(size_t(budget)) + " bytes is less than one block (" +
-                             std::to_string(blockBytes) + " bytes)");
-  (void)c;
+    throw std::runtime_error("KV cache budget of " + std::to_string(size_t(o.kvCacheBytes)) +
+                             " bytes is less than one block (" + std::to_string(blockBytes) + " bytes)");
   return int(std::min(blocks, 2.0e9));
 }
 
@@ -44,7 +46,7 @@ class CpuBackend : public Backend {
     model_ = prepareCpuModel(cfg, *weights, target, keep, opts.seed, pool_);
     if (model_.usesStore) store_ = std::move(weights);  // else every matrix was converted: drop the mapping
     const size_t blockBytes = size_t(cfg.numLayers) * 2 * opts.blockSize * cfg.numKvHeads * cfg.headDim * sizeof(float);
-    const int blocks = kvBlocksFor(cfg, opts, blockBytes);
+    const int blocks = kvBlocksFor(opts, blockBytes);
     cache_ = std::make_unique<KvCache>(cfg.numLayers, blocks, opts.blockSize, cfg.numKvHeads, cfg.headDim);
     info_.device = "cpu";
     info_.dtype = model_.dtype;
@@ -59,6 +61,7 @@ class CpuBackend : public Backend {
     for (int c = 0; c < b.numBlockCopies; ++c) cache_->copyBlock(b.blockCopies[2 * c], b.blockCopies[2 * c + 1]);
     if (b.numTokens > 0) forward(b);
     sample(b, out);
+    pool_.idle();
   }
 
  private:

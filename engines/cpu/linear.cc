@@ -24,13 +24,22 @@ template <DType DT>
 inline float wAt(const void* w, int64_t i) { return loadAsFloat(w, static_cast<int>(DT), i); }
 
 // y[r*ldy + c] = sum_k x[r*ldx + k] * w[(c*K + k)] (+ bias[c]) for r < R, c < C. `w` points at row n0.
+// `prefetch`, when set, is the next tile's weights (C rows of K), pulled into cache alongside this sweep so
+// that the next tile does not wait on memory.
 template <int R, int C, DType DT>
-void tile(const float* x, int64_t ldx, const void* w, int64_t K, const float* bias, float* y, int64_t ldy) {
+void tile(const float* x, int64_t ldx, const void* w, int64_t K, const float* bias, float* y, int64_t ldy,
+          const void* prefetch = nullptr) {
   V acc[R][C];
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < C; ++c) acc[r][c] = simd::zero();
   const int64_t kMain = K - K % L;
+  constexpr int64_t esz = DT == DType::F32 ? 4 : 2;
   for (int64_t k = 0; k < kMain; k += L) {
+#if defined(KVS_SIMD_AVX512) || defined(KVS_SIMD_AVX2)
+    if (prefetch && (k * esz) % 64 == 0)
+      for (int c = 0; c < C; ++c)
+        _mm_prefetch(static_cast<const char*>(prefetch) + (c * K + k) * esz, _MM_HINT_T0);
+#endif
     V wv[C];
     for (int c = 0; c < C; ++c) {
       wv[c] = loadW<DT>(w, c * K + k);
@@ -67,11 +76,11 @@ constexpr int64_t kBlockBytesX = 512 * 1024;  // x rows of one token block: abou
 
 template <int C, DType DT>
 void rowsTail(const float* x, int64_t ldx, int64_t rows, const void* w, int64_t K, const float* bias, float* y,
-              int64_t ldy) {
+              int64_t ldy, const void* prefetch = nullptr) {
   switch (rows) {
-    case 1: tile<1, C, DT>(x, ldx, w, K, bias, y, ldy); break;
-    case 2: tile<2, C, DT>(x, ldx, w, K, bias, y, ldy); break;
-    case 3: tile<3, C, DT>(x, ldx, w, K, bias, y, ldy); break;
+    case 1: tile<1, C, DT>(x, ldx, w, K, bias, y, ldy, prefetch); break;
+    case 2: tile<2, C, DT>(x, ldx, w, K, bias, y, ldy, prefetch); break;
+    case 3: tile<3, C, DT>(x, ldx, w, K, bias, y, ldy, prefetch); break;
     default: break;
   }
 }
@@ -89,9 +98,12 @@ void linearRange(const float* x, int64_t ldx, int64_t T, const Mat& w, const flo
     int64_t n = n0;
     for (; n + kTileC <= n1; n += kTileC) {
       const float* b = bias ? bias + n : nullptr;
+      // The first sweep over this tile's weights fetches the next tile's.
+      const void* pf = n + 2 * kTileC <= n1 ? wRow(n + kTileC) : nullptr;
       int64_t t = t0;
-      for (; t + kTileR <= t1; t += kTileR) tile<kTileR, kTileC, DT>(x + t * ldx, ldx, wRow(n), K, b, y + t * ldy + n, ldy);
-      rowsTail<kTileC, DT>(x + t * ldx, ldx, t1 - t, wRow(n), K, b, y + t * ldy + n, ldy);
+      for (; t + kTileR <= t1; t += kTileR, pf = nullptr)
+        tile<kTileR, kTileC, DT>(x + t * ldx, ldx, wRow(n), K, b, y + t * ldy + n, ldy, pf);
+      rowsTail<kTileC, DT>(x + t * ldx, ldx, t1 - t, wRow(n), K, b, y + t * ldy + n, ldy, pf);
     }
     for (; n < n1; ++n) {
       const float* b = bias ? bias + n : nullptr;

@@ -47,6 +47,7 @@ void ThreadPool::runChunks(Job& job) {
 }
 
 void ThreadPool::dispatch(Job& job) {
+  idle_.store(false, std::memory_order_relaxed);
   job_.store(&job, std::memory_order_seq_cst);
   generation_.fetch_add(1, std::memory_order_seq_cst);
   if (sleepers_.load(std::memory_order_seq_cst) > 0) {
@@ -65,7 +66,7 @@ void ThreadPool::workerLoop() {
   uint64_t seen = 0;
   for (;;) {
     uint64_t gen = generation_.load(std::memory_order_acquire);
-    for (int spin = 0; gen == seen && spin < kSpinIterations; ++spin) {
+    for (int spin = 0; gen == seen && spin < kSpinIterations && !idle_.load(std::memory_order_relaxed); ++spin) {
       KVS_PAUSE();
       gen = generation_.load(std::memory_order_acquire);
     }

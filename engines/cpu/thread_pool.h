@@ -23,6 +23,10 @@ class ThreadPool {
 
   int size() const { return numThreads_; }
 
+  // Tells spinning workers to sleep now rather than after their spin budget: call at the end of a step,
+  // when the next loop is at least a Node round trip away and a spinning core would only slow Node down.
+  void idle() { idle_.store(true, std::memory_order_relaxed); }
+
   // Calls fn(begin, end) over [0, n) in chunks of `grain` (the last may be shorter), on any threads, in any
   // order. Callers must make each element's result independent of the chunking. Inline when one chunk.
   template <typename F>
@@ -57,6 +61,7 @@ class ThreadPool {
   std::atomic<int> active_{0};        // workers that may be touching *job_
   std::atomic<int> sleepers_{0};
   std::atomic<bool> stop_{false};
+  std::atomic<bool> idle_{false};
   std::mutex mutex_;
   std::condition_variable wake_;
 };
