@@ -30,13 +30,12 @@ typedef struct {
 } kvsk_embedding_params;
 cudaError_t kvsk_embedding(const kvsk_embedding_params* p, cudaStream_t stream);
 
-/* Residual add fused with RMSNorm, rounding like transformers' LlamaRMSNorm:
- *   if add != NULL: residual[row] = dtype(residual[row] + add[row])          (the decoder's "h = h + x")
- *   out[r] = dtype(weight * dtype(x * rsqrt(mean(x^2) + eps)))  with x = residual[src(r)] in float32
- * where src(r) = rowIndex ? rowIndex[r] : r (gathers the sampled rows for the final norm; add must be NULL
- * then). */
+/* Residual add fused with RMSNorm, rounding like transformers' LlamaRMSNorm. For r in [0, rows), with
+ * src = rowIndex ? rowIndex[r] : r (rowIndex gathers the sampled rows for the final norm):
+ *   if add != NULL: residual[src] = dtype(residual[src] + add[src])        (the decoder's "h = h + x")
+ *   out[r] = dtype(weight * dtype(x * rsqrt(mean(x^2) + eps)))  with x = residual[src] in float32 */
 typedef struct {
-  const void* add;          /* [rows, H] or NULL */
+  const void* add;          /* [*, H] or NULL */
   void* residual;           /* [*, H] in/out */
   const int32_t* rowIndex;  /* [rows] or NULL */
   const void* weight;       /* [H] */

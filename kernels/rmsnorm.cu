@@ -10,7 +10,7 @@ __global__ void rmsnormKernel(kvsk_rmsnorm_params p) {
   const int r = blockIdx.x;
   const int src = p.rowIndex ? p.rowIndex[r] : r;
   T* res = static_cast<T*>(p.residual) + (int64_t)src * p.hidden;
-  const T* add = p.add ? static_cast<const T*>(p.add) + (int64_t)r * p.hidden : nullptr;
+  const T* add = p.add ? static_cast<const T*>(p.add) + (int64_t)src * p.hidden : nullptr;
   const T* w = static_cast<const T*>(p.weight);
   T* out = static_cast<T*>(p.out) + (int64_t)r * p.hidden;
 
@@ -36,7 +36,6 @@ __global__ void rmsnormKernel(kvsk_rmsnorm_params p) {
 
 extern "C" cudaError_t kvsk_rmsnorm(const kvsk_rmsnorm_params* p, cudaStream_t stream) {
   if (p->rows <= 0) return cudaSuccess;
-  if (p->add && p->rowIndex) return cudaErrorInvalidValue;
   const int threads = p->hidden >= 2048 ? 512 : p->hidden >= 512 ? 256 : 128;
   KVSK_DTYPE_SWITCH(p->dtype, T, kvsk::rmsnormKernel<T><<<p->rows, threads, 0, stream>>>(*p));
   return cudaGetLastError();

@@ -10,6 +10,8 @@
 // and pick the first j whose inclusive prefix sum of q exceeds u * (sum of the kept q), u = uniform(seed, step).
 // Every sum is taken in a fixed order (per-thread chunks in index order, then a fixed tree), so a row's result
 // depends on its own inputs only.
+#include <climits>
+
 #include "common.cuh"
 
 namespace kvsk {
@@ -174,7 +176,8 @@ __global__ void __launch_bounds__(kSampleThreads) prepareKernel(kvsk_sample_para
 
 // Draws from q over the candidates j in [0, n) of `vals` (an unsorted row in id order, or a sorted one),
 // skipping q_j < minP; returns the chosen position. q_j = exp(vals[j] - top) in double, like the CPU sampler.
-__device__ int drawPosition(const float* vals, int n, double top, float minP, double u, double* sd, int* sCut) {
+__device__ int drawPosition(const float* vals, int n, double top, float minP, double u, double* sd, int* sCut,
+                            int* sLast) {
   const int tid = threadIdx.x, chunk = (n + blockDim.x - 1) / blockDim.x;
   const int b = min(n, tid * chunk), e = min(n, b + chunk);
   double local = 0.0;
@@ -185,7 +188,7 @@ __device__ int drawPosition(const float* vals, int n, double top, float minP, do
   double total;
   double acc = blockExclusiveScan(local, sd, &total);
   const double target = u * total;
-  if (tid == 0) *sCut = -1;
+  if (tid == 0) { *sCut = INT_MAX; *sLast = -1; }
   __syncthreads();
   int last = -1;
   for (int j = b; j < e; ++j) {
@@ -195,10 +198,10 @@ __device__ int drawPosition(const float* vals, int n, double top, float minP, do
     acc += q;
     if (acc > target) { atomicMin(sCut, j); break; }
   }
+  if (last >= 0) atomicMax(sLast, last);
   __syncthreads();
-  if (*sCut < 0 && last >= 0) atomicMax(sCut, last);  // rounding left nothing above target: the last kept one
-  __syncthreads();
-  const int pos = *sCut;
+  // Rounding can leave nothing above target: then the last kept candidate (as the CPU sampler).
+  const int pos = *sCut != INT_MAX ? *sCut : *sLast;
   __syncthreads();
   return pos;
 }
@@ -207,7 +210,7 @@ __global__ void __launch_bounds__(kSampleThreads) finishKernel(kvsk_sample_param
   __shared__ float sf[33];
   __shared__ int si[33];
   __shared__ double sd[33];
-  __shared__ int sCut;
+  __shared__ int sCut, sLast;
   const int r = blockIdx.x, V = p.vocab, tid = threadIdx.x;
 
   if (p.temperature[r] > 1e-5f) {
@@ -240,7 +243,7 @@ __global__ void __launch_bounds__(kSampleThreads) finishKernel(kvsk_sample_param
         n = sCut;
         __syncthreads();
       }
-      const int pos = drawPosition(s, n, top, minP, u, sd, &sCut);
+      const int pos = drawPosition(s, n, top, minP, u, sd, &sCut, &sLast);
       pick = pos >= 0 ? ids[pos] : ids[0];
     } else {
       // Nothing to rank: candidates in id order (as the CPU sampler), min-p relative to the maximum.
@@ -250,7 +253,7 @@ __global__ void __launch_bounds__(kSampleThreads) finishKernel(kvsk_sample_param
       for (int i = tid; i < V; i += blockDim.x)
         if (better(w[i], i, bv, bi)) { bv = w[i]; bi = i; }
       blockArgBest(bv, bi, sf, si);
-      const int pos = isfinite(bv) ? drawPosition(w, V, (double)bv, minP, u, sd, &sCut) : -1;
+      const int pos = isfinite(bv) ? drawPosition(w, V, (double)bv, minP, u, sd, &sCut, &sLast) : -1;
       pick = pos >= 0 ? pos : (bi < 0 ? 0 : bi);
     }
     if (tid == 0) p.tokens[r] = pick;

@@ -62,31 +62,39 @@ GemmRunner::Plan& GemmRunner::get(int N, int K, DType in, DType out) {
   KVS_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   KVS_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                         &workspaceBytes_, sizeof(workspaceBytes_)));
-  cublasLtMatmulHeuristicResult_t results[16];
-  int count = 0;
-  KVS_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(handle_, p.desc, p.a, p.b, p.d, p.d, pref, 16, results, &count));
-  cublasLtMatmulPreferenceDestroy(pref);
-
-  // The first candidate that, with split-K forced off, is valid both at maxM and at M = 1.
+  // Candidates: the heuristic's list at maxM first (the shape that matters for throughput), then at smaller
+  // M. The first one that, with split-K forced off, is valid both at maxM and at M = 1 is kept.
   bool found = false;
-  for (int i = 0; i < count && !found; ++i) {
-    cublasLtMatmulAlgo_t algo = results[i].algo;
-    const int32_t one = 1;
-    const uint32_t none = CUBLASLT_REDUCTION_SCHEME_NONE;
-    if (cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &one, sizeof(one)) !=
+  for (int probeM : {maxM_, 256, 64, 16, 1}) {
+    if (found || probeM > maxM_) continue;
+    setCols(p.b, probeM);
+    setCols(p.d, probeM);
+    cublasLtMatmulHeuristicResult_t results[16];
+    int count = 0;
+    if (cublasLtMatmulAlgoGetHeuristic(handle_, p.desc, p.a, p.b, p.d, p.d, pref, 16, results, &count) !=
         CUBLAS_STATUS_SUCCESS)
       continue;
-    cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &none, sizeof(none));
-    bool ok = true;
-    for (int m : {maxM_, 1}) {
-      setCols(p.b, m);
-      setCols(p.d, m);
-      cublasLtMatmulHeuristicResult_t check;
-      ok = ok && cublasLtMatmulAlgoCheck(handle_, p.desc, p.a, p.b, p.d, p.d, &algo, &check) == CUBLAS_STATUS_SUCCESS &&
-           check.workspaceSize <= workspaceBytes_;
+    for (int i = 0; i < count && !found; ++i) {
+      cublasLtMatmulAlgo_t algo = results[i].algo;
+      const int32_t one = 1;
+      const uint32_t none = CUBLASLT_REDUCTION_SCHEME_NONE;
+      cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &one, sizeof(one));
+      cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &none, sizeof(none));
+      int32_t splitk = 0;
+      size_t w = 0;
+      cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splitk, sizeof(splitk), &w);
+      bool ok = splitk <= 1;
+      for (int m : {maxM_, 1}) {
+        setCols(p.b, m);
+        setCols(p.d, m);
+        cublasLtMatmulHeuristicResult_t check;
+        ok = ok && cublasLtMatmulAlgoCheck(handle_, p.desc, p.a, p.b, p.d, p.d, &algo, &check) == CUBLAS_STATUS_SUCCESS &&
+             check.workspaceSize <= workspaceBytes_;
+      }
+      if (ok) { p.algo = algo; found = true; }
     }
-    if (ok) { p.algo = algo; found = true; }
   }
+  cublasLtMatmulPreferenceDestroy(pref);
   if (!found)
     throw std::runtime_error("cuBLASLt has no batch-invariant algorithm for a " + std::to_string(N) + "x" +
                              std::to_string(K) + " " + dtypeName(in) + " GEMM");

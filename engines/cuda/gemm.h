@@ -12,7 +12,7 @@
 #include <map>
 #include <tuple>
 
-#include "model_config.h"
+#include "../model_config.h"
 
 namespace kvs::cuda {
 

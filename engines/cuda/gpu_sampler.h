@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "device_buffer.h"
-#include "model_config.h"
-#include "step.h"
+#include "../model_config.h"
+#include "../step.h"
 
 namespace kvs::cuda {
 

@@ -31,15 +31,17 @@ void embeddingCase(kvsk_dtype dt, int V, int H, int T, ErrStat& st) {
 void rmsnormCase(kvsk_dtype dt, int rows, int H, bool gather, ErrStat& st) {
   const float eps = 1e-5f;
   const int resRows = gather ? rows * 3 : rows;
-  Buf add(dt, (size_t)rows * H), res(dt, (size_t)resRows * H), w(dt, H), out(dt, (size_t)rows * H);
+  Buf add(dt, (size_t)resRows * H), res(dt, (size_t)resRows * H), w(dt, H), out(dt, (size_t)rows * H);
   for (size_t i = 0; i < add.n; ++i) add.set(i, uni(-2, 2));
   for (size_t i = 0; i < res.n; ++i) res.set(i, uni(-2, 2));
   for (int i = 0; i < H; ++i) w.set(i, uni(0.5f, 1.5f));
-  std::vector<int32_t> idx(rows);
-  for (int r = 0; r < rows; ++r) idx[r] = gather ? irand(0, resRows - 1) : r;
+  std::vector<int32_t> idx(resRows);  // distinct rows, as sampleIndices are
+  std::iota(idx.begin(), idx.end(), 0);
+  if (gather) std::shuffle(idx.begin(), idx.end(), rng());
+  idx.resize(rows);
   add.up(); res.up(); w.up(); out.poison();
   DevVec<int32_t> dIdx(idx);
-  kvsk_rmsnorm_params p{gather ? nullptr : add.dev, res.dev, gather ? dIdx.dev : nullptr, w.dev, out.dev, rows, H, eps, dt};
+  kvsk_rmsnorm_params p{add.dev, res.dev, gather ? dIdx.dev : nullptr, w.dev, out.dev, rows, H, eps, dt};
   Buf resOut(dt, res.n);
   CK(kvsk_rmsnorm(&p, 0)); CK(cudaDeviceSynchronize()); out.down();
   CK(cudaMemcpy(resOut.host.data(), res.dev, res.host.size(), cudaMemcpyDeviceToHost));
@@ -48,8 +50,8 @@ void rmsnormCase(kvsk_dtype dt, int rows, int H, bool gather, ErrStat& st) {
     double ss = 0;
     for (int h = 0; h < H; ++h) {
       const size_t i = (size_t)idx[r] * H + h;
-      x[h] = gather ? res.get(i) : round(dt, res.get(i) + add.get((size_t)r * H + h));
-      if (!gather) st.add(resOut.get(i), x[h], 0, 0);  // the residual sum is exact-rounded
+      x[h] = round(dt, res.get(i) + add.get(i));
+      st.add(resOut.get(i), x[h], 0, 0);  // the residual sum is exact-rounded
       ss += (double)x[h] * x[h];
     }
     const double inv = 1.0 / std::sqrt(ss / H + eps);

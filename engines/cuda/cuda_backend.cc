@@ -1,0 +1,140 @@
+// CudaBackend construction: device, weights, GEMM plans, activation buffers and the KV cache sized from the
+// GPU memory left under --gpu-memory-utilization.
+#include "cuda_backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "cuda_check.h"
+#include "../rope.h"
+
+namespace kvs::cuda {
+
+namespace {
+
+DType resolveDType(const ModelConfig& cfg, const EngineOptions& opts) {
+  DType dt = cfg.dtype;
+  if (opts.dtype != "auto" && !parseDType(opts.dtype, &dt))
+    throw std::runtime_error("unsupported dtype \"" + opts.dtype + "\" (supported: auto, float32, bfloat16, float16)");
+  return dt;
+}
+
+}  // namespace
+
+CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> weights, const EngineOptions& opts)
+    : cfg_(cfg), opts_(opts), dt_(resolveDType(cfg, opts)) {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0)
+    throw std::runtime_error("device cuda requested but no CUDA GPU is visible");
+  KVS_CUDA_CHECK(cudaSetDevice(0));
+  cudaDeviceProp prop;
+  KVS_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  const int D = cfg.headDim, G = cfg.numKvHeads > 0 ? cfg.numHeads / cfg.numKvHeads : 0;
+  if (cfg.numKvHeads <= 0 || cfg.numHeads % cfg.numKvHeads != 0)
+    throw std::runtime_error("numHeads must be a multiple of numKvHeads");
+  if (D != 8 && D != 16 && D != 32 && D != 64 && D != 128 && D != 256)
+    throw std::runtime_error("head_dim " + std::to_string(D) + " is not supported by the CUDA backend (8, 16, 32, 64, 128, 256)");
+  if (G > 16) throw std::runtime_error("more than 16 query heads per KV head is not supported by the CUDA backend");
+  KVS_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+
+  maxT_ = std::max(opts.maxNumBatchedTokens, 1);
+  maxS_ = std::max(opts.maxNumSeqs, 1);
+  const int maxLen = opts.maxModelLen > 0 ? opts.maxModelLen : cfg.maxPositions;
+  // Split-KV partition: a function of the engine's configuration only (never of a batch), so that at most
+  // 64 partitions cover the longest context.
+  partition_ = std::max(512, (maxLen / 64 + 31) / 32 * 32);
+  maxSplits_ = std::max(1, (maxLen + partition_ - 1) / partition_);
+  qkvRows_ = (cfg.numHeads + 2 * cfg.numKvHeads) * D;
+
+  w_ = uploadWeights(cfg, *weights, dt_, opts.seed, stream_);
+  weights.reset();  // the mmapped checkpoint is no longer needed: one copy, on the GPU
+
+  gemm_ = std::make_unique<GemmRunner>(stream_, std::max(maxT_, maxS_));
+  const int H = cfg.hiddenSize, I = cfg.intermediateSize, V = cfg.vocabSize;
+  gemm_->plan(qkvRows_, H, dt_, dt_);
+  gemm_->plan(H, cfg.numHeads * D, dt_, dt_);
+  gemm_->plan(2 * I, H, dt_, dt_);
+  gemm_->plan(H, I, dt_, dt_);
+  gemm_->plan(V, H, dt_, dt_);
+  sampler_ = std::make_unique<GpuSampler>(maxS_, V, stream_);
+
+  const std::vector<float> inv = ropeInvFreq(cfg.rope, D);
+  invFreq_.resize(inv.size() * sizeof(float));
+  KVS_CUDA_CHECK(cudaMemcpy(invFreq_.get(), inv.data(), inv.size() * sizeof(float), cudaMemcpyHostToDevice));
+  allocateActivations();
+  allocateKvCache();
+
+  info_.device = "cuda:0 (" + std::string(prop.name) + ")";
+  info_.dtype = dt_;
+  info_.weightBytes = w_.bytes;
+}
+
+CudaBackend::~CudaBackend() {
+  if (stream_) {
+    cudaStreamSynchronize(stream_);
+    cudaStreamDestroy(stream_);
+  }
+}
+
+void CudaBackend::allocateActivations() {
+  const size_t es = dtypeSize(dt_);
+  const size_t T = maxT_, S = maxS_, H = cfg_.hiddenSize, I = cfg_.intermediateSize, V = cfg_.vocabSize;
+  const size_t qd = static_cast<size_t>(cfg_.numHeads) * cfg_.headDim;
+  residual_.resize(T * H * es);
+  normed_.resize(T * H * es);
+  qkv_.resize(T * qkvRows_ * es);
+  q_.resize(T * qd * es);
+  attn_.resize(T * qd * es);
+  proj_.resize(T * H * es);
+  gateUp_.resize(T * 2 * I * es);
+  act_.resize(T * I * es);
+  final_.resize(S * H * es);
+  logits_.resize(S * V * es);
+  const size_t parts = S * cfg_.numHeads * static_cast<size_t>(maxSplits_);
+  partOut_.resize(parts * cfg_.headDim * sizeof(float));
+  partMax_.resize(parts * sizeof(float));
+  partSum_.resize(parts * sizeof(float));
+  inputs_.resize(1 << 20);
+  hostInputs_.resize(1 << 20);
+}
+
+void CudaBackend::allocateKvCache() {
+  const size_t es = dtypeSize(dt_);
+  const size_t blockElems = static_cast<size_t>(opts_.blockSize) * cfg_.numKvHeads * cfg_.headDim;
+  const size_t blockBytes = blockElems * es * 2 * cfg_.numLayers;
+  int64_t blocks = opts_.numKvBlocks;
+  if (blocks <= 0) {
+    size_t freeB = 0, totalB = 0;
+    KVS_CUDA_CHECK(cudaMemGetInfo(&freeB, &totalB));
+    // Everything already in use on the device (weights, activations, scratch, other processes) counts
+    // against the utilization budget.
+    const double budget = opts_.gpuMemoryUtilization * static_cast<double>(totalB) - static_cast<double>(totalB - freeB);
+    blocks = budget > 0 ? static_cast<int64_t>(budget / static_cast<double>(blockBytes)) : 0;
+    // Never more than every sequence at full length can use.
+    const int maxLen = opts_.maxModelLen > 0 ? opts_.maxModelLen : cfg_.maxPositions;
+    const int64_t useful = static_cast<int64_t>(maxS_) * ((maxLen + opts_.blockSize - 1) / opts_.blockSize + 1);
+    blocks = std::min(blocks, useful);
+    if (blocks < 1)
+      throw std::runtime_error("no GPU memory left for the KV cache: weights and activations use " +
+                               std::to_string((totalB - freeB) >> 20) + " MiB of " + std::to_string(totalB >> 20) +
+                               " MiB; raise --gpu-memory-utilization (now " +
+                               std::to_string(opts_.gpuMemoryUtilization) + ") or lower --max-num-batched-tokens");
+  }
+  if (blocks > INT32_MAX / opts_.blockSize) blocks = INT32_MAX / opts_.blockSize;
+  kvPlaneElems_ = blockElems * static_cast<size_t>(blocks);
+  kv_.resize(kvPlaneElems_ * es * 2 * cfg_.numLayers);
+  info_.numKvBlocks = static_cast<int>(blocks);
+  info_.kvBlockBytes = blockBytes;
+}
+
+}  // namespace kvs::cuda
+
+namespace kvs {
+
+std::unique_ptr<Backend> makeCudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> weights,
+                                         const EngineOptions& opts) {
+  return std::make_unique<cuda::CudaBackend>(cfg, std::move(weights), opts);
+}
+
+}  // namespace kvs

@@ -1,0 +1,45 @@
+// The model's weights on the GPU, in the compute dtype, with q/k/v and gate/up fused at load:
+//   qkv    [(Hq + 2 Hkv) * D, H]   rows of q_proj, then k_proj, then v_proj
+//   gateUp [2 I, H]                rows of gate_proj, then up_proj
+// Real weights are uploaded from the mmapped checkpoint tensor by tensor (converted on the device when the
+// checkpoint dtype differs); dummy weights are generated on the device (uniform +-0.05 for matrices and
+// biases, 1 for norms), so an 8B dummy model loads in seconds. All of it lives in one allocation.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "device_buffer.h"
+#include "../model_config.h"
+#include "../weights.h"
+
+namespace kvs::cuda {
+
+struct CudaLayerWeights {
+  const void* inputNorm = nullptr;  // [H]
+  const void* qkv = nullptr;        // [(Hq + 2 Hkv) D, H]
+  const void* qkvBias = nullptr;    // [(Hq + 2 Hkv) D] or null (qwen2)
+  const void* qNorm = nullptr;      // [D] or null (qwen3)
+  const void* kNorm = nullptr;      // [D] or null
+  const void* o = nullptr;          // [H, Hq D]
+  const void* postNorm = nullptr;   // [H]
+  const void* gateUp = nullptr;     // [2 I, H]
+  const void* down = nullptr;       // [H, I]
+};
+
+struct CudaWeights {
+  DeviceBuffer storage;
+  DType dtype = DType::F32;
+  const void* embed = nullptr;      // [V, H]
+  const void* finalNorm = nullptr;  // [H]
+  const void* lmHead = nullptr;     // [V, H]; == embed when tied
+  std::vector<CudaLayerWeights> layers;
+  size_t bytes = 0;
+};
+
+// Uploads (or generates, when store.dummy()) every tensor bindLlamaWeights resolves.
+CudaWeights uploadWeights(const ModelConfig& cfg, const WeightStore& store, DType compute, uint64_t seed,
+                          cudaStream_t stream);
+
+}  // namespace kvs::cuda

@@ -1,0 +1,87 @@
+// Benchmark of the CUDA engine on dummy weights of a real shape (default configs/llama-3-8b.json, bf16):
+// load time, prefill throughput (every sequence's prompt in steps of maxNumBatchedTokens tokens), and decode
+// throughput at batch sizes 1..256 over contexts of ~CTX tokens (median of timed steps after warm-up).
+// A benchmark, not a test: it prints a table (and writes JSON when KVSERVE_GPU_OUT is set).
+// Usage: npx tsx test/gpu/bench-engine.ts [config.json] [ctx]
+import { writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { loadNative, type StepBatch } from '../../src/runner/binding.js';
+import { cudaOptions, repoRoot } from './gpu-harness.js';
+
+const config = process.argv[2] ?? resolve(repoRoot, 'configs', 'llama-3-8b.json');
+const CTX = Number(process.argv[3] ?? 512);
+const BATCHES = [1, 8, 32, 64, 128, 256];
+const MAX_T = 8192, BLOCK = 16, STEPS = 20, WARMUP = 3;
+const maxBlocks = Math.ceil((CTX + WARMUP + STEPS + 1) / BLOCK);
+
+function batchOf(seqs: Array<{ id: number; start: number; count: number; sample: boolean }>): StepBatch {
+  const tok: number[] = [], pos: number[] = [], slot: number[] = [], qs = [0], ctx: number[] = [], table: number[] = [], si: number[] = [];
+  for (const s of seqs) {
+    for (let p = s.start; p < s.start + s.count; p++) {
+      tok.push(1 + ((p * 7919 + s.id * 104729) % 30000));
+      pos.push(p);
+      slot.push((s.id * maxBlocks + Math.floor(p / BLOCK)) * BLOCK + (p % BLOCK));
+    }
+    qs.push(tok.length);
+    ctx.push(s.start + s.count);
+    for (let j = 0; j < maxBlocks; j++) table.push(s.id * maxBlocks + j);
+    if (s.sample) si.push(tok.length - 1);
+  }
+  const R = si.length;
+  return {
+    tokenIds: Int32Array.from(tok), positions: Int32Array.from(pos), queryStart: Int32Array.from(qs),
+    contextLens: Int32Array.from(ctx), blockTables: Int32Array.from(table), maxBlocksPerSeq: maxBlocks,
+    slotMapping: Int32Array.from(slot), sampleIndices: Int32Array.from(si),
+    temperature: new Float32Array(R), topP: new Float32Array(R).fill(1), topK: new Int32Array(R), minP: new Float32Array(R),
+    presencePenalty: new Float32Array(R), frequencyPenalty: new Float32Array(R), repetitionPenalty: new Float32Array(R).fill(1),
+    seeds: new Uint32Array(R), seedSteps: new Int32Array(R), numLogprobs: new Int32Array(R).fill(-1),
+  };
+}
+
+const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
+
+async function main() {
+  const t0 = performance.now();
+  const engine = await loadNative().loadEngine(cudaOptions(config, {
+    dummyWeights: true, maxNumSeqs: 256, maxNumBatchedTokens: MAX_T, maxModelLen: 2048, seed: 1 }));
+  const loadS = (performance.now() - t0) / 1000;
+  const info = engine.info();
+  if (info.numKvBlocks < 256 * maxBlocks) throw new Error(`KV pool of ${info.numKvBlocks} blocks < ${256 * maxBlocks} needed`);
+
+  // Prefill every sequence's CTX-token prompt, MAX_T tokens per step.
+  const nSeq = Math.max(...BATCHES);
+  const perStep = Math.max(1, Math.floor(MAX_T / CTX));
+  let prefillMs = 0;
+  for (let s0 = 0; s0 < nSeq; s0 += perStep) {
+    const ids = Array.from({ length: Math.min(perStep, nSeq - s0) }, (_, i) => s0 + i);
+    const t = performance.now();
+    await engine.step(batchOf(ids.map((id) => ({ id, start: 0, count: CTX, sample: true }))));
+    prefillMs += performance.now() - t;
+  }
+  const rows: Array<Record<string, number>> = [];
+  for (const B of BATCHES) {
+    const times: number[] = [];
+    for (let k = 0; k < WARMUP + STEPS; k++) {
+      const b = batchOf(Array.from({ length: B }, (_, id) => ({ id, start: CTX + k, count: 1, sample: true })));
+      const t = performance.now();
+      await engine.step(b);
+      if (k >= WARMUP) times.push(performance.now() - t);
+    }
+    const ms = median(times);
+    rows.push({ batch: B, stepMs: ms, tokensPerS: (B * 1000) / ms });
+  }
+  engine.dispose();
+
+  const prefillTokS = (nSeq * CTX * 1000) / prefillMs;
+  console.log(`\nmodel ${config} (dummy ${info.dtype}, ${(info.weightBytes / 2 ** 30).toFixed(1)} GiB), ${info.device}`);
+  console.log(`load ${loadS.toFixed(1)} s; KV pool ${info.numKvBlocks} blocks of ${BLOCK} tokens (${(info.numKvBlocks * info.kvBlockBytes / 2 ** 30).toFixed(1)} GiB)`);
+  console.log(`prefill: ${nSeq} x ${CTX} tokens in ${MAX_T}-token steps: ${prefillTokS.toFixed(0)} tokens/s`);
+  console.log(`decode at context ~${CTX} (median of ${STEPS} steps):`);
+  console.log('batch   step ms   tokens/s');
+  for (const r of rows) console.log(`${String(r.batch).padStart(5)} ${r.stepMs!.toFixed(2).padStart(9)} ${r.tokensPerS!.toFixed(0).padStart(10)}`);
+  if (process.env.KVSERVE_GPU_OUT)
+    writeFileSync(resolve(process.env.KVSERVE_GPU_OUT, 'bench-engine.json'),
+      JSON.stringify({ config, device: info.device, dtype: info.dtype, loadS, prefillTokS, ctx: CTX, decode: rows }, null, 1));
+}
+
+main().catch((e) => { console.error(e); process.exit(1); });
