@@ -1,5 +1,7 @@
 // Stop strings over a stream of text pieces. Text that could still become the start of a stop string is
-// held back; a completed stop string truncates the output there.
+// held back; a completed stop string truncates the output there. As in vLLM, the output ends after the
+// first piece (token) that completes any stop string, cut at the earliest occurrence in the text so far;
+// a longer stop string that starts earlier but would only complete later does not count.
 //
 // Invariant: the emitted text never ends with a proper prefix of any stop string at the moment it is
 // emitted, so any stop string that appears later must begin inside the held-back buffer. Hence searching
