@@ -112,9 +112,8 @@ class CpuBackend : public Backend {
     for (int l = 0; l < cfg_.numLayers; ++l) {
       const CpuLayer& L = model_.layers[l];
       for (int t = 0; t < T; ++t) rmsNormRow(x + size_t(t) * H, L.inputNorm.data(), H, eps, xn + size_t(t) * H);
-      linear(pool_, xn, H, T, L.q, L.qBias.empty() ? nullptr : L.qBias.data(), q, Q);
-      linear(pool_, xn, H, T, L.k, L.kBias.empty() ? nullptr : L.kBias.data(), k, KV);
-      linear(pool_, xn, H, T, L.v, L.vBias.empty() ? nullptr : L.vBias.data(), v, KV);
+      auto bias = [](const std::vector<float>& b) { return b.empty() ? nullptr : b.data(); };
+      linearMulti(pool_, xn, H, T, {{&L.q, bias(L.qBias), q, Q}, {&L.k, bias(L.kBias), k, KV}, {&L.v, bias(L.vBias), v, KV}});
       for (int t = 0; t < T; ++t) {
         const float* c = &cos_[size_t(t) * half];
         const float* s = &sin_[size_t(t) * half];
@@ -135,8 +134,7 @@ class CpuBackend : public Backend {
       for (size_t i = 0; i < size_t(T) * H; ++i) x[i] += xn[i];
 
       for (int t = 0; t < T; ++t) rmsNormRow(x + size_t(t) * H, L.postNorm.data(), H, eps, xn + size_t(t) * H);
-      linear(pool_, xn, H, T, L.gate, nullptr, gate, I);
-      linear(pool_, xn, H, T, L.up, nullptr, up, I);
+      linearMulti(pool_, xn, H, T, {{&L.gate, nullptr, gate, I}, {&L.up, nullptr, up, I}});
       for (int t = 0; t < T; ++t) siluMulRow(gate + size_t(t) * I, up + size_t(t) * I, I);
       linear(pool_, gate, I, T, L.down, nullptr, xn, H);
       for (size_t i = 0; i < size_t(T) * H; ++i) x[i] += xn[i];

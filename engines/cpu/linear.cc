@@ -98,7 +98,8 @@ void linearRange(const float* x, int64_t ldx, int64_t T, const Mat& w, const flo
     int64_t n = n0;
     for (; n + kTileC <= n1; n += kTileC) {
       const float* b = bias ? bias + n : nullptr;
-      // The first sweep over this tile's weights fetches the next tile's.
+      // The first sweep over this tile's weights fetches the next tile's. (Fetching further ahead for
+      // decode measured no better here.)
       const void* pf = n + 2 * kTileC <= n1 ? wRow(n + kTileC) : nullptr;
       int64_t t = t0;
       for (; t + kTileR <= t1; t += kTileR, pf = nullptr)
@@ -114,40 +115,43 @@ void linearRange(const float* x, int64_t ldx, int64_t T, const Mat& w, const flo
   }
 }
 
-template <DType DT>
-void linearTyped(ThreadPool& pool, const float* x, int64_t ldx, int64_t T, const Mat& w, const float* bias, float* y,
-                 int64_t ldy) {
-  // Below ~32k multiply-adds a fork-join costs more than it saves; above, about four chunks per thread
-  // (a multiple of the tile width) let a descheduled thread's share be taken by the others.
-  const int64_t work = T * w.rows * w.cols;
-  int64_t grain = w.rows;
-  if (work >= 32768) {
-    grain = (w.rows + 4 * pool.size() - 1) / (4 * pool.size());
-    grain = std::max<int64_t>(kTileC * 4, (grain + kTileC - 1) / kTileC * kTileC);
+void linearRangeAny(const float* x, int64_t ldx, int64_t T, const LinearOut& o, int64_t n0, int64_t n1) {
+  switch (o.w->dtype) {
+    case DType::F32: linearRange<DType::F32>(x, ldx, T, *o.w, o.bias, o.y, o.ldy, n0, n1); break;
+    case DType::BF16: linearRange<DType::BF16>(x, ldx, T, *o.w, o.bias, o.y, o.ldy, n0, n1); break;
+    case DType::F16: linearRange<DType::F16>(x, ldx, T, *o.w, o.bias, o.y, o.ldy, n0, n1); break;
   }
-  pool.parallelFor(w.rows, grain, [&](int64_t n0, int64_t n1) { linearRange<DT>(x, ldx, T, w, bias, y, ldy, n0, n1); });
 }
 
 }  // namespace
 
-void linear(ThreadPool& pool, const float* x, int64_t ldx, int64_t T, const Mat& w, const float* bias, float* y,
-            int64_t ldy) {
-  switch (w.dtype) {
-    case DType::F32: linearTyped<DType::F32>(pool, x, ldx, T, w, bias, y, ldy); break;
-    case DType::BF16: linearTyped<DType::BF16>(pool, x, ldx, T, w, bias, y, ldy); break;
-    case DType::F16: linearTyped<DType::F16>(pool, x, ldx, T, w, bias, y, ldy); break;
+void linearMulti(ThreadPool& pool, const float* x, int64_t ldx, int64_t T, std::initializer_list<LinearOut> outs) {
+  // Work items: (output, first row, end row). Below ~32k multiply-adds in all a fork-join costs more than
+  // it saves; above, about four chunks per thread (multiples of the tile width) over all outputs, so a
+  // descheduled thread's share is taken by the others.
+  struct Item { const LinearOut* o; int64_t n0, n1; };
+  constexpr int kMaxItems = 64;
+  int64_t rows = 0, work = 0;
+  for (const LinearOut& o : outs) { rows += o.w->rows; work += T * o.w->rows * o.w->cols; }
+  int64_t grain = rows;
+  if (work >= 32768) {
+    grain = (rows + 4 * pool.size() - 1) / (4 * pool.size());
+    grain = std::max<int64_t>(kTileC * 4, (grain + kTileC - 1) / kTileC * kTileC);
   }
+  auto count = [&](int64_t g) { int64_t c = 0; for (const LinearOut& o : outs) c += (o.w->rows + g - 1) / g; return c; };
+  while (count(grain) > kMaxItems) grain *= 2;
+  Item items[kMaxItems];
+  int numItems = 0;
+  for (const LinearOut& o : outs)
+    for (int64_t n = 0; n < o.w->rows; n += grain) items[numItems++] = {&o, n, std::min(o.w->rows, n + grain)};
+  pool.parallelFor(numItems, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) linearRangeAny(x, ldx, T, *items[i].o, items[i].n0, items[i].n1);
+  });
 }
 
-float linearDot(const float* x, const Mat& w, int64_t row) {
-  float y = 0;
-  const uint8_t* wr = static_cast<const uint8_t*>(w.data) + row * w.cols * dtypeSize(w.dtype);
-  switch (w.dtype) {
-    case DType::F32: tile<1, 1, DType::F32>(x, 0, wr, w.cols, nullptr, &y, 0); break;
-    case DType::BF16: tile<1, 1, DType::BF16>(x, 0, wr, w.cols, nullptr, &y, 0); break;
-    case DType::F16: tile<1, 1, DType::F16>(x, 0, wr, w.cols, nullptr, &y, 0); break;
-  }
-  return y;
+void linear(ThreadPool& pool, const float* x, int64_t ldx, int64_t T, const Mat& w, const float* bias, float* y,
+            int64_t ldy) {
+  linearMulti(pool, x, ldx, T, {LinearOut{&w, bias, y, ldy}});
 }
 
 }  // namespace kvs

@@ -4,6 +4,7 @@
 // whatever T is and however rows and columns are tiled or split over threads.
 #pragma once
 #include <cstdint>
+#include <initializer_list>
 
 #include "../model_config.h"
 #include "thread_pool.h"
@@ -21,7 +22,15 @@ struct Mat {
 void linear(ThreadPool& pool, const float* x, int64_t ldx, int64_t T, const Mat& w, const float* bias, float* y,
             int64_t ldy);
 
-// The same dot product as one element of linear(), for tests and small helpers: sum_k x[k] * w[row, k].
-float linearDot(const float* x, const Mat& w, int64_t row);
+struct LinearOut {
+  const Mat* w;
+  const float* bias;  // [w->rows] or nullptr
+  float* y;           // [T, w->rows] with row stride ldy
+  int64_t ldy;
+};
+
+// Several projections of the same x (q/k/v, gate/up) in one fork-join: each output as linear() makes it.
+// At most a handful of outputs (the work list holds 64 chunks).
+void linearMulti(ThreadPool& pool, const float* x, int64_t ldx, int64_t T, std::initializer_list<LinearOut> outs);
 
 }  // namespace kvs
