@@ -114,14 +114,26 @@ int32_t sampleFiltered(const SamplingBatch& s, int r, int vocab, SamplerScratch&
     n = topK;
   }
   if (topP < 1.0f) {
-    if (n == size_t(vocab)) std::sort(order.begin(), order.end(), ByValueDesc{l});
     double total = 0;
     for (size_t j = 0; j < n; ++j) total += probs[order[j]];
-    double cum = 0;
+    // The nucleus is the shortest prefix of the ranking holding topP of the mass. Rank only as many
+    // candidates as needed (64, then 8x more...): the first `ranked` of a partial sort are exactly those
+    // of a full sort, so the result is the same, without sorting a 150k vocabulary for every row.
+    size_t ranked = n == size_t(vocab) ? 0 : n;  // after top-k the first n are already ranked
     size_t keep = n;
-    for (size_t j = 0; j < n; ++j) {
-      cum += probs[order[j]];
-      if (cum >= double(topP) * total) { keep = j + 1; break; }
+    for (size_t want = std::min<size_t>(n, 64);; want = std::min(n, want * 8)) {
+      if (ranked < want) {
+        std::partial_sort(order.begin(), order.begin() + want, order.begin() + n, ByValueDesc{l});
+        ranked = want;
+      }
+      double cum = 0;
+      size_t j = 0;
+      for (; j < ranked; ++j) {
+        cum += probs[order[j]];
+        if (cum >= double(topP) * total) break;
+      }
+      if (j < ranked) { keep = j + 1; break; }
+      if (ranked == n) break;
     }
     n = keep;
   }
