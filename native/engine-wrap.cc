@@ -1,69 +1,11 @@
 #include "engine-wrap.h"
 
-#include <cstring>
-#include <exception>
-
 #include "js-batch.h"
+#include "step-runner.h"
 
 namespace kvs_native {
 
 namespace {
-
-template <typename TA, typename V>
-TA copyToTyped(Napi::Env env, const std::vector<V>& v) {
-  TA a = TA::New(env, v.size());
-  if (!v.empty()) std::memcpy(a.Data(), v.data(), v.size() * sizeof(V));
-  return a;
-}
-
-// Runs one step on a libuv worker thread. The batch's typed arrays stay referenced (and so alive and
-// unmoved) until this worker is destroyed, back on the JS thread.
-class StepWorker : public Napi::AsyncWorker {
- public:
-  StepWorker(Napi::Env env, EngineWrap* wrap, std::shared_ptr<kvs::Engine> engine, std::unique_ptr<JsBatch> batch)
-      : Napi::AsyncWorker(env, "kvserve.step"), deferred_(Napi::Promise::Deferred::New(env)), wrap_(wrap),
-        engine_(std::move(engine)), batch_(std::move(batch)) {
-    wrap_->Ref();  // keep the wrapper alive until completion
-  }
-  ~StepWorker() override { wrap_->Unref(); }
-
-  Napi::Promise promise() { return deferred_.Promise(); }
-
-  void Execute() override {
-    try {
-      engine_->step(batch_->batch(), result_);
-    } catch (const std::exception& e) {
-      SetError(e.what());
-    } catch (...) {
-      SetError("unknown error in the native step");
-    }
-  }
-
-  void OnOK() override {
-    wrap_->stepDone();
-    Napi::Env env = Env();
-    Napi::Object out = Napi::Object::New(env);
-    out.Set("tokens", copyToTyped<Napi::Int32Array>(env, result_.tokens));
-    out.Set("logprobs", copyToTyped<Napi::Float32Array>(env, result_.logprobs));
-    out.Set("topLogprobs", Napi::Number::New(env, result_.topLogprobs));
-    out.Set("topIds", copyToTyped<Napi::Int32Array>(env, result_.topIds));
-    out.Set("topValues", copyToTyped<Napi::Float32Array>(env, result_.topValues));
-    if (batch_->batch().returnLogits) out.Set("logits", copyToTyped<Napi::Float32Array>(env, result_.logits));
-    deferred_.Resolve(out);
-  }
-
-  void OnError(const Napi::Error& e) override {
-    wrap_->stepDone();
-    deferred_.Reject(e.Value());
-  }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  EngineWrap* wrap_;
-  std::shared_ptr<kvs::Engine> engine_;
-  std::unique_ptr<JsBatch> batch_;
-  kvs::StepResult result_;
-};
 
 Napi::Value rejected(Napi::Env env, const std::string& message) {
   auto d = Napi::Promise::Deferred::New(env);
@@ -92,7 +34,10 @@ EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine
   if (info.Length() != 1 || !info[0].IsExternal())
     throw Napi::TypeError::New(info.Env(), "NativeEngine cannot be constructed directly; use loadEngine()");
   engine_ = *info[0].As<Napi::External<std::shared_ptr<kvs::Engine>>>().Data();
+  runner_ = std::make_unique<StepRunner>(info.Env(), engine_);
 }
+
+EngineWrap::~EngineWrap() = default;
 
 Napi::Value EngineWrap::Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -128,23 +73,24 @@ Napi::Value EngineWrap::Step(const Napi::CallbackInfo& info) {
   if (!engine_) return rejected(env, "engine has been disposed");
   if (busy_) return rejected(env, "a step is already running on this engine (await the previous step first)");
   if (info.Length() < 1 || !info[0].IsObject()) return rejected(env, "step(batch) needs a batch object");
-  std::unique_ptr<JsBatch> batch;
+  auto job = std::make_unique<StepJob>(env);
   try {
-    batch = std::make_unique<JsBatch>(env, info[0].As<Napi::Object>());
+    job->batch = std::make_unique<JsBatch>(env, info[0].As<Napi::Object>());
   } catch (const Napi::Error& e) {
-    auto d = Napi::Promise::Deferred::New(env);
-    d.Reject(e.Value());
-    return d.Promise();
+    job->deferred.Reject(e.Value());
+    return job->deferred.Promise();
   }
-  auto* worker = new StepWorker(env, this, engine_, std::move(batch));
+  Napi::Promise p = job->deferred.Promise();
+  job->wrap = this;
+  Ref();  // the wrapper (and its runner) outlive the job; released when the job completes
   busy_ = true;
-  Napi::Promise p = worker->promise();
-  worker->Queue();
+  runner_->submit(env, std::move(job));
   return p;
 }
 
 Napi::Value EngineWrap::Dispose(const Napi::CallbackInfo& info) {
-  engine_.reset();  // a step in flight keeps the engine until it completes
+  engine_.reset();
+  if (runner_) runner_->stop();  // its thread frees the engine once the step in flight (if any) is done
   return info.Env().Undefined();
 }
 

@@ -1,5 +1,6 @@
 // The JS Engine object (NativeEngine in src/runner/binding.ts): info(), step(batch) → Promise, dispose().
-// One step in flight at a time; a second step() rejects. Errors become rejected Promises, never a crash.
+// One step in flight at a time, run by a StepRunner thread; a second step() rejects. Errors become
+// rejected Promises, never a crash.
 #pragma once
 #include <napi.h>
 
@@ -9,6 +10,8 @@
 
 namespace kvs_native {
 
+class StepRunner;
+
 class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
  public:
   // Defines the class and keeps its constructor in the addon's instance data.
@@ -17,6 +20,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   static Napi::Object Wrap(Napi::Env env, std::shared_ptr<kvs::Engine> engine);
 
   explicit EngineWrap(const Napi::CallbackInfo& info);
+  ~EngineWrap() override;
 
   void stepDone() { busy_ = false; }
 
@@ -25,7 +29,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value Step(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 
-  std::shared_ptr<kvs::Engine> engine_;  // null after dispose(); a running step holds its own reference
+  std::shared_ptr<kvs::Engine> engine_;  // null after dispose()
+  std::unique_ptr<StepRunner> runner_;   // runs the steps; holds the engine until its thread exits
   bool busy_ = false;
 };
 

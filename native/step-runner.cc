@@ -1,0 +1,116 @@
+#include "step-runner.h"
+
+#include <chrono>
+#include <cstring>
+#include <exception>
+
+#include "engine-wrap.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define KVS_PAUSE() _mm_pause()
+#else
+#define KVS_PAUSE() std::this_thread::yield()
+#endif
+
+namespace kvs_native {
+
+namespace {
+
+constexpr auto kSpin = std::chrono::microseconds(300);
+
+template <typename TA, typename V>
+TA copyToTyped(Napi::Env env, const std::vector<V>& v) {
+  TA a = TA::New(env, v.size());
+  if (!v.empty()) std::memcpy(a.Data(), v.data(), v.size() * sizeof(V));
+  return a;
+}
+
+}  // namespace
+
+StepRunner::StepRunner(Napi::Env env, std::shared_ptr<kvs::Engine> engine) : engine_(std::move(engine)) {
+  done_ = decltype(done_)::New(env, "kvserve.step", 0, 1, this);
+  done_.Unref(env);
+  thread_ = std::thread([this] { loop(); });
+}
+
+StepRunner::~StepRunner() {
+  stop_.store(true);
+  { std::lock_guard<std::mutex> lock(mutex_); }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void StepRunner::stop() {
+  stop_.store(true);
+  { std::lock_guard<std::mutex> lock(mutex_); }
+  wake_.notify_all();
+}
+
+void StepRunner::submit(Napi::Env env, std::unique_ptr<StepJob> job) {
+  done_.Ref(env);
+  pending_.store(job.release(), std::memory_order_seq_cst);
+  if (sleeping_.load(std::memory_order_seq_cst)) {
+    { std::lock_guard<std::mutex> lock(mutex_); }  // the sleeper is waiting (and gets notified) or sees pending_
+    wake_.notify_one();
+  }
+}
+
+StepJob* StepRunner::waitForJob() {
+  const auto until = std::chrono::steady_clock::now() + kSpin;
+  for (int i = 0;; ++i) {
+    if (StepJob* job = pending_.exchange(nullptr, std::memory_order_acquire)) return job;
+    if (stop_.load(std::memory_order_relaxed)) return nullptr;
+    if ((i & 63) == 0 && std::chrono::steady_clock::now() > until) break;
+    KVS_PAUSE();
+  }
+  std::unique_lock<std::mutex> lock(mutex_);
+  sleeping_.store(true, std::memory_order_seq_cst);
+  wake_.wait(lock, [&] { return pending_.load(std::memory_order_seq_cst) != nullptr || stop_.load(); });
+  sleeping_.store(false, std::memory_order_relaxed);
+  return pending_.exchange(nullptr, std::memory_order_acquire);
+}
+
+void StepRunner::loop() {
+  for (;;) {
+    StepJob* job = waitForJob();
+    if (!job) {
+      if (stop_.load()) break;
+      continue;
+    }
+    try {
+      engine_->step(job->batch->batch(), job->result);
+    } catch (const std::exception& e) {
+      job->error = e.what();
+    } catch (...) {
+      job->error = "unknown error in the native step";
+    }
+    // Fails only when the environment is being torn down; the job is then left to the process exit.
+    done_.NonBlockingCall(job);
+  }
+  engine_.reset();
+  done_.Release();
+}
+
+void StepRunner::complete(Napi::Env env, Napi::Function, StepRunner* self, StepJob* job) {
+  if (!env) return;  // tearing down: nothing can be settled any more
+  std::unique_ptr<StepJob> owned(job);
+  self->done_.Unref(env);
+  job->wrap->stepDone();
+  job->wrap->Unref();
+  if (!job->error.empty()) {
+    job->deferred.Reject(Napi::Error::New(env, job->error).Value());
+    return;
+  }
+  const kvs::StepResult& r = job->result;
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("tokens", copyToTyped<Napi::Int32Array>(env, r.tokens));
+  out.Set("logprobs", copyToTyped<Napi::Float32Array>(env, r.logprobs));
+  out.Set("topLogprobs", Napi::Number::New(env, r.topLogprobs));
+  out.Set("topIds", copyToTyped<Napi::Int32Array>(env, r.topIds));
+  out.Set("topValues", copyToTyped<Napi::Float32Array>(env, r.topValues));
+  if (job->batch->batch().returnLogits) out.Set("logits", copyToTyped<Napi::Float32Array>(env, r.logits));
+  job->deferred.Resolve(out);
+}
+
+}  // namespace kvs_native
