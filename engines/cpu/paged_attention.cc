@@ -55,68 +55,92 @@ inline void forEachToken(const float* base, size_t rowFloats, const int32_t* blo
   }
 }
 
-// One query row against n keys: softmax(q·k * scale) then the probability-weighted sum of V, with the
-// probabilities normalised first (as transformers does). scores: scratch [n]; out: [D].
-// kD is the head dim as a compile-time constant (so small heads live in registers), or 0 for any.
+// The G query heads of one KV head (GQA group) for one token, against its n keys: per head,
+// softmax(q·k * scale) with the probabilities normalised first (as transformers does), then the
+// probability-weighted sum of V. Each K and V row is read once for the whole group, and V is consumed
+// block by block (a block stays in L1 while every head of the group uses it); each head's sums still
+// run over the keys in order, so the result is that of one head alone.
+// q, out: [G, D] (the group's heads are adjacent); scores: scratch [G, n].
+// kD is the head dim as a compile-time constant (so a head's accumulators live in registers), or 0.
 template <int kD>
-void attendOne(const AttentionShape& sh, const float* q, const float* K, const float* V, size_t rowFloats, int kvHead,
-               const int32_t* blockTable, int blockSize, int n, float* scores, float* out) {
+void attendGroup(const AttentionShape& sh, int G, const float* q, const float* K, const float* V, size_t rowFloats,
+                 int kvHead, const int32_t* blockTable, int blockSize, int n, float* scores, float* out) {
   const int D = kD ? kD : sh.headDim;
   constexpr int L = simd::kLanes;
-  const bool vec = D % L == 0;  // whole vectors: SIMD over the head dim; else plain loops
+  const bool vec = D % L == 0 && D <= 256;  // whole vectors: SIMD over the head dim; else plain loops
   const size_t headOff = size_t(kvHead) * D;
-  float m = -INFINITY;
+  float m[64];
+  for (int g = 0; g < G; ++g) m[g] = -INFINITY;
   forEachToken(K + headOff, rowFloats, blockTable, blockSize, n, [&](int j, const float* k) {
-    float dot;
-    if (vec) {
-      simd::V acc = simd::zero();
-      for (int i = 0; i < D; i += L) acc = simd::fma(simd::load(q + i), simd::load(k + i), acc);
-      dot = simd::sum(acc);
-    } else {
-      dot = 0;
-      for (int i = 0; i < D; ++i) dot += q[i] * k[i];
+    for (int g = 0; g < G; ++g) {
+      const float* qg = q + size_t(g) * D;
+      float dot;
+      if (vec) {
+        simd::V acc = simd::zero();
+        for (int i = 0; i < D; i += L) acc = simd::fma(simd::load(qg + i), simd::load(k + i), acc);
+        dot = simd::sum(acc);
+      } else {
+        dot = 0;
+        for (int i = 0; i < D; ++i) dot += qg[i] * k[i];
+      }
+      const float sc = dot * sh.scale;
+      scores[size_t(g) * n + j] = sc;
+      m[g] = std::max(m[g], sc);
     }
-    scores[j] = dot * sh.scale;
-    m = std::max(m, scores[j]);
   });
-  float sum = 0;
-  for (int j = 0; j < n; ++j) {
-    scores[j] = std::exp(scores[j] - m);
-    sum += scores[j];
+  for (int g = 0; g < G; ++g) {
+    float* sg = scores + size_t(g) * n;
+    float sum = 0;
+    for (int j = 0; j < n; ++j) {
+      sg[j] = std::exp(sg[j] - m[g]);
+      sum += sg[j];
+    }
+    for (int j = 0; j < n; ++j) sg[j] = sg[j] / sum;
+    for (int d = 0; d < D; ++d) out[size_t(g) * D + d] = 0;
   }
-  if (vec && D <= 256) {
-    simd::V acc[256 / L];
-    for (int i = 0; i < D / L; ++i) acc[i] = simd::zero();
-    forEachToken(V + headOff, rowFloats, blockTable, blockSize, n, [&](int j, const float* v) {
-      const simd::V p = simd::set1(scores[j] / sum);
-      for (int i = 0; i < D / L; ++i) acc[i] = simd::fma(p, simd::load(v + i * L), acc[i]);
-    });
-    for (int i = 0; i < D / L; ++i) simd::store(out + i * L, acc[i]);
-  } else {
-    float acc[kD ? kD : 1024];  // headDim <= 1024 is checked by the caller for kD == 0
-    for (int d = 0; d < D; ++d) acc[d] = 0;
-    forEachToken(V + headOff, rowFloats, blockTable, blockSize, n, [&](int j, const float* v) {
-      const float p = scores[j] / sum;
-      for (int d = 0; d < D; ++d) acc[d] += p * v[d];
-    });
-    for (int d = 0; d < D; ++d) out[d] = acc[d];
+  const float* Vh = V + headOff;
+  for (int j0 = 0, blk = 0; j0 < n; j0 += blockSize, ++blk) {
+    const float* rows = Vh + size_t(blockTable[blk]) * blockSize * rowFloats;
+    const int cnt = std::min(blockSize, n - j0);
+    for (int g = 0; g < G; ++g) {
+      const float* p = scores + size_t(g) * n + j0;
+      float* og = out + size_t(g) * D;
+      if (vec) {
+        simd::V acc[256 / L];
+        for (int i = 0; i < D / L; ++i) acc[i] = simd::load(og + i * L);
+        for (int j = 0; j < cnt; ++j) {
+          const simd::V pj = simd::set1(p[j]);
+          const float* v = rows + size_t(j) * rowFloats;
+          for (int i = 0; i < D / L; ++i) acc[i] = simd::fma(pj, simd::load(v + i * L), acc[i]);
+        }
+        for (int i = 0; i < D / L; ++i) simd::store(og + i * L, acc[i]);
+      } else {
+        float acc[kD ? kD : 1024];  // headDim <= 1024 is checked by the caller
+        for (int d = 0; d < D; ++d) acc[d] = og[d];
+        for (int j = 0; j < cnt; ++j) {
+          const float* v = rows + size_t(j) * rowFloats;
+          for (int d = 0; d < D; ++d) acc[d] += p[j] * v[d];
+        }
+        for (int d = 0; d < D; ++d) og[d] = acc[d];
+      }
+    }
   }
 }
 
-using AttendFn = void (*)(const AttentionShape&, const float*, const float*, const float*, size_t, int, const int32_t*,
-                          int, int, float*, float*);
+using AttendFn = void (*)(const AttentionShape&, int, const float*, const float*, const float*, size_t, int,
+                          const int32_t*, int, int, float*, float*);
 
 AttendFn attendFor(int headDim) {
   switch (headDim) {
-    case 8: return &attendOne<8>;
-    case 16: return &attendOne<16>;
-    case 32: return &attendOne<32>;
-    case 64: return &attendOne<64>;
-    case 80: return &attendOne<80>;
-    case 96: return &attendOne<96>;
-    case 128: return &attendOne<128>;
-    case 256: return &attendOne<256>;
-    default: return &attendOne<0>;
+    case 8: return &attendGroup<8>;
+    case 16: return &attendGroup<16>;
+    case 32: return &attendGroup<32>;
+    case 64: return &attendGroup<64>;
+    case 80: return &attendGroup<80>;
+    case 96: return &attendGroup<96>;
+    case 128: return &attendGroup<128>;
+    case 256: return &attendGroup<256>;
+    default: return &attendGroup<0>;
   }
 }
 
@@ -124,27 +148,28 @@ AttendFn attendFor(int headDim) {
 
 void pagedAttention(ThreadPool& pool, const AttentionShape& sh, const StepBatch& b, const int32_t* tokenSeq,
                     KvCache& cache, int layer, const float* q, float* out) {
-  const int T = b.numTokens, H = sh.numHeads, D = sh.headDim;
-  const int group = sh.numHeads / sh.numKvHeads;
-  const int64_t items = int64_t(T) * H;
+  const int T = b.numTokens, H = sh.numHeads, KVH = sh.numKvHeads, D = sh.headDim;
+  const int G = H / KVH;
+  if (D > 1024) throw std::runtime_error("head_dim above 1024 is not supported by the CPU attention");
+  if (G > 64) throw std::runtime_error("more than 64 query heads per KV head is not supported by the CPU attention");
+  const int64_t items = int64_t(T) * KVH;  // (token, KV head): one GQA group each
   const float* K = cache.k(layer);
   const float* V = cache.v(layer);
-  if (D > 1024) throw std::runtime_error("head_dim above 1024 is not supported by the CPU attention");
   const AttendFn attend = attendFor(D);
   int maxCtx = 1;
   for (int s = 0; s < b.numSeqs; ++s) maxCtx = std::max(maxCtx, b.contextLens[s]);
   // Tiny batches run inline; otherwise about eight chunks per thread.
-  const int64_t grain = items * maxCtx * D < 16384 ? items : std::max<int64_t>(1, items / (int64_t(pool.size()) * 8));
+  const int64_t grain = items * G * maxCtx * D < 16384 ? items : std::max<int64_t>(1, items / (int64_t(pool.size()) * 8));
   pool.parallelFor(items, grain, [&](int64_t begin, int64_t end) {
     thread_local std::vector<float> scores;
-    if (scores.size() < size_t(maxCtx)) scores.resize(maxCtx);
+    if (scores.size() < size_t(G) * maxCtx) scores.resize(size_t(G) * maxCtx);
     for (int64_t it = begin; it < end; ++it) {
-      const int t = int(it / H), h = int(it % H);
+      const int t = int(it / KVH), kvh = int(it % KVH);
       const int s = tokenSeq[t];
       const int n = std::min(b.positions[t] + 1, b.contextLens[s]);
-      attend(sh, q + size_t(t) * H * D + size_t(h) * D, K, V, cache.rowFloats(), h / group,
-                b.blockTables + size_t(s) * b.maxBlocksPerSeq, cache.blockSize(), n, scores.data(),
-                out + size_t(t) * H * D + size_t(h) * D);
+      const size_t off = size_t(t) * H * D + size_t(kvh) * G * D;
+      attend(sh, G, q + off, K, V, cache.rowFloats(), kvh, b.blockTables + size_t(s) * b.maxBlocksPerSeq,
+             cache.blockSize(), n, scores.data(), out + off);
     }
   });
 }
