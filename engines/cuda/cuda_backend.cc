@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <string>
 
 #include "cuda_check.h"
@@ -50,7 +51,9 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   w_ = uploadWeights(cfg, *weights, dt_, opts.seed, stream_);
   weights.reset();  // the mmapped checkpoint is no longer needed: one copy, on the GPU
 
-  gemm_ = std::make_unique<GemmRunner>(stream_, std::max(maxT_, maxS_));
+  // KVSERVE_GEMM_PROBE_M: the M at which cuBLASLt picks each weight's one algorithm (default: maxM).
+  const char* probe = std::getenv("KVSERVE_GEMM_PROBE_M");
+  gemm_ = std::make_unique<GemmRunner>(stream_, std::max(maxT_, maxS_), probe ? std::atoi(probe) : 0);
   const int H = cfg.hiddenSize, I = cfg.intermediateSize, V = cfg.vocabSize;
   gemm_->plan(qkvRows_, H, dt_, dt_);
   gemm_->plan(H, cfg.numHeads * D, dt_, dt_);

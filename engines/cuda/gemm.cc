@@ -25,8 +25,9 @@ void setCols(cublasLtMatrixLayout_t l, int cols) {
 
 }  // namespace
 
-GemmRunner::GemmRunner(cudaStream_t stream, int maxM, size_t workspaceBytes)
-    : stream_(stream), maxM_(maxM < 1 ? 1 : maxM), workspaceBytes_(workspaceBytes) {
+GemmRunner::GemmRunner(cudaStream_t stream, int maxM, int probeM, size_t workspaceBytes)
+    : stream_(stream), maxM_(maxM < 1 ? 1 : maxM), probeM_(probeM >= 1 && probeM <= maxM_ ? probeM : maxM_),
+      workspaceBytes_(workspaceBytes) {
   KVS_CUBLAS_CHECK(cublasLtCreate(&handle_));
   KVS_CUDA_CHECK(cudaMalloc(&workspace_, workspaceBytes_));
 }
@@ -62,10 +63,10 @@ GemmRunner::Plan& GemmRunner::get(int N, int K, DType in, DType out) {
   KVS_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   KVS_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                         &workspaceBytes_, sizeof(workspaceBytes_)));
-  // Candidates: the heuristic's list at maxM first (the shape that matters for throughput), then at smaller
-  // M. The first one that, with split-K forced off, is valid both at maxM and at M = 1 is kept.
+  // Candidates: the heuristic's list at probeM first, then at other M. The first one that, with split-K
+  // forced off, is valid both at maxM and at M = 1 is kept.
   bool found = false;
-  for (int probeM : {maxM_, 256, 64, 16, 1}) {
+  for (int probeM : {probeM_, maxM_, 256, 64, 16, 1}) {
     if (found || probeM > maxM_) continue;
     setCols(p.b, probeM);
     setCols(p.d, probeM);

@@ -2,9 +2,11 @@
 // bf16/f16 operands use CUBLAS_COMPUTE_32F; float32 uses CUBLAS_COMPUTE_32F too (never TF32), so a float32
 // checkpoint computes in true float32.
 //
-// Batch invariance: the algorithm is chosen ONCE per (N, K, dtype) — the heuristic's best for a large M
-// with split-K forced off — and reused for every M. A row of Y then depends on its row of X only, never on
-// how many other rows share the call (checked bitwise by the kernel tests).
+// Batch invariance: the algorithm is chosen ONCE per (N, K, dtype) — the heuristic's best for M = probeM
+// with split-K forced off, that is also valid at M = 1 and M = maxM — and reused for every M. A row of Y then
+// depends on its row of X only, never on how many other rows share the call (checked bitwise by the kernel
+// tests). probeM trades prefill speed (large probe: large tiles) for decode speed (small probe: tiles that
+// spread a skinny product over more SMs); see docs/cuda.md for the measurements.
 #pragma once
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
@@ -18,8 +20,8 @@ namespace kvs::cuda {
 
 class GemmRunner {
  public:
-  // maxM: the largest M any call will pass (the heuristic is queried there).
-  GemmRunner(cudaStream_t stream, int maxM, size_t workspaceBytes = 32u << 20);
+  // maxM: the largest M any call will pass; probeM: the M the heuristic is asked about (0 = maxM).
+  GemmRunner(cudaStream_t stream, int maxM, int probeM = 0, size_t workspaceBytes = 32u << 20);
   ~GemmRunner();
   GemmRunner(const GemmRunner&) = delete;
   GemmRunner& operator=(const GemmRunner&) = delete;
@@ -41,7 +43,7 @@ class GemmRunner {
   Plan& get(int N, int K, DType in, DType out);
 
   cudaStream_t stream_;
-  int maxM_;
+  int maxM_, probeM_;
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
   size_t workspaceBytes_;

@@ -1,9 +1,10 @@
 // Benchmark of the CUDA engine on dummy weights of a real shape (default configs/llama-3-8b.json, bf16):
 // load time, prefill throughput (every sequence's prompt in steps of maxNumBatchedTokens tokens), and decode
 // throughput at batch sizes 1..256 over contexts of ~CTX tokens (median of timed steps after warm-up).
-// A benchmark, not a test: it prints a table (and writes JSON when KVSERVE_GPU_OUT is set).
+// A benchmark, not a test: it prints a table (and appends JSON to bench-engine.jsonl when KVSERVE_GPU_OUT is
+// set). KVSERVE_GEMM_PROBE_M chooses the M at which cuBLASLt picks each GEMM's one algorithm.
 // Usage: npx tsx test/gpu/bench-engine.ts [config.json] [ctx]
-import { writeFileSync } from 'node:fs';
+import { appendFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { loadNative, type StepBatch } from '../../src/runner/binding.js';
 import { cudaOptions, repoRoot } from './gpu-harness.js';
@@ -73,15 +74,17 @@ async function main() {
   engine.dispose();
 
   const prefillTokS = (nSeq * CTX * 1000) / prefillMs;
+  const probe = process.env.KVSERVE_GEMM_PROBE_M ?? 'default (maxNumBatchedTokens)';
   console.log(`\nmodel ${config} (dummy ${info.dtype}, ${(info.weightBytes / 2 ** 30).toFixed(1)} GiB), ${info.device}`);
+  console.log(`cuBLASLt algorithms picked at M = ${probe}`);
   console.log(`load ${loadS.toFixed(1)} s; KV pool ${info.numKvBlocks} blocks of ${BLOCK} tokens (${(info.numKvBlocks * info.kvBlockBytes / 2 ** 30).toFixed(1)} GiB)`);
   console.log(`prefill: ${nSeq} x ${CTX} tokens in ${MAX_T}-token steps: ${prefillTokS.toFixed(0)} tokens/s`);
   console.log(`decode at context ~${CTX} (median of ${STEPS} steps):`);
   console.log('batch   step ms   tokens/s');
   for (const r of rows) console.log(`${String(r.batch).padStart(5)} ${r.stepMs!.toFixed(2).padStart(9)} ${r.tokensPerS!.toFixed(0).padStart(10)}`);
   if (process.env.KVSERVE_GPU_OUT)
-    writeFileSync(resolve(process.env.KVSERVE_GPU_OUT, 'bench-engine.json'),
-      JSON.stringify({ config, device: info.device, dtype: info.dtype, loadS, prefillTokS, ctx: CTX, decode: rows }, null, 1));
+    appendFileSync(resolve(process.env.KVSERVE_GPU_OUT, 'bench-engine.jsonl'),
+      `${JSON.stringify({ config, device: info.device, dtype: info.dtype, gemmProbeM: probe, loadS, prefillTokS, ctx: CTX, decode: rows })}\n`);
 }
 
 main().catch((e) => { console.error(e); process.exit(1); });

@@ -1,6 +1,6 @@
 // The cuBLASLt GEMM wrapper (engines/cuda/gemm.cc): Y = X W^T against a float64 CPU reference of the same
 // dtype-rounded inputs, and batch invariance: every row computed in a call of M = maxM equals, bit for bit,
-// the same row computed alone (M = 1) and inside calls of other sizes.
+// the same row computed alone (M = 1) and inside calls of other sizes, for algorithms picked at probe M 512 and 16.
 // Tolerance (relative to the row's |x||w| scale): f32 1e-5 (true fp32, no TF32), bf16/f16 output rounding
 // 2^-8 / 2^-11 plus accumulation: atol = 4e-3 / 1e-3 of sqrt(K)-scaled magnitude.
 #include <algorithm>
@@ -15,7 +15,8 @@ void gemmTests() {
   cudaStream_t stream;
   CK(cudaStreamCreate(&stream));
   const int maxM = 512;
-  kvs::cuda::GemmRunner gemm(stream, maxM);
+  for (int probe : {maxM, 16}) {
+  kvs::cuda::GemmRunner gemm(stream, maxM, probe);
   struct Shape { int N, K; };
   for (kvsk_dtype dt : {KVSK_F32, KVSK_BF16, KVSK_F16})
     for (Shape sh : {Shape{192, 64}, Shape{512, 64}, Shape{1024, 512}, Shape{6144, 4096}, Shape{4096, 14336}}) try {
@@ -39,7 +40,8 @@ void gemmTests() {
       bool inv = true;
       for (int i : sample) inv = inv && std::memcmp(&Y.host[(size_t)i * rowBytes], &Y1.host[(size_t)i * rowBytes], rowBytes) == 0;
       inv = inv && std::memcmp(Y.host.data(), Y37.host.data(), (size_t)37 * rowBytes) == 0;
-      const std::string name = std::string(dtName(dt)) + " N" + std::to_string(N) + " K" + std::to_string(K);
+      const std::string name = std::string(dtName(dt)) + " N" + std::to_string(N) + " K" + std::to_string(K) +
+                               " probeM" + std::to_string(probe);
       reportBool("gemm", name + " batch invariant (M=1, 37 vs 512)", 7, inv, gemm.describe(N, K, kd, kd));
       // Reference on a subset of rows (the full product is too slow on the CPU for the big shapes).
       ErrStat st;
@@ -61,6 +63,7 @@ void gemmTests() {
     } catch (const std::exception& e) {
       reportBool("gemm", std::string(dtName(dt)) + " N" + std::to_string(sh.N) + " K" + std::to_string(sh.K), 0, false, e.what());
     }
+  }
   CK(cudaStreamDestroy(stream));
 }
 
