@@ -31,6 +31,10 @@ export interface AppOptions {
 
 /** Auth, error envelope and routes. Not encapsulated: its hooks and handlers apply to the whole instance. */
 export const kvserveApp: FastifyPluginAsync<AppOptions> = async (app, { ctx, apiKey }) => {
+  app.addHook('onRequest', async (_req, reply) => {
+    ctx.inflight++;
+    reply.raw.once('close', () => ctx.inflight--);
+  });
   registerAuth(app, apiKey);
 
   app.setErrorHandler((err, req, reply) => {
@@ -65,6 +69,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     servedModelName: deps.servedModelName,
     maxQueue: deps.maxQueue ?? 0,
     metrics: new ServerMetrics(deps.servedModelName, () => slot.stats()),
+    inflight: 0,
   };
   const app = Fastify({
     logger: { level: deps.logLevel ?? 'silent' },

@@ -12,6 +12,8 @@ export interface ServerContext {
   servedModelName: string;
   maxQueue: number;          // 0 = unbounded
   metrics: ServerMetrics;
+  /** HTTP requests whose response has not finished (streams included); graceful close waits on it. */
+  inflight: number;
 }
 
 export interface Usage {

@@ -55,7 +55,7 @@ export async function startServe(config: ServerConfig): Promise<ServeHandle> {
   const chatTemplate = loadChatTemplate(config, tokenizer);
   const servedModelName = config.servedModelName || basename(config.model).replace(/\.json$/, '');
   const slot = new ModelSlot();
-  const { app } = await buildApp({
+  const { app, ctx } = await buildApp({
     model: slot,
     servedModelName,
     apiKey: config.apiKey,
@@ -83,7 +83,7 @@ export async function startServe(config: ServerConfig): Promise<ServeHandle> {
     (closing ??= (async () => {
       // The native load cannot be cancelled: an engine that is still loading is freed once it is up.
       const engine = ready.catch(() => undefined);
-      await closeGracefully(app, async () => (await engine)?.close(), graceMs);
+      await closeGracefully(app, () => ctx.inflight, async () => (await engine)?.close(), graceMs);
     })());
   return { url, app, slot, ready, close };
 }

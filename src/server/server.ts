@@ -17,20 +17,24 @@ export async function listen(app: FastifyInstance, host: string, port: number): 
 }
 
 /**
- * Closes the app; when requests are still streaming after `graceMs`, calls `abortAll` (closing the
- * engine) so they end and the close completes. Resolves once the app is closed and `abortAll` has run.
+ * Stops accepting, lets in-flight requests finish for `graceMs`, then calls `abortAll` (closing the
+ * engine, whose live requests end with 'abort' so their streams finish with [DONE]). Connections left
+ * after that carry no request (keep-alives, or sockets a client opened and never used) and are closed
+ * at once rather than waiting out the keep-alive and header timeouts.
  */
-export async function closeGracefully(app: FastifyInstance, abortAll: () => Promise<void>, graceMs = 10_000): Promise<void> {
-  let aborted: Promise<void> | undefined;
-  const timer = setTimeout(() => {
-    aborted = abortAll();
-  }, graceMs);
-  try {
-    await app.close();
-  } finally {
-    clearTimeout(timer);
-  }
-  await (aborted ?? abortAll());
+export async function closeGracefully(app: FastifyInstance, inflight: () => number, abortAll: () => Promise<void>, graceMs = 10_000): Promise<void> {
+  const closing = app.close();
+  await until(() => inflight() === 0, graceMs);
+  const aborted = abortAll();
+  await until(() => inflight() === 0, 5_000);
+  app.server.closeAllConnections();
+  await closing;
+  await aborted;
+}
+
+async function until(cond: () => boolean, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond() && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
 }
 
 /** Resolves on the first SIGINT or SIGTERM; a second one exits at once (the user insists). */

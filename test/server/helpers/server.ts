@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp, type AppDeps } from '../../../src/server/app.js';
 import type { ServerContext } from '../../../src/server/context.js';
 import { ModelSlot, type LoadedModel } from '../../../src/server/model-slot.js';
-import { listen } from '../../../src/server/server.js';
+import { closeGracefully, listen } from '../../../src/server/server.js';
 import { ChatTemplate } from '../../../src/tokenizer/chat-template.js';
 import { TextTokenizer } from '../../../src/tokenizer/tokenizer.js';
 import { FakeEngine, type FakeEngineOptions } from './fake-engine.js';
@@ -52,5 +52,5 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     model: opts.loading ? new ModelSlot() : model,
   });
   const { url } = await listen(app, '127.0.0.1', 0);
-  return { url, baseURL: `${url}/v1`, app, ctx, engine, tokenizer: model.tokenizer, close: () => app.close() };
+  return { url, baseURL: `${url}/v1`, app, ctx, engine, tokenizer: model.tokenizer, close: () => closeGracefully(app, () => ctx.inflight, async () => undefined, 0) };
 }
