@@ -60,7 +60,7 @@ inline void forEachToken(const float* base, size_t rowFloats, const int32_t* blo
 // probability-weighted sum of V. Each K and V row is read once for the whole group, and V is consumed
 // block by block (a block stays in L1 while every head of the group uses it); each head's sums still
 // run over the keys in order, so the result is that of one head alone.
-// q, out: [G, D] (the group's heads are adjacent); scores: scratch [G, n].
+// q, out: [G, D] (the group's heads are adjacent); scores: scratch [G, n rounded up to whole vectors].
 // kD is the head dim as a compile-time constant (so a head's accumulators live in registers), or 0.
 template <int kD>
 void attendGroup(const AttentionShape& sh, int G, const float* q, const float* K, const float* V, size_t rowFloats,
@@ -69,6 +69,7 @@ void attendGroup(const AttentionShape& sh, int G, const float* q, const float* K
   constexpr int L = simd::kLanes;
   const bool vec = D % L == 0 && D <= 256;  // whole vectors: SIMD over the head dim; else plain loops
   const size_t headOff = size_t(kvHead) * D;
+  const int nPad = (n + L - 1) / L * L;
   float m[64];
   for (int g = 0; g < G; ++g) m[g] = -INFINITY;
   forEachToken(K + headOff, rowFloats, blockTable, blockSize, n, [&](int j, const float* k) {
@@ -84,18 +85,23 @@ void attendGroup(const AttentionShape& sh, int G, const float* q, const float* K
         for (int i = 0; i < D; ++i) dot += qg[i] * k[i];
       }
       const float sc = dot * sh.scale;
-      scores[size_t(g) * n + j] = sc;
+      scores[size_t(g) * nPad + j] = sc;
       m[g] = std::max(m[g], sc);
     }
   });
+  // Rows of `scores` are nPad apart; the padding holds -inf, whose exp is 0, so whole vectors can be used.
   for (int g = 0; g < G; ++g) {
-    float* sg = scores + size_t(g) * n;
-    float sum = 0;
-    for (int j = 0; j < n; ++j) {
-      sg[j] = std::exp(sg[j] - m[g]);
-      sum += sg[j];
+    float* sg = scores + size_t(g) * nPad;
+    for (int j = n; j < nPad; ++j) sg[j] = -INFINITY;
+    const simd::V mg = simd::set1(m[g]);
+    simd::V acc = simd::zero();
+    for (int j = 0; j < nPad; j += L) {
+      const simd::V e = simd::expNonPositive(simd::sub(simd::load(sg + j), mg));
+      simd::store(sg + j, e);
+      acc = simd::add(acc, e);
     }
-    for (int j = 0; j < n; ++j) sg[j] = sg[j] / sum;
+    const simd::V sum = simd::set1(simd::sum(acc));
+    for (int j = 0; j < nPad; j += L) simd::store(sg + j, simd::div(simd::load(sg + j), sum));
     for (int d = 0; d < D; ++d) out[size_t(g) * D + d] = 0;
   }
   const float* Vh = V + headOff;
@@ -103,7 +109,7 @@ void attendGroup(const AttentionShape& sh, int G, const float* q, const float* K
     const float* rows = Vh + size_t(blockTable[blk]) * blockSize * rowFloats;
     const int cnt = std::min(blockSize, n - j0);
     for (int g = 0; g < G; ++g) {
-      const float* p = scores + size_t(g) * n + j0;
+      const float* p = scores + size_t(g) * nPad + j0;
       float* og = out + size_t(g) * D;
       if (vec) {
         simd::V acc[256 / L];
@@ -162,7 +168,8 @@ void pagedAttention(ThreadPool& pool, const AttentionShape& sh, const StepBatch&
   const int64_t grain = items * G * maxCtx * D < 16384 ? items : std::max<int64_t>(1, items / (int64_t(pool.size()) * 8));
   pool.parallelFor(items, grain, [&](int64_t begin, int64_t end) {
     thread_local std::vector<float> scores;
-    if (scores.size() < size_t(G) * maxCtx) scores.resize(size_t(G) * maxCtx);
+    const size_t need = size_t(G) * (maxCtx + simd::kLanes);
+    if (scores.size() < need) scores.resize(need);
     for (int64_t it = begin; it < end; ++it) {
       const int t = int(it / KVH), kvh = int(it % KVH);
       const int s = tokenSeq[t];
