@@ -42,9 +42,10 @@ struct AttentionShape {
   float scale;  // 1/sqrt(headDim)
 };
 
-// out[t, h*D + d] = softmax_j(q[t,h]·K[j, h/group] * scale) · V[j, h/group] over j in [0, positions[t]] of the
-// sequence owning token t (through its block table). q and out are [T, numHeads*headDim].
-// tokenSeq [T] gives each token's sequence. Each (t, h) is computed alone, in a fixed order.
+// out[t, h*D + d] = softmax_j(q[t,h]·K[j, h/G] * scale) · V[j, h/G] over j in [0, positions[t]] of the
+// sequence owning token t (through its block table), G = numHeads/numKvHeads. q and out are
+// [T, numHeads*headDim]; tokenSeq [T] gives each token's sequence. Work is split over (token, KV head);
+// each head's sums run over its keys in order, so a row's result never depends on the rest of the batch.
 void pagedAttention(ThreadPool& pool, const AttentionShape& shape, const StepBatch& batch, const int32_t* tokenSeq,
                     KvCache& cache, int layer, const float* q, float* out);
 

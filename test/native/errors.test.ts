@@ -100,3 +100,16 @@ describe('step errors', () => {
     expect(() => e.info()).toThrow(/disposed/);
   });
 });
+
+describe('dispose while a step runs', () => {
+  it('the step in flight still settles, later steps reject, and the process carries on', async () => {
+    const prompt = loadExpected()[0]!.prompt_ids;
+    const batch = buildBatch([{ slot: 0, all: prompt, promptLen: prompt.length, start: 0, count: prompt.length,
+      sample: true }], blockSize, 4);
+    const engine = await load(storiesDir);
+    const inFlight = engine.step(batch);
+    engine.dispose();
+    expect((await inFlight).tokens[0]).toBe(loadExpected()[0]!.greedy_ids[0]);
+    await expect(engine.step(batch)).rejects.toThrow(/disposed/);
+  });
+});
