@@ -160,7 +160,11 @@ ModelConfig parseModelConfig(const std::string& jsonText) {
   c.rope = parseRope(j);
   c.tieWordEmbeddings = boolField(j, "tie_word_embeddings", false);
   c.qkNorm = c.modelType == "qwen3";
-  c.attentionBias = c.modelType == "qwen2" ? true : boolField(j, "attention_bias", false);
+  // qwen2 has q/k/v biases only. For llama and qwen3, attention_bias also puts a bias on o_proj, which
+  // LayerWeights has no place for: refuse it rather than silently drop it.
+  c.attentionBias = c.modelType == "qwen2";
+  if (c.modelType != "qwen2" && boolField(j, "attention_bias", false))
+    bad("attention_bias true is not supported for " + c.modelType + " (it adds an o_proj bias)");
   if (boolField(j, "mlp_bias", false)) bad("mlp_bias true is not supported");
   std::string act = strField(j, "hidden_act", "silu");
   if (act != "silu") bad("unsupported hidden_act \"" + act + "\" (supported: silu)");

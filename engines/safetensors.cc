@@ -60,6 +60,7 @@ class MmapWeightStore : public WeightStore {
     ::close(fd);
     if (ptr == MAP_FAILED) throw std::runtime_error("cannot mmap " + path + ": " + std::strerror(errno));
     maps_.emplace_back(ptr, size);
+    madvise(ptr, size, MADV_WILLNEED);  // start reading ahead now rather than on the first step's page faults
     parse(path, static_cast<const uint8_t*>(ptr), size);
   }
 

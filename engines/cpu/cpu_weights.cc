@@ -37,8 +37,8 @@ void storeAs(DType dt, void* dst, int64_t i, float v) {
 
 class Preparer {
  public:
-  Preparer(const WeightStore& store, DType target, bool keepStored, uint64_t seed, ThreadPool& pool, CpuModel& m)
-      : store_(store), target_(target), keep_(keepStored), seed_(seed), pool_(pool), m_(m) {}
+  Preparer(DType target, bool keepStored, uint64_t seed, ThreadPool& pool, CpuModel& m)
+      : target_(target), keep_(keepStored), seed_(seed), pool_(pool), m_(m) {}
 
   Mat matrix(const Tensor* t) {
     Mat w;
@@ -78,7 +78,6 @@ class Preparer {
   }
 
  private:
-  const WeightStore& store_;
   DType target_;
   bool keep_;
   uint64_t seed_;
@@ -92,7 +91,7 @@ CpuModel prepareCpuModel(const ModelConfig& cfg, const WeightStore& store, DType
                          uint64_t seed, ThreadPool& pool) {
   ModelWeights w = bindLlamaWeights(cfg, store);
   CpuModel m;
-  Preparer p(store, target, keepStored, seed, pool, m);
+  Preparer p(target, keepStored, seed, pool, m);
   m.embed = p.matrix(w.embed);
   m.dtype = m.embed.dtype;
   m.lmHead = w.lmHead == w.embed ? m.embed : p.matrix(w.lmHead);

@@ -50,6 +50,10 @@ describe('load errors', () => {
       sliding_window: 128 });
     await expect(load(dir)).rejects.toThrow(/sliding-window attention .* not supported/);
   });
+  it('llama attention_bias (an o_proj bias) is refused, not dropped', async () => {
+    const dir = folderWith('llama-bias', { ...storiesConfig, attention_bias: true });
+    await expect(load(dir)).rejects.toThrow(/attention_bias true is not supported for llama/);
+  });
   it('no safetensors', async () => {
     await expect(load(folderWith('noweights', storiesConfig, false))).rejects.toThrow(/no safetensors weights/);
   });
