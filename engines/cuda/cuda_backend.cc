@@ -66,6 +66,15 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   invFreq_.resize(inv.size() * sizeof(float));
   KVS_CUDA_CHECK(cudaMemcpy(invFreq_.get(), inv.data(), inv.size() * sizeof(float), cudaMemcpyHostToDevice));
   allocateActivations();
+  // Graphed decode steps: block tables re-padded to the longest context's width; inputs at a fixed address.
+  const char* graphs = std::getenv("KVSERVE_CUDA_GRAPHS");
+  graphsOn_ = !(graphs && std::string(graphs) == "0");
+  graphMaxBlocks_ = (maxLen + opts.blockSize - 1) / opts.blockSize + 1;
+  {
+    const int B = std::min(maxS_, maxT_);
+    StepShape big{B, B, B, graphMaxBlocks_, B, 1, B, maxSplits_, 1};
+    graphInputs_.resize(layoutFor(big, 0).words * 4);
+  }
   allocateKvCache();
 
   info_.device = "cuda:0 (" + std::string(prop.name) + ")";
@@ -74,6 +83,7 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
 }
 
 CudaBackend::~CudaBackend() {
+  for (auto& [key, g] : graphs_) cudaGraphExecDestroy(g.exec);
   if (stream_) {
     cudaStreamSynchronize(stream_);
     cudaStreamDestroy(stream_);

@@ -5,6 +5,7 @@
 #pragma once
 #include <cuda_runtime_api.h>
 
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -13,6 +14,7 @@
 #include "device_buffer.h"
 #include "gemm.h"
 #include "gpu_sampler.h"
+#include "step_profiler.h"
 
 namespace kvs::cuda {
 
@@ -26,8 +28,6 @@ class CudaBackend final : public Backend {
  private:
   void allocateActivations();
   void allocateKvCache();
-  void uploadInputs(const StepBatch& b);
-  void forward(const StepBatch& b);
 
   ModelConfig cfg_;
   EngineOptions opts_;
@@ -58,13 +58,37 @@ class CudaBackend final : public Backend {
   DeviceBuffer logits_;    // [maxS, V]
   DeviceBuffer partOut_, partMax_, partSum_;  // split-KV partials, float32 [maxS, Hq, maxSplits, (D)]
 
-  // One step's inputs: packed 4-byte words, one host-to-device copy.
+  // What one launch sequence of the forward pass is shaped by. An eager step takes the batch's own values;
+  // a graphed decode step pads to a bucket (see cuda_graphs.cc).
+  struct StepShape {
+    int T = 0, S = 0, R = 0, maxBlocks = 0;
+    int numTiles = 0, tokensPerTile = 0, numSplitSlots = 0, maxSplits = 1, decode = 0;
+  };
+  // Word offsets of each input array in the packed upload (4-byte words, 16-byte aligned arrays).
+  struct Layout {
+    size_t tokens, positions, queryStart, contextLens, blockTables, slots, sampleIdx, tileSeq, tileQ, tileSlot,
+        copies, words;
+  };
+  static Layout layoutFor(const StepShape& sh, int numCopies);
+  // Packs the batch into hostInputs_ (padding rows up to sh.S / sh.T for graphs) and copies it to `dst`.
+  void packInputs(const StepBatch& b, const StepShape& sh, const Layout& lay, int32_t* dst);
+  // Enqueues block copies (from the packed copies array).
+  void blockCopies(const int32_t* in, const Layout& lay, int numCopies);
+  // Enqueues embed .. lm_head for the shape; reads its inputs from `in` at `lay`.
+  void forward(const StepShape& sh, const int32_t* in, const Layout& lay);
+  // Decode steps through CUDA graphs: returns false when the step does not qualify (then run eagerly).
+  bool stepGraphed(const StepBatch& b, const StepShape& eager);
+
   PinnedBuffer hostInputs_;
-  DeviceBuffer inputs_;
+  DeviceBuffer inputs_;       // eager steps (grows)
+  DeviceBuffer graphInputs_;  // graphed steps: fixed address, sized for the largest bucket
   std::vector<int32_t> tileSeq_, tileQStart_, tileSlot_;
-  struct Offsets { size_t tokens, positions, queryStart, contextLens, blockTables, slots, sampleIdx, tileSeq,
-                   tileQ, tileSlot, copies; } off_{};
-  int numTiles_ = 0, tokensPerTile_ = 0, numSplitSlots_ = 0, stepMaxSplits_ = 1, decode_ = 0;
+  StepProfiler prof_;
+
+  struct Graph { cudaGraphExec_t exec = nullptr; };
+  std::map<std::pair<int, int>, Graph> graphs_;  // (batch bucket, split bucket) -> instantiated decode graph
+  bool graphsOn_ = true;
+  int graphMaxBlocks_ = 0;  // block-table width of graphed steps: ceil(maxModelLen / blockSize)
 };
 
 }  // namespace kvs::cuda

@@ -22,54 +22,62 @@
 
 namespace kvs::cuda {
 
-void CudaBackend::uploadInputs(const StepBatch& b) {
-  const int T = b.numTokens, S = b.numSeqs, R = b.numSamples;
-  tileSeq_.resize(std::max(T, 1));
-  tileQStart_.resize(std::max(T, 1));
-  tileSlot_.resize(std::max(T, 1));
-  kvsk_attention_plan_info plan{};
-  const int rc = kvsk_attention_plan(b.queryStart, b.contextLens, S, cfg_.numHeads, cfg_.numKvHeads, cfg_.headDim,
-                                     partition_, tileSeq_.data(), tileQStart_.data(), tileSlot_.data(), T, &plan);
-  if (rc != 0) throw std::runtime_error("attention planning failed (" + std::to_string(rc) + ")");
-  if (plan.maxSplits > maxSplits_ || plan.numSplitSlots > maxS_)
-    throw std::runtime_error("context longer than maxModelLen reached the attention kernel");
-  numTiles_ = plan.numTiles;
-  tokensPerTile_ = plan.tokensPerTile;
-  numSplitSlots_ = plan.numSplitSlots;
-  stepMaxSplits_ = plan.maxSplits;
-  decode_ = plan.decode;
-
-  // Every array is 4-byte words; each starts on a 16-byte boundary.
+CudaBackend::Layout CudaBackend::layoutFor(const StepShape& sh, int numCopies) {
+  Layout l{};
   size_t words = 0;
   auto reserve = [&](size_t n) { const size_t o = words; words += (n + 3) / 4 * 4; return o; };
-  const size_t tableWords = static_cast<size_t>(S) * b.maxBlocksPerSeq;
-  off_.tokens = reserve(T);
-  off_.positions = reserve(T);
-  off_.queryStart = reserve(S + 1);
-  off_.contextLens = reserve(S);
-  off_.blockTables = reserve(tableWords);
-  off_.slots = reserve(T);
-  off_.sampleIdx = reserve(R);
-  off_.tileSeq = reserve(numTiles_);
-  off_.tileQ = reserve(numTiles_);
-  off_.tileSlot = reserve(numTiles_);
-  off_.copies = reserve(2 * static_cast<size_t>(b.numBlockCopies));
-  hostInputs_.resize(words * 4);
-  inputs_.resize(words * 4);
+  l.tokens = reserve(sh.T);
+  l.positions = reserve(sh.T);
+  l.queryStart = reserve(sh.S + 1);
+  l.contextLens = reserve(sh.S);
+  l.blockTables = reserve(static_cast<size_t>(sh.S) * sh.maxBlocks);
+  l.slots = reserve(sh.T);
+  l.sampleIdx = reserve(sh.R);
+  l.tileSeq = reserve(sh.numTiles);
+  l.tileQ = reserve(sh.numTiles);
+  l.tileSlot = reserve(sh.numTiles);
+  l.copies = reserve(2 * static_cast<size_t>(numCopies));
+  l.words = words;
+  return l;
+}
+
+void CudaBackend::packInputs(const StepBatch& b, const StepShape& sh, const Layout& lay, int32_t* dst) {
+  const int T = b.numTokens, S = b.numSeqs, R = b.numSamples;
+  hostInputs_.resize(lay.words * 4);
   int32_t* h = hostInputs_.get<int32_t>();
   auto copy = [&](size_t at, const int32_t* src, size_t n) { if (n) std::memcpy(h + at, src, n * 4); };
-  copy(off_.tokens, b.tokenIds, T);
-  copy(off_.positions, b.positions, T);
-  copy(off_.queryStart, b.queryStart, S + 1);
-  copy(off_.contextLens, b.contextLens, S);
-  copy(off_.blockTables, b.blockTables, tableWords);
-  copy(off_.slots, b.slotMapping, T);
-  copy(off_.sampleIdx, b.sampleIndices, R);
-  copy(off_.tileSeq, tileSeq_.data(), numTiles_);
-  copy(off_.tileQ, tileQStart_.data(), numTiles_);
-  copy(off_.tileSlot, tileSlot_.data(), numTiles_);
-  copy(off_.copies, b.blockCopies, 2 * static_cast<size_t>(b.numBlockCopies));
-  KVS_CUDA_CHECK(cudaMemcpyAsync(inputs_.get(), h, words * 4, cudaMemcpyHostToDevice, stream_));
+  copy(lay.tokens, b.tokenIds, T);
+  copy(lay.positions, b.positions, T);
+  copy(lay.queryStart, b.queryStart, S + 1);
+  copy(lay.contextLens, b.contextLens, S);
+  copy(lay.slots, b.slotMapping, T);
+  copy(lay.sampleIdx, b.sampleIndices, R);
+  copy(lay.tileSeq, tileSeq_.data(), sh.numTiles);
+  copy(lay.tileQ, tileQStart_.data(), sh.numTiles);
+  copy(lay.tileSlot, tileSlot_.data(), sh.numTiles);
+  copy(lay.copies, b.blockCopies, 2 * static_cast<size_t>(b.numBlockCopies));
+  if (sh.maxBlocks == b.maxBlocksPerSeq) {
+    copy(lay.blockTables, b.blockTables, static_cast<size_t>(S) * b.maxBlocksPerSeq);
+  } else {  // re-pad rows to the fixed width of graphed steps (the kernel reads only the blocks it needs)
+    for (int s = 0; s < S; ++s) {
+      copy(lay.blockTables + static_cast<size_t>(s) * sh.maxBlocks, b.blockTables + static_cast<size_t>(s) * b.maxBlocksPerSeq, b.maxBlocksPerSeq);
+      std::fill(h + lay.blockTables + static_cast<size_t>(s) * sh.maxBlocks + b.maxBlocksPerSeq,
+                h + lay.blockTables + static_cast<size_t>(s + 1) * sh.maxBlocks, 0);
+    }
+  }
+  // Padding sequences of a graphed step: one token at position 0 that writes no cache (slot -1) and attends
+  // to key 0 of block 0 only; their rows are computed and ignored (every kernel keeps rows independent).
+  for (int s = S; s < sh.S; ++s) {
+    h[lay.tokens + s] = 0;
+    h[lay.positions + s] = 0;
+    h[lay.slots + s] = -1;
+    h[lay.queryStart + s + 1] = s + 1;
+    h[lay.contextLens + s] = 1;
+    std::fill(h + lay.blockTables + static_cast<size_t>(s) * sh.maxBlocks,
+              h + lay.blockTables + static_cast<size_t>(s + 1) * sh.maxBlocks, 0);
+  }
+  for (int r = R; r < sh.R; ++r) h[lay.sampleIdx + r] = r;
+  KVS_CUDA_CHECK(cudaMemcpyAsync(dst, h, lay.words * 4, cudaMemcpyHostToDevice, stream_));
 }
 
 void CudaBackend::step(const StepBatch& b, StepResult& out) {
@@ -80,33 +88,55 @@ void CudaBackend::step(const StepBatch& b, StepResult& out) {
     out = StepResult{};
     return;
   }
-  uploadInputs(b);
-  forward(b);
+  tileSeq_.resize(T);
+  tileQStart_.resize(T);
+  tileSlot_.resize(T);
+  kvsk_attention_plan_info plan{};
+  const int rc = kvsk_attention_plan(b.queryStart, b.contextLens, S, cfg_.numHeads, cfg_.numKvHeads, cfg_.headDim,
+                                     partition_, tileSeq_.data(), tileQStart_.data(), tileSlot_.data(), T, &plan);
+  if (rc != 0) throw std::runtime_error("attention planning failed (" + std::to_string(rc) + ")");
+  if (plan.maxSplits > maxSplits_ || plan.numSplitSlots > maxS_)
+    throw std::runtime_error("a context longer than maxModelLen reached the attention kernel");
+  StepShape sh{T, S, R, b.maxBlocksPerSeq, plan.numTiles, plan.tokensPerTile, plan.numSplitSlots, plan.maxSplits, plan.decode};
+
+  if (!stepGraphed(b, sh)) {
+    const Layout lay = layoutFor(sh, b.numBlockCopies);
+    inputs_.resize(lay.words * 4);
+    packInputs(b, sh, lay, inputs_.get<int32_t>());
+    blockCopies(inputs_.get<int32_t>(), lay, b.numBlockCopies);
+    forward(sh, inputs_.get<int32_t>(), lay);
+  }
   if (R == 0) {
+    prof_.end(stream_, sh.decode != 0);
     KVS_CUDA_CHECK(cudaStreamSynchronize(stream_));
     out = StepResult{};
     return;
   }
+  prof_.mark(StepProfiler::Sampling, stream_);
   sampler_->sample(b.sampling, R, logits_.get(), dt_, b.returnLogits, out);
+  prof_.end(stream_, sh.decode != 0);
 }
 
-void CudaBackend::forward(const StepBatch& b) {
-  const int T = b.numTokens, R = b.numSamples;
+void CudaBackend::blockCopies(const int32_t* in, const Layout& lay, int numCopies) {
+  if (numCopies <= 0) return;
+  kvsk_block_copy_params c{kv_.get(), in + lay.copies, numCopies, 2 * cfg_.numLayers,
+                           static_cast<int64_t>(kvPlaneElems_),
+                           static_cast<int64_t>(opts_.blockSize) * cfg_.numKvHeads * cfg_.headDim,
+                           static_cast<kvsk_dtype>(dt_)};
+  KVS_CUDA_CHECK(kvsk_block_copy(&c, stream_));
+}
+
+void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& lay) {
+  const int T = sh.T, R = sh.R;
   const int H = cfg_.hiddenSize, I = cfg_.intermediateSize, V = cfg_.vocabSize;
   const int Hq = cfg_.numHeads, Hkv = cfg_.numKvHeads, D = cfg_.headDim;
   const kvsk_dtype dt = static_cast<kvsk_dtype>(dt_);
   const size_t es = dtypeSize(dt_);
-  const int32_t* in = inputs_.get<int32_t>();
   char* kv = kv_.get<char>();
   const size_t planeBytes = kvPlaneElems_ * es;
 
-  if (b.numBlockCopies > 0) {
-    kvsk_block_copy_params c{kv, in + off_.copies, b.numBlockCopies, 2 * cfg_.numLayers,
-                             static_cast<int64_t>(kvPlaneElems_),
-                             static_cast<int64_t>(opts_.blockSize) * Hkv * D, dt};
-    KVS_CUDA_CHECK(kvsk_block_copy(&c, stream_));
-  }
-  kvsk_embedding_params e{w_.embed, in + off_.tokens, residual_.get(), T, H, V, dt};
+  prof_.mark(StepProfiler::Embed, stream_);
+  kvsk_embedding_params e{w_.embed, in + lay.tokens, residual_.get(), T, H, V, dt};
   KVS_CUDA_CHECK(kvsk_embedding(&e, stream_));
 
   const float eps = static_cast<float>(cfg_.rmsNormEps);
@@ -115,37 +145,48 @@ void CudaBackend::forward(const StepBatch& b) {
     void* kCache = kv + (2 * static_cast<size_t>(l)) * planeBytes;
     void* vCache = kv + (2 * static_cast<size_t>(l) + 1) * planeBytes;
 
+    prof_.mark(StepProfiler::Norm, stream_);
     kvsk_rmsnorm_params n1{l == 0 ? nullptr : proj_.get(), residual_.get(), nullptr, L.inputNorm, normed_.get(), T, H, eps, dt};
     KVS_CUDA_CHECK(kvsk_rmsnorm(&n1, stream_));
+    prof_.mark(StepProfiler::GemmQkv, stream_);
     gemm_->run(normed_.get(), L.qkv, qkv_.get(), T, qkvRows_, H, dt_, dt_);
 
-    kvsk_rope_cache_params rp{qkv_.get(), q_.get(), kCache, vCache, in + off_.positions, in + off_.slots,
+    prof_.mark(StepProfiler::Rope, stream_);
+    kvsk_rope_cache_params rp{qkv_.get(), q_.get(), kCache, vCache, in + lay.positions, in + lay.slots,
                               invFreq_.get<float>(), L.qkvBias, L.qNorm, L.kNorm, eps, T, Hq, Hkv, D, dt};
     KVS_CUDA_CHECK(kvsk_rope_cache(&rp, stream_));
 
+    prof_.mark(StepProfiler::Attention, stream_);
     kvsk_attention_params ap{};
     ap.q = q_.get(); ap.kCache = kCache; ap.vCache = vCache; ap.out = attn_.get();
-    ap.blockTables = in + off_.blockTables; ap.queryStart = in + off_.queryStart; ap.contextLens = in + off_.contextLens;
-    ap.tileSeq = in + off_.tileSeq; ap.tileQStart = in + off_.tileQ; ap.tileSplitSlot = in + off_.tileSlot;
+    ap.blockTables = in + lay.blockTables; ap.queryStart = in + lay.queryStart; ap.contextLens = in + lay.contextLens;
+    ap.tileSeq = in + lay.tileSeq; ap.tileQStart = in + lay.tileQ; ap.tileSplitSlot = in + lay.tileSlot;
     ap.partialOut = partOut_.get<float>(); ap.partialMax = partMax_.get<float>(); ap.partialSum = partSum_.get<float>();
-    ap.numTiles = numTiles_; ap.tokensPerTile = tokensPerTile_; ap.numSplitSlots = numSplitSlots_;
-    ap.maxSplits = stepMaxSplits_; ap.partitionSize = partition_;
+    ap.numTiles = sh.numTiles; ap.tokensPerTile = sh.tokensPerTile; ap.numSplitSlots = sh.numSplitSlots;
+    ap.maxSplits = sh.maxSplits; ap.partitionSize = partition_;
     ap.numHeads = Hq; ap.numKvHeads = Hkv; ap.headDim = D; ap.blockSize = opts_.blockSize;
-    ap.maxBlocksPerSeq = b.maxBlocksPerSeq; ap.scale = 1.f / std::sqrt(static_cast<float>(D)); ap.dtype = dt;
-    KVS_CUDA_CHECK(kvsk_attention(&ap, decode_, stream_));
+    ap.maxBlocksPerSeq = sh.maxBlocks; ap.scale = 1.f / std::sqrt(static_cast<float>(D)); ap.dtype = dt;
+    KVS_CUDA_CHECK(kvsk_attention(&ap, sh.decode, stream_));
+    prof_.mark(StepProfiler::GemmO, stream_);
     gemm_->run(attn_.get(), L.o, proj_.get(), T, H, Hq * D, dt_, dt_);
 
+    prof_.mark(StepProfiler::Norm, stream_);
     kvsk_rmsnorm_params n2{proj_.get(), residual_.get(), nullptr, L.postNorm, normed_.get(), T, H, eps, dt};
     KVS_CUDA_CHECK(kvsk_rmsnorm(&n2, stream_));
+    prof_.mark(StepProfiler::GemmGateUp, stream_);
     gemm_->run(normed_.get(), L.gateUp, gateUp_.get(), T, 2 * I, H, dt_, dt_);
+    prof_.mark(StepProfiler::SiluMul, stream_);
     kvsk_silu_mul_params sm{gateUp_.get(), act_.get(), T, I, dt};
     KVS_CUDA_CHECK(kvsk_silu_mul(&sm, stream_));
+    prof_.mark(StepProfiler::GemmDown, stream_);
     gemm_->run(act_.get(), L.down, proj_.get(), T, H, I, dt_, dt_);
   }
   if (R == 0) return;
-  kvsk_rmsnorm_params nf{cfg_.numLayers > 0 ? proj_.get() : nullptr, residual_.get(), in + off_.sampleIdx,
+  prof_.mark(StepProfiler::Norm, stream_);
+  kvsk_rmsnorm_params nf{cfg_.numLayers > 0 ? proj_.get() : nullptr, residual_.get(), in + lay.sampleIdx,
                          w_.finalNorm, final_.get(), R, H, eps, dt};
   KVS_CUDA_CHECK(kvsk_rmsnorm(&nf, stream_));
+  prof_.mark(StepProfiler::LmHead, stream_);
   gemm_->run(final_.get(), w_.lmHead, logits_.get(), R, V, H, dt_, dt_);
 }
 

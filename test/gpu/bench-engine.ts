@@ -3,7 +3,7 @@
 // throughput at batch sizes 1..256 over contexts of ~CTX tokens (median of timed steps after warm-up).
 // A benchmark, not a test: it prints a table (and appends JSON to bench-engine.jsonl when KVSERVE_GPU_OUT is
 // set). KVSERVE_GEMM_PROBE_M chooses the M at which cuBLASLt picks each GEMM's one algorithm.
-// Usage: npx tsx test/gpu/bench-engine.ts [config.json] [ctx]
+// Usage: npx tsx test/gpu/bench-engine.ts [config.json] [ctx] [batch,batch,...]
 import { appendFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { loadNative, type StepBatch } from '../../src/runner/binding.js';
@@ -11,7 +11,7 @@ import { cudaOptions, repoRoot } from './gpu-harness.js';
 
 const config = process.argv[2] ?? resolve(repoRoot, 'configs', 'llama-3-8b.json');
 const CTX = Number(process.argv[3] ?? 512);
-const BATCHES = [1, 8, 32, 64, 128, 256];
+const BATCHES = (process.argv[4] ?? '1,8,32,64,128,256').split(',').map(Number);
 const MAX_T = 8192, BLOCK = 16, STEPS = 20, WARMUP = 3;
 const maxBlocks = Math.ceil((CTX + WARMUP + STEPS + 1) / BLOCK);
 
@@ -76,7 +76,7 @@ async function main() {
   const prefillTokS = (nSeq * CTX * 1000) / prefillMs;
   const probe = process.env.KVSERVE_GEMM_PROBE_M ?? 'default (maxNumBatchedTokens)';
   console.log(`\nmodel ${config} (dummy ${info.dtype}, ${(info.weightBytes / 2 ** 30).toFixed(1)} GiB), ${info.device}`);
-  console.log(`cuBLASLt algorithms picked at M = ${probe}`);
+  console.log(`cuBLASLt algorithms picked at M = ${probe}; CUDA graphs ${process.env.KVSERVE_CUDA_GRAPHS === '0' ? 'off' : 'on'}`);
   console.log(`load ${loadS.toFixed(1)} s; KV pool ${info.numKvBlocks} blocks of ${BLOCK} tokens (${(info.numKvBlocks * info.kvBlockBytes / 2 ** 30).toFixed(1)} GiB)`);
   console.log(`prefill: ${nSeq} x ${CTX} tokens in ${MAX_T}-token steps: ${prefillTokS.toFixed(0)} tokens/s`);
   console.log(`decode at context ~${CTX} (median of ${STEPS} steps):`);
@@ -84,7 +84,7 @@ async function main() {
   for (const r of rows) console.log(`${String(r.batch).padStart(5)} ${r.stepMs!.toFixed(2).padStart(9)} ${r.tokensPerS!.toFixed(0).padStart(10)}`);
   if (process.env.KVSERVE_GPU_OUT)
     appendFileSync(resolve(process.env.KVSERVE_GPU_OUT, 'bench-engine.jsonl'),
-      `${JSON.stringify({ config, device: info.device, dtype: info.dtype, gemmProbeM: probe, loadS, prefillTokS, ctx: CTX, decode: rows })}\n`);
+      `${JSON.stringify({ config, device: info.device, dtype: info.dtype, gemmProbeM: probe, graphs: process.env.KVSERVE_CUDA_GRAPHS !== '0', loadS, prefillTokS, ctx: CTX, decode: rows })}\n`);
 }
 
 main().catch((e) => { console.error(e); process.exit(1); });
