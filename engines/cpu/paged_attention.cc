@@ -55,6 +55,81 @@ inline void forEachToken(const float* base, size_t rowFloats, const int32_t* blo
   }
 }
 
+#if defined(KVS_SIMD_AVX512)
+// r[j] = the sum of the 16 lanes of v[j], for 16 vectors at once (a transpose-reduce). Every input is
+// summed by the same tree — pairs (e, e+2) within each 128-bit quarter, then the two pairs, then
+// quarters (0+1) and (2+3), then the halves — so r[j] depends on v[j] alone.
+inline __m512 sum16(const __m512* v) {
+  __m512 t[8], u[4];
+  for (int i = 0; i < 8; ++i)
+    t[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+  for (int i = 0; i < 4; ++i) {
+    const __m512d a = _mm512_castps_pd(t[2 * i]), b = _mm512_castps_pd(t[2 * i + 1]);
+    u[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+  }
+  const __m512 x01 = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm512_shuffle_f32x4(u[0], u[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  const __m512 x23 = _mm512_add_ps(_mm512_shuffle_f32x4(u[2], u[3], _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm512_shuffle_f32x4(u[2], u[3], _MM_SHUFFLE(3, 1, 3, 1)));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(x01, x23, _MM_SHUFFLE(2, 0, 2, 0)),
+                       _mm512_shuffle_f32x4(x01, x23, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+#endif
+
+// scores[g * stride + j] = (q_g · k_j) * scale for the G heads and the n keys of one KV head.
+// The dot product of one (head, key) is always the same sequence of operations: lanes over the head dim
+// accumulated in order, then one fixed reduction tree (sum16 on AVX-512, simd::sum otherwise).
+template <int kD>
+void qkScores(const AttentionShape& sh, int G, const float* q, const float* Kh, size_t rowFloats,
+              const int32_t* blockTable, int blockSize, int n, float* scores, size_t stride) {
+  const int D = kD ? kD : sh.headDim;
+  constexpr int L = simd::kLanes;
+  if (D % L != 0 || D > 256) {  // plain loops
+    forEachToken(Kh, rowFloats, blockTable, blockSize, n, [&](int j, const float* k) {
+      for (int g = 0; g < G; ++g) {
+        const float* qg = q + size_t(g) * D;
+        float dot = 0;
+        for (int i = 0; i < D; ++i) dot += qg[i] * k[i];
+        scores[size_t(g) * stride + j] = dot * sh.scale;
+      }
+    });
+    return;
+  }
+#if defined(KVS_SIMD_AVX512)
+  // 16 keys at a time: each K row is loaded once for the whole group, 16 dot products reduce together.
+  const float* rows[16];
+  int cnt = 0, first = 0;
+  auto flush = [&] {
+    for (int g = 0; g < G; ++g) {
+      const float* qg = q + size_t(g) * D;
+      __m512 acc[16];
+      for (int r = 0; r < 16; ++r) {
+        acc[r] = _mm512_setzero_ps();
+        if (r < cnt)
+          for (int i = 0; i < D; i += L) acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(qg + i), _mm512_loadu_ps(rows[r] + i), acc[r]);
+      }
+      const __m512 sc = _mm512_mul_ps(sum16(acc), _mm512_set1_ps(sh.scale));
+      _mm512_mask_storeu_ps(scores + size_t(g) * stride + first, __mmask16((1u << cnt) - 1), sc);
+    }
+  };
+  forEachToken(Kh, rowFloats, blockTable, blockSize, n, [&](int j, const float* k) {
+    if (cnt == 0) first = j;
+    rows[cnt++] = k;
+    if (cnt == 16) { flush(); cnt = 0; }
+  });
+  if (cnt) flush();
+#else
+  forEachToken(Kh, rowFloats, blockTable, blockSize, n, [&](int j, const float* k) {
+    for (int g = 0; g < G; ++g) {
+      const float* qg = q + size_t(g) * D;
+      simd::V acc = simd::zero();
+      for (int i = 0; i < D; i += L) acc = simd::fma(simd::load(qg + i), simd::load(k + i), acc);
+      scores[size_t(g) * stride + j] = simd::sum(acc) * sh.scale;
+    }
+  });
+#endif
+}
+
 // The G query heads of one KV head (GQA group) for one token, against its n keys: per head,
 // softmax(q·k * scale) with the probabilities normalised first (as transformers does), then the
 // probability-weighted sum of V. Each K and V row is read once for the whole group, and V is consumed
@@ -70,25 +145,12 @@ void attendGroup(const AttentionShape& sh, int G, const float* q, const float* K
   const bool vec = D % L == 0 && D <= 256;  // whole vectors: SIMD over the head dim; else plain loops
   const size_t headOff = size_t(kvHead) * D;
   const int nPad = (n + L - 1) / L * L;
+  qkScores<kD>(sh, G, q, K + headOff, rowFloats, blockTable, blockSize, n, scores, nPad);
   float m[64];
-  for (int g = 0; g < G; ++g) m[g] = -INFINITY;
-  forEachToken(K + headOff, rowFloats, blockTable, blockSize, n, [&](int j, const float* k) {
-    for (int g = 0; g < G; ++g) {
-      const float* qg = q + size_t(g) * D;
-      float dot;
-      if (vec) {
-        simd::V acc = simd::zero();
-        for (int i = 0; i < D; i += L) acc = simd::fma(simd::load(qg + i), simd::load(k + i), acc);
-        dot = simd::sum(acc);
-      } else {
-        dot = 0;
-        for (int i = 0; i < D; ++i) dot += qg[i] * k[i];
-      }
-      const float sc = dot * sh.scale;
-      scores[size_t(g) * nPad + j] = sc;
-      m[g] = std::max(m[g], sc);
-    }
-  });
+  for (int g = 0; g < G; ++g) {
+    m[g] = -INFINITY;
+    for (int j = 0; j < n; ++j) m[g] = std::max(m[g], scores[size_t(g) * nPad + j]);
+  }
   // Rows of `scores` are nPad apart; the padding holds -inf, whose exp is 0, so whole vectors can be used.
   for (int g = 0; g < G; ++g) {
     float* sg = scores + size_t(g) * nPad;
