@@ -4,7 +4,7 @@
 // CTA = (tile, KV head, split); 128 threads. The tile's query rows are (token, head-of-group) pairs,
 // row r = token * G + g, held in shared memory as float32. Keys are walked in tiles of BN = 32 through the
 // block table; each K/V tile is loaded once (16-byte loads, converted to float32) and used by every row.
-// Per key tile: S = (Q K^T) * scale with the causal/length mask -> online softmax (one thread per row) ->
+// Per key tile: S = (Q K^T) * scale with the causal/length mask -> online softmax (one warp per row) ->
 // O = O * alpha + P V with the accumulators in registers (thread owns outputs tid + j * 128).
 // Every row's arithmetic (order of the dot products, of the softmax updates and of the P V sums) depends
 // only on its own sequence, never on ROWS or on the other rows: results are batch invariant.
@@ -19,7 +19,7 @@ constexpr int kAttnBN = 32;
 template <int D, int ROWS>
 struct AttnSmem {
   static constexpr int kQ = ROWS * D, kK = kAttnBN * (D + 1), kV = kAttnBN * D, kP = ROWS * (kAttnBN + 1);
-  static constexpr size_t bytes = sizeof(float) * (kQ + kK + kV + kP + 2 * ROWS);
+  static constexpr size_t bytes = sizeof(float) * (kQ + kK + kV + kP + 3 * ROWS);
 };
 
 template <typename T, int D, int ROWS>
@@ -33,10 +33,12 @@ __global__ void __launch_bounds__(kAttnThreads) pagedAttentionKernel(kvsk_attent
   float* sK = sQ + Sm::kQ;          // [BN][D + 1] (padded: threads of a warp read different keys)
   float* sV = sK + Sm::kK;          // [BN][D]
   float* sP = sV + Sm::kV;          // [ROWS][BN + 1]
-  float* sAlpha = sP + Sm::kP;      // [ROWS]
-  float* sL = sAlpha + ROWS;        // [ROWS]
+  float* sAlpha = sP + Sm::kP;      // [ROWS] rescale of the running output by this tile
+  float* sL = sAlpha + ROWS;        // [ROWS] running sum of exp(score - max)
+  float* sM = sL + ROWS;            // [ROWS] running max of the scores
 
-  const int tile = blockIdx.x, kvh = blockIdx.y, split = blockIdx.z, tid = threadIdx.x;
+  const int tile = blockIdx.x, kvh = blockIdx.y, split = blockIdx.z, tid = threadIdx.x, lane = tid & 31;
+  static_assert(kAttnBN == 32, "the softmax gives each lane of a warp one key of the tile");
   const int G = p.numHeads / p.numKvHeads;
   const int seq = p.tileSeq[tile];
   const int qStart = p.queryStart[seq], qLen = p.queryStart[seq + 1] - qStart, ctx = p.contextLens[seq];
@@ -60,7 +62,7 @@ __global__ void __launch_bounds__(kAttnThreads) pagedAttentionKernel(kvsk_attent
   float acc[ACC];
 #pragma unroll
   for (int j = 0; j < ACC; ++j) acc[j] = 0.f;
-  float m = -INFINITY, l = 0.f;  // this thread's row (tid < rows)
+  for (int r = tid; r < ROWS; r += NT) { sM[r] = -INFINITY; sL[r] = 0.f; }  // running max and sum per row
 
   const int32_t* table = p.blockTables + (int64_t)seq * p.maxBlocksPerSeq;
   const T* kc = static_cast<const T*>(p.kCache);
@@ -100,20 +102,24 @@ __global__ void __launch_bounds__(kAttnThreads) pagedAttentionKernel(kvsk_attent
       sP[r * (BN + 1) + n] = s;
     }
     __syncthreads();
-    if (tid < rows) {
-      float* pr = sP + tid * (BN + 1);
-      float mx = m;
-      for (int n = 0; n < BN; ++n) mx = fmaxf(mx, pr[n]);
-      float alpha = 1.f, sum = 0.f;
-      if (mx == -INFINITY) {
-        for (int n = 0; n < BN; ++n) pr[n] = 0.f;
-      } else {
-        alpha = expf(m - mx);  // m == -inf -> 0
-        for (int n = 0; n < BN; ++n) { const float e = expf(pr[n] - mx); pr[n] = e; sum += e; }
+    // Online softmax, one warp per row (lane n owns key n of the tile: BN == 32).
+    for (int r = tid >> 5; r < rows; r += NT / 32) {
+      float* pr = sP + r * (BN + 1);
+      const float s = pr[lane];
+      const float mOld = sM[r];
+      const float mx = fmaxf(mOld, warpMax(s));
+      float alpha = 1.f, e = 0.f;
+      if (mx != -INFINITY) {
+        alpha = expf(mOld - mx);  // mOld == -inf -> 0
+        e = expf(s - mx);
       }
-      l = l * alpha + sum;
-      m = mx;
-      sAlpha[tid] = alpha;
+      pr[lane] = e;
+      const float sum = warpSum(e);
+      if (lane == 0) {
+        sL[r] = sL[r] * alpha + sum;
+        sM[r] = mx;
+        sAlpha[r] = alpha;
+      }
     }
     __syncthreads();
 #pragma unroll
@@ -130,16 +136,13 @@ __global__ void __launch_bounds__(kAttnThreads) pagedAttentionKernel(kvsk_attent
     }
   }
   __syncthreads();
-  if (tid < rows) {
-    sL[tid] = l;
-    if (slot >= 0) {
-      const int h = kvh * G + tid % G;
-      const int64_t idx = ((int64_t)slot * p.numHeads + h) * p.maxSplits + split;
-      p.partialMax[idx] = m;
-      p.partialSum[idx] = l;
+  if (slot >= 0) {
+    for (int r = tid; r < rows; r += NT) {
+      const int64_t idx = ((int64_t)slot * p.numHeads + kvh * G + r % G) * p.maxSplits + split;
+      p.partialMax[idx] = sM[r];
+      p.partialSum[idx] = sL[r];
     }
   }
-  __syncthreads();
 #pragma unroll
   for (int j = 0; j < ACC; ++j) {
     const int o = tid + j * NT;

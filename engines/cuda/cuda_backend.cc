@@ -42,18 +42,22 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   maxT_ = std::max(opts.maxNumBatchedTokens, 1);
   maxS_ = std::max(opts.maxNumSeqs, 1);
   const int maxLen = opts.maxModelLen > 0 ? opts.maxModelLen : cfg.maxPositions;
-  // Split-KV partition: a function of the engine's configuration only (never of a batch), so that at most
-  // 64 partitions cover the longest context.
-  partition_ = std::max(512, (maxLen / 64 + 31) / 32 * 32);
+  // Split-KV partition of decode sequences: a function of the engine's configuration only (never of a
+  // batch), 128 keys or more so that at most 64 partitions cover the longest context. Small partitions keep
+  // the SMs busy at small batches (batch 1, context 512: 4 partitions per KV head).
+  partition_ = std::max(128, (maxLen / 64 + 31) / 32 * 32);
   maxSplits_ = std::max(1, (maxLen + partition_ - 1) / partition_);
   qkvRows_ = (cfg.numHeads + 2 * cfg.numKvHeads) * D;
 
   w_ = uploadWeights(cfg, *weights, dt_, opts.seed, stream_);
   weights.reset();  // the mmapped checkpoint is no longer needed: one copy, on the GPU
 
-  // KVSERVE_GEMM_PROBE_M: the M at which cuBLASLt picks each weight's one algorithm (default: maxM).
+  // Each weight's one cuBLASLt algorithm is the heuristic's pick at M = maxNumSeqs, the largest decode
+  // batch (KVSERVE_GEMM_PROBE_M overrides): large-M picks are faster for prefill, small-M ones for decode;
+  // docs/cuda.md has the measurements.
   const char* probe = std::getenv("KVSERVE_GEMM_PROBE_M");
-  gemm_ = std::make_unique<GemmRunner>(stream_, std::max(maxT_, maxS_), probe ? std::atoi(probe) : 0);
+  const int probeM = probe && std::atoi(probe) > 0 ? std::atoi(probe) : maxS_;
+  gemm_ = std::make_unique<GemmRunner>(stream_, std::max(maxT_, maxS_), probeM);
   const int H = cfg.hiddenSize, I = cfg.intermediateSize, V = cfg.vocabSize;
   gemm_->plan(qkvRows_, H, dt_, dt_);
   gemm_->plan(H, cfg.numHeads * D, dt_, dt_);

@@ -74,7 +74,7 @@ async function main() {
   engine.dispose();
 
   const prefillTokS = (nSeq * CTX * 1000) / prefillMs;
-  const probe = process.env.KVSERVE_GEMM_PROBE_M ?? 'default (maxNumBatchedTokens)';
+  const probe = process.env.KVSERVE_GEMM_PROBE_M || 'default (maxNumSeqs = 256)';
   console.log(`\nmodel ${config} (dummy ${info.dtype}, ${(info.weightBytes / 2 ** 30).toFixed(1)} GiB), ${info.device}`);
   console.log(`cuBLASLt algorithms picked at M = ${probe}; CUDA graphs ${process.env.KVSERVE_CUDA_GRAPHS === '0' ? 'off' : 'on'}`);
   console.log(`load ${loadS.toFixed(1)} s; KV pool ${info.numKvBlocks} blocks of ${BLOCK} tokens (${(info.numKvBlocks * info.kvBlockBytes / 2 ** 30).toFixed(1)} GiB)`);
