@@ -50,12 +50,16 @@ export async function runBenchCli(argv: string[], io: BenchIo = processIo): Prom
   }
 }
 
+const WARMUP_SEED_OFFSET = 1_000_003;
+
 async function bench(o: BenchOptions, io: BenchIo): Promise<number> {
   const setup = await prepareBench(o);
   io.err(`kvserve bench: ${setup.dataset.requests.length} prompts (${setup.datasetLabel}) → ${endpointUrl(o.baseUrl, o.endpoint)}, model ${setup.endpoint.model}`);
   if (o.warmup > 0) {
+    // Warm-up prompts are drawn apart from the measured ones: a repeated prompt would be a prefix-cache hit.
     io.err(`kvserve bench: warming up with ${o.warmup} request(s)`);
-    await warmUp(setup.endpoint, setup.dataset.requests, o.warmup, o.maxConcurrency);
+    const warm = await prepareBench({ ...o, model: setup.endpoint.model, seed: o.seed + WARMUP_SEED_OFFSET, numPrompts: o.warmup });
+    await warmUp(setup.endpoint, warm.dataset.requests, o.warmup, o.maxConcurrency);
   }
   const html = htmlPath(o);
   if (!o.sweepRates) {
@@ -67,8 +71,11 @@ async function bench(o: BenchOptions, io: BenchIo): Promise<number> {
     return 0;
   }
   const runs = [];
-  for (const rate of o.sweepRates) {
-    const run = await measureRun(o, setup, rate);
+  for (const [i, rate] of o.sweepRates.entries()) {
+    // Each rate sends prompts of its own (seed + i), so a later rate is not served from the prefix cache
+    // that an earlier one filled. (A ShareGPT file has one set of prompts: the order changes, not the set.)
+    const rateSetup = i === 0 ? setup : await prepareBench({ ...o, model: setup.endpoint.model, seed: o.seed + i });
+    const run = await measureRun(o, rateSetup, rate);
     io.out(formatResultTable(run.info, run.metrics, run.json.errors));
     runs.push(run.json);
   }

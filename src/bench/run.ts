@@ -1,5 +1,5 @@
 // A run from start to finish: the setup everything needs before the first request (model id, tokenizer,
-// dataset; built once and shared by every rate of a sweep, so all rates send the same prompts), one measured
+// dataset; a sweep builds one per rate, seed + i, so no rate is served from the prefix cache of another), one measured
 // run at one request rate to metrics and result JSON, and the writing of result files.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';

@@ -82,3 +82,19 @@ describe('result file and HTML report', () => {
     expect(bad.err).toMatch(/cannot read .*missing\.json/);
   });
 });
+
+describe('no measured prompt is a repeat the server could serve from its prefix cache', () => {
+  it('the warm-up prompt and every rate of a sweep draw prompts of their own', async () => {
+    const s = await startScriptedServer({ firstDelayMs: 1, interChunkMs: 1, chunks: 2, usage: false });
+    try {
+      const r = await runCli(['--base-url', s.baseUrl, '--num-prompts', '4', '--input-len', '16', '--output-len', '2',
+        '--warmup', '1', '--tokenizer', storiesDir, '--sweep-rates', '50,inf', '--result-file', join(scratchDir(), 'sweep.json')]);
+      expect(r.code, r.err).toBe(0);
+      const prompts = s.seen.filter((x) => x.path === '/v1/completions').map((x) => String(x.body.prompt));
+      expect(prompts.length).toBe(1 + 4 + 4);
+      expect(new Set(prompts).size).toBe(prompts.length);
+    } finally {
+      await s.close();
+    }
+  });
+});
