@@ -4,16 +4,11 @@
 #include <cmath>
 #include <limits>
 
+#include "splitmix.h"
+
 namespace kvs {
 
 namespace {
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 

@@ -4,27 +4,21 @@
 #include <stdexcept>
 
 #include "../half.h"
+#include "../splitmix.h"
 
 namespace kvs {
 
 namespace {
 
-uint64_t mix(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
 // uniform(-0.05, 0.05) from a counter: element i of the tensor whose stream is `key`.
 inline float dummyValue(uint64_t key, uint64_t i) {
-  return float(double(mix(key ^ mix(i)) >> 11) * 0x1.0p-53 * 0.1 - 0.05);
+  return float(double(splitmix64(key ^ splitmix64(i)) >> 11) * 0x1.0p-53 * 0.1 - 0.05);
 }
 
 uint64_t nameKey(uint64_t seed, const std::string& name) {
   uint64_t h = 1469598103934665603ull;  // FNV-1a of the name keeps each tensor's values independent of the others
   for (unsigned char c : name) h = (h ^ c) * 1099511628211ull;
-  return mix(seed ^ h);
+  return splitmix64(seed ^ h);
 }
 
 void storeAs(DType dt, void* dst, int64_t i, float v) {
