@@ -88,20 +88,39 @@ export function toApiError(err: unknown): ApiError {
 }
 
 interface AjvError {
+  keyword?: string;
   instancePath?: string;
   message?: string;
   params?: Record<string, unknown>;
 }
 
-/** Ajv's first error, named by the field it is about ("temperature", "messages[0].role"). */
-function fromValidation(fe: FastifyError): ApiError {
-  const first = fe.validation![0]!;
-  const path = (first.instancePath ?? '')
+/** The accepted forms of the fields whose schema is a union: Ajv's first error would only name the first. */
+const UNION_FORMS: Record<string, string> = {
+  prompt: 'a string, an array of strings, an array of token ids (integers >= 0), or an array of such arrays, not empty',
+  stop: 'a string or an array of at most 4 strings',
+  content: 'a string or an array of content parts',
+};
+
+function fieldPath(instancePath: string | undefined): string {
+  return (instancePath ?? '')
     .split('/')
     .filter(Boolean)
     .map((seg) => (/^\d+$/.test(seg) ? `[${seg}]` : `.${seg}`))
     .join('')
     .replace(/^\./, '');
+}
+
+/** Ajv's first error, named by the field it is about ("temperature", "messages[0].role"). */
+function fromValidation(fe: FastifyError): ApiError {
+  const errors = fe.validation as AjvError[];
+  const first = errors[0]!;
+  const union = errors.find((e) => e.keyword === 'anyOf');
+  if (union) {
+    const param = fieldPath(union.instancePath);
+    const forms = UNION_FORMS[param.replace(/.*\./, '').replace(/\[\d+\]$/, '')];
+    if (forms) return new ApiError('invalid_value', `invalid '${param}': must be ${forms}`, param);
+  }
+  const path = fieldPath(first.instancePath);
   const missing = first.params?.missingProperty;
   if (typeof missing === 'string') {
     const param = path ? `${path}.${missing}` : missing;

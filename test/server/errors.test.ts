@@ -62,6 +62,22 @@ describe('400 invalid_request_error', () => {
     expectError(await post(server, '/v1/completions', cmpl({ stop_token_ids: [9999] })), 'invalid_value', 'stop_token_ids');
   });
 
+  it('a union field\'s error names every form it accepts, not only the first', async () => {
+    const cases: Array<[string, object, string, RegExp]> = [
+      ['/v1/completions', cmpl({ prompt: [-1, 5] }), 'prompt', /array of token ids/],
+      ['/v1/completions', cmpl({ prompt: [] }), 'prompt', /not empty/],
+      ['/v1/completions', cmpl({ stop: ['a', 'b', 'c', 'd', 'e'] }), 'stop', /at most 4 strings/],
+      ['/v1/chat/completions', chat({ messages: [{ role: 'user', content: 5 }] }), 'messages[0].content', /array of content parts/],
+    ];
+    for (const [url, body, param, message] of cases) {
+      const r = await post(server, url, body);
+      expectError(r, 'invalid_value', param);
+      expect(r.json.error.message).toMatch(message);
+    }
+    const t = await post(server, '/v1/completions', cmpl({ temperature: 5 }));
+    expect(t.json.error.message).toMatch(/temperature.*<= 2/);
+  });
+
   it('top_logprobs without logprobs', async () => {
     expectError(await post(server, '/v1/chat/completions', chat({ top_logprobs: 2 })), 'invalid_value', 'top_logprobs');
   });
