@@ -80,6 +80,21 @@ describe('completions', () => {
     expect(lp.text_offset![1]).toBe(lp.tokens![0]!.length);
     expect(Object.keys(lp.top_logprobs![0]!).length).toBeGreaterThanOrEqual(2);
   });
+
+  it('legacy logprobs have exactly OpenAI\'s four fields, streamed and not, with the same offsets', async () => {
+    const fields = ['text_offset', 'token_logprobs', 'tokens', 'top_logprobs'];
+    const body = { model: MODEL, prompt: expected[0]!.prompt, max_tokens: 10, temperature: 0, logprobs: 2 };
+    const whole = (await client.completions.create(body)).choices[0]!.logprobs!;
+    expect(Object.keys(whole).sort()).toEqual(fields);
+    const offsets: number[] = [];
+    for await (const chunk of await client.completions.create({ ...body, stream: true })) {
+      const lp = chunk.choices[0]?.logprobs;
+      if (!lp) continue;
+      expect(Object.keys(lp).sort()).toEqual(fields);
+      offsets.push(...lp.text_offset!);
+    }
+    expect(offsets).toEqual(whole.text_offset);
+  });
 });
 
 describe('chat completions', () => {

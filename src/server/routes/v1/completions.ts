@@ -21,28 +21,28 @@ function promptsOf(model: LoadedModel, prompt: CompletionRequest['prompt']): Arr
   });
 }
 
-/** OpenAI's legacy logprobs; `text_offset` counts from the start of the choice's text (echo included). */
-class CompletionLogprobs {
-  readonly tokens: string[] = [];
-  readonly token_logprobs: number[] = [];
-  readonly top_logprobs: Array<Record<string, number>> = [];
-  readonly text_offset: number[] = [];
+/**
+ * OpenAI's legacy logprobs of one choice, chunk by chunk. `text_offset` counts from the start of the
+ * choice's text (echo included) and carries on across the chunks of a stream.
+ */
+class LegacyLogprobs {
+  constructor(private nextOffset: number) {}
 
-  constructor(private offset: number) {}
-
-  add(entries: LogprobEntry[]): this {
+  /** `{tokens, token_logprobs, top_logprobs, text_offset}` of the entries that follow those taken so far. */
+  take(entries: LogprobEntry[]) {
+    const lp = { tokens: [] as string[], token_logprobs: [] as number[], top_logprobs: [] as Array<Record<string, number>>, text_offset: [] as number[] };
     for (const e of entries) {
-      this.tokens.push(e.token.token);
-      this.token_logprobs.push(e.logprob);
+      lp.tokens.push(e.token.token);
+      lp.token_logprobs.push(e.logprob);
       // The sampled token is always listed, so there may be logprobs + 1 entries (as OpenAI documents).
       const top: Record<string, number> = {};
       for (const t of e.top) top[t.token.token] = t.logprob;
       top[e.token.token] = e.logprob;
-      this.top_logprobs.push(top);
-      this.text_offset.push(this.offset);
-      this.offset += e.token.token.length;
+      lp.top_logprobs.push(top);
+      lp.text_offset.push(this.nextOffset);
+      this.nextOffset += e.token.token.length;
     }
-    return this;
+    return lp;
   }
 }
 
@@ -71,7 +71,7 @@ export const completionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }>
         choices: results.map((r, index) => ({
           index,
           text: prefixes[index] + r.text,
-          logprobs: logprobs === null ? null : new CompletionLogprobs(prefixes[index]!.length).add(r.logprobs),
+          logprobs: logprobs === null ? null : new LegacyLogprobs(prefixes[index]!.length).take(r.logprobs),
           finish_reason: r.finishReason,
           stop_reason: r.stopReason,
         })),
@@ -81,7 +81,7 @@ export const completionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }>
 
     const sse = new SseWriter(reply);
     const usageNull = settings.includeUsage ? { usage: null } : {};
-    const offsets = prefixes.map((p) => p.length);
+    const legacy = logprobs === null ? undefined : prefixes.map((p) => new LegacyLogprobs(p.length));
     const chunk = (index: number, text: string, lp: unknown, finish: string | null, stopReason: string | number | null = null) =>
       sse.send({ ...base, choices: [{ index, text, logprobs: lp, finish_reason: finish, stop_reason: stopReason }], ...usageNull });
     prefixes.forEach((p, index) => {
@@ -89,11 +89,7 @@ export const completionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }>
     });
     try {
       const results = await gen.run({
-        delta: (index, d) => {
-          const lp = logprobs === null ? null : new CompletionLogprobs(offsets[index]!).add(d.logprobs);
-          offsets[index]! += d.logprobs.reduce((n, e) => n + e.token.token.length, 0);
-          chunk(index, d.text, lp, null);
-        },
+        delta: (index, d) => chunk(index, d.text, legacy ? legacy[index]!.take(d.logprobs) : null, null),
         finish: (index, r) => chunk(index, '', null, r.finishReason, r.stopReason),
       });
       if (settings.includeUsage) sse.send({ ...base, choices: [], usage: usageOf(results, settings.n) });
