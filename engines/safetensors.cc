@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <set>
@@ -41,6 +42,12 @@ size_t WeightStore::totalBytes() const {
 }
 
 namespace {
+
+std::string shapeStr(const std::vector<int64_t>& shape) {
+  std::string out = "[";
+  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
+  return out + "]";
+}
 
 class MmapWeightStore : public WeightStore {
  public:
@@ -93,6 +100,11 @@ class MmapWeightStore : public WeightStore {
           if (d.asInt() < 0) throw std::runtime_error("negative dimension");
           t.shape.push_back(d.asInt());
         }
+        // Checked: a product wrapped around 2^64 could match data_offsets by accident.
+        uint64_t bytes = dtypeSize(t.dtype);
+        for (int64_t d : t.shape)
+          if (__builtin_mul_overflow(bytes, static_cast<uint64_t>(d), &bytes) || bytes > uint64_t(INT64_MAX))
+            throw std::runtime_error("shape " + shapeStr(t.shape) + " is too large");
         const auto& off = entry.find("data_offsets")->asArray();
         if (off.size() != 2) throw std::runtime_error("data_offsets must hold two integers");
         int64_t begin = off[0].asInt(), end = off[1].asInt();
@@ -100,9 +112,8 @@ class MmapWeightStore : public WeightStore {
           throw std::runtime_error("data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
                                    ") lie outside the file's " + std::to_string(dataSize) + " data bytes");
         t.nbytes = static_cast<size_t>(end - begin);
-        if (t.nbytes != static_cast<size_t>(t.numel()) * dtypeSize(t.dtype))
-          throw std::runtime_error("holds " + std::to_string(t.nbytes) + " bytes but its shape needs " +
-                                   std::to_string(t.numel() * dtypeSize(t.dtype)));
+        if (t.nbytes != bytes)
+          throw std::runtime_error("holds " + std::to_string(t.nbytes) + " bytes but its shape needs " + std::to_string(bytes));
         t.data = data + begin;
         if (tensors_.count(name)) throw std::runtime_error("appears in more than one file");
         tensors_.emplace(name, std::move(t));
