@@ -3,6 +3,7 @@
 // classic (rope_theta + rope_scaling) and the newer rope_parameters object.
 #include "model_config.h"
 
+#include <cstdint>
 #include <stdexcept>
 
 #include "json.h"
@@ -42,9 +43,13 @@ T field(const Json& obj, const char* key, T fallback, F read) {
     bad(std::string("field \"") + key + "\": " + e.what());
   }
 }
-int intField(const Json& o, const char* k, int fallback) {
-  return field<int>(o, k, fallback, [](const Json& v) { return static_cast<int>(v.asInt()); });
+// An int, refused rather than wrapped when the JSON integer does not fit in one.
+int asInt32(const Json& v) {
+  const int64_t i = v.asInt();
+  if (i < INT32_MIN || i > INT32_MAX) throw std::runtime_error(std::to_string(i) + " is out of range");
+  return static_cast<int>(i);
 }
+int intField(const Json& o, const char* k, int fallback) { return field<int>(o, k, fallback, asInt32); }
 double numField(const Json& o, const char* k, double fallback) {
   return field<double>(o, k, fallback, [](const Json& v) { return v.asNumber(); });
 }
@@ -179,18 +184,13 @@ ModelConfig parseModelConfig(const std::string& jsonText) {
   if (!parseDType(dt, &c.dtype)) bad("unsupported dtype \"" + dt + "\" (supported: float32, bfloat16, float16)");
 
   c.bosTokenId = intField(j, "bos_token_id", -1);
-  if (const Json* e = j.find("eos_token_id"); e && !e->isNull()) {
-    if (e->isArray()) {
-      for (const Json& x : e->asArray()) {
-        if (!x.isNumber()) bad("\"eos_token_id\" must be an integer or a list of integers");
-        c.eosTokenIds.push_back(static_cast<int>(x.asInt()));
-      }
-    } else if (e->isNumber()) {
-      c.eosTokenIds.push_back(static_cast<int>(e->asInt()));
-    } else {
-      bad("\"eos_token_id\" must be an integer or a list of integers");
-    }
-  }
+  c.eosTokenIds = field<std::vector<int>>(j, "eos_token_id", {}, [](const Json& e) {
+    if (!e.isArray() && !e.isNumber()) throw std::runtime_error("must be an integer or a list of integers");
+    std::vector<int> ids;
+    if (e.isNumber()) ids.push_back(asInt32(e));
+    else for (const Json& x : e.asArray()) ids.push_back(asInt32(x));
+    return ids;
+  });
   return c;
 }
 

@@ -54,6 +54,14 @@ describe('load errors', () => {
     const dir = folderWith('llama-bias', { ...storiesConfig, attention_bias: true });
     await expect(load(dir)).rejects.toThrow(/attention_bias true is not supported for llama/);
   });
+  it('an integer field beyond 32 bits is refused, not wrapped (2^32 + 512 is not a vocabulary of 512)', async () => {
+    const dir = folderWith('wide-vocab', { ...storiesConfig, vocab_size: 2 ** 32 + 512 });
+    await expect(load(dir)).rejects.toThrow(/field "vocab_size": 4294967808 is out of range/);
+  });
+  it('a non-integer eos_token_id names the field', async () => {
+    const dir = folderWith('eos-float', { ...storiesConfig, eos_token_id: [2, 2.5] });
+    await expect(load(dir)).rejects.toThrow(/field "eos_token_id": expected a JSON integer, found 2\.5/);
+  });
   it('no safetensors', async () => {
     await expect(load(folderWith('noweights', storiesConfig, false))).rejects.toThrow(/no safetensors weights/);
   });
