@@ -89,9 +89,12 @@ export class BlockPool {
   }
 
   /** Registers a full, computed block under `hash`. A block already cached, or a hash already taken by an
-   *  identical block computed by another request, is left as it is. */
+   *  identical block computed by another request, is left as it is. So is a block whose parent is not
+   *  cached (it lost that race): lookups only walk cached blocks, so it could never be hit, and it would
+   *  keep the same content computed behind the cached parent from being registered. */
   cacheBlock(b: number, hash: number, parent: number, tokens: ArrayLike<number>, start: number): void {
     if (this.hashOf[b]! >= 0 || this.cache.has(hash)) return;
+    if (parent >= 0 && this.hashOf[parent]! < 0) return;
     this.hashOf[b] = hash;
     this.parentOf[b] = parent;
     this.parentGenOf[b] = parent >= 0 ? this.generation[parent]! : 0;

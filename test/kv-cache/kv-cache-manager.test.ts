@@ -77,3 +77,34 @@ describe('KvCacheManager', () => {
     expect(s.blockTable.length).toBe(2);
   });
 });
+
+describe('KvCacheManager with two sequences computing the same prefix at once', () => {
+  const bs = 4;
+  const system = Array.from({ length: 8 }, (_, i) => 10 + i); // 2 full blocks, shared
+  const tail = [40, 41, 42, 43, 44, 45, 46, 47, 48]; // 2 more full blocks + 1 token
+
+  function computeTo(kv: KvCacheManager, s: KvSequence, n: number): void {
+    expect(kv.allocateSlots(s, n)).toBe(true);
+    s.numComputedTokens = n;
+    kv.cacheComputedBlocks(s);
+  }
+
+  it('does not let a block behind a duplicate (uncached) parent take the hash of a reachable block', () => {
+    const kv = new KvCacheManager({ numBlocks: 32, blockSize: bs, enablePrefixCaching: true });
+    // d and e are admitted in the same step: neither finds the shared prefix cached, both compute it.
+    const d = seq([...system, 1, 2, 3, 4, 5]);
+    const e = seq([...system, ...tail]);
+    computeTo(kv, d, d.tokens.length); // d's prefix blocks are cached first
+    computeTo(kv, e, e.tokens.length); // e's are duplicates; its tail blocks hang off its own uncached prefix
+    // e's follow-up turn finds the prefix through d's blocks; e's tail blocks cannot be reached from there.
+    const turn2 = seq([...system, ...tail, 50, 51, 52]);
+    const hit: number[] = [];
+    expect(kv.findCachedPrefix(turn2, hit)).toBe(8);
+    expect(kv.allocateSlots(turn2, turn2.tokens.length, hit)).toBe(true);
+    turn2.numComputedTokens = turn2.tokens.length;
+    kv.cacheComputedBlocks(turn2);
+    // Turn 2 computed its 5 full blocks behind d's prefix: a third turn must find every one of them.
+    const turn3 = seq([...turn2.tokens, 60, 61, 62, 63]);
+    expect(kv.findCachedPrefix(turn3, hit)).toBe(20);
+  });
+});
