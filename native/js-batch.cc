@@ -24,6 +24,13 @@ void expectLength(Napi::Env env, const char* name, size_t got, size_t want, cons
     fail(env, std::string(name) + " has length " + std::to_string(got) + ", expected " + std::to_string(want) + " (" + why + ")");
 }
 
+// start [R+1] must split [0, n) of `items` into R consecutive, possibly empty rows.
+void expectRows(Napi::Env env, const char* name, const int32_t* start, size_t R, size_t n, const char* items) {
+  for (size_t r = 0; r < R; ++r)
+    if (start[r] < 0 || start[r + 1] < start[r] || size_t(start[r + 1]) > n)
+      fail(env, std::string(name) + "[" + std::to_string(r) + "] is not a range of " + items);
+}
+
 }  // namespace
 
 template <typename T>
@@ -88,10 +95,11 @@ JsBatch::JsBatch(Napi::Env env, const Napi::Object& obj) {
     expectLength(env, "historyStart", hs, R + 1, "sampled rows + 1");
     if (!s.historyOutputStart || !s.historyTokens) fail(env, "historyStart needs historyOutputStart and historyTokens");
     expectLength(env, "historyOutputStart", ho, R, "one per sampled row");
+    expectRows(env, "historyStart", s.historyStart, R, ht, "historyTokens");
     for (size_t r = 0; r < R; ++r) {
-      const int64_t h0 = s.historyStart[r], h1 = s.historyStart[r + 1], o = s.historyOutputStart[r];
-      if (h0 < 0 || h1 < h0 || size_t(h1) > ht) fail(env, "historyStart[" + std::to_string(r) + "] is not a range of historyTokens");
-      if (o < 0 || h0 + o > h1) fail(env, "historyOutputStart[" + std::to_string(r) + "] lies outside its row's history");
+      const int64_t o = s.historyOutputStart[r];
+      if (o < 0 || s.historyStart[r] + o > s.historyStart[r + 1])
+        fail(env, "historyOutputStart[" + std::to_string(r) + "] lies outside its row's history");
     }
   }
   size_t bs, bt, bv;
@@ -102,9 +110,7 @@ JsBatch::JsBatch(Napi::Env env, const Napi::Object& obj) {
     expectLength(env, "biasStart", bs, R + 1, "sampled rows + 1");
     if (!s.biasTokens || !s.biasValues) fail(env, "biasStart needs biasTokens and biasValues");
     expectLength(env, "biasValues", bv, bt, "one per bias token");
-    for (size_t r = 0; r < R; ++r)
-      if (s.biasStart[r] < 0 || s.biasStart[r + 1] < s.biasStart[r] || size_t(s.biasStart[r + 1]) > bt)
-        fail(env, "biasStart[" + std::to_string(r) + "] is not a range of biasTokens");
+    expectRows(env, "biasStart", s.biasStart, R, bt, "biasTokens");
   }
   size_t c;
   b_.blockCopies = array<int32_t>(obj, "blockCopies", napi_int32_array, false, &c);

@@ -99,6 +99,15 @@ describe('step errors', () => {
     c.positions[4] = 5;
     await expect(engine.step(c)).rejects.toThrow(/positions\[4\] = 5 is outside its sequence's context/);
   });
+  it('ragged history and bias offsets must split their arrays into rows', async () => {
+    const ragged = { historyStart: Int32Array.from([0, 9]), historyOutputStart: Int32Array.from([0]),
+      historyTokens: new Int32Array(5) };
+    await expect(engine.step({ ...good(), ...ragged })).rejects.toThrow(/historyStart\[0\] is not a range of historyTokens/);
+    await expect(engine.step({ ...good(), ...ragged, historyStart: Int32Array.from([0, 5]), historyOutputStart: Int32Array.from([6]) }))
+      .rejects.toThrow(/historyOutputStart\[0\] lies outside its row's history/);
+    await expect(engine.step({ ...good(), biasStart: Int32Array.from([1, 0]), biasTokens: new Int32Array(1),
+      biasValues: new Float32Array(1) })).rejects.toThrow(/biasStart\[0\] is not a range of biasTokens/);
+  });
   it('a second step while one runs rejects; the engine keeps working', async () => {
     const first = engine.step(good());
     await expect(engine.step(good())).rejects.toThrow(/already running/);
