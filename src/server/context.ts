@@ -1,11 +1,13 @@
 // What every generation route shares: the model check, load shedding, submitting the engine work and
-// tying its life to the HTTP connection, and usage accounting.
+// tying its life to the HTTP connection, the stream's chunk sequence, and usage accounting.
 import { randomUUID } from 'node:crypto';
 import type { FastifyReply } from 'fastify';
 import type { ServerMetrics } from '../metrics/metrics.js';
-import { ApiError } from './errors.js';
-import { Generation, type ChoiceResult, type ChoiceSpec, type TextOptions } from './generation.js';
+import { ApiError, toApiError } from './errors.js';
+import { Generation, type ChoiceDelta, type ChoiceResult, type ChoiceSpec, type TextOptions } from './generation.js';
 import type { LoadedModel, ModelSlot } from './model-slot.js';
+import type { RequestSettings } from './sampling.js';
+import { SseWriter } from './sse.js';
 
 export interface ServerContext {
   slot: ModelSlot;
@@ -60,6 +62,43 @@ export function startGeneration(
     if (!gen.done) gen.abortAll();
   });
   return gen;
+}
+
+/** A route's shape of one stream chunk's choice, for a choice's new text and for its end. */
+export interface ChunkChoices {
+  delta(index: number, d: ChoiceDelta): object;
+  finish(index: number, r: ChoiceResult): object;
+}
+
+/**
+ * Streams a generation: the `lead` choices (e.g. echoed prompts), one chunk per delta and per finish, the
+ * usage chunk when include_usage asked for it (every other chunk then carries `usage: null`), an error
+ * event if the engine failed mid-way (the status is already 200), and [DONE].
+ */
+export async function streamGeneration(
+  reply: FastifyReply,
+  gen: Generation,
+  settings: RequestSettings,
+  base: object,
+  choices: ChunkChoices,
+  lead: object[] = [],
+): Promise<FastifyReply> {
+  const sse = new SseWriter(reply);
+  const usageNull = settings.includeUsage ? { usage: null } : {};
+  const send = (choice: object) => sse.send({ ...base, choices: [choice], ...usageNull });
+  lead.forEach(send);
+  try {
+    const results = await gen.run({
+      delta: (index, d) => send(choices.delta(index, d)),
+      finish: (index, r) => send(choices.finish(index, r)),
+    });
+    if (settings.includeUsage) sse.send({ ...base, choices: [], usage: usageOf(results, settings.n) });
+  } catch (e) {
+    reply.log.error({ err: e }, 'generation failed mid-stream');
+    sse.error(toApiError(e));
+  }
+  sse.done();
+  return reply;
 }
 
 /** Prompt tokens count once per prompt (not once per choice), as OpenAI counts them with n > 1. */

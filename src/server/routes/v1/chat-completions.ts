@@ -1,12 +1,11 @@
 // POST /v1/chat/completions, streamed and not, in OpenAI's exact response shapes.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { renderChatPrompt } from '../../chat-prompt.js';
-import { checkModelName, newRequestId, startGeneration, usageOf, type ServerContext } from '../../context.js';
-import { invalid, toApiError } from '../../errors.js';
-import type { ChoiceResult, LogprobEntry } from '../../generation.js';
+import { checkModelName, newRequestId, startGeneration, streamGeneration, usageOf, type ServerContext } from '../../context.js';
+import { invalid } from '../../errors.js';
+import type { LogprobEntry } from '../../generation.js';
 import { expandChoices, parseSettings } from '../../sampling.js';
 import { ChatCompletionRequest } from '../../schemas/chat.js';
-import { SseWriter } from '../../sse.js';
 
 /** OpenAI's chat logprobs: one entry per token, with its alternatives. */
 function chatLogprobs(entries: LogprobEntry[]) {
@@ -62,10 +61,7 @@ export const chatCompletionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContex
       };
     }
 
-    const sse = new SseWriter(reply);
-    // With include_usage every chunk carries `usage: null` and one last chunk carries the totals.
     const base = { id, object: 'chat.completion.chunk', created, model: ctx.servedModelName };
-    const usageNull = settings.includeUsage ? { usage: null } : {};
     const roleSent = new Array<boolean>(choices.length).fill(false);
     // The role goes with a choice's first content, never before a token exists.
     const delta = (index: number, content: string) => {
@@ -73,27 +69,11 @@ export const chatCompletionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContex
       roleSent[index] = true;
       return first ? { role: 'assistant', content } : { content };
     };
-    try {
-      const results = await gen.run({
-        delta: (index, d) =>
-          sse.send({
-            ...base,
-            choices: [{ index, delta: delta(index, d.text), logprobs: wantLogprobs ? chatLogprobs(d.logprobs) : null, finish_reason: null }],
-            ...usageNull,
-          }),
-        finish: (index, r: ChoiceResult) =>
-          sse.send({
-            ...base,
-            choices: [{ index, delta: roleSent[index] ? {} : delta(index, ''), logprobs: null, finish_reason: r.finishReason, stop_reason: r.stopReason }],
-            ...usageNull,
-          }),
-      });
-      if (settings.includeUsage) sse.send({ ...base, choices: [], usage: usageOf(results, settings.n) });
-    } catch (e) {
-      req.log.error({ err: e }, 'chat completion failed mid-stream');
-      sse.error(toApiError(e));
-    }
-    sse.done();
-    return reply;
+    return streamGeneration(reply, gen, settings, base, {
+      delta: (index, d) => ({ index, delta: delta(index, d.text), logprobs: wantLogprobs ? chatLogprobs(d.logprobs) : null, finish_reason: null }),
+      finish: (index, r) => ({
+        index, delta: roleSent[index] ? {} : delta(index, ''), logprobs: null, finish_reason: r.finishReason, stop_reason: r.stopReason,
+      }),
+    });
   });
 };

@@ -1,13 +1,12 @@
 // POST /v1/completions (legacy text completions), streamed and not. A batch of prompts gives n choices
 // per prompt, indexed prompt-major (index = prompt * n + i), as OpenAI and vLLM do.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { checkModelName, newRequestId, startGeneration, usageOf, type ServerContext } from '../../context.js';
-import { invalid, toApiError, unsupported } from '../../errors.js';
+import { checkModelName, newRequestId, startGeneration, streamGeneration, usageOf, type ServerContext } from '../../context.js';
+import { invalid, unsupported } from '../../errors.js';
 import type { LogprobEntry } from '../../generation.js';
 import type { LoadedModel } from '../../model-slot.js';
 import { expandChoices, parseSettings } from '../../sampling.js';
 import { CompletionRequest } from '../../schemas/completions.js';
-import { SseWriter } from '../../sse.js';
 
 /** Every prompt as token ids plus its text (for echo). Strings get the tokenizer's special tokens. */
 function promptsOf(model: LoadedModel, prompt: CompletionRequest['prompt']): Array<{ ids: number[]; text: string }> {
@@ -79,25 +78,13 @@ export const completionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }>
       };
     }
 
-    const sse = new SseWriter(reply);
-    const usageNull = settings.includeUsage ? { usage: null } : {};
     const legacy = logprobs === null ? undefined : prefixes.map((p) => new LegacyLogprobs(p.length));
-    const chunk = (index: number, text: string, lp: unknown, finish: string | null, stopReason: string | number | null = null) =>
-      sse.send({ ...base, choices: [{ index, text, logprobs: lp, finish_reason: finish, stop_reason: stopReason }], ...usageNull });
-    prefixes.forEach((p, index) => {
-      if (p) chunk(index, p, null, null);
-    });
-    try {
-      const results = await gen.run({
-        delta: (index, d) => chunk(index, d.text, legacy ? legacy[index]!.take(d.logprobs) : null, null),
-        finish: (index, r) => chunk(index, '', null, r.finishReason, r.stopReason),
-      });
-      if (settings.includeUsage) sse.send({ ...base, choices: [], usage: usageOf(results, settings.n) });
-    } catch (e) {
-      req.log.error({ err: e }, 'completion failed mid-stream');
-      sse.error(toApiError(e));
-    }
-    sse.done();
-    return reply;
+    const choice = (index: number, text: string, lp: unknown, finish: string | null, stopReason: string | number | null = null) =>
+      ({ index, text, logprobs: lp, finish_reason: finish, stop_reason: stopReason });
+    const echoed = prefixes.flatMap((p, index) => (p ? [choice(index, p, null, null)] : []));
+    return streamGeneration(reply, gen, settings, base, {
+      delta: (index, d) => choice(index, d.text, legacy ? legacy[index]!.take(d.logprobs) : null, null),
+      finish: (index, r) => choice(index, '', null, r.finishReason, r.stopReason),
+    }, echoed);
   });
 };
