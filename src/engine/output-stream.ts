@@ -12,10 +12,6 @@ export class OutputStream implements AsyncIterable<RequestOutput>, AsyncIterator
 
   constructor(private readonly onCancel: () => void) {}
 
-  get finished(): boolean {
-    return this.ended;
-  }
-
   push(out: RequestOutput): void {
     if (this.ended) return;
     this.ended = out.finished;

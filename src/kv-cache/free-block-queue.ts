@@ -21,10 +21,6 @@ export class FreeBlockQueue {
     for (let b = 0; b < numBlocks; b++) this.pushTail(b);
   }
 
-  has(block: number): boolean {
-    return this.inQueue[block] === 1;
-  }
-
   /** The block evicted next, or -1 when empty. */
   peekHead(): number {
     const h = this.next[this.sentinel]!;

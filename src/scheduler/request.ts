@@ -69,10 +69,6 @@ export class Request implements KvSequence {
     return this.tokens.length - this.numPromptTokens;
   }
 
-  get isFinished(): boolean {
-    return this.status === 'finished';
-  }
-
   /** True while stop ids must be masked (min_tokens not reached yet). */
   get masksStops(): boolean {
     return this.numOutputTokens < this.sampling.minTokens && this.stopIds.size > 0;

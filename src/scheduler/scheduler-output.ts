@@ -18,7 +18,3 @@ export interface SchedulerOutput {
   /** Requests preempted while scheduling this step (they are waiting again, with no blocks). */
   readonly preempted: Request[];
 }
-
-export function isEmpty(out: SchedulerOutput): boolean {
-  return out.requests.length === 0;
-}

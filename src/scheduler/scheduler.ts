@@ -11,6 +11,9 @@ import type { SchedulerOutput } from './scheduler-output.js';
 import { checkStop } from './stop-check.js';
 import type { FinishReason } from '../engine/types.js';
 
+/** A SchedulerOutput while schedule() fills it in. */
+type Building = { -readonly [K in keyof SchedulerOutput]: SchedulerOutput[K] };
+
 export interface SchedulerConfig {
   maxNumBatchedTokens: number;
   maxNumSeqs: number;
@@ -46,7 +49,7 @@ export class Scheduler {
   }
 
   schedule(): SchedulerOutput {
-    const out = { requests: [] as Request[], numNewTokens: [] as number[], sampleRows: [] as number[], numTokens: 0, numSamples: 0, preempted: [] as Request[] };
+    const out: Building = { requests: [], numNewTokens: [], sampleRows: [], numTokens: 0, numSamples: 0, preempted: [] };
     let budget = this.config.maxNumBatchedTokens;
     const running = this.running;
     for (let i = 0; i < running.length && budget > 0; i++) {
@@ -118,7 +121,7 @@ export class Scheduler {
     req.finishReason ??= reason;
   }
 
-  private emit(out: { requests: Request[]; numNewTokens: number[]; sampleRows: number[]; numTokens: number; numSamples: number }, req: Request, n: number): void {
+  private emit(out: Building, req: Request, n: number): void {
     out.requests.push(req);
     out.numNewTokens.push(n);
     out.sampleRows.push(req.numComputedTokens + n === req.numTokens ? out.numSamples++ : -1);
