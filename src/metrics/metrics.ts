@@ -24,36 +24,15 @@ export class ServerMetrics {
 
   constructor(modelName: string, private readonly stats: StatsSource) {
     this.registry.setDefaultLabels({ model_name: modelName });
-    const registers = [this.registry];
-    this.timeToFirstToken = new Histogram({
-      name: 'kvserve_time_to_first_token_seconds',
-      help: 'Time from arrival to the first generated token, per request.',
-      buckets: TTFT_BUCKETS,
-      registers,
-    });
-    this.interTokenLatency = new Histogram({
-      name: 'kvserve_inter_token_latency_seconds',
-      help: 'Time between consecutive generated tokens of a request.',
-      buckets: ITL_BUCKETS,
-      registers,
-    });
-    this.e2eRequestLatency = new Histogram({
-      name: 'kvserve_e2e_request_latency_seconds',
-      help: 'Time from arrival to the last token, per finished request.',
-      buckets: REQUEST_BUCKETS,
-      registers,
-    });
-    this.requestQueueTime = new Histogram({
-      name: 'kvserve_request_queue_time_seconds',
-      help: 'Time a request waited in the queue before it was first scheduled.',
-      buckets: REQUEST_BUCKETS,
-      registers,
-    });
+    this.timeToFirstToken = this.histogram('kvserve_time_to_first_token_seconds', 'Time from arrival to the first generated token, per request.', TTFT_BUCKETS);
+    this.interTokenLatency = this.histogram('kvserve_inter_token_latency_seconds', 'Time between consecutive generated tokens of a request.', ITL_BUCKETS);
+    this.e2eRequestLatency = this.histogram('kvserve_e2e_request_latency_seconds', 'Time from arrival to the last token, per finished request.', REQUEST_BUCKETS);
+    this.requestQueueTime = this.histogram('kvserve_request_queue_time_seconds', 'Time a request waited in the queue before it was first scheduled.', REQUEST_BUCKETS);
     this.requestSuccess = new Counter({
       name: 'kvserve_request_success_total',
       help: 'Finished engine requests (one per choice), by finish reason.',
       labelNames: ['finished_reason'],
-      registers,
+      registers: [this.registry],
     });
     // Every series exists from the first scrape, so rate() sees the first request of each kind.
     for (const reason of ['stop', 'length', 'abort', 'error'] as const) this.requestSuccess.inc({ finished_reason: reason }, 0);
@@ -69,6 +48,10 @@ export class ServerMetrics {
 
   recordFinish(reason: FinishReason): void {
     this.requestSuccess.inc({ finished_reason: reason });
+  }
+
+  private histogram(name: string, help: string, buckets: number[]): Histogram {
+    return new Histogram({ name, help, buckets, registers: [this.registry] });
   }
 
   private gauge(name: string, help: string, read: (s: EngineStats) => number): void {
