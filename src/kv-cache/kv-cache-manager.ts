@@ -60,7 +60,7 @@ export class KvCacheManager {
     out.length = 0;
     if (!this.enablePrefixCaching) return 0;
     const bs = this.blockSize;
-    const maxBlocks = Math.floor((seq.tokens.length - 1) / bs);
+    const maxBlocks = this.lookupBlocks(seq);
     this.ensureHashes(seq, maxBlocks);
     let parent = -1;
     for (let i = 0; i < maxBlocks; i++) {
@@ -124,7 +124,12 @@ export class KvCacheManager {
   /** Hashes the full blocks a prefix lookup will need, ahead of time: the engine calls it at submit, while
    *  a step runs, so schedule() finds them ready. */
   hashLookupBlocks(seq: KvSequence): void {
-    if (this.enablePrefixCaching) this.ensureHashes(seq, Math.floor((seq.tokens.length - 1) / this.blockSize));
+    if (this.enablePrefixCaching) this.ensureHashes(seq, this.lookupBlocks(seq));
+  }
+
+  /** Full blocks a prefix lookup may use: the last token is always computed, so the step has logits. */
+  private lookupBlocks(seq: KvSequence): number {
+    return Math.floor((seq.tokens.length - 1) / this.blockSize);
   }
 
   /** Extends seq.blockHashes to the first n full blocks. */
