@@ -85,6 +85,8 @@ void CudaBackend::step(const StepBatch& b, StepResult& out) {
   if (T > maxT_) throw std::runtime_error("step has " + std::to_string(T) + " tokens > maxNumBatchedTokens " + std::to_string(maxT_));
   if (S > maxS_ || R > maxS_) throw std::runtime_error("step has more sequences or samples than maxNumSeqs " + std::to_string(maxS_));
   if (T <= 0 || S <= 0) {
+    // The scheduler never sends copy-on-write copies without tokens; refuse rather than drop them silently.
+    if (b.numBlockCopies > 0) throw std::runtime_error("cuda: block copies in a step without tokens are not supported");
     out = StepResult{};
     return;
   }
