@@ -25,12 +25,13 @@ node -e "fetch('http://127.0.0.1:$port/v1/models').then(r=>r.text()).then(consol
 npx tsx test/gpu/write-synthetic-tokenizer.ts /tmp/kvserve-tok "$model"
 common=(--base-url "http://127.0.0.1:$port" --tokenizer /tmp/kvserve-tok --input-len 1024 --output-len 128 --ignore-eos
         --percentiles 50,90,99)
-# Each run draws its own prompts (its own --seed): prompts repeated across runs would hit the prefix cache.
+# Each run draws its own prompts (seeds far apart: a sweep uses seed, seed+1, ...): a prompt repeated across
+# runs would be served from the prefix cache.
 node dist/cli.js bench "${common[@]}" --seed 0 --num-prompts 200 --request-rate inf --result-file "$out/bench-llama3-8b-inf.json" \
   2>&1 | tee "$out/bench-inf.txt"
-node dist/cli.js bench "${common[@]}" --seed 1 --num-prompts 64 --sweep-rates 2,8,32 --result-file "$out/bench-llama3-8b-sweep.json" \
+node dist/cli.js bench "${common[@]}" --seed 100 --num-prompts 64 --sweep-rates 2,8,32 --result-file "$out/bench-llama3-8b-sweep.json" \
   2>&1 | tail -n 30 | tee "$out/bench-sweep.txt"
-node dist/cli.js bench "${common[@]}" --seed 2 --num-prompts 32 --max-concurrency 1 \
+node dist/cli.js bench "${common[@]}" --seed 200 --num-prompts 32 --max-concurrency 1 \
   --result-file "$out/bench-llama3-8b-c1.json" 2>&1 | tee "$out/bench-c1.txt"
 node -e "fetch('http://127.0.0.1:$port/metrics').then(r=>r.text()).then(t=>console.log(t.split('\n').filter(l=>/^kvserve_(num_preemptions|prefix_cache|kv_cache_usage|generation_tokens)/.test(l)).join('\n')))"
 kill -TERM $server; wait $server
