@@ -2,6 +2,7 @@
 // to zero (read from the engine and from /metrics, as an operator would see them).
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { metricValue, readThenDisconnect, until } from './helpers/disconnect.js';
 import { MODEL, startTestServer, type TestServer } from './helpers/server.js';
 
 let server: TestServer;
@@ -11,20 +12,7 @@ beforeAll(async () => {
 });
 afterAll(() => server.close());
 
-async function metric(name: string): Promise<number> {
-  const text = await (await fetch(`${server.url}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
-  if (!line) throw new Error(`${name} not exported`);
-  return Number(line.split(' ').at(-1));
-}
-
-async function until(cond: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+const metric = (name: string) => metricValue(server.url, name);
 
 describe('client disconnect', () => {
   it('aborting a stream mid-way frees the running request and its KV blocks', async () => {
@@ -34,18 +22,10 @@ describe('client disconnect', () => {
       { model: MODEL, messages: [{ role: 'user', content: 'Once upon a time' }], max_tokens: 400, n: 2, stream: true },
       { signal: controller.signal },
     );
-    let chunks = 0;
-    try {
-      for await (const _ of stream) {
-        if (++chunks === 5) {
-          expect(await metric('kvserve_num_requests_running')).toBe(2);
-          expect(await metric('kvserve_kv_cache_usage_perc')).toBeGreaterThan(0);
-          controller.abort();
-        }
-      }
-    } catch {
-      // the openai client may end the iteration quietly or throw an APIUserAbortError: either is a disconnect
-    }
+    const chunks = await readThenDisconnect(stream, controller, 5, async () => {
+      expect(await metric('kvserve_num_requests_running')).toBe(2);
+      expect(await metric('kvserve_kv_cache_usage_perc')).toBeGreaterThan(0);
+    });
     expect(chunks).toBeLessThan(20);
     await until(() => server.engine.stats().numRunning === 0);
     expect(server.engine.stats().kvCacheUsage).toBe(0);

@@ -4,6 +4,7 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { finishEngineConfig, serverDefaults } from '../../src/config.js';
 import { startServe, type ServeHandle } from '../../src/server/serve-cli.js';
+import { metricValue, readThenDisconnect, until } from './helpers/disconnect.js';
 import { expected, storiesDir } from './helpers/stories.js';
 
 let server: ServeHandle;
@@ -24,12 +25,7 @@ afterAll(() => server?.close(1000));
 /** transformers decodes the continuation alone, which drops the first token's leading space. */
 const sameText = (got: string, i: number) => expect(got.replace(/^ /, '')).toBe(expected[i]!.greedy_text);
 
-async function metric(name: string): Promise<number> {
-  const text = await (await fetch(`${server.url}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name}{`));
-  if (!line) throw new Error(`${name} not exported`);
-  return Number(line.split(' ').at(-1));
-}
+const metric = (name: string) => metricValue(server.url, name);
 
 describe('real CPU engine, stories260K', () => {
   it('serves /health 200 and the model with its context', async () => {
@@ -84,20 +80,11 @@ describe('real CPU engine, stories260K', () => {
       { model: MODEL, prompt: expected[1]!.prompt, max_tokens: 400, temperature: 0.8, n: 4, stream: true, ignore_eos: true } as OpenAI.CompletionCreateParamsStreaming,
       { signal: controller.signal },
     );
-    let chunks = 0;
-    try {
-      for await (const _ of stream) {
-        if (++chunks === 8) {
-          expect(await metric('kvserve_num_requests_running')).toBeGreaterThan(0);
-          expect(await metric('kvserve_kv_cache_usage_perc')).toBeGreaterThan(0);
-          controller.abort();
-        }
-      }
-    } catch {
-      // an abort may end the iteration quietly or throw: either is a disconnect
-    }
-    const end = Date.now() + 5000;
-    while ((await metric('kvserve_num_requests_running')) !== 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    await readThenDisconnect(stream, controller, 8, async () => {
+      expect(await metric('kvserve_num_requests_running')).toBeGreaterThan(0);
+      expect(await metric('kvserve_kv_cache_usage_perc')).toBeGreaterThan(0);
+    });
+    await until(async () => (await metric('kvserve_num_requests_running')) === 0);
     expect(await metric('kvserve_num_requests_running')).toBe(0);
     expect(await metric('kvserve_kv_cache_usage_perc')).toBe(0);
     expect(await metric('kvserve_generation_tokens_total')).toBeLessThan(4 * 400);
