@@ -8,15 +8,18 @@ import type { LoadedModel } from '../../model-slot.js';
 import { expandChoices, parseSettings } from '../../sampling.js';
 import { CompletionRequest } from '../../schemas/completions.js';
 
-/** Every prompt as token ids plus its text (for echo). Strings get the tokenizer's special tokens. */
-function promptsOf(model: LoadedModel, prompt: CompletionRequest['prompt']): Array<{ ids: number[]; text: string }> {
+/**
+ * Every prompt as token ids (strings get the tokenizer's special tokens), with the text that echo puts
+ * before its choices ('' without echo, so a token-id prompt is only decoded when echo asks for it).
+ */
+function promptsOf(model: LoadedModel, prompt: CompletionRequest['prompt'], echo: boolean): Array<{ ids: number[]; echoed: string }> {
   const list: Array<string | number[]> =
     typeof prompt === 'string' ? [prompt] : typeof prompt[0] === 'number' ? [prompt as number[]] : (prompt as Array<string | number[]>);
   return list.map((p, i) => {
-    if (typeof p === 'string') return { ids: model.tokenizer.encode(p, true), text: p };
+    if (typeof p === 'string') return { ids: model.tokenizer.encode(p, true), echoed: echo ? p : '' };
     const bad = p.find((id) => id >= model.vocabSize);
     if (bad !== undefined) throw invalid(`token id ${bad} is out of range (vocabulary size ${model.vocabSize})`, list.length > 1 ? `prompt[${i}]` : 'prompt');
-    return { ids: p, text: model.tokenizer.decode(p, true) };
+    return { ids: p, echoed: echo ? model.tokenizer.decode(p, true) : '' };
   });
 }
 
@@ -55,9 +58,9 @@ export const completionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }>
     const logprobs = body.logprobs ?? null;
     if (echo && logprobs !== null) throw unsupported('echo', 'echo together with logprobs (prompt logprobs)');
     const settings = parseSettings(body, { maxTokens: body.max_tokens, maxTokensParam: 'max_tokens', logprobs, vocabSize: model.vocabSize });
-    const prompts = promptsOf(model, body.prompt);
+    const prompts = promptsOf(model, body.prompt, echo);
     const choices = expandChoices(prompts.map((p) => p.ids), settings, model.maxModelLen, 'prompt');
-    const prefixes = choices.map((_, i) => (echo ? prompts[Math.floor(i / settings.n)]!.text : ''));
+    const prefixes = choices.map((_, i) => prompts[Math.floor(i / settings.n)]!.echoed);
     const id = newRequestId('cmpl');
     const created = Math.floor(Date.now() / 1000);
     const gen = startGeneration(ctx, model, reply, id, choices, settings.text, arrival);
