@@ -3,8 +3,9 @@
 // Decoding tokens one at a time is wrong twice over: byte-fallback tokens (<0xE2><0x82><0xAC>) form one
 // character only together, and SentencePiece-style decoders strip or add a leading space depending on what
 // precedes. So, as vLLM and TGI do, we decode a small window: text(prefix..end) minus text(prefix..read),
-// where `prefix` is where the previous emission started (the prompt's last few tokens at first). A window that ends in U+FFFD is an incomplete character:
-// hold it back until the next token completes it.
+// where `prefix` is where the previous emission started (the prompt's last few tokens at first) and `read`
+// where it ended. A window that ends in U+FFFD is an incomplete character: hold it back until the next
+// token completes it.
 import type { TextTokenizer } from './tokenizer.js';
 
 const REPLACEMENT = '\uFFFD';
