@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { ConfigError, engineDefaults, engineFlags, finishEngineConfig, formatHelp, parseFlags, type EngineConfig } from './config.js';
 import { createEngine } from './engine/engine.js';
 import type { SamplingParams } from './engine/types.js';
+import { stderrProgress } from './load-progress.js';
 import { IncrementalDetokenizer } from './tokenizer/detokenizer.js';
 import { TextTokenizer } from './tokenizer/tokenizer.js';
 
@@ -56,7 +57,7 @@ export async function runGenerateCli(argv: string[]): Promise<number> {
   const promptIds = tokenizer.encode(config.prompt);
   if (promptIds.length === 0) throw new ConfigError('the prompt is empty after tokenization');
 
-  const progress = config.quiet || config.json ? undefined : progressPrinter();
+  const progress = config.quiet || config.json ? undefined : stderrProgress();
   const engine = await createEngine(config, undefined, progress);
   try {
     const contextLeft = engine.info.maxModelLen - promptIds.length;
@@ -89,17 +90,4 @@ export async function runGenerateCli(argv: string[]): Promise<number> {
   } finally {
     await engine.close();
   }
-}
-
-/** Loading progress on stderr, one line rewritten in place on a terminal. */
-function progressPrinter(): (stage: string, fraction: number) => void {
-  const tty = process.stderr.isTTY;
-  let last = '';
-  return (stage, fraction) => {
-    const line = `${stage} ${(fraction * 100).toFixed(0)}%`;
-    if (line === last) return;
-    last = line;
-    if (tty) process.stderr.write(`\r\x1b[K${line}${fraction >= 1 ? '\n' : ''}`);
-    else if (fraction >= 1 || fraction === 0) process.stderr.write(`${line}\n`);
-  };
 }

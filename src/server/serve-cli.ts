@@ -9,6 +9,7 @@ import { TextTokenizer } from '../tokenizer/tokenizer.js';
 import { buildApp } from './app.js';
 import { ModelSlot } from './model-slot.js';
 import { closeGracefully, listen, onShutdownSignal } from './server.js';
+import { stderrProgress, type ProgressFn } from '../load-progress.js';
 
 const USAGE = 'usage: kvserve serve [--model DIR] [options]';
 
@@ -101,18 +102,12 @@ function loadChatTemplate(config: ServerConfig, tokenizer: TextTokenizer): ChatT
   }
 }
 
-/** Feeds the slot (for /health) and prints progress on stderr: one line rewritten in place on a terminal. */
-function progressReporter(config: ServerConfig, slot: ModelSlot): (stage: string, fraction: number) => void {
-  const tty = process.stderr.isTTY;
-  let last = '';
+/** Feeds the slot (for /health) and prints progress on stderr unless the log level is silent. */
+function progressReporter(config: ServerConfig, slot: ModelSlot): ProgressFn {
+  const print = config.logLevel === 'silent' ? undefined : stderrProgress();
   return (stage, fraction) => {
     slot.progress(stage, fraction);
-    if (config.logLevel === 'silent') return;
-    const line = `loading: ${stage} ${(fraction * 100).toFixed(0)}%`;
-    if (line === last) return;
-    last = line;
-    if (tty) process.stderr.write(`\r\x1b[K${line}${fraction >= 1 ? '\n' : ''}`);
-    else if (fraction >= 1 || fraction === 0) process.stderr.write(`${line}\n`);
+    print?.(stage, fraction);
   };
 }
 
