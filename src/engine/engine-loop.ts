@@ -81,7 +81,7 @@ export class EngineLoop implements EngineClient {
       prefixCacheQueries: s.kv.prefixQueries,
       prefixCacheHits: s.kv.prefixHits,
       numPreemptions: s.numPreemptions,
-      promptTokens: s.promptTokensComputed,
+      promptTokens: s.promptTokens,
       generationTokens: s.generationTokens,
     };
   }

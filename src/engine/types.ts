@@ -57,7 +57,7 @@ export interface EngineStats {
   prefixCacheQueries: number;      // tokens looked up (cumulative)
   prefixCacheHits: number;         // tokens found (cumulative)
   numPreemptions: number;          // cumulative
-  promptTokens: number;            // cumulative prompt tokens computed
+  promptTokens: number;            // cumulative: each request's prompt once, at its first token (cache hits included)
   generationTokens: number;        // cumulative tokens generated
 }
 

@@ -39,7 +39,7 @@ export class ServerMetrics {
     this.gauge('kvserve_num_requests_running', 'Requests in the running batch.', (s) => s.numRunning);
     this.gauge('kvserve_num_requests_waiting', 'Requests waiting to be scheduled.', (s) => s.numWaiting);
     this.gauge('kvserve_kv_cache_usage_perc', 'Fraction of KV-cache blocks in use (0..1).', (s) => s.kvCacheUsage);
-    this.counter('kvserve_prompt_tokens_total', 'Prompt tokens computed (prefix-cache hits excluded).', 'promptTokens');
+    this.counter('kvserve_prompt_tokens_total', 'Prompt tokens of requests that started generating, prefix-cache hits included (as vLLM counts them).', 'promptTokens');
     this.counter('kvserve_generation_tokens_total', 'Tokens generated.', 'generationTokens');
     this.counter('kvserve_prefix_cache_queries_total', 'Prompt tokens looked up in the prefix cache.', 'prefixCacheQueries');
     this.counter('kvserve_prefix_cache_hits_total', 'Prompt tokens found in the prefix cache.', 'prefixCacheHits');

@@ -29,7 +29,8 @@ export class Scheduler {
   /** Admitted requests in line order; the last one is the next preemption victim. */
   readonly running: Request[] = [];
   numPreemptions = 0;
-  promptTokensComputed = 0;
+  promptTokensComputed = 0;   // prompt tokens run through the model (cache hits excluded, recomputes included)
+  promptTokens = 0;           // each request's whole prompt, once, at its first token (vLLM's prompt_tokens_total)
   generationTokens = 0;
   private readonly cachedScratch: number[] = [];
 
@@ -98,6 +99,7 @@ export class Scheduler {
       const row = sampleRows[k]!;
       if (row < 0) continue;
       const token = sampled[row]!;
+      if (req.tokens.length === req.numPromptTokens) this.promptTokens += req.numPromptTokens;
       req.tokens.push(token);
       this.generationTokens++;
       if (checkStop(req, token, this.config.maxModelLen)) this.finish(req, req.finishReason!);

@@ -109,7 +109,12 @@ describe.skipIf(!built)('engine on the CPU backend with stories260K', () => {
         expect(last.finishReason).toBe('length');
       });
       check(e);
-      expect(e.client.stats()).toMatchObject({ numRunning: 0, numWaiting: 0, numFreeKvBlocks: e.info.numKvBlocks });
+      // vLLM's prompt_tokens_total: every request's whole prompt once — cache hits and preemption recomputes
+      // neither remove nor add any; generation counts every sampled token once.
+      const promptTotal = cases.reduce((n, c) => n + c.req.promptTokenIds.length, 0);
+      const outputTotal = results.reduce((n, r) => n + r.tokens.length, 0);
+      expect(e.client.stats()).toMatchObject({ numRunning: 0, numWaiting: 0, numFreeKvBlocks: e.info.numKvBlocks, promptTokens: promptTotal });
+      expect(e.client.stats().generationTokens).toBe(outputTotal);
     } finally {
       await e.close();
     }
