@@ -5,7 +5,6 @@ import { EngineError } from '../engine/types.js';
 
 export type ErrorType =
   | 'invalid_request_error'
-  | 'authentication_error'
   | 'not_found_error'
   | 'server_overloaded'
   | 'server_error';
@@ -19,7 +18,7 @@ export const errorCodes = {
   context_length_exceeded: { status: 400, type: 'invalid_request_error' },
   chat_template_missing: { status: 400, type: 'invalid_request_error' },
   chat_template_error: { status: 400, type: 'invalid_request_error' },
-  invalid_api_key: { status: 401, type: 'authentication_error' },
+  invalid_api_key: { status: 401, type: 'invalid_request_error' },       // what OpenAI itself answers
   model_not_found: { status: 404, type: 'invalid_request_error' },
   not_found: { status: 404, type: 'not_found_error' },
   request_too_large: { status: 413, type: 'invalid_request_error' },
