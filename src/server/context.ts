@@ -91,6 +91,7 @@ export async function streamGeneration(
     const results = await gen.run({
       delta: (index, d) => send(choices.delta(index, d)),
       finish: (index, r) => send(choices.finish(index, r)),
+      writable: () => sse.writable(),
     });
     if (settings.includeUsage) sse.send({ ...base, choices: [], usage: usageOf(results, settings.n) });
   } catch (e) {

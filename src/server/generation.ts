@@ -46,6 +46,9 @@ export interface ChoiceResult {
 export interface ChoiceHandlers {
   delta?: (index: number, delta: ChoiceDelta) => void;
   finish?: (index: number, result: ChoiceResult) => void;
+  /** Back-pressure: awaited after each delta. While the client reads slowly, the engine's outputs for this
+   *  choice merge in its output stream (bounded by its tokens) instead of piling up as text in the socket. */
+  writable?: () => Promise<void>;
 }
 
 export interface GenerationDeps {
@@ -89,7 +92,7 @@ export class Generation {
     try {
       return await Promise.all(
         this.choices.map(async (c, i) => {
-          const r = await this.runChoice(i, c, on.delta);
+          const r = await this.runChoice(i, c, on);
           on.finish?.(i, r);
           return r;
         }),
@@ -106,7 +109,7 @@ export class Generation {
     return this.finished;
   }
 
-  private async runChoice(index: number, spec: ChoiceSpec, onDelta?: (index: number, d: ChoiceDelta) => void): Promise<ChoiceResult> {
+  private async runChoice(index: number, spec: ChoiceSpec, on: ChoiceHandlers): Promise<ChoiceResult> {
     const { tokenizer, metrics, client } = this.deps;
     const { sampling } = spec;
     const detok = new IncrementalDetokenizer(tokenizer, spec.promptIds, this.textOptions.skipSpecialTokens);
@@ -124,7 +127,7 @@ export class Generation {
       if (!text && !(force && pending.length > 0)) return;
       result.text += text;
       result.logprobs.push(...pending);
-      onDelta?.(index, { text, logprobs: pending });
+      on.delta?.(index, { text, logprobs: pending });
       pending = [];
     };
 
@@ -158,6 +161,7 @@ export class Generation {
       }
       if (!out.finished) {
         emit(match.text, false);
+        if (on.writable) await on.writable();
         continue;
       }
       emit(match.text + matcher.flush(), true);

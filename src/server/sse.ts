@@ -6,6 +6,7 @@ import type { ApiError } from './errors.js';
 
 export class SseWriter {
   private ended = false;
+  private blocked = false;  // the last write went over the socket's high-water mark
 
   constructor(private readonly reply: FastifyReply) {
     reply.hijack();
@@ -24,7 +25,23 @@ export class SseWriter {
   }
 
   send(chunk: unknown): void {
-    if (!this.closed) this.reply.raw.write(`data: ${JSON.stringify(chunk)}\n\n`);
+    if (!this.closed && !this.reply.raw.write(`data: ${JSON.stringify(chunk)}\n\n`)) this.blocked = true;
+  }
+
+  /** Resolves at once unless a write went over the high-water mark; then once the socket drains or closes. */
+  writable(): Promise<void> {
+    if (!this.blocked || this.closed) return Promise.resolve();
+    const raw = this.reply.raw;
+    return new Promise((resolve) => {
+      const go = () => {
+        raw.off('drain', go);
+        raw.off('close', go);
+        this.blocked = false;
+        resolve();
+      };
+      raw.on('drain', go);
+      raw.on('close', go);
+    });
   }
 
   /** An error after the stream started: the status is already 200, so it travels as a data event. */
