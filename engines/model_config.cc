@@ -106,7 +106,10 @@ RopeConfig parseRope(const Json& j) {
     r.factor = need("factor");
     r.lowFreqFactor = need("low_freq_factor");
     r.highFreqFactor = need("high_freq_factor");
-    r.originalMaxPositions = static_cast<int>(need("original_max_position_embeddings"));
+    const double original = need("original_max_position_embeddings");
+    if (!(original >= 1 && original <= 1e9)) bad("llama3 rope needs a positive original_max_position_embeddings");
+    r.originalMaxPositions = static_cast<int>(original);
+    if (!(r.lowFreqFactor > 0)) bad("llama3 rope needs a positive low_freq_factor");
     if (!(r.highFreqFactor > r.lowFreqFactor)) bad("llama3 rope needs high_freq_factor > low_freq_factor");
   } else {
     bad("unsupported rope type \"" + type + "\" (supported: default, linear, llama3)");

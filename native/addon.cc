@@ -2,6 +2,7 @@
 // Loading (mmap, dummy fill, KV allocation) runs on a worker thread; progress is posted to the JS thread.
 #include <napi.h>
 
+#include <cmath>
 #include <exception>
 #include <string>
 
@@ -81,7 +82,9 @@ double num(const Napi::Object& o, const char* k, double fallback) {
 }
 int integer(const Napi::Object& o, const char* k, int fallback) {
   double d = num(o, k, fallback);
-  if (d != double(int(d))) badOption(o.Env(), std::string(k) + " must be an integer, found " + std::to_string(d));
+  // Range first: converting NaN, Infinity or a double beyond int's range to int is undefined behaviour.
+  if (!(d >= -2147483648.0 && d <= 2147483647.0) || d != std::trunc(d))
+    badOption(o.Env(), std::string(k) + " must be an integer, found " + std::to_string(d));
   return int(d);
 }
 bool boolean(const Napi::Object& o, const char* k, bool fallback) {
@@ -106,7 +109,8 @@ kvs::EngineOptions readOptions(const Napi::Object& o) {
   opts.maxNumSeqs = integer(o, "maxNumSeqs", opts.maxNumSeqs);
   opts.maxModelLen = integer(o, "maxModelLen", opts.maxModelLen);
   double seed = num(o, "seed", 0);
-  if (seed < 0 || seed != double(uint64_t(seed))) badOption(o.Env(), "seed must be a non-negative integer");
+  if (!(seed >= 0 && seed <= 9007199254740991.0) || seed != std::trunc(seed))  // a safe integer, never NaN
+    badOption(o.Env(), "seed must be a non-negative integer");
   opts.seed = uint64_t(seed);
   return opts;
 }

@@ -40,6 +40,7 @@ class CpuBackend : public Backend {
  public:
   CpuBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> weights, const EngineOptions& opts)
       : cfg_(cfg), pool_(opts.numThreads), invFreq_(ropeInvFreq(cfg.rope, cfg.headDim)) {
+    checkAttentionShape({cfg.numHeads, cfg.numKvHeads, cfg.headDim, 1.0f});
     DType target = cfg.dtype;
     const bool keep = opts.dtype == "auto";
     if (!keep && !parseDType(opts.dtype, &target)) throw std::runtime_error("unsupported dtype \"" + opts.dtype + "\"");

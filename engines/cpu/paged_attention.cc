@@ -214,12 +214,17 @@ AttendFn attendFor(int headDim) {
 
 }  // namespace
 
+void checkAttentionShape(const AttentionShape& sh) {
+  if (sh.headDim > 1024) throw std::runtime_error("head_dim above 1024 is not supported by the CPU attention");
+  if (sh.numHeads / sh.numKvHeads > 64)
+    throw std::runtime_error("more than 64 query heads per KV head is not supported by the CPU attention");
+}
+
 void pagedAttention(ThreadPool& pool, const AttentionShape& sh, const StepBatch& b, const int32_t* tokenSeq,
                     KvCache& cache, int layer, const float* q, float* out) {
   const int T = b.numTokens, H = sh.numHeads, KVH = sh.numKvHeads, D = sh.headDim;
   const int G = H / KVH;
-  if (D > 1024) throw std::runtime_error("head_dim above 1024 is not supported by the CPU attention");
-  if (G > 64) throw std::runtime_error("more than 64 query heads per KV head is not supported by the CPU attention");
+  checkAttentionShape(sh);  // also at load; kept here because the stack buffers below rely on it
   const int64_t items = int64_t(T) * KVH;  // (token, KV head): one GQA group each
   const float* K = cache.k(layer);
   const float* V = cache.v(layer);

@@ -46,6 +46,10 @@ struct AttentionShape {
 // sequence owning token t (through its block table), G = numHeads/numKvHeads. q and out are
 // [T, numHeads*headDim]; tokenSeq [T] gives each token's sequence. Work is split over (token, KV head);
 // each head's sums run over its keys in order, so a row's result never depends on the rest of the batch.
+// Throws when the CPU attention cannot run this shape (head_dim > 1024, more than 64 query heads per KV
+// head): called when the backend is built, so a model is refused at load, not at its first step.
+void checkAttentionShape(const AttentionShape& shape);
+
 void pagedAttention(ThreadPool& pool, const AttentionShape& shape, const StepBatch& batch, const int32_t* tokenSeq,
                     KvCache& cache, int layer, const float* q, float* out);
 

@@ -72,6 +72,27 @@ describe('load errors', () => {
   it('bad options', async () => {
     await expect(load(storiesDir, { dtype: 'int4' })).rejects.toThrow(/unsupported dtype "int4"/);
     await expect(load(storiesDir, { device: 'tpu' })).rejects.toThrow(/unknown device "tpu"/);
+    // Non-finite or out-of-range numbers are refused before any conversion to int (which would be UB).
+    for (const bad of [Number.NaN, Number.POSITIVE_INFINITY, 2 ** 40, 1.5]) {
+      await expect(load(storiesDir, { numKvBlocks: bad })).rejects.toThrow(/numKvBlocks must be an integer/);
+    }
+    for (const bad of [Number.NaN, -1, 2 ** 60, 0.5]) {
+      await expect(load(storiesDir, { seed: bad })).rejects.toThrow(/seed must be a non-negative integer/);
+    }
+  });
+  it('llama3 rope with a non-positive low_freq_factor or original_max_position_embeddings', async () => {
+    const llama3 = { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 };
+    const lowZero = folderWith('llama3-low', { ...storiesConfig, rope_scaling: { ...llama3, low_freq_factor: 0 } });
+    await expect(load(lowZero)).rejects.toThrow(/positive low_freq_factor/);
+    const origZero = folderWith('llama3-orig', { ...storiesConfig, rope_scaling: { ...llama3, original_max_position_embeddings: 0 } });
+    await expect(load(origZero)).rejects.toThrow(/positive original_max_position_embeddings/);
+    const ok = folderWith('llama3-ok', { ...storiesConfig, rope_scaling: llama3 });
+    (await load(ok)).dispose();
+  });
+  it('an attention shape the CPU cannot run is refused at load, not at the first step', async () => {
+    // 128 query heads over 1 KV head (head_dim 8 would need hidden 1024: a config-only check, no weights needed).
+    const dir = folderWith('wide-gqa', { ...storiesConfig, hidden_size: 1024, num_attention_heads: 128, num_key_value_heads: 1 }, false);
+    await expect(native.loadEngine(engineOptions({ model: join(dir, 'config.json'), dummyWeights: true }))).rejects.toThrow(/more than 64 query heads/);
   });
 });
 
