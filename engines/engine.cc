@@ -4,11 +4,10 @@
 
 #include <sys/stat.h>
 
-#include <fstream>
-#include <sstream>
 #include <stdexcept>
 
 #include "batch_check.h"
+#include "file_system.h"
 
 #ifdef KVSERVE_WITH_CUDA
 #include <cuda_runtime_api.h>
@@ -17,17 +16,6 @@
 namespace kvs {
 
 namespace {
-
-bool isDir(const std::string& p) { struct stat st {}; return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode); }
-bool isFile(const std::string& p) { struct stat st {}; return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode); }
-
-std::string readFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot read " + path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 void checkOptions(const EngineOptions& o) {
   auto positive = [](int v, const char* name) {

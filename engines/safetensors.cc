@@ -8,11 +8,10 @@
 
 #include <cstdint>
 #include <cstring>
-#include <fstream>
 #include <set>
-#include <sstream>
 #include <stdexcept>
 
+#include "file_system.h"
 #include "json.h"
 #include "weights.h"
 
@@ -124,24 +123,6 @@ class MmapWeightStore : public WeightStore {
   }
 };
 
-bool fileExists(const std::string& p) {
-  struct stat st {};
-  return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
-
-size_t fileSize(const std::string& p) {
-  struct stat st {};
-  return ::stat(p.c_str(), &st) == 0 ? static_cast<size_t>(st.st_size) : 0;
-}
-
-std::string readText(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot read " + path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 }  // namespace
 
 std::unique_ptr<WeightStore> loadSafetensors(const std::string& modelDir, void (*onProgress)(void*, size_t, size_t),
@@ -149,10 +130,10 @@ std::unique_ptr<WeightStore> loadSafetensors(const std::string& modelDir, void (
   std::vector<std::string> files;
   std::string single = modelDir + "/model.safetensors";
   std::string index = modelDir + "/model.safetensors.index.json";
-  if (fileExists(index)) {
+  if (isFile(index)) {
     Json j;
     try {
-      j = Json::parse(readText(index));
+      j = Json::parse(readFile(index));
     } catch (const std::runtime_error& e) {
       throw std::runtime_error(index + ": " + e.what());
     }
@@ -166,7 +147,7 @@ std::unique_ptr<WeightStore> loadSafetensors(const std::string& modelDir, void (
       if (seen.insert(f).second) files.push_back(modelDir + "/" + f);
     }
     if (files.empty()) throw std::runtime_error(index + ": weight_map is empty");
-  } else if (fileExists(single)) {
+  } else if (isFile(single)) {
     files.push_back(single);
   } else {
     throw std::runtime_error("no safetensors weights in " + modelDir +
@@ -174,7 +155,7 @@ std::unique_ptr<WeightStore> loadSafetensors(const std::string& modelDir, void (
   }
   size_t total = 0, done = 0;
   for (const auto& f : files) {
-    if (!fileExists(f)) throw std::runtime_error("missing safetensors shard " + f);
+    if (!isFile(f)) throw std::runtime_error("missing safetensors shard " + f);
     total += fileSize(f);
   }
   auto store = std::make_unique<MmapWeightStore>();
