@@ -1,4 +1,4 @@
-// The step protocol of ../shared/DESIGN.md as C++ views. Every pointer borrows memory owned by the caller
+// The step protocol of docs/architecture.md as C++ views. Every pointer borrows memory owned by the caller
 // (the JS typed arrays) for the duration of one step; nothing here is retained after step() returns.
 #pragma once
 #include <cstdint>

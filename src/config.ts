@@ -5,8 +5,8 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-/** The demo model: stories260K from ../shared beside the checkout. */
-export const defaultModelDir = resolve(repoRoot, '..', 'shared', 'models', 'stories260K');
+/** The demo model shipped in the repository: models/stories260K. */
+export const defaultModelDir = resolve(repoRoot, 'models', 'stories260K');
 
 export interface EngineConfig {
   model: string;

@@ -44,7 +44,7 @@ export interface NativeEngineInfo {
   weightBytes: number;
 }
 
-/** One step of the protocol in ../shared/DESIGN.md. T tokens, S sequences, R sampled rows. */
+/** One step of the protocol in docs/architecture.md. T tokens, S sequences, R sampled rows. */
 export interface StepBatch {
   tokenIds: Int32Array;          // [T]
   positions: Int32Array;         // [T]

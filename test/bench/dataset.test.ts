@@ -1,4 +1,4 @@
-// Datasets: random prompts of exact token lengths with a tokenizer (stories260K's, from ../shared), word
+// Datasets: random prompts of exact token lengths with a tokenizer (stories260K's, from models/), word
 // prompts with a note without one, and ShareGPT files parsed, filtered and sampled as vLLM does.
 import { describe, expect, it } from 'vitest';
 import { writeFileSync } from 'node:fs';

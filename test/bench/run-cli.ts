@@ -25,5 +25,5 @@ export function readJson(path: string): Record<string, unknown> {
   return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
 }
 
-/** The stories260K tokenizer folder from ../shared beside the checkout. */
-export const storiesDir = join(import.meta.dirname, '..', '..', '..', 'shared', 'models', 'stories260K');
+/** The stories260K tokenizer folder shipped in the repository. */
+export const storiesDir = join(import.meta.dirname, '..', '..', 'models', 'stories260K');

@@ -8,7 +8,7 @@ import { describe, expect, test } from 'vitest';
 
 const run = promisify(execFile);
 const repo = resolve(__dirname, '..', '..');
-const demo = resolve(repo, '..', 'shared', 'models', 'stories260K');
+const demo = resolve(repo, 'models', 'stories260K');
 const expected = JSON.parse(readFileSync(join(demo, 'expected.json'), 'utf8')) as Array<{
   prompt: string;
   prompt_ids: number[];

@@ -1,5 +1,5 @@
 // The StepBatch the model runner builds, checked field by field against what the protocol in
-// ../shared/DESIGN.md and engines/step.h says for a hand-made step. (Lives here because test/runner/ is
+// docs/architecture.md and engines/step.h says for a hand-made step. (Lives here because test/runner/ is
 // not this module's; the runner is only ever driven by the engine loop.)
 import { describe, expect, it } from 'vitest';
 import { ModelRunner } from '../../src/runner/model-runner.js';

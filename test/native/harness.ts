@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { NativeEngine, NativeEngineOptions, StepBatch, StepResult } from '../../src/runner/binding.js';
 
-export const storiesDir = resolve(import.meta.dirname, '..', '..', '..', 'shared', 'models', 'stories260K');
+export const storiesDir = resolve(import.meta.dirname, '..', '..', 'models', 'stories260K');
 
 export interface Sampling {
   temperature: number;

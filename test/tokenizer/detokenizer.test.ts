@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, test } from 'vitest';
 import { IncrementalDetokenizer } from '../../src/tokenizer/detokenizer.js';
 import { TextTokenizer } from '../../src/tokenizer/tokenizer.js';
 
-const modelDir = resolve(__dirname, '../../../shared/models/stories260K');
+const modelDir = resolve(__dirname, '../../models/stories260K');
 const expected = JSON.parse(readFileSync(resolve(modelDir, 'expected.json'), 'utf8')) as Array<{
   prompt: string;
   prompt_ids: number[];

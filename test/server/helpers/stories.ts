@@ -1,4 +1,4 @@
-// The stories260K demo model and transformers' reference outputs (../shared, computed by someone else).
+// The stories260K demo model and transformers' reference outputs (models/stories260K, computed by someone else: transformers).
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultModelDir } from '../../../src/config.js';
