@@ -58,6 +58,14 @@ if(CUDAToolkit_FOUND AND TARGET CUDA::cudart_static AND TARGET CUDA::cublasLt)
   target_link_libraries(kvserve_kernel_tests PRIVATE CUDA::cudart_static CUDA::cublasLt)
   target_compile_options(kvserve_kernel_tests PRIVATE ${_kvs_cuda_flags})
   set_target_properties(kvserve_kernel_tests PROPERTIES RUNTIME_OUTPUT_DIRECTORY "${CMAKE_BINARY_DIR}/Release")
+
+  # The kernel benchmark (test/gpu/bench): GEMV and attention bandwidth against the copy ceiling.
+  add_executable(kvserve_kernel_bench "${_kvs_root}/test/gpu/bench/kernel_bench.cu" ${_kvs_kernel_sources}
+    "${_kvs_root}/engines/cuda/gemm.cc" "${_kvs_root}/engines/model_config.cc" "${_kvs_root}/engines/json.cc")
+  target_include_directories(kvserve_kernel_bench PRIVATE "${_kvs_root}/kernels" "${_kvs_root}/engines/cuda" "${_kvs_root}/engines")
+  target_link_libraries(kvserve_kernel_bench PRIVATE CUDA::cudart_static CUDA::cublasLt)
+  target_compile_options(kvserve_kernel_bench PRIVATE ${_kvs_cuda_flags})
+  set_target_properties(kvserve_kernel_bench PROPERTIES RUNTIME_OUTPUT_DIRECTORY "${CMAKE_BINARY_DIR}/Release")
 else()
   message(STATUS "kvserve: nvcc found without cuBLASLt: compiling kernels/*.cu as a check only")
   add_library(kvserve_kernels_check OBJECT ${_kvs_kernel_sources})

@@ -23,6 +23,7 @@ struct EngineOptions {
   int maxNumSeqs = 256;               // bounds S and R
   int maxModelLen = 0;                // 0 = config's max_position_embeddings
   uint64_t seed = 0;                  // dummy weights
+  bool batchInvariant = false;        // cuda: one GEMM algorithm for every M (bitwise batch invariance)
 };
 
 struct BackendInfo {

@@ -97,16 +97,32 @@ typedef struct {
 } kvsk_attention_params;
 /* Host-side planning of the tiles from host copies of queryStart and contextLens: fills tileSeq, tileQStart,
  * tileSplitSlot (capacity >= T entries suffices) and the counts below. decode = every sequence has qLen 1
- * (a smaller CTA shape); the per-row arithmetic is the same in both shapes. Returns 0, or -1 when
+ * (a smaller CTA shape); the per-row arithmetic is the same in both shapes. bf16/f16 with head_dim 64, 128
+ * or 256 run on tensor cores (flash_attention.cuh), the rest on CUDA cores (paged_attention.cuh): the dtype
+ * picks the kernel and so the rows of a tile. Returns 0, or -1 when
  * (headDim, group) is not supported, -2 when capacity is too small. */
 typedef struct {
   int numTiles, tokensPerTile, numSplitSlots, maxSplits, decode;
 } kvsk_attention_plan_info;
 int kvsk_attention_plan(const int32_t* queryStartHost, const int32_t* contextLensHost, int numSeqs,
-                        int numHeads, int numKvHeads, int headDim, int partitionSize,
+                        int numHeads, int numKvHeads, int headDim, kvsk_dtype dtype, int partitionSize,
                         int32_t* tileSeq, int32_t* tileQStart, int32_t* tileSplitSlot, int capacity,
                         kvsk_attention_plan_info* info);
 cudaError_t kvsk_attention(const kvsk_attention_params* p, int decode, cudaStream_t stream);
+
+/* Skinny GEMM for decode (memory bound: W read once): y[M, N] = x[M, K] w[N, K]^T, float32 sums, bf16/f16
+ * only, 1 <= M <= KVSK_GEMV_MAX_M, K % 8 == 0, x and w 16-byte aligned. Rows of y depend only on their row of
+ * x, but the reduction order is not cuBLASLt's (the batch-invariant mode does not use it). */
+#define KVSK_GEMV_MAX_M 8
+typedef struct {
+  const void* x;            /* [M, K] */
+  const void* w;            /* [N, K] */
+  void* y;                  /* [M, N] */
+  int m, n, k;
+  kvsk_dtype dtype;
+} kvsk_gemv_params;
+int kvsk_gemv_supported(int m, int n, int k, kvsk_dtype dtype);
+cudaError_t kvsk_gemv(const kvsk_gemv_params* p, cudaStream_t stream);
 
 /* out[t, i] = dtype(dtype(silu(gateUp[t, i])) * gateUp[t, I + i]) (transformers' act_fn(gate) * up). */
 typedef struct {

@@ -7,17 +7,30 @@ namespace kvsk {
 extern template cudaError_t launchAttention<float>(const kvsk_attention_params&, bool, cudaStream_t);
 extern template cudaError_t launchAttention<__nv_bfloat16>(const kvsk_attention_params&, bool, cudaStream_t);
 extern template cudaError_t launchAttention<__half>(const kvsk_attention_params&, bool, cudaStream_t);
+template <typename T> cudaError_t launchFlashAttention(const kvsk_attention_params&, bool, cudaStream_t);
+extern template cudaError_t launchFlashAttention<__nv_bfloat16>(const kvsk_attention_params&, bool, cudaStream_t);
+extern template cudaError_t launchFlashAttention<__half>(const kvsk_attention_params&, bool, cudaStream_t);
+
+// The tensor-core kernel (flash_attention.cuh) takes bf16/f16 with head_dim 64, 128, 256; the CUDA-core one
+// (paged_attention.cuh) the rest. Rows per tile: 16 (decode) or 64 for the former.
+bool useFlash(kvsk_dtype dtype, int headDim, int G) {
+  return (dtype == KVSK_BF16 || dtype == KVSK_F16) && (headDim == 64 || headDim == 128 || headDim == 256) && G <= 16;
+}
+int tileRows(kvsk_dtype dtype, int headDim, int G, bool decode) {
+  if (useFlash(dtype, headDim, G)) return decode ? 16 : 64;
+  return attnRows(headDim, G, decode);
+}
 }  // namespace kvsk
 
 extern "C" int kvsk_attention_plan(const int32_t* queryStart, const int32_t* contextLens, int numSeqs,
-                                   int numHeads, int numKvHeads, int headDim, int partitionSize,
+                                   int numHeads, int numKvHeads, int headDim, kvsk_dtype dtype, int partitionSize,
                                    int32_t* tileSeq, int32_t* tileQStart, int32_t* tileSplitSlot, int capacity,
                                    kvsk_attention_plan_info* info) {
   if (numKvHeads <= 0 || numHeads % numKvHeads != 0) return -1;
   const int G = numHeads / numKvHeads;
   bool decode = numSeqs > 0;
   for (int s = 0; s < numSeqs; ++s) decode = decode && queryStart[s + 1] - queryStart[s] == 1;
-  const int rows = kvsk::attnRows(headDim, G, decode);
+  const int rows = kvsk::tileRows(dtype, headDim, G, decode);
   if (rows == 0) return -1;
   const int tpt = rows / G;
   int tiles = 0, slots = 0, maxSplits = 1;
@@ -45,6 +58,11 @@ extern "C" int kvsk_attention_plan(const int32_t* queryStart, const int32_t* con
 extern "C" cudaError_t kvsk_attention(const kvsk_attention_params* p, int decode, cudaStream_t stream) {
   if (p->numTiles <= 0) return cudaSuccess;
   if (p->numKvHeads <= 0 || p->numHeads % p->numKvHeads != 0) return cudaErrorInvalidValue;
+  if (kvsk::useFlash(p->dtype, p->headDim, p->numHeads / p->numKvHeads)) {
+    if (p->blockSize <= 0 || (p->blockSize & (p->blockSize - 1)) != 0) return cudaErrorNotSupported;
+    if (p->dtype == KVSK_BF16) return kvsk::launchFlashAttention<__nv_bfloat16>(*p, decode != 0, stream);
+    return kvsk::launchFlashAttention<__half>(*p, decode != 0, stream);
+  }
   switch (p->dtype) {
     case KVSK_F32: return kvsk::launchAttention<float>(*p, decode != 0, stream);
     case KVSK_BF16: return kvsk::launchAttention<__nv_bfloat16>(*p, decode != 0, stream);

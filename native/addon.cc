@@ -108,6 +108,7 @@ kvs::EngineOptions readOptions(const Napi::Object& o) {
   opts.maxNumBatchedTokens = integer(o, "maxNumBatchedTokens", opts.maxNumBatchedTokens);
   opts.maxNumSeqs = integer(o, "maxNumSeqs", opts.maxNumSeqs);
   opts.maxModelLen = integer(o, "maxModelLen", opts.maxModelLen);
+  opts.batchInvariant = boolean(o, "batchInvariant", false);
   double seed = num(o, "seed", 0);
   if (!(seed >= 0 && seed <= 9007199254740991.0) || seed != std::trunc(seed))  // a safe integer, never NaN
     badOption(o.Env(), "seed must be a non-negative integer");

@@ -24,6 +24,7 @@ export interface EngineConfig {
   maxModelLen: number;            // 0 = from config.json
   enablePrefixCaching: boolean;
   seed: number;
+  batchInvariant: boolean;        // cuda: results bitwise independent of the batch (slower GEMMs)
 }
 
 export interface ServerConfig extends EngineConfig {
@@ -67,6 +68,7 @@ export const engineFlags: Record<string, FlagSpec> = {
   'max-model-len': { key: 'maxModelLen', kind: 'int', min: 0, help: 'context length (0 = from config.json)' },
   'prefix-caching': { key: 'enablePrefixCaching', kind: 'boolean', help: 'automatic prefix caching (--no-prefix-caching to disable)' },
   'dummy-seed': { key: 'seed', kind: 'int', min: 0, help: 'seed of the random weights of --load-format dummy' },
+  'batch-invariant': { key: 'batchInvariant', kind: 'boolean', help: 'cuda: greedy ids and logprobs bitwise the same whatever else is batched (slower GEMMs; the CPU always is)' },
 };
 
 export const serverFlags: Record<string, FlagSpec> = {
@@ -98,6 +100,7 @@ export function engineDefaults(): EngineConfig {
     maxModelLen: 0,
     enablePrefixCaching: true,
     seed: 0,
+    batchInvariant: false,
   };
 }
 

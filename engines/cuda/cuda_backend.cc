@@ -52,18 +52,20 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   w_ = uploadWeights(cfg, *weights, dt_, opts.seed, stream_);
   weights.reset();  // the mmapped checkpoint is no longer needed: one copy, on the GPU
 
-  // Each weight's one cuBLASLt algorithm is the heuristic's pick at M = maxNumSeqs, the largest decode
-  // batch (KVSERVE_GEMM_PROBE_M overrides): large-M picks are faster for prefill, small-M ones for decode;
-  // docs/cuda.md has the measurements.
+  // Fast mode (default): per weight shape, the GEMV kernel for M <= 8 and a cuBLASLt algorithm per M bucket,
+  // timed on the real weights here. --batch-invariant: one cuBLASLt algorithm per shape, the heuristic's pick
+  // at M = maxNumSeqs (KVSERVE_GEMM_PROBE_M overrides), for every M. docs/cuda.md has the measurements.
   const char* probe = std::getenv("KVSERVE_GEMM_PROBE_M");
   const int probeM = probe && std::atoi(probe) > 0 ? std::atoi(probe) : maxS_;
-  gemm_ = std::make_unique<GemmRunner>(stream_, std::max(maxT_, maxS_), probeM);
+  gemm_ = std::make_unique<GemmRunner>(stream_, std::max(maxT_, maxS_),
+                                       opts.batchInvariant ? GemmMode::BatchInvariant : GemmMode::Fast, probeM);
   const int H = cfg.hiddenSize, I = cfg.intermediateSize, V = cfg.vocabSize;
-  gemm_->plan(qkvRows_, H, dt_, dt_);
-  gemm_->plan(H, cfg.numHeads * D, dt_, dt_);
-  gemm_->plan(2 * I, H, dt_, dt_);
-  gemm_->plan(H, I, dt_, dt_);
-  gemm_->plan(V, H, dt_, dt_);
+  const CudaLayerWeights* L0 = w_.layers.empty() ? nullptr : &w_.layers[0];
+  gemm_->plan(qkvRows_, H, dt_, dt_, L0 ? L0->qkv : nullptr, maxT_);
+  gemm_->plan(H, cfg.numHeads * D, dt_, dt_, L0 ? L0->o : nullptr, maxT_);
+  gemm_->plan(2 * I, H, dt_, dt_, L0 ? L0->gateUp : nullptr, maxT_);
+  gemm_->plan(H, I, dt_, dt_, L0 ? L0->down : nullptr, maxT_);
+  gemm_->plan(V, H, dt_, dt_, w_.lmHead, maxS_);  // lm_head sees the R <= maxNumSeqs sampled rows only
   sampler_ = std::make_unique<GpuSampler>(maxS_, V, stream_);
 
   const std::vector<float> inv = ropeInvFreq(cfg.rope, D);

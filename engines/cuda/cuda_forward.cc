@@ -95,7 +95,7 @@ void CudaBackend::step(const StepBatch& b, StepResult& out) {
   tileSlot_.resize(T);
   kvsk_attention_plan_info plan{};
   const int rc = kvsk_attention_plan(b.queryStart, b.contextLens, S, cfg_.numHeads, cfg_.numKvHeads, cfg_.headDim,
-                                     partition_, tileSeq_.data(), tileQStart_.data(), tileSlot_.data(), T, &plan);
+                                     static_cast<kvsk_dtype>(dt_), partition_, tileSeq_.data(), tileQStart_.data(), tileSlot_.data(), T, &plan);
   if (rc != 0) throw std::runtime_error("attention planning failed (" + std::to_string(rc) + ")");
   if (plan.maxSplits > maxSplits_ || plan.numSplitSlots > maxS_)
     throw std::runtime_error("a context longer than maxModelLen reached the attention kernel");

@@ -4,9 +4,10 @@
 // address (graphInputs_) in the bucket's fixed layout; the block table is re-padded to the engine's
 // maximum width. Padding sequences compute ignored rows (see packInputs).
 //
-// Values are bit-identical to the eager path: GEMM algorithms do not depend on M (gemm.h), attention rows
-// are independent, and giving every tile a split slot only turns "acc / l" into a one-partition merge,
-// which is the same division.
+// In --batch-invariant mode values are bit-identical to the eager path: GEMM algorithms do not depend on M
+// (gemm.h), attention rows are independent, and giving every tile a split slot only turns "o / l" into a
+// one-partition merge, which is the same division. In the fast mode a padded bucket B shares its GEMM
+// algorithm with every M in (B/2, B] (gemm.h's buckets), but cuBLASLt may still order a row's sums by M.
 #include <algorithm>
 #include <cstdio>
 

@@ -1,9 +1,12 @@
 #include "gemm.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
 #include "cuda_check.h"
+#include "device_buffer.h"
+#include "kvserve_kernels.h"
 
 namespace kvs::cuda {
 
@@ -23,11 +26,18 @@ void setCols(cublasLtMatrixLayout_t l, int cols) {
   KVS_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_COLS, &c, sizeof(c)));
 }
 
+int32_t algoAttr(const cublasLtMatmulAlgo_t& algo, cublasLtMatmulAlgoConfigAttributes_t attr) {
+  int32_t v = 0;
+  size_t w = 0;
+  cublasLtMatmulAlgoConfigGetAttribute(&algo, attr, &v, sizeof(v), &w);
+  return v;
+}
+
 }  // namespace
 
-GemmRunner::GemmRunner(cudaStream_t stream, int maxM, int probeM, size_t workspaceBytes)
+GemmRunner::GemmRunner(cudaStream_t stream, int maxM, GemmMode mode, int probeM, size_t workspaceBytes)
     : stream_(stream), maxM_(maxM < 1 ? 1 : maxM), probeM_(probeM >= 1 && probeM <= maxM_ ? probeM : maxM_),
-      workspaceBytes_(workspaceBytes) {
+      mode_(mode), workspaceBytes_(workspaceBytes) {
   KVS_CUBLAS_CHECK(cublasLtCreate(&handle_));
   KVS_CUDA_CHECK(cudaMalloc(&workspace_, workspaceBytes_));
 }
@@ -43,9 +53,13 @@ GemmRunner::~GemmRunner() {
   if (handle_) cublasLtDestroy(handle_);
 }
 
-void GemmRunner::plan(int N, int K, DType in, DType out) { get(N, K, in, out); }
+void GemmRunner::plan(int N, int K, DType in, DType out, const void* W, int maxM) { get(N, K, in, out, W, maxM); }
 
-GemmRunner::Plan& GemmRunner::get(int N, int K, DType in, DType out) {
+bool GemmRunner::gemvApplies(int M, int N, int K, DType in, DType out) const {
+  return mode_ == GemmMode::Fast && in == out && kvsk_gemv_supported(M, N, K, static_cast<kvsk_dtype>(in));
+}
+
+GemmRunner::Plan& GemmRunner::get(int N, int K, DType in, DType out, const void* W, int maxM) {
   const Key key{N, K, static_cast<int>(in), static_cast<int>(out)};
   auto it = plans_.find(key);
   if (it != plans_.end()) return it->second;
@@ -58,7 +72,22 @@ GemmRunner::Plan& GemmRunner::get(int N, int K, DType in, DType out) {
   KVS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, cudaType(in), K, N, K));
   KVS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, cudaType(in), K, maxM_, K));
   KVS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.d, cudaType(out), N, maxM_, N));
+  try {
+    if (mode_ == GemmMode::BatchInvariant) planInvariant(p, N, K);
+    else planFast(p, N, K, in, out, W, maxM > 0 ? std::min(maxM, maxM_) : maxM_);
+  } catch (...) {
+    cublasLtMatrixLayoutDestroy(p.a);
+    cublasLtMatrixLayoutDestroy(p.b);
+    cublasLtMatrixLayoutDestroy(p.d);
+    cublasLtMatmulDescDestroy(p.desc);
+    throw std::runtime_error("cuBLASLt has no " + std::string(mode_ == GemmMode::BatchInvariant ? "batch-invariant " : "") +
+                             "algorithm for a " + std::to_string(N) + "x" + std::to_string(K) + " " + dtypeName(in) + " GEMM");
+  }
+  return plans_.emplace(key, p).first->second;
+}
 
+void GemmRunner::planInvariant(Plan& p, int N, int K) {
+  (void)N; (void)K;
   cublasLtMatmulPreference_t pref;
   KVS_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   KVS_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
@@ -81,48 +110,145 @@ GemmRunner::Plan& GemmRunner::get(int N, int K, DType in, DType out) {
       const uint32_t none = CUBLASLT_REDUCTION_SCHEME_NONE;
       cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &one, sizeof(one));
       cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &none, sizeof(none));
-      int32_t splitk = 0;
-      size_t w = 0;
-      cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splitk, sizeof(splitk), &w);
-      bool ok = splitk <= 1;
+      bool ok = algoAttr(algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM) <= 1;
+      size_t ws = 0;
       for (int m : {maxM_, 1}) {
         setCols(p.b, m);
         setCols(p.d, m);
         cublasLtMatmulHeuristicResult_t check;
         ok = ok && cublasLtMatmulAlgoCheck(handle_, p.desc, p.a, p.b, p.d, p.d, &algo, &check) == CUBLAS_STATUS_SUCCESS &&
              check.workspaceSize <= workspaceBytes_;
+        ws = std::max(ws, check.workspaceSize);
       }
-      if (ok) { p.algo = algo; found = true; }
+      if (ok) {
+        p.buckets.push_back({maxM_, algo, ws});
+        found = true;
+      }
     }
   }
   cublasLtMatmulPreferenceDestroy(pref);
-  if (!found)
-    throw std::runtime_error("cuBLASLt has no batch-invariant algorithm for a " + std::to_string(N) + "x" +
-                             std::to_string(K) + " " + dtypeName(in) + " GEMM");
-  return plans_.emplace(key, p).first->second;
+  if (!found) throw std::runtime_error("no algorithm");
+}
+
+// Buckets M in (lo, hi] for hi = 2, 4, ..., maxM (M <= KVSK_GEMV_MAX_M goes to the GEMV kernel when it
+// applies). Per bucket: the heuristic's top candidates at M = hi, valid at lo + 1 too; with W given, each is
+// timed (one warm-up, then the best of three) on the real weight and random X, and the fastest kept.
+void GemmRunner::planFast(Plan& p, int N, int K, DType in, DType out, const void* W, int maxM) {
+  cublasLtMatmulPreference_t pref;
+  KVS_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  KVS_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                        &workspaceBytes_, sizeof(workspaceBytes_)));
+  DeviceBuffer x, y;
+  cudaEvent_t e0 = nullptr, e1 = nullptr;
+  if (W) {
+    x.resize(static_cast<size_t>(maxM) * K * dtypeSize(in));
+    y.resize(static_cast<size_t>(maxM) * N * dtypeSize(out));
+    kvsk_fill_params f{x.get(), static_cast<kvsk_dtype>(in), static_cast<int64_t>(maxM) * K, 0x9e3779b9ull, 1.f, 0.f};
+    KVS_CUDA_CHECK(kvsk_fill(&f, stream_));
+    KVS_CUDA_CHECK(cudaEventCreate(&e0));
+    KVS_CUDA_CHECK(cudaEventCreate(&e1));
+  }
+  const int gemvMax = gemvApplies(1, N, K, in, out) ? KVSK_GEMV_MAX_M : 0;
+  std::vector<int> his;
+  for (int hi = 1; hi < maxM; hi *= 2)
+    if (hi > gemvMax) his.push_back(hi);
+  his.push_back(maxM);
+  int lo = gemvMax;
+  const float alpha = 1.f, beta = 0.f;
+  for (int hi : his) {
+    if (hi <= lo) continue;
+    setCols(p.b, hi);
+    setCols(p.d, hi);
+    cublasLtMatmulHeuristicResult_t results[8];
+    int count = 0;
+    if (cublasLtMatmulAlgoGetHeuristic(handle_, p.desc, p.a, p.b, p.d, p.d, pref, 8, results, &count) != CUBLAS_STATUS_SUCCESS)
+      count = 0;
+    float bestMs = 1e30f;
+    Bucket best{};
+    bool found = false;
+    for (int i = 0; i < count; ++i) {
+      const cublasLtMatmulAlgo_t& algo = results[i].algo;
+      cublasLtMatmulHeuristicResult_t check;
+      setCols(p.b, lo + 1);
+      setCols(p.d, lo + 1);
+      if (cublasLtMatmulAlgoCheck(handle_, p.desc, p.a, p.b, p.d, p.d, &algo, &check) != CUBLAS_STATUS_SUCCESS ||
+          check.workspaceSize > workspaceBytes_)
+        continue;
+      setCols(p.b, hi);
+      setCols(p.d, hi);
+      const size_t ws = std::max(check.workspaceSize, results[i].workspaceSize);
+      float ms = static_cast<float>(i);  // untimed: the heuristic's order
+      if (W) {
+        auto once = [&] {
+          return cublasLtMatmul(handle_, p.desc, &alpha, W, p.a, x.get(), p.b, &beta, y.get(), p.d, y.get(), p.d,
+                                &algo, workspace_, workspaceBytes_, stream_) == CUBLAS_STATUS_SUCCESS;
+        };
+        if (!once()) continue;
+        ms = 1e30f;
+        for (int rep = 0; rep < 3; ++rep) {
+          KVS_CUDA_CHECK(cudaEventRecord(e0, stream_));
+          once();
+          KVS_CUDA_CHECK(cudaEventRecord(e1, stream_));
+          KVS_CUDA_CHECK(cudaEventSynchronize(e1));
+          float t = 0;
+          KVS_CUDA_CHECK(cudaEventElapsedTime(&t, e0, e1));
+          ms = std::min(ms, t);
+        }
+      }
+      if (ms < bestMs) {
+        bestMs = ms;
+        best = {hi, algo, ws};
+        found = true;
+      }
+    }
+    if (!found) {
+      if (e0) cudaEventDestroy(e0);
+      if (e1) cudaEventDestroy(e1);
+      cublasLtMatmulPreferenceDestroy(pref);
+      throw std::runtime_error("no algorithm");
+    }
+    p.buckets.push_back(best);
+    lo = hi;
+  }
+  if (e0) cudaEventDestroy(e0);
+  if (e1) cudaEventDestroy(e1);
+  cublasLtMatmulPreferenceDestroy(pref);
+  KVS_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the scratch buffers are freed on return
 }
 
 void GemmRunner::run(const void* X, const void* W, void* Y, int M, int N, int K, DType in, DType out) {
   if (M <= 0) return;
   if (M > maxM_) throw std::runtime_error("GEMM with M=" + std::to_string(M) + " > planned maximum " + std::to_string(maxM_));
-  Plan& p = get(N, K, in, out);
+  if (gemvApplies(M, N, K, in, out)) {
+    kvsk_gemv_params g{X, W, Y, M, N, K, static_cast<kvsk_dtype>(in)};
+    KVS_CUDA_CHECK(kvsk_gemv(&g, stream_));
+    return;
+  }
+  Plan& p = get(N, K, in, out, nullptr, 0);
+  const Bucket* b = &p.buckets.back();
+  for (const Bucket& c : p.buckets)
+    if (M <= c.maxM) { b = &c; break; }
+  if (M > b->maxM)
+    throw std::runtime_error("GEMM with M=" + std::to_string(M) + " beyond the " + std::to_string(b->maxM) + " it was planned for");
   setCols(p.b, M);
   setCols(p.d, M);
   const float alpha = 1.f, beta = 0.f;
-  KVS_CUBLAS_CHECK(cublasLtMatmul(handle_, p.desc, &alpha, W, p.a, X, p.b, &beta, Y, p.d, Y, p.d, &p.algo,
+  KVS_CUBLAS_CHECK(cublasLtMatmul(handle_, p.desc, &alpha, W, p.a, X, p.b, &beta, Y, p.d, Y, p.d, &b->algo,
                                   workspace_, workspaceBytes_, stream_));
 }
 
 std::string GemmRunner::describe(int N, int K, DType in, DType out) {
-  Plan& p = get(N, K, in, out);
-  int32_t id = 0, tile = 0, stages = 0, splitk = 0;
-  size_t w = 0;
-  cublasLtMatmulAlgoConfigGetAttribute(&p.algo, CUBLASLT_ALGO_CONFIG_ID, &id, sizeof(id), &w);
-  cublasLtMatmulAlgoConfigGetAttribute(&p.algo, CUBLASLT_ALGO_CONFIG_TILE_ID, &tile, sizeof(tile), &w);
-  cublasLtMatmulAlgoConfigGetAttribute(&p.algo, CUBLASLT_ALGO_CONFIG_STAGES_ID, &stages, sizeof(stages), &w);
-  cublasLtMatmulAlgoConfigGetAttribute(&p.algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splitk, sizeof(splitk), &w);
-  return "algo " + std::to_string(id) + " tile " + std::to_string(tile) + " stages " + std::to_string(stages) +
-         " splitK " + std::to_string(splitk);
+  Plan& p = get(N, K, in, out, nullptr, 0);
+  std::string s;
+  if (gemvApplies(1, N, K, in, out)) s = "M<=" + std::to_string(KVSK_GEMV_MAX_M) + ": gemv; ";
+  for (const Bucket& b : p.buckets) {
+    s += "M<=" + std::to_string(b.maxM) + ": algo " + std::to_string(algoAttr(b.algo, CUBLASLT_ALGO_CONFIG_ID)) +
+         " tile " + std::to_string(algoAttr(b.algo, CUBLASLT_ALGO_CONFIG_TILE_ID)) + " stages " +
+         std::to_string(algoAttr(b.algo, CUBLASLT_ALGO_CONFIG_STAGES_ID)) + " splitK " +
+         std::to_string(algoAttr(b.algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM)) + "; ";
+  }
+  if (!s.empty()) s.resize(s.size() - 2);
+  return s;
 }
 
 }  // namespace kvs::cuda

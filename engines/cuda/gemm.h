@@ -1,49 +1,69 @@
-// GEMMs of the CUDA backend through cuBLASLt: Y[M, N] = X[M, K] * W[N, K]^T, row-major, fp32 accumulation.
-// bf16/f16 operands use CUBLAS_COMPUTE_32F; float32 uses CUBLAS_COMPUTE_32F too (never TF32), so a float32
-// checkpoint computes in true float32.
+// GEMMs of the CUDA backend: Y[M, N] = X[M, K] * W[N, K]^T, row-major, fp32 accumulation. bf16/f16 operands
+// use CUBLAS_COMPUTE_32F; float32 uses CUBLAS_COMPUTE_32F too (never TF32), so a float32 checkpoint computes
+// in true float32.
 //
-// Batch invariance: the algorithm is chosen ONCE per (N, K, dtype) — the heuristic's best for M = probeM
-// with split-K forced off, that is also valid at M = 1 and M = maxM — and reused for every M. A row of Y then
-// depends on its row of X only, never on how many other rows share the call (checked bitwise by the kernel
-// tests). probeM trades prefill speed (large probe: large tiles) for decode speed (small probe: tiles that
-// spread a skinny product over more SMs); see docs/cuda.md for the measurements.
+// Two modes:
+// - Fast (the default): for M <= KVSK_GEMV_MAX_M (bf16/f16), our memory-bound kernel (kernels/gemv.cu) that
+//   reads each weight once; above it, one cuBLASLt algorithm per (weight shape, M bucket) — buckets are powers
+//   of two up to maxM — chosen at load by timing the heuristic's top candidates at the bucket's M on the
+//   real weights (split-K allowed). A row's result then depends on how many rows share the call.
+// - BatchInvariant (--batch-invariant): ONE algorithm per (N, K, dtype) — the heuristic's best at
+//   M = probeM with split-K forced off, also valid at M = 1 and M = maxM — for every M. A row of Y depends on
+//   its row of X only, never on the other rows of the call (checked bitwise by the kernel tests).
 #pragma once
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
 
 #include <map>
+#include <string>
 #include <tuple>
+#include <vector>
 
 #include "../model_config.h"
 
 namespace kvs::cuda {
 
+enum class GemmMode { Fast, BatchInvariant };
+
 class GemmRunner {
  public:
-  // maxM: the largest M any call will pass; probeM: the M the heuristic is asked about (0 = maxM).
-  GemmRunner(cudaStream_t stream, int maxM, int probeM = 0, size_t workspaceBytes = 32u << 20);
+  // maxM: the largest M any call will pass; probeM (batch-invariant mode): the M the heuristic is asked
+  // about (0 = maxM).
+  GemmRunner(cudaStream_t stream, int maxM, GemmMode mode, int probeM = 0, size_t workspaceBytes = 32u << 20);
   ~GemmRunner();
   GemmRunner(const GemmRunner&) = delete;
   GemmRunner& operator=(const GemmRunner&) = delete;
 
-  // Plans (N, K, in -> out) now; run() plans lazily otherwise. Throws when cuBLASLt has no algorithm.
-  void plan(int N, int K, DType in, DType out);
+  // Plans (N, K, in -> out) for calls of M <= maxM (0 = the runner's maxM). In fast mode W (the real
+  // weight, [N, K]) is what the candidates are timed on; may be null (then the heuristic's first pick).
+  // Throws when cuBLASLt has no algorithm. run() plans lazily (untimed) otherwise.
+  void plan(int N, int K, DType in, DType out, const void* W = nullptr, int maxM = 0);
   // X: [M, K] in, W: [N, K] in, Y: [M, N] out. M in [1, maxM].
   void run(const void* X, const void* W, void* Y, int M, int N, int K, DType in, DType out);
-  // Plain description of the chosen algorithm (benchmarks, logs).
+  // Plain description of the algorithm(s) chosen for the shape (benchmarks, logs).
   std::string describe(int N, int K, DType in, DType out);
+  GemmMode mode() const { return mode_; }
 
  private:
+  struct Bucket {
+    int maxM = 0;  // this algorithm serves M in (previous bucket's maxM, maxM]
+    cublasLtMatmulAlgo_t algo{};
+    size_t workspace = 0;
+  };
   struct Plan {
     cublasLtMatmulDesc_t desc = nullptr;
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;  // b, d have their column count set per call
-    cublasLtMatmulAlgo_t algo{};
+    std::vector<Bucket> buckets;  // ascending maxM; batch-invariant mode: exactly one, maxM = maxM_
   };
   using Key = std::tuple<int, int, int, int>;
-  Plan& get(int N, int K, DType in, DType out);
+  Plan& get(int N, int K, DType in, DType out, const void* W, int maxM);
+  void planInvariant(Plan& p, int N, int K);
+  void planFast(Plan& p, int N, int K, DType in, DType out, const void* W, int maxM);
+  bool gemvApplies(int M, int N, int K, DType in, DType out) const;
 
   cudaStream_t stream_;
   int maxM_, probeM_;
+  GemmMode mode_;
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
   size_t workspaceBytes_;

@@ -30,6 +30,7 @@ export function nativeOptions(config: EngineConfig, native: NativeModule): Nativ
     maxNumSeqs: config.maxNumSeqs,
     maxModelLen: config.maxModelLen,
     seed: config.seed,
+    batchInvariant: config.batchInvariant,
   };
 }
 

@@ -21,6 +21,7 @@ export interface NativeEngineOptions {
   maxNumSeqs: number;
   maxModelLen: number;           // 0 = from config
   seed: number;
+  batchInvariant?: boolean;      // cuda: bitwise batch-invariant GEMMs (the CPU backend always is)
 }
 
 export interface NativeEngineInfo {

@@ -2,7 +2,8 @@
 // load time, prefill throughput (every sequence's prompt in steps of maxNumBatchedTokens tokens), and decode
 // throughput at batch sizes 1..256 over contexts of ~CTX tokens (median of timed steps after warm-up).
 // A benchmark, not a test: it prints a table (and appends JSON to bench-engine.jsonl when KVSERVE_GPU_OUT is
-// set). KVSERVE_GEMM_PROBE_M chooses the M at which cuBLASLt picks each GEMM's one algorithm.
+// set). KVSERVE_BATCH_INVARIANT=1 runs the --batch-invariant mode (KVSERVE_GEMM_PROBE_M then chooses the M at
+// which cuBLASLt picks each GEMM's one algorithm).
 // Usage: npx tsx test/gpu/bench-engine.ts [config.json] [ctx] [batch,batch,...]
 import { appendFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -41,10 +42,12 @@ function batchOf(seqs: Array<{ id: number; start: number; count: number; sample:
 
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
 
+const batchInvariant = process.env.KVSERVE_BATCH_INVARIANT === '1';
+
 async function main() {
   const t0 = performance.now();
   const engine = await loadNative().loadEngine(cudaOptions(config, {
-    dummyWeights: true, maxNumSeqs: 256, maxNumBatchedTokens: MAX_T, maxModelLen: 2048, seed: 1 }));
+    dummyWeights: true, maxNumSeqs: 256, maxNumBatchedTokens: MAX_T, maxModelLen: 2048, seed: 1, batchInvariant }));
   const loadS = (performance.now() - t0) / 1000;
   const info = engine.info();
   if (info.numKvBlocks < 256 * maxBlocks) throw new Error(`KV pool of ${info.numKvBlocks} blocks < ${256 * maxBlocks} needed`);
@@ -74,9 +77,9 @@ async function main() {
   engine.dispose();
 
   const prefillTokS = (nSeq * CTX * 1000) / prefillMs;
-  const probe = process.env.KVSERVE_GEMM_PROBE_M || 'default (maxNumSeqs = 256)';
+  const probe = batchInvariant ? process.env.KVSERVE_GEMM_PROBE_M || 'maxNumSeqs = 256' : 'per M bucket (fast mode)';
   console.log(`\nmodel ${config} (dummy ${info.dtype}, ${(info.weightBytes / 2 ** 30).toFixed(1)} GiB), ${info.device}`);
-  console.log(`cuBLASLt algorithms picked at M = ${probe}; CUDA graphs ${process.env.KVSERVE_CUDA_GRAPHS === '0' ? 'off' : 'on'}`);
+  console.log(`mode ${batchInvariant ? '--batch-invariant' : 'default (fast)'}; cuBLASLt algorithms picked at M = ${probe}; CUDA graphs ${process.env.KVSERVE_CUDA_GRAPHS === '0' ? 'off' : 'on'}`);
   console.log(`load ${loadS.toFixed(1)} s; KV pool ${info.numKvBlocks} blocks of ${BLOCK} tokens (${(info.numKvBlocks * info.kvBlockBytes / 2 ** 30).toFixed(1)} GiB)`);
   console.log(`prefill: ${nSeq} x ${CTX} tokens in ${MAX_T}-token steps: ${prefillTokS.toFixed(0)} tokens/s`);
   console.log(`decode at context ~${CTX} (median of ${STEPS} steps):`);
@@ -84,7 +87,7 @@ async function main() {
   for (const r of rows) console.log(`${String(r.batch).padStart(5)} ${r.stepMs!.toFixed(2).padStart(9)} ${r.tokensPerS!.toFixed(0).padStart(10)}`);
   if (process.env.KVSERVE_GPU_OUT)
     appendFileSync(resolve(process.env.KVSERVE_GPU_OUT, 'bench-engine.jsonl'),
-      `${JSON.stringify({ config, device: info.device, dtype: info.dtype, gemmProbeM: probe, graphs: process.env.KVSERVE_CUDA_GRAPHS !== '0', loadS, prefillTokS, ctx: CTX, decode: rows })}\n`);
+      `${JSON.stringify({ config, device: info.device, dtype: info.dtype, batchInvariant, gemmProbeM: probe, graphs: process.env.KVSERVE_CUDA_GRAPHS !== '0', loadS, prefillTokS, ctx: CTX, decode: rows })}\n`);
 }
 
 main().catch((e) => { console.error(e); process.exit(1); });

@@ -1,28 +1,58 @@
 #!/usr/bin/env bash
-# The whole GPU suite in one call on the GPU machine (see docs/cuda.md): build the addon with CUDA and the
-# kernel test program, run `vitest --config vitest.gpu.config.ts`, then the engine benchmark with CUDA graphs
-# on and off and the GEMM algorithms picked at three probe sizes, and a per-phase profile of decode steps. Logs and measured numbers go to OUT_DIR (6 files).
-# Usage (repo root, node from .gpu/): bash test/gpu/gpu-run.sh OUT_DIR [vitest args...]
+# The GPU suite and benchmarks in one call on a CUDA machine (see docs/cuda.md). Logs and measured numbers go
+# to OUT_DIR.
+# Usage (repo root): bash test/gpu/gpu-run.sh OUT_DIR [stage...]
+#   build    the addon with CUDA, the kernel test program and the kernel benchmark; the TypeScript
+#   kernels  the kernel test program alone (kernel-tests.tsv)
+#   suite    vitest --config vitest.gpu.config.ts (the kernel tests again, the engine against transformers,
+#            batch invariance in --batch-invariant mode, kvserve serve --device cuda)
+#   kbench   kvserve_kernel_bench: copy bandwidth, GEMV and attention bandwidth (kernel-bench.txt)
+#   bench    the engine benchmark (dummy Llama-3-8B bf16): default mode with CUDA graphs on and off, and
+#            --batch-invariant (bench.log, bench-engine.jsonl)
+#   profile  per-phase GPU time of decode steps at batch 1 and 256, both modes
+# Without stages: build kernels kbench bench profile suite.
 set -uo pipefail
-out=${1:?usage: gpu-run.sh OUT_DIR}
+out=${1:?usage: gpu-run.sh OUT_DIR [stage...]}
+shift
+stages=${*:-build kernels kbench bench profile suite}
 mkdir -p "$out"
 export KVSERVE_GPU_OUT=$out
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/build.log"
-start=$(date +%s)
-if ! npx cmake-js compile --out build -p "$(nproc)" >>"$out/build.log" 2>&1; then
-  grep -E "error|Error" "$out/build.log" | head -40; tail -n 30 "$out/build.log"; exit 1
+status=0
+has() { [[ " $stages " == *" $1 "* ]]; }
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv,noheader | tee -a "$out/build.log"
+
+if has build; then
+  start=$(date +%s)
+  if ! npx cmake-js compile --out build -p "$(nproc)" >>"$out/build.log" 2>&1; then
+    grep -E "error|Error" "$out/build.log" | head -40; tail -n 30 "$out/build.log"; exit 1
+  fi
+  npx tsc -p tsconfig.json >>"$out/build.log" 2>&1 || { tail -n 30 "$out/build.log"; exit 1; }
+  echo "build: $(( $(date +%s) - start )) s"
 fi
-npx tsc -p tsconfig.json >>"$out/build.log" 2>&1 || { tail -n 30 "$out/build.log"; exit 1; }
-echo "build: $(( $(date +%s) - start )) s"
-npx vitest run --config vitest.gpu.config.ts "${@:2}" >"$out/test-gpu.log" 2>&1
-status=$?
-grep -E "^\[gpu\]|✓|✗|×|FAIL|passed|failed|suite |ALL PASSED|FAILED|Error" "$out/test-gpu.log" | grep -v "^ *$" | head -80
-for variant in "1:" "0:" "1:8192" "1:64"; do  # CUDA graphs on/off : GEMM probe M (empty = default, maxNumSeqs)
-  echo "--- KVSERVE_CUDA_GRAPHS=${variant%%:*} KVSERVE_GEMM_PROBE_M=${variant#*:}" | tee -a "$out/bench.log"
-  KVSERVE_CUDA_GRAPHS=${variant%%:*} KVSERVE_GEMM_PROBE_M=${variant#*:} npx tsx test/gpu/bench-engine.ts 2>&1 \
-    | grep -v "npm warn" | tee -a "$out/bench.log" | tail -n 11
-done
-# Where a decode step's time goes (GPU time per phase, CUDA events; batch 1 and 256 runs summed apart).
-KVSERVE_CUDA_PROFILE=1 npx tsx test/gpu/bench-engine.ts configs/llama-3-8b.json 512 1 2>&1 | grep "cuda profile" | tee -a "$out/bench.log"
-KVSERVE_CUDA_PROFILE=1 npx tsx test/gpu/bench-engine.ts configs/llama-3-8b.json 512 256 2>&1 | grep "cuda profile" | tee -a "$out/bench.log"
+if has kernels; then
+  build/Release/kvserve_kernel_tests "$out/kernel-tests.tsv" >"$out/kernel-tests.log" 2>&1 || status=1
+  grep -vE "^  " "$out/kernel-tests.log" | tail -n 12
+fi
+if has kbench; then
+  build/Release/kvserve_kernel_bench 2>&1 | tee "$out/kernel-bench.txt"
+fi
+if has bench; then
+  for variant in "0:1" "0:0" "1:1"; do  # batch-invariant : CUDA graphs
+    echo "--- KVSERVE_BATCH_INVARIANT=${variant%%:*} KVSERVE_CUDA_GRAPHS=${variant#*:}" | tee -a "$out/bench.log"
+    KVSERVE_BATCH_INVARIANT=${variant%%:*} KVSERVE_CUDA_GRAPHS=${variant#*:} npx tsx test/gpu/bench-engine.ts 2>&1 \
+      | grep -v "npm warn" | tee -a "$out/bench.log" | tail -n 12
+  done
+fi
+if has profile; then  # where a decode step's time goes (GPU time per phase, CUDA events)
+  for inv in 0 1; do
+    for b in 1 256; do
+      KVSERVE_BATCH_INVARIANT=$inv KVSERVE_CUDA_PROFILE=1 npx tsx test/gpu/bench-engine.ts configs/llama-3-8b.json 512 $b 2>&1 \
+        | grep "cuda profile" | sed "s/^/invariant=$inv batch=$b /" | tee -a "$out/bench.log"
+    done
+  done
+fi
+if has suite; then
+  npx vitest run --config vitest.gpu.config.ts >"$out/test-gpu.log" 2>&1 || status=1
+  grep -E "^\[gpu\]|✓|✗|×|FAIL|passed|failed|Error" "$out/test-gpu.log" | grep -v "^ *$" | head -60
+fi
 exit $status

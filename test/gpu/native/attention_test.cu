@@ -1,4 +1,5 @@
 // Paged attention against a naive float64 CPU reference over a grid: dtype {bf16, f16} x head_dim {64, 128}
+// (and 256 at G 1, 4, block 16) — the tensor-core kernel
 // x group {1, 2, 4, 8} x block size {16, 32} x scenarios (decode batch 256; decode 1 x 8k and 8 mixed up to
 // 4k, split-KV over 128-key partitions, up to 64 of them; chunked prefill with prefix hits next to decodes;
 // a 64-token chunk at the end of an 8k context), plus head_dim 8 / f32 (stories260K's shape). Physical blocks are shuffled; every cache slot no
@@ -52,7 +53,7 @@ void runCase(kvsk_dtype dt, int D, int G, int blockSize, const std::vector<Seq>&
   std::vector<int32_t> tileSeq(T), tileQ(T), tileSlot(T);
   kvsk_attention_plan_info info{};
   const int partition = 128;  // the CUDA backend's partition for contexts up to 8k
-  if (kvsk_attention_plan(qs.data(), ctx.data(), S, Hq, Hkv, D, partition, tileSeq.data(), tileQ.data(), tileSlot.data(), T, &info) != 0)
+  if (kvsk_attention_plan(qs.data(), ctx.data(), S, Hq, Hkv, D, dt, partition, tileSeq.data(), tileQ.data(), tileSlot.data(), T, &info) != 0)
     throw std::runtime_error("attention plan failed");
   DevVec<int32_t> dQs(qs), dCtx(ctx), dTable(table), dTS(tileSeq), dTQ(tileQ), dSlot(tileSlot);
   DevVec<float> pOut((size_t)std::max(1, info.numSplitSlots) * Hq * info.maxSplits * D),
@@ -132,6 +133,13 @@ void attentionTests() {
                    " bs" + std::to_string(bs) + " " + sc.name, 1, st);
           }
         }
+  for (kvsk_dtype dt : {KVSK_BF16, KVSK_F16})  // head_dim 256 (tensor cores, 32-key tiles)
+    for (int G : {1, 4})
+      for (auto& sc : scenarios) {
+        ErrStat st;
+        runCase(dt, 256, G, 16, sc.make(), sc.name, st);
+        report("attention", std::string(dtName(dt)) + " D256 G" + std::to_string(G) + " bs16 " + sc.name, 1, st);
+      }
   for (int G : {1, 2}) {  // stories260K: head_dim 8, float32
     ErrStat st;
     runCase(KVSK_F32, 8, G, 16, {{0, 5}, {3, 1}, {0, 1}, {40, 30}, {600, 1}}, "f32 D8", st);

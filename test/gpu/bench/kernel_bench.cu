@@ -1,0 +1,197 @@
+// kvserve_kernel_bench: the memory-bound kernels against the device's copy bandwidth, on Llama-3-8B's shapes.
+// A benchmark, not a test: prints tables (CUDA events, median of 20 timed runs after 3 warm-ups).
+//   copy   device-to-device cudaMemcpy of 2 GiB, bytes read + written (the ceiling)
+//   gemv   Y = X W^T at M = 1..8 for every weight shape: our GEMV kernel and the batch-invariant cuBLASLt
+//          algorithm (the previous default), weight bytes / time; weights rotate over > 1 GiB so that no
+//          run finds its weight in the 60 MB L2
+//   attn   decode attention (bf16, 32 query / 8 KV heads, head_dim 128, 16-token blocks, 128-key split
+//          partitions) at batch 1 and 64 x context 4096: K+V bytes read / time; prefill attention of
+//          2048- and 8192-token prompts (causal): TFLOP/s of the 4 T^2 D H / 2 useful flops
+// Usage: kvserve_kernel_bench [gemv|attn|copy ...]
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gemm.h"
+#include "kvserve_kernels.h"
+
+#define CK(x) do { cudaError_t e_ = (x); if (e_ != cudaSuccess) { std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); std::exit(1); } } while (0)
+
+namespace {
+
+cudaStream_t stream;
+
+// Median time in ms of fn(i) over 20 runs after 3 warm-ups (i = run index, for rotating buffers).
+double timeMs(const std::function<void(int)>& fn) {
+  cudaEvent_t a, b;
+  CK(cudaEventCreate(&a));
+  CK(cudaEventCreate(&b));
+  for (int i = 0; i < 3; ++i) fn(i);
+  std::vector<float> ts;
+  for (int i = 0; i < 20; ++i) {
+    CK(cudaEventRecord(a, stream));
+    fn(i + 3);
+    CK(cudaEventRecord(b, stream));
+    CK(cudaEventSynchronize(b));
+    float t = 0;
+    CK(cudaEventElapsedTime(&t, a, b));
+    ts.push_back(t);
+  }
+  CK(cudaGetLastError());
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  std::sort(ts.begin(), ts.end());
+  return ts[ts.size() / 2];
+}
+
+void* devRandom(size_t elems, kvsk_dtype dt, uint64_t seed, float scale = 1.f) {
+  void* p = nullptr;
+  const size_t es = dt == KVSK_F32 ? 4 : 2;
+  CK(cudaMalloc(&p, elems * es));
+  kvsk_fill_params f{p, dt, (int64_t)elems, seed, scale, 0.f};
+  CK(kvsk_fill(&f, stream));
+  return p;
+}
+
+double copyBandwidth() {
+  const size_t bytes = size_t(2) << 30;
+  void *a, *b;
+  CK(cudaMalloc(&a, bytes));
+  CK(cudaMalloc(&b, bytes));
+  CK(cudaMemset(a, 1, bytes));
+  const double ms = timeMs([&](int) { CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, stream)); });
+  cudaFree(a);
+  cudaFree(b);
+  return 2.0 * bytes / (ms * 1e-3);
+}
+
+void gemvBench(double copyBw) {
+  struct Shape { const char* name; int N, K; };
+  const Shape shapes[] = {{"qkv", 6144, 4096}, {"o", 4096, 4096}, {"gate_up", 28672, 4096}, {"down", 4096, 14336}, {"lm_head", 128256, 4096}};
+  const kvsk_dtype dt = KVSK_BF16;
+  kvs::cuda::GemmRunner invariant(stream, 256, kvs::cuda::GemmMode::BatchInvariant);
+  std::printf("\nGEMV, bf16 (weight bytes / time; %% of copy bandwidth %.2f TB/s)\n", copyBw / 1e12);
+  std::printf("%-8s %6s %6s %3s %10s %8s %6s %14s %8s\n", "weight", "N", "K", "M", "gemv us", "TB/s", "%copy", "cuBLASLt inv us", "TB/s");
+  for (const Shape& s : shapes) {
+    const size_t wElems = (size_t)s.N * s.K, wBytes = wElems * 2;
+    const int copies = std::max<int>(2, (int)((size_t(3) << 29) / wBytes) + 1);  // > 1.5 GiB of weights
+    std::vector<void*> ws;
+    for (int c = 0; c < copies; ++c) ws.push_back(devRandom(wElems, dt, 100 + c, 0.05f));
+    void* x = devRandom((size_t)8 * s.K, dt, 7);
+    void* y = nullptr;
+    CK(cudaMalloc(&y, (size_t)8 * s.N * 2));
+    for (int M : {1, 2, 4, 8}) {
+      const double gemvMs = timeMs([&](int i) {
+        kvsk_gemv_params g{x, ws[i % copies], y, M, s.N, s.K, dt};
+        CK(kvsk_gemv(&g, stream));
+      });
+      const double cubMs = timeMs([&](int i) {
+        invariant.run(x, ws[i % copies], y, M, s.N, s.K, kvs::DType::BF16, kvs::DType::BF16);
+      });
+      std::printf("%-8s %6d %6d %3d %10.1f %8.2f %5.0f%% %14.1f %8.2f\n", s.name, s.N, s.K, M, gemvMs * 1e3,
+                  wBytes / (gemvMs * 1e-3) / 1e12, 100.0 * wBytes / (gemvMs * 1e-3) / copyBw, cubMs * 1e3,
+                  wBytes / (cubMs * 1e-3) / 1e12);
+    }
+    for (void* w : ws) cudaFree(w);
+    cudaFree(x);
+    cudaFree(y);
+  }
+}
+
+struct AttnCase { const char* name; std::vector<int> qLens, ctx; };
+
+void attnBench(double copyBw) {
+  const int Hq = 32, Hkv = 8, D = 128, bs = 16, partition = 128;
+  const kvsk_dtype dt = KVSK_BF16;
+  std::vector<AttnCase> cases = {
+      {"decode b1 x 4096", {1}, {4096}},
+      {"decode b64 x 4096", std::vector<int>(64, 1), std::vector<int>(64, 4096)},
+      {"decode b256 x 512", std::vector<int>(256, 1), std::vector<int>(256, 512)},
+      {"prefill 1 x 2048", {2048}, {2048}},
+      {"prefill 16 x 512", std::vector<int>(16, 512), std::vector<int>(16, 512)},
+      {"prefill 1 x 8192", {8192}, {8192}},
+  };
+  std::printf("\nattention, bf16, Hq %d Hkv %d D %d, block %d, partition %d\n", Hq, Hkv, D, bs, partition);
+  std::printf("%-20s %10s %10s %8s %10s\n", "case", "us", "KV TB/s", "%copy", "TFLOP/s");
+  for (const AttnCase& c : cases) {
+    const int S = (int)c.qLens.size();
+    std::vector<int32_t> qs(S + 1, 0), ctx(c.ctx.begin(), c.ctx.end());
+    int maxBlocks = 0, totalBlocks = 0;
+    for (int s = 0; s < S; ++s) {
+      qs[s + 1] = qs[s] + c.qLens[s];
+      maxBlocks = std::max(maxBlocks, (ctx[s] + bs - 1) / bs);
+      totalBlocks += (ctx[s] + bs - 1) / bs;
+    }
+    const int T = qs[S];
+    std::vector<int> perm(totalBlocks);
+    std::iota(perm.begin(), perm.end(), 0);
+    std::shuffle(perm.begin(), perm.end(), std::mt19937(1));
+    std::vector<int32_t> table((size_t)S * maxBlocks, 0);
+    for (int s = 0, next = 0; s < S; ++s)
+      for (int b = 0; b * bs < ctx[s]; ++b) table[(size_t)s * maxBlocks + b] = perm[next++];
+    std::vector<int32_t> tileSeq(T), tileQ(T), tileSlot(T);
+    kvsk_attention_plan_info info{};
+    if (kvsk_attention_plan(qs.data(), ctx.data(), S, Hq, Hkv, D, dt, partition, tileSeq.data(), tileQ.data(), tileSlot.data(), T, &info) != 0)
+      std::exit(2);
+    auto up = [](const std::vector<int32_t>& v) {
+      int32_t* d = nullptr;
+      CK(cudaMalloc(&d, std::max<size_t>(1, v.size()) * 4));
+      CK(cudaMemcpy(d, v.data(), v.size() * 4, cudaMemcpyHostToDevice));
+      return d;
+    };
+    const size_t cacheElems = (size_t)totalBlocks * bs * Hkv * D;
+    void* k = devRandom(cacheElems, dt, 1);
+    void* v = devRandom(cacheElems, dt, 2);
+    void* q = devRandom((size_t)T * Hq * D, dt, 3);
+    void* out = devRandom((size_t)T * Hq * D, dt, 4);
+    const size_t parts = (size_t)std::max(1, info.numSplitSlots) * Hq * info.maxSplits;
+    float *pOut, *pMax, *pSum;
+    CK(cudaMalloc(&pOut, parts * D * 4));
+    CK(cudaMalloc(&pMax, parts * 4));
+    CK(cudaMalloc(&pSum, parts * 4));
+    kvsk_attention_params p{};
+    p.q = q; p.kCache = k; p.vCache = v; p.out = out;
+    p.blockTables = up(table); p.queryStart = up(qs); p.contextLens = up(ctx);
+    p.tileSeq = up(tileSeq); p.tileQStart = up(tileQ); p.tileSplitSlot = up(tileSlot);
+    p.partialOut = pOut; p.partialMax = pMax; p.partialSum = pSum;
+    p.numTiles = info.numTiles; p.tokensPerTile = info.tokensPerTile; p.numSplitSlots = info.numSplitSlots;
+    p.maxSplits = info.maxSplits; p.partitionSize = partition;
+    p.numHeads = Hq; p.numKvHeads = Hkv; p.headDim = D; p.blockSize = bs; p.maxBlocksPerSeq = maxBlocks;
+    p.scale = 1.f / std::sqrt((float)D); p.dtype = dt;
+    const double ms = timeMs([&](int) { CK(kvsk_attention(&p, info.decode, stream)); });
+    double kvBytes = 0, flops = 0;
+    for (int s = 0; s < S; ++s) {
+      kvBytes += 2.0 * ctx[s] * Hkv * D * 2;
+      for (int j = 0; j < c.qLens[s]; ++j) flops += 4.0 * (ctx[s] - c.qLens[s] + j + 1) * D * Hq;
+    }
+    std::printf("%-20s %10.1f %10.2f %7.0f%% %10.1f\n", c.name, ms * 1e3, kvBytes / (ms * 1e-3) / 1e12,
+                100.0 * kvBytes / (ms * 1e-3) / copyBw, flops / (ms * 1e-3) / 1e12);
+    for (const void* d : {p.blockTables, p.queryStart, p.contextLens, p.tileSeq, p.tileQStart, p.tileSplitSlot})
+      cudaFree(const_cast<void*>(d));
+    for (void* d : {k, v, q, out, (void*)pOut, (void*)pMax, (void*)pSum}) cudaFree(d);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> only(argv + 1, argv + argc);
+  auto want = [&](const char* s) { return only.empty() || std::find(only.begin(), only.end(), s) != only.end(); };
+  CK(cudaStreamCreate(&stream));
+  cudaDeviceProp prop;
+  CK(cudaGetDeviceProperties(&prop, 0));
+  std::printf("device: %s (sm_%d%d, %d SMs, L2 %d MB)\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount,
+              prop.l2CacheSize >> 20);
+  const double bw = copyBandwidth();
+  std::printf("copy bandwidth (read + write): %.2f TB/s\n", bw / 1e12);
+  if (want("gemv")) gemvBench(bw);
+  if (want("attn")) attnBench(bw);
+  CK(cudaStreamDestroy(stream));
+  return 0;
+}
