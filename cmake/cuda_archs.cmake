@@ -1,5 +1,6 @@
 # Which GPU architectures the CUDA kernels are compiled for. Included by cmake/cuda.cmake; also runs on its own
-# (`cmake -DKVSERVE_NVCC=/path/to/nvcc -P cmake/cuda_archs.cmake` prints the choice; the test suite does that).
+# (`cmake -DKVSERVE_NVCC=/path/to/nvcc -P cmake/cuda_archs.cmake` prints the choice; test/native/cuda-archs.test.ts
+# runs it so, with stand-ins for nvcc and nvidia-smi).
 #
 # The list is in CMake's CUDA_ARCHITECTURES syntax: 90 = sm_90 code plus compute_90 PTX (which the driver can
 # JIT-compile for newer GPUs), 90a = Hopper-only sm_90a code (wgmma, TMA), 90-real = code only, 90-virtual =
@@ -20,7 +21,11 @@ set(KVSERVE_CUDA_DEFAULT_ARCHS "80;86;89;90")
 # nvidia-smi is missing, fails, or sees no GPU.
 function(kvserve_visible_gpu_archs out)
   set(_archs "")
-  find_program(_kvs_nvidia_smi nvidia-smi)
+  if(KVSERVE_NVIDIA_SMI)  # a stand-in, for the tests
+    set(_kvs_nvidia_smi "${KVSERVE_NVIDIA_SMI}")
+  else()
+    find_program(_kvs_nvidia_smi nvidia-smi)
+  endif()
   if(_kvs_nvidia_smi)
     execute_process(COMMAND "${_kvs_nvidia_smi}" --query-gpu=compute_cap --format=csv,noheader
                     RESULT_VARIABLE _rc OUTPUT_VARIABLE _out ERROR_QUIET OUTPUT_STRIP_TRAILING_WHITESPACE)
