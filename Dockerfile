@@ -37,6 +37,7 @@ RUN scripts/docker-build-steps.sh no-build-tools && scripts/docker-build-steps.s
 # Hub models download here (mount the host's cache to keep them across containers).
 ENV HF_HOME=/root/.cache/huggingface
 EXPOSE 8000
-HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 CMD ["node", "scripts/healthcheck.mjs"]
+# Healthy once the model serves (/health answers 503 while it loads); the start period covers a first download.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=600s --retries=3 CMD ["node", "scripts/healthcheck.mjs"]
 ENTRYPOINT ["node", "dist/cli.js"]
 CMD ["serve", "--host", "0.0.0.0", "--port", "8000", "--device", "auto"]
