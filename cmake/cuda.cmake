@@ -6,6 +6,9 @@
 #                               KVSERVE_WITH_CUDA defined on it)
 #   KVSERVE_CUDA_INCLUDE_DIRS   kernels/ and the CUDA toolkit headers
 #   KVSERVE_CUDA_LIBRARIES      cudart (static) and cuBLASLt
+#   KVSERVE_CUDA_DEFINITIONS    KVSERVE_CUDA_ARCHS="80,86,89,90": the archs compiled in, for the start-up check
+# The archs come from cmake/cuda_archs.cmake: KVSERVE_CUDA_ARCHS, else the visible GPU, else 80;86;89;90.
+# KVSERVE_CUDA=OFF (cmake option or environment variable) builds the CPU engine only, even where nvcc is.
 # With nvcc but without cuBLASLt (CI), the kernels are still compiled, as an object library in ALL, so a
 # build proves they compile. Without nvcc nothing here happens: the CPU build never needs CUDA.
 # With KVSERVE_HAVE_CUDA also builds kvserve_kernel_tests (test/gpu/native), the kernel test program.
@@ -13,6 +16,16 @@ set(KVSERVE_HAVE_CUDA OFF)
 set(KVSERVE_CUDA_SOURCES "")
 set(KVSERVE_CUDA_INCLUDE_DIRS "")
 set(KVSERVE_CUDA_LIBRARIES "")
+set(KVSERVE_CUDA_DEFINITIONS "")
+
+if(DEFINED ENV{KVSERVE_CUDA} AND NOT DEFINED KVSERVE_CUDA)
+  set(KVSERVE_CUDA "$ENV{KVSERVE_CUDA}")
+endif()
+option(KVSERVE_CUDA "Build the CUDA backend when nvcc and cuBLASLt are found" ON)
+if(NOT KVSERVE_CUDA)
+  message(STATUS "kvserve: KVSERVE_CUDA=OFF, building without the CUDA backend")
+  return()
+endif()
 
 if(NOT CMAKE_CUDA_COMPILER)
   find_program(KVSERVE_NVCC nvcc HINTS ENV CUDA_HOME ENV CUDA_PATH PATHS /usr/local/cuda/bin /usr/local/bin)
@@ -27,9 +40,10 @@ if(NOT CMAKE_CUDA_COMPILER)
   return()
 endif()
 
-if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
-  set(CMAKE_CUDA_ARCHITECTURES 90)  # H100; add 80 with -DCMAKE_CUDA_ARCHITECTURES="80;90"
-endif()
+include(${CMAKE_CURRENT_LIST_DIR}/cuda_archs.cmake)
+kvserve_cuda_archs("${CMAKE_CUDA_COMPILER}" _kvs_archs _kvs_archs_source)
+set(CMAKE_CUDA_ARCHITECTURES "${_kvs_archs}")
+string(REPLACE ";" "," _kvs_archs_csv "${_kvs_archs}")
 set(CMAKE_CUDA_STANDARD 17)
 set(CMAKE_CUDA_STANDARD_REQUIRED ON)
 enable_language(CUDA)
@@ -45,7 +59,8 @@ if(CUDAToolkit_FOUND AND TARGET CUDA::cudart_static AND TARGET CUDA::cublasLt)
   set(KVSERVE_CUDA_SOURCES ${_kvs_kernel_sources} ${_kvs_backend_sources})
   set(KVSERVE_CUDA_INCLUDE_DIRS "${_kvs_root}/kernels" ${CUDAToolkit_INCLUDE_DIRS})
   set(KVSERVE_CUDA_LIBRARIES CUDA::cudart_static CUDA::cublasLt)
-  message(STATUS "kvserve: CUDA backend ON (nvcc ${CMAKE_CUDA_COMPILER_VERSION}, arch ${CMAKE_CUDA_ARCHITECTURES})")
+  set(KVSERVE_CUDA_DEFINITIONS "KVSERVE_CUDA_ARCHS=\"${_kvs_archs_csv}\"")
+  message(STATUS "kvserve: CUDA backend ON (nvcc ${CMAKE_CUDA_COMPILER_VERSION}, archs ${_kvs_archs}: ${_kvs_archs_source})")
 
   # The kernel test program: kernels against naive CPU references, and the cuBLASLt GEMM wrapper.
   file(GLOB _kvs_test_sources CONFIGURE_DEPENDS "${_kvs_root}/test/gpu/native/*.cu" "${_kvs_root}/test/gpu/native/*.cc")
@@ -67,8 +82,20 @@ if(CUDAToolkit_FOUND AND TARGET CUDA::cudart_static AND TARGET CUDA::cublasLt)
   target_compile_options(kvserve_kernel_bench PRIVATE ${_kvs_cuda_flags})
   set_target_properties(kvserve_kernel_bench PROPERTIES RUNTIME_OUTPUT_DIRECTORY "${CMAKE_BINARY_DIR}/Release")
 else()
-  message(STATUS "kvserve: nvcc found without cuBLASLt: compiling kernels/*.cu as a check only")
+  # Nothing of this build runs on a GPU, so one arch proves the kernels compile: the newest in the list,
+  # which takes the most code paths (KVSERVE_CUDA_ARCHS picks another).
+  set(_kvs_check_arch "")
+  set(_kvs_check_num 0)
+  foreach(_a IN LISTS _kvs_archs)
+    string(REGEX REPLACE "^([0-9]+).*$" "\\1" _n "${_a}")
+    if(_n GREATER_EQUAL _kvs_check_num)
+      set(_kvs_check_num ${_n})
+      set(_kvs_check_arch "${_a}")
+    endif()
+  endforeach()
+  message(STATUS "kvserve: nvcc found without cuBLASLt: compiling kernels/*.cu for ${_kvs_check_arch} as a check only")
   add_library(kvserve_kernels_check OBJECT ${_kvs_kernel_sources})
+  set_target_properties(kvserve_kernels_check PROPERTIES CUDA_ARCHITECTURES "${_kvs_check_arch}")
   target_include_directories(kvserve_kernels_check PRIVATE "${_kvs_root}/kernels")
   target_compile_options(kvserve_kernels_check PRIVATE ${_kvs_cuda_flags})
 endif()

@@ -11,6 +11,8 @@
 
 #ifdef KVSERVE_WITH_CUDA
 #include <cuda_runtime_api.h>
+
+#include "cuda/device_check.h"
 #endif
 
 namespace kvs {
@@ -34,12 +36,24 @@ void checkOptions(const EngineOptions& o) {
     throw std::runtime_error("unknown device \"" + o.device + "\" (supported: cpu, cuda)");
 }
 
+// Before anything is read: a GPU the build cannot use must not cost a checkpoint's load first.
+void checkDevice(const std::string& device) {
+  if (device != "cuda") return;
+#ifdef KVSERVE_WITH_CUDA
+  cuda::checkCudaDevice(0);
+#else
+  throw std::runtime_error("device cuda: this build has no CUDA backend (it was built without nvcc and cuBLASLt, "
+                           "or with KVSERVE_CUDA=OFF); rebuild where the CUDA toolkit is, or use --device cpu");
+#endif
+}
+
 }  // namespace
 
 std::unique_ptr<Engine> Engine::load(const EngineOptions& opts,
                                      const std::function<void(const std::string&, double)>& progress) {
   auto report = [&](const char* stage, double f) { if (progress) progress(stage, f); };
   checkOptions(opts);
+  checkDevice(opts.device);
   report("config", 0);
 
   // A dummy model may be named by its config file alone.
