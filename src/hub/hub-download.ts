@@ -1,7 +1,8 @@
 // One revision of a Hub model into the cache: @huggingface/hub resolves the revision to a commit (modelInfo),
 // lists its files (listFiles) and finds where each file's bytes are (fileDownloadInfo, which follows the
-// Hub's redirect to its CDN). The library's own downloadFileToCacheDir neither resumes nor reports progress
-// (and names snapshots by each file's last commit, not the revision's), so the bytes are fetched here:
+// Hub's redirect to its CDN). The library's own downloadFileToCacheDir neither resumes nor reports progress,
+// names a snapshot by each file's last commit rather than the revision's, and logs with console.debug onto
+// stdout (where `generate` writes its text), so the bytes are fetched here:
 // appended to blobs/<etag>.incomplete, a cut transfer continued with `Range: bytes=N-`, checked against the
 // tree's hash, then renamed to the blob and linked into snapshots/<commit>/.
 import { createHash } from 'node:crypto';
@@ -73,16 +74,26 @@ async function fetchFiles(s: Session, commit: string, plan: RepoFile[], progress
   const todo = plan.filter((f) => !s.cache.hasFile(commit, f.path));
   const downloads = todo.filter((f, i) => !s.cache.hasBlob(f.etag) && todo.findIndex((g) => g.etag === f.etag) === i);
   const total = downloads.reduce((n, f) => n + f.size, 0);
-  if (downloads.length) progress?.start(s.ctx.revision === 'main' ? s.ctx.repo : `${s.ctx.repo}@${s.ctx.revision}`, downloads.length, total);
+  const label = s.ctx.revision === 'main' ? s.ctx.repo : `${s.ctx.repo}@${s.ctx.revision}`;
+  // Started once the first file's location is known, so a refusal (gated, private) is the only line printed.
+  let started = false;
+  const reporter = progress && {
+    ...progress,
+    file(path: string, size: number, resumeAt: number) {
+      if (!started) progress.start(label, downloads.length, total);
+      started = true;
+      progress.file(path, size, resumeAt);
+    },
+  };
   let before = 0;
   for (const f of todo) {
     if (!s.cache.hasBlob(f.etag)) {
-      await fetchBlob(s, commit, f, (done) => progress?.bytes(before + done), progress);
+      await fetchBlob(s, commit, f, (done) => progress?.bytes(before + done), reporter);
       before += f.size;
     }
     await s.cache.link(commit, f.path, f.etag);
   }
-  if (downloads.length) progress?.finish();
+  if (started) progress?.finish();
 }
 
 /** blobs/<etag> from the Hub, continuing an .incomplete part; verified before it is renamed into place. */
@@ -126,6 +137,10 @@ async function transfer(s: Session, url: string, part: string, have: number, f: 
   if (!res.ok) throw new HubError(`${s.ctx.repo}/${f.path}: the Hub answered HTTP ${res.status}`);
   // A server that ignores Range sends the whole file again: start the part over rather than append it.
   const append = have > 0 && res.status === 206;
+  if (append && !(res.headers.get('content-range') ?? '').startsWith(`bytes ${have}-`)) {
+    await res.body?.cancel();
+    throw new HubError(`${s.ctx.repo}/${f.path}: asked for bytes from ${have}, the server sent ${res.headers.get('content-range') ?? 'no Content-Range'}`);
+  }
   const start = append ? have : 0;
   const fh = await open(part, append ? 'a' : 'w');
   let got = 0;

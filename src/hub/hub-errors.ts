@@ -46,9 +46,16 @@ export function refusal(ctx: HubContext, status: number, errorCode: string | nul
   const where = `on ${ctx.endpoint}`;
   if (errorCode === 'RevisionNotFound') return `revision "${ctx.revision}" not found in ${ctx.repo} ${where} (--revision takes a branch, tag or commit)`;
   if (errorCode === 'EntryNotFound') return `${ctx.repo} at ${ctx.revision} has no file ${decodeURIComponent(url.split('/').pop() ?? '')} ${where}`;
-  // Without a token the Hub answers 401 RepositoryNotFound for a private repository as for a missing one.
-  if (errorCode === 'RepositoryNotFound' && !(status === 401 && !ctx.tokenSent)) {
+  if (errorCode === 'RepositoryNotFound') {
+    // Without a token the Hub answers 401 RepositoryNotFound for a private repository as for a missing one.
+    if (status === 401 && !ctx.tokenSent) {
+      return `model ${ctx.repo} not found ${where}, or it is private or gated (HTTP 401, no HF_TOKEN set): ` +
+        `set HF_TOKEN and accept the model's licence on the Hub at ${ctx.endpoint}/${ctx.repo}`;
+    }
     return `model ${ctx.repo} not found ${where} (no local folder of that name either)`;
+  }
+  if (new URL(url).origin !== new URL(ctx.endpoint).origin) {
+    return `${new URL(url).host}, where the Hub sent the download of ${ctx.repo}, answered HTTP ${status} (an expired link?); run again to resume`;
   }
   if (status === 401 || status === 403 || errorCode === 'GatedRepo') {
     const token = ctx.tokenSent ? 'HF_TOKEN was sent' : 'no HF_TOKEN set';

@@ -6,7 +6,8 @@
 //   GET /{repo}/resolve/{rev}/{file}             plain git files: the bytes, ETag = git blob sha1, X-Repo-Commit;
 //                                                LFS files: 302 to /cdn/{sha256} with X-Linked-Etag/-Size
 //   GET /cdn/{sha256}                            the LFS bytes, with Range support
-// Gated repositories answer 401 (no token) or 403 (another token) with X-Error-Code: GatedRepo on resolve.
+// Gated repositories answer 401 (no token) or 403 (another token) with X-Error-Code: GatedRepo on resolve;
+// private ones answer every request with RepositoryNotFound: 401 without a token, 404 with another one.
 // `cut` makes the CDN close the socket part-way through a file, as a dropped connection does.
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -23,6 +24,8 @@ export interface FakeRepoSpec {
   refs: Record<string, string>;
   /** resolve needs `Authorization: Bearer <gatedToken>` */
   gatedToken?: string;
+  /** every request needs `Authorization: Bearer <privateToken>`; without a token the repo does not exist (401) */
+  privateToken?: string;
 }
 
 interface FakeFile {
@@ -44,6 +47,8 @@ export interface FakeHub {
   requests: SeenRequest[];
   /** close the socket of GET /cdn for `file` once `atByte` has been sent, `times` times */
   cut: { file: string; atByte: number; times: number } | undefined;
+  /** answer a resuming Range request (bytes=N- with N > 0) on /cdn with the whole file */
+  ignoreRange: boolean;
   close(): Promise<void>;
 }
 
@@ -75,7 +80,7 @@ export async function startFakeHub(specs: Record<string, FakeRepoSpec>): Promise
   const repos = new Map(Object.entries(specs).map(([id, spec]) => [id, { spec, files: readRepo(spec) }]));
   const byHash = new Map<string, FakeFile>();
   for (const r of repos.values()) for (const f of r.files.values()) byHash.set(f.sha256, f);
-  const hub: FakeHub = { url: '', requests: [], cut: undefined, close: async () => undefined };
+  const hub: FakeHub = { url: '', requests: [], cut: undefined, ignoreRange: false, close: async () => undefined };
   const sockets = new Set<import('node:net').Socket>();
 
   const refuse = (res: ServerResponse, status: number, code: string, message: string) => {
@@ -83,9 +88,10 @@ export async function startFakeHub(specs: Record<string, FakeRepoSpec>): Promise
     res.end(JSON.stringify({ error: message }));
   };
 
-  const lookup = (res: ServerResponse, repoId: string, rev: string) => {
+  const lookup = (res: ServerResponse, repoId: string, rev: string, auth: string | undefined) => {
     const repo = repos.get(repoId);
-    if (!repo) return refuse(res, 404, 'RepositoryNotFound', 'Repository not found'), undefined;
+    const hidden = repo?.spec.privateToken !== undefined && auth !== `Bearer ${repo.spec.privateToken}`;
+    if (!repo || hidden) return refuse(res, hidden && !auth ? 401 : 404, 'RepositoryNotFound', 'Repository not found'), undefined;
     const commit = /^[0-9a-f]{40}$/.test(rev) && Object.values(repo.spec.refs).includes(rev) ? rev : repo.spec.refs[rev];
     if (!commit) return refuse(res, 404, 'RevisionNotFound', `Invalid rev id: ${rev}`), undefined;
     return { repo, commit };
@@ -94,7 +100,8 @@ export async function startFakeHub(specs: Record<string, FakeRepoSpec>): Promise
   const sendBytes = (req: IncomingMessage, res: ServerResponse, bytes: Buffer, headers: Record<string, string>, cutFile?: string) => {
     let start = 0;
     let end = bytes.length - 1;
-    const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
+    let m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
+    if (hub.ignoreRange && cutFile && m && m[1] !== '0') m = null;
     if (m) {
       start = Number(m[1]);
       end = m[2] ? Math.min(Number(m[2]), end) : end;
@@ -127,7 +134,7 @@ export async function startFakeHub(specs: Record<string, FakeRepoSpec>): Promise
     hub.requests.push({ method: req.method ?? '', path, range: req.headers.range, authorization: req.headers.authorization });
     let m: RegExpExecArray | null;
     if ((m = /^\/api\/models\/([^/]+\/[^/]+)\/revision\/(.+)$/.exec(path))) {
-      const found = lookup(res, m[1]!, m[2]!);
+      const found = lookup(res, m[1]!, m[2]!, req.headers.authorization);
       if (!found) return;
       res.writeHead(200, { 'content-type': 'application/json' });
       return res.end(JSON.stringify({
@@ -137,7 +144,7 @@ export async function startFakeHub(specs: Record<string, FakeRepoSpec>): Promise
       }));
     }
     if ((m = /^\/api\/models\/([^/]+\/[^/]+)\/tree\/([^/]+)(?:\/(.*))?$/.exec(path))) {
-      const found = lookup(res, m[1]!, m[2]!);
+      const found = lookup(res, m[1]!, m[2]!, req.headers.authorization);
       if (!found) return;
       const folder = m[3] ? `${m[3]}/` : '';
       const entries = new Map<string, object>();
@@ -166,7 +173,7 @@ export async function startFakeHub(specs: Record<string, FakeRepoSpec>): Promise
       return res.end(JSON.stringify(all.slice(cursor, cursor + PAGE)));
     }
     if ((m = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(path))) {
-      const found = lookup(res, m[1]!, m[2]!);
+      const found = lookup(res, m[1]!, m[2]!, req.headers.authorization);
       if (!found) return;
       const gated = found.repo.spec.gatedToken;
       if (gated && req.headers.authorization !== `Bearer ${gated}`) {

@@ -21,6 +21,7 @@ beforeAll(async () => {
   hub = await startFakeHub({
     'kvserve-test/stories260K': { dir: stories, refs: { main: MAIN } },
     'kvserve-test/gated': { dir: stories, refs: { main: MAIN }, gatedToken: 'hf_granted' },
+    'kvserve-test/private': { dir: stories, refs: { main: MAIN }, privateToken: 'hf_mine' },
     'kvserve-test/bin-only': { dir: binOnly, refs: { main: MAIN }, extra: { 'pytorch_model.bin': Buffer.alloc(100) } },
   });
 });
@@ -50,6 +51,15 @@ describe('refusals', () => {
     const resolves = hub.requests.slice(from).filter((r) => r.path.includes('/resolve/'));
     expect(resolves.length).toBeGreaterThan(0);
     expect(resolves.every((r) => r.authorization === 'Bearer hf_granted')).toBe(true);
+  });
+
+  test('private without a token: the Hub says 401 not found, and the message gives both readings', async () => {
+    await expect(resolveModelDir('kvserve-test/private', { settings: settings() })).rejects.toThrow(
+      `model kvserve-test/private not found on ${hub.url}, or it is private or gated (HTTP 401, no HF_TOKEN set): ` +
+        `set HF_TOKEN and accept the model's licence on the Hub at ${hub.url}/kvserve-test/private`,
+    );
+    const dir = await resolveModelDir('kvserve-test/private', { settings: settings({ token: 'hf_mine' }) });
+    expect(readFileSync(join(dir, 'config.json'), 'utf8')).toBe(readFileSync(join(stories, 'config.json'), 'utf8'));
   });
 
   test('a missing repository: 404, named', async () => {
