@@ -3,9 +3,9 @@
 // Hub's redirect to its CDN). The library's own downloadFileToCacheDir neither resumes nor reports progress,
 // names a snapshot by each file's last commit rather than the revision's, and logs with console.debug onto
 // stdout (where `generate` writes its text), so the bytes are fetched here:
-// appended to blobs/<etag>.incomplete, a cut transfer continued with `Range: bytes=N-`, checked against the
-// tree's hash, then renamed to the blob and linked into snapshots/<commit>/.
-import { createHash } from 'node:crypto';
+// appended to blobs/<etag>.incomplete, a cut transfer continued with `Range: bytes=N-`, hashed as it arrives
+// and checked against the tree's hash, then renamed to the blob and linked into snapshots/<commit>/.
+import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -96,40 +96,77 @@ async function fetchFiles(s: Session, commit: string, plan: RepoFile[], progress
   if (started) progress?.finish();
 }
 
+/**
+ * blobs/<etag>.incomplete as it grows: its length and the hash of exactly the bytes on disk, so that a
+ * resumed part is hashed once (its old bytes when opened, each new chunk after it is written).
+ */
+class Part {
+  private hash: Hash;
+  private constructor(readonly path: string, private readonly f: RepoFile, public length: number) {
+    this.hash = Part.newHash(f);
+  }
+
+  static newHash(f: RepoFile): Hash {
+    const h = createHash(f.hash === 'sha256' ? 'sha256' : 'sha1');
+    if (f.hash === 'git-sha1') h.update(`blob ${f.size}\0`);
+    return h;
+  }
+
+  static async open(path: string, f: RepoFile, length: number): Promise<Part> {
+    if (length > f.size) {
+      await rm(path);
+      length = 0;
+    }
+    const part = new Part(path, f, length);
+    if (length > 0) for await (const chunk of createReadStream(path)) part.hash.update(chunk as Buffer);
+    return part;
+  }
+
+  /** A server ignored the Range request and sends the file from its first byte. */
+  restart(): void {
+    this.hash = Part.newHash(this.f);
+    this.length = 0;
+  }
+
+  written(chunk: Uint8Array): void {
+    this.hash.update(chunk);
+    this.length += chunk.length;
+  }
+
+  digest(): string {
+    return this.hash.digest('hex');
+  }
+}
+
 /** blobs/<etag> from the Hub, continuing an .incomplete part; verified before it is renamed into place. */
 async function fetchBlob(s: Session, commit: string, f: RepoFile, onBytes: (done: number) => void, progress: DownloadProgress | undefined): Promise<void> {
   const info = await fileDownloadInfo({ ...s.lib, repo: s.ctx.repo, path: f.path, revision: commit });
   if (!info) throw new HubError(`${s.ctx.repo} lists ${f.path} at ${commit.slice(0, 7)}, but the Hub has no such file`);
   if (info.size !== f.size) throw new HubError(`${s.ctx.repo}/${f.path}: the Hub lists ${f.size} bytes but serves ${info.size}`);
-  const part = s.cache.incomplete(f.etag);
-  await mkdir(dirname(part), { recursive: true });
-  progress?.file(f.path, f.size, Math.min(s.cache.incompleteSize(f.etag), f.size));
-  for (let attempt = 1; ; attempt++) {
-    let have = s.cache.incompleteSize(f.etag);
-    if (have > f.size) {
-      await rm(part);
-      have = 0;
-    }
-    onBytes(have);
-    if (have === f.size) break;
-    const moved = await transfer(s, info.url, part, have, f, onBytes);
-    if (moved === 'done') break;
+  const path = s.cache.incomplete(f.etag);
+  await mkdir(dirname(path), { recursive: true });
+  const part = await Part.open(path, f, s.cache.incompleteSize(f.etag));
+  progress?.file(f.path, f.size, part.length);
+  onBytes(part.length);
+  for (let attempt = 1; part.length < f.size; attempt++) {
+    const moved = await transfer(s, info.url, part, f, onBytes);
+    if (part.length >= f.size) break;
     if (moved === 0 || attempt === MAX_ATTEMPTS) {
-      const now = s.cache.incompleteSize(f.etag);
-      throw new HubError(`download of ${s.ctx.repo}/${f.path} cut at ${now} of ${f.size} bytes; run again to resume from ${part}`);
+      throw new HubError(`download of ${s.ctx.repo}/${f.path} cut at ${part.length} of ${f.size} bytes; run again to resume from ${path}`);
     }
     await new Promise((r) => setTimeout(r, 250 * attempt));
   }
-  if ((await digest(part, f)) !== f.etag) {
-    await rm(part, { force: true });
+  if (part.length !== f.size || part.digest() !== f.etag) {
+    await rm(path, { force: true });
     throw new HubError(`${s.ctx.repo}/${f.path}: the downloaded bytes do not match the Hub's ${f.hash} ${f.etag}; the partial file was removed, run again`);
   }
   await s.cache.commitBlob(f.etag);
 }
 
-/** One HTTP transfer appended to `part` from byte `have`: 'done', or how many bytes came before the cut. */
-async function transfer(s: Session, url: string, part: string, have: number, f: RepoFile, onBytes: (done: number) => void): Promise<'done' | number> {
+/** One HTTP transfer appended to the part from its current length; returns the bytes it moved before it ended. */
+async function transfer(s: Session, url: string, part: Part, f: RepoFile, onBytes: (done: number) => void): Promise<number> {
   const headers: Record<string, string> = {};
+  const have = part.length;
   if (have > 0) headers.Range = `bytes=${have}-`;
   // The token goes to the Hub only; a CDN URL it redirected to is already signed.
   if (s.settings.token && new URL(url).origin === new URL(s.settings.endpoint).origin) headers.Authorization = `Bearer ${s.settings.token}`;
@@ -141,28 +178,22 @@ async function transfer(s: Session, url: string, part: string, have: number, f: 
     await res.body?.cancel();
     throw new HubError(`${s.ctx.repo}/${f.path}: asked for bytes from ${have}, the server sent ${res.headers.get('content-range') ?? 'no Content-Range'}`);
   }
-  const start = append ? have : 0;
-  const fh = await open(part, append ? 'a' : 'w');
+  if (!append) part.restart();
+  const fh = await open(part.path, append ? 'a' : 'w');
   let got = 0;
   try {
     for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      if (part.length + chunk.length > f.size) throw new HubError(`${s.ctx.repo}/${f.path}: the server sent more than the ${f.size} bytes the Hub lists`);
       await fh.write(chunk);
+      part.written(chunk);
       got += chunk.length;
-      onBytes(start + got);
+      onBytes(part.length);
     }
   } catch (e) {
-    if (networkCode(e) === undefined && !(e instanceof TypeError)) throw e;
-    return got;  // the connection dropped mid-body: what arrived is on disk, the next attempt resumes after it
+    if (e instanceof HubError || (networkCode(e) === undefined && !(e instanceof TypeError))) throw e;
+    // The connection dropped mid-body: what arrived is on disk (and hashed), the next attempt resumes after it.
   } finally {
     await fh.close();
   }
-  return start + got === f.size ? 'done' : got;
-}
-
-/** The file's hash as the Hub names the blob: sha256 for LFS files, git's blob sha1 for the rest. */
-async function digest(path: string, f: RepoFile): Promise<string> {
-  const h = createHash(f.hash === 'sha256' ? 'sha256' : 'sha1');
-  if (f.hash === 'git-sha1') h.update(`blob ${f.size}\0`);
-  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
-  return h.digest('hex');
+  return got;
 }
