@@ -10,6 +10,7 @@ export const defaultModelDir = resolve(repoRoot, 'models', 'stories260K');
 
 export interface EngineConfig {
   model: string;
+  revision: string;               // Hub revision when model is an org/name repo id
   tokenizer: string;              // folder with tokenizer.json; defaults to model (or its folder for a config.json path)
   loadFormat: 'auto' | 'dummy';
   device: 'cpu' | 'cuda' | 'auto';
@@ -53,8 +54,9 @@ export class ConfigError extends Error {
 }
 
 export const engineFlags: Record<string, FlagSpec> = {
-  model: { key: 'model', kind: 'string', help: 'Hugging Face model folder (default: the stories260K demo)' },
-  tokenizer: { key: 'tokenizer', kind: 'string', help: 'folder with tokenizer.json (default: the model folder)' },
+  model: { key: 'model', kind: 'string', help: 'model folder, or org/name on the Hugging Face Hub (default: the stories260K demo)' },
+  revision: { key: 'revision', kind: 'string', help: 'Hub branch, tag or commit of an org/name --model (default main)' },
+  tokenizer: { key: 'tokenizer', kind: 'string', help: 'folder with tokenizer.json, or org/name on the Hub (default: the model\'s)' },
   'load-format': { key: 'loadFormat', kind: 'string', choices: ['auto', 'dummy'], help: 'dummy = random weights from config.json alone' },
   device: { key: 'device', kind: 'string', choices: ['cpu', 'cuda', 'auto'], help: 'auto picks cuda when a GPU is there' },
   dtype: { key: 'dtype', kind: 'string', choices: ['auto', 'float32', 'bfloat16', 'float16'], help: 'weight and compute dtype (auto = the checkpoint\'s)' },
@@ -86,6 +88,7 @@ export const serverFlags: Record<string, FlagSpec> = {
 export function engineDefaults(): EngineConfig {
   return {
     model: defaultModelDir,
+    revision: 'main',
     tokenizer: '',
     loadFormat: 'auto',
     device: 'auto',

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { ConfigError, engineDefaults, engineFlags, finishEngineConfig, formatHelp, parseFlags, type EngineConfig } from './config.js';
 import { createEngine } from './engine/engine.js';
+import { resolveHubModels } from './hub/resolve-model.js';
 import type { SamplingParams } from './engine/types.js';
 import { stderrProgress } from './load-progress.js';
 import { IncrementalDetokenizer } from './tokenizer/detokenizer.js';
@@ -46,7 +47,7 @@ export async function runGenerateCli(argv: string[]): Promise<number> {
   });
   if (rest.length > 0) throw new ConfigError(`unexpected argument "${rest[0]}" (the prompt goes after --prompt)`);
   if (!argv.some((a) => a === '--prompt' || a.startsWith('--prompt='))) throw new ConfigError('--prompt is required');
-  const config = finishEngineConfig(parsed);
+  const config = finishEngineConfig(await resolveHubModels(parsed, { progress: !parsed.quiet && !parsed.json }));
   const samplingSeed = config.samplingSeed >= 0 ? config.samplingSeed : undefined;
 
   const tokenizer = await TextTokenizer.forModel(config.tokenizer, {

@@ -10,6 +10,7 @@ export interface BenchOptions {
   model: string | undefined;
   apiKey: string | undefined;
   tokenizer: string | undefined;
+  tokenizerRevision: string;
   /** 'random' or a ShareGPT JSON file */
   dataset: string;
   inputLen: number;
@@ -36,7 +37,8 @@ const flags = {
   endpoint: { key: 'endpoint', kind: 'string', choices: ['/v1/completions', '/v1/chat/completions'], help: 'API to call (default /v1/completions)' },
   model: { key: 'model', kind: 'string', help: 'model id (default: the first of /v1/models)' },
   'api-key': { key: 'apiKey', kind: 'string', help: 'bearer key (default: $OPENAI_API_KEY or $KVSERVE_API_KEY)' },
-  tokenizer: { key: 'tokenizer', kind: 'string', help: 'folder with tokenizer.json: exact prompt lengths, output tokens without usage' },
+  tokenizer: { key: 'tokenizer', kind: 'string', help: 'folder with tokenizer.json, or org/name on the Hub: exact prompt lengths, output tokens without usage' },
+  'tokenizer-revision': { key: 'tokenizerRevision', kind: 'string', help: 'Hub branch, tag or commit of an org/name --tokenizer (default main)' },
   dataset: { key: 'dataset', kind: 'string', help: '"random" (default) or a ShareGPT-format JSON file' },
   'input-len': { key: 'inputLen', kind: 'int', min: 1, help: 'random dataset: prompt tokens (default 1024)' },
   'output-len': { key: 'outputLen', kind: 'int', min: 1, help: 'max_tokens (default 128; ShareGPT: the reference reply\'s length)' },
@@ -97,6 +99,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
     model: undefined as string | undefined,
     apiKey: process.env.OPENAI_API_KEY || process.env.KVSERVE_API_KEY || undefined,
     tokenizer: undefined as string | undefined,
+    tokenizerRevision: 'main',
     dataset: 'random',
     inputLen: 1024,
     outputLen: undefined as number | undefined,

@@ -3,6 +3,7 @@
 // run at one request rate to metrics and result JSON, and the writing of result files.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { resolveModelDir } from '../hub/resolve-model.js';
 import { TextTokenizer } from '../tokenizer/tokenizer.js';
 import { runBenchmark } from './benchmark.js';
 import { randomDataset } from './dataset-random.js';
@@ -23,7 +24,9 @@ export interface BenchSetup {
 
 export async function prepareBench(o: BenchOptions): Promise<BenchSetup> {
   const model = o.model ?? (await firstModel(o.baseUrl, o.apiKey));
-  const tokenizer = o.tokenizer ? await TextTokenizer.load(o.tokenizer) : undefined;
+  const tokenizer = o.tokenizer
+    ? await TextTokenizer.load(await resolveModelDir(o.tokenizer, { set: 'tokenizer', revision: o.tokenizerRevision, progress: true }))
+    : undefined;
   let dataset: Dataset;
   let datasetLabel: string;
   if (o.dataset === 'random') {

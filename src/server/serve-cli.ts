@@ -4,6 +4,7 @@ import { basename, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { ConfigError, finishEngineConfig, formatHelp, parseFlags, serverDefaults, serverFlags, type ServerConfig } from '../config.js';
 import { createEngine, type Engine } from '../engine/engine.js';
+import { resolveHubModels } from '../hub/resolve-model.js';
 import { ChatTemplate, ChatTemplateError } from '../tokenizer/chat-template.js';
 import { TextTokenizer } from '../tokenizer/tokenizer.js';
 import { buildApp } from './app.js';
@@ -30,7 +31,7 @@ export async function runServeCli(argv: string[]): Promise<number> {
   }
   const { config: parsed, rest } = parseFlags<ServerConfig>(argv, serverFlags, serverDefaults());
   if (rest.length > 0) throw new ConfigError(`unexpected argument "${rest[0]}" (see --help)`);
-  const config = finishEngineConfig(parsed);
+  const config = finishEngineConfig(await resolveHubModels(parsed, { progress: parsed.logLevel !== 'silent' }));
   const shutdown = onShutdownSignal();
   const server = await startServe(config);
   let first: unknown;
