@@ -1,5 +1,7 @@
 // One forward step of a batch over the paged KV cache, and sampling. The cpu and cuda backends implement it.
 #pragma once
+#include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -23,6 +25,10 @@ struct EngineOptions {
   int maxNumSeqs = 256;               // bounds S and R
   int maxModelLen = 0;                // 0 = config's max_position_embeddings
   uint64_t seed = 0;                  // dummy weights
+  // Loading progress: while it is being made, a backend calls this each time one weight tensor is ready
+  // (converted, uploaded, generated, or borrowed in place from the mapping), with its checkpoint bytes.
+  // Never called after the backend's constructor returns.
+  std::function<void(size_t bytes)> onTensorLoaded;
 };
 
 struct BackendInfo {
