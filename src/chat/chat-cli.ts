@@ -78,16 +78,14 @@ async function converse(backend: ChatBackend, config: ChatConfig): Promise<void>
   const tty = process.stdin.isTTY === true && process.stdout.isTTY === true;
   const rl = createInterface({ input: process.stdin, output: tty ? process.stdout : undefined, terminal: tty });
   rl.setPrompt('>>> ');
-  const note = (line: string) => {
-    if (!config.quiet) process.stderr.write(`${line}\n`);
-  };
+  const note = (line: string) => process.stderr.write(`${line}\n`);
   const start = (): ChatMessage[] => (config.system ? [{ role: 'system', content: config.system }] : []);
   let history = start();
   let replying: AbortController | undefined;
   // Ctrl-C stops the reply being written; with none, it leaves (as Ctrl-D does).
   rl.on('SIGINT', () => (replying ? replying.abort() : rl.close()));
 
-  note(`kvserve chat: ${backend.description}. ${COMMANDS}.`);
+  if (!config.quiet) note(`kvserve chat: ${backend.description}. ${COMMANDS}.`);
   if (tty) rl.prompt();
   try {
     for await (const line of rl) {

@@ -27,7 +27,7 @@ export function registerAuth(app: FastifyInstance, apiKey: string | undefined): 
   if (!apiKey) return;
   app.addHook('onRequest', async (req) => {
     const path = req.url.split('?', 1)[0]!;
-    if (OPEN_PATHS.has(path)) return;
+    if (OPEN_PATHS.has(path) || req.routeOptions.config.public) return;
     const given = presentedKey(req);
     if (given === undefined) {
       throw new ApiError('invalid_api_key', 'missing API key: send it as "Authorization: Bearer <key>"');
