@@ -16,7 +16,7 @@ interface GenerateConfig extends EngineConfig, SamplingFlagValues {
   quiet: boolean;
 }
 
-const generateFlags = {
+export const generateFlags = {
   ...engineFlags,
   prompt: { key: 'prompt', kind: 'string', metavar: 'TEXT', help: 'the prompt (required)' },
   ...samplingFlags,
@@ -25,7 +25,7 @@ const generateFlags = {
   quiet: { key: 'quiet', kind: 'boolean', help: 'no loading progress on stderr' },
 } as const;
 
-const generateDefaults = (): GenerateConfig => ({
+export const generateDefaults = (): GenerateConfig => ({
   ...engineDefaults(), prompt: '', maxTokens: 256, temperature: 0, topP: 1, topK: -1, minP: 0, samplingSeed: -1,
   ignoreEos: false, json: false, quiet: false,
 });

@@ -18,7 +18,7 @@ interface ChatConfig extends LocalChatConfig {
   quiet: boolean;
 }
 
-const chatFlags = {
+export const chatFlags = {
   ...engineFlags,
   'chat-template': { key: 'chatTemplate', kind: 'string', metavar: 'FILE', help: 'Jinja chat template file overriding the model\'s' },
   system: { key: 'system', kind: 'string', metavar: 'TEXT', help: 'system prompt at the start of every conversation' },
@@ -28,7 +28,7 @@ const chatFlags = {
   quiet: { key: 'quiet', kind: 'boolean', help: 'no loading progress and no banner on stderr' },
 } as const;
 
-const chatDefaults = (): ChatConfig => ({
+export const chatDefaults = (): ChatConfig => ({
   ...engineDefaults(), chatTemplate: '', system: '',
   maxTokens: 256, temperature: 0.8, topP: 0.95, topK: -1, minP: 0, samplingSeed: -1,
   baseUrl: '', apiKey: process.env.KVSERVE_API_KEY || process.env.OPENAI_API_KEY || undefined, quiet: false,
