@@ -18,7 +18,7 @@ COPY kernels ./kernels
 COPY src ./src
 COPY configs ./configs
 # Portable: the image may run on another CPU than the one that built it.
-RUN npx cmake-js compile --out build --CDKVSERVE_PORTABLE=ON && npx tsc -p tsconfig.json && npm prune --omit=dev
+RUN npx cmake-js compile --out build --CDKVSERVE_PORTABLE=ON && npm run build:ts && npm prune --omit=dev
 
 FROM nvidia/cuda:13.0.0-runtime-ubuntu24.04
 COPY --from=build /usr/local/bin/node /usr/local/bin/node

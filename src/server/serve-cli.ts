@@ -79,6 +79,7 @@ export async function startServe(config: ServerConfig): Promise<ServeHandle> {
   });
   const { url } = await listen(app, config.host, config.port);
   log(config, `kvserve: listening on ${url} (model "${servedModelName}" loading; /health answers 503 until ready)`);
+  log(config, `kvserve: chat in the browser at ${url}/`);
 
   const ready = createEngine(config, undefined, progressReporter(config, slot)).then((engine) => {
     const info = engine.info;

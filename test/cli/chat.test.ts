@@ -31,12 +31,12 @@ beforeAll(async () => {
 afterAll(() => engine?.close());
 
 /** The reference reply: the templated conversation, greedy, through the engine and the detokenizer. */
-async function greedyReply(messages: TemplateMessage[]): Promise<string> {
-  const ids = tokenizer.encode(template.render(messages, { addGenerationPrompt: true }), false);
+async function greedyReply(messages: TemplateMessage[], maxTokens = MAX_TOKENS, contextLen = engine.info.maxModelLen): Promise<string> {
+  const ids = promptIds(messages);
   const detok = new IncrementalDetokenizer(tokenizer, ids);
   const sampling = {
     temperature: 0, topP: 1, topK: -1, minP: 0, presencePenalty: 0, frequencyPenalty: 0, repetitionPenalty: 1,
-    maxTokens: Math.min(MAX_TOKENS, engine.info.maxModelLen - ids.length), minTokens: 0, stopTokenIds: [], ignoreEos: false, logprobs: null,
+    maxTokens: Math.min(maxTokens, contextLen - ids.length), minTokens: 0, stopTokenIds: [], ignoreEos: false, logprobs: null,
   };
   let text = '';
   for await (const out of engine.client.submit({ id: randomUUID(), promptTokenIds: ids, sampling })) {
@@ -44,6 +44,8 @@ async function greedyReply(messages: TemplateMessage[]): Promise<string> {
   }
   return text;
 }
+
+const promptIds = (messages: TemplateMessage[]) => tokenizer.encode(template.render(messages, { addGenerationPrompt: true }), false);
 
 /** Runs `kvserve chat`, writes `input`, and (with `end`) closes stdin; resolves when the process exits. */
 function chat(args: string[], input: string, end: boolean): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -90,6 +92,32 @@ describe('kvserve chat with the engine in-process (stories260K)', () => {
     const reply = await greedyReply([{ role: 'system', content: 'Lily and Tom' }, { role: 'user', content: 'went to the park' }]);
     expect(reply.length).toBeGreaterThan(0);
     expect(r.stdout).toBe(`${reply}\n`);
+  });
+
+  test('a conversation past the context drops its oldest exchanges, keeping room for a reply', async () => {
+    const context = 128, maxTokens = 40;
+    const turns = ['Once upon a time', 'The end.', 'Lily', 'Tom', 'The dog'];
+    const r = await chat(['--device', 'cpu', '--threads', '1', '--temperature', '0', '--max-tokens', String(maxTokens), '--max-model-len', String(context)],
+      turns.map((t) => `${t}\n`).join(''), true);
+    expect(r.code, r.stderr).toBe(0);
+    // The rule, restated: before each reply, whole exchanges go (oldest first) until the prompt leaves
+    // min(--max-tokens, context / 4) tokens free.
+    const history: TemplateMessage[] = [];
+    let transcript = '';
+    let dropped = 0;
+    for (const turn of turns) {
+      history.push({ role: 'user', content: turn });
+      while (promptIds(history).length + Math.min(maxTokens, context / 4) > context && history.length > 1) {
+        history.splice(0, 2);
+        dropped++;
+      }
+      const reply = await greedyReply(history, maxTokens, context);
+      history.push({ role: 'assistant', content: reply });
+      transcript += `${reply}\n`;
+    }
+    expect(dropped).toBeGreaterThan(0);
+    expect(r.stderr).toMatch(/oldest exchange.* no longer fit the context/);
+    expect(r.stdout).toBe(transcript);
   });
 
   test('unknown commands are answered on stderr and do not reach the model', async () => {

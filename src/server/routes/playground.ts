@@ -1,12 +1,12 @@
 // GET / — the chat playground — and its script and style sheet: three static files kept in
-// src/server/playground/ and served from there (they need no build step, and the package ships src/),
-// read once at start-up. The page talks to this server's own /v1 API; it loads nothing from elsewhere,
+// src/server/playground/ (copied to dist/server/playground/ by `npm run build:ts`, so either tree finds
+// them beside its routes/ folder), read once at start-up. The page talks to this server's own /v1 API; it loads nothing from elsewhere,
 // which its Content-Security-Policy enforces. Public like /health: the page itself asks for the API key.
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { FastifyPluginAsync } from 'fastify';
-import { repoRoot } from '../../config.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -15,7 +15,7 @@ declare module 'fastify' {
   }
 }
 
-export const playgroundDir = join(repoRoot, 'src', 'server', 'playground');
+export const playgroundDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'playground');
 
 const FILES: Array<[path: string, file: string, type: string]> = [
   ['/', 'index.html', 'text/html; charset=utf-8'],
