@@ -2,7 +2,7 @@
 // through the model's chat template, is tokenized without adding special tokens (the template wrote
 // them), and the reply streams through the incremental detokenizer.
 import { randomUUID } from 'node:crypto';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { ConfigError, type EngineConfig } from '../config.js';
 import { createEngine, type Engine } from '../engine/engine.js';
 import type { ProgressFn } from '../load-progress.js';
@@ -38,7 +38,7 @@ export class LocalChat implements ChatBackend {
     });
     const template = loadTemplate(config, tokenizer);
     const engine = await createEngine(config, undefined, progress);
-    const name = config.model.split('/').filter(Boolean).at(-1)!.replace(/\.json$/, '');
+    const name = basename(config.model).replace(/\.json$/, '');
     return new LocalChat(engine, tokenizer, template, config, name);
   }
 
