@@ -38,7 +38,7 @@ function shownDefault(spec: FlagSpec, value: unknown): string {
 
 // The values each command's parser starts from (the child process runs without API keys in its environment).
 const noKeys = <T extends object>(d: T) => ({ ...d, apiKey: undefined });
-const pages: Array<[string, Record<string, FlagSpec>, Record<string, unknown>]> = [
+const pages: Array<[string, Record<string, FlagSpec>, object]> = [
   ['serve', serverFlags, noKeys(serverDefaults())],
   ['generate', generateFlags, { ...generateDefaults() }],
   ['chat', chatFlags, noKeys(chatDefaults())],
@@ -52,7 +52,7 @@ describe.each(pages)('kvserve %s --help', (command, flags, defaults) => {
       const entry = listed.get(name);
       expect(entry, `--${name} missing`).toBeDefined();
       if (/\((default\b|required\))/.test(spec.help)) expect(entry).toContain(spec.help.match(/\((default[^)]*|required)\)/)![0]);
-      else expect(entry, `--${name}`).toContain(`(default: ${shownDefault(spec, defaults[spec.key])})`);
+      else expect(entry, `--${name}`).toContain(`(default: ${shownDefault(spec, (defaults as Record<string, unknown>)[spec.key])})`);
       if (spec.kind !== 'boolean') expect(entry, `--${name}`).toMatch(new RegExp(`^  --${name} (\\S+)`));
     }
     expect(page).not.toMatch(/<value>|VALUE/);
