@@ -1,5 +1,7 @@
 // One forward step of a batch over the paged KV cache, and sampling. The cpu and cuda backends implement it.
 #pragma once
+#include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -24,6 +26,10 @@ struct EngineOptions {
   int maxModelLen = 0;                // 0 = config's max_position_embeddings
   uint64_t seed = 0;                  // dummy weights
   bool batchInvariant = false;        // cuda: one GEMM algorithm for every M (bitwise batch invariance)
+  // Loading progress: while it is being made, a backend calls this each time one weight tensor is ready
+  // (converted, uploaded, generated, or borrowed in place from the mapping), with its checkpoint bytes.
+  // Never called after the backend's constructor returns.
+  std::function<void(size_t bytes)> onTensorLoaded;
 };
 
 struct BackendInfo {

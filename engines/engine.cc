@@ -4,6 +4,8 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <set>
 #include <stdexcept>
 
 #include "batch_check.h"
@@ -45,6 +47,18 @@ void checkDevice(const std::string& device) {
   throw std::runtime_error("device cuda: this build has no CUDA backend (it was built without nvcc and cuBLASLt, "
                            "or with KVSERVE_CUDA=OFF); rebuild where the CUDA toolkit is, or use --device cpu");
 #endif
+}
+
+// Checkpoint bytes of the tensors a backend prepares: every one bindLlamaWeights resolves, a tied lm_head once.
+size_t boundBytes(const ModelWeights& w) {
+  std::set<const Tensor*> seen{w.embed, w.lmHead, w.finalNorm};
+  for (const LayerWeights& L : w.layers)
+    for (const Tensor* t : {L.inputNorm, L.q, L.k, L.v, L.qBias, L.kBias, L.vBias, L.qNorm, L.kNorm, L.o, L.postNorm,
+                            L.gate, L.up, L.down})
+      if (t) seen.insert(t);
+  size_t bytes = 0;
+  for (const Tensor* t : seen) bytes += t->nbytes;
+  return bytes;
 }
 
 }  // namespace
@@ -89,24 +103,34 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& opts,
   cfg.maxPositions = maxLen;
   report("config", 1);
 
+  report("weights", 0);
   std::unique_ptr<WeightStore> weights;
   if (opts.dummyWeights) {
     DType dt = cfg.dtype;
     if (opts.dtype != "auto") parseDType(opts.dtype, &dt);
     weights = makeDummyWeights(cfg, dt);
   } else {
-    struct Ctx { const std::function<void(const std::string&, double)>* p; } ctx{&progress};
-    auto onProgress = [](void* c, size_t done, size_t total) {
-      auto* x = static_cast<Ctx*>(c);
-      if (*x->p) (*x->p)("weights", total ? double(done) / double(total) : 1.0);
-    };
-    weights = loadSafetensors(dir, onProgress, &ctx);
+    weights = loadSafetensors(dir);
   }
-  report("weights", 1);
 
+  // The "weights" stage runs while the backend prepares tensor after tensor (the mapping itself is lazy);
+  // "backend" is what follows inside it: the KV cache, GEMM plans, graphs.
   EngineOptions o = opts;
   o.maxModelLen = maxLen;
-  report("backend", 0);
+  const size_t total = boundBytes(bindLlamaWeights(cfg, *weights));
+  size_t done = 0;
+  bool weightsDone = false;
+  auto finishWeights = [&] {
+    if (weightsDone) return;
+    weightsDone = true;
+    report("weights", 1);
+    report("backend", 0);
+  };
+  o.onTensorLoaded = [&](size_t bytes) {
+    done += bytes;
+    if (done >= total) finishWeights();
+    else report("weights", double(done) / double(total));
+  };
   if (opts.device == "cuda") {
 #ifdef KVSERVE_WITH_CUDA
     engine->backend_ = makeCudaBackend(cfg, std::move(weights), o);
@@ -116,6 +140,7 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& opts,
   } else {
     engine->backend_ = makeCpuBackend(cfg, std::move(weights), o);
   }
+  finishWeights();
   report("backend", 1);
   engine->info_.config = cfg;
   engine->info_.backend = engine->backend_->info();

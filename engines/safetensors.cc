@@ -125,8 +125,7 @@ class MmapWeightStore : public WeightStore {
 
 }  // namespace
 
-std::unique_ptr<WeightStore> loadSafetensors(const std::string& modelDir, void (*onProgress)(void*, size_t, size_t),
-                                             void* progressCtx) {
+std::unique_ptr<WeightStore> loadSafetensors(const std::string& modelDir) {
   std::vector<std::string> files;
   std::string single = modelDir + "/model.safetensors";
   std::string index = modelDir + "/model.safetensors.index.json";
@@ -153,17 +152,10 @@ std::unique_ptr<WeightStore> loadSafetensors(const std::string& modelDir, void (
     throw std::runtime_error("no safetensors weights in " + modelDir +
                              " (expected model.safetensors or model.safetensors.index.json)");
   }
-  size_t total = 0, done = 0;
-  for (const auto& f : files) {
+  for (const auto& f : files)
     if (!isFile(f)) throw std::runtime_error("missing safetensors shard " + f);
-    total += fileSize(f);
-  }
   auto store = std::make_unique<MmapWeightStore>();
-  for (const auto& f : files) {
-    store->addFile(f);
-    done += fileSize(f);
-    if (onProgress) onProgress(progressCtx, done, total);
-  }
+  for (const auto& f : files) store->addFile(f);
   return store;
 }
 

@@ -34,11 +34,9 @@ class WeightStore {
   bool dummy_ = false;
 };
 
-// Opens model.safetensors or the shards listed in model.safetensors.index.json, mmapped read-only.
-// onProgress(bytesMapped, bytesTotal) is called as files are opened.
-std::unique_ptr<WeightStore> loadSafetensors(const std::string& modelDir,
-                                             void (*onProgress)(void*, size_t, size_t) = nullptr,
-                                             void* progressCtx = nullptr);
+// Opens model.safetensors or the shards listed in model.safetensors.index.json, mmapped read-only (so it
+// takes no time to speak of: loading progress is counted where a backend prepares each tensor).
+std::unique_ptr<WeightStore> loadSafetensors(const std::string& modelDir);
 
 // Tensors with the right names, shapes and dtype for `cfg`, and no data.
 std::unique_ptr<WeightStore> makeDummyWeights(const ModelConfig& cfg, DType dtype);

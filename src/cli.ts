@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// kvserve serve | generate | bench — each subcommand parses its own flags and returns an exit code.
+// kvserve serve | generate | chat | bench — each subcommand parses its own flags and returns an exit code.
 import { ConfigError } from './config.js';
 
 const USAGE = `usage: kvserve <command> [options]
@@ -7,6 +7,7 @@ const USAGE = `usage: kvserve <command> [options]
 commands:
   serve      OpenAI-compatible HTTP server (default model: the stories260K demo)
   generate   generate text for one prompt and print it as it comes
+  chat       chat with the model in the terminal (or with a running server: --base-url)
   bench      benchmark any OpenAI-compatible server (TTFT, ITL, throughput)
 
 kvserve <command> --help lists a command's options.`;
@@ -18,6 +19,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./server/index.js')).runServeCli(rest);
     case 'generate':
       return (await import('./generate.js')).runGenerateCli(rest);
+    case 'chat':
+      return (await import('./chat/chat-cli.js')).runChatCli(rest);
     case 'bench':
       return (await import('./bench/index.js')).runBenchCli(rest);
     case undefined:

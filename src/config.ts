@@ -40,10 +40,11 @@ export interface ServerConfig extends EngineConfig {
 }
 
 type Kind = 'string' | 'int' | 'number' | 'boolean';
-interface FlagSpec {
+export interface FlagSpec {
   key: string;
   kind: Kind;
   help: string;
+  metavar?: string;               // the value's placeholder in --help (cli-help.ts picks one otherwise)
   choices?: readonly string[];
   min?: number;
   max?: number;
@@ -194,13 +195,4 @@ export function finishEngineConfig<T extends EngineConfig>(c: T): T {
 
 export function defaultThreads(): number {
   return availableParallelism();
-}
-
-export function formatHelp(specs: Record<string, FlagSpec>): string {
-  return Object.entries(specs)
-    .map(([name, s]) => {
-      const arg = s.kind === 'boolean' ? `--[no-]${name}` : `--${name} ${s.choices ? s.choices.join('|') : s.kind === 'string' ? 'VALUE' : 'N'}`;
-      return `  ${arg.padEnd(44)} ${s.help}`;
-    })
-    .join('\n');
 }

@@ -1,54 +1,57 @@
 // `kvserve generate`: one prompt through the same engine loop the server uses, text streamed to stdout.
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { ConfigError, engineDefaults, engineFlags, finishEngineConfig, formatHelp, parseFlags, type EngineConfig } from './config.js';
+import { renderHelp } from './cli-help.js';
+import { ConfigError, engineDefaults, engineFlags, finishEngineConfig, parseFlags, type EngineConfig } from './config.js';
 import { createEngine } from './engine/engine.js';
 import { resolveHubModels } from './hub/resolve-model.js';
-import type { SamplingParams } from './engine/types.js';
 import { stderrProgress } from './load-progress.js';
+import { samplingFlags, samplingParams, type SamplingFlagValues } from './sampling-flags.js';
 import { IncrementalDetokenizer } from './tokenizer/detokenizer.js';
 import { TextTokenizer } from './tokenizer/tokenizer.js';
 
-interface GenerateConfig extends EngineConfig {
+interface GenerateConfig extends EngineConfig, SamplingFlagValues {
   prompt: string;
-  maxTokens: number;
-  temperature: number;
-  topP: number;
-  topK: number;
-  minP: number;
-  samplingSeed: number;        // -1 = random
   ignoreEos: boolean;
   json: boolean;
   quiet: boolean;
 }
 
-const generateFlags = {
+export const generateFlags = {
   ...engineFlags,
-  prompt: { key: 'prompt', kind: 'string', help: 'the prompt (required)' },
-  'max-tokens': { key: 'maxTokens', kind: 'int', min: 1, help: 'tokens to generate at most (default 256, clamped to the context)' },
-  temperature: { key: 'temperature', kind: 'number', min: 0, max: 2, help: '0 = greedy (default 0)' },
-  'top-p': { key: 'topP', kind: 'number', min: 0.000001, max: 1, help: 'nucleus sampling (default 1)' },
-  'top-k': { key: 'topK', kind: 'int', min: -1, help: 'top-k sampling (default off)' },
-  'min-p': { key: 'minP', kind: 'number', min: 0, max: 1, help: 'min-p sampling (default off)' },
-  seed: { key: 'samplingSeed', kind: 'int', min: -1, max: 4294967295, help: 'seed of the sampler (default random)' },
+  prompt: { key: 'prompt', kind: 'string', metavar: 'TEXT', help: 'the prompt (required)' },
+  ...samplingFlags,
   'ignore-eos': { key: 'ignoreEos', kind: 'boolean', help: 'keep generating past the end-of-sequence token' },
   json: { key: 'json', kind: 'boolean', help: 'print one JSON line {prompt_ids, output_ids, text} instead of streaming' },
   quiet: { key: 'quiet', kind: 'boolean', help: 'no loading progress on stderr' },
 } as const;
 
+export const generateDefaults = (): GenerateConfig => ({
+  ...engineDefaults(), prompt: '', maxTokens: 256, temperature: 0, topP: 1, topK: -1, minP: 0, samplingSeed: -1,
+  ignoreEos: false, json: false, quiet: false,
+});
+
+export const generateHelp = () =>
+  renderHelp({
+    usage: 'kvserve generate --prompt TEXT [options]',
+    summary: 'Generates text for one prompt with the engine in this process (no server) and prints it as it comes.',
+    flags: generateFlags,
+    defaults: generateDefaults(),
+    examples: [
+      'kvserve generate --prompt "Once upon a time" --max-tokens 64',
+      'kvserve generate --model DIR --prompt "The capital of France is" --temperature 0.7 --seed 1 --json',
+    ],
+  });
+
 export async function runGenerateCli(argv: string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
-    console.log(`usage: kvserve generate --prompt TEXT [options]\n\n${formatHelp(generateFlags)}`);
+    console.log(generateHelp());
     return 0;
   }
-  const { config: parsed, rest } = parseFlags<GenerateConfig>(argv, generateFlags, {
-    ...engineDefaults(), device: 'auto', prompt: '', maxTokens: 256, temperature: 0, topP: 1, topK: -1, minP: 0, samplingSeed: -1,
-    ignoreEos: false, json: false, quiet: false,
-  });
+  const { config: parsed, rest } = parseFlags<GenerateConfig>(argv, generateFlags, generateDefaults());
   if (rest.length > 0) throw new ConfigError(`unexpected argument "${rest[0]}" (the prompt goes after --prompt)`);
   if (!argv.some((a) => a === '--prompt' || a.startsWith('--prompt='))) throw new ConfigError('--prompt is required');
   const config = finishEngineConfig(await resolveHubModels(parsed, { progress: !parsed.quiet && !parsed.json }));
-  const samplingSeed = config.samplingSeed >= 0 ? config.samplingSeed : undefined;
 
   const tokenizer = await TextTokenizer.forModel(config.tokenizer, {
     dummy: config.loadFormat === 'dummy',
@@ -65,12 +68,7 @@ export async function runGenerateCli(argv: string[]): Promise<number> {
     if (contextLeft < 1) {
       throw new ConfigError(`the prompt is ${promptIds.length} tokens; the model's context is ${engine.info.maxModelLen} tokens`);
     }
-    const sampling: SamplingParams = {
-      temperature: config.temperature, topP: config.topP, topK: config.topK, minP: config.minP,
-      presencePenalty: 0, frequencyPenalty: 0, repetitionPenalty: 1, seed: samplingSeed,
-      maxTokens: Math.min(config.maxTokens, contextLeft), minTokens: 0, stopTokenIds: [], ignoreEos: config.ignoreEos,
-      logprobs: null,
-    };
+    const sampling = samplingParams(config, contextLeft, config.ignoreEos);
     const detok = new IncrementalDetokenizer(tokenizer, promptIds);
     const outputIds: number[] = [];
     let text = '';

@@ -1,15 +1,31 @@
-// Model-loading progress on stderr, shared by `serve` and `generate`: one line rewritten in place on a
-// terminal; elsewhere (logs, CI) only each stage's start and end, so a log is not flooded.
+// Model-loading progress on stderr, shared by `serve`, `generate` and `chat`. The native loader reports
+// each stage (config, weights, backend) from 0 to 1, and the weights stage once per tensor as the backend
+// prepares it. On a terminal one line is rewritten in place at every percent; elsewhere (logs, CI) a line
+// at each stage's start and end and each quarter crossed in between, so a log shows movement without
+// being flooded.
 export type ProgressFn = (stage: string, fraction: number) => void;
 
-export function stderrProgress(prefix = 'loading: '): ProgressFn {
-  const tty = process.stderr.isTTY;
+export function stderrProgress(prefix = 'loading: ', out: Pick<NodeJS.WriteStream, 'isTTY' | 'write'> = process.stderr): ProgressFn {
+  const tty = out.isTTY === true;
   let last = '';
-  return (stage, fraction) => {
-    const line = `${prefix}${stage} ${(fraction * 100).toFixed(0)}%`;
+  let stage = '';
+  let quarter = -1;
+  return (name, fraction) => {
+    const line = `${prefix}${name} ${Math.floor(fraction * 100)}%`;
     if (line === last) return;
     last = line;
-    if (tty) process.stderr.write(`\r\x1b[K${line}${fraction >= 1 ? '\n' : ''}`);
-    else if (fraction >= 1 || fraction === 0) process.stderr.write(`${line}\n`);
+    if (tty) {
+      out.write(`\r\x1b[K${line}${fraction >= 1 ? '\n' : ''}`);
+      return;
+    }
+    if (name !== stage) {
+      stage = name;
+      quarter = -1;
+    }
+    const q = Math.floor(fraction * 4);
+    if (q > quarter || fraction === 0) {
+      quarter = q;
+      out.write(`${line}\n`);
+    }
   };
 }

@@ -44,7 +44,7 @@ class CpuBackend : public Backend {
     DType target = cfg.dtype;
     const bool keep = opts.dtype == "auto";
     if (!keep && !parseDType(opts.dtype, &target)) throw std::runtime_error("unsupported dtype \"" + opts.dtype + "\"");
-    model_ = prepareCpuModel(cfg, *weights, target, keep, opts.seed, pool_);
+    model_ = prepareCpuModel(cfg, *weights, target, keep, opts.seed, pool_, opts.onTensorLoaded);
     if (model_.usesStore) store_ = std::move(weights);  // else every matrix was converted: drop the mapping
     const size_t blockBytes = size_t(cfg.numLayers) * 2 * opts.blockSize * cfg.numKvHeads * cfg.headDim * sizeof(float);
     const int blocks = kvBlocksFor(opts, blockBytes);

@@ -31,8 +31,9 @@ void storeAs(DType dt, void* dst, int64_t i, float v) {
 
 class Preparer {
  public:
-  Preparer(DType target, bool keepStored, uint64_t seed, ThreadPool& pool, CpuModel& m)
-      : target_(target), keep_(keepStored), seed_(seed), pool_(pool), m_(m) {}
+  Preparer(DType target, bool keepStored, uint64_t seed, ThreadPool& pool, CpuModel& m,
+           const std::function<void(size_t)>& onTensor)
+      : target_(target), keep_(keepStored), seed_(seed), pool_(pool), m_(m), onTensor_(onTensor) {}
 
   Mat matrix(const Tensor* t) {
     Mat w;
@@ -43,6 +44,7 @@ class Preparer {
       w.data = t->data;
       m_.usesStore = true;
       m_.bytes += t->nbytes;
+      ready(*t);
       return w;
     }
     w.dtype = keep_ ? t->dtype : target_;
@@ -57,6 +59,7 @@ class Preparer {
     w.data = dst;
     m_.bytes += size_t(n) * dtypeSize(w.dtype);
     m_.owned.push_back(std::move(buf));
+    ready(*t);
     return w;
   }
 
@@ -68,24 +71,30 @@ class Preparer {
     for (size_t i = 0; i < v.size(); ++i)
       v[i] = t->data ? loadAsFloat(t->data, int(t->dtype), int64_t(i)) : (isNorm ? 1.0f : dummyValue(key, i));
     m_.bytes += v.size() * sizeof(float);
+    ready(*t);
     return v;
   }
 
  private:
+  void ready(const Tensor& t) {
+    if (onTensor_) onTensor_(t.nbytes);
+  }
+
   DType target_;
   bool keep_;
   uint64_t seed_;
   ThreadPool& pool_;
   CpuModel& m_;
+  const std::function<void(size_t)>& onTensor_;
 };
 
 }  // namespace
 
 CpuModel prepareCpuModel(const ModelConfig& cfg, const WeightStore& store, DType target, bool keepStored,
-                         uint64_t seed, ThreadPool& pool) {
+                         uint64_t seed, ThreadPool& pool, const std::function<void(size_t)>& onTensor) {
   ModelWeights w = bindLlamaWeights(cfg, store);
   CpuModel m;
-  Preparer p(target, keepStored, seed, pool, m);
+  Preparer p(target, keepStored, seed, pool, m, onTensor);
   m.embed = p.matrix(w.embed);
   m.dtype = m.embed.dtype;
   m.lmHead = w.lmHead == w.embed ? m.embed : p.matrix(w.lmHead);

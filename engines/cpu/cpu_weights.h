@@ -3,6 +3,7 @@
 // checkpoint mapping can be released (never two copies). Vectors (norms, biases) are widened to float32.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -31,8 +32,8 @@ struct CpuModel {
 
 // target: the dtype to hold matrices in; `keepStored` = "auto" (keep each matrix's stored dtype).
 // Dummy stores (no data) get deterministic random values from `seed`: matrices and biases
-// uniform(-0.05, 0.05), norm weights 1.
+// uniform(-0.05, 0.05), norm weights 1. onTensor (may be empty) gets each tensor's bytes once it is ready.
 CpuModel prepareCpuModel(const ModelConfig& cfg, const WeightStore& store, DType target, bool keepStored,
-                         uint64_t seed, ThreadPool& pool);
+                         uint64_t seed, ThreadPool& pool, const std::function<void(size_t)>& onTensor = {});
 
 }  // namespace kvs

@@ -49,7 +49,7 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   maxSplits_ = std::max(1, (maxLen + partition_ - 1) / partition_);
   qkvRows_ = (cfg.numHeads + 2 * cfg.numKvHeads) * D;
 
-  w_ = uploadWeights(cfg, *weights, dt_, opts.seed, stream_);
+  w_ = uploadWeights(cfg, *weights, dt_, opts.seed, stream_, opts.onTensorLoaded);
   weights.reset();  // the mmapped checkpoint is no longer needed: one copy, on the GPU
 
   // Fast mode (default): per weight shape, the GEMV kernel for M <= 8 and a cuBLASLt algorithm per M bucket,

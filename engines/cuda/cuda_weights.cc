@@ -1,6 +1,7 @@
 #include "cuda_weights.h"
 
 #include <algorithm>
+#include <functional>
 #include <string>
 
 #include "cuda_check.h"
@@ -16,11 +17,12 @@ size_t alignUp(size_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
 // Writes source tensors into a destination region, one after another (the fused layouts).
 class Uploader {
  public:
-  Uploader(DType compute, bool dummy, uint64_t seed, cudaStream_t stream)
-      : compute_(compute), dummy_(dummy), seed_(seed), stream_(stream) {}
+  Uploader(DType compute, bool dummy, uint64_t seed, cudaStream_t stream, const std::function<void(size_t)>& onTensor)
+      : compute_(compute), dummy_(dummy), seed_(seed), stream_(stream), onTensor_(onTensor) {}
 
   // Copies (or fills) `t` into dst at element offset `at`; returns the element count written.
   int64_t put(const Tensor& t, char* dst, int64_t at) {
+    if (onTensor_) onTensor_(t.nbytes);  // loading progress, as the tensor's copy is queued
     const int64_t n = t.numel();
     void* d = dst + at * dtypeSize(compute_);
     if (dummy_ || t.data == nullptr) {
@@ -50,12 +52,13 @@ class Uploader {
   cudaStream_t stream_;
   uint64_t count_ = 0;
   DeviceBuffer staging_;
+  const std::function<void(size_t)>& onTensor_;
 };
 
 }  // namespace
 
 CudaWeights uploadWeights(const ModelConfig& cfg, const WeightStore& store, DType compute, uint64_t seed,
-                          cudaStream_t stream) {
+                          cudaStream_t stream, const std::function<void(size_t)>& onTensor) {
   const ModelWeights mw = bindLlamaWeights(cfg, store);
   const size_t es = dtypeSize(compute);
   // Layout pass: byte offsets of every destination region.
@@ -86,7 +89,7 @@ CudaWeights uploadWeights(const ModelConfig& cfg, const WeightStore& store, DTyp
   w.storage.resize(total);
   w.bytes = total;
   char* base = w.storage.get<char>();
-  Uploader up(compute, store.dummy(), seed, stream);
+  Uploader up(compute, store.dummy(), seed, stream, onTensor);
   up.put(*mw.embed, base + embedOff, 0);
   if (!tied) up.put(*mw.lmHead, base + headOff, 0);
   up.put(*mw.finalNorm, base + finalOff, 0);

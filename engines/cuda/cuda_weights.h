@@ -8,6 +8,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "device_buffer.h"
@@ -38,8 +39,9 @@ struct CudaWeights {
   size_t bytes = 0;
 };
 
-// Uploads (or generates, when store.dummy()) every tensor bindLlamaWeights resolves.
+// Uploads (or generates, when store.dummy()) every tensor bindLlamaWeights resolves; onTensor (may be
+// empty) gets each tensor's bytes as its copy is queued.
 CudaWeights uploadWeights(const ModelConfig& cfg, const WeightStore& store, DType compute, uint64_t seed,
-                          cudaStream_t stream);
+                          cudaStream_t stream, const std::function<void(size_t)>& onTensor = {});
 
 }  // namespace kvs::cuda

@@ -1,6 +1,7 @@
 // `kvserve bench` flags, parsed with the project's one flag parser (config.ts) and validated once here, with a
 // clear message for every bad value. Names follow vLLM's `bench serve` where it has the same option.
-import { ConfigError, formatHelp, parseFlags } from '../config.js';
+import { formatOptions } from '../cli-help.js';
+import { ConfigError, parseFlags } from '../config.js';
 import { parseGoodput, type GoodputSlo } from './metrics.js';
 import type { Endpoint } from './stream-request.js';
 
@@ -35,7 +36,7 @@ export interface BenchOptions {
 const flags = {
   'base-url': { key: 'baseUrl', kind: 'string', help: 'server address (default http://127.0.0.1:8000)' },
   endpoint: { key: 'endpoint', kind: 'string', choices: ['/v1/completions', '/v1/chat/completions'], help: 'API to call (default /v1/completions)' },
-  model: { key: 'model', kind: 'string', help: 'model id (default: the first of /v1/models)' },
+  model: { key: 'model', kind: 'string', metavar: 'NAME', help: 'model id (default: the first of /v1/models)' },
   'api-key': { key: 'apiKey', kind: 'string', help: 'bearer key (default: $OPENAI_API_KEY or $KVSERVE_API_KEY)' },
   tokenizer: { key: 'tokenizer', kind: 'string', help: 'folder with tokenizer.json, or org/name on the Hub: exact prompt lengths, output tokens without usage' },
   'tokenizer-revision': { key: 'tokenizerRevision', kind: 'string', help: 'Hub branch, tag or commit of an org/name --tokenizer (default main)' },
@@ -63,7 +64,7 @@ export const benchHelp = `Usage: kvserve bench [options]
 Benchmarks an OpenAI-compatible server with streamed requests: time to first token, inter-token latency,
 time per output token, end-to-end latency and throughput, with vLLM's definitions and result-file fields.
 
-${formatHelp(flags)}
+${formatOptions(flags)}
 
 Examples:
   kvserve bench --base-url http://127.0.0.1:8000 --tokenizer MODEL_DIR --input-len 512 --output-len 128 \\

@@ -9,6 +9,7 @@ import { ApiError, toApiError } from './errors.js';
 import { ModelSlot, type LoadedModel } from './model-slot.js';
 import { healthRoute } from './routes/health.js';
 import { metricsRoute } from './routes/metrics.js';
+import { playgroundRoute } from './routes/playground.js';
 import { tokenizeRoutes } from './routes/tokenize.js';
 import { chatCompletionsRoute } from './routes/v1/chat-completions.js';
 import { completionsRoute } from './routes/v1/completions.js';
@@ -54,6 +55,7 @@ export const kvserveApp: FastifyPluginAsync<AppOptions> = async (app, { ctx, api
   await app.register(modelsRoute, { ctx });
   await app.register(chatCompletionsRoute, { ctx });
   await app.register(completionsRoute, { ctx });
+  await app.register(playgroundRoute);
 };
 (kvserveApp as unknown as Record<symbol, boolean>)[Symbol.for('skip-override')] = true;
 

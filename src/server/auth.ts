@@ -1,6 +1,6 @@
-// Bearer-key authentication for every route but /health and /metrics (probes and scrapers carry no key,
-// as with vLLM). Keys are compared in constant time over their SHA-256 digests, so neither the content
-// nor the length of the configured key leaks through timing.
+// Bearer-key authentication for every route but /health, /metrics and those marked public (the playground
+// page: probes, scrapers and browsers carry no key, as with vLLM). Keys are compared in constant time over
+// their SHA-256 digests, so neither the content nor the length of the configured key leaks through timing.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ApiError } from './errors.js';
@@ -27,7 +27,7 @@ export function registerAuth(app: FastifyInstance, apiKey: string | undefined): 
   if (!apiKey) return;
   app.addHook('onRequest', async (req) => {
     const path = req.url.split('?', 1)[0]!;
-    if (OPEN_PATHS.has(path)) return;
+    if (OPEN_PATHS.has(path) || req.routeOptions.config.public) return;
     const given = presentedKey(req);
     if (given === undefined) {
       throw new ApiError('invalid_api_key', 'missing API key: send it as "Authorization: Bearer <key>"');

@@ -2,7 +2,8 @@
 // `startServe` is the same without flags or signals, for tests and embedding.
 import { basename, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { ConfigError, finishEngineConfig, formatHelp, parseFlags, serverDefaults, serverFlags, type ServerConfig } from '../config.js';
+import { renderHelp } from '../cli-help.js';
+import { ConfigError, finishEngineConfig, parseFlags, serverDefaults, serverFlags, type ServerConfig } from '../config.js';
 import { createEngine, type Engine } from '../engine/engine.js';
 import { resolveHubModels } from '../hub/resolve-model.js';
 import { ChatTemplate, ChatTemplateError } from '../tokenizer/chat-template.js';
@@ -12,7 +13,19 @@ import { ModelSlot } from './model-slot.js';
 import { closeGracefully, listen, onShutdownSignal } from './server.js';
 import { stderrProgress, type ProgressFn } from '../load-progress.js';
 
-const USAGE = 'usage: kvserve serve [--model DIR] [options]';
+const help = () =>
+  renderHelp({
+    usage: 'kvserve serve [--model DIR] [options]',
+    summary: 'Serves an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models), /health, ' +
+      '/metrics, and a chat playground at / in the browser.',
+    flags: serverFlags,
+    defaults: serverDefaults(),
+    examples: [
+      'kvserve serve                                  # the stories260K demo on http://127.0.0.1:8000',
+      'kvserve serve --model DIR --device cuda --host 0.0.0.0 --port 8080 --api-key KEY',
+      'kvserve serve --load-format dummy --model configs/llama-3-8b.json --device cuda',
+    ],
+  });
 
 export interface ServeHandle {
   url: string;
@@ -26,7 +39,7 @@ export interface ServeHandle {
 
 export async function runServeCli(argv: string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
-    console.log(`${USAGE}\n\n${formatHelp(serverFlags)}`);
+    console.log(help());
     return 0;
   }
   const { config: parsed, rest } = parseFlags<ServerConfig>(argv, serverFlags, serverDefaults());
@@ -67,6 +80,7 @@ export async function startServe(config: ServerConfig): Promise<ServeHandle> {
   });
   const { url } = await listen(app, config.host, config.port);
   log(config, `kvserve: listening on ${url} (model "${servedModelName}" loading; /health answers 503 until ready)`);
+  log(config, `kvserve: chat in the browser at ${url}/`);
 
   const ready = createEngine(config, undefined, progressReporter(config, slot)).then((engine) => {
     const info = engine.info;

@@ -2,14 +2,24 @@
 // loading) and closes gracefully: stop accepting, let in-flight requests finish for a grace period,
 // then abort what is left by closing the engine, whose live requests end with 'abort'.
 import type { FastifyInstance } from 'fastify';
+import { ConfigError } from '../config.js';
 
 export interface Listening {
   url: string;
   port: number;
 }
 
+/** Listens; a port that is taken (or an address that is not this machine's) is one line naming the flag. */
 export async function listen(app: FastifyInstance, host: string, port: number): Promise<Listening> {
-  await app.listen({ host, port });
+  try {
+    await app.listen({ host, port });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') throw new ConfigError(`port ${port} on ${host} is in use: pick another with --port`);
+    if (code === 'EACCES') throw new ConfigError(`port ${port} on ${host} needs privileges: pick one above 1023 with --port`);
+    if (code === 'EADDRNOTAVAIL') throw new ConfigError(`${host} is not an address of this machine: pick another with --host`);
+    throw e;
+  }
   const addr = app.server.address();
   const actualPort = typeof addr === 'object' && addr ? addr.port : port;
   const shownHost = host.includes(':') ? `[${host}]` : host;
