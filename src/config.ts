@@ -32,7 +32,7 @@ export interface ServerConfig extends EngineConfig {
   servedModelName: string;        // default: the model folder's name
   apiKey: string | undefined;
   chatTemplate: string | undefined;  // a file overriding tokenizer_config.json's template
-  maxQueue: number;               // waiting requests before 503; 0 = unbounded
+  maxQueue: number;               // waiting sequences (prompts × n) before 503; 0 = unbounded
   bodyLimitBytes: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'silent';
 }
@@ -63,7 +63,7 @@ export const engineFlags: Record<string, FlagSpec> = {
   'kv-cache-memory': { key: 'kvCacheMemoryGiB', kind: 'number', min: 0, help: 'cpu KV-cache budget in GiB (0 = default)' },
   'gpu-memory-utilization': { key: 'gpuMemoryUtilization', kind: 'number', min: 0.05, max: 1, help: 'fraction of GPU memory to use' },
   'max-num-batched-tokens': { key: 'maxNumBatchedTokens', kind: 'int', min: 1, help: 'token budget of one step' },
-  'max-num-seqs': { key: 'maxNumSeqs', kind: 'int', min: 1, max: 4096, help: 'running sequences at most' },
+  'max-num-seqs': { key: 'maxNumSeqs', kind: 'int', min: 1, max: 4096, help: 'running sequences at most; also caps one request\'s prompts × n' },
   'max-model-len': { key: 'maxModelLen', kind: 'int', min: 0, help: 'context length (0 = from config.json)' },
   'prefix-caching': { key: 'enablePrefixCaching', kind: 'boolean', help: 'automatic prefix caching (--no-prefix-caching to disable)' },
   'dummy-seed': { key: 'seed', kind: 'int', min: 0, help: 'seed of the random weights of --load-format dummy' },
@@ -76,7 +76,7 @@ export const serverFlags: Record<string, FlagSpec> = {
   'served-model-name': { key: 'servedModelName', kind: 'string', help: 'model id in the API (default: folder name)' },
   'api-key': { key: 'apiKey', kind: 'string', help: 'require this bearer key (also KVSERVE_API_KEY)' },
   'chat-template': { key: 'chatTemplate', kind: 'string', help: 'Jinja chat template file overriding the model\'s' },
-  'max-queue': { key: 'maxQueue', kind: 'int', min: 0, help: 'waiting requests before 503 (0 = unbounded)' },
+  'max-queue': { key: 'maxQueue', kind: 'int', min: 0, help: 'waiting sequences (prompts × n) before 503; also caps one request\'s (0 = unbounded)' },
   'body-limit': { key: 'bodyLimitBytes', kind: 'int', min: 1024, help: 'largest request body in bytes' },
   'log-level': { key: 'logLevel', kind: 'string', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'silent'], help: 'log level' },
 };
