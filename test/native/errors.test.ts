@@ -111,7 +111,7 @@ describe('step errors', () => {
   });
   it('inconsistent lengths and bad values', async () => {
     await expect(engine.step({ ...good(), positions: new Int32Array(2) })).rejects.toThrow(/positions has length 2, expected 5/);
-    await expect(engine.step({ ...good(), topP: new Float32Array(1) })).rejects.toThrow(/topP\[0\] must be in \(0, 1\]/);
+    await expect(engine.step({ ...good(), topP: new Float32Array(1) })).rejects.toThrow(/sequence 0: top_p = 0 .*is outside \(0, 1\]/);
     await expect(engine.step({ ...good(), seeds: new Int32Array(1) as unknown as Uint32Array })).rejects.toThrow(/seeds must be an Uint32Array/);
     const b = good();
     b.blockTables[0] = 1_000_000;
@@ -119,6 +119,29 @@ describe('step errors', () => {
     const c = good();
     c.positions[4] = 5;
     await expect(engine.step(c)).rejects.toThrow(/positions\[4\] = 5 is outside its sequence's context/);
+  });
+  it('bad values are pinned on their sequences; a broken layout on none', async () => {
+    const other = loadExpected()[1]!.prompt_ids;
+    const three = () => buildBatch([0, 1, 2].map((slot) => ({ slot, all: slot === 1 ? other : prompt, promptLen: 5, start: 0, count: 5, sample: true })), blockSize, 4);
+    const b = three();
+    b.topP[1] = 0;
+    b.tokenIds[12] = 600;          // sequence 2's third token
+    b.repetitionPenalty[1] = -1;   // a second fault of sequence 1: only its first is reported
+    const err = await engine.step(b).catch((e) => e);
+    expect(err.faults).toEqual([
+      { seq: 1, message: expect.stringMatching(/^top_p = 0 \(as the engine's 32-bit float\) is outside \(0, 1\]$/) },
+      { seq: 2, message: expect.stringMatching(/tokenIds\[12\] = 600 is outside the vocabulary/) },
+    ]);
+    const whole = three();
+    whole.queryStart[1] = 7;
+    whole.queryStart[2] = 6;
+    const layout = await engine.step(whole).catch((e) => e);
+    expect(layout.message).toMatch(/queryStart\[2\] decreases/);
+    expect(layout.faults).toBeUndefined();
+    // Run again without the faulted sequences, the step is fine.
+    const ok = await engine.step(buildBatch([{ slot: 0, all: prompt, promptLen: 5, start: 0, count: 5, sample: true }], blockSize, 4));
+    expect(ok.tokens[0]).toBe(loadExpected()[0]!.greedy_ids[0]);
+    expect(ok.rowFaults).toBeUndefined();
   });
   it('ragged history and bias offsets must split their arrays into rows', async () => {
     const ragged = { historyStart: Int32Array.from([0, 9]), historyOutputStart: Int32Array.from([0]),
