@@ -62,6 +62,23 @@ describe('load errors', () => {
     const dir = folderWith('eos-float', { ...storiesConfig, eos_token_id: [2, 2.5] });
     await expect(load(dir)).rejects.toThrow(/field "eos_token_id": expected a JSON integer, found 2\.5/);
   });
+  it('an eos_token_id or bos_token_id outside the vocabulary names the field', async () => {
+    await expect(load(folderWith('eos-600', { ...storiesConfig, eos_token_id: 600 }))).rejects.toThrow(/field "eos_token_id": 600 is outside the vocabulary \[0, 512\)/);
+    await expect(load(folderWith('eos-neg', { ...storiesConfig, eos_token_id: [2, -1] }))).rejects.toThrow(/field "eos_token_id": -1 is outside the vocabulary/);
+    await expect(load(folderWith('bos-512', { ...storiesConfig, bos_token_id: 512 }))).rejects.toThrow(/field "bos_token_id": 512 is outside the vocabulary/);
+  });
+  it('rms_norm_eps must be a positive finite number', async () => {
+    for (const eps of [0, -1e-5]) {
+      await expect(load(folderWith(`eps-${eps}`, { ...storiesConfig, rms_norm_eps: eps }))).rejects.toThrow(/field "rms_norm_eps" must be a positive finite number, found/);
+    }
+  });
+  it('an absurd max_position_embeddings is refused at load, unless --max-model-len serves a shorter context', async () => {
+    const dir = folderWith('positions-2e9', { ...storiesConfig, max_position_embeddings: 2_000_000_000 });
+    await expect(load(dir, { numKvBlocks: 64 })).rejects.toThrow(/max_position_embeddings 2000000000 in .*config.json is beyond the 16777216 tokens .* --max-model-len/);
+    const e = await load(dir, { numKvBlocks: 64, maxModelLen: 512 });
+    expect(e.info().maxModelLen).toBe(512);
+    e.dispose();
+  });
   it('no safetensors', async () => {
     await expect(load(folderWith('noweights', storiesConfig, false))).rejects.toThrow(/no safetensors weights/);
   });
