@@ -93,7 +93,7 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& opts,
       auto* x = static_cast<Ctx*>(c);
       if (*x->p) (*x->p)("weights", total ? double(done) / double(total) : 1.0);
     };
-    weights = loadSafetensors(dir, onProgress, &ctx);
+    weights = loadSafetensors(dir, opts.privateWeights ? WeightMemory::Private : WeightMemory::Mmap, onProgress, &ctx);
   }
   report("weights", 1);
 

@@ -1,4 +1,4 @@
-// Checkpoint tensors: a name → view map over mmapped safetensors files (never copied), or dummy tensors
+// Checkpoint tensors: a name → view map over mmapped safetensors files (or their private copy), or dummy tensors
 // whose contents a backend fills with random values itself (so an 8B dummy model is made on the device).
 #pragma once
 #include <cstdint>
@@ -34,9 +34,14 @@ class WeightStore {
   bool dummy_ = false;
 };
 
-// Opens model.safetensors or the shards listed in model.safetensors.index.json, mmapped read-only.
-// onProgress(bytesMapped, bytesTotal) is called as files are opened.
-std::unique_ptr<WeightStore> loadSafetensors(const std::string& modelDir,
+// Where checkpoint bytes live. Mmap: the file's pages, shared with the page cache and never copied, but a
+// file truncated under the running engine kills it (with a clear message, mapped_files.h). Private: read
+// once into anonymous memory, immune to what happens to the file, at the cost of that memory.
+enum class WeightMemory { Mmap, Private };
+
+// Opens model.safetensors or the shards listed in model.safetensors.index.json, mmapped read-only (or read,
+// see WeightMemory). onProgress(bytesDone, bytesTotal) is called as files are opened.
+std::unique_ptr<WeightStore> loadSafetensors(const std::string& modelDir, WeightMemory memory = WeightMemory::Mmap,
                                              void (*onProgress)(void*, size_t, size_t) = nullptr,
                                              void* progressCtx = nullptr);
 

@@ -11,7 +11,7 @@ export const defaultModelDir = resolve(repoRoot, 'models', 'stories260K');
 export interface EngineConfig {
   model: string;
   tokenizer: string;              // folder with tokenizer.json; defaults to model (or its folder for a config.json path)
-  loadFormat: 'auto' | 'dummy';
+  loadFormat: 'auto' | 'private' | 'dummy';
   device: 'cpu' | 'cuda' | 'auto';
   dtype: 'auto' | 'float32' | 'bfloat16' | 'float16';
   threads: number;                // 0 = all cores
@@ -54,7 +54,10 @@ export class ConfigError extends Error {
 export const engineFlags: Record<string, FlagSpec> = {
   model: { key: 'model', kind: 'string', help: 'Hugging Face model folder (default: the stories260K demo)' },
   tokenizer: { key: 'tokenizer', kind: 'string', help: 'folder with tokenizer.json (default: the model folder)' },
-  'load-format': { key: 'loadFormat', kind: 'string', choices: ['auto', 'dummy'], help: 'dummy = random weights from config.json alone' },
+  'load-format': {
+    key: 'loadFormat', kind: 'string', choices: ['auto', 'private', 'dummy'],
+    help: 'auto = mmap the safetensors; private = read them into private memory (a file changed on disk cannot hurt the server); dummy = random weights from config.json alone',
+  },
   device: { key: 'device', kind: 'string', choices: ['cpu', 'cuda', 'auto'], help: 'auto picks cuda when a GPU is there' },
   dtype: { key: 'dtype', kind: 'string', choices: ['auto', 'float32', 'bfloat16', 'float16'], help: 'weight and compute dtype (auto = the checkpoint\'s)' },
   threads: { key: 'threads', kind: 'int', min: 0, max: 1024, help: 'cpu threads (0 = all cores)' },
@@ -177,7 +180,7 @@ export function finishEngineConfig<T extends EngineConfig>(c: T): T {
   const model = resolve(c.model);
   if (!existsSync(model)) throw new ConfigError(`model not found: ${model}`);
   const tokenizer = c.tokenizer ? resolve(c.tokenizer) : model.endsWith('.json') ? dirname(model) : model;
-  if (c.loadFormat === 'auto' && model.endsWith('.json')) {
+  if (c.loadFormat !== 'dummy' && model.endsWith('.json')) {
     throw new ConfigError(`--model ${model} is a file; give the model folder (a config.json alone needs --load-format dummy)`);
   }
   if (c.maxNumBatchedTokens < c.blockSize) {

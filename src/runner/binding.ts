@@ -10,6 +10,7 @@ export type DTypeName = 'float32' | 'bfloat16' | 'float16';
 export interface NativeEngineOptions {
   model: string;                 // HF folder; for dummy weights a folder or a config.json path
   dummyWeights: boolean;
+  privateWeights?: boolean;      // read the weights into private memory instead of mapping the files
   device: Device;
   dtype: 'auto' | DTypeName;
   numThreads: number;            // cpu: 0 = all cores
