@@ -24,10 +24,10 @@ interface GenerateConfig extends EngineConfig {
 const generateFlags = {
   ...engineFlags,
   prompt: { key: 'prompt', kind: 'string', help: 'the prompt (required)' },
-  'max-tokens': { key: 'maxTokens', kind: 'int', min: 1, help: 'tokens to generate at most (default 256, clamped to the context)' },
+  'max-tokens': { key: 'maxTokens', kind: 'int', min: 1, max: 2 ** 31 - 1, help: 'tokens to generate at most (default 256, clamped to the context)' },
   temperature: { key: 'temperature', kind: 'number', min: 0, max: 2, help: '0 = greedy (default 0)' },
   'top-p': { key: 'topP', kind: 'number', min: 0.000001, max: 1, help: 'nucleus sampling (default 1)' },
-  'top-k': { key: 'topK', kind: 'int', min: -1, help: 'top-k sampling (default off)' },
+  'top-k': { key: 'topK', kind: 'int', min: -1, max: 2 ** 31 - 1, help: 'top-k sampling (default off)' },
   'min-p': { key: 'minP', kind: 'number', min: 0, max: 1, help: 'min-p sampling (default off)' },
   seed: { key: 'samplingSeed', kind: 'int', min: -1, max: 4294967295, help: 'seed of the sampler (default random)' },
   'ignore-eos': { key: 'ignoreEos', kind: 'boolean', help: 'keep generating past the end-of-sequence token' },
