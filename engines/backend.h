@@ -14,6 +14,7 @@ namespace kvs {
 struct EngineOptions {
   std::string model;                  // Hugging Face folder (for dummy weights: a folder or a config.json path)
   bool dummyWeights = false;          // --load-format dummy
+  bool privateWeights = false;        // --load-format private: read weights into anonymous memory, no file mapping
   std::string device = "cpu";         // "cpu" | "cuda"
   std::string dtype = "auto";         // compute/weight dtype: auto (checkpoint's) | float32 | bfloat16 | float16
   int numThreads = 0;                 // cpu: 0 = hardware concurrency

@@ -96,6 +96,13 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& opts,
   auto engine = std::unique_ptr<Engine>(new Engine());
   int maxLen = cfg.maxPositions;
   if (opts.maxModelLen > 0 && opts.maxModelLen < maxLen) maxLen = opts.maxModelLen;
+  // Per-sequence block tables, the KV budget and the attention split plans are all sized from the context
+  // length; a config claiming billions of positions would make them absurd (or overflow) long before any
+  // request could use them.
+  if (maxLen > kMaxContextLength)
+    throw std::runtime_error("max_position_embeddings " + std::to_string(cfg.maxPositions) + " in " + configPath +
+                             " is beyond the " + std::to_string(kMaxContextLength) +
+                             " tokens kvserve serves in one context; pass --max-model-len N to serve a shorter context");
   if (cfg.slidingWindow > 0 && cfg.slidingWindow < maxLen)
     throw std::runtime_error("sliding-window attention (sliding_window " + std::to_string(cfg.slidingWindow) +
                              ") is not supported; set maxModelLen <= " + std::to_string(cfg.slidingWindow) +
@@ -110,7 +117,7 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& opts,
     if (opts.dtype != "auto") parseDType(opts.dtype, &dt);
     weights = makeDummyWeights(cfg, dt);
   } else {
-    weights = loadSafetensors(dir);
+    weights = loadSafetensors(dir, opts.privateWeights ? WeightMemory::Private : WeightMemory::Mmap);
   }
 
   // The "weights" stage runs while the backend prepares tensor after tensor (the mapping itself is lazy);

@@ -9,6 +9,9 @@
 
 namespace kvs {
 
+// The longest context the engine serves (2^24 tokens; the longest-context open models have 10M).
+constexpr int kMaxContextLength = 1 << 24;
+
 struct EngineInfo {
   ModelConfig config;   // as parsed (maxPositions already clamped to maxModelLen)
   BackendInfo backend;

@@ -165,6 +165,9 @@ ModelConfig parseModelConfig(const std::string& jsonText) {
   if (c.maxPositions <= 0) bad("max_position_embeddings must be positive");
 
   c.rmsNormEps = numField(j, "rms_norm_eps", 1e-6);
+  // eps <= 0 divides a zero row by zero (NaN everywhere); float's own epsilon range bounds it above.
+  if (!(c.rmsNormEps > 0 && c.rmsNormEps < 1e30))
+    bad("field \"rms_norm_eps\" must be a positive finite number, found " + std::to_string(c.rmsNormEps));
   c.rope = parseRope(j);
   c.tieWordEmbeddings = boolField(j, "tie_word_embeddings", false);
   c.qkNorm = c.modelType == "qwen3";
@@ -194,6 +197,13 @@ ModelConfig parseModelConfig(const std::string& jsonText) {
     else for (const Json& x : e.asArray()) ids.push_back(asInt32(x));
     return ids;
   });
+  // A special token the model cannot emit or embed would index past the embedding and lm_head rows.
+  auto inVocab = [&](int id, const char* key) {
+    if (id < 0 || id >= c.vocabSize)
+      bad(std::string("field \"") + key + "\": " + std::to_string(id) + " is outside the vocabulary [0, " + std::to_string(c.vocabSize) + ")");
+  };
+  if (const Json* b = j.find("bos_token_id"); b && !b->isNull()) inVocab(c.bosTokenId, "bos_token_id");
+  for (int id : c.eosTokenIds) inVocab(id, "eos_token_id");
   return c;
 }
 

@@ -1,4 +1,7 @@
-// Safetensors loading: each file is mmapped read-only (MAP_PRIVATE) and tensors are views into it.
+// Safetensors loading: each file is mmapped read-only (MAP_PRIVATE) and tensors are views into it; or, with
+// WeightMemory::Private, read into anonymous memory, so nothing that happens to the file afterwards (a
+// truncation, an in-place rewrite) can reach the running engine. File mappings are registered with
+// mapped_files.h, which turns the SIGBUS of a truncated file into one clear line.
 // File layout: [u64 little-endian N][N bytes JSON header][data]; header entries are
 // name → {dtype, shape, data_offsets: [begin, end)} relative to the start of data.
 #include <fcntl.h>
@@ -6,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <set>
@@ -13,6 +18,7 @@
 
 #include "file_system.h"
 #include "json.h"
+#include "mapped_files.h"
 #include "weights.h"
 
 namespace kvs {
@@ -50,11 +56,15 @@ std::string shapeStr(const std::vector<int64_t>& shape) {
 
 class MmapWeightStore : public WeightStore {
  public:
+  explicit MmapWeightStore(WeightMemory memory) : memory_(memory) {}
   ~MmapWeightStore() override {
-    for (auto& [ptr, size] : maps_) munmap(ptr, size);
+    for (auto& [ptr, size] : maps_) {
+      if (memory_ == WeightMemory::Mmap) unregisterMappedFile(ptr);
+      munmap(ptr, size);
+    }
   }
 
-  // Maps one file and adds its tensors. `path` is only used in messages.
+  // Maps (or reads) one file and adds its tensors. `path` is only used in messages.
   void addFile(const std::string& path) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) throw std::runtime_error("cannot open " + path + ": " + std::strerror(errno));
@@ -62,16 +72,47 @@ class MmapWeightStore : public WeightStore {
     if (fstat(fd, &st) != 0) { ::close(fd); throw std::runtime_error("cannot stat " + path); }
     size_t size = static_cast<size_t>(st.st_size);
     if (size < 8) { ::close(fd); throw std::runtime_error(path + " is not a safetensors file (too short)"); }
-    void* ptr = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    void* ptr;
+    try {
+      ptr = memory_ == WeightMemory::Private ? readPrivate(fd, size, path) : mapFile(fd, size, path);
+    } catch (...) {
+      ::close(fd);
+      throw;
+    }
     ::close(fd);
-    if (ptr == MAP_FAILED) throw std::runtime_error("cannot mmap " + path + ": " + std::strerror(errno));
     maps_.emplace_back(ptr, size);
-    madvise(ptr, size, MADV_WILLNEED);  // start reading ahead now rather than on the first step's page faults
     parse(path, static_cast<const uint8_t*>(ptr), size);
   }
 
  private:
+  WeightMemory memory_;
   std::vector<std::pair<void*, size_t>> maps_;
+
+  static void* mapFile(int fd, size_t size, const std::string& path) {
+    void* ptr = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (ptr == MAP_FAILED) throw std::runtime_error("cannot mmap " + path + ": " + std::strerror(errno));
+    registerMappedFile(ptr, size, path);
+    madvise(ptr, size, MADV_WILLNEED);  // start reading ahead now rather than on the first step's page faults
+    return ptr;
+  }
+
+  // The file's bytes in anonymous memory, read-only once filled.
+  static void* readPrivate(int fd, size_t size, const std::string& path) {
+    void* ptr = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (ptr == MAP_FAILED) throw std::runtime_error("cannot allocate " + std::to_string(size) + " bytes for " + path + ": " + std::strerror(errno));
+    auto* dst = static_cast<uint8_t*>(ptr);
+    for (size_t done = 0; done < size;) {
+      const ssize_t n = ::pread(fd, dst + done, std::min<size_t>(size - done, size_t(64) << 20), off_t(done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        munmap(ptr, size);
+        throw std::runtime_error("cannot read " + path + (n < 0 ? std::string(": ") + std::strerror(errno) : std::string(": the file shrank while it was read")));
+      }
+      done += size_t(n);
+    }
+    mprotect(ptr, size, PROT_READ);
+    return ptr;
+  }
 
   void parse(const std::string& path, const uint8_t* base, size_t size) {
     uint64_t n = 0;
@@ -125,7 +166,8 @@ class MmapWeightStore : public WeightStore {
 
 }  // namespace
 
-std::unique_ptr<WeightStore> loadSafetensors(const std::string& modelDir) {
+std::unique_ptr<WeightStore> loadSafetensors(const std::string& modelDir, WeightMemory memory,
+                                             void (*onProgress)(void*, size_t, size_t), void* progressCtx) {
   std::vector<std::string> files;
   std::string single = modelDir + "/model.safetensors";
   std::string index = modelDir + "/model.safetensors.index.json";
@@ -154,8 +196,14 @@ std::unique_ptr<WeightStore> loadSafetensors(const std::string& modelDir) {
   }
   for (const auto& f : files)
     if (!isFile(f)) throw std::runtime_error("missing safetensors shard " + f);
-  auto store = std::make_unique<MmapWeightStore>();
-  for (const auto& f : files) store->addFile(f);
+    total += fileSize(f);
+  }
+  auto store = std::make_unique<MmapWeightStore>(memory);
+  for (const auto& f : files) {
+    store->addFile(f);
+    done += fileSize(f);
+    if (onProgress) onProgress(progressCtx, done, total);
+  }
   return store;
 }
 

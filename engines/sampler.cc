@@ -164,6 +164,7 @@ void prepareSampleResult(const SamplingBatch& s, int numRows, StepResult& out) {
   out.logprobs.assign(numRows, kNaN);
   out.topIds.assign(size_t(numRows) * K, -1);
   out.topValues.assign(size_t(numRows) * K, kNaN);
+  out.rowFaults.assign(numRows, kRowOk);
 }
 
 void sampleRow(const SamplingBatch& s, int r, const float* raw, int vocab, SamplerScratch& sc, StepResult& out) {
@@ -173,10 +174,24 @@ void sampleRow(const SamplingBatch& s, int r, const float* raw, int vocab, Sampl
     sc.seen.assign(vocab, 0);
     sc.probs.assign(vocab, 0);
   }
+  // The copy also checks the row: a NaN or +inf logit, or no finite one, means the model's numbers broke
+  // down for this sequence (overflow, a bad weight); sampling from them would be garbage text.
+  float* l = sc.logits.data();
+  bool broken = false;
+  float mx = -std::numeric_limits<float>::infinity();
+  for (int i = 0; i < vocab; ++i) {
+    const float x = raw[i];
+    l[i] = x;
+    broken |= (x != x) | (x == std::numeric_limits<float>::infinity());
+    mx = x > mx ? x : mx;
+  }
+  if (broken || mx == -std::numeric_limits<float>::infinity()) {
+    out.rowFaults[r] = kRowNonFiniteLogits;
+    return;
+  }
   const bool wantLogprobs = s.numLogprobs && s.numLogprobs[r] >= 0;
   double lse = 0;
   if (wantLogprobs) writeLogprobs(s, r, raw, vocab, sc, out, &lse);
-  std::copy(raw, raw + vocab, sc.logits.begin());
   applyPenalties(s, r, vocab, sc);
   const bool greedy = s.temperature[r] <= 1e-5f;
   const int32_t token = greedy ? argmax(sc.logits.data(), vocab) : sampleFiltered(s, r, vocab, sc);

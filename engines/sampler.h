@@ -30,7 +30,8 @@ struct SamplerScratch {
 void prepareSampleResult(const SamplingBatch& s, int numRows, StepResult& out);
 
 // Samples row r from its raw logits [vocab] into out (prepared by prepareSampleResult). Thread-safe for
-// distinct rows with distinct scratch.
+// distinct rows with distinct scratch. A row whose raw logits hold a NaN or +inf, or no finite value, is not
+// sampled: out.rowFaults[r] = kRowNonFiniteLogits.
 void sampleRow(const SamplingBatch& s, int r, const float* rawLogits, int vocab, SamplerScratch& scratch,
                StepResult& out);
 

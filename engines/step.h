@@ -57,6 +57,14 @@ struct StepResult {
   std::vector<int32_t> topIds;       // [R, K] descending by logprob; rows asking fewer than K padded with -1
   std::vector<float> topValues;      // [R, K]
   std::vector<float> logits;         // [R, vocab] when returnLogits
+  // [R] why row r could not be sampled, kRowOk when it was. A faulted row's token is meaningless: the caller
+  // ends that request with an error, and the other rows of the step stand.
+  std::vector<int32_t> rowFaults;
+};
+
+enum RowFault : int32_t {
+  kRowOk = 0,
+  kRowNonFiniteLogits = 1,  // a logit is NaN or +inf, or none is finite: nothing meaningful to sample
 };
 
 }  // namespace kvs

@@ -1,4 +1,4 @@
-// Checkpoint tensors: a name → view map over mmapped safetensors files (never copied), or dummy tensors
+// Checkpoint tensors: a name → view map over mmapped safetensors files (or their private copy), or dummy tensors
 // whose contents a backend fills with random values itself (so an 8B dummy model is made on the device).
 #pragma once
 #include <cstdint>
@@ -34,9 +34,17 @@ class WeightStore {
   bool dummy_ = false;
 };
 
-// Opens model.safetensors or the shards listed in model.safetensors.index.json, mmapped read-only (so it
-// takes no time to speak of: loading progress is counted where a backend prepares each tensor).
-std::unique_ptr<WeightStore> loadSafetensors(const std::string& modelDir);
+// Where checkpoint bytes live. Mmap: the file's pages, shared with the page cache and never copied, but a
+// file truncated under the running engine kills it (with a clear message, mapped_files.h). Private: read
+// once into anonymous memory, immune to what happens to the file, at the cost of that memory.
+enum class WeightMemory { Mmap, Private };
+
+// Opens model.safetensors or the shards listed in model.safetensors.index.json, mmapped read-only (or read,
+// see WeightMemory); that takes no time to speak of for mmap, so loading progress is counted where a backend
+// prepares each tensor. onProgress(bytesDone, bytesTotal), if given, is called as files are opened (or read).
+std::unique_ptr<WeightStore> loadSafetensors(const std::string& modelDir, WeightMemory memory = WeightMemory::Mmap,
+                                             void (*onProgress)(void*, size_t, size_t) = nullptr,
+                                             void* progressCtx = nullptr);
 
 // Tensors with the right names, shapes and dtype for `cfg`, and no data.
 std::unique_ptr<WeightStore> makeDummyWeights(const ModelConfig& cfg, DType dtype);

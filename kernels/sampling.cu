@@ -282,6 +282,9 @@ __global__ void __launch_bounds__(kSampleThreads) finishKernel(kvsk_sample_param
     pv = bv;
     pi = bi;
   }
+  // A NaN or +inf logit, or no finite one, leaves the row's log-sum-exp non-finite: nothing meaningful to
+  // sample. Flag the row with token -1 (the host reports it as a row fault, as the CPU sampler does).
+  if (tid == 0 && !isfinite(p.rowLse[r])) p.tokens[r] = -1;
 }
 
 }  // namespace kvsk

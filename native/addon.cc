@@ -98,6 +98,7 @@ kvs::EngineOptions readOptions(const Napi::Object& o) {
   kvs::EngineOptions opts;
   opts.model = str(o, "model", "");
   opts.dummyWeights = boolean(o, "dummyWeights", false);
+  opts.privateWeights = boolean(o, "privateWeights", false);
   opts.device = str(o, "device", opts.device);
   opts.dtype = str(o, "dtype", opts.dtype);
   opts.numThreads = integer(o, "numThreads", opts.numThreads);

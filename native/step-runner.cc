@@ -1,5 +1,6 @@
 #include "step-runner.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <exception>
@@ -80,6 +81,9 @@ void StepRunner::loop() {
     }
     try {
       engine_->step(job->batch->batch(), job->result);
+    } catch (const kvs::BatchError& e) {
+      job->error = e.what();
+      job->faults = e.faults;
     } catch (const std::exception& e) {
       job->error = e.what();
     } catch (...) {
@@ -99,7 +103,18 @@ void StepRunner::complete(Napi::Env env, Napi::Function, StepRunner* self, StepJ
   job->wrap->stepDone();
   job->wrap->Unref();
   if (!job->error.empty()) {
-    job->deferred.Reject(Napi::Error::New(env, job->error).Value());
+    Napi::Error err = Napi::Error::New(env, job->error);
+    if (!job->faults.empty()) {  // err.faults: [{seq, message}], the sequences to drop before a retry
+      Napi::Array faults = Napi::Array::New(env, job->faults.size());
+      for (size_t i = 0; i < job->faults.size(); ++i) {
+        Napi::Object f = Napi::Object::New(env);
+        f.Set("seq", job->faults[i].seq);
+        f.Set("message", job->faults[i].message);
+        faults.Set(uint32_t(i), f);
+      }
+      err.Set("faults", faults);
+    }
+    job->deferred.Reject(err.Value());
     return;
   }
   const kvs::StepResult& r = job->result;
@@ -110,6 +125,8 @@ void StepRunner::complete(Napi::Env env, Napi::Function, StepRunner* self, StepJ
   out.Set("topIds", copyToTyped<Napi::Int32Array>(env, r.topIds));
   out.Set("topValues", copyToTyped<Napi::Float32Array>(env, r.topValues));
   if (job->batch->batch().returnLogits) out.Set("logits", copyToTyped<Napi::Float32Array>(env, r.logits));
+  if (std::any_of(r.rowFaults.begin(), r.rowFaults.end(), [](int32_t f) { return f != kvs::kRowOk; }))
+    out.Set("rowFaults", copyToTyped<Napi::Int32Array>(env, r.rowFaults));
   job->deferred.Resolve(out);
 }
 

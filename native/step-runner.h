@@ -13,6 +13,7 @@
 #include <string>
 #include <thread>
 
+#include "engines/batch_check.h"
 #include "engines/engine.h"
 #include "js-batch.h"
 
@@ -27,6 +28,7 @@ struct StepJob {
   EngineWrap* wrap = nullptr;      // Ref'ed while the job lives
   kvs::StepResult result;
   std::string error;               // non-empty: the step failed
+  std::vector<kvs::SeqFault> faults;  // the sequences the batch check pinned it on (empty: the whole step)
 };
 
 class StepRunner {

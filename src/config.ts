@@ -12,7 +12,7 @@ export interface EngineConfig {
   model: string;
   revision: string;               // Hub revision when model is an org/name repo id
   tokenizer: string;              // folder with tokenizer.json; defaults to model (or its folder for a config.json path)
-  loadFormat: 'auto' | 'dummy';
+  loadFormat: 'auto' | 'private' | 'dummy';
   device: 'cpu' | 'cuda' | 'auto';
   dtype: 'auto' | 'float32' | 'bfloat16' | 'float16';
   threads: number;                // 0 = all cores
@@ -34,7 +34,7 @@ export interface ServerConfig extends EngineConfig {
   servedModelName: string;        // default: the model folder's name
   apiKey: string | undefined;
   chatTemplate: string | undefined;  // a file overriding tokenizer_config.json's template
-  maxQueue: number;               // waiting requests before 503; 0 = unbounded
+  maxQueue: number;               // waiting sequences (prompts × n) before 503; 0 = unbounded
   bodyLimitBytes: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'silent';
 }
@@ -58,7 +58,10 @@ export const engineFlags: Record<string, FlagSpec> = {
   model: { key: 'model', kind: 'string', help: 'model folder, or org/name on the Hugging Face Hub (default: the stories260K demo)' },
   revision: { key: 'revision', kind: 'string', help: 'Hub branch, tag or commit of an org/name --model (default main)' },
   tokenizer: { key: 'tokenizer', kind: 'string', help: 'folder with tokenizer.json, or org/name on the Hub (default: the model\'s)' },
-  'load-format': { key: 'loadFormat', kind: 'string', choices: ['auto', 'dummy'], help: 'dummy = random weights from config.json alone' },
+  'load-format': {
+    key: 'loadFormat', kind: 'string', choices: ['auto', 'private', 'dummy'],
+    help: 'auto = mmap the safetensors; private = read them into private memory (a file changed on disk cannot hurt the server); dummy = random weights from config.json alone',
+  },
   device: { key: 'device', kind: 'string', choices: ['cpu', 'cuda', 'auto'], help: 'auto picks cuda when a GPU is there' },
   dtype: { key: 'dtype', kind: 'string', choices: ['auto', 'float32', 'bfloat16', 'float16'], help: 'weight and compute dtype (auto = the checkpoint\'s)' },
   threads: { key: 'threads', kind: 'int', min: 0, max: 1024, help: 'cpu threads (0 = all cores)' },
@@ -67,7 +70,7 @@ export const engineFlags: Record<string, FlagSpec> = {
   'kv-cache-memory': { key: 'kvCacheMemoryGiB', kind: 'number', min: 0, help: 'cpu KV-cache budget in GiB (0 = default)' },
   'gpu-memory-utilization': { key: 'gpuMemoryUtilization', kind: 'number', min: 0.05, max: 1, help: 'fraction of GPU memory to use' },
   'max-num-batched-tokens': { key: 'maxNumBatchedTokens', kind: 'int', min: 1, help: 'token budget of one step' },
-  'max-num-seqs': { key: 'maxNumSeqs', kind: 'int', min: 1, max: 4096, help: 'running sequences at most' },
+  'max-num-seqs': { key: 'maxNumSeqs', kind: 'int', min: 1, max: 4096, help: 'running sequences at most; also caps one request\'s prompts × n' },
   'max-model-len': { key: 'maxModelLen', kind: 'int', min: 0, help: 'context length (0 = from config.json)' },
   'prefix-caching': { key: 'enablePrefixCaching', kind: 'boolean', help: 'automatic prefix caching (--no-prefix-caching to disable)' },
   'dummy-seed': { key: 'seed', kind: 'int', min: 0, help: 'seed of the random weights of --load-format dummy' },
@@ -81,7 +84,7 @@ export const serverFlags: Record<string, FlagSpec> = {
   'served-model-name': { key: 'servedModelName', kind: 'string', help: 'model id in the API (default: folder name)' },
   'api-key': { key: 'apiKey', kind: 'string', help: 'require this bearer key (also KVSERVE_API_KEY)' },
   'chat-template': { key: 'chatTemplate', kind: 'string', help: 'Jinja chat template file overriding the model\'s' },
-  'max-queue': { key: 'maxQueue', kind: 'int', min: 0, help: 'waiting requests before 503 (0 = unbounded)' },
+  'max-queue': { key: 'maxQueue', kind: 'int', min: 0, help: 'waiting sequences (prompts × n) before 503; also caps one request\'s (0 = unbounded)' },
   'body-limit': { key: 'bodyLimitBytes', kind: 'int', min: 1024, help: 'largest request body in bytes' },
   'log-level': { key: 'logLevel', kind: 'string', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'silent'], help: 'log level' },
 };
@@ -184,7 +187,7 @@ export function finishEngineConfig<T extends EngineConfig>(c: T): T {
   const model = resolve(c.model);
   if (!existsSync(model)) throw new ConfigError(`model not found: ${model}`);
   const tokenizer = c.tokenizer ? resolve(c.tokenizer) : model.endsWith('.json') ? dirname(model) : model;
-  if (c.loadFormat === 'auto' && model.endsWith('.json')) {
+  if (c.loadFormat !== 'dummy' && model.endsWith('.json')) {
     throw new ConfigError(`--model ${model} is a file; give the model folder (a config.json alone needs --load-format dummy)`);
   }
   if (c.maxNumBatchedTokens < c.blockSize) {

@@ -155,6 +155,9 @@ void GpuSampler::sample(const SamplingBatch& s, int R, const void* logits, DType
 
   const uint32_t* h = hostResults_.get<uint32_t>();
   out.tokens.assign(reinterpret_cast<const int32_t*>(h), reinterpret_cast<const int32_t*>(h) + R);
+  out.rowFaults.assign(R, kRowOk);
+  for (int r = 0; r < R; ++r)  // finishKernel marks a row whose logits are not finite with token -1
+    if (out.tokens[r] < 0) { out.rowFaults[r] = kRowNonFiniteLogits; out.tokens[r] = 0; }
   out.logprobs.assign(reinterpret_cast<const float*>(h + R), reinterpret_cast<const float*>(h + 2 * R));
   out.topLogprobs = K;
   const size_t nk = static_cast<size_t>(R) * K;

@@ -3,7 +3,8 @@
 // the next step is scheduled, built and launched, and only then are the finished step's outputs handed to
 // the request streams: consumers (detokenizing, SSE writes) run on the event loop while the native step
 // computes. abort() takes effect at once: the request leaves the scheduler and frees its blocks, and the
-// result of a step in flight for it is dropped (update() skips finished requests).
+// result of a step in flight for it is dropped (update() skips finished requests). A fault the native side
+// pins on some sequences of a step ends those requests only (step-faults.ts); the rest of the step stands.
 import type { NativeEngine, StepResult } from '../runner/binding.js';
 import { ModelRunner } from '../runner/model-runner.js';
 import { Request } from '../scheduler/request.js';
@@ -12,6 +13,7 @@ import type { SchedulerOutput } from '../scheduler/scheduler-output.js';
 import { OutputStream } from './output-stream.js';
 import { endOutput, tokenOutput } from './request-output.js';
 import { validateRequest } from './request-validation.js';
+import { faultedRows, refusedRequests, withoutFinished } from './step-faults.js';
 import { EngineError, type EngineClient, type EngineRequest, type EngineStats, type RequestOutput } from './types.js';
 
 export interface EngineLoopConfig extends SchedulerConfig {
@@ -121,9 +123,9 @@ export class EngineLoop implements EngineClient {
     try {
       res = await pending.result;
     } catch (err) {
-      this.failStep(pending.out, err);
-      return undefined;
+      return this.retryWithout(pending.out, err);
     }
+    for (const { req, message } of faultedRows(pending.out, res)) this.failRequest(req, message);
     const got = this.scheduler.update(pending.out, res.tokens);
     let next: InFlight | undefined;
     let fault: unknown;
@@ -151,6 +153,10 @@ export class EngineLoop implements EngineClient {
       this.end(entry, 'error', 'the scheduler could not fit this request');
       return undefined;
     }
+    return this.start(out);
+  }
+
+  private start(out: SchedulerOutput): InFlight {
     let result: Promise<StepResult>;
     try {
       result = this.runner.execute(out);
@@ -159,6 +165,19 @@ export class EngineLoop implements EngineClient {
     }
     result.catch(() => undefined); // handled in run(); avoid an unhandled rejection while we deliver
     return { out, result };
+  }
+
+  /** A rejected step: fails the requests the native batch check pinned it on and runs the same step again
+   *  for the others (nothing of it ran), or fails all of its requests when the fault is not pinned on any. */
+  private retryWithout(out: SchedulerOutput, err: unknown): InFlight | undefined {
+    const refused = refusedRequests(out, err);
+    if (!refused) {
+      this.failStep(out, err);
+      return undefined;
+    }
+    for (const { req, message } of refused) this.failRequest(req, message);
+    const rest = withoutFinished(out);
+    return rest && !this.closed ? this.start(rest) : undefined;
   }
 
   private deliver(out: SchedulerOutput, got: number[], res: StepResult): void {
@@ -174,10 +193,13 @@ export class EngineLoop implements EngineClient {
 
   private failStep(out: SchedulerOutput, err: unknown): void {
     const message = `engine step failed: ${err instanceof Error ? err.message : String(err)}`;
-    for (const req of out.requests) {
-      const entry = this.live.get(req.id);
-      if (entry && entry.req === req) this.end(entry, 'error', message);
-    }
+    for (const req of out.requests) this.failRequest(req, message);
+  }
+
+  /** Ends `req` with an error (freeing its blocks) if it is still the live request of its id. */
+  private failRequest(req: Request, message: string): void {
+    const entry = this.live.get(req.id);
+    if (entry && entry.req === req) this.end(entry, 'error', message);
   }
 
   private failAll(err: unknown): void {

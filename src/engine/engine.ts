@@ -19,6 +19,7 @@ export function nativeOptions(config: EngineConfig, native: NativeModule): Nativ
   return {
     model: config.model,
     dummyWeights: config.loadFormat === 'dummy',
+    privateWeights: config.loadFormat === 'private',
     device: config.device === 'auto' ? (native.cudaAvailable() ? 'cuda' : 'cpu') : config.device,
     dtype: config.dtype,
     numThreads: config.threads,

@@ -10,6 +10,7 @@ export type DTypeName = 'float32' | 'bfloat16' | 'float16';
 export interface NativeEngineOptions {
   model: string;                 // HF folder; for dummy weights a folder or a config.json path
   dummyWeights: boolean;
+  privateWeights?: boolean;      // read the weights into private memory instead of mapping the files
   device: Device;
   dtype: 'auto' | DTypeName;
   numThreads: number;            // cpu: 0 = all cores
@@ -82,6 +83,23 @@ export interface StepResult {
   topIds: Int32Array;            // [R * K], -1 padded
   topValues: Float32Array;       // [R * K]
   logits?: Float32Array;         // [R * vocab] when returnLogits
+  /** [R] present only when some row could not be sampled: ROW_FAULT_* per row, 0 for the rows that were.
+   *  A faulted row's token is meaningless; the step's other rows stand. */
+  rowFaults?: Int32Array;
+}
+
+export const ROW_FAULT_NON_FINITE_LOGITS = 1;  // a logit is NaN or +inf, or none is finite
+
+/** A sequence of a step that the native batch check refused, and why. */
+export interface StepFault {
+  seq: number;                   // index into the step's sequences
+  message: string;
+}
+
+/** What a rejected step() carries when the native batch check could pin the fault on sequences: the step ran
+ *  nothing, and runs as it is for the other sequences. Without `faults`, the fault belongs to the whole step. */
+export interface StepError extends Error {
+  faults?: StepFault[];
 }
 
 export interface NativeEngine {

@@ -1,6 +1,8 @@
 // Turns one SchedulerOutput into ONE StepBatch of flat typed arrays and runs it. A hot path: every array is
 // preallocated at the largest size the config allows and handed to the native side as a subarray view of
-// exactly T / S / R elements (the native side reads the sizes from the lengths). The views must not be
+// exactly T / S / R elements (the native side reads the sizes from the lengths). Block tables and the ragged
+// extras are the exception: their largest size (sequences × the context's blocks) can be gigabytes for a
+// long-context model, so they grow to what the batches actually hold. The views must not be
 // written while a step is in flight; the engine loop builds the next batch only after the step returns.
 import type { NativeEngine, StepBatch, StepResult } from './binding.js';
 import type { SchedulerOutput } from '../scheduler/scheduler-output.js';
@@ -8,12 +10,10 @@ import type { SchedulerOutput } from '../scheduler/scheduler-output.js';
 export interface ModelRunnerConfig {
   maxNumBatchedTokens: number; // T max
   maxNumSeqs: number;          // S and R max
-  maxModelLen: number;
   blockSize: number;
 }
 
 export class ModelRunner {
-  readonly maxBlocksPerSeq: number;
   private readonly bs: number;
   // [T] per new token
   private readonly tokenIds: Int32Array;
@@ -22,7 +22,7 @@ export class ModelRunner {
   // [S] per sequence
   private readonly queryStart: Int32Array; // [S+1]
   private readonly contextLens: Int32Array;
-  private readonly blockTables: Int32Array; // [S, maxBlocksPerSeq], used with the batch's own stride
+  private blockTables: Int32Array; // [S, stride] with the batch's own stride (its longest table); grown on demand
   // [R] per sampled row
   private readonly sampleIndices: Int32Array;
   private readonly temperature: Float32Array;
@@ -47,13 +47,12 @@ export class ModelRunner {
     const T = config.maxNumBatchedTokens;
     const S = config.maxNumSeqs;
     this.bs = config.blockSize;
-    this.maxBlocksPerSeq = Math.ceil(config.maxModelLen / config.blockSize);
     this.tokenIds = new Int32Array(T);
     this.positions = new Int32Array(T);
     this.slotMapping = new Int32Array(T);
     this.queryStart = new Int32Array(S + 1);
     this.contextLens = new Int32Array(S);
-    this.blockTables = new Int32Array(S * this.maxBlocksPerSeq);
+    this.blockTables = new Int32Array(S * 4);
     this.sampleIndices = new Int32Array(S);
     this.temperature = new Float32Array(S);
     this.topP = new Float32Array(S);
@@ -84,6 +83,7 @@ export class ModelRunner {
     const bs = this.bs;
     let stride = 1;
     for (let s = 0; s < S; s++) stride = Math.max(stride, requests[s]!.blockTable.length);
+    if (this.blockTables.length < S * stride) this.blockTables = new Int32Array(Math.max(S * stride, this.blockTables.length * 2));
     let t = 0;
     let needHistory = false;
     let needBias = false;

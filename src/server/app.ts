@@ -20,7 +20,7 @@ export interface AppDeps {
   model: LoadedModel | ModelSlot;
   servedModelName: string;
   apiKey?: string;
-  maxQueue?: number;               // waiting requests before 503; 0 = unbounded (default)
+  maxQueue?: number;               // waiting sequences before 503; 0 = unbounded (default)
   bodyLimitBytes?: number;         // default 8 MiB
   logLevel?: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'silent';  // default 'silent'
 }
@@ -70,6 +70,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     slot,
     servedModelName: deps.servedModelName,
     maxQueue: deps.maxQueue ?? 0,
+    admittedSequences: 0,
     metrics: new ServerMetrics(deps.servedModelName, () => slot.stats()),
     inflight: 0,
   };

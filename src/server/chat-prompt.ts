@@ -11,9 +11,27 @@ export interface ChatPromptOptions {
   chat_template_kwargs?: Record<string, unknown> | null;
 }
 
+const missing = (param: string, message: string) => new ApiError('missing_required_parameter', message, param);
+
+/** What OpenAI requires of each role: content, except for an assistant turn that carries tool calls, and
+ *  the id of the call a tool message answers. */
+function checkMessage(m: ChatMessage, i: number): void {
+  const hasContent = m.content !== undefined && m.content !== null;
+  if (m.role === 'assistant') {
+    const calls = Array.isArray(m.tool_calls) && m.tool_calls.length > 0;
+    if (!hasContent && !calls) throw missing(`messages[${i}].content`, `messages[${i}]: an assistant message needs content or tool_calls`);
+    return;
+  }
+  if (!hasContent) throw missing(`messages[${i}].content`, `messages[${i}]: a ${m.role} message needs content`);
+  if (m.role === 'tool' && !m.tool_call_id) {
+    throw missing(`messages[${i}].tool_call_id`, `messages[${i}]: a tool message needs the tool_call_id it answers`);
+  }
+}
+
 /** Text parts are joined with newlines (as vLLM does); any other part type is a clear 400. */
 function flatten(messages: ChatMessage[]): TemplateMessage[] {
   return messages.map((m, i) => {
+    checkMessage(m, i);
     let content: string | null;
     if (Array.isArray(m.content)) {
       content = m.content

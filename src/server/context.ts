@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyReply } from 'fastify';
 import type { ServerMetrics } from '../metrics/metrics.js';
+import type { Admission } from './admission.js';
 import { ApiError, toApiError } from './errors.js';
 import { Generation, type ChoiceDelta, type ChoiceResult, type ChoiceSpec, type TextOptions } from './generation.js';
 import type { LoadedModel, ModelSlot } from './model-slot.js';
@@ -12,7 +13,9 @@ import { SseWriter } from './sse.js';
 export interface ServerContext {
   slot: ModelSlot;
   servedModelName: string;
-  maxQueue: number;          // 0 = unbounded
+  maxQueue: number;          // waiting sequences before 503; 0 = unbounded
+  /** Sequences admitted (admission.ts) whose prompts are still being prepared, not yet in the engine. */
+  admittedSequences: number;
   metrics: ServerMetrics;
   /** HTTP requests whose response has not finished (streams included); graceful close waits on it. */
   inflight: number;
@@ -34,15 +37,6 @@ export function checkModelName(ctx: ServerContext, model: string | null | undefi
   }
 }
 
-/** Sheds load before any work is queued: a full wait queue is a 503 with Retry-After. */
-export function checkQueue(ctx: ServerContext, model: LoadedModel): void {
-  if (ctx.maxQueue <= 0) return;
-  const waiting = model.client.stats().numWaiting;
-  if (waiting >= ctx.maxQueue) {
-    throw new ApiError('queue_full', `the server is overloaded (${waiting} requests waiting, --max-queue ${ctx.maxQueue}); retry later`, null, 1);
-  }
-}
-
 /**
  * Submits the choices and aborts them all if the client goes away before the reply is complete
  * (a disconnect mid-stream, or a non-streaming client that gave up), so their KV blocks are freed.
@@ -55,9 +49,14 @@ export function startGeneration(
   choices: ChoiceSpec[],
   text: TextOptions,
   arrival: number,
+  admission: Admission,
 ): Generation {
-  checkQueue(ctx, model);
-  const gen = new Generation({ client: model.client, tokenizer: model.tokenizer, metrics: ctx.metrics }, requestId, choices, text, arrival);
+  let gen: Generation;
+  try {
+    gen = new Generation({ client: model.client, tokenizer: model.tokenizer, metrics: ctx.metrics }, requestId, choices, text, arrival);
+  } finally {
+    admission.release();  // submitted: the engine counts these sequences as waiting from now on
+  }
   reply.raw.once('close', () => {
     if (!gen.done) gen.abortAll();
   });

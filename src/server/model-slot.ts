@@ -12,6 +12,8 @@ export interface LoadedModel {
   chatTemplate: ChatTemplate | undefined;
   maxModelLen: number;
   vocabSize: number;
+  /** The engine's --max-num-seqs: the most sequences (prompts × n) one request may ask for. */
+  maxNumSeqs: number;
 }
 
 export class ModelSlot {

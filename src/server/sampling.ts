@@ -49,6 +49,7 @@ export function parseSettings(
   opts: { maxTokens: number | null | undefined; maxTokensParam: string; logprobs: number | null; vocabSize: number },
 ): RequestSettings {
   rejectUnsupported(body);
+  checkFloat32(body);
   const checkId = (id: number, param: string) => {
     if (id >= opts.vocabSize) throw invalid(`token id ${id} is out of range (vocabulary size ${opts.vocabSize})`, param);
   };
@@ -56,8 +57,10 @@ export function parseSettings(
   if (body.logit_bias && Object.keys(body.logit_bias).length > 0) {
     logitBias = {};
     for (const [key, value] of Object.entries(body.logit_bias)) {
-      if (!/^\d+$/.test(key)) throw invalid(`logit_bias keys must be token ids, got "${key}"`, 'logit_bias');
-      checkId(Number(key), 'logit_bias');
+      // Compared as text first: Number() of a long digit string is inexact (or Infinity).
+      if (!/^\d+$/.test(key) || key.replace(/^0+(?=\d)/, '').length > 10 || Number(key) >= opts.vocabSize) {
+        throw invalid(`logit_bias keys must be token ids below the vocabulary size ${opts.vocabSize}, got "${key}"`, 'logit_bias');
+      }
       logitBias[Number(key)] = value;
     }
   }
@@ -98,6 +101,35 @@ export function parseSettings(
     stream,
     includeUsage: stream && (body.stream_options?.include_usage ?? false),
   };
+}
+
+/**
+ * The engine holds sampling floats as float32, where a double can round to a value outside the range it
+ * passed as a double: top_p 1e-320 is > 0, but 0 as a float32, and the engine would refuse the whole batch
+ * it is in. Each field is checked as the engine will hold it, against the same range the schema states.
+ */
+const FLOAT32_RANGES: Array<[keyof SamplingBody & string, number, number, boolean]> = [
+  // field, lower bound, upper bound, lower bound exclusive
+  ['temperature', 0, 2, false],
+  ['top_p', 0, 1, true],
+  ['min_p', 0, 1, false],
+  ['presence_penalty', -2, 2, false],
+  ['frequency_penalty', -2, 2, false],
+  ['repetition_penalty', 0, 2, true],
+];
+
+function checkFloat32(body: SamplingBody): void {
+  const check = (value: number, param: string, lo: number, hi: number, exclusive: boolean) => {
+    const f = Math.fround(value);
+    if ((exclusive ? f > lo : f >= lo) && f <= hi) return;
+    const range = `${exclusive ? '(' : '['}${lo}, ${hi}]`;
+    throw invalid(`${param} ${value} is ${f} as the 32-bit float the engine computes with, outside ${range}`, param);
+  };
+  for (const [field, lo, hi, exclusive] of FLOAT32_RANGES) {
+    const v = body[field];
+    if (typeof v === 'number') check(v, field, lo, hi, exclusive);
+  }
+  for (const [key, v] of Object.entries(body.logit_bias ?? {})) check(v, `logit_bias[${key}]`, -100, 100, false);
 }
 
 /** The generation budget of one prompt: what was asked, or by default everything that fits the context. */

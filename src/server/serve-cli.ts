@@ -84,7 +84,7 @@ export async function startServe(config: ServerConfig): Promise<ServeHandle> {
 
   const ready = createEngine(config, undefined, progressReporter(config, slot)).then((engine) => {
     const info = engine.info;
-    slot.ready({ client: engine.client, tokenizer, chatTemplate, maxModelLen: info.maxModelLen, vocabSize: info.vocabSize });
+    slot.ready({ client: engine.client, tokenizer, chatTemplate, maxModelLen: info.maxModelLen, vocabSize: info.vocabSize, maxNumSeqs: config.maxNumSeqs });
     log(
       config,
       `kvserve: ready — ${info.architecture} on ${info.device} (${info.dtype}), context ${info.maxModelLen}, ` +

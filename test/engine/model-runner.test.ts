@@ -82,4 +82,17 @@ describe('ModelRunner.prepare', () => {
     expect(b.historyStart).toBeUndefined();
     expect(b.biasStart).toBeUndefined();
   });
+
+  it('sizes block tables by what the batch holds, not by context × sequences (a 16M-token context, 4096 sequences)', () => {
+    const big: SchedulerConfig = { maxNumBatchedTokens: 64, maxNumSeqs: 4096, maxModelLen: 2 ** 24, blockSize: 4, numBlocks: 4096, enablePrefixCaching: false };
+    const runner = new ModelRunner(big);  // 4096 × 2^22 block slots would be a 64 GiB Int32Array
+    const s = new Scheduler(big);
+    const long = make(0, Array.from({ length: 40 }, (_, i) => 3 + i), params({}));
+    const short = make(1, [1, 5], params({}));
+    s.add(long);
+    s.add(short);
+    const b = runner.prepare(s.schedule());
+    expect(b.maxBlocksPerSeq).toBe(10);
+    expect([...b.blockTables]).toEqual([...long.blockTable.view(), short.blockTable.view()[0], ...Array(9).fill(-1)]);
+  });
 });

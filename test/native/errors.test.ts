@@ -62,6 +62,23 @@ describe('load errors', () => {
     const dir = folderWith('eos-float', { ...storiesConfig, eos_token_id: [2, 2.5] });
     await expect(load(dir)).rejects.toThrow(/field "eos_token_id": expected a JSON integer, found 2\.5/);
   });
+  it('an eos_token_id or bos_token_id outside the vocabulary names the field', async () => {
+    await expect(load(folderWith('eos-600', { ...storiesConfig, eos_token_id: 600 }))).rejects.toThrow(/field "eos_token_id": 600 is outside the vocabulary \[0, 512\)/);
+    await expect(load(folderWith('eos-neg', { ...storiesConfig, eos_token_id: [2, -1] }))).rejects.toThrow(/field "eos_token_id": -1 is outside the vocabulary/);
+    await expect(load(folderWith('bos-512', { ...storiesConfig, bos_token_id: 512 }))).rejects.toThrow(/field "bos_token_id": 512 is outside the vocabulary/);
+  });
+  it('rms_norm_eps must be a positive finite number', async () => {
+    for (const eps of [0, -1e-5]) {
+      await expect(load(folderWith(`eps-${eps}`, { ...storiesConfig, rms_norm_eps: eps }))).rejects.toThrow(/field "rms_norm_eps" must be a positive finite number, found/);
+    }
+  });
+  it('an absurd max_position_embeddings is refused at load, unless --max-model-len serves a shorter context', async () => {
+    const dir = folderWith('positions-2e9', { ...storiesConfig, max_position_embeddings: 2_000_000_000 });
+    await expect(load(dir, { numKvBlocks: 64 })).rejects.toThrow(/max_position_embeddings 2000000000 in .*config.json is beyond the 16777216 tokens .* --max-model-len/);
+    const e = await load(dir, { numKvBlocks: 64, maxModelLen: 512 });
+    expect(e.info().maxModelLen).toBe(512);
+    e.dispose();
+  });
   it('no safetensors', async () => {
     await expect(load(folderWith('noweights', storiesConfig, false))).rejects.toThrow(/no safetensors weights/);
   });
@@ -111,7 +128,7 @@ describe('step errors', () => {
   });
   it('inconsistent lengths and bad values', async () => {
     await expect(engine.step({ ...good(), positions: new Int32Array(2) })).rejects.toThrow(/positions has length 2, expected 5/);
-    await expect(engine.step({ ...good(), topP: new Float32Array(1) })).rejects.toThrow(/topP\[0\] must be in \(0, 1\]/);
+    await expect(engine.step({ ...good(), topP: new Float32Array(1) })).rejects.toThrow(/sequence 0: top_p = 0 .*is outside \(0, 1\]/);
     await expect(engine.step({ ...good(), seeds: new Int32Array(1) as unknown as Uint32Array })).rejects.toThrow(/seeds must be an Uint32Array/);
     const b = good();
     b.blockTables[0] = 1_000_000;
@@ -119,6 +136,29 @@ describe('step errors', () => {
     const c = good();
     c.positions[4] = 5;
     await expect(engine.step(c)).rejects.toThrow(/positions\[4\] = 5 is outside its sequence's context/);
+  });
+  it('bad values are pinned on their sequences; a broken layout on none', async () => {
+    const other = loadExpected()[1]!.prompt_ids;
+    const three = () => buildBatch([0, 1, 2].map((slot) => ({ slot, all: slot === 1 ? other : prompt, promptLen: 5, start: 0, count: 5, sample: true })), blockSize, 4);
+    const b = three();
+    b.topP[1] = 0;
+    b.tokenIds[12] = 600;          // sequence 2's third token
+    b.repetitionPenalty[1] = -1;   // a second fault of sequence 1: only its first is reported
+    const err = await engine.step(b).catch((e) => e);
+    expect(err.faults).toEqual([
+      { seq: 1, message: expect.stringMatching(/^top_p = 0 \(as the engine's 32-bit float\) is outside \(0, 1\]$/) },
+      { seq: 2, message: expect.stringMatching(/tokenIds\[12\] = 600 is outside the vocabulary/) },
+    ]);
+    const whole = three();
+    whole.queryStart[1] = 7;
+    whole.queryStart[2] = 6;
+    const layout = await engine.step(whole).catch((e) => e);
+    expect(layout.message).toMatch(/queryStart\[2\] decreases/);
+    expect(layout.faults).toBeUndefined();
+    // Run again without the faulted sequences, the step is fine.
+    const ok = await engine.step(buildBatch([{ slot: 0, all: prompt, promptLen: 5, start: 0, count: 5, sample: true }], blockSize, 4));
+    expect(ok.tokens[0]).toBe(loadExpected()[0]!.greedy_ids[0]);
+    expect(ok.rowFaults).toBeUndefined();
   });
   it('ragged history and bias offsets must split their arrays into rows', async () => {
     const ragged = { historyStart: Int32Array.from([0, 9]), historyOutputStart: Int32Array.from([0]),

@@ -1,6 +1,6 @@
 // POST /v1/chat/completions: the request body. Unknown fields pass through and are ignored.
 import { Type, type Static } from 'typebox';
-import { Nullable, samplingFields, unsupportedFields } from './sampling.js';
+import { Int32, Nullable, samplingFields, unsupportedFields } from './sampling.js';
 
 /** Content parts are checked in the route: only `text` parts are supported, others get a clear 400. */
 const ContentPart = Type.Object({ type: Type.String(), text: Type.Optional(Type.String()) });
@@ -18,7 +18,7 @@ export const ChatCompletionRequest = Type.Object({
   ...samplingFields,
   ...unsupportedFields,
   messages: Type.Array(ChatMessage, { minItems: 1 }),
-  max_completion_tokens: Nullable(Type.Integer({ minimum: 1 })),
+  max_completion_tokens: Nullable(Int32({ minimum: 1 })),
   logprobs: Nullable(Type.Boolean()),
   top_logprobs: Nullable(Type.Integer({ minimum: 0, maximum: 20 })),
   parallel_tool_calls: Type.Optional(Type.Unknown()),

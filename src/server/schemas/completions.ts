@@ -1,8 +1,8 @@
 // POST /v1/completions: the request body. Unknown fields pass through and are ignored.
 import { Type, type Static } from 'typebox';
-import { Nullable, samplingFields, unsupportedFields } from './sampling.js';
+import { Nullable, samplingFields, TokenId, unsupportedFields } from './sampling.js';
 
-const TokenIds = Type.Array(Type.Integer({ minimum: 0 }), { minItems: 1 });
+const TokenIds = Type.Array(TokenId, { minItems: 1 });
 
 export const CompletionRequest = Type.Object({
   ...samplingFields,

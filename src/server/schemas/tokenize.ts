@@ -1,7 +1,7 @@
 // POST /tokenize and POST /detokenize (vLLM's shapes).
 import { Type, type Static } from 'typebox';
 import { ChatMessage } from './chat.js';
-import { Nullable } from './sampling.js';
+import { Nullable, TokenId } from './sampling.js';
 
 export const TokenizeRequest = Type.Object({
   model: Nullable(Type.String()),
@@ -16,6 +16,6 @@ export type TokenizeRequest = Static<typeof TokenizeRequest>;
 
 export const DetokenizeRequest = Type.Object({
   model: Nullable(Type.String()),
-  tokens: Type.Array(Type.Integer({ minimum: 0 })),
+  tokens: Type.Array(TokenId, { minItems: 1 }),
 });
 export type DetokenizeRequest = Static<typeof DetokenizeRequest>;

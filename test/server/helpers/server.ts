@@ -27,11 +27,13 @@ export interface TestServerOptions extends Partial<Omit<AppDeps, 'model'>> {
   chatTemplate?: string | null;
   /** Serve an empty slot (the model "loading"). */
   loading?: boolean;
+  /** The engine's --max-num-seqs (default 256). */
+  maxNumSeqs?: number;
 }
 
 let tokenizer: TextTokenizer | undefined;
 
-export async function loadModel(engine: FakeEngine, chatTemplate?: string | null, maxModelLen = 512): Promise<LoadedModel> {
+export async function loadModel(engine: FakeEngine, chatTemplate?: string | null, maxModelLen = 512, maxNumSeqs = 256): Promise<LoadedModel> {
   tokenizer ??= await TextTokenizer.load(storiesDir);
   const source = chatTemplate === undefined ? tokenizer.chatTemplate : chatTemplate;
   return {
@@ -40,12 +42,13 @@ export async function loadModel(engine: FakeEngine, chatTemplate?: string | null
     chatTemplate: source ? new ChatTemplate(source, tokenizer.specialTokens) : undefined,
     maxModelLen,
     vocabSize: 512,
+    maxNumSeqs,
   };
 }
 
 export async function startTestServer(opts: TestServerOptions = {}): Promise<TestServer> {
   const engine = new FakeEngine({ script: storiesScript, eosTokenIds: [2], ...opts.engine });
-  const model = await loadModel(engine, opts.chatTemplate, opts.engine?.maxModelLen);
+  const model = await loadModel(engine, opts.chatTemplate, opts.engine?.maxModelLen, opts.maxNumSeqs);
   const { app, ctx } = await buildApp({
     servedModelName: MODEL,
     ...opts,

@@ -1,5 +1,6 @@
 // POST /v1/chat/completions, streamed and not, in OpenAI's exact response shapes.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { admit } from '../../admission.js';
 import { renderChatPrompt } from '../../chat-prompt.js';
 import { checkModelName, newRequestId, startGeneration, streamGeneration, usageOf, type ServerContext } from '../../context.js';
 import { invalid } from '../../errors.js';
@@ -36,11 +37,12 @@ export const chatCompletionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContex
       logprobs: body.logprobs ? (body.top_logprobs ?? 0) : null,
       vocabSize: model.vocabSize,
     });
+    const admission = admit(ctx, model, reply, 1, settings.n, 'messages');
     const prompt = renderChatPrompt(model, body.messages, body);
     const choices = expandChoices([prompt.ids], settings, model.maxModelLen, 'messages');
     const id = newRequestId('chatcmpl');
     const created = Math.floor(Date.now() / 1000);
-    const gen = startGeneration(ctx, model, reply, id, choices, settings.text, arrival);
+    const gen = startGeneration(ctx, model, reply, id, choices, settings.text, arrival, admission);
     const wantLogprobs = settings.sampling.logprobs !== null;
 
     if (!settings.stream) {

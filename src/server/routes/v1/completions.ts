@@ -1,12 +1,18 @@
 // POST /v1/completions (legacy text completions), streamed and not. A batch of prompts gives n choices
 // per prompt, indexed prompt-major (index = prompt * n + i), as OpenAI and vLLM do.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { admit } from '../../admission.js';
 import { checkModelName, newRequestId, startGeneration, streamGeneration, usageOf, type ServerContext } from '../../context.js';
 import { invalid, unsupported } from '../../errors.js';
 import type { LogprobEntry } from '../../generation.js';
 import type { LoadedModel } from '../../model-slot.js';
 import { expandChoices, parseSettings } from '../../sampling.js';
 import { CompletionRequest } from '../../schemas/completions.js';
+
+/** How many prompts the field holds, from its shape alone (nothing is tokenized yet). */
+function numPrompts(prompt: CompletionRequest['prompt']): number {
+  return typeof prompt === 'string' || typeof prompt[0] === 'number' ? 1 : prompt.length;
+}
 
 /**
  * Every prompt as token ids (strings get the tokenizer's special tokens), with the text that echo puts
@@ -58,12 +64,13 @@ export const completionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }>
     const logprobs = body.logprobs ?? null;
     if (echo && logprobs !== null) throw unsupported('echo', 'echo together with logprobs (prompt logprobs)');
     const settings = parseSettings(body, { maxTokens: body.max_tokens, maxTokensParam: 'max_tokens', logprobs, vocabSize: model.vocabSize });
+    const admission = admit(ctx, model, reply, numPrompts(body.prompt), settings.n, 'prompt');
     const prompts = promptsOf(model, body.prompt, echo);
     const choices = expandChoices(prompts.map((p) => p.ids), settings, model.maxModelLen, 'prompt');
     const prefixes = choices.map((_, i) => prompts[Math.floor(i / settings.n)]!.echoed);
     const id = newRequestId('cmpl');
     const created = Math.floor(Date.now() / 1000);
-    const gen = startGeneration(ctx, model, reply, id, choices, settings.text, arrival);
+    const gen = startGeneration(ctx, model, reply, id, choices, settings.text, arrival, admission);
     const base = { id, object: 'text_completion', created, model: ctx.servedModelName };
 
     if (!settings.stream) {
