@@ -194,7 +194,8 @@ std::unique_ptr<WeightStore> loadSafetensors(const std::string& modelDir, Weight
     throw std::runtime_error("no safetensors weights in " + modelDir +
                              " (expected model.safetensors or model.safetensors.index.json)");
   }
-  for (const auto& f : files)
+  size_t total = 0, done = 0;
+  for (const auto& f : files) {
     if (!isFile(f)) throw std::runtime_error("missing safetensors shard " + f);
     total += fileSize(f);
   }
