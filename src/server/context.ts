@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyReply } from 'fastify';
 import type { ServerMetrics } from '../metrics/metrics.js';
+import type { Drain } from './drain.js';
 import { ApiError, toApiError } from './errors.js';
 import { Generation, type ChoiceDelta, type ChoiceResult, type ChoiceSpec, type TextOptions } from './generation.js';
 import type { LoadedModel, ModelSlot } from './model-slot.js';
@@ -16,6 +17,7 @@ export interface ServerContext {
   metrics: ServerMetrics;
   /** HTTP requests whose response has not finished (streams included); graceful close waits on it. */
   inflight: number;
+  drain: Drain;
 }
 
 export interface Usage {
@@ -34,10 +36,14 @@ export function checkModelName(ctx: ServerContext, model: string | null | undefi
   }
 }
 
-/** Sheds load before any work is queued: a full wait queue is a 503 with Retry-After. */
+/**
+ * Sheds load before any work is queued: a full wait queue is a 503 with Retry-After. Prompts waiting for a
+ * tokenizer thread count as waiting too, so a flood of large prompts is shed before it is tokenized.
+ */
 export function checkQueue(ctx: ServerContext, model: LoadedModel): void {
+  ctx.drain.check();
   if (ctx.maxQueue <= 0) return;
-  const waiting = model.client.stats().numWaiting;
+  const waiting = model.client.stats().numWaiting + model.prompts.pending;
   if (waiting >= ctx.maxQueue) {
     throw new ApiError('queue_full', `the server is overloaded (${waiting} requests waiting, --max-queue ${ctx.maxQueue}); retry later`, null, 1);
   }
@@ -58,7 +64,11 @@ export function startGeneration(
 ): Generation {
   checkQueue(ctx, model);
   const gen = new Generation({ client: model.client, tokenizer: model.tokenizer, metrics: ctx.metrics }, requestId, choices, text, arrival);
+  // The HTTP request id (X-Request-Id) and the completion id on one line: a client's error leads here.
+  reply.log.info({ completionId: requestId, choices: choices.length }, 'generation started');
+  ctx.drain.generations.add(gen);
   reply.raw.once('close', () => {
+    ctx.drain.generations.delete(gen);
     if (!gen.done) gen.abortAll();
   });
   return gen;
@@ -95,8 +105,11 @@ export async function streamGeneration(
     });
     if (settings.includeUsage) sse.send({ ...base, choices: [], usage: usageOf(results, settings.n) });
   } catch (e) {
-    reply.log.error({ err: e }, 'generation failed mid-stream');
-    sse.error(toApiError(e));
+    const api = toApiError(e, reply.request.id);
+    if (!sse.closed) {
+      if (api.status >= 500 && api.code !== 'server_shutting_down') reply.log.error({ err: e }, 'generation failed mid-stream');
+      sse.error(api);
+    }
   }
   sse.done();
   return reply;

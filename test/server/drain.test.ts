@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { metricValue, until } from './helpers/disconnect.js';
 import { spawnServe, killChildren, untilHealthy, type ChildServer } from './helpers/child-server.js';
 import { expectEnvelope } from './helpers/envelope.js';
-import { rawConnect, rawRoundTrip } from './helpers/raw-http.js';
+import { parseResponse, rawConnect, rawRoundTrip } from './helpers/raw-http.js';
 import { expected } from './helpers/stories.js';
 
 afterAll(killChildren);
@@ -34,8 +34,17 @@ function events(body: string): Array<Record<string, any>> {
 
 const streamedText = (body: string) => events(body).map((c) => c.choices?.[0]?.text ?? '').join('');
 
-async function started(url: string, s: ChildServer, waiting: number): Promise<void> {
-  await until(async () => (await metricValue(url, 'kvserve_num_requests_waiting')) >= waiting, 30_000);
+/** Requests the engine has taken: waiting, running, or finished (one choice each). */
+async function admitted(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const finished = text.split('\n').filter((l) => l.startsWith('kvserve_request_success_total{')).reduce((n, l) => n + Number(l.split(' ').at(-1)), 0);
+  return finished + (await metricValue(url, 'kvserve_num_requests_waiting')) + (await metricValue(url, 'kvserve_num_requests_running'));
+}
+
+/** Resolves once all `n` requests are in the engine and some are still waiting: then SIGTERM finds them in flight. */
+async function allAdmitted(url: string, s: ChildServer, n: number): Promise<void> {
+  await until(async () => (await admitted(url)) >= n, 30_000);
+  expect(await metricValue(url, 'kvserve_num_requests_waiting')).toBeGreaterThan(0);
   expect(s.child.exitCode).toBeNull();
 }
 
@@ -44,8 +53,11 @@ describe('SIGTERM', () => {
     const s = spawnServe(['--max-num-seqs', '1', '--drain-timeout', '60']);
     const url = await s.url;
     await untilHealthy(url);
-    const jobs = Array.from({ length: 60 }, (_, k) => complete(url, k % 4, k % 2 === 0, 80));
-    await started(url, s, 10);
+    // An upload in progress holds the drain open for as long as this test needs; it completes below.
+    const late = JSON.stringify({ prompt: expected[0]!.prompt, max_tokens: 80, temperature: 0, ignore_eos: true });
+    const upload = await rawConnect(url, `POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${late.length}\r\nConnection: close\r\n\r\n${late.slice(0, 10)}`);
+    const jobs = Array.from({ length: 24 }, (_, k) => complete(url, k % 4, k % 2 === 0, 80));
+    await allAdmitted(url, s, 24);
     s.child.kill('SIGTERM');
     await until(() => s.stderr().includes('SIGTERM'), 10_000);
 
@@ -60,6 +72,12 @@ describe('SIGTERM', () => {
     expect(fresh.headers['retry-after']).toMatch(/^\d+$/);
     expect(fresh.headers.connection).toBe('close');
 
+    // The request that was in flight before the signal is served in full.
+    upload.write(late.slice(10));
+    await upload.closed;
+    const served = parseResponse(upload.received());
+    expect(served.status).toBe(200);
+    expect(JSON.parse(served.body).choices[0].text.replace(/^ /, '')).toBe(expected[0]!.greedy_text);
     const answers = await Promise.all(jobs);
     answers.forEach((a, k) => {
       expect(a.status).toBe(200);
@@ -73,8 +91,8 @@ describe('SIGTERM', () => {
     const s = spawnServe(['--max-num-seqs', '1', '--drain-timeout', '0.3']);
     const url = await s.url;
     await untilHealthy(url);
-    const jobs = Array.from({ length: 40 }, (_, k) => complete(url, k % 4, k % 2 === 0, 500));
-    await started(url, s, 10);
+    const jobs = Array.from({ length: 40 }, (_, k) => complete(url, k % 4, k % 2 === 0, 490));
+    await allAdmitted(url, s, 40);
     s.child.kill('SIGTERM');
     const answers = await Promise.all(jobs);
     let cutStreams = 0;

@@ -36,7 +36,7 @@ export const chatCompletionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContex
       logprobs: body.logprobs ? (body.top_logprobs ?? 0) : null,
       vocabSize: model.vocabSize,
     });
-    const prompt = renderChatPrompt(model, body.messages, body);
+    const prompt = await renderChatPrompt(model, body.messages, body);
     const choices = expandChoices([prompt.ids], settings, model.maxModelLen, 'messages');
     const id = newRequestId('chatcmpl');
     const created = Math.floor(Date.now() / 1000);
