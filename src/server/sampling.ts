@@ -49,6 +49,10 @@ export function parseSettings(
   opts: { maxTokens: number | null | undefined; maxTokensParam: string; logprobs: number | null; vocabSize: number },
 ): RequestSettings {
   rejectUnsupported(body);
+  // The engine samples in float32: a positive value that rounds to 0 there is not in the open range.
+  for (const [param, v] of [['top_p', body.top_p], ['repetition_penalty', body.repetition_penalty]] as const) {
+    if (isSet(v) && !(Math.fround(v!) > 0)) throw invalid(`invalid '${param}': ${v} is 0 in float32; it must be > 0`, param);
+  }
   const checkId = (id: number, param: string) => {
     if (id >= opts.vocabSize) throw invalid(`token id ${id} is out of range (vocabulary size ${opts.vocabSize})`, param);
   };
