@@ -18,6 +18,7 @@ export interface TokenizerSpec {
 
 export type PoolJob =
   | { id: number; op: 'encode'; text: string; addSpecialTokens: boolean }
+  | { id: number; op: 'decode'; ids: number[]; skipSpecialTokens: boolean }
   | { id: number; op: 'chat'; messages: TemplateMessage[]; options: RenderOptions; maxBytes: number };
 
 export type PoolReply =
@@ -80,6 +81,11 @@ export class TokenizerPool {
 
   encode(text: string, addSpecialTokens: boolean): Promise<number[]> {
     return this.submit((id) => ({ id, op: 'encode', text, addSpecialTokens })).then((r) => r.ids);
+  }
+
+  /** For whole token lists a client sends (/detokenize); outputs are detokenized incrementally, on the loop. */
+  decode(ids: number[], skipSpecialTokens: boolean): Promise<string> {
+    return this.submit((id) => ({ id, op: 'decode', ids, skipSpecialTokens })).then((r) => r.text!);
   }
 
   /** Renders and tokenizes (without special tokens: the template wrote them). Throws ChatTemplateError or

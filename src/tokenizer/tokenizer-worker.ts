@@ -31,6 +31,7 @@ loaded.then(
 
 function run(job: PoolJob, { tokenizer, template }: Awaited<typeof loaded>): PoolReply {
   if (job.op === 'encode') return { id: job.id, ids: tokenizer.encode(job.text, job.addSpecialTokens) };
+  if (job.op === 'decode') return { id: job.id, ids: [], text: tokenizer.decode(job.ids, job.skipSpecialTokens) };
   if (!template) return { id: job.id, error: { kind: 'template', message: 'this model has no chat template' } };
   let text: string;
   try {

@@ -26,6 +26,12 @@ describe('TokenizerPool', () => {
     for (const { t, special, ids } of await Promise.all(jobs)) expect(ids).toEqual(tok.encode(t, special));
   });
 
+  it('decodes exactly as the main thread does', async () => {
+    const ids = [1, 403, 407, 261, 378, 2, 300, 13];
+    expect(await pool.decode(ids, false)).toBe(tok.decode(ids, false));
+    expect(await pool.decode(ids, true)).toBe(tok.decode(ids, true));
+  });
+
   it('renders the chat template and tokenizes the result without adding special tokens', async () => {
     const template = new ChatTemplate(CHATML, tok.specialTokens);
     const messages = [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Once upon a time' }];

@@ -30,6 +30,6 @@ export const tokenizeRoutes: FastifyPluginAsyncTypebox<{ ctx: ServerContext }> =
     const model = ctx.slot.require();
     const bad = req.body.tokens.find((id) => id >= model.vocabSize);
     if (bad !== undefined) throw invalid(`token id ${bad} is out of range (vocabulary size ${model.vocabSize})`, 'tokens');
-    return { prompt: model.tokenizer.decode(req.body.tokens, false) };
+    return { prompt: await model.prompts.decode(req.body.tokens, false) };
   });
 };
