@@ -38,7 +38,10 @@ export interface AppOptions {
   apiKey?: string;
 }
 
-/** Auth, error envelope and routes. Not encapsulated: its hooks and handlers apply to the whole instance. */
+/**
+ * Request ids, draining, auth, the error envelope and the routes. Not encapsulated: its hooks and handlers
+ * apply to the whole instance.
+ */
 export const kvserveApp: FastifyPluginAsync<AppOptions> = async (app, { ctx, apiKey }) => {
   app.addHook('onRequest', async (req, reply) => {
     // On the raw response, so that every answer carries it: fastify's, the error handler's, SSE's writeHead.
@@ -92,7 +95,10 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   const requestTimeout = deps.requestTimeoutMs ?? 30_000;
   // 0 would mean "never" to Node; a keep-alive timeout of 0 means "close once answered".
   const keepAliveTimeout = Math.max(1, deps.keepAliveTimeoutMs ?? 5_000);
-  const timeouts = `headers within ${headersTimeout / 1000} s, the whole request within ${requestTimeout / 1000} s`;
+  const timeouts = [
+    headersTimeout > 0 ? `headers within ${headersTimeout / 1000} s` : '',
+    requestTimeout > 0 ? `the whole request within ${requestTimeout / 1000} s` : '',
+  ].filter(Boolean).join(', ');
   const app = Fastify({
     logger: { level: deps.logLevel ?? 'silent', ...(deps.logStream ? { stream: deps.logStream } : {}) },
     genReqId: requestIdOf,
