@@ -36,6 +36,12 @@ export interface ServerConfig extends EngineConfig {
   chatTemplate: string | undefined;  // a file overriding tokenizer_config.json's template
   maxQueue: number;               // waiting sequences (prompts × n) before 503; 0 = unbounded
   bodyLimitBytes: number;
+  maxPromptBytes: number;         // 0 = derived from the context length and the tokenizer's longest token
+  tokenizerWorkers: number;       // threads that tokenize prompts and render chat templates
+  headerTimeout: number;          // seconds for a request's headers to arrive; 0 = none
+  requestBodyTimeout: number;     // seconds for a whole request (headers and body) to arrive; 0 = none
+  keepAliveTimeout: number;       // seconds an idle keep-alive connection stays open
+  drainTimeout: number;           // seconds in-flight requests get to finish after SIGTERM/SIGINT
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'silent';
 }
 
@@ -86,6 +92,15 @@ export const serverFlags: Record<string, FlagSpec> = {
   'chat-template': { key: 'chatTemplate', kind: 'string', help: 'Jinja chat template file overriding the model\'s' },
   'max-queue': { key: 'maxQueue', kind: 'int', min: 0, help: 'waiting sequences (prompts × n) before 503; also caps one request\'s (0 = unbounded)' },
   'body-limit': { key: 'bodyLimitBytes', kind: 'int', min: 1024, help: 'largest request body in bytes' },
+  'max-prompt-bytes': {
+    key: 'maxPromptBytes', kind: 'int', min: 0,
+    help: 'longest prompt text in UTF-8 bytes, refused before tokenizing (0 = what can fit the context)',
+  },
+  'tokenizer-workers': { key: 'tokenizerWorkers', kind: 'int', min: 1, max: 64, help: 'threads that tokenize prompts and render chat templates' },
+  'header-timeout': { key: 'headerTimeout', kind: 'number', min: 0, help: 'seconds for a request\'s headers to arrive (0 = no limit)' },
+  'request-body-timeout': { key: 'requestBodyTimeout', kind: 'number', min: 0, help: 'seconds for a whole request, headers and body, to arrive (0 = no limit); responses are not limited' },
+  'keep-alive-timeout': { key: 'keepAliveTimeout', kind: 'number', min: 0, help: 'seconds an idle keep-alive connection stays open' },
+  'drain-timeout': { key: 'drainTimeout', kind: 'number', min: 0, help: 'seconds in-flight requests get to finish after SIGTERM/SIGINT' },
   'log-level': { key: 'logLevel', kind: 'string', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'silent'], help: 'log level' },
 };
 
@@ -121,6 +136,12 @@ export function serverDefaults(): ServerConfig {
     chatTemplate: undefined,
     maxQueue: 1024,
     bodyLimitBytes: 8 * 1024 * 1024,
+    maxPromptBytes: 0,
+    tokenizerWorkers: 2,
+    headerTimeout: 10,
+    requestBodyTimeout: 30,
+    keepAliveTimeout: 5,  // vLLM's (uvicorn's) default
+    drainTimeout: 10,
     logLevel: 'info',
   };
 }
@@ -194,6 +215,15 @@ export function finishEngineConfig<T extends EngineConfig>(c: T): T {
     throw new ConfigError(`--max-num-batched-tokens (${c.maxNumBatchedTokens}) must be at least --block-size (${c.blockSize})`);
   }
   return { ...c, model, tokenizer };
+}
+
+/** finishEngineConfig plus the server's own cross-field checks. */
+export function finishServerConfig(c: ServerConfig): ServerConfig {
+  // Node refuses a headers timeout above the request timeout (the latter includes the headers).
+  if (c.headerTimeout > 0 && c.requestBodyTimeout > 0 && c.headerTimeout > c.requestBodyTimeout) {
+    throw new ConfigError(`--header-timeout (${c.headerTimeout}) must not exceed --request-body-timeout (${c.requestBodyTimeout}), which includes the headers`);
+  }
+  return finishEngineConfig(c);
 }
 
 export function defaultThreads(): number {

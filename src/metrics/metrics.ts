@@ -44,6 +44,15 @@ export class ServerMetrics {
     this.counter('kvserve_prefix_cache_queries_total', 'Prompt tokens looked up in the prefix cache.', 'prefixCacheQueries');
     this.counter('kvserve_prefix_cache_hits_total', 'Prompt tokens found in the prefix cache.', 'prefixCacheHits');
     this.counter('kvserve_num_preemptions_total', 'Requests preempted to free KV-cache blocks.', 'numPreemptions');
+    // The standard process metric, so memory growth under load can be watched (and tested) from a scrape.
+    new Gauge({
+      name: 'process_resident_memory_bytes',
+      help: 'Resident memory size in bytes.',
+      registers: [this.registry],
+      collect() {
+        this.set(process.memoryUsage.rss());
+      },
+    });
   }
 
   recordFinish(reason: FinishReason): void {

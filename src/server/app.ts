@@ -1,12 +1,16 @@
-// The kvserve HTTP app as a fastify plugin: auth, one error envelope, and the routes. `buildApp` makes a
-// fastify instance around it without listening, so tests can drive it with any EngineClient.
+// The kvserve HTTP app as a fastify plugin: request ids, draining, auth, one error envelope, and the routes.
+// `buildApp` makes a fastify instance around it (with the HTTP timeouts) without listening, so tests can
+// drive it with any EngineClient.
 import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { ServerMetrics } from '../metrics/metrics.js';
 import { registerAuth } from './auth.js';
 import type { ServerContext } from './context.js';
-import { ApiError, toApiError } from './errors.js';
+import { Drain } from './drain.js';
+import { toApiError } from './errors.js';
+import { checkRawRequest, clientErrorHandler, frameworkErrors, notFoundHandler, routeTable } from './http-errors.js';
 import { ModelSlot, type LoadedModel } from './model-slot.js';
+import { requestIdOf } from './request-id.js';
 import { healthRoute } from './routes/health.js';
 import { metricsRoute } from './routes/metrics.js';
 import { playgroundRoute } from './routes/playground.js';
@@ -22,7 +26,12 @@ export interface AppDeps {
   apiKey?: string;
   maxQueue?: number;               // waiting sequences before 503; 0 = unbounded (default)
   bodyLimitBytes?: number;         // default 8 MiB
+  headerTimeoutMs?: number;        // headers must arrive within this (default 10 s; 0 = no limit)
+  requestTimeoutMs?: number;       // headers and body must arrive within this (default 30 s; 0 = no limit)
+  keepAliveTimeoutMs?: number;     // an idle keep-alive connection closes after this (default 5 s)
   logLevel?: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'silent';  // default 'silent'
+  /** Where log lines (JSON) go; default stdout. */
+  logStream?: NodeJS.WritableStream;
 }
 
 export interface AppOptions {
@@ -30,24 +39,34 @@ export interface AppOptions {
   apiKey?: string;
 }
 
-/** Auth, error envelope and routes. Not encapsulated: its hooks and handlers apply to the whole instance. */
+/**
+ * Request ids, draining, auth, the error envelope and the routes. Not encapsulated: its hooks and handlers
+ * apply to the whole instance.
+ */
 export const kvserveApp: FastifyPluginAsync<AppOptions> = async (app, { ctx, apiKey }) => {
-  app.addHook('onRequest', async (_req, reply) => {
+  app.addHook('onRequest', async (req, reply) => {
+    // On the raw response, so that every answer carries it: fastify's, the error handler's, SSE's writeHead.
+    reply.raw.setHeader('x-request-id', req.id);
+    checkRawRequest(req.raw);
+    if (ctx.drain.draining) {
+      reply.raw.setHeader('connection', 'close');
+      const path = req.url.split('?', 1)[0];
+      if (path !== '/health' && path !== '/metrics') throw ctx.drain.refusal();
+    }
     ctx.inflight++;
     reply.raw.once('close', () => ctx.inflight--);
   });
   registerAuth(app, apiKey);
+  // Bodies are JSON only: a text/plain body is a 415, not a string that fails the schema.
+  app.removeContentTypeParser('text/plain');
 
   app.setErrorHandler((err, req, reply) => {
-    const api = toApiError(err);
-    if (api.status >= 500) req.log.error({ err }, api.message);
+    const api = toApiError(err, req.id);
+    if (api.status >= 500 && api.code !== 'server_shutting_down') req.log.error({ err }, api.message);
     if (api.retryAfter !== undefined) reply.header('retry-after', String(api.retryAfter));
     return reply.code(api.status).send(api.body());
   });
-  app.setNotFoundHandler((req, reply) => {
-    const api = new ApiError('not_found', `no route for ${req.method} ${req.url.split('?', 1)[0]}`);
-    return reply.code(api.status).send(api.body());
-  });
+  app.setNotFoundHandler(notFoundHandler(routeTable(app)));
 
   await app.register(healthRoute, { ctx });
   await app.register(metricsRoute, { ctx });
@@ -73,9 +92,25 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     admittedSequences: 0,
     metrics: new ServerMetrics(deps.servedModelName, () => slot.stats()),
     inflight: 0,
+    drain: new Drain(),
   };
+  const headersTimeout = deps.headerTimeoutMs ?? 10_000;
+  const requestTimeout = deps.requestTimeoutMs ?? 30_000;
+  // 0 would mean "never" to Node; a keep-alive timeout of 0 means "close once answered".
+  const keepAliveTimeout = Math.max(1, deps.keepAliveTimeoutMs ?? 5_000);
+  const timeouts = [
+    headersTimeout > 0 ? `headers within ${headersTimeout / 1000} s` : '',
+    requestTimeout > 0 ? `the whole request within ${requestTimeout / 1000} s` : '',
+  ].filter(Boolean).join(', ');
   const app = Fastify({
-    logger: { level: deps.logLevel ?? 'silent' },
+    logger: { level: deps.logLevel ?? 'silent', ...(deps.logStream ? { stream: deps.logStream } : {}) },
+    genReqId: requestIdOf,
+    // Node measures both only until the request has been received: long responses (SSE) are not cut.
+    requestTimeout,
+    keepAliveTimeout,
+    http: { headersTimeout, requestTimeout, keepAliveTimeout, connectionsCheckingInterval: checkingInterval(headersTimeout, requestTimeout) },
+    clientErrorHandler: clientErrorHandler(timeouts),
+    frameworkErrors,
     bodyLimit: deps.bodyLimitBytes ?? 8 * 1024 * 1024,
     // OpenAI rejects "0.5" where a number belongs; so do we (fastify's default would coerce it).
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
@@ -84,4 +119,10 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   }).withTypeProvider<TypeBoxTypeProvider>();
   await app.register(kvserveApp, { ctx, apiKey: deps.apiKey });
   return { app, ctx };
+}
+
+/** How often Node looks for expired requests: Node's 30 s default would let a 10 s timeout run to 40 s. */
+function checkingInterval(...timeouts: number[]): number {
+  const shortest = Math.min(...timeouts.filter((t) => t > 0));
+  return Number.isFinite(shortest) ? Math.min(1000, Math.max(10, Math.floor(shortest / 4))) : 30_000;
 }

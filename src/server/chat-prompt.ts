@@ -1,8 +1,11 @@
-// Chat messages → prompt token ids: flatten content parts, render the chat template, and tokenize the
-// result without adding special tokens (the template already wrote them, as transformers does).
+// Chat messages → prompt token ids: flatten content parts, refuse what cannot fit, then render the chat
+// template and tokenize the result without adding special tokens (the template already wrote them, as
+// transformers does) — both on the tokenizer pool's threads, off the event loop.
 import { ChatTemplateError, type TemplateMessage } from '../tokenizer/chat-template.js';
+import { RenderedTooLong } from '../tokenizer/tokenizer-pool.js';
 import { ApiError, unsupported } from './errors.js';
 import type { LoadedModel } from './model-slot.js';
+import { checkMessages, promptTooLong } from './prompt-size.js';
 import type { ChatMessage } from './schemas/chat.js';
 
 export interface ChatPromptOptions {
@@ -55,7 +58,7 @@ function flatten(messages: ChatMessage[]): TemplateMessage[] {
   });
 }
 
-export function renderChatPrompt(model: LoadedModel, messages: ChatMessage[], opts: ChatPromptOptions): { text: string; ids: number[] } {
+export async function renderChatPrompt(model: LoadedModel, messages: ChatMessage[], opts: ChatPromptOptions): Promise<{ text: string; ids: number[] }> {
   if (!model.chatTemplate) {
     throw new ApiError(
       'chat_template_missing',
@@ -63,17 +66,19 @@ export function renderChatPrompt(model: LoadedModel, messages: ChatMessage[], op
       'messages',
     );
   }
+  const flat = flatten(messages);
+  checkMessages(model, flat);
   const continueFinal = opts.continue_final_message ?? false;
-  let text: string;
+  const options = {
+    addGenerationPrompt: opts.add_generation_prompt ?? !continueFinal,
+    continueFinalMessage: continueFinal,
+    extra: opts.chat_template_kwargs ?? undefined,
+  };
   try {
-    text = model.chatTemplate.render(flatten(messages), {
-      addGenerationPrompt: opts.add_generation_prompt ?? !continueFinal,
-      continueFinalMessage: continueFinal,
-      extra: opts.chat_template_kwargs ?? undefined,
-    });
+    return await model.prompts.renderChat(flat, options, model.maxPromptBytes);
   } catch (e) {
     if (e instanceof ChatTemplateError) throw new ApiError('chat_template_error', e.message, 'messages');
+    if (e instanceof RenderedTooLong) throw promptTooLong(model, e.bytes, 'messages');
     throw e;
   }
-  return { text, ids: model.tokenizer.encode(text, false) };
 }

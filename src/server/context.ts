@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyReply } from 'fastify';
 import type { ServerMetrics } from '../metrics/metrics.js';
 import type { Admission } from './admission.js';
+import type { Drain } from './drain.js';
 import { ApiError, toApiError } from './errors.js';
 import { Generation, type ChoiceDelta, type ChoiceResult, type ChoiceSpec, type TextOptions } from './generation.js';
 import type { LoadedModel, ModelSlot } from './model-slot.js';
@@ -19,6 +20,7 @@ export interface ServerContext {
   metrics: ServerMetrics;
   /** HTTP requests whose response has not finished (streams included); graceful close waits on it. */
   inflight: number;
+  drain: Drain;
 }
 
 export interface Usage {
@@ -53,11 +55,16 @@ export function startGeneration(
 ): Generation {
   let gen: Generation;
   try {
+    ctx.drain.check();  // a drain that began while this request was tokenized refuses it here
     gen = new Generation({ client: model.client, tokenizer: model.tokenizer, metrics: ctx.metrics }, requestId, choices, text, arrival);
   } finally {
     admission.release();  // submitted: the engine counts these sequences as waiting from now on
   }
+  // The HTTP request id (X-Request-Id) and the completion id on one line: a client's error leads here.
+  reply.log.info({ completionId: requestId, choices: choices.length }, 'generation started');
+  ctx.drain.generations.add(gen);
   reply.raw.once('close', () => {
+    ctx.drain.generations.delete(gen);
     if (!gen.done) gen.abortAll();
   });
   return gen;
@@ -94,8 +101,11 @@ export async function streamGeneration(
     });
     if (settings.includeUsage) sse.send({ ...base, choices: [], usage: usageOf(results, settings.n) });
   } catch (e) {
-    reply.log.error({ err: e }, 'generation failed mid-stream');
-    sse.error(toApiError(e));
+    const api = toApiError(e, reply.request.id);
+    if (!sse.closed) {
+      if (api.status >= 500 && api.code !== 'server_shutting_down') reply.log.error({ err: e }, 'generation failed mid-stream');
+      sse.error(api);
+    }
   }
   sse.done();
   return reply;

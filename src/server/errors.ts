@@ -18,13 +18,20 @@ export const errorCodes = {
   context_length_exceeded: { status: 400, type: 'invalid_request_error' },
   chat_template_missing: { status: 400, type: 'invalid_request_error' },
   chat_template_error: { status: 400, type: 'invalid_request_error' },
+  invalid_url: { status: 400, type: 'invalid_request_error' },           // a path that does not percent-decode
+  malformed_request: { status: 400, type: 'invalid_request_error' },     // bytes Node's HTTP parser refuses
   invalid_api_key: { status: 401, type: 'invalid_request_error' },       // what OpenAI itself answers
   model_not_found: { status: 404, type: 'invalid_request_error' },
   not_found: { status: 404, type: 'not_found_error' },
+  method_not_allowed: { status: 405, type: 'invalid_request_error' },    // with Allow
+  request_timeout: { status: 408, type: 'invalid_request_error' },       // headers or body too slow
   request_too_large: { status: 413, type: 'invalid_request_error' },
+  uri_too_long: { status: 414, type: 'invalid_request_error' },
   unsupported_media_type: { status: 415, type: 'invalid_request_error' },
+  headers_too_large: { status: 431, type: 'invalid_request_error' },
   queue_full: { status: 503, type: 'server_overloaded' },                 // with Retry-After
   model_loading: { status: 503, type: 'server_overloaded' },              // with Retry-After
+  server_shutting_down: { status: 503, type: 'server_overloaded' },       // with Retry-After, while draining
   engine_fault: { status: 500, type: 'server_error' },
   internal_error: { status: 500, type: 'server_error' },
 } as const satisfies Record<string, { status: number; type: ErrorType }>;
@@ -60,13 +67,18 @@ export const invalid = (message: string, param: string | null = null) => new Api
 export const unsupported = (param: string, what: string) =>
   new ApiError('unsupported_parameter', `${what} is not supported by kvserve yet`, param);
 
-/** Maps anything thrown in a handler (ApiError, EngineError, fastify's own errors) onto one ApiError. */
-export function toApiError(err: unknown): ApiError {
+/**
+ * Maps anything thrown in a handler (ApiError, EngineError, fastify's own errors) onto one ApiError. A
+ * server-side failure's detail (an engine fault may describe the whole batch) is for the log, where the
+ * caller writes it under `requestId`; the client gets that id to quote instead.
+ */
+export function toApiError(err: unknown, requestId?: string): ApiError {
   if (err instanceof ApiError) return err;
+  const seeLog = requestId === undefined ? 'the server log has the details' : `the server log has the details under request id ${requestId}`;
   if (err instanceof EngineError) {
     if (err.code === 'context_length_exceeded') return new ApiError('context_length_exceeded', err.message);
     if (err.code === 'invalid_request') return new ApiError('invalid_value', err.message);
-    return new ApiError('engine_fault', err.message);
+    return new ApiError('engine_fault', `the engine failed while generating this request; ${seeLog}`);
   }
   const fe = err as Partial<FastifyError> & { validation?: AjvError[] };
   if (fe.validation && fe.validation.length > 0) return fromValidation(fe as FastifyError);
@@ -79,11 +91,17 @@ export function toApiError(err: unknown): ApiError {
       return new ApiError('invalid_json', 'the request body is not valid JSON');
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return new ApiError('invalid_json', 'the request body is empty; send a JSON object');
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return new ApiError('malformed_request', 'the request body does not match its Content-Length');
+    case 'FST_ERR_BAD_URL':
+      return new ApiError('invalid_url', 'the request URL is not valid: it does not percent-decode');
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return new ApiError('uri_too_long', 'a path segment of the request URL is too long');
   }
   if (fe.statusCode === 400 && err instanceof SyntaxError) return new ApiError('invalid_json', `invalid JSON body: ${err.message}`);
   if (fe.statusCode === 400) return new ApiError('invalid_value', fe.message ?? 'bad request');
   if (fe.statusCode === 413) return new ApiError('request_too_large', fe.message ?? 'request body too large');
-  return new ApiError('internal_error', err instanceof Error ? err.message : String(err));
+  return new ApiError('internal_error', `internal server error; ${seeLog}`);
 }
 
 interface AjvError {

@@ -1,11 +1,11 @@
 // One API request's engine work: n choices per prompt, each its own engine request, run concurrently.
 // Per choice: incremental detokenization → stop strings → deltas; logprobs and latency metrics on the way.
 // The HTTP layer only formats what this yields; it holds no engine or text logic.
-import type { EngineClient, EngineRequest, RequestOutput, SamplingParams, TokenLogprob } from '../engine/types.js';
+import { EngineError, type EngineClient, type EngineRequest, type RequestOutput, type SamplingParams, type TokenLogprob } from '../engine/types.js';
 import type { ServerMetrics } from '../metrics/metrics.js';
 import { IncrementalDetokenizer } from '../tokenizer/detokenizer.js';
 import type { TextTokenizer } from '../tokenizer/tokenizer.js';
-import { ApiError, toApiError } from './errors.js';
+import { ApiError } from './errors.js';
 import { StopStringMatcher } from './stop-strings.js';
 import { TokenTexts, type TokenText } from './token-text.js';
 
@@ -36,7 +36,7 @@ export interface ChoiceDelta {
 export interface ChoiceResult {
   text: string;
   logprobs: LogprobEntry[];
-  finishReason: 'stop' | 'length' | 'abort';
+  finishReason: 'stop' | 'length';  // what OpenAI's enum allows; a choice the server stopped is an error instead
   stopReason: string | number | null;  // the stop string or stop token id, as vLLM reports it
   numPromptTokens: number;
   numCachedTokens: number;
@@ -61,6 +61,7 @@ export class Generation {
   private readonly streams: AsyncIterable<RequestOutput>[] = [];
   private readonly ids: string[];
   private finished = false;
+  private cutError: ApiError | undefined;
 
   /** Submits every choice now, so that a request the engine refuses fails before any reply is sent. */
   constructor(
@@ -78,13 +79,19 @@ export class Generation {
       });
     } catch (e) {
       this.abortAll();
-      throw toApiError(e);
+      throw e;  // the route's error handler maps it (an EngineError refusal is a 400)
     }
   }
 
   /** Client gone or request cancelled: every engine request stops and frees its KV blocks. */
   abortAll(): void {
     for (const id of this.ids.slice(0, this.streams.length)) this.deps.client.abort(id);
+  }
+
+  /** The server stops this generation (the drain timeout ran out): every choice fails with `err`. */
+  cut(err: ApiError): void {
+    this.cutError ??= err;
+    this.abortAll();
   }
 
   /** Runs every choice to its end; `on.delta` sees text as it becomes final, `on.finish` each choice's end. */
@@ -167,12 +174,18 @@ export class Generation {
       emit(match.text + matcher.flush(), true);
       if (out.finishReason === 'error') {
         metrics.recordFinish('error');
-        throw new ApiError('engine_fault', `engine failed: ${out.error ?? 'unknown error'}`);
+        // The detail (possibly about the whole batch) goes to the log, not to the client: see toApiError.
+        throw new EngineError(`engine failed: ${out.error ?? 'unknown error'}`, 'engine_fault');
       }
-      result.finishReason = out.finishReason === 'abort' ? 'abort' : out.finishReason === 'stop' ? 'stop' : 'length';
+      if (out.finishReason === 'abort') {
+        // Only the server aborts (a client that left sees nothing of this): never a 200 with "abort".
+        metrics.recordFinish('abort');
+        throw this.cutError ?? new ApiError('server_shutting_down', 'the server stopped this request before it finished; retry it', null, 1);
+      }
+      result.finishReason = out.finishReason === 'stop' ? 'stop' : 'length';
       if (out.stopTokenId !== undefined && sampling.stopTokenIds.includes(out.stopTokenId)) result.stopReason = out.stopTokenId;
     }
-    if (result.finishReason !== 'abort') metrics.e2eRequestLatency.observe((performance.now() - this.arrival) / 1000);
+    metrics.e2eRequestLatency.observe((performance.now() - this.arrival) / 1000);
     metrics.recordFinish(result.finishReason);
     return result;
   }

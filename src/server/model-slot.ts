@@ -3,11 +3,17 @@
 import type { EngineClient, EngineStats } from '../engine/types.js';
 import type { ChatTemplate } from '../tokenizer/chat-template.js';
 import type { TextTokenizer } from '../tokenizer/tokenizer.js';
+import type { TokenizerPool } from '../tokenizer/tokenizer-pool.js';
 import { ApiError } from './errors.js';
 
 export interface LoadedModel {
   client: EngineClient;
+  /** On the main thread: incremental detokenization and token texts, cheap per token. */
   tokenizer: TextTokenizer;
+  /** Off the main thread: prompt tokenization and chat-template rendering. */
+  prompts: TokenizerPool;
+  /** Longer prompt text (UTF-8 bytes) is refused before tokenizing (prompt-bound.ts). */
+  maxPromptBytes: number;
   /** undefined when the model has none and no --chat-template was given (chat requests get a 400). */
   chatTemplate: ChatTemplate | undefined;
   maxModelLen: number;

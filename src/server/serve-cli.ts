@@ -3,11 +3,13 @@
 import { basename, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { renderHelp } from '../cli-help.js';
-import { ConfigError, finishEngineConfig, parseFlags, serverDefaults, serverFlags, type ServerConfig } from '../config.js';
+import { ConfigError, finishServerConfig, parseFlags, serverDefaults, serverFlags, type ServerConfig } from '../config.js';
 import { createEngine, type Engine } from '../engine/engine.js';
 import { resolveHubModels } from '../hub/resolve-model.js';
 import { ChatTemplate, ChatTemplateError } from '../tokenizer/chat-template.js';
+import { promptByteLimit } from '../tokenizer/prompt-bound.js';
 import { TextTokenizer } from '../tokenizer/tokenizer.js';
+import { TokenizerPool } from '../tokenizer/tokenizer-pool.js';
 import { buildApp } from './app.js';
 import { ModelSlot } from './model-slot.js';
 import { closeGracefully, listen, onShutdownSignal } from './server.js';
@@ -33,7 +35,7 @@ export interface ServeHandle {
   slot: ModelSlot;
   /** Resolves with the engine once the model serves; rejects when loading fails. */
   ready: Promise<Engine>;
-  /** Graceful: in-flight requests get `graceMs` to finish, then the engine closes and aborts the rest. */
+  /** Drains: in-flight requests get `graceMs` (default --drain-timeout) to finish, the rest get an error. */
   close(graceMs?: number): Promise<void>;
 }
 
@@ -44,7 +46,7 @@ export async function runServeCli(argv: string[]): Promise<number> {
   }
   const { config: parsed, rest } = parseFlags<ServerConfig>(argv, serverFlags, serverDefaults());
   if (rest.length > 0) throw new ConfigError(`unexpected argument "${rest[0]}" (see --help)`);
-  const config = finishEngineConfig(await resolveHubModels(parsed, { progress: parsed.logLevel !== 'silent' }));
+  const config = finishServerConfig(await resolveHubModels(parsed, { progress: parsed.logLevel !== 'silent' }));
   const shutdown = onShutdownSignal();
   const server = await startServe(config);
   let first: unknown;
@@ -55,18 +57,16 @@ export async function runServeCli(argv: string[]): Promise<number> {
     throw err;
   }
   const signal = typeof first === 'string' ? first : await shutdown;
-  log(config, `kvserve: ${signal}, finishing in-flight requests (a second signal exits at once)`);
+  log(config, `kvserve: ${signal}, draining: finishing in-flight requests for up to ${config.drainTimeout} s (a second signal exits at once)`);
   await server.close();
   return 0;
 }
 
 /** Listens first (so /health answers 503 while loading), then loads the model in the background. */
 export async function startServe(config: ServerConfig): Promise<ServeHandle> {
-  const tokenizer = await TextTokenizer.forModel(config.tokenizer, {
-    dummy: config.loadFormat === 'dummy',
-    configPath: config.model.endsWith('.json') ? config.model : join(config.model, 'config.json'),
-    log: (m) => log(config, `kvserve: ${m}`),
-  });
+  const dummy = config.loadFormat === 'dummy';
+  const configPath = config.model.endsWith('.json') ? config.model : join(config.model, 'config.json');
+  const tokenizer = await TextTokenizer.forModel(config.tokenizer, { dummy, configPath, log: (m) => log(config, `kvserve: ${m}`) });
   const chatTemplate = loadChatTemplate(config, tokenizer);
   const servedModelName = config.servedModelName || basename(config.model).replace(/\.json$/, '');
   const slot = new ModelSlot();
@@ -76,31 +76,43 @@ export async function startServe(config: ServerConfig): Promise<ServeHandle> {
     apiKey: config.apiKey,
     maxQueue: config.maxQueue,
     bodyLimitBytes: config.bodyLimitBytes,
+    headerTimeoutMs: config.headerTimeout * 1000,
+    requestTimeoutMs: config.requestBodyTimeout * 1000,
+    keepAliveTimeoutMs: config.keepAliveTimeout * 1000,
     logLevel: config.logLevel,
   });
   const { url } = await listen(app, config.host, config.port);
   log(config, `kvserve: listening on ${url} (model "${servedModelName}" loading; /health answers 503 until ready)`);
   log(config, `kvserve: chat in the browser at ${url}/`);
 
-  const ready = createEngine(config, undefined, progressReporter(config, slot)).then((engine) => {
+  // Both load in the background; a failure of either is reported through `ready`, never unhandled.
+  const engineLoad = createEngine(config, undefined, progressReporter(config, slot));
+  const poolStart = TokenizerPool.start({ dir: config.tokenizer, dummy, configPath, chatTemplate: chatTemplate?.source }, config.tokenizerWorkers);
+  engineLoad.catch(() => undefined);
+  poolStart.catch(() => undefined);
+  const ready = Promise.all([engineLoad, poolStart]).then(([engine, prompts]) => {
     const info = engine.info;
-    slot.ready({ client: engine.client, tokenizer, chatTemplate, maxModelLen: info.maxModelLen, vocabSize: info.vocabSize, maxNumSeqs: config.maxNumSeqs });
+    const maxPromptBytes = promptByteLimit(tokenizer.bytesPerToken, info.maxModelLen, config.maxPromptBytes, config.bodyLimitBytes);
+    slot.ready({ client: engine.client, tokenizer, prompts, maxPromptBytes, chatTemplate, maxModelLen: info.maxModelLen,
+      vocabSize: info.vocabSize, maxNumSeqs: config.maxNumSeqs });
     log(
       config,
       `kvserve: ready — ${info.architecture} on ${info.device} (${info.dtype}), context ${info.maxModelLen}, ` +
         `${info.numKvBlocks} KV blocks of ${info.blockSize} tokens${chatTemplate ? '' : ', no chat template (chat requests get 400)'}`,
     );
+    if ('reason' in tokenizer.bytesPerToken && config.maxPromptBytes === 0) {
+      log(config, `kvserve: no prompt size bound follows from this tokenizer (${tokenizer.bytesPerToken.reason}); prompts up to --body-limit are tokenized (set --max-prompt-bytes to bound them)`);
+    }
     return engine;
   });
-  // A failed load is reported through `ready`; keep it from also being an unhandled rejection.
   ready.catch(() => undefined);
   let closing: Promise<void> | undefined;
-  const close = (graceMs?: number) =>
-    (closing ??= (async () => {
+  const close = (graceMs = config.drainTimeout * 1000) =>
+    (closing ??= closeGracefully(app, ctx, async () => {
       // The native load cannot be cancelled: an engine that is still loading is freed once it is up.
-      const engine = ready.catch(() => undefined);
-      await closeGracefully(app, () => ctx.inflight, async () => (await engine)?.close(), graceMs);
-    })());
+      await engineLoad.then((e) => e.close(), () => undefined);
+      await poolStart.then((p) => p.close(), () => undefined);
+    }, graceMs));
   return { url, app, slot, ready, close };
 }
 

@@ -1,8 +1,10 @@
 // Listening and closing. The server listens before the model loads (so /health answers 503 during
-// loading) and closes gracefully: stop accepting, let in-flight requests finish for a grace period,
-// then abort what is left by closing the engine, whose live requests end with 'abort'.
+// loading) and closes by draining (drain.ts): it keeps listening and answering — /health and new requests
+// with 503 — while in-flight requests finish for a grace period, then cuts what is left with an error.
+import { constants } from 'node:os';
 import type { FastifyInstance } from 'fastify';
 import { ConfigError } from '../config.js';
+import type { ServerContext } from './context.js';
 
 export interface Listening {
   url: string;
@@ -27,19 +29,20 @@ export async function listen(app: FastifyInstance, host: string, port: number): 
 }
 
 /**
- * Stops accepting, lets in-flight requests finish for `graceMs`, then calls `abortAll` (closing the
- * engine, whose live requests end with 'abort' so their streams finish with [DONE]). Connections left
- * after that carry no request (keep-alives, or sockets a client opened and never used) and are closed
- * at once rather than waiting out the keep-alive and header timeouts.
+ * Drains for up to `graceMs` (until nothing is in flight), then cuts the generations still running (their
+ * clients get an error: an SSE error event then [DONE], or a 503), waits for those answers to be written,
+ * closes the engine, and only then stops listening. Connections left after that carry no request
+ * (keep-alives, or sockets a client opened and never used) and are closed at once.
  */
-export async function closeGracefully(app: FastifyInstance, inflight: () => number, abortAll: () => Promise<void>, graceMs = 10_000): Promise<void> {
+export async function closeGracefully(app: FastifyInstance, ctx: ServerContext, closeEngine: () => Promise<void>, graceMs = 10_000): Promise<void> {
+  ctx.drain.start(graceMs);
+  await until(() => ctx.inflight === 0, graceMs);
+  ctx.drain.cutAll();
+  await until(() => ctx.inflight === 0, 5_000);
+  await closeEngine();
   const closing = app.close();
-  await until(() => inflight() === 0, graceMs);
-  const aborted = abortAll();
-  await until(() => inflight() === 0, 5_000);
   app.server.closeAllConnections();
   await closing;
-  await aborted;
 }
 
 async function until(cond: () => boolean, ms: number): Promise<void> {
@@ -47,12 +50,15 @@ async function until(cond: () => boolean, ms: number): Promise<void> {
   while (!cond() && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
 }
 
-/** Resolves on the first SIGINT or SIGTERM; a second one exits at once (the user insists). */
+/**
+ * Resolves on the first SIGINT or SIGTERM; a second one exits at once (the user insists), with the status
+ * a shell reports for death by that signal: 128 + its number (130 for SIGINT, 143 for SIGTERM).
+ */
 export function onShutdownSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
     let seen = false;
     const handler = (signal: NodeJS.Signals) => {
-      if (seen) process.exit(130);
+      if (seen) process.exit(128 + constants.signals[signal]);
       seen = true;
       resolve(signal);
     };

@@ -3,6 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
+import { bytesPerToken, type BytesPerToken } from './prompt-bound.js';
 import { syntheticTokenizerFiles } from './synthetic.js';
 
 export interface SpecialTokens {
@@ -53,6 +54,8 @@ export class TextTokenizer {
   readonly chatTemplate: string | undefined;
   readonly modelMaxLength: number | undefined;
   readonly vocabSize: number;
+  /** The most input bytes one token stands for (or why no bound holds): what prompt-bound.ts derives. */
+  readonly bytesPerToken: BytesPerToken;
   private readonly specialIds: Set<number>;
 
   private constructor(private readonly tok: Tokenizer, dir: string, tokJson: Json, tokConfig: Json) {
@@ -83,6 +86,7 @@ export class TextTokenizer {
     const vocab = (tokJson.model as Json | undefined)?.vocab;
     const baseSize = Array.isArray(vocab) ? vocab.length : vocab && typeof vocab === 'object' ? Object.keys(vocab).length : 0;
     this.vocabSize = Math.max(baseSize, ...added.map((t) => t.id + 1));
+    this.bytesPerToken = bytesPerToken(tokJson);
   }
 
   /** Loads DIR/tokenizer.json (+ tokenizer_config.json when present). Throws a clear error when missing. */

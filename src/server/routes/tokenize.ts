@@ -4,6 +4,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { renderChatPrompt } from '../chat-prompt.js';
 import { checkModelName, type ServerContext } from '../context.js';
 import { ApiError, invalid } from '../errors.js';
+import { checkPromptBytes } from '../prompt-size.js';
 import { DetokenizeRequest, TokenizeRequest } from '../schemas/tokenize.js';
 
 export const tokenizeRoutes: FastifyPluginAsyncTypebox<{ ctx: ServerContext }> = async (app, { ctx }) => {
@@ -14,9 +15,10 @@ export const tokenizeRoutes: FastifyPluginAsyncTypebox<{ ctx: ServerContext }> =
     let tokens: number[];
     if (body.messages !== undefined) {
       if (body.prompt !== undefined) throw invalid('give either prompt or messages, not both', 'prompt');
-      tokens = renderChatPrompt(model, body.messages, body).ids;
+      tokens = (await renderChatPrompt(model, body.messages, body)).ids;
     } else if (body.prompt !== undefined) {
-      tokens = model.tokenizer.encode(body.prompt, body.add_special_tokens ?? true);
+      checkPromptBytes(model, body.prompt, 'prompt');
+      tokens = await model.prompts.encode(body.prompt, body.add_special_tokens ?? true);
     } else {
       throw new ApiError('missing_required_parameter', 'give a prompt or messages', 'prompt');
     }
@@ -28,6 +30,6 @@ export const tokenizeRoutes: FastifyPluginAsyncTypebox<{ ctx: ServerContext }> =
     const model = ctx.slot.require();
     const bad = req.body.tokens.find((id) => id >= model.vocabSize);
     if (bad !== undefined) throw invalid(`token id ${bad} is out of range (vocabulary size ${model.vocabSize})`, 'tokens');
-    return { prompt: model.tokenizer.decode(req.body.tokens, false) };
+    return { prompt: await model.prompts.decode(req.body.tokens, false) };
   });
 };

@@ -5,7 +5,9 @@ import type { ServerContext } from '../../../src/server/context.js';
 import { ModelSlot, type LoadedModel } from '../../../src/server/model-slot.js';
 import { closeGracefully, listen } from '../../../src/server/server.js';
 import { ChatTemplate } from '../../../src/tokenizer/chat-template.js';
+import { promptByteLimit } from '../../../src/tokenizer/prompt-bound.js';
 import { TextTokenizer } from '../../../src/tokenizer/tokenizer.js';
+import { TokenizerPool } from '../../../src/tokenizer/tokenizer-pool.js';
 import { FakeEngine, type FakeEngineOptions } from './fake-engine.js';
 import { storiesDir, storiesScript } from './stories.js';
 
@@ -29,16 +31,26 @@ export interface TestServerOptions extends Partial<Omit<AppDeps, 'model'>> {
   loading?: boolean;
   /** The engine's --max-num-seqs (default 256). */
   maxNumSeqs?: number;
+  /** --max-prompt-bytes (default: derived from the context, as the server does). */
+  maxPromptBytes?: number;
 }
 
 let tokenizer: TextTokenizer | undefined;
+/** One tokenizer pool per template source, shared by the servers of a test file (threads start once). */
+const pools = new Map<string | null, Promise<TokenizerPool>>();
 
-export async function loadModel(engine: FakeEngine, chatTemplate?: string | null, maxModelLen = 512, maxNumSeqs = 256): Promise<LoadedModel> {
+export async function loadModel(engine: FakeEngine, chatTemplate?: string | null, maxModelLen = 512, maxNumSeqs = 256,
+  maxPromptBytes = 0): Promise<LoadedModel> {
   tokenizer ??= await TextTokenizer.load(storiesDir);
-  const source = chatTemplate === undefined ? tokenizer.chatTemplate : chatTemplate;
+  const source = chatTemplate === undefined ? (tokenizer.chatTemplate ?? null) : chatTemplate;
+  if (!pools.has(source)) {
+    pools.set(source, TokenizerPool.start({ dir: storiesDir, dummy: false, configPath: `${storiesDir}/config.json`, chatTemplate: source ?? undefined }, 2));
+  }
   return {
     client: engine,
     tokenizer,
+    prompts: await pools.get(source)!,
+    maxPromptBytes: promptByteLimit(tokenizer.bytesPerToken, maxModelLen, maxPromptBytes, 8 * 1024 * 1024),
     chatTemplate: source ? new ChatTemplate(source, tokenizer.specialTokens) : undefined,
     maxModelLen,
     vocabSize: 512,
@@ -48,12 +60,12 @@ export async function loadModel(engine: FakeEngine, chatTemplate?: string | null
 
 export async function startTestServer(opts: TestServerOptions = {}): Promise<TestServer> {
   const engine = new FakeEngine({ script: storiesScript, eosTokenIds: [2], ...opts.engine });
-  const model = await loadModel(engine, opts.chatTemplate, opts.engine?.maxModelLen, opts.maxNumSeqs);
+  const model = await loadModel(engine, opts.chatTemplate, opts.engine?.maxModelLen, opts.maxNumSeqs, opts.maxPromptBytes);
   const { app, ctx } = await buildApp({
     servedModelName: MODEL,
     ...opts,
     model: opts.loading ? new ModelSlot() : model,
   });
   const { url } = await listen(app, '127.0.0.1', 0);
-  return { url, baseURL: `${url}/v1`, app, ctx, engine, tokenizer: model.tokenizer, close: () => closeGracefully(app, () => ctx.inflight, async () => undefined, 0) };
+  return { url, baseURL: `${url}/v1`, app, ctx, engine, tokenizer: model.tokenizer, close: () => closeGracefully(app, ctx, async () => undefined, 0) };
 }

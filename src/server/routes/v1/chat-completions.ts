@@ -38,7 +38,7 @@ export const chatCompletionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContex
       vocabSize: model.vocabSize,
     });
     const admission = admit(ctx, model, reply, 1, settings.n, 'messages');
-    const prompt = renderChatPrompt(model, body.messages, body);
+    const prompt = await renderChatPrompt(model, body.messages, body);
     const choices = expandChoices([prompt.ids], settings, model.maxModelLen, 'messages');
     const id = newRequestId('chatcmpl');
     const created = Math.floor(Date.now() / 1000);

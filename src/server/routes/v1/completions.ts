@@ -3,9 +3,10 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { admit } from '../../admission.js';
 import { checkModelName, newRequestId, startGeneration, streamGeneration, usageOf, type ServerContext } from '../../context.js';
-import { invalid, unsupported } from '../../errors.js';
+import { ApiError, invalid, unsupported } from '../../errors.js';
 import type { LogprobEntry } from '../../generation.js';
 import type { LoadedModel } from '../../model-slot.js';
+import { checkPromptBytes } from '../../prompt-size.js';
 import { expandChoices, parseSettings } from '../../sampling.js';
 import { CompletionRequest } from '../../schemas/completions.js';
 
@@ -17,16 +18,34 @@ function numPrompts(prompt: CompletionRequest['prompt']): number {
 /**
  * Every prompt as token ids (strings get the tokenizer's special tokens), with the text that echo puts
  * before its choices ('' without echo, so a token-id prompt is only decoded when echo asks for it).
+ * Sizes are checked first, for every prompt, so that nothing is tokenized or decoded for a request
+ * that is refused; strings are tokenized on the pool's threads.
  */
-function promptsOf(model: LoadedModel, prompt: CompletionRequest['prompt'], echo: boolean): Array<{ ids: number[]; echoed: string }> {
+async function promptsOf(model: LoadedModel, prompt: CompletionRequest['prompt'], echo: boolean): Promise<Array<{ ids: number[]; echoed: string }>> {
   const list: Array<string | number[]> =
     typeof prompt === 'string' ? [prompt] : typeof prompt[0] === 'number' ? [prompt as number[]] : (prompt as Array<string | number[]>);
-  return list.map((p, i) => {
-    if (typeof p === 'string') return { ids: model.tokenizer.encode(p, true), echoed: echo ? p : '' };
+  const param = (i: number) => (list.length > 1 ? `prompt[${i}]` : 'prompt');
+  list.forEach((p, i) => {
+    if (typeof p === 'string') return checkPromptBytes(model, p, param(i));
     const bad = p.find((id) => id >= model.vocabSize);
-    if (bad !== undefined) throw invalid(`token id ${bad} is out of range (vocabulary size ${model.vocabSize})`, list.length > 1 ? `prompt[${i}]` : 'prompt');
-    return { ids: p, echoed: echo ? model.tokenizer.decode(p, true) : '' };
+    if (bad !== undefined) throw invalid(`token id ${bad} is out of range (vocabulary size ${model.vocabSize})`, param(i));
+    if (p.length >= model.maxModelLen) throw promptTooLongInTokens(model, p.length, param(i));
   });
+  return Promise.all(
+    list.map(async (p) => {
+      if (typeof p === 'string') return { ids: await model.prompts.encode(p, true), echoed: echo ? p : '' };
+      return { ids: p, echoed: echo ? model.tokenizer.decode(p, true) : '' };
+    }),
+  );
+}
+
+/** A token-id prompt with no room left for one generated token. */
+function promptTooLongInTokens(model: LoadedModel, n: number, param: string): ApiError {
+  return new ApiError(
+    'context_length_exceeded',
+    `This model's maximum context length is ${model.maxModelLen} tokens. However, the prompt has ${n} tokens. Please reduce the length of the prompt.`,
+    param,
+  );
 }
 
 /**
@@ -65,7 +84,7 @@ export const completionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }>
     if (echo && logprobs !== null) throw unsupported('echo', 'echo together with logprobs (prompt logprobs)');
     const settings = parseSettings(body, { maxTokens: body.max_tokens, maxTokensParam: 'max_tokens', logprobs, vocabSize: model.vocabSize });
     const admission = admit(ctx, model, reply, numPrompts(body.prompt), settings.n, 'prompt');
-    const prompts = promptsOf(model, body.prompt, echo);
+    const prompts = await promptsOf(model, body.prompt, echo);
     const choices = expandChoices(prompts.map((p) => p.ids), settings, model.maxModelLen, 'prompt');
     const prefixes = choices.map((_, i) => prompts[Math.floor(i / settings.n)]!.echoed);
     const id = newRequestId('cmpl');
