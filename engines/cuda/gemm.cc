@@ -121,7 +121,7 @@ void GemmRunner::planInvariant(Plan& p, int N, int K) {
         ws = std::max(ws, check.workspaceSize);
       }
       if (ok) {
-        p.buckets.push_back({maxM_, algo, ws});
+        p.buckets.push_back(Bucket{maxM_, false, algo, ws});
         found = true;
       }
     }
@@ -130,9 +130,10 @@ void GemmRunner::planInvariant(Plan& p, int N, int K) {
   if (!found) throw std::runtime_error("no algorithm");
 }
 
-// Buckets M in (lo, hi] for hi = 2, 4, ..., maxM (M <= KVSK_GEMV_MAX_M goes to the GEMV kernel when it
-// applies). Per bucket: the heuristic's top candidates at M = hi, valid at lo + 1 too; with W given, each is
+// Buckets M in (lo, hi] for hi = 1, 2, 4, ..., maxM. Per bucket: the heuristic's top candidates at M = hi,
+// valid at lo + 1 too, and the GEMV kernel where it applies (hi <= KVSK_GEMV_MAX_M); with W given, each is
 // timed (one warm-up, then the best of three) on the real weight and random X, and the fastest kept.
+// Without W the GEMV kernel wins where it applies, else the heuristic's first pick.
 void GemmRunner::planFast(Plan& p, int N, int K, DType in, DType out, const void* W, int maxM) {
   cublasLtMatmulPreference_t pref;
   KVS_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
@@ -148,12 +149,10 @@ void GemmRunner::planFast(Plan& p, int N, int K, DType in, DType out, const void
     KVS_CUDA_CHECK(cudaEventCreate(&e0));
     KVS_CUDA_CHECK(cudaEventCreate(&e1));
   }
-  const int gemvMax = gemvApplies(1, N, K, in, out) ? KVSK_GEMV_MAX_M : 0;
   std::vector<int> his;
-  for (int hi = 1; hi < maxM; hi *= 2)
-    if (hi > gemvMax) his.push_back(hi);
+  for (int hi = 1; hi < maxM; hi *= 2) his.push_back(hi);
   his.push_back(maxM);
-  int lo = gemvMax;
+  int lo = 0;
   const float alpha = 1.f, beta = 0.f;
   for (int hi : his) {
     if (hi <= lo) continue;
@@ -166,6 +165,26 @@ void GemmRunner::planFast(Plan& p, int N, int K, DType in, DType out, const void
     float bestMs = 1e30f;
     Bucket best{};
     bool found = false;
+    if (gemvApplies(hi, N, K, in, out) && gemvApplies(lo + 1, N, K, in, out)) {
+      float ms = -1.f;  // untimed: preferred
+      if (W) {
+        kvsk_gemv_params g{x.get(), W, y.get(), hi, N, K, static_cast<kvsk_dtype>(in)};
+        KVS_CUDA_CHECK(kvsk_gemv(&g, stream_));
+        ms = 1e30f;
+        for (int rep = 0; rep < 3; ++rep) {
+          KVS_CUDA_CHECK(cudaEventRecord(e0, stream_));
+          KVS_CUDA_CHECK(kvsk_gemv(&g, stream_));
+          KVS_CUDA_CHECK(cudaEventRecord(e1, stream_));
+          KVS_CUDA_CHECK(cudaEventSynchronize(e1));
+          float t = 0;
+          KVS_CUDA_CHECK(cudaEventElapsedTime(&t, e0, e1));
+          ms = std::min(ms, t);
+        }
+      }
+      bestMs = ms;
+      best = Bucket{hi, true, {}, 0};
+      found = true;
+    }
     for (int i = 0; i < count; ++i) {
       const cublasLtMatmulAlgo_t& algo = results[i].algo;
       cublasLtMatmulHeuristicResult_t check;
@@ -197,7 +216,7 @@ void GemmRunner::planFast(Plan& p, int N, int K, DType in, DType out, const void
       }
       if (ms < bestMs) {
         bestMs = ms;
-        best = {hi, algo, ws};
+        best = Bucket{hi, false, algo, ws};
         found = true;
       }
     }
@@ -219,17 +238,13 @@ void GemmRunner::planFast(Plan& p, int N, int K, DType in, DType out, const void
 void GemmRunner::run(const void* X, const void* W, void* Y, int M, int N, int K, DType in, DType out) {
   if (M <= 0) return;
   if (M > maxM_) throw std::runtime_error("GEMM with M=" + std::to_string(M) + " > planned maximum " + std::to_string(maxM_));
-  if (gemvApplies(M, N, K, in, out)) {
+  Plan& p = get(N, K, in, out, nullptr, 0);
+  const Bucket* b = &bucketFor(p, M);
+  if (b->gemv) {
     kvsk_gemv_params g{X, W, Y, M, N, K, static_cast<kvsk_dtype>(in)};
     KVS_CUDA_CHECK(kvsk_gemv(&g, stream_));
     return;
   }
-  Plan& p = get(N, K, in, out, nullptr, 0);
-  const Bucket* b = &p.buckets.back();
-  for (const Bucket& c : p.buckets)
-    if (M <= c.maxM) { b = &c; break; }
-  if (M > b->maxM)
-    throw std::runtime_error("GEMM with M=" + std::to_string(M) + " beyond the " + std::to_string(b->maxM) + " it was planned for");
   setCols(p.b, M);
   setCols(p.d, M);
   const float alpha = 1.f, beta = 0.f;
@@ -237,11 +252,21 @@ void GemmRunner::run(const void* X, const void* W, void* Y, int M, int N, int K,
                                   workspace_, workspaceBytes_, stream_));
 }
 
+const GemmRunner::Bucket& GemmRunner::bucketFor(const Plan& p, int M) const {
+  for (const Bucket& c : p.buckets)
+    if (M <= c.maxM) return c;
+  throw std::runtime_error("GEMM with M=" + std::to_string(M) + " beyond the " + std::to_string(p.buckets.back().maxM) +
+                           " it was planned for");
+}
+
 std::string GemmRunner::describe(int N, int K, DType in, DType out) {
   Plan& p = get(N, K, in, out, nullptr, 0);
   std::string s;
-  if (gemvApplies(1, N, K, in, out)) s = "M<=" + std::to_string(KVSK_GEMV_MAX_M) + ": gemv; ";
   for (const Bucket& b : p.buckets) {
+    if (b.gemv) {
+      s += "M<=" + std::to_string(b.maxM) + ": gemv; ";
+      continue;
+    }
     s += "M<=" + std::to_string(b.maxM) + ": algo " + std::to_string(algoAttr(b.algo, CUBLASLT_ALGO_CONFIG_ID)) +
          " tile " + std::to_string(algoAttr(b.algo, CUBLASLT_ALGO_CONFIG_TILE_ID)) + " stages " +
          std::to_string(algoAttr(b.algo, CUBLASLT_ALGO_CONFIG_STAGES_ID)) + " splitK " +

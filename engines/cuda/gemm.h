@@ -3,10 +3,10 @@
 // in true float32.
 //
 // Two modes:
-// - Fast (the default): for M <= KVSK_GEMV_MAX_M (bf16/f16), our memory-bound kernel (kernels/gemv.cu) that
-//   reads each weight once; above it, one cuBLASLt algorithm per (weight shape, M bucket) — buckets are powers
-//   of two up to maxM — chosen at load by timing the heuristic's top candidates at the bucket's M on the
-//   real weights (split-K allowed). A row's result then depends on how many rows share the call.
+// - Fast (the default): one kernel per (weight shape, M bucket) — buckets are powers of two up to maxM —
+//   chosen at load by timing, at the bucket's M on the real weights, the heuristic's top cuBLASLt candidates
+//   (split-K allowed) and, for M <= KVSK_GEMV_MAX_M (bf16/f16), our memory-bound kernel (kernels/gemv.cu)
+//   that reads each weight once. A row's result then depends on how many rows share the call.
 // - BatchInvariant (--batch-invariant): ONE algorithm per (N, K, dtype) — the heuristic's best at
 //   M = probeM with split-K forced off, also valid at M = 1 and M = maxM — for every M. A row of Y depends on
 //   its row of X only, never on the other rows of the call (checked bitwise by the kernel tests).
@@ -47,6 +47,7 @@ class GemmRunner {
  private:
   struct Bucket {
     int maxM = 0;  // this algorithm serves M in (previous bucket's maxM, maxM]
+    bool gemv = false;  // kernels/gemv.cu instead of cuBLASLt
     cublasLtMatmulAlgo_t algo{};
     size_t workspace = 0;
   };
@@ -60,6 +61,7 @@ class GemmRunner {
   void planInvariant(Plan& p, int N, int K);
   void planFast(Plan& p, int N, int K, DType in, DType out, const void* W, int maxM);
   bool gemvApplies(int M, int N, int K, DType in, DType out) const;
+  const Bucket& bucketFor(const Plan& p, int M) const;
 
   cudaStream_t stream_;
   int maxM_, probeM_;
