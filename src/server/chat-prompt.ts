@@ -58,6 +58,11 @@ function flatten(messages: ChatMessage[]): TemplateMessage[] {
   });
 }
 
+/** The checks that need no rendering (message shapes, count and bytes): cheap, run before admission. */
+export function checkChatMessages(model: LoadedModel, messages: ChatMessage[]): void {
+  checkMessages(model, flatten(messages));
+}
+
 export async function renderChatPrompt(model: LoadedModel, messages: ChatMessage[], opts: ChatPromptOptions): Promise<{ text: string; ids: number[] }> {
   if (!model.chatTemplate) {
     throw new ApiError(

@@ -20,7 +20,7 @@ async function call(method: string, path: string, init: { body?: string; headers
 
 describe('routes and methods', () => {
   it('an unknown route is a 404 in the envelope, naming the method and path', async () => {
-    for (const [method, path] of [['GET', '/v1/nothing'], ['POST', '/nothing?x=1'], ['GET', '/']]) {
+    for (const [method, path] of [['GET', '/v1/nothing'], ['POST', '/nothing?x=1'], ['GET', '/nothing/here']]) {
       const r = await call(method!, path!, method === 'POST' ? { body: '{}', headers: { 'content-type': 'application/json' } } : {});
       const e = expectEnvelope(r.status, r.body, 'not_found');
       expect(e.message).toContain(`${method} ${path!.split('?')[0]}`);

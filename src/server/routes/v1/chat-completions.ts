@@ -1,7 +1,7 @@
 // POST /v1/chat/completions, streamed and not, in OpenAI's exact response shapes.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { admit } from '../../admission.js';
-import { renderChatPrompt } from '../../chat-prompt.js';
+import { checkChatMessages, renderChatPrompt } from '../../chat-prompt.js';
 import { checkModelName, newRequestId, startGeneration, streamGeneration, usageOf, type ServerContext } from '../../context.js';
 import { invalid } from '../../errors.js';
 import type { LogprobEntry } from '../../generation.js';
@@ -37,6 +37,7 @@ export const chatCompletionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContex
       logprobs: body.logprobs ? (body.top_logprobs ?? 0) : null,
       vocabSize: model.vocabSize,
     });
+    checkChatMessages(model, body.messages);  // what can never fit is a 400 before it takes a place in the queue
     const admission = admit(ctx, model, reply, 1, settings.n, 'messages');
     const prompt = await renderChatPrompt(model, body.messages, body);
     const choices = expandChoices([prompt.ids], settings, model.maxModelLen, 'messages');

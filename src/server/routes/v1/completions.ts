@@ -21,7 +21,7 @@ function numPrompts(prompt: CompletionRequest['prompt']): number {
  * Sizes are checked first, for every prompt, so that nothing is tokenized or decoded for a request
  * that is refused; strings are tokenized on the pool's threads.
  */
-async function promptsOf(model: LoadedModel, prompt: CompletionRequest['prompt'], echo: boolean): Promise<Array<{ ids: number[]; echoed: string }>> {
+function checkPrompts(model: LoadedModel, prompt: CompletionRequest['prompt']): Array<string | number[]> {
   const list: Array<string | number[]> =
     typeof prompt === 'string' ? [prompt] : typeof prompt[0] === 'number' ? [prompt as number[]] : (prompt as Array<string | number[]>);
   const param = (i: number) => (list.length > 1 ? `prompt[${i}]` : 'prompt');
@@ -31,6 +31,10 @@ async function promptsOf(model: LoadedModel, prompt: CompletionRequest['prompt']
     if (bad !== undefined) throw invalid(`token id ${bad} is out of range (vocabulary size ${model.vocabSize})`, param(i));
     if (p.length >= model.maxModelLen) throw promptTooLongInTokens(model, p.length, param(i));
   });
+  return list;
+}
+
+async function promptsOf(model: LoadedModel, list: Array<string | number[]>, echo: boolean): Promise<Array<{ ids: number[]; echoed: string }>> {
   return Promise.all(
     list.map(async (p) => {
       if (typeof p === 'string') return { ids: await model.prompts.encode(p, true), echoed: echo ? p : '' };
@@ -83,8 +87,10 @@ export const completionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }>
     const logprobs = body.logprobs ?? null;
     if (echo && logprobs !== null) throw unsupported('echo', 'echo together with logprobs (prompt logprobs)');
     const settings = parseSettings(body, { maxTokens: body.max_tokens, maxTokensParam: 'max_tokens', logprobs, vocabSize: model.vocabSize });
+    // What can never fit is a 400 before it takes a place in the queue; then admission; then tokenization.
+    const list = checkPrompts(model, body.prompt);
     const admission = admit(ctx, model, reply, numPrompts(body.prompt), settings.n, 'prompt');
-    const prompts = await promptsOf(model, body.prompt, echo);
+    const prompts = await promptsOf(model, list, echo);
     const choices = expandChoices(prompts.map((p) => p.ids), settings, model.maxModelLen, 'prompt');
     const prefixes = choices.map((_, i) => prompts[Math.floor(i / settings.n)]!.echoed);
     const id = newRequestId('cmpl');
