@@ -59,7 +59,7 @@ function withEngine<T extends EngineConfig>(c: T, dir: string, m: EngineManifest
     engine: dir,
     engineCache: '',
     model: dir,
-    tokenizer: c.tokenizer === c.model ? dir : c.tokenizer,
+    tokenizer: !c.tokenizer || c.tokenizer === c.model ? dir : c.tokenizer,
     device: c.device === 'auto' ? m.target.device : c.device,
     maxNumSeqs: limit('--max-num-seqs', 'maxNumSeqs'),
     maxNumBatchedTokens: limit('--max-num-batched-tokens', 'maxNumBatchedTokens'),

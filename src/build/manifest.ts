@@ -60,7 +60,7 @@ export function readManifest(dir: string): EngineManifest {
   try {
     m = JSON.parse(text);
   } catch (e) {
-    throw new EngineFolderError(`engine ${dir}: ${MANIFEST} is not valid JSON (${(e as Error).message})`);
+    throw new EngineFolderError(`engine ${dir}: ${MANIFEST} is not valid JSON (${(e as Error).message}) (rebuild it with kvserve build)`);
   }
   const bad = (what: string) => new EngineFolderError(`engine ${dir}: ${MANIFEST} ${what} (rebuild it with kvserve build)`);
   if (typeof m !== 'object' || m === null || Array.isArray(m)) throw bad('is not a JSON object');
