@@ -1,9 +1,9 @@
 // `kvserve generate`: one prompt through the same engine loop the server uses, text streamed to stdout.
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
+import { applyEngineFlags } from './build/engine-flags.js';
 import { renderHelp } from './cli-help.js';
 import { ConfigError, engineDefaults, engineFlags, finishEngineConfig, parseFlags, type EngineConfig } from './config.js';
-import { applyEngineFlags } from './build/engine-flags.js';
 import { createEngine } from './engine/engine.js';
 import { resolveHubModels } from './hub/resolve-model.js';
 import { stderrProgress } from './load-progress.js';

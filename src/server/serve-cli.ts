@@ -2,9 +2,9 @@
 // `startServe` is the same without flags or signals, for tests and embedding.
 import { basename, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { applyEngineFlags } from '../build/engine-flags.js';
 import { renderHelp } from '../cli-help.js';
 import { ConfigError, finishServerConfig, parseFlags, serverDefaults, serverFlags, type ServerConfig } from '../config.js';
-import { applyEngineFlags } from '../build/engine-flags.js';
 import { createEngine, type Engine } from '../engine/engine.js';
 import { resolveHubModels } from '../hub/resolve-model.js';
 import { ChatTemplate, ChatTemplateError } from '../tokenizer/chat-template.js';
