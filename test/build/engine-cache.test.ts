@@ -1,6 +1,6 @@
 // --engine-cache: the first start builds, the second reuses (no rebuild), and a changed option or model file
 // builds a new engine.
-import { appendFileSync, cpSync, readFileSync, readdirSync } from 'node:fs';
+import { appendFileSync, cpSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect, test } from 'vitest';
 import { applyEngineFlags } from '../../src/build/engine-flags.js';
@@ -43,8 +43,14 @@ test('built on first start, reused after, rebuilt for another option or a change
   appendFileSync(join(model, 'tokenizer_config.json'), '\n');
   const changed = await start({ model, engineCache: cache });
   expect(changed.log[0]).toMatch(/engine cache: building /);
-  expect(new Set([first, fewerSeqs, bf16, changed].map((s) => s.config.engine)).size).toBe(4);
-  expect(readdirSync(cache)).toHaveLength(4);
+  // Rewritten in place with the same size: the digest memo must not hide it.
+  const text = readFileSync(join(model, 'tokenizer_config.json'), 'utf8');
+  writeFileSync(join(model, 'tokenizer_config.json'), text.replace(/"/, "'"));
+  const rewritten = await start({ model, engineCache: cache });
+  expect(rewritten.log[0]).toMatch(/engine cache: building /);
+  expect((await start({ model, engineCache: cache })).log[0]).toBe(`kvserve: engine cache: using ${rewritten.config.engine}`);
+  expect(new Set([first, fewerSeqs, bf16, changed, rewritten].map((s) => s.config.engine)).size).toBe(5);
+  expect(readdirSync(cache).filter((n) => !n.startsWith('.'))).toHaveLength(5);
 });
 
 test('--engine takes the engine\'s profile for limits left at their defaults and refuses larger ones', async () => {
