@@ -2,7 +2,7 @@
 // is hashed, config.json and the tokenizer files are copied, and manifest.json is written last, all inside a
 // temporary folder that becomes the engine only when complete (atomic-folder.ts).
 import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { repoRoot } from '../config.js';
 import type { ProgressFn } from '../load-progress.js';
 import { loadNative, type Device, type DTypeName, type NativeModule } from '../runner/binding.js';
@@ -29,6 +29,9 @@ const COPIED = ['config.json', 'generation_config.json', 'tokenizer.json', 'toke
 
 export const kvserveVersion = (): string =>
   (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version;
+
+/** A Hub snapshot folder is named by its commit (hub/hub-cache.ts). */
+const hubCommit = (dir: string): string | null => (/^[0-9a-f]{40}$/.test(basename(dir)) ? basename(dir) : null);
 
 export function rebuildArgs(o: BuildOptions): string[] {
   return [
@@ -69,7 +72,10 @@ export async function buildEngineFolder(o: BuildOptions, progress?: ProgressFn, 
       formatVersion: built.formatVersion,
       kvserveVersion: kvserveVersion(),
       createdAt: new Date().toISOString(),
-      source: { model: o.model, revision: o.revision, contentHash: source.contentHash, files: source.files },
+      source: {
+        model: o.model, revision: o.revision, commit: o.revision ? hubCommit(o.modelDir) : null,
+        contentHash: source.contentHash, files: source.files,
+      },
       quantization: { method: o.quantization },
       target: built.target,
       weights: { file: 'model.safetensors', dtype: built.dtype, bytes: built.weightBytes, tensors: built.tensors.length },

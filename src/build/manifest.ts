@@ -27,6 +27,7 @@ export interface EngineManifest {
   source: {
     model: string;               // the --model argument: a folder or an org/name Hub id
     revision: string | null;     // Hub revision, null for a local folder
+    commit: string | null;       // the Hub commit that revision resolved to (the snapshot folder's name)
     contentHash: string;         // sha256 over the per-file hashes below, in path order (model-hash.ts)
     files: SourceFile[];
   };
@@ -83,7 +84,7 @@ export function formatManifest(dir: string, m: EngineManifest): string {
   const lines = [
     `engine         ${dir}`,
     `format         ${m.formatVersion} (kvserve ${m.kvserveVersion}, built ${m.createdAt})`,
-    `model          ${m.source.model}${m.source.revision ? ` @ ${m.source.revision}` : ''}`,
+    `model          ${m.source.model}${m.source.revision ? ` @ ${m.source.revision}` : ''}${m.source.commit ? ` (commit ${m.source.commit})` : ''}`,
     `content hash   ${m.source.contentHash} (${m.source.files.length} files)`,
     `target         ${m.target.device} ${m.target.arch}: ${m.target.features.join(',') || 'no SIMD features'}`,
     `weights        ${m.weights.dtype}, ${m.weights.tensors} tensors, ${size(m.weights.bytes)} (${m.weights.file})`,
