@@ -13,6 +13,7 @@ namespace kvs {
 
 struct EngineOptions {
   std::string model;                  // Hugging Face folder (for dummy weights: a folder or a config.json path)
+  std::string engine;                 // an engine folder made by `kvserve build`; when set, model is not read
   bool dummyWeights = false;          // --load-format dummy
   bool privateWeights = false;        // --load-format private: read weights into anonymous memory, no file mapping
   std::string device = "cpu";         // "cpu" | "cuda"

@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "batch_check.h"
+#include "engine_manifest.h"
 #include "file_system.h"
 
 #ifdef KVSERVE_WITH_CUDA
@@ -70,9 +71,16 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& opts,
   checkDevice(opts.device);
   report("config", 0);
 
-  // A dummy model may be named by its config file alone.
+  // A dummy model may be named by its config file alone; an engine folder holds its own config.json.
   std::string dir = opts.model, configPath;
-  if (opts.dummyWeights && isFile(opts.model)) {
+  const bool fromEngine = !opts.engine.empty();
+  EngineManifestView manifest;
+  if (fromEngine) {
+    manifest = checkEngineManifest(opts.engine, opts.device);
+    dir = opts.engine;
+    configPath = dir + "/config.json";
+    if (!isFile(configPath)) throw std::runtime_error("engine " + dir + " has no config.json (a truncated engine folder?)");
+  } else if (opts.dummyWeights && isFile(opts.model)) {
     configPath = opts.model;
     size_t slash = opts.model.find_last_of('/');
     dir = slash == std::string::npos ? "." : opts.model.substr(0, slash);
@@ -116,6 +124,19 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& opts,
     DType dt = cfg.dtype;
     if (opts.dtype != "auto") parseDType(opts.dtype, &dt);
     weights = makeDummyWeights(cfg, dt);
+  } else if (fromEngine) {
+    // Everything in an engine is already in its final layout: "auto" keeps each matrix as stored, so the
+    // backend borrows it from the mapping instead of converting it.
+    try {
+      weights = loadSafetensors(dir, opts.privateWeights ? WeightMemory::Private : WeightMemory::Mmap);
+      bindLlamaWeights(cfg, *weights);
+      for (const auto& [name, t] : weights->all())
+        if (t.shape.size() == 2 && t.dtype != manifest.dtype)
+          throw std::runtime_error("tensor " + name + " is " + dtypeName(t.dtype) + ", the manifest says " +
+                                   dtypeName(manifest.dtype));
+    } catch (const std::runtime_error& e) {
+      throw std::runtime_error("engine " + dir + " is damaged: " + e.what() + " (rebuild it with kvserve build)");
+    }
   } else {
     weights = loadSafetensors(dir, opts.privateWeights ? WeightMemory::Private : WeightMemory::Mmap);
   }
@@ -124,6 +145,7 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& opts,
   // "backend" is what follows inside it: the KV cache, GEMM plans, graphs.
   EngineOptions o = opts;
   o.maxModelLen = maxLen;
+  if (fromEngine) o.dtype = "auto";
   const size_t total = boundBytes(bindLlamaWeights(cfg, *weights));
   size_t done = 0;
   bool weightsDone = false;

@@ -1,11 +1,14 @@
-// Module init: loadEngine(opts, onProgress?) → Promise<NativeEngine>, cudaAvailable(), builtWithCuda().
-// Loading (mmap, dummy fill, KV allocation) runs on a worker thread; progress is posted to the JS thread.
+// Module init: loadEngine(opts, onProgress?) → Promise<NativeEngine>, buildEngine(opts, outDir, onProgress?)
+// → Promise<BuildResult>, engineTarget(), cudaAvailable(), builtWithCuda().
+// Loading (mmap, dummy fill, KV allocation) and building run on a worker thread; progress is posted to the JS
+// thread.
 #include <napi.h>
 
 #include <cmath>
 #include <exception>
 #include <string>
 
+#include "../engines/engine_build.h"
 #include "engine-wrap.h"
 
 namespace kvs_native {
@@ -16,6 +19,17 @@ struct Progress {
   std::string stage;
   double fraction;
 };
+
+// Calls onProgress(stage, fraction) for each queued report; a throwing callback must not break the work.
+void callProgress(Napi::Env env, Napi::FunctionReference& fn, const Progress* data, size_t count) {
+  if (fn.IsEmpty()) return;
+  for (size_t i = 0; i < count; ++i) {
+    try {
+      fn.Call({Napi::String::New(env, data[i].stage), Napi::Number::New(env, data[i].fraction)});
+    } catch (const Napi::Error&) {
+    }
+  }
+}
 
 class LoadWorker : public Napi::AsyncProgressQueueWorker<Progress> {
  public:
@@ -40,17 +54,7 @@ class LoadWorker : public Napi::AsyncProgressQueueWorker<Progress> {
     }
   }
 
-  void OnProgress(const Progress* data, size_t count) override {
-    if (onProgress_.IsEmpty()) return;
-    Napi::Env env = Env();
-    for (size_t i = 0; i < count; ++i) {
-      try {
-        onProgress_.Call({Napi::String::New(env, data[i].stage), Napi::Number::New(env, data[i].fraction)});
-      } catch (const Napi::Error&) {
-        // a throwing progress callback must not break loading
-      }
-    }
-  }
+  void OnProgress(const Progress* data, size_t count) override { callProgress(Env(), onProgress_, data, count); }
 
   void OnOK() override {
     deferred_.Resolve(EngineWrap::Wrap(Env(), std::shared_ptr<kvs::Engine>(std::move(engine_))));
@@ -97,6 +101,7 @@ bool boolean(const Napi::Object& o, const char* k, bool fallback) {
 kvs::EngineOptions readOptions(const Napi::Object& o) {
   kvs::EngineOptions opts;
   opts.model = str(o, "model", "");
+  opts.engine = str(o, "engine", "");
   opts.dummyWeights = boolean(o, "dummyWeights", false);
   opts.privateWeights = boolean(o, "privateWeights", false);
   opts.device = str(o, "device", opts.device);
@@ -138,6 +143,122 @@ Napi::Value LoadEngine(const Napi::CallbackInfo& info) {
   }
 }
 
+Napi::Array stringArray(Napi::Env env, const std::vector<std::string>& v) {
+  Napi::Array a = Napi::Array::New(env, v.size());
+  for (size_t i = 0; i < v.size(); ++i) a.Set(uint32_t(i), Napi::String::New(env, v[i]));
+  return a;
+}
+
+Napi::Object targetObject(Napi::Env env, const kvs::EngineTarget& t) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("device", t.device);
+  o.Set("arch", t.arch);
+  o.Set("features", stringArray(env, t.features));
+  o.Set("hostFeatures", stringArray(env, t.hostFeatures));
+  return o;
+}
+
+class BuildWorker : public Napi::AsyncProgressQueueWorker<Progress> {
+ public:
+  BuildWorker(Napi::Env env, kvs::EngineOptions opts, std::string outDir, Napi::Function onProgress)
+      : Napi::AsyncProgressQueueWorker<Progress>(env, "kvserve.buildEngine"),
+        deferred_(Napi::Promise::Deferred::New(env)), opts_(std::move(opts)), outDir_(std::move(outDir)) {
+    if (!onProgress.IsEmpty()) onProgress_ = Napi::Persistent(onProgress);
+  }
+
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+  void Execute(const ExecutionProgress& progress) override {
+    try {
+      result_ = kvs::buildEngine(opts_, outDir_, [&](const std::string& stage, double f) {
+        Progress p{stage, f};
+        progress.Send(&p, 1);
+      });
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    } catch (...) {
+      SetError("unknown error while building the engine");
+    }
+  }
+
+  void OnProgress(const Progress* data, size_t count) override { callProgress(Env(), onProgress_, data, count); }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("formatVersion", kvs::kEngineFormatVersion);
+    r.Set("target", targetObject(env, result_.target));
+    r.Set("dtype", kvs::dtypeName(result_.dtype));
+    r.Set("weightBytes", double(result_.weightBytes));
+    r.Set("prepareSeconds", result_.prepareSeconds);
+    r.Set("writeSeconds", result_.writeSeconds);
+    Napi::Array tensors = Napi::Array::New(env, result_.tensors.size());
+    for (size_t i = 0; i < result_.tensors.size(); ++i) {
+      const kvs::BuiltTensor& t = result_.tensors[i];
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("name", t.name);
+      o.Set("dtype", kvs::dtypeName(t.dtype));
+      Napi::Array shape = Napi::Array::New(env, t.shape.size());
+      for (size_t d = 0; d < t.shape.size(); ++d) shape.Set(uint32_t(d), double(t.shape[d]));
+      o.Set("shape", shape);
+      o.Set("bytes", double(t.bytes));
+      tensors.Set(uint32_t(i), o);
+    }
+    r.Set("tensors", tensors);
+    Napi::Array tuned = Napi::Array::New(env, result_.tunedGemms.size());
+    for (size_t i = 0; i < result_.tunedGemms.size(); ++i) {
+      const kvs::TunedGemm& g = result_.tunedGemms[i];
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("weight", g.weight);
+      o.Set("n", g.n);
+      o.Set("k", g.k);
+      o.Set("mMin", g.mMin);
+      o.Set("mMax", g.mMax);
+      o.Set("algo", g.algo);
+      tuned.Set(uint32_t(i), o);
+    }
+    r.Set("tunedGemms", tuned);
+    deferred_.Resolve(r);
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  kvs::EngineOptions opts_;
+  std::string outDir_;
+  Napi::FunctionReference onProgress_;
+  kvs::EngineBuildResult result_;
+};
+
+Napi::Value BuildEngine(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto deferred = Napi::Promise::Deferred::New(env);
+  try {
+    if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsString())
+      throw Napi::TypeError::New(env, "buildEngine: expected (options, outDir, onProgress?)");
+    kvs::EngineOptions opts = readOptions(info[0].As<Napi::Object>());
+    Napi::Function onProgress;
+    if (info.Length() >= 3 && !info[2].IsUndefined()) {
+      if (!info[2].IsFunction()) throw Napi::TypeError::New(env, "buildEngine: onProgress must be a function");
+      onProgress = info[2].As<Napi::Function>();
+    }
+    auto* worker = new BuildWorker(env, std::move(opts), info[1].As<Napi::String>().Utf8Value(), onProgress);
+    Napi::Promise p = worker->promise();
+    worker->Queue();
+    return p;
+  } catch (const Napi::Error& e) {
+    deferred.Reject(e.Value());
+    return deferred.Promise();
+  }
+}
+
+// What an engine built now would record as its target, with the engine format version this build writes.
+Napi::Value EngineTargetInfo(const Napi::CallbackInfo& info) {
+  Napi::Object o = targetObject(info.Env(), kvs::cpuTargetProvider().describe());
+  o.Set("formatVersion", kvs::kEngineFormatVersion);
+  return o;
+}
+
 Napi::Value CudaAvailable(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), kvs::Engine::cudaAvailable());
 }
@@ -156,6 +277,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(new AddonData());
   EngineWrap::Init(env);
   exports.Set("loadEngine", Napi::Function::New(env, LoadEngine, "loadEngine"));
+  exports.Set("buildEngine", Napi::Function::New(env, BuildEngine, "buildEngine"));
+  exports.Set("engineTarget", Napi::Function::New(env, EngineTargetInfo, "engineTarget"));
   exports.Set("cudaAvailable", Napi::Function::New(env, CudaAvailable, "cudaAvailable"));
   exports.Set("builtWithCuda", Napi::Function::New(env, BuiltWithCuda, "builtWithCuda"));
   return exports;

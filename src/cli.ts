@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// kvserve serve | generate | chat | bench — each subcommand parses its own flags and returns an exit code.
+// kvserve serve | generate | chat | bench | build | engine-info — each subcommand parses its own flags and returns an exit code.
 import { ConfigError } from './config.js';
 
 const USAGE = `usage: kvserve <command> [options]
@@ -9,6 +9,8 @@ commands:
   generate   generate text for one prompt and print it as it comes
   chat       chat with the model in the terminal (or with a running server: --base-url)
   bench      benchmark any OpenAI-compatible server (TTFT, ITL, throughput)
+  build      build an engine: the weights in the backend's final layout, with a manifest
+  engine-info  print an engine's manifest
 
 kvserve <command> --help lists a command's options.`;
 
@@ -23,6 +25,10 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./chat/chat-cli.js')).runChatCli(rest);
     case 'bench':
       return (await import('./bench/index.js')).runBenchCli(rest);
+    case 'build':
+      return (await import('./build/build-cli.js')).runBuildCli(rest);
+    case 'engine-info':
+      return (await import('./build/build-cli.js')).runEngineInfoCli(rest);
     case undefined:
     case '-h':
     case '--help':

@@ -12,6 +12,8 @@ export interface EngineConfig {
   model: string;
   revision: string;               // Hub revision when model is an org/name repo id
   tokenizer: string;              // folder with tokenizer.json; defaults to model (or its folder for a config.json path)
+  engine: string;                 // an engine folder made by `kvserve build` ('' = load --model)
+  engineCache: string;            // folder of engines built from --model on first start ('' = none)
   loadFormat: 'auto' | 'private' | 'dummy';
   device: 'cpu' | 'cuda' | 'auto';
   dtype: 'auto' | 'float32' | 'bfloat16' | 'float16';
@@ -64,6 +66,11 @@ export const engineFlags: Record<string, FlagSpec> = {
   model: { key: 'model', kind: 'string', help: 'model folder, or org/name on the Hugging Face Hub (default: the stories260K demo)' },
   revision: { key: 'revision', kind: 'string', help: 'Hub branch, tag or commit of an org/name --model (default main)' },
   tokenizer: { key: 'tokenizer', kind: 'string', help: 'folder with tokenizer.json, or org/name on the Hub (default: the model\'s)' },
+  engine: { key: 'engine', kind: 'string', metavar: 'DIR', help: 'serve an engine folder made by kvserve build (instead of --model)' },
+  'engine-cache': {
+    key: 'engineCache', kind: 'string', metavar: 'DIR',
+    help: 'build an engine of --model into this folder on first start and reuse it afterwards',
+  },
   'load-format': {
     key: 'loadFormat', kind: 'string', choices: ['auto', 'private', 'dummy'],
     help: 'auto = mmap the safetensors; private = read them into private memory (a file changed on disk cannot hurt the server); dummy = random weights from config.json alone',
@@ -109,6 +116,8 @@ export function engineDefaults(): EngineConfig {
     model: defaultModelDir,
     revision: 'main',
     tokenizer: '',
+    engine: '',
+    engineCache: '',
     loadFormat: 'auto',
     device: 'auto',
     dtype: 'auto',

@@ -1,6 +1,7 @@
 // `kvserve generate`: one prompt through the same engine loop the server uses, text streamed to stdout.
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
+import { applyEngineFlags } from './build/engine-flags.js';
 import { renderHelp } from './cli-help.js';
 import { ConfigError, engineDefaults, engineFlags, finishEngineConfig, parseFlags, type EngineConfig } from './config.js';
 import { createEngine } from './engine/engine.js';
@@ -40,6 +41,7 @@ export const generateHelp = () =>
     examples: [
       'kvserve generate --prompt "Once upon a time" --max-tokens 64',
       'kvserve generate --model DIR --prompt "The capital of France is" --temperature 0.7 --seed 1 --json',
+      'kvserve generate --engine ENGINE_DIR --prompt "Once upon a time"',
     ],
   });
 
@@ -51,7 +53,11 @@ export async function runGenerateCli(argv: string[]): Promise<number> {
   const { config: parsed, rest } = parseFlags<GenerateConfig>(argv, generateFlags, generateDefaults());
   if (rest.length > 0) throw new ConfigError(`unexpected argument "${rest[0]}" (the prompt goes after --prompt)`);
   if (!argv.some((a) => a === '--prompt' || a.startsWith('--prompt='))) throw new ConfigError('--prompt is required');
-  const config = finishEngineConfig(await resolveHubModels(parsed, { progress: !parsed.quiet && !parsed.json }));
+  const quiet = parsed.quiet || parsed.json;
+  const config = await applyEngineFlags(finishEngineConfig(await resolveHubModels(parsed, { progress: !quiet })), {
+    progress: quiet ? undefined : stderrProgress('building: '),
+    log: (m) => { if (!quiet) console.error(m); },
+  });
 
   const tokenizer = await TextTokenizer.forModel(config.tokenizer, {
     dummy: config.loadFormat === 'dummy',

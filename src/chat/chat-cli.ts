@@ -3,6 +3,7 @@
 // drawn, and only the replies go to stdout, each ending in a newline). The engine runs in this process, as
 // with `kvserve generate`, unless --base-url names a running server.
 import { createInterface } from 'node:readline';
+import { applyEngineFlags } from '../build/engine-flags.js';
 import { renderHelp } from '../cli-help.js';
 import { ConfigError, engineDefaults, engineFlags, finishEngineConfig, parseFlags } from '../config.js';
 import { stderrProgress } from '../load-progress.js';
@@ -63,7 +64,10 @@ export async function runChatCli(argv: string[]): Promise<number> {
     if (local) throw new ConfigError(`--${local} has no effect with --base-url: the server's model answers`);
     backend = await wrapChatError(() => RemoteChat.open(parsed.baseUrl, parsed.apiKey, parsed));
   } else {
-    const config = finishEngineConfig(parsed);
+    const config = await applyEngineFlags(finishEngineConfig(parsed), {
+      progress: parsed.quiet ? undefined : stderrProgress('building: '),
+      log: (m) => { if (!parsed.quiet) console.error(m); },
+    });
     backend = await LocalChat.open(config, config.quiet ? undefined : stderrProgress());
   }
   try {

@@ -18,6 +18,7 @@ const GiB = 1024 ** 3;
 export function nativeOptions(config: EngineConfig, native: NativeModule): NativeEngineOptions {
   return {
     model: config.model,
+    ...(config.engine ? { engine: config.engine } : {}),
     dummyWeights: config.loadFormat === 'dummy',
     privateWeights: config.loadFormat === 'private',
     device: config.device === 'auto' ? (native.cudaAvailable() ? 'cuda' : 'cpu') : config.device,

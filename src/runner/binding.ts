@@ -9,6 +9,7 @@ export type DTypeName = 'float32' | 'bfloat16' | 'float16';
 
 export interface NativeEngineOptions {
   model: string;                 // HF folder; for dummy weights a folder or a config.json path
+  engine?: string;               // an engine folder made by `kvserve build` (then model is not read)
   dummyWeights: boolean;
   privateWeights?: boolean;      // read the weights into private memory instead of mapping the files
   device: Device;
@@ -110,9 +111,45 @@ export interface NativeEngine {
   dispose(): void;
 }
 
+/** What an engine is built for (engines/engine_target.h): the ISA features it needs and those this CPU has. */
+export interface NativeTarget {
+  device: Device;
+  arch: string;                  // "x86_64" | "aarch64"
+  features: string[];            // compiled-in ISA features, which an engine built here needs
+  hostFeatures: string[];        // the running CPU's, of the features kvserve knows
+}
+
+export interface NativeTunedGemm {
+  weight: string;
+  n: number;
+  k: number;
+  mMin: number;
+  mMax: number;
+  algo: string;
+}
+
+export interface NativeBuildResult {
+  formatVersion: number;
+  target: NativeTarget;
+  dtype: DTypeName;
+  weightBytes: number;
+  prepareSeconds: number;
+  writeSeconds: number;
+  tensors: Array<{ name: string; dtype: DTypeName; shape: number[]; bytes: number }>;
+  tunedGemms: NativeTunedGemm[];
+}
+
 export interface NativeModule {
   /** Loads on a worker thread. onProgress(stage, fraction 0..1) is called on the JS thread. */
   loadEngine(opts: NativeEngineOptions, onProgress?: (stage: string, fraction: number) => void): Promise<NativeEngine>;
+  /** Writes outDir/model.safetensors in the backend's final layout, on a worker thread. */
+  buildEngine(
+    opts: NativeEngineOptions,
+    outDir: string,
+    onProgress?: (stage: string, fraction: number) => void,
+  ): Promise<NativeBuildResult>;
+  /** The target an engine built now records, and the engine format version this build reads and writes. */
+  engineTarget(): NativeTarget & { formatVersion: number };
   cudaAvailable(): boolean;
   builtWithCuda(): boolean;
 }

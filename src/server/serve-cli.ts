@@ -2,6 +2,7 @@
 // `startServe` is the same without flags or signals, for tests and embedding.
 import { basename, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { applyEngineFlags } from '../build/engine-flags.js';
 import { renderHelp } from '../cli-help.js';
 import { ConfigError, finishServerConfig, parseFlags, serverDefaults, serverFlags, type ServerConfig } from '../config.js';
 import { createEngine, type Engine } from '../engine/engine.js';
@@ -26,6 +27,7 @@ const help = () =>
       'kvserve serve                                  # the stories260K demo on http://127.0.0.1:8000',
       'kvserve serve --model DIR --device cuda --host 0.0.0.0 --port 8080 --api-key KEY',
       'kvserve serve --load-format dummy --model configs/llama-3-8b.json --device cuda',
+      'kvserve serve --engine ENGINE_DIR                 # an engine made by kvserve build',
     ],
   });
 
@@ -46,7 +48,11 @@ export async function runServeCli(argv: string[]): Promise<number> {
   }
   const { config: parsed, rest } = parseFlags<ServerConfig>(argv, serverFlags, serverDefaults());
   if (rest.length > 0) throw new ConfigError(`unexpected argument "${rest[0]}" (see --help)`);
-  const config = finishServerConfig(await resolveHubModels(parsed, { progress: parsed.logLevel !== 'silent' }));
+  const silent = parsed.logLevel === 'silent';
+  const config = await applyEngineFlags(finishServerConfig(await resolveHubModels(parsed, { progress: !silent })), {
+    progress: silent ? undefined : stderrProgress('building: '),
+    log: (m) => { if (!silent) process.stderr.write(`${m}\n`); },
+  });
   const shutdown = onShutdownSignal();
   const server = await startServe(config);
   let first: unknown;

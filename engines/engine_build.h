@@ -1,0 +1,42 @@
+// `kvserve build`, the native half: prepare a model the way its backend holds it after loading and write
+// that final layout into a folder (model.safetensors), so a later load maps it and uses it in
+// place. The TypeScript side owns the rest of the engine folder: the manifest, hashes, tokenizer files, and
+// the temporary folder that is renamed into place once everything is written.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "backend.h"
+#include "engine_target.h"
+
+namespace kvs {
+
+struct BuiltTensor {
+  std::string name;
+  DType dtype;
+  std::vector<int64_t> shape;
+  size_t bytes = 0;
+};
+
+struct EngineBuildResult {
+  EngineTarget target;
+  std::vector<TunedGemm> tunedGemms;
+  std::vector<BuiltTensor> tensors;  // in file order
+  DType dtype = DType::F32;          // of the matrices
+  size_t weightBytes = 0;
+  double prepareSeconds = 0;         // reading and converting the checkpoint
+  double writeSeconds = 0;           // writing model.safetensors
+};
+
+using BuildProgress = std::function<void(const std::string& stage, double fraction)>;
+
+// Writes outDir/model.safetensors (outDir must exist; the caller copies config.json and the tokenizer). Uses opts.model, device,
+// dtype and numThreads. Throws std::runtime_error with a message meant for the user.
+EngineBuildResult buildEngine(const EngineOptions& opts, const std::string& outDir, const BuildProgress& progress = {});
+
+// The CPU backend's writer (engines/cpu/cpu_engine_writer.cc).
+EngineBuildResult buildCpuEngine(const ModelConfig& cfg, const WeightStore& store, const EngineOptions& opts,
+                                 const std::string& outDir, const BuildProgress& progress);
+
+}  // namespace kvs

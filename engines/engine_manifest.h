@@ -1,0 +1,20 @@
+// Reading an engine folder's manifest.json at load, and checking it against what this build and this machine
+// support before a weight is mapped: the format version, the target (device, architecture, ISA features).
+// Every refusal is one line naming both sides and the command that rebuilds the engine.
+#pragma once
+#include <string>
+
+#include "model_config.h"
+
+namespace kvs {
+
+struct EngineManifestView {
+  DType dtype = DType::F32;   // weights.dtype: what the matrices are stored (and computed) in
+  std::string weightsFile;    // weights.file, relative to the folder
+};
+
+// Throws std::runtime_error("engine DIR ...") when the manifest is missing, malformed, or made for another
+// format or target.
+EngineManifestView checkEngineManifest(const std::string& dir, const std::string& device);
+
+}  // namespace kvs

@@ -1,0 +1,100 @@
+// `kvserve build --model M --out DIR`: an engine folder for one backend and optimization profile;
+// `kvserve engine-info DIR` (or `kvserve build --print DIR`) prints an engine's manifest.
+import { resolve } from 'node:path';
+import { renderHelp } from '../cli-help.js';
+import { ConfigError, defaultModelDir, engineDefaults, engineFlags, parseFlags, type FlagSpec } from '../config.js';
+import { isHubModelId, resolveModelDir } from '../hub/resolve-model.js';
+import { stderrProgress } from '../load-progress.js';
+import { buildEngineFolder } from './build-engine.js';
+import { formatManifest, readManifest, type Quantization } from './manifest.js';
+
+interface BuildConfig {
+  model: string;
+  revision: string;
+  out: string;
+  device: 'cpu' | 'cuda';
+  dtype: 'auto' | 'float32' | 'bfloat16' | 'float16';
+  quantization: Quantization;
+  threads: number;
+  maxNumSeqs: number;
+  maxNumBatchedTokens: number;
+  maxModelLen: number;
+  print: string;
+  quiet: boolean;
+}
+
+const buildFlags: Record<string, FlagSpec> = {
+  model: engineFlags.model!,
+  revision: engineFlags.revision!,
+  out: { key: 'out', kind: 'string', metavar: 'DIR', help: 'the engine folder to write (required; replaced when it holds an engine)' },
+  device: { key: 'device', kind: 'string', choices: ['cpu', 'cuda'], help: 'the backend the engine is for' },
+  dtype: engineFlags.dtype!,
+  quantization: { key: 'quantization', kind: 'string', choices: ['none', 'fp8', 'int8'], help: 'weight quantization (only none so far)' },
+  threads: engineFlags.threads!,
+  'max-num-seqs': engineFlags['max-num-seqs']!,
+  'max-num-batched-tokens': engineFlags['max-num-batched-tokens']!,
+  'max-model-len': engineFlags['max-model-len']!,
+  print: { key: 'print', kind: 'string', metavar: 'DIR', help: 'print the manifest of an engine folder and exit' },
+  quiet: { key: 'quiet', kind: 'boolean', help: 'no progress on stderr' },
+};
+
+const buildDefaults = (): BuildConfig => {
+  const e = engineDefaults();
+  return {
+    model: e.model, revision: e.revision, out: '', device: 'cpu', dtype: 'auto', quantization: 'none', threads: 0,
+    maxNumSeqs: e.maxNumSeqs, maxNumBatchedTokens: e.maxNumBatchedTokens, maxModelLen: e.maxModelLen, print: '', quiet: false,
+  };
+};
+
+const help = () =>
+  renderHelp({
+    usage: 'kvserve build --model DIR --out DIR [options]',
+    summary: 'Builds an engine: the model\'s weights in the backend\'s final layout with a manifest of what it was ' +
+      'built from and for (format, CPU features, profile); kvserve serve --engine DIR loads it with no conversion.',
+    flags: buildFlags,
+    defaults: buildDefaults(),
+    examples: [
+      'kvserve build --model models/stories260K --out engines/stories-cpu',
+      'kvserve build --model org/name --dtype float32 --max-num-seqs 64 --out /srv/engines/name-f32',
+      'kvserve engine-info engines/stories-cpu',
+    ],
+  });
+
+export function runEngineInfoCli(argv: string[]): number {
+  if (argv.length !== 1 || argv[0]!.startsWith('-')) {
+    console.log('usage: kvserve engine-info DIR   (prints the manifest of an engine folder made by kvserve build)');
+    return argv[0] === '--help' || argv[0] === '-h' ? 0 : 2;
+  }
+  const dir = resolve(argv[0]!);
+  console.log(formatManifest(dir, readManifest(dir)));
+  return 0;
+}
+
+export async function runBuildCli(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    console.log(help());
+    return 0;
+  }
+  const { config: c, rest } = parseFlags<BuildConfig>(argv, buildFlags, buildDefaults());
+  if (rest.length > 0) throw new ConfigError(`unexpected argument "${rest[0]}" (see --help)`);
+  if (c.print) return runEngineInfoCli([c.print]);
+  if (!c.out) throw new ConfigError('--out DIR is required (the engine folder to write)');
+  if (c.maxNumBatchedTokens < 16) throw new ConfigError(`--max-num-batched-tokens must be at least 16, got ${c.maxNumBatchedTokens}`);
+  const hub = isHubModelId(c.model);
+  const modelDir = hub ? await resolveModelDir(c.model, { revision: c.revision, set: 'model', progress: !c.quiet }) : resolve(c.model);
+  const started = performance.now();
+  const manifest = await buildEngineFolder(
+    {
+      model: hub ? c.model : modelDir, modelDir, revision: hub ? c.revision : null, out: resolve(c.out), device: c.device,
+      dtype: c.dtype, quantization: c.quantization, threads: c.threads,
+      profile: { maxNumSeqs: c.maxNumSeqs, maxNumBatchedTokens: c.maxNumBatchedTokens, maxModelLen: c.maxModelLen },
+    },
+    c.quiet ? undefined : stderrProgress('building: '),
+  );
+  if (!c.quiet) {
+    const s = ((performance.now() - started) / 1000).toFixed(2);
+    console.error(`kvserve: built ${resolve(c.out)} (${manifest.weights.dtype}, ${manifest.target.device} ` +
+      `${manifest.target.features.join(',')}) in ${s} s${c.model === defaultModelDir ? ' from the stories260K demo' : ''}`);
+  }
+  return 0;
+}

@@ -1,0 +1,100 @@
+// An engine folder's manifest.json: what `kvserve build` made, from what, for which hardware, and how long each
+// stage took. The native loader checks formatVersion and target again before mapping a weight
+// (engines/engine_manifest.cc); this side reads it for display, for the optimization profile a served engine
+// keeps, and for the engine cache.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { DTypeName, NativeTarget, NativeTunedGemm } from '../runner/binding.js';
+
+export interface SourceFile {
+  path: string;                  // relative to the model folder
+  bytes: number;
+  sha256: string;
+}
+
+export interface OptimizationProfile {
+  maxNumSeqs: number;
+  maxNumBatchedTokens: number;
+  maxModelLen: number;           // 0 = the model's max_position_embeddings
+}
+
+export type Quantization = 'none' | 'fp8' | 'int8';
+
+export interface EngineManifest {
+  formatVersion: number;
+  kvserveVersion: string;
+  createdAt: string;             // ISO 8601
+  source: {
+    model: string;               // the --model argument: a folder or an org/name Hub id
+    revision: string | null;     // Hub revision, null for a local folder
+    commit: string | null;       // the Hub commit that revision resolved to (the snapshot folder's name)
+    contentHash: string;         // sha256 over the per-file hashes below, in path order (model-hash.ts)
+    files: SourceFile[];
+  };
+  quantization: { method: Quantization };
+  target: NativeTarget;
+  weights: { file: 'model.safetensors'; dtype: DTypeName; bytes: number; tensors: number };
+  profile: OptimizationProfile;
+  /** Tuned GEMM algorithms per weight shape and M range (the CPU backend has none). */
+  tunedGemms: NativeTunedGemm[];
+  timings: Record<string, number>; // seconds per stage
+  /** `kvserve build` arguments (without --out) that rebuild this engine. */
+  rebuild: string[];
+}
+
+export class EngineFolderError extends Error {
+  override name = 'EngineFolderError';
+}
+
+export const MANIFEST = 'manifest.json';
+
+/** The manifest of an engine folder; one-line errors for a missing or malformed one. */
+export function readManifest(dir: string): EngineManifest {
+  let text: string;
+  try {
+    text = readFileSync(join(dir, MANIFEST), 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new EngineFolderError(code === 'ENOENT' ? `engine ${dir} has no ${MANIFEST} (is it a folder made by kvserve build?)` : `engine ${dir}: cannot read ${MANIFEST}: ${(e as Error).message}`);
+  }
+  let m: unknown;
+  try {
+    m = JSON.parse(text);
+  } catch (e) {
+    throw new EngineFolderError(`engine ${dir}: ${MANIFEST} is not valid JSON (${(e as Error).message}) (rebuild it with kvserve build)`);
+  }
+  const bad = (what: string) => new EngineFolderError(`engine ${dir}: ${MANIFEST} ${what} (rebuild it with kvserve build)`);
+  if (typeof m !== 'object' || m === null || Array.isArray(m)) throw bad('is not a JSON object');
+  const o = m as Partial<EngineManifest>;
+  if (!Number.isInteger(o.formatVersion)) throw bad('has no integer formatVersion');
+  const p = o.profile;
+  if (!p || ![p.maxNumSeqs, p.maxNumBatchedTokens, p.maxModelLen].every((v) => Number.isInteger(v) && v >= 0)) {
+    throw bad('has no valid profile');
+  }
+  if (!o.target || typeof o.target.device !== 'string' || !Array.isArray(o.target.features)) throw bad('has no valid target');
+  if (!o.source || typeof o.source.model !== 'string' || typeof o.source.contentHash !== 'string') throw bad('has no valid source');
+  return o as EngineManifest;
+}
+
+const GiB = 1024 ** 3;
+
+/** A manifest for people: `kvserve engine-info DIR`. */
+export function formatManifest(dir: string, m: EngineManifest): string {
+  const size = (b: number) => (b >= GiB ? `${(b / GiB).toFixed(2)} GiB` : `${(b / 1024 ** 2).toFixed(2)} MiB`);
+  const lines = [
+    `engine         ${dir}`,
+    `format         ${m.formatVersion} (kvserve ${m.kvserveVersion}, built ${m.createdAt})`,
+    `model          ${m.source.model}${m.source.revision ? ` @ ${m.source.revision}` : ''}${m.source.commit ? ` (commit ${m.source.commit})` : ''}`,
+    `content hash   ${m.source.contentHash} (${m.source.files.length} files)`,
+    `target         ${m.target.device} ${m.target.arch}: ${m.target.features.join(',') || 'no SIMD features'}`,
+    `weights        ${m.weights.dtype}, ${m.weights.tensors} tensors, ${size(m.weights.bytes)} (${m.weights.file})`,
+    `quantization   ${m.quantization.method}`,
+    `profile        max-num-seqs ${m.profile.maxNumSeqs}, max-num-batched-tokens ${m.profile.maxNumBatchedTokens}, ` +
+      `max-model-len ${m.profile.maxModelLen || 'from config.json'}`,
+    `tuned GEMMs    ${m.tunedGemms.length === 0 ? 'none' : ''}`,
+    ...m.tunedGemms.map((g) => `  ${g.weight} [${g.n}, ${g.k}] M ${g.mMin}..${g.mMax}: ${g.algo}`),
+    `timings        ${Object.entries(m.timings).map(([k, v]) => `${k} ${v.toFixed(3)} s`).join(', ')}`,
+    `rebuild        kvserve build ${m.rebuild.join(' ')} --out ${dir}`,
+  ];
+  return lines.join('\n');
+}
