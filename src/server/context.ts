@@ -30,7 +30,8 @@ export interface Usage {
   prompt_tokens_details: { cached_tokens: number };
 }
 
-export const newRequestId = (prefix: string) => `${prefix}-${randomUUID().replaceAll('-', '')}`;
+/** `prefix<random>`, or `prefix<given>` for vLLM's request_id field (the caller's own id, for tracing). */
+export const newRequestId = (prefix: string, given?: string | null) => `${prefix}${given || randomUUID().replaceAll('-', '')}`;
 
 /** A request naming another model is a 404, as OpenAI answers; no model field means the served one. */
 export function checkModelName(ctx: ServerContext, model: string | null | undefined): void {

@@ -4,11 +4,14 @@
 import type { SamplingParams } from '../engine/types.js';
 import { ApiError, invalid, unsupported } from './errors.js';
 import type { ChoiceSpec, TextOptions } from './generation.js';
+import { REFUSED, type RefusedField } from './schemas/refused-fields.js';
 import type { SamplingBody } from './schemas/sampling.js';
 
 export interface RequestSettings {
   sampling: Omit<SamplingParams, 'maxTokens'>;
   requestedMaxTokens: number | undefined;
+  /** The budget when none was asked, capped by the room left in the context; undefined = all of that room. */
+  defaultMaxTokens: number | undefined;
   maxTokensParam: string;
   n: number;
   priority: number | undefined;
@@ -19,34 +22,18 @@ export interface RequestSettings {
 
 const isSet = (v: unknown) => v !== undefined && v !== null;
 
+/** Every refused field (schemas/refused-fields.ts) set to anything but its "off" value is a 400 naming it. */
 export function rejectUnsupported(body: SamplingBody): void {
-  const tools = body.tools;
-  if (isSet(tools) && !(Array.isArray(tools) && tools.length === 0)) throw unsupported('tools', 'tool calling (tools)');
-  const toolChoice = body.tool_choice;
-  if (isSet(toolChoice) && toolChoice !== 'none' && toolChoice !== 'auto') throw unsupported('tool_choice', 'tool_choice');
-  if (isSet(body.functions) && !(Array.isArray(body.functions) && body.functions.length === 0)) {
-    throw unsupported('functions', 'function calling (functions)');
+  for (const [key, refusal] of Object.entries(REFUSED) as Array<[RefusedField, (typeof REFUSED)[RefusedField]]>) {
+    const v = body[key];
+    if (isSet(v) && !refusal.off(v)) throw unsupported(key, refusal.what);
   }
-  if (isSet(body.function_call) && body.function_call !== 'none' && body.function_call !== 'auto') {
-    throw unsupported('function_call', 'function_call');
-  }
-  const format = body.response_format as { type?: unknown } | null | undefined;
-  if (isSet(format) && format?.type !== 'text') {
-    throw unsupported('response_format', `response_format of type ${JSON.stringify(format?.type ?? format)}`);
-  }
-  if (isSet(body.suffix) && body.suffix !== '') throw unsupported('suffix', 'suffix (insertion)');
-  for (const key of ['guided_json', 'guided_regex', 'guided_choice', 'guided_grammar'] as const) {
-    if (isSet(body[key])) throw unsupported(key, `guided decoding (${key})`);
-  }
-  if (isSet(body.prompt_logprobs)) throw unsupported('prompt_logprobs', 'prompt_logprobs');
-  if (isSet(body.audio)) throw unsupported('audio', 'audio output');
-  if (isSet(body.prediction)) throw unsupported('prediction', 'predicted outputs (prediction)');
   if (isSet(body.best_of) && body.best_of !== (body.n ?? 1)) throw unsupported('best_of', 'best_of other than n');
 }
 
 export function parseSettings(
   body: SamplingBody,
-  opts: { maxTokens: number | null | undefined; maxTokensParam: string; logprobs: number | null; vocabSize: number },
+  opts: { maxTokens: number | null | undefined; maxTokensParam: string; logprobs: number | null; vocabSize: number; defaultMaxTokens?: number },
 ): RequestSettings {
   rejectUnsupported(body);
   checkFloat32(body);
@@ -90,6 +77,7 @@ export function parseSettings(
       logprobs: opts.logprobs,
     },
     requestedMaxTokens: opts.maxTokens ?? undefined,
+    defaultMaxTokens: opts.defaultMaxTokens,
     maxTokensParam: opts.maxTokensParam,
     n: body.n ?? 1,
     priority: body.priority ?? undefined,
@@ -132,7 +120,8 @@ function checkFloat32(body: SamplingBody): void {
   for (const [key, v] of Object.entries(body.logit_bias ?? {})) check(v, `logit_bias[${key}]`, -100, 100, false);
 }
 
-/** The generation budget of one prompt: what was asked, or by default everything that fits the context. */
+/** The generation budget of one prompt: what was asked, or the route's default (by default everything that
+ *  fits the context). */
 export function fitMaxTokens(s: RequestSettings, promptLen: number, maxModelLen: number, promptParam: string): number {
   const room = maxModelLen - promptLen;
   if (room <= 0 || (s.requestedMaxTokens !== undefined && s.requestedMaxTokens > room)) {
@@ -145,7 +134,7 @@ export function fitMaxTokens(s: RequestSettings, promptLen: number, maxModelLen:
       room <= 0 ? promptParam : s.maxTokensParam,
     );
   }
-  return s.requestedMaxTokens ?? room;
+  return s.requestedMaxTokens ?? Math.min(s.defaultMaxTokens ?? room, room);
 }
 
 /** n choices per prompt, prompt-major (index = prompt * n + i). Each choice gets its own seed. */

@@ -3,7 +3,7 @@
 import { basename, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { renderHelp } from '../cli-help.js';
-import { ConfigError, finishServerConfig, parseFlags, serverDefaults, serverFlags, type ServerConfig } from '../config.js';
+import { ConfigError, corsOrigins, finishServerConfig, parseFlags, serverDefaults, serverFlags, type ServerConfig } from '../config.js';
 import { createEngine, type Engine } from '../engine/engine.js';
 import { resolveHubModels } from '../hub/resolve-model.js';
 import { ChatTemplate, ChatTemplateError } from '../tokenizer/chat-template.js';
@@ -74,6 +74,7 @@ export async function startServe(config: ServerConfig): Promise<ServeHandle> {
     model: slot,
     servedModelName,
     apiKey: config.apiKey,
+    allowedOrigins: corsOrigins(config.allowedOrigins),
     maxQueue: config.maxQueue,
     bodyLimitBytes: config.bodyLimitBytes,
     headerTimeoutMs: config.headerTimeout * 1000,

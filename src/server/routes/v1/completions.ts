@@ -10,6 +10,8 @@ import { checkPromptBytes } from '../../prompt-size.js';
 import { expandChoices, parseSettings } from '../../sampling.js';
 import { CompletionRequest } from '../../schemas/completions.js';
 
+const COMPLETIONS_DEFAULT_MAX_TOKENS = 16;
+
 /** How many prompts the field holds, from its shape alone (nothing is tokenized yet). */
 function numPrompts(prompt: CompletionRequest['prompt']): number {
   return typeof prompt === 'string' || typeof prompt[0] === 'number' ? 1 : prompt.length;
@@ -34,10 +36,10 @@ function checkPrompts(model: LoadedModel, prompt: CompletionRequest['prompt']): 
   return list;
 }
 
-async function promptsOf(model: LoadedModel, list: Array<string | number[]>, echo: boolean): Promise<Array<{ ids: number[]; echoed: string }>> {
+async function promptsOf(model: LoadedModel, list: Array<string | number[]>, echo: boolean, addSpecial: boolean): Promise<Array<{ ids: number[]; echoed: string }>> {
   return Promise.all(
     list.map(async (p) => {
-      if (typeof p === 'string') return { ids: await model.prompts.encode(p, true), echoed: echo ? p : '' };
+      if (typeof p === 'string') return { ids: await model.prompts.encode(p, addSpecial), echoed: echo ? p : '' };
       return { ids: p, echoed: echo ? model.tokenizer.decode(p, true) : '' };
     }),
   );
@@ -86,14 +88,17 @@ export const completionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }>
     const echo = body.echo ?? false;
     const logprobs = body.logprobs ?? null;
     if (echo && logprobs !== null) throw unsupported('echo', 'echo together with logprobs (prompt logprobs)');
-    const settings = parseSettings(body, { maxTokens: body.max_tokens, maxTokensParam: 'max_tokens', logprobs, vocabSize: model.vocabSize });
+    // OpenAI's spec: max_tokens defaults to 16 here (chat's default is everything that fits).
+    const settings = parseSettings(body, {
+      maxTokens: body.max_tokens, maxTokensParam: 'max_tokens', logprobs, vocabSize: model.vocabSize, defaultMaxTokens: COMPLETIONS_DEFAULT_MAX_TOKENS,
+    });
     // What can never fit is a 400 before it takes a place in the queue; then admission; then tokenization.
     const list = checkPrompts(model, body.prompt);
     const admission = admit(ctx, model, reply, numPrompts(body.prompt), settings.n, 'prompt');
-    const prompts = await promptsOf(model, list, echo);
+    const prompts = await promptsOf(model, list, echo, body.add_special_tokens ?? true);
     const choices = expandChoices(prompts.map((p) => p.ids), settings, model.maxModelLen, 'prompt');
     const prefixes = choices.map((_, i) => prompts[Math.floor(i / settings.n)]!.echoed);
-    const id = newRequestId('cmpl');
+    const id = newRequestId('cmpl-', body.request_id);
     const created = Math.floor(Date.now() / 1000);
     const gen = startGeneration(ctx, model, reply, id, choices, settings.text, arrival, admission);
     const base = { id, object: 'text_completion', created, model: ctx.servedModelName };
