@@ -191,11 +191,15 @@ export class Generation {
   }
 }
 
+/** A token the bias banned has logprob -inf, which JSON cannot carry: vLLM's floor stands in for it. */
+const LOGPROB_FLOOR = -9999;
+const floored = (x: number) => Math.max(x, LOGPROB_FLOOR);
+
 function describe(texts: TokenTexts, lp: TokenLogprob): LogprobEntry {
   const entry: LogprobEntry = {
     token: texts.describe(lp.tokenId),
-    logprob: lp.logprob,
-    top: lp.top.map(([id, logprob]) => ({ token: texts.describe(id), logprob })),
+    logprob: floored(lp.logprob),
+    top: lp.top.map(([id, logprob]) => ({ token: texts.describe(id), logprob: floored(logprob) })),
   };
   texts.advance(lp.tokenId);
   return entry;

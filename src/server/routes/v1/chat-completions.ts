@@ -5,17 +5,19 @@ import { checkChatMessages, renderChatPrompt } from '../../chat-prompt.js';
 import { checkModelName, newRequestId, startGeneration, streamGeneration, usageOf, type ServerContext } from '../../context.js';
 import { invalid, unsupported } from '../../errors.js';
 import type { LogprobEntry } from '../../generation.js';
+import type { TokenText } from '../../token-text.js';
 import { expandChoices, parseSettings } from '../../sampling.js';
 import { ChatCompletionRequest } from '../../schemas/chat.js';
 
-/** OpenAI's chat logprobs: one entry per token, with its alternatives. */
-function chatLogprobs(entries: LogprobEntry[]) {
+/** OpenAI's chat logprobs: one entry per token, with its alternatives; vLLM's `token_id:N` names on request. */
+function chatLogprobs(entries: LogprobEntry[], asTokenIds: boolean) {
+  const name = (t: TokenText) => (asTokenIds ? `token_id:${t.id}` : t.token);
   return {
     content: entries.map((e) => ({
-      token: e.token.token,
+      token: name(e.token),
       logprob: e.logprob,
       bytes: e.token.bytes,
-      top_logprobs: e.top.map((t) => ({ token: t.token.token, logprob: t.logprob, bytes: t.token.bytes })),
+      top_logprobs: e.top.map((t) => ({ token: name(t.token), logprob: t.logprob, bytes: t.token.bytes })),
     })),
     refusal: null,
   };
@@ -47,6 +49,7 @@ export const chatCompletionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContex
     const created = Math.floor(Date.now() / 1000);
     const gen = startGeneration(ctx, model, reply, id, choices, settings.text, arrival, admission);
     const wantLogprobs = settings.sampling.logprobs !== null;
+    const asTokenIds = body.return_tokens_as_token_ids ?? false;
 
     if (!settings.stream) {
       const results = await gen.run();
@@ -58,7 +61,7 @@ export const chatCompletionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContex
         choices: results.map((r, index) => ({
           index,
           message: { role: 'assistant', content: r.text, refusal: null },
-          logprobs: wantLogprobs ? chatLogprobs(r.logprobs) : null,
+          logprobs: wantLogprobs ? chatLogprobs(r.logprobs, asTokenIds) : null,
           finish_reason: r.finishReason,
           stop_reason: r.stopReason,
         })),
@@ -71,7 +74,7 @@ export const chatCompletionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContex
     // first token's chunk would make the client's stream helper count that token's logprobs twice.
     const lead = choices.map((_, index) => ({ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }));
     return streamGeneration(reply, gen, settings, base, {
-      delta: (index, d) => ({ index, delta: { content: d.text }, logprobs: wantLogprobs ? chatLogprobs(d.logprobs) : null, finish_reason: null }),
+      delta: (index, d) => ({ index, delta: { content: d.text }, logprobs: wantLogprobs ? chatLogprobs(d.logprobs, asTokenIds) : null, finish_reason: null }),
       finish: (index, r) => ({ index, delta: {}, logprobs: null, finish_reason: r.finishReason, stop_reason: r.stopReason }),
     }, lead);
   });

@@ -7,6 +7,7 @@ import { ApiError, invalid, unsupported } from '../../errors.js';
 import type { LogprobEntry } from '../../generation.js';
 import type { LoadedModel } from '../../model-slot.js';
 import { checkPromptBytes } from '../../prompt-size.js';
+import { legacyTokenName } from '../../token-text.js';
 import { expandChoices, parseSettings } from '../../sampling.js';
 import { CompletionRequest } from '../../schemas/completions.js';
 
@@ -59,18 +60,22 @@ function promptTooLongInTokens(model: LoadedModel, n: number, param: string): Ap
  * choice's text (echo included) and carries on across the chunks of a stream.
  */
 class LegacyLogprobs {
-  constructor(private nextOffset: number) {}
+  constructor(
+    private nextOffset: number,
+    private readonly asTokenIds: boolean,
+  ) {}
 
   /** `{tokens, token_logprobs, top_logprobs, text_offset}` of the entries that follow those taken so far. */
   take(entries: LogprobEntry[]) {
     const lp = { tokens: [] as string[], token_logprobs: [] as number[], top_logprobs: [] as Array<Record<string, number>>, text_offset: [] as number[] };
     for (const e of entries) {
-      lp.tokens.push(e.token.token);
+      const name = legacyTokenName(e.token, this.asTokenIds);
+      lp.tokens.push(name);
       lp.token_logprobs.push(e.logprob);
       // The sampled token is always listed, so there may be logprobs + 1 entries (as OpenAI documents).
       const top: Record<string, number> = {};
-      for (const t of e.top) top[t.token.token] = t.logprob;
-      top[e.token.token] = e.logprob;
+      for (const t of e.top) top[legacyTokenName(t.token, this.asTokenIds)] = t.logprob;
+      top[name] = e.logprob;
       lp.top_logprobs.push(top);
       lp.text_offset.push(this.nextOffset);
       this.nextOffset += e.token.token.length;
@@ -102,6 +107,7 @@ export const completionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }>
     const created = Math.floor(Date.now() / 1000);
     const gen = startGeneration(ctx, model, reply, id, choices, settings.text, arrival, admission);
     const base = { id, object: 'text_completion', created, model: ctx.servedModelName };
+    const asTokenIds = body.return_tokens_as_token_ids ?? false;
 
     if (!settings.stream) {
       const results = await gen.run();
@@ -110,7 +116,7 @@ export const completionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }>
         choices: results.map((r, index) => ({
           index,
           text: prefixes[index] + r.text,
-          logprobs: logprobs === null ? null : new LegacyLogprobs(prefixes[index]!.length).take(r.logprobs),
+          logprobs: logprobs === null ? null : new LegacyLogprobs(prefixes[index]!.length, asTokenIds).take(r.logprobs),
           finish_reason: r.finishReason,
           stop_reason: r.stopReason,
         })),
@@ -118,7 +124,7 @@ export const completionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }>
       };
     }
 
-    const legacy = logprobs === null ? undefined : prefixes.map((p) => new LegacyLogprobs(p.length));
+    const legacy = logprobs === null ? undefined : prefixes.map((p) => new LegacyLogprobs(p.length, asTokenIds));
     const choice = (index: number, text: string, lp: unknown, finish: string | null, stopReason: string | number | null = null) =>
       ({ index, text, logprobs: lp, finish_reason: finish, stop_reason: stopReason });
     const echoed = prefixes.flatMap((p, index) => (p ? [choice(index, p, null, null)] : []));
