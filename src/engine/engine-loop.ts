@@ -57,6 +57,7 @@ export class EngineLoop implements EngineClient {
       arrivalTime: request.arrivalTime ?? performance.now(),
       seed: request.sampling.seed ?? Math.floor(Math.random() * 0x100000000),
       eosTokenIds: c.eosTokenIds,
+      vocabSize: c.vocabSize,
       blockSize: c.blockSize,
     });
     const stream = new OutputStream(() => this.abort(request.id));

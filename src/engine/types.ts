@@ -14,6 +14,8 @@ export interface SamplingParams {
   stopTokenIds: number[];     // besides the model's EOS ids
   ignoreEos: boolean;
   logitBias?: Record<number, number>;
+  allowedTokenIds?: number[]; // only these may be sampled (vLLM's allowed_token_ids)
+  badWords?: number[][];      // token sequences never generated (vLLM's bad_words, already tokenized)
   logprobs: number | null;    // null = none; 0 = the sampled token's logprob; k = also the top k
 }
 

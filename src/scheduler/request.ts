@@ -31,9 +31,12 @@ export class Request implements KvSequence {
   /** EOS ids that stop it (empty under ignoreEos) and its stop token ids, as one set for the stop check. */
   readonly stopIds: ReadonlySet<number>;
   readonly eosIds: ReadonlySet<number>;
-  /** sampling.logitBias as arrays (the record's keys are strings at run time). */
+  /** sampling.logitBias as arrays (the record's keys are strings at run time), plus -inf on every token
+   *  outside sampling.allowedTokenIds: the bias that is the same at every step. */
   readonly logitBiasTokens: Int32Array;
   readonly logitBiasValues: Float32Array;
+  /** sampling.badWords: the bias that depends on the output so far (bad-words.ts). */
+  readonly badWords: readonly number[][];
   /** Some penalty is on: the runner sends this request's token history. */
   readonly hasPenalties: boolean;
   finishReason: FinishReason | undefined;
@@ -43,7 +46,10 @@ export class Request implements KvSequence {
     readonly id: string,
     promptTokenIds: readonly number[],
     readonly sampling: SamplingParams,
-    opts: { priority: number; arrivalSeq: number; arrivalTime: number; seed: number; eosTokenIds: readonly number[]; blockSize: number },
+    opts: {
+      priority: number; arrivalSeq: number; arrivalTime: number; seed: number; eosTokenIds: readonly number[]; blockSize: number;
+      vocabSize?: number;  // needed for allowedTokenIds
+    },
   ) {
     this.tokens = promptTokenIds.slice();
     this.numPromptTokens = promptTokenIds.length;
@@ -53,9 +59,15 @@ export class Request implements KvSequence {
     this.seed = opts.seed;
     this.eosIds = new Set(sampling.ignoreEos ? [] : opts.eosTokenIds);
     this.stopIds = new Set([...this.eosIds, ...sampling.stopTokenIds]);
-    const bias = Object.entries(sampling.logitBias ?? {});
-    this.logitBiasTokens = Int32Array.from(bias, ([t]) => Number(t));
-    this.logitBiasValues = Float32Array.from(bias, ([, v]) => v);
+    const bias = new Map(Object.entries(sampling.logitBias ?? {}).map(([t, v]) => [Number(t), v]));
+    if (sampling.allowedTokenIds) {
+      if (opts.vocabSize === undefined) throw new Error('allowedTokenIds needs the vocabulary size');
+      const allowed = new Set(sampling.allowedTokenIds);
+      for (let t = 0; t < opts.vocabSize; t++) if (!allowed.has(t)) bias.set(t, -Infinity);
+    }
+    this.logitBiasTokens = Int32Array.from(bias.keys());
+    this.logitBiasValues = Float32Array.from(bias.values());
+    this.badWords = sampling.badWords ?? [];
     this.hasPenalties = sampling.presencePenalty !== 0 || sampling.frequencyPenalty !== 0 || sampling.repetitionPenalty !== 1;
     const maxLen = promptTokenIds.length + sampling.maxTokens;
     this.blockTable = new BlockTable(Math.ceil(Math.min(maxLen, 1 << 16) / opts.blockSize));

@@ -31,6 +31,8 @@ export interface LogprobEntry {
 export interface ChoiceDelta {
   text: string;
   logprobs: LogprobEntry[];  // the tokens behind this text (empty unless logprobs were asked)
+  /** The choice's counts so far, for usage on every chunk (continuous_usage_stats). */
+  counts: Pick<ChoiceResult, 'numPromptTokens' | 'numCachedTokens' | 'numOutputTokens'>;
 }
 
 export interface ChoiceResult {
@@ -134,7 +136,8 @@ export class Generation {
       if (!text && !(force && pending.length > 0)) return;
       result.text += text;
       result.logprobs.push(...pending);
-      on.delta?.(index, { text, logprobs: pending });
+      const { numPromptTokens, numCachedTokens, numOutputTokens } = result;
+      on.delta?.(index, { text, logprobs: pending, counts: { numPromptTokens, numCachedTokens, numOutputTokens } });
       pending = [];
     };
 

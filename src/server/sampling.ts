@@ -18,6 +18,10 @@ export interface RequestSettings {
   text: TextOptions;
   stream: boolean;
   includeUsage: boolean;
+  /** stream_options.continuous_usage_stats: every chunk carries the usage so far. */
+  continuousUsage: boolean;
+  /** Keep only the prompt's last this many tokens (vLLM's truncate_prompt_tokens; -1 = the context). */
+  truncatePromptTokens: number | undefined;
 }
 
 const isSet = (v: unknown) => v !== undefined && v !== null;
@@ -53,6 +57,9 @@ export function parseSettings(
   }
   const stopTokenIds = body.stop_token_ids ?? [];
   stopTokenIds.forEach((id) => checkId(id, 'stop_token_ids'));
+  const allowedTokenIds = body.allowed_token_ids ?? undefined;
+  allowedTokenIds?.forEach((id) => checkId(id, 'allowed_token_ids'));
+  if (body.truncate_prompt_tokens === 0) throw invalid('truncate_prompt_tokens must be at least 1 (or -1 for the context length)', 'truncate_prompt_tokens');
   const minTokens = body.min_tokens ?? 0;
   if (isSet(opts.maxTokens) && minTokens > opts.maxTokens!) {
     throw invalid(`min_tokens (${minTokens}) must not exceed ${opts.maxTokensParam} (${opts.maxTokens})`, 'min_tokens');
@@ -74,6 +81,7 @@ export function parseSettings(
       stopTokenIds,
       ignoreEos: body.ignore_eos ?? false,
       logitBias,
+      allowedTokenIds,
       logprobs: opts.logprobs,
     },
     requestedMaxTokens: opts.maxTokens ?? undefined,
@@ -88,6 +96,8 @@ export function parseSettings(
     },
     stream,
     includeUsage: stream && (body.stream_options?.include_usage ?? false),
+    continuousUsage: stream && (body.stream_options?.continuous_usage_stats ?? false),
+    truncatePromptTokens: body.truncate_prompt_tokens ?? undefined,
   };
 }
 
@@ -140,7 +150,13 @@ export function fitMaxTokens(s: RequestSettings, promptLen: number, maxModelLen:
 /** n choices per prompt, prompt-major (index = prompt * n + i). Each choice gets its own seed. */
 export function expandChoices(prompts: number[][], s: RequestSettings, maxModelLen: number, promptParam: string): ChoiceSpec[] {
   const choices: ChoiceSpec[] = [];
-  for (const promptIds of prompts) {
+  const keep = s.truncatePromptTokens === -1 ? maxModelLen : s.truncatePromptTokens;
+  if (keep !== undefined && keep > maxModelLen) {
+    throw invalid(`truncate_prompt_tokens (${keep}) must not exceed the model's context length (${maxModelLen})`, 'truncate_prompt_tokens');
+  }
+  for (const whole of prompts) {
+    // vLLM's truncation keeps the end of the prompt (the part the continuation follows).
+    const promptIds = keep !== undefined && whole.length > keep ? whole.slice(-keep) : whole;
     if (promptIds.length === 0) throw invalid('the prompt is empty', promptParam);
     const maxTokens = fitMaxTokens(s, promptIds.length, maxModelLen, promptParam);
     for (let i = 0; i < s.n; i++) {

@@ -1,6 +1,7 @@
 // POST /v1/chat/completions, streamed and not, in OpenAI's exact response shapes.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { admit } from '../../admission.js';
+import { tokenizeBadWords } from '../../bad-words.js';
 import { checkChatMessages, renderChatPrompt } from '../../chat-prompt.js';
 import { checkModelName, newRequestId, startGeneration, streamGeneration, usageOf, type ServerContext } from '../../context.js';
 import { invalid, unsupported } from '../../errors.js';
@@ -41,6 +42,7 @@ export const chatCompletionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContex
       logprobs: body.logprobs ? (body.top_logprobs ?? 0) : null,
       vocabSize: model.vocabSize,
     });
+    settings.sampling.badWords = await tokenizeBadWords(model, body.bad_words);
     checkChatMessages(model, body.messages);  // what can never fit is a 400 before it takes a place in the queue
     const admission = admit(ctx, model, reply, 1, settings.n, 'messages');
     const prompt = await renderChatPrompt(model, body.messages, body);

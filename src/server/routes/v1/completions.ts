@@ -6,6 +6,7 @@ import { checkModelName, newRequestId, startGeneration, streamGeneration, usageO
 import { ApiError, invalid, unsupported } from '../../errors.js';
 import type { LogprobEntry } from '../../generation.js';
 import type { LoadedModel } from '../../model-slot.js';
+import { tokenizeBadWords } from '../../bad-words.js';
 import { checkPromptBytes } from '../../prompt-size.js';
 import { legacyTokenName } from '../../token-text.js';
 import { expandChoices, parseSettings } from '../../sampling.js';
@@ -24,7 +25,7 @@ function numPrompts(prompt: CompletionRequest['prompt']): number {
  * Sizes are checked first, for every prompt, so that nothing is tokenized or decoded for a request
  * that is refused; strings are tokenized on the pool's threads.
  */
-function checkPrompts(model: LoadedModel, prompt: CompletionRequest['prompt']): Array<string | number[]> {
+function checkPrompts(model: LoadedModel, prompt: CompletionRequest['prompt'], truncating: boolean): Array<string | number[]> {
   const list: Array<string | number[]> =
     typeof prompt === 'string' ? [prompt] : typeof prompt[0] === 'number' ? [prompt as number[]] : (prompt as Array<string | number[]>);
   const param = (i: number) => (list.length > 1 ? `prompt[${i}]` : 'prompt');
@@ -32,7 +33,7 @@ function checkPrompts(model: LoadedModel, prompt: CompletionRequest['prompt']): 
     if (typeof p === 'string') return checkPromptBytes(model, p, param(i));
     const bad = p.find((id) => id >= model.vocabSize);
     if (bad !== undefined) throw invalid(`token id ${bad} is out of range (vocabulary size ${model.vocabSize})`, param(i));
-    if (p.length >= model.maxModelLen) throw promptTooLongInTokens(model, p.length, param(i));
+    if (p.length >= model.maxModelLen && !truncating) throw promptTooLongInTokens(model, p.length, param(i));
   });
   return list;
 }
@@ -98,7 +99,8 @@ export const completionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }>
       maxTokens: body.max_tokens, maxTokensParam: 'max_tokens', logprobs, vocabSize: model.vocabSize, defaultMaxTokens: COMPLETIONS_DEFAULT_MAX_TOKENS,
     });
     // What can never fit is a 400 before it takes a place in the queue; then admission; then tokenization.
-    const list = checkPrompts(model, body.prompt);
+    settings.sampling.badWords = await tokenizeBadWords(model, body.bad_words);
+    const list = checkPrompts(model, body.prompt, settings.truncatePromptTokens !== undefined);
     const admission = admit(ctx, model, reply, numPrompts(body.prompt), settings.n, 'prompt');
     const prompts = await promptsOf(model, list, echo, body.add_special_tokens ?? true);
     const choices = expandChoices(prompts.map((p) => p.ids), settings, model.maxModelLen, 'prompt');
