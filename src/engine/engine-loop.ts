@@ -39,6 +39,7 @@ export class EngineLoop implements EngineClient {
   private wake: (() => void) | undefined;
   private closed = false;
   private readonly done: Promise<void>;
+  onStep: ((numTokens: number) => void) | undefined;
 
   constructor(readonly config: EngineLoopConfig, engine: Pick<NativeEngine, 'step'>) {
     this.scheduler = new Scheduler(config);
@@ -128,6 +129,7 @@ export class EngineLoop implements EngineClient {
     }
     for (const { req, message } of faultedRows(pending.out, res)) this.failRequest(req, message);
     const got = this.scheduler.update(pending.out, res.tokens);
+    this.onStep?.(pending.out.numTokens);
     let next: InFlight | undefined;
     let fault: unknown;
     try {

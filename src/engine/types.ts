@@ -70,6 +70,9 @@ export interface EngineClient {
   /** Aborts a request at any point; its last output has finishReason 'abort'. Unknown ids are ignored. */
   abort(id: string): void;
   stats(): EngineStats;
+  /** Called after every engine step with the tokens it computed (prefill chunks and decodes): what
+   *  vllm:iteration_tokens_total counts. Optional: an engine that cannot say leaves it unset. */
+  onStep?: ((numTokens: number) => void) | undefined;
 }
 
 export class EngineError extends Error {

@@ -105,6 +105,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     inflight: 0,
     drain: new Drain(),
   };
+  slot.observeSteps((n) => ctx.metrics.iterationTokens.observe(n));
   const headersTimeout = deps.headerTimeoutMs ?? 10_000;
   const requestTimeout = deps.requestTimeoutMs ?? 30_000;
   // 0 would mean "never" to Node; a keep-alive timeout of 0 means "close once answered".

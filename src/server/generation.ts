@@ -189,6 +189,8 @@ export class Generation {
       if (out.stopTokenId !== undefined && sampling.stopTokenIds.includes(out.stopTokenId)) result.stopReason = out.stopTokenId;
     }
     metrics.e2eRequestLatency.observe((performance.now() - this.arrival) / 1000);
+    metrics.requestPromptTokens.observe(result.numPromptTokens);
+    metrics.requestGenerationTokens.observe(result.numOutputTokens);
     metrics.recordFinish(result.finishReason);
     return result;
   }
