@@ -18,7 +18,7 @@ import { stderrProgress, type ProgressFn } from '../load-progress.js';
 const help = () =>
   renderHelp({
     usage: 'kvserve serve [--model DIR] [options]',
-    summary: 'Serves an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models), /health, ' +
+    summary: 'Serves an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/responses, /v1/models), /health, ' +
       '/metrics, and a chat playground at / in the browser.',
     flags: serverFlags,
     defaults: serverDefaults(),
