@@ -80,6 +80,12 @@ describe("vLLM's extras", () => {
     expect(r.choices[0]!.logprobs!.tokens).toEqual(ref.greedy_ids.slice(0, 20).map((id) => `token_id:${id}`));
   });
 
+  it('add_special_tokens: false leaves out the BOS of a string prompt; truncation past the context is a 400', async () => {
+    const r = await complete({ max_tokens: 1, add_special_tokens: false });
+    expect(r.usage!.prompt_tokens).toBe(ref.prompt_ids.length - 1);
+    await expect(complete({ max_tokens: 1, truncate_prompt_tokens: 513 })).rejects.toMatchObject({ status: 400, param: 'truncate_prompt_tokens' });
+  });
+
   it('stream_options.continuous_usage_stats: every chunk carries the usage so far', async () => {
     const stream = await client.completions.create({
       model: MODEL, prompt: ref.prompt, max_tokens: 10, temperature: 0, stream: true, ignore_eos: true,
