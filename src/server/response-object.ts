@@ -3,8 +3,9 @@
 // output_text.delta… → output_text.done → content_part.done → output_item.done → completed), each event
 // with its sequence_number.
 import type { ApiError } from './errors.js';
-import type { ChoiceResult } from './generation.js';
+import type { ChoiceResult, LogprobEntry } from './generation.js';
 import type { SseWriter } from './sse.js';
+import { tokenLogprobs } from './token-text.js';
 
 /** What the response object echoes of the request. */
 export interface ResponseEcho {
@@ -21,12 +22,12 @@ export interface ResponseEcho {
 
 type Status = 'in_progress' | 'completed' | 'incomplete' | 'failed';
 
-export function outputText(text: string) {
-  return { type: 'output_text', text, annotations: [], logprobs: [] };
+export function outputText(text: string, logprobs: LogprobEntry[] = []) {
+  return { type: 'output_text', text, annotations: [], logprobs: tokenLogprobs(logprobs, false) };
 }
 
-export function outputMessage(id: string, status: 'in_progress' | 'completed' | 'incomplete', text: string | undefined) {
-  return { id, type: 'message', status, role: 'assistant', content: text === undefined ? [] : [outputText(text)] };
+export function outputMessage(id: string, status: 'in_progress' | 'completed' | 'incomplete', text: string | undefined, logprobs: LogprobEntry[] = []) {
+  return { id, type: 'message', status, role: 'assistant', content: text === undefined ? [] : [outputText(text, logprobs)] };
 }
 
 function usage(r: ChoiceResult) {
@@ -95,16 +96,16 @@ export class ResponseEvents {
     this.emit('response.content_part.added', { item_id: this.messageId, ...this.at, part: outputText('') });
   }
 
-  delta(text: string): void {
+  delta(text: string, logprobs: LogprobEntry[]): void {
     this.text += text;
-    this.emit('response.output_text.delta', { item_id: this.messageId, ...this.at, delta: text, logprobs: [] });
+    this.emit('response.output_text.delta', { item_id: this.messageId, ...this.at, delta: text, logprobs: tokenLogprobs(logprobs, false) });
   }
 
   finish(result: ChoiceResult): void {
     const status = finalStatus(result);
-    const item = outputMessage(this.messageId, status, this.text);
-    this.emit('response.output_text.done', { item_id: this.messageId, ...this.at, text: this.text, logprobs: [] });
-    this.emit('response.content_part.done', { item_id: this.messageId, ...this.at, part: outputText(this.text) });
+    const item = outputMessage(this.messageId, status, this.text, result.logprobs);
+    this.emit('response.output_text.done', { item_id: this.messageId, ...this.at, text: this.text, logprobs: tokenLogprobs(result.logprobs, false) });
+    this.emit('response.content_part.done', { item_id: this.messageId, ...this.at, part: outputText(this.text, result.logprobs) });
     this.emit('response.output_item.done', { output_index: 0, item });
     const type = status === 'completed' ? 'response.completed' : 'response.incomplete';
     this.emit(type, { response: responseObject(this.echo, status, [item], result) });

@@ -6,6 +6,7 @@
 // its text reads U+FFFD and `bytes` carries the real byte, as OpenAI does (chat); the legacy completions
 // form, which has no bytes field, shows it as vLLM does: `bytes:\xe2`.
 import type { TextTokenizer } from '../tokenizer/tokenizer.js';
+import type { LogprobEntry } from './generation.js';
 
 const CONTEXT_TOKENS = 4;
 const BYTE_TOKEN = /^<0x([0-9A-Fa-f]{2})>$/;
@@ -15,6 +16,18 @@ export interface TokenText {
   token: string;
   bytes: number[];
   byteFallback: boolean;  // a <0xNN> token: `token` is U+FFFD, `bytes` the one real byte
+}
+
+/** OpenAI's per-token logprobs (chat's `logprobs.content`, the Responses API's `logprobs`), each with its
+ *  alternatives; vLLM's `token_id:N` names on request. */
+export function tokenLogprobs(entries: LogprobEntry[], asTokenIds: boolean) {
+  const name = (t: TokenText) => (asTokenIds ? `token_id:${t.id}` : t.token);
+  return entries.map((e) => ({
+    token: name(e.token),
+    logprob: e.logprob,
+    bytes: e.token.bytes,
+    top_logprobs: e.top.map((t) => ({ token: name(t.token), logprob: t.logprob, bytes: t.token.bytes })),
+  }));
 }
 
 /** The legacy completions form: text, a byte-fallback token's byte, or vLLM's `token_id:N`. */

@@ -95,6 +95,29 @@ describe('/v1/responses', () => {
     expect(deltas).toBe(want.text);
   });
 
+  it('logprobs with include message.output_text.logprobs: the same as chat gives for the same prompt', async () => {
+    const input = expected[0]!.prompt;
+    const chat = await client.chat.completions.create({
+      model: MODEL, messages: [{ role: 'user', content: input }], max_tokens: 8, temperature: 0, logprobs: true, top_logprobs: 3,
+    });
+    const want = chat.choices[0]!.logprobs!.content!;
+    const r = await client.responses.create({
+      model: MODEL, input, max_output_tokens: 8, temperature: 0, include: ['message.output_text.logprobs'], top_logprobs: 3,
+    });
+    const part = (r.output[0] as OpenAI.Responses.ResponseOutputMessage).content[0] as OpenAI.Responses.ResponseOutputText;
+    expect(part.logprobs!.map((l) => l.token)).toEqual(want.map((l) => l.token));
+    part.logprobs!.forEach((l, i) => {
+      expect(l.logprob).toBeCloseTo(want[i]!.logprob, 5);
+      expect(l.top_logprobs.map((t) => t.token)).toEqual(want[i]!.top_logprobs.map((t) => t.token));
+    });
+    const stream = await client.responses.create({
+      model: MODEL, input, max_output_tokens: 8, temperature: 0, include: ['message.output_text.logprobs'], stream: true,
+    });
+    const streamed: string[] = [];
+    for await (const ev of stream) if (ev.type === 'response.output_text.delta') streamed.push(...ev.logprobs.map((l) => l.token));
+    expect(streamed).toEqual(want.map((l) => l.token));
+  });
+
   it('refuses what kvserve does not do, by name', async () => {
     const refused = async (extra: Record<string, unknown>, param: string, message: RegExp) => {
       const res = await post('/v1/responses', { model: MODEL, input: 'Hi', ...extra });
@@ -110,6 +133,7 @@ describe('/v1/responses', () => {
     await refused({ input: [{ role: 'user', content: [{ type: 'input_image', image_url: 'x' }] }] }, 'input[0].content[0].type', /input_image/);
     await refused({ input: [{ type: 'function_call_output', call_id: 'c', output: 'x' }] }, 'input[0].type', /function_call_output/);
     await refused({ frobnicate: 1 }, 'frobnicate', /Unrecognized request argument supplied: frobnicate/);
+    await refused({ include: ['reasoning.encrypted_content'] }, 'include', /reasoning.encrypted_content/);
     await expect(client.responses.create({ model: MODEL, input: 'Hi', store: true })).rejects.toMatchObject({ status: 400 });
   });
 });

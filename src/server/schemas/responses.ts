@@ -39,11 +39,11 @@ export const ResponsesRequest = Type.Object(
     tools: Type.Optional(Type.Unknown()),
     tool_choice: Type.Optional(Type.Unknown()),
     reasoning: Type.Optional(Type.Unknown()),
-    include: Type.Optional(Type.Unknown()),
+    include: Nullable(Type.Array(Type.String())),
     background: Type.Optional(Type.Unknown()),
     conversation: Type.Optional(Type.Unknown()),
     prompt: Type.Optional(Type.Unknown()),
-    top_logprobs: Type.Optional(Type.Unknown()),
+    top_logprobs: Nullable(Type.Integer({ minimum: 0, maximum: 20 })),
     max_tool_calls: Type.Optional(Type.Unknown()),
     stream_options: Type.Optional(Type.Unknown()),
     // vLLM's extensions, as on the completion endpoints.

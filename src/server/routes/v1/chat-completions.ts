@@ -6,23 +6,12 @@ import { checkChatMessages, renderChatPrompt } from '../../chat-prompt.js';
 import { checkModelName, newRequestId, startGeneration, streamGeneration, usageOf, type ServerContext } from '../../context.js';
 import { invalid, unsupported } from '../../errors.js';
 import type { LogprobEntry } from '../../generation.js';
-import type { TokenText } from '../../token-text.js';
+import { tokenLogprobs } from '../../token-text.js';
 import { expandChoices, parseSettings } from '../../sampling.js';
 import { ChatCompletionRequest } from '../../schemas/chat.js';
 
-/** OpenAI's chat logprobs: one entry per token, with its alternatives; vLLM's `token_id:N` names on request. */
-function chatLogprobs(entries: LogprobEntry[], asTokenIds: boolean) {
-  const name = (t: TokenText) => (asTokenIds ? `token_id:${t.id}` : t.token);
-  return {
-    content: entries.map((e) => ({
-      token: name(e.token),
-      logprob: e.logprob,
-      bytes: e.token.bytes,
-      top_logprobs: e.top.map((t) => ({ token: name(t.token), logprob: t.logprob, bytes: t.token.bytes })),
-    })),
-    refusal: null,
-  };
-}
+/** OpenAI's chat logprobs: one entry per token, with its alternatives. */
+const chatLogprobs = (entries: LogprobEntry[], asTokenIds: boolean) => ({ content: tokenLogprobs(entries, asTokenIds), refusal: null });
 
 export const chatCompletionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }> = async (app, { ctx }) => {
   app.post('/v1/chat/completions', { schema: { body: ChatCompletionRequest } }, async (req, reply) => {

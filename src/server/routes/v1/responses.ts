@@ -12,6 +12,7 @@ import type { ChatMessage } from '../../schemas/chat.js';
 import { ResponsesRequest } from '../../schemas/responses.js';
 import { SseWriter } from '../../sse.js';
 
+const LOGPROBS = 'message.output_text.logprobs';
 const isSet = (v: unknown) => v !== undefined && v !== null;
 const isEmpty = (v: unknown) => !isSet(v) || (Array.isArray(v) && v.length === 0);
 
@@ -32,9 +33,15 @@ function rejectUnsupported(body: ResponsesRequest): void {
   if (isSet(body.tool_choice) && body.tool_choice !== 'none' && body.tool_choice !== 'auto') throw unsupported('tool_choice', 'tool_choice');
   const effort = (body.reasoning as { effort?: unknown } | null | undefined)?.effort;
   if (isSet(effort)) throw unsupported('reasoning.effort', 'reasoning effort');
-  if (!isEmpty(body.include)) throw unsupported('include', `include (${JSON.stringify(body.include)})`);
-  if (isSet(body.top_logprobs) && body.top_logprobs !== 0) throw unsupported('top_logprobs', 'logprobs on /v1/responses');
+  const other = (body.include ?? []).find((what) => what !== LOGPROBS);
+  if (other !== undefined) throw unsupported('include', `include "${other}"`);
   if (isSet(body.truncation) && body.truncation !== 'disabled') throw unsupported('truncation', `truncation "${body.truncation}"`);
+}
+
+/** Logprobs come with include: ["message.output_text.logprobs"] (or top_logprobs > 0), top_logprobs deep. */
+function logprobsOf(body: ResponsesRequest): number | null {
+  const top = body.top_logprobs ?? 0;
+  return body.include?.includes(LOGPROBS) || top > 0 ? top : null;
 }
 
 /** instructions first (as a system message), then the input: a string is one user message. */
@@ -69,7 +76,7 @@ export const responsesRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }> =
     rejectUnsupported(body);
     const settings = parseSettings(
       { temperature: body.temperature, top_p: body.top_p, seed: body.seed, top_k: body.top_k, min_p: body.min_p, repetition_penalty: body.repetition_penalty, stream: body.stream },
-      { maxTokens: body.max_output_tokens, maxTokensParam: 'max_output_tokens', logprobs: null, vocabSize: model.vocabSize },
+      { maxTokens: body.max_output_tokens, maxTokensParam: 'max_output_tokens', logprobs: logprobsOf(body), vocabSize: model.vocabSize },
     );
     const messages = messagesOf(body);
     if (messages.length === 0) throw invalid('input has no messages', 'input');
@@ -94,7 +101,7 @@ export const responsesRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }> =
     if (!settings.stream) {
       const [result] = await gen.run();
       const status = finalStatus(result!);
-      return responseObject(echo, status, [outputMessage(messageId, status, result!.text)], result);
+      return responseObject(echo, status, [outputMessage(messageId, status, result!.text, result!.logprobs)], result);
     }
 
     const sse = new SseWriter(reply);
@@ -102,7 +109,7 @@ export const responsesRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }> =
     events.start();
     try {
       await gen.run({
-        delta: (_index, d) => events.delta(d.text),
+        delta: (_index, d) => events.delta(d.text, d.logprobs),
         finish: (_index, r) => events.finish(r),
         writable: () => sse.writable(),
       });
