@@ -38,14 +38,18 @@ void writeLogprobs(const SamplingBatch& s, int r, const float* raw, int vocab, S
   }
 }
 
+// Logit bias (the request's logit_bias and the server's masks: min_tokens, allowed_token_ids, bad_words).
+void applyBias(const SamplingBatch& s, int r, int vocab, SamplerScratch& sc) {
+  if (!s.biasStart) return;
+  float* l = sc.logits.data();
+  for (int32_t i = s.biasStart[r]; i < s.biasStart[r + 1]; ++i) {
+    int32_t t = s.biasTokens[i];
+    if (t >= 0 && t < vocab) l[t] += s.biasValues[i];
+  }
+}
+
 void applyPenalties(const SamplingBatch& s, int r, int vocab, SamplerScratch& sc) {
   float* l = sc.logits.data();
-  if (s.biasStart) {
-    for (int32_t i = s.biasStart[r]; i < s.biasStart[r + 1]; ++i) {
-      int32_t t = s.biasTokens[i];
-      if (t >= 0 && t < vocab) l[t] += s.biasValues[i];
-    }
-  }
   if (!s.historyStart) return;
   const int32_t h0 = s.historyStart[r], h1 = s.historyStart[r + 1];
   const int32_t out0 = h0 + (s.historyOutputStart ? s.historyOutputStart[r] : 0);
@@ -190,13 +194,24 @@ void sampleRow(const SamplingBatch& s, int r, const float* raw, int vocab, Sampl
     return;
   }
   const bool wantLogprobs = s.numLogprobs && s.numLogprobs[r] >= 0;
+  // Logprobs are those of the biased logits, as OpenAI and vLLM report them (a banned token reads -inf),
+  // before penalties and temperature. The copy is kept: the later stages rewrite sc.logits in place.
+  const bool biased = s.biasStart && s.biasStart[r + 1] > s.biasStart[r];
+  applyBias(s, r, vocab, sc);
+  const float* lp = raw;
   double lse = 0;
-  if (wantLogprobs) writeLogprobs(s, r, raw, vocab, sc, out, &lse);
+  if (wantLogprobs) {
+    if (biased) {
+      sc.biased.assign(l, l + vocab);
+      lp = sc.biased.data();
+    }
+    writeLogprobs(s, r, lp, vocab, sc, out, &lse);
+  }
   applyPenalties(s, r, vocab, sc);
   const bool greedy = s.temperature[r] <= 1e-5f;
   const int32_t token = greedy ? argmax(sc.logits.data(), vocab) : sampleFiltered(s, r, vocab, sc);
   out.tokens[r] = token;
-  if (wantLogprobs) out.logprobs[r] = float(double(raw[token]) - lse);
+  if (wantLogprobs) out.logprobs[r] = float(double(lp[token]) - lse);
 }
 
 void sampleBatch(const SamplingBatch& s, int numRows, const float* logits, int vocab, StepResult& out) {

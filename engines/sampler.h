@@ -1,7 +1,7 @@
 // Host-side sampling of one step's logits, shared by every backend that samples on the CPU.
 // Per row, in this order (see step.h for the fields):
-//   raw logits → logprobs (log_softmax of the *raw* logits: the sampled token's, and the top-k)
-//   → logit bias → repetition penalty (HF: positive / p, negative * p, over prompt+output tokens)
+//   raw logits → logit bias → logprobs (log_softmax of the biased logits: the sampled token's, and the
+//   top-k; as OpenAI and vLLM report them, so a banned token reads -inf) → repetition penalty (HF: positive / p, negative * p, over prompt+output tokens)
 //   → frequency/presence penalties (OpenAI: -= freq*count + presence*[count>0], over output tokens)
 //   → greedy argmax when temperature <= 1e-5 (ties to the lower id)
 //   → else / temperature → top-k → top-p → min-p → one uniform draw u = uniform01(seed, seedStep).
@@ -24,6 +24,7 @@ struct SamplerScratch {
   std::vector<uint8_t> seen;     // [vocab] repetition-penalty marks; all zero between rows
   std::vector<int32_t> order;    // candidate ids
   std::vector<double> probs;     // [vocab] unnormalised probabilities
+  std::vector<float> biased;     // [vocab] raw + bias, the logprobs' source (rows with a bias only)
 };
 
 // Sizes out.tokens/logprobs/topIds/topValues for R rows and sets out.topLogprobs = max numLogprobs (>= 0).

@@ -45,6 +45,7 @@ export interface ServerConfig extends EngineConfig {
   keepAliveTimeout: number;       // seconds an idle keep-alive connection stays open
   drainTimeout: number;           // seconds in-flight requests get to finish after SIGTERM/SIGINT
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'silent';
+  allowedOrigins: string;         // CORS: comma-separated origins, or *; '' = CORS off
 }
 
 type Kind = 'string' | 'int' | 'number' | 'boolean';
@@ -108,6 +109,10 @@ export const serverFlags: Record<string, FlagSpec> = {
   'request-body-timeout': { key: 'requestBodyTimeout', kind: 'number', min: 0, help: 'seconds for a whole request, headers and body, to arrive (0 = no limit); responses are not limited' },
   'keep-alive-timeout': { key: 'keepAliveTimeout', kind: 'number', min: 0, help: 'seconds an idle keep-alive connection stays open' },
   'drain-timeout': { key: 'drainTimeout', kind: 'number', min: 0, help: 'seconds in-flight requests get to finish after SIGTERM/SIGINT' },
+  'allowed-origins': {
+    key: 'allowedOrigins', kind: 'string', metavar: 'ORIGINS',
+    help: 'browser origins allowed to call the API (CORS), comma-separated, or * for any (default: CORS off)',
+  },
   'log-level': { key: 'logLevel', kind: 'string', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'silent'], help: 'log level' },
 };
 
@@ -152,6 +157,7 @@ export function serverDefaults(): ServerConfig {
     keepAliveTimeout: 5,  // vLLM's (uvicorn's) default
     drainTimeout: 10,
     logLevel: 'info',
+    allowedOrigins: '',
   };
 }
 
@@ -232,7 +238,20 @@ export function finishServerConfig(c: ServerConfig): ServerConfig {
   if (c.headerTimeout > 0 && c.requestBodyTimeout > 0 && c.headerTimeout > c.requestBodyTimeout) {
     throw new ConfigError(`--header-timeout (${c.headerTimeout}) must not exceed --request-body-timeout (${c.requestBodyTimeout}), which includes the headers`);
   }
+  corsOrigins(c.allowedOrigins);
   return finishEngineConfig(c);
+}
+
+/** --allowed-origins as a list ('*' alone for any origin), each origin as a browser sends it. */
+export function corsOrigins(flag: string): string[] {
+  const list = flag.split(',').map((o) => o.trim()).filter(Boolean);
+  for (const o of list) {
+    if (o !== '*' && !/^[a-z][a-z0-9+.-]*:\/\/[^/\s]+$/i.test(o)) {
+      throw new ConfigError(`--allowed-origins: "${o}" is not an origin (scheme://host[:port], no path) or *`);
+    }
+  }
+  if (list.includes('*') && list.length > 1) throw new ConfigError('--allowed-origins: * allows every origin; list origins or give * alone');
+  return list;
 }
 
 export function defaultThreads(): number {

@@ -39,6 +39,7 @@ export class EngineLoop implements EngineClient {
   private wake: (() => void) | undefined;
   private closed = false;
   private readonly done: Promise<void>;
+  onStep: ((numTokens: number) => void) | undefined;
 
   constructor(readonly config: EngineLoopConfig, engine: Pick<NativeEngine, 'step'>) {
     this.scheduler = new Scheduler(config);
@@ -57,6 +58,7 @@ export class EngineLoop implements EngineClient {
       arrivalTime: request.arrivalTime ?? performance.now(),
       seed: request.sampling.seed ?? Math.floor(Math.random() * 0x100000000),
       eosTokenIds: c.eosTokenIds,
+      vocabSize: c.vocabSize,
       blockSize: c.blockSize,
     });
     const stream = new OutputStream(() => this.abort(request.id));
@@ -127,6 +129,7 @@ export class EngineLoop implements EngineClient {
     }
     for (const { req, message } of faultedRows(pending.out, res)) this.failRequest(req, message);
     const got = this.scheduler.update(pending.out, res.tokens);
+    this.onStep?.(pending.out.numTokens);
     let next: InFlight | undefined;
     let fault: unknown;
     try {

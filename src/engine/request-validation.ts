@@ -43,6 +43,11 @@ export function validateRequest(r: EngineRequest, limits: Limits): void {
   for (const t of sp.stopTokenIds) {
     if (!Number.isInteger(t) || t < 0 || t >= limits.vocabSize) bad(`stop token id ${t} is outside the vocabulary`);
   }
+  const inVocab = (t: number) => Number.isInteger(t) && t >= 0 && t < limits.vocabSize;
+  if (sp.allowedTokenIds && (sp.allowedTokenIds.length === 0 || !sp.allowedTokenIds.every(inVocab))) {
+    bad('allowed_token_ids must be a non-empty list of token ids inside the vocabulary');
+  }
+  if (sp.badWords && !sp.badWords.every((w) => w.length > 0 && w.every(inVocab))) bad('bad words must be non-empty token sequences inside the vocabulary');
   for (const [t, v] of Object.entries(sp.logitBias ?? {})) {
     const id = Number(t);
     if (!Number.isInteger(id) || id < 0 || id >= limits.vocabSize) bad(`logit_bias token ${t} is outside the vocabulary`);

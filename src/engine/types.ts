@@ -14,6 +14,8 @@ export interface SamplingParams {
   stopTokenIds: number[];     // besides the model's EOS ids
   ignoreEos: boolean;
   logitBias?: Record<number, number>;
+  allowedTokenIds?: number[]; // only these may be sampled (vLLM's allowed_token_ids)
+  badWords?: number[][];      // token sequences never generated (vLLM's bad_words, already tokenized)
   logprobs: number | null;    // null = none; 0 = the sampled token's logprob; k = also the top k
 }
 
@@ -68,6 +70,9 @@ export interface EngineClient {
   /** Aborts a request at any point; its last output has finishReason 'abort'. Unknown ids are ignored. */
   abort(id: string): void;
   stats(): EngineStats;
+  /** Called after every engine step with the tokens it computed (prefill chunks and decodes): what
+   *  vllm:iteration_tokens_total counts. Optional: an engine that cannot say leaves it unset. */
+  onStep?: ((numTokens: number) => void) | undefined;
 }
 
 export class EngineError extends Error {

@@ -5,7 +5,10 @@
 // long-context model, so they grow to what the batches actually hold. The views must not be
 // written while a step is in flight; the engine loop builds the next batch only after the step returns.
 import type { NativeEngine, StepBatch, StepResult } from './binding.js';
+import { bannedNext } from './bad-words.js';
 import type { SchedulerOutput } from '../scheduler/scheduler-output.js';
+
+const NO_BANS: number[] = [];
 
 export interface ModelRunnerConfig {
   maxNumBatchedTokens: number; // T max
@@ -121,7 +124,7 @@ export class ModelRunner {
       this.seedSteps[r] = req.numOutputTokens;
       this.numLogprobs[r] = sp.logprobs ?? -1;
       needHistory ||= req.hasPenalties;
-      needBias ||= req.logitBiasTokens.length > 0 || req.masksStops;
+      needBias ||= req.logitBiasTokens.length > 0 || req.masksStops || req.badWords.length > 0;
     }
     const R = out.numSamples;
     const batch: StepBatch = {
@@ -174,12 +177,14 @@ export class ModelRunner {
     batch.historyTokens = this.historyTokens.subarray(0, h);
   }
 
-  /** Logit bias per sampled row: the request's logit_bias, plus -inf on its EOS / stop ids while
-   *  min_tokens is not reached. */
+  /** Logit bias per sampled row: the request's fixed bias (logit_bias, allowed_token_ids), plus -inf on
+   *  its EOS / stop ids while min_tokens is not reached and on what its bad words ban after this output. */
   private addBias(out: SchedulerOutput, batch: StepBatch): void {
     let total = 0;
-    forEachSampled(out, (req) => {
-      total += req.logitBiasTokens.length + (req.masksStops ? req.stopIds.size : 0);
+    const bans: number[][] = [];
+    forEachSampled(out, (req, r) => {
+      bans[r] = req.badWords.length > 0 ? bannedNext(req.badWords, req.tokens, req.numPromptTokens) : NO_BANS;
+      total += req.logitBiasTokens.length + (req.masksStops ? req.stopIds.size : 0) + bans[r]!.length;
     });
     if (this.biasTokens.length < total) {
       this.biasTokens = new Int32Array(Math.max(total, this.biasTokens.length * 2));
@@ -196,6 +201,10 @@ export class ModelRunner {
           this.biasTokens[k] = id;
           this.biasValues[k++] = -Infinity;
         }
+      }
+      for (const id of bans[r]!) {
+        this.biasTokens[k] = id;
+        this.biasValues[k++] = -Infinity;
       }
     });
     const R = out.numSamples;

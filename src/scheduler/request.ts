@@ -31,9 +31,12 @@ export class Request implements KvSequence {
   /** EOS ids that stop it (empty under ignoreEos) and its stop token ids, as one set for the stop check. */
   readonly stopIds: ReadonlySet<number>;
   readonly eosIds: ReadonlySet<number>;
-  /** sampling.logitBias as arrays (the record's keys are strings at run time). */
+  /** sampling.logitBias as arrays (the record's keys are strings at run time), plus -inf on every token
+   *  outside sampling.allowedTokenIds: the bias that is the same at every step. */
   readonly logitBiasTokens: Int32Array;
   readonly logitBiasValues: Float32Array;
+  /** sampling.badWords: the bias that depends on the output so far (bad-words.ts). */
+  readonly badWords: readonly number[][];
   /** Some penalty is on: the runner sends this request's token history. */
   readonly hasPenalties: boolean;
   finishReason: FinishReason | undefined;
@@ -43,7 +46,10 @@ export class Request implements KvSequence {
     readonly id: string,
     promptTokenIds: readonly number[],
     readonly sampling: SamplingParams,
-    opts: { priority: number; arrivalSeq: number; arrivalTime: number; seed: number; eosTokenIds: readonly number[]; blockSize: number },
+    opts: {
+      priority: number; arrivalSeq: number; arrivalTime: number; seed: number; eosTokenIds: readonly number[]; blockSize: number;
+      vocabSize?: number;  // needed for allowedTokenIds
+    },
   ) {
     this.tokens = promptTokenIds.slice();
     this.numPromptTokens = promptTokenIds.length;
@@ -53,9 +59,8 @@ export class Request implements KvSequence {
     this.seed = opts.seed;
     this.eosIds = new Set(sampling.ignoreEos ? [] : opts.eosTokenIds);
     this.stopIds = new Set([...this.eosIds, ...sampling.stopTokenIds]);
-    const bias = Object.entries(sampling.logitBias ?? {});
-    this.logitBiasTokens = Int32Array.from(bias, ([t]) => Number(t));
-    this.logitBiasValues = Float32Array.from(bias, ([, v]) => v);
+    [this.logitBiasTokens, this.logitBiasValues] = fixedBias(sampling, opts.vocabSize);
+    this.badWords = sampling.badWords ?? [];
     this.hasPenalties = sampling.presencePenalty !== 0 || sampling.frequencyPenalty !== 0 || sampling.repetitionPenalty !== 1;
     const maxLen = promptTokenIds.length + sampling.maxTokens;
     this.blockTable = new BlockTable(Math.ceil(Math.min(maxLen, 1 << 16) / opts.blockSize));
@@ -73,6 +78,32 @@ export class Request implements KvSequence {
   get masksStops(): boolean {
     return this.numOutputTokens < this.sampling.minTokens && this.stopIds.size > 0;
   }
+}
+
+/**
+ * logit_bias as arrays; with allowedTokenIds, -inf on every other id instead (a bias on those is moot). Built
+ * in one pass over typed arrays: for a 150k vocabulary this runs on the event loop at every submit.
+ */
+function fixedBias(sampling: SamplingParams, vocabSize: number | undefined): [Int32Array, Float32Array] {
+  const user = Object.entries(sampling.logitBias ?? {}).map(([t, v]) => [Number(t), v] as const);
+  if (!sampling.allowedTokenIds) return [Int32Array.from(user, ([t]) => t), Float32Array.from(user, ([, v]) => v)];
+  if (vocabSize === undefined) throw new Error('allowedTokenIds needs the vocabulary size');
+  const allowed = new Uint8Array(vocabSize);
+  for (const t of sampling.allowedTokenIds) allowed[t] = 1;
+  const tokens = new Int32Array(vocabSize);
+  const values = new Float32Array(vocabSize);
+  let k = 0;
+  for (let t = 0; t < vocabSize; t++) {
+    if (allowed[t]) continue;
+    tokens[k] = t;
+    values[k++] = -Infinity;
+  }
+  for (const [t, v] of user) {
+    if (!allowed[t]) continue;
+    tokens[k] = t;
+    values[k++] = v;
+  }
+  return [tokens.subarray(0, k), values.subarray(0, k)];
 }
 
 /** Line order: priority, then arrival. Negative when a goes first. */

@@ -1,6 +1,7 @@
 // The kvserve HTTP app as a fastify plugin: request ids, draining, auth, one error envelope, and the routes.
 // `buildApp` makes a fastify instance around it (with the HTTP timeouts) without listening, so tests can
 // drive it with any EngineClient.
+import cors from '@fastify/cors';
 import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { ServerMetrics } from '../metrics/metrics.js';
@@ -18,12 +19,15 @@ import { tokenizeRoutes } from './routes/tokenize.js';
 import { chatCompletionsRoute } from './routes/v1/chat-completions.js';
 import { completionsRoute } from './routes/v1/completions.js';
 import { modelsRoute } from './routes/v1/models.js';
+import { responsesRoute } from './routes/v1/responses.js';
 
 export interface AppDeps {
   /** A loaded model, or a slot that is filled once loading finishes (/health answers 503 until then). */
   model: LoadedModel | ModelSlot;
   servedModelName: string;
   apiKey?: string;
+  /** Origins a browser may call the API from (CORS); ['*'] = any; empty or absent = CORS off. */
+  allowedOrigins?: string[];
   maxQueue?: number;               // waiting sequences before 503; 0 = unbounded (default)
   bodyLimitBytes?: number;         // default 8 MiB
   headerTimeoutMs?: number;        // headers must arrive within this (default 10 s; 0 = no limit)
@@ -37,13 +41,14 @@ export interface AppDeps {
 export interface AppOptions {
   ctx: ServerContext;
   apiKey?: string;
+  allowedOrigins?: string[];
 }
 
 /**
  * Request ids, draining, auth, the error envelope and the routes. Not encapsulated: its hooks and handlers
  * apply to the whole instance.
  */
-export const kvserveApp: FastifyPluginAsync<AppOptions> = async (app, { ctx, apiKey }) => {
+export const kvserveApp: FastifyPluginAsync<AppOptions> = async (app, { ctx, apiKey, allowedOrigins = [] }) => {
   app.addHook('onRequest', async (req, reply) => {
     // On the raw response, so that every answer carries it: fastify's, the error handler's, SSE's writeHead.
     reply.raw.setHeader('x-request-id', req.id);
@@ -51,11 +56,16 @@ export const kvserveApp: FastifyPluginAsync<AppOptions> = async (app, { ctx, api
     if (ctx.drain.draining) {
       reply.raw.setHeader('connection', 'close');
       const path = req.url.split('?', 1)[0];
-      if (path !== '/health' && path !== '/metrics') throw ctx.drain.refusal();
+      if (path !== '/health' && path !== '/ping' && path !== '/metrics') throw ctx.drain.refusal();
     }
     ctx.inflight++;
     reply.raw.once('close', () => ctx.inflight--);
   });
+  // Off unless origins are named: a browser page elsewhere then cannot read the API. On, the plugin answers
+  // the OPTIONS preflight (which carries no key, so auth lets OPTIONS through) and marks allowed answers.
+  if (allowedOrigins.length > 0) {
+    await app.register(cors, { origin: allowedOrigins.includes('*') ? '*' : allowedOrigins, exposedHeaders: ['x-request-id'], maxAge: 600 });
+  }
   registerAuth(app, apiKey);
   // Bodies are JSON only: a text/plain body is a 415, not a string that fails the schema.
   app.removeContentTypeParser('text/plain');
@@ -74,6 +84,7 @@ export const kvserveApp: FastifyPluginAsync<AppOptions> = async (app, { ctx, api
   await app.register(modelsRoute, { ctx });
   await app.register(chatCompletionsRoute, { ctx });
   await app.register(completionsRoute, { ctx });
+  await app.register(responsesRoute, { ctx });
   await app.register(playgroundRoute);
 };
 (kvserveApp as unknown as Record<symbol, boolean>)[Symbol.for('skip-override')] = true;
@@ -94,6 +105,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     inflight: 0,
     drain: new Drain(),
   };
+  slot.observeSteps((n) => ctx.metrics.iterationTokens.observe(n));
   const headersTimeout = deps.headerTimeoutMs ?? 10_000;
   const requestTimeout = deps.requestTimeoutMs ?? 30_000;
   // 0 would mean "never" to Node; a keep-alive timeout of 0 means "close once answered".
@@ -117,7 +129,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     // Let in-flight streams finish on close, but never hold the process open for idle keep-alives.
     forceCloseConnections: 'idle',
   }).withTypeProvider<TypeBoxTypeProvider>();
-  await app.register(kvserveApp, { ctx, apiKey: deps.apiKey });
+  await app.register(kvserveApp, { ctx, apiKey: deps.apiKey, allowedOrigins: deps.allowedOrigins });
   return { app, ctx };
 }
 

@@ -5,7 +5,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ApiError } from './errors.js';
 
-const OPEN_PATHS = new Set(['/health', '/metrics', '/ping']);
+const OPEN_PATHS = new Set(['/health', '/metrics', '/ping', '/version']);
 
 const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
 
@@ -27,7 +27,8 @@ export function registerAuth(app: FastifyInstance, apiKey: string | undefined): 
   if (!apiKey) return;
   app.addHook('onRequest', async (req) => {
     const path = req.url.split('?', 1)[0]!;
-    if (OPEN_PATHS.has(path) || req.routeOptions.config.public) return;
+    // OPTIONS reads nothing: a CORS preflight (which browsers send without credentials) or a 405.
+    if (OPEN_PATHS.has(path) || req.method === 'OPTIONS' || req.routeOptions.config.public) return;
     const given = presentedKey(req);
     if (given === undefined) {
       throw new ApiError('invalid_api_key', 'missing API key: send it as "Authorization: Bearer <key>"');

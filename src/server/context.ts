@@ -30,7 +30,8 @@ export interface Usage {
   prompt_tokens_details: { cached_tokens: number };
 }
 
-export const newRequestId = (prefix: string) => `${prefix}-${randomUUID().replaceAll('-', '')}`;
+/** `prefix<random>`, or `prefix<given>` for vLLM's request_id field (the caller's own id, for tracing). */
+export const newRequestId = (prefix: string, given?: string | null) => `${prefix}${given || randomUUID().replaceAll('-', '')}`;
 
 /** A request naming another model is a 404, as OpenAI answers; no model field means the served one. */
 export function checkModelName(ctx: ServerContext, model: string | null | undefined): void {
@@ -77,9 +78,10 @@ export interface ChunkChoices {
 }
 
 /**
- * Streams a generation: the `lead` choices (e.g. echoed prompts), one chunk per delta and per finish, the
- * usage chunk when include_usage asked for it (every other chunk then carries `usage: null`), an error
- * event if the engine failed mid-way (the status is already 200), and [DONE].
+ * Streams a generation: the `lead` choices (e.g. roles, echoed prompts), one chunk per delta and per finish,
+ * the usage chunk when include_usage asked for it (every other chunk then carries `usage: null`, or the usage
+ * so far with continuous_usage_stats), an error event if the engine failed mid-way (the status is already
+ * 200), and [DONE].
  */
 export async function streamGeneration(
   reply: FastifyReply,
@@ -90,13 +92,21 @@ export async function streamGeneration(
   lead: object[] = [],
 ): Promise<FastifyReply> {
   const sse = new SseWriter(reply);
-  const usageNull = settings.includeUsage ? { usage: null } : {};
-  const send = (choice: object) => sse.send({ ...base, choices: [choice], ...usageNull });
+  const counts: Array<ChoiceDelta['counts'] | undefined> = [];
+  const usageNow = () => usageOf(Array.from(counts, (c) => c ?? { numPromptTokens: 0, numCachedTokens: 0, numOutputTokens: 0 }), settings.n);
+  const usage = () => (settings.continuousUsage ? { usage: usageNow() } : settings.includeUsage ? { usage: null } : {});
+  const send = (choice: object) => sse.send({ ...base, choices: [choice], ...usage() });
   lead.forEach(send);
   try {
     const results = await gen.run({
-      delta: (index, d) => send(choices.delta(index, d)),
-      finish: (index, r) => send(choices.finish(index, r)),
+      delta: (index, d) => {
+        counts[index] = d.counts;
+        send(choices.delta(index, d));
+      },
+      finish: (index, r) => {
+        counts[index] = r;
+        send(choices.finish(index, r));
+      },
       writable: () => sse.writable(),
     });
     if (settings.includeUsage) sse.send({ ...base, choices: [], usage: usageOf(results, settings.n) });
@@ -112,7 +122,7 @@ export async function streamGeneration(
 }
 
 /** Prompt tokens count once per prompt (not once per choice), as OpenAI counts them with n > 1. */
-export function usageOf(results: ChoiceResult[], n: number): Usage {
+export function usageOf(results: Array<Pick<ChoiceResult, 'numPromptTokens' | 'numCachedTokens' | 'numOutputTokens'>>, n: number): Usage {
   let prompt = 0;
   let cached = 0;
   let completion = 0;

@@ -14,6 +14,7 @@ export const errorCodes = {
   invalid_value: { status: 400, type: 'invalid_request_error' },          // out-of-range or malformed field
   missing_required_parameter: { status: 400, type: 'invalid_request_error' },
   unsupported_parameter: { status: 400, type: 'invalid_request_error' },  // a known feature we do not implement
+  unknown_parameter: { status: 400, type: 'invalid_request_error' },      // a field no endpoint knows
   invalid_json: { status: 400, type: 'invalid_request_error' },
   context_length_exceeded: { status: 400, type: 'invalid_request_error' },
   chat_template_missing: { status: 400, type: 'invalid_request_error' },
@@ -138,6 +139,11 @@ function fromValidation(fe: FastifyError): ApiError {
     if (forms) return new ApiError('invalid_value', `invalid '${param}': must be ${forms}`, param);
   }
   const path = fieldPath(first.instancePath);
+  const extra = first.params?.additionalProperty;
+  if (first.keyword === 'additionalProperties' && typeof extra === 'string') {
+    const param = path ? `${path}.${extra}` : extra;
+    return new ApiError('unknown_parameter', `Unrecognized request argument supplied: ${param}`, param);
+  }
   const missing = first.params?.missingProperty;
   if (typeof missing === 'string') {
     const param = path ? `${path}.${missing}` : missing;

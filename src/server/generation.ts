@@ -31,6 +31,8 @@ export interface LogprobEntry {
 export interface ChoiceDelta {
   text: string;
   logprobs: LogprobEntry[];  // the tokens behind this text (empty unless logprobs were asked)
+  /** The choice's counts so far, for usage on every chunk (continuous_usage_stats). */
+  counts: Pick<ChoiceResult, 'numPromptTokens' | 'numCachedTokens' | 'numOutputTokens'>;
 }
 
 export interface ChoiceResult {
@@ -134,7 +136,8 @@ export class Generation {
       if (!text && !(force && pending.length > 0)) return;
       result.text += text;
       result.logprobs.push(...pending);
-      on.delta?.(index, { text, logprobs: pending });
+      const { numPromptTokens, numCachedTokens, numOutputTokens } = result;
+      on.delta?.(index, { text, logprobs: pending, counts: { numPromptTokens, numCachedTokens, numOutputTokens } });
       pending = [];
     };
 
@@ -186,16 +189,22 @@ export class Generation {
       if (out.stopTokenId !== undefined && sampling.stopTokenIds.includes(out.stopTokenId)) result.stopReason = out.stopTokenId;
     }
     metrics.e2eRequestLatency.observe((performance.now() - this.arrival) / 1000);
+    metrics.requestPromptTokens.observe(result.numPromptTokens);
+    metrics.requestGenerationTokens.observe(result.numOutputTokens);
     metrics.recordFinish(result.finishReason);
     return result;
   }
 }
 
+/** A token the bias banned has logprob -inf, which JSON cannot carry: vLLM's floor stands in for it. */
+const LOGPROB_FLOOR = -9999;
+const floored = (x: number) => Math.max(x, LOGPROB_FLOOR);
+
 function describe(texts: TokenTexts, lp: TokenLogprob): LogprobEntry {
   const entry: LogprobEntry = {
     token: texts.describe(lp.tokenId),
-    logprob: lp.logprob,
-    top: lp.top.map(([id, logprob]) => ({ token: texts.describe(id), logprob })),
+    logprob: floored(lp.logprob),
+    top: lp.top.map(([id, logprob]) => ({ token: texts.describe(id), logprob: floored(logprob) })),
   };
   texts.advance(lp.tokenId);
   return entry;

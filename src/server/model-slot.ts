@@ -24,6 +24,7 @@ export interface LoadedModel {
 
 export class ModelSlot {
   private model: LoadedModel | undefined;
+  private stepObserver: ((numTokens: number) => void) | undefined;
   stage = 'starting';
   fraction = 0;
   /** Unix seconds; what /v1/models reports as `created`. */
@@ -47,6 +48,13 @@ export class ModelSlot {
     this.model = model;
     this.stage = 'ready';
     this.fraction = 1;
+    if (this.stepObserver) model.client.onStep = this.stepObserver;
+  }
+
+  /** Sees every engine step's token count, of the model there now and of the one that loads later. */
+  observeSteps(fn: (numTokens: number) => void): void {
+    this.stepObserver = fn;
+    if (this.model) this.model.client.onStep = fn;
   }
 
   /** The model, or a 503 with Retry-After while it loads. */

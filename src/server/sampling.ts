@@ -4,49 +4,40 @@
 import type { SamplingParams } from '../engine/types.js';
 import { ApiError, invalid, unsupported } from './errors.js';
 import type { ChoiceSpec, TextOptions } from './generation.js';
+import { REFUSED, type RefusedField } from './schemas/refused-fields.js';
 import type { SamplingBody } from './schemas/sampling.js';
 
 export interface RequestSettings {
   sampling: Omit<SamplingParams, 'maxTokens'>;
   requestedMaxTokens: number | undefined;
+  /** The budget when none was asked, capped by the room left in the context; undefined = all of that room. */
+  defaultMaxTokens: number | undefined;
   maxTokensParam: string;
   n: number;
   priority: number | undefined;
   text: TextOptions;
   stream: boolean;
   includeUsage: boolean;
+  /** stream_options.continuous_usage_stats: every chunk carries the usage so far. */
+  continuousUsage: boolean;
+  /** Keep only the prompt's last this many tokens (vLLM's truncate_prompt_tokens; -1 = the context). */
+  truncatePromptTokens: number | undefined;
 }
 
 const isSet = (v: unknown) => v !== undefined && v !== null;
 
+/** Every refused field (schemas/refused-fields.ts) set to anything but its "off" value is a 400 naming it. */
 export function rejectUnsupported(body: SamplingBody): void {
-  const tools = body.tools;
-  if (isSet(tools) && !(Array.isArray(tools) && tools.length === 0)) throw unsupported('tools', 'tool calling (tools)');
-  const toolChoice = body.tool_choice;
-  if (isSet(toolChoice) && toolChoice !== 'none' && toolChoice !== 'auto') throw unsupported('tool_choice', 'tool_choice');
-  if (isSet(body.functions) && !(Array.isArray(body.functions) && body.functions.length === 0)) {
-    throw unsupported('functions', 'function calling (functions)');
+  for (const [key, refusal] of Object.entries(REFUSED) as Array<[RefusedField, (typeof REFUSED)[RefusedField]]>) {
+    const v = body[key];
+    if (isSet(v) && !refusal.off(v)) throw unsupported(key, refusal.what);
   }
-  if (isSet(body.function_call) && body.function_call !== 'none' && body.function_call !== 'auto') {
-    throw unsupported('function_call', 'function_call');
-  }
-  const format = body.response_format as { type?: unknown } | null | undefined;
-  if (isSet(format) && format?.type !== 'text') {
-    throw unsupported('response_format', `response_format of type ${JSON.stringify(format?.type ?? format)}`);
-  }
-  if (isSet(body.suffix) && body.suffix !== '') throw unsupported('suffix', 'suffix (insertion)');
-  for (const key of ['guided_json', 'guided_regex', 'guided_choice', 'guided_grammar'] as const) {
-    if (isSet(body[key])) throw unsupported(key, `guided decoding (${key})`);
-  }
-  if (isSet(body.prompt_logprobs)) throw unsupported('prompt_logprobs', 'prompt_logprobs');
-  if (isSet(body.audio)) throw unsupported('audio', 'audio output');
-  if (isSet(body.prediction)) throw unsupported('prediction', 'predicted outputs (prediction)');
   if (isSet(body.best_of) && body.best_of !== (body.n ?? 1)) throw unsupported('best_of', 'best_of other than n');
 }
 
 export function parseSettings(
   body: SamplingBody,
-  opts: { maxTokens: number | null | undefined; maxTokensParam: string; logprobs: number | null; vocabSize: number },
+  opts: { maxTokens: number | null | undefined; maxTokensParam: string; logprobs: number | null; vocabSize: number; defaultMaxTokens?: number },
 ): RequestSettings {
   rejectUnsupported(body);
   checkFloat32(body);
@@ -66,6 +57,9 @@ export function parseSettings(
   }
   const stopTokenIds = body.stop_token_ids ?? [];
   stopTokenIds.forEach((id) => checkId(id, 'stop_token_ids'));
+  const allowedTokenIds = body.allowed_token_ids ?? undefined;
+  allowedTokenIds?.forEach((id) => checkId(id, 'allowed_token_ids'));
+  if (body.truncate_prompt_tokens === 0) throw invalid('truncate_prompt_tokens must be at least 1 (or -1 for the context length)', 'truncate_prompt_tokens');
   const minTokens = body.min_tokens ?? 0;
   if (isSet(opts.maxTokens) && minTokens > opts.maxTokens!) {
     throw invalid(`min_tokens (${minTokens}) must not exceed ${opts.maxTokensParam} (${opts.maxTokens})`, 'min_tokens');
@@ -87,9 +81,11 @@ export function parseSettings(
       stopTokenIds,
       ignoreEos: body.ignore_eos ?? false,
       logitBias,
+      allowedTokenIds,
       logprobs: opts.logprobs,
     },
     requestedMaxTokens: opts.maxTokens ?? undefined,
+    defaultMaxTokens: opts.defaultMaxTokens,
     maxTokensParam: opts.maxTokensParam,
     n: body.n ?? 1,
     priority: body.priority ?? undefined,
@@ -100,6 +96,8 @@ export function parseSettings(
     },
     stream,
     includeUsage: stream && (body.stream_options?.include_usage ?? false),
+    continuousUsage: stream && (body.stream_options?.continuous_usage_stats ?? false),
+    truncatePromptTokens: body.truncate_prompt_tokens ?? undefined,
   };
 }
 
@@ -132,7 +130,8 @@ function checkFloat32(body: SamplingBody): void {
   for (const [key, v] of Object.entries(body.logit_bias ?? {})) check(v, `logit_bias[${key}]`, -100, 100, false);
 }
 
-/** The generation budget of one prompt: what was asked, or by default everything that fits the context. */
+/** The generation budget of one prompt: what was asked, or the route's default (by default everything that
+ *  fits the context). */
 export function fitMaxTokens(s: RequestSettings, promptLen: number, maxModelLen: number, promptParam: string): number {
   const room = maxModelLen - promptLen;
   if (room <= 0 || (s.requestedMaxTokens !== undefined && s.requestedMaxTokens > room)) {
@@ -145,13 +144,19 @@ export function fitMaxTokens(s: RequestSettings, promptLen: number, maxModelLen:
       room <= 0 ? promptParam : s.maxTokensParam,
     );
   }
-  return s.requestedMaxTokens ?? room;
+  return s.requestedMaxTokens ?? Math.min(s.defaultMaxTokens ?? room, room);
 }
 
 /** n choices per prompt, prompt-major (index = prompt * n + i). Each choice gets its own seed. */
 export function expandChoices(prompts: number[][], s: RequestSettings, maxModelLen: number, promptParam: string): ChoiceSpec[] {
   const choices: ChoiceSpec[] = [];
-  for (const promptIds of prompts) {
+  const keep = s.truncatePromptTokens === -1 ? maxModelLen : s.truncatePromptTokens;
+  if (keep !== undefined && keep > maxModelLen) {
+    throw invalid(`truncate_prompt_tokens (${keep}) must not exceed the model's context length (${maxModelLen})`, 'truncate_prompt_tokens');
+  }
+  for (const whole of prompts) {
+    // vLLM's truncation keeps the end of the prompt (the part the continuation follows).
+    const promptIds = keep !== undefined && whole.length > keep ? whole.slice(-keep) : whole;
     if (promptIds.length === 0) throw invalid('the prompt is empty', promptParam);
     const maxTokens = fitMaxTokens(s, promptIds.length, maxModelLen, promptParam);
     for (let i = 0; i < s.n; i++) {

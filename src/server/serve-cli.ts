@@ -4,7 +4,7 @@ import { basename, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { applyEngineFlags } from '../build/engine-flags.js';
 import { renderHelp } from '../cli-help.js';
-import { ConfigError, finishServerConfig, parseFlags, serverDefaults, serverFlags, type ServerConfig } from '../config.js';
+import { ConfigError, corsOrigins, finishServerConfig, parseFlags, serverDefaults, serverFlags, type ServerConfig } from '../config.js';
 import { createEngine, type Engine } from '../engine/engine.js';
 import { resolveHubModels } from '../hub/resolve-model.js';
 import { ChatTemplate, ChatTemplateError } from '../tokenizer/chat-template.js';
@@ -19,7 +19,7 @@ import { stderrProgress, type ProgressFn } from '../load-progress.js';
 const help = () =>
   renderHelp({
     usage: 'kvserve serve [--model DIR] [options]',
-    summary: 'Serves an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models), /health, ' +
+    summary: 'Serves an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/responses, /v1/models), /health, ' +
       '/metrics, and a chat playground at / in the browser.',
     flags: serverFlags,
     defaults: serverDefaults(),
@@ -80,6 +80,7 @@ export async function startServe(config: ServerConfig): Promise<ServeHandle> {
     model: slot,
     servedModelName,
     apiKey: config.apiKey,
+    allowedOrigins: corsOrigins(config.allowedOrigins),
     maxQueue: config.maxQueue,
     bodyLimitBytes: config.bodyLimitBytes,
     headerTimeoutMs: config.headerTimeout * 1000,

@@ -1,4 +1,5 @@
-// Server-sent events exactly as OpenAI frames them: `data: {json}\n\n` per chunk, `data: [DONE]\n\n` last.
+// Server-sent events exactly as OpenAI frames them: `data: {json}\n\n` per chunk, `data: [DONE]\n\n` last
+// (completions); `event: type\ndata: {json}\n\n` per event and no [DONE] (responses).
 // The reply is hijacked from fastify once the request is known to be good, so every chunk goes straight
 // to the socket. Writes after the client left are dropped (the route aborts the engine work then).
 import type { FastifyReply } from 'fastify';
@@ -25,7 +26,16 @@ export class SseWriter {
   }
 
   send(chunk: unknown): void {
-    if (!this.closed && !this.reply.raw.write(`data: ${JSON.stringify(chunk)}\n\n`)) this.blocked = true;
+    this.write(`data: ${JSON.stringify(chunk)}\n\n`);
+  }
+
+  /** A named event (the Responses API's framing). */
+  event(type: string, data: unknown): void {
+    this.write(`event: ${type}\ndata: ${JSON.stringify(data)}\n\n`);
+  }
+
+  private write(frame: string): void {
+    if (!this.closed && !this.reply.raw.write(frame)) this.blocked = true;
   }
 
   /** Resolves at once unless a write went over the high-water mark; then once the socket drains or closes. */
@@ -50,8 +60,13 @@ export class SseWriter {
   }
 
   done(): void {
+    this.end('data: [DONE]\n\n');
+  }
+
+  /** Ends the stream after `last` (nothing by default: the Responses API sends no [DONE]). */
+  end(last = ''): void {
     if (this.closed) return;
-    this.reply.raw.end('data: [DONE]\n\n');
+    this.reply.raw.end(last);
     this.ended = true;
   }
 }

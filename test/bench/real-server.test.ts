@@ -40,7 +40,7 @@ describe('kvserve bench against kvserve serve (stories260K, CPU)', () => {
     expect(res.output_throughput).toBeCloseTo((24 * 24) / res.duration, 1);
     // The server saw it all: generation counter covers every token the bench counted.
     const metrics = await (await fetch(`${server.url}/metrics`)).text();
-    const gen = Number(/^kvserve_generation_tokens_total\{[^}]*\} (\S+)/m.exec(metrics)?.[1]);
+    const gen = Number(/^vllm:generation_tokens_total\{[^}]*\} (\S+)/m.exec(metrics)?.[1]);
     expect(gen).toBeGreaterThanOrEqual(24 * 24);
   });
 });

@@ -92,6 +92,26 @@ describe('native sampling (stories260K)', () => {
     expect(r.logprobs[0]).toBeCloseTo(ls[r.tokens[0]!]!, 4);
   });
 
+  it('with a logit bias, logprobs are the log-softmax of the biased logits (a banned token reads -inf)', async () => {
+    const all = prompts[1]!;
+    const probe = await engine.step(buildBatch([{ slot: 0, all, promptLen: all.length, start: 0, count: all.length, sample: true,
+      sampling: { ...greedy, numLogprobs: 3 } }], blockSize, maxBlocks, true));
+    const [first, second] = Array.from(probe.topIds);
+    const bias: Array<[number, number]> = [[first!, -Infinity], [second!, -1.5], [7, 4]];
+    const s = { ...seeded(5), temperature: 0.9, repetitionPenalty: 1.2, numLogprobs: 4, bias };
+    const r = await engine.step(buildBatch([{ slot: 0, all, promptLen: all.length, start: 0, count: all.length, sample: true, sampling: s }],
+      blockSize, maxBlocks, true));
+    const biased = Array.from(r.logits!, (x) => Math.fround(x));
+    for (const [id, v] of bias) biased[id] = Math.fround(biased[id]! + v);
+    const ls = logSoftmax(biased);
+    const top = ls.map((_, i) => i).sort((a, b) => ls[b]! - ls[a]! || a - b).slice(0, 4);
+    expect(top).not.toContain(first);
+    expect(Array.from(r.topIds)).toEqual(top);
+    for (let j = 0; j < 4; j++) expect(r.topValues[j]).toBeCloseTo(ls[top[j]!]!, 4);
+    expect(r.tokens[0]).not.toBe(first);
+    expect(r.logprobs[0]).toBeCloseTo(ls[r.tokens[0]!]!, 4);
+  });
+
   it('bias and penalties change the greedy choice exactly as the reference formula says', async () => {
     const settings: Sampling[] = [
       { ...greedy, repetitionPenalty: 3 },

@@ -23,14 +23,14 @@ describe('client disconnect', () => {
       { signal: controller.signal },
     );
     const chunks = await readThenDisconnect(stream, controller, 5, async () => {
-      expect(await metric('kvserve_num_requests_running')).toBe(2);
-      expect(await metric('kvserve_kv_cache_usage_perc')).toBeGreaterThan(0);
+      expect(await metric('vllm:num_requests_running')).toBe(2);
+      expect(await metric('vllm:kv_cache_usage_perc')).toBeGreaterThan(0);
     });
     expect(chunks).toBeLessThan(20);
     await until(() => server.engine.stats().numRunning === 0);
     expect(server.engine.stats().kvCacheUsage).toBe(0);
-    expect(await metric('kvserve_num_requests_running')).toBe(0);
-    expect(await metric('kvserve_kv_cache_usage_perc')).toBe(0);
+    expect(await metric('vllm:num_requests_running')).toBe(0);
+    expect(await metric('vllm:kv_cache_usage_perc')).toBe(0);
     // Far fewer than 2 × 400 tokens were generated before the abort took effect.
     expect(server.engine.stats().generationTokens).toBeLessThan(50);
   });

@@ -37,14 +37,14 @@ const streamedText = (body: string) => events(body).map((c) => c.choices?.[0]?.t
 /** Requests the engine has taken: waiting, running, or finished (one choice each). */
 async function admitted(url: string): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text();
-  const finished = text.split('\n').filter((l) => l.startsWith('kvserve_request_success_total{')).reduce((n, l) => n + Number(l.split(' ').at(-1)), 0);
-  return finished + (await metricValue(url, 'kvserve_num_requests_waiting')) + (await metricValue(url, 'kvserve_num_requests_running'));
+  const finished = text.split('\n').filter((l) => l.startsWith('vllm:request_success_total{')).reduce((n, l) => n + Number(l.split(' ').at(-1)), 0);
+  return finished + (await metricValue(url, 'vllm:num_requests_waiting')) + (await metricValue(url, 'vllm:num_requests_running'));
 }
 
 /** Resolves once all `n` requests are in the engine and some are still waiting: then SIGTERM finds them in flight. */
 async function allAdmitted(url: string, s: ChildServer, n: number): Promise<void> {
   await until(async () => (await admitted(url)) >= n, 30_000);
-  expect(await metricValue(url, 'kvserve_num_requests_waiting')).toBeGreaterThan(0);
+  expect(await metricValue(url, 'vllm:num_requests_waiting')).toBeGreaterThan(0);
   expect(s.child.exitCode).toBeNull();
 }
 

@@ -107,9 +107,39 @@ describe('400 invalid_request_error', () => {
     expectError(await post(server, '/v1/chat/completions', chat({ messages: [image] })), 'unsupported_parameter', 'messages[0].content[0].type');
   });
 
-  it('accepts and ignores unknown fields and the harmless defaults of unsupported ones', async () => {
-    const r = await post(server, '/v1/chat/completions', chat({ frobnicate: 3, tools: [], response_format: { type: 'text' }, best_of: 1, user: 'u' }));
+  it('accepts the harmless defaults of unsupported features and what changes nothing here', async () => {
+    const r = await post(server, '/v1/chat/completions', chat({
+      tools: [], response_format: { type: 'text' }, best_of: 1, user: 'u', use_beam_search: false, length_penalty: 1, store: false,
+      spaces_between_special_tokens: true, metadata: { a: 'b' }, parallel_tool_calls: true, service_tier: 'auto', modalities: ['text'],
+    }));
     expect(r.status).toBe(200);
+  });
+
+  it('an unknown field is a 400, as OpenAI answers, also inside stream_options', async () => {
+    for (const [path, body] of [['/v1/chat/completions', chat({ frobnicate: 3 })], ['/v1/completions', cmpl({ frobnicate: 3 })]] as const) {
+      const res = await post(server, path, body);
+      expectError(res, 'unknown_parameter', 'frobnicate');
+    }
+    const res = await post(server, '/v1/completions', cmpl({ stream: true, stream_options: { include_usage: true, frob: 1 } }));
+    expect(res.json.error).toEqual({
+      code: 'unknown_parameter', type: 'invalid_request_error', param: 'stream_options.frob', message: 'Unrecognized request argument supplied: stream_options.frob',
+    });
+  });
+
+  it("vLLM's extras kvserve does not implement are refused by name", async () => {
+    const cases: Array<[string, unknown]> = [
+      ['use_beam_search', true], ['length_penalty', 0.5], ['prompt_embeds', 'AAAA'], ['logits_processors', ['x']], ['guided_decoding_backend', 'xgrammar'],
+      ['structured_outputs', { json: {} }], ['spaces_between_special_tokens', false], ['cache_salt', 's'], ['kv_transfer_params', {}],
+      ['vllm_xargs', {}], ['return_token_ids', true], ['documents', []], ['chat_template', '{{ x }}'], ['mm_processor_kwargs', {}],
+      ['structural_tag', 'x'], ['guided_whitespace_pattern', ' '], ['store', true], ['reasoning_effort', 'low'], ['modalities', ['audio']],
+    ];
+    for (const [field, value] of cases) {
+      const res = await post(server, '/v1/chat/completions', chat({ [field]: value }));
+      expectError(res, 'unsupported_parameter', field);
+      expect(res.json.error.message).toMatch(/not supported by kvserve/);
+    }
+    expectError(await post(server, '/v1/chat/completions', chat({ echo: true })), 'unsupported_parameter', 'echo');
+    expectError(await post(server, '/v1/chat/completions', chat({ add_special_tokens: true })), 'unsupported_parameter', 'add_special_tokens');
   });
 
   it('a model with no chat template', async () => {

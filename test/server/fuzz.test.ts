@@ -148,8 +148,8 @@ describe('fuzzing the HTTP API', () => {
   });
 
   it('afterwards: nothing left running, and greedy answers are exactly the reference', async () => {
-    await until(async () => (await metricValue(server.url, 'kvserve_num_requests_running')) === 0, 10_000);
-    expect(await metricValue(server.url, 'kvserve_kv_cache_usage_perc')).toBe(0);
+    await until(async () => (await metricValue(server.url, 'vllm:num_requests_running')) === 0, 10_000);
+    expect(await metricValue(server.url, 'vllm:kv_cache_usage_perc')).toBe(0);
     for (const e of expected) {
       const res = await fetch(`${server.url}/v1/completions`, {
         method: 'POST', headers: { 'content-type': 'application/json' },

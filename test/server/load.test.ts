@@ -110,13 +110,13 @@ describe('mixed load against a preempting KV pool', () => {
     for (const g of greedyRuns) expect(g.text.replace(/^ /, '')).toBe(expected[g.i]!.greedy_text);
     for (const o of outcomes) if (o.kind === 'bad') expect(o.status).toBe(400);
     expect(outcomes.filter((o) => o.kind === 'aborted').length).toBeGreaterThan(10);
-    expect(await metric('kvserve_num_preemptions_total')).toBeGreaterThan(0);
+    expect(await metric('vllm:num_preemptions_total')).toBeGreaterThan(0);
 
     // Aborts land within a step; give the loop a moment, then everything must be back.
-    for (let t = 0; t < 100 && (await metric('kvserve_num_requests_running')) > 0; t++) await new Promise((res) => setTimeout(res, 20));
-    expect(await metric('kvserve_num_requests_running')).toBe(0);
-    expect(await metric('kvserve_num_requests_waiting')).toBe(0);
-    expect(await metric('kvserve_kv_cache_usage_perc')).toBe(0);
+    for (let t = 0; t < 100 && (await metric('vllm:num_requests_running')) > 0; t++) await new Promise((res) => setTimeout(res, 20));
+    expect(await metric('vllm:num_requests_running')).toBe(0);
+    expect(await metric('vllm:num_requests_waiting')).toBe(0);
+    expect(await metric('vllm:kv_cache_usage_perc')).toBe(0);
     expect((await fetch(`${server.url}/health`)).status).toBe(200);
     // And it still serves.
     expect(((await greedy(0, false)) as { text: string }).text.replace(/^ /, '')).toBe(expected[0]!.greedy_text);

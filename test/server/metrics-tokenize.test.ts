@@ -1,4 +1,5 @@
-// /metrics (vLLM's names with the kvserve_ prefix, fed by real requests), /health, /tokenize, /detokenize.
+// /metrics (vLLM's names and model_name label, fed by real requests; the kvserve_ aliases), /health, /tokenize,
+// /detokenize.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from './helpers/server.js';
 import { expected } from './helpers/stories.js';
@@ -26,30 +27,47 @@ async function scrape(): Promise<Map<string, number>> {
 
 describe('/metrics', () => {
   const names = [
-    'kvserve_time_to_first_token_seconds_count', 'kvserve_inter_token_latency_seconds_count', 'kvserve_e2e_request_latency_seconds_count',
-    'kvserve_request_queue_time_seconds_count', 'kvserve_num_requests_running', 'kvserve_num_requests_waiting', 'kvserve_kv_cache_usage_perc',
-    'kvserve_prompt_tokens_total', 'kvserve_generation_tokens_total', 'kvserve_prefix_cache_queries_total', 'kvserve_prefix_cache_hits_total',
-    'kvserve_num_preemptions_total',
+    'vllm:time_to_first_token_seconds_count', 'vllm:inter_token_latency_seconds_count', 'vllm:e2e_request_latency_seconds_count',
+    'vllm:request_queue_time_seconds_count', 'vllm:num_requests_running', 'vllm:num_requests_waiting', 'vllm:kv_cache_usage_perc',
+    'vllm:prompt_tokens_total', 'vllm:generation_tokens_total', 'vllm:prefix_cache_queries_total', 'vllm:prefix_cache_hits_total',
+    'vllm:num_preemptions_total',
   ];
 
   it('exports every metric, and requests move them', async () => {
     const before = await scrape();
     for (const n of names) expect(before.has(n), n).toBe(true);
-    expect(before.get('kvserve_num_requests_running')).toBe(0);
-    expect(before.get('kvserve_kv_cache_usage_perc')).toBe(0);
+    expect(before.get('vllm:num_requests_running')).toBe(0);
+    expect(before.get('vllm:kv_cache_usage_perc')).toBe(0);
 
     const r = await post('/v1/completions', { prompt: expected[0]!.prompt, max_tokens: 10, n: 2 });
     expect(r.status).toBe(200);
     const after = await scrape();
     const delta = (n: string) => after.get(n)! - before.get(n)!;
-    expect(delta('kvserve_time_to_first_token_seconds_count')).toBe(2);
-    expect(delta('kvserve_e2e_request_latency_seconds_count')).toBe(2);
-    expect(delta('kvserve_request_queue_time_seconds_count')).toBe(2);
-    expect(delta('kvserve_inter_token_latency_seconds_count')).toBe(18);  // 9 gaps in 10 tokens, per choice
+    expect(delta('vllm:time_to_first_token_seconds_count')).toBe(2);
+    expect(delta('vllm:e2e_request_latency_seconds_count')).toBe(2);
+    expect(delta('vllm:request_queue_time_seconds_count')).toBe(2);
+    expect(delta('vllm:inter_token_latency_seconds_count')).toBe(18);  // 9 gaps in 10 tokens, per choice
+    expect(delta('vllm:generation_tokens_total')).toBe(20);
+    expect(delta('vllm:prompt_tokens_total')).toBe(10);
+    expect(delta('vllm:request_success_total')).toBe(2);
+    expect(delta('vllm:request_prompt_tokens_count')).toBe(2);
+    expect(delta('vllm:request_prompt_tokens_sum')).toBe(10);
+    expect(delta('vllm:request_generation_tokens_sum')).toBe(20);
+    expect(delta('vllm:time_per_output_token_seconds_count')).toBe(18);
+    expect(after.get('vllm:num_requests_running')).toBe(0);
+    // The deprecated kvserve_ names carry the same values.
     expect(delta('kvserve_generation_tokens_total')).toBe(20);
-    expect(delta('kvserve_prompt_tokens_total')).toBe(10);
-    expect(delta('kvserve_request_success_total')).toBe(2);
-    expect(after.get('kvserve_num_requests_running')).toBe(0);
+    expect(delta('kvserve_time_to_first_token_seconds_count')).toBe(2);
+  });
+
+  it("every vllm: series carries vLLM's model_name label, finish reasons as finished_reason", async () => {
+    const text = await (await fetch(`${server.url}/metrics`)).text();
+    const series = text.split('\n').filter((l) => l.startsWith('vllm:'));
+    expect(series.length).toBeGreaterThan(20);
+    for (const l of series) expect(l, l).toMatch(/model_name="stories260K"/);
+    for (const reason of ['stop', 'length', 'abort', 'error']) {
+      expect(text).toMatch(new RegExp(`^vllm:request_success_total\\{[^}]*finished_reason="${reason}"`, 'm'));
+    }
   });
 });
 

@@ -61,7 +61,19 @@ describe('real CPU engine, stories260K', () => {
     const r = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: expected[3]!.prompt }], n: 3, max_tokens: 80, temperature: 0, ignore_eos: true } as OpenAI.ChatCompletionCreateParamsNonStreaming);
     expect(r.choices).toHaveLength(3);
     r.choices.forEach((c) => sameText(c.message.content!, 3));
-    expect(await metric('kvserve_prefix_cache_queries_total')).toBeGreaterThan(0);
+    expect(await metric('vllm:prefix_cache_queries_total')).toBeGreaterThan(0);
+  });
+
+  it('vllm:iteration_tokens_total counts the tokens of every engine step', async () => {
+    // Ids no other test sends, so nothing comes from the prefix cache: one prefill step of the whole prompt,
+    // then one token per decode step.
+    const prompt = [1, 411, 412, 413, 414, 415, 416, 417, 418, 419, 420];
+    const count = () => metric('vllm:iteration_tokens_total_count');
+    const sum = () => metric('vllm:iteration_tokens_total_sum');
+    const [c0, s0] = [await count(), await sum()];
+    await client.completions.create({ model: MODEL, prompt, max_tokens: 7, temperature: 0, ignore_eos: true } as OpenAI.CompletionCreateParamsNonStreaming);
+    expect(await count() - c0).toBe(7);  // the prefill step samples the first token
+    expect(await sum() - s0).toBe(prompt.length + 6);
   });
 
   it('stop strings and logprobs with real numbers', async () => {
@@ -81,13 +93,13 @@ describe('real CPU engine, stories260K', () => {
       { signal: controller.signal },
     );
     await readThenDisconnect(stream, controller, 8, async () => {
-      expect(await metric('kvserve_num_requests_running')).toBeGreaterThan(0);
-      expect(await metric('kvserve_kv_cache_usage_perc')).toBeGreaterThan(0);
+      expect(await metric('vllm:num_requests_running')).toBeGreaterThan(0);
+      expect(await metric('vllm:kv_cache_usage_perc')).toBeGreaterThan(0);
     });
-    await until(async () => (await metric('kvserve_num_requests_running')) === 0);
-    expect(await metric('kvserve_num_requests_running')).toBe(0);
-    expect(await metric('kvserve_kv_cache_usage_perc')).toBe(0);
-    expect(await metric('kvserve_generation_tokens_total')).toBeLessThan(4 * 400);
+    await until(async () => (await metric('vllm:num_requests_running')) === 0);
+    expect(await metric('vllm:num_requests_running')).toBe(0);
+    expect(await metric('vllm:kv_cache_usage_perc')).toBe(0);
+    expect(await metric('vllm:generation_tokens_total')).toBeLessThan(4 * 400);
   });
 });
 

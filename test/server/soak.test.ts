@@ -95,8 +95,8 @@ async function one(kind: Kind, k: number): Promise<string> {
 
 async function quiet(): Promise<void> {
   // Aborts land within a step; then nothing may be left.
-  await until(async () => (await metricValue(url, 'kvserve_num_requests_running')) === 0 && (await metricValue(url, 'kvserve_num_requests_waiting')) === 0, 10_000);
-  expect(await metricValue(url, 'kvserve_kv_cache_usage_perc')).toBe(0);
+  await until(async () => (await metricValue(url, 'vllm:num_requests_running')) === 0 && (await metricValue(url, 'vllm:num_requests_waiting')) === 0, 10_000);
+  expect(await metricValue(url, 'vllm:kv_cache_usage_perc')).toBe(0);
 }
 
 describe('soak at several times capacity', () => {

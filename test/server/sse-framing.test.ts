@@ -24,7 +24,7 @@ function events(raw: string): string[] {
 }
 
 describe('SSE framing', () => {
-  it('chat: role with first content, one id and created, finish chunk, usage chunk, [DONE]', async () => {
+  it('chat: a role-only first chunk, one id and created, finish chunk, usage chunk, [DONE]', async () => {
     const { status, type, raw } = await rawStream('/v1/chat/completions', {
       messages: [{ role: 'user', content: expected[0]!.prompt }], max_tokens: 6, temperature: 0,
       stream: true, stream_options: { include_usage: true },
@@ -37,7 +37,8 @@ describe('SSE framing', () => {
     expect(new Set(chunks.map((c) => c.id)).size).toBe(1);
     expect(new Set(chunks.map((c) => c.created)).size).toBe(1);
     expect(chunks.every((c) => c.object === 'chat.completion.chunk')).toBe(true);
-    expect(chunks[0].choices[0].delta).toEqual({ role: 'assistant', content: ',' });
+    expect(chunks[0].choices[0]).toEqual({ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null });
+    expect(chunks[1].choices[0].delta).toEqual({ content: ',' });
     expect(chunks.slice(1, -2).every((c) => c.choices[0].delta.role === undefined && c.choices[0].finish_reason === null)).toBe(true);
     const finish = chunks.at(-2);
     expect(finish.choices[0]).toMatchObject({ index: 0, delta: {}, finish_reason: 'length' });

@@ -1,6 +1,7 @@
-// POST /v1/chat/completions: the request body. Unknown fields pass through and are ignored.
+// POST /v1/chat/completions: the request body. A field no schema names is a 400 (unrecognized).
 import { Type, type Static } from 'typebox';
-import { Int32, Nullable, samplingFields, unsupportedFields } from './sampling.js';
+import { Int32, Nullable, samplingFields, ignoredFields } from './sampling.js';
+import { refusedFields } from './refused-fields.js';
 
 /** Content parts are checked in the route: only `text` parts are supported, others get a clear 400. */
 const ContentPart = Type.Object({ type: Type.String(), text: Type.Optional(Type.String()) });
@@ -16,15 +17,18 @@ export type ChatMessage = Static<typeof ChatMessage>;
 
 export const ChatCompletionRequest = Type.Object({
   ...samplingFields,
-  ...unsupportedFields,
+  ...refusedFields,
+  ...ignoredFields,
   messages: Type.Array(ChatMessage, { minItems: 1 }),
   max_completion_tokens: Nullable(Int32({ minimum: 1 })),
   logprobs: Nullable(Type.Boolean()),
   top_logprobs: Nullable(Type.Integer({ minimum: 0, maximum: 20 })),
-  parallel_tool_calls: Type.Optional(Type.Unknown()),
   // vLLM's extensions for templates.
   add_generation_prompt: Nullable(Type.Boolean()),
   continue_final_message: Nullable(Type.Boolean()),
   chat_template_kwargs: Nullable(Type.Record(Type.String(), Type.Unknown())),
-});
+  // Off only (false): vLLM's echo of the last message, and BOS added again after the template's.
+  echo: Nullable(Type.Boolean()),
+  add_special_tokens: Nullable(Type.Boolean()),
+}, { additionalProperties: false });
 export type ChatCompletionRequest = Static<typeof ChatCompletionRequest>;

@@ -1,12 +1,14 @@
-// POST /v1/completions: the request body. Unknown fields pass through and are ignored.
+// POST /v1/completions: the request body. A field no schema names is a 400 (unrecognized).
 import { Type, type Static } from 'typebox';
-import { Nullable, samplingFields, TokenId, unsupportedFields } from './sampling.js';
+import { Nullable, samplingFields, TokenId, ignoredFields } from './sampling.js';
+import { refusedFields } from './refused-fields.js';
 
 const TokenIds = Type.Array(TokenId, { minItems: 1 });
 
 export const CompletionRequest = Type.Object({
   ...samplingFields,
-  ...unsupportedFields,
+  ...refusedFields,
+  ...ignoredFields,
   /** A string, a batch of strings, one token-id prompt, or a batch of token-id prompts. */
   prompt: Type.Union([
     Type.String(),
@@ -16,5 +18,6 @@ export const CompletionRequest = Type.Object({
   ]),
   logprobs: Nullable(Type.Integer({ minimum: 0, maximum: 20 })),
   echo: Nullable(Type.Boolean()),
-});
+  add_special_tokens: Nullable(Type.Boolean()),
+}, { additionalProperties: false });
 export type CompletionRequest = Static<typeof CompletionRequest>;

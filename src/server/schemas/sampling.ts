@@ -4,6 +4,7 @@
 // Every integer has a maximum: the engine holds counts in Int32Array, where 4294967297 would silently
 // become 1, and a double beyond 2^53 is no longer the integer the client wrote.
 import { Type, type Static, type TSchema } from 'typebox';
+import { refusedFields, unknownFields } from './refused-fields.js';
 
 /** OpenAI's SDKs send `null` for unset fields; null always means "use the default". */
 export const Nullable = <T extends TSchema>(t: T) => Type.Optional(Type.Union([t, Type.Null()]));
@@ -27,7 +28,10 @@ export const samplingFields = {
   frequency_penalty: Nullable(Type.Number({ minimum: -2, maximum: 2 })),
   logit_bias: Nullable(Type.Record(Type.String(), Type.Number({ minimum: -100, maximum: 100 }))),
   stream: Nullable(Type.Boolean()),
-  stream_options: Nullable(Type.Object({ include_usage: Nullable(Type.Boolean()) })),
+  stream_options: Nullable(Type.Object(
+    { include_usage: Nullable(Type.Boolean()), continuous_usage_stats: Nullable(Type.Boolean()), include_obfuscation: Nullable(Type.Boolean()) },
+    { additionalProperties: false },
+  )),
   user: Nullable(Type.String()),
   // vLLM's extensions.
   top_k: Nullable(Int32({ minimum: -1 })),
@@ -39,25 +43,16 @@ export const samplingFields = {
   skip_special_tokens: Nullable(Type.Boolean()),
   include_stop_str_in_output: Nullable(Type.Boolean()),
   priority: Nullable(Int32({ minimum: -INT32_MAX })),
+  allowed_token_ids: Nullable(Type.Array(TokenId, { minItems: 1 })),
+  bad_words: Nullable(Type.Array(Type.String())),
+  truncate_prompt_tokens: Nullable(Int32({ minimum: -1 })),
+  return_tokens_as_token_ids: Nullable(Type.Boolean()),
+  request_id: Nullable(Type.String({ maxLength: 256 })),
 };
 
-/** Known fields of features kvserve does not implement: a non-default value is a 400, never silence. */
-export const unsupportedFields = {
-  tools: Type.Optional(Type.Unknown()),
-  tool_choice: Type.Optional(Type.Unknown()),
-  functions: Type.Optional(Type.Unknown()),
-  function_call: Type.Optional(Type.Unknown()),
-  response_format: Type.Optional(Type.Unknown()),
-  suffix: Type.Optional(Type.Unknown()),
-  guided_json: Type.Optional(Type.Unknown()),
-  guided_regex: Type.Optional(Type.Unknown()),
-  guided_choice: Type.Optional(Type.Unknown()),
-  guided_grammar: Type.Optional(Type.Unknown()),
-  prompt_logprobs: Type.Optional(Type.Unknown()),
-  audio: Type.Optional(Type.Unknown()),
-  prediction: Type.Optional(Type.Unknown()),
-};
+/** What SDKs send that changes nothing in what is generated here: accepted, and ignored. */
+export const ignoredFields = unknownFields(['metadata', 'service_tier', 'prompt_cache_key', 'safety_identifier', 'parallel_tool_calls'] as const);
 
-const SamplingBody = Type.Object({ ...samplingFields, ...unsupportedFields });
+const SamplingBody = Type.Object({ ...samplingFields, ...refusedFields, ...ignoredFields });
 /** The fields both completion endpoints share, as handlers see them after validation. */
 export type SamplingBody = Static<typeof SamplingBody>;

@@ -1,25 +1,17 @@
 // POST /v1/chat/completions, streamed and not, in OpenAI's exact response shapes.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { admit } from '../../admission.js';
+import { tokenizeBadWords } from '../../bad-words.js';
 import { checkChatMessages, renderChatPrompt } from '../../chat-prompt.js';
 import { checkModelName, newRequestId, startGeneration, streamGeneration, usageOf, type ServerContext } from '../../context.js';
-import { invalid } from '../../errors.js';
+import { invalid, unsupported } from '../../errors.js';
 import type { LogprobEntry } from '../../generation.js';
+import { tokenLogprobs } from '../../token-text.js';
 import { expandChoices, parseSettings } from '../../sampling.js';
 import { ChatCompletionRequest } from '../../schemas/chat.js';
 
 /** OpenAI's chat logprobs: one entry per token, with its alternatives. */
-function chatLogprobs(entries: LogprobEntry[]) {
-  return {
-    content: entries.map((e) => ({
-      token: e.token.token,
-      logprob: e.logprob,
-      bytes: e.token.bytes,
-      top_logprobs: e.top.map((t) => ({ token: t.token.token, logprob: t.logprob, bytes: t.token.bytes })),
-    })),
-    refusal: null,
-  };
-}
+const chatLogprobs = (entries: LogprobEntry[], asTokenIds: boolean) => ({ content: tokenLogprobs(entries, asTokenIds), refusal: null });
 
 export const chatCompletionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }> = async (app, { ctx }) => {
   app.post('/v1/chat/completions', { schema: { body: ChatCompletionRequest } }, async (req, reply) => {
@@ -27,6 +19,8 @@ export const chatCompletionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContex
     const body = req.body;
     checkModelName(ctx, body.model);
     const model = ctx.slot.require();
+    if (body.echo === true) throw unsupported('echo', 'echo on chat completions');
+    if (body.add_special_tokens === true) throw unsupported('add_special_tokens', 'add_special_tokens on chat (the chat template writes the special tokens)');
     if (body.top_logprobs !== undefined && body.top_logprobs !== null && !body.logprobs) {
       throw invalid('top_logprobs needs logprobs to be true', 'top_logprobs');
     }
@@ -37,14 +31,16 @@ export const chatCompletionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContex
       logprobs: body.logprobs ? (body.top_logprobs ?? 0) : null,
       vocabSize: model.vocabSize,
     });
+    settings.sampling.badWords = await tokenizeBadWords(model, body.bad_words);
     checkChatMessages(model, body.messages);  // what can never fit is a 400 before it takes a place in the queue
     const admission = admit(ctx, model, reply, 1, settings.n, 'messages');
     const prompt = await renderChatPrompt(model, body.messages, body);
     const choices = expandChoices([prompt.ids], settings, model.maxModelLen, 'messages');
-    const id = newRequestId('chatcmpl');
+    const id = newRequestId('chatcmpl-', body.request_id);
     const created = Math.floor(Date.now() / 1000);
     const gen = startGeneration(ctx, model, reply, id, choices, settings.text, arrival, admission);
     const wantLogprobs = settings.sampling.logprobs !== null;
+    const asTokenIds = body.return_tokens_as_token_ids ?? false;
 
     if (!settings.stream) {
       const results = await gen.run();
@@ -56,7 +52,7 @@ export const chatCompletionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContex
         choices: results.map((r, index) => ({
           index,
           message: { role: 'assistant', content: r.text, refusal: null },
-          logprobs: wantLogprobs ? chatLogprobs(r.logprobs) : null,
+          logprobs: wantLogprobs ? chatLogprobs(r.logprobs, asTokenIds) : null,
           finish_reason: r.finishReason,
           stop_reason: r.stopReason,
         })),
@@ -65,18 +61,12 @@ export const chatCompletionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContex
     }
 
     const base = { id, object: 'chat.completion.chunk', created, model: ctx.servedModelName };
-    const roleSent = new Array<boolean>(choices.length).fill(false);
-    // The role goes with a choice's first content, never before a token exists.
-    const delta = (index: number, content: string) => {
-      const first = !roleSent[index];
-      roleSent[index] = true;
-      return first ? { role: 'assistant', content } : { content };
-    };
+    // Each choice opens with a chunk of its role alone, as OpenAI and vLLM send it: a role that rode on the
+    // first token's chunk would make the client's stream helper count that token's logprobs twice.
+    const lead = choices.map((_, index) => ({ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }));
     return streamGeneration(reply, gen, settings, base, {
-      delta: (index, d) => ({ index, delta: delta(index, d.text), logprobs: wantLogprobs ? chatLogprobs(d.logprobs) : null, finish_reason: null }),
-      finish: (index, r) => ({
-        index, delta: roleSent[index] ? {} : delta(index, ''), logprobs: null, finish_reason: r.finishReason, stop_reason: r.stopReason,
-      }),
-    });
+      delta: (index, d) => ({ index, delta: { content: d.text }, logprobs: wantLogprobs ? chatLogprobs(d.logprobs, asTokenIds) : null, finish_reason: null }),
+      finish: (index, r) => ({ index, delta: {}, logprobs: null, finish_reason: r.finishReason, stop_reason: r.stopReason }),
+    }, lead);
   });
 };
