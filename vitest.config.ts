@@ -12,7 +12,15 @@ export default defineConfig({
     hookTimeout: 120_000,
     pool: 'forks',
     projects: [
-      { extends: true, test: { name: 'cpu', include: ['test/**/*.test.ts'], exclude: ['test/gpu/**', 'node_modules/**', ...afterTheRest], sequence: { groupOrder: 0 } } },
+      {
+        extends: true,
+        test: {
+          name: 'cpu',
+          include: ['test/**/*.test.ts'],
+          exclude: ['test/gpu/**', 'node_modules/**', ...afterTheRest],
+          sequence: { groupOrder: 0 },
+        },
+      },
       { extends: true, test: { name: 'build', include: afterTheRest, sequence: { groupOrder: 1 } } },
     ],
   },

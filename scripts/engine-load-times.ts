@@ -12,8 +12,12 @@ import { loadNative, type DTypeName, type NativeEngineOptions } from '../src/run
 import { buildBatch } from '../test/native/harness.js';
 
 const { values } = parseArgs({
-  options: { model: { type: 'string' }, dtype: { type: 'string', default: 'auto' }, runs: { type: 'string', default: '3' },
-    threads: { type: 'string', default: '0' } },
+  options: {
+    model: { type: 'string' },
+    dtype: { type: 'string', default: 'auto' },
+    runs: { type: 'string', default: '3' },
+    threads: { type: 'string', default: '0' },
+  },
 });
 if (!values.model) throw new Error('--model DIR is required');
 const model = resolve(values.model);
@@ -23,8 +27,20 @@ const threads = Number(values.threads);
 const native = loadNative();
 
 const options = (o: Partial<NativeEngineOptions>): NativeEngineOptions => ({
-  model: '', dummyWeights: false, device: 'cpu', dtype: 'auto', numThreads: threads, blockSize: 16, numKvBlocks: 64,
-  kvCacheBytes: 0, gpuMemoryUtilization: 0.9, maxNumBatchedTokens: 256, maxNumSeqs: 4, maxModelLen: 0, seed: 0, ...o,
+  model: '',
+  dummyWeights: false,
+  device: 'cpu',
+  dtype: 'auto',
+  numThreads: threads,
+  blockSize: 16,
+  numKvBlocks: 64,
+  kvCacheBytes: 0,
+  gpuMemoryUtilization: 0.9,
+  maxNumBatchedTokens: 256,
+  maxNumSeqs: 4,
+  maxModelLen: 0,
+  seed: 0,
+  ...o,
 });
 
 async function time(o: NativeEngineOptions): Promise<[number, number]> {
@@ -41,7 +57,8 @@ async function time(o: NativeEngineOptions): Promise<[number, number]> {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function measure(o: NativeEngineOptions): Promise<[number, number]> {
-  const loads: number[] = [], steps: number[] = [];
+  const loads: number[] = [],
+    steps: number[] = [];
   for (let i = 0; i < runs; i++) {
     const [l, s] = await time(o);
     loads.push(l);
@@ -54,14 +71,27 @@ const work = mkdtempSync(join(tmpdir(), 'kvserve-engine-times-'));
 try {
   const out = join(work, 'engine');
   const m = await buildEngineFolder({
-    model, modelDir: model, revision: null, out, device: 'cpu', dtype, quantization: 'none', threads,
+    model,
+    modelDir: model,
+    revision: null,
+    out,
+    device: 'cpu',
+    dtype,
+    quantization: 'none',
+    threads,
     profile: { maxNumSeqs: 4, maxNumBatchedTokens: 256, maxModelLen: 0 },
   });
   const direct = await measure(options({ model, dtype }));
   const engine = await measure(options({ engine: out }));
   const f = (s: number) => s.toFixed(3).padStart(9);
-  console.log(`model ${model}, dtype ${dtype} -> engine ${m.weights.dtype} (${(m.weights.bytes / 2 ** 20).toFixed(0)} MiB), median of ${runs}`);
-  console.log(`build: ${Object.entries(m.timings).map(([k, v]) => `${k} ${v.toFixed(3)} s`).join(', ')}`);
+  console.log(
+    `model ${model}, dtype ${dtype} -> engine ${m.weights.dtype} (${(m.weights.bytes / 2 ** 20).toFixed(0)} MiB), median of ${runs}`,
+  );
+  console.log(
+    `build: ${Object.entries(m.timings)
+      .map(([k, v]) => `${k} ${v.toFixed(3)} s`)
+      .join(', ')}`,
+  );
   console.log('| from          |   load s | 1st step s |');
   console.log('|---------------|----------|------------|');
   console.log(`| model folder  |${f(direct[0])} | ${f(direct[1])}  |`);

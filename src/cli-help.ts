@@ -5,15 +5,15 @@
 import type { FlagSpec } from './config.js';
 
 export interface HelpPage {
-  usage: string;                   // e.g. 'kvserve serve [--model DIR] [options]'
-  summary?: string;                // one paragraph under the usage line
+  usage: string; // e.g. 'kvserve serve [--model DIR] [options]'
+  summary?: string; // one paragraph under the usage line
   flags: Record<string, FlagSpec>;
   /** Values by FlagSpec.key; shown as "(default: …)" unless the help text already names its default. */
   defaults?: object;
-  examples: string[];              // command lines, each shown on its own line
+  examples: string[]; // command lines, each shown on its own line
 }
 
-const COLUMN = 32;                 // where descriptions start
+const COLUMN = 32; // where descriptions start
 const DEFAULT_WIDTH = 100;
 
 // Placeholders of the shared flags whose tables do not name one (a flag can name its own with `metavar`).
@@ -56,7 +56,8 @@ export function formatOptions(flags: Record<string, FlagSpec>, defaults?: object
       const { arg: flag, extra } = argument(name, spec);
       const words = (spec.help + extra).split(/\s+/).filter(Boolean);
       // A help text that states its own default (or that the flag is required) keeps its words.
-      if (defaults && !/\((default\b|required\))/i.test(spec.help)) words.push(`(default: ${shown(name, spec, values[spec.key])})`);
+      if (defaults && !/\((default\b|required\))/i.test(spec.help))
+        words.push(`(default: ${shown(name, spec, values[spec.key])})`);
       const lines = wrap(words, width, COLUMN);
       const arg = `  ${flag}`;
       if (arg.length > COLUMN - 1) return [arg, ...lines.map((l) => ' '.repeat(COLUMN) + l)].join('\n');

@@ -10,42 +10,42 @@ export const defaultModelDir = resolve(repoRoot, 'models', 'stories260K');
 
 export interface EngineConfig {
   model: string;
-  revision: string;               // Hub revision when model is an org/name repo id
-  tokenizer: string;              // folder with tokenizer.json; defaults to model (or its folder for a config.json path)
-  engine: string;                 // an engine folder made by `kvserve build` ('' = load --model)
-  engineCache: string;            // folder of engines built from --model on first start ('' = none)
+  revision: string; // Hub revision when model is an org/name repo id
+  tokenizer: string; // folder with tokenizer.json; defaults to model (or its folder for a config.json path)
+  engine: string; // an engine folder made by `kvserve build` ('' = load --model)
+  engineCache: string; // folder of engines built from --model on first start ('' = none)
   loadFormat: 'auto' | 'private' | 'dummy';
   device: 'cpu' | 'cuda' | 'auto';
   dtype: 'auto' | 'float32' | 'bfloat16' | 'float16';
-  threads: number;                // 0 = all cores
+  threads: number; // 0 = all cores
   blockSize: number;
-  numKvBlocks: number;            // 0 = from the backend's budget
-  kvCacheMemoryGiB: number;       // cpu KV budget; 0 = default
+  numKvBlocks: number; // 0 = from the backend's budget
+  kvCacheMemoryGiB: number; // cpu KV budget; 0 = default
   gpuMemoryUtilization: number;
   maxNumBatchedTokens: number;
   maxNumSeqs: number;
-  maxModelLen: number;            // 0 = from config.json
+  maxModelLen: number; // 0 = from config.json
   enablePrefixCaching: boolean;
   seed: number;
-  batchInvariant: boolean;        // cuda: results bitwise independent of the batch (slower GEMMs)
+  batchInvariant: boolean; // cuda: results bitwise independent of the batch (slower GEMMs)
 }
 
 export interface ServerConfig extends EngineConfig {
   host: string;
   port: number;
-  servedModelName: string;        // default: the model folder's name
+  servedModelName: string; // default: the model folder's name
   apiKey: string | undefined;
-  chatTemplate: string | undefined;  // a file overriding tokenizer_config.json's template
-  maxQueue: number;               // waiting sequences (prompts × n) before 503; 0 = unbounded
+  chatTemplate: string | undefined; // a file overriding tokenizer_config.json's template
+  maxQueue: number; // waiting sequences (prompts × n) before 503; 0 = unbounded
   bodyLimitBytes: number;
-  maxPromptBytes: number;         // 0 = derived from the context length and the tokenizer's longest token
-  tokenizerWorkers: number;       // threads that tokenize prompts and render chat templates
-  headerTimeout: number;          // seconds for a request's headers to arrive; 0 = none
-  requestBodyTimeout: number;     // seconds for a whole request (headers and body) to arrive; 0 = none
-  keepAliveTimeout: number;       // seconds an idle keep-alive connection stays open
-  drainTimeout: number;           // seconds in-flight requests get to finish after SIGTERM/SIGINT
+  maxPromptBytes: number; // 0 = derived from the context length and the tokenizer's longest token
+  tokenizerWorkers: number; // threads that tokenize prompts and render chat templates
+  headerTimeout: number; // seconds for a request's headers to arrive; 0 = none
+  requestBodyTimeout: number; // seconds for a whole request (headers and body) to arrive; 0 = none
+  keepAliveTimeout: number; // seconds an idle keep-alive connection stays open
+  drainTimeout: number; // seconds in-flight requests get to finish after SIGTERM/SIGINT
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'silent';
-  allowedOrigins: string;         // CORS: comma-separated origins, or *; '' = CORS off
+  allowedOrigins: string; // CORS: comma-separated origins, or *; '' = CORS off
 }
 
 type Kind = 'string' | 'int' | 'number' | 'boolean';
@@ -53,7 +53,7 @@ export interface FlagSpec {
   key: string;
   kind: Kind;
   help: string;
-  metavar?: string;               // the value's placeholder in --help (cli-help.ts picks one otherwise)
+  metavar?: string; // the value's placeholder in --help (cli-help.ts picks one otherwise)
   choices?: readonly string[];
   min?: number;
   max?: number;
@@ -64,31 +64,92 @@ export class ConfigError extends Error {
 }
 
 export const engineFlags: Record<string, FlagSpec> = {
-  model: { key: 'model', kind: 'string', help: 'model folder, or org/name on the Hugging Face Hub (default: the stories260K demo)' },
-  revision: { key: 'revision', kind: 'string', help: 'Hub branch, tag or commit of an org/name --model (default main)' },
-  tokenizer: { key: 'tokenizer', kind: 'string', help: 'folder with tokenizer.json, or org/name on the Hub (default: the model\'s)' },
-  engine: { key: 'engine', kind: 'string', metavar: 'DIR', help: 'serve an engine folder made by kvserve build (instead of --model)' },
+  model: {
+    key: 'model',
+    kind: 'string',
+    help: 'model folder, or org/name on the Hugging Face Hub (default: the stories260K demo)',
+  },
+  revision: {
+    key: 'revision',
+    kind: 'string',
+    help: 'Hub branch, tag or commit of an org/name --model (default main)',
+  },
+  tokenizer: {
+    key: 'tokenizer',
+    kind: 'string',
+    help: "folder with tokenizer.json, or org/name on the Hub (default: the model's)",
+  },
+  engine: {
+    key: 'engine',
+    kind: 'string',
+    metavar: 'DIR',
+    help: 'serve an engine folder made by kvserve build (instead of --model)',
+  },
   'engine-cache': {
-    key: 'engineCache', kind: 'string', metavar: 'DIR',
+    key: 'engineCache',
+    kind: 'string',
+    metavar: 'DIR',
     help: 'build an engine of --model into this folder on first start and reuse it afterwards',
   },
   'load-format': {
-    key: 'loadFormat', kind: 'string', choices: ['auto', 'private', 'dummy'],
+    key: 'loadFormat',
+    kind: 'string',
+    choices: ['auto', 'private', 'dummy'],
     help: 'auto = mmap the safetensors; private = read them into private memory (a file changed on disk cannot hurt the server); dummy = random weights from config.json alone',
   },
-  device: { key: 'device', kind: 'string', choices: ['cpu', 'cuda', 'auto'], help: 'auto picks cuda when a GPU is there' },
-  dtype: { key: 'dtype', kind: 'string', choices: ['auto', 'float32', 'bfloat16', 'float16'], help: 'weight and compute dtype (auto = the checkpoint\'s)' },
+  device: {
+    key: 'device',
+    kind: 'string',
+    choices: ['cpu', 'cuda', 'auto'],
+    help: 'auto picks cuda when a GPU is there',
+  },
+  dtype: {
+    key: 'dtype',
+    kind: 'string',
+    choices: ['auto', 'float32', 'bfloat16', 'float16'],
+    help: "weight and compute dtype (auto = the checkpoint's)",
+  },
   threads: { key: 'threads', kind: 'int', min: 0, max: 1024, help: 'cpu threads (0 = all cores)' },
   'block-size': { key: 'blockSize', kind: 'int', choices: ['8', '16', '32', '64', '128'], help: 'tokens per KV block' },
-  'num-kv-blocks': { key: 'numKvBlocks', kind: 'int', min: 0, help: 'KV blocks (0 = as many as the memory budget allows)' },
-  'kv-cache-memory': { key: 'kvCacheMemoryGiB', kind: 'number', min: 0, help: 'cpu KV-cache budget in GiB (0 = default)' },
-  'gpu-memory-utilization': { key: 'gpuMemoryUtilization', kind: 'number', min: 0.05, max: 1, help: 'fraction of GPU memory to use' },
+  'num-kv-blocks': {
+    key: 'numKvBlocks',
+    kind: 'int',
+    min: 0,
+    help: 'KV blocks (0 = as many as the memory budget allows)',
+  },
+  'kv-cache-memory': {
+    key: 'kvCacheMemoryGiB',
+    kind: 'number',
+    min: 0,
+    help: 'cpu KV-cache budget in GiB (0 = default)',
+  },
+  'gpu-memory-utilization': {
+    key: 'gpuMemoryUtilization',
+    kind: 'number',
+    min: 0.05,
+    max: 1,
+    help: 'fraction of GPU memory to use',
+  },
   'max-num-batched-tokens': { key: 'maxNumBatchedTokens', kind: 'int', min: 1, help: 'token budget of one step' },
-  'max-num-seqs': { key: 'maxNumSeqs', kind: 'int', min: 1, max: 4096, help: 'running sequences at most; also caps one request\'s prompts × n' },
+  'max-num-seqs': {
+    key: 'maxNumSeqs',
+    kind: 'int',
+    min: 1,
+    max: 4096,
+    help: "running sequences at most; also caps one request's prompts × n",
+  },
   'max-model-len': { key: 'maxModelLen', kind: 'int', min: 0, help: 'context length (0 = from config.json)' },
-  'prefix-caching': { key: 'enablePrefixCaching', kind: 'boolean', help: 'automatic prefix caching (--no-prefix-caching to disable)' },
+  'prefix-caching': {
+    key: 'enablePrefixCaching',
+    kind: 'boolean',
+    help: 'automatic prefix caching (--no-prefix-caching to disable)',
+  },
   'dummy-seed': { key: 'seed', kind: 'int', min: 0, help: 'seed of the random weights of --load-format dummy' },
-  'batch-invariant': { key: 'batchInvariant', kind: 'boolean', help: 'cuda: greedy ids and logprobs bitwise the same whatever else is batched (slower GEMMs; the CPU always is)' },
+  'batch-invariant': {
+    key: 'batchInvariant',
+    kind: 'boolean',
+    help: 'cuda: greedy ids and logprobs bitwise the same whatever else is batched (slower GEMMs; the CPU always is)',
+  },
 };
 
 export const serverFlags: Record<string, FlagSpec> = {
@@ -97,23 +158,63 @@ export const serverFlags: Record<string, FlagSpec> = {
   port: { key: 'port', kind: 'int', min: 0, max: 65535, help: 'port to listen on' },
   'served-model-name': { key: 'servedModelName', kind: 'string', help: 'model id in the API (default: folder name)' },
   'api-key': { key: 'apiKey', kind: 'string', help: 'require this bearer key (also KVSERVE_API_KEY)' },
-  'chat-template': { key: 'chatTemplate', kind: 'string', help: 'Jinja chat template file overriding the model\'s' },
-  'max-queue': { key: 'maxQueue', kind: 'int', min: 0, help: 'waiting sequences (prompts × n) before 503; also caps one request\'s (0 = unbounded)' },
+  'chat-template': { key: 'chatTemplate', kind: 'string', help: "Jinja chat template file overriding the model's" },
+  'max-queue': {
+    key: 'maxQueue',
+    kind: 'int',
+    min: 0,
+    help: "waiting sequences (prompts × n) before 503; also caps one request's (0 = unbounded)",
+  },
   'body-limit': { key: 'bodyLimitBytes', kind: 'int', min: 1024, help: 'largest request body in bytes' },
   'max-prompt-bytes': {
-    key: 'maxPromptBytes', kind: 'int', min: 0,
+    key: 'maxPromptBytes',
+    kind: 'int',
+    min: 0,
     help: 'longest prompt text in UTF-8 bytes, refused before tokenizing (0 = what can fit the context)',
   },
-  'tokenizer-workers': { key: 'tokenizerWorkers', kind: 'int', min: 1, max: 64, help: 'threads that tokenize prompts and render chat templates' },
-  'header-timeout': { key: 'headerTimeout', kind: 'number', min: 0, help: 'seconds for a request\'s headers to arrive (0 = no limit)' },
-  'request-body-timeout': { key: 'requestBodyTimeout', kind: 'number', min: 0, help: 'seconds for a whole request, headers and body, to arrive (0 = no limit); responses are not limited' },
-  'keep-alive-timeout': { key: 'keepAliveTimeout', kind: 'number', min: 0, help: 'seconds an idle keep-alive connection stays open' },
-  'drain-timeout': { key: 'drainTimeout', kind: 'number', min: 0, help: 'seconds in-flight requests get to finish after SIGTERM/SIGINT' },
+  'tokenizer-workers': {
+    key: 'tokenizerWorkers',
+    kind: 'int',
+    min: 1,
+    max: 64,
+    help: 'threads that tokenize prompts and render chat templates',
+  },
+  'header-timeout': {
+    key: 'headerTimeout',
+    kind: 'number',
+    min: 0,
+    help: "seconds for a request's headers to arrive (0 = no limit)",
+  },
+  'request-body-timeout': {
+    key: 'requestBodyTimeout',
+    kind: 'number',
+    min: 0,
+    help: 'seconds for a whole request, headers and body, to arrive (0 = no limit); responses are not limited',
+  },
+  'keep-alive-timeout': {
+    key: 'keepAliveTimeout',
+    kind: 'number',
+    min: 0,
+    help: 'seconds an idle keep-alive connection stays open',
+  },
+  'drain-timeout': {
+    key: 'drainTimeout',
+    kind: 'number',
+    min: 0,
+    help: 'seconds in-flight requests get to finish after SIGTERM/SIGINT',
+  },
   'allowed-origins': {
-    key: 'allowedOrigins', kind: 'string', metavar: 'ORIGINS',
+    key: 'allowedOrigins',
+    kind: 'string',
+    metavar: 'ORIGINS',
     help: 'browser origins allowed to call the API (CORS), comma-separated, or * for any (default: CORS off)',
   },
-  'log-level': { key: 'logLevel', kind: 'string', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'silent'], help: 'log level' },
+  'log-level': {
+    key: 'logLevel',
+    kind: 'string',
+    choices: ['fatal', 'error', 'warn', 'info', 'debug', 'silent'],
+    help: 'log level',
+  },
 };
 
 export function engineDefaults(): EngineConfig {
@@ -154,7 +255,7 @@ export function serverDefaults(): ServerConfig {
     tokenizerWorkers: 2,
     headerTimeout: 10,
     requestBodyTimeout: 30,
-    keepAliveTimeout: 5,  // vLLM's (uvicorn's) default
+    keepAliveTimeout: 5, // vLLM's (uvicorn's) default
     drainTimeout: 10,
     logLevel: 'info',
     allowedOrigins: '',
@@ -165,7 +266,11 @@ export function serverDefaults(): ServerConfig {
  * Parses `--flag value`, `--flag=value`, `--flag` / `--no-flag` (booleans) against `specs` into `defaults`.
  * Unknown flags and bad values throw ConfigError naming the flag. Returns the config and the positionals.
  */
-export function parseFlags<T extends object>(argv: string[], specs: Record<string, FlagSpec>, defaults: T): { config: T; rest: string[] } {
+export function parseFlags<T extends object>(
+  argv: string[],
+  specs: Record<string, FlagSpec>,
+  defaults: T,
+): { config: T; rest: string[] } {
   const config = { ...defaults } as Record<string, unknown>;
   const rest: string[] = [];
   for (let i = 0; i < argv.length; i++) {
@@ -224,10 +329,14 @@ export function finishEngineConfig<T extends EngineConfig>(c: T): T {
   if (!existsSync(model)) throw new ConfigError(`model not found: ${model}`);
   const tokenizer = c.tokenizer ? resolve(c.tokenizer) : model.endsWith('.json') ? dirname(model) : model;
   if (c.loadFormat !== 'dummy' && model.endsWith('.json')) {
-    throw new ConfigError(`--model ${model} is a file; give the model folder (a config.json alone needs --load-format dummy)`);
+    throw new ConfigError(
+      `--model ${model} is a file; give the model folder (a config.json alone needs --load-format dummy)`,
+    );
   }
   if (c.maxNumBatchedTokens < c.blockSize) {
-    throw new ConfigError(`--max-num-batched-tokens (${c.maxNumBatchedTokens}) must be at least --block-size (${c.blockSize})`);
+    throw new ConfigError(
+      `--max-num-batched-tokens (${c.maxNumBatchedTokens}) must be at least --block-size (${c.blockSize})`,
+    );
   }
   return { ...c, model, tokenizer };
 }
@@ -236,7 +345,9 @@ export function finishEngineConfig<T extends EngineConfig>(c: T): T {
 export function finishServerConfig(c: ServerConfig): ServerConfig {
   // Node refuses a headers timeout above the request timeout (the latter includes the headers).
   if (c.headerTimeout > 0 && c.requestBodyTimeout > 0 && c.headerTimeout > c.requestBodyTimeout) {
-    throw new ConfigError(`--header-timeout (${c.headerTimeout}) must not exceed --request-body-timeout (${c.requestBodyTimeout}), which includes the headers`);
+    throw new ConfigError(
+      `--header-timeout (${c.headerTimeout}) must not exceed --request-body-timeout (${c.requestBodyTimeout}), which includes the headers`,
+    );
   }
   corsOrigins(c.allowedOrigins);
   return finishEngineConfig(c);
@@ -244,13 +355,17 @@ export function finishServerConfig(c: ServerConfig): ServerConfig {
 
 /** --allowed-origins as a list ('*' alone for any origin), each origin as a browser sends it. */
 export function corsOrigins(flag: string): string[] {
-  const list = flag.split(',').map((o) => o.trim()).filter(Boolean);
+  const list = flag
+    .split(',')
+    .map((o) => o.trim())
+    .filter(Boolean);
   for (const o of list) {
     if (o !== '*' && !/^[a-z][a-z0-9+.-]*:\/\/[^/\s]+$/i.test(o)) {
       throw new ConfigError(`--allowed-origins: "${o}" is not an origin (scheme://host[:port], no path) or *`);
     }
   }
-  if (list.includes('*') && list.length > 1) throw new ConfigError('--allowed-origins: * allows every origin; list origins or give * alone');
+  if (list.includes('*') && list.length > 1)
+    throw new ConfigError('--allowed-origins: * allows every origin; list origins or give * alone');
   return list;
 }
 

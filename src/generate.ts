@@ -3,7 +3,14 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { applyEngineFlags } from './build/engine-flags.js';
 import { renderHelp } from './cli-help.js';
-import { ConfigError, engineDefaults, engineFlags, finishEngineConfig, parseFlags, type EngineConfig } from './config.js';
+import {
+  ConfigError,
+  engineDefaults,
+  engineFlags,
+  finishEngineConfig,
+  parseFlags,
+  type EngineConfig,
+} from './config.js';
 import { createEngine } from './engine/engine.js';
 import { resolveHubModels } from './hub/resolve-model.js';
 import { stderrProgress } from './load-progress.js';
@@ -23,13 +30,26 @@ export const generateFlags = {
   prompt: { key: 'prompt', kind: 'string', metavar: 'TEXT', help: 'the prompt (required)' },
   ...samplingFlags,
   'ignore-eos': { key: 'ignoreEos', kind: 'boolean', help: 'keep generating past the end-of-sequence token' },
-  json: { key: 'json', kind: 'boolean', help: 'print one JSON line {prompt_ids, output_ids, text} instead of streaming' },
+  json: {
+    key: 'json',
+    kind: 'boolean',
+    help: 'print one JSON line {prompt_ids, output_ids, text} instead of streaming',
+  },
   quiet: { key: 'quiet', kind: 'boolean', help: 'no loading progress on stderr' },
 } as const;
 
 export const generateDefaults = (): GenerateConfig => ({
-  ...engineDefaults(), prompt: '', maxTokens: 256, temperature: 0, topP: 1, topK: -1, minP: 0, samplingSeed: -1,
-  ignoreEos: false, json: false, quiet: false,
+  ...engineDefaults(),
+  prompt: '',
+  maxTokens: 256,
+  temperature: 0,
+  topP: 1,
+  topK: -1,
+  minP: 0,
+  samplingSeed: -1,
+  ignoreEos: false,
+  json: false,
+  quiet: false,
 });
 
 export const generateHelp = () =>
@@ -56,7 +76,9 @@ export async function runGenerateCli(argv: string[]): Promise<number> {
   const quiet = parsed.quiet || parsed.json;
   const config = await applyEngineFlags(finishEngineConfig(await resolveHubModels(parsed, { progress: !quiet })), {
     progress: quiet ? undefined : stderrProgress('building: '),
-    log: (m) => { if (!quiet) console.error(m); },
+    log: (m) => {
+      if (!quiet) console.error(m);
+    },
   });
 
   const tokenizer = await TextTokenizer.forModel(config.tokenizer, {
@@ -72,7 +94,9 @@ export async function runGenerateCli(argv: string[]): Promise<number> {
   try {
     const contextLeft = engine.info.maxModelLen - promptIds.length;
     if (contextLeft < 1) {
-      throw new ConfigError(`the prompt is ${promptIds.length} tokens; the model's context is ${engine.info.maxModelLen} tokens`);
+      throw new ConfigError(
+        `the prompt is ${promptIds.length} tokens; the model's context is ${engine.info.maxModelLen} tokens`,
+      );
     }
     const sampling = samplingParams(config, contextLeft, config.ignoreEos);
     const detok = new IncrementalDetokenizer(tokenizer, promptIds);

@@ -5,7 +5,10 @@
 // being flooded.
 export type ProgressFn = (stage: string, fraction: number) => void;
 
-export function stderrProgress(prefix = 'loading: ', out: Pick<NodeJS.WriteStream, 'isTTY' | 'write'> = process.stderr): ProgressFn {
+export function stderrProgress(
+  prefix = 'loading: ',
+  out: Pick<NodeJS.WriteStream, 'isTTY' | 'write'> = process.stderr,
+): ProgressFn {
   const tty = out.isTTY === true;
   let last = '';
   let stage = '';

@@ -55,12 +55,19 @@ export async function runBenchmark(opts: RunOptions): Promise<RunResult> {
  * time, to warm connections and server caches. Like vLLM's initial test run it also checks the arguments:
  * if every warm-up request fails, it throws with the first failure's message.
  */
-export async function warmUp(endpoint: EndpointConfig, requests: BenchRequest[], count: number, maxConcurrency: number | undefined): Promise<void> {
+export async function warmUp(
+  endpoint: EndpointConfig,
+  requests: BenchRequest[],
+  count: number,
+  maxConcurrency: number | undefined,
+): Promise<void> {
   if (count <= 0 || requests.length === 0) return;
   const limit = new Semaphore(maxConcurrency ?? Number.POSITIVE_INFINITY);
   const t0 = performance.now();
   const outs = await Promise.all(
-    Array.from({ length: count }, (_, i) => limit.run(() => streamRequest(endpoint, requests[i % requests.length]!, t0))),
+    Array.from({ length: count }, (_, i) =>
+      limit.run(() => streamRequest(endpoint, requests[i % requests.length]!, t0)),
+    ),
   );
   const firstFailure = outs.find((o) => !o.success);
   if (outs.every((o) => !o.success)) {

@@ -15,9 +15,11 @@ export async function loadResultFile(path: string): Promise<ResultFile> {
   } catch (e) {
     throw new Error(`--compare: cannot read ${path} as JSON (${(e as Error).message})`);
   }
-  if (!json || typeof json !== 'object' || Array.isArray(json)) throw new Error(`--compare: ${path} is not a result file (not an object)`);
+  if (!json || typeof json !== 'object' || Array.isArray(json))
+    throw new Error(`--compare: ${path} is not a result file (not an object)`);
   if ('sweep' in json) throw new Error(`--compare: ${path} is a sweep; compare takes single-run result files`);
-  if (typeof (json as ResultFile).completed !== 'number') throw new Error(`--compare: ${path} has no "completed" field; is it a bench result file?`);
+  if (typeof (json as ResultFile).completed !== 'number')
+    throw new Error(`--compare: ${path} has no "completed" field; is it a bench result file?`);
   return json as ResultFile;
 }
 
@@ -25,9 +27,14 @@ export function formatCompareTable(nameA: string, a: ResultFile, nameB: string, 
   const ma = new Map(summaryRows(a));
   const mb = new Map(summaryRows(b));
   const labels = [...new Set([...ma.keys(), ...mb.keys()])];
-  const rows = [['', nameA, nameB, 'B / A'], ...labels.map((l) => [l, num(ma.get(l)), num(mb.get(l)), ratio(ma.get(l), mb.get(l))])];
+  const rows = [
+    ['', nameA, nameB, 'B / A'],
+    ...labels.map((l) => [l, num(ma.get(l)), num(mb.get(l)), ratio(ma.get(l), mb.get(l))]),
+  ];
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  return rows.map((r) => r.map((v, c) => (c === 0 ? v.padEnd(widths[c]!) : v.padStart(widths[c]!))).join('  ')).join('\n');
+  return rows
+    .map((r) => r.map((v, c) => (c === 0 ? v.padEnd(widths[c]!) : v.padStart(widths[c]!))).join('  '))
+    .join('\n');
 }
 
 export function renderCompareHtml(nameA: string, a: ResultFile, nameB: string, b: ResultFile): string {

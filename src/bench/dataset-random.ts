@@ -20,7 +20,8 @@ const MAX_ADJUST_ROUNDS = 16;
 const MAX_FRESH_DRAWS = 8;
 
 export function randomDataset(opts: RandomDatasetOptions, tokenizer: BenchTokenizer | undefined): Dataset {
-  if (!(opts.rangeRatio >= 0 && opts.rangeRatio < 1)) throw new Error(`--range-ratio must be in [0, 1), got ${opts.rangeRatio}`);
+  if (!(opts.rangeRatio >= 0 && opts.rangeRatio < 1))
+    throw new Error(`--range-ratio must be in [0, 1), got ${opts.rangeRatio}`);
   const rng = new Rng(opts.seed);
   const inLo = Math.max(1, Math.floor(opts.inputLen * (1 - opts.rangeRatio)));
   const inHi = Math.max(inLo, Math.ceil(opts.inputLen * (1 + opts.rangeRatio)));

@@ -23,7 +23,11 @@ interface Turn {
   value?: unknown;
 }
 
-export async function loadShareGpt(path: string, opts: ShareGptOptions, tokenizer: BenchTokenizer | undefined): Promise<Dataset> {
+export async function loadShareGpt(
+  path: string,
+  opts: ShareGptOptions,
+  tokenizer: BenchTokenizer | undefined,
+): Promise<Dataset> {
   let raw: unknown;
   try {
     raw = JSON.parse(await readFile(path, 'utf8'));
@@ -34,12 +38,18 @@ export async function loadShareGpt(path: string, opts: ShareGptOptions, tokenize
 }
 
 /** The parsing and selection, apart from the file read so tests can feed objects. */
-export function shareGptDataset(raw: unknown, source: string, opts: ShareGptOptions, tokenizer: BenchTokenizer | undefined): Dataset {
+export function shareGptDataset(
+  raw: unknown,
+  source: string,
+  opts: ShareGptOptions,
+  tokenizer: BenchTokenizer | undefined,
+): Dataset {
   if (!Array.isArray(raw)) throw new Error(`--dataset ${source}: expected a JSON array of conversations`);
   const pairs: Array<[string, string]> = [];
   for (const entry of raw) {
-    const turns = (entry as { conversations?: unknown; conversation?: unknown } | null)?.conversations
-      ?? (entry as { conversation?: unknown } | null)?.conversation;
+    const turns =
+      (entry as { conversations?: unknown; conversation?: unknown } | null)?.conversations ??
+      (entry as { conversation?: unknown } | null)?.conversation;
     if (!Array.isArray(turns) || turns.length < 2) continue;
     const [first, second] = turns as Turn[];
     if (typeof first?.value !== 'string' || typeof second?.value !== 'string') continue;
@@ -65,7 +75,9 @@ export function shareGptDataset(raw: unknown, source: string, opts: ShareGptOpti
   if (!tokenizer) notes.push('ShareGPT lengths are estimated as characters / 4 without --tokenizer');
   if (requests.length < opts.numPrompts) {
     // Too few valid conversations: cycle through them, as vLLM oversamples, and say so.
-    notes.push(`only ${requests.length} valid conversations in ${source}; they are repeated to make ${opts.numPrompts} prompts`);
+    notes.push(
+      `only ${requests.length} valid conversations in ${source}; they are repeated to make ${opts.numPrompts} prompts`,
+    );
     const valid = requests.length;
     for (let i = 0; requests.length < opts.numPrompts; i++) requests.push({ ...requests[i % valid]! });
   }

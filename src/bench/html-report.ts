@@ -48,7 +48,9 @@ export function sideBySideTable(headers: readonly string[], runs: readonly Recor
   const maps = runs.map((r) => new Map(summaryRows(r)));
   const labels = [...new Set(maps.flatMap((m) => [...m.keys()]))];
   const head = `<tr><th></th>${headers.map((h) => `<th>${esc(h)}</th>`).join('')}</tr>`;
-  const body = labels.map((l) => `<tr><td>${esc(l)}</td>${maps.map((m) => `<td>${fmtValue(m.get(l))}</td>`).join('')}</tr>`);
+  const body = labels.map(
+    (l) => `<tr><td>${esc(l)}</td>${maps.map((m) => `<td>${fmtValue(m.get(l))}</td>`).join('')}</tr>`,
+  );
   return `<table>${head}${body.join('')}</table>`;
 }
 
@@ -75,10 +77,25 @@ export function renderRunHtml(r: BenchResultJson): string {
 
   const ok = r.errors.map((e) => e === '');
   const ttftMs = r.ttfts.filter((_, i) => ok[i]).map((t) => t * 1000);
-  const itlMs = r.itls.filter((_, i) => ok[i]).flat().map((t) => t * 1000);
+  const itlMs = r.itls
+    .filter((_, i) => ok[i])
+    .flat()
+    .map((t) => t * 1000);
   parts.push('<h2>Latency distributions</h2><div class="grid">');
-  parts.push(histogramSvg([{ name: 'TTFT', color: PALETTE[0]!, values: ttftMs }], { title: 'Time to first token', xLabel: 'ms', yLabel: 'requests' }));
-  parts.push(histogramSvg([{ name: 'ITL', color: PALETTE[1]!, values: itlMs }], { title: 'Inter-token latency', xLabel: 'ms', yLabel: 'gaps' }));
+  parts.push(
+    histogramSvg([{ name: 'TTFT', color: PALETTE[0]!, values: ttftMs }], {
+      title: 'Time to first token',
+      xLabel: 'ms',
+      yLabel: 'requests',
+    }),
+  );
+  parts.push(
+    histogramSvg([{ name: 'ITL', color: PALETTE[1]!, values: itlMs }], {
+      title: 'Inter-token latency',
+      xLabel: 'ms',
+      yLabel: 'gaps',
+    }),
+  );
   parts.push('</div>');
 
   if (k) {
@@ -86,11 +103,14 @@ export function renderRunHtml(r: BenchResultJson): string {
     const at = (i: number) => (i + 0.5) * t.binS;
     parts.push(`<h2>Over time (${t.binS} s bins)</h2><div class="grid">`);
     parts.push(
-      lineChartSvg([{ name: 'output tok/s', color: PALETTE[2]!, points: t.tokens.map((n, i) => [at(i), n / t.binS]) }], {
-        title: 'Output token throughput',
-        xLabel: 'seconds since start',
-        yLabel: 'tokens / s',
-      }),
+      lineChartSvg(
+        [{ name: 'output tok/s', color: PALETTE[2]!, points: t.tokens.map((n, i) => [at(i), n / t.binS]) }],
+        {
+          title: 'Output token throughput',
+          xLabel: 'seconds since start',
+          yLabel: 'tokens / s',
+        },
+      ),
     );
     parts.push(
       lineChartSvg([{ name: 'in flight', color: PALETTE[3]!, points: t.concurrent.map((n, i) => [at(i), n]) }], {

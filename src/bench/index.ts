@@ -54,11 +54,18 @@ const WARMUP_SEED_OFFSET = 1_000_003;
 
 async function bench(o: BenchOptions, io: BenchIo): Promise<number> {
   const setup = await prepareBench(o);
-  io.err(`kvserve bench: ${setup.dataset.requests.length} prompts (${setup.datasetLabel}) → ${endpointUrl(o.baseUrl, o.endpoint)}, model ${setup.endpoint.model}`);
+  io.err(
+    `kvserve bench: ${setup.dataset.requests.length} prompts (${setup.datasetLabel}) → ${endpointUrl(o.baseUrl, o.endpoint)}, model ${setup.endpoint.model}`,
+  );
   if (o.warmup > 0) {
     // Warm-up prompts are drawn apart from the measured ones: a repeated prompt would be a prefix-cache hit.
     io.err(`kvserve bench: warming up with ${o.warmup} request(s)`);
-    const warm = await prepareBench({ ...o, model: setup.endpoint.model, seed: o.seed + WARMUP_SEED_OFFSET, numPrompts: o.warmup });
+    const warm = await prepareBench({
+      ...o,
+      model: setup.endpoint.model,
+      seed: o.seed + WARMUP_SEED_OFFSET,
+      numPrompts: o.warmup,
+    });
     await warmUp(setup.endpoint, warm.dataset.requests, o.warmup, o.maxConcurrency);
   }
   const html = htmlPath(o);

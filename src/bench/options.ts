@@ -35,27 +35,78 @@ export interface BenchOptions {
 
 const flags = {
   'base-url': { key: 'baseUrl', kind: 'string', help: 'server address (default http://127.0.0.1:8000)' },
-  endpoint: { key: 'endpoint', kind: 'string', choices: ['/v1/completions', '/v1/chat/completions'], help: 'API to call (default /v1/completions)' },
+  endpoint: {
+    key: 'endpoint',
+    kind: 'string',
+    choices: ['/v1/completions', '/v1/chat/completions'],
+    help: 'API to call (default /v1/completions)',
+  },
   model: { key: 'model', kind: 'string', metavar: 'NAME', help: 'model id (default: the first of /v1/models)' },
   'api-key': { key: 'apiKey', kind: 'string', help: 'bearer key (default: $OPENAI_API_KEY or $KVSERVE_API_KEY)' },
-  tokenizer: { key: 'tokenizer', kind: 'string', help: 'folder with tokenizer.json, or org/name on the Hub: exact prompt lengths, output tokens without usage' },
-  'tokenizer-revision': { key: 'tokenizerRevision', kind: 'string', help: 'Hub branch, tag or commit of an org/name --tokenizer (default main)' },
+  tokenizer: {
+    key: 'tokenizer',
+    kind: 'string',
+    help: 'folder with tokenizer.json, or org/name on the Hub: exact prompt lengths, output tokens without usage',
+  },
+  'tokenizer-revision': {
+    key: 'tokenizerRevision',
+    kind: 'string',
+    help: 'Hub branch, tag or commit of an org/name --tokenizer (default main)',
+  },
   dataset: { key: 'dataset', kind: 'string', help: '"random" (default) or a ShareGPT-format JSON file' },
   'input-len': { key: 'inputLen', kind: 'int', min: 1, help: 'random dataset: prompt tokens (default 1024)' },
-  'output-len': { key: 'outputLen', kind: 'int', min: 1, help: 'max_tokens (default 128; ShareGPT: the reference reply\'s length)' },
-  'range-ratio': { key: 'rangeRatio', kind: 'number', min: 0, max: 0.999999, help: 'random dataset: lengths uniform in L·[1−r, 1+r] (default 0)' },
+  'output-len': {
+    key: 'outputLen',
+    kind: 'int',
+    min: 1,
+    help: "max_tokens (default 128; ShareGPT: the reference reply's length)",
+  },
+  'range-ratio': {
+    key: 'rangeRatio',
+    kind: 'number',
+    min: 0,
+    max: 0.999999,
+    help: 'random dataset: lengths uniform in L·[1−r, 1+r] (default 0)',
+  },
   'num-prompts': { key: 'numPrompts', kind: 'int', min: 1, help: 'requests to send (default 1000)' },
-  'request-rate': { key: 'requestRate', kind: 'string', help: 'Poisson arrivals per second, or inf to send all at once (default inf)' },
-  burstiness: { key: 'burstiness', kind: 'number', min: 1e-6, help: 'gamma shape of the gaps; 1 = Poisson (default 1)' },
-  'max-concurrency': { key: 'maxConcurrency', kind: 'int', min: 1, help: 'requests in flight at most (default unlimited)' },
+  'request-rate': {
+    key: 'requestRate',
+    kind: 'string',
+    help: 'Poisson arrivals per second, or inf to send all at once (default inf)',
+  },
+  burstiness: {
+    key: 'burstiness',
+    kind: 'number',
+    min: 1e-6,
+    help: 'gamma shape of the gaps; 1 = Poisson (default 1)',
+  },
+  'max-concurrency': {
+    key: 'maxConcurrency',
+    kind: 'int',
+    min: 1,
+    help: 'requests in flight at most (default unlimited)',
+  },
   seed: { key: 'seed', kind: 'int', min: 0, help: 'seed of the dataset and the arrivals (default 0)' },
   'ignore-eos': { key: 'ignoreEos', kind: 'boolean', help: 'send ignore_eos: true so every request makes max_tokens' },
-  warmup: { key: 'warmup', kind: 'int', min: 0, help: 'unmeasured requests first; all failing aborts the run (default 1)' },
+  warmup: {
+    key: 'warmup',
+    kind: 'int',
+    min: 0,
+    help: 'unmeasured requests first; all failing aborts the run (default 1)',
+  },
   goodput: { key: 'goodput', kind: 'string', help: 'SLOs, e.g. ttft:500 tpot:50 e2el:10000 (ms)' },
   percentiles: { key: 'percentiles', kind: 'string', help: 'comma-separated percentiles to report (default 99)' },
-  'result-file': { key: 'resultFile', kind: 'string', help: 'write the JSON result here and the HTML report beside it (.html)' },
+  'result-file': {
+    key: 'resultFile',
+    kind: 'string',
+    help: 'write the JSON result here and the HTML report beside it (.html)',
+  },
   html: { key: 'html', kind: 'string', help: 'write the HTML report here (default: beside --result-file)' },
-  'sweep-rates': { key: 'sweepRates', kind: 'string', help: 'r1,r2,...: one run per request rate, latency against throughput' },
+  'sweep-rates': {
+    key: 'sweepRates',
+    kind: 'string',
+    help: 'r1,r2,...: one run per request rate, latency against throughput',
+  },
   compare: { key: 'compare', kind: 'string', help: 'A.json B.json: render two result files side by side' },
 } as const;
 
@@ -83,7 +134,8 @@ function joinMultiWord(argv: string[]): string[] {
       out.push(arg, words.join(','));
     } else if (arg === '--compare') {
       const words = argv.slice(i + 1, i + 3);
-      if (words.length < 2 || words.some((w) => w.startsWith('--'))) throw new ConfigError('--compare needs two result files: --compare A.json B.json');
+      if (words.length < 2 || words.some((w) => w.startsWith('--')))
+        throw new ConfigError('--compare needs two result files: --compare A.json B.json');
       i += 2;
       out.push(`--compare=${words.join('\n')}`);
     } else {
@@ -132,7 +184,8 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
     requestRate: parseRate('--request-rate', c.requestRate),
     goodput: c.goodput === undefined ? undefined : wrap(() => parseGoodput(c.goodput!)),
     percentiles: parsePercentiles(c.percentiles),
-    sweepRates: c.sweepRates === undefined ? undefined : c.sweepRates.split(',').map((r) => parseRate('--sweep-rates', r.trim())),
+    sweepRates:
+      c.sweepRates === undefined ? undefined : c.sweepRates.split(',').map((r) => parseRate('--sweep-rates', r.trim())),
     compare: c.compare === undefined ? undefined : (c.compare.split('\n') as [string, string]),
   };
 }
@@ -140,13 +193,15 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
 export function parseRate(flag: string, raw: string): number {
   if (raw === 'inf') return Number.POSITIVE_INFINITY;
   const r = Number(raw);
-  if (raw.trim() === '' || !(r > 0) || !Number.isFinite(r)) throw new ConfigError(`${flag}: "${raw}" is not a positive number or inf`);
+  if (raw.trim() === '' || !(r > 0) || !Number.isFinite(r))
+    throw new ConfigError(`${flag}: "${raw}" is not a positive number or inf`);
   return r;
 }
 
 function parsePercentiles(raw: string): number[] {
   const ps = raw.split(',').map((s) => Number(s.trim()));
-  if (raw.trim() === '' || ps.some((p) => !(p > 0 && p <= 100))) throw new ConfigError(`--percentiles must be numbers in (0, 100], got "${raw}"`);
+  if (raw.trim() === '' || ps.some((p) => !(p > 0 && p <= 100)))
+    throw new ConfigError(`--percentiles must be numbers in (0, 100], got "${raw}"`);
   return ps;
 }
 

@@ -66,7 +66,12 @@ export interface BenchResultJson {
   [metricKey: string]: unknown;
 }
 
-export function resultJson(info: RunInfo, m: BenchMetrics, outputs: RequestOutput[], percentiles: number[]): BenchResultJson {
+export function resultJson(
+  info: RunInfo,
+  m: BenchMetrics,
+  outputs: RequestOutput[],
+  percentiles: number[],
+): BenchResultJson {
   const json: BenchResultJson = {
     date: formatDate(info.date),
     backend: info.endpoint === '/v1/chat/completions' ? 'openai-chat' : 'openai',

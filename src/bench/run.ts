@@ -25,16 +25,25 @@ export interface BenchSetup {
 export async function prepareBench(o: BenchOptions): Promise<BenchSetup> {
   const model = o.model ?? (await firstModel(o.baseUrl, o.apiKey));
   const tokenizer = o.tokenizer
-    ? await TextTokenizer.load(await resolveModelDir(o.tokenizer, { set: 'tokenizer', revision: o.tokenizerRevision, progress: true }))
+    ? await TextTokenizer.load(
+        await resolveModelDir(o.tokenizer, { set: 'tokenizer', revision: o.tokenizerRevision, progress: true }),
+      )
     : undefined;
   let dataset: Dataset;
   let datasetLabel: string;
   if (o.dataset === 'random') {
     const outputLen = o.outputLen ?? 128;
-    dataset = randomDataset({ numPrompts: o.numPrompts, inputLen: o.inputLen, outputLen, rangeRatio: o.rangeRatio, seed: o.seed }, tokenizer);
+    dataset = randomDataset(
+      { numPrompts: o.numPrompts, inputLen: o.inputLen, outputLen, rangeRatio: o.rangeRatio, seed: o.seed },
+      tokenizer,
+    );
     datasetLabel = `random (input ${o.inputLen}, output ${outputLen}, range ratio ${o.rangeRatio})`;
   } else {
-    dataset = await loadShareGpt(o.dataset, { numPrompts: o.numPrompts, outputLen: o.outputLen, seed: o.seed }, tokenizer);
+    dataset = await loadShareGpt(
+      o.dataset,
+      { numPrompts: o.numPrompts, outputLen: o.outputLen, seed: o.seed },
+      tokenizer,
+    );
     datasetLabel = `ShareGPT ${o.dataset}${o.outputLen ? ` (output ${o.outputLen})` : ''}`;
   }
   return {
@@ -53,7 +62,9 @@ export async function firstModel(baseUrl: string, apiKey: string | undefined): P
     res = await fetch(url, { headers: authHeaders(apiKey) });
   } catch (e) {
     const cause = (e as { cause?: { message?: string } }).cause?.message;
-    throw new Error(`cannot reach ${url} to pick a model: ${cause ?? (e as Error).message} (is the server up? or pass --model)`);
+    throw new Error(
+      `cannot reach ${url} to pick a model: ${cause ?? (e as Error).message} (is the server up? or pass --model)`,
+    );
   }
   if (!res.ok) throw new Error(`GET ${url} answered HTTP ${res.status}; pass --model (and --api-key if it needs one)`);
   const body = (await res.json().catch(() => undefined)) as { data?: Array<{ id?: unknown }> } | undefined;

@@ -48,7 +48,11 @@ export function authHeaders(apiKey: string | undefined): Record<string, string> 
 }
 
 /** Sends `req` and measures it. Never throws: every failure is reported in the output. */
-export async function streamRequest(cfg: EndpointConfig, req: BenchRequest, benchStartMs: number): Promise<RequestOutput> {
+export async function streamRequest(
+  cfg: EndpointConfig,
+  req: BenchRequest,
+  benchStartMs: number,
+): Promise<RequestOutput> {
   const out: RequestOutput = {
     success: false,
     error: '',

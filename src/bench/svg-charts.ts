@@ -69,7 +69,9 @@ function frame(o: ChartOptions, xr: [number, number], yr: [number, number]): Fra
     svg.push(`<text x="${PAD.left - 6}" y="${y(t) + 4}" text-anchor="end">${fmtTick(t)}</text>`);
   }
   svg.push(`<text x="${PAD.left + pw / 2}" y="${h - 8}" text-anchor="middle">${esc(o.xLabel)}</text>`);
-  svg.push(`<text transform="translate(14 ${PAD.top + ph / 2}) rotate(-90)" text-anchor="middle">${esc(o.yLabel)}</text>`);
+  svg.push(
+    `<text transform="translate(14 ${PAD.top + ph / 2}) rotate(-90)" text-anchor="middle">${esc(o.yLabel)}</text>`,
+  );
   return { svg, x, y };
 }
 
@@ -85,7 +87,11 @@ function legend(series: readonly Series[], w: number): string {
 }
 
 /** Histograms of one or more samples over shared bins (outlined steps, so overlaid series stay readable). */
-export function histogramSvg(series: ReadonlyArray<Series & { values: readonly number[] }>, o: ChartOptions, bins = 40): string {
+export function histogramSvg(
+  series: ReadonlyArray<Series & { values: readonly number[] }>,
+  o: ChartOptions,
+  bins = 40,
+): string {
   const all = series.flatMap((s) => [...s.values]).sort((a, b) => a - b);
   if (all.length === 0) return emptyChart(o);
   let lo = all[0]!;
@@ -110,7 +116,9 @@ export function histogramSvg(series: ReadonlyArray<Series & { values: readonly n
     c.forEach((n, b) => pts.push(`${f.x(lo + b * width)},${f.y(n)}`, `${f.x(lo + (b + 1) * width)},${f.y(n)}`));
     const base = `${f.x(hi)},${f.y(0)} ${f.x(lo)},${f.y(0)}`;
     const color = series[si]!.color;
-    f.svg.push(`<polygon points="${pts.join(' ')} ${base}" fill="${color}" fill-opacity="${series.length > 1 ? 0.15 : 0.35}" stroke="${color}"/>`);
+    f.svg.push(
+      `<polygon points="${pts.join(' ')} ${base}" fill="${color}" fill-opacity="${series.length > 1 ? 0.15 : 0.35}" stroke="${color}"/>`,
+    );
   });
   f.svg.push(legend(series, o.width ?? 640), '</svg>');
   return f.svg.join('');

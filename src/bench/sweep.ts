@@ -36,11 +36,22 @@ export function renderSweepHtml(runs: readonly BenchResultJson[]): string {
   const pts = (key: string): Array<[number, number]> => runs.map((r) => [x(r), (r[key] as number | undefined) ?? 0]);
   const pKey = Object.keys(runs[0] ?? {}).find((k) => /^p[0-9.]+_ttft_ms$/.test(k));
   const ttftSeries = [{ name: 'mean TTFT', color: PALETTE[0]!, points: pts('mean_ttft_ms'), labels }];
-  if (pKey) ttftSeries.push({ name: pKey.replace(/_ms$/, '').replace('_', ' '), color: PALETTE[1]!, points: pts(pKey), labels });
+  if (pKey)
+    ttftSeries.push({
+      name: pKey.replace(/_ms$/, '').replace('_', ' '),
+      color: PALETTE[1]!,
+      points: pts(pKey),
+      labels,
+    });
   const parts = [
     `<p>${esc(runs[0]?.model_id ?? '')} — ${runs.length} rates; each point is labelled with its request rate (req/s).</p>`,
     '<div class="grid">',
-    lineChartSvg(ttftSeries, { title: 'TTFT against throughput', xLabel: 'output tokens / s', yLabel: 'ms', dots: true }),
+    lineChartSvg(ttftSeries, {
+      title: 'TTFT against throughput',
+      xLabel: 'output tokens / s',
+      yLabel: 'ms',
+      dots: true,
+    }),
     lineChartSvg(
       [
         { name: 'mean TPOT', color: PALETTE[2]!, points: pts('mean_tpot_ms'), labels },
@@ -49,7 +60,10 @@ export function renderSweepHtml(runs: readonly BenchResultJson[]): string {
       { title: 'TPOT and ITL against throughput', xLabel: 'output tokens / s', yLabel: 'ms', dots: true },
     ),
     '</div><h2>Runs</h2>',
-    sideBySideTable(runs.map((r) => `rate ${r.request_rate}`), runs),
+    sideBySideTable(
+      runs.map((r) => `rate ${r.request_rate}`),
+      runs,
+    ),
   ];
   return htmlPage('kvserve bench: rate sweep', parts.join('\n'));
 }

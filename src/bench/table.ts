@@ -53,14 +53,20 @@ function summaryRows(short: string, s: Summary, row: (l: string, v: number) => v
 export function tokenNotes(m: BenchMetrics): string[] {
   const notes: string[] = [];
   const { tokenizer, chunks } = m.tokenSources;
-  if (tokenizer > 0) notes.push(`output tokens of ${tokenizer} of ${m.completed} requests counted with the tokenizer (no usage chunk from the server)`);
+  if (tokenizer > 0)
+    notes.push(
+      `output tokens of ${tokenizer} of ${m.completed} requests counted with the tokenizer (no usage chunk from the server)`,
+    );
   if (chunks > 0) {
     notes.push(
       `output tokens of ${chunks} of ${m.completed} requests = number of content chunks (no usage chunk and no --tokenizer): ` +
         'TPOT and token throughputs are exact only if the server sends one token per chunk',
     );
   }
-  if (m.inputFromUsage > 0) notes.push(`input tokens of ${m.inputFromUsage} requests taken from the server's usage.prompt_tokens (includes special tokens and any chat template)`);
+  if (m.inputFromUsage > 0)
+    notes.push(
+      `input tokens of ${m.inputFromUsage} requests taken from the server's usage.prompt_tokens (includes special tokens and any chat template)`,
+    );
   return notes;
 }
 

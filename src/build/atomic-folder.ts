@@ -13,7 +13,7 @@ function alive(pid: number): boolean {
     process.kill(pid, 0);
     return true;
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';  // exists, owned by someone else
+    return (e as NodeJS.ErrnoException).code === 'EPERM'; // exists, owned by someone else
   }
 }
 
@@ -42,7 +42,7 @@ export async function writeFolderAtomically<T>(dest: string, fill: (tmp: string)
   }
   const prefix = join(parent, tempPrefix(basename(dest)));
   const tmp = mkdtempSync(`${prefix}build-${process.pid}-`);
-  chmodSync(tmp, 0o755);  // mkdtemp makes it private; the engine is as readable as any model folder
+  chmodSync(tmp, 0o755); // mkdtemp makes it private; the engine is as readable as any model folder
   let result: T;
   try {
     result = await fill(tmp);

@@ -26,10 +26,20 @@ interface BuildConfig {
 const buildFlags: Record<string, FlagSpec> = {
   model: engineFlags.model!,
   revision: engineFlags.revision!,
-  out: { key: 'out', kind: 'string', metavar: 'DIR', help: 'the engine folder to write (required; replaced when it holds an engine)' },
+  out: {
+    key: 'out',
+    kind: 'string',
+    metavar: 'DIR',
+    help: 'the engine folder to write (required; replaced when it holds an engine)',
+  },
   device: { key: 'device', kind: 'string', choices: ['cpu', 'cuda'], help: 'the backend the engine is for' },
   dtype: engineFlags.dtype!,
-  quantization: { key: 'quantization', kind: 'string', choices: ['none', 'fp8', 'int8'], help: 'weight quantization (only none so far)' },
+  quantization: {
+    key: 'quantization',
+    kind: 'string',
+    choices: ['none', 'fp8', 'int8'],
+    help: 'weight quantization (only none so far)',
+  },
   threads: engineFlags.threads!,
   'max-num-seqs': engineFlags['max-num-seqs']!,
   'max-num-batched-tokens': engineFlags['max-num-batched-tokens']!,
@@ -41,15 +51,26 @@ const buildFlags: Record<string, FlagSpec> = {
 const buildDefaults = (): BuildConfig => {
   const e = engineDefaults();
   return {
-    model: e.model, revision: e.revision, out: '', device: 'cpu', dtype: 'auto', quantization: 'none', threads: 0,
-    maxNumSeqs: e.maxNumSeqs, maxNumBatchedTokens: e.maxNumBatchedTokens, maxModelLen: e.maxModelLen, print: '', quiet: false,
+    model: e.model,
+    revision: e.revision,
+    out: '',
+    device: 'cpu',
+    dtype: 'auto',
+    quantization: 'none',
+    threads: 0,
+    maxNumSeqs: e.maxNumSeqs,
+    maxNumBatchedTokens: e.maxNumBatchedTokens,
+    maxModelLen: e.maxModelLen,
+    print: '',
+    quiet: false,
   };
 };
 
 const help = () =>
   renderHelp({
     usage: 'kvserve build --model DIR --out DIR [options]',
-    summary: 'Builds an engine: the model\'s weights in the backend\'s final layout with a manifest of what it was ' +
+    summary:
+      "Builds an engine: the model's weights in the backend's final layout with a manifest of what it was " +
       'built from and for (format, CPU features, profile); kvserve serve --engine DIR loads it with no conversion.',
     flags: buildFlags,
     defaults: buildDefaults(),
@@ -79,22 +100,33 @@ export async function runBuildCli(argv: string[]): Promise<number> {
   if (rest.length > 0) throw new ConfigError(`unexpected argument "${rest[0]}" (see --help)`);
   if (c.print) return runEngineInfoCli([c.print]);
   if (!c.out) throw new ConfigError('--out DIR is required (the engine folder to write)');
-  if (c.maxNumBatchedTokens < 16) throw new ConfigError(`--max-num-batched-tokens must be at least 16, got ${c.maxNumBatchedTokens}`);
+  if (c.maxNumBatchedTokens < 16)
+    throw new ConfigError(`--max-num-batched-tokens must be at least 16, got ${c.maxNumBatchedTokens}`);
   const hub = isHubModelId(c.model);
-  const modelDir = hub ? await resolveModelDir(c.model, { revision: c.revision, set: 'model', progress: !c.quiet }) : resolve(c.model);
+  const modelDir = hub
+    ? await resolveModelDir(c.model, { revision: c.revision, set: 'model', progress: !c.quiet })
+    : resolve(c.model);
   const started = performance.now();
   const manifest = await buildEngineFolder(
     {
-      model: hub ? c.model : modelDir, modelDir, revision: hub ? c.revision : null, out: resolve(c.out), device: c.device,
-      dtype: c.dtype, quantization: c.quantization, threads: c.threads,
+      model: hub ? c.model : modelDir,
+      modelDir,
+      revision: hub ? c.revision : null,
+      out: resolve(c.out),
+      device: c.device,
+      dtype: c.dtype,
+      quantization: c.quantization,
+      threads: c.threads,
       profile: { maxNumSeqs: c.maxNumSeqs, maxNumBatchedTokens: c.maxNumBatchedTokens, maxModelLen: c.maxModelLen },
     },
     c.quiet ? undefined : stderrProgress('building: '),
   );
   if (!c.quiet) {
     const s = ((performance.now() - started) / 1000).toFixed(2);
-    console.error(`kvserve: built ${resolve(c.out)} (${manifest.weights.dtype}, ${manifest.target.device} ` +
-      `${manifest.target.features.join(',')}) in ${s} s${c.model === defaultModelDir ? ' from the stories260K demo' : ''}`);
+    console.error(
+      `kvserve: built ${resolve(c.out)} (${manifest.weights.dtype}, ${manifest.target.device} ` +
+        `${manifest.target.features.join(',')}) in ${s} s${c.model === defaultModelDir ? ' from the stories260K demo' : ''}`,
+    );
   }
   return 0;
 }

@@ -11,21 +11,31 @@ import { MANIFEST, type EngineManifest, type OptimizationProfile, type Quantizat
 import { hashModelFolder, type ModelHash } from './model-hash.js';
 
 export interface BuildOptions {
-  model: string;                 // as given: a folder or an org/name Hub id (recorded in the manifest)
-  modelDir: string;              // the local folder it resolved to
-  revision: string | null;       // Hub revision of an org/name model
+  model: string; // as given: a folder or an org/name Hub id (recorded in the manifest)
+  modelDir: string; // the local folder it resolved to
+  revision: string | null; // Hub revision of an org/name model
   out: string;
   device: Device;
   dtype: 'auto' | DTypeName;
   quantization: Quantization;
   profile: OptimizationProfile;
-  threads: number;               // 0 = all cores
+  threads: number; // 0 = all cores
 }
 
 // Copied beside the weights when the model has them: what the tokenizer, the chat template and generation
 // defaults are read from.
-const COPIED = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json',
-  'special_tokens_map.json', 'tokenizer.model', 'vocab.json', 'merges.txt', 'chat_template.jinja', 'chat_template.json'];
+const COPIED = [
+  'config.json',
+  'generation_config.json',
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'special_tokens_map.json',
+  'tokenizer.model',
+  'vocab.json',
+  'merges.txt',
+  'chat_template.jinja',
+  'chat_template.json',
+];
 
 export const kvserveVersion = (): string =>
   (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version;
@@ -35,27 +45,57 @@ const hubCommit = (dir: string): string | null => (/^[0-9a-f]{40}$/.test(basenam
 
 export function rebuildArgs(o: BuildOptions): string[] {
   return [
-    '--model', o.model, ...(o.revision ? ['--revision', o.revision] : []), '--device', o.device, '--dtype', o.dtype,
-    '--quantization', o.quantization, '--max-num-seqs', String(o.profile.maxNumSeqs),
-    '--max-num-batched-tokens', String(o.profile.maxNumBatchedTokens), '--max-model-len', String(o.profile.maxModelLen),
+    '--model',
+    o.model,
+    ...(o.revision ? ['--revision', o.revision] : []),
+    '--device',
+    o.device,
+    '--dtype',
+    o.dtype,
+    '--quantization',
+    o.quantization,
+    '--max-num-seqs',
+    String(o.profile.maxNumSeqs),
+    '--max-num-batched-tokens',
+    String(o.profile.maxNumBatchedTokens),
+    '--max-model-len',
+    String(o.profile.maxModelLen),
   ];
 }
 
 /** Builds the engine at o.out; `hash`, when the caller already has it, skips hashing the model again. */
-export async function buildEngineFolder(o: BuildOptions, progress?: ProgressFn, native: NativeModule = loadNative(),
-  hash?: ModelHash): Promise<EngineManifest> {
+export async function buildEngineFolder(
+  o: BuildOptions,
+  progress?: ProgressFn,
+  native: NativeModule = loadNative(),
+  hash?: ModelHash,
+): Promise<EngineManifest> {
   if (o.quantization !== 'none') {
     throw new Error(`--quantization ${o.quantization} is not supported yet (supported: none)`);
   }
   if (o.device === 'cuda' && !native.builtWithCuda()) {
-    throw new Error('--device cuda: this build has no CUDA backend (built without nvcc and cuBLASLt); build for --device cpu');
+    throw new Error(
+      '--device cuda: this build has no CUDA backend (built without nvcc and cuBLASLt); build for --device cpu',
+    );
   }
   const t0 = performance.now();
   return writeFolderAtomically(o.out, async (tmp) => {
     const built = await native.buildEngine(
-      { model: o.modelDir, dummyWeights: false, device: o.device, dtype: o.dtype, numThreads: o.threads, blockSize: 16,
-        numKvBlocks: 0, kvCacheBytes: 0, gpuMemoryUtilization: 0.9, maxNumBatchedTokens: o.profile.maxNumBatchedTokens,
-        maxNumSeqs: o.profile.maxNumSeqs, maxModelLen: o.profile.maxModelLen, seed: 0 },
+      {
+        model: o.modelDir,
+        dummyWeights: false,
+        device: o.device,
+        dtype: o.dtype,
+        numThreads: o.threads,
+        blockSize: 16,
+        numKvBlocks: 0,
+        kvCacheBytes: 0,
+        gpuMemoryUtilization: 0.9,
+        maxNumBatchedTokens: o.profile.maxNumBatchedTokens,
+        maxNumSeqs: o.profile.maxNumSeqs,
+        maxModelLen: o.profile.maxModelLen,
+        seed: 0,
+      },
       tmp,
       progress,
     );
@@ -65,7 +105,8 @@ export async function buildEngineFolder(o: BuildOptions, progress?: ProgressFn, 
     progress?.('hash', 1);
     const t2 = performance.now();
     progress?.('copy', 0);
-    for (const name of COPIED) if (existsSync(join(o.modelDir, name))) copyFileSync(join(o.modelDir, name), join(tmp, name));
+    for (const name of COPIED)
+      if (existsSync(join(o.modelDir, name))) copyFileSync(join(o.modelDir, name), join(tmp, name));
     progress?.('copy', 1);
     const t3 = performance.now();
     const manifest: EngineManifest = {
@@ -73,16 +114,27 @@ export async function buildEngineFolder(o: BuildOptions, progress?: ProgressFn, 
       kvserveVersion: kvserveVersion(),
       createdAt: new Date().toISOString(),
       source: {
-        model: o.model, revision: o.revision, commit: o.revision ? hubCommit(o.modelDir) : null,
-        contentHash: source.contentHash, files: source.files,
+        model: o.model,
+        revision: o.revision,
+        commit: o.revision ? hubCommit(o.modelDir) : null,
+        contentHash: source.contentHash,
+        files: source.files,
       },
       quantization: { method: o.quantization },
       target: built.target,
-      weights: { file: 'model.safetensors', dtype: built.dtype, bytes: built.weightBytes, tensors: built.tensors.length },
+      weights: {
+        file: 'model.safetensors',
+        dtype: built.dtype,
+        bytes: built.weightBytes,
+        tensors: built.tensors.length,
+      },
       profile: o.profile,
       tunedGemms: built.tunedGemms,
       timings: {
-        prepare: built.prepareSeconds, write: built.writeSeconds, hash: (t2 - t1) / 1000, copy: (t3 - t2) / 1000,
+        prepare: built.prepareSeconds,
+        write: built.writeSeconds,
+        hash: (t2 - t1) / 1000,
+        copy: (t3 - t2) / 1000,
         total: (performance.now() - t0) / 1000,
       },
       rebuild: rebuildArgs(o),

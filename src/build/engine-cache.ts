@@ -16,16 +16,31 @@ export type CacheRequest = Omit<BuildOptions, 'out'> & { cacheDir: string };
 export function engineCacheKey(o: Omit<CacheRequest, 'cacheDir'>, hash: ModelHash, native: NativeModule): string {
   const t = native.engineTarget();
   const key = {
-    formatVersion: t.formatVersion, kvserve: kvserveVersion(), content: hash.contentHash, device: o.device,
-    arch: t.arch, features: t.features, dtype: o.dtype, quantization: o.quantization, profile: o.profile,
+    formatVersion: t.formatVersion,
+    kvserve: kvserveVersion(),
+    content: hash.contentHash,
+    device: o.device,
+    arch: t.arch,
+    features: t.features,
+    dtype: o.dtype,
+    quantization: o.quantization,
+    profile: o.profile,
   };
   return createHash('sha256').update(JSON.stringify(key)).digest('hex').slice(0, 20);
 }
 
 /** The cached engine's folder, built now when it is not there yet. `log` says which of the two happened. */
-export async function ensureCachedEngine(r: CacheRequest, progress: ProgressFn | undefined, log: (line: string) => void,
-  native: NativeModule = loadNative()): Promise<string> {
-  const memoPath = join(r.cacheDir, '.hashes', `${createHash('sha256').update(r.modelDir).digest('hex').slice(0, 20)}.json`);
+export async function ensureCachedEngine(
+  r: CacheRequest,
+  progress: ProgressFn | undefined,
+  log: (line: string) => void,
+  native: NativeModule = loadNative(),
+): Promise<string> {
+  const memoPath = join(
+    r.cacheDir,
+    '.hashes',
+    `${createHash('sha256').update(r.modelDir).digest('hex').slice(0, 20)}.json`,
+  );
   const memo = readMemo(memoPath);
   const hash = await hashModelFolder(r.modelDir, (f) => progress?.('hash', f), memo);
   writeMemo(memoPath, memo);
@@ -45,7 +60,7 @@ function readMemo(path: string): HashMemo {
   try {
     return JSON.parse(readFileSync(path, 'utf8')) as HashMemo;
   } catch {
-    return {};  // none yet, or unreadable: everything is hashed again
+    return {}; // none yet, or unreadable: everything is hashed again
   }
 }
 

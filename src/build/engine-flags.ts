@@ -17,21 +17,31 @@ export interface EngineFlagOptions {
 export async function applyEngineFlags<T extends EngineConfig>(c: T, o: EngineFlagOptions): Promise<T> {
   if (c.engine && c.engineCache) throw new ConfigError('--engine and --engine-cache exclude each other');
   if (!c.engine && !c.engineCache) return c;
-  if (c.loadFormat === 'dummy') throw new ConfigError('--load-format dummy cannot be used with --engine or --engine-cache');
+  if (c.loadFormat === 'dummy')
+    throw new ConfigError('--load-format dummy cannot be used with --engine or --engine-cache');
   if (c.engine && c.model !== resolve(engineDefaults().model)) {
-    throw new ConfigError('--engine and --model exclude each other (an engine holds its model; --engine-cache goes with --model)');
+    throw new ConfigError(
+      '--engine and --model exclude each other (an engine holds its model; --engine-cache goes with --model)',
+    );
   }
   let engine = c.engine;
   if (c.engineCache) {
     const native = o.native ?? loadNative();
     engine = await ensureCachedEngine(
       {
-        cacheDir: resolve(c.engineCache), model: c.model, modelDir: c.model, revision: null,
+        cacheDir: resolve(c.engineCache),
+        model: c.model,
+        modelDir: c.model,
+        revision: null,
         device: c.device === 'auto' ? (native.cudaAvailable() ? 'cuda' : 'cpu') : c.device,
-        dtype: c.dtype, quantization: 'none', threads: c.threads,
+        dtype: c.dtype,
+        quantization: 'none',
+        threads: c.threads,
         profile: { maxNumSeqs: c.maxNumSeqs, maxNumBatchedTokens: c.maxNumBatchedTokens, maxModelLen: c.maxModelLen },
       },
-      o.progress, o.log, native,
+      o.progress,
+      o.log,
+      native,
     );
   }
   engine = resolve(engine);
@@ -47,12 +57,16 @@ function withEngine<T extends EngineConfig>(c: T, dir: string, m: EngineManifest
     const built = m.profile[key];
     if (c[key] === defaults[key]) return built;
     if (built > 0 && (c[key] > built || c[key] === 0)) {
-      throw new ConfigError(`${flag} ${c[key] || 'from config.json'} exceeds engine ${dir}'s profile (${built}): ${rebuild(flag, c[key])}`);
+      throw new ConfigError(
+        `${flag} ${c[key] || 'from config.json'} exceeds engine ${dir}'s profile (${built}): ${rebuild(flag, c[key])}`,
+      );
     }
     return c[key];
   };
   if (c.dtype !== 'auto' && c.dtype !== m.weights.dtype) {
-    throw new ConfigError(`engine ${dir} holds ${m.weights.dtype} weights; --dtype ${c.dtype}: ${rebuild('--dtype', c.dtype)}`);
+    throw new ConfigError(
+      `engine ${dir} holds ${m.weights.dtype} weights; --dtype ${c.dtype}: ${rebuild('--dtype', c.dtype)}`,
+    );
   }
   return {
     ...c,

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { DTypeName, NativeTarget, NativeTunedGemm } from '../runner/binding.js';
 
 export interface SourceFile {
-  path: string;                  // relative to the model folder
+  path: string; // relative to the model folder
   bytes: number;
   sha256: string;
 }
@@ -15,7 +15,7 @@ export interface SourceFile {
 export interface OptimizationProfile {
   maxNumSeqs: number;
   maxNumBatchedTokens: number;
-  maxModelLen: number;           // 0 = the model's max_position_embeddings
+  maxModelLen: number; // 0 = the model's max_position_embeddings
 }
 
 export type Quantization = 'none' | 'fp8' | 'int8';
@@ -23,12 +23,12 @@ export type Quantization = 'none' | 'fp8' | 'int8';
 export interface EngineManifest {
   formatVersion: number;
   kvserveVersion: string;
-  createdAt: string;             // ISO 8601
+  createdAt: string; // ISO 8601
   source: {
-    model: string;               // the --model argument: a folder or an org/name Hub id
-    revision: string | null;     // Hub revision, null for a local folder
-    commit: string | null;       // the Hub commit that revision resolved to (the snapshot folder's name)
-    contentHash: string;         // sha256 over the per-file hashes below, in path order (model-hash.ts)
+    model: string; // the --model argument: a folder or an org/name Hub id
+    revision: string | null; // Hub revision, null for a local folder
+    commit: string | null; // the Hub commit that revision resolved to (the snapshot folder's name)
+    contentHash: string; // sha256 over the per-file hashes below, in path order (model-hash.ts)
     files: SourceFile[];
   };
   quantization: { method: Quantization };
@@ -55,15 +55,22 @@ export function readManifest(dir: string): EngineManifest {
     text = readFileSync(join(dir, MANIFEST), 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new EngineFolderError(code === 'ENOENT' ? `engine ${dir} has no ${MANIFEST} (is it a folder made by kvserve build?)` : `engine ${dir}: cannot read ${MANIFEST}: ${(e as Error).message}`);
+    throw new EngineFolderError(
+      code === 'ENOENT'
+        ? `engine ${dir} has no ${MANIFEST} (is it a folder made by kvserve build?)`
+        : `engine ${dir}: cannot read ${MANIFEST}: ${(e as Error).message}`,
+    );
   }
   let m: unknown;
   try {
     m = JSON.parse(text);
   } catch (e) {
-    throw new EngineFolderError(`engine ${dir}: ${MANIFEST} is not valid JSON (${(e as Error).message}) (rebuild it with kvserve build)`);
+    throw new EngineFolderError(
+      `engine ${dir}: ${MANIFEST} is not valid JSON (${(e as Error).message}) (rebuild it with kvserve build)`,
+    );
   }
-  const bad = (what: string) => new EngineFolderError(`engine ${dir}: ${MANIFEST} ${what} (rebuild it with kvserve build)`);
+  const bad = (what: string) =>
+    new EngineFolderError(`engine ${dir}: ${MANIFEST} ${what} (rebuild it with kvserve build)`);
   if (typeof m !== 'object' || m === null || Array.isArray(m)) throw bad('is not a JSON object');
   const o = m as Partial<EngineManifest>;
   if (!Number.isInteger(o.formatVersion)) throw bad('has no integer formatVersion');
@@ -71,8 +78,10 @@ export function readManifest(dir: string): EngineManifest {
   if (!p || ![p.maxNumSeqs, p.maxNumBatchedTokens, p.maxModelLen].every((v) => Number.isInteger(v) && v >= 0)) {
     throw bad('has no valid profile');
   }
-  if (!o.target || typeof o.target.device !== 'string' || !Array.isArray(o.target.features)) throw bad('has no valid target');
-  if (!o.source || typeof o.source.model !== 'string' || typeof o.source.contentHash !== 'string') throw bad('has no valid source');
+  if (!o.target || typeof o.target.device !== 'string' || !Array.isArray(o.target.features))
+    throw bad('has no valid target');
+  if (!o.source || typeof o.source.model !== 'string' || typeof o.source.contentHash !== 'string')
+    throw bad('has no valid source');
   return o as EngineManifest;
 }
 
@@ -93,7 +102,9 @@ export function formatManifest(dir: string, m: EngineManifest): string {
       `max-model-len ${m.profile.maxModelLen || 'from config.json'}`,
     `tuned GEMMs    ${m.tunedGemms.length === 0 ? 'none' : ''}`,
     ...m.tunedGemms.map((g) => `  ${g.weight} [${g.n}, ${g.k}] M ${g.mMin}..${g.mMax}: ${g.algo}`),
-    `timings        ${Object.entries(m.timings).map(([k, v]) => `${k} ${v.toFixed(3)} s`).join(', ')}`,
+    `timings        ${Object.entries(m.timings)
+      .map(([k, v]) => `${k} ${v.toFixed(3)} s`)
+      .join(', ')}`,
     `rebuild        kvserve build ${m.rebuild.join(' ')} --out ${dir}`,
   ];
   return lines.join('\n');

@@ -11,7 +11,7 @@ import type { SourceFile } from './manifest.js';
 export type HashMemo = Record<string, { bytes: number; ino: number; mtimeMs: number; ctimeMs: number; sha256: string }>;
 
 export interface ModelHash {
-  contentHash: string;           // "sha256:<hex>"
+  contentHash: string; // "sha256:<hex>"
   files: SourceFile[];
 }
 
@@ -29,7 +29,11 @@ function hashFile(path: string, onBytes: (n: number) => void): Promise<string> {
 }
 
 /** Top-level files only: a Hugging Face model folder (or Hub snapshot, whose entries are links) is flat. */
-export async function hashModelFolder(dir: string, progress?: (fraction: number) => void, memo?: HashMemo): Promise<ModelHash> {
+export async function hashModelFolder(
+  dir: string,
+  progress?: (fraction: number) => void,
+  memo?: HashMemo,
+): Promise<ModelHash> {
   const names = readdirSync(dir)
     .filter((n) => !n.startsWith('.') && statSync(join(dir, n)).isFile())
     .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
@@ -41,7 +45,13 @@ export async function hashModelFolder(dir: string, progress?: (fraction: number)
     const st = stats[i]!;
     const known = memo?.[name];
     let sha256: string;
-    if (known && known.bytes === st.size && known.ino === st.ino && known.mtimeMs === st.mtimeMs && known.ctimeMs === st.ctimeMs) {
+    if (
+      known &&
+      known.bytes === st.size &&
+      known.ino === st.ino &&
+      known.mtimeMs === st.mtimeMs &&
+      known.ctimeMs === st.ctimeMs
+    ) {
       sha256 = known.sha256;
       done += st.size;
       progress?.(Math.min(1, done / total));

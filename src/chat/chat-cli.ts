@@ -21,24 +21,49 @@ interface ChatConfig extends LocalChatConfig {
 
 export const chatFlags = {
   ...engineFlags,
-  'chat-template': { key: 'chatTemplate', kind: 'string', metavar: 'FILE', help: 'Jinja chat template file overriding the model\'s' },
+  'chat-template': {
+    key: 'chatTemplate',
+    kind: 'string',
+    metavar: 'FILE',
+    help: "Jinja chat template file overriding the model's",
+  },
   system: { key: 'system', kind: 'string', metavar: 'TEXT', help: 'system prompt at the start of every conversation' },
   ...samplingFlags,
-  'base-url': { key: 'baseUrl', kind: 'string', metavar: 'URL', help: 'chat with a running server instead of loading the model here' },
-  'api-key': { key: 'apiKey', kind: 'string', metavar: 'KEY', help: 'bearer key for --base-url (default: $KVSERVE_API_KEY or $OPENAI_API_KEY)' },
+  'base-url': {
+    key: 'baseUrl',
+    kind: 'string',
+    metavar: 'URL',
+    help: 'chat with a running server instead of loading the model here',
+  },
+  'api-key': {
+    key: 'apiKey',
+    kind: 'string',
+    metavar: 'KEY',
+    help: 'bearer key for --base-url (default: $KVSERVE_API_KEY or $OPENAI_API_KEY)',
+  },
   quiet: { key: 'quiet', kind: 'boolean', help: 'no loading progress and no banner on stderr' },
 } as const;
 
 export const chatDefaults = (): ChatConfig => ({
-  ...engineDefaults(), chatTemplate: '', system: '',
-  maxTokens: 256, temperature: 0.8, topP: 0.95, topK: -1, minP: 0, samplingSeed: -1,
-  baseUrl: '', apiKey: process.env.KVSERVE_API_KEY || process.env.OPENAI_API_KEY || undefined, quiet: false,
+  ...engineDefaults(),
+  chatTemplate: '',
+  system: '',
+  maxTokens: 256,
+  temperature: 0.8,
+  topP: 0.95,
+  topK: -1,
+  minP: 0,
+  samplingSeed: -1,
+  baseUrl: '',
+  apiKey: process.env.KVSERVE_API_KEY || process.env.OPENAI_API_KEY || undefined,
+  quiet: false,
 });
 
 export const chatHelp = () =>
   renderHelp({
     usage: 'kvserve chat [--model DIR | --base-url URL] [options]',
-    summary: 'Chats with a model in the terminal. /reset starts the conversation over, /exit or Ctrl-D leaves, ' +
+    summary:
+      'Chats with a model in the terminal. /reset starts the conversation over, /exit or Ctrl-D leaves, ' +
       'Ctrl-C stops a reply. Conversations longer than the context drop their oldest exchanges.',
     flags: chatFlags,
     defaults: chatDefaults(),
@@ -57,16 +82,22 @@ export async function runChatCli(argv: string[]): Promise<number> {
     return 0;
   }
   const { config: parsed, rest } = parseFlags<ChatConfig>(argv, chatFlags, chatDefaults());
-  if (rest.length > 0) throw new ConfigError(`unexpected argument "${rest[0]}" (type messages once the chat starts; see --help)`);
+  if (rest.length > 0)
+    throw new ConfigError(`unexpected argument "${rest[0]}" (type messages once the chat starts; see --help)`);
   let backend: ChatBackend;
   if (parsed.baseUrl) {
-    const local = argv.filter((a) => a.startsWith('--')).map((a) => a.replace(/^--(no-)?/, '').split('=')[0]!).find((n) => n in engineFlags || n === 'chat-template');
+    const local = argv
+      .filter((a) => a.startsWith('--'))
+      .map((a) => a.replace(/^--(no-)?/, '').split('=')[0]!)
+      .find((n) => n in engineFlags || n === 'chat-template');
     if (local) throw new ConfigError(`--${local} has no effect with --base-url: the server's model answers`);
     backend = await wrapChatError(() => RemoteChat.open(parsed.baseUrl, parsed.apiKey, parsed));
   } else {
     const config = await applyEngineFlags(finishEngineConfig(parsed), {
       progress: parsed.quiet ? undefined : stderrProgress('building: '),
-      log: (m) => { if (!parsed.quiet) console.error(m); },
+      log: (m) => {
+        if (!parsed.quiet) console.error(m);
+      },
     });
     backend = await LocalChat.open(config, config.quiet ? undefined : stderrProgress());
   }
@@ -120,7 +151,11 @@ async function converse(backend: ChatBackend, config: ChatConfig): Promise<void>
 }
 
 /** Writes the reply to stdout as it comes and returns it; undefined when it failed (the reason is on stderr). */
-async function streamReply(backend: ChatBackend, history: ChatMessage[], signal: AbortSignal): Promise<string | undefined> {
+async function streamReply(
+  backend: ChatBackend,
+  history: ChatMessage[],
+  signal: AbortSignal,
+): Promise<string | undefined> {
   let text = '';
   try {
     for await (const piece of backend.reply(history, signal)) {
@@ -142,7 +177,12 @@ async function streamReply(backend: ChatBackend, history: ChatMessage[], signal:
  * --max-tokens, at most a quarter of the context), the oldest exchange (a user turn and its reply) goes.
  * The system prompt and the newest user turn always stay.
  */
-function dropOldExchanges(backend: ChatBackend, history: ChatMessage[], maxTokens: number, note: (l: string) => void): void {
+function dropOldExchanges(
+  backend: ChatBackend,
+  history: ChatMessage[],
+  maxTokens: number,
+  note: (l: string) => void,
+): void {
   if (!backend.measure) return;
   let dropped = 0;
   for (;;) {
@@ -150,7 +190,7 @@ function dropOldExchanges(backend: ChatBackend, history: ChatMessage[], maxToken
     if (promptTokens + Math.min(maxTokens, Math.floor(contextTokens / 4)) <= contextTokens) break;
     const first = history.findIndex((m) => m.role === 'user');
     const next = history.findIndex((m, i) => i > first && m.role === 'user');
-    if (first < 0 || next < 0) break;  // only the newest turn is left: it gets what room there is
+    if (first < 0 || next < 0) break; // only the newest turn is left: it gets what room there is
     history.splice(first, next - first);
     dropped++;
   }

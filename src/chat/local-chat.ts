@@ -13,7 +13,7 @@ import { TextTokenizer } from '../tokenizer/tokenizer.js';
 import { ChatError, type ChatBackend, type ChatMessage } from './chat-backend.js';
 
 export interface LocalChatConfig extends EngineConfig, SamplingFlagValues {
-  chatTemplate: string;          // a file overriding the model's template; '' = the model's
+  chatTemplate: string; // a file overriding the model's template; '' = the model's
 }
 
 export class LocalChat implements ChatBackend {
@@ -49,21 +49,27 @@ export class LocalChat implements ChatBackend {
   async *reply(messages: ChatMessage[], signal: AbortSignal): AsyncGenerator<string> {
     const ids = this.promptIds(messages);
     const room = this.engine.info.maxModelLen - ids.length;
-    if (room < 1) throw new ChatError(`the conversation is ${ids.length} tokens, the whole context: /reset starts over`);
+    if (room < 1)
+      throw new ChatError(`the conversation is ${ids.length} tokens, the whole context: /reset starts over`);
     const id = randomUUID();
     const abort = () => this.engine.client.abort(id);
     signal.addEventListener('abort', abort);
     try {
       const detok = new IncrementalDetokenizer(this.tokenizer, ids);
-      for await (const out of this.engine.client.submit({ id, promptTokenIds: ids, sampling: samplingParams(this.sampling, room) })) {
+      for await (const out of this.engine.client.submit({
+        id,
+        promptTokenIds: ids,
+        sampling: samplingParams(this.sampling, room),
+      })) {
         let piece = detok.push(out.newTokenIds);
         if (out.finished) piece += detok.flush();
         if (piece) yield piece;
-        if (out.finished && out.finishReason === 'error') throw new ChatError(`engine error: ${out.error ?? 'unknown'}`);
+        if (out.finished && out.finishReason === 'error')
+          throw new ChatError(`engine error: ${out.error ?? 'unknown'}`);
       }
     } finally {
       signal.removeEventListener('abort', abort);
-      if (!signal.aborted) abort();  // the caller stopped reading early: free the request's KV blocks
+      if (!signal.aborted) abort(); // the caller stopped reading early: free the request's KV blocks
     }
   }
 
@@ -88,7 +94,9 @@ function loadTemplate(config: LocalChatConfig, tokenizer: TextTokenizer): ChatTe
     throw new ConfigError(`--chat-template: ${(e as Error).message}`);
   }
   if (tokenizer.chatTemplate === undefined) {
-    throw new ConfigError(`${config.tokenizer} has no chat template: give one with --chat-template FILE (or use kvserve generate)`);
+    throw new ConfigError(
+      `${config.tokenizer} has no chat template: give one with --chat-template FILE (or use kvserve generate)`,
+    );
   }
   try {
     return new ChatTemplate(tokenizer.chatTemplate, tokenizer.specialTokens);

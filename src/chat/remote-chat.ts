@@ -28,7 +28,9 @@ export class RemoteChat implements ChatBackend {
     try {
       res = await fetch(`${base}/v1/models`, { headers: headers(apiKey) });
     } catch (e) {
-      throw new ChatError(`cannot reach ${base}: ${(e as Error & { cause?: Error }).cause?.message ?? (e as Error).message}`);
+      throw new ChatError(
+        `cannot reach ${base}: ${(e as Error & { cause?: Error }).cause?.message ?? (e as Error).message}`,
+      );
     }
     if (!res.ok) throw new ChatError(`${base}/v1/models: ${await errorText(res)}`);
     const list = (await res.json()) as { data?: Array<{ id?: unknown }> };
@@ -60,7 +62,9 @@ export class RemoteChat implements ChatBackend {
       });
     } catch (e) {
       if (signal.aborted) return;
-      throw new ChatError(`cannot reach ${this.baseUrl}: ${(e as Error & { cause?: Error }).cause?.message ?? (e as Error).message}`);
+      throw new ChatError(
+        `cannot reach ${this.baseUrl}: ${(e as Error & { cause?: Error }).cause?.message ?? (e as Error).message}`,
+      );
     }
     if (!res.ok || !res.body) throw new ChatError(await errorText(res));
     const events = res.body.pipeThrough(new TextDecoderStream()).pipeThrough(new EventSourceParserStream());
@@ -73,7 +77,7 @@ export class RemoteChat implements ChatBackend {
         if (typeof piece === 'string' && piece) yield piece;
       }
     } catch (e) {
-      if (signal.aborted) return;  // Ctrl-C: the fetch is cancelled, what was shown stays
+      if (signal.aborted) return; // Ctrl-C: the fetch is cancelled, what was shown stays
       throw e;
     }
     throw new ChatError('the stream ended without [DONE]');

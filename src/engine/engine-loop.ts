@@ -41,7 +41,10 @@ export class EngineLoop implements EngineClient {
   private readonly done: Promise<void>;
   onStep: ((numTokens: number) => void) | undefined;
 
-  constructor(readonly config: EngineLoopConfig, engine: Pick<NativeEngine, 'step'>) {
+  constructor(
+    readonly config: EngineLoopConfig,
+    engine: Pick<NativeEngine, 'step'>,
+  ) {
     this.scheduler = new Scheduler(config);
     this.runner = new ModelRunner(config, engine as NativeEngine);
     this.done = this.run();
@@ -49,9 +52,15 @@ export class EngineLoop implements EngineClient {
 
   submit(request: EngineRequest): AsyncIterable<RequestOutput> {
     if (this.closed) throw new EngineError('the engine is shut down', 'engine_fault');
-    if (this.live.has(request.id)) throw new EngineError(`request id ${request.id} is already running`, 'invalid_request');
+    if (this.live.has(request.id))
+      throw new EngineError(`request id ${request.id} is already running`, 'invalid_request');
     const c = this.config;
-    validateRequest(request, { maxModelLen: c.maxModelLen, blockSize: c.blockSize, numBlocks: c.numBlocks, vocabSize: c.vocabSize });
+    validateRequest(request, {
+      maxModelLen: c.maxModelLen,
+      blockSize: c.blockSize,
+      numBlocks: c.numBlocks,
+      vocabSize: c.vocabSize,
+    });
     const req = new Request(request.id, request.promptTokenIds, request.sampling, {
       priority: request.priority ?? 0,
       arrivalSeq: this.arrivalSeq++,

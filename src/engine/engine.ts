@@ -67,7 +67,6 @@ export async function createEngine(
   return {
     client: loop,
     info,
-    close: () =>
-      (closing ??= loop.close().then(() => engine.dispose())),
+    close: () => (closing ??= loop.close().then(() => engine.dispose())),
   };
 }

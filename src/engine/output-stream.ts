@@ -8,7 +8,7 @@ export class OutputStream implements AsyncIterable<RequestOutput>, AsyncIterator
   private readonly queue: RequestOutput[] = [];
   private waiter: ((r: IteratorResult<RequestOutput>) => void) | undefined;
   private ended = false; // the final output was pushed
-  private done = false;  // the consumer cancelled
+  private done = false; // the consumer cancelled
 
   constructor(private readonly onCancel: () => void) {}
 

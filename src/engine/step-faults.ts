@@ -19,7 +19,7 @@ export function refusedRequests(out: SchedulerOutput, err: unknown): RequestFaul
   const found: RequestFaults = [];
   for (const f of faults) {
     const req = Number.isInteger(f.seq) ? out.requests[f.seq] : undefined;
-    if (!req) return undefined;  // not a sequence of this step: nothing to pin it on
+    if (!req) return undefined; // not a sequence of this step: nothing to pin it on
     found.push({ req, message: `the engine refused this request: ${f.message}` });
   }
   return found;
@@ -33,8 +33,14 @@ export function faultedRows(out: SchedulerOutput, res: StepResult): RequestFault
   out.requests.forEach((req, k) => {
     const row = out.sampleRows[k]!;
     if (row < 0 || faults[row] === 0) return;
-    const what = faults[row] === ROW_FAULT_NON_FINITE_LOGITS ? 'non-finite logits (NaN or infinity)' : `an unknown fault (${faults[row]})`;
-    found.push({ req, message: `the model produced ${what} for this request at output token ${req.numOutputTokens + 1}` });
+    const what =
+      faults[row] === ROW_FAULT_NON_FINITE_LOGITS
+        ? 'non-finite logits (NaN or infinity)'
+        : `an unknown fault (${faults[row]})`;
+    found.push({
+      req,
+      message: `the model produced ${what} for this request at output token ${req.numOutputTokens + 1}`,
+    });
   });
   return found;
 }

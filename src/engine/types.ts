@@ -1,30 +1,30 @@
 // What the server (and `kvserve generate`) hands the engine, and what comes back. No HTTP, no native types.
 
 export interface SamplingParams {
-  temperature: number;        // 0 = greedy
-  topP: number;               // 1 = off
-  topK: number;               // <= 0 = off
-  minP: number;               // 0 = off
-  presencePenalty: number;    // 0 = off
-  frequencyPenalty: number;   // 0 = off
-  repetitionPenalty: number;  // 1 = off
-  seed?: number;              // uint32; absent = a random seed chosen at submit
-  maxTokens: number;          // >= 1 (the server clamps to what fits in the context)
-  minTokens: number;          // EOS and stopTokenIds are masked until this many tokens exist
-  stopTokenIds: number[];     // besides the model's EOS ids
+  temperature: number; // 0 = greedy
+  topP: number; // 1 = off
+  topK: number; // <= 0 = off
+  minP: number; // 0 = off
+  presencePenalty: number; // 0 = off
+  frequencyPenalty: number; // 0 = off
+  repetitionPenalty: number; // 1 = off
+  seed?: number; // uint32; absent = a random seed chosen at submit
+  maxTokens: number; // >= 1 (the server clamps to what fits in the context)
+  minTokens: number; // EOS and stopTokenIds are masked until this many tokens exist
+  stopTokenIds: number[]; // besides the model's EOS ids
   ignoreEos: boolean;
   logitBias?: Record<number, number>;
   allowedTokenIds?: number[]; // only these may be sampled (vLLM's allowed_token_ids)
-  badWords?: number[][];      // token sequences never generated (vLLM's bad_words, already tokenized)
-  logprobs: number | null;    // null = none; 0 = the sampled token's logprob; k = also the top k
+  badWords?: number[][]; // token sequences never generated (vLLM's bad_words, already tokenized)
+  logprobs: number | null; // null = none; 0 = the sampled token's logprob; k = also the top k
 }
 
 export interface EngineRequest {
   id: string;
   promptTokenIds: number[];
   sampling: SamplingParams;
-  priority?: number;          // lower runs first (vLLM's convention); default 0
-  arrivalTime?: number;       // performance.now() at arrival; default: at submit
+  priority?: number; // lower runs first (vLLM's convention); default 0
+  arrivalTime?: number; // performance.now() at arrival; default: at submit
 }
 
 export type FinishReason = 'stop' | 'length' | 'abort' | 'error';
@@ -32,35 +32,35 @@ export type FinishReason = 'stop' | 'length' | 'abort' | 'error';
 export interface TokenLogprob {
   tokenId: number;
   logprob: number;
-  top: Array<[tokenId: number, logprob: number]>;  // descending; empty when logprobs = 0
+  top: Array<[tokenId: number, logprob: number]>; // descending; empty when logprobs = 0
 }
 
 /** One per step in which the request produced tokens, and always a last one with `finished`. */
 export interface RequestOutput {
   id: string;
-  newTokenIds: number[];           // tokens produced since the previous output
-  logprobs?: TokenLogprob[];       // aligned with newTokenIds when asked
+  newTokenIds: number[]; // tokens produced since the previous output
+  logprobs?: TokenLogprob[]; // aligned with newTokenIds when asked
   finished: boolean;
   finishReason?: FinishReason;
-  stopTokenId?: number;            // the EOS / stop token that ended it (not in newTokenIds when it is EOS)
-  error?: string;                  // with finishReason 'error'
+  stopTokenId?: number; // the EOS / stop token that ended it (not in newTokenIds when it is EOS)
+  error?: string; // with finishReason 'error'
   numPromptTokens: number;
-  numCachedPromptTokens: number;   // prefix-cache hit, known from the first output on
-  numOutputTokens: number;         // total so far
-  queueTimeMs?: number;            // arrival → first scheduled, on the first output
+  numCachedPromptTokens: number; // prefix-cache hit, known from the first output on
+  numOutputTokens: number; // total so far
+  queueTimeMs?: number; // arrival → first scheduled, on the first output
 }
 
 export interface EngineStats {
   numRunning: number;
   numWaiting: number;
-  kvCacheUsage: number;            // fraction of blocks in use by running requests, 0..1
+  kvCacheUsage: number; // fraction of blocks in use by running requests, 0..1
   numKvBlocks: number;
   numFreeKvBlocks: number;
-  prefixCacheQueries: number;      // tokens looked up (cumulative)
-  prefixCacheHits: number;         // tokens found (cumulative)
-  numPreemptions: number;          // cumulative
-  promptTokens: number;            // cumulative: each request's prompt once, at its first token (cache hits included)
-  generationTokens: number;        // cumulative tokens generated
+  prefixCacheQueries: number; // tokens looked up (cumulative)
+  prefixCacheHits: number; // tokens found (cumulative)
+  numPreemptions: number; // cumulative
+  promptTokens: number; // cumulative: each request's prompt once, at its first token (cache hits included)
+  generationTokens: number; // cumulative tokens generated
 }
 
 export interface EngineClient {
@@ -76,7 +76,10 @@ export interface EngineClient {
 }
 
 export class EngineError extends Error {
-  constructor(message: string, readonly code: 'context_length_exceeded' | 'invalid_request' | 'engine_fault') {
+  constructor(
+    message: string,
+    readonly code: 'context_length_exceeded' | 'invalid_request' | 'engine_fault',
+  ) {
     super(message);
     this.name = 'EngineError';
   }

@@ -49,7 +49,10 @@ export function stderrDownloadProgress(out: Out = process.stderr, now: () => num
     },
     file(path, size, resumeAt) {
       current = path;
-      if (!tty) out.write(`downloading ${label}: ${path} (${formatBytes(size)}${resumeAt > 0 ? `, resuming at ${formatBytes(resumeAt)}` : ''})\n`);
+      if (!tty)
+        out.write(
+          `downloading ${label}: ${path} (${formatBytes(size)}${resumeAt > 0 ? `, resuming at ${formatBytes(resumeAt)}` : ''})\n`,
+        );
     },
     bytes(done) {
       if (tty) {

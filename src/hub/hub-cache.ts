@@ -18,7 +18,10 @@ export class RepoCache {
   /** models--org--name */
   readonly folder: string;
 
-  constructor(readonly cacheDir: string, readonly repo: string) {
+  constructor(
+    readonly cacheDir: string,
+    readonly repo: string,
+  ) {
     this.folder = join(cacheDir, getRepoFolderName({ type: 'model', name: repo }));
   }
 

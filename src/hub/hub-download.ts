@@ -14,7 +14,15 @@ import type { DownloadProgress } from './download-progress.js';
 import { RepoCache } from './hub-cache.js';
 import { describeHubFailure, HubError, hubFetch, networkCode, type HubContext } from './hub-errors.js';
 import type { HubSettings } from './hub-settings.js';
-import { INDEX_FILE, metadataFiles, repoFile, shardsOf, weightsEntry, type FileSet, type RepoFile } from './model-files.js';
+import {
+  INDEX_FILE,
+  metadataFiles,
+  repoFile,
+  shardsOf,
+  weightsEntry,
+  type FileSet,
+  type RepoFile,
+} from './model-files.js';
 
 /** Attempts at one file within a run, as long as each attempt moved some bytes; then the next run resumes. */
 const MAX_ATTEMPTS = 5;
@@ -28,13 +36,32 @@ interface Session {
 }
 
 /** Fetches what `set` needs of `repo` at `revision` into the cache; returns snapshots/<commit>. */
-export async function downloadSnapshot(repo: string, revision: string, set: FileSet, settings: HubSettings, progress: DownloadProgress): Promise<string> {
-  const ctx: HubContext = { endpoint: settings.endpoint, repo, revision, tokenSent: settings.token !== undefined, cacheDir: settings.cacheDir };
+export async function downloadSnapshot(
+  repo: string,
+  revision: string,
+  set: FileSet,
+  settings: HubSettings,
+  progress: DownloadProgress,
+): Promise<string> {
+  const ctx: HubContext = {
+    endpoint: settings.endpoint,
+    repo,
+    revision,
+    tokenSent: settings.token !== undefined,
+    cacheDir: settings.cacheDir,
+  };
   const f = hubFetch(ctx);
-  const s: Session = { ctx, cache: new RepoCache(settings.cacheDir, repo), settings, fetch: f, lib: { hubUrl: settings.endpoint, accessToken: settings.token, fetch: f } };
+  const s: Session = {
+    ctx,
+    cache: new RepoCache(settings.cacheDir, repo),
+    settings,
+    fetch: f,
+    lib: { hubUrl: settings.endpoint, accessToken: settings.token, fetch: f },
+  };
   try {
     const { sha: commit } = await modelInfo({ ...s.lib, name: repo, revision, additionalFields: ['sha'] });
-    if (typeof commit !== 'string') throw new HubError(`the Hub at ${settings.endpoint} gave no commit for ${repo} at ${revision}`);
+    if (typeof commit !== 'string')
+      throw new HubError(`the Hub at ${settings.endpoint} gave no commit for ${repo} at ${revision}`);
     await s.cache.writeRef(revision, commit);
     const files = new Map<string, RepoFile>();
     for await (const entry of listFiles({ ...s.lib, repo, revision: commit })) {
@@ -48,7 +75,10 @@ export async function downloadSnapshot(repo: string, revision: string, set: File
       const indexText = await readFile(join(s.cache.snapshot(commit), INDEX_FILE), 'utf8');
       for (const shard of shardsOf(indexText, `${repo}/${INDEX_FILE}`)) {
         const file = files.get(shard);
-        if (!file) throw new HubError(`${repo}/${INDEX_FILE} names ${shard}, which ${repo} at ${commit.slice(0, 7)} does not have`);
+        if (!file)
+          throw new HubError(
+            `${repo}/${INDEX_FILE} names ${shard}, which ${repo} at ${commit.slice(0, 7)} does not have`,
+          );
         plan.push(file);
       }
     }
@@ -63,14 +93,22 @@ export async function downloadSnapshot(repo: string, revision: string, set: File
 function planFiles(files: ReadonlyMap<string, RepoFile>, set: FileSet, repo: string): RepoFile[] {
   const { wanted, required } = metadataFiles(set);
   const missing = required.filter((f) => !files.has(f));
-  if (missing.length) throw new HubError(`${repo} has no ${missing.join(' or ')} at its top level: not a Hugging Face Transformers model`);
+  if (missing.length)
+    throw new HubError(
+      `${repo} has no ${missing.join(' or ')} at its top level: not a Hugging Face Transformers model`,
+    );
   const plan = wanted.filter((f) => files.has(f)).map((f) => files.get(f)!);
   if (set === 'model' && weightsEntry(files, repo) !== INDEX_FILE) plan.push(files.get(weightsEntry(files, repo))!);
   return plan;
 }
 
 /** Links what the cache already holds, downloads the rest, with one progress total over the downloads. */
-async function fetchFiles(s: Session, commit: string, plan: RepoFile[], progress: DownloadProgress | undefined): Promise<void> {
+async function fetchFiles(
+  s: Session,
+  commit: string,
+  plan: RepoFile[],
+  progress: DownloadProgress | undefined,
+): Promise<void> {
   const todo = plan.filter((f) => !s.cache.hasFile(commit, f.path));
   const downloads = todo.filter((f, i) => !s.cache.hasBlob(f.etag) && todo.findIndex((g) => g.etag === f.etag) === i);
   const total = downloads.reduce((n, f) => n + f.size, 0);
@@ -102,7 +140,11 @@ async function fetchFiles(s: Session, commit: string, plan: RepoFile[], progress
  */
 class Part {
   private hash: Hash;
-  private constructor(readonly path: string, private readonly f: RepoFile, public length: number) {
+  private constructor(
+    readonly path: string,
+    private readonly f: RepoFile,
+    public length: number,
+  ) {
     this.hash = Part.newHash(f);
   }
 
@@ -139,10 +181,17 @@ class Part {
 }
 
 /** blobs/<etag> from the Hub, continuing an .incomplete part; verified before it is renamed into place. */
-async function fetchBlob(s: Session, commit: string, f: RepoFile, onBytes: (done: number) => void, progress: DownloadProgress | undefined): Promise<void> {
+async function fetchBlob(
+  s: Session,
+  commit: string,
+  f: RepoFile,
+  onBytes: (done: number) => void,
+  progress: DownloadProgress | undefined,
+): Promise<void> {
   const info = await fileDownloadInfo({ ...s.lib, repo: s.ctx.repo, path: f.path, revision: commit });
   if (!info) throw new HubError(`${s.ctx.repo} lists ${f.path} at ${commit.slice(0, 7)}, but the Hub has no such file`);
-  if (info.size !== f.size) throw new HubError(`${s.ctx.repo}/${f.path}: the Hub lists ${f.size} bytes but serves ${info.size}`);
+  if (info.size !== f.size)
+    throw new HubError(`${s.ctx.repo}/${f.path}: the Hub lists ${f.size} bytes but serves ${info.size}`);
   const path = s.cache.incomplete(f.etag);
   await mkdir(dirname(path), { recursive: true });
   const part = await Part.open(path, f, s.cache.incompleteSize(f.etag));
@@ -152,38 +201,52 @@ async function fetchBlob(s: Session, commit: string, f: RepoFile, onBytes: (done
     const moved = await transfer(s, info.url, part, f, onBytes);
     if (part.length >= f.size) break;
     if (moved === 0 || attempt === MAX_ATTEMPTS) {
-      throw new HubError(`download of ${s.ctx.repo}/${f.path} cut at ${part.length} of ${f.size} bytes; run again to resume from ${path}`);
+      throw new HubError(
+        `download of ${s.ctx.repo}/${f.path} cut at ${part.length} of ${f.size} bytes; run again to resume from ${path}`,
+      );
     }
     await new Promise((r) => setTimeout(r, 250 * attempt));
   }
   if (part.length !== f.size || part.digest() !== f.etag) {
     await rm(path, { force: true });
-    throw new HubError(`${s.ctx.repo}/${f.path}: the downloaded bytes do not match the Hub's ${f.hash} ${f.etag}; the partial file was removed, run again`);
+    throw new HubError(
+      `${s.ctx.repo}/${f.path}: the downloaded bytes do not match the Hub's ${f.hash} ${f.etag}; the partial file was removed, run again`,
+    );
   }
   await s.cache.commitBlob(f.etag);
 }
 
 /** One HTTP transfer appended to the part from its current length; returns the bytes it moved before it ended. */
-async function transfer(s: Session, url: string, part: Part, f: RepoFile, onBytes: (done: number) => void): Promise<number> {
+async function transfer(
+  s: Session,
+  url: string,
+  part: Part,
+  f: RepoFile,
+  onBytes: (done: number) => void,
+): Promise<number> {
   const headers: Record<string, string> = {};
   const have = part.length;
   if (have > 0) headers.Range = `bytes=${have}-`;
   // The token goes to the Hub only; a CDN URL it redirected to is already signed.
-  if (s.settings.token && new URL(url).origin === new URL(s.settings.endpoint).origin) headers.Authorization = `Bearer ${s.settings.token}`;
+  if (s.settings.token && new URL(url).origin === new URL(s.settings.endpoint).origin)
+    headers.Authorization = `Bearer ${s.settings.token}`;
   const res = await s.fetch(url, { headers });
   if (!res.ok) throw new HubError(`${s.ctx.repo}/${f.path}: the Hub answered HTTP ${res.status}`);
   // A server that ignores Range sends the whole file again: start the part over rather than append it.
   const append = have > 0 && res.status === 206;
   if (append && !(res.headers.get('content-range') ?? '').startsWith(`bytes ${have}-`)) {
     await res.body?.cancel();
-    throw new HubError(`${s.ctx.repo}/${f.path}: asked for bytes from ${have}, the server sent ${res.headers.get('content-range') ?? 'no Content-Range'}`);
+    throw new HubError(
+      `${s.ctx.repo}/${f.path}: asked for bytes from ${have}, the server sent ${res.headers.get('content-range') ?? 'no Content-Range'}`,
+    );
   }
   if (!append) part.restart();
   const fh = await open(part.path, append ? 'a' : 'w');
   let got = 0;
   try {
     for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-      if (part.length + chunk.length > f.size) throw new HubError(`${s.ctx.repo}/${f.path}: the server sent more than the ${f.size} bytes the Hub lists`);
+      if (part.length + chunk.length > f.size)
+        throw new HubError(`${s.ctx.repo}/${f.path}: the server sent more than the ${f.size} bytes the Hub lists`);
       await fh.write(chunk);
       part.written(chunk);
       got += chunk.length;

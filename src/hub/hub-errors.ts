@@ -18,14 +18,31 @@ export interface HubContext {
 
 /** Failures of the connection itself, as undici reports them in `cause.code`. */
 const NETWORK_CODES = new Set([
-  'ENOTFOUND', 'EAI_AGAIN', 'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE',
-  'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_SOCKET', 'CERT_HAS_EXPIRED',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EPIPE',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'UND_ERR_SOCKET',
+  'CERT_HAS_EXPIRED',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
 ]);
 
 /** The code of a failed fetch (`TypeError: fetch failed` with the socket error as its cause), if it is one. */
 export function networkCode(err: unknown): string | undefined {
-  for (let e = err as { code?: unknown; cause?: unknown; errors?: unknown[] } | undefined, depth = 0; e && depth < 4; depth++) {
+  for (
+    let e = err as { code?: unknown; cause?: unknown; errors?: unknown[] } | undefined, depth = 0;
+    e && depth < 4;
+    depth++
+  ) {
     if (typeof e.code === 'string' && NETWORK_CODES.has(e.code)) return e.code;
     const first = Array.isArray(e.errors) ? (e.errors[0] as { code?: unknown } | undefined) : undefined;
     if (typeof first?.code === 'string' && NETWORK_CODES.has(first.code)) return first.code;
@@ -44,13 +61,17 @@ export function unreachable(ctx: HubContext, code: string): HubError {
 /** The message for a refused request, or undefined for statuses the library's own error describes well enough. */
 export function refusal(ctx: HubContext, status: number, errorCode: string | null, url: string): string | undefined {
   const where = `on ${ctx.endpoint}`;
-  if (errorCode === 'RevisionNotFound') return `revision "${ctx.revision}" not found in ${ctx.repo} ${where} (--revision takes a branch, tag or commit)`;
-  if (errorCode === 'EntryNotFound') return `${ctx.repo} at ${ctx.revision} has no file ${decodeURIComponent(url.split('/').pop() ?? '')} ${where}`;
+  if (errorCode === 'RevisionNotFound')
+    return `revision "${ctx.revision}" not found in ${ctx.repo} ${where} (--revision takes a branch, tag or commit)`;
+  if (errorCode === 'EntryNotFound')
+    return `${ctx.repo} at ${ctx.revision} has no file ${decodeURIComponent(url.split('/').pop() ?? '')} ${where}`;
   if (errorCode === 'RepositoryNotFound') {
     // Without a token the Hub answers 401 RepositoryNotFound for a private repository as for a missing one.
     if (status === 401 && !ctx.tokenSent) {
-      return `model ${ctx.repo} not found ${where}, or it is private or gated (HTTP 401, no HF_TOKEN set): ` +
-        `set HF_TOKEN and accept the model's licence on the Hub at ${ctx.endpoint}/${ctx.repo}`;
+      return (
+        `model ${ctx.repo} not found ${where}, or it is private or gated (HTTP 401, no HF_TOKEN set): ` +
+        `set HF_TOKEN and accept the model's licence on the Hub at ${ctx.endpoint}/${ctx.repo}`
+      );
     }
     return `model ${ctx.repo} not found ${where} (no local folder of that name either)`;
   }

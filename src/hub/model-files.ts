@@ -30,11 +30,20 @@ const CONFIG_FILES = ['config.json', 'generation_config.json'];
 /** The files besides the weights, in fetch order; `required` are the ones whose absence is an error. */
 export function metadataFiles(set: FileSet): { wanted: string[]; required: string[] } {
   if (set === 'tokenizer') return { wanted: [...TOKENIZER_FILES, ...CONFIG_FILES], required: REQUIRED_TOKENIZER };
-  return { wanted: [...CONFIG_FILES, ...TOKENIZER_FILES], required: set === 'model' ? ['config.json', ...REQUIRED_TOKENIZER] : ['config.json'] };
+  return {
+    wanted: [...CONFIG_FILES, ...TOKENIZER_FILES],
+    required: set === 'model' ? ['config.json', ...REQUIRED_TOKENIZER] : ['config.json'],
+  };
 }
 
 /** The tree listing's entry for one file, as a RepoFile (undefined for folders). */
-export function repoFile(entry: { type: string; path: string; size: number; oid?: string; lfs?: { oid: string; size: number } }): RepoFile | undefined {
+export function repoFile(entry: {
+  type: string;
+  path: string;
+  size: number;
+  oid?: string;
+  lfs?: { oid: string; size: number };
+}): RepoFile | undefined {
   if (entry.type !== 'file') return undefined;
   if (entry.lfs) return { path: entry.path, size: entry.lfs.size, etag: entry.lfs.oid, hash: 'sha256' };
   if (!entry.oid) return undefined;
@@ -69,7 +78,9 @@ export function weightsEntry(files: ReadonlyMap<string, RepoFile>, repo: string)
   const others = [...files.keys()].filter((f) => /\.(bin|pth|pt|gguf|onnx|h5|msgpack|safetensors)$/.test(f));
   throw new HubError(
     `${repo} has no ${SINGLE_WEIGHTS} or ${INDEX_FILE} at its top level` +
-      (others.length ? ` (it has ${others.slice(0, 3).join(', ')}${others.length > 3 ? ', …' : ''}; kvserve loads Hugging Face safetensors only)` : ''),
+      (others.length
+        ? ` (it has ${others.slice(0, 3).join(', ')}${others.length > 3 ? ', …' : ''}; kvserve loads Hugging Face safetensors only)`
+        : ''),
   );
 }
 

@@ -66,7 +66,12 @@ export async function resolveModelDir(arg: string, opts: ResolveOptions = {}): P
     return dir;
   }
   // A commit never changes: when its snapshot is complete there is nothing to ask the Hub.
-  if (COMMIT_HASH.test(revision) && cached !== undefined && existsSync(cache.snapshot(cached)) && missingFrom(cache.snapshot(cached), set).length === 0) {
+  if (
+    COMMIT_HASH.test(revision) &&
+    cached !== undefined &&
+    existsSync(cache.snapshot(cached)) &&
+    missingFrom(cache.snapshot(cached), set).length === 0
+  ) {
     note(`${arg}${at} from the cache (${cache.snapshot(cached)})`);
     return cache.snapshot(cached);
   }
@@ -95,14 +100,25 @@ function completeSnapshot(cache: RepoCache, commit: string, set: FileSet): strin
  * repositories become snapshot folders, and a server's model id defaults to the repo id rather than the
  * snapshot's commit hash. A separate --tokenizer repo is taken at its main revision.
  */
-export async function resolveHubModels<T extends EngineConfig & { servedModelName?: string }>(c: T, opts: { progress: boolean }): Promise<T> {
+export async function resolveHubModels<T extends EngineConfig & { servedModelName?: string }>(
+  c: T,
+  opts: { progress: boolean },
+): Promise<T> {
   const out = { ...c };
   if (isHubModelId(c.model)) {
-    out.model = await resolveModelDir(c.model, { revision: c.revision, set: c.loadFormat === 'dummy' ? 'config' : 'model', progress: opts.progress });
+    out.model = await resolveModelDir(c.model, {
+      revision: c.revision,
+      set: c.loadFormat === 'dummy' ? 'config' : 'model',
+      progress: opts.progress,
+    });
     if (out.servedModelName === '') out.servedModelName = c.model;
   }
   if (c.tokenizer && isHubModelId(c.tokenizer)) {
-    out.tokenizer = await resolveModelDir(c.tokenizer, { revision: c.tokenizer === c.model ? c.revision : 'main', set: 'tokenizer', progress: opts.progress });
+    out.tokenizer = await resolveModelDir(c.tokenizer, {
+      revision: c.tokenizer === c.model ? c.revision : 'main',
+      set: 'tokenizer',
+      progress: opts.progress,
+    });
   }
   return out;
 }

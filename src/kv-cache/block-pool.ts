@@ -25,8 +25,12 @@ export class BlockPool {
   private readonly cache = new Map<number, number>();
   private readonly free: FreeBlockQueue;
 
-  constructor(readonly numBlocks: number, readonly blockSize: number) {
-    if (!Number.isInteger(numBlocks) || numBlocks < 1) throw new Error(`numBlocks must be a positive integer, got ${numBlocks}`);
+  constructor(
+    readonly numBlocks: number,
+    readonly blockSize: number,
+  ) {
+    if (!Number.isInteger(numBlocks) || numBlocks < 1)
+      throw new Error(`numBlocks must be a positive integer, got ${numBlocks}`);
     this.refCount = new Int32Array(numBlocks);
     this.hashOf = new Float64Array(numBlocks).fill(-1);
     this.parentOf = new Int32Array(numBlocks).fill(-1);

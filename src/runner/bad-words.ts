@@ -3,7 +3,11 @@
 // vLLM). Pure: the runner asks each step which tokens to mask for the next sample.
 
 /** The tokens `words` ban as the next token after `tokens`, whose output begins at `outputStart`. */
-export function bannedNext(words: readonly (readonly number[])[], tokens: readonly number[], outputStart: number): number[] {
+export function bannedNext(
+  words: readonly (readonly number[])[],
+  tokens: readonly number[],
+  outputStart: number,
+): number[] {
   const banned: number[] = [];
   const numOutput = tokens.length - outputStart;
   for (const w of words) {

@@ -8,22 +8,22 @@ export type Device = 'cpu' | 'cuda';
 export type DTypeName = 'float32' | 'bfloat16' | 'float16';
 
 export interface NativeEngineOptions {
-  model: string;                 // HF folder; for dummy weights a folder or a config.json path
-  engine?: string;               // an engine folder made by `kvserve build` (then model is not read)
+  model: string; // HF folder; for dummy weights a folder or a config.json path
+  engine?: string; // an engine folder made by `kvserve build` (then model is not read)
   dummyWeights: boolean;
-  privateWeights?: boolean;      // read the weights into private memory instead of mapping the files
+  privateWeights?: boolean; // read the weights into private memory instead of mapping the files
   device: Device;
   dtype: 'auto' | DTypeName;
-  numThreads: number;            // cpu: 0 = all cores
+  numThreads: number; // cpu: 0 = all cores
   blockSize: number;
-  numKvBlocks: number;           // 0 = derive from kvCacheBytes / gpuMemoryUtilization
-  kvCacheBytes: number;          // cpu: 0 = default budget
+  numKvBlocks: number; // 0 = derive from kvCacheBytes / gpuMemoryUtilization
+  kvCacheBytes: number; // cpu: 0 = default budget
   gpuMemoryUtilization: number;
   maxNumBatchedTokens: number;
   maxNumSeqs: number;
-  maxModelLen: number;           // 0 = from config
+  maxModelLen: number; // 0 = from config
   seed: number;
-  batchInvariant?: boolean;      // cuda: bitwise batch-invariant GEMMs (the CPU backend always is)
+  batchInvariant?: boolean; // cuda: bitwise batch-invariant GEMMs (the CPU backend always is)
 }
 
 export interface NativeEngineInfo {
@@ -37,9 +37,9 @@ export interface NativeEngineInfo {
   headDim: number;
   vocabSize: number;
   maxModelLen: number;
-  bosTokenId: number;            // -1 when none
+  bosTokenId: number; // -1 when none
   eosTokenIds: number[];
-  device: string;                // "cpu" or e.g. "cuda:0 (NVIDIA H100 80GB HBM3)"
+  device: string; // "cpu" or e.g. "cuda:0 (NVIDIA H100 80GB HBM3)"
   dtype: DTypeName;
   blockSize: number;
   numKvBlocks: number;
@@ -49,51 +49,51 @@ export interface NativeEngineInfo {
 
 /** One step of the protocol in docs/architecture.md. T tokens, S sequences, R sampled rows. */
 export interface StepBatch {
-  tokenIds: Int32Array;          // [T]
-  positions: Int32Array;         // [T]
-  queryStart: Int32Array;        // [S+1]
-  contextLens: Int32Array;       // [S]
-  blockTables: Int32Array;       // [S * maxBlocksPerSeq]
+  tokenIds: Int32Array; // [T]
+  positions: Int32Array; // [T]
+  queryStart: Int32Array; // [S+1]
+  contextLens: Int32Array; // [S]
+  blockTables: Int32Array; // [S * maxBlocksPerSeq]
   maxBlocksPerSeq: number;
-  slotMapping: Int32Array;       // [T]
-  sampleIndices: Int32Array;     // [R]
-  temperature: Float32Array;     // [R] <= 1e-5 greedy
-  topP: Float32Array;            // [R]
-  topK: Int32Array;              // [R] <= 0 off
-  minP: Float32Array;            // [R]
+  slotMapping: Int32Array; // [T]
+  sampleIndices: Int32Array; // [R]
+  temperature: Float32Array; // [R] <= 1e-5 greedy
+  topP: Float32Array; // [R]
+  topK: Int32Array; // [R] <= 0 off
+  minP: Float32Array; // [R]
   presencePenalty: Float32Array; // [R]
-  frequencyPenalty: Float32Array;// [R]
-  repetitionPenalty: Float32Array;// [R]
-  seeds: Uint32Array;            // [R]
-  seedSteps: Int32Array;         // [R] output index of the token being sampled
-  numLogprobs: Int32Array;       // [R] -1 none, 0 sampled only, k top-k too
-  historyStart?: Int32Array;     // [R+1] penalty history offsets (only when some row has penalties)
+  frequencyPenalty: Float32Array; // [R]
+  repetitionPenalty: Float32Array; // [R]
+  seeds: Uint32Array; // [R]
+  seedSteps: Int32Array; // [R] output index of the token being sampled
+  numLogprobs: Int32Array; // [R] -1 none, 0 sampled only, k top-k too
+  historyStart?: Int32Array; // [R+1] penalty history offsets (only when some row has penalties)
   historyOutputStart?: Int32Array; // [R]
   historyTokens?: Int32Array;
-  biasStart?: Int32Array;        // [R+1] logit bias offsets (only when some row has a bias)
+  biasStart?: Int32Array; // [R+1] logit bias offsets (only when some row has a bias)
   biasTokens?: Int32Array;
   biasValues?: Float32Array;
-  blockCopies?: Int32Array;      // [2C] (src, dst)
-  returnLogits?: boolean;        // tests: raw logits [R * vocab]
+  blockCopies?: Int32Array; // [2C] (src, dst)
+  returnLogits?: boolean; // tests: raw logits [R * vocab]
 }
 
 export interface StepResult {
-  tokens: Int32Array;            // [R]
-  logprobs: Float32Array;        // [R] NaN when not asked
-  topLogprobs: number;           // K
-  topIds: Int32Array;            // [R * K], -1 padded
-  topValues: Float32Array;       // [R * K]
-  logits?: Float32Array;         // [R * vocab] when returnLogits
+  tokens: Int32Array; // [R]
+  logprobs: Float32Array; // [R] NaN when not asked
+  topLogprobs: number; // K
+  topIds: Int32Array; // [R * K], -1 padded
+  topValues: Float32Array; // [R * K]
+  logits?: Float32Array; // [R * vocab] when returnLogits
   /** [R] present only when some row could not be sampled: ROW_FAULT_* per row, 0 for the rows that were.
    *  A faulted row's token is meaningless; the step's other rows stand. */
   rowFaults?: Int32Array;
 }
 
-export const ROW_FAULT_NON_FINITE_LOGITS = 1;  // a logit is NaN or +inf, or none is finite
+export const ROW_FAULT_NON_FINITE_LOGITS = 1; // a logit is NaN or +inf, or none is finite
 
 /** A sequence of a step that the native batch check refused, and why. */
 export interface StepFault {
-  seq: number;                   // index into the step's sequences
+  seq: number; // index into the step's sequences
   message: string;
 }
 
@@ -114,9 +114,9 @@ export interface NativeEngine {
 /** What an engine is built for (engines/engine_target.h): the ISA features it needs and those this CPU has. */
 export interface NativeTarget {
   device: Device;
-  arch: string;                  // "x86_64" | "aarch64"
-  features: string[];            // compiled-in ISA features, which an engine built here needs
-  hostFeatures: string[];        // the running CPU's, of the features kvserve knows
+  arch: string; // "x86_64" | "aarch64"
+  features: string[]; // compiled-in ISA features, which an engine built here needs
+  hostFeatures: string[]; // the running CPU's, of the features kvserve knows
 }
 
 export interface NativeTunedGemm {

@@ -12,7 +12,7 @@ const NO_BANS: number[] = [];
 
 export interface ModelRunnerConfig {
   maxNumBatchedTokens: number; // T max
-  maxNumSeqs: number;          // S and R max
+  maxNumSeqs: number; // S and R max
   blockSize: number;
 }
 
@@ -46,7 +46,10 @@ export class ModelRunner {
   private biasTokens = new Int32Array(64);
   private biasValues = new Float32Array(64);
 
-  constructor(config: ModelRunnerConfig, private readonly engine?: NativeEngine) {
+  constructor(
+    config: ModelRunnerConfig,
+    private readonly engine?: NativeEngine,
+  ) {
     const T = config.maxNumBatchedTokens;
     const S = config.maxNumSeqs;
     this.bs = config.blockSize;
@@ -86,7 +89,8 @@ export class ModelRunner {
     const bs = this.bs;
     let stride = 1;
     for (let s = 0; s < S; s++) stride = Math.max(stride, requests[s]!.blockTable.length);
-    if (this.blockTables.length < S * stride) this.blockTables = new Int32Array(Math.max(S * stride, this.blockTables.length * 2));
+    if (this.blockTables.length < S * stride)
+      this.blockTables = new Int32Array(Math.max(S * stride, this.blockTables.length * 2));
     let t = 0;
     let needHistory = false;
     let needBias = false;
@@ -159,7 +163,8 @@ export class ModelRunner {
     forEachSampled(out, (req) => {
       if (req.hasPenalties) total += req.sampling.repetitionPenalty !== 1 ? req.numTokens : req.numOutputTokens;
     });
-    if (this.historyTokens.length < total) this.historyTokens = new Int32Array(Math.max(total, this.historyTokens.length * 2));
+    if (this.historyTokens.length < total)
+      this.historyTokens = new Int32Array(Math.max(total, this.historyTokens.length * 2));
     let h = 0;
     forEachSampled(out, (req, r) => {
       this.historyStart[r] = h;
@@ -215,7 +220,10 @@ export class ModelRunner {
   }
 }
 
-function forEachSampled(out: SchedulerOutput, fn: (req: SchedulerOutput['requests'][number], row: number) => void): void {
+function forEachSampled(
+  out: SchedulerOutput,
+  fn: (req: SchedulerOutput['requests'][number], row: number) => void,
+): void {
   for (let s = 0; s < out.requests.length; s++) {
     const r = out.sampleRows[s]!;
     if (r >= 0) fn(out.requests[s]!, r);

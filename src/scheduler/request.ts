@@ -47,8 +47,13 @@ export class Request implements KvSequence {
     promptTokenIds: readonly number[],
     readonly sampling: SamplingParams,
     opts: {
-      priority: number; arrivalSeq: number; arrivalTime: number; seed: number; eosTokenIds: readonly number[]; blockSize: number;
-      vocabSize?: number;  // needed for allowedTokenIds
+      priority: number;
+      arrivalSeq: number;
+      arrivalTime: number;
+      seed: number;
+      eosTokenIds: readonly number[];
+      blockSize: number;
+      vocabSize?: number; // needed for allowedTokenIds
     },
   ) {
     this.tokens = promptTokenIds.slice();
@@ -61,7 +66,8 @@ export class Request implements KvSequence {
     this.stopIds = new Set([...this.eosIds, ...sampling.stopTokenIds]);
     [this.logitBiasTokens, this.logitBiasValues] = fixedBias(sampling, opts.vocabSize);
     this.badWords = sampling.badWords ?? [];
-    this.hasPenalties = sampling.presencePenalty !== 0 || sampling.frequencyPenalty !== 0 || sampling.repetitionPenalty !== 1;
+    this.hasPenalties =
+      sampling.presencePenalty !== 0 || sampling.frequencyPenalty !== 0 || sampling.repetitionPenalty !== 1;
     const maxLen = promptTokenIds.length + sampling.maxTokens;
     this.blockTable = new BlockTable(Math.ceil(Math.min(maxLen, 1 << 16) / opts.blockSize));
   }

@@ -29,8 +29,8 @@ export class Scheduler {
   /** Admitted requests in line order; the last one is the next preemption victim. */
   readonly running: Request[] = [];
   numPreemptions = 0;
-  promptTokensComputed = 0;   // prompt tokens run through the model (cache hits excluded, recomputes included)
-  promptTokens = 0;           // each request's whole prompt, once, at its first token (vLLM's prompt_tokens_total)
+  promptTokensComputed = 0; // prompt tokens run through the model (cache hits excluded, recomputes included)
+  promptTokens = 0; // each request's whole prompt, once, at its first token (vLLM's prompt_tokens_total)
   generationTokens = 0;
   private readonly cachedScratch: number[] = [];
 
@@ -50,7 +50,14 @@ export class Scheduler {
   }
 
   schedule(): SchedulerOutput {
-    const out: Building = { requests: [], numNewTokens: [], sampleRows: [], numTokens: 0, numSamples: 0, preempted: [] };
+    const out: Building = {
+      requests: [],
+      numNewTokens: [],
+      sampleRows: [],
+      numTokens: 0,
+      numSamples: 0,
+      preempted: [],
+    };
     let budget = this.config.maxNumBatchedTokens;
     const running = this.running;
     for (let i = 0; i < running.length && budget > 0; i++) {

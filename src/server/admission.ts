@@ -34,14 +34,24 @@ export class Admission {
  * over the per-request bound, a 503 queue_full when the queue has no room for it now. The places are given
  * back on submission (startGeneration) or when the reply ends, whichever comes first.
  */
-export function admit(ctx: ServerContext, model: LoadedModel, reply: FastifyReply, prompts: number, n: number, promptParam: string): Admission {
+export function admit(
+  ctx: ServerContext,
+  model: LoadedModel,
+  reply: FastifyReply,
+  prompts: number,
+  n: number,
+  promptParam: string,
+): Admission {
   const sequences = prompts * n;
   const queueBound = ctx.maxQueue > 0 && ctx.maxQueue < model.maxNumSeqs;
   const perRequest = queueBound ? ctx.maxQueue : model.maxNumSeqs;
   if (sequences > perRequest) {
     const shape = `${prompts} prompt${prompts === 1 ? '' : 's'} × n ${n} = ${sequences} sequences`;
     const flag = queueBound ? `--max-queue ${ctx.maxQueue}` : `--max-num-seqs ${model.maxNumSeqs}`;
-    throw invalid(`this request asks for ${shape}; the server takes at most ${perRequest} per request (${flag})`, prompts > perRequest ? promptParam : 'n');
+    throw invalid(
+      `this request asks for ${shape}; the server takes at most ${perRequest} per request (${flag})`,
+      prompts > perRequest ? promptParam : 'n',
+    );
   }
   if (ctx.maxQueue > 0) {
     const waiting = model.client.stats().numWaiting + ctx.admittedSequences;

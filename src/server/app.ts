@@ -28,12 +28,12 @@ export interface AppDeps {
   apiKey?: string;
   /** Origins a browser may call the API from (CORS); ['*'] = any; empty or absent = CORS off. */
   allowedOrigins?: string[];
-  maxQueue?: number;               // waiting sequences before 503; 0 = unbounded (default)
-  bodyLimitBytes?: number;         // default 8 MiB
-  headerTimeoutMs?: number;        // headers must arrive within this (default 10 s; 0 = no limit)
-  requestTimeoutMs?: number;       // headers and body must arrive within this (default 30 s; 0 = no limit)
-  keepAliveTimeoutMs?: number;     // an idle keep-alive connection closes after this (default 5 s)
-  logLevel?: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'silent';  // default 'silent'
+  maxQueue?: number; // waiting sequences before 503; 0 = unbounded (default)
+  bodyLimitBytes?: number; // default 8 MiB
+  headerTimeoutMs?: number; // headers must arrive within this (default 10 s; 0 = no limit)
+  requestTimeoutMs?: number; // headers and body must arrive within this (default 30 s; 0 = no limit)
+  keepAliveTimeoutMs?: number; // an idle keep-alive connection closes after this (default 5 s)
+  logLevel?: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'silent'; // default 'silent'
   /** Where log lines (JSON) go; default stdout. */
   logStream?: NodeJS.WritableStream;
 }
@@ -64,7 +64,11 @@ export const kvserveApp: FastifyPluginAsync<AppOptions> = async (app, { ctx, api
   // Off unless origins are named: a browser page elsewhere then cannot read the API. On, the plugin answers
   // the OPTIONS preflight (which carries no key, so auth lets OPTIONS through) and marks allowed answers.
   if (allowedOrigins.length > 0) {
-    await app.register(cors, { origin: allowedOrigins.includes('*') ? '*' : allowedOrigins, exposedHeaders: ['x-request-id'], maxAge: 600 });
+    await app.register(cors, {
+      origin: allowedOrigins.includes('*') ? '*' : allowedOrigins,
+      exposedHeaders: ['x-request-id'],
+      maxAge: 600,
+    });
   }
   registerAuth(app, apiKey);
   // Bodies are JSON only: a text/plain body is a 415, not a string that fails the schema.
@@ -113,14 +117,21 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   const timeouts = [
     headersTimeout > 0 ? `headers within ${headersTimeout / 1000} s` : '',
     requestTimeout > 0 ? `the whole request within ${requestTimeout / 1000} s` : '',
-  ].filter(Boolean).join(', ');
+  ]
+    .filter(Boolean)
+    .join(', ');
   const app = Fastify({
     logger: { level: deps.logLevel ?? 'silent', ...(deps.logStream ? { stream: deps.logStream } : {}) },
     genReqId: requestIdOf,
     // Node measures both only until the request has been received: long responses (SSE) are not cut.
     requestTimeout,
     keepAliveTimeout,
-    http: { headersTimeout, requestTimeout, keepAliveTimeout, connectionsCheckingInterval: checkingInterval(headersTimeout, requestTimeout) },
+    http: {
+      headersTimeout,
+      requestTimeout,
+      keepAliveTimeout,
+      connectionsCheckingInterval: checkingInterval(headersTimeout, requestTimeout),
+    },
     clientErrorHandler: clientErrorHandler(timeouts),
     frameworkErrors,
     bodyLimit: deps.bodyLimitBytes ?? 8 * 1024 * 1024,

@@ -5,7 +5,10 @@
 import { invalid } from './errors.js';
 import type { LoadedModel } from './model-slot.js';
 
-export async function tokenizeBadWords(model: LoadedModel, words: string[] | null | undefined): Promise<number[][] | undefined> {
+export async function tokenizeBadWords(
+  model: LoadedModel,
+  words: string[] | null | undefined,
+): Promise<number[][] | undefined> {
   if (!words || words.length === 0) return undefined;
   const sequences: number[][] = [];
   for (const [i, word] of words.entries()) {

@@ -22,7 +22,8 @@ function checkMessage(m: ChatMessage, i: number): void {
   const hasContent = m.content !== undefined && m.content !== null;
   if (m.role === 'assistant') {
     const calls = Array.isArray(m.tool_calls) && m.tool_calls.length > 0;
-    if (!hasContent && !calls) throw missing(`messages[${i}].content`, `messages[${i}]: an assistant message needs content or tool_calls`);
+    if (!hasContent && !calls)
+      throw missing(`messages[${i}].content`, `messages[${i}]: an assistant message needs content or tool_calls`);
     return;
   }
   if (!hasContent) throw missing(`messages[${i}].content`, `messages[${i}]: a ${m.role} message needs content`);
@@ -39,9 +40,14 @@ function flatten(messages: ChatMessage[]): TemplateMessage[] {
     if (Array.isArray(m.content)) {
       content = m.content
         .map((part, j) => {
-          if (part.type !== 'text') throw unsupported(`messages[${i}].content[${j}].type`, `content parts of type "${part.type}"`);
+          if (part.type !== 'text')
+            throw unsupported(`messages[${i}].content[${j}].type`, `content parts of type "${part.type}"`);
           if (typeof part.text !== 'string') {
-            throw new ApiError('missing_required_parameter', `messages[${i}].content[${j}] needs a "text" string`, `messages[${i}].content[${j}].text`);
+            throw new ApiError(
+              'missing_required_parameter',
+              `messages[${i}].content[${j}] needs a "text" string`,
+              `messages[${i}].content[${j}].text`,
+            );
           }
           return part.text;
         })
@@ -63,7 +69,11 @@ export function checkChatMessages(model: LoadedModel, messages: ChatMessage[]): 
   checkMessages(model, flatten(messages));
 }
 
-export async function renderChatPrompt(model: LoadedModel, messages: ChatMessage[], opts: ChatPromptOptions): Promise<{ text: string; ids: number[] }> {
+export async function renderChatPrompt(
+  model: LoadedModel,
+  messages: ChatMessage[],
+  opts: ChatPromptOptions,
+): Promise<{ text: string; ids: number[] }> {
   if (!model.chatTemplate) {
     throw new ApiError(
       'chat_template_missing',

@@ -14,7 +14,7 @@ import { SseWriter } from './sse.js';
 export interface ServerContext {
   slot: ModelSlot;
   servedModelName: string;
-  maxQueue: number;          // waiting sequences before 503; 0 = unbounded
+  maxQueue: number; // waiting sequences before 503; 0 = unbounded
   /** Sequences admitted (admission.ts) whose prompts are still being prepared, not yet in the engine. */
   admittedSequences: number;
   metrics: ServerMetrics;
@@ -31,12 +31,17 @@ export interface Usage {
 }
 
 /** `prefix<random>`, or `prefix<given>` for vLLM's request_id field (the caller's own id, for tracing). */
-export const newRequestId = (prefix: string, given?: string | null) => `${prefix}${given || randomUUID().replaceAll('-', '')}`;
+export const newRequestId = (prefix: string, given?: string | null) =>
+  `${prefix}${given || randomUUID().replaceAll('-', '')}`;
 
 /** A request naming another model is a 404, as OpenAI answers; no model field means the served one. */
 export function checkModelName(ctx: ServerContext, model: string | null | undefined): void {
   if (model !== undefined && model !== null && model !== ctx.servedModelName) {
-    throw new ApiError('model_not_found', `The model \`${model}\` does not exist; this server serves \`${ctx.servedModelName}\``, 'model');
+    throw new ApiError(
+      'model_not_found',
+      `The model \`${model}\` does not exist; this server serves \`${ctx.servedModelName}\``,
+      'model',
+    );
   }
 }
 
@@ -56,10 +61,16 @@ export function startGeneration(
 ): Generation {
   let gen: Generation;
   try {
-    ctx.drain.check();  // a drain that began while this request was tokenized refuses it here
-    gen = new Generation({ client: model.client, tokenizer: model.tokenizer, metrics: ctx.metrics }, requestId, choices, text, arrival);
+    ctx.drain.check(); // a drain that began while this request was tokenized refuses it here
+    gen = new Generation(
+      { client: model.client, tokenizer: model.tokenizer, metrics: ctx.metrics },
+      requestId,
+      choices,
+      text,
+      arrival,
+    );
   } finally {
-    admission.release();  // submitted: the engine counts these sequences as waiting from now on
+    admission.release(); // submitted: the engine counts these sequences as waiting from now on
   }
   // The HTTP request id (X-Request-Id) and the completion id on one line: a client's error leads here.
   reply.log.info({ completionId: requestId, choices: choices.length }, 'generation started');
@@ -93,7 +104,11 @@ export async function streamGeneration(
 ): Promise<FastifyReply> {
   const sse = new SseWriter(reply);
   const counts: Array<ChoiceDelta['counts'] | undefined> = [];
-  const usageNow = () => usageOf(Array.from(counts, (c) => c ?? { numPromptTokens: 0, numCachedTokens: 0, numOutputTokens: 0 }), settings.n);
+  const usageNow = () =>
+    usageOf(
+      Array.from(counts, (c) => c ?? { numPromptTokens: 0, numCachedTokens: 0, numOutputTokens: 0 }),
+      settings.n,
+    );
   const usage = () => (settings.continuousUsage ? { usage: usageNow() } : settings.includeUsage ? { usage: null } : {});
   const send = (choice: object) => sse.send({ ...base, choices: [choice], ...usage() });
   lead.forEach(send);
@@ -113,7 +128,8 @@ export async function streamGeneration(
   } catch (e) {
     const api = toApiError(e, reply.request.id);
     if (!sse.closed) {
-      if (api.status >= 500 && api.code !== 'server_shutting_down') reply.log.error({ err: e }, 'generation failed mid-stream');
+      if (api.status >= 500 && api.code !== 'server_shutting_down')
+        reply.log.error({ err: e }, 'generation failed mid-stream');
       sse.error(api);
     }
   }
@@ -122,7 +138,10 @@ export async function streamGeneration(
 }
 
 /** Prompt tokens count once per prompt (not once per choice), as OpenAI counts them with n > 1. */
-export function usageOf(results: Array<Pick<ChoiceResult, 'numPromptTokens' | 'numCachedTokens' | 'numOutputTokens'>>, n: number): Usage {
+export function usageOf(
+  results: Array<Pick<ChoiceResult, 'numPromptTokens' | 'numCachedTokens' | 'numOutputTokens'>>,
+  n: number,
+): Usage {
   let prompt = 0;
   let cached = 0;
   let completion = 0;

@@ -27,7 +27,12 @@ export class Drain {
 
   /** What a request arriving while draining gets. */
   refusal(): ApiError {
-    return new ApiError('server_shutting_down', 'the server is shutting down and takes no new requests; retry on another instance', null, this.retryAfter());
+    return new ApiError(
+      'server_shutting_down',
+      'the server is shutting down and takes no new requests; retry on another instance',
+      null,
+      this.retryAfter(),
+    );
   }
 
   /** Throws for work that would start now: refused while draining, or cut once the drain timed out. */
@@ -37,7 +42,12 @@ export class Drain {
 
   /** The drain timed out: every generation still running fails, and any that would start fails too. */
   cutAll(): void {
-    this.cutError ??= new ApiError('server_shutting_down', 'the server shut down before this request finished; retry it', null, 1);
+    this.cutError ??= new ApiError(
+      'server_shutting_down',
+      'the server shut down before this request finished; retry it',
+      null,
+      1,
+    );
     for (const g of this.generations) g.cut(this.cutError);
   }
 }

@@ -3,36 +3,32 @@
 import type { FastifyError } from 'fastify';
 import { EngineError } from '../engine/types.js';
 
-export type ErrorType =
-  | 'invalid_request_error'
-  | 'not_found_error'
-  | 'server_overloaded'
-  | 'server_error';
+export type ErrorType = 'invalid_request_error' | 'not_found_error' | 'server_overloaded' | 'server_error';
 
 /** The codes clients can switch on. Each has exactly one status and type. */
 export const errorCodes = {
-  invalid_value: { status: 400, type: 'invalid_request_error' },          // out-of-range or malformed field
+  invalid_value: { status: 400, type: 'invalid_request_error' }, // out-of-range or malformed field
   missing_required_parameter: { status: 400, type: 'invalid_request_error' },
-  unsupported_parameter: { status: 400, type: 'invalid_request_error' },  // a known feature we do not implement
-  unknown_parameter: { status: 400, type: 'invalid_request_error' },      // a field no endpoint knows
+  unsupported_parameter: { status: 400, type: 'invalid_request_error' }, // a known feature we do not implement
+  unknown_parameter: { status: 400, type: 'invalid_request_error' }, // a field no endpoint knows
   invalid_json: { status: 400, type: 'invalid_request_error' },
   context_length_exceeded: { status: 400, type: 'invalid_request_error' },
   chat_template_missing: { status: 400, type: 'invalid_request_error' },
   chat_template_error: { status: 400, type: 'invalid_request_error' },
-  invalid_url: { status: 400, type: 'invalid_request_error' },           // a path that does not percent-decode
-  malformed_request: { status: 400, type: 'invalid_request_error' },     // bytes Node's HTTP parser refuses
-  invalid_api_key: { status: 401, type: 'invalid_request_error' },       // what OpenAI itself answers
+  invalid_url: { status: 400, type: 'invalid_request_error' }, // a path that does not percent-decode
+  malformed_request: { status: 400, type: 'invalid_request_error' }, // bytes Node's HTTP parser refuses
+  invalid_api_key: { status: 401, type: 'invalid_request_error' }, // what OpenAI itself answers
   model_not_found: { status: 404, type: 'invalid_request_error' },
   not_found: { status: 404, type: 'not_found_error' },
-  method_not_allowed: { status: 405, type: 'invalid_request_error' },    // with Allow
-  request_timeout: { status: 408, type: 'invalid_request_error' },       // headers or body too slow
+  method_not_allowed: { status: 405, type: 'invalid_request_error' }, // with Allow
+  request_timeout: { status: 408, type: 'invalid_request_error' }, // headers or body too slow
   request_too_large: { status: 413, type: 'invalid_request_error' },
   uri_too_long: { status: 414, type: 'invalid_request_error' },
   unsupported_media_type: { status: 415, type: 'invalid_request_error' },
   headers_too_large: { status: 431, type: 'invalid_request_error' },
-  queue_full: { status: 503, type: 'server_overloaded' },                 // with Retry-After
-  model_loading: { status: 503, type: 'server_overloaded' },              // with Retry-After
-  server_shutting_down: { status: 503, type: 'server_overloaded' },       // with Retry-After, while draining
+  queue_full: { status: 503, type: 'server_overloaded' }, // with Retry-After
+  model_loading: { status: 503, type: 'server_overloaded' }, // with Retry-After
+  server_shutting_down: { status: 503, type: 'server_overloaded' }, // with Retry-After, while draining
   engine_fault: { status: 500, type: 'server_error' },
   internal_error: { status: 500, type: 'server_error' },
 } as const satisfies Record<string, { status: number; type: ErrorType }>;
@@ -75,7 +71,10 @@ export const unsupported = (param: string, what: string) =>
  */
 export function toApiError(err: unknown, requestId?: string): ApiError {
   if (err instanceof ApiError) return err;
-  const seeLog = requestId === undefined ? 'the server log has the details' : `the server log has the details under request id ${requestId}`;
+  const seeLog =
+    requestId === undefined
+      ? 'the server log has the details'
+      : `the server log has the details under request id ${requestId}`;
   if (err instanceof EngineError) {
     if (err.code === 'context_length_exceeded') return new ApiError('context_length_exceeded', err.message);
     if (err.code === 'invalid_request') return new ApiError('invalid_value', err.message);
@@ -99,7 +98,8 @@ export function toApiError(err: unknown, requestId?: string): ApiError {
     case 'FST_ERR_MAX_PARAM_LENGTH':
       return new ApiError('uri_too_long', 'a path segment of the request URL is too long');
   }
-  if (fe.statusCode === 400 && err instanceof SyntaxError) return new ApiError('invalid_json', `invalid JSON body: ${err.message}`);
+  if (fe.statusCode === 400 && err instanceof SyntaxError)
+    return new ApiError('invalid_json', `invalid JSON body: ${err.message}`);
   if (fe.statusCode === 400) return new ApiError('invalid_value', fe.message ?? 'bad request');
   if (fe.statusCode === 413) return new ApiError('request_too_large', fe.message ?? 'request body too large');
   return new ApiError('internal_error', `internal server error; ${seeLog}`);

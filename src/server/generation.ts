@@ -1,7 +1,14 @@
 // One API request's engine work: n choices per prompt, each its own engine request, run concurrently.
 // Per choice: incremental detokenization → stop strings → deltas; logprobs and latency metrics on the way.
 // The HTTP layer only formats what this yields; it holds no engine or text logic.
-import { EngineError, type EngineClient, type EngineRequest, type RequestOutput, type SamplingParams, type TokenLogprob } from '../engine/types.js';
+import {
+  EngineError,
+  type EngineClient,
+  type EngineRequest,
+  type RequestOutput,
+  type SamplingParams,
+  type TokenLogprob,
+} from '../engine/types.js';
 import type { ServerMetrics } from '../metrics/metrics.js';
 import { IncrementalDetokenizer } from '../tokenizer/detokenizer.js';
 import type { TextTokenizer } from '../tokenizer/tokenizer.js';
@@ -12,7 +19,7 @@ import { TokenTexts, type TokenText } from './token-text.js';
 export interface ChoiceSpec {
   promptIds: number[];
   sampling: SamplingParams;
-  priority?: number;  // lower runs first
+  priority?: number; // lower runs first
 }
 
 export interface TextOptions {
@@ -30,7 +37,7 @@ export interface LogprobEntry {
 
 export interface ChoiceDelta {
   text: string;
-  logprobs: LogprobEntry[];  // the tokens behind this text (empty unless logprobs were asked)
+  logprobs: LogprobEntry[]; // the tokens behind this text (empty unless logprobs were asked)
   /** The choice's counts so far, for usage on every chunk (continuous_usage_stats). */
   counts: Pick<ChoiceResult, 'numPromptTokens' | 'numCachedTokens' | 'numOutputTokens'>;
 }
@@ -38,8 +45,8 @@ export interface ChoiceDelta {
 export interface ChoiceResult {
   text: string;
   logprobs: LogprobEntry[];
-  finishReason: 'stop' | 'length';  // what OpenAI's enum allows; a choice the server stopped is an error instead
-  stopReason: string | number | null;  // the stop string or stop token id, as vLLM reports it
+  finishReason: 'stop' | 'length'; // what OpenAI's enum allows; a choice the server stopped is an error instead
+  stopReason: string | number | null; // the stop string or stop token id, as vLLM reports it
   numPromptTokens: number;
   numCachedTokens: number;
   numOutputTokens: number;
@@ -71,17 +78,23 @@ export class Generation {
     requestId: string,
     private readonly choices: ChoiceSpec[],
     private readonly textOptions: TextOptions,
-    private readonly arrival: number,  // performance.now() when the HTTP request arrived
+    private readonly arrival: number, // performance.now() when the HTTP request arrived
   ) {
     this.ids = choices.map((_, i) => `${requestId}-${i}`);
     try {
       choices.forEach((c, i) => {
-        const req: EngineRequest = { id: this.ids[i]!, promptTokenIds: c.promptIds, sampling: c.sampling, priority: c.priority, arrivalTime: arrival };
+        const req: EngineRequest = {
+          id: this.ids[i]!,
+          promptTokenIds: c.promptIds,
+          sampling: c.sampling,
+          priority: c.priority,
+          arrivalTime: arrival,
+        };
         this.streams.push(deps.client.submit(req));
       });
     } catch (e) {
       this.abortAll();
-      throw e;  // the route's error handler maps it (an EngineError refusal is a 400)
+      throw e; // the route's error handler maps it (an EngineError refusal is a 400)
     }
   }
 
@@ -125,8 +138,13 @@ export class Generation {
     const matcher = new StopStringMatcher(this.textOptions.stops, this.textOptions.includeStopStr);
     const texts = sampling.logprobs === null ? undefined : new TokenTexts(tokenizer, spec.promptIds);
     const result: ChoiceResult = {
-      text: '', logprobs: [], finishReason: 'length', stopReason: null,
-      numPromptTokens: spec.promptIds.length, numCachedTokens: 0, numOutputTokens: 0,
+      text: '',
+      logprobs: [],
+      finishReason: 'length',
+      stopReason: null,
+      numPromptTokens: spec.promptIds.length,
+      numCachedTokens: 0,
+      numOutputTokens: 0,
     };
     let pending: LogprobEntry[] = [];
     let stopString: string | undefined;
@@ -147,7 +165,7 @@ export class Generation {
       result.numCachedTokens = out.numCachedPromptTokens;
       if (stopString !== undefined) {
         if (out.finished) break;
-        continue;  // draining what the engine produced before our abort reached it
+        continue; // draining what the engine produced before our abort reached it
       }
       if (out.newTokenIds.length > 0) {
         const now = performance.now();
@@ -183,10 +201,14 @@ export class Generation {
       if (out.finishReason === 'abort') {
         // Only the server aborts (a client that left sees nothing of this): never a 200 with "abort".
         metrics.recordFinish('abort');
-        throw this.cutError ?? new ApiError('server_shutting_down', 'the server stopped this request before it finished; retry it', null, 1);
+        throw (
+          this.cutError ??
+          new ApiError('server_shutting_down', 'the server stopped this request before it finished; retry it', null, 1)
+        );
       }
       result.finishReason = out.finishReason === 'stop' ? 'stop' : 'length';
-      if (out.stopTokenId !== undefined && sampling.stopTokenIds.includes(out.stopTokenId)) result.stopReason = out.stopTokenId;
+      if (out.stopTokenId !== undefined && sampling.stopTokenIds.includes(out.stopTokenId))
+        result.stopReason = out.stopTokenId;
     }
     metrics.e2eRequestLatency.observe((performance.now() - this.arrival) / 1000);
     metrics.requestPromptTokens.observe(result.numPromptTokens);

@@ -20,12 +20,19 @@ interface ParserError extends Error {
 /** The envelope for what Node's parser refused. A header overflow in the request line is a 414. */
 function parserRefusal(err: ParserError, timeouts: string): ApiError {
   if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
-    return new ApiError('request_timeout', `the request did not arrive in time (${timeouts}); the connection is closed`);
+    return new ApiError(
+      'request_timeout',
+      `the request did not arrive in time (${timeouts}); the connection is closed`,
+    );
   }
   if (err.code === 'HPE_HEADER_OVERFLOW') {
     // The chunk that began the request line ended without finishing it: the URL alone overflowed.
     const seen = err.rawPacket?.subarray(0, err.bytesParsed ?? err.rawPacket.length).toString('latin1') ?? '';
-    if (/^[A-Z]+ /.test(seen) && !seen.includes('\r\n')) return new ApiError('uri_too_long', `the request URL is longer than the server accepts (${MAX_URL_LENGTH} bytes)`);
+    if (/^[A-Z]+ /.test(seen) && !seen.includes('\r\n'))
+      return new ApiError(
+        'uri_too_long',
+        `the request URL is longer than the server accepts (${MAX_URL_LENGTH} bytes)`,
+      );
     return new ApiError('headers_too_large', 'the request headers are larger than the server accepts (16 KiB)');
   }
   return new ApiError('malformed_request', 'the request is not valid HTTP/1.1; the connection is closed');
@@ -83,7 +90,10 @@ export function notFoundHandler(allowedFor: (path: string) => string[]) {
     const allowed = allowedFor(path);
     if (allowed.length > 0) {
       reply.header('allow', allowed.join(', '));
-      const api = new ApiError('method_not_allowed', `${req.method} is not allowed on ${path}; use ${allowed.join(' or ')}`);
+      const api = new ApiError(
+        'method_not_allowed',
+        `${req.method} is not allowed on ${path}; use ${allowed.join(' or ')}`,
+      );
       return reply.code(api.status).send(api.body());
     }
     const api = new ApiError('not_found', `no route for ${req.method} ${path}`);
@@ -98,6 +108,9 @@ export function checkRawRequest(raw: IncomingMessage): void {
   }
   const hasBody = Number(raw.headers['content-length'] ?? 0) > 0 || raw.headers['transfer-encoding'] !== undefined;
   if (hasBody && raw.headers['content-type'] === undefined) {
-    throw new ApiError('unsupported_media_type', 'send the request body as application/json (the Content-Type header is missing)');
+    throw new ApiError(
+      'unsupported_media_type',
+      'send the request body as application/json (the Content-Type header is missing)',
+    );
   }
 }

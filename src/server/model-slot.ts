@@ -60,7 +60,12 @@ export class ModelSlot {
   /** The model, or a 503 with Retry-After while it loads. */
   require(): LoadedModel {
     if (!this.model) {
-      throw new ApiError('model_loading', `the model is still loading (${this.stage}, ${Math.round(this.fraction * 100)}%)`, null, 5);
+      throw new ApiError(
+        'model_loading',
+        `the model is still loading (${this.stage}, ${Math.round(this.fraction * 100)}%)`,
+        null,
+        5,
+      );
     }
     return this.model;
   }

@@ -35,6 +35,7 @@ export function checkMessages(model: LoadedModel, messages: TemplateMessage[]): 
     );
   }
   let bytes = 0;
-  for (const m of messages) bytes += Buffer.byteLength(m.content ?? '', 'utf8') + Buffer.byteLength(m.name ?? '', 'utf8');
+  for (const m of messages)
+    bytes += Buffer.byteLength(m.content ?? '', 'utf8') + Buffer.byteLength(m.name ?? '', 'utf8');
   if (bytes > model.maxPromptBytes) throw promptTooLong(model, bytes, 'messages');
 }

@@ -26,8 +26,19 @@ export function outputText(text: string, logprobs: LogprobEntry[] = []) {
   return { type: 'output_text', text, annotations: [], logprobs: tokenLogprobs(logprobs, false) };
 }
 
-export function outputMessage(id: string, status: 'in_progress' | 'completed' | 'incomplete', text: string | undefined, logprobs: LogprobEntry[] = []) {
-  return { id, type: 'message', status, role: 'assistant', content: text === undefined ? [] : [outputText(text, logprobs)] };
+export function outputMessage(
+  id: string,
+  status: 'in_progress' | 'completed' | 'incomplete',
+  text: string | undefined,
+  logprobs: LogprobEntry[] = [],
+) {
+  return {
+    id,
+    type: 'message',
+    status,
+    role: 'assistant',
+    content: text === undefined ? [] : [outputText(text, logprobs)],
+  };
 }
 
 function usage(r: ChoiceResult) {
@@ -41,9 +52,16 @@ function usage(r: ChoiceResult) {
 }
 
 /** A finished answer is "incomplete" when it ran out of tokens, as OpenAI reports max_output_tokens. */
-export const finalStatus = (r: ChoiceResult): 'completed' | 'incomplete' => (r.finishReason === 'length' ? 'incomplete' : 'completed');
+export const finalStatus = (r: ChoiceResult): 'completed' | 'incomplete' =>
+  r.finishReason === 'length' ? 'incomplete' : 'completed';
 
-export function responseObject(echo: ResponseEcho, status: Status, output: object[], result?: ChoiceResult, error?: ApiError) {
+export function responseObject(
+  echo: ResponseEcho,
+  status: Status,
+  output: object[],
+  result?: ChoiceResult,
+  error?: ApiError,
+) {
   return {
     id: echo.id,
     object: 'response',
@@ -92,20 +110,37 @@ export class ResponseEvents {
   start(): void {
     this.emit('response.created', { response: responseObject(this.echo, 'in_progress', []) });
     this.emit('response.in_progress', { response: responseObject(this.echo, 'in_progress', []) });
-    this.emit('response.output_item.added', { output_index: 0, item: outputMessage(this.messageId, 'in_progress', undefined) });
+    this.emit('response.output_item.added', {
+      output_index: 0,
+      item: outputMessage(this.messageId, 'in_progress', undefined),
+    });
     this.emit('response.content_part.added', { item_id: this.messageId, ...this.at, part: outputText('') });
   }
 
   delta(text: string, logprobs: LogprobEntry[]): void {
     this.text += text;
-    this.emit('response.output_text.delta', { item_id: this.messageId, ...this.at, delta: text, logprobs: tokenLogprobs(logprobs, false) });
+    this.emit('response.output_text.delta', {
+      item_id: this.messageId,
+      ...this.at,
+      delta: text,
+      logprobs: tokenLogprobs(logprobs, false),
+    });
   }
 
   finish(result: ChoiceResult): void {
     const status = finalStatus(result);
     const item = outputMessage(this.messageId, status, this.text, result.logprobs);
-    this.emit('response.output_text.done', { item_id: this.messageId, ...this.at, text: this.text, logprobs: tokenLogprobs(result.logprobs, false) });
-    this.emit('response.content_part.done', { item_id: this.messageId, ...this.at, part: outputText(this.text, result.logprobs) });
+    this.emit('response.output_text.done', {
+      item_id: this.messageId,
+      ...this.at,
+      text: this.text,
+      logprobs: tokenLogprobs(result.logprobs, false),
+    });
+    this.emit('response.content_part.done', {
+      item_id: this.messageId,
+      ...this.at,
+      part: outputText(this.text, result.logprobs),
+    });
     this.emit('response.output_item.done', { output_index: 0, item });
     const type = status === 'completed' ? 'response.completed' : 'response.incomplete';
     this.emit(type, { response: responseObject(this.echo, status, [item], result) });

@@ -37,12 +37,19 @@ export function rejectUnsupported(body: SamplingBody): void {
 
 export function parseSettings(
   body: SamplingBody,
-  opts: { maxTokens: number | null | undefined; maxTokensParam: string; logprobs: number | null; vocabSize: number; defaultMaxTokens?: number },
+  opts: {
+    maxTokens: number | null | undefined;
+    maxTokensParam: string;
+    logprobs: number | null;
+    vocabSize: number;
+    defaultMaxTokens?: number;
+  },
 ): RequestSettings {
   rejectUnsupported(body);
   checkFloat32(body);
   const checkId = (id: number, param: string) => {
-    if (id >= opts.vocabSize) throw invalid(`token id ${id} is out of range (vocabulary size ${opts.vocabSize})`, param);
+    if (id >= opts.vocabSize)
+      throw invalid(`token id ${id} is out of range (vocabulary size ${opts.vocabSize})`, param);
   };
   let logitBias: Record<number, number> | undefined;
   if (body.logit_bias && Object.keys(body.logit_bias).length > 0) {
@@ -50,7 +57,10 @@ export function parseSettings(
     for (const [key, value] of Object.entries(body.logit_bias)) {
       // Compared as text first: Number() of a long digit string is inexact (or Infinity).
       if (!/^\d+$/.test(key) || key.replace(/^0+(?=\d)/, '').length > 10 || Number(key) >= opts.vocabSize) {
-        throw invalid(`logit_bias keys must be token ids below the vocabulary size ${opts.vocabSize}, got "${key}"`, 'logit_bias');
+        throw invalid(
+          `logit_bias keys must be token ids below the vocabulary size ${opts.vocabSize}, got "${key}"`,
+          'logit_bias',
+        );
       }
       logitBias[Number(key)] = value;
     }
@@ -59,14 +69,16 @@ export function parseSettings(
   stopTokenIds.forEach((id) => checkId(id, 'stop_token_ids'));
   const allowedTokenIds = body.allowed_token_ids ?? undefined;
   allowedTokenIds?.forEach((id) => checkId(id, 'allowed_token_ids'));
-  if (body.truncate_prompt_tokens === 0) throw invalid('truncate_prompt_tokens must be at least 1 (or -1 for the context length)', 'truncate_prompt_tokens');
+  if (body.truncate_prompt_tokens === 0)
+    throw invalid('truncate_prompt_tokens must be at least 1 (or -1 for the context length)', 'truncate_prompt_tokens');
   const minTokens = body.min_tokens ?? 0;
   if (isSet(opts.maxTokens) && minTokens > opts.maxTokens!) {
     throw invalid(`min_tokens (${minTokens}) must not exceed ${opts.maxTokensParam} (${opts.maxTokens})`, 'min_tokens');
   }
   const stop = body.stop ?? [];
   const stream = body.stream ?? false;
-  if (!stream && isSet(body.stream_options)) throw invalid('stream_options is only allowed when stream is true', 'stream_options');
+  if (!stream && isSet(body.stream_options))
+    throw invalid('stream_options is only allowed when stream is true', 'stream_options');
   return {
     sampling: {
       temperature: body.temperature ?? 1,
@@ -148,11 +160,19 @@ export function fitMaxTokens(s: RequestSettings, promptLen: number, maxModelLen:
 }
 
 /** n choices per prompt, prompt-major (index = prompt * n + i). Each choice gets its own seed. */
-export function expandChoices(prompts: number[][], s: RequestSettings, maxModelLen: number, promptParam: string): ChoiceSpec[] {
+export function expandChoices(
+  prompts: number[][],
+  s: RequestSettings,
+  maxModelLen: number,
+  promptParam: string,
+): ChoiceSpec[] {
   const choices: ChoiceSpec[] = [];
   const keep = s.truncatePromptTokens === -1 ? maxModelLen : s.truncatePromptTokens;
   if (keep !== undefined && keep > maxModelLen) {
-    throw invalid(`truncate_prompt_tokens (${keep}) must not exceed the model's context length (${maxModelLen})`, 'truncate_prompt_tokens');
+    throw invalid(
+      `truncate_prompt_tokens (${keep}) must not exceed the model's context length (${maxModelLen})`,
+      'truncate_prompt_tokens',
+    );
   }
   for (const whole of prompts) {
     // vLLM's truncation keeps the end of the prompt (the part the continuation follows).

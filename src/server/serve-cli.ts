@@ -4,7 +4,15 @@ import { basename, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { applyEngineFlags } from '../build/engine-flags.js';
 import { renderHelp } from '../cli-help.js';
-import { ConfigError, corsOrigins, finishServerConfig, parseFlags, serverDefaults, serverFlags, type ServerConfig } from '../config.js';
+import {
+  ConfigError,
+  corsOrigins,
+  finishServerConfig,
+  parseFlags,
+  serverDefaults,
+  serverFlags,
+  type ServerConfig,
+} from '../config.js';
 import { createEngine, type Engine } from '../engine/engine.js';
 import { resolveHubModels } from '../hub/resolve-model.js';
 import { ChatTemplate, ChatTemplateError } from '../tokenizer/chat-template.js';
@@ -19,7 +27,8 @@ import { stderrProgress, type ProgressFn } from '../load-progress.js';
 const help = () =>
   renderHelp({
     usage: 'kvserve serve [--model DIR] [options]',
-    summary: 'Serves an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/responses, /v1/models), /health, ' +
+    summary:
+      'Serves an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/responses, /v1/models), /health, ' +
       '/metrics, and a chat playground at / in the browser.',
     flags: serverFlags,
     defaults: serverDefaults(),
@@ -51,7 +60,9 @@ export async function runServeCli(argv: string[]): Promise<number> {
   const silent = parsed.logLevel === 'silent';
   const config = await applyEngineFlags(finishServerConfig(await resolveHubModels(parsed, { progress: !silent })), {
     progress: silent ? undefined : stderrProgress('building: '),
-    log: (m) => { if (!silent) process.stderr.write(`${m}\n`); },
+    log: (m) => {
+      if (!silent) process.stderr.write(`${m}\n`);
+    },
   });
   const shutdown = onShutdownSignal();
   const server = await startServe(config);
@@ -59,11 +70,14 @@ export async function runServeCli(argv: string[]): Promise<number> {
   try {
     first = await Promise.race([server.ready, shutdown]);
   } catch (err) {
-    await server.close();  // the model failed to load: stop listening, report it (cli.ts prints one line)
+    await server.close(); // the model failed to load: stop listening, report it (cli.ts prints one line)
     throw err;
   }
   const signal = typeof first === 'string' ? first : await shutdown;
-  log(config, `kvserve: ${signal}, draining: finishing in-flight requests for up to ${config.drainTimeout} s (a second signal exits at once)`);
+  log(
+    config,
+    `kvserve: ${signal}, draining: finishing in-flight requests for up to ${config.drainTimeout} s (a second signal exits at once)`,
+  );
   await server.close();
   return 0;
 }
@@ -72,7 +86,11 @@ export async function runServeCli(argv: string[]): Promise<number> {
 export async function startServe(config: ServerConfig): Promise<ServeHandle> {
   const dummy = config.loadFormat === 'dummy';
   const configPath = config.model.endsWith('.json') ? config.model : join(config.model, 'config.json');
-  const tokenizer = await TextTokenizer.forModel(config.tokenizer, { dummy, configPath, log: (m) => log(config, `kvserve: ${m}`) });
+  const tokenizer = await TextTokenizer.forModel(config.tokenizer, {
+    dummy,
+    configPath,
+    log: (m) => log(config, `kvserve: ${m}`),
+  });
   const chatTemplate = loadChatTemplate(config, tokenizer);
   const servedModelName = config.servedModelName || basename(config.model).replace(/\.json$/, '');
   const slot = new ModelSlot();
@@ -94,32 +112,62 @@ export async function startServe(config: ServerConfig): Promise<ServeHandle> {
 
   // Both load in the background; a failure of either is reported through `ready`, never unhandled.
   const engineLoad = createEngine(config, undefined, progressReporter(config, slot));
-  const poolStart = TokenizerPool.start({ dir: config.tokenizer, dummy, configPath, chatTemplate: chatTemplate?.source }, config.tokenizerWorkers);
+  const poolStart = TokenizerPool.start(
+    { dir: config.tokenizer, dummy, configPath, chatTemplate: chatTemplate?.source },
+    config.tokenizerWorkers,
+  );
   engineLoad.catch(() => undefined);
   poolStart.catch(() => undefined);
   const ready = Promise.all([engineLoad, poolStart]).then(([engine, prompts]) => {
     const info = engine.info;
-    const maxPromptBytes = promptByteLimit(tokenizer.bytesPerToken, info.maxModelLen, config.maxPromptBytes, config.bodyLimitBytes);
-    slot.ready({ client: engine.client, tokenizer, prompts, maxPromptBytes, chatTemplate, maxModelLen: info.maxModelLen,
-      vocabSize: info.vocabSize, maxNumSeqs: config.maxNumSeqs });
+    const maxPromptBytes = promptByteLimit(
+      tokenizer.bytesPerToken,
+      info.maxModelLen,
+      config.maxPromptBytes,
+      config.bodyLimitBytes,
+    );
+    slot.ready({
+      client: engine.client,
+      tokenizer,
+      prompts,
+      maxPromptBytes,
+      chatTemplate,
+      maxModelLen: info.maxModelLen,
+      vocabSize: info.vocabSize,
+      maxNumSeqs: config.maxNumSeqs,
+    });
     log(
       config,
       `kvserve: ready — ${info.architecture} on ${info.device} (${info.dtype}), context ${info.maxModelLen}, ` +
         `${info.numKvBlocks} KV blocks of ${info.blockSize} tokens${chatTemplate ? '' : ', no chat template (chat requests get 400)'}`,
     );
     if ('reason' in tokenizer.bytesPerToken && config.maxPromptBytes === 0) {
-      log(config, `kvserve: no prompt size bound follows from this tokenizer (${tokenizer.bytesPerToken.reason}); prompts up to --body-limit are tokenized (set --max-prompt-bytes to bound them)`);
+      log(
+        config,
+        `kvserve: no prompt size bound follows from this tokenizer (${tokenizer.bytesPerToken.reason}); prompts up to --body-limit are tokenized (set --max-prompt-bytes to bound them)`,
+      );
     }
     return engine;
   });
   ready.catch(() => undefined);
   let closing: Promise<void> | undefined;
   const close = (graceMs = config.drainTimeout * 1000) =>
-    (closing ??= closeGracefully(app, ctx, async () => {
-      // The native load cannot be cancelled: an engine that is still loading is freed once it is up.
-      await engineLoad.then((e) => e.close(), () => undefined);
-      await poolStart.then((p) => p.close(), () => undefined);
-    }, graceMs));
+    (closing ??= closeGracefully(
+      app,
+      ctx,
+      async () => {
+        // The native load cannot be cancelled: an engine that is still loading is freed once it is up.
+        await engineLoad.then(
+          (e) => e.close(),
+          () => undefined,
+        );
+        await poolStart.then(
+          (p) => p.close(),
+          () => undefined,
+        );
+      },
+      graceMs,
+    ));
   return { url, app, slot, ready, close };
 }
 
@@ -127,7 +175,9 @@ export async function startServe(config: ServerConfig): Promise<ServeHandle> {
 function loadChatTemplate(config: ServerConfig, tokenizer: TextTokenizer): ChatTemplate | undefined {
   try {
     if (config.chatTemplate) return ChatTemplate.fromFile(config.chatTemplate, tokenizer.specialTokens);
-    return tokenizer.chatTemplate === undefined ? undefined : new ChatTemplate(tokenizer.chatTemplate, tokenizer.specialTokens);
+    return tokenizer.chatTemplate === undefined
+      ? undefined
+      : new ChatTemplate(tokenizer.chatTemplate, tokenizer.specialTokens);
   } catch (e) {
     if (e instanceof ChatTemplateError || (e as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new ConfigError(`--chat-template: ${(e as Error).message}`);

@@ -18,8 +18,10 @@ export async function listen(app: FastifyInstance, host: string, port: number): 
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE') throw new ConfigError(`port ${port} on ${host} is in use: pick another with --port`);
-    if (code === 'EACCES') throw new ConfigError(`port ${port} on ${host} needs privileges: pick one above 1023 with --port`);
-    if (code === 'EADDRNOTAVAIL') throw new ConfigError(`${host} is not an address of this machine: pick another with --host`);
+    if (code === 'EACCES')
+      throw new ConfigError(`port ${port} on ${host} needs privileges: pick one above 1023 with --port`);
+    if (code === 'EADDRNOTAVAIL')
+      throw new ConfigError(`${host} is not an address of this machine: pick another with --host`);
     throw e;
   }
   const addr = app.server.address();
@@ -34,7 +36,12 @@ export async function listen(app: FastifyInstance, host: string, port: number): 
  * closes the engine, and only then stops listening. Connections left after that carry no request
  * (keep-alives, or sockets a client opened and never used) and are closed at once.
  */
-export async function closeGracefully(app: FastifyInstance, ctx: ServerContext, closeEngine: () => Promise<void>, graceMs = 10_000): Promise<void> {
+export async function closeGracefully(
+  app: FastifyInstance,
+  ctx: ServerContext,
+  closeEngine: () => Promise<void>,
+  graceMs = 10_000,
+): Promise<void> {
   ctx.drain.start(graceMs);
   await until(() => ctx.inflight === 0, graceMs);
   ctx.drain.cutAll();

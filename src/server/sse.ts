@@ -7,7 +7,7 @@ import type { ApiError } from './errors.js';
 
 export class SseWriter {
   private ended = false;
-  private blocked = false;  // the last write went over the socket's high-water mark
+  private blocked = false; // the last write went over the socket's high-water mark
 
   constructor(private readonly reply: FastifyReply) {
     reply.hijack();
@@ -15,7 +15,7 @@ export class SseWriter {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache',
       connection: 'keep-alive',
-      'x-accel-buffering': 'no',  // nginx: do not buffer the stream
+      'x-accel-buffering': 'no', // nginx: do not buffer the stream
     });
     reply.raw.flushHeaders();
   }

@@ -15,7 +15,7 @@ export interface TokenText {
   id: number;
   token: string;
   bytes: number[];
-  byteFallback: boolean;  // a <0xNN> token: `token` is U+FFFD, `bytes` the one real byte
+  byteFallback: boolean; // a <0xNN> token: `token` is U+FFFD, `bytes` the one real byte
 }
 
 /** OpenAI's per-token logprobs (chat's `logprobs.content`, the Responses API's `logprobs`), each with its

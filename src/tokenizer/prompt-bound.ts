@@ -31,14 +31,24 @@ function normalizerShrink(n: Json | null | undefined): number | string {
       }
       return f;
     }
-    case 'NFC': case 'NFD': case 'NFKC': case 'NFKD': case 'Lowercase':
+    case 'NFC':
+    case 'NFD':
+    case 'NFKC':
+    case 'NFKD':
+    case 'Lowercase':
       return UNICODE_SHRINK;
-    case 'Prepend': case 'ByteLevel':
+    case 'Prepend':
+    case 'ByteLevel':
       return 1;
     case 'Replace': {
       const pattern = (n.pattern as Json | undefined)?.String;
       const content = n.content;
-      if (typeof pattern === 'string' && typeof content === 'string' && Buffer.byteLength(content) >= Buffer.byteLength(pattern)) return 1;
+      if (
+        typeof pattern === 'string' &&
+        typeof content === 'string' &&
+        Buffer.byteLength(content) >= Buffer.byteLength(pattern)
+      )
+        return 1;
       return 'a Replace normalizer that can shorten text';
     }
     default:
@@ -56,7 +66,11 @@ function preTokenizerKeepsText(p: Json | null | undefined): string | undefined {
         if (why) return why;
       }
       return undefined;
-    case 'ByteLevel': case 'Metaspace': case 'Digits': case 'Punctuation': case 'UnicodeScripts':
+    case 'ByteLevel':
+    case 'Metaspace':
+    case 'Digits':
+    case 'Punctuation':
+    case 'UnicodeScripts':
       return undefined;
     case 'Split':
       return p.behavior === 'Removed' ? 'a Split pre-tokenizer that removes what it matches' : undefined;
@@ -75,9 +89,11 @@ function hasByteLevel(p: Json | null | undefined): boolean {
 export function bytesPerToken(tokJson: Json): BytesPerToken {
   const model = (tokJson.model ?? {}) as Json;
   const pre = tokJson.pre_tokenizer as Json | null | undefined;
-  if (model.type !== 'BPE') return { reason: `a ${String(model.type)} model can fold a long word into one unknown token` };
+  if (model.type !== 'BPE')
+    return { reason: `a ${String(model.type)} model can fold a long word into one unknown token` };
   if (!model.byte_fallback && !hasByteLevel(pre)) {
-    if (!model.unk_token) return { reason: 'a BPE model without byte fallback or unknown token drops what it cannot encode' };
+    if (!model.unk_token)
+      return { reason: 'a BPE model without byte fallback or unknown token drops what it cannot encode' };
     if (model.fuse_unk) return { reason: 'a BPE model that fuses unknown characters into one token' };
   }
   const why = preTokenizerKeepsText(pre);
@@ -86,9 +102,11 @@ export function bytesPerToken(tokJson: Json): BytesPerToken {
   if (typeof shrink === 'string') return { reason: shrink };
 
   const vocab = model.vocab;
-  const words = Array.isArray(vocab) ? vocab.map((v) => (Array.isArray(v) ? String(v[0]) : String(v))) : Object.keys((vocab ?? {}) as Json);
+  const words = Array.isArray(vocab)
+    ? vocab.map((v) => (Array.isArray(v) ? String(v[0]) : String(v)))
+    : Object.keys((vocab ?? {}) as Json);
   const added = ((tokJson.added_tokens ?? []) as Array<{ content?: string }>).map((t) => t.content ?? '');
-  let longest = 4;  // an unknown token stands for one character: at most 4 bytes
+  let longest = 4; // an unknown token stands for one character: at most 4 bytes
   for (const w of [...words, ...added]) longest = Math.max(longest, Buffer.byteLength(w));
   return { bytes: longest * shrink };
 }
@@ -97,7 +115,12 @@ export function bytesPerToken(tokJson: Json): BytesPerToken {
  * The prompt byte limit the server enforces: `configured` when set (> 0), else what can fit `maxModelLen`
  * tokens by `perToken`, else (no sound bound) `fallback` — the body limit, which bounds it anyway.
  */
-export function promptByteLimit(perToken: BytesPerToken, maxModelLen: number, configured: number, fallback: number): number {
+export function promptByteLimit(
+  perToken: BytesPerToken,
+  maxModelLen: number,
+  configured: number,
+  fallback: number,
+): number {
   if (configured > 0) return configured;
   if ('bytes' in perToken) return Math.max(1, maxModelLen - 1) * perToken.bytes;
   return fallback;

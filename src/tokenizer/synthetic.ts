@@ -17,7 +17,13 @@ export function syntheticTokenizerFiles(vocabSize: number): { tokenizer: object;
   const tokenizer = {
     version: '1.0',
     added_tokens: SYNTHETIC_SPECIALS.map((content, id) => ({
-      id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true,
+      id,
+      content,
+      single_word: false,
+      lstrip: false,
+      rstrip: false,
+      normalized: false,
+      special: true,
     })),
     normalizer: null,
     pre_tokenizer: { type: 'WhitespaceSplit' },
@@ -28,14 +34,21 @@ export function syntheticTokenizerFiles(vocabSize: number): { tokenizer: object;
       special_tokens: { '<s>': { id: '<s>', ids: [1], tokens: ['<s>'] } },
     },
     decoder: { type: 'WordPiece', prefix: '##', cleanup: false },
-    model: { type: 'WordPiece', unk_token: '<unk>', continuing_subword_prefix: '##', max_input_chars_per_word: 100, vocab },
+    model: {
+      type: 'WordPiece',
+      unk_token: '<unk>',
+      continuing_subword_prefix: '##',
+      max_input_chars_per_word: 100,
+      vocab,
+    },
   };
   const config = {
     tokenizer_class: 'PreTrainedTokenizerFast',
     bos_token: '<s>',
     eos_token: '</s>',
     unk_token: '<unk>',
-    chat_template: "{{ bos_token }}{% for m in messages %}{{ m['role'] }} {{ m['content'] }} {% endfor %}{% if add_generation_prompt %}assistant {% endif %}",
+    chat_template:
+      "{{ bos_token }}{% for m in messages %}{{ m['role'] }} {{ m['content'] }} {% endfor %}{% if add_generation_prompt %}assistant {% endif %}",
   };
   return { tokenizer, config };
 }

@@ -11,9 +11,9 @@ import { ChatTemplateError, type RenderOptions, type TemplateMessage } from './c
 /** What a worker needs to load the same tokenizer and template as the main thread. */
 export interface TokenizerSpec {
   dir: string;
-  dummy: boolean;         // --load-format dummy: a synthetic tokenizer when the folder has none
+  dummy: boolean; // --load-format dummy: a synthetic tokenizer when the folder has none
   configPath: string;
-  chatTemplate?: string;  // the template source, already known to parse
+  chatTemplate?: string; // the template source, already known to parse
 }
 
 export type PoolJob =
@@ -90,8 +90,15 @@ export class TokenizerPool {
 
   /** Renders and tokenizes (without special tokens: the template wrote them). Throws ChatTemplateError or
    *  RenderedTooLong (a rendered text over `maxBytes` is not tokenized). */
-  renderChat(messages: TemplateMessage[], options: RenderOptions, maxBytes: number): Promise<{ text: string; ids: number[] }> {
-    return this.submit((id) => ({ id, op: 'chat', messages, options, maxBytes })).then((r) => ({ text: r.text!, ids: r.ids }));
+  renderChat(
+    messages: TemplateMessage[],
+    options: RenderOptions,
+    maxBytes: number,
+  ): Promise<{ text: string; ids: number[] }> {
+    return this.submit((id) => ({ id, op: 'chat', messages, options, maxBytes })).then((r) => ({
+      text: r.text!,
+      ids: r.ids,
+    }));
   }
 
   async close(): Promise<void> {
@@ -113,7 +120,7 @@ export class TokenizerPool {
   /** One more thread; resolves when it is ready. A thread that dies fails its jobs and is replaced. */
   private add(): Promise<void> {
     const worker = spawn(this.spec);
-    worker.unref();  // never what keeps a process alive
+    worker.unref(); // never what keeps a process alive
     const thread: Thread = { worker, pending: new Map() };
     this.threads.push(thread);
     return new Promise((resolve, reject) => {

@@ -19,10 +19,13 @@ try {
   // not Linux, or not permitted
 }
 
-const loaded = TextTokenizer.forModel(spec.dir, { dummy: spec.dummy, configPath: spec.configPath }).then((tokenizer) => ({
-  tokenizer,
-  template: spec.chatTemplate === undefined ? undefined : new ChatTemplate(spec.chatTemplate, tokenizer.specialTokens),
-}));
+const loaded = TextTokenizer.forModel(spec.dir, { dummy: spec.dummy, configPath: spec.configPath }).then(
+  (tokenizer) => ({
+    tokenizer,
+    template:
+      spec.chatTemplate === undefined ? undefined : new ChatTemplate(spec.chatTemplate, tokenizer.specialTokens),
+  }),
+);
 
 loaded.then(
   () => port.postMessage({ ready: true }),
@@ -57,6 +60,6 @@ port.on('message', (job: PoolJob) => {
       }
       port.postMessage(reply);
     },
-    () => undefined,  // the load failure was reported once, above
+    () => undefined, // the load failure was reported once, above
   );
 });

@@ -58,7 +58,12 @@ export class TextTokenizer {
   readonly bytesPerToken: BytesPerToken;
   private readonly specialIds: Set<number>;
 
-  private constructor(private readonly tok: Tokenizer, dir: string, tokJson: Json, tokConfig: Json) {
+  private constructor(
+    private readonly tok: Tokenizer,
+    dir: string,
+    tokJson: Json,
+    tokConfig: Json,
+  ) {
     const special: SpecialTokens = {};
     for (const key of ['bos_token', 'eos_token', 'unk_token', 'pad_token'] as const) {
       const s = tokenString(tokConfig[key]);
@@ -77,14 +82,20 @@ export class TextTokenizer {
     this.bosTokenId = idOf(special.bos_token);
 
     const templateFile = join(dir, 'chat_template.jinja');
-    this.chatTemplate = existsSync(templateFile) ? readFileSync(templateFile, 'utf8') : pickTemplate(tokConfig.chat_template);
+    this.chatTemplate = existsSync(templateFile)
+      ? readFileSync(templateFile, 'utf8')
+      : pickTemplate(tokConfig.chat_template);
     const maxLen = tokConfig.model_max_length;
     this.modelMaxLength = typeof maxLen === 'number' && maxLen < 1e12 ? maxLen : undefined;
 
     const added = (tokJson.added_tokens ?? []) as Array<{ id: number; special?: boolean }>;
     this.specialIds = new Set(added.filter((t) => t.special).map((t) => t.id));
     const vocab = (tokJson.model as Json | undefined)?.vocab;
-    const baseSize = Array.isArray(vocab) ? vocab.length : vocab && typeof vocab === 'object' ? Object.keys(vocab).length : 0;
+    const baseSize = Array.isArray(vocab)
+      ? vocab.length
+      : vocab && typeof vocab === 'object'
+        ? Object.keys(vocab).length
+        : 0;
     this.vocabSize = Math.max(baseSize, ...added.map((t) => t.id + 1));
     this.bytesPerToken = bytesPerToken(tokJson);
   }
@@ -101,11 +112,16 @@ export class TextTokenizer {
    * The tokenizer of a model about to be loaded: DIR/tokenizer.json, or — only for --load-format dummy with a
    * bare config (no tokenizer.json beside it) — a synthetic one over the config's vocabulary.
    */
-  static async forModel(dir: string, opts: { dummy: boolean; configPath: string; log?: (msg: string) => void }): Promise<TextTokenizer> {
+  static async forModel(
+    dir: string,
+    opts: { dummy: boolean; configPath: string; log?: (msg: string) => void },
+  ): Promise<TextTokenizer> {
     if (existsSync(join(dir, 'tokenizer.json')) || !opts.dummy) return TextTokenizer.load(dir);
     const vocab = readJson(opts.configPath)?.vocab_size;
     if (typeof vocab !== 'number') throw new Error(`${opts.configPath} has no vocab_size`);
-    opts.log?.(`no tokenizer.json in ${dir}: using a synthetic tokenizer of ${vocab} ids ("w<id>" words) for the dummy weights`);
+    opts.log?.(
+      `no tokenizer.json in ${dir}: using a synthetic tokenizer of ${vocab} ids ("w<id>" words) for the dummy weights`,
+    );
     const { tokenizer, config } = syntheticTokenizerFiles(vocab);
     return new TextTokenizer(new Tokenizer(tokenizer, config), dir, tokenizer as Json, config as Json);
   }

@@ -44,7 +44,22 @@ describe('requests reach the server on the schedule', () => {
   it('rate 25 req/s, seed 5: observed arrival gaps match the scheduled ones within 5 ms on average', async () => {
     server = await startScriptedServer({ firstDelayMs: 5, interChunkMs: 5, chunks: 2, usage: true });
     const n = 60;
-    const r = await runCli(['--base-url', server.baseUrl, '--num-prompts', String(n), '--request-rate', '25', '--seed', '5', '--input-len', '4', '--output-len', '2', '--warmup', '0']);
+    const r = await runCli([
+      '--base-url',
+      server.baseUrl,
+      '--num-prompts',
+      String(n),
+      '--request-rate',
+      '25',
+      '--seed',
+      '5',
+      '--input-len',
+      '4',
+      '--output-len',
+      '2',
+      '--warmup',
+      '0',
+    ]);
     expect(r.code).toBe(0);
     const observed = gaps(server.seen.map((s) => s.receivedAt / 1000));
     const scheduled = gaps(arrivalOffsets(n, 25, 1, 5));

@@ -14,7 +14,22 @@ describe('--max-concurrency', () => {
   it.each([1, 3])('never more than %i in flight, and the cap is reached', async (limit) => {
     server = await startScriptedServer({ firstDelayMs: 30, interChunkMs: 10, chunks: 3, usage: true });
     const file = join(scratchDir(), 'run.json');
-    const r = await runCli(['--base-url', server.baseUrl, '--num-prompts', '12', '--max-concurrency', String(limit), '--input-len', '4', '--output-len', '3', '--warmup', '0', '--result-file', file]);
+    const r = await runCli([
+      '--base-url',
+      server.baseUrl,
+      '--num-prompts',
+      '12',
+      '--max-concurrency',
+      String(limit),
+      '--input-len',
+      '4',
+      '--output-len',
+      '3',
+      '--warmup',
+      '0',
+      '--result-file',
+      file,
+    ]);
     expect(r.code).toBe(0);
     expect(server.maxInFlight()).toBe(limit);
     const json = readJson(file);
@@ -24,7 +39,18 @@ describe('--max-concurrency', () => {
 
   it('unlimited with rate inf sends everything at once', async () => {
     server = await startScriptedServer({ firstDelayMs: 100, interChunkMs: 10, chunks: 2, usage: true });
-    const r = await runCli(['--base-url', server.baseUrl, '--num-prompts', '10', '--input-len', '4', '--output-len', '2', '--warmup', '0']);
+    const r = await runCli([
+      '--base-url',
+      server.baseUrl,
+      '--num-prompts',
+      '10',
+      '--input-len',
+      '4',
+      '--output-len',
+      '2',
+      '--warmup',
+      '0',
+    ]);
     expect(r.code).toBe(0);
     expect(server.maxInFlight()).toBe(10);
   });

@@ -11,7 +11,12 @@ import { scratchDir, storiesDir } from './run-cli.js';
 describe('random dataset', () => {
   it('with --tokenizer, every prompt encodes to exactly its drawn length', async () => {
     const tok = await TextTokenizer.load(storiesDir);
-    for (const [inputLen, rangeRatio] of [[1, 0], [2, 0], [64, 0.5], [300, 0.9]] as const) {
+    for (const [inputLen, rangeRatio] of [
+      [1, 0],
+      [2, 0],
+      [64, 0.5],
+      [300, 0.9],
+    ] as const) {
       const d = randomDataset({ numPrompts: 40, inputLen, outputLen: 16, rangeRatio, seed: 11 }, tok);
       expect(d.exactLengths).toBe(true);
       expect(d.notes).toEqual([]);
@@ -43,11 +48,19 @@ describe('random dataset', () => {
   });
 
   it('rejects a range ratio outside [0, 1)', () => {
-    expect(() => randomDataset({ numPrompts: 1, inputLen: 4, outputLen: 4, rangeRatio: 1, seed: 0 }, undefined)).toThrow(/range-ratio/);
+    expect(() =>
+      randomDataset({ numPrompts: 1, inputLen: 4, outputLen: 4, rangeRatio: 1, seed: 0 }, undefined),
+    ).toThrow(/range-ratio/);
   });
 });
 
-const conv = (human: string, gpt: string) => ({ id: 'x', conversations: [{ from: 'human', value: human }, { from: 'gpt', value: gpt }] });
+const conv = (human: string, gpt: string) => ({
+  id: 'x',
+  conversations: [
+    { from: 'human', value: human },
+    { from: 'gpt', value: gpt },
+  ],
+});
 const long = (words: number) => Array.from({ length: words }, (_, i) => `word${i}`).join(' ');
 
 describe('ShareGPT', () => {
@@ -57,7 +70,13 @@ describe('ShareGPT', () => {
     conv('hi', 'Hello there! How can I help you today?'), // prompt too short (< 4 tokens)
     conv('Say something short to me.', 'ok'), // completion too short
     { id: 'one-turn', conversations: [{ from: 'human', value: 'only a question here' }] }, // < 2 turns
-    { id: 'alt-key', conversation: [{ from: 'human', value: 'Another question, with the singular key?' }, { from: 'gpt', value: 'Yes, that key is read too.' }] },
+    {
+      id: 'alt-key',
+      conversation: [
+        { from: 'human', value: 'Another question, with the singular key?' },
+        { from: 'gpt', value: 'Yes, that key is read too.' },
+      ],
+    },
     conv(long(1200), 'A long prompt that vLLM filters out for being over 1024 tokens.'),
     { id: 'bad', conversations: 'not a list' },
   ];
@@ -67,10 +86,20 @@ describe('ShareGPT', () => {
     const d = shareGptDataset(raw, 'test', { numPrompts: 3, outputLen: undefined, seed: 1 }, tok);
     expect(d.exactLengths).toBe(true);
     const prompts = d.requests.map((r) => r.prompt).sort();
-    expect(prompts).toEqual(['Another question, with the singular key?', 'Tell me a story about a cat.', 'What is two plus two, please?']);
+    expect(prompts).toEqual([
+      'Another question, with the singular key?',
+      'Tell me a story about a cat.',
+      'What is two plus two, please?',
+    ]);
     for (const r of d.requests) {
       expect(r.promptLen).toBe(tok.encode(r.prompt, false).length);
-      const reply = raw.flatMap((e) => ((e as { conversations?: unknown }).conversations ?? (e as { conversation?: unknown }).conversation) as Array<{ value: string }>).find((_, i, all) => all[i - 1]?.value === r.prompt);
+      const reply = raw
+        .flatMap(
+          (e) =>
+            ((e as { conversations?: unknown }).conversations ??
+              (e as { conversation?: unknown }).conversation) as Array<{ value: string }>,
+        )
+        .find((_, i, all) => all[i - 1]?.value === r.prompt);
       expect(r.outputLen).toBe(tok.encode(reply!.value, false).length);
     }
   });
@@ -85,7 +114,8 @@ describe('ShareGPT', () => {
   });
 
   it('the seed decides the order', () => {
-    const order = (seed: number) => shareGptDataset(raw, 't', { numPrompts: 4, outputLen: 8, seed }, undefined).requests.map((r) => r.prompt);
+    const order = (seed: number) =>
+      shareGptDataset(raw, 't', { numPrompts: 4, outputLen: 8, seed }, undefined).requests.map((r) => r.prompt);
     expect(order(5)).toEqual(order(5));
     expect([1, 2, 3, 4, 6, 7].some((s) => JSON.stringify(order(s)) !== JSON.stringify(order(5)))).toBe(true);
   });
@@ -98,8 +128,14 @@ describe('ShareGPT', () => {
     expect(d.requests).toHaveLength(2);
     const notJson = join(dir, 'bad.json');
     writeFileSync(notJson, '{ nope');
-    await expect(loadShareGpt(notJson, { numPrompts: 2, outputLen: undefined, seed: 0 }, undefined)).rejects.toThrow(/cannot read it as JSON/);
-    expect(() => shareGptDataset({ a: 1 }, 'obj', { numPrompts: 1, outputLen: undefined, seed: 0 }, undefined)).toThrow(/JSON array/);
-    expect(() => shareGptDataset([raw[4]], 'one', { numPrompts: 1, outputLen: undefined, seed: 0 }, undefined)).toThrow(/at least two turns/);
+    await expect(loadShareGpt(notJson, { numPrompts: 2, outputLen: undefined, seed: 0 }, undefined)).rejects.toThrow(
+      /cannot read it as JSON/,
+    );
+    expect(() => shareGptDataset({ a: 1 }, 'obj', { numPrompts: 1, outputLen: undefined, seed: 0 }, undefined)).toThrow(
+      /JSON array/,
+    );
+    expect(() => shareGptDataset([raw[4]], 'one', { numPrompts: 1, outputLen: undefined, seed: 0 }, undefined)).toThrow(
+      /at least two turns/,
+    );
   });
 });

@@ -14,12 +14,28 @@ const ok = { firstDelayMs: 20, interChunkMs: 10, chunks: 4, usage: true };
 
 async function bench(extra: string[] = []) {
   const file = join(scratchDir(), 'run.json');
-  const r = await runCli(['--base-url', server!.baseUrl, '--num-prompts', '10', '--max-concurrency', '1', '--input-len', '4', '--output-len', '4', '--warmup', '0', '--result-file', file, ...extra]);
+  const r = await runCli([
+    '--base-url',
+    server!.baseUrl,
+    '--num-prompts',
+    '10',
+    '--max-concurrency',
+    '1',
+    '--input-len',
+    '4',
+    '--output-len',
+    '4',
+    '--warmup',
+    '0',
+    '--result-file',
+    file,
+    ...extra,
+  ]);
   return { ...r, json: r.code === 0 ? readJson(file) : {} };
 }
 
 describe('failures', () => {
-  it('an HTTP 500 counts as failed with the server\'s message; the others still measure', async () => {
+  it("an HTTP 500 counts as failed with the server's message; the others still measure", async () => {
     // requests are sent one at a time, so arrival index = dataset index
     server = await startScriptedServer((i) => (i % 2 === 1 ? { ...ok, status: 500 } : ok));
     const { code, out, json } = await bench();

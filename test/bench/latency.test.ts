@@ -22,7 +22,23 @@ afterEach(async () => {
 
 async function bench(extra: string[]): Promise<{ json: Record<string, unknown>; out: string }> {
   const file = join(scratchDir(), 'run.json');
-  const r = await runCli(['--base-url', server!.baseUrl, '--num-prompts', '8', '--max-concurrency', '4', '--input-len', '8', '--output-len', String(CHUNKS), '--warmup', '2', '--result-file', file, ...extra]);
+  const r = await runCli([
+    '--base-url',
+    server!.baseUrl,
+    '--num-prompts',
+    '8',
+    '--max-concurrency',
+    '4',
+    '--input-len',
+    '8',
+    '--output-len',
+    String(CHUNKS),
+    '--warmup',
+    '2',
+    '--result-file',
+    file,
+    ...extra,
+  ]);
   expect(r.err).not.toMatch(/kvserve bench: (?!\d+ prompts|wrote|warming)/);
   expect(r.code).toBe(0);
   return { json: readJson(file), out: r.out };
@@ -44,12 +60,23 @@ describe('latency against scripted delays', () => {
     expect((json.itls as number[][]).every((g) => g.length === CHUNKS - 1)).toBe(true);
     // the request asked for what the issue says
     const body = server.seen.at(-1)!.body;
-    expect(body).toMatchObject({ model: 'scripted-model', stream: true, stream_options: { include_usage: true }, max_tokens: CHUNKS });
+    expect(body).toMatchObject({
+      model: 'scripted-model',
+      stream: true,
+      stream_options: { include_usage: true },
+      max_tokens: CHUNKS,
+    });
     expect(body.ignore_eos).toBeUndefined();
   });
 
   it('usage with 2 tokens per chunk: TPOT = (E2EL − TTFT) / (2·chunks − 1), ITL stays per chunk', async () => {
-    server = await startScriptedServer({ firstDelayMs: FIRST, interChunkMs: INTER, chunks: CHUNKS, usage: true, tokensPerChunk: 2 });
+    server = await startScriptedServer({
+      firstDelayMs: FIRST,
+      interChunkMs: INTER,
+      chunks: CHUNKS,
+      usage: true,
+      tokensPerChunk: 2,
+    });
     const { json } = await bench(['--ignore-eos']);
     const tpot = ((CHUNKS - 1) * INTER) / (2 * CHUNKS - 1); // 22.7 ms
     expect(Math.abs((json.mean_tpot_ms as number) - tpot)).toBeLessThanOrEqual(TOL / 2);
@@ -59,7 +86,13 @@ describe('latency against scripted delays', () => {
   });
 
   it('chat: a role-only first chunk does not count as the first token', async () => {
-    server = await startScriptedServer({ firstDelayMs: FIRST, interChunkMs: INTER, chunks: CHUNKS, usage: true, roleChunk: true });
+    server = await startScriptedServer({
+      firstDelayMs: FIRST,
+      interChunkMs: INTER,
+      chunks: CHUNKS,
+      usage: true,
+      roleChunk: true,
+    });
     const { json } = await bench(['--endpoint', '/v1/chat/completions']);
     expect(json.backend).toBe('openai-chat');
     expect(json.mean_ttft_ms).toBeGreaterThanOrEqual(FIRST - 1);

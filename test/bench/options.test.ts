@@ -8,16 +8,65 @@ describe('options', () => {
   it('--help prints every option and exits 0', async () => {
     const r = await runCli(['--help']);
     expect(r.code).toBe(0);
-    for (const flag of ['--base-url', '--endpoint', '--model', '--api-key', '--tokenizer', '--dataset', '--input-len', '--output-len', '--range-ratio', '--num-prompts', '--request-rate', '--max-concurrency', '--seed', '--ignore-eos', '--warmup', '--goodput', '--percentiles', '--result-file', '--sweep-rates', '--compare']) {
+    for (const flag of [
+      '--base-url',
+      '--endpoint',
+      '--model',
+      '--api-key',
+      '--tokenizer',
+      '--dataset',
+      '--input-len',
+      '--output-len',
+      '--range-ratio',
+      '--num-prompts',
+      '--request-rate',
+      '--max-concurrency',
+      '--seed',
+      '--ignore-eos',
+      '--warmup',
+      '--goodput',
+      '--percentiles',
+      '--result-file',
+      '--sweep-rates',
+      '--compare',
+    ]) {
       expect(r.out).toContain(flag.slice(2)); // booleans print as --[no-]name
     }
   });
 
   it('defaults like vLLM, and multi-word --goodput / --compare', () => {
     const d = parseBenchArgs([]);
-    expect(d).toMatchObject({ endpoint: '/v1/completions', dataset: 'random', inputLen: 1024, outputLen: undefined, numPrompts: 1000, requestRate: Infinity, burstiness: 1, percentiles: [99], warmup: 1, ignoreEos: false });
-    const o = parseBenchArgs(['--goodput', 'ttft:500', 'tpot:50', '--request-rate', '2.5', '--percentiles', '50,99.9', '--ignore-eos', '--sweep-rates', '1,inf']);
-    expect(o).toMatchObject({ goodput: { ttft: 500, tpot: 50 }, requestRate: 2.5, percentiles: [50, 99.9], ignoreEos: true, sweepRates: [1, Infinity] });
+    expect(d).toMatchObject({
+      endpoint: '/v1/completions',
+      dataset: 'random',
+      inputLen: 1024,
+      outputLen: undefined,
+      numPrompts: 1000,
+      requestRate: Infinity,
+      burstiness: 1,
+      percentiles: [99],
+      warmup: 1,
+      ignoreEos: false,
+    });
+    const o = parseBenchArgs([
+      '--goodput',
+      'ttft:500',
+      'tpot:50',
+      '--request-rate',
+      '2.5',
+      '--percentiles',
+      '50,99.9',
+      '--ignore-eos',
+      '--sweep-rates',
+      '1,inf',
+    ]);
+    expect(o).toMatchObject({
+      goodput: { ttft: 500, tpot: 50 },
+      requestRate: 2.5,
+      percentiles: [50, 99.9],
+      ignoreEos: true,
+      sweepRates: [1, Infinity],
+    });
     expect(parseBenchArgs(['--compare', 'a.json', 'b.json']).compare).toEqual(['a.json', 'b.json']);
   });
 

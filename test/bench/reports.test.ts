@@ -11,7 +11,18 @@ beforeAll(async () => {
 });
 afterAll(() => server.close());
 
-const common = () => ['--base-url', server.baseUrl, '--num-prompts', '6', '--input-len', '16', '--output-len', '5', '--warmup', '0'];
+const common = () => [
+  '--base-url',
+  server.baseUrl,
+  '--num-prompts',
+  '6',
+  '--input-len',
+  '16',
+  '--output-len',
+  '5',
+  '--warmup',
+  '0',
+];
 
 /** No resource is loaded from anywhere: no scripts, links, images, CSS imports or url(); the only "http" is
  *  the benchmarked server's address printed as text. */
@@ -25,19 +36,61 @@ function expectSelfContained(html: string): void {
 }
 
 describe('result file and HTML report', () => {
-  it('has vLLM\'s field names and the HTML report beside it', async () => {
+  it("has vLLM's field names and the HTML report beside it", async () => {
     const dir = scratchDir();
     const file = join(dir, 'run.json');
-    const r = await runCli([...common(), '--tokenizer', storiesDir, '--percentiles', '50,90,99.9', '--result-file', file]);
+    const r = await runCli([
+      ...common(),
+      '--tokenizer',
+      storiesDir,
+      '--percentiles',
+      '50,90,99.9',
+      '--result-file',
+      file,
+    ]);
     expect(r.code).toBe(0);
     const json = readJson(file);
-    for (const key of ['date', 'backend', 'model_id', 'tokenizer_id', 'num_prompts', 'request_rate', 'burstiness', 'max_concurrency', 'completed', 'failed', 'duration', 'total_input_tokens', 'total_output_tokens', 'request_throughput', 'request_goodput', 'output_throughput', 'total_token_throughput', 'max_output_tokens_per_s', 'max_concurrent_requests', 'input_lens', 'output_lens', 'ttfts', 'itls', 'generated_texts', 'errors']) {
+    for (const key of [
+      'date',
+      'backend',
+      'model_id',
+      'tokenizer_id',
+      'num_prompts',
+      'request_rate',
+      'burstiness',
+      'max_concurrency',
+      'completed',
+      'failed',
+      'duration',
+      'total_input_tokens',
+      'total_output_tokens',
+      'request_throughput',
+      'request_goodput',
+      'output_throughput',
+      'total_token_throughput',
+      'max_output_tokens_per_s',
+      'max_concurrent_requests',
+      'input_lens',
+      'output_lens',
+      'ttfts',
+      'itls',
+      'generated_texts',
+      'errors',
+    ]) {
       expect(json, key).toHaveProperty(key);
     }
     for (const m of ['ttft', 'tpot', 'itl', 'e2el']) {
-      for (const stat of ['mean', 'median', 'std', 'p50', 'p90', 'p99.9']) expect(json, `${stat}_${m}_ms`).toHaveProperty(`${stat}_${m}_ms`);
+      for (const stat of ['mean', 'median', 'std', 'p50', 'p90', 'p99.9'])
+        expect(json, `${stat}_${m}_ms`).toHaveProperty(`${stat}_${m}_ms`);
     }
-    expect(json).toMatchObject({ completed: 6, failed: 0, num_prompts: 6, request_rate: 'inf', model_id: 'scripted-model', backend: 'openai' });
+    expect(json).toMatchObject({
+      completed: 6,
+      failed: 0,
+      num_prompts: 6,
+      request_rate: 'inf',
+      model_id: 'scripted-model',
+      backend: 'openai',
+    });
     expect(json.input_lens).toEqual([16, 16, 16, 16, 16, 16]); // exact with the tokenizer
     // no usage from this server: output tokens counted with the tokenizer, and the table says so
     const texts = json.generated_texts as string[];
@@ -87,8 +140,24 @@ describe('no measured prompt is a repeat the server could serve from its prefix 
   it('the warm-up prompt and every rate of a sweep draw prompts of their own', async () => {
     const s = await startScriptedServer({ firstDelayMs: 1, interChunkMs: 1, chunks: 2, usage: false });
     try {
-      const r = await runCli(['--base-url', s.baseUrl, '--num-prompts', '4', '--input-len', '16', '--output-len', '2',
-        '--warmup', '1', '--tokenizer', storiesDir, '--sweep-rates', '50,inf', '--result-file', join(scratchDir(), 'sweep.json')]);
+      const r = await runCli([
+        '--base-url',
+        s.baseUrl,
+        '--num-prompts',
+        '4',
+        '--input-len',
+        '16',
+        '--output-len',
+        '2',
+        '--warmup',
+        '1',
+        '--tokenizer',
+        storiesDir,
+        '--sweep-rates',
+        '50,inf',
+        '--result-file',
+        join(scratchDir(), 'sweep.json'),
+      ]);
       expect(r.code, r.err).toBe(0);
       const prompts = s.seen.filter((x) => x.path === '/v1/completions').map((x) => String(x.body.prompt));
       expect(prompts.length).toBe(1 + 4 + 4);

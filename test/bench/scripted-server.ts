@@ -58,7 +58,13 @@ export async function startScriptedServer(script: Script | ((index: number) => S
       inFlight++;
       maxInFlight = Math.max(maxInFlight, inFlight);
       res.on('close', () => inFlight--);
-      respond(typeof script === 'function' ? script(index) : script, req.url === '/v1/chat/completions', body, receivedAt, res);
+      respond(
+        typeof script === 'function' ? script(index) : script,
+        req.url === '/v1/chat/completions',
+        body,
+        receivedAt,
+        res,
+      );
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -78,14 +84,18 @@ export async function startScriptedServer(script: Script | ((index: number) => S
 function respond(s: Script, chat: boolean, body: Record<string, unknown>, t0: number, res: ServerResponse): void {
   if (s.status !== undefined && s.status !== 200) {
     res.writeHead(s.status, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ error: { message: `scripted failure ${s.status}`, type: 'server_error', code: s.status } }));
+    res.end(
+      JSON.stringify({ error: { message: `scripted failure ${s.status}`, type: 'server_error', code: s.status } }),
+    );
     return;
   }
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
   const id = `cmpl-${Math.random().toString(36).slice(2)}`;
   const send = (obj: unknown) => res.write(`data: ${JSON.stringify(obj)}\n\n`);
   const choice = (text: string, role = false) =>
-    chat ? { index: 0, delta: role ? { role: 'assistant', content: '' } : { content: text }, finish_reason: null } : { index: 0, text, finish_reason: null };
+    chat
+      ? { index: 0, delta: role ? { role: 'assistant', content: '' } : { content: text }, finish_reason: null }
+      : { index: 0, text, finish_reason: null };
   if (chat && s.roleChunk) send({ id, choices: [choice('', true)] });
 
   let k = 0;
@@ -104,7 +114,11 @@ function respond(s: Script, chat: boolean, body: Record<string, unknown>, t0: nu
     const wantsUsage = (body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
     if (s.usage && wantsUsage) {
       const completion = s.chunks * (s.tokensPerChunk ?? 1);
-      send({ id, choices: [], usage: { prompt_tokens: 7, completion_tokens: completion, total_tokens: 7 + completion } });
+      send({
+        id,
+        choices: [],
+        usage: { prompt_tokens: 7, completion_tokens: completion, total_tokens: 7 + completion },
+      });
     }
     if (!s.omitDone) res.write('data: [DONE]\n\n');
     res.end();

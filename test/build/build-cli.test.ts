@@ -9,12 +9,18 @@ import { repo, storiesDir, tempDir } from './engine-helpers.js';
 
 const run = promisify(execFile);
 const expected = JSON.parse(readFileSync(join(storiesDir, 'expected.json'), 'utf8')) as Array<{
-  prompt: string; prompt_ids: number[]; greedy_ids: number[]; greedy_text: string;
+  prompt: string;
+  prompt_ids: number[];
+  greedy_ids: number[];
+  greedy_text: string;
 }>;
 
 async function kvserve(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], { cwd: repo, timeout: 60_000 });
+    const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
+      cwd: repo,
+      timeout: 60_000,
+    });
     return { code: 0, stdout, stderr };
   } catch (e) {
     const err = e as { code: number; stdout: string; stderr: string };
@@ -38,7 +44,9 @@ describe('kvserve build and engine-info', () => {
     expect(info.stdout).toMatch(/^format +1 \(kvserve \d+\.\d+\.\d+, built /m);
     expect(info.stdout).toMatch(new RegExp(`^model +${storiesDir}$`, 'm'));
     expect(info.stdout).toMatch(/^content hash +sha256:[0-9a-f]{64} \(6 files\)$/m);
-    expect(info.stdout).toMatch(/^profile +max-num-seqs 8, max-num-batched-tokens 2048, max-model-len from config.json$/m);
+    expect(info.stdout).toMatch(
+      /^profile +max-num-seqs 8, max-num-batched-tokens 2048, max-model-len from config.json$/m,
+    );
     expect((await kvserve(['build', '--print', engine])).stdout).toBe(info.stdout);
   });
 
@@ -57,7 +65,9 @@ describe('kvserve build and engine-info', () => {
     const r = await kvserve(['build', '--model', storiesDir, '--out', out, '--device', 'cuda', '--quiet']);
     expect(r.code).toBe(1);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
-    expect(r.stderr).toMatch(/--device cuda: this build has no CUDA backend|build --device cuda is not implemented yet/);
+    expect(r.stderr).toMatch(
+      /--device cuda: this build has no CUDA backend|build --device cuda is not implemented yet/,
+    );
   });
 
   test('build without --out', async () => {
@@ -67,14 +77,29 @@ describe('kvserve build and engine-info', () => {
 });
 
 describe('generate and serve --engine', () => {
-  test.each(expected.slice(0, 2).map((e) => [e.prompt, e] as const))('generate "%s": transformers\' 80 greedy ids', async (_, e) => {
-    const r = await kvserve(['generate', '--engine', engine, '--prompt', e.prompt, '--max-tokens', '80', '--ignore-eos', '--json', '--threads', '1']);
-    expect(r.code, r.stderr).toBe(0);
-    const out = JSON.parse(r.stdout) as { prompt_ids: number[]; output_ids: number[]; text: string };
-    expect(out.prompt_ids).toEqual(e.prompt_ids);
-    expect(out.output_ids).toEqual(e.greedy_ids);
-    expect(out.text.trimStart()).toBe(e.greedy_text);
-  });
+  test.each(expected.slice(0, 2).map((e) => [e.prompt, e] as const))(
+    'generate "%s": transformers\' 80 greedy ids',
+    async (_, e) => {
+      const r = await kvserve([
+        'generate',
+        '--engine',
+        engine,
+        '--prompt',
+        e.prompt,
+        '--max-tokens',
+        '80',
+        '--ignore-eos',
+        '--json',
+        '--threads',
+        '1',
+      ]);
+      expect(r.code, r.stderr).toBe(0);
+      const out = JSON.parse(r.stdout) as { prompt_ids: number[]; output_ids: number[]; text: string };
+      expect(out.prompt_ids).toEqual(e.prompt_ids);
+      expect(out.output_ids).toEqual(e.greedy_ids);
+      expect(out.text.trimStart()).toBe(e.greedy_text);
+    },
+  );
 
   test('generate --engine of a damaged engine: one line, exit 1', async () => {
     const bad = join(tempDir(), 'bad');
@@ -83,13 +108,20 @@ describe('generate and serve --engine', () => {
     writeFileSync(join(bad, 'manifest.json'), '{');
     const r = await kvserve(['generate', '--engine', bad, '--prompt', 'hi', '--quiet']);
     expect(r.code).toBe(1);
-    expect(r.stderr.trim()).toMatch(new RegExp(`^kvserve: engine ${bad}: manifest.json is not valid JSON \\(.*\\) \\(rebuild it with kvserve build\\)$`));
+    expect(r.stderr.trim()).toMatch(
+      new RegExp(
+        `^kvserve: engine ${bad}: manifest.json is not valid JSON \\(.*\\) \\(rebuild it with kvserve build\\)$`,
+      ),
+    );
   });
 
   test('serve --engine answers a greedy completion as transformers', async () => {
     const e = expected[0]!;
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', '--engine', engine, '--port', '0', '--threads', '1'],
-      { cwd: repo, env: { ...process.env, KVSERVE_API_KEY: '' } });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'src/cli.ts', 'serve', '--engine', engine, '--port', '0', '--threads', '1'],
+      { cwd: repo, env: { ...process.env, KVSERVE_API_KEY: '' } },
+    );
     try {
       let stderr = '';
       const url = await new Promise<string>((resolve, reject) => {
@@ -102,8 +134,15 @@ describe('generate and serve --engine', () => {
       });
       expect(stderr).toMatch(/ready — LlamaForCausalLM on cpu \(float32\)/);
       const res = await fetch(`${url}/v1/completions`, {
-        method: 'POST', headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ model: 'stories-engine', prompt: e.prompt, max_tokens: 80, temperature: 0, ignore_eos: true }),
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          model: 'stories-engine',
+          prompt: e.prompt,
+          max_tokens: 80,
+          temperature: 0,
+          ignore_eos: true,
+        }),
       });
       expect(res.status).toBe(200);
       const body = (await res.json()) as { choices: Array<{ text: string }> };

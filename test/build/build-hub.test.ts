@@ -20,18 +20,31 @@ beforeAll(async () => {
 afterAll(() => hub.close());
 
 test('an engine built from org/name records the repo id, revision and commit', async () => {
-  const env: NodeJS.ProcessEnv = { ...process.env, HF_ENDPOINT: hub.url, HF_HOME: mkdtempSync(join(tmpdir(), 'kvserve-hfhome-')) };
-  for (const k of ['HF_TOKEN', 'HUGGING_FACE_HUB_TOKEN', 'HF_HUB_OFFLINE', 'HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE']) delete env[k];
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    HF_ENDPOINT: hub.url,
+    HF_HOME: mkdtempSync(join(tmpdir(), 'kvserve-hfhome-')),
+  };
+  for (const k of ['HF_TOKEN', 'HUGGING_FACE_HUB_TOKEN', 'HF_HUB_OFFLINE', 'HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE'])
+    delete env[k];
   const out = join(tempDir(), 'engine');
-  await run(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'build', '--model', 'kvserve-test/stories260K', '--out', out, '--quiet'],
-    { cwd: repo, env, timeout: 60_000 });
+  await run(
+    process.execPath,
+    ['--import', 'tsx', 'src/cli.ts', 'build', '--model', 'kvserve-test/stories260K', '--out', out, '--quiet'],
+    { cwd: repo, env, timeout: 60_000 },
+  );
   const m = readManifest(out);
   expect(m.source.model).toBe('kvserve-test/stories260K');
   expect(m.source.revision).toBe('main');
   expect(m.source.commit).toBe(MAIN);
   // The files fetched for a model (not the README or expected.json), each as in the local folder.
   const local = new Map((await hashModelFolder(storiesDir)).files.map((f) => [f.path, f]));
-  expect(m.source.files.map((f) => f.path)).toEqual(['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
+  expect(m.source.files.map((f) => f.path)).toEqual([
+    'config.json',
+    'model.safetensors',
+    'tokenizer.json',
+    'tokenizer_config.json',
+  ]);
   for (const f of m.source.files) expect(f).toEqual(local.get(f.path));
   expect(m.rebuild.slice(0, 4)).toEqual(['--model', 'kvserve-test/stories260K', '--revision', 'main']);
 });

@@ -51,8 +51,11 @@ describe('an engine computes what its model computes, bitwise', () => {
     expect(bytes(built.logits).equals(bytes(direct.logits))).toBe(true);
   });
 
-  test('stories260K from an engine gives transformers\' greedy ids', async () => {
-    const expected = JSON.parse(readFileSync(join(storiesDir, 'expected.json'), 'utf8')) as Array<{ prompt_ids: number[]; greedy_ids: number[] }>;
+  test("stories260K from an engine gives transformers' greedy ids", async () => {
+    const expected = JSON.parse(readFileSync(join(storiesDir, 'expected.json'), 'utf8')) as Array<{
+      prompt_ids: number[];
+      greedy_ids: number[];
+    }>;
     const engineDir = await buildInto(storiesDir);
     for (const e of expected.slice(0, 2)) {
       const { ids } = await run(await native.loadEngine(nativeOptions({ engine: engineDir })), e.prompt_ids, 40);

@@ -15,7 +15,14 @@ export function tempDir(name = 'kvserve-engine-'): string {
 
 export function buildOptions(modelDir: string, out: string, dtype: 'auto' | DTypeName = 'auto'): BuildOptions {
   return {
-    model: modelDir, modelDir, revision: null, out, device: 'cpu', dtype, quantization: 'none', threads: 2,
+    model: modelDir,
+    modelDir,
+    revision: null,
+    out,
+    device: 'cpu',
+    dtype,
+    quantization: 'none',
+    threads: 2,
     profile: { maxNumSeqs: 16, maxNumBatchedTokens: 2048, maxModelLen: 0 },
   };
 }
@@ -29,8 +36,19 @@ export async function buildInto(modelDir: string, dtype: 'auto' | DTypeName = 'a
 
 export function nativeOptions(overrides: Partial<NativeEngineOptions>): NativeEngineOptions {
   return {
-    model: '', dummyWeights: false, device: 'cpu', dtype: 'auto', numThreads: 2, blockSize: 16, numKvBlocks: 0,
-    kvCacheBytes: 0, gpuMemoryUtilization: 0.9, maxNumBatchedTokens: 2048, maxNumSeqs: 16, maxModelLen: 0, seed: 0,
+    model: '',
+    dummyWeights: false,
+    device: 'cpu',
+    dtype: 'auto',
+    numThreads: 2,
+    blockSize: 16,
+    numKvBlocks: 0,
+    kvCacheBytes: 0,
+    gpuMemoryUtilization: 0.9,
+    maxNumBatchedTokens: 2048,
+    maxNumSeqs: 16,
+    maxModelLen: 0,
+    seed: 0,
     ...overrides,
   };
 }

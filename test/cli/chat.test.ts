@@ -16,7 +16,7 @@ import { expected, storiesDir } from '../server/helpers/stories.js';
 
 const tsx = join(repoRoot, 'node_modules', '.bin', 'tsx');
 const cli = join(repoRoot, 'src', 'cli.ts');
-const MAX_TOKENS = 80;  // expected.json's greedy length
+const MAX_TOKENS = 80; // expected.json's greedy length
 const once = expected.find((e) => e.prompt === 'Once upon a time')!;
 
 let engine: Engine;
@@ -31,12 +31,26 @@ beforeAll(async () => {
 afterAll(() => engine?.close());
 
 /** The reference reply: the templated conversation, greedy, through the engine and the detokenizer. */
-async function greedyReply(messages: TemplateMessage[], maxTokens = MAX_TOKENS, contextLen = engine.info.maxModelLen): Promise<string> {
+async function greedyReply(
+  messages: TemplateMessage[],
+  maxTokens = MAX_TOKENS,
+  contextLen = engine.info.maxModelLen,
+): Promise<string> {
   const ids = promptIds(messages);
   const detok = new IncrementalDetokenizer(tokenizer, ids);
   const sampling = {
-    temperature: 0, topP: 1, topK: -1, minP: 0, presencePenalty: 0, frequencyPenalty: 0, repetitionPenalty: 1,
-    maxTokens: Math.min(maxTokens, contextLen - ids.length), minTokens: 0, stopTokenIds: [], ignoreEos: false, logprobs: null,
+    temperature: 0,
+    topP: 1,
+    topK: -1,
+    minP: 0,
+    presencePenalty: 0,
+    frequencyPenalty: 0,
+    repetitionPenalty: 1,
+    maxTokens: Math.min(maxTokens, contextLen - ids.length),
+    minTokens: 0,
+    stopTokenIds: [],
+    ignoreEos: false,
+    logprobs: null,
   };
   let text = '';
   for await (const out of engine.client.submit({ id: randomUUID(), promptTokenIds: ids, sampling })) {
@@ -45,11 +59,19 @@ async function greedyReply(messages: TemplateMessage[], maxTokens = MAX_TOKENS, 
   return text;
 }
 
-const promptIds = (messages: TemplateMessage[]) => tokenizer.encode(template.render(messages, { addGenerationPrompt: true }), false);
+const promptIds = (messages: TemplateMessage[]) =>
+  tokenizer.encode(template.render(messages, { addGenerationPrompt: true }), false);
 
 /** Runs `kvserve chat`, writes `input`, and (with `end`) closes stdin; resolves when the process exits. */
-function chat(args: string[], input: string, end: boolean): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(tsx, [cli, 'chat', ...args], { cwd: repoRoot, env: { ...process.env, KVSERVE_API_KEY: '', OPENAI_API_KEY: '' } });
+function chat(
+  args: string[],
+  input: string,
+  end: boolean,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(tsx, [cli, 'chat', ...args], {
+    cwd: repoRoot,
+    env: { ...process.env, KVSERVE_API_KEY: '', OPENAI_API_KEY: '' },
+  });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d) => (stdout += d));
@@ -74,7 +96,9 @@ describe('kvserve chat with the engine in-process (stories260K)', () => {
     expect(r.code, r.stderr).toBe(0);
     const first = await greedyReply([{ role: 'user', content: once.prompt }]);
     // The template ("{{ bos_token }}" + contents) gives transformers' prompt, so the first reply is its greedy text.
-    expect(tokenizer.encode(template.render([{ role: 'user', content: once.prompt }], { addGenerationPrompt: true }), false)).toEqual(once.prompt_ids);
+    expect(
+      tokenizer.encode(template.render([{ role: 'user', content: once.prompt }], { addGenerationPrompt: true }), false),
+    ).toEqual(once.prompt_ids);
     expect(first.trimStart()).toBe(once.greedy_text);
     const second = await greedyReply([
       { role: 'user', content: once.prompt },
@@ -89,16 +113,34 @@ describe('kvserve chat with the engine in-process (stories260K)', () => {
   test('--system goes first; end of input (Ctrl-D) ends the chat after the last reply', async () => {
     const r = await chat([...local, '--system', 'Lily and Tom'], 'went to the park', true);
     expect(r.code, r.stderr).toBe(0);
-    const reply = await greedyReply([{ role: 'system', content: 'Lily and Tom' }, { role: 'user', content: 'went to the park' }]);
+    const reply = await greedyReply([
+      { role: 'system', content: 'Lily and Tom' },
+      { role: 'user', content: 'went to the park' },
+    ]);
     expect(reply.length).toBeGreaterThan(0);
     expect(r.stdout).toBe(`${reply}\n`);
   });
 
   test('a conversation past the context drops its oldest exchanges, keeping room for a reply', async () => {
-    const context = 128, maxTokens = 40;
+    const context = 128,
+      maxTokens = 40;
     const turns = ['Once upon a time', 'The end.', 'Lily', 'Tom', 'The dog'];
-    const r = await chat(['--device', 'cpu', '--threads', '1', '--temperature', '0', '--max-tokens', String(maxTokens), '--max-model-len', String(context)],
-      turns.map((t) => `${t}\n`).join(''), true);
+    const r = await chat(
+      [
+        '--device',
+        'cpu',
+        '--threads',
+        '1',
+        '--temperature',
+        '0',
+        '--max-tokens',
+        String(maxTokens),
+        '--max-model-len',
+        String(context),
+      ],
+      turns.map((t) => `${t}\n`).join(''),
+      true,
+    );
     expect(r.code, r.stderr).toBe(0);
     // The rule, restated: before each reply, whole exchanges go (oldest first) until the prompt leaves
     // min(--max-tokens, context / 4) tokens free.
@@ -131,13 +173,26 @@ describe('kvserve chat with the engine in-process (stories260K)', () => {
 describe('kvserve chat --base-url (a running server)', () => {
   let server: ServeHandle;
   beforeAll(async () => {
-    server = await startServe(finishEngineConfig({ ...serverDefaults(), device: 'cpu', port: 0, threads: 1, logLevel: 'silent', apiKey: 'sekret' }));
+    server = await startServe(
+      finishEngineConfig({
+        ...serverDefaults(),
+        device: 'cpu',
+        port: 0,
+        threads: 1,
+        logLevel: 'silent',
+        apiKey: 'sekret',
+      }),
+    );
     await server.ready;
   });
   afterAll(() => server?.close());
 
   test('streams the same greedy reply from /v1/chat/completions', async () => {
-    const r = await chat(['--base-url', server.url, '--api-key', 'sekret', '--temperature', '0', '--max-tokens', String(MAX_TOKENS)], `${once.prompt}\n`, true);
+    const r = await chat(
+      ['--base-url', server.url, '--api-key', 'sekret', '--temperature', '0', '--max-tokens', String(MAX_TOKENS)],
+      `${once.prompt}\n`,
+      true,
+    );
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toBe(`${await greedyReply([{ role: 'user', content: once.prompt }])}\n`);
     expect(r.stderr).toContain(`stories260K at ${server.url}`);

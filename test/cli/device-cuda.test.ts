@@ -23,7 +23,10 @@ function garbageWeightsModel(): string {
 
 async function kvserve(args: string[]): Promise<{ code: number; stderr: string }> {
   try {
-    const { stderr } = await run(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], { cwd: repo, timeout: 60_000 });
+    const { stderr } = await run(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
+      cwd: repo,
+      timeout: 60_000,
+    });
     return { code: 0, stderr };
   } catch (e) {
     const err = e as { code: number; stderr: string };
@@ -40,14 +43,17 @@ describe.runIf(!loadNative().builtWithCuda())('--device cuda on a build without 
     expect(r.stderr).toMatch(/safetensors/);
   });
 
-  test.each(['generate', 'serve'])('kvserve %s: one line naming the missing CUDA backend, no weight read', async (command) => {
-    const args = command === 'generate' ? ['--prompt', 'hi', '--quiet'] : ['--port', '0', '--log-level', 'silent'];
-    const r = await kvserve([command, '--model', model, '--device', 'cuda', ...args]);
-    expect(r.code).toBe(1);
-    const lines = r.stderr.split('\n').filter((l) => l.trim() && !l.startsWith('npm warn'));
-    expect(lines, r.stderr).toEqual([
-      'kvserve: device cuda: this build has no CUDA backend (it was built without nvcc and cuBLASLt, or with ' +
-        'KVSERVE_CUDA=OFF); rebuild where the CUDA toolkit is, or use --device cpu',
-    ]);
-  });
+  test.each(['generate', 'serve'])(
+    'kvserve %s: one line naming the missing CUDA backend, no weight read',
+    async (command) => {
+      const args = command === 'generate' ? ['--prompt', 'hi', '--quiet'] : ['--port', '0', '--log-level', 'silent'];
+      const r = await kvserve([command, '--model', model, '--device', 'cuda', ...args]);
+      expect(r.code).toBe(1);
+      const lines = r.stderr.split('\n').filter((l) => l.trim() && !l.startsWith('npm warn'));
+      expect(lines, r.stderr).toEqual([
+        'kvserve: device cuda: this build has no CUDA backend (it was built without nvcc and cuBLASLt, or with ' +
+          'KVSERVE_CUDA=OFF); rebuild where the CUDA toolkit is, or use --device cpu',
+      ]);
+    },
+  );
 });

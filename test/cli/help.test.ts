@@ -13,7 +13,10 @@ const tsx = join(repoRoot, 'node_modules', '.bin', 'tsx');
 const COLUMN = 32;
 
 async function help(command: string): Promise<string> {
-  const { stdout } = await run(tsx, [join(repoRoot, 'src', 'cli.ts'), command, '--help'], { cwd: repoRoot, env: { ...process.env, KVSERVE_API_KEY: '' } });
+  const { stdout } = await run(tsx, [join(repoRoot, 'src', 'cli.ts'), command, '--help'], {
+    cwd: repoRoot,
+    env: { ...process.env, KVSERVE_API_KEY: '' },
+  });
   return stdout;
 }
 
@@ -51,8 +54,12 @@ describe.each(pages)('kvserve %s --help', (command, flags, defaults) => {
     for (const [name, spec] of Object.entries(flags)) {
       const entry = listed.get(name);
       expect(entry, `--${name} missing`).toBeDefined();
-      if (/\((default\b|required\))/.test(spec.help)) expect(entry).toContain(spec.help.match(/\((default[^)]*|required)\)/)![0]);
-      else expect(entry, `--${name}`).toContain(`(default: ${shownDefault(spec, (defaults as Record<string, unknown>)[spec.key])})`);
+      if (/\((default\b|required\))/.test(spec.help))
+        expect(entry).toContain(spec.help.match(/\((default[^)]*|required)\)/)![0]);
+      else
+        expect(entry, `--${name}`).toContain(
+          `(default: ${shownDefault(spec, (defaults as Record<string, unknown>)[spec.key])})`,
+        );
       if (spec.kind !== 'boolean') expect(entry, `--${name}`).toMatch(new RegExp(`^  --${name} (\\S+)`));
     }
     expect(page).not.toMatch(/<value>|VALUE/);
@@ -71,7 +78,10 @@ describe.each(pages)('kvserve %s --help', (command, flags, defaults) => {
 
   test('ends with at least two examples', async () => {
     const page = await help(command);
-    const examples = page.split('\nexamples:\n')[1]!.split('\n').filter((l) => l.startsWith(`  kvserve ${command}`));
+    const examples = page
+      .split('\nexamples:\n')[1]!
+      .split('\n')
+      .filter((l) => l.startsWith(`  kvserve ${command}`));
     expect(examples.length).toBeGreaterThanOrEqual(2);
   });
 });

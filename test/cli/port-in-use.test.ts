@@ -13,9 +13,18 @@ test('a port in use is one line naming --port', async () => {
   await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
   const port = (holder.address() as AddressInfo).port;
   try {
-    const err = await run(join(repoRoot, 'node_modules', '.bin', 'tsx'), [join(repoRoot, 'src', 'cli.ts'), 'serve', '--port', String(port), '--device', 'cpu'], {
-      cwd: repoRoot, timeout: 60_000, env: { ...process.env, KVSERVE_API_KEY: '' },
-    }).then(() => undefined, (e: { code: number; stderr: string }) => e);
+    const err = await run(
+      join(repoRoot, 'node_modules', '.bin', 'tsx'),
+      [join(repoRoot, 'src', 'cli.ts'), 'serve', '--port', String(port), '--device', 'cpu'],
+      {
+        cwd: repoRoot,
+        timeout: 60_000,
+        env: { ...process.env, KVSERVE_API_KEY: '' },
+      },
+    ).then(
+      () => undefined,
+      (e: { code: number; stderr: string }) => e,
+    );
     expect(err, 'the server started on a port in use').toBeDefined();
     expect(err!.code).toBe(1);
     expect(err!.stderr.trim()).toBe(`kvserve: port ${port} on 127.0.0.1 is in use: pick another with --port`);

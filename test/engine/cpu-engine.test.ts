@@ -9,13 +9,26 @@ import { createEngine, type Engine } from '../../src/engine/engine.js';
 import type { EngineRequest, RequestOutput, SamplingParams } from '../../src/engine/types.js';
 
 const built = existsSync(join(import.meta.dirname, '..', '..', 'build', 'Release', 'kvserve.node'));
-interface Expected { prompt_ids: number[]; greedy_ids: number[] }
+interface Expected {
+  prompt_ids: number[];
+  greedy_ids: number[];
+}
 const expected: Expected[] = JSON.parse(readFileSync(join(defaultModelDir, 'expected.json'), 'utf8'));
 
 function greedy(maxTokens: number): SamplingParams {
   return {
-    temperature: 0, topP: 1, topK: 0, minP: 0, presencePenalty: 0, frequencyPenalty: 0, repetitionPenalty: 1,
-    maxTokens, minTokens: 0, stopTokenIds: [], ignoreEos: true, logprobs: null,
+    temperature: 0,
+    topP: 1,
+    topK: 0,
+    minP: 0,
+    presencePenalty: 0,
+    frequencyPenalty: 0,
+    repetitionPenalty: 1,
+    maxTokens,
+    minTokens: 0,
+    stopTokenIds: [],
+    ignoreEos: true,
+    logprobs: null,
   };
 }
 
@@ -38,11 +51,14 @@ function randomTokens(n: number, seed: number): number[] {
   let x = seed * 2654435761 + 1;
   return Array.from({ length: n }, () => {
     x = (Math.imul(x, 1103515245) + 12345) >>> 0;
-    return 3 + (x >>> 8) % 509;
+    return 3 + ((x >>> 8) % 509);
   });
 }
 
-interface Case { req: EngineRequest; want?: number[] }
+interface Case {
+  req: EngineRequest;
+  want?: number[];
+}
 
 /** 64 requests: 48 continue expected.json prompts (sharing long prefixes), 16 random prompts behind one
  *  shared 120-token prefix; lengths from 5 to about 150 tokens. */
@@ -52,7 +68,10 @@ function workload(): Case[] {
     const ref = expected[i % 4]!;
     const k = (i * 7) % 50;
     const n = Math.min(80 - k, 8 + ((i * 13) % 30));
-    cases.push({ req: { id: `x${i}`, promptTokenIds: [...ref.prompt_ids, ...ref.greedy_ids.slice(0, k)], sampling: greedy(n) }, want: ref.greedy_ids.slice(k, k + n) });
+    cases.push({
+      req: { id: `x${i}`, promptTokenIds: [...ref.prompt_ids, ...ref.greedy_ids.slice(0, k)], sampling: greedy(n) },
+      want: ref.greedy_ids.slice(k, k + n),
+    });
   }
   const shared = randomTokens(120, 7);
   for (let i = 0; i < 16; i++) {
@@ -63,7 +82,7 @@ function workload(): Case[] {
 }
 
 describe.skipIf(!built)('engine on the CPU backend with stories260K', () => {
-  it('reproduces transformers\' greedy ids for each expected.json prompt alone', async () => {
+  it("reproduces transformers' greedy ids for each expected.json prompt alone", async () => {
     const e = await engine({});
     try {
       for (const [i, ref] of expected.entries()) {
@@ -91,10 +110,22 @@ describe.skipIf(!built)('engine on the CPU backend with stories260K', () => {
   }
 
   const variants: Array<[string, Partial<EngineConfig>, (e: Engine) => void]> = [
-    ['prefix caching on, admissions spread over steps', { enablePrefixCaching: true, maxNumBatchedTokens: 256 }, (e) => expect(e.client.stats().prefixCacheHits).toBeGreaterThan(1000)],
+    [
+      'prefix caching on, admissions spread over steps',
+      { enablePrefixCaching: true, maxNumBatchedTokens: 256 },
+      (e) => expect(e.client.stats().prefixCacheHits).toBeGreaterThan(1000),
+    ],
     ['prefix caching off', { enablePrefixCaching: false }, (e) => expect(e.client.stats().prefixCacheHits).toBe(0)],
-    ['a pool so small that requests are preempted, caching on', { numKvBlocks: 24, maxNumBatchedTokens: 128 }, (e) => expect(e.client.stats().numPreemptions).toBeGreaterThan(0)],
-    ['a pool so small that requests are preempted, caching off', { numKvBlocks: 24, maxNumBatchedTokens: 64, enablePrefixCaching: false }, (e) => expect(e.client.stats().numPreemptions).toBeGreaterThan(0)],
+    [
+      'a pool so small that requests are preempted, caching on',
+      { numKvBlocks: 24, maxNumBatchedTokens: 128 },
+      (e) => expect(e.client.stats().numPreemptions).toBeGreaterThan(0),
+    ],
+    [
+      'a pool so small that requests are preempted, caching off',
+      { numKvBlocks: 24, maxNumBatchedTokens: 64, enablePrefixCaching: false },
+      (e) => expect(e.client.stats().numPreemptions).toBeGreaterThan(0),
+    ],
   ];
   it.each(variants)('runs 64 concurrent requests to the same greedy ids as alone: %s', async (_name, over, check) => {
     const cases = workload();
@@ -113,7 +144,12 @@ describe.skipIf(!built)('engine on the CPU backend with stories260K', () => {
       // neither remove nor add any; generation counts every sampled token once.
       const promptTotal = cases.reduce((n, c) => n + c.req.promptTokenIds.length, 0);
       const outputTotal = results.reduce((n, r) => n + r.tokens.length, 0);
-      expect(e.client.stats()).toMatchObject({ numRunning: 0, numWaiting: 0, numFreeKvBlocks: e.info.numKvBlocks, promptTokens: promptTotal });
+      expect(e.client.stats()).toMatchObject({
+        numRunning: 0,
+        numWaiting: 0,
+        numFreeKvBlocks: e.info.numKvBlocks,
+        promptTokens: promptTotal,
+      });
       expect(e.client.stats().generationTokens).toBe(outputTotal);
     } finally {
       await e.close();

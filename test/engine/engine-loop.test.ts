@@ -11,8 +11,15 @@ const loops: EngineLoop[] = [];
 
 function start(over: Partial<EngineLoopConfig> = {}): { loop: EngineLoop; model: FakeModel } {
   const config: EngineLoopConfig = {
-    maxNumBatchedTokens: 32, maxNumSeqs: 6, maxModelLen: 256, blockSize: 4, numBlocks: 40,
-    enablePrefixCaching: true, vocabSize: VOCAB, eosTokenIds: [EOS], ...over,
+    maxNumBatchedTokens: 32,
+    maxNumSeqs: 6,
+    maxModelLen: 256,
+    blockSize: 4,
+    numBlocks: 40,
+    enablePrefixCaching: true,
+    vocabSize: VOCAB,
+    eosTokenIds: [EOS],
+    ...over,
   };
   const model = new FakeModel(config.numBlocks, config.blockSize, VOCAB);
   const loop = new EngineLoop(config, model);
@@ -26,8 +33,19 @@ afterEach(async () => {
 
 function params(over: Partial<SamplingParams> = {}): SamplingParams {
   return {
-    temperature: 0, topP: 1, topK: 0, minP: 0, presencePenalty: 0, frequencyPenalty: 0, repetitionPenalty: 1,
-    maxTokens: 20, minTokens: 0, stopTokenIds: [], ignoreEos: false, logprobs: null, ...over,
+    temperature: 0,
+    topP: 1,
+    topK: 0,
+    minP: 0,
+    presencePenalty: 0,
+    frequencyPenalty: 0,
+    repetitionPenalty: 1,
+    maxTokens: 20,
+    minTokens: 0,
+    stopTokenIds: [],
+    ignoreEos: false,
+    logprobs: null,
+    ...over,
   };
 }
 
@@ -47,13 +65,19 @@ describe('EngineLoop', () => {
   it('streams every request to the reference while many run at once, then frees every block', async () => {
     const { loop } = start({ numBlocks: 24 }); // small: preemption happens
     const reqs: EngineRequest[] = Array.from({ length: 20 }, (_, i) => ({
-      id: `r${i}`, promptTokenIds: prompt(3 + ((i * 7) % 30), i % 4), sampling: params({ maxTokens: 5 + (i % 11), minTokens: i % 3, ignoreEos: i % 5 === 0 }),
+      id: `r${i}`,
+      promptTokenIds: prompt(3 + ((i * 7) % 30), i % 4),
+      sampling: params({ maxTokens: 5 + (i % 11), minTokens: i % 3, ignoreEos: i % 5 === 0 }),
     }));
     const results = await Promise.all(reqs.map((r) => collect(loop.submit(r))));
     results.forEach((outs, i) => {
       const r = reqs[i]!;
       const ref = referenceGenerate(r.promptTokenIds, {
-        maxTokens: r.sampling.maxTokens, minTokens: r.sampling.minTokens, stopIds: r.sampling.ignoreEos ? [] : [EOS], maxModelLen: 256, vocab: VOCAB,
+        maxTokens: r.sampling.maxTokens,
+        minTokens: r.sampling.minTokens,
+        stopIds: r.sampling.ignoreEos ? [] : [EOS],
+        maxModelLen: 256,
+        vocab: VOCAB,
       });
       const last = outs[outs.length - 1]!;
       expect(outs.filter((o) => o.finished)).toEqual([last]);
@@ -75,19 +99,35 @@ describe('EngineLoop', () => {
     const p = prompt(9, 3);
     const free = referenceGenerate(p, { maxTokens: 5, minTokens: 0, stopIds: [], maxModelLen: 256, vocab: VOCAB });
     const stop = free[2]!;
-    const outs = await collect(loop.submit({ id: 's', promptTokenIds: p, sampling: params({ stopTokenIds: [stop], ignoreEos: true }) }));
+    const outs = await collect(
+      loop.submit({ id: 's', promptTokenIds: p, sampling: params({ stopTokenIds: [stop], ignoreEos: true }) }),
+    );
     expect(tokensOf(outs)).toEqual(free.slice(0, free.indexOf(stop) + 1));
     expect(outs.at(-1)).toMatchObject({ finishReason: 'stop', stopTokenId: stop });
-    const viaEos = await collect(start({ eosTokenIds: [stop] }).loop.submit({ id: 'e', promptTokenIds: p, sampling: params() }));
+    const viaEos = await collect(
+      start({ eosTokenIds: [stop] }).loop.submit({ id: 'e', promptTokenIds: p, sampling: params() }),
+    );
     expect(tokensOf(viaEos)).toEqual(free.slice(0, free.indexOf(stop)));
-    expect(viaEos.at(-1)).toMatchObject({ finishReason: 'stop', stopTokenId: stop, numOutputTokens: free.indexOf(stop) + 1 });
+    expect(viaEos.at(-1)).toMatchObject({
+      finishReason: 'stop',
+      stopTokenId: stop,
+      numOutputTokens: free.indexOf(stop) + 1,
+    });
   });
 
   it('aborts waiting, running and in-flight requests, freeing their blocks at once', async () => {
     const { loop, model } = start({ maxNumSeqs: 1 });
     model.delayMs = 5;
-    const running = loop.submit({ id: 'run', promptTokenIds: prompt(10, 1), sampling: params({ maxTokens: 100, ignoreEos: true }) });
-    const waiting = loop.submit({ id: 'wait', promptTokenIds: prompt(10, 2), sampling: params({ maxTokens: 100, ignoreEos: true }) });
+    const running = loop.submit({
+      id: 'run',
+      promptTokenIds: prompt(10, 1),
+      sampling: params({ maxTokens: 100, ignoreEos: true }),
+    });
+    const waiting = loop.submit({
+      id: 'wait',
+      promptTokenIds: prompt(10, 2),
+      sampling: params({ maxTokens: 100, ignoreEos: true }),
+    });
     const it = running[Symbol.asyncIterator]();
     const first = await it.next(); // a step for 'run' is in flight again right after this
     expect(first.value.newTokenIds).toHaveLength(1);
@@ -97,16 +137,24 @@ describe('EngineLoop', () => {
     const rest: RequestOutput[] = [];
     for (let r = await it.next(); !r.done; r = await it.next()) rest.push(r.value);
     expect(rest.at(-1)).toMatchObject({ finished: true, finishReason: 'abort' });
-    expect(await collect(waiting)).toEqual([expect.objectContaining({ finished: true, finishReason: 'abort', newTokenIds: [] })]);
+    expect(await collect(waiting)).toEqual([
+      expect.objectContaining({ finished: true, finishReason: 'abort', newTokenIds: [] }),
+    ]);
     // The loop goes on serving.
-    const after = await collect(loop.submit({ id: 'next', promptTokenIds: prompt(5, 3), sampling: params({ maxTokens: 3, ignoreEos: true }) }));
+    const after = await collect(
+      loop.submit({ id: 'next', promptTokenIds: prompt(5, 3), sampling: params({ maxTokens: 3, ignoreEos: true }) }),
+    );
     expect(tokensOf(after)).toHaveLength(3);
     loop.abort('unknown-id'); // ignored
   });
 
   it('aborts a request whose consumer stops iterating', async () => {
     const { loop } = start();
-    for await (const o of loop.submit({ id: 'b', promptTokenIds: prompt(6, 1), sampling: params({ maxTokens: 100, ignoreEos: true }) })) {
+    for await (const o of loop.submit({
+      id: 'b',
+      promptTokenIds: prompt(6, 1),
+      sampling: params({ maxTokens: 100, ignoreEos: true }),
+    })) {
       expect(o.finished).toBe(false);
       break;
     }
@@ -118,9 +166,17 @@ describe('EngineLoop', () => {
     const bad = prompt(7, 9);
     model.failWhen = (b) => b.tokenIds[0] === bad[0] && b.tokenIds.length === bad.length && b.tokenIds[1] === bad[1];
     const failing = collect(loop.submit({ id: 'bad', promptTokenIds: bad, sampling: params() }));
-    const good = collect(loop.submit({ id: 'good', promptTokenIds: prompt(8, 2), sampling: params({ maxTokens: 4, ignoreEos: true }) }));
+    const good = collect(
+      loop.submit({ id: 'good', promptTokenIds: prompt(8, 2), sampling: params({ maxTokens: 4, ignoreEos: true }) }),
+    );
     const f = await failing;
-    expect(f).toEqual([expect.objectContaining({ finished: true, finishReason: 'error', error: expect.stringContaining('injected step failure') })]);
+    expect(f).toEqual([
+      expect.objectContaining({
+        finished: true,
+        finishReason: 'error',
+        error: expect.stringContaining('injected step failure'),
+      }),
+    ]);
     expect(tokensOf(await good)).toHaveLength(4);
     expect(loop.stats().numFreeKvBlocks).toBe(40);
   });
@@ -133,28 +189,41 @@ describe('EngineLoop', () => {
       if (++calls === 3) throw new Error('scheduler bug');
       return schedule();
     };
-    const outs = await collect(loop.submit({ id: 'a', promptTokenIds: prompt(5, 1), sampling: params({ maxTokens: 50, ignoreEos: true }) }));
+    const outs = await collect(
+      loop.submit({ id: 'a', promptTokenIds: prompt(5, 1), sampling: params({ maxTokens: 50, ignoreEos: true }) }),
+    );
     expect(outs.at(-1)).toMatchObject({ finishReason: 'error', error: expect.stringContaining('scheduler bug') });
     expect(tokensOf(outs)).toHaveLength(2);
-    const again = await collect(loop.submit({ id: 'b', promptTokenIds: prompt(5, 2), sampling: params({ maxTokens: 3, ignoreEos: true }) }));
+    const again = await collect(
+      loop.submit({ id: 'b', promptTokenIds: prompt(5, 2), sampling: params({ maxTokens: 3, ignoreEos: true }) }),
+    );
     expect(tokensOf(again)).toHaveLength(3);
   });
 
   it('sleeps when idle and wakes up for new work', async () => {
     const { loop, model } = start();
-    await collect(loop.submit({ id: 'a', promptTokenIds: prompt(5, 1), sampling: params({ maxTokens: 3, ignoreEos: true }) }));
+    await collect(
+      loop.submit({ id: 'a', promptTokenIds: prompt(5, 1), sampling: params({ maxTokens: 3, ignoreEos: true }) }),
+    );
     const steps = model.steps;
     await new Promise((r) => setTimeout(r, 50));
     expect(model.steps).toBe(steps);
-    const outs = await collect(loop.submit({ id: 'b', promptTokenIds: prompt(5, 2), sampling: params({ maxTokens: 2, ignoreEos: true }) }));
+    const outs = await collect(
+      loop.submit({ id: 'b', promptTokenIds: prompt(5, 2), sampling: params({ maxTokens: 2, ignoreEos: true }) }),
+    );
     expect(tokensOf(outs)).toHaveLength(2);
   });
 
   it('rejects up front what can never run', () => {
     const { loop } = start({ maxModelLen: 32, numBlocks: 6 }); // the pool holds 24 tokens
-    const sub = (p: number[], s: Partial<SamplingParams> = {}) => () => loop.submit({ id: `x${Math.random()}`, promptTokenIds: p, sampling: params(s) });
+    const sub =
+      (p: number[], s: Partial<SamplingParams> = {}) =>
+      () =>
+        loop.submit({ id: `x${Math.random()}`, promptTokenIds: p, sampling: params(s) });
     expect(sub(prompt(32, 1))).toThrow(expect.objectContaining({ code: 'context_length_exceeded' }));
-    expect(sub(prompt(20, 1), { maxTokens: 10 })).toThrow(expect.objectContaining({ code: 'invalid_request', message: expect.stringMatching(/KV cache/) }));
+    expect(sub(prompt(20, 1), { maxTokens: 10 })).toThrow(
+      expect.objectContaining({ code: 'invalid_request', message: expect.stringMatching(/KV cache/) }),
+    );
     expect(sub([])).toThrow(EngineError);
     expect(sub([1, VOCAB])).toThrow(/vocabulary/);
     expect(sub([1, 2], { maxTokens: 0 })).toThrow(/max_tokens/);
@@ -166,17 +235,40 @@ describe('EngineLoop', () => {
   it('returns logprobs aligned with the tokens, gives unseeded requests random seeds and counts seed steps', async () => {
     const { loop, model } = start();
     const [a, b, c] = await Promise.all([
-      collect(loop.submit({ id: 'a', promptTokenIds: prompt(6, 1), sampling: params({ maxTokens: 4, ignoreEos: true, logprobs: 2, seed: 77 }) })),
-      collect(loop.submit({ id: 'b', promptTokenIds: prompt(6, 2), sampling: params({ maxTokens: 4, ignoreEos: true, logprobs: 0 }) })),
-      collect(loop.submit({ id: 'c', promptTokenIds: prompt(6, 3), sampling: params({ maxTokens: 4, ignoreEos: true }) })),
+      collect(
+        loop.submit({
+          id: 'a',
+          promptTokenIds: prompt(6, 1),
+          sampling: params({ maxTokens: 4, ignoreEos: true, logprobs: 2, seed: 77 }),
+        }),
+      ),
+      collect(
+        loop.submit({
+          id: 'b',
+          promptTokenIds: prompt(6, 2),
+          sampling: params({ maxTokens: 4, ignoreEos: true, logprobs: 0 }),
+        }),
+      ),
+      collect(
+        loop.submit({ id: 'c', promptTokenIds: prompt(6, 3), sampling: params({ maxTokens: 4, ignoreEos: true }) }),
+      ),
     ]);
     const la = a!.flatMap((o) => o.logprobs ?? []);
     expect(la.map((l) => l.tokenId)).toEqual(tokensOf(a!));
-    for (const l of la) expect(l.top).toEqual([[l.tokenId, -0.5], [(l.tokenId + 1) % VOCAB, -1.5]]);
+    for (const l of la)
+      expect(l.top).toEqual([
+        [l.tokenId, -0.5],
+        [(l.tokenId + 1) % VOCAB, -1.5],
+      ]);
     expect(b!.flatMap((o) => o.logprobs ?? []).map((l) => l.top)).toEqual([[], [], [], []]);
     expect(c!.some((o) => o.logprobs)).toBe(false);
     const rows = model.seen.filter((s) => s.seqs === 3);
-    expect(rows.map((s) => s.seedSteps)).toEqual([[0, 0, 0], [1, 1, 1], [2, 2, 2], [3, 3, 3]]);
+    expect(rows.map((s) => s.seedSteps)).toEqual([
+      [0, 0, 0],
+      [1, 1, 1],
+      [2, 2, 2],
+      [3, 3, 3],
+    ]);
     const seeds = rows[0]!.seeds;
     expect(seeds[0]).toBe(77);
     expect(new Set(rows.map((s) => s.seeds.join()))).toEqual(new Set([seeds.join()]));

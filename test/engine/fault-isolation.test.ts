@@ -23,19 +23,35 @@ afterAll(async () => {
 });
 
 async function start(model: string): Promise<Engine> {
-  const engine = await createEngine(finishEngineConfig({ ...engineDefaults(), model, device: 'cpu', threads: 2, maxNumSeqs: 8 }));
+  const engine = await createEngine(
+    finishEngineConfig({ ...engineDefaults(), model, device: 'cpu', threads: 2, maxNumSeqs: 8 }),
+  );
   engines.push(engine);
   return engine;
 }
 
 function greedy(maxTokens: number, over: Partial<SamplingParams> = {}): SamplingParams {
   return {
-    temperature: 0, topP: 1, topK: 0, minP: 0, presencePenalty: 0, frequencyPenalty: 0, repetitionPenalty: 1,
-    maxTokens, minTokens: 0, stopTokenIds: [], ignoreEos: true, logprobs: null, ...over,
+    temperature: 0,
+    topP: 1,
+    topK: 0,
+    minP: 0,
+    presencePenalty: 0,
+    frequencyPenalty: 0,
+    repetitionPenalty: 1,
+    maxTokens,
+    minTokens: 0,
+    stopTokenIds: [],
+    ignoreEos: true,
+    logprobs: null,
+    ...over,
   };
 }
 
-async function collect(stream: AsyncIterable<RequestOutput>, onOutput?: (o: RequestOutput, tokens: number) => void): Promise<RequestOutput[]> {
+async function collect(
+  stream: AsyncIterable<RequestOutput>,
+  onOutput?: (o: RequestOutput, tokens: number) => void,
+): Promise<RequestOutput[]> {
   const outs: RequestOutput[] = [];
   let tokens = 0;
   for await (const o of stream) {
@@ -49,24 +65,34 @@ async function collect(stream: AsyncIterable<RequestOutput>, onOutput?: (o: Requ
 const tokensOf = (outs: RequestOutput[]) => outs.flatMap((o) => o.newTokenIds);
 
 function expectNothingInUse(engine: Engine) {
-  expect(engine.client.stats()).toMatchObject({ numRunning: 0, numWaiting: 0, kvCacheUsage: 0, numFreeKvBlocks: engine.info.numKvBlocks });
+  expect(engine.client.stats()).toMatchObject({
+    numRunning: 0,
+    numWaiting: 0,
+    kvCacheUsage: 0,
+    numFreeKvBlocks: engine.info.numKvBlocks,
+  });
 }
 
 describe('a fault pinned on one request', () => {
   it('a sampling value the batch check refuses, mid-generation: the neighbours go on as if alone', async () => {
     const engine = await start(storiesDir);
     const expected = loadExpected();
-    const neighbours = expected.map((e, i) => collect(engine.client.submit({ id: `n${i}`, promptTokenIds: e.prompt_ids, sampling: greedy(40) })));
+    const neighbours = expected.map((e, i) =>
+      collect(engine.client.submit({ id: `n${i}`, promptTokenIds: e.prompt_ids, sampling: greedy(40) })),
+    );
     const badSampling = greedy(40);
     let poisonedAt = -1;
-    const bad = collect(engine.client.submit({ id: 'bad', promptTokenIds: expected[0]!.prompt_ids, sampling: badSampling }), (_o, n) => {
-      // Validated at submit; from its 5th token on, the step carries top_p 1e-320, which is 0 as a float32.
-      if (n >= 5 && poisonedAt < 0) {
-        poisonedAt = n;
-        badSampling.topP = 1e-320;
-        badSampling.temperature = 1;
-      }
-    });
+    const bad = collect(
+      engine.client.submit({ id: 'bad', promptTokenIds: expected[0]!.prompt_ids, sampling: badSampling }),
+      (_o, n) => {
+        // Validated at submit; from its 5th token on, the step carries top_p 1e-320, which is 0 as a float32.
+        if (n >= 5 && poisonedAt < 0) {
+          poisonedAt = n;
+          badSampling.topP = 1e-320;
+          badSampling.temperature = 1;
+        }
+      },
+    );
     const outs = await bad;
     expect(poisonedAt).toBe(5);
     expect(outs.at(-1)).toMatchObject({ finished: true, finishReason: 'error' });
@@ -79,7 +105,9 @@ describe('a fault pinned on one request', () => {
     });
     expectNothingInUse(engine);
     // The engine serves on.
-    const after = await collect(engine.client.submit({ id: 'after', promptTokenIds: expected[1]!.prompt_ids, sampling: greedy(10) }));
+    const after = await collect(
+      engine.client.submit({ id: 'after', promptTokenIds: expected[1]!.prompt_ids, sampling: greedy(10) }),
+    );
     expect(tokensOf(after)).toEqual(expected[1]!.greedy_ids.slice(0, 10));
   });
 
@@ -96,9 +124,17 @@ describe('a fault pinned on one request', () => {
     poisonEmbeddingRow(join(dir, 'model.safetensors'), poison);
 
     const engine = await start(dir);
-    const neighbours = prompts.map((p, i) => collect(engine.client.submit({ id: `m${i}`, promptTokenIds: p, sampling: greedy(24) })));
+    const neighbours = prompts.map((p, i) =>
+      collect(engine.client.submit({ id: `m${i}`, promptTokenIds: p, sampling: greedy(24) })),
+    );
     // The bias makes its first token the poisoned one; the step after that reads its NaN embedding.
-    const outs = await collect(engine.client.submit({ id: 'nan', promptTokenIds: prompts[0]!, sampling: greedy(24, { logitBias: { [poison]: 100 } }) }));
+    const outs = await collect(
+      engine.client.submit({
+        id: 'nan',
+        promptTokenIds: prompts[0]!,
+        sampling: greedy(24, { logitBias: { [poison]: 100 } }),
+      }),
+    );
     expect(tokensOf(outs)).toEqual([poison]);
     expect(outs.at(-1)).toMatchObject({ finished: true, finishReason: 'error' });
     expect(outs.at(-1)!.error).toMatch(/non-finite logits \(NaN or infinity\) for this request at output token 2/);
@@ -109,7 +145,13 @@ describe('a fault pinned on one request', () => {
       collect(engine.client.submit({ id: 'nan2', promptTokenIds: [1, poison, 7], sampling: greedy(4) })),
       collect(engine.client.submit({ id: 'fine', promptTokenIds: prompts[1]!, sampling: greedy(24) })),
     ]);
-    expect(first).toEqual([expect.objectContaining({ finished: true, finishReason: 'error', error: expect.stringMatching(/output token 1/) })]);
+    expect(first).toEqual([
+      expect.objectContaining({
+        finished: true,
+        finishReason: 'error',
+        error: expect.stringMatching(/output token 1/),
+      }),
+    ]);
     expect(tokensOf(fine)).toEqual(greedyIds[1]);
     expectNothingInUse(engine);
   });

@@ -7,25 +7,58 @@ import { Request } from '../../src/scheduler/request.js';
 import { Scheduler, type SchedulerConfig } from '../../src/scheduler/scheduler.js';
 import type { SamplingParams } from '../../src/engine/types.js';
 
-const config: SchedulerConfig = { maxNumBatchedTokens: 64, maxNumSeqs: 4, maxModelLen: 64, blockSize: 4, numBlocks: 64, enablePrefixCaching: false };
+const config: SchedulerConfig = {
+  maxNumBatchedTokens: 64,
+  maxNumSeqs: 4,
+  maxModelLen: 64,
+  blockSize: 4,
+  numBlocks: 64,
+  enablePrefixCaching: false,
+};
 
 function params(over: Partial<SamplingParams>): SamplingParams {
   return {
-    temperature: 0, topP: 1, topK: 0, minP: 0, presencePenalty: 0, frequencyPenalty: 0, repetitionPenalty: 1,
-    maxTokens: 10, minTokens: 0, stopTokenIds: [], ignoreEos: false, logprobs: null, ...over,
+    temperature: 0,
+    topP: 1,
+    topK: 0,
+    minP: 0,
+    presencePenalty: 0,
+    frequencyPenalty: 0,
+    repetitionPenalty: 1,
+    maxTokens: 10,
+    minTokens: 0,
+    stopTokenIds: [],
+    ignoreEos: false,
+    logprobs: null,
+    ...over,
   };
 }
 
 function make(id: number, prompt: number[], sp: SamplingParams): Request {
-  return new Request(String(id), prompt, sp, { priority: 0, arrivalSeq: id, arrivalTime: 0, seed: 1000 + id, eosTokenIds: [2], blockSize: 4 });
+  return new Request(String(id), prompt, sp, {
+    priority: 0,
+    arrivalSeq: id,
+    arrivalTime: 0,
+    seed: 1000 + id,
+    eosTokenIds: [2],
+    blockSize: 4,
+  });
 }
 
 describe('ModelRunner.prepare', () => {
   it('lays out a prefill + decode step, penalties and biases as the protocol says', () => {
     const s = new Scheduler(config);
     const runner = new ModelRunner(config);
-    const a = make(0, [1, 10, 11, 12, 13, 14], params({ repetitionPenalty: 1.2, temperature: 0.7, topP: 0.9, topK: 5, minP: 0.1, logprobs: 3 }));
-    const b = make(1, [1, 20, 21], params({ presencePenalty: 0.5, minTokens: 2, stopTokenIds: [7], logitBias: { 9: 1.5 } }));
+    const a = make(
+      0,
+      [1, 10, 11, 12, 13, 14],
+      params({ repetitionPenalty: 1.2, temperature: 0.7, topP: 0.9, topK: 5, minP: 0.1, logprobs: 3 }),
+    );
+    const b = make(
+      1,
+      [1, 20, 21],
+      params({ presencePenalty: 0.5, minTokens: 2, stopTokenIds: [7], logitBias: { 9: 1.5 } }),
+    );
     s.add(a);
     s.add(b);
     const first = s.schedule();
@@ -38,7 +71,9 @@ describe('ModelRunner.prepare', () => {
     const tb = [...b.blockTable.view()];
     expect(b1.maxBlocksPerSeq).toBe(2);
     expect([...b1.blockTables]).toEqual([...ta, tb[0], -1]);
-    expect([...b1.slotMapping]).toEqual([0, 1, 2, 3, 4, 5].map((p) => ta[p >> 2]! * 4 + (p % 4)).concat([0, 1, 2].map((p) => tb[0]! * 4 + p)));
+    expect([...b1.slotMapping]).toEqual(
+      [0, 1, 2, 3, 4, 5].map((p) => ta[p >> 2]! * 4 + (p % 4)).concat([0, 1, 2].map((p) => tb[0]! * 4 + p)),
+    );
     expect([...b1.sampleIndices]).toEqual([5, 8]);
     expect([...b1.temperature]).toEqual([Math.fround(0.7), 0]);
     expect([...b1.topP]).toEqual([Math.fround(0.9), 1]);
@@ -84,10 +119,21 @@ describe('ModelRunner.prepare', () => {
   });
 
   it('sizes block tables by what the batch holds, not by context × sequences (a 16M-token context, 4096 sequences)', () => {
-    const big: SchedulerConfig = { maxNumBatchedTokens: 64, maxNumSeqs: 4096, maxModelLen: 2 ** 24, blockSize: 4, numBlocks: 4096, enablePrefixCaching: false };
-    const runner = new ModelRunner(big);  // 4096 × 2^22 block slots would be a 64 GiB Int32Array
+    const big: SchedulerConfig = {
+      maxNumBatchedTokens: 64,
+      maxNumSeqs: 4096,
+      maxModelLen: 2 ** 24,
+      blockSize: 4,
+      numBlocks: 4096,
+      enablePrefixCaching: false,
+    };
+    const runner = new ModelRunner(big); // 4096 × 2^22 block slots would be a 64 GiB Int32Array
     const s = new Scheduler(big);
-    const long = make(0, Array.from({ length: 40 }, (_, i) => 3 + i), params({}));
+    const long = make(
+      0,
+      Array.from({ length: 40 }, (_, i) => 3 + i),
+      params({}),
+    );
     const short = make(1, [1, 5], params({}));
     s.add(long);
     s.add(short);

@@ -12,8 +12,19 @@ function req(sampling: Partial<SamplingParams> = {}, extra: Partial<EngineReques
     id: 'r',
     promptTokenIds: [1, 5, 9],
     sampling: {
-      temperature: 1, topP: 1, topK: 0, minP: 0, presencePenalty: 0, frequencyPenalty: 0, repetitionPenalty: 1,
-      maxTokens: 8, minTokens: 0, stopTokenIds: [], ignoreEos: false, logprobs: null, ...sampling,
+      temperature: 1,
+      topP: 1,
+      topK: 0,
+      minP: 0,
+      presencePenalty: 0,
+      frequencyPenalty: 0,
+      repetitionPenalty: 1,
+      maxTokens: 8,
+      minTokens: 0,
+      stopTokenIds: [],
+      ignoreEos: false,
+      logprobs: null,
+      ...sampling,
     },
     ...extra,
   };
@@ -26,7 +37,7 @@ describe('validateRequest', () => {
     expect(check(req({ topP: 1e-320 }))).toThrow(/top_p must be in \(0, 1\] as a 32-bit float.*0 as float32/);
     expect(check(req({ topP: 1e-46 }))).toThrow(/top_p/);
     expect(check(req({ repetitionPenalty: 1e-46 }))).toThrow(/repetition_penalty/);
-    expect(check(req({ repetitionPenalty: 1e39 }))).toThrow(/repetition_penalty/);  // Infinity as float32
+    expect(check(req({ repetitionPenalty: 1e39 }))).toThrow(/repetition_penalty/); // Infinity as float32
     expect(check(req({ presencePenalty: 1e39 }))).toThrow(/penalties/);
     expect(check(req({ temperature: 1e39 }))).toThrow(/temperature/);
     expect(check(req({ logitBias: { 5: 1e39 } }))).toThrow(/logit_bias/);
@@ -44,7 +55,10 @@ describe('validateRequest', () => {
   it('accepts the edges of every range', () => {
     for (const r of [
       req({ topP: 2 ** -149, repetitionPenalty: 2 ** -149, topK: 2 ** 31 - 1, temperature: 0, minP: 1, logprobs: 512 }),
-      req({ topK: -(2 ** 31), maxTokens: 2 ** 31 - 1, minTokens: 2 ** 31 - 1, seed: 0xffffffff }, { priority: -(2 ** 31) }),
+      req(
+        { topK: -(2 ** 31), maxTokens: 2 ** 31 - 1, minTokens: 2 ** 31 - 1, seed: 0xffffffff },
+        { priority: -(2 ** 31) },
+      ),
     ]) {
       expect(check(r)).not.toThrow();
     }

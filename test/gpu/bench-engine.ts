@@ -13,11 +13,20 @@ import { cudaOptions, repoRoot } from './gpu-harness.js';
 const config = process.argv[2] ?? resolve(repoRoot, 'configs', 'llama-3-8b.json');
 const CTX = Number(process.argv[3] ?? 512);
 const BATCHES = (process.argv[4] ?? '1,8,32,64,128,256').split(',').map(Number);
-const MAX_T = 8192, BLOCK = 16, STEPS = 20, WARMUP = 3;
+const MAX_T = 8192,
+  BLOCK = 16,
+  STEPS = 20,
+  WARMUP = 3;
 const maxBlocks = Math.ceil((CTX + WARMUP + STEPS + 1) / BLOCK);
 
 function batchOf(seqs: Array<{ id: number; start: number; count: number; sample: boolean }>): StepBatch {
-  const tok: number[] = [], pos: number[] = [], slot: number[] = [], qs = [0], ctx: number[] = [], table: number[] = [], si: number[] = [];
+  const tok: number[] = [],
+    pos: number[] = [],
+    slot: number[] = [],
+    qs = [0],
+    ctx: number[] = [],
+    table: number[] = [],
+    si: number[] = [];
   for (const s of seqs) {
     for (let p = s.start; p < s.start + s.count; p++) {
       tok.push(1 + ((p * 7919 + s.id * 104729) % 30000));
@@ -31,12 +40,24 @@ function batchOf(seqs: Array<{ id: number; start: number; count: number; sample:
   }
   const R = si.length;
   return {
-    tokenIds: Int32Array.from(tok), positions: Int32Array.from(pos), queryStart: Int32Array.from(qs),
-    contextLens: Int32Array.from(ctx), blockTables: Int32Array.from(table), maxBlocksPerSeq: maxBlocks,
-    slotMapping: Int32Array.from(slot), sampleIndices: Int32Array.from(si),
-    temperature: new Float32Array(R), topP: new Float32Array(R).fill(1), topK: new Int32Array(R), minP: new Float32Array(R),
-    presencePenalty: new Float32Array(R), frequencyPenalty: new Float32Array(R), repetitionPenalty: new Float32Array(R).fill(1),
-    seeds: new Uint32Array(R), seedSteps: new Int32Array(R), numLogprobs: new Int32Array(R).fill(-1),
+    tokenIds: Int32Array.from(tok),
+    positions: Int32Array.from(pos),
+    queryStart: Int32Array.from(qs),
+    contextLens: Int32Array.from(ctx),
+    blockTables: Int32Array.from(table),
+    maxBlocksPerSeq: maxBlocks,
+    slotMapping: Int32Array.from(slot),
+    sampleIndices: Int32Array.from(si),
+    temperature: new Float32Array(R),
+    topP: new Float32Array(R).fill(1),
+    topK: new Int32Array(R),
+    minP: new Float32Array(R),
+    presencePenalty: new Float32Array(R),
+    frequencyPenalty: new Float32Array(R),
+    repetitionPenalty: new Float32Array(R).fill(1),
+    seeds: new Uint32Array(R),
+    seedSteps: new Int32Array(R),
+    numLogprobs: new Int32Array(R).fill(-1),
   };
 }
 
@@ -46,11 +67,20 @@ const batchInvariant = process.env.KVSERVE_BATCH_INVARIANT === '1';
 
 async function main() {
   const t0 = performance.now();
-  const engine = await loadNative().loadEngine(cudaOptions(config, {
-    dummyWeights: true, maxNumSeqs: 256, maxNumBatchedTokens: MAX_T, maxModelLen: 2048, seed: 1, batchInvariant }));
+  const engine = await loadNative().loadEngine(
+    cudaOptions(config, {
+      dummyWeights: true,
+      maxNumSeqs: 256,
+      maxNumBatchedTokens: MAX_T,
+      maxModelLen: 2048,
+      seed: 1,
+      batchInvariant,
+    }),
+  );
   const loadS = (performance.now() - t0) / 1000;
   const info = engine.info();
-  if (info.numKvBlocks < 256 * maxBlocks) throw new Error(`KV pool of ${info.numKvBlocks} blocks < ${256 * maxBlocks} needed`);
+  if (info.numKvBlocks < 256 * maxBlocks)
+    throw new Error(`KV pool of ${info.numKvBlocks} blocks < ${256 * maxBlocks} needed`);
 
   // Prefill every sequence's CTX-token prompt, MAX_T tokens per step.
   const nSeq = Math.max(...BATCHES);
@@ -78,16 +108,30 @@ async function main() {
 
   const prefillTokS = (nSeq * CTX * 1000) / prefillMs;
   const probe = batchInvariant ? process.env.KVSERVE_GEMM_PROBE_M || 'maxNumSeqs = 256' : 'per M bucket (fast mode)';
-  console.log(`\nmodel ${config} (dummy ${info.dtype}, ${(info.weightBytes / 2 ** 30).toFixed(1)} GiB), ${info.device}`);
-  console.log(`mode ${batchInvariant ? '--batch-invariant' : 'default (fast)'}; cuBLASLt algorithms picked at M = ${probe}; CUDA graphs ${process.env.KVSERVE_CUDA_GRAPHS === '0' ? 'off' : 'on'}`);
-  console.log(`load ${loadS.toFixed(1)} s; KV pool ${info.numKvBlocks} blocks of ${BLOCK} tokens (${(info.numKvBlocks * info.kvBlockBytes / 2 ** 30).toFixed(1)} GiB)`);
+  console.log(
+    `\nmodel ${config} (dummy ${info.dtype}, ${(info.weightBytes / 2 ** 30).toFixed(1)} GiB), ${info.device}`,
+  );
+  console.log(
+    `mode ${batchInvariant ? '--batch-invariant' : 'default (fast)'}; cuBLASLt algorithms picked at M = ${probe}; CUDA graphs ${process.env.KVSERVE_CUDA_GRAPHS === '0' ? 'off' : 'on'}`,
+  );
+  console.log(
+    `load ${loadS.toFixed(1)} s; KV pool ${info.numKvBlocks} blocks of ${BLOCK} tokens (${((info.numKvBlocks * info.kvBlockBytes) / 2 ** 30).toFixed(1)} GiB)`,
+  );
   console.log(`prefill: ${nSeq} x ${CTX} tokens in ${MAX_T}-token steps: ${prefillTokS.toFixed(0)} tokens/s`);
   console.log(`decode at context ~${CTX} (median of ${STEPS} steps):`);
   console.log('batch   step ms   tokens/s');
-  for (const r of rows) console.log(`${String(r.batch).padStart(5)} ${r.stepMs!.toFixed(2).padStart(9)} ${r.tokensPerS!.toFixed(0).padStart(10)}`);
+  for (const r of rows)
+    console.log(
+      `${String(r.batch).padStart(5)} ${r.stepMs!.toFixed(2).padStart(9)} ${r.tokensPerS!.toFixed(0).padStart(10)}`,
+    );
   if (process.env.KVSERVE_GPU_OUT)
-    appendFileSync(resolve(process.env.KVSERVE_GPU_OUT, 'bench-engine.jsonl'),
-      `${JSON.stringify({ config, device: info.device, dtype: info.dtype, batchInvariant, gemmProbeM: probe, graphs: process.env.KVSERVE_CUDA_GRAPHS !== '0', loadS, prefillTokS, ctx: CTX, decode: rows })}\n`);
+    appendFileSync(
+      resolve(process.env.KVSERVE_GPU_OUT, 'bench-engine.jsonl'),
+      `${JSON.stringify({ config, device: info.device, dtype: info.dtype, batchInvariant, gemmProbeM: probe, graphs: process.env.KVSERVE_CUDA_GRAPHS !== '0', loadS, prefillTokS, ctx: CTX, decode: rows })}\n`,
+    );
 }
 
-main().catch((e) => { console.error(e); process.exit(1); });
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

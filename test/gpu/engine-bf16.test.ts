@@ -18,18 +18,28 @@ import { argmax, cudaOptions, record, repoRoot } from './gpu-harness.js';
 const refsDir = process.env.KVSERVE_BF16_REFS ?? resolve(repoRoot, 'build', 'bf16-refs');
 const MODELS = ['llama-d64-g4', 'qwen2-d128-g2-bias', 'qwen3-d128-g8-qknorm'];
 
-interface Ref { prompts: number[][]; steps: number; greedy_ids: number[][]; logits_file: string;
-  logits_shape: [number, number, number]; head_dim: number }
+interface Ref {
+  prompts: number[][];
+  steps: number;
+  greedy_ids: number[][];
+  logits_file: string;
+  logits_shape: [number, number, number];
+  head_dim: number;
+}
 
 beforeAll(() => {
   if (MODELS.every((m) => existsSync(resolve(refsDir, m, 'expected.json')))) return;
-  const r = spawnSync('python3', [resolve(import.meta.dirname, 'make_bf16_references.py'), refsDir], { encoding: 'utf8' });
+  const r = spawnSync('python3', [resolve(import.meta.dirname, 'make_bf16_references.py'), refsDir], {
+    encoding: 'utf8',
+  });
   console.log(r.stdout, r.stderr.slice(-3000));
   if (r.status !== 0) throw new Error('make_bf16_references.py failed');
 }, 600_000);
 
 async function load(name: string, overrides = {}): Promise<NativeEngine> {
-  return loadNative().loadEngine(cudaOptions(resolve(refsDir, name), { numKvBlocks: 512, maxNumSeqs: 16, ...overrides }));
+  return loadNative().loadEngine(
+    cudaOptions(resolve(refsDir, name), { numKvBlocks: 512, maxNumSeqs: 16, ...overrides }),
+  );
 }
 
 describe.each(MODELS)('%s (bf16) vs transformers bf16 on the same GPU', (name) => {
@@ -41,13 +51,23 @@ describe.each(MODELS)('%s (bf16) vs transformers bf16 on the same GPU', (name) =
     const engine = await load(name);
     try {
       expect(engine.info().dtype).toBe('bfloat16');
-      let agree = 0, maxErr = 0, sumErr = 0, n = 0, exactPaths = 0, matchedPrefix = 0;
+      let agree = 0,
+        maxErr = 0,
+        sumErr = 0,
+        n = 0,
+        exactPaths = 0,
+        matchedPrefix = 0;
       for (let p = 0; p < ref.prompts.length; p++) {
         const forced = await greedyRun(engine, ref.prompts[p]!, steps, ref.greedy_ids[p]!);
         for (let s = 0; s < steps; s++) {
           const t = theirs.subarray((p * steps + s) * vocab, (p * steps + s + 1) * vocab);
           const m = forced.logits[s]!;
-          for (let v = 0; v < vocab; v++) { const d = Math.abs(m[v]! - t[v]!); maxErr = Math.max(maxErr, d); sumErr += d; n++; }
+          for (let v = 0; v < vocab; v++) {
+            const d = Math.abs(m[v]! - t[v]!);
+            maxErr = Math.max(maxErr, d);
+            sumErr += d;
+            n++;
+          }
           if (argmax(m) === argmax(t)) agree++;
         }
         const free = await greedyRun(engine, ref.prompts[p]!, steps);
@@ -57,9 +77,15 @@ describe.each(MODELS)('%s (bf16) vs transformers bf16 on the same GPU', (name) =
         if (k === steps) exactPaths++;
       }
       const agreement = agree / (ref.prompts.length * steps);
-      record(`bf16 ${name}`, { headDim: ref.head_dim, teacherForcedTop1Agreement: agreement, maxAbsLogitErr: maxErr,
-        meanAbsLogitErr: sumErr / n, greedyPathsIdentical: `${exactPaths}/${ref.prompts.length}`,
-        meanMatchedGreedyPrefix: matchedPrefix / ref.prompts.length, steps });
+      record(`bf16 ${name}`, {
+        headDim: ref.head_dim,
+        teacherForcedTop1Agreement: agreement,
+        maxAbsLogitErr: maxErr,
+        meanAbsLogitErr: sumErr / n,
+        greedyPathsIdentical: `${exactPaths}/${ref.prompts.length}`,
+        meanMatchedGreedyPrefix: matchedPrefix / ref.prompts.length,
+        steps,
+      });
       expect(agreement).toBeGreaterThanOrEqual(0.9);
       expect(maxErr).toBeLessThan(1);
     } finally {
@@ -72,50 +98,77 @@ describe.each(MODELS)('%s (bf16) vs transformers bf16 on the same GPU', (name) =
 // bitwise equality whatever else is in the batch.
 describe('batch invariance (bf16, batchInvariant mode)', () => {
   const vocab = 1024;
-  const prompts = Array.from({ length: 8 }, (_, i) =>
-    [1, ...Array.from({ length: 3 + 23 * i }, (_, j) => 3 + ((i * 131 + j * 17) % (vocab - 3)))]);
+  const prompts = Array.from({ length: 8 }, (_, i) => [
+    1,
+    ...Array.from({ length: 3 + 23 * i }, (_, j) => 3 + ((i * 131 + j * 17) % (vocab - 3))),
+  ]);
   const withLogprobs: Sampling = { ...greedy, numLogprobs: 5 };
 
-  test.each(['qwen3-d128-g8-qknorm', 'llama-d64-g4'])('%s: greedy ids and top-5 logprobs do not depend on the batch', async (name) => {
-    const engine = await load(name, { batchInvariant: true });
-    try {
-      const o = { maxTokens: 24, blockSize: 16, maxBlocks: 16 };
-      const alone: number[][] = [];
-      const aloneLp: number[][] = [];
-      for (const p of prompts) {
-        const lp: number[] = [];
-        alone.push((await generate(engine, [p], { ...o, sampling: [withLogprobs], onStep: (r) => lp.push(...r.topValues.slice(0, 5)) }))[0]!);
-        aloneLp.push(lp);
-      }
-      const lpAll: number[][] = prompts.map(() => []);
-      const all = await generate(engine, prompts, { ...o, sampling: prompts.map(() => withLogprobs), onStep: (r, b) => {
-        // rows are in the order of the sequences that sampled this step; recover which by the slot of their block table
-        for (let i = 0; i < b.sampleIndices.length; i++) {
-          const tok = b.sampleIndices[i]!;
-          let s = 0;
-          while (b.queryStart[s + 1]! <= tok) s++;
-          const slot = b.blockTables[s * b.maxBlocksPerSeq]! / b.maxBlocksPerSeq;
-          lpAll[slot]!.push(...r.topValues.slice(i * 5, i * 5 + 5));
+  test.each(['qwen3-d128-g8-qknorm', 'llama-d64-g4'])(
+    '%s: greedy ids and top-5 logprobs do not depend on the batch',
+    async (name) => {
+      const engine = await load(name, { batchInvariant: true });
+      try {
+        const o = { maxTokens: 24, blockSize: 16, maxBlocks: 16 };
+        const alone: number[][] = [];
+        const aloneLp: number[][] = [];
+        for (const p of prompts) {
+          const lp: number[] = [];
+          alone.push(
+            (
+              await generate(engine, [p], {
+                ...o,
+                sampling: [withLogprobs],
+                onStep: (r) => lp.push(...r.topValues.slice(0, 5)),
+              })
+            )[0]!,
+          );
+          aloneLp.push(lp);
         }
-      } });
-      const chunked = await generate(engine, prompts, { ...o, prefillChunk: 7 });
-      expect(all).toEqual(alone);
-      expect(chunked).toEqual(alone);
-      expect(lpAll).toEqual(aloneLp);  // bitwise: same floats
-      record(`batch invariance ${name}`, { prompts: prompts.length, tokensEach: o.maxTokens, identical: true });
-    } finally {
-      engine.dispose();
-    }
-  });
+        const lpAll: number[][] = prompts.map(() => []);
+        const all = await generate(engine, prompts, {
+          ...o,
+          sampling: prompts.map(() => withLogprobs),
+          onStep: (r, b) => {
+            // rows are in the order of the sequences that sampled this step; recover which by the slot of their block table
+            for (let i = 0; i < b.sampleIndices.length; i++) {
+              const tok = b.sampleIndices[i]!;
+              let s = 0;
+              while (b.queryStart[s + 1]! <= tok) s++;
+              const slot = b.blockTables[s * b.maxBlocksPerSeq]! / b.maxBlocksPerSeq;
+              lpAll[slot]!.push(...r.topValues.slice(i * 5, i * 5 + 5));
+            }
+          },
+        });
+        const chunked = await generate(engine, prompts, { ...o, prefillChunk: 7 });
+        expect(all).toEqual(alone);
+        expect(chunked).toEqual(alone);
+        expect(lpAll).toEqual(aloneLp); // bitwise: same floats
+        record(`batch invariance ${name}`, { prompts: prompts.length, tokensEach: o.maxTokens, identical: true });
+      } finally {
+        engine.dispose();
+      }
+    },
+  );
 
   test('seeded sampling gives the same tokens alone and batched', async () => {
     const engine = await load('llama-d64-g4', { batchInvariant: true });
     try {
-      const sampling = prompts.map((_, i): Sampling => ({ ...greedy, temperature: 0.9, topP: 0.9, topK: i % 2 ? 40 : 0,
-        minP: i % 3 === 0 ? 0.02 : 0, seed: 1000 + i, repetitionPenalty: i % 4 === 1 ? 1.2 : 1 }));
+      const sampling = prompts.map(
+        (_, i): Sampling => ({
+          ...greedy,
+          temperature: 0.9,
+          topP: 0.9,
+          topK: i % 2 ? 40 : 0,
+          minP: i % 3 === 0 ? 0.02 : 0,
+          seed: 1000 + i,
+          repetitionPenalty: i % 4 === 1 ? 1.2 : 1,
+        }),
+      );
       const o = { maxTokens: 16, blockSize: 16, maxBlocks: 16 };
       const alone: number[][] = [];
-      for (const [i, p] of prompts.entries()) alone.push((await generate(engine, [p], { ...o, sampling: [sampling[i]!] }))[0]!);
+      for (const [i, p] of prompts.entries())
+        alone.push((await generate(engine, [p], { ...o, sampling: [sampling[i]!] }))[0]!);
       const all = await generate(engine, prompts, { ...o, sampling });
       expect(all).toEqual(alone);
       expect(new Set(alone.map((a) => a.join(','))).size).toBeGreaterThan(1);

@@ -13,7 +13,9 @@ describe('stories260K on CUDA (float32)', () => {
   const expected = loadExpected();
   const prompts = expected.map((e) => e.prompt_ids);
   let engine: NativeEngine;
-  beforeAll(async () => { engine = await loadNative().loadEngine(cudaOptions(storiesDir)); });
+  beforeAll(async () => {
+    engine = await loadNative().loadEngine(cudaOptions(storiesDir));
+  });
   afterAll(() => engine?.dispose());
 
   test('reports a CUDA device and a KV cache sized from GPU memory', () => {
@@ -26,7 +28,11 @@ describe('stories260K on CUDA (float32)', () => {
 
   test('greedy ids reproduce expected.json exactly, one prompt at a time', async () => {
     for (const e of expected) {
-      const out = await generate(engine, [e.prompt_ids], { maxTokens: e.greedy_ids.length, blockSize: 16, maxBlocks: 8 });
+      const out = await generate(engine, [e.prompt_ids], {
+        maxTokens: e.greedy_ids.length,
+        blockSize: 16,
+        maxBlocks: 8,
+      });
       expect(out[0]).toEqual(e.greedy_ids);
     }
   });
@@ -44,20 +50,26 @@ describe('stories260K on CUDA (float32)', () => {
       const { logits } = await greedyRun(engine, e.prompt_ids, 1);
       const row = logits[0]!;
       expect(argmax(row)).toBe(e.top5_ids[0]);
-      e.top5_ids.forEach((id, i) => { maxErr = Math.max(maxErr, Math.abs(row[id]! - e.top5_logits[i]!)); });
+      e.top5_ids.forEach((id, i) => {
+        maxErr = Math.max(maxErr, Math.abs(row[id]! - e.top5_logits[i]!));
+      });
     }
     record('stories260K top5 logits', { maxAbsErr: maxErr });
-    expect(maxErr).toBeLessThan(1e-3);  // expected.json rounds to 1e-4
+    expect(maxErr).toBeLessThan(1e-3); // expected.json rounds to 1e-4
   });
 });
 
 const fixtures = resolve(import.meta.dirname, '..', 'fixtures');
 describe.each(['llama-llama3rope-headdim', 'llama-linear-ropeparams-tied', 'qwen2-bias', 'qwen3-qknorm', 'mistral'])(
-  'float32 fixture %s on CUDA', (name) => {
+  'float32 fixture %s on CUDA',
+  (name) => {
     test('greedy ids equal transformers float32', async () => {
       const dir = resolve(fixtures, name);
       const exp = JSON.parse(readFileSync(resolve(dir, 'expected.json'), 'utf8')) as {
-        prompts: number[][]; steps: number; references: { exact: { greedy_ids: number[][] } } };
+        prompts: number[][];
+        steps: number;
+        references: { exact: { greedy_ids: number[][] } };
+      };
       const engine = await loadNative().loadEngine(cudaOptions(dir, { numKvBlocks: 64, maxNumSeqs: 8 }));
       try {
         for (let p = 0; p < exp.prompts.length; p++) {
@@ -68,4 +80,5 @@ describe.each(['llama-llama3rope-headdim', 'llama-linear-ropeparams-tied', 'qwen
         engine.dispose();
       }
     });
-  });
+  },
+);

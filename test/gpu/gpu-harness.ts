@@ -8,8 +8,19 @@ export const repoRoot = resolve(import.meta.dirname, '..', '..');
 
 export function cudaOptions(model: string, overrides: Partial<NativeEngineOptions> = {}): NativeEngineOptions {
   return {
-    model, dummyWeights: false, device: 'cuda', dtype: 'auto', numThreads: 0, blockSize: 16, numKvBlocks: 0,
-    kvCacheBytes: 0, gpuMemoryUtilization: 0.9, maxNumBatchedTokens: 2048, maxNumSeqs: 64, maxModelLen: 0, seed: 0,
+    model,
+    dummyWeights: false,
+    device: 'cuda',
+    dtype: 'auto',
+    numThreads: 0,
+    blockSize: 16,
+    numKvBlocks: 0,
+    kvCacheBytes: 0,
+    gpuMemoryUtilization: 0.9,
+    maxNumBatchedTokens: 2048,
+    maxNumSeqs: 64,
+    maxModelLen: 0,
+    seed: 0,
     batchInvariant: false,
     ...overrides,
   };

@@ -12,7 +12,12 @@ test('kernels match their naive references (kvserve_kernel_tests)', () => {
   const outDir = process.env.KVSERVE_GPU_OUT ?? resolve(repoRoot, 'build');
   mkdirSync(outDir, { recursive: true });
   const r = spawnSync(exe, [resolve(outDir, 'kernel-tests.tsv')], { encoding: 'utf8', timeout: 280_000 });
-  console.log(r.stdout.split('\n').filter((l) => !l.startsWith('  ')).join('\n'));
+  console.log(
+    r.stdout
+      .split('\n')
+      .filter((l) => !l.startsWith('  '))
+      .join('\n'),
+  );
   if (r.status !== 0) console.log(r.stdout.slice(-4000), r.stderr);
   expect(r.status).toBe(0);
 }, 300_000);

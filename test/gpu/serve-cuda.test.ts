@@ -14,8 +14,15 @@ const MODEL = 'stories260K';
 const sameText = (got: string, i: number) => expect(got.replace(/^ /, '')).toBe(expected[i]!.greedy_text);
 
 beforeAll(async () => {
-  const config = finishEngineConfig({ ...serverDefaults(), model: storiesDir, device: 'cuda' as const, port: 0, threads: 1,
-    logLevel: 'silent' as const, apiKey: undefined });
+  const config = finishEngineConfig({
+    ...serverDefaults(),
+    model: storiesDir,
+    device: 'cuda' as const,
+    port: 0,
+    threads: 1,
+    logLevel: 'silent' as const,
+    apiKey: undefined,
+  });
   server = await startServe(config);
   await server.ready;
   client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
@@ -26,34 +33,57 @@ describe('kvserve serve --device cuda (stories260K)', () => {
   it('streams a chat completion equal to the reference', async () => {
     const t0 = performance.now();
     const stream = await client.chat.completions.create({
-      model: MODEL, messages: [{ role: 'user', content: expected[0]!.prompt }], max_tokens: 80, temperature: 0,
-      stream: true, stream_options: { include_usage: true }, ignore_eos: true,
+      model: MODEL,
+      messages: [{ role: 'user', content: expected[0]!.prompt }],
+      max_tokens: 80,
+      temperature: 0,
+      stream: true,
+      stream_options: { include_usage: true },
+      ignore_eos: true,
     } as OpenAI.ChatCompletionCreateParamsStreaming);
-    let text = '', chunks = 0, first = 0;
+    let text = '',
+      chunks = 0,
+      first = 0;
     for await (const chunk of stream) {
       if (!first) first = performance.now() - t0;
       text += chunk.choices[0]?.delta.content ?? '';
       chunks++;
     }
     sameText(text, 0);
-    expect(chunks).toBeGreaterThan(10);  // really streamed
+    expect(chunks).toBeGreaterThan(10); // really streamed
     record('serve cuda stream', { chunks, firstChunkMs: first, totalMs: performance.now() - t0 });
   });
 
   it('all prompts concurrently (completions, streamed) equal the reference', async () => {
-    const texts = await Promise.all(expected.map(async (e) => {
-      const stream = await client.completions.create({ model: MODEL, prompt: e.prompt, max_tokens: 80, temperature: 0,
-        stream: true, ignore_eos: true } as OpenAI.CompletionCreateParamsStreaming);
-      let t = '';
-      for await (const c of stream) t += c.choices[0]?.text ?? '';
-      return t;
-    }));
+    const texts = await Promise.all(
+      expected.map(async (e) => {
+        const stream = await client.completions.create({
+          model: MODEL,
+          prompt: e.prompt,
+          max_tokens: 80,
+          temperature: 0,
+          stream: true,
+          ignore_eos: true,
+        } as OpenAI.CompletionCreateParamsStreaming);
+        let t = '';
+        for await (const c of stream) t += c.choices[0]?.text ?? '';
+        return t;
+      }),
+    );
     texts.forEach((t, i) => sameText(t, i));
   });
 
   it('seeded sampling with logprobs is reproducible', async () => {
-    const ask = () => client.completions.create({ model: MODEL, prompt: expected[1]!.prompt, max_tokens: 40, temperature: 0.9,
-      top_p: 0.95, seed: 7, logprobs: 2 });
+    const ask = () =>
+      client.completions.create({
+        model: MODEL,
+        prompt: expected[1]!.prompt,
+        max_tokens: 40,
+        temperature: 0.9,
+        top_p: 0.95,
+        seed: 7,
+        logprobs: 2,
+      });
     const [a, b] = await Promise.all([ask(), ask()]);
     expect(a.choices[0]!.text).toBe(b.choices[0]!.text);
     expect(a.choices[0]!.logprobs!.token_logprobs!.every((v) => Number.isFinite(v) && v <= 0)).toBe(true);

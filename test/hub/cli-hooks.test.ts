@@ -31,7 +31,18 @@ afterAll(async () => {
 });
 
 test('--tokenizer org/name --tokenizer-revision v2: tokenizer files only, exact prompt lengths', async () => {
-  const o = parseBenchArgs(['--tokenizer', 'kvserve-test/stories260K', '--tokenizer-revision', 'v2', '--model', 'm', '--input-len', '24', '--num-prompts', '4']);
+  const o = parseBenchArgs([
+    '--tokenizer',
+    'kvserve-test/stories260K',
+    '--tokenizer-revision',
+    'v2',
+    '--model',
+    'm',
+    '--input-len',
+    '24',
+    '--num-prompts',
+    '4',
+  ]);
   const setup = await prepareBench(o);
   const snapshot = join(cache, 'models--kvserve-test--stories260K', 'snapshots', V2);
   expect(readdirSync(snapshot).sort()).toEqual(['config.json', 'tokenizer.json', 'tokenizer_config.json']);
@@ -43,11 +54,22 @@ test('--tokenizer org/name --tokenizer-revision v2: tokenizer files only, exact 
 
 test('resolveHubModels: Hub ids become snapshot folders, the served model id the repo id; local paths untouched', async () => {
   const snapshot = join(cache, 'models--kvserve-test--stories260K', 'snapshots', MAIN);
-  const c = await resolveHubModels({ ...serverDefaults(), model: 'kvserve-test/stories260K', tokenizer: 'kvserve-test/stories260K' }, { progress: false });
-  expect(c).toMatchObject({ model: snapshot, tokenizer: snapshot, servedModelName: 'kvserve-test/stories260K', revision: 'main' });
+  const c = await resolveHubModels(
+    { ...serverDefaults(), model: 'kvserve-test/stories260K', tokenizer: 'kvserve-test/stories260K' },
+    { progress: false },
+  );
+  expect(c).toMatchObject({
+    model: snapshot,
+    tokenizer: snapshot,
+    servedModelName: 'kvserve-test/stories260K',
+    revision: 'main',
+  });
   expect(readdirSync(snapshot)).toContain('model.safetensors');
 
-  const named = await resolveHubModels({ ...serverDefaults(), model: 'kvserve-test/stories260K', servedModelName: 'demo', tokenizer: stories }, { progress: false });
+  const named = await resolveHubModels(
+    { ...serverDefaults(), model: 'kvserve-test/stories260K', servedModelName: 'demo', tokenizer: stories },
+    { progress: false },
+  );
   expect(named).toMatchObject({ model: snapshot, tokenizer: stories, servedModelName: 'demo' });
 
   const from = hub.requests.length;
@@ -57,7 +79,10 @@ test('resolveHubModels: Hub ids become snapshot folders, the served model id the
 });
 
 test('resolveHubModels with --load-format dummy: config and tokenizer only', async () => {
-  const c = await resolveHubModels({ ...serverDefaults(), model: 'kvserve-test/stories260K', revision: 'v2', loadFormat: 'dummy' }, { progress: false });
+  const c = await resolveHubModels(
+    { ...serverDefaults(), model: 'kvserve-test/stories260K', revision: 'v2', loadFormat: 'dummy' },
+    { progress: false },
+  );
   expect(c.model).toBe(join(cache, 'models--kvserve-test--stories260K', 'snapshots', V2));
   expect(readdirSync(c.model)).not.toContain('model.safetensors');
   expect(readdirSync(c.model)).toContain('config.json');

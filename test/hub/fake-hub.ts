@@ -66,10 +66,13 @@ function readRepo(spec: FakeRepoSpec): Map<string, FakeFile> {
     // As a default .gitattributes does: weights and other binaries in LFS, text in git.
     const lfs = /\.(safetensors|bin|pth|gguf|onnx)$/.test(path);
     const sha = sha256(bytes);
-    const pointer = Buffer.from(`version https://git-lfs.github.com/spec/v1\noid sha256:${sha}\nsize ${bytes.length}\n`);
+    const pointer = Buffer.from(
+      `version https://git-lfs.github.com/spec/v1\noid sha256:${sha}\nsize ${bytes.length}\n`,
+    );
     files.set(path, { bytes, lfs, sha256: sha, gitOid: gitBlobOid(lfs ? pointer : bytes) });
   };
-  for (const name of readdirSync(spec.dir)) if (statSync(join(spec.dir, name)).isFile()) add(name, readFileSync(join(spec.dir, name)));
+  for (const name of readdirSync(spec.dir))
+    if (statSync(join(spec.dir, name)).isFile()) add(name, readFileSync(join(spec.dir, name)));
   for (const [path, bytes] of Object.entries(spec.extra ?? {})) add(path, bytes);
   return files;
 }
@@ -91,13 +94,21 @@ export async function startFakeHub(specs: Record<string, FakeRepoSpec>): Promise
   const lookup = (res: ServerResponse, repoId: string, rev: string, auth: string | undefined) => {
     const repo = repos.get(repoId);
     const hidden = repo?.spec.privateToken !== undefined && auth !== `Bearer ${repo.spec.privateToken}`;
-    if (!repo || hidden) return refuse(res, hidden && !auth ? 401 : 404, 'RepositoryNotFound', 'Repository not found'), undefined;
-    const commit = /^[0-9a-f]{40}$/.test(rev) && Object.values(repo.spec.refs).includes(rev) ? rev : repo.spec.refs[rev];
-    if (!commit) return refuse(res, 404, 'RevisionNotFound', `Invalid rev id: ${rev}`), undefined;
+    if (!repo || hidden)
+      return (refuse(res, hidden && !auth ? 401 : 404, 'RepositoryNotFound', 'Repository not found'), undefined);
+    const commit =
+      /^[0-9a-f]{40}$/.test(rev) && Object.values(repo.spec.refs).includes(rev) ? rev : repo.spec.refs[rev];
+    if (!commit) return (refuse(res, 404, 'RevisionNotFound', `Invalid rev id: ${rev}`), undefined);
     return { repo, commit };
   };
 
-  const sendBytes = (req: IncomingMessage, res: ServerResponse, bytes: Buffer, headers: Record<string, string>, cutFile?: string) => {
+  const sendBytes = (
+    req: IncomingMessage,
+    res: ServerResponse,
+    bytes: Buffer,
+    headers: Record<string, string>,
+    cutFile?: string,
+  ) => {
     let start = 0;
     let end = bytes.length - 1;
     let m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
@@ -131,17 +142,32 @@ export async function startFakeHub(specs: Record<string, FakeRepoSpec>): Promise
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
     const path = decodeURIComponent(url.pathname);
-    hub.requests.push({ method: req.method ?? '', path, range: req.headers.range, authorization: req.headers.authorization });
+    hub.requests.push({
+      method: req.method ?? '',
+      path,
+      range: req.headers.range,
+      authorization: req.headers.authorization,
+    });
     let m: RegExpExecArray | null;
     if ((m = /^\/api\/models\/([^/]+\/[^/]+)\/revision\/(.+)$/.exec(path))) {
       const found = lookup(res, m[1]!, m[2]!, req.headers.authorization);
       if (!found) return;
       res.writeHead(200, { 'content-type': 'application/json' });
-      return res.end(JSON.stringify({
-        _id: `fake-${m[1]}`, id: m[1], sha: found.commit, private: false, gated: found.repo.spec.gatedToken ? 'manual' : false,
-        downloads: 0, likes: 0, lastModified: '2024-01-01T00:00:00.000Z', tags: [], library_name: 'transformers',
-        siblings: [...found.repo.files.keys()].map((rfilename) => ({ rfilename })),
-      }));
+      return res.end(
+        JSON.stringify({
+          _id: `fake-${m[1]}`,
+          id: m[1],
+          sha: found.commit,
+          private: false,
+          gated: found.repo.spec.gatedToken ? 'manual' : false,
+          downloads: 0,
+          likes: 0,
+          lastModified: '2024-01-01T00:00:00.000Z',
+          tags: [],
+          library_name: 'transformers',
+          siblings: [...found.repo.files.keys()].map((rfilename) => ({ rfilename })),
+        }),
+      );
     }
     if ((m = /^\/api\/models\/([^/]+\/[^/]+)\/tree\/([^/]+)(?:\/(.*))?$/.exec(path))) {
       const found = lookup(res, m[1]!, m[2]!, req.headers.authorization);
@@ -156,7 +182,10 @@ export async function startFakeHub(specs: Record<string, FakeRepoSpec>): Promise
           entries.set(dir, { type: 'directory', oid: gitBlobOid(Buffer.from(dir)), size: 0, path: dir });
         } else {
           entries.set(p, {
-            type: 'file', oid: f.gitOid, size: f.bytes.length, path: p,
+            type: 'file',
+            oid: f.gitOid,
+            size: f.bytes.length,
+            path: p,
             ...(f.lfs ? { lfs: { oid: f.sha256, size: f.bytes.length, pointerSize: 134 } } : {}),
           });
         }
@@ -184,7 +213,12 @@ export async function startFakeHub(specs: Record<string, FakeRepoSpec>): Promise
       if (!file) return refuse(res, 404, 'EntryNotFound', `${m[3]} does not exist on "${m[2]}"`);
       const common = { 'x-repo-commit': found.commit, etag: `"${file.gitOid}"` };
       if (file.lfs) {
-        res.writeHead(302, { ...common, location: `/cdn/${file.sha256}`, 'x-linked-etag': `"${file.sha256}"`, 'x-linked-size': String(file.bytes.length) });
+        res.writeHead(302, {
+          ...common,
+          location: `/cdn/${file.sha256}`,
+          'x-linked-etag': `"${file.sha256}"`,
+          'x-linked-size': String(file.bytes.length),
+        });
         return res.end();
       }
       return sendBytes(req, res, file.bytes, common);

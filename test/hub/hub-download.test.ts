@@ -2,7 +2,17 @@
 // the byte (blob names checked with `git hash-object` and `sha256sum`, not with our own hashing), only the files
 // a model needs are fetched, a cut download resumes with a Range request, and a cached model is reused.
 import { execFileSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync, truncateSync, copyFileSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  writeFileSync,
+  truncateSync,
+  copyFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
@@ -46,12 +56,22 @@ beforeEach(() => {
 });
 
 function settings(over: Partial<HubSettings> = {}): HubSettings {
-  return { endpoint: hub.url, token: undefined, offline: false, cacheDir: mkdtempSync(join(tmpdir(), 'kvserve-hf-')), noProgress: false, ...over };
+  return {
+    endpoint: hub.url,
+    token: undefined,
+    offline: false,
+    cacheDir: mkdtempSync(join(tmpdir(), 'kvserve-hf-')),
+    noProgress: false,
+    ...over,
+  };
 }
 
 /** Paths fetched through resolve (the CDN requests are their redirects). */
 function resolved(from: number): string[] {
-  return hub.requests.slice(from).filter((r) => r.path.includes('/resolve/')).map((r) => r.path.split('/').pop()!);
+  return hub.requests
+    .slice(from)
+    .filter((r) => r.path.includes('/resolve/'))
+    .map((r) => r.path.split('/').pop()!);
 }
 
 function hashObject(file: string): string {
@@ -63,10 +83,16 @@ function sha256sum(file: string): string {
 
 const recording = (): DownloadProgress & { events: string[] } => {
   const events: string[] = [];
-  return { events, start: (l, n, t) => events.push(`start ${l} ${n} ${t}`), file: (p, s, r) => events.push(`file ${p} ${s} ${r}`), bytes: () => undefined, finish: () => events.push('finish') };
+  return {
+    events,
+    start: (l, n, t) => events.push(`start ${l} ${n} ${t}`),
+    file: (p, s, r) => events.push(`file ${p} ${s} ${r}`),
+    bytes: () => undefined,
+    finish: () => events.push('finish'),
+  };
 };
 
-describe('the cache layout is huggingface_hub\'s', () => {
+describe("the cache layout is huggingface_hub's", () => {
   test('blobs named by sha256 (LFS) and git blob sha1, snapshots as relative symlinks, refs/main holding the commit', async () => {
     const s = settings();
     const dir = await resolveModelDir('kvserve-test/stories260K', { settings: s });
@@ -106,7 +132,9 @@ describe('the cache layout is huggingface_hub\'s', () => {
     const folder = join(s.cacheDir, 'models--kvserve-test--stories260K');
     expect(dir).toBe(join(folder, 'snapshots', V1));
     expect(readFileSync(join(folder, 'refs', 'v1'), 'utf8')).toBe(V1);
-    expect(readlinkSync(join(dir, 'model.safetensors'))).toBe(`../../blobs/${sha256sum(join(stories, 'model.safetensors'))}`);
+    expect(readlinkSync(join(dir, 'model.safetensors'))).toBe(
+      `../../blobs/${sha256sum(join(stories, 'model.safetensors'))}`,
+    );
     expect(resolved(from)).toEqual([]);
   });
 
@@ -117,7 +145,9 @@ describe('the cache layout is huggingface_hub\'s', () => {
     await resolveModelDir('kvserve-test/stories260K', { settings: s });
     expect(resolved(from)).toEqual([]);
     from = hub.requests.length;
-    expect(await resolveModelDir('kvserve-test/stories260K', { settings: s, revision: MAIN })).toMatch(new RegExp(`snapshots/${MAIN}$`));
+    expect(await resolveModelDir('kvserve-test/stories260K', { settings: s, revision: MAIN })).toMatch(
+      new RegExp(`snapshots/${MAIN}$`),
+    );
     expect(hub.requests.length).toBe(from);
   });
 
@@ -128,24 +158,40 @@ describe('the cache layout is huggingface_hub\'s', () => {
     const from = hub.requests.length;
     await resolveModelDir('kvserve-test/stories260K', { settings: s });
     expect(hub.requests.slice(from).filter((r) => r.path.startsWith('/cdn/'))).toEqual([]);
-    expect(readFileSync(join(dir, 'model.safetensors')).equals(readFileSync(join(stories, 'model.safetensors')))).toBe(true);
+    expect(readFileSync(join(dir, 'model.safetensors')).equals(readFileSync(join(stories, 'model.safetensors')))).toBe(
+      true,
+    );
   });
 
   test('for --load-format dummy (set "config"): the config and tokenizer, no weights', async () => {
     const from = hub.requests.length;
     const dir = await resolveModelDir('kvserve-test/sharded', { settings: settings(), set: 'config' });
-    expect(readdirSync(dir).sort()).toEqual(['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json']);
-    expect(hub.requests.slice(from).some((r) => r.path.includes('safetensors') || r.path.startsWith('/cdn/'))).toBe(false);
+    expect(readdirSync(dir).sort()).toEqual([
+      'config.json',
+      'generation_config.json',
+      'tokenizer.json',
+      'tokenizer_config.json',
+    ]);
+    expect(hub.requests.slice(from).some((r) => r.path.includes('safetensors') || r.path.startsWith('/cdn/'))).toBe(
+      false,
+    );
   });
 
   test('sharded weights: the index and the shards it names, not consolidated.safetensors nor the .bin references', async () => {
     const s = settings();
     const dir = await resolveModelDir('kvserve-test/sharded', { settings: s });
     expect(readdirSync(dir).sort()).toEqual([
-      'config.json', 'generation_config.json', 'model-00001-of-00003.safetensors', 'model-00002-of-00003.safetensors',
-      'model-00003-of-00003.safetensors', 'model.safetensors.index.json', 'tokenizer.json', 'tokenizer_config.json',
+      'config.json',
+      'generation_config.json',
+      'model-00001-of-00003.safetensors',
+      'model-00002-of-00003.safetensors',
+      'model-00003-of-00003.safetensors',
+      'model.safetensors.index.json',
+      'tokenizer.json',
+      'tokenizer_config.json',
     ]);
-    for (const f of readdirSync(dir)) expect(readFileSync(join(dir, f)).equals(readFileSync(join(sharded, f))), f).toBe(true);
+    for (const f of readdirSync(dir))
+      expect(readFileSync(join(dir, f)).equals(readFileSync(join(sharded, f))), f).toBe(true);
   });
 });
 
@@ -175,7 +221,9 @@ describe('a cut download resumes with a Range request', () => {
     hub.cut = { file: 'model.safetensors', atByte: half, times: Infinity };
     const cut = await resolveModelDir('kvserve-test/stories260K', { settings: s }).catch((e: Error) => e.message);
     const kept = readFileSync(part);
-    expect(cut).toBe(`download of kvserve-test/stories260K/model.safetensors cut at ${kept.length} of ${weights.length} bytes; run again to resume from ${part}`);
+    expect(cut).toBe(
+      `download of kvserve-test/stories260K/model.safetensors cut at ${kept.length} of ${weights.length} bytes; run again to resume from ${part}`,
+    );
     expect(kept.length).toBeGreaterThan(half / 2);
     expect(kept.length).toBeLessThanOrEqual(half);
     expect(kept.equals(weights.subarray(0, kept.length))).toBe(true);
@@ -195,11 +243,19 @@ describe('a cut download resumes with a Range request', () => {
     const s = settings();
     const blobs = join(s.cacheDir, 'models--kvserve-test--stories260K', 'blobs');
     execFileSync('mkdir', ['-p', blobs]);
-    writeFileSync(join(blobs, `${sha256sum(join(stories, 'model.safetensors'))}.incomplete`), weights.subarray(0, half));
+    writeFileSync(
+      join(blobs, `${sha256sum(join(stories, 'model.safetensors'))}.incomplete`),
+      weights.subarray(0, half),
+    );
     hub.ignoreRange = true;
     const from = hub.requests.length;
     const dir = await resolveModelDir('kvserve-test/stories260K', { settings: s });
-    expect(hub.requests.slice(from).filter((r) => r.path.startsWith('/cdn/') && r.range !== 'bytes=0-0').map((r) => r.range)).toEqual([`bytes=${half}-`]);
+    expect(
+      hub.requests
+        .slice(from)
+        .filter((r) => r.path.startsWith('/cdn/') && r.range !== 'bytes=0-0')
+        .map((r) => r.range),
+    ).toEqual([`bytes=${half}-`]);
     expect(readFileSync(join(dir, 'model.safetensors')).equals(weights)).toBe(true);
   });
 
@@ -208,9 +264,11 @@ describe('a cut download resumes with a Range request', () => {
     const blobs = join(s.cacheDir, 'models--kvserve-test--stories260K', 'blobs');
     execFileSync('mkdir', ['-p', blobs]);
     const part = join(blobs, `${sha256sum(join(stories, 'model.safetensors'))}.incomplete`);
-    copyFileSync(join(stories, 'tokenizer.json'), part);  // not the first bytes of the weights
+    copyFileSync(join(stories, 'tokenizer.json'), part); // not the first bytes of the weights
     truncateSync(part, 1000);
-    await expect(resolveModelDir('kvserve-test/stories260K', { settings: s })).rejects.toThrow(/do not match the Hub's sha256/);
+    await expect(resolveModelDir('kvserve-test/stories260K', { settings: s })).rejects.toThrow(
+      /do not match the Hub's sha256/,
+    );
     expect(existsSync(part)).toBe(false);
     const dir = await resolveModelDir('kvserve-test/stories260K', { settings: s });
     expect(readFileSync(join(dir, 'model.safetensors')).equals(weights)).toBe(true);
@@ -227,7 +285,9 @@ describe('progress on stderr', () => {
         expect(text).toMatch(/^downloading kvserve-test\/stories260K: 5 files, 1\.0 MiB\n/);
         expect(text).toMatch(/downloading kvserve-test\/stories260K: model\.safetensors \(1020\.5 KiB\)\n/);
         // At most one line per tenth of the total, rising.
-        const pcts = [...text.matchAll(/downloading kvserve-test\/stories260K: [\d.]+ KiB \/ 1\.0 MiB \((\d+)%\)\n/g)].map((m) => Number(m[1]));
+        const pcts = [
+          ...text.matchAll(/downloading kvserve-test\/stories260K: [\d.]+ KiB \/ 1\.0 MiB \((\d+)%\)\n/g),
+        ].map((m) => Number(m[1]));
         expect(pcts.length).toBeGreaterThanOrEqual(3);
         expect(pcts.length).toBeLessThanOrEqual(9);
         expect(new Set(pcts.map((p) => Math.floor(p / 10))).size).toBe(pcts.length);

@@ -28,7 +28,14 @@ beforeAll(async () => {
 afterAll(() => hub.close());
 
 function settings(over: Partial<HubSettings> = {}): HubSettings {
-  return { endpoint: hub.url, token: undefined, offline: false, cacheDir: mkdtempSync(join(tmpdir(), 'kvserve-hf-')), noProgress: false, ...over };
+  return {
+    endpoint: hub.url,
+    token: undefined,
+    offline: false,
+    cacheDir: mkdtempSync(join(tmpdir(), 'kvserve-hf-')),
+    noProgress: false,
+    ...over,
+  };
 }
 
 describe('refusals', () => {
@@ -47,7 +54,9 @@ describe('refusals', () => {
   test('gated with the right token: downloads, the token sent to the Hub as a bearer', async () => {
     const from = hub.requests.length;
     const dir = await resolveModelDir('kvserve-test/gated', { settings: settings({ token: 'hf_granted' }) });
-    expect(readFileSync(join(dir, 'model.safetensors')).equals(readFileSync(join(stories, 'model.safetensors')))).toBe(true);
+    expect(readFileSync(join(dir, 'model.safetensors')).equals(readFileSync(join(stories, 'model.safetensors')))).toBe(
+      true,
+    );
     const resolves = hub.requests.slice(from).filter((r) => r.path.includes('/resolve/'));
     expect(resolves.length).toBeGreaterThan(0);
     expect(resolves.every((r) => r.authorization === 'Bearer hf_granted')).toBe(true);
@@ -76,7 +85,9 @@ describe('refusals', () => {
 
   test('a revision that is no ref name is refused before any request', async () => {
     const from = hub.requests.length;
-    await expect(resolveModelDir('kvserve-test/stories260K', { settings: settings(), revision: '../../etc' })).rejects.toThrow(/--revision "..\/..\/etc" is not a branch/);
+    await expect(
+      resolveModelDir('kvserve-test/stories260K', { settings: settings(), revision: '../../etc' }),
+    ).rejects.toThrow(/--revision "..\/..\/etc" is not a branch/);
     expect(hub.requests.length).toBe(from);
   });
 
@@ -117,7 +128,9 @@ describe('no network and offline', () => {
   test('offline with half a download cached: the missing file named', async () => {
     const s = settings();
     hub.cut = { file: 'model.safetensors', atByte: 500_000, times: Infinity };
-    await expect(resolveModelDir('kvserve-test/stories260K', { settings: s })).rejects.toThrow(/cut at \d+ of 1044984 bytes/);
+    await expect(resolveModelDir('kvserve-test/stories260K', { settings: s })).rejects.toThrow(
+      /cut at \d+ of 1044984 bytes/,
+    );
     hub.cut = undefined;
     await expect(resolveModelDir('kvserve-test/stories260K', { settings: { ...s, offline: true } })).rejects.toThrow(
       /the cached snapshot .*snapshots\/5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e of kvserve-test\/stories260K lacks model\.safetensors \(an interrupted download\?\); unset HF_HUB_OFFLINE to finish it/,
@@ -153,7 +166,7 @@ describe('what is a Hub id', () => {
   test.each([
     ['kvserve-test/stories260K', true],
     ['meta-llama/Llama-3.2-1B-Instruct', true],
-    ['models/stories260K', false],            // exists under the repository root (vitest's working directory)
+    ['models/stories260K', false], // exists under the repository root (vitest's working directory)
     ['/abs/org/name', false],
     ['./org/name', false],
     ['org/name/extra', false],

@@ -8,27 +8,31 @@ import { hashBlock, ROOT_HASH } from '../../src/kv-cache/block-hash.js';
 describe('FreeBlockQueue', () => {
   it('behaves like an array-backed queue under random operations', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 20 }), fc.array(fc.tuple(fc.constantFrom('pop', 'push', 'remove'), fc.nat()), { maxLength: 200 }), (n, ops) => {
-        const q = new FreeBlockQueue(n);
-        const model = Array.from({ length: n }, (_, i) => i);
-        for (const [op, x] of ops) {
-          if (op === 'pop' && model.length > 0) {
-            expect(q.popHead()).toBe(model.shift());
-          } else if (op === 'push') {
-            const out = Array.from({ length: n }, (_, i) => i).filter((b) => !model.includes(b));
-            if (out.length === 0) continue;
-            const b = out[x % out.length]!;
-            q.pushTail(b);
-            model.push(b);
-          } else if (op === 'remove' && model.length > 0) {
-            const b = model[x % model.length]!;
-            q.remove(b);
-            model.splice(model.indexOf(b), 1);
+      fc.property(
+        fc.integer({ min: 1, max: 20 }),
+        fc.array(fc.tuple(fc.constantFrom('pop', 'push', 'remove'), fc.nat()), { maxLength: 200 }),
+        (n, ops) => {
+          const q = new FreeBlockQueue(n);
+          const model = Array.from({ length: n }, (_, i) => i);
+          for (const [op, x] of ops) {
+            if (op === 'pop' && model.length > 0) {
+              expect(q.popHead()).toBe(model.shift());
+            } else if (op === 'push') {
+              const out = Array.from({ length: n }, (_, i) => i).filter((b) => !model.includes(b));
+              if (out.length === 0) continue;
+              const b = out[x % out.length]!;
+              q.pushTail(b);
+              model.push(b);
+            } else if (op === 'remove' && model.length > 0) {
+              const b = model[x % model.length]!;
+              q.remove(b);
+              model.splice(model.indexOf(b), 1);
+            }
+            expect(q.toArray()).toEqual(model);
+            expect(q.size).toBe(model.length);
           }
-          expect(q.toArray()).toEqual(model);
-          expect(q.size).toBe(model.length);
-        }
-      }),
+        },
+      ),
     );
   });
 

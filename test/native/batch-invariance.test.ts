@@ -7,7 +7,7 @@ import { blockSize, engineOptions, generate, loadExpected } from './harness.js';
 
 const expected = loadExpected();
 const prompts = expected.map((e) => e.prompt_ids);
-const maxBlocks = 8;  // 128 tokens per sequence
+const maxBlocks = 8; // 128 tokens per sequence
 
 describe('batch invariance (stories260K)', () => {
   let engine: NativeEngine;
@@ -26,9 +26,14 @@ describe('batch invariance (stories260K)', () => {
   it('all prompts in one batch give the same ids', async () => {
     let maxT = 0;
     const out = await generate(engine, prompts, {
-      maxTokens: 40, blockSize, maxBlocks, onStep: (_r: StepResult, b) => { maxT = Math.max(maxT, b.tokenIds.length); },
+      maxTokens: 40,
+      blockSize,
+      maxBlocks,
+      onStep: (_r: StepResult, b) => {
+        maxT = Math.max(maxT, b.tokenIds.length);
+      },
     });
-    expect(maxT).toBe(prompts.reduce((n, p) => n + p.length, 0));  // the prefill really was one step
+    expect(maxT).toBe(prompts.reduce((n, p) => n + p.length, 0)); // the prefill really was one step
     expect(out).toEqual(alone);
   });
 
@@ -40,13 +45,33 @@ describe('batch invariance (stories260K)', () => {
   }
 
   it('the top-5 logprobs of a row do not depend on the batch (bitwise)', async () => {
-    const ask = { temperature: 0, topP: 1, topK: 0, minP: 0, presencePenalty: 0, frequencyPenalty: 0,
-      repetitionPenalty: 1, seed: 0, numLogprobs: 5 };
-    const one: number[] = [], four: number[] = [];
-    await generate(engine, [prompts[0]!], { maxTokens: 5, blockSize, maxBlocks, sampling: [ask],
-      onStep: (r) => one.push(...r.topValues.slice(0, 5)) });
-    await generate(engine, prompts, { maxTokens: 5, blockSize, maxBlocks, sampling: prompts.map(() => ask),
-      onStep: (r) => four.push(...r.topValues.slice(0, 5)) });
+    const ask = {
+      temperature: 0,
+      topP: 1,
+      topK: 0,
+      minP: 0,
+      presencePenalty: 0,
+      frequencyPenalty: 0,
+      repetitionPenalty: 1,
+      seed: 0,
+      numLogprobs: 5,
+    };
+    const one: number[] = [],
+      four: number[] = [];
+    await generate(engine, [prompts[0]!], {
+      maxTokens: 5,
+      blockSize,
+      maxBlocks,
+      sampling: [ask],
+      onStep: (r) => one.push(...r.topValues.slice(0, 5)),
+    });
+    await generate(engine, prompts, {
+      maxTokens: 5,
+      blockSize,
+      maxBlocks,
+      sampling: prompts.map(() => ask),
+      onStep: (r) => four.push(...r.topValues.slice(0, 5)),
+    });
     expect(four).toEqual(one);
   });
 });

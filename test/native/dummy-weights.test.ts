@@ -8,12 +8,20 @@ const configs = resolve(import.meta.dirname, '..', '..', 'configs');
 const prompt = [1, 15, 300, 4000, 77, 9];
 
 async function firstLogits(model: string, seed: number, dtype: 'auto' | 'float32' = 'auto') {
-  const engine = await loadNative().loadEngine(engineOptions({ model, dummyWeights: true, seed, dtype, maxModelLen: 256 }));
+  const engine = await loadNative().loadEngine(
+    engineOptions({ model, dummyWeights: true, seed, dtype, maxModelLen: 256 }),
+  );
   try {
     const vocab = engine.info().vocabSize;
     const ids = prompt.map((t) => t % vocab);
-    const r = await engine.step(buildBatch([{ slot: 0, all: ids, promptLen: ids.length, start: 0, count: ids.length,
-      sample: true }], blockSize, 4, true));
+    const r = await engine.step(
+      buildBatch(
+        [{ slot: 0, all: ids, promptLen: ids.length, start: 0, count: ids.length, sample: true }],
+        blockSize,
+        4,
+        true,
+      ),
+    );
     return { info: engine.info(), logits: r.logits!, token: r.tokens[0]! };
   } finally {
     engine.dispose();
@@ -23,8 +31,14 @@ async function firstLogits(model: string, seed: number, dtype: 'auto' | 'float32
 describe('dummy weights', () => {
   it('a ~100M Llama from configs/llama-100m.json loads and runs a step', async () => {
     const { info, logits, token } = await firstLogits(resolve(configs, 'llama-100m.json'), 1);
-    expect(info).toMatchObject({ hiddenSize: 768, numLayers: 12, numHeads: 12, vocabSize: 32000, dtype: 'bfloat16',
-      maxModelLen: 256 });
+    expect(info).toMatchObject({
+      hiddenSize: 768,
+      numLayers: 12,
+      numHeads: 12,
+      vocabSize: 32000,
+      dtype: 'bfloat16',
+      maxModelLen: 256,
+    });
     // embed + lm_head 2·32000·768, 12 layers of 4·768² + 3·768·2048, in bf16
     expect(info.weightBytes).toBeGreaterThan(2 * (2 * 32000 * 768 + 12 * (4 * 768 * 768 + 3 * 768 * 2048)));
     expect(logits.length).toBe(32000);

@@ -8,7 +8,9 @@ import { blockSize, buildBatch, engineOptions, loadExpected, storiesDir } from '
 
 const native = loadNative();
 const work = mkdtempSync(join(tmpdir(), 'kvserve-native-errors-'));
-const storiesConfig = JSON.parse(JSON.stringify(await import(join(storiesDir, 'config.json'), { with: { type: 'json' } }))).default;
+const storiesConfig = JSON.parse(
+  JSON.stringify(await import(join(storiesDir, 'config.json'), { with: { type: 'json' } })),
+).default;
 
 /** A model folder holding the stories260K weights and a config.json edited by `edit`. */
 function folderWith(name: string, config: string | Record<string, unknown>, weights = true): string {
@@ -46,8 +48,12 @@ describe('load errors', () => {
     await expect(load(dir)).rejects.toThrow(/unsupported rope type "yarn"/);
   });
   it('sliding window in use', async () => {
-    const dir = folderWith('swa', { ...storiesConfig, architectures: ['MistralForCausalLM'], model_type: 'mistral',
-      sliding_window: 128 });
+    const dir = folderWith('swa', {
+      ...storiesConfig,
+      architectures: ['MistralForCausalLM'],
+      model_type: 'mistral',
+      sliding_window: 128,
+    });
     await expect(load(dir)).rejects.toThrow(/sliding-window attention .* not supported/);
   });
   it('llama attention_bias (an o_proj bias) is refused, not dropped', async () => {
@@ -63,18 +69,28 @@ describe('load errors', () => {
     await expect(load(dir)).rejects.toThrow(/field "eos_token_id": expected a JSON integer, found 2\.5/);
   });
   it('an eos_token_id or bos_token_id outside the vocabulary names the field', async () => {
-    await expect(load(folderWith('eos-600', { ...storiesConfig, eos_token_id: 600 }))).rejects.toThrow(/field "eos_token_id": 600 is outside the vocabulary \[0, 512\)/);
-    await expect(load(folderWith('eos-neg', { ...storiesConfig, eos_token_id: [2, -1] }))).rejects.toThrow(/field "eos_token_id": -1 is outside the vocabulary/);
-    await expect(load(folderWith('bos-512', { ...storiesConfig, bos_token_id: 512 }))).rejects.toThrow(/field "bos_token_id": 512 is outside the vocabulary/);
+    await expect(load(folderWith('eos-600', { ...storiesConfig, eos_token_id: 600 }))).rejects.toThrow(
+      /field "eos_token_id": 600 is outside the vocabulary \[0, 512\)/,
+    );
+    await expect(load(folderWith('eos-neg', { ...storiesConfig, eos_token_id: [2, -1] }))).rejects.toThrow(
+      /field "eos_token_id": -1 is outside the vocabulary/,
+    );
+    await expect(load(folderWith('bos-512', { ...storiesConfig, bos_token_id: 512 }))).rejects.toThrow(
+      /field "bos_token_id": 512 is outside the vocabulary/,
+    );
   });
   it('rms_norm_eps must be a positive finite number', async () => {
     for (const eps of [0, -1e-5]) {
-      await expect(load(folderWith(`eps-${eps}`, { ...storiesConfig, rms_norm_eps: eps }))).rejects.toThrow(/field "rms_norm_eps" must be a positive finite number, found/);
+      await expect(load(folderWith(`eps-${eps}`, { ...storiesConfig, rms_norm_eps: eps }))).rejects.toThrow(
+        /field "rms_norm_eps" must be a positive finite number, found/,
+      );
     }
   });
   it('an absurd max_position_embeddings is refused at load, unless --max-model-len serves a shorter context', async () => {
     const dir = folderWith('positions-2e9', { ...storiesConfig, max_position_embeddings: 2_000_000_000 });
-    await expect(load(dir, { numKvBlocks: 64 })).rejects.toThrow(/max_position_embeddings 2000000000 in .*config.json is beyond the 16777216 tokens .* --max-model-len/);
+    await expect(load(dir, { numKvBlocks: 64 })).rejects.toThrow(
+      /max_position_embeddings 2000000000 in .*config.json is beyond the 16777216 tokens .* --max-model-len/,
+    );
     const e = await load(dir, { numKvBlocks: 64, maxModelLen: 512 });
     expect(e.info().maxModelLen).toBe(512);
     e.dispose();
@@ -84,7 +100,9 @@ describe('load errors', () => {
   });
   it('shape mismatch names the tensor', async () => {
     const dir = folderWith('shape', { ...storiesConfig, intermediate_size: 128 });
-    await expect(load(dir)).rejects.toThrow(/model.layers.0.mlp.gate_proj.weight has shape \[172, 64\], expected \[128, 64\]/);
+    await expect(load(dir)).rejects.toThrow(
+      /model.layers.0.mlp.gate_proj.weight has shape \[172, 64\], expected \[128, 64\]/,
+    );
   });
   it('bad options', async () => {
     await expect(load(storiesDir, { dtype: 'int4' })).rejects.toThrow(/unsupported dtype "int4"/);
@@ -98,18 +116,33 @@ describe('load errors', () => {
     }
   });
   it('llama3 rope with a non-positive low_freq_factor or original_max_position_embeddings', async () => {
-    const llama3 = { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 };
+    const llama3 = {
+      rope_type: 'llama3',
+      factor: 8,
+      low_freq_factor: 1,
+      high_freq_factor: 4,
+      original_max_position_embeddings: 64,
+    };
     const lowZero = folderWith('llama3-low', { ...storiesConfig, rope_scaling: { ...llama3, low_freq_factor: 0 } });
     await expect(load(lowZero)).rejects.toThrow(/positive low_freq_factor/);
-    const origZero = folderWith('llama3-orig', { ...storiesConfig, rope_scaling: { ...llama3, original_max_position_embeddings: 0 } });
+    const origZero = folderWith('llama3-orig', {
+      ...storiesConfig,
+      rope_scaling: { ...llama3, original_max_position_embeddings: 0 },
+    });
     await expect(load(origZero)).rejects.toThrow(/positive original_max_position_embeddings/);
     const ok = folderWith('llama3-ok', { ...storiesConfig, rope_scaling: llama3 });
     (await load(ok)).dispose();
   });
   it('an attention shape the CPU cannot run is refused at load, not at the first step', async () => {
     // 128 query heads over 1 KV head (head_dim 8 would need hidden 1024: a config-only check, no weights needed).
-    const dir = folderWith('wide-gqa', { ...storiesConfig, hidden_size: 1024, num_attention_heads: 128, num_key_value_heads: 1 }, false);
-    await expect(native.loadEngine(engineOptions({ model: join(dir, 'config.json'), dummyWeights: true }))).rejects.toThrow(/more than 64 query heads/);
+    const dir = folderWith(
+      'wide-gqa',
+      { ...storiesConfig, hidden_size: 1024, num_attention_heads: 128, num_key_value_heads: 1 },
+      false,
+    );
+    await expect(
+      native.loadEngine(engineOptions({ model: join(dir, 'config.json'), dummyWeights: true })),
+    ).rejects.toThrow(/more than 64 query heads/);
   });
 });
 
@@ -117,8 +150,14 @@ describe('step errors', () => {
   let engine: NativeEngine;
   const prompt = loadExpected()[0]!.prompt_ids;
   const good = (): StepBatch =>
-    buildBatch([{ slot: 0, all: prompt, promptLen: prompt.length, start: 0, count: prompt.length, sample: true }], blockSize, 4);
-  beforeAll(async () => { engine = await load(storiesDir); });
+    buildBatch(
+      [{ slot: 0, all: prompt, promptLen: prompt.length, start: 0, count: prompt.length, sample: true }],
+      blockSize,
+      4,
+    );
+  beforeAll(async () => {
+    engine = await load(storiesDir);
+  });
   afterAll(() => engine?.dispose());
 
   it('token id out of range', async () => {
@@ -127,9 +166,15 @@ describe('step errors', () => {
     await expect(engine.step(b)).rejects.toThrow(/tokenIds\[2\] = 512 is outside the vocabulary \[0, 512\)/);
   });
   it('inconsistent lengths and bad values', async () => {
-    await expect(engine.step({ ...good(), positions: new Int32Array(2) })).rejects.toThrow(/positions has length 2, expected 5/);
-    await expect(engine.step({ ...good(), topP: new Float32Array(1) })).rejects.toThrow(/sequence 0: top_p = 0 .*is outside \(0, 1\]/);
-    await expect(engine.step({ ...good(), seeds: new Int32Array(1) as unknown as Uint32Array })).rejects.toThrow(/seeds must be an Uint32Array/);
+    await expect(engine.step({ ...good(), positions: new Int32Array(2) })).rejects.toThrow(
+      /positions has length 2, expected 5/,
+    );
+    await expect(engine.step({ ...good(), topP: new Float32Array(1) })).rejects.toThrow(
+      /sequence 0: top_p = 0 .*is outside \(0, 1\]/,
+    );
+    await expect(engine.step({ ...good(), seeds: new Int32Array(1) as unknown as Uint32Array })).rejects.toThrow(
+      /seeds must be an Uint32Array/,
+    );
     const b = good();
     b.blockTables[0] = 1_000_000;
     await expect(engine.step(b)).rejects.toThrow(/blockTables\[0\] = 1000000 is not a block id/);
@@ -139,11 +184,23 @@ describe('step errors', () => {
   });
   it('bad values are pinned on their sequences; a broken layout on none', async () => {
     const other = loadExpected()[1]!.prompt_ids;
-    const three = () => buildBatch([0, 1, 2].map((slot) => ({ slot, all: slot === 1 ? other : prompt, promptLen: 5, start: 0, count: 5, sample: true })), blockSize, 4);
+    const three = () =>
+      buildBatch(
+        [0, 1, 2].map((slot) => ({
+          slot,
+          all: slot === 1 ? other : prompt,
+          promptLen: 5,
+          start: 0,
+          count: 5,
+          sample: true,
+        })),
+        blockSize,
+        4,
+      );
     const b = three();
     b.topP[1] = 0;
-    b.tokenIds[12] = 600;          // sequence 2's third token
-    b.repetitionPenalty[1] = -1;   // a second fault of sequence 1: only its first is reported
+    b.tokenIds[12] = 600; // sequence 2's third token
+    b.repetitionPenalty[1] = -1; // a second fault of sequence 1: only its first is reported
     const err = await engine.step(b).catch((e) => e);
     expect(err.faults).toEqual([
       { seq: 1, message: expect.stringMatching(/^top_p = 0 \(as the engine's 32-bit float\) is outside \(0, 1\]$/) },
@@ -156,18 +213,37 @@ describe('step errors', () => {
     expect(layout.message).toMatch(/queryStart\[2\] decreases/);
     expect(layout.faults).toBeUndefined();
     // Run again without the faulted sequences, the step is fine.
-    const ok = await engine.step(buildBatch([{ slot: 0, all: prompt, promptLen: 5, start: 0, count: 5, sample: true }], blockSize, 4));
+    const ok = await engine.step(
+      buildBatch([{ slot: 0, all: prompt, promptLen: 5, start: 0, count: 5, sample: true }], blockSize, 4),
+    );
     expect(ok.tokens[0]).toBe(loadExpected()[0]!.greedy_ids[0]);
     expect(ok.rowFaults).toBeUndefined();
   });
   it('ragged history and bias offsets must split their arrays into rows', async () => {
-    const ragged = { historyStart: Int32Array.from([0, 9]), historyOutputStart: Int32Array.from([0]),
-      historyTokens: new Int32Array(5) };
-    await expect(engine.step({ ...good(), ...ragged })).rejects.toThrow(/historyStart\[0\] is not a range of historyTokens/);
-    await expect(engine.step({ ...good(), ...ragged, historyStart: Int32Array.from([0, 5]), historyOutputStart: Int32Array.from([6]) }))
-      .rejects.toThrow(/historyOutputStart\[0\] lies outside its row's history/);
-    await expect(engine.step({ ...good(), biasStart: Int32Array.from([1, 0]), biasTokens: new Int32Array(1),
-      biasValues: new Float32Array(1) })).rejects.toThrow(/biasStart\[0\] is not a range of biasTokens/);
+    const ragged = {
+      historyStart: Int32Array.from([0, 9]),
+      historyOutputStart: Int32Array.from([0]),
+      historyTokens: new Int32Array(5),
+    };
+    await expect(engine.step({ ...good(), ...ragged })).rejects.toThrow(
+      /historyStart\[0\] is not a range of historyTokens/,
+    );
+    await expect(
+      engine.step({
+        ...good(),
+        ...ragged,
+        historyStart: Int32Array.from([0, 5]),
+        historyOutputStart: Int32Array.from([6]),
+      }),
+    ).rejects.toThrow(/historyOutputStart\[0\] lies outside its row's history/);
+    await expect(
+      engine.step({
+        ...good(),
+        biasStart: Int32Array.from([1, 0]),
+        biasTokens: new Int32Array(1),
+        biasValues: new Float32Array(1),
+      }),
+    ).rejects.toThrow(/biasStart\[0\] is not a range of biasTokens/);
   });
   it('a second step while one runs rejects; the engine keeps working', async () => {
     const first = engine.step(good());
@@ -186,8 +262,11 @@ describe('step errors', () => {
 describe('dispose while a step runs', () => {
   it('the step in flight still settles, later steps reject, and the process carries on', async () => {
     const prompt = loadExpected()[0]!.prompt_ids;
-    const batch = buildBatch([{ slot: 0, all: prompt, promptLen: prompt.length, start: 0, count: prompt.length,
-      sample: true }], blockSize, 4);
+    const batch = buildBatch(
+      [{ slot: 0, all: prompt, promptLen: prompt.length, start: 0, count: prompt.length, sample: true }],
+      blockSize,
+      4,
+    );
     const engine = await load(storiesDir);
     const inFlight = engine.step(batch);
     engine.dispose();

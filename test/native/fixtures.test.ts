@@ -79,9 +79,19 @@ describe.each(FIXTURES)('%s matches transformers', (name) => {
 
   test('loads, greedy ids exact and logits within 1e-3 of float32 transformers', async () => {
     const engine: NativeEngine = await loadNative().loadEngine({
-      model: dir, dummyWeights: false, device: 'cpu', dtype: 'auto', numThreads: 2, blockSize: 16,
-      numKvBlocks: 64, kvCacheBytes: 0, gpuMemoryUtilization: 0.9, maxNumBatchedTokens: 256, maxNumSeqs: 8,
-      maxModelLen: 0, seed: 0,
+      model: dir,
+      dummyWeights: false,
+      device: 'cpu',
+      dtype: 'auto',
+      numThreads: 2,
+      blockSize: 16,
+      numKvBlocks: 64,
+      kvCacheBytes: 0,
+      gpuMemoryUtilization: 0.9,
+      maxNumBatchedTokens: 256,
+      maxNumSeqs: 8,
+      maxModelLen: 0,
+      seed: 0,
     });
     try {
       const info = engine.info();
@@ -98,7 +108,9 @@ describe.each(FIXTURES)('%s matches transformers', (name) => {
       const native = expected.references.native;
       if (native) {
         const r = await compareAlongPath(engine, prompts, native, readLogits(dir, native));
-        console.log(`${name}: vs transformers native ${native.dtype}: top-1 agreement ${(r.agreement * 100).toFixed(1)}%, max |logit err| ${r.maxErr.toFixed(4)}`);
+        console.log(
+          `${name}: vs transformers native ${native.dtype}: top-1 agreement ${(r.agreement * 100).toFixed(1)}%, max |logit err| ${r.maxErr.toFixed(4)}`,
+        );
         expect(r.agreement).toBeGreaterThanOrEqual(0.95);
         expect(r.maxErr).toBeLessThan(native.dtype === 'bfloat16' ? 0.25 : 0.03);
       }

@@ -20,24 +20,36 @@ export interface Sampling {
 }
 
 export const greedy: Sampling = {
-  temperature: 0, topP: 1, topK: 0, minP: 0, presencePenalty: 0, frequencyPenalty: 0, repetitionPenalty: 1,
-  seed: 0, numLogprobs: -1,
+  temperature: 0,
+  topP: 1,
+  topK: 0,
+  minP: 0,
+  presencePenalty: 0,
+  frequencyPenalty: 0,
+  repetitionPenalty: 1,
+  seed: 0,
+  numLogprobs: -1,
 };
 
 /** One sequence's part of a step: tokens[start..start+n) of `all` are new; sample when `sample`. */
 export interface SeqChunk {
-  slot: number;          // which block range the sequence owns
-  all: number[];         // every token of the sequence so far (prompt + output)
+  slot: number; // which block range the sequence owns
+  all: number[]; // every token of the sequence so far (prompt + output)
   promptLen: number;
-  start: number;         // first new position
-  count: number;         // new tokens
+  start: number; // first new position
+  count: number; // new tokens
   sample: boolean;
   sampling?: Sampling;
 }
 
 export function buildBatch(chunks: SeqChunk[], blockSize: number, maxBlocks: number, returnLogits = false): StepBatch {
-  const tokenIds: number[] = [], positions: number[] = [], slotMapping: number[] = [], queryStart = [0];
-  const contextLens: number[] = [], blockTables: number[] = [], sampleIndices: number[] = [];
+  const tokenIds: number[] = [],
+    positions: number[] = [],
+    slotMapping: number[] = [],
+    queryStart = [0];
+  const contextLens: number[] = [],
+    blockTables: number[] = [],
+    sampleIndices: number[] = [];
   const rows: Array<{ s: Sampling; c: SeqChunk }> = [];
   for (const c of chunks) {
     for (let p = c.start; p < c.start + c.count; p++) {
@@ -53,7 +65,9 @@ export function buildBatch(chunks: SeqChunk[], blockSize: number, maxBlocks: num
       rows.push({ s: c.sampling ?? greedy, c });
     }
   }
-  const hasHistory = rows.some(({ s }) => s.presencePenalty !== 0 || s.frequencyPenalty !== 0 || s.repetitionPenalty !== 1);
+  const hasHistory = rows.some(
+    ({ s }) => s.presencePenalty !== 0 || s.frequencyPenalty !== 0 || s.repetitionPenalty !== 1,
+  );
   const hasBias = rows.some(({ s }) => (s.bias?.length ?? 0) > 0);
   const batch: StepBatch = {
     tokenIds: Int32Array.from(tokenIds),
@@ -77,7 +91,9 @@ export function buildBatch(chunks: SeqChunk[], blockSize: number, maxBlocks: num
     returnLogits,
   };
   if (hasHistory) {
-    const start = [0], outStart: number[] = [], toks: number[] = [];
+    const start = [0],
+      outStart: number[] = [],
+      toks: number[] = [];
     for (const { c } of rows) {
       outStart.push(c.promptLen);
       toks.push(...c.all.slice(0, c.start + c.count));
@@ -88,9 +104,14 @@ export function buildBatch(chunks: SeqChunk[], blockSize: number, maxBlocks: num
     batch.historyTokens = Int32Array.from(toks);
   }
   if (hasBias) {
-    const start = [0], ids: number[] = [], vals: number[] = [];
+    const start = [0],
+      ids: number[] = [],
+      vals: number[] = [];
     for (const { s } of rows) {
-      for (const [id, v] of s.bias ?? []) { ids.push(id); vals.push(v); }
+      for (const [id, v] of s.bias ?? []) {
+        ids.push(id);
+        vals.push(v);
+      }
       start.push(ids.length);
     }
     batch.biasStart = Int32Array.from(start);
@@ -104,8 +125,8 @@ export interface GenerateOptions {
   maxTokens: number;
   blockSize: number;
   maxBlocks: number;
-  prefillChunk?: number;      // split prompts into chunks of this many tokens (default: whole prompt)
-  sampling?: Sampling[];      // per prompt (default greedy)
+  prefillChunk?: number; // split prompts into chunks of this many tokens (default: whole prompt)
+  sampling?: Sampling[]; // per prompt (default greedy)
   onStep?: (result: StepResult, batch: StepBatch) => void;
 }
 
@@ -119,8 +140,15 @@ export async function generate(engine: NativeEngine, prompts: number[][], o: Gen
       if (s.all.length - s.promptLen >= o.maxTokens) continue;
       const count = Math.min(chunk, s.all.length - s.computed);
       const sample = s.computed + count === s.all.length;
-      chunks.push({ slot: s.slot, all: s.all, promptLen: s.promptLen, start: s.computed, count, sample,
-        sampling: o.sampling?.[i] });
+      chunks.push({
+        slot: s.slot,
+        all: s.all,
+        promptLen: s.promptLen,
+        start: s.computed,
+        count,
+        sample,
+        sampling: o.sampling?.[i],
+      });
     }
     const batch = buildBatch(chunks, o.blockSize, o.maxBlocks);
     const result = await engine.step(batch);
@@ -140,9 +168,20 @@ export const blockSize = 16;
 /** Engine options for tests: stories260K on the CPU, 2 threads. */
 export function engineOptions(overrides: Partial<NativeEngineOptions> = {}): NativeEngineOptions {
   return {
-    model: storiesDir, dummyWeights: false, device: 'cpu', dtype: 'auto', numThreads: 2, blockSize,
-    numKvBlocks: 0, kvCacheBytes: 0, gpuMemoryUtilization: 0.9, maxNumBatchedTokens: 2048, maxNumSeqs: 16,
-    maxModelLen: 0, seed: 0, ...overrides,
+    model: storiesDir,
+    dummyWeights: false,
+    device: 'cpu',
+    dtype: 'auto',
+    numThreads: 2,
+    blockSize,
+    numKvBlocks: 0,
+    kvCacheBytes: 0,
+    gpuMemoryUtilization: 0.9,
+    maxNumBatchedTokens: 2048,
+    maxNumSeqs: 16,
+    maxModelLen: 0,
+    seed: 0,
+    ...overrides,
   };
 }
 

@@ -15,13 +15,22 @@ import { storiesDir } from './harness.js';
 /** Byte size of every tensor in a safetensors file: [u64 LE header length][JSON header][data]. */
 function tensorBytes(file: string): number[] {
   const buf = readFileSync(file);
-  const header = JSON.parse(buf.subarray(8, 8 + Number(buf.readBigUInt64LE(0))).toString('utf8')) as Record<string, { data_offsets: [number, number] }>;
-  return Object.entries(header).filter(([name]) => name !== '__metadata__').map(([, t]) => t.data_offsets[1] - t.data_offsets[0]);
+  const header = JSON.parse(buf.subarray(8, 8 + Number(buf.readBigUInt64LE(0))).toString('utf8')) as Record<
+    string,
+    { data_offsets: [number, number] }
+  >;
+  return Object.entries(header)
+    .filter(([name]) => name !== '__metadata__')
+    .map(([, t]) => t.data_offsets[1] - t.data_offsets[0]);
 }
 
 async function loadEvents(config: Partial<EngineConfig>): Promise<Array<[string, number]>> {
   const events: Array<[string, number]> = [];
-  const engine = await createEngine(finishEngineConfig({ ...engineDefaults(), device: 'cpu', threads: 1, ...config }), undefined, (s, f) => events.push([s, f]));
+  const engine = await createEngine(
+    finishEngineConfig({ ...engineDefaults(), device: 'cpu', threads: 1, ...config }),
+    undefined,
+    (s, f) => events.push([s, f]),
+  );
   await engine.close();
   return events;
 }
@@ -30,22 +39,22 @@ describe('native loading progress on stories260K', () => {
   const sizes = tensorBytes(join(storiesDir, 'model.safetensors'));
   const total = sizes.reduce((a, b) => a + b, 0);
 
-  test.each([['auto (weights used in place)', 'auto'], ['bfloat16 (each tensor converted)', 'bfloat16']] as const)(
-    'dtype %s: config, then one weights report per tensor, then backend',
-    async (_, dtype) => {
-      const events = await loadEvents({ dtype });
-      const stages = events.map(([s]) => s).filter((s, i, all) => s !== all[i - 1]);
-      expect(stages).toEqual(['config', 'weights', 'backend']);
-      const weights = events.filter(([s]) => s === 'weights').map(([, f]) => f);
-      expect(sizes.length).toBeGreaterThan(40);
-      expect(weights).toHaveLength(1 + sizes.length);  // 0, then one per tensor, the last at 1
-      expect(weights[0]).toBe(0);
-      expect(weights.at(-1)).toBe(1);
-      // Each step is exactly one tensor's bytes of the checkpoint's total.
-      const steps = weights.slice(1).map((f, i) => Math.round((f - weights[i]!) * total));
-      expect(steps.sort((a, b) => a - b)).toEqual([...sizes].sort((a, b) => a - b));
-    },
-  );
+  test.each([
+    ['auto (weights used in place)', 'auto'],
+    ['bfloat16 (each tensor converted)', 'bfloat16'],
+  ] as const)('dtype %s: config, then one weights report per tensor, then backend', async (_, dtype) => {
+    const events = await loadEvents({ dtype });
+    const stages = events.map(([s]) => s).filter((s, i, all) => s !== all[i - 1]);
+    expect(stages).toEqual(['config', 'weights', 'backend']);
+    const weights = events.filter(([s]) => s === 'weights').map(([, f]) => f);
+    expect(sizes.length).toBeGreaterThan(40);
+    expect(weights).toHaveLength(1 + sizes.length); // 0, then one per tensor, the last at 1
+    expect(weights[0]).toBe(0);
+    expect(weights.at(-1)).toBe(1);
+    // Each step is exactly one tensor's bytes of the checkpoint's total.
+    const steps = weights.slice(1).map((f, i) => Math.round((f - weights[i]!) * total));
+    expect(steps.sort((a, b) => a - b)).toEqual([...sizes].sort((a, b) => a - b));
+  });
 });
 
 describe('progress on stderr', () => {
@@ -72,8 +81,11 @@ describe('progress on stderr', () => {
   });
 
   test('kvserve generate shows intermediate weights percentages', async () => {
-    const { stderr } = await promisify(execFile)(join(repoRoot, 'node_modules', '.bin', 'tsx'),
-      [join(repoRoot, 'src', 'cli.ts'), 'generate', '--prompt', 'Once', '--max-tokens', '1', '--device', 'cpu'], { cwd: repoRoot, timeout: 60_000 });
+    const { stderr } = await promisify(execFile)(
+      join(repoRoot, 'node_modules', '.bin', 'tsx'),
+      [join(repoRoot, 'src', 'cli.ts'), 'generate', '--prompt', 'Once', '--max-tokens', '1', '--device', 'cpu'],
+      { cwd: repoRoot, timeout: 60_000 },
+    );
     const percents = [...stderr.matchAll(/loading: weights (\d+)%/g)].map((m) => Number(m[1]));
     expect(percents[0]).toBe(0);
     expect(percents.at(-1)).toBe(100);

@@ -17,7 +17,12 @@ export async function greedyRun(engine: NativeEngine, prompt: number[], steps: n
   let start = 0;
   for (let s = 0; s < steps; s++) {
     const count = all.length - start;
-    const batch = buildBatch([{ slot: 0, all, promptLen: prompt.length, start, count, sample: true }], blockSize, maxBlocks, true);
+    const batch = buildBatch(
+      [{ slot: 0, all, promptLen: prompt.length, start, count, sample: true }],
+      blockSize,
+      maxBlocks,
+      true,
+    );
     const r = await engine.step(batch);
     start += count;
     ids.push(r.tokens[0]!);

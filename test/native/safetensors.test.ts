@@ -32,7 +32,9 @@ const tensor = (entry: object) => JSON.stringify({ 'model.embed_tokens.weight': 
 
 describe('safetensors header validation', () => {
   it('a file shorter than its length prefix', async () => {
-    await expect(load(folderWith('short', Buffer.from([1, 2, 3])))).rejects.toThrow(/not a safetensors file \(too short\)/);
+    await expect(load(folderWith('short', Buffer.from([1, 2, 3])))).rejects.toThrow(
+      /not a safetensors file \(too short\)/,
+    );
   });
   it('a header length beyond the end of the file', async () => {
     const file = safetensors('{}');
@@ -46,10 +48,12 @@ describe('safetensors header validation', () => {
   it('data_offsets outside the data, or not matching the shape', async () => {
     const outside = tensor({ dtype: 'F32', shape: [2], data_offsets: [0, 8] });
     await expect(load(folderWith('outside', safetensors(outside, Buffer.alloc(4))))).rejects.toThrow(
-      /tensor model.embed_tokens.weight: data_offsets \[0, 8\) lie outside the file's 4 data bytes/);
+      /tensor model.embed_tokens.weight: data_offsets \[0, 8\) lie outside the file's 4 data bytes/,
+    );
     const mismatch = tensor({ dtype: 'F32', shape: [3], data_offsets: [0, 8] });
     await expect(load(folderWith('mismatch', safetensors(mismatch, Buffer.alloc(8))))).rejects.toThrow(
-      /holds 8 bytes but its shape needs 12/);
+      /holds 8 bytes but its shape needs 12/,
+    );
   });
   it('a negative dimension or an unsupported dtype', async () => {
     const negative = tensor({ dtype: 'F32', shape: [-1], data_offsets: [0, 0] });
@@ -60,11 +64,14 @@ describe('safetensors header validation', () => {
   it('a shape whose byte size overflows 64 bits is refused, not wrapped around to match the data', async () => {
     // 2^62 * 4 elements * 4 bytes wrap to 0 in 64 bits, and 0 bytes match data_offsets [0, 0]. (Written out:
     // JSON.stringify would print 2^62 as 4611686018427388000.)
-    const huge = '{"model.embed_tokens.weight": {"dtype": "F32", "shape": [4611686018427387904, 4], "data_offsets": [0, 0]}}';
+    const huge =
+      '{"model.embed_tokens.weight": {"dtype": "F32", "shape": [4611686018427387904, 4], "data_offsets": [0, 0]}}';
     await expect(load(folderWith('overflow', safetensors(huge)))).rejects.toThrow(
-      /model.safetensors: tensor model.embed_tokens.weight: shape \[4611686018427387904, 4\] is too large/);
+      /model.safetensors: tensor model.embed_tokens.weight: shape \[4611686018427387904, 4\] is too large/,
+    );
     // The element count fits, the byte count (x4) does not.
-    const bytes = '{"model.embed_tokens.weight": {"dtype": "F32", "shape": [4611686018427387904], "data_offsets": [0, 0]}}';
+    const bytes =
+      '{"model.embed_tokens.weight": {"dtype": "F32", "shape": [4611686018427387904], "data_offsets": [0, 0]}}';
     await expect(load(folderWith('overflow-bytes', safetensors(bytes)))).rejects.toThrow(/is too large/);
   });
 });

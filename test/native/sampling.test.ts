@@ -42,8 +42,15 @@ function filteredProbs(l: number[], s: Sampling): Map<number, number> {
   if (s.topK > 0) ids = ids.slice(0, s.topK);
   if (s.topP < 1) {
     const total = ids.reduce((a, i) => a + p(i), 0);
-    let cum = 0, keep = ids.length;
-    for (let j = 0; j < ids.length; j++) { cum += p(ids[j]!); if (cum >= s.topP * total) { keep = j + 1; break; } }
+    let cum = 0,
+      keep = ids.length;
+    for (let j = 0; j < ids.length; j++) {
+      cum += p(ids[j]!);
+      if (cum >= s.topP * total) {
+        keep = j + 1;
+        break;
+      }
+    }
     ids = ids.slice(0, keep);
   }
   if (s.minP > 0) ids = ids.filter((i) => p(i) >= s.minP);
@@ -53,7 +60,9 @@ function filteredProbs(l: number[], s: Sampling): Map<number, number> {
 
 describe('native sampling (stories260K)', () => {
   let engine: NativeEngine;
-  beforeAll(async () => { engine = await loadNative().loadEngine(engineOptions({ maxNumSeqs: 512 })); });
+  beforeAll(async () => {
+    engine = await loadNative().loadEngine(engineOptions({ maxNumSeqs: 512 }));
+  });
   afterAll(() => engine?.dispose());
 
   const seeded = (seed: number): Sampling => ({ ...greedy, temperature: 1.0, seed });
@@ -61,12 +70,17 @@ describe('native sampling (stories260K)', () => {
   it('seeded sampling is reproducible and independent of the batch', async () => {
     const a = await generate(engine, [prompts[0]!], { maxTokens: 30, blockSize, maxBlocks, sampling: [seeded(7)] });
     const b = await generate(engine, [prompts[0]!], { maxTokens: 30, blockSize, maxBlocks, sampling: [seeded(7)] });
-    const batch = await generate(engine, prompts, { maxTokens: 30, blockSize, maxBlocks,
-      sampling: [seeded(7), seeded(1), seeded(2), seeded(3)], prefillChunk: 2 });
+    const batch = await generate(engine, prompts, {
+      maxTokens: 30,
+      blockSize,
+      maxBlocks,
+      sampling: [seeded(7), seeded(1), seeded(2), seeded(3)],
+      prefillChunk: 2,
+    });
     const other = await generate(engine, [prompts[0]!], { maxTokens: 30, blockSize, maxBlocks, sampling: [seeded(8)] });
     expect(b).toEqual(a);
     expect(batch[0]).toEqual(a[0]);
-    expect(other[0]).not.toEqual(a[0]);  // the seed matters
+    expect(other[0]).not.toEqual(a[0]); // the seed matters
   });
 
   it('top-k 1, top-p tiny and min-p 1 are greedy', async () => {
@@ -80,13 +94,20 @@ describe('native sampling (stories260K)', () => {
   it('logprobs are the log-softmax of the raw logits', async () => {
     const all = prompts[2]!;
     const s = { ...seeded(3), temperature: 0.7, repetitionPenalty: 1.3, numLogprobs: 6 };
-    const batch = buildBatch([{ slot: 0, all, promptLen: all.length, start: 0, count: all.length, sample: true, sampling: s }],
-      blockSize, maxBlocks, true);
+    const batch = buildBatch(
+      [{ slot: 0, all, promptLen: all.length, start: 0, count: all.length, sample: true, sampling: s }],
+      blockSize,
+      maxBlocks,
+      true,
+    );
     const r = await engine.step(batch);
     const ls = logSoftmax(r.logits!);
     expect(ls.reduce((a, x) => a + Math.exp(x), 0)).toBeCloseTo(1, 5);
     expect(r.topLogprobs).toBe(6);
-    const top = ls.map((_, i) => i).sort((a, b) => ls[b]! - ls[a]! || a - b).slice(0, 6);
+    const top = ls
+      .map((_, i) => i)
+      .sort((a, b) => ls[b]! - ls[a]! || a - b)
+      .slice(0, 6);
     expect(Array.from(r.topIds)).toEqual(top);
     for (let j = 0; j < 6; j++) expect(r.topValues[j]).toBeCloseTo(ls[top[j]!]!, 4);
     expect(r.logprobs[0]).toBeCloseTo(ls[r.tokens[0]!]!, 4);
@@ -94,17 +115,46 @@ describe('native sampling (stories260K)', () => {
 
   it('with a logit bias, logprobs are the log-softmax of the biased logits (a banned token reads -inf)', async () => {
     const all = prompts[1]!;
-    const probe = await engine.step(buildBatch([{ slot: 0, all, promptLen: all.length, start: 0, count: all.length, sample: true,
-      sampling: { ...greedy, numLogprobs: 3 } }], blockSize, maxBlocks, true));
+    const probe = await engine.step(
+      buildBatch(
+        [
+          {
+            slot: 0,
+            all,
+            promptLen: all.length,
+            start: 0,
+            count: all.length,
+            sample: true,
+            sampling: { ...greedy, numLogprobs: 3 },
+          },
+        ],
+        blockSize,
+        maxBlocks,
+        true,
+      ),
+    );
     const [first, second] = Array.from(probe.topIds);
-    const bias: Array<[number, number]> = [[first!, -Infinity], [second!, -1.5], [7, 4]];
+    const bias: Array<[number, number]> = [
+      [first!, -Infinity],
+      [second!, -1.5],
+      [7, 4],
+    ];
     const s = { ...seeded(5), temperature: 0.9, repetitionPenalty: 1.2, numLogprobs: 4, bias };
-    const r = await engine.step(buildBatch([{ slot: 0, all, promptLen: all.length, start: 0, count: all.length, sample: true, sampling: s }],
-      blockSize, maxBlocks, true));
+    const r = await engine.step(
+      buildBatch(
+        [{ slot: 0, all, promptLen: all.length, start: 0, count: all.length, sample: true, sampling: s }],
+        blockSize,
+        maxBlocks,
+        true,
+      ),
+    );
     const biased = Array.from(r.logits!, (x) => Math.fround(x));
     for (const [id, v] of bias) biased[id] = Math.fround(biased[id]! + v);
     const ls = logSoftmax(biased);
-    const top = ls.map((_, i) => i).sort((a, b) => ls[b]! - ls[a]! || a - b).slice(0, 4);
+    const top = ls
+      .map((_, i) => i)
+      .sort((a, b) => ls[b]! - ls[a]! || a - b)
+      .slice(0, 4);
     expect(top).not.toContain(first);
     expect(Array.from(r.topIds)).toEqual(top);
     for (let j = 0; j < 4; j++) expect(r.topValues[j]).toBeCloseTo(ls[top[j]!]!, 4);
@@ -117,14 +167,25 @@ describe('native sampling (stories260K)', () => {
       { ...greedy, repetitionPenalty: 3 },
       { ...greedy, frequencyPenalty: 2.5 },
       { ...greedy, presencePenalty: 4, frequencyPenalty: 0.5 },
-      { ...greedy, repetitionPenalty: 1.5, bias: [[432, -20], [261, 5]] },
+      {
+        ...greedy,
+        repetitionPenalty: 1.5,
+        bias: [
+          [432, -20],
+          [261, 5],
+        ],
+      },
     ];
     let changed = 0;
     for (const s of settings) {
       const all = [...prompts[0]!];
       for (let step = 0; step < 25; step++) {
-        const batch = buildBatch([{ slot: 0, all, promptLen: prompts[0]!.length, start: 0, count: all.length,
-          sample: true, sampling: s }], blockSize, maxBlocks, true);
+        const batch = buildBatch(
+          [{ slot: 0, all, promptLen: prompts[0]!.length, start: 0, count: all.length, sample: true, sampling: s }],
+          blockSize,
+          maxBlocks,
+          true,
+        );
         const r = await engine.step(batch);
         const want = argmax(penalised(r.logits!, s, all, prompts[0]!.length));
         if (want !== argmax(r.logits!)) changed++;
@@ -132,7 +193,7 @@ describe('native sampling (stories260K)', () => {
         all.push(r.tokens[0]!);
       }
     }
-    expect(changed).toBeGreaterThan(5);  // the penalties really were in play
+    expect(changed).toBeGreaterThan(5); // the penalties really were in play
   });
 
   it('temperature / top-k / top-p sampling follows the filtered distribution', async () => {
@@ -140,8 +201,15 @@ describe('native sampling (stories260K)', () => {
     const all = prompts[0]!;
     for (const filter of [{ topK: 4 }, { topP: 0.9 }, { minP: 0.05 }]) {
       const s = (seed: number): Sampling => ({ ...greedy, temperature: 2, seed, ...filter });
-      const chunks = Array.from({ length: n }, (_, i) => ({ slot: i, all, promptLen: all.length, start: 0,
-        count: all.length, sample: true, sampling: s(1000 + i) }));
+      const chunks = Array.from({ length: n }, (_, i) => ({
+        slot: i,
+        all,
+        promptLen: all.length,
+        start: 0,
+        count: all.length,
+        sample: true,
+        sampling: s(1000 + i),
+      }));
       const r = await engine.step(buildBatch(chunks, blockSize, 1, true));
       const probs = filteredProbs(Array.from(r.logits!.subarray(0, 512)), s(0));
       const freq = new Map<number, number>();

@@ -4,7 +4,7 @@ import { loadNative, type NativeEngine } from '../../src/runner/binding.js';
 import { blockSize, buildBatch, engineOptions, generate, loadExpected } from './harness.js';
 
 const expected = loadExpected();
-const maxBlocks = 32;  // 512 tokens
+const maxBlocks = 32; // 512 tokens
 
 describe('stories260K on the CPU engine', () => {
   let engine: NativeEngine;
@@ -15,9 +15,22 @@ describe('stories260K on the CPU engine', () => {
 
   it('reports the model', () => {
     const info = engine.info();
-    expect(info).toMatchObject({ architecture: 'LlamaForCausalLM', modelType: 'llama', hiddenSize: 64, numLayers: 5,
-      numHeads: 8, numKvHeads: 4, headDim: 8, vocabSize: 512, maxModelLen: 512, bosTokenId: 1, eosTokenIds: [2],
-      device: 'cpu', dtype: 'float32', blockSize });
+    expect(info).toMatchObject({
+      architecture: 'LlamaForCausalLM',
+      modelType: 'llama',
+      hiddenSize: 64,
+      numLayers: 5,
+      numHeads: 8,
+      numKvHeads: 4,
+      headDim: 8,
+      vocabSize: 512,
+      maxModelLen: 512,
+      bosTokenId: 1,
+      eosTokenIds: [2],
+      device: 'cpu',
+      dtype: 'float32',
+      blockSize,
+    });
     expect(info.numKvBlocks).toBeGreaterThan(0);
   });
 
@@ -29,8 +42,12 @@ describe('stories260K on the CPU engine', () => {
 
     it(`top-5 logits after the prompt match transformers: "${e.prompt}"`, async () => {
       const all = e.prompt_ids;
-      const batch = buildBatch([{ slot: 0, all, promptLen: all.length, start: 0, count: all.length, sample: true }],
-        blockSize, maxBlocks, true);
+      const batch = buildBatch(
+        [{ slot: 0, all, promptLen: all.length, start: 0, count: all.length, sample: true }],
+        blockSize,
+        maxBlocks,
+        true,
+      );
       const result = await engine.step(batch);
       const logits = result.logits!;
       expect(logits.length).toBe(512);

@@ -17,9 +17,10 @@ async function main(): Promise<void> {
   const mib = Number(values.mib);
   const repoDir = mkdtempSync(join(tmpdir(), 'kvserve-bigrepo-'));
   const demo = join(import.meta.dirname, '..', '..', 'models', 'stories260K');
-  for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(demo, f), join(repoDir, f));
+  for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json'])
+    copyFileSync(join(demo, f), join(repoDir, f));
   const chunk = randomBytes(1 << 20);
-  const weights = Buffer.concat(Array.from({ length: mib }, (_, i) => (chunk[0] = i & 0xff, Buffer.from(chunk))));
+  const weights = Buffer.concat(Array.from({ length: mib }, (_, i) => ((chunk[0] = i & 0xff), Buffer.from(chunk))));
   writeFileSync(join(repoDir, 'model.safetensors'), weights);
   const hub = await startFakeHub({ 'kvserve-test/big': { dir: repoDir, refs: { main: 'ab'.repeat(20) } } });
   const cacheDir = mkdtempSync(join(tmpdir(), 'kvserve-hf-'));
@@ -33,7 +34,9 @@ async function main(): Promise<void> {
   const online = await time(settings);
   const offline = await time({ ...settings, offline: true });
   console.log(`| case | time | rate |\n|---|---|---|`);
-  console.log(`| ${mib} MiB model.safetensors, empty cache | ${(cold / 1000).toFixed(2)} s | ${(mib / (cold / 1000)).toFixed(0)} MiB/s |`);
+  console.log(
+    `| ${mib} MiB model.safetensors, empty cache | ${(cold / 1000).toFixed(2)} s | ${(mib / (cold / 1000)).toFixed(0)} MiB/s |`,
+  );
   console.log(`| cached, online (model info + tree) | ${online.toFixed(1)} ms | |`);
   console.log(`| cached, HF_HUB_OFFLINE=1 | ${offline.toFixed(2)} ms | |`);
   await hub.close();

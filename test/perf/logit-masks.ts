@@ -9,13 +9,32 @@ import { ModelRunner } from '../../src/runner/model-runner.js';
 import { Request } from '../../src/scheduler/request.js';
 import { Scheduler, type SchedulerConfig } from '../../src/scheduler/scheduler.js';
 
-const { values } = parseArgs({ options: { vocab: { type: 'string', default: '151936' }, steps: { type: 'string', default: '200' } } });
+const { values } = parseArgs({
+  options: { vocab: { type: 'string', default: '151936' }, steps: { type: 'string', default: '200' } },
+});
 const vocab = Number(values.vocab);
 const steps = Number(values.steps);
-const config: SchedulerConfig = { maxNumBatchedTokens: 2048, maxNumSeqs: 64, maxModelLen: 4096, blockSize: 16, numBlocks: 4096, enablePrefixCaching: false };
+const config: SchedulerConfig = {
+  maxNumBatchedTokens: 2048,
+  maxNumSeqs: 64,
+  maxModelLen: 4096,
+  blockSize: 16,
+  numBlocks: 4096,
+  enablePrefixCaching: false,
+};
 const base: SamplingParams = {
-  temperature: 0, topP: 1, topK: 0, minP: 0, presencePenalty: 0, frequencyPenalty: 0, repetitionPenalty: 1,
-  maxTokens: 100, minTokens: 0, stopTokenIds: [], ignoreEos: true, logprobs: null,
+  temperature: 0,
+  topP: 1,
+  topK: 0,
+  minP: 0,
+  presencePenalty: 0,
+  frequencyPenalty: 0,
+  repetitionPenalty: 1,
+  maxTokens: 100,
+  minTokens: 0,
+  stopTokenIds: [],
+  ignoreEos: true,
+  logprobs: null,
 };
 const masks: Record<string, Partial<SamplingParams>> = {
   none: {},
@@ -32,7 +51,15 @@ for (const rows of [1, 8, 32]) {
     const runner = new ModelRunner(config);
     const t0 = performance.now();
     for (let i = 0; i < rows; i++) {
-      const opts = { priority: 0, arrivalSeq: i, arrivalTime: 0, seed: i, eosTokenIds: [2], blockSize: 16, vocabSize: vocab };
+      const opts = {
+        priority: 0,
+        arrivalSeq: i,
+        arrivalTime: 0,
+        seed: i,
+        eosTokenIds: [2],
+        blockSize: 16,
+        vocabSize: vocab,
+      };
       scheduler.add(new Request(String(i), [1, 2, 3, 4], { ...base, ...mask }, opts));
     }
     const build = (performance.now() - t0) / rows;

@@ -42,25 +42,52 @@ const config: SchedulerConfig = {
   enablePrefixCaching: !args['no-prefix-caching'],
 };
 const sampling: SamplingParams = {
-  temperature: 0.8, topP: 0.95, topK: 50, minP: 0, presencePenalty: 0, frequencyPenalty: 0, repetitionPenalty: 1,
-  maxTokens: steps + 60, minTokens: 0, stopTokenIds: [], ignoreEos: true, logprobs: null,
+  temperature: 0.8,
+  topP: 0.95,
+  topK: 50,
+  minP: 0,
+  presencePenalty: 0,
+  frequencyPenalty: 0,
+  repetitionPenalty: 1,
+  maxTokens: steps + 60,
+  minTokens: 0,
+  stopTokenIds: [],
+  ignoreEos: true,
+  logprobs: null,
 };
 
 const prompts: number[][] = [];
 let x = 12345;
 for (let i = 0; i < seqs; i++) {
-  prompts.push(Array.from({ length: context - 1 }, () => ((x = (Math.imul(x, 1103515245) + 12345) >>> 0) >>> 8) % 32000));
+  prompts.push(
+    Array.from({ length: context - 1 }, () => ((x = (Math.imul(x, 1103515245) + 12345) >>> 0) >>> 8) % 32000),
+  );
 }
 const scheduler = new Scheduler(config);
 const runner = new ModelRunner(config);
 for (let i = 0; i < seqs; i++) {
-  scheduler.add(new Request(`r${i}`, prompts[i]!, sampling, { priority: 0, arrivalSeq: i, arrivalTime: 0, seed: i, eosTokenIds: [2], blockSize }));
+  scheduler.add(
+    new Request(`r${i}`, prompts[i]!, sampling, {
+      priority: 0,
+      arrivalSeq: i,
+      arrivalTime: 0,
+      seed: i,
+      eosTokenIds: [2],
+      blockSize,
+    }),
+  );
 }
 
 /** The zero-cost model: every sampled row gets token 42. */
 function fakeStep(numSamples: number): StepResult {
   const tokens = new Int32Array(numSamples).fill(42);
-  return { tokens, logprobs: new Float32Array(numSamples), topLogprobs: 0, topIds: new Int32Array(0), topValues: new Float32Array(0) };
+  return {
+    tokens,
+    logprobs: new Float32Array(numSamples),
+    topLogprobs: 0,
+    topIds: new Int32Array(0),
+    topValues: new Float32Array(0),
+  };
 }
 
 // Prefill (not timed, no batch built) in one step with an unlimited budget, so every sequence starts
@@ -69,10 +96,17 @@ config.maxNumBatchedTokens = seqs * context;
 const prefill = scheduler.schedule();
 scheduler.update(prefill, fakeStep(prefill.numSamples).tokens);
 config.maxNumBatchedTokens = 2048;
-if (scheduler.running.length !== seqs || scheduler.running.some((r) => r.numTokens !== context)) throw new Error('prefill failed');
+if (scheduler.running.length !== seqs || scheduler.running.some((r) => r.numTokens !== context))
+  throw new Error('prefill failed');
 
 const phases = ['schedule', 'prepare', 'update', 'outputs', 'total'] as const;
-const times: Record<(typeof phases)[number], number[]> = { schedule: [], prepare: [], update: [], outputs: [], total: [] };
+const times: Record<(typeof phases)[number], number[]> = {
+  schedule: [],
+  prepare: [],
+  update: [],
+  outputs: [],
+  total: [],
+};
 let sink = 0;
 for (let s = 0; s < steps + 50; s++) {
   const t0 = performance.now();
@@ -85,7 +119,8 @@ for (let s = 0; s < steps + 50; s++) {
   const t3 = performance.now();
   for (const k of got) sink += tokenOutput(out.requests[k]!, result, out.sampleRows[k]!).numOutputTokens;
   const t4 = performance.now();
-  if (batch.sampleIndices.length !== seqs || out.numTokens !== seqs) throw new Error(`step ${s}: ${out.numTokens} tokens, ${batch.sampleIndices.length} rows`);
+  if (batch.sampleIndices.length !== seqs || out.numTokens !== seqs)
+    throw new Error(`step ${s}: ${out.numTokens} tokens, ${batch.sampleIndices.length} rows`);
   if (s < 50) continue; // warm-up: let V8 optimize
   times.schedule.push(t1 - t0);
   times.prepare.push(t2 - t1);
@@ -94,11 +129,16 @@ for (let s = 0; s < steps + 50; s++) {
   times.total.push(t4 - t0);
 }
 
-const pct = (a: number[], p: number) => a.slice().sort((u, v) => u - v)[Math.min(a.length - 1, Math.floor(p * a.length))]!;
+const pct = (a: number[], p: number) =>
+  a.slice().sort((u, v) => u - v)[Math.min(a.length - 1, Math.floor(p * a.length))]!;
 const fmt = (ms: number) => (ms * 1000).toFixed(1).padStart(9);
-console.log(`scheduler host time per decode step: ${seqs} sequences, contexts ${context}..${context + steps}, block size ${blockSize}, ` +
-  `prefix caching ${config.enablePrefixCaching ? 'on' : 'off'}, ${steps} steps (node ${process.version})`);
-console.log(`${'phase'.padEnd(10)}${'mean µs'.padStart(9)}${'p50 µs'.padStart(9)}${'p99 µs'.padStart(9)}${'max µs'.padStart(9)}`);
+console.log(
+  `scheduler host time per decode step: ${seqs} sequences, contexts ${context}..${context + steps}, block size ${blockSize}, ` +
+    `prefix caching ${config.enablePrefixCaching ? 'on' : 'off'}, ${steps} steps (node ${process.version})`,
+);
+console.log(
+  `${'phase'.padEnd(10)}${'mean µs'.padStart(9)}${'p50 µs'.padStart(9)}${'p99 µs'.padStart(9)}${'max µs'.padStart(9)}`,
+);
 for (const p of phases) {
   const a = times[p];
   const mean = a.reduce((u, v) => u + v, 0) / a.length;
@@ -134,14 +174,21 @@ async function loopBench(): Promise<void> {
   await Promise.all(
     prompts.map(async (p, i) => {
       const sp = { ...sampling, maxTokens: steps + 60 };
-      for await (const o of loop.submit({ id: `l${i}`, promptTokenIds: p, sampling: sp })) received += o.newTokenIds.length;
+      for await (const o of loop.submit({ id: `l${i}`, promptTokenIds: p, sampling: sp }))
+        received += o.newTokenIds.length;
     }),
   );
   const wall = performance.now() - t0;
   await loop.close();
   const mean = gaps.reduce((u, v) => u + v, 0) / gaps.length;
-  console.log(`\nthrough EngineLoop: ${gaps.length} full decode steps timed, ${received} tokens to ${seqs} async iterators in ${wall.toFixed(0)} ms`);
-  console.log(`${'phase'.padEnd(10)}${'mean µs'.padStart(9)}${'p50 µs'.padStart(9)}${'p99 µs'.padStart(9)}${'max µs'.padStart(9)}`);
-  console.log(`${'idle gap'.padEnd(10)}${fmt(mean)}${fmt(pct(gaps, 0.5))}${fmt(pct(gaps, 0.99))}${fmt(Math.max(...gaps))}`);
+  console.log(
+    `\nthrough EngineLoop: ${gaps.length} full decode steps timed, ${received} tokens to ${seqs} async iterators in ${wall.toFixed(0)} ms`,
+  );
+  console.log(
+    `${'phase'.padEnd(10)}${'mean µs'.padStart(9)}${'p50 µs'.padStart(9)}${'p99 µs'.padStart(9)}${'max µs'.padStart(9)}`,
+  );
+  console.log(
+    `${'idle gap'.padEnd(10)}${fmt(mean)}${fmt(pct(gaps, 0.5))}${fmt(pct(gaps, 0.99))}${fmt(Math.max(...gaps))}`,
+  );
 }
 await loopBench();

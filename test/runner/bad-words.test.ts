@@ -18,8 +18,8 @@ describe('bannedNext', () => {
   });
 
   it('the prompt does not count towards a prefix', () => {
-    expect(bannedNext(words, [1, 3], 2)).toEqual([7]);       // 3 is the prompt's
-    expect(bannedNext(words, [5, 6], 1)).toEqual([7]);       // 5 is the prompt's, 6 the output's
+    expect(bannedNext(words, [1, 3], 2)).toEqual([7]); // 3 is the prompt's
+    expect(bannedNext(words, [5, 6], 1)).toEqual([7]); // 5 is the prompt's, 6 the output's
     expect(bannedNext(words, [9, 5, 6], 1)).toEqual([7, 9]);
   });
 });

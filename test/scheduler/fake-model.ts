@@ -60,16 +60,35 @@ export class FakeModel implements NativeEngine {
   /** What each step was given (for tests of seeds and batch sizes). */
   readonly seen: Array<{ seeds: number[]; seedSteps: number[]; tokens: number; seqs: number }> = [];
 
-  constructor(readonly numBlocks: number, readonly blockSize: number, readonly vocab: number, readonly maxModelLen = 1 << 20) {
+  constructor(
+    readonly numBlocks: number,
+    readonly blockSize: number,
+    readonly vocab: number,
+    readonly maxModelLen = 1 << 20,
+  ) {
     this.kv = new Float64Array(numBlocks * blockSize).fill(NaN);
   }
 
   info(): NativeEngineInfo {
     return {
-      architecture: 'Fake', modelType: 'fake', hiddenSize: 0, intermediateSize: 0, numLayers: 0, numHeads: 0,
-      numKvHeads: 0, headDim: 0, vocabSize: this.vocab, maxModelLen: this.maxModelLen, bosTokenId: -1,
-      eosTokenIds: [2], device: 'cpu', dtype: 'float32', blockSize: this.blockSize, numKvBlocks: this.numBlocks,
-      kvBlockBytes: 0, weightBytes: 0,
+      architecture: 'Fake',
+      modelType: 'fake',
+      hiddenSize: 0,
+      intermediateSize: 0,
+      numLayers: 0,
+      numHeads: 0,
+      numKvHeads: 0,
+      headDim: 0,
+      vocabSize: this.vocab,
+      maxModelLen: this.maxModelLen,
+      bosTokenId: -1,
+      eosTokenIds: [2],
+      device: 'cpu',
+      dtype: 'float32',
+      blockSize: this.blockSize,
+      numKvBlocks: this.numBlocks,
+      kvBlockBytes: 0,
+      weightBytes: 0,
     };
   }
 
@@ -113,14 +132,16 @@ export class FakeModel implements NativeEngine {
         this.kv[b.slotMapping[t]!] = values[t]!;
       }
       const last = b.queryStart[s + 1]! - 1;
-      if (b.contextLens[s] !== b.positions[last]! + 1) throw new Error(`contextLens[${s}] is not the last position + 1`);
+      if (b.contextLens[s] !== b.positions[last]! + 1)
+        throw new Error(`contextLens[${s}] is not the last position + 1`);
     }
     const R = b.sampleIndices.length;
     const tokens = new Int32Array(R);
     for (let r = 0; r < R; r++) {
       const masked = new Set<number>();
       if (b.biasStart) {
-        for (let i = b.biasStart[r]!; i < b.biasStart[r + 1]!; i++) if (b.biasValues![i] === -Infinity) masked.add(b.biasTokens![i]!);
+        for (let i = b.biasStart[r]!; i < b.biasStart[r + 1]!; i++)
+          if (b.biasValues![i] === -Infinity) masked.add(b.biasTokens![i]!);
       }
       tokens[r] = sampleFrom(values[b.sampleIndices[r]!]!, this.vocab, (id) => masked.has(id));
     }

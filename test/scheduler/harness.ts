@@ -25,8 +25,18 @@ export interface WorkItem {
 
 export function sampling(w: Pick<WorkItem, 'maxTokens' | 'minTokens' | 'stopTokenIds' | 'ignoreEos'>): SamplingParams {
   return {
-    temperature: 0, topP: 1, topK: 0, minP: 0, presencePenalty: 0, frequencyPenalty: 0, repetitionPenalty: 1,
-    maxTokens: w.maxTokens, minTokens: w.minTokens, stopTokenIds: w.stopTokenIds, ignoreEos: w.ignoreEos, logprobs: null,
+    temperature: 0,
+    topP: 1,
+    topK: 0,
+    minP: 0,
+    presencePenalty: 0,
+    frequencyPenalty: 0,
+    repetitionPenalty: 1,
+    maxTokens: w.maxTokens,
+    minTokens: w.minTokens,
+    stopTokenIds: w.stopTokenIds,
+    ignoreEos: w.ignoreEos,
+    logprobs: null,
   };
 }
 
@@ -93,7 +103,12 @@ export function simulate(work: WorkItem[], config: SchedulerConfig, vocab: numbe
   const reqs = work.map(
     (w, i) =>
       new Request(String(i), w.prompt, sampling(w), {
-        priority: w.priority, arrivalSeq: i, arrivalTime: 0, seed: i, eosTokenIds: [EOS], blockSize: config.blockSize,
+        priority: w.priority,
+        arrivalSeq: i,
+        arrivalTime: 0,
+        seed: i,
+        eosTokenIds: [EOS],
+        blockSize: config.blockSize,
       }),
   );
   const arrived: Request[] = [];
@@ -105,7 +120,8 @@ export function simulate(work: WorkItem[], config: SchedulerConfig, vocab: numbe
         s.add(reqs[i]!);
         arrived.push(reqs[i]!);
       }
-      if (w.abortAtStep === step && !w.abortMidStep && reqs[i]!.status !== 'finished' && arrived.includes(reqs[i]!)) s.finish(reqs[i]!, 'abort');
+      if (w.abortAtStep === step && !w.abortMidStep && reqs[i]!.status !== 'finished' && arrived.includes(reqs[i]!))
+        s.finish(reqs[i]!, 'abort');
     });
     if (!s.hasWork() && step > lastArrival) break;
     const out = s.schedule();

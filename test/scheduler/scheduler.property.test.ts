@@ -20,7 +20,10 @@ const configArb = fc.record({
 /** Requests built from a few shared prefixes plus random tails, so prefix hits happen. */
 const workloadArb = fc
   .record({
-    prefixes: fc.array(fc.array(fc.integer({ min: 3, max: VOCAB - 1 }), { minLength: 0, maxLength: 40 }), { minLength: 1, maxLength: 3 }),
+    prefixes: fc.array(fc.array(fc.integer({ min: 3, max: VOCAB - 1 }), { minLength: 0, maxLength: 40 }), {
+      minLength: 1,
+      maxLength: 3,
+    }),
     items: fc.array(
       fc.record({
         prefix: fc.nat(),
@@ -70,7 +73,13 @@ describe('scheduler on random workloads', () => {
         expect(pool.numFree).toBe(pool.numBlocks);
         for (let b = 0; b < pool.numBlocks; b++) expect(pool.refCount[b]).toBe(0);
         work.forEach((w, i) => {
-          const ref = referenceGenerate(w.prompt, { maxTokens: w.maxTokens, minTokens: w.minTokens, stopIds: stopIds(w), maxModelLen, vocab: VOCAB });
+          const ref = referenceGenerate(w.prompt, {
+            maxTokens: w.maxTokens,
+            minTokens: w.minTokens,
+            stopIds: stopIds(w),
+            maxModelLen,
+            vocab: VOCAB,
+          });
           const got = sim.tokens.get(i)!;
           if (sim.finish.get(i) === 'abort') expect(ref.slice(0, got.length)).toEqual(got);
           else {
@@ -104,8 +113,15 @@ describe('scheduler on random workloads', () => {
   it('reuses a shared prefix: later requests compute only their tails', () => {
     const shared = Array.from({ length: 40 }, (_, i) => 3 + ((i * 7) % 60));
     const work: WorkItem[] = [0, 1, 2, 3].map((i) => ({
-      prompt: [1, ...shared, 10 + i, 20 + i], maxTokens: 5, minTokens: 0, stopTokenIds: [], ignoreEos: true,
-      priority: 0, arriveAtStep: i * 10, abortAtStep: -1, abortMidStep: false,
+      prompt: [1, ...shared, 10 + i, 20 + i],
+      maxTokens: 5,
+      minTokens: 0,
+      stopTokenIds: [],
+      ignoreEos: true,
+      priority: 0,
+      arriveAtStep: i * 10,
+      abortAtStep: -1,
+      abortMidStep: false,
     }));
     const config = { maxNumBatchedTokens: 64, maxNumSeqs: 8, maxModelLen: 128, blockSize: 8, numBlocks: 64 };
     const on = simulate(work, { ...config, enablePrefixCaching: true }, VOCAB);

@@ -6,15 +6,32 @@ import { Scheduler, type SchedulerConfig } from '../../src/scheduler/scheduler.j
 import type { SchedulerOutput } from '../../src/scheduler/scheduler-output.js';
 import { sampling } from './harness.js';
 
-const base: SchedulerConfig = { maxNumBatchedTokens: 64, maxNumSeqs: 8, maxModelLen: 4096, blockSize: 4, numBlocks: 1000, enablePrefixCaching: true };
+const base: SchedulerConfig = {
+  maxNumBatchedTokens: 64,
+  maxNumSeqs: 8,
+  maxModelLen: 4096,
+  blockSize: 4,
+  numBlocks: 1000,
+  enablePrefixCaching: true,
+};
 let seq = 0;
 
 function req(promptLen: number, opts: { maxTokens?: number; priority?: number } = {}): Request {
   const id = seq++;
   const prompt = Array.from({ length: promptLen }, (_, i) => 3 + ((i * 31 + id * 17) % 500));
-  return new Request(String(id), prompt, sampling({ maxTokens: opts.maxTokens ?? 1000, minTokens: 0, stopTokenIds: [], ignoreEos: true }), {
-    priority: opts.priority ?? 0, arrivalSeq: id, arrivalTime: 0, seed: 0, eosTokenIds: [2], blockSize: base.blockSize,
-  });
+  return new Request(
+    String(id),
+    prompt,
+    sampling({ maxTokens: opts.maxTokens ?? 1000, minTokens: 0, stopTokenIds: [], ignoreEos: true }),
+    {
+      priority: opts.priority ?? 0,
+      arrivalSeq: id,
+      arrivalTime: 0,
+      seed: 0,
+      eosTokenIds: [2],
+      blockSize: base.blockSize,
+    },
+  );
 }
 
 /** Applies a step in which every sampled row produced token 7. */
@@ -41,7 +58,7 @@ describe('Scheduler', () => {
     while (long.numComputedTokens < 500) {
       const out = scheduled(step(s));
       for (const d of decoders) expect(out.get(d.id)).toBe(1);
-      expect(out.get(long.id)).toBe(Math.min(60, 500 - (steps * 60)));
+      expect(out.get(long.id)).toBe(Math.min(60, 500 - steps * 60));
       steps++;
     }
     expect(steps).toBe(Math.ceil(500 / 60));

@@ -8,7 +8,18 @@
 // would run instead produces nothing for the runtime (`npm run build` runs that check already). The server
 // listens on 127.0.0.1 and a free port instead of the image's 0.0.0.0:8000.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -27,7 +38,11 @@ const steps = join(src, 'scripts', 'docker-build-steps.sh');
 
 async function step(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number; output: string }> {
   try {
-    const { stdout, stderr } = await exec('/bin/bash', [steps, ...args], { env, timeout: 240_000, maxBuffer: 64 << 20 });
+    const { stdout, stderr } = await exec('/bin/bash', [steps, ...args], {
+      env,
+      timeout: 240_000,
+      maxBuffer: 64 << 20,
+    });
     return { code: 0, output: stdout + stderr };
   } catch (e) {
     const err = e as { code: number; stdout: string; stderr: string };
@@ -36,7 +51,12 @@ async function step(args: string[], env: NodeJS.ProcessEnv = process.env): Promi
 }
 
 beforeAll(async () => {
-  const ignored = new Set(readFileSync(join(repo, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#')));
+  const ignored = new Set(
+    readFileSync(join(repo, '.dockerignore'), 'utf8')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('#')),
+  );
   mkdirSync(src);
   for (const name of readdirSync(repo)) {
     if (!ignored.has(name)) cpSync(join(repo, name), join(src, name), { recursive: true });
@@ -58,11 +78,22 @@ describe('scripts/docker-build-steps.sh', () => {
   });
 
   test('the runtime layout: the built app and production packages, no sources or dev packages', async () => {
-    expect(readdirSync(app).sort()).toEqual(['build', 'configs', 'dist', 'models', 'node_modules', 'package-lock.json', 'package.json', 'scripts']);
+    expect(readdirSync(app).sort()).toEqual([
+      'build',
+      'configs',
+      'dist',
+      'models',
+      'node_modules',
+      'package-lock.json',
+      'package.json',
+      'scripts',
+    ]);
     expect(readdirSync(join(app, 'build'))).toEqual(['Release']);
     expect(readdirSync(join(app, 'build', 'Release'))).toEqual(['kvserve.node']);
-    for (const dev of ['typescript', 'vitest', 'cmake-js', 'node-addon-api']) expect(existsSync(join(app, 'node_modules', dev)), dev).toBe(false);
-    for (const prod of ['fastify', '@huggingface/tokenizers', 'prom-client']) expect(existsSync(join(app, 'node_modules', prod)), prod).toBe(true);
+    for (const dev of ['typescript', 'vitest', 'cmake-js', 'node-addon-api'])
+      expect(existsSync(join(app, 'node_modules', dev)), dev).toBe(false);
+    for (const prod of ['fastify', '@huggingface/tokenizers', 'prom-client'])
+      expect(existsSync(join(app, 'node_modules', prod)), prod).toBe(true);
     const r = await step(['runtime-check', app]);
     expect(r.output).toMatch(/runtime-check ok/);
     expect(r.code).toBe(0);
@@ -96,20 +127,32 @@ describe('scripts/docker-build-steps.sh', () => {
 describe("the image's CMD on the runtime layout", () => {
   let server: ChildProcess | undefined;
   let base = '';
-  const health = (url: string) => exec(process.execPath, [join(app, 'scripts', 'healthcheck.mjs'), url]).then(() => 0, (e: { code: number }) => e.code);
+  const health = (url: string) =>
+    exec(process.execPath, [join(app, 'scripts', 'healthcheck.mjs'), url]).then(
+      () => 0,
+      (e: { code: number }) => e.code,
+    );
 
   beforeAll(async () => {
     // ENTRYPOINT ["node", "dist/cli.js"] + CMD ["serve", "--host", "0.0.0.0", "--port", "8000", "--device", "auto"]
-    server = spawn(process.execPath, ['dist/cli.js', 'serve', '--host', '127.0.0.1', '--port', '0', '--device', 'auto'], {
-      cwd: app, stdio: ['ignore', 'ignore', 'pipe'],
-    });
+    server = spawn(
+      process.execPath,
+      ['dist/cli.js', 'serve', '--host', '127.0.0.1', '--port', '0', '--device', 'auto'],
+      {
+        cwd: app,
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
     let stderr = '';
     base = await new Promise<string>((res, rej) => {
       const timer = setTimeout(() => rej(new Error(`no "listening on" within 30 s:\n${stderr}`)), 30_000);
       server!.stderr!.on('data', (d: Buffer) => {
         stderr += d.toString();
         const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr);
-        if (m) { clearTimeout(timer); res(m[1]!); }
+        if (m) {
+          clearTimeout(timer);
+          res(m[1]!);
+        }
       });
       server!.on('exit', (code) => rej(new Error(`the server exited (${code}):\n${stderr}`)));
     });
@@ -130,7 +173,13 @@ describe("the image's CMD on the runtime layout", () => {
     const res = await fetch(`${base}/v1/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'stories260K', prompt: expected[0]!.prompt, max_tokens: 80, temperature: 0, ignore_eos: true }),
+      body: JSON.stringify({
+        model: 'stories260K',
+        prompt: expected[0]!.prompt,
+        max_tokens: 80,
+        temperature: 0,
+        ignore_eos: true,
+      }),
     });
     expect(res.status).toBe(200);
     const body = (await res.json()) as { choices: Array<{ text: string }> };

@@ -44,8 +44,13 @@ function countingEngine(ids: number[]): EngineClient & { pulled: number } {
           engine.pulled++;
           const last = i === ids.length - 1;
           yield {
-            id: 'r-0', newTokenIds: [ids[i]!], finished: last, finishReason: last ? 'length' : undefined,
-            numPromptTokens: 5, numCachedPromptTokens: 0, numOutputTokens: i + 1,
+            id: 'r-0',
+            newTokenIds: [ids[i]!],
+            finished: last,
+            finishReason: last ? 'length' : undefined,
+            numPromptTokens: 5,
+            numCachedPromptTokens: 0,
+            numOutputTokens: i + 1,
           } as RequestOutput;
         }
       })();
@@ -89,11 +94,31 @@ describe('streaming back-pressure', () => {
     const e = expected[0]!;
     const engine = countingEngine(e.greedy_ids.slice(0, 20));
     const metrics = new ServerMetrics('m', () => undefined);
-    const gen = new Generation({ client: engine, tokenizer, metrics }, 'r', [
-      { promptIds: e.prompt_ids, sampling: {
-        temperature: 0, topP: 1, topK: 0, minP: 0, presencePenalty: 0, frequencyPenalty: 0, repetitionPenalty: 1,
-        maxTokens: 20, minTokens: 0, stopTokenIds: [], ignoreEos: true, logprobs: null } },
-    ], { stops: [], includeStopStr: false, skipSpecialTokens: true }, performance.now());
+    const gen = new Generation(
+      { client: engine, tokenizer, metrics },
+      'r',
+      [
+        {
+          promptIds: e.prompt_ids,
+          sampling: {
+            temperature: 0,
+            topP: 1,
+            topK: 0,
+            minP: 0,
+            presencePenalty: 0,
+            frequencyPenalty: 0,
+            repetitionPenalty: 1,
+            maxTokens: 20,
+            minTokens: 0,
+            stopTokenIds: [],
+            ignoreEos: true,
+            logprobs: null,
+          },
+        },
+      ],
+      { stops: [], includeStopStr: false, skipSpecialTokens: true },
+      performance.now(),
+    );
     const raw = new FullSocket();
     const sse = new SseWriter(fakeReply(raw));
     const done = gen.run({ delta: (_, d) => sse.send({ text: d.text }), writable: () => sse.writable() });

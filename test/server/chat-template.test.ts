@@ -47,9 +47,9 @@ describe('ChatTemplate', () => {
   });
 
   it('turns raise_exception and syntax errors into ChatTemplateError', () => {
-    expect(() => new ChatTemplate(ALTERNATE).render([{ role: 'assistant', content: 'x' }], { addGenerationPrompt: true })).toThrow(
-      /roles must alternate/,
-    );
+    expect(() =>
+      new ChatTemplate(ALTERNATE).render([{ role: 'assistant', content: 'x' }], { addGenerationPrompt: true }),
+    ).toThrow(/roles must alternate/);
     expect(() => new ChatTemplate('{% for %}')).toThrow(ChatTemplateError);
   });
 });
@@ -62,14 +62,21 @@ describe('chat templates through the server', () => {
   afterAll(() => chatml.close());
 
   const post = (s: TestServer, path: string, body: unknown) =>
-    fetch(s.url + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    fetch(s.url + path, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
 
   it("stories260K's own template gives transformers' prompt ids (tokenized without special tokens)", async () => {
     const s = await startTestServer();
     try {
       const r = await post(s, '/tokenize', { messages: [{ role: 'user', content: expected[0]!.prompt }] });
       expect((await r.json()).tokens).toEqual(expected[0]!.prompt_ids);
-      await post(s, '/v1/chat/completions', { messages: [{ role: 'user', content: expected[2]!.prompt }], max_tokens: 1 });
+      await post(s, '/v1/chat/completions', {
+        messages: [{ role: 'user', content: expected[2]!.prompt }],
+        max_tokens: 1,
+      });
       expect(s.engine.submitted.at(-1)!.promptTokenIds).toEqual(expected[2]!.prompt_ids);
     } finally {
       await s.close();
@@ -79,12 +86,19 @@ describe('chat templates through the server', () => {
   it('an override template reaches the engine as its tokenized rendering; text parts are joined', async () => {
     const messages = [
       { role: 'developer', content: 'You are helpful.' },
-      { role: 'user', content: [{ type: 'text', text: 'Hi' }, { type: 'text', text: 'there' }] },
+      {
+        role: 'user',
+        content: [
+          { type: 'text', text: 'Hi' },
+          { type: 'text', text: 'there' },
+        ],
+      },
     ];
     const res = await post(chatml, '/v1/chat/completions', { messages, max_tokens: 2 });
     expect(res.status).toBe(200);
     // "developer" is shown to templates as "system".
-    const want = '<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\nHi\nthere<|im_end|>\n<|im_start|>assistant\n';
+    const want =
+      '<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\nHi\nthere<|im_end|>\n<|im_start|>assistant\n';
     expect(chatml.engine.submitted.at(-1)!.promptTokenIds).toEqual(chatml.tokenizer.encode(want, false));
   });
 

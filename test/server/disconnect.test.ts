@@ -39,7 +39,9 @@ describe('client disconnect', () => {
     const before = server.engine.stats().generationTokens;
     const controller = new AbortController();
     const pending = fetch(`${server.url}/v1/completions`, {
-      method: 'POST', headers: { 'content-type': 'application/json' }, signal: controller.signal,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      signal: controller.signal,
       body: JSON.stringify({ prompt: 'Once upon a time', max_tokens: 400 }),
     });
     await until(() => server.engine.stats().numRunning === 1);

@@ -20,8 +20,15 @@ interface Answer {
 
 async function complete(url: string, i: number, stream: boolean, maxTokens: number): Promise<Answer> {
   const res = await fetch(`${url}/v1/completions`, {
-    method: 'POST', headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ prompt: expected[i]!.prompt, max_tokens: maxTokens, temperature: 0, ignore_eos: true, stream }),
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      prompt: expected[i]!.prompt,
+      max_tokens: maxTokens,
+      temperature: 0,
+      ignore_eos: true,
+      stream,
+    }),
   });
   return { status: res.status, stream, headers: res.headers, body: await res.text() };
 }
@@ -29,16 +36,29 @@ async function complete(url: string, i: number, stream: boolean, maxTokens: numb
 /** The events of an SSE body, [DONE] last (asserted). */
 function events(body: string): Array<Record<string, any>> {
   expect(body.endsWith('data: [DONE]\n\n')).toBe(true);
-  return body.split('\n\n').filter((e) => e.startsWith('data: {')).map((e) => JSON.parse(e.slice(6)));
+  return body
+    .split('\n\n')
+    .filter((e) => e.startsWith('data: {'))
+    .map((e) => JSON.parse(e.slice(6)));
 }
 
-const streamedText = (body: string) => events(body).map((c) => c.choices?.[0]?.text ?? '').join('');
+const streamedText = (body: string) =>
+  events(body)
+    .map((c) => c.choices?.[0]?.text ?? '')
+    .join('');
 
 /** Requests the engine has taken: waiting, running, or finished (one choice each). */
 async function admitted(url: string): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text();
-  const finished = text.split('\n').filter((l) => l.startsWith('vllm:request_success_total{')).reduce((n, l) => n + Number(l.split(' ').at(-1)), 0);
-  return finished + (await metricValue(url, 'vllm:num_requests_waiting')) + (await metricValue(url, 'vllm:num_requests_running'));
+  const finished = text
+    .split('\n')
+    .filter((l) => l.startsWith('vllm:request_success_total{'))
+    .reduce((n, l) => n + Number(l.split(' ').at(-1)), 0);
+  return (
+    finished +
+    (await metricValue(url, 'vllm:num_requests_waiting')) +
+    (await metricValue(url, 'vllm:num_requests_running'))
+  );
 }
 
 /** Resolves once all `n` requests are in the engine and some are still waiting: then SIGTERM finds them in flight. */
@@ -55,7 +75,10 @@ describe('SIGTERM', () => {
     await untilHealthy(url);
     // An upload in progress holds the drain open for as long as this test needs; it completes below.
     const late = JSON.stringify({ prompt: expected[0]!.prompt, max_tokens: 80, temperature: 0, ignore_eos: true });
-    const upload = await rawConnect(url, `POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${late.length}\r\nConnection: close\r\n\r\n${late.slice(0, 10)}`);
+    const upload = await rawConnect(
+      url,
+      `POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${late.length}\r\nConnection: close\r\n\r\n${late.slice(0, 10)}`,
+    );
     const jobs = Array.from({ length: 24 }, (_, k) => complete(url, k % 4, k % 2 === 0, 80));
     await allAdmitted(url, s, 24);
     s.child.kill('SIGTERM');
@@ -67,7 +90,10 @@ describe('SIGTERM', () => {
     expect(await health.json()).toMatchObject({ status: 'draining' });
     // A new connection is accepted and told to go elsewhere.
     const body = JSON.stringify({ prompt: 'Once upon a time', max_tokens: 2 });
-    const fresh = await rawRoundTrip(url, `POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+    const fresh = await rawRoundTrip(
+      url,
+      `POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+    );
     expectEnvelope(fresh.status, fresh.body, 'server_shutting_down');
     expect(fresh.headers['retry-after']).toMatch(/^\d+$/);
     expect(fresh.headers.connection).toBe('close');
@@ -121,13 +147,19 @@ describe('SIGTERM', () => {
     expect(await s.exited).toBe(0);
   });
 
-  for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
+  for (const [signal, code] of [
+    ['SIGTERM', 143],
+    ['SIGINT', 130],
+  ] as const) {
     it(`a second ${signal} while draining exits at once with ${code}`, async () => {
       const s = spawnServe(['--drain-timeout', '60']);
       const url = await s.url;
       await untilHealthy(url);
       // A request whose body never completes keeps the drain waiting.
-      const stalled = await rawConnect(url, 'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"prompt"');
+      const stalled = await rawConnect(
+        url,
+        'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"prompt"',
+      );
       await new Promise((r) => setTimeout(r, 100));
       s.child.kill(signal);
       await until(() => s.stderr().includes(signal), 10_000);

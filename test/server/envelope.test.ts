@@ -20,8 +20,16 @@ async function call(method: string, path: string, init: { body?: string; headers
 
 describe('routes and methods', () => {
   it('an unknown route is a 404 in the envelope, naming the method and path', async () => {
-    for (const [method, path] of [['GET', '/v1/nothing'], ['POST', '/nothing?x=1'], ['GET', '/nothing/here']]) {
-      const r = await call(method!, path!, method === 'POST' ? { body: '{}', headers: { 'content-type': 'application/json' } } : {});
+    for (const [method, path] of [
+      ['GET', '/v1/nothing'],
+      ['POST', '/nothing?x=1'],
+      ['GET', '/nothing/here'],
+    ]) {
+      const r = await call(
+        method!,
+        path!,
+        method === 'POST' ? { body: '{}', headers: { 'content-type': 'application/json' } } : {},
+      );
       const e = expectEnvelope(r.status, r.body, 'not_found');
       expect(e.message).toContain(`${method} ${path!.split('?')[0]}`);
     }
@@ -43,7 +51,10 @@ describe('routes and methods', () => {
   });
 
   it('a URL that does not decode is a 400 in the envelope', async () => {
-    const r = await rawRoundTrip(server.url, 'GET /v1/models/%E0%A4%A HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    const r = await rawRoundTrip(
+      server.url,
+      'GET /v1/models/%E0%A4%A HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+    );
     expectEnvelope(r.status, r.body, 'invalid_url');
   });
 });
@@ -52,7 +63,10 @@ describe('what the HTTP parser refuses', () => {
   it('a request line longer than the URL limit is a 414', async () => {
     // Under Node's header limit (16 KiB) the app refuses it; above it, the parser does.
     for (const size of [10_000, 20_000]) {
-      const r = await rawRoundTrip(server.url, `GET /v1/models?q=${'a'.repeat(size)} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+      const r = await rawRoundTrip(
+        server.url,
+        `GET /v1/models?q=${'a'.repeat(size)} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
+      );
       expectEnvelope(r.status, r.body, 'uri_too_long');
     }
   });
@@ -64,7 +78,11 @@ describe('what the HTTP parser refuses', () => {
   });
 
   it('bytes that are not HTTP are a 400 and the connection closes', async () => {
-    for (const junk of ['HELLO\r\n\r\n', 'GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n', '\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n']) {
+    for (const junk of [
+      'HELLO\r\n\r\n',
+      'GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n',
+      '\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n',
+    ]) {
       const r = await rawRoundTrip(server.url, junk);
       expectEnvelope(r.status, r.body, 'malformed_request');
       expect(r.closedAfterMs).toBeDefined();
@@ -88,7 +106,10 @@ describe('bodies', () => {
     expectEnvelope(empty.status, empty.body, 'invalid_json');
     const text = await call('POST', '/v1/completions', { body: 'hello', headers: { 'content-type': 'text/plain' } });
     expectEnvelope(text.status, text.body, 'unsupported_media_type');
-    const none = await rawRoundTrip(server.url, 'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}');
+    const none = await rawRoundTrip(
+      server.url,
+      'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}',
+    );
     expectEnvelope(none.status, none.body, 'unsupported_media_type');
     const array = await call('POST', '/v1/completions', { body: '[1, 2]', headers: json });
     expectEnvelope(array.status, array.body, 'invalid_value');
@@ -96,9 +117,12 @@ describe('bodies', () => {
 });
 
 describe('engine faults', () => {
-  it('a fault is a 500 that names the request, never the engine\'s batch internals', async () => {
+  it("a fault is a 500 that names the request, never the engine's batch internals", async () => {
     server.engine.failNext = 'batch check failed: topP[4] must be in (0, 1]';
-    const r = await call('POST', '/v1/completions', { body: JSON.stringify({ prompt: 'Once upon a time', max_tokens: 3 }), headers: { 'content-type': 'application/json' } });
+    const r = await call('POST', '/v1/completions', {
+      body: JSON.stringify({ prompt: 'Once upon a time', max_tokens: 3 }),
+      headers: { 'content-type': 'application/json' },
+    });
     const e = expectEnvelope(r.status, r.body, 'engine_fault');
     expect(e.message).not.toMatch(/topP|\[\d+\]/);
     expect(e.message).toContain(r.headers.get('x-request-id'));

@@ -31,7 +31,11 @@ function expectError(r: { status: number; json: any }, code: keyof typeof errorC
   if (param !== undefined) expect(r.json.error.param).toBe(param);
 }
 
-const chat = (extra: Record<string, unknown>) => ({ messages: [{ role: 'user', content: 'Once upon a time' }], max_tokens: 4, ...extra });
+const chat = (extra: Record<string, unknown>) => ({
+  messages: [{ role: 'user', content: 'Once upon a time' }],
+  max_tokens: 4,
+  ...extra,
+});
 const cmpl = (extra: Record<string, unknown>) => ({ prompt: 'Once upon a time', max_tokens: 4, ...extra });
 
 describe('400 invalid_request_error', () => {
@@ -52,22 +56,36 @@ describe('400 invalid_request_error', () => {
     ['a bad role', { messages: [{ role: 'wizard', content: 'x' }] }, 'messages[0].role'],
   ];
   for (const [what, extra, param] of outOfRange) {
-    it(`chat: ${what}`, async () => expectError(await post(server, '/v1/chat/completions', chat(extra)), 'invalid_value', param));
+    it(`chat: ${what}`, async () =>
+      expectError(await post(server, '/v1/chat/completions', chat(extra)), 'invalid_value', param));
   }
 
   it('completions: logprobs 21, token ids beyond the vocabulary', async () => {
     expectError(await post(server, '/v1/completions', cmpl({ logprobs: 21 })), 'invalid_value', 'logprobs');
     expectError(await post(server, '/v1/completions', cmpl({ prompt: [1, 512] })), 'invalid_value', 'prompt');
-    expectError(await post(server, '/v1/completions', cmpl({ logit_bias: { '512': 1 } })), 'invalid_value', 'logit_bias');
-    expectError(await post(server, '/v1/completions', cmpl({ stop_token_ids: [9999] })), 'invalid_value', 'stop_token_ids');
+    expectError(
+      await post(server, '/v1/completions', cmpl({ logit_bias: { '512': 1 } })),
+      'invalid_value',
+      'logit_bias',
+    );
+    expectError(
+      await post(server, '/v1/completions', cmpl({ stop_token_ids: [9999] })),
+      'invalid_value',
+      'stop_token_ids',
+    );
   });
 
-  it('a union field\'s error names every form it accepts, not only the first', async () => {
+  it("a union field's error names every form it accepts, not only the first", async () => {
     const cases: Array<[string, object, string, RegExp]> = [
       ['/v1/completions', cmpl({ prompt: [-1, 5] }), 'prompt', /array of token ids/],
       ['/v1/completions', cmpl({ prompt: [] }), 'prompt', /not empty/],
       ['/v1/completions', cmpl({ stop: ['a', 'b', 'c', 'd', 'e'] }), 'stop', /at most 4 strings/],
-      ['/v1/chat/completions', chat({ messages: [{ role: 'user', content: 5 }] }), 'messages[0].content', /array of content parts/],
+      [
+        '/v1/chat/completions',
+        chat({ messages: [{ role: 'user', content: 5 }] }),
+        'messages[0].content',
+        /array of content parts/,
+      ],
     ];
     for (const [url, body, param, message] of cases) {
       const r = await post(server, url, body);
@@ -90,48 +108,111 @@ describe('400 invalid_request_error', () => {
   });
 
   it('context_length_exceeded: a prompt or max_tokens beyond the context', async () => {
-    const long = await post(server, '/v1/completions', cmpl({ prompt: 'Once upon a time '.repeat(200), max_tokens: null }));
+    const long = await post(
+      server,
+      '/v1/completions',
+      cmpl({ prompt: 'Once upon a time '.repeat(200), max_tokens: null }),
+    );
     expectError(long, 'context_length_exceeded', 'prompt');
     expect(long.json.error.message).toMatch(/maximum context length is 512 tokens/);
-    expectError(await post(server, '/v1/chat/completions', chat({ max_tokens: 600 })), 'context_length_exceeded', 'max_tokens');
+    expectError(
+      await post(server, '/v1/chat/completions', chat({ max_tokens: 600 })),
+      'context_length_exceeded',
+      'max_tokens',
+    );
   });
 
   it('known but unsupported features are refused, never ignored', async () => {
     const tools = [{ type: 'function', function: { name: 'f', parameters: {} } }];
     expectError(await post(server, '/v1/chat/completions', chat({ tools })), 'unsupported_parameter', 'tools');
-    expectError(await post(server, '/v1/chat/completions', chat({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: {} } } })), 'unsupported_parameter', 'response_format');
-    expectError(await post(server, '/v1/chat/completions', chat({ response_format: { type: 'json_object' } })), 'unsupported_parameter', 'response_format');
+    expectError(
+      await post(
+        server,
+        '/v1/chat/completions',
+        chat({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: {} } } }),
+      ),
+      'unsupported_parameter',
+      'response_format',
+    );
+    expectError(
+      await post(server, '/v1/chat/completions', chat({ response_format: { type: 'json_object' } })),
+      'unsupported_parameter',
+      'response_format',
+    );
     expectError(await post(server, '/v1/completions', cmpl({ best_of: 3 })), 'unsupported_parameter', 'best_of');
     expectError(await post(server, '/v1/completions', cmpl({ suffix: 'end' })), 'unsupported_parameter', 'suffix');
     const image = { role: 'user', content: [{ type: 'image_url', image_url: { url: 'http://x' } }] };
-    expectError(await post(server, '/v1/chat/completions', chat({ messages: [image] })), 'unsupported_parameter', 'messages[0].content[0].type');
+    expectError(
+      await post(server, '/v1/chat/completions', chat({ messages: [image] })),
+      'unsupported_parameter',
+      'messages[0].content[0].type',
+    );
   });
 
   it('accepts the harmless defaults of unsupported features and what changes nothing here', async () => {
-    const r = await post(server, '/v1/chat/completions', chat({
-      tools: [], response_format: { type: 'text' }, best_of: 1, user: 'u', use_beam_search: false, length_penalty: 1, store: false,
-      spaces_between_special_tokens: true, metadata: { a: 'b' }, parallel_tool_calls: true, service_tier: 'auto', modalities: ['text'],
-    }));
+    const r = await post(
+      server,
+      '/v1/chat/completions',
+      chat({
+        tools: [],
+        response_format: { type: 'text' },
+        best_of: 1,
+        user: 'u',
+        use_beam_search: false,
+        length_penalty: 1,
+        store: false,
+        spaces_between_special_tokens: true,
+        metadata: { a: 'b' },
+        parallel_tool_calls: true,
+        service_tier: 'auto',
+        modalities: ['text'],
+      }),
+    );
     expect(r.status).toBe(200);
   });
 
   it('an unknown field is a 400, as OpenAI answers, also inside stream_options', async () => {
-    for (const [path, body] of [['/v1/chat/completions', chat({ frobnicate: 3 })], ['/v1/completions', cmpl({ frobnicate: 3 })]] as const) {
+    for (const [path, body] of [
+      ['/v1/chat/completions', chat({ frobnicate: 3 })],
+      ['/v1/completions', cmpl({ frobnicate: 3 })],
+    ] as const) {
       const res = await post(server, path, body);
       expectError(res, 'unknown_parameter', 'frobnicate');
     }
-    const res = await post(server, '/v1/completions', cmpl({ stream: true, stream_options: { include_usage: true, frob: 1 } }));
+    const res = await post(
+      server,
+      '/v1/completions',
+      cmpl({ stream: true, stream_options: { include_usage: true, frob: 1 } }),
+    );
     expect(res.json.error).toEqual({
-      code: 'unknown_parameter', type: 'invalid_request_error', param: 'stream_options.frob', message: 'Unrecognized request argument supplied: stream_options.frob',
+      code: 'unknown_parameter',
+      type: 'invalid_request_error',
+      param: 'stream_options.frob',
+      message: 'Unrecognized request argument supplied: stream_options.frob',
     });
   });
 
   it("vLLM's extras kvserve does not implement are refused by name", async () => {
     const cases: Array<[string, unknown]> = [
-      ['use_beam_search', true], ['length_penalty', 0.5], ['prompt_embeds', 'AAAA'], ['logits_processors', ['x']], ['guided_decoding_backend', 'xgrammar'],
-      ['structured_outputs', { json: {} }], ['spaces_between_special_tokens', false], ['cache_salt', 's'], ['kv_transfer_params', {}],
-      ['vllm_xargs', {}], ['return_token_ids', true], ['documents', []], ['chat_template', '{{ x }}'], ['mm_processor_kwargs', {}],
-      ['structural_tag', 'x'], ['guided_whitespace_pattern', ' '], ['store', true], ['reasoning_effort', 'low'], ['modalities', ['audio']],
+      ['use_beam_search', true],
+      ['length_penalty', 0.5],
+      ['prompt_embeds', 'AAAA'],
+      ['logits_processors', ['x']],
+      ['guided_decoding_backend', 'xgrammar'],
+      ['structured_outputs', { json: {} }],
+      ['spaces_between_special_tokens', false],
+      ['cache_salt', 's'],
+      ['kv_transfer_params', {}],
+      ['vllm_xargs', {}],
+      ['return_token_ids', true],
+      ['documents', []],
+      ['chat_template', '{{ x }}'],
+      ['mm_processor_kwargs', {}],
+      ['structural_tag', 'x'],
+      ['guided_whitespace_pattern', ' '],
+      ['store', true],
+      ['reasoning_effort', 'low'],
+      ['modalities', ['audio']],
     ];
     for (const [field, value] of cases) {
       const res = await post(server, '/v1/chat/completions', chat({ [field]: value }));
@@ -139,7 +220,11 @@ describe('400 invalid_request_error', () => {
       expect(res.json.error.message).toMatch(/not supported by kvserve/);
     }
     expectError(await post(server, '/v1/chat/completions', chat({ echo: true })), 'unsupported_parameter', 'echo');
-    expectError(await post(server, '/v1/chat/completions', chat({ add_special_tokens: true })), 'unsupported_parameter', 'add_special_tokens');
+    expectError(
+      await post(server, '/v1/chat/completions', chat({ add_special_tokens: true })),
+      'unsupported_parameter',
+      'add_special_tokens',
+    );
   });
 
   it('a model with no chat template', async () => {
@@ -240,7 +325,9 @@ describe('503 and 500', () => {
 
     server.engine.failNext = 'boom';
     const res = await fetch(`${server.url}/v1/chat/completions`, {
-      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(chat({ stream: true })),
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(chat({ stream: true })),
     });
     expect(res.status).toBe(200);
     const raw = await res.text();
@@ -251,7 +338,15 @@ describe('503 and 500', () => {
     expect(err.error.message).toContain(res.headers.get('x-request-id'));
     const client = new OpenAI({ baseURL: server.baseURL, apiKey: 'x', maxRetries: 0 });
     server.engine.failNext = 'boom';
-    const stream = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], stream: true });
-    await expect((async () => { for await (const _ of stream); })()).rejects.toThrow(/engine failed/);
+    const stream = await client.chat.completions.create({
+      model: MODEL,
+      messages: [{ role: 'user', content: 'hi' }],
+      stream: true,
+    });
+    await expect(
+      (async () => {
+        for await (const _ of stream);
+      })(),
+    ).rejects.toThrow(/engine failed/);
   });
 });

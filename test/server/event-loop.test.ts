@@ -23,12 +23,19 @@ const STORY = 'Once upon a time there was a little girl named Lily. She liked to
 const textOf = (bytes: number) => STORY.repeat(Math.ceil(bytes / STORY.length)).slice(0, bytes);
 
 async function post(path: string, body: object) {
-  const res = await fetch(server.url + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const res = await fetch(server.url + path, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
   return { status: res.status, body: await res.text() };
 }
 
 /** Polls /health every ~20 ms while `sends` start one by one and run; returns each answer's latency. */
-async function healthWhile(url: string, sends: Array<() => Promise<unknown>>): Promise<{ latencies: number[]; busyMs: number }> {
+async function healthWhile(
+  url: string,
+  sends: Array<() => Promise<unknown>>,
+): Promise<{ latencies: number[]; busyMs: number }> {
   const queue = [...sends];
   const work: Array<Promise<unknown>> = [];
   let pending = 0;
@@ -58,11 +65,18 @@ describe('the event loop stays free', () => {
       const bigModel = big.ctx.slot.loaded!;
       const answers: Array<{ status: number; body: string }> = [];
       const call = (path: string, body: object) => async () => {
-        const res = await fetch(big.url + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+        const res = await fetch(big.url + path, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        });
         answers.push({ status: res.status, body: await res.text() });
       };
       const prompt = textOf(LARGE);
-      const chat = [{ role: 'system', content: textOf(LARGE / 2 - 64) }, { role: 'user', content: textOf(LARGE / 2 - 64) }];
+      const chat = [
+        { role: 'system', content: textOf(LARGE / 2 - 64) },
+        { role: 'user', content: textOf(LARGE / 2 - 64) },
+      ];
       const sends = [
         call('/v1/completions', { prompt, max_tokens: 1 }),
         call('/v1/chat/completions', { messages: chat, max_tokens: 1 }),
@@ -70,7 +84,11 @@ describe('the event loop stays free', () => {
         call('/tokenize', { prompt }),
       ];
       // Warm: the first request down each path compiles its code; that one-off cost is not what is measured.
-      await Promise.all([call('/v1/completions', { prompt: STORY, max_tokens: 1 })(), call('/v1/chat/completions', { messages: [{ role: 'user', content: STORY }], max_tokens: 1 })(), call('/tokenize', { prompt: STORY })()]);
+      await Promise.all([
+        call('/v1/completions', { prompt: STORY, max_tokens: 1 })(),
+        call('/v1/chat/completions', { messages: [{ role: 'user', content: STORY }], max_tokens: 1 })(),
+        call('/tokenize', { prompt: STORY })(),
+      ]);
       // A loaded 2-core machine stalls an idle server's /health now and then by itself (about one answer in a
       // few hundred): the best of four rounds is taken. A loop that tokenizes stalls in every round.
       let best: { latencies: number[]; busyMs: number } | undefined;
@@ -102,7 +120,7 @@ describe('what cannot fit is refused before tokenizing', () => {
       ['/v1/completions', { prompt: textOf(max + 1) }, 'prompt'],
       ['/v1/completions', { prompt: 'x'.repeat(1 << 20) }, 'prompt'],
       ['/v1/completions', { prompt: ['Once', textOf(max + 1)] }, 'prompt[1]'],
-      ['/v1/completions', { prompt: 'é'.repeat(Math.floor(max / 2) + 1) }, 'prompt'],  // fewer characters than max, more bytes
+      ['/v1/completions', { prompt: 'é'.repeat(Math.floor(max / 2) + 1) }, 'prompt'], // fewer characters than max, more bytes
       ['/tokenize', { prompt: textOf(max + 1) }, 'prompt'],
     ];
     for (const [path, body, param] of cases) {
@@ -119,7 +137,10 @@ describe('what cannot fit is refused before tokenizing', () => {
     const many = Array.from({ length: model.maxModelLen + 1 }, () => ({ role: 'user', content: 'hi' }));
     const r1 = await post('/v1/chat/completions', { messages: many });
     expect(expectEnvelope(r1.status, r1.body, 'context_length_exceeded').param).toBe('messages');
-    const big = Array.from({ length: 3 }, () => ({ role: 'user', content: textOf(Math.ceil(model.maxPromptBytes / 3) + 1) }));
+    const big = Array.from({ length: 3 }, () => ({
+      role: 'user',
+      content: textOf(Math.ceil(model.maxPromptBytes / 3) + 1),
+    }));
     const r2 = await post('/v1/chat/completions', { messages: big });
     expect(expectEnvelope(r2.status, r2.body, 'context_length_exceeded').param).toBe('messages');
     const r3 = await post('/tokenize', { messages: many });

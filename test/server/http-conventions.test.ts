@@ -10,7 +10,11 @@ const version = JSON.parse(readFileSync(new URL('../../package.json', import.met
 const preflight = (url: string, origin: string) =>
   fetch(`${url}/v1/chat/completions`, {
     method: 'OPTIONS',
-    headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type' },
+    headers: {
+      origin,
+      'access-control-request-method': 'POST',
+      'access-control-request-headers': 'authorization,content-type',
+    },
   });
 
 describe('CORS off (the default)', () => {
@@ -57,11 +61,20 @@ describe('CORS on (--allowed-origins) with an API key', () => {
   });
 
   it('marks answers to an allowed origin only; the key is still required', async () => {
-    const client = new OpenAI({ baseURL: server.baseURL, apiKey: 'k', maxRetries: 0, defaultHeaders: { origin: 'https://app.example' } });
-    const ok = await fetch(`${server.url}/v1/models`, { headers: { origin: 'https://app.example', authorization: 'Bearer k' } });
+    const client = new OpenAI({
+      baseURL: server.baseURL,
+      apiKey: 'k',
+      maxRetries: 0,
+      defaultHeaders: { origin: 'https://app.example' },
+    });
+    const ok = await fetch(`${server.url}/v1/models`, {
+      headers: { origin: 'https://app.example', authorization: 'Bearer k' },
+    });
     expect(ok.headers.get('access-control-allow-origin')).toBe('https://app.example');
     expect(ok.headers.get('access-control-expose-headers')).toMatch(/x-request-id/);
-    const other = await fetch(`${server.url}/v1/models`, { headers: { origin: 'https://evil.example', authorization: 'Bearer k' } });
+    const other = await fetch(`${server.url}/v1/models`, {
+      headers: { origin: 'https://evil.example', authorization: 'Bearer k' },
+    });
     expect(other.headers.get('access-control-allow-origin')).toBeNull();
     expect((await fetch(`${server.url}/v1/models`, { headers: { origin: 'https://app.example' } })).status).toBe(401);
     expect((await client.models.list()).data[0]!.id).toBe(MODEL);
@@ -76,7 +89,10 @@ describe('CORS on (--allowed-origins) with an API key', () => {
 describe('--allowed-origins', () => {
   it('takes origins or * alone, and says why it refuses anything else', () => {
     expect(corsOrigins('')).toEqual([]);
-    expect(corsOrigins('https://a.example, http://localhost:3000')).toEqual(['https://a.example', 'http://localhost:3000']);
+    expect(corsOrigins('https://a.example, http://localhost:3000')).toEqual([
+      'https://a.example',
+      'http://localhost:3000',
+    ]);
     expect(corsOrigins('*')).toEqual(['*']);
     expect(() => corsOrigins('https://a.example/path')).toThrow(ConfigError);
     expect(() => corsOrigins('a.example')).toThrow(/not an origin/);

@@ -12,8 +12,16 @@ const MODEL = 'stories260K';
 beforeAll(async () => {
   // 48 blocks of 16 tokens = 768 tokens of KV for up to 16 sequences of up to 85 tokens each: preemption is certain.
   const config = finishEngineConfig({
-    ...serverDefaults(), model: storiesDir, device: 'cpu' as const, port: 0, threads: 1, logLevel: 'silent' as const,
-    apiKey: undefined, numKvBlocks: 48, maxNumSeqs: 16, maxNumBatchedTokens: 64,
+    ...serverDefaults(),
+    model: storiesDir,
+    device: 'cpu' as const,
+    port: 0,
+    threads: 1,
+    logLevel: 'silent' as const,
+    apiKey: undefined,
+    numKvBlocks: 48,
+    maxNumSeqs: 16,
+    maxNumBatchedTokens: 64,
   });
   server = await startServe(config);
   await server.ready;
@@ -28,7 +36,12 @@ async function metric(name: string): Promise<number> {
 }
 
 function post(path: string, body: unknown, signal?: AbortSignal): Promise<Response> {
-  return fetch(`${server.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal });
+  return fetch(`${server.url}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+    signal,
+  });
 }
 
 /** Deterministic PRNG (mulberry32) so the mix is the same every run. */
@@ -41,13 +54,18 @@ function rng(seed: number): () => number {
   };
 }
 
-type Outcome = { kind: 'greedy'; i: number; text: string } | { kind: 'bad'; status: number } | { kind: 'aborted' } | { kind: 'sampled'; finish: string };
+type Outcome =
+  | { kind: 'greedy'; i: number; text: string }
+  | { kind: 'bad'; status: number }
+  | { kind: 'aborted' }
+  | { kind: 'sampled'; finish: string };
 
 async function greedy(i: number, stream: boolean): Promise<Outcome> {
   const body = { model: MODEL, prompt: expected[i]!.prompt, max_tokens: 80, temperature: 0, ignore_eos: true, stream };
   const res = await post('/v1/completions', body);
   expect(res.status).toBe(200);
-  if (!stream) return { kind: 'greedy', i, text: ((await res.json()) as { choices: Array<{ text: string }> }).choices[0]!.text };
+  if (!stream)
+    return { kind: 'greedy', i, text: ((await res.json()) as { choices: Array<{ text: string }> }).choices[0]!.text };
   let text = '';
   for (const event of (await res.text()).split('\n\n')) {
     if (!event.startsWith('data: {')) continue;
@@ -58,7 +76,18 @@ async function greedy(i: number, stream: boolean): Promise<Outcome> {
 
 async function hangUp(afterChunks: number): Promise<Outcome> {
   const ctl = new AbortController();
-  const res = await post('/v1/chat/completions', { model: MODEL, messages: [{ role: 'user', content: 'Once upon a time' }], max_tokens: 200, ignore_eos: true, stream: true, temperature: 1 }, ctl.signal);
+  const res = await post(
+    '/v1/chat/completions',
+    {
+      model: MODEL,
+      messages: [{ role: 'user', content: 'Once upon a time' }],
+      max_tokens: 200,
+      ignore_eos: true,
+      stream: true,
+      temperature: 1,
+    },
+    ctl.signal,
+  );
   const reader = res.body!.getReader();
   try {
     for (let n = 0; n < afterChunks; n++) if ((await reader.read()).done) break;
@@ -82,8 +111,14 @@ async function bad(r: () => number): Promise<Outcome> {
 
 async function sampled(r: () => number): Promise<Outcome> {
   const res = await post('/v1/chat/completions', {
-    model: MODEL, messages: [{ role: 'user', content: expected[Math.floor(r() * 4)]!.prompt }], max_tokens: 1 + Math.floor(r() * 60),
-    temperature: 0.8, top_p: 0.9, n: 1 + Math.floor(r() * 3), stop: ['Lily'], seed: Math.floor(r() * 1000),
+    model: MODEL,
+    messages: [{ role: 'user', content: expected[Math.floor(r() * 4)]!.prompt }],
+    max_tokens: 1 + Math.floor(r() * 60),
+    temperature: 0.8,
+    top_p: 0.9,
+    n: 1 + Math.floor(r() * 3),
+    stop: ['Lily'],
+    seed: Math.floor(r() * 1000),
   });
   expect(res.status).toBe(200);
   const json = (await res.json()) as { choices: Array<{ finish_reason: string; message: { content: string } }> };
@@ -113,7 +148,8 @@ describe('mixed load against a preempting KV pool', () => {
     expect(await metric('vllm:num_preemptions_total')).toBeGreaterThan(0);
 
     // Aborts land within a step; give the loop a moment, then everything must be back.
-    for (let t = 0; t < 100 && (await metric('vllm:num_requests_running')) > 0; t++) await new Promise((res) => setTimeout(res, 20));
+    for (let t = 0; t < 100 && (await metric('vllm:num_requests_running')) > 0; t++)
+      await new Promise((res) => setTimeout(res, 20));
     expect(await metric('vllm:num_requests_running')).toBe(0);
     expect(await metric('vllm:num_requests_waiting')).toBe(0);
     expect(await metric('vllm:kv_cache_usage_perc')).toBe(0);

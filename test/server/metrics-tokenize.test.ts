@@ -11,7 +11,11 @@ beforeAll(async () => {
 afterAll(() => server.close());
 
 const post = (path: string, body: unknown) =>
-  fetch(server.url + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  fetch(server.url + path, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
 
 async function scrape(): Promise<Map<string, number>> {
   const res = await fetch(`${server.url}/metrics`);
@@ -27,9 +31,17 @@ async function scrape(): Promise<Map<string, number>> {
 
 describe('/metrics', () => {
   const names = [
-    'vllm:time_to_first_token_seconds_count', 'vllm:inter_token_latency_seconds_count', 'vllm:e2e_request_latency_seconds_count',
-    'vllm:request_queue_time_seconds_count', 'vllm:num_requests_running', 'vllm:num_requests_waiting', 'vllm:kv_cache_usage_perc',
-    'vllm:prompt_tokens_total', 'vllm:generation_tokens_total', 'vllm:prefix_cache_queries_total', 'vllm:prefix_cache_hits_total',
+    'vllm:time_to_first_token_seconds_count',
+    'vllm:inter_token_latency_seconds_count',
+    'vllm:e2e_request_latency_seconds_count',
+    'vllm:request_queue_time_seconds_count',
+    'vllm:num_requests_running',
+    'vllm:num_requests_waiting',
+    'vllm:kv_cache_usage_perc',
+    'vllm:prompt_tokens_total',
+    'vllm:generation_tokens_total',
+    'vllm:prefix_cache_queries_total',
+    'vllm:prefix_cache_hits_total',
     'vllm:num_preemptions_total',
   ];
 
@@ -46,7 +58,7 @@ describe('/metrics', () => {
     expect(delta('vllm:time_to_first_token_seconds_count')).toBe(2);
     expect(delta('vllm:e2e_request_latency_seconds_count')).toBe(2);
     expect(delta('vllm:request_queue_time_seconds_count')).toBe(2);
-    expect(delta('vllm:inter_token_latency_seconds_count')).toBe(18);  // 9 gaps in 10 tokens, per choice
+    expect(delta('vllm:inter_token_latency_seconds_count')).toBe(18); // 9 gaps in 10 tokens, per choice
     expect(delta('vllm:generation_tokens_total')).toBe(20);
     expect(delta('vllm:prompt_tokens_total')).toBe(10);
     expect(delta('vllm:request_success_total')).toBe(2);

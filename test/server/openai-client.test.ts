@@ -22,16 +22,30 @@ const sameText = (got: string, i: number) => expect(got.replace(/^ /, '')).toBe(
 describe('completions', () => {
   it('matches the reference for every prompt (not streamed)', async () => {
     for (let i = 0; i < expected.length; i++) {
-      const r = await client.completions.create({ model: MODEL, prompt: expected[i]!.prompt, max_tokens: 80, temperature: 0 });
+      const r = await client.completions.create({
+        model: MODEL,
+        prompt: expected[i]!.prompt,
+        max_tokens: 80,
+        temperature: 0,
+      });
       sameText(r.choices[0]!.text, i);
       expect(r.choices[0]!.finish_reason).toBe('length');
-      expect(r.usage).toMatchObject({ prompt_tokens: expected[i]!.prompt_ids.length, completion_tokens: 80, total_tokens: expected[i]!.prompt_ids.length + 80 });
+      expect(r.usage).toMatchObject({
+        prompt_tokens: expected[i]!.prompt_ids.length,
+        completion_tokens: 80,
+        total_tokens: expected[i]!.prompt_ids.length + 80,
+      });
     }
   });
 
   it('streams the same text, one id for every chunk, usage last', async () => {
     const stream = await client.completions.create({
-      model: MODEL, prompt: expected[1]!.prompt, max_tokens: 80, temperature: 0, stream: true, stream_options: { include_usage: true },
+      model: MODEL,
+      prompt: expected[1]!.prompt,
+      max_tokens: 80,
+      temperature: 0,
+      stream: true,
+      stream_options: { include_usage: true },
     });
     let text = '';
     const ids = new Set<string>();
@@ -54,7 +68,11 @@ describe('completions', () => {
 
   it('takes token-id prompts and batches, n choices per prompt, prompt-major', async () => {
     const r = await client.completions.create({
-      model: MODEL, prompt: [expected[0]!.prompt_ids, expected[2]!.prompt_ids], n: 2, max_tokens: 80, temperature: 0,
+      model: MODEL,
+      prompt: [expected[0]!.prompt_ids, expected[2]!.prompt_ids],
+      n: 2,
+      max_tokens: 80,
+      temperature: 0,
     });
     expect(r.choices.map((c) => c.index)).toEqual([0, 1, 2, 3]);
     sameText(r.choices[0]!.text, 0);
@@ -67,12 +85,24 @@ describe('completions', () => {
   });
 
   it('echoes the prompt', async () => {
-    const r = await client.completions.create({ model: MODEL, prompt: expected[0]!.prompt, max_tokens: 80, temperature: 0, echo: true });
+    const r = await client.completions.create({
+      model: MODEL,
+      prompt: expected[0]!.prompt,
+      max_tokens: 80,
+      temperature: 0,
+      echo: true,
+    });
     expect(r.choices[0]!.text).toBe(expected[0]!.prompt + ref(0));
   });
 
   it('returns legacy logprobs aligned with the text', async () => {
-    const r = await client.completions.create({ model: MODEL, prompt: expected[0]!.prompt, max_tokens: 10, temperature: 0, logprobs: 2 });
+    const r = await client.completions.create({
+      model: MODEL,
+      prompt: expected[0]!.prompt,
+      max_tokens: 10,
+      temperature: 0,
+      logprobs: 2,
+    });
     const lp = r.choices[0]!.logprobs!;
     expect(lp.tokens).toHaveLength(10);
     expect(lp.tokens!.join('')).toBe(r.choices[0]!.text);
@@ -81,7 +111,7 @@ describe('completions', () => {
     expect(Object.keys(lp.top_logprobs![0]!).length).toBeGreaterThanOrEqual(2);
   });
 
-  it('legacy logprobs have exactly OpenAI\'s four fields, streamed and not, with the same offsets', async () => {
+  it("legacy logprobs have exactly OpenAI's four fields, streamed and not, with the same offsets", async () => {
     const fields = ['text_offset', 'token_logprobs', 'tokens', 'top_logprobs'];
     const body = { model: MODEL, prompt: expected[0]!.prompt, max_tokens: 10, temperature: 0, logprobs: 2 };
     const whole = (await client.completions.create(body)).choices[0]!.logprobs!;
@@ -101,7 +131,12 @@ describe('chat completions', () => {
   const messages = (i: number): OpenAI.ChatCompletionMessageParam[] => [{ role: 'user', content: expected[i]!.prompt }];
 
   it('matches the reference (not streamed), with usage', async () => {
-    const r = await client.chat.completions.create({ model: MODEL, messages: messages(0), max_tokens: 80, temperature: 0 });
+    const r = await client.chat.completions.create({
+      model: MODEL,
+      messages: messages(0),
+      max_tokens: 80,
+      temperature: 0,
+    });
     expect(r.object).toBe('chat.completion');
     expect(r.choices[0]!.message.role).toBe('assistant');
     sameText(r.choices[0]!.message.content!, 0);
@@ -109,7 +144,13 @@ describe('chat completions', () => {
   });
 
   it('streams the reference, the role alone in the first chunk', async () => {
-    const stream = await client.chat.completions.create({ model: MODEL, messages: messages(3), max_completion_tokens: 80, temperature: 0, stream: true });
+    const stream = await client.chat.completions.create({
+      model: MODEL,
+      messages: messages(3),
+      max_completion_tokens: 80,
+      temperature: 0,
+      stream: true,
+    });
     let text = '';
     let first = true;
     for await (const chunk of stream) {
@@ -126,7 +167,14 @@ describe('chat completions', () => {
 
   it('runs n > 1 choices as separate engine requests', async () => {
     const before = server.engine.submitted.length;
-    const r = await client.chat.completions.create({ model: MODEL, messages: messages(2), n: 3, max_tokens: 80, temperature: 0, seed: 7 });
+    const r = await client.chat.completions.create({
+      model: MODEL,
+      messages: messages(2),
+      n: 3,
+      max_tokens: 80,
+      temperature: 0,
+      seed: 7,
+    });
     expect(r.choices).toHaveLength(3);
     for (const c of r.choices) sameText(c.message.content!, 2);
     const subs = server.engine.submitted.slice(before);
@@ -136,7 +184,14 @@ describe('chat completions', () => {
   });
 
   it('n > 1 streams interleave, each choice with its own role and finish', async () => {
-    const stream = await client.chat.completions.create({ model: MODEL, messages: messages(0), n: 2, max_tokens: 80, temperature: 0, stream: true });
+    const stream = await client.chat.completions.create({
+      model: MODEL,
+      messages: messages(0),
+      n: 2,
+      max_tokens: 80,
+      temperature: 0,
+      stream: true,
+    });
     const texts = ['', ''];
     const roles = [0, 0];
     const finishes: Array<string | null> = [null, null];
@@ -155,10 +210,23 @@ describe('chat completions', () => {
   it('stops at a stop string, not returned, also when streamed', async () => {
     // Reference: ", there was a little girl named Lily. She loved…" — cut before the first " Lily".
     const want = ref(0).slice(0, ref(0).indexOf(' Lily'));
-    const r = await client.chat.completions.create({ model: MODEL, messages: messages(0), max_tokens: 80, temperature: 0, stop: [' Lily', 'zzz'] });
+    const r = await client.chat.completions.create({
+      model: MODEL,
+      messages: messages(0),
+      max_tokens: 80,
+      temperature: 0,
+      stop: [' Lily', 'zzz'],
+    });
     expect(r.choices[0]!.message.content).toBe(want);
     expect(r.choices[0]!.finish_reason).toBe('stop');
-    const stream = await client.chat.completions.create({ model: MODEL, messages: messages(0), max_tokens: 80, temperature: 0, stop: 'ly. She', stream: true });
+    const stream = await client.chat.completions.create({
+      model: MODEL,
+      messages: messages(0),
+      max_tokens: 80,
+      temperature: 0,
+      stop: 'ly. She',
+      stream: true,
+    });
     let text = '';
     let finish: string | null = null;
     for await (const chunk of stream) {
@@ -170,7 +238,14 @@ describe('chat completions', () => {
   });
 
   it('returns logprobs with top_logprobs whose tokens spell the text', async () => {
-    const r = await client.chat.completions.create({ model: MODEL, messages: messages(0), max_tokens: 12, temperature: 0, logprobs: true, top_logprobs: 3 });
+    const r = await client.chat.completions.create({
+      model: MODEL,
+      messages: messages(0),
+      max_tokens: 12,
+      temperature: 0,
+      logprobs: true,
+      top_logprobs: 3,
+    });
     const content = r.choices[0]!.logprobs!.content!;
     expect(content).toHaveLength(12);
     expect(content.map((c) => c.token).join('')).toBe(r.choices[0]!.message.content);

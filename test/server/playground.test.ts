@@ -15,13 +15,16 @@ import { expected } from './helpers/stories.js';
 const CHROMIUM = '/usr/bin/chromium';
 const inCi = process.env.CI === 'true' || process.env.CI === '1';
 const skipBrowser = !existsSync(CHROMIUM) && !inCi;
-if (skipBrowser) console.warn(`playground browser tests skipped: ${CHROMIUM} is missing (apt-get install chromium); CI runs them`);
+if (skipBrowser)
+  console.warn(`playground browser tests skipped: ${CHROMIUM} is missing (apt-get install chromium); CI runs them`);
 
 const once = expected.find((e) => e.prompt === 'Once upon a time')!;
-const MAX_TOKENS = 80;  // expected.json's greedy length
+const MAX_TOKENS = 80; // expected.json's greedy length
 
 async function serve(apiKey?: string): Promise<ServeHandle> {
-  const s = await startServe(finishEngineConfig({ ...serverDefaults(), device: 'cpu', port: 0, threads: 1, logLevel: 'silent', apiKey }));
+  const s = await startServe(
+    finishEngineConfig({ ...serverDefaults(), device: 'cpu', port: 0, threads: 1, logLevel: 'silent', apiKey }),
+  );
   await s.ready;
   return s;
 }
@@ -60,8 +63,16 @@ describe.skipIf(skipBrowser)('the playground in headless Chromium', () => {
     browser = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
       headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync'],
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
     });
   });
   afterAll(async () => {
@@ -89,7 +100,11 @@ describe.skipIf(skipBrowser)('the playground in headless Chromium', () => {
     const res = await fetch(`${server.url}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...(apiKey ? { authorization: `Bearer ${apiKey}` } : {}) },
-      body: JSON.stringify({ messages: [{ role: 'user', content: once.prompt }], temperature: 0, max_tokens: MAX_TOKENS }),
+      body: JSON.stringify({
+        messages: [{ role: 'user', content: once.prompt }],
+        temperature: 0,
+        max_tokens: MAX_TOKENS,
+      }),
     });
     return ((await res.json()) as { choices: Array<{ message: { content: string } }> }).choices[0]!.message.content;
   }

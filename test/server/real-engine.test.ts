@@ -12,7 +12,15 @@ let client: OpenAI;
 const MODEL = 'stories260K';
 
 beforeAll(async () => {
-  const config = finishEngineConfig({ ...serverDefaults(), model: storiesDir, device: 'cpu' as const, port: 0, threads: 1, logLevel: 'silent' as const, apiKey: undefined });
+  const config = finishEngineConfig({
+    ...serverDefaults(),
+    model: storiesDir,
+    device: 'cpu' as const,
+    port: 0,
+    threads: 1,
+    logLevel: 'silent' as const,
+    apiKey: undefined,
+  });
   server = await startServe(config);
   // Listening before the model is there: /health says 503 until the engine is up.
   const early = await fetch(`${server.url}/health`);
@@ -36,7 +44,15 @@ describe('real CPU engine, stories260K', () => {
 
   it('completions at temperature 0 equal the reference, all prompts concurrently', async () => {
     const results = await Promise.all(
-      expected.map((e) => client.completions.create({ model: MODEL, prompt: e.prompt, max_tokens: 80, temperature: 0, ignore_eos: true } as OpenAI.CompletionCreateParamsNonStreaming)),
+      expected.map((e) =>
+        client.completions.create({
+          model: MODEL,
+          prompt: e.prompt,
+          max_tokens: 80,
+          temperature: 0,
+          ignore_eos: true,
+        } as OpenAI.CompletionCreateParamsNonStreaming),
+      ),
     );
     results.forEach((r, i) => sameText(r.choices[0]!.text, i));
     expect(results[0]!.usage).toMatchObject({ prompt_tokens: 5, completion_tokens: 80 });
@@ -44,8 +60,13 @@ describe('real CPU engine, stories260K', () => {
 
   it('chat streamed equals the reference, with usage', async () => {
     const stream = await client.chat.completions.create({
-      model: MODEL, messages: [{ role: 'user', content: expected[2]!.prompt }], max_tokens: 80, temperature: 0,
-      stream: true, stream_options: { include_usage: true }, ignore_eos: true,
+      model: MODEL,
+      messages: [{ role: 'user', content: expected[2]!.prompt }],
+      max_tokens: 80,
+      temperature: 0,
+      stream: true,
+      stream_options: { include_usage: true },
+      ignore_eos: true,
     } as OpenAI.ChatCompletionCreateParamsStreaming);
     let text = '';
     let usage: OpenAI.CompletionUsage | undefined;
@@ -58,7 +79,14 @@ describe('real CPU engine, stories260K', () => {
   });
 
   it('n > 1 greedy choices agree and share the prompt through the prefix cache', async () => {
-    const r = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: expected[3]!.prompt }], n: 3, max_tokens: 80, temperature: 0, ignore_eos: true } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+    const r = await client.chat.completions.create({
+      model: MODEL,
+      messages: [{ role: 'user', content: expected[3]!.prompt }],
+      n: 3,
+      max_tokens: 80,
+      temperature: 0,
+      ignore_eos: true,
+    } as OpenAI.ChatCompletionCreateParamsNonStreaming);
     expect(r.choices).toHaveLength(3);
     r.choices.forEach((c) => sameText(c.message.content!, 3));
     expect(await metric('vllm:prefix_cache_queries_total')).toBeGreaterThan(0);
@@ -71,14 +99,27 @@ describe('real CPU engine, stories260K', () => {
     const count = () => metric('vllm:iteration_tokens_total_count');
     const sum = () => metric('vllm:iteration_tokens_total_sum');
     const [c0, s0] = [await count(), await sum()];
-    await client.completions.create({ model: MODEL, prompt, max_tokens: 7, temperature: 0, ignore_eos: true } as OpenAI.CompletionCreateParamsNonStreaming);
-    expect(await count() - c0).toBe(7);  // the prefill step samples the first token
-    expect(await sum() - s0).toBe(prompt.length + 6);
+    await client.completions.create({
+      model: MODEL,
+      prompt,
+      max_tokens: 7,
+      temperature: 0,
+      ignore_eos: true,
+    } as OpenAI.CompletionCreateParamsNonStreaming);
+    expect((await count()) - c0).toBe(7); // the prefill step samples the first token
+    expect((await sum()) - s0).toBe(prompt.length + 6);
   });
 
   it('stop strings and logprobs with real numbers', async () => {
     const ref = expected[0]!.greedy_text;
-    const r = await client.completions.create({ model: MODEL, prompt: expected[0]!.prompt, max_tokens: 80, temperature: 0, stop: ['park'], logprobs: 3 });
+    const r = await client.completions.create({
+      model: MODEL,
+      prompt: expected[0]!.prompt,
+      max_tokens: 80,
+      temperature: 0,
+      stop: ['park'],
+      logprobs: 3,
+    });
     expect(r.choices[0]!.text).toBe(ref.slice(0, ref.indexOf('park')));
     expect(r.choices[0]!.finish_reason).toBe('stop');
     const lp = r.choices[0]!.logprobs!;
@@ -89,7 +130,15 @@ describe('real CPU engine, stories260K', () => {
   it('a client that disconnects mid-stream leaves nothing running and no KV in use', async () => {
     const controller = new AbortController();
     const stream = await client.completions.create(
-      { model: MODEL, prompt: expected[1]!.prompt, max_tokens: 400, temperature: 0.8, n: 4, stream: true, ignore_eos: true } as OpenAI.CompletionCreateParamsStreaming,
+      {
+        model: MODEL,
+        prompt: expected[1]!.prompt,
+        max_tokens: 400,
+        temperature: 0.8,
+        n: 4,
+        stream: true,
+        ignore_eos: true,
+      } as OpenAI.CompletionCreateParamsStreaming,
       { signal: controller.signal },
     );
     await readThenDisconnect(stream, controller, 8, async () => {
@@ -105,12 +154,27 @@ describe('real CPU engine, stories260K', () => {
 
 describe('graceful close', () => {
   it('a stream in flight at close ends with an error event and [DONE], never "abort", and close resolves', async () => {
-    const config = finishEngineConfig({ ...serverDefaults(), model: storiesDir, device: 'cpu' as const, port: 0, threads: 1, logLevel: 'silent' as const, apiKey: undefined });
+    const config = finishEngineConfig({
+      ...serverDefaults(),
+      model: storiesDir,
+      device: 'cpu' as const,
+      port: 0,
+      threads: 1,
+      logLevel: 'silent' as const,
+      apiKey: undefined,
+    });
     const s = await startServe(config);
     await s.ready;
     const res = await fetch(`${s.url}/v1/completions`, {
-      method: 'POST', headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ prompt: expected[0]!.prompt, max_tokens: 500, temperature: 0, ignore_eos: true, stream: true }),
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        prompt: expected[0]!.prompt,
+        max_tokens: 500,
+        temperature: 0,
+        ignore_eos: true,
+        stream: true,
+      }),
     });
     const reader = res.body!.getReader();
     const first = await reader.read();

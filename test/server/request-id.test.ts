@@ -26,14 +26,32 @@ const body = (extra: object = {}) => JSON.stringify({ prompt: expected[0]!.promp
 describe('X-Request-Id', () => {
   it('a client id comes back on a success, an error, a stream and a 404', async () => {
     const answers = [
-      await fetch(`${server.url}/v1/completions`, { method: 'POST', headers: { ...json, 'x-request-id': 'client-1' }, body: body() }),
-      await fetch(`${server.url}/v1/completions`, { method: 'POST', headers: { ...json, 'x-request-id': 'client-2' }, body: body({ temperature: 9 }) }),
-      await fetch(`${server.url}/v1/completions`, { method: 'POST', headers: { ...json, 'x-request-id': 'client-3' }, body: body({ stream: true }) }),
+      await fetch(`${server.url}/v1/completions`, {
+        method: 'POST',
+        headers: { ...json, 'x-request-id': 'client-1' },
+        body: body(),
+      }),
+      await fetch(`${server.url}/v1/completions`, {
+        method: 'POST',
+        headers: { ...json, 'x-request-id': 'client-2' },
+        body: body({ temperature: 9 }),
+      }),
+      await fetch(`${server.url}/v1/completions`, {
+        method: 'POST',
+        headers: { ...json, 'x-request-id': 'client-3' },
+        body: body({ stream: true }),
+      }),
       await fetch(`${server.url}/v1/none`, { headers: { 'x-request-id': 'client-4' } }),
       await fetch(`${server.url}/health`, { headers: { 'x-request-id': 'client-5' } }),
     ];
     expect(answers.map((r) => r.status)).toEqual([200, 400, 200, 404, 200]);
-    expect(answers.map((r) => r.headers.get('x-request-id'))).toEqual(['client-1', 'client-2', 'client-3', 'client-4', 'client-5']);
+    expect(answers.map((r) => r.headers.get('x-request-id'))).toEqual([
+      'client-1',
+      'client-2',
+      'client-3',
+      'client-4',
+      'client-5',
+    ]);
     await Promise.all(answers.map((r) => r.text()));
   });
 
@@ -59,16 +77,24 @@ describe('X-Request-Id', () => {
   });
 
   it('the log line of a generation carries the request id and the completion id', async () => {
-    const r = await fetch(`${server.url}/v1/completions`, { method: 'POST', headers: { ...json, 'x-request-id': 'find-me-7' }, body: body() });
+    const r = await fetch(`${server.url}/v1/completions`, {
+      method: 'POST',
+      headers: { ...json, 'x-request-id': 'find-me-7' },
+      body: body(),
+    });
     const completion = (await r.json()) as { id: string };
     const mine = lines.filter((l) => l.reqId === 'find-me-7');
     expect(mine.length).toBeGreaterThan(0);
     expect(mine.some((l) => l.completionId === completion.id)).toBe(true);
   });
 
-  it('an engine fault\'s log line holds the detail the client does not see, under the client\'s id', async () => {
+  it("an engine fault's log line holds the detail the client does not see, under the client's id", async () => {
     server.engine.failNext = 'batch check failed: topP[4] must be in (0, 1]';
-    const r = await fetch(`${server.url}/v1/completions`, { method: 'POST', headers: { ...json, 'x-request-id': 'fault-9' }, body: body() });
+    const r = await fetch(`${server.url}/v1/completions`, {
+      method: 'POST',
+      headers: { ...json, 'x-request-id': 'fault-9' },
+      body: body(),
+    });
     expect(r.status).toBe(500);
     await r.text();
     const mine = lines.filter((l) => l.reqId === 'fault-9');

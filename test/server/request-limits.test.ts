@@ -18,7 +18,11 @@ async function start(opts: Parameters<typeof startTestServer>[0]): Promise<TestS
 }
 
 async function post(s: TestServer, path: string, body: unknown) {
-  const res = await fetch(s.url + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const res = await fetch(s.url + path, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
   return { status: res.status, headers: res.headers, json: await res.json() };
 }
 
@@ -31,7 +35,8 @@ function expectError(r: { status: number; json: any }, code: keyof typeof errorC
 /** A stream the fake engine keeps generating (one token per tick) until the test cancels it. */
 async function openStream(s: TestServer, body: Record<string, unknown>): Promise<Response> {
   return fetch(`${s.url}/v1/completions`, {
-    method: 'POST', headers: { 'content-type': 'application/json' },
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ prompt: 'Once upon a time', max_tokens: 200, stream: true, ...body }),
   });
 }
@@ -53,7 +58,11 @@ describe('sequences per request', () => {
     const over = await post(s, '/v1/completions', { prompt: ['Once', 'Lily', 'Tom'], n: 6, max_tokens: 1 });
     expectError(over, 'invalid_value', 'n');
     expect(over.json.error.message).toMatch(/3 prompts × n 6 = 18 sequences.*at most 16.*--max-num-seqs 16/);
-    expectError(await post(s, '/v1/chat/completions', { messages: [{ role: 'user', content: 'x' }], n: 17, max_tokens: 1 }), 'invalid_value', 'n');
+    expectError(
+      await post(s, '/v1/chat/completions', { messages: [{ role: 'user', content: 'x' }], n: 17, max_tokens: 1 }),
+      'invalid_value',
+      'n',
+    );
     expect(s.engine.submitted).toHaveLength(16);
   });
 
@@ -62,7 +71,11 @@ describe('sequences per request', () => {
     const encode = vi.spyOn(s.tokenizer, 'encode');
     const prompts = Array.from({ length: 5 }, () => 'Once upon a time '.repeat(20));
     expectError(await post(s, '/v1/completions', { prompt: prompts, max_tokens: 1 }), 'invalid_value', 'prompt');
-    expectError(await post(s, '/v1/chat/completions', { messages: [{ role: 'user', content: 'x' }], n: 5, max_tokens: 1 }), 'invalid_value', 'n');
+    expectError(
+      await post(s, '/v1/chat/completions', { messages: [{ role: 'user', content: 'x' }], n: 5, max_tokens: 1 }),
+      'invalid_value',
+      'n',
+    );
     expect(encode).not.toHaveBeenCalled();
   });
 });
@@ -79,7 +92,11 @@ describe('the wait queue counts sequences', () => {
     expectError(full, 'queue_full', null);
     expect(full.headers.get('retry-after')).toBe('1');
     expect(full.json.error.message).toMatch(/6 sequences waiting.*adds 3.*--max-queue 8/);
-    const chatFull = await post(s, '/v1/chat/completions', { messages: [{ role: 'user', content: 'x' }], n: 3, max_tokens: 1 });
+    const chatFull = await post(s, '/v1/chat/completions', {
+      messages: [{ role: 'user', content: 'x' }],
+      n: 3,
+      max_tokens: 1,
+    });
     expectError(chatFull, 'queue_full', null);
     expect(encode).not.toHaveBeenCalled();
 

@@ -26,7 +26,7 @@ function serve(args: string[]) {
     });
     void exited.then((code) => reject(new Error(`exited ${code}: ${stderr}`)));
   });
-  url.catch(() => undefined);  // tests that expect a failed start await `exited` instead
+  url.catch(() => undefined); // tests that expect a failed start await `exited` instead
   return { child, url, exited, stderr: () => stderr };
 }
 
@@ -44,14 +44,33 @@ describe('kvserve serve', () => {
     const template = join(dir, 'plain.jinja');
     // Contents only, no BOS: so the prompt differs from the model's own template by exactly the <s>.
     writeFileSync(template, "{% for m in messages %}{{ m['content'] }}{% endfor %}");
-    const s = serve(['--port', '0', '--device', 'cpu', '--threads', '1', '--chat-template', template, '--api-key', 'k1', '--served-model-name', 'demo']);
+    const s = serve([
+      '--port',
+      '0',
+      '--device',
+      'cpu',
+      '--threads',
+      '1',
+      '--chat-template',
+      template,
+      '--api-key',
+      'k1',
+      '--served-model-name',
+      'demo',
+    ]);
     const url = await s.url;
     await untilHealthy(url);
     const headers = { 'content-type': 'application/json', authorization: 'Bearer k1' };
-    const tok = await fetch(`${url}/tokenize`, { method: 'POST', headers, body: JSON.stringify({ messages: [{ role: 'user', content: expected[0]!.prompt }] }) });
+    const tok = await fetch(`${url}/tokenize`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ messages: [{ role: 'user', content: expected[0]!.prompt }] }),
+    });
     expect((await tok.json()).tokens).toEqual(expected[0]!.prompt_ids.slice(1));
     const res = await fetch(`${url}/v1/completions`, {
-      method: 'POST', headers, body: JSON.stringify({ model: 'demo', prompt: expected[0]!.prompt, max_tokens: 80, temperature: 0 }),
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ model: 'demo', prompt: expected[0]!.prompt, max_tokens: 80, temperature: 0 }),
     });
     expect((await res.json()).choices[0].text).toBe(expected[0]!.greedy_text);
     expect((await fetch(`${url}/v1/models`)).status).toBe(401);

@@ -15,7 +15,18 @@ const RSS_GROWTH_BOUND = 32 * 1024 * 1024;
 
 let url: string;
 beforeAll(async () => {
-  const s = spawnServe(['--max-num-seqs', '2', '--max-queue', '4', '--num-kv-blocks', '32', '--max-num-batched-tokens', '64', '--log-level', 'warn']);
+  const s = spawnServe([
+    '--max-num-seqs',
+    '2',
+    '--max-queue',
+    '4',
+    '--num-kv-blocks',
+    '32',
+    '--max-num-batched-tokens',
+    '64',
+    '--log-level',
+    'warn',
+  ]);
   url = await s.url;
   await untilHealthy(url);
 }, 120_000);
@@ -28,7 +39,12 @@ const KINDS: Kind[] = ['greedy', 'stream', 'chat', 'greedy', 'stream', 'cancel',
 const HUNG_MS = 30_000;
 
 async function send(path: string, body: string, signal: AbortSignal) {
-  const res = await fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body, signal });
+  const res = await fetch(`${url}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body,
+    signal,
+  });
   return { status: res.status, res };
 }
 
@@ -51,25 +67,43 @@ async function one(kind: Kind, k: number): Promise<string> {
   switch (kind) {
     case 'greedy': {
       const { status, res } = await send('/v1/completions', JSON.stringify(greedy), signal);
-      return refusedOr(status, res, async () => sameText(((await res.json()) as { choices: Array<{ text: string }> }).choices[0]!.text));
+      return refusedOr(status, res, async () =>
+        sameText(((await res.json()) as { choices: Array<{ text: string }> }).choices[0]!.text),
+      );
     }
     case 'chat': {
-      const body = { messages: [{ role: 'user', content: expected[i]!.prompt }], max_tokens: 80, temperature: 0, ignore_eos: true };
+      const body = {
+        messages: [{ role: 'user', content: expected[i]!.prompt }],
+        max_tokens: 80,
+        temperature: 0,
+        ignore_eos: true,
+      };
       const { status, res } = await send('/v1/chat/completions', JSON.stringify(body), signal);
-      return refusedOr(status, res, async () => sameText(((await res.json()) as { choices: Array<{ message: { content: string } }> }).choices[0]!.message.content));
+      return refusedOr(status, res, async () =>
+        sameText(
+          ((await res.json()) as { choices: Array<{ message: { content: string } }> }).choices[0]!.message.content,
+        ),
+      );
     }
     case 'stream': {
       const { status, res } = await send('/v1/completions', JSON.stringify({ ...greedy, stream: true }), signal);
       return refusedOr(status, res, async () => {
         const raw = await res.text();
         expect(raw.endsWith('data: [DONE]\n\n')).toBe(true);
-        const chunks = raw.split('\n\n').filter((e) => e.startsWith('data: {')).map((e) => JSON.parse(e.slice(6)));
+        const chunks = raw
+          .split('\n\n')
+          .filter((e) => e.startsWith('data: {'))
+          .map((e) => JSON.parse(e.slice(6)));
         sameText(chunks.map((c) => c.choices[0]?.text ?? '').join(''));
       });
     }
     case 'cancel': {
       const ctl = new AbortController();
-      const { status, res } = await send('/v1/completions', JSON.stringify({ ...greedy, max_tokens: 400, stream: true }), AbortSignal.any([ctl.signal, signal]));
+      const { status, res } = await send(
+        '/v1/completions',
+        JSON.stringify({ ...greedy, max_tokens: 400, stream: true }),
+        AbortSignal.any([ctl.signal, signal]),
+      );
       return refusedOr(status, res, async () => {
         const reader = res.body!.getReader();
         for (let n = 0; n < 1 + (k % 4); n++) if ((await reader.read()).done) break;
@@ -83,8 +117,17 @@ async function one(kind: Kind, k: number): Promise<string> {
       return 'refused';
     }
     case 'malformed': {
-      const bodies = ['{"prompt": ', '{"prompt": "x", "temperature": "hot"}', '[]', '{"messages": [{"role": "wizard"}]}'];
-      const { status, res } = await send(k % 2 ? '/v1/chat/completions' : '/v1/completions', bodies[k % bodies.length]!, signal);
+      const bodies = [
+        '{"prompt": ',
+        '{"prompt": "x", "temperature": "hot"}',
+        '[]',
+        '{"messages": [{"role": "wizard"}]}',
+      ];
+      const { status, res } = await send(
+        k % 2 ? '/v1/chat/completions' : '/v1/completions',
+        bodies[k % bodies.length]!,
+        signal,
+      );
       const text = await res.text();
       expect(status).toBe(400);
       expect(JSON.parse(text).error.type).toBe('invalid_request_error');
@@ -95,7 +138,12 @@ async function one(kind: Kind, k: number): Promise<string> {
 
 async function quiet(): Promise<void> {
   // Aborts land within a step; then nothing may be left.
-  await until(async () => (await metricValue(url, 'vllm:num_requests_running')) === 0 && (await metricValue(url, 'vllm:num_requests_waiting')) === 0, 10_000);
+  await until(
+    async () =>
+      (await metricValue(url, 'vllm:num_requests_running')) === 0 &&
+      (await metricValue(url, 'vllm:num_requests_waiting')) === 0,
+    10_000,
+  );
   expect(await metricValue(url, 'vllm:kv_cache_usage_perc')).toBe(0);
 }
 
@@ -121,6 +169,8 @@ describe('soak at several times capacity', () => {
     expect((await fetch(`${url}/health`)).status).toBe(200);
     // Round 1 is the warm-up (JIT, pools, allocator arenas); what grows after it would be a leak.
     expect(rss.at(-1)! - rss[0]!).toBeLessThan(RSS_GROWTH_BOUND);
-    console.log(`soak: ${JSON.stringify(tally)}; RSS per round (MiB): ${rss.map((b) => (b / 2 ** 20).toFixed(1)).join(' ')}`);
+    console.log(
+      `soak: ${JSON.stringify(tally)}; RSS per round (MiB): ${rss.map((b) => (b / 2 ** 20).toFixed(1)).join(' ')}`,
+    );
   });
 });

@@ -10,7 +10,11 @@ beforeAll(async () => {
 afterAll(() => server.close());
 
 async function rawStream(path: string, body: unknown): Promise<{ status: number; type: string | null; raw: string }> {
-  const res = await fetch(server.url + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const res = await fetch(server.url + path, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
   return { status: res.status, type: res.headers.get('content-type'), raw: await res.text() };
 }
 
@@ -18,7 +22,7 @@ async function rawStream(path: string, body: unknown): Promise<{ status: number;
 function events(raw: string): string[] {
   expect(raw.endsWith('data: [DONE]\n\n')).toBe(true);
   const parts = raw.split('\n\n');
-  expect(parts.pop()).toBe('');  // the body ends with a blank line and nothing after it
+  expect(parts.pop()).toBe(''); // the body ends with a blank line and nothing after it
   for (const p of parts) expect(p).toMatch(/^data: [^\n]+$/);
   return parts.map((p) => p.slice('data: '.length));
 }
@@ -26,8 +30,11 @@ function events(raw: string): string[] {
 describe('SSE framing', () => {
   it('chat: a role-only first chunk, one id and created, finish chunk, usage chunk, [DONE]', async () => {
     const { status, type, raw } = await rawStream('/v1/chat/completions', {
-      messages: [{ role: 'user', content: expected[0]!.prompt }], max_tokens: 6, temperature: 0,
-      stream: true, stream_options: { include_usage: true },
+      messages: [{ role: 'user', content: expected[0]!.prompt }],
+      max_tokens: 6,
+      temperature: 0,
+      stream: true,
+      stream_options: { include_usage: true },
     });
     expect(status).toBe(200);
     expect(type).toMatch(/^text\/event-stream/);
@@ -37,9 +44,16 @@ describe('SSE framing', () => {
     expect(new Set(chunks.map((c) => c.id)).size).toBe(1);
     expect(new Set(chunks.map((c) => c.created)).size).toBe(1);
     expect(chunks.every((c) => c.object === 'chat.completion.chunk')).toBe(true);
-    expect(chunks[0].choices[0]).toEqual({ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null });
+    expect(chunks[0].choices[0]).toEqual({
+      index: 0,
+      delta: { role: 'assistant', content: '' },
+      logprobs: null,
+      finish_reason: null,
+    });
     expect(chunks[1].choices[0].delta).toEqual({ content: ',' });
-    expect(chunks.slice(1, -2).every((c) => c.choices[0].delta.role === undefined && c.choices[0].finish_reason === null)).toBe(true);
+    expect(
+      chunks.slice(1, -2).every((c) => c.choices[0].delta.role === undefined && c.choices[0].finish_reason === null),
+    ).toBe(true);
     const finish = chunks.at(-2);
     expect(finish.choices[0]).toMatchObject({ index: 0, delta: {}, finish_reason: 'length' });
     const usage = chunks.at(-1);
@@ -68,10 +82,13 @@ describe('SSE framing', () => {
     const s = await startTestServer({ engine: { script: () => ids } });
     try {
       const res = await fetch(`${s.url}/v1/completions`, {
-        method: 'POST', headers: { 'content-type': 'application/json' },
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ prompt: 'x', max_tokens: ids.length, stream: true }),
       });
-      const texts = events(await res.text()).slice(0, -1).map((p) => JSON.parse(p).choices[0].text as string);
+      const texts = events(await res.text())
+        .slice(0, -1)
+        .map((p) => JSON.parse(p).choices[0].text as string);
       for (const t of texts) expect(t).not.toContain('\uFFFD');
       // Reference: the whole sequence decoded at once, minus the prompt.
       const promptIds = server.tokenizer.encode('x');
@@ -86,8 +103,15 @@ describe('SSE framing', () => {
 
   it('a stop string split across many chunks is held back and never sent', async () => {
     const stop = 'little girl named';
-    const { raw } = await rawStream('/v1/completions', { prompt: expected[0]!.prompt, max_tokens: 40, stream: true, stop });
-    const chunks = events(raw).slice(0, -1).map((p) => JSON.parse(p));
+    const { raw } = await rawStream('/v1/completions', {
+      prompt: expected[0]!.prompt,
+      max_tokens: 40,
+      stream: true,
+      stop,
+    });
+    const chunks = events(raw)
+      .slice(0, -1)
+      .map((p) => JSON.parse(p));
     const text = chunks.map((c) => c.choices[0].text).join('');
     expect(text).toBe(expected[0]!.greedy_text.slice(0, expected[0]!.greedy_text.indexOf(stop)));
     expect(chunks.at(-1).choices[0]).toMatchObject({ finish_reason: 'stop', stop_reason: stop });

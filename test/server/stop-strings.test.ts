@@ -80,16 +80,20 @@ describe('StopStringMatcher', () => {
 
   it('never sends text that a later piece turns into a stop string (property)', () => {
     fc.assert(
-      fc.property(fc.array(fc.stringMatching(/^[ab]{0,3}$/), { maxLength: 10 }), fc.stringMatching(/^[ab]{1,4}$/), (pieces, stop) => {
-        const m = new StopStringMatcher([stop]);
-        let sent = '';
-        for (const p of pieces) {
-          const r = m.push(p);
-          sent += r.text;
-          expect(sent.includes(stop)).toBe(false);
-          if (r.stop) return;
-        }
-      }),
+      fc.property(
+        fc.array(fc.stringMatching(/^[ab]{0,3}$/), { maxLength: 10 }),
+        fc.stringMatching(/^[ab]{1,4}$/),
+        (pieces, stop) => {
+          const m = new StopStringMatcher([stop]);
+          let sent = '';
+          for (const p of pieces) {
+            const r = m.push(p);
+            sent += r.text;
+            expect(sent.includes(stop)).toBe(false);
+            if (r.stop) return;
+          }
+        },
+      ),
       { numRuns: 1000 },
     );
   });

@@ -12,12 +12,17 @@ import { expected } from './helpers/stories.js';
 const HEADER_MS = 300;
 const BODY_MS = 600;
 const KEEP_ALIVE_MS = 300;
-const BOUND_MS = 4000;  // far above any of them, far below the test timeout
+const BOUND_MS = 4000; // far above any of them, far below the test timeout
 
 let server: TestServer;
 beforeAll(async () => {
   // 20 ms per token: a 100-token stream runs 2 s, longer than every timeout above.
-  server = await startTestServer({ engine: { tickMs: 20 }, headerTimeoutMs: HEADER_MS, requestTimeoutMs: BODY_MS, keepAliveTimeoutMs: KEEP_ALIVE_MS });
+  server = await startTestServer({
+    engine: { tickMs: 20 },
+    headerTimeoutMs: HEADER_MS,
+    requestTimeoutMs: BODY_MS,
+    keepAliveTimeoutMs: KEEP_ALIVE_MS,
+  });
 });
 afterAll(() => server.close());
 
@@ -29,7 +34,10 @@ async function closedWithin(x: { closed: Promise<number> }, ms: number): Promise
 
 describe('stalled clients', () => {
   it('a body that stops arriving is a 408 and a closed connection', async () => {
-    const x = await rawConnect(server.url, 'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"prompt":');
+    const x = await rawConnect(
+      server.url,
+      'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"prompt":',
+    );
     const t = await closedWithin(x, BOUND_MS);
     expect(t).toBeGreaterThanOrEqual(BODY_MS - 50);
     const r = parseResponse(x.received());
@@ -58,7 +66,10 @@ describe('stalled clients', () => {
 
   it('a body that trickles in but completes within the timeout is served', async () => {
     const body = JSON.stringify({ prompt: expected[0]!.prompt, max_tokens: 2 });
-    const x = await rawConnect(server.url, `POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`);
+    const x = await rawConnect(
+      server.url,
+      `POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`,
+    );
     for (let i = 0; i < body.length; i += 10) {
       x.write(body.slice(i, i + 10));
       await new Promise((r) => setTimeout(r, 20));
@@ -72,7 +83,8 @@ describe('long responses', () => {
   it('an SSE stream longer than every timeout runs to [DONE]', async () => {
     const started = Date.now();
     const res = await fetch(`${server.url}/v1/completions`, {
-      method: 'POST', headers: { 'content-type': 'application/json' },
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ prompt: expected[0]!.prompt, max_tokens: 100, ignore_eos: true, stream: true }),
     });
     const raw = await res.text();
@@ -84,7 +96,8 @@ describe('long responses', () => {
 
   it('a non-streamed answer longer than every timeout arrives whole', async () => {
     const res = await fetch(`${server.url}/v1/completions`, {
-      method: 'POST', headers: { 'content-type': 'application/json' },
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ prompt: expected[0]!.prompt, max_tokens: 60, ignore_eos: true }),
     });
     expect(res.status).toBe(200);
@@ -95,10 +108,16 @@ describe('long responses', () => {
 describe('flags', () => {
   it('--header-timeout, --request-body-timeout and --keep-alive-timeout are seconds, with defaults', () => {
     expect(parseConfig([])).toMatchObject({ headerTimeout: 10, requestBodyTimeout: 30, keepAliveTimeout: 5 });
-    expect(parseConfig(['--header-timeout', '0.5', '--request-body-timeout', '2', '--keep-alive-timeout', '1'])).toMatchObject({
-      headerTimeout: 0.5, requestBodyTimeout: 2, keepAliveTimeout: 1,
+    expect(
+      parseConfig(['--header-timeout', '0.5', '--request-body-timeout', '2', '--keep-alive-timeout', '1']),
+    ).toMatchObject({
+      headerTimeout: 0.5,
+      requestBodyTimeout: 2,
+      keepAliveTimeout: 1,
     });
-    expect(() => parseConfig(['--header-timeout', '40', '--request-body-timeout', '30'])).toThrow(/--header-timeout \(40\) must not exceed --request-body-timeout \(30\)/);
+    expect(() => parseConfig(['--header-timeout', '40', '--request-body-timeout', '30'])).toThrow(
+      /--header-timeout \(40\) must not exceed --request-body-timeout \(30\)/,
+    );
     expect(() => parseConfig(['--keep-alive-timeout', '-1'])).toThrow(/at least 0/);
   });
 });

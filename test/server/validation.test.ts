@@ -14,11 +14,20 @@ beforeAll(async () => {
 afterAll(() => server.close());
 
 async function post(path: string, body: unknown) {
-  const res = await fetch(server.url + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+  const res = await fetch(server.url + path, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
   return { status: res.status, json: await res.json() };
 }
 
-function expectError(r: { status: number; json: any }, code: keyof typeof errorCodes, param: string | null, message?: RegExp) {
+function expectError(
+  r: { status: number; json: any },
+  code: keyof typeof errorCodes,
+  param: string | null,
+  message?: RegExp,
+) {
   expect(r.json.error, JSON.stringify(r.json)).toBeDefined();
   expect(r.json.error.code).toBe(code);
   expect(r.status).toBe(errorCodes[code].status);
@@ -28,12 +37,19 @@ function expectError(r: { status: number; json: any }, code: keyof typeof errorC
 }
 
 const cmpl = (extra: Record<string, unknown>) => ({ prompt: 'Once upon a time', max_tokens: 2, ...extra });
-const chat = (extra: Record<string, unknown>) => ({ messages: [{ role: 'user', content: 'Once upon a time' }], max_tokens: 2, ...extra });
+const chat = (extra: Record<string, unknown>) => ({
+  messages: [{ role: 'user', content: 'Once upon a time' }],
+  max_tokens: 2,
+  ...extra,
+});
 
 describe('floats are checked as the engine stores them (float32)', () => {
   // The JSON text is sent as written: 1e-320 is a valid (subnormal) double, > 0, and 0 as a float32.
   const cases: Array<[string, string]> = [
-    ['top_p', '1e-320'], ['top_p', '1e-46'], ['repetition_penalty', '1e-320'], ['repetition_penalty', '1e-46'],
+    ['top_p', '1e-320'],
+    ['top_p', '1e-46'],
+    ['repetition_penalty', '1e-320'],
+    ['repetition_penalty', '1e-46'],
   ];
   for (const [field, value] of cases) {
     it(`${field}: ${value} is 0 as a 32-bit float, a 400`, async () => {
@@ -45,7 +61,7 @@ describe('floats are checked as the engine stores them (float32)', () => {
   }
 
   it('the smallest positive float32 passes and reaches the engine as itself', async () => {
-    const tiny = 2 ** -149;  // float32's least subnormal
+    const tiny = 2 ** -149; // float32's least subnormal
     server.engine.submitted.length = 0;
     expect((await post('/v1/completions', cmpl({ top_p: tiny, repetition_penalty: tiny }))).status).toBe(200);
     const s = server.engine.submitted[0]!.sampling;
@@ -75,8 +91,23 @@ describe('integers are range-checked before any conversion', () => {
     ['logprobs 1e300', { logprobs: 1e300 }, 'logprobs', '/v1/completions'],
     ['top_logprobs 1e300', { logprobs: true, top_logprobs: 1e300 }, 'top_logprobs', '/v1/chat/completions'],
     ['a prompt token id 1e300', { prompt: [1, 1e300] }, 'prompt', '/v1/completions'],
-    ['a prompt token id 2^32 + 5 (would wrap to 5)', { prompt: [[1, 5], [1, 2 ** 32 + 5]] }, 'prompt', '/v1/completions'],
-    ['stop_token_ids 2^32 + 2 (would wrap to EOS)', { stop_token_ids: [2 ** 32 + 2] }, 'stop_token_ids[0]', '/v1/completions'],
+    [
+      'a prompt token id 2^32 + 5 (would wrap to 5)',
+      {
+        prompt: [
+          [1, 5],
+          [1, 2 ** 32 + 5],
+        ],
+      },
+      'prompt',
+      '/v1/completions',
+    ],
+    [
+      'stop_token_ids 2^32 + 2 (would wrap to EOS)',
+      { stop_token_ids: [2 ** 32 + 2] },
+      'stop_token_ids[0]',
+      '/v1/completions',
+    ],
   ];
   for (const [what, extra, param, path] of cases) {
     it(what, async () => {
@@ -87,14 +118,28 @@ describe('integers are range-checked before any conversion', () => {
 
   it('a logit_bias key beyond the vocabulary is named as written', async () => {
     const key = '9'.repeat(30);
-    expectError(await post('/v1/completions', cmpl({ logit_bias: { [key]: 1 } })), 'invalid_value', 'logit_bias', new RegExp(`"${key}"`));
-    expectError(await post('/v1/completions', cmpl({ logit_bias: { '4294967298': 1 } })), 'invalid_value', 'logit_bias', /"4294967298"/);
+    expectError(
+      await post('/v1/completions', cmpl({ logit_bias: { [key]: 1 } })),
+      'invalid_value',
+      'logit_bias',
+      new RegExp(`"${key}"`),
+    );
+    expectError(
+      await post('/v1/completions', cmpl({ logit_bias: { '4294967298': 1 } })),
+      'invalid_value',
+      'logit_bias',
+      /"4294967298"/,
+    );
   });
 
   it('the edges pass unchanged: top_k 2^31 - 1 and -1, seed ±(2^53 - 1), priority ±(2^31 - 1)', async () => {
     server.engine.submitted.length = 0;
-    expect((await post('/v1/completions', cmpl({ top_k: 2 ** 31 - 1, seed: 2 ** 53 - 1, priority: 2 ** 31 - 1 }))).status).toBe(200);
-    expect((await post('/v1/completions', cmpl({ top_k: -1, seed: -(2 ** 53 - 1), priority: -(2 ** 31 - 1) }))).status).toBe(200);
+    expect(
+      (await post('/v1/completions', cmpl({ top_k: 2 ** 31 - 1, seed: 2 ** 53 - 1, priority: 2 ** 31 - 1 }))).status,
+    ).toBe(200);
+    expect(
+      (await post('/v1/completions', cmpl({ top_k: -1, seed: -(2 ** 53 - 1), priority: -(2 ** 31 - 1) }))).status,
+    ).toBe(200);
     const [a, b] = server.engine.submitted;
     expect(a!.sampling.topK).toBe(2 ** 31 - 1);
     expect(b!.sampling.topK).toBe(-1);
@@ -106,11 +151,42 @@ describe('integers are range-checked before any conversion', () => {
 describe('chat messages as OpenAI accepts them', () => {
   const bad: Array<[string, unknown[], keyof typeof errorCodes, string]> = [
     ['a user message without content', [{ role: 'user' }], 'missing_required_parameter', 'messages[0].content'],
-    ['a user message with null content', [{ role: 'user', content: null }], 'missing_required_parameter', 'messages[0].content'],
-    ['a system message without content', [{ role: 'system' }, { role: 'user', content: 'x' }], 'missing_required_parameter', 'messages[0].content'],
-    ['a tool message without tool_call_id', [{ role: 'user', content: 'x' }, { role: 'tool', content: '42' }], 'missing_required_parameter', 'messages[1].tool_call_id'],
-    ['an assistant message with neither content nor tool_calls', [{ role: 'user', content: 'x' }, { role: 'assistant' }], 'missing_required_parameter', 'messages[1].content'],
-    ['an assistant message with empty tool_calls and no content', [{ role: 'user', content: 'x' }, { role: 'assistant', tool_calls: [] }], 'missing_required_parameter', 'messages[1].content'],
+    [
+      'a user message with null content',
+      [{ role: 'user', content: null }],
+      'missing_required_parameter',
+      'messages[0].content',
+    ],
+    [
+      'a system message without content',
+      [{ role: 'system' }, { role: 'user', content: 'x' }],
+      'missing_required_parameter',
+      'messages[0].content',
+    ],
+    [
+      'a tool message without tool_call_id',
+      [
+        { role: 'user', content: 'x' },
+        { role: 'tool', content: '42' },
+      ],
+      'missing_required_parameter',
+      'messages[1].tool_call_id',
+    ],
+    [
+      'an assistant message with neither content nor tool_calls',
+      [{ role: 'user', content: 'x' }, { role: 'assistant' }],
+      'missing_required_parameter',
+      'messages[1].content',
+    ],
+    [
+      'an assistant message with empty tool_calls and no content',
+      [
+        { role: 'user', content: 'x' },
+        { role: 'assistant', tool_calls: [] },
+      ],
+      'missing_required_parameter',
+      'messages[1].content',
+    ],
   ];
   for (const [what, messages, code, param] of bad) {
     it(what, async () => {
@@ -145,10 +221,17 @@ describe('/tokenize and /detokenize edge cases', () => {
   it('/tokenize: an empty prompt is its special tokens; no prompt, both, or no messages are 400s', async () => {
     const empty = await post('/tokenize', { prompt: '' });
     expect(empty.status).toBe(200);
-    expect(empty.json.tokens).toEqual([1]);  // the BOS the tokenizer adds
-    expect((await post('/tokenize', { prompt: '', add_special_tokens: false })).json).toMatchObject({ count: 0, tokens: [] });
+    expect(empty.json.tokens).toEqual([1]); // the BOS the tokenizer adds
+    expect((await post('/tokenize', { prompt: '', add_special_tokens: false })).json).toMatchObject({
+      count: 0,
+      tokens: [],
+    });
     expectError(await post('/tokenize', {}), 'missing_required_parameter', 'prompt');
-    expectError(await post('/tokenize', { prompt: 'x', messages: [{ role: 'user', content: 'x' }] }), 'invalid_value', 'prompt');
+    expectError(
+      await post('/tokenize', { prompt: 'x', messages: [{ role: 'user', content: 'x' }] }),
+      'invalid_value',
+      'prompt',
+    );
     expectError(await post('/tokenize', { messages: [] }), 'invalid_value', 'messages');
     expectError(await post('/tokenize', { prompt: 5 }), 'invalid_value', 'prompt');
   });

@@ -10,10 +10,18 @@ import { expected, storiesDir } from './helpers/stories.js';
 let server: ServeHandle;
 let client: OpenAI;
 const MODEL = 'stories260K';
-const ref = expected[0]!;  // "Once upon a time" → ", there was a little girl named Lily. She loved…"
+const ref = expected[0]!; // "Once upon a time" → ", there was a little girl named Lily. She loved…"
 
 beforeAll(async () => {
-  const config = finishEngineConfig({ ...serverDefaults(), model: storiesDir, device: 'cpu' as const, port: 0, threads: 1, logLevel: 'silent' as const, apiKey: undefined });
+  const config = finishEngineConfig({
+    ...serverDefaults(),
+    model: storiesDir,
+    device: 'cpu' as const,
+    port: 0,
+    threads: 1,
+    logLevel: 'silent' as const,
+    apiKey: undefined,
+  });
   server = await startServe(config);
   await server.ready;
   client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
@@ -22,7 +30,12 @@ afterAll(() => server?.close(1000));
 
 type Extra = Record<string, unknown>;
 const complete = (params: Extra) =>
-  client.completions.create({ model: MODEL, prompt: ref.prompt, temperature: 0, ...params } as unknown as OpenAI.CompletionCreateParamsNonStreaming);
+  client.completions.create({
+    model: MODEL,
+    prompt: ref.prompt,
+    temperature: 0,
+    ...params,
+  } as unknown as OpenAI.CompletionCreateParamsNonStreaming);
 
 /** The generated ids, read back through return_tokens_as_token_ids. */
 async function greedyIds(params: Extra): Promise<number[]> {
@@ -31,13 +44,19 @@ async function greedyIds(params: Extra): Promise<number[]> {
 }
 
 describe("vLLM's extras", () => {
-  it('return_tokens_as_token_ids names tokens by id: the greedy ids are transformers\'', async () => {
+  it("return_tokens_as_token_ids names tokens by id: the greedy ids are transformers'", async () => {
     expect(await greedyIds({ max_tokens: 30 })).toEqual(ref.greedy_ids.slice(0, 30));
   });
 
   it('allowed_token_ids: only those are sampled, the rest read the -9999 floor', async () => {
     const allowed = [ref.greedy_ids[5]!, ref.greedy_ids[9]!, 13];
-    const r = await complete({ max_tokens: 12, allowed_token_ids: allowed, logprobs: 5, return_tokens_as_token_ids: true, ignore_eos: true });
+    const r = await complete({
+      max_tokens: 12,
+      allowed_token_ids: allowed,
+      logprobs: 5,
+      return_tokens_as_token_ids: true,
+      ignore_eos: true,
+    });
     const lp = r.choices[0]!.logprobs!;
     for (const t of lp.tokens!) expect(allowed).toContain(Number(t.slice('token_id:'.length)));
     for (const top of lp.top_logprobs!) {
@@ -50,18 +69,20 @@ describe("vLLM's extras", () => {
     }
   });
 
-  it('bad_words of one token: never generated; the run follows the unmasked run\'s best alternative', async () => {
+  it("bad_words of one token: never generated; the run follows the unmasked run's best alternative", async () => {
     const free = await complete({ max_tokens: 2, logprobs: 2, return_tokens_as_token_ids: true });
-    const alternatives = Object.keys(free.choices[0]!.logprobs!.top_logprobs![1]!).map((t) => Number(t.slice('token_id:'.length)));
+    const alternatives = Object.keys(free.choices[0]!.logprobs!.top_logprobs![1]!).map((t) =>
+      Number(t.slice('token_id:'.length)),
+    );
     const ids = await greedyIds({ max_tokens: 20, bad_words: ['there'] });
     expect(ids[0]).toBe(ref.greedy_ids[0]);
-    expect(ids).not.toContain(ref.greedy_ids[1]);  // ▁there
+    expect(ids).not.toContain(ref.greedy_ids[1]); // ▁there
     expect(ids[1]).toBe(alternatives.find((id) => id !== ref.greedy_ids[1]));
   });
 
-  it('bad_words of several tokens ban the last one only right after the others (vLLM\'s semantics)', async () => {
+  it("bad_words of several tokens ban the last one only right after the others (vLLM's semantics)", async () => {
     // "girl" is ▁g ir l here: ▁g and ir are still generated, then l is masked.
-    const at = ref.greedy_ids.indexOf(ref.greedy_ids[7]!);  // l, after ▁little ▁g ir
+    const at = ref.greedy_ids.indexOf(ref.greedy_ids[7]!); // l, after ▁little ▁g ir
     const ids = await greedyIds({ max_tokens: 12, bad_words: ['girl'] });
     expect(ids.slice(0, at)).toEqual(ref.greedy_ids.slice(0, at));
     expect(ids[at]).not.toBe(ref.greedy_ids[at]);
@@ -73,8 +94,13 @@ describe("vLLM's extras", () => {
   it('truncate_prompt_tokens keeps the end of the prompt', async () => {
     const junk = [300, 301, 302, 303, 304, 305];
     const r = await client.completions.create({
-      model: MODEL, prompt: [...junk, ...ref.prompt_ids], max_tokens: 20, temperature: 0, truncate_prompt_tokens: ref.prompt_ids.length,
-      logprobs: 0, return_tokens_as_token_ids: true,
+      model: MODEL,
+      prompt: [...junk, ...ref.prompt_ids],
+      max_tokens: 20,
+      temperature: 0,
+      truncate_prompt_tokens: ref.prompt_ids.length,
+      logprobs: 0,
+      return_tokens_as_token_ids: true,
     } as unknown as OpenAI.CompletionCreateParamsNonStreaming);
     expect(r.usage!.prompt_tokens).toBe(ref.prompt_ids.length);
     expect(r.choices[0]!.logprobs!.tokens).toEqual(ref.greedy_ids.slice(0, 20).map((id) => `token_id:${id}`));
@@ -83,12 +109,20 @@ describe("vLLM's extras", () => {
   it('add_special_tokens: false leaves out the BOS of a string prompt; truncation past the context is a 400', async () => {
     const r = await complete({ max_tokens: 1, add_special_tokens: false });
     expect(r.usage!.prompt_tokens).toBe(ref.prompt_ids.length - 1);
-    await expect(complete({ max_tokens: 1, truncate_prompt_tokens: 513 })).rejects.toMatchObject({ status: 400, param: 'truncate_prompt_tokens' });
+    await expect(complete({ max_tokens: 1, truncate_prompt_tokens: 513 })).rejects.toMatchObject({
+      status: 400,
+      param: 'truncate_prompt_tokens',
+    });
   });
 
   it('stream_options.continuous_usage_stats: every chunk carries the usage so far', async () => {
     const stream = await client.completions.create({
-      model: MODEL, prompt: ref.prompt, max_tokens: 10, temperature: 0, stream: true, ignore_eos: true,
+      model: MODEL,
+      prompt: ref.prompt,
+      max_tokens: 10,
+      temperature: 0,
+      stream: true,
+      ignore_eos: true,
       stream_options: { include_usage: true, continuous_usage_stats: true },
     } as unknown as OpenAI.CompletionCreateParamsStreaming);
     const seen: number[] = [];
@@ -109,10 +143,16 @@ describe("vLLM's extras", () => {
 });
 
 describe('deviations from OpenAI, fixed', () => {
-  it("the chat stream helper with logprobs counts each token once (the role chunk carries none)", async () => {
+  it('the chat stream helper with logprobs counts each token once (the role chunk carries none)', async () => {
     const stream = client.chat.completions.stream({
-      model: MODEL, messages: [{ role: 'user', content: ref.prompt }], max_tokens: 15, temperature: 0, logprobs: true, top_logprobs: 2,
-      stream_options: { include_usage: true }, ignore_eos: true,
+      model: MODEL,
+      messages: [{ role: 'user', content: ref.prompt }],
+      max_tokens: 15,
+      temperature: 0,
+      logprobs: true,
+      top_logprobs: 2,
+      stream_options: { include_usage: true },
+      ignore_eos: true,
     } as OpenAI.ChatCompletionStreamParams);
     const final = await stream.finalChatCompletion();
     const content = final.choices[0]!.logprobs!.content!;
@@ -122,25 +162,43 @@ describe('deviations from OpenAI, fixed', () => {
   });
 
   it('/v1/completions defaults max_tokens to 16, chat to the rest of the context', async () => {
-    const r = await client.completions.create({ model: MODEL, prompt: ref.prompt, temperature: 0, ignore_eos: true } as OpenAI.CompletionCreateParamsNonStreaming);
+    const r = await client.completions.create({
+      model: MODEL,
+      prompt: ref.prompt,
+      temperature: 0,
+      ignore_eos: true,
+    } as OpenAI.CompletionCreateParamsNonStreaming);
     expect(r.usage!.completion_tokens).toBe(16);
-    const c = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: ref.prompt }], temperature: 0, ignore_eos: true } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+    const c = await client.chat.completions.create({
+      model: MODEL,
+      messages: [{ role: 'user', content: ref.prompt }],
+      temperature: 0,
+      ignore_eos: true,
+    } as OpenAI.ChatCompletionCreateParamsNonStreaming);
     expect(c.usage!.completion_tokens).toBe(512 - c.usage!.prompt_tokens);
   });
 
   it('a byte-fallback token: chat keeps U+FFFD with its byte, the legacy form shows bytes:\\xNN', async () => {
-    const byteId = 229;  // <0xE2> in stories260K's vocabulary
+    const byteId = 229; // <0xE2> in stories260K's vocabulary
     const forced = { max_tokens: 1, logit_bias: { [byteId]: 100 }, temperature: 0 };
     const legacy = await complete({ ...forced, logprobs: 1 });
     expect(legacy.choices[0]!.logprobs!.tokens).toEqual(['bytes:\\xe2']);
-    const chat = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: ref.prompt }], logprobs: true, ...forced });
+    const chat = await client.chat.completions.create({
+      model: MODEL,
+      messages: [{ role: 'user', content: ref.prompt }],
+      logprobs: true,
+      ...forced,
+    });
     expect(chat.choices[0]!.logprobs!.content![0]).toMatchObject({ token: '\uFFFD', bytes: [0xe2] });
   });
 
   it('logprobs are reported after logit_bias: removing the top token renormalises the rest', async () => {
-    const top = ref.greedy_ids[0]!;  // ","
-    const free = (await complete({ max_tokens: 1, logprobs: 5, return_tokens_as_token_ids: true })).choices[0]!.logprobs!.top_logprobs![0]!;
-    const biased = (await complete({ max_tokens: 1, logprobs: 5, return_tokens_as_token_ids: true, logit_bias: { [top]: -100 } })).choices[0]!.logprobs!;
+    const top = ref.greedy_ids[0]!; // ","
+    const free = (await complete({ max_tokens: 1, logprobs: 5, return_tokens_as_token_ids: true })).choices[0]!
+      .logprobs!.top_logprobs![0]!;
+    const biased = (
+      await complete({ max_tokens: 1, logprobs: 5, return_tokens_as_token_ids: true, logit_bias: { [top]: -100 } })
+    ).choices[0]!.logprobs!;
     expect(Object.keys(biased.top_logprobs![0]!)).not.toContain(`token_id:${top}`);
     // With the top token's mass p gone, every other logprob rises by -log(1 - p).
     const shift = -Math.log(1 - Math.exp(free[`token_id:${top}`]!));

@@ -23,13 +23,20 @@ async function serveCopy(name: string, extra: string[]) {
   const model = join(work, name);
   cpSync(storiesDir, model, { recursive: true });
   // node itself, not the tsx wrapper (which would turn the server's death by a signal into an exit code).
-  const child = spawn(process.execPath, ['--import', 'tsx', cli, 'serve', '--model', model, '--port', '0', '--device', 'cpu', '--threads', '1', ...extra], {
-    cwd: repoRoot, env: { ...process.env, KVSERVE_API_KEY: '' },
-  });
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', cli, 'serve', '--model', model, '--port', '0', '--device', 'cpu', '--threads', '1', ...extra],
+    {
+      cwd: repoRoot,
+      env: { ...process.env, KVSERVE_API_KEY: '' },
+    },
+  );
   children.push(child);
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr += d));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal })),
+  );
   const url = await new Promise<string>((resolve, reject) => {
     child.stderr!.on('data', () => {
       const m = /listening on (http:\/\/\S+)/.exec(stderr);
@@ -37,13 +44,15 @@ async function serveCopy(name: string, extra: string[]) {
     });
     void exited.then((e) => reject(new Error(`exited ${JSON.stringify(e)}: ${stderr}`)));
   });
-  for (let i = 0; i < 600 && (await fetch(`${url}/health`)).status !== 200; i++) await new Promise((r) => setTimeout(r, 50));
+  for (let i = 0; i < 600 && (await fetch(`${url}/health`)).status !== 200; i++)
+    await new Promise((r) => setTimeout(r, 50));
   return { url, weights: join(model, 'model.safetensors'), exited, stderr: () => stderr };
 }
 
 async function greedyText(url: string, i: number): Promise<string> {
   const res = await fetch(`${url}/v1/completions`, {
-    method: 'POST', headers: { 'content-type': 'application/json' },
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ prompt: expected[i]!.prompt, max_tokens: 40, temperature: 0, ignore_eos: true }),
   });
   expect(res.status).toBe(200);
@@ -58,10 +67,11 @@ describe('the weights file changes under a running server', () => {
     expect((await greedyText(s.url, 0)).trimStart()).toContain(reference(0));
     truncateSync(s.weights, 0);
     const during = await fetch(`${s.url}/v1/completions`, {
-      method: 'POST', headers: { 'content-type': 'application/json' },
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ prompt: expected[1]!.prompt, max_tokens: 10 }),
     }).catch((e: Error) => e);
-    expect(during).toBeInstanceOf(Error);  // the process is gone before it can answer
+    expect(during).toBeInstanceOf(Error); // the process is gone before it can answer
     expect(await s.exited).toEqual({ code: 135, signal: null });
     expect(s.stderr()).toContain(
       `kvserve: the weights file ${s.weights} was truncated or removed while mmapped (SIGBUS); restart, or use ` +

@@ -82,6 +82,8 @@ describe('synthetic tokenizer (dummy weights without tokenizer.json)', () => {
     expect(d.push([6]) + d.push([7, 128255]) + d.flush()).toBe(' w6 w7 w128255');
   });
   test('is never used for real weights', async () => {
-    await expect(TextTokenizer.forModel(resolve(__dirname, '../../configs'), { dummy: false, configPath: '' })).rejects.toThrow(/no tokenizer\.json/);
+    await expect(
+      TextTokenizer.forModel(resolve(__dirname, '../../configs'), { dummy: false, configPath: '' }),
+    ).rejects.toThrow(/no tokenizer\.json/);
   });
 });

@@ -20,7 +20,7 @@ const justOver = (pieces: string[], limit: number) => {
   for (let i = 0; bytes(text) <= limit; i++) text += pieces[i % pieces.length];
   return text;
 };
-const CONTEXT = 24;  // small, so texts just over the bound are cheap to tokenize
+const CONTEXT = 24; // small, so texts just over the bound are cheap to tokenize
 
 describe('stories260K (BPE with byte fallback, Prepend/Replace normalizer)', () => {
   let tok: TextTokenizer;
@@ -43,7 +43,10 @@ describe('stories260K (BPE with byte fallback, Prepend/Replace normalizer)', () 
   it('any text over the bound has no room left in the context', () => {
     const limit = promptByteLimit(tok.bytesPerToken, CONTEXT, 0, 1 << 23);
     const packed = fc.array(fc.constantFrom(...pieces), { minLength: 1, maxLength: 40 });
-    const unicode = fc.array(fc.string({ unit: 'binary', minLength: 1, maxLength: 8 }), { minLength: 1, maxLength: 40 });
+    const unicode = fc.array(fc.string({ unit: 'binary', minLength: 1, maxLength: 8 }), {
+      minLength: 1,
+      maxLength: 40,
+    });
     fc.assert(
       fc.property(fc.oneof(packed, unicode), (p) => {
         const text = justOver(p, limit);
@@ -79,8 +82,16 @@ function byteLevelNfc() {
     post_processor: null,
     decoder: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
     model: {
-      type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null,
-      fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab, merges: [`${a} ${b}`, `${a}${b} ${c}`],
+      type: 'BPE',
+      dropout: null,
+      unk_token: null,
+      continuing_subword_prefix: null,
+      end_of_word_suffix: null,
+      fuse_unk: false,
+      byte_fallback: false,
+      ignore_merges: false,
+      vocab,
+      merges: [`${a} ${b}`, `${a}${b} ${c}`],
     },
   };
 }
@@ -89,7 +100,7 @@ describe('byte-level BPE with NFC', () => {
   const json = byteLevelNfc();
   const tok = new Tokenizer(json, {});
   const encode = (s: string) => tok.encode(s, { add_special_tokens: false }).ids;
-  const JAMO = '\u1100\u1161\u11a8';  // ㄱ ㅏ ㄱ: 9 bytes that NFC composes into 각 (3 bytes), one token here
+  const JAMO = '\u1100\u1161\u11a8'; // ㄱ ㅏ ㄱ: 9 bytes that NFC composes into 각 (3 bytes), one token here
 
   it('the longest token is 6 bytes of mapped characters; NFC can shrink text 3×, so B = 18', () => {
     expect(encode(JAMO.repeat(5))).toEqual([257, 257, 257, 257, 257]);
@@ -97,7 +108,7 @@ describe('byte-level BPE with NFC', () => {
   });
 
   it('without the shrink factor the bound would refuse a prompt that fits', () => {
-    const text = JAMO.repeat(CONTEXT - 4);  // 20 tokens, 180 bytes
+    const text = JAMO.repeat(CONTEXT - 4); // 20 tokens, 180 bytes
     expect(encode(text).length).toBeLessThan(CONTEXT);
     expect(bytes(text)).toBeGreaterThan((CONTEXT - 1) * 6);
     expect(bytes(text)).toBeLessThanOrEqual(promptByteLimit(bytesPerToken(json), CONTEXT, 0, 1 << 23));
@@ -120,9 +131,21 @@ describe('tokenizers that admit no bound', () => {
   const cases: Array<[string, object, RegExp]> = [
     ['WordPiece (a long word is one [UNK])', syntheticTokenizerFiles(64).tokenizer, /WordPiece/],
     ['a Strip normalizer', { ...stories, normalizer: { type: 'Strip', strip_left: true, strip_right: true } }, /Strip/],
-    ['a whitespace-dropping pre-tokenizer', { ...stories, pre_tokenizer: { type: 'WhitespaceSplit' } }, /WhitespaceSplit/],
-    ['a shortening Replace', { ...stories, normalizer: { type: 'Replace', pattern: { String: '  ' }, content: ' ' } }, /Replace/],
-    ['fused unknowns without byte fallback', { ...stories, model: { ...stories.model, byte_fallback: false, fuse_unk: true } }, /fuses/],
+    [
+      'a whitespace-dropping pre-tokenizer',
+      { ...stories, pre_tokenizer: { type: 'WhitespaceSplit' } },
+      /WhitespaceSplit/,
+    ],
+    [
+      'a shortening Replace',
+      { ...stories, normalizer: { type: 'Replace', pattern: { String: '  ' }, content: ' ' } },
+      /Replace/,
+    ],
+    [
+      'fused unknowns without byte fallback',
+      { ...stories, model: { ...stories.model, byte_fallback: false, fuse_unk: true } },
+      /fuses/,
+    ],
   ];
   for (const [what, json, reason] of cases) {
     it(what, () => {

@@ -2,10 +2,22 @@
 // read from the response body with a ReadableStream reader, event by event. No dependencies, no build step.
 const $ = (id) => document.getElementById(id);
 const ui = {
-  model: $('model'), status: $('status'), messages: $('messages'), empty: $('empty'), composer: $('composer'),
-  prompt: $('prompt'), send: $('send'), stop: $('stop'), reset: $('reset'), stats: $('stats'),
-  system: $('system'), temperature: $('temperature'), topP: $('top_p'), maxTokens: $('max_tokens'),
-  keyField: $('key-field'), apiKey: $('api_key'),
+  model: $('model'),
+  status: $('status'),
+  messages: $('messages'),
+  empty: $('empty'),
+  composer: $('composer'),
+  prompt: $('prompt'),
+  send: $('send'),
+  stop: $('stop'),
+  reset: $('reset'),
+  stats: $('stats'),
+  system: $('system'),
+  temperature: $('temperature'),
+  topP: $('top_p'),
+  maxTokens: $('max_tokens'),
+  keyField: $('key-field'),
+  apiKey: $('api_key'),
 };
 
 /** The conversation as the API sees it: [{role, content}], without the system prompt. */
@@ -31,8 +43,11 @@ function setStatus(text, kind = '') {
 async function apiError(res) {
   try {
     const body = await res.json();
-    if (body && body.error && body.error.message) return Object.assign(new Error(body.error.message), { code: body.error.code });
-  } catch { /* not JSON */ }
+    if (body && body.error && body.error.message)
+      return Object.assign(new Error(body.error.message), { code: body.error.code });
+  } catch {
+    /* not JSON */
+  }
   return new Error(`HTTP ${res.status} ${res.statusText}`);
 }
 
@@ -46,7 +61,10 @@ async function loadModels() {
   }
   if (res.status === 401) {
     ui.keyField.hidden = false;
-    setStatus(ui.apiKey.value ? 'That API key is not accepted.' : 'This server needs an API key: enter it under Settings.', 'error');
+    setStatus(
+      ui.apiKey.value ? 'That API key is not accepted.' : 'This server needs an API key: enter it under Settings.',
+      'error',
+    );
     if (!ui.apiKey.value) ui.apiKey.focus();
     return;
   }
@@ -88,7 +106,10 @@ async function waitUntilReady() {
 async function postChat(signal) {
   for (;;) {
     const res = await fetch('/v1/chat/completions', {
-      method: 'POST', headers: headers(), body: JSON.stringify(requestBody()), signal,
+      method: 'POST',
+      headers: headers(),
+      body: JSON.stringify(requestBody()),
+      signal,
     });
     if (res.ok) return res;
     const err = await apiError(res);
@@ -134,7 +155,11 @@ async function* sseData(body) {
     const events = buffer.split(/\r?\n\r?\n/);
     buffer = events.pop();
     for (const event of events) {
-      const data = event.split(/\r?\n/).filter((l) => l.startsWith('data:')).map((l) => l.slice(5).replace(/^ /, '')).join('\n');
+      const data = event
+        .split(/\r?\n/)
+        .filter((l) => l.startsWith('data:'))
+        .map((l) => l.slice(5).replace(/^ /, ''))
+        .join('\n');
       if (data) yield data;
     }
   }
@@ -145,7 +170,9 @@ function requestBody() {
   const system = ui.system.value.trim();
   if (system) messages.unshift({ role: 'system', content: system });
   const body = { model: ui.model.value, messages, stream: true, stream_options: { include_usage: true } };
-  const t = Number(ui.temperature.value), p = Number(ui.topP.value), n = Number(ui.maxTokens.value);
+  const t = Number(ui.temperature.value),
+    p = Number(ui.topP.value),
+    n = Number(ui.maxTokens.value);
   if (ui.temperature.value !== '' && Number.isFinite(t)) body.temperature = t;
   if (ui.topP.value !== '' && Number.isFinite(p)) body.top_p = p;
   if (ui.maxTokens.value !== '' && Number.isInteger(n)) body.max_tokens = n;
@@ -162,7 +189,9 @@ async function send(text) {
   inflight = new AbortController();
   setBusy(true);
   const started = performance.now();
-  let first = 0, usage = null, finish = null;
+  let first = 0,
+    usage = null,
+    finish = null;
   try {
     const res = await postChat(inflight.signal);
     for await (const data of sseData(res.body)) {
@@ -193,7 +222,7 @@ async function send(text) {
       li.classList.add('error');
       out.textContent += (out.textContent ? '\n' : '') + err.message;
       li.setAttribute('role', 'alert');
-      history.pop();  // the user's turn had no reply: it can be sent again
+      history.pop(); // the user's turn had no reply: it can be sent again
     }
   } finally {
     inflight = null;

@@ -23,7 +23,8 @@ const FILES: Array<[path: string, file: string, type: string]> = [
   ['/playground/style.css', 'style.css', 'text/css; charset=utf-8'],
 ];
 
-const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; " +
+const CSP =
+  "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; " +
   "base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 export const playgroundRoute: FastifyPluginAsync = async (app) => {

@@ -29,7 +29,8 @@ export const tokenizeRoutes: FastifyPluginAsyncTypebox<{ ctx: ServerContext }> =
     checkModelName(ctx, req.body.model);
     const model = ctx.slot.require();
     const bad = req.body.tokens.find((id) => id >= model.vocabSize);
-    if (bad !== undefined) throw invalid(`token id ${bad} is out of range (vocabulary size ${model.vocabSize})`, 'tokens');
+    if (bad !== undefined)
+      throw invalid(`token id ${bad} is out of range (vocabulary size ${model.vocabSize})`, 'tokens');
     return { prompt: await model.prompts.decode(req.body.tokens, false) };
   });
 };

@@ -15,20 +15,23 @@ export const ChatMessage = Type.Object({
 });
 export type ChatMessage = Static<typeof ChatMessage>;
 
-export const ChatCompletionRequest = Type.Object({
-  ...samplingFields,
-  ...refusedFields,
-  ...ignoredFields,
-  messages: Type.Array(ChatMessage, { minItems: 1 }),
-  max_completion_tokens: Nullable(Int32({ minimum: 1 })),
-  logprobs: Nullable(Type.Boolean()),
-  top_logprobs: Nullable(Type.Integer({ minimum: 0, maximum: 20 })),
-  // vLLM's extensions for templates.
-  add_generation_prompt: Nullable(Type.Boolean()),
-  continue_final_message: Nullable(Type.Boolean()),
-  chat_template_kwargs: Nullable(Type.Record(Type.String(), Type.Unknown())),
-  // Off only (false): vLLM's echo of the last message, and BOS added again after the template's.
-  echo: Nullable(Type.Boolean()),
-  add_special_tokens: Nullable(Type.Boolean()),
-}, { additionalProperties: false });
+export const ChatCompletionRequest = Type.Object(
+  {
+    ...samplingFields,
+    ...refusedFields,
+    ...ignoredFields,
+    messages: Type.Array(ChatMessage, { minItems: 1 }),
+    max_completion_tokens: Nullable(Int32({ minimum: 1 })),
+    logprobs: Nullable(Type.Boolean()),
+    top_logprobs: Nullable(Type.Integer({ minimum: 0, maximum: 20 })),
+    // vLLM's extensions for templates.
+    add_generation_prompt: Nullable(Type.Boolean()),
+    continue_final_message: Nullable(Type.Boolean()),
+    chat_template_kwargs: Nullable(Type.Record(Type.String(), Type.Unknown())),
+    // Off only (false): vLLM's echo of the last message, and BOS added again after the template's.
+    echo: Nullable(Type.Boolean()),
+    add_special_tokens: Nullable(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
 export type ChatCompletionRequest = Static<typeof ChatCompletionRequest>;

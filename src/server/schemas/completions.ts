@@ -5,19 +5,22 @@ import { refusedFields } from './refused-fields.js';
 
 const TokenIds = Type.Array(TokenId, { minItems: 1 });
 
-export const CompletionRequest = Type.Object({
-  ...samplingFields,
-  ...refusedFields,
-  ...ignoredFields,
-  /** A string, a batch of strings, one token-id prompt, or a batch of token-id prompts. */
-  prompt: Type.Union([
-    Type.String(),
-    Type.Array(Type.String(), { minItems: 1 }),
-    TokenIds,
-    Type.Array(TokenIds, { minItems: 1 }),
-  ]),
-  logprobs: Nullable(Type.Integer({ minimum: 0, maximum: 20 })),
-  echo: Nullable(Type.Boolean()),
-  add_special_tokens: Nullable(Type.Boolean()),
-}, { additionalProperties: false });
+export const CompletionRequest = Type.Object(
+  {
+    ...samplingFields,
+    ...refusedFields,
+    ...ignoredFields,
+    /** A string, a batch of strings, one token-id prompt, or a batch of token-id prompts. */
+    prompt: Type.Union([
+      Type.String(),
+      Type.Array(Type.String(), { minItems: 1 }),
+      TokenIds,
+      Type.Array(TokenIds, { minItems: 1 }),
+    ]),
+    logprobs: Nullable(Type.Integer({ minimum: 0, maximum: 20 })),
+    echo: Nullable(Type.Boolean()),
+    add_special_tokens: Nullable(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
 export type CompletionRequest = Static<typeof CompletionRequest>;

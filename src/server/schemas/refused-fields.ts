@@ -5,11 +5,14 @@ import { Type, type TOptional, type TUnknown } from 'typebox';
 
 const never = () => false;
 const emptyList = (v: unknown) => Array.isArray(v) && v.length === 0;
-const oneOf = (...ok: unknown[]) => (v: unknown) => ok.includes(v);
+const oneOf =
+  (...ok: unknown[]) =>
+  (v: unknown) =>
+    ok.includes(v);
 
 interface Refusal {
-  what: string;               // "<what> is not supported by kvserve yet"
-  off: (v: unknown) => boolean;  // true for the values that ask for nothing (null is always off)
+  what: string; // "<what> is not supported by kvserve yet"
+  off: (v: unknown) => boolean; // true for the values that ask for nothing (null is always off)
 }
 
 export const REFUSED = {

@@ -11,7 +11,9 @@ export const InputItem = Type.Object({
   type: Type.Optional(Type.String()),
   id: Type.Optional(Type.String()),
   status: Type.Optional(Type.String()),
-  role: Type.Optional(Type.Union([Type.Literal('user'), Type.Literal('system'), Type.Literal('developer'), Type.Literal('assistant')])),
+  role: Type.Optional(
+    Type.Union([Type.Literal('user'), Type.Literal('system'), Type.Literal('developer'), Type.Literal('assistant')]),
+  ),
   content: Type.Optional(Type.Union([Type.String(), Type.Array(InputPart)])),
 });
 export type InputItem = Static<typeof InputItem>;

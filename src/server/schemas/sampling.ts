@@ -28,10 +28,16 @@ export const samplingFields = {
   frequency_penalty: Nullable(Type.Number({ minimum: -2, maximum: 2 })),
   logit_bias: Nullable(Type.Record(Type.String(), Type.Number({ minimum: -100, maximum: 100 }))),
   stream: Nullable(Type.Boolean()),
-  stream_options: Nullable(Type.Object(
-    { include_usage: Nullable(Type.Boolean()), continuous_usage_stats: Nullable(Type.Boolean()), include_obfuscation: Nullable(Type.Boolean()) },
-    { additionalProperties: false },
-  )),
+  stream_options: Nullable(
+    Type.Object(
+      {
+        include_usage: Nullable(Type.Boolean()),
+        continuous_usage_stats: Nullable(Type.Boolean()),
+        include_obfuscation: Nullable(Type.Boolean()),
+      },
+      { additionalProperties: false },
+    ),
+  ),
   user: Nullable(Type.String()),
   // vLLM's extensions.
   top_k: Nullable(Int32({ minimum: -1 })),
@@ -51,7 +57,13 @@ export const samplingFields = {
 };
 
 /** What SDKs send that changes nothing in what is generated here: accepted, and ignored. */
-export const ignoredFields = unknownFields(['metadata', 'service_tier', 'prompt_cache_key', 'safety_identifier', 'parallel_tool_calls'] as const);
+export const ignoredFields = unknownFields([
+  'metadata',
+  'service_tier',
+  'prompt_cache_key',
+  'safety_identifier',
+  'parallel_tool_calls',
+] as const);
 
 const SamplingBody = Type.Object({ ...samplingFields, ...refusedFields, ...ignoredFields });
 /** The fields both completion endpoints share, as handlers see them after validation. */

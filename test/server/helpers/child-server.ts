@@ -21,15 +21,33 @@ export interface ChildServer {
 }
 
 export function spawnServe(args: string[]): ChildServer {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(repoRoot, 'src', 'cli.ts'), 'serve', '--port', '0', '--device', 'cpu', '--threads', '1', ...args], {
-    cwd: repoRoot,
-    env: { ...process.env, KVSERVE_API_KEY: '' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      join(repoRoot, 'src', 'cli.ts'),
+      'serve',
+      '--port',
+      '0',
+      '--device',
+      'cpu',
+      '--threads',
+      '1',
+      ...args,
+    ],
+    {
+      cwd: repoRoot,
+      env: { ...process.env, KVSERVE_API_KEY: '' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
   children.push(child);
   let stderr = '';
   child.stderr!.setEncoding('utf8');
-  const exited = new Promise<number | string>((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal ?? -1)));
+  const exited = new Promise<number | string>((resolve) =>
+    child.on('exit', (code, signal) => resolve(code ?? signal ?? -1)),
+  );
   const url = new Promise<string>((resolve, reject) => {
     child.stderr!.on('data', (d: string) => {
       stderr += d;

@@ -21,7 +21,12 @@ export async function until(cond: () => boolean | Promise<boolean>, ms = 5000): 
  * Reads `stream` up to its `k`-th chunk, runs `atK` (checks made while the request still runs; their
  * failures propagate), then aborts through `controller`. Returns how many chunks were read in all.
  */
-export async function readThenDisconnect(stream: AsyncIterable<unknown>, controller: AbortController, k: number, atK: () => Promise<void>): Promise<number> {
+export async function readThenDisconnect(
+  stream: AsyncIterable<unknown>,
+  controller: AbortController,
+  k: number,
+  atK: () => Promise<void>,
+): Promise<number> {
   const chunks = stream[Symbol.asyncIterator]();
   let read = 0;
   for (;;) {
@@ -29,7 +34,7 @@ export async function readThenDisconnect(stream: AsyncIterable<unknown>, control
     try {
       next = await chunks.next();
     } catch {
-      break;  // the openai client may end the iteration quietly or throw an APIUserAbortError: either is a disconnect
+      break; // the openai client may end the iteration quietly or throw an APIUserAbortError: either is a disconnect
     }
     if (next.done) break;
     if (++read === k) {

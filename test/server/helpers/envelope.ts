@@ -3,7 +3,11 @@
 import { expect } from 'vitest';
 import { errorCodes } from '../../../src/server/errors.js';
 
-export function expectEnvelope(status: number, body: string, code: keyof typeof errorCodes): { message: string; param: string | null } {
+export function expectEnvelope(
+  status: number,
+  body: string,
+  code: keyof typeof errorCodes,
+): { message: string; param: string | null } {
   let json: { error?: Record<string, unknown> };
   try {
     json = JSON.parse(body);

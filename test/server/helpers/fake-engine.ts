@@ -1,7 +1,13 @@
 // A scripted EngineClient for server tests: it "generates" a fixed token sequence per prompt (for the
 // stories260K prompts, transformers' greedy ids from expected.json), one token per tick, with the real
 // contract: maxTokens, EOS unless ignoreEos, stop token ids, abort, logprobs, running/waiting/KV stats.
-import { EngineError, type EngineClient, type EngineRequest, type EngineStats, type RequestOutput } from '../../../src/engine/types.js';
+import {
+  EngineError,
+  type EngineClient,
+  type EngineRequest,
+  type EngineStats,
+  type RequestOutput,
+} from '../../../src/engine/types.js';
 
 export interface FakeEngineOptions {
   /** Tokens to produce for a prompt (repeated cyclically when maxTokens asks for more). */
@@ -36,7 +42,10 @@ export class FakeEngine implements EngineClient {
   submit(req: EngineRequest): AsyncIterable<RequestOutput> {
     const maxLen = this.opts.maxModelLen ?? 512;
     if (req.promptTokenIds.length + req.sampling.maxTokens > maxLen) {
-      throw new EngineError(`prompt ${req.promptTokenIds.length} + max ${req.sampling.maxTokens} > ${maxLen}`, 'context_length_exceeded');
+      throw new EngineError(
+        `prompt ${req.promptTokenIds.length} + max ${req.sampling.maxTokens} > ${maxLen}`,
+        'context_length_exceeded',
+      );
     }
     this.submitted.push(req);
     const live: Live = { req, aborted: false };
@@ -55,9 +64,16 @@ export class FakeEngine implements EngineClient {
   stats(): EngineStats {
     const blocks = this.opts.kvBlocks ?? 64;
     return {
-      numRunning: this.running, numWaiting: this.waiting, kvCacheUsage: this.usedBlocks / blocks,
-      numKvBlocks: blocks, numFreeKvBlocks: blocks - this.usedBlocks, prefixCacheQueries: this.prompt,
-      prefixCacheHits: 0, numPreemptions: 0, promptTokens: this.prompt, generationTokens: this.generated,
+      numRunning: this.running,
+      numWaiting: this.waiting,
+      kvCacheUsage: this.usedBlocks / blocks,
+      numKvBlocks: blocks,
+      numFreeKvBlocks: blocks - this.usedBlocks,
+      prefixCacheQueries: this.prompt,
+      prefixCacheHits: 0,
+      numPreemptions: 0,
+      promptTokens: this.prompt,
+      generationTokens: this.generated,
     };
   }
 
@@ -76,7 +92,8 @@ export class FakeEngine implements EngineClient {
     const { req } = live;
     const s = req.sampling;
     const base = { id: req.id, numPromptTokens: req.promptTokenIds.length, numCachedPromptTokens: 0 };
-    while (this.opts.maxRunning !== undefined && this.running >= this.opts.maxRunning && !live.aborted) await this.sleep(live);
+    while (this.opts.maxRunning !== undefined && this.running >= this.opts.maxRunning && !live.aborted)
+      await this.sleep(live);
     this.waiting--;
     const blockSize = this.opts.blockSize ?? 16;
     const blocks = Math.ceil((req.promptTokenIds.length + s.maxTokens) / blockSize);
@@ -104,14 +121,25 @@ export class FakeEngine implements EngineClient {
         const isStop = n >= s.minTokens && s.stopTokenIds.includes(tok);
         const logprobs = s.logprobs === null ? undefined : [fakeLogprob(tok, s.logprobs)];
         if (isEos) {
-          yield { ...base, newTokenIds: [], finished: true, finishReason: 'stop', stopTokenId: tok, numOutputTokens: n };
+          yield {
+            ...base,
+            newTokenIds: [],
+            finished: true,
+            finishReason: 'stop',
+            stopTokenId: tok,
+            numOutputTokens: n,
+          };
           return;
         }
         n++;
         this.generated++;
         const finished = isStop || n >= s.maxTokens;
         yield {
-          ...base, newTokenIds: [tok], logprobs, finished, numOutputTokens: n,
+          ...base,
+          newTokenIds: [tok],
+          logprobs,
+          finished,
+          numOutputTokens: n,
           ...(n === 1 ? { queueTimeMs: 0.5 } : {}),
           ...(finished ? { finishReason: isStop ? 'stop' : 'length', ...(isStop ? { stopTokenId: tok } : {}) } : {}),
         } as RequestOutput;

@@ -24,7 +24,7 @@ export async function rawConnect(url: string, first?: string | Buffer): Promise<
   let data = '';
   socket.setEncoding('utf8');
   socket.on('data', (d: string) => (data += d));
-  socket.on('error', () => undefined);  // a reset after the server's answer is part of what is tested
+  socket.on('error', () => undefined); // a reset after the server's answer is part of what is tested
   const closed = new Promise<number>((resolve) => socket.once('close', () => resolve(Date.now() - start)));
   if (first !== undefined) socket.write(first);
   return { received: () => data, closed, write: (d) => socket.write(d), destroy: () => socket.destroy(), socket };
@@ -52,7 +52,11 @@ export function parseResponse(raw: string): RawResponse {
 }
 
 /** Sends `request` whole and returns the server's answer once it closes the connection (or after `waitMs`). */
-export async function rawRoundTrip(url: string, request: string | Buffer, waitMs = 5000): Promise<RawResponse & { closedAfterMs: number | undefined }> {
+export async function rawRoundTrip(
+  url: string,
+  request: string | Buffer,
+  waitMs = 5000,
+): Promise<RawResponse & { closedAfterMs: number | undefined }> {
   const x = await rawConnect(url, request);
   const closedAfterMs = await Promise.race([x.closed, new Promise<undefined>((r) => setTimeout(r, waitMs))]);
   x.destroy();

@@ -14,8 +14,8 @@ import { storiesDir, storiesScript } from './stories.js';
 export const MODEL = 'stories260K';
 
 export interface TestServer {
-  url: string;          // http://127.0.0.1:PORT
-  baseURL: string;      // url + /v1, for the openai client
+  url: string; // http://127.0.0.1:PORT
+  baseURL: string; // url + /v1, for the openai client
   app: FastifyInstance;
   ctx: ServerContext;
   engine: FakeEngine;
@@ -39,12 +39,23 @@ let tokenizer: TextTokenizer | undefined;
 /** One tokenizer pool per template source, shared by the servers of a test file (threads start once). */
 const pools = new Map<string | null, Promise<TokenizerPool>>();
 
-export async function loadModel(engine: FakeEngine, chatTemplate?: string | null, maxModelLen = 512, maxNumSeqs = 256,
-  maxPromptBytes = 0): Promise<LoadedModel> {
+export async function loadModel(
+  engine: FakeEngine,
+  chatTemplate?: string | null,
+  maxModelLen = 512,
+  maxNumSeqs = 256,
+  maxPromptBytes = 0,
+): Promise<LoadedModel> {
   tokenizer ??= await TextTokenizer.load(storiesDir);
   const source = chatTemplate === undefined ? (tokenizer.chatTemplate ?? null) : chatTemplate;
   if (!pools.has(source)) {
-    pools.set(source, TokenizerPool.start({ dir: storiesDir, dummy: false, configPath: `${storiesDir}/config.json`, chatTemplate: source ?? undefined }, 2));
+    pools.set(
+      source,
+      TokenizerPool.start(
+        { dir: storiesDir, dummy: false, configPath: `${storiesDir}/config.json`, chatTemplate: source ?? undefined },
+        2,
+      ),
+    );
   }
   return {
     client: engine,
@@ -60,12 +71,26 @@ export async function loadModel(engine: FakeEngine, chatTemplate?: string | null
 
 export async function startTestServer(opts: TestServerOptions = {}): Promise<TestServer> {
   const engine = new FakeEngine({ script: storiesScript, eosTokenIds: [2], ...opts.engine });
-  const model = await loadModel(engine, opts.chatTemplate, opts.engine?.maxModelLen, opts.maxNumSeqs, opts.maxPromptBytes);
+  const model = await loadModel(
+    engine,
+    opts.chatTemplate,
+    opts.engine?.maxModelLen,
+    opts.maxNumSeqs,
+    opts.maxPromptBytes,
+  );
   const { app, ctx } = await buildApp({
     servedModelName: MODEL,
     ...opts,
     model: opts.loading ? new ModelSlot() : model,
   });
   const { url } = await listen(app, '127.0.0.1', 0);
-  return { url, baseURL: `${url}/v1`, app, ctx, engine, tokenizer: model.tokenizer, close: () => closeGracefully(app, ctx, async () => undefined, 0) };
+  return {
+    url,
+    baseURL: `${url}/v1`,
+    app,
+    ctx,
+    engine,
+    tokenizer: model.tokenizer,
+    close: () => closeGracefully(app, ctx, async () => undefined, 0),
+  };
 }

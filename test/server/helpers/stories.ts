@@ -16,6 +16,10 @@ export const expected: Expected[] = JSON.parse(readFileSync(join(storiesDir, 'ex
 
 /** The reference continuation of a prompt, or a cycle of plain tokens for any other prompt. */
 export function storiesScript(promptIds: number[]): number[] {
-  const hit = expected.find((e) => e.prompt_ids.length <= promptIds.length && e.prompt_ids.every((t, i) => promptIds[promptIds.length - e.prompt_ids.length + i] === t));
+  const hit = expected.find(
+    (e) =>
+      e.prompt_ids.length <= promptIds.length &&
+      e.prompt_ids.every((t, i) => promptIds[promptIds.length - e.prompt_ids.length + i] === t),
+  );
   return hit ? hit.greedy_ids : expected[0]!.greedy_ids;
 }

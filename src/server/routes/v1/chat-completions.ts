@@ -3,7 +3,14 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { admit } from '../../admission.js';
 import { tokenizeBadWords } from '../../bad-words.js';
 import { checkChatMessages, renderChatPrompt } from '../../chat-prompt.js';
-import { checkModelName, newRequestId, startGeneration, streamGeneration, usageOf, type ServerContext } from '../../context.js';
+import {
+  checkModelName,
+  newRequestId,
+  startGeneration,
+  streamGeneration,
+  usageOf,
+  type ServerContext,
+} from '../../context.js';
 import { invalid, unsupported } from '../../errors.js';
 import type { LogprobEntry } from '../../generation.js';
 import { tokenLogprobs } from '../../token-text.js';
@@ -11,7 +18,10 @@ import { expandChoices, parseSettings } from '../../sampling.js';
 import { ChatCompletionRequest } from '../../schemas/chat.js';
 
 /** OpenAI's chat logprobs: one entry per token, with its alternatives. */
-const chatLogprobs = (entries: LogprobEntry[], asTokenIds: boolean) => ({ content: tokenLogprobs(entries, asTokenIds), refusal: null });
+const chatLogprobs = (entries: LogprobEntry[], asTokenIds: boolean) => ({
+  content: tokenLogprobs(entries, asTokenIds),
+  refusal: null,
+});
 
 export const chatCompletionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }> = async (app, { ctx }) => {
   app.post('/v1/chat/completions', { schema: { body: ChatCompletionRequest } }, async (req, reply) => {
@@ -20,7 +30,11 @@ export const chatCompletionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContex
     checkModelName(ctx, body.model);
     const model = ctx.slot.require();
     if (body.echo === true) throw unsupported('echo', 'echo on chat completions');
-    if (body.add_special_tokens === true) throw unsupported('add_special_tokens', 'add_special_tokens on chat (the chat template writes the special tokens)');
+    if (body.add_special_tokens === true)
+      throw unsupported(
+        'add_special_tokens',
+        'add_special_tokens on chat (the chat template writes the special tokens)',
+      );
     if (body.top_logprobs !== undefined && body.top_logprobs !== null && !body.logprobs) {
       throw invalid('top_logprobs needs logprobs to be true', 'top_logprobs');
     }
@@ -32,7 +46,7 @@ export const chatCompletionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContex
       vocabSize: model.vocabSize,
     });
     settings.sampling.badWords = await tokenizeBadWords(model, body.bad_words);
-    checkChatMessages(model, body.messages);  // what can never fit is a 400 before it takes a place in the queue
+    checkChatMessages(model, body.messages); // what can never fit is a 400 before it takes a place in the queue
     const admission = admit(ctx, model, reply, 1, settings.n, 'messages');
     const prompt = await renderChatPrompt(model, body.messages, body);
     const choices = expandChoices([prompt.ids], settings, model.maxModelLen, 'messages');
@@ -63,10 +77,33 @@ export const chatCompletionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContex
     const base = { id, object: 'chat.completion.chunk', created, model: ctx.servedModelName };
     // Each choice opens with a chunk of its role alone, as OpenAI and vLLM send it: a role that rode on the
     // first token's chunk would make the client's stream helper count that token's logprobs twice.
-    const lead = choices.map((_, index) => ({ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }));
-    return streamGeneration(reply, gen, settings, base, {
-      delta: (index, d) => ({ index, delta: { content: d.text }, logprobs: wantLogprobs ? chatLogprobs(d.logprobs, asTokenIds) : null, finish_reason: null }),
-      finish: (index, r) => ({ index, delta: {}, logprobs: null, finish_reason: r.finishReason, stop_reason: r.stopReason }),
-    }, lead);
+    const lead = choices.map((_, index) => ({
+      index,
+      delta: { role: 'assistant', content: '' },
+      logprobs: null,
+      finish_reason: null,
+    }));
+    return streamGeneration(
+      reply,
+      gen,
+      settings,
+      base,
+      {
+        delta: (index, d) => ({
+          index,
+          delta: { content: d.text },
+          logprobs: wantLogprobs ? chatLogprobs(d.logprobs, asTokenIds) : null,
+          finish_reason: null,
+        }),
+        finish: (index, r) => ({
+          index,
+          delta: {},
+          logprobs: null,
+          finish_reason: r.finishReason,
+          stop_reason: r.stopReason,
+        }),
+      },
+      lead,
+    );
   });
 };

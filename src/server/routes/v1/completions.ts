@@ -2,7 +2,14 @@
 // per prompt, indexed prompt-major (index = prompt * n + i), as OpenAI and vLLM do.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { admit } from '../../admission.js';
-import { checkModelName, newRequestId, startGeneration, streamGeneration, usageOf, type ServerContext } from '../../context.js';
+import {
+  checkModelName,
+  newRequestId,
+  startGeneration,
+  streamGeneration,
+  usageOf,
+  type ServerContext,
+} from '../../context.js';
 import { ApiError, invalid, unsupported } from '../../errors.js';
 import type { LogprobEntry } from '../../generation.js';
 import type { LoadedModel } from '../../model-slot.js';
@@ -25,20 +32,34 @@ function numPrompts(prompt: CompletionRequest['prompt']): number {
  * Sizes are checked first, for every prompt, so that nothing is tokenized or decoded for a request
  * that is refused; strings are tokenized on the pool's threads.
  */
-function checkPrompts(model: LoadedModel, prompt: CompletionRequest['prompt'], truncating: boolean): Array<string | number[]> {
+function checkPrompts(
+  model: LoadedModel,
+  prompt: CompletionRequest['prompt'],
+  truncating: boolean,
+): Array<string | number[]> {
   const list: Array<string | number[]> =
-    typeof prompt === 'string' ? [prompt] : typeof prompt[0] === 'number' ? [prompt as number[]] : (prompt as Array<string | number[]>);
+    typeof prompt === 'string'
+      ? [prompt]
+      : typeof prompt[0] === 'number'
+        ? [prompt as number[]]
+        : (prompt as Array<string | number[]>);
   const param = (i: number) => (list.length > 1 ? `prompt[${i}]` : 'prompt');
   list.forEach((p, i) => {
     if (typeof p === 'string') return checkPromptBytes(model, p, param(i));
     const bad = p.find((id) => id >= model.vocabSize);
-    if (bad !== undefined) throw invalid(`token id ${bad} is out of range (vocabulary size ${model.vocabSize})`, param(i));
+    if (bad !== undefined)
+      throw invalid(`token id ${bad} is out of range (vocabulary size ${model.vocabSize})`, param(i));
     if (p.length >= model.maxModelLen && !truncating) throw promptTooLongInTokens(model, p.length, param(i));
   });
   return list;
 }
 
-async function promptsOf(model: LoadedModel, list: Array<string | number[]>, echo: boolean, addSpecial: boolean): Promise<Array<{ ids: number[]; echoed: string }>> {
+async function promptsOf(
+  model: LoadedModel,
+  list: Array<string | number[]>,
+  echo: boolean,
+  addSpecial: boolean,
+): Promise<Array<{ ids: number[]; echoed: string }>> {
   return Promise.all(
     list.map(async (p) => {
       if (typeof p === 'string') return { ids: await model.prompts.encode(p, addSpecial), echoed: echo ? p : '' };
@@ -68,7 +89,12 @@ class LegacyLogprobs {
 
   /** `{tokens, token_logprobs, top_logprobs, text_offset}` of the entries that follow those taken so far. */
   take(entries: LogprobEntry[]) {
-    const lp = { tokens: [] as string[], token_logprobs: [] as number[], top_logprobs: [] as Array<Record<string, number>>, text_offset: [] as number[] };
+    const lp = {
+      tokens: [] as string[],
+      token_logprobs: [] as number[],
+      top_logprobs: [] as Array<Record<string, number>>,
+      text_offset: [] as number[],
+    };
     for (const e of entries) {
       const name = legacyTokenName(e.token, this.asTokenIds);
       lp.tokens.push(name);
@@ -96,14 +122,23 @@ export const completionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }>
     if (echo && logprobs !== null) throw unsupported('echo', 'echo together with logprobs (prompt logprobs)');
     // OpenAI's spec: max_tokens defaults to 16 here (chat's default is everything that fits).
     const settings = parseSettings(body, {
-      maxTokens: body.max_tokens, maxTokensParam: 'max_tokens', logprobs, vocabSize: model.vocabSize, defaultMaxTokens: COMPLETIONS_DEFAULT_MAX_TOKENS,
+      maxTokens: body.max_tokens,
+      maxTokensParam: 'max_tokens',
+      logprobs,
+      vocabSize: model.vocabSize,
+      defaultMaxTokens: COMPLETIONS_DEFAULT_MAX_TOKENS,
     });
     // What can never fit is a 400 before it takes a place in the queue; then admission; then tokenization.
     settings.sampling.badWords = await tokenizeBadWords(model, body.bad_words);
     const list = checkPrompts(model, body.prompt, settings.truncatePromptTokens !== undefined);
     const admission = admit(ctx, model, reply, numPrompts(body.prompt), settings.n, 'prompt');
     const prompts = await promptsOf(model, list, echo, body.add_special_tokens ?? true);
-    const choices = expandChoices(prompts.map((p) => p.ids), settings, model.maxModelLen, 'prompt');
+    const choices = expandChoices(
+      prompts.map((p) => p.ids),
+      settings,
+      model.maxModelLen,
+      'prompt',
+    );
     const prefixes = choices.map((_, i) => prompts[Math.floor(i / settings.n)]!.echoed);
     const id = newRequestId('cmpl-', body.request_id);
     const created = Math.floor(Date.now() / 1000);
@@ -127,12 +162,24 @@ export const completionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }>
     }
 
     const legacy = logprobs === null ? undefined : prefixes.map((p) => new LegacyLogprobs(p.length, asTokenIds));
-    const choice = (index: number, text: string, lp: unknown, finish: string | null, stopReason: string | number | null = null) =>
-      ({ index, text, logprobs: lp, finish_reason: finish, stop_reason: stopReason });
+    const choice = (
+      index: number,
+      text: string,
+      lp: unknown,
+      finish: string | null,
+      stopReason: string | number | null = null,
+    ) => ({ index, text, logprobs: lp, finish_reason: finish, stop_reason: stopReason });
     const echoed = prefixes.flatMap((p, index) => (p ? [choice(index, p, null, null)] : []));
-    return streamGeneration(reply, gen, settings, base, {
-      delta: (index, d) => choice(index, d.text, legacy ? legacy[index]!.take(d.logprobs) : null, null),
-      finish: (index, r) => choice(index, '', null, r.finishReason, r.stopReason),
-    }, echoed);
+    return streamGeneration(
+      reply,
+      gen,
+      settings,
+      base,
+      {
+        delta: (index, d) => choice(index, d.text, legacy ? legacy[index]!.take(d.logprobs) : null, null),
+        finish: (index, r) => choice(index, '', null, r.finishReason, r.stopReason),
+      },
+      echoed,
+    );
   });
 };

@@ -6,7 +6,13 @@ import { admit } from '../../admission.js';
 import { checkChatMessages, renderChatPrompt } from '../../chat-prompt.js';
 import { checkModelName, newRequestId, startGeneration, type ServerContext } from '../../context.js';
 import { ApiError, invalid, toApiError, unsupported } from '../../errors.js';
-import { finalStatus, outputMessage, responseObject, ResponseEvents, type ResponseEcho } from '../../response-object.js';
+import {
+  finalStatus,
+  outputMessage,
+  responseObject,
+  ResponseEvents,
+  type ResponseEcho,
+} from '../../response-object.js';
 import { expandChoices, parseSettings } from '../../sampling.js';
 import type { ChatMessage } from '../../schemas/chat.js';
 import { ResponsesRequest } from '../../schemas/responses.js';
@@ -19,23 +25,39 @@ const isEmpty = (v: unknown) => !isSet(v) || (Array.isArray(v) && v.length === 0
 /** Every field whose non-default value asks for something kvserve does not do: a 400 naming it. */
 function rejectUnsupported(body: ResponsesRequest): void {
   if (body.store === true) {
-    throw new ApiError('unsupported_parameter', 'kvserve stores no responses: send store: false (or leave store out)', 'store');
+    throw new ApiError(
+      'unsupported_parameter',
+      'kvserve stores no responses: send store: false (or leave store out)',
+      'store',
+    );
   }
   if (isSet(body.previous_response_id)) {
-    throw new ApiError('unsupported_parameter', 'kvserve stores no responses, so none can be continued: send the whole conversation as input', 'previous_response_id');
+    throw new ApiError(
+      'unsupported_parameter',
+      'kvserve stores no responses, so none can be continued: send the whole conversation as input',
+      'previous_response_id',
+    );
   }
-  if (isSet(body.conversation)) throw new ApiError('unsupported_parameter', 'kvserve stores no conversations: send the whole conversation as input', 'conversation');
+  if (isSet(body.conversation))
+    throw new ApiError(
+      'unsupported_parameter',
+      'kvserve stores no conversations: send the whole conversation as input',
+      'conversation',
+    );
   if (body.background === true) throw unsupported('background', 'background responses');
   if (isSet(body.prompt)) throw unsupported('prompt', 'prompt templates (prompt)');
   const format = (body.text as { format?: { type?: unknown } } | null | undefined)?.format;
-  if (isSet(format) && format?.type !== 'text') throw unsupported('text.format', `text.format of type ${JSON.stringify(format?.type ?? format)}`);
+  if (isSet(format) && format?.type !== 'text')
+    throw unsupported('text.format', `text.format of type ${JSON.stringify(format?.type ?? format)}`);
   if (!isEmpty(body.tools)) throw unsupported('tools', 'tool calling (tools)');
-  if (isSet(body.tool_choice) && body.tool_choice !== 'none' && body.tool_choice !== 'auto') throw unsupported('tool_choice', 'tool_choice');
+  if (isSet(body.tool_choice) && body.tool_choice !== 'none' && body.tool_choice !== 'auto')
+    throw unsupported('tool_choice', 'tool_choice');
   const effort = (body.reasoning as { effort?: unknown } | null | undefined)?.effort;
   if (isSet(effort)) throw unsupported('reasoning.effort', 'reasoning effort');
   const other = (body.include ?? []).find((what) => what !== LOGPROBS);
   if (other !== undefined) throw unsupported('include', `include "${other}"`);
-  if (isSet(body.truncation) && body.truncation !== 'disabled') throw unsupported('truncation', `truncation "${body.truncation}"`);
+  if (isSet(body.truncation) && body.truncation !== 'disabled')
+    throw unsupported('truncation', `truncation "${body.truncation}"`);
 }
 
 /** Logprobs come with include: ["message.output_text.logprobs"] (or top_logprobs > 0), top_logprobs deep. */
@@ -53,13 +75,17 @@ function messagesOf(body: ResponsesRequest): ChatMessage[] {
   body.input.forEach((item, i) => {
     const type = item.type ?? 'message';
     if (type !== 'message') throw unsupported(`input[${i}].type`, `input items of type "${type}"`);
-    if (!item.role) throw new ApiError('missing_required_parameter', `input[${i}]: a message needs a role`, `input[${i}].role`);
-    if (item.content === undefined) throw new ApiError('missing_required_parameter', `input[${i}]: a message needs content`, `input[${i}].content`);
+    if (!item.role)
+      throw new ApiError('missing_required_parameter', `input[${i}]: a message needs a role`, `input[${i}].role`);
+    if (item.content === undefined)
+      throw new ApiError('missing_required_parameter', `input[${i}]: a message needs content`, `input[${i}].content`);
     if (typeof item.content === 'string') return messages.push(message(item.role, item.content));
     const parts = item.content.map((part, j) => {
       const param = `input[${i}].content[${j}]`;
-      if (part.type !== 'input_text' && part.type !== 'output_text') throw unsupported(`${param}.type`, `content parts of type "${part.type}"`);
-      if (typeof part.text !== 'string') throw new ApiError('missing_required_parameter', `${param} needs a "text" string`, `${param}.text`);
+      if (part.type !== 'input_text' && part.type !== 'output_text')
+        throw unsupported(`${param}.type`, `content parts of type "${part.type}"`);
+      if (typeof part.text !== 'string')
+        throw new ApiError('missing_required_parameter', `${param} needs a "text" string`, `${param}.text`);
       return { type: 'text', text: part.text };
     });
     messages.push(message(item.role, parts));
@@ -75,8 +101,21 @@ export const responsesRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }> =
     const model = ctx.slot.require();
     rejectUnsupported(body);
     const settings = parseSettings(
-      { temperature: body.temperature, top_p: body.top_p, seed: body.seed, top_k: body.top_k, min_p: body.min_p, repetition_penalty: body.repetition_penalty, stream: body.stream },
-      { maxTokens: body.max_output_tokens, maxTokensParam: 'max_output_tokens', logprobs: logprobsOf(body), vocabSize: model.vocabSize },
+      {
+        temperature: body.temperature,
+        top_p: body.top_p,
+        seed: body.seed,
+        top_k: body.top_k,
+        min_p: body.min_p,
+        repetition_penalty: body.repetition_penalty,
+        stream: body.stream,
+      },
+      {
+        maxTokens: body.max_output_tokens,
+        maxTokensParam: 'max_output_tokens',
+        logprobs: logprobsOf(body),
+        vocabSize: model.vocabSize,
+      },
     );
     const messages = messagesOf(body);
     if (messages.length === 0) throw invalid('input has no messages', 'input');
@@ -116,7 +155,8 @@ export const responsesRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }> =
     } catch (e) {
       const api = toApiError(e, reply.request.id);
       if (!sse.closed) {
-        if (api.status >= 500 && api.code !== 'server_shutting_down') reply.log.error({ err: e }, 'generation failed mid-stream');
+        if (api.status >= 500 && api.code !== 'server_shutting_down')
+          reply.log.error({ err: e }, 'generation failed mid-stream');
         events.error(api);
       }
     }
