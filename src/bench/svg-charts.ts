@@ -113,7 +113,8 @@ export function histogramSvg(
   const f = frame({ ...o, title }, [lo, hi], [0, Math.max(1, ...counts.flat())]);
   counts.forEach((c, si) => {
     const pts: string[] = [];
-    c.forEach((n, b) => pts.push(`${f.x(lo + b * width)},${f.y(n)}`, `${f.x(lo + (b + 1) * width)},${f.y(n)}`));
+    for (const [b, n] of c.entries())
+      pts.push(`${f.x(lo + b * width)},${f.y(n)}`, `${f.x(lo + (b + 1) * width)},${f.y(n)}`);
     const base = `${f.x(hi)},${f.y(0)} ${f.x(lo)},${f.y(0)}`;
     const color = series[si]!.color;
     f.svg.push(

@@ -66,9 +66,9 @@ export function parseSettings(
     }
   }
   const stopTokenIds = body.stop_token_ids ?? [];
-  stopTokenIds.forEach((id) => checkId(id, 'stop_token_ids'));
+  for (const id of stopTokenIds) checkId(id, 'stop_token_ids');
   const allowedTokenIds = body.allowed_token_ids ?? undefined;
-  allowedTokenIds?.forEach((id) => checkId(id, 'allowed_token_ids'));
+  for (const id of allowedTokenIds ?? []) checkId(id, 'allowed_token_ids');
   if (body.truncate_prompt_tokens === 0)
     throw invalid('truncate_prompt_tokens must be at least 1 (or -1 for the context length)', 'truncate_prompt_tokens');
   const minTokens = body.min_tokens ?? 0;

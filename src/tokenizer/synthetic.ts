@@ -12,7 +12,7 @@ export function syntheticTokenizerFiles(vocabSize: number): { tokenizer: object;
     throw new Error(`a synthetic tokenizer needs a vocabulary of at least 4 ids, got ${vocabSize}`);
   }
   const vocab: Record<string, number> = {};
-  SYNTHETIC_SPECIALS.forEach((t, i) => (vocab[t] = i));
+  for (const [i, t] of SYNTHETIC_SPECIALS.entries()) vocab[t] = i;
   for (let id = SYNTHETIC_SPECIALS.length; id < vocabSize; id++) vocab[`w${id}`] = id;
   const tokenizer = {
     version: '1.0',

@@ -14,7 +14,7 @@ describe('stats (numpy conventions)', () => {
     expect(s.median).toBeCloseTo(1.7, 12);
     expect(s.std).toBeCloseTo(1.4733014911926943, 12);
     const expected = [1.7, 3.66, 4.956, 5.0856, 0.9];
-    s.percentiles.forEach(([, v], i) => expect(v).toBeCloseTo(expected[i]!, 12));
+    for (const [i, [, v]] of s.percentiles.entries()) expect(v).toBeCloseTo(expected[i]!, 12);
   });
 
   it('scales (seconds → ms) and handles two points and empty samples', () => {

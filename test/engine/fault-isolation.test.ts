@@ -139,7 +139,7 @@ describe('a fault pinned on one request', () => {
     expect(outs.at(-1)).toMatchObject({ finished: true, finishReason: 'error' });
     expect(outs.at(-1)!.error).toMatch(/non-finite logits \(NaN or infinity\) for this request at output token 2/);
     const results = await Promise.all(neighbours);
-    results.forEach((r, i) => expect(tokensOf(r)).toEqual(greedyIds[i]));
+    for (const [i, r] of results.entries()) expect(tokensOf(r)).toEqual(greedyIds[i]);
     // A request whose prompt holds the poisoned token fails at its first token, and only it.
     const [first, fine] = await Promise.all([
       collect(engine.client.submit({ id: 'nan2', promptTokenIds: [1, poison, 7], sampling: greedy(4) })),

@@ -70,7 +70,7 @@ describe('kvserve serve --device cuda (stories260K)', () => {
         return t;
       }),
     );
-    texts.forEach((t, i) => sameText(t, i));
+    for (const [i, t] of texts.entries()) sameText(t, i);
   });
 
   it('seeded sampling with logprobs is reproducible', async () => {

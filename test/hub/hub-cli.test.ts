@@ -20,7 +20,9 @@ const expected = JSON.parse(readFileSync(join(stories, 'expected.json'), 'utf8')
 const e0 = expected[0]!;
 const MAIN = '9d9d9d9d9d9d9d9d9d9d9d9d9d9d9d9d9d9d9d9d';
 const children: ChildProcess[] = [];
-afterAll(() => children.forEach((c) => c.exitCode === null && c.kill('SIGKILL')));
+afterAll(() => {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+});
 
 /** The environment of a user with a fresh cache and no login; `over` sets (or, as undefined, unsets) variables. */
 function hfEnv(over: Record<string, string | undefined>): NodeJS.ProcessEnv {

@@ -72,7 +72,7 @@ async function run(engine: NativeEngine, B: number) {
     const chunks = [];
     for (let s = s0; s < Math.min(B, s0 + perStep); s++) chunks.push(chunk(s, 0, promptLen, true));
     const r = await engine.step(buildBatch(chunks, blockSize, maxBlocks));
-    chunks.forEach((c, i) => seqs[c.slot]!.push(r.tokens[i]!));
+    for (const [i, c] of chunks.entries()) seqs[c.slot]!.push(r.tokens[i]!);
   }
   const prefillMs = performance.now() - t0;
 
@@ -80,7 +80,7 @@ async function run(engine: NativeEngine, B: number) {
   for (let g = 1; g < gen; g++) {
     const chunks = seqs.map((all, s) => chunk(s, all.length - 1, 1, true));
     const r = await engine.step(buildBatch(chunks, blockSize, maxBlocks));
-    chunks.forEach((c, i) => seqs[c.slot]!.push(r.tokens[i]!));
+    for (const [i, c] of chunks.entries()) seqs[c.slot]!.push(r.tokens[i]!);
   }
   const decodeMs = performance.now() - t1;
   return {

@@ -49,7 +49,7 @@ describe('Scheduler', () => {
   it('chunks a long prompt without stalling the running decodes', () => {
     const s = new Scheduler(base);
     const decoders = [req(5), req(6), req(7), req(8)];
-    decoders.forEach((r) => s.add(r));
+    for (const r of decoders) s.add(r);
     step(s); // prefill all four (26 tokens)
     // Higher priority puts it first in line, ahead of the decoders: it must still leave them a token each.
     const long = req(500, { priority: -1 });
@@ -71,7 +71,7 @@ describe('Scheduler', () => {
     const b = req(4, { maxTokens: 1, priority: 0 });
     const c = req(4, { maxTokens: 1, priority: 1 });
     const d = req(4, { maxTokens: 1, priority: 0 });
-    [a, b, c, d].forEach((r) => s.add(r));
+    for (const r of [a, b, c, d]) s.add(r);
     const order: string[] = [];
     while (s.hasWork()) for (const r of step(s).requests) order.push(r.id);
     expect(order).toEqual([b.id, d.id, a.id, c.id]);

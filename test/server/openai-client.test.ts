@@ -202,7 +202,7 @@ describe('chat completions', () => {
         if (c.finish_reason) finishes[c.index] = c.finish_reason;
       }
     }
-    texts.forEach((t) => sameText(t, 0));
+    for (const t of texts) sameText(t, 0);
     expect(roles).toEqual([1, 1]);
     expect(finishes).toEqual(['length', 'length']);
   });

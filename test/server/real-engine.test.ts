@@ -54,7 +54,7 @@ describe('real CPU engine, stories260K', () => {
         } as OpenAI.CompletionCreateParamsNonStreaming),
       ),
     );
-    results.forEach((r, i) => sameText(r.choices[0]!.text, i));
+    for (const [i, r] of results.entries()) sameText(r.choices[0]!.text, i);
     expect(results[0]!.usage).toMatchObject({ prompt_tokens: 5, completion_tokens: 80 });
   });
 
@@ -88,7 +88,7 @@ describe('real CPU engine, stories260K', () => {
       ignore_eos: true,
     } as OpenAI.ChatCompletionCreateParamsNonStreaming);
     expect(r.choices).toHaveLength(3);
-    r.choices.forEach((c) => sameText(c.message.content!, 3));
+    for (const c of r.choices) sameText(c.message.content!, 3);
     expect(await metric('vllm:prefix_cache_queries_total')).toBeGreaterThan(0);
   });
 
@@ -124,7 +124,8 @@ describe('real CPU engine, stories260K', () => {
     expect(r.choices[0]!.finish_reason).toBe('stop');
     const lp = r.choices[0]!.logprobs!;
     // The greedy token is the most likely one: its logprob is the largest of the alternatives.
-    lp.token_logprobs!.forEach((v, i) => expect(v).toBeCloseTo(Math.max(...Object.values(lp.top_logprobs![i]!)), 5));
+    for (const [i, v] of lp.token_logprobs!.entries())
+      expect(v).toBeCloseTo(Math.max(...Object.values(lp.top_logprobs![i]!)), 5);
   });
 
   it('a client that disconnects mid-stream leaves nothing running and no KV in use', async () => {

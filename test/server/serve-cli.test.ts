@@ -11,7 +11,9 @@ import { expected } from './helpers/stories.js';
 const tsx = join(repoRoot, 'node_modules', '.bin', 'tsx');
 const cli = join(repoRoot, 'src', 'cli.ts');
 const children: ChildProcess[] = [];
-afterAll(() => children.forEach((c) => c.exitCode === null && c.kill('SIGKILL')));
+afterAll(() => {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+});
 
 function serve(args: string[]) {
   const child = spawn(tsx, [cli, 'serve', ...args], { cwd: repoRoot, env: { ...process.env, KVSERVE_API_KEY: '' } });

@@ -14,7 +14,7 @@ const cli = join(repoRoot, 'src', 'cli.ts');
 const work = mkdtempSync(join(tmpdir(), 'kvserve-weights-file-'));
 const children: ChildProcess[] = [];
 afterAll(() => {
-  children.forEach((c) => c.exitCode === null && c.signalCode === null && c.kill('SIGKILL'));
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   rmSync(work, { recursive: true, force: true });
 });
 

@@ -70,7 +70,7 @@ function byteChars(): string[] {
 function byteLevelNfc() {
   const chars = byteChars();
   const vocab: Record<string, number> = {};
-  chars.forEach((c, i) => (vocab[c] = i));
+  for (const [i, c] of chars.entries()) vocab[c] = i;
   const [a, b, c] = [chars[0xea]!, chars[0xb0]!, chars[0x81]!];
   vocab[a + b] = 256;
   vocab[a + b + c] = 257;

@@ -80,7 +80,7 @@ describe('TokenizerPool', () => {
     await new Promise((r) => setTimeout(r, 50));
     expect(threads.some((t) => t.worker === victim)).toBe(false);
     const again = await Promise.all(texts.map((t) => pool.encode(t, true)));
-    again.forEach((ids, i) => expect(ids).toEqual(tok.encode(texts[i]!, true)));
+    for (const [i, ids] of again.entries()) expect(ids).toEqual(tok.encode(texts[i]!, true));
   });
 
   it('a tokenizer that cannot load fails start() with its reason', async () => {

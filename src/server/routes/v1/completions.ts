@@ -45,7 +45,10 @@ function checkPrompts(
         : (prompt as Array<string | number[]>);
   const param = (i: number) => (list.length > 1 ? `prompt[${i}]` : 'prompt');
   list.forEach((p, i) => {
-    if (typeof p === 'string') return checkPromptBytes(model, p, param(i));
+    if (typeof p === 'string') {
+      checkPromptBytes(model, p, param(i));
+      return;
+    }
     const bad = p.find((id) => id >= model.vocabSize);
     if (bad !== undefined)
       throw invalid(`token id ${bad} is out of range (vocabulary size ${model.vocabSize})`, param(i));
