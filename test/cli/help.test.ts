@@ -26,8 +26,10 @@ function entries(page: string): Map<string, string> {
   let current = '';
   for (const line of page.split('\n')) {
     const m = /^ {2}--(?:\[no-\])?([a-z0-9-]+)/.exec(line);
-    if (m) out.set((current = m[1]!), line);
-    else if (current && line.startsWith(' '.repeat(COLUMN))) out.set(current, `${out.get(current)!} ${line.trim()}`);
+    if (m) {
+      current = m[1]!;
+      out.set(current, line);
+    } else if (current && line.startsWith(' '.repeat(COLUMN))) out.set(current, `${out.get(current)!} ${line.trim()}`);
     else current = '';
   }
   return out;

@@ -94,11 +94,16 @@ export async function startFakeHub(specs: Record<string, FakeRepoSpec>): Promise
   const lookup = (res: ServerResponse, repoId: string, rev: string, auth: string | undefined) => {
     const repo = repos.get(repoId);
     const hidden = repo?.spec.privateToken !== undefined && auth !== `Bearer ${repo.spec.privateToken}`;
-    if (!repo || hidden)
-      return (refuse(res, hidden && !auth ? 401 : 404, 'RepositoryNotFound', 'Repository not found'), undefined);
+    if (!repo || hidden) {
+      refuse(res, hidden && !auth ? 401 : 404, 'RepositoryNotFound', 'Repository not found');
+      return undefined;
+    }
     const commit =
       /^[0-9a-f]{40}$/.test(rev) && Object.values(repo.spec.refs).includes(rev) ? rev : repo.spec.refs[rev];
-    if (!commit) return (refuse(res, 404, 'RevisionNotFound', `Invalid rev id: ${rev}`), undefined);
+    if (!commit) {
+      refuse(res, 404, 'RevisionNotFound', `Invalid rev id: ${rev}`);
+      return undefined;
+    }
     return { repo, commit };
   };
 
@@ -148,8 +153,9 @@ export async function startFakeHub(specs: Record<string, FakeRepoSpec>): Promise
       range: req.headers.range,
       authorization: req.headers.authorization,
     });
-    let m: RegExpExecArray | null;
-    if ((m = /^\/api\/models\/([^/]+\/[^/]+)\/revision\/(.+)$/.exec(path))) {
+    // Each route returns, so the next pattern is tried only when the one before did not match.
+    let m = /^\/api\/models\/([^/]+\/[^/]+)\/revision\/(.+)$/.exec(path);
+    if (m) {
       const found = lookup(res, m[1]!, m[2]!, req.headers.authorization);
       if (!found) return;
       res.writeHead(200, { 'content-type': 'application/json' });
@@ -169,7 +175,8 @@ export async function startFakeHub(specs: Record<string, FakeRepoSpec>): Promise
         }),
       );
     }
-    if ((m = /^\/api\/models\/([^/]+\/[^/]+)\/tree\/([^/]+)(?:\/(.*))?$/.exec(path))) {
+    m = /^\/api\/models\/([^/]+\/[^/]+)\/tree\/([^/]+)(?:\/(.*))?$/.exec(path);
+    if (m) {
       const found = lookup(res, m[1]!, m[2]!, req.headers.authorization);
       if (!found) return;
       const folder = m[3] ? `${m[3]}/` : '';
@@ -201,7 +208,8 @@ export async function startFakeHub(specs: Record<string, FakeRepoSpec>): Promise
       res.writeHead(200, headers);
       return res.end(JSON.stringify(all.slice(cursor, cursor + PAGE)));
     }
-    if ((m = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(path))) {
+    m = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(path);
+    if (m) {
       const found = lookup(res, m[1]!, m[2]!, req.headers.authorization);
       if (!found) return;
       const gated = found.repo.spec.gatedToken;
@@ -223,7 +231,8 @@ export async function startFakeHub(specs: Record<string, FakeRepoSpec>): Promise
       }
       return sendBytes(req, res, file.bytes, common);
     }
-    if ((m = /^\/cdn\/([0-9a-f]{64})$/.exec(path))) {
+    m = /^\/cdn\/([0-9a-f]{64})$/.exec(path);
+    if (m) {
       const file = byHash.get(m[1]!);
       if (!file) return refuse(res, 404, 'EntryNotFound', 'no such object');
       const name = [...repos.values()].flatMap((r) => [...r.files]).find(([, f]) => f === file)![0];

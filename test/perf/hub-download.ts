@@ -20,7 +20,12 @@ async function main(): Promise<void> {
   for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json'])
     copyFileSync(join(demo, f), join(repoDir, f));
   const chunk = randomBytes(1 << 20);
-  const weights = Buffer.concat(Array.from({ length: mib }, (_, i) => ((chunk[0] = i & 0xff), Buffer.from(chunk))));
+  const weights = Buffer.concat(
+    Array.from({ length: mib }, (_, i) => {
+      chunk[0] = i & 0xff;
+      return Buffer.from(chunk);
+    }),
+  );
   writeFileSync(join(repoDir, 'model.safetensors'), weights);
   const hub = await startFakeHub({ 'kvserve-test/big': { dir: repoDir, refs: { main: 'ab'.repeat(20) } } });
   const cacheDir = mkdtempSync(join(tmpdir(), 'kvserve-hf-'));

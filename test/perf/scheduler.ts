@@ -58,11 +58,11 @@ const sampling: SamplingParams = {
 
 const prompts: number[][] = [];
 let x = 12345;
-for (let i = 0; i < seqs; i++) {
-  prompts.push(
-    Array.from({ length: context - 1 }, () => ((x = (Math.imul(x, 1103515245) + 12345) >>> 0) >>> 8) % 32000),
-  );
-}
+const nextToken = () => {
+  x = (Math.imul(x, 1103515245) + 12345) >>> 0; // an LCG: the same prompts every run
+  return (x >>> 8) % 32000;
+};
+for (let i = 0; i < seqs; i++) prompts.push(Array.from({ length: context - 1 }, nextToken));
 const scheduler = new Scheduler(config);
 const runner = new ModelRunner(config);
 for (let i = 0; i < seqs; i++) {
