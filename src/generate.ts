@@ -111,7 +111,7 @@ export async function runGenerateCli(argv: string[]): Promise<number> {
       if (out.finished && out.finishReason === 'error') throw new Error(`engine error: ${out.error ?? 'unknown'}`);
     }
     if (config.json) {
-      process.stdout.write(JSON.stringify({ prompt_ids: promptIds, output_ids: outputIds, text }) + '\n');
+      process.stdout.write(`${JSON.stringify({ prompt_ids: promptIds, output_ids: outputIds, text })}\n`);
     } else {
       process.stdout.write('\n');
     }

@@ -73,7 +73,7 @@ export class Rng {
     if (!(shape > 0) || !(scale > 0)) throw new RangeError(`gamma needs shape, scale > 0`);
     if (shape < 1) {
       // boost: Gamma(a) = Gamma(a + 1) · U^(1/a)
-      return this.gamma(shape + 1, scale) * Math.pow(1 - this.next(), 1 / shape);
+      return this.gamma(shape + 1, scale) * (1 - this.next()) ** (1 / shape);
     }
     const d = shape - 1 / 3;
     const c = 1 / Math.sqrt(9 * d);

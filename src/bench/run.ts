@@ -121,7 +121,7 @@ export async function measureRun(o: BenchOptions, s: BenchSetup, requestRate: nu
 export function htmlPath(o: BenchOptions): string | undefined {
   if (o.html) return o.html;
   if (!o.resultFile) return undefined;
-  return o.resultFile.replace(/\.json$/i, '') + '.html';
+  return `${o.resultFile.replace(/\.json$/i, '')}.html`;
 }
 
 export async function writeText(path: string, text: string): Promise<void> {

@@ -43,8 +43,7 @@ function setStatus(text, kind = '') {
 async function apiError(res) {
   try {
     const body = await res.json();
-    if (body && body.error && body.error.message)
-      return Object.assign(new Error(body.error.message), { code: body.error.code });
+    if (body?.error?.message) return Object.assign(new Error(body.error.message), { code: body.error.code });
   } catch {
     /* not JSON */
   }
@@ -199,9 +198,9 @@ async function send(text) {
       const chunk = JSON.parse(data);
       if (chunk.error) throw new Error(chunk.error.message);
       if (chunk.usage) usage = chunk.usage;
-      const choice = chunk.choices && chunk.choices[0];
+      const choice = chunk.choices?.[0];
       if (!choice) continue;
-      if (choice.delta && choice.delta.content) {
+      if (choice.delta?.content) {
         if (!first) first = performance.now();
         out.textContent += choice.delta.content;
         li.scrollIntoView({ block: 'end' });
@@ -257,7 +256,7 @@ ui.prompt.addEventListener('keydown', (e) => {
   }
 });
 $('settings').addEventListener('submit', (e) => e.preventDefault());
-ui.stop.addEventListener('click', () => inflight && inflight.abort());
+ui.stop.addEventListener('click', () => inflight?.abort());
 ui.reset.addEventListener('click', () => {
   if (inflight) inflight.abort();
   history = [];
