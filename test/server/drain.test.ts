@@ -33,8 +33,14 @@ async function complete(url: string, i: number, stream: boolean, maxTokens: numb
   return { status: res.status, stream, headers: res.headers, body: await res.text() };
 }
 
+/** The fields of a completion chunk (or an in-stream error) these tests read. */
+interface StreamEvent {
+  choices?: Array<{ text?: string; finish_reason?: string | null }>;
+  error?: { code: string };
+}
+
 /** The events of an SSE body, [DONE] last (asserted). */
-function events(body: string): Array<Record<string, any>> {
+function events(body: string): StreamEvent[] {
   expect(body.endsWith('data: [DONE]\n\n')).toBe(true);
   return body
     .split('\n\n')
@@ -133,7 +139,7 @@ describe('SIGTERM', () => {
           expect(last.error.code).toBe('server_shutting_down');
           cutStreams++;
         } else {
-          expect(last.choices[0].finish_reason).toBe('length');
+          expect(last.choices?.[0]?.finish_reason).toBe('length');
         }
       } else if (a.status !== 200) {
         expectEnvelope(a.status, a.body, 'server_shutting_down');

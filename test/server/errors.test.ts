@@ -1,7 +1,7 @@
 // Every error the API documents, in OpenAI's envelope with the right status.
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { errorCodes } from '../../src/server/errors.js';
+import { type ErrorBody, errorCodes } from '../../src/server/errors.js';
 import { MODEL, startTestServer, type TestServer } from './helpers/server.js';
 
 let server: TestServer;
@@ -21,7 +21,7 @@ async function post(s: TestServer, path: string, body: unknown, headers: Record<
 }
 
 /** Asserts the envelope shape and that status and type agree with errors.ts for the code. */
-function expectError(r: { status: number; json: any }, code: keyof typeof errorCodes, param?: string | null) {
+function expectError(r: { status: number; json: ErrorBody }, code: keyof typeof errorCodes, param?: string | null) {
   expect(r.json.error).toBeDefined();
   expect(Object.keys(r.json.error).sort()).toEqual(['code', 'message', 'param', 'type']);
   expect(r.json.error.code).toBe(code);
@@ -267,9 +267,9 @@ describe('401, 404, 413', () => {
     expectError(await post(server, '/v1/chat/completions', chat({ model: 'gpt-4' })), 'model_not_found', 'model');
     expectError(await post(server, '/v1/completions', cmpl({ model: 'gpt-4' })), 'model_not_found', 'model');
     const res = await fetch(`${server.url}/v1/models/gpt-4`);
-    expectError({ status: res.status, json: await res.json() }, 'model_not_found');
+    expectError({ status: res.status, json: (await res.json()) as ErrorBody }, 'model_not_found');
     const nf = await fetch(`${server.url}/v1/nothing`);
-    expectError({ status: nf.status, json: await nf.json() }, 'not_found');
+    expectError({ status: nf.status, json: (await nf.json()) as ErrorBody }, 'not_found');
   });
 
   it('413 for a body over --body-limit', async () => {

@@ -2,7 +2,7 @@
 // and by --max-queue when that is smaller), and the wait queue is counted in sequences, not requests. A
 // refused request is refused before any work: nothing is tokenized, nothing reaches the engine.
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { errorCodes } from '../../src/server/errors.js';
+import { type ErrorBody, errorCodes } from '../../src/server/errors.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
 
 const servers: TestServer[] = [];
@@ -26,7 +26,7 @@ async function post(s: TestServer, path: string, body: unknown) {
   return { status: res.status, headers: res.headers, json: await res.json() };
 }
 
-function expectError(r: { status: number; json: any }, code: keyof typeof errorCodes, param: string | null) {
+function expectError(r: { status: number; json: ErrorBody }, code: keyof typeof errorCodes, param: string | null) {
   expect(r.json.error, JSON.stringify(r.json)).toBeDefined();
   expect(r.json.error).toMatchObject({ code, param, type: errorCodes[code].type });
   expect(r.status).toBe(errorCodes[code].status);

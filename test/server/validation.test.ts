@@ -4,7 +4,7 @@
 // wrote it (never an internal name such as "topP[4]"), and a value at the very edge of a range still passes
 // unchanged.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { errorCodes } from '../../src/server/errors.js';
+import { type ErrorBody, errorCodes } from '../../src/server/errors.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
 
 let server: TestServer;
@@ -23,7 +23,7 @@ async function post(path: string, body: unknown) {
 }
 
 function expectError(
-  r: { status: number; json: any },
+  r: { status: number; json: ErrorBody },
   code: keyof typeof errorCodes,
   param: string | null,
   message?: RegExp,
