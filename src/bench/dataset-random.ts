@@ -55,7 +55,7 @@ export function promptTokenIds(tokenizer: BenchTokenizer): number[] {
     } catch {
       continue; // a hole in the id space
     }
-    // eslint-disable-next-line no-control-regex
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this keeps out of prompts
     if (text.trim() !== '' && !/[\u0000-\u001f\u007f\ufffd]/.test(text)) ids.push(id);
   }
   if (ids.length === 0) throw new Error('the tokenizer has no printable tokens to build random prompts from');

@@ -297,6 +297,7 @@ describe('progress on stderr', () => {
       } else {
         expect(text).toContain('\r\x1b[Kdownloading kvserve-test/stories260K: ');
         expect(text.trimEnd().split('\n')).toHaveLength(1);
+        // biome-ignore lint/suspicious/noControlCharactersInRegex: the terminal's erase-line escape is what this checks
         expect(text).toMatch(/\r\x1b\[Kdownloaded kvserve-test\/stories260K: 1\.0 MiB \(100%\)[^\n]*\n$/);
       }
     }
