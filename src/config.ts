@@ -46,6 +46,7 @@ export interface ServerConfig extends EngineConfig {
   drainTimeout: number; // seconds in-flight requests get to finish after SIGTERM/SIGINT
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'silent';
   allowedOrigins: string; // CORS: comma-separated origins, or *; '' = CORS off
+  logFormat: 'auto' | 'json' | 'pretty'; // auto: pretty when stdout is a terminal, else json
 }
 
 type Kind = 'string' | 'int' | 'number' | 'boolean';
@@ -213,7 +214,15 @@ export const serverFlags: Record<string, FlagSpec> = {
     key: 'logLevel',
     kind: 'string',
     choices: ['fatal', 'error', 'warn', 'info', 'debug', 'silent'],
-    help: 'log level',
+    help: 'log level: info has start-up, loading progress and request records; warn and above leave them out',
+  },
+  'log-format': {
+    key: 'logFormat',
+    kind: 'string',
+    choices: ['auto', 'json', 'pretty'],
+    help:
+      'the log on stdout: json (one pino object a line: level, time, msg and fields), pretty (one readable line ' +
+      'a record), or auto: pretty when stdout is a terminal, else json',
   },
 };
 
@@ -259,6 +268,7 @@ export function serverDefaults(): ServerConfig {
     drainTimeout: 10,
     logLevel: 'info',
     allowedOrigins: '',
+    logFormat: 'auto',
   };
 }
 

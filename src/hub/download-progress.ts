@@ -1,6 +1,8 @@
-// Download progress on stderr, in the style of src/load-progress.ts: on a terminal one line rewritten in place
-// (bytes so far of the total, the file being fetched); elsewhere (logs, CI) plain lines — each file as it
-// starts and the total at every tenth — so a log shows a long download moving without being flooded.
+// Download progress, in the style of src/load-progress.ts. On stderr (`generate`, `chat`): on a terminal one
+// line rewritten in place (bytes so far of the total, the file being fetched); elsewhere (logs, CI) plain
+// lines — each file as it starts and the total at every tenth — so a log shows a long download moving without
+// being flooded. `serve` logs the same moments as records (`logDownloadProgress`).
+import type { InfoLog } from '../load-progress.js';
 
 export interface DownloadProgress {
   /** What is about to be fetched: `files` files not yet in the cache, `totalBytes` in all. */
@@ -74,6 +76,41 @@ export function stderrDownloadProgress(out: Out = process.stderr, now: () => num
       const secs = Math.max((now() - started) / 1000, 1e-3);
       const text = `downloaded ${label}: ${formatBytes(total)} (100%) in ${secs.toFixed(1)} s, ${formatBytes(Math.round(total / secs))}/s`;
       out.write(tty ? `\r\x1b[K${text}\n` : `${text}\n`);
+    },
+  };
+}
+
+/**
+ * Download progress as info records: the download's start (files, bytes), each file, each tenth of the bytes
+ * crossed, and the end with the rate; `repo` on every one.
+ */
+export function logDownloadProgress(log: InfoLog, now: () => number = Date.now): DownloadProgress {
+  let repo = '';
+  let total = 0;
+  let lastTenth = 0;
+  let started = 0;
+  return {
+    start(label, files, totalBytes) {
+      repo = label;
+      total = totalBytes;
+      started = now();
+      log.info({ repo, files, totalBytes }, `downloading ${repo}`);
+    },
+    file(path, size, resumeAt) {
+      log.info({ repo, file: path, bytes: size, ...(resumeAt > 0 ? { resumeAt } : {}) }, 'downloading file');
+    },
+    bytes(done) {
+      const tenth = total > 0 ? Math.floor((done / total) * 10) : 10;
+      if (tenth <= lastTenth || tenth >= 10) return;
+      lastTenth = tenth;
+      log.info({ repo, bytes: done, totalBytes: total, percent: Math.floor((done / total) * 100) }, 'downloading');
+    },
+    finish() {
+      const seconds = Math.max((now() - started) / 1000, 1e-3);
+      log.info(
+        { repo, totalBytes: total, seconds: Number(seconds.toFixed(3)), bytesPerSecond: Math.round(total / seconds) },
+        `downloaded ${repo}`,
+      );
     },
   };
 }

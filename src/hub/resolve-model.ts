@@ -3,7 +3,13 @@
 // fetched into the shared cache (or, with HF_HUB_OFFLINE=1, found there) and used as its snapshot folder.
 import { existsSync } from 'node:fs';
 import type { EngineConfig } from '../config.js';
-import { noDownloadProgress, stderrDownloadProgress, type DownloadProgress } from './download-progress.js';
+import type { InfoLog } from '../load-progress.js';
+import {
+  logDownloadProgress,
+  noDownloadProgress,
+  stderrDownloadProgress,
+  type DownloadProgress,
+} from './download-progress.js';
 import { COMMIT_HASH, RepoCache } from './hub-cache.js';
 import { downloadSnapshot } from './hub-download.js';
 import { HubError } from './hub-errors.js';
@@ -15,11 +21,13 @@ export interface ResolveOptions {
   revision?: string;
   /** what the caller will read (default: a whole model) */
   set?: FileSet;
-  /** download progress and cache notes on stderr */
+  /** download progress and cache notes (on stderr, or to `log`) */
   progress?: boolean;
+  /** where progress and notes go as info records instead of stderr (`kvserve serve`) */
+  log?: InfoLog;
   /** default: from HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE, HF_HUB_CACHE / HF_HOME */
   settings?: HubSettings;
-  /** default: stderr when `progress` */
+  /** default: stderr (or `log`) when `progress` */
   sink?: DownloadProgress;
 }
 
@@ -48,7 +56,9 @@ export async function resolveModelDir(arg: string, opts: ResolveOptions = {}): P
   const settings = opts.settings ?? hubSettingsFromEnv();
   const quiet = !opts.progress || settings.noProgress;
   const note = (line: string) => {
-    if (!quiet) process.stderr.write(`kvserve: ${line}\n`);
+    if (quiet) return;
+    if (opts.log) opts.log.info({ repo: arg, revision }, line);
+    else process.stderr.write(`kvserve: ${line}\n`);
   };
   const cache = new RepoCache(settings.cacheDir, arg);
   const cached = cache.commitOf(revision);
@@ -75,7 +85,8 @@ export async function resolveModelDir(arg: string, opts: ResolveOptions = {}): P
     note(`${arg}${at} from the cache (${cache.snapshot(cached)})`);
     return cache.snapshot(cached);
   }
-  const sink = opts.sink ?? (quiet ? noDownloadProgress : stderrDownloadProgress());
+  const sink =
+    opts.sink ?? (quiet ? noDownloadProgress : opts.log ? logDownloadProgress(opts.log) : stderrDownloadProgress());
   const dir = await downloadSnapshot(arg, revision, set, settings, sink);
   const missing = missingFrom(dir, set);
   if (missing.length) throw new HubError(`${arg}${at}: ${dir} still lacks ${missing.join(', ')} after the download`);
@@ -102,7 +113,7 @@ function completeSnapshot(cache: RepoCache, commit: string, set: FileSet): strin
  */
 export async function resolveHubModels<T extends EngineConfig & { servedModelName?: string }>(
   c: T,
-  opts: { progress: boolean },
+  opts: { progress: boolean; log?: InfoLog },
 ): Promise<T> {
   const out = { ...c };
   if (isHubModelId(c.model)) {
@@ -110,6 +121,7 @@ export async function resolveHubModels<T extends EngineConfig & { servedModelNam
       revision: c.revision,
       set: c.loadFormat === 'dummy' ? 'config' : 'model',
       progress: opts.progress,
+      log: opts.log,
     });
     if (out.servedModelName === '') out.servedModelName = c.model;
   }
@@ -118,6 +130,7 @@ export async function resolveHubModels<T extends EngineConfig & { servedModelNam
       revision: c.tokenizer === c.model ? c.revision : 'main',
       set: 'tokenizer',
       progress: opts.progress,
+      log: opts.log,
     });
   }
   return out;

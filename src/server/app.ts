@@ -2,7 +2,7 @@
 // `buildApp` makes a fastify instance around it (with the HTTP timeouts) without listening, so tests can
 // drive it with any EngineClient.
 import cors from '@fastify/cors';
-import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { ServerMetrics } from '../metrics/metrics.js';
 import { registerAuth } from './auth.js';
@@ -36,6 +36,8 @@ export interface AppDeps {
   logLevel?: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'silent'; // default 'silent'
   /** Where log lines (JSON) go; default stdout. */
   logStream?: NodeJS.WritableStream;
+  /** A logger to use instead (logLevel and logStream are then ignored): `kvserve serve`'s, for one log. */
+  logger?: FastifyBaseLogger;
 }
 
 export interface AppOptions {
@@ -121,7 +123,9 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     .filter(Boolean)
     .join(', ');
   const app = Fastify({
-    logger: { level: deps.logLevel ?? 'silent', ...(deps.logStream ? { stream: deps.logStream } : {}) },
+    ...(deps.logger
+      ? { loggerInstance: deps.logger }
+      : { logger: { level: deps.logLevel ?? 'silent', ...(deps.logStream ? { stream: deps.logStream } : {}) } }),
     genReqId: requestIdOf,
     // Node measures both only until the request has been received: long responses (SSE) are not cut.
     requestTimeout,

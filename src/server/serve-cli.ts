@@ -1,8 +1,10 @@
 // `kvserve serve`: parse flags, listen, load the model showing progress, serve until SIGINT/SIGTERM.
-// `startServe` is the same without flags or signals, for tests and embedding.
+// `startServe` is the same without flags or signals, for tests and embedding. Once the flags parse, the server
+// says everything through one log (server-log.ts): records on stdout, nothing on stderr.
 import { basename, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { applyEngineFlags } from '../build/engine-flags.js';
+import type { Logger } from 'pino';
 import { renderHelp } from '../cli-help.js';
 import {
   ConfigError,
@@ -22,14 +24,16 @@ import { TokenizerPool } from '../tokenizer/tokenizer-pool.js';
 import { buildApp } from './app.js';
 import { ModelSlot } from './model-slot.js';
 import { closeGracefully, listen, onShutdownSignal } from './server.js';
-import { stderrProgress, type ProgressFn } from '../load-progress.js';
+import { createServerLogger, logProcessWarnings } from './server-log.js';
+import { logProgress, type ProgressFn } from '../load-progress.js';
 
 const help = () =>
   renderHelp({
     usage: 'kvserve serve [--model DIR] [options]',
     summary:
       'Serves an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/responses, /v1/models), /health, ' +
-      '/metrics, and a chat playground at / in the browser.',
+      '/metrics, and a chat playground at / in the browser. It logs on stdout: start-up, loading progress, ' +
+      'requests, warnings and errors, as JSON lines or, on a terminal, one readable line each (--log-format).',
     flags: serverFlags,
     defaults: serverDefaults(),
     examples: [
@@ -55,41 +59,64 @@ export async function runServeCli(argv: string[]): Promise<number> {
     console.log(help());
     return 0;
   }
+  // A bad flag is one plain line on stderr (cli.ts): there is no server, nor a log format, yet.
   const { config: parsed, rest } = parseFlags<ServerConfig>(argv, serverFlags, serverDefaults());
   if (rest.length > 0) throw new ConfigError(`unexpected argument "${rest[0]}" (see --help)`);
+  const log = createServerLogger({ level: parsed.logLevel, format: parsed.logFormat });
+  logProcessWarnings(log);
+  try {
+    return await serve(parsed, log);
+  } catch (err) {
+    // With nothing logged, cli.ts's line on stderr is the only way to say why.
+    if (parsed.logLevel === 'silent') throw err;
+    // As cli.ts: an expected failure (a bad model folder, a port in use, an engine error) is its message
+    // alone; the stack only with KVSERVE_DEBUG.
+    const message = err instanceof Error ? err.message : String(err);
+    if (process.env.KVSERVE_DEBUG && !(err instanceof ConfigError)) log.fatal({ err }, message);
+    else log.fatal(message);
+    return 1;
+  }
+}
+
+async function serve(parsed: ServerConfig, log: Logger): Promise<number> {
   const silent = parsed.logLevel === 'silent';
-  const config = await applyEngineFlags(finishServerConfig(await resolveHubModels(parsed, { progress: !silent })), {
-    progress: silent ? undefined : stderrProgress('building: '),
-    log: (m) => {
-      if (!silent) process.stderr.write(`${m}\n`);
-    },
+  const hubResolved = await resolveHubModels(parsed, { progress: !silent, log });
+  // An --engine-cache build on first start reports as the loading does: records in the server's log.
+  const config = await applyEngineFlags(finishServerConfig(hubResolved), {
+    progress: silent ? undefined : logProgress(log),
+    log: (m) => log.info(m),
   });
   const shutdown = onShutdownSignal();
-  const server = await startServe(config);
+  const server = await startServe(config, log);
   let first: unknown;
   try {
     first = await Promise.race([server.ready, shutdown]);
   } catch (err) {
-    await server.close(); // the model failed to load: stop listening, report it (cli.ts prints one line)
+    await server.close(); // the model failed to load: stop listening, then report it
     throw err;
   }
   const signal = typeof first === 'string' ? first : await shutdown;
-  log(
-    config,
-    `kvserve: ${signal}, draining: finishing in-flight requests for up to ${config.drainTimeout} s (a second signal exits at once)`,
-  );
+  // drainTimeout: the seconds in-flight requests get to finish.
+  log.info({ signal, drainTimeout: config.drainTimeout }, `${signal}: draining (a second signal exits at once)`);
   await server.close();
+  log.info('stopped');
   return 0;
 }
 
-/** Listens first (so /health answers 503 while loading), then loads the model in the background. */
-export async function startServe(config: ServerConfig): Promise<ServeHandle> {
+/**
+ * Listens first (so /health answers 503 while loading), then loads the model in the background. Logs to
+ * `log`, by default a logger of the config's level and format on stdout.
+ */
+export async function startServe(
+  config: ServerConfig,
+  log: Logger = createServerLogger({ level: config.logLevel, format: config.logFormat }),
+): Promise<ServeHandle> {
   const dummy = config.loadFormat === 'dummy';
   const configPath = config.model.endsWith('.json') ? config.model : join(config.model, 'config.json');
   const tokenizer = await TextTokenizer.forModel(config.tokenizer, {
     dummy,
     configPath,
-    log: (m) => log(config, `kvserve: ${m}`),
+    log: (m) => log.info(m),
   });
   const chatTemplate = loadChatTemplate(config, tokenizer);
   const servedModelName = config.servedModelName || basename(config.model).replace(/\.json$/, '');
@@ -104,14 +131,14 @@ export async function startServe(config: ServerConfig): Promise<ServeHandle> {
     headerTimeoutMs: config.headerTimeout * 1000,
     requestTimeoutMs: config.requestBodyTimeout * 1000,
     keepAliveTimeoutMs: config.keepAliveTimeout * 1000,
-    logLevel: config.logLevel,
+    logger: log,
   });
-  const { url } = await listen(app, config.host, config.port);
-  log(config, `kvserve: listening on ${url} (model "${servedModelName}" loading; /health answers 503 until ready)`);
-  log(config, `kvserve: chat in the browser at ${url}/`);
+  const { url } = await listen(app, config.host, config.port); // fastify logs "listening on URL"
+  log.info({ model: servedModelName }, 'loading the model (/health answers 503 until it is ready)');
+  log.info({ url: `${url}/` }, 'chat in the browser');
 
   // Both load in the background; a failure of either is reported through `ready`, never unhandled.
-  const engineLoad = createEngine(config, undefined, progressReporter(config, slot));
+  const engineLoad = createEngine(config, undefined, progressReporter(slot, log));
   const poolStart = TokenizerPool.start(
     { dir: config.tokenizer, dummy, configPath, chatTemplate: chatTemplate?.source },
     config.tokenizerWorkers,
@@ -136,15 +163,24 @@ export async function startServe(config: ServerConfig): Promise<ServeHandle> {
       vocabSize: info.vocabSize,
       maxNumSeqs: config.maxNumSeqs,
     });
-    log(
-      config,
-      `kvserve: ready — ${info.architecture} on ${info.device} (${info.dtype}), context ${info.maxModelLen}, ` +
-        `${info.numKvBlocks} KV blocks of ${info.blockSize} tokens${chatTemplate ? '' : ', no chat template (chat requests get 400)'}`,
+    log.info(
+      {
+        model: servedModelName,
+        architecture: info.architecture,
+        device: info.device,
+        dtype: info.dtype,
+        maxModelLen: info.maxModelLen,
+        kvBlocks: info.numKvBlocks,
+        blockSize: info.blockSize,
+      },
+      'ready',
     );
+    if (!chatTemplate) log.warn({ model: servedModelName }, 'the model has no chat template: chat requests get 400');
     if ('reason' in tokenizer.bytesPerToken && config.maxPromptBytes === 0) {
-      log(
-        config,
-        `kvserve: no prompt size bound follows from this tokenizer (${tokenizer.bytesPerToken.reason}); prompts up to --body-limit are tokenized (set --max-prompt-bytes to bound them)`,
+      log.warn(
+        { reason: tokenizer.bytesPerToken.reason },
+        'no prompt size bound follows from this tokenizer: prompts up to --body-limit are tokenized ' +
+          '(set --max-prompt-bytes to bound them)',
       );
     }
     return engine;
@@ -186,15 +222,11 @@ function loadChatTemplate(config: ServerConfig, tokenizer: TextTokenizer): ChatT
   }
 }
 
-/** Feeds the slot (for /health) and prints progress on stderr unless the log level is silent. */
-function progressReporter(config: ServerConfig, slot: ModelSlot): ProgressFn {
-  const print = config.logLevel === 'silent' ? undefined : stderrProgress();
+/** Feeds the slot (for /health) and logs the progress (a bounded number of records a stage). */
+function progressReporter(slot: ModelSlot, log: Logger): ProgressFn {
+  const record = logProgress(log);
   return (stage, fraction) => {
     slot.progress(stage, fraction);
-    print?.(stage, fraction);
+    record(stage, fraction);
   };
-}
-
-function log(config: ServerConfig, line: string): void {
-  if (config.logLevel !== 'silent') process.stderr.write(`${line}\n`);
 }

@@ -14,7 +14,7 @@ export interface Listening {
 /** Listens; a port that is taken (or an address that is not this machine's) is one line naming the flag. */
 export async function listen(app: FastifyInstance, host: string, port: number): Promise<Listening> {
   try {
-    await app.listen({ host, port });
+    await app.listen({ host, port, listenTextResolver: (address) => `listening on ${address}` });
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE') throw new ConfigError(`port ${port} on ${host} is in use: pick another with --port`);

@@ -1,12 +1,13 @@
 // `kvserve generate` / `serve` / `bench` with --model org/name, as a user runs them: real processes whose
 // HF_ENDPOINT is a fake Hub on 127.0.0.1. The greedy text through the Hub is transformers' (expected.json), as
 // from the local folder; again offline with the Hub gone; a local folder never touches the network.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { killChildren, spawnServe } from '../server/helpers/child-server.js';
 import { closedPort, startFakeHub, type FakeHub } from './fake-hub.js';
 
 const run = promisify(execFile);
@@ -19,10 +20,7 @@ const expected = JSON.parse(readFileSync(join(stories, 'expected.json'), 'utf8')
 }>;
 const e0 = expected[0]!;
 const MAIN = '9d9d9d9d9d9d9d9d9d9d9d9d9d9d9d9d9d9d9d9d';
-const children: ChildProcess[] = [];
-afterAll(() => {
-  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
-});
+afterAll(killChildren);
 
 /** The environment of a user with a fresh cache and no login; `over` sets (or, as undefined, unsets) variables. */
 function hfEnv(over: Record<string, string | undefined>): NodeJS.ProcessEnv {
@@ -166,34 +164,8 @@ describe('kvserve generate --model org/name', () => {
 
 describe('kvserve serve and bench with org/name', () => {
   test("serve: the model id is the repo id, the completion transformers'", async () => {
-    const child = spawn(
-      process.execPath,
-      [
-        '--import',
-        'tsx',
-        'src/cli.ts',
-        'serve',
-        '--model',
-        'kvserve-test/stories260K',
-        '--port',
-        '0',
-        '--device',
-        'cpu',
-        '--threads',
-        '1',
-      ],
-      { cwd: repo, env: hfEnv({ HF_ENDPOINT: hub.url }) },
-    );
-    children.push(child);
-    let stderr = '';
-    const url = await new Promise<string>((resolve, reject) => {
-      child.stderr!.on('data', (d) => {
-        stderr += d;
-        const m = /listening on (http:\/\/\S+)/.exec(stderr);
-        if (m) resolve(m[1]!);
-      });
-      child.on('exit', (code) => reject(new Error(`exited ${code}: ${stderr}`)));
-    });
+    const s = spawnServe(['--model', 'kvserve-test/stories260K'], hfEnv({ HF_ENDPOINT: hub.url }));
+    const url = await s.url;
     for (let i = 0; i < 300 && (await fetch(`${url}/health`)).status !== 200; i++)
       await new Promise((r) => setTimeout(r, 50));
     const models = (await (await fetch(`${url}/v1/models`)).json()) as { data: Array<{ id: string }> };
@@ -204,8 +176,14 @@ describe('kvserve serve and bench with org/name', () => {
       body: JSON.stringify({ model: 'kvserve-test/stories260K', prompt: e0.prompt, max_tokens: 80, temperature: 0 }),
     });
     expect(((await res.json()) as { choices: Array<{ text: string }> }).choices[0]!.text).toBe(e0.greedy_text);
-    const exited = new Promise((resolve) => child.on('exit', resolve));
-    child.kill('SIGTERM');
-    expect(await exited).toBe(0);
+    s.child.kill('SIGTERM');
+    expect(await s.exited).toBe(0);
+    // The download is in the server's log, as records: its start, then its end with the bytes.
+    const repo = 'kvserve-test/stories260K';
+    const download = s.records().filter((r) => r.repo === repo);
+    expect(download[0]).toMatchObject({ msg: `downloading ${repo}`, files: expect.any(Number) });
+    expect(download[0]!.totalBytes).toBeGreaterThan(1_000_000); // the weights are 1 MiB
+    expect(download.at(-1)).toMatchObject({ msg: `downloaded ${repo}`, totalBytes: download[0]!.totalBytes });
+    expect(s.stderr()).toBe('');
   });
 });

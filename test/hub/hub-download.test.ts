@@ -12,13 +12,14 @@ import {
   writeFileSync,
   truncateSync,
   copyFileSync,
+  statSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
 import { resolveModelDir } from '../../src/hub/resolve-model.js';
 import type { HubSettings } from '../../src/hub/hub-settings.js';
-import { stderrDownloadProgress, type DownloadProgress } from '../../src/hub/download-progress.js';
+import { logDownloadProgress, stderrDownloadProgress, type DownloadProgress } from '../../src/hub/download-progress.js';
 import { startFakeHub, type FakeHub } from './fake-hub.js';
 
 const repo = resolve(__dirname, '..', '..');
@@ -301,5 +302,64 @@ describe('progress on stderr', () => {
         expect(text).toMatch(/\r\x1b\[Kdownloaded kvserve-test\/stories260K: 1\.0 MiB \(100%\)[^\n]*\n$/);
       }
     }
+  });
+});
+
+describe('progress as log records (kvserve serve)', () => {
+  test('the start, each file, at most one record per tenth of the bytes, the end; notes too', async () => {
+    const records: Array<{ fields: Record<string, unknown>; msg: string }> = [];
+    const log = { info: (fields: Record<string, unknown>, msg: string) => records.push({ fields, msg }) };
+    const s = settings();
+    const dir = await resolveModelDir('kvserve-test/stories260K', { settings: s, progress: true, log });
+    const repo = 'kvserve-test/stories260K';
+    const weights = statSync(join(dir, 'model.safetensors')).size;
+    expect(records[0]).toEqual({
+      fields: { repo, files: 5, totalBytes: expect.any(Number) },
+      msg: `downloading ${repo}`,
+    });
+    const total = records[0]!.fields.totalBytes as number;
+    expect(records).toContainEqual({
+      fields: { repo, file: 'model.safetensors', bytes: weights },
+      msg: 'downloading file',
+    });
+    const pcts = records.filter((r) => r.msg === 'downloading').map((r) => r.fields.percent as number);
+    expect(pcts.length).toBeGreaterThanOrEqual(3);
+    expect(pcts.length).toBeLessThanOrEqual(9);
+    expect(new Set(pcts.map((p) => Math.floor(p / 10))).size).toBe(pcts.length);
+    expect([...pcts].sort((a, b) => a - b)).toEqual(pcts);
+    expect(records.at(-1)).toEqual({
+      fields: { repo, totalBytes: total, seconds: expect.any(Number), bytesPerSecond: expect.any(Number) },
+      msg: `downloaded ${repo}`,
+    });
+    // A second resolve of a commit is the cache's: a note, as a record.
+    records.length = 0;
+    const commit = readFileSync(join(s.cacheDir, `models--kvserve-test--stories260K`, 'refs', 'main'), 'utf8');
+    await resolveModelDir(repo, { settings: s, progress: true, revision: commit, log });
+    expect(records).toEqual([{ fields: { repo, revision: commit }, msg: expect.stringMatching(/from the cache/) }]);
+  });
+
+  test('the same record sink without a download: what a fake progress feed gives', () => {
+    const records: Array<{ fields: Record<string, unknown>; msg: string }> = [];
+    let t = 0;
+    const p = logDownloadProgress(
+      { info: (fields: Record<string, unknown>, msg: string) => records.push({ fields, msg }) },
+      () => t,
+    );
+    p.start('org/name', 2, 1000);
+    p.file('a.bin', 400, 0);
+    for (const done of [0, 50, 99, 100, 150, 400]) p.bytes(done);
+    p.file('b.bin', 600, 200);
+    for (const done of [450, 999, 1000]) p.bytes(done);
+    t = 2000;
+    p.finish();
+    expect(records).toEqual([
+      { fields: { repo: 'org/name', files: 2, totalBytes: 1000 }, msg: 'downloading org/name' },
+      { fields: { repo: 'org/name', file: 'a.bin', bytes: 400 }, msg: 'downloading file' },
+      { fields: { repo: 'org/name', bytes: 100, totalBytes: 1000, percent: 10 }, msg: 'downloading' },
+      { fields: { repo: 'org/name', bytes: 400, totalBytes: 1000, percent: 40 }, msg: 'downloading' },
+      { fields: { repo: 'org/name', file: 'b.bin', bytes: 600, resumeAt: 200 }, msg: 'downloading file' },
+      { fields: { repo: 'org/name', bytes: 999, totalBytes: 1000, percent: 99 }, msg: 'downloading' },
+      { fields: { repo: 'org/name', totalBytes: 1000, seconds: 2, bytesPerSecond: 500 }, msg: 'downloaded org/name' },
+    ]);
   });
 });

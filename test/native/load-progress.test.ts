@@ -1,7 +1,7 @@
 // Loading progress while weights load: the native loader reports the "weights" stage once per tensor as the
 // backend prepares it, so a model of many tensors shows many intermediate values. The byte counts are checked
 // against the checkpoint's own safetensors header, read here; and stderr's progress lines move (non-TTY:
-// every quarter; TTY: every percent).
+// every quarter; TTY: every percent), as do the server's progress records (every tenth).
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { describe, expect, test } from 'vitest';
 import { engineDefaults, finishEngineConfig, repoRoot, type EngineConfig } from '../../src/config.js';
 import { createEngine } from '../../src/engine/engine.js';
-import { stderrProgress } from '../../src/load-progress.js';
+import { logProgress, stderrProgress } from '../../src/load-progress.js';
 import { storiesDir } from './harness.js';
 
 /** Byte size of every tensor in a safetensors file: [u64 LE header length][JSON header][data]. */
@@ -90,5 +90,38 @@ describe('progress on stderr', () => {
     expect(percents[0]).toBe(0);
     expect(percents.at(-1)).toBe(100);
     expect(percents.filter((p) => p > 0 && p < 100).length).toBeGreaterThanOrEqual(3);
+  });
+});
+
+describe('progress as log records (kvserve serve)', () => {
+  test("each stage's start, each tenth crossed with the percent reached, its end", () => {
+    const records: Array<[object, string]> = [];
+    const p = logProgress({ info: (fields: object, msg: string) => records.push([fields, msg]) });
+    for (const f of [0, 0.05, 0.12, 0.19, 0.35, 0.999, 1]) p('weights', f);
+    p('backend', 0);
+    p('backend', 1);
+    expect(records).toEqual(
+      [
+        ['weights', 0],
+        ['weights', 12],
+        ['weights', 35],
+        ['weights', 99],
+        ['weights', 100],
+        ['backend', 0],
+        ['backend', 100],
+      ].map(([stage, percent]) => [{ stage, percent }, 'loading']),
+    );
+  });
+
+  test('a real load of stories260K: at most 11 records a stage, however many tensors', async () => {
+    const events = await loadEvents({});
+    const records: Array<{ stage: string; percent: number }> = [];
+    const p = logProgress({ info: (fields: { stage: string; percent: number }) => records.push(fields) });
+    for (const [stage, f] of events) p(stage, f);
+    const weights = records.filter((r) => r.stage === 'weights').map((r) => r.percent);
+    expect(events.filter(([s]) => s === 'weights').length).toBeGreaterThan(40);
+    expect(weights.length).toBeLessThanOrEqual(11);
+    expect(weights[0]).toBe(0);
+    expect(weights.at(-1)).toBe(100);
   });
 });

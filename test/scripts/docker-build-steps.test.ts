@@ -127,6 +127,8 @@ describe('scripts/docker-build-steps.sh', () => {
 describe("the image's CMD on the runtime layout", () => {
   let server: ChildProcess | undefined;
   let base = '';
+  let stdout = '';
+  let stderr = '';
   const health = (url: string) =>
     exec(process.execPath, [join(app, 'scripts', 'healthcheck.mjs'), url]).then(
       () => 0,
@@ -140,21 +142,23 @@ describe("the image's CMD on the runtime layout", () => {
       ['dist/cli.js', 'serve', '--host', '127.0.0.1', '--port', '0', '--device', 'auto'],
       {
         cwd: app,
-        stdio: ['ignore', 'ignore', 'pipe'],
+        stdio: ['ignore', 'pipe', 'pipe'],
       },
     );
-    let stderr = '';
+    server.stderr!.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
     base = await new Promise<string>((res, rej) => {
-      const timer = setTimeout(() => rej(new Error(`no "listening on" within 30 s:\n${stderr}`)), 30_000);
-      server!.stderr!.on('data', (d: Buffer) => {
-        stderr += d.toString();
-        const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr);
+      const timer = setTimeout(() => rej(new Error(`no "listening on" within 30 s:\n${stdout}${stderr}`)), 30_000);
+      server!.stdout!.on('data', (d: Buffer) => {
+        stdout += d.toString();
+        const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(stdout);
         if (m) {
           clearTimeout(timer);
           res(m[1]!);
         }
       });
-      server!.on('exit', (code) => rej(new Error(`the server exited (${code}):\n${stderr}`)));
+      server!.on('exit', (code) => rej(new Error(`the server exited (${code}):\n${stdout}${stderr}`)));
     });
     for (let i = 0; i < 60 && (await health(`${base}/health`)) !== 0; i++) await new Promise((r) => setTimeout(r, 250));
   }, 60_000);
@@ -167,6 +171,14 @@ describe("the image's CMD on the runtime layout", () => {
     expect(await health(`${base}/health`)).toBe(0);
     expect(await (await fetch(`${base}/health`)).json()).toEqual({ status: 'ok' });
     expect(await health('http://127.0.0.1:1/health')).toBe(1);
+  });
+
+  test("its log is JSON records on stdout (a container's log is no terminal), nothing on stderr", () => {
+    const lines = stdout.split('\n').slice(0, -1);
+    expect(lines.length).toBeGreaterThan(3);
+    for (const line of lines)
+      expect(JSON.parse(line)).toMatchObject({ level: expect.any(Number), msg: expect.any(String) });
+    expect(stderr).toBe('');
   });
 
   test('a completion is the greedy text transformers made for the demo model', async () => {

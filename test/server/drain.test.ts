@@ -88,7 +88,7 @@ describe('SIGTERM', () => {
     const jobs = Array.from({ length: 24 }, (_, k) => complete(url, k % 4, k % 2 === 0, 80));
     await allAdmitted(url, s, 24);
     s.child.kill('SIGTERM');
-    await until(() => s.stderr().includes('SIGTERM'), 10_000);
+    await until(() => s.records().some((r) => r.signal === 'SIGTERM'), 10_000);
 
     const health = await fetch(`${url}/health`);
     expect(health.status).toBe(503);
@@ -168,7 +168,7 @@ describe('SIGTERM', () => {
       );
       await new Promise((r) => setTimeout(r, 100));
       s.child.kill(signal);
-      await until(() => s.stderr().includes(signal), 10_000);
+      await until(() => s.records().some((r) => r.signal === signal), 10_000);
       await new Promise((r) => setTimeout(r, 200));
       expect(s.child.exitCode).toBeNull();
       s.child.kill(signal);

@@ -24,8 +24,6 @@ beforeAll(async () => {
     '32',
     '--max-num-batched-tokens',
     '64',
-    '--log-level',
-    'warn',
   ]);
   url = await s.url;
   await untilHealthy(url);

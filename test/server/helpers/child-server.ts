@@ -1,5 +1,5 @@
 // `kvserve serve` as a real child process (node running src/cli.ts through tsx's loader, so it is always
-// the current source), on a free port of 127.0.0.1, for what needs signals, exit codes or a clean RSS.
+// the current source), on a free port of 127.0.0.1, for what needs signals, exit codes, its log or a clean RSS.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { repoRoot } from '../../../src/config.js';
@@ -11,16 +11,31 @@ export function killChildren(): void {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
 }
 
+/** A pino record as `kvserve serve` writes it on stdout (json format). */
+export interface LogRecord {
+  level: number;
+  time: number;
+  msg: string;
+  [field: string]: unknown;
+}
+
 export interface ChildServer {
   child: ChildProcess;
-  /** The URL it listens on, once it says so. */
+  /** The URL it listens on, once its log says so. */
   url: Promise<string>;
   /** The exit code (or the signal's name when killed by one). */
   exited: Promise<number | string>;
+  stdout(): string;
   stderr(): string;
+  /** stdout's complete lines, each parsed as JSON (a line that is not JSON throws here). */
+  records(): LogRecord[];
 }
 
-export function spawnServe(args: string[]): ChildServer {
+/** `kvserve serve` with its json log (unless `args` choose another), in `env` (default: this process's, no API key). */
+export function spawnServe(
+  args: string[],
+  env: NodeJS.ProcessEnv = { ...process.env, KVSERVE_API_KEY: '' },
+): ChildServer {
   const child = spawn(
     process.execPath,
     [
@@ -34,30 +49,42 @@ export function spawnServe(args: string[]): ChildServer {
       'cpu',
       '--threads',
       '1',
+      '--log-format',
+      'json',
       ...args,
     ],
     {
       cwd: repoRoot,
-      env: { ...process.env, KVSERVE_API_KEY: '' },
-      stdio: ['ignore', 'ignore', 'pipe'],
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
     },
   );
   children.push(child);
+  let stdout = '';
   let stderr = '';
+  child.stdout!.setEncoding('utf8');
   child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (d: string) => {
+    stderr += d;
+  });
   const exited = new Promise<number | string>((resolve) =>
     child.on('exit', (code, signal) => resolve(code ?? signal ?? -1)),
   );
+  const records = () =>
+    stdout
+      .split('\n')
+      .slice(0, -1) // the last piece is an unfinished line (or empty)
+      .map((line) => JSON.parse(line) as LogRecord);
   const url = new Promise<string>((resolve, reject) => {
-    child.stderr!.on('data', (d: string) => {
-      stderr += d;
-      const m = /listening on (http:\/\/\S+)/.exec(stderr);
+    child.stdout!.on('data', (d: string) => {
+      stdout += d;
+      const m = /listening on (http:\/\/[^"\s]+)/.exec(stdout); // a json record's msg, or a pretty line
       if (m) resolve(m[1]!);
     });
-    void exited.then((code) => reject(new Error(`exited ${code}: ${stderr}`)));
+    void exited.then((code) => reject(new Error(`exited ${code}: ${stderr}${stdout}`)));
   });
-  url.catch(() => undefined);
-  return { child, url, exited, stderr: () => stderr };
+  url.catch(() => undefined); // tests that expect a failed start await `exited` instead
+  return { child, url, exited, stdout: () => stdout, stderr: () => stderr, records };
 }
 
 /** Resolves once /health answers 200 (the model is loaded). */
