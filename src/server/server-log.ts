@@ -25,7 +25,9 @@ export function createServerLogger(o: ServerLogOptions): Logger {
   if (resolveLogFormat(o.format, o.isTTY) === 'json') {
     return pino(options, o.destination ?? pino.destination({ fd: 1, sync: true }));
   }
-  return pino(options, PinoPretty({ ...prettyOptions, destination: o.destination ?? 1, sync: true }));
+  // Colours only for a terminal (so a pretty log piped to a file or a test reads as plain text); NO_COLOR wins.
+  const colorize = o.destination === undefined && process.stdout.isTTY === true && !process.env.NO_COLOR;
+  return pino(options, PinoPretty({ ...prettyOptions, colorize, destination: o.destination ?? 1, sync: true }));
 }
 
 const prettyOptions: PrettyOptions = {
