@@ -99,7 +99,7 @@ export class ServerMetrics {
     );
     // Every series exists from the first scrape, so rate() sees the first request of each kind.
     for (const reason of ['stop', 'length', 'abort', 'error'] as const)
-      this.requestSuccess.forEach((c) => c.inc({ finished_reason: reason }, 0));
+      for (const c of this.requestSuccess) c.inc({ finished_reason: reason }, 0);
     this.gauge(
       ['vllm:num_requests_running', 'kvserve_num_requests_running'],
       'Requests in the running batch.',
@@ -157,7 +157,11 @@ export class ServerMetrics {
 
   private histogram(names: string[], help: string, buckets: number[]): Observer {
     const all = names.map((name) => new Histogram({ name, help, buckets, registers: [this.registry] }));
-    return { observe: (v) => all.forEach((h) => h.observe(v)) };
+    return {
+      observe: (v) => {
+        for (const h of all) h.observe(v);
+      },
+    };
   }
 
   private gauge(names: string[], help: string, read: (s: EngineStats) => number): void {

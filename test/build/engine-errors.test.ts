@@ -21,6 +21,7 @@ function damaged(damage: (dir: string) => void): string {
   return dir;
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: a test edits arbitrary manifest fields to break them
 function editManifest(dir: string, edit: (m: Record<string, any>) => void): void {
   const path = join(dir, 'manifest.json');
   const m = JSON.parse(readFileSync(path, 'utf8'));

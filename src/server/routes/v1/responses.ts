@@ -72,14 +72,17 @@ function messagesOf(body: ResponsesRequest): ChatMessage[] {
   const message = (role: string, content: ChatMessage['content']) => ({ role, content }) as ChatMessage;
   const messages: ChatMessage[] = body.instructions ? [message('system', body.instructions)] : [];
   if (typeof body.input === 'string') return [...messages, message('user', body.input)];
-  body.input.forEach((item, i) => {
+  for (const [i, item] of body.input.entries()) {
     const type = item.type ?? 'message';
     if (type !== 'message') throw unsupported(`input[${i}].type`, `input items of type "${type}"`);
     if (!item.role)
       throw new ApiError('missing_required_parameter', `input[${i}]: a message needs a role`, `input[${i}].role`);
     if (item.content === undefined)
       throw new ApiError('missing_required_parameter', `input[${i}]: a message needs content`, `input[${i}].content`);
-    if (typeof item.content === 'string') return messages.push(message(item.role, item.content));
+    if (typeof item.content === 'string') {
+      messages.push(message(item.role, item.content));
+      continue;
+    }
     const parts = item.content.map((part, j) => {
       const param = `input[${i}].content[${j}]`;
       if (part.type !== 'input_text' && part.type !== 'output_text')
@@ -89,7 +92,7 @@ function messagesOf(body: ResponsesRequest): ChatMessage[] {
       return { type: 'text', text: part.text };
     });
     messages.push(message(item.role, parts));
-  });
+  }
   return messages;
 }
 
