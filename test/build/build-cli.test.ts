@@ -1,10 +1,11 @@
 // `kvserve build`, `engine-info`, and `serve` / `generate --engine` as a user runs them: real processes, the
 // outputs against transformers' greedy ids for stories260K, and every refusal one line with exit code 1.
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, test } from 'vitest';
+import { spawnServe, untilHealthy } from '../server/helpers/child-server.js';
 import { repo, storiesDir, tempDir } from './engine-helpers.js';
 
 const run = promisify(execFile);
@@ -117,22 +118,12 @@ describe('generate and serve --engine', () => {
 
   test('serve --engine answers a greedy completion as transformers', async () => {
     const e = expected[0]!;
-    const child = spawn(
-      process.execPath,
-      ['--import', 'tsx', 'src/cli.ts', 'serve', '--engine', engine, '--port', '0', '--threads', '1'],
-      { cwd: repo, env: { ...process.env, KVSERVE_API_KEY: '' } },
-    );
+    const server = spawnServe(['--engine', engine]);
     try {
-      let stderr = '';
-      const url = await new Promise<string>((resolve, reject) => {
-        child.stderr.on('data', (d: Buffer) => {
-          stderr += d.toString();
-          const m = /listening on (http:\/\/\S+)/.exec(stderr);
-          if (m && stderr.includes('kvserve: ready')) resolve(m[1]!);
-        });
-        child.on('exit', (code) => reject(new Error(`exited ${code}: ${stderr}`)));
-      });
-      expect(stderr).toMatch(/ready — LlamaForCausalLM on cpu \(float32\)/);
+      const url = await server.url;
+      await untilHealthy(url);
+      const ready = server.records().find((r) => r.msg === 'ready');
+      expect(ready, server.stdout()).toMatchObject({ device: 'cpu' });
       const res = await fetch(`${url}/v1/completions`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
@@ -148,7 +139,7 @@ describe('generate and serve --engine', () => {
       const body = (await res.json()) as { choices: Array<{ text: string }> };
       expect(body.choices[0]!.text.trimStart()).toBe(e.greedy_text);
     } finally {
-      child.kill('SIGKILL');
+      server.child.kill('SIGKILL');
     }
   });
 });
