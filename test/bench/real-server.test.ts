@@ -3,23 +3,14 @@
 // length exact), and the latencies are consistent with each other.
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { finishEngineConfig, serverDefaults } from '../../src/config.js';
-import { startServe, type ServeHandle } from '../../src/server/serve-cli.js';
+import type { ServeHandle } from '../../src/server/serve-cli.js';
 import { readJson, runCli, scratchDir, storiesDir } from './run-cli.js';
+import { startStoriesServer } from '../server/helpers/stories-server.js';
 
 let server: ServeHandle;
 
 beforeAll(async () => {
-  const config = finishEngineConfig({
-    ...serverDefaults(),
-    model: storiesDir,
-    device: 'cpu' as const,
-    port: 0,
-    threads: 1,
-    logLevel: 'silent' as const,
-    apiKey: undefined,
-  });
-  server = await startServe(config);
+  server = await startStoriesServer();
   await server.ready;
 });
 afterAll(() => server?.close(1000));

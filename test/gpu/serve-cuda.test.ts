@@ -3,10 +3,10 @@
 // (expected.json), alone and with every prompt in flight at once.
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { finishEngineConfig, serverDefaults } from '../../src/config.js';
-import { startServe, type ServeHandle } from '../../src/server/serve-cli.js';
-import { expected, storiesDir } from '../server/helpers/stories.js';
+import type { ServeHandle } from '../../src/server/serve-cli.js';
+import { expected } from '../server/helpers/stories.js';
 import { record } from './gpu-harness.js';
+import { startStoriesServer } from '../server/helpers/stories-server.js';
 
 let server: ServeHandle;
 let client: OpenAI;
@@ -14,16 +14,7 @@ const MODEL = 'stories260K';
 const sameText = (got: string, i: number) => expect(got.replace(/^ /, '')).toBe(expected[i]!.greedy_text);
 
 beforeAll(async () => {
-  const config = finishEngineConfig({
-    ...serverDefaults(),
-    model: storiesDir,
-    device: 'cuda' as const,
-    port: 0,
-    threads: 1,
-    logLevel: 'silent' as const,
-    apiKey: undefined,
-  });
-  server = await startServe(config);
+  server = await startStoriesServer({ device: 'cuda' });
   await server.ready;
   client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
 });

@@ -2,28 +2,16 @@
 // are preempted): greedy requests still return exactly transformers' text, bad requests get 400s, clients that
 // hang up mid-stream are aborted, and afterwards nothing is running, waiting or holding KV blocks.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { finishEngineConfig, serverDefaults } from '../../src/config.js';
-import { startServe, type ServeHandle } from '../../src/server/serve-cli.js';
-import { expected, storiesDir } from './helpers/stories.js';
+import type { ServeHandle } from '../../src/server/serve-cli.js';
+import { expected } from './helpers/stories.js';
+import { startStoriesServer } from './helpers/stories-server.js';
 
 let server: ServeHandle;
 const MODEL = 'stories260K';
 
 beforeAll(async () => {
   // 48 blocks of 16 tokens = 768 tokens of KV for up to 16 sequences of up to 85 tokens each: preemption is certain.
-  const config = finishEngineConfig({
-    ...serverDefaults(),
-    model: storiesDir,
-    device: 'cpu' as const,
-    port: 0,
-    threads: 1,
-    logLevel: 'silent' as const,
-    apiKey: undefined,
-    numKvBlocks: 48,
-    maxNumSeqs: 16,
-    maxNumBatchedTokens: 64,
-  });
-  server = await startServe(config);
+  server = await startStoriesServer({ numKvBlocks: 48, maxNumSeqs: 16, maxNumBatchedTokens: 64 });
   await server.ready;
 });
 afterAll(() => server?.close(1000));

@@ -6,22 +6,14 @@ import { finishEngineConfig, serverDefaults } from '../../src/config.js';
 import { startServe, type ServeHandle } from '../../src/server/serve-cli.js';
 import { metricValue, readThenDisconnect, until } from './helpers/disconnect.js';
 import { expected, storiesDir } from './helpers/stories.js';
+import { startStoriesServer } from './helpers/stories-server.js';
 
 let server: ServeHandle;
 let client: OpenAI;
 const MODEL = 'stories260K';
 
 beforeAll(async () => {
-  const config = finishEngineConfig({
-    ...serverDefaults(),
-    model: storiesDir,
-    device: 'cpu' as const,
-    port: 0,
-    threads: 1,
-    logLevel: 'silent' as const,
-    apiKey: undefined,
-  });
-  server = await startServe(config);
+  server = await startStoriesServer();
   // Listening before the model is there: /health says 503 until the engine is up.
   const early = await fetch(`${server.url}/health`);
   expect([200, 503]).toContain(early.status);

@@ -3,9 +3,9 @@
 // (expected.json) and, for the masks, the unmasked run's own top alternatives.
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { finishEngineConfig, serverDefaults } from '../../src/config.js';
-import { startServe, type ServeHandle } from '../../src/server/serve-cli.js';
-import { expected, storiesDir } from './helpers/stories.js';
+import type { ServeHandle } from '../../src/server/serve-cli.js';
+import { expected } from './helpers/stories.js';
+import { startStoriesServer } from './helpers/stories-server.js';
 
 let server: ServeHandle;
 let client: OpenAI;
@@ -13,16 +13,7 @@ const MODEL = 'stories260K';
 const ref = expected[0]!; // "Once upon a time" → ", there was a little girl named Lily. She loved…"
 
 beforeAll(async () => {
-  const config = finishEngineConfig({
-    ...serverDefaults(),
-    model: storiesDir,
-    device: 'cpu' as const,
-    port: 0,
-    threads: 1,
-    logLevel: 'silent' as const,
-    apiKey: undefined,
-  });
-  server = await startServe(config);
+  server = await startStoriesServer();
   await server.ready;
   client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
 });
@@ -153,7 +144,7 @@ describe('deviations from OpenAI, fixed', () => {
       top_logprobs: 2,
       stream_options: { include_usage: true },
       ignore_eos: true,
-    } as OpenAI.ChatCompletionStreamParams);
+    } as Parameters<typeof client.chat.completions.stream>[0]);
     const final = await stream.finalChatCompletion();
     const content = final.choices[0]!.logprobs!.content!;
     expect(content).toHaveLength(15);
