@@ -1,6 +1,8 @@
 // Chat templates rendered with @huggingface/jinja, against the prompt strings these template formats
 // are documented to produce (ChatML, Llama 3), and through the server (--chat-template override).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ErrorBody } from '../../src/server/errors.js';
+import type { TokenizeResponse } from '../../src/server/schemas/tokenize.js';
 import { ChatTemplate, ChatTemplateError } from '../../src/tokenizer/chat-template.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
 import { expected } from './helpers/stories.js';
@@ -72,7 +74,7 @@ describe('chat templates through the server', () => {
     const s = await startTestServer();
     try {
       const r = await post(s, '/tokenize', { messages: [{ role: 'user', content: expected[0]!.prompt }] });
-      expect((await r.json()).tokens).toEqual(expected[0]!.prompt_ids);
+      expect(((await r.json()) as TokenizeResponse).tokens).toEqual(expected[0]!.prompt_ids);
       await post(s, '/v1/chat/completions', {
         messages: [{ role: 'user', content: expected[2]!.prompt }],
         max_tokens: 1,
@@ -107,7 +109,7 @@ describe('chat templates through the server', () => {
     try {
       const r = await post(s, '/v1/chat/completions', { messages: [{ role: 'assistant', content: 'x' }] });
       expect(r.status).toBe(400);
-      expect((await r.json()).error).toMatchObject({ code: 'chat_template_error', param: 'messages' });
+      expect(((await r.json()) as ErrorBody).error).toMatchObject({ code: 'chat_template_error', param: 'messages' });
     } finally {
       await s.close();
     }

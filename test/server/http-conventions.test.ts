@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, corsOrigins } from '../../src/config.js';
+import type { ErrorBody } from '../../src/server/errors.js';
 import { MODEL, startTestServer, type TestServer } from './helpers/server.js';
 
 const version = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version;
@@ -41,7 +42,7 @@ describe('CORS off (the default)', () => {
     const res = await fetch(`${server.url}/v1/responses`);
     expect(res.status).toBe(405);
     expect(res.headers.get('allow')).toBe('POST');
-    expect((await res.json()).error.code).toBe('method_not_allowed');
+    expect(((await res.json()) as ErrorBody).error.code).toBe('method_not_allowed');
   });
 });
 

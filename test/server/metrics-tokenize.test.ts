@@ -1,6 +1,8 @@
 // /metrics (vLLM's names and model_name label, fed by real requests; the kvserve_ aliases), /health, /tokenize,
 // /detokenize.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ErrorBody } from '../../src/server/errors.js';
+import type { DetokenizeResponse, TokenizeResponse } from '../../src/server/schemas/tokenize.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
 import { expected } from './helpers/stories.js';
 
@@ -92,9 +94,11 @@ describe('/health, /tokenize, /detokenize', () => {
   it("tokenize gives the tokenizer's ids (with BOS by default), detokenize inverts", async () => {
     const t = await (await post('/tokenize', { prompt: expected[2]!.prompt })).json();
     expect(t).toEqual({ count: expected[2]!.prompt_ids.length, max_model_len: 512, tokens: expected[2]!.prompt_ids });
-    const noBos = await (await post('/tokenize', { prompt: expected[2]!.prompt, add_special_tokens: false })).json();
+    const noBos = (await (
+      await post('/tokenize', { prompt: expected[2]!.prompt, add_special_tokens: false })
+    ).json()) as TokenizeResponse;
     expect(noBos.tokens).toEqual(expected[2]!.prompt_ids.slice(1));
-    const d = await (await post('/detokenize', { tokens: expected[0]!.greedy_ids })).json();
+    const d = (await (await post('/detokenize', { tokens: expected[0]!.greedy_ids })).json()) as DetokenizeResponse;
     expect(d.prompt.trimStart()).toBe(expected[0]!.greedy_text);
   });
 
@@ -102,6 +106,6 @@ describe('/health, /tokenize, /detokenize', () => {
     expect((await post('/tokenize', {})).status).toBe(400);
     const bad = await post('/detokenize', { tokens: [1, 99999] });
     expect(bad.status).toBe(400);
-    expect((await bad.json()).error.param).toBe('tokens');
+    expect(((await bad.json()) as ErrorBody).error.param).toBe('tokens');
   });
 });

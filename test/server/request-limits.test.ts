@@ -23,12 +23,19 @@ async function post(s: TestServer, path: string, body: unknown) {
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify(body),
   });
-  return { status: res.status, headers: res.headers, json: await res.json() };
+  const json: unknown = await res.json();
+  return { status: res.status, headers: res.headers, json };
 }
 
-function expectError(r: { status: number; json: ErrorBody }, code: keyof typeof errorCodes, param: string | null) {
-  expect(r.json.error, JSON.stringify(r.json)).toBeDefined();
-  expect(r.json.error).toMatchObject({ code, param, type: errorCodes[code].type });
+/** Fails unless `r` is the error envelope for `code`; after it, `r.json` is typed as that envelope. */
+function expectError(
+  r: { status: number; json: unknown },
+  code: keyof typeof errorCodes,
+  param: string | null,
+): asserts r is { status: number; json: ErrorBody } {
+  const { error } = r.json as Partial<ErrorBody>;
+  expect(error, JSON.stringify(r.json)).toBeDefined();
+  expect(error).toMatchObject({ code, param, type: errorCodes[code].type });
   expect(r.status).toBe(errorCodes[code].status);
 }
 

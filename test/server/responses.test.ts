@@ -4,9 +4,11 @@
 // itself checked against transformers in real-engine.test.ts.
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ErrorBody } from '../../src/server/errors.js';
+import type { TokenizeResponse } from '../../src/server/schemas/tokenize.js';
 import type { ServeHandle } from '../../src/server/serve-cli.js';
-import { expected } from './helpers/stories.js';
 import { startStoriesServer } from './helpers/stories-server.js';
+import { expected } from './helpers/stories.js';
 
 let server: ServeHandle;
 let client: OpenAI;
@@ -31,7 +33,7 @@ async function greedyOf(
   messages: Array<{ role: string; content: string }>,
   maxTokens: number,
 ): Promise<{ text: string; finish: string; ids: number }> {
-  const { tokens } = await (await post('/tokenize', { messages })).json();
+  const { tokens } = (await (await post('/tokenize', { messages })).json()) as TokenizeResponse;
   const r = await client.completions.create({ model: MODEL, prompt: tokens, max_tokens: maxTokens, temperature: 0 });
   return { text: r.choices[0]!.text, finish: r.choices[0]!.finish_reason, ids: tokens.length };
 }
@@ -185,7 +187,7 @@ describe('/v1/responses', () => {
     const refused = async (extra: Record<string, unknown>, param: string, message: RegExp) => {
       const res = await post('/v1/responses', { model: MODEL, input: 'Hi', ...extra });
       expect(res.status).toBe(400);
-      const { error } = await res.json();
+      const { error } = (await res.json()) as ErrorBody;
       expect(error.param).toBe(param);
       expect(error.message).toMatch(message);
     };

@@ -4,7 +4,9 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Completion } from 'openai/resources/completions';
 import { afterAll, describe, expect, it } from 'vitest';
+import type { TokenizeResponse } from '../../src/server/schemas/tokenize.js';
 import { killChildren, spawnServe, untilHealthy } from './helpers/child-server.js';
 import { expected } from './helpers/stories.js';
 
@@ -25,13 +27,13 @@ describe('kvserve serve', () => {
       headers,
       body: JSON.stringify({ messages: [{ role: 'user', content: expected[0]!.prompt }] }),
     });
-    expect((await tok.json()).tokens).toEqual(expected[0]!.prompt_ids.slice(1));
+    expect(((await tok.json()) as TokenizeResponse).tokens).toEqual(expected[0]!.prompt_ids.slice(1));
     const res = await fetch(`${url}/v1/completions`, {
       method: 'POST',
       headers,
       body: JSON.stringify({ model: 'demo', prompt: expected[0]!.prompt, max_tokens: 80, temperature: 0 }),
     });
-    expect((await res.json()).choices[0].text).toBe(expected[0]!.greedy_text);
+    expect(((await res.json()) as Completion).choices[0]!.text).toBe(expected[0]!.greedy_text);
     expect((await fetch(`${url}/v1/models`)).status).toBe(401);
     expect(s.records()).toContainEqual(expect.objectContaining({ msg: 'loading', stage: 'weights', percent: 100 }));
     s.child.kill('SIGTERM');

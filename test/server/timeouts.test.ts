@@ -2,6 +2,7 @@
 // a 408 in the envelope and disconnected, so it cannot hold a socket forever; a response that takes longer
 // than those timeouts (a long SSE stream) is never cut by them. Timeouts are small here; the bounds the
 // tests wait are several times larger, so they are correctness bounds, not measurements.
+import type { Completion } from 'openai/resources/completions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from './helpers/config.js';
 import { expectEnvelope } from './helpers/envelope.js';
@@ -101,7 +102,7 @@ describe('long responses', () => {
       body: JSON.stringify({ prompt: expected[0]!.prompt, max_tokens: 60, ignore_eos: true }),
     });
     expect(res.status).toBe(200);
-    expect((await res.json()).usage.completion_tokens).toBe(60);
+    expect(((await res.json()) as Completion).usage!.completion_tokens).toBe(60);
   });
 });
 

@@ -5,6 +5,7 @@
 // unchanged.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ErrorBody, errorCodes } from '../../src/server/errors.js';
+import type { TokenizeResponse } from '../../src/server/schemas/tokenize.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
 
 let server: TestServer;
@@ -13,7 +14,7 @@ beforeAll(async () => {
 });
 afterAll(() => server.close());
 
-async function post(path: string, body: unknown) {
+async function post(path: string, body: unknown): Promise<{ status: number; json: unknown }> {
   const res = await fetch(server.url + path, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -22,18 +23,20 @@ async function post(path: string, body: unknown) {
   return { status: res.status, json: await res.json() };
 }
 
+/** Fails unless `r` is the error envelope for `code`; after it, `r.json` is typed as that envelope. */
 function expectError(
-  r: { status: number; json: ErrorBody },
+  r: { status: number; json: unknown },
   code: keyof typeof errorCodes,
   param: string | null,
   message?: RegExp,
-) {
-  expect(r.json.error, JSON.stringify(r.json)).toBeDefined();
-  expect(r.json.error.code).toBe(code);
+): asserts r is { status: number; json: ErrorBody } {
+  const { error } = r.json as Partial<ErrorBody>;
+  expect(error, JSON.stringify(r.json)).toBeDefined();
+  expect(error!.code).toBe(code);
   expect(r.status).toBe(errorCodes[code].status);
-  expect(r.json.error.param).toBe(param);
-  if (message) expect(r.json.error.message).toMatch(message);
-  expect(r.json.error.message).not.toMatch(/topP|topK|repetitionPenalty|\[\d+\] must/);
+  expect(error!.param).toBe(param);
+  if (message) expect(error!.message).toMatch(message);
+  expect(error!.message).not.toMatch(/topP|topK|repetitionPenalty|\[\d+\] must/);
 }
 
 const cmpl = (extra: Record<string, unknown>) => ({ prompt: 'Once upon a time', max_tokens: 2, ...extra });
@@ -221,7 +224,7 @@ describe('/tokenize and /detokenize edge cases', () => {
   it('/tokenize: an empty prompt is its special tokens; no prompt, both, or no messages are 400s', async () => {
     const empty = await post('/tokenize', { prompt: '' });
     expect(empty.status).toBe(200);
-    expect(empty.json.tokens).toEqual([1]); // the BOS the tokenizer adds
+    expect((empty.json as TokenizeResponse).tokens).toEqual([1]); // the BOS the tokenizer adds
     expect((await post('/tokenize', { prompt: '', add_special_tokens: false })).json).toMatchObject({
       count: 0,
       tokens: [],
@@ -238,7 +241,7 @@ describe('/tokenize and /detokenize edge cases', () => {
 
   it('/detokenize of one token round-trips with /tokenize', async () => {
     const t = await post('/tokenize', { prompt: 'Once upon a time', add_special_tokens: false });
-    const d = await post('/detokenize', { tokens: t.json.tokens });
+    const d = await post('/detokenize', { tokens: (t.json as TokenizeResponse).tokens });
     expect(d).toMatchObject({ status: 200, json: { prompt: 'Once upon a time' } });
   });
 });

@@ -5,6 +5,7 @@
 import { cpSync, mkdtempSync, rmSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Completion } from 'openai/resources/completions';
 import { afterAll, describe, expect, it } from 'vitest';
 import { killChildren, spawnServe, untilHealthy } from './helpers/child-server.js';
 import { expected, storiesDir } from './helpers/stories.js';
@@ -33,7 +34,7 @@ async function greedyText(url: string, i: number): Promise<string> {
     body: JSON.stringify({ prompt: expected[i]!.prompt, max_tokens: 40, temperature: 0, ignore_eos: true }),
   });
   expect(res.status).toBe(200);
-  return (await res.json()).choices[0].text;
+  return ((await res.json()) as Completion).choices[0]!.text;
 }
 
 const reference = (i: number) => expected[i]!.greedy_text.split(' ').slice(0, 10).join(' ');

@@ -5,10 +5,15 @@ import { renderChatPrompt } from '../chat-prompt.js';
 import { checkModelName, type ServerContext } from '../context.js';
 import { ApiError, invalid } from '../errors.js';
 import { checkPromptBytes } from '../prompt-size.js';
-import { DetokenizeRequest, TokenizeRequest } from '../schemas/tokenize.js';
+import {
+  DetokenizeRequest,
+  type DetokenizeResponse,
+  TokenizeRequest,
+  type TokenizeResponse,
+} from '../schemas/tokenize.js';
 
 export const tokenizeRoutes: FastifyPluginAsyncTypebox<{ ctx: ServerContext }> = async (app, { ctx }) => {
-  app.post('/tokenize', { schema: { body: TokenizeRequest } }, async (req) => {
+  app.post('/tokenize', { schema: { body: TokenizeRequest } }, async (req): Promise<TokenizeResponse> => {
     const body = req.body;
     checkModelName(ctx, body.model);
     const model = ctx.slot.require();
@@ -25,7 +30,7 @@ export const tokenizeRoutes: FastifyPluginAsyncTypebox<{ ctx: ServerContext }> =
     return { count: tokens.length, max_model_len: model.maxModelLen, tokens };
   });
 
-  app.post('/detokenize', { schema: { body: DetokenizeRequest } }, async (req) => {
+  app.post('/detokenize', { schema: { body: DetokenizeRequest } }, async (req): Promise<DetokenizeResponse> => {
     checkModelName(ctx, req.body.model);
     const model = ctx.slot.require();
     const bad = req.body.tokens.find((id) => id >= model.vocabSize);

@@ -19,3 +19,15 @@ export const DetokenizeRequest = Type.Object({
   tokens: Type.Array(TokenId, { minItems: 1 }),
 });
 export type DetokenizeRequest = Static<typeof DetokenizeRequest>;
+
+/** What /tokenize answers. */
+export interface TokenizeResponse {
+  count: number;
+  max_model_len: number;
+  tokens: number[];
+}
+
+/** What /detokenize answers. */
+export interface DetokenizeResponse {
+  prompt: string;
+}

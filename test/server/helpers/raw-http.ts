@@ -58,7 +58,10 @@ export async function rawRoundTrip(
   waitMs = 5000,
 ): Promise<RawResponse & { closedAfterMs: number | undefined }> {
   const x = await rawConnect(url, request);
-  const closedAfterMs = await Promise.race([x.closed, new Promise<undefined>((r) => setTimeout(r, waitMs))]);
+  const closedAfterMs = await Promise.race([
+    x.closed,
+    new Promise<undefined>((r) => setTimeout(() => r(undefined), waitMs)),
+  ]);
   x.destroy();
   return { ...parseResponse(x.received()), closedAfterMs };
 }
