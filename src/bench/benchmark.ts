@@ -71,7 +71,9 @@ export async function warmUp(
   );
   const firstFailure = outs.find((o) => !o.success);
   if (outs.every((o) => !o.success)) {
-    throw new Error(`warm-up failed: ${firstFailure!.error} (check --base-url, --endpoint, --model and --api-key)`);
+    throw new Error(
+      `warm-up failed: ${firstFailure!.error} (check --base-url, --endpoint, --model and --api-key; a prompt or max_tokens too long for the model: lower --input-len / --input-lens and --output-len)`,
+    );
   }
 }
 

@@ -38,8 +38,10 @@ export interface ScriptedServer {
   close: () => Promise<void>;
 }
 
-/** `script` may depend on the request's index in arrival order (0-based). */
-export async function startScriptedServer(script: Script | ((index: number) => Script)): Promise<ScriptedServer> {
+/** `script` may depend on the request's index in arrival order (0-based) and on its body (e.g. the prompt). */
+export async function startScriptedServer(
+  script: Script | ((index: number, body: Record<string, unknown>) => Script),
+): Promise<ScriptedServer> {
   const seen: Seen[] = [];
   let inFlight = 0;
   let maxInFlight = 0;
@@ -59,7 +61,7 @@ export async function startScriptedServer(script: Script | ((index: number) => S
       maxInFlight = Math.max(maxInFlight, inFlight);
       res.on('close', () => inFlight--);
       respond(
-        typeof script === 'function' ? script(index) : script,
+        typeof script === 'function' ? script(index, body) : script,
         req.url === '/v1/chat/completions',
         body,
         receivedAt,
