@@ -18,6 +18,8 @@ export interface Script {
   roleChunk?: boolean;
   /** answer with this status and an OpenAI error body instead of a stream */
   status?: number;
+  /** the error body's message with `status` (default "scripted failure STATUS") */
+  errorMessage?: string;
   /** destroy the connection after this many content chunks */
   breakAfter?: number;
   /** end the response cleanly without data: [DONE] */
@@ -87,7 +89,9 @@ function respond(s: Script, chat: boolean, body: Record<string, unknown>, t0: nu
   if (s.status !== undefined && s.status !== 200) {
     res.writeHead(s.status, { 'content-type': 'application/json' });
     res.end(
-      JSON.stringify({ error: { message: `scripted failure ${s.status}`, type: 'server_error', code: s.status } }),
+      JSON.stringify({
+        error: { message: s.errorMessage ?? `scripted failure ${s.status}`, type: 'server_error', code: s.status },
+      }),
     );
     return;
   }
