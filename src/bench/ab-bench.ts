@@ -159,7 +159,7 @@ export function renderAbHtml(r: AbResultJson): string {
       `<tr><td>${esc(x.metric)}</td><td>${f2(x.a_ms)}</td><td>${f2(x.b_ms)}</td><td>${f2(x.ratio)}×</td><td>${f2(x.ci95_lo)}–${f2(x.ci95_hi)}</td><td>${x.pairs}</td></tr>`,
   );
   const parts = [
-    `<p>A = ${esc(a.kvserve_bench?.base_url ?? '')} (${esc(a.model_id)}); B = ${esc(b.kvserve_bench?.base_url ?? '')} (${esc(b.model_id)}); requests interleaved A, B, A, B…</p>`,
+    `<p>A = ${esc(a.kvserve_bench?.base_url ?? '')} (${esc(a.model_id)}); B = ${esc(b.kvserve_bench?.base_url ?? '')} (${esc(b.model_id)}); requests interleaved pair by pair, A B B A A B…</p>`,
     `<h2>B / A</h2><table>${head}${rows.join('')}</table>`,
     `<p class="note">95% CI: paired bootstrap over requests, ${r.ab.bootstrap.resamples} resamples, seed ${r.ab.bootstrap.seed}.</p>`,
     '<h2>Both runs</h2>',

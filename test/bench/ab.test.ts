@@ -1,7 +1,8 @@
-// A/B in one run: two scripted servers, B scripted exactly 2× slower than A (first chunk, chunk gaps). The
-// requests must alternate A, B, A, B at concurrency 1, both servers must see the same prompts, and B / A must
-// come out ≈ 2 with its bootstrap interval around it. Timer lateness is added, not multiplied (a few ms on
-// both sides), so the measured ratio sits just under 2: the bounds allow that, as latency.test's ±15 ms does.
+// A/B in one run: two scripted servers, B scripted exactly 2× slower than A (first chunk, chunk gaps). At
+// concurrency 1 the requests must alternate pair by pair, A first in even pairs and B in odd ones (A B B A …),
+// both servers must see the same prompts, and B / A must come out ≈ 2 with its bootstrap interval around it.
+// Timer lateness is added, not multiplied (a few ms on both sides), so the measured ratio sits just under 2:
+// the bounds allow that, as latency.test's ±15 ms does.
 import { afterEach, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -24,7 +25,7 @@ interface Ratio {
 }
 
 describe('A/B: two --base-url', () => {
-  it('interleaves A, B, A, B with the same prompts, and B / A ≈ 2 for a 2× slower B', async () => {
+  it('interleaves A B B A … with the same prompts, and B / A ≈ 2 for a 2× slower B', async () => {
     const a = await startScriptedServer({ firstDelayMs: 60, interChunkMs: 20, chunks: 4, usage: true });
     const b = await startScriptedServer({ firstDelayMs: 120, interChunkMs: 40, chunks: 4, usage: true });
     servers = [a, b];
@@ -49,7 +50,7 @@ describe('A/B: two --base-url', () => {
     ]);
     expect(r.code).toBe(0);
     const ab = (readJson(join(dir, 'ab.json')) as { ab: Record<string, unknown> }).ab;
-    expect(ab.send_order).toEqual(Array.from({ length: 16 }, (_, i) => (i % 2 ? 'B' : 'A')));
+    expect(ab.send_order).toEqual(Array.from({ length: 16 }, (_, i) => ['A', 'B', 'B', 'A'][i % 4]));
     // what the servers saw: after the warm-up, every A request ended before the B one began and vice versa
     const events = [
       ...a.seen.slice(1).map((s) => ['A', s.receivedAt] as const),
@@ -57,7 +58,7 @@ describe('A/B: two --base-url', () => {
     ]
       .sort((x, y) => x[1] - y[1])
       .map((e) => e[0]);
-    expect(events.join('')).toBe('AB'.repeat(8));
+    expect(events.join('')).toBe('ABBA'.repeat(4));
     expect(a.seen.slice(1).map((s) => s.body.prompt)).toEqual(b.seen.slice(1).map((s) => s.body.prompt));
     for (const x of ab.ratios as Ratio[]) {
       expect(x.pairs).toBe(8);
