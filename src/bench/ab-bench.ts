@@ -60,8 +60,14 @@ export async function abBench(o: BenchOptions, log: (t: string) => void): Promis
   const endpoints: [EndpointConfig, EndpointConfig] = [setup.endpoint, endpointB];
   log(`kvserve bench: A/B, ${setup.dataset.requests.length} prompts (${setup.datasetLabel}) → A ${urlA}, B ${urlB}`);
   if (o.warmup > 0) {
-    const warm = await prepareBench({ ...o, baseUrl: urlA, model: setup.endpoint.model, seed: o.seed + 1_000_003 });
-    for (const e of endpoints) await warmUp(e, warm.dataset.requests.slice(0, o.warmup), o.warmup, o.maxConcurrency);
+    const warm = await prepareBench({
+      ...o,
+      baseUrl: urlA,
+      model: setup.endpoint.model,
+      seed: o.seed + 1_000_003,
+      numPrompts: o.warmup,
+    });
+    for (const e of endpoints) await warmUp(e, warm.dataset.requests, o.warmup, o.maxConcurrency);
   }
   const date = new Date();
   const run = await runAb({
