@@ -71,7 +71,12 @@ export async function warmUp(
   );
   const firstFailure = outs.find((o) => !o.success);
   if (outs.every((o) => !o.success)) {
-    throw new Error(`warm-up failed: ${firstFailure!.error} (check --base-url, --endpoint, --model and --api-key)`);
+    const error = firstFailure!.error;
+    // A request too long for the model is the commonest first failure; it is fixed by the length flags.
+    const hint = /context length|too long|max_model_len/i.test(error)
+      ? 'lower --input-len (or --input-lens) and --output-len: the prompt, its BOS and the output must fit the context'
+      : 'check --base-url, --endpoint, --model and --api-key';
+    throw new Error(`warm-up failed: ${error} (${hint})`);
   }
 }
 

@@ -3,8 +3,9 @@
 // distributions overlaid.
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { htmlPage, sideBySideTable, summaryRows } from './html-report.js';
+import { htmlPage, ratioText, settingsRows, sideBySideTable, summaryRows } from './html-report.js';
 import { esc, histogramSvg, PALETTE } from './svg-charts.js';
+import { DEFINITIONS } from './table.js';
 
 export type ResultFile = Record<string, unknown>;
 
@@ -24,17 +25,18 @@ export async function loadResultFile(path: string): Promise<ResultFile> {
 }
 
 export function formatCompareTable(nameA: string, a: ResultFile, nameB: string, b: ResultFile): string {
-  const ma = new Map(summaryRows(a));
-  const mb = new Map(summaryRows(b));
+  const ma = new Map<string, number | string | undefined>([...settingsRows(a), ...summaryRows(a)]);
+  const mb = new Map<string, number | string | undefined>([...settingsRows(b), ...summaryRows(b)]);
   const labels = [...new Set([...ma.keys(), ...mb.keys()])];
   const rows = [
     ['', nameA, nameB, 'B / A'],
-    ...labels.map((l) => [l, num(ma.get(l)), num(mb.get(l)), ratio(ma.get(l), mb.get(l))]),
+    ...labels.map((l) => [l, num(ma.get(l)), num(mb.get(l)), ratioText(ma.get(l), mb.get(l))]),
   ];
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  return rows
-    .map((r) => r.map((v, c) => (c === 0 ? v.padEnd(widths[c]!) : v.padStart(widths[c]!))).join('  '))
-    .join('\n');
+  return [
+    ...rows.map((r) => r.map((v, c) => (c === 0 ? v.padEnd(widths[c]!) : v.padStart(widths[c]!))).join('  ')),
+    ...DEFINITIONS,
+  ].join('\n');
 }
 
 export function renderCompareHtml(nameA: string, a: ResultFile, nameB: string, b: ResultFile): string {
@@ -70,9 +72,4 @@ function num(v: number | string | undefined): string {
   if (v === undefined) return '–';
   if (typeof v === 'string') return v;
   return Number.isInteger(v) ? String(v) : v.toFixed(2);
-}
-
-function ratio(a: number | string | undefined, b: number | string | undefined): string {
-  if (typeof a !== 'number' || typeof b !== 'number' || a === 0) return '–';
-  return `${(b / a).toFixed(2)}×`;
 }

@@ -1,10 +1,10 @@
 // The HTML report of one run, rendered from the result JSON alone (so a saved file can be re-rendered and a
 // vLLM result file renders too, less what vLLM does not save): the summary, the TTFT and ITL distributions,
 // and output throughput and requests in flight over time. One file, inline CSS and SVG, no external URLs.
-import { timeline } from './metrics.js';
+import { PEAK_BIN_S, timeline } from './metrics.js';
 import { LATENCY_METRICS, numberField, type BenchResultJson } from './result-json.js';
 import { histogramSvg, lineChartSvg, esc, PALETTE } from './svg-charts.js';
-import { failureLines } from './table.js';
+import { DEFINITIONS, failureLines } from './table.js';
 import type { RequestOutput } from './types.js';
 
 const CSS = `body{font-family:sans-serif;margin:24px;color:#111;max-width:1100px}
@@ -14,6 +14,26 @@ td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}td:first-child,th:f
 
 export function htmlPage(title: string, body: string): string {
   return `<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>${esc(title)}</title><style>${CSS}</style></head><body><h1>${esc(title)}</h1>${body}</body></html>\n`;
+}
+
+/**
+ * A run's settings as [label, text], from the result file alone (ours or vLLM's; absent fields are left out):
+ * what a reader needs to know the numbers beside each other were measured alike, or how they were not.
+ */
+export function settingsRows(r: Record<string, unknown>): Array<[string, string]> {
+  const k = r.kvserve_bench as { base_url?: string; endpoint?: string; dataset?: string } | undefined;
+  const str = (v: unknown) => (v === undefined || v === null ? undefined : String(v));
+  const rows: Array<[string, string | undefined]> = [
+    ['Server', k?.base_url ? `${k.base_url.replace(/\/+$/, '')}${k.endpoint ?? ''}` : str(r.backend)],
+    ['Model', str(r.model_id)],
+    ['Date', str(r.date)],
+    ['Dataset', k?.dataset],
+    ['Prompts', str(r.num_prompts)],
+    ['Request rate (req/s)', str(r.request_rate)],
+    ['Burstiness', str(r.burstiness)],
+    ['Max concurrency', r.max_concurrency === null ? 'unlimited' : str(r.max_concurrency)],
+  ];
+  return rows.filter((row): row is [string, string] => row[1] !== undefined);
 }
 
 /** Rows of [label, value]: the run's totals and every latency summary found in the file. */
@@ -43,28 +63,33 @@ export function fmtValue(v: number | string | undefined): string {
   return Number.isInteger(v) ? String(v) : v.toFixed(2);
 }
 
-/** One column per run; rows are the union of what the files hold, so ours and vLLM's line up by label. */
+/**
+ * One column per run, settings first, then the summaries; rows are the union of what the files hold, so ours
+ * and vLLM's line up by label. Two runs get a B / A column.
+ */
 export function sideBySideTable(headers: readonly string[], runs: readonly Record<string, unknown>[]): string {
-  const maps = runs.map((r) => new Map(summaryRows(r)));
+  const maps = runs.map((r) => new Map<string, number | string | undefined>([...settingsRows(r), ...summaryRows(r)]));
   const labels = [...new Set(maps.flatMap((m) => [...m.keys()]))];
-  const head = `<tr><th></th>${headers.map((h) => `<th>${esc(h)}</th>`).join('')}</tr>`;
-  const body = labels.map(
-    (l) => `<tr><td>${esc(l)}</td>${maps.map((m) => `<td>${fmtValue(m.get(l))}</td>`).join('')}</tr>`,
-  );
-  return `<table>${head}${body.join('')}</table>`;
+  const pair = runs.length === 2;
+  const head = `<tr><th></th>${headers.map((h) => `<th>${esc(h)}</th>`).join('')}${pair ? '<th>B / A</th>' : ''}</tr>`;
+  const body = labels.map((l) => {
+    const ratio = pair ? `<td>${ratioText(maps[0]!.get(l), maps[1]!.get(l))}</td>` : '';
+    return `<tr><td>${esc(l)}</td>${maps.map((m) => `<td>${fmtValue(m.get(l))}</td>`).join('')}${ratio}</tr>`;
+  });
+  const defs = `<p class="note">${DEFINITIONS.map(esc).join('<br>')}</p>`;
+  return `<table>${head}${body.join('')}</table>${defs}`;
+}
+
+/** b / a as "1.23×", or "–" when either is not a number or a is 0. */
+export function ratioText(a: number | string | undefined, b: number | string | undefined): string {
+  if (typeof a !== 'number' || typeof b !== 'number' || a === 0) return '–';
+  return `${(b / a).toFixed(2)}×`;
 }
 
 export function renderRunHtml(r: BenchResultJson): string {
   const k = r.kvserve_bench;
   const describe: Array<[string, string]> = [
-    ['Model', r.model_id],
-    ['Server', k ? `${k.base_url.replace(/\/+$/, '')}${k.endpoint}` : r.backend],
-    ['Date', r.date],
-    ['Dataset', k?.dataset ?? ''],
-    ['Prompts', String(r.num_prompts)],
-    ['Request rate (req/s)', String(r.request_rate)],
-    ['Burstiness', String(r.burstiness)],
-    ['Max concurrency', r.max_concurrency === null ? 'unlimited' : String(r.max_concurrency)],
+    ...settingsRows(r),
     ['Tokenizer', r.tokenizer_id ?? 'none'],
     ['ignore_eos', k ? String(k.ignore_eos) : ''],
   ];
@@ -73,6 +98,7 @@ export function renderRunHtml(r: BenchResultJson): string {
   parts.push('<h2>Summary</h2><table>');
   for (const [label, v] of summaryRows(r)) parts.push(`<tr><td>${esc(label)}</td><td>${fmtValue(v)}</td></tr>`);
   parts.push('</table>');
+  parts.push(`<p class="note">${DEFINITIONS.map(esc).join('<br>')}</p>`);
   for (const note of k?.notes ?? []) parts.push(`<p class="note">note: ${esc(note)}</p>`);
 
   const ok = r.errors.map((e) => e === '');
@@ -99,14 +125,20 @@ export function renderRunHtml(r: BenchResultJson): string {
   parts.push('</div>');
 
   if (k) {
-    const t = timeline(outputsFromJson(r), r.output_lens, binSeconds(r.duration));
+    // The same bins as the table's peaks (metrics.ts), so the charts' maxima are the reported peaks.
+    const t = timeline(outputsFromJson(r), r.output_lens, PEAK_BIN_S);
     const at = (i: number) => (i + 0.5) * t.binS;
-    parts.push(`<h2>Over time (${t.binS} s bins)</h2><div class="grid">`);
+    const peakTokens = t.tokens.reduce((a, b) => Math.max(a, b), 0) / t.binS;
+    const peakConcurrent = t.concurrent.reduce((a, b) => Math.max(a, b), 0);
+    parts.push(`<h2>Over time (${t.binS} s bins)</h2>`);
+    parts.push(
+      `<p class="note">Bin width ${t.binS} s, the bins of the summary's peaks: peak ${fmtValue(peakTokens)} output tok/s, peak ${peakConcurrent} requests in flight.</p><div class="grid">`,
+    );
     parts.push(
       lineChartSvg(
         [{ name: 'output tok/s', color: PALETTE[2]!, points: t.tokens.map((n, i) => [at(i), n / t.binS]) }],
         {
-          title: 'Output token throughput',
+          title: `Output token throughput (${t.binS} s bins)`,
           xLabel: 'seconds since start',
           yLabel: 'tokens / s',
         },
@@ -114,7 +146,7 @@ export function renderRunHtml(r: BenchResultJson): string {
     );
     parts.push(
       lineChartSvg([{ name: 'in flight', color: PALETTE[3]!, points: t.concurrent.map((n, i) => [at(i), n]) }], {
-        title: 'Requests in flight',
+        title: `Requests in flight (${t.binS} s bins)`,
         xLabel: 'seconds since start',
         yLabel: 'requests',
       }),
@@ -142,10 +174,4 @@ function outputsFromJson(r: BenchResultJson): RequestOutput[] {
     startTime: k.start_times[i] ?? 0,
     contentChunks: (r.itls[i]?.length ?? 0) + 1,
   }));
-}
-
-/** About 60 bins over the run, on a 1-2-5 ladder of seconds. */
-function binSeconds(durationS: number): number {
-  const ladder = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300];
-  return ladder.find((b) => b >= durationS / 60) ?? 600;
 }

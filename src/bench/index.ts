@@ -3,11 +3,13 @@
 // Exit codes: 0 ok, 1 the run could not be made (server unreachable, warm-up failed, bad file), 2 bad flags.
 // A run in which some requests fail still exits 0: failures are results, listed with their messages.
 import { ConfigError } from '../config.js';
+import { abBench, formatAbTable, renderAbHtml } from './ab-bench.js';
 import { warmUp } from './benchmark.js';
 import { formatCompareTable, loadResultFile, renderCompareHtml, runName } from './compare.js';
 import { renderRunHtml } from './html-report.js';
 import { benchHelp, parseBenchArgs, type BenchOptions } from './options.js';
 import { htmlPath, measureRun, prepareBench, writeText } from './run.js';
+import { formatPrefillTable, prefillCurve, renderPrefillHtml } from './prefill-curve.js';
 import { formatSweepTable, renderSweepHtml } from './sweep.js';
 import { endpointUrl } from './stream-request.js';
 import { formatResultTable } from './table.js';
@@ -43,6 +45,8 @@ export async function runBenchCli(argv: string[], io: BenchIo = processIo): Prom
   }
   try {
     if (o.compare) return await compare(o, io);
+    if (o.baseUrls.length === 2) return await ab(o, io);
+    if (o.inputLens) return await prefill(o, io);
     return await bench(o, io);
   } catch (e) {
     io.err(`kvserve bench: ${(e as Error).message}`);
@@ -90,6 +94,26 @@ async function bench(o: BenchOptions, io: BenchIo): Promise<number> {
   if (o.resultFile) await writeText(o.resultFile, `${JSON.stringify({ sweep: runs }, null, 2)}\n`);
   if (html) await writeText(html, renderSweepHtml(runs));
   reportFiles(io, o.resultFile, html);
+  return 0;
+}
+
+async function ab(o: BenchOptions, io: BenchIo): Promise<number> {
+  const r = await abBench(o, io.err);
+  io.out(formatAbTable(r));
+  return writeReports(o, io, r, renderAbHtml(r));
+}
+
+async function prefill(o: BenchOptions, io: BenchIo): Promise<number> {
+  const r = await prefillCurve(o, io.err);
+  io.out(formatPrefillTable(r));
+  return writeReports(o, io, r, renderPrefillHtml(r));
+}
+
+async function writeReports(o: BenchOptions, io: BenchIo, json: unknown, html: string): Promise<number> {
+  const htmlFile = htmlPath(o);
+  if (o.resultFile) await writeText(o.resultFile, `${JSON.stringify(json, null, 2)}\n`);
+  if (htmlFile) await writeText(htmlFile, html);
+  reportFiles(io, o.resultFile, htmlFile);
   return 0;
 }
 

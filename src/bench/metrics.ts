@@ -93,7 +93,7 @@ export function computeMetrics(m: MetricsInput): BenchMetrics {
 
   const totalOutput = outputLens.reduce((a, b) => a + b, 0);
   const d = m.durationS > 0 ? m.durationS : Number.NaN;
-  const perSecond = timeline(m.outputs, outputLens, 1);
+  const perSecond = timeline(m.outputs, outputLens, PEAK_BIN_S);
   return {
     completed,
     failed: m.outputs.length - completed,
@@ -108,7 +108,7 @@ export function computeMetrics(m: MetricsInput): BenchMetrics {
     tpot: summarize(tpots, m.percentiles, 1000),
     itl: summarize(itls, m.percentiles, 1000),
     e2el: summarize(e2els, m.percentiles, 1000),
-    maxOutputTokensPerS: perSecond.tokens.reduce((a, b) => Math.max(a, b), 0),
+    maxOutputTokensPerS: perSecond.tokens.reduce((a, b) => Math.max(a, b), 0) / PEAK_BIN_S,
     maxConcurrentRequests: perSecond.concurrent.reduce((a, b) => Math.max(a, b), 0),
     outputLens,
     inputLens,
@@ -155,6 +155,9 @@ export function parseGoodput(spec: string): GoodputSlo {
 // placed at start + TTFT + the running sum of ITLs (the only token times a streaming client knows); a request
 // whose chunks hold several tokens spreads its token count evenly over them, so the bins sum to the run's
 // output tokens. With 1 s bins the maxima are vLLM's max_output_tokens_per_s and max_concurrent_requests.
+/** The one bin width of the peaks and of the HTML's over-time charts: vLLM's 1 s, so peaks compare across tools. */
+export const PEAK_BIN_S = 1;
+
 export interface Timeline {
   binS: number;
   /** output tokens that arrived in each bin */

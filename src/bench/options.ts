@@ -7,6 +7,12 @@ import type { Endpoint } from './stream-request.js';
 
 export interface BenchOptions {
   baseUrl: string;
+  /** two with `--base-url A --base-url B`: an A/B run (ab-run.ts); else [baseUrl] */
+  baseUrls: string[];
+  /** `--input-lens 128,512,...`: TTFT against prompt length (prefill-curve.ts) */
+  inputLens: number[] | undefined;
+  /** streams kept busy beside the measured request of a prefill curve */
+  backgroundStreams: number;
   endpoint: Endpoint;
   model: string | undefined;
   apiKey: string | undefined;
@@ -34,7 +40,22 @@ export interface BenchOptions {
 }
 
 const flags = {
-  'base-url': { key: 'baseUrl', kind: 'string', help: 'server address (default http://127.0.0.1:8000)' },
+  'base-url': {
+    key: 'baseUrl',
+    kind: 'string',
+    help: 'server address (default http://127.0.0.1:8000); give it twice for an A/B run of two servers',
+  },
+  'input-lens': {
+    key: 'inputLens',
+    kind: 'string',
+    help: 'L1,L2,...: TTFT against prompt length, one request at a time per length (random dataset)',
+  },
+  'background-streams': {
+    key: 'backgroundStreams',
+    kind: 'int',
+    min: 0,
+    help: 'with --input-lens: requests kept in flight beside the measured one (default 0)',
+  },
   endpoint: {
     key: 'endpoint',
     kind: 'string',
@@ -118,9 +139,11 @@ time per output token, end-to-end latency and throughput, with vLLM's definition
 ${formatOptions(flags)}
 
 Examples:
-  kvserve bench --base-url http://127.0.0.1:8000 --tokenizer MODEL_DIR --input-len 512 --output-len 128 \\
+  kvserve bench --base-url http://127.0.0.1:8000 --tokenizer MODEL_DIR --input-len 256 --output-len 128 \\
       --num-prompts 200 --request-rate 8 --result-file run.json
   kvserve bench --dataset ShareGPT_V3.json --tokenizer MODEL_DIR --sweep-rates 1,2,4,8 --result-file sweep.json
+  kvserve bench --input-lens 32,64,128,256 --output-len 16 --num-prompts 10 --tokenizer MODEL_DIR
+  kvserve bench --base-url http://127.0.0.1:8000 --base-url http://127.0.0.1:8001 --input-len 128 --output-len 64
   kvserve bench --compare a.json b.json --html compare.html`;
 
 /** Flags that take several words (vLLM's nargs): `--goodput ttft:500 tpot:50`, `--compare A.json B.json`. */
@@ -148,6 +171,8 @@ function joinMultiWord(argv: string[]): string[] {
 export function parseBenchArgs(argv: string[]): BenchOptions {
   const defaults = {
     baseUrl: 'http://127.0.0.1:8000',
+    inputLens: undefined as string | undefined,
+    backgroundStreams: 0,
     endpoint: '/v1/completions',
     model: undefined as string | undefined,
     apiKey: process.env.OPENAI_API_KEY || process.env.KVSERVE_API_KEY || undefined,
@@ -173,13 +198,25 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
   };
   const { config: c, rest } = parseFlags(joinMultiWord(argv), flags, defaults);
   if (rest.length > 0) throw new ConfigError(`unexpected argument "${rest[0]}" (see --help)`);
-  try {
-    new URL(c.baseUrl);
-  } catch {
-    throw new ConfigError(`--base-url must be a URL such as http://127.0.0.1:8000, got "${c.baseUrl}"`);
+  const baseUrls = baseUrlValues(argv);
+  if (baseUrls.length === 0) baseUrls.push(c.baseUrl);
+  if (baseUrls.length > 2) throw new ConfigError(`--base-url: at most two servers (A and B), got ${baseUrls.length}`);
+  for (const url of baseUrls) {
+    try {
+      new URL(url);
+    } catch {
+      throw new ConfigError(`--base-url must be a URL such as http://127.0.0.1:8000, got "${url}"`);
+    }
   }
+  const inputLens = c.inputLens === undefined ? undefined : parseLengths(c.inputLens);
+  if (inputLens && baseUrls.length > 1) throw new ConfigError('--input-lens takes one --base-url');
+  if (c.backgroundStreams > 0 && !inputLens) throw new ConfigError('--background-streams needs --input-lens');
+  if ((inputLens || baseUrls.length > 1) && (c.sweepRates !== undefined || c.dataset !== 'random'))
+    throw new ConfigError('--input-lens and two --base-url take the random dataset and no --sweep-rates');
   return {
     ...c,
+    baseUrls,
+    inputLens,
     endpoint: c.endpoint as Endpoint,
     requestRate: parseRate('--request-rate', c.requestRate),
     goodput: c.goodput === undefined ? undefined : wrap(() => parseGoodput(c.goodput!)),
@@ -188,6 +225,24 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
       c.sweepRates === undefined ? undefined : c.sweepRates.split(',').map((r) => parseRate('--sweep-rates', r.trim())),
     compare: c.compare === undefined ? undefined : (c.compare.split('\n') as [string, string]),
   };
+}
+
+/** Every value of --base-url in order (the flag parser keeps only the last). */
+function baseUrlValues(argv: string[]): string[] {
+  const urls: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg.startsWith('--base-url=')) urls.push(arg.slice('--base-url='.length));
+    else if (arg === '--base-url' && i + 1 < argv.length) urls.push(argv[++i]!);
+  }
+  return urls;
+}
+
+function parseLengths(raw: string): number[] {
+  const lens = raw.split(',').map((s) => Number(s.trim()));
+  if (raw.trim() === '' || lens.some((l) => !Number.isInteger(l) || l < 1))
+    throw new ConfigError(`--input-lens must be positive integers separated by commas, got "${raw}"`);
+  return lens;
 }
 
 export function parseRate(flag: string, raw: string): number {

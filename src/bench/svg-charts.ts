@@ -142,7 +142,15 @@ export function lineChartSvg(
       s.points.forEach(([x, y], i) => {
         f.svg.push(`<circle cx="${f.x(x)}" cy="${f.y(y)}" r="3" fill="${s.color}"/>`);
         const label = s.labels?.[i];
-        if (label) f.svg.push(`<text x="${f.x(x) + 5}" y="${f.y(y) - 5}" fill="${s.color}">${esc(label)}</text>`);
+        if (!label) return;
+        // Right of the dot, or left of it in the plot's right quarter, and below it at the top edge: inside
+        // the frame, so labels are never clipped by the SVG's bounds.
+        const w = o.width ?? 640;
+        const right = f.x(x) > PAD.left + 0.75 * (w - PAD.left - PAD.right);
+        const ly = f.y(y) - 5 < PAD.top + 10 ? f.y(y) + 14 : f.y(y) - 5;
+        f.svg.push(
+          `<text x="${right ? f.x(x) - 5 : f.x(x) + 5}" y="${ly}" text-anchor="${right ? 'end' : 'start'}" fill="${s.color}">${esc(label)}</text>`,
+        );
       });
     }
   }

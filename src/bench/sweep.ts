@@ -21,13 +21,61 @@ const COLUMNS: Array<[string, (r: BenchResultJson) => number | string]> = [
   ['failed', (r) => r.failed],
 ];
 
-/** One line per rate, latencies in ms. */
+/**
+ * With --goodput a rate meets the SLOs when at least SLO_ATTAINMENT of its requests (failures count against)
+ * meet every one of them; the sweep reports the highest such rate, the usual capacity-under-SLO figure.
+ */
+export const SLO_ATTAINMENT = 0.9;
+
+/** Share of a run's prompts that completed within every SLO; undefined without --goodput. */
+export function sloAttainment(r: BenchResultJson): number | undefined {
+  if (r.request_goodput === null || r.request_goodput === undefined || !(r.num_prompts > 0)) return undefined;
+  return (r.request_goodput * r.duration) / r.num_prompts;
+}
+
+/** The highest request rate whose attainment is ≥ SLO_ATTAINMENT, 'inf', or undefined when none (or no SLOs). */
+export function highestRateMeetingSlo(runs: readonly BenchResultJson[]): number | 'inf' | undefined {
+  let best: number | 'inf' | undefined;
+  for (const r of runs) {
+    const a = sloAttainment(r);
+    if (a === undefined || a < SLO_ATTAINMENT - 1e-9) continue;
+    const rate = r.request_rate === 'inf' ? Number.POSITIVE_INFINITY : r.request_rate;
+    const cur = best === 'inf' ? Number.POSITIVE_INFINITY : (best ?? Number.NEGATIVE_INFINITY);
+    if (rate > cur) best = r.request_rate;
+  }
+  return best;
+}
+
+/** One line per rate, latencies in ms; with --goodput also goodput, SLO attainment and the best rate. */
 export function formatSweepTable(runs: readonly BenchResultJson[]): string {
-  const cells = [COLUMNS.map(([h]) => h), ...runs.map((r) => COLUMNS.map(([, f]) => cell(f(r))))];
-  const widths = COLUMNS.map((_, c) => Math.max(...cells.map((row) => row[c]!.length)));
+  const withSlo = runs.some((r) => sloAttainment(r) !== undefined);
+  const columns: typeof COLUMNS = withSlo
+    ? [
+        ...COLUMNS,
+        ['goodput', (r) => r.request_goodput ?? Number.NaN],
+        ['in SLO %', (r) => 100 * (sloAttainment(r) ?? Number.NaN)],
+      ]
+    : COLUMNS;
+  const cells = [columns.map(([h]) => h), ...runs.map((r) => columns.map(([, f]) => cell(f(r))))];
+  const widths = columns.map((_, c) => Math.max(...cells.map((row) => row[c]!.length)));
   const lines = cells.map((row) => row.map((v, c) => v.padStart(widths[c]!)).join('  '));
   lines.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
+  if (withSlo) lines.push(sloLine(runs));
   return ['Sweep (latencies in ms):', ...lines].join('\n');
+}
+
+function sloLine(runs: readonly BenchResultJson[]): string {
+  const slo = runs[0]?.kvserve_bench?.goodput;
+  const spec = slo
+    ? Object.entries(slo)
+        .map(([k, v]) => `${k} ≤ ${v} ms`)
+        .join(', ')
+    : 'the SLOs';
+  const best = highestRateMeetingSlo(runs);
+  const pct = `${Math.round(SLO_ATTAINMENT * 100)} %`;
+  return best === undefined
+    ? `No rate meets ${spec} for ${pct} of requests.`
+    : `Highest request rate meeting ${spec} for ${pct} of requests: ${best} req/s`;
 }
 
 export function renderSweepHtml(runs: readonly BenchResultJson[]): string {
@@ -59,7 +107,24 @@ export function renderSweepHtml(runs: readonly BenchResultJson[]): string {
       ],
       { title: 'TPOT and ITL against throughput', xLabel: 'output tokens / s', yLabel: 'ms', dots: true },
     ),
-    '</div><h2>Runs</h2>',
+    '</div>',
+    ...(runs.some((r) => sloAttainment(r) !== undefined)
+      ? [
+          lineChartSvg(
+            [
+              {
+                name: 'goodput',
+                color: PALETTE[4]!,
+                points: runs.map((r) => [r.request_throughput, r.request_goodput ?? 0] as [number, number]),
+                labels,
+              },
+            ],
+            { title: 'Goodput against throughput', xLabel: 'requests / s', yLabel: 'good requests / s', dots: true },
+          ),
+          `<p>${esc(sloLine(runs))}</p>`,
+        ]
+      : []),
+    '<h2>Runs</h2>',
     sideBySideTable(
       runs.map((r) => `rate ${r.request_rate}`),
       runs,

@@ -12,6 +12,14 @@ const TITLES: Record<LatencyMetric, [string, string]> = {
   e2el: ['End-to-end Latency', 'E2EL'],
 };
 
+/** What TPOT and ITL mean: they are easily taken for one another, and differ when chunks hold several tokens. */
+export const DEFINITIONS = [
+  'TTFT: request sent → first content chunk.',
+  'TPOT: per request (E2EL − TTFT) / (output tokens − 1), then averaged over requests: time per token after the first.',
+  'ITL: gaps between consecutive content chunks, pooled over all requests: per chunk, not per token.',
+  'E2EL: request sent → last content chunk.',
+];
+
 export function formatResultTable(info: RunInfo, m: BenchMetrics, errors: readonly string[]): string {
   const lines: string[] = [];
   const row = (label: string, value: string | number) => lines.push(`${label.padEnd(40)} ${fmt(value)}`);
@@ -37,6 +45,7 @@ export function formatResultTable(info: RunInfo, m: BenchMetrics, errors: readon
     summaryRows(short, m[name], row);
   }
   lines.push('='.repeat(WIDTH));
+  lines.push(...DEFINITIONS);
   for (const note of [...info.notes, ...tokenNotes(m)]) lines.push(`note: ${note}`);
   lines.push(...failureLines(errors));
   return lines.join('\n');

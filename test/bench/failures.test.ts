@@ -77,6 +77,19 @@ describe('failures', () => {
     const { code, err } = await bench(['--warmup', '2']);
     expect(code).toBe(1);
     expect(err).toMatch(/warm-up failed: HTTP 401: scripted failure 401/);
+    expect(err).toMatch(/check --base-url, --endpoint, --model and --api-key/);
+  });
+
+  it('a warm-up failing on the context length points at the length flags, not the connection ones', async () => {
+    // kvserve's (and vLLM's) message for a prompt + max_tokens over the model's context
+    const errorMessage =
+      "This model's maximum context length is 512 tokens. However, you requested 641 tokens (513 in the prompt and 128 in the completion).";
+    server = await startScriptedServer({ ...ok, status: 400, errorMessage });
+    const { code, err } = await bench(['--warmup', '1']);
+    expect(code).toBe(1);
+    expect(err).toContain(errorMessage);
+    expect(err).toMatch(/lower --input-len \(or --input-lens\) and --output-len/);
+    expect(err).not.toMatch(/check --base-url/);
   });
 
   it('an unreachable server exits 1 with a clear message', async () => {

@@ -18,6 +18,8 @@ export interface Script {
   roleChunk?: boolean;
   /** answer with this status and an OpenAI error body instead of a stream */
   status?: number;
+  /** the error body's message with `status` (default "scripted failure STATUS") */
+  errorMessage?: string;
   /** destroy the connection after this many content chunks */
   breakAfter?: number;
   /** end the response cleanly without data: [DONE] */
@@ -38,8 +40,10 @@ export interface ScriptedServer {
   close: () => Promise<void>;
 }
 
-/** `script` may depend on the request's index in arrival order (0-based). */
-export async function startScriptedServer(script: Script | ((index: number) => Script)): Promise<ScriptedServer> {
+/** `script` may depend on the request's index in arrival order (0-based) and on its body (e.g. the prompt). */
+export async function startScriptedServer(
+  script: Script | ((index: number, body: Record<string, unknown>) => Script),
+): Promise<ScriptedServer> {
   const seen: Seen[] = [];
   let inFlight = 0;
   let maxInFlight = 0;
@@ -59,7 +63,7 @@ export async function startScriptedServer(script: Script | ((index: number) => S
       maxInFlight = Math.max(maxInFlight, inFlight);
       res.on('close', () => inFlight--);
       respond(
-        typeof script === 'function' ? script(index) : script,
+        typeof script === 'function' ? script(index, body) : script,
         req.url === '/v1/chat/completions',
         body,
         receivedAt,
@@ -85,7 +89,9 @@ function respond(s: Script, chat: boolean, body: Record<string, unknown>, t0: nu
   if (s.status !== undefined && s.status !== 200) {
     res.writeHead(s.status, { 'content-type': 'application/json' });
     res.end(
-      JSON.stringify({ error: { message: `scripted failure ${s.status}`, type: 'server_error', code: s.status } }),
+      JSON.stringify({
+        error: { message: s.errorMessage ?? `scripted failure ${s.status}`, type: 'server_error', code: s.status },
+      }),
     );
     return;
   }
