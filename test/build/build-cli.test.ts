@@ -1,33 +1,18 @@
 // `kvserve build`, `engine-info`, and `serve` / `generate --engine` as a user runs them: real processes, the
 // outputs against transformers' greedy ids for stories260K, and every refusal one line with exit code 1.
-import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { spawnServe, untilHealthy } from '../server/helpers/child-server.js';
-import { repo, storiesDir, tempDir } from './engine-helpers.js';
+import { storiesDir, tempDir } from './engine-helpers.js';
+import { kvserve } from '../cli/helpers/run-kvserve.js';
 
-const run = promisify(execFile);
 const expected = JSON.parse(readFileSync(join(storiesDir, 'expected.json'), 'utf8')) as Array<{
   prompt: string;
   prompt_ids: number[];
   greedy_ids: number[];
   greedy_text: string;
 }>;
-
-async function kvserve(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
-      cwd: repo,
-      timeout: 60_000,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
 
 let engine: string;
 beforeAll(async () => {

@@ -1,15 +1,13 @@
 // `--device cuda` on a build without the CUDA backend fails at once, in one line, before any weight is read:
 // the model folder here has a good config and tokenizer but a model.safetensors of garbage, so an error
 // about the weights would mean they were read first.
-import { execFile } from 'node:child_process';
 import { copyFileSync, mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
 import { describe, expect, test } from 'vitest';
 import { loadNative } from '../../src/runner/binding.js';
+import { kvserve } from './helpers/run-kvserve.js';
 
-const run = promisify(execFile);
 const repo = resolve(__dirname, '..', '..');
 const demo = join(repo, 'models', 'stories260K');
 
@@ -19,19 +17,6 @@ function garbageWeightsModel(): string {
   for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(demo, f), join(dir, f));
   writeFileSync(join(dir, 'model.safetensors'), Buffer.alloc(4096, 0xab));
   return dir;
-}
-
-async function kvserve(args: string[]): Promise<{ code: number; stderr: string }> {
-  try {
-    const { stderr } = await run(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
-      cwd: repo,
-      timeout: 60_000,
-    });
-    return { code: 0, stderr };
-  } catch (e) {
-    const err = e as { code: number; stderr: string };
-    return { code: err.code, stderr: err.stderr };
-  }
 }
 
 describe.runIf(!loadNative().builtWithCuda())('--device cuda on a build without CUDA', () => {

@@ -1,12 +1,10 @@
 // `kvserve generate` as a user runs it: a real process, stdout/stderr and the exit code.
-import { execFile } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
 import { describe, expect, test } from 'vitest';
+import { kvserve } from './helpers/run-kvserve.js';
 
-const run = promisify(execFile);
 const repo = resolve(__dirname, '..', '..');
 const demo = resolve(repo, 'models', 'stories260K');
 const expected = JSON.parse(readFileSync(join(demo, 'expected.json'), 'utf8')) as Array<{
@@ -15,19 +13,6 @@ const expected = JSON.parse(readFileSync(join(demo, 'expected.json'), 'utf8')) a
   greedy_ids: number[];
   greedy_text: string;
 }>;
-
-async function kvserve(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
-      cwd: repo,
-      timeout: 60_000,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
 
 describe('kvserve generate on stories260K', () => {
   test.each(expected.map((e) => [e.prompt, e] as const))(

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { defaultModelDir, engineDefaults, type EngineConfig } from '../../src/config.js';
 import { createEngine, type Engine } from '../../src/engine/engine.js';
-import type { EngineRequest, RequestOutput, SamplingParams } from '../../src/engine/types.js';
+import type { EngineRequest, RequestOutput } from '../../src/engine/types.js';
+import { greedy } from './greedy.js';
 
 const built = existsSync(join(import.meta.dirname, '..', '..', 'build', 'Release', 'kvserve.node'));
 interface Expected {
@@ -14,23 +15,6 @@ interface Expected {
   greedy_ids: number[];
 }
 const expected: Expected[] = JSON.parse(readFileSync(join(defaultModelDir, 'expected.json'), 'utf8'));
-
-function greedy(maxTokens: number): SamplingParams {
-  return {
-    temperature: 0,
-    topP: 1,
-    topK: 0,
-    minP: 0,
-    presencePenalty: 0,
-    frequencyPenalty: 0,
-    repetitionPenalty: 1,
-    maxTokens,
-    minTokens: 0,
-    stopTokenIds: [],
-    ignoreEos: true,
-    logprobs: null,
-  };
-}
 
 async function engine(over: Partial<EngineConfig>): Promise<Engine> {
   return createEngine({ ...engineDefaults(), device: 'cpu', threads: 1, ...over });

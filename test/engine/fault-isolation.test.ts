@@ -12,8 +12,9 @@ import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { engineDefaults, finishEngineConfig } from '../../src/config.js';
 import { createEngine, type Engine } from '../../src/engine/engine.js';
-import type { RequestOutput, SamplingParams } from '../../src/engine/types.js';
+import type { RequestOutput } from '../../src/engine/types.js';
 import { loadExpected, storiesDir } from '../native/harness.js';
+import { greedy } from './greedy.js';
 
 const work = mkdtempSync(join(tmpdir(), 'kvserve-fault-isolation-'));
 const engines: Engine[] = [];
@@ -28,24 +29,6 @@ async function start(model: string): Promise<Engine> {
   );
   engines.push(engine);
   return engine;
-}
-
-function greedy(maxTokens: number, over: Partial<SamplingParams> = {}): SamplingParams {
-  return {
-    temperature: 0,
-    topP: 1,
-    topK: 0,
-    minP: 0,
-    presencePenalty: 0,
-    frequencyPenalty: 0,
-    repetitionPenalty: 1,
-    maxTokens,
-    minTokens: 0,
-    stopTokenIds: [],
-    ignoreEos: true,
-    logprobs: null,
-    ...over,
-  };
 }
 
 async function collect(

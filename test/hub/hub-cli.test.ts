@@ -1,16 +1,14 @@
 // `kvserve generate` / `serve` / `bench` with --model org/name, as a user runs them: real processes whose
 // HF_ENDPOINT is a fake Hub on 127.0.0.1. The greedy text through the Hub is transformers' (expected.json), as
 // from the local folder; again offline with the Hub gone; a local folder never touches the network.
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { killChildren, spawnServe } from '../server/helpers/child-server.js';
 import { closedPort, startFakeHub, type FakeHub } from './fake-hub.js';
+import { kvserve } from '../cli/helpers/run-kvserve.js';
 
-const run = promisify(execFile);
 const repo = resolve(__dirname, '..', '..');
 const stories = join(repo, 'models', 'stories260K');
 const expected = JSON.parse(readFileSync(join(stories, 'expected.json'), 'utf8')) as Array<{
@@ -41,23 +39,6 @@ function hfEnv(over: Record<string, string | undefined>): NodeJS.ProcessEnv {
     else env[k] = v;
   }
   return env;
-}
-
-async function kvserve(
-  args: string[],
-  env: NodeJS.ProcessEnv,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
-      cwd: repo,
-      timeout: 60_000,
-      env,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
 }
 
 /** stderr's lines without npm's own warnings. */
