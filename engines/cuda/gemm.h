@@ -58,7 +58,7 @@ class GemmRunner {
   };
   using Key = std::tuple<int, int, int, int>;
   Plan& get(int N, int K, DType in, DType out, const void* W, int maxM);
-  void planInvariant(Plan& p, int N, int K);
+  void planInvariant(Plan& p);
   void planFast(Plan& p, int N, int K, DType in, DType out, const void* W, int maxM);
   bool gemvApplies(int M, int N, int K, DType in, DType out) const;
   const Bucket& bucketFor(const Plan& p, int M) const;
