@@ -5,9 +5,47 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
+#include <utility>
+
 #include "kvserve_kernels.h"
 
 namespace kvsk {
+
+// Programmatic dependent launch (Hopper and newer). The forward pass's own kernels are launched with
+// programmatic stream serialization, so a kernel's CTAs may start while the previous kernel drains: each
+// such kernel calls pdlWait() before its first access to memory an earlier kernel writes or reads (only
+// immutable data such as weights may be touched before), and pdlTrigger() once it no longer needs to hold
+// its successor back. griddepcontrol.wait returns once the previous grid has completed and its writes are
+// visible, and that grid waited for its own predecessor, so ordering is transitive. Both are no-ops below
+// sm_90 or when the kernel was launched normally.
+__device__ __forceinline__ void pdlWait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdlTrigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+bool pdlEnabled();  // kvsk_set_programmatic_launch (launch.cu)
+
+// Launches `kernel` on `stream`, with programmatic stream serialization when enabled.
+template <typename... Params, typename... Args>
+cudaError_t launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdlEnabled() ? 1 : 0;
+  return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
 
 template <typename T> __device__ __forceinline__ float toF(T x);
 template <> __device__ __forceinline__ float toF<float>(float x) { return x; }

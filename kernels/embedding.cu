@@ -5,6 +5,8 @@ namespace kvsk {
 
 template <typename T>
 __global__ void embeddingKernel(kvsk_embedding_params p) {
+  pdlWait();
+  pdlTrigger();
   const int t = blockIdx.x;
   const int id = p.tokenIds[t];
   T* out = static_cast<T*>(p.out) + (int64_t)t * p.hidden;
@@ -24,6 +26,6 @@ __global__ void embeddingKernel(kvsk_embedding_params p) {
 
 extern "C" cudaError_t kvsk_embedding(const kvsk_embedding_params* p, cudaStream_t stream) {
   if (p->numTokens <= 0) return cudaSuccess;
-  KVSK_DTYPE_SWITCH(p->dtype, T, kvsk::embeddingKernel<T><<<p->numTokens, 128, 0, stream>>>(*p));
-  return cudaGetLastError();
+  KVSK_DTYPE_SWITCH(p->dtype, T, return kvsk::launch(kvsk::embeddingKernel<T>, p->numTokens, 128, 0, stream, *p));
+  return cudaSuccess;
 }

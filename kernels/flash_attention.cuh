@@ -33,6 +33,8 @@ struct FlashSmem {
 
 template <typename T, int D, int WARPS>
 __global__ void __launch_bounds__(WARPS * 32) flashAttentionKernel(kvsk_attention_params p) {
+  pdlWait();  // the cache and q come from the previous kernel (common.cuh)
+  pdlTrigger();
   constexpr int BN = FlashTile<D>::BN, LD = FlashTile<D>::LD, NT = WARPS * 32, ROWS = 16 * WARPS, CH = D / 8;
   extern __shared__ __align__(16) unsigned char flashSmem[];
   T* sQ = reinterpret_cast<T*>(flashSmem);  // [ROWS][LD]
@@ -221,6 +223,8 @@ __global__ void __launch_bounds__(WARPS * 32) flashAttentionKernel(kvsk_attentio
 // A one-partition merge is exactly o / l, the unsplit formula.
 template <typename T>
 __global__ void flashCombineKernel(kvsk_attention_params p) {
+  pdlWait();  // the cache and q come from the previous kernel (common.cuh)
+  pdlTrigger();
   const int tile = blockIdx.x, h = blockIdx.y;
   const int slot = p.tileSplitSlot[tile];
   if (slot < 0) return;
@@ -255,9 +259,9 @@ cudaError_t launchFlashShape(const kvsk_attention_params& p, cudaStream_t stream
     if (e != cudaSuccess) return e;
   }
   const dim3 grid(p.numTiles, p.numKvHeads, p.numSplitSlots > 0 ? p.maxSplits : 1);
-  kernel<<<grid, WARPS * 32, smem, stream>>>(p);
-  if (p.numSplitSlots > 0) flashCombineKernel<T><<<dim3(p.numTiles, p.numHeads), 64, 0, stream>>>(p);
-  return cudaGetLastError();
+  cudaError_t e = launch(kernel, grid, WARPS * 32, smem, stream, p);
+  if (e == cudaSuccess && p.numSplitSlots > 0) e = launch(flashCombineKernel<T>, dim3(p.numTiles, p.numHeads), 64, 0, stream, p);
+  return e;
 }
 
 // Decode: 16 rows per CTA (four warps splitting each tile, flash_decode.cuh; one warp for head_dim 256);

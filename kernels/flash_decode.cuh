@@ -24,6 +24,8 @@ struct FlashDecodeSmem {
 
 template <typename T, int D>
 __global__ void __launch_bounds__(128) flashDecodeKernel(kvsk_attention_params p) {
+  pdlWait();  // the cache and q come from the previous kernel (common.cuh)
+  pdlTrigger();
   using Sm = FlashDecodeSmem<T, D>;
   constexpr int BN = Sm::BN, LD = Sm::LD, LDP = Sm::LDP, NT = 128, CH = D / 8;
   constexpr int DT = D / 32;  // 8-column d-tiles per warp
@@ -231,9 +233,9 @@ cudaError_t launchFlashDecode(const kvsk_attention_params& p, cudaStream_t strea
     if (e != cudaSuccess) return e;
   }
   const dim3 grid(p.numTiles, p.numKvHeads, p.numSplitSlots > 0 ? p.maxSplits : 1);
-  kernel<<<grid, 128, smem, stream>>>(p);
-  if (p.numSplitSlots > 0) flashCombineKernel<T><<<dim3(p.numTiles, p.numHeads), 64, 0, stream>>>(p);
-  return cudaGetLastError();
+  cudaError_t e = launch(kernel, grid, 128, smem, stream, p);
+  if (e == cudaSuccess && p.numSplitSlots > 0) e = launch(flashCombineKernel<T>, dim3(p.numTiles, p.numHeads), 64, 0, stream, p);
+  return e;
 }
 
 }  // namespace kvsk

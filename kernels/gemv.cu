@@ -5,7 +5,8 @@
 // CTA = 4 warps owning kRows consecutive rows of W; its 128 threads walk the 16-byte chunks of those rows
 // (thread i takes chunks i, i + 128, ...: each warp reads 512 contiguous bytes of a row per step, coalesced),
 // kUnroll chunks deep, so kRows * kUnroll (up to 16) independent 16-byte loads are in flight per thread even when N is
-// small (qkv, o, down: 4096-6144 rows). Each (row, m) sum is a thread's chunks in K order, a fixed
+// small (qkv, o, down: 4096-6144 rows). Launched with programmatic dependent launch: the weight stream starts
+// before the previous kernel (the norm, attention) has finished. Each (row, m) sum is a thread's chunks in K order, a fixed
 // xor-shuffle tree over the warp, then the four warps' sums in warp order: deterministic, and a row's result
 // depends only on its own row of X (not on M) — but its reduction order differs from cuBLASLt's, so the
 // batch-invariant mode never uses it.
@@ -26,6 +27,17 @@ __device__ __forceinline__ uint4 loadStreaming(const void* p) {
                : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
                : "l"(p));
   return r;
+}
+
+__device__ __forceinline__ void prefetchL2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
+
+// w[u][r] = chunk c + kThreads * u of row r.
+template <int kUnroll, typename T>
+__device__ __forceinline__ void loadChunks(uint4 (&w)[kUnroll][kRows], const T* const (&wRow)[kRows], int c) {
+#pragma unroll
+  for (int u = 0; u < kUnroll; ++u)
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) w[u][r] = loadStreaming(wRow[r] + (size_t)(c + kThreads * u) * 8);
 }
 
 // Two packed 16-bit values as floats.
@@ -70,13 +82,19 @@ __global__ void __launch_bounds__(kThreads) gemvKernel(kvsk_gemv_params p) {
 #pragma unroll
     for (int m = 0; m < M; ++m) acc[r][m] = 0.f;
 
+  // Before waiting on the previous kernel (programmatic dependent launch): ask L2 for this CTA's rows of W
+  // (immutable) and load the first chunks into registers, so that the weight stream is already flowing when
+  // X becomes readable. A CTA that starts late gets the same head start on its own loads.
+  for (int b = tid * 128; b < p.k * (int)sizeof(T); b += kThreads * 128)
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) prefetchL2(reinterpret_cast<const char*>(wRow[r]) + b);
   int c = tid;
-  for (; c + kThreads * (kUnroll - 1) < chunks; c += kThreads * kUnroll) {
-    uint4 w[kUnroll][kRows];
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u)
-#pragma unroll
-      for (int r = 0; r < kRows; ++r) w[u][r] = loadStreaming(wRow[r] + (size_t)(c + kThreads * u) * 8);
+  bool more = c + kThreads * (kUnroll - 1) < chunks;
+  uint4 w[kUnroll][kRows];
+  if (more) loadChunks<kUnroll>(w, wRow, c);
+  pdlWait();
+  pdlTrigger();
+  while (more) {
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u)
 #pragma unroll
@@ -85,16 +103,19 @@ __global__ void __launch_bounds__(kThreads) gemvKernel(kvsk_gemv_params p) {
 #pragma unroll
         for (int r = 0; r < kRows; ++r) acc[r][m] = dot8<T>(w[u][r], x, acc[r][m]);
       }
+    c += kThreads * kUnroll;
+    more = c + kThreads * (kUnroll - 1) < chunks;
+    if (more) loadChunks<kUnroll>(w, wRow, c);
   }
   for (; c < chunks; c += kThreads) {
-    uint4 w[kRows];
+    uint4 wt[kRows];
 #pragma unroll
-    for (int r = 0; r < kRows; ++r) w[r] = loadStreaming(wRow[r] + (size_t)c * 8);
+    for (int r = 0; r < kRows; ++r) wt[r] = loadStreaming(wRow[r] + (size_t)c * 8);
 #pragma unroll
     for (int m = 0; m < M; ++m) {
       const uint4 x = __ldg(reinterpret_cast<const uint4*>(X + (size_t)m * p.k) + c);
 #pragma unroll
-      for (int r = 0; r < kRows; ++r) acc[r][m] = dot8<T>(w[r], x, acc[r][m]);
+      for (int r = 0; r < kRows; ++r) acc[r][m] = dot8<T>(wt[r], x, acc[r][m]);
     }
   }
 #pragma unroll
@@ -119,13 +140,12 @@ cudaError_t launchGemv(const kvsk_gemv_params& p, cudaStream_t stream) {
   const dim3 grid((p.n + kRows - 1) / kRows);
   const dim3 block(kThreads);
   switch (p.m) {
-#define KVSK_GEMV_CASE(MM) case MM: gemvKernel<T, MM><<<grid, block, 0, stream>>>(p); break;
+#define KVSK_GEMV_CASE(MM) case MM: return launch(gemvKernel<T, MM>, grid, block, 0, stream, p);
     KVSK_GEMV_CASE(1) KVSK_GEMV_CASE(2) KVSK_GEMV_CASE(3) KVSK_GEMV_CASE(4)
     KVSK_GEMV_CASE(5) KVSK_GEMV_CASE(6) KVSK_GEMV_CASE(7) KVSK_GEMV_CASE(8)
 #undef KVSK_GEMV_CASE
     default: return cudaErrorNotSupported;
   }
-  return cudaGetLastError();
 }
 
 }  // namespace

@@ -20,6 +20,12 @@ extern "C" {
 
 typedef enum { KVSK_F32 = 0, KVSK_BF16 = 1, KVSK_F16 = 2 } kvsk_dtype; /* == kvs::DType */
 
+/* Programmatic dependent launch for the forward pass's kernels (embedding, RMSNorm, RoPE + cache,
+ * attention, SiLU-and-mul, GEMV): each may start while its predecessor drains, waiting on the device until
+ * the predecessor's results are visible. Process-wide; off by default; turn it on only for a device of
+ * compute capability 9.0 or newer. */
+void kvsk_set_programmatic_launch(int on);
+
 /* out[t, :] = table[tokenIds[t], :]. Ids outside [0, vocab) produce zeros (the host validates first). */
 typedef struct {
   const void* table;        /* [vocab, H] */
@@ -166,15 +172,18 @@ cudaError_t kvsk_fill(const kvsk_fill_params* p, cudaStream_t stream);
  *    (stable: ties keep the lower id first) into sortedKeys/sortedIds.
  * 3. kvsk_sample_finish: non-greedy rows draw after top-k, top-p, min-p with u = uniform(seed, seedStep)
  *    (unranked rows walk their candidates in id order, as the CPU sampler does); then every row's sampled
- *    logprob and top-K logprobs of the raw logits. */
+ *    logprob and top-K logprobs of the raw logits, or of raw + bias for a row with a logit bias (as the
+ *    CPU sampler, OpenAI and vLLM; before penalties and temperature). */
 typedef struct {
   const void* logits;       /* [R, V] in dtype (lm_head output) */
   kvsk_dtype dtype;
   int rows, vocab;
   float* raw;               /* [R, V] raw logits as float32 (what returnLogits returns) */
   float* work;              /* [R, V] processed logits */
-  float* rowMax;            /* [R] max of raw */
-  float* rowLse;            /* [R] log-sum-exp of raw: max + log(sum(exp(raw - max))) */
+  float* rowRawLse;         /* [R] log-sum-exp of raw: max + log(sum(exp(raw - max))); not finite: a broken row */
+  float* rowLse;            /* [R] log-sum-exp of the row's logprob source (raw, or raw + bias) */
+  float* biased;            /* [R, V] scratch: raw + logit bias, the logprob source of rows that have a bias
+                             * and ask for logprobs (OpenAI and vLLM report logprobs after logit_bias) */
   int32_t* counts;          /* [R, V] scratch, must be all zero between calls (it is left zero) */
   const float* temperature; const float* topP; const int32_t* topK; const float* minP;
   const float* presencePenalty; const float* frequencyPenalty; const float* repetitionPenalty;
@@ -196,7 +205,7 @@ typedef struct {
   void* sortTemp; size_t sortTempBytes;
   /* outputs */
   int32_t* tokens;          /* [R] */
-  float* logprobs;          /* [R] raw log-softmax at tokens[r], NaN when numLogprobs[r] < 0 */
+  float* logprobs;          /* [R] log-softmax of the logprob source at tokens[r], NaN when numLogprobs[r] < 0 */
   int topLogprobs;          /* K */
   int32_t* topIds;          /* [R, K], -1 padded */
   float* topValues;         /* [R, K] */

@@ -24,6 +24,8 @@ struct AttnSmem {
 
 template <typename T, int D, int ROWS>
 __global__ void __launch_bounds__(kAttnThreads) pagedAttentionKernel(kvsk_attention_params p) {
+  pdlWait();  // the cache and q come from the previous kernel (common.cuh)
+  pdlTrigger();
   constexpr int BN = kAttnBN, NT = kAttnThreads;
   constexpr int ACC = (ROWS * D + NT - 1) / NT;
   constexpr int VEC = 16 / sizeof(T), CHUNKS = D / VEC;
@@ -164,6 +166,8 @@ __global__ void __launch_bounds__(kAttnThreads) pagedAttentionKernel(kvsk_attent
 // A one-partition merge is exactly acc / l, the unsplit formula.
 template <typename T>
 __global__ void attentionCombineKernel(kvsk_attention_params p) {
+  pdlWait();  // the cache and q come from the previous kernel (common.cuh)
+  pdlTrigger();
   const int tile = blockIdx.x, h = blockIdx.y;
   const int slot = p.tileSplitSlot[tile];
   if (slot < 0) return;
@@ -200,10 +204,9 @@ cudaError_t launchAttentionShape(const kvsk_attention_params& p, cudaStream_t st
     if (e != cudaSuccess) return e;
   }
   dim3 grid(p.numTiles, p.numKvHeads, p.numSplitSlots > 0 ? p.maxSplits : 1);
-  kernel<<<grid, kAttnThreads, smem, stream>>>(p);
-  if (p.numSplitSlots > 0)
-    attentionCombineKernel<T><<<dim3(p.numTiles, p.numHeads), 64, 0, stream>>>(p);
-  return cudaGetLastError();
+  cudaError_t e = launch(kernel, grid, kAttnThreads, smem, stream, p);
+  if (e == cudaSuccess && p.numSplitSlots > 0) e = launch(attentionCombineKernel<T>, dim3(p.numTiles, p.numHeads), 64, 0, stream, p);
+  return e;
 }
 
 template <typename T, int D>

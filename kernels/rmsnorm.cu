@@ -1,12 +1,24 @@
-// Residual add fused with RMSNorm (transformers' LlamaRMSNorm rounding). One CTA per row: the first pass
-// adds, writes the residual back and accumulates sum(x^2) in float32; the second pass normalizes.
+// Residual add fused with RMSNorm (transformers' LlamaRMSNorm rounding). One CTA per row.
+//
+// The vector kernel (rows of 16-byte multiples, the common case): each thread holds up to kMaxChunks 16-byte
+// chunks of the row in registers, so the row is read once, the new residual written once and the output
+// written once (3 passes over memory instead of 5). The scalar kernel covers every other shape. Both sum
+// x^2 in a fixed order set by the thread layout: a row's result depends on nothing but the row.
+#include <algorithm>
+
 #include "common.cuh"
 
 namespace kvsk {
 
+namespace {
+
+constexpr int kMaxChunks = 4;
+
 template <typename T>
 __global__ void rmsnormKernel(kvsk_rmsnorm_params p) {
   __shared__ float scratch[32];
+  pdlWait();
+  pdlTrigger();
   const int r = blockIdx.x;
   const int src = p.rowIndex ? p.rowIndex[r] : r;
   T* res = static_cast<T*>(p.residual) + (int64_t)src * p.hidden;
@@ -32,11 +44,90 @@ __global__ void rmsnormKernel(kvsk_rmsnorm_params p) {
   }
 }
 
+template <typename T>
+union Chunk {
+  static constexpr int N = 16 / sizeof(T);
+  uint4 raw;
+  T v[N];
+};
+
+template <typename T, int CHUNKS>
+__global__ void __launch_bounds__(1024) rmsnormVecKernel(kvsk_rmsnorm_params p) {
+  using C = Chunk<T>;
+  __shared__ float scratch[32];
+  const int nChunks = p.hidden / C::N;
+  const T* w = static_cast<const T*>(p.weight);
+  C wc[CHUNKS];  // the norm weight is immutable: read before waiting on the previous kernel
+#pragma unroll
+  for (int j = 0; j < CHUNKS; ++j) {
+    const int c = threadIdx.x + j * blockDim.x;
+    if (c < nChunks) wc[j].raw = __ldg(reinterpret_cast<const uint4*>(w) + c);
+  }
+  pdlWait();
+  pdlTrigger();
+  const int r = blockIdx.x;
+  const int src = p.rowIndex ? p.rowIndex[r] : r;
+  uint4* res = reinterpret_cast<uint4*>(static_cast<T*>(p.residual) + (int64_t)src * p.hidden);
+  const uint4* add = p.add ? reinterpret_cast<const uint4*>(static_cast<const T*>(p.add) + (int64_t)src * p.hidden) : nullptr;
+  uint4* out = reinterpret_cast<uint4*>(static_cast<T*>(p.out) + (int64_t)r * p.hidden);
+
+  float x[CHUNKS][C::N];
+  float ss = 0.f;
+#pragma unroll
+  for (int j = 0; j < CHUNKS; ++j) {
+    const int c = threadIdx.x + j * blockDim.x;
+    if (c >= nChunks) continue;
+    C h, a;
+    h.raw = res[c];
+    if (add) a.raw = add[c];
+#pragma unroll
+    for (int e = 0; e < C::N; ++e) {
+      float v = toF<T>(h.v[e]);
+      if (add) {
+        v = roundTo<T>(v + toF<T>(a.v[e]));
+        h.v[e] = fromF<T>(v);
+      }
+      x[j][e] = v;
+      ss += v * v;
+    }
+    if (add) res[c] = h.raw;
+  }
+  ss = blockSum(ss, scratch);
+  const float inv = rsqrtf(ss / (float)p.hidden + p.eps);
+#pragma unroll
+  for (int j = 0; j < CHUNKS; ++j) {
+    const int c = threadIdx.x + j * blockDim.x;
+    if (c >= nChunks) continue;
+    C o;
+#pragma unroll
+    for (int e = 0; e < C::N; ++e) o.v[e] = fromF<T>(toF<T>(wc[j].v[e]) * roundTo<T>(x[j][e] * inv));
+    out[c] = o.raw;
+  }
+}
+
+template <typename T>
+cudaError_t launchRmsnorm(const kvsk_rmsnorm_params& p, cudaStream_t stream) {
+  constexpr int n = 16 / sizeof(T);
+  const bool aligned = ((reinterpret_cast<uintptr_t>(p.residual) | reinterpret_cast<uintptr_t>(p.add) |
+                         reinterpret_cast<uintptr_t>(p.weight) | reinterpret_cast<uintptr_t>(p.out)) % 16) == 0;
+  const int chunks = p.hidden / n;
+  if (aligned && p.hidden % n == 0 && chunks >= 32) {
+    const int threads = std::min(1024, (chunks + 31) / 32 * 32);
+    const int per = (chunks + threads - 1) / threads;
+    if (per == 1) return launch(rmsnormVecKernel<T, 1>, p.rows, threads, 0, stream, p);
+    if (per == 2) return launch(rmsnormVecKernel<T, 2>, p.rows, threads, 0, stream, p);
+    if (per <= kMaxChunks) return launch(rmsnormVecKernel<T, kMaxChunks>, p.rows, threads, 0, stream, p);
+  }
+  const int threads = p.hidden >= 2048 ? 512 : p.hidden >= 512 ? 256 : 128;
+  return launch(rmsnormKernel<T>, p.rows, threads, 0, stream, p);
+}
+
+}  // namespace
+
 }  // namespace kvsk
 
 extern "C" cudaError_t kvsk_rmsnorm(const kvsk_rmsnorm_params* p, cudaStream_t stream) {
   if (p->rows <= 0) return cudaSuccess;
-  const int threads = p->hidden >= 2048 ? 512 : p->hidden >= 512 ? 256 : 128;
-  KVSK_DTYPE_SWITCH(p->dtype, T, kvsk::rmsnormKernel<T><<<p->rows, threads, 0, stream>>>(*p));
-  return cudaGetLastError();
+  KVSK_DTYPE_SWITCH(p->dtype, T, return kvsk::launchRmsnorm<T>(*p, stream));
+  return cudaSuccess;
 }

@@ -71,6 +71,8 @@ __device__ __forceinline__ void storeHead(const HeadVec<T>& v, T* dst, int half,
 
 template <typename T>
 __global__ void ropeCacheKernel(kvsk_rope_cache_params p) {
+  pdlWait();
+  pdlTrigger();
   const int warpsPerBlock = blockDim.x >> 5, lane = threadIdx.x & 31;
   const int heads = p.numHeads + p.numKvHeads;
   const int64_t item = (int64_t)blockIdx.x * warpsPerBlock + (threadIdx.x >> 5);
@@ -112,6 +114,6 @@ extern "C" cudaError_t kvsk_rope_cache(const kvsk_rope_cache_params* p, cudaStre
   const int64_t items = (int64_t)p->numTokens * (p->numHeads + p->numKvHeads);
   const int warps = 4;
   const int blocks = (int)((items + warps - 1) / warps);
-  KVSK_DTYPE_SWITCH(p->dtype, T, kvsk::ropeCacheKernel<T><<<blocks, warps * 32, 0, stream>>>(*p));
-  return cudaGetLastError();
+  KVSK_DTYPE_SWITCH(p->dtype, T, return kvsk::launch(kvsk::ropeCacheKernel<T>, blocks, warps * 32, 0, stream, *p));
+  return cudaSuccess;
 }

@@ -1,6 +1,7 @@
 // Sampling on the GPU, one CTA of 1024 threads per sampled row (see kvserve_kernels.h for the stages).
 //
-// Semantics (the same as the CPU sampler): logprobs are log_softmax of the RAW logits. The sampled logits are
+// Semantics (the same as the CPU sampler): logprobs are log_softmax of the raw logits plus the logit bias (the
+// request's logit_bias and the server's token masks), before penalties and temperature. The sampled logits are
 // raw + logit bias -> repetition penalty (HF: x < 0 ? x * p : x / p, once per distinct prompt/output token)
 // -> frequency/presence (OpenAI: x -= f * count + p * (count > 0), output tokens only). temperature <= 1e-5:
 // argmax, ties to the lower id. Otherwise x / T, sorted descending (ties: lower id first), then
@@ -117,15 +118,29 @@ __global__ void __launch_bounds__(kSampleThreads) prepareKernel(kvsk_sample_para
   double se = 0.0;
   for (int i = threadIdx.x; i < V; i += blockDim.x) se += exp((double)raw[i] - (double)mx);
   se = blockSumD(se, sd);
-  if (threadIdx.x == 0) { p.rowMax[r] = mx; p.rowLse[r] = (float)((double)mx + log(se)); }
+  if (threadIdx.x == 0) { p.rowRawLse[r] = p.rowLse[r] = (float)((double)mx + log(se)); }
   __syncthreads();
 
-  if (p.biasStart) {
+  if (p.biasStart && p.biasStart[r + 1] > p.biasStart[r]) {
     for (int j = p.biasStart[r] + threadIdx.x; j < p.biasStart[r + 1]; j += blockDim.x) {
       const int tok = p.biasTokens[j];
       if (tok >= 0 && tok < V) atomicAdd(&work[tok], p.biasValues[j]);
     }
     __syncthreads();
+    if (p.numLogprobs[r] >= 0) {  // this row's logprobs are those of raw + bias: keep that row and its lse
+      float* b = p.biased + (int64_t)r * V;
+      float bm = -INFINITY;
+      for (int i = threadIdx.x; i < V; i += blockDim.x) {
+        b[i] = work[i];
+        bm = fmaxf(bm, work[i]);
+      }
+      bm = blockMax(bm, sf);
+      double bs = 0.0;
+      for (int i = threadIdx.x; i < V; i += blockDim.x) bs += exp((double)work[i] - (double)bm);
+      bs = blockSumD(bs, sd);
+      if (threadIdx.x == 0) p.rowLse[r] = (float)((double)bm + log(bs));
+      __syncthreads();
+    }
   }
   if (p.historyStart) {
     const int h0 = p.historyStart[r], h1 = p.historyStart[r + 1], ho = h0 + p.historyOutputStart[r];
@@ -261,8 +276,9 @@ __global__ void __launch_bounds__(kSampleThreads) finishKernel(kvsk_sample_param
   }
 
   const int want = p.numLogprobs[r];
-  const double base = p.rowLse[r];  // log-sum-exp of the raw row
-  const float* raw = p.raw + (int64_t)r * V;
+  const double base = p.rowLse[r];  // log-sum-exp of the logprob source
+  const bool biased = want >= 0 && p.biasStart && p.biasStart[r + 1] > p.biasStart[r];
+  const float* raw = (biased ? p.biased : p.raw) + (int64_t)r * V;
   if (tid == 0) p.logprobs[r] = want >= 0 ? (float)((double)raw[p.tokens[r]] - base) : NAN;
   float pv = INFINITY;
   int pi = -1;
@@ -284,7 +300,7 @@ __global__ void __launch_bounds__(kSampleThreads) finishKernel(kvsk_sample_param
   }
   // A NaN or +inf logit, or no finite one, leaves the row's log-sum-exp non-finite: nothing meaningful to
   // sample. Flag the row with token -1 (the host reports it as a row fault, as the CPU sampler does).
-  if (tid == 0 && !isfinite(p.rowLse[r])) p.tokens[r] = -1;
+  if (tid == 0 && !isfinite(p.rowRawLse[r])) p.tokens[r] = -1;
 }
 
 }  // namespace kvsk

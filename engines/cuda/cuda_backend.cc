@@ -8,6 +8,7 @@
 #include <string>
 
 #include "cuda_check.h"
+#include "kvserve_kernels.h"
 #include "../rope.h"
 
 namespace kvs::cuda {
@@ -31,6 +32,10 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   KVS_CUDA_CHECK(cudaSetDevice(0));
   cudaDeviceProp prop;
   KVS_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  // Programmatic dependent launch (Hopper+): each forward-pass kernel starts while its predecessor drains
+  // (kernels/common.cuh). KVSERVE_CUDA_PDL=0 turns it off for A/B measurements.
+  const char* pdl = std::getenv("KVSERVE_CUDA_PDL");
+  kvsk_set_programmatic_launch(prop.major >= 9 && !(pdl && std::string(pdl) == "0"));
   const int D = cfg.headDim, G = cfg.numKvHeads > 0 ? cfg.numHeads / cfg.numKvHeads : 0;
   if (cfg.numKvHeads <= 0 || cfg.numHeads % cfg.numKvHeads != 0)
     throw std::runtime_error("numHeads must be a multiple of numKvHeads");

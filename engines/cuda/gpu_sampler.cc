@@ -36,12 +36,13 @@ GpuSampler::GpuSampler(int maxRows, int vocab, cudaStream_t stream)
   sortedKeys_.resize(cells * 4);
   sortedIds_.resize(cells * 4);
   idsScratch_.resize(cells * 4);
+  biased_.resize(cells * 4);
   rowStats_.resize(static_cast<size_t>(maxRows) * 2 * 4);
   segments_.resize(static_cast<size_t>(maxRows) * 2 * 4);
   const size_t tempBytes = kvsk_sample_sort_temp_bytes(maxRows, vocab);
   sortTemp_.resize(tempBytes);
   KVS_CUDA_CHECK(cudaMemsetAsync(counts_.get(), 0, cells * 4, stream_));  // the kernels keep it zero
-  scratchBytes_ = cells * 4 * 6 + tempBytes;
+  scratchBytes_ = cells * 4 * 7 + tempBytes;
 }
 
 void GpuSampler::sample(const SamplingBatch& s, int R, const void* logits, DType dtype, bool returnLogits,
@@ -103,7 +104,8 @@ void GpuSampler::sample(const SamplingBatch& s, int R, const void* logits, DType
   p.vocab = V;
   p.raw = raw_.get<float>();
   p.work = work_.get<float>();
-  p.rowMax = rowStats_.get<float>();
+  p.biased = biased_.get<float>();
+  p.rowRawLse = rowStats_.get<float>();
   p.rowLse = rowStats_.get<float>() + maxRows_;
   p.counts = counts_.get<int32_t>();
   p.temperature = reinterpret_cast<const float*>(P + oTemp);

@@ -24,7 +24,7 @@ class GpuSampler {
   int maxRows_, vocab_;
   cudaStream_t stream_;
   size_t scratchBytes_ = 0;
-  DeviceBuffer raw_, work_, counts_, sortedKeys_, sortedIds_, idsScratch_, rowStats_, segments_, sortTemp_;
+  DeviceBuffer raw_, work_, biased_, counts_, sortedKeys_, sortedIds_, idsScratch_, rowStats_, segments_, sortTemp_;
   DeviceBuffer params_, results_;
   PinnedBuffer hostParams_, hostResults_;
   std::vector<uint32_t> words_;  // the packed parameters, staged before the pinned copy

@@ -19,7 +19,10 @@ const MAX_T = 8192,
   WARMUP = 3;
 const maxBlocks = Math.ceil((CTX + WARMUP + STEPS + 1) / BLOCK);
 
-function batchOf(seqs: Array<{ id: number; start: number; count: number; sample: boolean }>): StepBatch {
+function batchOf(
+  seqs: Array<{ id: number; start: number; count: number; sample: boolean }>,
+  blocksPerSeq = maxBlocks,
+): StepBatch {
   const tok: number[] = [],
     pos: number[] = [],
     slot: number[] = [],
@@ -31,11 +34,11 @@ function batchOf(seqs: Array<{ id: number; start: number; count: number; sample:
     for (let p = s.start; p < s.start + s.count; p++) {
       tok.push(1 + ((p * 7919 + s.id * 104729) % 30000));
       pos.push(p);
-      slot.push((s.id * maxBlocks + Math.floor(p / BLOCK)) * BLOCK + (p % BLOCK));
+      slot.push((s.id * blocksPerSeq + Math.floor(p / BLOCK)) * BLOCK + (p % BLOCK));
     }
     qs.push(tok.length);
     ctx.push(s.start + s.count);
-    for (let j = 0; j < maxBlocks; j++) table.push(s.id * maxBlocks + j);
+    for (let j = 0; j < blocksPerSeq; j++) table.push(s.id * blocksPerSeq + j);
     if (s.sample) si.push(tok.length - 1);
   }
   const R = si.length;
@@ -45,7 +48,7 @@ function batchOf(seqs: Array<{ id: number; start: number; count: number; sample:
     queryStart: Int32Array.from(qs),
     contextLens: Int32Array.from(ctx),
     blockTables: Int32Array.from(table),
-    maxBlocksPerSeq: maxBlocks,
+    maxBlocksPerSeq: blocksPerSeq,
     slotMapping: Int32Array.from(slot),
     sampleIndices: Int32Array.from(si),
     temperature: new Float32Array(R),
@@ -64,6 +67,28 @@ function batchOf(seqs: Array<{ id: number; start: number; count: number; sample:
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
 
 const batchInvariant = process.env.KVSERVE_BATCH_INVARIANT === '1';
+// Single prompts prefilled alone (one step each, first token sampled): what TTFT at concurrency 1 costs the
+// engine. KVSERVE_BENCH_SINGLE_ONLY=1 skips everything else (for a per-phase profile of these steps).
+const SINGLE = (process.env.KVSERVE_BENCH_SINGLE ?? '128,2048')
+  .split(',')
+  .map(Number)
+  .filter((n) => n > 0);
+const singleOnly = process.env.KVSERVE_BENCH_SINGLE_ONLY === '1';
+
+async function singlePrefills(engine: { step(b: StepBatch): Promise<unknown> }) {
+  const out: Array<{ tokens: number; ms: number }> = [];
+  for (const n of SINGLE) {
+    const blocks = Math.ceil(n / BLOCK);
+    const times: number[] = [];
+    for (let k = 0; k < 6; k++) {
+      const t = performance.now();
+      await engine.step(batchOf([{ id: 0, start: 0, count: n, sample: true }], blocks));
+      if (k > 0) times.push(performance.now() - t);
+    }
+    out.push({ tokens: n, ms: median(times) });
+  }
+  return out;
+}
 
 async function main() {
   const t0 = performance.now();
@@ -82,6 +107,12 @@ async function main() {
   if (info.numKvBlocks < 256 * maxBlocks)
     throw new Error(`KV pool of ${info.numKvBlocks} blocks < ${256 * maxBlocks} needed`);
 
+  if (singleOnly) {
+    for (const r of await singlePrefills(engine))
+      console.log(`single prefill ${r.tokens} tokens: ${r.ms.toFixed(2)} ms`);
+    engine.dispose();
+    return;
+  }
   // Prefill every sequence's CTX-token prompt, MAX_T tokens per step.
   const nSeq = Math.max(...BATCHES);
   const perStep = Math.max(1, Math.floor(MAX_T / CTX));
@@ -104,6 +135,7 @@ async function main() {
     const ms = median(times);
     rows.push({ batch: B, stepMs: ms, tokensPerS: (B * 1000) / ms });
   }
+  const singles = await singlePrefills(engine);
   engine.dispose();
 
   const prefillTokS = (nSeq * CTX * 1000) / prefillMs;
@@ -118,6 +150,8 @@ async function main() {
     `load ${loadS.toFixed(1)} s; KV pool ${info.numKvBlocks} blocks of ${BLOCK} tokens (${((info.numKvBlocks * info.kvBlockBytes) / 2 ** 30).toFixed(1)} GiB)`,
   );
   console.log(`prefill: ${nSeq} x ${CTX} tokens in ${MAX_T}-token steps: ${prefillTokS.toFixed(0)} tokens/s`);
+  for (const r of singles)
+    console.log(`one ${r.tokens}-token prompt alone (one step, first token sampled): ${r.ms.toFixed(2)} ms`);
   console.log(`decode at context ~${CTX} (median of ${STEPS} steps):`);
   console.log('batch   step ms   tokens/s');
   for (const r of rows)
@@ -127,7 +161,7 @@ async function main() {
   if (process.env.KVSERVE_GPU_OUT)
     appendFileSync(
       resolve(process.env.KVSERVE_GPU_OUT, 'bench-engine.jsonl'),
-      `${JSON.stringify({ config, device: info.device, dtype: info.dtype, batchInvariant, gemmProbeM: probe, graphs: process.env.KVSERVE_CUDA_GRAPHS !== '0', loadS, prefillTokS, ctx: CTX, decode: rows })}\n`,
+      `${JSON.stringify({ config, device: info.device, dtype: info.dtype, batchInvariant, gemmProbeM: probe, graphs: process.env.KVSERVE_CUDA_GRAPHS !== '0', loadS, prefillTokS, singles, ctx: CTX, decode: rows })}\n`,
     );
 }
 

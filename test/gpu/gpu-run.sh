@@ -7,9 +7,10 @@
 #   suite    vitest --config vitest.gpu.config.ts (the kernel tests again, the engine against transformers,
 #            batch invariance in --batch-invariant mode, kvserve serve --device cuda)
 #   kbench   kvserve_kernel_bench: copy bandwidth, GEMV and attention bandwidth (kernel-bench.txt)
-#   bench    the engine benchmark (dummy Llama-3-8B bf16): default mode with CUDA graphs on and off, and
-#            --batch-invariant (bench.log, bench-engine.jsonl)
-#   profile  per-phase GPU time of decode steps at batch 1 and 256, both modes
+#   bench    the engine benchmark (dummy Llama-3-8B bf16): default mode, then with programmatic dependent
+#            launch off, with CUDA graphs off, and --batch-invariant (bench.log, bench-engine.jsonl)
+#   profile  per-phase GPU time of decode steps at batch 1 and 256, both modes, and of one 128- and one
+#            2048-token prompt prefilled alone
 # Without stages: build kernels kbench bench profile suite.
 set -uo pipefail
 out=${1:?usage: gpu-run.sh OUT_DIR [stage...]}
@@ -37,18 +38,23 @@ if has kbench; then
   build/Release/kvserve_kernel_bench 2>&1 | tee "$out/kernel-bench.txt"
 fi
 if has bench; then
-  for variant in "0:1" "0:0" "1:1"; do  # batch-invariant : CUDA graphs
-    echo "--- KVSERVE_BATCH_INVARIANT=${variant%%:*} KVSERVE_CUDA_GRAPHS=${variant#*:}" | tee -a "$out/bench.log"
-    KVSERVE_BATCH_INVARIANT=${variant%%:*} KVSERVE_CUDA_GRAPHS=${variant#*:} npx tsx test/gpu/bench-engine.ts 2>&1 \
-      | grep -v "npm warn" | tee -a "$out/bench.log" | tail -n 12
+  for variant in "0:1:1" "0:1:0" "0:0:1" "1:1:1"; do  # batch-invariant : CUDA graphs : programmatic dependent launch
+    IFS=: read -r inv graphs pdl <<<"$variant"
+    echo "--- KVSERVE_BATCH_INVARIANT=$inv KVSERVE_CUDA_GRAPHS=$graphs KVSERVE_CUDA_PDL=$pdl" | tee -a "$out/bench.log"
+    KVSERVE_BATCH_INVARIANT=$inv KVSERVE_CUDA_GRAPHS=$graphs KVSERVE_CUDA_PDL=$pdl npx tsx test/gpu/bench-engine.ts 2>&1 \
+      | grep -v "npm warn" | tee -a "$out/bench.log" | tail -n 14
   done
 fi
-if has profile; then  # where a decode step's time goes (GPU time per phase, CUDA events)
+if has profile; then  # where a step's time goes (GPU time per phase, CUDA events)
   for inv in 0 1; do
     for b in 1 256; do
-      KVSERVE_BATCH_INVARIANT=$inv KVSERVE_CUDA_PROFILE=1 npx tsx test/gpu/bench-engine.ts configs/llama-3-8b.json 512 $b 2>&1 \
+      KVSERVE_BATCH_INVARIANT=$inv KVSERVE_CUDA_PROFILE=1 KVSERVE_BENCH_SINGLE= npx tsx test/gpu/bench-engine.ts configs/llama-3-8b.json 512 $b 2>&1 \
         | grep "cuda profile" | sed "s/^/invariant=$inv batch=$b /" | tee -a "$out/bench.log"
     done
+  done
+  for n in 128 2048; do  # one prompt alone: the engine's part of TTFT at concurrency 1
+    KVSERVE_CUDA_PROFILE=1 KVSERVE_BENCH_SINGLE_ONLY=1 KVSERVE_BENCH_SINGLE=$n npx tsx test/gpu/bench-engine.ts 2>&1 \
+      | grep -E "cuda profile|single prefill" | sed "s/^/single $n: /" | tee -a "$out/bench.log"
   done
 fi
 if has suite; then

@@ -7,7 +7,8 @@
 //   attn   decode attention (bf16, 32 query / 8 KV heads, head_dim 128, 16-token blocks, 128-key split
 //          partitions) at batch 1 and 64 x context 4096: K+V bytes read / time; prefill attention of
 //          2048- and 8192-token prompts (causal): TFLOP/s of the 4 T^2 D H / 2 useful flops
-// Usage: kvserve_kernel_bench [gemv|attn|copy ...]
+//   chain  16 back-to-back GEMVs at M = 1, plain launches against programmatic dependent launch (sm_90+)
+// Usage: kvserve_kernel_bench [gemv|chain|attn|copy ...]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -104,6 +105,42 @@ void gemvBench(double copyBw) {
   }
 }
 
+// Back-to-back GEMVs (16 per timed run, rotating weights) as the forward pass issues them: per-kernel time
+// with plain launches and with programmatic dependent launch, where each GEMV streams its weights while the
+// previous one drains.
+void gemvChainBench(double copyBw) {
+  struct Shape { const char* name; int N, K; };
+  const Shape shapes[] = {{"qkv", 6144, 4096}, {"o", 4096, 4096}, {"gate_up", 28672, 4096}, {"down", 4096, 14336}};
+  const kvsk_dtype dt = KVSK_BF16;
+  std::printf("\nGEMV chains of 16, bf16, M = 1 (per-kernel us and %% of copy bandwidth %.2f TB/s)\n", copyBw / 1e12);
+  std::printf("%-8s %12s %7s %12s %7s\n", "weight", "plain us", "%copy", "PDL us", "%copy");
+  for (const Shape& s : shapes) {
+    const size_t wElems = (size_t)s.N * s.K, wBytes = wElems * 2;
+    const int copies = std::max<int>(17, (int)((size_t(3) << 29) / wBytes) + 1);
+    std::vector<void*> ws;
+    for (int c = 0; c < copies; ++c) ws.push_back(devRandom(wElems, dt, 300 + c, 0.05f));
+    void* x = devRandom((size_t)s.K, dt, 7);
+    void* y = nullptr;
+    CK(cudaMalloc(&y, (size_t)s.N * 2));
+    double us[2];
+    for (int pdl = 0; pdl < 2; ++pdl) {
+      kvsk_set_programmatic_launch(pdl);
+      us[pdl] = 1e3 / 16 * timeMs([&](int i) {
+        for (int j = 0; j < 16; ++j) {
+          kvsk_gemv_params g{x, ws[(i * 16 + j) % copies], y, 1, s.N, s.K, dt};
+          CK(kvsk_gemv(&g, stream));
+        }
+      });
+    }
+    kvsk_set_programmatic_launch(0);
+    std::printf("%-8s %12.1f %6.0f%% %12.1f %6.0f%%\n", s.name, us[0], 100.0 * wBytes / (us[0] * 1e-6) / copyBw, us[1],
+                100.0 * wBytes / (us[1] * 1e-6) / copyBw);
+    for (void* w : ws) cudaFree(w);
+    cudaFree(x);
+    cudaFree(y);
+  }
+}
+
 struct AttnCase { const char* name; std::vector<int> qLens, ctx; };
 
 void attnBench(double copyBw) {
@@ -191,6 +228,7 @@ int main(int argc, char** argv) {
   const double bw = copyBandwidth();
   std::printf("copy bandwidth (read + write): %.2f TB/s\n", bw / 1e12);
   if (want("gemv")) gemvBench(bw);
+  if (want("chain") && prop.major >= 9) gemvChainBench(bw);
   if (want("attn")) attnBench(bw);
   CK(cudaStreamDestroy(stream));
   return 0;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 
@@ -23,7 +24,12 @@ int main(int argc, char** argv) {
   std::vector<std::string> only(argv + (argc > 2 ? 2 : argc), argv + argc);
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
-  std::printf("device: %s (sm_%d%d, %d SMs)\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount);
+  // The kernels run as the engine runs them: with programmatic dependent launch on sm_90+ (KVSERVE_CUDA_PDL=0: off).
+  const char* pdlEnv = std::getenv("KVSERVE_CUDA_PDL");
+  const bool pdl = prop.major >= 9 && !(pdlEnv && std::string(pdlEnv) == "0");
+  kvsk_set_programmatic_launch(pdl);
+  std::printf("device: %s (sm_%d%d, %d SMs), programmatic dependent launch %s\n", prop.name, prop.major, prop.minor,
+              prop.multiProcessorCount, pdl ? "on" : "off");
   const std::vector<std::pair<std::string, void (*)()>> suites = {
       {"layers", kt::layerTests}, {"attention", kt::attentionTests}, {"sampling", kt::samplingTests}, {"gemm", kt::gemmTests}};
   int crashed = 0;
