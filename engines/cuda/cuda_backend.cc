@@ -52,6 +52,10 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   // the SMs busy at small batches (batch 1, context 512: 4 partitions per KV head).
   partition_ = std::max(128, (maxLen / 64 + 31) / 32 * 32);
   maxSplits_ = std::max(1, (maxLen + partition_ - 1) / partition_);
+  // Default mode: about 8 waves of 3 decode CTAs per SM (KVSERVE_ATTN_TARGET_CTAS overrides; 0 keeps every
+  // step at partition_, as --batch-invariant does).
+  const char* target = std::getenv("KVSERVE_ATTN_TARGET_CTAS");
+  attnTargetCtas_ = target ? std::max(0, std::atoi(target)) : 24 * prop.multiProcessorCount;
   qkvRows_ = (cfg.numHeads + 2 * cfg.numKvHeads) * D;
 
   w_ = uploadWeights(cfg, *weights, dt_, opts.seed, stream_, opts.onTensorLoaded);
@@ -83,7 +87,7 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   graphMaxBlocks_ = (maxLen + opts.blockSize - 1) / opts.blockSize + 1;
   {
     const int B = std::min(maxS_, maxT_);
-    StepShape big{B, B, B, graphMaxBlocks_, B, 1, B, maxSplits_, 1};
+    StepShape big{B, B, B, graphMaxBlocks_, B, 1, B, maxSplits_, 1, partition_};
     graphInputs_.resize(layoutFor(big, 0).words * 4);
   }
   allocateKvCache();

@@ -7,6 +7,7 @@
 
 #include <map>
 #include <memory>
+#include <tuple>
 #include <vector>
 
 #include "../backend.h"
@@ -35,6 +36,11 @@ class CudaBackend final : public Backend {
   BackendInfo info_;
   cudaStream_t stream_ = nullptr;
   int maxT_ = 0, maxS_ = 0, maxSplits_ = 1, partition_ = 512;
+  int attnTargetCtas_ = 0;  // decode attention CTAs a step aims to stay under (0: always partition_)
+  // The split-KV partition of a step: partition_ (the smallest, fixed per engine) in --batch-invariant mode;
+  // in the default mode the smallest power-of-two multiple of it that keeps the step's decode CTAs under
+  // a few waves, so a large batch streams long runs of keys per CTA instead of many 2-tile CTAs and merges.
+  int stepPartition(const StepBatch& b) const;
   int qkvRows_ = 0;  // (Hq + 2 Hkv) * D
   CudaWeights w_;
   std::unique_ptr<GemmRunner> gemm_;
@@ -63,6 +69,7 @@ class CudaBackend final : public Backend {
   struct StepShape {
     int T = 0, S = 0, R = 0, maxBlocks = 0;
     int numTiles = 0, tokensPerTile = 0, numSplitSlots = 0, maxSplits = 1, decode = 0;
+    int partition = 0;  // keys per split-KV partition of this step's decode sequences
   };
   // Word offsets of each input array in the packed upload (4-byte words, 16-byte aligned arrays).
   struct Layout {
@@ -86,7 +93,7 @@ class CudaBackend final : public Backend {
   StepProfiler prof_;
 
   struct Graph { cudaGraphExec_t exec = nullptr; };
-  std::map<std::pair<int, int>, Graph> graphs_;  // (batch bucket, split bucket) -> instantiated decode graph
+  std::map<std::tuple<int, int, int>, Graph> graphs_;  // (batch bucket, split bucket, partition) -> decode graph
   bool graphsOn_ = true;
   int graphMaxBlocks_ = 0;  // block-table width of graphed steps: ceil(maxModelLen / blockSize)
 };

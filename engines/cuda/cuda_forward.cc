@@ -94,12 +94,13 @@ void CudaBackend::step(const StepBatch& b, StepResult& out) {
   tileQStart_.resize(T);
   tileSlot_.resize(T);
   kvsk_attention_plan_info plan{};
+  const int partition = stepPartition(b);
   const int rc = kvsk_attention_plan(b.queryStart, b.contextLens, S, cfg_.numHeads, cfg_.numKvHeads, cfg_.headDim,
-                                     static_cast<kvsk_dtype>(dt_), partition_, tileSeq_.data(), tileQStart_.data(), tileSlot_.data(), T, &plan);
+                                     static_cast<kvsk_dtype>(dt_), partition, tileSeq_.data(), tileQStart_.data(), tileSlot_.data(), T, &plan);
   if (rc != 0) throw std::runtime_error("attention planning failed (" + std::to_string(rc) + ")");
   if (plan.maxSplits > maxSplits_ || plan.numSplitSlots > maxS_)
     throw std::runtime_error("a context longer than maxModelLen reached the attention kernel");
-  StepShape sh{T, S, R, b.maxBlocksPerSeq, plan.numTiles, plan.tokensPerTile, plan.numSplitSlots, plan.maxSplits, plan.decode};
+  StepShape sh{T, S, R, b.maxBlocksPerSeq, plan.numTiles, plan.tokensPerTile, plan.numSplitSlots, plan.maxSplits, plan.decode, partition};
 
   if (!stepGraphed(b, sh)) {
     const Layout lay = layoutFor(sh, b.numBlockCopies);
@@ -117,6 +118,19 @@ void CudaBackend::step(const StepBatch& b, StepResult& out) {
   prof_.mark(StepProfiler::Sampling, stream_);
   sampler_->sample(b.sampling, R, logits_.get(), dt_, b.returnLogits, out);
   prof_.end(stream_, sh.decode != 0);
+}
+
+int CudaBackend::stepPartition(const StepBatch& b) const {
+  if (opts_.batchInvariant || attnTargetCtas_ <= 0) return partition_;
+  const int maxLen = maxSplits_ * partition_;
+  int p = partition_;
+  for (; p < maxLen; p *= 2) {
+    int64_t ctas = 0;
+    for (int s = 0; s < b.numSeqs; ++s)
+      if (b.queryStart[s + 1] - b.queryStart[s] == 1) ctas += (b.contextLens[s] + p - 1) / p;
+    if (ctas * cfg_.numKvHeads <= static_cast<int64_t>(attnTargetCtas_)) break;
+  }
+  return p;
 }
 
 void CudaBackend::blockCopies(const int32_t* in, const Layout& lay, int numCopies) {
@@ -165,7 +179,7 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
     ap.tileSeq = in + lay.tileSeq; ap.tileQStart = in + lay.tileQ; ap.tileSplitSlot = in + lay.tileSlot;
     ap.partialOut = partOut_.get<float>(); ap.partialMax = partMax_.get<float>(); ap.partialSum = partSum_.get<float>();
     ap.numTiles = sh.numTiles; ap.tokensPerTile = sh.tokensPerTile; ap.numSplitSlots = sh.numSplitSlots;
-    ap.maxSplits = sh.maxSplits; ap.partitionSize = partition_;
+    ap.maxSplits = sh.maxSplits; ap.partitionSize = sh.partition;
     ap.numHeads = Hq; ap.numKvHeads = Hkv; ap.headDim = D; ap.blockSize = opts_.blockSize;
     ap.maxBlocksPerSeq = sh.maxBlocks; ap.scale = 1.f / std::sqrt(static_cast<float>(D)); ap.dtype = dt;
     KVS_CUDA_CHECK(kvsk_attention(&ap, sh.decode, stream_));

@@ -1,6 +1,6 @@
 // Decode steps through CUDA graphs. A decode step (every sequence has one new token and samples it) is
 // padded to a bucket of B = next power of two sequences and replayed from a graph captured once per
-// (B, split-KV bucket): the ~10 launches per layer cost one graph launch. Inputs go to a buffer of fixed
+// (B, split-KV bucket, partition): the ~10 launches per layer cost one graph launch. Inputs go to a buffer of fixed
 // address (graphInputs_) in the bucket's fixed layout; the block table is re-padded to the engine's
 // maximum width. Padding sequences compute ignored rows (see packInputs).
 //
@@ -28,7 +28,7 @@ bool CudaBackend::stepGraphed(const StepBatch& b, const StepShape& eager) {
   int splits = 1;
   while (splits < eager.maxSplits) splits *= 2;
   splits = std::min(splits, maxSplits_);
-  const StepShape sh{B, B, B, graphMaxBlocks_, B, 1, B, splits, 1};
+  const StepShape sh{B, B, B, graphMaxBlocks_, B, 1, B, splits, 1, eager.partition};
   tileSeq_.resize(B);
   tileQStart_.resize(B);
   tileSlot_.resize(B);
@@ -40,7 +40,7 @@ bool CudaBackend::stepGraphed(const StepBatch& b, const StepShape& eager) {
   const Layout lay = layoutFor(sh, 0);
   int32_t* in = graphInputs_.get<int32_t>();
 
-  auto it = graphs_.find({B, splits});
+  auto it = graphs_.find({B, splits, eager.partition});
   if (it == graphs_.end()) {
     cudaGraph_t g = nullptr;
     KVS_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
@@ -64,7 +64,7 @@ bool CudaBackend::stepGraphed(const StepBatch& b, const StepShape& eager) {
       graphsOn_ = false;
       return false;
     }
-    it = graphs_.emplace(std::make_pair(B, splits), graph).first;
+    it = graphs_.emplace(std::make_tuple(B, splits, eager.partition), graph).first;
   }
   packInputs(b, sh, lay, in);
   KVS_CUDA_CHECK(cudaGraphLaunch(it->second.exec, stream_));

@@ -141,23 +141,31 @@ void gemvChainBench(double copyBw) {
   }
 }
 
-struct AttnCase { const char* name; std::vector<int> qLens, ctx; };
+struct AttnCase { const char* name; std::vector<int> qLens, ctx; int partition = 128; };
 
 void attnBench(double copyBw) {
-  const int Hq = 32, Hkv = 8, D = 128, bs = 16, partition = 128;
+  const int Hq = 32, Hkv = 8, D = 128, bs = 16;
   const kvsk_dtype dt = KVSK_BF16;
+  // Large decode batches also at the longer partitions the default mode picks for them (cuda_forward.cc).
   std::vector<AttnCase> cases = {
       {"decode b1 x 4096", {1}, {4096}},
       {"decode b64 x 4096", std::vector<int>(64, 1), std::vector<int>(64, 4096)},
+      {"  partition 512", std::vector<int>(64, 1), std::vector<int>(64, 4096), 512},
+      {"  partition 1024", std::vector<int>(64, 1), std::vector<int>(64, 4096), 1024},
+      {"  unsplit", std::vector<int>(64, 1), std::vector<int>(64, 4096), 4096},
       {"decode b256 x 512", std::vector<int>(256, 1), std::vector<int>(256, 512)},
+      {"  unsplit", std::vector<int>(256, 1), std::vector<int>(256, 512), 512},
+      {"decode b256 x 1536", std::vector<int>(256, 1), std::vector<int>(256, 1536)},
+      {"  partition 512", std::vector<int>(256, 1), std::vector<int>(256, 1536), 512},
+      {"  unsplit", std::vector<int>(256, 1), std::vector<int>(256, 1536), 1536},
       {"prefill 1 x 2048", {2048}, {2048}},
       {"prefill 16 x 512", std::vector<int>(16, 512), std::vector<int>(16, 512)},
       {"prefill 1 x 8192", {8192}, {8192}},
   };
-  std::printf("\nattention, bf16, Hq %d Hkv %d D %d, block %d, partition %d\n", Hq, Hkv, D, bs, partition);
+  std::printf("\nattention, bf16, Hq %d Hkv %d D %d, block %d, split-KV partition 128 unless noted\n", Hq, Hkv, D, bs);
   std::printf("%-20s %10s %10s %8s %10s\n", "case", "us", "KV TB/s", "%copy", "TFLOP/s");
   for (const AttnCase& c : cases) {
-    const int S = (int)c.qLens.size();
+    const int S = (int)c.qLens.size(), partition = c.partition;
     std::vector<int32_t> qs(S + 1, 0), ctx(c.ctx.begin(), c.ctx.end());
     int maxBlocks = 0, totalBlocks = 0;
     for (int s = 0; s < S; ++s) {
