@@ -129,7 +129,24 @@ void GemmRunner::planInvariant(Plan& p) {
   if (!found) throw std::runtime_error("no algorithm");
 }
 
-// Buckets M in (lo, hi] for hi = 1, 2, 4, ..., maxM. Per bucket: the heuristic's top candidates at M = hi,
+// The upper ends of the fast mode's M buckets: 1, 2, 4, 8, 16, 32, 64, then every 64 up to 1024, then
+// quarter steps between powers of two (1280, 1536, 1792, 2048, 2560, ...), and maxM. A step of M = 2^k + 1
+// tokens (a 128-token prompt plus BOS) thus runs an algorithm timed at 192, not at 256: cuBLASLt's tile
+// count along M (and so how often W is read) follows the M it was picked for.
+static std::vector<int> fastBuckets(int maxM) {
+  std::vector<int> his;
+  auto add = [&](int hi) {
+    if (hi < maxM && (his.empty() || hi > his.back())) his.push_back(hi);
+  };
+  for (int hi = 1; hi <= 64; hi *= 2) add(hi);
+  for (int hi = 128; hi <= 1024; hi += 64) add(hi);
+  for (int p = 1024; p < maxM; p *= 2)
+    for (int q = 5; q <= 8; ++q) add(p / 4 * q);
+  his.push_back(maxM);
+  return his;
+}
+
+// Buckets M in (lo, hi] for the his of fastBuckets. Per bucket: the heuristic's top candidates at M = hi,
 // valid at lo + 1 too, and the GEMV kernel where it applies (hi <= KVSK_GEMV_MAX_M); with W given, each is
 // timed (one warm-up, then the best of three) on the real weight and random X, and the fastest kept.
 // Without W the GEMV kernel wins where it applies, else the heuristic's first pick.
@@ -148,9 +165,7 @@ void GemmRunner::planFast(Plan& p, int N, int K, DType in, DType out, const void
     KVS_CUDA_CHECK(cudaEventCreate(&e0));
     KVS_CUDA_CHECK(cudaEventCreate(&e1));
   }
-  std::vector<int> his;
-  for (int hi = 1; hi < maxM; hi *= 2) his.push_back(hi);
-  his.push_back(maxM);
+  const std::vector<int> his = fastBuckets(maxM);
   int lo = 0;
   const float alpha = 1.f, beta = 0.f;
   // The best of three timed runs of `launch` (its warm-up already done), in ms.
@@ -173,7 +188,8 @@ void GemmRunner::planFast(Plan& p, int N, int K, DType in, DType out, const void
     setCols(p.d, hi);
     cublasLtMatmulHeuristicResult_t results[8];
     int count = 0;
-    if (cublasLtMatmulAlgoGetHeuristic(handle_, p.desc, p.a, p.b, p.d, p.d, pref, 8, results, &count) != CUBLAS_STATUS_SUCCESS)
+    const int want = hi > 1024 ? 4 : 8;  // compute-bound buckets: fewer, slower candidates (load time)
+    if (cublasLtMatmulAlgoGetHeuristic(handle_, p.desc, p.a, p.b, p.d, p.d, pref, want, results, &count) != CUBLAS_STATUS_SUCCESS)
       count = 0;
     float bestMs = 1e30f;
     Bucket best{};

@@ -68,8 +68,9 @@ const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length
 
 const batchInvariant = process.env.KVSERVE_BATCH_INVARIANT === '1';
 // Single prompts prefilled alone (one step each, first token sampled): what TTFT at concurrency 1 costs the
-// engine. KVSERVE_BENCH_SINGLE_ONLY=1 skips everything else (for a per-phase profile of these steps).
-const SINGLE = (process.env.KVSERVE_BENCH_SINGLE ?? '128,2048')
+// engine (129 and 2049: a prompt of a round length plus BOS, as `kvserve bench` sends them).
+// KVSERVE_BENCH_SINGLE_ONLY=1 skips everything else (for a per-phase profile of these steps).
+const SINGLE = (process.env.KVSERVE_BENCH_SINGLE ?? '128,129,2048,2049')
   .split(',')
   .map(Number)
   .filter((n) => n > 0);
