@@ -2,10 +2,12 @@
 // Memory bound: W is read exactly once, streamed past L1 (ld.global.nc.L1::no_allocate) so that the few
 // rows of X stay in L1 for every warp of the SM.
 //
-// CTA = 4 warps owning kRows consecutive rows of W; its 128 threads walk the 16-byte chunks of those rows
+// CTA = 4 warps owning kRows (1, 2 or 4: rowsPerCta) consecutive rows of W; its 128 threads walk the 16-byte chunks of those rows
 // (thread i takes chunks i, i + 128, ...: each warp reads 512 contiguous bytes of a row per step, coalesced),
 // kUnroll chunks deep, so kRows * kUnroll (up to 16) independent 16-byte loads are in flight per thread even when N is
-// small (qkv, o, down: 4096-6144 rows). Launched with programmatic dependent launch: the weight stream starts
+// small (qkv, o, down: 4096-6144 rows). Fewer rows per CTA mean fewer registers, more resident CTAs and a
+// finer last wave: the GEMM runner times each (gemm.cc), as the grid of 1024-1536 CTAs of 4 rows fills an H200
+// in 1.5-2.3 waves and its partial last wave costs 20-25% of a small weight's time. Launched with programmatic dependent launch: the weight stream starts
 // before the previous kernel (the norm, attention) has finished. Each (row, m) sum is a thread's chunks in K order, a fixed
 // xor-shuffle tree over the warp, then the four warps' sums in warp order: deterministic, and a row's result
 // depends only on its own row of X (not on M) — but its reduction order differs from cuBLASLt's, so the
@@ -17,7 +19,6 @@ namespace kvsk {
 namespace {
 
 constexpr int kGemvWarps = 4, kThreads = kGemvWarps * 32;
-constexpr int kRows = 4;    // rows of W per CTA
 // Chunks per row in flight per thread: 4, or 2 above M = 4 (registers: kRows * kUnroll loads + kRows * M sums).
 template <int M> __host__ __device__ constexpr int unrollFor() { return M <= 4 ? 4 : 2; }
 
@@ -32,7 +33,7 @@ __device__ __forceinline__ uint4 loadStreaming(const void* p) {
 __device__ __forceinline__ void prefetchL2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
 
 // w[u][r] = chunk c + kThreads * u of row r.
-template <int kUnroll, typename T>
+template <int kUnroll, int kRows, typename T>
 __device__ __forceinline__ void loadChunks(uint4 (&w)[kUnroll][kRows], const T* const (&wRow)[kRows], int c) {
 #pragma unroll
   for (int u = 0; u < kUnroll; ++u)
@@ -64,7 +65,7 @@ __device__ __forceinline__ float dot8(const uint4& w, const uint4& x, float acc)
   return acc;
 }
 
-template <typename T, int M>
+template <typename T, int M, int kRows>
 __global__ void __launch_bounds__(kThreads) gemvKernel(kvsk_gemv_params p) {
   constexpr int kUnroll = unrollFor<M>();
   __shared__ float partial[kGemvWarps][kRows * M];
@@ -91,7 +92,7 @@ __global__ void __launch_bounds__(kThreads) gemvKernel(kvsk_gemv_params p) {
   int c = tid;
   bool more = c + kThreads * (kUnroll - 1) < chunks;
   uint4 w[kUnroll][kRows];
-  if (more) loadChunks<kUnroll>(w, wRow, c);
+  if (more) loadChunks<kUnroll, kRows>(w, wRow, c);
   pdlWait();
   pdlTrigger();
   while (more) {
@@ -105,7 +106,7 @@ __global__ void __launch_bounds__(kThreads) gemvKernel(kvsk_gemv_params p) {
       }
     c += kThreads * kUnroll;
     more = c + kThreads * (kUnroll - 1) < chunks;
-    if (more) loadChunks<kUnroll>(w, wRow, c);
+    if (more) loadChunks<kUnroll, kRows>(w, wRow, c);
   }
   for (; c < chunks; c += kThreads) {
     uint4 wt[kRows];
@@ -135,15 +136,26 @@ __global__ void __launch_bounds__(kThreads) gemvKernel(kvsk_gemv_params p) {
   }
 }
 
-template <typename T>
-cudaError_t launchGemv(const kvsk_gemv_params& p, cudaStream_t stream) {
+template <typename T, int kRows>
+cudaError_t launchGemvRows(const kvsk_gemv_params& p, cudaStream_t stream) {
   const dim3 grid((p.n + kRows - 1) / kRows);
   const dim3 block(kThreads);
   switch (p.m) {
-#define KVSK_GEMV_CASE(MM) case MM: return launch(gemvKernel<T, MM>, grid, block, 0, stream, p);
+#define KVSK_GEMV_CASE(MM) case MM: return launch(gemvKernel<T, MM, kRows>, grid, block, 0, stream, p);
     KVSK_GEMV_CASE(1) KVSK_GEMV_CASE(2) KVSK_GEMV_CASE(3) KVSK_GEMV_CASE(4)
     KVSK_GEMV_CASE(5) KVSK_GEMV_CASE(6) KVSK_GEMV_CASE(7) KVSK_GEMV_CASE(8)
 #undef KVSK_GEMV_CASE
+    default: return cudaErrorNotSupported;
+  }
+}
+
+template <typename T>
+cudaError_t launchGemv(const kvsk_gemv_params& p, cudaStream_t stream) {
+  switch (p.rowsPerCta) {
+    case 1: return launchGemvRows<T, 1>(p, stream);
+    case 2: return launchGemvRows<T, 2>(p, stream);
+    case 0:
+    case 4: return launchGemvRows<T, 4>(p, stream);
     default: return cudaErrorNotSupported;
   }
 }

@@ -126,6 +126,7 @@ typedef struct {
   void* y;                  /* [M, N] */
   int m, n, k;
   kvsk_dtype dtype;
+  int rowsPerCta;           /* rows of w per CTA: 1, 2 or 4 (0 = 4); the same results for each */
 } kvsk_gemv_params;
 int kvsk_gemv_supported(int m, int n, int k, kvsk_dtype dtype);
 cudaError_t kvsk_gemv(const kvsk_gemv_params* p, cudaStream_t stream);

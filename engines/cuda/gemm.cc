@@ -120,7 +120,7 @@ void GemmRunner::planInvariant(Plan& p) {
         ws = std::max(ws, check.workspaceSize);
       }
       if (ok) {
-        p.buckets.push_back(Bucket{maxM_, false, algo, ws});
+        p.buckets.push_back(Bucket{maxM_, false, algo, ws, 0});
         found = true;
       }
     }
@@ -195,16 +195,21 @@ void GemmRunner::planFast(Plan& p, int N, int K, DType in, DType out, const void
     Bucket best{};
     bool found = false;
     if (gemvApplies(hi, N, K, in, out) && gemvApplies(lo + 1, N, K, in, out)) {
-      float ms = -1.f;  // untimed: preferred
-      if (W) {
-        kvsk_gemv_params g{x.get(), W, y.get(), hi, N, K, static_cast<kvsk_dtype>(in)};
+      // Rows of W per CTA: 4 untimed (preferred); timed, whichever of 4, 2, 1 fills the GPU's last wave best.
+      bestMs = -1.f;
+      best = Bucket{hi, true, {}, 0, 4};
+      found = true;
+      for (int rows : {4, 2, 1}) {
+        if (!W) break;
+        kvsk_gemv_params g{x.get(), W, y.get(), hi, N, K, static_cast<kvsk_dtype>(in), rows};
         auto once = [&] { KVS_CUDA_CHECK(kvsk_gemv(&g, stream_)); };
         once();
-        ms = bestOfThree(once);
+        const float ms = bestOfThree(once);
+        if (bestMs < 0.f || ms < bestMs) {
+          bestMs = ms;
+          best.gemvRows = rows;
+        }
       }
-      bestMs = ms;
-      best = Bucket{hi, true, {}, 0};
-      found = true;
     }
     for (int i = 0; i < count; ++i) {
       const cublasLtMatmulAlgo_t& algo = results[i].algo;
@@ -228,7 +233,7 @@ void GemmRunner::planFast(Plan& p, int N, int K, DType in, DType out, const void
       }
       if (ms < bestMs) {
         bestMs = ms;
-        best = Bucket{hi, false, algo, ws};
+        best = Bucket{hi, false, algo, ws, 0};
         found = true;
       }
     }
@@ -253,7 +258,7 @@ void GemmRunner::run(const void* X, const void* W, void* Y, int M, int N, int K,
   Plan& p = get(N, K, in, out, nullptr, 0);
   const Bucket* b = &bucketFor(p, M);
   if (b->gemv) {
-    kvsk_gemv_params g{X, W, Y, M, N, K, static_cast<kvsk_dtype>(in)};
+    kvsk_gemv_params g{X, W, Y, M, N, K, static_cast<kvsk_dtype>(in), b->gemvRows};
     KVS_CUDA_CHECK(kvsk_gemv(&g, stream_));
     return;
   }
@@ -276,7 +281,7 @@ std::string GemmRunner::describe(int N, int K, DType in, DType out) {
   std::string s;
   for (const Bucket& b : p.buckets) {
     if (b.gemv) {
-      s += "M<=" + std::to_string(b.maxM) + ": gemv; ";
+      s += "M<=" + std::to_string(b.maxM) + ": gemv " + std::to_string(b.gemvRows) + " rows/CTA; ";
       continue;
     }
     s += "M<=" + std::to_string(b.maxM) + ": algo " + std::to_string(algoAttr(b.algo, CUBLASLT_ALGO_CONFIG_ID)) +

@@ -51,6 +51,7 @@ class GemmRunner {
     bool gemv = false;  // kernels/gemv.cu instead of cuBLASLt
     cublasLtMatmulAlgo_t algo{};
     size_t workspace = 0;
+    int gemvRows = 4;  // gemv: rows of W per CTA (kvsk_gemv_params.rowsPerCta)
   };
   struct Plan {
     cublasLtMatmulDesc_t desc = nullptr;

@@ -106,14 +106,14 @@ void gemvBench(double copyBw) {
 }
 
 // Back-to-back GEMVs (16 per timed run, rotating weights) as the forward pass issues them: per-kernel time
-// with plain launches and with programmatic dependent launch, where each GEMV streams its weights while the
-// previous one drains.
+// with plain launches, and with programmatic dependent launch (each GEMV streams its weights while the
+// previous one drains) at 4, 2 and 1 rows of W per CTA.
 void gemvChainBench(double copyBw) {
   struct Shape { const char* name; int N, K; };
   const Shape shapes[] = {{"qkv", 6144, 4096}, {"o", 4096, 4096}, {"gate_up", 28672, 4096}, {"down", 4096, 14336}};
   const kvsk_dtype dt = KVSK_BF16;
-  std::printf("\nGEMV chains of 16, bf16, M = 1 (per-kernel us and %% of copy bandwidth %.2f TB/s)\n", copyBw / 1e12);
-  std::printf("%-8s %12s %7s %12s %7s\n", "weight", "plain us", "%copy", "PDL us", "%copy");
+  std::printf("\nGEMV chains of 16, bf16, M = 1 (per-kernel us, %% of copy bandwidth %.2f TB/s)\n", copyBw / 1e12);
+  std::printf("%-8s %16s %16s %16s %16s\n", "weight", "plain, 4 rows", "PDL, 4 rows", "PDL, 2 rows", "PDL, 1 row");
   for (const Shape& s : shapes) {
     const size_t wElems = (size_t)s.N * s.K, wBytes = wElems * 2;
     const int copies = std::max<int>(17, (int)((size_t(3) << 29) / wBytes) + 1);
@@ -122,19 +122,19 @@ void gemvChainBench(double copyBw) {
     void* x = devRandom((size_t)s.K, dt, 7);
     void* y = nullptr;
     CK(cudaMalloc(&y, (size_t)s.N * 2));
-    double us[2];
-    for (int pdl = 0; pdl < 2; ++pdl) {
+    std::printf("%-8s", s.name);
+    for (auto [pdl, rows] : {std::pair{0, 4}, std::pair{1, 4}, std::pair{1, 2}, std::pair{1, 1}}) {
       kvsk_set_programmatic_launch(pdl);
-      us[pdl] = 1e3 / 16 * timeMs([&](int i) {
+      const double us = 1e3 / 16 * timeMs([&](int i) {
         for (int j = 0; j < 16; ++j) {
-          kvsk_gemv_params g{x, ws[(i * 16 + j) % copies], y, 1, s.N, s.K, dt};
+          kvsk_gemv_params g{x, ws[(i * 16 + j) % copies], y, 1, s.N, s.K, dt, rows};
           CK(kvsk_gemv(&g, stream));
         }
       });
+      std::printf(" %8.1f (%3.0f%%)", us, 100.0 * wBytes / (us * 1e-6) / copyBw);
     }
+    std::printf("\n");
     kvsk_set_programmatic_launch(0);
-    std::printf("%-8s %12.1f %6.0f%% %12.1f %6.0f%%\n", s.name, us[0], 100.0 * wBytes / (us[0] * 1e-6) / copyBw, us[1],
-                100.0 * wBytes / (us[1] * 1e-6) / copyBw);
     for (void* w : ws) cudaFree(w);
     cudaFree(x);
     cudaFree(y);

@@ -113,6 +113,17 @@ void fastTests(cudaStream_t stream) {
           reportBool("gemm", shapeName(dt, sh) + " gemv row 0 at M" + std::to_string(M) + " == at M1", 1,
                      std::memcmp(G.host.data(), G1.host.data(), rowBytes) == 0, "");
           report("gemm", shapeName(dt, sh) + " gemv M" + std::to_string(M) + " vs float64", 2, checkRows(X, W, G, N, K, dt, {0, M - 1}));
+          for (int rpc : {1, 2}) {  // fewer rows of W per CTA: the same sums in the same order
+            Buf Gr(dt, (size_t)M * N);
+            Gr.poison();
+            kvsk_gemv_params gr{X.dev, W.dev, Gr.dev, M, N, K, dt, rpc};
+            CK(kvsk_gemv(&gr, stream));
+            CK(cudaStreamSynchronize(stream));
+            Gr.down();
+            reportBool("gemm", shapeName(dt, sh) + " gemv M" + std::to_string(M) + " " + std::to_string(rpc) +
+                                   " rows/CTA == 4 rows/CTA", 1,
+                       std::memcmp(G.host.data(), Gr.host.data(), (size_t)M * rowBytes) == 0, "");
+          }
         }
       }
       std::printf("  fast %s: %s\n", shapeName(dt, sh).c_str(), gemm.describe(N, K, kd, kd).c_str());
