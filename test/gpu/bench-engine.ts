@@ -98,7 +98,7 @@ async function main() {
       dummyWeights: true,
       maxNumSeqs: 256,
       maxNumBatchedTokens: MAX_T,
-      maxModelLen: 2048,
+      maxModelLen: 4096,
       seed: 1,
       batchInvariant,
     }),
