@@ -63,6 +63,11 @@ layers = [dict(wqkv=w((Hq + 2 * Hkv) * D, H), wo=w(H, Hq * D), w13=w(2 * I, H), 
 embed, lm_head, norm = w(V, H), w(V, H), torch.ones(H, device=dev, dtype=bf)
 weight_bytes = sum(t.numel() * 2 for l in layers for t in l.values()) + (embed.numel() + lm_head.numel() + H) * 2
 inv_freq = 1.0 / (theta ** (torch.arange(0, D, 2, device=dev, dtype=torch.float32) / D))
+# The weights are plain tensors the compiled step reads as globals: marked static, CUDA graphs use them in
+# place (unmarked, inductor treats them as ordinary inputs and copies them into its graph's memory on every
+# replay, which is what made this peer's decode steps slow).
+for t in [embed, lm_head, norm, inv_freq] + [t for l in layers for t in l.values()]:
+    torch._dynamo.mark_static_address(t)
 
 
 def rms(x, wt):
