@@ -232,7 +232,7 @@ export const serverFlags: Record<string, FlagSpec> = {
     key: 'restartBackoff',
     kind: 'number',
     min: 0,
-    help: "seconds before a model whose engine failed is loaded again; doubles with each failure in a row, up to 60",
+    help: 'seconds before a model whose engine failed is loaded again; doubles with each failure in a row, up to 60',
   },
   'max-restarts': {
     key: 'maxRestarts',

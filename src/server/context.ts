@@ -5,7 +5,7 @@ import type { FastifyReply } from 'fastify';
 import type { ServerMetrics } from '../metrics/metrics.js';
 import type { Admission } from './admission.js';
 import type { Drain } from './drain.js';
-import { ApiError, toApiError } from './errors.js';
+import { toApiError } from './errors.js';
 import { Generation, type ChoiceDelta, type ChoiceResult, type ChoiceSpec, type TextOptions } from './generation.js';
 import type { ModelRegistry } from './model-registry.js';
 import type { ModelSlot, ServedModel } from './model-slot.js';

@@ -77,14 +77,16 @@ export class ModelInstance {
 
   /** Frees the engine, then the tokenizer threads; a model the caller owns (no `release`) is left alone. */
   close(): Promise<void> {
-    return (this.closing ??= (async () => {
+    this.closing ??= (async () => {
       await this.closeEngine();
       await this.model.release?.threads();
-    })());
+    })();
+    return this.closing;
   }
 
   private closeEngine(): Promise<void> {
-    return (this.engineClosing ??= this.model.release?.engine() ?? Promise.resolve());
+    this.engineClosing ??= this.model.release?.engine() ?? Promise.resolve();
+    return this.engineClosing;
   }
 
   /** Whether no request holds it any more within `ms`. */

@@ -93,7 +93,12 @@ export function nativeModelLoader(log: Logger, native?: NativeModule): ModelLoad
       client: engine.client,
       tokenizer,
       prompts,
-      maxPromptBytes: promptByteLimit(tokenizer.bytesPerToken, info.maxModelLen, config.maxPromptBytes, config.bodyLimitBytes),
+      maxPromptBytes: promptByteLimit(
+        tokenizer.bytesPerToken,
+        info.maxModelLen,
+        config.maxPromptBytes,
+        config.bodyLimitBytes,
+      ),
       chatTemplate,
       maxModelLen: info.maxModelLen,
       vocabSize: info.vocabSize,

@@ -270,7 +270,8 @@ export class ModelRegistry {
     const previous = entry.slot.ready(model, spec.source);
     entry.slot.instance!.gpuShare = spec.gpuShare;
     this.activated(entry, entry.slot.instance!);
-    if (previous) this.retire(entry, previous, `the model \`${spec.name}\` was switched before this request finished; retry it`);
+    if (previous)
+      this.retire(entry, previous, `the model \`${spec.name}\` was switched before this request finished; retry it`);
     const info = model.info;
     this.log.info(
       {
@@ -313,7 +314,11 @@ export class ModelRegistry {
 
   private retire(entry: Entry, inst: ModelInstance, cutMessage: string): void {
     const graceMs = this.o.graceMs ?? 10_000;
-    this.track(entry, inst, inst.retire(graceMs, () => new ApiError('model_unavailable', cutMessage)));
+    this.track(
+      entry,
+      inst,
+      inst.retire(graceMs, () => new ApiError('model_unavailable', cutMessage)),
+    );
   }
 
   private track(entry: Entry, inst: ModelInstance, freed: Promise<void>): void {

@@ -53,7 +53,13 @@ export interface SlotOptions {
 }
 
 type Counted = 'promptTokens' | 'generationTokens' | 'prefixCacheQueries' | 'prefixCacheHits' | 'numPreemptions';
-const COUNTED: Counted[] = ['promptTokens', 'generationTokens', 'prefixCacheQueries', 'prefixCacheHits', 'numPreemptions'];
+const COUNTED: Counted[] = [
+  'promptTokens',
+  'generationTokens',
+  'prefixCacheQueries',
+  'prefixCacheHits',
+  'numPreemptions',
+];
 
 export class ModelSlot {
   name: string;

@@ -63,11 +63,15 @@ export function readModelsFile(path: string): unknown[] {
   try {
     doc = extname(path) === '.json' ? JSON.parse(text) : parseYaml(text);
   } catch (e) {
-    throw new ConfigError(`--models-file ${path} is not valid ${extname(path) === '.json' ? 'JSON' : 'YAML'}: ${(e as Error).message}`);
+    throw new ConfigError(
+      `--models-file ${path} is not valid ${extname(path) === '.json' ? 'JSON' : 'YAML'}: ${(e as Error).message}`,
+    );
   }
   const list = Array.isArray(doc) ? doc : (doc as { models?: unknown } | null)?.models;
   if (!Array.isArray(list) || list.length === 0) {
-    throw new ConfigError(`--models-file ${path}: expected a list of models (or "models:" with one), each with a name and a model or engine`);
+    throw new ConfigError(
+      `--models-file ${path}: expected a list of models (or "models:" with one), each with a name and a model or engine`,
+    );
   }
   return list;
 }
@@ -93,13 +97,17 @@ export function modelSpec(entry: unknown, base: ServerConfig, where: string, sha
   const model = fields.get('model');
   const engine = fields.get('engine');
   if ((model === undefined) === (engine === undefined)) {
-    throw new SpecError(`${at}: give either "model" (a folder or Hub id) or "engine" (a kvserve build folder)`, 'model');
+    throw new SpecError(
+      `${at}: give either "model" (a folder or Hub id) or "engine" (a kvserve build folder)`,
+      'model',
+    );
   }
   for (const [key, v] of [
     ['model', model],
     ['engine', engine],
   ] as const) {
-    if (v !== undefined && (typeof v !== 'string' || v === '')) throw new SpecError(`${at}: "${key}" must be a path`, key);
+    if (v !== undefined && (typeof v !== 'string' || v === ''))
+      throw new SpecError(`${at}: "${key}" must be a path`, key);
   }
   const config: Record<string, unknown> = {
     ...base,

@@ -117,7 +117,12 @@ export async function startServe(
   o: StartOptions = {},
 ): Promise<ServeHandle> {
   const given = o.models ?? [
-    { name: defaultModelName(config), config, gpuShare: config.gpuMemoryUtilization, source: config.engine || config.model },
+    {
+      name: defaultModelName(config),
+      config,
+      gpuShare: config.gpuMemoryUtilization,
+      source: config.engine || config.model,
+    },
   ];
   // Tokenizers and chat templates before listening: a broken template stops the server here, in one line.
   const specs: ResolvedSpec[] = [];

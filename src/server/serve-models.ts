@@ -26,7 +26,8 @@ export function takeModelFlags(argv: string[]): { argv: string[]; models: string
     }
   }
   // One plain --model goes back to the parser: the single-model server is what it always was.
-  if (models.length === 1 && namedModelArg(models[0]!).name === undefined) return { argv: [...out, '--model', models[0]!], models: [] };
+  if (models.length === 1 && namedModelArg(models[0]!).name === undefined)
+    return { argv: [...out, '--model', models[0]!], models: [] };
   return { argv: out, models };
 }
 
@@ -45,7 +46,14 @@ export async function initialSpecs(
   const resolve = (c: ServerConfig) => resolveConfig(c, log, { hubProgress: o.hubProgress, progress: o.progress });
   if (modelArgs.length === 0 && !parsed.modelsFile) {
     const config = await resolve(parsed);
-    return [{ name: defaultModelName(config), config, gpuShare: config.gpuMemoryUtilization, source: config.engine || config.model }];
+    return [
+      {
+        name: defaultModelName(config),
+        config,
+        gpuShare: config.gpuMemoryUtilization,
+        source: config.engine || config.model,
+      },
+    ];
   }
   if (parsed.servedModelName) {
     throw new ConfigError('--served-model-name names the one model; with several, name each: --model NAME=DIR');
@@ -55,9 +63,9 @@ export async function initialSpecs(
     return { entry: { name: name ?? defaultModelName({ ...parsed, model }), model }, where: `--model #${i + 1}` };
   });
   if (parsed.modelsFile) {
-    readModelsFile(parsed.modelsFile).forEach((entry, i) =>
-      entries.push({ entry, where: `--models-file ${parsed.modelsFile} entry ${i + 1}` }),
-    );
+    for (const [i, entry] of readModelsFile(parsed.modelsFile).entries()) {
+      entries.push({ entry, where: `--models-file ${parsed.modelsFile} entry ${i + 1}` });
+    }
   }
   const explicit = entries.filter((e) => hasShare(e.entry)).map((e) => modelSpec(e.entry, parsed, e.where, 0));
   const taken = explicit.reduce((a, s) => a + s.gpuShare, 0);

@@ -75,7 +75,9 @@ describe('the admin API', () => {
     ];
     for (const [method, path, body, code, param] of cases) {
       const r = await admin(server.url, method, path, body);
-      expect(expectError(r, code as Parameters<typeof expectEnvelope>[2]).param, `${method} ${path} ${r.text}`).toBe(param);
+      expect(expectError(r, code as Parameters<typeof expectEnvelope>[2]).param, `${method} ${path} ${r.text}`).toBe(
+        param,
+      );
     }
     expect((await admin(server.url, 'GET', '/admin/models')).json.data).toHaveLength(1);
   });
@@ -91,7 +93,13 @@ describe('the admin API', () => {
     const r = await fetch(`${server.url}/v1/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` },
-      body: JSON.stringify({ model: 'a', prompt: expected[0]!.prompt, max_tokens: 80, temperature: 0, ignore_eos: true }),
+      body: JSON.stringify({
+        model: 'a',
+        prompt: expected[0]!.prompt,
+        max_tokens: 80,
+        temperature: 0,
+        ignore_eos: true,
+      }),
     });
     expect(r.status).toBe(200);
     const text = ((await r.json()) as { choices: Array<{ text: string }> }).choices[0]!.text;

@@ -32,7 +32,11 @@ const body = (i: number, extra: object = {}) => ({
   ...extra,
 });
 const post = (url: string, b: object) =>
-  fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(b) });
+  fetch(`${url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(b),
+  });
 
 describe('an engine that fails', () => {
   it('its requests get 503, the model restarts by itself and answers the reference again', async () => {
@@ -80,7 +84,9 @@ describe('an engine that fails', () => {
     const answers = await Promise.all(
       expected.map((_, i) => client.completions.create(body(i) as OpenAI.CompletionCreateParamsNonStreaming)),
     );
-    answers.forEach((r, i) => expect(r.choices[0]!.text.replace(/^ /, ''), `prompt ${i}`).toBe(expected[i]!.greedy_text));
+    for (const [i, r] of answers.entries()) {
+      expect(r.choices[0]!.text.replace(/^ /, ''), `prompt ${i}`).toBe(expected[i]!.greedy_text);
+    }
     const [model] = await adminModels(server.url);
     expect(model).toMatchObject({ state: 'ready', restarts: 1 });
     expect(await (await fetch(`${server.url}/health`)).json()).toMatchObject({

@@ -119,8 +119,8 @@ describe('several models in one server', () => {
       Promise.all(expected.map((_, i) => stories('a', i, i % 2 === 0))),
       Promise.all(qwen.prompts.map((_, i) => qwenIds(i))),
     ]);
-    aTexts.forEach((t, i) => expect(t, `a, prompt ${i}`).toBe(expected[i]!.greedy_text));
-    bIds.forEach((ids, i) => expect(ids, `b, prompt ${i}`).toEqual(qwen.references.exact.greedy_ids[i]));
+    for (const [i, t] of aTexts.entries()) expect(t, `a, prompt ${i}`).toBe(expected[i]!.greedy_text);
+    for (const [i, ids] of bIds.entries()) expect(ids, `b, prompt ${i}`).toEqual(qwen.references.exact.greedy_ids[i]);
 
     // Each its own limits: b takes at most 4 sequences a request, a its 16.
     const tooMany = await fetch(`${server.url}/v1/completions`, {
