@@ -14,7 +14,7 @@ export class ModelInstance {
   /** Generations running on it (startGeneration registers them until their reply closes). */
   readonly generations = new Set<Generation>();
   private leases = 0;
-  private onIdle: (() => void) | undefined;
+  private readonly idleWaiters = new Set<() => void>();
   private cutError: ApiError | undefined;
   private engineClosing: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
@@ -39,7 +39,7 @@ export class ModelInstance {
       if (!held) return;
       held = false;
       this.leases--;
-      if (this.leases === 0) this.onIdle?.();
+      if (this.leases === 0) for (const w of [...this.idleWaiters]) w();
     };
   }
 
@@ -93,15 +93,14 @@ export class ModelInstance {
   private idleWithin(ms: number): Promise<boolean> {
     if (this.leases === 0) return Promise.resolve(true);
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.onIdle = undefined;
-        resolve(false);
-      }, ms);
-      this.onIdle = () => {
+      const done = (idle: boolean) => {
         clearTimeout(timer);
-        this.onIdle = undefined;
-        resolve(true);
+        this.idleWaiters.delete(waiter);
+        resolve(idle);
       };
+      const waiter = () => done(true);
+      const timer = setTimeout(() => done(false), ms);
+      this.idleWaiters.add(waiter);
     });
   }
 }
