@@ -130,9 +130,10 @@ export class ModelRegistry {
   }
 
   /** A new name, loading in the background; the promise settles when it serves or its load failed. */
-  load(spec: ModelSpec): { slot: ModelSlot; ready: Promise<void> } {
+  load(spec: ModelSpec, o: { startup?: boolean } = {}): { slot: ModelSlot; ready: Promise<void> } {
     this.taken(spec.name);
     const slot = new ModelSlot(undefined, { name: spec.name, maxQueue: spec.config.maxQueue });
+    slot.startup = o.startup ?? false;
     const entry = this.entry(slot, spec);
     const ready = this.startLoad(entry, spec, 'load');
     this.entries.set(spec.name, entry);

@@ -75,6 +75,8 @@ export class ModelSlot {
   retryAt: number | undefined;
   /** Engine restarts after faults, in all. */
   restarts = 0;
+  /** Named at start-up: /health is 503 until its first load is done. */
+  startup = false;
   /** Unix seconds; what /v1/models reports as `created`. */
   readonly created = Math.floor(Date.now() / 1000);
   /** Instances replaced or unloaded that still finish their requests. */

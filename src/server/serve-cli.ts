@@ -150,11 +150,11 @@ export async function startServe(
     logger: log,
   });
   const { url } = await listen(app, config.host, config.port); // fastify logs "listening on URL"
-  const loads = specs.map((spec) => models.load(spec));
+  const loads = specs.map((spec) => models.load(spec, { startup: true }));
   const names = specs.map((s) => s.name);
   log.info(
     { model: names.length === 1 ? names[0] : names },
-    `loading the model${names.length === 1 ? '' : 's'} (/health answers 503 until ${names.length === 1 ? 'it is' : 'one is'} ready)`,
+    `loading the model${names.length === 1 ? ' (/health answers 503 until it is ready)' : 's (/health answers 503 until they are ready)'}`,
   );
   log.info({ url: `${url}/` }, 'chat in the browser');
   if (config.adminApiKey) log.info({ url: `${url}/admin/models` }, 'admin API on');

@@ -105,6 +105,8 @@ describe('several models in one server', () => {
     }
     expect(storiesText(text)).toBe(e.greedy_text);
     expect(posted!.status, posted!.text).toBe(202);
+    // A model added later never takes the pod out of service: /health stays 200 while it loads.
+    expect((await fetch(`${server.url}/health`)).status).toBe(200);
     expect(posted!.json).toMatchObject({ name: 'b', state: 'loading', loading: { source: qwenDir, kind: 'load' } });
 
     const models = await untilModels(server.url, (m) => m.find((x) => x.name === 'b')?.state === 'ready');
@@ -113,6 +115,10 @@ describe('several models in one server', () => {
       ['b', 'ready', qwenDir],
     ]);
     expect((await client.models.list()).data.map((m) => m.id)).toEqual(['a', 'b']);
+    expect(await (await fetch(`${server.url}/health`)).json()).toEqual({
+      status: 'ok',
+      models: { a: { state: 'ready' }, b: { state: 'ready' } },
+    });
 
     // Both at once, each against its own reference.
     const [aTexts, bIds] = await Promise.all([
