@@ -21,6 +21,8 @@ import {
   storiesCopy,
   until,
   untilModels,
+  hold,
+  prefills,
   type WatchedEngine,
   watchedNative,
 } from './helpers/models-server.js';
@@ -77,6 +79,31 @@ async function qwenIds(i: number): Promise<number[]> {
 }
 
 const engineOf = (dir: string): WatchedEngine[] => watched.engines.filter((e) => e.opts.model === dir);
+
+/** A greedy completion stream, open with its first chunk read; `rest()` reads it to the end. */
+async function openStream(body: Record<string, unknown>) {
+  const stream = await client.completions.create({
+    ...body,
+    temperature: 0,
+    stream: true,
+  } as OpenAI.CompletionCreateParamsStreaming);
+  const it = stream[Symbol.asyncIterator]();
+  let text = '';
+  const tokens: string[] = [];
+  const take = (chunk: OpenAI.Completion) => {
+    text += chunk.choices[0]?.text ?? '';
+    tokens.push(...(chunk.choices[0]?.logprobs?.tokens ?? []));
+  };
+  const first = await it.next();
+  if (!first.done) take(first.value);
+  return {
+    async rest(): Promise<string> {
+      for (let r = await it.next(); !r.done; r = await it.next()) take(r.value);
+      return text;
+    },
+    tokenIds: () => tokens.map((t) => Number(t.replace('token_id:', ''))),
+  };
+}
 
 describe('several models in one server', () => {
   it('loads a second model while the first streams; both then serve their own references and limits', async () => {
@@ -156,7 +183,7 @@ describe('several models in one server', () => {
     const deadline = Date.now() + 60_000;
     const clientLoop = async (c: number) => {
       for (let k = 0; k < 300 && !stop && Date.now() < deadline; k++) {
-        const i = (c + k) % expected.length;
+        const i = [0, 1, 3][(c + k) % 3]!; // prompt 2 is the held stream's own
         try {
           const got = await stories('a', i, (c + k) % 2 === 0);
           if (got !== expected[i]!.greedy_text) failures.push(`client ${c} request ${k}: wrong text ${got}`);
@@ -168,11 +195,21 @@ describe('several models in one server', () => {
     };
     const loops = [0, 1, 2].map(clientLoop);
     await until(() => done >= 6, 'requests before the switch');
+    // A stream that began on the old engine holds it: it finishes there, and the engine is freed after it. The
+    // old engine's steps are held from the one after this stream's prefill until the new engine serves, so that
+    // it (and the clients' requests then running) are surely still in flight at the switch.
+    const release = hold(old!, prefills(expected[2]!.prompt_ids));
+    const held = await openStream({ model: 'a', prompt: expected[2]!.prompt, max_tokens: 80, ignore_eos: true });
 
+    expect(old!.holding).toBe(true);
     const put = await admin(server.url, 'PUT', '/admin/models/a', { model: copy, device: 'cpu', threads: 1 });
     expect(put.status, put.text).toBe(202);
     expect(put.json).toMatchObject({ name: 'a', state: 'ready', loading: { source: copy, kind: 'switch' } });
-    await untilModels(server.url, (m) => m[0]!.source === copy && m[0]!.draining_instances === 0);
+    await untilModels(server.url, (m) => m[0]!.source === copy && m[0]!.draining_instances === 1);
+    expect(old!.disposed).toBe(false);
+    release();
+    expect(storiesText(await held.rest())).toBe(expected[2]!.greedy_text);
+    await untilModels(server.url, (m) => m[0]!.draining_instances === 0);
     await until(() => old!.disposed, 'the old engine freed');
     const atSwitch = done;
     await until(() => done >= atSwitch + 9, 'requests after the switch');
@@ -188,13 +225,35 @@ describe('several models in one server', () => {
     expect(a).toMatchObject({ state: 'ready', error: null, in_flight: 0 });
   });
 
-  it('unloads b: 404 for its name afterwards, its engine freed, its series gone from /metrics', async () => {
+  it('unloads b after its requests finish: 404 for its name afterwards, its engine freed, its series gone', async () => {
     const [b] = engineOf(qwenDir);
     expect(b!.disposed).toBe(false);
     expect(await (await fetch(`${server.url}/metrics`)).text()).toMatch(/vllm:num_requests_running\{model_name="b"\}/);
+    const release = hold(b!, prefills(qwen.prompts[3]!)); // its stream stays in flight after its first token
+    const held = await openStream({
+      model: 'b',
+      prompt: qwen.prompts[3],
+      max_tokens: qwen.steps,
+      ignore_eos: true,
+      logprobs: 0,
+      return_tokens_as_token_ids: true,
+    });
+    expect(b!.holding).toBe(true); // its prefill ran: the stream is in flight, its next steps wait
     const del = await admin(server.url, 'DELETE', '/admin/models/b');
     expect(del.status, del.text).toBe(202);
     expect(del.json).toMatchObject({ name: 'b', state: 'draining' });
+    // The name is gone at once; the stream in flight finishes on its engine, which is freed after.
+    const gone = await fetch(`${server.url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'b', prompt: [1, 2], max_tokens: 1 }),
+    });
+    expectEnvelope(gone.status, await gone.text(), 'model_not_found');
+    expect((await adminModels(server.url)).find((m) => m.name === 'b')).toMatchObject({ state: 'draining' });
+    expect(b!.disposed).toBe(false);
+    release();
+    await held.rest();
+    expect(held.tokenIds()).toEqual(qwen.references.exact.greedy_ids[3]);
     await untilModels(server.url, (m) => m.every((x) => x.name !== 'b'));
 
     expect(b!.disposed).toBe(true);

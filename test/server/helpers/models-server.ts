@@ -25,7 +25,39 @@ export interface WatchedEngine {
   native: NativeEngine;
   steps: number;
   disposed: boolean;
+  /** Once a step it sees holds, the steps after it wait for `gate` (hold()). */
+  holdAfter?: (batch: StepBatch) => boolean;
+  holding?: boolean;
+  gate?: Promise<void>;
 }
+
+/**
+ * Holds an engine's steps that come after the first step for which `after` holds (that step runs; its
+ * requests stay in flight, unfinished, from then on) until the function returned is called.
+ */
+export function hold(engine: WatchedEngine, after: (batch: StepBatch) => boolean): () => void {
+  let release!: () => void;
+  engine.gate = new Promise((r) => {
+    release = r;
+  });
+  engine.holdAfter = after;
+  return () => {
+    engine.holdAfter = undefined;
+    engine.holding = false;
+    release();
+  };
+}
+
+/** Whether a step prefills the prompt `ids` of one request: its tokens after the last full KV block, which
+ *  are computed even when the prefix cache holds the blocks before them. */
+export const prefills =
+  (ids: readonly number[], blockSize = 16) =>
+  (batch: StepBatch) => {
+    const tail = ids.slice(Math.floor((ids.length - 1) / blockSize) * blockSize);
+    const t = batch.tokenIds;
+    for (let s = 0; s + tail.length <= t.length; s++) if (tail.every((id, k) => t[s + k] === id)) return true;
+    return false;
+  };
 
 export interface NativeControl {
   /** Further loads fail. */
@@ -52,7 +84,9 @@ export function watchedNative(): { native: NativeModule; engines: WatchedEngine[
       engines.push(rec);
       return {
         info: () => engine.info(),
-        step: (batch) => {
+        step: async (batch) => {
+          if (rec.holding) await rec.gate;
+          if (rec.holdAfter?.(batch)) rec.holding = true;
           rec.steps++;
           if (control.breakWhen?.(batch)) {
             control.breakWhen = undefined;
