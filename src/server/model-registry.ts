@@ -8,15 +8,15 @@
 //   - unload: the name stops routing at once (404), its requests finish, then its instances are freed;
 //   - an engine fault (EngineClient.onFault): its requests end with a 503, the name answers 503 with
 //     Retry-After, its engine is freed and loaded again after a backoff that doubles with each fault in a row.
-// GPU memory is shared by explicit fractions: each instance counts its own gpu-memory-utilization while it
-// lives, and the native side, which sizes the KV cache from what is in use on the device, is asked for the
-// sum of what lives plus the new share, so the new engine takes its own share only.
+// GPU memory is shared by explicit fractions (gpu-shares.ts); restarts follow restart-policy.ts.
 import { ApiError } from './errors.js';
+import { gpuBudget, sharesInUse } from './gpu-shares.js';
 import type { ModelInstance } from './model-instance.js';
 import type { LoadedModel } from './model-slot.js';
 import { ModelSlot } from './model-slot.js';
 import type { ModelSpec } from './model-spec.js';
 import { logProgress, type ProgressFn } from '../load-progress.js';
+import { RestartPolicy } from './restart-policy.js';
 
 export type ModelLoader = (
   spec: ModelSpec,
@@ -62,15 +62,11 @@ interface Entry {
   spec: ModelSpec | undefined;
   seq: number; // bumped by every load and by unload: a load that finds another seq was superseded
   pending: PendingLoad | undefined;
-  streak: number; // engine faults in a row
-  activatedAt: number;
+  restarts: RestartPolicy;
   timer: NodeJS.Timeout | undefined;
   retirements: Set<Promise<void>>; // instances finishing their requests, until they are freed
 }
 
-/** An instance that served this long without a fault ends a streak of faults. */
-const STREAK_RESET_MS = 60_000;
-const MAX_BACKOFF_MS = 60_000;
 const noLog: RegistryLog = { info() {}, warn() {}, error() {} };
 
 export class ModelRegistry {
@@ -184,15 +180,11 @@ export class ModelRegistry {
 
   /** Whether some model's engine kept failing past --max-restarts: the process should be restarted. */
   get fatal(): string | undefined {
-    for (const e of this.entries.values()) if (e.streak > this.maxRestarts) return e.slot.name;
+    for (const e of this.entries.values()) if (e.restarts.exhausted) return e.slot.name;
     return undefined;
   }
 
   private readonly loadsInFlight = new Set<Promise<void>>();
-
-  private get maxRestarts(): number {
-    return this.o.maxRestarts ?? 5;
-  }
 
   private entry(slot: ModelSlot, spec: ModelSpec | undefined): Entry {
     return {
@@ -200,8 +192,7 @@ export class ModelRegistry {
       spec,
       seq: 0,
       pending: undefined,
-      streak: 0,
-      activatedAt: Date.now(),
+      restarts: new RestartPolicy(this.o.restartBackoffMs ?? 1000, this.o.maxRestarts ?? 5),
       timer: undefined,
       retirements: new Set(),
     };
@@ -309,7 +300,7 @@ export class ModelRegistry {
 
   /** An instance serves now: its engine's faults are the registry's to handle. */
   private activated(entry: Entry, inst: ModelInstance): void {
-    entry.activatedAt = Date.now();
+    entry.restarts.serving();
     inst.model.client.onFault = (err) => this.engineFailed(entry, inst, err);
   }
 
@@ -337,7 +328,7 @@ export class ModelRegistry {
       'model_unhealthy',
       `the engine of the model \`${name}\` failed while generating this request; it restarts: retry in a few seconds`,
       null,
-      Math.max(1, Math.ceil(this.backoff(entry) / 1000)),
+      Math.max(1, Math.ceil(entry.restarts.nextDelayMs / 1000)),
     );
     if (entry.slot.instance !== inst) {
       // A retiring instance: fail its requests now and free it; what serves the name is not touched.
@@ -345,28 +336,23 @@ export class ModelRegistry {
       return;
     }
     this.log.error({ model: name, error: message }, 'engine failed: restarting it');
-    if (Date.now() - entry.activatedAt > STREAK_RESET_MS) entry.streak = 0;
+    entry.restarts.engineFailed();
     entry.slot.detach('unhealthy');
     entry.slot.error = `engine failed: ${message}`;
     this.track(entry, inst, inst.fail(cut));
     this.scheduleRestart(entry);
   }
 
-  private backoff(entry: Entry): number {
-    return Math.min(MAX_BACKOFF_MS, (this.o.restartBackoffMs ?? 1000) * 2 ** entry.streak);
-  }
-
   /** The next restart, after the backoff and once the failed engine is freed (its memory is the new one's). */
   private scheduleRestart(entry: Entry): void {
     const spec = entry.spec;
-    entry.streak++;
-    if (!spec || entry.streak > this.maxRestarts || this.closed) {
+    const delay = entry.restarts.failure();
+    if (!spec || delay === undefined || this.closed) {
       entry.slot.detach('failed');
       if (spec && !this.closed)
         this.log.error({ model: spec.name, restarts: entry.slot.restarts }, 'engine restarts exhausted: giving up');
       return;
     }
-    const delay = this.backoff({ ...entry, streak: entry.streak - 1 });
     entry.slot.detach('unhealthy');
     entry.slot.retryAt = Date.now() + delay;
     entry.timer = setTimeout(() => {
@@ -387,30 +373,12 @@ export class ModelRegistry {
     while (entry.retirements.size > 0) await Promise.all(entry.retirements);
   }
 
-  /** The GPU shares of every instance alive or loading (but `except`'s load, which a new one supersedes). */
+  /** The GPU shares of every engine alive or loading (but `except`'s load, which a new one supersedes). */
   gpuShareInUse(except?: Entry): number {
-    let used = 0;
-    for (const e of [...this.entries.values(), ...this.draining.values()]) {
-      if (e.slot.instance) used += e.slot.instance.gpuShare;
-      for (const r of e.slot.retiring) used += r.gpuShare;
-      if (e.pending && e !== except) used += e.pending.spec.gpuShare;
-    }
-    return used;
+    return sharesInUse([...this.entries.values(), ...this.draining.values()], except);
   }
 
-  /** What the native side is asked for: the shares of every instance alive or loading, plus this one's. */
   private gpuBudget(spec: ModelSpec, replacing: Entry): number {
-    const used = this.gpuShareInUse(replacing);
-    const total = used + spec.gpuShare;
-    if (total > 1 + 1e-9 && (this.o.onGpu?.(spec) ?? false)) {
-      throw new ApiError(
-        'insufficient_gpu_memory',
-        `model \`${spec.name}\` asks for gpu-memory-utilization ${spec.gpuShare}, but the models on the GPU hold ` +
-          `${used.toFixed(2)} of it now (a switched model's old engine counts until it is freed); ask for at most ` +
-          `${Math.max(0, 1 - used).toFixed(2)}, or unload a model first`,
-        'gpu_memory_utilization',
-      );
-    }
-    return Math.min(1, total);
+    return gpuBudget(spec, this.gpuShareInUse(replacing), this.o.onGpu?.(spec) ?? false);
   }
 }
