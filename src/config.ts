@@ -47,6 +47,10 @@ export interface ServerConfig extends EngineConfig {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'silent';
   allowedOrigins: string; // CORS: comma-separated origins, or *; '' = CORS off
   logFormat: 'auto' | 'json' | 'pretty'; // auto: pretty when stdout is a terminal, else json
+  modelsFile: string; // a YAML or JSON list of models to serve ('' = none)
+  adminApiKey: string | undefined; // turns the admin API on, behind this bearer key
+  restartBackoff: number; // seconds before a failed engine is loaded again (doubling for failures in a row)
+  maxRestarts: number; // failures in a row after which a model stays failed
 }
 
 type Kind = 'string' | 'int' | 'number' | 'boolean';
@@ -210,6 +214,32 @@ export const serverFlags: Record<string, FlagSpec> = {
     metavar: 'ORIGINS',
     help: 'browser origins allowed to call the API (CORS), comma-separated, or * for any (default: CORS off)',
   },
+  'models-file': {
+    key: 'modelsFile',
+    kind: 'string',
+    metavar: 'FILE',
+    help:
+      'serve several models, listed in a YAML or JSON file: name, model or engine, and settings of its own ' +
+      '(the flags of this list, e.g. max-num-seqs, max-queue, gpu-memory-utilization); see docs/deployment.md',
+  },
+  'admin-api-key': {
+    key: 'adminApiKey',
+    kind: 'string',
+    metavar: 'KEY',
+    help: 'turn on the admin API (/admin/models: load, switch, unload models) behind this bearer key (also KVSERVE_ADMIN_API_KEY)',
+  },
+  'restart-backoff': {
+    key: 'restartBackoff',
+    kind: 'number',
+    min: 0,
+    help: 'seconds before a model whose engine failed is loaded again; doubles with each failure in a row, up to 60',
+  },
+  'max-restarts': {
+    key: 'maxRestarts',
+    kind: 'int',
+    min: 0,
+    help: 'engine failures in a row after which a model stays failed (and /livez answers 503)',
+  },
   'log-level': {
     key: 'logLevel',
     kind: 'string',
@@ -269,6 +299,10 @@ export function serverDefaults(): ServerConfig {
     logLevel: 'info',
     allowedOrigins: '',
     logFormat: 'auto',
+    modelsFile: '',
+    adminApiKey: process.env.KVSERVE_ADMIN_API_KEY || undefined,
+    restartBackoff: 1,
+    maxRestarts: 5,
   };
 }
 
@@ -319,7 +353,7 @@ export function parseFlags<T extends object>(
   return { config: config as T, rest };
 }
 
-function parseValue(name: string, spec: FlagSpec, raw: string): string | number {
+export function parseValue(name: string, spec: FlagSpec, raw: string): string | number {
   if (spec.choices && !spec.choices.includes(raw)) {
     throw new ConfigError(`--${name} must be one of ${spec.choices.join(', ')}, got "${raw}"`);
   }

@@ -40,6 +40,7 @@ export class EngineLoop implements EngineClient {
   private closed = false;
   private readonly done: Promise<void>;
   onStep: ((numTokens: number) => void) | undefined;
+  onFault: ((err: unknown) => void) | undefined;
 
   constructor(
     readonly config: EngineLoopConfig,
@@ -107,6 +108,11 @@ export class EngineLoop implements EngineClient {
     for (const entry of [...this.live.values()]) this.end(entry, 'abort');
   }
 
+  /** Whether close() has begun: submit() refuses from then on. */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
   private async run(): Promise<void> {
     let pending: InFlight | undefined;
     while (!this.closed) {
@@ -115,6 +121,7 @@ export class EngineLoop implements EngineClient {
       } catch (err) {
         // A bug in scheduling or batch building: fail what is live rather than hang it, and go on.
         pending = undefined;
+        this.onFault?.(err);
         this.failAll(err);
       }
     }
@@ -184,6 +191,9 @@ export class EngineLoop implements EngineClient {
   private retryWithout(out: SchedulerOutput, err: unknown): InFlight | undefined {
     const refused = refusedRequests(out, err);
     if (!refused) {
+      // The engine failed as a whole (a CUDA error, a native exception): its owner hears first, so that it can
+      // end the requests its own way (the server: a 503 and a restart) before they fail here.
+      this.onFault?.(err);
       this.failStep(out, err);
       return undefined;
     }

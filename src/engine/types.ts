@@ -73,6 +73,10 @@ export interface EngineClient {
   /** Called after every engine step with the tokens it computed (prefill chunks and decodes): what
    *  vllm:iteration_tokens_total counts. Optional: an engine that cannot say leaves it unset. */
   onStep?: ((numTokens: number) => void) | undefined;
+  /** Called when the engine fails as a whole: a step rejected without pinning its fault on sequences (a CUDA
+   *  error, a native exception), or the loop itself failed. The step's requests fail right after it returns,
+   *  unless the callee ended them first. Optional, as onStep. */
+  onFault?: ((err: unknown) => void) | undefined;
 }
 
 export class EngineError extends Error {

@@ -1,10 +1,10 @@
 // Prometheus metrics under vLLM's names and labels (`vllm:…`, each with `model_name`), so that vLLM's
 // Grafana dashboards and autoscaling rules read kvserve unchanged. The earlier `kvserve_…` names are kept
 // beside them as deprecated aliases (same values) until their users have moved. One registry per server
-// (tests build several apps in one process). Latencies and per-request token counts are observed by the
-// server as requests run, step sizes by the engine loop (onStep); engine-wide figures (running, waiting, KV
-// usage, token and cache counters) are read from EngineClient.stats() at scrape time, so they can never
-// drift from the engine's own bookkeeping.
+// (tests build several apps in one process), one series per served model. Latencies and per-request token
+// counts are observed by the server as requests run, step sizes by the engine loop (onStep); engine-wide
+// figures (running, waiting, KV usage, token and cache counters) are read from each model's stats at scrape
+// time, so they can never drift from the engines' own bookkeeping.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { EngineStats, FinishReason } from '../engine/types.js';
 
@@ -23,6 +23,8 @@ const TOKEN_BUCKETS = Array.from({ length: 19 }, (_, i) => [1, 2, 5][i % 3]! * 1
 
 /** Returns undefined while the model is still loading (every engine figure then reads 0). */
 export type StatsSource = () => EngineStats | undefined;
+/** Every served model's figures, by name. */
+export type ModelsStatsSource = () => Iterable<[name: string, stats: EngineStats | undefined]>;
 
 type CumulativeField =
   | 'promptTokens'
@@ -36,8 +38,8 @@ export interface Observer {
   observe(value: number): void;
 }
 
-export class ServerMetrics {
-  readonly registry = new Registry();
+/** What a request and an engine of one model record. */
+export interface ModelMetrics {
   readonly timeToFirstToken: Observer;
   readonly interTokenLatency: Observer;
   readonly e2eRequestLatency: Observer;
@@ -45,45 +47,62 @@ export class ServerMetrics {
   readonly requestPromptTokens: Observer;
   readonly requestGenerationTokens: Observer;
   readonly iterationTokens: Observer;
-  private readonly requestSuccess: Array<Counter<'finished_reason'>>;
+  recordFinish(reason: FinishReason): void;
+}
 
-  constructor(
-    modelName: string,
-    private readonly stats: StatsSource,
-  ) {
-    this.registry.setDefaultLabels({ model_name: modelName });
-    this.timeToFirstToken = this.histogram(
+type Labelled = Histogram<'model_name'>;
+const FINISH_REASONS = ['stop', 'length', 'abort', 'error'] as const;
+
+export class ServerMetrics implements ModelMetrics {
+  readonly registry = new Registry();
+  private readonly histograms = new Map<keyof Omit<ModelMetrics, 'recordFinish'>, Labelled[]>();
+  private readonly requestSuccess: Array<Counter<'model_name' | 'finished_reason'>>;
+  private readonly models = new Map<string, ModelMetrics>();
+  private readonly stats: ModelsStatsSource;
+  private readonly defaultModel: ModelMetrics;
+
+  /** `stats`: one model's figures (it is `modelName`), or every served model's by name. */
+  constructor(modelName: string, stats: StatsSource | { models: ModelsStatsSource }) {
+    this.stats = typeof stats === 'function' ? () => [[modelName, stats()]] : stats.models;
+    this.histogram(
+      'timeToFirstToken',
       ['vllm:time_to_first_token_seconds', 'kvserve_time_to_first_token_seconds'],
       'Time from arrival to the first generated token, per request.',
       TTFT_BUCKETS,
     );
     // vLLM's dashboards still read the older name of the same figure.
-    this.interTokenLatency = this.histogram(
+    this.histogram(
+      'interTokenLatency',
       ['vllm:inter_token_latency_seconds', 'vllm:time_per_output_token_seconds', 'kvserve_inter_token_latency_seconds'],
       'Time between consecutive generated tokens of a request.',
       ITL_BUCKETS,
     );
-    this.e2eRequestLatency = this.histogram(
+    this.histogram(
+      'e2eRequestLatency',
       ['vllm:e2e_request_latency_seconds', 'kvserve_e2e_request_latency_seconds'],
       'Time from arrival to the last token, per finished request.',
       REQUEST_BUCKETS,
     );
-    this.requestQueueTime = this.histogram(
+    this.histogram(
+      'requestQueueTime',
       ['vllm:request_queue_time_seconds', 'kvserve_request_queue_time_seconds'],
       'Time a request waited in the queue before it was first scheduled.',
       REQUEST_BUCKETS,
     );
-    this.requestPromptTokens = this.histogram(
+    this.histogram(
+      'requestPromptTokens',
       ['vllm:request_prompt_tokens'],
       'Prompt tokens of each finished request.',
       TOKEN_BUCKETS,
     );
-    this.requestGenerationTokens = this.histogram(
+    this.histogram(
+      'requestGenerationTokens',
       ['vllm:request_generation_tokens'],
       'Generated tokens of each finished request.',
       TOKEN_BUCKETS,
     );
-    this.iterationTokens = this.histogram(
+    this.histogram(
+      'iterationTokens',
       ['vllm:iteration_tokens_total'],
       'Tokens computed per engine step (prefill and decode).',
       STEP_TOKEN_BUCKETS,
@@ -93,13 +112,10 @@ export class ServerMetrics {
         new Counter({
           name,
           help: 'Finished engine requests (one per choice), by finish reason.',
-          labelNames: ['finished_reason'],
+          labelNames: ['model_name', 'finished_reason'],
           registers: [this.registry],
         }),
     );
-    // Every series exists from the first scrape, so rate() sees the first request of each kind.
-    for (const reason of ['stop', 'length', 'abort', 'error'] as const)
-      for (const c of this.requestSuccess) c.inc({ finished_reason: reason }, 0);
     this.gauge(
       ['vllm:num_requests_running', 'kvserve_num_requests_running'],
       'Requests in the running batch.',
@@ -149,19 +165,88 @@ export class ServerMetrics {
         this.set(process.memoryUsage.rss());
       },
     });
+    this.defaultModel = this.forModel(modelName);
   }
 
-  recordFinish(reason: FinishReason): void {
-    for (const c of this.requestSuccess) c.inc({ finished_reason: reason });
-  }
-
-  private histogram(names: string[], help: string, buckets: number[]): Observer {
-    const all = names.map((name) => new Histogram({ name, help, buckets, registers: [this.registry] }));
-    return {
-      observe: (v) => {
-        for (const h of all) h.observe(v);
+  /** The observers of one model's series (made on first use; every series then exists from the next scrape,
+   *  so rate() sees the first request of each kind). */
+  forModel(name: string): ModelMetrics {
+    let m = this.models.get(name);
+    if (m) return m;
+    const model_name = name;
+    for (const reason of FINISH_REASONS)
+      for (const c of this.requestSuccess) c.inc({ model_name, finished_reason: reason }, 0);
+    for (const hs of this.histograms.values()) for (const h of hs) h.zero({ model_name });
+    const observer = (key: keyof Omit<ModelMetrics, 'recordFinish'>): Observer => {
+      const children = this.histograms.get(key)!.map((h) => h.labels({ model_name }));
+      return {
+        observe: (v) => {
+          for (const h of children) h.observe(v);
+        },
+      };
+    };
+    m = {
+      timeToFirstToken: observer('timeToFirstToken'),
+      interTokenLatency: observer('interTokenLatency'),
+      e2eRequestLatency: observer('e2eRequestLatency'),
+      requestQueueTime: observer('requestQueueTime'),
+      requestPromptTokens: observer('requestPromptTokens'),
+      requestGenerationTokens: observer('requestGenerationTokens'),
+      iterationTokens: observer('iterationTokens'),
+      recordFinish: (reason) => {
+        for (const c of this.requestSuccess) c.inc({ model_name, finished_reason: reason });
       },
     };
+    this.models.set(name, m);
+    return m;
+  }
+
+  /** A model unloaded for good: its series go (a model loaded later under the name starts anew). */
+  forget(name: string): void {
+    this.models.delete(name);
+    for (const hs of this.histograms.values()) for (const h of hs) h.remove({ model_name: name });
+    for (const c of this.requestSuccess)
+      for (const reason of FINISH_REASONS) c.remove({ model_name: name, finished_reason: reason });
+  }
+
+  // The first model's observers, for the single-model server (and tests that build a Generation alone).
+  get timeToFirstToken(): Observer {
+    return this.defaultModel.timeToFirstToken;
+  }
+  get interTokenLatency(): Observer {
+    return this.defaultModel.interTokenLatency;
+  }
+  get e2eRequestLatency(): Observer {
+    return this.defaultModel.e2eRequestLatency;
+  }
+  get requestQueueTime(): Observer {
+    return this.defaultModel.requestQueueTime;
+  }
+  get requestPromptTokens(): Observer {
+    return this.defaultModel.requestPromptTokens;
+  }
+  get requestGenerationTokens(): Observer {
+    return this.defaultModel.requestGenerationTokens;
+  }
+  get iterationTokens(): Observer {
+    return this.defaultModel.iterationTokens;
+  }
+  recordFinish(reason: FinishReason): void {
+    this.defaultModel.recordFinish(reason);
+  }
+
+  private histogram(
+    key: keyof Omit<ModelMetrics, 'recordFinish'>,
+    names: string[],
+    help: string,
+    buckets: number[],
+  ): void {
+    this.histograms.set(
+      key,
+      names.map(
+        (name) => new Histogram({ name, help, buckets, labelNames: ['model_name'], registers: [this.registry] }),
+      ),
+    );
   }
 
   private gauge(names: string[], help: string, read: (s: EngineStats) => number): void {
@@ -170,10 +255,11 @@ export class ServerMetrics {
       new Gauge({
         name,
         help,
+        labelNames: ['model_name'],
         registers: [this.registry],
         collect() {
-          const s = stats();
-          this.set(s ? read(s) : 0);
+          this.reset();
+          for (const [model_name, s] of stats()) this.set({ model_name }, s ? read(s) : 0);
         },
       });
     }
@@ -183,15 +269,27 @@ export class ServerMetrics {
   private counter(names: string[], help: string, field: CumulativeField): void {
     const stats = this.stats;
     for (const name of names) {
-      let seen = 0;
+      const seen = new Map<string, number>();
       new Counter({
         name,
         help,
+        labelNames: ['model_name'],
         registers: [this.registry],
         collect() {
-          const now = stats()?.[field] ?? 0;
-          if (now > seen) this.inc(now - seen);
-          seen = Math.max(seen, now);
+          const names = new Set<string>();
+          for (const [model_name, s] of stats()) {
+            names.add(model_name);
+            const now = s?.[field] ?? 0;
+            const before = seen.get(model_name);
+            if (before === undefined) this.inc({ model_name }, 0);
+            if (now > (before ?? 0)) this.inc({ model_name }, now - (before ?? 0));
+            seen.set(model_name, Math.max(before ?? 0, now));
+          }
+          for (const model_name of [...seen.keys()]) {
+            if (names.has(model_name)) continue;
+            seen.delete(model_name);
+            this.remove({ model_name });
+          }
         },
       });
     }

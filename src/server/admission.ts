@@ -8,23 +8,23 @@
 import type { FastifyReply } from 'fastify';
 import type { ServerContext } from './context.js';
 import { ApiError, invalid } from './errors.js';
-import type { LoadedModel } from './model-slot.js';
+import type { ModelSlot, ServedModel } from './model-slot.js';
 
 /** A request's places in the queue, held from admission until its sequences are in the engine. */
 export class Admission {
   private held: number;
 
   constructor(
-    private readonly ctx: ServerContext,
+    private readonly slot: ModelSlot,
     readonly sequences: number,
   ) {
     this.held = sequences;
-    ctx.admittedSequences += sequences;
+    slot.admittedSequences += sequences;
   }
 
   /** Idempotent: once submitted (the engine counts them as waiting now) or once the request ends. */
   release(): void {
-    this.ctx.admittedSequences -= this.held;
+    this.slot.admittedSequences -= this.held;
     this.held = 0;
   }
 }
@@ -35,36 +35,37 @@ export class Admission {
  * back on submission (startGeneration) or when the reply ends, whichever comes first.
  */
 export function admit(
-  ctx: ServerContext,
-  model: LoadedModel,
+  _ctx: ServerContext,
+  model: ServedModel,
   reply: FastifyReply,
   prompts: number,
   n: number,
   promptParam: string,
 ): Admission {
   const sequences = prompts * n;
-  const queueBound = ctx.maxQueue > 0 && ctx.maxQueue < model.maxNumSeqs;
-  const perRequest = queueBound ? ctx.maxQueue : model.maxNumSeqs;
+  const { slot } = model; // the queue and its bound are the model's own
+  const queueBound = slot.maxQueue > 0 && slot.maxQueue < model.maxNumSeqs;
+  const perRequest = queueBound ? slot.maxQueue : model.maxNumSeqs;
   if (sequences > perRequest) {
     const shape = `${prompts} prompt${prompts === 1 ? '' : 's'} × n ${n} = ${sequences} sequences`;
-    const flag = queueBound ? `--max-queue ${ctx.maxQueue}` : `--max-num-seqs ${model.maxNumSeqs}`;
+    const flag = queueBound ? `--max-queue ${slot.maxQueue}` : `--max-num-seqs ${model.maxNumSeqs}`;
     throw invalid(
       `this request asks for ${shape}; the server takes at most ${perRequest} per request (${flag})`,
       prompts > perRequest ? promptParam : 'n',
     );
   }
-  if (ctx.maxQueue > 0) {
-    const waiting = model.client.stats().numWaiting + ctx.admittedSequences;
-    if (waiting + sequences > ctx.maxQueue) {
+  if (slot.maxQueue > 0) {
+    const waiting = model.client.stats().numWaiting + slot.admittedSequences;
+    if (waiting + sequences > slot.maxQueue) {
       throw new ApiError(
         'queue_full',
-        `the server is overloaded (${waiting} sequences waiting, this request adds ${sequences}, --max-queue ${ctx.maxQueue}); retry later`,
+        `the server is overloaded (${waiting} sequences waiting, this request adds ${sequences}, --max-queue ${slot.maxQueue}); retry later`,
         null,
         1,
       );
     }
   }
-  const admission = new Admission(ctx, sequences);
+  const admission = new Admission(slot, sequences);
   reply.raw.once('close', () => admission.release());
   return admission;
 }

@@ -10,8 +10,10 @@ import type { ServerContext } from './context.js';
 import { Drain } from './drain.js';
 import { toApiError } from './errors.js';
 import { checkRawRequest, clientErrorHandler, frameworkErrors, notFoundHandler, routeTable } from './http-errors.js';
+import { ModelRegistry } from './model-registry.js';
 import { ModelSlot, type LoadedModel } from './model-slot.js';
 import { requestIdOf } from './request-id.js';
+import { type AdminDeps, adminRoutes } from './routes/admin.js';
 import { healthRoute } from './routes/health.js';
 import { metricsRoute } from './routes/metrics.js';
 import { playgroundRoute } from './routes/playground.js';
@@ -23,9 +25,15 @@ import { responsesRoute } from './routes/v1/responses.js';
 
 export interface AppDeps {
   /** A loaded model, or a slot that is filled once loading finishes (/health answers 503 until then). */
-  model: LoadedModel | ModelSlot;
+  model?: LoadedModel | ModelSlot;
   servedModelName: string;
+  /** The served models instead of `model` (startServe's: several, loaded and switched by the registry). */
+  models?: ModelRegistry;
   apiKey?: string;
+  /** Turns the admin API (/admin/models) on, behind this bearer key. */
+  adminApiKey?: string;
+  /** What the admin API needs to read model specs: the server's flags (their per-model defaults). */
+  admin?: AdminDeps;
   /** Origins a browser may call the API from (CORS); ['*'] = any; empty or absent = CORS off. */
   allowedOrigins?: string[];
   maxQueue?: number; // waiting sequences before 503; 0 = unbounded (default)
@@ -44,13 +52,18 @@ export interface AppOptions {
   ctx: ServerContext;
   apiKey?: string;
   allowedOrigins?: string[];
+  adminApiKey?: string;
+  admin?: AdminDeps;
 }
 
 /**
  * Request ids, draining, auth, the error envelope and the routes. Not encapsulated: its hooks and handlers
  * apply to the whole instance.
  */
-export const kvserveApp: FastifyPluginAsync<AppOptions> = async (app, { ctx, apiKey, allowedOrigins = [] }) => {
+export const kvserveApp: FastifyPluginAsync<AppOptions> = async (
+  app,
+  { ctx, apiKey, allowedOrigins = [], adminApiKey, admin },
+) => {
   app.addHook('onRequest', async (req, reply) => {
     // On the raw response, so that every answer carries it: fastify's, the error handler's, SSE's writeHead.
     reply.raw.setHeader('x-request-id', req.id);
@@ -58,7 +71,7 @@ export const kvserveApp: FastifyPluginAsync<AppOptions> = async (app, { ctx, api
     if (ctx.drain.draining) {
       reply.raw.setHeader('connection', 'close');
       const path = req.url.split('?', 1)[0];
-      if (path !== '/health' && path !== '/ping' && path !== '/metrics') throw ctx.drain.refusal();
+      if (!DRAIN_OPEN_PATHS.has(path!)) throw ctx.drain.refusal();
     }
     ctx.inflight++;
     reply.raw.once('close', () => ctx.inflight--);
@@ -92,7 +105,11 @@ export const kvserveApp: FastifyPluginAsync<AppOptions> = async (app, { ctx, api
   await app.register(completionsRoute, { ctx });
   await app.register(responsesRoute, { ctx });
   await app.register(playgroundRoute);
+  if (adminApiKey && admin) await app.register(adminRoutes, { ctx, adminApiKey, ...admin });
 };
+
+/** What still answers while draining: the probes (liveness must hold, readiness must fail) and the scrape. */
+const DRAIN_OPEN_PATHS = new Set(['/health', '/ping', '/metrics', '/livez']);
 (kvserveApp as unknown as Record<symbol, boolean>)[Symbol.for('skip-override')] = true;
 
 export interface BuiltApp {
@@ -101,17 +118,33 @@ export interface BuiltApp {
 }
 
 export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
-  const slot = deps.model instanceof ModelSlot ? deps.model : new ModelSlot(deps.model);
+  const models = deps.models ?? new ModelRegistry();
+  const metrics = new ServerMetrics(deps.servedModelName, {
+    models: () => models.slots().map((s) => [s.name, s.stats()] as const),
+  });
+  const observe = (s: ModelSlot) => s.observeSteps((n) => metrics.forModel(s.name).iterationTokens.observe(n));
+  models.hooks.added = observe;
+  models.hooks.removed = (name) => metrics.forget(name);
+  for (const s of models.slots()) observe(s);
+  if (!deps.models) {
+    const slot = deps.model instanceof ModelSlot ? deps.model : new ModelSlot(deps.model);
+    slot.adopt({ name: deps.servedModelName, maxQueue: deps.maxQueue ?? 0 });
+    models.add(slot);
+  }
+  const empty = new ModelSlot(undefined, { name: deps.servedModelName });
   const ctx: ServerContext = {
-    slot,
-    servedModelName: deps.servedModelName,
-    maxQueue: deps.maxQueue ?? 0,
-    admittedSequences: 0,
-    metrics: new ServerMetrics(deps.servedModelName, () => slot.stats()),
+    models,
+    // Requests that name no model get the first; with every model unloaded, an empty slot answers for it.
+    get slot() {
+      return models.defaultSlot() ?? empty;
+    },
+    get servedModelName() {
+      return models.defaultSlot()?.name ?? deps.servedModelName;
+    },
+    metrics,
     inflight: 0,
     drain: new Drain(),
   };
-  slot.observeSteps((n) => ctx.metrics.iterationTokens.observe(n));
   const headersTimeout = deps.headerTimeoutMs ?? 10_000;
   const requestTimeout = deps.requestTimeoutMs ?? 30_000;
   // 0 would mean "never" to Node; a keep-alive timeout of 0 means "close once answered".
@@ -144,7 +177,13 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     // Let in-flight streams finish on close, but never hold the process open for idle keep-alives.
     forceCloseConnections: 'idle',
   }).withTypeProvider<TypeBoxTypeProvider>();
-  await app.register(kvserveApp, { ctx, apiKey: deps.apiKey, allowedOrigins: deps.allowedOrigins });
+  await app.register(kvserveApp, {
+    ctx,
+    apiKey: deps.apiKey,
+    allowedOrigins: deps.allowedOrigins,
+    adminApiKey: deps.adminApiKey,
+    admin: deps.admin,
+  });
   return { app, ctx };
 }
 

@@ -1,11 +1,12 @@
 // Bearer-key authentication for every route but /health, /metrics and those marked public (the playground
-// page: probes, scrapers and browsers carry no key, as with vLLM). Keys are compared in constant time over
+// page: probes, scrapers and browsers carry no key, as with vLLM; the admin API, which checks its own key:
+// routes/admin.ts). Keys are compared in constant time over
 // their SHA-256 digests, so neither the content nor the length of the configured key leaks through timing.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ApiError } from './errors.js';
 
-const OPEN_PATHS = new Set(['/health', '/metrics', '/ping', '/version']);
+const OPEN_PATHS = new Set(['/health', '/metrics', '/ping', '/version', '/livez']);
 
 const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
 

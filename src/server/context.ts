@@ -5,18 +5,19 @@ import type { FastifyReply } from 'fastify';
 import type { ServerMetrics } from '../metrics/metrics.js';
 import type { Admission } from './admission.js';
 import type { Drain } from './drain.js';
-import { ApiError, toApiError } from './errors.js';
+import { toApiError } from './errors.js';
 import { Generation, type ChoiceDelta, type ChoiceResult, type ChoiceSpec, type TextOptions } from './generation.js';
-import type { LoadedModel, ModelSlot } from './model-slot.js';
+import type { ModelRegistry } from './model-registry.js';
+import type { ModelSlot, ServedModel } from './model-slot.js';
 import type { RequestSettings } from './sampling.js';
 import { SseWriter } from './sse.js';
 
 export interface ServerContext {
-  slot: ModelSlot;
-  servedModelName: string;
-  maxQueue: number; // waiting sequences before 503; 0 = unbounded
-  /** Sequences admitted (admission.ts) whose prompts are still being prepared, not yet in the engine. */
-  admittedSequences: number;
+  /** The served models by name (each with its own queue and limits), routed by a request's `model`. */
+  models: ModelRegistry;
+  /** The model that requests naming none get: the first one served. */
+  readonly slot: ModelSlot;
+  readonly servedModelName: string;
   metrics: ServerMetrics;
   /** HTTP requests whose response has not finished (streams included); graceful close waits on it. */
   inflight: number;
@@ -34,15 +35,17 @@ export interface Usage {
 export const newRequestId = (prefix: string, given?: string | null) =>
   `${prefix}${given || randomUUID().replaceAll('-', '')}`;
 
-/** A request naming another model is a 404, as OpenAI answers; no model field means the served one. */
+/** A request naming a model that is not served is a 404, as OpenAI answers; no model field means the first. */
 export function checkModelName(ctx: ServerContext, model: string | null | undefined): void {
-  if (model !== undefined && model !== null && model !== ctx.servedModelName) {
-    throw new ApiError(
-      'model_not_found',
-      `The model \`${model}\` does not exist; this server serves \`${ctx.servedModelName}\``,
-      'model',
-    );
-  }
+  ctx.models.route(model);
+}
+
+/**
+ * The model a request names, held for it until its reply closes (a switched or unloaded model finishes the
+ * requests that hold it); a 404 when no such model is served, a 503 with Retry-After while it loads or restarts.
+ */
+export function acquireModel(ctx: ServerContext, model: string | null | undefined, reply: FastifyReply): ServedModel {
+  return ctx.models.route(model).acquire(reply);
 }
 
 /**
@@ -51,7 +54,7 @@ export function checkModelName(ctx: ServerContext, model: string | null | undefi
  */
 export function startGeneration(
   ctx: ServerContext,
-  model: LoadedModel,
+  model: ServedModel,
   reply: FastifyReply,
   requestId: string,
   choices: ChoiceSpec[],
@@ -62,8 +65,9 @@ export function startGeneration(
   let gen: Generation;
   try {
     ctx.drain.check(); // a drain that began while this request was tokenized refuses it here
+    model.instance.check(); // so does a model cut since (switched or unloaded past the grace, or failed)
     gen = new Generation(
-      { client: model.client, tokenizer: model.tokenizer, metrics: ctx.metrics },
+      { client: model.client, tokenizer: model.tokenizer, metrics: ctx.metrics.forModel(model.name) },
       requestId,
       choices,
       text,
@@ -75,8 +79,10 @@ export function startGeneration(
   // The HTTP request id (X-Request-Id) and the completion id on one line: a client's error leads here.
   reply.log.info({ completionId: requestId, choices: choices.length }, 'generation started');
   ctx.drain.generations.add(gen);
+  model.instance.generations.add(gen);
   reply.raw.once('close', () => {
     ctx.drain.generations.delete(gen);
+    model.instance.generations.delete(gen);
     if (!gen.done) gen.abortAll();
   });
   return gen;

@@ -19,6 +19,8 @@ export const errorCodes = {
   malformed_request: { status: 400, type: 'invalid_request_error' }, // bytes Node's HTTP parser refuses
   invalid_api_key: { status: 401, type: 'invalid_request_error' }, // what OpenAI itself answers
   model_not_found: { status: 404, type: 'invalid_request_error' },
+  model_exists: { status: 409, type: 'invalid_request_error' }, // admin API: the name is taken
+  insufficient_gpu_memory: { status: 409, type: 'invalid_request_error' }, // admin API: the GPU shares do not fit
   not_found: { status: 404, type: 'not_found_error' },
   method_not_allowed: { status: 405, type: 'invalid_request_error' }, // with Allow
   request_timeout: { status: 408, type: 'invalid_request_error' }, // headers or body too slow
@@ -28,6 +30,8 @@ export const errorCodes = {
   headers_too_large: { status: 431, type: 'invalid_request_error' },
   queue_full: { status: 503, type: 'server_overloaded' }, // with Retry-After
   model_loading: { status: 503, type: 'server_overloaded' }, // with Retry-After
+  model_unhealthy: { status: 503, type: 'server_error' }, // with Retry-After: its engine failed and restarts
+  model_unavailable: { status: 503, type: 'server_error' }, // it failed to load, or was unloaded or switched mid-request
   server_shutting_down: { status: 503, type: 'server_overloaded' }, // with Retry-After, while draining
   engine_fault: { status: 500, type: 'server_error' },
   internal_error: { status: 500, type: 'server_error' },

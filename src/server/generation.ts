@@ -9,7 +9,7 @@ import {
   type SamplingParams,
   type TokenLogprob,
 } from '../engine/types.js';
-import type { ServerMetrics } from '../metrics/metrics.js';
+import type { ModelMetrics } from '../metrics/metrics.js';
 import { IncrementalDetokenizer } from '../tokenizer/detokenizer.js';
 import type { TextTokenizer } from '../tokenizer/tokenizer.js';
 import { ApiError } from './errors.js';
@@ -63,7 +63,7 @@ export interface ChoiceHandlers {
 export interface GenerationDeps {
   client: EngineClient;
   tokenizer: TextTokenizer;
-  metrics: ServerMetrics;
+  metrics: ModelMetrics;
 }
 
 export class Generation {

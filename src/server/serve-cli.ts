@@ -1,31 +1,22 @@
-// `kvserve serve`: parse flags, listen, load the model showing progress, serve until SIGINT/SIGTERM.
+// `kvserve serve`: parse flags, listen, load the models showing progress, serve until SIGINT/SIGTERM.
 // `startServe` is the same without flags or signals, for tests and embedding. Once the flags parse, the server
-// says everything through one log (server-log.ts): records on stdout, nothing on stderr.
-import { basename, join } from 'node:path';
+// says everything through one log (server-log.ts): records on stdout, nothing on stderr. One `--model DIR` serves
+// one model, as it always did; `--model NAME=DIR` repeated or `--models-file` serve several (serve-models.ts).
 import type { FastifyInstance } from 'fastify';
-import { applyEngineFlags } from '../build/engine-flags.js';
 import type { Logger } from 'pino';
 import { renderHelp } from '../cli-help.js';
-import {
-  ConfigError,
-  corsOrigins,
-  finishServerConfig,
-  parseFlags,
-  serverDefaults,
-  serverFlags,
-  type ServerConfig,
-} from '../config.js';
-import { createEngine, type Engine } from '../engine/engine.js';
-import { resolveHubModels } from '../hub/resolve-model.js';
-import { ChatTemplate, ChatTemplateError } from '../tokenizer/chat-template.js';
-import { promptByteLimit } from '../tokenizer/prompt-bound.js';
-import { TextTokenizer } from '../tokenizer/tokenizer.js';
-import { TokenizerPool } from '../tokenizer/tokenizer-pool.js';
+import { ConfigError, corsOrigins, parseFlags, serverDefaults, serverFlags, type ServerConfig } from '../config.js';
+import type { Engine } from '../engine/engine.js';
+import { logProgress } from '../load-progress.js';
+import { loadNative, type NativeModule } from '../runner/binding.js';
 import { buildApp } from './app.js';
-import { ModelSlot } from './model-slot.js';
+import { nativeModelLoader, prepareModel, type ResolvedSpec } from './model-loader.js';
+import { ModelRegistry } from './model-registry.js';
+import type { ModelSlot } from './model-slot.js';
+import { type ModelSpec, defaultModelName } from './model-spec.js';
+import { initialSpecs, takeModelFlags } from './serve-models.js';
 import { closeGracefully, listen, onShutdownSignal } from './server.js';
 import { createServerLogger, logProcessWarnings } from './server-log.js';
-import { logProgress, type ProgressFn } from '../load-progress.js';
 
 const help = () =>
   renderHelp({
@@ -33,7 +24,8 @@ const help = () =>
     summary:
       'Serves an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/responses, /v1/models), /health, ' +
       '/metrics, and a chat playground at / in the browser. It logs on stdout: start-up, loading progress, ' +
-      'requests, warnings and errors, as JSON lines or, on a terminal, one readable line each (--log-format).',
+      'requests, warnings and errors, as JSON lines or, on a terminal, one readable line each (--log-format). ' +
+      'Several models: repeat --model NAME=DIR (requests pick one by their "model"), or --models-file.',
     flags: serverFlags,
     defaults: serverDefaults(),
     examples: [
@@ -41,17 +33,28 @@ const help = () =>
       'kvserve serve --model DIR --device cuda --host 0.0.0.0 --port 8080 --api-key KEY',
       'kvserve serve --load-format dummy --model configs/llama-3-8b.json --device cuda',
       'kvserve serve --engine ENGINE_DIR                 # an engine made by kvserve build',
+      'kvserve serve --model a=models/stories260K --model b=DIR --admin-api-key KEY   # two models',
     ],
   });
 
 export interface ServeHandle {
   url: string;
   app: FastifyInstance;
+  /** The first model's slot (the one requests naming no model get). */
   slot: ModelSlot;
-  /** Resolves with the engine once the model serves; rejects when loading fails. */
+  /** Every served model, by name. */
+  models: ModelRegistry;
+  /** Resolves with the first model's engine once every model named at start-up serves; rejects when one fails. */
   ready: Promise<Engine>;
   /** Drains: in-flight requests get `graceMs` (default --drain-timeout) to finish, the rest get an error. */
   close(graceMs?: number): Promise<void>;
+}
+
+export interface StartOptions {
+  /** The models to serve instead of the config's one, each with its final config (serve resolves them). */
+  models?: ModelSpec[];
+  /** The native addon (tests wrap it to see and break engines). */
+  native?: NativeModule;
 }
 
 export async function runServeCli(argv: string[]): Promise<number> {
@@ -60,12 +63,13 @@ export async function runServeCli(argv: string[]): Promise<number> {
     return 0;
   }
   // A bad flag is one plain line on stderr (cli.ts): there is no server, nor a log format, yet.
-  const { config: parsed, rest } = parseFlags<ServerConfig>(argv, serverFlags, serverDefaults());
+  const { argv: rest0, models } = takeModelFlags(argv);
+  const { config: parsed, rest } = parseFlags<ServerConfig>(rest0, serverFlags, serverDefaults());
   if (rest.length > 0) throw new ConfigError(`unexpected argument "${rest[0]}" (see --help)`);
   const log = createServerLogger({ level: parsed.logLevel, format: parsed.logFormat });
   logProcessWarnings(log);
   try {
-    return await serve(parsed, log);
+    return await serve(parsed, models, log);
   } catch (err) {
     // With nothing logged, cli.ts's line on stderr is the only way to say why.
     if (parsed.logLevel === 'silent') throw err;
@@ -78,55 +82,67 @@ export async function runServeCli(argv: string[]): Promise<number> {
   }
 }
 
-async function serve(parsed: ServerConfig, log: Logger): Promise<number> {
+async function serve(parsed: ServerConfig, modelArgs: string[], log: Logger): Promise<number> {
   const silent = parsed.logLevel === 'silent';
-  const hubResolved = await resolveHubModels(parsed, { progress: !silent, log });
-  // An --engine-cache build on first start reports as the loading does: records in the server's log.
-  const config = await applyEngineFlags(finishServerConfig(hubResolved), {
+  // Hub downloads and an --engine-cache build on first start report as the loading does: in the server's log.
+  const specs = await initialSpecs(parsed, modelArgs, log, {
+    hubProgress: !silent,
     progress: silent ? undefined : logProgress(log),
-    log: (m) => log.info(m),
   });
   const shutdown = onShutdownSignal();
-  const server = await startServe(config, log);
+  const server = await startServe(specs[0]!.config, log, { models: specs });
   let first: unknown;
   try {
     first = await Promise.race([server.ready, shutdown]);
   } catch (err) {
-    await server.close(); // the model failed to load: stop listening, then report it
+    await server.close(); // a model failed to load: stop listening, then report it
     throw err;
   }
   const signal = typeof first === 'string' ? first : await shutdown;
   // drainTimeout: the seconds in-flight requests get to finish.
-  log.info({ signal, drainTimeout: config.drainTimeout }, `${signal}: draining (a second signal exits at once)`);
+  log.info({ signal, drainTimeout: parsed.drainTimeout }, `${signal}: draining (a second signal exits at once)`);
   await server.close();
   log.info('stopped');
   return 0;
 }
 
 /**
- * Listens first (so /health answers 503 while loading), then loads the model in the background. Logs to
- * `log`, by default a logger of the config's level and format on stdout.
+ * Listens first (so /health answers 503 while loading), then loads the models in the background. `config` is
+ * the server's (final, as finishServerConfig leaves it) and its one model's, unless `o.models` lists them. Logs
+ * to `log`, by default a logger of the config's level and format on stdout.
  */
 export async function startServe(
   config: ServerConfig,
   log: Logger = createServerLogger({ level: config.logLevel, format: config.logFormat }),
+  o: StartOptions = {},
 ): Promise<ServeHandle> {
-  const dummy = config.loadFormat === 'dummy';
-  const configPath = config.model.endsWith('.json') ? config.model : join(config.model, 'config.json');
-  const tokenizer = await TextTokenizer.forModel(config.tokenizer, {
-    dummy,
-    configPath,
-    log: (m) => log.info(m),
+  const given = o.models ?? [
+    {
+      name: defaultModelName(config),
+      config,
+      gpuShare: config.gpuMemoryUtilization,
+      source: config.engine || config.model,
+    },
+  ];
+  // Tokenizers and chat templates before listening: a broken template stops the server here, in one line.
+  const specs: ResolvedSpec[] = [];
+  for (const spec of given) specs.push({ ...spec, resolved: true, prepared: await prepareModel(spec.config, log) });
+  const native = o.native;
+  const models = new ModelRegistry({
+    loader: nativeModelLoader(log, native),
+    graceMs: config.drainTimeout * 1000,
+    restartBackoffMs: config.restartBackoff * 1000,
+    maxRestarts: config.maxRestarts,
+    onGpu: (spec) => onGpu(spec, native),
+    log,
   });
-  const chatTemplate = loadChatTemplate(config, tokenizer);
-  const servedModelName = config.servedModelName || basename(config.model).replace(/\.json$/, '');
-  const slot = new ModelSlot();
   const { app, ctx } = await buildApp({
-    model: slot,
-    servedModelName,
+    models,
+    servedModelName: specs[0]!.name,
     apiKey: config.apiKey,
+    adminApiKey: config.adminApiKey,
+    admin: { base: config },
     allowedOrigins: corsOrigins(config.allowedOrigins),
-    maxQueue: config.maxQueue,
     bodyLimitBytes: config.bodyLimitBytes,
     headerTimeoutMs: config.headerTimeout * 1000,
     requestTimeoutMs: config.requestBodyTimeout * 1000,
@@ -134,99 +150,31 @@ export async function startServe(
     logger: log,
   });
   const { url } = await listen(app, config.host, config.port); // fastify logs "listening on URL"
-  log.info({ model: servedModelName }, 'loading the model (/health answers 503 until it is ready)');
-  log.info({ url: `${url}/` }, 'chat in the browser');
-
-  // Both load in the background; a failure of either is reported through `ready`, never unhandled.
-  const engineLoad = createEngine(config, undefined, progressReporter(slot, log));
-  const poolStart = TokenizerPool.start(
-    { dir: config.tokenizer, dummy, configPath, chatTemplate: chatTemplate?.source },
-    config.tokenizerWorkers,
+  const loads = specs.map((spec) => models.load(spec, { startup: true }));
+  const names = specs.map((s) => s.name);
+  log.info(
+    { model: names.length === 1 ? names[0] : names },
+    `loading the model${names.length === 1 ? ' (/health answers 503 until it is ready)' : 's (/health answers 503 until they are ready)'}`,
   );
-  engineLoad.catch(() => undefined);
-  poolStart.catch(() => undefined);
-  const ready = Promise.all([engineLoad, poolStart]).then(([engine, prompts]) => {
-    const info = engine.info;
-    const maxPromptBytes = promptByteLimit(
-      tokenizer.bytesPerToken,
-      info.maxModelLen,
-      config.maxPromptBytes,
-      config.bodyLimitBytes,
-    );
-    slot.ready({
-      client: engine.client,
-      tokenizer,
-      prompts,
-      maxPromptBytes,
-      chatTemplate,
-      maxModelLen: info.maxModelLen,
-      vocabSize: info.vocabSize,
-      maxNumSeqs: config.maxNumSeqs,
-    });
-    log.info(
-      {
-        model: servedModelName,
-        architecture: info.architecture,
-        device: info.device,
-        dtype: info.dtype,
-        maxModelLen: info.maxModelLen,
-        kvBlocks: info.numKvBlocks,
-        blockSize: info.blockSize,
-      },
-      'ready',
-    );
-    if (!chatTemplate) log.warn({ model: servedModelName }, 'the model has no chat template: chat requests get 400');
-    if ('reason' in tokenizer.bytesPerToken && config.maxPromptBytes === 0) {
-      log.warn(
-        { reason: tokenizer.bytesPerToken.reason },
-        'no prompt size bound follows from this tokenizer: prompts up to --body-limit are tokenized ' +
-          '(set --max-prompt-bytes to bound them)',
-      );
-    }
-    return engine;
-  });
+  log.info({ url: `${url}/` }, 'chat in the browser');
+  if (config.adminApiKey) log.info({ url: `${url}/admin/models` }, 'admin API on');
+
+  // A failure is reported through `ready`, never unhandled.
+  const ready = Promise.all(loads.map((l) => l.ready)).then(() => loads[0]!.slot.loaded!.engine!);
   ready.catch(() => undefined);
   let closing: Promise<void> | undefined;
   const close = (graceMs = config.drainTimeout * 1000) =>
-    (closing ??= closeGracefully(
-      app,
-      ctx,
-      async () => {
-        // The native load cannot be cancelled: an engine that is still loading is freed once it is up.
-        await engineLoad.then(
-          (e) => e.close(),
-          () => undefined,
-        );
-        await poolStart.then(
-          (p) => p.close(),
-          () => undefined,
-        );
-      },
-      graceMs,
-    ));
-  return { url, app, slot, ready, close };
+    // The native load cannot be cancelled: an engine that is still loading is freed once it is up.
+    (closing ??= closeGracefully(app, ctx, () => models.closeAll(), graceMs));
+  return { url, app, slot: loads[0]!.slot, models, ready, close };
 }
 
-/** --chat-template FILE wins over the model's own template; a broken template fails at start-up. */
-function loadChatTemplate(config: ServerConfig, tokenizer: TextTokenizer): ChatTemplate | undefined {
+/** Whether a model's engine runs on the GPU, where the models' memory shares must fit in one device. */
+function onGpu(spec: ModelSpec, native: NativeModule | undefined): boolean {
+  if (spec.config.device !== 'auto') return spec.config.device === 'cuda';
   try {
-    if (config.chatTemplate) return ChatTemplate.fromFile(config.chatTemplate, tokenizer.specialTokens);
-    return tokenizer.chatTemplate === undefined
-      ? undefined
-      : new ChatTemplate(tokenizer.chatTemplate, tokenizer.specialTokens);
-  } catch (e) {
-    if (e instanceof ChatTemplateError || (e as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new ConfigError(`--chat-template: ${(e as Error).message}`);
-    }
-    throw e;
+    return (native ?? loadNative()).cudaAvailable();
+  } catch {
+    return false;
   }
-}
-
-/** Feeds the slot (for /health) and logs the progress (a bounded number of records a stage). */
-function progressReporter(slot: ModelSlot, log: Logger): ProgressFn {
-  const record = logProgress(log);
-  return (stage, fraction) => {
-    slot.progress(stage, fraction);
-    record(stage, fraction);
-  };
 }

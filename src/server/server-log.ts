@@ -20,8 +20,21 @@ export function resolveLogFormat(format: ServerConfig['logFormat'], isTTY = proc
   return format === 'auto' ? (isTTY ? 'pretty' : 'json') : format;
 }
 
+/** Keys never reach the log, wherever a record would carry them (fastify's request records carry no headers
+ *  today; a serializer or a debugging line that adds them must not leak the API or admin key). */
+const REDACT = [
+  'req.headers.authorization',
+  'req.headers["x-api-key"]',
+  'headers.authorization',
+  'headers["x-api-key"]',
+  'apiKey',
+  'adminApiKey',
+  '*.apiKey',
+  '*.adminApiKey',
+];
+
 export function createServerLogger(o: ServerLogOptions): Logger {
-  const options = { level: o.level };
+  const options = { level: o.level, redact: { paths: REDACT, censor: '[redacted]' } };
   if (resolveLogFormat(o.format, o.isTTY) === 'json') {
     return pino(options, o.destination ?? pino.destination({ fd: 1, sync: true }));
   }

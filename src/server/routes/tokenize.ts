@@ -2,7 +2,7 @@
 // latter rendered through the chat template exactly as /v1/chat/completions would).
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { renderChatPrompt } from '../chat-prompt.js';
-import { checkModelName, type ServerContext } from '../context.js';
+import { acquireModel, type ServerContext } from '../context.js';
 import { ApiError, invalid } from '../errors.js';
 import { checkPromptBytes } from '../prompt-size.js';
 import {
@@ -13,10 +13,9 @@ import {
 } from '../schemas/tokenize.js';
 
 export const tokenizeRoutes: FastifyPluginAsyncTypebox<{ ctx: ServerContext }> = async (app, { ctx }) => {
-  app.post('/tokenize', { schema: { body: TokenizeRequest } }, async (req): Promise<TokenizeResponse> => {
+  app.post('/tokenize', { schema: { body: TokenizeRequest } }, async (req, reply): Promise<TokenizeResponse> => {
     const body = req.body;
-    checkModelName(ctx, body.model);
-    const model = ctx.slot.require();
+    const model = acquireModel(ctx, body.model, reply);
     let tokens: number[];
     if (body.messages !== undefined) {
       if (body.prompt !== undefined) throw invalid('give either prompt or messages, not both', 'prompt');
@@ -30,9 +29,8 @@ export const tokenizeRoutes: FastifyPluginAsyncTypebox<{ ctx: ServerContext }> =
     return { count: tokens.length, max_model_len: model.maxModelLen, tokens };
   });
 
-  app.post('/detokenize', { schema: { body: DetokenizeRequest } }, async (req): Promise<DetokenizeResponse> => {
-    checkModelName(ctx, req.body.model);
-    const model = ctx.slot.require();
+  app.post('/detokenize', { schema: { body: DetokenizeRequest } }, async (req, reply): Promise<DetokenizeResponse> => {
+    const model = acquireModel(ctx, req.body.model, reply);
     const bad = req.body.tokens.find((id) => id >= model.vocabSize);
     if (bad !== undefined)
       throw invalid(`token id ${bad} is out of range (vocabulary size ${model.vocabSize})`, 'tokens');

@@ -4,7 +4,7 @@ import { admit } from '../../admission.js';
 import { tokenizeBadWords } from '../../bad-words.js';
 import { checkChatMessages, renderChatPrompt } from '../../chat-prompt.js';
 import {
-  checkModelName,
+  acquireModel,
   newRequestId,
   startGeneration,
   streamGeneration,
@@ -27,8 +27,7 @@ export const chatCompletionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContex
   app.post('/v1/chat/completions', { schema: { body: ChatCompletionRequest } }, async (req, reply) => {
     const arrival = performance.now();
     const body = req.body;
-    checkModelName(ctx, body.model);
-    const model = ctx.slot.require();
+    const model = acquireModel(ctx, body.model, reply);
     if (body.echo === true) throw unsupported('echo', 'echo on chat completions');
     if (body.add_special_tokens === true)
       throw unsupported(
@@ -62,7 +61,7 @@ export const chatCompletionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContex
         id,
         object: 'chat.completion',
         created,
-        model: ctx.servedModelName,
+        model: model.name,
         choices: results.map((r, index) => ({
           index,
           message: { role: 'assistant', content: r.text, refusal: null },
@@ -74,7 +73,7 @@ export const chatCompletionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContex
       };
     }
 
-    const base = { id, object: 'chat.completion.chunk', created, model: ctx.servedModelName };
+    const base = { id, object: 'chat.completion.chunk', created, model: model.name };
     // Each choice opens with a chunk of its role alone, as OpenAI and vLLM send it: a role that rode on the
     // first token's chunk would make the client's stream helper count that token's logprobs twice.
     const lead = choices.map((_, index) => ({

@@ -3,7 +3,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { admit } from '../../admission.js';
 import {
-  checkModelName,
+  acquireModel,
   newRequestId,
   startGeneration,
   streamGeneration,
@@ -118,8 +118,7 @@ export const completionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }>
   app.post('/v1/completions', { schema: { body: CompletionRequest } }, async (req, reply) => {
     const arrival = performance.now();
     const body = req.body;
-    checkModelName(ctx, body.model);
-    const model = ctx.slot.require();
+    const model = acquireModel(ctx, body.model, reply);
     const echo = body.echo ?? false;
     const logprobs = body.logprobs ?? null;
     if (echo && logprobs !== null) throw unsupported('echo', 'echo together with logprobs (prompt logprobs)');
@@ -146,7 +145,7 @@ export const completionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }>
     const id = newRequestId('cmpl-', body.request_id);
     const created = Math.floor(Date.now() / 1000);
     const gen = startGeneration(ctx, model, reply, id, choices, settings.text, arrival, admission);
-    const base = { id, object: 'text_completion', created, model: ctx.servedModelName };
+    const base = { id, object: 'text_completion', created, model: model.name };
     const asTokenIds = body.return_tokens_as_token_ids ?? false;
 
     if (!settings.stream) {

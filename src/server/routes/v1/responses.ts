@@ -4,7 +4,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { admit } from '../../admission.js';
 import { checkChatMessages, renderChatPrompt } from '../../chat-prompt.js';
-import { checkModelName, newRequestId, startGeneration, type ServerContext } from '../../context.js';
+import { acquireModel, newRequestId, startGeneration, type ServerContext } from '../../context.js';
 import { ApiError, invalid, toApiError, unsupported } from '../../errors.js';
 import {
   finalStatus,
@@ -100,8 +100,7 @@ export const responsesRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }> =
   app.post('/v1/responses', { schema: { body: ResponsesRequest } }, async (req, reply) => {
     const arrival = performance.now();
     const body = req.body;
-    checkModelName(ctx, body.model);
-    const model = ctx.slot.require();
+    const model = acquireModel(ctx, body.model, reply);
     rejectUnsupported(body);
     const settings = parseSettings(
       {
@@ -128,7 +127,7 @@ export const responsesRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }> =
     const choices = expandChoices([prompt.ids], settings, model.maxModelLen, 'input');
     const echo: ResponseEcho = {
       id: newRequestId('resp_', body.request_id),
-      model: ctx.servedModelName,
+      model: model.name,
       createdAt: Math.floor(Date.now() / 1000),
       instructions: body.instructions ?? null,
       maxOutputTokens: body.max_output_tokens ?? null,
