@@ -8,8 +8,8 @@ std::string orUnknown(const std::string& s, const char* what) { return s.empty()
 
 // "sm_90 (NVIDIA H200, compute capability 9.0)"
 std::string gpu(const EngineTarget& t) {
-  return orUnknown(t.arch, "architecture") + " (" + orUnknown(t.gpuName, "GPU name") + ", compute capability " +
-         orUnknown(t.computeCapability, "compute capability") + ")";
+  return orUnknown(t.arch, "architecture") + " (" + orUnknown(t.gpuName, "GPU name") + ", " +
+         (t.computeCapability.empty() ? "no compute capability recorded" : "compute capability " + t.computeCapability) + ")";
 }
 
 std::string driver(const EngineTarget& t) {

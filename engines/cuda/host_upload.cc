@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <mutex>
@@ -66,6 +67,8 @@ void uploadStaged(const std::vector<HostToDevice>& ranges, const std::function<v
     for (size_t off = 0; off < r.bytes; off += kChunk)
       pieces.push_back({static_cast<const char*>(r.src) + off, static_cast<char*>(r.dst) + off, std::min(kChunk, r.bytes - off)});
   for (const Piece& p : pieces) total += p.bytes;
+  const char* knob = std::getenv("KVSERVE_UPLOAD_THREADS");  // for measurements (test/gpu/bench-engine-load.ts)
+  if (threads <= 0 && knob) threads = std::atoi(knob);
   if (threads <= 0) threads = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 8u));
   threads = static_cast<int>(std::min<size_t>(static_cast<size_t>(threads), std::max<size_t>(pieces.size(), 1)));
 

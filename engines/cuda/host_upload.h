@@ -17,7 +17,7 @@ struct HostToDevice {
 };
 
 // Copies every range and returns once all of them are on the device (device 0). `threads` 0: one per core,
-// at most 8. onBytes (may be empty) runs on the calling thread with the bytes copied since its last call.
+// at most 8 (KVSERVE_UPLOAD_THREADS=N overrides, for measurements). onBytes (may be empty) runs on the calling thread with the bytes copied since its last call.
 void uploadStaged(const std::vector<HostToDevice>& ranges, const std::function<void(size_t)>& onBytes = {},
                   int threads = 0);
 
