@@ -1,6 +1,6 @@
 // Shared by the CUDA engine tests: building an engine of a model folder for the GPU, loading it or its model
 // with the same profile, and running a model folder with an engine's tuned GEMMs (KVSERVE_GEMM_TUNED).
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildEngineFolder } from '../../src/build/build-engine.js';
@@ -73,4 +73,25 @@ export async function loadError(o: Partial<NativeEngineOptions>): Promise<string
   if (!e) throw new Error(`the load of ${o.engine ?? o.model} succeeded`);
   if (e.message.includes('\n')) throw new Error(`not one line: ${e.message}`);
   return e.message;
+}
+
+/** name → dtype, shape and bytes of every tensor of the safetensors files in `dir`, read by hand. */
+export function readTensors(dir: string): Map<string, { dtype: string; shape: number[]; bytes: Buffer }> {
+  const out = new Map<string, { dtype: string; shape: number[]; bytes: Buffer }>();
+  for (const f of readdirSync(dir).filter((n) => n.endsWith('.safetensors'))) {
+    const buf = readFileSync(join(dir, f));
+    const n = Number(buf.readBigUInt64LE(0));
+    const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8')) as Record<
+      string,
+      { dtype: string; shape: number[]; data_offsets: [number, number] }
+    >;
+    for (const [name, e] of Object.entries(header))
+      if (name !== '__metadata__')
+        out.set(name, {
+          dtype: e.dtype,
+          shape: e.shape,
+          bytes: buf.subarray(8 + n + e.data_offsets[0], 8 + n + e.data_offsets[1]),
+        });
+  }
+  return out;
 }

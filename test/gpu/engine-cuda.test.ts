@@ -13,7 +13,7 @@ import { writeSyntheticTokenizer } from '../../src/tokenizer/synthetic.js';
 import { kvserve } from '../cli/helpers/run-kvserve.js';
 import { generate, greedy, storiesDir, type Sampling } from '../native/harness.js';
 import { greedyRun } from '../native/native-run.js';
-import { buildCuda, bytes, PROFILE, tempDir, timedLoad } from './cuda-engine-helpers.js';
+import { buildCuda, bytes, PROFILE, readTensors, tempDir, timedLoad } from './cuda-engine-helpers.js';
 import { bf16RefsDir, ensureBf16Refs, record } from './gpu-harness.js';
 
 beforeAll(ensureBf16Refs, 600_000);
@@ -66,6 +66,47 @@ const cases: Array<[string, string, 'auto' | DTypeName]> = [
   ['llama-d64-g4 as float16', resolve(bf16RefsDir, 'llama-d64-g4'), 'float16'],
   ['stories260K (float32)', storiesDir, 'auto'],
 ];
+
+describe("a CUDA engine's model.safetensors", () => {
+  // The checkpoints are bf16 and the engine is built as bf16: the device holds the checkpoint's bytes,
+  // stacked, and the engine file must hold exactly them.
+  test.each(['llama-d64-g4', 'qwen2-d128-g2-bias'])(
+    "holds %s's bytes, q/k/v and gate/up stacked row-wise",
+    async (name) => {
+      const model = resolve(bf16RefsDir, name);
+      const dir = await buildCuda(model);
+      const hf = readTensors(model);
+      const built = readTensors(dir);
+      const stack = (names: string[]) => Buffer.concat(names.map((n) => hf.get(n)!.bytes));
+      const expected = new Map<string, Buffer>();
+      for (const n of hf.keys()) {
+        const m = /^(model\.layers\.\d+\.)(self_attn\.[qkv]_proj|mlp\.(gate|up)_proj)\.(weight|bias)$/.exec(n);
+        if (!m) {
+          if (!(n === 'lm_head.weight' && !built.has(n))) expected.set(n, hf.get(n)!.bytes);
+          continue;
+        }
+        const [, layer, proj, , kind] = m;
+        if (proj!.startsWith('self_attn'))
+          expected.set(
+            `${layer}self_attn.qkv_proj.${kind}`,
+            stack(['q', 'k', 'v'].map((x) => `${layer}self_attn.${x}_proj.${kind}`)),
+          );
+        else
+          expected.set(
+            `${layer}mlp.gate_up_proj.weight`,
+            stack([`${layer}mlp.gate_proj.weight`, `${layer}mlp.up_proj.weight`]),
+          );
+      }
+      expect([...built.keys()].sort()).toEqual([...expected.keys()].sort());
+      for (const [n, t] of built) {
+        expect(t.dtype, n).toBe('BF16');
+        expect(t.bytes.equals(expected.get(n)!), n).toBe(true);
+      }
+      // Tied (qwen2): the embedding serves as lm_head and is written once.
+      expect(built.has('lm_head.weight')).toBe(name !== 'qwen2-d128-g2-bias');
+    },
+  );
+});
 
 describe('a CUDA engine computes what its model computes, bitwise', () => {
   test.each(cases)('%s', async (name, model, dtype) => {
