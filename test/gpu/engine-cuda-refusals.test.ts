@@ -146,26 +146,6 @@ describe('engines for the other device', () => {
       `engine ${good} was built for device cuda; this load asked for device cpu: serve it with --device cuda, or rebuild with kvserve build`,
     );
   });
-
-  test('--quantization fp8 / int8 with --device cuda: not implemented yet, one line', async () => {
-    for (const q of ['fp8', 'int8']) {
-      const r = await kvserve([
-        'build',
-        '--model',
-        storiesDir,
-        '--device',
-        'cuda',
-        '--quantization',
-        q,
-        '--out',
-        join(tempDir(), 'e'),
-      ]);
-      expect(r.code).toBe(1);
-      expect(r.stderr.trim()).toBe(
-        `kvserve: --quantization ${q} with --device cuda is not implemented yet (supported there: none)`,
-      );
-    }
-  });
 });
 
 test('--engine-cache builds a CUDA engine once, reuses it, and keeps it apart from the CPU one', async () => {
