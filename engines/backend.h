@@ -40,6 +40,8 @@ struct BackendInfo {
   int numKvBlocks = 0;
   size_t kvBlockBytes = 0; // bytes of one block over all layers, K and V
   size_t weightBytes = 0;
+  int gemmShapesImported = 0;  // cuda: GEMM shapes whose algorithms came from the engine's manifest, not timed here
+  int gemmShapesPlanned = 0;   // cuda: GEMM shapes planned at load (timed; --batch-invariant: the heuristic's pick)
 };
 
 class Backend {

@@ -15,6 +15,7 @@
 #ifdef KVSERVE_WITH_CUDA
 #include <cuda_runtime_api.h>
 
+#include "cuda/cuda_engine_layout.h"
 #include "cuda/device_check.h"
 #endif
 
@@ -129,11 +130,17 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& opts,
     // backend borrows it from the mapping instead of converting it.
     try {
       weights = loadSafetensors(dir, opts.privateWeights ? WeightMemory::Private : WeightMemory::Mmap);
-      bindLlamaWeights(cfg, *weights);
-      for (const auto& [name, t] : weights->all())
-        if (t.shape.size() == 2 && t.dtype != manifest.dtype)
-          throw std::runtime_error("tensor " + name + " is " + dtypeName(t.dtype) + ", the manifest says " +
-                                   dtypeName(manifest.dtype));
+      if (opts.device == "cuda") {
+#ifdef KVSERVE_WITH_CUDA
+        cuda::checkCudaEngineTensors(cfg, *weights, manifest.dtype);  // the fused CUDA layout
+#endif
+      } else {
+        bindLlamaWeights(cfg, *weights);
+        for (const auto& [name, t] : weights->all())
+          if (t.shape.size() == 2 && t.dtype != manifest.dtype)
+            throw std::runtime_error("tensor " + name + " is " + dtypeName(t.dtype) + ", the manifest says " +
+                                     dtypeName(manifest.dtype));
+      }
     } catch (const std::runtime_error& e) {
       throw std::runtime_error("engine " + dir + " is damaged: " + e.what() + " (rebuild it with kvserve build)");
     }
@@ -145,8 +152,12 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& opts,
   // "backend" is what follows inside it: the KV cache, GEMM plans, graphs.
   EngineOptions o = opts;
   o.maxModelLen = maxLen;
-  if (fromEngine) o.dtype = "auto";
-  const size_t total = boundBytes(bindLlamaWeights(cfg, *weights));
+  // The CPU borrows each matrix as stored ("auto"); the CUDA backend computes in the engine's dtype, which
+  // config.json (the model's, unchanged) need not name.
+  if (fromEngine) o.dtype = opts.device == "cuda" ? dtypeName(manifest.dtype) : "auto";
+  // A CUDA engine holds exactly the tensors the backend copies (fused, a tied lm_head once).
+  const size_t total =
+      fromEngine && opts.device == "cuda" ? weights->totalBytes() : boundBytes(bindLlamaWeights(cfg, *weights));
   size_t done = 0;
   bool weightsDone = false;
   auto finishWeights = [&] {

@@ -27,6 +27,7 @@ struct EngineBuildResult {
   size_t weightBytes = 0;
   double prepareSeconds = 0;         // reading and converting the checkpoint
   double writeSeconds = 0;           // writing model.safetensors
+  double tuneSeconds = 0;            // timing GEMM algorithms (cuda; 0 for the cpu)
 };
 
 using BuildProgress = std::function<void(const std::string& stage, double fraction)>;
@@ -38,5 +39,8 @@ EngineBuildResult buildEngine(const EngineOptions& opts, const std::string& outD
 // The CPU backend's writer (engines/cpu/cpu_engine_writer.cc).
 EngineBuildResult buildCpuEngine(const ModelConfig& cfg, const WeightStore& store, const EngineOptions& opts,
                                  const std::string& outDir, const BuildProgress& progress);
+// The CUDA backend's writer (engines/cuda/cuda_engine_writer.cc), in builds with the CUDA backend only.
+EngineBuildResult buildCudaEngine(const ModelConfig& cfg, const WeightStore& store, const EngineOptions& opts,
+                                  const std::string& outDir, const BuildProgress& progress);
 
 }  // namespace kvs

@@ -35,6 +35,35 @@ std::vector<std::string> strings(const Json* j) {
   return out;
 }
 
+std::string text(const Json* j) { return j && j->isString() ? j->asString() : ""; }
+int64_t integer(const Json* j) { return j && j->isInteger() ? j->asInt() : 0; }
+
+// manifest.json "tunedGemms" (src/build/manifest.ts writes what the native build returned); entries that are not
+// objects are skipped, absent fields read as empty, so a backend's import sees what is there and validates it.
+std::vector<TunedGemm> tunedGemms(const Json* list) {
+  std::vector<TunedGemm> out;
+  if (!list || !list->isArray()) return out;
+  for (const Json& g : list->asArray()) {
+    if (!g.isObject()) continue;
+    TunedGemm t;
+    t.weight = text(g.find("weight"));
+    t.n = int(integer(g.find("n")));
+    t.k = int(integer(g.find("k")));
+    t.mMin = int(integer(g.find("mMin")));
+    t.mMax = int(integer(g.find("mMax")));
+    t.algo = text(g.find("algo"));
+    t.kernel = text(g.find("kernel"));
+    t.rowsPerCta = int(integer(g.find("rowsPerCta")));
+    t.algoId = int(integer(g.find("algoId")));
+    t.tile = int(integer(g.find("tile")));
+    t.stages = int(integer(g.find("stages")));
+    t.splitK = int(integer(g.find("splitK")));
+    t.workspace = integer(g.find("workspace"));
+    out.push_back(t);
+  }
+  return out;
+}
+
 }  // namespace
 
 EngineManifestView checkEngineManifest(const std::string& dir, const std::string& device) {
@@ -66,11 +95,19 @@ EngineManifestView checkEngineManifest(const std::string& dir, const std::string
   built.device = dev && dev->isString() ? dev->asString() : "";
   built.arch = arch && arch->isString() ? arch->asString() : "";
   built.features = strings(target->find("features"));
+  built.gpuName = text(target->find("gpuName"));
+  built.computeCapability = text(target->find("computeCapability"));
+  built.smCount = int(integer(target->find("smCount")));
+  built.driverVersion = text(target->find("driverVersion"));
+  built.cudaDriverVersion = text(target->find("cudaDriverVersion"));
+  built.cudaRuntimeVersion = text(target->find("cudaRuntimeVersion"));
+  built.cublasLtVersion = text(target->find("cublasLtVersion"));
+  built.cudaArchs = text(target->find("cudaArchs"));
   if (built.device != device)
     throw std::runtime_error(where + " was built for device " + built.device + "; this load asked for device " + device +
                              ": serve it with --device " + built.device + ", or " + rebuild + " --device " + device);
-  if (built.device == "cpu") {
-    const std::string why = cpuTargetProvider().mismatch(built);
+  if (const TargetProvider* provider = targetProviderFor(built.device)) {
+    const std::string why = provider->mismatch(built);
     if (!why.empty()) throw std::runtime_error(where + " was " + why + ": " + rebuild);
   }
 
@@ -83,6 +120,7 @@ EngineManifestView checkEngineManifest(const std::string& dir, const std::string
   out.weightsFile = file && file->isString() ? file->asString() : "";
   if (out.weightsFile != "model.safetensors")
     throw std::runtime_error(where + ": manifest.json weights.file must be model.safetensors: " + rebuild);
+  out.tunedGemms = tunedGemms(m.find("tunedGemms"));
   return out;
 }
 

@@ -3,7 +3,9 @@
 // Every refusal is one line naming both sides and the command that rebuilds the engine.
 #pragma once
 #include <string>
+#include <vector>
 
+#include "engine_target.h"
 #include "model_config.h"
 
 namespace kvs {
@@ -11,6 +13,7 @@ namespace kvs {
 struct EngineManifestView {
   DType dtype = DType::F32;   // weights.dtype: what the matrices are stored (and computed) in
   std::string weightsFile;    // weights.file, relative to the folder
+  std::vector<TunedGemm> tunedGemms;  // tunedGemms: what the build timed (cuda), for the load to restore
 };
 
 // Throws std::runtime_error("engine DIR ...") when the manifest is missing, malformed, or made for another

@@ -148,4 +148,12 @@ const TargetProvider& cpuTargetProvider() {
   return provider;
 }
 
+const TargetProvider* targetProviderFor(const std::string& device) {
+  if (device == "cpu") return &cpuTargetProvider();
+#ifdef KVSERVE_WITH_CUDA
+  if (device == "cuda") return &cudaTargetProvider();
+#endif
+  return nullptr;
+}
+
 }  // namespace kvs

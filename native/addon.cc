@@ -155,6 +155,16 @@ Napi::Object targetObject(Napi::Env env, const kvs::EngineTarget& t) {
   o.Set("arch", t.arch);
   o.Set("features", stringArray(env, t.features));
   o.Set("hostFeatures", stringArray(env, t.hostFeatures));
+  if (t.device == "cuda") {
+    o.Set("gpuName", t.gpuName);
+    o.Set("computeCapability", t.computeCapability);
+    o.Set("smCount", t.smCount);
+    o.Set("driverVersion", t.driverVersion);
+    o.Set("cudaDriverVersion", t.cudaDriverVersion);
+    o.Set("cudaRuntimeVersion", t.cudaRuntimeVersion);
+    o.Set("cublasLtVersion", t.cublasLtVersion);
+    o.Set("cudaArchs", t.cudaArchs);
+  }
   return o;
 }
 
@@ -192,6 +202,7 @@ class BuildWorker : public Napi::AsyncProgressQueueWorker<Progress> {
     r.Set("weightBytes", double(result_.weightBytes));
     r.Set("prepareSeconds", result_.prepareSeconds);
     r.Set("writeSeconds", result_.writeSeconds);
+    r.Set("tuneSeconds", result_.tuneSeconds);
     Napi::Array tensors = Napi::Array::New(env, result_.tensors.size());
     for (size_t i = 0; i < result_.tensors.size(); ++i) {
       const kvs::BuiltTensor& t = result_.tensors[i];
@@ -214,7 +225,20 @@ class BuildWorker : public Napi::AsyncProgressQueueWorker<Progress> {
       o.Set("k", g.k);
       o.Set("mMin", g.mMin);
       o.Set("mMax", g.mMax);
-      o.Set("algo", g.algo);
+      if (g.kernel.empty()) {
+        o.Set("algo", g.algo);
+      } else if (g.kernel == "gemv") {  // cuda: the GEMV kernel and its rows of W per CTA
+        o.Set("kernel", g.kernel);
+        o.Set("rowsPerCta", g.rowsPerCta);
+      } else {  // cuda: a cuBLASLt algorithm (algo: its opaque bytes), with what it is for people
+        o.Set("kernel", g.kernel);
+        o.Set("algo", g.algo);
+        o.Set("algoId", g.algoId);
+        o.Set("tile", g.tile);
+        o.Set("stages", g.stages);
+        o.Set("splitK", g.splitK);
+        o.Set("workspace", double(g.workspace));
+      }
       tuned.Set(uint32_t(i), o);
     }
     r.Set("tunedGemms", tuned);
@@ -252,9 +276,25 @@ Napi::Value BuildEngine(const Napi::CallbackInfo& info) {
   }
 }
 
-// What an engine built now would record as its target, with the engine format version this build writes.
+// What an engine built now for `device` (default cpu) would record as its target, with the engine format
+// version this build writes. cuda: throws when this build or machine cannot run the CUDA backend.
 Napi::Value EngineTargetInfo(const Napi::CallbackInfo& info) {
-  Napi::Object o = targetObject(info.Env(), kvs::cpuTargetProvider().describe());
+  Napi::Env env = info.Env();
+  const std::string device = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "cpu";
+  const kvs::TargetProvider* provider = kvs::targetProviderFor(device);
+  if (!provider) {
+    if (device == "cuda")
+      throw Napi::Error::New(env, "device cuda: this build has no CUDA backend (it was built without nvcc and cuBLASLt, "
+                                  "or with KVSERVE_CUDA=OFF); rebuild where the CUDA toolkit is, or use --device cpu");
+    throw Napi::Error::New(env, "unknown device \"" + device + "\" (supported: cpu, cuda)");
+  }
+  kvs::EngineTarget t;
+  try {
+    t = provider->describe();
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+  Napi::Object o = targetObject(env, t);
   o.Set("formatVersion", kvs::kEngineFormatVersion);
   return o;
 }

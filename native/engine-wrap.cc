@@ -65,6 +65,8 @@ Napi::Value EngineWrap::Info(const Napi::CallbackInfo& info) {
   o.Set("numKvBlocks", ei.backend.numKvBlocks);
   o.Set("kvBlockBytes", double(ei.backend.kvBlockBytes));
   o.Set("weightBytes", double(ei.backend.weightBytes));
+  o.Set("gemmShapesImported", ei.backend.gemmShapesImported);
+  o.Set("gemmShapesPlanned", ei.backend.gemmShapesPlanned);
   return o;
 }
 

@@ -4,16 +4,36 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 
 #include "cuda_check.h"
 #include "kvserve_kernels.h"
+#include "model_gemms.h"
+#include "../engine_manifest.h"
 #include "../rope.h"
 
 namespace kvs::cuda {
 
 namespace {
+
+// The tuned GEMMs this load restores, and `from` the engine they come from ("" for none): its own engine's,
+// or, for a model folder, those of the engine named by KVSERVE_GEMM_TUNED (A/B runs of a model against its
+// engine with the same algorithms). That engine must be for this GPU (checkEngineManifest) and this dtype.
+std::vector<TunedGemm> tunedGemmsFor(const EngineOptions& opts, DType dt, std::string* from) {
+  const char* knob = std::getenv("KVSERVE_GEMM_TUNED");
+  const std::string dir = !opts.engine.empty() ? opts.engine : knob && *knob ? knob : "";
+  if (dir.empty() || opts.batchInvariant) return {};
+  const EngineManifestView m = checkEngineManifest(dir, "cuda");
+  if (m.dtype != dt) {
+    std::fprintf(stderr, "kvserve: engine %s holds %s GEMM plans, this load computes in %s: timing them here\n",
+                 dir.c_str(), dtypeName(m.dtype), dtypeName(dt));
+    return {};
+  }
+  *from = "engine " + dir;
+  return m.tunedGemms;
+}
 
 DType resolveDType(const ModelConfig& cfg, const EngineOptions& opts) {
   DType dt = cfg.dtype;
@@ -23,6 +43,15 @@ DType resolveDType(const ModelConfig& cfg, const EngineOptions& opts) {
 }
 
 }  // namespace
+
+void checkCudaModel(const ModelConfig& cfg) {
+  const int D = cfg.headDim, G = cfg.numKvHeads > 0 ? cfg.numHeads / cfg.numKvHeads : 0;
+  if (cfg.numKvHeads <= 0 || cfg.numHeads % cfg.numKvHeads != 0)
+    throw std::runtime_error("numHeads must be a multiple of numKvHeads");
+  if (D != 8 && D != 16 && D != 32 && D != 64 && D != 128 && D != 256)
+    throw std::runtime_error("head_dim " + std::to_string(D) + " is not supported by the CUDA backend (8, 16, 32, 64, 128, 256)");
+  if (G > 16) throw std::runtime_error("more than 16 query heads per KV head is not supported by the CUDA backend");
+}
 
 CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> weights, const EngineOptions& opts)
     : cfg_(cfg), opts_(opts), dt_(resolveDType(cfg, opts)) {
@@ -36,12 +65,8 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   // (kernels/common.cuh). KVSERVE_CUDA_PDL=0 turns it off for A/B measurements.
   const char* pdl = std::getenv("KVSERVE_CUDA_PDL");
   kvsk_set_programmatic_launch(prop.major >= 9 && !(pdl && std::string(pdl) == "0"));
-  const int D = cfg.headDim, G = cfg.numKvHeads > 0 ? cfg.numHeads / cfg.numKvHeads : 0;
-  if (cfg.numKvHeads <= 0 || cfg.numHeads % cfg.numKvHeads != 0)
-    throw std::runtime_error("numHeads must be a multiple of numKvHeads");
-  if (D != 8 && D != 16 && D != 32 && D != 64 && D != 128 && D != 256)
-    throw std::runtime_error("head_dim " + std::to_string(D) + " is not supported by the CUDA backend (8, 16, 32, 64, 128, 256)");
-  if (G > 16) throw std::runtime_error("more than 16 query heads per KV head is not supported by the CUDA backend");
+  checkCudaModel(cfg);
+  const int D = cfg.headDim;
   KVS_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
 
   maxT_ = std::max(opts.maxNumBatchedTokens, 1);
@@ -58,7 +83,10 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   attnTargetCtas_ = target ? std::max(0, std::atoi(target)) : 24 * prop.multiProcessorCount;
   qkvRows_ = (cfg.numHeads + 2 * cfg.numKvHeads) * D;
 
-  w_ = uploadWeights(cfg, *weights, dt_, opts.seed, stream_, opts.onTensorLoaded);
+  // From an engine every tensor is already in its final layout and dtype; from a checkpoint q/k/v and gate/up
+  // are fused (and converted) on the way.
+  if (!opts.engine.empty()) w_ = uploadEngineWeights(cfg, *weights, dt_, opts.onTensorLoaded);
+  else w_ = uploadWeights(cfg, *weights, dt_, opts.seed, stream_, opts.onTensorLoaded);
   weights.reset();  // the mmapped checkpoint is no longer needed: one copy, on the GPU
 
   // Fast mode (default): per weight shape, the GEMV kernel for M <= 8 and a cuBLASLt algorithm per M bucket,
@@ -68,14 +96,16 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   const int probeM = probe && std::atoi(probe) > 0 ? std::atoi(probe) : maxS_;
   gemm_ = std::make_unique<GemmRunner>(stream_, std::max(maxT_, maxS_),
                                        opts.batchInvariant ? GemmMode::BatchInvariant : GemmMode::Fast, probeM);
-  const int H = cfg.hiddenSize, I = cfg.intermediateSize, V = cfg.vocabSize;
-  const CudaLayerWeights* L0 = w_.layers.empty() ? nullptr : &w_.layers[0];
-  gemm_->plan(qkvRows_, H, dt_, dt_, L0 ? L0->qkv : nullptr, maxT_);
-  gemm_->plan(H, cfg.numHeads * D, dt_, dt_, L0 ? L0->o : nullptr, maxT_);
-  gemm_->plan(2 * I, H, dt_, dt_, L0 ? L0->gateUp : nullptr, maxT_);
-  gemm_->plan(H, I, dt_, dt_, L0 ? L0->down : nullptr, maxT_);
-  gemm_->plan(V, H, dt_, dt_, w_.lmHead, maxS_);  // lm_head sees the R <= maxNumSeqs sampled rows only
-  sampler_ = std::make_unique<GpuSampler>(maxS_, V, stream_);
+  // An engine's plans are restored instead of timed (a shape whose record cuBLASLt rejects is timed again).
+  std::string tunedFrom;
+  const std::vector<TunedGemm> tuned = tunedGemmsFor(opts, dt_, &tunedFrom);
+  const GemmPlanning planned = planModelGemms(*gemm_, modelGemms(cfg, w_, maxT_, maxS_), dt_,
+                                              tunedFrom.empty() ? nullptr : &tuned);
+  for (const std::string& why : planned.retimed)
+    std::fprintf(stderr, "kvserve: %s: cannot restore the tuned GEMM of %s; timed it again\n", tunedFrom.c_str(), why.c_str());
+  info_.gemmShapesImported = planned.imported;
+  info_.gemmShapesPlanned = planned.planned;
+  sampler_ = std::make_unique<GpuSampler>(maxS_, cfg.vocabSize, stream_);
 
   const std::vector<float> inv = ropeInvFreq(cfg.rope, D);
   invFreq_.resize(inv.size() * sizeof(float));

@@ -19,6 +19,9 @@
 
 namespace kvs::cuda {
 
+// Throws std::runtime_error when the CUDA backend cannot run a model of this shape (head_dim, GQA groups).
+void checkCudaModel(const ModelConfig& cfg);
+
 class CudaBackend final : public Backend {
  public:
   CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> weights, const EngineOptions& opts);

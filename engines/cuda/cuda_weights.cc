@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <functional>
+#include <stdexcept>
 #include <string>
 
 #include "cuda_check.h"
+#include "host_upload.h"
 #include "kvserve_kernels.h"
 
 namespace kvs::cuda {
@@ -57,75 +59,88 @@ class Uploader {
 
 }  // namespace
 
+CudaWeights allocateWeights(const ModelConfig& cfg, DType compute) {
+  const size_t es = dtypeSize(compute);
+  CudaWeights w;
+  w.dtype = compute;
+  std::vector<size_t> offsets;
+  for (CudaTensorSpec& spec : cudaTensorSpecs(cfg)) {
+    const size_t bytes = static_cast<size_t>(spec.numel()) * es;
+    offsets.push_back(w.bytes);
+    w.bytes += alignUp(bytes);
+    w.tensors.push_back({std::move(spec), nullptr, bytes});
+  }
+  w.storage.resize(w.bytes);
+  char* base = w.storage.get<char>();
+  w.layers.resize(static_cast<size_t>(cfg.numLayers));
+  for (size_t i = 0; i < w.tensors.size(); ++i) {
+    CudaTensorRegion& r = w.tensors[i];
+    r.data = base + offsets[i];
+    CudaLayerWeights* L = r.spec.layer >= 0 ? &w.layers[static_cast<size_t>(r.spec.layer)] : nullptr;
+    switch (r.spec.kind) {
+      case CudaTensor::Embed: w.embed = r.data; break;
+      case CudaTensor::LmHead: w.lmHead = r.data; break;
+      case CudaTensor::FinalNorm: w.finalNorm = r.data; break;
+      case CudaTensor::InputNorm: L->inputNorm = r.data; break;
+      case CudaTensor::Qkv: L->qkv = r.data; break;
+      case CudaTensor::QkvBias: L->qkvBias = r.data; break;
+      case CudaTensor::QNorm: L->qNorm = r.data; break;
+      case CudaTensor::KNorm: L->kNorm = r.data; break;
+      case CudaTensor::O: L->o = r.data; break;
+      case CudaTensor::PostNorm: L->postNorm = r.data; break;
+      case CudaTensor::GateUp: L->gateUp = r.data; break;
+      case CudaTensor::Down: L->down = r.data; break;
+    }
+  }
+  if (cfg.tieWordEmbeddings) w.lmHead = w.embed;
+  return w;
+}
+
 CudaWeights uploadWeights(const ModelConfig& cfg, const WeightStore& store, DType compute, uint64_t seed,
                           cudaStream_t stream, const std::function<void(size_t)>& onTensor) {
   const ModelWeights mw = bindLlamaWeights(cfg, store);
-  const size_t es = dtypeSize(compute);
-  // Layout pass: byte offsets of every destination region.
-  size_t total = 0;
-  auto region = [&](int64_t elems) { const size_t off = total; total += alignUp(static_cast<size_t>(elems) * es); return off; };
-  struct LayerOffsets { size_t inNorm, qkv, bias, qn, kn, o, postNorm, gateUp, down; };
-  const size_t embedOff = region(mw.embed->numel());
-  const bool tied = mw.lmHead == mw.embed;
-  const size_t headOff = tied ? embedOff : region(mw.lmHead->numel());
-  const size_t finalOff = region(mw.finalNorm->numel());
-  std::vector<LayerOffsets> lo(mw.layers.size());
-  for (size_t i = 0; i < mw.layers.size(); ++i) {
-    const LayerWeights& L = mw.layers[i];
-    LayerOffsets& o = lo[i];
-    o.inNorm = region(L.inputNorm->numel());
-    o.qkv = region(L.q->numel() + L.k->numel() + L.v->numel());
-    o.bias = L.qBias ? region(L.qBias->numel() + L.kBias->numel() + L.vBias->numel()) : 0;
-    o.qn = L.qNorm ? region(L.qNorm->numel()) : 0;
-    o.kn = L.kNorm ? region(L.kNorm->numel()) : 0;
-    o.o = region(L.o->numel());
-    o.postNorm = region(L.postNorm->numel());
-    o.gateUp = region(L.gate->numel() + L.up->numel());
-    o.down = region(L.down->numel());
-  }
-
-  CudaWeights w;
-  w.dtype = compute;
-  w.storage.resize(total);
-  w.bytes = total;
-  char* base = w.storage.get<char>();
+  CudaWeights w = allocateWeights(cfg, compute);
+  auto dst = [](const void* p) { return static_cast<char*>(const_cast<void*>(p)); };
+  // The order of the puts is the dummy fill's seed order: keep it.
   Uploader up(compute, store.dummy(), seed, stream, onTensor);
-  up.put(*mw.embed, base + embedOff, 0);
-  if (!tied) up.put(*mw.lmHead, base + headOff, 0);
-  up.put(*mw.finalNorm, base + finalOff, 0);
-  w.embed = base + embedOff;
-  w.lmHead = base + headOff;
-  w.finalNorm = base + finalOff;
+  up.put(*mw.embed, dst(w.embed), 0);
+  if (mw.lmHead != mw.embed) up.put(*mw.lmHead, dst(w.lmHead), 0);
+  up.put(*mw.finalNorm, dst(w.finalNorm), 0);
   for (size_t i = 0; i < mw.layers.size(); ++i) {
     const LayerWeights& L = mw.layers[i];
-    const LayerOffsets& o = lo[i];
-    CudaLayerWeights d;
-    up.put(*L.inputNorm, base + o.inNorm, 0);
-    int64_t at = up.put(*L.q, base + o.qkv, 0);
-    at += up.put(*L.k, base + o.qkv, at);
-    up.put(*L.v, base + o.qkv, at);
+    const CudaLayerWeights& d = w.layers[i];
+    up.put(*L.inputNorm, dst(d.inputNorm), 0);
+    int64_t at = up.put(*L.q, dst(d.qkv), 0);
+    at += up.put(*L.k, dst(d.qkv), at);
+    up.put(*L.v, dst(d.qkv), at);
     if (L.qBias) {
-      at = up.put(*L.qBias, base + o.bias, 0);
-      at += up.put(*L.kBias, base + o.bias, at);
-      up.put(*L.vBias, base + o.bias, at);
-      d.qkvBias = base + o.bias;
+      at = up.put(*L.qBias, dst(d.qkvBias), 0);
+      at += up.put(*L.kBias, dst(d.qkvBias), at);
+      up.put(*L.vBias, dst(d.qkvBias), at);
     }
-    if (L.qNorm) { up.put(*L.qNorm, base + o.qn, 0); d.qNorm = base + o.qn; }
-    if (L.kNorm) { up.put(*L.kNorm, base + o.kn, 0); d.kNorm = base + o.kn; }
-    up.put(*L.o, base + o.o, 0);
-    up.put(*L.postNorm, base + o.postNorm, 0);
-    at = up.put(*L.gate, base + o.gateUp, 0);
-    up.put(*L.up, base + o.gateUp, at);
-    up.put(*L.down, base + o.down, 0);
-    d.inputNorm = base + o.inNorm;
-    d.qkv = base + o.qkv;
-    d.o = base + o.o;
-    d.postNorm = base + o.postNorm;
-    d.gateUp = base + o.gateUp;
-    d.down = base + o.down;
-    w.layers.push_back(d);
+    if (L.qNorm) up.put(*L.qNorm, dst(d.qNorm), 0);
+    if (L.kNorm) up.put(*L.kNorm, dst(d.kNorm), 0);
+    up.put(*L.o, dst(d.o), 0);
+    up.put(*L.postNorm, dst(d.postNorm), 0);
+    at = up.put(*L.gate, dst(d.gateUp), 0);
+    up.put(*L.up, dst(d.gateUp), at);
+    up.put(*L.down, dst(d.down), 0);
   }
   KVS_CUDA_CHECK(cudaStreamSynchronize(stream));
+  return w;
+}
+
+CudaWeights uploadEngineWeights(const ModelConfig& cfg, const WeightStore& store, DType compute,
+                                const std::function<void(size_t)>& onBytes) {
+  CudaWeights w = allocateWeights(cfg, compute);
+  std::vector<HostToDevice> copies;
+  for (const CudaTensorRegion& r : w.tensors) {
+    const Tensor& t = store.get(r.spec.name);
+    if (t.dtype != compute || t.nbytes != r.bytes)
+      throw std::runtime_error("tensor " + r.spec.name + " is not " + std::to_string(r.bytes) + " bytes of " + dtypeName(compute));
+    copies.push_back({t.data, r.data, r.bytes});
+  }
+  uploadStaged(copies, onBytes);
   return w;
 }
 

@@ -21,19 +21,19 @@ cudaDataType_t cudaType(DType t) {
   return CUDA_R_32F;
 }
 
-void setCols(cublasLtMatrixLayout_t l, int cols) {
+}  // namespace
+
+void GemmRunner::setCols(cublasLtMatrixLayout_t l, int cols) {
   const uint64_t c = static_cast<uint64_t>(cols);
   KVS_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_COLS, &c, sizeof(c)));
 }
 
-int32_t algoAttr(const cublasLtMatmulAlgo_t& algo, cublasLtMatmulAlgoConfigAttributes_t attr) {
+int32_t GemmRunner::algoAttr(const cublasLtMatmulAlgo_t& algo, cublasLtMatmulAlgoConfigAttributes_t attr) {
   int32_t v = 0;
   size_t w = 0;
   cublasLtMatmulAlgoConfigGetAttribute(&algo, attr, &v, sizeof(v), &w);
   return v;
 }
-
-}  // namespace
 
 GemmRunner::GemmRunner(cudaStream_t stream, int maxM, GemmMode mode, int probeM, size_t workspaceBytes)
     : stream_(stream), maxM_(maxM < 1 ? 1 : maxM), probeM_(probeM >= 1 && probeM <= maxM_ ? probeM : maxM_),
@@ -43,12 +43,7 @@ GemmRunner::GemmRunner(cudaStream_t stream, int maxM, GemmMode mode, int probeM,
 }
 
 GemmRunner::~GemmRunner() {
-  for (auto& [k, p] : plans_) {
-    cublasLtMatrixLayoutDestroy(p.a);
-    cublasLtMatrixLayoutDestroy(p.b);
-    cublasLtMatrixLayoutDestroy(p.d);
-    cublasLtMatmulDescDestroy(p.desc);
-  }
+  for (auto& [k, p] : plans_) destroyPlan(p);
   if (workspace_) cudaFree(workspace_);
   if (handle_) cublasLtDestroy(handle_);
 }
@@ -59,27 +54,42 @@ bool GemmRunner::gemvApplies(int M, int N, int K, DType in, DType out) const {
   return mode_ == GemmMode::Fast && in == out && kvsk_gemv_supported(M, N, K, static_cast<kvsk_dtype>(in));
 }
 
+GemmRunner::Plan GemmRunner::makePlan(int N, int K, DType in, DType out) {
+  Plan p;
+  try {
+    // Column-major view: Y^T [N, M] = W [K, N]^T * X^T [K, M]; W row-major [N, K] is column-major [K, N].
+    KVS_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    const cublasOperation_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
+    KVS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &opT, sizeof(opT)));
+    KVS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &opN, sizeof(opN)));
+    KVS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, cudaType(in), K, N, K));
+    KVS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, cudaType(in), K, maxM_, K));
+    KVS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.d, cudaType(out), N, maxM_, N));
+  } catch (...) {
+    destroyPlan(p);
+    throw;
+  }
+  return p;
+}
+
+void GemmRunner::destroyPlan(Plan& p) {
+  if (p.a) cublasLtMatrixLayoutDestroy(p.a);
+  if (p.b) cublasLtMatrixLayoutDestroy(p.b);
+  if (p.d) cublasLtMatrixLayoutDestroy(p.d);
+  if (p.desc) cublasLtMatmulDescDestroy(p.desc);
+  p = Plan{};
+}
+
 GemmRunner::Plan& GemmRunner::get(int N, int K, DType in, DType out, const void* W, int maxM) {
   const Key key{N, K, static_cast<int>(in), static_cast<int>(out)};
   auto it = plans_.find(key);
   if (it != plans_.end()) return it->second;
-  Plan p;
-  // Column-major view: Y^T [N, M] = W [K, N]^T * X^T [K, M]; W row-major [N, K] is column-major [K, N].
-  KVS_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-  const cublasOperation_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
-  KVS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &opT, sizeof(opT)));
-  KVS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &opN, sizeof(opN)));
-  KVS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, cudaType(in), K, N, K));
-  KVS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, cudaType(in), K, maxM_, K));
-  KVS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.d, cudaType(out), N, maxM_, N));
+  Plan p = makePlan(N, K, in, out);
   try {
     if (mode_ == GemmMode::BatchInvariant) planInvariant(p);
     else planFast(p, N, K, in, out, W, maxM > 0 ? std::min(maxM, maxM_) : maxM_);
   } catch (...) {
-    cublasLtMatrixLayoutDestroy(p.a);
-    cublasLtMatrixLayoutDestroy(p.b);
-    cublasLtMatrixLayoutDestroy(p.d);
-    cublasLtMatmulDescDestroy(p.desc);
+    destroyPlan(p);
     throw std::runtime_error("cuBLASLt has no " + std::string(mode_ == GemmMode::BatchInvariant ? "batch-invariant " : "") +
                              "algorithm for a " + std::to_string(N) + "x" + std::to_string(K) + " " + dtypeName(in) + " GEMM");
   }

@@ -15,6 +15,8 @@
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
 
+#include <array>
+#include <cstdint>
 #include <map>
 #include <string>
 #include <tuple>
@@ -25,6 +27,17 @@
 namespace kvs::cuda {
 
 enum class GemmMode { Fast, BatchInvariant };
+
+// One M range of a fast-mode plan in a form that outlives the process (an engine's manifest.json): the GEMV
+// kernel with its rows of W per CTA, or a cuBLASLt algorithm as the opaque bytes of its cublasLtMatmulAlgo_t.
+struct GemmChoice {
+  int mMin = 1, mMax = 1;          // M in [mMin, mMax]
+  bool gemv = false;
+  int gemvRows = 0;                // gemv: rows of W per CTA (1, 2 or 4)
+  std::array<uint64_t, 8> algo{};  // cuBLASLt: cublasLtMatmulAlgo_t::data
+  size_t workspace = 0;            // cuBLASLt: the workspace it needs at M = mMax
+  int algoId = 0, tile = 0, stages = 0, splitK = 0;  // cuBLASLt, for people: read from algo on export, ignored on import
+};
 
 class GemmRunner {
  public:
@@ -43,6 +56,16 @@ class GemmRunner {
   void run(const void* X, const void* W, void* Y, int M, int N, int K, DType in, DType out);
   // Plain description of the algorithm(s) chosen for the shape (benchmarks, logs).
   std::string describe(int N, int K, DType in, DType out);
+
+  // The plan of (N, K, in, out) as choices, ascending in M (planned untimed first when it is not yet).
+  std::vector<GemmChoice> exportPlan(int N, int K, DType in, DType out);
+  // Makes `choices` the plan of (N, K, in, out) for M <= maxM (0 = the runner's maxM) without timing. Fast
+  // mode only, for a shape not planned yet. The ranges must start at 1 and follow each other without a gap
+  // up to maxM or beyond (ranges above maxM are dropped, the last one kept ends at maxM); every cuBLASLt
+  // algorithm must pass cublasLtMatmulAlgoCheck at both ends of its range within the workspace, every GEMV
+  // range must be one kvsk_gemv supports. Returns "" once installed; else why not, with nothing installed
+  // (the caller then plans the shape by timing).
+  std::string importPlan(int N, int K, DType in, DType out, const std::vector<GemmChoice>& choices, int maxM = 0);
   GemmMode mode() const { return mode_; }
 
  private:
@@ -60,6 +83,10 @@ class GemmRunner {
   };
   using Key = std::tuple<int, int, int, int>;
   Plan& get(int N, int K, DType in, DType out, const void* W, int maxM);
+  Plan makePlan(int N, int K, DType in, DType out);  // descriptors only, no buckets
+  static void destroyPlan(Plan& p);
+  static void setCols(cublasLtMatrixLayout_t l, int cols);
+  static int32_t algoAttr(const cublasLtMatmulAlgo_t& algo, cublasLtMatmulAlgoConfigAttributes_t attr);
   void planInvariant(Plan& p);
   void planFast(Plan& p, int N, int K, DType in, DType out, const void* W, int maxM);
   bool gemvApplies(int M, int N, int K, DType in, DType out) const;

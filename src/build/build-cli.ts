@@ -71,12 +71,14 @@ const help = () =>
     usage: 'kvserve build --model DIR --out DIR [options]',
     summary:
       "Builds an engine: the model's weights in the backend's final layout with a manifest of what it was " +
-      'built from and for (format, CPU features, profile); kvserve serve --engine DIR loads it with no conversion.',
+      'built from and for (format, CPU features or GPU, profile, on CUDA the tuned GEMM algorithms); ' +
+      'kvserve serve --engine DIR loads it with no conversion. --device cuda runs on the GPU the engine is for.',
     flags: buildFlags,
     defaults: buildDefaults(),
     examples: [
       'kvserve build --model models/stories260K --out engines/stories-cpu',
       'kvserve build --model org/name --dtype float32 --max-num-seqs 64 --out /srv/engines/name-f32',
+      'kvserve build --model org/name --device cuda --max-num-seqs 256 --max-num-batched-tokens 8192 --out /srv/engines/name-h200',
       'kvserve engine-info engines/stories-cpu',
     ],
   });
@@ -125,7 +127,8 @@ export async function runBuildCli(argv: string[]): Promise<number> {
     const s = ((performance.now() - started) / 1000).toFixed(2);
     console.error(
       `kvserve: built ${resolve(c.out)} (${manifest.weights.dtype}, ${manifest.target.device} ` +
-        `${manifest.target.features.join(',')}) in ${s} s${c.model === defaultModelDir ? ' from the stories260K demo' : ''}`,
+        `${manifest.target.device === 'cuda' ? `${manifest.target.arch} ${manifest.target.gpuName}` : manifest.target.features.join(',')}) ` +
+        `in ${s} s${c.model === defaultModelDir ? ' from the stories260K demo' : ''}`,
     );
   }
   return 0;

@@ -20,6 +20,7 @@ export interface BuildOptions {
   quantization: Quantization;
   profile: OptimizationProfile;
   threads: number; // 0 = all cores
+  dummyWeights?: boolean; // cuda: random weights for a config.json-only folder (benchmarks of an engine's load)
 }
 
 // Copied beside the weights when the model has them: what the tokenizer, the chat template and generation
@@ -70,6 +71,11 @@ export async function buildEngineFolder(
   native: NativeModule = loadNative(),
   hash?: ModelHash,
 ): Promise<EngineManifest> {
+  if (o.quantization !== 'none' && o.device === 'cuda') {
+    throw new Error(
+      `--quantization ${o.quantization} with --device cuda is not implemented yet (supported there: none)`,
+    );
+  }
   if (o.quantization !== 'none') {
     throw new Error(`--quantization ${o.quantization} is not supported yet (supported: none)`);
   }
@@ -83,7 +89,7 @@ export async function buildEngineFolder(
     const built = await native.buildEngine(
       {
         model: o.modelDir,
-        dummyWeights: false,
+        dummyWeights: o.dummyWeights ?? false,
         device: o.device,
         dtype: o.dtype,
         numThreads: o.threads,
@@ -132,6 +138,7 @@ export async function buildEngineFolder(
       tunedGemms: built.tunedGemms,
       timings: {
         prepare: built.prepareSeconds,
+        ...(built.tuneSeconds ? { tune: built.tuneSeconds } : {}),
         write: built.writeSeconds,
         hash: (t2 - t1) / 1000,
         copy: (t3 - t2) / 1000,

@@ -1,12 +1,13 @@
 // --engine-cache DIR beside --model: the engine for (model content, target, build options) is built on the
 // first start and reused by every later one. The key covers everything that makes two engines differ; a
-// changed model file, dtype, profile, CPU feature set or kvserve format gives a new key and a new build.
+// changed model file, dtype, profile, CPU feature set, GPU (model, driver major, cuBLASLt version) or kvserve
+// format gives a new key and a new build.
 // The model is hashed at every start, reading again only the files that changed since (model-hash.ts).
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { ProgressFn } from '../load-progress.js';
-import { loadNative, type NativeModule } from '../runner/binding.js';
+import { loadNative, type NativeModule, type NativeTarget } from '../runner/binding.js';
 import { buildEngineFolder, kvserveVersion, type BuildOptions } from './build-engine.js';
 import { MANIFEST } from './manifest.js';
 import { hashModelFolder, type HashMemo, type ModelHash } from './model-hash.js';
@@ -14,7 +15,7 @@ import { hashModelFolder, type HashMemo, type ModelHash } from './model-hash.js'
 export type CacheRequest = Omit<BuildOptions, 'out'> & { cacheDir: string };
 
 export function engineCacheKey(o: Omit<CacheRequest, 'cacheDir'>, hash: ModelHash, native: NativeModule): string {
-  const t = native.engineTarget();
+  const t = native.engineTarget(o.device);
   const key = {
     formatVersion: t.formatVersion,
     kvserve: kvserveVersion(),
@@ -22,11 +23,25 @@ export function engineCacheKey(o: Omit<CacheRequest, 'cacheDir'>, hash: ModelHas
     device: o.device,
     arch: t.arch,
     features: t.features,
+    ...(o.device === 'cuda' ? { gpu: cudaTargetKey(t) } : {}),
     dtype: o.dtype,
     quantization: o.quantization,
     profile: o.profile,
   };
   return createHash('sha256').update(JSON.stringify(key)).digest('hex').slice(0, 20);
+}
+
+/** What a CUDA engine is refused for at load (engines/cuda/cuda_target_match.cc), so a cached engine is
+ *  found again exactly when it would load: the GPU model, the driver's major version, cuBLASLt's major.minor. */
+function cudaTargetKey(t: NativeTarget): Record<string, string> {
+  const major = (v = '') => v.split('.')[0]!;
+  const majorMinor = (v = '') => v.split('.').slice(0, 2).join('.');
+  return {
+    gpuName: t.gpuName ?? '',
+    computeCapability: t.computeCapability ?? '',
+    driver: t.driverVersion ? major(t.driverVersion) : `cuda ${major(t.cudaDriverVersion)}`,
+    cublasLt: majorMinor(t.cublasLtVersion),
+  };
 }
 
 /** The cached engine's folder, built now when it is not there yet. `log` says which of the two happened. */

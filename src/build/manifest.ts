@@ -87,6 +87,23 @@ export function readManifest(dir: string): EngineManifest {
 
 const GiB = 1024 ** 3;
 
+/** "cpu x86_64: avx,avx2,…" or "cuda sm_90: NVIDIA H200 (compute capability 9.0, 132 SMs), driver …". */
+export function describeTarget(t: NativeTarget): string {
+  if (t.device !== 'cuda') return `${t.device} ${t.arch}: ${t.features.join(',') || 'no SIMD features'}`;
+  return (
+    `cuda ${t.arch}: ${t.gpuName} (compute capability ${t.computeCapability}, ${t.smCount} SMs), ` +
+    `driver ${t.driverVersion || `for CUDA ${t.cudaDriverVersion}`}, CUDA runtime ${t.cudaRuntimeVersion}, ` +
+    `cuBLASLt ${t.cublasLtVersion}, kernels for ${t.cudaArchs}`
+  );
+}
+
+function describeGemm(g: NativeTunedGemm): string {
+  if (g.kernel === 'gemv') return `GEMV kernel, ${g.rowsPerCta} rows of W per CTA`;
+  if (g.kernel === 'cublasLt')
+    return `cuBLASLt algo ${g.algoId}, tile ${g.tile}, stages ${g.stages}, split-K ${g.splitK}`;
+  return g.algo ?? '';
+}
+
 /** A manifest for people: `kvserve engine-info DIR`. */
 export function formatManifest(dir: string, m: EngineManifest): string {
   const size = (b: number) => (b >= GiB ? `${(b / GiB).toFixed(2)} GiB` : `${(b / 1024 ** 2).toFixed(2)} MiB`);
@@ -95,13 +112,13 @@ export function formatManifest(dir: string, m: EngineManifest): string {
     `format         ${m.formatVersion} (kvserve ${m.kvserveVersion}, built ${m.createdAt})`,
     `model          ${m.source.model}${m.source.revision ? ` @ ${m.source.revision}` : ''}${m.source.commit ? ` (commit ${m.source.commit})` : ''}`,
     `content hash   ${m.source.contentHash} (${m.source.files.length} files)`,
-    `target         ${m.target.device} ${m.target.arch}: ${m.target.features.join(',') || 'no SIMD features'}`,
+    `target         ${describeTarget(m.target)}`,
     `weights        ${m.weights.dtype}, ${m.weights.tensors} tensors, ${size(m.weights.bytes)} (${m.weights.file})`,
     `quantization   ${m.quantization.method}`,
     `profile        max-num-seqs ${m.profile.maxNumSeqs}, max-num-batched-tokens ${m.profile.maxNumBatchedTokens}, ` +
       `max-model-len ${m.profile.maxModelLen || 'from config.json'}`,
-    `tuned GEMMs    ${m.tunedGemms.length === 0 ? 'none' : ''}`,
-    ...m.tunedGemms.map((g) => `  ${g.weight} [${g.n}, ${g.k}] M ${g.mMin}..${g.mMax}: ${g.algo}`),
+    `tuned GEMMs    ${m.tunedGemms.length === 0 ? 'none' : `${m.tunedGemms.length} M ranges`}`,
+    ...m.tunedGemms.map((g) => `  ${g.weight} [${g.n}, ${g.k}] M ${g.mMin}..${g.mMax}: ${describeGemm(g)}`),
     `timings        ${Object.entries(m.timings)
       .map(([k, v]) => `${k} ${v.toFixed(3)} s`)
       .join(', ')}`,

@@ -45,6 +45,10 @@ export interface NativeEngineInfo {
   numKvBlocks: number;
   kvBlockBytes: number;
   weightBytes: number;
+  /** cuda: GEMM shapes whose algorithms came from the engine's manifest (not timed at this load); cpu 0. */
+  gemmShapesImported: number;
+  /** cuda: GEMM shapes planned at this load (timed; --batch-invariant: the heuristic's pick); cpu 0. */
+  gemmShapesPlanned: number;
 }
 
 /** One step of the protocol in docs/architecture.md. T tokens, S sequences, R sampled rows. */
@@ -114,18 +118,35 @@ export interface NativeEngine {
 /** What an engine is built for (engines/engine_target.h): the ISA features it needs and those this CPU has. */
 export interface NativeTarget {
   device: Device;
-  arch: string; // "x86_64" | "aarch64"
-  features: string[]; // compiled-in ISA features, which an engine built here needs
+  arch: string; // "x86_64" | "aarch64"; cuda: "sm_90"
+  features: string[]; // compiled-in ISA features, which an engine built here needs (cuda: none)
   hostFeatures: string[]; // the running CPU's, of the features kvserve knows
+  // cuda only (engines/cuda/cuda_target.cc)
+  gpuName?: string; // "NVIDIA H200"
+  computeCapability?: string; // "9.0"
+  smCount?: number;
+  driverVersion?: string; // the NVIDIA kernel driver, "580.159.04"; "" where unreadable
+  cudaDriverVersion?: string; // the newest CUDA that driver runs, "13.0"
+  cudaRuntimeVersion?: string; // the addon's CUDA runtime, "13.0"
+  cublasLtVersion?: string; // "13.1.0"
+  cudaArchs?: string; // the archs the addon's kernels were compiled for, "90"
 }
 
+/** A GEMM algorithm chosen for one weight shape and M range (engines/cuda/model_gemms.cc). */
 export interface NativeTunedGemm {
   weight: string;
   n: number;
   k: number;
   mMin: number;
   mMax: number;
-  algo: string;
+  algo?: string; // what the backend restores; cuBLASLt: its cublasLtMatmulAlgo_t as 128 hex digits
+  kernel?: 'cublasLt' | 'gemv';
+  rowsPerCta?: number; // gemv
+  algoId?: number; // cublasLt, for people
+  tile?: number;
+  stages?: number;
+  splitK?: number;
+  workspace?: number;
 }
 
 export interface NativeBuildResult {
@@ -135,6 +156,7 @@ export interface NativeBuildResult {
   weightBytes: number;
   prepareSeconds: number;
   writeSeconds: number;
+  tuneSeconds?: number; // cuda: timing the GEMM algorithms
   tensors: Array<{ name: string; dtype: DTypeName; shape: number[]; bytes: number }>;
   tunedGemms: NativeTunedGemm[];
 }
@@ -148,8 +170,9 @@ export interface NativeModule {
     outDir: string,
     onProgress?: (stage: string, fraction: number) => void,
   ): Promise<NativeBuildResult>;
-  /** The target an engine built now records, and the engine format version this build reads and writes. */
-  engineTarget(): NativeTarget & { formatVersion: number };
+  /** The target an engine built now for `device` (default cpu) records, and the engine format version this
+   *  build reads and writes. cuda: throws without a CUDA backend or a usable GPU. */
+  engineTarget(device?: Device): NativeTarget & { formatVersion: number };
   cudaAvailable(): boolean;
   builtWithCuda(): boolean;
 }

@@ -6,17 +6,16 @@
 // near-tie. Measured and recorded: teacher-forced top-1 agreement along transformers' own path, max and mean
 // |logit error|, and the free-running greedy prefix that matches. Required: agreement >= 0.9 and
 // max |logit error| < 1 (logits here span about +-10); the measured values are in docs/cuda.md.
-import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { loadNative, type NativeEngine } from '../../src/runner/binding.js';
 import { generate, greedy, type Sampling } from '../native/harness.js';
 import { greedyRun } from '../native/native-run.js';
-import { argmax, cudaOptions, record, repoRoot } from './gpu-harness.js';
+import { argmax, BF16_MODELS, bf16RefsDir, cudaOptions, ensureBf16Refs, record } from './gpu-harness.js';
 
-const refsDir = process.env.KVSERVE_BF16_REFS ?? resolve(repoRoot, 'build', 'bf16-refs');
-const MODELS = ['llama-d64-g4', 'qwen2-d128-g2-bias', 'qwen3-d128-g8-qknorm'];
+const refsDir = bf16RefsDir;
+const MODELS = BF16_MODELS;
 
 interface Ref {
   prompts: number[][];
@@ -27,14 +26,7 @@ interface Ref {
   head_dim: number;
 }
 
-beforeAll(() => {
-  if (MODELS.every((m) => existsSync(resolve(refsDir, m, 'expected.json')))) return;
-  const r = spawnSync('python3', [resolve(import.meta.dirname, 'make_bf16_references.py'), refsDir], {
-    encoding: 'utf8',
-  });
-  console.log(r.stdout, r.stderr.slice(-3000));
-  if (r.status !== 0) throw new Error('make_bf16_references.py failed');
-}, 600_000);
+beforeAll(ensureBf16Refs, 600_000);
 
 async function load(name: string, overrides = {}): Promise<NativeEngine> {
   return loadNative().loadEngine(

@@ -11,7 +11,9 @@
 #            launch off, with CUDA graphs off, and --batch-invariant (bench.log, bench-engine.jsonl)
 #   profile  per-phase GPU time of decode steps at batch 1 and 256, both modes, and of one 128- and one
 #            2048-token prompt prefilled alone
-# Without stages: build kernels kbench bench profile suite.
+#   engineload  kvserve build --device cuda of dummy Llama-3-8B bf16, then its load time from the page cache
+#            against the model's (engine-load.log, bench-engine-load.jsonl; needs ~16 GB of free disk)
+# Without stages: build kernels kbench bench profile suite (engineload only when named).
 set -uo pipefail
 out=${1:?usage: gpu-run.sh OUT_DIR [stage...]}
 shift
@@ -57,6 +59,9 @@ if has profile; then  # where a step's time goes (GPU time per phase, CUDA event
     KVSERVE_CUDA_PROFILE=1 KVSERVE_BENCH_SINGLE_ONLY=1 KVSERVE_BENCH_SINGLE=$n npx tsx test/gpu/bench-engine.ts 2>&1 \
       | grep -E "cuda profile|single prefill" | sed "s/^/single $n: /" | tee -a "$out/bench.log"
   done
+fi
+if has engineload; then
+  npx tsx test/gpu/bench-engine-load.ts 2>&1 | grep -v "npm warn" | tee "$out/engine-load.log" | tail -n 24 || status=1
 fi
 if has suite; then
   npx vitest run --config vitest.gpu.config.ts >"$out/test-gpu.log" 2>&1 || status=1

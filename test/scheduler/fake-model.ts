@@ -89,6 +89,8 @@ export class FakeModel implements NativeEngine {
       numKvBlocks: this.numBlocks,
       kvBlockBytes: 0,
       weightBytes: 0,
+      gemmShapesImported: 0,
+      gemmShapesPlanned: 0,
     };
   }
 

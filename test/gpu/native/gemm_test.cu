@@ -134,12 +134,15 @@ void fastTests(cudaStream_t stream) {
 
 }  // namespace
 
+void gemmImportTests();  // gemm_import_test.cu
+
 void gemmTests() {
   cudaStream_t stream;
   CK(cudaStreamCreate(&stream));
   invariantTests(stream);
   fastTests(stream);
   CK(cudaStreamDestroy(stream));
+  gemmImportTests();
 }
 
 }  // namespace kt

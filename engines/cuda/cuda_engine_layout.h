@@ -1,0 +1,42 @@
+// The CUDA backend's weight layout as one list: every tensor CudaWeights holds (cuda_weights.h), its name in
+// an engine's model.safetensors, its shape, in the order of the device allocation and of the engine file.
+//   model.embed_tokens.weight                   [V, H]
+//   lm_head.weight                              [V, H]   only when not tied to the embedding
+//   model.norm.weight                           [H]
+//   model.layers.N.input_layernorm.weight       [H]
+//   model.layers.N.self_attn.qkv_proj.weight    [(Hq + 2 Hkv) D, H]   rows of q_proj, then k_proj, then v_proj
+//   model.layers.N.self_attn.qkv_proj.bias      [(Hq + 2 Hkv) D]      qwen2 (attention_bias)
+//   model.layers.N.self_attn.q_norm.weight      [D]                   qwen3
+//   model.layers.N.self_attn.k_norm.weight      [D]                   qwen3
+//   model.layers.N.self_attn.o_proj.weight      [H, Hq D]
+//   model.layers.N.post_attention_layernorm.weight [H]
+//   model.layers.N.mlp.gate_up_proj.weight      [2 I, H]              rows of gate_proj, then up_proj
+//   model.layers.N.mlp.down_proj.weight         [H, I]
+// Everything, norms and biases too, is in the compute dtype. The fused names are vLLM's.
+// Plain C++, no CUDA headers: the CPU test suite checks it on its own.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "../model_config.h"
+#include "../weights.h"
+
+namespace kvs::cuda {
+
+enum class CudaTensor { Embed, LmHead, FinalNorm, InputNorm, Qkv, QkvBias, QNorm, KNorm, O, PostNorm, GateUp, Down };
+
+struct CudaTensorSpec {
+  std::string name;
+  CudaTensor kind;
+  int layer = -1;              // -1 for the tensors outside the layers
+  std::vector<int64_t> shape;
+  int64_t numel() const;
+};
+
+std::vector<CudaTensorSpec> cudaTensorSpecs(const ModelConfig& cfg);
+
+// An engine's weights against cfg: every tensor of cudaTensorSpecs present with its shape and in `dtype`, and
+// no other. Throws std::runtime_error naming the first tensor that is not.
+void checkCudaEngineTensors(const ModelConfig& cfg, const WeightStore& store, DType dtype);
+
+}  // namespace kvs::cuda

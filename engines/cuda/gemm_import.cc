@@ -1,0 +1,111 @@
+// GemmRunner's plans in and out of an engine: exportPlan turns a fast-mode plan into GemmChoices (the manifest's
+// tunedGemms, model_gemms.cc), importPlan installs them in a later process instead of timing again. An
+// imported cuBLASLt algorithm is the very cublasLtMatmulAlgo_t the build timed, byte for byte, so the engine
+// runs the same kernels as the build did; cublasLtMatmulAlgoCheck vets it first, since the bytes come from a
+// file and are only meaningful to the cuBLASLt version, GPU and shape that made them.
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "cuda_check.h"
+#include "gemm.h"
+#include "kvserve_kernels.h"
+
+namespace kvs::cuda {
+
+static_assert(sizeof(cublasLtMatmulAlgo_t) == sizeof(GemmChoice::algo), "cublasLtMatmulAlgo_t is 8 uint64 of opaque data");
+
+namespace {
+
+std::string range(int lo, int hi) { return lo == hi ? std::to_string(lo) : std::to_string(lo) + ".." + std::to_string(hi); }
+
+}  // namespace
+
+std::vector<GemmChoice> GemmRunner::exportPlan(int N, int K, DType in, DType out) {
+  const Plan& p = get(N, K, in, out, nullptr, 0);
+  std::vector<GemmChoice> choices;
+  int lo = 0;
+  for (const Bucket& b : p.buckets) {
+    GemmChoice c;
+    c.mMin = lo + 1;
+    c.mMax = b.maxM;
+    c.gemv = b.gemv;
+    if (b.gemv) {
+      c.gemvRows = b.gemvRows;
+    } else {
+      std::memcpy(c.algo.data(), &b.algo, sizeof(b.algo));
+      c.workspace = b.workspace;
+      c.algoId = algoAttr(b.algo, CUBLASLT_ALGO_CONFIG_ID);
+      c.tile = algoAttr(b.algo, CUBLASLT_ALGO_CONFIG_TILE_ID);
+      c.stages = algoAttr(b.algo, CUBLASLT_ALGO_CONFIG_STAGES_ID);
+      c.splitK = algoAttr(b.algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM);
+    }
+    choices.push_back(c);
+    lo = b.maxM;
+  }
+  return choices;
+}
+
+std::string GemmRunner::importPlan(int N, int K, DType in, DType out, const std::vector<GemmChoice>& choices, int maxM) {
+  if (mode_ != GemmMode::Fast) return "the GEMMs run in --batch-invariant mode (one algorithm per shape, not per M)";
+  const Key key{N, K, static_cast<int>(in), static_cast<int>(out)};
+  if (plans_.count(key)) return "the shape is planned already";
+  const int limit = maxM > 0 ? std::min(maxM, maxM_) : maxM_;
+  Plan p = makePlan(N, K, in, out);
+  std::string why;
+  int lo = 0;
+  for (const GemmChoice& c : choices) {
+    if (lo >= limit) break;  // ranges beyond the largest M this runner is called with
+    const std::string at = "M " + range(c.mMin, c.mMax);
+    if (c.mMin != lo + 1 || c.mMax < c.mMin) {
+      why = at + " does not follow M " + std::to_string(lo);
+      break;
+    }
+    const int hi = std::min(c.mMax, limit);
+    Bucket b;
+    b.maxM = hi;
+    if (c.gemv) {
+      if (c.gemvRows != 1 && c.gemvRows != 2 && c.gemvRows != 4) {
+        why = at + ": the GEMV kernel takes 1, 2 or 4 rows per CTA, not " + std::to_string(c.gemvRows);
+        break;
+      }
+      if (!gemvApplies(lo + 1, N, K, in, out) || !gemvApplies(hi, N, K, in, out)) {
+        why = at + ": the GEMV kernel does not serve this shape at these M";
+        break;
+      }
+      b.gemv = true;
+      b.gemvRows = c.gemvRows;
+    } else {
+      std::memcpy(&b.algo, c.algo.data(), sizeof(b.algo));
+      for (int m : {lo + 1, hi}) {
+        setCols(p.b, m);
+        setCols(p.d, m);
+        cublasLtMatmulHeuristicResult_t check{};
+        const cublasStatus_t st = cublasLtMatmulAlgoCheck(handle_, p.desc, p.a, p.b, p.d, p.d, &b.algo, &check);
+        if (st != CUBLAS_STATUS_SUCCESS) {
+          why = at + ": cuBLASLt rejects the algorithm at M " + std::to_string(m) + " (" + cublasLtGetStatusName(st) + ")";
+          break;
+        }
+        if (check.workspaceSize > workspaceBytes_) {
+          why = at + ": the algorithm needs " + std::to_string(check.workspaceSize) + " bytes of workspace, more than the " +
+                std::to_string(workspaceBytes_) + " here";
+          break;
+        }
+        b.workspace = std::max(b.workspace, check.workspaceSize);
+      }
+      if (!why.empty()) break;
+    }
+    p.buckets.push_back(b);
+    lo = hi;
+  }
+  if (why.empty() && lo < limit)
+    why = "the M ranges end at " + std::to_string(lo) + ", below the " + std::to_string(limit) + " this engine runs";
+  if (!why.empty()) {
+    destroyPlan(p);
+    return why;
+  }
+  plans_.emplace(key, p);
+  return "";
+}
+
+}  // namespace kvs::cuda

@@ -1,0 +1,97 @@
+// Shared by the CUDA engine tests: building an engine of a model folder for the GPU, loading it or its model
+// with the same profile, and running a model folder with an engine's tuned GEMMs (KVSERVE_GEMM_TUNED).
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildEngineFolder } from '../../src/build/build-engine.js';
+import type { OptimizationProfile } from '../../src/build/manifest.js';
+import { loadNative, type DTypeName, type NativeEngine, type NativeEngineOptions } from '../../src/runner/binding.js';
+import { cudaOptions } from './gpu-harness.js';
+
+export const PROFILE: OptimizationProfile = { maxNumSeqs: 16, maxNumBatchedTokens: 2048, maxModelLen: 0 };
+
+export const tempDir = (name = 'kvserve-cuda-engine-') => mkdtempSync(join(tmpdir(), name));
+
+/** kvserve build --device cuda of modelDir (the profile above) into a new temporary folder. */
+export async function buildCuda(modelDir: string, dtype: 'auto' | DTypeName = 'auto', out?: string): Promise<string> {
+  const dir = out ?? join(tempDir(), 'engine');
+  await buildEngineFolder({
+    model: modelDir,
+    modelDir,
+    revision: null,
+    out: dir,
+    device: 'cuda',
+    dtype,
+    quantization: 'none',
+    threads: 0,
+    profile: PROFILE,
+  });
+  return dir;
+}
+
+/** Native options of the profile the engines are built with; `engine` or `model` in the overrides. */
+export function profileOptions(overrides: Partial<NativeEngineOptions>): NativeEngineOptions {
+  return cudaOptions(overrides.model ?? '', {
+    numKvBlocks: 512,
+    maxNumSeqs: PROFILE.maxNumSeqs,
+    maxNumBatchedTokens: PROFILE.maxNumBatchedTokens,
+    ...overrides,
+  });
+}
+
+/** Loads, timed; with `tunedFrom`, a model folder takes that engine's GEMM algorithms instead of timing its own. */
+export async function timedLoad(
+  o: Partial<NativeEngineOptions>,
+  tunedFrom?: string,
+): Promise<{ engine: NativeEngine; ms: number }> {
+  if (tunedFrom) process.env.KVSERVE_GEMM_TUNED = tunedFrom;
+  const t0 = performance.now();
+  try {
+    const engine = await loadNative().loadEngine(profileOptions(o));
+    return { engine, ms: performance.now() - t0 };
+  } finally {
+    delete process.env.KVSERVE_GEMM_TUNED;
+  }
+}
+
+/** The rows' bytes, concatenated (bitwise comparisons of logits and logprobs). */
+export function bytes(rows: Float32Array[]): Buffer {
+  return Buffer.concat(rows.map((r) => Buffer.from(r.buffer, r.byteOffset, r.byteLength)));
+}
+
+/** The load's error message (the load must fail), checked to be one line. */
+export async function loadError(o: Partial<NativeEngineOptions>): Promise<string> {
+  const e = await loadNative()
+    .loadEngine(profileOptions(o))
+    .then(
+      (engine) => {
+        engine.dispose();
+        return undefined;
+      },
+      (err: Error) => err,
+    );
+  if (!e) throw new Error(`the load of ${o.engine ?? o.model} succeeded`);
+  if (e.message.includes('\n')) throw new Error(`not one line: ${e.message}`);
+  return e.message;
+}
+
+/** name → dtype, shape and bytes of every tensor of the safetensors files in `dir`, read by hand. */
+export function readTensors(dir: string): Map<string, { dtype: string; shape: number[]; bytes: Buffer }> {
+  const out = new Map<string, { dtype: string; shape: number[]; bytes: Buffer }>();
+  for (const f of readdirSync(dir).filter((n) => n.endsWith('.safetensors'))) {
+    const buf = readFileSync(join(dir, f));
+    const n = Number(buf.readBigUInt64LE(0));
+    const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8')) as Record<
+      string,
+      { dtype: string; shape: number[]; data_offsets: [number, number] }
+    >;
+    for (const [name, e] of Object.entries(header))
+      if (name !== '__metadata__')
+        out.set(name, {
+          dtype: e.dtype,
+          shape: e.shape,
+          bytes: buf.subarray(8 + n + e.data_offsets[0], 8 + n + e.data_offsets[1]),
+        });
+  }
+  return out;
+}
