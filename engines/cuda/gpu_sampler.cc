@@ -84,6 +84,11 @@ void GpuSampler::sample(const SamplingBatch& s, int R, const void* logits, DType
     oBt = put<int32_t>(w, s.biasTokens, s.biasStart[R], 0);
     oBv = put<float>(w, s.biasValues, s.biasStart[R], 0.f);
   }
+  size_t oMr = 0, oMk = 0;
+  if (s.maskRow) {  // only the rows that have a mask send one: M rows of ceil(V / 32) words
+    oMr = put<int32_t>(w, s.maskRow, R, -1);
+    oMk = put<uint32_t>(w, s.masks, static_cast<size_t>(s.maskWords), 0u);
+  }
   const size_t bytes = w.size() * 4;
   hostParams_.resize(bytes);
   params_.resize(bytes);
@@ -103,7 +108,7 @@ void GpuSampler::sample(const SamplingBatch& s, int R, const void* logits, DType
   p.vocab = V;
   p.raw = raw_.get<float>();
   p.work = work_.get<float>();
-  p.rowMax = rowStats_.get<float>();
+  p.rawLse = rowStats_.get<float>();
   p.rowLse = rowStats_.get<float>() + maxRows_;
   p.counts = counts_.get<int32_t>();
   p.temperature = reinterpret_cast<const float*>(P + oTemp);
@@ -125,6 +130,10 @@ void GpuSampler::sample(const SamplingBatch& s, int R, const void* logits, DType
     p.biasStart = reinterpret_cast<const int32_t*>(P + oBs);
     p.biasTokens = reinterpret_cast<const int32_t*>(P + oBt);
     p.biasValues = reinterpret_cast<const float*>(P + oBv);
+  }
+  if (s.maskRow) {
+    p.maskRow = reinterpret_cast<const int32_t*>(P + oMr);
+    p.masks = P + oMk;
   }
   p.sortedKeys = sortedKeys_.get<float>();
   p.sortedIds = sortedIds_.get<int32_t>();

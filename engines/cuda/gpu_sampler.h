@@ -1,4 +1,5 @@
-// Sampling on the GPU for the CUDA backend: uploads one step's sampling parameters in a single copy, runs
+// Sampling on the GPU for the CUDA backend: uploads one step's sampling parameters (allowed-token masks
+// included) in a single copy, runs
 // kernels/sampling.cu's three stages on the lm_head output, and brings back only the sampled ids and the
 // requested logprobs (and the raw logits when a test asks). Same semantics as engines/sampler.h.
 #pragma once
