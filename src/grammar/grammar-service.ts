@@ -98,7 +98,7 @@ export class GrammarService {
   private async compileNow(spec: GrammarSpec): Promise<CompiledGrammar> {
     const t0 = performance.now();
     try {
-      return await compileSpec(this.compiler, spec);
+      return await compileSpec(this.instance.xg, this.compiler, spec);
     } catch (e) {
       // The probe parsed it: a failure here is xgrammar's compile step itself, reported the same way.
       throw new GrammarError(this.instance.takeError() ?? (e instanceof Error ? e.message : String(e)));

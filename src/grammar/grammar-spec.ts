@@ -10,8 +10,10 @@ export type GrammarSpec =
   | { kind: 'regex'; pattern: string }
   /** EBNF (xgrammar's dialect, GBNF-like), from the rule `root`. */
   | { kind: 'ebnf'; grammar: string }
-  /** An xgrammar structural tag (its JSON), e.g. tool calls between begin and end tags. */
-  | { kind: 'structural_tag'; tag: string };
+  /** An xgrammar structural tag (its JSON). */
+  | { kind: 'structural_tag'; tag: string }
+  /** Tool calls: begin, a compact JSON value of the schema, end; with a separator, one or more such calls. */
+  | { kind: 'tool_calls'; schema: string; begin: string; end: string; separator?: string };
 
 /** The cache key: two specs with the same key compile to the same grammar (the tokenizer is the compiler's). */
 export const specKey = (s: GrammarSpec): string => JSON.stringify(s);
@@ -20,6 +22,18 @@ export const specKey = (s: GrammarSpec): string => JSON.stringify(s);
  *  (xgrammar can allow any whitespace, as vLLM does by default; a small model then often fills its budget with
  *  newlines and never closes the object.) Arguments after the schema: anyWhitespace, indent (-1 = one line). */
 const jsonArgs = [false, -1] as const;
+
+/** The structural tag of tool calls. A tag's json_schema content would allow any whitespace, so the call is
+ *  the compact JSON grammar of its schema (xgrammar's own conversion) as the tag's grammar content. */
+async function toolCallsTag(xg: XGrammar, s: Extract<GrammarSpec, { kind: 'tool_calls' }>): Promise<string> {
+  const call = await xg.Testings._jsonSchemaToEBNF(s.schema, ...jsonArgs);
+  const tag = { type: 'tag', begin: s.begin, content: { type: 'grammar', grammar: call }, end: s.end };
+  const format =
+    s.separator === undefined
+      ? tag
+      : { type: 'tags_with_separator', tags: [tag], separator: s.separator, at_least_one: true };
+  return JSON.stringify({ type: 'structural_tag', format });
+}
 
 /** Parses the spec into a Grammar and frees it: throws (xgrammar aborts the call) when it is invalid. */
 export async function parseSpec(xg: XGrammar, s: GrammarSpec): Promise<void> {
@@ -30,16 +44,16 @@ export async function parseSpec(xg: XGrammar, s: GrammarSpec): Promise<void> {
         ? await xg.Grammar.fromStructuralTag({ type: 'regex', pattern: s.pattern })
         : s.kind === 'ebnf'
           ? await xg.Grammar.fromEBNF(s.grammar)
-          : await xg.Grammar.fromStructuralTag(s.tag);
+          : await xg.Grammar.fromStructuralTag(s.kind === 'tool_calls' ? await toolCallsTag(xg, s) : s.tag);
   g.dispose();
 }
 
-/** Compiles the spec for the compiler's vocabulary. */
-export function compileSpec(c: GrammarCompiler, s: GrammarSpec): Promise<CompiledGrammar> {
+/** Compiles the spec for the compiler's vocabulary (`xg` is the compiler's instance). */
+export async function compileSpec(xg: XGrammar, c: GrammarCompiler, s: GrammarSpec): Promise<CompiledGrammar> {
   if (s.kind === 'json_schema') return c.compileJSONSchema(s.schema, ...jsonArgs);
   if (s.kind === 'regex') return c.compileStructuralTag({ type: 'regex', pattern: s.pattern });
   if (s.kind === 'ebnf') return c.compileGrammar(s.grammar);
-  return c.compileStructuralTag(s.tag);
+  return c.compileStructuralTag(s.kind === 'tool_calls' ? await toolCallsTag(xg, s) : s.tag);
 }
 
 /** An EBNF string literal of `text` (xgrammar reads C-style escapes, which JSON's are). */

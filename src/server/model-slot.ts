@@ -20,6 +20,8 @@ export interface LoadedModel {
   vocabSize: number;
   /** The engine's --max-num-seqs: the most sequences (prompts × n) one request may ask for. */
   maxNumSeqs: number;
+  /** --tool-call-parser: the format of tool calls; absent = auto (from the chat template). */
+  toolCallParser?: 'auto' | 'hermes' | 'llama3_json' | 'mistral';
 }
 
 export class ModelSlot {

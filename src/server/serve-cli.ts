@@ -162,6 +162,7 @@ export async function startServe(
       maxModelLen: info.maxModelLen,
       vocabSize: info.vocabSize,
       maxNumSeqs: config.maxNumSeqs,
+      toolCallParser: config.toolCallParser,
     });
     log.info(
       {

@@ -180,11 +180,11 @@ export async function attachConstraints(choices: ChoiceSpec[], pending: PendingG
   for (const c of choices) c.constraint = await service.constraint(compiled);
 }
 
-const describe = (s: GrammarSpec) =>
-  s.kind === 'json_schema'
-    ? 'JSON schema'
-    : s.kind === 'regex'
-      ? 'regex'
-      : s.kind === 'ebnf'
-        ? 'grammar'
-        : 'structural tag';
+const DESCRIPTIONS: Record<GrammarSpec['kind'], string> = {
+  json_schema: 'JSON schema',
+  regex: 'regex',
+  ebnf: 'grammar',
+  structural_tag: 'structural tag',
+  tool_calls: 'tool parameters schema',
+};
+const describe = (s: GrammarSpec) => DESCRIPTIONS[s.kind];
