@@ -104,7 +104,7 @@ describe('EngineLoop with grammars', () => {
     const outs = await constrained;
     const toks = tokensOf(outs);
     expect(toks).toHaveLength(script.length);
-    toks.forEach((t, i) => expect(script[i]).toContain(t));
+    for (const [i, t] of toks.entries()) expect(script[i]).toContain(t);
     expect(outs.at(-1)).toMatchObject({ finished: true, finishReason: 'stop' });
     expect(outs.at(-1)!.stopTokenId).toBeUndefined(); // ended by the grammar, no EOS sampled
     const frees = await Promise.all(free);
@@ -163,7 +163,7 @@ describe('EngineLoop with grammars', () => {
       loop.submit({ id: 'e', promptTokenIds: prompt(3), sampling: greedy(20, { ignoreEos: false }), constraint: g }),
     );
     const toks = tokensOf(outs);
-    toks.forEach((t, i) => expect([EOS, 50 + i]).toContain(t));
+    for (const [i, t] of toks.entries()) expect([EOS, 50 + i]).toContain(t);
     expect(outs.at(-1)!.finishReason).toBe('stop');
     expect(g.disposed).toBe(1);
   });
