@@ -31,6 +31,7 @@ export class ToolCallParser {
   private callStart = 0;
   private sentArgs = 0; // characters of the current call's arguments sent so far
   private done = 0; // calls whose object has closed
+  private markerAt = -1; // where the begin marker that no call has followed yet starts
 
   constructor(
     private readonly format: ToolFormat,
@@ -94,6 +95,7 @@ export class ToolCallParser {
         const at = b.indexOf(f.begin!, this.pos);
         if (at >= 0) {
           this.content(out, at);
+          this.markerAt = at;
           this.pos = at + f.begin!.length;
           this.mode = 'between';
           return true;
@@ -109,10 +111,18 @@ export class ToolCallParser {
           this.mode = 'call';
           this.callStart = this.pos;
           this.sentArgs = 0;
+          this.markerAt = -1;
         } else if (b[this.pos] === ']') {
           this.pos++; // mistral's list is closed: what follows is content
           this.mode = 'plain';
         } else {
+          // No call after all: a begin marker that no call followed is content, like what follows it.
+          if (this.markerAt >= 0) {
+            const end = this.pos;
+            this.pos = this.markerAt;
+            this.content(out, end);
+            this.markerAt = -1;
+          }
           this.mode = f.begin === undefined ? 'plain' : 'text';
         }
         return true;
