@@ -34,13 +34,23 @@ const person = {
 };
 const validPerson = ajv.compile(person);
 
-async function raw(path: string, body: unknown): Promise<{ status: number; json: any }> {
+/** The parts of an answer (or an error envelope) these tests read. */
+interface Answer {
+  choices: Array<{
+    text: string;
+    finish_reason: string;
+    logprobs: { content: Array<{ top_logprobs: Array<{ token: string; logprob: number; bytes: number[] }> }> };
+  }>;
+  error: { type: string; param: string; message: string };
+}
+
+async function raw(path: string, body: unknown): Promise<{ status: number; json: Answer }> {
   const r = await fetch(`${server.url}${path}`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify(body),
   });
-  return { status: r.status, json: await r.json() };
+  return { status: r.status, json: (await r.json()) as Answer };
 }
 
 describe('response_format json_schema', () => {
@@ -184,12 +194,12 @@ describe("vLLM's structured_outputs and guided_*", () => {
       max_tokens: 5,
       temperature: 0,
     });
-    const first = r.json.choices[0].logprobs.content[0];
-    const allowed = first.top_logprobs.filter((t: { logprob: number }) => t.logprob > -9999);
+    const first = r.json.choices[0]!.logprobs.content[0]!;
+    const allowed = first.top_logprobs.filter((t) => t.logprob > -9999);
     expect(allowed.length).toBeGreaterThan(0);
     // By bytes: a byte-fallback token's text is not printable alone.
     for (const t of allowed) expect(['y', 'n', 'ye', 'yes', 'no']).toContain(Buffer.from(t.bytes).toString());
-    const mass = allowed.reduce((a: number, t: { logprob: number }) => a + Math.exp(t.logprob), 0);
+    const mass = allowed.reduce((a, t) => a + Math.exp(t.logprob), 0);
     expect(mass).toBeCloseTo(1, 3); // the mask's tokens carry all the probability
   });
 });
