@@ -5,6 +5,7 @@
 //     the real CPU engine, N greedy unconstrained requests alone, beside K more unconstrained ones (the same
 //     batch size), and beside K constrained ones: the last two differ only by the grammar work.
 //   npx tsx test/perf/structured-outputs.ts [--unconstrained 16] [--constrained 2] [--tokens 128] [--repeat 5]
+//                                          [--vocab 128256]   (also: xgrammar over a synthetic vocabulary that large)
 // Each throughput cell is the median of --repeat runs, the cases taking turns (this machine's cores are
 // shared with other work).
 import { parseArgs } from 'node:util';
@@ -12,7 +13,8 @@ import { finishEngineConfig, serverDefaults } from '../../src/config.js';
 import { createEngine } from '../../src/engine/engine.js';
 import type { EngineRequest, SamplingParams } from '../../src/engine/types.js';
 import { GrammarService } from '../../src/grammar/grammar-service.js';
-import type { GrammarSpec } from '../../src/grammar/grammar-spec.js';
+import { compileSpec, type GrammarSpec } from '../../src/grammar/grammar-spec.js';
+import { loadXGrammar } from '../../src/grammar/xgrammar-module.js';
 import { TextTokenizer } from '../../src/tokenizer/tokenizer.js';
 import { storiesDir } from '../native/harness.js';
 
@@ -22,6 +24,7 @@ const { values: args } = parseArgs({
     constrained: { type: 'string', default: '2' },
     tokens: { type: 'string', default: '128' },
     repeat: { type: 'string', default: '5' },
+    vocab: { type: 'string', default: '0' },
   },
 });
 const numFree = Number(args.unconstrained);
@@ -70,9 +73,9 @@ for (const [name, spec] of specs) {
       for (let t = 0; t < 512; t++) if ((mask[t >> 5]! >>> (t & 31)) & 1) allowed.push(t);
       const nonStop = allowed.filter((t) => !tokenizer.eosTokenIds.includes(t));
       if (nonStop.length === 0 || (nonStop.length < allowed.length && step > 30)) break;
-      rng = (rng * 1103515245 + 12345) >>> 0;
+      rng = (Math.imul(rng, 1103515245) + 12345) >>> 0;
       const t1 = performance.now();
-      c.accept(nonStop[rng % nonStop.length]!);
+      c.accept(nonStop[(rng >>> 16) % nonStop.length]!);
       acceptUs.push((performance.now() - t1) * 1000);
     }
     c.dispose();
@@ -80,6 +83,59 @@ for (const [name, spec] of specs) {
   console.log(
     `| ${name} | ${compileMs.toFixed(1)} | ${maskUs.length} | ${median(maskUs).toFixed(1)} / ${p90(maskUs).toFixed(1)} | ${median(acceptUs).toFixed(1)} |`,
   );
+}
+
+// 1b. The same over a synthetic vocabulary of real-vocabulary size (--vocab N): every byte, then N - 256 random
+// pieces of 2 to 8 characters drawn from letters, digits, space and JSON punctuation, a raw vocabulary shaped
+// like a byte-level BPE's. Only the order of magnitude carries over to a real tokenizer.
+if (Number(args.vocab) > 0) {
+  const n = Number(args.vocab);
+  const alphabet = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789      {}[]":,.-_\n';
+  let r = 7;
+  const rand = (k: number) => {
+    r = (Math.imul(r, 1103515245) + 12345) >>> 0;
+    return (r >>> 16) % k;
+  };
+  const seen = new Set<string>();
+  const vocab: string[] = [];
+  for (let b = 0; b < 256; b++) vocab.push(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`);
+  while (vocab.length < n) {
+    let piece = '';
+    for (let k = 2 + rand(7); k > 0; k--) piece += alphabet[rand(alphabet.length)];
+    if (!seen.has(piece)) {
+      seen.add(piece);
+      vocab.push(piece);
+    }
+  }
+  vocab[0] = '</s>';
+  const xgi = loadXGrammar();
+  const info = await xgi.xg.TokenizerInfo.createTokenizerInfo(vocab, 'byte_fallback', false, n, [0]);
+  const compiler = await xgi.xg.GrammarCompiler.createGrammarCompiler(info, false);
+  console.log(`\n## xgrammar per constrained sequence, synthetic vocabulary (${n} tokens)\n`);
+  console.log('| grammar | compile, ms | steps | mask per step, µs (median / p90) |');
+  console.log('|---|---|---|---|');
+  for (const [name, spec] of specs) {
+    const t0 = performance.now();
+    const compiled = await compileSpec(xgi.xg, compiler, spec);
+    const compileMs = performance.now() - t0;
+    const maskUs: number[] = [];
+    for (let run = 0; run < 5; run++) {
+      const m = await xgi.xg.GrammarMatcher.createGrammarMatcher(compiled);
+      for (let step = 0; step < 100; step++) {
+        const t1 = performance.now();
+        const mask = await m.getNextTokenBitmask();
+        maskUs.push((performance.now() - t1) * 1000);
+        const allowed: number[] = [];
+        for (let t = 1; t < n; t++) if ((mask[t >> 5]! >>> (t & 31)) & 1) allowed.push(t);
+        if (allowed.length === 0 || m.isTerminated()) break;
+        m.acceptToken(allowed[rand(allowed.length)]!);
+      }
+      m.dispose();
+    }
+    console.log(
+      `| ${name} | ${compileMs.toFixed(0)} | ${maskUs.length} | ${median(maskUs).toFixed(0)} / ${p90(maskUs).toFixed(0)} |`,
+    );
+  }
 }
 
 // 2. The engine loop on the real CPU engine.
