@@ -48,11 +48,14 @@ export const chatCompletionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContex
       logprobs: body.logprobs ? (body.top_logprobs ?? 0) : null,
       vocabSize: model.vocabSize,
     });
-    const tools = new ChatTools(model, toolRequest(body.tools, body.tool_choice, body.parallel_tool_calls));
     const structured = structuredSpec(body);
-    const callGrammar = tools.grammar();
-    if (structured && callGrammar)
+    let toolReq = toolRequest(body.tools, body.tool_choice, body.parallel_tool_calls);
+    if (structured && toolReq && toolReq.choice !== 'auto')
       throw invalid(`${structured.param} cannot be combined with a tool_choice that forces a call`, structured.param);
+    // With an output format and tool_choice auto, the format decides the reply: it can hold no call.
+    if (structured) toolReq = undefined;
+    const tools = new ChatTools(model, toolReq);
+    const callGrammar = tools.grammar();
     if (tools.keepsSpecialTokens) settings.text.skipSpecialTokens = false;
     // Compiling starts now and overlaps rendering and tokenizing the prompt.
     const grammar = structured
