@@ -113,7 +113,18 @@ void checkSampling(const StepBatch& b, const BatchLimits& lim, Faults& faults) {
     if (!std::isfinite(s.frequencyPenalty[r])) bad("frequency_penalty", s.frequencyPenalty[r], "the finite numbers");
     if (s.numLogprobs[r] < -1 || s.numLogprobs[r] > lim.vocabSize)
       faults.add(seq, "logprobs = " + num(s.numLogprobs[r]) + " is outside [0, " + num(lim.vocabSize) + "]");
+    if (s.maskRow && s.maskRow[r] >= int64_t(s.maskWords / ((lim.vocabSize + 31) / 32)))
+      faults.add(seq, "maskRow", r, "= " + num(s.maskRow[r]) + " is beyond the masks sent");
   }
+}
+
+// Masks are whole rows of ceil(vocab / 32) words; a batch whose mask array is not is broken as a whole.
+void checkMasks(const StepBatch& b, const BatchLimits& lim) {
+  const SamplingBatch& s = b.sampling;
+  if (!s.maskRow) return;
+  const int64_t words = (lim.vocabSize + 31) / 32;
+  if (s.maskWords % words != 0)
+    throw BatchError("invalid batch: masks has " + num(s.maskWords) + " words, not a multiple of ceil(vocab / 32) = " + num(words), {});
 }
 
 }  // namespace
@@ -123,6 +134,7 @@ void checkStepBatch(const StepBatch& b, const BatchLimits& lim) {
   for (int c = 0; c < 2 * b.numBlockCopies; ++c)
     if (b.blockCopies[c] < 0 || b.blockCopies[c] >= lim.numBlocks)
       failWhole("blockCopies", c, "= " + num(b.blockCopies[c]) + " is not a block id");
+  checkMasks(b, lim);
   Faults faults(b.numSeqs);
   checkSequences(b, lim, faults);
   checkSampling(b, lim, faults);

@@ -48,6 +48,18 @@ void applyBias(const SamplingBatch& s, int r, int vocab, SamplerScratch& sc) {
   }
 }
 
+// The row's allowed-token bitmask (step.h): every id whose bit is clear becomes -inf. Returns whether the row
+// has one.
+bool applyMask(const SamplingBatch& s, int r, int vocab, SamplerScratch& sc) {
+  if (!s.maskRow || s.maskRow[r] < 0) return false;
+  const uint32_t* m = s.masks + int64_t(s.maskRow[r]) * ((vocab + 31) / 32);
+  float* l = sc.logits.data();
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  for (int i = 0; i < vocab; ++i)
+    if (!((m[i >> 5] >> (i & 31)) & 1u)) l[i] = kNegInf;
+  return true;
+}
+
 void applyPenalties(const SamplingBatch& s, int r, int vocab, SamplerScratch& sc) {
   float* l = sc.logits.data();
   if (!s.historyStart) return;
@@ -194,10 +206,11 @@ void sampleRow(const SamplingBatch& s, int r, const float* raw, int vocab, Sampl
     return;
   }
   const bool wantLogprobs = s.numLogprobs && s.numLogprobs[r] >= 0;
-  // Logprobs are those of the biased logits, as OpenAI and vLLM report them (a banned token reads -inf),
-  // before penalties and temperature. The copy is kept: the later stages rewrite sc.logits in place.
-  const bool biased = s.biasStart && s.biasStart[r + 1] > s.biasStart[r];
+  // Logprobs are those of the biased and masked logits, as OpenAI and vLLM report them (a banned token reads
+  // -inf), before penalties and temperature. The copy is kept: the later stages rewrite sc.logits in place.
+  bool biased = s.biasStart && s.biasStart[r + 1] > s.biasStart[r];
   applyBias(s, r, vocab, sc);
+  biased |= applyMask(s, r, vocab, sc);
   const float* lp = raw;
   double lse = 0;
   if (wantLogprobs) {

@@ -1,7 +1,8 @@
 // Host-side sampling of one step's logits, shared by every backend that samples on the CPU.
 // Per row, in this order (see step.h for the fields):
-//   raw logits → logit bias → logprobs (log_softmax of the biased logits: the sampled token's, and the
-//   top-k; as OpenAI and vLLM report them, so a banned token reads -inf) → repetition penalty (HF: positive / p, negative * p, over prompt+output tokens)
+//   raw logits → logit bias → allowed-token mask (-inf outside it) → logprobs (log_softmax of the biased,
+//   masked logits: the sampled token's, and the top-k; as OpenAI and vLLM report them, so a banned token
+//   reads -inf) → repetition penalty (HF: positive / p, negative * p, over prompt+output tokens)
 //   → frequency/presence penalties (OpenAI: -= freq*count + presence*[count>0], over output tokens)
 //   → greedy argmax when temperature <= 1e-5 (ties to the lower id)
 //   → else / temperature → top-k → top-p → min-p → one uniform draw u = uniform01(seed, seedStep).

@@ -30,6 +30,13 @@ struct SamplingBatch {
   const int32_t* biasStart = nullptr;        // [R+1]
   const int32_t* biasTokens = nullptr;
   const float* biasValues = nullptr;
+  // Allowed-token bitmasks (structured outputs' grammar, allowed_token_ids): row r may sample token t only
+  // when bit (t & 31) of masks[maskRow[r] * W + (t >> 5)] is set, W = ceil(vocab / 32); maskRow[r] < 0 = no
+  // mask. Masked ids become -inf together with the logit bias, so logprobs see a mask as they see the bias.
+  // Only rows that have a mask send one. Null when no row has any.
+  const int32_t* maskRow = nullptr;          // [R]
+  const uint32_t* masks = nullptr;           // [M, W]
+  int64_t maskWords = 0;                     // M * W
 };
 
 struct StepBatch {

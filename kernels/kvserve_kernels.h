@@ -166,25 +166,24 @@ typedef struct {
 cudaError_t kvsk_fill(const kvsk_fill_params* p, cudaStream_t stream);
 
 /* Sampling, in three launches (see sampling.cu for the algorithm and its RNG).
- * 1. kvsk_sample_prepare: raw logits -> float32 `raw`, per-row max and log-sum-exp (for logprobs),
- *    `work` = raw + bias, repetition penalty (HF), frequency/presence (OpenAI); greedy rows get their
- *    argmax in tokens[r] (ties to the lower id); other rows get work /= temperature.
+ * 1. kvsk_sample_prepare: raw logits -> float32 `raw` and its log-sum-exp (the row-fault check);
+ *    `work` = raw + bias, -inf outside the row's allowed-token mask; the log-sum-exp of that and the top-K
+ *    logprobs from it (as the CPU sampler: logprobs see the bias and the mask); then repetition penalty (HF),
+ *    frequency/presence (OpenAI); greedy rows get their argmax in tokens[r] (ties to the lower id); other
+ *    rows get work /= temperature.
  * 2. kvsk_sample_sort: the rows that need ranking (non-greedy with top-k or top-p) sorted descending
  *    (stable: ties keep the lower id first) into sortedKeys/sortedIds.
  * 3. kvsk_sample_finish: non-greedy rows draw after top-k, top-p, min-p with u = uniform(seed, seedStep)
  *    (unranked rows walk their candidates in id order, as the CPU sampler does); then every row's sampled
- *    logprob and top-K logprobs of the raw logits, or of raw + bias for a row with a logit bias (as the
- *    CPU sampler, OpenAI and vLLM; before penalties and temperature). */
+ *    logprob (of raw + bias, masked). */
 typedef struct {
   const void* logits;       /* [R, V] in dtype (lm_head output) */
   kvsk_dtype dtype;
   int rows, vocab;
   float* raw;               /* [R, V] raw logits as float32 (what returnLogits returns) */
   float* work;              /* [R, V] processed logits */
-  float* rowRawLse;         /* [R] log-sum-exp of raw: max + log(sum(exp(raw - max))); not finite: a broken row */
-  float* rowLse;            /* [R] log-sum-exp of the row's logprob source (raw, or raw + bias) */
-  float* biased;            /* [R, V] scratch: raw + logit bias, the logprob source of rows that have a bias
-                             * and ask for logprobs (OpenAI and vLLM report logprobs after logit_bias) */
+  float* rawLse;            /* [R] log-sum-exp of raw; not finite: the row's logits broke down (a row fault) */
+  float* rowLse;            /* [R] log-sum-exp of raw + bias, masked: max + log(sum(exp(x - max))) */
   int32_t* counts;          /* [R, V] scratch, must be all zero between calls (it is left zero) */
   const float* temperature; const float* topP; const int32_t* topK; const float* minP;
   const float* presencePenalty; const float* frequencyPenalty; const float* repetitionPenalty;
@@ -195,6 +194,8 @@ typedef struct {
   const int32_t* biasStart;          /* [R+1] or NULL */
   const int32_t* biasTokens;
   const float* biasValues;
+  const int32_t* maskRow;            /* [R] or NULL: row r's mask in `masks`, < 0 = none */
+  const uint32_t* masks;             /* [M, ceil(V / 32)]: bit (t & 31) of word t >> 5 set = t allowed */
   /* sort */
   float* sortedKeys;        /* [R, V] scratch; after kvsk_sample_sort: the sorted keys (may point at work) */
   int32_t* sortedIds;       /* [R, V] scratch; after kvsk_sample_sort: the ids (may point at idsScratch) */
@@ -206,7 +207,7 @@ typedef struct {
   void* sortTemp; size_t sortTempBytes;
   /* outputs */
   int32_t* tokens;          /* [R] */
-  float* logprobs;          /* [R] log-softmax of the logprob source at tokens[r], NaN when numLogprobs[r] < 0 */
+  float* logprobs;          /* [R] log-softmax of raw + bias (masked) at tokens[r], NaN when numLogprobs[r] < 0 */
   int topLogprobs;          /* K */
   int32_t* topIds;          /* [R, K], -1 padded */
   float* topValues;         /* [R, K] */

@@ -1,8 +1,8 @@
 // Sampling on the GPU, one CTA of 1024 threads per sampled row (see kvserve_kernels.h for the stages).
 //
-// Semantics (the same as the CPU sampler): logprobs are log_softmax of the raw logits plus the logit bias (the
-// request's logit_bias and the server's token masks), before penalties and temperature. The sampled logits are
-// raw + logit bias -> repetition penalty (HF: x < 0 ? x * p : x / p, once per distinct prompt/output token)
+// Semantics (the same as the CPU sampler): logprobs are log_softmax of raw + logit bias with -inf outside the
+// row's allowed-token mask (a banned token reads -inf, as OpenAI reports it). The sampled logits are
+// raw + logit bias, masked -> repetition penalty (HF: x < 0 ? x * p : x / p, once per distinct prompt/output token)
 // -> frequency/presence (OpenAI: x -= f * count + p * (count > 0), output tokens only). temperature <= 1e-5:
 // argmax, ties to the lower id. Otherwise x / T, sorted descending (ties: lower id first), then
 //   top-k:  keep the first k;                              q_j = exp(x_j - x_0) over the kept ones
@@ -94,6 +94,31 @@ __device__ double blockSumD(double v, double* scratch /* [32] */) {
   return v;
 }
 
+// Row r's top-K logprobs of the values x (the biased, masked logits): K passes of a block-wide arg-best, each
+// excluding what the previous passes took (ties to the lower id). Rows asking fewer than K are padded.
+__device__ void topLogprobs(const kvsk_sample_params& p, int r, const float* x, double lse, float* sf, int* si) {
+  const int V = p.vocab, tid = threadIdx.x, want = p.numLogprobs[r];
+  float pv = INFINITY;
+  int pi = -1;
+  for (int k = 0; k < p.topLogprobs; ++k) {
+    if (k >= want) {
+      if (tid == 0) { p.topIds[r * p.topLogprobs + k] = -1; p.topValues[r * p.topLogprobs + k] = NAN; }
+      continue;
+    }
+    float bv = -INFINITY;
+    int bi = -1;
+    for (int i = tid; i < V; i += blockDim.x) {
+      const float v = x[i];
+      if (better(pv, pi, v, i) && better(v, i, bv, bi)) { bv = v; bi = i; }
+    }
+    blockArgBest(bv, bi, sf, si);
+    if (tid == 0) { p.topIds[r * p.topLogprobs + k] = bi; p.topValues[r * p.topLogprobs + k] = (float)((double)bv - lse); }
+    pv = bv;
+    pi = bi;
+    __syncthreads();
+  }
+}
+
 __global__ void __launch_bounds__(kSampleThreads) prepareKernel(kvsk_sample_params p) {
   __shared__ float sf[32];
   __shared__ double sd[32];
@@ -114,34 +139,42 @@ __global__ void __launch_bounds__(kSampleThreads) prepareKernel(kvsk_sample_para
     work[i] = x;
     mx = fmaxf(mx, x);
   }
-  mx = blockMax(mx, sf);
+  const float rawMax = blockMax(mx, sf);
   double se = 0.0;
-  for (int i = threadIdx.x; i < V; i += blockDim.x) se += exp((double)raw[i] - (double)mx);
+  for (int i = threadIdx.x; i < V; i += blockDim.x) se += exp((double)raw[i] - (double)rawMax);
   se = blockSumD(se, sd);
-  if (threadIdx.x == 0) { p.rowRawLse[r] = p.rowLse[r] = (float)((double)mx + log(se)); }
+  if (threadIdx.x == 0) p.rawLse[r] = (float)((double)rawMax + log(se));
   __syncthreads();
 
-  if (p.biasStart && p.biasStart[r + 1] > p.biasStart[r]) {
+  const bool biased = p.biasStart && p.biasStart[r + 1] > p.biasStart[r];
+  if (biased) {
     for (int j = p.biasStart[r] + threadIdx.x; j < p.biasStart[r + 1]; j += blockDim.x) {
       const int tok = p.biasTokens[j];
       if (tok >= 0 && tok < V) atomicAdd(&work[tok], p.biasValues[j]);
     }
     __syncthreads();
-    if (p.numLogprobs[r] >= 0) {  // this row's logprobs are those of raw + bias: keep that row and its lse
-      float* b = p.biased + (int64_t)r * V;
-      float bm = -INFINITY;
-      for (int i = threadIdx.x; i < V; i += blockDim.x) {
-        b[i] = work[i];
-        bm = fmaxf(bm, work[i]);
-      }
-      bm = blockMax(bm, sf);
-      double bs = 0.0;
-      for (int i = threadIdx.x; i < V; i += blockDim.x) bs += exp((double)work[i] - (double)bm);
-      bs = blockSumD(bs, sd);
-      if (threadIdx.x == 0) p.rowLse[r] = (float)((double)bm + log(bs));
-      __syncthreads();
-    }
   }
+  const uint32_t* mask = p.maskRow && p.maskRow[r] >= 0 ? p.masks + (int64_t)p.maskRow[r] * ((V + 31) / 32) : nullptr;
+  if (mask) {
+    for (int i = threadIdx.x; i < V; i += blockDim.x)
+      if (!((mask[i >> 5] >> (i & 31)) & 1u)) work[i] = -INFINITY;
+    __syncthreads();
+  }
+  // Logprobs come from the biased, masked logits (work as it is now, before penalties and temperature); the
+  // log-sum-exp is rounded to float as it is stored.
+  double lse = (double)(float)((double)rawMax + log(se));
+  if (biased || mask) {
+    float bm = -INFINITY;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) bm = fmaxf(bm, work[i]);
+    bm = blockMax(bm, sf);
+    double be = 0.0;
+    if (bm > -INFINITY)
+      for (int i = threadIdx.x; i < V; i += blockDim.x) be += exp((double)work[i] - (double)bm);
+    be = blockSumD(be, sd);
+    lse = (double)(float)((double)bm + log(be));
+  }
+  if (threadIdx.x == 0) p.rowLse[r] = (float)lse;
+  topLogprobs(p, r, work, lse, sf, si);
   if (p.historyStart) {
     const int h0 = p.historyStart[r], h1 = p.historyStart[r + 1], ho = h0 + p.historyOutputStart[r];
     const float rep = p.repetitionPenalty[r];
@@ -275,32 +308,21 @@ __global__ void __launch_bounds__(kSampleThreads) finishKernel(kvsk_sample_param
     __syncthreads();
   }
 
-  const int want = p.numLogprobs[r];
-  const double base = p.rowLse[r];  // log-sum-exp of the logprob source
-  const bool biased = want >= 0 && p.biasStart && p.biasStart[r + 1] > p.biasStart[r];
-  const float* raw = (biased ? p.biased : p.raw) + (int64_t)r * V;
-  if (tid == 0) p.logprobs[r] = want >= 0 ? (float)((double)raw[p.tokens[r]] - base) : NAN;
-  float pv = INFINITY;
-  int pi = -1;
-  for (int k = 0; k < p.topLogprobs; ++k) {
-    if (k >= want) {
-      if (tid == 0) { p.topIds[r * p.topLogprobs + k] = -1; p.topValues[r * p.topLogprobs + k] = NAN; }
-      continue;
-    }
-    float bv = -INFINITY;
-    int bi = -1;
-    for (int i = tid; i < V; i += blockDim.x) {
-      const float v = raw[i];
-      if (better(pv, pi, v, i) && better(v, i, bv, bi)) { bv = v; bi = i; }
-    }
-    blockArgBest(bv, bi, sf, si);
-    if (tid == 0) { p.topIds[r * p.topLogprobs + k] = bi; p.topValues[r * p.topLogprobs + k] = (float)((double)bv - base); }
-    pv = bv;
-    pi = bi;
+  // The sampled token's logprob: its biased value rebuilt as prepareKernel made it (raw, plus each of its bias
+  // entries in order, -inf outside the mask), against the log-sum-exp of the biased, masked row.
+  if (tid == 0) {
+    const int t = p.tokens[r];
+    float x = p.raw[(int64_t)r * V + t];
+    if (p.biasStart)
+      for (int j = p.biasStart[r]; j < p.biasStart[r + 1]; ++j)
+        if (p.biasTokens[j] == t) x += p.biasValues[j];
+    if (p.maskRow && p.maskRow[r] >= 0 && !((p.masks[(int64_t)p.maskRow[r] * ((V + 31) / 32) + (t >> 5)] >> (t & 31)) & 1u))
+      x = -INFINITY;
+    p.logprobs[r] = p.numLogprobs[r] >= 0 ? (float)((double)x - (double)p.rowLse[r]) : NAN;
+    // A NaN or +inf logit, or no finite one, leaves the raw row's log-sum-exp non-finite: nothing meaningful
+    // to sample. Flag the row with token -1 (the host reports it as a row fault, as the CPU sampler does).
+    if (!isfinite(p.rawLse[r])) p.tokens[r] = -1;
   }
-  // A NaN or +inf logit, or no finite one, leaves the row's log-sum-exp non-finite: nothing meaningful to
-  // sample. Flag the row with token -1 (the host reports it as a row fault, as the CPU sampler does).
-  if (tid == 0 && !isfinite(p.rowRawLse[r])) p.tokens[r] = -1;
 }
 
 }  // namespace kvsk

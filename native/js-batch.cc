@@ -112,6 +112,16 @@ JsBatch::JsBatch(Napi::Env env, const Napi::Object& obj) {
     expectLength(env, "biasValues", bv, bt, "one per bias token");
     expectRows(env, "biasStart", s.biasStart, R, bt, "biasTokens");
   }
+  size_t mr, mw;
+  s.maskRow = array<int32_t>(obj, "maskRow", napi_int32_array, false, &mr);
+  s.masks = reinterpret_cast<const uint32_t*>(array<int32_t>(obj, "masks", napi_int32_array, false, &mw));
+  if (s.maskRow) {
+    expectLength(env, "maskRow", mr, R, "one per sampled row");
+    if (!s.masks) fail(env, "maskRow needs masks");
+    s.maskWords = int64_t(mw);  // whole rows of ceil(vocab / 32) words: checked by the engine, which knows vocab
+  } else if (s.masks) {
+    fail(env, "masks needs maskRow");
+  }
   size_t c;
   b_.blockCopies = array<int32_t>(obj, "blockCopies", napi_int32_array, false, &c);
   if (c % 2) fail(env, "blockCopies must hold (src, dst) pairs");

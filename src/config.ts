@@ -36,6 +36,7 @@ export interface ServerConfig extends EngineConfig {
   servedModelName: string; // default: the model folder's name
   apiKey: string | undefined;
   chatTemplate: string | undefined; // a file overriding tokenizer_config.json's template
+  toolCallParser: 'auto' | 'hermes' | 'llama3_json' | 'mistral'; // how the model writes tool calls
   maxQueue: number; // waiting sequences (prompts × n) before 503; 0 = unbounded
   bodyLimitBytes: number;
   maxPromptBytes: number; // 0 = derived from the context length and the tokenizer's longest token
@@ -164,6 +165,12 @@ export const serverFlags: Record<string, FlagSpec> = {
   'served-model-name': { key: 'servedModelName', kind: 'string', help: 'model id in the API (default: folder name)' },
   'api-key': { key: 'apiKey', kind: 'string', help: 'require this bearer key (also KVSERVE_API_KEY)' },
   'chat-template': { key: 'chatTemplate', kind: 'string', help: "Jinja chat template file overriding the model's" },
+  'tool-call-parser': {
+    key: 'toolCallParser',
+    kind: 'string',
+    choices: ['auto', 'hermes', 'llama3_json', 'mistral'],
+    help: 'the format the model writes tool calls in; auto: from the chat template (hermes when it shows none)',
+  },
   'max-queue': {
     key: 'maxQueue',
     kind: 'int',
@@ -288,6 +295,7 @@ export function serverDefaults(): ServerConfig {
     servedModelName: '',
     apiKey: process.env.KVSERVE_API_KEY || undefined,
     chatTemplate: undefined,
+    toolCallParser: 'auto',
     maxQueue: 1024,
     bodyLimitBytes: 8 * 1024 * 1024,
     maxPromptBytes: 0,

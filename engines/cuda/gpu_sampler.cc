@@ -36,13 +36,12 @@ GpuSampler::GpuSampler(int maxRows, int vocab, cudaStream_t stream)
   sortedKeys_.resize(cells * 4);
   sortedIds_.resize(cells * 4);
   idsScratch_.resize(cells * 4);
-  biased_.resize(cells * 4);
   rowStats_.resize(static_cast<size_t>(maxRows) * 2 * 4);
   segments_.resize(static_cast<size_t>(maxRows) * 2 * 4);
   const size_t tempBytes = kvsk_sample_sort_temp_bytes(maxRows, vocab);
   sortTemp_.resize(tempBytes);
   KVS_CUDA_CHECK(cudaMemsetAsync(counts_.get(), 0, cells * 4, stream_));  // the kernels keep it zero
-  scratchBytes_ = cells * 4 * 7 + tempBytes;
+  scratchBytes_ = cells * 4 * 6 + tempBytes;
 }
 
 void GpuSampler::sample(const SamplingBatch& s, int R, const void* logits, DType dtype, bool returnLogits,
@@ -85,6 +84,11 @@ void GpuSampler::sample(const SamplingBatch& s, int R, const void* logits, DType
     oBt = put<int32_t>(w, s.biasTokens, s.biasStart[R], 0);
     oBv = put<float>(w, s.biasValues, s.biasStart[R], 0.f);
   }
+  size_t oMr = 0, oMk = 0;
+  if (s.maskRow) {  // only the rows that have a mask send one: M rows of ceil(V / 32) words
+    oMr = put<int32_t>(w, s.maskRow, R, -1);
+    oMk = put<uint32_t>(w, s.masks, static_cast<size_t>(s.maskWords), 0u);
+  }
   const size_t bytes = w.size() * 4;
   hostParams_.resize(bytes);
   params_.resize(bytes);
@@ -104,8 +108,7 @@ void GpuSampler::sample(const SamplingBatch& s, int R, const void* logits, DType
   p.vocab = V;
   p.raw = raw_.get<float>();
   p.work = work_.get<float>();
-  p.biased = biased_.get<float>();
-  p.rowRawLse = rowStats_.get<float>();
+  p.rawLse = rowStats_.get<float>();
   p.rowLse = rowStats_.get<float>() + maxRows_;
   p.counts = counts_.get<int32_t>();
   p.temperature = reinterpret_cast<const float*>(P + oTemp);
@@ -127,6 +130,10 @@ void GpuSampler::sample(const SamplingBatch& s, int R, const void* logits, DType
     p.biasStart = reinterpret_cast<const int32_t*>(P + oBs);
     p.biasTokens = reinterpret_cast<const int32_t*>(P + oBt);
     p.biasValues = reinterpret_cast<const float*>(P + oBv);
+  }
+  if (s.maskRow) {
+    p.maskRow = reinterpret_cast<const int32_t*>(P + oMr);
+    p.masks = P + oMk;
   }
   p.sortedKeys = sortedKeys_.get<float>();
   p.sortedIds = sortedIds_.get<int32_t>();

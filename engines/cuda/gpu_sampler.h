@@ -1,4 +1,5 @@
-// Sampling on the GPU for the CUDA backend: uploads one step's sampling parameters in a single copy, runs
+// Sampling on the GPU for the CUDA backend: uploads one step's sampling parameters (allowed-token masks
+// included) in a single copy, runs
 // kernels/sampling.cu's three stages on the lm_head output, and brings back only the sampled ids and the
 // requested logprobs (and the raw logits when a test asks). Same semantics as engines/sampler.h.
 #pragma once
@@ -24,7 +25,7 @@ class GpuSampler {
   int maxRows_, vocab_;
   cudaStream_t stream_;
   size_t scratchBytes_ = 0;
-  DeviceBuffer raw_, work_, biased_, counts_, sortedKeys_, sortedIds_, idsScratch_, rowStats_, segments_, sortTemp_;
+  DeviceBuffer raw_, work_, counts_, sortedKeys_, sortedIds_, idsScratch_, rowStats_, segments_, sortTemp_;
   DeviceBuffer params_, results_;
   PinnedBuffer hostParams_, hostResults_;
   std::vector<uint32_t> words_;  // the packed parameters, staged before the pinned copy

@@ -5,6 +5,9 @@
 // computes. abort() takes effect at once: the request leaves the scheduler and frees its blocks, and the
 // result of a step in flight for it is dropped (update() skips finished requests). A fault the native side
 // pins on some sequences of a step ends those requests only (step-faults.ts); the rest of the step stands.
+// Structured outputs (grammar-masks.ts): a constrained request's grammar accepts each token in the update, and
+// the masks of the requests that moved are computed before the next launch; a batch without constrained
+// requests does none of that.
 import type { NativeEngine, StepResult } from '../runner/binding.js';
 import { ModelRunner } from '../runner/model-runner.js';
 import { Request } from '../scheduler/request.js';
@@ -13,6 +16,7 @@ import type { SchedulerOutput } from '../scheduler/scheduler-output.js';
 import { OutputStream } from './output-stream.js';
 import { endOutput, tokenOutput } from './request-output.js';
 import { validateRequest } from './request-validation.js';
+import { GrammarMasks } from './grammar-masks.js';
 import { faultedRows, refusedRequests, withoutFinished } from './step-faults.js';
 import { EngineError, type EngineClient, type EngineRequest, type EngineStats, type RequestOutput } from './types.js';
 
@@ -35,6 +39,7 @@ export class EngineLoop implements EngineClient {
   readonly scheduler: Scheduler;
   private readonly runner: ModelRunner;
   private readonly live = new Map<string, Live>();
+  private readonly grammars: GrammarMasks;
   private arrivalSeq = 0;
   private wake: (() => void) | undefined;
   private closed = false;
@@ -48,6 +53,7 @@ export class EngineLoop implements EngineClient {
   ) {
     this.scheduler = new Scheduler(config);
     this.runner = new ModelRunner(config, engine as NativeEngine);
+    this.grammars = new GrammarMasks(new Set(config.eosTokenIds));
     this.done = this.run();
   }
 
@@ -70,9 +76,11 @@ export class EngineLoop implements EngineClient {
       eosTokenIds: c.eosTokenIds,
       vocabSize: c.vocabSize,
       blockSize: c.blockSize,
+      constraint: request.constraint,
     });
     const stream = new OutputStream(() => this.abort(request.id));
     this.live.set(request.id, { req, stream });
+    if (req.constraint) this.grammars.add(req);
     this.scheduler.add(req);
     this.wakeUp();
     return stream;
@@ -133,6 +141,7 @@ export class EngineLoop implements EngineClient {
    *  before delivering its outputs). Returns the step now in flight. */
   private async iterate(pending: InFlight | undefined): Promise<InFlight | undefined> {
     if (!pending) {
+      if (this.grammars.due) return this.launchAfterMasks(new Set());
       if (this.scheduler.hasWork()) return this.launch();
       await new Promise<void>((resolve) => (this.wake = resolve));
       return undefined;
@@ -145,17 +154,50 @@ export class EngineLoop implements EngineClient {
     }
     for (const { req, message } of faultedRows(pending.out, res)) this.failRequest(req, message);
     const got = this.scheduler.update(pending.out, res.tokens);
+    this.advanceGrammars(pending.out, got, res);
     this.onStep?.(pending.out.numTokens);
     let next: InFlight | undefined;
     let fault: unknown;
     try {
-      if (!this.closed && this.scheduler.hasWork()) next = this.launch();
+      if (!this.closed && this.grammars.due)
+        next = await this.launchAfterMasks(new Set(got.map((k) => pending.out.requests[k]!)));
+      else if (!this.closed && this.scheduler.hasWork()) next = this.launch();
     } catch (err) {
       fault = err; // deliver what this step produced before failing the rest
     }
     this.deliver(pending.out, got, res);
     if (fault !== undefined) throw fault;
     return next;
+  }
+
+  /** Each constrained request that got a token this step: its grammar takes the token. A token the grammar
+   *  refuses fails the request; a stop token the grammar took ends it ('stop'). */
+  private advanceGrammars(out: SchedulerOutput, got: number[], res: StepResult): void {
+    for (const k of got) {
+      const req = out.requests[k]!;
+      if (!req.constraint || req.status === 'finished') continue;
+      const token = res.tokens[out.sampleRows[k]!]!;
+      const verdict = this.grammars.accept(req, token);
+      if (verdict === 'rejected') this.failRequest(req, `the sampled token ${token} does not follow the grammar`);
+      else if (verdict === 'terminated') this.scheduler.finish(req, 'stop');
+    }
+  }
+
+  /** Computes the due grammar masks, ends the requests whose grammar is complete ('stop': those in
+   *  `delivering` report it with this step's token), then launches. */
+  private async launchAfterMasks(delivering: Set<Request>): Promise<InFlight | undefined> {
+    const { complete, failed } = await this.grammars.refresh();
+    for (const { req, message } of failed) this.failRequest(req, message);
+    for (const req of complete) {
+      const entry = this.live.get(req.id);
+      if (!entry || entry.req !== req) continue;
+      this.scheduler.finish(req, 'stop');
+      if (delivering.has(req)) continue;
+      this.retire(entry);
+      entry.stream.push(endOutput(req, 'stop'));
+    }
+    if (this.closed || !this.scheduler.hasWork()) return undefined;
+    return this.launch();
   }
 
   /** Schedules and starts one step; undefined if nothing could be scheduled. */
@@ -208,7 +250,7 @@ export class EngineLoop implements EngineClient {
       const entry = this.live.get(req.id);
       if (!entry || entry.req !== req) continue;
       const output = tokenOutput(req, res, out.sampleRows[k]!);
-      if (output.finished) this.live.delete(req.id);
+      if (output.finished) this.retire(entry);
       entry.stream.push(output);
     }
   }
@@ -230,7 +272,7 @@ export class EngineLoop implements EngineClient {
       try {
         this.end(entry, 'error', message);
       } catch {
-        this.live.delete(entry.req.id);
+        this.retire(entry);
         entry.stream.push(endOutput(entry.req, 'error', message));
       }
     }
@@ -246,8 +288,14 @@ export class EngineLoop implements EngineClient {
 
   private end(entry: Live, reason: 'abort' | 'error', error?: string): void {
     this.scheduler.finish(entry.req, reason);
-    this.live.delete(entry.req.id);
+    this.retire(entry);
     entry.stream.push(endOutput(entry.req, reason, error));
+  }
+
+  /** A request leaves the loop: no longer live, and its grammar (if any) is freed. */
+  private retire(entry: Live): void {
+    this.live.delete(entry.req.id);
+    this.grammars.release(entry.req);
   }
 
   private wakeUp(): void {

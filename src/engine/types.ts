@@ -19,10 +19,29 @@ export interface SamplingParams {
   logprobs: number | null; // null = none; 0 = the sampled token's logprob; k = also the top k
 }
 
+/**
+ * A grammar the output must follow (structured outputs): before each sample the engine asks which tokens may
+ * come next, and tells it every token sampled. The engine owns it once submit() accepts the request, and
+ * disposes of it when the request ends.
+ */
+export interface TokenConstraint {
+  /** The tokens allowed next, as ceil(vocab / 32) int32 words (bit t & 31 of word t >> 5 set = t allowed). */
+  nextMask(): Promise<Int32Array>;
+  /** Advances past a sampled token; false when the grammar does not accept it. */
+  accept(token: number): boolean;
+  /** True once the grammar has accepted a stop token: nothing may follow. */
+  isTerminated(): boolean;
+  /** Frees the grammar state; called once, never while a nextMask() is pending. */
+  dispose(): void;
+}
+
 export interface EngineRequest {
   id: string;
   promptTokenIds: number[];
   sampling: SamplingParams;
+  /** Structured outputs: the grammar every sampled token must follow. A request whose grammar is complete
+   *  (nothing but a stop token may follow) ends with finishReason 'stop'. */
+  constraint?: TokenConstraint;
   priority?: number; // lower runs first (vLLM's convention); default 0
   arrivalTime?: number; // performance.now() at arrival; default: at submit
 }

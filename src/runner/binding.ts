@@ -77,6 +77,10 @@ export interface StepBatch {
   biasStart?: Int32Array; // [R+1] logit bias offsets (only when some row has a bias)
   biasTokens?: Int32Array;
   biasValues?: Float32Array;
+  /** [R] row r's allowed-token bitmask in `masks`, -1 none (only when some row has one). */
+  maskRow?: Int32Array;
+  /** [M * ceil(vocab / 32)] bitmasks: bit (t & 31) of word t >> 5 set = token t may be sampled. */
+  masks?: Int32Array;
   blockCopies?: Int32Array; // [2C] (src, dst)
   returnLogits?: boolean; // tests: raw logits [R * vocab]
 }

@@ -45,6 +45,8 @@ export class ModelRunner {
   private readonly biasStart: Int32Array; // [R+1]
   private biasTokens = new Int32Array(64);
   private biasValues = new Float32Array(64);
+  private readonly maskRow: Int32Array; // [R]
+  private masks = new Int32Array(0); // [M * words], grown on demand
 
   constructor(
     config: ModelRunnerConfig,
@@ -73,6 +75,7 @@ export class ModelRunner {
     this.historyStart = new Int32Array(S + 1);
     this.historyOutputStart = new Int32Array(S);
     this.biasStart = new Int32Array(S + 1);
+    this.maskRow = new Int32Array(S);
   }
 
   /** Runs the step on the native engine. */
@@ -94,6 +97,7 @@ export class ModelRunner {
     let t = 0;
     let needHistory = false;
     let needBias = false;
+    let numMasks = 0;
     this.queryStart[0] = 0;
     for (let s = 0; s < S; s++) {
       const req = requests[s]!;
@@ -129,6 +133,7 @@ export class ModelRunner {
       this.numLogprobs[r] = sp.logprobs ?? -1;
       needHistory ||= req.hasPenalties;
       needBias ||= req.logitBiasTokens.length > 0 || req.masksStops || req.badWords.length > 0;
+      if (req.mask) numMasks++;
     }
     const R = out.numSamples;
     const batch: StepBatch = {
@@ -153,7 +158,30 @@ export class ModelRunner {
     };
     if (needHistory) this.addHistory(out, batch);
     if (needBias) this.addBias(out, batch);
+    if (numMasks > 0) this.addMasks(out, batch, numMasks);
     return batch;
+  }
+
+  /** The allowed-token bitmasks (allowed_token_ids, structured outputs' grammar) of the rows that have one,
+   *  packed one after another; rows without one get -1. Unconstrained batches never get here. */
+  private addMasks(out: SchedulerOutput, batch: StepBatch, numMasks: number): void {
+    let words = 0;
+    forEachSampled(out, (req) => {
+      if (req.mask) words = req.mask.length;
+    });
+    if (this.masks.length < numMasks * words)
+      this.masks = new Int32Array(Math.max(numMasks * words, this.masks.length * 2));
+    let m = 0;
+    forEachSampled(out, (req, r) => {
+      if (!req.mask) {
+        this.maskRow[r] = -1;
+        return;
+      }
+      this.masks.set(req.mask, m * words);
+      this.maskRow[r] = m++;
+    });
+    batch.maskRow = this.maskRow.subarray(0, out.numSamples);
+    batch.masks = this.masks.subarray(0, numMasks * words);
   }
 
   /** Penalty history per sampled row: prompt + output when repetition penalty is on (HF semantics cover
@@ -182,8 +210,7 @@ export class ModelRunner {
     batch.historyTokens = this.historyTokens.subarray(0, h);
   }
 
-  /** Logit bias per sampled row: the request's fixed bias (logit_bias, allowed_token_ids), plus -inf on
-   *  its EOS / stop ids while min_tokens is not reached and on what its bad words ban after this output. */
+  /** Logit bias per sampled row: the request's fixed bias (logit_bias), plus -inf on its EOS / stop ids while min_tokens is not reached and on what its bad words ban after this output. */
   private addBias(out: SchedulerOutput, batch: StepBatch): void {
     let total = 0;
     const bans: number[][] = [];

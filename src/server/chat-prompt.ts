@@ -7,6 +7,7 @@ import { ApiError, unsupported } from './errors.js';
 import type { LoadedModel } from './model-slot.js';
 import { checkMessages, promptTooLong } from './prompt-size.js';
 import type { ChatMessage } from './schemas/chat.js';
+import type { ChatTools } from './tools/chat-tools.js';
 
 export interface ChatPromptOptions {
   add_generation_prompt?: boolean | null;
@@ -73,6 +74,7 @@ export async function renderChatPrompt(
   model: LoadedModel,
   messages: ChatMessage[],
   opts: ChatPromptOptions,
+  tools?: ChatTools,
 ): Promise<{ text: string; ids: number[] }> {
   if (!model.chatTemplate) {
     throw new ApiError(
@@ -83,14 +85,16 @@ export async function renderChatPrompt(
   }
   const flat = flatten(messages);
   checkMessages(model, flat);
+  // Tools, earlier calls and their results as the template takes them (or kvserve's fallback: tool-prompt.ts).
+  const withTools = tools ? tools.prompt(flat) : { messages: flat, extra: {} };
   const continueFinal = opts.continue_final_message ?? false;
   const options = {
     addGenerationPrompt: opts.add_generation_prompt ?? !continueFinal,
     continueFinalMessage: continueFinal,
-    extra: opts.chat_template_kwargs ?? undefined,
+    extra: { ...withTools.extra, ...(opts.chat_template_kwargs ?? {}) },
   };
   try {
-    return await model.prompts.renderChat(flat, options, model.maxPromptBytes);
+    return await model.prompts.renderChat(withTools.messages, options, model.maxPromptBytes);
   } catch (e) {
     if (e instanceof ChatTemplateError) throw new ApiError('chat_template_error', e.message, 'messages');
     if (e instanceof RenderedTooLong) throw promptTooLong(model, e.bytes, 'messages');

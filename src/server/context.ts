@@ -88,10 +88,11 @@ export function startGeneration(
   return gen;
 }
 
-/** A route's shape of one stream chunk's choice, for a choice's new text and for its end. */
+/** A route's shape of one stream chunk's choice, for a choice's new text and for its end. A list is that many
+ *  chunks (none: the text is held back, as a tool call's marker may be). */
 export interface ChunkChoices {
-  delta(index: number, d: ChoiceDelta): object;
-  finish(index: number, r: ChoiceResult): object;
+  delta(index: number, d: ChoiceDelta): object | object[];
+  finish(index: number, r: ChoiceResult): object | object[];
 }
 
 /**
@@ -122,11 +123,11 @@ export async function streamGeneration(
     const results = await gen.run({
       delta: (index, d) => {
         counts[index] = d.counts;
-        send(choices.delta(index, d));
+        for (const c of [choices.delta(index, d)].flat()) send(c);
       },
       finish: (index, r) => {
         counts[index] = r;
-        send(choices.finish(index, r));
+        for (const c of [choices.finish(index, r)].flat()) send(c);
       },
       writable: () => sse.writable(),
     });

@@ -7,6 +7,7 @@ import {
   type EngineRequest,
   type RequestOutput,
   type SamplingParams,
+  type TokenConstraint,
   type TokenLogprob,
 } from '../engine/types.js';
 import type { ModelMetrics } from '../metrics/metrics.js';
@@ -20,6 +21,8 @@ export interface ChoiceSpec {
   promptIds: number[];
   sampling: SamplingParams;
   priority?: number; // lower runs first
+  /** Structured outputs: the grammar this choice follows (the engine owns it once submitted). */
+  constraint?: TokenConstraint;
 }
 
 export interface TextOptions {
@@ -90,10 +93,13 @@ export class Generation {
           priority: c.priority,
           arrivalTime: arrival,
         };
+        if (c.constraint) req.constraint = c.constraint;
         this.streams.push(deps.client.submit(req));
       });
     } catch (e) {
       this.abortAll();
+      // The engine owns the grammars it accepted (and frees them as it aborts them); the rest are ours.
+      for (const c of choices.slice(this.streams.length)) c.constraint?.dispose();
       throw e; // the route's error handler maps it (an EngineError refusal is a 400)
     }
   }

@@ -103,6 +103,7 @@ export function nativeModelLoader(log: Logger, native?: NativeModule): ModelLoad
       maxModelLen: info.maxModelLen,
       vocabSize: info.vocabSize,
       maxNumSeqs: config.maxNumSeqs,
+      toolCallParser: config.toolCallParser,
       release: { engine: () => engine.close(), threads: () => prompts.close() },
       engine,
       info,

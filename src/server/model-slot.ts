@@ -33,6 +33,8 @@ export interface LoadedModel {
   /** The native engine, when there is one. */
   engine?: Engine;
   info?: NativeEngineInfo;
+  /** --tool-call-parser: the format of tool calls; absent = auto (from the chat template). */
+  toolCallParser?: 'auto' | 'hermes' | 'llama3_json' | 'mistral';
 }
 
 /** What a route gets for a request: the model, under its name, held until the reply closes. */

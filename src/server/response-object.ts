@@ -18,6 +18,8 @@ export interface ResponseEcho {
   topP: number;
   metadata: Record<string, string>;
   user: string | null;
+  /** text.format as the request gave it (json_schema / json_object constrain the output). */
+  textFormat?: object;
 }
 
 type Status = 'in_progress' | 'completed' | 'incomplete' | 'failed';
@@ -80,7 +82,7 @@ export function responseObject(
     service_tier: 'default',
     store: false,
     temperature: echo.temperature,
-    text: { format: { type: 'text' } },
+    text: { format: echo.textFormat ?? { type: 'text' } },
     tool_choice: 'auto',
     tools: [],
     top_p: echo.topP,

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { bytesPerToken, type BytesPerToken } from './prompt-bound.js';
 import { syntheticTokenizerFiles } from './synthetic.js';
+import { type VocabDecoding, vocabDecoding } from './vocab-type.js';
 
 export interface SpecialTokens {
   bos_token?: string;
@@ -56,6 +57,8 @@ export class TextTokenizer {
   readonly vocabSize: number;
   /** The most input bytes one token stands for (or why no bound holds): what prompt-bound.ts derives. */
   readonly bytesPerToken: BytesPerToken;
+  /** How the vocabulary spells text (for the grammar engine of structured outputs). */
+  readonly decoding: VocabDecoding;
   private readonly specialIds: Set<number>;
 
   private constructor(
@@ -98,6 +101,7 @@ export class TextTokenizer {
         : 0;
     this.vocabSize = Math.max(baseSize, ...added.map((t) => t.id + 1));
     this.bytesPerToken = bytesPerToken(tokJson);
+    this.decoding = vocabDecoding(tokJson);
   }
 
   /** Loads DIR/tokenizer.json (+ tokenizer_config.json when present). Throws a clear error when missing. */

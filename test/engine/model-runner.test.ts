@@ -105,6 +105,37 @@ describe('ModelRunner.prepare', () => {
     expect([...b2.biasTokens!]).toEqual([9, 2, 7]);
   });
 
+  it('packs allowed-token masks for the rows that have one (allowed_token_ids AND the grammar)', () => {
+    const s = new Scheduler(config);
+    const runner = new ModelRunner(config);
+    const opts = (id: number) => ({
+      priority: 0,
+      arrivalSeq: id,
+      arrivalTime: 0,
+      seed: id,
+      eosTokenIds: [2],
+      blockSize: 4,
+      vocabSize: 40,
+    });
+    const a = new Request('a', [1, 3], params({ allowedTokenIds: [5, 33, 39] }), opts(0));
+    const b = new Request('b', [1, 4], params({}), opts(1));
+    const c = new Request('c', [1, 6], params({ allowedTokenIds: [7, 8, 33] }), opts(2));
+    const grammar = new Int32Array(2);
+    for (const t of [8, 33, 34]) grammar[t >> 5] |= 1 << (t & 31);
+    c.setGrammarMask(grammar);
+    for (const r of [a, b, c]) s.add(r);
+    const batch = runner.prepare(s.schedule());
+    expect([...batch.maskRow!]).toEqual([0, -1, 1]);
+    const ids = (m: number) =>
+      Array.from({ length: 40 }, (_, t) => t).filter((t) => ((batch.masks![m * 2 + (t >> 5)]! >>> (t & 31)) & 1) === 1);
+    expect(batch.masks!.length).toBe(4); // two rows of ceil(40 / 32) words
+    expect(ids(0)).toEqual([5, 33, 39]);
+    expect(ids(1)).toEqual([8, 33]); // allowed_token_ids and the grammar together
+    expect(batch.biasStart).toBeUndefined(); // allowed_token_ids no longer travels as a vocabulary of -inf biases
+    const plain = runner.prepare(new Scheduler(config).schedule());
+    expect(plain.maskRow).toBeUndefined();
+  });
+
   it('sends no history or bias arrays when no row needs them, and samples only finished prompts', () => {
     const s = new Scheduler({ ...config, maxNumBatchedTokens: 5 });
     const runner = new ModelRunner({ ...config, maxNumBatchedTokens: 5 });

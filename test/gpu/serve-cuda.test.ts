@@ -1,6 +1,8 @@
 // `kvserve serve --device cuda` end to end on the GPU: the real server (startServe) with the CUDA engine and
 // stories260K, through the official openai client, streamed and not: greedy text equals transformers'
-// (expected.json), alone and with every prompt in flight at once.
+// (expected.json), alone and with every prompt in flight at once; structured outputs and forced tool calls
+// (the CUDA sampler's allowed-token masks) valid by ajv, beside unconstrained requests that stay on the reference.
+import { Ajv } from 'ajv';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ServeHandle } from '../../src/server/serve-cli.js';
@@ -78,5 +80,84 @@ describe('kvserve serve --device cuda (stories260K)', () => {
     const [a, b] = await Promise.all([ask(), ask()]);
     expect(a.choices[0]!.text).toBe(b.choices[0]!.text);
     expect(a.choices[0]!.logprobs!.token_logprobs!.every((v) => Number.isFinite(v) && v <= 0)).toBe(true);
+  });
+
+  const person = {
+    type: 'object',
+    properties: {
+      name: { type: 'string', maxLength: 12 },
+      age: { type: 'integer', minimum: 0, maximum: 120 },
+      pets: { type: 'array', items: { type: 'string', maxLength: 8 }, maxItems: 3 },
+    },
+    required: ['name', 'age', 'pets'],
+    additionalProperties: false,
+  };
+  const validPerson = new Ajv({ strict: false }).compile(person);
+
+  it('structured outputs on the GPU sampler: valid JSON by ajv and a full regex match, while unconstrained requests beside them stay on the reference', async () => {
+    const [json, regex, ...free] = await Promise.all([
+      client.chat.completions.create({
+        model: MODEL,
+        messages: [{ role: 'user', content: 'Tell me about a girl.' }],
+        response_format: { type: 'json_schema', json_schema: { name: 'person', schema: person } },
+        temperature: 1,
+        seed: 3,
+        max_tokens: 300,
+      }),
+      client.completions.create({
+        model: MODEL,
+        prompt: 'Once upon a time',
+        max_tokens: 60,
+        temperature: 1,
+        seed: 4,
+        structured_outputs: { regex: '[0-9]{3}-[a-z]{2,6}' },
+      } as OpenAI.CompletionCreateParamsNonStreaming),
+      ...expected.map((e) =>
+        client.completions.create({
+          model: MODEL,
+          prompt: e.prompt,
+          max_tokens: 80,
+          temperature: 0,
+          ignore_eos: true,
+        } as OpenAI.CompletionCreateParamsNonStreaming),
+      ),
+    ]);
+    expect(json.choices[0]!.finish_reason).toBe('stop');
+    expect(validPerson(JSON.parse(json.choices[0]!.message.content!))).toBe(true);
+    expect(regex.choices[0]!.text).toMatch(/^[0-9]{3}-[a-z]{2,6}$/);
+    for (const [i, r] of free.entries()) sameText(r.choices[0]!.text, i);
+  });
+
+  it('logprobs follow the mask on the GPU: the allowed tokens hold all the probability', async () => {
+    const r = await client.chat.completions.create({
+      model: MODEL,
+      messages: [{ role: 'user', content: 'Hi' }],
+      temperature: 0,
+      max_tokens: 5,
+      logprobs: true,
+      top_logprobs: 5,
+      structured_outputs: { choice: ['yes', 'no'] },
+    } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+    expect(['yes', 'no']).toContain(r.choices[0]!.message.content);
+    const top = r.choices[0]!.logprobs!.content![0]!.top_logprobs.filter((t) => t.logprob > -9999);
+    const mass = top.reduce((a, t) => a + Math.exp(t.logprob), 0);
+    expect(mass).toBeCloseTo(1, 3);
+  });
+
+  it('a forced tool call is valid', async () => {
+    const params = { type: 'object', properties: { city: { type: 'string', maxLength: 10 } }, required: ['city'] };
+    const r = await client.chat.completions.create({
+      model: MODEL,
+      messages: [{ role: 'user', content: 'Hi' }],
+      tools: [{ type: 'function', function: { name: 'weather', parameters: params } }],
+      tool_choice: { type: 'function', function: { name: 'weather' } },
+      temperature: 0.8,
+      seed: 2,
+      max_tokens: 120,
+    });
+    expect(r.choices[0]!.finish_reason).toBe('tool_calls');
+    const call = r.choices[0]!.message.tool_calls![0]!;
+    if (call.type !== 'function') throw new Error('not a function call');
+    expect(new Ajv({ strict: false }).compile(params)(JSON.parse(call.function.arguments))).toBe(true);
   });
 });

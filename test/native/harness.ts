@@ -17,6 +17,7 @@ export interface Sampling {
   seed: number;
   numLogprobs: number;
   bias?: Array<[number, number]>;
+  allowed?: number[]; // sent as the row's allowed-token bitmask
 }
 
 export const greedy: Sampling = {
@@ -117,6 +118,19 @@ export function buildBatch(chunks: SeqChunk[], blockSize: number, maxBlocks: num
     batch.biasStart = Int32Array.from(start);
     batch.biasTokens = Int32Array.from(ids);
     batch.biasValues = Float32Array.from(vals);
+  }
+  if (rows.some(({ s }) => s.allowed)) {
+    const vocab = 512; // stories260K's
+    const words = Math.ceil(vocab / 32);
+    const masked = rows.filter(({ s }) => s.allowed);
+    const masks = new Int32Array(masked.length * words);
+    let m = 0;
+    batch.maskRow = Int32Array.from(rows, ({ s }) => {
+      if (!s.allowed) return -1;
+      for (const t of s.allowed) masks[m * words + (t >> 5)] |= 1 << (t & 31);
+      return m++;
+    });
+    batch.masks = masks;
   }
   return batch;
 }

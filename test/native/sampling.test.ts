@@ -219,3 +219,80 @@ describe('native sampling (stories260K)', () => {
     }
   });
 });
+
+describe('native sampling with allowed-token bitmasks (stories260K)', () => {
+  let engine: NativeEngine;
+  beforeAll(async () => {
+    engine = await loadNative().loadEngine(engineOptions({ maxNumSeqs: 64 }));
+  });
+  afterAll(() => engine?.dispose());
+
+  const one = (s: Sampling, all = prompts[0]!) =>
+    buildBatch(
+      [{ slot: 0, all, promptLen: all.length, start: 0, count: all.length, sample: true, sampling: s }],
+      blockSize,
+      maxBlocks,
+      true,
+    );
+
+  it('greedy picks the best allowed id, and logprobs are the log-softmax over the allowed ids (the rest -inf)', async () => {
+    const free = await engine.step(one({ ...greedy, numLogprobs: 5 }));
+    // Allow ids the model does not prefer: the 3 best are out, so the mask must change the choice.
+    const best = Array.from(free.topIds.subarray(0, 3));
+    const allowed = [7, 100, 300, 301, 450].filter((t) => !best.includes(t));
+    const r = await engine.step(one({ ...greedy, numLogprobs: 3, allowed }));
+    const masked = Array.from(r.logits!, (x, i) => (allowed.includes(i) ? Math.fround(x) : -Infinity));
+    const ls = logSoftmax(masked);
+    expect(r.tokens[0]).toBe(argmax(masked));
+    expect(allowed).toContain(r.tokens[0]);
+    expect(r.logprobs[0]).toBeCloseTo(ls[r.tokens[0]!]!, 4);
+    const top = allowed
+      .slice()
+      .sort((a, b) => ls[b]! - ls[a]! || a - b)
+      .slice(0, 3);
+    expect(Array.from(r.topIds)).toEqual(top);
+    for (let j = 0; j < 3; j++) expect(r.topValues[j]).toBeCloseTo(ls[top[j]!]!, 4);
+  });
+
+  it('seeded draws stay inside the mask, rows without one in the same step are unchanged, and bias adds on top', async () => {
+    const all = prompts[1]!;
+    const allowed = [5, 6, 259, 260, 261, 262, 263];
+    const plain = { ...greedy, temperature: 1.5, seed: 3 };
+    const alone = await engine.step(
+      buildBatch(
+        [{ slot: 1, all, promptLen: all.length, start: 0, count: all.length, sample: true, sampling: plain }],
+        blockSize,
+        maxBlocks,
+      ),
+    );
+    const chunks = Array.from({ length: 40 }, (_, i) => ({
+      slot: i,
+      all,
+      promptLen: all.length,
+      start: 0,
+      count: all.length,
+      sample: true,
+      sampling:
+        i === 1 ? plain : { ...plain, seed: 100 + i, allowed, bias: [[262, -Infinity]] as Array<[number, number]> },
+    }));
+    const r = await engine.step(buildBatch(chunks, blockSize, 1));
+    for (let i = 0; i < 40; i++) {
+      if (i === 1) continue;
+      expect(allowed).toContain(r.tokens[i]);
+      expect(r.tokens[i]).not.toBe(262);
+    }
+    expect(r.tokens[1]).toBe(alone.tokens[0]);
+    expect(new Set(Array.from(r.tokens).filter((_, i) => i !== 1)).size).toBeGreaterThan(2); // it did sample
+  });
+
+  it('a mask row beyond the masks sent fails that sequence only; masks that are not whole rows fail the batch', async () => {
+    const batch = one({ ...greedy, allowed: [3] });
+    batch.maskRow = Int32Array.from([1]);
+    await expect(engine.step(batch)).rejects.toMatchObject({
+      faults: [{ seq: 0, message: expect.stringMatching(/maskRow\[0\] = 1 is beyond the masks sent/) }],
+    });
+    const ragged = one({ ...greedy, allowed: [3] });
+    ragged.masks = new Int32Array(5);
+    await expect(engine.step(ragged)).rejects.toThrow(/masks has 5 words, not a multiple of ceil\(vocab \/ 32\) = 16/);
+  });
+});

@@ -1,6 +1,7 @@
-// Host cost of the logit masks (a script, not a test): allowed_token_ids and bad_words travel as logit-bias
-// entries (-inf), so they cost time on the event loop once per request (building the fixed mask) and in
-// every step's ModelRunner.prepare() (copying each row's entries into the StepBatch). Qwen2's vocabulary.
+// Host cost of the logit masks (a script, not a test): allowed_token_ids travels as a bitmask of
+// ceil(vocab / 32) words and bad_words as logit-bias entries (-inf), so they cost time on the event loop once
+// per request (building the fixed mask) and in every step's ModelRunner.prepare() (copying each row's mask
+// or entries into the StepBatch). Qwen2's vocabulary.
 //
 //   npx tsx test/perf/logit-masks.ts [--vocab 151936] [--steps 200]
 import { parseArgs } from 'node:util';

@@ -16,7 +16,8 @@ export function kvValue(prev: number, token: number, pos: number): number {
   return h >>> 0;
 }
 
-/** The token sampled from KV value v; ids with a -inf bias are skipped (min_tokens masking). */
+/** The token sampled from KV value v; ids with a -inf bias (min_tokens masking) or outside the row's
+ *  allowed-token mask are skipped. */
 export function sampleFrom(v: number, vocab: number, masked: (id: number) => boolean): number {
   let t = v % vocab;
   for (let i = 0; i < vocab && masked(t); i++) t = (t + 1) % vocab;
@@ -58,7 +59,7 @@ export class FakeModel implements NativeEngine {
   delayMs = 0;
   private busy = false;
   /** What each step was given (for tests of seeds and batch sizes). */
-  readonly seen: Array<{ seeds: number[]; seedSteps: number[]; tokens: number; seqs: number }> = [];
+  readonly seen: Array<{ seeds: number[]; seedSteps: number[]; tokens: number; seqs: number; masked: number }> = [];
 
   constructor(
     readonly numBlocks: number,
@@ -145,7 +146,10 @@ export class FakeModel implements NativeEngine {
         for (let i = b.biasStart[r]!; i < b.biasStart[r + 1]!; i++)
           if (b.biasValues![i] === -Infinity) masked.add(b.biasTokens![i]!);
       }
-      tokens[r] = sampleFrom(values[b.sampleIndices[r]!]!, this.vocab, (id) => masked.has(id));
+      const m =
+        b.maskRow && b.maskRow[r]! >= 0 ? b.masks!.subarray(b.maskRow[r]! * Math.ceil(this.vocab / 32)) : undefined;
+      const outside = (id: number) => m !== undefined && ((m[id >> 5]! >>> (id & 31)) & 1) === 0;
+      tokens[r] = sampleFrom(values[b.sampleIndices[r]!]!, this.vocab, (id) => masked.has(id) || outside(id));
     }
     // Log-probabilities are made up but shaped as the protocol says: K = the largest numLogprobs, rows
     // asking fewer padded with -1; the top ids are the sampled token and the ones after it.
@@ -162,7 +166,8 @@ export class FakeModel implements NativeEngine {
         topValues[r * K + i] = -0.5 - i;
       }
     }
-    this.seen.push({ seeds: [...b.seeds], seedSteps: [...b.seedSteps], tokens: b.tokenIds.length, seqs: S });
+    const masked = b.maskRow ? b.maskRow.filter((m) => m >= 0).length : 0;
+    this.seen.push({ seeds: [...b.seeds], seedSteps: [...b.seedSteps], tokens: b.tokenIds.length, seqs: S, masked });
     return { tokens, logprobs, topLogprobs: K, topIds, topValues };
   }
 }

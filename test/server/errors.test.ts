@@ -123,21 +123,18 @@ describe('400 invalid_request_error', () => {
   });
 
   it('known but unsupported features are refused, never ignored', async () => {
-    const tools = [{ type: 'function', function: { name: 'f', parameters: {} } }];
-    expectError(await post(server, '/v1/chat/completions', chat({ tools })), 'unsupported_parameter', 'tools');
+    // Tools and response_format are implemented: a shape they do not take is invalid_value, naming the field.
+    const tools = [{ type: 'retrieval' }];
+    expectError(await post(server, '/v1/chat/completions', chat({ tools })), 'invalid_value', 'tools[0].type');
     expectError(
-      await post(
-        server,
-        '/v1/chat/completions',
-        chat({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: {} } } }),
-      ),
-      'unsupported_parameter',
-      'response_format',
+      await post(server, '/v1/chat/completions', chat({ response_format: { type: 'yaml' } })),
+      'invalid_value',
+      'response_format.type',
     );
     expectError(
-      await post(server, '/v1/chat/completions', chat({ response_format: { type: 'json_object' } })),
+      await post(server, '/v1/chat/completions', chat({ functions: [{ name: 'f' }] })),
       'unsupported_parameter',
-      'response_format',
+      'functions',
     );
     expectError(await post(server, '/v1/completions', cmpl({ best_of: 3 })), 'unsupported_parameter', 'best_of');
     expectError(await post(server, '/v1/completions', cmpl({ suffix: 'end' })), 'unsupported_parameter', 'suffix');
@@ -198,8 +195,6 @@ describe('400 invalid_request_error', () => {
       ['length_penalty', 0.5],
       ['prompt_embeds', 'AAAA'],
       ['logits_processors', ['x']],
-      ['guided_decoding_backend', 'xgrammar'],
-      ['structured_outputs', { json: {} }],
       ['spaces_between_special_tokens', false],
       ['cache_salt', 's'],
       ['kv_transfer_params', {}],

@@ -194,7 +194,7 @@ describe('/v1/responses', () => {
     await refused({ store: true }, 'store', /stores no responses/);
     await refused({ previous_response_id: 'resp_1' }, 'previous_response_id', /stores no responses/);
     await refused({ tools: [{ type: 'function', name: 'f' }] }, 'tools', /not supported/);
-    await refused({ text: { format: { type: 'json_object' } } }, 'text.format', /json_object/);
+    await refused({ text: { format: { type: 'xml' } } }, 'text.format.type', /one of text, json_object, json_schema/);
     await refused(
       { input: [{ role: 'user', content: [{ type: 'input_image', image_url: 'x' }] }] },
       'input[0].content[0].type',

@@ -1,6 +1,6 @@
 // POST /v1/chat/completions: the request body. A field no schema names is a 400 (unrecognized).
 import { Type, type Static } from 'typebox';
-import { Int32, Nullable, samplingFields, ignoredFields } from './sampling.js';
+import { Int32, Nullable, samplingFields, structuredFields, ignoredFields } from './sampling.js';
 import { refusedFields } from './refused-fields.js';
 
 /** Content parts are checked in the route: only `text` parts are supported, others get a clear 400. */
@@ -20,6 +20,10 @@ export const ChatCompletionRequest = Type.Object(
     ...samplingFields,
     ...refusedFields,
     ...ignoredFields,
+    ...structuredFields,
+    // Tool calling: checked in ../tools/tool-request.ts.
+    tools: Type.Optional(Type.Unknown()),
+    tool_choice: Type.Optional(Type.Unknown()),
     messages: Type.Array(ChatMessage, { minItems: 1 }),
     max_completion_tokens: Nullable(Int32({ minimum: 1 })),
     logprobs: Nullable(Type.Boolean()),

@@ -1,6 +1,6 @@
 // POST /v1/completions: the request body. A field no schema names is a 400 (unrecognized).
 import { Type, type Static } from 'typebox';
-import { Nullable, samplingFields, TokenId, ignoredFields } from './sampling.js';
+import { Nullable, samplingFields, structuredFields, TokenId, ignoredFields } from './sampling.js';
 import { refusedFields } from './refused-fields.js';
 
 const TokenIds = Type.Array(TokenId, { minItems: 1 });
@@ -10,6 +10,7 @@ export const CompletionRequest = Type.Object(
     ...samplingFields,
     ...refusedFields,
     ...ignoredFields,
+    ...structuredFields,
     /** A string, a batch of strings, one token-id prompt, or a batch of token-id prompts. */
     prompt: Type.Union([
       Type.String(),

@@ -17,11 +17,8 @@ interface Refusal {
 
 export const REFUSED = {
   // OpenAI's.
-  tools: { what: 'tool calling (tools)', off: emptyList },
-  tool_choice: { what: 'tool_choice', off: oneOf('none', 'auto') },
   functions: { what: 'function calling (functions)', off: emptyList },
   function_call: { what: 'function_call', off: oneOf('none', 'auto') },
-  response_format: { what: 'response_format other than text', off: (v) => (v as { type?: unknown })?.type === 'text' },
   suffix: { what: 'suffix (insertion)', off: oneOf('') },
   audio: { what: 'audio output', off: never },
   prediction: { what: 'predicted outputs (prediction)', off: never },
@@ -33,14 +30,6 @@ export const REFUSED = {
   // vLLM's.
   use_beam_search: { what: 'beam search (use_beam_search)', off: oneOf(false) },
   length_penalty: { what: 'length_penalty (beam search)', off: oneOf(1) },
-  guided_json: { what: 'guided decoding (guided_json)', off: never },
-  guided_regex: { what: 'guided decoding (guided_regex)', off: never },
-  guided_choice: { what: 'guided decoding (guided_choice)', off: never },
-  guided_grammar: { what: 'guided decoding (guided_grammar)', off: never },
-  guided_decoding_backend: { what: 'guided decoding (guided_decoding_backend)', off: never },
-  guided_whitespace_pattern: { what: 'guided decoding (guided_whitespace_pattern)', off: never },
-  structural_tag: { what: 'structured outputs (structural_tag)', off: never },
-  structured_outputs: { what: 'structured outputs (structured_outputs)', off: never },
   prompt_logprobs: { what: 'prompt_logprobs', off: never },
   logits_processors: { what: 'custom logits processors (logits_processors)', off: never },
   prompt_embeds: { what: 'prompt embeddings (prompt_embeds)', off: never },

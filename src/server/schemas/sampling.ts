@@ -56,6 +56,19 @@ export const samplingFields = {
   request_id: Nullable(Type.String({ maxLength: 256 })),
 };
 
+/** Structured outputs (OpenAI's and vLLM's fields): checked in detail by ../structured-outputs.ts. */
+export const structuredFields = unknownFields([
+  'response_format',
+  'structured_outputs',
+  'guided_json',
+  'guided_regex',
+  'guided_choice',
+  'guided_grammar',
+  'guided_decoding_backend',
+  'guided_whitespace_pattern',
+  'structural_tag',
+] as const);
+
 /** What SDKs send that changes nothing in what is generated here: accepted, and ignored. */
 export const ignoredFields = unknownFields([
   'metadata',
@@ -65,6 +78,6 @@ export const ignoredFields = unknownFields([
   'parallel_tool_calls',
 ] as const);
 
-const SamplingBody = Type.Object({ ...samplingFields, ...refusedFields, ...ignoredFields });
+const SamplingBody = Type.Object({ ...samplingFields, ...refusedFields, ...ignoredFields, ...structuredFields });
 /** The fields both completion endpoints share, as handlers see them after validation. */
 export type SamplingBody = Static<typeof SamplingBody>;

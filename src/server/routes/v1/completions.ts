@@ -18,6 +18,7 @@ import { checkPromptBytes } from '../../prompt-size.js';
 import { legacyTokenName } from '../../token-text.js';
 import { expandChoices, parseSettings } from '../../sampling.js';
 import { CompletionRequest } from '../../schemas/completions.js';
+import { attachConstraints, startGrammar, structuredSpec } from '../../structured-outputs.js';
 
 const COMPLETIONS_DEFAULT_MAX_TOKENS = 16;
 
@@ -131,6 +132,8 @@ export const completionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }>
       defaultMaxTokens: COMPLETIONS_DEFAULT_MAX_TOKENS,
     });
     // What can never fit is a 400 before it takes a place in the queue; then admission; then tokenization.
+    const structured = structuredSpec(body);
+    const grammar = structured && startGrammar(model, structured.spec, structured.param);
     settings.sampling.badWords = await tokenizeBadWords(model, body.bad_words);
     const list = checkPrompts(model, body.prompt, settings.truncatePromptTokens !== undefined);
     const admission = admit(ctx, model, reply, numPrompts(body.prompt), settings.n, 'prompt');
@@ -141,6 +144,7 @@ export const completionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }>
       model.maxModelLen,
       'prompt',
     );
+    await attachConstraints(choices, grammar);
     const prefixes = choices.map((_, i) => prompts[Math.floor(i / settings.n)]!.echoed);
     const id = newRequestId('cmpl-', body.request_id);
     const created = Math.floor(Date.now() / 1000);

@@ -14,6 +14,7 @@ import {
   type ResponseEcho,
 } from '../../response-object.js';
 import { expandChoices, parseSettings } from '../../sampling.js';
+import { attachConstraints, responseFormatSpec, startGrammar } from '../../structured-outputs.js';
 import type { ChatMessage } from '../../schemas/chat.js';
 import { ResponsesRequest } from '../../schemas/responses.js';
 import { SseWriter } from '../../sse.js';
@@ -46,9 +47,6 @@ function rejectUnsupported(body: ResponsesRequest): void {
     );
   if (body.background === true) throw unsupported('background', 'background responses');
   if (isSet(body.prompt)) throw unsupported('prompt', 'prompt templates (prompt)');
-  const format = (body.text as { format?: { type?: unknown } } | null | undefined)?.format;
-  if (isSet(format) && format?.type !== 'text')
-    throw unsupported('text.format', `text.format of type ${JSON.stringify(format?.type ?? format)}`);
   if (!isEmpty(body.tools)) throw unsupported('tools', 'tool calling (tools)');
   if (isSet(body.tool_choice) && body.tool_choice !== 'none' && body.tool_choice !== 'auto')
     throw unsupported('tool_choice', 'tool_choice');
@@ -119,12 +117,16 @@ export const responsesRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }> =
         vocabSize: model.vocabSize,
       },
     );
+    const format = (body.text as { format?: unknown } | null | undefined)?.format;
+    const spec = responseFormatSpec(format, 'text.format', true);
+    const grammar = spec && startGrammar(model, spec, 'text.format');
     const messages = messagesOf(body);
     if (messages.length === 0) throw invalid('input has no messages', 'input');
     checkChatMessages(model, messages);
     const admission = admit(ctx, model, reply, 1, 1, 'input');
     const prompt = await renderChatPrompt(model, messages, {});
     const choices = expandChoices([prompt.ids], settings, model.maxModelLen, 'input');
+    await attachConstraints(choices, grammar);
     const echo: ResponseEcho = {
       id: newRequestId('resp_', body.request_id),
       model: model.name,
@@ -135,6 +137,7 @@ export const responsesRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }> =
       topP: settings.sampling.topP,
       metadata: body.metadata ?? {},
       user: body.user ?? null,
+      ...(spec ? { textFormat: format as object } : {}),
     };
     const messageId = newRequestId('msg_');
     const gen = startGeneration(ctx, model, reply, echo.id, choices, settings.text, arrival, admission);
