@@ -11,6 +11,7 @@
 #include "batch_check.h"
 #include "engine_manifest.h"
 #include "file_system.h"
+#include "int8_tensors.h"
 
 #ifdef KVSERVE_WITH_CUDA
 #include <cuda_runtime_api.h>
@@ -130,10 +131,13 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& opts,
     try {
       weights = loadSafetensors(dir, opts.privateWeights ? WeightMemory::Private : WeightMemory::Mmap);
       bindLlamaWeights(cfg, *weights);
-      for (const auto& [name, t] : weights->all())
-        if (t.shape.size() == 2 && t.dtype != manifest.dtype)
-          throw std::runtime_error("tensor " + name + " is " + dtypeName(t.dtype) + ", the manifest says " +
-                                   dtypeName(manifest.dtype));
+      for (const auto& [name, t] : weights->all()) {
+        if (t.shape.size() != 2 || t.dtype == manifest.dtype) continue;
+        if (t.dtype == DType::I8 && manifest.quantization == "int8") continue;
+        throw std::runtime_error("tensor " + name + " is " + dtypeName(t.dtype) + ", the manifest says " +
+                                 dtypeName(manifest.dtype) + (manifest.quantization == "none" ? "" : " or int8"));
+      }
+      checkInt8Tensors(*weights);
     } catch (const std::runtime_error& e) {
       throw std::runtime_error("engine " + dir + " is damaged: " + e.what() + " (rebuild it with kvserve build)");
     }

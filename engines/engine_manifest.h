@@ -9,8 +9,9 @@
 namespace kvs {
 
 struct EngineManifestView {
-  DType dtype = DType::F32;   // weights.dtype: what the matrices are stored (and computed) in
+  DType dtype = DType::F32;   // weights.dtype: what the float matrices are stored (and computed) in
   std::string weightsFile;    // weights.file, relative to the folder
+  std::string quantization = "none";  // quantization.method: "none" | "int8" (int8 matrices, int8_tensors.h)
 };
 
 // Throws std::runtime_error("engine DIR ...") when the manifest is missing, malformed, or made for another

@@ -158,11 +158,96 @@ Napi::Object targetObject(Napi::Env env, const kvs::EngineTarget& t) {
   return o;
 }
 
+std::vector<std::string> stringList(const Napi::Object& o, const char* k) {
+  std::vector<std::string> out;
+  Napi::Value v = o.Get(k);
+  if (v.IsUndefined()) return out;
+  if (!v.IsArray()) badOption(o.Env(), std::string(k) + " must be an array of strings");
+  Napi::Array a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    Napi::Value e = a.Get(i);
+    if (!e.IsString()) badOption(o.Env(), std::string(k) + " must be an array of strings");
+    out.push_back(e.As<Napi::String>().Utf8Value());
+  }
+  return out;
+}
+
+Napi::Int32Array int32Array(const Napi::Object& o, const char* k) {
+  Napi::Value v = o.Get(k);
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+    badOption(o.Env(), std::string(k) + " must be an Int32Array");
+  return v.As<Napi::Int32Array>();
+}
+
+// options.quantization of buildEngine: {method, calibration: {tokens, offsets}, alphas, observers,
+// tryUnsmoothed, percentile, maxLayerError, keepFloat}; absent = none.
+kvs::QuantizationRequest readQuantization(const Napi::Object& opts) {
+  kvs::QuantizationRequest q;
+  Napi::Value v = opts.Get("quantization");
+  if (v.IsUndefined()) return q;
+  if (!v.IsObject()) badOption(opts.Env(), "quantization must be an object");
+  Napi::Object o = v.As<Napi::Object>();
+  q.method = str(o, "method", q.method);
+  Napi::Value cal = o.Get("calibration");
+  if (!cal.IsUndefined()) {
+    if (!cal.IsObject()) badOption(o.Env(), "quantization.calibration must be an object");
+    Napi::Int32Array tokens = int32Array(cal.As<Napi::Object>(), "tokens");
+    Napi::Int32Array offsets = int32Array(cal.As<Napi::Object>(), "offsets");
+    for (size_t i = 0; i + 1 < offsets.ElementLength(); ++i) {
+      const int32_t a = offsets[i], b = offsets[i + 1];
+      if (a < 0 || b < a || size_t(b) > tokens.ElementLength()) badOption(o.Env(), "calibration offsets out of range");
+      q.calibration.emplace_back(tokens.Data() + a, tokens.Data() + b);
+    }
+  }
+  Napi::Value alphas = o.Get("alphas");
+  if (!alphas.IsUndefined()) {
+    if (!alphas.IsArray()) badOption(o.Env(), "quantization.alphas must be an array of numbers");
+    Napi::Array a = alphas.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) {
+      const Napi::Value e = a.Get(i);
+      if (!e.IsNumber()) badOption(o.Env(), "quantization.alphas must be an array of numbers");
+      q.alphas.push_back(e.As<Napi::Number>().FloatValue());
+    }
+  }
+  q.observers = stringList(o, "observers");
+  q.tryUnsmoothed = boolean(o, "tryUnsmoothed", q.tryUnsmoothed);
+  q.percentile = float(num(o, "percentile", q.percentile));
+  q.maxLayerError = float(num(o, "maxLayerError", q.maxLayerError));
+  q.keepFloat = stringList(o, "keepFloat");
+  return q;
+}
+
+Napi::Object layerObject(Napi::Env env, const kvs::LayerQuantReport& l) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("name", l.name);
+  o.Set("int8", l.int8);
+  if (!l.keptBecause.empty()) o.Set("keptBecause", l.keptBecause);
+  o.Set("smoothing", l.smoothing);
+  if (!l.observer.empty()) {
+    o.Set("observer", l.observer);
+    o.Set("alpha", double(l.alpha));
+  }
+  o.Set("error", double(l.error));
+  o.Set("errorUnsmoothed", double(l.errorUnsmoothed));
+  auto range = [&](float lo, float hi) {
+    Napi::Array a = Napi::Array::New(env, 2);
+    a.Set(uint32_t(0), double(lo));
+    a.Set(uint32_t(1), double(hi));
+    return a;
+  };
+  o.Set("weightScale", range(l.weightScaleMin, l.weightScaleMax));
+  o.Set("smooth", range(l.smoothMin, l.smoothMax));
+  o.Set("actMax", range(l.actMaxMin, l.actMaxMax));
+  return o;
+}
+
 class BuildWorker : public Napi::AsyncProgressQueueWorker<Progress> {
  public:
-  BuildWorker(Napi::Env env, kvs::EngineOptions opts, std::string outDir, Napi::Function onProgress)
+  BuildWorker(Napi::Env env, kvs::EngineOptions opts, kvs::QuantizationRequest quant, std::string outDir,
+              Napi::Function onProgress)
       : Napi::AsyncProgressQueueWorker<Progress>(env, "kvserve.buildEngine"),
-        deferred_(Napi::Promise::Deferred::New(env)), opts_(std::move(opts)), outDir_(std::move(outDir)) {
+        deferred_(Napi::Promise::Deferred::New(env)), opts_(std::move(opts)), quant_(std::move(quant)),
+        outDir_(std::move(outDir)) {
     if (!onProgress.IsEmpty()) onProgress_ = Napi::Persistent(onProgress);
   }
 
@@ -170,7 +255,7 @@ class BuildWorker : public Napi::AsyncProgressQueueWorker<Progress> {
 
   void Execute(const ExecutionProgress& progress) override {
     try {
-      result_ = kvs::buildEngine(opts_, outDir_, [&](const std::string& stage, double f) {
+      result_ = kvs::buildEngine(opts_, outDir_, quant_, [&](const std::string& stage, double f) {
         Progress p{stage, f};
         progress.Send(&p, 1);
       });
@@ -218,6 +303,22 @@ class BuildWorker : public Napi::AsyncProgressQueueWorker<Progress> {
       tuned.Set(uint32_t(i), o);
     }
     r.Set("tunedGemms", tuned);
+    r.Set("quantization", result_.quantization);
+    if (result_.quantization != "none") {
+      r.Set("int8Kernel", result_.int8Kernel);
+      Napi::Array layers = Napi::Array::New(env, result_.layers.size());
+      for (size_t i = 0; i < result_.layers.size(); ++i) layers.Set(uint32_t(i), layerObject(env, result_.layers[i]));
+      r.Set("layers", layers);
+      const kvs::CalibrationSummary& c = result_.calibration;
+      Napi::Object cal = Napi::Object::New(env);
+      cal.Set("samples", double(c.samples));
+      cal.Set("tokens", double(c.tokens));
+      cal.Set("keptTokens", double(c.keptTokens));
+      cal.Set("evalTokens", double(c.evalTokens));
+      cal.Set("seconds", c.seconds);
+      cal.Set("searchSeconds", c.searchSeconds);
+      r.Set("calibration", cal);
+    }
     deferred_.Resolve(r);
   }
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
@@ -225,6 +326,7 @@ class BuildWorker : public Napi::AsyncProgressQueueWorker<Progress> {
  private:
   Napi::Promise::Deferred deferred_;
   kvs::EngineOptions opts_;
+  kvs::QuantizationRequest quant_;
   std::string outDir_;
   Napi::FunctionReference onProgress_;
   kvs::EngineBuildResult result_;
@@ -237,12 +339,14 @@ Napi::Value BuildEngine(const Napi::CallbackInfo& info) {
     if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsString())
       throw Napi::TypeError::New(env, "buildEngine: expected (options, outDir, onProgress?)");
     kvs::EngineOptions opts = readOptions(info[0].As<Napi::Object>());
+    kvs::QuantizationRequest quant = readQuantization(info[0].As<Napi::Object>());
     Napi::Function onProgress;
     if (info.Length() >= 3 && !info[2].IsUndefined()) {
       if (!info[2].IsFunction()) throw Napi::TypeError::New(env, "buildEngine: onProgress must be a function");
       onProgress = info[2].As<Napi::Function>();
     }
-    auto* worker = new BuildWorker(env, std::move(opts), info[1].As<Napi::String>().Utf8Value(), onProgress);
+    auto* worker = new BuildWorker(env, std::move(opts), std::move(quant), info[1].As<Napi::String>().Utf8Value(),
+                                   onProgress);
     Napi::Promise p = worker->promise();
     worker->Queue();
     return p;
