@@ -34,30 +34,43 @@ std::string moduleOf(const std::string& weightName) {
   return weightName;
 }
 
-Int8Companions int8Companions(const WeightStore& store, const Tensor& w) {
-  if (w.shape.size() != 2) throw std::runtime_error("int8 tensor " + w.name + " is not a matrix (shape " + shapeStr(w.shape) + ")");
+Int8Companions int8Companions(const WeightStore& store, const Tensor& w, int64_t N, int64_t K) {
+  if (w.shape != packedInt8Shape(N, K))
+    throw std::runtime_error("int8 tensor " + w.name + " has shape " + shapeStr(w.shape) + ", expected " +
+                             shapeStr(packedInt8Shape(N, K)) + " (the packed layout of [" + std::to_string(N) + ", " +
+                             std::to_string(K) + "])");
   const std::string m = moduleOf(w.name);
   Int8Companions c;
-  c.scale = companion(store, m + ".weight_scale", DType::F32, w.shape[0], true);
-  c.rowSum = companion(store, m + ".weight_sum", DType::I32, w.shape[0], true);
-  c.actSmooth = companion(store, m + ".act_smooth", DType::F32, w.shape[1], false);
+  c.scale = companion(store, m + ".weight_scale", DType::F32, N, true);
+  c.rowSum = companion(store, m + ".weight_sum", DType::I32, N, true);
+  c.actSmooth = companion(store, m + ".act_smooth", DType::F32, K, false);
   return c;
 }
 
 void checkInt8Tensors(const WeightStore& store) {
   for (const auto& [name, t] : store.all()) {
     if (t.dtype != DType::I8) continue;
-    const Int8Companions c = int8Companions(store, t);
+    if (t.shape.size() != 4 || t.shape[2] != 16 || t.shape[3] != 4)
+      throw std::runtime_error("int8 tensor " + name + " has shape " + shapeStr(t.shape) + ", expected the packed [N/16, K/4, 16, 4]");
+    const std::string m = moduleOf(name);
+    const Tensor* scale = store.find(m + ".weight_scale");
+    const Tensor* smooth = store.find(m + ".act_smooth");
+    if (!scale || scale->shape.size() != 1 || packedInt8Blocks(scale->shape[0]) != t.shape[0])
+      throw std::runtime_error("int8 tensor " + name + " needs " + m + ".weight_scale of " + std::to_string(t.shape[0] * 16 - 15) +
+                               " .. " + std::to_string(t.shape[0] * 16) + " rows");
+    const int64_t N = scale->shape[0], G = t.shape[1];
+    const int64_t K = smooth && smooth->shape.size() == 1 ? smooth->shape[0] : G * 4;
+    int8Companions(store, t, N, K);
     if (!t.data) continue;  // dummy
     const auto* q = static_cast<const int8_t*>(t.data);
-    const auto* sums = static_cast<const int32_t*>(c.rowSum->data);
-    const int64_t rows = t.shape[0], cols = t.shape[1];
-    for (int64_t n = 0; n < rows; ++n) {
+    const auto* sums = static_cast<const int32_t*>(store.find(m + ".weight_sum")->data);
+    for (int64_t n = 0; n < N; ++n) {
       int32_t s = 0;
-      for (int64_t k = 0; k < cols; ++k) s += q[n * cols + k];
+      for (int64_t g = 0; g < G; ++g)
+        for (int j = 0; j < 4; ++j) s += q[packedInt8Index(n, g * 4 + j, G)];
       if (s != sums[n])
         throw std::runtime_error("tensor " + name + " row " + std::to_string(n) + " sums to " + std::to_string(s) + ", but " +
-                                 c.rowSum->name + " says " + std::to_string(sums[n]) + " (its bytes were changed)");
+                                 m + ".weight_sum says " + std::to_string(sums[n]) + " (its bytes were changed)");
     }
   }
 }

@@ -50,8 +50,11 @@ const char* safetensorsDType(DType t) {
 std::vector<OutTensor> cpuModelTensors(const ModelConfig& cfg, const CpuModel& m) {
   std::vector<OutTensor> out;
   auto mat = [&](const std::string& name, const Mat& w) {
-    out.push_back({name, w.dtype, {w.rows, w.cols}, w.data, size_t(w.rows) * size_t(w.cols) * dtypeSize(w.dtype)});
-    if (w.dtype != DType::I8) return;
+    if (w.dtype != DType::I8) {
+      out.push_back({name, w.dtype, {w.rows, w.cols}, w.data, size_t(w.rows) * size_t(w.cols) * dtypeSize(w.dtype)});
+      return;
+    }
+    out.push_back({name, DType::I8, packedInt8Shape(w.rows, w.cols), w.data, packedInt8Bytes(w.rows, w.cols)});
     const std::string m = moduleOf(name);
     const size_t rows = size_t(w.rows), cols = size_t(w.cols);
     out.push_back({m + ".weight_scale", DType::F32, {w.rows}, w.scale, rows * sizeof(float)});

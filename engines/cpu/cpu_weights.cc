@@ -37,10 +37,11 @@ class Preparer {
            const std::function<void(size_t)>& onTensor)
       : store_(store), target_(target), keep_(keepStored), seed_(seed), pool_(pool), m_(m), onTensor_(onTensor) {}
 
-  Mat matrix(const Tensor* t) {
+  // rows, cols: the logical shape (an int8 tensor is stored packed).
+  Mat matrix(const Tensor* t, int64_t rows, int64_t cols) {
     Mat w;
-    w.rows = t->shape[0];
-    w.cols = t->shape[1];
+    w.rows = rows;
+    w.cols = cols;
     if (t->dtype == DType::I8) return int8Matrix(*t, w);
     if (!isFloatDType(t->dtype))
       throw std::runtime_error("tensor " + t->name + " is " + dtypeName(t->dtype) + "; a matrix is float or int8");
@@ -85,7 +86,7 @@ class Preparer {
  private:
   // An int8 matrix and its companions (int8_tensors.h) are used where they lie: no conversion.
   Mat int8Matrix(const Tensor& t, Mat& w) {
-    const Int8Companions c = int8Companions(store_, t);
+    const Int8Companions c = int8Companions(store_, t, w.rows, w.cols);
     w.dtype = DType::I8;
     w.data = t.data;
     w.scale = static_cast<const float*>(c.scale->data);
@@ -118,30 +119,32 @@ CpuModel prepareCpuModel(const ModelConfig& cfg, const WeightStore& store, DType
   ModelWeights w = bindLlamaWeights(cfg, store);
   CpuModel m;
   Preparer p(store, target, keepStored, seed, pool, m, onTensor);
-  m.embed = p.matrix(w.embed);
+  const int64_t H = cfg.hiddenSize, Q = int64_t(cfg.numHeads) * cfg.headDim, KV = int64_t(cfg.numKvHeads) * cfg.headDim;
+  const int64_t I = cfg.intermediateSize, V = cfg.vocabSize;
+  m.embed = p.matrix(w.embed, V, H);
   if (m.embed.dtype == DType::I8) throw std::runtime_error("tensor " + w.embed->name + " is int8; embeddings stay float");
   m.dtype = m.embed.dtype;
   // A quantized engine of a tied model holds its int8 head apart from the float embedding it looks rows up in.
   const Tensor* head = store.find("lm_head.weight");
-  if (w.lmHead == w.embed && head && head->dtype == DType::I8) m.lmHead = p.matrix(head);
-  else m.lmHead = w.lmHead == w.embed ? m.embed : p.matrix(w.lmHead);
+  if (w.lmHead == w.embed && head && head->dtype == DType::I8) m.lmHead = p.matrix(head, V, H);
+  else m.lmHead = w.lmHead == w.embed ? m.embed : p.matrix(w.lmHead, V, H);
   m.finalNorm = p.vec(w.finalNorm, true);
   for (const LayerWeights& L : w.layers) {
     CpuLayer c;
     c.inputNorm = p.vec(L.inputNorm, true);
-    c.q = p.matrix(L.q);
-    c.k = p.matrix(L.k);
-    c.v = p.matrix(L.v);
+    c.q = p.matrix(L.q, Q, H);
+    c.k = p.matrix(L.k, KV, H);
+    c.v = p.matrix(L.v, KV, H);
     c.qBias = p.vec(L.qBias, false);
     c.kBias = p.vec(L.kBias, false);
     c.vBias = p.vec(L.vBias, false);
     c.qNorm = p.vec(L.qNorm, true);
     c.kNorm = p.vec(L.kNorm, true);
-    c.o = p.matrix(L.o);
+    c.o = p.matrix(L.o, H, Q);
     c.postNorm = p.vec(L.postNorm, true);
-    c.gate = p.matrix(L.gate);
-    c.up = p.matrix(L.up);
-    c.down = p.matrix(L.down);
+    c.gate = p.matrix(L.gate, I, H);
+    c.up = p.matrix(L.up, I, H);
+    c.down = p.matrix(L.down, H, I);
     m.layers.push_back(std::move(c));
   }
   return m;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "int8_dot.h"
 
@@ -77,32 +78,28 @@ void quantizeRow(const float* x, int64_t K, const float* mul, uint8_t* q, int64_
   for (; k < ld; ++k) q[k] = uint8_t(int8::kActOffset);
 }
 
+// Token rows [t, t + R) × blocks [nb, nb + C) of w.
 template <int R, int C>
-void tile(const QuantizedActs& xq, int64_t t, const Mat& w, int64_t n, const float* bias, float* y, int64_t ldy) {
-  int32_t acc[R][C];
-  const auto* wq = static_cast<const int8_t*>(w.data) + n * w.cols;
-  int8::dotTile<R, C>(xq.q.data() + t * xq.ld, xq.ld, wq, w.cols, acc);
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) {
-      const int32_t dot = acc[r][c] - int8::kActOffset * w.rowSum[n + c];
-      const float v = float(dot) * (xq.scale[t + r] * w.scale[n + c]);
-      y[(t + r) * ldy + n + c] = bias ? v + bias[n + c] : v;
-    }
+void tileAt(const QuantizedActs& xq, int64_t t, const Mat& w, int64_t nb, int64_t rows, const float* bias, float* y,
+            int64_t ldy) {
+  const int64_t G = packedInt8Groups(w.cols);
+  const int64_t n = nb * int8::kBlockRows;
+  int8::TileParams p{xq.q.data() + t * xq.ld, xq.ld, xq.scale.data() + t,
+                     static_cast<const int8_t*>(w.data) + nb * G * 64, G,
+                     w.scale + n, w.rowSum + n, bias ? bias + n : nullptr, rows, y + t * ldy + n, ldy};
+  int8::tile<R, C>(p);
 }
 
 template <int C>
-void rowsTail(const QuantizedActs& xq, int64_t t, int64_t rows, const Mat& w, int64_t n, const float* bias, float* y,
-              int64_t ldy) {
-  switch (rows) {
-    case 1: tile<1, C>(xq, t, w, n, bias, y, ldy); break;
-    case 2: tile<2, C>(xq, t, w, n, bias, y, ldy); break;
-    case 3: tile<3, C>(xq, t, w, n, bias, y, ldy); break;
-    default: break;
-  }
+void tokensAt(const QuantizedActs& xq, int64_t t0, int64_t t1, const Mat& w, int64_t nb, int64_t rows,
+              const float* bias, float* y, int64_t ldy) {
+  constexpr int R = int8::kTileR;
+  int64_t t = t0;
+  for (; t + R <= t1; t += R) tileAt<R, C>(xq, t, w, nb, rows, bias, y, ldy);
+  for (; t < t1; ++t) tileAt<1, C>(xq, t, w, nb, rows, bias, y, ldy);
 }
 
-// As linear.cc: 4 tokens × 6 output rows of accumulators; a token block's quantized rows stay in L2.
-constexpr int kTileR = 4, kTileC = 6;
+// A token block's quantized rows stay in L2 while the blocks of weights sweep past them.
 constexpr int64_t kBlockBytesX = 512 * 1024;
 
 }  // namespace
@@ -122,21 +119,14 @@ void quantizeActs(ThreadPool& pool, const float* x, int64_t ldx, int64_t T, int6
 
 void int8LinearRange(const QuantizedActs& xq, const Mat& w, const float* bias, float* y, int64_t ldy, int64_t n0,
                      int64_t n1) {
+  constexpr int C = int8::kTileC, B = int8::kBlockRows;
   const int64_t T = xq.T;
-  const int64_t blockT = std::max<int64_t>(kTileR, kBlockBytesX / xq.ld / kTileR * kTileR);
+  const int64_t blockT = std::max<int64_t>(int8::kTileR, kBlockBytesX / xq.ld / int8::kTileR * int8::kTileR);
   for (int64_t t0 = 0; t0 < T; t0 += blockT) {
     const int64_t t1 = std::min(T, t0 + blockT);
-    int64_t n = n0;
-    for (; n + kTileC <= n1; n += kTileC) {
-      int64_t t = t0;
-      for (; t + kTileR <= t1; t += kTileR) tile<kTileR, kTileC>(xq, t, w, n, bias, y, ldy);
-      rowsTail<kTileC>(xq, t, t1 - t, w, n, bias, y, ldy);
-    }
-    for (; n < n1; ++n) {
-      int64_t t = t0;
-      for (; t + kTileR <= t1; t += kTileR) tile<kTileR, 1>(xq, t, w, n, bias, y, ldy);
-      rowsTail<1>(xq, t, t1 - t, w, n, bias, y, ldy);
-    }
+    int64_t nb = n0 / B;
+    for (; (nb + C) * B <= n1; nb += C) tokensAt<C>(xq, t0, t1, w, nb, C * B, bias, y, ldy);
+    for (; nb * B < n1; ++nb) tokensAt<1>(xq, t0, t1, w, nb, std::min<int64_t>(B, n1 - nb * B), bias, y, ldy);
   }
 }
 
@@ -158,6 +148,17 @@ void quantizeWeightRows(ThreadPool& pool, const float* w, int64_t rows, int64_t 
       rowSum[n] = sum;
     }
   });
+}
+
+}  // namespace kvs
+
+namespace kvs {
+
+void packInt8Rows(const int8_t* q, int64_t rows, int64_t cols, int8_t* packed) {
+  const int64_t G = packedInt8Groups(cols);
+  std::memset(packed, 0, packedInt8Bytes(rows, cols));
+  for (int64_t n = 0; n < rows; ++n)
+    for (int64_t k = 0; k < cols; ++k) packed[packedInt8Index(n, k, G)] = q[n * cols + k];
 }
 
 }  // namespace kvs

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "../int8_tensors.h"
 #include "linear.h"
 
 namespace kvs {
@@ -23,13 +24,19 @@ struct QuantizedActs {
 void quantizeActs(ThreadPool& pool, const float* x, int64_t ldx, int64_t T, int64_t K, const float* mul,
                   QuantizedActs& out);
 
-// Output features [n0, n1) of all xq.T rows into y (row stride ldy). w.dtype must be I8.
+// Output features [n0, n1) of all xq.T rows into y (row stride ldy). w.dtype must be I8 (packed, see
+// int8_tensors.h) and n0 a multiple of 16.
 void int8LinearRange(const QuantizedActs& xq, const Mat& w, const float* bias, float* y, int64_t ldy, int64_t n0,
                      int64_t n1);
 
 // Symmetric per-row quantization of a float32 matrix [rows, cols]: scale[n] = max_k |w[n,k]| / 127,
 // q = round(w / scale) (ties to even), rowSum[n] = Σ_k q[n,k]. An all-zero row gets scale 0 and q 0.
+// q is row-major [rows, cols].
 void quantizeWeightRows(ThreadPool& pool, const float* w, int64_t rows, int64_t cols, int8_t* q, float* scale,
                         int32_t* rowSum);
+
+// Row-major q [rows, cols] into the packed layout of int8_tensors.h (packedInt8Bytes(rows, cols) bytes,
+// zero padded).
+void packInt8Rows(const int8_t* q, int64_t rows, int64_t cols, int8_t* packed);
 
 }  // namespace kvs

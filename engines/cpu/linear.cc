@@ -152,12 +152,14 @@ void linearMulti(ThreadPool& pool, const float* x, int64_t ldx, int64_t T, std::
   int64_t rows = 0, work = 0;
   for (const LinearOut& o : outs) { rows += o.w->rows; work += T * o.w->rows * o.w->cols; }
   int64_t grain = rows;
+  // Chunks start on a tile of the float kernel and, with int8 outputs, on a packed block of 16 rows.
+  const int64_t unit = quantized ? 48 : kTileC;
   if (work >= 32768) {
     grain = (rows + 4 * pool.size() - 1) / (4 * pool.size());
-    grain = std::max<int64_t>(kTileC * 4, (grain + kTileC - 1) / kTileC * kTileC);
+    grain = std::max<int64_t>(unit * (quantized ? 1 : 4), (grain + unit - 1) / unit * unit);
   }
   auto count = [&](int64_t g) { int64_t c = 0; for (const LinearOut& o : outs) c += (o.w->rows + g - 1) / g; return c; };
-  while (count(grain) > kMaxItems) grain *= 2;
+  while (count(grain) > kMaxItems) grain *= 2;  // stays a multiple of unit (grain = rows is one item per output)
   Item items[kMaxItems];
   int numItems = 0;
   for (const LinearOut& o : outs)

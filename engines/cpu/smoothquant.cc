@@ -62,7 +62,7 @@ struct Member {
 
 // One candidate smoothing of one member: its int8 weights and their output error on the eval rows.
 struct Trial {
-  std::vector<int8_t> q;
+  std::vector<int8_t> q;        // packed (int8_tensors.h)
   std::vector<float> scale;
   std::vector<int32_t> sum;
   float error = 0;
@@ -83,10 +83,12 @@ class Group {
       inv.resize(size_t(K_));
       for (int64_t k = 0; k < K_; ++k) inv[size_t(k)] = 1.0f / s[size_t(k)];
     }
-    t.q.resize(ws.size());
+    std::vector<int8_t> rowMajor(ws.size());
     t.scale.resize(size_t(R));
     t.sum.resize(size_t(R));
-    quantizeWeightRows(pool_, ws.data(), R, K_, t.q.data(), t.scale.data(), t.sum.data());
+    quantizeWeightRows(pool_, ws.data(), R, K_, rowMajor.data(), t.scale.data(), t.sum.data());
+    t.q.resize(packedInt8Bytes(R, K_));
+    packInt8Rows(rowMajor.data(), R, K_, t.q.data());
     Mat qm;
     qm.dtype = DType::I8;
     qm.data = t.q.data();

@@ -53,9 +53,11 @@ void runCase(ThreadPool& pool, int T, int N, int K, bool smooth, bool withBias, 
   std::vector<float> ws(N);
   std::vector<int32_t> wsum(N);
   quantizeWeightRows(pool, w.data(), N, K, wq.data(), ws.data(), wsum.data());
+  std::vector<int8_t> packed(packedInt8Bytes(N, K));
+  packInt8Rows(wq.data(), N, K, packed.data());
   Mat m;
   m.dtype = DType::I8;
-  m.data = wq.data();
+  m.data = packed.data();
   m.rows = N;
   m.cols = K;
   m.scale = ws.data();
@@ -63,8 +65,14 @@ void runCase(ThreadPool& pool, int T, int N, int K, bool smooth, bool withBias, 
   m.actSmooth = smooth ? mul.data() : nullptr;
   QuantizedActs xq;
   quantizeActs(pool, x.data(), K, T, K, m.actSmooth, xq);
-  std::vector<float> y(size_t(T) * N, -1.0f);
-  int8LinearRange(xq, m, withBias ? bias.data() : nullptr, y.data(), N, 0, N);
+  // Two calls split at a block boundary, as linearMulti's chunks are, and a guard column after each row.
+  const int ldy = N + 1;
+  std::vector<float> y(size_t(T) * ldy, -1.0f);
+  const int split = N > 16 ? 16 : N;
+  int8LinearRange(xq, m, withBias ? bias.data() : nullptr, y.data(), ldy, 0, split);
+  int8LinearRange(xq, m, withBias ? bias.data() : nullptr, y.data(), ldy, split, N);
+  for (int t = 0; t < T; ++t)
+    if (y[size_t(t) * ldy + N] != -1.0f) fail("guard column written", T, N, K, t, y[size_t(t) * ldy + N], -1);
 
   // Reference.
   for (int n = 0; n < N; ++n) {
@@ -102,7 +110,7 @@ void runCase(ThreadPool& pool, int T, int N, int K, bool smooth, bool withBias, 
       }
       float ref = float(dot) * (sx * ws[n]);
       if (withBias) ref += bias[n];
-      const float got = y[size_t(t) * N + n];
+      const float got = y[size_t(t) * ldy + n];
       if (std::memcmp(&got, &ref, 4) != 0) fail("output", T, N, K, long(t) * N + n, got, ref);
       // Without smoothing, the quantized product is within the rounding bound of the exact one: each value
       // moves by at most half a quantization step (sx/2, sw/2).
@@ -117,6 +125,7 @@ void runCase(ThreadPool& pool, int T, int N, int K, bool smooth, bool withBias, 
     }
   }
   mix(y.data(), y.size() * sizeof(float));
+  mix(packed.data(), packed.size());
 }
 
 }  // namespace
@@ -125,7 +134,7 @@ int main() {
   ThreadPool pool(2);
   int cases = 0;
   for (int T : {1, 2, 3, 4, 5, 9, 17})
-    for (int N : {1, 5, 6, 7, 13})
+    for (int N : {1, 5, 13, 16, 17, 33, 100, 112})
       for (int K : {1, 3, 31, 32, 33, 63, 64, 65, 100, 172, 257})
         for (int variant = 0; variant < 4; ++variant) {
           runCase(pool, T, N, K, variant & 1, variant & 2, variant == 3);
