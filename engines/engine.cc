@@ -132,10 +132,10 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& opts,
       weights = loadSafetensors(dir, opts.privateWeights ? WeightMemory::Private : WeightMemory::Mmap);
       bindLlamaWeights(cfg, *weights);
       for (const auto& [name, t] : weights->all()) {
-        if (t.shape.size() != 2 || t.dtype == manifest.dtype) continue;
-        if (t.dtype == DType::I8 && manifest.quantization == "int8") continue;
+        const bool int8 = t.dtype == DType::I8;
+        if (int8 ? manifest.quantization == "int8" : t.shape.size() != 2 || t.dtype == manifest.dtype) continue;
         throw std::runtime_error("tensor " + name + " is " + dtypeName(t.dtype) + ", the manifest says " +
-                                 dtypeName(manifest.dtype) + (manifest.quantization == "none" ? "" : " or int8"));
+                                 dtypeName(manifest.dtype) + (manifest.quantization == "int8" ? " or int8" : ""));
       }
       checkInt8Tensors(*weights);
     } catch (const std::runtime_error& e) {

@@ -167,7 +167,9 @@ export async function buildEngineFolder(
       tunedGemms: built.tunedGemms,
       timings: {
         prepare: built.prepareSeconds,
-        ...(built.calibration ? { calibrate: built.calibration.seconds, quantize: built.calibration.searchSeconds } : {}),
+        ...(built.calibration
+          ? { calibrate: built.calibration.seconds, quantize: built.calibration.searchSeconds }
+          : {}),
         write: built.writeSeconds,
         hash: (t2 - t1) / 1000,
         copy: (t3 - t2) / 1000,

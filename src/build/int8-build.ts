@@ -7,7 +7,14 @@ import { join } from 'node:path';
 import { ConfigError } from '../config.js';
 import type { NativeBuildResult, NativeQuantization } from '../runner/binding.js';
 import { TextTokenizer } from '../tokenizer/tokenizer.js';
-import { calibrationTokens, defaultCalibData, defaultEvalData, packSamples, readTextSamples, tokenizeSamples } from './calibration-data.js';
+import {
+  calibrationTokens,
+  defaultCalibData,
+  defaultEvalData,
+  packSamples,
+  readTextSamples,
+  tokenizeSamples,
+} from './calibration-data.js';
 import { linearLayerNames, resolveKeepPrecision } from './layer-names.js';
 import type { Int8Quantization } from './manifest.js';
 import type { QualityReport } from './quality.js';
@@ -94,12 +101,17 @@ export async function planInt8(
   };
 }
 
-export function int8Section(plan: Int8Plan, built: NativeBuildResult, quality: Int8Quantization['quality']): Int8Quantization {
+export function int8Section(
+  plan: Int8Plan,
+  built: NativeBuildResult,
+  quality: Int8Quantization['quality'],
+): Int8Quantization {
   const layers = built.layers ?? [];
   const r = plan.request;
   return {
     method: 'int8',
-    scheme: 'W8A8: int8 weights with a symmetric scale per output channel; int8 activations with a symmetric scale per token, computed at run time',
+    scheme:
+      'W8A8: int8 weights with a symmetric scale per output channel; int8 activations with a symmetric scale per token, computed at run time',
     kernel: built.int8Kernel ?? '',
     smoothquant: { alphaGrid: r.alphas ?? [], tryUnsmoothed: r.tryUnsmoothed ?? true, chosenPer: 'layer group' },
     observer: { searched: r.observers ?? [], percentile: r.percentile ?? 99.9 },
@@ -113,7 +125,8 @@ export function int8Section(plan: Int8Plan, built: NativeBuildResult, quality: I
 
 export const withQuality = (q: QualityReport, file: string): Int8Quantization['quality'] => ({ file, ...q });
 
-const g = (v: number) => (Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : v.toPrecision(3));
+const g = (v: number) =>
+  Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : v.toPrecision(3);
 
 /** The per-layer table and the quality line, for the build's output and engine-info. */
 export function int8Summary(q: Int8Quantization): string[] {
@@ -127,9 +140,22 @@ export function int8Summary(q: Int8Quantization): string[] {
     `${(l.errorUnsmoothed * 100).toFixed(2)}%`,
     l.keptBecause ?? '',
   ]);
-  const head = ['layer', 'as', 'smoothing', 'weight scale', 'act abs-max', 'error', 'unsmoothed', 'kept in float because'];
+  const head = [
+    'layer',
+    'as',
+    'smoothing',
+    'weight scale',
+    'act abs-max',
+    'error',
+    'unsmoothed',
+    'kept in float because',
+  ];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  const line = (r: string[]) =>
+    r
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
   const c = q.calibration;
   const out = [
     `int8 (${q.kernel}): ${q.layers.filter((l) => l.int8).length} of ${q.layers.length} linear layers; calibrated on ${c.samples} samples, ${c.tokens} tokens of ${c.file}`,

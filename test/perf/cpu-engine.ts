@@ -186,6 +186,9 @@ for (const key of keys.filter((k) => models[k]?.int8)) {
   for (const B of [1, bigBatch]) {
     const a = steps.get(`${base}/${B}`),
       b = steps.get(`${key}/${B}`);
-    if (a && b) console.log(`${models[key]!.name} vs ${models[base]!.name}, batch ${B}: ${(a / b).toFixed(2)}× faster decode step`);
+    if (a && b)
+      console.log(
+        `${models[key]!.name} vs ${models[base]!.name}, batch ${B}: ${(a / b).toFixed(2)}× faster decode step`,
+      );
   }
 }
