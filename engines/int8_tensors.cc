@@ -62,15 +62,21 @@ void checkInt8Tensors(const WeightStore& store) {
     const int64_t K = smooth && smooth->shape.size() == 1 ? smooth->shape[0] : G * 4;
     int8Companions(store, t, N, K);
     if (!t.data) continue;  // dummy
+    // In storage order, one block of 16 rows at a time: a sequential pass over the bytes.
     const auto* q = static_cast<const int8_t*>(t.data);
     const auto* sums = static_cast<const int32_t*>(store.find(m + ".weight_sum")->data);
-    for (int64_t n = 0; n < N; ++n) {
-      int32_t s = 0;
+    for (int64_t b = 0; b < t.shape[0]; ++b) {
+      int32_t s[16] = {};
+      const int8_t* block = q + b * G * 64;
       for (int64_t g = 0; g < G; ++g)
-        for (int j = 0; j < 4; ++j) s += q[packedInt8Index(n, g * 4 + j, G)];
-      if (s != sums[n])
-        throw std::runtime_error("tensor " + name + " row " + std::to_string(n) + " sums to " + std::to_string(s) + ", but " +
-                                 m + ".weight_sum says " + std::to_string(sums[n]) + " (its bytes were changed)");
+        for (int i = 0; i < 64; ++i) s[i / 4] += block[g * 64 + i];
+      for (int i = 0; i < 16; ++i) {
+        const int64_t n = b * 16 + i;
+        if (n < N ? s[i] == sums[n] : s[i] == 0) continue;
+        if (n >= N) throw std::runtime_error("tensor " + name + " has non-zero padding in row " + std::to_string(n));
+        throw std::runtime_error("tensor " + name + " row " + std::to_string(n) + " sums to " + std::to_string(s[i]) +
+                                 ", but " + m + ".weight_sum says " + std::to_string(sums[n]) + " (its bytes were changed)");
+      }
     }
   }
 }

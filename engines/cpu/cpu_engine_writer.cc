@@ -174,7 +174,13 @@ EngineBuildResult buildCpuEngine(const ModelConfig& cfg, const WeightStore& stor
     report("calibrate", 1);
     r.calibration.seconds = secondsSince(tc);
     const auto tq = std::chrono::steady_clock::now();
-    const QuantizeOptions qo = quantizeOptions(quant);
+    QuantizeOptions qo = quantizeOptions(quant);
+    // Each candidate smoothing costs evalRows × (all linear weights) multiply-adds: a small model is measured
+    // on up to 2048 calibration tokens, a large one on 256.
+    const int64_t H = cfg.hiddenSize, I = cfg.intermediateSize, Q = int64_t(cfg.numHeads) * cfg.headDim;
+    const int64_t params = int64_t(cfg.numLayers) * (2 * H * Q + 2 * H * int64_t(cfg.numKvHeads) * cfg.headDim + 3 * H * I) +
+                           int64_t(cfg.vocabSize) * H;
+    qo.evalRows = int(std::clamp<int64_t>((int64_t(1) << 31) / std::max<int64_t>(1, params), 256, 2048));
     report("quantize", 0);
     qm = quantizeSmoothQuant(cfg, m, stats, qo, pool, [&](double f) { report("quantize", f); });
     report("quantize", 1);

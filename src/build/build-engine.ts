@@ -8,6 +8,7 @@ import { basename, dirname, join } from 'node:path';
 import { ConfigError, repoRoot } from '../config.js';
 import type { ProgressFn } from '../load-progress.js';
 import { loadNative, type Device, type DTypeName, type NativeModule } from '../runner/binding.js';
+import { writeSyntheticTokenizer } from '../tokenizer/synthetic.js';
 import { writeFolderAtomically } from './atomic-folder.js';
 import {
   configPathOf,
@@ -141,7 +142,14 @@ export async function buildEngineFolder(
     const t2 = performance.now();
     progress?.('copy', 0);
     if (dummy) copyFileSync(configPath, join(tmp, 'config.json'));
-    else for (const name of COPIED) if (existsSync(join(from, name))) copyFileSync(join(from, name), join(tmp, name));
+    for (const name of COPIED)
+      if (!(dummy && name === 'config.json') && existsSync(join(from, name)))
+        copyFileSync(join(from, name), join(tmp, name));
+    // A bare preset has no tokenizer: the engine gets the synthetic one serve --load-format dummy would use.
+    if (!existsSync(join(tmp, 'tokenizer.json'))) {
+      const vocab = (JSON.parse(readFileSync(configPath, 'utf8')) as { vocab_size?: number }).vocab_size;
+      if (dummy && typeof vocab === 'number') writeSyntheticTokenizer(tmp, vocab);
+    }
     progress?.('copy', 1);
     const t3 = performance.now();
     const manifest: EngineManifest = {

@@ -1,11 +1,13 @@
 // The knobs of an int8 build and what they do to the engine: --keep-precision keeps the named layers in float
 // (written as float tensors, recorded with the reason), the per-layer error bound sends the layers above it
 // back to float, a fixed α and observer are the only ones used; each engine still loads and runs.
+import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
+import { buildEngineFolder } from '../../src/build/build-engine.js';
 import type { Int8Quantization } from '../../src/build/manifest.js';
 import { loadNative } from '../../src/runner/binding.js';
 import { greedyRun } from '../native/native-run.js';
-import { buildInt8Into, nativeOptions, storiesDir } from './engine-helpers.js';
+import { buildInt8Into, buildOptions, nativeOptions, storiesDir, tempDir } from './engine-helpers.js';
 import { readTensors } from './safetensors-reader.js';
 
 const native = loadNative();
@@ -66,5 +68,36 @@ describe('int8 build options', () => {
     expect(q.smoothquant.tryUnsmoothed).toBe(false);
     expect(q.observer.searched).toEqual(['absmax']);
     for (const l of q.layers) expect(l, l.name).toMatchObject({ alpha: 0.5, observer: 'absmax' });
+  });
+});
+
+describe('dummy weights (--load-format dummy), for benchmarks', () => {
+  test("an engine of a config's random weights computes what loading them directly does; int8 of them runs", async () => {
+    const config = join(storiesDir, 'config.json');
+    const out = join(tempDir(), 'engine');
+    const m = await buildEngineFolder({ ...buildOptions(config, out), dummy: { seed: 7 } });
+    expect(m.source.files.map((f) => f.path)).toEqual(['config.json']);
+    expect(m.rebuild).toEqual(expect.arrayContaining(['--load-format', 'dummy', '--dummy-seed', '7']));
+    const direct = await native.loadEngine(nativeOptions({ model: config, dummyWeights: true, seed: 7 }));
+    const built = await native.loadEngine(nativeOptions({ engine: out }));
+    try {
+      const a = await greedyRun(direct, [1, 5, 9], 6);
+      const b = await greedyRun(built, [1, 5, 9], 6);
+      expect(b.ids).toEqual(a.ids);
+      expect(
+        Buffer.concat(b.logits.map((l) => Buffer.from(l.buffer))).equals(
+          Buffer.concat(a.logits.map((l) => Buffer.from(l.buffer))),
+        ),
+      ).toBe(true);
+    } finally {
+      direct.dispose();
+      built.dispose();
+    }
+    const q = await buildEngineFolder({
+      ...buildOptions(config, join(tempDir(), 'engine')),
+      dummy: { seed: 7 },
+      quantization: 'int8',
+    });
+    expect(q.quantization.method).toBe('int8');
   });
 });
