@@ -7,7 +7,7 @@
 #include <memory>
 
 #include "../half.h"
-#include "int8_linear.h"
+#include "quant_error.h"
 
 namespace kvs {
 
@@ -60,65 +60,6 @@ struct Member {
   bool forced = false;      // named by the caller: float whatever its error
 };
 
-// One candidate smoothing of one member: its int8 weights and their output error on the eval rows.
-struct Trial {
-  std::vector<int8_t> q;        // packed (int8_tensors.h)
-  std::vector<float> scale;
-  std::vector<int32_t> sum;
-  float error = 0;
-};
-
-class Group {
- public:
-  Group(ThreadPool& pool, const std::vector<float>& x, int64_t rows, int64_t K) : pool_(pool), x_(x), n_(rows), K_(K) {}
-
-  // s empty: unsmoothed.
-  void trial(const Member& m, const std::vector<float>& s, Trial& t) {
-    const int64_t R = m.src->rows;
-    std::vector<float> ws = m.w;
-    std::vector<float> inv;
-    if (!s.empty()) {
-      for (int64_t r = 0; r < R; ++r)
-        for (int64_t k = 0; k < K_; ++k) ws[size_t(r * K_ + k)] *= s[size_t(k)];
-      inv.resize(size_t(K_));
-      for (int64_t k = 0; k < K_; ++k) inv[size_t(k)] = 1.0f / s[size_t(k)];
-    }
-    std::vector<int8_t> rowMajor(ws.size());
-    t.scale.resize(size_t(R));
-    t.sum.resize(size_t(R));
-    quantizeWeightRows(pool_, ws.data(), R, K_, rowMajor.data(), t.scale.data(), t.sum.data());
-    t.q.resize(packedInt8Bytes(R, K_));
-    packInt8Rows(rowMajor.data(), R, K_, t.q.data());
-    Mat qm;
-    qm.dtype = DType::I8;
-    qm.data = t.q.data();
-    qm.rows = R;
-    qm.cols = K_;
-    qm.scale = t.scale.data();
-    qm.rowSum = t.sum.data();
-    qm.actSmooth = inv.empty() ? nullptr : inv.data();
-    std::vector<float> y(size_t(n_ * R));
-    linear(pool_, x_.data(), K_, n_, qm, nullptr, y.data(), R);
-    double num = 0, den = 0;
-    for (size_t i = 0; i < y.size(); ++i) {
-      const double d = double(y[i]) - double(m.ref[i]);
-      num += d * d;
-      den += double(m.ref[i]) * double(m.ref[i]);
-    }
-    t.error = den > 0 ? float(std::sqrt(num / den)) : (num > 0 ? 1.0f : 0.0f);
-  }
-
-  void reference(Member& m) {
-    m.ref.resize(size_t(n_ * m.src->rows));
-    linear(pool_, x_.data(), K_, n_, *m.src, nullptr, m.ref.data(), m.src->rows);
-  }
-
- private:
-  ThreadPool& pool_;
-  const std::vector<float>& x_;  // [n_, K_]
-  int64_t n_, K_;
-};
-
 std::string fmt(float v) {
   char b[32];
   std::snprintf(b, sizeof b, "%.4g", double(v));
@@ -144,11 +85,11 @@ class Quantizer {
       const int64_t r = n > 1 ? i * (x.keptRows - 1) / (n - 1) : 0;
       std::memcpy(&xe[size_t(i * K)], &x.kept[size_t(r * K)], size_t(K) * sizeof(float));
     }
-    Group g(pool_, xe, n, K);
+    OutputError g(pool_, xe, n, K);
     std::vector<float> wmax(size_t(K), 0.0f);
     for (Member& m : members) {
       m.w = toFloat(*m.src);
-      g.reference(m);
+      m.ref = g.reference(*m.src);
       if (m.forced) continue;
       for (int64_t r = 0; r < m.src->rows; ++r)
         for (int64_t k = 0; k < K; ++k) wmax[size_t(k)] = std::max(wmax[size_t(k)], std::fabs(m.w[size_t(r * K + k)]));
@@ -178,14 +119,14 @@ class Quantizer {
       }
     }
     const bool anySearchable = std::any_of(members.begin(), members.end(), [](const Member& m) { return !m.forced; });
-    Trial t;
+    Int8Trial t;
     std::vector<float> unsmoothedError(members.size(), 0.0f);
     Choice* best = nullptr;
     for (Choice& c : candidates) {
       c.score = 0;
       for (size_t i = 0; i < members.size(); ++i) {
         if (members[i].forced) continue;
-        g.trial(members[i], c.s, t);
+        g.trial(members[i].w, members[i].src->rows, members[i].ref, c.s, t);
         c.score += t.error;
         if (c.s.empty()) unsmoothedError[i] = t.error;
       }
@@ -194,15 +135,15 @@ class Quantizer {
     }
     if (!o_.tryUnsmoothed)
       for (size_t i = 0; i < members.size(); ++i) {
-        g.trial(members[i], {}, t);
+        g.trial(members[i].w, members[i].src->rows, members[i].ref, {}, t);
         unsmoothedError[i] = t.error;
       }
 
     // Decide each member; smoothing stays only when some member is int8.
-    std::vector<Trial> trials(members.size());
+    std::vector<Int8Trial> trials(members.size());
     std::vector<bool> int8(members.size(), false);
     for (size_t i = 0; i < members.size(); ++i) {
-      g.trial(members[i], best->s, trials[i]);
+      g.trial(members[i].w, members[i].src->rows, members[i].ref, best->s, trials[i]);
       int8[i] = !members[i].forced && trials[i].error <= o_.maxLayerError;
     }
     const bool anyInt8 = std::find(int8.begin(), int8.end(), true) != int8.end();
@@ -237,7 +178,7 @@ class Quantizer {
       else if (!int8[i]) r.keptBecause = "output error " + fmt(r.error) + " > bound " + fmt(o_.maxLayerError);
 
       if (int8[i]) {
-        const Trial& q = trials[i];
+        const Int8Trial& q = trials[i];
         Mat w;
         w.dtype = DType::I8;
         w.rows = m.src->rows;
