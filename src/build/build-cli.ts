@@ -72,6 +72,7 @@ const buildFlags: Record<string, FlagSpec> = {
   'max-layer-error': {
     key: 'maxLayerError',
     kind: 'number',
+    metavar: 'E',
     min: 0,
     help: 'int8: a layer whose relative output error on the calibration set exceeds this stays in float',
   },
@@ -90,6 +91,7 @@ const buildFlags: Record<string, FlagSpec> = {
   'calib-percentile': {
     key: 'percentile',
     kind: 'number',
+    metavar: 'P',
     min: 50,
     max: 100,
     help: 'int8: the percentile observer takes this percentile of |x| per channel',
