@@ -143,6 +143,7 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& opts,
     }
   } else {
     weights = loadSafetensors(dir, opts.privateWeights ? WeightMemory::Private : WeightMemory::Mmap);
+    refuseIntegerTensors(*weights, dir);
   }
 
   // The "weights" stage runs while the backend prepares tensor after tensor (the mapping itself is lazy);

@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "file_system.h"
+#include "int8_tensors.h"
 #include "weights.h"
 
 namespace kvs {
@@ -45,6 +46,7 @@ EngineBuildResult buildEngine(const EngineOptions& opts, const std::string& outD
   }
   auto store = opts.dummyWeights ? makeDummyWeights(cfg, opts.dtype == "auto" ? cfg.dtype : dt)
                                  : loadSafetensors(opts.model, WeightMemory::Mmap);
+  refuseIntegerTensors(*store, opts.model);
   return buildCpuEngine(cfg, *store, opts, quant, outDir, progress);
 }
 

@@ -47,6 +47,13 @@ Int8Companions int8Companions(const WeightStore& store, const Tensor& w, int64_t
   return c;
 }
 
+void refuseIntegerTensors(const WeightStore& store, const std::string& dir) {
+  for (const auto& [name, t] : store.all())
+    if (!isFloatDType(t.dtype))
+      throw std::runtime_error("tensor " + name + " in " + dir + " is " + dtypeName(t.dtype) + ": a model folder holds float " +
+                               "weights (an int8 engine made by kvserve build is loaded with --engine " + dir + ")");
+}
+
 void checkInt8Tensors(const WeightStore& store) {
   for (const auto& [name, t] : store.all()) {
     if (t.dtype != DType::I8) continue;

@@ -39,6 +39,10 @@ std::string moduleOf(const std::string& weightName);
 // packed shape; throws naming the tensor.
 Int8Companions int8Companions(const WeightStore& store, const Tensor& w, int64_t N, int64_t K);
 
+// A model folder (not an engine) holding integer tensors: they are the layout of kvserve's own int8 engines,
+// not a checkpoint format. Throws naming the tensor and the folder.
+void refuseIntegerTensors(const WeightStore& store, const std::string& dir);
+
 // Every I8 tensor of the store: its companions present and well-formed, and each row summing to its
 // weight_sum (one pass over the int8 bytes: the integrity check of a mapped engine). Throws on the first
 // problem, naming the tensor (and row).
