@@ -11,6 +11,7 @@
 #include "batch_check.h"
 #include "engine_manifest.h"
 #include "file_system.h"
+#include "int8_tensors.h"
 
 #ifdef KVSERVE_WITH_CUDA
 #include <cuda_runtime_api.h>
@@ -136,16 +137,20 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& opts,
 #endif
       } else {
         bindLlamaWeights(cfg, *weights);
-        for (const auto& [name, t] : weights->all())
-          if (t.shape.size() == 2 && t.dtype != manifest.dtype)
-            throw std::runtime_error("tensor " + name + " is " + dtypeName(t.dtype) + ", the manifest says " +
-                                     dtypeName(manifest.dtype));
+        for (const auto& [name, t] : weights->all()) {
+          const bool int8 = t.dtype == DType::I8;
+          if (int8 ? manifest.quantization == "int8" : t.shape.size() != 2 || t.dtype == manifest.dtype) continue;
+          throw std::runtime_error("tensor " + name + " is " + dtypeName(t.dtype) + ", the manifest says " +
+                                   dtypeName(manifest.dtype) + (manifest.quantization == "int8" ? " or int8" : ""));
+        }
+        checkInt8Tensors(*weights);
       }
     } catch (const std::runtime_error& e) {
       throw std::runtime_error("engine " + dir + " is damaged: " + e.what() + " (rebuild it with kvserve build)");
     }
   } else {
     weights = loadSafetensors(dir, opts.privateWeights ? WeightMemory::Private : WeightMemory::Mmap);
+    refuseIntegerTensors(*weights, dir);
   }
 
   // The "weights" stage runs while the backend prepares tensor after tensor (the mapping itself is lazy);

@@ -5,10 +5,20 @@
 #include <stdexcept>
 
 #include "file_system.h"
+#include "int8_tensors.h"
+#include "weights.h"
 
 namespace kvs {
 
-EngineBuildResult buildEngine(const EngineOptions& opts, const std::string& outDir, const BuildProgress& progress) {
+EngineBuildResult buildEngine(const EngineOptions& opts, const std::string& outDir, const QuantizationRequest& quant,
+                              const BuildProgress& progress) {
+  const std::string& q = quant.method;
+  if (q != "none" && q != "int8" && q != "fp8")
+    throw std::runtime_error("unknown quantization \"" + q + "\" (supported: none, int8, fp8)");
+  if (opts.device == "cuda" && q != "none")
+    throw std::runtime_error("--quantization " + q + " with --device cuda is not implemented yet" +
+                             (q == "int8" ? std::string("; int8 engines build for --device cpu") : std::string()));
+  if (q == "fp8") throw std::runtime_error("--quantization fp8 is for --device cuda (on cpu: none or int8)");
   if (opts.device == "cuda") {
 #ifndef KVSERVE_WITH_CUDA
     throw std::runtime_error("device cuda: this build has no CUDA backend (it was built without nvcc and cuBLASLt, "
@@ -18,9 +28,11 @@ EngineBuildResult buildEngine(const EngineOptions& opts, const std::string& outD
   DType dt = DType::F32;
   if (opts.dtype != "auto" && !parseDType(opts.dtype, &dt))
     throw std::runtime_error("unsupported dtype \"" + opts.dtype + "\" (supported: auto, float32, bfloat16, float16)");
-  if (!isDir(opts.model)) throw std::runtime_error("model folder " + opts.model + " does not exist");
+  // Dummy weights may be named by their config.json alone (configs/ presets), as at serve.
+  const bool configFile = opts.dummyWeights && isFile(opts.model);
+  if (!configFile && !isDir(opts.model)) throw std::runtime_error("model folder " + opts.model + " does not exist");
   if (!isDir(outDir)) throw std::runtime_error("engine output folder " + outDir + " does not exist");
-  const std::string configPath = opts.model + "/config.json";
+  const std::string configPath = configFile ? opts.model : opts.model + "/config.json";
   if (!isFile(configPath)) throw std::runtime_error("no config.json in model folder " + opts.model);
   ModelConfig cfg;
   try {
@@ -28,14 +40,13 @@ EngineBuildResult buildEngine(const EngineOptions& opts, const std::string& outD
   } catch (const std::runtime_error& e) {
     throw std::runtime_error(configPath + ": " + std::string(e.what()));
   }
-  // Dummy weights (benchmarks of a CUDA engine's load): the backend fills them as a dummy load would.
-  if (opts.dummyWeights && opts.device != "cuda") throw std::runtime_error("dummy weights are built for --device cuda only");
   auto store = opts.dummyWeights ? makeDummyWeights(cfg, opts.dtype == "auto" ? cfg.dtype : dt)
                                  : loadSafetensors(opts.model, WeightMemory::Mmap);
+  refuseIntegerTensors(*store, opts.model);
 #ifdef KVSERVE_WITH_CUDA
   if (opts.device == "cuda") return buildCudaEngine(cfg, *store, opts, outDir, progress);
 #endif
-  return buildCpuEngine(cfg, *store, opts, outDir, progress);
+  return buildCpuEngine(cfg, *store, opts, quant, outDir, progress);
 }
 
 }  // namespace kvs

@@ -118,6 +118,14 @@ EngineManifestView checkEngineManifest(const std::string& dir, const std::string
   if (!dtype || !dtype->isString() || !parseDType(dtype->asString(), &out.dtype))
     throw std::runtime_error(where + ": manifest.json has no valid weights.dtype: " + rebuild);
   out.weightsFile = file && file->isString() ? file->asString() : "";
+  const Json* quant = m.find("quantization");
+  const Json* method = quant && quant->isObject() ? quant->find("method") : nullptr;
+  if (!method || !method->isString())
+    throw std::runtime_error(where + ": manifest.json has no quantization.method: " + rebuild);
+  out.quantization = method->asString();
+  if (out.quantization != "none" && !(out.quantization == "int8" && built.device == "cpu"))
+    throw std::runtime_error(where + " is quantized as " + out.quantization + " for device " + built.device +
+                             ", which this kvserve cannot run (it runs none, and int8 on cpu): " + rebuild);
   if (out.weightsFile != "model.safetensors")
     throw std::runtime_error(where + ": manifest.json weights.file must be model.safetensors: " + rebuild);
   out.tunedGemms = tunedGemms(m.find("tunedGemms"));

@@ -9,8 +9,9 @@
 
 namespace kvs {
 
-// The engine folder format this build writes and reads (manifest.json "formatVersion").
-constexpr int kEngineFormatVersion = 1;
+// The engine folder format this build writes and reads (manifest.json "formatVersion"). 2: int8 matrices
+// with their companions (int8_tensors.h) beside the float ones, and quantization.method "int8".
+constexpr int kEngineFormatVersion = 2;
 
 struct EngineTarget {
   std::string device;                      // "cpu" | "cuda"

@@ -3,6 +3,7 @@
 #include <functional>
 #include <stdexcept>
 
+#include "int8_tensors.h"
 #include "weights.h"
 
 namespace kvs {
@@ -76,9 +77,12 @@ ModelWeights bindLlamaWeights(const ModelConfig& cfg, const WeightStore& store) 
       if (required) throw std::runtime_error("missing tensor " + name + " in checkpoint (expected shape " + shapeStr(shape) + ")");
       return;
     }
-    if (t->shape != shape)
-      throw std::runtime_error("tensor " + name + " has shape " + shapeStr(t->shape) + ", expected " + shapeStr(shape) +
-                               " from config.json");
+    // An int8 matrix of an engine is stored packed (int8_tensors.h).
+    const bool packed = t->dtype == DType::I8 && shape.size() == 2;
+    const std::vector<int64_t> want = packed ? packedInt8Shape(shape[0], shape[1]) : shape;
+    if (t->shape != want)
+      throw std::runtime_error("tensor " + name + " has shape " + shapeStr(t->shape) + ", expected " + shapeStr(want) +
+                               (packed ? " (int8 packed from " + shapeStr(shape) + ")" : "") + " from config.json");
     found[name] = t;
   });
   auto at = [&](const std::string& name) -> const Tensor* {

@@ -15,11 +15,28 @@ const char* dtypeName(DType t) {
     case DType::F32: return "float32";
     case DType::BF16: return "bfloat16";
     case DType::F16: return "float16";
+    case DType::I8: return "int8";
+    case DType::I32: return "int32";
   }
   return "?";
 }
 
-size_t dtypeSize(DType t) { return t == DType::F32 ? 4 : 2; }
+size_t dtypeSize(DType t) {
+  switch (t) {
+    case DType::F32: case DType::I32: return 4;
+    case DType::BF16: case DType::F16: return 2;
+    case DType::I8: return 1;
+  }
+  return 4;
+}
+
+bool isFloatDType(DType t) { return t == DType::F32 || t == DType::BF16 || t == DType::F16; }
+
+bool parseTensorDType(const std::string& s, DType* out) {
+  if (s == "I8") { *out = DType::I8; return true; }
+  if (s == "I32") { *out = DType::I32; return true; }
+  return (s == "F32" || s == "BF16" || s == "F16") && parseDType(s, out);
+}
 
 bool parseDType(const std::string& s, DType* out) {
   if (s == "float32" || s == "F32" || s == "float" || s == "fp32") { *out = DType::F32; return true; }

@@ -133,8 +133,8 @@ class MmapWeightStore : public WeightStore {
         Tensor t;
         t.name = name;
         std::string dt = entry.find("dtype") ? entry.find("dtype")->asString() : "";
-        if (!parseDType(dt, &t.dtype) || (dt != "F32" && dt != "BF16" && dt != "F16"))
-          throw std::runtime_error("unsupported dtype " + dt + " (supported: F32, BF16, F16)");
+        if (!parseTensorDType(dt, &t.dtype))
+          throw std::runtime_error("unsupported dtype " + dt + " (supported: F32, BF16, F16, I8, I32)");
         if (!entry.find("shape") || !entry.find("data_offsets")) throw std::runtime_error("missing shape or data_offsets");
         for (const Json& d : entry.find("shape")->asArray()) {
           if (d.asInt() < 0) throw std::runtime_error("negative dimension");

@@ -1,12 +1,13 @@
 // The CPU backend: the Llama-family forward pass over a batch of T new tokens, top to bottom, in float32,
-// with weights held as stored (f32/bf16/f16) and widened inside the matmul. Sampling is host sampling.
+// with weights held as stored (f32/bf16/f16) and widened inside the matmul, or int8 (W8A8, int8_linear.h).
+// Sampling is host sampling.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
 #include <vector>
 
-#include "../backend.h"
+#include "cpu_backend.h"
 #include "../half.h"
 #include "../rope.h"
 #include "../sampler.h"
@@ -44,16 +45,15 @@ class CpuBackend : public Backend {
     DType target = cfg.dtype;
     const bool keep = opts.dtype == "auto";
     if (!keep && !parseDType(opts.dtype, &target)) throw std::runtime_error("unsupported dtype \"" + opts.dtype + "\"");
-    model_ = prepareCpuModel(cfg, *weights, target, keep, opts.seed, pool_, opts.onTensorLoaded);
-    if (model_.usesStore) store_ = std::move(weights);  // else every matrix was converted: drop the mapping
-    const size_t blockBytes = size_t(cfg.numLayers) * 2 * opts.blockSize * cfg.numKvHeads * cfg.headDim * sizeof(float);
-    const int blocks = kvBlocksFor(opts, blockBytes);
-    cache_ = std::make_unique<KvCache>(cfg.numLayers, blocks, opts.blockSize, cfg.numKvHeads, cfg.headDim);
-    info_.device = "cpu";
-    info_.dtype = model_.dtype;
-    info_.numKvBlocks = blocks;
-    info_.kvBlockBytes = cache_->blockBytes();
-    info_.weightBytes = model_.bytes;
+    owned_ = prepareCpuModel(cfg, *weights, target, keep, opts.seed, pool_, opts.onTensorLoaded);
+    if (owned_.usesStore) store_ = std::move(weights);  // else every matrix was converted: drop the mapping
+    init(owned_, opts);
+  }
+
+  CpuBackend(const ModelConfig& cfg, const CpuModel& model, const EngineOptions& opts, LinearObserver* observer)
+      : cfg_(cfg), pool_(opts.numThreads), invFreq_(ropeInvFreq(cfg.rope, cfg.headDim)), observer_(observer) {
+    checkAttentionShape({cfg.numHeads, cfg.numKvHeads, cfg.headDim, 1.0f});
+    init(model, opts);
   }
 
   BackendInfo info() const override { return info_; }
@@ -69,10 +69,29 @@ class CpuBackend : public Backend {
   ModelConfig cfg_;
   ThreadPool pool_;
   std::vector<float> invFreq_;  // [headDim/2]
-  CpuModel model_;
+  CpuModel owned_;              // what model_ points at, unless the model is borrowed
+  const CpuModel* model_ = nullptr;
+  LinearObserver* observer_ = nullptr;
   std::unique_ptr<WeightStore> store_;
   std::unique_ptr<KvCache> cache_;
   BackendInfo info_;
+
+  void init(const CpuModel& model, const EngineOptions& opts) {
+    model_ = &model;
+    const ModelConfig& cfg = cfg_;
+    const size_t blockBytes = size_t(cfg.numLayers) * 2 * opts.blockSize * cfg.numKvHeads * cfg.headDim * sizeof(float);
+    const int blocks = kvBlocksFor(opts, blockBytes);
+    cache_ = std::make_unique<KvCache>(cfg.numLayers, blocks, opts.blockSize, cfg.numKvHeads, cfg.headDim);
+    info_.device = "cpu";
+    info_.dtype = model.dtype;
+    info_.numKvBlocks = blocks;
+    info_.kvBlockBytes = cache_->blockBytes();
+    info_.weightBytes = model.bytes;
+  }
+
+  void observe(int layer, LinearInput input, const float* x, int64_t ldx, int64_t T, int64_t K) {
+    if (observer_) observer_->observe(layer, input, x, ldx, T, K);
+  }
 
   // Activations, grown to the largest batch seen. T tokens, H hidden, Q = heads*headDim, KV = kvHeads*headDim.
   std::vector<float> x_;       // [T, H] residual stream
@@ -100,7 +119,7 @@ class CpuBackend : public Backend {
 
     float *x = x_.data(), *xn = xn_.data(), *q = q_.data(), *k = k_.data(), *v = v_.data(), *attn = attn_.data();
     float *gate = gate_.data(), *up = up_.data();
-    const Mat& E = model_.embed;
+    const Mat& E = model_->embed;
     pool_.parallelFor(T, 16, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
         const int64_t row = int64_t(b.tokenIds[t]) * E.cols;
@@ -111,9 +130,10 @@ class CpuBackend : public Backend {
     const AttentionShape shape{cfg_.numHeads, cfg_.numKvHeads, D, 1.0f / std::sqrt(float(D))};
 
     for (int l = 0; l < cfg_.numLayers; ++l) {
-      const CpuLayer& L = model_.layers[l];
+      const CpuLayer& L = model_->layers[l];
       for (int t = 0; t < T; ++t) rmsNormRow(x + size_t(t) * H, L.inputNorm.data(), H, eps, xn + size_t(t) * H);
       auto bias = [](const std::vector<float>& b) { return b.empty() ? nullptr : b.data(); };
+      observe(l, LinearInput::Qkv, xn, H, T, H);
       linearMulti(pool_, xn, H, T, {{&L.q, bias(L.qBias), q, Q}, {&L.k, bias(L.kBias), k, KV}, {&L.v, bias(L.vBias), v, KV}});
       for (int t = 0; t < T; ++t) {
         const float* c = &cos_[size_t(t) * half];
@@ -131,12 +151,15 @@ class CpuBackend : public Backend {
       }
       cache_->write(l, k, v, KV, T, b.slotMapping);
       pagedAttention(pool_, shape, b, tokenSeq_.data(), *cache_, l, q, attn);
+      observe(l, LinearInput::O, attn, Q, T, Q);
       linear(pool_, attn, Q, T, L.o, nullptr, xn, H);
       for (size_t i = 0; i < size_t(T) * H; ++i) x[i] += xn[i];
 
       for (int t = 0; t < T; ++t) rmsNormRow(x + size_t(t) * H, L.postNorm.data(), H, eps, xn + size_t(t) * H);
+      observe(l, LinearInput::GateUp, xn, H, T, H);
       linearMulti(pool_, xn, H, T, {{&L.gate, nullptr, gate, I}, {&L.up, nullptr, up, I}});
       for (int t = 0; t < T; ++t) siluMulRow(gate + size_t(t) * I, up + size_t(t) * I, I);
+      observe(l, LinearInput::Down, gate, I, T, I);
       linear(pool_, gate, I, T, L.down, nullptr, xn, H);
       for (size_t i = 0; i < size_t(T) * H; ++i) x[i] += xn[i];
     }
@@ -149,9 +172,10 @@ class CpuBackend : public Backend {
     grow(hidden_, size_t(R) * H);
     grow(logits_, size_t(R) * V);
     for (int r = 0; r < R; ++r)
-      rmsNormRow(x_.data() + size_t(b.sampleIndices[r]) * H, model_.finalNorm.data(), H, float(cfg_.rmsNormEps),
+      rmsNormRow(x_.data() + size_t(b.sampleIndices[r]) * H, model_->finalNorm.data(), H, float(cfg_.rmsNormEps),
                  hidden_.data() + size_t(r) * H);
-    linear(pool_, hidden_.data(), H, R, model_.lmHead, nullptr, logits_.data(), V);
+    observe(cfg_.numLayers, LinearInput::LmHead, hidden_.data(), H, R, H);
+    linear(pool_, hidden_.data(), H, R, model_->lmHead, nullptr, logits_.data(), V);
     pool_.parallelFor(R, 1, [&](int64_t r0, int64_t r1) {
       thread_local SamplerScratch scratch;
       for (int64_t r = r0; r < r1; ++r) sampleRow(b.sampling, int(r), logits_.data() + size_t(r) * V, V, scratch, out);
@@ -165,6 +189,11 @@ class CpuBackend : public Backend {
 std::unique_ptr<Backend> makeCpuBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> weights,
                                         const EngineOptions& opts) {
   return std::make_unique<CpuBackend>(cfg, std::move(weights), opts);
+}
+
+std::unique_ptr<Backend> makeCpuBackendOver(const ModelConfig& cfg, const CpuModel& model, const EngineOptions& opts,
+                                            LinearObserver* observer) {
+  return std::make_unique<CpuBackend>(cfg, model, opts, observer);
 }
 
 }  // namespace kvs

@@ -2,6 +2,8 @@
 // norms and biases widened to float32) written as one safetensors file under the checkpoint's tensor names.
 // Loading it back with dtype "auto" borrows every matrix from the mapping as it lies (no conversion) and only
 // copies the float32 vectors, so the engine computes with the very bytes a direct load would have made.
+// With --quantization int8 the float model is first calibrated and quantized (smoothquant.h): its int8
+// matrices are written with their companions (int8_tensors.h) and its norms with the smoothing folded in.
 // Tensors are ordered by element size, widest first, so each one starts aligned to its element size with no
 // holes between them (safetensors readers refuse holes); the data start is padded to 64 bytes.
 #include <fcntl.h>
@@ -14,7 +16,11 @@
 #include <stdexcept>
 
 #include "../engine_build.h"
+#include "../int8_tensors.h"
+#include "calibration.h"
 #include "cpu_weights.h"
+#include "int8_dot.h"
+#include "smoothquant.h"
 #include "thread_pool.h"
 
 namespace kvs {
@@ -34,6 +40,8 @@ const char* safetensorsDType(DType t) {
     case DType::F32: return "F32";
     case DType::BF16: return "BF16";
     case DType::F16: return "F16";
+    case DType::I8: return "I8";
+    case DType::I32: return "I32";
   }
   return "F32";
 }
@@ -42,7 +50,16 @@ const char* safetensorsDType(DType t) {
 std::vector<OutTensor> cpuModelTensors(const ModelConfig& cfg, const CpuModel& m) {
   std::vector<OutTensor> out;
   auto mat = [&](const std::string& name, const Mat& w) {
-    out.push_back({name, w.dtype, {w.rows, w.cols}, w.data, size_t(w.rows) * size_t(w.cols) * dtypeSize(w.dtype)});
+    if (w.dtype != DType::I8) {
+      out.push_back({name, w.dtype, {w.rows, w.cols}, w.data, size_t(w.rows) * size_t(w.cols) * dtypeSize(w.dtype)});
+      return;
+    }
+    out.push_back({name, DType::I8, packedInt8Shape(w.rows, w.cols), w.data, packedInt8Bytes(w.rows, w.cols)});
+    const std::string m = moduleOf(name);
+    const size_t rows = size_t(w.rows), cols = size_t(w.cols);
+    out.push_back({m + ".weight_scale", DType::F32, {w.rows}, w.scale, rows * sizeof(float)});
+    out.push_back({m + ".weight_sum", DType::I32, {w.rows}, w.rowSum, rows * sizeof(int32_t)});
+    if (w.actSmooth) out.push_back({m + ".act_smooth", DType::F32, {w.cols}, w.actSmooth, cols * sizeof(float)});
   };
   auto vec = [&](const std::string& name, const std::vector<float>& v) {
     if (!v.empty()) out.push_back({name, DType::F32, {int64_t(v.size())}, v.data(), v.size() * sizeof(float)});
@@ -67,7 +84,7 @@ std::vector<OutTensor> cpuModelTensors(const ModelConfig& cfg, const CpuModel& m
     mat(p + "mlp.down_proj.weight", L.down);
   }
   vec("model.norm.weight", m.finalNorm);
-  if (!cfg.tieWordEmbeddings) mat("lm_head.weight", m.lmHead);
+  if (!cfg.tieWordEmbeddings || m.lmHead.dtype == DType::I8) mat("lm_head.weight", m.lmHead);
   std::stable_sort(out.begin(), out.end(),
                    [](const OutTensor& a, const OutTensor& b) { return dtypeSize(a.dtype) > dtypeSize(b.dtype); });
   return out;
@@ -102,10 +119,29 @@ double secondsSince(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+QuantizeOptions quantizeOptions(const QuantizationRequest& q) {
+  QuantizeOptions o;
+  if (!q.alphas.empty()) o.alphas = q.alphas;
+  if (!q.observers.empty()) {
+    o.observers.clear();
+    for (const std::string& name : q.observers) {
+      if (name == "absmax") o.observers.push_back(Observer::AbsMax);
+      else if (name == "percentile") o.observers.push_back(Observer::Percentile);
+      else throw std::runtime_error("unknown calibration observer \"" + name + "\" (supported: absmax, percentile)");
+    }
+  }
+  o.tryUnsmoothed = q.tryUnsmoothed;
+  o.percentile = q.percentile;
+  o.maxLayerError = q.maxLayerError;
+  o.keepFloat = q.keepFloat;
+  return o;
+}
+
 }  // namespace
 
 EngineBuildResult buildCpuEngine(const ModelConfig& cfg, const WeightStore& store, const EngineOptions& opts,
-                                 const std::string& outDir, const BuildProgress& progress) {
+                                 const QuantizationRequest& quant, const std::string& outDir,
+                                 const BuildProgress& progress) {
   auto report = [&](const char* stage, double f) { if (progress) progress(stage, f); };
   const auto t0 = std::chrono::steady_clock::now();
   DType target = cfg.dtype;
@@ -115,7 +151,7 @@ EngineBuildResult buildCpuEngine(const ModelConfig& cfg, const WeightStore& stor
   const size_t total = std::max<size_t>(1, store.totalBytes());
   size_t done = 0;
   report("prepare", 0);
-  CpuModel m = prepareCpuModel(cfg, store, target, keep, 0, pool, [&](size_t bytes) {
+  CpuModel m = prepareCpuModel(cfg, store, target, keep, opts.seed, pool, [&](size_t bytes) {
     done += bytes;
     report("prepare", std::min(1.0, double(done) / double(total)));
   });
@@ -123,8 +159,43 @@ EngineBuildResult buildCpuEngine(const ModelConfig& cfg, const WeightStore& stor
 
   EngineBuildResult r;
   r.prepareSeconds = secondsSince(t0);
+  const CpuModel* written = &m;
+  QuantizedCpuModel qm;
+  if (quant.method == "int8") {
+    const std::vector<std::string> known = quantizableLayers(cfg);
+    for (const std::string& name : quant.keepFloat)
+      if (std::find(known.begin(), known.end(), name) == known.end())
+        throw std::runtime_error("--keep-precision: the model has no linear layer " + name);
+    if (quant.calibration.empty()) throw std::runtime_error("int8 quantization needs calibration samples");
+    const auto tc = std::chrono::steady_clock::now();
+    report("calibrate", 0);
+    const CalibrationStats stats = calibrate(cfg, m, quant.calibration, opts.numThreads, size_t(256) << 20,
+                                             [&](double f) { report("calibrate", f); });
+    report("calibrate", 1);
+    r.calibration.seconds = secondsSince(tc);
+    const auto tq = std::chrono::steady_clock::now();
+    QuantizeOptions qo = quantizeOptions(quant);
+    // Each candidate smoothing costs evalRows × (all linear weights) multiply-adds: a small model is measured
+    // on up to 2048 calibration tokens, a large one on 256.
+    const int64_t H = cfg.hiddenSize, I = cfg.intermediateSize, Q = int64_t(cfg.numHeads) * cfg.headDim;
+    const int64_t params = int64_t(cfg.numLayers) * (2 * H * Q + 2 * H * int64_t(cfg.numKvHeads) * cfg.headDim + 3 * H * I) +
+                           int64_t(cfg.vocabSize) * H;
+    qo.evalRows = int(std::clamp<int64_t>((int64_t(1) << 31) / std::max<int64_t>(1, params), 256, 2048));
+    report("quantize", 0);
+    qm = quantizeSmoothQuant(cfg, m, stats, qo, pool, [&](double f) { report("quantize", f); });
+    report("quantize", 1);
+    r.calibration.searchSeconds = secondsSince(tq);
+    r.calibration.samples = stats.samples;
+    r.calibration.tokens = stats.tokens;
+    r.calibration.keptTokens = stats.inputs.back().keptRows;
+    r.calibration.evalTokens = std::min<int64_t>(r.calibration.keptTokens, qo.evalRows);
+    r.layers = qm.layers;
+    r.quantization = "int8";
+    r.int8Kernel = int8::isaName();
+    written = &qm.model;
+  }
   const auto t1 = std::chrono::steady_clock::now();
-  const std::vector<OutTensor> ts = cpuModelTensors(cfg, m);
+  const std::vector<OutTensor> ts = cpuModelTensors(cfg, *written);
   const std::string h = header(ts);
   const std::string path = outDir + "/model.safetensors";
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

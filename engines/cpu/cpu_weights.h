@@ -24,7 +24,8 @@ struct CpuModel {
   Mat lmHead;                   // [vocab, hidden]; same memory as embed when tied
   std::vector<float> finalNorm; // [hidden]
   std::vector<CpuLayer> layers;
-  DType dtype = DType::F32;     // dtype of the matrices
+  DType dtype = DType::F32;     // dtype of the float matrices (the embedding, and layers kept in float)
+  bool quantized = false;       // some matrix is int8
   size_t bytes = 0;             // matrices + vectors as held
   bool usesStore = false;       // some matrix still points into the WeightStore's memory
   std::vector<std::unique_ptr<uint8_t[]>> owned;

@@ -3,7 +3,9 @@
 #include "linear.h"
 
 #include <algorithm>
+#include <stdexcept>
 
+#include "int8_linear.h"
 #include "simd.h"
 
 namespace kvs {
@@ -115,17 +117,33 @@ void linearRange(const float* x, int64_t ldx, int64_t T, const Mat& w, const flo
   }
 }
 
-void linearRangeAny(const float* x, int64_t ldx, int64_t T, const LinearOut& o, int64_t n0, int64_t n1) {
+void linearRangeAny(const float* x, int64_t ldx, int64_t T, const QuantizedActs& xq, const LinearOut& o, int64_t n0,
+                    int64_t n1) {
   switch (o.w->dtype) {
     case DType::F32: linearRange<DType::F32>(x, ldx, T, *o.w, o.bias, o.y, o.ldy, n0, n1); break;
     case DType::BF16: linearRange<DType::BF16>(x, ldx, T, *o.w, o.bias, o.y, o.ldy, n0, n1); break;
     case DType::F16: linearRange<DType::F16>(x, ldx, T, *o.w, o.bias, o.y, o.ldy, n0, n1); break;
+    case DType::I8: int8LinearRange(xq, *o.w, o.bias, o.y, o.ldy, n0, n1); break;
+    case DType::I32: break;  // never a matrix (cpu_weights.cc refuses one)
   }
 }
+
+// The calling thread's quantized activations, grown to the largest batch seen (the pool's workers read the
+// caller's copy: it is captured by reference, never looked up on the worker).
+thread_local QuantizedActs tActs;
 
 }  // namespace
 
 void linearMulti(ThreadPool& pool, const float* x, int64_t ldx, int64_t T, std::initializer_list<LinearOut> outs) {
+  const Mat* quantized = nullptr;
+  for (const LinearOut& o : outs) {
+    if (o.w->dtype != DType::I8) continue;
+    if (quantized && quantized->actSmooth != o.w->actSmooth)
+      throw std::logic_error("linearMulti: int8 outputs of one input must share actSmooth");
+    quantized = o.w;
+  }
+  QuantizedActs& xq = tActs;
+  if (quantized) quantizeActs(pool, x, ldx, T, quantized->cols, quantized->actSmooth, xq);
   // Work items: (output, first row, end row). Below ~32k multiply-adds in all a fork-join costs more than
   // it saves; above, about four chunks per thread (multiples of the tile width) over all outputs, so a
   // descheduled thread's share is taken by the others.
@@ -134,18 +152,20 @@ void linearMulti(ThreadPool& pool, const float* x, int64_t ldx, int64_t T, std::
   int64_t rows = 0, work = 0;
   for (const LinearOut& o : outs) { rows += o.w->rows; work += T * o.w->rows * o.w->cols; }
   int64_t grain = rows;
+  // Chunks start on a tile of the float kernel and, with int8 outputs, on a packed block of 16 rows.
+  const int64_t unit = quantized ? 48 : kTileC;
   if (work >= 32768) {
     grain = (rows + 4 * pool.size() - 1) / (4 * pool.size());
-    grain = std::max<int64_t>(kTileC * 4, (grain + kTileC - 1) / kTileC * kTileC);
+    grain = std::max<int64_t>(unit * (quantized ? 1 : 4), (grain + unit - 1) / unit * unit);
   }
   auto count = [&](int64_t g) { int64_t c = 0; for (const LinearOut& o : outs) c += (o.w->rows + g - 1) / g; return c; };
-  while (count(grain) > kMaxItems) grain *= 2;
+  while (count(grain) > kMaxItems) grain *= 2;  // stays a multiple of unit (grain = rows is one item per output)
   Item items[kMaxItems];
   int numItems = 0;
   for (const LinearOut& o : outs)
     for (int64_t n = 0; n < o.w->rows; n += grain) items[numItems++] = {&o, n, std::min(o.w->rows, n + grain)};
   pool.parallelFor(numItems, 1, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) linearRangeAny(x, ldx, T, *items[i].o, items[i].n0, items[i].n1);
+    for (int64_t i = i0; i < i1; ++i) linearRangeAny(x, ldx, T, xq, *items[i].o, items[i].n0, items[i].n1);
   });
 }
 

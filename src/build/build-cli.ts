@@ -6,11 +6,14 @@ import { ConfigError, defaultModelDir, engineDefaults, engineFlags, parseFlags, 
 import { isHubModelId, resolveModelDir } from '../hub/resolve-model.js';
 import { stderrProgress } from '../load-progress.js';
 import { buildEngineFolder } from './build-engine.js';
+import { int8Defaults, int8Summary, type Int8Options } from './int8-build.js';
 import { formatManifest, readManifest, type Quantization } from './manifest.js';
 
-interface BuildConfig {
+interface BuildConfig extends Int8Options {
   model: string;
   revision: string;
+  loadFormat: 'auto' | 'dummy';
+  seed: number;
   out: string;
   device: 'cpu' | 'cuda';
   dtype: 'auto' | 'float32' | 'bfloat16' | 'float16';
@@ -34,11 +37,64 @@ const buildFlags: Record<string, FlagSpec> = {
   },
   device: { key: 'device', kind: 'string', choices: ['cpu', 'cuda'], help: 'the backend the engine is for' },
   dtype: engineFlags.dtype!,
+  'load-format': {
+    key: 'loadFormat',
+    kind: 'string',
+    choices: ['auto', 'dummy'],
+    help: 'dummy = random weights of the shape of --model (a folder or a config.json), for benchmarks',
+  },
+  'dummy-seed': engineFlags['dummy-seed']!,
   quantization: {
     key: 'quantization',
     kind: 'string',
     choices: ['none', 'fp8', 'int8'],
-    help: 'weight quantization (only none so far)',
+    help: 'int8: W8A8 with SmoothQuant, calibrated on --calib-data (--device cpu; fp8 is for cuda, not built yet)',
+  },
+  'calib-data': {
+    key: 'calibData',
+    kind: 'string',
+    metavar: 'FILE',
+    help: 'int8 calibration text: .jsonl with {"text": ...} per line, else one sample per paragraph (or line)',
+  },
+  'calib-samples': { key: 'calibSamples', kind: 'int', min: 1, help: 'int8: calibrate on the first N samples' },
+  'eval-data': {
+    key: 'evalData',
+    kind: 'string',
+    metavar: 'FILE',
+    help: 'int8: held-out text (as --calib-data) for perplexity and top-1 agreement against the float model',
+  },
+  'keep-precision': {
+    key: 'keepPrecision',
+    kind: 'string',
+    metavar: 'NAMES',
+    help: 'int8: layers kept in float, comma-separated names or patterns (lm_head, down_proj, layers.0.*)',
+  },
+  'max-layer-error': {
+    key: 'maxLayerError',
+    kind: 'number',
+    metavar: 'E',
+    min: 0,
+    help: 'int8: a layer whose relative output error on the calibration set exceeds this stays in float',
+  },
+  'smoothquant-alpha': {
+    key: 'alpha',
+    kind: 'string',
+    metavar: 'A',
+    help: 'int8: SmoothQuant migration strength in [0, 1], or auto (the best of 0.3..0.8 or none, per layer group)',
+  },
+  'calib-observer': {
+    key: 'observer',
+    kind: 'string',
+    choices: ['auto', 'absmax', 'percentile'],
+    help: "int8: activation range for smoothing: channel abs-max, a percentile, or auto (each group's best)",
+  },
+  'calib-percentile': {
+    key: 'percentile',
+    kind: 'number',
+    metavar: 'P',
+    min: 50,
+    max: 100,
+    help: 'int8: the percentile observer takes this percentile of |x| per channel',
   },
   threads: engineFlags.threads!,
   'max-num-seqs': engineFlags['max-num-seqs']!,
@@ -51,8 +107,11 @@ const buildFlags: Record<string, FlagSpec> = {
 const buildDefaults = (): BuildConfig => {
   const e = engineDefaults();
   return {
+    ...int8Defaults(),
     model: e.model,
     revision: e.revision,
+    loadFormat: 'auto',
+    seed: 0,
     out: '',
     device: 'cpu',
     dtype: 'auto',
@@ -79,6 +138,8 @@ const help = () =>
       'kvserve build --model models/stories260K --out engines/stories-cpu',
       'kvserve build --model org/name --dtype float32 --max-num-seqs 64 --out /srv/engines/name-f32',
       'kvserve build --model org/name --device cuda --max-num-seqs 256 --max-num-batched-tokens 8192 --out /srv/engines/name-h200',
+      'kvserve build --model models/stories260K --quantization int8 --out engines/stories-int8',
+      'kvserve build --model DIR --quantization int8 --calib-data calib.jsonl --keep-precision lm_head --out DIR',
       'kvserve engine-info engines/stories-cpu',
     ],
   });
@@ -104,6 +165,13 @@ export async function runBuildCli(argv: string[]): Promise<number> {
   if (!c.out) throw new ConfigError('--out DIR is required (the engine folder to write)');
   if (c.maxNumBatchedTokens < 16)
     throw new ConfigError(`--max-num-batched-tokens must be at least 16, got ${c.maxNumBatchedTokens}`);
+  const dummy = c.loadFormat === 'dummy';
+  if (c.quantization !== 'int8') {
+    const given = Object.keys(int8Defaults()).filter(
+      (k) => (c as unknown as Record<string, unknown>)[k] !== (int8Defaults() as unknown as Record<string, unknown>)[k],
+    );
+    if (given.length > 0) throw new ConfigError(`the int8 options (${given.join(', ')}) need --quantization int8`);
+  }
   const hub = isHubModelId(c.model);
   const modelDir = hub
     ? await resolveModelDir(c.model, { revision: c.revision, set: 'model', progress: !c.quiet })
@@ -119,14 +187,27 @@ export async function runBuildCli(argv: string[]): Promise<number> {
       dtype: c.dtype,
       quantization: c.quantization,
       threads: c.threads,
+      ...(dummy ? { dummy: { seed: c.seed } } : {}),
+      int8: {
+        calibData: resolve(c.calibData),
+        calibSamples: c.calibSamples,
+        evalData: resolve(c.evalData),
+        keepPrecision: c.keepPrecision,
+        maxLayerError: c.maxLayerError,
+        alpha: c.alpha,
+        observer: c.observer,
+        percentile: c.percentile,
+      },
       profile: { maxNumSeqs: c.maxNumSeqs, maxNumBatchedTokens: c.maxNumBatchedTokens, maxModelLen: c.maxModelLen },
     },
     c.quiet ? undefined : stderrProgress('building: '),
   );
   if (!c.quiet) {
     const s = ((performance.now() - started) / 1000).toFixed(2);
+    const q = manifest.quantization;
+    if (q.method === 'int8') for (const line of int8Summary(q)) console.error(line);
     console.error(
-      `kvserve: built ${resolve(c.out)} (${manifest.weights.dtype}, ${manifest.target.device} ` +
+      `kvserve: built ${resolve(c.out)} (${q.method === 'int8' ? 'int8 + ' : ''}${manifest.weights.dtype}, ${manifest.target.device} ` +
         `${manifest.target.device === 'cuda' ? `${manifest.target.arch} ${manifest.target.gpuName}` : manifest.target.features.join(',')}) ` +
         `in ${s} s${c.model === defaultModelDir ? ' from the stories260K demo' : ''}`,
     );

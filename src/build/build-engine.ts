@@ -1,18 +1,32 @@
-// Building an engine folder: the native writer puts the weights in the backend's final layout, then the model
-// is hashed, config.json and the tokenizer files are copied, and manifest.json is written last, all inside a
+// Building an engine folder: the native writer puts the weights in the backend's final layout (for int8:
+// after calibrating and quantizing them), then the model is hashed, config.json and the tokenizer files are
+// copied, and manifest.json is written; an int8 engine is then loaded from the folder and measured against
+// the unquantized model on held-out text, and the manifest rewritten with the result. All of it happens in a
 // temporary folder that becomes the engine only when complete (atomic-folder.ts).
 import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
-import { repoRoot } from '../config.js';
+import { basename, dirname, join } from 'node:path';
+import { ConfigError, repoRoot } from '../config.js';
 import type { ProgressFn } from '../load-progress.js';
 import { loadNative, type Device, type DTypeName, type NativeModule } from '../runner/binding.js';
+import { writeSyntheticTokenizer } from '../tokenizer/synthetic.js';
 import { writeFolderAtomically } from './atomic-folder.js';
+import {
+  configPathOf,
+  int8Args,
+  int8Defaults,
+  int8Section,
+  planInt8,
+  withQuality,
+  type Int8Options,
+  type Int8Plan,
+} from './int8-build.js';
 import { MANIFEST, type EngineManifest, type OptimizationProfile, type Quantization } from './manifest.js';
 import { hashModelFolder, type ModelHash } from './model-hash.js';
+import { measureQuality } from './quality.js';
 
 export interface BuildOptions {
   model: string; // as given: a folder or an org/name Hub id (recorded in the manifest)
-  modelDir: string; // the local folder it resolved to
+  modelDir: string; // the local folder it resolved to (with dummy: a folder or a config.json)
   revision: string | null; // Hub revision of an org/name model
   out: string;
   device: Device;
@@ -20,7 +34,8 @@ export interface BuildOptions {
   quantization: Quantization;
   profile: OptimizationProfile;
   threads: number; // 0 = all cores
-  dummyWeights?: boolean; // cuda: random weights for a config.json-only folder (benchmarks of an engine's load)
+  dummy?: { seed: number }; // --load-format dummy: random weights of the config's shape, for benchmarks
+  int8?: Int8Options; // with quantization int8; int8Defaults() when absent
 }
 
 // Copied beside the weights when the model has them: what the tokenizer, the chat template and generation
@@ -49,12 +64,14 @@ export function rebuildArgs(o: BuildOptions): string[] {
     '--model',
     o.model,
     ...(o.revision ? ['--revision', o.revision] : []),
+    ...(o.dummy ? ['--load-format', 'dummy', '--dummy-seed', String(o.dummy.seed)] : []),
     '--device',
     o.device,
     '--dtype',
     o.dtype,
     '--quantization',
     o.quantization,
+    ...(o.quantization === 'int8' ? int8Args(o.int8 ?? int8Defaults()) : []),
     '--max-num-seqs',
     String(o.profile.maxNumSeqs),
     '--max-num-batched-tokens',
@@ -72,24 +89,34 @@ export async function buildEngineFolder(
   hash?: ModelHash,
 ): Promise<EngineManifest> {
   if (o.quantization !== 'none' && o.device === 'cuda') {
-    throw new Error(
-      `--quantization ${o.quantization} with --device cuda is not implemented yet (supported there: none)`,
+    throw new ConfigError(
+      `--quantization ${o.quantization} with --device cuda is not implemented yet` +
+        (o.quantization === 'int8' ? ' (int8 engines build for --device cpu)' : ''),
     );
   }
-  if (o.quantization !== 'none') {
-    throw new Error(`--quantization ${o.quantization} is not supported yet (supported: none)`);
-  }
+  if (o.quantization === 'fp8') throw new ConfigError('--quantization fp8 is for --device cuda (on cpu: none or int8)');
   if (o.device === 'cuda' && !native.builtWithCuda()) {
     throw new Error(
       '--device cuda: this build has no CUDA backend (built without nvcc and cuBLASLt); build for --device cpu',
     );
   }
   const t0 = performance.now();
+  const dummy = o.dummy !== undefined;
+  const configPath = configPathOf(o.modelDir, dummy);
+  const plan: Int8Plan | undefined =
+    o.quantization === 'int8'
+      ? await planInt8(o.int8 ?? int8Defaults(), {
+          dir: dummy && o.modelDir.endsWith('.json') ? dirname(o.modelDir) : o.modelDir,
+          configPath,
+          dummy,
+          maxModelLen: o.profile.maxModelLen,
+        })
+      : undefined;
   return writeFolderAtomically(o.out, async (tmp) => {
     const built = await native.buildEngine(
       {
         model: o.modelDir,
-        dummyWeights: o.dummyWeights ?? false,
+        dummyWeights: dummy,
         device: o.device,
         dtype: o.dtype,
         numThreads: o.threads,
@@ -100,19 +127,29 @@ export async function buildEngineFolder(
         maxNumBatchedTokens: o.profile.maxNumBatchedTokens,
         maxNumSeqs: o.profile.maxNumSeqs,
         maxModelLen: o.profile.maxModelLen,
-        seed: 0,
+        seed: o.dummy?.seed ?? 0,
+        quantization: plan?.request,
       },
       tmp,
       progress,
     );
     const t1 = performance.now();
     progress?.('hash', 0);
-    const source = hash ?? (await hashModelFolder(o.modelDir, (f) => progress?.('hash', f)));
+    const from = dirname(configPath);
+    const only = dummy ? [basename(configPath)] : undefined;
+    const source = hash ?? (await hashModelFolder(from, (f) => progress?.('hash', f), undefined, only));
     progress?.('hash', 1);
     const t2 = performance.now();
     progress?.('copy', 0);
+    if (dummy) copyFileSync(configPath, join(tmp, 'config.json'));
     for (const name of COPIED)
-      if (existsSync(join(o.modelDir, name))) copyFileSync(join(o.modelDir, name), join(tmp, name));
+      if (!(dummy && name === 'config.json') && existsSync(join(from, name)))
+        copyFileSync(join(from, name), join(tmp, name));
+    // A bare preset has no tokenizer: the engine gets the synthetic one serve --load-format dummy would use.
+    if (!existsSync(join(tmp, 'tokenizer.json'))) {
+      const vocab = (JSON.parse(readFileSync(configPath, 'utf8')) as { vocab_size?: number }).vocab_size;
+      if (dummy && typeof vocab === 'number') writeSyntheticTokenizer(tmp, vocab);
+    }
     progress?.('copy', 1);
     const t3 = performance.now();
     const manifest: EngineManifest = {
@@ -126,7 +163,7 @@ export async function buildEngineFolder(
         contentHash: source.contentHash,
         files: source.files,
       },
-      quantization: { method: o.quantization },
+      quantization: plan ? int8Section(plan, built, null) : { method: 'none' },
       target: built.target,
       weights: {
         file: 'model.safetensors',
@@ -139,6 +176,9 @@ export async function buildEngineFolder(
       timings: {
         prepare: built.prepareSeconds,
         ...(built.tuneSeconds ? { tune: built.tuneSeconds } : {}),
+        ...(built.calibration
+          ? { calibrate: built.calibration.seconds, quantize: built.calibration.searchSeconds }
+          : {}),
         write: built.writeSeconds,
         hash: (t2 - t1) / 1000,
         copy: (t3 - t2) / 1000,
@@ -146,7 +186,26 @@ export async function buildEngineFolder(
       },
       rebuild: rebuildArgs(o),
     };
-    writeFileSync(join(tmp, MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`);
+    const write = () => writeFileSync(join(tmp, MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`);
+    write();
+    if (plan && manifest.quantization.method === 'int8') {
+      // Measured on the engine as written (loaded from this folder), against the unquantized model.
+      const t4 = performance.now();
+      progress?.('evaluate', 0);
+      const quality = await measureQuality({
+        engineDir: tmp,
+        reference: { model: o.modelDir, dummyWeights: dummy, dtype: o.dtype, seed: o.dummy?.seed ?? 0 },
+        samples: plan.evalSamples,
+        maxLen: plan.maxLen,
+        threads: o.threads,
+        progress: (f) => progress?.('evaluate', f),
+      });
+      progress?.('evaluate', 1);
+      manifest.quantization.quality = withQuality(quality, plan.options.evalData);
+      manifest.timings.evaluate = (performance.now() - t4) / 1000;
+      manifest.timings.total = (performance.now() - t0) / 1000;
+      write();
+    }
     return manifest;
   });
 }

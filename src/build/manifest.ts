@@ -4,7 +4,9 @@
 // keeps, and for the engine cache.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { DTypeName, NativeTarget, NativeTunedGemm } from '../runner/binding.js';
+import type { DTypeName, NativeQuantizedLayer, NativeTarget, NativeTunedGemm } from '../runner/binding.js';
+import { int8Summary } from './int8-build.js';
+import type { QualityReport } from './quality.js';
 
 export interface SourceFile {
   path: string; // relative to the model folder
@@ -20,6 +22,29 @@ export interface OptimizationProfile {
 
 export type Quantization = 'none' | 'fp8' | 'int8';
 
+/** The manifest's quantization of an int8 engine: how it was made, per layer, and what it costs in quality. */
+export interface Int8Quantization {
+  method: 'int8';
+  scheme: string; // in words: weights per output channel, activations per token
+  kernel: string; // the int8 GEMM path compiled into the building addon
+  smoothquant: { alphaGrid: number[]; tryUnsmoothed: boolean; chosenPer: 'layer group' };
+  observer: { searched: Array<'absmax' | 'percentile'>; percentile: number };
+  maxLayerError: number;
+  calibration: {
+    file: string;
+    sha256: string;
+    samples: number;
+    tokens: number;
+    keptTokens: number;
+    evalTokens: number;
+    seconds: number;
+    searchSeconds: number;
+  };
+  layers: NativeQuantizedLayer[];
+  keptInFloat: Array<{ name: string; why: string }>;
+  quality: (QualityReport & { file: string }) | null;
+}
+
 export interface EngineManifest {
   formatVersion: number;
   kvserveVersion: string;
@@ -31,7 +56,7 @@ export interface EngineManifest {
     contentHash: string; // sha256 over the per-file hashes below, in path order (model-hash.ts)
     files: SourceFile[];
   };
-  quantization: { method: Quantization };
+  quantization: { method: 'none' } | Int8Quantization;
   target: NativeTarget;
   weights: { file: 'model.safetensors'; dtype: DTypeName; bytes: number; tensors: number };
   profile: OptimizationProfile;
@@ -82,6 +107,7 @@ export function readManifest(dir: string): EngineManifest {
     throw bad('has no valid target');
   if (!o.source || typeof o.source.model !== 'string' || typeof o.source.contentHash !== 'string')
     throw bad('has no valid source');
+  if (!o.quantization || typeof o.quantization.method !== 'string') throw bad('has no valid quantization');
   return o as EngineManifest;
 }
 
@@ -115,6 +141,7 @@ export function formatManifest(dir: string, m: EngineManifest): string {
     `target         ${describeTarget(m.target)}`,
     `weights        ${m.weights.dtype}, ${m.weights.tensors} tensors, ${size(m.weights.bytes)} (${m.weights.file})`,
     `quantization   ${m.quantization.method}`,
+    ...(m.quantization.method === 'int8' ? int8Summary(m.quantization).map((l) => `  ${l}`) : []),
     `profile        max-num-seqs ${m.profile.maxNumSeqs}, max-num-batched-tokens ${m.profile.maxNumBatchedTokens}, ` +
       `max-model-len ${m.profile.maxModelLen || 'from config.json'}`,
     `tuned GEMMs    ${m.tunedGemms.length === 0 ? 'none' : `${m.tunedGemms.length} M ranges`}`,

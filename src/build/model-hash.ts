@@ -28,14 +28,18 @@ function hashFile(path: string, onBytes: (n: number) => void): Promise<string> {
   });
 }
 
-/** Top-level files only: a Hugging Face model folder (or Hub snapshot, whose entries are links) is flat. */
+/**
+ * Top-level files only: a Hugging Face model folder (or Hub snapshot, whose entries are links) is flat.
+ * `only` restricts it to those names (a dummy-weight build hashes its config.json alone).
+ */
 export async function hashModelFolder(
   dir: string,
   progress?: (fraction: number) => void,
   memo?: HashMemo,
+  only?: string[],
 ): Promise<ModelHash> {
   const names = readdirSync(dir)
-    .filter((n) => !n.startsWith('.') && statSync(join(dir, n)).isFile())
+    .filter((n) => !n.startsWith('.') && (!only || only.includes(n)) && statSync(join(dir, n)).isFile())
     .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   const stats = names.map((n) => statSync(join(dir, n)));
   const total = stats.reduce((a, st) => a + st.size, 0) || 1;

@@ -153,6 +153,38 @@ export interface NativeTunedGemm {
   workspace?: number;
 }
 
+/** What buildEngine quantizes with (engines/quantization.h); absent = no quantization. */
+export interface NativeQuantization {
+  method: 'none' | 'int8' | 'fp8';
+  /** Token ids of every calibration sample, concatenated; sample i is tokens[offsets[i] .. offsets[i+1]). */
+  calibration?: { tokens: Int32Array; offsets: Int32Array };
+  alphas?: number[]; // SmoothQuant migration strengths searched (default 0.3 … 0.8)
+  observers?: Array<'absmax' | 'percentile'>; // searched (default both)
+  tryUnsmoothed?: boolean; // also consider no smoothing (default true)
+  percentile?: number; // of the percentile observer (default 99.9)
+  maxLayerError?: number; // a layer above this relative output error stays in float (default 0.1)
+  keepFloat?: string[]; // module names kept in float
+}
+
+export interface NativeBuildOptions extends NativeEngineOptions {
+  quantization?: NativeQuantization;
+}
+
+/** One linear layer of an int8 build: int8 or kept in float (and why), its smoothing and its error. */
+export interface NativeQuantizedLayer {
+  name: string; // module name: model.layers.0.self_attn.q_proj, lm_head
+  int8: boolean;
+  keptBecause?: string;
+  smoothing: 'norm' | 'act' | 'none';
+  observer?: 'absmax' | 'percentile';
+  alpha?: number;
+  error: number; // relative output error in int8 at the chosen smoothing, on calibration inputs
+  errorUnsmoothed: number;
+  weightScale: [number, number]; // min, max over output rows
+  smooth: [number, number]; // min, max of the smoothing factors s
+  actMax: [number, number]; // min, max over input channels of the activation abs-max
+}
+
 export interface NativeBuildResult {
   formatVersion: number;
   target: NativeTarget;
@@ -161,8 +193,19 @@ export interface NativeBuildResult {
   prepareSeconds: number;
   writeSeconds: number;
   tuneSeconds?: number; // cuda: timing the GEMM algorithms
-  tensors: Array<{ name: string; dtype: DTypeName; shape: number[]; bytes: number }>;
+  tensors: Array<{ name: string; dtype: DTypeName | 'int8' | 'int32'; shape: number[]; bytes: number }>;
   tunedGemms: NativeTunedGemm[];
+  quantization: 'none' | 'int8';
+  int8Kernel?: string; // the compiled int8 GEMM path: avx512-vnni | avx2 | scalar
+  layers?: NativeQuantizedLayer[];
+  calibration?: {
+    samples: number;
+    tokens: number;
+    keptTokens: number;
+    evalTokens: number;
+    seconds: number;
+    searchSeconds: number;
+  };
 }
 
 export interface NativeModule {
@@ -170,7 +213,7 @@ export interface NativeModule {
   loadEngine(opts: NativeEngineOptions, onProgress?: (stage: string, fraction: number) => void): Promise<NativeEngine>;
   /** Writes outDir/model.safetensors in the backend's final layout, on a worker thread. */
   buildEngine(
-    opts: NativeEngineOptions,
+    opts: NativeBuildOptions,
     outDir: string,
     onProgress?: (stage: string, fraction: number) => void,
   ): Promise<NativeBuildResult>;

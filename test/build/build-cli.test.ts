@@ -28,7 +28,7 @@ describe('kvserve build and engine-info', () => {
   test('engine-info and build --print show the manifest', async () => {
     const info = await kvserve(['engine-info', engine]);
     expect(info.code).toBe(0);
-    expect(info.stdout).toMatch(/^format +1 \(kvserve \d+\.\d+\.\d+, built /m);
+    expect(info.stdout).toMatch(/^format +2 \(kvserve \d+\.\d+\.\d+, built /m);
     expect(info.stdout).toMatch(new RegExp(`^model +${storiesDir}$`, 'm'));
     expect(info.stdout).toMatch(/^content hash +sha256:[0-9a-f]{64} \(6 files\)$/m);
     expect(info.stdout).toMatch(
@@ -38,7 +38,7 @@ describe('kvserve build and engine-info', () => {
   });
 
   test.each([
-    [['--quantization', 'fp8'], 'kvserve: --quantization fp8 is not supported yet (supported: none)'],
+    [['--quantization', 'fp8'], 'kvserve: --quantization fp8 is for --device cuda (on cpu: none or int8)'],
     [['--quantization', 'q4'], 'kvserve: --quantization must be one of none, fp8, int8, got "q4"'],
     [['--device', 'tpu'], 'kvserve: --device must be one of cpu, cuda, got "tpu"'],
   ])('build %j is refused in one line', async (flags, line) => {

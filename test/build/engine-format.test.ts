@@ -10,30 +10,12 @@ import { readManifest } from '../../src/build/manifest.js';
 import { hashModelFolder } from '../../src/build/model-hash.js';
 import { loadNative } from '../../src/runner/binding.js';
 import { buildInto, fixturesDir, storiesDir } from './engine-helpers.js';
+import { readTensors } from './safetensors-reader.js';
 
 interface Entry {
   dtype: string;
   shape: number[];
   data_offsets: [number, number];
-}
-
-/** name → bytes of every tensor of the safetensors files in `dir` (one file or shards). */
-function readTensors(dir: string): Map<string, { dtype: string; shape: number[]; bytes: Buffer }> {
-  const out = new Map<string, { dtype: string; shape: number[]; bytes: Buffer }>();
-  for (const f of readdirSync(dir).filter((n) => n.endsWith('.safetensors'))) {
-    const buf = readFileSync(join(dir, f));
-    const n = Number(buf.readBigUInt64LE(0));
-    const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8')) as Record<string, Entry>;
-    for (const [name, e] of Object.entries(header)) {
-      if (name === '__metadata__') continue;
-      out.set(name, {
-        dtype: e.dtype,
-        shape: e.shape,
-        bytes: buf.subarray(8 + n + e.data_offsets[0], 8 + n + e.data_offsets[1]),
-      });
-    }
-  }
-  return out;
 }
 
 describe('model.safetensors of an engine', () => {

@@ -3,6 +3,8 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { buildEngineFolder, type BuildOptions } from '../../src/build/build-engine.js';
+import { int8Defaults, type Int8Options } from '../../src/build/int8-build.js';
+import type { EngineManifest } from '../../src/build/manifest.js';
 import type { DTypeName, NativeEngineOptions } from '../../src/runner/binding.js';
 
 export const repo = resolve(__dirname, '..', '..');
@@ -32,6 +34,21 @@ export async function buildInto(modelDir: string, dtype: 'auto' | DTypeName = 'a
   const out = join(tempDir(), 'engine');
   await buildEngineFolder(buildOptions(modelDir, out, dtype));
   return out;
+}
+
+/** An int8 engine of modelDir (the shipped calibration and held-out text unless overridden). */
+export async function buildInt8Into(
+  modelDir: string,
+  int8: Partial<Int8Options> = {},
+  dtype: 'auto' | DTypeName = 'auto',
+): Promise<{ dir: string; manifest: EngineManifest }> {
+  const out = join(tempDir(), 'engine');
+  const manifest = await buildEngineFolder({
+    ...buildOptions(modelDir, out, dtype),
+    quantization: 'int8',
+    int8: { ...int8Defaults(), ...int8 },
+  });
+  return { dir: out, manifest };
 }
 
 export function nativeOptions(overrides: Partial<NativeEngineOptions>): NativeEngineOptions {

@@ -75,7 +75,7 @@ async function main() {
       quantization: 'none',
       threads: 0,
       profile,
-      dummyWeights: true,
+      dummy: { seed: 1 },
     });
     const buildS = (performance.now() - t0) / 1000;
 

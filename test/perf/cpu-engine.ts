@@ -1,11 +1,16 @@
 // CPU engine throughput: prompt (prefill) tokens/s and generation tokens/s at batch 1 and a larger batch,
-// for stories260K and dummy-weight presets. Prints a table; it is a benchmark, not a test.
+// for stories260K and dummy-weight presets, float or int8. Prints a table; it is a benchmark, not a test.
 //   npx tsx test/perf/cpu-engine.ts [--threads N] [--models stories260K,llama-100m] [--batch 16]
 //                                   [--prompt 128] [--gen 64] [--repeat 3]
+//   npm run bench:int8   (= --models llama-100m-f32,llama-100m-int8: int8 against float32, with the ratio)
 // Each cell is the best of --repeat runs: this machine's cores are shared, and the best run is the one
-// least disturbed by other processes.
-import { resolve } from 'node:path';
+// least disturbed by other processes. An int8 model is an engine built first (`kvserve build --quantization
+// int8` of the same dummy weights, calibrated on the shipped text) into a temporary folder.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { buildEngineFolder } from '../../src/build/build-engine.js';
 import { loadNative, type NativeEngine, type NativeEngineOptions } from '../../src/runner/binding.js';
 import { buildBatch, storiesDir, type SeqChunk } from '../native/harness.js';
 
@@ -32,6 +37,7 @@ interface Model {
   model: string;
   dummy: boolean;
   dtype: NativeEngineOptions['dtype'];
+  int8?: boolean; // built into an int8 engine first
 }
 const models: Record<string, Model> = {
   stories260K: { name: 'stories260K f32', model: storiesDir, dummy: false, dtype: 'auto' },
@@ -47,7 +53,37 @@ const models: Record<string, Model> = {
     dummy: true,
     dtype: 'float32',
   },
+  'llama-100m-int8': {
+    name: 'llama-100m int8 (dummy)',
+    model: resolve(configs, 'llama-100m.json'),
+    dummy: true,
+    dtype: 'float32',
+    int8: true,
+  },
+  'stories260K-int8': { name: 'stories260K int8', model: storiesDir, dummy: false, dtype: 'auto', int8: true },
 };
+
+/** An int8 engine of m in a temporary folder (removed at exit). */
+async function buildInt8(m: Model): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), 'kvserve-bench-int8-'));
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  const out = join(dir, 'engine');
+  const t0 = performance.now();
+  await buildEngineFolder({
+    model: m.model,
+    modelDir: m.model,
+    revision: null,
+    out,
+    device: 'cpu',
+    dtype: m.dtype,
+    quantization: 'int8',
+    threads,
+    profile: { maxNumSeqs: Math.max(bigBatch, 1), maxNumBatchedTokens: 2048, maxModelLen: 0 },
+    ...(m.dummy ? { dummy: { seed: 0 } } : {}),
+  });
+  console.error(`built ${m.name} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  return out;
+}
 
 /** B sequences of `promptLen` pseudo-random tokens: prefill in one step each chunk, then `gen` decode steps. */
 async function run(engine: NativeEngine, B: number) {
@@ -91,12 +127,19 @@ async function run(engine: NativeEngine, B: number) {
 }
 
 const rows: string[][] = [];
-for (const key of args.models!.split(',')) {
+const steps = new Map<string, number>(); // "model/batch" → decode step ms
+const keys = args.models!.split(',');
+// Every engine is loaded first and the repeats go round them in turn (A B A B …), so a burst of load from
+// other processes on this shared machine falls on all of them alike rather than on one model's runs.
+const engines: Array<{ key: string; m: Model; engine: NativeEngine }> = [];
+for (const key of keys) {
   const m = models[key];
   if (!m) throw new Error(`unknown model ${key} (known: ${Object.keys(models).join(', ')})`);
+  const engineDir = m.int8 ? await buildInt8(m) : undefined;
   const engine = await loadNative().loadEngine({
     model: m.model,
-    dummyWeights: m.dummy,
+    ...(engineDir ? { engine: engineDir } : {}),
+    dummyWeights: m.dummy && !engineDir,
     device: 'cpu',
     dtype: m.dtype,
     numThreads: threads,
@@ -110,18 +153,23 @@ for (const key of args.models!.split(',')) {
     seed: 0,
   });
   await run(engine, 1); // warm-up: page in weights, grow buffers
-  for (const B of [1, bigBatch]) {
-    const runs = [];
-    for (let i = 0; i < repeat; i++) runs.push(await run(engine, B));
+  engines.push({ key, m, engine });
+}
+for (const B of [1, bigBatch]) {
+  const runs = engines.map(() => [] as Array<Awaited<ReturnType<typeof run>>>);
+  for (let i = 0; i < repeat; i++) for (const [e, { engine }] of engines.entries()) runs[e]!.push(await run(engine, B));
+  for (const [e, { key, m }] of engines.entries()) {
     const r = {
-      prefillTps: Math.max(...runs.map((x) => x.prefillTps)),
-      decodeTps: Math.max(...runs.map((x) => x.decodeTps)),
-      stepMs: Math.min(...runs.map((x) => x.stepMs)),
+      prefillTps: Math.max(...runs[e]!.map((x) => x.prefillTps)),
+      decodeTps: Math.max(...runs[e]!.map((x) => x.decodeTps)),
+      stepMs: Math.min(...runs[e]!.map((x) => x.stepMs)),
     };
+    steps.set(`${key}/${B}`, r.stepMs);
     rows.push([m.name, String(B), r.prefillTps.toFixed(0), r.decodeTps.toFixed(1), r.stepMs.toFixed(2)]);
   }
-  engine.dispose();
 }
+for (const { engine } of engines) engine.dispose();
+rows.sort((a, b) => engines.findIndex((e) => e.m.name === a[0]) - engines.findIndex((e) => e.m.name === b[0]));
 
 const head = ['model', 'batch', 'prefill tok/s', 'decode tok/s', 'decode step ms'];
 const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
@@ -132,3 +180,15 @@ console.log(
 console.log(line(head));
 console.log(widths.map((w) => '-'.repeat(w)).join('  '));
 for (const r of rows) console.log(line(r));
+// int8 against its float counterpart (same weights before quantization), where both ran.
+for (const key of keys.filter((k) => models[k]?.int8)) {
+  const base = key === 'llama-100m-int8' ? 'llama-100m-f32' : key.replace(/-int8$/, '');
+  for (const B of [1, bigBatch]) {
+    const a = steps.get(`${base}/${B}`),
+      b = steps.get(`${key}/${B}`);
+    if (a && b)
+      console.log(
+        `${models[key]!.name} vs ${models[base]!.name}, batch ${B}: ${(a / b).toFixed(2)}× faster decode step`,
+      );
+  }
+}

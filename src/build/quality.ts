@@ -1,0 +1,137 @@
+// The quality of a quantized engine, measured rather than assumed: the engine as built (loaded from its
+// folder, exactly as `serve --engine` would) and the unquantized model read the same held-out text with
+// teacher forcing, every position's logits through the real step. Reported: each one's perplexity of the
+// text, and how often the engine's top-1 next token is the unquantized model's.
+import { loadNative, type NativeEngine, type NativeEngineOptions, type StepBatch } from '../runner/binding.js';
+
+export interface QualityReport {
+  samples: number;
+  tokens: number; // predicted positions
+  perplexity: { float: number; int8: number; ratio: number };
+  top1Agreement: number; // fraction of positions where both models' argmax agree
+}
+
+const blockSize = 16;
+
+/** One sample as one prefill step: every position but the last predicts the next token. */
+function sampleBatch(ids: number[]): StepBatch {
+  const n = ids.length;
+  const blocks = Math.ceil(n / blockSize);
+  const R = n - 1;
+  return {
+    tokenIds: Int32Array.from(ids),
+    positions: Int32Array.from(ids, (_, i) => i),
+    queryStart: Int32Array.from([0, n]),
+    contextLens: Int32Array.from([n]),
+    blockTables: Int32Array.from({ length: blocks }, (_, i) => i),
+    maxBlocksPerSeq: blocks,
+    slotMapping: Int32Array.from(ids, (_, i) => i),
+    sampleIndices: Int32Array.from({ length: R }, (_, i) => i),
+    temperature: new Float32Array(R),
+    topP: new Float32Array(R).fill(1),
+    topK: new Int32Array(R),
+    minP: new Float32Array(R),
+    presencePenalty: new Float32Array(R),
+    frequencyPenalty: new Float32Array(R),
+    repetitionPenalty: new Float32Array(R).fill(1),
+    seeds: new Uint32Array(R),
+    seedSteps: new Int32Array(R),
+    numLogprobs: new Int32Array(R).fill(-1),
+    returnLogits: true,
+  };
+}
+
+interface RowStats {
+  nll: number; // -log p(next token)
+  argmax: number;
+}
+
+/** -log softmax(row)[target] in double, and the first argmax. */
+function rowStats(logits: Float32Array, offset: number, vocab: number, target: number): RowStats {
+  let max = Number.NEGATIVE_INFINITY;
+  let argmax = 0;
+  for (let v = 0; v < vocab; v++) {
+    const x = logits[offset + v]!;
+    if (x > max) {
+      max = x;
+      argmax = v;
+    }
+  }
+  let sum = 0;
+  for (let v = 0; v < vocab; v++) sum += Math.exp(logits[offset + v]! - max);
+  return { nll: Math.log(sum) + max - logits[offset + target]!, argmax };
+}
+
+async function score(engine: NativeEngine, samples: number[][], onSample: () => void): Promise<RowStats[][]> {
+  const vocab = engine.info().vocabSize;
+  const out: RowStats[][] = [];
+  for (const ids of samples) {
+    onSample();
+    const r = await engine.step(sampleBatch(ids));
+    const rows: RowStats[] = [];
+    for (let i = 0; i + 1 < ids.length; i++) rows.push(rowStats(r.logits!, i * vocab, vocab, ids[i + 1]!));
+    out.push(rows);
+  }
+  return out;
+}
+
+export interface QualityOptions {
+  engineDir: string; // the quantized engine folder (its manifest already written)
+  reference: Pick<NativeEngineOptions, 'model' | 'dummyWeights' | 'dtype' | 'seed'>; // the unquantized model
+  samples: number[][]; // token ids, each at most maxLen long
+  maxLen: number;
+  threads: number;
+  progress?: (fraction: number) => void;
+}
+
+export async function measureQuality(o: QualityOptions): Promise<QualityReport> {
+  const native = loadNative();
+  const base: NativeEngineOptions = {
+    model: '',
+    dummyWeights: false,
+    device: 'cpu',
+    dtype: 'auto',
+    numThreads: o.threads,
+    blockSize,
+    numKvBlocks: Math.ceil(o.maxLen / blockSize),
+    kvCacheBytes: 0,
+    gpuMemoryUtilization: 0.9,
+    maxNumBatchedTokens: o.maxLen,
+    maxNumSeqs: 1,
+    maxModelLen: o.maxLen,
+    seed: 0,
+  };
+  let done = 0;
+  const onSample = () => o.progress?.(done++ / (2 * o.samples.length));
+  const run = async (opts: NativeEngineOptions) => {
+    const engine = await native.loadEngine(opts);
+    try {
+      return await score(engine, o.samples, onSample);
+    } finally {
+      engine.dispose();
+    }
+  };
+  const ref = await run({ ...base, ...o.reference });
+  const q = await run({ ...base, engine: o.engineDir });
+  let n = 0,
+    nllRef = 0,
+    nllQ = 0,
+    agree = 0;
+  for (const [s, rows] of ref.entries()) {
+    for (const [i, r] of rows.entries()) {
+      const qi = q[s]![i]!;
+      n++;
+      nllRef += r.nll;
+      nllQ += qi.nll;
+      if (qi.argmax === r.argmax) agree++;
+    }
+  }
+  const pf = Math.exp(nllRef / n),
+    pq = Math.exp(nllQ / n);
+  return {
+    samples: o.samples.length,
+    tokens: n,
+    perplexity: { float: pf, int8: pq, ratio: pq / pf },
+    top1Agreement: agree / n,
+  };
+}
