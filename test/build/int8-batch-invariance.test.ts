@@ -4,7 +4,7 @@
 // the same engine running each prompt alone.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadNative, type NativeEngine } from '../../src/runner/binding.js';
-import { blockSize, engineOptions, generate, loadExpected, type Sampling } from '../native/harness.js';
+import { blockSize, engineOptions, generate, greedy, loadExpected, type Sampling } from '../native/harness.js';
 import { buildInt8Into, storiesDir } from './engine-helpers.js';
 
 const prompts = loadExpected().map((e) => e.prompt_ids);
@@ -35,17 +35,7 @@ describe('batch invariance of an int8 engine (stories260K)', () => {
   }
 
   it('the top-5 logprobs of a row do not depend on the batch (bitwise)', async () => {
-    const ask: Sampling = {
-      temperature: 0,
-      topP: 1,
-      topK: 0,
-      minP: 0,
-      presencePenalty: 0,
-      frequencyPenalty: 0,
-      repetitionPenalty: 1,
-      seed: 0,
-      numLogprobs: 5,
-    };
+    const ask: Sampling = { ...greedy, numLogprobs: 5 };
     const one: number[] = [],
       all: number[] = [];
     await generate(engine, [prompts[0]!], {

@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { EngineLoop, type EngineLoopConfig } from '../../src/engine/engine-loop.js';
 import { EngineError, type EngineRequest, type RequestOutput, type SamplingParams } from '../../src/engine/types.js';
 import { FakeModel, referenceGenerate } from '../scheduler/fake-model.js';
+import { greedy } from './greedy.js';
 
 const VOCAB = 64;
 const EOS = 2;
@@ -32,21 +33,7 @@ afterEach(async () => {
 });
 
 function params(over: Partial<SamplingParams> = {}): SamplingParams {
-  return {
-    temperature: 0,
-    topP: 1,
-    topK: 0,
-    minP: 0,
-    presencePenalty: 0,
-    frequencyPenalty: 0,
-    repetitionPenalty: 1,
-    maxTokens: 20,
-    minTokens: 0,
-    stopTokenIds: [],
-    ignoreEos: false,
-    logprobs: null,
-    ...over,
-  };
+  return greedy(20, { ignoreEos: false, ...over });
 }
 
 function prompt(n: number, salt: number): number[] {

@@ -6,6 +6,7 @@ import { ModelRunner } from '../../src/runner/model-runner.js';
 import { Request } from '../../src/scheduler/request.js';
 import { Scheduler, type SchedulerConfig } from '../../src/scheduler/scheduler.js';
 import type { SamplingParams } from '../../src/engine/types.js';
+import { greedy } from './greedy.js';
 
 const config: SchedulerConfig = {
   maxNumBatchedTokens: 64,
@@ -17,21 +18,7 @@ const config: SchedulerConfig = {
 };
 
 function params(over: Partial<SamplingParams>): SamplingParams {
-  return {
-    temperature: 0,
-    topP: 1,
-    topK: 0,
-    minP: 0,
-    presencePenalty: 0,
-    frequencyPenalty: 0,
-    repetitionPenalty: 1,
-    maxTokens: 10,
-    minTokens: 0,
-    stopTokenIds: [],
-    ignoreEos: false,
-    logprobs: null,
-    ...over,
-  };
+  return greedy(10, { ignoreEos: false, ...over });
 }
 
 function make(id: number, prompt: number[], sp: SamplingParams): Request {

@@ -3,7 +3,7 @@
 // and those are transformers' ids.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadNative, type NativeEngine, type StepResult } from '../../src/runner/binding.js';
-import { blockSize, engineOptions, generate, loadExpected } from './harness.js';
+import { blockSize, engineOptions, generate, greedy, loadExpected } from './harness.js';
 
 const expected = loadExpected();
 const prompts = expected.map((e) => e.prompt_ids);
@@ -45,17 +45,7 @@ describe('batch invariance (stories260K)', () => {
   }
 
   it('the top-5 logprobs of a row do not depend on the batch (bitwise)', async () => {
-    const ask = {
-      temperature: 0,
-      topP: 1,
-      topK: 0,
-      minP: 0,
-      presencePenalty: 0,
-      frequencyPenalty: 0,
-      repetitionPenalty: 1,
-      seed: 0,
-      numLogprobs: 5,
-    };
+    const ask = { ...greedy, numLogprobs: 5 };
     const one: number[] = [],
       four: number[] = [];
     await generate(engine, [prompts[0]!], {

@@ -9,6 +9,7 @@ import type { SamplingParams } from '../../src/engine/types.js';
 import { ModelRunner } from '../../src/runner/model-runner.js';
 import { Request } from '../../src/scheduler/request.js';
 import { Scheduler, type SchedulerConfig } from '../../src/scheduler/scheduler.js';
+import { greedy } from '../engine/greedy.js';
 
 const { values } = parseArgs({
   options: { vocab: { type: 'string', default: '151936' }, steps: { type: 'string', default: '200' } },
@@ -23,20 +24,7 @@ const config: SchedulerConfig = {
   numBlocks: 4096,
   enablePrefixCaching: false,
 };
-const base: SamplingParams = {
-  temperature: 0,
-  topP: 1,
-  topK: 0,
-  minP: 0,
-  presencePenalty: 0,
-  frequencyPenalty: 0,
-  repetitionPenalty: 1,
-  maxTokens: 100,
-  minTokens: 0,
-  stopTokenIds: [],
-  ignoreEos: true,
-  logprobs: null,
-};
+const base: SamplingParams = greedy(100);
 const masks: Record<string, Partial<SamplingParams>> = {
   none: {},
   'allowed_token_ids (10 ids)': { allowedTokenIds: Array.from({ length: 10 }, (_, k) => k + 100) },

@@ -17,6 +17,7 @@ import { compileSpec, type GrammarSpec } from '../../src/grammar/grammar-spec.js
 import { loadXGrammar } from '../../src/grammar/xgrammar-module.js';
 import { TextTokenizer } from '../../src/tokenizer/tokenizer.js';
 import { storiesDir } from '../native/harness.js';
+import { greedy } from '../engine/greedy.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -141,20 +142,7 @@ if (Number(args.vocab) > 0) {
 // 2. The engine loop on the real CPU engine.
 const config = finishEngineConfig({ ...serverDefaults(), model: storiesDir, device: 'cpu' as const, threads: 1 });
 const engine = await createEngine(config);
-const greedy: SamplingParams = {
-  temperature: 0,
-  topP: 1,
-  topK: 0,
-  minP: 0,
-  presencePenalty: 0,
-  frequencyPenalty: 0,
-  repetitionPenalty: 1,
-  maxTokens,
-  minTokens: 0,
-  stopTokenIds: [],
-  ignoreEos: true,
-  logprobs: null,
-};
+const greedyParams: SamplingParams = greedy(maxTokens);
 const prompt = tokenizer.encode('Once upon a time, there was a little');
 let nextId = 0;
 
@@ -174,15 +162,22 @@ async function run(beside: 'nothing' | 'unconstrained' | 'constrained'): Promise
     for (let i = 0; i < numConstrained; i++) {
       const constraint = await service.constraint(compiled);
       others.push(
-        drain({ id: `c${nextId++}`, promptTokenIds: prompt, sampling: { ...greedy, ignoreEos: false }, constraint }),
+        drain({
+          id: `c${nextId++}`,
+          promptTokenIds: prompt,
+          sampling: { ...greedyParams, ignoreEos: false },
+          constraint,
+        }),
       );
     }
   } else if (beside === 'unconstrained') {
     for (let i = 0; i < numConstrained; i++)
-      others.push(drain({ id: `u${nextId++}`, promptTokenIds: prompt, sampling: greedy }));
+      others.push(drain({ id: `u${nextId++}`, promptTokenIds: prompt, sampling: greedyParams }));
   }
   const free = await Promise.all(
-    Array.from({ length: numFree }, () => drain({ id: `f${nextId++}`, promptTokenIds: prompt, sampling: greedy })),
+    Array.from({ length: numFree }, () =>
+      drain({ id: `f${nextId++}`, promptTokenIds: prompt, sampling: greedyParams }),
+    ),
   );
   await Promise.all(others);
   const tokens = free.reduce((a, r) => a + r.tokens, 0);
