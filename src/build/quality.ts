@@ -2,7 +2,13 @@
 // folder, exactly as `serve --engine` would) and the unquantized model read the same held-out text with
 // teacher forcing, every position's logits through the real step. Reported: each one's perplexity of the
 // text, and how often the engine's top-1 next token is the unquantized model's.
-import { loadNative, type NativeEngine, type NativeEngineOptions, type StepBatch } from '../runner/binding.js';
+import {
+  greedyRows,
+  loadNative,
+  type NativeEngine,
+  type NativeEngineOptions,
+  type StepBatch,
+} from '../runner/binding.js';
 
 export interface QualityReport {
   samples: number;
@@ -27,16 +33,7 @@ function sampleBatch(ids: number[]): StepBatch {
     maxBlocksPerSeq: blocks,
     slotMapping: Int32Array.from(ids, (_, i) => i),
     sampleIndices: Int32Array.from({ length: R }, (_, i) => i),
-    temperature: new Float32Array(R),
-    topP: new Float32Array(R).fill(1),
-    topK: new Int32Array(R),
-    minP: new Float32Array(R),
-    presencePenalty: new Float32Array(R),
-    frequencyPenalty: new Float32Array(R),
-    repetitionPenalty: new Float32Array(R).fill(1),
-    seeds: new Uint32Array(R),
-    seedSteps: new Int32Array(R),
-    numLogprobs: new Int32Array(R).fill(-1),
+    ...greedyRows(R),
     returnLogits: true,
   };
 }

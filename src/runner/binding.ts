@@ -85,6 +85,36 @@ export interface StepBatch {
   returnLogits?: boolean; // tests: raw logits [R * vocab]
 }
 
+/** The sampling fields of a StepBatch for R greedy rows without logprobs (benchmarks, quality passes). */
+export function greedyRows(
+  R: number,
+): Pick<
+  StepBatch,
+  | 'temperature'
+  | 'topP'
+  | 'topK'
+  | 'minP'
+  | 'presencePenalty'
+  | 'frequencyPenalty'
+  | 'repetitionPenalty'
+  | 'seeds'
+  | 'seedSteps'
+  | 'numLogprobs'
+> {
+  return {
+    temperature: new Float32Array(R),
+    topP: new Float32Array(R).fill(1),
+    topK: new Int32Array(R),
+    minP: new Float32Array(R),
+    presencePenalty: new Float32Array(R),
+    frequencyPenalty: new Float32Array(R),
+    repetitionPenalty: new Float32Array(R).fill(1),
+    seeds: new Uint32Array(R),
+    seedSteps: new Int32Array(R),
+    numLogprobs: new Int32Array(R).fill(-1),
+  };
+}
+
 export interface StepResult {
   tokens: Int32Array; // [R]
   logprobs: Float32Array; // [R] NaN when not asked

@@ -7,7 +7,7 @@
 // Usage: npx tsx test/gpu/bench-engine.ts [config.json] [ctx] [batch,batch,...]
 import { appendFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { loadNative, type StepBatch } from '../../src/runner/binding.js';
+import { greedyRows, loadNative, type StepBatch } from '../../src/runner/binding.js';
 import { cudaOptions, repoRoot } from './gpu-harness.js';
 
 const config = process.argv[2] ?? resolve(repoRoot, 'configs', 'llama-3-8b.json');
@@ -51,16 +51,7 @@ function batchOf(
     maxBlocksPerSeq: blocksPerSeq,
     slotMapping: Int32Array.from(slot),
     sampleIndices: Int32Array.from(si),
-    temperature: new Float32Array(R),
-    topP: new Float32Array(R).fill(1),
-    topK: new Int32Array(R),
-    minP: new Float32Array(R),
-    presencePenalty: new Float32Array(R),
-    frequencyPenalty: new Float32Array(R),
-    repetitionPenalty: new Float32Array(R).fill(1),
-    seeds: new Uint32Array(R),
-    seedSteps: new Int32Array(R),
-    numLogprobs: new Int32Array(R).fill(-1),
+    ...greedyRows(R),
   };
 }
 
