@@ -6,12 +6,6 @@ namespace kvs {
 
 namespace {
 
-std::string shapeStr(const std::vector<int64_t>& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
-
 const Tensor* companion(const WeightStore& store, const std::string& name, DType dtype, int64_t n, bool required) {
   const Tensor* t = store.find(name);
   if (!t) {
@@ -21,7 +15,7 @@ const Tensor* companion(const WeightStore& store, const std::string& name, DType
   if (t->dtype != dtype)
     throw std::runtime_error("tensor " + name + " is " + dtypeName(t->dtype) + ", expected " + dtypeName(dtype));
   if (t->shape != std::vector<int64_t>{n})
-    throw std::runtime_error("tensor " + name + " has shape " + shapeStr(t->shape) + ", expected [" + std::to_string(n) + "]");
+    throw std::runtime_error("tensor " + name + " has shape " + shapeString(t->shape) + ", expected [" + std::to_string(n) + "]");
   return t;
 }
 
@@ -36,8 +30,8 @@ std::string moduleOf(const std::string& weightName) {
 
 Int8Companions int8Companions(const WeightStore& store, const Tensor& w, int64_t N, int64_t K) {
   if (w.shape != packedInt8Shape(N, K))
-    throw std::runtime_error("int8 tensor " + w.name + " has shape " + shapeStr(w.shape) + ", expected " +
-                             shapeStr(packedInt8Shape(N, K)) + " (the packed layout of [" + std::to_string(N) + ", " +
+    throw std::runtime_error("int8 tensor " + w.name + " has shape " + shapeString(w.shape) + ", expected " +
+                             shapeString(packedInt8Shape(N, K)) + " (the packed layout of [" + std::to_string(N) + ", " +
                              std::to_string(K) + "])");
   const std::string m = moduleOf(w.name);
   Int8Companions c;
@@ -58,7 +52,7 @@ void checkInt8Tensors(const WeightStore& store) {
   for (const auto& [name, t] : store.all()) {
     if (t.dtype != DType::I8) continue;
     if (t.shape.size() != 4 || t.shape[2] != 16 || t.shape[3] != 4)
-      throw std::runtime_error("int8 tensor " + name + " has shape " + shapeStr(t.shape) + ", expected the packed [N/16, K/4, 16, 4]");
+      throw std::runtime_error("int8 tensor " + name + " has shape " + shapeString(t.shape) + ", expected the packed [N/16, K/4, 16, 4]");
     const std::string m = moduleOf(name);
     const Tensor* scale = store.find(m + ".weight_scale");
     const Tensor* smooth = store.find(m + ".act_smooth");

@@ -10,12 +10,6 @@ namespace kvs {
 
 namespace {
 
-std::string shapeStr(const std::vector<int64_t>& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
-
 // Calls emit(name, shape, required) for every tensor a Llama-family checkpoint of `cfg` holds.
 void forEachLlamaTensor(const ModelConfig& c,
                         const std::function<void(const std::string&, std::vector<int64_t>, bool)>& emit) {
@@ -74,15 +68,15 @@ ModelWeights bindLlamaWeights(const ModelConfig& cfg, const WeightStore& store) 
   forEachLlamaTensor(cfg, [&](const std::string& name, std::vector<int64_t> shape, bool required) {
     const Tensor* t = store.find(name);
     if (!t) {
-      if (required) throw std::runtime_error("missing tensor " + name + " in checkpoint (expected shape " + shapeStr(shape) + ")");
+      if (required) throw std::runtime_error("missing tensor " + name + " in checkpoint (expected shape " + shapeString(shape) + ")");
       return;
     }
     // An int8 matrix of an engine is stored packed (int8_tensors.h).
     const bool packed = t->dtype == DType::I8 && shape.size() == 2;
     const std::vector<int64_t> want = packed ? packedInt8Shape(shape[0], shape[1]) : shape;
     if (t->shape != want)
-      throw std::runtime_error("tensor " + name + " has shape " + shapeStr(t->shape) + ", expected " + shapeStr(want) +
-                               (packed ? " (int8 packed from " + shapeStr(shape) + ")" : "") + " from config.json");
+      throw std::runtime_error("tensor " + name + " has shape " + shapeString(t->shape) + ", expected " + shapeString(want) +
+                               (packed ? " (int8 packed from " + shapeString(shape) + ")" : "") + " from config.json");
     found[name] = t;
   });
   auto at = [&](const std::string& name) -> const Tensor* {

@@ -46,13 +46,13 @@ size_t WeightStore::totalBytes() const {
   return n;
 }
 
-namespace {
-
-std::string shapeStr(const std::vector<int64_t>& shape) {
+std::string shapeString(const std::vector<int64_t>& shape) {
   std::string out = "[";
   for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
   return out + "]";
 }
+
+namespace {
 
 class MmapWeightStore : public WeightStore {
  public:
@@ -144,7 +144,7 @@ class MmapWeightStore : public WeightStore {
         uint64_t bytes = dtypeSize(t.dtype);
         for (int64_t d : t.shape)
           if (__builtin_mul_overflow(bytes, static_cast<uint64_t>(d), &bytes) || bytes > uint64_t(INT64_MAX))
-            throw std::runtime_error("shape " + shapeStr(t.shape) + " is too large");
+            throw std::runtime_error("shape " + shapeString(t.shape) + " is too large");
         const auto& off = entry.find("data_offsets")->asArray();
         if (off.size() != 2) throw std::runtime_error("data_offsets must hold two integers");
         int64_t begin = off[0].asInt(), end = off[1].asInt();

@@ -11,6 +11,9 @@
 
 namespace kvs {
 
+// "[2, 3]": a tensor shape as error messages print it.
+std::string shapeString(const std::vector<int64_t>& shape);
+
 struct Tensor {
   std::string name;
   DType dtype = DType::F32;

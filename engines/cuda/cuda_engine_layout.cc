@@ -5,16 +5,6 @@
 
 namespace kvs::cuda {
 
-namespace {
-
-std::string shapeStr(const std::vector<int64_t>& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
-
-}  // namespace
-
 int64_t CudaTensorSpec::numel() const {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
@@ -53,9 +43,9 @@ void checkCudaEngineTensors(const ModelConfig& cfg, const WeightStore& store, DT
   for (const CudaTensorSpec& s : cudaTensorSpecs(cfg)) {
     expected.insert(s.name);
     const Tensor* t = store.find(s.name);
-    if (!t) throw std::runtime_error("missing tensor " + s.name + " (expected shape " + shapeStr(s.shape) + ")");
+    if (!t) throw std::runtime_error("missing tensor " + s.name + " (expected shape " + shapeString(s.shape) + ")");
     if (t->shape != s.shape)
-      throw std::runtime_error("tensor " + s.name + " has shape " + shapeStr(t->shape) + ", expected " + shapeStr(s.shape) +
+      throw std::runtime_error("tensor " + s.name + " has shape " + shapeString(t->shape) + ", expected " + shapeString(s.shape) +
                                " from config.json");
     if (t->dtype != dtype)
       throw std::runtime_error("tensor " + s.name + " is " + dtypeName(t->dtype) + ", the manifest says " + dtypeName(dtype));
