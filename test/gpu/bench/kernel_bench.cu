@@ -17,6 +17,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gemm.h"
@@ -72,62 +73,72 @@ double copyBandwidth() {
   return 2.0 * bytes / (ms * 1e-3);
 }
 
+struct GemvShape { const char* name; int N, K; };
+const GemvShape kGemvShapes[] = {{"qkv", 6144, 4096}, {"o", 4096, 4096}, {"gate_up", 28672, 4096},
+                                 {"down", 4096, 14336}, {"lm_head", 128256, 4096}};
+
+// Random bf16 copies of one weight (enough of them, > 1.5 GiB, that no timed run finds its weight in L2), an
+// X of `rows` rows and a Y for them; freed on destruction.
+struct GemvBuffers {
+  std::vector<void*> ws;
+  void* x = nullptr;
+  void* y = nullptr;
+  GemvBuffers(const GemvShape& s, int minCopies, uint64_t seed, int rows) {
+    const size_t wElems = (size_t)s.N * s.K;
+    const int copies = std::max<int>(minCopies, (int)((size_t(3) << 29) / (wElems * 2)) + 1);
+    for (int c = 0; c < copies; ++c) ws.push_back(devRandom(wElems, KVSK_BF16, seed + c, 0.05f));
+    x = devRandom((size_t)rows * s.K, KVSK_BF16, 7);
+    CK(cudaMalloc(&y, (size_t)rows * s.N * 2));
+  }
+  ~GemvBuffers() {
+    for (void* w : ws) cudaFree(w);
+    cudaFree(x);
+    cudaFree(y);
+  }
+  const void* w(int i) const { return ws[i % ws.size()]; }
+};
+
 void gemvBench(double copyBw) {
-  struct Shape { const char* name; int N, K; };
-  const Shape shapes[] = {{"qkv", 6144, 4096}, {"o", 4096, 4096}, {"gate_up", 28672, 4096}, {"down", 4096, 14336}, {"lm_head", 128256, 4096}};
   const kvsk_dtype dt = KVSK_BF16;
   kvs::cuda::GemmRunner invariant(stream, 256, kvs::cuda::GemmMode::BatchInvariant);
   std::printf("\nGEMV, bf16 (weight bytes / time; %% of copy bandwidth %.2f TB/s)\n", copyBw / 1e12);
   std::printf("%-8s %6s %6s %3s %10s %8s %6s %14s %8s\n", "weight", "N", "K", "M", "gemv us", "TB/s", "%copy", "cuBLASLt inv us", "TB/s");
-  for (const Shape& s : shapes) {
-    const size_t wElems = (size_t)s.N * s.K, wBytes = wElems * 2;
-    const int copies = std::max<int>(2, (int)((size_t(3) << 29) / wBytes) + 1);  // > 1.5 GiB of weights
-    std::vector<void*> ws;
-    for (int c = 0; c < copies; ++c) ws.push_back(devRandom(wElems, dt, 100 + c, 0.05f));
-    void* x = devRandom((size_t)8 * s.K, dt, 7);
-    void* y = nullptr;
-    CK(cudaMalloc(&y, (size_t)8 * s.N * 2));
+  for (const GemvShape& s : kGemvShapes) {
+    const double wBytes = (double)s.N * s.K * 2;
+    const GemvBuffers buf(s, 2, 100, 8);
     for (int M : {1, 2, 4, 8}) {
       const double gemvMs = timeMs([&](int i) {
-        kvsk_gemv_params g{x, ws[i % copies], y, M, s.N, s.K, dt};
+        kvsk_gemv_params g{buf.x, buf.w(i), buf.y, M, s.N, s.K, dt};
         CK(kvsk_gemv(&g, stream));
       });
       const double cubMs = timeMs([&](int i) {
-        invariant.run(x, ws[i % copies], y, M, s.N, s.K, kvs::DType::BF16, kvs::DType::BF16);
+        invariant.run(buf.x, buf.w(i), buf.y, M, s.N, s.K, kvs::DType::BF16, kvs::DType::BF16);
       });
       std::printf("%-8s %6d %6d %3d %10.1f %8.2f %5.0f%% %14.1f %8.2f\n", s.name, s.N, s.K, M, gemvMs * 1e3,
                   wBytes / (gemvMs * 1e-3) / 1e12, 100.0 * wBytes / (gemvMs * 1e-3) / copyBw, cubMs * 1e3,
                   wBytes / (cubMs * 1e-3) / 1e12);
     }
-    for (void* w : ws) cudaFree(w);
-    cudaFree(x);
-    cudaFree(y);
   }
 }
 
 // Back-to-back GEMVs (16 per timed run, rotating weights) as the forward pass issues them: per-kernel time
 // with plain launches, and with programmatic dependent launch (each GEMV streams its weights while the
-// previous one drains) at 4, 2 and 1 rows of W per CTA.
+// previous one drains) at 4, 2 and 1 rows of W per CTA. The layer weights only (not lm_head).
 void gemvChainBench(double copyBw) {
-  struct Shape { const char* name; int N, K; };
-  const Shape shapes[] = {{"qkv", 6144, 4096}, {"o", 4096, 4096}, {"gate_up", 28672, 4096}, {"down", 4096, 14336}};
   const kvsk_dtype dt = KVSK_BF16;
   std::printf("\nGEMV chains of 16, bf16, M = 1 (per-kernel us, %% of copy bandwidth %.2f TB/s)\n", copyBw / 1e12);
   std::printf("%-8s %16s %16s %16s %16s\n", "weight", "plain, 4 rows", "PDL, 4 rows", "PDL, 2 rows", "PDL, 1 row");
-  for (const Shape& s : shapes) {
-    const size_t wElems = (size_t)s.N * s.K, wBytes = wElems * 2;
-    const int copies = std::max<int>(17, (int)((size_t(3) << 29) / wBytes) + 1);
-    std::vector<void*> ws;
-    for (int c = 0; c < copies; ++c) ws.push_back(devRandom(wElems, dt, 300 + c, 0.05f));
-    void* x = devRandom((size_t)s.K, dt, 7);
-    void* y = nullptr;
-    CK(cudaMalloc(&y, (size_t)s.N * 2));
+  for (const GemvShape& s : kGemvShapes) {
+    if (std::string(s.name) == "lm_head") continue;
+    const double wBytes = (double)s.N * s.K * 2;
+    const GemvBuffers buf(s, 17, 300, 1);
     std::printf("%-8s", s.name);
-    for (auto [pdl, rows] : {std::pair{0, 4}, std::pair{1, 4}, std::pair{1, 2}, std::pair{1, 1}}) {
+    for (const std::pair<int, int>& v : {std::pair{0, 4}, std::pair{1, 4}, std::pair{1, 2}, std::pair{1, 1}}) {
+      const int pdl = v.first, rows = v.second;
       kvsk_set_programmatic_launch(pdl);
       const double us = 1e3 / 16 * timeMs([&](int i) {
         for (int j = 0; j < 16; ++j) {
-          kvsk_gemv_params g{x, ws[(i * 16 + j) % copies], y, 1, s.N, s.K, dt, rows};
+          kvsk_gemv_params g{buf.x, buf.w(i * 16 + j), buf.y, 1, s.N, s.K, dt, rows};
           CK(kvsk_gemv(&g, stream));
         }
       });
@@ -135,9 +146,6 @@ void gemvChainBench(double copyBw) {
     }
     std::printf("\n");
     kvsk_set_programmatic_launch(0);
-    for (void* w : ws) cudaFree(w);
-    cudaFree(x);
-    cudaFree(y);
   }
 }
 
