@@ -17,40 +17,19 @@ namespace kvs_native {
 
 namespace {
 
-class LoadWorker : public Napi::AsyncProgressQueueWorker<Progress> {
+class LoadWorker : public ProgressWorker {
  public:
   LoadWorker(Napi::Env env, kvs::EngineOptions opts, Napi::Function onProgress)
-      : Napi::AsyncProgressQueueWorker<Progress>(env, "kvserve.loadEngine"),
-        deferred_(Napi::Promise::Deferred::New(env)), opts_(std::move(opts)) {
-    if (!onProgress.IsEmpty()) onProgress_ = Napi::Persistent(onProgress);
-  }
+      : ProgressWorker(env, "kvserve.loadEngine", onProgress, "loading the model"), opts_(std::move(opts)) {}
 
-  Napi::Promise promise() { return deferred_.Promise(); }
-
-  void Execute(const ExecutionProgress& progress) override {
-    try {
-      engine_ = kvs::Engine::load(opts_, [&](const std::string& stage, double f) {
-        Progress p{stage, f};
-        progress.Send(&p, 1);
-      });
-    } catch (const std::exception& e) {
-      SetError(e.what());
-    } catch (...) {
-      SetError("unknown error while loading the model");
-    }
-  }
-
-  void OnProgress(const Progress* data, size_t count) override { callProgress(Env(), onProgress_, data, count); }
-
+ protected:
+  void run(const Report& report) override { engine_ = kvs::Engine::load(opts_, report); }
   void OnOK() override {
     deferred_.Resolve(EngineWrap::Wrap(Env(), std::shared_ptr<kvs::Engine>(std::move(engine_))));
   }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
  private:
-  Napi::Promise::Deferred deferred_;
   kvs::EngineOptions opts_;
-  Napi::FunctionReference onProgress_;
   std::unique_ptr<kvs::Engine> engine_;
 };
 

@@ -65,32 +65,15 @@ Napi::Object layerObject(Napi::Env env, const kvs::LayerQuantReport& l) {
   return o;
 }
 
-class BuildWorker : public Napi::AsyncProgressQueueWorker<Progress> {
+class BuildWorker : public ProgressWorker {
  public:
   BuildWorker(Napi::Env env, kvs::EngineOptions opts, kvs::QuantizationRequest quant, std::string outDir,
               Napi::Function onProgress)
-      : Napi::AsyncProgressQueueWorker<Progress>(env, "kvserve.buildEngine"),
-        deferred_(Napi::Promise::Deferred::New(env)), opts_(std::move(opts)), quant_(std::move(quant)),
-        outDir_(std::move(outDir)) {
-    if (!onProgress.IsEmpty()) onProgress_ = Napi::Persistent(onProgress);
-  }
+      : ProgressWorker(env, "kvserve.buildEngine", onProgress, "building the engine"), opts_(std::move(opts)),
+        quant_(std::move(quant)), outDir_(std::move(outDir)) {}
 
-  Napi::Promise promise() { return deferred_.Promise(); }
-
-  void Execute(const ExecutionProgress& progress) override {
-    try {
-      result_ = kvs::buildEngine(opts_, outDir_, quant_, [&](const std::string& stage, double f) {
-        Progress p{stage, f};
-        progress.Send(&p, 1);
-      });
-    } catch (const std::exception& e) {
-      SetError(e.what());
-    } catch (...) {
-      SetError("unknown error while building the engine");
-    }
-  }
-
-  void OnProgress(const Progress* data, size_t count) override { callProgress(Env(), onProgress_, data, count); }
+ protected:
+  void run(const Report& report) override { result_ = kvs::buildEngine(opts_, outDir_, quant_, report); }
 
   void OnOK() override {
     Napi::Env env = Env();
@@ -159,14 +142,11 @@ class BuildWorker : public Napi::AsyncProgressQueueWorker<Progress> {
     }
     deferred_.Resolve(r);
   }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
  private:
-  Napi::Promise::Deferred deferred_;
   kvs::EngineOptions opts_;
   kvs::QuantizationRequest quant_;
   std::string outDir_;
-  Napi::FunctionReference onProgress_;
   kvs::EngineBuildResult result_;
 };
 

@@ -1,7 +1,10 @@
-// Progress reports of the load and build workers, posted from the worker thread to the JS thread.
+// Progress reports of the load and build workers, posted from the worker thread to the JS thread, and the
+// worker base class both share.
 #pragma once
 #include <napi.h>
 
+#include <exception>
+#include <functional>
 #include <string>
 
 namespace kvs_native {
@@ -21,5 +24,45 @@ inline void callProgress(Napi::Env env, Napi::FunctionReference& fn, const Progr
     }
   }
 }
+
+// The load and build workers: run() does the work on the worker thread, reporting (stage, fraction) as it
+// goes; an exception rejects the promise with its message ("unknown error while <what>" otherwise). A
+// subclass resolves deferred_ in OnOK.
+class ProgressWorker : public Napi::AsyncProgressQueueWorker<Progress> {
+ public:
+  using Report = std::function<void(const std::string& stage, double fraction)>;
+
+  ProgressWorker(Napi::Env env, const char* name, Napi::Function onProgress, std::string what)
+      : Napi::AsyncProgressQueueWorker<Progress>(env, name), deferred_(Napi::Promise::Deferred::New(env)),
+        what_(std::move(what)) {
+    if (!onProgress.IsEmpty()) onProgress_ = Napi::Persistent(onProgress);
+  }
+
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+ protected:
+  virtual void run(const Report& report) = 0;
+
+  void Execute(const ExecutionProgress& progress) final {
+    try {
+      run([&](const std::string& stage, double f) {
+        Progress p{stage, f};
+        progress.Send(&p, 1);
+      });
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    } catch (...) {
+      SetError("unknown error while " + what_);
+    }
+  }
+  void OnProgress(const Progress* data, size_t count) final { callProgress(Env(), onProgress_, data, count); }
+  void OnError(const Napi::Error& e) final { deferred_.Reject(e.Value()); }
+
+  Napi::Promise::Deferred deferred_;
+
+ private:
+  std::string what_;
+  Napi::FunctionReference onProgress_;
+};
 
 }  // namespace kvs_native
