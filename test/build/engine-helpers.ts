@@ -6,6 +6,7 @@ import { buildEngineFolder, type BuildOptions } from '../../src/build/build-engi
 import { int8Defaults, type Int8Options } from '../../src/build/int8-build.js';
 import type { EngineManifest } from '../../src/build/manifest.js';
 import type { DTypeName, NativeEngineOptions } from '../../src/runner/binding.js';
+import { engineOptions } from '../native/harness.js';
 
 export const repo = resolve(__dirname, '..', '..');
 export const storiesDir = resolve(repo, 'models', 'stories260K');
@@ -52,20 +53,5 @@ export async function buildInt8Into(
 }
 
 export function nativeOptions(overrides: Partial<NativeEngineOptions>): NativeEngineOptions {
-  return {
-    model: '',
-    dummyWeights: false,
-    device: 'cpu',
-    dtype: 'auto',
-    numThreads: 2,
-    blockSize: 16,
-    numKvBlocks: 0,
-    kvCacheBytes: 0,
-    gpuMemoryUtilization: 0.9,
-    maxNumBatchedTokens: 2048,
-    maxNumSeqs: 16,
-    maxModelLen: 0,
-    seed: 0,
-    ...overrides,
-  };
+  return engineOptions({ model: '', ...overrides });
 }
