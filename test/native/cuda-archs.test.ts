@@ -10,6 +10,7 @@ import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
+import { compileCases } from './harness.js';
 
 const repo = resolve(__dirname, '..', '..');
 const scratch = mkdtempSync(join(tmpdir(), 'kvserve-archs-'));
@@ -96,17 +97,7 @@ describe('cmake/cuda_archs.cmake: the arch list of a build', () => {
 describe('engines/cuda/cuda_archs.cc: does a GPU run the compiled archs', () => {
   const exe = join(scratch, 'cuda_archs_cases');
   beforeAll(() => {
-    execFileSync(process.env.CXX || 'c++', [
-      '-std=c++17',
-      '-O1',
-      '-Wall',
-      '-Werror',
-      `-I${repo}`,
-      '-o',
-      exe,
-      join(repo, 'test', 'native', 'cuda_archs_cases.cc'),
-      join(repo, 'engines', 'cuda', 'cuda_archs.cc'),
-    ]);
+    compileCases(exe, ['test/native/cuda_archs_cases.cc', 'engines/cuda/cuda_archs.cc']);
   });
 
   interface Verdict {

@@ -10,6 +10,7 @@ import { mkdtempSync, openSync, readFileSync, readSync, readdirSync, closeSync }
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
+import { compileCases } from './harness.js';
 
 const repo = resolve(__dirname, '..', '..');
 const fixtures = join(repo, 'test', 'fixtures');
@@ -24,17 +25,7 @@ beforeAll(() => {
     'mapped_files.cc',
     'model_config.cc',
   ];
-  execFileSync(process.env.CXX || 'c++', [
-    '-std=c++17',
-    '-O1',
-    '-Wall',
-    '-Werror',
-    `-I${repo}`,
-    '-o',
-    exe,
-    join(repo, 'test', 'native', 'cuda_engine_cases.cc'),
-    ...sources.map((s) => join(repo, 'engines', s)),
-  ]);
+  compileCases(exe, ['test/native/cuda_engine_cases.cc', ...sources.map((s) => `engines/${s}`)]);
 });
 
 /** name → shape of every tensor in a checkpoint folder, from the safetensors headers themselves. */

@@ -1,10 +1,27 @@
 // Test harness for the native engine: builds step-protocol batches for a few sequences with simple,
 // disjoint block tables (sequence i owns blocks [i*maxBlocks, (i+1)*maxBlocks)), and drives generation.
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { NativeEngine, NativeEngineOptions, StepBatch, StepResult } from '../../src/runner/binding.js';
 
 export const storiesDir = resolve(import.meta.dirname, '..', '..', 'models', 'stories260K');
+
+/** Compiles a test-case program from repository paths (its main first) with the C++ flags of the engine's own
+ *  plain-C++ parts checked strictly: -std=c++17 -O1 -Wall -Werror, the repository root on the include path. */
+export function compileCases(exe: string, sources: string[]): void {
+  const repo = resolve(import.meta.dirname, '..', '..');
+  execFileSync(process.env.CXX || 'c++', [
+    '-std=c++17',
+    '-O1',
+    '-Wall',
+    '-Werror',
+    `-I${repo}`,
+    '-o',
+    exe,
+    ...sources.map((s) => resolve(repo, s)),
+  ]);
+}
 
 export interface Sampling {
   temperature: number;
