@@ -5,27 +5,15 @@
 // every answer with its X-Request-Id; and afterwards the server still answers greedy requests exactly.
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { finishServerConfig, serverDefaults } from '../../src/config.js';
-import { startServe, type ServeHandle } from '../../src/server/serve-cli.js';
+import type { ServeHandle } from '../../src/server/serve-cli.js';
 import { metricValue, until } from './helpers/disconnect.js';
 import { rawConnect } from './helpers/raw-http.js';
-import { expected, storiesDir } from './helpers/stories.js';
+import { expected } from './helpers/stories.js';
+import { startStoriesServer } from './helpers/stories-server.js';
 
 let server: ServeHandle;
 beforeAll(async () => {
-  const config = finishServerConfig({
-    ...serverDefaults(),
-    model: storiesDir,
-    device: 'cpu' as const,
-    port: 0,
-    threads: 1,
-    logLevel: 'silent' as const,
-    apiKey: undefined,
-    maxModelLen: 64,
-    headerTimeout: 0.5,
-    requestBodyTimeout: 1,
-  });
-  server = await startServe(config);
+  server = await startStoriesServer({ maxModelLen: 64, headerTimeout: 0.5, requestBodyTimeout: 1 });
   await server.ready;
 });
 afterAll(() => server?.close(1000));

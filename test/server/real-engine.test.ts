@@ -2,10 +2,9 @@
 // official openai client. Greedy text must equal transformers' (expected.json), streamed and not.
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { finishEngineConfig, serverDefaults } from '../../src/config.js';
-import { startServe, type ServeHandle } from '../../src/server/serve-cli.js';
+import type { ServeHandle } from '../../src/server/serve-cli.js';
 import { metricValue, readThenDisconnect, until } from './helpers/disconnect.js';
-import { expected, storiesDir } from './helpers/stories.js';
+import { expected } from './helpers/stories.js';
 import { startStoriesServer } from './helpers/stories-server.js';
 
 let server: ServeHandle;
@@ -147,16 +146,7 @@ describe('real CPU engine, stories260K', () => {
 
 describe('graceful close', () => {
   it('a stream in flight at close ends with an error event and [DONE], never "abort", and close resolves', async () => {
-    const config = finishEngineConfig({
-      ...serverDefaults(),
-      model: storiesDir,
-      device: 'cpu' as const,
-      port: 0,
-      threads: 1,
-      logLevel: 'silent' as const,
-      apiKey: undefined,
-    });
-    const s = await startServe(config);
+    const s = await startStoriesServer();
     await s.ready;
     const res = await fetch(`${s.url}/v1/completions`, {
       method: 'POST',

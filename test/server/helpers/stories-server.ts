@@ -1,12 +1,12 @@
 // The real `kvserve serve` (startServe) on the bundled stories260K, on a free port of 127.0.0.1, silent, with
 // no API key: what the tests that talk to a real engine over HTTP share. `overrides` adjust the config
 // (a small KV pool, another device).
-import { finishEngineConfig, type ServerConfig, serverDefaults } from '../../../src/config.js';
+import { finishServerConfig, type ServerConfig, serverDefaults } from '../../../src/config.js';
 import { type ServeHandle, startServe } from '../../../src/server/serve-cli.js';
 import { storiesDir } from './stories.js';
 
 export async function startStoriesServer(overrides: Partial<ServerConfig> = {}): Promise<ServeHandle> {
-  const config = finishEngineConfig<ServerConfig>({
+  const config = finishServerConfig({
     ...serverDefaults(),
     model: storiesDir,
     device: 'cpu' as const,
