@@ -4,7 +4,7 @@ import { cpSync, readFileSync, rmSync, truncateSync, writeFileSync, statSync } f
 import { join } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { loadNative } from '../../src/runner/binding.js';
-import { buildInto, nativeOptions, storiesDir, tempDir } from './engine-helpers.js';
+import { buildInto, loadError, nativeOptions, storiesDir, tempDir } from './engine-helpers.js';
 
 const native = loadNative();
 let good: string;
@@ -27,20 +27,6 @@ function editManifest(dir: string, edit: (m: Record<string, any>) => void): void
   const m = JSON.parse(readFileSync(path, 'utf8'));
   edit(m);
   writeFileSync(path, JSON.stringify(m));
-}
-
-async function loadError(dir: string): Promise<string> {
-  const e = await native.loadEngine(nativeOptions({ engine: dir })).then(
-    (engine) => {
-      engine.dispose();
-      return undefined;
-    },
-    (err: Error) => err,
-  );
-  expect(e, 'the engine loaded').toBeInstanceOf(Error);
-  const message = e!.message;
-  expect(message).not.toContain('\n');
-  return message;
 }
 
 describe('engines this build or this CPU cannot run', () => {

@@ -5,7 +5,8 @@ import { join, resolve } from 'node:path';
 import { buildEngineFolder, type BuildOptions } from '../../src/build/build-engine.js';
 import { int8Defaults, type Int8Options } from '../../src/build/int8-build.js';
 import type { EngineManifest } from '../../src/build/manifest.js';
-import type { DTypeName, NativeEngineOptions } from '../../src/runner/binding.js';
+import { type DTypeName, loadNative, type NativeEngineOptions } from '../../src/runner/binding.js';
+import { expect } from 'vitest';
 import { engineOptions } from '../native/harness.js';
 
 export const repo = resolve(__dirname, '..', '..');
@@ -54,4 +55,20 @@ export async function buildInt8Into(
 
 export function nativeOptions(overrides: Partial<NativeEngineOptions>): NativeEngineOptions {
   return engineOptions({ model: '', ...overrides });
+}
+
+/** The one-line error with which loading the engine at `dir` fails (the test fails if it loads). */
+export async function loadError(dir: string): Promise<string> {
+  const e = await loadNative()
+    .loadEngine(nativeOptions({ engine: dir }))
+    .then(
+      (engine) => {
+        engine.dispose();
+        return undefined;
+      },
+      (err: Error) => err,
+    );
+  expect(e, 'the engine loaded').toBeInstanceOf(Error);
+  expect(e!.message).not.toContain('\n');
+  return e!.message;
 }

@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, test } from 'vitest';
 import { buildEngineFolder } from '../../src/build/build-engine.js';
 import { int8Defaults } from '../../src/build/int8-build.js';
 import { loadNative } from '../../src/runner/binding.js';
-import { buildInt8Into, buildOptions, nativeOptions, storiesDir, tempDir } from './engine-helpers.js';
+import { buildInt8Into, buildOptions, loadError, nativeOptions, storiesDir, tempDir } from './engine-helpers.js';
 import { tensorOffsets } from './safetensors-reader.js';
 
 const native = loadNative();
@@ -21,19 +21,6 @@ function damaged(damage: (dir: string) => void): string {
   cpSync(good, dir, { recursive: true });
   damage(dir);
   return dir;
-}
-
-async function loadError(dir: string): Promise<string> {
-  const e = await native.loadEngine(nativeOptions({ engine: dir })).then(
-    (engine) => {
-      engine.dispose();
-      return undefined;
-    },
-    (err: Error) => err,
-  );
-  expect(e, 'the engine loaded').toBeInstanceOf(Error);
-  expect(e!.message).not.toContain('\n');
-  return e!.message;
 }
 
 /** Rewrites `len` bytes of the weights file at `at`. */
