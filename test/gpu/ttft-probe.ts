@@ -3,18 +3,15 @@
 // the server's own view from /metrics (vllm:time_to_first_token_seconds: arrival to first token;
 // vllm:request_queue_time_seconds: arrival to first scheduled, i.e. tokenizing and admission).
 // A benchmark, not a test. Usage: npx tsx test/gpu/ttft-probe.ts BASE_URL [ISL=128] [N=20] [VOCAB=30000]
+import { metricValue } from '../server/helpers/disconnect.js';
+
 const base = process.argv[2] ?? 'http://127.0.0.1:8011';
 const ISL = Number(process.argv[3] ?? 128);
 const N = Number(process.argv[4] ?? 20);
 const VOCAB = Number(process.argv[5] ?? 30000);
 
 async function metric(name: string): Promise<{ sum: number; count: number }> {
-  const text = await (await fetch(`${base}/metrics`)).text();
-  const pick = (suffix: string) => {
-    const line = text.split('\n').find((l) => l.startsWith(`${name}_${suffix}`));
-    return line ? Number(line.split(' ').pop()) : Number.NaN;
-  };
-  return { sum: pick('sum'), count: pick('count') };
+  return { sum: await metricValue(base, `${name}_sum`), count: await metricValue(base, `${name}_count`) };
 }
 
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
