@@ -1,6 +1,8 @@
 #include "model_gemms.h"
 
 #include <cstdio>
+#include <map>
+#include <utility>
 
 namespace kvs::cuda {
 
@@ -68,19 +70,29 @@ std::vector<ModelGemm> modelGemms(const ModelConfig& cfg, const CudaWeights& w, 
 GemmPlanning planModelGemms(GemmRunner& gemm, const std::vector<ModelGemm>& shapes, DType dt,
                             const std::vector<TunedGemm>* tuned) {
   GemmPlanning r;
+  // A weight of the same [n, k] as an earlier one (a tied lm_head shaped like the fused q/k/v) shares its
+  // plan, which covers every M either is called with: it counts as its twin did, imported or planned.
+  std::map<std::pair<int, int>, bool> importedByShape;
   for (const ModelGemm& g : shapes) {
+    const auto twin = importedByShape.find({g.n, g.k});
+    if (twin != importedByShape.end()) {
+      ++(twin->second ? r.imported : r.planned);
+      continue;
+    }
     if (tuned && gemm.mode() == GemmMode::Fast) {
       std::vector<GemmChoice> choices;
       std::string why = choicesFor(g, *tuned, &choices);
       if (why.empty()) why = gemm.importPlan(g.n, g.k, dt, dt, choices, g.maxM);
       if (why.empty()) {
         ++r.imported;
+        importedByShape[{g.n, g.k}] = true;
         continue;
       }
       r.retimed.push_back(g.weight + " [" + std::to_string(g.n) + ", " + std::to_string(g.k) + "]: " + why);
     }
     gemm.plan(g.n, g.k, dt, dt, g.w, g.maxM);
     ++r.planned;
+    importedByShape[{g.n, g.k}] = false;
   }
   return r;
 }
