@@ -28,6 +28,10 @@ struct EngineOptions {
   int maxModelLen = 0;                // 0 = config's max_position_embeddings
   uint64_t seed = 0;                  // dummy weights
   bool batchInvariant = false;        // cuda: one GEMM algorithm for every M (bitwise batch invariance)
+  // cuda: "fp8" holds the decoder layers' linear weights (q/k/v, o, gate/up, down) as fp8 E4M3 with a scale
+  // per output channel and runs them through FP8 GEMMs (activations quantized per token at run time):
+  // quantized at load from a checkpoint, or as an fp8 engine holds them. lm_head stays in the compute dtype.
+  std::string quantization = "none";
   // Loading progress: while it is being made, a backend calls this each time one weight tensor is ready
   // (converted, uploaded, generated, or borrowed in place from the mapping), with its checkpoint bytes.
   // Never called after the backend's constructor returns.
@@ -42,6 +46,7 @@ struct BackendInfo {
   size_t weightBytes = 0;
   int gemmShapesImported = 0;  // cuda: GEMM shapes whose algorithms came from the engine's manifest, not timed here
   int gemmShapesPlanned = 0;   // cuda: GEMM shapes planned at load (timed; --batch-invariant: the heuristic's pick)
+  std::string quantization = "none";  // cuda: "fp8" when the layer matrices run as fp8 (EngineOptions::quantization)
 };
 
 class Backend {

@@ -39,6 +39,14 @@ void checkOptions(const EngineOptions& o) {
     throw std::runtime_error("unsupported dtype \"" + o.dtype + "\" (supported: auto, float32, bfloat16, float16)");
   if (o.device != "cpu" && o.device != "cuda")
     throw std::runtime_error("unknown device \"" + o.device + "\" (supported: cpu, cuda)");
+  if (o.quantization != "none" && o.quantization != "fp8")
+    throw std::runtime_error("unknown quantization \"" + o.quantization + "\" at load (supported: none, fp8 on cuda; int8 " +
+                             "engines are made by kvserve build)");
+  if (o.quantization == "fp8" && o.device != "cuda")
+    throw std::runtime_error("quantization fp8 runs on --device cuda only (on cpu: kvserve build --quantization int8)");
+  if (o.quantization == "fp8" && o.batchInvariant)
+    throw std::runtime_error("quantization fp8 with --batch-invariant is not supported yet (the FP8 GEMMs are tuned per M); "
+                             "drop one of them");
 }
 
 // Before anything is read: a GPU the build cannot use must not cost a checkpoint's load first.
@@ -133,7 +141,7 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& opts,
       weights = loadSafetensors(dir, opts.privateWeights ? WeightMemory::Private : WeightMemory::Mmap);
       if (opts.device == "cuda") {
 #ifdef KVSERVE_WITH_CUDA
-        cuda::checkCudaEngineTensors(cfg, *weights, manifest.dtype);  // the fused CUDA layout
+        cuda::checkCudaEngineTensors(cfg, *weights, manifest.dtype, manifest.quantization == "fp8");  // the fused CUDA layout
 #endif
       } else {
         bindLlamaWeights(cfg, *weights);
@@ -160,6 +168,7 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& opts,
   // The CPU borrows each matrix as stored ("auto"); the CUDA backend computes in the engine's dtype, which
   // config.json (the model's, unchanged) need not name.
   if (fromEngine) o.dtype = opts.device == "cuda" ? dtypeName(manifest.dtype) : "auto";
+  if (fromEngine && opts.device == "cuda") o.quantization = manifest.quantization;
   // A CUDA engine holds exactly the tensors the backend copies (fused, a tied lm_head once).
   const size_t total =
       fromEngine && opts.device == "cuda" ? weights->totalBytes() : boundBytes(bindLlamaWeights(cfg, *weights));

@@ -15,10 +15,10 @@ EngineBuildResult buildEngine(const EngineOptions& opts, const std::string& outD
   const std::string& q = quant.method;
   if (q != "none" && q != "int8" && q != "fp8")
     throw std::runtime_error("unknown quantization \"" + q + "\" (supported: none, int8, fp8)");
-  if (opts.device == "cuda" && q != "none")
-    throw std::runtime_error("--quantization " + q + " with --device cuda is not implemented yet" +
-                             (q == "int8" ? std::string("; int8 engines build for --device cpu") : std::string()));
-  if (q == "fp8") throw std::runtime_error("--quantization fp8 is for --device cuda (on cpu: none or int8)");
+  if (opts.device == "cuda" && q == "int8")
+    throw std::runtime_error("--quantization int8 with --device cuda is not implemented yet; int8 engines build for --device cpu, "
+                             "fp8 ones for cuda");
+  if (q == "fp8" && opts.device != "cuda") throw std::runtime_error("--quantization fp8 is for --device cuda (on cpu: none or int8)");
   if (opts.device == "cuda") {
 #ifndef KVSERVE_WITH_CUDA
     throw std::runtime_error("device cuda: this build has no CUDA backend (it was built without nvcc and cuBLASLt, "
@@ -44,7 +44,11 @@ EngineBuildResult buildEngine(const EngineOptions& opts, const std::string& outD
                                  : loadSafetensors(opts.model, WeightMemory::Mmap);
   refuseIntegerTensors(*store, opts.model);
 #ifdef KVSERVE_WITH_CUDA
-  if (opts.device == "cuda") return buildCudaEngine(cfg, *store, opts, outDir, progress);
+  if (opts.device == "cuda") {
+    EngineOptions o = opts;
+    o.quantization = q;  // "fp8": the writer quantizes the layer matrices as a load would (cuda_weights.h)
+    return buildCudaEngine(cfg, *store, o, outDir, progress);
+  }
 #endif
   return buildCpuEngine(cfg, *store, opts, quant, outDir, progress);
 }

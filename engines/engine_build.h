@@ -29,7 +29,7 @@ struct EngineBuildResult {
   double prepareSeconds = 0;         // reading and converting the checkpoint
   double writeSeconds = 0;           // writing model.safetensors
   double tuneSeconds = 0;            // timing GEMM algorithms (cuda; 0 for the cpu)
-  std::string quantization = "none";
+  std::string quantization = "none";      // "none" | "int8" (cpu) | "fp8" (cuda)
   std::vector<LayerQuantReport> layers;  // int8: every linear layer, in model order
   CalibrationSummary calibration;        // int8
   std::string int8Kernel;                // int8: the code path the engine's int8 GEMM was compiled to

@@ -45,7 +45,7 @@ void refuseIntegerTensors(const WeightStore& store, const std::string& dir) {
   for (const auto& [name, t] : store.all())
     if (!isFloatDType(t.dtype))
       throw std::runtime_error("tensor " + name + " in " + dir + " is " + dtypeName(t.dtype) + ": a model folder holds float " +
-                               "weights (an int8 engine made by kvserve build is loaded with --engine " + dir + ")");
+                               "weights (a quantized engine made by kvserve build is loaded with --engine " + dir + ")");
 }
 
 void checkInt8Tensors(const WeightStore& store) {

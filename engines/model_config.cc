@@ -17,6 +17,7 @@ const char* dtypeName(DType t) {
     case DType::F16: return "float16";
     case DType::I8: return "int8";
     case DType::I32: return "int32";
+    case DType::F8E4M3: return "float8_e4m3fn";
   }
   return "?";
 }
@@ -25,9 +26,21 @@ size_t dtypeSize(DType t) {
   switch (t) {
     case DType::F32: case DType::I32: return 4;
     case DType::BF16: case DType::F16: return 2;
-    case DType::I8: return 1;
+    case DType::I8: case DType::F8E4M3: return 1;
   }
   return 4;
+}
+
+const char* safetensorsDTypeName(DType t) {
+  switch (t) {
+    case DType::F32: return "F32";
+    case DType::BF16: return "BF16";
+    case DType::F16: return "F16";
+    case DType::I8: return "I8";
+    case DType::I32: return "I32";
+    case DType::F8E4M3: return "F8_E4M3";
+  }
+  return "F32";
 }
 
 bool isFloatDType(DType t) { return t == DType::F32 || t == DType::BF16 || t == DType::F16; }
@@ -35,6 +48,7 @@ bool isFloatDType(DType t) { return t == DType::F32 || t == DType::BF16 || t == 
 bool parseTensorDType(const std::string& s, DType* out) {
   if (s == "I8") { *out = DType::I8; return true; }
   if (s == "I32") { *out = DType::I32; return true; }
+  if (s == "F8_E4M3") { *out = DType::F8E4M3; return true; }
   return (s == "F32" || s == "BF16" || s == "F16") && parseDType(s, out);
 }
 

@@ -6,16 +6,18 @@
 
 namespace kvs {
 
-// F32, BF16, F16: what weights are computed in. I8 and I32 are storage only: the int8 matrices of a
-// quantized engine and their per-row sums (engines/int8_tensors.h); no model computes "in" them.
-enum class DType : int { F32 = 0, BF16 = 1, F16 = 2, I8 = 3, I32 = 4 };
+// F32, BF16, F16: what weights are computed in. I8, I32 and F8E4M3 are storage only: the int8 matrices of a
+// quantized CPU engine and their per-row sums (engines/int8_tensors.h), the fp8 (E4M3) matrices of a CUDA
+// fp8 engine; no model computes "in" them.
+enum class DType : int { F32 = 0, BF16 = 1, F16 = 2, I8 = 3, I32 = 4, F8E4M3 = 5 };
 
-const char* dtypeName(DType t);            // "float32" | "bfloat16" | "float16" | "int8" | "int32"
-size_t dtypeSize(DType t);                 // 4 | 2 | 2 | 1 | 4
+const char* dtypeName(DType t);            // "float32" | "bfloat16" | "float16" | "int8" | "int32" | "float8_e4m3fn"
+size_t dtypeSize(DType t);                 // 4 | 2 | 2 | 1 | 4 | 1
+const char* safetensorsDTypeName(DType t); // F32 | BF16 | F16 | I8 | I32 | F8_E4M3
 bool isFloatDType(DType t);                // F32, BF16, F16
 // The compute dtypes only (--dtype, torch_dtype): float32, bfloat16, float16 and HF spellings F32, BF16, F16.
 bool parseDType(const std::string& s, DType* out);
-// A safetensors header's dtype: F32, BF16, F16, I8, I32.
+// A safetensors header's dtype: F32, BF16, F16, I8, I32, F8_E4M3.
 bool parseTensorDType(const std::string& s, DType* out);
 
 enum class RopeKind : int { Default = 0, Linear = 1, Llama3 = 2 };

@@ -12,20 +12,11 @@ namespace kvs {
 
 namespace {
 
-const char* safetensorsDType(DType t) {
-  switch (t) {
-    case DType::F32: return "F32";
-    case DType::BF16: return "BF16";
-    case DType::F16: return "F16";
-  }
-  return "F32";
-}
-
 std::string header(const std::vector<SafetensorsEntry>& ts) {
   std::string h = "{\"__metadata__\":{\"format\":\"pt\",\"producer\":\"kvserve build\"}";
   size_t offset = 0;
   for (const SafetensorsEntry& t : ts) {
-    h += ",\"" + t.name + "\":{\"dtype\":\"" + safetensorsDType(t.dtype) + "\",\"shape\":[";
+    h += ",\"" + t.name + "\":{\"dtype\":\"" + safetensorsDTypeName(t.dtype) + "\",\"shape\":[";
     for (size_t i = 0; i < t.shape.size(); ++i) h += (i ? "," : "") + std::to_string(t.shape[i]);
     h += "],\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(offset + t.bytes) + "]}";
     offset += t.bytes;

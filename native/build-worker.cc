@@ -125,7 +125,7 @@ class BuildWorker : public ProgressWorker {
     }
     r.Set("tunedGemms", tuned);
     r.Set("quantization", result_.quantization);
-    if (result_.quantization != "none") {
+    if (result_.quantization == "int8") {
       r.Set("int8Kernel", result_.int8Kernel);
       Napi::Array layers = Napi::Array::New(env, result_.layers.size());
       for (size_t i = 0; i < result_.layers.size(); ++i) layers.Set(uint32_t(i), layerObject(env, result_.layers[i]));

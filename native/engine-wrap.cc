@@ -67,6 +67,7 @@ Napi::Value EngineWrap::Info(const Napi::CallbackInfo& info) {
   o.Set("weightBytes", double(ei.backend.weightBytes));
   o.Set("gemmShapesImported", ei.backend.gemmShapesImported);
   o.Set("gemmShapesPlanned", ei.backend.gemmShapesPlanned);
+  o.Set("quantization", ei.backend.quantization);
   return o;
 }
 

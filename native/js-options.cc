@@ -116,6 +116,7 @@ kvs::EngineOptions readEngineOptions(const Napi::Object& o) {
   opts.maxNumSeqs = integer(o, "maxNumSeqs", opts.maxNumSeqs);
   opts.maxModelLen = integer(o, "maxModelLen", opts.maxModelLen);
   opts.batchInvariant = boolean(o, "batchInvariant", false);
+  opts.quantization = str(o, "quantize", opts.quantization);  // "fp8": quantize at load (cuda)
   double seed = num(o, "seed", 0);
   if (!(seed >= 0 && seed <= 9007199254740991.0) || seed != std::trunc(seed))  // a safe integer, never NaN
     badOption(o.Env(), "seed must be a non-negative integer");

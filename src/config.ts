@@ -28,6 +28,7 @@ export interface EngineConfig {
   enablePrefixCaching: boolean;
   seed: number;
   batchInvariant: boolean; // cuda: results bitwise independent of the batch (slower GEMMs)
+  quantization: 'none' | 'fp8'; // cuda: fp8 quantizes the layer matrices at load (an engine: as it was built)
 }
 
 export interface ServerConfig extends EngineConfig {
@@ -155,6 +156,12 @@ export const engineFlags: Record<string, FlagSpec> = {
     key: 'batchInvariant',
     kind: 'boolean',
     help: 'cuda: greedy ids and logprobs bitwise the same whatever else is batched (slower GEMMs; the CPU always is)',
+  },
+  quantization: {
+    key: 'quantization',
+    kind: 'string',
+    choices: ['none', 'fp8'],
+    help: 'cuda: fp8 = the layer matrices as fp8 E4M3 with a scale per output channel, activations quantized per token, FP8 GEMMs (quantized at load; with --engine-cache: an fp8 engine is built)',
   },
 };
 
@@ -284,6 +291,7 @@ export function engineDefaults(): EngineConfig {
     enablePrefixCaching: true,
     seed: 0,
     batchInvariant: false,
+    quantization: 'none',
   };
 }
 

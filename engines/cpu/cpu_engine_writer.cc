@@ -35,17 +35,6 @@ struct OutTensor {
   size_t bytes;
 };
 
-const char* safetensorsDType(DType t) {
-  switch (t) {
-    case DType::F32: return "F32";
-    case DType::BF16: return "BF16";
-    case DType::F16: return "F16";
-    case DType::I8: return "I8";
-    case DType::I32: return "I32";
-  }
-  return "F32";
-}
-
 // The tensors of m under the Hugging Face names bindLlamaWeights resolves (a tied lm_head is not written).
 std::vector<OutTensor> cpuModelTensors(const ModelConfig& cfg, const CpuModel& m) {
   std::vector<OutTensor> out;
@@ -94,7 +83,7 @@ std::string header(const std::vector<OutTensor>& ts) {
   std::string h = "{\"__metadata__\":{\"format\":\"pt\",\"producer\":\"kvserve build\"}";
   size_t offset = 0;
   for (const OutTensor& t : ts) {
-    h += ",\"" + t.name + "\":{\"dtype\":\"" + safetensorsDType(t.dtype) + "\",\"shape\":[";
+    h += ",\"" + t.name + "\":{\"dtype\":\"" + safetensorsDTypeName(t.dtype) + "\",\"shape\":[";
     for (size_t i = 0; i < t.shape.size(); ++i) h += (i ? "," : "") + std::to_string(t.shape[i]);
     h += "],\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(offset + t.bytes) + "]}";
     offset += t.bytes;

@@ -54,7 +54,7 @@ void checkCudaModel(const ModelConfig& cfg) {
 }
 
 CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> weights, const EngineOptions& opts)
-    : cfg_(cfg), opts_(opts), dt_(resolveDType(cfg, opts)) {
+    : cfg_(cfg), opts_(opts), dt_(resolveDType(cfg, opts)), fp8_(opts.quantization == "fp8") {
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0)
     throw std::runtime_error("device cuda requested but no CUDA GPU is visible");
@@ -66,6 +66,15 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   const char* pdl = std::getenv("KVSERVE_CUDA_PDL");
   kvsk_set_programmatic_launch(prop.major >= 9 && !(pdl && std::string(pdl) == "0"));
   checkCudaModel(cfg);
+  if (fp8_) {
+    if (opts.batchInvariant)
+      throw std::runtime_error("quantization fp8 with --batch-invariant is not supported yet (the FP8 GEMMs are tuned per M)");
+    if (prop.major * 10 + prop.minor < 89)
+      throw std::runtime_error(std::string("quantization fp8 needs a GPU of compute capability 8.9 or newer (FP8 tensor cores); ") +
+                               prop.name + " is " + std::to_string(prop.major) + "." + std::to_string(prop.minor));
+    if (dt_ == DType::F32)
+      throw std::runtime_error("quantization fp8 computes in bfloat16 or float16, not float32: pass --dtype bfloat16");
+  }
   const int D = cfg.headDim;
   KVS_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
 
@@ -85,8 +94,8 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
 
   // From an engine every tensor is already in its final layout and dtype; from a checkpoint q/k/v and gate/up
   // are fused (and converted) on the way.
-  if (!opts.engine.empty()) w_ = uploadEngineWeights(cfg, *weights, dt_, opts.onTensorLoaded);
-  else w_ = uploadWeights(cfg, *weights, dt_, opts.seed, stream_, opts.onTensorLoaded);
+  if (!opts.engine.empty()) w_ = uploadEngineWeights(cfg, *weights, dt_, opts.onTensorLoaded, fp8_);
+  else w_ = uploadWeights(cfg, *weights, dt_, opts.seed, stream_, opts.onTensorLoaded, fp8_);
   weights.reset();  // the mmapped checkpoint is no longer needed: one copy, on the GPU
 
   // Fast mode (default): per weight shape, the GEMV kernel for M <= 8 and a cuBLASLt algorithm per M bucket,
@@ -125,6 +134,7 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   info_.device = "cuda:0 (" + std::string(prop.name) + ")";
   info_.dtype = dt_;
   info_.weightBytes = w_.bytes;
+  info_.quantization = fp8_ ? "fp8" : "none";
 }
 
 CudaBackend::~CudaBackend() {

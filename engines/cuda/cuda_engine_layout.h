@@ -12,7 +12,10 @@
 //   model.layers.N.post_attention_layernorm.weight [H]
 //   model.layers.N.mlp.gate_up_proj.weight      [2 I, H]              rows of gate_proj, then up_proj
 //   model.layers.N.mlp.down_proj.weight         [H, I]
-// Everything, norms and biases too, is in the compute dtype. The fused names are vLLM's.
+// Everything, norms and biases too, is in the compute dtype. The fused names are vLLM's. An fp8 layout
+// (--quantization fp8) holds the four layer matrices (qkv_proj, o_proj, gate_up_proj, down_proj) as
+// F8_E4M3, each followed by its float32 scale per output row, as vLLM names it:
+//   model.layers.N.self_attn.qkv_proj.weight_scale   [(Hq + 2 Hkv) D]   W ≈ fp8 weight * scale[row]
 // Plain C++, no CUDA headers: the CPU test suite checks it on its own.
 #pragma once
 #include <string>
@@ -23,20 +26,26 @@
 
 namespace kvs::cuda {
 
-enum class CudaTensor { Embed, LmHead, FinalNorm, InputNorm, Qkv, QkvBias, QNorm, KNorm, O, PostNorm, GateUp, Down };
+enum class CudaTensor {
+  Embed, LmHead, FinalNorm, InputNorm, Qkv, QkvBias, QNorm, KNorm, O, PostNorm, GateUp, Down,
+  QkvScale, OScale, GateUpScale, DownScale  // fp8 layouts only
+};
 
 struct CudaTensorSpec {
   std::string name;
   CudaTensor kind;
   int layer = -1;              // -1 for the tensors outside the layers
   std::vector<int64_t> shape;
+  DType dtype = DType::F32;    // the compute dtype; F8E4M3 for an fp8 layout's matrices, F32 for their scales
   int64_t numel() const;
+  size_t bytes() const { return static_cast<size_t>(numel()) * dtypeSize(dtype); }
 };
 
-std::vector<CudaTensorSpec> cudaTensorSpecs(const ModelConfig& cfg);
+// The layout in `compute`; fp8: the layer matrices as F8_E4M3 with their scales.
+std::vector<CudaTensorSpec> cudaTensorSpecs(const ModelConfig& cfg, DType compute, bool fp8 = false);
 
-// An engine's weights against cfg: every tensor of cudaTensorSpecs present with its shape and in `dtype`, and
+// An engine's weights against cfg: every tensor of cudaTensorSpecs present with its shape and dtype, and
 // no other. Throws std::runtime_error naming the first tensor that is not.
-void checkCudaEngineTensors(const ModelConfig& cfg, const WeightStore& store, DType dtype);
+void checkCudaEngineTensors(const ModelConfig& cfg, const WeightStore& store, DType compute, bool fp8 = false);
 
 }  // namespace kvs::cuda

@@ -2,7 +2,9 @@
 // (uploadWeights: fused, in the compute dtype, converted on the device), copied back from the device into
 // model.safetensors in the CUDA layout (cuda_engine_layout.h), and the GEMM plans a load would time, timed
 // once here on those weights (model_gemms.h). A load of the engine then copies each tensor to the device as
-// it lies and restores the plans, so it computes with the same bytes and the same kernels.
+// it lies and restores the plans, so it computes with the same bytes and the same kernels. An fp8 build
+// quantizes the layer matrices on the device exactly as an fp8 load of the model does (quantizeWeightsFp8)
+// and times their FP8 GEMMs.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -81,6 +83,8 @@ EngineBuildResult buildCudaEngine(const ModelConfig& cfg, const WeightStore& sto
   cuda::checkCudaModel(cfg);
   DType dt = cfg.dtype;
   if (opts.dtype != "auto") parseDType(opts.dtype, &dt);
+  if (opts.quantization == "fp8" && dt == DType::F32)
+    throw std::runtime_error("--quantization fp8 computes in bfloat16 or float16, not float32: pass --dtype bfloat16");
   KVS_CUDA_CHECK(cudaSetDevice(0));
   Stream stream;
   EngineBuildResult r;
@@ -89,10 +93,11 @@ EngineBuildResult buildCudaEngine(const ModelConfig& cfg, const WeightStore& sto
   report("prepare", 0);
   const size_t total = std::max<size_t>(1, store.totalBytes());
   size_t done = 0;
+  const bool fp8 = opts.quantization == "fp8";
   cuda::CudaWeights w = cuda::uploadWeights(cfg, store, dt, opts.seed, stream.s, [&](size_t bytes) {
     done += bytes;
     report("prepare", std::min(1.0, double(done) / double(total)));
-  });
+  }, fp8);
   report("prepare", 1);
   r.prepareSeconds = secondsSince(t0);
 
@@ -114,8 +119,8 @@ EngineBuildResult buildCudaEngine(const ModelConfig& cfg, const WeightStore& sto
   const auto t2 = std::chrono::steady_clock::now();
   std::vector<SafetensorsEntry> entries;
   for (const cuda::CudaTensorRegion& t : w.tensors) {
-    entries.push_back({t.spec.name, dt, t.spec.shape, t.bytes});
-    r.tensors.push_back({t.spec.name, dt, t.spec.shape, t.bytes});
+    entries.push_back({t.spec.name, t.spec.dtype, t.spec.shape, t.bytes});
+    r.tensors.push_back({t.spec.name, t.spec.dtype, t.spec.shape, t.bytes});
     r.weightBytes += t.bytes;
   }
   SafetensorsWriter out(outDir + "/model.safetensors", entries);
@@ -125,6 +130,7 @@ EngineBuildResult buildCudaEngine(const ModelConfig& cfg, const WeightStore& sto
   report("write", 1);
   r.writeSeconds = secondsSince(t2);
   r.dtype = dt;
+  r.quantization = fp8 ? "fp8" : "none";
   r.target = cudaTargetProvider().describe();
   return r;
 }

@@ -165,7 +165,7 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
     kvsk_rmsnorm_params n1{l == 0 ? nullptr : proj_.get(), residual_.get(), nullptr, L.inputNorm, normed_.get(), T, H, eps, dt};
     KVS_CUDA_CHECK(kvsk_rmsnorm(&n1, stream_));
     prof_.mark(StepProfiler::GemmQkv, stream_);
-    gemm_->run(normed_.get(), L.qkv, qkv_.get(), T, qkvRows_, H, dt_, dt_);
+    linear(normed_.get(), L.qkv, L.qkvScale, qkv_.get(), T, qkvRows_, H);
 
     prof_.mark(StepProfiler::Rope, stream_);
     kvsk_rope_cache_params rp{qkv_.get(), q_.get(), kCache, vCache, in + lay.positions, in + lay.slots,
@@ -184,18 +184,18 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
     ap.maxBlocksPerSeq = sh.maxBlocks; ap.scale = 1.f / std::sqrt(static_cast<float>(D)); ap.dtype = dt;
     KVS_CUDA_CHECK(kvsk_attention(&ap, sh.decode, stream_));
     prof_.mark(StepProfiler::GemmO, stream_);
-    gemm_->run(attn_.get(), L.o, proj_.get(), T, H, Hq * D, dt_, dt_);
+    linear(attn_.get(), L.o, L.oScale, proj_.get(), T, H, Hq * D);
 
     prof_.mark(StepProfiler::Norm, stream_);
     kvsk_rmsnorm_params n2{proj_.get(), residual_.get(), nullptr, L.postNorm, normed_.get(), T, H, eps, dt};
     KVS_CUDA_CHECK(kvsk_rmsnorm(&n2, stream_));
     prof_.mark(StepProfiler::GemmGateUp, stream_);
-    gemm_->run(normed_.get(), L.gateUp, gateUp_.get(), T, 2 * I, H, dt_, dt_);
+    linear(normed_.get(), L.gateUp, L.gateUpScale, gateUp_.get(), T, 2 * I, H);
     prof_.mark(StepProfiler::SiluMul, stream_);
     kvsk_silu_mul_params sm{gateUp_.get(), act_.get(), T, I, dt};
     KVS_CUDA_CHECK(kvsk_silu_mul(&sm, stream_));
     prof_.mark(StepProfiler::GemmDown, stream_);
-    gemm_->run(act_.get(), L.down, proj_.get(), T, H, I, dt_, dt_);
+    linear(act_.get(), L.down, L.downScale, proj_.get(), T, H, I);
   }
   if (R == 0) return;
   prof_.mark(StepProfiler::Norm, stream_);
@@ -204,6 +204,11 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
   KVS_CUDA_CHECK(kvsk_rmsnorm(&nf, stream_));
   prof_.mark(StepProfiler::LmHead, stream_);
   gemm_->run(final_.get(), w_.lmHead, logits_.get(), R, V, H, dt_, dt_);
+}
+
+void CudaBackend::linear(const void* x, const void* W, const float* scale, void* y, int M, int N, int K) {
+  if (fp8_) gemm_->runFp8(x, W, scale, y, M, N, K, dt_);
+  else gemm_->run(x, W, y, M, N, K, dt_, dt_);
 }
 
 }  // namespace kvs::cuda

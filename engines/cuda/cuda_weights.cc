@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <map>
 #include <stdexcept>
 #include <string>
 
@@ -59,13 +60,13 @@ class Uploader {
 
 }  // namespace
 
-CudaWeights allocateWeights(const ModelConfig& cfg, DType compute) {
-  const size_t es = dtypeSize(compute);
+CudaWeights allocateWeights(const ModelConfig& cfg, DType compute, bool fp8) {
   CudaWeights w;
   w.dtype = compute;
+  w.fp8 = fp8;
   std::vector<size_t> offsets;
-  for (CudaTensorSpec& spec : cudaTensorSpecs(cfg)) {
-    const size_t bytes = static_cast<size_t>(spec.numel()) * es;
+  for (CudaTensorSpec& spec : cudaTensorSpecs(cfg, compute, fp8)) {
+    const size_t bytes = spec.bytes();
     offsets.push_back(w.bytes);
     w.bytes += alignUp(bytes);
     w.tensors.push_back({std::move(spec), nullptr, bytes});
@@ -90,6 +91,10 @@ CudaWeights allocateWeights(const ModelConfig& cfg, DType compute) {
       case CudaTensor::PostNorm: L->postNorm = r.data; break;
       case CudaTensor::GateUp: L->gateUp = r.data; break;
       case CudaTensor::Down: L->down = r.data; break;
+      case CudaTensor::QkvScale: L->qkvScale = static_cast<const float*>(r.data); break;
+      case CudaTensor::OScale: L->oScale = static_cast<const float*>(r.data); break;
+      case CudaTensor::GateUpScale: L->gateUpScale = static_cast<const float*>(r.data); break;
+      case CudaTensor::DownScale: L->downScale = static_cast<const float*>(r.data); break;
     }
   }
   if (cfg.tieWordEmbeddings) w.lmHead = w.embed;
@@ -97,7 +102,7 @@ CudaWeights allocateWeights(const ModelConfig& cfg, DType compute) {
 }
 
 CudaWeights uploadWeights(const ModelConfig& cfg, const WeightStore& store, DType compute, uint64_t seed,
-                          cudaStream_t stream, const std::function<void(size_t)>& onTensor) {
+                          cudaStream_t stream, const std::function<void(size_t)>& onTensor, bool fp8) {
   const ModelWeights mw = bindLlamaWeights(cfg, store);
   CudaWeights w = allocateWeights(cfg, compute);
   auto dst = [](const void* p) { return static_cast<char*>(const_cast<void*>(p)); };
@@ -127,17 +132,39 @@ CudaWeights uploadWeights(const ModelConfig& cfg, const WeightStore& store, DTyp
     up.put(*L.down, dst(d.down), 0);
   }
   KVS_CUDA_CHECK(cudaStreamSynchronize(stream));
-  return w;
+  if (!fp8) return w;
+  return quantizeWeightsFp8(cfg, w, stream);  // w (the compute-dtype copy) is freed on return
+}
+
+CudaWeights quantizeWeightsFp8(const ModelConfig& cfg, const CudaWeights& w, cudaStream_t stream) {
+  CudaWeights q = allocateWeights(cfg, w.dtype, true);
+  std::map<std::string, const CudaTensorRegion*> from;
+  for (const CudaTensorRegion& r : w.tensors) from[r.spec.name] = &r;
+  for (const CudaTensorRegion& r : q.tensors) {
+    if (r.spec.dtype == DType::F32 && r.spec.name.size() > 6 && r.spec.name.compare(r.spec.name.size() - 6, 6, "_scale") == 0)
+      continue;  // written with its matrix
+    const CudaTensorRegion& src = *from.at(r.spec.name);
+    if (r.spec.dtype != DType::F8E4M3) {
+      KVS_CUDA_CHECK(cudaMemcpyAsync(r.data, src.data, r.bytes, cudaMemcpyDeviceToDevice, stream));
+      continue;
+    }
+    const CudaTensorRegion& scale = *(&r + 1);  // the layout puts each matrix's scale right after it
+    kvsk_quantize_weight_fp8_params p{src.data, static_cast<kvsk_dtype>(w.dtype), r.data, static_cast<float*>(scale.data),
+                                      static_cast<int>(r.spec.shape[0]), static_cast<int>(r.spec.shape[1])};
+    KVS_CUDA_CHECK(kvsk_quantize_weight_fp8(&p, stream));
+  }
+  KVS_CUDA_CHECK(cudaStreamSynchronize(stream));
+  return q;
 }
 
 CudaWeights uploadEngineWeights(const ModelConfig& cfg, const WeightStore& store, DType compute,
-                                const std::function<void(size_t)>& onBytes) {
-  CudaWeights w = allocateWeights(cfg, compute);
+                                const std::function<void(size_t)>& onBytes, bool fp8) {
+  CudaWeights w = allocateWeights(cfg, compute, fp8);
   std::vector<HostToDevice> copies;
   for (const CudaTensorRegion& r : w.tensors) {
     const Tensor& t = store.get(r.spec.name);
-    if (t.dtype != compute || t.nbytes != r.bytes)
-      throw std::runtime_error("tensor " + r.spec.name + " is not " + std::to_string(r.bytes) + " bytes of " + dtypeName(compute));
+    if (t.dtype != r.spec.dtype || t.nbytes != r.bytes)
+      throw std::runtime_error("tensor " + r.spec.name + " is not " + std::to_string(r.bytes) + " bytes of " + dtypeName(r.spec.dtype));
     copies.push_back({t.data, r.data, r.bytes});
   }
   uploadStaged(copies, onBytes);

@@ -7,6 +7,9 @@
 // (uniform +-0.05 for matrices and biases, 1 for norms), so an 8B dummy model loads in seconds. From an
 // engine (kvserve build --device cuda), every tensor is already in this layout and dtype: one copy each.
 // All of it lives in one allocation, each tensor 256-byte aligned.
+// fp8 (--quantization fp8): the four layer matrices are fp8 E4M3 with a float32 scale per output row; from
+// a checkpoint they are uploaded in the compute dtype first and quantized on the device (the compute-dtype
+// copy is freed before the KV cache is sized); an fp8 engine holds them quantized already.
 #pragma once
 #include <cuda_runtime_api.h>
 
@@ -31,18 +34,24 @@ struct CudaLayerWeights {
   const void* postNorm = nullptr;   // [H]
   const void* gateUp = nullptr;     // [2 I, H]
   const void* down = nullptr;       // [H, I]
+  // fp8 layouts: the scale per output row of each matrix above (W ≈ fp8 * scale[row]); null otherwise.
+  const float* qkvScale = nullptr;
+  const float* oScale = nullptr;
+  const float* gateUpScale = nullptr;
+  const float* downScale = nullptr;
 };
 
 // One tensor of the layout and where it lives in the allocation.
 struct CudaTensorRegion {
   CudaTensorSpec spec;
   void* data = nullptr;
-  size_t bytes = 0;  // spec.numel() * dtype size
+  size_t bytes = 0;  // spec.bytes()
 };
 
 struct CudaWeights {
   DeviceBuffer storage;
-  DType dtype = DType::F32;
+  DType dtype = DType::F32;         // the compute dtype: activations, norms, embedding, lm_head
+  bool fp8 = false;                 // the layer matrices are fp8 (CudaLayerWeights' scales set)
   const void* embed = nullptr;      // [V, H]
   const void* finalNorm = nullptr;  // [H]
   const void* lmHead = nullptr;     // [V, H]; == embed when tied
@@ -51,17 +60,21 @@ struct CudaWeights {
   size_t bytes = 0;
 };
 
-// The allocation for cfg in `compute`, every pointer set, contents undefined.
-CudaWeights allocateWeights(const ModelConfig& cfg, DType compute);
+// The allocation for cfg in `compute` (fp8: its fp8 layout), every pointer set, contents undefined.
+CudaWeights allocateWeights(const ModelConfig& cfg, DType compute, bool fp8 = false);
 
 // Uploads (or generates, when store.dummy()) every tensor bindLlamaWeights resolves; onTensor (may be
-// empty) gets each tensor's bytes as its copy is queued.
+// empty) gets each tensor's bytes as its copy is queued. fp8: then quantizes the layer matrices on the device.
 CudaWeights uploadWeights(const ModelConfig& cfg, const WeightStore& store, DType compute, uint64_t seed,
-                          cudaStream_t stream, const std::function<void(size_t)>& onTensor = {});
+                          cudaStream_t stream, const std::function<void(size_t)>& onTensor = {}, bool fp8 = false);
+
+// The fp8 layout of w (in the compute dtype): every layer matrix quantized per output row (absmax / 448,
+// round to nearest even, kernels/quant_fp8.cu), every other tensor copied. w is left as it was.
+CudaWeights quantizeWeightsFp8(const ModelConfig& cfg, const CudaWeights& w, cudaStream_t stream);
 
 // Uploads an engine's tensors (checkCudaEngineTensors already passed), each one copy from the mapping to its
 // region through pinned staging buffers filled by several threads (host_upload.h); onBytes gets progress.
 CudaWeights uploadEngineWeights(const ModelConfig& cfg, const WeightStore& store, DType compute,
-                                const std::function<void(size_t)>& onBytes = {});
+                                const std::function<void(size_t)>& onBytes = {}, bool fp8 = false);
 
 }  // namespace kvs::cuda

@@ -6,6 +6,7 @@ import { ConfigError, defaultModelDir, engineDefaults, engineFlags, parseFlags, 
 import { isHubModelId, resolveModelDir } from '../hub/resolve-model.js';
 import { stderrProgress } from '../load-progress.js';
 import { buildEngineFolder } from './build-engine.js';
+import { fp8Summary } from './fp8-build.js';
 import { int8Defaults, int8Summary, type Int8Options } from './int8-build.js';
 import { formatManifest, readManifest, type Quantization } from './manifest.js';
 
@@ -48,7 +49,7 @@ const buildFlags: Record<string, FlagSpec> = {
     key: 'quantization',
     kind: 'string',
     choices: ['none', 'fp8', 'int8'],
-    help: 'int8: W8A8 with SmoothQuant, calibrated on --calib-data (--device cpu; fp8 is for cuda, not built yet)',
+    help: 'int8: W8A8 with SmoothQuant, calibrated on --calib-data (--device cpu); fp8: E4M3 weights per channel, activations per token (--device cuda)',
   },
   'calib-data': {
     key: 'calibData',
@@ -61,7 +62,7 @@ const buildFlags: Record<string, FlagSpec> = {
     key: 'evalData',
     kind: 'string',
     metavar: 'FILE',
-    help: 'int8: held-out text (as --calib-data) for perplexity and top-1 agreement against the float model',
+    help: 'int8, fp8: held-out text (as --calib-data) for perplexity and top-1 agreement against the unquantized model',
   },
   'keep-precision': {
     key: 'keepPrecision',
@@ -140,6 +141,7 @@ const help = () =>
       'kvserve build --model org/name --device cuda --max-num-seqs 256 --max-num-batched-tokens 8192 --out /srv/engines/name-h200',
       'kvserve build --model models/stories260K --quantization int8 --out engines/stories-int8',
       'kvserve build --model DIR --quantization int8 --calib-data calib.jsonl --keep-precision lm_head --out DIR',
+      'kvserve build --model org/name --device cuda --quantization fp8 --out /srv/engines/name-h200-fp8',
       'kvserve engine-info engines/stories-cpu',
     ],
   });
@@ -168,7 +170,9 @@ export async function runBuildCli(argv: string[]): Promise<number> {
   const dummy = c.loadFormat === 'dummy';
   if (c.quantization !== 'int8') {
     const given = Object.keys(int8Defaults()).filter(
-      (k) => (c as unknown as Record<string, unknown>)[k] !== (int8Defaults() as unknown as Record<string, unknown>)[k],
+      (k) =>
+        !(k === 'evalData' && c.quantization === 'fp8') &&
+        (c as unknown as Record<string, unknown>)[k] !== (int8Defaults() as unknown as Record<string, unknown>)[k],
     );
     if (given.length > 0) throw new ConfigError(`the int8 options (${given.join(', ')}) need --quantization int8`);
   }
@@ -198,6 +202,7 @@ export async function runBuildCli(argv: string[]): Promise<number> {
         observer: c.observer,
         percentile: c.percentile,
       },
+      evalData: resolve(c.evalData),
       profile: { maxNumSeqs: c.maxNumSeqs, maxNumBatchedTokens: c.maxNumBatchedTokens, maxModelLen: c.maxModelLen },
     },
     c.quiet ? undefined : stderrProgress('building: '),
@@ -206,8 +211,9 @@ export async function runBuildCli(argv: string[]): Promise<number> {
     const s = ((performance.now() - started) / 1000).toFixed(2);
     const q = manifest.quantization;
     if (q.method === 'int8') for (const line of int8Summary(q)) console.error(line);
+    if (q.method === 'fp8') for (const line of fp8Summary(q)) console.error(line);
     console.error(
-      `kvserve: built ${resolve(c.out)} (${q.method === 'int8' ? 'int8 + ' : ''}${manifest.weights.dtype}, ${manifest.target.device} ` +
+      `kvserve: built ${resolve(c.out)} (${q.method !== 'none' ? `${q.method} + ` : ''}${manifest.weights.dtype}, ${manifest.target.device} ` +
         `${manifest.target.device === 'cuda' ? `${manifest.target.arch} ${manifest.target.gpuName}` : manifest.target.features.join(',')}) ` +
         `in ${s} s${c.model === defaultModelDir ? ' from the stories260K demo' : ''}`,
     );

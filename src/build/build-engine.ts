@@ -20,6 +20,8 @@ import {
   type Int8Options,
   type Int8Plan,
 } from './int8-build.js';
+import { defaultEvalData } from './calibration-data.js';
+import { fp8Section, planFp8, type Fp8Plan } from './fp8-build.js';
 import { MANIFEST, type EngineManifest, type OptimizationProfile, type Quantization } from './manifest.js';
 import { hashModelFolder, type ModelHash } from './model-hash.js';
 import { measureQuality } from './quality.js';
@@ -36,6 +38,7 @@ export interface BuildOptions {
   threads: number; // 0 = all cores
   dummy?: { seed: number }; // --load-format dummy: random weights of the config's shape, for benchmarks
   int8?: Int8Options; // with quantization int8; int8Defaults() when absent
+  evalData?: string; // fp8: held-out text of the quality report (default: the shipped one)
 }
 
 // Copied beside the weights when the model has them: what the tokenizer, the chat template and generation
@@ -72,6 +75,7 @@ export function rebuildArgs(o: BuildOptions): string[] {
     '--quantization',
     o.quantization,
     ...(o.quantization === 'int8' ? int8Args(o.int8 ?? int8Defaults()) : []),
+    ...(o.quantization === 'fp8' ? ['--eval-data', o.evalData ?? defaultEvalData] : []),
     '--max-num-seqs',
     String(o.profile.maxNumSeqs),
     '--max-num-batched-tokens',
@@ -88,13 +92,13 @@ export async function buildEngineFolder(
   native: NativeModule = loadNative(),
   hash?: ModelHash,
 ): Promise<EngineManifest> {
-  if (o.quantization !== 'none' && o.device === 'cuda') {
+  if (o.quantization === 'int8' && o.device === 'cuda') {
     throw new ConfigError(
-      `--quantization ${o.quantization} with --device cuda is not implemented yet` +
-        (o.quantization === 'int8' ? ' (int8 engines build for --device cpu)' : ''),
+      '--quantization int8 with --device cuda is not implemented yet (int8 engines build for --device cpu; on cuda: fp8)',
     );
   }
-  if (o.quantization === 'fp8') throw new ConfigError('--quantization fp8 is for --device cuda (on cpu: none or int8)');
+  if (o.quantization === 'fp8' && o.device !== 'cuda')
+    throw new ConfigError('--quantization fp8 is for --device cuda (on cpu: none or int8)');
   if (o.device === 'cuda' && !native.builtWithCuda()) {
     throw new Error(
       '--device cuda: this build has no CUDA backend (built without nvcc and cuBLASLt); build for --device cpu',
@@ -106,6 +110,15 @@ export async function buildEngineFolder(
   const plan: Int8Plan | undefined =
     o.quantization === 'int8'
       ? await planInt8(o.int8 ?? int8Defaults(), {
+          dir: dummy && o.modelDir.endsWith('.json') ? dirname(o.modelDir) : o.modelDir,
+          configPath,
+          dummy,
+          maxModelLen: o.profile.maxModelLen,
+        })
+      : undefined;
+  const fp8: Fp8Plan | undefined =
+    o.quantization === 'fp8'
+      ? await planFp8(o.evalData ?? defaultEvalData, {
           dir: dummy && o.modelDir.endsWith('.json') ? dirname(o.modelDir) : o.modelDir,
           configPath,
           dummy,
@@ -128,7 +141,7 @@ export async function buildEngineFolder(
         maxNumSeqs: o.profile.maxNumSeqs,
         maxModelLen: o.profile.maxModelLen,
         seed: o.dummy?.seed ?? 0,
-        quantization: plan?.request,
+        quantization: plan?.request ?? (fp8 ? { method: 'fp8' } : undefined),
       },
       tmp,
       progress,
@@ -163,7 +176,7 @@ export async function buildEngineFolder(
         contentHash: source.contentHash,
         files: source.files,
       },
-      quantization: plan ? int8Section(plan, built, null) : { method: 'none' },
+      quantization: plan ? int8Section(plan, built, null) : fp8 ? fp8Section(null, fp8.evalData) : { method: 'none' },
       target: built.target,
       weights: {
         file: 'model.safetensors',
@@ -188,6 +201,25 @@ export async function buildEngineFolder(
     };
     const write = () => writeFileSync(join(tmp, MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`);
     write();
+    if (fp8 && manifest.quantization.method === 'fp8') {
+      // Measured on the engine as written, against the model unquantized, both on the GPU.
+      const t4 = performance.now();
+      progress?.('evaluate', 0);
+      const quality = await measureQuality({
+        engineDir: tmp,
+        reference: { model: o.modelDir, dummyWeights: dummy, dtype: built.dtype, seed: o.dummy?.seed ?? 0 },
+        samples: fp8.evalSamples,
+        maxLen: fp8.maxLen,
+        threads: o.threads,
+        device: 'cuda',
+        progress: (f) => progress?.('evaluate', f),
+      });
+      progress?.('evaluate', 1);
+      manifest.quantization = fp8Section(quality, fp8.evalData);
+      manifest.timings.evaluate = (performance.now() - t4) / 1000;
+      manifest.timings.total = (performance.now() - t0) / 1000;
+      write();
+    }
     if (plan && manifest.quantization.method === 'int8') {
       // Measured on the engine as written (loaded from this folder), against the unquantized model.
       const t4 = performance.now();

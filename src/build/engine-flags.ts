@@ -35,7 +35,7 @@ export async function applyEngineFlags<T extends EngineConfig>(c: T, o: EngineFl
         revision: null,
         device: c.device === 'auto' ? (native.cudaAvailable() ? 'cuda' : 'cpu') : c.device,
         dtype: c.dtype,
-        quantization: 'none',
+        quantization: c.quantization,
         threads: c.threads,
         profile: { maxNumSeqs: c.maxNumSeqs, maxNumBatchedTokens: c.maxNumBatchedTokens, maxModelLen: c.maxModelLen },
       },
@@ -63,6 +63,11 @@ function withEngine<T extends EngineConfig>(c: T, dir: string, m: EngineManifest
     }
     return c[key];
   };
+  if (c.quantization !== 'none' && c.quantization !== m.quantization.method) {
+    throw new ConfigError(
+      `engine ${dir} is quantized as ${m.quantization.method}; --quantization ${c.quantization}: ${rebuild('--quantization', c.quantization)}`,
+    );
+  }
   if (c.dtype !== 'auto' && c.dtype !== m.weights.dtype) {
     throw new ConfigError(
       `engine ${dir} holds ${m.weights.dtype} weights; --dtype ${c.dtype}: ${rebuild('--dtype', c.dtype)}`,

@@ -166,7 +166,7 @@ export function int8Summary(q: Int8Quantization): string[] {
     const p = q.quality.perplexity;
     out.push(
       `quality on ${q.quality.tokens} held-out tokens of ${q.quality.file}: perplexity ${p.float.toFixed(3)} float, ` +
-        `${p.int8.toFixed(3)} int8 (${((p.ratio - 1) * 100).toFixed(2)}%), top-1 agreement ${(q.quality.top1Agreement * 100).toFixed(2)}%`,
+        `${p.quantized.toFixed(3)} int8 (${((p.ratio - 1) * 100).toFixed(2)}%), top-1 agreement ${(q.quality.top1Agreement * 100).toFixed(2)}%`,
     );
   }
   return out;

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DTypeName, NativeQuantizedLayer, NativeTarget, NativeTunedGemm } from '../runner/binding.js';
+import { fp8Summary } from './fp8-build.js';
 import { int8Summary } from './int8-build.js';
 import type { QualityReport } from './quality.js';
 
@@ -45,6 +46,14 @@ export interface Int8Quantization {
   quality: (QualityReport & { file: string }) | null;
 }
 
+/** The manifest's quantization of a CUDA fp8 engine (fp8-build.ts). */
+export interface Fp8Quantization {
+  method: 'fp8';
+  scheme: string;
+  keptInFloat: Array<{ name: string; why: string }>;
+  quality: (QualityReport & { file: string }) | null;
+}
+
 export interface EngineManifest {
   formatVersion: number;
   kvserveVersion: string;
@@ -56,7 +65,7 @@ export interface EngineManifest {
     contentHash: string; // sha256 over the per-file hashes below, in path order (model-hash.ts)
     files: SourceFile[];
   };
-  quantization: { method: 'none' } | Int8Quantization;
+  quantization: { method: 'none' } | Int8Quantization | Fp8Quantization;
   target: NativeTarget;
   weights: { file: 'model.safetensors'; dtype: DTypeName; bytes: number; tensors: number };
   profile: OptimizationProfile;
@@ -142,6 +151,7 @@ export function formatManifest(dir: string, m: EngineManifest): string {
     `weights        ${m.weights.dtype}, ${m.weights.tensors} tensors, ${size(m.weights.bytes)} (${m.weights.file})`,
     `quantization   ${m.quantization.method}`,
     ...(m.quantization.method === 'int8' ? int8Summary(m.quantization).map((l) => `  ${l}`) : []),
+    ...(m.quantization.method === 'fp8' ? fp8Summary(m.quantization).map((l) => `  ${l}`) : []),
     `profile        max-num-seqs ${m.profile.maxNumSeqs}, max-num-batched-tokens ${m.profile.maxNumBatchedTokens}, ` +
       `max-model-len ${m.profile.maxModelLen || 'from config.json'}`,
     `tuned GEMMs    ${m.tunedGemms.length === 0 ? 'none' : `${m.tunedGemms.length} M ranges`}`,

@@ -13,7 +13,7 @@ import {
 export interface QualityReport {
   samples: number;
   tokens: number; // predicted positions
-  perplexity: { float: number; int8: number; ratio: number };
+  perplexity: { float: number; quantized: number; ratio: number }; // the unquantized model's, the engine's
   top1Agreement: number; // fraction of positions where both models' argmax agree
 }
 
@@ -78,6 +78,7 @@ export interface QualityOptions {
   samples: number[][]; // token ids, each at most maxLen long
   maxLen: number;
   threads: number;
+  device?: 'cpu' | 'cuda'; // both run on it (default cpu)
   progress?: (fraction: number) => void;
 }
 
@@ -86,7 +87,7 @@ export async function measureQuality(o: QualityOptions): Promise<QualityReport> 
   const base: NativeEngineOptions = {
     model: '',
     dummyWeights: false,
-    device: 'cpu',
+    device: o.device ?? 'cpu',
     dtype: 'auto',
     numThreads: o.threads,
     blockSize,
@@ -128,7 +129,7 @@ export async function measureQuality(o: QualityOptions): Promise<QualityReport> 
   return {
     samples: o.samples.length,
     tokens: n,
-    perplexity: { float: pf, int8: pq, ratio: pq / pf },
+    perplexity: { float: pf, quantized: pq, ratio: pq / pf },
     top1Agreement: agree / n,
   };
 }

@@ -33,6 +33,8 @@ export function nativeOptions(config: EngineConfig, native: NativeModule): Nativ
     maxModelLen: config.maxModelLen,
     seed: config.seed,
     batchInvariant: config.batchInvariant,
+    // An engine is run as it was built (its manifest says whether it is fp8).
+    ...(config.quantization !== 'none' && !config.engine ? { quantize: config.quantization } : {}),
   };
 }
 

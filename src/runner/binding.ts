@@ -24,6 +24,8 @@ export interface NativeEngineOptions {
   maxModelLen: number; // 0 = from config
   seed: number;
   batchInvariant?: boolean; // cuda: bitwise batch-invariant GEMMs (the CPU backend always is)
+  /** cuda: 'fp8' quantizes the layer matrices at load (fp8 E4M3, a scale per output row) and runs FP8 GEMMs. */
+  quantize?: 'none' | 'fp8';
 }
 
 export interface NativeEngineInfo {
@@ -49,6 +51,8 @@ export interface NativeEngineInfo {
   gemmShapesImported: number;
   /** cuda: GEMM shapes planned at this load (timed; --batch-invariant: the heuristic's pick); cpu 0. */
   gemmShapesPlanned: number;
+  /** cuda: 'fp8' when the layer matrices run in fp8 (quantized at load, or an fp8 engine); else 'none'. */
+  quantization?: 'none' | 'fp8';
 }
 
 /** One step of the protocol in docs/architecture.md. T tokens, S sequences, R sampled rows. */
@@ -223,9 +227,9 @@ export interface NativeBuildResult {
   prepareSeconds: number;
   writeSeconds: number;
   tuneSeconds?: number; // cuda: timing the GEMM algorithms
-  tensors: Array<{ name: string; dtype: DTypeName | 'int8' | 'int32'; shape: number[]; bytes: number }>;
+  tensors: Array<{ name: string; dtype: DTypeName | 'int8' | 'int32' | 'float8_e4m3fn'; shape: number[]; bytes: number }>;
   tunedGemms: NativeTunedGemm[];
-  quantization: 'none' | 'int8';
+  quantization: 'none' | 'int8' | 'fp8';
   int8Kernel?: string; // the compiled int8 GEMM path: avx512-vnni | avx2 | scalar
   layers?: NativeQuantizedLayer[];
   calibration?: {

@@ -70,7 +70,7 @@ describe('quality of the int8 stories260K engine', () => {
     expect(q.quality).not.toBeNull();
     expect(q.quality!.tokens).toBe(n);
     expect(q.quality!.perplexity.float).toBeCloseTo(pFloat, 6);
-    expect(q.quality!.perplexity.int8).toBeCloseTo(pInt8, 6);
+    expect(q.quality!.perplexity.quantized).toBeCloseTo(pInt8, 6);
     expect(q.quality!.top1Agreement).toBeCloseTo(agreement, 9);
   });
 

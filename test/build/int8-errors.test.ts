@@ -132,7 +132,7 @@ describe('int8 builds refused before anything is written', () => {
   test('int8 for cuda', () =>
     refuse(
       { device: 'cuda' },
-      '--quantization int8 with --device cuda is not implemented yet (int8 engines build for --device cpu)',
+      '--quantization int8 with --device cuda is not implemented yet (int8 engines build for --device cpu; on cuda: fp8)',
     ));
   test('fp8 for cpu', () =>
     refuse({ quantization: 'fp8' }, '--quantization fp8 is for --device cuda (on cpu: none or int8)'));

@@ -44,21 +44,28 @@ function checkpointShapes(dir: string): Map<string, number[]> {
   return shapes;
 }
 
-function layout(
-  config: string,
-  ...change: string[]
-): { tensors: Map<string, number[]>; order: string[]; check: string } {
-  const out = execFileSync(exe, ['layout', config, ...change], { encoding: 'utf8' })
+interface Layout {
+  tensors: Map<string, number[]>;
+  dtypes: Map<string, string>;
+  order: string[];
+  check: string;
+}
+
+function layoutOf(mode: 'layout' | 'layout-fp8', config: string, ...change: string[]): Layout {
+  const out = execFileSync(exe, [mode, config, ...change], { encoding: 'utf8' })
     .trimEnd()
     .split('\n');
   const check = out.pop()!;
   const tensors = new Map<string, number[]>();
+  const dtypes = new Map<string, string>();
   for (const line of out) {
-    const [, name, dims] = /^(\S+) \[(.*)\]$/.exec(line)!;
+    const [, name, dims, dtype] = /^(\S+) \[(.*)\] (\S+)$/.exec(line)!;
     tensors.set(name!, dims!.split(', ').map(Number));
+    dtypes.set(name!, dtype!);
   }
-  return { tensors, order: [...tensors.keys()], check: check.replace(/^check: ?/, '') };
+  return { tensors, dtypes, order: [...tensors.keys()], check: check.replace(/^check: ?/, '') };
 }
+const layout = (config: string, ...change: string[]) => layoutOf('layout', config, ...change);
 
 describe('the CUDA layout of an engine, against the checkpoints', () => {
   test.each([
@@ -127,7 +134,11 @@ describe('the CUDA layout of an engine, against the checkpoints', () => {
       'model.layers.0.mlp.gate_up_proj.weight',
       /^tensor model\.layers\.0\.mlp\.gate_up_proj\.weight has shape \[257, 64\], expected \[256, 64\] from config\.json$/,
     ],
-    ['dtype', 'model.norm.weight', /^tensor model\.norm\.weight is float32, the manifest says bfloat16$/],
+    [
+      'dtype',
+      'model.norm.weight',
+      /^tensor model\.norm\.weight is float32, the manifest's bfloat16 layout has it in bfloat16$/,
+    ],
     [
       'extra',
       'model.layers.0.self_attn.q_proj.weight',
@@ -135,6 +146,43 @@ describe('the CUDA layout of an engine, against the checkpoints', () => {
     ],
   ])('an engine whose tensors are not the layout (%s %s) is named in one line', (change, name, message) => {
     expect(layout(join(fixtures, 'qwen2-bias', 'config.json'), change, name).check).toMatch(message);
+  });
+});
+
+describe('the fp8 layout', () => {
+  const config = join(fixtures, 'qwen2-bias', 'config.json');
+  const matrices = /^model\.layers\.\d+\.(self_attn\.(qkv|o)_proj|mlp\.(gate_up|down)_proj)\.weight$/;
+
+  test('the layer matrices in float8_e4m3fn, each followed by its float32 scale per row; the rest as in bf16', () => {
+    const plain = layout(config);
+    const fp8 = layoutOf('layout-fp8', config);
+    expect(fp8.check).toBe('');
+    const expected: string[] = [];
+    for (const name of plain.order) {
+      expected.push(name);
+      if (matrices.test(name)) expected.push(name.replace(/weight$/, 'weight_scale'));
+    }
+    expect(fp8.order).toEqual(expected);
+    for (const name of fp8.order) {
+      if (matrices.test(name)) {
+        expect(fp8.dtypes.get(name), name).toBe('float8_e4m3fn');
+        expect(fp8.tensors.get(name), name).toEqual(plain.tensors.get(name));
+      } else if (name.endsWith('.weight_scale')) {
+        expect(fp8.dtypes.get(name), name).toBe('float32');
+        expect(fp8.tensors.get(name), name).toEqual([plain.tensors.get(name.replace(/_scale$/, ''))![0]]);
+      } else {
+        expect(fp8.dtypes.get(name), name).toBe('bfloat16'); // norms, biases, embedding, lm_head
+      }
+    }
+  });
+
+  test('a bf16 matrix where the fp8 layout has fp8, or a missing scale, is named in one line', () => {
+    expect(layoutOf('layout-fp8', config, 'dtype', 'model.layers.0.mlp.down_proj.weight').check).toBe(
+      "tensor model.layers.0.mlp.down_proj.weight is float32, the manifest's bfloat16 fp8 layout has it in float8_e4m3fn",
+    );
+    expect(layoutOf('layout-fp8', config, 'drop', 'model.layers.1.self_attn.o_proj.weight_scale').check).toMatch(
+      /^missing tensor model\.layers\.1\.self_attn\.o_proj\.weight_scale \(expected shape \[\d+\]\)$/,
+    );
   });
 });
 

@@ -2,10 +2,11 @@
 // test/native/cuda-engine.test.ts:
 //   cuda_engine_cases target   stdin: one {"built": TARGET, "here": TARGET} per line (manifest.json's target
 //                              fields); prints per line the mismatch as a JSON string ("" when it runs)
-//   cuda_engine_cases layout CONFIG_JSON [drop|shape|dtype|extra NAME]
-//                              prints the CUDA layout of the config, "NAME [d0, d1]" per line, then
-//                              "check: MESSAGE" for checkCudaEngineTensors over a store of exactly that layout
-//                              in bfloat16 with one change applied ("check: " alone when it passes)
+//   cuda_engine_cases layout|layout-fp8 CONFIG_JSON [drop|shape|dtype|extra NAME]
+//                              prints the CUDA layout of the config in bfloat16 (layout-fp8: its fp8 layout),
+//                              "NAME [d0, d1] DTYPE" per line, then "check: MESSAGE" for checkCudaEngineTensors
+//                              over a store of exactly that layout with one change applied ("check: " alone
+//                              when it passes)
 #include <iostream>
 #include <stdexcept>
 #include <string>
@@ -44,11 +45,11 @@ EngineTarget target(const Json* j) {
 // A store of the layout's tensors (no data: only names, shapes and dtypes are checked).
 class LayoutStore : public WeightStore {
  public:
-  LayoutStore(const ModelConfig& cfg, const std::string& change, const std::string& name) {
-    for (const cuda::CudaTensorSpec& s : cuda::cudaTensorSpecs(cfg)) {
+  LayoutStore(const std::vector<cuda::CudaTensorSpec>& specs, const std::string& change, const std::string& name) {
+    for (const cuda::CudaTensorSpec& s : specs) {
       Tensor t;
       t.name = s.name;
-      t.dtype = DType::BF16;
+      t.dtype = s.dtype;
       t.shape = s.shape;
       if (s.name == name && change == "drop") continue;
       if (s.name == name && change == "shape") t.shape[0] += 1;
@@ -77,23 +78,25 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
-  if (mode == "layout" && argc >= 3) {
+  if ((mode == "layout" || mode == "layout-fp8") && argc >= 3) {
     const ModelConfig cfg = parseModelConfig(readFile(argv[2]));
-    for (const cuda::CudaTensorSpec& s : cuda::cudaTensorSpecs(cfg)) {
+    const bool fp8 = mode == "layout-fp8";
+    const std::vector<cuda::CudaTensorSpec> specs = cuda::cudaTensorSpecs(cfg, DType::BF16, fp8);
+    for (const cuda::CudaTensorSpec& s : specs) {
       std::cout << s.name << " [";
       for (size_t i = 0; i < s.shape.size(); ++i) std::cout << (i ? ", " : "") << s.shape[i];
-      std::cout << "]\n";
+      std::cout << "] " << dtypeName(s.dtype) << "\n";
     }
-    const LayoutStore store(cfg, argc > 4 ? argv[3] : "", argc > 4 ? argv[4] : "");
+    const LayoutStore store(specs, argc > 4 ? argv[3] : "", argc > 4 ? argv[4] : "");
     std::string message;
     try {
-      cuda::checkCudaEngineTensors(cfg, store, DType::BF16);
+      cuda::checkCudaEngineTensors(cfg, store, DType::BF16, fp8);
     } catch (const std::runtime_error& e) {
       message = e.what();
     }
     std::cout << "check: " << message << "\n";
     return 0;
   }
-  std::cerr << "usage: cuda_engine_cases target | layout CONFIG_JSON [drop|shape|dtype|extra NAME]\n";
+  std::cerr << "usage: cuda_engine_cases target | layout|layout-fp8 CONFIG_JSON [drop|shape|dtype|extra NAME]\n";
   return 2;
 }

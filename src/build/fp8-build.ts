@@ -1,0 +1,62 @@
+// The TypeScript half of `kvserve build --quantization fp8 --device cuda`: the held-out text its quality is
+// measured on, and the manifest's quantization section. The method needs no calibration pass: weights are
+// quantized per output channel from their own abs-max, activations per token at run time (engines/cuda).
+import { readFileSync } from 'node:fs';
+import { ConfigError } from '../config.js';
+import { TextTokenizer } from '../tokenizer/tokenizer.js';
+import { readTextSamples, tokenizeSamples } from './calibration-data.js';
+import type { Fp8Quantization } from './manifest.js';
+import type { QualityReport } from './quality.js';
+
+/** Longest evaluation sample, in tokens (each is one prefill step). */
+const MAX_SAMPLE_TOKENS = 512;
+
+export interface Fp8Plan {
+  evalData: string;
+  evalSamples: number[][];
+  maxLen: number;
+}
+
+export async function planFp8(
+  evalData: string,
+  model: { dir: string; configPath: string; dummy: boolean; maxModelLen: number },
+): Promise<Fp8Plan> {
+  const config = JSON.parse(readFileSync(model.configPath, 'utf8')) as { max_position_embeddings?: number };
+  const maxLen = Math.min(
+    MAX_SAMPLE_TOKENS,
+    config.max_position_embeddings ?? MAX_SAMPLE_TOKENS,
+    model.maxModelLen > 0 ? model.maxModelLen : MAX_SAMPLE_TOKENS,
+  );
+  const tok = await TextTokenizer.forModel(model.dir, { dummy: model.dummy, configPath: model.configPath });
+  const evalSamples = tokenizeSamples(tok, readTextSamples(evalData, '--eval-data'), maxLen);
+  if (evalSamples.length === 0) throw new ConfigError(`--eval-data ${evalData} has no sample of two tokens or more`);
+  return { evalData, evalSamples, maxLen };
+}
+
+export function fp8Section(quality: QualityReport | null, evalData: string): Fp8Quantization {
+  return {
+    method: 'fp8',
+    scheme:
+      'W8A8 FP8 (E4M3): the decoder layers’ q/k/v, o, gate/up and down weights with a float32 scale per output ' +
+      'channel (abs-max / 448); activations quantized per token at run time; FP8 GEMMs through cuBLASLt, and ' +
+      'our fp8 GEMV for small batches',
+    keptInFloat: [
+      { name: 'lm_head', why: 'the output projection stays in the compute dtype (as TensorRT-LLM and vLLM keep it)' },
+      { name: 'model.embed_tokens', why: 'a lookup, not a GEMM' },
+    ],
+    quality: quality ? { file: evalData, ...quality } : null,
+  };
+}
+
+/** The quality line for the build's output and engine-info. */
+export function fp8Summary(q: Fp8Quantization): string[] {
+  const out = [`fp8: ${q.scheme}`, `kept in the compute dtype: ${q.keptInFloat.map((k) => k.name).join(', ')}`];
+  if (q.quality) {
+    const p = q.quality.perplexity;
+    out.push(
+      `quality on ${q.quality.tokens} held-out tokens of ${q.quality.file}: perplexity ${p.float.toFixed(3)} unquantized, ` +
+        `${p.quantized.toFixed(3)} fp8 (${((p.ratio - 1) * 100).toFixed(2)}%), top-1 agreement ${(q.quality.top1Agreement * 100).toFixed(2)}%`,
+    );
+  }
+  return out;
+}
