@@ -108,7 +108,7 @@ describe('damaged int8 engines', () => {
 });
 
 test('an int8 engine passed as a model folder is refused, at load and at build', async () => {
-  const line = `tensor lm_head.weight in ${good} is int8: a model folder holds float weights (an int8 engine made by kvserve build is loaded with --engine ${good})`;
+  const line = `tensor lm_head.weight in ${good} is int8: a model folder holds float weights (a quantized engine made by kvserve build is loaded with --engine ${good})`;
   await expect(native.loadEngine(nativeOptions({ model: good }))).rejects.toThrow(line);
   await expect(buildEngineFolder(buildOptions(good, join(tempDir(), 'engine')))).rejects.toThrow(line);
 });
