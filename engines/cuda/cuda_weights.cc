@@ -149,8 +149,13 @@ CudaWeights quantizeWeightsFp8(const ModelConfig& cfg, const CudaWeights& w, cud
       continue;
     }
     const CudaTensorRegion& scale = *(&r + 1);  // the layout puts each matrix's scale right after it
-    kvsk_quantize_weight_fp8_params p{src.data, static_cast<kvsk_dtype>(w.dtype), r.data, static_cast<float*>(scale.data),
-                                      static_cast<int>(r.spec.shape[0]), static_cast<int>(r.spec.shape[1])};
+    kvsk_quantize_weight_fp8_params p{};
+    p.w = src.data;
+    p.w8 = r.data;
+    p.wScale = static_cast<float*>(scale.data);
+    p.n = static_cast<int>(r.spec.shape[0]);
+    p.k = static_cast<int>(r.spec.shape[1]);
+    p.dtype = static_cast<kvsk_dtype>(w.dtype);
     KVS_CUDA_CHECK(kvsk_quantize_weight_fp8(&p, stream));
   }
   KVS_CUDA_CHECK(cudaStreamSynchronize(stream));

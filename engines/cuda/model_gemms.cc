@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <map>
+#include <tuple>
 #include <utility>
 
 namespace kvs::cuda {
@@ -58,11 +59,12 @@ std::string choicesFor(const ModelGemm& g, const std::vector<TunedGemm>& tuned, 
 std::vector<ModelGemm> modelGemms(const ModelConfig& cfg, const CudaWeights& w, int maxT, int maxS) {
   const int H = cfg.hiddenSize, I = cfg.intermediateSize, V = cfg.vocabSize, D = cfg.headDim;
   const CudaLayerWeights* L0 = w.layers.empty() ? nullptr : &w.layers[0];
+  const bool f = w.fp8;
   return {
-      {"qkv_proj", (cfg.numHeads + 2 * cfg.numKvHeads) * D, H, L0 ? L0->qkv : nullptr, maxT},
-      {"o_proj", H, cfg.numHeads * D, L0 ? L0->o : nullptr, maxT},
-      {"gate_up_proj", 2 * I, H, L0 ? L0->gateUp : nullptr, maxT},
-      {"down_proj", H, I, L0 ? L0->down : nullptr, maxT},
+      {"qkv_proj", (cfg.numHeads + 2 * cfg.numKvHeads) * D, H, L0 ? L0->qkv : nullptr, maxT, f, L0 ? L0->qkvScale : nullptr},
+      {"o_proj", H, cfg.numHeads * D, L0 ? L0->o : nullptr, maxT, f, L0 ? L0->oScale : nullptr},
+      {"gate_up_proj", 2 * I, H, L0 ? L0->gateUp : nullptr, maxT, f, L0 ? L0->gateUpScale : nullptr},
+      {"down_proj", H, I, L0 ? L0->down : nullptr, maxT, f, L0 ? L0->downScale : nullptr},
       {"lm_head", V, H, w.lmHead, maxS},
   };
 }
@@ -72,9 +74,9 @@ GemmPlanning planModelGemms(GemmRunner& gemm, const std::vector<ModelGemm>& shap
   GemmPlanning r;
   // A weight of the same [n, k] as an earlier one (a tied lm_head shaped like the fused q/k/v) shares its
   // plan, which covers every M either is called with: it counts as its twin did, imported or planned.
-  std::map<std::pair<int, int>, bool> importedByShape;
+  std::map<std::tuple<int, int, bool>, bool> importedByShape;
   for (const ModelGemm& g : shapes) {
-    const auto twin = importedByShape.find({g.n, g.k});
+    const auto twin = importedByShape.find({g.n, g.k, g.fp8});
     if (twin != importedByShape.end()) {
       ++(twin->second ? r.imported : r.planned);
       continue;
@@ -82,17 +84,18 @@ GemmPlanning planModelGemms(GemmRunner& gemm, const std::vector<ModelGemm>& shap
     if (tuned && gemm.mode() == GemmMode::Fast) {
       std::vector<GemmChoice> choices;
       std::string why = choicesFor(g, *tuned, &choices);
-      if (why.empty()) why = gemm.importPlan(g.n, g.k, dt, dt, choices, g.maxM);
+      if (why.empty()) why = g.fp8 ? gemm.importPlanFp8(g.n, g.k, dt, choices, g.maxM) : gemm.importPlan(g.n, g.k, dt, dt, choices, g.maxM);
       if (why.empty()) {
         ++r.imported;
-        importedByShape[{g.n, g.k}] = true;
+        importedByShape[{g.n, g.k, g.fp8}] = true;
         continue;
       }
       r.retimed.push_back(g.weight + " [" + std::to_string(g.n) + ", " + std::to_string(g.k) + "]: " + why);
     }
-    gemm.plan(g.n, g.k, dt, dt, g.w, g.maxM);
+    if (g.fp8) gemm.planFp8(g.n, g.k, dt, g.w, g.scale, g.maxM);
+    else gemm.plan(g.n, g.k, dt, dt, g.w, g.maxM);
     ++r.planned;
-    importedByShape[{g.n, g.k}] = false;
+    importedByShape[{g.n, g.k, g.fp8}] = false;
   }
   return r;
 }
@@ -100,7 +103,8 @@ GemmPlanning planModelGemms(GemmRunner& gemm, const std::vector<ModelGemm>& shap
 std::vector<TunedGemm> exportModelGemms(GemmRunner& gemm, const std::vector<ModelGemm>& shapes, DType dt) {
   std::vector<TunedGemm> out;
   for (const ModelGemm& g : shapes)
-    for (const GemmChoice& c : gemm.exportPlan(g.n, g.k, dt, dt)) out.push_back(toTuned(g, c));
+    for (const GemmChoice& c : g.fp8 ? gemm.exportPlanFp8(g.n, g.k, dt) : gemm.exportPlan(g.n, g.k, dt, dt))
+      out.push_back(toTuned(g, c));
   return out;
 }
 

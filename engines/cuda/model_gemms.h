@@ -17,6 +17,8 @@ struct ModelGemm {
   int n = 0, k = 0;
   const void* w = nullptr;  // the weight it is timed on (null: no layers, untimed)
   int maxM = 0;             // maxNumBatchedTokens; lm_head: maxNumSeqs (it sees the sampled rows only)
+  bool fp8 = false;         // an fp8 layer matrix (GemmRunner::planFp8 / runFp8); lm_head never is
+  const float* scale = nullptr;  // fp8: its scale per row
 };
 
 std::vector<ModelGemm> modelGemms(const ModelConfig& cfg, const CudaWeights& w, int maxT, int maxS);
