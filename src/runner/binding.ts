@@ -227,7 +227,12 @@ export interface NativeBuildResult {
   prepareSeconds: number;
   writeSeconds: number;
   tuneSeconds?: number; // cuda: timing the GEMM algorithms
-  tensors: Array<{ name: string; dtype: DTypeName | 'int8' | 'int32' | 'float8_e4m3fn'; shape: number[]; bytes: number }>;
+  tensors: Array<{
+    name: string;
+    dtype: DTypeName | 'int8' | 'int32' | 'float8_e4m3fn';
+    shape: number[];
+    bytes: number;
+  }>;
   tunedGemms: NativeTunedGemm[];
   quantization: 'none' | 'int8' | 'fp8';
   int8Kernel?: string; // the compiled int8 GEMM path: avx512-vnni | avx2 | scalar
