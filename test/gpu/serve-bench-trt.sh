@@ -5,6 +5,8 @@
 # --batch-invariant. The PyTorch peer of the same shape runs first, in the same lease (torch_peer.py); the TTFT
 # probe (ttft-probe.ts) splits TTFT at concurrency 1 into the server's parts.
 # Usage (repo root on the GPU machine, `npm run build` done): bash test/gpu/serve-bench-trt.sh OUT_DIR
+# SERVE_FLAGS="--quantization fp8" adds flags to the default server (a later flag overrides an earlier one, e.g.
+# "--max-num-seqs 512"); SKIP_INVARIANT=1 leaves out the --batch-invariant run.
 set -uo pipefail
 out=${1:?usage: serve-bench-trt.sh OUT_DIR}
 mkdir -p "$out"
@@ -18,7 +20,7 @@ npx tsx test/gpu/write-synthetic-tokenizer.ts /tmp/kvserve-tok "$model" >/dev/nu
 
 serve() {  # serve [extra flags...]: starts the server in the background and waits for /health
   node dist/cli.js serve --device cuda --load-format dummy --model "$model" --port "$port" --max-model-len 4096 \
-    --max-num-seqs 256 --max-num-batched-tokens 8192 --max-queue 0 --log-level warn "$@" >>"$out/serve.log" 2>&1 &
+    --max-num-seqs 256 --max-num-batched-tokens 8192 --max-queue 0 --log-level warn ${SERVE_FLAGS:-} "$@" >>"$out/serve.log" 2>&1 &
   server=$!
   local t0=$(date +%s)
   until node -e "fetch('http://127.0.0.1:$port/health').then(r=>process.exit(r.status===200?0:1),()=>process.exit(1))"; do
@@ -48,7 +50,9 @@ bench tput-2048-128 4000 2048 128 256 --request-rate inf
 bench tput-1000-1000 5000 1000 1000 512 --request-rate inf
 kill -TERM $server; wait $server
 
-serve --batch-invariant
-bench inv-tput-1000-1000 7000 1000 1000 512 --request-rate inf
-kill -TERM $server; wait $server
+if [ -z "${SKIP_INVARIANT:-}" ]; then
+  serve --batch-invariant
+  bench inv-tput-1000-1000 7000 1000 1000 512 --request-rate inf
+  kill -TERM $server; wait $server
+fi
 tar -C "$res" -cf "$out/results.tar" .
