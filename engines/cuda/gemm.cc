@@ -143,7 +143,7 @@ void GemmRunner::planInvariant(Plan& p) {
 // quarter steps between powers of two (1280, 1536, 1792, 2048, 2560, ...), and maxM. A step of M = 2^k + 1
 // tokens (a 128-token prompt plus BOS) thus runs an algorithm timed at 192, not at 256: cuBLASLt's tile
 // count along M (and so how often W is read) follows the M it was picked for.
-static std::vector<int> fastBuckets(int maxM) {
+std::vector<int> GemmRunner::fastBuckets(int maxM) {
   std::vector<int> his;
   auto add = [&](int hi) {
     if (hi < maxM && (his.empty() || hi > his.back())) his.push_back(hi);
@@ -286,8 +286,9 @@ const GemmRunner::Bucket& GemmRunner::bucketFor(const Plan& p, int M) const {
                            " it was planned for");
 }
 
-std::string GemmRunner::describe(int N, int K, DType in, DType out) {
-  Plan& p = get(N, K, in, out, nullptr, 0);
+std::string GemmRunner::describe(int N, int K, DType in, DType out) { return describeBuckets(get(N, K, in, out, nullptr, 0)); }
+
+std::string GemmRunner::describeBuckets(const Plan& p) const {
   std::string s;
   for (const Bucket& b : p.buckets) {
     if (b.gemv) {
