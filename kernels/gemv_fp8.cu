@@ -8,7 +8,8 @@
 //
 // Work: a tile is 16 rows of W8, owned by 4 warps that split K into 64-byte blocks (warp s takes blocks s,
 // s + 4, ...). Within a block, lane (g, t) = (lane / 4, lane % 4) loads 16 bytes at k = 16 t of rows g and g + 8
-// (4 lanes read 64 contiguous bytes of a row), kUnroll blocks ahead. The mma's k order is free as long as A
+// (4 lanes read 64 contiguous bytes of a row), kUnroll blocks ahead: a rolling window of registers, each refilled
+// as soon as its block is consumed. The mma's k order is free as long as A
 // and B agree (the sum is over k), so step s of a block takes bytes 4s..4s+3 of each lane's 16: A's pairs
 // (2t, 2t+1) and (2t+8, 2t+9) of mma.cuh's layout are bytes (4s, 4s+1) and (4s+2, 4s+3), and B's are the
 // matching x elements, i.e. words 2s and 2s+1 of the lane's 16 elements of x: x needs no shuffling at all.
@@ -130,28 +131,32 @@ __global__ void __launch_bounds__(kTiles * kTileThreads) gemvFp8Kernel(kvsk_gemv
   float acc[NT][4];
 #pragma unroll
   for (int j = 0; j < NT; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+  // Groups of kUnroll blocks (this warp's blocks b, b + 4, ...). A block's registers are refilled with the
+  // same slot of the next group as soon as the block is consumed, so kUnroll blocks stay in flight throughout.
   int b = split;
-  bool more = b + kWarpsPerTile * (kUnroll - 1) < fullBlocks;
+  bool more = b + kWarpsPerTile * (kUnroll - 1) < fullBlocks;  // a whole group at b
   uint4 w[kUnroll][2];
-  auto loadGroup = [&] {
+  auto load = [&](int u, int block) {
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u)
-#pragma unroll
-      for (int r = 0; r < 2; ++r) w[u][r] = loadStreaming(wRow[r] + (size_t)(b + kWarpsPerTile * u) * 64);
+    for (int r = 0; r < 2; ++r) w[u][r] = loadStreaming(wRow[r] + (size_t)block * 64);
   };
-  if (more) loadGroup();
+  if (more)
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) load(u, b + kWarpsPerTile * u);
   pdlWait();
   pdlTrigger();
   while (more) {
+    const int nextB = b + kWarpsPerTile * kUnroll;
+    const bool next = nextB + kWarpsPerTile * (kUnroll - 1) < fullBlocks;
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       uint32_t xw[NT][8];
       loadX<T, NT>(xw, xRow, (b + kWarpsPerTile * u) * 64);
       mmaBlock<T, NT>(acc, w[u], xw);
+      if (next) load(u, nextB + kWarpsPerTile * u);
     }
-    b += kWarpsPerTile * kUnroll;
-    more = b + kWarpsPerTile * (kUnroll - 1) < fullBlocks;
-    if (more) loadGroup();
+    b = nextB;
+    more = next;
   }
   for (; b < fullBlocks; b += kWarpsPerTile) {
     const uint4 wt[2] = {loadStreaming(wRow[0] + (size_t)b * 64), loadStreaming(wRow[1] + (size_t)b * 64)};

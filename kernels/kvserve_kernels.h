@@ -21,9 +21,9 @@ extern "C" {
 typedef enum { KVSK_F32 = 0, KVSK_BF16 = 1, KVSK_F16 = 2 } kvsk_dtype; /* == kvs::DType */
 
 /* Programmatic dependent launch for the forward pass's kernels (embedding, RMSNorm, RoPE + cache,
- * attention, SiLU-and-mul, GEMV): each may start while its predecessor drains, waiting on the device until
- * the predecessor's results are visible. Process-wide; off by default; turn it on only for a device of
- * compute capability 9.0 or newer. */
+ * attention, SiLU-and-mul, GEMV, FP8 activation quantization, FP8 GEMV): each may start while its
+ * predecessor drains, waiting on the device until the predecessor's results are visible. Process-wide; off
+ * by default; turn it on only for a device of compute capability 9.0 or newer. */
 void kvsk_set_programmatic_launch(int on);
 
 /* out[t, :] = table[tokenIds[t], :]. Ids outside [0, vocab) produce zeros (the host validates first). */

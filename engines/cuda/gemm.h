@@ -130,6 +130,7 @@ class GemmRunner {
   void planFastFp8(Plan& p, int N, int K, DType io, const void* W8, const float* wScale, int maxM);
   bool fp8GemvApplies(int M, int N, int K, DType io) const;
   void reserveFp8Scratch(int M, int K);
+  void setFp8Scales(Plan& p, const float* wScale);  // A: wScale (null: a stand-in), B: the scratch's scales
   // xq = quantized X into the scratch, then the matmul of bucket algorithm `algo` at M rows.
   cublasStatus_t matmulFp8(Plan& p, const cublasLtMatmulAlgo_t& algo, const void* X, const void* W8, const float* wScale,
                            void* Y, int M, int K, DType io);

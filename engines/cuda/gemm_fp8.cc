@@ -70,6 +70,13 @@ void GemmRunner::reserveFp8Scratch(int M, int K) {
   fp8Scale_.resize(static_cast<size_t>(M) * sizeof(float));
 }
 
+void GemmRunner::setFp8Scales(Plan& p, const float* wScale) {
+  const void* a = wScale ? static_cast<const void*>(wScale) : fp8Scale_.get();  // null: a stand-in for queries
+  const void* b = fp8Scale_.get();
+  KVS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &a, sizeof(a)));
+  KVS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &b, sizeof(b)));
+}
+
 GemmRunner::Plan GemmRunner::makePlanFp8(int N, int K, DType io) {
   Plan p;
   try {
@@ -121,11 +128,7 @@ cublasStatus_t GemmRunner::matmulFp8(Plan& p, const cublasLtMatmulAlgo_t& algo, 
                                      const float* wScale, void* Y, int M, int K, DType io) {
   kvsk_quantize_rows_fp8_params q{X, fp8X_.get(), fp8Scale_.get<float>(), M, K, static_cast<kvsk_dtype>(io)};
   KVS_CUDA_CHECK(kvsk_quantize_rows_fp8(&q, stream_));
-  // The scale pointers are set per call: one plan serves every layer of the shape, each with its own wScale.
-  const void* aScale = wScale;
-  const void* bScale = fp8Scale_.get();
-  KVS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &aScale, sizeof(aScale)));
-  KVS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &bScale, sizeof(bScale)));
+  setFp8Scales(p, wScale);  // per call: one plan serves every layer of the shape, each with its own wScale
   setCols(p.b, M);
   setCols(p.d, M);
   const float alpha = 1.f, beta = 0.f;
@@ -141,7 +144,8 @@ void GemmRunner::planFastFp8(Plan& p, int N, int K, DType io, const void* W8, co
   const bool timed = W8 && wScale;
   const kvsk_dtype kio = static_cast<kvsk_dtype>(io);
   const std::vector<int> his = fastBuckets(maxM);
-  if (his.back() > KVSK_GEMV_FP8_MAX_M || timed) reserveFp8Scratch(maxM, K);
+  reserveFp8Scratch(maxM, K);
+  setFp8Scales(p, wScale);  // the queries below see a descriptor as complete as a call's
   cublasLtMatmulPreference_t pref;
   KVS_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   struct PrefGuard {

@@ -76,6 +76,8 @@ std::string GemmRunner::importPlanFp8(int N, int K, DType io, const std::vector<
   if (fp8Plans_.count(key)) return "the shape is planned already";
   const int limit = maxM > 0 ? std::min(maxM, maxM_) : maxM_;
   Plan p = makePlanFp8(N, K, io);
+  reserveFp8Scratch(limit, K);
+  setFp8Scales(p, nullptr);
   const std::string why = importBuckets(p, choices, limit, [&](int m, int rows) {
     return (rows == 16 || rows == 32 || rows == 64) && fp8GemvApplies(m, N, K, io);
   });
@@ -83,8 +85,6 @@ std::string GemmRunner::importPlanFp8(int N, int K, DType io, const std::vector<
     destroyPlan(p);
     return why;
   }
-  for (const Bucket& b : p.buckets)
-    if (!b.gemv) reserveFp8Scratch(limit, K);
   fp8Plans_.emplace(key, p);
   return "";
 }
