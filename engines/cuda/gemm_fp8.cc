@@ -161,7 +161,7 @@ void GemmRunner::planFastFp8(Plan& p, int N, int K, DType io, const void* W8, co
     kvsk_fill_params f{x.get(), kio, static_cast<int64_t>(maxM) * K, 0x9e3779b9ull, 1.f, 0.f};
     KVS_CUDA_CHECK(kvsk_fill(&f, stream_));
   }
-  BestOfThree time(stream_);
+  BestOfThree timer(stream_);
   int lo = 0;
   for (int hi : his) {
     if (hi <= lo) continue;
@@ -176,7 +176,7 @@ void GemmRunner::planFastFp8(Plan& p, int N, int K, DType io, const void* W8, co
         kvsk_gemv_fp8_params g{x.get(), W8, wScale, y.get(), hi, N, K, kio, rows};
         auto once = [&] { KVS_CUDA_CHECK(kvsk_gemv_fp8(&g, stream_)); };
         once();
-        const float ms = time(once);
+        const float ms = timer(once);
         if (ms < bestMs) {
           bestMs = ms;
           best.gemvRows = rows;
@@ -204,7 +204,7 @@ void GemmRunner::planFastFp8(Plan& p, int N, int K, DType io, const void* W8, co
       if (timed) {
         auto once = [&] { return matmulFp8(p, algo, x.get(), W8, wScale, y.get(), hi, K, io) == CUBLAS_STATUS_SUCCESS; };
         if (!once()) continue;
-        ms = time(once);
+        ms = timer(once);
       }
       if (ms < bestMs) {
         bestMs = ms;
