@@ -21,9 +21,9 @@ extern "C" {
 typedef enum { KVSK_F32 = 0, KVSK_BF16 = 1, KVSK_F16 = 2 } kvsk_dtype; /* == kvs::DType */
 
 /* Programmatic dependent launch for the forward pass's kernels (embedding, RMSNorm, RoPE + cache,
- * attention, SiLU-and-mul, GEMV): each may start while its predecessor drains, waiting on the device until
- * the predecessor's results are visible. Process-wide; off by default; turn it on only for a device of
- * compute capability 9.0 or newer. */
+ * attention, SiLU-and-mul, GEMV, FP8 activation quantization, FP8 GEMV): each may start while its
+ * predecessor drains, waiting on the device until the predecessor's results are visible. Process-wide; off
+ * by default; turn it on only for a device of compute capability 9.0 or newer. */
 void kvsk_set_programmatic_launch(int on);
 
 /* out[t, :] = table[tokenIds[t], :]. Ids outside [0, vocab) produce zeros (the host validates first). */
@@ -130,6 +130,63 @@ typedef struct {
 } kvsk_gemv_params;
 int kvsk_gemv_supported(int m, int n, int k, kvsk_dtype dtype);
 cudaError_t kvsk_gemv(const kvsk_gemv_params* p, cudaStream_t stream);
+
+/* FP8 linear layers (E4M3 "e4m3fn": 1 sign, 4 exponent bits of bias 7, 3 mantissa bits; largest finite 448,
+ * no infinities, 0x7f / 0xff are NaN), the scheme vLLM calls fp8 dynamic per-token and torch._scaled_mm
+ * rowwise. Weights W8 [N, K] with one float32 scale per output row: W ~ W8[n, :] * wScale[n]. Activations are
+ * quantized per token at run time: xq [M, K] with xScale [M]. Then
+ *   y[m, n] = xScale[m] * wScale[n] * sum_k xq[m, k] * W8[n, k]   (float32 sums, y in bf16/f16).
+ * Every e4m3 encode here is cvt.rn.satfinite: round to nearest, ties to even, |v| beyond 448 saturating to
+ * +-448; NaN stays NaN. Every division is IEEE (correctly rounded), so a CPU reference reproduces the bytes. */
+#define KVSK_FP8_E4M3_MAX 448.0f
+/* Floor of an activation scale (as vLLM's per-token quantization): a row of zeros gets this scale, and no
+ * row divides by zero. */
+#define KVSK_FP8_MIN_ACT_SCALE (1.0f / (448.0f * 512.0f))
+
+/* Per-row activation quantization, one CTA per row (a row of up to 16384 elements is read once and kept in
+ * registers; longer rows are read twice, the second time from L2):
+ *   xScale[m] = max(absmax(x[m, :]) / 448, KVSK_FP8_MIN_ACT_SCALE),  xq[m, k] = e4m3(x[m, k] / xScale[m]).
+ * x bf16/f16, K % 8 == 0, x 16-byte and xq 8-byte aligned. Launched with programmatic dependent launch. */
+typedef struct {
+  const void* x;            /* [M, K] dtype */
+  void* xq;                 /* [M, K] e4m3 bytes */
+  float* xScale;            /* [M] */
+  int m, k;
+  kvsk_dtype dtype;         /* of x: bf16 or f16 */
+} kvsk_quantize_rows_fp8_params;
+cudaError_t kvsk_quantize_rows_fp8(const kvsk_quantize_rows_fp8_params* p, cudaStream_t stream);
+
+/* Per-row weight quantization (at load, on the device), any K >= 1:
+ *   s = absmax(w[n, :]) / 448;  wScale[n] = s if s >= FLT_MIN, FLT_MIN if 0 < absmax, 1 for a row of zeros;
+ *   w8[n, k] = e4m3(w[n, k] / wScale[n]).   w f32/bf16/f16. */
+typedef struct {
+  const void* w;            /* [N, K] dtype */
+  void* w8;                 /* [N, K] e4m3 bytes */
+  float* wScale;            /* [N] */
+  int n, k;
+  kvsk_dtype dtype;
+} kvsk_quantize_weight_fp8_params;
+cudaError_t kvsk_quantize_weight_fp8(const kvsk_quantize_weight_fp8_params* p, cudaStream_t stream);
+
+/* Skinny FP8-weight GEMM for decode (memory bound: W8 read once), x NOT quantized:
+ *   y[m, n] = dtype(wScale[n] * sum_k x[m, k] * e4m3value(w8[n, k]))   for 1 <= M <= KVSK_GEMV_FP8_MAX_M.
+ * Tensor cores (mma.sync m16n8k16, float32 accumulators) on e4m3 converted exactly to bf16/f16, so the only
+ * difference from a float64 dot of the dequantized operands is the float32 sum order. x bf16/f16,
+ * K % 16 == 0, x and w8 16-byte aligned, any N. A row of y depends only on its row of x (not on M), and
+ * rowsPerCta changes only the CTA shape, never a sum. Launched with programmatic dependent launch (W8 is
+ * prefetched before the wait). Not for the batch-invariant mode (its sum order is not cuBLASLt's). */
+#define KVSK_GEMV_FP8_MAX_M 16
+typedef struct {
+  const void* x;            /* [M, K] dtype */
+  const void* w8;           /* [N, K] e4m3 bytes */
+  const float* wScale;      /* [N] */
+  void* y;                  /* [M, N] dtype */
+  int m, n, k;
+  kvsk_dtype dtype;         /* of x and y: bf16 or f16 */
+  int rowsPerCta;           /* rows of w8 per CTA: 16, 32 or 64 (4, 8 or 16 warps; 0 = 16) */
+} kvsk_gemv_fp8_params;
+int kvsk_gemv_fp8_supported(int m, int n, int k, kvsk_dtype dtype);
+cudaError_t kvsk_gemv_fp8(const kvsk_gemv_fp8_params* p, cudaStream_t stream);
 
 /* out[t, i] = dtype(dtype(silu(gateUp[t, i])) * gateUp[t, I + i]) (transformers' act_fn(gate) * up). */
 typedef struct {

@@ -44,6 +44,7 @@ GemmRunner::GemmRunner(cudaStream_t stream, int maxM, GemmMode mode, int probeM,
 
 GemmRunner::~GemmRunner() {
   for (auto& [k, p] : plans_) destroyPlan(p);
+  for (auto& [k, p] : fp8Plans_) destroyPlan(p);
   if (workspace_) cudaFree(workspace_);
   if (handle_) cublasLtDestroy(handle_);
 }
@@ -143,7 +144,7 @@ void GemmRunner::planInvariant(Plan& p) {
 // quarter steps between powers of two (1280, 1536, 1792, 2048, 2560, ...), and maxM. A step of M = 2^k + 1
 // tokens (a 128-token prompt plus BOS) thus runs an algorithm timed at 192, not at 256: cuBLASLt's tile
 // count along M (and so how often W is read) follows the M it was picked for.
-static std::vector<int> fastBuckets(int maxM) {
+std::vector<int> GemmRunner::fastBuckets(int maxM) {
   std::vector<int> his;
   auto add = [&](int hi) {
     if (hi < maxM && (his.empty() || hi > his.back())) his.push_back(hi);
@@ -286,8 +287,9 @@ const GemmRunner::Bucket& GemmRunner::bucketFor(const Plan& p, int M) const {
                            " it was planned for");
 }
 
-std::string GemmRunner::describe(int N, int K, DType in, DType out) {
-  Plan& p = get(N, K, in, out, nullptr, 0);
+std::string GemmRunner::describe(int N, int K, DType in, DType out) { return describeBuckets(get(N, K, in, out, nullptr, 0)); }
+
+std::string GemmRunner::describeBuckets(const Plan& p) const {
   std::string s;
   for (const Bucket& b : p.buckets) {
     if (b.gemv) {

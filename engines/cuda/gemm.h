@@ -11,6 +11,15 @@
 // - BatchInvariant (--batch-invariant): ONE algorithm per (N, K, dtype) — the heuristic's best at
 //   M = probeM with split-K forced off, also valid at M = 1 and M = maxM — for every M. A row of Y depends on
 //   its row of X only, never on the other rows of the call (checked bitwise by the kernel tests).
+//
+// FP8 linear layers (fast mode only, gemm_fp8.cc): Y[M, N] = X[M, K] (W8 * wScale)^T, W8 [N, K] e4m3 with a
+// float32 scale per row (kvserve_kernels.h, kvsk_quantize_weight_fp8). Per M bucket, timed like the above:
+// kernels/gemv_fp8.cu on X as it is (M <= KVSK_GEMV_FP8_MAX_M), or X quantized per row (kvsk_quantize_rows_fp8,
+// into scratch the runner owns) and cuBLASLt's FP8 matmul: A = W8 (CUDA_R_8F_E4M3, transposed: the "TN" layout
+// FP8 requires), B = xq, D in bf16/f16, CUBLAS_COMPUTE_32F without fast accumulation, and the scales as
+// outer vectors (CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F: A's per row of W8 = wScale, B's per token =
+// xScale; cuBLAS 12.9+ on sm_90), so y = xScale[m] wScale[n] sum_k xq[m, k] W8[n, k] comes out of the
+// matmul's own epilogue.
 #pragma once
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
@@ -23,6 +32,7 @@
 #include <vector>
 
 #include "../model_config.h"
+#include "device_buffer.h"
 
 namespace kvs::cuda {
 
@@ -33,7 +43,7 @@ enum class GemmMode { Fast, BatchInvariant };
 struct GemmChoice {
   int mMin = 1, mMax = 1;          // M in [mMin, mMax]
   bool gemv = false;
-  int gemvRows = 0;                // gemv: rows of W per CTA (1, 2 or 4)
+  int gemvRows = 0;                // gemv: rows of W per CTA (1, 2 or 4; FP8 plans: 16, 32 or 64)
   std::array<uint64_t, 8> algo{};  // cuBLASLt: cublasLtMatmulAlgo_t::data
   size_t workspace = 0;            // cuBLASLt: the workspace it needs at M = mMax
   int algoId = 0, tile = 0, stages = 0, splitK = 0;  // cuBLASLt, for people: read from algo on export, ignored on import
@@ -68,13 +78,27 @@ class GemmRunner {
   std::string importPlan(int N, int K, DType in, DType out, const std::vector<GemmChoice>& choices, int maxM = 0);
   GemmMode mode() const { return mode_; }
 
+  // FP8 (see the top of this file). W8: [N, K] e4m3 bytes, wScale: [N] float32, X: [M, K] io, Y: [M, N] io;
+  // io bf16 or f16; K % 16 == 0; all pointers 16-byte aligned. Fast mode only: in --batch-invariant mode
+  // every FP8 call throws. planFp8 times on W8 and wScale (the real weight, as plan() does; both null:
+  // untimed) and sizes the runner's activation scratch (maxM x K bytes + maxM scales): plan or import every
+  // FP8 shape before capturing CUDA graphs, since a later, larger plan moves the scratch. runFp8 plans an
+  // unplanned shape lazily (untimed). Throws when cuBLASLt has no FP8 algorithm for an M the GEMV cannot serve.
+  void planFp8(int N, int K, DType io, const void* W8 = nullptr, const float* wScale = nullptr, int maxM = 0);
+  void runFp8(const void* X, const void* W8, const float* wScale, void* Y, int M, int N, int K, DType io);
+  std::string describeFp8(int N, int K, DType io);
+  bool fp8UsesGemv(int N, int K, DType io, int M);  // whether runFp8 at this M runs kernels/gemv_fp8.cu
+  // As exportPlan / importPlan, for the FP8 plan of (N, K, io); GEMV choices carry gemvRows 16, 32 or 64.
+  std::vector<GemmChoice> exportPlanFp8(int N, int K, DType io);
+  std::string importPlanFp8(int N, int K, DType io, const std::vector<GemmChoice>& choices, int maxM = 0);
+
  private:
   struct Bucket {
     int maxM = 0;  // this algorithm serves M in (previous bucket's maxM, maxM]
     bool gemv = false;  // kernels/gemv.cu instead of cuBLASLt
     cublasLtMatmulAlgo_t algo{};
     size_t workspace = 0;
-    int gemvRows = 4;  // gemv: rows of W per CTA (kvsk_gemv_params.rowsPerCta)
+    int gemvRows = 4;  // gemv: rows of W per CTA (kvsk_gemv_params / kvsk_gemv_fp8_params .rowsPerCta)
   };
   struct Plan {
     cublasLtMatmulDesc_t desc = nullptr;
@@ -82,6 +106,7 @@ class GemmRunner {
     std::vector<Bucket> buckets;  // ascending maxM; batch-invariant mode: exactly one, maxM = maxM_
   };
   using Key = std::tuple<int, int, int, int>;
+  using Fp8Key = std::tuple<int, int, int>;  // N, K, io
   Plan& get(int N, int K, DType in, DType out, const void* W, int maxM);
   Plan makePlan(int N, int K, DType in, DType out);  // descriptors only, no buckets
   static void destroyPlan(Plan& p);
@@ -91,6 +116,24 @@ class GemmRunner {
   void planFast(Plan& p, int N, int K, DType in, DType out, const void* W, int maxM);
   bool gemvApplies(int M, int N, int K, DType in, DType out) const;
   const Bucket& bucketFor(const Plan& p, int M) const;
+  static std::vector<int> fastBuckets(int maxM);
+  std::vector<GemmChoice> exportBuckets(const Plan& p) const;
+  std::string describeBuckets(const Plan& p) const;
+  // Fills p's buckets from choices for M <= limit; "" or why not. gemvServes(M, rows): whether a GEMV range
+  // may be there.
+  template <typename GemvServes>
+  std::string importBuckets(Plan& p, const std::vector<GemmChoice>& choices, int limit, const GemvServes& gemvServes);
+  // FP8 (gemm_fp8.cc)
+  void requireFast(const char* what) const;
+  Plan& getFp8(int N, int K, DType io, const void* W8, const float* wScale, int maxM);
+  Plan makePlanFp8(int N, int K, DType io);
+  void planFastFp8(Plan& p, int N, int K, DType io, const void* W8, const float* wScale, int maxM);
+  bool fp8GemvApplies(int M, int N, int K, DType io) const;
+  void reserveFp8Scratch(int M, int K);
+  void setFp8Scales(Plan& p, const float* wScale);  // A: wScale (null: a stand-in), B: the scratch's scales
+  // xq = quantized X into the scratch, then the matmul of bucket algorithm `algo` at M rows.
+  cublasStatus_t matmulFp8(Plan& p, const cublasLtMatmulAlgo_t& algo, const void* X, const void* W8, const float* wScale,
+                           void* Y, int M, int K, DType io);
 
   cudaStream_t stream_;
   int maxM_, probeM_;
@@ -99,6 +142,9 @@ class GemmRunner {
   void* workspace_ = nullptr;
   size_t workspaceBytes_;
   std::map<Key, Plan> plans_;
+  std::map<Fp8Key, Plan> fp8Plans_;
+  DeviceBuffer fp8X_;      // [M, K] e4m3: X quantized per row for cuBLASLt's FP8 matmul
+  DeviceBuffer fp8Scale_;  // [M] float32: its per-row scales
 };
 
 }  // namespace kvs::cuda

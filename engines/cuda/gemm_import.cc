@@ -22,7 +22,14 @@ std::string range(int lo, int hi) { return lo == hi ? std::to_string(lo) : std::
 }  // namespace
 
 std::vector<GemmChoice> GemmRunner::exportPlan(int N, int K, DType in, DType out) {
-  const Plan& p = get(N, K, in, out, nullptr, 0);
+  return exportBuckets(get(N, K, in, out, nullptr, 0));
+}
+
+std::vector<GemmChoice> GemmRunner::exportPlanFp8(int N, int K, DType io) {
+  return exportBuckets(getFp8(N, K, io, nullptr, nullptr, 0));
+}
+
+std::vector<GemmChoice> GemmRunner::exportBuckets(const Plan& p) const {
   std::vector<GemmChoice> choices;
   int lo = 0;
   for (const Bucket& b : p.buckets) {
@@ -52,6 +59,38 @@ std::string GemmRunner::importPlan(int N, int K, DType in, DType out, const std:
   if (plans_.count(key)) return "the shape is planned already";
   const int limit = maxM > 0 ? std::min(maxM, maxM_) : maxM_;
   Plan p = makePlan(N, K, in, out);
+  const std::string why = importBuckets(p, choices, limit, [&](int m, int rows) {
+    return (rows == 1 || rows == 2 || rows == 4) && gemvApplies(m, N, K, in, out);
+  });
+  if (!why.empty()) {
+    destroyPlan(p);
+    return why;
+  }
+  plans_.emplace(key, p);
+  return "";
+}
+
+std::string GemmRunner::importPlanFp8(int N, int K, DType io, const std::vector<GemmChoice>& choices, int maxM) {
+  if (mode_ != GemmMode::Fast) return "FP8 linear layers are not offered with --batch-invariant";
+  const Fp8Key key{N, K, static_cast<int>(io)};
+  if (fp8Plans_.count(key)) return "the shape is planned already";
+  const int limit = maxM > 0 ? std::min(maxM, maxM_) : maxM_;
+  Plan p = makePlanFp8(N, K, io);
+  reserveFp8Scratch(limit, K);
+  setFp8Scales(p, nullptr);
+  const std::string why = importBuckets(p, choices, limit, [&](int m, int rows) {
+    return (rows == 16 || rows == 32 || rows == 64) && fp8GemvApplies(m, N, K, io);
+  });
+  if (!why.empty()) {
+    destroyPlan(p);
+    return why;
+  }
+  fp8Plans_.emplace(key, p);
+  return "";
+}
+
+template <typename GemvServes>
+std::string GemmRunner::importBuckets(Plan& p, const std::vector<GemmChoice>& choices, int limit, const GemvServes& gemvServes) {
   std::string why;
   int lo = 0;
   for (const GemmChoice& c : choices) {
@@ -65,12 +104,8 @@ std::string GemmRunner::importPlan(int N, int K, DType in, DType out, const std:
     Bucket b;
     b.maxM = hi;
     if (c.gemv) {
-      if (c.gemvRows != 1 && c.gemvRows != 2 && c.gemvRows != 4) {
-        why = at + ": the GEMV kernel takes 1, 2 or 4 rows per CTA, not " + std::to_string(c.gemvRows);
-        break;
-      }
-      if (!gemvApplies(lo + 1, N, K, in, out) || !gemvApplies(hi, N, K, in, out)) {
-        why = at + ": the GEMV kernel does not serve this shape at these M";
+      if (!gemvServes(lo + 1, c.gemvRows) || !gemvServes(hi, c.gemvRows)) {
+        why = at + ": the GEMV kernel does not serve this shape at these M with " + std::to_string(c.gemvRows) + " rows per CTA";
         break;
       }
       b.gemv = true;
@@ -100,12 +135,7 @@ std::string GemmRunner::importPlan(int N, int K, DType in, DType out, const std:
   }
   if (why.empty() && lo < limit)
     why = "the M ranges end at " + std::to_string(lo) + ", below the " + std::to_string(limit) + " this engine runs";
-  if (!why.empty()) {
-    destroyPlan(p);
-    return why;
-  }
-  plans_.emplace(key, p);
-  return "";
+  return why;
 }
 
 }  // namespace kvs::cuda

@@ -8,7 +8,12 @@
 //          partitions) at batch 1 and 64 x context 4096: K+V bytes read / time; prefill attention of
 //          2048- and 8192-token prompts (causal): TFLOP/s of the 4 T^2 D H / 2 useful flops
 //   chain  16 back-to-back GEMVs at M = 1, plain launches against programmatic dependent launch (sm_90+)
-// Usage: kvserve_kernel_bench [gemv|chain|attn|copy ...]
+//   fp8    the FP8-weight GEMV (kernels/gemv_fp8.cu) at M = 1, 4, 8, 16 beside the bf16 GEMV: weight bytes /
+//          time (1 byte a weight against 2), and 16 back-to-back FP8 GEMVs at M = 1 with programmatic
+//          dependent launch at 16, 32 and 64 rows per CTA (the forward pass's situation)
+//   fp8gemm  GemmRunner::runFp8 (FP8 GEMV or quantize + cuBLASLt FP8, as planned) against the bf16 GemmRunner
+//          at M = 16, 64, 256, 2048, 8192, both fast mode and timed on their weights: TFLOP/s of 2 M N K
+// Usage: kvserve_kernel_bench [gemv|chain|attn|copy|fp8|fp8gemm ...]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -149,6 +154,135 @@ void gemvChainBench(double copyBw) {
   }
 }
 
+// FP8 copies of one weight (quantized on the device from random bf16, enough copies, > 1.5 GiB, that no timed
+// run finds its weight in L2), an X of `rows` rows and a Y for them; freed on destruction.
+struct Fp8Buffers {
+  std::vector<void*> w8;
+  std::vector<float*> ws;
+  void* x = nullptr;
+  void* y = nullptr;
+  Fp8Buffers(const GemvShape& s, int minCopies, int rows) {
+    const size_t wElems = (size_t)s.N * s.K;
+    const int copies = std::max<int>(minCopies, (int)((size_t(3) << 29) / wElems) + 1);
+    void* src = devRandom(wElems, KVSK_BF16, 100, 0.05f);
+    for (int c = 0; c < copies; ++c) {
+      void* q = nullptr;
+      float* sc = nullptr;
+      CK(cudaMalloc(&q, wElems));
+      CK(cudaMalloc(&sc, (size_t)s.N * sizeof(float)));
+      kvsk_quantize_weight_fp8_params p{src, q, sc, s.N, s.K, KVSK_BF16};
+      CK(kvsk_quantize_weight_fp8(&p, stream));
+      w8.push_back(q);
+      ws.push_back(sc);
+    }
+    CK(cudaStreamSynchronize(stream));
+    cudaFree(src);
+    x = devRandom((size_t)rows * s.K, KVSK_BF16, 7);
+    CK(cudaMalloc(&y, (size_t)rows * s.N * 2));
+  }
+  ~Fp8Buffers() {
+    for (void* w : w8) cudaFree(w);
+    for (float* w : ws) cudaFree(w);
+    cudaFree(x);
+    cudaFree(y);
+  }
+  const void* w(int i) const { return w8[i % w8.size()]; }
+  const float* scale(int i) const { return ws[i % ws.size()]; }
+};
+
+void fp8GemvBench(double copyBw) {
+  std::printf("\nFP8-weight GEMV, bf16 x and y (weight bytes / time; %% of copy bandwidth %.2f TB/s), beside the bf16 GEMV\n",
+              copyBw / 1e12);
+  std::printf("%-8s %6s %6s %3s %10s %8s %6s %12s %8s %6s %8s\n", "weight", "N", "K", "M", "fp8 us", "TB/s", "%copy",
+              "bf16 gemv us", "TB/s", "%copy", "speedup");
+  for (const GemvShape& s : kGemvShapes) {
+    const double wBytes = (double)s.N * s.K;
+    const Fp8Buffers f8(s, 2, KVSK_GEMV_FP8_MAX_M);
+    const GemvBuffers b16(s, 2, 100, KVSK_GEMV_MAX_M);
+    for (int M : {1, 4, 8, 16}) {
+      const double fp8Ms = timeMs([&](int i) {
+        kvsk_gemv_fp8_params g{f8.x, f8.w(i), f8.scale(i), f8.y, M, s.N, s.K, KVSK_BF16, 16};
+        CK(kvsk_gemv_fp8(&g, stream));
+      });
+      std::printf("%-8s %6d %6d %3d %10.1f %8.2f %5.0f%%", s.name, s.N, s.K, M, fp8Ms * 1e3, wBytes / (fp8Ms * 1e-3) / 1e12,
+                  100.0 * wBytes / (fp8Ms * 1e-3) / copyBw);
+      if (M <= KVSK_GEMV_MAX_M) {
+        const double bfMs = timeMs([&](int i) {
+          kvsk_gemv_params g{b16.x, b16.w(i), b16.y, M, s.N, s.K, KVSK_BF16};
+          CK(kvsk_gemv(&g, stream));
+        });
+        std::printf(" %12.1f %8.2f %5.0f%% %7.2fx\n", bfMs * 1e3, 2 * wBytes / (bfMs * 1e-3) / 1e12,
+                    100.0 * 2 * wBytes / (bfMs * 1e-3) / copyBw, bfMs / fp8Ms);
+      } else {
+        std::printf(" %12s\n", "-");
+      }
+    }
+  }
+  // As gemvChainBench: 16 back-to-back launches per timed run, rotating weights, the layer weights only.
+  std::printf("\nFP8 GEMV chains of 16, M = 1, programmatic dependent launch (per-kernel us, %% of copy bandwidth)\n");
+  std::printf("%-8s %16s %16s %16s\n", "weight", "16 rows/CTA", "32 rows/CTA", "64 rows/CTA");
+  kvsk_set_programmatic_launch(1);
+  for (const GemvShape& s : kGemvShapes) {
+    if (std::string(s.name) == "lm_head") continue;
+    const double wBytes = (double)s.N * s.K;
+    const Fp8Buffers f8(s, 17, 1);
+    std::printf("%-8s", s.name);
+    for (int rows : {16, 32, 64}) {
+      const double us = 1e3 / 16 * timeMs([&](int i) {
+        for (int j = 0; j < 16; ++j) {
+          kvsk_gemv_fp8_params g{f8.x, f8.w(i * 16 + j), f8.scale(i * 16 + j), f8.y, 1, s.N, s.K, KVSK_BF16, rows};
+          CK(kvsk_gemv_fp8(&g, stream));
+        }
+      });
+      std::printf(" %8.1f (%3.0f%%)", us, 100.0 * wBytes / (us * 1e-6) / copyBw);
+    }
+    std::printf("\n");
+  }
+  kvsk_set_programmatic_launch(0);
+}
+
+// Both runners in fast mode, planned (timed) on their weights up to M = 8192, as an engine load plans them;
+// weights rotate over copies so that the small-M rows are not served from L2.
+void fp8GemmBench() {
+  const int maxM = 8192;
+  const kvs::DType bf = kvs::DType::BF16;
+  kvs::cuda::GemmRunner bf16(stream, maxM, kvs::cuda::GemmMode::Fast), fp8(stream, maxM, kvs::cuda::GemmMode::Fast);
+  std::printf("\nGEMM, bf16 GemmRunner against runFp8 (fast mode, timed plans; TFLOP/s of 2 M N K)\n");
+  std::printf("%-8s %6s %6s %5s %11s %8s %11s %8s %-9s %11s %8s\n", "weight", "N", "K", "M", "bf16 us", "TFLOP/s", "fp8 us",
+              "TFLOP/s", "fp8 path", "quantize us", "speedup");
+  for (const GemvShape& s : kGemvShapes) {
+    const Fp8Buffers f8(s, 2, maxM);
+    const GemvBuffers b16(s, 2, 100, maxM);
+    bf16.plan(s.N, s.K, bf, bf, b16.w(0));
+    fp8.planFp8(s.N, s.K, bf, f8.w(0), f8.scale(0));
+    for (int M : {16, 64, 256, 2048, 8192}) {
+      const double flops = 2.0 * M * s.N * s.K;
+      const double bfMs = timeMs([&](int i) { bf16.run(b16.x, b16.w(i), b16.y, M, s.N, s.K, bf, bf); });
+      const double f8Ms = timeMs([&](int i) { fp8.runFp8(f8.x, f8.w(i), f8.scale(i), f8.y, M, s.N, s.K, bf); });
+      const bool gemv = fp8.fp8UsesGemv(s.N, s.K, bf, M);
+      std::printf("%-8s %6d %6d %5d %11.1f %8.1f %11.1f %8.1f %-9s", s.name, s.N, s.K, M, bfMs * 1e3,
+                  flops / (bfMs * 1e-3) / 1e12, f8Ms * 1e3, flops / (f8Ms * 1e-3) / 1e12, gemv ? "gemv" : "cuBLASLt");
+      if (!gemv) {
+        void* xq = nullptr;
+        float* xs = nullptr;
+        CK(cudaMalloc(&xq, (size_t)M * s.K));
+        CK(cudaMalloc(&xs, (size_t)M * sizeof(float)));
+        const double qMs = timeMs([&](int) {
+          kvsk_quantize_rows_fp8_params q{f8.x, xq, xs, M, s.K, KVSK_BF16};
+          CK(kvsk_quantize_rows_fp8(&q, stream));
+        });
+        cudaFree(xq);
+        cudaFree(xs);
+        std::printf(" %11.1f", qMs * 1e3);
+      } else {
+        std::printf(" %11s", "-");
+      }
+      std::printf(" %7.2fx\n", bfMs / f8Ms);
+    }
+    std::printf("  plan fp8 %s: %s\n", s.name, fp8.describeFp8(s.N, s.K, bf).c_str());
+  }
+}
+
 struct AttnCase { const char* name; std::vector<int> qLens, ctx; int partition = 128; };
 
 void attnBench(double copyBw) {
@@ -246,6 +380,8 @@ int main(int argc, char** argv) {
   if (want("gemv")) gemvBench(bw);
   if (want("chain") && prop.major >= 9) gemvChainBench(bw);
   if (want("attn")) attnBench(bw);
+  if (want("fp8")) fp8GemvBench(bw);
+  if (want("fp8gemm")) fp8GemmBench();
   CK(cudaStreamDestroy(stream));
   return 0;
 }

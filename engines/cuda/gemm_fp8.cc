@@ -1,0 +1,243 @@
+// GemmRunner's FP8 linear layers (gemm.h states the scheme): per fast-mode M bucket, the FP8 GEMV on X as it is,
+// or X quantized per row into the runner's scratch and cuBLASLt's FP8 matmul with outer-vector scales. A
+// cuBLASLt candidate is timed together with the quantization it needs, so the GEMV and cuBLASLt compete on
+// what a call costs.
+#include <algorithm>
+#include <cstdint>
+#include <string>
+
+#include "cuda_check.h"
+#include "device_buffer.h"
+#include "gemm.h"
+#include "kvserve_kernels.h"
+
+namespace kvs::cuda {
+
+namespace {
+
+// The best of three timed runs (after the caller's warm-up), in ms, with CUDA events on one stream.
+class BestOfThree {
+ public:
+  explicit BestOfThree(cudaStream_t stream) : stream_(stream) {
+    KVS_CUDA_CHECK(cudaEventCreate(&e0_));
+    if (cudaEventCreate(&e1_) != cudaSuccess) {
+      cudaEventDestroy(e0_);
+      throw std::runtime_error("cudaEventCreate failed");
+    }
+  }
+  ~BestOfThree() {
+    cudaEventDestroy(e0_);
+    cudaEventDestroy(e1_);
+  }
+  BestOfThree(const BestOfThree&) = delete;
+  BestOfThree& operator=(const BestOfThree&) = delete;
+  template <typename F>
+  float operator()(const F& launch) {
+    float best = 1e30f;
+    for (int rep = 0; rep < 3; ++rep) {
+      KVS_CUDA_CHECK(cudaEventRecord(e0_, stream_));
+      launch();
+      KVS_CUDA_CHECK(cudaEventRecord(e1_, stream_));
+      KVS_CUDA_CHECK(cudaEventSynchronize(e1_));
+      float t = 0;
+      KVS_CUDA_CHECK(cudaEventElapsedTime(&t, e0_, e1_));
+      best = std::min(best, t);
+    }
+    return best;
+  }
+
+ private:
+  cudaStream_t stream_;
+  cudaEvent_t e0_ = nullptr, e1_ = nullptr;
+};
+
+cudaDataType_t ioType(DType io) { return io == DType::F16 ? CUDA_R_16F : CUDA_R_16BF; }
+
+}  // namespace
+
+void GemmRunner::requireFast(const char* what) const {
+  if (mode_ != GemmMode::Fast)
+    throw std::runtime_error(std::string(what) + ": FP8 linear layers are not offered with --batch-invariant yet "
+                             "(the FP8 GEMV and cuBLASLt's FP8 kernels do not share one sum order across M)");
+}
+
+bool GemmRunner::fp8GemvApplies(int M, int N, int K, DType io) const {
+  return mode_ == GemmMode::Fast && kvsk_gemv_fp8_supported(M, N, K, static_cast<kvsk_dtype>(io));
+}
+
+void GemmRunner::reserveFp8Scratch(int M, int K) {
+  fp8X_.resize(static_cast<size_t>(M) * K);
+  fp8Scale_.resize(static_cast<size_t>(M) * sizeof(float));
+}
+
+void GemmRunner::setFp8Scales(Plan& p, const float* wScale) {
+  const void* a = wScale ? static_cast<const void*>(wScale) : fp8Scale_.get();  // null: a stand-in for queries
+  const void* b = fp8Scale_.get();
+  KVS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &a, sizeof(a)));
+  KVS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &b, sizeof(b)));
+}
+
+GemmRunner::Plan GemmRunner::makePlanFp8(int N, int K, DType io) {
+  Plan p;
+  try {
+    // Column-major view, as makePlan: D^T [N, M] = W8 [K, N]^T * xq^T [K, M]; A's outer vector runs along N
+    // (cuBLAS's m: wScale), B's along M (cuBLAS's n: xScale).
+    KVS_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    const cublasOperation_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
+    KVS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &opT, sizeof(opT)));
+    KVS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &opN, sizeof(opN)));
+    const cublasLtMatmulMatrixScale_t outer = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
+    KVS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &outer, sizeof(outer)));
+    KVS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &outer, sizeof(outer)));
+    KVS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_8F_E4M3, K, N, K));
+    KVS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_8F_E4M3, K, maxM_, K));
+    KVS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.d, ioType(io), N, maxM_, N));
+  } catch (...) {
+    destroyPlan(p);
+    throw;
+  }
+  return p;
+}
+
+GemmRunner::Plan& GemmRunner::getFp8(int N, int K, DType io, const void* W8, const float* wScale, int maxM) {
+  requireFast("FP8 GEMM");
+  if (io != DType::BF16 && io != DType::F16)
+    throw std::runtime_error(std::string("FP8 GEMM: activations must be bfloat16 or float16, not ") + dtypeName(io));
+  if (K < 16 || K % 16 != 0) throw std::runtime_error("FP8 GEMM: K = " + std::to_string(K) + " is not a multiple of 16");
+  const Fp8Key key{N, K, static_cast<int>(io)};
+  auto it = fp8Plans_.find(key);
+  if (it != fp8Plans_.end()) return it->second;
+  const int limit = maxM > 0 ? std::min(maxM, maxM_) : maxM_;
+  Plan p = makePlanFp8(N, K, io);
+  try {
+    planFastFp8(p, N, K, io, W8, wScale, limit);
+  } catch (const std::exception& e) {
+    destroyPlan(p);
+    throw std::runtime_error("cuBLASLt has no FP8 (e4m3, outer-vector scales) algorithm for a " + std::to_string(N) + "x" +
+                             std::to_string(K) + " " + dtypeName(io) + " GEMM (" + e.what() +
+                             "; it needs cuBLAS 12.9+ on sm_90 and 16-byte aligned dimensions)");
+  }
+  return fp8Plans_.emplace(key, p).first->second;
+}
+
+void GemmRunner::planFp8(int N, int K, DType io, const void* W8, const float* wScale, int maxM) {
+  getFp8(N, K, io, W8, wScale, maxM);
+}
+
+cublasStatus_t GemmRunner::matmulFp8(Plan& p, const cublasLtMatmulAlgo_t& algo, const void* X, const void* W8,
+                                     const float* wScale, void* Y, int M, int K, DType io) {
+  kvsk_quantize_rows_fp8_params q{X, fp8X_.get(), fp8Scale_.get<float>(), M, K, static_cast<kvsk_dtype>(io)};
+  KVS_CUDA_CHECK(kvsk_quantize_rows_fp8(&q, stream_));
+  setFp8Scales(p, wScale);  // per call: one plan serves every layer of the shape, each with its own wScale
+  setCols(p.b, M);
+  setCols(p.d, M);
+  const float alpha = 1.f, beta = 0.f;
+  return cublasLtMatmul(handle_, p.desc, &alpha, W8, p.a, fp8X_.get(), p.b, &beta, Y, p.d, Y, p.d, &algo, workspace_,
+                        workspaceBytes_, stream_);
+}
+
+// As planFast: per bucket (lo, hi], the FP8 GEMV where it serves both ends (16, 32 or 64 rows per CTA, the
+// same sums) and the heuristic's top cuBLASLt candidates at M = hi that also pass cublasLtMatmulAlgoCheck at
+// lo + 1; with W8 and wScale given, each is timed on them with random X (cuBLASLt: quantization included), the
+// fastest kept; without, the GEMV wins where it serves, else the heuristic's first pick.
+void GemmRunner::planFastFp8(Plan& p, int N, int K, DType io, const void* W8, const float* wScale, int maxM) {
+  const bool timed = W8 && wScale;
+  const kvsk_dtype kio = static_cast<kvsk_dtype>(io);
+  const std::vector<int> his = fastBuckets(maxM);
+  reserveFp8Scratch(maxM, K);
+  setFp8Scales(p, wScale);  // the queries below see a descriptor as complete as a call's
+  cublasLtMatmulPreference_t pref;
+  KVS_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  struct PrefGuard {
+    cublasLtMatmulPreference_t p;
+    ~PrefGuard() { cublasLtMatmulPreferenceDestroy(p); }
+  } prefGuard{pref};
+  KVS_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                        &workspaceBytes_, sizeof(workspaceBytes_)));
+  DeviceBuffer x, y;
+  if (timed) {
+    x.resize(static_cast<size_t>(maxM) * K * dtypeSize(io));
+    y.resize(static_cast<size_t>(maxM) * N * dtypeSize(io));
+    kvsk_fill_params f{x.get(), kio, static_cast<int64_t>(maxM) * K, 0x9e3779b9ull, 1.f, 0.f};
+    KVS_CUDA_CHECK(kvsk_fill(&f, stream_));
+  }
+  BestOfThree timer(stream_);
+  int lo = 0;
+  for (int hi : his) {
+    if (hi <= lo) continue;
+    float bestMs = 1e30f;
+    Bucket best{};
+    bool found = false;
+    if (fp8GemvApplies(hi, N, K, io) && fp8GemvApplies(lo + 1, N, K, io)) {
+      best = Bucket{hi, true, {}, 0, 16};
+      found = true;
+      for (int rows : {16, 32, 64}) {
+        if (!timed) break;
+        kvsk_gemv_fp8_params g{x.get(), W8, wScale, y.get(), hi, N, K, kio, rows};
+        auto once = [&] { KVS_CUDA_CHECK(kvsk_gemv_fp8(&g, stream_)); };
+        once();
+        const float ms = timer(once);
+        if (ms < bestMs) {
+          bestMs = ms;
+          best.gemvRows = rows;
+        }
+      }
+      if (!timed) bestMs = -1.f;  // untimed: the GEMV wins where it serves
+    }
+    setCols(p.b, hi);
+    setCols(p.d, hi);
+    cublasLtMatmulHeuristicResult_t results[8];
+    int count = 0;
+    const int want = hi > 1024 ? 4 : 8;  // compute-bound buckets: fewer, slower candidates (load time)
+    if (cublasLtMatmulAlgoGetHeuristic(handle_, p.desc, p.a, p.b, p.d, p.d, pref, want, results, &count) != CUBLAS_STATUS_SUCCESS)
+      count = 0;
+    for (int i = 0; i < count; ++i) {
+      const cublasLtMatmulAlgo_t& algo = results[i].algo;
+      cublasLtMatmulHeuristicResult_t check;
+      setCols(p.b, lo + 1);
+      setCols(p.d, lo + 1);
+      if (cublasLtMatmulAlgoCheck(handle_, p.desc, p.a, p.b, p.d, p.d, &algo, &check) != CUBLAS_STATUS_SUCCESS ||
+          check.workspaceSize > workspaceBytes_)
+        continue;
+      const size_t ws = std::max(check.workspaceSize, results[i].workspaceSize);
+      float ms = static_cast<float>(i);  // untimed: the heuristic's order
+      if (timed) {
+        auto once = [&] { return matmulFp8(p, algo, x.get(), W8, wScale, y.get(), hi, K, io) == CUBLAS_STATUS_SUCCESS; };
+        if (!once()) continue;
+        ms = timer(once);
+      }
+      if (ms < bestMs) {
+        bestMs = ms;
+        best = Bucket{hi, false, algo, ws, 0};
+        found = true;
+      }
+    }
+    if (!found) throw std::runtime_error("none at M " + std::to_string(lo + 1) + ".." + std::to_string(hi));
+    p.buckets.push_back(best);
+    lo = hi;
+  }
+  KVS_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the scratch buffers are freed on return
+}
+
+void GemmRunner::runFp8(const void* X, const void* W8, const float* wScale, void* Y, int M, int N, int K, DType io) {
+  if (M <= 0) return;
+  requireFast("FP8 GEMM");
+  if (M > maxM_) throw std::runtime_error("FP8 GEMM with M=" + std::to_string(M) + " > planned maximum " + std::to_string(maxM_));
+  if ((reinterpret_cast<uintptr_t>(X) | reinterpret_cast<uintptr_t>(W8) | reinterpret_cast<uintptr_t>(wScale) |
+       reinterpret_cast<uintptr_t>(Y)) % 16 != 0)
+    throw std::runtime_error("FP8 GEMM: X, W8, wScale and Y must be 16-byte aligned");
+  Plan& p = getFp8(N, K, io, nullptr, nullptr, 0);
+  const Bucket& b = bucketFor(p, M);
+  if (b.gemv) {
+    kvsk_gemv_fp8_params g{X, W8, wScale, Y, M, N, K, static_cast<kvsk_dtype>(io), b.gemvRows};
+    KVS_CUDA_CHECK(kvsk_gemv_fp8(&g, stream_));
+    return;
+  }
+  KVS_CUBLAS_CHECK(matmulFp8(p, b.algo, X, W8, wScale, Y, M, K, io));
+}
+
+bool GemmRunner::fp8UsesGemv(int N, int K, DType io, int M) { return bucketFor(getFp8(N, K, io, nullptr, nullptr, 0), M).gemv; }
+
+std::string GemmRunner::describeFp8(int N, int K, DType io) { return describeBuckets(getFp8(N, K, io, nullptr, nullptr, 0)); }
+
+}  // namespace kvs::cuda

@@ -1,0 +1,114 @@
+// FP8 (E4M3) quantization of the FP8 linear layers (kvserve_kernels.h states the scheme): activations per row
+// at run time, before cuBLASLt's FP8 GEMM; weights per output row at load.
+//
+// Both kernels give one CTA to a row: the row's absmax is a block-wide max, so a row's scale and bytes depend
+// on that row alone. Every step is exactly rounded (IEEE division, cvt.rn.satfinite), so the kernel tests can
+// compare bytes and scales bit for bit with a plain CPU encoder.
+#include <cuda_fp8.h>
+
+#include <cfloat>
+
+#include "common.cuh"
+
+namespace kvsk {
+
+namespace {
+
+constexpr int kThreads = 256;
+// 16-byte chunks (8 elements) of its row that each thread of the activation kernel keeps in registers between
+// the absmax and the encode: rows up to kThreads * 8 * kCached = 16384 elements are read from memory once.
+constexpr int kCached = 8;
+
+__device__ __forceinline__ uint32_t e4m3x2(float a, float b) {  // a in the low byte
+  return __nv_cvt_float2_to_fp8x2(make_float2(a, b), __NV_SATFINITE, __NV_E4M3);
+}
+
+template <typename T>
+__device__ __forceinline__ float elem(const uint4& v, int i) {
+  return toF<T>(reinterpret_cast<const T*>(&v)[i]);
+}
+
+template <typename T>
+__device__ __forceinline__ float absMax8(const uint4& v, float m) {
+#pragma unroll
+  for (int i = 0; i < 8; ++i) m = fmaxf(m, fabsf(elem<T>(v, i)));
+  return m;
+}
+
+// The 8 elements of v divided by scale, as 8 e4m3 bytes in element order.
+template <typename T>
+__device__ __forceinline__ uint2 encode8(const uint4& v, float scale) {
+  uint32_t w[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int i = 4 * h;
+    w[h] = e4m3x2(__fdiv_rn(elem<T>(v, i), scale), __fdiv_rn(elem<T>(v, i + 1), scale)) |
+           e4m3x2(__fdiv_rn(elem<T>(v, i + 2), scale), __fdiv_rn(elem<T>(v, i + 3), scale)) << 16;
+  }
+  return make_uint2(w[0], w[1]);
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads) quantizeRowsKernel(kvsk_quantize_rows_fp8_params p) {
+  __shared__ float scratch[32];
+  const int tid = threadIdx.x, chunks = p.k / 8;
+  const uint4* x = reinterpret_cast<const uint4*>(static_cast<const T*>(p.x) + (size_t)blockIdx.x * p.k);
+  uint2* q = reinterpret_cast<uint2*>(static_cast<uint8_t*>(p.xq) + (size_t)blockIdx.x * p.k);
+  pdlWait();  // x is the previous kernel's output
+  pdlTrigger();
+  uint4 v[kCached];
+  float amax = 0.f;
+#pragma unroll
+  for (int i = 0; i < kCached; ++i) {
+    const int c = tid + i * kThreads;
+    v[i] = c < chunks ? x[c] : make_uint4(0, 0, 0, 0);
+    amax = absMax8<T>(v[i], amax);
+  }
+  for (int c = tid + kCached * kThreads; c < chunks; c += kThreads) amax = absMax8<T>(x[c], amax);
+  amax = blockMax(amax, scratch);
+  const float scale = fmaxf(__fdiv_rn(amax, KVSK_FP8_E4M3_MAX), KVSK_FP8_MIN_ACT_SCALE);
+  if (tid == 0) p.xScale[blockIdx.x] = scale;
+#pragma unroll
+  for (int i = 0; i < kCached; ++i) {
+    const int c = tid + i * kThreads;
+    if (c < chunks) q[c] = encode8<T>(v[i], scale);
+  }
+  for (int c = tid + kCached * kThreads; c < chunks; c += kThreads) q[c] = encode8<T>(x[c], scale);
+}
+
+// Load time only: a plain strided walk over the row, twice (the second pass finds the row in L2).
+template <typename T>
+__global__ void __launch_bounds__(kThreads) quantizeWeightKernel(kvsk_quantize_weight_fp8_params p) {
+  __shared__ float scratch[32];
+  const T* w = static_cast<const T*>(p.w) + (size_t)blockIdx.x * p.k;
+  uint8_t* q = static_cast<uint8_t*>(p.w8) + (size_t)blockIdx.x * p.k;
+  float amax = 0.f;
+  for (int i = threadIdx.x; i < p.k; i += kThreads) amax = fmaxf(amax, fabsf(toF<T>(w[i])));
+  amax = blockMax(amax, scratch);
+  float s = __fdiv_rn(amax, KVSK_FP8_E4M3_MAX);
+  if (!(s >= FLT_MIN)) s = amax > 0.f ? FLT_MIN : 1.f;  // tiny rows keep a normal scale; zero rows get 1
+  if (threadIdx.x == 0) p.wScale[blockIdx.x] = s;
+  for (int i = threadIdx.x; i < p.k; i += kThreads)
+    q[i] = __nv_cvt_float_to_fp8(__fdiv_rn(toF<T>(w[i]), s), __NV_SATFINITE, __NV_E4M3);
+}
+
+}  // namespace
+
+}  // namespace kvsk
+
+extern "C" cudaError_t kvsk_quantize_rows_fp8(const kvsk_quantize_rows_fp8_params* p, cudaStream_t stream) {
+  if (p->m < 0 || p->k < 8 || p->k % 8 != 0) return cudaErrorInvalidValue;
+  if (reinterpret_cast<uintptr_t>(p->x) % 16 != 0 || reinterpret_cast<uintptr_t>(p->xq) % 8 != 0) return cudaErrorInvalidValue;
+  if (p->m == 0) return cudaSuccess;
+  const dim3 grid(p->m), block(kvsk::kThreads);
+  if (p->dtype == KVSK_BF16) return kvsk::launch(kvsk::quantizeRowsKernel<__nv_bfloat16>, grid, block, 0, stream, *p);
+  if (p->dtype == KVSK_F16) return kvsk::launch(kvsk::quantizeRowsKernel<__half>, grid, block, 0, stream, *p);
+  return cudaErrorNotSupported;
+}
+
+extern "C" cudaError_t kvsk_quantize_weight_fp8(const kvsk_quantize_weight_fp8_params* p, cudaStream_t stream) {
+  if (p->n < 0 || p->k < 1) return cudaErrorInvalidValue;
+  if (p->n == 0) return cudaSuccess;
+  KVSK_DTYPE_SWITCH(p->dtype, T, kvsk::quantizeWeightKernel<T><<<p->n, kvsk::kThreads, 0, stream>>>(*p));
+  return cudaGetLastError();
+}

@@ -1,0 +1,269 @@
+// FP8 linear layers against float64 references of the dequantized operands (fp8_ref.h): the FP8 GEMV
+// (kernels/gemv_fp8.cu) and GemmRunner::runFp8 (engines/cuda/gemm_fp8.cc). Weights are random e4m3 codes
+// (every finite code, subnormals included; one case of subnormal codes only, which a flushing decode would
+// zero) with random per-row scales.
+// - GEMV, M = 1..16, shapes up to Llama-3-8B's and ragged ones (N not a multiple of 16, K % 64 = 16 or 48):
+//   the operands are exact after dequantization, so only the float32 sum order differs from float64:
+//   |y - ref| <= rtol |ref| + 2e-5 sum |x w| (rtol: bf16 2^-8, f16 2^-10, the output rounding). And every row
+//   is the same bits at every M and at 16, 32 and 64 rows per CTA.
+// - runFp8 at M = 1, 5, 8, 16 (GEMV or cuBLASLt, whichever the timed plan chose; fp8UsesGemv says which),
+//   37 and 512 (cuBLASLt on x quantized per row): the GEMV as above; cuBLASLt against the float64 product of
+//   the same quantized x (fp8_ref.h's per-row quantizer, bitwise what the kernel writes), with 1e-4 sum |terms|
+//   for the FP8 tensor cores' accumulation, and against unquantized x within the e4m3 rounding bound.
+// - An FP8 plan exported and imported gives the same output bits; foreign choices are refused; the
+//   batch-invariant runner refuses FP8.
+#include <cstring>
+
+#include "fp8_ref.h"
+#include "gemm.h"
+
+namespace kt {
+
+namespace {
+
+using kvs::cuda::GemmChoice;
+using kvs::cuda::GemmMode;
+using kvs::cuda::GemmRunner;
+
+struct Fp8Weight {
+  int N, K;
+  std::vector<uint8_t> w8;  // [N, K]
+  std::vector<float> ws;    // [N]
+  DevVec<uint8_t> dW;
+  DevVec<float> dS;
+  Fp8Weight(int n, int k, bool subnormalOnly)
+      : N(n), K(k), w8(randomE4m3((size_t)n * k, subnormalOnly)), ws(scales(n, subnormalOnly ? 4.f : 1.f / 64)), dW(w8), dS(ws) {}
+  static std::vector<float> scales(int n, float base) {
+    std::vector<float> v(n);
+    for (auto& s : v) s = uni(0.5f, 2.f) * base;
+    return v;
+  }
+};
+
+// ref[r][n] = wScale[n] sum_k x[r][k] W8[n][k] in float64, and abs[r][n] the same sum of absolute terms;
+// x given as float64 rows.
+struct Ref {
+  std::vector<std::vector<double>> ref, abs;
+};
+Ref reference(const Fp8Weight& w, const std::vector<std::vector<double>>& x) {
+  double lut[256];
+  for (int c = 0; c < 256; ++c) lut[c] = e4m3Decode(c);
+  Ref r;
+  r.ref.assign(x.size(), std::vector<double>(w.N));
+  r.abs.assign(x.size(), std::vector<double>(w.N));
+  parallelFor(w.N, [&](int n) {
+    const uint8_t* row = &w.w8[(size_t)n * w.K];
+    for (size_t i = 0; i < x.size(); ++i) {
+      double acc = 0, a = 0;
+      for (int k = 0; k < w.K; ++k) {
+        const double t = x[i][k] * lut[row[k]];
+        acc += t;
+        a += std::fabs(t);
+      }
+      r.ref[i][n] = acc * w.ws[n];
+      r.abs[i][n] = a * w.ws[n];
+    }
+  });
+  return r;
+}
+
+double rtolOf(kvsk_dtype dt) { return dt == KVSK_BF16 ? 1.0 / 256 : 1.0 / 1024; }
+
+std::vector<double> rowOf(const Buf& X, int r, int K) {
+  std::vector<double> v(K);
+  for (int k = 0; k < K; ++k) v[k] = X.get((size_t)r * K + k);
+  return v;
+}
+
+// Row r of Y [M, N] into st against ref, with |err| <= rtol |ref| + absTol * abs.
+void addRow(ErrStat& st, const Buf& Y, int r, int N, const std::vector<double>& ref, const std::vector<double>& abs,
+            double rtol, double absTol) {
+  for (int n = 0; n < N; ++n) {
+    const double tol = rtol * std::fabs(ref[n]) + absTol * abs[n] + 1e-30;
+    st.add(Y.get((size_t)r * N + n), ref[n], tol, 0);
+  }
+}
+
+std::string name(kvsk_dtype dt, int N, int K) { return std::string(dtName(dt)) + " N" + std::to_string(N) + " K" + std::to_string(K); }
+
+void gemvCase(kvsk_dtype dt, int N, int K, bool subnormalOnly) {
+  const int maxM = KVSK_GEMV_FP8_MAX_M;
+  const Fp8Weight w(N, K, subnormalOnly);
+  Buf X(dt, (size_t)maxM * K);
+  for (size_t i = 0; i < X.n; ++i) X.set(i, uni(-1, 1));
+  X.up();
+  std::vector<std::vector<double>> xs;
+  for (int r = 0; r < maxM; ++r) xs.push_back(rowOf(X, r, K));
+  const Ref ref = reference(w, xs);
+  auto run = [&](int M, int rows) {
+    Buf Y(dt, (size_t)M * N);
+    Y.poison();
+    kvsk_gemv_fp8_params p{X.dev, w.dW.dev, w.dS.dev, Y.dev, M, N, K, dt, rows};
+    CK(kvsk_gemv_fp8(&p, 0));
+    CK(cudaDeviceSynchronize());
+    Y.down();
+    return Y.host;
+  };
+  const std::vector<uint8_t> full = run(maxM, 16);
+  const size_t rowBytes = (size_t)N * dtSize(dt);
+  ErrStat st;
+  bool sameBits = true;
+  for (int M = 1; M <= maxM; ++M) {
+    Buf Y(dt, (size_t)M * N);
+    Y.host = run(M, 16);
+    for (int r = 0; r < M; ++r) addRow(st, Y, r, N, ref.ref[r], ref.abs[r], rtolOf(dt), 2e-5);
+    sameBits = sameBits && std::memcmp(Y.host.data(), full.data(), (size_t)M * rowBytes) == 0;
+  }
+  for (int rows : {32, 64}) sameBits = sameBits && run(maxM, rows) == full;
+  const std::string n = "gemv_fp8 " + name(dt, N, K) + (subnormalOnly ? " subnormal codes" : "");
+  report("fp8", n + " M1..16 vs float64", maxM, st);
+  reportBool("fp8", n + " rows bitwise equal at every M and 16/32/64 rows per CTA", maxM + 2, sameBits, "");
+}
+
+void runnerCase(cudaStream_t stream, kvsk_dtype dt, int N, int K) {
+  const int maxM = 512;
+  const kvs::DType io = static_cast<kvs::DType>(dt);
+  const Fp8Weight w(N, K, false);
+  Buf X(dt, (size_t)maxM * K);
+  for (size_t i = 0; i < X.n; ++i) X.set(i, uni(-1, 1));
+  X.up();
+  const std::vector<int> rows = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 18, 36, 256, 511};
+  std::vector<std::vector<double>> xs, xq;  // x, and x quantized per row as kvsk_quantize_rows_fp8 does
+  std::vector<double> xScale;
+  for (int r : rows) {
+    xs.push_back(rowOf(X, r, K));
+    std::vector<float> f(xs.back().begin(), xs.back().end());
+    std::vector<uint8_t> q(K);
+    xScale.push_back(quantizeRowRef(f.data(), K, q.data()));
+    std::vector<double> d(K);
+    for (int k = 0; k < K; ++k) d[k] = e4m3Decode(q[k]) * xScale.back();
+    xq.push_back(d);
+  }
+  const Ref exact = reference(w, xs), quant = reference(w, xq);
+  double sumW = 0;  // max over n of wScale sum_k |W8|: the bound of an e4m3-subnormal rounding of x
+  for (int n = 0; n < N; ++n) {
+    double s = 0;
+    for (int k = 0; k < K; ++k) s += std::fabs(e4m3Decode(w.w8[(size_t)n * K + k]));
+    sumW = std::max(sumW, s * w.ws[n]);
+  }
+  GemmRunner gemm(stream, maxM, GemmMode::Fast);
+  gemm.planFp8(N, K, io, w.dW.dev, w.dS.dev);
+  for (int M : {1, 5, 8, 16, 37, 512}) {
+    Buf Y(dt, (size_t)M * N);
+    Y.poison();
+    gemm.runFp8(X.dev, w.dW.dev, w.dS.dev, Y.dev, M, N, K, io);
+    CK(cudaStreamSynchronize(stream));
+    Y.down();
+    const bool gemv = gemm.fp8UsesGemv(N, K, io, M);
+    ErrStat st, bound;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      if (rows[i] >= M || (M > 16 && rows[i] != 0 && rows[i] != M / 2 && rows[i] != M - 1 && rows[i] != 1)) continue;
+      if (gemv) {
+        addRow(st, Y, rows[i], N, exact.ref[i], exact.abs[i], rtolOf(dt), 2e-5);
+      } else {
+        addRow(st, Y, rows[i], N, quant.ref[i], quant.abs[i], rtolOf(dt), 1e-4);
+        for (int n = 0; n < N; ++n)  // |x - e4m3(x)| <= 2^-4 |x| (normal) or 2^-10 xScale (subnormal)
+          bound.add(Y.get((size_t)rows[i] * N + n), exact.ref[i][n],
+                    rtolOf(dt) * std::fabs(exact.ref[i][n]) + 1e-4 * quant.abs[i][n] + exact.abs[i][n] / 16 +
+                        xScale[i] / 1024 * sumW, 0);
+      }
+    }
+    const std::string n = "runFp8 " + name(dt, N, K) + " M" + std::to_string(M) + (gemv ? " (gemv)" : " (cuBLASLt)");
+    report("fp8", n + (gemv ? " vs float64" : " vs float64 of the quantized x"), (int)st.n / N, st);
+    if (!gemv) report("fp8", n + " vs unquantized x within the e4m3 bound", (int)bound.n / N, bound);
+  }
+  std::printf("  fp8 %s: %s\n", name(dt, N, K).c_str(), gemm.describeFp8(N, K, io).c_str());
+}
+
+void importCase(cudaStream_t stream, int N, int K) {
+  const int maxM = 512;
+  const kvs::DType bf = kvs::DType::BF16;
+  const Fp8Weight w(N, K, false);
+  Buf X(KVSK_BF16, (size_t)maxM * K);
+  for (size_t i = 0; i < X.n; ++i) X.set(i, uni(-1, 1));
+  X.up();
+  GemmRunner timed(stream, maxM, GemmMode::Fast);
+  timed.planFp8(N, K, bf, w.dW.dev, w.dS.dev);
+  const std::vector<GemmChoice> plan = timed.exportPlanFp8(N, K, bf);
+  GemmRunner restored(stream, maxM, GemmMode::Fast);
+  const std::string why = restored.importPlanFp8(N, K, bf, plan);
+  bool same = why.empty();
+  for (int M : {1, 8, 16, 17, 100, 512}) {
+    if (!same) break;
+    Buf Ya(KVSK_BF16, (size_t)M * N), Yb(KVSK_BF16, (size_t)M * N);
+    timed.runFp8(X.dev, w.dW.dev, w.dS.dev, Ya.dev, M, N, K, bf);
+    restored.runFp8(X.dev, w.dW.dev, w.dS.dev, Yb.dev, M, N, K, bf);
+    CK(cudaStreamSynchronize(stream));
+    Ya.down();
+    Yb.down();
+    same = Ya.host == Yb.host;
+  }
+  const std::string n = "fp8 import N" + std::to_string(N) + " K" + std::to_string(K);
+  reportBool("fp8", n + ": same output bits at M 1..512", 6, same, why.empty() ? timed.describeFp8(N, K, bf) : why);
+
+  auto refused = [&](const std::string& what, const std::vector<GemmChoice>& bad, const char* expect) {
+    GemmRunner r(stream, maxM, GemmMode::Fast);
+    const std::string got = r.importPlanFp8(N, K, bf, bad);
+    const std::string again = r.importPlanFp8(N, K, bf, plan);  // nothing was installed
+    reportBool("fp8", n + " refused: " + what, 1, got.find(expect) != std::string::npos && again.empty(),
+               got + (again.empty() ? "" : "; then: " + again));
+  };
+  std::vector<GemmChoice> bf16Rows = plan;  // the bf16 GEMV's 4 rows per CTA
+  bf16Rows[0].gemv = true;
+  bf16Rows[0].gemvRows = 4;
+  refused("a GEMV range of 4 rows per CTA", bf16Rows, "does not serve");
+  Buf Wb(KVSK_BF16, (size_t)N * K);
+  for (size_t i = 0; i < Wb.n; ++i) Wb.set(i, uni(-1, 1));
+  Wb.up();
+  GemmRunner bf16Runner(stream, maxM, GemmMode::Fast);
+  bf16Runner.plan(N, K, bf, bf, Wb.dev);
+  const std::vector<GemmChoice> bf16Plan = bf16Runner.exportPlan(N, K, bf, bf);
+  std::vector<GemmChoice> foreign = plan;  // the same M ranges: fastBuckets(512) for both
+  for (size_t i = 0; i < foreign.size() && i < bf16Plan.size(); ++i)
+    if (!foreign[i].gemv && !bf16Plan[i].gemv) foreign[i].algo = bf16Plan[i].algo;
+  refused("bf16 algorithms for an FP8 GEMM", foreign, "cuBLASLt rejects the algorithm");
+
+  GemmRunner invariant(stream, 64, GemmMode::BatchInvariant);
+  std::string msg;
+  try {
+    invariant.planFp8(N, K, bf, w.dW.dev, w.dS.dev);
+  } catch (const std::exception& e) {
+    msg = e.what();
+  }
+  reportBool("fp8", n + " refused in batch-invariant mode", 1, msg.find("--batch-invariant") != std::string::npos, msg);
+}
+
+}  // namespace
+
+void fp8QuantTests();  // fp8_quant_test.cu
+
+void fp8Tests() {
+  fp8QuantTests();
+  struct Shape { int N, K; bool subnormalOnly; };
+  const Shape gemvShapes[] = {{16, 64, false}, {37, 80, false},    {100, 112, false},   {130, 1008, false},
+                              {1000, 208, false}, {6144, 4096, false}, {4096, 14336, false}, {256, 4096, true}};
+  for (kvsk_dtype dt : {KVSK_BF16, KVSK_F16})
+    for (const Shape& s : gemvShapes) try {
+        gemvCase(dt, s.N, s.K, s.subnormalOnly);
+      } catch (const std::exception& e) {
+        reportBool("fp8", "gemv_fp8 " + name(dt, s.N, s.K), 0, false, e.what());
+      }
+  cudaStream_t stream;
+  CK(cudaStreamCreate(&stream));
+  struct RunnerShape { kvsk_dtype dt; int N, K; };
+  const RunnerShape runnerShapes[] = {{KVSK_BF16, 6144, 4096}, {KVSK_BF16, 4096, 14336}, {KVSK_BF16, 1024, 512},
+                                      {KVSK_BF16, 1000, 80},   {KVSK_F16, 1024, 512},    {KVSK_F16, 1000, 80}};
+  for (const RunnerShape& s : runnerShapes) try {
+      runnerCase(stream, s.dt, s.N, s.K);
+    } catch (const std::exception& e) {
+      reportBool("fp8", "runFp8 " + name(s.dt, s.N, s.K), 0, false, e.what());
+    }
+  for (auto [N, K] : {std::pair{1024, 512}, std::pair{6144, 4096}}) try {
+      importCase(stream, N, K);
+    } catch (const std::exception& e) {
+      reportBool("fp8", "fp8 import N" + std::to_string(N) + " K" + std::to_string(K), 0, false, e.what());
+    }
+  CK(cudaStreamDestroy(stream));
+}
+
+}  // namespace kt
