@@ -87,7 +87,7 @@ class CudaBackend final : public Backend {
   void blockCopies(const int32_t* in, const Layout& lay, int numCopies);
   // Enqueues embed .. lm_head for the shape; reads its inputs from `in` at `lay`.
   void forward(const StepShape& sh, const int32_t* in, const Layout& lay);
-  // y[M, N] = x[M, K] W^T for one layer matrix, in fp8 (with its scales) or the compute dtype.
+  // y[M, N] = x[M, K] W^T for one layer matrix: fp8 when it has scales, else in the compute dtype.
   void linear(const void* x, const void* W, const float* scale, void* y, int M, int N, int K);
   // Decode steps through CUDA graphs: returns false when the step does not qualify (then run eagerly).
   bool stepGraphed(const StepBatch& b, const StepShape& eager);

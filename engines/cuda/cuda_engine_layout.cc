@@ -21,7 +21,7 @@ std::vector<CudaTensorSpec> cudaTensorSpecs(const ModelConfig& c, DType compute,
   // A layer matrix: fp8 with its scale per row, or in the compute dtype.
   auto matrix = [&](const std::string& name, CudaTensor kind, CudaTensor scale, int layer, int64_t rows, int64_t cols) {
     add(name + ".weight", kind, layer, {rows, cols});
-    if (!fp8) return;
+    if (!fp8 || !cudaFp8Matrix(cols)) return;
     out.back().dtype = DType::F8E4M3;
     add(name + ".weight_scale", scale, layer, {rows});
     out.back().dtype = DType::F32;

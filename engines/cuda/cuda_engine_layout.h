@@ -16,6 +16,8 @@
 // (--quantization fp8) holds the four layer matrices (qkv_proj, o_proj, gate_up_proj, down_proj) as
 // F8_E4M3, each followed by its float32 scale per output row, as vLLM names it:
 //   model.layers.N.self_attn.qkv_proj.weight_scale   [(Hq + 2 Hkv) D]   W ≈ fp8 weight * scale[row]
+// A matrix whose rows are not a multiple of 16 elements (stories260K's down_proj, K = 172) stays in the
+// compute dtype, without a scale: FP8 GEMMs read 16-byte rows (cudaFp8Matrix).
 // Plain C++, no CUDA headers: the CPU test suite checks it on its own.
 #pragma once
 #include <string>
@@ -40,6 +42,9 @@ struct CudaTensorSpec {
   int64_t numel() const;
   size_t bytes() const { return static_cast<size_t>(numel()) * dtypeSize(dtype); }
 };
+
+// Whether a layer matrix of `cols` columns (K) is fp8 in an fp8 layout.
+inline bool cudaFp8Matrix(int64_t cols) { return cols % 16 == 0; }
 
 // The layout in `compute`; fp8: the layer matrices as F8_E4M3 with their scales.
 std::vector<CudaTensorSpec> cudaTensorSpecs(const ModelConfig& cfg, DType compute, bool fp8 = false);

@@ -207,7 +207,7 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
 }
 
 void CudaBackend::linear(const void* x, const void* W, const float* scale, void* y, int M, int N, int K) {
-  if (fp8_) gemm_->runFp8(x, W, scale, y, M, N, K, dt_);
+  if (scale) gemm_->runFp8(x, W, scale, y, M, N, K, dt_);  // an fp8 matrix (cuda_engine_layout.h)
   else gemm_->run(x, W, y, M, N, K, dt_, dt_);
 }
 

@@ -17,7 +17,7 @@ TunedGemm toTuned(const ModelGemm& g, const GemmChoice& c) {
   t.mMin = c.mMin;
   t.mMax = c.mMax;
   if (c.gemv) {
-    t.kernel = "gemv";
+    t.kernel = g.fp8 ? "gemv_fp8" : "gemv";
     t.rowsPerCta = c.gemvRows;
   } else {
     t.kernel = "cublasLt";
@@ -41,9 +41,12 @@ std::string choicesFor(const ModelGemm& g, const std::vector<TunedGemm>& tuned, 
     GemmChoice c;
     c.mMin = t.mMin;
     c.mMax = t.mMax;
-    if (t.kernel == "gemv") {
+    if (t.kernel == (g.fp8 ? "gemv_fp8" : "gemv")) {
       c.gemv = true;
       c.gemvRows = t.rowsPerCta;
+    } else if (t.kernel == "gemv" || t.kernel == "gemv_fp8") {
+      return "M " + std::to_string(t.mMin) + ".." + std::to_string(t.mMax) + ": a " + t.kernel + " record for a" +
+             (g.fp8 ? "n fp8" : " " + std::string("bf16/f16")) + " weight";
     } else if (t.kernel == "cublasLt") {
       if (!parseAlgoHex(t.algo, &c.algo)) return "M " + std::to_string(t.mMin) + ".." + std::to_string(t.mMax) + ": algo is not 128 hex digits";
     } else {
@@ -59,12 +62,14 @@ std::string choicesFor(const ModelGemm& g, const std::vector<TunedGemm>& tuned, 
 std::vector<ModelGemm> modelGemms(const ModelConfig& cfg, const CudaWeights& w, int maxT, int maxS) {
   const int H = cfg.hiddenSize, I = cfg.intermediateSize, V = cfg.vocabSize, D = cfg.headDim;
   const CudaLayerWeights* L0 = w.layers.empty() ? nullptr : &w.layers[0];
-  const bool f = w.fp8;
+  // A matrix is fp8 when the layout made it so (its scale is there): cudaFp8Matrix(cfg, cols).
+  const int qkv = (cfg.numHeads + 2 * cfg.numKvHeads) * D;
+  auto fp8 = [&](int cols) { return w.fp8 && cudaFp8Matrix(cols); };
   return {
-      {"qkv_proj", (cfg.numHeads + 2 * cfg.numKvHeads) * D, H, L0 ? L0->qkv : nullptr, maxT, f, L0 ? L0->qkvScale : nullptr},
-      {"o_proj", H, cfg.numHeads * D, L0 ? L0->o : nullptr, maxT, f, L0 ? L0->oScale : nullptr},
-      {"gate_up_proj", 2 * I, H, L0 ? L0->gateUp : nullptr, maxT, f, L0 ? L0->gateUpScale : nullptr},
-      {"down_proj", H, I, L0 ? L0->down : nullptr, maxT, f, L0 ? L0->downScale : nullptr},
+      {"qkv_proj", qkv, H, L0 ? L0->qkv : nullptr, maxT, fp8(H), L0 ? L0->qkvScale : nullptr},
+      {"o_proj", H, cfg.numHeads * D, L0 ? L0->o : nullptr, maxT, fp8(cfg.numHeads * D), L0 ? L0->oScale : nullptr},
+      {"gate_up_proj", 2 * I, H, L0 ? L0->gateUp : nullptr, maxT, fp8(H), L0 ? L0->gateUpScale : nullptr},
+      {"down_proj", H, I, L0 ? L0->down : nullptr, maxT, fp8(I), L0 ? L0->downScale : nullptr},
       {"lm_head", V, H, w.lmHead, maxS},
   };
 }

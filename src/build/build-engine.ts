@@ -176,7 +176,11 @@ export async function buildEngineFolder(
         contentHash: source.contentHash,
         files: source.files,
       },
-      quantization: plan ? int8Section(plan, built, null) : fp8 ? fp8Section(null, fp8.evalData) : { method: 'none' },
+      quantization: plan
+        ? int8Section(plan, built, null)
+        : fp8
+          ? fp8Section(null, fp8.evalData, built)
+          : { method: 'none' },
       target: built.target,
       weights: {
         file: 'model.safetensors',
@@ -215,7 +219,7 @@ export async function buildEngineFolder(
         progress: (f) => progress?.('evaluate', f),
       });
       progress?.('evaluate', 1);
-      manifest.quantization = fp8Section(quality, fp8.evalData);
+      manifest.quantization = fp8Section(quality, fp8.evalData, built);
       manifest.timings.evaluate = (performance.now() - t4) / 1000;
       manifest.timings.total = (performance.now() - t0) / 1000;
       write();

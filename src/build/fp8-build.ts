@@ -3,6 +3,7 @@
 // quantized per output channel from their own abs-max, activations per token at run time (engines/cuda).
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../config.js';
+import type { NativeBuildResult } from '../runner/binding.js';
 import { TextTokenizer } from '../tokenizer/tokenizer.js';
 import { readTextSamples, tokenizeSamples } from './calibration-data.js';
 import type { Fp8Quantization } from './manifest.js';
@@ -33,7 +34,23 @@ export async function planFp8(
   return { evalData, evalSamples, maxLen };
 }
 
-export function fp8Section(quality: QualityReport | null, evalData: string): Fp8Quantization {
+/** Layer matrices the fp8 layout keeps in the compute dtype (rows not a multiple of 16 elements), by module. */
+function keptMatrices(built: NativeBuildResult): Array<{ name: string; why: string }> {
+  const kept = new Map<string, { layers: number; k: number }>();
+  for (const t of built.tensors) {
+    const m = /^model\.layers\.\d+\.((self_attn|mlp)\.\w+_proj)\.weight$/.exec(t.name);
+    if (!m || t.dtype === 'float8_e4m3fn') continue;
+    const e = kept.get(m[1]!) ?? { layers: 0, k: t.shape[1]! };
+    e.layers++;
+    kept.set(m[1]!, e);
+  }
+  return [...kept].map(([name, e]) => ({
+    name: `${name} (${e.layers} layers)`,
+    why: `its rows are ${e.k} elements, not a multiple of 16 (FP8 GEMMs read 16-byte rows)`,
+  }));
+}
+
+export function fp8Section(quality: QualityReport | null, evalData: string, built: NativeBuildResult): Fp8Quantization {
   return {
     method: 'fp8',
     scheme:
@@ -43,6 +60,7 @@ export function fp8Section(quality: QualityReport | null, evalData: string): Fp8
     keptInFloat: [
       { name: 'lm_head', why: 'the output projection stays in the compute dtype (as TensorRT-LLM and vLLM keep it)' },
       { name: 'model.embed_tokens', why: 'a lookup, not a GEMM' },
+      ...keptMatrices(built),
     ],
     quality: quality ? { file: evalData, ...quality } : null,
   };

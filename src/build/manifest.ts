@@ -134,6 +134,7 @@ export function describeTarget(t: NativeTarget): string {
 
 function describeGemm(g: NativeTunedGemm): string {
   if (g.kernel === 'gemv') return `GEMV kernel, ${g.rowsPerCta} rows of W per CTA`;
+  if (g.kernel === 'gemv_fp8') return `fp8 GEMV kernel, ${g.rowsPerCta} rows of W per CTA`;
   if (g.kernel === 'cublasLt')
     return `cuBLASLt algo ${g.algoId}, tile ${g.tile}, stages ${g.stages}, split-K ${g.splitK}`;
   return g.algo ?? '';

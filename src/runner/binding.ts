@@ -178,7 +178,7 @@ export interface NativeTunedGemm {
   mMin: number;
   mMax: number;
   algo?: string; // what the backend restores; cuBLASLt: its cublasLtMatmulAlgo_t as 128 hex digits
-  kernel?: 'cublasLt' | 'gemv';
+  kernel?: 'cublasLt' | 'gemv' | 'gemv_fp8';
   rowsPerCta?: number; // gemv
   algoId?: number; // cublasLt, for people
   tile?: number;

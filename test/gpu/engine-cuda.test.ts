@@ -60,6 +60,7 @@ function checkTunedGemms(m: EngineManifest) {
     );
     for (const g of ranges) {
       if (g.kernel === 'gemv') expect([1, 2, 4]).toContain(g.rowsPerCta);
+      else if (g.kernel === 'gemv_fp8') expect([16, 32, 64]).toContain(g.rowsPerCta);
       else expect(g.algo).toMatch(/^[0-9a-f]{128}$/);
     }
   }

@@ -176,6 +176,15 @@ describe('the fp8 layout', () => {
     }
   });
 
+  test('a matrix whose rows are not a multiple of 16 stays in bf16, without a scale (stories260K down_proj, K 172)', () => {
+    const stories = layoutOf('layout-fp8', join(repo, 'models', 'stories260K', 'config.json'));
+    expect(stories.check).toBe('');
+    expect(stories.dtypes.get('model.layers.0.mlp.down_proj.weight')).toBe('bfloat16');
+    expect(stories.tensors.has('model.layers.0.mlp.down_proj.weight_scale')).toBe(false);
+    expect(stories.dtypes.get('model.layers.0.mlp.gate_up_proj.weight')).toBe('float8_e4m3fn');
+    expect(stories.tensors.get('model.layers.0.mlp.gate_up_proj.weight_scale')).toEqual([344]);
+  });
+
   test('a bf16 matrix where the fp8 layout has fp8, or a missing scale, is named in one line', () => {
     expect(layoutOf('layout-fp8', config, 'dtype', 'model.layers.0.mlp.down_proj.weight').check).toBe(
       "tensor model.layers.0.mlp.down_proj.weight is float32, the manifest's bfloat16 fp8 layout has it in float8_e4m3fn",
