@@ -28,6 +28,7 @@ export interface EngineConfig {
   enablePrefixCaching: boolean;
   seed: number;
   batchInvariant: boolean; // cuda: results bitwise independent of the batch (slower GEMMs)
+  kvCacheDtype: 'auto' | 'fp8' | 'fp8_e4m3'; // auto = the compute dtype; fp8 (= fp8_e4m3): cuda, half the bytes
 }
 
 export interface ServerConfig extends EngineConfig {
@@ -155,6 +156,14 @@ export const engineFlags: Record<string, FlagSpec> = {
     key: 'batchInvariant',
     kind: 'boolean',
     help: 'cuda: greedy ids and logprobs bitwise the same whatever else is batched (slower GEMMs; the CPU always is)',
+  },
+  'kv-cache-dtype': {
+    key: 'kvCacheDtype',
+    kind: 'string',
+    choices: ['auto', 'fp8', 'fp8_e4m3'],
+    help:
+      'KV cache element type: auto = the compute dtype; fp8 (or fp8_e4m3) = e4m3 with one scale per layer for K ' +
+      'and V (1.0 unless the engine was calibrated): half the bytes, twice the tokens in the same memory (cuda only)',
   },
 };
 
@@ -284,6 +293,7 @@ export function engineDefaults(): EngineConfig {
     enablePrefixCaching: true,
     seed: 0,
     batchInvariant: false,
+    kvCacheDtype: 'auto',
   };
 }
 
@@ -383,6 +393,11 @@ export function finishEngineConfig<T extends EngineConfig>(c: T): T {
   if (c.loadFormat !== 'dummy' && model.endsWith('.json')) {
     throw new ConfigError(
       `--model ${model} is a file; give the model folder (a config.json alone needs --load-format dummy)`,
+    );
+  }
+  if (c.kvCacheDtype !== 'auto' && c.device === 'cpu') {
+    throw new ConfigError(
+      `--kv-cache-dtype ${c.kvCacheDtype} needs the CUDA backend (--device cuda); the CPU backend keeps the KV cache in float32`,
     );
   }
   if (c.maxNumBatchedTokens < c.blockSize) {

@@ -33,6 +33,7 @@ export function nativeOptions(config: EngineConfig, native: NativeModule): Nativ
     maxModelLen: config.maxModelLen,
     seed: config.seed,
     batchInvariant: config.batchInvariant,
+    kvCacheDtype: config.kvCacheDtype === 'auto' ? 'auto' : 'fp8',
   };
 }
 
