@@ -8,7 +8,8 @@
  *   Hq query heads, Hkv KV heads (Hq % Hkv == 0, G = Hq / Hkv), D head_dim.
  *   KV cache of one layer: k and v each [numBlocks, blockSize, Hkv, D]; a token's slot is
  *   block * blockSize + offset.
- *   dtype of activations, weights and cache: one kvsk_dtype per call; reductions are in float32.
+ *   dtype of activations, weights and cache: one kvsk_dtype per call (the cache may be fp8 instead:
+ *   kvsk_kv_dtype); reductions are in float32.
  */
 #pragma once
 #include <cuda_runtime_api.h>

@@ -6,9 +6,10 @@
 // sequence owns holds NaN, so a read outside the block table or past the context poisons the output.
 // Tolerance |out - ref| <= atol + rtol |ref|: f32 1e-5/1e-4, f16 2e-3/2e-3, bf16 1.6e-2/1.6e-2
 // (one rounding of the output to the dtype dominates).
-// The same over an fp8 (e4m3) cache, with the dtype's tolerance: the reference attends over the dequantized
-// cache (code value * the layer's scale, in float64), so the cache's own rounding is not in the error; unowned
-// slots hold the e4m3 NaN. Scales 1 (the default: small values are e4m3 subnormals or zero) and 1/64, 0.0123.
+// The same scenarios over an fp8 (e4m3) cache (bf16, f16 x head_dim 64 (block 16), 128 (16, 32) x G 1, 4, 8;
+// 256 at G 1, 4), with the dtype's tolerance: the reference attends over the dequantized cache (code value *
+// the layer's scale, in float64), so the cache's own rounding is not in the error; unowned slots hold the e4m3
+// NaN. Scales 1 (the default: small values are e4m3 subnormals or zero) and 1/64, 0.0123.
 // Batch invariance at the kernel: decode rows computed in a pure decode launch (the split decode kernel), in
 // a mixed launch beside a prefill (the prefill-shaped kernel) and with every tile through the merge (what a
 // graphed step does) give the same bits, for both cache dtypes.
