@@ -4,6 +4,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "model_config.h"
 #include "step.h"
@@ -32,6 +33,10 @@ struct EngineOptions {
   // per output channel and runs them through FP8 GEMMs (activations quantized per token at run time):
   // quantized at load from a checkpoint, or as an fp8 engine holds them. lm_head stays in the compute dtype.
   std::string quantization = "none";
+  std::string kvCacheDtype = "auto";  // auto: the compute dtype (cpu: float32); fp8: e4m3 (cuda only, half the bytes)
+  // fp8 KV cache: per-layer K and V scales (stored = e4m3(x / scale)); both empty = 1.0 for every layer (what
+  // vLLM does without calibration), else numLayers finite positive values each. Checked whenever given.
+  std::vector<float> kvScalesK, kvScalesV;
   // Loading progress: while it is being made, a backend calls this each time one weight tensor is ready
   // (converted, uploaded, generated, or borrowed in place from the mapping), with its checkpoint bytes.
   // Never called after the backend's constructor returns.
@@ -40,7 +45,8 @@ struct EngineOptions {
 
 struct BackendInfo {
   std::string device;      // "cpu" | "cuda:0 (NVIDIA H100 80GB HBM3)"
-  DType dtype;             // what the weights and KV cache are held in
+  DType dtype;             // what the weights are held in (and the computations run in)
+  std::string kvCacheDtype; // what the KV cache is held in: "float32" (cpu), the compute dtype's name, or "fp8_e4m3"
   int numKvBlocks = 0;
   size_t kvBlockBytes = 0; // bytes of one block over all layers, K and V
   size_t weightBytes = 0;

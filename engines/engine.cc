@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <limits>
 #include <set>
+#include <utility>
 #include <stdexcept>
 
 #include "batch_check.h"
@@ -47,6 +49,26 @@ void checkOptions(const EngineOptions& o) {
   if (o.quantization == "fp8" && o.batchInvariant)
     throw std::runtime_error("quantization fp8 with --batch-invariant is not supported yet (the FP8 GEMMs are tuned per M); "
                              "drop one of them");
+  if (o.kvCacheDtype != "auto" && o.kvCacheDtype != "fp8")
+    throw std::runtime_error("unsupported kvCacheDtype \"" + o.kvCacheDtype + "\" (supported: auto, fp8)");
+  if (o.kvCacheDtype == "fp8" && o.device == "cpu")
+    throw std::runtime_error("--kv-cache-dtype fp8 needs the CUDA backend (--device cuda); the CPU backend keeps the "
+                             "KV cache in float32 (use --kv-cache-dtype auto)");
+}
+
+// One K and one V scale per layer, finite and positive, or none at all (1.0 each).
+void checkKvScales(const EngineOptions& o, int numLayers) {
+  if (o.kvScalesK.empty() && o.kvScalesV.empty()) return;
+  for (const auto& [name, v] : {std::pair{"k", &o.kvScalesK}, std::pair{"v", &o.kvScalesV}}) {
+    if (static_cast<int>(v->size()) != numLayers)
+      throw std::runtime_error(std::string("kvScales.") + name + " has " + std::to_string(v->size()) +
+                               " entries; the model has " + std::to_string(numLayers) +
+                               " layers (one K and one V scale per layer)");
+    for (size_t i = 0; i < v->size(); ++i)
+      if (!((*v)[i] > 0.f && (*v)[i] < std::numeric_limits<float>::infinity()))
+        throw std::runtime_error(std::string("kvScales.") + name + "[" + std::to_string(i) + "] = " +
+                                 std::to_string((*v)[i]) + " is not a positive finite number");
+  }
 }
 
 // Before anything is read: a GPU the build cannot use must not cost a checkpoint's load first.
@@ -126,6 +148,7 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& opts,
                              ") is not supported; set maxModelLen <= " + std::to_string(cfg.slidingWindow) +
                              " to run this model with full attention");
   cfg.maxPositions = maxLen;
+  checkKvScales(opts, cfg.numLayers);
   report("config", 1);
 
   report("weights", 0);

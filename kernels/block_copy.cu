@@ -18,6 +18,19 @@ __global__ void blockCopyKernel(kvsk_block_copy_params p) {
 extern "C" cudaError_t kvsk_block_copy(const kvsk_block_copy_params* p, cudaStream_t stream) {
   if (p->numPairs <= 0) return cudaSuccess;
   dim3 grid(p->numPairs, p->numPlanes);
+  if (p->cacheDtype == KVSK_KV_FP8_E4M3) {
+    // Bytes, moved 16 at a time when whole blocks allow (every shape the backend makes: D % 16 == 0).
+    kvsk_block_copy_params q = *p;
+    if (p->blockElems % 16 == 0 && p->planeElems % 16 == 0 && reinterpret_cast<uintptr_t>(p->cache) % 16 == 0) {
+      q.blockElems /= 16;
+      q.planeElems /= 16;
+      kvsk::blockCopyKernel<uint4><<<grid, 256, 0, stream>>>(q);
+    } else {
+      kvsk::blockCopyKernel<uint8_t><<<grid, 256, 0, stream>>>(q);
+    }
+    return cudaGetLastError();
+  }
+  if (p->cacheDtype != KVSK_KV_SAME) return cudaErrorInvalidValue;
   KVSK_DTYPE_SWITCH(p->dtype, T, kvsk::blockCopyKernel<T><<<grid, 256, 0, stream>>>(*p));
   return cudaGetLastError();
 }

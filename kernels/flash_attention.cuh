@@ -12,8 +12,12 @@
 // Batch invariance: a row's arithmetic (its key tiles, their order, every mma and softmax update) depends
 // only on its own sequence — never on which other rows share the CTA, nor on decode vs prefill shape (the
 // per-warp code is the same for WARPS = 1 and 4).
+// An fp8 cache (FP8, kv_fp8.cuh): the tiles stream in as e4m3 bytes into their own two-stage ring and are
+// converted once per tile into one f16 K/V tile that every warp then reads as above (K's head_dim in
+// fragment order, Q stored so too); the operands are f16, the scores carry K's scale, the output V's.
 #pragma once
 #include "common.cuh"
+#include "kv_fp8.cuh"
 #include "mma.cuh"
 
 namespace kvsk {
@@ -26,20 +30,30 @@ struct FlashTile {
   static constexpr int LD = D + 8;               // shared-memory row stride (16-byte pad: conflict-free ldmatrix)
 };
 
-template <typename T, int D, int WARPS>
+template <typename T, int D, int WARPS, bool FP8 = false>
 struct FlashSmem {
   static constexpr size_t bytes = sizeof(T) * FlashTile<D>::LD * (16 * WARPS + 2 * 2 * FlashTile<D>::BN);
 };
-
 template <typename T, int D, int WARPS>
+struct FlashSmem<T, D, WARPS, true> {
+  static constexpr int LD8 = D + 16;  // bytes per staged row: an odd multiple of 16 (conflict-free reads)
+  static constexpr size_t bytes = sizeof(Fp8Mma) * FlashTile<D>::LD * (16 * WARPS + 2 * FlashTile<D>::BN) +
+                                  2 * 2 * FlashTile<D>::BN * LD8;
+};
+
+template <typename T, int D, int WARPS, bool FP8 = false>
 __global__ void __launch_bounds__(WARPS * 32) flashAttentionKernel(kvsk_attention_params p) {
   pdlWait();  // the cache and q come from the previous kernel (common.cuh)
   pdlTrigger();
   constexpr int BN = FlashTile<D>::BN, LD = FlashTile<D>::LD, NT = WARPS * 32, ROWS = 16 * WARPS, CH = D / 8;
+  constexpr int LD8 = D + 16, CH8 = D / 16;  // fp8: staged row stride (bytes), 16-byte chunks per row
+  using M = std::conditional_t<FP8, Fp8Mma, T>;  // tensor-core operands
   extern __shared__ __align__(16) unsigned char flashSmem[];
-  T* sQ = reinterpret_cast<T*>(flashSmem);  // [ROWS][LD]
-  T* sK = sQ + ROWS * LD;                   // [2][BN][LD]
-  T* sV = sK + 2 * BN * LD;                 // [2][BN][LD]
+  M* sQ = reinterpret_cast<M*>(flashSmem);  // [ROWS][LD]
+  M* sK = sQ + ROWS * LD;                   // [2][BN][LD]; fp8: [BN][LD], the current tile converted
+  M* sV = sK + (FP8 ? 1 : 2) * BN * LD;     // as sK
+  uint8_t* sK8 = reinterpret_cast<uint8_t*>(sV + (FP8 ? 1 : 2) * BN * LD);  // fp8: [2][BN][LD8] e4m3 ring
+  uint8_t* sV8 = sK8 + 2 * BN * LD8;                                        // fp8: [2][BN][LD8]
 
   const int tile = blockIdx.x, kvh = blockIdx.y, split = blockIdx.z, tid = threadIdx.x;
   const int lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
@@ -58,14 +72,25 @@ __global__ void __launch_bounds__(WARPS * 32) flashAttentionKernel(kvsk_attentio
   const int ke = slot >= 0 ? min(kb + p.partitionSize, kEndTile) : kEndTile;
 
   const T* q = static_cast<const T*>(p.q);
-  for (int e = tid; e < ROWS * CH; e += NT) {
-    const int r = e / CH, c = e % CH;
-    T* dst = sQ + r * LD + c * 8;
-    if (r < rows) {
-      const int64_t tok = qStart + t0 + r / G;
-      cpAsync16(dst, q + (tok * p.numHeads + kvh * G + r % G) * D + c * 8, 16);
-    } else {
-      *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
+  if constexpr (FP8) {  // f16 in fragment order: elements 4i, 4i+1 of a chunk at columns 2i, 2i+1; 4i+2, 4i+3 at 8+2i
+    for (int e = tid; e < ROWS * (D / 4); e += NT) {
+      const int r = e / (D / 4), c4 = e % (D / 4);
+      uint2 h = make_uint2(0, 0);
+      if (r < rows) h = queryQuad<T>(q + ((qStart + t0 + r / G) * (int64_t)p.numHeads + kvh * G + r % G) * D + 4 * c4);
+      M* dst = sQ + r * LD + 16 * (c4 >> 2) + 2 * (c4 & 3);
+      *reinterpret_cast<uint32_t*>(dst) = h.x;
+      *reinterpret_cast<uint32_t*>(dst + 8) = h.y;
+    }
+  } else {
+    for (int e = tid; e < ROWS * CH; e += NT) {
+      const int r = e / CH, c = e % CH;
+      T* dst = sQ + r * LD + c * 8;
+      if (r < rows) {
+        const int64_t tok = qStart + t0 + r / G;
+        cpAsync16(dst, q + (tok * p.numHeads + kvh * G + r % G) * D + c * 8, 16);
+      } else {
+        *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
+      }
     }
   }
   const int32_t* table = p.blockTables + (int64_t)seq * p.maxBlocksPerSeq;
@@ -74,15 +99,45 @@ __global__ void __launch_bounds__(WARPS * 32) flashAttentionKernel(kvsk_attentio
   const int bsShift = __ffs(p.blockSize) - 1;  // block sizes are powers of two (kvsk_attention checks)
   // Keys at or past ke are zero-filled, never read: unowned cache slots may hold anything (NaN * 0 = NaN).
   auto loadKV = [&](int k0, int stage) {
-    T* dk = sK + stage * BN * LD;
-    T* dv = sV + stage * BN * LD;
-    for (int e = tid; e < BN * CH; e += NT) {
-      const int j = e / CH, c = e % CH, key = k0 + j;
-      const bool ok = key < ke;
-      int64_t off = 0;
-      if (ok) off = (((int64_t)table[key >> bsShift] * p.blockSize + (key & (p.blockSize - 1))) * p.numKvHeads + kvh) * D + c * 8;
-      cpAsync16(dk + j * LD + c * 8, kc + off, ok ? 16 : 0);
-      cpAsync16(dv + j * LD + c * 8, vc + off, ok ? 16 : 0);
+    if constexpr (FP8) {
+      const uint8_t* kc8 = static_cast<const uint8_t*>(p.kCache);
+      const uint8_t* vc8 = static_cast<const uint8_t*>(p.vCache);
+      uint8_t* dk = sK8 + stage * BN * LD8;
+      uint8_t* dv = sV8 + stage * BN * LD8;
+      for (int e = tid; e < BN * CH8; e += NT) {
+        const int j = e / CH8, c = e % CH8, key = k0 + j;
+        const bool ok = key < ke;
+        int64_t off = 0;
+        if (ok) off = (((int64_t)table[key >> bsShift] * p.blockSize + (key & (p.blockSize - 1))) * p.numKvHeads + kvh) * D + c * 16;
+        cpAsync16(dk + j * LD8 + c * 16, kc8 + off, ok ? 16 : 0);
+        cpAsync16(dv + j * LD8 + c * 16, vc8 + off, ok ? 16 : 0);
+      }
+    } else {
+      T* dk = sK + stage * BN * LD;
+      T* dv = sV + stage * BN * LD;
+      for (int e = tid; e < BN * CH; e += NT) {
+        const int j = e / CH, c = e % CH, key = k0 + j;
+        const bool ok = key < ke;
+        int64_t off = 0;
+        if (ok) off = (((int64_t)table[key >> bsShift] * p.blockSize + (key & (p.blockSize - 1))) * p.numKvHeads + kvh) * D + c * 8;
+        cpAsync16(dk + j * LD + c * 8, kc + off, ok ? 16 : 0);
+        cpAsync16(dv + j * LD + c * 8, vc + off, ok ? 16 : 0);
+      }
+    }
+  };
+  // fp8: the staged tile -> f16 in sK (fragment order) and sV (as stored), by every thread of the CTA.
+  auto convertKV = [&](int stage) {
+    const uint8_t* k8 = sK8 + stage * BN * LD8;
+    const uint8_t* v8 = sV8 + stage * BN * LD8;
+    for (int e = tid; e < BN * CH8; e += NT) {
+      const int j = e / CH8, c = e % CH8;
+      uint4 lo, hi;
+      kChunkToFrag(*reinterpret_cast<const uint4*>(k8 + j * LD8 + c * 16), lo, hi);
+      *reinterpret_cast<uint4*>(sK + j * LD + c * 16) = lo;
+      *reinterpret_cast<uint4*>(sK + j * LD + c * 16 + 8) = hi;
+      vChunkToHalf(*reinterpret_cast<const uint4*>(v8 + j * LD8 + c * 16), lo, hi);
+      *reinterpret_cast<uint4*>(sV + j * LD + c * 16) = lo;
+      *reinterpret_cast<uint4*>(sV + j * LD + c * 16 + 8) = hi;
     }
   };
   loadKV(kb, 0);
@@ -90,7 +145,12 @@ __global__ void __launch_bounds__(WARPS * 32) flashAttentionKernel(kvsk_attentio
 
   const int r0 = warp * 16;  // the warp's first row in the tile
   const bool active = r0 < rows;
-  const float scaleLog2 = p.scale * 1.4426950408889634f;
+  const float scaleLog2 = FP8 ? fp8ScoreScaleLog2(p) : p.scale * 1.4426950408889634f;
+  // fp8: V's scale on the output (partial or final), before the division by the row sum.
+  auto outScale = [&](float x) {
+    if constexpr (FP8) return x * p.vScale;
+    else return x;
+  };
   bool rowOk[2];
   int limit[2];  // causal: row i of this thread (rows r0 + g and r0 + g + 8) sees keys <= limit[i]
 #pragma unroll
@@ -112,9 +172,13 @@ __global__ void __launch_bounds__(WARPS * 32) flashAttentionKernel(kvsk_attentio
     cpAsyncCommit();  // possibly empty: keeps "all but the newest group" = everything up to this tile
     cpAsyncWait<1>();
     __syncthreads();
+    if constexpr (FP8) {
+      convertKV(stage);
+      __syncthreads();
+    }
     if (active) {
-      const T* tk = sK + stage * BN * LD;
-      const T* tv = sV + stage * BN * LD;
+      const M* tk = sK + (FP8 ? 0 : stage) * BN * LD;
+      const M* tv = sV + (FP8 ? 0 : stage) * BN * LD;
       float s[BN / 8][4];
 #pragma unroll
       for (int j = 0; j < BN / 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
@@ -126,8 +190,8 @@ __global__ void __launch_bounds__(WARPS * 32) flashAttentionKernel(kvsk_attentio
         for (int j2 = 0; j2 < BN / 16; ++j2) {
           uint32_t b[4];
           ldmatrixX4(b, tk + (j2 * 16 + (lane & 7) + ((lane >> 4) << 3)) * LD + kk * 16 + ((lane >> 3) & 1) * 8);
-          mma16816<T>(s[2 * j2], a, b[0], b[1]);
-          mma16816<T>(s[2 * j2 + 1], a, b[2], b[3]);
+          mma16816<M>(s[2 * j2], a, b[0], b[1]);
+          mma16816<M>(s[2 * j2 + 1], a, b[2], b[3]);
         }
       }
       float mx[2] = {-INFINITY, -INFINITY};
@@ -170,14 +234,14 @@ __global__ void __launch_bounds__(WARPS * 32) flashAttentionKernel(kvsk_attentio
       }
 #pragma unroll
       for (int kk = 0; kk < BN / 16; ++kk) {
-        const uint32_t a[4] = {pack2<T>(s[2 * kk][0], s[2 * kk][1]), pack2<T>(s[2 * kk][2], s[2 * kk][3]),
-                               pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]), pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+        const uint32_t a[4] = {pack2<M>(s[2 * kk][0], s[2 * kk][1]), pack2<M>(s[2 * kk][2], s[2 * kk][3]),
+                               pack2<M>(s[2 * kk + 1][0], s[2 * kk + 1][1]), pack2<M>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
 #pragma unroll
         for (int dd = 0; dd < D / 16; ++dd) {
           uint32_t b[4];
           ldmatrixX4Trans(b, tv + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + dd * 16 + (lane >> 4) * 8);
-          mma16816<T>(o[2 * dd], a, b[0], b[1]);
-          mma16816<T>(o[2 * dd + 1], a, b[2], b[3]);
+          mma16816<M>(o[2 * dd], a, b[0], b[1]);
+          mma16816<M>(o[2 * dd + 1], a, b[2], b[3]);
         }
       }
     }
@@ -204,7 +268,7 @@ __global__ void __launch_bounds__(WARPS * 32) flashAttentionKernel(kvsk_attentio
       float* po = p.partialOut + idx * D;
 #pragma unroll
       for (int n = 0; n < D / 8; ++n)
-        *reinterpret_cast<float2*>(po + 8 * n + 2 * t) = make_float2(o[n][2 * i], o[n][2 * i + 1]);
+        *reinterpret_cast<float2*>(po + 8 * n + 2 * t) = make_float2(outScale(o[n][2 * i]), outScale(o[n][2 * i + 1]));
     } else {
       const int64_t tok = qStart + t0 + rr / G;
       T* out = static_cast<T*>(p.out) + (tok * p.numHeads + h) * D;
@@ -212,7 +276,7 @@ __global__ void __launch_bounds__(WARPS * 32) flashAttentionKernel(kvsk_attentio
 #pragma unroll
       for (int n = 0; n < D / 8; ++n) {
         // Division, not a reciprocal: the one-partition merge of graphed steps divides the same way.
-        const float x = lr > 0.f ? o[n][2 * i] / lr : 0.f, y = lr > 0.f ? o[n][2 * i + 1] / lr : 0.f;
+        const float x = lr > 0.f ? outScale(o[n][2 * i]) / lr : 0.f, y = lr > 0.f ? outScale(o[n][2 * i + 1]) / lr : 0.f;
         *reinterpret_cast<uint32_t*>(out + 8 * n + 2 * t) = pack2<T>(x, y);
       }
     }
@@ -250,10 +314,10 @@ __global__ void flashCombineKernel(kvsk_attention_params p) {
 
 namespace kvsk {
 
-template <typename T, int D, int WARPS>
+template <typename T, int D, int WARPS, bool FP8 = false>
 cudaError_t launchFlashShape(const kvsk_attention_params& p, cudaStream_t stream) {
-  constexpr size_t smem = FlashSmem<T, D, WARPS>::bytes;
-  auto kernel = flashAttentionKernel<T, D, WARPS>;
+  constexpr size_t smem = FlashSmem<T, D, WARPS, FP8>::bytes;
+  auto kernel = flashAttentionKernel<T, D, WARPS, FP8>;
   if (smem > 48 * 1024) {
     const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess) return e;
@@ -272,6 +336,17 @@ cudaError_t launchFlashAttention(const kvsk_attention_params& p, bool decode, cu
     case 64: return decode ? launchFlashDecode<T, 64>(p, stream) : launchFlashShape<T, 64, 4>(p, stream);
     case 128: return decode ? launchFlashDecode<T, 128>(p, stream) : launchFlashShape<T, 128, 4>(p, stream);
     case 256: return decode ? launchFlashShape<T, 256, 1>(p, stream) : launchFlashShape<T, 256, 4>(p, stream);
+    default: return cudaErrorNotSupported;
+  }
+}
+
+// The same shapes over an fp8 cache (instantiated apart, flash_attention_fp8_{bf16,f16}.cu).
+template <typename T>
+cudaError_t launchFlashAttentionFp8(const kvsk_attention_params& p, bool decode, cudaStream_t stream) {
+  switch (p.headDim) {
+    case 64: return decode ? launchFlashDecode<T, 64, true>(p, stream) : launchFlashShape<T, 64, 4, true>(p, stream);
+    case 128: return decode ? launchFlashDecode<T, 128, true>(p, stream) : launchFlashShape<T, 128, 4, true>(p, stream);
+    case 256: return decode ? launchFlashShape<T, 256, 1, true>(p, stream) : launchFlashShape<T, 256, 4, true>(p, stream);
     default: return cudaErrorNotSupported;
   }
 }

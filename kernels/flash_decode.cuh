@@ -10,30 +10,43 @@
 // flash_attention.cuh (same mma chains, exact maxima, the canonical quarter-wise row sum, the same rescale
 // and division), so a decode row gives the same bits here and in a prefill-shaped launch: batch invariance
 // does not depend on which kernel a step picks.
+//
+// Over an fp8 cache (FP8, kv_fp8.cuh) the ring holds e4m3 bytes (half the bytes of a tile in flight) and
+// nothing is converted in shared memory: each warp turns the bytes it feeds the mma into f16 in registers.
+// K: ldmatrix of the byte tile gives lane (g, t) head_dim elements 4t .. 4t+3 of key g, Q's fragments are
+// loaded in that order (kv_fp8.cuh), the scores are the prefill-shaped kernel's bit for bit. V: the mma
+// wants two keys of one column per register, so lane (g, t) reads its keys 2t, 2t+1, 2t+8, 2t+9 at DT
+// adjacent columns and pairs the bytes (prmt); n-tile n of warp w then holds columns w D/4 + DT c + n
+// (c = 0..7), which is only where each output column sits: every column's sum is the standard one.
 #pragma once
 
 namespace kvsk {
 
-template <typename T, int D>
+template <typename T, int D, bool FP8 = false>
 struct FlashDecodeSmem {
+  using KvT = std::conditional_t<FP8, uint8_t, T>;        // cache element
+  using M = std::conditional_t<FP8, Fp8Mma, T>;           // tensor-core operands
   static constexpr int BN = 64, LD = D + 8, LDP = BN + 8;
-  static constexpr size_t kv = sizeof(T) * 2 * 2 * BN * LD;  // [K, V][2 stages][BN][LD]
-  static constexpr size_t pt = sizeof(T) * 16 * LDP;          // P in the dtype [16][LDP]
+  static constexpr int KLD = FP8 ? D + 16 : LD;           // ring row stride in elements (fp8: odd multiple of 16 bytes)
+  static constexpr size_t kv = sizeof(KvT) * 2 * 2 * BN * KLD;  // [K, V][2 stages][BN][KLD]
+  static constexpr size_t pt = sizeof(M) * 16 * LDP;            // P in the operand dtype [16][LDP]
   static constexpr size_t bytes = kv + pt + sizeof(float) * (4 * 16 + 4 * 32 * 2 + 16);
 };
 
-template <typename T, int D>
+template <typename T, int D, bool FP8 = false>
 __global__ void __launch_bounds__(128) flashDecodeKernel(kvsk_attention_params p) {
   pdlWait();  // the cache and q come from the previous kernel (common.cuh)
   pdlTrigger();
-  using Sm = FlashDecodeSmem<T, D>;
-  constexpr int BN = Sm::BN, LD = Sm::LD, LDP = Sm::LDP, NT = 128, CH = D / 8;
+  using Sm = FlashDecodeSmem<T, D, FP8>;
+  using KvT = typename Sm::KvT;
+  using M = typename Sm::M;
+  constexpr int BN = Sm::BN, LD = Sm::KLD, LDP = Sm::LDP, NT = 128, EPC = 16 / sizeof(KvT), CH = D / EPC;
   constexpr int DT = D / 32;  // 8-column d-tiles per warp
   static_assert(FlashTile<D>::BN == BN, "same key tiles as the prefill-shaped kernel");
   extern __shared__ __align__(16) unsigned char decodeSmem[];
-  T* sK = reinterpret_cast<T*>(decodeSmem);            // [2][BN][LD]
-  T* sV = sK + 2 * BN * LD;                            // [2][BN][LD]
-  T* sP = sV + 2 * BN * LD;                            // [16][LDP]
+  KvT* sK = reinterpret_cast<KvT*>(decodeSmem);        // [2][BN][LD]
+  KvT* sV = sK + 2 * BN * LD;                          // [2][BN][LD]
+  M* sP = reinterpret_cast<M*>(sV + 2 * BN * LD);      // [16][LDP]
   float* sMax = reinterpret_cast<float*>(sP + 16 * LDP);  // [4 warps][16 rows]
   float* sSum = sMax + 4 * 16;                         // [4 warps][32 lanes][2]
   float* sL = sSum + 4 * 32 * 2;                       // [16] final row sums
@@ -55,19 +68,19 @@ __global__ void __launch_bounds__(128) flashDecodeKernel(kvsk_attention_params p
   const int ke = slot >= 0 ? min(kb + p.partitionSize, kEndTile) : kEndTile;
 
   const int32_t* table = p.blockTables + (int64_t)seq * p.maxBlocksPerSeq;
-  const T* kc = static_cast<const T*>(p.kCache);
-  const T* vc = static_cast<const T*>(p.vCache);
+  const KvT* kc = static_cast<const KvT*>(p.kCache);
+  const KvT* vc = static_cast<const KvT*>(p.vCache);
   const int bsShift = __ffs(p.blockSize) - 1;
   auto loadKV = [&](int k0, int stage) {
-    T* dk = sK + stage * BN * LD;
-    T* dv = sV + stage * BN * LD;
+    KvT* dk = sK + stage * BN * LD;
+    KvT* dv = sV + stage * BN * LD;
     for (int e = tid; e < BN * CH; e += NT) {
       const int j = e / CH, c = e % CH, key = k0 + j;
       const bool ok = key < ke;
       int64_t off = 0;
-      if (ok) off = (((int64_t)table[key >> bsShift] * p.blockSize + (key & (p.blockSize - 1))) * p.numKvHeads + kvh) * D + c * 8;
-      cpAsync16(dk + j * LD + c * 8, kc + off, ok ? 16 : 0);
-      cpAsync16(dv + j * LD + c * 8, vc + off, ok ? 16 : 0);
+      if (ok) off = (((int64_t)table[key >> bsShift] * p.blockSize + (key & (p.blockSize - 1))) * p.numKvHeads + kvh) * D + c * EPC;
+      cpAsync16(dk + j * LD + c * EPC, kc + off, ok ? 16 : 0);
+      cpAsync16(dv + j * LD + c * EPC, vc + off, ok ? 16 : 0);
     }
   };
   loadKV(kb, 0);
@@ -88,13 +101,22 @@ __global__ void __launch_bounds__(128) flashDecodeKernel(kvsk_attention_params p
   uint32_t qa[D / 16][4];
 #pragma unroll
   for (int kk = 0; kk < D / 16; ++kk) {
-    qa[kk][0] = rowOk[0] ? qRow[0][(kk * 16 + 2 * t) / 2] : 0u;
-    qa[kk][1] = rowOk[1] ? qRow[1][(kk * 16 + 2 * t) / 2] : 0u;
-    qa[kk][2] = rowOk[0] ? qRow[0][(kk * 16 + 2 * t + 8) / 2] : 0u;
-    qa[kk][3] = rowOk[1] ? qRow[1][(kk * 16 + 2 * t + 8) / 2] : 0u;
+    if constexpr (FP8) {  // f16, fragment order: elements 4t, 4t+1 in slots 2t, 2t+1; 4t+2, 4t+3 in 2t+8, 2t+9
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        const uint2 h = rowOk[i] ? queryQuad<T>(reinterpret_cast<const T*>(qRow[i]) + kk * 16 + 4 * t) : make_uint2(0, 0);
+        qa[kk][i] = h.x;
+        qa[kk][2 + i] = h.y;
+      }
+    } else {
+      qa[kk][0] = rowOk[0] ? qRow[0][(kk * 16 + 2 * t) / 2] : 0u;
+      qa[kk][1] = rowOk[1] ? qRow[1][(kk * 16 + 2 * t) / 2] : 0u;
+      qa[kk][2] = rowOk[0] ? qRow[0][(kk * 16 + 2 * t + 8) / 2] : 0u;
+      qa[kk][3] = rowOk[1] ? qRow[1][(kk * 16 + 2 * t + 8) / 2] : 0u;
+    }
   }
 
-  const float scaleLog2 = p.scale * 1.4426950408889634f;
+  const float scaleLog2 = FP8 ? fp8ScoreScaleLog2(p) : p.scale * 1.4426950408889634f;
   float m[2] = {-INFINITY, -INFINITY};
   float l[2] = {0.f, 0.f};  // warp 0's running sums (the other warps' stay unused)
   float o[DT][4];
@@ -108,16 +130,31 @@ __global__ void __launch_bounds__(128) flashDecodeKernel(kvsk_attention_params p
     cpAsyncCommit();
     cpAsyncWait<1>();
     __syncthreads();
-    const T* tk = sK + stage * BN * LD;
-    const T* tv = sV + stage * BN * LD;
+    const KvT* tk = sK + stage * BN * LD;
+    const KvT* tv = sV + stage * BN * LD;
     // S for this warp's 16 keys: n-tiles 2w and 2w + 1 of the tile.
     float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+    if constexpr (FP8) {
+      // Matrices: keys 0-7 and 8-15 of the warp at chunk 2 kc, then at chunk 2 kc + 1; a word is 4 bytes of a key.
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      uint32_t b[4];
-      ldmatrixX4(b, tk + (w * 16 + (lane & 7) + ((lane >> 4) << 3)) * LD + kk * 16 + ((lane >> 3) & 1) * 8);
-      mma16816<T>(s[0], qa[kk], b[0], b[1]);
-      mma16816<T>(s[1], qa[kk], b[2], b[3]);
+      for (int kc2 = 0; kc2 < D / 32; ++kc2) {
+        uint32_t r[4];
+        ldmatrixX4(r, tk + (w * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + (2 * kc2 + (lane >> 4)) * 16);
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int kk = 2 * kc2 + h;
+          mma16816<M>(s[0], qa[kk], e4m3x2ToHalf2(r[2 * h]), e4m3x2ToHalf2(r[2 * h] >> 16));
+          mma16816<M>(s[1], qa[kk], e4m3x2ToHalf2(r[2 * h + 1]), e4m3x2ToHalf2(r[2 * h + 1] >> 16));
+        }
+      }
+    } else {
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+        uint32_t b[4];
+        ldmatrixX4(b, tk + (w * 16 + (lane & 7) + ((lane >> 4) << 3)) * LD + kk * 16 + ((lane >> 3) & 1) * 8);
+        mma16816<T>(s[0], qa[kk], b[0], b[1]);
+        mma16816<T>(s[1], qa[kk], b[2], b[3]);
+      }
     }
     float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
@@ -155,8 +192,8 @@ __global__ void __launch_bounds__(128) flashDecodeKernel(kvsk_attention_params p
         part[e >> 1] += pv;
       }
       const int col = 16 * w + 8 * jj + 2 * t;
-      *reinterpret_cast<uint32_t*>(sP + g * LDP + col) = pack2<T>(s[jj][0], s[jj][1]);
-      *reinterpret_cast<uint32_t*>(sP + (g + 8) * LDP + col) = pack2<T>(s[jj][2], s[jj][3]);
+      *reinterpret_cast<uint32_t*>(sP + g * LDP + col) = pack2<M>(s[jj][0], s[jj][1]);
+      *reinterpret_cast<uint32_t*>(sP + (g + 8) * LDP + col) = pack2<M>(s[jj][2], s[jj][3]);
     }
     sSum[(w * 32 + lane) * 2] = part[0];
     sSum[(w * 32 + lane) * 2 + 1] = part[1];
@@ -176,12 +213,27 @@ __global__ void __launch_bounds__(128) flashDecodeKernel(kvsk_attention_params p
     for (int kk = 0; kk < BN / 16; ++kk) {
       uint32_t a[4];
       ldmatrixX4(a, sP + (lane & 15) * LDP + kk * 16 + (lane >> 4) * 8);
+      if constexpr (FP8) {
+        // Keys 2t, 2t+1 and 2t+8, 2t+9 of this 16, columns w D/4 + DT g .. + DT - 1; pair k holds column + k.
+        uint32_t pLo, pHi;  // bytes (key 2t, key 2t+1) per column: columns 0, 1 in pLo, 2, 3 in pHi
+        uint32_t qLo, qHi;  // the same for keys 2t+8, 2t+9
+        const KvT* v0 = tv + (kk * 16 + 2 * t) * LD + w * (D / 4) + DT * g;
+        vKeyPairs<DT>(v0, v0 + LD, pLo, pHi);
+        vKeyPairs<DT>(v0 + 8 * LD, v0 + 9 * LD, qLo, qHi);
 #pragma unroll
-      for (int dd = 0; dd < DT / 2; ++dd) {
-        uint32_t b[4];
-        ldmatrixX4Trans(b, tv + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + (w * DT + 2 * dd) * 8 + (lane >> 4) * 8);
-        mma16816<T>(o[2 * dd], a, b[0], b[1]);
-        mma16816<T>(o[2 * dd + 1], a, b[2], b[3]);
+        for (int n = 0; n < DT; ++n) {
+          const uint32_t pp = n < 2 ? pLo : pHi, qq = n < 2 ? qLo : qHi;
+          const int sh = (n & 1) * 16;
+          mma16816<M>(o[n], a, e4m3x2ToHalf2(pp >> sh), e4m3x2ToHalf2(qq >> sh));
+        }
+      } else {
+#pragma unroll
+        for (int dd = 0; dd < DT / 2; ++dd) {
+          uint32_t b[4];
+          ldmatrixX4Trans(b, tv + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + (w * DT + 2 * dd) * 8 + (lane >> 4) * 8);
+          mma16816<T>(o[2 * dd], a, b[0], b[1]);
+          mma16816<T>(o[2 * dd + 1], a, b[2], b[3]);
+        }
       }
     }
     __syncthreads();  // K/V stage, sP, sMax and sSum are rewritten next iteration
@@ -209,25 +261,42 @@ __global__ void __launch_bounds__(128) flashDecodeKernel(kvsk_attention_params p
         p.partialSum[idx] = lr;
       }
       float* po = p.partialOut + idx * D;
+      if constexpr (FP8) {
+        float v[2 * DT];
+        fp8DecodeColumns<DT>(o, i, p.vScale, v);
 #pragma unroll
-      for (int n = 0; n < DT; ++n)
-        *reinterpret_cast<float2*>(po + (w * DT + n) * 8 + 2 * t) = make_float2(o[n][2 * i], o[n][2 * i + 1]);
+        for (int k = 0; k < 2 * DT; k += 4)
+          *reinterpret_cast<float4*>(po + w * (D / 4) + 2 * DT * t + k) = make_float4(v[k], v[k + 1], v[k + 2], v[k + 3]);
+      } else {
+#pragma unroll
+        for (int n = 0; n < DT; ++n)
+          *reinterpret_cast<float2*>(po + (w * DT + n) * 8 + 2 * t) = make_float2(o[n][2 * i], o[n][2 * i + 1]);
+      }
     } else {
       const int64_t tok = qStart + t0 + rr / G;
       T* out = static_cast<T*>(p.out) + (tok * p.numHeads + h) * D;
+      if constexpr (FP8) {
+        float v[2 * DT];
+        fp8DecodeColumns<DT>(o, i, p.vScale, v);
 #pragma unroll
-      for (int n = 0; n < DT; ++n) {
-        const float x = lr > 0.f ? o[n][2 * i] / lr : 0.f, y = lr > 0.f ? o[n][2 * i + 1] / lr : 0.f;
-        *reinterpret_cast<uint32_t*>(out + (w * DT + n) * 8 + 2 * t) = pack2<T>(x, y);
+        for (int k = 0; k < 2 * DT; k += 2)
+          *reinterpret_cast<uint32_t*>(out + w * (D / 4) + 2 * DT * t + k) =
+              pack2<T>(lr > 0.f ? v[k] / lr : 0.f, lr > 0.f ? v[k + 1] / lr : 0.f);
+      } else {
+#pragma unroll
+        for (int n = 0; n < DT; ++n) {
+          const float x = lr > 0.f ? o[n][2 * i] / lr : 0.f, y = lr > 0.f ? o[n][2 * i + 1] / lr : 0.f;
+          *reinterpret_cast<uint32_t*>(out + (w * DT + n) * 8 + 2 * t) = pack2<T>(x, y);
+        }
       }
     }
   }
 }
 
-template <typename T, int D>
+template <typename T, int D, bool FP8 = false>
 cudaError_t launchFlashDecode(const kvsk_attention_params& p, cudaStream_t stream) {
-  constexpr size_t smem = FlashDecodeSmem<T, D>::bytes;
-  auto kernel = flashDecodeKernel<T, D>;
+  constexpr size_t smem = FlashDecodeSmem<T, D, FP8>::bytes;
+  auto kernel = flashDecodeKernel<T, D, FP8>;
   if (smem > 48 * 1024) {
     const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess) return e;

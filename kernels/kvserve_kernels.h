@@ -8,7 +8,8 @@
  *   Hq query heads, Hkv KV heads (Hq % Hkv == 0, G = Hq / Hkv), D head_dim.
  *   KV cache of one layer: k and v each [numBlocks, blockSize, Hkv, D]; a token's slot is
  *   block * blockSize + offset.
- *   dtype of activations, weights and cache: one kvsk_dtype per call; reductions are in float32.
+ *   dtype of activations, weights and cache: one kvsk_dtype per call (the cache may be fp8 instead:
+ *   kvsk_kv_dtype); reductions are in float32.
  */
 #pragma once
 #include <cuda_runtime_api.h>
@@ -19,6 +20,14 @@ extern "C" {
 #endif
 
 typedef enum { KVSK_F32 = 0, KVSK_BF16 = 1, KVSK_F16 = 2 } kvsk_dtype; /* == kvs::DType */
+
+/* The KV cache's element type, a field of the rope+cache, attention and block-copy params. KVSK_KV_SAME (0,
+ * what a zero-initialized struct holds): the call's dtype. KVSK_KV_FP8_E4M3: one byte per element, OCP e4m3
+ * (bias 7, largest finite 448, 0x7F NaN, no infinities), same layout, with one float32 scale per layer for K
+ * and one for V: stored = e4m3(value / scale) (IEEE division, round to nearest even, saturated to +-448),
+ * read = stored * scale. Attention over an fp8 cache runs on tensor cores only (bf16/f16 queries, head_dim
+ * 64, 128, 256, G <= 16) with f16 operands: see kvsk_attention. */
+typedef enum { KVSK_KV_SAME = 0, KVSK_KV_FP8_E4M3 = 1 } kvsk_kv_dtype;
 
 /* Programmatic dependent launch for the forward pass's kernels (embedding, RMSNorm, RoPE + cache,
  * attention, SiLU-and-mul, GEMV, FP8 activation quantization, FP8 GEMV): each may start while its
@@ -70,6 +79,8 @@ typedef struct {
   float normEps;
   int numTokens, numHeads, numKvHeads, headDim;
   kvsk_dtype dtype;
+  kvsk_kv_dtype cacheDtype; /* fp8: k and v (the values rounded to dtype) written as e4m3(x / scale) */
+  float kScale, vScale;     /* the layer's scales (> 0), read only for fp8 */
 } kvsk_rope_cache_params;
 cudaError_t kvsk_rope_cache(const kvsk_rope_cache_params* p, cudaStream_t stream);
 
@@ -100,6 +111,8 @@ typedef struct {
   int numHeads, numKvHeads, headDim, blockSize, maxBlocksPerSeq;
   float scale;                 /* softmax scale, usually 1/sqrt(D) */
   kvsk_dtype dtype;
+  kvsk_kv_dtype cacheDtype;    /* fp8: kCache/vCache hold e4m3 bytes, read as stored * kScale / vScale */
+  float kScale, vScale;        /* the layer's scales (finite, > 0), read only for fp8 */
 } kvsk_attention_params;
 /* Host-side planning of the tiles from host copies of queryStart and contextLens: fills tileSeq, tileQStart,
  * tileSplitSlot (capacity >= T entries suffices) and the counts below. decode = every sequence has qLen 1
@@ -115,6 +128,14 @@ int kvsk_attention_plan(const int32_t* queryStartHost, const int32_t* contextLen
                         int32_t* tileSeq, int32_t* tileQStart, int32_t* tileSplitSlot, int capacity,
                         kvsk_attention_plan_info* info);
 cudaError_t kvsk_attention(const kvsk_attention_params* p, int decode, cudaStream_t stream);
+/* Over an fp8 cache (cacheDtype KVSK_KV_FP8_E4M3) attention runs on the tensor-core kernels only, with the
+ * same plan, tiling, split-KV and merge (the CUDA-core kernel returns cudaErrorNotSupported): the K/V tiles
+ * stream in as bytes, the operands are f16 (every e4m3 value is one; bf16 queries are converted to f16,
+ * saturated at +-65504; P is rounded to f16), the scores are scaled by scale * kScale and the output (and
+ * the split partials) by vScale, never each element. A decode row gives the same bits in a decode and in a
+ * mixed step, as over a bf16/f16 cache. 1 when this shape can use an fp8 cache (bf16/f16, head_dim 64, 128 or
+ * 256, Hq % Hkv == 0, G <= 16). */
+int kvsk_attention_fp8_supported(kvsk_dtype dtype, int headDim, int numHeads, int numKvHeads);
 
 /* Skinny GEMM for decode (memory bound: W read once): y[M, N] = x[M, K] w[N, K]^T, float32 sums, bf16/f16
  * only, 1 <= M <= KVSK_GEMV_MAX_M, K % 8 == 0, x and w 16-byte aligned. Rows of y depend only on their row of
@@ -205,6 +226,7 @@ typedef struct {
   int numPairs, numPlanes;
   int64_t planeElems, blockElems;
   kvsk_dtype dtype;
+  kvsk_kv_dtype cacheDtype; /* fp8: 1-byte elements */
 } kvsk_block_copy_params;
 cudaError_t kvsk_block_copy(const kvsk_block_copy_params* p, cudaStream_t stream);
 

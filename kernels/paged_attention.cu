@@ -1,6 +1,7 @@
 // Paged attention: host-side tile planning and the dtype dispatch of kvsk_attention.
 #include <algorithm>
 
+#include "kv_fp8.cuh"
 #include "paged_attention.cuh"
 
 namespace kvsk {
@@ -10,6 +11,9 @@ extern template cudaError_t launchAttention<__half>(const kvsk_attention_params&
 template <typename T> cudaError_t launchFlashAttention(const kvsk_attention_params&, bool, cudaStream_t);
 extern template cudaError_t launchFlashAttention<__nv_bfloat16>(const kvsk_attention_params&, bool, cudaStream_t);
 extern template cudaError_t launchFlashAttention<__half>(const kvsk_attention_params&, bool, cudaStream_t);
+template <typename T> cudaError_t launchFlashAttentionFp8(const kvsk_attention_params&, bool, cudaStream_t);
+extern template cudaError_t launchFlashAttentionFp8<__nv_bfloat16>(const kvsk_attention_params&, bool, cudaStream_t);
+extern template cudaError_t launchFlashAttentionFp8<__half>(const kvsk_attention_params&, bool, cudaStream_t);
 
 // The tensor-core kernel (flash_attention.cuh) takes bf16/f16 with head_dim 64, 128, 256; the CUDA-core one
 // (paged_attention.cuh) the rest. Rows per tile: 16 (decode) or 64 for the former.
@@ -55,9 +59,21 @@ extern "C" int kvsk_attention_plan(const int32_t* queryStart, const int32_t* con
   return 0;
 }
 
+extern "C" int kvsk_attention_fp8_supported(kvsk_dtype dtype, int headDim, int numHeads, int numKvHeads) {
+  return numKvHeads > 0 && numHeads % numKvHeads == 0 && kvsk::useFlash(dtype, headDim, numHeads / numKvHeads) ? 1 : 0;
+}
+
 extern "C" cudaError_t kvsk_attention(const kvsk_attention_params* p, int decode, cudaStream_t stream) {
   if (p->numTiles <= 0) return cudaSuccess;
   if (p->numKvHeads <= 0 || p->numHeads % p->numKvHeads != 0) return cudaErrorInvalidValue;
+  if (p->cacheDtype == KVSK_KV_FP8_E4M3) {  // tensor cores only: the CUDA-core kernel reads bf16/f16/f32 caches
+    if (!kvsk::useFlash(p->dtype, p->headDim, p->numHeads / p->numKvHeads)) return cudaErrorNotSupported;
+    if (p->blockSize <= 0 || (p->blockSize & (p->blockSize - 1)) != 0) return cudaErrorNotSupported;
+    if (!kvsk::validKvScale(p->kScale) || !kvsk::validKvScale(p->vScale)) return cudaErrorInvalidValue;
+    if (p->dtype == KVSK_BF16) return kvsk::launchFlashAttentionFp8<__nv_bfloat16>(*p, decode != 0, stream);
+    return kvsk::launchFlashAttentionFp8<__half>(*p, decode != 0, stream);
+  }
+  if (p->cacheDtype != KVSK_KV_SAME) return cudaErrorInvalidValue;
   if (kvsk::useFlash(p->dtype, p->headDim, p->numHeads / p->numKvHeads)) {
     if (p->blockSize <= 0 || (p->blockSize & (p->blockSize - 1)) != 0) return cudaErrorNotSupported;
     if (p->dtype == KVSK_BF16) return kvsk::launchFlashAttention<__nv_bfloat16>(*p, decode != 0, stream);

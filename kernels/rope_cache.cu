@@ -1,8 +1,10 @@
 // q/k/v post-processing of the fused qkv projection, one warp per (token, head):
 //   bias (qwen2) -> per-head RMSNorm of q and k (qwen3) -> RoPE on q and k -> q to qOut, k and v to the cache.
 // Lane l owns the rotation pairs (i, i + D/2) for i = l, l + 32, ... (at most 4 pairs: D <= 256). Rounding
-// mirrors transformers in bf16/f16: every torch op's result is rounded to the dtype.
+// mirrors transformers in bf16/f16: every torch op's result is rounded to the dtype. An fp8 cache (FP8) gets
+// those same rounded k and v as e4m3(x / scale) (kv_fp8.cuh).
 #include "common.cuh"
+#include "kv_fp8.cuh"
 
 namespace kvsk {
 
@@ -69,7 +71,17 @@ __device__ __forceinline__ void storeHead(const HeadVec<T>& v, T* dst, int half,
   }
 }
 
-template <typename T>
+// The head into an fp8 cache: IEEE division by the layer's scale (as the host reference), then e4m3.
+__device__ __forceinline__ void storeHeadE4m3(const float (&lo)[kMaxPairsPerLane], const float (&hi)[kMaxPairsPerLane],
+                                              uint8_t* dst, float scale, int half, int lane) {
+#pragma unroll
+  for (int j = 0; j < kMaxPairsPerLane; ++j) {
+    const int i = lane + 32 * j;
+    if (i < half) { dst[i] = toE4m3(__fdiv_rn(lo[j], scale)); dst[i + half] = toE4m3(__fdiv_rn(hi[j], scale)); }
+  }
+}
+
+template <typename T, bool FP8>
 __global__ void ropeCacheKernel(kvsk_rope_cache_params p) {
   pdlWait();
   pdlTrigger();
@@ -101,9 +113,11 @@ __global__ void ropeCacheKernel(kvsk_rope_cache_params p) {
   loadHead(v, row + kOff, bias ? bias + kOff : nullptr, half, lane);
   if (p.kNorm) headNorm(v, static_cast<const T*>(p.kNorm), half, lane, p.normEps);
   rope(v, p.invFreq, pos, half, lane);
-  storeHead(v, static_cast<T*>(p.kCache) + dst, half, lane);
+  if constexpr (FP8) storeHeadE4m3(v.lo, v.hi, static_cast<uint8_t*>(p.kCache) + dst, p.kScale, half, lane);
+  else storeHead(v, static_cast<T*>(p.kCache) + dst, half, lane);
   loadHead(v, row + vOff, bias ? bias + vOff : nullptr, half, lane);
-  storeHead(v, static_cast<T*>(p.vCache) + dst, half, lane);
+  if constexpr (FP8) storeHeadE4m3(v.lo, v.hi, static_cast<uint8_t*>(p.vCache) + dst, p.vScale, half, lane);
+  else storeHead(v, static_cast<T*>(p.vCache) + dst, half, lane);
 }
 
 }  // namespace kvsk
@@ -114,6 +128,11 @@ extern "C" cudaError_t kvsk_rope_cache(const kvsk_rope_cache_params* p, cudaStre
   const int64_t items = (int64_t)p->numTokens * (p->numHeads + p->numKvHeads);
   const int warps = 4;
   const int blocks = (int)((items + warps - 1) / warps);
-  KVSK_DTYPE_SWITCH(p->dtype, T, return kvsk::launch(kvsk::ropeCacheKernel<T>, blocks, warps * 32, 0, stream, *p));
+  if (p->cacheDtype == KVSK_KV_FP8_E4M3) {
+    if (!kvsk::validKvScale(p->kScale) || !kvsk::validKvScale(p->vScale)) return cudaErrorInvalidValue;
+    KVSK_DTYPE_SWITCH(p->dtype, T, return kvsk::launch(kvsk::ropeCacheKernel<T, true>, blocks, warps * 32, 0, stream, *p));
+  }
+  if (p->cacheDtype != KVSK_KV_SAME) return cudaErrorInvalidValue;
+  KVSK_DTYPE_SWITCH(p->dtype, T, return kvsk::launch(kvsk::ropeCacheKernel<T, false>, blocks, warps * 32, 0, stream, *p));
   return cudaSuccess;
 }

@@ -61,6 +61,7 @@ Napi::Value EngineWrap::Info(const Napi::CallbackInfo& info) {
   o.Set("eosTokenIds", eos);
   o.Set("device", ei.backend.device);
   o.Set("dtype", kvs::dtypeName(ei.backend.dtype));
+  o.Set("kvCacheDtype", ei.backend.kvCacheDtype);
   o.Set("blockSize", ei.blockSize);
   o.Set("numKvBlocks", ei.backend.numKvBlocks);
   o.Set("kvBlockBytes", double(ei.backend.kvBlockBytes));

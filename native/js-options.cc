@@ -52,6 +52,32 @@ std::vector<std::string> stringList(const Napi::Object& o, const char* k) {
   return out;
 }
 
+std::vector<float> numberList(const Napi::Object& o, const char* k, const std::string& what) {
+  std::vector<float> out;
+  Napi::Value v = o.Get(k);
+  if (v.IsUndefined()) return out;
+  if (!v.IsArray()) badOption(o.Env(), what + " must be an array of numbers");
+  Napi::Array a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    Napi::Value e = a.Get(i);
+    if (!e.IsNumber()) badOption(o.Env(), what + " must be an array of numbers");
+    out.push_back(e.As<Napi::Number>().FloatValue());
+  }
+  return out;
+}
+
+// options.kvScales: {k: number[], v: number[]}, one per layer (the engine checks their count and sign).
+void readKvScales(const Napi::Object& o, kvs::EngineOptions& opts) {
+  Napi::Value v = o.Get("kvScales");
+  if (v.IsUndefined()) return;
+  if (!v.IsObject() || v.IsArray()) badOption(o.Env(), "kvScales must be an object {k: number[], v: number[]}");
+  Napi::Object s = v.As<Napi::Object>();
+  opts.kvScalesK = numberList(s, "k", "kvScales.k");
+  opts.kvScalesV = numberList(s, "v", "kvScales.v");
+  if (opts.kvScalesK.empty() != opts.kvScalesV.empty())
+    badOption(o.Env(), "kvScales needs both k and v (one scale per layer each)");
+}
+
 Napi::Int32Array int32Array(const Napi::Object& o, const char* k) {
   Napi::Value v = o.Get(k);
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
@@ -117,6 +143,8 @@ kvs::EngineOptions readEngineOptions(const Napi::Object& o) {
   opts.maxModelLen = integer(o, "maxModelLen", opts.maxModelLen);
   opts.batchInvariant = boolean(o, "batchInvariant", false);
   opts.quantization = str(o, "quantize", opts.quantization);  // "fp8": quantize at load (cuda)
+  opts.kvCacheDtype = str(o, "kvCacheDtype", opts.kvCacheDtype);
+  readKvScales(o, opts);
   double seed = num(o, "seed", 0);
   if (!(seed >= 0 && seed <= 9007199254740991.0) || seed != std::trunc(seed))  // a safe integer, never NaN
     badOption(o.Env(), "seed must be a non-negative integer");

@@ -29,6 +29,7 @@ export interface EngineConfig {
   seed: number;
   batchInvariant: boolean; // cuda: results bitwise independent of the batch (slower GEMMs)
   quantization: 'none' | 'fp8'; // cuda: fp8 quantizes the layer matrices at load (an engine: as it was built)
+  kvCacheDtype: 'auto' | 'fp8' | 'fp8_e4m3'; // auto = the compute dtype; fp8 (= fp8_e4m3): cuda, half the bytes
 }
 
 export interface ServerConfig extends EngineConfig {
@@ -163,6 +164,14 @@ export const engineFlags: Record<string, FlagSpec> = {
     choices: ['none', 'fp8'],
     help: 'cuda: fp8 = the layer matrices as fp8 E4M3 with a scale per output channel, activations quantized per token, FP8 GEMMs (quantized at load; with --engine-cache: an fp8 engine is built)',
   },
+  'kv-cache-dtype': {
+    key: 'kvCacheDtype',
+    kind: 'string',
+    choices: ['auto', 'fp8', 'fp8_e4m3'],
+    help:
+      'KV cache element type: auto = the compute dtype; fp8 (or fp8_e4m3) = e4m3 with one scale per layer for K ' +
+      'and V (1.0 unless the engine was calibrated): half the bytes, twice the tokens in the same memory (cuda only)',
+  },
 };
 
 export const serverFlags: Record<string, FlagSpec> = {
@@ -292,6 +301,7 @@ export function engineDefaults(): EngineConfig {
     seed: 0,
     batchInvariant: false,
     quantization: 'none',
+    kvCacheDtype: 'auto',
   };
 }
 
@@ -391,6 +401,11 @@ export function finishEngineConfig<T extends EngineConfig>(c: T): T {
   if (c.loadFormat !== 'dummy' && model.endsWith('.json')) {
     throw new ConfigError(
       `--model ${model} is a file; give the model folder (a config.json alone needs --load-format dummy)`,
+    );
+  }
+  if (c.kvCacheDtype !== 'auto' && c.device === 'cpu') {
+    throw new ConfigError(
+      `--kv-cache-dtype ${c.kvCacheDtype} needs the CUDA backend (--device cuda); the CPU backend keeps the KV cache in float32`,
     );
   }
   if (c.maxNumBatchedTokens < c.blockSize) {

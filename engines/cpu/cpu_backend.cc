@@ -84,6 +84,7 @@ class CpuBackend : public Backend {
     cache_ = std::make_unique<KvCache>(cfg.numLayers, blocks, opts.blockSize, cfg.numKvHeads, cfg.headDim);
     info_.device = "cpu";
     info_.dtype = model.dtype;
+    info_.kvCacheDtype = "float32";
     info_.numKvBlocks = blocks;
     info_.kvBlockBytes = cache_->blockBytes();
     info_.weightBytes = model.bytes;

@@ -42,6 +42,25 @@ DType resolveDType(const ModelConfig& cfg, const EngineOptions& opts) {
   return dt;
 }
 
+// --kv-cache-dtype fp8: the tensor-core attention kernels only (kvsk_attention_fp8_supported), and a GPU with
+// fp8 conversions (compute capability 8.9+). Refused before any weight is uploaded.
+void checkKvCacheDtype(const ModelConfig& cfg, const EngineOptions& opts, DType dt, const cudaDeviceProp& prop) {
+  if (opts.kvCacheDtype != "fp8") return;
+  if (!kvsk_attention_fp8_supported(static_cast<kvsk_dtype>(dt), cfg.headDim, cfg.numHeads, cfg.numKvHeads)) {
+    // Only the dtype in the way: --dtype can fix it.
+    const bool shapeOk = kvsk_attention_fp8_supported(KVSK_BF16, cfg.headDim, cfg.numHeads, cfg.numKvHeads);
+    throw std::runtime_error(std::string("--kv-cache-dtype fp8 needs a bfloat16 or float16 model with head_dim 64, 128 "
+                                         "or 256 and at most 16 query heads per KV head; this one computes in ") +
+                             dtypeName(dt) + " with head_dim " + std::to_string(cfg.headDim) + " and " +
+                             std::to_string(cfg.numHeads / cfg.numKvHeads) + " query heads per KV head (use " +
+                             "--kv-cache-dtype auto" + (shapeOk ? ", or --dtype bfloat16)" : ")"));
+  }
+  if (prop.major * 10 + prop.minor < 89)
+    throw std::runtime_error("--kv-cache-dtype fp8 needs a GPU of compute capability 8.9 or newer (fp8 conversions); " +
+                             std::string(prop.name) + " is " + std::to_string(prop.major) + "." +
+                             std::to_string(prop.minor) + " (use --kv-cache-dtype auto)");
+}
+
 }  // namespace
 
 void checkCudaModel(const ModelConfig& cfg) {
@@ -74,6 +93,12 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
                                prop.name + " is " + std::to_string(prop.major) + "." + std::to_string(prop.minor));
     if (dt_ == DType::F32)
       throw std::runtime_error("quantization fp8 computes in bfloat16 or float16, not float32: pass --dtype bfloat16");
+  }
+  checkKvCacheDtype(cfg, opts, dt_, prop);
+  kvFp8_ = opts.kvCacheDtype == "fp8";
+  if (kvFp8_) {  // uncalibrated: 1.0 for every layer, as vLLM (Engine::load checked any given ones)
+    kScale_ = opts.kvScalesK.empty() ? std::vector<float>(cfg.numLayers, 1.f) : opts.kvScalesK;
+    vScale_ = opts.kvScalesV.empty() ? std::vector<float>(cfg.numLayers, 1.f) : opts.kvScalesV;
   }
   const int D = cfg.headDim;
   KVS_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
@@ -133,6 +158,7 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
 
   info_.device = "cuda:0 (" + std::string(prop.name) + ")";
   info_.dtype = dt_;
+  info_.kvCacheDtype = kvFp8_ ? "fp8_e4m3" : dtypeName(dt_);
   info_.weightBytes = w_.bytes;
   info_.quantization = fp8_ ? "fp8" : "none";
 }
@@ -168,7 +194,7 @@ void CudaBackend::allocateActivations() {
 }
 
 void CudaBackend::allocateKvCache() {
-  const size_t es = dtypeSize(dt_);
+  const size_t es = kvElemBytes();  // fp8: one byte, so twice the blocks of bf16 fit the same memory
   const size_t blockElems = static_cast<size_t>(opts_.blockSize) * cfg_.numKvHeads * cfg_.headDim;
   const size_t blockBytes = blockElems * es * 2 * cfg_.numLayers;
   int64_t blocks = opts_.numKvBlocks;

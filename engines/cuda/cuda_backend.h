@@ -12,6 +12,7 @@
 
 #include "../backend.h"
 #include "cuda_weights.h"
+#include "kvserve_kernels.h"
 #include "device_buffer.h"
 #include "gemm.h"
 #include "gpu_sampler.h"
@@ -50,9 +51,14 @@ class CudaBackend final : public Backend {
   std::unique_ptr<GemmRunner> gemm_;
   std::unique_ptr<GpuSampler> sampler_;
 
-  // KV cache: [numLayers][2 (K, V)][numBlocks][blockSize][Hkv][D] in dt_.
+  // KV cache: [numLayers][2 (K, V)][numBlocks][blockSize][Hkv][D] in dt_, or e4m3 bytes (--kv-cache-dtype fp8,
+  // read as stored * kScale_[l] / vScale_[l]).
   DeviceBuffer kv_;
   size_t kvPlaneElems_ = 0;
+  bool kvFp8_ = false;
+  std::vector<float> kScale_, vScale_;  // [numLayers], fp8 only
+  size_t kvElemBytes() const { return kvFp8_ ? 1 : dtypeSize(dt_); }
+  kvsk_kv_dtype kvKind() const { return kvFp8_ ? KVSK_KV_FP8_E4M3 : KVSK_KV_SAME; }
   DeviceBuffer invFreq_;  // [D/2] float32
 
   // Activations, row-major in dt_ unless noted.

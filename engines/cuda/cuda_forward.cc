@@ -138,7 +138,7 @@ void CudaBackend::blockCopies(const int32_t* in, const Layout& lay, int numCopie
   kvsk_block_copy_params c{kv_.get(), in + lay.copies, numCopies, 2 * cfg_.numLayers,
                            static_cast<int64_t>(kvPlaneElems_),
                            static_cast<int64_t>(opts_.blockSize) * cfg_.numKvHeads * cfg_.headDim,
-                           static_cast<kvsk_dtype>(dt_)};
+                           static_cast<kvsk_dtype>(dt_), kvKind()};
   KVS_CUDA_CHECK(kvsk_block_copy(&c, stream_));
 }
 
@@ -147,9 +147,8 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
   const int H = cfg_.hiddenSize, I = cfg_.intermediateSize, V = cfg_.vocabSize;
   const int Hq = cfg_.numHeads, Hkv = cfg_.numKvHeads, D = cfg_.headDim;
   const kvsk_dtype dt = static_cast<kvsk_dtype>(dt_);
-  const size_t es = dtypeSize(dt_);
   char* kv = kv_.get<char>();
-  const size_t planeBytes = kvPlaneElems_ * es;
+  const size_t planeBytes = kvPlaneElems_ * kvElemBytes();
 
   prof_.mark(StepProfiler::Embed, stream_);
   kvsk_embedding_params e{w_.embed, in + lay.tokens, residual_.get(), T, H, V, dt};
@@ -168,8 +167,10 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
     linear(normed_.get(), L.qkv, L.qkvScale, qkv_.get(), T, qkvRows_, H);
 
     prof_.mark(StepProfiler::Rope, stream_);
+    const float kScale = kvFp8_ ? kScale_[l] : 1.f, vScale = kvFp8_ ? vScale_[l] : 1.f;
     kvsk_rope_cache_params rp{qkv_.get(), q_.get(), kCache, vCache, in + lay.positions, in + lay.slots,
-                              invFreq_.get<float>(), L.qkvBias, L.qNorm, L.kNorm, eps, T, Hq, Hkv, D, dt};
+                              invFreq_.get<float>(), L.qkvBias, L.qNorm, L.kNorm, eps, T, Hq, Hkv, D, dt,
+                              kvKind(), kScale, vScale};
     KVS_CUDA_CHECK(kvsk_rope_cache(&rp, stream_));
 
     prof_.mark(StepProfiler::Attention, stream_);
@@ -182,6 +183,7 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
     ap.maxSplits = sh.maxSplits; ap.partitionSize = sh.partition;
     ap.numHeads = Hq; ap.numKvHeads = Hkv; ap.headDim = D; ap.blockSize = opts_.blockSize;
     ap.maxBlocksPerSeq = sh.maxBlocks; ap.scale = 1.f / std::sqrt(static_cast<float>(D)); ap.dtype = dt;
+    ap.cacheDtype = kvKind(); ap.kScale = kScale; ap.vScale = vScale;
     KVS_CUDA_CHECK(kvsk_attention(&ap, sh.decode, stream_));
     prof_.mark(StepProfiler::GemmO, stream_);
     linear(attn_.get(), L.o, L.oScale, proj_.get(), T, H, Hq * D);

@@ -35,6 +35,7 @@ export function nativeOptions(config: EngineConfig, native: NativeModule): Nativ
     batchInvariant: config.batchInvariant,
     // An engine is run as it was built (its manifest says whether it is fp8).
     ...(config.quantization !== 'none' && !config.engine ? { quantize: config.quantization } : {}),
+    kvCacheDtype: config.kvCacheDtype === 'auto' ? 'auto' : 'fp8',
   };
 }
 

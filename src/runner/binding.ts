@@ -26,6 +26,10 @@ export interface NativeEngineOptions {
   batchInvariant?: boolean; // cuda: bitwise batch-invariant GEMMs (the CPU backend always is)
   /** cuda: 'fp8' quantizes the layer matrices at load (fp8 E4M3, a scale per output row) and runs FP8 GEMMs. */
   quantize?: 'none' | 'fp8';
+  /** KV cache element type: auto = the compute dtype (cpu: float32); fp8 = e4m3, half the bytes (cuda only). */
+  kvCacheDtype?: 'auto' | 'fp8';
+  /** fp8 KV cache: one K and one V scale per layer (stored = e4m3(x / scale)); absent = 1.0 for every layer. */
+  kvScales?: { k: number[]; v: number[] };
 }
 
 export interface NativeEngineInfo {
@@ -43,6 +47,8 @@ export interface NativeEngineInfo {
   eosTokenIds: number[];
   device: string; // "cpu" or e.g. "cuda:0 (NVIDIA H100 80GB HBM3)"
   dtype: DTypeName;
+  /** What the KV cache holds: the compute dtype (cpu: float32), or fp8_e4m3 with --kv-cache-dtype fp8. */
+  kvCacheDtype: DTypeName | 'fp8_e4m3';
   blockSize: number;
   numKvBlocks: number;
   kvBlockBytes: number;

@@ -274,6 +274,7 @@ export class ModelRegistry {
               architecture: info.architecture,
               device: info.device,
               dtype: info.dtype,
+              kvCacheDtype: info.kvCacheDtype,
               maxModelLen: info.maxModelLen,
               kvBlocks: info.numKvBlocks,
               blockSize: info.blockSize,

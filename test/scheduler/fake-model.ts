@@ -86,6 +86,7 @@ export class FakeModel implements NativeEngine {
       eosTokenIds: [2],
       device: 'cpu',
       dtype: 'float32',
+      kvCacheDtype: 'float32',
       blockSize: this.blockSize,
       numKvBlocks: this.numBlocks,
       kvBlockBytes: 0,

@@ -48,7 +48,13 @@ describe('kvserve serve --log-format json', () => {
     // What the server says, in order.
     const listening = indexOf(records, 'listening', (r) => /^listening on http:\/\/127\.0\.0\.1:\d+$/.test(r.msg));
     const ready = indexOf(records, 'ready', (r) => r.msg === 'ready');
-    expect(records[ready]).toMatchObject({ level: 30, model: 'stories260K', device: 'cpu', maxModelLen: 512 });
+    expect(records[ready]).toMatchObject({
+      level: 30,
+      model: 'stories260K',
+      device: 'cpu',
+      kvCacheDtype: 'float32',
+      maxModelLen: 512,
+    });
     const completed = indexOf(records, 'the 400', (r) => (r.res as { statusCode?: number })?.statusCode === 400);
     const draining = indexOf(records, 'the drain', (r) => r.signal === 'SIGTERM');
     expect(records.at(-1)!.msg).toBe('stopped');

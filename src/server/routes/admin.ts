@@ -55,6 +55,7 @@ function modelView(slot: ModelSlot, spec: ModelSpec | undefined, pending: Pendin
     device: info?.device ?? null,
     max_model_len: inst?.model.maxModelLen ?? null,
     kv_blocks: info?.numKvBlocks ?? null,
+    kv_cache_dtype: info?.kvCacheDtype ?? null,
     limits: {
       max_num_seqs: inst?.model.maxNumSeqs ?? spec?.config.maxNumSeqs ?? null,
       max_queue: slot.maxQueue,

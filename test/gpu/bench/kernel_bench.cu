@@ -13,7 +13,9 @@
 //          dependent launch at 16, 32 and 64 rows per CTA (the forward pass's situation)
 //   fp8gemm  GemmRunner::runFp8 (FP8 GEMV or quantize + cuBLASLt FP8, as planned) against the bf16 GemmRunner
 //          at M = 16, 64, 256, 2048, 8192, both fast mode and timed on their weights: TFLOP/s of 2 M N K
-// Usage: kvserve_kernel_bench [gemv|chain|attn|copy|fp8|fp8gemm ...]
+//   attn-fp8  decode attention over an fp8 (e4m3) cache beside bf16 at batch 1 and 64 x 4096 and 256 x 512
+//          (bytes of cache read / time and % of copy, bf16 and f16 queries), and prefill of 2048 and 8192 tokens
+// Usage: kvserve_kernel_bench [gemv|chain|attn|attn-fp8|copy|fp8|fp8gemm ...]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -284,10 +286,83 @@ void fp8GemmBench() {
 }
 
 struct AttnCase { const char* name; std::vector<int> qLens, ctx; int partition = 128; };
+struct AttnTiming { double ms, kvBytes, flops; };
+
+// Random e4m3 codes (no NaN) for an fp8 cache: a 1 MiB pattern repeated.
+void* devE4m3(size_t bytes, uint32_t seed) {
+  std::vector<uint8_t> pattern(1 << 20);
+  std::mt19937 g(seed);
+  for (auto& c : pattern) { c = (uint8_t)(g() & 0xFF); if ((c & 0x7F) == 0x7F) c ^= 1; }
+  void* p = nullptr;
+  CK(cudaMalloc(&p, bytes));
+  for (size_t at = 0; at < bytes; at += pattern.size())
+    CK(cudaMemcpy(static_cast<char*>(p) + at, pattern.data(), std::min(pattern.size(), bytes - at), cudaMemcpyHostToDevice));
+  return p;
+}
+
+// Llama-3-8B's attention (32 query / 8 KV heads, head_dim 128, 16-token blocks) for one case, queries in dt,
+// the cache in dt or e4m3 (kv): the median time, the K+V bytes it reads and its useful flops.
+AttnTiming timeAttention(const AttnCase& c, kvsk_dtype dt, kvsk_kv_dtype kv) {
+  const int Hq = 32, Hkv = 8, D = 128, bs = 16;
+  const int S = (int)c.qLens.size(), partition = c.partition;
+  std::vector<int32_t> qs(S + 1, 0), ctx(c.ctx.begin(), c.ctx.end());
+  int maxBlocks = 0, totalBlocks = 0;
+  for (int s = 0; s < S; ++s) {
+    qs[s + 1] = qs[s] + c.qLens[s];
+    maxBlocks = std::max(maxBlocks, (ctx[s] + bs - 1) / bs);
+    totalBlocks += (ctx[s] + bs - 1) / bs;
+  }
+  const int T = qs[S];
+  std::vector<int> perm(totalBlocks);
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), std::mt19937(1));
+  std::vector<int32_t> table((size_t)S * maxBlocks, 0);
+  for (int s = 0, next = 0; s < S; ++s)
+    for (int b = 0; b * bs < ctx[s]; ++b) table[(size_t)s * maxBlocks + b] = perm[next++];
+  std::vector<int32_t> tileSeq(T), tileQ(T), tileSlot(T);
+  kvsk_attention_plan_info info{};
+  if (kvsk_attention_plan(qs.data(), ctx.data(), S, Hq, Hkv, D, dt, partition, tileSeq.data(), tileQ.data(), tileSlot.data(), T, &info) != 0)
+    std::exit(2);
+  auto up = [](const std::vector<int32_t>& v) {
+    int32_t* d = nullptr;
+    CK(cudaMalloc(&d, std::max<size_t>(1, v.size()) * 4));
+    CK(cudaMemcpy(d, v.data(), v.size() * 4, cudaMemcpyHostToDevice));
+    return d;
+  };
+  const bool fp8 = kv == KVSK_KV_FP8_E4M3;
+  const size_t cacheElems = (size_t)totalBlocks * bs * Hkv * D, kvElemBytes = fp8 ? 1 : 2;
+  void* k = fp8 ? devE4m3(cacheElems, 1) : devRandom(cacheElems, dt, 1);
+  void* v = fp8 ? devE4m3(cacheElems, 2) : devRandom(cacheElems, dt, 2);
+  void* q = devRandom((size_t)T * Hq * D, dt, 3);
+  void* out = devRandom((size_t)T * Hq * D, dt, 4);
+  const size_t parts = (size_t)std::max(1, info.numSplitSlots) * Hq * info.maxSplits;
+  float *pOut, *pMax, *pSum;
+  CK(cudaMalloc(&pOut, parts * D * 4));
+  CK(cudaMalloc(&pMax, parts * 4));
+  CK(cudaMalloc(&pSum, parts * 4));
+  kvsk_attention_params p{};
+  p.q = q; p.kCache = k; p.vCache = v; p.out = out;
+  p.blockTables = up(table); p.queryStart = up(qs); p.contextLens = up(ctx);
+  p.tileSeq = up(tileSeq); p.tileQStart = up(tileQ); p.tileSplitSlot = up(tileSlot);
+  p.partialOut = pOut; p.partialMax = pMax; p.partialSum = pSum;
+  p.numTiles = info.numTiles; p.tokensPerTile = info.tokensPerTile; p.numSplitSlots = info.numSplitSlots;
+  p.maxSplits = info.maxSplits; p.partitionSize = partition;
+  p.numHeads = Hq; p.numKvHeads = Hkv; p.headDim = D; p.blockSize = bs; p.maxBlocksPerSeq = maxBlocks;
+  p.scale = 1.f / std::sqrt((float)D); p.dtype = dt;
+  p.cacheDtype = kv; p.kScale = 0.05f; p.vScale = 0.05f;
+  const double ms = timeMs([&](int) { CK(kvsk_attention(&p, info.decode, stream)); });
+  AttnTiming r{ms, 0, 0};
+  for (int s = 0; s < S; ++s) {
+    r.kvBytes += 2.0 * ctx[s] * Hkv * D * kvElemBytes;
+    for (int j = 0; j < c.qLens[s]; ++j) r.flops += 4.0 * (ctx[s] - c.qLens[s] + j + 1) * D * Hq;
+  }
+  for (const void* d : {p.blockTables, p.queryStart, p.contextLens, p.tileSeq, p.tileQStart, p.tileSplitSlot})
+    cudaFree(const_cast<void*>(d));
+  for (void* d : {k, v, q, out, (void*)pOut, (void*)pMax, (void*)pSum}) cudaFree(d);
+  return r;
+}
 
 void attnBench(double copyBw) {
-  const int Hq = 32, Hkv = 8, D = 128, bs = 16;
-  const kvsk_dtype dt = KVSK_BF16;
   // Large decode batches also at the longer partitions the default mode picks for them (cuda_forward.cc).
   std::vector<AttnCase> cases = {
       {"decode b1 x 4096", {1}, {4096}},
@@ -304,65 +379,45 @@ void attnBench(double copyBw) {
       {"prefill 16 x 512", std::vector<int>(16, 512), std::vector<int>(16, 512)},
       {"prefill 1 x 8192", {8192}, {8192}},
   };
-  std::printf("\nattention, bf16, Hq %d Hkv %d D %d, block %d, split-KV partition 128 unless noted\n", Hq, Hkv, D, bs);
+  std::printf("\nattention, bf16, Hq 32 Hkv 8 D 128, block 16, split-KV partition 128 unless noted\n");
   std::printf("%-20s %10s %10s %8s %10s\n", "case", "us", "KV TB/s", "%copy", "TFLOP/s");
   for (const AttnCase& c : cases) {
-    const int S = (int)c.qLens.size(), partition = c.partition;
-    std::vector<int32_t> qs(S + 1, 0), ctx(c.ctx.begin(), c.ctx.end());
-    int maxBlocks = 0, totalBlocks = 0;
-    for (int s = 0; s < S; ++s) {
-      qs[s + 1] = qs[s] + c.qLens[s];
-      maxBlocks = std::max(maxBlocks, (ctx[s] + bs - 1) / bs);
-      totalBlocks += (ctx[s] + bs - 1) / bs;
-    }
-    const int T = qs[S];
-    std::vector<int> perm(totalBlocks);
-    std::iota(perm.begin(), perm.end(), 0);
-    std::shuffle(perm.begin(), perm.end(), std::mt19937(1));
-    std::vector<int32_t> table((size_t)S * maxBlocks, 0);
-    for (int s = 0, next = 0; s < S; ++s)
-      for (int b = 0; b * bs < ctx[s]; ++b) table[(size_t)s * maxBlocks + b] = perm[next++];
-    std::vector<int32_t> tileSeq(T), tileQ(T), tileSlot(T);
-    kvsk_attention_plan_info info{};
-    if (kvsk_attention_plan(qs.data(), ctx.data(), S, Hq, Hkv, D, dt, partition, tileSeq.data(), tileQ.data(), tileSlot.data(), T, &info) != 0)
-      std::exit(2);
-    auto up = [](const std::vector<int32_t>& v) {
-      int32_t* d = nullptr;
-      CK(cudaMalloc(&d, std::max<size_t>(1, v.size()) * 4));
-      CK(cudaMemcpy(d, v.data(), v.size() * 4, cudaMemcpyHostToDevice));
-      return d;
-    };
-    const size_t cacheElems = (size_t)totalBlocks * bs * Hkv * D;
-    void* k = devRandom(cacheElems, dt, 1);
-    void* v = devRandom(cacheElems, dt, 2);
-    void* q = devRandom((size_t)T * Hq * D, dt, 3);
-    void* out = devRandom((size_t)T * Hq * D, dt, 4);
-    const size_t parts = (size_t)std::max(1, info.numSplitSlots) * Hq * info.maxSplits;
-    float *pOut, *pMax, *pSum;
-    CK(cudaMalloc(&pOut, parts * D * 4));
-    CK(cudaMalloc(&pMax, parts * 4));
-    CK(cudaMalloc(&pSum, parts * 4));
-    kvsk_attention_params p{};
-    p.q = q; p.kCache = k; p.vCache = v; p.out = out;
-    p.blockTables = up(table); p.queryStart = up(qs); p.contextLens = up(ctx);
-    p.tileSeq = up(tileSeq); p.tileQStart = up(tileQ); p.tileSplitSlot = up(tileSlot);
-    p.partialOut = pOut; p.partialMax = pMax; p.partialSum = pSum;
-    p.numTiles = info.numTiles; p.tokensPerTile = info.tokensPerTile; p.numSplitSlots = info.numSplitSlots;
-    p.maxSplits = info.maxSplits; p.partitionSize = partition;
-    p.numHeads = Hq; p.numKvHeads = Hkv; p.headDim = D; p.blockSize = bs; p.maxBlocksPerSeq = maxBlocks;
-    p.scale = 1.f / std::sqrt((float)D); p.dtype = dt;
-    const double ms = timeMs([&](int) { CK(kvsk_attention(&p, info.decode, stream)); });
-    double kvBytes = 0, flops = 0;
-    for (int s = 0; s < S; ++s) {
-      kvBytes += 2.0 * ctx[s] * Hkv * D * 2;
-      for (int j = 0; j < c.qLens[s]; ++j) flops += 4.0 * (ctx[s] - c.qLens[s] + j + 1) * D * Hq;
-    }
-    std::printf("%-20s %10.1f %10.2f %7.0f%% %10.1f\n", c.name, ms * 1e3, kvBytes / (ms * 1e-3) / 1e12,
-                100.0 * kvBytes / (ms * 1e-3) / copyBw, flops / (ms * 1e-3) / 1e12);
-    for (const void* d : {p.blockTables, p.queryStart, p.contextLens, p.tileSeq, p.tileQStart, p.tileSplitSlot})
-      cudaFree(const_cast<void*>(d));
-    for (void* d : {k, v, q, out, (void*)pOut, (void*)pMax, (void*)pSum}) cudaFree(d);
+    const AttnTiming r = timeAttention(c, KVSK_BF16, KVSK_KV_SAME);
+    std::printf("%-20s %10.1f %10.2f %7.0f%% %10.1f\n", c.name, r.ms * 1e3, r.kvBytes / (r.ms * 1e-3) / 1e12,
+                100.0 * r.kvBytes / (r.ms * 1e-3) / copyBw, r.flops / (r.ms * 1e-3) / 1e12);
   }
+}
+
+// The fp8 (e4m3) cache beside the bf16 one: the same shapes, bytes of cache read per second against the copy
+// ceiling (an fp8 decode reads half the bytes, so it keeps pace when its %copy matches bf16's), with bf16 and
+// f16 queries (the latter skip the query conversion); prefill in TFLOP/s.
+void attnFp8Bench(double copyBw) {
+  const std::vector<AttnCase> cases = {
+      {"decode b1 x 4096", {1}, {4096}},
+      {"decode b64 x 4096", std::vector<int>(64, 1), std::vector<int>(64, 4096)},
+      {"  partition 1024", std::vector<int>(64, 1), std::vector<int>(64, 4096), 1024},
+      {"decode b256 x 512", std::vector<int>(256, 1), std::vector<int>(256, 512)},
+      {"  unsplit", std::vector<int>(256, 1), std::vector<int>(256, 512), 512},
+      {"prefill 1 x 2048", {2048}, {2048}},
+      {"prefill 1 x 8192", {8192}, {8192}},
+  };
+  std::printf("\nattention over an fp8 (e4m3) cache beside bf16, Hq 32 Hkv 8 D 128, block 16, partition 128 unless noted\n");
+  std::printf("%-20s %22s %22s %22s %8s\n", "", "bf16 cache", "fp8 cache, bf16 q", "fp8 cache, f16 q", "");
+  std::printf("%-20s %9s %6s %5s %9s %6s %5s %9s %6s %5s %8s\n", "case", "us", "TB/s", "%copy", "us", "TB/s", "%copy",
+              "us", "TB/s", "%copy", "speedup");
+  for (const AttnCase& c : cases) {
+    const AttnTiming runs[3] = {timeAttention(c, KVSK_BF16, KVSK_KV_SAME), timeAttention(c, KVSK_BF16, KVSK_KV_FP8_E4M3),
+                                timeAttention(c, KVSK_F16, KVSK_KV_FP8_E4M3)};
+    std::printf("%-20s", c.name);
+    for (const AttnTiming& r : runs) {
+      const bool prefill = c.qLens[0] > 1;
+      const double rate = prefill ? r.flops / (r.ms * 1e-3) / 1e12 : r.kvBytes / (r.ms * 1e-3) / 1e12;
+      if (prefill) std::printf(" %9.1f %6.1f %5s", r.ms * 1e3, rate, "-");
+      else std::printf(" %9.1f %6.2f %4.0f%%", r.ms * 1e3, rate, 100.0 * r.kvBytes / (r.ms * 1e-3) / copyBw);
+    }
+    std::printf(" %7.2fx\n", runs[0].ms / runs[1].ms);
+  }
+  std::printf("(prefill rows: TFLOP/s instead of TB/s; speedup = bf16 cache time / fp8 cache time, bf16 queries)\n");
 }
 
 }  // namespace
@@ -382,6 +437,7 @@ int main(int argc, char** argv) {
   if (want("attn")) attnBench(bw);
   if (want("fp8")) fp8GemvBench(bw);
   if (want("fp8gemm")) fp8GemmBench();
+  if (want("attn-fp8")) attnFp8Bench(bw);
   CK(cudaStreamDestroy(stream));
   return 0;
 }

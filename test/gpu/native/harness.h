@@ -46,6 +46,27 @@ inline float round(kvsk_dtype t, float x) {
   return load(t, &tmp, 0);
 }
 
+// OCP e4m3 (the fp8 KV cache), written from the format's definition rather than from cuda_fp8.h: bias 7,
+// codes 0x00-0x7E finite (0x7E = 448), 0x7F NaN, sign in bit 7; e = 0 is subnormal (m * 2^-9).
+inline double e4m3Value(uint8_t c) {
+  const int e = (c >> 3) & 15, m = c & 7;
+  if ((c & 0x7F) == 0x7F) return NAN;
+  const double mag = e == 0 ? std::ldexp((double)m, -9) : std::ldexp(1.0 + m / 8.0, e - 7);
+  return (c & 0x80) ? -mag : mag;
+}
+// Round to nearest, ties to the even code, saturated to +-448 (infinities too); NaN -> 0x7F.
+inline uint8_t e4m3Encode(float x) {
+  if (std::isnan(x)) return 0x7F;
+  const uint8_t sign = std::signbit(x) ? 0x80 : 0;
+  const double a = std::fabs((double)x);
+  if (a >= 448.0) return sign | 0x7E;
+  int lo = 0;  // the largest code whose value is <= a
+  while (lo < 0x7E && e4m3Value((uint8_t)(lo + 1)) <= a) ++lo;
+  const double mid = (e4m3Value((uint8_t)lo) + e4m3Value((uint8_t)(lo + 1))) / 2;  // exact in double
+  const int c = a < mid ? lo : a > mid ? lo + 1 : (lo & 1) ? lo + 1 : lo;
+  return (uint8_t)(sign | c);
+}
+
 // A typed host buffer of n elements of dtype, with a device mirror.
 struct Buf {
   kvsk_dtype t = KVSK_F32;

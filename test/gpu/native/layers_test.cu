@@ -3,6 +3,7 @@
 // round like transformers. Tolerances: the reference follows the same rounding steps, so results agree to
 // within one unit in the last place of the dtype where a transcendental (rsqrt, exp, sin/cos) is involved:
 // |out - ref| <= 1 ulp(dtype) * |ref| + 1e-6 (bf16 2^-7, f16 2^-10, f32 2^-20 relative).
+// The fp8 cache's writers (RoPE + cache into e4m3, block copies of bytes) run at the end: kv_fp8_test.cu.
 #include <algorithm>
 #include <numeric>
 
@@ -10,6 +11,8 @@
 #include "rope.h"
 
 namespace kt {
+
+void kvFp8LayerTests();  // kv_fp8_test.cu
 
 namespace {
 
@@ -208,6 +211,7 @@ void layerTests() {
     ok = ok && std::fabs(mean) < 1e-3;
     reportBool("layers", "dummy fill (deterministic, range, constants)", 3, ok, "mean " + std::to_string(mean));
   }
+  kvFp8LayerTests();
 }
 
 }  // namespace kt

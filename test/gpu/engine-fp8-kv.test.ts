@@ -1,0 +1,258 @@
+// --kv-cache-dtype fp8 on the GPU: the tiny random bf16 Llama / Qwen2 / Qwen3 (make_bf16_references.py) with K
+// and V held as e4m3 at the default scales (1.0, uncalibrated, as vLLM), against transformers in bf16 on the
+// same GPU, as engine-bf16.test.ts does for the bf16 cache. Measured and recorded beside the bf16 cache's:
+// teacher-forced top-1 agreement along transformers' path, logit error, the greedy prefix that matches, and
+// the agreement of the two caches with each other. Required: agreement >= 0.95. Also: half the bytes per block
+// and about twice the blocks in the same memory; --batch-invariant stays bitwise invariant (greedy ids and
+// top-5 logprobs alone vs 8 batched vs chunked prefill, graphs on); kvserve generate and serve take the flag;
+// a model the fp8 attention cannot run (stories260K: float32, head_dim 8) is refused in one line.
+import { cpSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { beforeAll, describe, expect, test } from 'vitest';
+import { loadNative, type NativeEngine, type NativeEngineOptions } from '../../src/runner/binding.js';
+import { writeSyntheticTokenizer } from '../../src/tokenizer/synthetic.js';
+import { kvserve } from '../cli/helpers/run-kvserve.js';
+import { generate, greedy, storiesDir, type Sampling } from '../native/harness.js';
+import { greedyRun } from '../native/native-run.js';
+import { spawnServe, untilHealthy } from '../server/helpers/child-server.js';
+import { loadError, tempDir } from './cuda-engine-helpers.js';
+import { argmax, BF16_MODELS, bf16RefsDir, cudaOptions, ensureBf16Refs, record } from './gpu-harness.js';
+
+interface Ref {
+  prompts: number[][];
+  steps: number;
+  greedy_ids: number[][];
+  logits_file: string;
+  logits_shape: [number, number, number];
+  head_dim: number;
+}
+
+beforeAll(ensureBf16Refs, 600_000);
+
+const FP8: Partial<NativeEngineOptions> = { kvCacheDtype: 'fp8' };
+
+async function load(name: string, overrides: Partial<NativeEngineOptions> = {}): Promise<NativeEngine> {
+  return loadNative().loadEngine(
+    cudaOptions(resolve(bf16RefsDir, name), { numKvBlocks: 512, maxNumSeqs: 16, ...overrides }),
+  );
+}
+
+/** Teacher-forced logits along transformers' greedy path, and the free-running greedy ids, of every prompt. */
+async function runs(engine: NativeEngine, ref: Ref) {
+  const forced: Float32Array[][] = [];
+  const free: number[][] = [];
+  for (let p = 0; p < ref.prompts.length; p++) {
+    forced.push((await greedyRun(engine, ref.prompts[p]!, ref.steps, ref.greedy_ids[p]!)).logits);
+    free.push((await greedyRun(engine, ref.prompts[p]!, ref.steps)).ids);
+  }
+  return { forced, free };
+}
+
+describe.each(BF16_MODELS)('%s with an fp8 KV cache vs transformers bf16 on the same GPU', (name) => {
+  test('greedy agreement stays >= 0.95; the cache holds half the bytes per block', async () => {
+    const ref = JSON.parse(readFileSync(resolve(bf16RefsDir, name, 'expected.json'), 'utf8')) as Ref;
+    const buf = readFileSync(resolve(bf16RefsDir, name, ref.logits_file));
+    const theirs = new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
+    const [, steps, vocab] = ref.logits_shape;
+    const results: Record<string, Awaited<ReturnType<typeof runs>>> = {};
+    const blockBytes: Record<string, number> = {};
+    for (const [cache, o] of [
+      ['bf16', {}],
+      ['fp8', FP8],
+    ] as const) {
+      const engine = await load(name, o);
+      try {
+        expect(engine.info()).toMatchObject({
+          dtype: 'bfloat16',
+          kvCacheDtype: cache === 'fp8' ? 'fp8_e4m3' : 'bfloat16',
+        });
+        blockBytes[cache] = engine.info().kvBlockBytes;
+        results[cache] = await runs(engine, ref);
+      } finally {
+        engine.dispose();
+      }
+    }
+    expect(blockBytes.fp8! * 2).toBe(blockBytes.bf16);
+    const measure = (r: Awaited<ReturnType<typeof runs>>) => {
+      let agree = 0,
+        maxErr = 0,
+        sumErr = 0,
+        n = 0,
+        matchedPrefix = 0;
+      for (let p = 0; p < ref.prompts.length; p++) {
+        for (let s = 0; s < steps; s++) {
+          const t = theirs.subarray((p * steps + s) * vocab, (p * steps + s + 1) * vocab);
+          const m = r.forced[p]![s]!;
+          for (let v = 0; v < vocab; v++) {
+            const d = Math.abs(m[v]! - t[v]!);
+            maxErr = Math.max(maxErr, d);
+            sumErr += d;
+            n++;
+          }
+          if (argmax(m) === argmax(t)) agree++;
+        }
+        let k = 0;
+        while (k < steps && r.free[p]![k] === ref.greedy_ids[p]![k]) k++;
+        matchedPrefix += k;
+      }
+      const total = ref.prompts.length * steps;
+      return {
+        agreement: agree / total,
+        maxAbsLogitErr: maxErr,
+        meanAbsLogitErr: sumErr / n,
+        meanMatchedGreedyPrefix: matchedPrefix / ref.prompts.length,
+      };
+    };
+    const fp8 = measure(results.fp8!),
+      bf16 = measure(results.bf16!);
+    let caches = 0;
+    for (let p = 0; p < ref.prompts.length; p++)
+      for (let s = 0; s < steps; s++)
+        caches += argmax(results.fp8!.forced[p]![s]!) === argmax(results.bf16!.forced[p]![s]!) ? 1 : 0;
+    record(`fp8 kv ${name}`, {
+      headDim: ref.head_dim,
+      fp8: fp8,
+      bf16Cache: bf16,
+      fp8VsBf16CacheTop1Agreement: caches / (ref.prompts.length * steps),
+      steps,
+    });
+    expect(fp8.agreement).toBeGreaterThanOrEqual(0.95);
+  });
+});
+
+describe('the fp8 pool', () => {
+  test('about twice the blocks of a bf16 cache in the same memory', async () => {
+    // A budget below what maxNumSeqs full-length sequences could use, so that memory, not the cap, sizes both.
+    const o = { numKvBlocks: 0, maxNumSeqs: 4096, gpuMemoryUtilization: 0.08 };
+    const blocks: number[] = [];
+    for (const extra of [{}, FP8]) {
+      const engine = await load('llama-d64-g4', { ...o, ...extra });
+      blocks.push(engine.info().numKvBlocks);
+      engine.dispose();
+    }
+    record('fp8 kv pool', { bf16Blocks: blocks[0], fp8Blocks: blocks[1], ratio: blocks[1]! / blocks[0]! });
+    expect(blocks[1]! / blocks[0]!).toBeGreaterThan(1.9);
+    expect(blocks[1]! / blocks[0]!).toBeLessThan(2.1);
+  });
+});
+
+describe('batch invariance (bf16, fp8 cache, batchInvariant mode)', () => {
+  const vocab = 1024;
+  const prompts = Array.from({ length: 8 }, (_, i) => [
+    1,
+    ...Array.from({ length: 3 + 23 * i }, (_, j) => 3 + ((i * 131 + j * 17) % (vocab - 3))),
+  ]);
+  const withLogprobs: Sampling = { ...greedy, numLogprobs: 5 };
+
+  test.each(['qwen3-d128-g8-qknorm', 'llama-d64-g4'])(
+    '%s: greedy ids and top-5 logprobs do not depend on the batch',
+    async (name) => {
+      const engine = await load(name, { batchInvariant: true, ...FP8 });
+      try {
+        expect(engine.info().kvCacheDtype).toBe('fp8_e4m3');
+        const o = { maxTokens: 24, blockSize: 16, maxBlocks: 16 };
+        const alone: number[][] = [];
+        const aloneLp: number[][] = [];
+        for (const p of prompts) {
+          const lp: number[] = [];
+          alone.push(
+            (
+              await generate(engine, [p], {
+                ...o,
+                sampling: [withLogprobs],
+                onStep: (r) => lp.push(...r.topValues.slice(0, 5)),
+              })
+            )[0]!,
+          );
+          aloneLp.push(lp);
+        }
+        const lpAll: number[][] = prompts.map(() => []);
+        const all = await generate(engine, prompts, {
+          ...o,
+          sampling: prompts.map(() => withLogprobs),
+          onStep: (r, b) => {
+            // rows are in the order of the sequences that sampled this step; recover which by the slot of their block table
+            for (let i = 0; i < b.sampleIndices.length; i++) {
+              const tok = b.sampleIndices[i]!;
+              let s = 0;
+              while (b.queryStart[s + 1]! <= tok) s++;
+              const slot = b.blockTables[s * b.maxBlocksPerSeq]! / b.maxBlocksPerSeq;
+              lpAll[slot]!.push(...r.topValues.slice(i * 5, i * 5 + 5));
+            }
+          },
+        });
+        const chunked = await generate(engine, prompts, { ...o, prefillChunk: 7 });
+        expect(all).toEqual(alone);
+        expect(chunked).toEqual(alone);
+        expect(lpAll).toEqual(aloneLp); // bitwise: same floats
+        record(`batch invariance fp8 kv ${name}`, {
+          prompts: prompts.length,
+          tokensEach: o.maxTokens,
+          identical: true,
+        });
+      } finally {
+        engine.dispose();
+      }
+    },
+  );
+});
+
+describe('kvserve generate and serve --kv-cache-dtype fp8 --device cuda', () => {
+  test('generate gives the native engine greedy ids; serve reports the cache and answers', async () => {
+    const dir = join(tempDir('kvserve-fp8-kv-'), 'llama-d64-g4');
+    cpSync(resolve(bf16RefsDir, 'llama-d64-g4'), dir, { recursive: true });
+    writeSyntheticTokenizer(dir, 1024);
+    const args = ['--model', dir, '--device', 'cuda', '--kv-cache-dtype', 'fp8'];
+    // --batch-invariant at the same --max-num-seqs: both loads run the same GEMM algorithms (not timed ones).
+    const r = await kvserve([
+      'generate',
+      ...args,
+      '--batch-invariant',
+      '--max-num-seqs',
+      '16',
+      '--prompt',
+      'w5 w9 w13 w17',
+      '--max-tokens',
+      '24',
+      '--ignore-eos',
+      '--json',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { prompt_ids: number[]; output_ids: number[] };
+    const engine = await load('llama-d64-g4', { batchInvariant: true, ...FP8 });
+    try {
+      const ids = (await greedyRun(engine, out.prompt_ids, 24)).ids;
+      expect(out.output_ids).toEqual(ids);
+    } finally {
+      engine.dispose();
+    }
+
+    const server = spawnServe([...args, '--served-model-name', 'fp8']);
+    try {
+      const url = await server.url;
+      await untilHealthy(url);
+      expect(server.records().find((x) => x.msg === 'ready')).toMatchObject({ kvCacheDtype: 'fp8_e4m3' });
+      const res = await fetch(`${url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'fp8', prompt: 'w5 w9 w13', max_tokens: 16, temperature: 0, ignore_eos: true }),
+      });
+      expect(res.status).toBe(200);
+      expect(((await res.json()) as { usage: { completion_tokens: number } }).usage.completion_tokens).toBe(16);
+    } finally {
+      server.child.kill('SIGKILL');
+    }
+  });
+
+  test('a model the fp8 attention cannot run is refused in one line, before its weights', async () => {
+    const message = (headDim: number, G: number, hint: string) =>
+      '--kv-cache-dtype fp8 needs a bfloat16 or float16 model with head_dim 64, 128 or 256 and at most 16 query ' +
+      `heads per KV head; this one computes in float32 with head_dim ${headDim} and ${G} query heads per KV head ` +
+      `(use --kv-cache-dtype auto${hint})`;
+    expect(await loadError({ model: storiesDir, kvCacheDtype: 'fp8' })).toBe(message(8, 2, ''));
+    const llama = resolve(bf16RefsDir, 'llama-d64-g4');
+    expect(await loadError({ model: llama, kvCacheDtype: 'fp8', dtype: 'float32' })).toBe(
+      message(64, 4, ', or --dtype bfloat16'),
+    );
+  });
+});
