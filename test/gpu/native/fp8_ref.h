@@ -11,22 +11,8 @@
 
 namespace kt {
 
-// Round to nearest, ties to even, saturating to +-448; NaN -> 0x7f.
-inline uint8_t e4m3Encode(float x) {
-  if (std::isnan(x)) return 0x7f;
-  const uint8_t sign = std::signbit(x) ? 0x80 : 0;
-  const double a = std::fabs(static_cast<double>(x));
-  if (a >= 448.0) return sign | 0x7e;  // (448, 464] rounds to 448; beyond: saturation
-  if (a == 0.0) return sign;
-  int e = 0;
-  std::frexp(a, &e);           // a in [2^(e-1), 2^e)
-  const int E = std::max(e - 1, -6);  // below 2^-6: subnormals, spaced 2^-9 like the binade [2^-6, 2^-5)
-  const double r = std::nearbyint(std::ldexp(a, 3 - E));  // exact scaling, then ties to even: [0, 16]
-  // Normal: ((E + 7) << 3) | mantissa with r = 8 + mantissa; r = 16 carries into the next binade, and for
-  // E = -6 the code of a subnormal is r itself: one formula.
-  const int code = ((E + 7) << 3) + static_cast<int>(r) - 8;
-  return sign | static_cast<uint8_t>(std::min(code, 0x7e));
-}
+// e4m3Encode (round to nearest, ties to even, saturating to +-448): harness.h, shared with the fp8 KV
+// cache tests.
 
 inline double e4m3Decode(uint8_t b) {
   const int E = (b >> 3) & 15, m = b & 7;
