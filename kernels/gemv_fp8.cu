@@ -33,7 +33,7 @@ namespace {
 constexpr int kWarpsPerTile = 4, kTileThreads = kWarpsPerTile * 32;
 // 64-byte blocks of both rows in flight per lane: 256 bytes, or 192 with two token tiles (registers: x of
 // two tiles, and no spills at 512 threads per CTA).
-template <int NT> constexpr int unrollFor() { return NT == 1 ? 8 : 6; }
+template <int NT> __host__ __device__ constexpr int unrollFor() { return NT == 1 ? 8 : 6; }
 constexpr int kPrefetchRowBytes = 4096; // of each row, asked of L2 before the programmatic-launch wait
 
 __device__ __forceinline__ uint4 loadStreaming(const void* p) {
