@@ -95,7 +95,7 @@ export async function measureQuality(o: QualityOptions): Promise<QualityReport> 
     kvCacheBytes: 0,
     gpuMemoryUtilization: 0.9,
     maxNumBatchedTokens: o.maxLen,
-    maxNumSeqs: 1,
+    maxNumSeqs: o.maxLen, // a sample is one step of up to maxLen - 1 sampled rows (the CUDA backend bounds R by it)
     maxModelLen: o.maxLen,
     seed: 0,
   };
