@@ -40,12 +40,13 @@ if has kbench; then
   build/Release/kvserve_kernel_bench 2>&1 | tee "$out/kernel-bench.txt"
 fi
 if has bench; then
-  # batch-invariant : CUDA graphs : programmatic dependent launch [: quantize] (BENCH_VARIANTS="0:1:1 1:1:1" for
-  # fewer; "0:1:1:fp8" for --quantization fp8)
-  for variant in ${BENCH_VARIANTS:-0:1:1 0:1:0 0:0:1 1:1:1 0:1:1:fp8}; do
-    IFS=: read -r inv graphs pdl quant <<<"$variant"
-    echo "--- KVSERVE_BATCH_INVARIANT=$inv KVSERVE_CUDA_GRAPHS=$graphs KVSERVE_CUDA_PDL=$pdl KVSERVE_QUANTIZE=${quant:-none}" | tee -a "$out/bench.log"
-    KVSERVE_BATCH_INVARIANT=$inv KVSERVE_CUDA_GRAPHS=$graphs KVSERVE_CUDA_PDL=$pdl KVSERVE_QUANTIZE=${quant:-none} npx tsx test/gpu/bench-engine.ts 2>&1 \
+  # batch-invariant : CUDA graphs : programmatic dependent launch [: quantize [: KV cache dtype]]
+  # (BENCH_VARIANTS="0:1:1 1:1:1" for fewer; "0:1:1:fp8" for --quantization fp8, "0:1:1:fp8:fp8" with an fp8 cache)
+  for variant in ${BENCH_VARIANTS:-0:1:1 0:1:0 0:0:1 1:1:1 0:1:1:fp8 0:1:1:fp8:fp8}; do
+    IFS=: read -r inv graphs pdl quant kv <<<"$variant"
+    echo "--- KVSERVE_BATCH_INVARIANT=$inv KVSERVE_CUDA_GRAPHS=$graphs KVSERVE_CUDA_PDL=$pdl KVSERVE_QUANTIZE=${quant:-none} KVSERVE_KV_CACHE_DTYPE=${kv:-auto}" | tee -a "$out/bench.log"
+    KVSERVE_BATCH_INVARIANT=$inv KVSERVE_CUDA_GRAPHS=$graphs KVSERVE_CUDA_PDL=$pdl KVSERVE_QUANTIZE=${quant:-none} \
+      KVSERVE_KV_CACHE_DTYPE=${kv:-auto} npx tsx test/gpu/bench-engine.ts 2>&1 \
       | grep -v "npm warn" | tee -a "$out/bench.log" | tail -n 14
   done
 fi
