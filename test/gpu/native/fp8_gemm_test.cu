@@ -8,8 +8,10 @@
 //   is the same bits at every M and at 16, 32 and 64 rows per CTA.
 // - runFp8 at M = 1, 5, 8, 16 (GEMV or cuBLASLt, whichever the timed plan chose; fp8UsesGemv says which),
 //   37 and 512 (cuBLASLt on x quantized per row): the GEMV as above; cuBLASLt against the float64 product of
-//   the same quantized x (fp8_ref.h's per-row quantizer, bitwise what the kernel writes), with 1e-4 sum |terms|
-//   for the FP8 tensor cores' accumulation, and against unquantized x within the e4m3 rounding bound.
+//   the same quantized x (fp8_ref.h's per-row quantizer, bitwise what the kernel writes), with 2.5e-4 sum
+//   |terms| (about 2^-12) for the FP8 tensor cores' accumulation, which keeps fewer bits than float32 on Hopper
+//   (DeepSeek-V3's report measures about 14; 1e-4 failed 6 of 114 cases by up to 2x on the H200), and against
+//   unquantized x within the e4m3 rounding bound.
 // - An FP8 plan exported and imported gives the same output bits; foreign choices are refused; the
 //   batch-invariant runner refuses FP8.
 #include <cstring>
@@ -161,10 +163,10 @@ void runnerCase(cudaStream_t stream, kvsk_dtype dt, int N, int K) {
       if (gemv) {
         addRow(st, Y, rows[i], N, exact.ref[i], exact.abs[i], rtolOf(dt), 2e-5);
       } else {
-        addRow(st, Y, rows[i], N, quant.ref[i], quant.abs[i], rtolOf(dt), 1e-4);
+        addRow(st, Y, rows[i], N, quant.ref[i], quant.abs[i], rtolOf(dt), 2.5e-4);
         for (int n = 0; n < N; ++n)  // |x - e4m3(x)| <= 2^-4 |x| (normal) or 2^-10 xScale (subnormal)
           bound.add(Y.get((size_t)rows[i] * N + n), exact.ref[i][n],
-                    rtolOf(dt) * std::fabs(exact.ref[i][n]) + 1e-4 * quant.abs[i][n] + exact.abs[i][n] / 16 +
+                    rtolOf(dt) * std::fabs(exact.ref[i][n]) + 2.5e-4 * quant.abs[i][n] + exact.abs[i][n] / 16 +
                         xScale[i] / 1024 * sumW, 0);
       }
     }
