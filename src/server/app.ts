@@ -131,7 +131,12 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   const metrics = new ServerMetrics(deps.servedModelName, {
     models: () => models.slots().map((s) => [s.name, s.stats()] as const),
   });
-  const observe = (s: ModelSlot) => s.observeSteps((n) => metrics.forModel(s.name).iterationTokens.observe(n));
+  const observe = (s: ModelSlot) =>
+    s.observeSteps((n, ms) => {
+      const m = metrics.forModel(s.name);
+      m.iterationTokens.observe(n);
+      m.engineStepTime.observe(ms / 1000);
+    });
   models.hooks.added = observe;
   models.hooks.removed = (name) => metrics.forget(name);
   for (const s of models.slots()) observe(s);
