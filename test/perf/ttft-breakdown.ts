@@ -202,8 +202,9 @@ async function main() {
   console.log(
     'client: sent → first content chunk (whole: → the whole answer); server: arrival → first token; queue: arrival →',
   );
-  console.log('first scheduled; step: its engine step, launch → result; loop = server − queue − step\n');
-  const header = ['prompt', 'request', 'client', 'server', 'queue', 'step', 'loop', 'client − server'];
+  console.log('first scheduled; step: its engine step, launch → result; loop = server − queue − step; client − step:');
+  console.log('all that is not the engine step, as the client sees it\n');
+  const header = ['prompt', 'request', 'client', 'server', 'queue', 'step', 'loop', 'client − server', 'client − step'];
   const table: string[][] = [];
   for (const [li, len] of lens.entries()) {
     // One fresh prompt per request and row; ids are the text's encoding (BOS included, as the server adds it).
@@ -239,6 +240,7 @@ async function main() {
         ms(median(s.map((x) => x.step))),
         ms(median(s.map((x) => x.ttft - x.queue - x.step))),
         ms(median(s.map((x) => x.client - x.ttft))),
+        ms(median(s.map((x) => x.client - x.step))),
       ]);
     }
   }
