@@ -4,6 +4,11 @@
 //   latency = request sent → last content chunk (E2EL; the usage chunk and [DONE] do not count).
 // Times come from performance.now() (monotonic). A request succeeds when the status is 200, at least one content
 // chunk arrived and the stream ended with `data: [DONE]`; anything else is a failure with a message.
+// The client is node:http(s) with keep-alive agents, not fetch: a chunk is timed in the socket's own 'data'
+// callback (the SSE parser is synchronous), where fetch's web streams add their promise hops and about half a
+// millisecond per request on each end of the exchange to what would be reported as the server's TTFT.
+import http from 'node:http';
+import https from 'node:https';
 import { createParser } from 'eventsource-parser';
 import type { BenchRequest, RequestOutput } from './types.js';
 
@@ -107,33 +112,19 @@ export async function streamRequest(
     },
   });
 
-  try {
-    const res = await fetch(endpointUrl(cfg.baseUrl, cfg.endpoint), {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...authHeaders(cfg.apiKey) },
-      body,
-    });
-    if (res.status !== 200 || !res.body) {
-      out.error = `HTTP ${res.status}: ${errorText(await res.text().catch(() => ''), res.statusText)}`;
-      return out;
-    }
-    const decoder = new TextDecoder();
-    const reader = res.body.getReader();
-    for (;;) {
-      const { value, done: eof } = await reader.read();
-      if (eof) break;
-      parser.feed(decoder.decode(value, { stream: true }));
-      if (streamError) {
-        await reader.cancel().catch(() => undefined);
-        break;
-      }
-    }
-    parser.feed(decoder.decode());
-  } catch (e) {
-    const cause = (e as { cause?: { message?: string; code?: string } }).cause;
-    streamError = `${(e as Error).message}${cause?.message ? ` (${cause.message})` : cause?.code ? ` (${cause.code})` : ''}`;
-    if (out.contentChunks > 0) streamError = `stream broken after ${out.contentChunks} content chunks: ${streamError}`;
+  const failed = await post(endpointUrl(cfg.baseUrl, cfg.endpoint), body, cfg.apiKey, {
+    onStatus: (status, text) => {
+      out.error = `HTTP ${status}: ${text}`;
+    },
+    onText: (text) => {
+      parser.feed(text);
+      return streamError === '';
+    },
+  });
+  if (failed !== undefined && !out.error && !streamError) {
+    streamError = out.contentChunks > 0 ? `stream broken after ${out.contentChunks} content chunks: ${failed}` : failed;
   }
+  if (out.error) return out;
 
   out.latency = (lastContentAt - st) / 1000;
   if (streamError) out.error = streamError;
@@ -141,6 +132,95 @@ export async function streamRequest(
   else if (!done) out.error = `stream ended without data: [DONE] after ${out.contentChunks} content chunks`;
   else out.success = true;
   return out;
+}
+
+/** Connections are kept and reused across requests (as vLLM's aiohttp session does), one pool per protocol. */
+const agents = {
+  'http:': new http.Agent({ keepAlive: true }),
+  'https:': new https.Agent({ keepAlive: true }),
+};
+
+/** A request that gets no byte for this long fails (fetch's default header and body timeouts). */
+const IDLE_TIMEOUT_MS = 300_000;
+
+interface PostHandlers {
+  /** A status other than 200, with the error body's message. */
+  onStatus(status: number, text: string): void;
+  /** Each piece of a 200 response's body as it arrives; false stops reading (the connection is dropped). */
+  onText(text: string): boolean;
+}
+
+/** POSTs `body` as JSON and streams the answer to `on`. Resolves when it ended: undefined when the response was
+ *  complete (or `onText` stopped it), else why it broke off. Never rejects. */
+function post(url: string, body: string, apiKey: string | undefined, on: PostHandlers): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    let settled = false;
+    const settle = (why: string | undefined) => {
+      if (settled) return;
+      settled = true;
+      resolve(why);
+    };
+    let target: URL;
+    try {
+      target = new URL(url);
+    } catch {
+      settle(`invalid URL ${url}`);
+      return;
+    }
+    const client = target.protocol === 'https:' ? https : http;
+    const agent = agents[target.protocol as keyof typeof agents];
+    if (!agent) {
+      settle(`unsupported protocol ${target.protocol} in ${url}`);
+      return;
+    }
+    const req = client.request(
+      target,
+      {
+        method: 'POST',
+        agent,
+        headers: {
+          'content-type': 'application/json',
+          accept: 'text/event-stream',
+          'content-length': Buffer.byteLength(body),
+          ...authHeaders(apiKey),
+        },
+      },
+      (res) => {
+        res.setEncoding('utf8');
+        const status = res.statusCode ?? 0;
+        let errorBody = '';
+        let stopped = false;
+        res.on('data', (text: string) => {
+          if (stopped) return;
+          if (status !== 200) {
+            if (errorBody.length < 65536) errorBody += text;
+            return;
+          }
+          if (!on.onText(text)) {
+            stopped = true;
+            req.destroy();
+            settle(undefined);
+          }
+        });
+        res.on('end', () => {
+          if (status !== 200) on.onStatus(status, errorText(errorBody, res.statusMessage ?? ''));
+          settle(undefined);
+        });
+        res.on('error', (e) => settle(e.message));
+        res.on('close', () => settle('the connection closed before the response ended'));
+      },
+    );
+    req.setTimeout(IDLE_TIMEOUT_MS, () => req.destroy(new Error(`no answer for ${IDLE_TIMEOUT_MS / 1000} s`)));
+    req.on('error', (e) => settle(connectionError(e)));
+    req.end(body);
+  });
+}
+
+/** A connection error as one line: the system error's code and address when there is one. */
+function connectionError(e: Error): string {
+  const err = e as NodeJS.ErrnoException & { address?: string; port?: number };
+  if (err.code === 'ECONNREFUSED') return `connection refused by ${err.address}:${err.port} (ECONNREFUSED)`;
+  return err.code && !err.message.includes(err.code) ? `${err.message} (${err.code})` : err.message;
 }
 
 function chunkContent(chunk: StreamChunk): string {

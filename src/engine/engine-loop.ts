@@ -33,6 +33,7 @@ interface Live {
 interface InFlight {
   out: SchedulerOutput;
   result: Promise<StepResult>;
+  launchedAt: number; // performance.now() when the step was handed to the native side
 }
 
 export class EngineLoop implements EngineClient {
@@ -44,7 +45,7 @@ export class EngineLoop implements EngineClient {
   private wake: (() => void) | undefined;
   private closed = false;
   private readonly done: Promise<void>;
-  onStep: ((numTokens: number) => void) | undefined;
+  onStep: ((numTokens: number, ms: number) => void) | undefined;
   onFault: ((err: unknown) => void) | undefined;
 
   constructor(
@@ -152,10 +153,11 @@ export class EngineLoop implements EngineClient {
     } catch (err) {
       return this.retryWithout(pending.out, err);
     }
+    const stepMs = performance.now() - pending.launchedAt;
     for (const { req, message } of faultedRows(pending.out, res)) this.failRequest(req, message);
     const got = this.scheduler.update(pending.out, res.tokens);
     this.advanceGrammars(pending.out, got, res);
-    this.onStep?.(pending.out.numTokens);
+    this.onStep?.(pending.out.numTokens, stepMs);
     let next: InFlight | undefined;
     let fault: unknown;
     try {
@@ -218,6 +220,7 @@ export class EngineLoop implements EngineClient {
   }
 
   private start(out: SchedulerOutput): InFlight {
+    const launchedAt = performance.now();
     let result: Promise<StepResult>;
     try {
       result = this.runner.execute(out);
@@ -225,7 +228,7 @@ export class EngineLoop implements EngineClient {
       result = Promise.reject(err);
     }
     result.catch(() => undefined); // handled in run(); avoid an unhandled rejection while we deliver
-    return { out, result };
+    return { out, result, launchedAt };
   }
 
   /** A rejected step: fails the requests the native batch check pinned it on and runs the same step again

@@ -89,9 +89,10 @@ export interface EngineClient {
   /** Aborts a request at any point; its last output has finishReason 'abort'. Unknown ids are ignored. */
   abort(id: string): void;
   stats(): EngineStats;
-  /** Called after every engine step with the tokens it computed (prefill chunks and decodes): what
-   *  vllm:iteration_tokens_total counts. Optional: an engine that cannot say leaves it unset. */
-  onStep?: ((numTokens: number) => void) | undefined;
+  /** Called after every engine step with the tokens it computed (prefill chunks and decodes), what
+   *  vllm:iteration_tokens_total counts, and its wall time in ms from launch to result (the native forward pass
+   *  and sampling with the thread hand-offs both ways). Optional: an engine that cannot say leaves it unset. */
+  onStep?: ((numTokens: number, ms: number) => void) | undefined;
   /** Called when the engine fails as a whole: a step rejected without pinning its fault on sequences (a CUDA
    *  error, a native exception), or the loop itself failed. The step's requests fail right after it returns,
    *  unless the callee ended them first. Optional, as onStep. */

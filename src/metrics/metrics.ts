@@ -17,6 +17,9 @@ const ITL_BUCKETS = [
 const REQUEST_BUCKETS = [
   0.01, 0.05, 0.1, 0.3, 0.5, 0.8, 1, 1.5, 2, 2.5, 5, 10, 15, 20, 30, 40, 50, 60, 120, 240, 480, 960, 1920, 7680,
 ];
+const STEP_BUCKETS = [
+  0.0005, 0.001, 0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5,
+];
 const STEP_TOKEN_BUCKETS = [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384];
 /** 1, 2, 5, 10, 20, 50, … up to a million tokens (vLLM's 1-2-5 series, without its context-length cap). */
 const TOKEN_BUCKETS = Array.from({ length: 19 }, (_, i) => [1, 2, 5][i % 3]! * 10 ** Math.floor(i / 3));
@@ -47,6 +50,7 @@ export interface ModelMetrics {
   readonly requestPromptTokens: Observer;
   readonly requestGenerationTokens: Observer;
   readonly iterationTokens: Observer;
+  readonly engineStepTime: Observer;
   recordFinish(reason: FinishReason): void;
 }
 
@@ -106,6 +110,13 @@ export class ServerMetrics implements ModelMetrics {
       ['vllm:iteration_tokens_total'],
       'Tokens computed per engine step (prefill and decode).',
       STEP_TOKEN_BUCKETS,
+    );
+    // No vLLM name: what the engine's part of TTFT and ITL is, next to the request latencies above.
+    this.histogram(
+      'engineStepTime',
+      ['kvserve_engine_step_seconds'],
+      'Wall time of one engine step, from its launch to its result (forward pass, sampling, thread hand-offs).',
+      STEP_BUCKETS,
     );
     this.requestSuccess = ['vllm:request_success_total', 'kvserve_request_success_total'].map(
       (name) =>
@@ -193,6 +204,7 @@ export class ServerMetrics implements ModelMetrics {
       requestPromptTokens: observer('requestPromptTokens'),
       requestGenerationTokens: observer('requestGenerationTokens'),
       iterationTokens: observer('iterationTokens'),
+      engineStepTime: observer('engineStepTime'),
       recordFinish: (reason) => {
         for (const c of this.requestSuccess) c.inc({ model_name, finished_reason: reason });
       },
@@ -230,6 +242,9 @@ export class ServerMetrics implements ModelMetrics {
   }
   get iterationTokens(): Observer {
     return this.defaultModel.iterationTokens;
+  }
+  get engineStepTime(): Observer {
+    return this.defaultModel.engineStepTime;
   }
   recordFinish(reason: FinishReason): void {
     this.defaultModel.recordFinish(reason);

@@ -23,6 +23,13 @@ import { completionsRoute } from './routes/v1/completions.js';
 import { modelsRoute } from './routes/v1/models.js';
 import { responsesRoute } from './routes/v1/responses.js';
 
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** performance.now() when the request's headers were read (the first hook): where TTFT and E2E start. */
+    arrivalTime: number;
+  }
+}
+
 export interface AppDeps {
   /** A loaded model, or a slot that is filled once loading finishes (/health answers 503 until then). */
   model?: LoadedModel | ModelSlot;
@@ -64,7 +71,9 @@ export const kvserveApp: FastifyPluginAsync<AppOptions> = async (
   app,
   { ctx, apiKey, allowedOrigins = [], adminApiKey, admin },
 ) => {
+  app.decorateRequest('arrivalTime', 0);
   app.addHook('onRequest', async (req, reply) => {
+    req.arrivalTime = performance.now();
     // On the raw response, so that every answer carries it: fastify's, the error handler's, SSE's writeHead.
     reply.raw.setHeader('x-request-id', req.id);
     checkRawRequest(req.raw);
@@ -122,7 +131,12 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   const metrics = new ServerMetrics(deps.servedModelName, {
     models: () => models.slots().map((s) => [s.name, s.stats()] as const),
   });
-  const observe = (s: ModelSlot) => s.observeSteps((n) => metrics.forModel(s.name).iterationTokens.observe(n));
+  const observe = (s: ModelSlot) =>
+    s.observeSteps((n, ms) => {
+      const m = metrics.forModel(s.name);
+      m.iterationTokens.observe(n);
+      m.engineStepTime.observe(ms / 1000);
+    });
   models.hooks.added = observe;
   models.hooks.removed = (name) => metrics.forget(name);
   for (const s of models.slots()) observe(s);

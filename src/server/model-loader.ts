@@ -74,6 +74,7 @@ export function nativeModelLoader(log: Logger, native?: NativeModule): ModelLoad
         chatTemplate: chatTemplate?.source,
       },
       config.tokenizerWorkers,
+      { tokenizer, template: chatTemplate },
     );
     // Whichever fails, the other is freed once it is up (a native load cannot be cancelled).
     const [engine, prompts] = await Promise.all([engineLoad, poolStart]).catch(async (err: unknown) => {

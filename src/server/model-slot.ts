@@ -85,7 +85,7 @@ export class ModelSlot {
   readonly retiring = new Set<ModelInstance>();
   private active: ModelInstance | undefined;
   private served: ServedModel | undefined;
-  private stepObserver: ((numTokens: number) => void) | undefined;
+  private stepObserver: ((numTokens: number, ms: number) => void) | undefined;
   /** The counters of the instances already freed, so that the name's counters never go back. */
   private readonly counted: Record<Counted, number> = {
     promptTokens: 0,
@@ -154,8 +154,8 @@ export class ModelSlot {
     });
   }
 
-  /** Sees every engine step's token count, of the model there now and of those that come later. */
-  observeSteps(fn: (numTokens: number) => void): void {
+  /** Sees every engine step's token count and wall time, of the model there now and of those that come later. */
+  observeSteps(fn: (numTokens: number, ms: number) => void): void {
     this.stepObserver = fn;
     if (this.active) this.active.model.client.onStep = fn;
   }

@@ -11,13 +11,19 @@ export class SseWriter {
 
   constructor(private readonly reply: FastifyReply) {
     reply.hijack();
-    reply.raw.writeHead(200, {
+    const raw = reply.raw;
+    raw.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache',
       connection: 'keep-alive',
       'x-accel-buffering': 'no', // nginx: do not buffer the stream
     });
-    reply.raw.flushHeaders();
+    // The headers, and what is written in this turn of the event loop (chat's role chunk, echoed prompts), go out
+    // in one write once the turn's microtasks are done: the engine loop launches the request's first step in
+    // them, and a socket write ahead of it would only delay that step.
+    raw.cork();
+    raw.flushHeaders();
+    setImmediate(() => raw.uncork());
   }
 
   /** True once the stream ended or the client went away. */

@@ -2,11 +2,17 @@
 // text (a pure-JS BPE over a long word, a template over thousands of messages): on the main thread one
 // large prompt would stall /health and every stream for seconds. A few worker threads, each holding its
 // own copy of the tokenizer and template, take those jobs; the main thread keeps only the cheap per-token
-// work (incremental detokenization of outputs, logprob token texts).
+// work (incremental detokenization of outputs, logprob token texts) — and short texts. Handing a job to a
+// thread and its answer back costs two thread wake-ups (~0.2 ms on a 2-core VM), more than tokenizing a short
+// prompt takes, and all of it is time to first token. So a text (or chat) that the main thread's tokenizer
+// encodes within INLINE_BUDGET_MS is done on the loop at once: the limit is timed on this machine when the
+// pool starts. The same code runs both ways (tokenizer-job.ts), so the answers are the same.
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ChatTemplateError, type RenderOptions, type TemplateMessage } from './chat-template.js';
+import type { TextTokenizer } from './tokenizer.js';
+import { type JobTools, type PoolJob, type PoolReply, runJob } from './tokenizer-job.js';
 
 /** What a worker needs to load the same tokenizer and template as the main thread. */
 export interface TokenizerSpec {
@@ -16,14 +22,31 @@ export interface TokenizerSpec {
   chatTemplate?: string; // the template source, already known to parse
 }
 
-export type PoolJob =
-  | { id: number; op: 'encode'; text: string; addSpecialTokens: boolean }
-  | { id: number; op: 'decode'; ids: number[]; skipSpecialTokens: boolean }
-  | { id: number; op: 'chat'; messages: TemplateMessage[]; options: RenderOptions; maxBytes: number };
+/** How long the event loop may spend on one text it tokenizes itself: well under an engine step. */
+const INLINE_BUDGET_MS = 0.25;
+/** The longest text ever tokenized inline, and the sample the limit is timed on. */
+const INLINE_MAX_CHARS = 4096;
+const SAMPLE =
+  'Once upon a time, in a small town by the sea, there lived a girl named Mia who loved to collect shells. ';
 
-export type PoolReply =
-  | { id: number; ids: number[]; text?: string }
-  | { id: number; error: { kind: 'template' | 'too_long' | 'internal'; message: string; bytes?: number } };
+/** The longest text `tokenizer` encodes within INLINE_BUDGET_MS here (best of a few runs: the first are cold),
+ *  assuming a cost linear in the length, which overestimates what tokenizers superlinear in it take. */
+export function inlineLimit(tokenizer: TextTokenizer): number {
+  const sample = SAMPLE.repeat(Math.ceil(INLINE_MAX_CHARS / SAMPLE.length)).slice(0, INLINE_MAX_CHARS);
+  let best = Number.POSITIVE_INFINITY;
+  for (let i = 0; i < 5; i++) {
+    const t0 = performance.now();
+    tokenizer.encode(sample, true);
+    best = Math.min(best, performance.now() - t0);
+  }
+  return Math.floor(INLINE_MAX_CHARS * Math.min(1, INLINE_BUDGET_MS / best));
+}
+
+/** The main thread's own tokenizer and template, for the jobs short enough to do inline. */
+export interface InlineTools extends JobTools {
+  /** Texts (a chat: its messages' text) up to this many UTF-16 units run inline; default: inlineLimit(). */
+  maxChars?: number;
+}
 
 /** A rendered chat prompt longer than the byte limit (it was not tokenized). */
 export class RenderedTooLong extends Error {
@@ -60,11 +83,21 @@ export class TokenizerPool {
   /** Jobs submitted so far (tests read it to see that a refused prompt was never tokenized). */
   jobs = 0;
 
-  private constructor(private readonly spec: TokenizerSpec) {}
+  private readonly inline: (JobTools & { maxChars: number }) | undefined;
+  /** Jobs done on the main thread (a part of `jobs`). */
+  inlineJobs = 0;
 
-  /** Starts `size` threads and resolves once every one has loaded the tokenizer (rejects if one cannot). */
-  static async start(spec: TokenizerSpec, size: number): Promise<TokenizerPool> {
-    const pool = new TokenizerPool(spec);
+  private constructor(
+    private readonly spec: TokenizerSpec,
+    inline: InlineTools | undefined,
+  ) {
+    this.inline = inline && { ...inline, maxChars: inline.maxChars ?? inlineLimit(inline.tokenizer) };
+  }
+
+  /** Starts `size` threads and resolves once every one has loaded the tokenizer (rejects if one cannot). With
+   *  `inline` (the same tokenizer and template, on this thread) short texts are done here instead. */
+  static async start(spec: TokenizerSpec, size: number, inline?: InlineTools): Promise<TokenizerPool> {
+    const pool = new TokenizerPool(spec, inline);
     try {
       await Promise.all(Array.from({ length: Math.max(1, size) }, () => pool.add()));
     } catch (e) {
@@ -80,7 +113,7 @@ export class TokenizerPool {
   }
 
   encode(text: string, addSpecialTokens: boolean): Promise<number[]> {
-    return this.submit((id) => ({ id, op: 'encode', text, addSpecialTokens })).then((r) => r.ids);
+    return this.submit((id) => ({ id, op: 'encode', text, addSpecialTokens }), text.length).then((r) => r.ids);
   }
 
   /** For whole token lists a client sends (/detokenize); outputs are detokenized incrementally, on the loop. */
@@ -95,7 +128,9 @@ export class TokenizerPool {
     options: RenderOptions,
     maxBytes: number,
   ): Promise<{ text: string; ids: number[] }> {
-    return this.submit((id) => ({ id, op: 'chat', messages, options, maxBytes })).then((r) => ({
+    let chars = 0;
+    for (const m of messages) chars += (m.content?.length ?? 0) + (m.name?.length ?? 0);
+    return this.submit((id) => ({ id, op: 'chat', messages, options, maxBytes }), chars).then((r) => ({
       text: r.text!,
       ids: r.ids,
     }));
@@ -106,11 +141,19 @@ export class TokenizerPool {
     await Promise.all(this.threads.splice(0).map((t) => t.worker.terminate()));
   }
 
-  private submit(job: (id: number) => PoolJob): Promise<{ ids: number[]; text?: string }> {
+  /** `chars`: the job's text length, which decides whether it runs inline (none given: on a thread). */
+  private submit(
+    job: (id: number) => PoolJob,
+    chars = Number.POSITIVE_INFINITY,
+  ): Promise<{ ids: number[]; text?: string }> {
     if (this.closed || this.threads.length === 0) return Promise.reject(new Error('the tokenizer pool is closed'));
-    const thread = this.threads.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
     const id = this.nextId++;
     this.jobs++;
+    if (this.inline && chars <= this.inline.maxChars) {
+      this.inlineJobs++;
+      return new Promise((resolve, reject) => settle(runJob(job(id), this.inline!), { resolve, reject }));
+    }
+    const thread = this.threads.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
     return new Promise((resolve, reject) => {
       thread.pending.set(id, { resolve, reject });
       thread.worker.postMessage(job(id));
@@ -133,10 +176,7 @@ export class TokenizerPool {
         const p = thread.pending.get(m.id);
         if (!p) return;
         thread.pending.delete(m.id);
-        if (!('error' in m)) p.resolve(m);
-        else if (m.error.kind === 'template') p.reject(new ChatTemplateError(m.error.message));
-        else if (m.error.kind === 'too_long') p.reject(new RenderedTooLong(m.error.bytes!));
-        else p.reject(new Error(`tokenizer: ${m.error.message}`));
+        settle(m, p);
       });
       const die = (why: string) => {
         reject(new Error(why));
@@ -151,4 +191,12 @@ export class TokenizerPool {
       worker.on('exit', (code) => die(`a tokenizer thread exited (${code})`));
     });
   }
+}
+
+/** A job's reply as its promise's outcome. */
+function settle(m: PoolReply, p: Pending): void {
+  if (!('error' in m)) p.resolve(m);
+  else if (m.error.kind === 'template') p.reject(new ChatTemplateError(m.error.message));
+  else if (m.error.kind === 'too_long') p.reject(new RenderedTooLong(m.error.bytes!));
+  else p.reject(new Error(`tokenizer: ${m.error.message}`));
 }

@@ -1,11 +1,11 @@
 // One tokenizer thread of the TokenizerPool: loads the model's tokenizer and chat template once, then
-// answers jobs one at a time. No top-level await: under tsx (tests) this file runs as CommonJS.
+// answers jobs one at a time (tokenizer-job.ts). No top-level await: under tsx (tests) this file runs as CommonJS.
 import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
-import { ChatTemplate, ChatTemplateError } from './chat-template.js';
 import { TextTokenizer } from './tokenizer.js';
-import type { PoolJob, PoolReply, TokenizerSpec } from './tokenizer-pool.js';
+import { type PoolJob, runJob, templateOf } from './tokenizer-job.js';
+import type { TokenizerSpec } from './tokenizer-pool.js';
 
 const spec = workerData as TokenizerSpec;
 const port = parentPort!;
@@ -20,11 +20,7 @@ try {
 }
 
 const loaded = TextTokenizer.forModel(spec.dir, { dummy: spec.dummy, configPath: spec.configPath }).then(
-  (tokenizer) => ({
-    tokenizer,
-    template:
-      spec.chatTemplate === undefined ? undefined : new ChatTemplate(spec.chatTemplate, tokenizer.specialTokens),
-  }),
+  (tokenizer) => ({ tokenizer, template: templateOf(spec.chatTemplate, tokenizer) }),
 );
 
 loaded.then(
@@ -32,34 +28,9 @@ loaded.then(
   (e: unknown) => port.postMessage({ ready: false, message: e instanceof Error ? e.message : String(e) }),
 );
 
-function run(job: PoolJob, { tokenizer, template }: Awaited<typeof loaded>): PoolReply {
-  if (job.op === 'encode') return { id: job.id, ids: tokenizer.encode(job.text, job.addSpecialTokens) };
-  if (job.op === 'decode') return { id: job.id, ids: [], text: tokenizer.decode(job.ids, job.skipSpecialTokens) };
-  if (!template) return { id: job.id, error: { kind: 'template', message: 'this model has no chat template' } };
-  let text: string;
-  try {
-    text = template.render(job.messages, job.options);
-  } catch (e) {
-    if (e instanceof ChatTemplateError) return { id: job.id, error: { kind: 'template', message: e.message } };
-    throw e;
-  }
-  // The rendered prompt is held to the same byte bound as a plain one, before it is tokenized.
-  const bytes = Buffer.byteLength(text);
-  if (bytes > job.maxBytes) return { id: job.id, error: { kind: 'too_long', message: `${bytes}`, bytes } };
-  return { id: job.id, text, ids: tokenizer.encode(text, false) };
-}
-
 port.on('message', (job: PoolJob) => {
   loaded.then(
-    (t) => {
-      let reply: PoolReply;
-      try {
-        reply = run(job, t);
-      } catch (e) {
-        reply = { id: job.id, error: { kind: 'internal', message: e instanceof Error ? e.message : String(e) } };
-      }
-      port.postMessage(reply);
-    },
+    (tools) => port.postMessage(runJob(job, tools)),
     () => undefined, // the load failure was reported once, above
   );
 });

@@ -3,6 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
+import { useFastMergeRanks } from './bpe-ranks.js';
 import { bytesPerToken, type BytesPerToken } from './prompt-bound.js';
 import { syntheticTokenizerFiles } from './synthetic.js';
 import { type VocabDecoding, vocabDecoding } from './vocab-type.js';
@@ -67,6 +68,7 @@ export class TextTokenizer {
     tokJson: Json,
     tokConfig: Json,
   ) {
+    useFastMergeRanks(tok);
     const special: SpecialTokens = {};
     for (const key of ['bos_token', 'eos_token', 'unk_token', 'pad_token'] as const) {
       const s = tokenString(tokConfig[key]);

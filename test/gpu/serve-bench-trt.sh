@@ -2,8 +2,8 @@
 # `kvserve bench` through HTTP at TensorRT-LLM's published throughput shapes (ISL/OSL 128/128 x 1024 requests,
 # 2048/128 x 256, 1000/1000 x 512, all at request rate inf) and TTFT at concurrency 1 for 128- and 2048-token
 # prompts, against `kvserve serve --device cuda` with dummy Llama-3-8B bf16 weights; then 1000/1000 again with
-# --batch-invariant. The PyTorch peer of the same shape runs first, in the same lease (torch_peer.py); the TTFT
-# probe (ttft-probe.ts) splits TTFT at concurrency 1 into the server's parts.
+# --batch-invariant. The PyTorch peer of the same shape runs first, in the same lease (torch_peer.py);
+# test/perf/ttft-breakdown.ts splits TTFT at concurrency 1 into the client's, the server's and the engine's parts.
 # Usage (repo root on the GPU machine, `npm run build` done): bash test/gpu/serve-bench-trt.sh OUT_DIR
 # SERVE_FLAGS="--quantization fp8" adds flags to the default server (a later flag overrides an earlier one, e.g.
 # "--max-num-seqs 512"); SKIP_INVARIANT=1 leaves out the --batch-invariant run.
@@ -42,7 +42,7 @@ bench() {  # bench NAME SEED ISL OSL N [flags...]
 }
 
 serve
-for isl in 128 2048; do npx tsx test/gpu/ttft-probe.ts "http://127.0.0.1:$port" $isl 20 | tee -a "$out/ttft-probe.txt"; done
+npx tsx test/perf/ttft-breakdown.ts --base-url "http://127.0.0.1:$port" --model "$model" --requests 20 | tee -a "$out/ttft-breakdown.txt"
 bench ttft-c1-128 1000 128 16 24 --max-concurrency 1
 bench ttft-c1-2048 2000 2048 16 12 --max-concurrency 1
 bench tput-128-128 3000 128 128 1024 --request-rate inf

@@ -18,6 +18,8 @@ class FullSocket extends EventEmitter {
   writes: string[] = [];
   writeHead(): void {}
   flushHeaders(): void {}
+  cork(): void {}
+  uncork(): void {}
   write(s: string): boolean {
     this.writes.push(s);
     return !this.full;

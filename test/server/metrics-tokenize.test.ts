@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ErrorBody } from '../../src/server/errors.js';
 import type { DetokenizeResponse, TokenizeResponse } from '../../src/server/schemas/tokenize.js';
+import { rawConnect } from './helpers/raw-http.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
 import { expected } from './helpers/stories.js';
 
@@ -72,6 +73,21 @@ describe('/metrics', () => {
     // The deprecated kvserve_ names carry the same values.
     expect(delta('kvserve_generation_tokens_total')).toBe(20);
     expect(delta('kvserve_time_to_first_token_seconds_count')).toBe(2);
+  });
+
+  it('TTFT counts from the arrival of the request: a body sent 300 ms after its headers is in it', async () => {
+    const ttft = async () => (await scrape()).get('vllm:time_to_first_token_seconds_sum')!;
+    const before = await ttft();
+    const body = JSON.stringify({ prompt: [1, 2, 3], max_tokens: 1 });
+    const x = await rawConnect(
+      server.url,
+      `POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`,
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    x.write(body);
+    await x.closed;
+    expect(x.received()).toMatch(/^HTTP\/1\.1 200/);
+    expect((await ttft()) - before).toBeGreaterThanOrEqual(0.3);
   });
 
   it("every vllm: series carries vLLM's model_name label, finish reasons as finished_reason", async () => {

@@ -83,13 +83,19 @@ describe('real CPU engine, stories260K', () => {
     expect(await metric('vllm:prefix_cache_queries_total')).toBeGreaterThan(0);
   });
 
-  it('vllm:iteration_tokens_total counts the tokens of every engine step', async () => {
+  it('vllm:iteration_tokens_total counts the tokens of every engine step, kvserve_engine_step_seconds its time', async () => {
     // Ids no other test sends, so nothing comes from the prefix cache: one prefill step of the whole prompt,
     // then one token per decode step.
     const prompt = [1, 411, 412, 413, 414, 415, 416, 417, 418, 419, 420];
     const count = () => metric('vllm:iteration_tokens_total_count');
     const sum = () => metric('vllm:iteration_tokens_total_sum');
+    const names = [
+      'kvserve_engine_step_seconds_count',
+      'kvserve_engine_step_seconds_sum',
+      'vllm:e2e_request_latency_seconds_sum',
+    ];
     const [c0, s0] = [await count(), await sum()];
+    const t0 = await Promise.all(names.map(metric));
     await client.completions.create({
       model: MODEL,
       prompt,
@@ -99,6 +105,11 @@ describe('real CPU engine, stories260K', () => {
     } as OpenAI.CompletionCreateParamsNonStreaming);
     expect((await count()) - c0).toBe(7); // the prefill step samples the first token
     expect((await sum()) - s0).toBe(prompt.length + 6);
+    const [steps, stepSeconds, e2eSeconds] = (await Promise.all(names.map(metric))).map((v, i) => v - t0[i]!);
+    expect(steps).toBe(7);
+    // Every step ran between the request's arrival and its last token.
+    expect(stepSeconds).toBeGreaterThan(0);
+    expect(stepSeconds).toBeLessThan(e2eSeconds!);
   });
 
   it('stop strings and logprobs with real numbers', async () => {

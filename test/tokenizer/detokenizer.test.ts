@@ -78,6 +78,11 @@ describe('synthetic tokenizer (dummy weights without tokenizer.json)', () => {
     const t = await TextTokenizer.forModel(resolve(__dirname, '../../configs'), { dummy: true, configPath });
     expect(t.vocabSize).toBe(128256);
     expect(t.encode('w5 w128255 w77')).toEqual([1, 5, 128255, 77]);
+    // Anything else is <unk> (0), specials split out; the ids the library gave the synthetic WordPiece model
+    // (which this WordLevel one replaced) for the same texts.
+    expect(t.encode('w5 hello w128256 w0 <s>w7</s>')).toEqual([1, 5, 0, 0, 0, 1, 7, 2]);
+    expect(t.encode(`w12abc w05 W5 w${'1'.repeat(120)}`, false)).toEqual([0, 0, 0, 0]);
+    expect(t.encode('  w7\tw8\nw9  ', false)).toEqual([7, 8, 9]);
     const d = new IncrementalDetokenizer(t, [1, 5]);
     expect(d.push([6]) + d.push([7, 128255]) + d.flush()).toBe(' w6 w7 w128255');
   });

@@ -129,7 +129,7 @@ describe('byte-level BPE with NFC', () => {
 describe('tokenizers that admit no bound', () => {
   const stories = JSON.parse(readFileSync(join(defaultModelDir, 'tokenizer.json'), 'utf8'));
   const cases: Array<[string, object, RegExp]> = [
-    ['WordPiece (a long word is one [UNK])', syntheticTokenizerFiles(64).tokenizer, /WordPiece/],
+    ['WordLevel (a long word is one [UNK])', syntheticTokenizerFiles(64).tokenizer, /WordLevel/],
     ['a Strip normalizer', { ...stories, normalizer: { type: 'Strip', strip_left: true, strip_right: true } }, /Strip/],
     [
       'a whitespace-dropping pre-tokenizer',

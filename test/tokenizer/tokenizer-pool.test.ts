@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultModelDir } from '../../src/config.js';
 import { ChatTemplate, ChatTemplateError } from '../../src/tokenizer/chat-template.js';
 import { TextTokenizer } from '../../src/tokenizer/tokenizer.js';
-import { RenderedTooLong, TokenizerPool } from '../../src/tokenizer/tokenizer-pool.js';
+import { inlineLimit, RenderedTooLong, TokenizerPool } from '../../src/tokenizer/tokenizer-pool.js';
 
 const CHATML =
   "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
@@ -87,5 +87,58 @@ describe('TokenizerPool', () => {
     await expect(TokenizerPool.start({ ...spec, dir: '/nonexistent' }, 1)).rejects.toThrow(
       /no tokenizer\.json in \/nonexistent/,
     );
+  });
+});
+
+describe('TokenizerPool with the main thread taking short texts', () => {
+  let template: ChatTemplate;
+  let mixed: TokenizerPool;
+  beforeAll(async () => {
+    template = new ChatTemplate(CHATML, tok.specialTokens);
+    mixed = await TokenizerPool.start(spec, 1, { tokenizer: tok, template, maxChars: 40 });
+  });
+  afterAll(() => mixed.close());
+
+  it('encodes texts up to maxChars inline and longer ones on a thread, each exactly as the tokenizer does', async () => {
+    const before = { jobs: mixed.jobs, inline: mixed.inlineJobs };
+    for (const t of texts) {
+      for (const special of [true, false]) expect(await mixed.encode(t, special)).toEqual(tok.encode(t, special));
+    }
+    const short = texts.filter((t) => t.length <= 40).length;
+    expect(short).toBeGreaterThan(0);
+    expect(short).toBeLessThan(texts.length);
+    expect(mixed.jobs - before.jobs).toBe(2 * texts.length);
+    expect(mixed.inlineJobs - before.inline).toBe(2 * short);
+  });
+
+  it('renders short chats inline with the same text, ids and errors as a thread', async () => {
+    const messages = [{ role: 'user', content: 'Once upon a time' }];
+    const inline = mixed.inlineJobs;
+    const text = template.render(messages, { addGenerationPrompt: true });
+    expect(await mixed.renderChat(messages, { addGenerationPrompt: true }, 1 << 20)).toEqual({
+      text,
+      ids: tok.encode(text, false),
+    });
+    await expect(
+      mixed.renderChat(messages, { addGenerationPrompt: true, continueFinalMessage: true }, 1000),
+    ).rejects.toBeInstanceOf(ChatTemplateError);
+    const err = await mixed.renderChat(messages, { addGenerationPrompt: true }, 10).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RenderedTooLong);
+    expect(mixed.inlineJobs - inline).toBe(3);
+    // the same three on a thread (a long message)
+    const long = [{ role: 'user', content: 'Once upon a time, '.repeat(5) }];
+    const longText = template.render(long, { addGenerationPrompt: true });
+    expect(await mixed.renderChat(long, { addGenerationPrompt: true }, 1 << 20)).toEqual({
+      text: longText,
+      ids: tok.encode(longText, false),
+    });
+    expect(mixed.inlineJobs - inline).toBe(3);
+  });
+
+  it('the limit, timed on this machine, is what this tokenizer encodes in a fraction of a millisecond', () => {
+    const limit = inlineLimit(tok);
+    expect(Number.isInteger(limit)).toBe(true);
+    expect(limit).toBeGreaterThanOrEqual(0);
+    expect(limit).toBeLessThanOrEqual(4096);
   });
 });

@@ -3,10 +3,18 @@
 
 /** The value of the first series named `name` on `url`/metrics. */
 export async function metricValue(url: string, name: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
-  if (!line) throw new Error(`${name} not exported`);
-  return Number(line.split(' ').at(-1));
+  const [v] = await metricValues(url, [name]);
+  if (v === undefined) throw new Error(`${name} not exported`);
+  return v;
+}
+
+/** The first series of each name in one scrape; undefined for a name the server does not export. */
+export async function metricValues(url: string, names: string[]): Promise<Array<number | undefined>> {
+  const lines = (await (await fetch(`${url}/metrics`)).text()).split('\n');
+  return names.map((name) => {
+    const line = lines.find((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
+    return line === undefined ? undefined : Number(line.split(' ').at(-1));
+  });
 }
 
 export async function until(cond: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {

@@ -48,12 +48,16 @@ export async function loadModel(
 ): Promise<LoadedModel> {
   tokenizer ??= await TextTokenizer.load(storiesDir);
   const source = chatTemplate === undefined ? (tokenizer.chatTemplate ?? null) : chatTemplate;
+  const template = source ? new ChatTemplate(source, tokenizer.specialTokens) : undefined;
   if (!pools.has(source)) {
     pools.set(
       source,
       TokenizerPool.start(
         { dir: storiesDir, dummy: false, configPath: `${storiesDir}/config.json`, chatTemplate: source ?? undefined },
         2,
+        // as the server's loader: the main thread's tokenizer and template take the short texts (about 1 KiB
+        // here, fixed so that which texts go to the threads does not depend on this machine's speed)
+        { tokenizer, template, maxChars: 1024 },
       ),
     );
   }
@@ -62,7 +66,7 @@ export async function loadModel(
     tokenizer,
     prompts: await pools.get(source)!,
     maxPromptBytes: promptByteLimit(tokenizer.bytesPerToken, maxModelLen, maxPromptBytes, 8 * 1024 * 1024),
-    chatTemplate: source ? new ChatTemplate(source, tokenizer.specialTokens) : undefined,
+    chatTemplate: template,
     maxModelLen,
     vocabSize: 512,
     maxNumSeqs,

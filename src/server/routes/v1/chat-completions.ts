@@ -28,7 +28,7 @@ const chatLogprobs = (entries: LogprobEntry[], asTokenIds: boolean) => ({
 
 export const chatCompletionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }> = async (app, { ctx }) => {
   app.post('/v1/chat/completions', { schema: { body: ChatCompletionRequest } }, async (req, reply) => {
-    const arrival = performance.now();
+    const arrival = req.arrivalTime;
     const body = req.body;
     const model = acquireModel(ctx, body.model, reply);
     if (body.echo === true) throw unsupported('echo', 'echo on chat completions');

@@ -117,7 +117,7 @@ class LegacyLogprobs {
 
 export const completionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }> = async (app, { ctx }) => {
   app.post('/v1/completions', { schema: { body: CompletionRequest } }, async (req, reply) => {
-    const arrival = performance.now();
+    const arrival = req.arrivalTime;
     const body = req.body;
     const model = acquireModel(ctx, body.model, reply);
     const echo = body.echo ?? false;

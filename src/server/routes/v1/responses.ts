@@ -96,7 +96,7 @@ function messagesOf(body: ResponsesRequest): ChatMessage[] {
 
 export const responsesRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }> = async (app, { ctx }) => {
   app.post('/v1/responses', { schema: { body: ResponsesRequest } }, async (req, reply) => {
-    const arrival = performance.now();
+    const arrival = req.arrivalTime;
     const body = req.body;
     const model = acquireModel(ctx, body.model, reply);
     rejectUnsupported(body);
