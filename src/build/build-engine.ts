@@ -205,41 +205,37 @@ export async function buildEngineFolder(
     };
     const write = () => writeFileSync(join(tmp, MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`);
     write();
-    if (fp8 && manifest.quantization.method === 'fp8') {
-      // Measured on the engine as written, against the model unquantized, both on the GPU.
+    // A quantized engine is measured as written (loaded from this folder, as serve --engine would), against
+    // the unquantized model on the same device; the manifest is written again with the result.
+    const evaluate = async (samples: number[][], maxLen: number, dtype: BuildOptions['dtype'], device: Device) => {
       const t4 = performance.now();
       progress?.('evaluate', 0);
       const quality = await measureQuality({
         engineDir: tmp,
-        reference: { model: o.modelDir, dummyWeights: dummy, dtype: built.dtype, seed: o.dummy?.seed ?? 0 },
-        samples: fp8.evalSamples,
-        maxLen: fp8.maxLen,
+        reference: { model: o.modelDir, dummyWeights: dummy, dtype, seed: o.dummy?.seed ?? 0 },
+        samples,
+        maxLen,
         threads: o.threads,
-        device: 'cuda',
+        device,
         progress: (f) => progress?.('evaluate', f),
       });
       progress?.('evaluate', 1);
-      manifest.quantization = fp8Section(quality, fp8.evalData, built);
       manifest.timings.evaluate = (performance.now() - t4) / 1000;
       manifest.timings.total = (performance.now() - t0) / 1000;
+      return quality;
+    };
+    if (fp8) {
+      // fp8 computes in the engine's dtype (bf16/f16), so that is the unquantized reference's too.
+      manifest.quantization = fp8Section(
+        await evaluate(fp8.evalSamples, fp8.maxLen, built.dtype, 'cuda'),
+        fp8.evalData,
+        built,
+      );
       write();
     }
     if (plan && manifest.quantization.method === 'int8') {
-      // Measured on the engine as written (loaded from this folder), against the unquantized model.
-      const t4 = performance.now();
-      progress?.('evaluate', 0);
-      const quality = await measureQuality({
-        engineDir: tmp,
-        reference: { model: o.modelDir, dummyWeights: dummy, dtype: o.dtype, seed: o.dummy?.seed ?? 0 },
-        samples: plan.evalSamples,
-        maxLen: plan.maxLen,
-        threads: o.threads,
-        progress: (f) => progress?.('evaluate', f),
-      });
-      progress?.('evaluate', 1);
+      const quality = await evaluate(plan.evalSamples, plan.maxLen, o.dtype, 'cpu');
       manifest.quantization.quality = withQuality(quality, plan.options.evalData);
-      manifest.timings.evaluate = (performance.now() - t4) / 1000;
-      manifest.timings.total = (performance.now() - t0) / 1000;
       write();
     }
     return manifest;

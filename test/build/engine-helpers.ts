@@ -57,10 +57,11 @@ export function nativeOptions(overrides: Partial<NativeEngineOptions>): NativeEn
   return engineOptions({ model: '', ...overrides });
 }
 
-/** The one-line error with which loading the engine at `dir` fails (the test fails if it loads). */
-export async function loadError(dir: string): Promise<string> {
+/** The one-line error with which loading the engine at `dir` (or a load with these options, the demo model by
+ *  default) fails; the test fails if it loads. */
+export async function loadError(dir: string | Partial<NativeEngineOptions>): Promise<string> {
   const e = await loadNative()
-    .loadEngine(nativeOptions({ engine: dir }))
+    .loadEngine(typeof dir === 'string' ? nativeOptions({ engine: dir }) : engineOptions(dir))
     .then(
       (engine) => {
         engine.dispose();

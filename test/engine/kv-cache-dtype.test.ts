@@ -6,29 +6,14 @@
 import { describe, expect, test } from 'vitest';
 import { ConfigError, engineDefaults, engineFlags, finishEngineConfig, parseFlags } from '../../src/config.js';
 import { nativeOptions } from '../../src/engine/engine.js';
-import { loadNative, type NativeEngineOptions, type NativeModule } from '../../src/runner/binding.js';
+import { loadNative, type NativeModule } from '../../src/runner/binding.js';
 import { kvserve } from '../cli/helpers/run-kvserve.js';
+import { loadError } from '../build/engine-helpers.js';
 import { engineOptions } from '../native/harness.js';
 
 const CPU_REFUSAL = 'needs the CUDA backend (--device cuda); the CPU backend keeps the KV cache in float32';
 const noGpu = { cudaAvailable: () => false } as NativeModule;
 const parse = (...argv: string[]) => parseFlags(argv, engineFlags, engineDefaults()).config;
-
-/** The native load's rejection (it must reject), checked to be one line. */
-async function loadError(o: Partial<NativeEngineOptions>): Promise<string> {
-  const e = await loadNative()
-    .loadEngine(engineOptions(o))
-    .then(
-      (engine) => {
-        engine.dispose();
-        return undefined;
-      },
-      (err: Error) => err,
-    );
-  expect(e, 'the engine loaded').toBeInstanceOf(Error);
-  expect(e!.message).not.toContain('\n');
-  return e!.message;
-}
 
 describe('the flag', () => {
   test('auto by default; fp8 and fp8_e4m3 reach the native options as fp8', () => {

@@ -6,9 +6,10 @@
 import { describe, expect, test } from 'vitest';
 import { ConfigError, engineDefaults, engineFlags, parseFlags } from '../../src/config.js';
 import { nativeOptions } from '../../src/engine/engine.js';
-import { loadNative, type NativeModule } from '../../src/runner/binding.js';
+import type { NativeModule } from '../../src/runner/binding.js';
+import { loadError } from '../build/engine-helpers.js';
 import { kvserve } from '../cli/helpers/run-kvserve.js';
-import { engineOptions, storiesDir } from '../native/harness.js';
+import { storiesDir } from '../native/harness.js';
 
 const noGpu = { cudaAvailable: () => false } as NativeModule;
 const parse = (...argv: string[]) => parseFlags(argv, engineFlags, engineDefaults()).config;
@@ -37,18 +38,7 @@ describe('the native engine refuses, in one line', () => {
       /^quantization fp8 with --batch-invariant is not supported yet/,
     ],
   ])('%o', async (o, message) => {
-    const err = await loadNative()
-      .loadEngine(engineOptions(o))
-      .then(
-        (e) => {
-          e.dispose();
-          return undefined;
-        },
-        (e: Error) => e,
-      );
-    expect(err).toBeInstanceOf(Error);
-    expect(err!.message).not.toContain('\n');
-    expect(err!.message).toMatch(message);
+    expect(await loadError(o)).toMatch(message);
   });
 
   test('kvserve generate --quantization fp8 on the CPU: exit 1, one line', async () => {
