@@ -12,6 +12,7 @@ import { beforeAll, describe, expect, test } from 'vitest';
 import { loadNative, type NativeEngine } from '../../src/runner/binding.js';
 import { generate, greedy, type Sampling } from '../native/harness.js';
 import { greedyRun } from '../native/native-run.js';
+import { expectBatchInvariant, invariancePrompts } from './batch-invariance.js';
 import { argmax, BF16_MODELS, bf16RefsDir, cudaOptions, ensureBf16Refs, record } from './gpu-harness.js';
 
 const refsDir = bf16RefsDir;
@@ -89,54 +90,14 @@ describe.each(MODELS)('%s (bf16) vs transformers bf16 on the same GPU', (name) =
 // --batch-invariant mode: the default (fast) mode's GEMMs pick algorithms by M, so only this mode promises
 // bitwise equality whatever else is in the batch.
 describe('batch invariance (bf16, batchInvariant mode)', () => {
-  const vocab = 1024;
-  const prompts = Array.from({ length: 8 }, (_, i) => [
-    1,
-    ...Array.from({ length: 3 + 23 * i }, (_, j) => 3 + ((i * 131 + j * 17) % (vocab - 3))),
-  ]);
-  const withLogprobs: Sampling = { ...greedy, numLogprobs: 5 };
+  const prompts = invariancePrompts;
 
   test.each(['qwen3-d128-g8-qknorm', 'llama-d64-g4'])(
     '%s: greedy ids and top-5 logprobs do not depend on the batch',
     async (name) => {
       const engine = await load(name, { batchInvariant: true });
       try {
-        const o = { maxTokens: 24, blockSize: 16, maxBlocks: 16 };
-        const alone: number[][] = [];
-        const aloneLp: number[][] = [];
-        for (const p of prompts) {
-          const lp: number[] = [];
-          alone.push(
-            (
-              await generate(engine, [p], {
-                ...o,
-                sampling: [withLogprobs],
-                onStep: (r) => lp.push(...r.topValues.slice(0, 5)),
-              })
-            )[0]!,
-          );
-          aloneLp.push(lp);
-        }
-        const lpAll: number[][] = prompts.map(() => []);
-        const all = await generate(engine, prompts, {
-          ...o,
-          sampling: prompts.map(() => withLogprobs),
-          onStep: (r, b) => {
-            // rows are in the order of the sequences that sampled this step; recover which by the slot of their block table
-            for (let i = 0; i < b.sampleIndices.length; i++) {
-              const tok = b.sampleIndices[i]!;
-              let s = 0;
-              while (b.queryStart[s + 1]! <= tok) s++;
-              const slot = b.blockTables[s * b.maxBlocksPerSeq]! / b.maxBlocksPerSeq;
-              lpAll[slot]!.push(...r.topValues.slice(i * 5, i * 5 + 5));
-            }
-          },
-        });
-        const chunked = await generate(engine, prompts, { ...o, prefillChunk: 7 });
-        expect(all).toEqual(alone);
-        expect(chunked).toEqual(alone);
-        expect(lpAll).toEqual(aloneLp); // bitwise: same floats
-        record(`batch invariance ${name}`, { prompts: prompts.length, tokensEach: o.maxTokens, identical: true });
+        record(`batch invariance ${name}`, { ...(await expectBatchInvariant(engine)), identical: true });
       } finally {
         engine.dispose();
       }
