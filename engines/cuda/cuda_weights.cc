@@ -141,7 +141,8 @@ CudaWeights quantizeWeightsFp8(const ModelConfig& cfg, const CudaWeights& w, cud
   std::map<std::string, const CudaTensorRegion*> from;
   for (const CudaTensorRegion& r : w.tensors) from[r.spec.name] = &r;
   for (const CudaTensorRegion& r : q.tensors) {
-    if (r.spec.dtype == DType::F32 && r.spec.name.size() > 6 && r.spec.name.compare(r.spec.name.size() - 6, 6, "_scale") == 0)
+    const CudaTensor k = r.spec.kind;
+    if (k == CudaTensor::QkvScale || k == CudaTensor::OScale || k == CudaTensor::GateUpScale || k == CudaTensor::DownScale)
       continue;  // written with its matrix
     const CudaTensorRegion& src = *from.at(r.spec.name);
     if (r.spec.dtype != DType::F8E4M3) {

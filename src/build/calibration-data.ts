@@ -4,11 +4,23 @@
 // written for kvserve (MIT): simple English stories like those the stories260K demo model learnt from.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { repoRoot } from '../config.js';
+import { ConfigError, repoRoot } from '../config.js';
 import type { TextTokenizer } from '../tokenizer/tokenizer.js';
 
 export const defaultCalibData = join(repoRoot, 'data', 'calibration', 'stories-calib.txt');
 export const defaultEvalData = join(repoRoot, 'data', 'calibration', 'stories-heldout.txt');
+
+/** Longest calibration and evaluation sample, in tokens (each is one prefill step of the build). */
+const MAX_SAMPLE_TOKENS = 512;
+
+/** A build's sample length: MAX_SAMPLE_TOKENS, or less where the model (maxPositions) or profile is shorter. */
+export function sampleMaxLen(maxPositions: number | undefined, maxModelLen: number): number {
+  return Math.min(
+    MAX_SAMPLE_TOKENS,
+    maxPositions ?? MAX_SAMPLE_TOKENS,
+    maxModelLen > 0 ? maxModelLen : MAX_SAMPLE_TOKENS,
+  );
+}
 
 /** Fewer calibration tokens than this cannot say much about a layer's input channels. */
 export const MIN_CALIB_TOKENS = 256;
@@ -54,6 +66,13 @@ export function readTextSamples(file: string, flag: string): string[] {
 /** Token ids of each sample, BOS included as the tokenizer adds it, each cut to maxLen tokens. */
 export function tokenizeSamples(tok: TextTokenizer, samples: string[], maxLen: number): number[][] {
   return samples.map((s) => tok.encode(s).slice(0, maxLen)).filter((ids) => ids.length > 1);
+}
+
+/** The held-out samples of --eval-data, tokenized; refuses a file with none of two tokens or more. */
+export function evalSamples(tok: TextTokenizer, file: string, maxLen: number): number[][] {
+  const ids = tokenizeSamples(tok, readTextSamples(file, '--eval-data'), maxLen);
+  if (ids.length === 0) throw new ConfigError(`--eval-data ${file} has no sample of two tokens or more`);
+  return ids;
 }
 
 /** The first `count` samples of the calibration file, tokenized; refuses too little text in one line. */

@@ -2,15 +2,11 @@
 // measured on, and the manifest's quantization section. The method needs no calibration pass: weights are
 // quantized per output channel from their own abs-max, activations per token at run time (engines/cuda).
 import { readFileSync } from 'node:fs';
-import { ConfigError } from '../config.js';
 import type { NativeBuildResult } from '../runner/binding.js';
 import { TextTokenizer } from '../tokenizer/tokenizer.js';
-import { readTextSamples, tokenizeSamples } from './calibration-data.js';
+import { evalSamples, sampleMaxLen } from './calibration-data.js';
 import type { Fp8Quantization } from './manifest.js';
-import type { QualityReport } from './quality.js';
-
-/** Longest evaluation sample, in tokens (each is one prefill step). */
-const MAX_SAMPLE_TOKENS = 512;
+import { qualityLine, type QualityReport } from './quality.js';
 
 export interface Fp8Plan {
   evalData: string;
@@ -23,15 +19,9 @@ export async function planFp8(
   model: { dir: string; configPath: string; dummy: boolean; maxModelLen: number },
 ): Promise<Fp8Plan> {
   const config = JSON.parse(readFileSync(model.configPath, 'utf8')) as { max_position_embeddings?: number };
-  const maxLen = Math.min(
-    MAX_SAMPLE_TOKENS,
-    config.max_position_embeddings ?? MAX_SAMPLE_TOKENS,
-    model.maxModelLen > 0 ? model.maxModelLen : MAX_SAMPLE_TOKENS,
-  );
+  const maxLen = sampleMaxLen(config.max_position_embeddings, model.maxModelLen);
   const tok = await TextTokenizer.forModel(model.dir, { dummy: model.dummy, configPath: model.configPath });
-  const evalSamples = tokenizeSamples(tok, readTextSamples(evalData, '--eval-data'), maxLen);
-  if (evalSamples.length === 0) throw new ConfigError(`--eval-data ${evalData} has no sample of two tokens or more`);
-  return { evalData, evalSamples, maxLen };
+  return { evalData, evalSamples: evalSamples(tok, evalData, maxLen), maxLen };
 }
 
 /** Layer matrices the fp8 layout keeps in the compute dtype (rows not a multiple of 16 elements), by module. */
@@ -69,12 +59,6 @@ export function fp8Section(quality: QualityReport | null, evalData: string, buil
 /** The quality line for the build's output and engine-info. */
 export function fp8Summary(q: Fp8Quantization): string[] {
   const out = [`fp8: ${q.scheme}`, `kept in the compute dtype: ${q.keptInFloat.map((k) => k.name).join(', ')}`];
-  if (q.quality) {
-    const p = q.quality.perplexity;
-    out.push(
-      `quality on ${q.quality.tokens} held-out tokens of ${q.quality.file}: perplexity ${p.float.toFixed(3)} unquantized, ` +
-        `${p.quantized.toFixed(3)} fp8 (${((p.ratio - 1) * 100).toFixed(2)}%), top-1 agreement ${(q.quality.top1Agreement * 100).toFixed(2)}%`,
-    );
-  }
+  if (q.quality) out.push(qualityLine(q.quality, 'unquantized', 'fp8'));
   return out;
 }

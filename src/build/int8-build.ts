@@ -11,13 +11,13 @@ import {
   calibrationTokens,
   defaultCalibData,
   defaultEvalData,
+  evalSamples,
   packSamples,
-  readTextSamples,
-  tokenizeSamples,
+  sampleMaxLen,
 } from './calibration-data.js';
 import { linearLayerNames, resolveKeepPrecision } from './layer-names.js';
 import type { Int8Quantization } from './manifest.js';
-import type { QualityReport } from './quality.js';
+import { qualityLine, type QualityReport } from './quality.js';
 
 export interface Int8Options {
   calibData: string; // --calib-data
@@ -42,8 +42,6 @@ export const int8Defaults = (): Int8Options => ({
 });
 
 export const ALPHA_GRID = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8];
-/** Longest calibration and evaluation sample, in tokens (the native calibration steps are this long). */
-const MAX_SAMPLE_TOKENS = 512;
 
 export interface Int8Plan {
   options: Int8Options;
@@ -74,15 +72,9 @@ export async function planInt8(
     }
     alphas = [a];
   }
-  const maxLen = Math.min(
-    MAX_SAMPLE_TOKENS,
-    config.max_position_embeddings ?? MAX_SAMPLE_TOKENS,
-    model.maxModelLen > 0 ? model.maxModelLen : MAX_SAMPLE_TOKENS,
-  );
+  const maxLen = sampleMaxLen(config.max_position_embeddings, model.maxModelLen);
   const tok = await TextTokenizer.forModel(model.dir, { dummy: model.dummy, configPath: model.configPath });
   const calib = calibrationTokens(tok, o.calibData, o.calibSamples, maxLen);
-  const evalSamples = tokenizeSamples(tok, readTextSamples(o.evalData, '--eval-data'), maxLen);
-  if (evalSamples.length === 0) throw new ConfigError(`--eval-data ${o.evalData} has no sample of two tokens or more`);
   return {
     options: o,
     request: {
@@ -95,7 +87,7 @@ export async function planInt8(
       maxLayerError: o.maxLayerError,
       keepFloat,
     },
-    evalSamples,
+    evalSamples: evalSamples(tok, o.evalData, maxLen),
     maxLen,
     calibSha256: createHash('sha256').update(readFileSync(o.calibData)).digest('hex'),
   };
@@ -162,13 +154,7 @@ export function int8Summary(q: Int8Quantization): string[] {
     line(head),
     ...rows.map(line),
   ];
-  if (q.quality) {
-    const p = q.quality.perplexity;
-    out.push(
-      `quality on ${q.quality.tokens} held-out tokens of ${q.quality.file}: perplexity ${p.float.toFixed(3)} float, ` +
-        `${p.quantized.toFixed(3)} int8 (${((p.ratio - 1) * 100).toFixed(2)}%), top-1 agreement ${(q.quality.top1Agreement * 100).toFixed(2)}%`,
-    );
-  }
+  if (q.quality) out.push(qualityLine(q.quality, 'float', 'int8'));
   return out;
 }
 

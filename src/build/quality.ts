@@ -10,6 +10,15 @@ import {
   type StepBatch,
 } from '../runner/binding.js';
 
+/** "quality on N held-out tokens of FILE: perplexity A <reference>, B <quantized> (+x%), top-1 agreement y%". */
+export function qualityLine(q: QualityReport & { file: string }, reference: string, quantized: string): string {
+  const p = q.perplexity;
+  return (
+    `quality on ${q.tokens} held-out tokens of ${q.file}: perplexity ${p.float.toFixed(3)} ${reference}, ` +
+    `${p.quantized.toFixed(3)} ${quantized} (${((p.ratio - 1) * 100).toFixed(2)}%), top-1 agreement ${(q.top1Agreement * 100).toFixed(2)}%`
+  );
+}
+
 export interface QualityReport {
   samples: number;
   tokens: number; // predicted positions
