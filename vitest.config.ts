@@ -13,6 +13,7 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    setupFiles: ['test/setup/fast-check.ts'],
     projects: [
       { extends: true, test: { name: 'timing', include: timing, fileParallelism: false, sequence: { groupOrder: 0 } } },
       {

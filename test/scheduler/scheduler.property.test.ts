@@ -98,16 +98,31 @@ describe('scheduler on random workloads', () => {
   });
 
   it('gives the same tokens with prefix caching on and off, and hits when prefixes are shared', () => {
+    let runsWithHits = 0;
     fc.assert(
       fc.property(workloadArb, fc.constantFrom(2, 4, 16), (work, blockSize) => {
         const base = { maxNumBatchedTokens: 64, maxNumSeqs: 8, maxModelLen: 128, blockSize, numBlocks: 400 };
         const on = simulate(work, { ...base, enablePrefixCaching: true }, VOCAB);
         const off = simulate(work, { ...base, enablePrefixCaching: false }, VOCAB);
-        expect(on.tokens).toEqual(off.tokens);
+        // Aborts fire at a step number, and cache hits shorten prefill, so an aborted request may stop at a
+        // different length in the two runs: there the shorter output must be a prefix of the longer.
+        work.forEach((_, i) => {
+          const a = on.tokens.get(i)!;
+          const b = off.tokens.get(i)!;
+          if (on.finish.get(i) === 'abort' || off.finish.get(i) === 'abort') {
+            const n = Math.min(a.length, b.length);
+            expect(a.slice(0, n)).toEqual(b.slice(0, n));
+          } else {
+            expect(a).toEqual(b);
+            expect(on.finish.get(i)).toBe(off.finish.get(i));
+          }
+        });
         expect(off.scheduler.kv.prefixHits).toBe(0);
+        if (on.scheduler.kv.prefixHits > 0) runsWithHits++;
       }),
       { numRuns: 100 },
     );
+    expect(runsWithHits).toBeGreaterThan(10);
   });
 
   it('reuses a shared prefix: later requests compute only their tails', () => {
