@@ -29,6 +29,10 @@ struct EngineOptions {
   int maxModelLen = 0;                // 0 = config's max_position_embeddings
   uint64_t seed = 0;                  // dummy weights
   bool batchInvariant = false;        // cuda: one GEMM algorithm for every M (bitwise batch invariance)
+  // cuda: where the GEMM plan runs the bf16/f16 GEMV (M <= 8), RoPE + cache write and SiLU-and-mul in the qkv
+  // and gate/up GEMVs' epilogues (kvsk_gemv_rope_cache / kvsk_gemv_silu_mul; bitwise the unfused results).
+  // The N-API option gemvFuse, whose default KVSERVE_GEMV_FUSE=1 turns on.
+  bool gemvFuse = false;
   // cuda: "fp8" holds the decoder layers' linear weights (q/k/v, o, gate/up, down) as fp8 E4M3 with a scale
   // per output channel and runs them through FP8 GEMMs (activations quantized per token at run time):
   // quantized at load from a checkpoint, or as an fp8 engine holds them. lm_head stays in the compute dtype.
@@ -53,6 +57,9 @@ struct BackendInfo {
   int gemmShapesImported = 0;  // cuda: GEMM shapes whose algorithms came from the engine's manifest, not timed here
   int gemmShapesPlanned = 0;   // cuda: GEMM shapes planned at load (timed; --batch-invariant: the heuristic's pick)
   std::string quantization = "none";  // cuda: "fp8" when the layer matrices run as fp8 (EngineOptions::quantization)
+  // cuda, EngineOptions::gemvFuse: the epilogues a batch-1 step fuses into its GEMVs ("rope+cache",
+  // "silu*mul", comma-separated), "" when none (off, fp8 matrices, cuBLASLt picked at M = 1, q/k norm: RoPE)
+  std::string gemvFusion;
 };
 
 class Backend {

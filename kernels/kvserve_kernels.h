@@ -230,6 +230,22 @@ typedef struct {
 } kvsk_block_copy_params;
 cudaError_t kvsk_block_copy(const kvsk_block_copy_params* p, cudaStream_t stream);
 
+/* The bf16/f16 GEMV (kvsk_gemv: M <= KVSK_GEMV_MAX_M, the same sums in the same order) with the kernel that
+ * follows it fused into its epilogue: results bitwise those of kvsk_gemv then that kernel, and gemv.y (may be
+ * NULL) is never written. gemv.rowsPerCta as the GEMM plan tuned it: 1 or 2 -> 2 rows per CTA, 0 or 4 -> 4.
+ * - kvsk_gemv_rope_cache: gemv is the fused qkv projection (n = (Hq + 2 Hkv) D, m = rope.numTokens); does
+ *   what kvsk_rope_cache does (bias, RoPE, q to qOut, k and v to the cache, fp8 cache too) without reading
+ *   rope.qkv. A CTA takes rows i and i + D/2 of a head. Not with the per-head q/k RMSNorm (qNorm or kNorm
+ *   set: it needs the whole head).
+ * - kvsk_gemv_silu_mul: gemv is the fused gate/up projection (n = 2 I, m = silu.numTokens); writes silu.out
+ *   without reading silu.gateUp. A CTA takes gate rows i and up rows I + i.
+ * _supported: 1 when the shapes and variant fit; otherwise the launcher returns cudaErrorNotSupported (run
+ * the two kernels). */
+int kvsk_gemv_rope_cache_supported(const kvsk_gemv_params* gemv, const kvsk_rope_cache_params* rope);
+cudaError_t kvsk_gemv_rope_cache(const kvsk_gemv_params* gemv, const kvsk_rope_cache_params* rope, cudaStream_t stream);
+int kvsk_gemv_silu_mul_supported(const kvsk_gemv_params* gemv, const kvsk_silu_mul_params* silu);
+cudaError_t kvsk_gemv_silu_mul(const kvsk_gemv_params* gemv, const kvsk_silu_mul_params* silu, cudaStream_t stream);
+
 /* Weight upload and dummy weights. */
 typedef struct {
   const void* src; kvsk_dtype srcType;

@@ -1,6 +1,7 @@
 #include "js-options.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -142,6 +143,8 @@ kvs::EngineOptions readEngineOptions(const Napi::Object& o) {
   opts.maxNumSeqs = integer(o, "maxNumSeqs", opts.maxNumSeqs);
   opts.maxModelLen = integer(o, "maxModelLen", opts.maxModelLen);
   opts.batchInvariant = boolean(o, "batchInvariant", false);
+  const char* fuse = std::getenv("KVSERVE_GEMV_FUSE");  // the default until a GPU run has verified the fusions
+  opts.gemvFuse = boolean(o, "gemvFuse", fuse && std::string(fuse) == "1");
   opts.quantization = str(o, "quantize", opts.quantization);  // "fp8": quantize at load (cuda)
   opts.kvCacheDtype = str(o, "kvCacheDtype", opts.kvCacheDtype);
   readKvScales(o, opts);

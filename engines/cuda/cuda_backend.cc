@@ -161,6 +161,7 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   info_.kvCacheDtype = kvFp8_ ? "fp8_e4m3" : dtypeName(dt_);
   info_.weightBytes = w_.bytes;
   info_.quantization = fp8_ ? "fp8" : "none";
+  info_.gemvFusion = describeGemvFusion();
 }
 
 CudaBackend::~CudaBackend() {

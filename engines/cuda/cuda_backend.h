@@ -7,6 +7,7 @@
 
 #include <map>
 #include <memory>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -95,6 +96,12 @@ class CudaBackend final : public Backend {
   void forward(const StepShape& sh, const int32_t* in, const Layout& lay);
   // y[M, N] = x[M, K] W^T for one layer matrix: fp8 when it has scales, else in the compute dtype.
   void linear(const void* x, const void* W, const float* scale, void* y, int M, int N, int K);
+  // Layer l's RoPE + cache write of T tokens: qkv_ -> q_ and the layer's K/V planes.
+  kvsk_rope_cache_params ropeParams(int l, int T, const int32_t* positions, const int32_t* slots);
+  // Whether linear(x, W, scale, ., M, N, K) may be a fused GEMV (opts_.gemvFuse, a bf16/f16 matrix, the plan
+  // runs the GEMV at M): then *g is that GEMV (y unset), for kvsk_gemv_rope_cache / kvsk_gemv_silu_mul.
+  bool fusedGemv(const void* x, const void* W, const float* scale, int M, int N, int K, kvsk_gemv_params* g);
+  std::string describeGemvFusion();  // BackendInfo::gemvFusion, after the GEMMs are planned
   // Decode steps through CUDA graphs: returns false when the step does not qualify (then run eagerly).
   bool stepGraphed(const StepBatch& b, const StepShape& eager);
 

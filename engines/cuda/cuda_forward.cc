@@ -5,10 +5,12 @@
 //   per layer:  x = rmsnorm(residual (+= proj))                 [T, H]
 //               qkv = x Wqkv^T                                  [T, (Hq + 2 Hkv) D]
 //               q, cache <- rope(bias/qk-norm(qkv))             [T, Hq, D], K/V at slotMapping
+//                 (with EngineOptions::gemvFuse, where the qkv GEMM is the GEMV: one kernel, qkv unwritten)
 //               attn = paged_attention(q, cache)                [T, Hq, D]
 //               proj = attn Wo^T                                [T, H]
 //               x = rmsnorm(residual += proj)
 //               proj = silu(x Wgate^T) * (x Wup^T) Wdown^T      [T, H]
+//                 (gemvFuse, where gate/up is the GEMV: SiLU-and-mul in its epilogue, [T, 2I] unwritten)
 //   h = rmsnorm(residual += proj)[sampleIndices]                [R, H]
 //   logits = h Wlm^T                                            [R, V]
 #include <algorithm>
@@ -147,8 +149,6 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
   const int H = cfg_.hiddenSize, I = cfg_.intermediateSize, V = cfg_.vocabSize;
   const int Hq = cfg_.numHeads, Hkv = cfg_.numKvHeads, D = cfg_.headDim;
   const kvsk_dtype dt = static_cast<kvsk_dtype>(dt_);
-  char* kv = kv_.get<char>();
-  const size_t planeBytes = kvPlaneElems_ * kvElemBytes();
 
   prof_.mark(StepProfiler::Embed, stream_);
   kvsk_embedding_params e{w_.embed, in + lay.tokens, residual_.get(), T, H, V, dt};
@@ -157,25 +157,24 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
   const float eps = static_cast<float>(cfg_.rmsNormEps);
   for (int l = 0; l < cfg_.numLayers; ++l) {
     const CudaLayerWeights& L = w_.layers[l];
-    void* kCache = kv + (2 * static_cast<size_t>(l)) * planeBytes;
-    void* vCache = kv + (2 * static_cast<size_t>(l) + 1) * planeBytes;
 
     prof_.mark(StepProfiler::Norm, stream_);
     kvsk_rmsnorm_params n1{l == 0 ? nullptr : proj_.get(), residual_.get(), nullptr, L.inputNorm, normed_.get(), T, H, eps, dt};
     KVS_CUDA_CHECK(kvsk_rmsnorm(&n1, stream_));
     prof_.mark(StepProfiler::GemmQkv, stream_);
-    linear(normed_.get(), L.qkv, L.qkvScale, qkv_.get(), T, qkvRows_, H);
-
-    prof_.mark(StepProfiler::Rope, stream_);
-    const float kScale = kvFp8_ ? kScale_[l] : 1.f, vScale = kvFp8_ ? vScale_[l] : 1.f;
-    kvsk_rope_cache_params rp{qkv_.get(), q_.get(), kCache, vCache, in + lay.positions, in + lay.slots,
-                              invFreq_.get<float>(), L.qkvBias, L.qNorm, L.kNorm, eps, T, Hq, Hkv, D, dt,
-                              kvKind(), kScale, vScale};
-    KVS_CUDA_CHECK(kvsk_rope_cache(&rp, stream_));
+    const kvsk_rope_cache_params rp = ropeParams(l, T, in + lay.positions, in + lay.slots);  // also this layer's cache
+    kvsk_gemv_params gq;
+    if (fusedGemv(normed_.get(), L.qkv, L.qkvScale, T, qkvRows_, H, &gq) && kvsk_gemv_rope_cache_supported(&gq, &rp)) {
+      KVS_CUDA_CHECK(kvsk_gemv_rope_cache(&gq, &rp, stream_));
+    } else {
+      linear(normed_.get(), L.qkv, L.qkvScale, qkv_.get(), T, qkvRows_, H);
+      prof_.mark(StepProfiler::Rope, stream_);
+      KVS_CUDA_CHECK(kvsk_rope_cache(&rp, stream_));
+    }
 
     prof_.mark(StepProfiler::Attention, stream_);
     kvsk_attention_params ap{};
-    ap.q = q_.get(); ap.kCache = kCache; ap.vCache = vCache; ap.out = attn_.get();
+    ap.q = q_.get(); ap.kCache = rp.kCache; ap.vCache = rp.vCache; ap.out = attn_.get();
     ap.blockTables = in + lay.blockTables; ap.queryStart = in + lay.queryStart; ap.contextLens = in + lay.contextLens;
     ap.tileSeq = in + lay.tileSeq; ap.tileQStart = in + lay.tileQ; ap.tileSplitSlot = in + lay.tileSlot;
     ap.partialOut = partOut_.get<float>(); ap.partialMax = partMax_.get<float>(); ap.partialSum = partSum_.get<float>();
@@ -183,7 +182,7 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
     ap.maxSplits = sh.maxSplits; ap.partitionSize = sh.partition;
     ap.numHeads = Hq; ap.numKvHeads = Hkv; ap.headDim = D; ap.blockSize = opts_.blockSize;
     ap.maxBlocksPerSeq = sh.maxBlocks; ap.scale = 1.f / std::sqrt(static_cast<float>(D)); ap.dtype = dt;
-    ap.cacheDtype = kvKind(); ap.kScale = kScale; ap.vScale = vScale;
+    ap.cacheDtype = kvKind(); ap.kScale = rp.kScale; ap.vScale = rp.vScale;
     KVS_CUDA_CHECK(kvsk_attention(&ap, sh.decode, stream_));
     prof_.mark(StepProfiler::GemmO, stream_);
     linear(attn_.get(), L.o, L.oScale, proj_.get(), T, H, Hq * D);
@@ -192,10 +191,15 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
     kvsk_rmsnorm_params n2{proj_.get(), residual_.get(), nullptr, L.postNorm, normed_.get(), T, H, eps, dt};
     KVS_CUDA_CHECK(kvsk_rmsnorm(&n2, stream_));
     prof_.mark(StepProfiler::GemmGateUp, stream_);
-    linear(normed_.get(), L.gateUp, L.gateUpScale, gateUp_.get(), T, 2 * I, H);
-    prof_.mark(StepProfiler::SiluMul, stream_);
-    kvsk_silu_mul_params sm{gateUp_.get(), act_.get(), T, I, dt};
-    KVS_CUDA_CHECK(kvsk_silu_mul(&sm, stream_));
+    const kvsk_silu_mul_params sm{gateUp_.get(), act_.get(), T, I, dt};
+    kvsk_gemv_params gg;
+    if (fusedGemv(normed_.get(), L.gateUp, L.gateUpScale, T, 2 * I, H, &gg) && kvsk_gemv_silu_mul_supported(&gg, &sm)) {
+      KVS_CUDA_CHECK(kvsk_gemv_silu_mul(&gg, &sm, stream_));
+    } else {
+      linear(normed_.get(), L.gateUp, L.gateUpScale, gateUp_.get(), T, 2 * I, H);
+      prof_.mark(StepProfiler::SiluMul, stream_);
+      KVS_CUDA_CHECK(kvsk_silu_mul(&sm, stream_));
+    }
     prof_.mark(StepProfiler::GemmDown, stream_);
     linear(act_.get(), L.down, L.downScale, proj_.get(), T, H, I);
   }
@@ -211,6 +215,39 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
 void CudaBackend::linear(const void* x, const void* W, const float* scale, void* y, int M, int N, int K) {
   if (scale) gemm_->runFp8(x, W, scale, y, M, N, K, dt_);  // an fp8 matrix (cuda_engine_layout.h)
   else gemm_->run(x, W, y, M, N, K, dt_, dt_);
+}
+
+kvsk_rope_cache_params CudaBackend::ropeParams(int l, int T, const int32_t* positions, const int32_t* slots) {
+  const CudaLayerWeights& L = w_.layers[l];
+  char* kv = kv_.get<char>();
+  const size_t planeBytes = kvPlaneElems_ * kvElemBytes();
+  return kvsk_rope_cache_params{qkv_.get(), q_.get(), kv + 2 * static_cast<size_t>(l) * planeBytes,
+                                kv + (2 * static_cast<size_t>(l) + 1) * planeBytes, positions, slots,
+                                invFreq_.get<float>(), L.qkvBias, L.qNorm, L.kNorm, static_cast<float>(cfg_.rmsNormEps),
+                                T, cfg_.numHeads, cfg_.numKvHeads, cfg_.headDim, static_cast<kvsk_dtype>(dt_), kvKind(),
+                                kvFp8_ ? kScale_[l] : 1.f, kvFp8_ ? vScale_[l] : 1.f};
+}
+
+bool CudaBackend::fusedGemv(const void* x, const void* W, const float* scale, int M, int N, int K, kvsk_gemv_params* g) {
+  if (!opts_.gemvFuse || scale) return false;  // fp8 matrices run gemv_fp8.cu or cuBLASLt
+  const int rows = gemm_->gemvRows(M, N, K, dt_, dt_);
+  *g = kvsk_gemv_params{x, W, nullptr, M, N, K, static_cast<kvsk_dtype>(dt_), rows};
+  return rows > 0;
+}
+
+std::string CudaBackend::describeGemvFusion() {
+  if (cfg_.numLayers == 0) return "";
+  const CudaLayerWeights& L = w_.layers[0];
+  const int H = cfg_.hiddenSize, I = cfg_.intermediateSize;
+  std::string s;
+  kvsk_gemv_params g;
+  const kvsk_rope_cache_params rp = ropeParams(0, 1, nullptr, nullptr);
+  if (fusedGemv(normed_.get(), L.qkv, L.qkvScale, 1, qkvRows_, H, &g) && kvsk_gemv_rope_cache_supported(&g, &rp))
+    s = "rope+cache";
+  const kvsk_silu_mul_params sm{gateUp_.get(), act_.get(), 1, I, static_cast<kvsk_dtype>(dt_)};
+  if (fusedGemv(normed_.get(), L.gateUp, L.gateUpScale, 1, 2 * I, H, &g) && kvsk_gemv_silu_mul_supported(&g, &sm))
+    s += s.empty() ? "silu*mul" : ",silu*mul";
+  return s;
 }
 
 }  // namespace kvs::cuda

@@ -66,6 +66,9 @@ class GemmRunner {
   void run(const void* X, const void* W, void* Y, int M, int N, int K, DType in, DType out);
   // Plain description of the algorithm(s) chosen for the shape (benchmarks, logs).
   std::string describe(int N, int K, DType in, DType out);
+  // Rows of W per CTA (1, 2 or 4) when run() at this M launches the GEMV kernel (kernels/gemv.cu), else 0
+  // (cuBLASLt, or M outside [1, maxM]): the forward pass fuses its epilogues only into the GEMV.
+  int gemvRows(int M, int N, int K, DType in, DType out);
 
   // The plan of (N, K, in, out) as choices, ascending in M (planned untimed first when it is not yet).
   std::vector<GemmChoice> exportPlan(int N, int K, DType in, DType out);

@@ -24,6 +24,9 @@ export interface NativeEngineOptions {
   maxModelLen: number; // 0 = from config
   seed: number;
   batchInvariant?: boolean; // cuda: bitwise batch-invariant GEMMs (the CPU backend always is)
+  /** cuda: RoPE + cache write and SiLU·mul in the qkv / gate-up GEMV epilogues (M <= 8; bitwise the same
+   *  results); default: on when KVSERVE_GEMV_FUSE=1. */
+  gemvFuse?: boolean;
   /** cuda: 'fp8' quantizes the layer matrices at load (fp8 E4M3, a scale per output row) and runs FP8 GEMMs. */
   quantize?: 'none' | 'fp8';
   /** KV cache element type: auto = the compute dtype (cpu: float32); fp8 = e4m3, half the bytes (cuda only). */
@@ -59,6 +62,8 @@ export interface NativeEngineInfo {
   gemmShapesPlanned: number;
   /** cuda: 'fp8' when the layer matrices run in fp8 (quantized at load, or an fp8 engine); else 'none'. */
   quantization?: 'none' | 'fp8';
+  /** cuda: the epilogues a batch-1 step fuses into its GEMVs ('rope+cache', 'silu*mul', comma-separated); '' none. */
+  gemvFusion?: string;
 }
 
 /** One step of the protocol in docs/architecture.md. T tokens, S sequences, R sampled rows. */

@@ -15,7 +15,9 @@
 //          at M = 16, 64, 256, 2048, 8192, both fast mode and timed on their weights: TFLOP/s of 2 M N K
 //   attn-fp8  decode attention over an fp8 (e4m3) cache beside bf16 at batch 1 and 64 x 4096 and 256 x 512
 //          (bytes of cache read / time and % of copy, bf16 and f16 queries), and prefill of 2048 and 8192 tokens
-// Usage: kvserve_kernel_bench [gemv|chain|attn|attn-fp8|copy|fp8|fp8gemm ...]
+//   fuse   the GEMV epilogue fusions (kernels/gemv_fused.cu) at M = 1, 4, 8 against the two kernels they
+//          replace: qkv GEMV + RoPE/cache write, gate/up GEMV + SiLU-and-mul, chains of 16 with PDL (sm_90+)
+// Usage: kvserve_kernel_bench [gemv|chain|attn|attn-fp8|copy|fp8|fp8gemm|fuse ...]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -420,6 +422,57 @@ void attnFp8Bench(double copyBw) {
   std::printf("(prefill rows: TFLOP/s instead of TB/s; speedup = bf16 cache time / fp8 cache time, bf16 queries)\n");
 }
 
+// Per pair (or fused kernel) us in chains of 16 with programmatic dependent launch, as the forward pass runs
+// them at Llama-3-8B's shapes (32 / 8 heads of 128, llama3 inv_freq stand-in, slots in 16-token blocks).
+void gemvFuseBench(double copyBw) {
+  const int Hq = 32, Hkv = 8, D = 128, I = 14336;
+  std::vector<float> inv(D / 2);
+  for (int i = 0; i < D / 2; ++i) inv[i] = std::pow(500000.f, -2.f * i / D);
+  float* dInv = nullptr;
+  int32_t* dPos = nullptr;
+  void *q = nullptr, *kc = nullptr, *vc = nullptr, *act = nullptr;
+  CK(cudaMalloc(&dInv, inv.size() * 4));
+  CK(cudaMemcpy(dInv, inv.data(), inv.size() * 4, cudaMemcpyHostToDevice));
+  const std::vector<int32_t> pos = {517, 518, 519, 520, 521, 522, 523, 524, 3, 19, 35, 51, 67, 83, 99, 115};  // then slots
+  CK(cudaMalloc(&dPos, pos.size() * 4));
+  CK(cudaMemcpy(dPos, pos.data(), pos.size() * 4, cudaMemcpyHostToDevice));
+  CK(cudaMalloc(&q, 8 * Hq * D * 2));
+  CK(cudaMalloc(&kc, 128 * Hkv * D * 2));
+  CK(cudaMalloc(&vc, 128 * Hkv * D * 2));
+  CK(cudaMalloc(&act, 8 * I * 2));
+  kvsk_set_programmatic_launch(1);
+  std::printf("\nGEMV epilogue fusion, bf16, chains of 16 with PDL (per-step us, %% of copy bandwidth %.2f TB/s)\n", copyBw / 1e12);
+  std::printf("%-8s %3s %5s %20s %20s\n", "weight", "M", "rows", "GEMV + kernel", "fused");
+  for (const GemvShape& s : {kGemvShapes[0], kGemvShapes[2]}) {
+    const bool qkv = s.N == kGemvShapes[0].N;
+    const double wBytes = (double)s.N * s.K * 2;
+    const GemvBuffers buf(s, 17, 500, 8);
+    for (int M : {1, 4, 8})
+      for (int rows : {4, 2}) {
+        double us[2];
+        for (int fused = 0; fused < 2; ++fused)
+          us[fused] = 1e3 / 16 * timeMs([&](int i) {
+            for (int j = 0; j < 16; ++j) {
+              kvsk_gemv_params g{buf.x, buf.w(i * 16 + j), buf.y, M, s.N, s.K, KVSK_BF16, rows};
+              if (qkv) {
+                kvsk_rope_cache_params r{buf.y, q, kc, vc, dPos, dPos + 8, dInv, nullptr, nullptr, nullptr, 1e-5f, M, Hq, Hkv, D, KVSK_BF16};
+                if (fused) CK(kvsk_gemv_rope_cache(&g, &r, stream));
+                else { CK(kvsk_gemv(&g, stream)); CK(kvsk_rope_cache(&r, stream)); }
+              } else {
+                kvsk_silu_mul_params sm{buf.y, act, M, I, KVSK_BF16};
+                if (fused) CK(kvsk_gemv_silu_mul(&g, &sm, stream));
+                else { CK(kvsk_gemv(&g, stream)); CK(kvsk_silu_mul(&sm, stream)); }
+              }
+            }
+          });
+        std::printf("%-8s %3d %5d %12.1f (%3.0f%%) %12.1f (%3.0f%%)\n", s.name, M, rows, us[0],
+                    100.0 * wBytes / (us[0] * 1e-6) / copyBw, us[1], 100.0 * wBytes / (us[1] * 1e-6) / copyBw);
+      }
+  }
+  kvsk_set_programmatic_launch(0);
+  for (void* p : {(void*)dInv, (void*)dPos, q, kc, vc, act}) cudaFree(p);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -438,6 +491,7 @@ int main(int argc, char** argv) {
   if (want("fp8")) fp8GemvBench(bw);
   if (want("fp8gemm")) fp8GemmBench();
   if (want("attn-fp8")) attnFp8Bench(bw);
+  if (want("fuse") && prop.major >= 9) gemvFuseBench(bw);
   CK(cudaStreamDestroy(stream));
   return 0;
 }
