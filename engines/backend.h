@@ -33,6 +33,10 @@ struct EngineOptions {
   // per output channel and runs them through FP8 GEMMs (activations quantized per token at run time):
   // quantized at load from a checkpoint, or as an fp8 engine holds them. lm_head stays in the compute dtype.
   std::string quantization = "none";
+  // cuda, fp8: RMSNorm and SiLU·mul write the FP8 GEMM inputs (e4m3 rows and their scales) themselves instead
+  // of a separate quantize pass per GEMM, with bitwise the same results. 1 on, 0 off, -1: the environment's
+  // KVSERVE_FP8_FUSE=1 turns it on (off by default until a GPU run verifies it).
+  int fp8Fuse = -1;
   std::string kvCacheDtype = "auto";  // auto: the compute dtype (cpu: float32); fp8: e4m3 (cuda only, half the bytes)
   // fp8 KV cache: per-layer K and V scales (stored = e4m3(x / scale)); both empty = 1.0 for every layer (what
   // vLLM does without calibration), else numLayers finite positive values each. Checked whenever given.
@@ -53,6 +57,7 @@ struct BackendInfo {
   int gemmShapesImported = 0;  // cuda: GEMM shapes whose algorithms came from the engine's manifest, not timed here
   int gemmShapesPlanned = 0;   // cuda: GEMM shapes planned at load (timed; --batch-invariant: the heuristic's pick)
   std::string quantization = "none";  // cuda: "fp8" when the layer matrices run as fp8 (EngineOptions::quantization)
+  bool fp8Fuse = false;               // cuda, fp8: the norms and SiLU·mul quantize their own outputs (EngineOptions::fp8Fuse)
 };
 
 class Backend {

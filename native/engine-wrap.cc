@@ -69,6 +69,7 @@ Napi::Value EngineWrap::Info(const Napi::CallbackInfo& info) {
   o.Set("gemmShapesImported", ei.backend.gemmShapesImported);
   o.Set("gemmShapesPlanned", ei.backend.gemmShapesPlanned);
   o.Set("quantization", ei.backend.quantization);
+  o.Set("fp8Fuse", ei.backend.fp8Fuse);
   return o;
 }
 

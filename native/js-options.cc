@@ -143,6 +143,7 @@ kvs::EngineOptions readEngineOptions(const Napi::Object& o) {
   opts.maxModelLen = integer(o, "maxModelLen", opts.maxModelLen);
   opts.batchInvariant = boolean(o, "batchInvariant", false);
   opts.quantization = str(o, "quantize", opts.quantization);  // "fp8": quantize at load (cuda)
+  if (!o.Get("fp8Fuse").IsUndefined()) opts.fp8Fuse = boolean(o, "fp8Fuse", false) ? 1 : 0;  // absent: KVSERVE_FP8_FUSE
   opts.kvCacheDtype = str(o, "kvCacheDtype", opts.kvCacheDtype);
   readKvScales(o, opts);
   double seed = num(o, "seed", 0);

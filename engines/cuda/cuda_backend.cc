@@ -93,6 +93,9 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
                                prop.name + " is " + std::to_string(prop.major) + "." + std::to_string(prop.minor));
     if (dt_ == DType::F32)
       throw std::runtime_error("quantization fp8 computes in bfloat16 or float16, not float32: pass --dtype bfloat16");
+    // The environment gives the default, read once here; off until a GPU run verifies the fused kernels.
+    const char* fuse = std::getenv("KVSERVE_FP8_FUSE");
+    fp8Fuse_ = opts.fp8Fuse >= 0 ? opts.fp8Fuse == 1 : fuse && std::string(fuse) == "1";
   }
   checkKvCacheDtype(cfg, opts, dt_, prop);
   kvFp8_ = opts.kvCacheDtype == "fp8";
@@ -161,6 +164,7 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   info_.kvCacheDtype = kvFp8_ ? "fp8_e4m3" : dtypeName(dt_);
   info_.weightBytes = w_.bytes;
   info_.quantization = fp8_ ? "fp8" : "none";
+  info_.fp8Fuse = fp8Fuse_;
 }
 
 CudaBackend::~CudaBackend() {
@@ -184,6 +188,10 @@ void CudaBackend::allocateActivations() {
   gateUp_.resize(T * 2 * I * es);
   act_.resize(T * I * es);
   final_.resize(S * H * es);
+  if (fp8Fuse_) {
+    xq_.resize(T * std::max(H, I));
+    xqScale_.resize(T * sizeof(float));
+  }
   logits_.resize(S * V * es);
   const size_t parts = S * cfg_.numHeads * static_cast<size_t>(maxSplits_);
   partOut_.resize(parts * cfg_.headDim * sizeof(float));

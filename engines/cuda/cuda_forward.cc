@@ -18,6 +18,7 @@
 
 #include "cuda_backend.h"
 #include "cuda_check.h"
+#include "cuda_engine_layout.h"
 #include "kvserve_kernels.h"
 
 namespace kvs::cuda {
@@ -155,16 +156,25 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
   KVS_CUDA_CHECK(kvsk_embedding(&e, stream_));
 
   const float eps = static_cast<float>(cfg_.rmsNormEps);
+  // Whether each fused producer writes e4m3 rows (xq_) for its GEMM instead of bf16/f16 ones: per step, by M
+  // (fusesInput). Nothing else reads normed_ or act_ (the residual stream is residual_, the final norm writes
+  // final_), so the producer writes one or the other, never both. A graphed decode step captures its bucket's
+  // choice, which every replay of that bucket shares.
+  // Every layer's matrix of a kind has the same shape, so the same plan and the same fp8-ness.
+  const bool qQkv = fusesInput(qkvRows_, H, T), qGateUp = fusesInput(2 * I, H, T), qDown = fusesInput(H, I, T);
+  float* xqScale = xqScale_.get<float>();
   for (int l = 0; l < cfg_.numLayers; ++l) {
     const CudaLayerWeights& L = w_.layers[l];
     void* kCache = kv + (2 * static_cast<size_t>(l)) * planeBytes;
     void* vCache = kv + (2 * static_cast<size_t>(l) + 1) * planeBytes;
 
     prof_.mark(StepProfiler::Norm, stream_);
-    kvsk_rmsnorm_params n1{l == 0 ? nullptr : proj_.get(), residual_.get(), nullptr, L.inputNorm, normed_.get(), T, H, eps, dt};
+    kvsk_rmsnorm_params n1{l == 0 ? nullptr : proj_.get(), residual_.get(), nullptr, L.inputNorm,
+                           qQkv ? nullptr : normed_.get(), T, H, eps, dt,
+                           qQkv ? xq_.get() : nullptr, qQkv ? xqScale : nullptr};
     KVS_CUDA_CHECK(kvsk_rmsnorm(&n1, stream_));
     prof_.mark(StepProfiler::GemmQkv, stream_);
-    linear(normed_.get(), L.qkv, L.qkvScale, qkv_.get(), T, qkvRows_, H);
+    linear(normed_.get(), qQkv, L.qkv, L.qkvScale, qkv_.get(), T, qkvRows_, H);
 
     prof_.mark(StepProfiler::Rope, stream_);
     const float kScale = kvFp8_ ? kScale_[l] : 1.f, vScale = kvFp8_ ? vScale_[l] : 1.f;
@@ -186,18 +196,20 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
     ap.cacheDtype = kvKind(); ap.kScale = kScale; ap.vScale = vScale;
     KVS_CUDA_CHECK(kvsk_attention(&ap, sh.decode, stream_));
     prof_.mark(StepProfiler::GemmO, stream_);
-    linear(attn_.get(), L.o, L.oScale, proj_.get(), T, H, Hq * D);
+    linear(attn_.get(), false, L.o, L.oScale, proj_.get(), T, H, Hq * D);  // attention's output: quantized by the runner
 
     prof_.mark(StepProfiler::Norm, stream_);
-    kvsk_rmsnorm_params n2{proj_.get(), residual_.get(), nullptr, L.postNorm, normed_.get(), T, H, eps, dt};
+    kvsk_rmsnorm_params n2{proj_.get(), residual_.get(), nullptr, L.postNorm, qGateUp ? nullptr : normed_.get(), T, H, eps, dt,
+                           qGateUp ? xq_.get() : nullptr, qGateUp ? xqScale : nullptr};
     KVS_CUDA_CHECK(kvsk_rmsnorm(&n2, stream_));
     prof_.mark(StepProfiler::GemmGateUp, stream_);
-    linear(normed_.get(), L.gateUp, L.gateUpScale, gateUp_.get(), T, 2 * I, H);
+    linear(normed_.get(), qGateUp, L.gateUp, L.gateUpScale, gateUp_.get(), T, 2 * I, H);
     prof_.mark(StepProfiler::SiluMul, stream_);
-    kvsk_silu_mul_params sm{gateUp_.get(), act_.get(), T, I, dt};
+    kvsk_silu_mul_params sm{gateUp_.get(), qDown ? nullptr : act_.get(), T, I, dt, qDown ? xq_.get() : nullptr,
+                            qDown ? xqScale : nullptr};
     KVS_CUDA_CHECK(kvsk_silu_mul(&sm, stream_));
     prof_.mark(StepProfiler::GemmDown, stream_);
-    linear(act_.get(), L.down, L.downScale, proj_.get(), T, H, I);
+    linear(act_.get(), qDown, L.down, L.downScale, proj_.get(), T, H, I);
   }
   if (R == 0) return;
   prof_.mark(StepProfiler::Norm, stream_);
@@ -208,9 +220,14 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
   gemm_->run(final_.get(), w_.lmHead, logits_.get(), R, V, H, dt_, dt_);
 }
 
-void CudaBackend::linear(const void* x, const void* W, const float* scale, void* y, int M, int N, int K) {
-  if (scale) gemm_->runFp8(x, W, scale, y, M, N, K, dt_);  // an fp8 matrix (cuda_engine_layout.h)
+void CudaBackend::linear(const void* x, bool quantized, const void* W, const float* scale, void* y, int M, int N, int K) {
+  if (quantized) gemm_->runFp8(xq_.get(), xqScale_.get<float>(), W, scale, y, M, N, K, dt_);
+  else if (scale) gemm_->runFp8(x, W, scale, y, M, N, K, dt_);  // an fp8 matrix (cuda_engine_layout.h)
   else gemm_->run(x, W, y, M, N, K, dt_, dt_);
+}
+
+bool CudaBackend::fusesInput(int N, int K, int M) const {
+  return fp8Fuse_ && cudaFp8Matrix(K) && !gemm_->fp8UsesGemv(N, K, dt_, M);
 }
 
 }  // namespace kvs::cuda
