@@ -157,10 +157,10 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
 
   const float eps = static_cast<float>(cfg_.rmsNormEps);
   // Whether each fused producer writes e4m3 rows (xq_) for its GEMM instead of bf16/f16 ones: per step, by M
-  // (fusesInput). Nothing else reads normed_ or act_ (the residual stream is residual_, the final norm writes
-  // final_), so the producer writes one or the other, never both. A graphed decode step captures its bucket's
-  // choice, which every replay of that bucket shares.
-  // Every layer's matrix of a kind has the same shape, so the same plan and the same fp8-ness.
+  // (fusesInput; every layer's matrix of a kind has the same shape, so the same plan). Nothing else reads
+  // normed_ or act_ (the residual stream is residual_, the final norm writes final_), so the producer writes
+  // one or the other, never both. A graphed decode step captures its bucket's choice, which every replay of
+  // that bucket shares. o_proj's input is attention's output: the runner quantizes it in a pass of its own.
   const bool qQkv = fusesInput(qkvRows_, H, T), qGateUp = fusesInput(2 * I, H, T), qDown = fusesInput(H, I, T);
   float* xqScale = xqScale_.get<float>();
   for (int l = 0; l < cfg_.numLayers; ++l) {
@@ -196,7 +196,7 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
     ap.cacheDtype = kvKind(); ap.kScale = kScale; ap.vScale = vScale;
     KVS_CUDA_CHECK(kvsk_attention(&ap, sh.decode, stream_));
     prof_.mark(StepProfiler::GemmO, stream_);
-    linear(attn_.get(), false, L.o, L.oScale, proj_.get(), T, H, Hq * D);  // attention's output: quantized by the runner
+    linear(attn_.get(), false, L.o, L.oScale, proj_.get(), T, H, Hq * D);
 
     prof_.mark(StepProfiler::Norm, stream_);
     kvsk_rmsnorm_params n2{proj_.get(), residual_.get(), nullptr, L.postNorm, qGateUp ? nullptr : normed_.get(), T, H, eps, dt,
@@ -214,7 +214,7 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
   if (R == 0) return;
   prof_.mark(StepProfiler::Norm, stream_);
   kvsk_rmsnorm_params nf{cfg_.numLayers > 0 ? proj_.get() : nullptr, residual_.get(), in + lay.sampleIdx,
-                         w_.finalNorm, final_.get(), R, H, eps, dt};
+                         w_.finalNorm, final_.get(), R, H, eps, dt, nullptr, nullptr};
   KVS_CUDA_CHECK(kvsk_rmsnorm(&nf, stream_));
   prof_.mark(StepProfiler::LmHead, stream_);
   gemm_->run(final_.get(), w_.lmHead, logits_.get(), R, V, H, dt_, dt_);
