@@ -80,13 +80,20 @@ __global__ void __launch_bounds__(kQuantThreads) siluMulQuantKernel(kvsk_silu_mu
   pdlTrigger();
   uint4 o[kCached];
   float amax = 0.f;
+  // No store in this loop, so that all of its loads may be in flight at once (out may alias gateUp, as far as
+  // the compiler knows).
 #pragma unroll
   for (int i = 0; i < kCached; ++i) {
     const int c = tid + i * kQuantThreads;
     o[i] = c < chunks ? siluMulChunk<T>(row, chunks, c) : make_uint4(0, 0, 0, 0);
-    if (out && c < chunks) out[c] = o[i];
     amax = absMaxChunk<T>(o[i], amax);
   }
+  if (out)
+#pragma unroll
+    for (int i = 0; i < kCached; ++i) {
+      const int c = tid + i * kQuantThreads;
+      if (c < chunks) out[c] = o[i];
+    }
   for (int c = tid + kCached * kQuantThreads; c < chunks; c += kQuantThreads) {
     const uint4 v = siluMulChunk<T>(row, chunks, c);
     if (out) out[c] = v;
