@@ -4,9 +4,9 @@
 // With outQ (the FP8 down_proj's input, bf16/f16): one CTA per token instead, which also quantizes its row
 // with quant_fp8.cuh's arithmetic on the outputs as rounded to the dtype, bit for bit what
 // kvsk_quantize_rows_fp8 makes of `out`, and writes `out` only when asked. Each thread keeps up to kCached
-// output chunks in registers between the absmax and the encode (rows up to 16384 elements: every Llama-family
-// intermediate size of note); beyond that it recomputes them from gate/up, the same expression, so the same
-// bits. The unquantized path keeps its own layout (a token's row over many CTAs), which decode steps need: one
+// output chunks in registers between the absmax and the encode (rows up to 16384 elements, Llama-3-8B's
+// 14336 among them); beyond that it recomputes them from gate/up (a second read, mostly from L2), the same
+// expression, so the same bits. The unquantized path keeps its own layout (a token's row over many CTAs), which decode steps need: one
 // 256-thread CTA per token would leave a 1-token step on one SM.
 #include "quant_fp8.cuh"
 
