@@ -144,10 +144,11 @@ describe.each(BF16_MODELS)('%s as an fp8 engine, with the fused FP8 inputs', (na
     cpSync(resolve(bf16RefsDir, name), model, { recursive: true });
     writeSyntheticTokenizer(model, 1024); // the fp8 build measures its quality on text
     const evalData = join(root, 'eval.txt');
+    const words = (p: number[]) => p.slice(1).map((id) => `w${id}`); // the tokenizer adds BOS
     writeFileSync(
       evalData,
       fusePrompts(4, 1024)
-        .map((p) => p.slice(1).map((id) => `w${id}`).join(' ')) // the tokenizer adds BOS
+        .map((p) => words(p).join(' '))
         .join('\n'),
     );
     const engine = join(root, 'engine');
