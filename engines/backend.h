@@ -37,6 +37,10 @@ struct EngineOptions {
   // per output channel and runs them through FP8 GEMMs (activations quantized per token at run time):
   // quantized at load from a checkpoint, or as an fp8 engine holds them. lm_head stays in the compute dtype.
   std::string quantization = "none";
+  // cuda, fp8: RMSNorm and SiLU·mul write the FP8 GEMM inputs (e4m3 rows and their scales) themselves instead
+  // of a separate quantize pass per GEMM, with bitwise the same results. The N-API option fp8Fuse, whose
+  // default KVSERVE_FP8_FUSE=1 turns on.
+  bool fp8Fuse = false;
   std::string kvCacheDtype = "auto";  // auto: the compute dtype (cpu: float32); fp8: e4m3 (cuda only, half the bytes)
   // fp8 KV cache: per-layer K and V scales (stored = e4m3(x / scale)); both empty = 1.0 for every layer (what
   // vLLM does without calibration), else numLayers finite positive values each. Checked whenever given.
@@ -60,6 +64,7 @@ struct BackendInfo {
   // cuda, EngineOptions::gemvFuse: the epilogues a batch-1 step fuses into its GEMVs ("rope+cache",
   // "silu*mul", comma-separated), "" when none (off, fp8 matrices, cuBLASLt picked at M = 1, q/k norm: RoPE)
   std::string gemvFusion;
+  bool fp8Fuse = false;               // cuda, fp8: the norms and SiLU·mul quantize their own outputs (EngineOptions::fp8Fuse)
 };
 
 class Backend {

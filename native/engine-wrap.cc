@@ -70,6 +70,7 @@ Napi::Value EngineWrap::Info(const Napi::CallbackInfo& info) {
   o.Set("gemmShapesPlanned", ei.backend.gemmShapesPlanned);
   o.Set("quantization", ei.backend.quantization);
   o.Set("gemvFusion", ei.backend.gemvFusion);
+  o.Set("fp8Fuse", ei.backend.fp8Fuse);
   return o;
 }
 

@@ -93,6 +93,7 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
                                prop.name + " is " + std::to_string(prop.major) + "." + std::to_string(prop.minor));
     if (dt_ == DType::F32)
       throw std::runtime_error("quantization fp8 computes in bfloat16 or float16, not float32: pass --dtype bfloat16");
+    fp8Fuse_ = opts.fp8Fuse;
   }
   checkKvCacheDtype(cfg, opts, dt_, prop);
   kvFp8_ = opts.kvCacheDtype == "fp8";
@@ -162,6 +163,7 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   info_.weightBytes = w_.bytes;
   info_.quantization = fp8_ ? "fp8" : "none";
   info_.gemvFusion = describeGemvFusion();
+  info_.fp8Fuse = fp8Fuse_;
 }
 
 CudaBackend::~CudaBackend() {
@@ -185,6 +187,10 @@ void CudaBackend::allocateActivations() {
   gateUp_.resize(T * 2 * I * es);
   act_.resize(T * I * es);
   final_.resize(S * H * es);
+  if (fp8Fuse_) {
+    xq_.resize(T * std::max(H, I));
+    xqScale_.resize(T * sizeof(float));
+  }
   logits_.resize(S * V * es);
   const size_t parts = S * cfg_.numHeads * static_cast<size_t>(maxSplits_);
   partOut_.resize(parts * cfg_.headDim * sizeof(float));

@@ -39,6 +39,9 @@ class CudaBackend final : public Backend {
   EngineOptions opts_;
   DType dt_;
   bool fp8_ = false;  // the layer matrices are fp8 (w_.fp8): their GEMMs go through GemmRunner::runFp8
+  // fp8 only (EngineOptions::fp8Fuse, KVSERVE_FP8_FUSE): RMSNorm and SiLU·mul write the e4m3 rows of the fp8
+  // GEMMs they feed (qkv, gate/up, down) into xq_ themselves, for the steps whose M runs cuBLASLt there.
+  bool fp8Fuse_ = false;
   BackendInfo info_;
   cudaStream_t stream_ = nullptr;
   int maxT_ = 0, maxS_ = 0, maxSplits_ = 1, partition_ = 512;
@@ -72,6 +75,11 @@ class CudaBackend final : public Backend {
   DeviceBuffer gateUp_;    // [maxT, 2 I]
   DeviceBuffer act_;       // [maxT, I]
   DeviceBuffer final_;     // [maxS, H]  final-normed sampled rows
+  // fp8Fuse_ only: the fused producers' output, the input of the GEMM that follows them (qkv and gate/up: H
+  // columns, down: I). One buffer serves all three: each producer writes it after the previous reader is done
+  // (stream order; with PDL each kernel waits on its predecessor before it touches it).
+  DeviceBuffer xq_;        // [maxT, max(H, I)] e4m3 bytes
+  DeviceBuffer xqScale_;   // [maxT] float32, a scale per row (kvsk_quantize_rows_fp8's)
   DeviceBuffer logits_;    // [maxS, V]
   DeviceBuffer partOut_, partMax_, partSum_;  // split-KV partials, float32 [maxS, Hq, maxSplits, (D)]
 
@@ -94,8 +102,13 @@ class CudaBackend final : public Backend {
   void blockCopies(const int32_t* in, const Layout& lay, int numCopies);
   // Enqueues embed .. lm_head for the shape; reads its inputs from `in` at `lay`.
   void forward(const StepShape& sh, const int32_t* in, const Layout& lay);
-  // y[M, N] = x[M, K] W^T for one layer matrix: fp8 when it has scales, else in the compute dtype.
-  void linear(const void* x, const void* W, const float* scale, void* y, int M, int N, int K);
+  // y[M, N] = x[M, K] W^T for one layer matrix: fp8 when it has scales, else in the compute dtype. quantized:
+  // x's producer wrote its e4m3 rows into xq_ / xqScale_ instead (fusesInput), and x is not read.
+  void linear(const void* x, bool quantized, const void* W, const float* scale, void* y, int M, int N, int K);
+  // Whether the producer of a layer matrix [N, K]'s input writes e4m3 rows for it at this step's M: with
+  // fp8Fuse_, for an fp8 matrix (cudaFp8Matrix) whose plan runs cuBLASLt there (it reads e4m3 rows) rather
+  // than the FP8 GEMV (it reads bf16/f16 rows, and needs no quantization).
+  bool fusesInput(int N, int K, int M) const;
   // Layer l's RoPE + cache write of T tokens: qkv_ -> q_ and the layer's K/V planes.
   kvsk_rope_cache_params ropeParams(int l, int T, const int32_t* positions, const int32_t* slots);
   // Whether linear(x, W, scale, ., M, N, K) may be a fused GEMV (opts_.gemvFuse, a bf16/f16 matrix, the plan

@@ -20,6 +20,7 @@
 
 #include "cuda_backend.h"
 #include "cuda_check.h"
+#include "cuda_engine_layout.h"
 #include "kvserve_kernels.h"
 
 namespace kvs::cuda {
@@ -155,19 +156,29 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
   KVS_CUDA_CHECK(kvsk_embedding(&e, stream_));
 
   const float eps = static_cast<float>(cfg_.rmsNormEps);
+  // Whether each fused producer writes e4m3 rows (xq_) for its GEMM instead of bf16/f16 ones: per step, by M
+  // (fusesInput; every layer's matrix of a kind has the same shape, so the same plan). Nothing else reads
+  // normed_ or act_ (the residual stream is residual_, the final norm writes final_), so the producer writes
+  // one or the other, never both. A graphed decode step captures its bucket's choice, which every replay of
+  // that bucket shares. o_proj's input is attention's output: the runner quantizes it in a pass of its own.
+  const bool qQkv = fusesInput(qkvRows_, H, T), qGateUp = fusesInput(2 * I, H, T), qDown = fusesInput(H, I, T);
+  float* xqScale = xqScale_.get<float>();
   for (int l = 0; l < cfg_.numLayers; ++l) {
     const CudaLayerWeights& L = w_.layers[l];
 
     prof_.mark(StepProfiler::Norm, stream_);
-    kvsk_rmsnorm_params n1{l == 0 ? nullptr : proj_.get(), residual_.get(), nullptr, L.inputNorm, normed_.get(), T, H, eps, dt};
+    kvsk_rmsnorm_params n1{l == 0 ? nullptr : proj_.get(), residual_.get(), nullptr, L.inputNorm,
+                           qQkv ? nullptr : normed_.get(), T, H, eps, dt,
+                           qQkv ? xq_.get() : nullptr, qQkv ? xqScale : nullptr};
     KVS_CUDA_CHECK(kvsk_rmsnorm(&n1, stream_));
     prof_.mark(StepProfiler::GemmQkv, stream_);
     const kvsk_rope_cache_params rp = ropeParams(l, T, in + lay.positions, in + lay.slots);  // also this layer's cache
     kvsk_gemv_params gq;
-    if (fusedGemv(normed_.get(), L.qkv, L.qkvScale, T, qkvRows_, H, &gq) && kvsk_gemv_rope_cache_supported(&gq, &rp)) {
+    if (!qQkv && fusedGemv(normed_.get(), L.qkv, L.qkvScale, T, qkvRows_, H, &gq) &&
+        kvsk_gemv_rope_cache_supported(&gq, &rp)) {
       KVS_CUDA_CHECK(kvsk_gemv_rope_cache(&gq, &rp, stream_));
     } else {
-      linear(normed_.get(), L.qkv, L.qkvScale, qkv_.get(), T, qkvRows_, H);
+      linear(normed_.get(), qQkv, L.qkv, L.qkvScale, qkv_.get(), T, qkvRows_, H);
       prof_.mark(StepProfiler::Rope, stream_);
       KVS_CUDA_CHECK(kvsk_rope_cache(&rp, stream_));
     }
@@ -185,35 +196,39 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
     ap.cacheDtype = kvKind(); ap.kScale = rp.kScale; ap.vScale = rp.vScale;
     KVS_CUDA_CHECK(kvsk_attention(&ap, sh.decode, stream_));
     prof_.mark(StepProfiler::GemmO, stream_);
-    linear(attn_.get(), L.o, L.oScale, proj_.get(), T, H, Hq * D);
+    linear(attn_.get(), false, L.o, L.oScale, proj_.get(), T, H, Hq * D);
 
     prof_.mark(StepProfiler::Norm, stream_);
-    kvsk_rmsnorm_params n2{proj_.get(), residual_.get(), nullptr, L.postNorm, normed_.get(), T, H, eps, dt};
+    kvsk_rmsnorm_params n2{proj_.get(), residual_.get(), nullptr, L.postNorm, qGateUp ? nullptr : normed_.get(), T, H, eps, dt,
+                           qGateUp ? xq_.get() : nullptr, qGateUp ? xqScale : nullptr};
     KVS_CUDA_CHECK(kvsk_rmsnorm(&n2, stream_));
     prof_.mark(StepProfiler::GemmGateUp, stream_);
-    const kvsk_silu_mul_params sm{gateUp_.get(), act_.get(), T, I, dt};
+    const kvsk_silu_mul_params sm{gateUp_.get(), qDown ? nullptr : act_.get(), T, I, dt, qDown ? xq_.get() : nullptr,
+                                  qDown ? xqScale : nullptr};
     kvsk_gemv_params gg;
-    if (fusedGemv(normed_.get(), L.gateUp, L.gateUpScale, T, 2 * I, H, &gg) && kvsk_gemv_silu_mul_supported(&gg, &sm)) {
+    if (!qGateUp && fusedGemv(normed_.get(), L.gateUp, L.gateUpScale, T, 2 * I, H, &gg) &&
+        kvsk_gemv_silu_mul_supported(&gg, &sm)) {
       KVS_CUDA_CHECK(kvsk_gemv_silu_mul(&gg, &sm, stream_));
     } else {
-      linear(normed_.get(), L.gateUp, L.gateUpScale, gateUp_.get(), T, 2 * I, H);
+      linear(normed_.get(), qGateUp, L.gateUp, L.gateUpScale, gateUp_.get(), T, 2 * I, H);
       prof_.mark(StepProfiler::SiluMul, stream_);
       KVS_CUDA_CHECK(kvsk_silu_mul(&sm, stream_));
     }
     prof_.mark(StepProfiler::GemmDown, stream_);
-    linear(act_.get(), L.down, L.downScale, proj_.get(), T, H, I);
+    linear(act_.get(), qDown, L.down, L.downScale, proj_.get(), T, H, I);
   }
   if (R == 0) return;
   prof_.mark(StepProfiler::Norm, stream_);
   kvsk_rmsnorm_params nf{cfg_.numLayers > 0 ? proj_.get() : nullptr, residual_.get(), in + lay.sampleIdx,
-                         w_.finalNorm, final_.get(), R, H, eps, dt};
+                         w_.finalNorm, final_.get(), R, H, eps, dt, nullptr, nullptr};
   KVS_CUDA_CHECK(kvsk_rmsnorm(&nf, stream_));
   prof_.mark(StepProfiler::LmHead, stream_);
   gemm_->run(final_.get(), w_.lmHead, logits_.get(), R, V, H, dt_, dt_);
 }
 
-void CudaBackend::linear(const void* x, const void* W, const float* scale, void* y, int M, int N, int K) {
-  if (scale) gemm_->runFp8(x, W, scale, y, M, N, K, dt_);  // an fp8 matrix (cuda_engine_layout.h)
+void CudaBackend::linear(const void* x, bool quantized, const void* W, const float* scale, void* y, int M, int N, int K) {
+  if (quantized) gemm_->runFp8(xq_.get(), xqScale_.get<float>(), W, scale, y, M, N, K, dt_);
+  else if (scale) gemm_->runFp8(x, W, scale, y, M, N, K, dt_);  // an fp8 matrix (cuda_engine_layout.h)
   else gemm_->run(x, W, y, M, N, K, dt_, dt_);
 }
 
@@ -248,6 +263,10 @@ std::string CudaBackend::describeGemvFusion() {
   if (fusedGemv(normed_.get(), L.gateUp, L.gateUpScale, 1, 2 * I, H, &g) && kvsk_gemv_silu_mul_supported(&g, &sm))
     s += s.empty() ? "silu*mul" : ",silu*mul";
   return s;
+}
+
+bool CudaBackend::fusesInput(int N, int K, int M) const {
+  return fp8Fuse_ && cudaFp8Matrix(K) && !gemm_->fp8UsesGemv(N, K, dt_, M);
 }
 
 }  // namespace kvs::cuda

@@ -29,6 +29,9 @@ export interface NativeEngineOptions {
   gemvFuse?: boolean;
   /** cuda: 'fp8' quantizes the layer matrices at load (fp8 E4M3, a scale per output row) and runs FP8 GEMMs. */
   quantize?: 'none' | 'fp8';
+  /** cuda, fp8: RMSNorm and SiLU·mul write the FP8 GEMMs' e4m3 inputs themselves (bitwise the same results);
+   *  absent: KVSERVE_FP8_FUSE=1 in the environment turns it on, else off. */
+  fp8Fuse?: boolean;
   /** KV cache element type: auto = the compute dtype (cpu: float32); fp8 = e4m3, half the bytes (cuda only). */
   kvCacheDtype?: 'auto' | 'fp8';
   /** fp8 KV cache: one K and one V scale per layer (stored = e4m3(x / scale)); absent = 1.0 for every layer. */
@@ -64,6 +67,8 @@ export interface NativeEngineInfo {
   quantization?: 'none' | 'fp8';
   /** cuda: the epilogues a batch-1 step fuses into its GEMVs ('rope+cache', 'silu*mul', comma-separated); '' none. */
   gemvFusion?: string;
+  /** cuda: true when fp8 layers get their inputs quantized by the kernels that produce them (fp8Fuse). */
+  fp8Fuse?: boolean;
 }
 
 /** One step of the protocol in docs/architecture.md. T tokens, S sequences, R sampled rows. */

@@ -17,7 +17,11 @@
 //          (bytes of cache read / time and % of copy, bf16 and f16 queries), and prefill of 2048 and 8192 tokens
 //   fuse   the GEMV epilogue fusions (kernels/gemv_fused.cu) at M = 1, 4, 8 against the two kernels they
 //          replace: qkv GEMV + RoPE/cache write, gate/up GEMV + SiLU-and-mul, chains of 16 with PDL (sm_90+)
-// Usage: kvserve_kernel_bench [gemv|chain|attn|attn-fp8|copy|fp8|fp8gemm|fuse ...]
+//   fp8fuse  the FP8 GEMM inputs of a prefill step at M = 2048 and 8192, Llama-3-8B widths (H 4096, I 14336),
+//          with programmatic dependent launch as the engine runs them: add + RMSNorm then the quantize pass
+//          against the norm that writes the e4m3 rows itself, and SiLU·mul then the quantize pass against the
+//          fused SiLU·mul; bytes moved / time against the copy ceiling (the time of those bytes at copy speed)
+// Usage: kvserve_kernel_bench [gemv|chain|attn|attn-fp8|copy|fp8|fp8gemm|fp8fuse|fuse ...]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -287,6 +291,75 @@ void fp8GemmBench() {
   }
 }
 
+// One row of fp8FuseBench: median time, the bytes it moves, and those against the copy ceiling; baseUs > 0
+// adds baseUs / time. Returns the time in us.
+double fuseRow(const char* what, int M, double bytes, double copyBw, double baseUs, const std::function<void(int)>& fn) {
+  const double us = timeMs(fn) * 1e3;
+  const double ceilingUs = bytes / copyBw * 1e6;
+  std::printf("%-30s %5d %9.1f %9.1f %8.2f %5.0f%% %11.1f", what, M, us, bytes / 1e6, bytes / (us * 1e-6) / 1e12,
+              100.0 * ceilingUs / us, ceilingUs);
+  if (baseUs > 0) std::printf(" %7.2fx", baseUs / us);
+  std::printf("\n");
+  return us;
+}
+
+void fp8FuseBench(double copyBw, bool pdl) {
+  const int H = 4096, I = 14336, maxM = 8192;
+  const kvsk_dtype dt = KVSK_BF16;
+  kvsk_set_programmatic_launch(pdl);
+  void* res = devRandom((size_t)maxM * H, dt, 11);
+  void* add = devRandom((size_t)maxM * H, dt, 12, 1e-3f);  // small: every timed run adds it again
+  void* w = devRandom(H, dt, 13);
+  void* out = devRandom((size_t)maxM * std::max(H, I), dt, 14);
+  void* gu = devRandom((size_t)maxM * 2 * I, dt, 15);
+  void* xq = nullptr;
+  float* xs = nullptr;
+  CK(cudaMalloc(&xq, (size_t)maxM * std::max(H, I)));
+  CK(cudaMalloc(&xs, (size_t)maxM * sizeof(float)));
+  std::printf("\nFP8 GEMM inputs, bf16, %s (bytes moved / time; %% of the copy ceiling at %.2f TB/s)\n",
+              pdl ? "programmatic dependent launch" : "plain launches", copyBw / 1e12);
+  std::printf("%-30s %5s %9s %9s %8s %6s %11s %8s\n", "kernels", "M", "us", "MB", "TB/s", "%copy", "ceiling us", "speedup");
+  for (int M : {2048, 8192}) {
+    const double mh = (double)M * H, mi = (double)M * I;
+    // add + norm: residual and add read, residual written (2 bytes each), then bf16 out (2) + quantize (2 in, 1
+    // out) against e4m3 out (1); scales are M * 4 bytes either way.
+    auto normQuant = [&](int) {
+      kvsk_rmsnorm_params n{add, res, nullptr, w, out, M, H, 1e-5f, dt};
+      CK(kvsk_rmsnorm(&n, stream));
+      kvsk_quantize_rows_fp8_params q{out, xq, xs, M, H, dt};
+      CK(kvsk_quantize_rows_fp8(&q, stream));
+    };
+    double base = fuseRow("rmsnorm, quantize_rows", M, mh * (2 + 2 + 2 + 2 + 2 + 1) + M * 4.0, copyBw, 0, normQuant);
+    fuseRow("rmsnorm -> e4m3 (fused)", M, mh * (2 + 2 + 2 + 1) + M * 4.0, copyBw, base, [&](int) {
+      kvsk_rmsnorm_params n{add, res, nullptr, w, nullptr, M, H, 1e-5f, dt, xq, xs};
+      CK(kvsk_rmsnorm(&n, stream));
+    });
+    fuseRow("  rmsnorm alone (bf16 out)", M, mh * (2 + 2 + 2 + 2), copyBw, 0, [&](int) {
+      kvsk_rmsnorm_params n{add, res, nullptr, w, out, M, H, 1e-5f, dt};
+      CK(kvsk_rmsnorm(&n, stream));
+    });
+    // SiLU·mul: gate and up read (2 bytes each), bf16 out (2) + quantize (2 in, 1 out) against e4m3 out (1).
+    auto siluQuant = [&](int) {
+      kvsk_silu_mul_params sm{gu, out, M, I, dt};
+      CK(kvsk_silu_mul(&sm, stream));
+      kvsk_quantize_rows_fp8_params q{out, xq, xs, M, I, dt};
+      CK(kvsk_quantize_rows_fp8(&q, stream));
+    };
+    base = fuseRow("silu_mul, quantize_rows", M, mi * (2 + 2 + 2 + 2 + 1) + M * 4.0, copyBw, 0, siluQuant);
+    fuseRow("silu_mul -> e4m3 (fused)", M, mi * (2 + 2 + 1) + M * 4.0, copyBw, base, [&](int) {
+      kvsk_silu_mul_params sm{gu, nullptr, M, I, dt, xq, xs};
+      CK(kvsk_silu_mul(&sm, stream));
+    });
+    fuseRow("  silu_mul alone (bf16 out)", M, mi * (2 + 2 + 2), copyBw, 0, [&](int) {
+      kvsk_silu_mul_params sm{gu, out, M, I, dt};
+      CK(kvsk_silu_mul(&sm, stream));
+    });
+  }
+  std::printf("(speedup: the separate pair's time / the fused kernel's)\n");
+  for (void* p : {res, add, w, out, gu, xq, (void*)xs}) cudaFree(p);
+  kvsk_set_programmatic_launch(0);
+}
+
 struct AttnCase { const char* name; std::vector<int> qLens, ctx; int partition = 128; };
 struct AttnTiming { double ms, kvBytes, flops; };
 
@@ -491,6 +564,7 @@ int main(int argc, char** argv) {
   if (want("fp8")) fp8GemvBench(bw);
   if (want("fp8gemm")) fp8GemmBench();
   if (want("attn-fp8")) attnFp8Bench(bw);
+  if (want("fp8fuse")) fp8FuseBench(bw, prop.major >= 9);
   if (want("fuse") && prop.major >= 9) gemvFuseBench(bw);
   CK(cudaStreamDestroy(stream));
   return 0;
