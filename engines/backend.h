@@ -53,6 +53,7 @@ struct BackendInfo {
   int gemmShapesImported = 0;  // cuda: GEMM shapes whose algorithms came from the engine's manifest, not timed here
   int gemmShapesPlanned = 0;   // cuda: GEMM shapes planned at load (timed; --batch-invariant: the heuristic's pick)
   std::string quantization = "none";  // cuda: "fp8" when the layer matrices run as fp8 (EngineOptions::quantization)
+  std::vector<float> kvScalesK, kvScalesV;  // an fp8 KV cache's per-layer scales (empty otherwise)
 };
 
 class Backend {
@@ -62,6 +63,11 @@ class Backend {
   // Runs the step: block copies, forward over all T tokens, logits for the R sampled rows, sampling.
   // Throws std::runtime_error on invalid input (the caller validates, this is the last line of defence).
   virtual void step(const StepBatch& batch, StepResult& out) = 0;
+  // The calibration observer of an fp8 KV cache: out = [numLayers, 2], per layer the largest |K| and |V| over
+  // the cache rows of slots[0 .. n) (< 0 skipped; in range, as a step checked them), as the cache holds them
+  // (K after RoPE; an fp8 cache: the e4m3 value times the layer's scale). NaN when a row holds one. Called
+  // after the step that wrote those slots.
+  virtual void kvAbsMax(const int32_t* slots, int n, std::vector<float>& out) = 0;
 };
 
 std::unique_ptr<Backend> makeCpuBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> weights,
