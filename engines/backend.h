@@ -65,6 +65,7 @@ struct BackendInfo {
   // "silu*mul", comma-separated), "" when none (off, fp8 matrices, cuBLASLt picked at M = 1, q/k norm: RoPE)
   std::string gemvFusion;
   bool fp8Fuse = false;               // cuda, fp8: the norms and SiLU·mul quantize their own outputs (EngineOptions::fp8Fuse)
+  std::vector<float> kvScalesK, kvScalesV;  // an fp8 KV cache's per-layer scales (empty otherwise)
 };
 
 class Backend {
@@ -74,6 +75,11 @@ class Backend {
   // Runs the step: block copies, forward over all T tokens, logits for the R sampled rows, sampling.
   // Throws std::runtime_error on invalid input (the caller validates, this is the last line of defence).
   virtual void step(const StepBatch& batch, StepResult& out) = 0;
+  // The calibration observer of an fp8 KV cache: out = [numLayers, 2], per layer the largest |K| and |V| over
+  // the cache rows of slots[0 .. n) (< 0 skipped; in range, as a step checked them), as the cache holds them
+  // (K after RoPE; an fp8 cache: the e4m3 value times the layer's scale). NaN when a row holds one. Called
+  // after the step that wrote those slots.
+  virtual void kvAbsMax(const int32_t* slots, int n, std::vector<float>& out) = 0;
 };
 
 std::unique_ptr<Backend> makeCpuBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> weights,

@@ -19,6 +19,8 @@ EngineBuildResult buildEngine(const EngineOptions& opts, const std::string& outD
     throw std::runtime_error("--quantization int8 with --device cuda is not implemented yet; int8 engines build for --device cpu, "
                              "fp8 ones for cuda");
   if (q == "fp8" && opts.device != "cuda") throw std::runtime_error("--quantization fp8 is for --device cuda (on cpu: none or int8)");
+  if (opts.kvCacheDtype == "fp8" && opts.device != "cuda")
+    throw std::runtime_error("--kv-cache-dtype fp8 is for --device cuda (the CPU backend keeps the KV cache in float32)");
   if (opts.device == "cuda") {
 #ifndef KVSERVE_WITH_CUDA
     throw std::runtime_error("device cuda: this build has no CUDA backend (it was built without nvcc and cuBLASLt, "

@@ -257,6 +257,23 @@ int kvsk_gemv_rope_cache_supported(const kvsk_gemv_params* gemv, const kvsk_rope
 cudaError_t kvsk_gemv_rope_cache(const kvsk_gemv_params* gemv, const kvsk_rope_cache_params* rope, cudaStream_t stream);
 int kvsk_gemv_silu_mul_supported(const kvsk_gemv_params* gemv, const kvsk_silu_mul_params* silu);
 cudaError_t kvsk_gemv_silu_mul(const kvsk_gemv_params* gemv, const kvsk_silu_mul_params* silu, cudaStream_t stream);
+/* The calibration observer of an fp8 KV cache (kv_absmax.cu): for every plane p of the cache (numPlanes
+ * planes of planeElems elements: [numLayers * 2 (K, V)] as the block copies see them),
+ *   absMax[p] = max(absMax[p], max |plane_p[slot * rowElems + e]|)  over slots[i] >= 0, e in [0, rowElems),
+ * accumulated with atomicMax on the float32 bits (start from zeros; exact, independent of the grid; a NaN
+ * in the rows gives NaN). An fp8 cache gives the decoded e4m3 values (times 1: the caller applies the scale). */
+typedef struct {
+  const void* cache;        /* [numPlanes, planeElems] */
+  int numPlanes;
+  int64_t planeElems;
+  int rowElems;             /* elements of one slot: Hkv * D */
+  const int32_t* slots;     /* [numSlots] device; < 0 skipped */
+  int numSlots;
+  kvsk_dtype dtype;
+  kvsk_kv_dtype cacheDtype;
+  float* absMax;            /* [numPlanes] in/out */
+} kvsk_kv_absmax_params;
+cudaError_t kvsk_kv_absmax(const kvsk_kv_absmax_params* p, cudaStream_t stream);
 
 /* Weight upload and dummy weights. */
 typedef struct {

@@ -42,6 +42,17 @@ DType resolveDType(const ModelConfig& cfg, const EngineOptions& opts) {
   return dt;
 }
 
+}  // namespace
+
+void checkCudaModel(const ModelConfig& cfg) {
+  const int D = cfg.headDim, G = cfg.numKvHeads > 0 ? cfg.numHeads / cfg.numKvHeads : 0;
+  if (cfg.numKvHeads <= 0 || cfg.numHeads % cfg.numKvHeads != 0)
+    throw std::runtime_error("numHeads must be a multiple of numKvHeads");
+  if (D != 8 && D != 16 && D != 32 && D != 64 && D != 128 && D != 256)
+    throw std::runtime_error("head_dim " + std::to_string(D) + " is not supported by the CUDA backend (8, 16, 32, 64, 128, 256)");
+  if (G > 16) throw std::runtime_error("more than 16 query heads per KV head is not supported by the CUDA backend");
+}
+
 // --kv-cache-dtype fp8: the tensor-core attention kernels only (kvsk_attention_fp8_supported), and a GPU with
 // fp8 conversions (compute capability 8.9+). Refused before any weight is uploaded.
 void checkKvCacheDtype(const ModelConfig& cfg, const EngineOptions& opts, DType dt, const cudaDeviceProp& prop) {
@@ -59,17 +70,6 @@ void checkKvCacheDtype(const ModelConfig& cfg, const EngineOptions& opts, DType 
     throw std::runtime_error("--kv-cache-dtype fp8 needs a GPU of compute capability 8.9 or newer (fp8 conversions); " +
                              std::string(prop.name) + " is " + std::to_string(prop.major) + "." +
                              std::to_string(prop.minor) + " (use --kv-cache-dtype auto)");
-}
-
-}  // namespace
-
-void checkCudaModel(const ModelConfig& cfg) {
-  const int D = cfg.headDim, G = cfg.numKvHeads > 0 ? cfg.numHeads / cfg.numKvHeads : 0;
-  if (cfg.numKvHeads <= 0 || cfg.numHeads % cfg.numKvHeads != 0)
-    throw std::runtime_error("numHeads must be a multiple of numKvHeads");
-  if (D != 8 && D != 16 && D != 32 && D != 64 && D != 128 && D != 256)
-    throw std::runtime_error("head_dim " + std::to_string(D) + " is not supported by the CUDA backend (8, 16, 32, 64, 128, 256)");
-  if (G > 16) throw std::runtime_error("more than 16 query heads per KV head is not supported by the CUDA backend");
 }
 
 CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> weights, const EngineOptions& opts)
@@ -97,7 +97,7 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   }
   checkKvCacheDtype(cfg, opts, dt_, prop);
   kvFp8_ = opts.kvCacheDtype == "fp8";
-  if (kvFp8_) {  // uncalibrated: 1.0 for every layer, as vLLM (Engine::load checked any given ones)
+  if (kvFp8_) {  // uncalibrated: 1.0 for every layer, as vLLM (Engine::load checked any given ones, and an engine's)
     kScale_ = opts.kvScalesK.empty() ? std::vector<float>(cfg.numLayers, 1.f) : opts.kvScalesK;
     vScale_ = opts.kvScalesV.empty() ? std::vector<float>(cfg.numLayers, 1.f) : opts.kvScalesV;
   }
@@ -160,6 +160,8 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   info_.device = "cuda:0 (" + std::string(prop.name) + ")";
   info_.dtype = dt_;
   info_.kvCacheDtype = kvFp8_ ? "fp8_e4m3" : dtypeName(dt_);
+  info_.kvScalesK = kScale_;
+  info_.kvScalesV = vScale_;
   info_.weightBytes = w_.bytes;
   info_.quantization = fp8_ ? "fp8" : "none";
   info_.gemvFusion = describeGemvFusion();

@@ -23,6 +23,8 @@ namespace kvs::cuda {
 
 // Throws std::runtime_error when the CUDA backend cannot run a model of this shape (head_dim, GQA groups).
 void checkCudaModel(const ModelConfig& cfg);
+// Throws when opts.kvCacheDtype is fp8 and this model (computing in dt) or GPU cannot have an fp8 KV cache.
+void checkKvCacheDtype(const ModelConfig& cfg, const EngineOptions& opts, DType dt, const cudaDeviceProp& prop);
 
 class CudaBackend final : public Backend {
  public:
@@ -30,6 +32,7 @@ class CudaBackend final : public Backend {
   ~CudaBackend() override;
   BackendInfo info() const override { return info_; }
   void step(const StepBatch& batch, StepResult& out) override;
+  void kvAbsMax(const int32_t* slots, int n, std::vector<float>& out) override;
 
  private:
   void allocateActivations();
@@ -64,6 +67,7 @@ class CudaBackend final : public Backend {
   size_t kvElemBytes() const { return kvFp8_ ? 1 : dtypeSize(dt_); }
   kvsk_kv_dtype kvKind() const { return kvFp8_ ? KVSK_KV_FP8_E4M3 : KVSK_KV_SAME; }
   DeviceBuffer invFreq_;  // [D/2] float32
+  DeviceBuffer observedSlots_, observedMax_;  // kvAbsMax: int32 [n], float32 [numLayers * 2]
 
   // Activations, row-major in dt_ unless noted.
   DeviceBuffer residual_;  // [maxT, H]

@@ -145,6 +145,28 @@ void CudaBackend::blockCopies(const int32_t* in, const Layout& lay, int numCopie
   KVS_CUDA_CHECK(kvsk_block_copy(&c, stream_));
 }
 
+void CudaBackend::kvAbsMax(const int32_t* slots, int n, std::vector<float>& out) {
+  const int planes = 2 * cfg_.numLayers;
+  out.assign(planes, 0.f);
+  if (n <= 0) return;
+  observedSlots_.resize(static_cast<size_t>(n) * sizeof(int32_t));
+  observedMax_.resize(planes * sizeof(float));
+  KVS_CUDA_CHECK(cudaMemcpyAsync(observedSlots_.get(), slots, static_cast<size_t>(n) * sizeof(int32_t),
+                                 cudaMemcpyHostToDevice, stream_));
+  KVS_CUDA_CHECK(cudaMemsetAsync(observedMax_.get(), 0, planes * sizeof(float), stream_));
+  kvsk_kv_absmax_params p{kv_.get(), planes, static_cast<int64_t>(kvPlaneElems_), cfg_.numKvHeads * cfg_.headDim,
+                          observedSlots_.get<int32_t>(), n, static_cast<kvsk_dtype>(dt_), kvKind(),
+                          observedMax_.get<float>()};
+  KVS_CUDA_CHECK(kvsk_kv_absmax(&p, stream_));
+  KVS_CUDA_CHECK(cudaMemcpyAsync(out.data(), observedMax_.get(), planes * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+  KVS_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  if (kvFp8_)  // the kernel decodes the e4m3 codes; what the attention reads is that times the layer's scale
+    for (int l = 0; l < cfg_.numLayers; ++l) {
+      out[2 * l] *= kScale_[l];
+      out[2 * l + 1] *= vScale_[l];
+    }
+}
+
 void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& lay) {
   const int T = sh.T, R = sh.R;
   const int H = cfg_.hiddenSize, I = cfg_.intermediateSize, V = cfg_.vocabSize;

@@ -32,9 +32,11 @@ export interface NativeEngineOptions {
   /** cuda, fp8: RMSNorm and SiLU·mul write the FP8 GEMMs' e4m3 inputs themselves (bitwise the same results);
    *  absent: KVSERVE_FP8_FUSE=1 in the environment turns it on, else off. */
   fp8Fuse?: boolean;
-  /** KV cache element type: auto = the compute dtype (cpu: float32); fp8 = e4m3, half the bytes (cuda only). */
+  /** KV cache element type: auto = the compute dtype (cpu: float32), or what an engine was built with (an fp8
+   *  cache with its calibrated scales, kvserve build --kv-cache-dtype fp8); fp8 = e4m3, half the bytes (cuda). */
   kvCacheDtype?: 'auto' | 'fp8';
-  /** fp8 KV cache: one K and one V scale per layer (stored = e4m3(x / scale)); absent = 1.0 for every layer. */
+  /** fp8 KV cache: one K and one V scale per layer (stored = e4m3(x / scale)); absent = the engine's calibrated
+   *  ones, else 1.0 for every layer. */
   kvScales?: { k: number[]; v: number[] };
 }
 
@@ -69,6 +71,8 @@ export interface NativeEngineInfo {
   gemvFusion?: string;
   /** cuda: true when fp8 layers get their inputs quantized by the kernels that produce them (fp8Fuse). */
   fp8Fuse?: boolean;
+  /** An fp8 KV cache's per-layer scales, as the engine runs them (absent for any other cache). */
+  kvScales?: { k: number[]; v: number[] };
 }
 
 /** One step of the protocol in docs/architecture.md. T tokens, S sequences, R sampled rows. */
@@ -103,6 +107,9 @@ export interface StepBatch {
   masks?: Int32Array;
   blockCopies?: Int32Array; // [2C] (src, dst)
   returnLogits?: boolean; // tests: raw logits [R * vocab]
+  /** Also return kvAbsMax: per layer, the abs-max of K (after RoPE) and of V over the cache slots this step wrote,
+   *  as the cache holds them (fp8: the e4m3 value times the layer's scale). The fp8 KV cache's calibration. */
+  observeKvAbsMax?: boolean;
 }
 
 /** The sampling fields of a StepBatch for R greedy rows without logprobs (benchmarks, quality passes). */
@@ -142,6 +149,7 @@ export interface StepResult {
   topIds: Int32Array; // [R * K], -1 padded
   topValues: Float32Array; // [R * K]
   logits?: Float32Array; // [R * vocab] when returnLogits
+  kvAbsMax?: Float32Array; // [numLayers * 2]: layer l's K at 2l, V at 2l + 1, when observeKvAbsMax (NaN: the cache held one)
   /** [R] present only when some row could not be sampled: ROW_FAULT_* per row, 0 for the rows that were.
    *  A faulted row's token is meaningless; the step's other rows stand. */
   rowFaults?: Int32Array;
