@@ -21,9 +21,9 @@ namespace kvsk {
 namespace {
 
 using inv::TileShape;
-using Tile16x64 = TileShape<1, 4, 1, 2, 4, 4>;
-using Tile64x128 = TileShape<2, 2, 2, 8, 4, 2>;
-using Tile128x128 = TileShape<2, 4, 4, 4, 4, 1>;
+using Tile16x64 = TileShape<1, 4, 1, 2, 4, 4, 8>;  // + 8 chunks (64 KB) of W asked of L2 before the wait
+using Tile64x128 = TileShape<2, 2, 2, 8, 4, 2, 0>;
+using Tile128x128 = TileShape<2, 4, 4, 4, 4, 1, 0>;
 
 int ceilDiv(int a, int b) { return (a + b - 1) / b; }
 int chunksOf(int k) { return ceilDiv(k, inv::kChunk); }
@@ -53,7 +53,7 @@ size_t splitBytes(int m, int n, int parts) { return inv::kCounterBytes + sizeof(
 bool splitWanted(kvsk_gemm_inv_tile t, int m, int n, int parts, int numSms) {
   const Geometry g = geometry(t);
   const int tiles = ceilDiv(m, g.bm) * ceilDiv(n, g.bn);
-  return parts > 1 && tiles < g.ctasPerSm * std::max(1, numSms) && tiles <= inv::kMaxCounters;
+  return parts > 1 && parts <= inv::kMaxParts && tiles < g.ctasPerSm * std::max(1, numSms) && tiles <= inv::kMaxCounters;
 }
 
 template <typename T, typename S, bool kSplit>
@@ -107,7 +107,7 @@ extern "C" kvsk_gemm_inv_choice kvsk_gemm_inv_choose(const kvsk_gemm_inv_params*
   const int parts = partsOf(p->k, p->splits);
   const Geometry g = geometry(c.tile);
   const bool fits = p->workspace && p->workspaceBytes >= splitBytes(p->m, p->n, parts) &&
-                    ceilDiv(p->m, g.bm) * ceilDiv(p->n, g.bn) <= inv::kMaxCounters;
+                    ceilDiv(p->m, g.bm) * ceilDiv(p->n, g.bn) <= inv::kMaxCounters && parts <= inv::kMaxParts;
   const bool wanted = p->split < 0 ? splitWanted(c.tile, p->m, p->n, parts, p->numSms) : p->split > 0;
   c.split = parts > 1 && fits && wanted;
   return c;

@@ -40,6 +40,7 @@ constexpr int kChunk = 64;          // k elements per chunk (one pipeline stage)
 constexpr int kRowBytes = 144;      // shared-memory pitch of a 64-element row: 128 bytes + 16 of padding
 constexpr int kMaxCounters = 16384; // split mode: per-tile counters at the workspace's start
 constexpr size_t kCounterBytes = kMaxCounters * sizeof(int);
+constexpr int kMaxParts = 16;       // split mode: the fold loads every partition's sum before adding
 
 struct Args {
   const void* x;    // [m, k]
@@ -56,15 +57,19 @@ struct Args {
 };
 
 // A tile shape: kWarpsM x kWarpsN warps, each kMt x kNt mma tiles (16 x 8 each), kStages chunks in flight.
-// kMinBlocks is the CTAs per SM the register and shared-memory budget leaves room for (__launch_bounds__).
-template <int WarpsM, int WarpsN, int Mt, int Nt, int Stages, int MinBlocks>
+// kMinBlocks is the CTAs per SM the register and shared-memory budget leaves room for (__launch_bounds__);
+// kPrefetch the chunks of W after the pipeline's first ones that are asked of L2 before the wait.
+template <int WarpsM, int WarpsN, int Mt, int Nt, int Stages, int MinBlocks, int Prefetch>
 struct TileShape {
   static constexpr int kWarpsM = WarpsM, kWarpsN = WarpsN, kMt = Mt, kNt = Nt, kStages = Stages, kMinBlocks = MinBlocks;
+  static constexpr int kPrefetch = Prefetch;
   static constexpr int kThreads = WarpsM * WarpsN * 32;
   static constexpr int kBM = WarpsM * Mt * 16, kBN = WarpsN * Nt * 8;
   static constexpr int kStageBytes = (kBM + kBN) * kRowBytes;
   static constexpr int kSmemBytes = Stages * kStageBytes;
 };
+
+__device__ __forceinline__ void prefetchL2(const void* ptr) { asm volatile("prefetch.global.L2 [%0];" ::"l"(ptr)); }
 
 __device__ __forceinline__ uint32_t word(const uint4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
 
@@ -157,6 +162,11 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks) gemmInvKernel(cons
     if (c < c1) loadChunk<S::kBN, S::kThreads>(stage(c) + S::kBM * kRowBytes, W, n0, p.n, p.k, c, tid);
     cpAsyncCommit();
   }
+  // The next chunks of W (immutable) asked of L2 too: the weight stream flows while the previous kernel drains.
+  for (int i = tid; i < S::kPrefetch * S::kBN; i += S::kThreads) {
+    const int row = n0 + i % S::kBN, c = c0 + S::kStages - 1 + i / S::kBN;
+    if (row < p.n && c < c1) prefetchL2(W + (size_t)row * p.k + c * kChunk);
+  }
   pdlWait();
   pdlTrigger();
   for (int c = c0; c < c0 + S::kStages - 1; ++c) {
@@ -240,10 +250,16 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks) gemmInvKernel(cons
   for (int i = tid; i < S::kBM * S::kBN; i += S::kThreads) {
     const int row = m0 + i / S::kBN, col = n0 + i % S::kBN;  // consecutive threads: consecutive columns
     if (row >= p.m || col >= p.n) continue;
-    const size_t o = (size_t)row * p.n + col;
+    const float* at = p.partial + (size_t)row * p.n + col;
+    const size_t stride = (size_t)p.m * p.n;
+    float sums[kMaxParts];  // all loads in flight at once: one L2 round trip, not parts of them
+#pragma unroll
+    for (int q = 0; q < kMaxParts; ++q) sums[q] = q < p.parts ? __ldcg(at + q * stride) : 0.f;
     float v = 0.f;
-    for (int q = 0; q < p.parts; ++q) v += __ldcg(p.partial + (size_t)q * p.m * p.n + o);
-    Y[o] = fromF<T>(v);
+#pragma unroll
+    for (int q = 0; q < kMaxParts; ++q)
+      if (q < p.parts) v += sums[q];
+    Y[(size_t)row * p.n + col] = fromF<T>(v);
   }
   if (tid == 0) p.counters[tile] = 0;  // every CTA of the tile has arrived: ready for the next launch
 }
