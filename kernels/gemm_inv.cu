@@ -11,7 +11,7 @@
 //   4 stages = 108 KB, 2 CTAs per SM. M up to 128.
 // - 128 x 128: 2 x 4 warps of 64 x 32 (4 x 4 mma tiles): 64 + 64 + 48 registers (<= 255 at one CTA of 256
 //   threads per SM); 4 stages = 144 KB. Large M, compute bound: every 16-byte fragment load feeds 8 mmas.
-// Split (a CTA per partition, sums meeting in the workspace) where the tiles alone are less than one wave.
+// Split (a CTA per partition, sums meeting in the workspace) where the tiles alone are at most half a wave.
 #include <algorithm>
 
 #include "gemm_inv.cuh"
@@ -48,12 +48,12 @@ kvsk_gemm_inv_tile tileFor(int m) {
 
 size_t splitBytes(int m, int n, int parts) { return inv::kCounterBytes + sizeof(float) * parts * (size_t)m * n; }
 
-// Whether the automatic choice splits at this tile shape (the workspace aside): the tiles alone fill less than
-// one wave of resident CTAs.
+// Whether the automatic choice splits at this tile shape (the workspace aside): the tiles alone fill at most
+// half a wave of resident CTAs (between half and one wave, a split's partition sums cost about what it wins).
 bool splitWanted(kvsk_gemm_inv_tile t, int m, int n, int parts, int numSms) {
   const Geometry g = geometry(t);
   const int tiles = ceilDiv(m, g.bm) * ceilDiv(n, g.bn);
-  return parts > 1 && parts <= inv::kMaxParts && tiles < g.ctasPerSm * std::max(1, numSms) && tiles <= inv::kMaxCounters;
+  return parts > 1 && parts <= inv::kMaxParts && 2 * tiles <= g.ctasPerSm * std::max(1, numSms) && tiles <= inv::kMaxCounters;
 }
 
 template <typename T, typename S, bool kSplit>
