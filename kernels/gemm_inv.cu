@@ -1,16 +1,20 @@
 // The batch-invariant bf16/f16 GEMM (kernel and its fixed reduction: gemm_inv.cuh): the three tile shapes, the
 // k-partitions of a weight, and the choice of tile and split by M. None of these choices changes a bit.
 //
-// Tile shapes (registers per thread: accumulators kMt * kNt * 4, the running total as many in sequential
-// mode, the fragments of half a chunk (kMt * 2 + kNt) * 4; shared memory kStages * (kBM + kBN) * 144 bytes):
-// - 16 x 64: 4 warps side by side along N, each 16 rows of W (2 n8 tiles); 4 stages = 46 KB, <= 128
+// Tile shapes (registers per thread: accumulators kMt * kNt * 4, in sequential mode as many again for the
+// running total, and the fragments of one k16 step (kMt * 4 + kNt * 2); shared memory kStages * (kBM + kBN) *
+// 144 bytes). ptxas, sm_90: 62-64 / 164 (split) / 226-228 (sequential) registers, no spills.
+// - 16 x 64: 4 warps side by side along N, each 16 rows of W (2 n8 tiles); 4 stages = 45 KB, <= 128
 //   registers, 4 CTAs per SM. Small M (<= 16): each weight byte is read once (per 16 rows of X), memory
-//   bound; 3 chunks (24 KB of W) in flight per CTA, 96 KB per SM. The k-partitions give it its CTAs: a
-//   Llama-3-8B o_proj (N 4096, 64 tiles) splits K = 4096 in 8 partitions of 512 for 512 CTAs.
-// - 64 x 128: 2 x 2 warps of 32 x 64 (2 x 8 mma tiles): 64 accumulators + 64 total + 48 fragment registers;
+//   bound; 3 chunks (24 KB of W) in flight per CTA, 96 KB per SM, and 8 more chunks asked of L2 before the
+//   programmatic-launch wait. The k-partitions give it its CTAs: a Llama-3-8B o_proj (N 4096, 64 tiles)
+//   splits K = 4096 in 8 partitions of 512 for 512 CTAs, about one wave of 4 per SM, all resident at once
+//   (equal work each, so they finish together).
+// - 64 x 128: 2 x 2 warps of 32 x 64 (2 x 8 mma tiles): 64 accumulators + 64 total + 32 fragment registers;
 //   4 stages = 108 KB, 2 CTAs per SM. M up to 128.
-// - 128 x 128: 2 x 4 warps of 64 x 32 (4 x 4 mma tiles): 64 + 64 + 48 registers (<= 255 at one CTA of 256
-//   threads per SM); 4 stages = 144 KB. Large M, compute bound: every 16-byte fragment load feeds 8 mmas.
+// - 128 x 128: 2 x 4 warps of 64 x 32 (4 x 4 mma tiles): 64 + 64 + 24 registers (<= 255 at one CTA of 256
+//   threads per SM); 4 stages = 144 KB. Large M, compute bound: 6 ldmatrix.x4 feed 16 mmas per k16 step.
+//   mma.sync runs at about half of Hopper's wgmma rate, which caps this tile well below cuBLASLt at large M.
 // Split (a CTA per partition, sums meeting in the workspace) where the tiles alone are at most half a wave.
 #include <algorithm>
 

@@ -6,11 +6,8 @@
 // - K is cut into chunks of 64 (the last one zero-padded) and the chunks into k-partitions of partChunks
 //   consecutive chunks (the last one shorter).
 // - A partition's sum is one chain of mma.sync m16n8k16 with float32 accumulators, starting from zero, over
-//   its chunks in order, four mmas per chunk in order (i = 0..3). mma i of a chunk pairs, in its k slots
-//   2t + e and 2t + 8 + e (mma.cuh's fragment layout, t = lane % 4, e = 0, 1), the chunk's elements
-//   16 t + 4 i + e and 16 t + 4 i + 2 + e: lane t's slots of all four mmas are the 16 consecutive elements
-//   [16 t, 16 t + 16) of its rows, two 16-byte shared-memory loads, for X (A) and W (B) alike (the sum is
-//   over k, so any slot order works as long as A and B agree and every variant uses the same one).
+//   its chunks in order, four mmas per chunk in order: mma i takes the chunk's elements 16 i .. 16 i + 15 in
+//   their natural order as its k (the order wgmma, too, reads a k16 block from shared memory in).
 // - The partition sums are added to a float32 zero in partition order (0 + p0 + p1 + ...), and the result
 //   rounded to the dtype (round to nearest even).
 // The tensor core computes an element of D from its row of A, its column of B and its C alone, so the rows
@@ -19,9 +16,9 @@
 //
 // A CTA computes a kBM x kBN tile of Y over the chunks [c0, c1) of K, through a kStages-deep cp.async
 // pipeline of one chunk per stage: stage = kBM rows of X then kBN rows of W, each row 64 elements (128 bytes)
-// at a pitch of 144 bytes, so that the 16-byte fragment loads of 8 lanes (rows g, g + 1, 32 bytes apart in
-// a row) fall in distinct banks. Warps are laid out kWarpsM x kWarpsN; a warp owns kMt m16 tiles x kNt n8
-// tiles. Two ways to cover K, chosen by the launcher for speed only:
+// at a pitch of 144 bytes, so that the 8 rows an ldmatrix phase reads (16 bytes each, one column) fall in
+// distinct banks. Warps are laid out kWarpsM x kWarpsN; a warp owns kMt m16 tiles x kNt n8 tiles (kNt even:
+// one ldmatrix.x4 gives the B fragments of two). Two ways to cover K, chosen by the launcher for speed only:
 // - sequential (kSplit = false): the CTA walks all chunks; at each partition's end it adds the partition's
 //   sum (acc) to its running total and restarts acc from zero;
 // - split (kSplit = true): the CTA computes one partition (grid = tiles x partitions), writes its sum as
@@ -71,8 +68,6 @@ struct TileShape {
 
 __device__ __forceinline__ void prefetchL2(const void* ptr) { asm volatile("prefetch.global.L2 [%0];" ::"l"(ptr)); }
 
-__device__ __forceinline__ uint32_t word(const uint4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
-
 // Chunk c of rows [r0, r0 + kRows) of a row-major [rows, k] matrix into a stage (kRows x kRowBytes), with
 // cp.async: 8 threads per row, 16 bytes each. Rows >= rows and elements >= k become zeros (k % 8 == 0, so a
 // 16-byte piece is wholly inside or wholly outside).
@@ -91,30 +86,26 @@ __device__ __forceinline__ void loadChunk(char* dst, const T* src, int r0, int r
 }
 
 // acc[mt][nt] += the warp's A rows (a: its first row in the stage) times its W rows (b) over one chunk: the
-// four mmas of the contract in order. Half h of the chunk is each lane's 16-byte load at 32 t + 16 h of a row:
-// words 2 ii and 2 ii + 1 of it are mma (2 h + ii)'s slots 2t, 2t + 1 and 2t + 8, 2t + 9.
+// four mmas of the contract in order, fragments by ldmatrix (mma.cuh): for A, lane l points at row l % 16,
+// element 16 i + 8 (l / 16); for B (W rows are B's columns), at row (l % 8) + 8 (l / 16) of an n8 pair,
+// element 16 i + 8 ((l / 8) % 2), which gives b[0], b[1] of both n8 tiles.
 template <typename T, int kMt, int kNt>
 __device__ __forceinline__ void mmaChunk(float (&acc)[kMt][kNt][4], const char* a, const char* b, int lane) {
-  const int g = lane >> 2, t = lane & 3;
+  static_assert(kNt % 2 == 0, "B fragments come in n8 pairs");
+  const char* aLane = a + (lane & 15) * kRowBytes + (lane >> 4) * 16;
+  const char* bLane = b + ((lane & 7) + 8 * (lane >> 4)) * kRowBytes + ((lane >> 3) & 1) * 16;
 #pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    uint4 ra[kMt][2], rb[kNt];
+  for (int i = 0; i < 4; ++i) {
+    uint32_t af[kMt][4], bf[kNt / 2][4];
+#pragma unroll
+    for (int mt = 0; mt < kMt; ++mt) ldmatrixX4(af[mt], aLane + mt * 16 * kRowBytes + i * 32);
+#pragma unroll
+    for (int np = 0; np < kNt / 2; ++np) ldmatrixX4(bf[np], bLane + np * 16 * kRowBytes + i * 32);
 #pragma unroll
     for (int mt = 0; mt < kMt; ++mt)
 #pragma unroll
-      for (int r = 0; r < 2; ++r)
-        ra[mt][r] = *reinterpret_cast<const uint4*>(a + (mt * 16 + g + 8 * r) * kRowBytes + t * 32 + h * 16);
-#pragma unroll
-    for (int nt = 0; nt < kNt; ++nt) rb[nt] = *reinterpret_cast<const uint4*>(b + (nt * 8 + g) * kRowBytes + t * 32 + h * 16);
-#pragma unroll
-    for (int ii = 0; ii < 2; ++ii)
-#pragma unroll
-      for (int mt = 0; mt < kMt; ++mt) {
-        const uint32_t af[4] = {word(ra[mt][0], 2 * ii), word(ra[mt][1], 2 * ii), word(ra[mt][0], 2 * ii + 1),
-                                word(ra[mt][1], 2 * ii + 1)};
-#pragma unroll
-        for (int nt = 0; nt < kNt; ++nt) mma16816<T>(acc[mt][nt], af, word(rb[nt], 2 * ii), word(rb[nt], 2 * ii + 1));
-      }
+      for (int nt = 0; nt < kNt; ++nt)
+        mma16816<T>(acc[mt][nt], af[mt], bf[nt / 2][2 * (nt % 2)], bf[nt / 2][2 * (nt % 2) + 1]);
   }
 }
 
@@ -163,10 +154,11 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks) gemmInvKernel(cons
     cpAsyncCommit();
   }
   // The next chunks of W (immutable) asked of L2 too: the weight stream flows while the previous kernel drains.
-  for (int i = tid; i < S::kPrefetch * S::kBN; i += S::kThreads) {
-    const int row = n0 + i % S::kBN, c = c0 + S::kStages - 1 + i / S::kBN;
-    if (row < p.n && c < c1) prefetchL2(W + (size_t)row * p.k + c * kChunk);
-  }
+  if constexpr (S::kPrefetch > 0)
+    for (int i = tid; i < S::kPrefetch * S::kBN; i += S::kThreads) {
+      const int row = n0 + i % S::kBN, c = c0 + S::kStages - 1 + i / S::kBN;
+      if (row < p.n && c < c1) prefetchL2(W + (size_t)row * p.k + c * kChunk);
+    }
   pdlWait();
   pdlTrigger();
   for (int c = c0; c < c0 + S::kStages - 1; ++c) {

@@ -323,7 +323,29 @@ const GemmRunner::Bucket& GemmRunner::bucketFor(const Plan& p, int M) const {
                            " it was planned for");
 }
 
-std::string GemmRunner::describe(int N, int K, DType in, DType out) { return describeBuckets(get(N, K, in, out, nullptr, 0)); }
+std::string GemmRunner::describe(int N, int K, DType in, DType out) {
+  const Plan& p = get(N, K, in, out, nullptr, 0);
+  if (p.buckets.size() != 1 || p.buckets[0].ownSplits == 0) return describeBuckets(p);
+  // Our GEMM: its k-partitions, then the tile and split it takes per range of M.
+  const int splits = p.buckets[0].ownSplits, chunks = (K + 63) / 64;
+  std::string s = "own gemm_inv, K in " + std::to_string(splits) + " partitions of " +
+                  std::to_string((chunks + splits - 1) / splits * 64) + ":";
+  const char* names[] = {"", "16x64", "64x128", "128x128"};
+  kvsk_gemm_inv_choice prev{};
+  for (int m = 1; m <= maxM_ + 1; ++m) {
+    kvsk_gemm_inv_choice c{};
+    if (m <= maxM_) {
+      const kvsk_gemm_inv_params g{nullptr, nullptr, nullptr, m, N, K, static_cast<kvsk_dtype>(in), splits, KVSK_GEMM_INV_TILE_AUTO,
+                                   -1, ownWorkspace_.get(), ownWorkspace_.bytes(), numSms_};
+      c = kvsk_gemm_inv_choose(&g);
+    }
+    if (m > 1 && (c.tile != prev.tile || c.split != prev.split))
+      s += std::string(" M<=") + std::to_string(m - 1) + " " + names[prev.tile] + (prev.split ? " split;" : ";");
+    prev = c;
+  }
+  s.pop_back();
+  return s;
+}
 
 std::string GemmRunner::describeBuckets(const Plan& p) const {
   std::string s;
