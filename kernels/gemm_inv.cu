@@ -142,8 +142,10 @@ extern "C" cudaError_t kvsk_gemm_inv(const kvsk_gemm_inv_params* p, cudaStream_t
   a.partChunks = partChunksOf(p->k, p->splits);
   a.parts = partsOf(p->k, p->splits);
   a.pairStores = p->n % 2 == 0 && reinterpret_cast<uintptr_t>(p->y) % 4 == 0;
-  a.counters = static_cast<int*>(p->workspace);
-  a.partial = reinterpret_cast<float*>(static_cast<char*>(p->workspace) + inv::kCounterBytes);
+  if (c.split) {
+    a.counters = static_cast<int*>(p->workspace);
+    a.partial = reinterpret_cast<float*>(static_cast<char*>(p->workspace) + inv::kCounterBytes);
+  }
   if (p->dtype == KVSK_BF16) return launchGemmInv<__nv_bfloat16>(a, c, stream);
   return launchGemmInv<__half>(a, c, stream);
 }
