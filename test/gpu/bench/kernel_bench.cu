@@ -318,6 +318,7 @@ void invBench(double copyBw) {
   std::vector<std::string> altLines;
   for (const GemvShape& s : kGemvShapes) {
     const GemvBuffers buf(s, 2, 900, maxM);
+    CK(cudaStreamSynchronize(stream));  // the weights are read before the programmatic-launch wait
     fast.plan(s.N, s.K, bf, bf, buf.w(0));
     cub.plan(s.N, s.K, bf, bf);
     own.plan(s.N, s.K, bf, bf);

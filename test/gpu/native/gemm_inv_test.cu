@@ -175,6 +175,7 @@ void graphTest(cudaStream_t stream, int numSms, void* ws, size_t wsBytes) {
   DevVec<uint8_t> x((size_t)M * K * 2), w((size_t)N * K * 2), y((size_t)M * N * 2), yg((size_t)M * N * 2);
   fillDev(x.dev, dt, (size_t)M * K, 41, stream);
   fillDev(w.dev, dt, (size_t)N * K, 42, stream);
+  CK(cudaStreamSynchronize(stream));  // W is read before the programmatic-launch wait: filled for sure
   // Row 0 of out: x row 0 alone (16x64 split); rows 1..63: x rows 0..62 as one call (64x128 split).
   auto both = [&](void* out) {
     for (int m : {1, M - 1}) {
