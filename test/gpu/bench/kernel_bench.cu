@@ -25,7 +25,8 @@
 //          GEMV up to M = 8) and the batch-invariant cuBLASLt algorithm (picked at M = 256, as the engine's
 //          default --max-num-seqs) at M = 1, 8, 64, 256, 2048, 8192: us, TFLOP/s of 2 M N K, for M <= 64 weight
 //          bytes / time against the copy ceiling; then ours with each tile shape and split forced (the same
-//          bits; what the automatic choice could pick instead)
+//          bits; what the automatic choice could pick instead); and (sm_90+) chains of 16 at M = 1 with PDL,
+//          ours against the GEMV (the batch-1 step's situation)
 // Usage: kvserve_kernel_bench [gemv|chain|attn|attn-fp8|copy|fp8|fp8gemm|fp8fuse|fuse|inv ...]
 #include <algorithm>
 #include <cmath>
@@ -296,9 +297,37 @@ void fp8GemmBench() {
   }
 }
 
+// The batch-1 step's situation: 16 back-to-back GEMMs at M = 1 with programmatic dependent launch, rotating
+// weights (the layer weights only), ours against the GEMV (4 rows per CTA, the engine's usual pick).
+void invChainBench(double copyBw, kvs::cuda::GemmRunner& own) {
+  const kvs::DType bf = kvs::DType::BF16;
+  std::printf("\nchains of 16 at M = 1 with PDL (per-kernel us, %% of copy bandwidth %.2f TB/s): ours against the GEMV\n",
+              copyBw / 1e12);
+  std::printf("%-8s %16s %16s\n", "weight", "ours", "GEMV, 4 rows");
+  kvsk_set_programmatic_launch(1);
+  for (const GemvShape& s : kGemvShapes) {
+    if (std::string(s.name) == "lm_head") continue;
+    const double wBytes = (double)s.N * s.K * 2;
+    const GemvBuffers buf(s, 17, 700, 1);
+    CK(cudaStreamSynchronize(stream));
+    const double ours = 1e3 / 16 * timeMs([&](int i) {
+      for (int j = 0; j < 16; ++j) own.run(buf.x, buf.w(i * 16 + j), buf.y, 1, s.N, s.K, bf, bf);
+    });
+    const double gemv = 1e3 / 16 * timeMs([&](int i) {
+      for (int j = 0; j < 16; ++j) {
+        kvsk_gemv_params g{buf.x, buf.w(i * 16 + j), buf.y, 1, s.N, s.K, KVSK_BF16, 4};
+        CK(kvsk_gemv(&g, stream));
+      }
+    });
+    std::printf("%-8s %8.1f (%3.0f%%) %8.1f (%3.0f%%)\n", s.name, ours, 100.0 * wBytes / (ours * 1e-6) / copyBw, gemv,
+                100.0 * wBytes / (gemv * 1e-6) / copyBw);
+  }
+  kvsk_set_programmatic_launch(0);
+}
+
 // Ours (GemmRunner, batch-invariant with InvariantGemm::Own: the automatic tile and split) beside cuBLASLt's fast
 // mode and its batch-invariant algorithm, weights rotating over copies; then ours with every tile and split forced.
-void invBench(double copyBw) {
+void invBench(double copyBw, bool prop9) {
   const int maxM = 8192;
   const kvs::DType bf = kvs::DType::BF16;
   int numSms = 0;
@@ -368,6 +397,7 @@ void invBench(double copyBw) {
   }
   std::printf("(/fast, /inv: our time over theirs)\nours with the tile and split forced (us; s = split over the k-partitions):\n");
   for (const std::string& l : altLines) std::printf("  %s\n", l.c_str());
+  if (prop9) invChainBench(copyBw, own);
 }
 
 // One row of fp8FuseBench: median time, the bytes it moves, and those against the copy ceiling; baseUs > 0
@@ -645,7 +675,7 @@ int main(int argc, char** argv) {
   if (want("attn-fp8")) attnFp8Bench(bw);
   if (want("fp8fuse")) fp8FuseBench(bw, prop.major >= 9);
   if (want("fuse") && prop.major >= 9) gemvFuseBench(bw);
-  if (want("inv")) invBench(bw);
+  if (want("inv")) invBench(bw, prop.major >= 9);
   CK(cudaStreamDestroy(stream));
   return 0;
 }
