@@ -162,11 +162,12 @@ cudaError_t kvsk_gemv(const kvsk_gemv_params* p, cudaStream_t stream);
 /* The batch-invariant GEMM of bf16/f16 (gemm_inv.cu, gemm_inv.cuh): y[M, N] = dtype(sum_k x[m, k] w[n, k]) on
  * tensor cores (mma.sync m16n8k16, float32 sums), every element by one fixed sequence of operations that
  * depends on (k, splits) only: K in chunks of 64 (zero-padded), chunks in `splits` k-partitions of
- * ceil(chunks / splits) chunks, each partition one mma chain from zero over its chunks in order, the
- * partition sums added to zero in order, then rounded (gemm_inv.cuh has the exact slot order). So a row of y
- * has the same bits whatever M is, wherever it falls in a tile, whatever `tile` and `split` say: those only
- * pick how the work is laid out (tile shape, and whether a CTA walks all partitions or one, with the others'
- * sums meeting in `workspace`). Two `splits` with the same ceil(chunks / splits) give the same bits.
+ * ceil(chunks / splits) chunks, each partition one mma chain from zero over its chunks in order (four mmas
+ * per chunk, each on 16 consecutive elements), the partition sums added to zero in order, then rounded
+ * (round to nearest even; gemm_inv.cuh states it exactly). So a row of y has the same bits whatever M is,
+ * wherever it falls in a tile, whatever `tile` and `split` say: those only pick how the work is laid out
+ * (tile shape, and whether a CTA walks all partitions or one, with the others' sums meeting in `workspace`).
+ * Two `splits` with the same ceil(chunks / splits) give the same bits.
  * bf16/f16, K % 8 == 0, x and w 16-byte aligned; any M >= 1, N >= 1. Launched with programmatic dependent
  * launch (the first stages of w are requested before the wait). One launch at a time per workspace (the
  * stream orders them). */
@@ -193,8 +194,8 @@ typedef struct {
 int kvsk_gemm_inv_supported(int n, int k, kvsk_dtype dtype);
 /* The k-partitions for a weight [n, k]: enough that the 16 x 64 tiles fill the GPU at M = 1. */
 int kvsk_gemm_inv_splits(int n, int k, int numSms);
-/* What kvsk_gemm_inv runs for these params (tile and split resolved; split 0 when it cannot: one partition, no
- * or too small a workspace, too many tiles for the counters). */
+/* What kvsk_gemm_inv runs for these params (tile and split resolved; split 0 when it cannot: one partition or
+ * more than 16, no or too small a workspace, more than 16384 tiles for the counters). */
 typedef struct {
   kvsk_gemm_inv_tile tile;
   int split;
