@@ -142,7 +142,8 @@ kvs::EngineOptions readEngineOptions(const Napi::Object& o) {
   opts.maxNumSeqs = integer(o, "maxNumSeqs", opts.maxNumSeqs);
   opts.maxModelLen = integer(o, "maxModelLen", opts.maxModelLen);
   opts.batchInvariant = boolean(o, "batchInvariant", false);
-  opts.quantization = str(o, "quantize", opts.quantization);  // "fp8": quantize at load (cuda)
+  opts.quantization = str(o, "quantize", opts.quantization);  // "fp8", "int8": quantize at load (cuda)
+  if (opts.quantization == "int8") opts.int8Request = readQuantization(o);  // its calibration, as buildEngine's
   opts.kvCacheDtype = str(o, "kvCacheDtype", opts.kvCacheDtype);
   readKvScales(o, opts);
   double seed = num(o, "seed", 0);

@@ -37,7 +37,8 @@ class CudaBackend final : public Backend {
   ModelConfig cfg_;
   EngineOptions opts_;
   DType dt_;
-  bool fp8_ = false;  // the layer matrices are fp8 (w_.fp8): their GEMMs go through GemmRunner::runFp8
+  bool fp8_ = false;   // the layer matrices are fp8 (w_.quant): their GEMMs go through GemmRunner::runFp8
+  bool int8_ = false;  // some layer matrices are int8 (w_.quant): theirs go through GemmRunner::runInt8
   BackendInfo info_;
   cudaStream_t stream_ = nullptr;
   int maxT_ = 0, maxS_ = 0, maxSplits_ = 1, partition_ = 512;
@@ -93,8 +94,9 @@ class CudaBackend final : public Backend {
   void blockCopies(const int32_t* in, const Layout& lay, int numCopies);
   // Enqueues embed .. lm_head for the shape; reads its inputs from `in` at `lay`.
   void forward(const StepShape& sh, const int32_t* in, const Layout& lay);
-  // y[M, N] = x[M, K] W^T for one layer matrix: fp8 when it has scales, else in the compute dtype.
-  void linear(const void* x, const void* W, const float* scale, void* y, int M, int N, int K);
+  // y[M, N] = x[M, K] W^T for one layer matrix: fp8 or int8 (the layout's) when it has scales, else in the
+  // compute dtype; smooth: an int8 matrix's input multiplier, or null.
+  void linear(const void* x, const void* W, const float* scale, const float* smooth, void* y, int M, int N, int K);
   // Decode steps through CUDA graphs: returns false when the step does not qualify (then run eagerly).
   bool stepGraphed(const StepBatch& b, const StepShape& eager);
 

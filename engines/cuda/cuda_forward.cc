@@ -164,7 +164,7 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
     kvsk_rmsnorm_params n1{l == 0 ? nullptr : proj_.get(), residual_.get(), nullptr, L.inputNorm, normed_.get(), T, H, eps, dt};
     KVS_CUDA_CHECK(kvsk_rmsnorm(&n1, stream_));
     prof_.mark(StepProfiler::GemmQkv, stream_);
-    linear(normed_.get(), L.qkv, L.qkvScale, qkv_.get(), T, qkvRows_, H);
+    linear(normed_.get(), L.qkv, L.qkvScale, nullptr, qkv_.get(), T, qkvRows_, H);
 
     prof_.mark(StepProfiler::Rope, stream_);
     const float kScale = kvFp8_ ? kScale_[l] : 1.f, vScale = kvFp8_ ? vScale_[l] : 1.f;
@@ -186,18 +186,18 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
     ap.cacheDtype = kvKind(); ap.kScale = kScale; ap.vScale = vScale;
     KVS_CUDA_CHECK(kvsk_attention(&ap, sh.decode, stream_));
     prof_.mark(StepProfiler::GemmO, stream_);
-    linear(attn_.get(), L.o, L.oScale, proj_.get(), T, H, Hq * D);
+    linear(attn_.get(), L.o, L.oScale, L.oSmooth, proj_.get(), T, H, Hq * D);
 
     prof_.mark(StepProfiler::Norm, stream_);
     kvsk_rmsnorm_params n2{proj_.get(), residual_.get(), nullptr, L.postNorm, normed_.get(), T, H, eps, dt};
     KVS_CUDA_CHECK(kvsk_rmsnorm(&n2, stream_));
     prof_.mark(StepProfiler::GemmGateUp, stream_);
-    linear(normed_.get(), L.gateUp, L.gateUpScale, gateUp_.get(), T, 2 * I, H);
+    linear(normed_.get(), L.gateUp, L.gateUpScale, nullptr, gateUp_.get(), T, 2 * I, H);
     prof_.mark(StepProfiler::SiluMul, stream_);
     kvsk_silu_mul_params sm{gateUp_.get(), act_.get(), T, I, dt};
     KVS_CUDA_CHECK(kvsk_silu_mul(&sm, stream_));
     prof_.mark(StepProfiler::GemmDown, stream_);
-    linear(act_.get(), L.down, L.downScale, proj_.get(), T, H, I);
+    linear(act_.get(), L.down, L.downScale, L.downSmooth, proj_.get(), T, H, I);
   }
   if (R == 0) return;
   prof_.mark(StepProfiler::Norm, stream_);
@@ -208,9 +208,11 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
   gemm_->run(final_.get(), w_.lmHead, logits_.get(), R, V, H, dt_, dt_);
 }
 
-void CudaBackend::linear(const void* x, const void* W, const float* scale, void* y, int M, int N, int K) {
-  if (scale) gemm_->runFp8(x, W, scale, y, M, N, K, dt_);  // an fp8 matrix (cuda_engine_layout.h)
-  else gemm_->run(x, W, y, M, N, K, dt_, dt_);
+void CudaBackend::linear(const void* x, const void* W, const float* scale, const float* smooth, void* y, int M, int N,
+                         int K) {
+  if (!scale) gemm_->run(x, W, y, M, N, K, dt_, dt_);
+  else if (int8_) gemm_->runInt8(x, smooth, W, scale, y, M, N, K, dt_);  // an int8 matrix (cuda_engine_layout.h)
+  else gemm_->runFp8(x, W, scale, y, M, N, K, dt_);                    // an fp8 matrix
 }
 
 }  // namespace kvs::cuda

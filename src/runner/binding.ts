@@ -24,8 +24,12 @@ export interface NativeEngineOptions {
   maxModelLen: number; // 0 = from config
   seed: number;
   batchInvariant?: boolean; // cuda: bitwise batch-invariant GEMMs (the CPU backend always is)
-  /** cuda: 'fp8' quantizes the layer matrices at load (fp8 E4M3, a scale per output row) and runs FP8 GEMMs. */
-  quantize?: 'none' | 'fp8';
+  /** cuda: 'fp8' quantizes the layer matrices at load (fp8 E4M3, a scale per output row) and runs FP8 GEMMs;
+   *  'int8' calibrates and quantizes them (SmoothQuant W8A8, on `quantization`'s samples, as kvserve build does;
+   *  behind KVSERVE_CUDA_INT8=1) and runs int8 GEMMs. */
+  quantize?: 'none' | 'fp8' | 'int8';
+  /** quantize 'int8': the calibration samples and search options (planInt8's request). */
+  quantization?: NativeQuantization;
   /** KV cache element type: auto = the compute dtype (cpu: float32); fp8 = e4m3, half the bytes (cuda only). */
   kvCacheDtype?: 'auto' | 'fp8';
   /** fp8 KV cache: one K and one V scale per layer (stored = e4m3(x / scale)); absent = 1.0 for every layer. */
@@ -57,8 +61,8 @@ export interface NativeEngineInfo {
   gemmShapesImported: number;
   /** cuda: GEMM shapes planned at this load (timed; --batch-invariant: the heuristic's pick); cpu 0. */
   gemmShapesPlanned: number;
-  /** cuda: 'fp8' when the layer matrices run in fp8 (quantized at load, or an fp8 engine); else 'none'. */
-  quantization?: 'none' | 'fp8';
+  /** cuda: 'fp8' or 'int8' when the layer matrices run so (quantized at load, or such an engine); else 'none'. */
+  quantization?: 'none' | 'fp8' | 'int8';
 }
 
 /** One step of the protocol in docs/architecture.md. T tokens, S sequences, R sampled rows. */
@@ -184,7 +188,7 @@ export interface NativeTunedGemm {
   mMin: number;
   mMax: number;
   algo?: string; // what the backend restores; cuBLASLt: its cublasLtMatmulAlgo_t as 128 hex digits
-  kernel?: 'cublasLt' | 'gemv' | 'gemv_fp8';
+  kernel?: 'cublasLt' | 'gemv' | 'gemv_fp8' | 'gemv_int8' | 'cublasLt_int8';
   rowsPerCta?: number; // gemv
   algoId?: number; // cublasLt, for people
   tile?: number;
@@ -206,9 +210,7 @@ export interface NativeQuantization {
   keepFloat?: string[]; // module names kept in float
 }
 
-export interface NativeBuildOptions extends NativeEngineOptions {
-  quantization?: NativeQuantization;
-}
+export type NativeBuildOptions = NativeEngineOptions;
 
 /** One linear layer of an int8 build: int8 or kept in float (and why), its smoothing and its error. */
 export interface NativeQuantizedLayer {
@@ -241,7 +243,7 @@ export interface NativeBuildResult {
   }>;
   tunedGemms: NativeTunedGemm[];
   quantization: 'none' | 'int8' | 'fp8';
-  int8Kernel?: string; // the compiled int8 GEMM path: avx512-vnni | avx2 | scalar
+  int8Kernel?: string; // the int8 GEMM path: cpu avx512-vnni | avx2 | scalar; cuda: its kernels (cuda_int8.h)
   layers?: NativeQuantizedLayer[];
   calibration?: {
     samples: number;
