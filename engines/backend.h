@@ -30,6 +30,10 @@ struct EngineOptions {
   int maxModelLen = 0;                // 0 = config's max_position_embeddings
   uint64_t seed = 0;                  // dummy weights
   bool batchInvariant = false;        // cuda: one GEMM algorithm for every M (bitwise batch invariance)
+  // cuda: where the GEMM plan runs the bf16/f16 GEMV (M <= 8), RoPE + cache write and SiLU-and-mul in the qkv
+  // and gate/up GEMVs' epilogues (kvsk_gemv_rope_cache / kvsk_gemv_silu_mul; bitwise the unfused results).
+  // The N-API option gemvFuse, whose default KVSERVE_GEMV_FUSE=1 turns on.
+  bool gemvFuse = false;
   // cuda: "fp8" holds the decoder layers' linear weights (q/k/v, o, gate/up, down) as fp8 E4M3 with a scale
   // per output channel and runs them through FP8 GEMMs (activations quantized per token at run time):
   // quantized at load from a checkpoint, or as an fp8 engine holds them. lm_head stays in the compute dtype.
@@ -37,6 +41,10 @@ struct EngineOptions {
   // kvserve build would; behind KVSERVE_CUDA_INT8=1, see cudaInt8Refusal), or as an int8 engine holds them.
   std::string quantization = "none";
   QuantizationRequest int8Request;    // quantization "int8" from a checkpoint: the calibration and search options
+  // cuda, fp8: RMSNorm and SiLU·mul write the FP8 GEMM inputs (e4m3 rows and their scales) themselves instead
+  // of a separate quantize pass per GEMM, with bitwise the same results. The N-API option fp8Fuse, whose
+  // default KVSERVE_FP8_FUSE=1 turns on.
+  bool fp8Fuse = false;
   std::string kvCacheDtype = "auto";  // auto: the compute dtype (cpu: float32); fp8: e4m3 (cuda only, half the bytes)
   // fp8 KV cache: per-layer K and V scales (stored = e4m3(x / scale)); both empty = 1.0 for every layer (what
   // vLLM does without calibration), else numLayers finite positive values each. Checked whenever given.
@@ -57,6 +65,11 @@ struct BackendInfo {
   int gemmShapesImported = 0;  // cuda: GEMM shapes whose algorithms came from the engine's manifest, not timed here
   int gemmShapesPlanned = 0;   // cuda: GEMM shapes planned at load (timed; --batch-invariant: the heuristic's pick)
   std::string quantization = "none";  // cuda: "fp8" or "int8" when the layer matrices run so (EngineOptions::quantization)
+  // cuda, EngineOptions::gemvFuse: the epilogues a batch-1 step fuses into its GEMVs ("rope+cache",
+  // "silu*mul", comma-separated), "" when none (off, fp8 matrices, cuBLASLt picked at M = 1, q/k norm: RoPE)
+  std::string gemvFusion;
+  bool fp8Fuse = false;               // cuda, fp8: the norms and SiLU·mul quantize their own outputs (EngineOptions::fp8Fuse)
+  std::vector<float> kvScalesK, kvScalesV;  // an fp8 KV cache's per-layer scales (empty otherwise)
 };
 
 class Backend {
@@ -66,6 +79,11 @@ class Backend {
   // Runs the step: block copies, forward over all T tokens, logits for the R sampled rows, sampling.
   // Throws std::runtime_error on invalid input (the caller validates, this is the last line of defence).
   virtual void step(const StepBatch& batch, StepResult& out) = 0;
+  // The calibration observer of an fp8 KV cache: out = [numLayers, 2], per layer the largest |K| and |V| over
+  // the cache rows of slots[0 .. n) (< 0 skipped; in range, as a step checked them), as the cache holds them
+  // (K after RoPE; an fp8 cache: the e4m3 value times the layer's scale). NaN when a row holds one. Called
+  // after the step that wrote those slots.
+  virtual void kvAbsMax(const int32_t* slots, int n, std::vector<float>& out) = 0;
 };
 
 std::unique_ptr<Backend> makeCpuBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> weights,

@@ -75,6 +75,20 @@ void checkKvScales(const EngineOptions& o, int numLayers) {
   }
 }
 
+// An engine's kvCache section: one K and one V scale per layer (their values checkEngineManifest checked), and
+// a device whose backend has an fp8 cache.
+void checkEngineKvCache(const EngineManifestView& m, int numLayers, const std::string& dir, const std::string& device) {
+  if (m.kvCacheDtype.empty()) return;
+  for (const auto& [name, v] : {std::pair{"kScale", &m.kvScalesK}, std::pair{"vScale", &m.kvScalesV}})
+    if (static_cast<int>(v->size()) != numLayers)
+      throw std::runtime_error("engine " + dir + ": manifest.json kvCache." + name + " has " + std::to_string(v->size()) +
+                               " entries; the model has " + std::to_string(numLayers) +
+                               " layers (one K and one V scale per layer): " + m.rebuild);
+  if (device != "cuda")
+    throw std::runtime_error("engine " + dir + " holds an fp8 KV cache (manifest.json kvCache), which only the CUDA "
+                             "backend runs (the CPU keeps its KV cache in float32): " + m.rebuild);
+}
+
 // Before anything is read: a GPU the build cannot use must not cost a checkpoint's load first.
 void checkDevice(const std::string& device) {
   if (device != "cuda") return;
@@ -153,6 +167,7 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& opts,
                              " to run this model with full attention");
   cfg.maxPositions = maxLen;
   checkKvScales(opts, cfg.numLayers);
+  if (fromEngine) checkEngineKvCache(manifest, cfg.numLayers, opts.engine, opts.device);
   report("config", 1);
 
   report("weights", 0);
@@ -197,6 +212,15 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& opts,
   // config.json (the model's, unchanged) need not name.
   if (fromEngine) o.dtype = opts.device == "cuda" ? dtypeName(manifest.dtype) : "auto";
   if (fromEngine && opts.device == "cuda") o.quantization = manifest.quantization;
+  // An engine built with an fp8 KV cache runs it whether the load asks for auto or fp8, with its calibrated
+  // scales unless the caller gives its own (as vLLM uses a checkpoint's calibrated kv scales; docs/engines.md).
+  if (fromEngine && !manifest.kvCacheDtype.empty()) {
+    o.kvCacheDtype = "fp8";
+    if (o.kvScalesK.empty()) {
+      o.kvScalesK = manifest.kvScalesK;
+      o.kvScalesV = manifest.kvScalesV;
+    }
+  }
   // A CUDA engine holds exactly the tensors the backend copies (fused, a tied lm_head once).
   const size_t total =
       fromEngine && opts.device == "cuda" ? weights->totalBytes() : boundBytes(bindLlamaWeights(cfg, *weights));
@@ -241,6 +265,8 @@ void Engine::step(const StepBatch& batch, StepResult& out) {
   lim.blockSize = info_.blockSize;
   checkStepBatch(batch, lim);
   backend_->step(batch, out);
+  if (batch.observeKvAbsMax) backend_->kvAbsMax(batch.slotMapping, batch.numTokens, out.kvAbsMax);
+  else out.kvAbsMax.clear();
 }
 
 bool Engine::cudaAvailable() {

@@ -17,6 +17,8 @@ EngineBuildResult buildEngine(const EngineOptions& opts, const std::string& outD
     throw std::runtime_error("unknown quantization \"" + q + "\" (supported: none, int8, fp8)");
   if (opts.device == "cuda" && q == "int8" && !cudaInt8Refusal().empty()) throw std::runtime_error(cudaInt8Refusal());
   if (q == "fp8" && opts.device != "cuda") throw std::runtime_error("--quantization fp8 is for --device cuda (on cpu: none or int8)");
+  if (opts.kvCacheDtype == "fp8" && opts.device != "cuda")
+    throw std::runtime_error("--kv-cache-dtype fp8 is for --device cuda (the CPU backend keeps the KV cache in float32)");
   if (opts.device == "cuda") {
 #ifndef KVSERVE_WITH_CUDA
     throw std::runtime_error("device cuda: this build has no CUDA backend (it was built without nvcc and cuBLASLt, "

@@ -1,7 +1,10 @@
 // The load-time check of an engine folder (manifest.json written by `kvserve build`, src/build/manifest.ts).
 #include "engine_manifest.h"
 
+#include <cstdio>
+#include <limits>
 #include <stdexcept>
+#include <utility>
 
 #include "engine_target.h"
 #include "file_system.h"
@@ -62,6 +65,37 @@ std::vector<TunedGemm> tunedGemms(const Json* list) {
     out.push_back(t);
   }
   return out;
+}
+
+// manifest.json "kvCache": absent, or {dtype: "fp8_e4m3", kScale: [...], vScale: [...], ...}, every scale a
+// positive finite float32 (a scale divides every K or V element the cache stores).
+void readKvCache(const Json* kv, EngineManifestView& out, const std::string& where) {
+  if (!kv) return;
+  auto bad = [&](const std::string& what) { return std::runtime_error(where + ": manifest.json kvCache" + what + ": " + out.rebuild); };
+  if (!kv->isObject()) throw bad(" is not an object");
+  const Json* dtype = kv->find("dtype");
+  if (!dtype || !dtype->isString() || dtype->asString() != "fp8_e4m3")
+    throw bad(".dtype " + (dtype && dtype->isString() ? "\"" + dtype->asString() + "\"" : std::string("(absent or not a string)")) +
+              " is not one this kvserve runs (fp8_e4m3)");
+  out.kvCacheDtype = dtype->asString();
+  for (const auto& [name, dst] : {std::pair{"kScale", &out.kvScalesK}, std::pair{"vScale", &out.kvScalesV}}) {
+    const Json* list = kv->find(name);
+    if (!list || !list->isArray()) throw bad(std::string(".") + name + " is not an array of per-layer scales");
+    for (const Json& e : list->asArray()) {
+      const std::string at = std::string(".") + name + "[" + std::to_string(dst->size()) + "]";
+      if (!e.isNumber())
+        throw bad(at + " is " + (e.isNull() ? "null" : e.isArray() || e.isObject() ? std::string("an ") + e.kindName()
+                                                                                     : std::string("a ") + e.kindName()) +
+                  ", not a positive finite number");
+      const float v = static_cast<float>(e.asNumber());
+      if (!(v > 0.f && v < std::numeric_limits<float>::infinity())) {
+        char num[32];
+        std::snprintf(num, sizeof num, "%g", e.asNumber());
+        throw bad(at + " = " + num + " is not a positive finite number" + (v == 0.f && e.asNumber() > 0 ? " in float32" : ""));
+      }
+      dst->push_back(v);
+    }
+  }
 }
 
 }  // namespace
@@ -131,6 +165,8 @@ EngineManifestView checkEngineManifest(const std::string& dir, const std::string
   if (out.weightsFile != "model.safetensors")
     throw std::runtime_error(where + ": manifest.json weights.file must be model.safetensors: " + rebuild);
   out.tunedGemms = tunedGemms(m.find("tunedGemms"));
+  out.rebuild = rebuild;
+  readKvCache(m.find("kvCache"), out, where);
   return out;
 }
 

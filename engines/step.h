@@ -55,6 +55,9 @@ struct StepBatch {
   const int32_t* blockCopies = nullptr;  // [2*C] (src, dst) pairs copied before the step
   int numBlockCopies = 0;                // C
   bool returnLogits = false;             // also return the raw logits [R, vocab] (tests, fixtures)
+  // Also return, per layer, the abs-max of K and of V over the cache slots this step wrote (slotMapping >= 0),
+  // read back from the cache after the step (Backend::kvAbsMax): the calibration of an fp8 KV cache.
+  bool observeKvAbsMax = false;
 };
 
 struct StepResult {
@@ -64,6 +67,7 @@ struct StepResult {
   std::vector<int32_t> topIds;       // [R, K] descending by logprob; rows asking fewer than K padded with -1
   std::vector<float> topValues;      // [R, K]
   std::vector<float> logits;         // [R, vocab] when returnLogits
+  std::vector<float> kvAbsMax;       // [numLayers, 2] (K, V) when observeKvAbsMax
   // [R] why row r could not be sampled, kRowOk when it was. A faulted row's token is meaningless: the caller
   // ends that request with an error, and the other rows of the step stand.
   std::vector<int32_t> rowFaults;

@@ -30,7 +30,8 @@ typedef enum { KVSK_F32 = 0, KVSK_BF16 = 1, KVSK_F16 = 2 } kvsk_dtype; /* == kvs
 typedef enum { KVSK_KV_SAME = 0, KVSK_KV_FP8_E4M3 = 1 } kvsk_kv_dtype;
 
 /* Programmatic dependent launch for the forward pass's kernels (embedding, RMSNorm, RoPE + cache,
- * attention, SiLU-and-mul, GEMV, FP8 activation quantization, FP8 GEMV): each may start while its
+ * attention, SiLU-and-mul, GEMV, FP8 activation quantization, FP8 GEMV; RMSNorm and SiLU-and-mul keep it
+ * when they write e4m3 rows): each may start while its
  * predecessor drains, waiting on the device until the predecessor's results are visible. Process-wide; off
  * by default; turn it on only for a device of compute capability 9.0 or newer. */
 void kvsk_set_programmatic_launch(int on);
@@ -48,16 +49,22 @@ cudaError_t kvsk_embedding(const kvsk_embedding_params* p, cudaStream_t stream);
 /* Residual add fused with RMSNorm, rounding like transformers' LlamaRMSNorm. For r in [0, rows), with
  * src = rowIndex ? rowIndex[r] : r (rowIndex gathers the sampled rows for the final norm):
  *   if add != NULL: residual[src] = dtype(residual[src] + add[src])        (the decoder's "h = h + x")
- *   out[r] = dtype(weight * dtype(x * rsqrt(mean(x^2) + eps)))  with x = residual[src] in float32 */
+ *   out[r] = dtype(weight * dtype(x * rsqrt(mean(x^2) + eps)))  with x = residual[src] in float32
+ * With outQ != NULL the kernel also writes out[r] quantized for an FP8 GEMM, bit for bit what
+ * kvsk_quantize_rows_fp8 makes of out (outQ = its xq, outScale = its xScale), and `out` may be NULL (then only
+ * the e4m3 rows are written). outQ needs bf16/f16, H % 8 == 0 and 8-byte aligned outQ; else
+ * cudaErrorInvalidValue. The fields after dtype may be left zero (no quantized output). */
 typedef struct {
   const void* add;          /* [*, H] or NULL */
   void* residual;           /* [*, H] in/out */
   const int32_t* rowIndex;  /* [rows] or NULL */
   const void* weight;       /* [H] */
-  void* out;                /* [rows, H] */
+  void* out;                /* [rows, H], or NULL when outQ is set */
   int rows, hidden;
   float eps;
   kvsk_dtype dtype;
+  void* outQ;               /* [rows, H] e4m3 bytes, or NULL */
+  float* outScale;          /* [rows] with outQ */
 } kvsk_rmsnorm_params;
 cudaError_t kvsk_rmsnorm(const kvsk_rmsnorm_params* p, cudaStream_t stream);
 
@@ -209,12 +216,17 @@ typedef struct {
 int kvsk_gemv_fp8_supported(int m, int n, int k, kvsk_dtype dtype);
 cudaError_t kvsk_gemv_fp8(const kvsk_gemv_fp8_params* p, cudaStream_t stream);
 
-/* out[t, i] = dtype(dtype(silu(gateUp[t, i])) * gateUp[t, I + i]) (transformers' act_fn(gate) * up). */
+/* out[t, i] = dtype(dtype(silu(gateUp[t, i])) * gateUp[t, I + i]) (transformers' act_fn(gate) * up).
+ * With outQ != NULL: also out quantized for an FP8 GEMM, bit for bit what kvsk_quantize_rows_fp8 makes of out
+ * (one CTA per token then: a row's absmax is a block-wide max), and `out` may be NULL. outQ needs bf16/f16,
+ * I % 8 == 0, gateUp (and out) 16-byte and outQ 8-byte aligned; else cudaErrorInvalidValue. */
 typedef struct {
   const void* gateUp;       /* [T, 2I]: gate then up */
-  void* out;                /* [T, I] */
+  void* out;                /* [T, I], or NULL when outQ is set */
   int numTokens, intermediate;
   kvsk_dtype dtype;
+  void* outQ;               /* [T, I] e4m3 bytes, or NULL */
+  float* outScale;          /* [T] with outQ */
 } kvsk_silu_mul_params;
 cudaError_t kvsk_silu_mul(const kvsk_silu_mul_params* p, cudaStream_t stream);
 
@@ -229,6 +241,39 @@ typedef struct {
   kvsk_kv_dtype cacheDtype; /* fp8: 1-byte elements */
 } kvsk_block_copy_params;
 cudaError_t kvsk_block_copy(const kvsk_block_copy_params* p, cudaStream_t stream);
+
+/* The bf16/f16 GEMV (kvsk_gemv: M <= KVSK_GEMV_MAX_M, the same sums in the same order) with the kernel that
+ * follows it fused into its epilogue: results bitwise those of kvsk_gemv then that kernel, and gemv.y (may be
+ * NULL) is never written. gemv.rowsPerCta as the GEMM plan tuned it: 1 or 2 -> 2 rows per CTA, 0 or 4 -> 4.
+ * - kvsk_gemv_rope_cache: gemv is the fused qkv projection (n = (Hq + 2 Hkv) D, m = rope.numTokens); does
+ *   what kvsk_rope_cache does (bias, RoPE, q to qOut, k and v to the cache, fp8 cache too) without reading
+ *   rope.qkv. A CTA takes rows i and i + D/2 of a head. Not with the per-head q/k RMSNorm (qNorm or kNorm
+ *   set: it needs the whole head).
+ * - kvsk_gemv_silu_mul: gemv is the fused gate/up projection (n = 2 I, m = silu.numTokens); writes silu.out
+ *   without reading silu.gateUp. A CTA takes gate rows i and up rows I + i.
+ * _supported: 1 when the shapes and variant fit; otherwise the launcher returns cudaErrorNotSupported (run
+ * the two kernels). */
+int kvsk_gemv_rope_cache_supported(const kvsk_gemv_params* gemv, const kvsk_rope_cache_params* rope);
+cudaError_t kvsk_gemv_rope_cache(const kvsk_gemv_params* gemv, const kvsk_rope_cache_params* rope, cudaStream_t stream);
+int kvsk_gemv_silu_mul_supported(const kvsk_gemv_params* gemv, const kvsk_silu_mul_params* silu);
+cudaError_t kvsk_gemv_silu_mul(const kvsk_gemv_params* gemv, const kvsk_silu_mul_params* silu, cudaStream_t stream);
+/* The calibration observer of an fp8 KV cache (kv_absmax.cu): for every plane p of the cache (numPlanes
+ * planes of planeElems elements: [numLayers * 2 (K, V)] as the block copies see them),
+ *   absMax[p] = max(absMax[p], max |plane_p[slot * rowElems + e]|)  over slots[i] >= 0, e in [0, rowElems),
+ * accumulated with atomicMax on the float32 bits (start from zeros; exact, independent of the grid; a NaN
+ * in the rows gives NaN). An fp8 cache gives the decoded e4m3 values (times 1: the caller applies the scale). */
+typedef struct {
+  const void* cache;        /* [numPlanes, planeElems] */
+  int numPlanes;
+  int64_t planeElems;
+  int rowElems;             /* elements of one slot: Hkv * D */
+  const int32_t* slots;     /* [numSlots] device; < 0 skipped */
+  int numSlots;
+  kvsk_dtype dtype;
+  kvsk_kv_dtype cacheDtype;
+  float* absMax;            /* [numPlanes] in/out */
+} kvsk_kv_absmax_params;
+cudaError_t kvsk_kv_absmax(const kvsk_kv_absmax_params* p, cudaStream_t stream);
 
 /* INT8 linear layers (W8A8, SmoothQuant): weights W8 [N, K] int8 (symmetric, -127..127) with one float32
  * scale per output row, W ~ W8[n, :] * wScale[n], the SmoothQuant smoothing already folded in (into the

@@ -3,12 +3,11 @@
 //
 // Both kernels give one CTA to a row: the row's absmax is a block-wide max, so a row's scale and bytes depend
 // on that row alone. Every step is exactly rounded (IEEE division, cvt.rn.satfinite), so the kernel tests can
-// compare bytes and scales bit for bit with a plain CPU encoder.
-#include <cuda_fp8.h>
-
+// compare bytes and scales bit for bit with a plain CPU encoder. The activation arithmetic is quant_fp8.cuh's,
+// shared with the producers that quantize their own output (rmsnorm.cu, silu_mul.cu).
 #include <cfloat>
 
-#include "common.cuh"
+#include "quant_fp8.cuh"
 
 namespace kvsk {
 
@@ -18,35 +17,6 @@ constexpr int kThreads = 256;
 // 16-byte chunks (8 elements) of its row that each thread of the activation kernel keeps in registers between
 // the absmax and the encode: rows up to kThreads * 8 * kCached = 16384 elements are read from memory once.
 constexpr int kCached = 8;
-
-__device__ __forceinline__ uint32_t e4m3x2(float a, float b) {  // a in the low byte
-  return __nv_cvt_float2_to_fp8x2(make_float2(a, b), __NV_SATFINITE, __NV_E4M3);
-}
-
-template <typename T>
-__device__ __forceinline__ float elem(const uint4& v, int i) {
-  return toF<T>(reinterpret_cast<const T*>(&v)[i]);
-}
-
-template <typename T>
-__device__ __forceinline__ float absMax8(const uint4& v, float m) {
-#pragma unroll
-  for (int i = 0; i < 8; ++i) m = fmaxf(m, fabsf(elem<T>(v, i)));
-  return m;
-}
-
-// The 8 elements of v divided by scale, as 8 e4m3 bytes in element order.
-template <typename T>
-__device__ __forceinline__ uint2 encode8(const uint4& v, float scale) {
-  uint32_t w[2];
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int i = 4 * h;
-    w[h] = e4m3x2(__fdiv_rn(elem<T>(v, i), scale), __fdiv_rn(elem<T>(v, i + 1), scale)) |
-           e4m3x2(__fdiv_rn(elem<T>(v, i + 2), scale), __fdiv_rn(elem<T>(v, i + 3), scale)) << 16;
-  }
-  return make_uint2(w[0], w[1]);
-}
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads) quantizeRowsKernel(kvsk_quantize_rows_fp8_params p) {
@@ -62,18 +32,18 @@ __global__ void __launch_bounds__(kThreads) quantizeRowsKernel(kvsk_quantize_row
   for (int i = 0; i < kCached; ++i) {
     const int c = tid + i * kThreads;
     v[i] = c < chunks ? x[c] : make_uint4(0, 0, 0, 0);
-    amax = absMax8<T>(v[i], amax);
+    amax = absMaxChunk<T>(v[i], amax);
   }
-  for (int c = tid + kCached * kThreads; c < chunks; c += kThreads) amax = absMax8<T>(x[c], amax);
+  for (int c = tid + kCached * kThreads; c < chunks; c += kThreads) amax = absMaxChunk<T>(x[c], amax);
   amax = blockMax(amax, scratch);
-  const float scale = fmaxf(__fdiv_rn(amax, KVSK_FP8_E4M3_MAX), KVSK_FP8_MIN_ACT_SCALE);
+  const float scale = fp8ActScale(amax);
   if (tid == 0) p.xScale[blockIdx.x] = scale;
 #pragma unroll
   for (int i = 0; i < kCached; ++i) {
     const int c = tid + i * kThreads;
-    if (c < chunks) q[c] = encode8<T>(v[i], scale);
+    if (c < chunks) q[c] = encodeE4m3Chunk<T>(v[i], scale);
   }
-  for (int c = tid + kCached * kThreads; c < chunks; c += kThreads) q[c] = encode8<T>(x[c], scale);
+  for (int c = tid + kCached * kThreads; c < chunks; c += kThreads) q[c] = encodeE4m3Chunk<T>(x[c], scale);
 }
 
 // Load time only: a plain strided walk over the row, twice (the second pass finds the row in L2).

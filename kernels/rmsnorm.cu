@@ -4,9 +4,16 @@
 // chunks of the row in registers, so the row is read once, the new residual written once and the output
 // written once (3 passes over memory instead of 5). The scalar kernel covers every other shape. Both sum
 // x^2 in a fixed order set by the thread layout: a row's result depends on nothing but the row.
+//
+// QUANT (outQ set, bf16/f16): the same kernels also quantize each output row for the FP8 GEMM that reads it,
+// with quant_fp8.cuh's arithmetic on the output values as rounded to the dtype, so that outQ and outScale are
+// bit for bit what kvsk_quantize_rows_fp8 makes of `out`. That saves the quantize pass's read of the row and
+// its launch. The absmax is one more block-wide max after the sum of squares; the vector kernel keeps the
+// rounded outputs in registers for it, the scalar kernel recomputes them (the same expression, so the same
+// bits) instead of reading back an `out` it may not write.
 #include <algorithm>
 
-#include "common.cuh"
+#include "quant_fp8.cuh"
 
 namespace kvsk {
 
@@ -14,7 +21,7 @@ namespace {
 
 constexpr int kMaxChunks = 4;
 
-template <typename T>
+template <typename T, bool QUANT>
 __global__ void rmsnormKernel(kvsk_rmsnorm_params p) {
   __shared__ float scratch[32];
   pdlWait();
@@ -38,9 +45,27 @@ __global__ void rmsnormKernel(kvsk_rmsnorm_params p) {
   ss = blockSum(ss, scratch);
   const float inv = rsqrtf(ss / (float)p.hidden + p.eps);
   // Each thread rereads exactly the elements it wrote above, so no barrier is needed in between.
-  for (int i = threadIdx.x; i < p.hidden; i += blockDim.x) {
-    const float xn = roundTo<T>(toF<T>(res[i]) * inv);
-    out[i] = fromF<T>(toF<T>(w[i]) * xn);
+  auto normed = [&](int i) { return fromF<T>(toF<T>(w[i]) * roundTo<T>(toF<T>(res[i]) * inv)); };
+  if (!QUANT || p.out)
+    for (int i = threadIdx.x; i < p.hidden; i += blockDim.x) out[i] = normed(i);
+  if constexpr (QUANT) {
+    // Groups of 8 elements (one e4m3 word pair) per thread: a group holds elements other threads added to
+    // the residual, which blockSum's barriers made visible to the whole block.
+    const int groups = p.hidden / 8;
+    uint2* q = reinterpret_cast<uint2*>(static_cast<uint8_t*>(p.outQ) + (int64_t)r * p.hidden);
+    float amax = 0.f;
+    for (int g = threadIdx.x; g < groups; g += blockDim.x)
+#pragma unroll
+      for (int e = 0; e < 8; ++e) amax = fmaxf(amax, fabsf(toF<T>(normed(8 * g + e))));
+    amax = blockMax(amax, scratch);
+    const float scale = fp8ActScale(amax);
+    if (threadIdx.x == 0) p.outScale[r] = scale;
+    for (int g = threadIdx.x; g < groups; g += blockDim.x) {
+      float v[8];
+#pragma unroll
+      for (int e = 0; e < 8; ++e) v[e] = toF<T>(normed(8 * g + e));
+      q[g] = encodeE4m3x8(v, scale);
+    }
   }
 }
 
@@ -51,7 +76,7 @@ union Chunk {
   T v[N];
 };
 
-template <typename T, int CHUNKS>
+template <typename T, int CHUNKS, bool QUANT>
 __global__ void __launch_bounds__(1024) rmsnormVecKernel(kvsk_rmsnorm_params p) {
   using C = Chunk<T>;
   __shared__ float scratch[32];
@@ -94,6 +119,7 @@ __global__ void __launch_bounds__(1024) rmsnormVecKernel(kvsk_rmsnorm_params p) 
   }
   ss = blockSum(ss, scratch);
   const float inv = rsqrtf(ss / (float)p.hidden + p.eps);
+  float amax = 0.f;
 #pragma unroll
   for (int j = 0; j < CHUNKS; ++j) {
     const int c = threadIdx.x + j * blockDim.x;
@@ -101,12 +127,28 @@ __global__ void __launch_bounds__(1024) rmsnormVecKernel(kvsk_rmsnorm_params p) 
     C o;
 #pragma unroll
     for (int e = 0; e < C::N; ++e) o.v[e] = fromF<T>(toF<T>(wc[j].v[e]) * roundTo<T>(x[j][e] * inv));
-    out[c] = o.raw;
+    if (!QUANT || p.out) out[c] = o.raw;
+    if constexpr (QUANT) {  // x[j] now holds the output as rounded to T, for the encode below
+#pragma unroll
+      for (int e = 0; e < C::N; ++e) x[j][e] = toF<T>(o.v[e]);
+      amax = absMaxChunk<T>(o.raw, amax);
+    }
+  }
+  if constexpr (QUANT) {
+    amax = blockMax(amax, scratch);
+    const float scale = fp8ActScale(amax);
+    if (threadIdx.x == 0) p.outScale[r] = scale;
+    uint2* q = reinterpret_cast<uint2*>(static_cast<uint8_t*>(p.outQ) + (int64_t)r * p.hidden);
+#pragma unroll
+    for (int j = 0; j < CHUNKS; ++j) {
+      const int c = threadIdx.x + j * blockDim.x;
+      if (c < nChunks) q[c] = encodeE4m3x8(x[j], scale);
+    }
   }
 }
 
-template <typename T>
-cudaError_t launchRmsnorm(const kvsk_rmsnorm_params& p, cudaStream_t stream) {
+template <typename T, bool QUANT>
+cudaError_t launchRmsnormAs(const kvsk_rmsnorm_params& p, cudaStream_t stream) {
   constexpr int n = 16 / sizeof(T);
   const bool aligned = ((reinterpret_cast<uintptr_t>(p.residual) | reinterpret_cast<uintptr_t>(p.add) |
                          reinterpret_cast<uintptr_t>(p.weight) | reinterpret_cast<uintptr_t>(p.out)) % 16) == 0;
@@ -114,12 +156,25 @@ cudaError_t launchRmsnorm(const kvsk_rmsnorm_params& p, cudaStream_t stream) {
   if (aligned && p.hidden % n == 0 && chunks >= 32) {
     const int threads = std::min(1024, (chunks + 31) / 32 * 32);
     const int per = (chunks + threads - 1) / threads;
-    if (per == 1) return launch(rmsnormVecKernel<T, 1>, p.rows, threads, 0, stream, p);
-    if (per == 2) return launch(rmsnormVecKernel<T, 2>, p.rows, threads, 0, stream, p);
-    if (per <= kMaxChunks) return launch(rmsnormVecKernel<T, kMaxChunks>, p.rows, threads, 0, stream, p);
+    if (per == 1) return launch(rmsnormVecKernel<T, 1, QUANT>, p.rows, threads, 0, stream, p);
+    if (per == 2) return launch(rmsnormVecKernel<T, 2, QUANT>, p.rows, threads, 0, stream, p);
+    if (per <= kMaxChunks) return launch(rmsnormVecKernel<T, kMaxChunks, QUANT>, p.rows, threads, 0, stream, p);
   }
   const int threads = p.hidden >= 2048 ? 512 : p.hidden >= 512 ? 256 : 128;
-  return launch(rmsnormKernel<T>, p.rows, threads, 0, stream, p);
+  return launch(rmsnormKernel<T, QUANT>, p.rows, threads, 0, stream, p);
+}
+
+template <typename T>
+cudaError_t launchRmsnorm(const kvsk_rmsnorm_params& p, cudaStream_t stream) {
+  if (!p.outQ) {
+    if (!p.out) return cudaErrorInvalidValue;
+    return launchRmsnormAs<T, false>(p, stream);
+  }
+  if constexpr (sizeof(T) == 2) {
+    if (p.hidden % 8 != 0 || !p.outScale || reinterpret_cast<uintptr_t>(p.outQ) % 8 != 0) return cudaErrorInvalidValue;
+    return launchRmsnormAs<T, true>(p, stream);
+  }
+  return cudaErrorInvalidValue;  // e4m3 rows are for bf16/f16 activations
 }
 
 }  // namespace

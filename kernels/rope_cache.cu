@@ -5,6 +5,7 @@
 // those same rounded k and v as e4m3(x / scale) (kv_fp8.cuh).
 #include "common.cuh"
 #include "kv_fp8.cuh"
+#include "rope.cuh"
 
 namespace kvsk {
 
@@ -51,14 +52,7 @@ __device__ __forceinline__ void rope(HeadVec<T>& v, const float* invFreq, float 
 #pragma unroll
   for (int j = 0; j < kMaxPairsPerLane; ++j) {
     const int i = lane + 32 * j;
-    if (i < half) {
-      float s, c;
-      sincosf(pos * invFreq[i], &s, &c);
-      c = roundTo<T>(c); s = roundTo<T>(s);
-      const float a = v.lo[j], b = v.hi[j];
-      v.lo[j] = roundTo<T>(roundTo<T>(a * c) + roundTo<T>(-b * s));
-      v.hi[j] = roundTo<T>(roundTo<T>(b * c) + roundTo<T>(a * s));
-    }
+    if (i < half) ropePair<T>(v.lo[j], v.hi[j], pos, invFreq[i]);
   }
 }
 

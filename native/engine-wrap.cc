@@ -1,5 +1,7 @@
 #include "engine-wrap.h"
 
+#include <utility>
+
 #include "js-batch.h"
 #include "step-runner.h"
 
@@ -69,6 +71,17 @@ Napi::Value EngineWrap::Info(const Napi::CallbackInfo& info) {
   o.Set("gemmShapesImported", ei.backend.gemmShapesImported);
   o.Set("gemmShapesPlanned", ei.backend.gemmShapesPlanned);
   o.Set("quantization", ei.backend.quantization);
+  o.Set("gemvFusion", ei.backend.gemvFusion);
+  o.Set("fp8Fuse", ei.backend.fp8Fuse);
+  if (!ei.backend.kvScalesK.empty()) {
+    Napi::Object scales = Napi::Object::New(env);
+    for (const auto& [name, v] : {std::pair{"k", &ei.backend.kvScalesK}, std::pair{"v", &ei.backend.kvScalesV}}) {
+      Napi::Array a = Napi::Array::New(env, v->size());
+      for (size_t i = 0; i < v->size(); ++i) a.Set(uint32_t(i), double((*v)[i]));
+      scales.Set(name, a);
+    }
+    o.Set("kvScales", scales);
+  }
   return o;
 }
 

@@ -127,6 +127,8 @@ JsBatch::JsBatch(Napi::Env env, const Napi::Object& obj) {
   if (c % 2) fail(env, "blockCopies must hold (src, dst) pairs");
   Napi::Value rl = obj.Get("returnLogits");
   b_.returnLogits = rl.IsBoolean() && rl.As<Napi::Boolean>().Value();
+  Napi::Value ok = obj.Get("observeKvAbsMax");
+  b_.observeKvAbsMax = ok.IsBoolean() && ok.As<Napi::Boolean>().Value();
 
   b_.numTokens = int(T);
   b_.numSeqs = int(S);

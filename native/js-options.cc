@@ -1,6 +1,7 @@
 #include "js-options.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -142,6 +143,13 @@ kvs::EngineOptions readEngineOptions(const Napi::Object& o) {
   opts.maxNumSeqs = integer(o, "maxNumSeqs", opts.maxNumSeqs);
   opts.maxModelLen = integer(o, "maxModelLen", opts.maxModelLen);
   opts.batchInvariant = boolean(o, "batchInvariant", false);
+  // Fused kernels not yet verified on a GPU are off unless the option or its environment variable says 1.
+  const auto envOn = [](const char* name) {
+    const char* v = std::getenv(name);
+    return v != nullptr && std::string(v) == "1";
+  };
+  opts.gemvFuse = boolean(o, "gemvFuse", envOn("KVSERVE_GEMV_FUSE"));
+  opts.fp8Fuse = boolean(o, "fp8Fuse", envOn("KVSERVE_FP8_FUSE"));
   opts.quantization = str(o, "quantize", opts.quantization);  // "fp8", "int8": quantize at load (cuda)
   if (opts.quantization == "int8") opts.int8Request = readQuantization(o);  // its calibration, as buildEngine's
   opts.kvCacheDtype = str(o, "kvCacheDtype", opts.kvCacheDtype);

@@ -125,6 +125,7 @@ void StepRunner::complete(Napi::Env env, Napi::Function, StepRunner* self, StepJ
   out.Set("topIds", copyToTyped<Napi::Int32Array>(env, r.topIds));
   out.Set("topValues", copyToTyped<Napi::Float32Array>(env, r.topValues));
   if (job->batch->batch().returnLogits) out.Set("logits", copyToTyped<Napi::Float32Array>(env, r.logits));
+  if (job->batch->batch().observeKvAbsMax) out.Set("kvAbsMax", copyToTyped<Napi::Float32Array>(env, r.kvAbsMax));
   if (std::any_of(r.rowFaults.begin(), r.rowFaults.end(), [](int32_t f) { return f != kvs::kRowOk; }))
     out.Set("rowFaults", copyToTyped<Napi::Int32Array>(env, r.rowFaults));
   job->deferred.Resolve(out);

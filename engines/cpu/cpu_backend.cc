@@ -65,6 +65,23 @@ class CpuBackend : public Backend {
     pool_.idle();
   }
 
+  void kvAbsMax(const int32_t* slots, int n, std::vector<float>& out) override {
+    const size_t row = cache_->rowFloats();
+    out.assign(size_t(cfg_.numLayers) * 2, 0.f);
+    for (int l = 0; l < cfg_.numLayers; ++l)
+      for (int kv = 0; kv < 2; ++kv) {
+        const float* plane = kv == 0 ? cache_->k(l) : cache_->v(l);
+        float m = 0.f;  // a NaN, once seen, stays: nothing compares greater
+        for (int i = 0; i < n; ++i) {
+          if (slots[i] < 0) continue;
+          const float* r = plane + size_t(slots[i]) * row;
+          for (size_t e = 0; e < row; ++e)
+            if (const float a = std::fabs(r[e]); a > m || std::isnan(a)) m = a;
+        }
+        out[size_t(l) * 2 + kv] = m;
+      }
+  }
+
  private:
   ModelConfig cfg_;
   ThreadPool pool_;

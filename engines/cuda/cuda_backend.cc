@@ -43,6 +43,17 @@ DType resolveDType(const ModelConfig& cfg, const EngineOptions& opts) {
   return dt;
 }
 
+}  // namespace
+
+void checkCudaModel(const ModelConfig& cfg) {
+  const int D = cfg.headDim, G = cfg.numKvHeads > 0 ? cfg.numHeads / cfg.numKvHeads : 0;
+  if (cfg.numKvHeads <= 0 || cfg.numHeads % cfg.numKvHeads != 0)
+    throw std::runtime_error("numHeads must be a multiple of numKvHeads");
+  if (D != 8 && D != 16 && D != 32 && D != 64 && D != 128 && D != 256)
+    throw std::runtime_error("head_dim " + std::to_string(D) + " is not supported by the CUDA backend (8, 16, 32, 64, 128, 256)");
+  if (G > 16) throw std::runtime_error("more than 16 query heads per KV head is not supported by the CUDA backend");
+}
+
 // --kv-cache-dtype fp8: the tensor-core attention kernels only (kvsk_attention_fp8_supported), and a GPU with
 // fp8 conversions (compute capability 8.9+). Refused before any weight is uploaded.
 void checkKvCacheDtype(const ModelConfig& cfg, const EngineOptions& opts, DType dt, const cudaDeviceProp& prop) {
@@ -60,17 +71,6 @@ void checkKvCacheDtype(const ModelConfig& cfg, const EngineOptions& opts, DType 
     throw std::runtime_error("--kv-cache-dtype fp8 needs a GPU of compute capability 8.9 or newer (fp8 conversions); " +
                              std::string(prop.name) + " is " + std::to_string(prop.major) + "." +
                              std::to_string(prop.minor) + " (use --kv-cache-dtype auto)");
-}
-
-}  // namespace
-
-void checkCudaModel(const ModelConfig& cfg) {
-  const int D = cfg.headDim, G = cfg.numKvHeads > 0 ? cfg.numHeads / cfg.numKvHeads : 0;
-  if (cfg.numKvHeads <= 0 || cfg.numHeads % cfg.numKvHeads != 0)
-    throw std::runtime_error("numHeads must be a multiple of numKvHeads");
-  if (D != 8 && D != 16 && D != 32 && D != 64 && D != 128 && D != 256)
-    throw std::runtime_error("head_dim " + std::to_string(D) + " is not supported by the CUDA backend (8, 16, 32, 64, 128, 256)");
-  if (G > 16) throw std::runtime_error("more than 16 query heads per KV head is not supported by the CUDA backend");
 }
 
 CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> weights, const EngineOptions& opts)
@@ -94,6 +94,7 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
                                prop.name + " is " + std::to_string(prop.major) + "." + std::to_string(prop.minor));
     if (dt_ == DType::F32)
       throw std::runtime_error("quantization fp8 computes in bfloat16 or float16, not float32: pass --dtype bfloat16");
+    fp8Fuse_ = opts.fp8Fuse;
   }
   // int8: no refusal of --batch-invariant, since every int8 GEMM kernel gives the same bits (gemm.h).
   if (int8_) {
@@ -106,7 +107,7 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   }
   checkKvCacheDtype(cfg, opts, dt_, prop);
   kvFp8_ = opts.kvCacheDtype == "fp8";
-  if (kvFp8_) {  // uncalibrated: 1.0 for every layer, as vLLM (Engine::load checked any given ones)
+  if (kvFp8_) {  // uncalibrated: 1.0 for every layer, as vLLM (Engine::load checked any given ones, and an engine's)
     kScale_ = opts.kvScalesK.empty() ? std::vector<float>(cfg.numLayers, 1.f) : opts.kvScalesK;
     vScale_ = opts.kvScalesV.empty() ? std::vector<float>(cfg.numLayers, 1.f) : opts.kvScalesV;
   }
@@ -177,8 +178,12 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   info_.device = "cuda:0 (" + std::string(prop.name) + ")";
   info_.dtype = dt_;
   info_.kvCacheDtype = kvFp8_ ? "fp8_e4m3" : dtypeName(dt_);
+  info_.kvScalesK = kScale_;
+  info_.kvScalesV = vScale_;
   info_.weightBytes = w_.bytes;
   info_.quantization = fp8_ ? "fp8" : int8_ ? "int8" : "none";
+  info_.gemvFusion = describeGemvFusion();
+  info_.fp8Fuse = fp8Fuse_;
 }
 
 CudaBackend::~CudaBackend() {
@@ -202,6 +207,10 @@ void CudaBackend::allocateActivations() {
   gateUp_.resize(T * 2 * I * es);
   act_.resize(T * I * es);
   final_.resize(S * H * es);
+  if (fp8Fuse_) {
+    xq_.resize(T * std::max(H, I));
+    xqScale_.resize(T * sizeof(float));
+  }
   logits_.resize(S * V * es);
   const size_t parts = S * cfg_.numHeads * static_cast<size_t>(maxSplits_);
   partOut_.resize(parts * cfg_.headDim * sizeof(float));

@@ -7,6 +7,7 @@
 
 #include <map>
 #include <memory>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -22,6 +23,8 @@ namespace kvs::cuda {
 
 // Throws std::runtime_error when the CUDA backend cannot run a model of this shape (head_dim, GQA groups).
 void checkCudaModel(const ModelConfig& cfg);
+// Throws when opts.kvCacheDtype is fp8 and this model (computing in dt) or GPU cannot have an fp8 KV cache.
+void checkKvCacheDtype(const ModelConfig& cfg, const EngineOptions& opts, DType dt, const cudaDeviceProp& prop);
 
 class CudaBackend final : public Backend {
  public:
@@ -29,6 +32,7 @@ class CudaBackend final : public Backend {
   ~CudaBackend() override;
   BackendInfo info() const override { return info_; }
   void step(const StepBatch& batch, StepResult& out) override;
+  void kvAbsMax(const int32_t* slots, int n, std::vector<float>& out) override;
 
  private:
   void allocateActivations();
@@ -39,6 +43,9 @@ class CudaBackend final : public Backend {
   DType dt_;
   bool fp8_ = false;   // the layer matrices are fp8 (w_.quant): their GEMMs go through GemmRunner::runFp8
   bool int8_ = false;  // some layer matrices are int8 (w_.quant): theirs go through GemmRunner::runInt8
+  // fp8 only (EngineOptions::fp8Fuse, KVSERVE_FP8_FUSE): RMSNorm and SiLU·mul write the e4m3 rows of the fp8
+  // GEMMs they feed (qkv, gate/up, down) into xq_ themselves, for the steps whose M runs cuBLASLt there.
+  bool fp8Fuse_ = false;
   BackendInfo info_;
   cudaStream_t stream_ = nullptr;
   int maxT_ = 0, maxS_ = 0, maxSplits_ = 1, partition_ = 512;
@@ -61,6 +68,7 @@ class CudaBackend final : public Backend {
   size_t kvElemBytes() const { return kvFp8_ ? 1 : dtypeSize(dt_); }
   kvsk_kv_dtype kvKind() const { return kvFp8_ ? KVSK_KV_FP8_E4M3 : KVSK_KV_SAME; }
   DeviceBuffer invFreq_;  // [D/2] float32
+  DeviceBuffer observedSlots_, observedMax_;  // kvAbsMax: int32 [n], float32 [numLayers * 2]
 
   // Activations, row-major in dt_ unless noted.
   DeviceBuffer residual_;  // [maxT, H]
@@ -72,6 +80,11 @@ class CudaBackend final : public Backend {
   DeviceBuffer gateUp_;    // [maxT, 2 I]
   DeviceBuffer act_;       // [maxT, I]
   DeviceBuffer final_;     // [maxS, H]  final-normed sampled rows
+  // fp8Fuse_ only: the fused producers' output, the input of the GEMM that follows them (qkv and gate/up: H
+  // columns, down: I). One buffer serves all three: each producer writes it after the previous reader is done
+  // (stream order; with PDL each kernel waits on its predecessor before it touches it).
+  DeviceBuffer xq_;        // [maxT, max(H, I)] e4m3 bytes
+  DeviceBuffer xqScale_;   // [maxT] float32, a scale per row (kvsk_quantize_rows_fp8's)
   DeviceBuffer logits_;    // [maxS, V]
   DeviceBuffer partOut_, partMax_, partSum_;  // split-KV partials, float32 [maxS, Hq, maxSplits, (D)]
 
@@ -95,8 +108,20 @@ class CudaBackend final : public Backend {
   // Enqueues embed .. lm_head for the shape; reads its inputs from `in` at `lay`.
   void forward(const StepShape& sh, const int32_t* in, const Layout& lay);
   // y[M, N] = x[M, K] W^T for one layer matrix: fp8 or int8 (the layout's) when it has scales, else in the
-  // compute dtype; smooth: an int8 matrix's input multiplier, or null.
-  void linear(const void* x, const void* W, const float* scale, const float* smooth, void* y, int M, int N, int K);
+  // compute dtype; smooth: an int8 matrix's input multiplier, or null. quantized (fp8 only): x's producer
+  // wrote its e4m3 rows into xq_ / xqScale_ instead (fusesInput), and x is not read.
+  void linear(const void* x, bool quantized, const void* W, const float* scale, const float* smooth, void* y, int M, int N,
+              int K);
+  // Whether the producer of a layer matrix [N, K]'s input writes e4m3 rows for it at this step's M: with
+  // fp8Fuse_, for an fp8 matrix (cudaFp8Matrix) whose plan runs cuBLASLt there (it reads e4m3 rows) rather
+  // than the FP8 GEMV (it reads bf16/f16 rows, and needs no quantization).
+  bool fusesInput(int N, int K, int M) const;
+  // Layer l's RoPE + cache write of T tokens: qkv_ -> q_ and the layer's K/V planes.
+  kvsk_rope_cache_params ropeParams(int l, int T, const int32_t* positions, const int32_t* slots);
+  // Whether linear(x, W, scale, ., M, N, K) may be a fused GEMV (opts_.gemvFuse, a bf16/f16 matrix, the plan
+  // runs the GEMV at M): then *g is that GEMV (y unset), for kvsk_gemv_rope_cache / kvsk_gemv_silu_mul.
+  bool fusedGemv(const void* x, const void* W, const float* scale, int M, int N, int K, kvsk_gemv_params* g);
+  std::string describeGemvFusion();  // BackendInfo::gemvFusion, after the GEMMs are planned
   // Decode steps through CUDA graphs: returns false when the step does not qualify (then run eagerly).
   bool stepGraphed(const StepBatch& b, const StepShape& eager);
 

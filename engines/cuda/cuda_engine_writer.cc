@@ -91,6 +91,11 @@ EngineBuildResult buildCudaEngine(const ModelConfig& cfg, const WeightStore& sto
   if (opts.quantization == "int8" && dt == DType::F32)
     throw std::runtime_error("--quantization int8 computes in bfloat16 or float16, not float32: pass --dtype bfloat16");
   KVS_CUDA_CHECK(cudaSetDevice(0));
+  {  // an engine built for an fp8 KV cache (calibrated after this write) must be able to run one
+    cudaDeviceProp prop;
+    KVS_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+    cuda::checkKvCacheDtype(cfg, opts, dt, prop);
+  }
   Stream stream;
   EngineBuildResult r;
 

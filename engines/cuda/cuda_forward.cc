@@ -5,10 +5,12 @@
 //   per layer:  x = rmsnorm(residual (+= proj))                 [T, H]
 //               qkv = x Wqkv^T                                  [T, (Hq + 2 Hkv) D]
 //               q, cache <- rope(bias/qk-norm(qkv))             [T, Hq, D], K/V at slotMapping
+//                 (with EngineOptions::gemvFuse, where the qkv GEMM is the GEMV: one kernel, qkv unwritten)
 //               attn = paged_attention(q, cache)                [T, Hq, D]
 //               proj = attn Wo^T                                [T, H]
 //               x = rmsnorm(residual += proj)
 //               proj = silu(x Wgate^T) * (x Wup^T) Wdown^T      [T, H]
+//                 (gemvFuse, where gate/up is the GEMV: SiLU-and-mul in its epilogue, [T, 2I] unwritten)
 //   h = rmsnorm(residual += proj)[sampleIndices]                [R, H]
 //   logits = h Wlm^T                                            [R, V]
 #include <algorithm>
@@ -18,6 +20,7 @@
 
 #include "cuda_backend.h"
 #include "cuda_check.h"
+#include "cuda_engine_layout.h"
 #include "kvserve_kernels.h"
 
 namespace kvs::cuda {
@@ -142,40 +145,69 @@ void CudaBackend::blockCopies(const int32_t* in, const Layout& lay, int numCopie
   KVS_CUDA_CHECK(kvsk_block_copy(&c, stream_));
 }
 
+void CudaBackend::kvAbsMax(const int32_t* slots, int n, std::vector<float>& out) {
+  const int planes = 2 * cfg_.numLayers;
+  out.assign(planes, 0.f);
+  if (n <= 0) return;
+  observedSlots_.resize(static_cast<size_t>(n) * sizeof(int32_t));
+  observedMax_.resize(planes * sizeof(float));
+  KVS_CUDA_CHECK(cudaMemcpyAsync(observedSlots_.get(), slots, static_cast<size_t>(n) * sizeof(int32_t),
+                                 cudaMemcpyHostToDevice, stream_));
+  KVS_CUDA_CHECK(cudaMemsetAsync(observedMax_.get(), 0, planes * sizeof(float), stream_));
+  kvsk_kv_absmax_params p{kv_.get(), planes, static_cast<int64_t>(kvPlaneElems_), cfg_.numKvHeads * cfg_.headDim,
+                          observedSlots_.get<int32_t>(), n, static_cast<kvsk_dtype>(dt_), kvKind(),
+                          observedMax_.get<float>()};
+  KVS_CUDA_CHECK(kvsk_kv_absmax(&p, stream_));
+  KVS_CUDA_CHECK(cudaMemcpyAsync(out.data(), observedMax_.get(), planes * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+  KVS_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  if (kvFp8_)  // the kernel decodes the e4m3 codes; what the attention reads is that times the layer's scale
+    for (int l = 0; l < cfg_.numLayers; ++l) {
+      out[2 * l] *= kScale_[l];
+      out[2 * l + 1] *= vScale_[l];
+    }
+}
+
 void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& lay) {
   const int T = sh.T, R = sh.R;
   const int H = cfg_.hiddenSize, I = cfg_.intermediateSize, V = cfg_.vocabSize;
   const int Hq = cfg_.numHeads, Hkv = cfg_.numKvHeads, D = cfg_.headDim;
   const kvsk_dtype dt = static_cast<kvsk_dtype>(dt_);
-  char* kv = kv_.get<char>();
-  const size_t planeBytes = kvPlaneElems_ * kvElemBytes();
 
   prof_.mark(StepProfiler::Embed, stream_);
   kvsk_embedding_params e{w_.embed, in + lay.tokens, residual_.get(), T, H, V, dt};
   KVS_CUDA_CHECK(kvsk_embedding(&e, stream_));
 
   const float eps = static_cast<float>(cfg_.rmsNormEps);
+  // Whether each fused producer writes e4m3 rows (xq_) for its GEMM instead of bf16/f16 ones: per step, by M
+  // (fusesInput; every layer's matrix of a kind has the same shape, so the same plan). Nothing else reads
+  // normed_ or act_ (the residual stream is residual_, the final norm writes final_), so the producer writes
+  // one or the other, never both. A graphed decode step captures its bucket's choice, which every replay of
+  // that bucket shares. o_proj's input is attention's output: the runner quantizes it in a pass of its own.
+  const bool qQkv = fusesInput(qkvRows_, H, T), qGateUp = fusesInput(2 * I, H, T), qDown = fusesInput(H, I, T);
+  float* xqScale = xqScale_.get<float>();
   for (int l = 0; l < cfg_.numLayers; ++l) {
     const CudaLayerWeights& L = w_.layers[l];
-    void* kCache = kv + (2 * static_cast<size_t>(l)) * planeBytes;
-    void* vCache = kv + (2 * static_cast<size_t>(l) + 1) * planeBytes;
 
     prof_.mark(StepProfiler::Norm, stream_);
-    kvsk_rmsnorm_params n1{l == 0 ? nullptr : proj_.get(), residual_.get(), nullptr, L.inputNorm, normed_.get(), T, H, eps, dt};
+    kvsk_rmsnorm_params n1{l == 0 ? nullptr : proj_.get(), residual_.get(), nullptr, L.inputNorm,
+                           qQkv ? nullptr : normed_.get(), T, H, eps, dt,
+                           qQkv ? xq_.get() : nullptr, qQkv ? xqScale : nullptr};
     KVS_CUDA_CHECK(kvsk_rmsnorm(&n1, stream_));
     prof_.mark(StepProfiler::GemmQkv, stream_);
-    linear(normed_.get(), L.qkv, L.qkvScale, nullptr, qkv_.get(), T, qkvRows_, H);
-
-    prof_.mark(StepProfiler::Rope, stream_);
-    const float kScale = kvFp8_ ? kScale_[l] : 1.f, vScale = kvFp8_ ? vScale_[l] : 1.f;
-    kvsk_rope_cache_params rp{qkv_.get(), q_.get(), kCache, vCache, in + lay.positions, in + lay.slots,
-                              invFreq_.get<float>(), L.qkvBias, L.qNorm, L.kNorm, eps, T, Hq, Hkv, D, dt,
-                              kvKind(), kScale, vScale};
-    KVS_CUDA_CHECK(kvsk_rope_cache(&rp, stream_));
+    const kvsk_rope_cache_params rp = ropeParams(l, T, in + lay.positions, in + lay.slots);  // also this layer's cache
+    kvsk_gemv_params gq;
+    if (!qQkv && fusedGemv(normed_.get(), L.qkv, L.qkvScale, T, qkvRows_, H, &gq) &&
+        kvsk_gemv_rope_cache_supported(&gq, &rp)) {
+      KVS_CUDA_CHECK(kvsk_gemv_rope_cache(&gq, &rp, stream_));
+    } else {
+      linear(normed_.get(), qQkv, L.qkv, L.qkvScale, nullptr, qkv_.get(), T, qkvRows_, H);
+      prof_.mark(StepProfiler::Rope, stream_);
+      KVS_CUDA_CHECK(kvsk_rope_cache(&rp, stream_));
+    }
 
     prof_.mark(StepProfiler::Attention, stream_);
     kvsk_attention_params ap{};
-    ap.q = q_.get(); ap.kCache = kCache; ap.vCache = vCache; ap.out = attn_.get();
+    ap.q = q_.get(); ap.kCache = rp.kCache; ap.vCache = rp.vCache; ap.out = attn_.get();
     ap.blockTables = in + lay.blockTables; ap.queryStart = in + lay.queryStart; ap.contextLens = in + lay.contextLens;
     ap.tileSeq = in + lay.tileSeq; ap.tileQStart = in + lay.tileQ; ap.tileSplitSlot = in + lay.tileSlot;
     ap.partialOut = partOut_.get<float>(); ap.partialMax = partMax_.get<float>(); ap.partialSum = partSum_.get<float>();
@@ -183,36 +215,82 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
     ap.maxSplits = sh.maxSplits; ap.partitionSize = sh.partition;
     ap.numHeads = Hq; ap.numKvHeads = Hkv; ap.headDim = D; ap.blockSize = opts_.blockSize;
     ap.maxBlocksPerSeq = sh.maxBlocks; ap.scale = 1.f / std::sqrt(static_cast<float>(D)); ap.dtype = dt;
-    ap.cacheDtype = kvKind(); ap.kScale = kScale; ap.vScale = vScale;
+    ap.cacheDtype = kvKind(); ap.kScale = rp.kScale; ap.vScale = rp.vScale;
     KVS_CUDA_CHECK(kvsk_attention(&ap, sh.decode, stream_));
     prof_.mark(StepProfiler::GemmO, stream_);
-    linear(attn_.get(), L.o, L.oScale, L.oSmooth, proj_.get(), T, H, Hq * D);
+    linear(attn_.get(), false, L.o, L.oScale, L.oSmooth, proj_.get(), T, H, Hq * D);
 
     prof_.mark(StepProfiler::Norm, stream_);
-    kvsk_rmsnorm_params n2{proj_.get(), residual_.get(), nullptr, L.postNorm, normed_.get(), T, H, eps, dt};
+    kvsk_rmsnorm_params n2{proj_.get(), residual_.get(), nullptr, L.postNorm, qGateUp ? nullptr : normed_.get(), T, H, eps, dt,
+                           qGateUp ? xq_.get() : nullptr, qGateUp ? xqScale : nullptr};
     KVS_CUDA_CHECK(kvsk_rmsnorm(&n2, stream_));
     prof_.mark(StepProfiler::GemmGateUp, stream_);
-    linear(normed_.get(), L.gateUp, L.gateUpScale, nullptr, gateUp_.get(), T, 2 * I, H);
-    prof_.mark(StepProfiler::SiluMul, stream_);
-    kvsk_silu_mul_params sm{gateUp_.get(), act_.get(), T, I, dt};
-    KVS_CUDA_CHECK(kvsk_silu_mul(&sm, stream_));
+    const kvsk_silu_mul_params sm{gateUp_.get(), qDown ? nullptr : act_.get(), T, I, dt, qDown ? xq_.get() : nullptr,
+                                  qDown ? xqScale : nullptr};
+    kvsk_gemv_params gg;
+    if (!qGateUp && fusedGemv(normed_.get(), L.gateUp, L.gateUpScale, T, 2 * I, H, &gg) &&
+        kvsk_gemv_silu_mul_supported(&gg, &sm)) {
+      KVS_CUDA_CHECK(kvsk_gemv_silu_mul(&gg, &sm, stream_));
+    } else {
+      linear(normed_.get(), qGateUp, L.gateUp, L.gateUpScale, nullptr, gateUp_.get(), T, 2 * I, H);
+      prof_.mark(StepProfiler::SiluMul, stream_);
+      KVS_CUDA_CHECK(kvsk_silu_mul(&sm, stream_));
+    }
     prof_.mark(StepProfiler::GemmDown, stream_);
-    linear(act_.get(), L.down, L.downScale, L.downSmooth, proj_.get(), T, H, I);
+    linear(act_.get(), qDown, L.down, L.downScale, L.downSmooth, proj_.get(), T, H, I);
   }
   if (R == 0) return;
   prof_.mark(StepProfiler::Norm, stream_);
   kvsk_rmsnorm_params nf{cfg_.numLayers > 0 ? proj_.get() : nullptr, residual_.get(), in + lay.sampleIdx,
-                         w_.finalNorm, final_.get(), R, H, eps, dt};
+                         w_.finalNorm, final_.get(), R, H, eps, dt, nullptr, nullptr};
   KVS_CUDA_CHECK(kvsk_rmsnorm(&nf, stream_));
   prof_.mark(StepProfiler::LmHead, stream_);
   gemm_->run(final_.get(), w_.lmHead, logits_.get(), R, V, H, dt_, dt_);
 }
 
-void CudaBackend::linear(const void* x, const void* W, const float* scale, const float* smooth, void* y, int M, int N,
-                         int K) {
-  if (!scale) gemm_->run(x, W, y, M, N, K, dt_, dt_);
+void CudaBackend::linear(const void* x, bool quantized, const void* W, const float* scale, const float* smooth, void* y,
+                         int M, int N, int K) {
+  if (quantized) gemm_->runFp8(xq_.get(), xqScale_.get<float>(), W, scale, y, M, N, K, dt_);
+  else if (!scale) gemm_->run(x, W, y, M, N, K, dt_, dt_);
   else if (int8_) gemm_->runInt8(x, smooth, W, scale, y, M, N, K, dt_);  // an int8 matrix (cuda_engine_layout.h)
   else gemm_->runFp8(x, W, scale, y, M, N, K, dt_);                    // an fp8 matrix
+}
+
+kvsk_rope_cache_params CudaBackend::ropeParams(int l, int T, const int32_t* positions, const int32_t* slots) {
+  const CudaLayerWeights& L = w_.layers[l];
+  char* kv = kv_.get<char>();
+  const size_t planeBytes = kvPlaneElems_ * kvElemBytes();
+  return kvsk_rope_cache_params{qkv_.get(), q_.get(), kv + 2 * static_cast<size_t>(l) * planeBytes,
+                                kv + (2 * static_cast<size_t>(l) + 1) * planeBytes, positions, slots,
+                                invFreq_.get<float>(), L.qkvBias, L.qNorm, L.kNorm, static_cast<float>(cfg_.rmsNormEps),
+                                T, cfg_.numHeads, cfg_.numKvHeads, cfg_.headDim, static_cast<kvsk_dtype>(dt_), kvKind(),
+                                kvFp8_ ? kScale_[l] : 1.f, kvFp8_ ? vScale_[l] : 1.f};
+}
+
+bool CudaBackend::fusedGemv(const void* x, const void* W, const float* scale, int M, int N, int K, kvsk_gemv_params* g) {
+  if (!opts_.gemvFuse || scale) return false;  // fp8 matrices run gemv_fp8.cu or cuBLASLt
+  const int rows = gemm_->gemvRows(M, N, K, dt_, dt_);
+  *g = kvsk_gemv_params{x, W, nullptr, M, N, K, static_cast<kvsk_dtype>(dt_), rows};
+  return rows > 0;
+}
+
+std::string CudaBackend::describeGemvFusion() {
+  if (cfg_.numLayers == 0) return "";
+  const CudaLayerWeights& L = w_.layers[0];
+  const int H = cfg_.hiddenSize, I = cfg_.intermediateSize;
+  std::string s;
+  kvsk_gemv_params g;
+  const kvsk_rope_cache_params rp = ropeParams(0, 1, nullptr, nullptr);
+  if (fusedGemv(normed_.get(), L.qkv, L.qkvScale, 1, qkvRows_, H, &g) && kvsk_gemv_rope_cache_supported(&g, &rp))
+    s = "rope+cache";
+  const kvsk_silu_mul_params sm{gateUp_.get(), act_.get(), 1, I, static_cast<kvsk_dtype>(dt_)};
+  if (fusedGemv(normed_.get(), L.gateUp, L.gateUpScale, 1, 2 * I, H, &g) && kvsk_gemv_silu_mul_supported(&g, &sm))
+    s += s.empty() ? "silu*mul" : ",silu*mul";
+  return s;
+}
+
+bool CudaBackend::fusesInput(int N, int K, int M) const {
+  return fp8Fuse_ && cudaFp8Matrix(K) && !gemm_->fp8UsesGemv(N, K, dt_, M);
 }
 
 }  // namespace kvs::cuda

@@ -281,6 +281,12 @@ void GemmRunner::run(const void* X, const void* W, void* Y, int M, int N, int K,
                                   workspace_, workspaceBytes_, stream_));
 }
 
+int GemmRunner::gemvRows(int M, int N, int K, DType in, DType out) {
+  if (M <= 0 || M > maxM_) return 0;
+  const Bucket& b = bucketFor(get(N, K, in, out, nullptr, 0), M);
+  return b.gemv ? b.gemvRows : 0;
+}
+
 const GemmRunner::Bucket& GemmRunner::bucketFor(const Plan& p, int M) const {
   for (const Bucket& c : p.buckets)
     if (M <= c.maxM) return c;

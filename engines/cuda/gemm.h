@@ -19,7 +19,8 @@
 // FP8 requires), B = xq, D in bf16/f16, CUBLAS_COMPUTE_32F without fast accumulation, and the scales as
 // outer vectors (CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F: A's per row of W8 = wScale, B's per token =
 // xScale; cuBLAS 12.9+ on sm_90), so y = xScale[m] wScale[n] sum_k xq[m, k] W8[n, k] comes out of the
-// matmul's own epilogue.
+// matmul's own epilogue. A producer that quantizes its own output (the forward pass's RMSNorm and SiLU·mul)
+// hands xq and xScale to the runFp8 overload instead, which skips the quantize pass.
 //
 // INT8 linear layers (W8A8 with SmoothQuant, gemm_int8.cc): Y[M, N] = dequant(xq (W8)^T), W8 [N, K] int8 with a
 // float32 scale per row and, for layers whose smoothing could not be folded into a norm, a float32
@@ -76,6 +77,9 @@ class GemmRunner {
   void run(const void* X, const void* W, void* Y, int M, int N, int K, DType in, DType out);
   // Plain description of the algorithm(s) chosen for the shape (benchmarks, logs).
   std::string describe(int N, int K, DType in, DType out);
+  // Rows of W per CTA (1, 2 or 4) when run() at this M launches the GEMV kernel (kernels/gemv.cu), else 0
+  // (cuBLASLt, or M outside [1, maxM]): the forward pass fuses its epilogues only into the GEMV.
+  int gemvRows(int M, int N, int K, DType in, DType out);
 
   // The plan of (N, K, in, out) as choices, ascending in M (planned untimed first when it is not yet).
   std::vector<GemmChoice> exportPlan(int N, int K, DType in, DType out);
@@ -96,6 +100,10 @@ class GemmRunner {
   // unplanned shape lazily (untimed). Throws when cuBLASLt has no FP8 algorithm for an M the GEMV cannot serve.
   void planFp8(int N, int K, DType io, const void* W8 = nullptr, const float* wScale = nullptr, int maxM = 0);
   void runFp8(const void* X, const void* W8, const float* wScale, void* Y, int M, int N, int K, DType io);
+  // As runFp8, on X already quantized per row by its producer (Xq [M, K] e4m3 and xScale [M], as
+  // kvsk_quantize_rows_fp8 writes them; kvsk_rmsnorm / kvsk_silu_mul with outQ): no quantize pass. Only for an M
+  // whose bucket runs cuBLASLt (fp8UsesGemv(N, K, io, M) false; throws otherwise). Xq and xScale 16-byte aligned.
+  void runFp8(const void* Xq, const float* xScale, const void* W8, const float* wScale, void* Y, int M, int N, int K, DType io);
   std::string describeFp8(int N, int K, DType io);
   bool fp8UsesGemv(int N, int K, DType io, int M);  // whether runFp8 at this M runs kernels/gemv_fp8.cu
   // As exportPlan / importPlan, for the FP8 plan of (N, K, io); GEMV choices carry gemvRows 16, 32 or 64.
@@ -155,10 +163,12 @@ class GemmRunner {
   void planFastFp8(Plan& p, int N, int K, DType io, const void* W8, const float* wScale, int maxM);
   bool fp8GemvApplies(int M, int N, int K, DType io) const;
   void reserveFp8Scratch(int M, int K);
-  void setFp8Scales(Plan& p, const float* wScale);  // A: wScale (null: a stand-in), B: the scratch's scales
-  // xq = quantized X into the scratch, then the matmul of bucket algorithm `algo` at M rows.
-  cublasStatus_t matmulFp8(Plan& p, const cublasLtMatmulAlgo_t& algo, const void* X, const void* W8, const float* wScale,
-                           void* Y, int M, int K, DType io);
+  // A: wScale, B: xScale (null: the scratch's scales; a null wScale is a stand-in for the heuristic's queries).
+  void setFp8Scales(Plan& p, const float* wScale, const float* xScale = nullptr);
+  void quantizeFp8(const void* X, int M, int K, DType io);  // X [M, K] per row into the scratch
+  // The matmul of bucket algorithm `algo` at M rows on quantized X (the scratch's or a producer's).
+  cublasStatus_t matmulFp8(Plan& p, const cublasLtMatmulAlgo_t& algo, const void* Xq, const float* xScale, const void* W8,
+                           const float* wScale, void* Y, int M);
   // INT8 (gemm_int8.cc)
   Plan& getInt8(int N, int K, DType io, const void* W8, const float* wScale, int maxM);
   Plan makePlanInt8(int N, int K);

@@ -1,7 +1,8 @@
 // GemmRunner's FP8 linear layers (gemm.h states the scheme): per fast-mode M bucket, the FP8 GEMV on X as it is,
-// or X quantized per row into the runner's scratch and cuBLASLt's FP8 matmul with outer-vector scales. A
-// cuBLASLt candidate is timed together with the quantization it needs, so the GEMV and cuBLASLt compete on
-// what a call costs.
+// or X quantized per row into the runner's scratch (or by its producer: the runFp8 overload on Xq) and
+// cuBLASLt's FP8 matmul with outer-vector scales. A cuBLASLt candidate is timed together with the
+// quantization pass, so the GEMV and cuBLASLt compete on what a call costs without a fused producer; the plan
+// is the same whichever way X arrives, so a fused and an unfused forward pass run the same algorithms.
 #include <algorithm>
 #include <cstdint>
 #include <string>
@@ -35,9 +36,9 @@ void GemmRunner::reserveFp8Scratch(int M, int K) {
   fp8Scale_.resize(static_cast<size_t>(M) * sizeof(float));
 }
 
-void GemmRunner::setFp8Scales(Plan& p, const float* wScale) {
+void GemmRunner::setFp8Scales(Plan& p, const float* wScale, const float* xScale) {
   const void* a = wScale ? static_cast<const void*>(wScale) : fp8Scale_.get();  // null: a stand-in for queries
-  const void* b = fp8Scale_.get();
+  const void* b = xScale ? static_cast<const void*>(xScale) : fp8Scale_.get();
   KVS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &a, sizeof(a)));
   KVS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &b, sizeof(b)));
 }
@@ -89,15 +90,20 @@ void GemmRunner::planFp8(int N, int K, DType io, const void* W8, const float* wS
   getFp8(N, K, io, W8, wScale, maxM);
 }
 
-cublasStatus_t GemmRunner::matmulFp8(Plan& p, const cublasLtMatmulAlgo_t& algo, const void* X, const void* W8,
-                                     const float* wScale, void* Y, int M, int K, DType io) {
+void GemmRunner::quantizeFp8(const void* X, int M, int K, DType io) {
   kvsk_quantize_rows_fp8_params q{X, fp8X_.get(), fp8Scale_.get<float>(), M, K, static_cast<kvsk_dtype>(io)};
   KVS_CUDA_CHECK(kvsk_quantize_rows_fp8(&q, stream_));
-  setFp8Scales(p, wScale);  // per call: one plan serves every layer of the shape, each with its own wScale
+}
+
+cublasStatus_t GemmRunner::matmulFp8(Plan& p, const cublasLtMatmulAlgo_t& algo, const void* Xq, const float* xScale,
+                                     const void* W8, const float* wScale, void* Y, int M) {
+  // Per call: one plan serves every layer of the shape, each with its own wScale, and X's scales come from the
+  // scratch or from the caller.
+  setFp8Scales(p, wScale, xScale);
   setCols(p.b, M);
   setCols(p.d, M);
   const float alpha = 1.f, beta = 0.f;
-  return cublasLtMatmul(handle_, p.desc, &alpha, W8, p.a, fp8X_.get(), p.b, &beta, Y, p.d, Y, p.d, &algo, workspace_,
+  return cublasLtMatmul(handle_, p.desc, &alpha, W8, p.a, Xq, p.b, &beta, Y, p.d, Y, p.d, &algo, workspace_,
                         workspaceBytes_, stream_);
 }
 
@@ -167,7 +173,10 @@ void GemmRunner::planFastFp8(Plan& p, int N, int K, DType io, const void* W8, co
       const size_t ws = std::max(check.workspaceSize, results[i].workspaceSize);
       float ms = static_cast<float>(i);  // untimed: the heuristic's order
       if (timed) {
-        auto once = [&] { return matmulFp8(p, algo, x.get(), W8, wScale, y.get(), hi, K, io) == CUBLAS_STATUS_SUCCESS; };
+        auto once = [&] {
+          quantizeFp8(x.get(), hi, K, io);
+          return matmulFp8(p, algo, fp8X_.get(), fp8Scale_.get<float>(), W8, wScale, y.get(), hi) == CUBLAS_STATUS_SUCCESS;
+        };
         if (!once()) continue;
         ms = timer(once);
       }
@@ -198,7 +207,24 @@ void GemmRunner::runFp8(const void* X, const void* W8, const float* wScale, void
     KVS_CUDA_CHECK(kvsk_gemv_fp8(&g, stream_));
     return;
   }
-  KVS_CUBLAS_CHECK(matmulFp8(p, b.algo, X, W8, wScale, Y, M, K, io));
+  quantizeFp8(X, M, K, io);
+  KVS_CUBLAS_CHECK(matmulFp8(p, b.algo, fp8X_.get(), fp8Scale_.get<float>(), W8, wScale, Y, M));
+}
+
+void GemmRunner::runFp8(const void* Xq, const float* xScale, const void* W8, const float* wScale, void* Y, int M, int N,
+                        int K, DType io) {
+  if (M <= 0) return;
+  requireFast("FP8 GEMM");
+  if (M > maxM_) throw std::runtime_error("FP8 GEMM with M=" + std::to_string(M) + " > planned maximum " + std::to_string(maxM_));
+  if ((reinterpret_cast<uintptr_t>(Xq) | reinterpret_cast<uintptr_t>(xScale) | reinterpret_cast<uintptr_t>(W8) |
+       reinterpret_cast<uintptr_t>(wScale) | reinterpret_cast<uintptr_t>(Y)) % 16 != 0)
+    throw std::runtime_error("FP8 GEMM: Xq, xScale, W8, wScale and Y must be 16-byte aligned");
+  Plan& p = getFp8(N, K, io, nullptr, nullptr, 0);
+  const Bucket& b = bucketFor(p, M);
+  if (b.gemv)
+    throw std::runtime_error("FP8 GEMM on quantized X at M=" + std::to_string(M) + ": the plan of " + std::to_string(N) + "x" +
+                             std::to_string(K) + " runs the FP8 GEMV there, which reads X unquantized (ask fp8UsesGemv first)");
+  KVS_CUBLAS_CHECK(matmulFp8(p, b.algo, Xq, xScale, W8, wScale, Y, M));
 }
 
 bool GemmRunner::fp8UsesGemv(int N, int K, DType io, int M) { return bucketFor(getFp8(N, K, io, nullptr, nullptr, 0), M).gemv; }

@@ -8,6 +8,7 @@ import { stderrProgress } from '../load-progress.js';
 import { buildEngineFolder } from './build-engine.js';
 import { fp8Summary } from './fp8-build.js';
 import { int8Defaults, int8Summary, type Int8Options } from './int8-build.js';
+import { kvCacheSummary } from './kv-calibration.js';
 import { formatManifest, readManifest, type Quantization } from './manifest.js';
 
 interface BuildConfig extends Int8Options {
@@ -19,6 +20,7 @@ interface BuildConfig extends Int8Options {
   device: 'cpu' | 'cuda';
   dtype: 'auto' | 'float32' | 'bfloat16' | 'float16';
   quantization: Quantization;
+  kvCacheDtype: 'auto' | 'fp8' | 'fp8_e4m3';
   threads: number;
   maxNumSeqs: number;
   maxNumBatchedTokens: number;
@@ -51,18 +53,31 @@ const buildFlags: Record<string, FlagSpec> = {
     choices: ['none', 'fp8', 'int8'],
     help: 'int8: W8A8 with SmoothQuant, calibrated on --calib-data (--device cpu); fp8: E4M3 weights per channel, activations per token (--device cuda)',
   },
+  'kv-cache-dtype': {
+    key: 'kvCacheDtype',
+    kind: 'string',
+    choices: ['auto', 'fp8', 'fp8_e4m3'],
+    help:
+      'auto = the compute dtype; fp8 (or fp8_e4m3): the engine runs an e4m3 KV cache with one K and one V scale per ' +
+      'layer, calibrated on --calib-data (abs-max / 448) and kept in the manifest (--device cuda)',
+  },
   'calib-data': {
     key: 'calibData',
     kind: 'string',
     metavar: 'FILE',
-    help: 'int8 calibration text: .jsonl with {"text": ...} per line, else one sample per paragraph (or line)',
+    help: 'int8 and fp8 KV cache calibration text: .jsonl with {"text": ...} per line, else one sample per paragraph (or line)',
   },
-  'calib-samples': { key: 'calibSamples', kind: 'int', min: 1, help: 'int8: calibrate on the first N samples' },
+  'calib-samples': {
+    key: 'calibSamples',
+    kind: 'int',
+    min: 1,
+    help: 'int8, fp8 KV cache: calibrate on the first N samples',
+  },
   'eval-data': {
     key: 'evalData',
     kind: 'string',
     metavar: 'FILE',
-    help: 'int8, fp8: held-out text (as --calib-data) for perplexity and top-1 agreement against the unquantized model',
+    help: 'int8, fp8, fp8 KV cache: held-out text (as --calib-data) for perplexity and top-1 agreement against the unquantized model',
   },
   'keep-precision': {
     key: 'keepPrecision',
@@ -117,6 +132,7 @@ const buildDefaults = (): BuildConfig => {
     device: 'cpu',
     dtype: 'auto',
     quantization: 'none',
+    kvCacheDtype: 'auto',
     threads: 0,
     maxNumSeqs: e.maxNumSeqs,
     maxNumBatchedTokens: e.maxNumBatchedTokens,
@@ -142,6 +158,7 @@ const help = () =>
       'kvserve build --model models/stories260K --quantization int8 --out engines/stories-int8',
       'kvserve build --model DIR --quantization int8 --calib-data calib.jsonl --keep-precision lm_head --out DIR',
       'kvserve build --model org/name --device cuda --quantization fp8 --out /srv/engines/name-h200-fp8',
+      'kvserve build --model org/name --device cuda --kv-cache-dtype fp8 --calib-data calib.jsonl --out /srv/engines/name-kv8',
       'kvserve engine-info engines/stories-cpu',
     ],
   });
@@ -168,13 +185,24 @@ export async function runBuildCli(argv: string[]): Promise<number> {
   if (c.maxNumBatchedTokens < 16)
     throw new ConfigError(`--max-num-batched-tokens must be at least 16, got ${c.maxNumBatchedTokens}`);
   const dummy = c.loadFormat === 'dummy';
+  const kvFp8 = c.kvCacheDtype !== 'auto';
   if (c.quantization !== 'int8') {
+    // The fp8 KV cache's calibration takes --calib-data and --calib-samples; its quality (and fp8's) --eval-data.
+    const shared = [
+      ...(kvFp8 ? ['calibData', 'calibSamples', 'evalData'] : []),
+      ...(c.quantization === 'fp8' ? ['evalData'] : []),
+    ];
     const given = Object.keys(int8Defaults()).filter(
       (k) =>
-        !(k === 'evalData' && c.quantization === 'fp8') &&
+        !shared.includes(k) &&
         (c as unknown as Record<string, unknown>)[k] !== (int8Defaults() as unknown as Record<string, unknown>)[k],
     );
-    if (given.length > 0) throw new ConfigError(`the int8 options (${given.join(', ')}) need --quantization int8`);
+    if (given.length > 0) {
+      const calib = given.every((k) => k === 'calibData' || k === 'calibSamples' || k === 'evalData');
+      throw new ConfigError(
+        `the int8 options (${given.join(', ')}) need --quantization int8${calib ? ' (or --kv-cache-dtype fp8)' : ''}`,
+      );
+    }
   }
   const hub = isHubModelId(c.model);
   const modelDir = hub
@@ -203,6 +231,12 @@ export async function runBuildCli(argv: string[]): Promise<number> {
         percentile: c.percentile,
       },
       evalData: resolve(c.evalData),
+      ...(kvFp8
+        ? {
+            kvCacheDtype: 'fp8' as const,
+            calibration: { calibData: resolve(c.calibData), calibSamples: c.calibSamples },
+          }
+        : {}),
       profile: { maxNumSeqs: c.maxNumSeqs, maxNumBatchedTokens: c.maxNumBatchedTokens, maxModelLen: c.maxModelLen },
     },
     c.quiet ? undefined : stderrProgress('building: '),
@@ -212,8 +246,10 @@ export async function runBuildCli(argv: string[]): Promise<number> {
     const q = manifest.quantization;
     if (q.method === 'int8') for (const line of int8Summary(q)) console.error(line);
     if (q.method === 'fp8') for (const line of fp8Summary(q)) console.error(line);
+    if (manifest.kvCache) for (const line of kvCacheSummary(manifest.kvCache)) console.error(line);
     console.error(
-      `kvserve: built ${resolve(c.out)} (${q.method !== 'none' ? `${q.method} + ` : ''}${manifest.weights.dtype}, ${manifest.target.device} ` +
+      `kvserve: built ${resolve(c.out)} (${q.method !== 'none' ? `${q.method} + ` : ''}${manifest.weights.dtype}` +
+        `${manifest.kvCache ? ', fp8 KV cache' : ''}, ${manifest.target.device} ` +
         `${manifest.target.device === 'cuda' ? `${manifest.target.arch} ${manifest.target.gpuName}` : manifest.target.features.join(',')}) ` +
         `in ${s} s${c.model === defaultModelDir ? ' from the stories260K demo' : ''}`,
     );

@@ -1,8 +1,10 @@
 // Building an engine folder: the native writer puts the weights in the backend's final layout (for int8:
 // after calibrating and quantizing them), then the model is hashed, config.json and the tokenizer files are
-// copied, and manifest.json is written; an int8 engine is then loaded from the folder and measured against
-// the unquantized model on held-out text, and the manifest rewritten with the result. All of it happens in a
-// temporary folder that becomes the engine only when complete (atomic-folder.ts).
+// copied, and manifest.json is written; with --kv-cache-dtype fp8 the engine is then loaded from the folder to
+// calibrate its KV cache's scales (kv-calibration.ts); a quantized engine (or one with an fp8 KV cache) is then
+// loaded as it will be served and measured against the unquantized model on held-out text, and the manifest
+// rewritten with the result. All of it happens in a temporary folder that becomes the engine only when
+// complete (atomic-folder.ts).
 import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { ConfigError, repoRoot } from '../config.js';
@@ -21,8 +23,9 @@ import {
   type Int8Options,
   type Int8Plan,
 } from './int8-build.js';
-import { defaultEvalData } from './calibration-data.js';
+import { defaultCalibData, defaultEvalData } from './calibration-data.js';
 import { fp8Section, planFp8, type Fp8Plan } from './fp8-build.js';
+import { calibrateKvCache, kvCacheArgs, kvCacheSection, planKvCache, type KvCachePlan } from './kv-calibration.js';
 import { MANIFEST, type EngineManifest, type OptimizationProfile, type Quantization } from './manifest.js';
 import { hashModelFolder, type ModelHash } from './model-hash.js';
 import { measureQuality } from './quality.js';
@@ -39,7 +42,9 @@ export interface BuildOptions {
   threads: number; // 0 = all cores
   dummy?: { seed: number }; // --load-format dummy: random weights of the config's shape, for benchmarks
   int8?: Int8Options; // with quantization int8; int8Defaults() when absent
-  evalData?: string; // fp8: held-out text of the quality report (default: the shipped one)
+  evalData?: string; // fp8 (weights or KV cache): held-out text of the quality report (default: the shipped one)
+  kvCacheDtype?: 'auto' | 'fp8'; // fp8: the engine runs an fp8 KV cache with scales calibrated at build (cuda)
+  calibration?: { calibData: string; calibSamples: number }; // of the fp8 KV cache (default: the shipped text, 128)
 }
 
 // Copied beside the weights when the model has them: what the tokenizer, the chat template and generation
@@ -76,7 +81,8 @@ export function rebuildArgs(o: BuildOptions): string[] {
     '--quantization',
     o.quantization,
     ...(o.quantization === 'int8' ? int8Args(o.int8 ?? int8Defaults()) : []),
-    ...(o.quantization === 'fp8' ? ['--eval-data', o.evalData ?? defaultEvalData] : []),
+    ...(o.quantization === 'fp8' || o.kvCacheDtype === 'fp8' ? ['--eval-data', o.evalData ?? defaultEvalData] : []),
+    ...(o.kvCacheDtype === 'fp8' ? kvCacheArgs(kvCalibration(o)) : []),
     '--max-num-seqs',
     String(o.profile.maxNumSeqs),
     '--max-num-batched-tokens',
@@ -85,6 +91,12 @@ export function rebuildArgs(o: BuildOptions): string[] {
     String(o.profile.maxModelLen),
   ];
 }
+
+const kvCalibration = (o: BuildOptions) => ({
+  calibData: o.calibration?.calibData ?? defaultCalibData,
+  calibSamples: o.calibration?.calibSamples ?? 128,
+  evalData: o.evalData ?? defaultEvalData,
+});
 
 /** Builds the engine at o.out; `hash`, when the caller already has it, skips hashing the model again. */
 export async function buildEngineFolder(
@@ -97,6 +109,8 @@ export async function buildEngineFolder(
   if (int8Refusal) throw new ConfigError(int8Refusal);
   if (o.quantization === 'fp8' && o.device !== 'cuda')
     throw new ConfigError('--quantization fp8 is for --device cuda (on cpu: none or int8)');
+  if (o.kvCacheDtype === 'fp8' && o.device !== 'cuda')
+    throw new ConfigError('--kv-cache-dtype fp8 is for --device cuda (the CPU backend keeps the KV cache in float32)');
   if (o.device === 'cuda' && !native.builtWithCuda()) {
     throw new Error(
       '--device cuda: this build has no CUDA backend (built without nvcc and cuBLASLt); build for --device cpu',
@@ -105,24 +119,18 @@ export async function buildEngineFolder(
   const t0 = performance.now();
   const dummy = o.dummy !== undefined;
   const configPath = configPathOf(o.modelDir, dummy);
+  const modelFiles = {
+    dir: dummy && o.modelDir.endsWith('.json') ? dirname(o.modelDir) : o.modelDir,
+    configPath,
+    dummy,
+    maxModelLen: o.profile.maxModelLen,
+  };
   const plan: Int8Plan | undefined =
-    o.quantization === 'int8'
-      ? await planInt8(o.int8 ?? int8Defaults(), {
-          dir: dummy && o.modelDir.endsWith('.json') ? dirname(o.modelDir) : o.modelDir,
-          configPath,
-          dummy,
-          maxModelLen: o.profile.maxModelLen,
-        })
-      : undefined;
+    o.quantization === 'int8' ? await planInt8(o.int8 ?? int8Defaults(), modelFiles) : undefined;
   const fp8: Fp8Plan | undefined =
-    o.quantization === 'fp8'
-      ? await planFp8(o.evalData ?? defaultEvalData, {
-          dir: dummy && o.modelDir.endsWith('.json') ? dirname(o.modelDir) : o.modelDir,
-          configPath,
-          dummy,
-          maxModelLen: o.profile.maxModelLen,
-        })
-      : undefined;
+    o.quantization === 'fp8' ? await planFp8(o.evalData ?? defaultEvalData, modelFiles) : undefined;
+  const kv: KvCachePlan | undefined =
+    o.kvCacheDtype === 'fp8' ? await planKvCache(kvCalibration(o), modelFiles) : undefined;
   return writeFolderAtomically(o.out, async (tmp) => {
     const built = await native.buildEngine(
       {
@@ -140,6 +148,7 @@ export async function buildEngineFolder(
         maxModelLen: o.profile.maxModelLen,
         seed: o.dummy?.seed ?? 0,
         quantization: plan?.request ?? (fp8 ? { method: 'fp8' } : undefined),
+        kvCacheDtype: kv ? 'fp8' : 'auto', // refused here, before the weights, where the model cannot have one
       },
       tmp,
       progress,
@@ -203,8 +212,27 @@ export async function buildEngineFolder(
     };
     const write = () => writeFileSync(join(tmp, MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`);
     write();
-    // A quantized engine is measured as written (loaded from this folder, as serve --engine would), against
-    // the unquantized model on the same device; the manifest is written again with the result.
+    if (kv) {
+      // The manifest names no KV cache yet, so this load of the engine runs a cache in its compute dtype.
+      const t4 = performance.now();
+      progress?.('calibrate', 0);
+      const observed = await calibrateKvCache({
+        engine: { model: '', engine: tmp },
+        samples: kv.samples,
+        maxLen: kv.maxLen,
+        threads: o.threads,
+        device: o.device,
+        progress: (f) => progress?.('calibrate', f),
+      });
+      const seconds = (performance.now() - t4) / 1000;
+      manifest.kvCache = kvCacheSection(kv, observed, seconds);
+      manifest.timings.calibrateKv = seconds;
+      manifest.timings.total = (performance.now() - t0) / 1000;
+      write();
+    }
+    // A quantized engine, or one with an fp8 KV cache, is measured as written (loaded from this folder as
+    // serve --engine would: with its fp8 cache and calibrated scales when it has them), against the unquantized
+    // model (its cache in the compute dtype) on the same device; the manifest is written again with the result.
     const evaluate = async (samples: number[][], maxLen: number, dtype: BuildOptions['dtype'], device: Device) => {
       const t4 = performance.now();
       progress?.('evaluate', 0);
@@ -229,6 +257,12 @@ export async function buildEngineFolder(
         fp8.evalData,
         built,
       );
+      write();
+    } else if (kv && manifest.kvCache) {
+      manifest.kvCache.quality = {
+        file: kv.options.evalData,
+        ...(await evaluate(kv.evalSamples, kv.maxLen, built.dtype, 'cuda')),
+      };
       write();
     }
     if (plan && manifest.quantization.method === 'int8') {

@@ -1,6 +1,6 @@
-// Text for int8 calibration (--calib-data) and for the quality check (--eval-data): a .jsonl file holds one
-// {"text": ...} object per line; any other file is plain text, one sample per paragraph (blank-line
-// separated) or, when it has no blank lines, one sample per line. The defaults ship in data/calibration/,
+// Text for int8 and fp8 KV-cache calibration (--calib-data) and for the quality check (--eval-data): a .jsonl
+// file holds one {"text": ...} object per line; any other file is plain text, one sample per paragraph
+// (blank-line separated) or, when it has no blank lines, one sample per line. The defaults ship in data/calibration/,
 // written for kvserve (MIT): simple English stories like those the stories260K demo model learnt from.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -75,14 +75,21 @@ export function evalSamples(tok: TextTokenizer, file: string, maxLen: number): n
   return ids;
 }
 
-/** The first `count` samples of the calibration file, tokenized; refuses too little text in one line. */
-export function calibrationTokens(tok: TextTokenizer, file: string, count: number, maxLen: number): number[][] {
+/** The first `count` samples of the calibration file, tokenized; refuses too little text in one line (`what`
+ *  names the calibration in it). */
+export function calibrationTokens(
+  tok: TextTokenizer,
+  file: string,
+  count: number,
+  maxLen: number,
+  what = 'int8 calibration',
+): number[][] {
   const ids = tokenizeSamples(tok, readTextSamples(file, '--calib-data').slice(0, count), maxLen);
   const tokens = ids.reduce((n, s) => n + s.length, 0);
   if (tokens < MIN_CALIB_TOKENS) {
     throw new CalibrationDataError(
       `--calib-data ${file} is too short: ${tokens} tokens in ${ids.length} samples (--calib-samples ${count}); ` +
-        `int8 calibration needs at least ${MIN_CALIB_TOKENS}`,
+        `${what} needs at least ${MIN_CALIB_TOKENS}`,
     );
   }
   return ids;

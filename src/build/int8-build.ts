@@ -18,6 +18,7 @@ import {
 import { linearLayerNames, resolveKeepPrecision } from './layer-names.js';
 import type { Int8Quantization } from './manifest.js';
 import { qualityLine, type QualityReport } from './quality.js';
+import { formatTable, shortNumber } from './summary-table.js';
 
 export interface Int8Options {
   calibData: string; // --calib-data
@@ -117,17 +118,14 @@ export function int8Section(
 
 export const withQuality = (q: QualityReport, file: string): Int8Quantization['quality'] => ({ file, ...q });
 
-const g = (v: number) =>
-  Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : v.toPrecision(3);
-
 /** The per-layer table and the quality line, for the build's output and engine-info. */
 export function int8Summary(q: Int8Quantization): string[] {
   const rows = q.layers.map((l) => [
     l.name,
     l.int8 ? 'int8' : 'float',
     l.smoothing === 'none' ? 'none' : `${l.observer} α=${l.alpha!.toFixed(2)} (${l.smoothing})`,
-    `${g(l.weightScale[0])}..${g(l.weightScale[1])}`,
-    `${g(l.actMax[0])}..${g(l.actMax[1])}`,
+    `${shortNumber(l.weightScale[0])}..${shortNumber(l.weightScale[1])}`,
+    `${shortNumber(l.actMax[0])}..${shortNumber(l.actMax[1])}`,
     `${(l.error * 100).toFixed(2)}%`,
     `${(l.errorUnsmoothed * 100).toFixed(2)}%`,
     l.keptBecause ?? '',
@@ -142,17 +140,10 @@ export function int8Summary(q: Int8Quantization): string[] {
     'unsmoothed',
     'kept in float because',
   ];
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (r: string[]) =>
-    r
-      .map((c, i) => c.padEnd(widths[i]!))
-      .join('  ')
-      .trimEnd();
   const c = q.calibration;
   const out = [
     `int8 (${q.kernel}): ${q.layers.filter((l) => l.int8).length} of ${q.layers.length} linear layers; calibrated on ${c.samples} samples, ${c.tokens} tokens of ${c.file}`,
-    line(head),
-    ...rows.map(line),
+    ...formatTable(head, rows),
   ];
   if (q.quality) out.push(qualityLine(q.quality, 'float', 'int8'));
   return out;

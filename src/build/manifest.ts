@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type { DTypeName, NativeQuantizedLayer, NativeTarget, NativeTunedGemm } from '../runner/binding.js';
 import { fp8Summary } from './fp8-build.js';
 import { int8Summary } from './int8-build.js';
+import { kvCacheSummary } from './kv-calibration.js';
 import type { QualityReport } from './quality.js';
 
 export interface SourceFile {
@@ -54,6 +55,22 @@ export interface Fp8Quantization {
   quality: (QualityReport & { file: string }) | null;
 }
 
+/** The manifest's kvCache of an engine built with --kv-cache-dtype fp8 (kv-calibration.ts): the cache a load runs
+ *  by default, with its calibrated per-layer scales (engines/engine_manifest.cc checks them at load). */
+export interface KvCacheSection {
+  dtype: 'fp8_e4m3';
+  scheme: string; // in words
+  observer: 'absmax'; // the abs-max of K (after RoPE) and V as written to a cache in the compute dtype
+  kScale: number[]; // [numLayers] float32, > 0
+  vScale: number[];
+  kAbsMax: number[]; // [numLayers] what the observer saw
+  vAbsMax: number[];
+  calibration: { file: string; sha256: string; samples: number; tokens: number; seconds: number };
+  /** The engine with this cache against the unquantized model (null when the quantization section holds the
+   *  measurement of both, as for --quantization fp8). */
+  quality: (QualityReport & { file: string }) | null;
+}
+
 export interface EngineManifest {
   formatVersion: number;
   kvserveVersion: string;
@@ -66,6 +83,8 @@ export interface EngineManifest {
     files: SourceFile[];
   };
   quantization: { method: 'none' } | Int8Quantization | Fp8Quantization;
+  /** Absent: the KV cache is the compute dtype's (cpu: float32). */
+  kvCache?: KvCacheSection;
   target: NativeTarget;
   weights: { file: 'model.safetensors'; dtype: DTypeName; bytes: number; tensors: number };
   profile: OptimizationProfile;
@@ -117,6 +136,11 @@ export function readManifest(dir: string): EngineManifest {
   if (!o.source || typeof o.source.model !== 'string' || typeof o.source.contentHash !== 'string')
     throw bad('has no valid source');
   if (!o.quantization || typeof o.quantization.method !== 'string') throw bad('has no valid quantization');
+  // What the display needs; the values (count, sign, finiteness) are the native loader's to check.
+  const kv = o.kvCache;
+  const numbers = (a: unknown) => Array.isArray(a) && a.every((x) => typeof x === 'number');
+  if (kv !== undefined && (typeof kv !== 'object' || kv === null || !numbers(kv.kScale) || !numbers(kv.vScale)))
+    throw bad('has no valid kvCache');
   return o as EngineManifest;
 }
 
@@ -154,6 +178,8 @@ export function formatManifest(dir: string, m: EngineManifest): string {
     `quantization   ${m.quantization.method}`,
     ...(m.quantization.method === 'int8' ? int8Summary(m.quantization).map((l) => `  ${l}`) : []),
     ...(m.quantization.method === 'fp8' ? fp8Summary(m.quantization).map((l) => `  ${l}`) : []),
+    `kv cache       ${m.kvCache ? `${m.kvCache.dtype}, calibrated scales` : 'the compute dtype'}`,
+    ...(m.kvCache ? kvCacheSummary(m.kvCache).map((l) => `  ${l}`) : []),
     `profile        max-num-seqs ${m.profile.maxNumSeqs}, max-num-batched-tokens ${m.profile.maxNumBatchedTokens}, ` +
       `max-model-len ${m.profile.maxModelLen || 'from config.json'}`,
     `tuned GEMMs    ${m.tunedGemms.length === 0 ? 'none' : `${m.tunedGemms.length} M ranges`}`,

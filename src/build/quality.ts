@@ -26,13 +26,14 @@ export interface QualityReport {
   top1Agreement: number; // fraction of positions where both models' argmax agree
 }
 
-const blockSize = 16;
+export const blockSize = 16;
 
-/** One sample as one prefill step: every position but the last predicts the next token. */
-function sampleBatch(ids: number[]): StepBatch {
+/** One sample as one prefill step into slots 0 .. n-1; with `predict`, every position but the last predicts the
+ *  next token (its logits come back), else nothing is sampled. */
+export function prefillBatch(ids: number[], predict: boolean): StepBatch {
   const n = ids.length;
   const blocks = Math.ceil(n / blockSize);
-  const R = n - 1;
+  const R = predict ? n - 1 : 0;
   return {
     tokenIds: Int32Array.from(ids),
     positions: Int32Array.from(ids, (_, i) => i),
@@ -43,7 +44,7 @@ function sampleBatch(ids: number[]): StepBatch {
     slotMapping: Int32Array.from(ids, (_, i) => i),
     sampleIndices: Int32Array.from({ length: R }, (_, i) => i),
     ...greedyRows(R),
-    returnLogits: true,
+    returnLogits: predict,
   };
 }
 
@@ -73,7 +74,7 @@ async function score(engine: NativeEngine, samples: number[][], onSample: () => 
   const out: RowStats[][] = [];
   for (const ids of samples) {
     onSample();
-    const r = await engine.step(sampleBatch(ids));
+    const r = await engine.step(prefillBatch(ids, true));
     const rows: RowStats[] = [];
     for (let i = 0; i + 1 < ids.length; i++) rows.push(rowStats(r.logits!, i * vocab, vocab, ids[i + 1]!));
     out.push(rows);

@@ -24,15 +24,23 @@ export interface NativeEngineOptions {
   maxModelLen: number; // 0 = from config
   seed: number;
   batchInvariant?: boolean; // cuda: bitwise batch-invariant GEMMs (the CPU backend always is)
+  /** cuda: RoPE + cache write and SiLU·mul in the qkv / gate-up GEMV epilogues (M <= 8; bitwise the same
+   *  results); default: on when KVSERVE_GEMV_FUSE=1. */
+  gemvFuse?: boolean;
   /** cuda: 'fp8' quantizes the layer matrices at load (fp8 E4M3, a scale per output row) and runs FP8 GEMMs;
    *  'int8' calibrates and quantizes them (SmoothQuant W8A8, on `quantization`'s samples, as kvserve build does;
    *  behind KVSERVE_CUDA_INT8=1) and runs int8 GEMMs. */
   quantize?: 'none' | 'fp8' | 'int8';
   /** quantize 'int8': the calibration samples and search options (planInt8's request). */
   quantization?: NativeQuantization;
-  /** KV cache element type: auto = the compute dtype (cpu: float32); fp8 = e4m3, half the bytes (cuda only). */
+  /** cuda, fp8: RMSNorm and SiLU·mul write the FP8 GEMMs' e4m3 inputs themselves (bitwise the same results);
+   *  absent: KVSERVE_FP8_FUSE=1 in the environment turns it on, else off. */
+  fp8Fuse?: boolean;
+  /** KV cache element type: auto = the compute dtype (cpu: float32), or what an engine was built with (an fp8
+   *  cache with its calibrated scales, kvserve build --kv-cache-dtype fp8); fp8 = e4m3, half the bytes (cuda). */
   kvCacheDtype?: 'auto' | 'fp8';
-  /** fp8 KV cache: one K and one V scale per layer (stored = e4m3(x / scale)); absent = 1.0 for every layer. */
+  /** fp8 KV cache: one K and one V scale per layer (stored = e4m3(x / scale)); absent = the engine's calibrated
+   *  ones, else 1.0 for every layer. */
   kvScales?: { k: number[]; v: number[] };
 }
 
@@ -63,6 +71,12 @@ export interface NativeEngineInfo {
   gemmShapesPlanned: number;
   /** cuda: 'fp8' or 'int8' when the layer matrices run so (quantized at load, or such an engine); else 'none'. */
   quantization?: 'none' | 'fp8' | 'int8';
+  /** cuda: the epilogues a batch-1 step fuses into its GEMVs ('rope+cache', 'silu*mul', comma-separated); '' none. */
+  gemvFusion?: string;
+  /** cuda: true when fp8 layers get their inputs quantized by the kernels that produce them (fp8Fuse). */
+  fp8Fuse?: boolean;
+  /** An fp8 KV cache's per-layer scales, as the engine runs them (absent for any other cache). */
+  kvScales?: { k: number[]; v: number[] };
 }
 
 /** One step of the protocol in docs/architecture.md. T tokens, S sequences, R sampled rows. */
@@ -97,6 +111,9 @@ export interface StepBatch {
   masks?: Int32Array;
   blockCopies?: Int32Array; // [2C] (src, dst)
   returnLogits?: boolean; // tests: raw logits [R * vocab]
+  /** Also return kvAbsMax: per layer, the abs-max of K (after RoPE) and of V over the cache slots this step wrote,
+   *  as the cache holds them (fp8: the e4m3 value times the layer's scale). The fp8 KV cache's calibration. */
+  observeKvAbsMax?: boolean;
 }
 
 /** The sampling fields of a StepBatch for R greedy rows without logprobs (benchmarks, quality passes). */
@@ -136,6 +153,7 @@ export interface StepResult {
   topIds: Int32Array; // [R * K], -1 padded
   topValues: Float32Array; // [R * K]
   logits?: Float32Array; // [R * vocab] when returnLogits
+  kvAbsMax?: Float32Array; // [numLayers * 2]: layer l's K at 2l, V at 2l + 1, when observeKvAbsMax (NaN: the cache held one)
   /** [R] present only when some row could not be sampled: ROW_FAULT_* per row, 0 for the rows that were.
    *  A faulted row's token is meaningless; the step's other rows stand. */
   rowFaults?: Int32Array;

@@ -3,7 +3,7 @@
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildEngineFolder } from '../../src/build/build-engine.js';
+import { type BuildOptions, buildEngineFolder } from '../../src/build/build-engine.js';
 import type { OptimizationProfile } from '../../src/build/manifest.js';
 import { loadNative, type DTypeName, type NativeEngine, type NativeEngineOptions } from '../../src/runner/binding.js';
 import { cudaOptions } from './gpu-harness.js';
@@ -12,8 +12,14 @@ export const PROFILE: OptimizationProfile = { maxNumSeqs: 16, maxNumBatchedToken
 
 export const tempDir = (name = 'kvserve-cuda-engine-') => mkdtempSync(join(tmpdir(), name));
 
-/** kvserve build --device cuda of modelDir (the profile above) into a new temporary folder. */
-export async function buildCuda(modelDir: string, dtype: 'auto' | DTypeName = 'auto', out?: string): Promise<string> {
+/** kvserve build --device cuda of modelDir (the profile above) into a new temporary folder; `extra` adds build
+ *  options (quantization, kvCacheDtype, calibration, evalData). */
+export async function buildCuda(
+  modelDir: string,
+  dtype: 'auto' | DTypeName = 'auto',
+  out?: string,
+  extra: Partial<BuildOptions> = {},
+): Promise<string> {
   const dir = out ?? join(tempDir(), 'engine');
   await buildEngineFolder({
     model: modelDir,
@@ -25,6 +31,7 @@ export async function buildCuda(modelDir: string, dtype: 'auto' | DTypeName = 'a
     quantization: 'none',
     threads: 0,
     profile: PROFILE,
+    ...extra,
   });
   return dir;
 }

@@ -10,15 +10,22 @@
 //   quality report (perplexity within 3 % of the unquantized bf16 model, top-1 agreement >= 95 %) is checked
 //   against a measurement of our own through the same engine, and the engine computes bitwise what an fp8
 //   load of the model folder computes with the same GEMM algorithms.
-import { readFileSync } from 'node:fs';
+// - The fused FP8 inputs (fp8Fuse, KVSERVE_FP8_FUSE=1: RMSNorm and SiLU·mul write the e4m3 rows of the GEMMs
+//   they feed, no separate quantize pass): an engine loaded with and without gives bitwise the same greedy ids
+//   and logprobs (the same GEMM algorithms: both import the engine's), through prefill, mixed and graphed
+//   decode steps, on fp8 engines of the bf16 models and on stories260K's (hidden size 64: the scalar norm
+//   kernel; its down_proj stays bf16, so SiLU·mul is not fused there); the environment variable reaches the load.
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
+import { buildEngineFolder } from '../../src/build/build-engine.js';
 import { readTextSamples, tokenizeSamples, defaultEvalData } from '../../src/build/calibration-data.js';
-import { readManifest, type Fp8Quantization } from '../../src/build/manifest.js';
-import { loadNative, type NativeEngine } from '../../src/runner/binding.js';
+import { readManifest, type Fp8Quantization, type OptimizationProfile } from '../../src/build/manifest.js';
+import { loadNative, type NativeEngine, type StepResult } from '../../src/runner/binding.js';
 import { TextTokenizer } from '../../src/tokenizer/tokenizer.js';
+import { writeSyntheticTokenizer } from '../../src/tokenizer/synthetic.js';
 import { kvserve } from '../cli/helpers/run-kvserve.js';
-import { storiesDir } from '../native/harness.js';
+import { generate, greedy, storiesDir } from '../native/harness.js';
 import { greedyRun } from '../native/native-run.js';
 import { bytes, readTensors, tempDir, timedLoad } from './cuda-engine-helpers.js';
 import { argmax, BF16_MODELS, bf16RefsDir, cudaOptions, ensureBf16Refs, record } from './gpu-harness.js';
@@ -73,6 +80,95 @@ describe.each(BF16_MODELS)('%s quantized to fp8 at load', (name) => {
       fp8.dispose();
     }
   });
+});
+
+/** `count` prompts of 4, 9, 14, .. tokens of a `vocab`-token model. */
+const fusePrompts = (count: number, vocab: number) =>
+  Array.from({ length: count }, (_, i) => [
+    1,
+    ...Array.from({ length: 3 + 5 * i }, (_, j) => 3 + ((i * 131 + j * 17) % (vocab - 3))),
+  ]);
+
+/**
+ * Greedy ids of `count` prompts batched (one prefill step, then decode steps of `count` rows, through CUDA
+ * graphs), then again in 7-token prefill chunks (mixed steps), with the bytes of every step's sampled token
+ * logprobs and top-5 ids and logprobs.
+ */
+async function fuseOutputs(engine: NativeEngine, count: number) {
+  const prompts = fusePrompts(count, engine.info().vocabSize);
+  const steps: Buffer[] = [];
+  const copy = (a: Int32Array | Float32Array) => Buffer.from(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+  const o = {
+    maxTokens: 16,
+    blockSize: 16,
+    maxBlocks: 16,
+    sampling: prompts.map(() => ({ ...greedy, numLogprobs: 5 })),
+    onStep: (r: StepResult) => steps.push(copy(r.tokens), copy(r.logprobs), copy(r.topIds), copy(r.topValues)),
+  };
+  const batched = await generate(engine, prompts, o);
+  const chunked = await generate(engine, prompts, { ...o, prefillChunk: 7 });
+  return { ids: [batched, chunked], bytes: Buffer.concat(steps) };
+}
+
+/** Loads `engine` with the fusion off and on; their outputs (fuseOutputs) must be bitwise equal. */
+async function expectFuseInvisible(engine: string, count: number, load: { maxNumSeqs?: number } = {}) {
+  const off = await timedLoad({ engine, fp8Fuse: false, ...load });
+  const on = await timedLoad({ engine, fp8Fuse: true, ...load }).catch((e: unknown) => {
+    off.engine.dispose();
+    throw e;
+  });
+  try {
+    // The same GEMM algorithms in both: each imports every shape from the engine, none is timed.
+    expect(off.engine.info()).toMatchObject({ quantization: 'fp8', fp8Fuse: false, gemmShapesPlanned: 0 });
+    expect(on.engine.info()).toMatchObject({ quantization: 'fp8', fp8Fuse: true, gemmShapesPlanned: 0 });
+    const a = await fuseOutputs(off.engine, count);
+    const b = await fuseOutputs(on.engine, count);
+    expect(b.ids).toEqual(a.ids);
+    expect(b.bytes.length).toBe(a.bytes.length);
+    expect(b.bytes.equals(a.bytes)).toBe(true);
+    return { prompts: count, tokensEach: 16, stepBytes: a.bytes.length };
+  } finally {
+    off.engine.dispose();
+    on.engine.dispose();
+  }
+}
+
+describe.each(BF16_MODELS)('%s as an fp8 engine, with the fused FP8 inputs', (name) => {
+  // maxNumSeqs 64: the 24-row decode steps run in a graph of bucket 32, where every FP8 GEMM is cuBLASLt's
+  // (the FP8 GEMV serves M <= 16), so the fused norms and SiLU·mul are captured in the graph too.
+  const profile: OptimizationProfile = { maxNumSeqs: 64, maxNumBatchedTokens: 2048, maxModelLen: 0 };
+
+  test('greedy ids and logprobs bitwise equal to the separate quantize pass', async () => {
+    const root = tempDir('kvserve-fp8-fuse-');
+    const model = join(root, name);
+    cpSync(resolve(bf16RefsDir, name), model, { recursive: true });
+    writeSyntheticTokenizer(model, 1024); // the fp8 build measures its quality on text
+    const evalData = join(root, 'eval.txt');
+    const words = (p: number[]) => p.slice(1).map((id) => `w${id}`); // the tokenizer adds BOS
+    writeFileSync(
+      evalData,
+      fusePrompts(4, 1024)
+        .map((p) => words(p).join(' '))
+        .join('\n'),
+    );
+    const engine = join(root, 'engine');
+    await buildEngineFolder({
+      model,
+      modelDir: model,
+      revision: null,
+      out: engine,
+      device: 'cuda',
+      dtype: 'bfloat16',
+      quantization: 'fp8',
+      threads: 0,
+      profile,
+      evalData,
+    });
+    record(`fp8 fused inputs ${name}`, {
+      ...(await expectFuseInvisible(engine, 24, { maxNumSeqs: 64 })),
+      identical: true,
+    });
+  }, 600_000);
 });
 
 test('fp8 with --batch-invariant, and fp8 on the CPU, are refused in one line', async () => {
@@ -201,6 +297,37 @@ describe('kvserve build --quantization fp8 --device cuda of stories260K', () => 
     } finally {
       direct.engine.dispose();
       loaded.engine.dispose();
+    }
+  });
+
+  test('the fused FP8 inputs (the scalar norm kernel, H 64) give bitwise the outputs of the separate quantize pass', async () => {
+    record('fp8 fused inputs stories260K engine', { ...(await expectFuseInvisible(dir, 12)), identical: true });
+  });
+
+  test('KVSERVE_FP8_FUSE=1 reaches the load and sets the default; the fp8Fuse option wins; off by default', async () => {
+    const fused = async (o: { fp8Fuse?: boolean } = {}, env?: string) => {
+      if (env === undefined) delete process.env.KVSERVE_FP8_FUSE;
+      else process.env.KVSERVE_FP8_FUSE = env;
+      try {
+        const { engine } = await timedLoad({ engine: dir, ...o });
+        const on = engine.info().fp8Fuse;
+        engine.dispose();
+        return on;
+      } finally {
+        delete process.env.KVSERVE_FP8_FUSE;
+      }
+    };
+    expect(await fused()).toBe(false);
+    expect(await fused({}, '0')).toBe(false);
+    expect(await fused({}, '1')).toBe(true);
+    expect(await fused({ fp8Fuse: false }, '1')).toBe(false);
+    expect(await fused({ fp8Fuse: true })).toBe(true);
+    // Nothing to fuse without fp8 layers: a bf16 load reports it off whatever it is asked.
+    const { engine } = await timedLoad({ model: storiesDir, dtype: 'bfloat16', fp8Fuse: true });
+    try {
+      expect(engine.info()).toMatchObject({ quantization: 'none', fp8Fuse: false });
+    } finally {
+      engine.dispose();
     }
   });
 

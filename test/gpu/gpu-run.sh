@@ -8,7 +8,8 @@
 #            batch invariance in --batch-invariant mode, kvserve serve --device cuda)
 #   kbench   kvserve_kernel_bench: copy bandwidth, GEMV and attention bandwidth (kernel-bench.txt)
 #   bench    the engine benchmark (dummy Llama-3-8B bf16): default mode, then with programmatic dependent
-#            launch off, with CUDA graphs off, and --batch-invariant (bench.log, bench-engine.jsonl)
+#            launch off, with CUDA graphs off, and --batch-invariant (bench.log, bench-engine.jsonl);
+#            BENCH_VARIANTS picks others (below), BENCH_BATCHES the decode batch sizes (default 1..256)
 #   profile  per-phase GPU time of decode steps at batch 1 and 256, both modes, and of one 128- and one
 #            2048-token prompt prefilled alone
 #   engineload  kvserve build --device cuda of dummy Llama-3-8B bf16, then its load time from the page cache
@@ -40,13 +41,15 @@ if has kbench; then
   build/Release/kvserve_kernel_bench 2>&1 | tee "$out/kernel-bench.txt"
 fi
 if has bench; then
-  # batch-invariant : CUDA graphs : programmatic dependent launch [: quantize [: KV cache dtype]]
-  # (BENCH_VARIANTS="0:1:1 1:1:1" for fewer; "0:1:1:fp8" for --quantization fp8, "0:1:1:fp8:fp8" with an fp8 cache)
+  # batch-invariant : CUDA graphs : programmatic dependent launch [: quantize [: KV cache dtype [: GEMV fusion]]]
+  # (BENCH_VARIANTS="0:1:1 1:1:1" for fewer; "0:1:1:fp8" for --quantization fp8, "0:1:1:fp8:fp8" with an fp8 cache;
+  # "0:1:1 0:1:1:::1" batch 1.. with the GEMV epilogue fusions off, then on: KVSERVE_GEMV_FUSE)
   for variant in ${BENCH_VARIANTS:-0:1:1 0:1:0 0:0:1 1:1:1 0:1:1:fp8 0:1:1:fp8:fp8}; do
-    IFS=: read -r inv graphs pdl quant kv <<<"$variant"
-    echo "--- KVSERVE_BATCH_INVARIANT=$inv KVSERVE_CUDA_GRAPHS=$graphs KVSERVE_CUDA_PDL=$pdl KVSERVE_QUANTIZE=${quant:-none} KVSERVE_KV_CACHE_DTYPE=${kv:-auto}" | tee -a "$out/bench.log"
+    IFS=: read -r inv graphs pdl quant kv fuse <<<"$variant"
+    echo "--- KVSERVE_BATCH_INVARIANT=$inv KVSERVE_CUDA_GRAPHS=$graphs KVSERVE_CUDA_PDL=$pdl KVSERVE_QUANTIZE=${quant:-none} KVSERVE_KV_CACHE_DTYPE=${kv:-auto} KVSERVE_GEMV_FUSE=${fuse:-0}" | tee -a "$out/bench.log"
     KVSERVE_BATCH_INVARIANT=$inv KVSERVE_CUDA_GRAPHS=$graphs KVSERVE_CUDA_PDL=$pdl KVSERVE_QUANTIZE=${quant:-none} \
-      KVSERVE_KV_CACHE_DTYPE=${kv:-auto} npx tsx test/gpu/bench-engine.ts 2>&1 \
+      KVSERVE_KV_CACHE_DTYPE=${kv:-auto} KVSERVE_GEMV_FUSE=${fuse:-0} \
+      npx tsx test/gpu/bench-engine.ts configs/llama-3-8b.json 512 "${BENCH_BATCHES:-1,8,32,64,128,256}" 2>&1 \
       | grep -v "npm warn" | tee -a "$out/bench.log" | tail -n 14
   done
 fi
@@ -57,6 +60,9 @@ if has profile; then  # where a step's time goes (GPU time per phase, CUDA event
         | grep "cuda profile" | sed "s/^/invariant=$inv batch=$b /" | tee -a "$out/bench.log"
     done
   done
+  # batch 1 with the GEMV epilogue fusions (the rope and silu phases fold into the qkv and gate/up GEMVs')
+  KVSERVE_GEMV_FUSE=1 KVSERVE_CUDA_PROFILE=1 KVSERVE_BENCH_SINGLE= npx tsx test/gpu/bench-engine.ts configs/llama-3-8b.json 512 1 2>&1 \
+    | grep "cuda profile" | sed "s/^/invariant=0 batch=1 gemv-fuse=1 /" | tee -a "$out/bench.log"
   for n in 128 2048; do  # one prompt alone: the engine's part of TTFT at concurrency 1
     KVSERVE_CUDA_PROFILE=1 KVSERVE_BENCH_SINGLE_ONLY=1 KVSERVE_BENCH_SINGLE=$n npx tsx test/gpu/bench-engine.ts 2>&1 \
       | grep -E "cuda profile|single prefill" | sed "s/^/single $n: /" | tee -a "$out/bench.log"

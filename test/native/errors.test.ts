@@ -114,6 +114,12 @@ describe('load errors', () => {
     for (const bad of [Number.NaN, -1, 2 ** 60, 0.5]) {
       await expect(load(storiesDir, { seed: bad })).rejects.toThrow(/seed must be a non-negative integer/);
     }
+    await expect(load(storiesDir, { fp8Fuse: 1 })).rejects.toThrow(/fp8Fuse must be a boolean/);
+  });
+  it('fp8Fuse on the CPU: nothing to fuse, reported off', async () => {
+    const e = await load(storiesDir, { fp8Fuse: true });
+    expect(e.info().fp8Fuse).toBe(false);
+    e.dispose();
   });
   it('llama3 rope with a non-positive low_freq_factor or original_max_position_embeddings', async () => {
     const llama3 = {

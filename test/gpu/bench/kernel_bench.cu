@@ -15,12 +15,18 @@
 //          at M = 16, 64, 256, 2048, 8192, both fast mode and timed on their weights: TFLOP/s of 2 M N K
 //   attn-fp8  decode attention over an fp8 (e4m3) cache beside bf16 at batch 1 and 64 x 4096 and 256 x 512
 //          (bytes of cache read / time and % of copy, bf16 and f16 queries), and prefill of 2048 and 8192 tokens
+//   fuse   the GEMV epilogue fusions (kernels/gemv_fused.cu) at M = 1, 4, 8 against the two kernels they
+//          replace: qkv GEMV + RoPE/cache write, gate/up GEMV + SiLU-and-mul, chains of 16 with PDL (sm_90+)
+//   fp8fuse  the FP8 GEMM inputs of a prefill step at M = 2048 and 8192, Llama-3-8B widths (H 4096, I 14336),
+//          with programmatic dependent launch as the engine runs them: add + RMSNorm then the quantize pass
+//          against the norm that writes the e4m3 rows itself, and SiLU·mul then the quantize pass against the
+//          fused SiLU·mul; bytes moved / time against the copy ceiling (the time of those bytes at copy speed)
 //   int8   the int8 GEMV (kernels/gemv_int8.cu, on x quantized per token) at M = 1, 4, 8, 16 beside the bf16
 //          GEMV: weight bytes / time
 //   int8gemm  GemmRunner::runInt8 (quantize, then the int8 GEMV or cuBLASLt IMMA + dequant, as planned)
 //          against the bf16 GemmRunner at M = 16, 64, 256, 2048, 8192, both fast mode and timed on their
 //          weights: TFLOP/s of 2 M N K
-// Usage: kvserve_kernel_bench [gemv|chain|attn|attn-fp8|copy|fp8|fp8gemm|int8|int8gemm ...]
+// Usage: kvserve_kernel_bench [gemv|chain|attn|attn-fp8|copy|fp8|fp8gemm|fp8fuse|fuse|int8|int8gemm ...]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -290,6 +296,75 @@ void fp8GemmBench() {
   }
 }
 
+// One row of fp8FuseBench: median time, the bytes it moves, and those against the copy ceiling; baseUs > 0
+// adds baseUs / time. Returns the time in us.
+double fuseRow(const char* what, int M, double bytes, double copyBw, double baseUs, const std::function<void(int)>& fn) {
+  const double us = timeMs(fn) * 1e3;
+  const double ceilingUs = bytes / copyBw * 1e6;
+  std::printf("%-30s %5d %9.1f %9.1f %8.2f %5.0f%% %11.1f", what, M, us, bytes / 1e6, bytes / (us * 1e-6) / 1e12,
+              100.0 * ceilingUs / us, ceilingUs);
+  if (baseUs > 0) std::printf(" %7.2fx", baseUs / us);
+  std::printf("\n");
+  return us;
+}
+
+void fp8FuseBench(double copyBw, bool pdl) {
+  const int H = 4096, I = 14336, maxM = 8192;
+  const kvsk_dtype dt = KVSK_BF16;
+  kvsk_set_programmatic_launch(pdl);
+  void* res = devRandom((size_t)maxM * H, dt, 11);
+  void* add = devRandom((size_t)maxM * H, dt, 12, 1e-3f);  // small: every timed run adds it again
+  void* w = devRandom(H, dt, 13);
+  void* out = devRandom((size_t)maxM * std::max(H, I), dt, 14);
+  void* gu = devRandom((size_t)maxM * 2 * I, dt, 15);
+  void* xq = nullptr;
+  float* xs = nullptr;
+  CK(cudaMalloc(&xq, (size_t)maxM * std::max(H, I)));
+  CK(cudaMalloc(&xs, (size_t)maxM * sizeof(float)));
+  std::printf("\nFP8 GEMM inputs, bf16, %s (bytes moved / time; %% of the copy ceiling at %.2f TB/s)\n",
+              pdl ? "programmatic dependent launch" : "plain launches", copyBw / 1e12);
+  std::printf("%-30s %5s %9s %9s %8s %6s %11s %8s\n", "kernels", "M", "us", "MB", "TB/s", "%copy", "ceiling us", "speedup");
+  for (int M : {2048, 8192}) {
+    const double mh = (double)M * H, mi = (double)M * I;
+    // add + norm: residual and add read, residual written (2 bytes each), then bf16 out (2) + quantize (2 in, 1
+    // out) against e4m3 out (1); scales are M * 4 bytes either way.
+    auto normQuant = [&](int) {
+      kvsk_rmsnorm_params n{add, res, nullptr, w, out, M, H, 1e-5f, dt};
+      CK(kvsk_rmsnorm(&n, stream));
+      kvsk_quantize_rows_fp8_params q{out, xq, xs, M, H, dt};
+      CK(kvsk_quantize_rows_fp8(&q, stream));
+    };
+    double base = fuseRow("rmsnorm, quantize_rows", M, mh * (2 + 2 + 2 + 2 + 2 + 1) + M * 4.0, copyBw, 0, normQuant);
+    fuseRow("rmsnorm -> e4m3 (fused)", M, mh * (2 + 2 + 2 + 1) + M * 4.0, copyBw, base, [&](int) {
+      kvsk_rmsnorm_params n{add, res, nullptr, w, nullptr, M, H, 1e-5f, dt, xq, xs};
+      CK(kvsk_rmsnorm(&n, stream));
+    });
+    fuseRow("  rmsnorm alone (bf16 out)", M, mh * (2 + 2 + 2 + 2), copyBw, 0, [&](int) {
+      kvsk_rmsnorm_params n{add, res, nullptr, w, out, M, H, 1e-5f, dt};
+      CK(kvsk_rmsnorm(&n, stream));
+    });
+    // SiLU·mul: gate and up read (2 bytes each), bf16 out (2) + quantize (2 in, 1 out) against e4m3 out (1).
+    auto siluQuant = [&](int) {
+      kvsk_silu_mul_params sm{gu, out, M, I, dt};
+      CK(kvsk_silu_mul(&sm, stream));
+      kvsk_quantize_rows_fp8_params q{out, xq, xs, M, I, dt};
+      CK(kvsk_quantize_rows_fp8(&q, stream));
+    };
+    base = fuseRow("silu_mul, quantize_rows", M, mi * (2 + 2 + 2 + 2 + 1) + M * 4.0, copyBw, 0, siluQuant);
+    fuseRow("silu_mul -> e4m3 (fused)", M, mi * (2 + 2 + 1) + M * 4.0, copyBw, base, [&](int) {
+      kvsk_silu_mul_params sm{gu, nullptr, M, I, dt, xq, xs};
+      CK(kvsk_silu_mul(&sm, stream));
+    });
+    fuseRow("  silu_mul alone (bf16 out)", M, mi * (2 + 2 + 2), copyBw, 0, [&](int) {
+      kvsk_silu_mul_params sm{gu, out, M, I, dt};
+      CK(kvsk_silu_mul(&sm, stream));
+    });
+  }
+  std::printf("(speedup: the separate pair's time / the fused kernel's)\n");
+  for (void* p : {res, add, w, out, gu, xq, (void*)xs}) cudaFree(p);
+  kvsk_set_programmatic_launch(0);
+}
+
 // Random int8 copies of one weight with a scale per row (> 1.5 GiB of copies, so that no timed run finds its
 // weight in L2), an X of `rows` bf16 rows, its quantized rows and scales, and a Y; freed on destruction.
 struct Int8Buffers {
@@ -521,6 +596,57 @@ void attnFp8Bench(double copyBw) {
   std::printf("(prefill rows: TFLOP/s instead of TB/s; speedup = bf16 cache time / fp8 cache time, bf16 queries)\n");
 }
 
+// Per pair (or fused kernel) us in chains of 16 with programmatic dependent launch, as the forward pass runs
+// them at Llama-3-8B's shapes (32 / 8 heads of 128, llama3 inv_freq stand-in, slots in 16-token blocks).
+void gemvFuseBench(double copyBw) {
+  const int Hq = 32, Hkv = 8, D = 128, I = 14336;
+  std::vector<float> inv(D / 2);
+  for (int i = 0; i < D / 2; ++i) inv[i] = std::pow(500000.f, -2.f * i / D);
+  float* dInv = nullptr;
+  int32_t* dPos = nullptr;
+  void *q = nullptr, *kc = nullptr, *vc = nullptr, *act = nullptr;
+  CK(cudaMalloc(&dInv, inv.size() * 4));
+  CK(cudaMemcpy(dInv, inv.data(), inv.size() * 4, cudaMemcpyHostToDevice));
+  const std::vector<int32_t> pos = {517, 518, 519, 520, 521, 522, 523, 524, 3, 19, 35, 51, 67, 83, 99, 115};  // then slots
+  CK(cudaMalloc(&dPos, pos.size() * 4));
+  CK(cudaMemcpy(dPos, pos.data(), pos.size() * 4, cudaMemcpyHostToDevice));
+  CK(cudaMalloc(&q, 8 * Hq * D * 2));
+  CK(cudaMalloc(&kc, 128 * Hkv * D * 2));
+  CK(cudaMalloc(&vc, 128 * Hkv * D * 2));
+  CK(cudaMalloc(&act, 8 * I * 2));
+  kvsk_set_programmatic_launch(1);
+  std::printf("\nGEMV epilogue fusion, bf16, chains of 16 with PDL (per-step us, %% of copy bandwidth %.2f TB/s)\n", copyBw / 1e12);
+  std::printf("%-8s %3s %5s %20s %20s\n", "weight", "M", "rows", "GEMV + kernel", "fused");
+  for (const GemvShape& s : {kGemvShapes[0], kGemvShapes[2]}) {
+    const bool qkv = s.N == kGemvShapes[0].N;
+    const double wBytes = (double)s.N * s.K * 2;
+    const GemvBuffers buf(s, 17, 500, 8);
+    for (int M : {1, 4, 8})
+      for (int rows : {4, 2}) {
+        double us[2];
+        for (int fused = 0; fused < 2; ++fused)
+          us[fused] = 1e3 / 16 * timeMs([&](int i) {
+            for (int j = 0; j < 16; ++j) {
+              kvsk_gemv_params g{buf.x, buf.w(i * 16 + j), buf.y, M, s.N, s.K, KVSK_BF16, rows};
+              if (qkv) {
+                kvsk_rope_cache_params r{buf.y, q, kc, vc, dPos, dPos + 8, dInv, nullptr, nullptr, nullptr, 1e-5f, M, Hq, Hkv, D, KVSK_BF16};
+                if (fused) CK(kvsk_gemv_rope_cache(&g, &r, stream));
+                else { CK(kvsk_gemv(&g, stream)); CK(kvsk_rope_cache(&r, stream)); }
+              } else {
+                kvsk_silu_mul_params sm{buf.y, act, M, I, KVSK_BF16};
+                if (fused) CK(kvsk_gemv_silu_mul(&g, &sm, stream));
+                else { CK(kvsk_gemv(&g, stream)); CK(kvsk_silu_mul(&sm, stream)); }
+              }
+            }
+          });
+        std::printf("%-8s %3d %5d %12.1f (%3.0f%%) %12.1f (%3.0f%%)\n", s.name, M, rows, us[0],
+                    100.0 * wBytes / (us[0] * 1e-6) / copyBw, us[1], 100.0 * wBytes / (us[1] * 1e-6) / copyBw);
+      }
+  }
+  kvsk_set_programmatic_launch(0);
+  for (void* p : {(void*)dInv, (void*)dPos, q, kc, vc, act}) cudaFree(p);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -539,6 +665,8 @@ int main(int argc, char** argv) {
   if (want("fp8")) fp8GemvBench(bw);
   if (want("fp8gemm")) fp8GemmBench();
   if (want("attn-fp8")) attnFp8Bench(bw);
+  if (want("fp8fuse")) fp8FuseBench(bw, prop.major >= 9);
+  if (want("fuse") && prop.major >= 9) gemvFuseBench(bw);
   if (want("int8")) int8GemvBench(bw);
   if (want("int8gemm")) int8GemmBench();
   CK(cudaStreamDestroy(stream));

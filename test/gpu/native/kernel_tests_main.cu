@@ -1,7 +1,8 @@
 // kvserve_kernel_tests: every kernel against a plain CPU reference over a grid of shapes (see each suite's
 // file for its grid and tolerances). Prints one summary line per suite, writes every case to the file named
 // by argv[1] (default kernel-tests.tsv), and exits non-zero when any case fails.
-// Usage: kvserve_kernel_tests [results.tsv] [suite...]   suites: layers attention sampling gemm fp8 int8
+// Usage: kvserve_kernel_tests [results.tsv] [suite...]   suites: layers attention sampling gemm fp8 fp8fuse gemv-fuse
+//        kvabsmax int8
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -18,6 +19,9 @@ void attentionTests();
 void samplingTests();
 void gemmTests();
 void fp8Tests();
+void fp8FuseTests();   // fp8_fuse_test.cu
+void gemvFuseTests();  // gemv_fuse_test.cu
+void kvAbsMaxTests();  // kv_absmax_test.cu
 void int8Tests();
 }  // namespace kt
 
@@ -34,7 +38,8 @@ int main(int argc, char** argv) {
               prop.multiProcessorCount, pdl ? "on" : "off");
   const std::vector<std::pair<std::string, void (*)()>> suites = {
       {"layers", kt::layerTests}, {"attention", kt::attentionTests}, {"sampling", kt::samplingTests}, {"gemm", kt::gemmTests},
-      {"fp8", kt::fp8Tests}, {"int8", kt::int8Tests}};
+      {"fp8", kt::fp8Tests}, {"fp8fuse", kt::fp8FuseTests}, {"gemv-fuse", kt::gemvFuseTests},
+      {"kvabsmax", kt::kvAbsMaxTests}, {"int8", kt::int8Tests}};
   int crashed = 0;
   for (auto& [name, fn] : suites) {
     if (!only.empty() && std::find(only.begin(), only.end(), name) == only.end()) continue;
