@@ -39,6 +39,8 @@ CudaInt8Model quantizeInt8ForCuda(const ModelConfig& cfg, const WeightStore& che
                                   const std::function<void(const std::string&, double)>& progress);
 
 // The kernels an int8 engine's layer matrices run on, for the manifest and people.
-inline const char* cudaInt8Kernel() { return "cuda: gemv_int8 (mma.sync s8, M <= 16), cuBLASLt IMMA + dequant (M > 16)"; }
+inline const char* cudaInt8Kernel() {
+  return "cuda: gemv_int8 (mma.sync s8, M <= 16) or cuBLASLt IMMA + dequant, per tuned M range";
+}
 
 }  // namespace kvs::cuda
