@@ -275,6 +275,62 @@ typedef struct {
 } kvsk_kv_absmax_params;
 cudaError_t kvsk_kv_absmax(const kvsk_kv_absmax_params* p, cudaStream_t stream);
 
+/* INT8 linear layers (W8A8, SmoothQuant): weights W8 [N, K] int8 (symmetric, -127..127) with one float32
+ * scale per output row, W ~ W8[n, :] * wScale[n], the SmoothQuant smoothing already folded in (into the
+ * RMSNorm weight before q/k/v and gate/up; o_proj and down_proj carry a multiplier of their input instead).
+ * Activations are quantized per token at run time, times that multiplier when there is one:
+ *   v = x[m, k] * mul[k],  a = max(absmax_k |v|, KVSK_INT8_MIN_ABSMAX),
+ *   xScale[m] = a / 127,  xq[m, k] = clamp(round_half_even(v * (127 / a)), -127, 127)
+ * (every product and quotient rounded once: the CPU backend's quantizeActs), then
+ *   y[m, n] = dtype(float(sum_k xq[m, k] W8[n, k]) * (xScale[m] * wScale[n]))
+ * with the sum in int32, which is exact (|sum| <= 127^2 K < 2^31 for K < 133144): whichever kernel computes
+ * it, in whatever order or split, a row of y depends on its row of x only, bit for bit. */
+#define KVSK_INT8_MIN_ABSMAX 7.8886090522101181e-31f /* 2^-100 */
+
+/* Per-row activation quantization, one CTA per row (a row of up to 16384 elements is read once and kept in
+ * registers; longer rows are read twice, the second time from L2). x bf16/f16, K % 8 == 0, x and mul 16-byte
+ * aligned, xq 8-byte aligned. Launched with programmatic dependent launch. */
+typedef struct {
+  const void* x;            /* [M, K] dtype */
+  const float* mul;         /* [K] SmoothQuant multiplier of the input, or NULL (1) */
+  void* xq;                 /* [M, K] int8 */
+  float* xScale;            /* [M] */
+  int m, k;
+  kvsk_dtype dtype;         /* of x: bf16 or f16 */
+} kvsk_quantize_rows_int8_params;
+cudaError_t kvsk_quantize_rows_int8(const kvsk_quantize_rows_int8_params* p, cudaStream_t stream);
+
+/* The dequantization of an int32 product (cuBLASLt's IMMA GEMM writes int32): y as above from acc[m, n].
+ * N % 4 == 0; acc and wScale 16-byte aligned, y 8-byte aligned. Launched with programmatic dependent launch. */
+typedef struct {
+  const int32_t* acc;       /* [M, N] */
+  const float* xScale;      /* [M] */
+  const float* wScale;      /* [N] */
+  void* y;                  /* [M, N] dtype */
+  int m, n;
+  kvsk_dtype dtype;         /* of y: bf16 or f16 */
+} kvsk_dequant_int8_params;
+cudaError_t kvsk_dequant_int8(const kvsk_dequant_int8_params* p, cudaStream_t stream);
+
+/* Skinny int8 GEMM for decode (memory bound: W8 read once), on x quantized by kvsk_quantize_rows_int8:
+ *   y[m, n] as above for 1 <= M <= KVSK_GEMV_INT8_MAX_M, with tensor cores (mma.sync m16n8k32, s8 x s8 -> s32).
+ * K % 16 == 0, xq and w8 16-byte aligned, any N. The same bits as the dequantized cuBLASLt product (the int32
+ * sums are exact and the epilogue is the same expression), for any M and rowsPerCta. Launched with
+ * programmatic dependent launch (W8 is prefetched before the wait). */
+#define KVSK_GEMV_INT8_MAX_M 16
+typedef struct {
+  const void* xq;           /* [M, K] int8 */
+  const float* xScale;      /* [M] */
+  const void* w8;           /* [N, K] int8 */
+  const float* wScale;      /* [N] */
+  void* y;                  /* [M, N] dtype */
+  int m, n, k;
+  kvsk_dtype dtype;         /* of y: bf16 or f16 */
+  int rowsPerCta;           /* rows of w8 per CTA: 16, 32 or 64 (4, 8 or 16 warps; 0 = 16) */
+} kvsk_gemv_int8_params;
+int kvsk_gemv_int8_supported(int m, int n, int k, kvsk_dtype dtype);
+cudaError_t kvsk_gemv_int8(const kvsk_gemv_int8_params* p, cudaStream_t stream);
+
 /* Weight upload and dummy weights. */
 typedef struct {
   const void* src; kvsk_dtype srcType;

@@ -45,6 +45,7 @@ GemmRunner::GemmRunner(cudaStream_t stream, int maxM, GemmMode mode, int probeM,
 GemmRunner::~GemmRunner() {
   for (auto& [k, p] : plans_) destroyPlan(p);
   for (auto& [k, p] : fp8Plans_) destroyPlan(p);
+  for (auto& [k, p] : int8Plans_) destroyPlan(p);
   if (workspace_) cudaFree(workspace_);
   if (handle_) cublasLtDestroy(handle_);
 }
