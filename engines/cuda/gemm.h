@@ -19,7 +19,9 @@
 // FP8 requires), B = xq, D in bf16/f16, CUBLAS_COMPUTE_32F without fast accumulation, and the scales as
 // outer vectors (CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F: A's per row of W8 = wScale, B's per token =
 // xScale; cuBLAS 12.9+ on sm_90), so y = xScale[m] wScale[n] sum_k xq[m, k] W8[n, k] comes out of the
-// matmul's own epilogue.
+// matmul's own epilogue. KVSERVE_GEMV_FP8=v2 (read when the runner is made) selects the GEMV's version 2
+// (kernels/gemv_fp8_v2.cu: f16 operands, x in shared memory, persistent CTAs) for every FP8 GEMV the runner times
+// and runs; unset or v1, version 1. Plans do not record the version: an imported plan runs the version selected.
 #pragma once
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
@@ -49,10 +51,13 @@ struct GemmChoice {
   int algoId = 0, tile = 0, stages = 0, splitK = 0;  // cuBLASLt, for people: read from algo on export, ignored on import
 };
 
+// KVSERVE_GEMV_FP8: 1 when unset or v1, 2 for v2; throws on anything else (gemm_fp8.cc).
+int fp8GemvVersionFromEnv();
+
 class GemmRunner {
  public:
   // maxM: the largest M any call will pass; probeM (batch-invariant mode): the M the heuristic is asked
-  // about (0 = maxM).
+  // about (0 = maxM). Throws when KVSERVE_GEMV_FP8 is neither unset, v1 nor v2.
   GemmRunner(cudaStream_t stream, int maxM, GemmMode mode, int probeM = 0, size_t workspaceBytes = 32u << 20);
   ~GemmRunner();
   GemmRunner(const GemmRunner&) = delete;
@@ -88,6 +93,7 @@ class GemmRunner {
   void runFp8(const void* X, const void* W8, const float* wScale, void* Y, int M, int N, int K, DType io);
   std::string describeFp8(int N, int K, DType io);
   bool fp8UsesGemv(int N, int K, DType io, int M);  // whether runFp8 at this M runs kernels/gemv_fp8.cu
+  int fp8GemvVersion() const { return fp8GemvVersion_; }  // the FP8 GEMV's version this runner uses: 1 or 2
   // As exportPlan / importPlan, for the FP8 plan of (N, K, io); GEMV choices carry gemvRows 16, 32 or 64.
   std::vector<GemmChoice> exportPlanFp8(int N, int K, DType io);
   std::string importPlanFp8(int N, int K, DType io, const std::vector<GemmChoice>& choices, int maxM = 0);
@@ -145,6 +151,7 @@ class GemmRunner {
   std::map<Fp8Key, Plan> fp8Plans_;
   DeviceBuffer fp8X_;      // [M, K] e4m3: X quantized per row for cuBLASLt's FP8 matmul
   DeviceBuffer fp8Scale_;  // [M] float32: its per-row scales
+  int fp8GemvVersion_;     // kvsk_gemv_fp8_params.version: 1, or 2 with KVSERVE_GEMV_FP8=v2
 };
 
 }  // namespace kvs::cuda
