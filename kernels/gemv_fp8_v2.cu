@@ -42,7 +42,8 @@ constexpr int kSplits = 4, kTileThreads = kSplits * 32;
 // 64-byte blocks of both rows in flight per lane: 8 (256 bytes), 4 at 16 warps per CTA (128 registers a thread)
 template <int kTiles> __host__ __device__ constexpr int unrollFor() { return kTiles == 4 ? 4 : 8; }
 constexpr int kXPad = 8;                  // f16 elements after each row of x in shared memory
-constexpr int kXSmemBytes = 160 * 1024;   // x above this is read from L1 instead (K = 14336 at M >= 6)
+constexpr int kXSmemBytes = 160 * 1024;   // x above this (or above the device's limit) is read from L1 instead:
+                                          // on an H200, K = 14336 at M >= 6
 constexpr int kPrefetchRowBytes = 4096;   // of each row, asked of L2 before the programmatic-launch wait
 
 __host__ __device__ constexpr int blocksOf(int k) { return (k + 63) / 64; }
@@ -167,7 +168,7 @@ __global__ void __launch_bounds__(kTiles * kTileThreads) gemvFp8V2Kernel(kvsk_ge
     const E* xRow[NT];  // token g of each token tile (beyond M: row M - 1)
 #pragma unroll
     for (int jj = 0; jj < NT; ++jj) xRow[jj] = src.row(min(8 * jj + g, M - 1));
-    if (q0 == 0 && s == 0) prefetchL1(p.wScale + min(tile * 16 + 2 * lane, N - 1));  // read when the tile is summed
+    if (q0 == 0 && s == 0) prefetchL1(p.wScale + min(tile * 16 + lane % 16, N - 1));  // read when the tile is summed
     // Whole blocks in both groups (the common case): no clamps, no per-slot tests.
     const bool plain = liveN && s + kSplits * (q0 + kUnroll - 1) < full && s + kSplits * (qN + kUnroll - 1) < full;
     if (plain) {  // slot u: block q0 + u, k = kOf(q0) + 256 u (immediate offsets from one base per group)
@@ -271,26 +272,44 @@ size_t smemBytes(const kvsk_gemv_fp8_params& p, bool xSmem) {
   return partialFloats<NT, kTiles>() * sizeof(float) + (xSmem ? (size_t)p.m * xPitch(p.k) * sizeof(__half) : 0);
 }
 
-// Persistent CTAs: as many as fit on the device at once, at most one per kTiles tiles. Occupancy is a property of
-// the kernel and its shared memory only, so it is asked once per (kernel, bytes).
-int residentCtas(const void* kernel, int threads, size_t smem) {
-  static std::mutex mu;
+// What the launches ask of the current device, once per device and (kernel, shared memory): its SMs, the shared
+// memory a CTA may have, and how many CTAs of a kernel fit on one SM.
+struct DeviceLimits {
+  int sms = 0, smemPerCta = 0;
+};
+std::mutex limitsMutex;
+bool deviceLimits(DeviceLimits* out) {
+  static std::map<int, DeviceLimits> cache;
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return false;
+  std::lock_guard<std::mutex> lock(limitsMutex);
+  auto it = cache.find(dev);
+  if (it == cache.end()) {
+    DeviceLimits d;
+    if (cudaDeviceGetAttribute(&d.sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&d.smemPerCta, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
+      return false;
+    it = cache.emplace(dev, d).first;
+  }
+  *out = it->second;
+  return true;
+}
+int ctasPerSm(const void* kernel, int threads, size_t smem) {
   static std::map<std::tuple<const void*, size_t, int>, int> cache;
   int dev = 0;
   if (cudaGetDevice(&dev) != cudaSuccess) return 0;
-  std::lock_guard<std::mutex> lock(mu);
+  std::lock_guard<std::mutex> lock(limitsMutex);
   const auto key = std::make_tuple(kernel, smem, dev);
   auto it = cache.find(key);
   if (it != cache.end()) return it->second;
-  int sms = 0, perSm = 0;
-  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&perSm, kernel, threads, smem) != cudaSuccess)
-    return 0;
-  return cache[key] = sms * perSm;
+  int n = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads, smem) != cudaSuccess) return 0;
+  return cache[key] = n;
 }
 
+// Persistent CTAs: as many as fit on the device at once, no more than there are groups of kTiles tiles.
 template <typename T, int NT, int kTiles, bool kXSmem>
-cudaError_t launchV2(const kvsk_gemv_fp8_params& p, cudaStream_t stream) {
+cudaError_t launchV2(const kvsk_gemv_fp8_params& p, const DeviceLimits& dev, cudaStream_t stream) {
   auto kernel = gemvFp8V2Kernel<T, NT, kTiles, kXSmem>;
   const size_t smem = smemBytes<NT, kTiles>(p, kXSmem);
   const int threads = kTiles * kTileThreads;
@@ -298,18 +317,28 @@ cudaError_t launchV2(const kvsk_gemv_fp8_params& p, cudaStream_t stream) {
     const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess) return e;
   }
-  const int groups = ((p.n + 15) / 16 + kTiles - 1) / kTiles, resident = residentCtas((const void*)kernel, threads, smem);
+  const int groups = ((p.n + 15) / 16 + kTiles - 1) / kTiles, resident = dev.sms * ctasPerSm((const void*)kernel, threads, smem);
   if (resident <= 0) return cudaErrorLaunchOutOfResources;
   return launch(kernel, dim3(std::min(groups, resident)), dim3(threads), smem, stream, p);
 }
 
+// x goes to shared memory when it fits in kXSmemBytes and in what the device gives a CTA.
+template <typename T, int NT, int kTiles>
+cudaError_t launchXV2(const kvsk_gemv_fp8_params& p, cudaStream_t stream) {
+  DeviceLimits dev;
+  if (!deviceLimits(&dev)) return cudaErrorInvalidDevice;
+  const size_t xBytes = smemBytes<NT, kTiles>(p, true) - smemBytes<NT, kTiles>(p, false);
+  if (xBytes <= (size_t)kXSmemBytes && smemBytes<NT, kTiles>(p, true) <= (size_t)dev.smemPerCta)
+    return launchV2<T, NT, kTiles, true>(p, dev, stream);
+  return launchV2<T, NT, kTiles, false>(p, dev, stream);
+}
+
 template <typename T, int NT>
 cudaError_t launchTilesV2(const kvsk_gemv_fp8_params& p, cudaStream_t stream) {
-  const bool xSmem = (size_t)p.m * xPitch(p.k) * sizeof(__half) <= kXSmemBytes;
   switch (p.rowsPerCta == 0 ? 16 : p.rowsPerCta) {
-    case 16: return xSmem ? launchV2<T, NT, 1, true>(p, stream) : launchV2<T, NT, 1, false>(p, stream);
-    case 32: return xSmem ? launchV2<T, NT, 2, true>(p, stream) : launchV2<T, NT, 2, false>(p, stream);
-    case 64: return xSmem ? launchV2<T, NT, 4, true>(p, stream) : launchV2<T, NT, 4, false>(p, stream);
+    case 16: return launchXV2<T, NT, 1>(p, stream);
+    case 32: return launchXV2<T, NT, 2>(p, stream);
+    case 64: return launchXV2<T, NT, 4>(p, stream);
     default: return cudaErrorNotSupported;
   }
 }
