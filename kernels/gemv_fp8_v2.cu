@@ -1,6 +1,7 @@
 // FP8-weight GEMV, version 2 (kvsk_gemv_fp8_params.version = 2): y[M, N] = x[M, K] (W8 * wScale)^T, M <= 16, as
-// gemv_fp8.cu, in fewer instructions per weight byte (SASS of the steady-state loop, sm_90: 25 per KB of weights
-// at M <= 8 and 31 above, against v1's 90 and 97) and with persistent CTAs that keep streaming across tiles.
+// gemv_fp8.cu, in fewer instructions per weight byte (SASS of the steady-state loop, sm_90, per KB of weights:
+// 25 at M <= 8 and 31 above, 31 and 37 with each group's bookkeeping, against v1's 90 and 97) and with persistent
+// CTAs that keep streaming across tiles.
 //
 // Operands: f16 for bf16 and f16 models alike. cvt.rn.f16x2.e4m3x2 (sm_89+; below, cuda_fp8.h's exact software
 // decode) turns two e4m3 bytes into an f16x2 in one instruction (every e4m3 value is an f16), where v1 spends five
