@@ -29,16 +29,6 @@ constexpr int kWarpsPerTile = 4, kTileThreads = kWarpsPerTile * 32;
 template <int NT> __host__ __device__ constexpr int unrollFor() { return NT == 1 ? 8 : 6; }
 constexpr int kPrefetchRowBytes = 4096;  // of each row, asked of L2 before the programmatic-launch wait
 
-__device__ __forceinline__ uint4 loadStreaming(const void* p) {
-  uint4 r;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-               : "l"(p));
-  return r;
-}
-
-__device__ __forceinline__ void prefetchL2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
-
 // c += a * b (m16n8k32, int8 operands, int32 accumulators; exact).
 __device__ __forceinline__ void mma16832(int (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"

@@ -199,7 +199,8 @@ cudaError_t kvsk_quantize_weight_fp8(const kvsk_quantize_weight_fp8_params* p, c
 /* Skinny FP8-weight GEMM for decode (memory bound: W8 read once), x NOT quantized:
  *   y[m, n] = dtype(wScale[n] * sum_k x[m, k] * e4m3value(w8[n, k]))   for 1 <= M <= KVSK_GEMV_FP8_MAX_M.
  * Tensor cores (mma.sync m16n8k16, float32 accumulators) on e4m3 converted exactly to bf16/f16, so the only
- * difference from a float64 dot of the dequantized operands is the float32 sum order. x bf16/f16,
+ * difference from a float64 dot of the dequantized operands is the float32 sum order (version 2 with bf16 x:
+ * also x's rounding to f16, exact for |x| in [2^-17, 65504], saturated beyond). x bf16/f16,
  * K % 16 == 0, x and w8 16-byte aligned, any N. A row of y depends only on its row of x (not on M), and
  * rowsPerCta changes only the CTA shape, never a sum. Launched with programmatic dependent launch (W8 is
  * prefetched before the wait). Not for the batch-invariant mode (its sum order is not cuBLASLt's). */
@@ -212,6 +213,10 @@ typedef struct {
   int m, n, k;
   kvsk_dtype dtype;         /* of x and y: bf16 or f16 */
   int rowsPerCta;           /* rows of w8 per CTA: 16, 32 or 64 (4, 8 or 16 warps; 0 = 16) */
+  int version;              /* 0 or 1: kernels/gemv_fp8.cu (bf16 x: bf16 operands); 2: gemv_fp8_v2.cu (f16 operands,
+                               x staged in shared memory, persistent CTAs that each walk rowsPerCta rows at a time;
+                               bf16 x is rounded to f16, saturated to +-65504). Sums differ between versions, never
+                               within one. */
 } kvsk_gemv_fp8_params;
 int kvsk_gemv_fp8_supported(int m, int n, int k, kvsk_dtype dtype);
 cudaError_t kvsk_gemv_fp8(const kvsk_gemv_fp8_params* p, cudaStream_t stream);

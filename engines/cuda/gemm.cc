@@ -37,7 +37,7 @@ int32_t GemmRunner::algoAttr(const cublasLtMatmulAlgo_t& algo, cublasLtMatmulAlg
 
 GemmRunner::GemmRunner(cudaStream_t stream, int maxM, GemmMode mode, int probeM, size_t workspaceBytes)
     : stream_(stream), maxM_(maxM < 1 ? 1 : maxM), probeM_(probeM >= 1 && probeM <= maxM_ ? probeM : maxM_),
-      mode_(mode), workspaceBytes_(workspaceBytes) {
+      mode_(mode), workspaceBytes_(workspaceBytes), fp8GemvVersion_(fp8GemvVersionFromEnv()) {
   KVS_CUBLAS_CHECK(cublasLtCreate(&handle_));
   KVS_CUDA_CHECK(cudaMalloc(&workspace_, workspaceBytes_));
 }

@@ -31,6 +31,9 @@
 // epilogue for an int32-compute matmul into bf16/f16 (its outer-vector scale modes are for FP8), hence the
 // separate dequantization. The int32 sums are exact, so every kernel of every bucket gives the same bits:
 // int8 plans are per M bucket in both modes, and still batch invariant.
+// matmul's own epilogue. KVSERVE_GEMV_FP8=v2 (read when the runner is made) selects the GEMV's version 2
+// (kernels/gemv_fp8_v2.cu: f16 operands, x in shared memory, persistent CTAs) for every FP8 GEMV the runner times
+// and runs; unset or v1, version 1. Plans do not record the version: an imported plan runs the version selected.
 #pragma once
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
@@ -60,10 +63,13 @@ struct GemmChoice {
   int algoId = 0, tile = 0, stages = 0, splitK = 0;  // cuBLASLt, for people: read from algo on export, ignored on import
 };
 
+// KVSERVE_GEMV_FP8: 1 when unset or v1, 2 for v2; throws on anything else (gemm_fp8.cc).
+int fp8GemvVersionFromEnv();
+
 class GemmRunner {
  public:
   // maxM: the largest M any call will pass; probeM (batch-invariant mode): the M the heuristic is asked
-  // about (0 = maxM).
+  // about (0 = maxM). Throws when KVSERVE_GEMV_FP8 is neither unset, v1 nor v2.
   GemmRunner(cudaStream_t stream, int maxM, GemmMode mode, int probeM = 0, size_t workspaceBytes = 32u << 20);
   ~GemmRunner();
   GemmRunner(const GemmRunner&) = delete;
@@ -106,6 +112,7 @@ class GemmRunner {
   void runFp8(const void* Xq, const float* xScale, const void* W8, const float* wScale, void* Y, int M, int N, int K, DType io);
   std::string describeFp8(int N, int K, DType io);
   bool fp8UsesGemv(int N, int K, DType io, int M);  // whether runFp8 at this M runs kernels/gemv_fp8.cu
+  int fp8GemvVersion() const { return fp8GemvVersion_; }  // the FP8 GEMV's version this runner uses: 1 or 2
   // As exportPlan / importPlan, for the FP8 plan of (N, K, io); GEMV choices carry gemvRows 16, 32 or 64.
   std::vector<GemmChoice> exportPlanFp8(int N, int K, DType io);
   std::string importPlanFp8(int N, int K, DType io, const std::vector<GemmChoice>& choices, int maxM = 0);
@@ -195,6 +202,7 @@ class GemmRunner {
   DeviceBuffer int8X_;     // [M, K] int8: X quantized per row
   DeviceBuffer int8Scale_; // [M] float32: its per-row scales
   DeviceBuffer int8Acc_;   // [M, N] int32: cuBLASLt's product, before kvsk_dequant_int8
+  int fp8GemvVersion_;     // kvsk_gemv_fp8_params.version: 1, or 2 with KVSERVE_GEMV_FP8=v2
 };
 
 }  // namespace kvs::cuda

@@ -5,6 +5,7 @@
 // is the same whichever way X arrives, so a fused and an unfused forward pass run the same algorithms.
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 
 #include "cuda_check.h"
@@ -20,6 +21,13 @@ namespace {
 cudaDataType_t ioType(DType io) { return io == DType::F16 ? CUDA_R_16F : CUDA_R_16BF; }
 
 }  // namespace
+
+int fp8GemvVersionFromEnv() {
+  const char* v = std::getenv("KVSERVE_GEMV_FP8");
+  if (!v || !*v || std::string(v) == "v1") return 1;
+  if (std::string(v) == "v2") return 2;
+  throw std::runtime_error(std::string("KVSERVE_GEMV_FP8 must be v1 or v2, not \"") + v + "\"");
+}
 
 void GemmRunner::requireFast(const char* what) const {
   if (mode_ != GemmMode::Fast)
@@ -144,7 +152,7 @@ void GemmRunner::planFastFp8(Plan& p, int N, int K, DType io, const void* W8, co
       found = true;
       for (int rows : {16, 32, 64}) {
         if (!timed) break;
-        kvsk_gemv_fp8_params g{x.get(), W8, wScale, y.get(), hi, N, K, kio, rows};
+        kvsk_gemv_fp8_params g{x.get(), W8, wScale, y.get(), hi, N, K, kio, rows, fp8GemvVersion_};
         auto once = [&] { KVS_CUDA_CHECK(kvsk_gemv_fp8(&g, stream_)); };
         once();
         const float ms = timer(once);
@@ -203,7 +211,7 @@ void GemmRunner::runFp8(const void* X, const void* W8, const float* wScale, void
   Plan& p = getFp8(N, K, io, nullptr, nullptr, 0);
   const Bucket& b = bucketFor(p, M);
   if (b.gemv) {
-    kvsk_gemv_fp8_params g{X, W8, wScale, Y, M, N, K, static_cast<kvsk_dtype>(io), b.gemvRows};
+    kvsk_gemv_fp8_params g{X, W8, wScale, Y, M, N, K, static_cast<kvsk_dtype>(io), b.gemvRows, fp8GemvVersion_};
     KVS_CUDA_CHECK(kvsk_gemv_fp8(&g, stream_));
     return;
   }
@@ -229,6 +237,9 @@ void GemmRunner::runFp8(const void* Xq, const float* xScale, const void* W8, con
 
 bool GemmRunner::fp8UsesGemv(int N, int K, DType io, int M) { return bucketFor(getFp8(N, K, io, nullptr, nullptr, 0), M).gemv; }
 
-std::string GemmRunner::describeFp8(int N, int K, DType io) { return describeBuckets(getFp8(N, K, io, nullptr, nullptr, 0)); }
+std::string GemmRunner::describeFp8(int N, int K, DType io) {
+  const std::string s = describeBuckets(getFp8(N, K, io, nullptr, nullptr, 0));
+  return fp8GemvVersion_ == 1 ? s : s + " (gemv_fp8 v" + std::to_string(fp8GemvVersion_) + ")";
+}
 
 }  // namespace kvs::cuda

@@ -8,9 +8,9 @@
 //          partitions) at batch 1 and 64 x context 4096: K+V bytes read / time; prefill attention of
 //          2048- and 8192-token prompts (causal): TFLOP/s of the 4 T^2 D H / 2 useful flops
 //   chain  16 back-to-back GEMVs at M = 1, plain launches against programmatic dependent launch (sm_90+)
-//   fp8    the FP8-weight GEMV (kernels/gemv_fp8.cu) at M = 1, 4, 8, 16 beside the bf16 GEMV: weight bytes /
-//          time (1 byte a weight against 2), and 16 back-to-back FP8 GEMVs at M = 1 with programmatic
-//          dependent launch at 16, 32 and 64 rows per CTA (the forward pass's situation)
+//   fp8    the FP8-weight GEMV, v1 (kernels/gemv_fp8.cu) and v2 (gemv_fp8_v2.cu), at M = 1, 4, 8, 16 beside the
+//          bf16 GEMV: weight bytes / time (1 byte a weight against 2), and 16 back-to-back FP8 GEMVs at M = 1, 8,
+//          16 with programmatic dependent launch at 16, 32 and 64 rows per CTA (the forward pass's situation)
 //   fp8gemm  GemmRunner::runFp8 (FP8 GEMV or quantize + cuBLASLt FP8, as planned) against the bf16 GemmRunner
 //          at M = 16, 64, 256, 2048, 8192, both fast mode and timed on their weights: TFLOP/s of 2 M N K
 //   attn-fp8  decode attention over an fp8 (e4m3) cache beside bf16 at batch 1 and 64 x 4096 and 256 x 512
@@ -203,53 +203,64 @@ struct Fp8Buffers {
   const float* scale(int i) const { return ws[i % ws.size()]; }
 };
 
+// One FP8 GEMV launch (kernels/gemv_fp8.cu, or gemv_fp8_v2.cu for version 2) on copy i of the weights.
+void fp8Gemv(const Fp8Buffers& f8, const GemvShape& s, int i, int M, int rows, int version) {
+  kvsk_gemv_fp8_params g{f8.x, f8.w(i), f8.scale(i), f8.y, M, s.N, s.K, KVSK_BF16, rows, version};
+  CK(kvsk_gemv_fp8(&g, stream));
+}
+
 void fp8GemvBench(double copyBw) {
-  std::printf("\nFP8-weight GEMV, bf16 x and y (weight bytes / time; %% of copy bandwidth %.2f TB/s), beside the bf16 GEMV\n",
-              copyBw / 1e12);
-  std::printf("%-8s %6s %6s %3s %10s %8s %6s %12s %8s %6s %8s\n", "weight", "N", "K", "M", "fp8 us", "TB/s", "%copy",
-              "bf16 gemv us", "TB/s", "%copy", "speedup");
+  std::printf("\nFP8-weight GEMV, bf16 x and y (weight bytes / time; %% of copy bandwidth %.2f TB/s): v1 at 16 rows per CTA, "
+              "v2 at its best of 16, 32, 64; beside the bf16 GEMV\n", copyBw / 1e12);
+  std::printf("%-8s %6s %6s %3s %10s %8s %6s %10s %6s %5s %12s %6s %8s\n", "weight", "N", "K", "M", "v1 us", "TB/s", "%copy",
+              "v2 us", "%copy", "rows", "bf16 gemv us", "%copy", "v2/bf16");
   for (const GemvShape& s : kGemvShapes) {
     const double wBytes = (double)s.N * s.K;
     const Fp8Buffers f8(s, 2, KVSK_GEMV_FP8_MAX_M);
     const GemvBuffers b16(s, 2, 100, KVSK_GEMV_MAX_M);
     for (int M : {1, 4, 8, 16}) {
-      const double fp8Ms = timeMs([&](int i) {
-        kvsk_gemv_fp8_params g{f8.x, f8.w(i), f8.scale(i), f8.y, M, s.N, s.K, KVSK_BF16, 16};
-        CK(kvsk_gemv_fp8(&g, stream));
-      });
-      std::printf("%-8s %6d %6d %3d %10.1f %8.2f %5.0f%%", s.name, s.N, s.K, M, fp8Ms * 1e3, wBytes / (fp8Ms * 1e-3) / 1e12,
-                  100.0 * wBytes / (fp8Ms * 1e-3) / copyBw);
+      const double v1Ms = timeMs([&](int i) { fp8Gemv(f8, s, i, M, 16, 1); });
+      double v2Ms = 1e30;
+      int v2Rows = 0;
+      for (int rows : {16, 32, 64}) {
+        const double ms = timeMs([&](int i) { fp8Gemv(f8, s, i, M, rows, 2); });
+        if (ms < v2Ms) v2Ms = ms, v2Rows = rows;
+      }
+      std::printf("%-8s %6d %6d %3d %10.1f %8.2f %5.0f%% %10.1f %5.0f%% %5d", s.name, s.N, s.K, M, v1Ms * 1e3,
+                  wBytes / (v1Ms * 1e-3) / 1e12, 100.0 * wBytes / (v1Ms * 1e-3) / copyBw, v2Ms * 1e3,
+                  100.0 * wBytes / (v2Ms * 1e-3) / copyBw, v2Rows);
       if (M <= KVSK_GEMV_MAX_M) {
         const double bfMs = timeMs([&](int i) {
           kvsk_gemv_params g{b16.x, b16.w(i), b16.y, M, s.N, s.K, KVSK_BF16};
           CK(kvsk_gemv(&g, stream));
         });
-        std::printf(" %12.1f %8.2f %5.0f%% %7.2fx\n", bfMs * 1e3, 2 * wBytes / (bfMs * 1e-3) / 1e12,
-                    100.0 * 2 * wBytes / (bfMs * 1e-3) / copyBw, bfMs / fp8Ms);
+        std::printf(" %12.1f %5.0f%% %7.2fx\n", bfMs * 1e3, 100.0 * 2 * wBytes / (bfMs * 1e-3) / copyBw, bfMs / v2Ms);
       } else {
         std::printf(" %12s\n", "-");
       }
     }
   }
-  // As gemvChainBench: 16 back-to-back launches per timed run, rotating weights, the layer weights only.
-  std::printf("\nFP8 GEMV chains of 16, M = 1, programmatic dependent launch (per-kernel us, %% of copy bandwidth)\n");
-  std::printf("%-8s %16s %16s %16s\n", "weight", "16 rows/CTA", "32 rows/CTA", "64 rows/CTA");
+  // As gemvChainBench: 16 back-to-back launches per timed run, rotating weights, the layer weights only; v1 and
+  // v2 at each of their CTA shapes (the runner times these per M bucket and keeps the fastest).
+  std::printf("\nFP8 GEMV chains of 16, programmatic dependent launch (per-kernel us, %% of copy bandwidth)\n");
+  std::printf("%-8s %3s %14s %14s %14s %14s %14s %14s\n", "weight", "M", "v1 16 rows", "v1 32 rows", "v1 64 rows",
+              "v2 16 rows", "v2 32 rows", "v2 64 rows");
   kvsk_set_programmatic_launch(1);
   for (const GemvShape& s : kGemvShapes) {
     if (std::string(s.name) == "lm_head") continue;
     const double wBytes = (double)s.N * s.K;
-    const Fp8Buffers f8(s, 17, 1);
-    std::printf("%-8s", s.name);
-    for (int rows : {16, 32, 64}) {
-      const double us = 1e3 / 16 * timeMs([&](int i) {
-        for (int j = 0; j < 16; ++j) {
-          kvsk_gemv_fp8_params g{f8.x, f8.w(i * 16 + j), f8.scale(i * 16 + j), f8.y, 1, s.N, s.K, KVSK_BF16, rows};
-          CK(kvsk_gemv_fp8(&g, stream));
+    const Fp8Buffers f8(s, 17, KVSK_GEMV_FP8_MAX_M);
+    for (int M : {1, 8, 16}) {
+      std::printf("%-8s %3d", s.name, M);
+      for (int version : {1, 2})
+        for (int rows : {16, 32, 64}) {
+          const double us = 1e3 / 16 * timeMs([&](int i) {
+            for (int j = 0; j < 16; ++j) fp8Gemv(f8, s, i * 16 + j, M, rows, version);
+          });
+          std::printf(" %7.1f (%3.0f%%)", us, 100.0 * wBytes / (us * 1e-6) / copyBw);
         }
-      });
-      std::printf(" %8.1f (%3.0f%%)", us, 100.0 * wBytes / (us * 1e-6) / copyBw);
+      std::printf("\n");
     }
-    std::printf("\n");
   }
   kvsk_set_programmatic_launch(0);
 }
