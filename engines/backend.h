@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "model_config.h"
+#include "quantization.h"
 #include "step.h"
 #include "weights.h"
 
@@ -40,7 +41,10 @@ struct EngineOptions {
   // cuda: "fp8" holds the decoder layers' linear weights (q/k/v, o, gate/up, down) as fp8 E4M3 with a scale
   // per output channel and runs them through FP8 GEMMs (activations quantized per token at run time):
   // quantized at load from a checkpoint, or as an fp8 engine holds them. lm_head stays in the compute dtype.
+  // cuda: "int8" holds them as int8 (SmoothQuant W8A8, calibrated at load on int8Request's samples, as
+  // kvserve build would; behind KVSERVE_CUDA_INT8=1, see cudaInt8Refusal), or as an int8 engine holds them.
   std::string quantization = "none";
+  QuantizationRequest int8Request;    // quantization "int8" from a checkpoint: the calibration and search options
   // cuda, fp8: RMSNorm and SiLU·mul write the FP8 GEMM inputs (e4m3 rows and their scales) themselves instead
   // of a separate quantize pass per GEMM, with bitwise the same results. The N-API option fp8Fuse, whose
   // default KVSERVE_FP8_FUSE=1 turns on.
@@ -64,7 +68,7 @@ struct BackendInfo {
   size_t weightBytes = 0;
   int gemmShapesImported = 0;  // cuda: GEMM shapes whose algorithms came from the engine's manifest, not timed here
   int gemmShapesPlanned = 0;   // cuda: GEMM shapes planned at load (timed; --batch-invariant: the heuristic's pick)
-  std::string quantization = "none";  // cuda: "fp8" when the layer matrices run as fp8 (EngineOptions::quantization)
+  std::string quantization = "none";  // cuda: "fp8" or "int8" when the layer matrices run so (EngineOptions::quantization)
   // cuda, EngineOptions::gemvFuse: the epilogues a batch-1 step fuses into its GEMVs ("rope+cache",
   // "silu*mul", comma-separated), "" when none (off, fp8 matrices, cuBLASLt picked at M = 1, q/k norm: RoPE)
   std::string gemvFusion;

@@ -41,11 +41,15 @@ void checkOptions(const EngineOptions& o) {
     throw std::runtime_error("unsupported dtype \"" + o.dtype + "\" (supported: auto, float32, bfloat16, float16)");
   if (o.device != "cpu" && o.device != "cuda")
     throw std::runtime_error("unknown device \"" + o.device + "\" (supported: cpu, cuda)");
-  if (o.quantization != "none" && o.quantization != "fp8")
-    throw std::runtime_error("unknown quantization \"" + o.quantization + "\" at load (supported: none, fp8 on cuda; int8 " +
-                             "engines are made by kvserve build)");
+  if (o.quantization != "none" && o.quantization != "fp8" && o.quantization != "int8")
+    throw std::runtime_error("unknown quantization \"" + o.quantization + "\" at load (supported: none, fp8 and int8 on cuda; " +
+                             "int8 engines for the cpu are made by kvserve build)");
   if (o.quantization == "fp8" && o.device != "cuda")
     throw std::runtime_error("quantization fp8 runs on --device cuda only (on cpu: kvserve build --quantization int8)");
+  if (o.quantization == "int8" && o.device != "cuda")
+    throw std::runtime_error("quantization int8 at load runs on --device cuda only (on cpu: kvserve build --quantization int8, "
+                             "or --engine-cache DIR)");
+  if (o.quantization == "int8" && !cudaInt8Refusal().empty()) throw std::runtime_error(cudaInt8Refusal());
   if (o.quantization == "fp8" && o.batchInvariant)
     throw std::runtime_error("quantization fp8 with --batch-invariant is not supported yet (the FP8 GEMMs are tuned per M); "
                              "drop one of them");
@@ -182,7 +186,8 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& opts,
       weights = loadSafetensors(dir, opts.privateWeights ? WeightMemory::Private : WeightMemory::Mmap);
       if (opts.device == "cuda") {
 #ifdef KVSERVE_WITH_CUDA
-        cuda::checkCudaEngineTensors(cfg, *weights, manifest.dtype, manifest.quantization == "fp8");  // the fused CUDA layout
+        // The fused CUDA layout; an int8 engine's matrices say which of them are int8.
+        cuda::checkCudaEngineTensors(cfg, *weights, manifest.dtype, cuda::cudaQuantOf(cfg, *weights, manifest.quantization));
 #endif
       } else {
         bindLlamaWeights(cfg, *weights);

@@ -15,9 +15,7 @@ EngineBuildResult buildEngine(const EngineOptions& opts, const std::string& outD
   const std::string& q = quant.method;
   if (q != "none" && q != "int8" && q != "fp8")
     throw std::runtime_error("unknown quantization \"" + q + "\" (supported: none, int8, fp8)");
-  if (opts.device == "cuda" && q == "int8")
-    throw std::runtime_error("--quantization int8 with --device cuda is not implemented yet; int8 engines build for --device cpu, "
-                             "fp8 ones for cuda");
+  if (opts.device == "cuda" && q == "int8" && !cudaInt8Refusal().empty()) throw std::runtime_error(cudaInt8Refusal());
   if (q == "fp8" && opts.device != "cuda") throw std::runtime_error("--quantization fp8 is for --device cuda (on cpu: none or int8)");
   if (opts.kvCacheDtype == "fp8" && opts.device != "cuda")
     throw std::runtime_error("--kv-cache-dtype fp8 is for --device cuda (the CPU backend keeps the KV cache in float32)");
@@ -49,6 +47,7 @@ EngineBuildResult buildEngine(const EngineOptions& opts, const std::string& outD
   if (opts.device == "cuda") {
     EngineOptions o = opts;
     o.quantization = q;  // "fp8": the writer quantizes the layer matrices as a load would (cuda_weights.h)
+    o.int8Request = quant;  // "int8": calibrated and quantized on the host as a load would (cuda_int8.h)
     return buildCudaEngine(cfg, *store, o, outDir, progress);
   }
 #endif

@@ -29,7 +29,7 @@ struct EngineBuildResult {
   double prepareSeconds = 0;         // reading and converting the checkpoint
   double writeSeconds = 0;           // writing model.safetensors
   double tuneSeconds = 0;            // timing GEMM algorithms (cuda; 0 for the cpu)
-  std::string quantization = "none";      // "none" | "int8" (cpu) | "fp8" (cuda)
+  std::string quantization = "none";      // "none" | "int8" | "fp8" (cuda)
   std::vector<LayerQuantReport> layers;  // int8: every linear layer, in model order
   CalibrationSummary calibration;        // int8
   std::string int8Kernel;                // int8: the code path the engine's int8 GEMM was compiled to
@@ -47,7 +47,8 @@ EngineBuildResult buildEngine(const EngineOptions& opts, const std::string& outD
 EngineBuildResult buildCpuEngine(const ModelConfig& cfg, const WeightStore& store, const EngineOptions& opts,
                                  const QuantizationRequest& quant, const std::string& outDir,
                                  const BuildProgress& progress);
-// The CUDA backend's writer (engines/cuda/cuda_engine_writer.cc), in builds with the CUDA backend only.
+// The CUDA backend's writer (engines/cuda/cuda_engine_writer.cc), in builds with the CUDA backend only; opts
+// carries the quantization (and for int8 its request: EngineOptions::int8Request).
 EngineBuildResult buildCudaEngine(const ModelConfig& cfg, const WeightStore& store, const EngineOptions& opts,
                                   const std::string& outDir, const BuildProgress& progress);
 

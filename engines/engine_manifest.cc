@@ -157,11 +157,11 @@ EngineManifestView checkEngineManifest(const std::string& dir, const std::string
   if (!method || !method->isString())
     throw std::runtime_error(where + ": manifest.json has no quantization.method: " + rebuild);
   out.quantization = method->asString();
-  const bool runs = out.quantization == "none" || (out.quantization == "int8" && built.device == "cpu") ||
+  const bool runs = out.quantization == "none" || out.quantization == "int8" ||
                     (out.quantization == "fp8" && built.device == "cuda");
   if (!runs)
     throw std::runtime_error(where + " is quantized as " + out.quantization + " for device " + built.device +
-                             ", which this kvserve cannot run (it runs none, int8 on cpu and fp8 on cuda): " + rebuild);
+                             ", which this kvserve cannot run (it runs none and int8 on cpu and cuda, fp8 on cuda): " + rebuild);
   if (out.weightsFile != "model.safetensors")
     throw std::runtime_error(where + ": manifest.json weights.file must be model.safetensors: " + rebuild);
   out.tunedGemms = tunedGemms(m.find("tunedGemms"));

@@ -14,7 +14,7 @@ struct EngineManifestView {
   DType dtype = DType::F32;   // weights.dtype: what the float matrices are stored (and computed) in
   std::string weightsFile;    // weights.file, relative to the folder
   std::vector<TunedGemm> tunedGemms;  // tunedGemms: what the build timed (cuda), for the load to restore
-  std::string quantization = "none";  // quantization.method: "none" | "int8" (cpu: int8_tensors.h) | "fp8" (cuda)
+  std::string quantization = "none";  // quantization.method: "none" | "int8" (cpu: int8_tensors.h; cuda: cuda_engine_layout.h) | "fp8" (cuda)
   // kvCache (kvserve build --kv-cache-dtype fp8, src/build/kv-calibration.ts): the KV cache the engine runs by
   // default, with one calibrated scale per layer for K and for V, each checked to be positive and finite here
   // (their count is Engine::load's to check, against the model's layers). "" = none: the compute dtype.

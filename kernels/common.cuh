@@ -29,6 +29,17 @@ __device__ __forceinline__ void pdlTrigger() {
 #endif
 }
 
+// 16 bytes of immutable data (weights) streamed past L1 (read once: keeps L1 for what is reused, such as x).
+__device__ __forceinline__ uint4 loadStreaming(const void* p) {
+  uint4 r;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+               : "l"(p));
+  return r;
+}
+
+__device__ __forceinline__ void prefetchL2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
+
 bool pdlEnabled();  // kvsk_set_programmatic_launch (launch.cu)
 
 // Launches `kernel` on `stream`, with programmatic stream serialization when enabled.

@@ -66,8 +66,6 @@ struct TileShape {
   static constexpr int kSmemBytes = Stages * kStageBytes;
 };
 
-__device__ __forceinline__ void prefetchL2(const void* ptr) { asm volatile("prefetch.global.L2 [%0];" ::"l"(ptr)); }
-
 // Chunk c of rows [r0, r0 + kRows) of a row-major [rows, k] matrix into a stage (kRows x kRowBytes), with
 // cp.async: 8 threads per row, 16 bytes each. Rows >= rows and elements >= k become zeros (k % 8 == 0, so a
 // 16-byte piece is wholly inside or wholly outside).

@@ -28,16 +28,6 @@ constexpr int kWarps = 4, kThreads = kWarps * 32;
 // Chunks per row in flight per thread: 4, or 2 above M = 4 (registers: kRows * kUnroll loads + kRows * M sums).
 template <int M> __host__ __device__ constexpr int unrollFor() { return M <= 4 ? 4 : 2; }
 
-__device__ __forceinline__ uint4 loadStreaming(const void* p) {
-  uint4 r;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-               : "l"(p));
-  return r;
-}
-
-__device__ __forceinline__ void prefetchL2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
-
 // w[u][r] = chunk c + kThreads * u of row r.
 template <int kUnroll, int kRows, typename T>
 __device__ __forceinline__ void loadChunks(uint4 (&w)[kUnroll][kRows], const T* const (&wRow)[kRows], int c) {

@@ -36,16 +36,6 @@ constexpr int kWarpsPerTile = 4, kTileThreads = kWarpsPerTile * 32;
 template <int NT> __host__ __device__ constexpr int unrollFor() { return NT == 1 ? 8 : 6; }
 constexpr int kPrefetchRowBytes = 4096; // of each row, asked of L2 before the programmatic-launch wait
 
-__device__ __forceinline__ uint4 loadStreaming(const void* p) {
-  uint4 r;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-               : "l"(p));
-  return r;
-}
-
-__device__ __forceinline__ void prefetchL2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
-
 // Where the e4m3 bits go in a 16-bit T, and 2^(T's exponent bias - 7) twice, packed.
 template <typename T> struct E4m3In;
 template <> struct E4m3In<__nv_bfloat16> { static constexpr int kShift = 4; static constexpr uint32_t kMask = 0x07F007F0u, kBias = 0x7B807B80u; };
@@ -209,6 +199,8 @@ cudaError_t launchGemvFp8(const kvsk_gemv_fp8_params& p, cudaStream_t stream) {
 
 }  // namespace
 
+cudaError_t gemvFp8V2(const kvsk_gemv_fp8_params& p, cudaStream_t stream);  // gemv_fp8_v2.cu
+
 }  // namespace kvsk
 
 extern "C" int kvsk_gemv_fp8_supported(int m, int n, int k, kvsk_dtype dtype) {
@@ -220,6 +212,8 @@ extern "C" cudaError_t kvsk_gemv_fp8(const kvsk_gemv_fp8_params* p, cudaStream_t
   if (!kvsk_gemv_fp8_supported(p->m, p->n, p->k, p->dtype)) return cudaErrorNotSupported;
   if ((reinterpret_cast<uintptr_t>(p->x) | reinterpret_cast<uintptr_t>(p->w8)) % 16 != 0) return cudaErrorInvalidValue;
   if (p->rowsPerCta != 0 && p->rowsPerCta != 16 && p->rowsPerCta != 32 && p->rowsPerCta != 64) return cudaErrorNotSupported;
+  if (p->version == 2) return kvsk::gemvFp8V2(*p, stream);
+  if (p->version != 0 && p->version != 1) return cudaErrorNotSupported;
   if (p->dtype == KVSK_BF16) return kvsk::launchGemvFp8<__nv_bfloat16>(*p, stream);
   return kvsk::launchGemvFp8<__half>(*p, stream);
 }

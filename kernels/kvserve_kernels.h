@@ -246,7 +246,8 @@ cudaError_t kvsk_quantize_weight_fp8(const kvsk_quantize_weight_fp8_params* p, c
 /* Skinny FP8-weight GEMM for decode (memory bound: W8 read once), x NOT quantized:
  *   y[m, n] = dtype(wScale[n] * sum_k x[m, k] * e4m3value(w8[n, k]))   for 1 <= M <= KVSK_GEMV_FP8_MAX_M.
  * Tensor cores (mma.sync m16n8k16, float32 accumulators) on e4m3 converted exactly to bf16/f16, so the only
- * difference from a float64 dot of the dequantized operands is the float32 sum order. x bf16/f16,
+ * difference from a float64 dot of the dequantized operands is the float32 sum order (version 2 with bf16 x:
+ * also x's rounding to f16, exact for |x| in [2^-17, 65504], saturated beyond). x bf16/f16,
  * K % 16 == 0, x and w8 16-byte aligned, any N. A row of y depends only on its row of x (not on M), and
  * rowsPerCta changes only the CTA shape, never a sum. Launched with programmatic dependent launch (W8 is
  * prefetched before the wait). Not for the batch-invariant mode (its sum order is not cuBLASLt's). */
@@ -259,6 +260,10 @@ typedef struct {
   int m, n, k;
   kvsk_dtype dtype;         /* of x and y: bf16 or f16 */
   int rowsPerCta;           /* rows of w8 per CTA: 16, 32 or 64 (4, 8 or 16 warps; 0 = 16) */
+  int version;              /* 0 or 1: kernels/gemv_fp8.cu (bf16 x: bf16 operands); 2: gemv_fp8_v2.cu (f16 operands,
+                               x staged in shared memory, persistent CTAs that each walk rowsPerCta rows at a time;
+                               bf16 x is rounded to f16, saturated to +-65504). Sums differ between versions, never
+                               within one. */
 } kvsk_gemv_fp8_params;
 int kvsk_gemv_fp8_supported(int m, int n, int k, kvsk_dtype dtype);
 cudaError_t kvsk_gemv_fp8(const kvsk_gemv_fp8_params* p, cudaStream_t stream);
@@ -321,6 +326,62 @@ typedef struct {
   float* absMax;            /* [numPlanes] in/out */
 } kvsk_kv_absmax_params;
 cudaError_t kvsk_kv_absmax(const kvsk_kv_absmax_params* p, cudaStream_t stream);
+
+/* INT8 linear layers (W8A8, SmoothQuant): weights W8 [N, K] int8 (symmetric, -127..127) with one float32
+ * scale per output row, W ~ W8[n, :] * wScale[n], the SmoothQuant smoothing already folded in (into the
+ * RMSNorm weight before q/k/v and gate/up; o_proj and down_proj carry a multiplier of their input instead).
+ * Activations are quantized per token at run time, times that multiplier when there is one:
+ *   v = x[m, k] * mul[k],  a = max(absmax_k |v|, KVSK_INT8_MIN_ABSMAX),
+ *   xScale[m] = a / 127,  xq[m, k] = clamp(round_half_even(v * (127 / a)), -127, 127)
+ * (every product and quotient rounded once: the CPU backend's quantizeActs), then
+ *   y[m, n] = dtype(float(sum_k xq[m, k] W8[n, k]) * (xScale[m] * wScale[n]))
+ * with the sum in int32, which is exact (|sum| <= 127^2 K < 2^31 for K < 133144): whichever kernel computes
+ * it, in whatever order or split, a row of y depends on its row of x only, bit for bit. */
+#define KVSK_INT8_MIN_ABSMAX 7.8886090522101181e-31f /* 2^-100 */
+
+/* Per-row activation quantization, one CTA per row (a row of up to 16384 elements is read once and kept in
+ * registers; longer rows are read twice, the second time from L2). x bf16/f16, K % 8 == 0, x and mul 16-byte
+ * aligned, xq 8-byte aligned. Launched with programmatic dependent launch. */
+typedef struct {
+  const void* x;            /* [M, K] dtype */
+  const float* mul;         /* [K] SmoothQuant multiplier of the input, or NULL (1) */
+  void* xq;                 /* [M, K] int8 */
+  float* xScale;            /* [M] */
+  int m, k;
+  kvsk_dtype dtype;         /* of x: bf16 or f16 */
+} kvsk_quantize_rows_int8_params;
+cudaError_t kvsk_quantize_rows_int8(const kvsk_quantize_rows_int8_params* p, cudaStream_t stream);
+
+/* The dequantization of an int32 product (cuBLASLt's IMMA GEMM writes int32): y as above from acc[m, n].
+ * N % 4 == 0; acc and wScale 16-byte aligned, y 8-byte aligned. Launched with programmatic dependent launch. */
+typedef struct {
+  const int32_t* acc;       /* [M, N] */
+  const float* xScale;      /* [M] */
+  const float* wScale;      /* [N] */
+  void* y;                  /* [M, N] dtype */
+  int m, n;
+  kvsk_dtype dtype;         /* of y: bf16 or f16 */
+} kvsk_dequant_int8_params;
+cudaError_t kvsk_dequant_int8(const kvsk_dequant_int8_params* p, cudaStream_t stream);
+
+/* Skinny int8 GEMM for decode (memory bound: W8 read once), on x quantized by kvsk_quantize_rows_int8:
+ *   y[m, n] as above for 1 <= M <= KVSK_GEMV_INT8_MAX_M, with tensor cores (mma.sync m16n8k32, s8 x s8 -> s32).
+ * K % 16 == 0, xq and w8 16-byte aligned, any N. The same bits as the dequantized cuBLASLt product (the int32
+ * sums are exact and the epilogue is the same expression), for any M and rowsPerCta. Launched with
+ * programmatic dependent launch (W8 is prefetched before the wait). */
+#define KVSK_GEMV_INT8_MAX_M 16
+typedef struct {
+  const void* xq;           /* [M, K] int8 */
+  const float* xScale;      /* [M] */
+  const void* w8;           /* [N, K] int8 */
+  const float* wScale;      /* [N] */
+  void* y;                  /* [M, N] dtype */
+  int m, n, k;
+  kvsk_dtype dtype;         /* of y: bf16 or f16 */
+  int rowsPerCta;           /* rows of w8 per CTA: 16, 32 or 64 (4, 8 or 16 warps; 0 = 16) */
+} kvsk_gemv_int8_params;
+int kvsk_gemv_int8_supported(int m, int n, int k, kvsk_dtype dtype);
+cudaError_t kvsk_gemv_int8(const kvsk_gemv_int8_params* p, cudaStream_t stream);
 
 /* Weight upload and dummy weights. */
 typedef struct {

@@ -109,7 +109,7 @@ class BuildWorker : public ProgressWorker {
       o.Set("mMax", g.mMax);
       if (g.kernel.empty()) {
         o.Set("algo", g.algo);
-      } else if (g.kernel == "gemv" || g.kernel == "gemv_fp8") {  // cuda: a GEMV kernel and its rows of W per CTA
+      } else if (g.kernel == "gemv" || g.kernel == "gemv_fp8" || g.kernel == "gemv_int8") {  // cuda: a GEMV and its rows of W per CTA
         o.Set("kernel", g.kernel);
         o.Set("rowsPerCta", g.rowsPerCta);
       } else {  // cuda: a cuBLASLt algorithm (algo: its opaque bytes), with what it is for people

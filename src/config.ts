@@ -28,7 +28,7 @@ export interface EngineConfig {
   enablePrefixCaching: boolean;
   seed: number;
   batchInvariant: boolean; // cuda: results bitwise independent of the batch (slower GEMMs)
-  quantization: 'none' | 'fp8'; // cuda: fp8 quantizes the layer matrices at load (an engine: as it was built)
+  quantization: 'none' | 'fp8' | 'int8'; // cuda: quantizes the layer matrices at load (an engine: as it was built)
   kvCacheDtype: 'auto' | 'fp8' | 'fp8_e4m3'; // auto = the compute dtype; fp8 (= fp8_e4m3): cuda, half the bytes
 }
 
@@ -161,8 +161,11 @@ export const engineFlags: Record<string, FlagSpec> = {
   quantization: {
     key: 'quantization',
     kind: 'string',
-    choices: ['none', 'fp8'],
-    help: 'cuda: fp8 = the layer matrices as fp8 E4M3 with a scale per output channel, activations quantized per token, FP8 GEMMs (quantized at load; with --engine-cache: an fp8 engine is built)',
+    choices: ['none', 'fp8', 'int8'],
+    help:
+      'cuda: fp8 = the layer matrices as fp8 E4M3 with a scale per output channel, activations quantized per token, FP8 GEMMs; ' +
+      'int8 = SmoothQuant W8A8, calibrated on the shipped calibration text as kvserve build does (not yet verified on a GPU: ' +
+      'needs KVSERVE_CUDA_INT8=1). Quantized at load; with --engine-cache an engine is built once',
   },
   'kv-cache-dtype': {
     key: 'kvCacheDtype',

@@ -45,7 +45,9 @@ void quantizeRow(const float* x, int64_t K, const float* mul, uint8_t* q, int64_
   for (; k < K; ++k) amax = std::max(amax, std::fabs(mul ? x[k] * mul[k] : x[k]));
 
   *scale = amax / 127.0f;
-  const float inv = amax > 0 ? 127.0f / amax : 0.0f;
+  // 127 / amax is infinite for a zero row and for amax below ~4e-37 (where 0 · inf = NaN would clamp to 127):
+  // such a row quantizes to zeros.
+  const float inv = std::isfinite(127.0f / amax) ? 127.0f / amax : 0.0f;
   k = 0;
 #if defined(KVS_SIMD_AVX512)
   const __m512 vinv = _mm512_set1_ps(inv), lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
@@ -138,7 +140,7 @@ void quantizeWeightRows(ThreadPool& pool, const float* w, int64_t rows, int64_t 
       float amax = 0;
       for (int64_t k = 0; k < cols; ++k) amax = std::max(amax, std::fabs(row[k]));
       scale[n] = amax / 127.0f;
-      const float inv = amax > 0 ? 127.0f / amax : 0.0f;
+      const float inv = std::isfinite(127.0f / amax) ? 127.0f / amax : 0.0f;  // as quantizeRow: zeros when infinite
       int32_t sum = 0;
       for (int64_t k = 0; k < cols; ++k) {
         const float r = std::fmax(-127.0f, std::fmin(127.0f, std::nearbyint(row[k] * inv)));

@@ -57,7 +57,8 @@ struct Member {
   Mat* dst;                 // the quantized model's
   std::vector<float> w;     // src as float32 [rows, K]
   std::vector<float> ref;   // X_eval · srcᵀ [N, rows]
-  bool forced = false;      // named by the caller: float whatever its error
+  bool forced = false;      // named by the caller (or the layout): float whatever its error
+  std::string why;          // forced: the reason the report gives
 };
 
 std::string fmt(float v) {
@@ -75,8 +76,24 @@ class Quantizer {
   void group(int layer, LinearInput in, std::vector<Member> members, std::vector<float>* norm) {
     const InputStats& x = st_.at(layer, in);
     const int64_t K = x.K;
-    for (Member& m : members)
+    for (Member& m : members) {
       m.forced = std::find(o_.keepFloat.begin(), o_.keepFloat.end(), m.name) != o_.keepFloat.end();
+      if (m.forced) m.why = "--keep-precision";
+      const auto layout = o_.keepFloatBecause.find(m.name);
+      if (!m.forced && layout != o_.keepFloatBecause.end()) {
+        m.forced = true;
+        m.why = layout->second;
+      }
+    }
+    if (o_.fusedGroups) {  // one forced member keeps the fused matrix in float
+      const auto f = std::find_if(members.begin(), members.end(), [](const Member& m) { return m.forced; });
+      if (f != members.end())
+        for (Member& m : members)
+          if (!m.forced) {
+            m.forced = true;
+            m.why = "fused with " + f->name + " (" + f->why + ")";
+          }
+    }
 
     // Eval rows: evenly spaced among the kept ones.
     const int64_t n = std::min<int64_t>(x.keptRows, o_.evalRows);
@@ -142,9 +159,21 @@ class Quantizer {
     // Decide each member; smoothing stays only when some member is int8.
     std::vector<Int8Trial> trials(members.size());
     std::vector<bool> int8(members.size(), false);
+    std::vector<std::string> fusedWith(members.size());  // fused groups: the member over the bound that keeps this one float
     for (size_t i = 0; i < members.size(); ++i) {
       g.trial(members[i].w, members[i].src->rows, members[i].ref, best->s, trials[i]);
       int8[i] = !members[i].forced && trials[i].error <= o_.maxLayerError;
+    }
+    if (o_.fusedGroups) {  // the first member over the bound keeps the others float
+      size_t over = 0;
+      while (over < members.size() && (int8[over] || members[over].forced)) ++over;
+      if (over < members.size())
+        for (size_t j = 0; j < members.size(); ++j)
+          if (int8[j]) {
+            int8[j] = false;
+            fusedWith[j] = "fused with " + members[over].name + ", whose output error " + fmt(trials[over].error) +
+                           " > bound " + fmt(o_.maxLayerError);
+          }
     }
     const bool anyInt8 = std::find(int8.begin(), int8.end(), true) != int8.end();
     const std::vector<float> s = anyInt8 ? best->s : std::vector<float>{};
@@ -174,7 +203,8 @@ class Quantizer {
       r.weightScaleMax = *std::max_element(trials[i].scale.begin(), trials[i].scale.end());
       r.actMaxMin = *std::min_element(x.absMax.begin(), x.absMax.end());
       r.actMaxMax = *std::max_element(x.absMax.begin(), x.absMax.end());
-      if (m.forced) r.keptBecause = "--keep-precision";
+      if (m.forced) r.keptBecause = m.why;
+      else if (!fusedWith[i].empty()) r.keptBecause = fusedWith[i];
       else if (!int8[i]) r.keptBecause = "output error " + fmt(r.error) + " > bound " + fmt(o_.maxLayerError);
 
       if (int8[i]) {

@@ -13,9 +13,12 @@
 // smoothing at all, whichever gives the smallest relative output error ‖Y_int8 − Y_float‖ / ‖Y_float‖ of the
 // group's layers on the kept calibration inputs, computed with the engine's own int8 kernels. A layer whose
 // error at that choice exceeds the bound stays in float (its weights smoothed when its group's norm is), as
-// does every layer the caller names.
+// does every layer the caller names. A backend whose layout fuses a group's matrices into one (the CUDA
+// backend: q/k/v, gate/up) asks for fused groups: then the members become int8 together or stay float
+// together, unsmoothed.
 #pragma once
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -34,6 +37,10 @@ struct QuantizeOptions {
   float maxLayerError = 0.1f;         // a layer above this relative output error stays in float
   std::vector<std::string> keepFloat; // module names (model.layers.0.mlp.down_proj, lm_head) kept in float
   int evalRows = 256;                 // kept calibration tokens the error is measured on, at most
+  // The target layout's constraints: modules it cannot hold in int8, with the reason the report gives; and
+  // whether a group's members are int8 together or not at all.
+  std::map<std::string, std::string> keepFloatBecause;
+  bool fusedGroups = false;
 };
 
 struct QuantizedCpuModel {

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "cuda_check.h"
+#include "cuda_int8.h"
 #include "kvserve_kernels.h"
 #include "model_gemms.h"
 #include "../engine_manifest.h"
@@ -73,7 +74,7 @@ void checkKvCacheDtype(const ModelConfig& cfg, const EngineOptions& opts, DType 
 }
 
 CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> weights, const EngineOptions& opts)
-    : cfg_(cfg), opts_(opts), dt_(resolveDType(cfg, opts)), fp8_(opts.quantization == "fp8") {
+    : cfg_(cfg), opts_(opts), dt_(resolveDType(cfg, opts)), fp8_(opts.quantization == "fp8"), int8_(opts.quantization == "int8") {
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0)
     throw std::runtime_error("device cuda requested but no CUDA GPU is visible");
@@ -94,6 +95,15 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
     if (dt_ == DType::F32)
       throw std::runtime_error("quantization fp8 computes in bfloat16 or float16, not float32: pass --dtype bfloat16");
     fp8Fuse_ = opts.fp8Fuse;
+  }
+  // int8: no refusal of --batch-invariant, since every int8 GEMM kernel gives the same bits (gemm.h).
+  if (int8_) {
+    if (!cudaInt8Refusal().empty()) throw std::runtime_error(cudaInt8Refusal());
+    if (prop.major < 8)
+      throw std::runtime_error(std::string("quantization int8 needs a GPU of compute capability 8.0 or newer (int8 mma.sync, IMMA); ") +
+                               prop.name + " is " + std::to_string(prop.major) + "." + std::to_string(prop.minor));
+    if (dt_ == DType::F32)
+      throw std::runtime_error("quantization int8 computes in bfloat16 or float16, not float32: pass --dtype bfloat16");
   }
   checkKvCacheDtype(cfg, opts, dt_, prop);
   kvFp8_ = opts.kvCacheDtype == "fp8";
@@ -119,9 +129,17 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   qkvRows_ = (cfg.numHeads + 2 * cfg.numKvHeads) * D;
 
   // From an engine every tensor is already in its final layout and dtype; from a checkpoint q/k/v and gate/up
-  // are fused (and converted) on the way.
-  if (!opts.engine.empty()) w_ = uploadEngineWeights(cfg, *weights, dt_, opts.onTensorLoaded, fp8_);
-  else w_ = uploadWeights(cfg, *weights, dt_, opts.seed, stream_, opts.onTensorLoaded, fp8_);
+  // are fused (and converted) on the way. int8 from a checkpoint: calibrated and quantized on the host
+  // first, as kvserve build does, then uploaded as an engine's tensors.
+  if (!opts.engine.empty()) {
+    w_ = uploadEngineWeights(cfg, *weights, dt_, opts.onTensorLoaded, cudaQuantOf(cfg, *weights, opts.quantization));
+  } else if (int8_) {
+    const CudaInt8Model q = quantizeInt8ForCuda(cfg, *weights, dt_, opts.int8Request, opts.numThreads, opts.seed,
+                                                opts.onTensorLoaded, {});
+    w_ = uploadEngineWeights(cfg, *q.store, dt_, {}, q.quant);
+  } else {
+    w_ = uploadWeights(cfg, *weights, dt_, opts.seed, stream_, opts.onTensorLoaded, fp8_);
+  }
   weights.reset();  // the mmapped checkpoint is no longer needed: one copy, on the GPU
 
   // Fast mode (default): per weight shape, the GEMV kernel for M <= 8 and a cuBLASLt algorithm per M bucket,
@@ -166,16 +184,16 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   info_.kvScalesK = kScale_;
   info_.kvScalesV = vScale_;
   info_.weightBytes = w_.bytes;
-  info_.quantization = fp8_ ? "fp8" : "none";
+  info_.quantization = fp8_ ? "fp8" : int8_ ? "int8" : "none";
   info_.gemvFusion = describeGemvFusion();
   info_.fp8Fuse = fp8Fuse_;
 }
 
 std::string CudaBackend::describeInvariantGemm() {
   if (gemm_->invariantGemm() != InvariantGemm::Own) return "cublaslt";
-  std::string rest;  // the weights our GEMM does not serve (float32, K % 8 != 0)
+  std::string rest;  // the bf16/f16/float32 weights our GEMM does not serve (float32, K % 8 != 0); int8 has its own
   for (const ModelGemm& g : modelGemms(cfg_, w_, maxT_, maxS_))
-    if (gemm_->ownSplits(g.n, g.k, dt_, dt_) == 0)
+    if (g.kind == GemmKind::Float && gemm_->ownSplits(g.n, g.k, dt_, dt_) == 0)
       rest += (rest.empty() ? "" : ", ") + g.weight;
   return rest.empty() ? "own" : "own; cublaslt: " + rest;
 }

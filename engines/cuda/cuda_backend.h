@@ -41,7 +41,8 @@ class CudaBackend final : public Backend {
   ModelConfig cfg_;
   EngineOptions opts_;
   DType dt_;
-  bool fp8_ = false;  // the layer matrices are fp8 (w_.fp8): their GEMMs go through GemmRunner::runFp8
+  bool fp8_ = false;   // the layer matrices are fp8 (w_.quant): their GEMMs go through GemmRunner::runFp8
+  bool int8_ = false;  // some layer matrices are int8 (w_.quant): theirs go through GemmRunner::runInt8
   // fp8 only (EngineOptions::fp8Fuse, KVSERVE_FP8_FUSE): RMSNorm and SiLU·mul write the e4m3 rows of the fp8
   // GEMMs they feed (qkv, gate/up, down) into xq_ themselves, for the steps whose M runs cuBLASLt there.
   bool fp8Fuse_ = false;
@@ -106,9 +107,11 @@ class CudaBackend final : public Backend {
   void blockCopies(const int32_t* in, const Layout& lay, int numCopies);
   // Enqueues embed .. lm_head for the shape; reads its inputs from `in` at `lay`.
   void forward(const StepShape& sh, const int32_t* in, const Layout& lay);
-  // y[M, N] = x[M, K] W^T for one layer matrix: fp8 when it has scales, else in the compute dtype. quantized:
-  // x's producer wrote its e4m3 rows into xq_ / xqScale_ instead (fusesInput), and x is not read.
-  void linear(const void* x, bool quantized, const void* W, const float* scale, void* y, int M, int N, int K);
+  // y[M, N] = x[M, K] W^T for one layer matrix: fp8 or int8 (the layout's) when it has scales, else in the
+  // compute dtype; smooth: an int8 matrix's input multiplier, or null. quantized (fp8 only): x's producer
+  // wrote its e4m3 rows into xq_ / xqScale_ instead (fusesInput), and x is not read.
+  void linear(const void* x, bool quantized, const void* W, const float* scale, const float* smooth, void* y, int M, int N,
+              int K);
   // Whether the producer of a layer matrix [N, K]'s input writes e4m3 rows for it at this step's M: with
   // fp8Fuse_, for an fp8 matrix (cudaFp8Matrix) whose plan runs cuBLASLt there (it reads e4m3 rows) rather
   // than the FP8 GEMV (it reads bf16/f16 rows, and needs no quantization).

@@ -11,19 +11,30 @@ int64_t CudaTensorSpec::numel() const {
   return n;
 }
 
-std::vector<CudaTensorSpec> cudaTensorSpecs(const ModelConfig& c, DType compute, bool fp8) {
+MatrixFormat CudaQuant::format(int layer, LayerMatrix m, int64_t cols) const {
+  if (method == "fp8") return cudaFp8Matrix(cols) ? MatrixFormat::Fp8 : MatrixFormat::Compute;
+  if (method == "int8" && layer >= 0 && static_cast<size_t>(layer) < formats.size()) return formats[layer][static_cast<int>(m)];
+  return MatrixFormat::Compute;
+}
+
+std::vector<CudaTensorSpec> cudaTensorSpecs(const ModelConfig& c, DType compute, const CudaQuant& q) {
   const int64_t H = c.hiddenSize, I = c.intermediateSize, V = c.vocabSize, D = c.headDim;
-  const int64_t q = int64_t(c.numHeads) * D, qkv = (int64_t(c.numHeads) + 2 * int64_t(c.numKvHeads)) * D;
+  const int64_t qd = int64_t(c.numHeads) * D, qkv = (int64_t(c.numHeads) + 2 * int64_t(c.numKvHeads)) * D;
   std::vector<CudaTensorSpec> out;
   auto add = [&](std::string name, CudaTensor kind, int layer, std::vector<int64_t> shape) {
     out.push_back({std::move(name), kind, layer, std::move(shape), compute});
   };
-  // A layer matrix: fp8 with its scale per row, or in the compute dtype.
-  auto matrix = [&](const std::string& name, CudaTensor kind, CudaTensor scale, int layer, int64_t rows, int64_t cols) {
+  // A layer matrix: in the compute dtype, or fp8 / int8 with its scale per row (and the input's multiplier).
+  auto matrix = [&](const std::string& name, LayerMatrix m, CudaTensor kind, CudaTensor scale, int layer, int64_t rows,
+                    int64_t cols) {
     add(name + ".weight", kind, layer, {rows, cols});
-    if (!fp8 || !cudaFp8Matrix(cols)) return;
-    out.back().dtype = DType::F8E4M3;
+    const MatrixFormat f = q.format(layer, m, cols);
+    if (f == MatrixFormat::Compute) return;
+    out.back().dtype = f == MatrixFormat::Fp8 ? DType::F8E4M3 : DType::I8;
     add(name + ".weight_scale", scale, layer, {rows});
+    out.back().dtype = DType::F32;
+    if (f != MatrixFormat::Int8Smoothed) return;
+    add(name + ".act_smooth", m == LayerMatrix::O ? CudaTensor::OSmooth : CudaTensor::DownSmooth, layer, {cols});
     out.back().dtype = DType::F32;
   };
   add("model.embed_tokens.weight", CudaTensor::Embed, -1, {V, H});
@@ -32,23 +43,43 @@ std::vector<CudaTensorSpec> cudaTensorSpecs(const ModelConfig& c, DType compute,
   for (int l = 0; l < c.numLayers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     add(p + "input_layernorm.weight", CudaTensor::InputNorm, l, {H});
-    matrix(p + "self_attn.qkv_proj", CudaTensor::Qkv, CudaTensor::QkvScale, l, qkv, H);
+    matrix(p + "self_attn.qkv_proj", LayerMatrix::Qkv, CudaTensor::Qkv, CudaTensor::QkvScale, l, qkv, H);
     if (c.attentionBias) add(p + "self_attn.qkv_proj.bias", CudaTensor::QkvBias, l, {qkv});
     if (c.qkNorm) {
       add(p + "self_attn.q_norm.weight", CudaTensor::QNorm, l, {D});
       add(p + "self_attn.k_norm.weight", CudaTensor::KNorm, l, {D});
     }
-    matrix(p + "self_attn.o_proj", CudaTensor::O, CudaTensor::OScale, l, H, q);
+    matrix(p + "self_attn.o_proj", LayerMatrix::O, CudaTensor::O, CudaTensor::OScale, l, H, qd);
     add(p + "post_attention_layernorm.weight", CudaTensor::PostNorm, l, {H});
-    matrix(p + "mlp.gate_up_proj", CudaTensor::GateUp, CudaTensor::GateUpScale, l, 2 * I, H);
-    matrix(p + "mlp.down_proj", CudaTensor::Down, CudaTensor::DownScale, l, H, I);
+    matrix(p + "mlp.gate_up_proj", LayerMatrix::GateUp, CudaTensor::GateUp, CudaTensor::GateUpScale, l, 2 * I, H);
+    matrix(p + "mlp.down_proj", LayerMatrix::Down, CudaTensor::Down, CudaTensor::DownScale, l, H, I);
   }
   return out;
 }
 
-void checkCudaEngineTensors(const ModelConfig& cfg, const WeightStore& store, DType compute, bool fp8) {
+CudaQuant cudaQuantOf(const ModelConfig& cfg, const WeightStore& store, const std::string& method) {
+  CudaQuant q{method, {}};
+  if (method != "int8") return q;
+  const char* names[4] = {"self_attn.qkv_proj", "self_attn.o_proj", "mlp.gate_up_proj", "mlp.down_proj"};
+  for (int l = 0; l < cfg.numLayers; ++l) {
+    std::array<MatrixFormat, 4> f{};
+    for (int m = 0; m < 4; ++m) {
+      const std::string name = "model.layers." + std::to_string(l) + "." + names[m];
+      const Tensor* w = store.find(name + ".weight");
+      const bool smoothable = m == static_cast<int>(LayerMatrix::O) || m == static_cast<int>(LayerMatrix::Down);
+      f[m] = !w || w->dtype != DType::I8                        ? MatrixFormat::Compute
+             : smoothable && store.find(name + ".act_smooth") ? MatrixFormat::Int8Smoothed
+                                                              : MatrixFormat::Int8;
+    }
+    q.formats.push_back(f);
+  }
+  return q;
+}
+
+void checkCudaEngineTensors(const ModelConfig& cfg, const WeightStore& store, DType compute, const CudaQuant& q) {
   std::set<std::string> expected;
-  for (const CudaTensorSpec& s : cudaTensorSpecs(cfg, compute, fp8)) {
+  const std::string how = q.method == "none" ? "" : " " + q.method;
+  for (const CudaTensorSpec& s : cudaTensorSpecs(cfg, compute, q)) {
     expected.insert(s.name);
     const Tensor* t = store.find(s.name);
     if (!t) throw std::runtime_error("missing tensor " + s.name + " (expected shape " + shapeString(s.shape) + ")");
@@ -57,7 +88,7 @@ void checkCudaEngineTensors(const ModelConfig& cfg, const WeightStore& store, DT
                                " from config.json");
     if (t->dtype != s.dtype)
       throw std::runtime_error("tensor " + s.name + " is " + dtypeName(t->dtype) + ", the manifest's " + dtypeName(compute) +
-                               (fp8 ? " fp8" : "") + " layout has it in " + dtypeName(s.dtype));
+                               how + " layout has it in " + dtypeName(s.dtype));
   }
   for (const auto& [name, t] : store.all())
     if (!expected.count(name))

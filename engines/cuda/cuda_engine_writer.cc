@@ -4,7 +4,9 @@
 // once here on those weights (model_gemms.h). A load of the engine then copies each tensor to the device as
 // it lies and restores the plans, so it computes with the same bytes and the same kernels. An fp8 build
 // quantizes the layer matrices on the device exactly as an fp8 load of the model does (quantizeWeightsFp8)
-// and times their FP8 GEMMs.
+// and times their FP8 GEMMs; an int8 build calibrates and quantizes on the host exactly as an int8 load does
+// (cuda_int8.h: the CPU int8 build's SmoothQuant under the CUDA layout's constraints), uploads that, and
+// times the int8 GEMMs.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -15,6 +17,7 @@
 #include "../safetensors_writer.h"
 #include "cuda_backend.h"
 #include "cuda_check.h"
+#include "cuda_int8.h"
 #include "device_check.h"
 #include "model_gemms.h"
 
@@ -85,6 +88,8 @@ EngineBuildResult buildCudaEngine(const ModelConfig& cfg, const WeightStore& sto
   if (opts.dtype != "auto") parseDType(opts.dtype, &dt);
   if (opts.quantization == "fp8" && dt == DType::F32)
     throw std::runtime_error("--quantization fp8 computes in bfloat16 or float16, not float32: pass --dtype bfloat16");
+  if (opts.quantization == "int8" && dt == DType::F32)
+    throw std::runtime_error("--quantization int8 computes in bfloat16 or float16, not float32: pass --dtype bfloat16");
   KVS_CUDA_CHECK(cudaSetDevice(0));
   {  // an engine built for an fp8 KV cache (calibrated after this write) must be able to run one
     cudaDeviceProp prop;
@@ -98,13 +103,33 @@ EngineBuildResult buildCudaEngine(const ModelConfig& cfg, const WeightStore& sto
   report("prepare", 0);
   const size_t total = std::max<size_t>(1, store.totalBytes());
   size_t done = 0;
-  const bool fp8 = opts.quantization == "fp8";
-  cuda::CudaWeights w = cuda::uploadWeights(cfg, store, dt, opts.seed, stream.s, [&](size_t bytes) {
+  const bool fp8 = opts.quantization == "fp8", int8 = opts.quantization == "int8";
+  auto onTensor = [&](size_t bytes) {
     done += bytes;
     report("prepare", std::min(1.0, double(done) / double(total)));
-  }, fp8);
-  report("prepare", 1);
-  r.prepareSeconds = secondsSince(t0);
+  };
+  cuda::CudaWeights w;
+  if (int8) {
+    // The host prepares the checkpoint, then calibrates and quantizes it: "prepare" ends where "calibrate" starts.
+    bool prepared = false;
+    auto stage = [&](const std::string& name, double f) {
+      if (!prepared) {
+        prepared = true;
+        report("prepare", 1);
+        r.prepareSeconds = secondsSince(t0);
+      }
+      report(name.c_str(), f);
+    };
+    cuda::CudaInt8Model q = cuda::quantizeInt8ForCuda(cfg, store, dt, opts.int8Request, opts.numThreads, opts.seed, onTensor, stage);
+    w = cuda::uploadEngineWeights(cfg, *q.store, dt, {}, q.quant);
+    r.layers = std::move(q.layers);
+    r.calibration = q.calibration;
+    r.int8Kernel = cuda::cudaInt8Kernel();
+  } else {
+    w = cuda::uploadWeights(cfg, store, dt, opts.seed, stream.s, onTensor, fp8);
+    report("prepare", 1);
+    r.prepareSeconds = secondsSince(t0);
+  }
 
   // What the backend's constructor would time at load, for the same profile (cuda_backend.cc).
   const auto t1 = std::chrono::steady_clock::now();
@@ -135,7 +160,7 @@ EngineBuildResult buildCudaEngine(const ModelConfig& cfg, const WeightStore& sto
   report("write", 1);
   r.writeSeconds = secondsSince(t2);
   r.dtype = dt;
-  r.quantization = fp8 ? "fp8" : "none";
+  r.quantization = fp8 ? "fp8" : int8 ? "int8" : "none";
   r.target = cudaTargetProvider().describe();
   return r;
 }

@@ -200,7 +200,7 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
         kvsk_gemv_rope_cache_supported(&gq, &rp)) {
       KVS_CUDA_CHECK(kvsk_gemv_rope_cache(&gq, &rp, stream_));
     } else {
-      linear(normed_.get(), qQkv, L.qkv, L.qkvScale, qkv_.get(), T, qkvRows_, H);
+      linear(normed_.get(), qQkv, L.qkv, L.qkvScale, nullptr, qkv_.get(), T, qkvRows_, H);
       prof_.mark(StepProfiler::Rope, stream_);
       KVS_CUDA_CHECK(kvsk_rope_cache(&rp, stream_));
     }
@@ -218,7 +218,7 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
     ap.cacheDtype = kvKind(); ap.kScale = rp.kScale; ap.vScale = rp.vScale;
     KVS_CUDA_CHECK(kvsk_attention(&ap, sh.decode, stream_));
     prof_.mark(StepProfiler::GemmO, stream_);
-    linear(attn_.get(), false, L.o, L.oScale, proj_.get(), T, H, Hq * D);
+    linear(attn_.get(), false, L.o, L.oScale, L.oSmooth, proj_.get(), T, H, Hq * D);
 
     prof_.mark(StepProfiler::Norm, stream_);
     kvsk_rmsnorm_params n2{proj_.get(), residual_.get(), nullptr, L.postNorm, qGateUp ? nullptr : normed_.get(), T, H, eps, dt,
@@ -232,12 +232,12 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
         kvsk_gemv_silu_mul_supported(&gg, &sm)) {
       KVS_CUDA_CHECK(kvsk_gemv_silu_mul(&gg, &sm, stream_));
     } else {
-      linear(normed_.get(), qGateUp, L.gateUp, L.gateUpScale, gateUp_.get(), T, 2 * I, H);
+      linear(normed_.get(), qGateUp, L.gateUp, L.gateUpScale, nullptr, gateUp_.get(), T, 2 * I, H);
       prof_.mark(StepProfiler::SiluMul, stream_);
       KVS_CUDA_CHECK(kvsk_silu_mul(&sm, stream_));
     }
     prof_.mark(StepProfiler::GemmDown, stream_);
-    linear(act_.get(), qDown, L.down, L.downScale, proj_.get(), T, H, I);
+    linear(act_.get(), qDown, L.down, L.downScale, L.downSmooth, proj_.get(), T, H, I);
   }
   if (R == 0) return;
   prof_.mark(StepProfiler::Norm, stream_);
@@ -248,10 +248,12 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
   gemm_->run(final_.get(), w_.lmHead, logits_.get(), R, V, H, dt_, dt_);
 }
 
-void CudaBackend::linear(const void* x, bool quantized, const void* W, const float* scale, void* y, int M, int N, int K) {
+void CudaBackend::linear(const void* x, bool quantized, const void* W, const float* scale, const float* smooth, void* y,
+                         int M, int N, int K) {
   if (quantized) gemm_->runFp8(xq_.get(), xqScale_.get<float>(), W, scale, y, M, N, K, dt_);
-  else if (scale) gemm_->runFp8(x, W, scale, y, M, N, K, dt_);  // an fp8 matrix (cuda_engine_layout.h)
-  else gemm_->run(x, W, y, M, N, K, dt_, dt_);
+  else if (!scale) gemm_->run(x, W, y, M, N, K, dt_, dt_);
+  else if (int8_) gemm_->runInt8(x, smooth, W, scale, y, M, N, K, dt_);  // an int8 matrix (cuda_engine_layout.h)
+  else gemm_->runFp8(x, W, scale, y, M, N, K, dt_);                    // an fp8 matrix
 }
 
 kvsk_rope_cache_params CudaBackend::ropeParams(int l, int T, const int32_t* positions, const int32_t* slots) {

@@ -60,12 +60,12 @@ class Uploader {
 
 }  // namespace
 
-CudaWeights allocateWeights(const ModelConfig& cfg, DType compute, bool fp8) {
+CudaWeights allocateWeights(const ModelConfig& cfg, DType compute, const CudaQuant& q) {
   CudaWeights w;
   w.dtype = compute;
-  w.fp8 = fp8;
+  w.quant = q;
   std::vector<size_t> offsets;
-  for (CudaTensorSpec& spec : cudaTensorSpecs(cfg, compute, fp8)) {
+  for (CudaTensorSpec& spec : cudaTensorSpecs(cfg, compute, q)) {
     const size_t bytes = spec.bytes();
     offsets.push_back(w.bytes);
     w.bytes += alignUp(bytes);
@@ -95,6 +95,8 @@ CudaWeights allocateWeights(const ModelConfig& cfg, DType compute, bool fp8) {
       case CudaTensor::OScale: L->oScale = static_cast<const float*>(r.data); break;
       case CudaTensor::GateUpScale: L->gateUpScale = static_cast<const float*>(r.data); break;
       case CudaTensor::DownScale: L->downScale = static_cast<const float*>(r.data); break;
+      case CudaTensor::OSmooth: L->oSmooth = static_cast<const float*>(r.data); break;
+      case CudaTensor::DownSmooth: L->downSmooth = static_cast<const float*>(r.data); break;
     }
   }
   if (cfg.tieWordEmbeddings) w.lmHead = w.embed;
@@ -137,7 +139,7 @@ CudaWeights uploadWeights(const ModelConfig& cfg, const WeightStore& store, DTyp
 }
 
 CudaWeights quantizeWeightsFp8(const ModelConfig& cfg, const CudaWeights& w, cudaStream_t stream) {
-  CudaWeights q = allocateWeights(cfg, w.dtype, true);
+  CudaWeights q = allocateWeights(cfg, w.dtype, CudaQuant::fp8());
   std::map<std::string, const CudaTensorRegion*> from;
   for (const CudaTensorRegion& r : w.tensors) from[r.spec.name] = &r;
   for (const CudaTensorRegion& r : q.tensors) {
@@ -164,8 +166,8 @@ CudaWeights quantizeWeightsFp8(const ModelConfig& cfg, const CudaWeights& w, cud
 }
 
 CudaWeights uploadEngineWeights(const ModelConfig& cfg, const WeightStore& store, DType compute,
-                                const std::function<void(size_t)>& onBytes, bool fp8) {
-  CudaWeights w = allocateWeights(cfg, compute, fp8);
+                                const std::function<void(size_t)>& onBytes, const CudaQuant& q) {
+  CudaWeights w = allocateWeights(cfg, compute, q);
   std::vector<HostToDevice> copies;
   for (const CudaTensorRegion& r : w.tensors) {
     const Tensor& t = store.get(r.spec.name);

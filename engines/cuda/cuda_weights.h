@@ -10,6 +10,9 @@
 // fp8 (--quantization fp8): the four layer matrices are fp8 E4M3 with a float32 scale per output row; from
 // a checkpoint they are uploaded in the compute dtype first and quantized on the device (the compute-dtype
 // copy is freed before the KV cache is sized); an fp8 engine holds them quantized already.
+// int8 (--quantization int8): the layer matrices the SmoothQuant calibration made int8, each with a float32
+// scale per output row (and o_proj / down_proj possibly with their input's multiplier); made on the host from
+// a checkpoint (cuda_int8.h) and uploaded as an engine's tensors are.
 #pragma once
 #include <cuda_runtime_api.h>
 
@@ -34,11 +37,15 @@ struct CudaLayerWeights {
   const void* postNorm = nullptr;   // [H]
   const void* gateUp = nullptr;     // [2 I, H]
   const void* down = nullptr;       // [H, I]
-  // fp8 layouts: the scale per output row of each matrix above (W ≈ fp8 * scale[row]); null otherwise.
+  // fp8 and int8 layouts: the scale per output row of each matrix above (W ≈ q * scale[row]); null for a
+  // matrix in the compute dtype.
   const float* qkvScale = nullptr;
   const float* oScale = nullptr;
   const float* gateUpScale = nullptr;
   const float* downScale = nullptr;
+  // int8 layouts: the SmoothQuant multiplier of o_proj's and down_proj's input ([Hq D], [I]), or null.
+  const float* oSmooth = nullptr;
+  const float* downSmooth = nullptr;
 };
 
 // One tensor of the layout and where it lives in the allocation.
@@ -51,7 +58,7 @@ struct CudaTensorRegion {
 struct CudaWeights {
   DeviceBuffer storage;
   DType dtype = DType::F32;         // the compute dtype: activations, norms, embedding, lm_head
-  bool fp8 = false;                 // the layer matrices are fp8 (CudaLayerWeights' scales set)
+  CudaQuant quant;                  // how the layer matrices are held (fp8, int8: CudaLayerWeights' scales set)
   const void* embed = nullptr;      // [V, H]
   const void* finalNorm = nullptr;  // [H]
   const void* lmHead = nullptr;     // [V, H]; == embed when tied
@@ -60,8 +67,8 @@ struct CudaWeights {
   size_t bytes = 0;
 };
 
-// The allocation for cfg in `compute` (fp8: its fp8 layout), every pointer set, contents undefined.
-CudaWeights allocateWeights(const ModelConfig& cfg, DType compute, bool fp8 = false);
+// The allocation for cfg in `compute`, quantized as q says, every pointer set, contents undefined.
+CudaWeights allocateWeights(const ModelConfig& cfg, DType compute, const CudaQuant& q = {});
 
 // Uploads (or generates, when store.dummy()) every tensor bindLlamaWeights resolves; onTensor (may be
 // empty) gets each tensor's bytes as its copy is queued. fp8: then quantizes the layer matrices on the device.
@@ -74,7 +81,8 @@ CudaWeights quantizeWeightsFp8(const ModelConfig& cfg, const CudaWeights& w, cud
 
 // Uploads an engine's tensors (checkCudaEngineTensors already passed), each one copy from the mapping to its
 // region through pinned staging buffers filled by several threads (host_upload.h); onBytes gets progress.
+// The store may also be the host-side int8 layout of a checkpoint (quantizeInt8ForCuda).
 CudaWeights uploadEngineWeights(const ModelConfig& cfg, const WeightStore& store, DType compute,
-                                const std::function<void(size_t)>& onBytes = {}, bool fp8 = false);
+                                const std::function<void(size_t)>& onBytes = {}, const CudaQuant& q = {});
 
 }  // namespace kvs::cuda

@@ -38,7 +38,7 @@ int32_t GemmRunner::algoAttr(const cublasLtMatmulAlgo_t& algo, cublasLtMatmulAlg
 GemmRunner::GemmRunner(cudaStream_t stream, int maxM, GemmMode mode, int probeM, size_t workspaceBytes,
                        InvariantGemm invariantGemm)
     : stream_(stream), maxM_(maxM < 1 ? 1 : maxM), probeM_(probeM >= 1 && probeM <= maxM_ ? probeM : maxM_),
-      mode_(mode), invariant_(invariantGemm), workspaceBytes_(workspaceBytes) {
+      mode_(mode), invariant_(invariantGemm), workspaceBytes_(workspaceBytes), fp8GemvVersion_(fp8GemvVersionFromEnv()) {
   int device = 0;
   KVS_CUDA_CHECK(cudaGetDevice(&device));
   KVS_CUDA_CHECK(cudaDeviceGetAttribute(&numSms_, cudaDevAttrMultiProcessorCount, device));
@@ -49,6 +49,7 @@ GemmRunner::GemmRunner(cudaStream_t stream, int maxM, GemmMode mode, int probeM,
 GemmRunner::~GemmRunner() {
   for (auto& [k, p] : plans_) destroyPlan(p);
   for (auto& [k, p] : fp8Plans_) destroyPlan(p);
+  for (auto& [k, p] : int8Plans_) destroyPlan(p);
   if (workspace_) cudaFree(workspace_);
   if (handle_) cublasLtDestroy(handle_);
 }

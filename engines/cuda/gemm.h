@@ -28,6 +28,19 @@
 // xScale; cuBLAS 12.9+ on sm_90), so y = xScale[m] wScale[n] sum_k xq[m, k] W8[n, k] comes out of the
 // matmul's own epilogue. A producer that quantizes its own output (the forward pass's RMSNorm and SiLU·mul)
 // hands xq and xScale to the runFp8 overload instead, which skips the quantize pass.
+//
+// INT8 linear layers (W8A8 with SmoothQuant, gemm_int8.cc): Y[M, N] = dequant(xq (W8)^T), W8 [N, K] int8 with a
+// float32 scale per row and, for layers whose smoothing could not be folded into a norm, a float32
+// multiplier of the input (kvserve_kernels.h, the INT8 block). X is quantized per row (kvsk_quantize_rows_int8,
+// into scratch the runner owns); per M bucket, timed like the above, kernels/gemv_int8.cu (M <=
+// KVSK_GEMV_INT8_MAX_M) or cuBLASLt's IMMA matmul: A = W8 (CUDA_R_8I, transposed: "TN", as IMMA requires),
+// B = xq, D int32, CUBLAS_COMPUTE_32I with int32 alpha/beta, then kvsk_dequant_int8. cuBLASLt offers no float
+// epilogue for an int32-compute matmul into bf16/f16 (its outer-vector scale modes are for FP8), hence the
+// separate dequantization. The int32 sums are exact, so every kernel of every bucket gives the same bits:
+// int8 plans are per M bucket in both modes, and still batch invariant.
+// matmul's own epilogue. KVSERVE_GEMV_FP8=v2 (read when the runner is made) selects the GEMV's version 2
+// (kernels/gemv_fp8_v2.cu: f16 operands, x in shared memory, persistent CTAs) for every FP8 GEMV the runner times
+// and runs; unset or v1, version 1. Plans do not record the version: an imported plan runs the version selected.
 #pragma once
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
@@ -53,16 +66,20 @@ enum class InvariantGemm { CublasLt, Own };
 struct GemmChoice {
   int mMin = 1, mMax = 1;          // M in [mMin, mMax]
   bool gemv = false;
-  int gemvRows = 0;                // gemv: rows of W per CTA (1, 2 or 4; FP8 plans: 16, 32 or 64)
+  int gemvRows = 0;                // gemv: rows of W per CTA (1, 2 or 4; FP8 and int8 plans: 16, 32 or 64)
   std::array<uint64_t, 8> algo{};  // cuBLASLt: cublasLtMatmulAlgo_t::data
   size_t workspace = 0;            // cuBLASLt: the workspace it needs at M = mMax
   int algoId = 0, tile = 0, stages = 0, splitK = 0;  // cuBLASLt, for people: read from algo on export, ignored on import
 };
 
+// KVSERVE_GEMV_FP8: 1 when unset or v1, 2 for v2; throws on anything else (gemm_fp8.cc).
+int fp8GemvVersionFromEnv();
+
 class GemmRunner {
  public:
   // maxM: the largest M any call will pass; probeM (batch-invariant mode): the M the heuristic is asked
   // about (0 = maxM); invariantGemm: which kernel the batch-invariant mode runs where it can (fast mode: unused).
+  // Throws when KVSERVE_GEMV_FP8 is neither unset, v1 nor v2.
   GemmRunner(cudaStream_t stream, int maxM, GemmMode mode, int probeM = 0, size_t workspaceBytes = 32u << 20,
              InvariantGemm invariantGemm = InvariantGemm::CublasLt);
   ~GemmRunner();
@@ -110,9 +127,25 @@ class GemmRunner {
   void runFp8(const void* Xq, const float* xScale, const void* W8, const float* wScale, void* Y, int M, int N, int K, DType io);
   std::string describeFp8(int N, int K, DType io);
   bool fp8UsesGemv(int N, int K, DType io, int M);  // whether runFp8 at this M runs kernels/gemv_fp8.cu
+  int fp8GemvVersion() const { return fp8GemvVersion_; }  // the FP8 GEMV's version this runner uses: 1 or 2
   // As exportPlan / importPlan, for the FP8 plan of (N, K, io); GEMV choices carry gemvRows 16, 32 or 64.
   std::vector<GemmChoice> exportPlanFp8(int N, int K, DType io);
   std::string importPlanFp8(int N, int K, DType io, const std::vector<GemmChoice>& choices, int maxM = 0);
+
+  // INT8 (see the top of this file). W8: [N, K] int8, wScale: [N] float32, actSmooth: [K] float32 or null, X: [M,
+  // K] io, Y: [M, N] io; io bf16 or f16; K % 16 == 0, N % 4 == 0; all pointers 16-byte aligned. planInt8 times on
+  // W8 and wScale (both null: untimed) and sizes the runner's scratch (maxM x K bytes, maxM scales, and maxM x N
+  // int32 for the cuBLASLt product): plan or import every int8 shape before capturing CUDA graphs. runInt8
+  // plans an unplanned shape lazily (untimed). Throws when cuBLASLt has no int8 algorithm for an M the GEMV
+  // cannot serve.
+  void planInt8(int N, int K, DType io, const void* W8 = nullptr, const float* wScale = nullptr, int maxM = 0);
+  void runInt8(const void* X, const float* actSmooth, const void* W8, const float* wScale, void* Y, int M, int N, int K,
+               DType io);
+  std::string describeInt8(int N, int K, DType io);
+  bool int8UsesGemv(int N, int K, DType io, int M);  // whether runInt8 at this M runs kernels/gemv_int8.cu
+  // As exportPlan / importPlan, for the int8 plan of (N, K, io); GEMV choices carry gemvRows 16, 32 or 64.
+  std::vector<GemmChoice> exportPlanInt8(int N, int K, DType io);
+  std::string importPlanInt8(int N, int K, DType io, const std::vector<GemmChoice>& choices, int maxM = 0);
 
  private:
   struct Bucket {
@@ -120,7 +153,7 @@ class GemmRunner {
     bool gemv = false;  // kernels/gemv.cu instead of cuBLASLt
     cublasLtMatmulAlgo_t algo{};
     size_t workspace = 0;
-    int gemvRows = 4;  // gemv: rows of W per CTA (kvsk_gemv_params / kvsk_gemv_fp8_params .rowsPerCta)
+    int gemvRows = 4;  // gemv: rows of W per CTA (kvsk_gemv_params / kvsk_gemv_fp8_params / kvsk_gemv_int8_params .rowsPerCta)
     int ownSplits = 0;  // > 0: our batch-invariant GEMM (kernels/gemm_inv.cu) with these k-partitions
   };
   struct Plan {
@@ -160,6 +193,17 @@ class GemmRunner {
   // The matmul of bucket algorithm `algo` at M rows on quantized X (the scratch's or a producer's).
   cublasStatus_t matmulFp8(Plan& p, const cublasLtMatmulAlgo_t& algo, const void* Xq, const float* xScale, const void* W8,
                            const float* wScale, void* Y, int M);
+  // INT8 (gemm_int8.cc)
+  Plan& getInt8(int N, int K, DType io, const void* W8, const float* wScale, int maxM);
+  Plan makePlanInt8(int N, int K);
+  void planFastInt8(Plan& p, int N, int K, DType io, const void* W8, const float* wScale, int maxM);
+  bool int8GemvApplies(int M, int N, int K, DType io) const;
+  void reserveInt8Scratch(int M, int N, int K);
+  void quantizeInt8(const void* X, const float* actSmooth, int M, int K, DType io);  // X into the scratch
+  // Bucket b on the scratch's xq (quantized already): the GEMV, or the IMMA matmul into the int32 scratch and
+  // its dequantization.
+  cublasStatus_t productInt8(Plan& p, const Bucket& b, const void* W8, const float* wScale, void* Y, int M, int N, int K,
+                             DType io);
 
   cudaStream_t stream_;
   int maxM_, probeM_;
@@ -174,6 +218,11 @@ class GemmRunner {
   std::map<Fp8Key, Plan> fp8Plans_;
   DeviceBuffer fp8X_;      // [M, K] e4m3: X quantized per row for cuBLASLt's FP8 matmul
   DeviceBuffer fp8Scale_;  // [M] float32: its per-row scales
+  std::map<Fp8Key, Plan> int8Plans_;  // N, K, io
+  DeviceBuffer int8X_;     // [M, K] int8: X quantized per row
+  DeviceBuffer int8Scale_; // [M] float32: its per-row scales
+  DeviceBuffer int8Acc_;   // [M, N] int32: cuBLASLt's product, before kvsk_dequant_int8
+  int fp8GemvVersion_;     // kvsk_gemv_fp8_params.version: 1, or 2 with KVSERVE_GEMV_FP8=v2
 };
 
 }  // namespace kvs::cuda

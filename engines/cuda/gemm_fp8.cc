@@ -5,56 +5,29 @@
 // is the same whichever way X arrives, so a fused and an unfused forward pass run the same algorithms.
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 
 #include "cuda_check.h"
 #include "device_buffer.h"
 #include "gemm.h"
+#include "gemm_timer.h"
 #include "kvserve_kernels.h"
 
 namespace kvs::cuda {
 
 namespace {
 
-// The best of three timed runs (after the caller's warm-up), in ms, with CUDA events on one stream.
-class BestOfThree {
- public:
-  explicit BestOfThree(cudaStream_t stream) : stream_(stream) {
-    KVS_CUDA_CHECK(cudaEventCreate(&e0_));
-    if (cudaEventCreate(&e1_) != cudaSuccess) {
-      cudaEventDestroy(e0_);
-      throw std::runtime_error("cudaEventCreate failed");
-    }
-  }
-  ~BestOfThree() {
-    cudaEventDestroy(e0_);
-    cudaEventDestroy(e1_);
-  }
-  BestOfThree(const BestOfThree&) = delete;
-  BestOfThree& operator=(const BestOfThree&) = delete;
-  template <typename F>
-  float operator()(const F& launch) {
-    float best = 1e30f;
-    for (int rep = 0; rep < 3; ++rep) {
-      KVS_CUDA_CHECK(cudaEventRecord(e0_, stream_));
-      launch();
-      KVS_CUDA_CHECK(cudaEventRecord(e1_, stream_));
-      KVS_CUDA_CHECK(cudaEventSynchronize(e1_));
-      float t = 0;
-      KVS_CUDA_CHECK(cudaEventElapsedTime(&t, e0_, e1_));
-      best = std::min(best, t);
-    }
-    return best;
-  }
-
- private:
-  cudaStream_t stream_;
-  cudaEvent_t e0_ = nullptr, e1_ = nullptr;
-};
-
 cudaDataType_t ioType(DType io) { return io == DType::F16 ? CUDA_R_16F : CUDA_R_16BF; }
 
 }  // namespace
+
+int fp8GemvVersionFromEnv() {
+  const char* v = std::getenv("KVSERVE_GEMV_FP8");
+  if (!v || !*v || std::string(v) == "v1") return 1;
+  if (std::string(v) == "v2") return 2;
+  throw std::runtime_error(std::string("KVSERVE_GEMV_FP8 must be v1 or v2, not \"") + v + "\"");
+}
 
 void GemmRunner::requireFast(const char* what) const {
   if (mode_ != GemmMode::Fast)
@@ -179,7 +152,7 @@ void GemmRunner::planFastFp8(Plan& p, int N, int K, DType io, const void* W8, co
       found = true;
       for (int rows : {16, 32, 64}) {
         if (!timed) break;
-        kvsk_gemv_fp8_params g{x.get(), W8, wScale, y.get(), hi, N, K, kio, rows};
+        kvsk_gemv_fp8_params g{x.get(), W8, wScale, y.get(), hi, N, K, kio, rows, fp8GemvVersion_};
         auto once = [&] { KVS_CUDA_CHECK(kvsk_gemv_fp8(&g, stream_)); };
         once();
         const float ms = timer(once);
@@ -238,7 +211,7 @@ void GemmRunner::runFp8(const void* X, const void* W8, const float* wScale, void
   Plan& p = getFp8(N, K, io, nullptr, nullptr, 0);
   const Bucket& b = bucketFor(p, M);
   if (b.gemv) {
-    kvsk_gemv_fp8_params g{X, W8, wScale, Y, M, N, K, static_cast<kvsk_dtype>(io), b.gemvRows};
+    kvsk_gemv_fp8_params g{X, W8, wScale, Y, M, N, K, static_cast<kvsk_dtype>(io), b.gemvRows, fp8GemvVersion_};
     KVS_CUDA_CHECK(kvsk_gemv_fp8(&g, stream_));
     return;
   }
@@ -264,6 +237,9 @@ void GemmRunner::runFp8(const void* Xq, const float* xScale, const void* W8, con
 
 bool GemmRunner::fp8UsesGemv(int N, int K, DType io, int M) { return bucketFor(getFp8(N, K, io, nullptr, nullptr, 0), M).gemv; }
 
-std::string GemmRunner::describeFp8(int N, int K, DType io) { return describeBuckets(getFp8(N, K, io, nullptr, nullptr, 0)); }
+std::string GemmRunner::describeFp8(int N, int K, DType io) {
+  const std::string s = describeBuckets(getFp8(N, K, io, nullptr, nullptr, 0));
+  return fp8GemvVersion_ == 1 ? s : s + " (gemv_fp8 v" + std::to_string(fp8GemvVersion_) + ")";
+}
 
 }  // namespace kvs::cuda

@@ -30,6 +30,10 @@ std::vector<GemmChoice> GemmRunner::exportPlanFp8(int N, int K, DType io) {
   return exportBuckets(getFp8(N, K, io, nullptr, nullptr, 0));
 }
 
+std::vector<GemmChoice> GemmRunner::exportPlanInt8(int N, int K, DType io) {
+  return exportBuckets(getInt8(N, K, io, nullptr, nullptr, 0));
+}
+
 std::vector<GemmChoice> GemmRunner::exportBuckets(const Plan& p) const {
   std::vector<GemmChoice> choices;
   int lo = 0;
@@ -88,6 +92,23 @@ std::string GemmRunner::importPlanFp8(int N, int K, DType io, const std::vector<
     return why;
   }
   fp8Plans_.emplace(key, p);
+  return "";
+}
+
+std::string GemmRunner::importPlanInt8(int N, int K, DType io, const std::vector<GemmChoice>& choices, int maxM) {
+  const Fp8Key key{N, K, static_cast<int>(io)};
+  if (int8Plans_.count(key)) return "the shape is planned already";
+  const int limit = maxM > 0 ? std::min(maxM, maxM_) : maxM_;
+  Plan p = makePlanInt8(N, K);
+  reserveInt8Scratch(limit, N, K);
+  const std::string why = importBuckets(p, choices, limit, [&](int m, int rows) {
+    return (rows == 16 || rows == 32 || rows == 64) && int8GemvApplies(m, N, K, io);
+  });
+  if (!why.empty()) {
+    destroyPlan(p);
+    return why;
+  }
+  int8Plans_.emplace(key, p);
   return "";
 }
 

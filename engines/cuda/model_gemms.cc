@@ -9,6 +9,9 @@ namespace kvs::cuda {
 
 namespace {
 
+const char* gemvKernel(GemmKind k) { return k == GemmKind::Int8 ? "gemv_int8" : k == GemmKind::Fp8 ? "gemv_fp8" : "gemv"; }
+bool int8Record(const TunedGemm& t) { return t.kernel == "gemv_int8" || t.kernel == "cublasLt_int8"; }
+
 TunedGemm toTuned(const ModelGemm& g, const GemmChoice& c) {
   TunedGemm t;
   t.weight = g.weight;
@@ -17,10 +20,10 @@ TunedGemm toTuned(const ModelGemm& g, const GemmChoice& c) {
   t.mMin = c.mMin;
   t.mMax = c.mMax;
   if (c.gemv) {
-    t.kernel = g.fp8 ? "gemv_fp8" : "gemv";
+    t.kernel = gemvKernel(g.kind);
     t.rowsPerCta = c.gemvRows;
   } else {
-    t.kernel = "cublasLt";
+    t.kernel = g.kind == GemmKind::Int8 ? "cublasLt_int8" : "cublasLt";
     t.algo = algoHex(c.algo);
     t.algoId = c.algoId;
     t.tile = c.tile;
@@ -31,23 +34,25 @@ TunedGemm toTuned(const ModelGemm& g, const GemmChoice& c) {
   return t;
 }
 
-// The records of shape g in `tuned` as choices; "" or why they cannot be.
+// The records of shape g in `tuned` as choices; "" or why they cannot be. An int8 shape reads the int8
+// records of its weight, any other shape the rest (an int8 layout may hold a weight both ways).
 std::string choicesFor(const ModelGemm& g, const std::vector<TunedGemm>& tuned, std::vector<GemmChoice>* out) {
+  const bool int8 = g.kind == GemmKind::Int8;
   for (const TunedGemm& t : tuned) {
-    if (t.weight != g.weight) continue;
+    if (t.weight != g.weight || int8Record(t) != int8) continue;
     if (t.n != g.n || t.k != g.k)
       return "recorded for [" + std::to_string(t.n) + ", " + std::to_string(t.k) + "], this model's is [" +
              std::to_string(g.n) + ", " + std::to_string(g.k) + "]";
     GemmChoice c;
     c.mMin = t.mMin;
     c.mMax = t.mMax;
-    if (t.kernel == (g.fp8 ? "gemv_fp8" : "gemv")) {
+    if (t.kernel == gemvKernel(g.kind)) {
       c.gemv = true;
       c.gemvRows = t.rowsPerCta;
     } else if (t.kernel == "gemv" || t.kernel == "gemv_fp8") {
       return "M " + std::to_string(t.mMin) + ".." + std::to_string(t.mMax) + ": a " + t.kernel + " record for a" +
-             (g.fp8 ? "n fp8" : " " + std::string("bf16/f16")) + " weight";
-    } else if (t.kernel == "cublasLt") {
+             (g.kind == GemmKind::Fp8 ? "n fp8" : " " + std::string("bf16/f16")) + " weight";
+    } else if (t.kernel == (int8 ? "cublasLt_int8" : "cublasLt")) {
       if (!parseAlgoHex(t.algo, &c.algo)) return "M " + std::to_string(t.mMin) + ".." + std::to_string(t.mMax) + ": algo is not 128 hex digits";
     } else {
       return "unknown kernel \"" + t.kernel + "\"";
@@ -61,17 +66,27 @@ std::string choicesFor(const ModelGemm& g, const std::vector<TunedGemm>& tuned, 
 
 std::vector<ModelGemm> modelGemms(const ModelConfig& cfg, const CudaWeights& w, int maxT, int maxS) {
   const int H = cfg.hiddenSize, I = cfg.intermediateSize, V = cfg.vocabSize, D = cfg.headDim;
-  const CudaLayerWeights* L0 = w.layers.empty() ? nullptr : &w.layers[0];
-  // A matrix is fp8 when the layout made it so (its scale is there): cudaFp8Matrix(cfg, cols).
   const int qkv = (cfg.numHeads + 2 * cfg.numKvHeads) * D;
-  auto fp8 = [&](int cols) { return w.fp8 && cudaFp8Matrix(cols); };
-  return {
-      {"qkv_proj", qkv, H, L0 ? L0->qkv : nullptr, maxT, fp8(H), L0 ? L0->qkvScale : nullptr},
-      {"o_proj", H, cfg.numHeads * D, L0 ? L0->o : nullptr, maxT, fp8(cfg.numHeads * D), L0 ? L0->oScale : nullptr},
-      {"gate_up_proj", 2 * I, H, L0 ? L0->gateUp : nullptr, maxT, fp8(H), L0 ? L0->gateUpScale : nullptr},
-      {"down_proj", H, I, L0 ? L0->down : nullptr, maxT, fp8(I), L0 ? L0->downScale : nullptr},
-      {"lm_head", V, H, w.lmHead, maxS},
+  const GemmKind quantized = w.quant.method == "int8" ? GemmKind::Int8 : GemmKind::Fp8;
+  std::vector<ModelGemm> out;
+  // A matrix is quantized where the layout made it so (its scale is there); each of its kinds is timed on
+  // the first layer that has it. No layers: untimed, as the layout would hold them.
+  auto add = [&](const char* name, int n, int k, const void* CudaLayerWeights::*mat, const float* CudaLayerWeights::*scale) {
+    bool seen[2] = {false, false};  // float, quantized
+    for (const CudaLayerWeights& L : w.layers) {
+      const bool q = L.*scale != nullptr;
+      if (seen[q]) continue;
+      seen[q] = true;
+      out.push_back({name, n, k, L.*mat, maxT, q ? quantized : GemmKind::Float, L.*scale});
+    }
+    if (w.layers.empty()) out.push_back({name, n, k, nullptr, maxT, GemmKind::Float, nullptr});
   };
+  add("qkv_proj", qkv, H, &CudaLayerWeights::qkv, &CudaLayerWeights::qkvScale);
+  add("o_proj", H, cfg.numHeads * D, &CudaLayerWeights::o, &CudaLayerWeights::oScale);
+  add("gate_up_proj", 2 * I, H, &CudaLayerWeights::gateUp, &CudaLayerWeights::gateUpScale);
+  add("down_proj", H, I, &CudaLayerWeights::down, &CudaLayerWeights::downScale);
+  out.push_back({"lm_head", V, H, w.lmHead, maxS});
+  return out;
 }
 
 GemmPlanning planModelGemms(GemmRunner& gemm, const std::vector<ModelGemm>& shapes, DType dt,
@@ -79,9 +94,9 @@ GemmPlanning planModelGemms(GemmRunner& gemm, const std::vector<ModelGemm>& shap
   GemmPlanning r;
   // A weight of the same [n, k] as an earlier one (a tied lm_head shaped like the fused q/k/v) shares its
   // plan, which covers every M either is called with: it counts as its twin did, imported or planned.
-  std::map<std::tuple<int, int, bool>, bool> importedByShape;
+  std::map<std::tuple<int, int, GemmKind>, bool> importedByShape;
   for (const ModelGemm& g : shapes) {
-    const auto twin = importedByShape.find({g.n, g.k, g.fp8});
+    const auto twin = importedByShape.find({g.n, g.k, g.kind});
     if (twin != importedByShape.end()) {
       ++(twin->second ? r.imported : r.planned);
       continue;
@@ -89,27 +104,35 @@ GemmPlanning planModelGemms(GemmRunner& gemm, const std::vector<ModelGemm>& shap
     if (tuned && gemm.mode() == GemmMode::Fast) {
       std::vector<GemmChoice> choices;
       std::string why = choicesFor(g, *tuned, &choices);
-      if (why.empty()) why = g.fp8 ? gemm.importPlanFp8(g.n, g.k, dt, choices, g.maxM) : gemm.importPlan(g.n, g.k, dt, dt, choices, g.maxM);
+      if (why.empty()) {
+        why = g.kind == GemmKind::Fp8    ? gemm.importPlanFp8(g.n, g.k, dt, choices, g.maxM)
+              : g.kind == GemmKind::Int8 ? gemm.importPlanInt8(g.n, g.k, dt, choices, g.maxM)
+                                         : gemm.importPlan(g.n, g.k, dt, dt, choices, g.maxM);
+      }
       if (why.empty()) {
         ++r.imported;
-        importedByShape[{g.n, g.k, g.fp8}] = true;
+        importedByShape[{g.n, g.k, g.kind}] = true;
         continue;
       }
       r.retimed.push_back(g.weight + " [" + std::to_string(g.n) + ", " + std::to_string(g.k) + "]: " + why);
     }
-    if (g.fp8) gemm.planFp8(g.n, g.k, dt, g.w, g.scale, g.maxM);
+    if (g.kind == GemmKind::Fp8) gemm.planFp8(g.n, g.k, dt, g.w, g.scale, g.maxM);
+    else if (g.kind == GemmKind::Int8) gemm.planInt8(g.n, g.k, dt, g.w, g.scale, g.maxM);
     else gemm.plan(g.n, g.k, dt, dt, g.w, g.maxM);
     ++r.planned;
-    importedByShape[{g.n, g.k, g.fp8}] = false;
+    importedByShape[{g.n, g.k, g.kind}] = false;
   }
   return r;
 }
 
 std::vector<TunedGemm> exportModelGemms(GemmRunner& gemm, const std::vector<ModelGemm>& shapes, DType dt) {
   std::vector<TunedGemm> out;
-  for (const ModelGemm& g : shapes)
-    for (const GemmChoice& c : g.fp8 ? gemm.exportPlanFp8(g.n, g.k, dt) : gemm.exportPlan(g.n, g.k, dt, dt))
-      out.push_back(toTuned(g, c));
+  for (const ModelGemm& g : shapes) {
+    const std::vector<GemmChoice> plan = g.kind == GemmKind::Fp8    ? gemm.exportPlanFp8(g.n, g.k, dt)
+                                         : g.kind == GemmKind::Int8 ? gemm.exportPlanInt8(g.n, g.k, dt)
+                                                                    : gemm.exportPlan(g.n, g.k, dt, dt);
+    for (const GemmChoice& c : plan) out.push_back(toTuned(g, c));
+  }
   return out;
 }
 

@@ -1,7 +1,10 @@
 // The GEMMs of the forward pass (cuda_forward.cc) as GemmRunner plans them: five weight shapes, each timed on
 // one real weight (layer 0's; every layer shares the shape), for M up to the largest it is called with. A
 // build records the plans as the manifest's tunedGemms; a load from the engine restores them instead of
-// timing again, and times again (saying why) any shape whose record it cannot use.
+// timing again, and times again (saying why) any shape whose record it cannot use. An int8 layout may keep a
+// matrix in float in some layers (the calibration's per-layer fallback): such a weight has a float shape and
+// an int8 shape, each timed on its first layer that has it, recorded apart by kernel (the int8 plan's are
+// "gemv_int8" and "cublasLt_int8").
 #pragma once
 #include <string>
 #include <vector>
@@ -12,13 +15,16 @@
 
 namespace kvs::cuda {
 
+// How a shape's GEMM runs: GemmRunner::plan / run, planFp8 / runFp8, or planInt8 / runInt8.
+enum class GemmKind { Float, Fp8, Int8 };
+
 struct ModelGemm {
   std::string weight;  // "qkv_proj" | "o_proj" | "gate_up_proj" | "down_proj" | "lm_head"
   int n = 0, k = 0;
   const void* w = nullptr;  // the weight it is timed on (null: no layers, untimed)
   int maxM = 0;             // maxNumBatchedTokens; lm_head: maxNumSeqs (it sees the sampled rows only)
-  bool fp8 = false;         // an fp8 layer matrix (GemmRunner::planFp8 / runFp8); lm_head never is
-  const float* scale = nullptr;  // fp8: its scale per row
+  GemmKind kind = GemmKind::Float;  // lm_head is always Float
+  const float* scale = nullptr;     // fp8, int8: its scale per row
 };
 
 std::vector<ModelGemm> modelGemms(const ModelConfig& cfg, const CudaWeights& w, int maxT, int maxS);

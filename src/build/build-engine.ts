@@ -14,6 +14,7 @@ import { writeSyntheticTokenizer } from '../tokenizer/synthetic.js';
 import { writeFolderAtomically } from './atomic-folder.js';
 import {
   configPathOf,
+  cudaInt8Refusal,
   int8Args,
   int8Defaults,
   int8Section,
@@ -104,11 +105,8 @@ export async function buildEngineFolder(
   native: NativeModule = loadNative(),
   hash?: ModelHash,
 ): Promise<EngineManifest> {
-  if (o.quantization === 'int8' && o.device === 'cuda') {
-    throw new ConfigError(
-      '--quantization int8 with --device cuda is not implemented yet (int8 engines build for --device cpu; on cuda: fp8)',
-    );
-  }
+  const int8Refusal = o.quantization === 'int8' && o.device === 'cuda' ? cudaInt8Refusal() : null;
+  if (int8Refusal) throw new ConfigError(int8Refusal);
   if (o.quantization === 'fp8' && o.device !== 'cuda')
     throw new ConfigError('--quantization fp8 is for --device cuda (on cpu: none or int8)');
   if (o.kvCacheDtype === 'fp8' && o.device !== 'cuda')
@@ -268,7 +266,9 @@ export async function buildEngineFolder(
       write();
     }
     if (plan && manifest.quantization.method === 'int8') {
-      const quality = await evaluate(plan.evalSamples, plan.maxLen, o.dtype, 'cpu');
+      // On the GPU, int8 computes in the engine's dtype, which is the unquantized reference's too (as fp8).
+      const reference = o.device === 'cuda' ? built.dtype : o.dtype;
+      const quality = await evaluate(plan.evalSamples, plan.maxLen, reference, o.device);
       manifest.quantization.quality = withQuality(quality, plan.options.evalData);
       write();
     }

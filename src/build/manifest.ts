@@ -28,7 +28,7 @@ export type Quantization = 'none' | 'fp8' | 'int8';
 export interface Int8Quantization {
   method: 'int8';
   scheme: string; // in words: weights per output channel, activations per token
-  kernel: string; // the int8 GEMM path compiled into the building addon
+  kernel: string; // the int8 GEMM path: compiled into the building addon (cpu), or the CUDA kernels
   smoothquant: { alphaGrid: number[]; tryUnsmoothed: boolean; chosenPer: 'layer group' };
   observer: { searched: Array<'absmax' | 'percentile'>; percentile: number };
   maxLayerError: number;
@@ -159,8 +159,9 @@ export function describeTarget(t: NativeTarget): string {
 function describeGemm(g: NativeTunedGemm): string {
   if (g.kernel === 'gemv') return `GEMV kernel, ${g.rowsPerCta} rows of W per CTA`;
   if (g.kernel === 'gemv_fp8') return `fp8 GEMV kernel, ${g.rowsPerCta} rows of W per CTA`;
-  if (g.kernel === 'cublasLt')
-    return `cuBLASLt algo ${g.algoId}, tile ${g.tile}, stages ${g.stages}, split-K ${g.splitK}`;
+  if (g.kernel === 'gemv_int8') return `int8 GEMV kernel, ${g.rowsPerCta} rows of W per CTA`;
+  if (g.kernel === 'cublasLt' || g.kernel === 'cublasLt_int8')
+    return `cuBLASLt${g.kernel === 'cublasLt_int8' ? ' int8' : ''} algo ${g.algoId}, tile ${g.tile}, stages ${g.stages}, split-K ${g.splitK}`;
   return g.algo ?? '';
 }
 

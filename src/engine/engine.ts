@@ -1,6 +1,8 @@
 // The factory the server and `kvserve generate` use: load the native engine for an EngineConfig and start
 // the loop over it. The KV pool's size and the context length come back from the native side (it knows
 // the memory); the scheduler is sized from what it reports.
+import { dirname } from 'node:path';
+import { configPathOf, cudaInt8Refusal, int8Defaults, planInt8 } from '../build/int8-build.js';
 import type { EngineConfig } from '../config.js';
 import { loadNative, type NativeEngineInfo, type NativeEngineOptions, type NativeModule } from '../runner/binding.js';
 import { EngineLoop } from './engine-loop.js';
@@ -33,10 +35,27 @@ export function nativeOptions(config: EngineConfig, native: NativeModule): Nativ
     maxModelLen: config.maxModelLen,
     seed: config.seed,
     batchInvariant: config.batchInvariant,
-    // An engine is run as it was built (its manifest says whether it is fp8).
+    // An engine is run as it was built (its manifest says whether it is fp8 or int8).
     ...(config.quantization !== 'none' && !config.engine ? { quantize: config.quantization } : {}),
     kvCacheDtype: config.kvCacheDtype === 'auto' ? 'auto' : 'fp8',
   };
+}
+
+/** nativeOptions, and for --quantization int8 at load on the GPU the calibration that kvserve build would run
+ *  with its defaults (int8-build.ts). Where int8 cannot run (the CPU, KVSERVE_CUDA_INT8 unset) nothing is
+ *  tokenized: the native load refuses in one line. */
+export async function loadOptions(config: EngineConfig, native: NativeModule): Promise<NativeEngineOptions> {
+  const o = nativeOptions(config, native);
+  if (o.quantize !== 'int8' || o.device !== 'cuda' || cudaInt8Refusal()) return o;
+  const dummy = config.loadFormat === 'dummy';
+  const configPath = configPathOf(config.model, dummy);
+  const plan = await planInt8(int8Defaults(), {
+    dir: config.tokenizer || (dummy && config.model.endsWith('.json') ? dirname(config.model) : config.model),
+    configPath,
+    dummy,
+    maxModelLen: config.maxModelLen,
+  });
+  return { ...o, quantization: plan.request };
 }
 
 export async function createEngine(
@@ -44,7 +63,7 @@ export async function createEngine(
   native: NativeModule = loadNative(),
   onProgress?: (stage: string, fraction: number) => void,
 ): Promise<Engine> {
-  const engine = await native.loadEngine(nativeOptions(config, native), onProgress);
+  const engine = await native.loadEngine(await loadOptions(config, native), onProgress);
   const info = engine.info();
   let loop: EngineLoop;
   try {

@@ -30,8 +30,12 @@ export interface NativeEngineOptions {
   /** cuda: RoPE + cache write and SiLU·mul in the qkv / gate-up GEMV epilogues (M <= 8; bitwise the same
    *  results); default: on when KVSERVE_GEMV_FUSE=1. */
   gemvFuse?: boolean;
-  /** cuda: 'fp8' quantizes the layer matrices at load (fp8 E4M3, a scale per output row) and runs FP8 GEMMs. */
-  quantize?: 'none' | 'fp8';
+  /** cuda: 'fp8' quantizes the layer matrices at load (fp8 E4M3, a scale per output row) and runs FP8 GEMMs;
+   *  'int8' calibrates and quantizes them (SmoothQuant W8A8, on `quantization`'s samples, as kvserve build does;
+   *  behind KVSERVE_CUDA_INT8=1) and runs int8 GEMMs. */
+  quantize?: 'none' | 'fp8' | 'int8';
+  /** quantize 'int8': the calibration samples and search options (planInt8's request). */
+  quantization?: NativeQuantization;
   /** cuda, fp8: RMSNorm and SiLU·mul write the FP8 GEMMs' e4m3 inputs themselves (bitwise the same results);
    *  absent: KVSERVE_FP8_FUSE=1 in the environment turns it on, else off. */
   fp8Fuse?: boolean;
@@ -68,8 +72,8 @@ export interface NativeEngineInfo {
   gemmShapesImported: number;
   /** cuda: GEMM shapes planned at this load (timed; --batch-invariant: the heuristic's pick); cpu 0. */
   gemmShapesPlanned: number;
-  /** cuda: 'fp8' when the layer matrices run in fp8 (quantized at load, or an fp8 engine); else 'none'. */
-  quantization?: 'none' | 'fp8';
+  /** cuda: 'fp8' or 'int8' when the layer matrices run so (quantized at load, or such an engine); else 'none'. */
+  quantization?: 'none' | 'fp8' | 'int8';
   /** cuda: the epilogues a batch-1 step fuses into its GEMVs ('rope+cache', 'silu*mul', comma-separated); '' none. */
   gemvFusion?: string;
   /** cuda: true when fp8 layers get their inputs quantized by the kernels that produce them (fp8Fuse). */
@@ -208,7 +212,7 @@ export interface NativeTunedGemm {
   mMin: number;
   mMax: number;
   algo?: string; // what the backend restores; cuBLASLt: its cublasLtMatmulAlgo_t as 128 hex digits
-  kernel?: 'cublasLt' | 'gemv' | 'gemv_fp8';
+  kernel?: 'cublasLt' | 'gemv' | 'gemv_fp8' | 'gemv_int8' | 'cublasLt_int8';
   rowsPerCta?: number; // gemv
   algoId?: number; // cublasLt, for people
   tile?: number;
@@ -230,9 +234,7 @@ export interface NativeQuantization {
   keepFloat?: string[]; // module names kept in float
 }
 
-export interface NativeBuildOptions extends NativeEngineOptions {
-  quantization?: NativeQuantization;
-}
+export type NativeBuildOptions = NativeEngineOptions;
 
 /** One linear layer of an int8 build: int8 or kept in float (and why), its smoothing and its error. */
 export interface NativeQuantizedLayer {
@@ -265,7 +267,7 @@ export interface NativeBuildResult {
   }>;
   tunedGemms: NativeTunedGemm[];
   quantization: 'none' | 'int8' | 'fp8';
-  int8Kernel?: string; // the compiled int8 GEMM path: avx512-vnni | avx2 | scalar
+  int8Kernel?: string; // the int8 GEMM path: cpu avx512-vnni | avx2 | scalar; cuda: its kernels (cuda_int8.h)
   layers?: NativeQuantizedLayer[];
   calibration?: {
     samples: number;

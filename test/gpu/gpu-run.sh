@@ -42,15 +42,19 @@ if has kbench; then
   build/Release/kvserve_kernel_bench 2>&1 | tee "$out/kernel-bench.txt"
 fi
 if has bench; then
-  # batch-invariant : CUDA graphs : programmatic dependent launch [: quantize [: KV cache dtype [: GEMV fusion
-  # [: invariant GEMM]]]] (BENCH_VARIANTS="0:1:1 1:1:1" for fewer; "0:1:1:fp8" for --quantization fp8,
-  # "0:1:1:fp8:fp8" with an fp8 cache; "0:1:1 0:1:1:::1" batch 1.. with the GEMV epilogue fusions off, then on:
-  # KVSERVE_GEMV_FUSE; "1:1:1 1:1:1::::own" --batch-invariant with cuBLASLt, then with our GEMM: KVSERVE_INVARIANT_GEMM)
-  for variant in ${BENCH_VARIANTS:-0:1:1 0:1:0 0:0:1 1:1:1 1:1:1::::own 0:1:1:fp8 0:1:1:fp8:fp8}; do
-    IFS=: read -r inv graphs pdl quant kv fuse invgemm <<<"$variant"
-    echo "--- KVSERVE_BATCH_INVARIANT=$inv KVSERVE_CUDA_GRAPHS=$graphs KVSERVE_CUDA_PDL=$pdl KVSERVE_QUANTIZE=${quant:-none} KVSERVE_KV_CACHE_DTYPE=${kv:-auto} KVSERVE_GEMV_FUSE=${fuse:-0} KVSERVE_INVARIANT_GEMM=${invgemm:-cublaslt}" | tee -a "$out/bench.log"
-    KVSERVE_BATCH_INVARIANT=$inv KVSERVE_CUDA_GRAPHS=$graphs KVSERVE_CUDA_PDL=$pdl KVSERVE_QUANTIZE=${quant:-none} \
-      KVSERVE_KV_CACHE_DTYPE=${kv:-auto} KVSERVE_GEMV_FUSE=${fuse:-0} KVSERVE_INVARIANT_GEMM=${invgemm:-cublaslt} \
+  # batch-invariant : CUDA graphs : programmatic dependent launch [: quantize [: KV cache dtype [: GEMV fusion]]]
+  # (BENCH_VARIANTS="0:1:1 1:1:1" for fewer; "0:1:1:fp8" for --quantization fp8, "0:1:1:fp8:fp8" with an fp8 cache;
+  # "0:1:1 0:1:1:::1" batch 1.. with the GEMV epilogue fusions off, then on: KVSERVE_GEMV_FUSE). After an "@",
+  # comma-separated VAR=value settings for that variant alone, for the knobs of kernels not yet verified:
+  # "0:1:1:fp8@KVSERVE_FP8_FUSE=1,KVSERVE_GEMV_FP8=v2"; "1:1:1@KVSERVE_INVARIANT_GEMM=own": --batch-invariant on
+  # our own GEMM instead of cuBLASLt's one algorithm per shape.
+  for variant in ${BENCH_VARIANTS:-0:1:1 0:1:0 0:0:1 1:1:1 1:1:1@KVSERVE_INVARIANT_GEMM=own 0:1:1:fp8 0:1:1:fp8:fp8}; do
+    extra=()
+    if [[ $variant == *@* ]]; then IFS=, read -r -a extra <<<"${variant#*@}"; variant=${variant%%@*}; fi
+    IFS=: read -r inv graphs pdl quant kv fuse <<<"$variant"
+    echo "--- KVSERVE_BATCH_INVARIANT=$inv KVSERVE_CUDA_GRAPHS=$graphs KVSERVE_CUDA_PDL=$pdl KVSERVE_QUANTIZE=${quant:-none} KVSERVE_KV_CACHE_DTYPE=${kv:-auto} KVSERVE_GEMV_FUSE=${fuse:-0} ${extra[*]}" | tee -a "$out/bench.log"
+    env KVSERVE_BATCH_INVARIANT=$inv KVSERVE_CUDA_GRAPHS=$graphs KVSERVE_CUDA_PDL=$pdl KVSERVE_QUANTIZE=${quant:-none} \
+      KVSERVE_KV_CACHE_DTYPE=${kv:-auto} KVSERVE_GEMV_FUSE=${fuse:-0} "${extra[@]}" \
       npx tsx test/gpu/bench-engine.ts configs/llama-3-8b.json 512 "${BENCH_BATCHES:-1,8,32,64,128,256}" 2>&1 \
       | grep -v "npm warn" | tee -a "$out/bench.log" | tail -n 14
   done

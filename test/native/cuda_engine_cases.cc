@@ -80,8 +80,8 @@ int main(int argc, char** argv) {
   }
   if ((mode == "layout" || mode == "layout-fp8") && argc >= 3) {
     const ModelConfig cfg = parseModelConfig(readFile(argv[2]));
-    const bool fp8 = mode == "layout-fp8";
-    const std::vector<cuda::CudaTensorSpec> specs = cuda::cudaTensorSpecs(cfg, DType::BF16, fp8);
+    const cuda::CudaQuant quant = mode == "layout-fp8" ? cuda::CudaQuant::fp8() : cuda::CudaQuant{};
+    const std::vector<cuda::CudaTensorSpec> specs = cuda::cudaTensorSpecs(cfg, DType::BF16, quant);
     for (const cuda::CudaTensorSpec& s : specs) {
       std::cout << s.name << " [";
       for (size_t i = 0; i < s.shape.size(); ++i) std::cout << (i ? ", " : "") << s.shape[i];
@@ -90,7 +90,7 @@ int main(int argc, char** argv) {
     const LayoutStore store(specs, argc > 4 ? argv[3] : "", argc > 4 ? argv[4] : "");
     std::string message;
     try {
-      cuda::checkCudaEngineTensors(cfg, store, DType::BF16, fp8);
+      cuda::checkCudaEngineTensors(cfg, store, DType::BF16, quant);
     } catch (const std::runtime_error& e) {
       message = e.what();
     }

@@ -22,7 +22,7 @@ float uniform() {  // xorshift64*, in [-1, 1)
 }
 
 int8_t naiveQ(float v, float amax) {
-  if (!(amax > 0)) return 0;
+  if (!std::isfinite(127.0f / amax)) return 0;  // a zero row, or one so tiny that 127 / amax overflows
   float r = std::nearbyint(v * (127.0f / amax));
   if (r > 127) r = 127;
   if (r < -127) r = -127;
@@ -47,6 +47,8 @@ void runCase(ThreadPool& pool, int T, int N, int K, bool smooth, bool withBias, 
   for (float& v : bias) v = uniform();
   if (outlier && K > 2) x[size_t(K / 2)] = 80.0f;  // one channel far outside the rest, as in real activations
   if (T > 1) for (int k = 0; k < K; ++k) x[size_t(K) + k] = 0;  // an all-zero row: scale 0
+  // A row of zeros and subnormals: 127 / absmax overflows, and the row quantizes to zeros (not 0 · inf = NaN).
+  if (T > 2) for (int k = 0; k < K; ++k) x[size_t(2 * K) + k] = k % 3 == 0 ? 1e-38f : 0.0f;
 
   // Engine: weights, activations, GEMM.
   std::vector<int8_t> wq(size_t(N) * K);

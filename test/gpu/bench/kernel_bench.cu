@@ -8,9 +8,9 @@
 //          partitions) at batch 1 and 64 x context 4096: K+V bytes read / time; prefill attention of
 //          2048- and 8192-token prompts (causal): TFLOP/s of the 4 T^2 D H / 2 useful flops
 //   chain  16 back-to-back GEMVs at M = 1, plain launches against programmatic dependent launch (sm_90+)
-//   fp8    the FP8-weight GEMV (kernels/gemv_fp8.cu) at M = 1, 4, 8, 16 beside the bf16 GEMV: weight bytes /
-//          time (1 byte a weight against 2), and 16 back-to-back FP8 GEMVs at M = 1 with programmatic
-//          dependent launch at 16, 32 and 64 rows per CTA (the forward pass's situation)
+//   fp8    the FP8-weight GEMV, v1 (kernels/gemv_fp8.cu) and v2 (gemv_fp8_v2.cu), at M = 1, 4, 8, 16 beside the
+//          bf16 GEMV: weight bytes / time (1 byte a weight against 2), and 16 back-to-back FP8 GEMVs at M = 1, 8,
+//          16 with programmatic dependent launch at 16, 32 and 64 rows per CTA (the forward pass's situation)
 //   fp8gemm  GemmRunner::runFp8 (FP8 GEMV or quantize + cuBLASLt FP8, as planned) against the bf16 GemmRunner
 //          at M = 16, 64, 256, 2048, 8192, both fast mode and timed on their weights: TFLOP/s of 2 M N K
 //   attn-fp8  decode attention over an fp8 (e4m3) cache beside bf16 at batch 1 and 64 x 4096 and 256 x 512
@@ -21,13 +21,18 @@
 //          with programmatic dependent launch as the engine runs them: add + RMSNorm then the quantize pass
 //          against the norm that writes the e4m3 rows itself, and SiLU·mul then the quantize pass against the
 //          fused SiLU·mul; bytes moved / time against the copy ceiling (the time of those bytes at copy speed)
+//   int8   the int8 GEMV (kernels/gemv_int8.cu, on x quantized per token) at M = 1, 4, 8, 16 beside the bf16
+//          GEMV: weight bytes / time
+//   int8gemm  GemmRunner::runInt8 (quantize, then the int8 GEMV or cuBLASLt IMMA + dequant, as planned)
+//          against the bf16 GemmRunner at M = 16, 64, 256, 2048, 8192, both fast mode and timed on their
+//          weights: TFLOP/s of 2 M N K
 //   inv    the batch-invariant GEMM (kernels/gemm_inv.cu, bf16) against cuBLASLt's fast mode (timed plans, the
 //          GEMV up to M = 8) and the batch-invariant cuBLASLt algorithm (picked at M = 256, as the engine's
 //          default --max-num-seqs) at M = 1, 8, 64, 256, 2048, 8192: us, TFLOP/s of 2 M N K, for M <= 64 weight
 //          bytes / time against the copy ceiling; then ours with each tile shape and split forced (the same
 //          bits; what the automatic choice could pick instead); and (sm_90+) chains of 16 at M = 1 with PDL,
 //          ours against the GEMV (the batch-1 step's situation)
-// Usage: kvserve_kernel_bench [gemv|chain|attn|attn-fp8|copy|fp8|fp8gemm|fp8fuse|fuse|inv ...]
+// Usage: kvserve_kernel_bench [gemv|chain|attn|attn-fp8|copy|fp8|fp8gemm|fp8fuse|fuse|int8|int8gemm|inv ...]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -204,53 +209,64 @@ struct Fp8Buffers {
   const float* scale(int i) const { return ws[i % ws.size()]; }
 };
 
+// One FP8 GEMV launch (kernels/gemv_fp8.cu, or gemv_fp8_v2.cu for version 2) on copy i of the weights.
+void fp8Gemv(const Fp8Buffers& f8, const GemvShape& s, int i, int M, int rows, int version) {
+  kvsk_gemv_fp8_params g{f8.x, f8.w(i), f8.scale(i), f8.y, M, s.N, s.K, KVSK_BF16, rows, version};
+  CK(kvsk_gemv_fp8(&g, stream));
+}
+
 void fp8GemvBench(double copyBw) {
-  std::printf("\nFP8-weight GEMV, bf16 x and y (weight bytes / time; %% of copy bandwidth %.2f TB/s), beside the bf16 GEMV\n",
-              copyBw / 1e12);
-  std::printf("%-8s %6s %6s %3s %10s %8s %6s %12s %8s %6s %8s\n", "weight", "N", "K", "M", "fp8 us", "TB/s", "%copy",
-              "bf16 gemv us", "TB/s", "%copy", "speedup");
+  std::printf("\nFP8-weight GEMV, bf16 x and y (weight bytes / time; %% of copy bandwidth %.2f TB/s): v1 at 16 rows per CTA, "
+              "v2 at its best of 16, 32, 64; beside the bf16 GEMV\n", copyBw / 1e12);
+  std::printf("%-8s %6s %6s %3s %10s %8s %6s %10s %6s %5s %12s %6s %8s\n", "weight", "N", "K", "M", "v1 us", "TB/s", "%copy",
+              "v2 us", "%copy", "rows", "bf16 gemv us", "%copy", "v2/bf16");
   for (const GemvShape& s : kGemvShapes) {
     const double wBytes = (double)s.N * s.K;
     const Fp8Buffers f8(s, 2, KVSK_GEMV_FP8_MAX_M);
     const GemvBuffers b16(s, 2, 100, KVSK_GEMV_MAX_M);
     for (int M : {1, 4, 8, 16}) {
-      const double fp8Ms = timeMs([&](int i) {
-        kvsk_gemv_fp8_params g{f8.x, f8.w(i), f8.scale(i), f8.y, M, s.N, s.K, KVSK_BF16, 16};
-        CK(kvsk_gemv_fp8(&g, stream));
-      });
-      std::printf("%-8s %6d %6d %3d %10.1f %8.2f %5.0f%%", s.name, s.N, s.K, M, fp8Ms * 1e3, wBytes / (fp8Ms * 1e-3) / 1e12,
-                  100.0 * wBytes / (fp8Ms * 1e-3) / copyBw);
+      const double v1Ms = timeMs([&](int i) { fp8Gemv(f8, s, i, M, 16, 1); });
+      double v2Ms = 1e30;
+      int v2Rows = 0;
+      for (int rows : {16, 32, 64}) {
+        const double ms = timeMs([&](int i) { fp8Gemv(f8, s, i, M, rows, 2); });
+        if (ms < v2Ms) v2Ms = ms, v2Rows = rows;
+      }
+      std::printf("%-8s %6d %6d %3d %10.1f %8.2f %5.0f%% %10.1f %5.0f%% %5d", s.name, s.N, s.K, M, v1Ms * 1e3,
+                  wBytes / (v1Ms * 1e-3) / 1e12, 100.0 * wBytes / (v1Ms * 1e-3) / copyBw, v2Ms * 1e3,
+                  100.0 * wBytes / (v2Ms * 1e-3) / copyBw, v2Rows);
       if (M <= KVSK_GEMV_MAX_M) {
         const double bfMs = timeMs([&](int i) {
           kvsk_gemv_params g{b16.x, b16.w(i), b16.y, M, s.N, s.K, KVSK_BF16};
           CK(kvsk_gemv(&g, stream));
         });
-        std::printf(" %12.1f %8.2f %5.0f%% %7.2fx\n", bfMs * 1e3, 2 * wBytes / (bfMs * 1e-3) / 1e12,
-                    100.0 * 2 * wBytes / (bfMs * 1e-3) / copyBw, bfMs / fp8Ms);
+        std::printf(" %12.1f %5.0f%% %7.2fx\n", bfMs * 1e3, 100.0 * 2 * wBytes / (bfMs * 1e-3) / copyBw, bfMs / v2Ms);
       } else {
         std::printf(" %12s\n", "-");
       }
     }
   }
-  // As gemvChainBench: 16 back-to-back launches per timed run, rotating weights, the layer weights only.
-  std::printf("\nFP8 GEMV chains of 16, M = 1, programmatic dependent launch (per-kernel us, %% of copy bandwidth)\n");
-  std::printf("%-8s %16s %16s %16s\n", "weight", "16 rows/CTA", "32 rows/CTA", "64 rows/CTA");
+  // As gemvChainBench: 16 back-to-back launches per timed run, rotating weights, the layer weights only; v1 and
+  // v2 at each of their CTA shapes (the runner times these per M bucket and keeps the fastest).
+  std::printf("\nFP8 GEMV chains of 16, programmatic dependent launch (per-kernel us, %% of copy bandwidth)\n");
+  std::printf("%-8s %3s %14s %14s %14s %14s %14s %14s\n", "weight", "M", "v1 16 rows", "v1 32 rows", "v1 64 rows",
+              "v2 16 rows", "v2 32 rows", "v2 64 rows");
   kvsk_set_programmatic_launch(1);
   for (const GemvShape& s : kGemvShapes) {
     if (std::string(s.name) == "lm_head") continue;
     const double wBytes = (double)s.N * s.K;
-    const Fp8Buffers f8(s, 17, 1);
-    std::printf("%-8s", s.name);
-    for (int rows : {16, 32, 64}) {
-      const double us = 1e3 / 16 * timeMs([&](int i) {
-        for (int j = 0; j < 16; ++j) {
-          kvsk_gemv_fp8_params g{f8.x, f8.w(i * 16 + j), f8.scale(i * 16 + j), f8.y, 1, s.N, s.K, KVSK_BF16, rows};
-          CK(kvsk_gemv_fp8(&g, stream));
+    const Fp8Buffers f8(s, 17, KVSK_GEMV_FP8_MAX_M);
+    for (int M : {1, 8, 16}) {
+      std::printf("%-8s %3d", s.name, M);
+      for (int version : {1, 2})
+        for (int rows : {16, 32, 64}) {
+          const double us = 1e3 / 16 * timeMs([&](int i) {
+            for (int j = 0; j < 16; ++j) fp8Gemv(f8, s, i * 16 + j, M, rows, version);
+          });
+          std::printf(" %7.1f (%3.0f%%)", us, 100.0 * wBytes / (us * 1e-6) / copyBw);
         }
-      });
-      std::printf(" %8.1f (%3.0f%%)", us, 100.0 * wBytes / (us * 1e-6) / copyBw);
+      std::printf("\n");
     }
-    std::printf("\n");
   }
   kvsk_set_programmatic_launch(0);
 }
@@ -469,6 +485,102 @@ void fp8FuseBench(double copyBw, bool pdl) {
   kvsk_set_programmatic_launch(0);
 }
 
+// Random int8 copies of one weight with a scale per row (> 1.5 GiB of copies, so that no timed run finds its
+// weight in L2), an X of `rows` bf16 rows, its quantized rows and scales, and a Y; freed on destruction.
+struct Int8Buffers {
+  std::vector<void*> ws;
+  float* wScale = nullptr;
+  void* x = nullptr;
+  void* xq = nullptr;
+  float* xScale = nullptr;
+  void* y = nullptr;
+  Int8Buffers(const GemvShape& s, int minCopies, int rows) {
+    const size_t wElems = (size_t)s.N * s.K;
+    const int copies = std::max<int>(minCopies, (int)((size_t(3) << 29) / wElems) + 1);
+    std::vector<int8_t> host(wElems);
+    std::mt19937 g(11);
+    for (auto& b : host) b = static_cast<int8_t>(int(g() % 255) - 127);
+    for (int c = 0; c < copies; ++c) {
+      void* w = nullptr;
+      CK(cudaMalloc(&w, wElems));
+      CK(cudaMemcpy(w, host.data(), wElems, cudaMemcpyHostToDevice));
+      ws.push_back(w);
+    }
+    const std::vector<float> scales(s.N, 1.f / 4096);
+    CK(cudaMalloc(&wScale, s.N * sizeof(float)));
+    CK(cudaMemcpy(wScale, scales.data(), s.N * sizeof(float), cudaMemcpyHostToDevice));
+    x = devRandom((size_t)rows * s.K, KVSK_BF16, 7);
+    CK(cudaMalloc(&xq, (size_t)rows * s.K));
+    CK(cudaMalloc(&xScale, rows * sizeof(float)));
+    kvsk_quantize_rows_int8_params q{x, nullptr, xq, xScale, rows, s.K, KVSK_BF16};
+    CK(kvsk_quantize_rows_int8(&q, stream));
+    CK(cudaMalloc(&y, (size_t)rows * s.N * 2));
+  }
+  ~Int8Buffers() {
+    for (void* w : ws) cudaFree(w);
+    cudaFree(wScale);
+    cudaFree(x);
+    cudaFree(xq);
+    cudaFree(xScale);
+    cudaFree(y);
+  }
+  const void* w(int i) const { return ws[i % ws.size()]; }
+};
+
+void int8GemvBench(double copyBw) {
+  std::printf("\nint8 GEMV (on quantized x) beside the bf16 GEMV (weight bytes / time; %% of copy bandwidth %.2f TB/s)\n",
+              copyBw / 1e12);
+  std::printf("%-8s %6s %6s %3s %10s %8s %6s %10s %8s\n", "weight", "N", "K", "M", "int8 us", "TB/s", "%copy", "bf16 us", "speedup");
+  for (const GemvShape& s : kGemvShapes) {
+    const double wBytes = (double)s.N * s.K;
+    const Int8Buffers i8(s, 2, KVSK_GEMV_INT8_MAX_M);
+    const GemvBuffers b16(s, 2, 100, 8);
+    for (int M : {1, 4, 8, 16}) {
+      const double i8Ms = timeMs([&](int i) {
+        kvsk_gemv_int8_params g{i8.xq, i8.xScale, i8.w(i), i8.wScale, i8.y, M, s.N, s.K, KVSK_BF16, 16};
+        CK(kvsk_gemv_int8(&g, stream));
+      });
+      std::printf("%-8s %6d %6d %3d %10.1f %8.2f %5.0f%%", s.name, s.N, s.K, M, i8Ms * 1e3, wBytes / (i8Ms * 1e-3) / 1e12,
+                  100.0 * wBytes / (i8Ms * 1e-3) / copyBw);
+      if (M <= KVSK_GEMV_MAX_M) {
+        const double bfMs = timeMs([&](int i) {
+          kvsk_gemv_params g{b16.x, b16.w(i), b16.y, M, s.N, s.K, KVSK_BF16};
+          CK(kvsk_gemv(&g, stream));
+        });
+        std::printf(" %10.1f %7.2fx\n", bfMs * 1e3, bfMs / i8Ms);
+      } else {
+        std::printf(" %10s %8s\n", "-", "-");
+      }
+    }
+  }
+}
+
+// Both runners in fast mode, planned (timed) on their weights up to M = 8192, as an engine load plans them.
+void int8GemmBench() {
+  const int maxM = 8192;
+  const kvs::DType bf = kvs::DType::BF16;
+  kvs::cuda::GemmRunner bf16(stream, maxM, kvs::cuda::GemmMode::Fast), int8(stream, maxM, kvs::cuda::GemmMode::Fast);
+  std::printf("\nGEMM, bf16 GemmRunner against runInt8 (fast mode, timed plans; TFLOP/s of 2 M N K; int8 includes the "
+              "quantization and dequantization)\n");
+  std::printf("%-8s %6s %6s %5s %11s %8s %11s %8s %-9s %8s\n", "weight", "N", "K", "M", "bf16 us", "TFLOP/s", "int8 us",
+              "TFLOP/s", "int8 path", "speedup");
+  for (const GemvShape& s : kGemvShapes) {
+    const Int8Buffers i8(s, 2, maxM);
+    const GemvBuffers b16(s, 2, 100, maxM);
+    bf16.plan(s.N, s.K, bf, bf, b16.w(0));
+    int8.planInt8(s.N, s.K, bf, i8.w(0), i8.wScale);
+    for (int M : {16, 64, 256, 2048, 8192}) {
+      const double flops = 2.0 * M * s.N * s.K;
+      const double bfMs = timeMs([&](int i) { bf16.run(b16.x, b16.w(i), b16.y, M, s.N, s.K, bf, bf); });
+      const double i8Ms = timeMs([&](int i) { int8.runInt8(i8.x, nullptr, i8.w(i), i8.wScale, i8.y, M, s.N, s.K, bf); });
+      std::printf("%-8s %6d %6d %5d %11.1f %8.1f %11.1f %8.1f %-9s %7.2fx\n", s.name, s.N, s.K, M, bfMs * 1e3,
+                  flops / (bfMs * 1e-3) / 1e12, i8Ms * 1e3, flops / (i8Ms * 1e-3) / 1e12,
+                  int8.int8UsesGemv(s.N, s.K, bf, M) ? "gemv" : "cuBLASLt", bfMs / i8Ms);
+    }
+    std::printf("  plan int8 %s: %s\n", s.name, int8.describeInt8(s.N, s.K, bf).c_str());
+  }
+}
+
 struct AttnCase { const char* name; std::vector<int> qLens, ctx; int partition = 128; };
 struct AttnTiming { double ms, kvBytes, flops; };
 
@@ -675,6 +787,8 @@ int main(int argc, char** argv) {
   if (want("attn-fp8")) attnFp8Bench(bw);
   if (want("fp8fuse")) fp8FuseBench(bw, prop.major >= 9);
   if (want("fuse") && prop.major >= 9) gemvFuseBench(bw);
+  if (want("int8")) int8GemvBench(bw);
+  if (want("int8gemm")) int8GemmBench();
   if (want("inv")) invBench(bw, prop.major >= 9);
   CK(cudaStreamDestroy(stream));
   return 0;

@@ -12,8 +12,13 @@
 //   |terms| (about 2^-12) for the FP8 tensor cores' accumulation, which keeps fewer bits than float32 on Hopper
 //   (DeepSeek-V3's report measures about 14; 1e-4 failed 6 of 114 cases by up to 2x on the H200), and against
 //   unquantized x within the e4m3 rounding bound.
+// - The GEMV's version 2 (kernels/gemv_fp8_v2.cu), selected explicitly (params.version = 2; the runner with
+//   KVSERVE_GEMV_FP8=v2): the same checks against float64 of the operands it multiplies (x rounded to f16), on
+//   more shapes (CTAs streaming across tiles), the same bits at every M and rows per CTA, x beyond f16's range
+//   saturated (finite output); runFp8 through it; KVSERVE_GEMV_FP8=v3 refused.
 // - An FP8 plan exported and imported gives the same output bits; foreign choices are refused; the
 //   batch-invariant runner refuses FP8.
+#include <cstdlib>
 #include <cstring>
 
 #include "fp8_ref.h"
@@ -88,6 +93,17 @@ void addRow(ErrStat& st, const Buf& Y, int r, int N, const std::vector<double>& 
 
 std::string name(kvsk_dtype dt, int N, int K) { return std::string(dtName(dt)) + " N" + std::to_string(N) + " K" + std::to_string(K); }
 
+// One GEMV launch of `version` at M rows of X and `rows` rows per CTA; returns Y's bytes.
+std::vector<uint8_t> runGemv(const Fp8Weight& w, const Buf& X, kvsk_dtype dt, int M, int rows, int version) {
+  Buf Y(dt, (size_t)M * w.N);
+  Y.poison();
+  kvsk_gemv_fp8_params p{X.dev, w.dW.dev, w.dS.dev, Y.dev, M, w.N, w.K, dt, rows, version};
+  CK(kvsk_gemv_fp8(&p, 0));
+  CK(cudaDeviceSynchronize());
+  Y.down();
+  return Y.host;
+}
+
 void gemvCase(kvsk_dtype dt, int N, int K, bool subnormalOnly) {
   const int maxM = KVSK_GEMV_FP8_MAX_M;
   const Fp8Weight w(N, K, subnormalOnly);
@@ -97,15 +113,7 @@ void gemvCase(kvsk_dtype dt, int N, int K, bool subnormalOnly) {
   std::vector<std::vector<double>> xs;
   for (int r = 0; r < maxM; ++r) xs.push_back(rowOf(X, r, K));
   const Ref ref = reference(w, xs);
-  auto run = [&](int M, int rows) {
-    Buf Y(dt, (size_t)M * N);
-    Y.poison();
-    kvsk_gemv_fp8_params p{X.dev, w.dW.dev, w.dS.dev, Y.dev, M, N, K, dt, rows};
-    CK(kvsk_gemv_fp8(&p, 0));
-    CK(cudaDeviceSynchronize());
-    Y.down();
-    return Y.host;
-  };
+  auto run = [&](int M, int rows) { return runGemv(w, X, dt, M, rows, 1); };
   const std::vector<uint8_t> full = run(maxM, 16);
   const size_t rowBytes = (size_t)N * dtSize(dt);
   ErrStat st;
@@ -122,7 +130,67 @@ void gemvCase(kvsk_dtype dt, int N, int K, bool subnormalOnly) {
   reportBool("fp8", n + " rows bitwise equal at every M and 16/32/64 rows per CTA", maxM + 2, sameBits, "");
 }
 
-void runnerCase(cudaStream_t stream, kvsk_dtype dt, int N, int K) {
+// x as version 2 multiplies it: rounded to f16, saturated to +-65504.
+double asHalfOperand(double x) { return __half2float(__float2half_rn((float)std::max(-65504.0, std::min(65504.0, x)))); }
+
+// Version 2 (kernels/gemv_fp8_v2.cu), selected explicitly: M = 1..16 against float64 of the operands it multiplies
+// (e4m3 weights exact, x rounded to f16: exact here but for the rare |x| < 2^-17), with v1's tolerance; every row
+// the same bits at every M and at 16, 32 and 64 rows per CTA (which also covers x read from shared memory against
+// x read from global memory: K = 14336 switches at M = 6). saturate: some bf16 x beyond f16's range (up to
+// 3e38, and one row all of them): the output must be finite and equal the reference of x saturated to +-65504.
+void gemvV2Case(kvsk_dtype dt, int N, int K, bool subnormalOnly, bool saturate = false) {
+  const int maxM = KVSK_GEMV_FP8_MAX_M;
+  const Fp8Weight w(N, K, subnormalOnly);
+  Buf X(dt, (size_t)maxM * K);
+  for (size_t i = 0; i < X.n; ++i) {
+    const bool huge = saturate && (i % 97 == 0 || i / K == 3);
+    X.set(i, huge ? (i % 2 ? -1.f : 1.f) * (i % 3 ? uni(7e4f, 1e6f) : 3e38f) : uni(-1, 1));
+  }
+  X.up();
+  std::vector<std::vector<double>> xs;
+  for (int r = 0; r < maxM; ++r) {
+    xs.push_back(rowOf(X, r, K));
+    for (double& v : xs.back()) v = asHalfOperand(v);
+  }
+  const Ref ref = reference(w, xs);
+  const std::vector<uint8_t> full = runGemv(w, X, dt, maxM, 16, 2);
+  const size_t rowBytes = (size_t)N * dtSize(dt);
+  ErrStat st;
+  bool sameBits = true;
+  std::string firstDiff;
+  for (int M = 1; M <= maxM; ++M)
+    for (int rows : {16, 32, 64}) {
+      Buf Y(dt, (size_t)M * N);
+      Y.host = runGemv(w, X, dt, M, rows, 2);
+      if (rows == 16)
+        for (int r = 0; r < M; ++r) addRow(st, Y, r, N, ref.ref[r], ref.abs[r], rtolOf(dt), 2e-5);
+      if (std::memcmp(Y.host.data(), full.data(), (size_t)M * rowBytes) != 0 && firstDiff.empty())
+        firstDiff = "first difference at M " + std::to_string(M) + ", " + std::to_string(rows) + " rows per CTA";
+      sameBits = sameBits && firstDiff.empty();
+    }
+  const std::string n = "gemv_fp8 v2 " + name(dt, N, K) + (subnormalOnly ? " subnormal codes" : "") +
+                        (saturate ? " x beyond +-65504" : "");
+  report("fp8", n + " M1..16 vs float64" + (saturate ? " of x saturated (finite)" : ""), maxM, st);
+  reportBool("fp8", n + " rows bitwise equal at every M and 16/32/64 rows per CTA", maxM * 3, sameBits, firstDiff);
+}
+
+// Sets an environment variable for a scope (the runner reads KVSERVE_GEMV_FP8 when it is made).
+struct EnvGuard {
+  std::string name, old;
+  bool had;
+  EnvGuard(const char* n, const char* v) : name(n), had(std::getenv(n) != nullptr) {
+    if (had) old = std::getenv(n);
+    if (v) setenv(n, v, 1);
+    else unsetenv(n);
+  }
+  ~EnvGuard() {
+    if (had) setenv(name.c_str(), old.c_str(), 1);
+    else unsetenv(name.c_str());
+  }
+};
+
+// version 2: made with KVSERVE_GEMV_FP8=v2 (its GEMV candidates are version 2's).
+void runnerCase(cudaStream_t stream, kvsk_dtype dt, int N, int K, int version = 1) {
   const int maxM = 512;
   const kvs::DType io = static_cast<kvs::DType>(dt);
   const Fp8Weight w(N, K, false);
@@ -148,7 +216,10 @@ void runnerCase(cudaStream_t stream, kvsk_dtype dt, int N, int K) {
     for (int k = 0; k < K; ++k) s += std::fabs(e4m3Decode(w.w8[(size_t)n * K + k]));
     sumW = std::max(sumW, s * w.ws[n]);
   }
+  const EnvGuard env("KVSERVE_GEMV_FP8", version == 2 ? "v2" : nullptr);
   GemmRunner gemm(stream, maxM, GemmMode::Fast);
+  if (gemm.fp8GemvVersion() != version)
+    throw std::runtime_error("the runner runs gemv_fp8 version " + std::to_string(gemm.fp8GemvVersion()));
   gemm.planFp8(N, K, io, w.dW.dev, w.dS.dev);
   for (int M : {1, 5, 8, 16, 37, 512}) {
     Buf Y(dt, (size_t)M * N);
@@ -170,7 +241,8 @@ void runnerCase(cudaStream_t stream, kvsk_dtype dt, int N, int K) {
                         xScale[i] / 1024 * sumW, 0);
       }
     }
-    const std::string n = "runFp8 " + name(dt, N, K) + " M" + std::to_string(M) + (gemv ? " (gemv)" : " (cuBLASLt)");
+    const std::string n = "runFp8 " + name(dt, N, K) + " M" + std::to_string(M) +
+                          (gemv ? (version == 2 ? " (gemv v2)" : " (gemv)") : " (cuBLASLt)");
     report("fp8", n + (gemv ? " vs float64" : " vs float64 of the quantized x"), (int)st.n / N, st);
     if (!gemv) report("fp8", n + " vs unquantized x within the e4m3 bound", (int)bound.n / N, bound);
   }
@@ -250,6 +322,23 @@ void fp8Tests() {
       } catch (const std::exception& e) {
         reportBool("fp8", "gemv_fp8 " + name(dt, s.N, s.K), 0, false, e.what());
       }
+  // Version 2 also on Llama-3-8B's o (4096 x 4096) and gate/up (28672 x 4096) and a ragged 9000 x 1008: more
+  // tiles than resident CTAs, so that CTAs stream across tiles at every M.
+  const Shape v2Shapes[] = {{16, 64, false},      {37, 80, false},       {100, 112, false},   {130, 1008, false},
+                            {1000, 208, false},   {9000, 1008, false},   {4096, 4096, false}, {6144, 4096, false},
+                            {4096, 14336, false}, {28672, 4096, false},  {256, 4096, true}};
+  for (kvsk_dtype dt : {KVSK_BF16, KVSK_F16})
+    for (const Shape& s : v2Shapes) try {
+        if (dt == KVSK_F16 && s.N == 28672) continue;  // the largest shape once
+        gemvV2Case(dt, s.N, s.K, s.subnormalOnly);
+      } catch (const std::exception& e) {
+        reportBool("fp8", "gemv_fp8 v2 " + name(dt, s.N, s.K), 0, false, e.what());
+      }
+  for (auto [N, K] : {std::pair{200, 1008}, std::pair{4096, 14336}}) try {
+      gemvV2Case(KVSK_BF16, N, K, false, true);
+    } catch (const std::exception& e) {
+      reportBool("fp8", "gemv_fp8 v2 " + name(KVSK_BF16, N, K) + " x beyond +-65504", 0, false, e.what());
+    }
   cudaStream_t stream;
   CK(cudaStreamCreate(&stream));
   struct RunnerShape { kvsk_dtype dt; int N, K; };
@@ -260,6 +349,21 @@ void fp8Tests() {
     } catch (const std::exception& e) {
       reportBool("fp8", "runFp8 " + name(s.dt, s.N, s.K), 0, false, e.what());
     }
+  for (const RunnerShape& s : {RunnerShape{KVSK_BF16, 6144, 4096}, RunnerShape{KVSK_F16, 1000, 80}}) try {
+      runnerCase(stream, s.dt, s.N, s.K, 2);
+    } catch (const std::exception& e) {
+      reportBool("fp8", "runFp8 v2 " + name(s.dt, s.N, s.K), 0, false, e.what());
+    }
+  {
+    const EnvGuard env("KVSERVE_GEMV_FP8", "v3");
+    std::string msg;
+    try {
+      GemmRunner bad(stream, 16, GemmMode::Fast);
+    } catch (const std::exception& e) {
+      msg = e.what();
+    }
+    reportBool("fp8", "KVSERVE_GEMV_FP8=v3 refused", 1, msg.find("KVSERVE_GEMV_FP8 must be v1 or v2") != std::string::npos, msg);
+  }
   for (auto [N, K] : {std::pair{1024, 512}, std::pair{6144, 4096}}) try {
       importCase(stream, N, K);
     } catch (const std::exception& e) {

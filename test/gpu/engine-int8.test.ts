@@ -1,0 +1,280 @@
+// INT8 on the GPU (--quantization int8, SmoothQuant W8A8), behind KVSERVE_CUDA_INT8=1 until this file passes
+// on a GPU: the layer matrices the calibration made int8 with a float32 scale per output row (o_proj and
+// down_proj with their input's multiplier), activations quantized per token, the int8 GEMV for small batches
+// and cuBLASLt's IMMA matmul plus a dequantization otherwise.
+// - Quantized at load (calibrated on random token ids: their weights are random too), the tiny random bf16
+//   models stay close to transformers' bf16 logits along transformers' own greedy path (teacher forcing),
+//   beside the bf16 engine's numbers: agreement >= 0.5 (a broken GEMM lands near 1/vocab) and a mean logit
+//   error within 15x the bf16 engine's, the bounds of the fp8 test. These models hold every matrix in int8
+//   (their K are multiples of 16), down_proj and qwen2's biased q/k/v too.
+// - The same models with --batch-invariant: greedy ids and top-5 logprobs bitwise the same alone, batched and
+//   chunked (int8 sums are exact, so the GEMMs may change kernel with M and the bits may not).
+// - kvserve build --quantization int8 --device cuda of the demo model (stories260K, trained): the issue's bar,
+//   perplexity within 3 % of the unquantized bf16 model and top-1 agreement >= 95 %, from the manifest's
+//   report and from a measurement of our own through decode steps; the engine computes bitwise what an int8
+//   load of the model folder computes with the same GEMM algorithms (the calibration at load is the build's).
+// - Without KVSERVE_CUDA_INT8=1 the engine and a load are refused in one line; float32 is refused.
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { defaultEvalData, packSamples, readTextSamples, tokenizeSamples } from '../../src/build/calibration-data.js';
+import { ALPHA_GRID, int8Defaults, planInt8 } from '../../src/build/int8-build.js';
+import { type Int8Quantization, readManifest } from '../../src/build/manifest.js';
+import { loadNative, type NativeEngine, type NativeQuantization } from '../../src/runner/binding.js';
+import { TextTokenizer } from '../../src/tokenizer/tokenizer.js';
+import { kvserve } from '../cli/helpers/run-kvserve.js';
+import { storiesDir } from '../native/harness.js';
+import { greedyRun } from '../native/native-run.js';
+import { expectBatchInvariant } from './batch-invariance.js';
+import { bytes, loadError, readTensors, tempDir, timedLoad } from './cuda-engine-helpers.js';
+import { argmax, BF16_MODELS, bf16RefsDir, cudaOptions, ensureBf16Refs, record } from './gpu-harness.js';
+
+const gateBefore = process.env.KVSERVE_CUDA_INT8;
+beforeAll(() => {
+  process.env.KVSERVE_CUDA_INT8 = '1';
+  ensureBf16Refs();
+}, 600_000);
+afterAll(() => {
+  if (gateBefore === undefined) delete process.env.KVSERVE_CUDA_INT8;
+  else process.env.KVSERVE_CUDA_INT8 = gateBefore;
+});
+
+interface Ref {
+  prompts: number[][];
+  greedy_ids: number[][];
+  logits_file: string;
+  logits_shape: [number, number, number];
+}
+
+/** kvserve build's default search on 32 samples of 128 random ids (BOS first) of a 1024-id vocabulary. */
+function randomCalibration(): NativeQuantization {
+  let s = 12345;
+  const next = () => {
+    s = (s * 1103515245 + 12345) % 2 ** 31;
+    return s;
+  };
+  const samples = Array.from({ length: 32 }, () => [1, ...Array.from({ length: 127 }, () => 3 + (next() % 1021))]);
+  const d = int8Defaults();
+  return {
+    method: 'int8',
+    calibration: packSamples(samples),
+    alphas: ALPHA_GRID,
+    observers: ['absmax', 'percentile'],
+    tryUnsmoothed: true,
+    percentile: d.percentile,
+    maxLayerError: d.maxLayerError,
+    keepFloat: [],
+  };
+}
+
+/** Teacher-forced top-1 agreement and mean |logit error| of `engine` against transformers' bf16 logits. */
+async function againstTransformers(engine: NativeEngine, name: string) {
+  const ref = JSON.parse(readFileSync(resolve(bf16RefsDir, name, 'expected.json'), 'utf8')) as Ref;
+  const buf = readFileSync(resolve(bf16RefsDir, name, ref.logits_file));
+  const theirs = new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
+  const [, steps, vocab] = ref.logits_shape;
+  let agree = 0,
+    sumErr = 0,
+    n = 0;
+  for (let p = 0; p < ref.prompts.length; p++) {
+    const forced = await greedyRun(engine, ref.prompts[p]!, steps, ref.greedy_ids[p]!);
+    for (let s = 0; s < steps; s++) {
+      const t = theirs.subarray((p * steps + s) * vocab, (p * steps + s + 1) * vocab);
+      const m = forced.logits[s]!;
+      for (let v = 0; v < vocab; v++) sumErr += Math.abs(m[v]! - t[v]!);
+      n += vocab;
+      if (argmax(m) === argmax(t)) agree++;
+    }
+  }
+  return { agreement: agree / (ref.prompts.length * steps), meanAbsLogitErr: sumErr / n };
+}
+
+describe.each(BF16_MODELS)('%s quantized to int8 at load', (name) => {
+  const opts = () => cudaOptions(resolve(bf16RefsDir, name), { numKvBlocks: 512, maxNumSeqs: 16 });
+
+  test('stays close to transformers bf16 (teacher-forced), beside the bf16 engine', async () => {
+    const bf16 = await loadNative().loadEngine(opts());
+    const bf16Bytes = bf16.info().weightBytes;
+    const plain = await againstTransformers(bf16, name).finally(() => bf16.dispose());
+    const int8 = await loadNative().loadEngine({ ...opts(), quantize: 'int8', quantization: randomCalibration() });
+    try {
+      expect(int8.info()).toMatchObject({ quantization: 'int8', dtype: 'bfloat16' });
+      // Every layer matrix in one byte per weight (plus a scale per row): the weights shrink by almost half.
+      expect(int8.info().weightBytes).toBeLessThan(0.8 * bf16Bytes);
+      const q = await againstTransformers(int8, name);
+      record(`int8 ${name}`, { int8: q, bf16: plain });
+      expect(q.agreement).toBeGreaterThanOrEqual(0.5);
+      expect(q.meanAbsLogitErr).toBeLessThan(15 * plain.meanAbsLogitErr);
+    } finally {
+      int8.dispose();
+    }
+  });
+
+  test('--batch-invariant: the same bits alone, batched and chunked', async () => {
+    const engine = await loadNative().loadEngine({
+      ...opts(),
+      quantize: 'int8',
+      quantization: randomCalibration(),
+      batchInvariant: true,
+    });
+    try {
+      expect(engine.info().quantization).toBe('int8');
+      record(`int8 batch invariance ${name}`, { ...(await expectBatchInvariant(engine)), identical: true });
+    } finally {
+      engine.dispose();
+    }
+  });
+});
+
+describe('kvserve build --quantization int8 --device cuda of stories260K', () => {
+  const dir = join(tempDir('kvserve-int8-'), 'stories-int8');
+  let q: Int8Quantization;
+
+  beforeAll(async () => {
+    const r = await kvserve(
+      [
+        'build',
+        '--model',
+        storiesDir,
+        '--device',
+        'cuda',
+        '--dtype',
+        'bfloat16',
+        '--quantization',
+        'int8',
+        '--max-num-seqs',
+        '16',
+        '--max-num-batched-tokens',
+        '2048',
+        '--out',
+        dir,
+      ],
+      { ...process.env, KVSERVE_CUDA_INT8: '1' },
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(
+      /^quality on \d+ held-out tokens of .*stories-heldout\.txt: perplexity \d+\.\d{3} float, \d+\.\d{3} int8 \(-?\d+\.\d\d%\), top-1 agreement \d+\.\d\d%$/m,
+    );
+    const m = readManifest(dir);
+    expect(m.target.device).toBe('cuda');
+    expect(m.quantization.method).toBe('int8');
+    q = m.quantization as Int8Quantization;
+  }, 600_000);
+
+  test('the file holds q/k/v, o and gate/up in I8 with a float32 scale per row, o_proj with act_smooth where smoothed', () => {
+    const tensors = readTensors(dir);
+    const smoothing = new Map(q.layers.map((l) => [l.name, l.smoothing]));
+    for (let l = 0; l < 5; l++) {
+      for (const [fused, member] of [
+        ['self_attn.qkv_proj', 'self_attn.q_proj'],
+        ['self_attn.o_proj', 'self_attn.o_proj'],
+        ['mlp.gate_up_proj', 'mlp.gate_proj'],
+      ]) {
+        const n = `model.layers.${l}.${fused}.weight`;
+        const t = tensors.get(n)!;
+        expect(t.dtype, n).toBe('I8');
+        expect(t.bytes.length, n).toBe(t.shape[0]! * t.shape[1]!);
+        const s = tensors.get(`model.layers.${l}.${fused}.weight_scale`)!;
+        expect(s.dtype, n).toBe('F32');
+        expect(s.shape, n).toEqual([t.shape[0]]);
+        const scales = new Float32Array(s.bytes.buffer.slice(s.bytes.byteOffset, s.bytes.byteOffset + s.bytes.length));
+        expect(
+          scales.every((v) => v > 0 && Number.isFinite(v)),
+          n,
+        ).toBe(true);
+        const smooth = tensors.get(`model.layers.${l}.${fused}.act_smooth`);
+        expect(smooth !== undefined, n).toBe(smoothing.get(`model.layers.${l}.${member}`) === 'act');
+      }
+      // K = 172: kept in bf16 (the int8 GEMV reads rows of a multiple of 16 bytes), as the report says.
+      expect(tensors.get(`model.layers.${l}.mlp.down_proj.weight`)!.dtype).toBe('BF16');
+    }
+    expect(tensors.get('model.embed_tokens.weight')!.dtype).toBe('BF16');
+    expect(q.keptInFloat.map((k) => k.name)).toEqual(
+      expect.arrayContaining(['lm_head', 'model.layers.0.mlp.down_proj']),
+    );
+    expect(q.kernel).toMatch(/^cuda: gemv_int8/);
+  });
+
+  test('perplexity within 3 % of the unquantized model and top-1 agreement >= 95 % (issue #12), as the manifest says', async () => {
+    const tok = await TextTokenizer.load(storiesDir);
+    const samples = tokenizeSamples(tok, readTextSamples(defaultEvalData, '--eval-data'), 512);
+    const score = async (engine: NativeEngine) => {
+      const vocab = engine.info().vocabSize;
+      let nll = 0;
+      const top1: number[] = [];
+      try {
+        for (const ids of samples) {
+          const r = await greedyRun(engine, ids.slice(0, 1), ids.length - 1, ids.slice(1));
+          for (let i = 0; i + 1 < ids.length; i++) {
+            const row = r.logits[i]!;
+            let max = Number.NEGATIVE_INFINITY;
+            for (let v = 0; v < vocab; v++) max = Math.max(max, row[v]!);
+            let sum = 0;
+            for (let v = 0; v < vocab; v++) sum += Math.exp(row[v]! - max);
+            nll += Math.log(sum) + max - row[ids[i + 1]!]!;
+            top1.push(argmax(row));
+          }
+        }
+      } finally {
+        engine.dispose();
+      }
+      return { nll, top1 };
+    };
+    // Decode steps (one token each: the int8 GEMV) here, prefill steps (cuBLASLt) in the build.
+    const base = cudaOptions(storiesDir, { dtype: 'bfloat16', numKvBlocks: 64, maxNumSeqs: 16 });
+    const ref = await score(await loadNative().loadEngine(base));
+    const int8 = await score(await loadNative().loadEngine({ ...base, model: '', engine: dir }));
+    const n = ref.top1.length;
+    const ratio = Math.exp(int8.nll / n) / Math.exp(ref.nll / n);
+    const agreement = ref.top1.filter((id, i) => id === int8.top1[i]).length / n;
+    // For comparison (this repository's CPU build, 2026-12-02): stories260K int8 on the CPU (every matrix and
+    // lm_head int8, float32) reached perplexity +0.12 % and top-1 agreement 97.45 % against float32.
+    record('int8 stories260K engine', { ...q.quality, decodeRatio: ratio, decodeAgreement: agreement });
+    expect(q.quality!.perplexity.ratio).toBeLessThan(1.03);
+    expect(q.quality!.top1Agreement).toBeGreaterThanOrEqual(0.95);
+    expect(ratio).toBeLessThan(1.03);
+    expect(agreement).toBeGreaterThanOrEqual(0.95);
+    expect(Math.abs(ratio - q.quality!.perplexity.ratio)).toBeLessThan(0.01);
+  });
+
+  test('the engine computes bitwise what an int8 load of the model computes with the same GEMMs', async () => {
+    const plan = await planInt8(int8Defaults(), {
+      dir: storiesDir,
+      configPath: join(storiesDir, 'config.json'),
+      dummy: false,
+      maxModelLen: 0,
+    });
+    const prompt = [1, 5, 9, 13, 17, 21, 25, 29, 33, 37, 41];
+    const direct = await timedLoad(
+      { model: storiesDir, dtype: 'bfloat16', quantize: 'int8', quantization: plan.request },
+      dir,
+    );
+    const loaded = await timedLoad({ engine: dir });
+    try {
+      expect(loaded.engine.info()).toMatchObject({ quantization: 'int8', gemmShapesPlanned: 0 });
+      expect(direct.engine.info()).toMatchObject({ quantization: 'int8', gemmShapesPlanned: 0 });
+      const a = await greedyRun(direct.engine, prompt, 16);
+      const b = await greedyRun(loaded.engine, prompt, 16);
+      expect(b.ids).toEqual(a.ids);
+      expect(bytes(b.logits).equals(bytes(a.logits))).toBe(true);
+      record('int8 stories260K engine load', { engineLoadMs: loaded.ms, modelLoadMs: direct.ms });
+    } finally {
+      direct.engine.dispose();
+      loaded.engine.dispose();
+    }
+  });
+
+  test('without KVSERVE_CUDA_INT8=1 the engine and a load are refused in one line; float32 is refused', async () => {
+    delete process.env.KVSERVE_CUDA_INT8;
+    try {
+      const gate = /^--quantization int8 with --device cuda is not yet verified on a GPU: set KVSERVE_CUDA_INT8=1/;
+      expect(await loadError({ engine: dir })).toMatch(gate);
+      expect(await loadError({ model: storiesDir, dtype: 'bfloat16', quantize: 'int8' })).toMatch(gate);
+    } finally {
+      process.env.KVSERVE_CUDA_INT8 = '1';
+    }
+    expect(
+      await loadError({ model: storiesDir, dtype: 'float32', quantize: 'int8', quantization: randomCalibration() }),
+    ).toMatch(/^quantization int8 computes in bfloat16 or float16, not float32: pass --dtype bfloat16$/);
+  });
+});
