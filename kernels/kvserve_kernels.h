@@ -30,8 +30,8 @@ typedef enum { KVSK_F32 = 0, KVSK_BF16 = 1, KVSK_F16 = 2 } kvsk_dtype; /* == kvs
 typedef enum { KVSK_KV_SAME = 0, KVSK_KV_FP8_E4M3 = 1 } kvsk_kv_dtype;
 
 /* Programmatic dependent launch for the forward pass's kernels (embedding, RMSNorm, RoPE + cache,
- * attention, SiLU-and-mul, GEMV, FP8 activation quantization, FP8 GEMV; RMSNorm and SiLU-and-mul keep it
- * when they write e4m3 rows): each may start while its
+ * attention, SiLU-and-mul, GEMV, FP8 activation quantization, FP8 GEMV, batch-invariant GEMM; RMSNorm and
+ * SiLU-and-mul keep it when they write e4m3 rows): each may start while its
  * predecessor drains, waiting on the device until the predecessor's results are visible. Process-wide; off
  * by default; turn it on only for a device of compute capability 9.0 or newer. */
 void kvsk_set_programmatic_launch(int on);
@@ -158,6 +158,53 @@ typedef struct {
 } kvsk_gemv_params;
 int kvsk_gemv_supported(int m, int n, int k, kvsk_dtype dtype);
 cudaError_t kvsk_gemv(const kvsk_gemv_params* p, cudaStream_t stream);
+
+/* The batch-invariant GEMM of bf16/f16 (gemm_inv.cu, gemm_inv.cuh): y[M, N] = dtype(sum_k x[m, k] w[n, k]) on
+ * tensor cores (mma.sync m16n8k16, float32 sums), every element by one fixed sequence of operations that
+ * depends on (k, splits) only: K in chunks of 64 (zero-padded), chunks in `splits` k-partitions of
+ * ceil(chunks / splits) chunks, each partition one mma chain from zero over its chunks in order (four mmas
+ * per chunk, each on 16 consecutive elements), the partition sums added to zero in order, then rounded
+ * (round to nearest even; gemm_inv.cuh states it exactly). So a row of y has the same bits whatever M is,
+ * wherever it falls in a tile, whatever `tile` and `split` say: those only pick how the work is laid out
+ * (tile shape, and whether a CTA walks all partitions or one, with the others' sums meeting in `workspace`).
+ * Two `splits` with the same ceil(chunks / splits) give the same bits.
+ * bf16/f16, K % 8 == 0, x and w 16-byte aligned; any M >= 1, N >= 1. Launched with programmatic dependent
+ * launch (the first stages of w are requested before the wait). One launch at a time per workspace (the
+ * stream orders them). */
+typedef enum {
+  KVSK_GEMM_INV_TILE_AUTO = 0,  /* by M: 16 x 64 up to M = 16, 64 x 128 up to 128, then 128 x 128 */
+  KVSK_GEMM_INV_TILE_16x64 = 1, /* 4 warps, 4 stages: memory-bound small M, W streamed once per 16 rows */
+  KVSK_GEMM_INV_TILE_64x128 = 2,
+  KVSK_GEMM_INV_TILE_128x128 = 3
+} kvsk_gemm_inv_tile;
+typedef struct {
+  const void* x;            /* [M, K] */
+  const void* w;            /* [N, K] */
+  void* y;                  /* [M, N] */
+  int m, n, k;
+  kvsk_dtype dtype;         /* bf16 or f16 */
+  int splits;               /* k-partitions, >= 1: kvsk_gemm_inv_splits(n, k, SMs) for the weight, fixed for all M */
+  kvsk_gemm_inv_tile tile;  /* 0: by M */
+  int split;                /* -1: by M; 0: every CTA walks all partitions; 1: a CTA per partition (needs workspace) */
+  void* workspace;          /* split: per-tile counters (zero before the first launch; each launch leaves them zero)
+                               then float32 partition sums; NULL: never split */
+  size_t workspaceBytes;
+  int numSms;               /* the device's multiprocessors, for the automatic choices */
+} kvsk_gemm_inv_params;
+int kvsk_gemm_inv_supported(int n, int k, kvsk_dtype dtype);
+/* The k-partitions for a weight [n, k]: enough that the 16 x 64 tiles fill the GPU at M = 1. */
+int kvsk_gemm_inv_splits(int n, int k, int numSms);
+/* What kvsk_gemm_inv runs for these params (tile and split resolved; split 0 when it cannot: one partition or
+ * more than 16, no or too small a workspace, more than 16384 tiles for the counters). */
+typedef struct {
+  kvsk_gemm_inv_tile tile;
+  int split;
+} kvsk_gemm_inv_choice;
+kvsk_gemm_inv_choice kvsk_gemm_inv_choose(const kvsk_gemm_inv_params* p);
+/* The workspace the automatic choices (tile and split by M) use at some M in [1, maxM]: the largest; 0 when they
+ * never split. A smaller workspace only makes them split less often (the same bits). */
+size_t kvsk_gemm_inv_workspace_bytes(int maxM, int n, int k, int splits, int numSms);
+cudaError_t kvsk_gemm_inv(const kvsk_gemm_inv_params* p, cudaStream_t stream);
 
 /* FP8 linear layers (E4M3 "e4m3fn": 1 sign, 4 exponent bits of bias 7, 3 mantissa bits; largest finite 448,
  * no infinities, 0x7f / 0xff are NaN), the scheme vLLM calls fp8 dynamic per-token and torch._scaled_mm

@@ -122,6 +122,7 @@ class CudaBackend final : public Backend {
   // runs the GEMV at M): then *g is that GEMV (y unset), for kvsk_gemv_rope_cache / kvsk_gemv_silu_mul.
   bool fusedGemv(const void* x, const void* W, const float* scale, int M, int N, int K, kvsk_gemv_params* g);
   std::string describeGemvFusion();  // BackendInfo::gemvFusion, after the GEMMs are planned
+  std::string describeInvariantGemm();  // BackendInfo::invariantGemm (batch-invariant mode), after planning
   // Decode steps through CUDA graphs: returns false when the step does not qualify (then run eagerly).
   bool stepGraphed(const StepBatch& b, const StepShape& eager);
 

@@ -35,9 +35,13 @@ int32_t GemmRunner::algoAttr(const cublasLtMatmulAlgo_t& algo, cublasLtMatmulAlg
   return v;
 }
 
-GemmRunner::GemmRunner(cudaStream_t stream, int maxM, GemmMode mode, int probeM, size_t workspaceBytes)
+GemmRunner::GemmRunner(cudaStream_t stream, int maxM, GemmMode mode, int probeM, size_t workspaceBytes,
+                       InvariantGemm invariantGemm)
     : stream_(stream), maxM_(maxM < 1 ? 1 : maxM), probeM_(probeM >= 1 && probeM <= maxM_ ? probeM : maxM_),
-      mode_(mode), workspaceBytes_(workspaceBytes), fp8GemvVersion_(fp8GemvVersionFromEnv()) {
+      mode_(mode), invariant_(invariantGemm), workspaceBytes_(workspaceBytes), fp8GemvVersion_(fp8GemvVersionFromEnv()) {
+  int device = 0;
+  KVS_CUDA_CHECK(cudaGetDevice(&device));
+  KVS_CUDA_CHECK(cudaDeviceGetAttribute(&numSms_, cudaDevAttrMultiProcessorCount, device));
   KVS_CUBLAS_CHECK(cublasLtCreate(&handle_));
   KVS_CUDA_CHECK(cudaMalloc(&workspace_, workspaceBytes_));
 }
@@ -88,7 +92,7 @@ GemmRunner::Plan& GemmRunner::get(int N, int K, DType in, DType out, const void*
   if (it != plans_.end()) return it->second;
   Plan p = makePlan(N, K, in, out);
   try {
-    if (mode_ == GemmMode::BatchInvariant) planInvariant(p);
+    if (mode_ == GemmMode::BatchInvariant) planInvariant(p, N, K, in, out);
     else planFast(p, N, K, in, out, W, maxM > 0 ? std::min(maxM, maxM_) : maxM_);
   } catch (...) {
     destroyPlan(p);
@@ -98,7 +102,21 @@ GemmRunner::Plan& GemmRunner::get(int N, int K, DType in, DType out, const void*
   return plans_.emplace(key, p).first->second;
 }
 
-void GemmRunner::planInvariant(Plan& p) {
+void GemmRunner::planInvariant(Plan& p, int N, int K, DType in, DType out) {
+  if (invariant_ == InvariantGemm::Own && in == out && kvsk_gemm_inv_supported(N, K, static_cast<kvsk_dtype>(in))) {
+    Bucket b;
+    b.maxM = maxM_;
+    b.ownSplits = kvsk_gemm_inv_splits(N, K, numSms_);
+    // The workspace the automatic choices use up to maxM; counters start at zero and every call leaves them so.
+    const size_t need = kvsk_gemm_inv_workspace_bytes(maxM_, N, K, b.ownSplits, numSms_);
+    if (need > ownWorkspace_.bytes()) {
+      KVS_CUDA_CHECK(cudaStreamSynchronize(stream_));  // no call in flight uses the old one
+      ownWorkspace_.resize(need);
+      KVS_CUDA_CHECK(cudaMemsetAsync(ownWorkspace_.get(), 0, need, stream_));
+    }
+    p.buckets.push_back(b);
+    return;
+  }
   cublasLtMatmulPreference_t pref;
   KVS_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   KVS_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
@@ -269,6 +287,7 @@ void GemmRunner::run(const void* X, const void* W, void* Y, int M, int N, int K,
   if (M > maxM_) throw std::runtime_error("GEMM with M=" + std::to_string(M) + " > planned maximum " + std::to_string(maxM_));
   Plan& p = get(N, K, in, out, nullptr, 0);
   const Bucket* b = &bucketFor(p, M);
+  if (b->ownSplits > 0) return runOwn(*b, X, W, Y, M, N, K, in);
   if (b->gemv) {
     kvsk_gemv_params g{X, W, Y, M, N, K, static_cast<kvsk_dtype>(in), b->gemvRows};
     KVS_CUDA_CHECK(kvsk_gemv(&g, stream_));
@@ -279,6 +298,17 @@ void GemmRunner::run(const void* X, const void* W, void* Y, int M, int N, int K,
   const float alpha = 1.f, beta = 0.f;
   KVS_CUBLAS_CHECK(cublasLtMatmul(handle_, p.desc, &alpha, W, p.a, X, p.b, &beta, Y, p.d, Y, p.d, &b->algo,
                                   workspace_, workspaceBytes_, stream_));
+}
+
+void GemmRunner::runOwn(const Bucket& b, const void* X, const void* W, void* Y, int M, int N, int K, DType in) {
+  kvsk_gemm_inv_params g{X, W, Y, M, N, K, static_cast<kvsk_dtype>(in), b.ownSplits, KVSK_GEMM_INV_TILE_AUTO, -1,
+                         ownWorkspace_.get(), ownWorkspace_.bytes(), numSms_};
+  KVS_CUDA_CHECK(kvsk_gemm_inv(&g, stream_));
+}
+
+int GemmRunner::ownSplits(int N, int K, DType in, DType out) {
+  const Plan& p = get(N, K, in, out, nullptr, 0);
+  return p.buckets.size() == 1 ? p.buckets[0].ownSplits : 0;
 }
 
 int GemmRunner::gemvRows(int M, int N, int K, DType in, DType out) {
@@ -294,11 +324,37 @@ const GemmRunner::Bucket& GemmRunner::bucketFor(const Plan& p, int M) const {
                            " it was planned for");
 }
 
-std::string GemmRunner::describe(int N, int K, DType in, DType out) { return describeBuckets(get(N, K, in, out, nullptr, 0)); }
+std::string GemmRunner::describe(int N, int K, DType in, DType out) {
+  const Plan& p = get(N, K, in, out, nullptr, 0);
+  if (p.buckets.size() != 1 || p.buckets[0].ownSplits == 0) return describeBuckets(p);
+  // Our GEMM: its k-partitions, then the tile and split it takes per range of M.
+  const int splits = p.buckets[0].ownSplits, chunks = (K + 63) / 64;
+  std::string s = "own gemm_inv, K in " + std::to_string(splits) + " partitions of " +
+                  std::to_string((chunks + splits - 1) / splits * 64) + ":";
+  const char* names[] = {"", "16x64", "64x128", "128x128"};
+  kvsk_gemm_inv_choice prev{};
+  for (int m = 1; m <= maxM_ + 1; ++m) {
+    kvsk_gemm_inv_choice c{};
+    if (m <= maxM_) {
+      const kvsk_gemm_inv_params g{nullptr, nullptr, nullptr, m, N, K, static_cast<kvsk_dtype>(in), splits, KVSK_GEMM_INV_TILE_AUTO,
+                                   -1, ownWorkspace_.get(), ownWorkspace_.bytes(), numSms_};
+      c = kvsk_gemm_inv_choose(&g);
+    }
+    if (m > 1 && (c.tile != prev.tile || c.split != prev.split))
+      s += std::string(" M<=") + std::to_string(m - 1) + " " + names[prev.tile] + (prev.split ? " split;" : ";");
+    prev = c;
+  }
+  s.pop_back();
+  return s;
+}
 
 std::string GemmRunner::describeBuckets(const Plan& p) const {
   std::string s;
   for (const Bucket& b : p.buckets) {
+    if (b.ownSplits > 0) {
+      s += "M<=" + std::to_string(b.maxM) + ": own gemm_inv, K in " + std::to_string(b.ownSplits) + " partitions; ";
+      continue;
+    }
     if (b.gemv) {
       s += "M<=" + std::to_string(b.maxM) + ": gemv " + std::to_string(b.gemvRows) + " rows/CTA; ";
       continue;

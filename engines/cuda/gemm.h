@@ -11,6 +11,13 @@
 // - BatchInvariant (--batch-invariant): ONE algorithm per (N, K, dtype) — the heuristic's best at
 //   M = probeM with split-K forced off, also valid at M = 1 and M = maxM — for every M. A row of Y depends on
 //   its row of X only, never on the other rows of the call (checked bitwise by the kernel tests).
+//   With InvariantGemm::Own (the engine option invariantGemm: "own"; KVSERVE_INVARIANT_GEMM=own makes it the
+//   default, which is "cublaslt" until a GPU run has verified it) the
+//   bf16/f16 shapes with K % 8 == 0 run our own GEMM instead (kernels/gemm_inv.cu): one fixed k-reduction per
+//   weight shape (its k-partitions from N, K and the SM count), tiles and split chosen by M for speed without
+//   changing a bit, so small M runs memory bound rather than on the large-M algorithm. Other shapes and
+//   float32 keep the cuBLASLt algorithm. Its workspace (per-tile counters, float32 partition sums) grows as
+//   shapes are planned: plan every shape before capturing CUDA graphs.
 //
 // FP8 linear layers (fast mode only, gemm_fp8.cc): Y[M, N] = X[M, K] (W8 * wScale)^T, W8 [N, K] e4m3 with a
 // float32 scale per row (kvserve_kernels.h, kvsk_quantize_weight_fp8). Per M bucket, timed like the above:
@@ -51,6 +58,8 @@
 namespace kvs::cuda {
 
 enum class GemmMode { Fast, BatchInvariant };
+// Which kernel serves the batch-invariant mode's bf16/f16 shapes.
+enum class InvariantGemm { CublasLt, Own };
 
 // One M range of a fast-mode plan in a form that outlives the process (an engine's manifest.json): the GEMV
 // kernel with its rows of W per CTA, or a cuBLASLt algorithm as the opaque bytes of its cublasLtMatmulAlgo_t.
@@ -69,8 +78,10 @@ int fp8GemvVersionFromEnv();
 class GemmRunner {
  public:
   // maxM: the largest M any call will pass; probeM (batch-invariant mode): the M the heuristic is asked
-  // about (0 = maxM). Throws when KVSERVE_GEMV_FP8 is neither unset, v1 nor v2.
-  GemmRunner(cudaStream_t stream, int maxM, GemmMode mode, int probeM = 0, size_t workspaceBytes = 32u << 20);
+  // about (0 = maxM); invariantGemm: which kernel the batch-invariant mode runs where it can (fast mode: unused).
+  // Throws when KVSERVE_GEMV_FP8 is neither unset, v1 nor v2.
+  GemmRunner(cudaStream_t stream, int maxM, GemmMode mode, int probeM = 0, size_t workspaceBytes = 32u << 20,
+             InvariantGemm invariantGemm = InvariantGemm::CublasLt);
   ~GemmRunner();
   GemmRunner(const GemmRunner&) = delete;
   GemmRunner& operator=(const GemmRunner&) = delete;
@@ -97,6 +108,10 @@ class GemmRunner {
   // (the caller then plans the shape by timing).
   std::string importPlan(int N, int K, DType in, DType out, const std::vector<GemmChoice>& choices, int maxM = 0);
   GemmMode mode() const { return mode_; }
+  InvariantGemm invariantGemm() const { return invariant_; }
+  // k-partitions of our batch-invariant GEMM for the shape (kvsk_gemm_inv_splits) when run() serves it with
+  // that kernel, else 0 (planned untimed first when it is not yet).
+  int ownSplits(int N, int K, DType in, DType out);
 
   // FP8 (see the top of this file). W8: [N, K] e4m3 bytes, wScale: [N] float32, X: [M, K] io, Y: [M, N] io;
   // io bf16 or f16; K % 16 == 0; all pointers 16-byte aligned. Fast mode only: in --batch-invariant mode
@@ -139,6 +154,7 @@ class GemmRunner {
     cublasLtMatmulAlgo_t algo{};
     size_t workspace = 0;
     int gemvRows = 4;  // gemv: rows of W per CTA (kvsk_gemv_params / kvsk_gemv_fp8_params / kvsk_gemv_int8_params .rowsPerCta)
+    int ownSplits = 0;  // > 0: our batch-invariant GEMM (kernels/gemm_inv.cu) with these k-partitions
   };
   struct Plan {
     cublasLtMatmulDesc_t desc = nullptr;
@@ -152,7 +168,8 @@ class GemmRunner {
   static void destroyPlan(Plan& p);
   static void setCols(cublasLtMatrixLayout_t l, int cols);
   static int32_t algoAttr(const cublasLtMatmulAlgo_t& algo, cublasLtMatmulAlgoConfigAttributes_t attr);
-  void planInvariant(Plan& p);
+  void planInvariant(Plan& p, int N, int K, DType in, DType out);
+  void runOwn(const Bucket& b, const void* X, const void* W, void* Y, int M, int N, int K, DType in);
   void planFast(Plan& p, int N, int K, DType in, DType out, const void* W, int maxM);
   bool gemvApplies(int M, int N, int K, DType in, DType out) const;
   const Bucket& bucketFor(const Plan& p, int M) const;
@@ -191,6 +208,9 @@ class GemmRunner {
   cudaStream_t stream_;
   int maxM_, probeM_;
   GemmMode mode_;
+  InvariantGemm invariant_;
+  int numSms_ = 1;
+  DeviceBuffer ownWorkspace_;  // kvsk_gemm_inv's: counters (kept zero between calls) and partition sums
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
   size_t workspaceBytes_;

@@ -5,6 +5,7 @@
 // file and are only meaningful to the cuBLASLt version, GPU and shape that made them.
 #include <algorithm>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 
 #include "cuda_check.h"
@@ -37,6 +38,7 @@ std::vector<GemmChoice> GemmRunner::exportBuckets(const Plan& p) const {
   std::vector<GemmChoice> choices;
   int lo = 0;
   for (const Bucket& b : p.buckets) {
+    if (b.ownSplits > 0) throw std::runtime_error("the batch-invariant mode's own GEMM has no plan to export");
     GemmChoice c;
     c.mMin = lo + 1;
     c.mMax = b.maxM;

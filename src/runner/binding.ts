@@ -24,6 +24,9 @@ export interface NativeEngineOptions {
   maxModelLen: number; // 0 = from config
   seed: number;
   batchInvariant?: boolean; // cuda: bitwise batch-invariant GEMMs (the CPU backend always is)
+  /** cuda, batchInvariant: 'cublaslt' (one cuBLASLt algorithm per weight shape) or 'own' (our GEMM with one fixed
+   *  k-reduction per shape, fast at every M); absent: KVSERVE_INVARIANT_GEMM (own or cublaslt), else cublaslt. */
+  invariantGemm?: 'cublaslt' | 'own';
   /** cuda: RoPE + cache write and SiLU·mul in the qkv / gate-up GEMV epilogues (M <= 8; bitwise the same
    *  results); default: on when KVSERVE_GEMV_FUSE=1. */
   gemvFuse?: boolean;
@@ -75,6 +78,9 @@ export interface NativeEngineInfo {
   gemvFusion?: string;
   /** cuda: true when fp8 layers get their inputs quantized by the kernels that produce them (fp8Fuse). */
   fp8Fuse?: boolean;
+  /** cuda with batchInvariant: the GEMMs that serve it, 'cublaslt' or 'own' (with the weights own leaves to
+   *  cuBLASLt, as 'own; cublaslt: lm_head'); absent otherwise. */
+  invariantGemm?: string;
   /** An fp8 KV cache's per-layer scales, as the engine runs them (absent for any other cache). */
   kvScales?: { k: number[]; v: number[] };
 }

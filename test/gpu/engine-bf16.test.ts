@@ -5,11 +5,13 @@
 // our attention vs eager attention), so logits differ by a few bf16 ulps and greedy paths may part after a
 // near-tie. Measured and recorded: teacher-forced top-1 agreement along transformers' own path, max and mean
 // |logit error|, and the free-running greedy prefix that matches. Required: agreement >= 0.9 and
-// max |logit error| < 1 (logits here span about +-10); the measured values are in docs/cuda.md.
+// max |logit error| < 1 (logits here span about +-10); the measured values are in docs/cuda.md. The same for
+// --batch-invariant with our own GEMM (invariantGemm 'own', kernels/gemm_inv.cu), and batch invariance with
+// either GEMM of that mode (cuBLASLt's one algorithm per shape, or ours).
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
-import { loadNative, type NativeEngine } from '../../src/runner/binding.js';
+import { loadNative, type NativeEngine, type NativeEngineOptions } from '../../src/runner/binding.js';
 import { generate, greedy, type Sampling } from '../native/harness.js';
 import { greedyRun } from '../native/native-run.js';
 import { expectBatchInvariant, invariancePrompts } from './batch-invariance.js';
@@ -35,15 +37,22 @@ async function load(name: string, overrides = {}): Promise<NativeEngine> {
   );
 }
 
+// The default (fast) mode, and --batch-invariant with our own GEMM.
+const GEMMS: Array<{ mode: string; options: Partial<NativeEngineOptions> }> = [
+  { mode: 'fast', options: {} },
+  { mode: 'batch-invariant own GEMM', options: { batchInvariant: true, invariantGemm: 'own' } },
+];
+
 describe.each(MODELS)('%s (bf16) vs transformers bf16 on the same GPU', (name) => {
-  test('logit error and greedy agreement', async () => {
+  test.each(GEMMS)('logit error and greedy agreement ($mode)', async ({ options }) => {
     const ref = JSON.parse(readFileSync(resolve(refsDir, name, 'expected.json'), 'utf8')) as Ref;
     const buf = readFileSync(resolve(refsDir, name, ref.logits_file));
     const theirs = new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
     const [, steps, vocab] = ref.logits_shape;
-    const engine = await load(name);
+    const engine = await load(name, options);
     try {
       expect(engine.info().dtype).toBe('bfloat16');
+      if (options.invariantGemm) expect(engine.info().invariantGemm).toBe('own');
       let agree = 0,
         maxErr = 0,
         sumErr = 0,
@@ -70,7 +79,7 @@ describe.each(MODELS)('%s (bf16) vs transformers bf16 on the same GPU', (name) =
         if (k === steps) exactPaths++;
       }
       const agreement = agree / (ref.prompts.length * steps);
-      record(`bf16 ${name}`, {
+      record(`bf16 ${name}${options.invariantGemm ? ' (batch-invariant, own GEMM)' : ''}`, {
         headDim: ref.head_dim,
         teacherForcedTop1Agreement: agreement,
         maxAbsLogitErr: maxErr,
@@ -88,45 +97,54 @@ describe.each(MODELS)('%s (bf16) vs transformers bf16 on the same GPU', (name) =
 });
 
 // --batch-invariant mode: the default (fast) mode's GEMMs pick algorithms by M, so only this mode promises
-// bitwise equality whatever else is in the batch.
-describe('batch invariance (bf16, batchInvariant mode)', () => {
-  const prompts = invariancePrompts;
+// bitwise equality whatever else is in the batch; with cuBLASLt's one algorithm per shape, and with our own GEMM
+// (invariantGemm 'own': one fixed k-reduction per shape, tiles by M). Both named explicitly, whatever
+// KVSERVE_INVARIANT_GEMM says.
+describe.each(['cublaslt', 'own'] as const)(
+  'batch invariance (bf16, batchInvariant mode, %s GEMMs)',
+  (invariantGemm) => {
+    const prompts = invariancePrompts;
 
-  test.each(['qwen3-d128-g8-qknorm', 'llama-d64-g4'])(
-    '%s: greedy ids and top-5 logprobs do not depend on the batch',
-    async (name) => {
-      const engine = await load(name, { batchInvariant: true });
+    test.each(['qwen3-d128-g8-qknorm', 'llama-d64-g4'])(
+      '%s: greedy ids and top-5 logprobs do not depend on the batch',
+      async (name) => {
+        const engine = await load(name, { batchInvariant: true, invariantGemm });
+        try {
+          expect(engine.info().invariantGemm).toBe(invariantGemm);
+          record(`batch invariance ${name} ${invariantGemm}`, {
+            ...(await expectBatchInvariant(engine)),
+            identical: true,
+          });
+        } finally {
+          engine.dispose();
+        }
+      },
+    );
+
+    test('seeded sampling gives the same tokens alone and batched', async () => {
+      const engine = await load('llama-d64-g4', { batchInvariant: true, invariantGemm });
       try {
-        record(`batch invariance ${name}`, { ...(await expectBatchInvariant(engine)), identical: true });
+        const sampling = prompts.map(
+          (_, i): Sampling => ({
+            ...greedy,
+            temperature: 0.9,
+            topP: 0.9,
+            topK: i % 2 ? 40 : 0,
+            minP: i % 3 === 0 ? 0.02 : 0,
+            seed: 1000 + i,
+            repetitionPenalty: i % 4 === 1 ? 1.2 : 1,
+          }),
+        );
+        const o = { maxTokens: 16, blockSize: 16, maxBlocks: 16 };
+        const alone: number[][] = [];
+        for (const [i, p] of prompts.entries())
+          alone.push((await generate(engine, [p], { ...o, sampling: [sampling[i]!] }))[0]!);
+        const all = await generate(engine, prompts, { ...o, sampling });
+        expect(all).toEqual(alone);
+        expect(new Set(alone.map((a) => a.join(','))).size).toBeGreaterThan(1);
       } finally {
         engine.dispose();
       }
-    },
-  );
-
-  test('seeded sampling gives the same tokens alone and batched', async () => {
-    const engine = await load('llama-d64-g4', { batchInvariant: true });
-    try {
-      const sampling = prompts.map(
-        (_, i): Sampling => ({
-          ...greedy,
-          temperature: 0.9,
-          topP: 0.9,
-          topK: i % 2 ? 40 : 0,
-          minP: i % 3 === 0 ? 0.02 : 0,
-          seed: 1000 + i,
-          repetitionPenalty: i % 4 === 1 ? 1.2 : 1,
-        }),
-      );
-      const o = { maxTokens: 16, blockSize: 16, maxBlocks: 16 };
-      const alone: number[][] = [];
-      for (const [i, p] of prompts.entries())
-        alone.push((await generate(engine, [p], { ...o, sampling: [sampling[i]!] }))[0]!);
-      const all = await generate(engine, prompts, { ...o, sampling });
-      expect(all).toEqual(alone);
-      expect(new Set(alone.map((a) => a.join(','))).size).toBeGreaterThan(1);
-    } finally {
-      engine.dispose();
-    }
-  });
-});
+    });
+  },
+);

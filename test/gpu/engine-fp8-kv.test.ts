@@ -142,20 +142,28 @@ describe('the fp8 pool', () => {
   });
 });
 
-describe('batch invariance (bf16, fp8 cache, batchInvariant mode)', () => {
-  test.each(['qwen3-d128-g8-qknorm', 'llama-d64-g4'])(
-    '%s: greedy ids and top-5 logprobs do not depend on the batch',
-    async (name) => {
-      const engine = await load(name, { batchInvariant: true, ...FP8 });
-      try {
-        expect(engine.info().kvCacheDtype).toBe('fp8_e4m3');
-        record(`batch invariance fp8 kv ${name}`, { ...(await expectBatchInvariant(engine)), identical: true });
-      } finally {
-        engine.dispose();
-      }
-    },
-  );
-});
+// With cuBLASLt's one algorithm per shape, and with our own GEMM (invariantGemm 'own').
+describe.each(['cublaslt', 'own'] as const)(
+  'batch invariance (bf16, fp8 cache, batchInvariant mode, %s GEMMs)',
+  (invariantGemm) => {
+    test.each(['qwen3-d128-g8-qknorm', 'llama-d64-g4'])(
+      '%s: greedy ids and top-5 logprobs do not depend on the batch',
+      async (name) => {
+        const engine = await load(name, { batchInvariant: true, invariantGemm, ...FP8 });
+        try {
+          expect(engine.info().kvCacheDtype).toBe('fp8_e4m3');
+          expect(engine.info().invariantGemm).toBe(invariantGemm);
+          record(`batch invariance fp8 kv ${name} ${invariantGemm}`, {
+            ...(await expectBatchInvariant(engine)),
+            identical: true,
+          });
+        } finally {
+          engine.dispose();
+        }
+      },
+    );
+  },
+);
 
 describe('kvserve generate and serve --kv-cache-dtype fp8 --device cuda', () => {
   test('generate gives the native engine greedy ids; serve reports the cache and answers', async () => {

@@ -8,10 +8,11 @@
 #            batch invariance in --batch-invariant mode, kvserve serve --device cuda)
 #   kbench   kvserve_kernel_bench: copy bandwidth, GEMV and attention bandwidth (kernel-bench.txt)
 #   bench    the engine benchmark (dummy Llama-3-8B bf16): default mode, then with programmatic dependent
-#            launch off, with CUDA graphs off, and --batch-invariant (bench.log, bench-engine.jsonl);
-#            BENCH_VARIANTS picks others (below), BENCH_BATCHES the decode batch sizes (default 1..256)
-#   profile  per-phase GPU time of decode steps at batch 1 and 256, both modes, and of one 128- and one
-#            2048-token prompt prefilled alone
+#            launch off, with CUDA graphs off, and --batch-invariant with cuBLASLt and with our own GEMM
+#            (bench.log, bench-engine.jsonl); BENCH_VARIANTS picks others (below), BENCH_BATCHES the decode
+#            batch sizes (default 1..256)
+#   profile  per-phase GPU time of decode steps at batch 1 and 256, default mode and --batch-invariant (cuBLASLt
+#            and own GEMM), and of one 128- and one 2048-token prompt prefilled alone
 #   engineload  kvserve build --device cuda of dummy Llama-3-8B bf16, then its load time from the page cache
 #            against the model's (engine-load.log, bench-engine-load.jsonl; needs ~16 GB of free disk)
 # Without stages: build kernels kbench bench profile suite (engineload only when named).
@@ -45,8 +46,9 @@ if has bench; then
   # (BENCH_VARIANTS="0:1:1 1:1:1" for fewer; "0:1:1:fp8" for --quantization fp8, "0:1:1:fp8:fp8" with an fp8 cache;
   # "0:1:1 0:1:1:::1" batch 1.. with the GEMV epilogue fusions off, then on: KVSERVE_GEMV_FUSE). After an "@",
   # comma-separated VAR=value settings for that variant alone, for the knobs of kernels not yet verified:
-  # "0:1:1:fp8@KVSERVE_FP8_FUSE=1,KVSERVE_GEMV_FP8=v2".
-  for variant in ${BENCH_VARIANTS:-0:1:1 0:1:0 0:0:1 1:1:1 0:1:1:fp8 0:1:1:fp8:fp8}; do
+  # "0:1:1:fp8@KVSERVE_FP8_FUSE=1,KVSERVE_GEMV_FP8=v2"; "1:1:1@KVSERVE_INVARIANT_GEMM=own": --batch-invariant on
+  # our own GEMM instead of cuBLASLt's one algorithm per shape.
+  for variant in ${BENCH_VARIANTS:-0:1:1 0:1:0 0:0:1 1:1:1 1:1:1@KVSERVE_INVARIANT_GEMM=own 0:1:1:fp8 0:1:1:fp8:fp8}; do
     extra=()
     if [[ $variant == *@* ]]; then IFS=, read -r -a extra <<<"${variant#*@}"; variant=${variant%%@*}; fi
     IFS=: read -r inv graphs pdl quant kv fuse <<<"$variant"
@@ -58,10 +60,12 @@ if has bench; then
   done
 fi
 if has profile; then  # where a step's time goes (GPU time per phase, CUDA events)
-  for inv in 0 1; do
+  for mode in 0:cublaslt 1:cublaslt 1:own; do
+    IFS=: read -r inv invgemm <<<"$mode"
     for b in 1 256; do
-      KVSERVE_BATCH_INVARIANT=$inv KVSERVE_CUDA_PROFILE=1 KVSERVE_BENCH_SINGLE= npx tsx test/gpu/bench-engine.ts configs/llama-3-8b.json 512 $b 2>&1 \
-        | grep "cuda profile" | sed "s/^/invariant=$inv batch=$b /" | tee -a "$out/bench.log"
+      KVSERVE_BATCH_INVARIANT=$inv KVSERVE_INVARIANT_GEMM=$invgemm KVSERVE_CUDA_PROFILE=1 KVSERVE_BENCH_SINGLE= \
+        npx tsx test/gpu/bench-engine.ts configs/llama-3-8b.json 512 $b 2>&1 \
+        | grep "cuda profile" | sed "s/^/invariant=$inv gemm=$invgemm batch=$b /" | tee -a "$out/bench.log"
     done
   done
   # batch 1 with the GEMV epilogue fusions (the rope and silu phases fold into the qkv and gate/up GEMVs')

@@ -2,11 +2,11 @@
 # `kvserve bench` through HTTP at TensorRT-LLM's published throughput shapes (ISL/OSL 128/128 x 1024 requests,
 # 2048/128 x 256, 1000/1000 x 512, all at request rate inf) and TTFT at concurrency 1 for 128- and 2048-token
 # prompts, against `kvserve serve --device cuda` with dummy Llama-3-8B bf16 weights; then 1000/1000 again with
-# --batch-invariant. The PyTorch peer of the same shape runs first, in the same lease (torch_peer.py);
+# --batch-invariant, with cuBLASLt and with our own GEMM (KVSERVE_INVARIANT_GEMM=own). The PyTorch peer of the same shape runs first, in the same lease (torch_peer.py);
 # test/perf/ttft-breakdown.ts splits TTFT at concurrency 1 into the client's, the server's and the engine's parts.
 # Usage (repo root on the GPU machine, `npm run build` done): bash test/gpu/serve-bench-trt.sh OUT_DIR
 # SERVE_FLAGS="--quantization fp8" adds flags to the default server (a later flag overrides an earlier one, e.g.
-# "--max-num-seqs 512"); SKIP_INVARIANT=1 leaves out the --batch-invariant run.
+# "--max-num-seqs 512"); SKIP_INVARIANT=1 leaves out the --batch-invariant runs.
 set -uo pipefail
 out=${1:?usage: serve-bench-trt.sh OUT_DIR}
 mkdir -p "$out"
@@ -53,6 +53,9 @@ kill -TERM $server; wait $server
 if [ -z "${SKIP_INVARIANT:-}" ]; then
   serve --batch-invariant
   bench inv-tput-1000-1000 7000 1000 1000 512 --request-rate inf
+  kill -TERM $server; wait $server
+  KVSERVE_INVARIANT_GEMM=own serve --batch-invariant
+  bench inv-own-tput-1000-1000 7000 1000 1000 512 --request-rate inf
   kill -TERM $server; wait $server
 fi
 tar -C "$res" -cf "$out/results.tar" .

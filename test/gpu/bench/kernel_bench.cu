@@ -26,7 +26,13 @@
 //   int8gemm  GemmRunner::runInt8 (quantize, then the int8 GEMV or cuBLASLt IMMA + dequant, as planned)
 //          against the bf16 GemmRunner at M = 16, 64, 256, 2048, 8192, both fast mode and timed on their
 //          weights: TFLOP/s of 2 M N K
-// Usage: kvserve_kernel_bench [gemv|chain|attn|attn-fp8|copy|fp8|fp8gemm|fp8fuse|fuse|int8|int8gemm ...]
+//   inv    the batch-invariant GEMM (kernels/gemm_inv.cu, bf16) against cuBLASLt's fast mode (timed plans, the
+//          GEMV up to M = 8) and the batch-invariant cuBLASLt algorithm (picked at M = 256, as the engine's
+//          default --max-num-seqs) at M = 1, 8, 64, 256, 2048, 8192: us, TFLOP/s of 2 M N K, for M <= 64 weight
+//          bytes / time against the copy ceiling; then ours with each tile shape and split forced (the same
+//          bits; what the automatic choice could pick instead); and (sm_90+) chains of 16 at M = 1 with PDL,
+//          ours against the GEMV (the batch-1 step's situation)
+// Usage: kvserve_kernel_bench [gemv|chain|attn|attn-fp8|copy|fp8|fp8gemm|fp8fuse|fuse|int8|int8gemm|inv ...]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -305,6 +311,109 @@ void fp8GemmBench() {
     }
     std::printf("  plan fp8 %s: %s\n", s.name, fp8.describeFp8(s.N, s.K, bf).c_str());
   }
+}
+
+// The batch-1 step's situation: 16 back-to-back GEMMs at M = 1 with programmatic dependent launch, rotating
+// weights (the layer weights only), ours against the GEMV (4 rows per CTA, the engine's usual pick).
+void invChainBench(double copyBw, kvs::cuda::GemmRunner& own) {
+  const kvs::DType bf = kvs::DType::BF16;
+  std::printf("\nchains of 16 at M = 1 with PDL (per-kernel us, %% of copy bandwidth %.2f TB/s): ours against the GEMV\n",
+              copyBw / 1e12);
+  std::printf("%-8s %16s %16s\n", "weight", "ours", "GEMV, 4 rows");
+  kvsk_set_programmatic_launch(1);
+  for (const GemvShape& s : kGemvShapes) {
+    if (std::string(s.name) == "lm_head") continue;
+    const double wBytes = (double)s.N * s.K * 2;
+    const GemvBuffers buf(s, 17, 700, 1);
+    CK(cudaStreamSynchronize(stream));
+    const double ours = 1e3 / 16 * timeMs([&](int i) {
+      for (int j = 0; j < 16; ++j) own.run(buf.x, buf.w(i * 16 + j), buf.y, 1, s.N, s.K, bf, bf);
+    });
+    const double gemv = 1e3 / 16 * timeMs([&](int i) {
+      for (int j = 0; j < 16; ++j) {
+        kvsk_gemv_params g{buf.x, buf.w(i * 16 + j), buf.y, 1, s.N, s.K, KVSK_BF16, 4};
+        CK(kvsk_gemv(&g, stream));
+      }
+    });
+    std::printf("%-8s %8.1f (%3.0f%%) %8.1f (%3.0f%%)\n", s.name, ours, 100.0 * wBytes / (ours * 1e-6) / copyBw, gemv,
+                100.0 * wBytes / (gemv * 1e-6) / copyBw);
+  }
+  kvsk_set_programmatic_launch(0);
+}
+
+// Ours (GemmRunner, batch-invariant with InvariantGemm::Own: the automatic tile and split) beside cuBLASLt's fast
+// mode and its batch-invariant algorithm, weights rotating over copies; then ours with every tile and split forced.
+void invBench(double copyBw, bool prop9) {
+  const int maxM = 8192;
+  const kvs::DType bf = kvs::DType::BF16;
+  int numSms = 0;
+  CK(cudaDeviceGetAttribute(&numSms, cudaDevAttrMultiProcessorCount, 0));
+  kvs::cuda::GemmRunner fast(stream, maxM, kvs::cuda::GemmMode::Fast);
+  kvs::cuda::GemmRunner cub(stream, maxM, kvs::cuda::GemmMode::BatchInvariant, 256);
+  kvs::cuda::GemmRunner own(stream, maxM, kvs::cuda::GemmMode::BatchInvariant, 256, 32u << 20, kvs::cuda::InvariantGemm::Own);
+  const int ms[] = {1, 8, 64, 256, 2048, 8192};
+  std::printf("\nbatch-invariant GEMM, bf16: ours (gemm_inv) vs cuBLASLt fast mode vs cuBLASLt batch-invariant (us; TFLOP/s; "
+              "M <= 64: %% of copy bandwidth %.2f TB/s for the weight bytes)\n", copyBw / 1e12);
+  std::printf("%-8s %6s %6s %5s %-18s %10s %7s %6s %10s %7s %10s %7s %8s %8s\n", "weight", "N", "K", "M", "ours: tile", "ours us",
+              "TFLOP/s", "%copy", "fast us", "TFLOP/s", "inv us", "TFLOP/s", "/fast", "/inv");
+  struct Alt { kvsk_gemm_inv_tile tile; int split; const char* name; };
+  const Alt alts[] = {{KVSK_GEMM_INV_TILE_16x64, 0, "16x64"}, {KVSK_GEMM_INV_TILE_16x64, 1, "16x64 s"},
+                      {KVSK_GEMM_INV_TILE_64x128, 0, "64x128"}, {KVSK_GEMM_INV_TILE_64x128, 1, "64x128 s"},
+                      {KVSK_GEMM_INV_TILE_128x128, 0, "128x128"}, {KVSK_GEMM_INV_TILE_128x128, 1, "128x128 s"}};
+  std::vector<std::string> altLines;
+  for (const GemvShape& s : kGemvShapes) {
+    const GemvBuffers buf(s, 2, 900, maxM);
+    CK(cudaStreamSynchronize(stream));  // the weights are read before the programmatic-launch wait
+    fast.plan(s.N, s.K, bf, bf, buf.w(0));
+    cub.plan(s.N, s.K, bf, bf);
+    own.plan(s.N, s.K, bf, bf);
+    const int splits = own.ownSplits(s.N, s.K, bf, bf);
+    // Forced split needs the workspace of every M: sized for the largest.
+    const size_t wsBytes = 64 * 1024 + (splits > 1 ? sizeof(float) * (size_t)splits * maxM * s.N : 0);
+    void* ws = nullptr;
+    CK(cudaMalloc(&ws, wsBytes));
+    CK(cudaMemset(ws, 0, wsBytes));
+    for (int M : ms) {
+      const double flops = 2.0 * M * s.N * s.K, wBytes = 2.0 * s.N * s.K;
+      const double oMs = timeMs([&](int i) { own.run(buf.x, buf.w(i), buf.y, M, s.N, s.K, bf, bf); });
+      const double fMs = timeMs([&](int i) { fast.run(buf.x, buf.w(i), buf.y, M, s.N, s.K, bf, bf); });
+      const double cMs = timeMs([&](int i) { cub.run(buf.x, buf.w(i), buf.y, M, s.N, s.K, bf, bf); });
+      const kvsk_gemm_inv_params auto_{buf.x, buf.w(0), buf.y, M, s.N, s.K, KVSK_BF16, splits, KVSK_GEMM_INV_TILE_AUTO, -1,
+                                       ws, wsBytes, numSms};
+      const kvsk_gemm_inv_choice ch = kvsk_gemm_inv_choose(&auto_);
+      const char* tn = ch.tile == KVSK_GEMM_INV_TILE_16x64 ? "16x64" : ch.tile == KVSK_GEMM_INV_TILE_64x128 ? "64x128" : "128x128";
+      char copy[16] = "-";
+      if (M <= 64) std::snprintf(copy, sizeof copy, "%5.0f%%", 100.0 * wBytes / (oMs * 1e-3) / copyBw);
+      std::printf("%-8s %6d %6d %5d %-18s %10.1f %7.1f %6s %10.1f %7.1f %10.1f %7.1f %7.2fx %7.2fx\n", s.name, s.N, s.K, M,
+                  (std::string(tn) + (ch.split ? " split " : " ") + "S" + std::to_string(splits)).c_str(), oMs * 1e3,
+                  flops / (oMs * 1e-3) / 1e12, copy, fMs * 1e3, flops / (fMs * 1e-3) / 1e12, cMs * 1e3,
+                  flops / (cMs * 1e-3) / 1e12, oMs / fMs, oMs / cMs);
+      std::string line = std::string(s.name) + " M" + std::to_string(M) + ":";
+      for (const Alt& a : alts) {
+        kvsk_gemm_inv_params p = auto_;
+        p.tile = a.tile;
+        p.split = a.split;
+        if (a.split && !kvsk_gemm_inv_choose(&p).split) continue;  // one partition: the same as sequential
+        // A small tile at large M re-reads W per 8 tile rows: skip what would take seconds.
+        const int bm = a.tile == KVSK_GEMM_INV_TILE_16x64 ? 16 : a.tile == KVSK_GEMM_INV_TILE_64x128 ? 64 : 128;
+        if ((double)M / bm / 8 * wBytes > 12e9) continue;
+        const double ms = timeMs([&](int i) {
+          p.w = buf.w(i);
+          CK(kvsk_gemm_inv(&p, stream));
+        });
+        char cell[48];
+        std::snprintf(cell, sizeof cell, " %s %.1f", a.name, ms * 1e3);
+        line += cell;
+      }
+      altLines.push_back(line);
+    }
+    std::printf("  plans %s: ours %s; fast %s; inv %s\n", s.name, own.describe(s.N, s.K, bf, bf).c_str(),
+                fast.describe(s.N, s.K, bf, bf).c_str(), cub.describe(s.N, s.K, bf, bf).c_str());
+    cudaFree(ws);
+  }
+  std::printf("(/fast, /inv: our time over theirs)\nours with the tile and split forced (us; s = split over the k-partitions):\n");
+  for (const std::string& l : altLines) std::printf("  %s\n", l.c_str());
+  if (prop9) invChainBench(copyBw, own);
 }
 
 // One row of fp8FuseBench: median time, the bytes it moves, and those against the copy ceiling; baseUs > 0
@@ -680,6 +789,7 @@ int main(int argc, char** argv) {
   if (want("fuse") && prop.major >= 9) gemvFuseBench(bw);
   if (want("int8")) int8GemvBench(bw);
   if (want("int8gemm")) int8GemmBench();
+  if (want("inv")) invBench(bw, prop.major >= 9);
   CK(cudaStreamDestroy(stream));
   return 0;
 }

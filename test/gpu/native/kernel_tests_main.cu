@@ -2,7 +2,7 @@
 // file for its grid and tolerances). Prints one summary line per suite, writes every case to the file named
 // by argv[1] (default kernel-tests.tsv), and exits non-zero when any case fails.
 // Usage: kvserve_kernel_tests [results.tsv] [suite...]   suites: layers attention sampling gemm fp8 fp8fuse gemv-fuse
-//        kvabsmax int8
+//        kvabsmax int8 gemm-inv
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -23,6 +23,7 @@ void fp8FuseTests();   // fp8_fuse_test.cu
 void gemvFuseTests();  // gemv_fuse_test.cu
 void kvAbsMaxTests();  // kv_absmax_test.cu
 void int8Tests();
+void gemmInvTests();   // gemm_inv_test.cu
 }  // namespace kt
 
 int main(int argc, char** argv) {
@@ -39,7 +40,7 @@ int main(int argc, char** argv) {
   const std::vector<std::pair<std::string, void (*)()>> suites = {
       {"layers", kt::layerTests}, {"attention", kt::attentionTests}, {"sampling", kt::samplingTests}, {"gemm", kt::gemmTests},
       {"fp8", kt::fp8Tests}, {"fp8fuse", kt::fp8FuseTests}, {"gemv-fuse", kt::gemvFuseTests},
-      {"kvabsmax", kt::kvAbsMaxTests}, {"int8", kt::int8Tests}};
+      {"kvabsmax", kt::kvAbsMaxTests}, {"int8", kt::int8Tests}, {"gemm-inv", kt::gemmInvTests}};
   int crashed = 0;
   for (auto& [name, fn] : suites) {
     if (!only.empty() && std::find(only.begin(), only.end(), name) == only.end()) continue;
