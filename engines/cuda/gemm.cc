@@ -59,16 +59,21 @@ bool GemmRunner::gemvApplies(int M, int N, int K, DType in, DType out) const {
 }
 
 GemmRunner::Plan GemmRunner::makePlan(int N, int K, DType in, DType out) {
+  return makePlan(N, K, CUBLAS_COMPUTE_32F, CUDA_R_32F, cudaType(in), cudaType(out));
+}
+
+GemmRunner::Plan GemmRunner::makePlan(int N, int K, cublasComputeType_t compute, cudaDataType_t scale, cudaDataType_t ab,
+                                      cudaDataType_t d) {
   Plan p;
   try {
     // Column-major view: Y^T [N, M] = W [K, N]^T * X^T [K, M]; W row-major [N, K] is column-major [K, N].
-    KVS_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    KVS_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, compute, scale));
     const cublasOperation_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
     KVS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &opT, sizeof(opT)));
     KVS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &opN, sizeof(opN)));
-    KVS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, cudaType(in), K, N, K));
-    KVS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, cudaType(in), K, maxM_, K));
-    KVS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.d, cudaType(out), N, maxM_, N));
+    KVS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, ab, K, N, K));
+    KVS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, ab, K, maxM_, K));
+    KVS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.d, d, N, maxM_, N));
   } catch (...) {
     destroyPlan(p);
     throw;

@@ -150,6 +150,8 @@ class GemmRunner {
   using Fp8Key = std::tuple<int, int, int>;  // N, K, io
   Plan& get(int N, int K, DType in, DType out, const void* W, int maxM);
   Plan makePlan(int N, int K, DType in, DType out);  // descriptors only, no buckets
+  // The same of any types ("TN": W = A and X = B of type ab, transposed A), the FP8 and int8 plans' too.
+  Plan makePlan(int N, int K, cublasComputeType_t compute, cudaDataType_t scale, cudaDataType_t ab, cudaDataType_t d);
   static void destroyPlan(Plan& p);
   static void setCols(cublasLtMatrixLayout_t l, int cols);
   static int32_t algoAttr(const cublasLtMatmulAlgo_t& algo, cublasLtMatmulAlgoConfigAttributes_t attr);

@@ -50,20 +50,13 @@ void GemmRunner::setFp8Scales(Plan& p, const float* wScale, const float* xScale)
 }
 
 GemmRunner::Plan GemmRunner::makePlanFp8(int N, int K, DType io) {
-  Plan p;
+  // As makePlan: D^T [N, M] = W8 [K, N]^T * xq^T [K, M]; A's outer vector runs along N (cuBLAS's m: wScale), B's
+  // along M (cuBLAS's n: xScale).
+  Plan p = makePlan(N, K, CUBLAS_COMPUTE_32F, CUDA_R_32F, CUDA_R_8F_E4M3, ioType(io));
   try {
-    // Column-major view, as makePlan: D^T [N, M] = W8 [K, N]^T * xq^T [K, M]; A's outer vector runs along N
-    // (cuBLAS's m: wScale), B's along M (cuBLAS's n: xScale).
-    KVS_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    const cublasOperation_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
-    KVS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &opT, sizeof(opT)));
-    KVS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &opN, sizeof(opN)));
     const cublasLtMatmulMatrixScale_t outer = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
     KVS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &outer, sizeof(outer)));
     KVS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &outer, sizeof(outer)));
-    KVS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_8F_E4M3, K, N, K));
-    KVS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_8F_E4M3, K, maxM_, K));
-    KVS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.d, ioType(io), N, maxM_, N));
   } catch (...) {
     destroyPlan(p);
     throw;

@@ -23,21 +23,8 @@ void GemmRunner::reserveInt8Scratch(int M, int N, int K) {
 }
 
 GemmRunner::Plan GemmRunner::makePlanInt8(int N, int K) {
-  Plan p;
-  try {
-    // Column-major view, as makePlan: acc^T [N, M] = W8 [K, N]^T * xq^T [K, M], all int8 in, int32 out.
-    KVS_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32I, CUDA_R_32I));
-    const cublasOperation_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
-    KVS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &opT, sizeof(opT)));
-    KVS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &opN, sizeof(opN)));
-    KVS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_8I, K, N, K));
-    KVS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_8I, K, maxM_, K));
-    KVS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.d, CUDA_R_32I, N, maxM_, N));
-  } catch (...) {
-    destroyPlan(p);
-    throw;
-  }
-  return p;
+  // As makePlan: acc^T [N, M] = W8 [K, N]^T * xq^T [K, M], all int8 in, int32 out.
+  return makePlan(N, K, CUBLAS_COMPUTE_32I, CUDA_R_32I, CUDA_R_8I, CUDA_R_32I);
 }
 
 GemmRunner::Plan& GemmRunner::getInt8(int N, int K, DType io, const void* W8, const float* wScale, int maxM) {
