@@ -1,15 +1,19 @@
 // Shared by the quantized CUDA engine tests (engine-fp8.test.ts, engine-int8.test.ts): a quantized engine against
-// transformers' bf16 logits (teacher forcing), the demo model's quality through decode steps, and the layout of a
-// one-byte matrix with its float32 scale per row.
+// transformers' bf16 logits (teacher forcing), `kvserve build` of the demo model (stories260K) quantized and its
+// quality through decode steps against the manifest's report, and the layout of a one-byte matrix with its
+// float32 scale per row.
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { expect } from 'vitest';
 import { defaultEvalData, readTextSamples, tokenizeSamples } from '../../src/build/calibration-data.js';
+import { type EngineManifest, readManifest } from '../../src/build/manifest.js';
+import type { QualityReport } from '../../src/build/quality.js';
 import { loadNative, type NativeEngine } from '../../src/runner/binding.js';
 import { TextTokenizer } from '../../src/tokenizer/tokenizer.js';
+import { kvserve } from '../cli/helpers/run-kvserve.js';
 import { storiesDir } from '../native/harness.js';
 import { greedyRun } from '../native/native-run.js';
-import { argmax, bf16RefsDir, cudaOptions } from './gpu-harness.js';
+import { argmax, bf16RefsDir, cudaOptions, record } from './gpu-harness.js';
 
 interface Ref {
   prompts: number[][];
@@ -66,19 +70,49 @@ async function decodeScore(engine: NativeEngine, samples: number[][]) {
   return { nll, top1 };
 }
 
+/** `kvserve build --device cuda --dtype bfloat16 --quantization METHOD` of stories260K into `dir` (16 sequences,
+ *  2048 batched tokens), which must succeed and print its quality line (the unquantized side named `reference`);
+ *  returns the manifest. */
+export async function buildStories(
+  method: 'fp8' | 'int8',
+  dir: string,
+  reference: string,
+  env?: NodeJS.ProcessEnv,
+): Promise<EngineManifest> {
+  const args = ['build', '--model', storiesDir, '--device', 'cuda', '--dtype', 'bfloat16', '--quantization', method];
+  const r = await kvserve([...args, '--max-num-seqs', '16', '--max-num-batched-tokens', '2048', '--out', dir], env);
+  expect(r.code, r.stderr).toBe(0);
+  expect(r.stderr).toMatch(
+    new RegExp(
+      `^quality on \\d+ held-out tokens of .*stories-heldout\\.txt: perplexity \\d+\\.\\d{3} ${reference}, ` +
+        `\\d+\\.\\d{3} ${method} \\(-?\\d+\\.\\d\\d%\\), top-1 agreement \\d+\\.\\d\\d%$`,
+      'm',
+    ),
+  );
+  const m = readManifest(dir);
+  expect(m.quantization.method).toBe(method);
+  return m;
+}
+
 /** stories260K's held-out text (the build's default --eval-data) through decode steps of its bf16 model and of the
- *  engine in `dir`: the perplexity ratio (engine / model) and the engine's top-1 agreement with the model. */
-export async function storiesDecodeQuality(dir: string): Promise<{ ratio: number; agreement: number }> {
+ *  engine in `dir`, recorded as `name` beside the manifest's report `built` (the build's prefill steps). Issue
+ *  #12's bar on both: perplexity within 3 % of the model's and top-1 agreement >= 95 % (the build's >=
+ *  `builtAgreement`), and the two perplexity ratios within 0.01 of each other. */
+export async function expectStoriesQuality(dir: string, built: QualityReport, name: string, builtAgreement = 0.95) {
   const tok = await TextTokenizer.load(storiesDir);
   const samples = tokenizeSamples(tok, readTextSamples(defaultEvalData, '--eval-data'), 512);
   const base = cudaOptions(storiesDir, { dtype: 'bfloat16', numKvBlocks: 64, maxNumSeqs: 16 });
   const ref = await decodeScore(await loadNative().loadEngine(base), samples);
   const q = await decodeScore(await loadNative().loadEngine({ ...base, model: '', engine: dir }), samples);
   const n = ref.top1.length;
-  return {
-    ratio: Math.exp(q.nll / n) / Math.exp(ref.nll / n),
-    agreement: ref.top1.filter((id, i) => id === q.top1[i]).length / n,
-  };
+  const ratio = Math.exp(q.nll / n) / Math.exp(ref.nll / n);
+  const agreement = ref.top1.filter((id, i) => id === q.top1[i]).length / n;
+  record(name, { ...built, decodeRatio: ratio, decodeAgreement: agreement });
+  expect(built.perplexity.ratio).toBeLessThan(1.03);
+  expect(built.top1Agreement).toBeGreaterThanOrEqual(builtAgreement);
+  expect(ratio).toBeLessThan(1.03);
+  expect(agreement).toBeGreaterThanOrEqual(0.95);
+  expect(Math.abs(ratio - built.perplexity.ratio)).toBeLessThan(0.01);
 }
 
 type Tensors = Map<string, { dtype: string; shape: number[]; bytes: Buffer }>;
