@@ -1,6 +1,5 @@
 // Shared by the CUDA engine tests: building an engine of a model folder for the GPU, loading it or its model
-// with the same profile, running a model folder with an engine's tuned GEMMs (KVSERVE_GEMM_TUNED), and serving
-// one completion from `kvserve serve` as a child process.
+// with the same profile, and running a model folder with an engine's tuned GEMMs (KVSERVE_GEMM_TUNED).
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,7 +8,6 @@ import { type BuildOptions, buildEngineFolder } from '../../src/build/build-engi
 import type { OptimizationProfile } from '../../src/build/manifest.js';
 import { loadNative, type DTypeName, type NativeEngine, type NativeEngineOptions } from '../../src/runner/binding.js';
 import { greedyRun } from '../native/native-run.js';
-import { type LogRecord, spawnServe, untilHealthy } from '../server/helpers/child-server.js';
 import { cudaOptions } from './gpu-harness.js';
 
 export const PROFILE: OptimizationProfile = { maxNumSeqs: 16, maxNumBatchedTokens: 2048, maxModelLen: 0 };
@@ -94,28 +92,6 @@ export async function expectEngineMatchesModel(
     }
   } finally {
     direct.engine.dispose();
-  }
-}
-
-/** `kvserve serve ARGS` as a child process, once healthy: its 'ready' log record and its answer to one
- *  POST /v1/completions of `body` (which must be 200). The server is killed before this returns. */
-export async function serveCompletion(
-  args: string[],
-  body: Record<string, unknown>,
-): Promise<{ ready: LogRecord | undefined; answer: unknown }> {
-  const server = spawnServe(args);
-  try {
-    const url = await server.url;
-    await untilHealthy(url);
-    const res = await fetch(`${url}/v1/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-    });
-    expect(res.status).toBe(200);
-    return { ready: server.records().find((r) => r.msg === 'ready'), answer: await res.json() };
-  } finally {
-    server.child.kill('SIGKILL');
   }
 }
 

@@ -13,7 +13,8 @@ import { writeSyntheticTokenizer } from '../../src/tokenizer/synthetic.js';
 import { kvserve } from '../cli/helpers/run-kvserve.js';
 import { generate, greedy, storiesDir, type Sampling } from '../native/harness.js';
 import { greedyRun } from '../native/native-run.js';
-import { buildCuda, bytes, PROFILE, readTensors, serveCompletion, tempDir, timedLoad } from './cuda-engine-helpers.js';
+import { serveCompletion } from '../server/helpers/child-server.js';
+import { buildCuda, bytes, PROFILE, readTensors, tempDir, timedLoad } from './cuda-engine-helpers.js';
 import { bf16RefsDir, ensureBf16Refs, record } from './gpu-harness.js';
 
 beforeAll(ensureBf16Refs, 600_000);

@@ -18,7 +18,8 @@ import { writeSyntheticTokenizer } from '../../src/tokenizer/synthetic.js';
 import { kvserve } from '../cli/helpers/run-kvserve.js';
 import { storiesDir } from '../native/harness.js';
 import { greedyRun } from '../native/native-run.js';
-import { loadError, serveCompletion, tempDir } from './cuda-engine-helpers.js';
+import { serveCompletion } from '../server/helpers/child-server.js';
+import { loadError, tempDir } from './cuda-engine-helpers.js';
 import { expectBatchInvariant } from './batch-invariance.js';
 import { argmax, BF16_MODELS, bf16RefsDir, cudaOptions, ensureBf16Refs, record } from './gpu-harness.js';
 

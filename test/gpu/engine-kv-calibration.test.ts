@@ -30,7 +30,8 @@ import { tensorOffsets } from '../build/safetensors-reader.js';
 import { kvserve } from '../cli/helpers/run-kvserve.js';
 import { storiesDir } from '../native/harness.js';
 import { greedyRun } from '../native/native-run.js';
-import { buildCuda, profileOptions, serveCompletion, tempDir } from './cuda-engine-helpers.js';
+import { serveCompletion } from '../server/helpers/child-server.js';
+import { buildCuda, profileOptions, tempDir } from './cuda-engine-helpers.js';
 import { BF16_MODELS, bf16RefsDir, ensureBf16Refs, record } from './gpu-harness.js';
 
 beforeAll(ensureBf16Refs, 600_000);
