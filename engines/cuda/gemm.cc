@@ -179,9 +179,7 @@ void GemmRunner::planFast(Plan& p, int N, int K, DType in, DType out, const void
     kvsk_gemv_params g{x, W, y, M, N, K, static_cast<kvsk_dtype>(in), rows};
     KVS_CUDA_CHECK(kvsk_gemv(&g, stream_));
   };
-  c.matmul = [&](int M, const cublasLtMatmulAlgo_t& algo, const void* x, void* y) {
-    setCols(p.b, M);
-    setCols(p.d, M);
+  c.matmul = [&](int, const cublasLtMatmulAlgo_t& algo, const void* x, void* y) {  // p.b, p.d at M columns already
     const float alpha = 1.f, beta = 0.f;
     return cublasLtMatmul(handle_, p.desc, &alpha, W, p.a, x, p.b, &beta, y, p.d, y, p.d, &algo, workspace_,
                           workspaceBytes_, stream_) == CUBLAS_STATUS_SUCCESS;
@@ -245,6 +243,8 @@ void GemmRunner::planBuckets(Plan& p, int N, int K, int maxM, bool timed, const 
       if (cublasLtMatmulAlgoCheck(handle_, p.desc, p.a, p.b, p.d, p.d, &algo, &check) != CUBLAS_STATUS_SUCCESS ||
           check.workspaceSize > workspaceBytes_)
         continue;
+      setCols(p.b, hi);
+      setCols(p.d, hi);
       const size_t ws = std::max(check.workspaceSize, results[i].workspaceSize);
       float ms = static_cast<float>(i);  // untimed: the heuristic's order
       if (timed) {

@@ -159,8 +159,8 @@ class GemmRunner {
   void planFast(Plan& p, int N, int K, DType in, DType out, const void* W, int maxM);
   // What a fast-mode plan chooses from, per M bucket (planBuckets): the GEMV at each of gemvRows where gemvServes
   // both ends of the bucket, and the heuristic's cuBLASLt candidates on p. gemv and matmul launch one candidate
-  // at M rows on the random X [maxM, K] (dtype in) into Y [maxM, N] (dtype out); matmul returns false when
-  // cuBLASLt refuses the launch. prepare (optional) runs once on X before any of them.
+  // at M rows on the random X [maxM, K] (dtype in) into Y [maxM, N] (dtype out); matmul finds p's b and d at M
+  // columns and returns false when cuBLASLt refuses the launch. prepare (optional) runs once on X before any.
   struct FastCandidates {
     DType in, out;
     std::vector<int> gemvRows;  // the first is the untimed choice
