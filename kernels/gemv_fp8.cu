@@ -23,18 +23,12 @@
 //
 // Each (row, token) sum: each warp's mma chain in its blocks' order, then the 4 warps' sums in warp order,
 // times wScale[row]: deterministic, and independent of M and of the other rows of x.
-#include "common.cuh"
+#include "gemv_tiles.cuh"
 #include "mma.cuh"
 
 namespace kvsk {
 
 namespace {
-
-constexpr int kWarpsPerTile = 4, kTileThreads = kWarpsPerTile * 32;
-// 64-byte blocks of both rows in flight per lane: 256 bytes, or 192 with two token tiles (registers: x of
-// two tiles, and no spills at 512 threads per CTA).
-template <int NT> __host__ __device__ constexpr int unrollFor() { return NT == 1 ? 8 : 6; }
-constexpr int kPrefetchRowBytes = 4096; // of each row, asked of L2 before the programmatic-launch wait
 
 // Where the e4m3 bits go in a 16-bit T, and 2^(T's exponent bias - 7) twice, packed.
 template <typename T> struct E4m3In;
@@ -110,12 +104,7 @@ __global__ void __launch_bounds__(kTiles * kTileThreads) gemvFp8Kernel(kvsk_gemv
 
   // Before waiting on the previous kernel: ask L2 for the head of this tile's rows (immutable) and load the
   // first blocks into registers, so that the weight stream flows by the time x is readable.
-  {
-    const int it = split * 32 + lane;
-    const uint8_t* row = W + (size_t)min(n0 + it % 16, p.n - 1) * p.k;
-    const int bytes = min(p.k, kPrefetchRowBytes);
-    for (int b = it / 16 * 128; b < bytes; b += 8 * 128) prefetchL2(row + b);
-  }
+  prefetchTileRows(W, n0, p.n, p.k, split * 32 + lane);
   constexpr int kUnroll = unrollFor<NT>();
   const int fullBlocks = p.k / 64, tailBytes = p.k % 64;
   float acc[NT][4];
@@ -163,11 +152,7 @@ __global__ void __launch_bounds__(kTiles * kTileThreads) gemvFp8Kernel(kvsk_gemv
     mmaBlock<T, NT>(acc, wt, xw);
   }
 
-  // C fragment: acc[j][0..1] = rows g, tokens 8j + 2t, +1; acc[j][2..3] = row g + 8, the same tokens.
-#pragma unroll
-  for (int j = 0; j < NT; ++j)
-#pragma unroll
-    for (int i = 0; i < 4; ++i) partial[tile][split][g + 8 * (i / 2)][8 * j + 2 * t + i % 2] = acc[j][i];
+  storeFragments<NT>(partial[tile][split], acc, g, t);
   __syncthreads();
   const int it = split * 32 + lane;
   for (int o = it; o < 16 * 8 * NT; o += kTileThreads) {

@@ -18,16 +18,11 @@
 //
 // Each (row, token) sum is an int32 sum, exact in any order; the epilogue is kvserve_kernels.h's
 // dtype(float(sum) * (xScale[m] * wScale[n])), the dequant kernel's expression after cuBLASLt's product.
-#include "common.cuh"
+#include "gemv_tiles.cuh"
 
 namespace kvsk {
 
 namespace {
-
-constexpr int kWarpsPerTile = 4, kTileThreads = kWarpsPerTile * 32;
-// 64-byte blocks of both rows in flight per lane: 512 bytes, or 384 with two token tiles.
-template <int NT> __host__ __device__ constexpr int unrollFor() { return NT == 1 ? 8 : 6; }
-constexpr int kPrefetchRowBytes = 4096;  // of each row, asked of L2 before the programmatic-launch wait
 
 // c += a * b (m16n8k32, int8 operands, int32 accumulators; exact).
 __device__ __forceinline__ void mma16832(int (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
@@ -75,12 +70,7 @@ __global__ void __launch_bounds__(kTiles * kTileThreads) gemvInt8Kernel(kvsk_gem
 
   // Before waiting on the previous kernel: ask L2 for the head of this tile's rows (immutable) and load the
   // first blocks into registers, so that the weight stream flows by the time xq is readable.
-  {
-    const int it = split * 32 + lane;
-    const int8_t* row = W + (size_t)min(n0 + it % 16, p.n - 1) * p.k;
-    const int bytes = min(p.k, kPrefetchRowBytes);
-    for (int b = it / 16 * 128; b < bytes; b += 8 * 128) prefetchL2(row + b);
-  }
+  prefetchTileRows(static_cast<const uint8_t*>(p.w8), n0, p.n, p.k, split * 32 + lane);
   constexpr int kUnroll = unrollFor<NT>();
   const int fullBlocks = p.k / 64, tailBytes = p.k % 64;
   int acc[NT][4];
@@ -130,10 +120,7 @@ __global__ void __launch_bounds__(kTiles * kTileThreads) gemvInt8Kernel(kvsk_gem
     mmaBlock<NT>(acc, wt, x);
   }
 
-#pragma unroll
-  for (int j = 0; j < NT; ++j)
-#pragma unroll
-    for (int i = 0; i < 4; ++i) partial[tile][split][g + 8 * (i / 2)][8 * j + 2 * t + i % 2] = acc[j][i];
+  storeFragments<NT>(partial[tile][split], acc, g, t);
   __syncthreads();
   const int it = split * 32 + lane;
   for (int o = it; o < 16 * 8 * NT; o += kTileThreads) {

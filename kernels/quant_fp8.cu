@@ -8,6 +8,7 @@
 #include <cfloat>
 
 #include "quant_fp8.cuh"
+#include "quant_rows.cuh"
 
 namespace kvsk {
 
@@ -15,7 +16,7 @@ namespace {
 
 constexpr int kThreads = 256;
 // 16-byte chunks (8 elements) of its row that each thread of the activation kernel keeps in registers between
-// the absmax and the encode: rows up to kThreads * 8 * kCached = 16384 elements are read from memory once.
+// the absmax and the encode (quant_rows.cuh): rows up to kThreads * 8 * kCached = 16384 elements are read once.
 constexpr int kCached = 8;
 
 template <typename T>
@@ -27,23 +28,11 @@ __global__ void __launch_bounds__(kThreads) quantizeRowsKernel(kvsk_quantize_row
   pdlWait();  // x is the previous kernel's output
   pdlTrigger();
   uint4 v[kCached];
-  float amax = 0.f;
-#pragma unroll
-  for (int i = 0; i < kCached; ++i) {
-    const int c = tid + i * kThreads;
-    v[i] = c < chunks ? x[c] : make_uint4(0, 0, 0, 0);
-    amax = absMaxChunk<T>(v[i], amax);
-  }
-  for (int c = tid + kCached * kThreads; c < chunks; c += kThreads) amax = absMaxChunk<T>(x[c], amax);
-  amax = blockMax(amax, scratch);
+  const float amax = cachedRowAbsMax<kThreads>(x, chunks, v, scratch,
+                                               [](const uint4& c, int, float m) { return absMaxChunk<T>(c, m); });
   const float scale = fp8ActScale(amax);
   if (tid == 0) p.xScale[blockIdx.x] = scale;
-#pragma unroll
-  for (int i = 0; i < kCached; ++i) {
-    const int c = tid + i * kThreads;
-    if (c < chunks) q[c] = encodeE4m3Chunk<T>(v[i], scale);
-  }
-  for (int c = tid + kCached * kThreads; c < chunks; c += kThreads) q[c] = encodeE4m3Chunk<T>(x[c], scale);
+  encodeCachedRow<kThreads>(x, q, chunks, v, [&](const uint4& c, int) { return encodeE4m3Chunk<T>(c, scale); });
 }
 
 // Load time only: a plain strided walk over the row, twice (the second pass finds the row in L2).

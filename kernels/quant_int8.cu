@@ -6,7 +6,7 @@
 // depend on that row alone. Every step is exactly rounded (two float multiplies, IEEE division, round half
 // to even), the CPU backend's quantizeActs formula (engines/cpu/int8_linear.cc), so the kernel tests compare
 // bytes and scales bit for bit with a plain CPU reference.
-#include "common.cuh"
+#include "quant_rows.cuh"
 
 namespace kvsk {
 
@@ -14,7 +14,7 @@ namespace {
 
 constexpr int kThreads = 256;
 // 16-byte chunks (8 elements) of its row that each thread keeps in registers between the absmax and the
-// encode: rows up to kThreads * 8 * kCached = 16384 elements are read from memory once.
+// encode (quant_rows.cuh): rows up to kThreads * 8 * kCached = 16384 elements are read from memory once.
 constexpr int kCached = 8;
 
 template <typename T>
@@ -70,24 +70,15 @@ __global__ void __launch_bounds__(kThreads) quantizeRowsKernel(kvsk_quantize_row
   pdlWait();  // x is the previous kernel's output
   pdlTrigger();
   uint4 v[kCached];
-  float amax = 0.f;
-#pragma unroll
-  for (int i = 0; i < kCached; ++i) {
-    const int c = tid + i * kThreads;
-    v[i] = c < chunks ? x[c] : make_uint4(0, 0, 0, 0);
-    if (c < chunks) amax = absMax8<T>(v[i], Mul8(p.mul, c), amax);
-  }
-  for (int c = tid + kCached * kThreads; c < chunks; c += kThreads) amax = absMax8<T>(x[c], Mul8(p.mul, c), amax);
+  // Past the row there is no multiplier to read: those (zero) chunks are left out of the max.
+  const float amax = cachedRowAbsMax<kThreads>(x, chunks, v, scratch, [&](const uint4& e, int c, float m) {
+    return c < chunks ? absMax8<T>(e, Mul8(p.mul, c), m) : m;
+  });
   // The floor keeps 127 / a finite (a row of zeros gets a tiny scale and zero bytes, never NaN).
-  const float a = fmaxf(blockMax(amax, scratch), KVSK_INT8_MIN_ABSMAX);
+  const float a = fmaxf(amax, KVSK_INT8_MIN_ABSMAX);
   const float inv = __fdiv_rn(127.f, a);
   if (tid == 0) p.xScale[blockIdx.x] = __fdiv_rn(a, 127.f);
-#pragma unroll
-  for (int i = 0; i < kCached; ++i) {
-    const int c = tid + i * kThreads;
-    if (c < chunks) q[c] = encode8<T>(v[i], Mul8(p.mul, c), inv);
-  }
-  for (int c = tid + kCached * kThreads; c < chunks; c += kThreads) q[c] = encode8<T>(x[c], Mul8(p.mul, c), inv);
+  encodeCachedRow<kThreads>(x, q, chunks, v, [&](const uint4& e, int c) { return encode8<T>(e, Mul8(p.mul, c), inv); });
 }
 
 // x rounded to T, as its 16 bits.

@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "cuda_check.h"
 #include "device_buffer.h"
+#include "gemm_timer.h"
 #include "kvserve_kernels.h"
 
 namespace kvs::cuda {
@@ -61,16 +63,21 @@ bool GemmRunner::gemvApplies(int M, int N, int K, DType in, DType out) const {
 }
 
 GemmRunner::Plan GemmRunner::makePlan(int N, int K, DType in, DType out) {
+  return makePlan(N, K, CUBLAS_COMPUTE_32F, CUDA_R_32F, cudaType(in), cudaType(out));
+}
+
+GemmRunner::Plan GemmRunner::makePlan(int N, int K, cublasComputeType_t compute, cudaDataType_t scale, cudaDataType_t ab,
+                                      cudaDataType_t d) {
   Plan p;
   try {
     // Column-major view: Y^T [N, M] = W [K, N]^T * X^T [K, M]; W row-major [N, K] is column-major [K, N].
-    KVS_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    KVS_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, compute, scale));
     const cublasOperation_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
     KVS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &opT, sizeof(opT)));
     KVS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &opN, sizeof(opN)));
-    KVS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, cudaType(in), K, N, K));
-    KVS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, cudaType(in), K, maxM_, K));
-    KVS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.d, cudaType(out), N, maxM_, N));
+    KVS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, ab, K, N, K));
+    KVS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, ab, K, maxM_, K));
+    KVS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.d, d, N, maxM_, N));
   } catch (...) {
     destroyPlan(p);
     throw;
@@ -181,39 +188,64 @@ std::vector<int> GemmRunner::fastBuckets(int maxM) {
 // timed (one warm-up, then the best of three) on the real weight and random X, and the fastest kept.
 // Without W the GEMV kernel wins where it applies, else the heuristic's first pick.
 void GemmRunner::planFast(Plan& p, int N, int K, DType in, DType out, const void* W, int maxM) {
+  FastCandidates c;
+  c.in = in;
+  c.out = out;
+  c.gemvRows = {4, 2, 1};  // rows of W per CTA: 4 untimed (preferred); timed, whichever fills the last wave best
+  c.gemvServes = [&](int M) { return gemvApplies(M, N, K, in, out); };
+  c.gemv = [&](int M, int rows, const void* x, void* y) {
+    kvsk_gemv_params g{x, W, y, M, N, K, static_cast<kvsk_dtype>(in), rows};
+    KVS_CUDA_CHECK(kvsk_gemv(&g, stream_));
+  };
+  c.matmul = [&](int, const cublasLtMatmulAlgo_t& algo, const void* x, void* y) {  // p.b, p.d at M columns already
+    const float alpha = 1.f, beta = 0.f;
+    return cublasLtMatmul(handle_, p.desc, &alpha, W, p.a, x, p.b, &beta, y, p.d, y, p.d, &algo, workspace_,
+                          workspaceBytes_, stream_) == CUBLAS_STATUS_SUCCESS;
+  };
+  planBuckets(p, N, K, maxM, W != nullptr, c);
+}
+
+// The bucket loop of every fast-mode plan (bf16/f16/f32 here, FP8 and int8 in their files).
+void GemmRunner::planBuckets(Plan& p, int N, int K, int maxM, bool timed, const FastCandidates& c) {
   cublasLtMatmulPreference_t pref;
   KVS_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  struct PrefGuard {
+    cublasLtMatmulPreference_t p;
+    ~PrefGuard() { cublasLtMatmulPreferenceDestroy(p); }
+  } prefGuard{pref};
   KVS_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                         &workspaceBytes_, sizeof(workspaceBytes_)));
   DeviceBuffer x, y;
-  cudaEvent_t e0 = nullptr, e1 = nullptr;
-  if (W) {
-    x.resize(static_cast<size_t>(maxM) * K * dtypeSize(in));
-    y.resize(static_cast<size_t>(maxM) * N * dtypeSize(out));
-    kvsk_fill_params f{x.get(), static_cast<kvsk_dtype>(in), static_cast<int64_t>(maxM) * K, 0x9e3779b9ull, 1.f, 0.f};
+  std::optional<BestOfThree> timer;
+  if (timed) {
+    x.resize(static_cast<size_t>(maxM) * K * dtypeSize(c.in));
+    y.resize(static_cast<size_t>(maxM) * N * dtypeSize(c.out));
+    kvsk_fill_params f{x.get(), static_cast<kvsk_dtype>(c.in), static_cast<int64_t>(maxM) * K, 0x9e3779b9ull, 1.f, 0.f};
     KVS_CUDA_CHECK(kvsk_fill(&f, stream_));
-    KVS_CUDA_CHECK(cudaEventCreate(&e0));
-    KVS_CUDA_CHECK(cudaEventCreate(&e1));
+    if (c.prepare) c.prepare(x.get());
+    timer.emplace(stream_);
   }
-  const std::vector<int> his = fastBuckets(maxM);
   int lo = 0;
-  const float alpha = 1.f, beta = 0.f;
-  // The best of three timed runs of `launch` (its warm-up already done), in ms.
-  auto bestOfThree = [&](const auto& launch) {
-    float ms = 1e30f;
-    for (int rep = 0; rep < 3; ++rep) {
-      KVS_CUDA_CHECK(cudaEventRecord(e0, stream_));
-      launch();
-      KVS_CUDA_CHECK(cudaEventRecord(e1, stream_));
-      KVS_CUDA_CHECK(cudaEventSynchronize(e1));
-      float t = 0;
-      KVS_CUDA_CHECK(cudaEventElapsedTime(&t, e0, e1));
-      ms = std::min(ms, t);
-    }
-    return ms;
-  };
-  for (int hi : his) {
+  for (int hi : fastBuckets(maxM)) {
     if (hi <= lo) continue;
+    float bestMs = 1e30f;
+    Bucket best{};
+    bool found = false;
+    if (c.gemvServes(hi) && c.gemvServes(lo + 1)) {
+      best = Bucket{hi, true, {}, 0, c.gemvRows.front()};
+      found = true;
+      bestMs = -1.f;  // untimed: the GEMV wins where it serves
+      for (int rows : c.gemvRows) {
+        if (!timed) break;
+        auto once = [&] { c.gemv(hi, rows, x.get(), y.get()); };
+        once();
+        const float ms = (*timer)(once);
+        if (bestMs < 0.f || ms < bestMs) {
+          bestMs = ms;
+          best.gemvRows = rows;
+        }
+      }
+    }
     setCols(p.b, hi);
     setCols(p.d, hi);
     cublasLtMatmulHeuristicResult_t results[8];
@@ -221,26 +253,6 @@ void GemmRunner::planFast(Plan& p, int N, int K, DType in, DType out, const void
     const int want = hi > 1024 ? 4 : 8;  // compute-bound buckets: fewer, slower candidates (load time)
     if (cublasLtMatmulAlgoGetHeuristic(handle_, p.desc, p.a, p.b, p.d, p.d, pref, want, results, &count) != CUBLAS_STATUS_SUCCESS)
       count = 0;
-    float bestMs = 1e30f;
-    Bucket best{};
-    bool found = false;
-    if (gemvApplies(hi, N, K, in, out) && gemvApplies(lo + 1, N, K, in, out)) {
-      // Rows of W per CTA: 4 untimed (preferred); timed, whichever of 4, 2, 1 fills the GPU's last wave best.
-      bestMs = -1.f;
-      best = Bucket{hi, true, {}, 0, 4};
-      found = true;
-      for (int rows : {4, 2, 1}) {
-        if (!W) break;
-        kvsk_gemv_params g{x.get(), W, y.get(), hi, N, K, static_cast<kvsk_dtype>(in), rows};
-        auto once = [&] { KVS_CUDA_CHECK(kvsk_gemv(&g, stream_)); };
-        once();
-        const float ms = bestOfThree(once);
-        if (bestMs < 0.f || ms < bestMs) {
-          bestMs = ms;
-          best.gemvRows = rows;
-        }
-      }
-    }
     for (int i = 0; i < count; ++i) {
       const cublasLtMatmulAlgo_t& algo = results[i].algo;
       cublasLtMatmulHeuristicResult_t check;
@@ -253,13 +265,10 @@ void GemmRunner::planFast(Plan& p, int N, int K, DType in, DType out, const void
       setCols(p.d, hi);
       const size_t ws = std::max(check.workspaceSize, results[i].workspaceSize);
       float ms = static_cast<float>(i);  // untimed: the heuristic's order
-      if (W) {
-        auto once = [&] {
-          return cublasLtMatmul(handle_, p.desc, &alpha, W, p.a, x.get(), p.b, &beta, y.get(), p.d, y.get(), p.d,
-                                &algo, workspace_, workspaceBytes_, stream_) == CUBLAS_STATUS_SUCCESS;
-        };
+      if (timed) {
+        auto once = [&] { return c.matmul(hi, algo, x.get(), y.get()); };
         if (!once()) continue;
-        ms = bestOfThree(once);
+        ms = (*timer)(once);
       }
       if (ms < bestMs) {
         bestMs = ms;
@@ -267,19 +276,11 @@ void GemmRunner::planFast(Plan& p, int N, int K, DType in, DType out, const void
         found = true;
       }
     }
-    if (!found) {
-      if (e0) cudaEventDestroy(e0);
-      if (e1) cudaEventDestroy(e1);
-      cublasLtMatmulPreferenceDestroy(pref);
-      throw std::runtime_error("no algorithm");
-    }
+    if (!found) throw std::runtime_error("none at M " + std::to_string(lo + 1) + ".." + std::to_string(hi));
     p.buckets.push_back(best);
     lo = hi;
   }
-  if (e0) cudaEventDestroy(e0);
-  if (e1) cudaEventDestroy(e1);
-  cublasLtMatmulPreferenceDestroy(pref);
-  KVS_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the scratch buffers are freed on return
+  KVS_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the timing buffers are freed on return
 }
 
 void GemmRunner::run(const void* X, const void* W, void* Y, int M, int N, int K, DType in, DType out) {

@@ -47,6 +47,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <tuple>
@@ -165,12 +166,30 @@ class GemmRunner {
   using Fp8Key = std::tuple<int, int, int>;  // N, K, io
   Plan& get(int N, int K, DType in, DType out, const void* W, int maxM);
   Plan makePlan(int N, int K, DType in, DType out);  // descriptors only, no buckets
+  // The same of any types ("TN": W = A and X = B of type ab, transposed A), the FP8 and int8 plans' too.
+  Plan makePlan(int N, int K, cublasComputeType_t compute, cudaDataType_t scale, cudaDataType_t ab, cudaDataType_t d);
   static void destroyPlan(Plan& p);
   static void setCols(cublasLtMatrixLayout_t l, int cols);
   static int32_t algoAttr(const cublasLtMatmulAlgo_t& algo, cublasLtMatmulAlgoConfigAttributes_t attr);
   void planInvariant(Plan& p, int N, int K, DType in, DType out);
   void runOwn(const Bucket& b, const void* X, const void* W, void* Y, int M, int N, int K, DType in);
   void planFast(Plan& p, int N, int K, DType in, DType out, const void* W, int maxM);
+  // What a fast-mode plan chooses from, per M bucket (planBuckets): the GEMV at each of gemvRows where gemvServes
+  // both ends of the bucket, and the heuristic's cuBLASLt candidates on p. gemv and matmul launch one candidate
+  // at M rows on the random X [maxM, K] (dtype in) into Y [maxM, N] (dtype out); matmul finds p's b and d at M
+  // columns and returns false when cuBLASLt refuses the launch. prepare (optional) runs once on X before any.
+  struct FastCandidates {
+    DType in, out;
+    std::vector<int> gemvRows;  // the first is the untimed choice
+    std::function<bool(int M)> gemvServes;
+    std::function<void(int M, int rows, const void* x, void* y)> gemv;
+    std::function<bool(int M, const cublasLtMatmulAlgo_t& algo, const void* x, void* y)> matmul;
+    std::function<void(const void* x)> prepare;
+  };
+  // Fills p's buckets (fastBuckets(maxM)) from c: timed, the fastest candidate of each bucket (one warm-up, then
+  // the best of three); untimed, the GEMV where it serves, else the heuristic's first pick. Throws when a bucket
+  // has none.
+  void planBuckets(Plan& p, int N, int K, int maxM, bool timed, const FastCandidates& c);
   bool gemvApplies(int M, int N, int K, DType in, DType out) const;
   const Bucket& bucketFor(const Plan& p, int M) const;
   static std::vector<int> fastBuckets(int maxM);

@@ -9,9 +9,7 @@
 #include <string>
 
 #include "cuda_check.h"
-#include "device_buffer.h"
 #include "gemm.h"
-#include "gemm_timer.h"
 #include "kvserve_kernels.h"
 
 namespace kvs::cuda {
@@ -52,20 +50,13 @@ void GemmRunner::setFp8Scales(Plan& p, const float* wScale, const float* xScale)
 }
 
 GemmRunner::Plan GemmRunner::makePlanFp8(int N, int K, DType io) {
-  Plan p;
+  // As makePlan: D^T [N, M] = W8 [K, N]^T * xq^T [K, M]; A's outer vector runs along N (cuBLAS's m: wScale), B's
+  // along M (cuBLAS's n: xScale).
+  Plan p = makePlan(N, K, CUBLAS_COMPUTE_32F, CUDA_R_32F, CUDA_R_8F_E4M3, ioType(io));
   try {
-    // Column-major view, as makePlan: D^T [N, M] = W8 [K, N]^T * xq^T [K, M]; A's outer vector runs along N
-    // (cuBLAS's m: wScale), B's along M (cuBLAS's n: xScale).
-    KVS_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    const cublasOperation_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
-    KVS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &opT, sizeof(opT)));
-    KVS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &opN, sizeof(opN)));
     const cublasLtMatmulMatrixScale_t outer = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
     KVS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &outer, sizeof(outer)));
     KVS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &outer, sizeof(outer)));
-    KVS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_8F_E4M3, K, N, K));
-    KVS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_8F_E4M3, K, maxM_, K));
-    KVS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.d, ioType(io), N, maxM_, N));
   } catch (...) {
     destroyPlan(p);
     throw;
@@ -120,85 +111,22 @@ cublasStatus_t GemmRunner::matmulFp8(Plan& p, const cublasLtMatmulAlgo_t& algo, 
 // lo + 1; with W8 and wScale given, each is timed on them with random X (cuBLASLt: quantization included), the
 // fastest kept; without, the GEMV wins where it serves, else the heuristic's first pick.
 void GemmRunner::planFastFp8(Plan& p, int N, int K, DType io, const void* W8, const float* wScale, int maxM) {
-  const bool timed = W8 && wScale;
   const kvsk_dtype kio = static_cast<kvsk_dtype>(io);
-  const std::vector<int> his = fastBuckets(maxM);
   reserveFp8Scratch(maxM, K);
   setFp8Scales(p, wScale);  // the queries below see a descriptor as complete as a call's
-  cublasLtMatmulPreference_t pref;
-  KVS_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-  struct PrefGuard {
-    cublasLtMatmulPreference_t p;
-    ~PrefGuard() { cublasLtMatmulPreferenceDestroy(p); }
-  } prefGuard{pref};
-  KVS_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                        &workspaceBytes_, sizeof(workspaceBytes_)));
-  DeviceBuffer x, y;
-  if (timed) {
-    x.resize(static_cast<size_t>(maxM) * K * dtypeSize(io));
-    y.resize(static_cast<size_t>(maxM) * N * dtypeSize(io));
-    kvsk_fill_params f{x.get(), kio, static_cast<int64_t>(maxM) * K, 0x9e3779b9ull, 1.f, 0.f};
-    KVS_CUDA_CHECK(kvsk_fill(&f, stream_));
-  }
-  BestOfThree timer(stream_);
-  int lo = 0;
-  for (int hi : his) {
-    if (hi <= lo) continue;
-    float bestMs = 1e30f;
-    Bucket best{};
-    bool found = false;
-    if (fp8GemvApplies(hi, N, K, io) && fp8GemvApplies(lo + 1, N, K, io)) {
-      best = Bucket{hi, true, {}, 0, 16};
-      found = true;
-      for (int rows : {16, 32, 64}) {
-        if (!timed) break;
-        kvsk_gemv_fp8_params g{x.get(), W8, wScale, y.get(), hi, N, K, kio, rows, fp8GemvVersion_};
-        auto once = [&] { KVS_CUDA_CHECK(kvsk_gemv_fp8(&g, stream_)); };
-        once();
-        const float ms = timer(once);
-        if (ms < bestMs) {
-          bestMs = ms;
-          best.gemvRows = rows;
-        }
-      }
-      if (!timed) bestMs = -1.f;  // untimed: the GEMV wins where it serves
-    }
-    setCols(p.b, hi);
-    setCols(p.d, hi);
-    cublasLtMatmulHeuristicResult_t results[8];
-    int count = 0;
-    const int want = hi > 1024 ? 4 : 8;  // compute-bound buckets: fewer, slower candidates (load time)
-    if (cublasLtMatmulAlgoGetHeuristic(handle_, p.desc, p.a, p.b, p.d, p.d, pref, want, results, &count) != CUBLAS_STATUS_SUCCESS)
-      count = 0;
-    for (int i = 0; i < count; ++i) {
-      const cublasLtMatmulAlgo_t& algo = results[i].algo;
-      cublasLtMatmulHeuristicResult_t check;
-      setCols(p.b, lo + 1);
-      setCols(p.d, lo + 1);
-      if (cublasLtMatmulAlgoCheck(handle_, p.desc, p.a, p.b, p.d, p.d, &algo, &check) != CUBLAS_STATUS_SUCCESS ||
-          check.workspaceSize > workspaceBytes_)
-        continue;
-      const size_t ws = std::max(check.workspaceSize, results[i].workspaceSize);
-      float ms = static_cast<float>(i);  // untimed: the heuristic's order
-      if (timed) {
-        auto once = [&] {
-          quantizeFp8(x.get(), hi, K, io);
-          return matmulFp8(p, algo, fp8X_.get(), fp8Scale_.get<float>(), W8, wScale, y.get(), hi) == CUBLAS_STATUS_SUCCESS;
-        };
-        if (!once()) continue;
-        ms = timer(once);
-      }
-      if (ms < bestMs) {
-        bestMs = ms;
-        best = Bucket{hi, false, algo, ws, 0};
-        found = true;
-      }
-    }
-    if (!found) throw std::runtime_error("none at M " + std::to_string(lo + 1) + ".." + std::to_string(hi));
-    p.buckets.push_back(best);
-    lo = hi;
-  }
-  KVS_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the scratch buffers are freed on return
+  FastCandidates c;
+  c.in = c.out = io;
+  c.gemvRows = {16, 32, 64};
+  c.gemvServes = [&](int M) { return fp8GemvApplies(M, N, K, io); };
+  c.gemv = [&](int M, int rows, const void* x, void* y) {
+    kvsk_gemv_fp8_params g{x, W8, wScale, y, M, N, K, kio, rows, fp8GemvVersion_};
+    KVS_CUDA_CHECK(kvsk_gemv_fp8(&g, stream_));
+  };
+  c.matmul = [&](int M, const cublasLtMatmulAlgo_t& algo, const void* x, void* y) {
+    quantizeFp8(x, M, K, io);
+    return matmulFp8(p, algo, fp8X_.get(), fp8Scale_.get<float>(), W8, wScale, y, M) == CUBLAS_STATUS_SUCCESS;
+  };
+  planBuckets(p, N, K, maxM, W8 && wScale, c);
 }
 
 void GemmRunner::runFp8(const void* X, const void* W8, const float* wScale, void* Y, int M, int N, int K, DType io) {

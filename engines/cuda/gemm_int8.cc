@@ -7,9 +7,7 @@
 #include <string>
 
 #include "cuda_check.h"
-#include "device_buffer.h"
 #include "gemm.h"
-#include "gemm_timer.h"
 #include "kvserve_kernels.h"
 
 namespace kvs::cuda {
@@ -25,21 +23,8 @@ void GemmRunner::reserveInt8Scratch(int M, int N, int K) {
 }
 
 GemmRunner::Plan GemmRunner::makePlanInt8(int N, int K) {
-  Plan p;
-  try {
-    // Column-major view, as makePlan: acc^T [N, M] = W8 [K, N]^T * xq^T [K, M], all int8 in, int32 out.
-    KVS_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32I, CUDA_R_32I));
-    const cublasOperation_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
-    KVS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &opT, sizeof(opT)));
-    KVS_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &opN, sizeof(opN)));
-    KVS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_8I, K, N, K));
-    KVS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_8I, K, maxM_, K));
-    KVS_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.d, CUDA_R_32I, N, maxM_, N));
-  } catch (...) {
-    destroyPlan(p);
-    throw;
-  }
-  return p;
+  // As makePlan: acc^T [N, M] = W8 [K, N]^T * xq^T [K, M], all int8 in, int32 out.
+  return makePlan(N, K, CUBLAS_COMPUTE_32I, CUDA_R_32I, CUDA_R_8I, CUDA_R_32I);
 }
 
 GemmRunner::Plan& GemmRunner::getInt8(int N, int K, DType io, const void* W8, const float* wScale, int maxM) {
@@ -95,82 +80,19 @@ cublasStatus_t GemmRunner::productInt8(Plan& p, const Bucket& b, const void* W8,
 // lo + 1; with W8 and wScale given, each is timed on them (on random X quantized once), the fastest kept;
 // without, the GEMV wins where it serves, else the heuristic's first pick.
 void GemmRunner::planFastInt8(Plan& p, int N, int K, DType io, const void* W8, const float* wScale, int maxM) {
-  const bool timed = W8 && wScale;
-  const std::vector<int> his = fastBuckets(maxM);
   reserveInt8Scratch(maxM, N, K);
-  cublasLtMatmulPreference_t pref;
-  KVS_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-  struct PrefGuard {
-    cublasLtMatmulPreference_t p;
-    ~PrefGuard() { cublasLtMatmulPreferenceDestroy(p); }
-  } prefGuard{pref};
-  KVS_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                        &workspaceBytes_, sizeof(workspaceBytes_)));
-  DeviceBuffer x, y;
-  if (timed) {
-    x.resize(static_cast<size_t>(maxM) * K * dtypeSize(io));
-    y.resize(static_cast<size_t>(maxM) * N * dtypeSize(io));
-    kvsk_fill_params f{x.get(), static_cast<kvsk_dtype>(io), static_cast<int64_t>(maxM) * K, 0x9e3779b9ull, 1.f, 0.f};
-    KVS_CUDA_CHECK(kvsk_fill(&f, stream_));
-    quantizeInt8(x.get(), nullptr, maxM, K, io);
-  }
-  BestOfThree timer(stream_);
-  int lo = 0;
-  for (int hi : his) {
-    if (hi <= lo) continue;
-    float bestMs = 1e30f;
-    Bucket best{};
-    bool found = false;
-    if (int8GemvApplies(hi, N, K, io) && int8GemvApplies(lo + 1, N, K, io)) {
-      best = Bucket{hi, true, {}, 0, 16};
-      found = true;
-      for (int rows : {16, 32, 64}) {
-        if (!timed) break;
-        const Bucket b{hi, true, {}, 0, rows};
-        auto once = [&] { productInt8(p, b, W8, wScale, y.get(), hi, N, K, io); };
-        once();
-        const float ms = timer(once);
-        if (ms < bestMs) {
-          bestMs = ms;
-          best.gemvRows = rows;
-        }
-      }
-      if (!timed) bestMs = -1.f;  // untimed: the GEMV wins where it serves
-    }
-    setCols(p.b, hi);
-    setCols(p.d, hi);
-    cublasLtMatmulHeuristicResult_t results[8];
-    int count = 0;
-    const int want = hi > 1024 ? 4 : 8;  // compute-bound buckets: fewer, slower candidates (load time)
-    if (cublasLtMatmulAlgoGetHeuristic(handle_, p.desc, p.a, p.b, p.d, p.d, pref, want, results, &count) != CUBLAS_STATUS_SUCCESS)
-      count = 0;
-    for (int i = 0; i < count; ++i) {
-      const cublasLtMatmulAlgo_t& algo = results[i].algo;
-      cublasLtMatmulHeuristicResult_t check;
-      setCols(p.b, lo + 1);
-      setCols(p.d, lo + 1);
-      if (cublasLtMatmulAlgoCheck(handle_, p.desc, p.a, p.b, p.d, p.d, &algo, &check) != CUBLAS_STATUS_SUCCESS ||
-          check.workspaceSize > workspaceBytes_)
-        continue;
-      const size_t ws = std::max(check.workspaceSize, results[i].workspaceSize);
-      const Bucket b{hi, false, algo, ws, 0};
-      float ms = static_cast<float>(i);  // untimed: the heuristic's order
-      if (timed) {
-        auto once = [&] { return productInt8(p, b, W8, wScale, y.get(), hi, N, K, io) == CUBLAS_STATUS_SUCCESS; };
-        if (!once()) continue;
-        ms = timer(once);
-      }
-      if (ms < bestMs) {
-        bestMs = ms;
-        best = b;
-        found = true;
-      }
-    }
-    if (!found) throw std::runtime_error("none at M " + std::to_string(lo + 1) + ".." + std::to_string(hi));
-    p.buckets.push_back(best);
-    lo = hi;
-  }
-  KVS_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the timing buffers are freed on return
+  FastCandidates c;
+  c.in = c.out = io;
+  c.gemvRows = {16, 32, 64};
+  c.gemvServes = [&](int M) { return int8GemvApplies(M, N, K, io); };
+  c.prepare = [&](const void* x) { quantizeInt8(x, nullptr, maxM, K, io); };  // the candidates read the scratch
+  c.gemv = [&](int M, int rows, const void*, void* y) {
+    productInt8(p, Bucket{M, true, {}, 0, rows}, W8, wScale, y, M, N, K, io);
+  };
+  c.matmul = [&](int M, const cublasLtMatmulAlgo_t& algo, const void*, void* y) {
+    return productInt8(p, Bucket{M, false, algo, 0, 0}, W8, wScale, y, M, N, K, io) == CUBLAS_STATUS_SUCCESS;
+  };
+  planBuckets(p, N, K, maxM, W8 && wScale, c);
 }
 
 void GemmRunner::runInt8(const void* X, const float* actSmooth, const void* W8, const float* wScale, void* Y, int M, int N,

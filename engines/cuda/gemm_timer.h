@@ -1,5 +1,5 @@
-// The timing of GEMM candidates at load (gemm.cc's planFast has its own lambda; the FP8 and int8 plans share
-// this): CUDA events on the runner's stream around a launch, the best of three runs after the caller's warm-up.
+// The timing of GEMM candidates at load (GemmRunner::planBuckets, the bucket loop of every fast-mode plan): CUDA
+// events on the runner's stream around a launch, the best of three runs after the caller's warm-up.
 #pragma once
 #include <cuda_runtime_api.h>
 

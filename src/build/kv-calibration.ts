@@ -12,7 +12,7 @@ import { type Device, loadNative, type NativeEngine, type NativeEngineOptions } 
 import { TextTokenizer } from '../tokenizer/tokenizer.js';
 import { calibrationTokens, evalSamples, sampleMaxLen } from './calibration-data.js';
 import type { KvCacheSection } from './manifest.js';
-import { blockSize, prefillBatch, qualityLine } from './quality.js';
+import { prefillBatch, qualityLine, sampleEngineOptions } from './quality.js';
 import { formatTable, shortNumber } from './summary-table.js';
 
 /** e4m3's largest finite value. */
@@ -98,19 +98,8 @@ export interface KvCalibrationRun {
  *  finite: a NaN or an infinity means the model overflows in its compute dtype, which no scale can hold. */
 export async function calibrateKvCache(o: KvCalibrationRun): Promise<KvAbsMax> {
   const engine = await loadNative().loadEngine({
-    dummyWeights: false,
-    dtype: 'auto',
-    seed: 0,
+    ...sampleEngineOptions(o.device, o.threads, o.maxLen, 1),
     ...o.engine,
-    device: o.device,
-    numThreads: o.threads,
-    blockSize,
-    numKvBlocks: Math.ceil(o.maxLen / blockSize),
-    kvCacheBytes: 0,
-    gpuMemoryUtilization: 0.9,
-    maxNumBatchedTokens: o.maxLen,
-    maxNumSeqs: 1,
-    maxModelLen: o.maxLen,
     kvCacheDtype: 'auto',
   });
   let observed: KvAbsMax;

@@ -3,6 +3,7 @@
 // teacher forcing, every position's logits through the real step. Reported: each one's perplexity of the
 // text, and how often the engine's top-1 next token is the unquantized model's.
 import {
+  type Device,
   greedyRows,
   loadNative,
   type NativeEngine,
@@ -27,6 +28,31 @@ export interface QualityReport {
 }
 
 export const blockSize = 16;
+
+/** An engine that reads samples of up to maxLen tokens, each one prefill step into slots 0 .. maxLen - 1 (model ''
+ *  and the default weights and dtype: the caller names what to load). */
+export function sampleEngineOptions(
+  device: Device,
+  threads: number,
+  maxLen: number,
+  maxNumSeqs: number,
+): NativeEngineOptions {
+  return {
+    model: '',
+    dummyWeights: false,
+    device,
+    dtype: 'auto',
+    numThreads: threads,
+    blockSize,
+    numKvBlocks: Math.ceil(maxLen / blockSize),
+    kvCacheBytes: 0,
+    gpuMemoryUtilization: 0.9,
+    maxNumBatchedTokens: maxLen,
+    maxNumSeqs,
+    maxModelLen: maxLen,
+    seed: 0,
+  };
+}
 
 /** One sample as one prefill step into slots 0 .. n-1; with `predict`, every position but the last predicts the
  *  next token (its logits come back), else nothing is sampled. */
@@ -94,21 +120,8 @@ export interface QualityOptions {
 
 export async function measureQuality(o: QualityOptions): Promise<QualityReport> {
   const native = loadNative();
-  const base: NativeEngineOptions = {
-    model: '',
-    dummyWeights: false,
-    device: o.device ?? 'cpu',
-    dtype: 'auto',
-    numThreads: o.threads,
-    blockSize,
-    numKvBlocks: Math.ceil(o.maxLen / blockSize),
-    kvCacheBytes: 0,
-    gpuMemoryUtilization: 0.9,
-    maxNumBatchedTokens: o.maxLen,
-    maxNumSeqs: o.maxLen, // a sample is one step of up to maxLen - 1 sampled rows (the CUDA backend bounds R by it)
-    maxModelLen: o.maxLen,
-    seed: 0,
-  };
+  // maxNumSeqs maxLen: a sample is one step of up to maxLen - 1 sampled rows (the CUDA backend bounds R by it).
+  const base = sampleEngineOptions(o.device ?? 'cpu', o.threads, o.maxLen, o.maxLen);
   let done = 0;
   const onSample = () => o.progress?.(done++ / (2 * o.samples.length));
   const run = async (opts: NativeEngineOptions) => {

@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { kvserve } from '../cli/helpers/run-kvserve.js';
-import { spawnServe, untilHealthy } from '../server/helpers/child-server.js';
+import { serveCompletion } from '../server/helpers/child-server.js';
 import { storiesDir, tempDir } from './engine-helpers.js';
 
 let engine: string;
@@ -77,31 +77,19 @@ describe('an int8 engine served', () => {
     expect(g.code, g.stderr).toBe(0);
     const local = JSON.parse(g.stdout) as { output_ids: number[]; text: string };
     expect(local.output_ids).toHaveLength(60);
-    const server = spawnServe(['--engine', engine]);
-    try {
-      const url = await server.url;
-      await untilHealthy(url);
-      const res = await fetch(`${url}/v1/completions`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({
-          model: 'stories-int8',
-          prompt,
-          max_tokens: 60,
-          temperature: 0,
-          ignore_eos: true,
-          logprobs: 0,
-          return_tokens_as_token_ids: true,
-        }),
-      });
-      expect(res.status).toBe(200);
-      const body = (await res.json()) as { choices: Array<{ text: string; logprobs: { tokens: string[] } }> };
-      const ids = body.choices[0]!.logprobs.tokens.map((t) => Number(t.replace('token_id:', '')));
-      expect(ids).toEqual(local.output_ids);
-      expect(body.choices[0]!.text).toBe(local.text);
-    } finally {
-      server.child.kill('SIGKILL');
-    }
+    const { answer } = await serveCompletion(['--engine', engine], {
+      model: 'stories-int8',
+      prompt,
+      max_tokens: 60,
+      temperature: 0,
+      ignore_eos: true,
+      logprobs: 0,
+      return_tokens_as_token_ids: true,
+    });
+    const body = answer as { choices: Array<{ text: string; logprobs: { tokens: string[] } }> };
+    const ids = body.choices[0]!.logprobs.tokens.map((t) => Number(t.replace('token_id:', '')));
+    expect(ids).toEqual(local.output_ids);
+    expect(body.choices[0]!.text).toBe(local.text);
   });
 });
 

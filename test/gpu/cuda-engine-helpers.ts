@@ -3,9 +3,11 @@
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { expect } from 'vitest';
 import { type BuildOptions, buildEngineFolder } from '../../src/build/build-engine.js';
 import type { OptimizationProfile } from '../../src/build/manifest.js';
 import { loadNative, type DTypeName, type NativeEngine, type NativeEngineOptions } from '../../src/runner/binding.js';
+import { greedyRun } from '../native/native-run.js';
 import { cudaOptions } from './gpu-harness.js';
 
 export const PROFILE: OptimizationProfile = { maxNumSeqs: 16, maxNumBatchedTokens: 2048, maxModelLen: 0 };
@@ -64,6 +66,33 @@ export async function timedLoad(
 /** The rows' bytes, concatenated (bitwise comparisons of logits and logprobs). */
 export function bytes(rows: Float32Array[]): Buffer {
   return Buffer.concat(rows.map((r) => Buffer.from(r.buffer, r.byteOffset, r.byteLength)));
+}
+
+/** The engine in `dir` and a load of `model` with the engine's GEMMs: both info() match `info`, and 16 greedy steps
+ *  after one prompt give the same ids and bitwise the same logits. Returns both load times. */
+export async function expectEngineMatchesModel(
+  model: Partial<NativeEngineOptions>,
+  dir: string,
+  info: Record<string, unknown>,
+): Promise<{ engineLoadMs: number; modelLoadMs: number }> {
+  const prompt = [1, 5, 9, 13, 17, 21, 25, 29, 33, 37, 41];
+  const direct = await timedLoad(model, dir);
+  try {
+    const loaded = await timedLoad({ engine: dir });
+    try {
+      expect(loaded.engine.info()).toMatchObject(info);
+      expect(direct.engine.info()).toMatchObject(info);
+      const a = await greedyRun(direct.engine, prompt, 16);
+      const b = await greedyRun(loaded.engine, prompt, 16);
+      expect(b.ids).toEqual(a.ids);
+      expect(bytes(b.logits).equals(bytes(a.logits))).toBe(true);
+      return { engineLoadMs: loaded.ms, modelLoadMs: direct.ms };
+    } finally {
+      loaded.engine.dispose();
+    }
+  } finally {
+    direct.engine.dispose();
+  }
 }
 
 /** The load's error message (the load must fail), checked to be one line. */

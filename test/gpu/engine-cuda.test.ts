@@ -11,9 +11,9 @@ import { readManifest, type EngineManifest } from '../../src/build/manifest.js';
 import type { DTypeName, NativeEngine } from '../../src/runner/binding.js';
 import { writeSyntheticTokenizer } from '../../src/tokenizer/synthetic.js';
 import { kvserve } from '../cli/helpers/run-kvserve.js';
-import { spawnServe, untilHealthy } from '../server/helpers/child-server.js';
 import { generate, greedy, storiesDir, type Sampling } from '../native/harness.js';
 import { greedyRun } from '../native/native-run.js';
+import { serveCompletion } from '../server/helpers/child-server.js';
 import { buildCuda, bytes, PROFILE, readTensors, tempDir, timedLoad } from './cuda-engine-helpers.js';
 import { bf16RefsDir, ensureBf16Refs, record } from './gpu-harness.js';
 
@@ -201,31 +201,17 @@ describe('kvserve build / generate --engine --device cuda as a user runs them (s
     expect(ids(fromEngine)).toEqual(ids(fromModel));
     expect(ids(fromEngine)).toEqual(expected[0]!.greedy_ids.slice(0, 40));
 
-    const server = spawnServe(['--device', 'cuda', '--engine', dir]);
-    try {
-      const url = await server.url;
-      await untilHealthy(url);
-      expect(server.records().find((r) => r.msg === 'ready')).toMatchObject({
-        device: expect.stringMatching(/^cuda:0/),
-      });
-      const res = await fetch(`${url}/v1/completions`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({
-          model: 'stories-cuda',
-          prompt: expected[1]!.prompt,
-          max_tokens: 40,
-          temperature: 0,
-          ignore_eos: true,
-        }),
-      });
-      expect(res.status).toBe(200);
-      const body = (await res.json()) as { usage: { completion_tokens: number }; choices: Array<{ text: string }> };
-      expect(body.usage.completion_tokens).toBe(40);
-      expect(body.choices[0]!.text.length).toBeGreaterThan(0);
-    } finally {
-      server.child.kill('SIGKILL');
-    }
+    const { ready, answer } = await serveCompletion(['--device', 'cuda', '--engine', dir], {
+      model: 'stories-cuda',
+      prompt: expected[1]!.prompt,
+      max_tokens: 40,
+      temperature: 0,
+      ignore_eos: true,
+    });
+    expect(ready).toMatchObject({ device: expect.stringMatching(/^cuda:0/) });
+    const body = answer as { usage: { completion_tokens: number }; choices: Array<{ text: string }> };
+    expect(body.usage.completion_tokens).toBe(40);
+    expect(body.choices[0]!.text.length).toBeGreaterThan(0);
   });
 
   test('a shape whose tuned record cannot be restored is timed again, in one line saying why', async () => {

@@ -18,7 +18,7 @@ import { writeSyntheticTokenizer } from '../../src/tokenizer/synthetic.js';
 import { kvserve } from '../cli/helpers/run-kvserve.js';
 import { storiesDir } from '../native/harness.js';
 import { greedyRun } from '../native/native-run.js';
-import { spawnServe, untilHealthy } from '../server/helpers/child-server.js';
+import { serveCompletion } from '../server/helpers/child-server.js';
 import { loadError, tempDir } from './cuda-engine-helpers.js';
 import { expectBatchInvariant } from './batch-invariance.js';
 import { argmax, BF16_MODELS, bf16RefsDir, cudaOptions, ensureBf16Refs, record } from './gpu-harness.js';
@@ -195,21 +195,15 @@ describe('kvserve generate and serve --kv-cache-dtype fp8 --device cuda', () => 
       engine.dispose();
     }
 
-    const server = spawnServe([...args, '--served-model-name', 'fp8']);
-    try {
-      const url = await server.url;
-      await untilHealthy(url);
-      expect(server.records().find((x) => x.msg === 'ready')).toMatchObject({ kvCacheDtype: 'fp8_e4m3' });
-      const res = await fetch(`${url}/v1/completions`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ model: 'fp8', prompt: 'w5 w9 w13', max_tokens: 16, temperature: 0, ignore_eos: true }),
-      });
-      expect(res.status).toBe(200);
-      expect(((await res.json()) as { usage: { completion_tokens: number } }).usage.completion_tokens).toBe(16);
-    } finally {
-      server.child.kill('SIGKILL');
-    }
+    const { ready, answer } = await serveCompletion([...args, '--served-model-name', 'fp8'], {
+      model: 'fp8',
+      prompt: 'w5 w9 w13',
+      max_tokens: 16,
+      temperature: 0,
+      ignore_eos: true,
+    });
+    expect(ready).toMatchObject({ kvCacheDtype: 'fp8_e4m3' });
+    expect((answer as { usage: { completion_tokens: number } }).usage.completion_tokens).toBe(16);
   });
 
   test('a model the fp8 attention cannot run is refused in one line, before its weights', async () => {

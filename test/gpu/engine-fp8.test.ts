@@ -15,51 +15,26 @@
 //   and logprobs (the same GEMM algorithms: both import the engine's), through prefill, mixed and graphed
 //   decode steps, on fp8 engines of the bf16 models and on stories260K's (hidden size 64: the scalar norm
 //   kernel; its down_proj stays bf16, so SiLU·mul is not fused there); the environment variable reaches the load.
-import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
-import { buildEngineFolder } from '../../src/build/build-engine.js';
-import { readTextSamples, tokenizeSamples, defaultEvalData } from '../../src/build/calibration-data.js';
-import { readManifest, type Fp8Quantization, type OptimizationProfile } from '../../src/build/manifest.js';
+import type { Fp8Quantization, OptimizationProfile } from '../../src/build/manifest.js';
 import { loadNative, type NativeEngine, type StepResult } from '../../src/runner/binding.js';
 import { TextTokenizer } from '../../src/tokenizer/tokenizer.js';
 import { writeSyntheticTokenizer } from '../../src/tokenizer/synthetic.js';
 import { kvserve } from '../cli/helpers/run-kvserve.js';
 import { generate, greedy, storiesDir } from '../native/harness.js';
 import { greedyRun } from '../native/native-run.js';
-import { bytes, readTensors, tempDir, timedLoad } from './cuda-engine-helpers.js';
-import { argmax, BF16_MODELS, bf16RefsDir, cudaOptions, ensureBf16Refs, record } from './gpu-harness.js';
+import { buildCuda, expectEngineMatchesModel, readTensors, tempDir, timedLoad } from './cuda-engine-helpers.js';
+import { BF16_MODELS, bf16RefsDir, cudaOptions, ensureBf16Refs, record } from './gpu-harness.js';
+import {
+  againstTransformers,
+  buildStories,
+  expectByteMatrixWithScales,
+  expectStoriesQuality,
+} from './quantized-engine-checks.js';
 
 beforeAll(ensureBf16Refs, 600_000);
-
-interface Ref {
-  prompts: number[][];
-  greedy_ids: number[][];
-  logits_file: string;
-  logits_shape: [number, number, number];
-}
-
-/** Teacher-forced top-1 agreement and mean |logit error| of `engine` against transformers' bf16 logits. */
-async function againstTransformers(engine: NativeEngine, name: string) {
-  const ref = JSON.parse(readFileSync(resolve(bf16RefsDir, name, 'expected.json'), 'utf8')) as Ref;
-  const buf = readFileSync(resolve(bf16RefsDir, name, ref.logits_file));
-  const theirs = new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
-  const [, steps, vocab] = ref.logits_shape;
-  let agree = 0,
-    sumErr = 0,
-    n = 0;
-  for (let p = 0; p < ref.prompts.length; p++) {
-    const forced = await greedyRun(engine, ref.prompts[p]!, steps, ref.greedy_ids[p]!);
-    for (let s = 0; s < steps; s++) {
-      const t = theirs.subarray((p * steps + s) * vocab, (p * steps + s + 1) * vocab);
-      const m = forced.logits[s]!;
-      for (let v = 0; v < vocab; v++) sumErr += Math.abs(m[v]! - t[v]!);
-      n += vocab;
-      if (argmax(m) === argmax(t)) agree++;
-    }
-  }
-  return { agreement: agree / (ref.prompts.length * steps), meanAbsLogitErr: sumErr / n };
-}
 
 describe.each(BF16_MODELS)('%s quantized to fp8 at load', (name) => {
   test('stays close to transformers bf16 (teacher-forced), beside the bf16 engine', async () => {
@@ -151,19 +126,7 @@ describe.each(BF16_MODELS)('%s as an fp8 engine, with the fused FP8 inputs', (na
         .map((p) => words(p).join(' '))
         .join('\n'),
     );
-    const engine = join(root, 'engine');
-    await buildEngineFolder({
-      model,
-      modelDir: model,
-      revision: null,
-      out: engine,
-      device: 'cuda',
-      dtype: 'bfloat16',
-      quantization: 'fp8',
-      threads: 0,
-      profile,
-      evalData,
-    });
+    const engine = await buildCuda(model, 'bfloat16', join(root, 'engine'), { quantization: 'fp8', profile, evalData });
     record(`fp8 fused inputs ${name}`, {
       ...(await expectFuseInvisible(engine, 24, { maxNumSeqs: 64 })),
       identical: true,
@@ -186,30 +149,7 @@ describe('kvserve build --quantization fp8 --device cuda of stories260K', () => 
   let q: Fp8Quantization;
 
   beforeAll(async () => {
-    const r = await kvserve([
-      'build',
-      '--model',
-      storiesDir,
-      '--device',
-      'cuda',
-      '--dtype',
-      'bfloat16',
-      '--quantization',
-      'fp8',
-      '--max-num-seqs',
-      '16',
-      '--max-num-batched-tokens',
-      '2048',
-      '--out',
-      dir,
-    ]);
-    expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toMatch(
-      /^quality on \d+ held-out tokens of .*stories-heldout\.txt: perplexity \d+\.\d{3} unquantized, \d+\.\d{3} fp8 \(-?\d+\.\d\d%\), top-1 agreement \d+\.\d\d%$/m,
-    );
-    const m = readManifest(dir);
-    expect(m.quantization.method).toBe('fp8');
-    q = m.quantization as Fp8Quantization;
+    q = (await buildStories('fp8', dir, 'unquantized')).quantization as Fp8Quantization;
   }, 600_000);
 
   test('the file holds the layer matrices in F8_E4M3 with a float32 scale per row; the rest in bf16', () => {
@@ -224,80 +164,27 @@ describe('kvserve build --quantization fp8 --device cuda of stories260K', () => 
         expect(tensors.has(`${n}_scale`), n).toBe(false);
         continue;
       }
-      expect(t.dtype, n).toBe('F8_E4M3');
-      expect(t.bytes.length, n).toBe(t.shape[0]! * t.shape[1]!);
-      const s = tensors.get(`${n}_scale`)!;
-      expect(s.dtype, n).toBe('F32');
-      expect(s.shape, n).toEqual([t.shape[0]]);
-      const scales = new Float32Array(s.bytes.buffer.slice(s.bytes.byteOffset, s.bytes.byteOffset + s.bytes.length));
-      expect(
-        scales.every((v) => v > 0 && Number.isFinite(v)),
-        n,
-      ).toBe(true);
+      expectByteMatrixWithScales(tensors, n, 'F8_E4M3');
     }
     expect(tensors.get('model.embed_tokens.weight')!.dtype).toBe('BF16');
     expect(q.keptInFloat.map((k) => k.name)).toContain('mlp.down_proj (5 layers)');
   });
 
   test('perplexity within 3 % of the unquantized model and top-1 agreement >= 95 %, as the manifest says', async () => {
-    const tok = await TextTokenizer.load(storiesDir);
-    const samples = tokenizeSamples(tok, readTextSamples(defaultEvalData, '--eval-data'), 512);
-    const score = async (engine: NativeEngine) => {
-      const vocab = engine.info().vocabSize;
-      let nll = 0;
-      const top1: number[] = [];
-      try {
-        for (const ids of samples) {
-          const r = await greedyRun(engine, ids.slice(0, 1), ids.length - 1, ids.slice(1));
-          for (let i = 0; i + 1 < ids.length; i++) {
-            const row = r.logits[i]!;
-            let max = Number.NEGATIVE_INFINITY;
-            for (let v = 0; v < vocab; v++) max = Math.max(max, row[v]!);
-            let sum = 0;
-            for (let v = 0; v < vocab; v++) sum += Math.exp(row[v]! - max);
-            nll += Math.log(sum) + max - row[ids[i + 1]!]!;
-            top1.push(argmax(row));
-          }
-        }
-      } finally {
-        engine.dispose();
-      }
-      return { nll, top1 };
-    };
     // Decode steps (one token each) here, prefill steps in the build: the same question asked another way.
-    const base = cudaOptions(storiesDir, { dtype: 'bfloat16', numKvBlocks: 64, maxNumSeqs: 16 });
-    const ref = await score(await loadNative().loadEngine(base));
-    const fp8 = await score(await loadNative().loadEngine({ ...base, model: '', engine: dir }));
-    const n = ref.top1.length;
-    const ratio = Math.exp(fp8.nll / n) / Math.exp(ref.nll / n);
-    const agreement = ref.top1.filter((id, i) => id === fp8.top1[i]).length / n;
-    record('fp8 stories260K engine', { ...q.quality, decodeRatio: ratio, decodeAgreement: agreement });
-    expect(q.quality!.perplexity.ratio).toBeLessThan(1.03);
     // Issue #12 asks for >= 95 %. Through prefill steps (the build's measure: cuBLASLt on activations
     // quantized per token) this 64-wide model reached 94.3 % on the H200 (2026-12-02); through decode steps
-    // (the fp8 GEMV on unquantized activations) 95.9 %. The bar below is what is met, not the target.
-    expect(q.quality!.top1Agreement).toBeGreaterThanOrEqual(0.94);
-    expect(ratio).toBeLessThan(1.03);
-    expect(agreement).toBeGreaterThanOrEqual(0.95);
-    expect(Math.abs(ratio - q.quality!.perplexity.ratio)).toBeLessThan(0.01);
+    // (the fp8 GEMV on unquantized activations) 95.9 %. The build's bar is what is met, not the target.
+    await expectStoriesQuality(dir, q.quality!, 'fp8 stories260K engine', 0.94);
   });
 
   test('the engine computes bitwise what an fp8 load of the model computes with the same GEMMs', async () => {
-    const prompt = [1, 5, 9, 13, 17, 21, 25, 29, 33, 37, 41];
-    const direct = await timedLoad({ model: storiesDir, dtype: 'bfloat16', quantize: 'fp8' }, dir);
-    const loaded = await timedLoad({ engine: dir });
-    try {
-      expect(loaded.engine.info()).toMatchObject({ quantization: 'fp8', gemmShapesImported: 5, gemmShapesPlanned: 0 });
-      expect(direct.engine.info()).toMatchObject({ gemmShapesImported: 5, gemmShapesPlanned: 0 });
-      const a = await greedyRun(direct.engine, prompt, 16);
-      const b = await greedyRun(loaded.engine, prompt, 16);
-      expect(b.ids).toEqual(a.ids);
-      expect(bytes(b.logits).equals(bytes(a.logits))).toBe(true);
-      record('fp8 stories260K engine load', { engineLoadMs: loaded.ms, modelLoadMs: direct.ms });
-    } finally {
-      direct.engine.dispose();
-      loaded.engine.dispose();
-    }
+    const loads = await expectEngineMatchesModel({ model: storiesDir, dtype: 'bfloat16', quantize: 'fp8' }, dir, {
+      quantization: 'fp8',
+      gemmShapesImported: 5,
+      gemmShapesPlanned: 0,
+    });
+    record('fp8 stories260K engine load', loads);
   });
 
   test('the fused FP8 inputs (the scalar norm kernel, H 64) give bitwise the outputs of the separate quantize pass', async () => {

@@ -30,7 +30,7 @@ import { tensorOffsets } from '../build/safetensors-reader.js';
 import { kvserve } from '../cli/helpers/run-kvserve.js';
 import { storiesDir } from '../native/harness.js';
 import { greedyRun } from '../native/native-run.js';
-import { spawnServe, untilHealthy } from '../server/helpers/child-server.js';
+import { serveCompletion } from '../server/helpers/child-server.js';
 import { buildCuda, profileOptions, tempDir } from './cuda-engine-helpers.js';
 import { BF16_MODELS, bf16RefsDir, ensureBf16Refs, record } from './gpu-harness.js';
 
@@ -221,32 +221,19 @@ describe('serving an engine built with --kv-cache-dtype fp8', () => {
     // K and V 2^-8 below 1: scales of 1.0 would give clearly other logprobs than the calibrated ones.
     const dir = model('llama-d64-g4', -8);
     const engine = await kvBuild(dir);
-    const server = spawnServe(['--engine', engine, '--served-model-name', 'kv8']);
-    let got: { ids: number[]; logprobs: number[] };
-    try {
-      const url = await server.url;
-      await untilHealthy(url);
-      expect(server.records().find((x) => x.msg === 'ready')).toMatchObject({ kvCacheDtype: 'fp8_e4m3' });
-      const res = await fetch(`${url}/v1/completions`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({
-          model: 'kv8',
-          prompt: 'w5 w9 w13 w17 w21 w25 w29 w33',
-          max_tokens: 16,
-          temperature: 0,
-          ignore_eos: true,
-          logprobs: 1,
-          return_tokens_as_token_ids: true,
-        }),
-      });
-      expect(res.status).toBe(200);
-      const lp = ((await res.json()) as { choices: [{ logprobs: { tokens: string[]; token_logprobs: number[] } }] })
-        .choices[0].logprobs;
-      got = { ids: lp.tokens.map((t) => Number(t.replace('token_id:', ''))), logprobs: lp.token_logprobs };
-    } finally {
-      server.child.kill('SIGKILL');
-    }
+    const { ready, answer } = await serveCompletion(['--engine', engine, '--served-model-name', 'kv8'], {
+      model: 'kv8',
+      prompt: 'w5 w9 w13 w17 w21 w25 w29 w33',
+      max_tokens: 16,
+      temperature: 0,
+      ignore_eos: true,
+      logprobs: 1,
+      return_tokens_as_token_ids: true,
+    });
+    expect(ready).toMatchObject({ kvCacheDtype: 'fp8_e4m3' });
+    const lp = (answer as { choices: [{ logprobs: { tokens: string[]; token_logprobs: number[] } }] }).choices[0]
+      .logprobs;
+    const got = { ids: lp.tokens.map((t) => Number(t.replace('token_id:', ''))), logprobs: lp.token_logprobs };
     const prompt = [1, 5, 9, 13, 17, 21, 25, 29, 33];
     const logprobsOf = (e: NativeEngine) =>
       greedyRun(e, prompt, 16, got.ids).then((r) =>

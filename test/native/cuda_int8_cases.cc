@@ -29,16 +29,13 @@
 #include "engines/cuda/cuda_int8.h"
 #include "engines/file_system.h"
 #include "engines/half.h"
+#include "test/native/xorshift.h"
 
 using namespace kvs;
 
 namespace {
 
-uint64_t rng = 0x9e3779b97f4a7c15ull;
-float uniform() {  // xorshift64*, in [-1, 1)
-  rng ^= rng >> 12; rng ^= rng << 25; rng ^= rng >> 27;
-  return float(double((rng * 2685821657736338717ull) >> 11) * 0x1.0p-53 * 2.0 - 1.0);
-}
+using kvs_cases::uniform;
 
 float bf16(float v) { return bf16ToFloat(floatToBf16(v)); }
 

@@ -10,16 +10,13 @@
 
 #include "engines/cpu/int8_dot.h"
 #include "engines/cpu/int8_linear.h"
+#include "test/native/xorshift.h"
 
 using namespace kvs;
 
 namespace {
 
-uint64_t rng = 0x9e3779b97f4a7c15ull;
-float uniform() {  // xorshift64*, in [-1, 1)
-  rng ^= rng >> 12; rng ^= rng << 25; rng ^= rng >> 27;
-  return float(double((rng * 2685821657736338717ull) >> 11) * 0x1.0p-53 * 2.0 - 1.0);
-}
+using kvs_cases::uniform;
 
 int8_t naiveQ(float v, float amax) {
   if (!std::isfinite(127.0f / amax)) return 0;  // a zero row, or one so tiny that 127 / amax overflows

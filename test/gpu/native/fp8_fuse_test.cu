@@ -33,14 +33,6 @@ float value(Kind k, int r, float large) {
   }
 }
 
-template <typename T>
-size_t countDiff(const std::vector<T>& a, const std::vector<T>& b, std::string* first, const char* what) {
-  size_t bad = a.size() == b.size() ? 0 : 1;
-  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i)
-    if (std::memcmp(&a[i], &b[i], sizeof(T)) != 0 && bad++ == 0) *first = std::string(what) + " " + std::to_string(i);
-  return bad;
-}
-
 // fp8_ref.h's quantizer on the rows of X [M, K]; the number of bytes and scales that differ from q, s.
 size_t againstCpu(const Buf& X, int M, int K, const std::vector<uint8_t>& q, const std::vector<float>& s, std::string* first) {
   std::vector<uint8_t> refQ((size_t)M * K);

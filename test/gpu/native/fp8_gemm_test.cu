@@ -22,7 +22,7 @@
 #include <cstring>
 
 #include "fp8_ref.h"
-#include "gemm.h"
+#include "quant_gemm_cases.h"
 
 namespace kt {
 
@@ -74,8 +74,6 @@ Ref reference(const Fp8Weight& w, const std::vector<std::vector<double>>& x) {
   return r;
 }
 
-double rtolOf(kvsk_dtype dt) { return dt == KVSK_BF16 ? 1.0 / 256 : 1.0 / 1024; }
-
 std::vector<double> rowOf(const Buf& X, int r, int K) {
   std::vector<double> v(K);
   for (int k = 0; k < K; ++k) v[k] = X.get((size_t)r * K + k);
@@ -90,8 +88,6 @@ void addRow(ErrStat& st, const Buf& Y, int r, int N, const std::vector<double>& 
     st.add(Y.get((size_t)r * N + n), ref[n], tol, 0);
   }
 }
-
-std::string name(kvsk_dtype dt, int N, int K) { return std::string(dtName(dt)) + " N" + std::to_string(N) + " K" + std::to_string(K); }
 
 // One GEMV launch of `version` at M rows of X and `rows` rows per CTA; returns Y's bytes.
 std::vector<uint8_t> runGemv(const Fp8Weight& w, const Buf& X, kvsk_dtype dt, int M, int rows, int version) {
@@ -121,11 +117,11 @@ void gemvCase(kvsk_dtype dt, int N, int K, bool subnormalOnly) {
   for (int M = 1; M <= maxM; ++M) {
     Buf Y(dt, (size_t)M * N);
     Y.host = run(M, 16);
-    for (int r = 0; r < M; ++r) addRow(st, Y, r, N, ref.ref[r], ref.abs[r], rtolOf(dt), 2e-5);
+    for (int r = 0; r < M; ++r) addRow(st, Y, r, N, ref.ref[r], ref.abs[r], outRtol(dt), 2e-5);
     sameBits = sameBits && std::memcmp(Y.host.data(), full.data(), (size_t)M * rowBytes) == 0;
   }
   for (int rows : {32, 64}) sameBits = sameBits && run(maxM, rows) == full;
-  const std::string n = "gemv_fp8 " + name(dt, N, K) + (subnormalOnly ? " subnormal codes" : "");
+  const std::string n = "gemv_fp8 " + gemmName(dt, N, K) + (subnormalOnly ? " subnormal codes" : "");
   report("fp8", n + " M1..16 vs float64", maxM, st);
   reportBool("fp8", n + " rows bitwise equal at every M and 16/32/64 rows per CTA", maxM + 2, sameBits, "");
 }
@@ -163,12 +159,12 @@ void gemvV2Case(kvsk_dtype dt, int N, int K, bool subnormalOnly, bool saturate =
       Buf Y(dt, (size_t)M * N);
       Y.host = runGemv(w, X, dt, M, rows, 2);
       if (rows == 16)
-        for (int r = 0; r < M; ++r) addRow(st, Y, r, N, ref.ref[r], ref.abs[r], rtolOf(dt), 2e-5);
+        for (int r = 0; r < M; ++r) addRow(st, Y, r, N, ref.ref[r], ref.abs[r], outRtol(dt), 2e-5);
       if (std::memcmp(Y.host.data(), full.data(), (size_t)M * rowBytes) != 0 && firstDiff.empty())
         firstDiff = "first difference at M " + std::to_string(M) + ", " + std::to_string(rows) + " rows per CTA";
       sameBits = sameBits && firstDiff.empty();
     }
-  const std::string n = "gemv_fp8 v2 " + name(dt, N, K) + (subnormalOnly ? " subnormal codes" : "") +
+  const std::string n = "gemv_fp8 v2 " + gemmName(dt, N, K) + (subnormalOnly ? " subnormal codes" : "") +
                         (saturate ? " x beyond +-65504" : "");
   report("fp8", n + " M1..16 vs float64" + (saturate ? " of x saturated (finite)" : ""), maxM, st);
   reportBool("fp8", n + " rows bitwise equal at every M and 16/32/64 rows per CTA", maxM * 3, sameBits, firstDiff);
@@ -232,71 +228,34 @@ void runnerCase(cudaStream_t stream, kvsk_dtype dt, int N, int K, int version = 
     for (size_t i = 0; i < rows.size(); ++i) {
       if (rows[i] >= M || (M > 16 && rows[i] != 0 && rows[i] != M / 2 && rows[i] != M - 1 && rows[i] != 1)) continue;
       if (gemv) {
-        addRow(st, Y, rows[i], N, exact.ref[i], exact.abs[i], rtolOf(dt), 2e-5);
+        addRow(st, Y, rows[i], N, exact.ref[i], exact.abs[i], outRtol(dt), 2e-5);
       } else {
-        addRow(st, Y, rows[i], N, quant.ref[i], quant.abs[i], rtolOf(dt), 2.5e-4);
+        addRow(st, Y, rows[i], N, quant.ref[i], quant.abs[i], outRtol(dt), 2.5e-4);
         for (int n = 0; n < N; ++n)  // |x - e4m3(x)| <= 2^-4 |x| (normal) or 2^-10 xScale (subnormal)
           bound.add(Y.get((size_t)rows[i] * N + n), exact.ref[i][n],
-                    rtolOf(dt) * std::fabs(exact.ref[i][n]) + 2.5e-4 * quant.abs[i][n] + exact.abs[i][n] / 16 +
+                    outRtol(dt) * std::fabs(exact.ref[i][n]) + 2.5e-4 * quant.abs[i][n] + exact.abs[i][n] / 16 +
                         xScale[i] / 1024 * sumW, 0);
       }
     }
-    const std::string n = "runFp8 " + name(dt, N, K) + " M" + std::to_string(M) +
+    const std::string n = "runFp8 " + gemmName(dt, N, K) + " M" + std::to_string(M) +
                           (gemv ? (version == 2 ? " (gemv v2)" : " (gemv)") : " (cuBLASLt)");
     report("fp8", n + (gemv ? " vs float64" : " vs float64 of the quantized x"), (int)st.n / N, st);
     if (!gemv) report("fp8", n + " vs unquantized x within the e4m3 bound", (int)bound.n / N, bound);
   }
-  std::printf("  fp8 %s: %s\n", name(dt, N, K).c_str(), gemm.describeFp8(N, K, io).c_str());
+  std::printf("  fp8 %s: %s\n", gemmName(dt, N, K).c_str(), gemm.describeFp8(N, K, io).c_str());
 }
 
+const QuantGemm kFp8{"fp8", "an FP8 GEMM", &GemmRunner::planFp8, &GemmRunner::exportPlanFp8, &GemmRunner::importPlanFp8,
+                     &GemmRunner::describeFp8,
+                     [](GemmRunner& r, const void* X, const void* W8, const float* wScale, void* Y, int M, int N, int K,
+                        kvs::DType io) { r.runFp8(X, W8, wScale, Y, M, N, K, io); }};
+
+// quant_gemm_cases.h's import case, and the batch-invariant runner refuses FP8.
 void importCase(cudaStream_t stream, int N, int K) {
-  const int maxM = 512;
   const kvs::DType bf = kvs::DType::BF16;
   const Fp8Weight w(N, K, false);
-  Buf X(KVSK_BF16, (size_t)maxM * K);
-  for (size_t i = 0; i < X.n; ++i) X.set(i, uni(-1, 1));
-  X.up();
-  GemmRunner timed(stream, maxM, GemmMode::Fast);
-  timed.planFp8(N, K, bf, w.dW.dev, w.dS.dev);
-  const std::vector<GemmChoice> plan = timed.exportPlanFp8(N, K, bf);
-  GemmRunner restored(stream, maxM, GemmMode::Fast);
-  const std::string why = restored.importPlanFp8(N, K, bf, plan);
-  bool same = why.empty();
-  for (int M : {1, 8, 16, 17, 100, 512}) {
-    if (!same) break;
-    Buf Ya(KVSK_BF16, (size_t)M * N), Yb(KVSK_BF16, (size_t)M * N);
-    timed.runFp8(X.dev, w.dW.dev, w.dS.dev, Ya.dev, M, N, K, bf);
-    restored.runFp8(X.dev, w.dW.dev, w.dS.dev, Yb.dev, M, N, K, bf);
-    CK(cudaStreamSynchronize(stream));
-    Ya.down();
-    Yb.down();
-    same = Ya.host == Yb.host;
-  }
+  quantImportCase(kFp8, stream, N, K, w.dW.dev, w.dS.dev);
   const std::string n = "fp8 import N" + std::to_string(N) + " K" + std::to_string(K);
-  reportBool("fp8", n + ": same output bits at M 1..512", 6, same, why.empty() ? timed.describeFp8(N, K, bf) : why);
-
-  auto refused = [&](const std::string& what, const std::vector<GemmChoice>& bad, const char* expect) {
-    GemmRunner r(stream, maxM, GemmMode::Fast);
-    const std::string got = r.importPlanFp8(N, K, bf, bad);
-    const std::string again = r.importPlanFp8(N, K, bf, plan);  // nothing was installed
-    reportBool("fp8", n + " refused: " + what, 1, got.find(expect) != std::string::npos && again.empty(),
-               got + (again.empty() ? "" : "; then: " + again));
-  };
-  std::vector<GemmChoice> bf16Rows = plan;  // the bf16 GEMV's 4 rows per CTA
-  bf16Rows[0].gemv = true;
-  bf16Rows[0].gemvRows = 4;
-  refused("a GEMV range of 4 rows per CTA", bf16Rows, "does not serve");
-  Buf Wb(KVSK_BF16, (size_t)N * K);
-  for (size_t i = 0; i < Wb.n; ++i) Wb.set(i, uni(-1, 1));
-  Wb.up();
-  GemmRunner bf16Runner(stream, maxM, GemmMode::Fast);
-  bf16Runner.plan(N, K, bf, bf, Wb.dev);
-  const std::vector<GemmChoice> bf16Plan = bf16Runner.exportPlan(N, K, bf, bf);
-  std::vector<GemmChoice> foreign = plan;  // the same M ranges: fastBuckets(512) for both
-  for (size_t i = 0; i < foreign.size() && i < bf16Plan.size(); ++i)
-    if (!foreign[i].gemv && !bf16Plan[i].gemv) foreign[i].algo = bf16Plan[i].algo;
-  refused("bf16 algorithms for an FP8 GEMM", foreign, "cuBLASLt rejects the algorithm");
-
   GemmRunner invariant(stream, 64, GemmMode::BatchInvariant);
   std::string msg;
   try {
@@ -320,7 +279,7 @@ void fp8Tests() {
     for (const Shape& s : gemvShapes) try {
         gemvCase(dt, s.N, s.K, s.subnormalOnly);
       } catch (const std::exception& e) {
-        reportBool("fp8", "gemv_fp8 " + name(dt, s.N, s.K), 0, false, e.what());
+        reportBool("fp8", "gemv_fp8 " + gemmName(dt, s.N, s.K), 0, false, e.what());
       }
   // Version 2 also on Llama-3-8B's o (4096 x 4096) and gate/up (28672 x 4096) and a ragged 9000 x 1008: more
   // tiles than resident CTAs, so that CTAs stream across tiles at every M.
@@ -332,12 +291,12 @@ void fp8Tests() {
         if (dt == KVSK_F16 && s.N == 28672) continue;  // the largest shape once
         gemvV2Case(dt, s.N, s.K, s.subnormalOnly);
       } catch (const std::exception& e) {
-        reportBool("fp8", "gemv_fp8 v2 " + name(dt, s.N, s.K), 0, false, e.what());
+        reportBool("fp8", "gemv_fp8 v2 " + gemmName(dt, s.N, s.K), 0, false, e.what());
       }
   for (auto [N, K] : {std::pair{200, 1008}, std::pair{4096, 14336}}) try {
       gemvV2Case(KVSK_BF16, N, K, false, true);
     } catch (const std::exception& e) {
-      reportBool("fp8", "gemv_fp8 v2 " + name(KVSK_BF16, N, K) + " x beyond +-65504", 0, false, e.what());
+      reportBool("fp8", "gemv_fp8 v2 " + gemmName(KVSK_BF16, N, K) + " x beyond +-65504", 0, false, e.what());
     }
   cudaStream_t stream;
   CK(cudaStreamCreate(&stream));
@@ -347,12 +306,12 @@ void fp8Tests() {
   for (const RunnerShape& s : runnerShapes) try {
       runnerCase(stream, s.dt, s.N, s.K);
     } catch (const std::exception& e) {
-      reportBool("fp8", "runFp8 " + name(s.dt, s.N, s.K), 0, false, e.what());
+      reportBool("fp8", "runFp8 " + gemmName(s.dt, s.N, s.K), 0, false, e.what());
     }
   for (const RunnerShape& s : {RunnerShape{KVSK_BF16, 6144, 4096}, RunnerShape{KVSK_F16, 1000, 80}}) try {
       runnerCase(stream, s.dt, s.N, s.K, 2);
     } catch (const std::exception& e) {
-      reportBool("fp8", "runFp8 v2 " + name(s.dt, s.N, s.K), 0, false, e.what());
+      reportBool("fp8", "runFp8 v2 " + gemmName(s.dt, s.N, s.K), 0, false, e.what());
     }
   {
     const EnvGuard env("KVSERVE_GEMV_FP8", "v3");

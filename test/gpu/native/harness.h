@@ -5,9 +5,11 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <random>
 #include <stdexcept>
@@ -142,6 +144,15 @@ inline void report(const std::string& suite, const std::string& name, int cases,
 inline void reportBool(const std::string& suite, const std::string& name, int cases, bool pass, const std::string& note) {
   results().push_back({suite, name, cases, 0, 0, pass, note});
   if (!pass) std::printf("FAIL %s / %s: %s\n", suite.c_str(), name.c_str(), note.c_str());
+}
+
+// Elements of a and b whose bytes differ (a length mismatch counts one), the first as "WHAT INDEX" into first.
+template <typename T>
+size_t countDiff(const std::vector<T>& a, const std::vector<T>& b, std::string* first, const char* what) {
+  size_t bad = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i)
+    if (std::memcmp(&a[i], &b[i], sizeof(T)) != 0 && bad++ == 0) *first = std::string(what) + " " + std::to_string(i);
+  return bad;
 }
 
 inline std::mt19937& rng() { static std::mt19937 g(20251125); return g; }

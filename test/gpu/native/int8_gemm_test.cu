@@ -14,8 +14,8 @@
 //   bf16 algorithms are refused.
 #include <cstring>
 
-#include "gemm.h"
 #include "int8_ref.h"
+#include "quant_gemm_cases.h"
 
 namespace kt {
 
@@ -39,8 +39,6 @@ struct Int8Weight {
   }
 };
 
-std::string name(kvsk_dtype dt, int N, int K) { return std::string(dtName(dt)) + " N" + std::to_string(N) + " K" + std::to_string(K); }
-double rtolOf(kvsk_dtype dt) { return dt == KVSK_BF16 ? 1.0 / 256 : 1.0 / 1024; }
 
 // Row r of Y (its index in `rows` is i) against the exact reference: bits into `bad`, float64 into st.
 void checkRow(const Buf& Y, int r, size_t i, const Int8Weight& w, const std::vector<std::vector<int64_t>>& sums,
@@ -52,7 +50,7 @@ void checkRow(const Buf& Y, int r, size_t i, const Int8Weight& w, const std::vec
     if (got != want && (*bad)++ == 0) *first = "row " + std::to_string(r) + " n " + std::to_string(n);
     if (st) {
       const double exact = (double)sums[i][n] * xScale[i] * w.ws[n];
-      st->add(Y.get((size_t)r * w.N + n), exact, 1e-30, rtolOf(dt) + 1e-6);
+      st->add(Y.get((size_t)r * w.N + n), exact, 1e-30, outRtol(dt) + 1e-6);
     }
   }
 }
@@ -90,7 +88,7 @@ void gemvCase(kvsk_dtype dt, int N, int K, bool extremes) {
     sameBits = sameBits && std::memcmp(Y.host.data(), full.data(), (size_t)M * rowBytes) == 0;
   }
   for (int rows : {32, 64}) sameBits = sameBits && run(maxM, rows) == full;
-  const std::string n = "gemv_int8 " + name(dt, N, K) + (extremes ? " all +-127" : "");
+  const std::string n = "gemv_int8 " + gemmName(dt, N, K) + (extremes ? " all +-127" : "");
   reportBool("int8", n + " M1..16 bitwise vs the exact reference", maxM, bad == 0, bad ? std::to_string(bad) + " differ, first " + first : "");
   report("int8", n + " M1..16 vs float64", maxM, st);
   reportBool("int8", n + " rows bitwise equal at every M and 16/32/64 rows per CTA", maxM + 2, sameBits, "");
@@ -143,67 +141,24 @@ void runnerCase(cudaStream_t stream, kvsk_dtype dt, int N, int K, bool smooth) {
       if (rowBits[i].empty()) rowBits[i].assign(bits, bits + rowBytes);
       sameAcrossM = sameAcrossM && std::memcmp(rowBits[i].data(), bits, rowBytes) == 0;
     }
-    const std::string n = "runInt8 " + name(dt, N, K) + (smooth ? " act_smooth" : "") + " M" + std::to_string(M) +
+    const std::string n = "runInt8 " + gemmName(dt, N, K) + (smooth ? " act_smooth" : "") + " M" + std::to_string(M) +
                           (gemv ? " (gemv)" : " (cuBLASLt + dequant)");
     reportBool("int8", n + " bitwise vs the exact reference", M, bad == 0, bad ? std::to_string(bad) + " differ, first " + first : "");
     reportBool("int8", n + ": the batch-invariant runner gives the same bits", M, Y.host == Yi.host, "");
   }
-  reportBool("int8", "runInt8 " + name(dt, N, K) + (smooth ? " act_smooth" : "") + ": each row the same bits at every M", 8,
+  reportBool("int8", "runInt8 " + gemmName(dt, N, K) + (smooth ? " act_smooth" : "") + ": each row the same bits at every M", 8,
              sameAcrossM, "");
-  std::printf("  int8 %s: %s\n", name(dt, N, K).c_str(), gemm.describeInt8(N, K, io).c_str());
+  std::printf("  int8 %s: %s\n", gemmName(dt, N, K).c_str(), gemm.describeInt8(N, K, io).c_str());
 }
 
-void importCase(cudaStream_t stream, int N, int K) {
-  const int maxM = 512;
-  const kvs::DType bf = kvs::DType::BF16;
-  const Int8Weight w(N, K, false);
-  Buf X(KVSK_BF16, (size_t)maxM * K);
-  for (size_t i = 0; i < X.n; ++i) X.set(i, uni(-1, 1));
-  X.up();
-  GemmRunner timed(stream, maxM, GemmMode::Fast);
-  timed.planInt8(N, K, bf, w.dW.dev, w.dS.dev);
-  const std::vector<GemmChoice> plan = timed.exportPlanInt8(N, K, bf);
-  GemmRunner restored(stream, maxM, GemmMode::Fast);
-  const std::string why = restored.importPlanInt8(N, K, bf, plan);
-  bool same = why.empty();
-  for (int M : {1, 8, 16, 17, 100, 512}) {
-    if (!same) break;
-    Buf Ya(KVSK_BF16, (size_t)M * N), Yb(KVSK_BF16, (size_t)M * N);
-    timed.runInt8(X.dev, nullptr, w.dW.dev, w.dS.dev, Ya.dev, M, N, K, bf);
-    restored.runInt8(X.dev, nullptr, w.dW.dev, w.dS.dev, Yb.dev, M, N, K, bf);
-    CK(cudaStreamSynchronize(stream));
-    Ya.down();
-    Yb.down();
-    same = Ya.host == Yb.host;
-  }
-  const std::string n = "int8 import N" + std::to_string(N) + " K" + std::to_string(K);
-  reportBool("int8", n + ": same output bits at M 1..512", 6, same, why.empty() ? timed.describeInt8(N, K, bf) : why);
+const QuantGemm kInt8{"int8", "an int8 GEMM", &GemmRunner::planInt8, &GemmRunner::exportPlanInt8, &GemmRunner::importPlanInt8,
+                      &GemmRunner::describeInt8,
+                      [](GemmRunner& r, const void* X, const void* W8, const float* wScale, void* Y, int M, int N, int K,
+                         kvs::DType io) { r.runInt8(X, nullptr, W8, wScale, Y, M, N, K, io); }};
 
-  auto refused = [&](const std::string& what, const std::vector<GemmChoice>& bad, const char* expect) {
-    GemmRunner r(stream, maxM, GemmMode::Fast);
-    const std::string got = r.importPlanInt8(N, K, bf, bad);
-    const std::string again = r.importPlanInt8(N, K, bf, plan);  // nothing was installed
-    reportBool("int8", n + " refused: " + what, 1, got.find(expect) != std::string::npos && again.empty(),
-               got + (again.empty() ? "" : "; then: " + again));
-  };
-  std::vector<GemmChoice> bf16Rows = plan;  // the bf16 GEMV's 4 rows per CTA
-  bf16Rows[0].gemv = true;
-  bf16Rows[0].gemvRows = 4;
-  refused("a GEMV range of 4 rows per CTA", bf16Rows, "does not serve");
-  Buf Wb(KVSK_BF16, (size_t)N * K);
-  for (size_t i = 0; i < Wb.n; ++i) Wb.set(i, uni(-1, 1));
-  Wb.up();
-  GemmRunner bf16Runner(stream, maxM, GemmMode::Fast);
-  bf16Runner.plan(N, K, bf, bf, Wb.dev);
-  const std::vector<GemmChoice> bf16Plan = bf16Runner.exportPlan(N, K, bf, bf);
-  std::vector<GemmChoice> foreign = plan;  // the same M ranges: fastBuckets(512) for both
-  bool replaced = false;
-  for (size_t i = 0; i < foreign.size() && i < bf16Plan.size(); ++i)
-    if (!foreign[i].gemv && !bf16Plan[i].gemv) {
-      foreign[i].algo = bf16Plan[i].algo;
-      replaced = true;
-    }
-  if (replaced) refused("bf16 algorithms for an int8 GEMM", foreign, "cuBLASLt rejects the algorithm");
+void importCase(cudaStream_t stream, int N, int K) {
+  const Int8Weight w(N, K, false);
+  quantImportCase(kInt8, stream, N, K, w.dW.dev, w.dS.dev);
 }
 
 }  // namespace
@@ -219,7 +174,7 @@ void int8Tests() {
     for (const Shape& s : gemvShapes) try {
         gemvCase(dt, s.N, s.K, s.extremes);
       } catch (const std::exception& e) {
-        reportBool("int8", "gemv_int8 " + name(dt, s.N, s.K), 0, false, e.what());
+        reportBool("int8", "gemv_int8 " + gemmName(dt, s.N, s.K), 0, false, e.what());
       }
   cudaStream_t stream;
   CK(cudaStreamCreate(&stream));
@@ -229,7 +184,7 @@ void int8Tests() {
   for (const RunnerShape& s : runnerShapes) try {
       runnerCase(stream, s.dt, s.N, s.K, s.smooth);
     } catch (const std::exception& e) {
-      reportBool("int8", "runInt8 " + name(s.dt, s.N, s.K), 0, false, e.what());
+      reportBool("int8", "runInt8 " + gemmName(s.dt, s.N, s.K), 0, false, e.what());
     }
   for (auto [N, K] : {std::pair{1024, 512}, std::pair{6144, 4096}}) try {
       importCase(stream, N, K);

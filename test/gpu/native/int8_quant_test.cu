@@ -35,14 +35,6 @@ void fillRow(Buf& b, size_t base, int k, RowKind kind, int r) {
   }
 }
 
-template <typename T>
-size_t countDiff(const std::vector<T>& a, const std::vector<T>& b, std::string* first, const char* what) {
-  size_t bad = 0;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (std::memcmp(&a[i], &b[i], sizeof(T)) != 0 && bad++ == 0) *first = std::string(what) + " " + std::to_string(i);
-  return bad;
-}
-
 void rowsCase(kvsk_dtype dt, int M, int K, bool smooth) {
   Buf X(dt, (size_t)M * K);
   for (int r = 0; r < M; ++r) fillRow(X, (size_t)r * K, K, kindOf(r), r);

@@ -2,6 +2,7 @@
 // the current source), on a free port of 127.0.0.1, for what needs signals, exit codes, its log or a clean RSS.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
+import { expect } from 'vitest';
 import { repoRoot } from '../../../src/config.js';
 
 const children: ChildProcess[] = [];
@@ -99,4 +100,26 @@ export async function untilHealthy(url: string, ms = 60_000): Promise<void> {
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error('never became healthy');
+}
+
+/** `kvserve serve ARGS` as a child process, once healthy: its 'ready' log record and its answer to one
+ *  POST /v1/completions of `body` (which must be 200). The server is killed before this returns. */
+export async function serveCompletion(
+  args: string[],
+  body: Record<string, unknown>,
+): Promise<{ ready: LogRecord | undefined; answer: unknown }> {
+  const server = spawnServe(args);
+  try {
+    const url = await server.url;
+    await untilHealthy(url);
+    const res = await fetch(`${url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    expect(res.status).toBe(200);
+    return { ready: server.records().find((r) => r.msg === 'ready'), answer: await res.json() };
+  } finally {
+    server.child.kill('SIGKILL');
+  }
 }
