@@ -3,6 +3,7 @@
 // by argv[1] (default kernel-tests.tsv), and exits non-zero when any case fails.
 // Usage: kvserve_kernel_tests [results.tsv] [suite...]   suites: layers attention sampling gemm fp8 fp8fuse gemv-fuse
 //        kvabsmax int8 gemm-inv
+//        kvserve_kernel_tests --list   the suite names, one a line (an unknown name is an error, exit 2)
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -27,8 +28,21 @@ void gemmInvTests();   // gemm_inv_test.cu
 }  // namespace kt
 
 int main(int argc, char** argv) {
+  const std::vector<std::pair<std::string, void (*)()>> suites = {
+      {"layers", kt::layerTests}, {"attention", kt::attentionTests}, {"sampling", kt::samplingTests}, {"gemm", kt::gemmTests},
+      {"fp8", kt::fp8Tests}, {"fp8fuse", kt::fp8FuseTests}, {"gemv-fuse", kt::gemvFuseTests},
+      {"kvabsmax", kt::kvAbsMaxTests}, {"int8", kt::int8Tests}, {"gemm-inv", kt::gemmInvTests}};
+  if (argc == 2 && std::strcmp(argv[1], "--list") == 0) {
+    for (auto& [name, fn] : suites) std::printf("%s\n", name.c_str());
+    return 0;
+  }
   const char* path = argc > 1 ? argv[1] : "kernel-tests.tsv";
   std::vector<std::string> only(argv + (argc > 2 ? 2 : argc), argv + argc);
+  for (const std::string& name : only)
+    if (std::none_of(suites.begin(), suites.end(), [&](const auto& s) { return s.first == name; })) {
+      std::fprintf(stderr, "unknown suite %s (kvserve_kernel_tests --list names them)\n", name.c_str());
+      return 2;
+    }
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
   // The kernels run as the engine runs them: with programmatic dependent launch on sm_90+ (KVSERVE_CUDA_PDL=0: off).
@@ -37,10 +51,6 @@ int main(int argc, char** argv) {
   kvsk_set_programmatic_launch(pdl);
   std::printf("device: %s (sm_%d%d, %d SMs), programmatic dependent launch %s\n", prop.name, prop.major, prop.minor,
               prop.multiProcessorCount, pdl ? "on" : "off");
-  const std::vector<std::pair<std::string, void (*)()>> suites = {
-      {"layers", kt::layerTests}, {"attention", kt::attentionTests}, {"sampling", kt::samplingTests}, {"gemm", kt::gemmTests},
-      {"fp8", kt::fp8Tests}, {"fp8fuse", kt::fp8FuseTests}, {"gemv-fuse", kt::gemvFuseTests},
-      {"kvabsmax", kt::kvAbsMaxTests}, {"int8", kt::int8Tests}, {"gemm-inv", kt::gemmInvTests}};
   int crashed = 0;
   for (auto& [name, fn] : suites) {
     if (!only.empty() && std::find(only.begin(), only.end(), name) == only.end()) continue;
