@@ -7,8 +7,8 @@
 //
 // A CTA (gemv.cuh's 4 warps) walks its rows kRows at a time (a group), so that each x chunk it loads serves
 // kRows rows. Step j of a row is its chunks 128 j + tid (a warp reads 512 contiguous bytes); a batch is
-// kUnroll steps of every row of the group, kRows * kUnroll 16-byte loads in flight per thread (gemv.cuh's
-// 16, or 8 above M = 4). The next batch, of this group or the next, is loaded before the current group's
+// kUnroll steps of every row of the group, kRows * kUnroll 16-byte loads in flight per thread (16 up to M = 3,
+// 8 above). The next batch, of this group or the next, is loaded before the current group's
 // sums are reduced, so the stream does not stop at row ends. Chunks outside the piece are neither loaded nor
 // added.
 //
@@ -34,9 +34,12 @@ using namespace gemv;
 
 constexpr int kRows = 4;                 // rows of a group: the rows one x chunk serves
 constexpr int kPrefetchBytes = 32 << 10;  // of a CTA's piece, asked of L2 before the programmatic-launch wait
-// Registers: kRows * kUnroll loads (64) + kRows * M sums + x; <= 128 for 4 CTAs (16 warps) per SM at every M,
-// so that the one-wave grid is the same at every M.
+// Registers: kRows * kUnroll loads + kRows * M sums + x; <= 128 for 4 CTAs (16 warps) per SM at every M, so
+// that the one-wave grid is the same at every M.
 constexpr int kMinCtasPerSm = 4;
+// Steps per batch: 4 (16 loads in flight per thread) up to M = 3, 2 above (M = 4 at 4 spills on sm_80). Only the
+// number of loads in flight: the sums are the same.
+template <int M> __host__ __device__ constexpr int evenUnroll() { return M <= 3 ? 4 : 2; }
 
 struct EvenArgs {
   const void* x;    // [m, k]
@@ -60,14 +63,18 @@ __device__ float* partOf(int* records, int g, int slot, int m) {
 // The first chunk of CTA g's piece (of G); CTA g holds [pieceStart(g), pieceStart(g + 1)), never empty for G <= C.
 __host__ __device__ int64_t pieceStart(int g, int G, int64_t chunks) { return (int64_t)g * chunks / G; }
 // The CTA whose piece holds chunk c: the largest g with pieceStart(g) <= c.
-__device__ int ctaOf(int64_t c, int G, int64_t chunks) { return (int)(((c + 1) * G - 1) / chunks); }
+__host__ __device__ int ctaOf(int64_t c, int G, int64_t chunks) { return (int)(((c + 1) * G - 1) / chunks); }
+// Where CTA g keeps its part of a cut row: slot 0 when the row is its piece's first, else 1 (its last).
+__host__ __device__ int slotOf(int g, int row, int G, int64_t chunks, int cpr) {
+  return pieceStart(g, G, chunks) / cpr == row ? 0 : 1;
+}
 
 // Up to kRows consecutive rows of a piece: rows row0 .. row0 + rows - 1 hold chunks [0, cpr) each, except that
 // the first starts at lo (the piece's first row may start mid-row) and the last ends at hi; steps [jBegin,
 // jEnd) cover them.
 struct Group {
   int row0, rows, lo, hi, jBegin, jEnd;
-  __device__ void start(int row, int rEnd, int64_t c0, int64_t c1, int cpr) {
+  __host__ __device__ void start(int row, int rEnd, int64_t c0, int64_t c1, int cpr) {
     row0 = row;
     rows = min(kRows, rEnd - row);
     lo = (int)max((int64_t)0, c0 - (int64_t)row * cpr);
@@ -76,8 +83,12 @@ struct Group {
     jEnd = ((rows > 1 ? cpr : hi) + kThreads - 1) / kThreads;
   }
   // Whether chunk col of row row0 + r is in the piece.
-  __device__ bool holds(int r, int col, int cpr) const {
+  __host__ __device__ bool holds(int r, int col, int cpr) const {
     return r < rows && col >= (r == 0 ? lo : 0) && col < (r == rows - 1 ? hi : cpr);
+  }
+  // Whether steps [j, j + steps) of all kRows rows hold every chunk they name (no test per chunk needed).
+  __host__ __device__ bool whole(int j, int steps, int cpr) const {
+    return rows == kRows && lo == 0 && hi == cpr && (j + steps) * kThreads <= cpr;
   }
 };
 
@@ -87,7 +98,7 @@ template <int kUnroll, typename T>
 __device__ __forceinline__ uint32_t loadBatch(uint4 (&w)[kUnroll][kRows], const Group& grp, const T* wRow, int k,
                                               int cpr, int j, int tid) {
   constexpr uint32_t kAll = (1u << (kUnroll * kRows)) - 1;
-  if (grp.rows == kRows && grp.lo == 0 && grp.hi == cpr && (j + kUnroll) * kThreads <= cpr) {
+  if (grp.whole(j, kUnroll, cpr)) {
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u)
 #pragma unroll
@@ -128,7 +139,7 @@ __device__ __forceinline__ void addBatch(float (&acc)[kRows][M], const uint4 (&w
 
 template <typename T, int M>
 __global__ void __launch_bounds__(kThreads, kMinCtasPerSm) gemvEvenKernel(EvenArgs a) {
-  constexpr int kUnroll = unrollFor<M>();
+  constexpr int kUnroll = evenUnroll<M>();
   __shared__ float ring[2][kWarps][kRows * M];  // warp sums of a group, two groups deep (one barrier per group)
   __shared__ int lastCta[2];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, G = gridDim.x, g = blockIdx.x;
@@ -188,7 +199,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm) gemvEvenKernel(EvenAr
       const int row = row0 + tid / M, m = tid % M;
       if (row < rEnd) {
         const float v = finalSum(ring[buf], tid);
-        if (cut(row)) *partOf(a.records, g, row == rBegin ? 0 : 1, m) = v;
+        if (cut(row)) *partOf(a.records, g, slotOf(g, row, G, a.chunks, cpr), m) = v;
         else Y[(size_t)m * a.n + row] = fromF<T>(v);
       }
     }
@@ -215,8 +226,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm) gemvEvenKernel(EvenAr
     const int gFirst = ctaOf((int64_t)row * cpr, G, a.chunks), gLast = ctaOf((int64_t)(row + 1) * cpr - 1, G, a.chunks);
     float v = 0.f;
     for (int c = gFirst; c <= gLast; ++c) {
-      const int slot = (int)(pieceStart(c, G, a.chunks) / cpr) == row ? 0 : 1;  // the row is CTA c's first, or its last
-      const float part = __ldcg(partOf(a.records, c, slot, m));
+      const float part = __ldcg(partOf(a.records, c, slotOf(c, row, G, a.chunks, cpr), m));
       v = c == gFirst ? part : v + part;
     }
     Y[(size_t)m * a.n + row] = fromF<T>(v);
