@@ -66,7 +66,7 @@ if(CUDAToolkit_FOUND AND TARGET CUDA::cudart_static AND TARGET CUDA::cublasLt)
   file(GLOB _kvs_test_sources CONFIGURE_DEPENDS "${_kvs_root}/test/gpu/native/*.cu" "${_kvs_root}/test/gpu/native/*.cc")
   # engines/sampler.cc and engines/rope.cc (the CPU engine's) serve as references.
   add_executable(kvserve_kernel_tests ${_kvs_test_sources} ${_kvs_kernel_sources}
-    "${_kvs_root}/engines/cuda/gemm.cc" "${_kvs_root}/engines/cuda/gemm_import.cc" "${_kvs_root}/engines/cuda/gemm_fp8.cc" "${_kvs_root}/engines/cuda/gemm_int8.cc" "${_kvs_root}/engines/cuda/gpu_sampler.cc"
+    "${_kvs_root}/engines/cuda/gemm.cc" "${_kvs_root}/engines/cuda/gemm_import.cc" "${_kvs_root}/engines/cuda/gemm_even.cc" "${_kvs_root}/engines/cuda/gemm_fp8.cc" "${_kvs_root}/engines/cuda/gemm_int8.cc" "${_kvs_root}/engines/cuda/gpu_sampler.cc"
     "${_kvs_root}/engines/sampler.cc" "${_kvs_root}/engines/rope.cc" "${_kvs_root}/engines/model_config.cc"
     "${_kvs_root}/engines/json.cc")
   target_include_directories(kvserve_kernel_tests PRIVATE "${_kvs_root}/kernels" "${_kvs_root}/engines/cuda" "${_kvs_root}/engines")
@@ -76,7 +76,7 @@ if(CUDAToolkit_FOUND AND TARGET CUDA::cudart_static AND TARGET CUDA::cublasLt)
 
   # The kernel benchmark (test/gpu/bench): GEMV and attention bandwidth against the copy ceiling.
   add_executable(kvserve_kernel_bench "${_kvs_root}/test/gpu/bench/kernel_bench.cu" ${_kvs_kernel_sources}
-    "${_kvs_root}/engines/cuda/gemm.cc" "${_kvs_root}/engines/cuda/gemm_import.cc" "${_kvs_root}/engines/cuda/gemm_fp8.cc" "${_kvs_root}/engines/cuda/gemm_int8.cc" "${_kvs_root}/engines/model_config.cc"
+    "${_kvs_root}/engines/cuda/gemm.cc" "${_kvs_root}/engines/cuda/gemm_import.cc" "${_kvs_root}/engines/cuda/gemm_even.cc" "${_kvs_root}/engines/cuda/gemm_fp8.cc" "${_kvs_root}/engines/cuda/gemm_int8.cc" "${_kvs_root}/engines/model_config.cc"
     "${_kvs_root}/engines/json.cc")
   target_include_directories(kvserve_kernel_bench PRIVATE "${_kvs_root}/kernels" "${_kvs_root}/engines/cuda" "${_kvs_root}/engines")
   target_link_libraries(kvserve_kernel_bench PRIVATE CUDA::cudart_static CUDA::cublasLt)

@@ -35,7 +35,7 @@ struct TunedGemm {
   int n = 0, k = 0, mMin = 0, mMax = 0;
   std::string algo;    // what the backend restores; cuda: cuBLASLt's cublasLtMatmulAlgo_t as 128 hex digits
   // cuda (engines/cuda/model_gemms.cc): which kernel, and what it is for people
-  std::string kernel;                          // "cublasLt" | "gemv"
+  std::string kernel;                          // "cublasLt" | "gemv" | "gemv_even" | "gemv_fp8" | "gemv_int8" | "cublasLt_int8"
   int rowsPerCta = 0;                          // gemv: rows of W per CTA
   int algoId = 0, tile = 0, stages = 0, splitK = 0;  // cublasLt: read from the algorithm
   int64_t workspace = 0;                       // cublasLt: workspace bytes it needs

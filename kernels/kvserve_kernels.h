@@ -159,6 +159,30 @@ typedef struct {
 int kvsk_gemv_supported(int m, int n, int k, kvsk_dtype dtype);
 cudaError_t kvsk_gemv(const kvsk_gemv_params* p, cudaStream_t stream);
 
+/* The same GEMV (shapes: kvsk_gemv_supported) with W's 16-byte chunks, row-major, cut into `ctas` equal
+ * contiguous pieces, one per CTA (gemv_even.cu): a CTA streams many whole rows and, at its ends, part of a row.
+ * A row wholly inside a piece is summed in kvsk_gemv's order (the same bits); a row cut between pieces is the
+ * float32 sum of its parts in CTA order, added by the last of its CTAs to finish (its counter in the workspace,
+ * reset by that CTA). A row of y depends on its row of x and on N, K and ctas only, never on M. Launched with
+ * programmatic dependent launch (W prefetched and the first loads issued before the wait). One launch at a
+ * time per workspace (the stream orders them); shapes of any grid may share one workspace. */
+typedef struct {
+  const void* x;            /* [M, K] */
+  const void* w;            /* [N, K] */
+  void* y;                  /* [M, N] */
+  int m, n, k;
+  kvsk_dtype dtype;
+  int ctas;                 /* pieces, >= 1 (at most one per chunk: more are clamped): kvsk_gemv_even_ctas for one wave */
+  void* workspace;          /* >= kvsk_gemv_even_workspace_bytes(ctas), 16-byte aligned, zero before the first launch
+                               (each launch leaves it so where it matters) */
+  size_t workspaceBytes;
+} kvsk_gemv_even_params;
+/* The CTAs of one wave for a weight [n, k]: numSms times the fewest CTAs per SM of any M and dtype (so that the
+ * grid, and with it every bit, is the same at every M), at most one per chunk. 0 when the occupancy query fails. */
+int kvsk_gemv_even_ctas(int n, int k, int numSms);
+size_t kvsk_gemv_even_workspace_bytes(int ctas);
+cudaError_t kvsk_gemv_even(const kvsk_gemv_even_params* p, cudaStream_t stream);
+
 /* The batch-invariant GEMM of bf16/f16 (gemm_inv.cu, gemm_inv.cuh): y[M, N] = dtype(sum_k x[m, k] w[n, k]) on
  * tensor cores (mma.sync m16n8k16, float32 sums), every element by one fixed sequence of operations that
  * depends on (k, splits) only: K in chunks of 64 (zero-padded), chunks in `splits` k-partitions of

@@ -112,6 +112,8 @@ class BuildWorker : public ProgressWorker {
       } else if (g.kernel == "gemv" || g.kernel == "gemv_fp8" || g.kernel == "gemv_int8") {  // cuda: a GEMV and its rows of W per CTA
         o.Set("kernel", g.kernel);
         o.Set("rowsPerCta", g.rowsPerCta);
+      } else if (g.kernel == "gemv_even") {  // cuda: the even GEMV (its grid is the device's one wave)
+        o.Set("kernel", g.kernel);
       } else {  // cuda: a cuBLASLt algorithm (algo: its opaque bytes), with what it is for people
         o.Set("kernel", g.kernel);
         o.Set("algo", g.algo);

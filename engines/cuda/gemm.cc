@@ -40,7 +40,8 @@ int32_t GemmRunner::algoAttr(const cublasLtMatmulAlgo_t& algo, cublasLtMatmulAlg
 GemmRunner::GemmRunner(cudaStream_t stream, int maxM, GemmMode mode, int probeM, size_t workspaceBytes,
                        InvariantGemm invariantGemm)
     : stream_(stream), maxM_(maxM < 1 ? 1 : maxM), probeM_(probeM >= 1 && probeM <= maxM_ ? probeM : maxM_),
-      mode_(mode), invariant_(invariantGemm), workspaceBytes_(workspaceBytes), fp8GemvVersion_(fp8GemvVersionFromEnv()) {
+      mode_(mode), invariant_(invariantGemm), workspaceBytes_(workspaceBytes), fp8GemvVersion_(fp8GemvVersionFromEnv()),
+      gemvEven_(gemvEvenFromEnv()) {
   int device = 0;
   KVS_CUDA_CHECK(cudaGetDevice(&device));
   KVS_CUDA_CHECK(cudaDeviceGetAttribute(&numSms_, cudaDevAttrMultiProcessorCount, device));
@@ -197,6 +198,10 @@ void GemmRunner::planFast(Plan& p, int N, int K, DType in, DType out, const void
     kvsk_gemv_params g{x, W, y, M, N, K, static_cast<kvsk_dtype>(in), rows};
     KVS_CUDA_CHECK(kvsk_gemv(&g, stream_));
   };
+  if (gemvEven_ && W && gemvApplies(1, N, K, in, out)) {  // KVSERVE_GEMV_EVEN=1: one more candidate, timed only
+    reserveEven(N, K);
+    c.gemvEven = [&](int M, const void* x, void* y) { runEven(x, W, y, M, N, K, in); };
+  }
   c.matmul = [&](int, const cublasLtMatmulAlgo_t& algo, const void* x, void* y) {  // p.b, p.d at M columns already
     const float alpha = 1.f, beta = 0.f;
     return cublasLtMatmul(handle_, p.desc, &alpha, W, p.a, x, p.b, &beta, y, p.d, y, p.d, &algo, workspace_,
@@ -245,6 +250,15 @@ void GemmRunner::planBuckets(Plan& p, int N, int K, int maxM, bool timed, const 
           best.gemvRows = rows;
         }
       }
+      if (timed && c.gemvEven) {
+        auto once = [&] { c.gemvEven(hi, x.get(), y.get()); };
+        once();
+        const float ms = (*timer)(once);
+        if (ms < bestMs) {
+          bestMs = ms;
+          best.gemvEven = true;
+        }
+      }
     }
     setCols(p.b, hi);
     setCols(p.d, hi);
@@ -289,6 +303,7 @@ void GemmRunner::run(const void* X, const void* W, void* Y, int M, int N, int K,
   Plan& p = get(N, K, in, out, nullptr, 0);
   const Bucket* b = &bucketFor(p, M);
   if (b->ownSplits > 0) return runOwn(*b, X, W, Y, M, N, K, in);
+  if (b->gemv && b->gemvEven) return runEven(X, W, Y, M, N, K, in);
   if (b->gemv) {
     kvsk_gemv_params g{X, W, Y, M, N, K, static_cast<kvsk_dtype>(in), b->gemvRows};
     KVS_CUDA_CHECK(kvsk_gemv(&g, stream_));
@@ -315,7 +330,7 @@ int GemmRunner::ownSplits(int N, int K, DType in, DType out) {
 int GemmRunner::gemvRows(int M, int N, int K, DType in, DType out) {
   if (M <= 0 || M > maxM_) return 0;
   const Bucket& b = bucketFor(get(N, K, in, out, nullptr, 0), M);
-  return b.gemv ? b.gemvRows : 0;
+  return b.gemv && !b.gemvEven ? b.gemvRows : 0;
 }
 
 const GemmRunner::Bucket& GemmRunner::bucketFor(const Plan& p, int M) const {
@@ -357,7 +372,7 @@ std::string GemmRunner::describeBuckets(const Plan& p) const {
       continue;
     }
     if (b.gemv) {
-      s += "M<=" + std::to_string(b.maxM) + ": gemv " + std::to_string(b.gemvRows) + " rows/CTA; ";
+      s += "M<=" + std::to_string(b.maxM) + ": gemv " + (b.gemvEven ? "even" : std::to_string(b.gemvRows) + " rows/CTA") + "; ";
       continue;
     }
     s += "M<=" + std::to_string(b.maxM) + ": algo " + std::to_string(algoAttr(b.algo, CUBLASLT_ALGO_CONFIG_ID)) +

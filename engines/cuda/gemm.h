@@ -8,6 +8,12 @@
 //   chosen at load by timing, at the bucket's M on the real weights, the heuristic's top cuBLASLt candidates
 //   (split-K allowed) and, for M <= KVSK_GEMV_MAX_M (bf16/f16), our memory-bound kernel (kernels/gemv.cu)
 //   that reads each weight once. A row's result then depends on how many rows share the call.
+//   KVSERVE_GEMV_EVEN=1 (read when the runner is made; off until a GPU run verifies it) adds one more GEMV
+//   candidate: kernels/gemv_even.cu, the weight cut evenly over one wave of CTAs (its grid from N, K and the
+//   device alone, so a row's bits still do not depend on M). Its plans record it as its own kind (GemmChoice::
+//   gemvEven, "gemv_even" in a manifest); a runner without the switch refuses such a record in one line (the
+//   caller times the shape again), so nothing runs the kernel unless asked to. It needs a workspace (per-CTA
+//   counters and float32 parts) that grows as shapes are planned: plan every shape before capturing CUDA graphs.
 // - BatchInvariant (--batch-invariant): ONE algorithm per (N, K, dtype) — the heuristic's best at
 //   M = probeM with split-K forced off, also valid at M = 1 and M = maxM — for every M. A row of Y depends on
 //   its row of X only, never on the other rows of the call (checked bitwise by the kernel tests).
@@ -68,6 +74,7 @@ struct GemmChoice {
   int mMin = 1, mMax = 1;          // M in [mMin, mMax]
   bool gemv = false;
   int gemvRows = 0;                // gemv: rows of W per CTA (1, 2 or 4; FP8 and int8 plans: 16, 32 or 64)
+  bool gemvEven = false;           // gemv: the even GEMV (kernels/gemv_even.cu) instead; gemvRows unused
   std::array<uint64_t, 8> algo{};  // cuBLASLt: cublasLtMatmulAlgo_t::data
   size_t workspace = 0;            // cuBLASLt: the workspace it needs at M = mMax
   int algoId = 0, tile = 0, stages = 0, splitK = 0;  // cuBLASLt, for people: read from algo on export, ignored on import
@@ -75,12 +82,14 @@ struct GemmChoice {
 
 // KVSERVE_GEMV_FP8: 1 when unset or v1, 2 for v2; throws on anything else (gemm_fp8.cc).
 int fp8GemvVersionFromEnv();
+// KVSERVE_GEMV_EVEN: false when unset, empty or 0, true for 1; throws on anything else (gemm_even.cc).
+bool gemvEvenFromEnv();
 
 class GemmRunner {
  public:
   // maxM: the largest M any call will pass; probeM (batch-invariant mode): the M the heuristic is asked
   // about (0 = maxM); invariantGemm: which kernel the batch-invariant mode runs where it can (fast mode: unused).
-  // Throws when KVSERVE_GEMV_FP8 is neither unset, v1 nor v2.
+  // Throws when KVSERVE_GEMV_FP8 is neither unset, v1 nor v2, or KVSERVE_GEMV_EVEN neither unset, 0 nor 1.
   GemmRunner(cudaStream_t stream, int maxM, GemmMode mode, int probeM = 0, size_t workspaceBytes = 32u << 20,
              InvariantGemm invariantGemm = InvariantGemm::CublasLt);
   ~GemmRunner();
@@ -96,7 +105,8 @@ class GemmRunner {
   // Plain description of the algorithm(s) chosen for the shape (benchmarks, logs).
   std::string describe(int N, int K, DType in, DType out);
   // Rows of W per CTA (1, 2 or 4) when run() at this M launches the GEMV kernel (kernels/gemv.cu), else 0
-  // (cuBLASLt, or M outside [1, maxM]): the forward pass fuses its epilogues only into the GEMV.
+  // (cuBLASLt, the even GEMV, or M outside [1, maxM]): the forward pass fuses its epilogues only into the
+  // rows-per-CTA GEMV (gemv_fused.cu gives a CTA whole rows, paired), so a bucket on the even GEMV runs unfused.
   int gemvRows(int M, int N, int K, DType in, DType out);
 
   // The plan of (N, K, in, out) as choices, ascending in M (planned untimed first when it is not yet).
@@ -105,11 +115,14 @@ class GemmRunner {
   // mode only, for a shape not planned yet. The ranges must start at 1 and follow each other without a gap
   // up to maxM or beyond (ranges above maxM are dropped, the last one kept ends at maxM); every cuBLASLt
   // algorithm must pass cublasLtMatmulAlgoCheck at both ends of its range within the workspace, every GEMV
-  // range must be one kvsk_gemv supports. Returns "" once installed; else why not, with nothing installed
-  // (the caller then plans the shape by timing).
+  // range must be one kvsk_gemv supports, and an even-GEMV range (gemvEven) needs KVSERVE_GEMV_EVEN=1 here.
+  // Returns "" once installed; else why not, with nothing installed (the caller then plans the shape by timing).
   std::string importPlan(int N, int K, DType in, DType out, const std::vector<GemmChoice>& choices, int maxM = 0);
   GemmMode mode() const { return mode_; }
   InvariantGemm invariantGemm() const { return invariant_; }
+  bool gemvEven() const { return gemvEven_; }  // KVSERVE_GEMV_EVEN=1: the even GEMV is a candidate, its records imported
+  // CTAs of the even GEMV for the shape (kvsk_gemv_even_ctas on this device): the grid its bits depend on.
+  int gemvEvenCtas(int N, int K) const;
   // k-partitions of our batch-invariant GEMM for the shape (kvsk_gemm_inv_splits) when run() serves it with
   // that kernel, else 0 (planned untimed first when it is not yet).
   int ownSplits(int N, int K, DType in, DType out);
@@ -155,6 +168,7 @@ class GemmRunner {
     cublasLtMatmulAlgo_t algo{};
     size_t workspace = 0;
     int gemvRows = 4;  // gemv: rows of W per CTA (kvsk_gemv_params / kvsk_gemv_fp8_params / kvsk_gemv_int8_params .rowsPerCta)
+    bool gemvEven = false;  // gemv: kernels/gemv_even.cu (bf16/f16 plans only) instead of gemvRows rows per CTA
     int ownSplits = 0;  // > 0: our batch-invariant GEMM (kernels/gemm_inv.cu) with these k-partitions
   };
   struct Plan {
@@ -173,9 +187,14 @@ class GemmRunner {
   static int32_t algoAttr(const cublasLtMatmulAlgo_t& algo, cublasLtMatmulAlgoConfigAttributes_t attr);
   void planInvariant(Plan& p, int N, int K, DType in, DType out);
   void runOwn(const Bucket& b, const void* X, const void* W, void* Y, int M, int N, int K, DType in);
+  // The even GEMV (gemm_even.cc): reserveEven grows its workspace for the shape (synchronizing the stream, so at
+  // planning only); runEven launches it.
+  void reserveEven(int N, int K);
+  void runEven(const void* X, const void* W, void* Y, int M, int N, int K, DType in);
   void planFast(Plan& p, int N, int K, DType in, DType out, const void* W, int maxM);
   // What a fast-mode plan chooses from, per M bucket (planBuckets): the GEMV at each of gemvRows where gemvServes
-  // both ends of the bucket, and the heuristic's cuBLASLt candidates on p. gemv and matmul launch one candidate
+  // both ends of the bucket (and, where gemvEven is set, the even GEMV there too, timed only), and the
+  // heuristic's cuBLASLt candidates on p. gemv, gemvEven and matmul launch one candidate
   // at M rows on the random X [maxM, K] (dtype in) into Y [maxM, N] (dtype out); matmul finds p's b and d at M
   // columns and returns false when cuBLASLt refuses the launch. prepare (optional) runs once on X before any.
   struct FastCandidates {
@@ -183,6 +202,7 @@ class GemmRunner {
     std::vector<int> gemvRows;  // the first is the untimed choice
     std::function<bool(int M)> gemvServes;
     std::function<void(int M, int rows, const void* x, void* y)> gemv;
+    std::function<void(int M, const void* x, void* y)> gemvEven;  // optional
     std::function<bool(int M, const cublasLtMatmulAlgo_t& algo, const void* x, void* y)> matmul;
     std::function<void(const void* x)> prepare;
   };
@@ -195,8 +215,8 @@ class GemmRunner {
   static std::vector<int> fastBuckets(int maxM);
   std::vector<GemmChoice> exportBuckets(const Plan& p) const;
   std::string describeBuckets(const Plan& p) const;
-  // Fills p's buckets from choices for M <= limit; "" or why not. gemvServes(M, rows): whether a GEMV range
-  // may be there.
+  // Fills p's buckets from choices for M <= limit; "" or why not. gemvServes(M, choice): whether a GEMV range
+  // (its gemvRows, or the even GEMV) may be there.
   template <typename GemvServes>
   std::string importBuckets(Plan& p, const std::vector<GemmChoice>& choices, int limit, const GemvServes& gemvServes);
   // FP8 (gemm_fp8.cc)
@@ -242,6 +262,8 @@ class GemmRunner {
   DeviceBuffer int8Scale_; // [M] float32: its per-row scales
   DeviceBuffer int8Acc_;   // [M, N] int32: cuBLASLt's product, before kvsk_dequant_int8
   int fp8GemvVersion_;     // kvsk_gemv_fp8_params.version: 1, or 2 with KVSERVE_GEMV_FP8=v2
+  bool gemvEven_;          // KVSERVE_GEMV_EVEN=1
+  DeviceBuffer evenWorkspace_;  // kvsk_gemv_even's: per-CTA counters (kept zero between calls) and parts
 };
 
 }  // namespace kvs::cuda

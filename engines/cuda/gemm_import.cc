@@ -2,7 +2,10 @@
 // tunedGemms, model_gemms.cc), importPlan installs them in a later process instead of timing again. An
 // imported cuBLASLt algorithm is the very cublasLtMatmulAlgo_t the build timed, byte for byte, so the engine
 // runs the same kernels as the build did; cublasLtMatmulAlgoCheck vets it first, since the bytes come from a
-// file and are only meaningful to the cuBLASLt version, GPU and shape that made them.
+// file and are only meaningful to the cuBLASLt version, GPU and shape that made them. An even-GEMV record
+// (GemmChoice::gemvEven) is taken only by a runner with KVSERVE_GEMV_EVEN=1: elsewhere the plan is refused in one
+// line and the caller times the shape again, so the unverified kernel never runs unless asked for (its grid is
+// not recorded: it is one wave of this device, the target the engine was built for).
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
@@ -44,7 +47,8 @@ std::vector<GemmChoice> GemmRunner::exportBuckets(const Plan& p) const {
     c.mMax = b.maxM;
     c.gemv = b.gemv;
     if (b.gemv) {
-      c.gemvRows = b.gemvRows;
+      c.gemvEven = b.gemvEven;
+      c.gemvRows = b.gemvEven ? 0 : b.gemvRows;
     } else {
       std::memcpy(c.algo.data(), &b.algo, sizeof(b.algo));
       c.workspace = b.workspace;
@@ -64,14 +68,22 @@ std::string GemmRunner::importPlan(int N, int K, DType in, DType out, const std:
   const Key key{N, K, static_cast<int>(in), static_cast<int>(out)};
   if (plans_.count(key)) return "the shape is planned already";
   const int limit = maxM > 0 ? std::min(maxM, maxM_) : maxM_;
+  bool even = false;
+  for (const GemmChoice& c : choices) {
+    if (!c.gemv || !c.gemvEven || c.mMin > limit) continue;
+    if (!gemvEven_)
+      return "M " + range(c.mMin, c.mMax) + ": the even GEMV (gemv_even) is off in this process (KVSERVE_GEMV_EVEN=1 turns it on)";
+    even = true;
+  }
   Plan p = makePlan(N, K, in, out);
-  const std::string why = importBuckets(p, choices, limit, [&](int m, int rows) {
-    return (rows == 1 || rows == 2 || rows == 4) && gemvApplies(m, N, K, in, out);
+  const std::string why = importBuckets(p, choices, limit, [&](int m, const GemmChoice& c) {
+    return (c.gemvEven || c.gemvRows == 1 || c.gemvRows == 2 || c.gemvRows == 4) && gemvApplies(m, N, K, in, out);
   });
   if (!why.empty()) {
     destroyPlan(p);
     return why;
   }
+  if (even) reserveEven(N, K);
   plans_.emplace(key, p);
   return "";
 }
@@ -84,8 +96,8 @@ std::string GemmRunner::importPlanFp8(int N, int K, DType io, const std::vector<
   Plan p = makePlanFp8(N, K, io);
   reserveFp8Scratch(limit, K);
   setFp8Scales(p, nullptr);
-  const std::string why = importBuckets(p, choices, limit, [&](int m, int rows) {
-    return (rows == 16 || rows == 32 || rows == 64) && fp8GemvApplies(m, N, K, io);
+  const std::string why = importBuckets(p, choices, limit, [&](int m, const GemmChoice& c) {
+    return !c.gemvEven && (c.gemvRows == 16 || c.gemvRows == 32 || c.gemvRows == 64) && fp8GemvApplies(m, N, K, io);
   });
   if (!why.empty()) {
     destroyPlan(p);
@@ -101,8 +113,8 @@ std::string GemmRunner::importPlanInt8(int N, int K, DType io, const std::vector
   const int limit = maxM > 0 ? std::min(maxM, maxM_) : maxM_;
   Plan p = makePlanInt8(N, K);
   reserveInt8Scratch(limit, N, K);
-  const std::string why = importBuckets(p, choices, limit, [&](int m, int rows) {
-    return (rows == 16 || rows == 32 || rows == 64) && int8GemvApplies(m, N, K, io);
+  const std::string why = importBuckets(p, choices, limit, [&](int m, const GemmChoice& c) {
+    return !c.gemvEven && (c.gemvRows == 16 || c.gemvRows == 32 || c.gemvRows == 64) && int8GemvApplies(m, N, K, io);
   });
   if (!why.empty()) {
     destroyPlan(p);
@@ -127,12 +139,15 @@ std::string GemmRunner::importBuckets(Plan& p, const std::vector<GemmChoice>& ch
     Bucket b;
     b.maxM = hi;
     if (c.gemv) {
-      if (!gemvServes(lo + 1, c.gemvRows) || !gemvServes(hi, c.gemvRows)) {
-        why = at + ": the GEMV kernel does not serve this shape at these M with " + std::to_string(c.gemvRows) + " rows per CTA";
+      if (!gemvServes(lo + 1, c) || !gemvServes(hi, c)) {
+        why = at + (c.gemvEven ? std::string(": the even GEMV does not serve this shape at these M")
+                               : ": the GEMV kernel does not serve this shape at these M with " + std::to_string(c.gemvRows) +
+                                     " rows per CTA");
         break;
       }
       b.gemv = true;
       b.gemvRows = c.gemvRows;
+      b.gemvEven = c.gemvEven;
     } else {
       std::memcpy(&b.algo, c.algo.data(), sizeof(b.algo));
       for (int m : {lo + 1, hi}) {

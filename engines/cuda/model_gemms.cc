@@ -19,7 +19,9 @@ TunedGemm toTuned(const ModelGemm& g, const GemmChoice& c) {
   t.k = g.k;
   t.mMin = c.mMin;
   t.mMax = c.mMax;
-  if (c.gemv) {
+  if (c.gemv && c.gemvEven) {
+    t.kernel = "gemv_even";  // bf16/f16 plans only (GemmRunner::exportPlan); its grid is the device's
+  } else if (c.gemv) {
     t.kernel = gemvKernel(g.kind);
     t.rowsPerCta = c.gemvRows;
   } else {
@@ -49,7 +51,10 @@ std::string choicesFor(const ModelGemm& g, const std::vector<TunedGemm>& tuned, 
     if (t.kernel == gemvKernel(g.kind)) {
       c.gemv = true;
       c.gemvRows = t.rowsPerCta;
-    } else if (t.kernel == "gemv" || t.kernel == "gemv_fp8") {
+    } else if (t.kernel == "gemv_even" && g.kind == GemmKind::Float) {
+      c.gemv = true;
+      c.gemvEven = true;  // GemmRunner::importPlan refuses it without KVSERVE_GEMV_EVEN=1
+    } else if (t.kernel == "gemv" || t.kernel == "gemv_fp8" || t.kernel == "gemv_even") {
       return "M " + std::to_string(t.mMin) + ".." + std::to_string(t.mMax) + ": a " + t.kernel + " record for a" +
              (g.kind == GemmKind::Fp8 ? "n fp8" : " " + std::string("bf16/f16")) + " weight";
     } else if (t.kernel == (int8 ? "cublasLt_int8" : "cublasLt")) {

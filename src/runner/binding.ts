@@ -212,8 +212,8 @@ export interface NativeTunedGemm {
   mMin: number;
   mMax: number;
   algo?: string; // what the backend restores; cuBLASLt: its cublasLtMatmulAlgo_t as 128 hex digits
-  kernel?: 'cublasLt' | 'gemv' | 'gemv_fp8' | 'gemv_int8' | 'cublasLt_int8';
-  rowsPerCta?: number; // gemv
+  kernel?: 'cublasLt' | 'gemv' | 'gemv_even' | 'gemv_fp8' | 'gemv_int8' | 'cublasLt_int8';
+  rowsPerCta?: number; // gemv, gemv_fp8, gemv_int8 (gemv_even: the weight cut evenly over one wave of CTAs)
   algoId?: number; // cublasLt, for people
   tile?: number;
   stages?: number;

@@ -39,11 +39,12 @@ beforeAll(async () => {
   m.target = h200;
   m.tunedGemms = [
     { weight: 'qkv_proj', n: 192, k: 64, mMin: 1, mMax: 1, kernel: 'gemv', rowsPerCta: 4 },
+    { weight: 'qkv_proj', n: 192, k: 64, mMin: 2, mMax: 8, kernel: 'gemv_even' },
     {
       weight: 'qkv_proj',
       n: 192,
       k: 64,
-      mMin: 2,
+      mMin: 9,
       mMax: 2048,
       kernel: 'cublasLt',
       algo,
@@ -64,9 +65,12 @@ test('engine-info prints the GPU, driver and cuBLASLt, and every tuned GEMM rang
   expect(r.stdout).toMatch(
     /^target {9}cuda sm_90: NVIDIA H200 \(compute capability 9\.0, 132 SMs\), driver 580\.159\.04, CUDA runtime 13\.0, cuBLASLt 13\.1\.0, kernels for 90$/m,
   );
-  expect(r.stdout).toMatch(/^tuned GEMMs {4}2 M ranges$/m);
+  expect(r.stdout).toMatch(/^tuned GEMMs {4}3 M ranges$/m);
   expect(r.stdout).toMatch(/^ {2}qkv_proj \[192, 64\] M 1\.\.1: GEMV kernel, 4 rows of W per CTA$/m);
-  expect(r.stdout).toMatch(/^ {2}qkv_proj \[192, 64\] M 2\.\.2048: cuBLASLt algo 66, tile 20, stages 35, split-K 1$/m);
+  expect(r.stdout).toMatch(
+    /^ {2}qkv_proj \[192, 64\] M 2\.\.8: GEMV kernel, W cut evenly over one wave of CTAs \(KVSERVE_GEMV_EVEN=1\)$/m,
+  );
+  expect(r.stdout).toMatch(/^ {2}qkv_proj \[192, 64\] M 9\.\.2048: cuBLASLt algo 66, tile 20, stages 35, split-K 1$/m);
 });
 
 describe('a CUDA engine where there is no CUDA to run it', () => {

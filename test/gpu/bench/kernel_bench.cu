@@ -8,6 +8,9 @@
 //          partitions) at batch 1 and 64 x context 4096: K+V bytes read / time; prefill attention of
 //          2048- and 8192-token prompts (causal): TFLOP/s of the 4 T^2 D H / 2 useful flops
 //   chain  16 back-to-back GEMVs at M = 1, plain launches against programmatic dependent launch (sm_90+)
+//   gemv-even  the even GEMV (kernels/gemv_even.cu: W cut evenly over one wave of CTAs) against gemv.cu at its best
+//          of 1, 2, 4 rows per CTA: single launches at M = 1, 2, 4, 8, then (sm_90+) chains of 16 with PDL at M = 1
+//          and 8, one wave and two waves; weight bytes / time against the copy ceiling
 //   fp8    the FP8-weight GEMV, v1 (kernels/gemv_fp8.cu) and v2 (gemv_fp8_v2.cu), at M = 1, 4, 8, 16 beside the
 //          bf16 GEMV: weight bytes / time (1 byte a weight against 2), and 16 back-to-back FP8 GEMVs at M = 1, 8,
 //          16 with programmatic dependent launch at 16, 32 and 64 rows per CTA (the forward pass's situation)
@@ -32,7 +35,7 @@
 //          bytes / time against the copy ceiling; then ours with each tile shape and split forced (the same
 //          bits; what the automatic choice could pick instead); and (sm_90+) chains of 16 at M = 1 with PDL,
 //          ours against the GEMV (the batch-1 step's situation)
-// Usage: kvserve_kernel_bench [gemv|chain|attn|attn-fp8|copy|fp8|fp8gemm|fp8fuse|fuse|int8|int8gemm|inv ...]
+// Usage: kvserve_kernel_bench [gemv|chain|gemv-even|attn|attn-fp8|copy|fp8|fp8gemm|fp8fuse|fuse|int8|int8gemm|inv ...]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -171,6 +174,78 @@ void gemvChainBench(double copyBw) {
     std::printf("\n");
     kvsk_set_programmatic_launch(0);
   }
+}
+
+// The even GEMV beside gemv.cu's best rows per CTA (the one the GEMM planner would keep), both timed on rotating
+// weights. Single launches first (PDL as it is set: off, as gemvBench runs), then chains of 16 as the forward pass
+// issues them: per-kernel us with programmatic dependent launch.
+void gemvEvenBench(double copyBw, int numSms, bool pdl) {
+  const kvsk_dtype dt = KVSK_BF16;
+  const int wave = kvsk_gemv_even_ctas(1 << 20, 4096, numSms);  // one wave of the largest weights
+  const size_t wsBytes = kvsk_gemv_even_workspace_bytes(2 * wave);
+  void* ws = nullptr;
+  CK(cudaMalloc(&ws, wsBytes));
+  CK(cudaMemset(ws, 0, wsBytes));
+  auto even = [&](const GemvBuffers& buf, const GemvShape& s, int i, int M, int ctas) {
+    kvsk_gemv_even_params g{buf.x, buf.w(i), buf.y, M, s.N, s.K, dt, ctas, ws, wsBytes};
+    CK(kvsk_gemv_even(&g, stream));
+  };
+  auto plain = [&](const GemvBuffers& buf, const GemvShape& s, int i, int M, int rows) {
+    kvsk_gemv_params g{buf.x, buf.w(i), buf.y, M, s.N, s.K, dt, rows};
+    CK(kvsk_gemv(&g, stream));
+  };
+  std::printf("\neven GEMV, bf16, single launches (weight bytes / time; %% of copy bandwidth %.2f TB/s; one wave = %d CTAs)\n",
+              copyBw / 1e12, wave);
+  std::printf("%-8s %6s %6s %3s %12s %5s %6s %10s %6s %8s\n", "weight", "N", "K", "M", "gemv best us", "rows", "%copy", "even us",
+              "%copy", "even/gemv");
+  for (const GemvShape& s : kGemvShapes) {
+    const double wBytes = (double)s.N * s.K * 2;
+    const GemvBuffers buf(s, 2, 700, 8);
+    for (int M : {1, 2, 4, 8}) {
+      double best = 1e30;
+      int bestRows = 0;
+      for (int rows : {4, 2, 1}) {
+        const double ms = timeMs([&](int i) { plain(buf, s, i, M, rows); });
+        if (ms < best) { best = ms; bestRows = rows; }
+      }
+      const double evenMs = timeMs([&](int i) { even(buf, s, i, M, kvsk_gemv_even_ctas(s.N, s.K, numSms)); });
+      std::printf("%-8s %6d %6d %3d %12.1f %5d %5.0f%% %10.1f %5.0f%% %8.2fx\n", s.name, s.N, s.K, M, best * 1e3, bestRows,
+                  100.0 * wBytes / (best * 1e-3) / copyBw, evenMs * 1e3, 100.0 * wBytes / (evenMs * 1e-3) / copyBw, evenMs / best);
+    }
+  }
+  if (!pdl) {
+    cudaFree(ws);
+    return;
+  }
+  kvsk_set_programmatic_launch(1);
+  std::printf("\neven GEMV, bf16, chains of 16 with PDL (per-kernel us, %% of copy bandwidth)\n");
+  std::printf("%-8s %3s %18s %16s %16s\n", "weight", "M", "gemv best (rows)", "even, 1 wave", "even, 2 waves");
+  for (const GemvShape& s : kGemvShapes) {
+    if (std::string(s.name) == "lm_head") continue;
+    const double wBytes = (double)s.N * s.K * 2;
+    const GemvBuffers buf(s, 17, 900, 8);
+    const int one = kvsk_gemv_even_ctas(s.N, s.K, numSms);
+    for (int M : {1, 8}) {
+      auto chain = [&](const std::function<void(int)>& launch) {
+        return 1e3 / 16 * timeMs([&](int i) {
+          for (int j = 0; j < 16; ++j) launch(i * 16 + j);
+        });
+      };
+      double best = 1e30;
+      int bestRows = 0;
+      for (int rows : {4, 2, 1}) {
+        const double us = chain([&](int i) { plain(buf, s, i, M, rows); });
+        if (us < best) { best = us; bestRows = rows; }
+      }
+      const double us1 = chain([&](int i) { even(buf, s, i, M, one); });
+      const double us2 = chain([&](int i) { even(buf, s, i, M, 2 * one); });
+      std::printf("%-8s %3d %8.1f (%d, %3.0f%%) %8.1f (%3.0f%%) %8.1f (%3.0f%%)\n", s.name, M, best, bestRows,
+                  100.0 * wBytes / (best * 1e-6) / copyBw, us1, 100.0 * wBytes / (us1 * 1e-6) / copyBw, us2,
+                  100.0 * wBytes / (us2 * 1e-6) / copyBw);
+    }
+  }
+  kvsk_set_programmatic_launch(0);
+  cudaFree(ws);
 }
 
 // FP8 copies of one weight (quantized on the device from random bf16, enough copies, > 1.5 GiB, that no timed
@@ -781,6 +856,7 @@ int main(int argc, char** argv) {
   std::printf("copy bandwidth (read + write): %.2f TB/s\n", bw / 1e12);
   if (want("gemv")) gemvBench(bw);
   if (want("chain") && prop.major >= 9) gemvChainBench(bw);
+  if (want("gemv-even")) gemvEvenBench(bw, prop.multiProcessorCount, prop.major >= 9);
   if (want("attn")) attnBench(bw);
   if (want("fp8")) fp8GemvBench(bw);
   if (want("fp8gemm")) fp8GemmBench();
