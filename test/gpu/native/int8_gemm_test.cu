@@ -44,10 +44,10 @@ struct Int8Weight {
 void checkRow(const Buf& Y, int r, size_t i, const Int8Weight& w, const std::vector<std::vector<int64_t>>& sums,
               const std::vector<float>& xScale, kvsk_dtype dt, size_t* bad, std::string* first, ErrStat* st) {
   for (int n = 0; n < w.N; ++n) {
-    uint32_t want = 0, got = 0;
-    store(dt, &want, 0, dequantInt8Ref(sums[i][n], xScale[i], w.ws[n]));
+    const uint32_t want = outBits(dt, dequantInt8Ref(sums[i][n], xScale[i], w.ws[n]));
+    uint32_t got = 0;
     std::memcpy(&got, Y.host.data() + ((size_t)r * w.N + n) * 2, 2);
-    if (got != want && (*bad)++ == 0) *first = "row " + std::to_string(r) + " n " + std::to_string(n);
+    if (got != want && (*bad)++ == 0) *first = "row " + std::to_string(r) + " n " + std::to_string(n) + ": " + bitsNote(got, want);
     if (st) {
       const double exact = (double)sums[i][n] * xScale[i] * w.ws[n];
       st->add(Y.get((size_t)r * w.N + n), exact, 1e-30, outRtol(dt) + 1e-6);

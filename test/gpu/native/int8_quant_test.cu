@@ -84,10 +84,10 @@ void dequantCase(kvsk_dtype dt, int M, int N) {
   std::string first;
   for (int m = 0; m < M; ++m)
     for (int n = 0; n < N; ++n) {
-      uint32_t want = 0, got = 0;
-      store(dt, &want, 0, dequantInt8Ref(acc[(size_t)m * N + n], xs[m], ws[n]));
+      const uint32_t want = outBits(dt, dequantInt8Ref(acc[(size_t)m * N + n], xs[m], ws[n]));
+      uint32_t got = 0;
       std::memcpy(&got, Y.host.data() + ((size_t)m * N + n) * 2, 2);
-      if (got != want && bad++ == 0) first = "m " + std::to_string(m) + " n " + std::to_string(n);
+      if (got != want && bad++ == 0) first = "m " + std::to_string(m) + " n " + std::to_string(n) + ": " + bitsNote(got, want);
     }
   reportBool("int8", std::string("dequant ") + dtName(dt) + " M" + std::to_string(M) + " N" + std::to_string(N) + " bitwise", M,
              bad == 0, bad ? std::to_string(bad) + " differ, first " + first : "");

@@ -5,6 +5,9 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <string>
 #include <vector>
 
 #include "harness.h"
@@ -22,6 +25,27 @@ inline float quantizeRowInt8Ref(const float* x, const float* mul, int k, int8_t*
     q[i] = static_cast<int8_t>(std::fmax(-127.f, std::fmin(127.f, r)));
   }
   return a / 127.f;
+}
+
+// The 16-bit pattern of x rounded to bf16/f16. Through memcpy: storing a __nv_bfloat16 into a uint32_t and
+// reading the uint32_t back is undefined (strict aliasing), and g++ -O3 kept the uint32_t's earlier value, 0.
+inline uint32_t outBits(kvsk_dtype dt, float x) {
+  uint16_t b = 0;
+  if (dt == KVSK_BF16) {
+    const __nv_bfloat16 h = __float2bfloat16_rn(x);
+    std::memcpy(&b, &h, 2);
+  } else {
+    const __half h = __float2half_rn(x);
+    std::memcpy(&b, &h, 2);
+  }
+  return b;
+}
+
+// "got 0x.... want 0x....": the two 16-bit patterns of a bitwise mismatch, for the case's note.
+inline std::string bitsNote(uint32_t got, uint32_t want) {
+  char b[48];
+  std::snprintf(b, sizeof b, "got 0x%04x want 0x%04x", got, want);
+  return b;
 }
 
 // The epilogue of one output element, as a float (the caller rounds it to the output dtype).

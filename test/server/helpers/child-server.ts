@@ -111,7 +111,11 @@ export async function serveCompletion(
   const server = spawnServe(args);
   try {
     const url = await server.url;
-    await untilHealthy(url);
+    await untilHealthy(url).catch((e: unknown) => {
+      throw new Error(
+        `${String(e)}; the server's stderr:\n${server.stderr().slice(-3000)}\nstdout:\n${server.stdout().slice(-3000)}`,
+      );
+    });
     const res = await fetch(`${url}/v1/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
