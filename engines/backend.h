@@ -36,8 +36,8 @@ struct EngineOptions {
   std::string invariantGemm = "cublaslt";
   // cuda: where the GEMM plan runs the bf16/f16 GEMV (M <= 8), RoPE + cache write and SiLU-and-mul in the qkv
   // and gate/up GEMVs' epilogues (kvsk_gemv_rope_cache / kvsk_gemv_silu_mul; bitwise the unfused results).
-  // The N-API option gemvFuse, whose default KVSERVE_GEMV_FUSE=1 turns on.
-  bool gemvFuse = false;
+  // The N-API option gemvFuse, on unless KVSERVE_GEMV_FUSE=0.
+  bool gemvFuse = true;
   // cuda: "fp8" holds the decoder layers' linear weights (q/k/v, o, gate/up, down) as fp8 E4M3 with a scale
   // per output channel and runs them through FP8 GEMMs (activations quantized per token at run time):
   // quantized at load from a checkpoint, or as an fp8 engine holds them. lm_head stays in the compute dtype.
@@ -45,10 +45,10 @@ struct EngineOptions {
   // kvserve build would; behind KVSERVE_CUDA_INT8=1, see cudaInt8Refusal), or as an int8 engine holds them.
   std::string quantization = "none";
   QuantizationRequest int8Request;    // quantization "int8" from a checkpoint: the calibration and search options
-  // cuda, fp8: RMSNorm and SiLU·mul write the FP8 GEMM inputs (e4m3 rows and their scales) themselves instead
-  // of a separate quantize pass per GEMM, with bitwise the same results. The N-API option fp8Fuse, whose
-  // default KVSERVE_FP8_FUSE=1 turns on.
-  bool fp8Fuse = false;
+  // cuda, fp8: the RMSNorms write the FP8 GEMM inputs of qkv and gate/up (e4m3 rows and their scales)
+  // themselves instead of a separate quantize pass per GEMM, with bitwise the same results. The N-API option
+  // fp8Fuse, on unless KVSERVE_FP8_FUSE=0.
+  bool fp8Fuse = true;
   std::string kvCacheDtype = "auto";  // auto: the compute dtype (cpu: float32); fp8: e4m3 (cuda only, half the bytes)
   // fp8 KV cache: per-layer K and V scales (stored = e4m3(x / scale)); both empty = 1.0 for every layer (what
   // vLLM does without calibration), else numLayers finite positive values each. Checked whenever given.
@@ -72,7 +72,7 @@ struct BackendInfo {
   // cuda, EngineOptions::gemvFuse: the epilogues a batch-1 step fuses into its GEMVs ("rope+cache",
   // "silu*mul", comma-separated), "" when none (off, fp8 matrices, cuBLASLt picked at M = 1, q/k norm: RoPE)
   std::string gemvFusion;
-  bool fp8Fuse = false;               // cuda, fp8: the norms and SiLU·mul quantize their own outputs (EngineOptions::fp8Fuse)
+  bool fp8Fuse = false;               // cuda, fp8: the norms quantize their own outputs (EngineOptions::fp8Fuse)
   // cuda, batchInvariant: which GEMMs serve it, "cublaslt" or "own" (EngineOptions::invariantGemm), with the
   // weights that own still leaves to cuBLASLt, if any ("own; cublaslt: lm_head"); "" otherwise.
   std::string invariantGemm;

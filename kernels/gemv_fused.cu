@@ -160,9 +160,8 @@ extern "C" cudaError_t kvsk_gemv_rope_cache(const kvsk_gemv_params* g, const kvs
 }
 
 extern "C" int kvsk_gemv_silu_mul_supported(const kvsk_gemv_params* g, const kvsk_silu_mul_params* s) {
-  // Writes the [T, I] activations in the dtype only: not the e4m3 rows of a fused FP8 input (outQ).
   return kvsk::gemvArgsOk(g) && s->dtype == g->dtype && s->numTokens == g->m && s->intermediate >= 1 &&
-         (int64_t)2 * s->intermediate == g->n && s->out != nullptr && s->outQ == nullptr;
+         (int64_t)2 * s->intermediate == g->n && s->out != nullptr;
 }
 
 extern "C" cudaError_t kvsk_gemv_silu_mul(const kvsk_gemv_params* g, const kvsk_silu_mul_params* s, cudaStream_t stream) {

@@ -4,7 +4,7 @@
 // Both kernels give one CTA to a row: the row's absmax is a block-wide max, so a row's scale and bytes depend
 // on that row alone. Every step is exactly rounded (IEEE division, cvt.rn.satfinite), so the kernel tests can
 // compare bytes and scales bit for bit with a plain CPU encoder. The activation arithmetic is quant_fp8.cuh's,
-// shared with the producers that quantize their own output (rmsnorm.cu, silu_mul.cu).
+// shared with the producer that quantizes its own output (rmsnorm.cu).
 #include <cfloat>
 
 #include "quant_fp8.cuh"

@@ -1,6 +1,6 @@
 // Per-row e4m3 quantization of activations (kvserve_kernels.h: kvsk_quantize_rows_fp8), as device helpers:
-// quant_fp8.cu's standalone pass and the producers that write the FP8 GEMM input themselves (rmsnorm.cu,
-// silu_mul.cu, with outQ set) call these same functions, so that the fused and the separate path give the
+// quant_fp8.cu's standalone pass and the producer that writes the FP8 GEMM input itself (rmsnorm.cu, with
+// outQ set) call these same functions, so that the fused and the separate path give the
 // same bytes and scales bit for bit:
 //   scale = max(absmax / 448, KVSK_FP8_MIN_ACT_SCALE)   (IEEE division; absmax by fmaxf, so NaN is skipped and
 //                                                        the order of the max does not matter)

@@ -220,7 +220,7 @@ void CudaBackend::allocateActivations() {
   act_.resize(T * I * es);
   final_.resize(S * H * es);
   if (fp8Fuse_) {
-    xq_.resize(T * std::max(H, I));
+    xq_.resize(T * H);
     xqScale_.resize(T * sizeof(float));
   }
   logits_.resize(S * V * es);

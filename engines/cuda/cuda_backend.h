@@ -43,8 +43,8 @@ class CudaBackend final : public Backend {
   DType dt_;
   bool fp8_ = false;   // the layer matrices are fp8 (w_.quant): their GEMMs go through GemmRunner::runFp8
   bool int8_ = false;  // some layer matrices are int8 (w_.quant): theirs go through GemmRunner::runInt8
-  // fp8 only (EngineOptions::fp8Fuse, KVSERVE_FP8_FUSE): RMSNorm and SiLU·mul write the e4m3 rows of the fp8
-  // GEMMs they feed (qkv, gate/up, down) into xq_ themselves, for the steps whose M runs cuBLASLt there.
+  // fp8 only (EngineOptions::fp8Fuse, KVSERVE_FP8_FUSE): the RMSNorms write the e4m3 rows of the fp8 GEMMs
+  // they feed (qkv, gate/up) into xq_ themselves, for the steps whose M runs cuBLASLt there.
   bool fp8Fuse_ = false;
   BackendInfo info_;
   cudaStream_t stream_ = nullptr;
@@ -80,10 +80,10 @@ class CudaBackend final : public Backend {
   DeviceBuffer gateUp_;    // [maxT, 2 I]
   DeviceBuffer act_;       // [maxT, I]
   DeviceBuffer final_;     // [maxS, H]  final-normed sampled rows
-  // fp8Fuse_ only: the fused producers' output, the input of the GEMM that follows them (qkv and gate/up: H
-  // columns, down: I). One buffer serves all three: each producer writes it after the previous reader is done
-  // (stream order; with PDL each kernel waits on its predecessor before it touches it).
-  DeviceBuffer xq_;        // [maxT, max(H, I)] e4m3 bytes
+  // fp8Fuse_ only: the fused norms' output, the input of the GEMM that follows them (qkv and gate/up: H
+  // columns). One buffer serves both: each norm writes it after the previous reader is done (stream order;
+  // with PDL each kernel waits on its predecessor before it touches it).
+  DeviceBuffer xq_;        // [maxT, H] e4m3 bytes
   DeviceBuffer xqScale_;   // [maxT] float32, a scale per row (kvsk_quantize_rows_fp8's)
   DeviceBuffer logits_;    // [maxS, V]
   DeviceBuffer partOut_, partMax_, partSum_;  // split-KV partials, float32 [maxS, Hq, maxSplits, (D)]

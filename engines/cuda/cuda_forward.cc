@@ -182,10 +182,9 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
   // (fusesInput; every layer's matrix of a kind has the same shape, so the same plan). Nothing else reads
   // normed_ or act_ (the residual stream is residual_, the final norm writes final_), so the producer writes
   // one or the other, never both. A graphed decode step captures its bucket's choice, which every replay of
-  // that bucket shares. o_proj's input is attention's output: the runner quantizes it in a pass of its own.
-  // SiLU·mul does not quantize its own output: fused it ran at 40 % of copy bandwidth (instruction-bound), slower
-  // than SiLU·mul plus the separate pass (H200, M = 2048 and 8192: 94 and 349 us against 82 and 293 us).
-  const bool qQkv = fusesInput(qkvRows_, H, T), qGateUp = fusesInput(2 * I, H, T), qDown = false;
+  // that bucket shares. o_proj's and down_proj's inputs (attention's and SiLU·mul's outputs; kvserve_kernels.h
+  // says why SiLU·mul does not quantize its own) the runner quantizes in a pass of its own.
+  const bool qQkv = fusesInput(qkvRows_, H, T), qGateUp = fusesInput(2 * I, H, T);
   float* xqScale = xqScale_.get<float>();
   for (int l = 0; l < cfg_.numLayers; ++l) {
     const CudaLayerWeights& L = w_.layers[l];
@@ -227,8 +226,7 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
                            qGateUp ? xq_.get() : nullptr, qGateUp ? xqScale : nullptr};
     KVS_CUDA_CHECK(kvsk_rmsnorm(&n2, stream_));
     prof_.mark(StepProfiler::GemmGateUp, stream_);
-    const kvsk_silu_mul_params sm{gateUp_.get(), qDown ? nullptr : act_.get(), T, I, dt, qDown ? xq_.get() : nullptr,
-                                  qDown ? xqScale : nullptr};
+    const kvsk_silu_mul_params sm{gateUp_.get(), act_.get(), T, I, dt};
     kvsk_gemv_params gg;
     if (!qGateUp && fusedGemv(normed_.get(), L.gateUp, L.gateUpScale, T, 2 * I, H, &gg) &&
         kvsk_gemv_silu_mul_supported(&gg, &sm)) {
@@ -239,7 +237,7 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
       KVS_CUDA_CHECK(kvsk_silu_mul(&sm, stream_));
     }
     prof_.mark(StepProfiler::GemmDown, stream_);
-    linear(act_.get(), qDown, L.down, L.downScale, L.downSmooth, proj_.get(), T, H, I);
+    linear(act_.get(), false, L.down, L.downScale, L.downSmooth, proj_.get(), T, H, I);
   }
   if (R == 0) return;
   prof_.mark(StepProfiler::Norm, stream_);

@@ -198,7 +198,7 @@ void GemmRunner::planFast(Plan& p, int N, int K, DType in, DType out, const void
     kvsk_gemv_params g{x, W, y, M, N, K, static_cast<kvsk_dtype>(in), rows};
     KVS_CUDA_CHECK(kvsk_gemv(&g, stream_));
   };
-  if (gemvEven_ && W && gemvApplies(1, N, K, in, out)) {  // KVSERVE_GEMV_EVEN=1: one more candidate, timed only
+  if (gemvEven_ && W && gemvApplies(1, N, K, in, out)) {  // the even GEMV: one more candidate, timed only
     reserveEven(N, K);
     c.gemvEven = [&](int M, const void* x, void* y) { runEven(x, W, y, M, N, K, in); };
   }

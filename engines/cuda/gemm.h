@@ -8,11 +8,10 @@
 //   chosen at load by timing, at the bucket's M on the real weights, the heuristic's top cuBLASLt candidates
 //   (split-K allowed) and, for M <= KVSK_GEMV_MAX_M (bf16/f16), our memory-bound kernel (kernels/gemv.cu)
 //   that reads each weight once. A row's result then depends on how many rows share the call.
-//   KVSERVE_GEMV_EVEN=1 (read when the runner is made; off until a GPU run verifies it) adds one more GEMV
-//   candidate: kernels/gemv_even.cu, the weight cut evenly over one wave of CTAs (its grid from N, K and the
-//   device alone, so a row's bits still do not depend on M). Its plans record it as its own kind (GemmChoice::
-//   gemvEven, "gemv_even" in a manifest); a runner without the switch refuses such a record in one line (the
-//   caller times the shape again), so nothing runs the kernel unless asked to. It needs a workspace (per-CTA
+//   One more GEMV candidate (unless KVSERVE_GEMV_EVEN=0, read when the runner is made): kernels/gemv_even.cu,
+//   the weight cut evenly over one wave of CTAs (its grid from N, K and the device alone, so a row's bits still
+//   do not depend on M). Its plans record it as its own kind (GemmChoice::gemvEven, "gemv_even" in a manifest);
+//   a runner with the switch off refuses such a record in one line (the caller times the shape again). It needs a workspace (per-CTA
 //   counters and float32 parts) that grows as shapes are planned: plan every shape before capturing CUDA graphs.
 // - BatchInvariant (--batch-invariant): ONE algorithm per (N, K, dtype) — the heuristic's best at
 //   M = probeM with split-K forced off, also valid at M = 1 and M = maxM — for every M. A row of Y depends on
@@ -44,9 +43,10 @@
 // epilogue for an int32-compute matmul into bf16/f16 (its outer-vector scale modes are for FP8), hence the
 // separate dequantization. The int32 sums are exact, so every kernel of every bucket gives the same bits:
 // int8 plans are per M bucket in both modes, and still batch invariant.
-// matmul's own epilogue. KVSERVE_GEMV_FP8=v2 (read when the runner is made) selects the GEMV's version 2
-// (kernels/gemv_fp8_v2.cu: f16 operands, x in shared memory, persistent CTAs) for every FP8 GEMV the runner times
-// and runs; unset or v1, version 1. Plans do not record the version: an imported plan runs the version selected.
+// matmul's own epilogue. The FP8 GEMV the runner times and runs is version 2 (kernels/gemv_fp8_v2.cu: f16
+// operands, x in shared memory, persistent CTAs; 17% faster batch-1 steps on the H200), or version 1
+// (kernels/gemv_fp8.cu) with KVSERVE_GEMV_FP8=v1, read when the runner is made, for A/B measurements. Plans do
+// not record the version: an imported plan runs the version selected.
 #pragma once
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
@@ -80,9 +80,9 @@ struct GemmChoice {
   int algoId = 0, tile = 0, stages = 0, splitK = 0;  // cuBLASLt, for people: read from algo on export, ignored on import
 };
 
-// KVSERVE_GEMV_FP8: 1 when unset or v1, 2 for v2; throws on anything else (gemm_fp8.cc).
+// KVSERVE_GEMV_FP8: 2 when unset or v2, 1 for v1; throws on anything else (gemm_fp8.cc).
 int fp8GemvVersionFromEnv();
-// KVSERVE_GEMV_EVEN: false when unset, empty or 0, true for 1; throws on anything else (gemm_even.cc).
+// KVSERVE_GEMV_EVEN: true when unset, empty or 1, false for 0; throws on anything else (gemm_even.cc).
 bool gemvEvenFromEnv();
 
 class GemmRunner {
@@ -115,12 +115,12 @@ class GemmRunner {
   // mode only, for a shape not planned yet. The ranges must start at 1 and follow each other without a gap
   // up to maxM or beyond (ranges above maxM are dropped, the last one kept ends at maxM); every cuBLASLt
   // algorithm must pass cublasLtMatmulAlgoCheck at both ends of its range within the workspace, every GEMV
-  // range must be one kvsk_gemv supports, and an even-GEMV range (gemvEven) needs KVSERVE_GEMV_EVEN=1 here.
+  // range must be one kvsk_gemv supports, and an even-GEMV range (gemvEven) needs KVSERVE_GEMV_EVEN unset or 1 here.
   // Returns "" once installed; else why not, with nothing installed (the caller then plans the shape by timing).
   std::string importPlan(int N, int K, DType in, DType out, const std::vector<GemmChoice>& choices, int maxM = 0);
   GemmMode mode() const { return mode_; }
   InvariantGemm invariantGemm() const { return invariant_; }
-  bool gemvEven() const { return gemvEven_; }  // KVSERVE_GEMV_EVEN=1: the even GEMV is a candidate, its records imported
+  bool gemvEven() const { return gemvEven_; }  // the even GEMV is a candidate, its records imported (not KVSERVE_GEMV_EVEN=0)
   // CTAs of the even GEMV for the shape (kvsk_gemv_even_ctas on this device): the grid its bits depend on.
   int gemvEvenCtas(int N, int K) const;
   // k-partitions of our batch-invariant GEMM for the shape (kvsk_gemm_inv_splits) when run() serves it with
@@ -261,8 +261,8 @@ class GemmRunner {
   DeviceBuffer int8X_;     // [M, K] int8: X quantized per row
   DeviceBuffer int8Scale_; // [M] float32: its per-row scales
   DeviceBuffer int8Acc_;   // [M, N] int32: cuBLASLt's product, before kvsk_dequant_int8
-  int fp8GemvVersion_;     // kvsk_gemv_fp8_params.version: 1, or 2 with KVSERVE_GEMV_FP8=v2
-  bool gemvEven_;          // KVSERVE_GEMV_EVEN=1
+  int fp8GemvVersion_;     // kvsk_gemv_fp8_params.version: 2, or 1 with KVSERVE_GEMV_FP8=v1
+  bool gemvEven_;          // not KVSERVE_GEMV_EVEN=0
   DeviceBuffer evenWorkspace_;  // kvsk_gemv_even's: per-CTA counters (kept zero between calls) and parts
 };
 

@@ -1,4 +1,4 @@
-// GemmRunner's even GEMV (kernels/gemv_even.cu, behind KVSERVE_GEMV_EVEN=1; gemm.h states where it enters the
+// GemmRunner's even GEMV (kernels/gemv_even.cu, on unless KVSERVE_GEMV_EVEN=0; gemm.h states where it enters the
 // plans): the switch, the kernel's workspace and its launch. The grid is one wave of the kernel's CTAs on this
 // device (kvsk_gemv_even_ctas), a function of N and K alone, so every M bucket of a shape runs the same pieces and
 // a row's bits do not depend on M.
@@ -14,8 +14,8 @@ namespace kvs::cuda {
 
 bool gemvEvenFromEnv() {
   const char* v = std::getenv("KVSERVE_GEMV_EVEN");
-  if (!v || !*v || std::string(v) == "0") return false;
-  if (std::string(v) == "1") return true;
+  if (!v || !*v || std::string(v) == "1") return true;
+  if (std::string(v) == "0") return false;
   throw std::runtime_error(std::string("KVSERVE_GEMV_EVEN must be 0 or 1, not \"") + v + "\"");
 }
 

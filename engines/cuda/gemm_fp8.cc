@@ -22,8 +22,8 @@ cudaDataType_t ioType(DType io) { return io == DType::F16 ? CUDA_R_16F : CUDA_R_
 
 int fp8GemvVersionFromEnv() {
   const char* v = std::getenv("KVSERVE_GEMV_FP8");
-  if (!v || !*v || std::string(v) == "v1") return 1;
-  if (std::string(v) == "v2") return 2;
+  if (!v || !*v || std::string(v) == "v2") return 2;
+  if (std::string(v) == "v1") return 1;
   throw std::runtime_error(std::string("KVSERVE_GEMV_FP8 must be v1 or v2, not \"") + v + "\"");
 }
 

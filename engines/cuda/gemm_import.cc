@@ -3,9 +3,9 @@
 // imported cuBLASLt algorithm is the very cublasLtMatmulAlgo_t the build timed, byte for byte, so the engine
 // runs the same kernels as the build did; cublasLtMatmulAlgoCheck vets it first, since the bytes come from a
 // file and are only meaningful to the cuBLASLt version, GPU and shape that made them. An even-GEMV record
-// (GemmChoice::gemvEven) is taken only by a runner with KVSERVE_GEMV_EVEN=1: elsewhere the plan is refused in one
-// line and the caller times the shape again, so the unverified kernel never runs unless asked for (its grid is
-// not recorded: it is one wave of this device, the target the engine was built for).
+// (GemmChoice::gemvEven) is refused by a runner made with KVSERVE_GEMV_EVEN=0, in one line, and the caller
+// times the shape again (its grid is not recorded: it is one wave of this device, the target the engine was
+// built for).
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
@@ -72,7 +72,7 @@ std::string GemmRunner::importPlan(int N, int K, DType in, DType out, const std:
   for (const GemmChoice& c : choices) {
     if (!c.gemv || !c.gemvEven || c.mMin > limit) continue;
     if (!gemvEven_)
-      return "M " + range(c.mMin, c.mMax) + ": the even GEMV (gemv_even) is off in this process (KVSERVE_GEMV_EVEN=1 turns it on)";
+      return "M " + range(c.mMin, c.mMax) + ": the even GEMV (gemv_even) is off in this process (KVSERVE_GEMV_EVEN=0)";
     even = true;
   }
   Plan p = makePlan(N, K, in, out);

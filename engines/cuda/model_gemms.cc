@@ -53,7 +53,7 @@ std::string choicesFor(const ModelGemm& g, const std::vector<TunedGemm>& tuned, 
       c.gemvRows = t.rowsPerCta;
     } else if (t.kernel == "gemv_even" && g.kind == GemmKind::Float) {
       c.gemv = true;
-      c.gemvEven = true;  // GemmRunner::importPlan refuses it without KVSERVE_GEMV_EVEN=1
+      c.gemvEven = true;  // GemmRunner::importPlan refuses it with KVSERVE_GEMV_EVEN=0
     } else if (t.kernel == "gemv" || t.kernel == "gemv_fp8" || t.kernel == "gemv_even") {
       return "M " + std::to_string(t.mMin) + ".." + std::to_string(t.mMax) + ": a " + t.kernel + " record for a" +
              (g.kind == GemmKind::Fp8 ? "n fp8" : " " + std::string("bf16/f16")) + " weight";

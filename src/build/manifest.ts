@@ -158,7 +158,7 @@ export function describeTarget(t: NativeTarget): string {
 
 function describeGemm(g: NativeTunedGemm): string {
   if (g.kernel === 'gemv') return `GEMV kernel, ${g.rowsPerCta} rows of W per CTA`;
-  if (g.kernel === 'gemv_even') return 'GEMV kernel, W cut evenly over one wave of CTAs (KVSERVE_GEMV_EVEN=1)';
+  if (g.kernel === 'gemv_even') return 'GEMV kernel, W cut evenly over one wave of CTAs';
   if (g.kernel === 'gemv_fp8') return `fp8 GEMV kernel, ${g.rowsPerCta} rows of W per CTA`;
   if (g.kernel === 'gemv_int8') return `int8 GEMV kernel, ${g.rowsPerCta} rows of W per CTA`;
   if (g.kernel === 'cublasLt' || g.kernel === 'cublasLt_int8')

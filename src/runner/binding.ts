@@ -28,7 +28,7 @@ export interface NativeEngineOptions {
    *  k-reduction per shape, fast at every M); absent: KVSERVE_INVARIANT_GEMM (own or cublaslt), else cublaslt. */
   invariantGemm?: 'cublaslt' | 'own';
   /** cuda: RoPE + cache write and SiLU·mul in the qkv / gate-up GEMV epilogues (M <= 8; bitwise the same
-   *  results); default: on when KVSERVE_GEMV_FUSE=1. */
+   *  results); absent: on unless KVSERVE_GEMV_FUSE=0. */
   gemvFuse?: boolean;
   /** cuda: 'fp8' quantizes the layer matrices at load (fp8 E4M3, a scale per output row) and runs FP8 GEMMs;
    *  'int8' calibrates and quantizes them (SmoothQuant W8A8, on `quantization`'s samples, as kvserve build does;
@@ -36,8 +36,8 @@ export interface NativeEngineOptions {
   quantize?: 'none' | 'fp8' | 'int8';
   /** quantize 'int8': the calibration samples and search options (planInt8's request). */
   quantization?: NativeQuantization;
-  /** cuda, fp8: RMSNorm and SiLU·mul write the FP8 GEMMs' e4m3 inputs themselves (bitwise the same results);
-   *  absent: KVSERVE_FP8_FUSE=1 in the environment turns it on, else off. */
+  /** cuda, fp8: the RMSNorms write the qkv and gate/up FP8 GEMMs' e4m3 inputs themselves (bitwise the same
+   *  results); absent: on unless KVSERVE_FP8_FUSE=0. */
   fp8Fuse?: boolean;
   /** KV cache element type: auto = the compute dtype (cpu: float32), or what an engine was built with (an fp8
    *  cache with its calibrated scales, kvserve build --kv-cache-dtype fp8); fp8 = e4m3, half the bytes (cuda). */

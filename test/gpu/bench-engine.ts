@@ -6,7 +6,8 @@
 // which cuBLASLt picks each GEMM's one algorithm; KVSERVE_INVARIANT_GEMM=own runs our own batch-invariant GEMM
 // instead, read by the native load as the default of invariantGemm). KVSERVE_QUANTIZE=fp8 quantizes the layer matrices to fp8 at
 // load (--quantization fp8); KVSERVE_KV_CACHE_DTYPE=fp8 holds the KV cache in e4m3 (--kv-cache-dtype fp8);
-// KVSERVE_GEMV_FUSE=1 fuses RoPE + cache write and SiLU·mul into the qkv and gate/up GEMVs (gemvFuse).
+// KVSERVE_GEMV_FUSE=0 turns off the fusion of RoPE + cache write and SiLU·mul into the qkv and gate/up GEMVs
+// (gemvFuse, on by default).
 // Usage: npx tsx test/gpu/bench-engine.ts [config.json] [ctx] [batch,batch,...]
 import { appendFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -63,7 +64,7 @@ const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length
 const batchInvariant = process.env.KVSERVE_BATCH_INVARIANT === '1';
 const quantize = process.env.KVSERVE_QUANTIZE === 'fp8' ? 'fp8' : 'none';
 const kvCacheDtype = process.env.KVSERVE_KV_CACHE_DTYPE === 'fp8' ? 'fp8' : 'auto';
-const gemvFuse = process.env.KVSERVE_GEMV_FUSE === '1';
+const gemvFuse = process.env.KVSERVE_GEMV_FUSE !== '0';
 // Single prompts prefilled alone (one step each, first token sampled): what TTFT at concurrency 1 costs the
 // engine (129 and 2049: a prompt of a round length plus BOS, as `kvserve bench` sends them).
 // KVSERVE_BENCH_SINGLE_ONLY=1 skips everything else (for a per-phase profile of these steps).

@@ -191,7 +191,7 @@ describe('kvserve build --quantization fp8 --device cuda of stories260K', () => 
     record('fp8 fused inputs stories260K engine', { ...(await expectFuseInvisible(dir, 12)), identical: true });
   });
 
-  test('KVSERVE_FP8_FUSE=1 reaches the load and sets the default; the fp8Fuse option wins; off by default', async () => {
+  test('on by default; KVSERVE_FP8_FUSE=0 reaches the load and turns it off; the fp8Fuse option wins', async () => {
     const fused = async (o: { fp8Fuse?: boolean } = {}, env?: string) => {
       if (env === undefined) delete process.env.KVSERVE_FP8_FUSE;
       else process.env.KVSERVE_FP8_FUSE = env;
@@ -204,11 +204,11 @@ describe('kvserve build --quantization fp8 --device cuda of stories260K', () => 
         delete process.env.KVSERVE_FP8_FUSE;
       }
     };
-    expect(await fused()).toBe(false);
+    expect(await fused()).toBe(true);
     expect(await fused({}, '0')).toBe(false);
     expect(await fused({}, '1')).toBe(true);
     expect(await fused({ fp8Fuse: false }, '1')).toBe(false);
-    expect(await fused({ fp8Fuse: true })).toBe(true);
+    expect(await fused({ fp8Fuse: true }, '0')).toBe(true);
     // Nothing to fuse without fp8 layers: a bf16 load reports it off whatever it is asked.
     const { engine } = await timedLoad({ model: storiesDir, dtype: 'bfloat16', fp8Fuse: true });
     try {

@@ -44,17 +44,18 @@ fi
 if has bench; then
   # batch-invariant : CUDA graphs : programmatic dependent launch [: quantize [: KV cache dtype [: GEMV fusion]]]
   # (BENCH_VARIANTS="0:1:1 1:1:1" for fewer; "0:1:1:fp8" for --quantization fp8, "0:1:1:fp8:fp8" with an fp8 cache;
-  # "0:1:1 0:1:1:::1" batch 1.. with the GEMV epilogue fusions off, then on: KVSERVE_GEMV_FUSE). After an "@",
-  # comma-separated VAR=value settings for that variant alone, for the knobs of kernels not yet verified:
-  # "0:1:1:fp8@KVSERVE_FP8_FUSE=1,KVSERVE_GEMV_FP8=v2"; "1:1:1@KVSERVE_INVARIANT_GEMM=own": --batch-invariant on
-  # our own GEMM instead of cuBLASLt's one algorithm per shape.
+  # "0:1:1:::0 0:1:1" batch 1.. with the GEMV epilogue fusions off, then on (the default): KVSERVE_GEMV_FUSE).
+  # After an "@", comma-separated VAR=value settings for that variant alone, for A/B runs and the knobs of
+  # kernels not yet verified: "0:1:1:fp8@KVSERVE_FP8_FUSE=0,KVSERVE_GEMV_FP8=v1" (the fp8 path before run 11);
+  # "0:1:1@KVSERVE_GEMV_EVEN=0"; "1:1:1@KVSERVE_INVARIANT_GEMM=own": --batch-invariant on our own GEMM instead
+  # of cuBLASLt's one algorithm per shape.
   for variant in ${BENCH_VARIANTS:-0:1:1 0:1:0 0:0:1 1:1:1 1:1:1@KVSERVE_INVARIANT_GEMM=own 0:1:1:fp8 0:1:1:fp8:fp8}; do
     extra=()
     if [[ $variant == *@* ]]; then IFS=, read -r -a extra <<<"${variant#*@}"; variant=${variant%%@*}; fi
     IFS=: read -r inv graphs pdl quant kv fuse <<<"$variant"
-    echo "--- KVSERVE_BATCH_INVARIANT=$inv KVSERVE_CUDA_GRAPHS=$graphs KVSERVE_CUDA_PDL=$pdl KVSERVE_QUANTIZE=${quant:-none} KVSERVE_KV_CACHE_DTYPE=${kv:-auto} KVSERVE_GEMV_FUSE=${fuse:-0} ${extra[*]}" | tee -a "$out/bench.log"
+    echo "--- KVSERVE_BATCH_INVARIANT=$inv KVSERVE_CUDA_GRAPHS=$graphs KVSERVE_CUDA_PDL=$pdl KVSERVE_QUANTIZE=${quant:-none} KVSERVE_KV_CACHE_DTYPE=${kv:-auto} KVSERVE_GEMV_FUSE=${fuse:-1} ${extra[*]}" | tee -a "$out/bench.log"
     env KVSERVE_BATCH_INVARIANT=$inv KVSERVE_CUDA_GRAPHS=$graphs KVSERVE_CUDA_PDL=$pdl KVSERVE_QUANTIZE=${quant:-none} \
-      KVSERVE_KV_CACHE_DTYPE=${kv:-auto} KVSERVE_GEMV_FUSE=${fuse:-0} "${extra[@]}" \
+      KVSERVE_KV_CACHE_DTYPE=${kv:-auto} KVSERVE_GEMV_FUSE=${fuse:-1} "${extra[@]}" \
       npx tsx test/gpu/bench-engine.ts configs/llama-3-8b.json 512 "${BENCH_BATCHES:-1,8,32,64,128,256}" 2>&1 \
       | grep -v "npm warn" | tee -a "$out/bench.log" | tail -n 14
   done
@@ -68,9 +69,9 @@ if has profile; then  # where a step's time goes (GPU time per phase, CUDA event
         | grep "cuda profile" | sed "s/^/invariant=$inv gemm=$invgemm batch=$b /" | tee -a "$out/bench.log"
     done
   done
-  # batch 1 with the GEMV epilogue fusions (the rope and silu phases fold into the qkv and gate/up GEMVs')
-  KVSERVE_GEMV_FUSE=1 KVSERVE_CUDA_PROFILE=1 KVSERVE_BENCH_SINGLE= npx tsx test/gpu/bench-engine.ts configs/llama-3-8b.json 512 1 2>&1 \
-    | grep "cuda profile" | sed "s/^/invariant=0 batch=1 gemv-fuse=1 /" | tee -a "$out/bench.log"
+  # batch 1 without the GEMV epilogue fusions (the rope and silu phases apart from the qkv and gate/up GEMVs')
+  KVSERVE_GEMV_FUSE=0 KVSERVE_CUDA_PROFILE=1 KVSERVE_BENCH_SINGLE= npx tsx test/gpu/bench-engine.ts configs/llama-3-8b.json 512 1 2>&1 \
+    | grep "cuda profile" | sed "s/^/invariant=0 batch=1 gemv-fuse=0 /" | tee -a "$out/bench.log"
   for n in 128 2048; do  # one prompt alone: the engine's part of TTFT at concurrency 1
     KVSERVE_CUDA_PROFILE=1 KVSERVE_BENCH_SINGLE_ONLY=1 KVSERVE_BENCH_SINGLE=$n npx tsx test/gpu/bench-engine.ts 2>&1 \
       | grep -E "cuda profile|single prefill" | sed "s/^/single $n: /" | tee -a "$out/bench.log"

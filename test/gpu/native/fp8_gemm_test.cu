@@ -212,7 +212,7 @@ void runnerCase(cudaStream_t stream, kvsk_dtype dt, int N, int K, int version = 
     for (int k = 0; k < K; ++k) s += std::fabs(e4m3Decode(w.w8[(size_t)n * K + k]));
     sumW = std::max(sumW, s * w.ws[n]);
   }
-  const EnvGuard env("KVSERVE_GEMV_FP8", version == 2 ? "v2" : nullptr);
+  const EnvGuard env("KVSERVE_GEMV_FP8", version == 2 ? "v2" : "v1");
   GemmRunner gemm(stream, maxM, GemmMode::Fast);
   if (gemm.fp8GemvVersion() != version)
     throw std::runtime_error("the runner runs gemv_fp8 version " + std::to_string(gemm.fp8GemvVersion()));

@@ -8,8 +8,9 @@
 // - a CUDA graph of three launches of other shapes and grids on one workspace (programmatic dependent launch
 //   as the engine runs them), replayed three times: the eager bits;
 // - GemmRunner with KVSERVE_GEMV_EVEN=1: the even GEMV among the timed candidates; a plan with it for M <= 8
-//   imported, run (the kernel's bits), gemvRows 0 there, exported again as even; without the switch the same
-//   plan is refused in one line naming it; KVSERVE_GEMV_EVEN=2 is refused when the runner is made.
+//   imported, run (the kernel's bits), gemvRows 0 there, exported again as even; with KVSERVE_GEMV_EVEN=0 the
+//   same plan is refused in one line naming it; unset, the even GEMV is a candidate; KVSERVE_GEMV_EVEN=2 is
+//   refused when the runner is made.
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -343,18 +344,22 @@ void runnerTests(cudaStream_t stream, int numSms) {
     reportBool("gemv-even", "GemmRunner, KVSERVE_GEMV_EVEN=1: plan with the even GEMV at M<=8 imported, run, exported", kM, same,
                note + " " + r.describe(N, K, bf, bf));
 
-    // Without the switch: refused in one line, nothing installed (a plan without it still goes in).
-    withEnv(nullptr, [&] {
+    // Switched off: refused in one line, nothing installed (a plan without it still goes in).
+    withEnv("0", [&] {
       GemmRunner off(stream, maxM, GemmMode::Fast);
       const std::string w = off.importPlan(N, K, bf, bf, even);
       std::vector<GemmChoice> plainPlan = plan;
       for (GemmChoice& c : plainPlan)
         if (c.gemvEven) { c.gemvEven = false; c.gemvRows = 4; }
       const std::string then = off.importPlan(N, K, bf, bf, plainPlan);
-      reportBool("gemv-even", "GemmRunner without KVSERVE_GEMV_EVEN: an even plan refused in one line", 1,
-                 w.find("KVSERVE_GEMV_EVEN=1") != std::string::npos && w.find('\n') == std::string::npos && then.empty(),
+      reportBool("gemv-even", "GemmRunner with KVSERVE_GEMV_EVEN=0: an even plan refused in one line", 1,
+                 w.find("KVSERVE_GEMV_EVEN=0") != std::string::npos && w.find('\n') == std::string::npos && then.empty(),
                  w + (then.empty() ? "" : "; then: " + then));
-      reportBool("gemv-even", "GemmRunner without KVSERVE_GEMV_EVEN: not a candidate", 1, !off.gemvEven(), "");
+      reportBool("gemv-even", "GemmRunner with KVSERVE_GEMV_EVEN=0: not a candidate", 1, !off.gemvEven(), "");
+    });
+    withEnv(nullptr, [&] {
+      GemmRunner byDefault(stream, maxM, GemmMode::Fast);
+      reportBool("gemv-even", "GemmRunner without KVSERVE_GEMV_EVEN: a candidate (the default)", 1, byDefault.gemvEven(), "");
     });
   });
   withEnv("2", [&] {
