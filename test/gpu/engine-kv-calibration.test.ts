@@ -221,15 +221,18 @@ describe('serving an engine built with --kv-cache-dtype fp8', () => {
     // K and V 2^-8 below 1: scales of 1.0 would give clearly other logprobs than the calibrated ones.
     const dir = model('llama-d64-g4', -8);
     const engine = await kvBuild(dir);
-    const { ready, answer } = await serveCompletion(['--engine', engine, '--served-model-name', 'kv8'], {
-      model: 'kv8',
-      prompt: 'w5 w9 w13 w17 w21 w25 w29 w33',
-      max_tokens: 16,
-      temperature: 0,
-      ignore_eos: true,
-      logprobs: 1,
-      return_tokens_as_token_ids: true,
-    });
+    const { ready, answer } = await serveCompletion(
+      ['--device', 'cuda', '--engine', engine, '--served-model-name', 'kv8'],
+      {
+        model: 'kv8',
+        prompt: 'w5 w9 w13 w17 w21 w25 w29 w33',
+        max_tokens: 16,
+        temperature: 0,
+        ignore_eos: true,
+        logprobs: 1,
+        return_tokens_as_token_ids: true,
+      },
+    );
     expect(ready).toMatchObject({ kvCacheDtype: 'fp8_e4m3' });
     const lp = (answer as { choices: [{ logprobs: { tokens: string[]; token_logprobs: number[] } }] }).choices[0]
       .logprobs;

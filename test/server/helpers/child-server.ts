@@ -111,11 +111,13 @@ export async function serveCompletion(
   const server = spawnServe(args);
   try {
     const url = await server.url;
-    await untilHealthy(url).catch((e: unknown) => {
-      throw new Error(
-        `${String(e)}; the server's stderr:\n${server.stderr().slice(-3000)}\nstdout:\n${server.stdout().slice(-3000)}`,
-      );
+    // A server that exits (a refused load) fails here at once, with its output, instead of after the wait.
+    let healthy = false;
+    const exited = server.exited.then((code) => {
+      if (!healthy)
+        throw new Error(`exited ${code} before it was healthy: ${server.stderr()}${server.stdout().slice(-3000)}`);
     });
+    await Promise.race([untilHealthy(url).then(() => (healthy = true)), exited]);
     const res = await fetch(`${url}/v1/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
