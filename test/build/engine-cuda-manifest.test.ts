@@ -67,9 +67,7 @@ test('engine-info prints the GPU, driver and cuBLASLt, and every tuned GEMM rang
   );
   expect(r.stdout).toMatch(/^tuned GEMMs {4}3 M ranges$/m);
   expect(r.stdout).toMatch(/^ {2}qkv_proj \[192, 64\] M 1\.\.1: GEMV kernel, 4 rows of W per CTA$/m);
-  expect(r.stdout).toMatch(
-    /^ {2}qkv_proj \[192, 64\] M 2\.\.8: GEMV kernel, W cut evenly over one wave of CTAs$/m,
-  );
+  expect(r.stdout).toMatch(/^ {2}qkv_proj \[192, 64\] M 2\.\.8: GEMV kernel, W cut evenly over one wave of CTAs$/m);
   expect(r.stdout).toMatch(/^ {2}qkv_proj \[192, 64\] M 9\.\.2048: cuBLASLt algo 66, tile 20, stages 35, split-K 1$/m);
 });
 
