@@ -42,7 +42,7 @@ struct EngineOptions {
   // per output channel and runs them through FP8 GEMMs (activations quantized per token at run time):
   // quantized at load from a checkpoint, or as an fp8 engine holds them. lm_head stays in the compute dtype.
   // cuda: "int8" holds them as int8 (SmoothQuant W8A8, calibrated at load on int8Request's samples, as
-  // kvserve build would; behind KVSERVE_CUDA_INT8=1, see cudaInt8Refusal), or as an int8 engine holds them.
+  // kvserve build would), or as an int8 engine holds them.
   std::string quantization = "none";
   QuantizationRequest int8Request;    // quantization "int8" from a checkpoint: the calibration and search options
   // cuda, fp8: the RMSNorms write the FP8 GEMM inputs of qkv and gate/up (e4m3 rows and their scales)

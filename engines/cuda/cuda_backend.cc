@@ -98,7 +98,6 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   }
   // int8: no refusal of --batch-invariant, since every int8 GEMM kernel gives the same bits (gemm.h).
   if (int8_) {
-    if (!cudaInt8Refusal().empty()) throw std::runtime_error(cudaInt8Refusal());
     if (prop.major < 8)
       throw std::runtime_error(std::string("quantization int8 needs a GPU of compute capability 8.0 or newer (int8 mma.sync, IMMA); ") +
                                prop.name + " is " + std::to_string(prop.major) + "." + std::to_string(prop.minor));

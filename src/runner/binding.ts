@@ -31,8 +31,8 @@ export interface NativeEngineOptions {
    *  results); absent: on unless KVSERVE_GEMV_FUSE=0. */
   gemvFuse?: boolean;
   /** cuda: 'fp8' quantizes the layer matrices at load (fp8 E4M3, a scale per output row) and runs FP8 GEMMs;
-   *  'int8' calibrates and quantizes them (SmoothQuant W8A8, on `quantization`'s samples, as kvserve build does;
-   *  behind KVSERVE_CUDA_INT8=1) and runs int8 GEMMs. */
+   *  'int8' calibrates and quantizes them (SmoothQuant W8A8, on `quantization`'s samples, as kvserve build does)
+   *  and runs int8 GEMMs. */
   quantize?: 'none' | 'fp8' | 'int8';
   /** quantize 'int8': the calibration samples and search options (planInt8's request). */
   quantization?: NativeQuantization;
