@@ -77,6 +77,9 @@ struct BackendInfo {
   // weights that own still leaves to cuBLASLt, if any ("own; cublaslt: lm_head"); "" otherwise.
   std::string invariantGemm;
   std::vector<float> kvScalesK, kvScalesV;  // an fp8 KV cache's per-layer scales (empty otherwise)
+  // cuda: the decode steps' attention kernel, "v1" (two launches) or "v2" (one: KVSERVE_ATTN_DECODE=v2 on a
+  // model it runs); "" on the cpu.
+  std::string attnDecode;
 };
 
 class Backend {

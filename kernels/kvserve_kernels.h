@@ -120,6 +120,12 @@ typedef struct {
   kvsk_dtype dtype;
   kvsk_kv_dtype cacheDtype;    /* fp8: kCache/vCache hold e4m3 bytes, read as stored * kScale / vScale */
   float kScale, vScale;        /* the layer's scales (finite, > 0), read only for fp8 */
+  /* Decode launches only (ignored otherwise): 0 or 1 the split decode kernel, then a merge kernel when any tile
+   * is split; 2 one launch (flash_decode_v2.cuh, see kvsk_attention_decode_v2_supported), the same bits. */
+  int decodeVersion;
+  int decodeStages;            /* version 2: its K/V ring, 2, 3 or 4 tiles of 64 keys (the same bits); 0 by device */
+  unsigned* splitCounters;     /* version 2 with split slots: [numSplitSlots, Hkv], zero before the first launch;
+                                  each launch leaves them zero (one launch at a time per array: stream order) */
 } kvsk_attention_params;
 /* Host-side planning of the tiles from host copies of queryStart and contextLens: fills tileSeq, tileQStart,
  * tileSplitSlot (capacity >= T entries suffices) and the counts below. decode = every sequence has qLen 1
@@ -143,6 +149,18 @@ cudaError_t kvsk_attention(const kvsk_attention_params* p, int decode, cudaStrea
  * mixed step, as over a bf16/f16 cache. 1 when this shape can use an fp8 cache (bf16/f16, head_dim 64, 128 or
  * 256, Hq % Hkv == 0, G <= 16). */
 int kvsk_attention_fp8_supported(kvsk_dtype dtype, int headDim, int numHeads, int numKvHeads);
+/* Decode attention in one launch (decodeVersion 2): a CTA per (tile, KV head, partition) streams its keys through
+ * a 2- to 4-stage cp.async ring and writes its partial; the last of a split tile's partitions to arrive (a
+ * counter per slot and KV head in splitCounters, zeroed again by that CTA, so CUDA graphs replay it) merges them
+ * in the same launch. The per-tile arithmetic, the partitions and the merge are version 1's, term for term: a
+ * decode row gives the same bits in either version (and so in a mixed step), whatever the ring depth, the
+ * grid's maxSplits or the order in which CTAs finish. It reads queryStart, contextLens, blockTables and the tile
+ * arrays before the programmatic-launch wait, so the kernel launched just before it must not write them (the
+ * engine uploads them once per step). 1 when this shape can run it: bf16/f16 with a cache of the same dtype or
+ * fp8, head_dim 64 or 128, Hq % Hkv == 0, G <= 16, and the merge of G heads x maxSplits partitions fits its
+ * shared memory (maxSplits up to 64 always does); kvsk_attention returns cudaErrorNotSupported otherwise. */
+int kvsk_attention_decode_v2_supported(kvsk_dtype dtype, kvsk_kv_dtype cacheDtype, int headDim, int numHeads, int numKvHeads,
+                                       int maxSplits);
 
 /* Skinny GEMM for decode (memory bound: W read once): y[M, N] = x[M, K] w[N, K]^T, float32 sums, bf16/f16
  * only, 1 <= M <= KVSK_GEMV_MAX_M, K % 8 == 0, x and w 16-byte aligned. Rows of y depend only on their row of

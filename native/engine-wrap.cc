@@ -74,6 +74,7 @@ Napi::Value EngineWrap::Info(const Napi::CallbackInfo& info) {
   o.Set("gemvFusion", ei.backend.gemvFusion);
   o.Set("fp8Fuse", ei.backend.fp8Fuse);
   if (!ei.backend.invariantGemm.empty()) o.Set("invariantGemm", ei.backend.invariantGemm);
+  if (!ei.backend.attnDecode.empty()) o.Set("attnDecode", ei.backend.attnDecode);
   if (!ei.backend.kvScalesK.empty()) {
     Napi::Object scales = Napi::Object::New(env);
     for (const auto& [name, v] : {std::pair{"k", &ei.backend.kvScalesK}, std::pair{"v", &ei.backend.kvScalesV}}) {

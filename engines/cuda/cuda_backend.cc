@@ -36,6 +36,15 @@ std::vector<TunedGemm> tunedGemmsFor(const EngineOptions& opts, DType dt, std::s
   return m.tunedGemms;
 }
 
+// KVSERVE_ATTN_DECODE: 1 when unset, empty or v1, 2 for v2 (kvsk_attention_params.decodeVersion); throws on
+// anything else.
+int attnDecodeFromEnv() {
+  const char* v = std::getenv("KVSERVE_ATTN_DECODE");
+  if (!v || !*v || std::string(v) == "v1") return 1;
+  if (std::string(v) == "v2") return 2;
+  throw std::runtime_error(std::string("KVSERVE_ATTN_DECODE must be v1 or v2, not \"") + v + "\"");
+}
+
 DType resolveDType(const ModelConfig& cfg, const EngineOptions& opts) {
   DType dt = cfg.dtype;
   if (opts.dtype != "auto" && !parseDType(opts.dtype, &dt))
@@ -125,6 +134,16 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   // step at partition_, as --batch-invariant does).
   const char* target = std::getenv("KVSERVE_ATTN_TARGET_CTAS");
   attnTargetCtas_ = target ? std::max(0, std::atoi(target)) : 24 * prop.multiProcessorCount;
+  // KVSERVE_ATTN_DECODE=v2: decode steps' attention in one launch (kernels/flash_decode_v2.cuh: the same bits as
+  // the default's two). A model it cannot run keeps the default, said in one line.
+  attnDecode_ = attnDecodeFromEnv();
+  if (attnDecode_ == 2 && !kvsk_attention_decode_v2_supported(static_cast<kvsk_dtype>(dt_), kvKind(), D, cfg.numHeads,
+                                                              cfg.numKvHeads, maxSplits_)) {
+    std::fprintf(stderr, "kvserve: KVSERVE_ATTN_DECODE=v2 runs bfloat16/float16 models of head_dim 64 or 128 with at most "
+                 "16 query heads per KV head; this one (%s, head_dim %d, %d per KV head) decodes with v1\n",
+                 dtypeName(dt_), D, cfg.numHeads / cfg.numKvHeads);
+    attnDecode_ = 1;
+  }
   qkvRows_ = (cfg.numHeads + 2 * cfg.numKvHeads) * D;
 
   // From an engine every tensor is already in its final layout and dtype; from a checkpoint q/k/v and gate/up
@@ -186,6 +205,7 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   info_.quantization = fp8_ ? "fp8" : int8_ ? "int8" : "none";
   info_.gemvFusion = describeGemvFusion();
   info_.fp8Fuse = fp8Fuse_;
+  info_.attnDecode = attnDecode_ == 2 ? "v2" : "v1";
 }
 
 std::string CudaBackend::describeInvariantGemm() {
@@ -227,6 +247,11 @@ void CudaBackend::allocateActivations() {
   partOut_.resize(parts * cfg_.headDim * sizeof(float));
   partMax_.resize(parts * sizeof(float));
   partSum_.resize(parts * sizeof(float));
+  if (attnDecode_ == 2) {  // a counter per split slot and KV head, zero between launches (each launch leaves them so)
+    const size_t counters = S * cfg_.numKvHeads * sizeof(unsigned);
+    splitCounters_.resize(counters);
+    KVS_CUDA_CHECK(cudaMemset(splitCounters_.get(), 0, counters));
+  }
   inputs_.resize(1 << 20);
   hostInputs_.resize(1 << 20);
 }

@@ -81,6 +81,9 @@ export interface NativeEngineInfo {
   /** cuda with batchInvariant: the GEMMs that serve it, 'cublaslt' or 'own' (with the weights own leaves to
    *  cuBLASLt, as 'own; cublaslt: lm_head'); absent otherwise. */
   invariantGemm?: string;
+  /** cuda: the decode steps' attention kernel, 'v1' (two launches) or 'v2' (one launch, KVSERVE_ATTN_DECODE=v2 on
+   *  a model it runs: bf16/f16, head_dim 64 or 128); absent on the cpu. */
+  attnDecode?: 'v1' | 'v2';
   /** An fp8 KV cache's per-layer scales, as the engine runs them (absent for any other cache). */
   kvScales?: { k: number[]; v: number[] };
 }

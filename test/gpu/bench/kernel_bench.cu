@@ -35,7 +35,11 @@
 //          bytes / time against the copy ceiling; then ours with each tile shape and split forced (the same
 //          bits; what the automatic choice could pick instead); and (sm_90+) chains of 16 at M = 1 with PDL,
 //          ours against the GEMV (the batch-1 step's situation)
-// Usage: kvserve_kernel_bench [gemv|chain|gemv-even|attn|attn-fp8|copy|fp8|fp8gemm|fp8fuse|fuse|int8|int8gemm|inv ...]
+//   attn-decode  decode attention, the two-launch kernel (v1) against the single-launch one (v2,
+//          KVSERVE_ATTN_DECODE=v2) at batch 1, 8, 64 x context 512, 4096, 16384 over a bf16 and an fp8 cache, at
+//          the engine's partition: K+V bytes / time against the copy ceiling, single launches and per layer in a
+//          CUDA graph over enough layers to stream from DRAM (PDL on sm_90+); v2's chain at 2, 3, 4 ring stages
+// Usage: kvserve_kernel_bench [gemv|chain|gemv-even|attn|attn-fp8|attn-decode|copy|fp8|fp8gemm|fp8fuse|fuse|int8|int8gemm|inv ...]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -663,8 +667,9 @@ void* devE4m3(size_t bytes, uint32_t seed) {
   for (auto& c : pattern) { c = (uint8_t)(g() & 0xFF); if ((c & 0x7F) == 0x7F) c ^= 1; }
   void* p = nullptr;
   CK(cudaMalloc(&p, bytes));
-  for (size_t at = 0; at < bytes; at += pattern.size())
-    CK(cudaMemcpy(static_cast<char*>(p) + at, pattern.data(), std::min(pattern.size(), bytes - at), cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(p, pattern.data(), std::min(pattern.size(), bytes), cudaMemcpyHostToDevice));
+  for (size_t at = pattern.size(); at < bytes; at += pattern.size())  // the rest from the first MiB, on the device
+    CK(cudaMemcpy(static_cast<char*>(p) + at, p, std::min(pattern.size(), bytes - at), cudaMemcpyDeviceToDevice));
   return p;
 }
 
@@ -788,6 +793,130 @@ void attnFp8Bench(double copyBw) {
   std::printf("(prefill rows: TFLOP/s instead of TB/s; speedup = bf16 cache time / fp8 cache time, bf16 queries)\n");
 }
 
+// The split-KV partition the engine picks for a decode step of `batch` sequences of context ctx (cuda_backend.cc,
+// cuda_forward.cc: the engine's smallest partition for a max-model-len of max(8192, ctx), doubled until the
+// step's CTAs fit 24 per SM).
+int enginePartition(int batch, int ctx, int Hkv, int numSms) {
+  const int maxLen = std::max(8192, ctx);
+  int p = std::max(128, (maxLen / 64 + 31) / 32 * 32);
+  const int maxSplitLen = (maxLen + p - 1) / p * p;
+  while (p < maxSplitLen && (int64_t)batch * ((ctx + p - 1) / p) * Hkv > 24LL * numSms) p *= 2;
+  return p;
+}
+
+// Decode attention, the two-launch kernel (v1: partitions, then the merge kernel) against the single-launch one
+// (v2, KVSERVE_ATTN_DECODE=v2), Llama-3-8B's attention (32 / 8 heads of 128, 16-token blocks, bf16 queries) at
+// batch 1, 8, 64 x context 512, 4096, 16384, over a bf16 and an fp8 cache, at the engine's partition. Timed two
+// ways, K+V bytes / time against the copy ceiling: "single", one launch (v1: two) between events, as the attn
+// table does; "chain", the per-layer time of a CUDA graph of one launch (v1: two) per layer over `layers`
+// layers' caches (enough that together they are 3x L2, so every layer streams from DRAM; at most 128), with
+// programmatic dependent launch on sm_90+, as the engine's graphed decode step runs them. Then v2's chain with
+// its ring forced to 2, 3 and 4 stages (the default picks by the device's shared memory).
+void attnDecodeBench(double copyBw, int numSms, int l2Bytes, bool pdl) {
+  const int Hq = 32, Hkv = 8, D = 128, bs = 16;
+  kvsk_set_programmatic_launch(pdl ? 1 : 0);
+  std::printf("\ndecode attention, v1 (two launches) against v2 (one), Hq 32 Hkv 8 D 128, block 16, bf16 queries, the engine's "
+              "partition; %% of copy %.2f TB/s; chain = per layer in a CUDA graph over layers %s\n", copyBw / 1e12,
+              pdl ? "with PDL" : "(plain launches)");
+  std::printf("%-6s %-11s %4s %5s %6s %6s | %8s %5s %8s %5s | %8s %5s %8s %5s %7s | %5s %5s %5s\n", "cache", "case", "part",
+              "CTAs", "layers", "MB", "v1 1 us", "%copy", "v2 1 us", "%copy", "v1 ch us", "%copy", "v2 ch us", "%copy", "v2/v1",
+              "s2", "s3", "s4");
+  for (const kvsk_kv_dtype kv : {KVSK_KV_SAME, KVSK_KV_FP8_E4M3})
+    for (const int batch : {1, 8, 64})
+      for (const int ctx : {512, 4096, 16384}) {
+        const bool fp8 = kv == KVSK_KV_FP8_E4M3;
+        const int partition = enginePartition(batch, ctx, Hkv, numSms);
+        const int blocksPerSeq = (ctx + bs - 1) / bs, totalBlocks = batch * blocksPerSeq;
+        const size_t planeElems = (size_t)totalBlocks * bs * Hkv * D, elemBytes = fp8 ? 1 : 2;
+        const double layerBytes = 2.0 * planeElems * elemBytes;
+        const int layers = (int)std::min<double>(128, std::max<double>(2, std::ceil(3.0 * l2Bytes / layerBytes)));
+        std::vector<int32_t> qs(batch + 1), ctxs(batch, ctx), table((size_t)batch * blocksPerSeq);
+        for (int s = 0; s <= batch; ++s) qs[s] = s;
+        std::iota(table.begin(), table.end(), 0);
+        std::shuffle(table.begin(), table.end(), std::mt19937(1));
+        std::vector<int32_t> tileSeq(batch), tileQ(batch), tileSlot(batch);
+        kvsk_attention_plan_info info{};
+        if (kvsk_attention_plan(qs.data(), ctxs.data(), batch, Hq, Hkv, D, KVSK_BF16, partition, tileSeq.data(), tileQ.data(),
+                                tileSlot.data(), batch, &info) != 0)
+          std::exit(2);
+        auto up = [](const std::vector<int32_t>& v) {
+          int32_t* d = nullptr;
+          CK(cudaMalloc(&d, v.size() * 4));
+          CK(cudaMemcpy(d, v.data(), v.size() * 4, cudaMemcpyHostToDevice));
+          return d;
+        };
+        // Every layer's K and V planes in one pool: layer l's K at 2 l planes, its V right after.
+        const size_t pool = 2 * (size_t)layers * planeElems;
+        char* cache = static_cast<char*>(fp8 ? devE4m3(pool, 1) : devRandom(pool, KVSK_BF16, 1));
+        void* q = devRandom((size_t)batch * Hq * D, KVSK_BF16, 3);
+        void* out = devRandom((size_t)batch * Hq * D, KVSK_BF16, 4);
+        const size_t parts = (size_t)std::max(1, info.numSplitSlots) * Hq * info.maxSplits;
+        float *pOut, *pMax, *pSum;
+        unsigned* counters;
+        CK(cudaMalloc(&pOut, parts * D * 4));
+        CK(cudaMalloc(&pMax, parts * 4));
+        CK(cudaMalloc(&pSum, parts * 4));
+        CK(cudaMalloc(&counters, (size_t)std::max(1, info.numSplitSlots) * Hkv * sizeof(unsigned)));
+        CK(cudaMemset(counters, 0, (size_t)std::max(1, info.numSplitSlots) * Hkv * sizeof(unsigned)));
+        kvsk_attention_params p{};
+        p.q = q; p.out = out;
+        p.blockTables = up(table); p.queryStart = up(qs); p.contextLens = up(ctxs);
+        p.tileSeq = up(tileSeq); p.tileQStart = up(tileQ); p.tileSplitSlot = up(tileSlot);
+        p.partialOut = pOut; p.partialMax = pMax; p.partialSum = pSum;
+        p.numTiles = info.numTiles; p.tokensPerTile = info.tokensPerTile; p.numSplitSlots = info.numSplitSlots;
+        p.maxSplits = info.maxSplits; p.partitionSize = partition;
+        p.numHeads = Hq; p.numKvHeads = Hkv; p.headDim = D; p.blockSize = bs; p.maxBlocksPerSeq = blocksPerSeq;
+        p.scale = 1.f / std::sqrt((float)D); p.dtype = KVSK_BF16;
+        p.cacheDtype = kv; p.kScale = 0.05f; p.vScale = 0.05f;
+        p.splitCounters = counters;
+        auto atLayer = [&](int l, int version, int stages) {
+          kvsk_attention_params a = p;
+          a.kCache = cache + (2 * (size_t)l) * planeElems * elemBytes;
+          a.vCache = cache + (2 * (size_t)l + 1) * planeElems * elemBytes;
+          a.decodeVersion = version;
+          a.decodeStages = stages;
+          return a;
+        };
+        auto single = [&](int version) {
+          return timeMs([&](int i) {
+            const kvsk_attention_params a = atLayer(i % layers, version, 0);
+            CK(kvsk_attention(&a, 1, stream));
+          });
+        };
+        // Per-layer ms of a graph of every layer's launch(es).
+        auto chain = [&](int version, int stages) {
+          cudaGraph_t g = nullptr;
+          cudaGraphExec_t exec = nullptr;
+          CK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+          for (int l = 0; l < layers; ++l) {
+            const kvsk_attention_params a = atLayer(l, version, stages);
+            CK(kvsk_attention(&a, 1, stream));
+          }
+          CK(cudaStreamEndCapture(stream, &g));
+          CK(cudaGraphInstantiate(&exec, g, 0));
+          const double ms = timeMs([&](int) { CK(cudaGraphLaunch(exec, stream)); }) / layers;
+          CK(cudaGraphExecDestroy(exec));
+          CK(cudaGraphDestroy(g));
+          return ms;
+        };
+        const double kvBytes = layerBytes, bwUs = kvBytes / copyBw * 1e6;
+        const double s1 = single(1) * 1e3, s2 = single(2) * 1e3, c1 = chain(1, 0) * 1e3, c2 = chain(2, 0) * 1e3;
+        char name[32];
+        std::snprintf(name, sizeof name, "b%d x %d", batch, ctx);
+        std::printf("%-6s %-11s %4d %5d %6d %6.1f | %8.1f %4.0f%% %8.1f %4.0f%% | %8.1f %4.0f%% %8.1f %4.0f%% %6.2fx |", fp8 ? "fp8" : "bf16",
+                    name, partition, info.numSplitSlots > 0 ? batch * Hkv * info.maxSplits : batch * Hkv, layers, kvBytes / 1e6,
+                    s1, 100 * bwUs / s1, s2, 100 * bwUs / s2, c1, 100 * bwUs / c1, c2, 100 * bwUs / c2, c1 / c2);
+        for (int stages : {2, 3, 4}) std::printf(" %4.0f%%", 100 * bwUs / (chain(2, stages) * 1e3));
+        std::printf("\n");
+        for (const void* d : {p.blockTables, p.queryStart, p.contextLens, p.tileSeq, p.tileQStart, p.tileSplitSlot})
+          cudaFree(const_cast<void*>(d));
+        for (void* d : {(void*)cache, q, out, (void*)pOut, (void*)pMax, (void*)pSum, (void*)counters}) cudaFree(d);
+      }
+  std::printf("(%%copy: the K+V bytes of one layer at copy bandwidth against the time; s2-s4: v2's chain with that many "
+              "ring stages)\n");
+  kvsk_set_programmatic_launch(0);
+}
+
 // Per pair (or fused kernel) us in chains of 16 with programmatic dependent launch, as the forward pass runs
 // them at Llama-3-8B's shapes (32 / 8 heads of 128, llama3 inv_freq stand-in, slots in 16-token blocks).
 void gemvFuseBench(double copyBw) {
@@ -858,6 +987,7 @@ int main(int argc, char** argv) {
   if (want("fp8")) fp8GemvBench(bw);
   if (want("fp8gemm")) fp8GemmBench();
   if (want("attn-fp8")) attnFp8Bench(bw);
+  if (want("attn-decode")) attnDecodeBench(bw, prop.multiProcessorCount, prop.l2CacheSize, prop.major >= 9);
   if (want("fp8fuse")) fp8FuseBench(bw, prop.major >= 9);
   if (want("fuse") && prop.major >= 9) gemvFuseBench(bw);
   if (want("int8")) int8GemvBench(bw);
