@@ -52,9 +52,8 @@ struct Args {
   float* partial;  // split: [parts, m, n]
 };
 
-// The compile-time shape of a tile (gemm_wgmma_layout.h's geometry) and the register split of setmaxnreg: the
-// producer warpgroup keeps 40 per thread, the consumers take the rest of what the launch bounds give the CTA
-// (2 CTAs of 256 threads: 128 each at entry, 216 after; 1 CTA of 384: 168 at entry, 232 after).
+// The compile-time shape of a tile (gemm_wgmma_layout.h's geometry) and the register split of setmaxnreg (2 CTAs
+// of 256 threads: 128 each at entry, the consumers 216 after; 1 CTA of 384: 168 at entry, 232 after).
 template <int kTile>
 struct Shape {
   static constexpr Geometry g = geometry(kTile);
@@ -62,10 +61,8 @@ struct Shape {
   static constexpr int kPrefetch = g.prefetch;
   static constexpr int kThreads = g.threads(), kBM = g.bm(), kBN = g.bn();
   static constexpr int kStageBytes = g.stageBytes(), kSmemBytes = g.smemBytes();
-  static constexpr int kEntryRegs = (65536 / (kThreads * kCtasPerSm)) / 8 * 8;
-  static constexpr int kProducerRegs = 40;
-  static constexpr int kConsumerRegs = (kEntryRegs * kThreads - 128 * kProducerRegs) / (128 * kConsumers) / 8 * 8;
-  static_assert(kConsumerRegs <= 256, "setmaxnreg caps at 256");
+  static constexpr int kProducerRegs = Geometry::kProducerRegs, kConsumerRegs = g.consumerRegs();
+  static_assert(kConsumerRegs <= 256 && kConsumerRegs >= g.entryRegs(), "setmaxnreg: at most 256, never fewer");
   static_assert(kStageBytes % kAtomBytes == 0 && kBM * kRowBytes % kAtomBytes == 0, "tiles start on swizzle atoms");
 };
 

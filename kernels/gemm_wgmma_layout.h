@@ -73,6 +73,13 @@ struct Geometry {
   KVSK_WG_HD constexpr int stageBytes() const { return (bm() + bn()) * kRowBytes; }
   // Dynamic shared memory: the stages, plus the slack that aligns their start to 1024 bytes.
   KVSK_WG_HD constexpr int smemBytes() const { return stages * stageBytes() + kAtomBytes; }
+  // Registers per thread: what the launch bounds (threads, ctasPerSm) give every thread at entry (65536 per SM, in
+  // steps of 8), then setmaxnreg: the producer warpgroup keeps kProducerRegs, the consumers share the rest.
+  KVSK_WG_HD constexpr int entryRegs() const { return 65536 / (threads() * ctasPerSm) / 8 * 8; }
+  KVSK_WG_HD constexpr int consumerRegs() const {
+    return (entryRegs() * threads() - 128 * kProducerRegs) / (128 * consumers) / 8 * 8;
+  }
+  static constexpr int kProducerRegs = 40;
 };
 // 64 x 128: 4 stages of 24 KB, 2 CTAs per SM (small M: memory bound, W streamed once per 64 rows). 128 x 128:
 // 6 stages of 32 KB. 128 x 256: 4 stages of 48 KB; it keeps no running total across k-partitions (128
