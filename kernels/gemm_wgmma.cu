@@ -20,6 +20,8 @@
 // - 128 x 128: two consumer warpgroups of 64 x 128, 6 stages (192 KB), 1 CTA per SM; M beyond 64.
 // - 128 x 256: two of 64 x 256 (two n128 blocks sharing A), 4 stages (192 KB); large M where the weight has one
 //   k-partition (gate/up and lm_head of Llama-3-8B), or split.
+// Split (a CTA per partition, sums meeting in the workspace) up to M = 128 where the tiles alone are at most half a
+// wave (gemm_wgmma_layout.h, splitWanted).
 #include <cudaTypedefs.h>
 
 #include <mutex>

@@ -120,12 +120,14 @@ inline int autoTile(int m, int parts) { return m <= 64 ? kTile64x128 : parts == 
 inline int tilesOf(int tile, int m, int n) { return ceilDiv(m, geometry(tile).bm()) * ceilDiv(n, geometry(tile).bn()); }
 inline size_t splitBytes(int m, int n, int parts) { return kCounterBytes + sizeof(float) * (size_t)parts * (size_t)m * n; }
 
-// Whether the automatic choice splits at this tile (the workspace aside): the tiles alone fill at most half a wave
-// of resident CTAs (between half and one wave, a split's partition sums cost about what it wins).
+// Whether the automatic choice splits at this tile (the workspace aside): M at most 128 and the tiles alone filling
+// at most half a wave of resident CTAs (between half and one wave, a split's partition sums cost about what it
+// wins; beyond M = 128 their traffic, parts x M x N x 8 bytes, and each CTA's pipeline fill over few chunks cost
+// more: gemm_inv's splits at M = 256 lost to walking every partition on an H200, 91 against 50 us for o_proj).
 inline bool splitWanted(int tile, int m, int n, int parts, int numSms) {
   const int tiles = tilesOf(tile, m, n);
-  return parts > 1 && parts <= kMaxParts && 2 * tiles <= geometry(tile).ctasPerSm * (numSms < 1 ? 1 : numSms) &&
-         tiles <= kMaxCounters;
+  return parts > 1 && parts <= kMaxParts && m <= 128 &&
+         2 * tiles <= geometry(tile).ctasPerSm * (numSms < 1 ? 1 : numSms) && tiles <= kMaxCounters;
 }
 
 // What runs for a call (kvsk_gemm_wgmma_choose): tile 0 = autoTile; split -1 = splitWanted, 0 = never, 1 = where it
