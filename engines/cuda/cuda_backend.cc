@@ -162,13 +162,16 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
 
   // Fast mode (default): per weight shape, the GEMV kernel for M <= 8 and a cuBLASLt algorithm per M bucket,
   // timed on the real weights here. --batch-invariant: one cuBLASLt algorithm per shape, the heuristic's pick
-  // at M = maxNumSeqs (KVSERVE_GEMM_PROBE_M overrides), for every M; or, with invariantGemm "own", our GEMM
-  // (kernels/gemm_inv.cu) for the bf16/f16 shapes. docs/cuda.md has the measurements.
+  // at M = maxNumSeqs (KVSERVE_GEMM_PROBE_M overrides), for every M; or, with invariantGemm "own" or "wgmma", our
+  // GEMM (kernels/gemm_inv.cu, or gemm_wgmma.cu on Hopper) for the bf16/f16 shapes. docs/cuda.md has the measurements.
   const char* probe = std::getenv("KVSERVE_GEMM_PROBE_M");
   const int probeM = probe && std::atoi(probe) > 0 ? std::atoi(probe) : maxS_;
+  const InvariantGemm invariantGemm = opts.invariantGemm == "own"     ? InvariantGemm::Own
+                                      : opts.invariantGemm == "wgmma" ? InvariantGemm::Wgmma
+                                                                      : InvariantGemm::CublasLt;
   gemm_ = std::make_unique<GemmRunner>(stream_, std::max(maxT_, maxS_),
                                        opts.batchInvariant ? GemmMode::BatchInvariant : GemmMode::Fast, probeM,
-                                       32u << 20, opts.invariantGemm == "own" ? InvariantGemm::Own : InvariantGemm::CublasLt);
+                                       32u << 20, invariantGemm);
   // An engine's plans are restored instead of timed (a shape whose record cuBLASLt rejects is timed again).
   std::string tunedFrom;
   const std::vector<TunedGemm> tuned = tunedGemmsFor(opts, dt_, &tunedFrom);
@@ -209,12 +212,13 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
 }
 
 std::string CudaBackend::describeInvariantGemm() {
-  if (gemm_->invariantGemm() != InvariantGemm::Own) return "cublaslt";
+  if (gemm_->invariantGemm() == InvariantGemm::CublasLt) return "cublaslt";
+  const std::string ours = gemm_->invariantGemm() == InvariantGemm::Wgmma ? "wgmma" : "own";
   std::string rest;  // the bf16/f16/float32 weights our GEMM does not serve (float32, K % 8 != 0); int8 has its own
   for (const ModelGemm& g : modelGemms(cfg_, w_, maxT_, maxS_))
     if (g.kind == GemmKind::Float && gemm_->ownSplits(g.n, g.k, dt_, dt_) == 0)
       rest += (rest.empty() ? "" : ", ") + g.weight;
-  return rest.empty() ? "own" : "own; cublaslt: " + rest;
+  return rest.empty() ? ours : ours + "; cublaslt: " + rest;
 }
 
 CudaBackend::~CudaBackend() {

@@ -24,9 +24,10 @@ export interface NativeEngineOptions {
   maxModelLen: number; // 0 = from config
   seed: number;
   batchInvariant?: boolean; // cuda: bitwise batch-invariant GEMMs (the CPU backend always is)
-  /** cuda, batchInvariant: 'cublaslt' (one cuBLASLt algorithm per weight shape) or 'own' (our GEMM with one fixed
-   *  k-reduction per shape, fast at every M); absent: KVSERVE_INVARIANT_GEMM (own or cublaslt), else cublaslt. */
-  invariantGemm?: 'cublaslt' | 'own';
+  /** cuda, batchInvariant: 'cublaslt' (one cuBLASLt algorithm per weight shape), 'own' (our GEMM with one fixed
+   *  k-reduction per shape, fast at every M) or 'wgmma' (the same on Hopper's wgmma; refused on other GPUs);
+   *  absent: KVSERVE_INVARIANT_GEMM (own, wgmma or cublaslt), else cublaslt. */
+  invariantGemm?: 'cublaslt' | 'own' | 'wgmma';
   /** cuda: RoPE + cache write and SiLU·mul in the qkv / gate-up GEMV epilogues (M <= 8; bitwise the same
    *  results); absent: on unless KVSERVE_GEMV_FUSE=0. */
   gemvFuse?: boolean;
@@ -78,8 +79,8 @@ export interface NativeEngineInfo {
   gemvFusion?: string;
   /** cuda: true when fp8 layers get their inputs quantized by the kernels that produce them (fp8Fuse). */
   fp8Fuse?: boolean;
-  /** cuda with batchInvariant: the GEMMs that serve it, 'cublaslt' or 'own' (with the weights own leaves to
-   *  cuBLASLt, as 'own; cublaslt: lm_head'); absent otherwise. */
+  /** cuda with batchInvariant: the GEMMs that serve it, 'cublaslt', 'own' or 'wgmma' (with the weights ours leaves
+   *  to cuBLASLt, as 'own; cublaslt: lm_head'); absent otherwise. */
   invariantGemm?: string;
   /** cuda: the decode steps' attention kernel, 'v1' (two launches) or 'v2' (one launch, KVSERVE_ATTN_DECODE=v2 on
    *  a model it runs: bf16/f16, head_dim 64 or 128); absent on the cpu. */

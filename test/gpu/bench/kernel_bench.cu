@@ -39,7 +39,11 @@
 //          KVSERVE_ATTN_DECODE=v2) at batch 1, 8, 64 x context 512, 4096, 16384 over a bf16 and an fp8 cache, at
 //          the engine's partition: K+V bytes / time against the copy ceiling, single launches and per layer in a
 //          CUDA graph over enough layers to stream from DRAM (PDL on sm_90+); v2's chain at 2, 3, 4 ring stages
-// Usage: kvserve_kernel_bench [gemv|chain|gemv-even|attn|attn-fp8|attn-decode|copy|fp8|fp8gemm|fp8fuse|fuse|int8|int8gemm|inv ...]
+//   wgmma  the batch-invariant GEMM on wgmma (kernels/gemm_wgmma.cu, bf16; Hopper only) against cuBLASLt's fast
+//          mode, its batch-invariant algorithm (picked at M = 256) and gemm_inv.cu, at M = 1, 2, 4, .., 8192: us,
+//          TFLOP/s of 2 M N K, for M <= 64 weight bytes / time against the copy ceiling; then each tile shape and
+//          split forced at M = 1, 8, 64, 256, 2048, 8192, and chains of 16 at M = 1 with PDL against the GEMV
+// Usage: kvserve_kernel_bench [gemv|chain|gemv-even|attn|attn-fp8|attn-decode|copy|fp8|fp8gemm|fp8fuse|fuse|int8|int8gemm|inv|wgmma ...]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -493,6 +497,92 @@ void invBench(double copyBw, bool prop9) {
   std::printf("(/fast, /inv: our time over theirs)\nours with the tile and split forced (us; s = split over the k-partitions):\n");
   for (const std::string& l : altLines) std::printf("  %s\n", l.c_str());
   if (prop9) invChainBench(copyBw, own);
+}
+
+// The wgmma GEMM (GemmRunner, batch-invariant with InvariantGemm::Wgmma: the automatic tile and split) beside
+// cuBLASLt's fast mode, cuBLASLt's batch-invariant algorithm and gemm_inv.cu, weights rotating over copies; then
+// ours with every tile and split forced; then chains of 16 at M = 1 against the GEMV.
+void wgmmaBench(double copyBw) {
+  if (const char* why = kvsk_gemm_wgmma_unavailable()) {
+    std::printf("\nwgmma GEMM: not on this device (%s)\n", why);
+    return;
+  }
+  const int maxM = 8192;
+  const kvs::DType bf = kvs::DType::BF16;
+  int numSms = 0;
+  CK(cudaDeviceGetAttribute(&numSms, cudaDevAttrMultiProcessorCount, 0));
+  kvs::cuda::GemmRunner fast(stream, maxM, kvs::cuda::GemmMode::Fast);
+  kvs::cuda::GemmRunner cub(stream, maxM, kvs::cuda::GemmMode::BatchInvariant, 256);
+  kvs::cuda::GemmRunner inv(stream, maxM, kvs::cuda::GemmMode::BatchInvariant, 256, 32u << 20, kvs::cuda::InvariantGemm::Own);
+  kvs::cuda::GemmRunner wg(stream, maxM, kvs::cuda::GemmMode::BatchInvariant, 256, 32u << 20, kvs::cuda::InvariantGemm::Wgmma);
+  const int ms[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192};
+  const int forcedMs[] = {1, 8, 64, 256, 2048, 8192};
+  std::printf("\nbatch-invariant GEMM on wgmma, bf16: ours (gemm_wgmma) vs cuBLASLt fast mode vs cuBLASLt batch-invariant vs "
+              "gemm_inv (us; TFLOP/s; M <= 64: %% of copy bandwidth %.2f TB/s for the weight bytes)\n", copyBw / 1e12);
+  std::printf("%-8s %6s %6s %5s %-18s %10s %7s %6s %10s %7s %10s %7s %10s %8s %8s\n", "weight", "N", "K", "M", "ours: tile",
+              "ours us", "TFLOP/s", "%copy", "fast us", "TFLOP/s", "inv us", "TFLOP/s", "gemm_inv", "/fast", "/inv");
+  struct Alt { kvsk_gemm_wgmma_tile tile; int split; const char* name; };
+  const Alt alts[] = {{KVSK_GEMM_WGMMA_TILE_64x128, 0, "64x128"}, {KVSK_GEMM_WGMMA_TILE_64x128, 1, "64x128 s"},
+                      {KVSK_GEMM_WGMMA_TILE_128x128, 0, "128x128"}, {KVSK_GEMM_WGMMA_TILE_128x128, 1, "128x128 s"},
+                      {KVSK_GEMM_WGMMA_TILE_128x256, 0, "128x256"}, {KVSK_GEMM_WGMMA_TILE_128x256, 1, "128x256 s"}};
+  const char* tileNames[] = {"", "64x128", "128x128", "128x256"};
+  std::vector<std::string> altLines;
+  for (const GemvShape& s : kGemvShapes) {
+    const GemvBuffers buf(s, 2, 900, maxM);
+    CK(cudaStreamSynchronize(stream));  // the weights are read before the programmatic-launch wait
+    fast.plan(s.N, s.K, bf, bf, buf.w(0));
+    cub.plan(s.N, s.K, bf, bf);
+    inv.plan(s.N, s.K, bf, bf);
+    wg.plan(s.N, s.K, bf, bf);
+    const int splits = wg.ownSplits(s.N, s.K, bf, bf);
+    // Forced split needs the workspace of every M: sized for the largest.
+    const size_t wsBytes = 64 * 1024 + (splits > 1 ? sizeof(float) * (size_t)splits * maxM * s.N : 0);
+    void* ws = nullptr;
+    CK(cudaMalloc(&ws, wsBytes));
+    CK(cudaMemset(ws, 0, wsBytes));
+    for (int M : ms) {
+      const double flops = 2.0 * M * s.N * s.K, wBytes = 2.0 * s.N * s.K;
+      const double oMs = timeMs([&](int i) { wg.run(buf.x, buf.w(i), buf.y, M, s.N, s.K, bf, bf); });
+      const double fMs = timeMs([&](int i) { fast.run(buf.x, buf.w(i), buf.y, M, s.N, s.K, bf, bf); });
+      const double cMs = timeMs([&](int i) { cub.run(buf.x, buf.w(i), buf.y, M, s.N, s.K, bf, bf); });
+      const double iMs = timeMs([&](int i) { inv.run(buf.x, buf.w(i), buf.y, M, s.N, s.K, bf, bf); });
+      const kvsk_gemm_wgmma_params auto_{buf.x, buf.w(0), buf.y, M, s.N, s.K, KVSK_BF16, splits, KVSK_GEMM_WGMMA_TILE_AUTO, -1,
+                                         ws, wsBytes, numSms};
+      const kvsk_gemm_wgmma_choice ch = kvsk_gemm_wgmma_choose(&auto_);
+      char copy[16] = "-";
+      if (M <= 64) std::snprintf(copy, sizeof copy, "%5.0f%%", 100.0 * wBytes / (oMs * 1e-3) / copyBw);
+      std::printf("%-8s %6d %6d %5d %-18s %10.1f %7.1f %6s %10.1f %7.1f %10.1f %7.1f %10.1f %7.2fx %7.2fx\n", s.name, s.N, s.K,
+                  M, (std::string(tileNames[ch.tile]) + (ch.split ? " split " : " ") + "S" + std::to_string(splits)).c_str(),
+                  oMs * 1e3, flops / (oMs * 1e-3) / 1e12, copy, fMs * 1e3, flops / (fMs * 1e-3) / 1e12, cMs * 1e3,
+                  flops / (cMs * 1e-3) / 1e12, iMs * 1e3, oMs / fMs, oMs / cMs);
+      if (std::find(std::begin(forcedMs), std::end(forcedMs), M) == std::end(forcedMs)) continue;
+      std::string line = std::string(s.name) + " M" + std::to_string(M) + ":";
+      for (const Alt& a : alts) {
+        kvsk_gemm_wgmma_params p = auto_;
+        p.tile = a.tile;
+        p.split = a.split;
+        const kvsk_gemm_wgmma_choice forced = kvsk_gemm_wgmma_choose(&p);
+        if (forced.tile != a.tile || forced.split != a.split) continue;  // what another entry runs
+        // A small tile at large M re-reads W per 8 tile rows: skip what would take seconds.
+        if ((double)M / (a.tile == KVSK_GEMM_WGMMA_TILE_64x128 ? 64 : 128) / 8 * wBytes > 12e9) continue;
+        const double t = timeMs([&](int i) {
+          p.w = buf.w(i);
+          CK(kvsk_gemm_wgmma(&p, stream));
+        });
+        char cell[48];
+        std::snprintf(cell, sizeof cell, " %s %.1f", a.name, t * 1e3);
+        line += cell;
+      }
+      altLines.push_back(line);
+    }
+    std::printf("  plans %s: ours %s; fast %s; inv %s\n", s.name, wg.describe(s.N, s.K, bf, bf).c_str(),
+                fast.describe(s.N, s.K, bf, bf).c_str(), cub.describe(s.N, s.K, bf, bf).c_str());
+    cudaFree(ws);
+  }
+  std::printf("(/fast, /inv: our time over theirs; gemm_inv: us)\nours with the tile and split forced (us; s = split over the "
+              "k-partitions):\n");
+  for (const std::string& l : altLines) std::printf("  %s\n", l.c_str());
+  invChainBench(copyBw, wg);
 }
 
 // One row of fp8FuseBench: median time, the bytes it moves, and those against the copy ceiling; baseUs > 0
@@ -993,6 +1083,7 @@ int main(int argc, char** argv) {
   if (want("int8")) int8GemvBench(bw);
   if (want("int8gemm")) int8GemmBench();
   if (want("inv")) invBench(bw, prop.major >= 9);
+  if (want("wgmma")) wgmmaBench(bw);
   CK(cudaStreamDestroy(stream));
   return 0;
 }
