@@ -9,17 +9,11 @@
 // expression, so the same bits. The unquantized path keeps its own layout (a token's row over many CTAs), which decode steps need: one
 // 256-thread CTA per token would leave a 1-token step on one SM.
 #include "quant_fp8.cuh"
+#include "silu.cuh"
 
 namespace kvsk {
 
 namespace {
-
-template <typename T>
-__device__ __forceinline__ T siluMul(T gate, T up) {
-  const float g = toF<T>(gate);
-  const float act = roundTo<T>(g / (1.f + expf(-g)));
-  return fromF<T>(act * toF<T>(up));
-}
 
 template <typename T>
 __global__ void siluMulKernel(kvsk_silu_mul_params p) {

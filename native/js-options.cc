@@ -149,6 +149,7 @@ kvs::EngineOptions readEngineOptions(const Napi::Object& o) {
     return v != nullptr && std::string(v) == "1";
   };
   opts.gemvFuse = boolean(o, "gemvFuse", envOn("KVSERVE_GEMV_FUSE"));
+  opts.gemvFuseFp8 = boolean(o, "gemvFuseFp8", envOn("KVSERVE_GEMV_FUSE_FP8"));
   opts.fp8Fuse = boolean(o, "fp8Fuse", envOn("KVSERVE_FP8_FUSE"));
   const char* invGemm = std::getenv("KVSERVE_INVARIANT_GEMM");  // "own": our batch-invariant GEMM (not yet the default)
   opts.invariantGemm = str(o, "invariantGemm", invGemm && *invGemm ? invGemm : opts.invariantGemm);

@@ -47,7 +47,9 @@ if has bench; then
   # "0:1:1 0:1:1:::1" batch 1.. with the GEMV epilogue fusions off, then on: KVSERVE_GEMV_FUSE). After an "@",
   # comma-separated VAR=value settings for that variant alone, for the knobs of kernels not yet verified:
   # "0:1:1:fp8@KVSERVE_FP8_FUSE=1,KVSERVE_GEMV_FP8=v2"; "1:1:1@KVSERVE_INVARIANT_GEMM=own": --batch-invariant on
-  # our own GEMM instead of cuBLASLt's one algorithm per shape.
+  # our own GEMM instead of cuBLASLt's one algorithm per shape; "0:1:1:fp8@KVSERVE_GEMV_FP8=v2
+  # 0:1:1:fp8@KVSERVE_GEMV_FP8=v2,KVSERVE_GEMV_FUSE_FP8=1" (BENCH_BATCHES=1,8) fp8 on the FP8 GEMV's version 2
+  # without, then with its epilogue fusions (kernels/gemv_fp8_fused.cu).
   for variant in ${BENCH_VARIANTS:-0:1:1 0:1:0 0:0:1 1:1:1 1:1:1@KVSERVE_INVARIANT_GEMM=own 0:1:1:fp8 0:1:1:fp8:fp8}; do
     extra=()
     if [[ $variant == *@* ]]; then IFS=, read -r -a extra <<<"${variant#*@}"; variant=${variant%%@*}; fi
