@@ -156,8 +156,8 @@ describe.each(BF16_MODELS)('%s as an fp8 engine: the FP8 GEMV epilogue fusions c
       expect(await info({}, { ...v2, KVSERVE_GEMV_FUSE_FP8: '1' })).toEqual(on);
       expect(await info({ gemvFuseFp8: false }, { ...v2, KVSERVE_GEMV_FUSE_FP8: '1' })).toEqual(off);
       expect(await info({ gemvFuseFp8: true }, v2)).toEqual(on);
-      // The fused kernels are version 2's: on version 1 (the default) the switch finds nothing to fuse.
-      expect(await info({ gemvFuseFp8: true }, { KVSERVE_GEMV_FP8: undefined })).toEqual(off);
+      // The fused kernels are version 2's: on version 1 the switch finds nothing to fuse.
+      expect(await info({ gemvFuseFp8: true }, { KVSERVE_GEMV_FP8: 'v1' })).toEqual(off);
       // gemvFuse is the bf16 matrices' switch: it fuses nothing of an fp8 engine.
       expect(await info({ gemvFuse: true }, v2)).toEqual(off);
     });

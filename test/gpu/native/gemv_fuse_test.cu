@@ -118,7 +118,7 @@ struct QkvShape {
   kvs::RopeKind rope;
 };
 
-void ropeFuse(kvsk_dtype dt, const QkvShape& s, bool fp8W, bool bias, bool fp8, Tally& t) {
+void ropeFuse(kvsk_dtype dt, const QkvShape& s, bool fp8W, bool bias, bool fp8Cache, Tally& t) {
   const int N = (s.Hq + 2 * s.Hkv) * s.D, K = fp8W ? (s.H + 15) / 16 * 16 : s.H, numBlocks = 6;
   const Gemv W(dt, N, K, fp8W, 0x5eed0 + N + K);
   Buf x(dt, (size_t)kTokens * K), b(dt, N), qkv(dt, (size_t)kTokens * N);
@@ -139,7 +139,7 @@ void ropeFuse(kvsk_dtype dt, const QkvShape& s, bool fp8W, bool bias, bool fp8, 
   slot[5] = -1;
   DevVec<int32_t> dPos(pos), dSlot(slot);
 
-  const size_t es = fp8 ? 1 : dtSize(dt), cacheBytes = (size_t)numBlocks * s.blockSize * s.Hkv * s.D * es;
+  const size_t es = fp8Cache ? 1 : dtSize(dt), cacheBytes = (size_t)numBlocks * s.blockSize * s.Hkv * s.D * es;
   const size_t qBytes = (size_t)kTokens * s.Hq * s.D * dtSize(dt), qToken = (size_t)s.Hq * s.D * dtSize(dt);
   std::vector<uint8_t> init(cacheBytes);
   for (auto& v : init) v = (uint8_t)irand(0, 255);
@@ -152,7 +152,7 @@ void ropeFuse(kvsk_dtype dt, const QkvShape& s, bool fp8W, bool bias, bool fp8, 
       CK(cudaMemset(q2.dev, 0xFF, qBytes));
       kvsk_rope_cache_params r{qkv.dev, q1.dev, k1.dev, v1.dev, dPos.dev, dSlot.dev, invFreq.dev,
                                bias ? b.dev : nullptr, nullptr, nullptr, 1e-6f, M, s.Hq, s.Hkv, s.D, dt,
-                               fp8 ? KVSK_KV_FP8_E4M3 : KVSK_KV_SAME, 0.5f, 2.0f};
+                               fp8Cache ? KVSK_KV_FP8_E4M3 : KVSK_KV_SAME, 0.5f, 2.0f};
       W.run(x.dev, qkv.dev, M, rows);
       CK(kvsk_rope_cache(&r, 0));
       r.qkv = nullptr;
@@ -340,12 +340,12 @@ void gemvFuseTests() {
     for (kvsk_dtype dt : {KVSK_BF16, KVSK_F16})
       for (const QkvShape& s : shapes)
         for (int v = 0; v < 3; ++v) {  // plain, bias, bias + fp8 cache
-          const bool bias = v > 0, fp8 = v == 2;
-          if (fp8 && (!fp8Ok || (s.D != 64 && s.D != 128 && s.D != 256))) continue;
+          const bool bias = v > 0, fp8Cache = v == 2;
+          if (fp8Cache && (!fp8Ok || (s.D != 64 && s.D != 128 && s.D != 256))) continue;
           Tally t;
-          ropeFuse(dt, s, fp8W, bias, fp8, t);
+          ropeFuse(dt, s, fp8W, bias, fp8Cache, t);
           t.report(std::string(dtName(dt)) + " qkv " + (fp8W ? "fp8 v2 gemv" : "gemv") + " + rope+cache " + s.name + " bs" +
-                   std::to_string(s.blockSize) + (bias ? " bias" : "") + (fp8 ? " fp8 cache" : "") +
+                   std::to_string(s.blockSize) + (bias ? " bias" : "") + (fp8Cache ? " fp8 cache" : "") +
                    (fp8W ? " (M 1-8, rows 16/32/64)" : " (M 1-8, rows 1/2/4)"));
         }
   const int siluShapes[][2] = {{4096, 14336}, {12288, 1003}, {512, 768}, {264, 1003}};
