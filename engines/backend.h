@@ -39,6 +39,10 @@ struct EngineOptions {
   // and gate/up GEMVs' epilogues (kvsk_gemv_rope_cache / kvsk_gemv_silu_mul; bitwise the unfused results).
   // The N-API option gemvFuse, on unless KVSERVE_GEMV_FUSE=0.
   bool gemvFuse = true;
+  // cuda, fp8: the same two fusions for the fp8 matrices, where the FP8 plan runs the FP8 GEMV's version 2 (M <= 8;
+  // kvsk_gemv_fp8_rope_cache / kvsk_gemv_fp8_silu_mul; bitwise the unfused results). Independent of gemvFuse.
+  // The N-API option gemvFuseFp8, whose default KVSERVE_GEMV_FUSE_FP8=1 turns on.
+  bool gemvFuseFp8 = false;
   // cuda: "fp8" holds the decoder layers' linear weights (q/k/v, o, gate/up, down) as fp8 E4M3 with a scale
   // per output channel and runs them through FP8 GEMMs (activations quantized per token at run time):
   // quantized at load from a checkpoint, or as an fp8 engine holds them. lm_head stays in the compute dtype.
@@ -70,9 +74,12 @@ struct BackendInfo {
   int gemmShapesImported = 0;  // cuda: GEMM shapes whose algorithms came from the engine's manifest, not timed here
   int gemmShapesPlanned = 0;   // cuda: GEMM shapes planned at load (timed; --batch-invariant: the heuristic's pick)
   std::string quantization = "none";  // cuda: "fp8" or "int8" when the layer matrices run so (EngineOptions::quantization)
-  // cuda, EngineOptions::gemvFuse: the epilogues a batch-1 step fuses into its GEMVs ("rope+cache",
-  // "silu*mul", comma-separated), "" when none (off, fp8 matrices, cuBLASLt picked at M = 1, q/k norm: RoPE)
+  // cuda, EngineOptions::gemvFuse / gemvFuseFp8: the epilogues a batch-1 step fuses into its GEMVs
+  // ("rope+cache", "silu*mul", comma-separated), "" when none (off for the matrices' kind, cuBLASLt picked at
+  // M = 1, fp8 matrices on the FP8 GEMV's version 1, q/k norm: RoPE)
   std::string gemvFusion;
+  // cuda, EngineOptions::gemvFuseFp8 in effect: fp8 matrices, and the runner's FP8 GEMV is version 2
+  bool gemvFuseFp8 = false;
   bool fp8Fuse = false;               // cuda, fp8: the norms quantize their own outputs (EngineOptions::fp8Fuse)
   // cuda, batchInvariant: which GEMMs serve it, "cublaslt", "own" or "wgmma" (EngineOptions::invariantGemm), with
   // the weights that ours still leaves to cuBLASLt, if any ("own; cublaslt: lm_head"); "" otherwise.

@@ -6,11 +6,10 @@
 // owns kPairs (1 or 2) pairs, lower rows first: rows [0, kPairs) of rowSums are the pairs' first rows, rows
 // [kPairs, 2 kPairs) their partners. Every row's sum is gemv.cuh's, in its one fixed order, and the epilogue
 // rounds it to the dtype (what the plain GEMV stores) before doing exactly what the unfused kernel does with
-// that value, so the results are bitwise those of kvsk_gemv followed by kvsk_rope_cache / kvsk_silu_mul
-// (test/gpu/native/gemv_fuse_test.cu checks it).
+// that value (gemv_epilogue.cuh, shared with the FP8 GEMV's fused kernels), so the results are bitwise those of
+// kvsk_gemv followed by kvsk_rope_cache / kvsk_silu_mul (test/gpu/native/gemv_fuse_test.cu checks it).
 #include "gemv.cuh"
-#include "kv_fp8.cuh"
-#include "rope.cuh"
+#include "gemv_epilogue.cuh"
 
 namespace kvsk {
 
@@ -21,20 +20,19 @@ using namespace gemv;
 // Pairs per CTA for a GEMV tuned at rowsPerCta rows: 2 rows (one pair) at 1 or 2, 4 rows (two) at 4.
 int pairsFor(int rowsPerCta) { return rowsPerCta == 1 || rowsPerCta == 2 ? 1 : 2; }
 
-// qkv rows [(Hq + 2 Hkv) D] as pairs: pair p is rows (h D + i, h D + i + D/2) of head h = p / (D/2),
-// i = p % (D/2); q heads, then k heads, then v heads (v's pairs are written as they are, never rotated).
+// qkv rows [(Hq + 2 Hkv) D] as RoPE pairs (ropePairRow).
 template <typename T, int M, int kPairs, bool FP8>
 __global__ void __launch_bounds__(kThreads) gemvRopeCacheKernel(kvsk_gemv_params g, kvsk_rope_cache_params r) {
   constexpr int kRows = 2 * kPairs;
   __shared__ float partial[kWarps][kRows * M];
-  const int D = r.headDim, half = D / 2, pairs = g.n / 2;
+  const int half = r.headDim / 2, pairs = g.n / 2;
   const int p0 = blockIdx.x * kPairs;
   const T* W = static_cast<const T*>(g.w);
   const T* wRow[kRows];
 #pragma unroll
   for (int j = 0; j < kPairs; ++j) {
     const int p = min(p0 + j, pairs - 1);  // a tail pair re-reads the last one and writes nothing
-    const int lo = p / half * D + p % half;
+    const int lo = ropePairRow(r.headDim, p);
     wRow[j] = W + (size_t)lo * g.k;
     wRow[kPairs + j] = W + (size_t)(lo + half) * g.k;
   }
@@ -44,49 +42,12 @@ __global__ void __launch_bounds__(kThreads) gemvRopeCacheKernel(kvsk_gemv_params
   if (tid >= kPairs * M) return;
   const int j = tid / M, m = tid % M, p = p0 + j;
   if (p >= pairs) return;
-  const int h = p / half, i = p % half, lo = h * D + i;
-  // What kvsk_gemv stores and rope_cache.cu's loadHead reads back (+ bias, rounded) ...
-  float a = roundTo<T>(finalSum(partial, j * M + m)), b = roundTo<T>(finalSum(partial, (kPairs + j) * M + m));
-  if (r.bias) {
-    const T* bias = static_cast<const T*>(r.bias);
-    a = roundTo<T>(a + toF<T>(bias[lo]));
-    b = roundTo<T>(b + toF<T>(bias[lo + half]));
-  }
-  // ... then its rope() and storeHead / storeHeadE4m3.
-  if (h < r.numHeads) {
-    ropePair<T>(a, b, (float)r.positions[m], r.invFreq[i]);
-    T* q = static_cast<T*>(r.qOut) + ((int64_t)m * r.numHeads + h) * D;
-    q[i] = fromF<T>(a);
-    q[i + half] = fromF<T>(b);
-    return;
-  }
-  const int slot = r.slotMapping[m];
-  if (slot < 0) return;
-  const bool isK = h < r.numHeads + r.numKvHeads;
-  const int kvh = h - r.numHeads - (isK ? 0 : r.numKvHeads);
-  if (isK) ropePair<T>(a, b, (float)r.positions[m], r.invFreq[i]);
-  const int64_t dst = ((int64_t)slot * r.numKvHeads + kvh) * D + i;
-  if constexpr (FP8) {
-    const float scale = isK ? r.kScale : r.vScale;
-    uint8_t* c = static_cast<uint8_t*>(isK ? r.kCache : r.vCache) + dst;
-    c[0] = toE4m3(__fdiv_rn(a, scale));
-    c[half] = toE4m3(__fdiv_rn(b, scale));
-  } else {
-    T* c = static_cast<T*>(isK ? r.kCache : r.vCache) + dst;
-    c[0] = fromF<T>(a);
-    c[half] = fromF<T>(b);
-  }
+  // What kvsk_gemv stores ...
+  const float a = roundTo<T>(finalSum(partial, j * M + m)), b = roundTo<T>(finalSum(partial, (kPairs + j) * M + m));
+  ropeCachePair<T, FP8>(r, m, p, a, b);  // ... and what kvsk_rope_cache does with it
 }
 
-// silu_mul.cu's siluMul, the same expression: dtype(silu(gate)) * up, rounded to the dtype.
-template <typename T>
-__device__ __forceinline__ T siluMul(T gate, T up) {
-  const float g = toF<T>(gate);
-  const float act = roundTo<T>(g / (1.f + expf(-g)));
-  return fromF<T>(act * toF<T>(up));
-}
-
-// gate/up rows [2 I]: pair i is rows (i, I + i).
+// gate/up rows [2 I] as pairs (siluMulPair).
 template <typename T, int M, int kPairs>
 __global__ void __launch_bounds__(kThreads) gemvSiluMulKernel(kvsk_gemv_params g, kvsk_silu_mul_params s) {
   constexpr int kRows = 2 * kPairs;
@@ -107,7 +68,7 @@ __global__ void __launch_bounds__(kThreads) gemvSiluMulKernel(kvsk_gemv_params g
   const int j = tid / M, m = tid % M, i = i0 + j;
   if (i >= I) return;
   const T gate = fromF<T>(finalSum(partial, j * M + m)), up = fromF<T>(finalSum(partial, (kPairs + j) * M + m));
-  static_cast<T*>(s.out)[(int64_t)m * I + i] = siluMul<T>(gate, up);
+  siluMulPair<T>(s, m, i, gate, up);
 }
 
 template <typename T, bool FP8>

@@ -401,6 +401,19 @@ int kvsk_gemv_rope_cache_supported(const kvsk_gemv_params* gemv, const kvsk_rope
 cudaError_t kvsk_gemv_rope_cache(const kvsk_gemv_params* gemv, const kvsk_rope_cache_params* rope, cudaStream_t stream);
 int kvsk_gemv_silu_mul_supported(const kvsk_gemv_params* gemv, const kvsk_silu_mul_params* silu);
 cudaError_t kvsk_gemv_silu_mul(const kvsk_gemv_params* gemv, const kvsk_silu_mul_params* silu, cudaStream_t stream);
+/* The same two fusions on the FP8 GEMV's version 2 (kvsk_gemv_fp8 with gemv.version = 2, which these require, the
+ * same sums in the same order; gemv_fp8_fused.cu) for M <= KVSK_GEMV_MAX_M: results bitwise those of kvsk_gemv_fp8
+ * then kvsk_rope_cache / kvsk_silu_mul, with the same variants and shapes as above, gemv.y (may be NULL) never
+ * written. gemv.rowsPerCta as the FP8 plan tuned it (16, 32 or 64; 0 = 16); a tile of 16 rows holds 8 pairs, a
+ * pair's rows in tile rows r and r + 8.
+ * _supported: 1 when the shapes and variant fit; otherwise the launcher returns cudaErrorNotSupported (run
+ * the two kernels). */
+int kvsk_gemv_fp8_rope_cache_supported(const kvsk_gemv_fp8_params* gemv, const kvsk_rope_cache_params* rope);
+cudaError_t kvsk_gemv_fp8_rope_cache(const kvsk_gemv_fp8_params* gemv, const kvsk_rope_cache_params* rope,
+                                     cudaStream_t stream);
+int kvsk_gemv_fp8_silu_mul_supported(const kvsk_gemv_fp8_params* gemv, const kvsk_silu_mul_params* silu);
+cudaError_t kvsk_gemv_fp8_silu_mul(const kvsk_gemv_fp8_params* gemv, const kvsk_silu_mul_params* silu,
+                                   cudaStream_t stream);
 /* The calibration observer of an fp8 KV cache (kv_absmax.cu): for every plane p of the cache (numPlanes
  * planes of planeElems elements: [numLayers * 2 (K, V)] as the block copies see them),
  *   absMax[p] = max(absMax[p], max |plane_p[slot * rowElems + e]|)  over slots[i] >= 0, e in [0, rowElems),

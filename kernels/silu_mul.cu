@@ -1,18 +1,11 @@
 // SiLU-and-mul of the fused gate/up projection, rounding like transformers: dtype(silu(gate)) * up in dtype.
 // 16-byte chunks per thread when the intermediate size allows (every real model), else one element; a token's
 // row spread over many CTAs, which decode steps need (one CTA per token would leave a 1-token step on one SM).
-#include "common.cuh"
+#include "silu.cuh"
 
 namespace kvsk {
 
 namespace {
-
-template <typename T>
-__device__ __forceinline__ T siluMul(T gate, T up) {
-  const float g = toF<T>(gate);
-  const float act = roundTo<T>(g / (1.f + expf(-g)));
-  return fromF<T>(act * toF<T>(up));
-}
 
 template <typename T>
 __global__ void siluMulKernel(kvsk_silu_mul_params p) {

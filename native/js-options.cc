@@ -149,7 +149,13 @@ kvs::EngineOptions readEngineOptions(const Napi::Object& o) {
     const char* v = std::getenv(name);
     return v == nullptr || std::string(v) != "0";
   };
+  // Fused kernels not yet run on a GPU are off unless the option or its environment variable says 1.
+  const auto envOn = [](const char* name) {
+    const char* v = std::getenv(name);
+    return v != nullptr && std::string(v) == "1";
+  };
   opts.gemvFuse = boolean(o, "gemvFuse", envNotOff("KVSERVE_GEMV_FUSE"));
+  opts.gemvFuseFp8 = boolean(o, "gemvFuseFp8", envOn("KVSERVE_GEMV_FUSE_FP8"));
   opts.fp8Fuse = boolean(o, "fp8Fuse", envNotOff("KVSERVE_FP8_FUSE"));
   const char* invGemm = std::getenv("KVSERVE_INVARIANT_GEMM");  // "own", "wgmma": our batch-invariant GEMMs (not yet the default)
   opts.invariantGemm = str(o, "invariantGemm", invGemm && *invGemm ? invGemm : opts.invariantGemm);

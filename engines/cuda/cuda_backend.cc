@@ -179,6 +179,7 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
                                               tunedFrom.empty() ? nullptr : &tuned);
   for (const std::string& why : planned.retimed)
     std::fprintf(stderr, "kvserve: %s: cannot restore the tuned GEMM of %s; timed it again\n", tunedFrom.c_str(), why.c_str());
+  gemvFuseFp8_ = fp8_ && opts.gemvFuseFp8 && gemm_->fp8GemvVersion() == 2;
   info_.gemmShapesImported = planned.imported;
   info_.gemmShapesPlanned = planned.planned;
   if (opts.batchInvariant) info_.invariantGemm = describeInvariantGemm();
@@ -207,6 +208,7 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   info_.weightBytes = w_.bytes;
   info_.quantization = fp8_ ? "fp8" : int8_ ? "int8" : "none";
   info_.gemvFusion = describeGemvFusion();
+  info_.gemvFuseFp8 = gemvFuseFp8_;
   info_.fp8Fuse = fp8Fuse_;
   info_.attnDecode = attnDecode_ == 2 ? "v2" : "v1";
 }

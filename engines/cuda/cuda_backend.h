@@ -46,6 +46,9 @@ class CudaBackend final : public Backend {
   // fp8 only (EngineOptions::fp8Fuse, KVSERVE_FP8_FUSE): the RMSNorms write the e4m3 rows of the fp8 GEMMs
   // they feed (qkv, gate/up) into xq_ themselves, for the steps whose M runs cuBLASLt there.
   bool fp8Fuse_ = false;
+  // fp8 only (EngineOptions::gemvFuseFp8, KVSERVE_GEMV_FUSE_FP8) and the runner's FP8 GEMV is version 2: RoPE +
+  // cache write and SiLU·mul fused into the qkv and gate/up FP8 GEMVs where their plans run it (fusedGemvFp8).
+  bool gemvFuseFp8_ = false;
   BackendInfo info_;
   cudaStream_t stream_ = nullptr;
   int maxT_ = 0, maxS_ = 0, maxSplits_ = 1, partition_ = 512;
@@ -123,6 +126,9 @@ class CudaBackend final : public Backend {
   // Whether linear(x, W, scale, ., M, N, K) may be a fused GEMV (opts_.gemvFuse, a bf16/f16 matrix, the plan
   // runs the GEMV at M): then *g is that GEMV (y unset), for kvsk_gemv_rope_cache / kvsk_gemv_silu_mul.
   bool fusedGemv(const void* x, const void* W, const float* scale, int M, int N, int K, kvsk_gemv_params* g);
+  // The same for an fp8 matrix (gemvFuseFp8_, the FP8 plan runs the GEMV's version 2 at M): then *g is that GEMV
+  // (y unset), for kvsk_gemv_fp8_rope_cache / kvsk_gemv_fp8_silu_mul.
+  bool fusedGemvFp8(const void* x, const void* W, const float* scale, int M, int N, int K, kvsk_gemv_fp8_params* g);
   std::string describeGemvFusion();  // BackendInfo::gemvFusion, after the GEMMs are planned
   std::string describeInvariantGemm();  // BackendInfo::invariantGemm (batch-invariant mode), after planning
   // Decode steps through CUDA graphs: returns false when the step does not qualify (then run eagerly).

@@ -5,12 +5,13 @@
 //   per layer:  x = rmsnorm(residual (+= proj))                 [T, H]
 //               qkv = x Wqkv^T                                  [T, (Hq + 2 Hkv) D]
 //               q, cache <- rope(bias/qk-norm(qkv))             [T, Hq, D], K/V at slotMapping
-//                 (with EngineOptions::gemvFuse, where the qkv GEMM is the GEMV: one kernel, qkv unwritten)
+//                 (with EngineOptions::gemvFuse, where the qkv GEMM is the GEMV: one kernel, qkv unwritten;
+//                 gemvFuseFp8, where an fp8 qkv runs the FP8 GEMV's version 2: the same)
 //               attn = paged_attention(q, cache)                [T, Hq, D]
 //               proj = attn Wo^T                                [T, H]
 //               x = rmsnorm(residual += proj)
 //               proj = silu(x Wgate^T) * (x Wup^T) Wdown^T      [T, H]
-//                 (gemvFuse, where gate/up is the GEMV: SiLU-and-mul in its epilogue, [T, 2I] unwritten)
+//                 (gemvFuse / gemvFuseFp8, where gate/up is the GEMV: SiLU-and-mul in its epilogue, [T, 2I] unwritten)
 //   h = rmsnorm(residual += proj)[sampleIndices]                [R, H]
 //   logits = h Wlm^T                                            [R, V]
 #include <algorithm>
@@ -197,9 +198,13 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
     prof_.mark(StepProfiler::GemmQkv, stream_);
     const kvsk_rope_cache_params rp = ropeParams(l, T, in + lay.positions, in + lay.slots);  // also this layer's cache
     kvsk_gemv_params gq;
+    kvsk_gemv_fp8_params gq8;
     if (!qQkv && fusedGemv(normed_.get(), L.qkv, L.qkvScale, T, qkvRows_, H, &gq) &&
         kvsk_gemv_rope_cache_supported(&gq, &rp)) {
       KVS_CUDA_CHECK(kvsk_gemv_rope_cache(&gq, &rp, stream_));
+    } else if (!qQkv && fusedGemvFp8(normed_.get(), L.qkv, L.qkvScale, T, qkvRows_, H, &gq8) &&
+               kvsk_gemv_fp8_rope_cache_supported(&gq8, &rp)) {
+      KVS_CUDA_CHECK(kvsk_gemv_fp8_rope_cache(&gq8, &rp, stream_));
     } else {
       linear(normed_.get(), qQkv, L.qkv, L.qkvScale, nullptr, qkv_.get(), T, qkvRows_, H);
       prof_.mark(StepProfiler::Rope, stream_);
@@ -229,9 +234,13 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
     prof_.mark(StepProfiler::GemmGateUp, stream_);
     const kvsk_silu_mul_params sm{gateUp_.get(), act_.get(), T, I, dt};
     kvsk_gemv_params gg;
+    kvsk_gemv_fp8_params gg8;
     if (!qGateUp && fusedGemv(normed_.get(), L.gateUp, L.gateUpScale, T, 2 * I, H, &gg) &&
         kvsk_gemv_silu_mul_supported(&gg, &sm)) {
       KVS_CUDA_CHECK(kvsk_gemv_silu_mul(&gg, &sm, stream_));
+    } else if (!qGateUp && fusedGemvFp8(normed_.get(), L.gateUp, L.gateUpScale, T, 2 * I, H, &gg8) &&
+               kvsk_gemv_fp8_silu_mul_supported(&gg8, &sm)) {
+      KVS_CUDA_CHECK(kvsk_gemv_fp8_silu_mul(&gg8, &sm, stream_));
     } else {
       linear(normed_.get(), qGateUp, L.gateUp, L.gateUpScale, nullptr, gateUp_.get(), T, 2 * I, H);
       prof_.mark(StepProfiler::SiluMul, stream_);
@@ -269,9 +278,17 @@ kvsk_rope_cache_params CudaBackend::ropeParams(int l, int T, const int32_t* posi
 }
 
 bool CudaBackend::fusedGemv(const void* x, const void* W, const float* scale, int M, int N, int K, kvsk_gemv_params* g) {
-  if (!opts_.gemvFuse || scale) return false;  // fp8 matrices run gemv_fp8.cu or cuBLASLt
+  if (!opts_.gemvFuse || scale) return false;  // fp8 matrices: fusedGemvFp8
   const int rows = gemm_->gemvRows(M, N, K, dt_, dt_);
   *g = kvsk_gemv_params{x, W, nullptr, M, N, K, static_cast<kvsk_dtype>(dt_), rows};
+  return rows > 0;
+}
+
+bool CudaBackend::fusedGemvFp8(const void* x, const void* W, const float* scale, int M, int N, int K,
+                               kvsk_gemv_fp8_params* g) {
+  if (!gemvFuseFp8_ || !scale) return false;  // gemvFuseFp8_ implies fp8 matrices (never int8 ones)
+  const int rows = gemm_->fp8GemvV2Rows(M, N, K, dt_);
+  *g = kvsk_gemv_fp8_params{x, W, scale, nullptr, M, N, K, static_cast<kvsk_dtype>(dt_), rows, 2};
   return rows > 0;
 }
 
@@ -281,11 +298,16 @@ std::string CudaBackend::describeGemvFusion() {
   const int H = cfg_.hiddenSize, I = cfg_.intermediateSize;
   std::string s;
   kvsk_gemv_params g;
+  kvsk_gemv_fp8_params g8;
   const kvsk_rope_cache_params rp = ropeParams(0, 1, nullptr, nullptr);
-  if (fusedGemv(normed_.get(), L.qkv, L.qkvScale, 1, qkvRows_, H, &g) && kvsk_gemv_rope_cache_supported(&g, &rp))
+  if ((fusedGemv(normed_.get(), L.qkv, L.qkvScale, 1, qkvRows_, H, &g) && kvsk_gemv_rope_cache_supported(&g, &rp)) ||
+      (fusedGemvFp8(normed_.get(), L.qkv, L.qkvScale, 1, qkvRows_, H, &g8) &&
+       kvsk_gemv_fp8_rope_cache_supported(&g8, &rp)))
     s = "rope+cache";
   const kvsk_silu_mul_params sm{gateUp_.get(), act_.get(), 1, I, static_cast<kvsk_dtype>(dt_)};
-  if (fusedGemv(normed_.get(), L.gateUp, L.gateUpScale, 1, 2 * I, H, &g) && kvsk_gemv_silu_mul_supported(&g, &sm))
+  if ((fusedGemv(normed_.get(), L.gateUp, L.gateUpScale, 1, 2 * I, H, &g) && kvsk_gemv_silu_mul_supported(&g, &sm)) ||
+      (fusedGemvFp8(normed_.get(), L.gateUp, L.gateUpScale, 1, 2 * I, H, &g8) &&
+       kvsk_gemv_fp8_silu_mul_supported(&g8, &sm)))
     s += s.empty() ? "silu*mul" : ",silu*mul";
   return s;
 }

@@ -148,6 +148,10 @@ class GemmRunner {
   void runFp8(const void* Xq, const float* xScale, const void* W8, const float* wScale, void* Y, int M, int N, int K, DType io);
   std::string describeFp8(int N, int K, DType io);
   bool fp8UsesGemv(int N, int K, DType io, int M);  // whether runFp8 at this M runs kernels/gemv_fp8.cu
+  // Rows of W8 per CTA (16, 32 or 64) when runFp8 at this M launches the FP8 GEMV's version 2 (this runner's
+  // version, KVSERVE_GEMV_FP8=v2), else 0 (version 1, cuBLASLt, or M outside [1, maxM]): the forward pass fuses
+  // epilogues into version 2 only (kernels/gemv_fp8_fused.cu).
+  int fp8GemvV2Rows(int M, int N, int K, DType io);
   int fp8GemvVersion() const { return fp8GemvVersion_; }  // the FP8 GEMV's version this runner uses: 1 or 2
   // As exportPlan / importPlan, for the FP8 plan of (N, K, io); GEMV choices carry gemvRows 16, 32 or 64.
   std::vector<GemmChoice> exportPlanFp8(int N, int K, DType io);

@@ -165,6 +165,12 @@ void GemmRunner::runFp8(const void* Xq, const float* xScale, const void* W8, con
 
 bool GemmRunner::fp8UsesGemv(int N, int K, DType io, int M) { return bucketFor(getFp8(N, K, io, nullptr, nullptr, 0), M).gemv; }
 
+int GemmRunner::fp8GemvV2Rows(int M, int N, int K, DType io) {
+  if (fp8GemvVersion_ != 2 || M <= 0 || M > maxM_) return 0;
+  const Bucket& b = bucketFor(getFp8(N, K, io, nullptr, nullptr, 0), M);
+  return b.gemv ? b.gemvRows : 0;
+}
+
 std::string GemmRunner::describeFp8(int N, int K, DType io) {
   const std::string s = describeBuckets(getFp8(N, K, io, nullptr, nullptr, 0));
   return fp8GemvVersion_ == 1 ? s : s + " (gemv_fp8 v" + std::to_string(fp8GemvVersion_) + ")";

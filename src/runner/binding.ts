@@ -31,6 +31,9 @@ export interface NativeEngineOptions {
   /** cuda: RoPE + cache write and SiLU·mul in the qkv / gate-up GEMV epilogues (M <= 8; bitwise the same
    *  results); absent: on unless KVSERVE_GEMV_FUSE=0. */
   gemvFuse?: boolean;
+  /** cuda, fp8: the same fusions for the fp8 matrices, where they run the FP8 GEMV's version 2 (KVSERVE_GEMV_FP8=v2;
+   *  M <= 8; bitwise the same results); default: on when KVSERVE_GEMV_FUSE_FP8=1. */
+  gemvFuseFp8?: boolean;
   /** cuda: 'fp8' quantizes the layer matrices at load (fp8 E4M3, a scale per output row) and runs FP8 GEMMs;
    *  'int8' calibrates and quantizes them (SmoothQuant W8A8, on `quantization`'s samples, as kvserve build does)
    *  and runs int8 GEMMs. */
@@ -77,6 +80,8 @@ export interface NativeEngineInfo {
   quantization?: 'none' | 'fp8' | 'int8';
   /** cuda: the epilogues a batch-1 step fuses into its GEMVs ('rope+cache', 'silu*mul', comma-separated); '' none. */
   gemvFusion?: string;
+  /** cuda: true when gemvFuseFp8 applies (fp8 matrices on the FP8 GEMV's version 2). */
+  gemvFuseFp8?: boolean;
   /** cuda: true when fp8 layers get their inputs quantized by the kernels that produce them (fp8Fuse). */
   fp8Fuse?: boolean;
   /** cuda with batchInvariant: the GEMMs that serve it, 'cublaslt', 'own' or 'wgmma' (with the weights ours leaves

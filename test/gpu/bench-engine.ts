@@ -8,6 +8,8 @@
 // load (--quantization fp8); KVSERVE_KV_CACHE_DTYPE=fp8 holds the KV cache in e4m3 (--kv-cache-dtype fp8);
 // KVSERVE_GEMV_FUSE=0 turns off the fusion of RoPE + cache write and SiLU·mul into the qkv and gate/up GEMVs
 // (gemvFuse, on by default).
+// KVSERVE_GEMV_FUSE_FP8=1 (read by the native load as the default of gemvFuseFp8) does so for fp8 matrices on the
+// FP8 GEMV's version 2.
 // Usage: npx tsx test/gpu/bench-engine.ts [config.json] [ctx] [batch,batch,...]
 import { appendFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -146,7 +148,7 @@ async function main() {
     `\nmodel ${config} (dummy ${info.dtype}${quantize === 'fp8' ? ', layer matrices fp8' : ''}${kvCacheDtype === 'fp8' ? ', fp8 KV cache' : ''}, ${(info.weightBytes / 2 ** 30).toFixed(1)} GiB), ${info.device}`,
   );
   console.log(
-    `mode ${batchInvariant ? `--batch-invariant (GEMMs: ${info.invariantGemm})` : 'default (fast)'}; cuBLASLt algorithms picked at M = ${probe}; CUDA graphs ${process.env.KVSERVE_CUDA_GRAPHS === '0' ? 'off' : 'on'}; GEMV epilogue fusion ${gemvFuse ? `on (batch 1: ${info.gemvFusion || 'none'})` : 'off'}`,
+    `mode ${batchInvariant ? `--batch-invariant (GEMMs: ${info.invariantGemm})` : 'default (fast)'}; cuBLASLt algorithms picked at M = ${probe}; CUDA graphs ${process.env.KVSERVE_CUDA_GRAPHS === '0' ? 'off' : 'on'}; GEMV epilogue fusion ${gemvFuse || info.gemvFuseFp8 ? `on (${info.gemvFuseFp8 ? 'fp8' : 'bf16'} matrices; batch 1: ${info.gemvFusion || 'none'})` : 'off'}`,
   );
   console.log(
     `load ${loadS.toFixed(1)} s; KV pool ${info.numKvBlocks} blocks of ${BLOCK} tokens (${((info.numKvBlocks * info.kvBlockBytes) / 2 ** 30).toFixed(1)} GiB)`,
@@ -163,7 +165,7 @@ async function main() {
   if (process.env.KVSERVE_GPU_OUT)
     appendFileSync(
       resolve(process.env.KVSERVE_GPU_OUT, 'bench-engine.jsonl'),
-      `${JSON.stringify({ config, device: info.device, dtype: info.dtype, quantize, kvCacheDtype, batchInvariant, invariantGemm: info.invariantGemm, gemvFuse, gemvFusion: info.gemvFusion, gemmProbeM: probe, graphs: process.env.KVSERVE_CUDA_GRAPHS !== '0', loadS, prefillTokS, singles, ctx: CTX, decode: rows })}\n`,
+      `${JSON.stringify({ config, device: info.device, dtype: info.dtype, quantize, kvCacheDtype, batchInvariant, invariantGemm: info.invariantGemm, gemvFuse, gemvFuseFp8: info.gemvFuseFp8, gemvFusion: info.gemvFusion, gemmProbeM: probe, graphs: process.env.KVSERVE_CUDA_GRAPHS !== '0', loadS, prefillTokS, singles, ctx: CTX, decode: rows })}\n`,
     );
 }
 

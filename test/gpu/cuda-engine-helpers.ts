@@ -1,12 +1,13 @@
 // Shared by the CUDA engine tests: building an engine of a model folder for the GPU, loading it or its model
 // with the same profile, and running a model folder with an engine's tuned GEMMs (KVSERVE_GEMM_TUNED).
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { expect } from 'vitest';
 import { type BuildOptions, buildEngineFolder } from '../../src/build/build-engine.js';
 import type { OptimizationProfile } from '../../src/build/manifest.js';
 import { loadNative, type DTypeName, type NativeEngine, type NativeEngineOptions } from '../../src/runner/binding.js';
+import { writeSyntheticTokenizer } from '../../src/tokenizer/synthetic.js';
 import { greedyRun } from '../native/native-run.js';
 import { cudaOptions } from './gpu-harness.js';
 
@@ -36,6 +37,23 @@ export async function buildCuda(
     ...extra,
   });
   return dir;
+}
+
+/** kvserve build --quantization fp8 --device cuda (bfloat16) of a copy of the model folder `modelDir` given a synthetic
+ *  tokenizer of its 1024 ids, whose quality report (the build measures it on text) reads `evalIds` as its held-out
+ *  text, one line per prompt (ids from 3; BOS left to the tokenizer), into a new temporary folder. */
+export async function buildFp8(
+  modelDir: string,
+  evalIds: number[][],
+  extra: Partial<BuildOptions> = {},
+): Promise<string> {
+  const root = tempDir('kvserve-fp8-');
+  const model = join(root, basename(modelDir));
+  cpSync(modelDir, model, { recursive: true });
+  writeSyntheticTokenizer(model, 1024);
+  const evalData = join(root, 'eval.txt');
+  writeFileSync(evalData, evalIds.map((p) => p.map((id) => `w${id}`).join(' ')).join('\n'));
+  return buildCuda(model, 'bfloat16', join(root, 'engine'), { quantization: 'fp8', evalData, ...extra });
 }
 
 /** Native options of the profile the engines are built with; `engine` or `model` in the overrides. */

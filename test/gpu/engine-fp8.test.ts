@@ -15,17 +15,15 @@
 //   and logprobs (the same GEMM algorithms: both import the engine's), through prefill, mixed and graphed
 //   decode steps, on fp8 engines of the bf16 models and on stories260K's (hidden size 64: the scalar norm
 //   kernel; its down_proj stays bf16, so SiLU·mul is not fused there); the environment variable reaches the load.
-import { cpSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
 import type { Fp8Quantization, OptimizationProfile } from '../../src/build/manifest.js';
 import { loadNative, type NativeEngine, type StepResult } from '../../src/runner/binding.js';
 import { TextTokenizer } from '../../src/tokenizer/tokenizer.js';
-import { writeSyntheticTokenizer } from '../../src/tokenizer/synthetic.js';
 import { kvserve } from '../cli/helpers/run-kvserve.js';
 import { generate, greedy, storiesDir } from '../native/harness.js';
 import { greedyRun } from '../native/native-run.js';
-import { buildCuda, expectEngineMatchesModel, readTensors, tempDir, timedLoad } from './cuda-engine-helpers.js';
+import { buildFp8, expectEngineMatchesModel, readTensors, tempDir, timedLoad } from './cuda-engine-helpers.js';
 import { BF16_MODELS, bf16RefsDir, cudaOptions, ensureBf16Refs, record } from './gpu-harness.js';
 import {
   againstTransformers,
@@ -114,19 +112,8 @@ describe.each(BF16_MODELS)('%s as an fp8 engine, with the fused FP8 inputs', (na
   const profile: OptimizationProfile = { maxNumSeqs: 64, maxNumBatchedTokens: 2048, maxModelLen: 0 };
 
   test('greedy ids and logprobs bitwise equal to the separate quantize pass', async () => {
-    const root = tempDir('kvserve-fp8-fuse-');
-    const model = join(root, name);
-    cpSync(resolve(bf16RefsDir, name), model, { recursive: true });
-    writeSyntheticTokenizer(model, 1024); // the fp8 build measures its quality on text
-    const evalData = join(root, 'eval.txt');
-    const words = (p: number[]) => p.slice(1).map((id) => `w${id}`); // the tokenizer adds BOS
-    writeFileSync(
-      evalData,
-      fusePrompts(4, 1024)
-        .map((p) => words(p).join(' '))
-        .join('\n'),
-    );
-    const engine = await buildCuda(model, 'bfloat16', join(root, 'engine'), { quantization: 'fp8', profile, evalData });
+    const evalIds = fusePrompts(4, 1024).map((p) => p.slice(1)); // the tokenizer adds BOS
+    const engine = await buildFp8(resolve(bf16RefsDir, name), evalIds, { profile });
     record(`fp8 fused inputs ${name}`, {
       ...(await expectFuseInvisible(engine, 24, { maxNumSeqs: 64 })),
       identical: true,

@@ -115,6 +115,7 @@ describe('load errors', () => {
       await expect(load(storiesDir, { seed: bad })).rejects.toThrow(/seed must be a non-negative integer/);
     }
     await expect(load(storiesDir, { fp8Fuse: 1 })).rejects.toThrow(/fp8Fuse must be a boolean/);
+    await expect(load(storiesDir, { gemvFuseFp8: 'yes' })).rejects.toThrow(/gemvFuseFp8 must be a boolean/);
     await expect(load(storiesDir, { invariantGemm: 1 })).rejects.toThrow(/invariantGemm must be a string/);
     await expect(load(storiesDir, { invariantGemm: 'mine' })).rejects.toThrow(
       /unknown invariantGemm "mine" \(the option or KVSERVE_INVARIANT_GEMM; supported: cublaslt, own, wgmma\)/,
@@ -127,9 +128,9 @@ describe('load errors', () => {
       e.dispose();
     }
   });
-  it('fp8Fuse on the CPU: nothing to fuse, reported off', async () => {
-    const e = await load(storiesDir, { fp8Fuse: true });
-    expect(e.info().fp8Fuse).toBe(false);
+  it('fp8Fuse and gemvFuseFp8 on the CPU: nothing to fuse, reported off', async () => {
+    const e = await load(storiesDir, { fp8Fuse: true, gemvFuseFp8: true });
+    expect(e.info()).toMatchObject({ fp8Fuse: false, gemvFuseFp8: false, gemvFusion: '' });
     e.dispose();
   });
   it('llama3 rope with a non-positive low_freq_factor or original_max_position_embeddings', async () => {

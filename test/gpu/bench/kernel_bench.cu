@@ -20,6 +20,8 @@
 //          (bytes of cache read / time and % of copy, bf16 and f16 queries), and prefill of 2048 and 8192 tokens
 //   fuse   the GEMV epilogue fusions (kernels/gemv_fused.cu) at M = 1, 4, 8 against the two kernels they
 //          replace: qkv GEMV + RoPE/cache write, gate/up GEMV + SiLU-and-mul, chains of 16 with PDL (sm_90+)
+//   fuse-fp8  the same fusions on the FP8 GEMV's version 2 (kernels/gemv_fp8_fused.cu) at M = 1, 4, 8 and 16, 32,
+//          64 rows per CTA against v2 followed by the separate kernel, chains of 16 with PDL (sm_90+)
 //   fp8fuse  the FP8 GEMM inputs of a prefill step at M = 2048 and 8192, Llama-3-8B widths (H 4096, I 14336),
 //          with programmatic dependent launch as the engine runs them: add + RMSNorm then the quantize pass
 //          against the norm that writes the e4m3 rows itself, and SiLU·mul then the quantize pass (down_proj's
@@ -43,7 +45,7 @@
 //          mode, its batch-invariant algorithm (picked at M = 256) and gemm_inv.cu, at M = 1, 2, 4, .., 8192: us,
 //          TFLOP/s of 2 M N K, for M <= 64 weight bytes / time against the copy ceiling; then each tile shape and
 //          split forced at M = 1, 8, 64, 256, 2048, 8192, and chains of 16 at M = 1 with PDL against the GEMV
-// Usage: kvserve_kernel_bench [gemv|chain|gemv-even|attn|attn-fp8|attn-decode|copy|fp8|fp8gemm|fp8fuse|fuse|int8|int8gemm|inv|wgmma ...]
+// Usage: kvserve_kernel_bench [gemv|chain|gemv-even|attn|attn-fp8|attn-decode|copy|fp8|fp8gemm|fp8fuse|fuse|fuse-fp8|int8|int8gemm|inv|wgmma ...]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -1007,24 +1009,40 @@ void attnDecodeBench(double copyBw, int numSms, int l2Bytes, bool pdl) {
   kvsk_set_programmatic_launch(0);
 }
 
-// Per pair (or fused kernel) us in chains of 16 with programmatic dependent launch, as the forward pass runs
-// them at Llama-3-8B's shapes (32 / 8 heads of 128, llama3 inv_freq stand-in, slots in 16-token blocks).
-void gemvFuseBench(double copyBw) {
-  const int Hq = 32, Hkv = 8, D = 128, I = 14336;
-  std::vector<float> inv(D / 2);
-  for (int i = 0; i < D / 2; ++i) inv[i] = std::pow(500000.f, -2.f * i / D);
-  float* dInv = nullptr;
-  int32_t* dPos = nullptr;
+// The fused epilogues' inputs and outputs beside the GEMV at Llama-3-8B's shapes (32 / 8 heads of 128, llama3
+// inv_freq stand-in, slots in 16-token blocks), up to M = 8.
+struct FuseTargets {
+  static constexpr int Hq = 32, Hkv = 8, D = 128, I = 14336;
+  float* invFreq = nullptr;
+  int32_t* pos = nullptr;  // [8] positions, then [8] slots
   void *q = nullptr, *kc = nullptr, *vc = nullptr, *act = nullptr;
-  CK(cudaMalloc(&dInv, inv.size() * 4));
-  CK(cudaMemcpy(dInv, inv.data(), inv.size() * 4, cudaMemcpyHostToDevice));
-  const std::vector<int32_t> pos = {517, 518, 519, 520, 521, 522, 523, 524, 3, 19, 35, 51, 67, 83, 99, 115};  // then slots
-  CK(cudaMalloc(&dPos, pos.size() * 4));
-  CK(cudaMemcpy(dPos, pos.data(), pos.size() * 4, cudaMemcpyHostToDevice));
-  CK(cudaMalloc(&q, 8 * Hq * D * 2));
-  CK(cudaMalloc(&kc, 128 * Hkv * D * 2));
-  CK(cudaMalloc(&vc, 128 * Hkv * D * 2));
-  CK(cudaMalloc(&act, 8 * I * 2));
+  FuseTargets() {
+    std::vector<float> inv(D / 2);
+    for (int i = 0; i < D / 2; ++i) inv[i] = std::pow(500000.f, -2.f * i / D);
+    CK(cudaMalloc(&invFreq, inv.size() * 4));
+    CK(cudaMemcpy(invFreq, inv.data(), inv.size() * 4, cudaMemcpyHostToDevice));
+    const std::vector<int32_t> p = {517, 518, 519, 520, 521, 522, 523, 524, 3, 19, 35, 51, 67, 83, 99, 115};
+    CK(cudaMalloc(&pos, p.size() * 4));
+    CK(cudaMemcpy(pos, p.data(), p.size() * 4, cudaMemcpyHostToDevice));
+    CK(cudaMalloc(&q, 8 * Hq * D * 2));
+    CK(cudaMalloc(&kc, 128 * Hkv * D * 2));
+    CK(cudaMalloc(&vc, 128 * Hkv * D * 2));
+    CK(cudaMalloc(&act, 8 * I * 2));
+  }
+  ~FuseTargets() {
+    for (void* p : {(void*)invFreq, (void*)pos, q, kc, vc, act}) cudaFree(p);
+  }
+  FuseTargets(const FuseTargets&) = delete;
+  kvsk_rope_cache_params rope(const void* qkv, int M) const {
+    return {qkv, q, kc, vc, pos, pos + 8, invFreq, nullptr, nullptr, nullptr, 1e-5f, M, Hq, Hkv, D, KVSK_BF16};
+  }
+  kvsk_silu_mul_params silu(const void* gateUp, int M) const { return {gateUp, act, M, I, KVSK_BF16}; }
+};
+
+// Per pair (or fused kernel) us in chains of 16 with programmatic dependent launch, as the forward pass runs
+// them at Llama-3-8B's shapes.
+void gemvFuseBench(double copyBw) {
+  const FuseTargets f;
   kvsk_set_programmatic_launch(1);
   std::printf("\nGEMV epilogue fusion, bf16, chains of 16 with PDL (per-step us, %% of copy bandwidth %.2f TB/s)\n", copyBw / 1e12);
   std::printf("%-8s %3s %5s %20s %20s\n", "weight", "M", "rows", "GEMV + kernel", "fused");
@@ -1040,11 +1058,11 @@ void gemvFuseBench(double copyBw) {
             for (int j = 0; j < 16; ++j) {
               kvsk_gemv_params g{buf.x, buf.w(i * 16 + j), buf.y, M, s.N, s.K, KVSK_BF16, rows};
               if (qkv) {
-                kvsk_rope_cache_params r{buf.y, q, kc, vc, dPos, dPos + 8, dInv, nullptr, nullptr, nullptr, 1e-5f, M, Hq, Hkv, D, KVSK_BF16};
+                const kvsk_rope_cache_params r = f.rope(buf.y, M);
                 if (fused) CK(kvsk_gemv_rope_cache(&g, &r, stream));
                 else { CK(kvsk_gemv(&g, stream)); CK(kvsk_rope_cache(&r, stream)); }
               } else {
-                kvsk_silu_mul_params sm{buf.y, act, M, I, KVSK_BF16};
+                const kvsk_silu_mul_params sm = f.silu(buf.y, M);
                 if (fused) CK(kvsk_gemv_silu_mul(&g, &sm, stream));
                 else { CK(kvsk_gemv(&g, stream)); CK(kvsk_silu_mul(&sm, stream)); }
               }
@@ -1055,7 +1073,45 @@ void gemvFuseBench(double copyBw) {
       }
   }
   kvsk_set_programmatic_launch(0);
-  for (void* p : {(void*)dInv, (void*)dPos, q, kc, vc, act}) cudaFree(p);
+}
+
+// As gemvFuseBench, on FP8 weights: kvsk_gemv_fp8 (version 2) then the separate kernel against the fused kernel
+// (kernels/gemv_fp8_fused.cu), at each of v2's CTA shapes (the FP8 plan times them per M bucket; the fused kernel
+// runs the one the plan chose). % of copy bandwidth: of the weight's bytes.
+void gemvFuseFp8Bench(double copyBw) {
+  const FuseTargets f;
+  kvsk_set_programmatic_launch(1);
+  std::printf("\nGEMV epilogue fusion, FP8 weights (GEMV v2), bf16 x, chains of 16 with PDL (per-step us, %% of copy "
+              "bandwidth %.2f TB/s)\n", copyBw / 1e12);
+  std::printf("%-8s %3s %5s %20s %20s %8s\n", "weight", "M", "rows", "v2 GEMV + kernel", "fused", "speedup");
+  for (const GemvShape& s : {kGemvShapes[0], kGemvShapes[2]}) {
+    const bool qkv = s.N == kGemvShapes[0].N;
+    const double wBytes = (double)s.N * s.K;
+    const Fp8Buffers f8(s, 17, 8);
+    for (int M : {1, 4, 8})
+      for (int rows : {16, 32, 64}) {
+        double us[2];
+        for (int fused = 0; fused < 2; ++fused)
+          us[fused] = 1e3 / 16 * timeMs([&](int i) {
+            for (int j = 0; j < 16; ++j) {
+              const int w = i * 16 + j;
+              kvsk_gemv_fp8_params g{f8.x, f8.w(w), f8.scale(w), f8.y, M, s.N, s.K, KVSK_BF16, rows, 2};
+              if (qkv) {
+                const kvsk_rope_cache_params r = f.rope(f8.y, M);
+                if (fused) CK(kvsk_gemv_fp8_rope_cache(&g, &r, stream));
+                else { CK(kvsk_gemv_fp8(&g, stream)); CK(kvsk_rope_cache(&r, stream)); }
+              } else {
+                const kvsk_silu_mul_params sm = f.silu(f8.y, M);
+                if (fused) CK(kvsk_gemv_fp8_silu_mul(&g, &sm, stream));
+                else { CK(kvsk_gemv_fp8(&g, stream)); CK(kvsk_silu_mul(&sm, stream)); }
+              }
+            }
+          });
+        std::printf("%-8s %3d %5d %12.1f (%3.0f%%) %12.1f (%3.0f%%) %7.2fx\n", s.name, M, rows, us[0],
+                    100.0 * wBytes / (us[0] * 1e-6) / copyBw, us[1], 100.0 * wBytes / (us[1] * 1e-6) / copyBw, us[0] / us[1]);
+      }
+  }
+  kvsk_set_programmatic_launch(0);
 }
 
 }  // namespace
@@ -1080,6 +1136,7 @@ int main(int argc, char** argv) {
   if (want("attn-decode")) attnDecodeBench(bw, prop.multiProcessorCount, prop.l2CacheSize, prop.major >= 9);
   if (want("fp8fuse")) fp8FuseBench(bw, prop.major >= 9);
   if (want("fuse") && prop.major >= 9) gemvFuseBench(bw);
+  if (want("fuse-fp8") && prop.major >= 9) gemvFuseFp8Bench(bw);
   if (want("int8")) int8GemvBench(bw);
   if (want("int8gemm")) int8GemmBench();
   if (want("inv")) invBench(bw, prop.major >= 9);
