@@ -132,12 +132,15 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     models: () => models.slots().map((s) => [s.name, s.stats()] as const),
   });
   const observe = (s: ModelSlot) =>
-    s.observeSteps((n, ms, nativeMs) => {
-      const m = metrics.forModel(s.name);
-      m.iterationTokens.observe(n);
-      m.engineStepTime.observe(ms / 1000);
-      if (nativeMs !== undefined) m.engineNativeStepTime.observe(nativeMs / 1000);
-    });
+    s.observeSteps((n, ms, nativeMs) =>
+      // After this turn: the step's tokens are handed on to their streams (and written) first.
+      setImmediate(() => {
+        const m = metrics.forModel(s.name);
+        m.iterationTokens.observe(n);
+        m.engineStepTime.observe(ms / 1000);
+        if (nativeMs !== undefined) m.engineNativeStepTime.observe(nativeMs / 1000);
+      }),
+    );
   models.hooks.added = observe;
   models.hooks.removed = (name) => metrics.forget(name);
   for (const s of models.slots()) observe(s);
