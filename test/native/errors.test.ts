@@ -274,6 +274,37 @@ describe('step errors', () => {
   });
 });
 
+describe('wake() and the native step time', () => {
+  it('waking a sleeping, a stepping or a disposed engine changes no step; each step reports its native time', async () => {
+    const prompt = loadExpected()[0]!.prompt_ids;
+    const batch = () =>
+      buildBatch(
+        [{ slot: 0, all: prompt, promptLen: prompt.length, start: 0, count: prompt.length, sample: true }],
+        blockSize,
+        4,
+      );
+    const greedy = loadExpected()[0]!.greedy_ids[0];
+    const engine = await load(storiesDir);
+    const sleep = () => new Promise((r) => setTimeout(r, 20)); // well past the thread's spin: it sleeps
+    await sleep();
+    engine.wake!();
+    engine.wake!();
+    const first = await engine.step(batch());
+    expect(first.tokens[0]).toBe(greedy);
+    await sleep();
+    engine.wake!();
+    await sleep(); // woken with no step: it spins, then sleeps again
+    const inFlight = engine.step(batch());
+    engine.wake!();
+    const second = await inFlight;
+    expect(second.tokens[0]).toBe(greedy);
+    for (const r of [first, second]) expect(r.nativeMs).toBeGreaterThan(0);
+    engine.dispose();
+    engine.wake!();
+    await expect(engine.step(batch())).rejects.toThrow(/disposed/);
+  });
+});
+
 describe('dispose while a step runs', () => {
   it('the step in flight still settles, later steps reject, and the process carries on', async () => {
     const prompt = loadExpected()[0]!.prompt_ids;
