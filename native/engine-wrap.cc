@@ -20,7 +20,6 @@ Napi::Value rejected(Napi::Env env, const std::string& message) {
 void EngineWrap::Init(Napi::Env env) {
   Napi::Function ctor = DefineClass(env, "NativeEngine",
                                     {InstanceMethod("info", &EngineWrap::Info), InstanceMethod("step", &EngineWrap::Step),
-                                     InstanceMethod("wake", &EngineWrap::Wake),
                                      InstanceMethod("dispose", &EngineWrap::Dispose)});
   env.GetInstanceData<AddonData>()->engineCtor = Napi::Persistent(ctor);
 }
@@ -105,11 +104,6 @@ Napi::Value EngineWrap::Step(const Napi::CallbackInfo& info) {
   busy_ = true;
   runner_->submit(env, std::move(job));
   return p;
-}
-
-Napi::Value EngineWrap::Wake(const Napi::CallbackInfo& info) {
-  if (engine_ && !busy_) runner_->wake();
-  return info.Env().Undefined();
 }
 
 Napi::Value EngineWrap::Dispose(const Napi::CallbackInfo& info) {

@@ -1,4 +1,4 @@
-// The JS Engine object (NativeEngine in src/runner/binding.ts): info(), step(batch) → Promise, wake(), dispose().
+// The JS Engine object (NativeEngine in src/runner/binding.ts): info(), step(batch) → Promise, dispose().
 // One step in flight at a time, run by a StepRunner thread; a second step() rejects. Errors become
 // rejected Promises, never a crash.
 #pragma once
@@ -27,7 +27,6 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
  private:
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value Step(const Napi::CallbackInfo& info);
-  Napi::Value Wake(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 
   std::shared_ptr<kvs::Engine> engine_;  // null after dispose()

@@ -57,15 +57,6 @@ void StepRunner::submit(Napi::Env env, std::unique_ptr<StepJob> job) {
   }
 }
 
-void StepRunner::wake() {
-  if (!sleeping_.load(std::memory_order_seq_cst)) return;  // spinning or stepping: it will see the job
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    woken_ = true;
-  }
-  wake_.notify_one();
-}
-
 StepJob* StepRunner::waitForJob() {
   const auto until = std::chrono::steady_clock::now() + kSpin;
   for (int i = 0;; ++i) {
@@ -76,10 +67,9 @@ StepJob* StepRunner::waitForJob() {
   }
   std::unique_lock<std::mutex> lock(mutex_);
   sleeping_.store(true, std::memory_order_seq_cst);
-  wake_.wait(lock, [&] { return pending_.load(std::memory_order_seq_cst) != nullptr || woken_ || stop_.load(); });
-  woken_ = false;
+  wake_.wait(lock, [&] { return pending_.load(std::memory_order_seq_cst) != nullptr || stop_.load(); });
   sleeping_.store(false, std::memory_order_relaxed);
-  return pending_.exchange(nullptr, std::memory_order_acquire);  // none after wake(): the caller spins again
+  return pending_.exchange(nullptr, std::memory_order_acquire);
 }
 
 void StepRunner::loop() {

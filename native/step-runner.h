@@ -39,9 +39,6 @@ class StepRunner {
 
   // JS thread. Starts the job; its promise settles on the JS thread when the step is done.
   void submit(Napi::Env env, std::unique_ptr<StepJob> job);
-  // JS thread. A step is about to come: a sleeping thread is woken now and spins for it, so that the wake-up
-  // overlaps building the step instead of following its submission.
-  void wake();
   // JS thread. Lets the thread exit (after the job in flight, if any) and drops this runner's engine.
   void stop();
 
@@ -56,7 +53,6 @@ class StepRunner {
   std::condition_variable wake_;
   std::atomic<StepJob*> pending_{nullptr};
   std::atomic<bool> sleeping_{false};
-  bool woken_ = false;  // under mutex_: wake() asked the sleeper to spin again
   std::atomic<bool> stop_{false};
   std::thread thread_;  // last: started once everything above exists
 };

@@ -57,7 +57,7 @@ export class EngineLoop implements EngineClient {
 
   constructor(
     readonly config: EngineLoopConfig,
-    private readonly engine: Pick<NativeEngine, 'step' | 'wake'>,
+    engine: Pick<NativeEngine, 'step'>,
   ) {
     this.scheduler = new Scheduler(config);
     this.runner = new ModelRunner(config, engine as NativeEngine);
@@ -90,8 +90,6 @@ export class EngineLoop implements EngineClient {
     this.live.set(request.id, { req, stream });
     if (req.constraint) this.grammars.add(req);
     this.scheduler.add(req);
-    // The engine thread wakes while this turn builds the step (the loop launches it in the turn's microtasks).
-    this.engine.wake?.();
     this.wakeUp();
     return stream;
   }

@@ -186,10 +186,6 @@ export interface NativeEngine {
   info(): NativeEngineInfo;
   /** Runs on a native worker thread; one step in flight at a time (a second call rejects). */
   step(batch: StepBatch): Promise<StepResult>;
-  /** A step is about to come: the engine thread, if it sleeps, is woken now to wait for it spinning (nothing when
-   *  a step is in flight). Its wake-up then overlaps what precedes the step instead of delaying it. Optional: the
-   *  engines of tests step without a thread of their own. */
-  wake?(): void;
   /** Frees weights and KV cache; the engine is unusable afterwards. */
   dispose(): void;
 }
