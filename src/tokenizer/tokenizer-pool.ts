@@ -27,8 +27,10 @@ export interface TokenizerSpec {
 const INLINE_BUDGET_MS = 0.25;
 /** The same for the only request in flight: nothing but a request arriving meanwhile waits on the loop. */
 const ALONE_BUDGET_MS = 1;
-/** The longest text ever tokenized inline, and the sample the limit is timed on. */
+/** The longest text ever tokenized inline, and the sample the limits are timed on; the only request in flight's
+ *  up to ALONE_MAX_CHARS, for a tokenizer that encodes a sample that long within ALONE_BUDGET_MS. */
 const INLINE_MAX_CHARS = 4096;
+const ALONE_MAX_CHARS = 16384;
 const SAMPLE =
   'Once upon a time, in a small town by the sea, there lived a girl named Mia who loved to collect shells. ';
 /** The sample is encoded this long (and at least WARM_RUNS times) before it is timed: the first runs are those of
@@ -36,10 +38,9 @@ const SAMPLE =
 const WARM_MS = 50;
 const WARM_RUNS = 10;
 
-/** The longest texts `tokenizer` encodes here within INLINE_BUDGET_MS and ALONE_BUDGET_MS (best of a few runs once
- *  warm), assuming a cost linear in the length, which overestimates what tokenizers superlinear in it take. */
-export function inlineLimits(tokenizer: TextTokenizer): { maxChars: number; aloneMaxChars: number } {
-  const sample = SAMPLE.repeat(Math.ceil(INLINE_MAX_CHARS / SAMPLE.length)).slice(0, INLINE_MAX_CHARS);
+/** The best time of a few runs of `tokenizer` encoding `chars` characters of SAMPLE, once warm. */
+function encodeMs(tokenizer: TextTokenizer, chars: number): number {
+  const sample = SAMPLE.repeat(Math.ceil(chars / SAMPLE.length)).slice(0, chars);
   const warmUntil = performance.now() + WARM_MS;
   for (let i = 0; i < WARM_RUNS || performance.now() < warmUntil; i++) tokenizer.encode(sample, true);
   let best = Number.POSITIVE_INFINITY;
@@ -48,8 +49,21 @@ export function inlineLimits(tokenizer: TextTokenizer): { maxChars: number; alon
     tokenizer.encode(sample, true);
     best = Math.min(best, performance.now() - t0);
   }
-  const within = (ms: number) => Math.floor(INLINE_MAX_CHARS * Math.min(1, ms / best));
-  return { maxChars: within(INLINE_BUDGET_MS), aloneMaxChars: within(ALONE_BUDGET_MS) };
+  return best;
+}
+
+/** The longest texts `tokenizer` encodes here within INLINE_BUDGET_MS and ALONE_BUDGET_MS, assuming a cost linear in
+ *  the length up to the sample's (which overestimates what tokenizers superlinear in it take), never beyond it. */
+export function inlineLimits(tokenizer: TextTokenizer): { maxChars: number; aloneMaxChars: number } {
+  const within = (budgetMs: number, chars: number, ms: number) => Math.floor(chars * Math.min(1, budgetMs / ms));
+  const ms = encodeMs(tokenizer, INLINE_MAX_CHARS);
+  const maxChars = within(INLINE_BUDGET_MS, INLINE_MAX_CHARS, ms);
+  // A tokenizer that takes the whole sample within the alone budget is timed on the longer one.
+  const aloneMaxChars =
+    ms < ALONE_BUDGET_MS
+      ? within(ALONE_BUDGET_MS, ALONE_MAX_CHARS, encodeMs(tokenizer, ALONE_MAX_CHARS))
+      : within(ALONE_BUDGET_MS, INLINE_MAX_CHARS, ms);
+  return { maxChars, aloneMaxChars: Math.max(maxChars, aloneMaxChars) };
 }
 
 /** The main thread's own tokenizer and template, for the jobs short enough to do inline. */

@@ -161,6 +161,6 @@ describe('TokenizerPool with the main thread taking short texts', () => {
     expect(Number.isInteger(maxChars) && Number.isInteger(aloneMaxChars)).toBe(true);
     expect(maxChars).toBeGreaterThanOrEqual(0);
     expect(aloneMaxChars).toBeGreaterThanOrEqual(maxChars);
-    expect(aloneMaxChars).toBeLessThanOrEqual(4096);
+    expect(aloneMaxChars).toBeLessThanOrEqual(16384);
   });
 });
