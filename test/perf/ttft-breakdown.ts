@@ -13,8 +13,8 @@
 // The floor column is the same client against a bare node:http server (no framework, no engine) whose "step" is a
 // worker thread busy for the engine time just measured, answering in the same shape: what this machine's HTTP and
 // thread hand-offs cost with no server logic at all. Each figure is the median over the requests of a row, each
-// difference the median of the per-request differences; rows (and servers) take turns request by request, so a
-// slow spell of a shared machine is shared by all of them.
+// difference the median of the per-request differences; rows (and servers, each first in every other round) take
+// turns request by request, so a slow spell of a shared machine is shared by all of them.
 // A benchmark, not a test: it prints a table.
 //   npx tsx test/perf/ttft-breakdown.ts                                      # CPU, models/stories260K, 128 tokens
 //   npx tsx test/perf/ttft-breakdown.ts --model configs/llama-tiny.json --lens 128,2048
@@ -331,10 +331,12 @@ async function main() {
       }),
     );
     const samples: Sample[][][] = servers.map(() => rows.map(() => []));
+    // Servers in turn, each first in every other round: the one that goes second is not always the same.
+    const order = servers.map((_, si) => si);
     for (let i = 0; i < N + WARMUP; i++) {
       for (const [ri, row] of rows.entries()) {
-        for (const [si, server] of servers.entries()) {
-          const s = await measure(server, row, prompts[ri]![si]![i]!, floorUrl);
+        for (const si of i % 2 === 0 ? order : [...order].reverse()) {
+          const s = await measure(servers[si]!, row, prompts[ri]![si]![i]!, floorUrl);
           if (i >= WARMUP) samples[si]![ri]!.push(s);
         }
       }
