@@ -79,6 +79,7 @@ void StepRunner::loop() {
       if (stop_.load()) break;
       continue;
     }
+    const auto start = std::chrono::steady_clock::now();
     try {
       engine_->step(job->batch->batch(), job->result);
     } catch (const kvs::BatchError& e) {
@@ -89,6 +90,7 @@ void StepRunner::loop() {
     } catch (...) {
       job->error = "unknown error in the native step";
     }
+    job->nativeMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     // Fails only when the environment is being torn down; the job is then left to the process exit.
     done_.NonBlockingCall(job);
   }
@@ -122,6 +124,7 @@ void StepRunner::complete(Napi::Env env, Napi::Function, StepRunner* self, StepJ
   out.Set("tokens", copyToTyped<Napi::Int32Array>(env, r.tokens));
   out.Set("logprobs", copyToTyped<Napi::Float32Array>(env, r.logprobs));
   out.Set("topLogprobs", Napi::Number::New(env, r.topLogprobs));
+  out.Set("nativeMs", Napi::Number::New(env, job->nativeMs));
   out.Set("topIds", copyToTyped<Napi::Int32Array>(env, r.topIds));
   out.Set("topValues", copyToTyped<Napi::Float32Array>(env, r.topValues));
   if (job->batch->batch().returnLogits) out.Set("logits", copyToTyped<Napi::Float32Array>(env, r.logits));

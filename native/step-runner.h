@@ -29,6 +29,7 @@ struct StepJob {
   kvs::StepResult result;
   std::string error;               // non-empty: the step failed
   std::vector<kvs::SeqFault> faults;  // the sequences the batch check pinned it on (empty: the whole step)
+  double nativeMs = 0;             // the step on this runner's thread, from taking it up to its result
 };
 
 class StepRunner {

@@ -18,7 +18,14 @@ import { endOutput, tokenOutput } from './request-output.js';
 import { validateRequest } from './request-validation.js';
 import { GrammarMasks } from './grammar-masks.js';
 import { faultedRows, refusedRequests, withoutFinished } from './step-faults.js';
-import { EngineError, type EngineClient, type EngineRequest, type EngineStats, type RequestOutput } from './types.js';
+import {
+  EngineError,
+  type EngineClient,
+  type EngineRequest,
+  type EngineStats,
+  type RequestOutput,
+  type StepObserver,
+} from './types.js';
 
 export interface EngineLoopConfig extends SchedulerConfig {
   vocabSize: number;
@@ -45,7 +52,7 @@ export class EngineLoop implements EngineClient {
   private wake: (() => void) | undefined;
   private closed = false;
   private readonly done: Promise<void>;
-  onStep: ((numTokens: number, ms: number) => void) | undefined;
+  onStep: StepObserver | undefined;
   onFault: ((err: unknown) => void) | undefined;
 
   constructor(
@@ -157,7 +164,7 @@ export class EngineLoop implements EngineClient {
     for (const { req, message } of faultedRows(pending.out, res)) this.failRequest(req, message);
     const got = this.scheduler.update(pending.out, res.tokens);
     this.advanceGrammars(pending.out, got, res);
-    this.onStep?.(pending.out.numTokens, stepMs);
+    this.onStep?.(pending.out.numTokens, stepMs, res.nativeMs);
     let next: InFlight | undefined;
     let fault: unknown;
     try {

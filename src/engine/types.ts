@@ -82,6 +82,8 @@ export interface EngineStats {
   generationTokens: number; // cumulative tokens generated
 }
 
+export type StepObserver = (numTokens: number, ms: number, nativeMs: number | undefined) => void;
+
 export interface EngineClient {
   /** Starts a request; the iterator ends after the output with `finished`. Throws synchronously on a
    *  request that can never run (longer than the context or the whole KV pool), with an EngineError. */
@@ -90,9 +92,10 @@ export interface EngineClient {
   abort(id: string): void;
   stats(): EngineStats;
   /** Called after every engine step with the tokens it computed (prefill chunks and decodes), what
-   *  vllm:iteration_tokens_total counts, and its wall time in ms from launch to result (the native forward pass
-   *  and sampling with the thread hand-offs both ways). Optional: an engine that cannot say leaves it unset. */
-  onStep?: ((numTokens: number, ms: number) => void) | undefined;
+   *  vllm:iteration_tokens_total counts, its wall time in ms from launch to result (the native forward pass
+   *  and sampling with the thread hand-offs both ways), and the native part alone when the engine reports it.
+   *  Optional: an engine that cannot say leaves it unset. */
+  onStep?: StepObserver | undefined;
   /** Called when the engine fails as a whole: a step rejected without pinning its fault on sequences (a CUDA
    *  error, a native exception), or the loop itself failed. The step's requests fail right after it returns,
    *  unless the callee ended them first. Optional, as onStep. */

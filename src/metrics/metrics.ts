@@ -51,6 +51,7 @@ export interface ModelMetrics {
   readonly requestGenerationTokens: Observer;
   readonly iterationTokens: Observer;
   readonly engineStepTime: Observer;
+  readonly engineNativeStepTime: Observer;
   recordFinish(reason: FinishReason): void;
 }
 
@@ -116,6 +117,13 @@ export class ServerMetrics implements ModelMetrics {
       'engineStepTime',
       ['kvserve_engine_step_seconds'],
       'Wall time of one engine step, from its launch to its result (forward pass, sampling, thread hand-offs).',
+      STEP_BUCKETS,
+    );
+    // The same step on the engine's own thread: what kvserve_engine_step_seconds adds to it is the hand-offs.
+    this.histogram(
+      'engineNativeStepTime',
+      ['kvserve_engine_native_step_seconds'],
+      'Time of one engine step on the engine thread (forward pass and sampling), without the thread hand-offs.',
       STEP_BUCKETS,
     );
     this.requestSuccess = ['vllm:request_success_total', 'kvserve_request_success_total'].map(
@@ -205,6 +213,7 @@ export class ServerMetrics implements ModelMetrics {
       requestGenerationTokens: observer('requestGenerationTokens'),
       iterationTokens: observer('iterationTokens'),
       engineStepTime: observer('engineStepTime'),
+      engineNativeStepTime: observer('engineNativeStepTime'),
       recordFinish: (reason) => {
         for (const c of this.requestSuccess) c.inc({ model_name, finished_reason: reason });
       },
@@ -245,6 +254,9 @@ export class ServerMetrics implements ModelMetrics {
   }
   get engineStepTime(): Observer {
     return this.defaultModel.engineStepTime;
+  }
+  get engineNativeStepTime(): Observer {
+    return this.defaultModel.engineNativeStepTime;
   }
   recordFinish(reason: FinishReason): void {
     this.defaultModel.recordFinish(reason);

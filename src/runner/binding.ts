@@ -172,6 +172,9 @@ export interface StepResult {
   /** [R] present only when some row could not be sampled: ROW_FAULT_* per row, 0 for the rows that were.
    *  A faulted row's token is meaningless; the step's other rows stand. */
   rowFaults?: Int32Array;
+  /** The step's time on the engine's own thread, from taking it up to its result (forward pass and sampling; on
+   *  the GPU until the results are on the host), in ms: what launch → result adds to it is the thread hand-offs. */
+  nativeMs?: number;
 }
 
 export const ROW_FAULT_NON_FINITE_LOGITS = 1; // a logit is NaN or +inf, or none is finite

@@ -72,7 +72,8 @@ export const kvserveApp: FastifyPluginAsync<AppOptions> = async (
   { ctx, apiKey, allowedOrigins = [], adminApiKey, admin },
 ) => {
   app.decorateRequest('arrivalTime', 0);
-  app.addHook('onRequest', async (req, reply) => {
+  // Not async (a hook's promise costs every request a turn of the microtask queue); a throw is the request's error.
+  app.addHook('onRequest', (req, reply, done) => {
     req.arrivalTime = performance.now();
     // On the raw response, so that every answer carries it: fastify's, the error handler's, SSE's writeHead.
     reply.raw.setHeader('x-request-id', req.id);
@@ -84,6 +85,7 @@ export const kvserveApp: FastifyPluginAsync<AppOptions> = async (
     }
     ctx.inflight++;
     reply.raw.once('close', () => ctx.inflight--);
+    done();
   });
   // Off unless origins are named: a browser page elsewhere then cannot read the API. On, the plugin answers
   // the OPTIONS preflight (which carries no key, so auth lets OPTIONS through) and marks allowed answers.
@@ -132,11 +134,15 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     models: () => models.slots().map((s) => [s.name, s.stats()] as const),
   });
   const observe = (s: ModelSlot) =>
-    s.observeSteps((n, ms) => {
-      const m = metrics.forModel(s.name);
-      m.iterationTokens.observe(n);
-      m.engineStepTime.observe(ms / 1000);
-    });
+    s.observeSteps((n, ms, nativeMs) =>
+      // After this turn: the step's tokens are handed on to their streams (and written) first.
+      setImmediate(() => {
+        const m = metrics.forModel(s.name);
+        m.iterationTokens.observe(n);
+        m.engineStepTime.observe(ms / 1000);
+        if (nativeMs !== undefined) m.engineNativeStepTime.observe(nativeMs / 1000);
+      }),
+    );
   models.hooks.added = observe;
   models.hooks.removed = (name) => metrics.forget(name);
   for (const s of models.slots()) observe(s);

@@ -26,14 +26,16 @@ function presentedKey(req: FastifyRequest): string | undefined {
 
 export function registerAuth(app: FastifyInstance, apiKey: string | undefined): void {
   if (!apiKey) return;
-  app.addHook('onRequest', async (req) => {
+  // Not async, as app.ts's hook: a throw is the request's error.
+  app.addHook('onRequest', (req, _reply, done) => {
     const path = req.url.split('?', 1)[0]!;
     // OPTIONS reads nothing: a CORS preflight (which browsers send without credentials) or a 405.
-    if (OPEN_PATHS.has(path) || req.method === 'OPTIONS' || req.routeOptions.config.public) return;
+    if (OPEN_PATHS.has(path) || req.method === 'OPTIONS' || req.routeOptions.config.public) return done();
     const given = presentedKey(req);
     if (given === undefined) {
       throw new ApiError('invalid_api_key', 'missing API key: send it as "Authorization: Bearer <key>"');
     }
     if (!keyMatches(apiKey, given)) throw new ApiError('invalid_api_key', 'incorrect API key provided');
+    done();
   });
 }

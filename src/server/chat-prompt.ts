@@ -2,7 +2,7 @@
 // template and tokenize the result without adding special tokens (the template already wrote them, as
 // transformers does) — both on the tokenizer pool's threads, off the event loop.
 import { ChatTemplateError, type TemplateMessage } from '../tokenizer/chat-template.js';
-import { RenderedTooLong } from '../tokenizer/tokenizer-pool.js';
+import { type JobOptions, RenderedTooLong } from '../tokenizer/tokenizer-pool.js';
 import { ApiError, unsupported } from './errors.js';
 import type { LoadedModel } from './model-slot.js';
 import { checkMessages, promptTooLong } from './prompt-size.js';
@@ -75,6 +75,7 @@ export async function renderChatPrompt(
   messages: ChatMessage[],
   opts: ChatPromptOptions,
   tools?: ChatTools,
+  job: JobOptions = {},
 ): Promise<{ text: string; ids: number[] }> {
   if (!model.chatTemplate) {
     throw new ApiError(
@@ -94,7 +95,7 @@ export async function renderChatPrompt(
     extra: { ...withTools.extra, ...(opts.chat_template_kwargs ?? {}) },
   };
   try {
-    return await model.prompts.renderChat(withTools.messages, options, model.maxPromptBytes);
+    return await model.prompts.renderChat(withTools.messages, options, model.maxPromptBytes, job);
   } catch (e) {
     if (e instanceof ChatTemplateError) throw new ApiError('chat_template_error', e.message, 'messages');
     if (e instanceof RenderedTooLong) throw promptTooLong(model, e.bytes, 'messages');

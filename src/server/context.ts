@@ -31,6 +31,9 @@ export interface Usage {
   prompt_tokens_details: { cached_tokens: number };
 }
 
+/** Whether the request asking is the only one in flight on the server (every route counts in `inflight`). */
+export const alone = (ctx: ServerContext) => ctx.inflight === 1;
+
 /** `prefix<random>`, or `prefix<given>` for vLLM's request_id field (the caller's own id, for tracing). */
 export const newRequestId = (prefix: string, given?: string | null) =>
   `${prefix}${given || randomUUID().replaceAll('-', '')}`;

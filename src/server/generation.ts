@@ -141,6 +141,8 @@ export class Generation {
     const { tokenizer, metrics, client } = this.deps;
     const { sampling } = spec;
     const detok = new IncrementalDetokenizer(tokenizer, spec.promptIds, this.textOptions.skipSpecialTokens);
+    // After this turn, whose microtasks launch the first step: its decode is then done while the step runs.
+    setImmediate(() => detok.prime());
     const matcher = new StopStringMatcher(this.textOptions.stops, this.textOptions.includeStopStr);
     const texts = sampling.logprobs === null ? undefined : new TokenTexts(tokenizer, spec.promptIds);
     const result: ChoiceResult = {
@@ -155,30 +157,41 @@ export class Generation {
     let pending: LogprobEntry[] = [];
     let stopString: string | undefined;
     let lastTokenAt: number | undefined;
+    // An output's latencies, taken as it arrives and recorded once its text is handed on (the client waits for
+    // the text, not for the metrics).
+    let tokenAt: number | undefined;
+    let queueMs: number | undefined;
+    const recordLatencies = () => {
+      if (queueMs !== undefined) metrics.requestQueueTime.observe(queueMs / 1000);
+      if (tokenAt !== undefined) {
+        if (lastTokenAt === undefined) metrics.timeToFirstToken.observe((tokenAt - this.arrival) / 1000);
+        else metrics.interTokenLatency.observe((tokenAt - lastTokenAt) / 1000);
+        lastTokenAt = tokenAt;
+      }
+      tokenAt = queueMs = undefined;
+    };
 
+    // Once per output that is not drained after a stop.
     const emit = (text: string, force: boolean) => {
-      if (!text && !(force && pending.length > 0)) return;
-      result.text += text;
-      result.logprobs.push(...pending);
-      const { numPromptTokens, numCachedTokens, numOutputTokens } = result;
-      on.delta?.(index, { text, logprobs: pending, counts: { numPromptTokens, numCachedTokens, numOutputTokens } });
-      pending = [];
+      if (text || (force && pending.length > 0)) {
+        result.text += text;
+        result.logprobs.push(...pending);
+        const { numPromptTokens, numCachedTokens, numOutputTokens } = result;
+        on.delta?.(index, { text, logprobs: pending, counts: { numPromptTokens, numCachedTokens, numOutputTokens } });
+        pending = [];
+      }
+      recordLatencies();
     };
 
     for await (const out of this.streams[index]!) {
-      if (out.queueTimeMs !== undefined) metrics.requestQueueTime.observe(out.queueTimeMs / 1000);
+      queueMs = out.queueTimeMs;
       result.numPromptTokens = out.numPromptTokens;
       result.numCachedTokens = out.numCachedPromptTokens;
       if (stopString !== undefined) {
         if (out.finished) break;
         continue; // draining what the engine produced before our abort reached it
       }
-      if (out.newTokenIds.length > 0) {
-        const now = performance.now();
-        if (lastTokenAt === undefined) metrics.timeToFirstToken.observe((now - this.arrival) / 1000);
-        else metrics.interTokenLatency.observe((now - lastTokenAt) / 1000);
-        lastTokenAt = now;
-      }
+      if (out.newTokenIds.length > 0) tokenAt = performance.now();
       result.numOutputTokens = out.numOutputTokens;
       if (texts && out.logprobs) pending.push(...out.logprobs.map((lp) => describe(texts, lp)));
 

@@ -5,7 +5,7 @@
 // The slot holds the name's own limits (its queue) and counts its engines' figures across those changes.
 import type { FastifyReply } from 'fastify';
 import type { Engine } from '../engine/engine.js';
-import type { EngineClient, EngineStats } from '../engine/types.js';
+import type { EngineClient, EngineStats, StepObserver } from '../engine/types.js';
 import type { NativeEngineInfo } from '../runner/binding.js';
 import type { ChatTemplate } from '../tokenizer/chat-template.js';
 import type { TextTokenizer } from '../tokenizer/tokenizer.js';
@@ -85,7 +85,7 @@ export class ModelSlot {
   readonly retiring = new Set<ModelInstance>();
   private active: ModelInstance | undefined;
   private served: ServedModel | undefined;
-  private stepObserver: ((numTokens: number, ms: number) => void) | undefined;
+  private stepObserver: StepObserver | undefined;
   /** The counters of the instances already freed, so that the name's counters never go back. */
   private readonly counted: Record<Counted, number> = {
     promptTokens: 0,
@@ -154,8 +154,9 @@ export class ModelSlot {
     });
   }
 
-  /** Sees every engine step's token count and wall time, of the model there now and of those that come later. */
-  observeSteps(fn: (numTokens: number, ms: number) => void): void {
+  /** Sees every engine step's token count, wall time and native time, of the model there now and of those that
+   *  come later. */
+  observeSteps(fn: StepObserver): void {
     this.stepObserver = fn;
     if (this.active) this.active.model.client.onStep = fn;
   }

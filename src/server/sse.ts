@@ -8,22 +8,32 @@ import type { ApiError } from './errors.js';
 export class SseWriter {
   private ended = false;
   private blocked = false; // the last write went over the socket's high-water mark
+  /** What was written before the head went out (chat's role chunk, echoed prompts); undefined once it has. */
+  private early: string[] | undefined = [];
 
   constructor(private readonly reply: FastifyReply) {
     reply.hijack();
-    const raw = reply.raw;
+    // The head, and what is written in this turn of the event loop, go out in one write once the turn's microtasks
+    // are done: the engine loop launches the request's first step in them, and building the head and writing it
+    // ahead of that would only delay the step.
+    setImmediate(() => this.open());
+  }
+
+  /** Writes the head and what was written so far. */
+  private open(): void {
+    const early = this.early;
+    if (!early) return;
+    this.early = undefined;
+    const raw = this.reply.raw;
+    if (raw.destroyed) return;
     raw.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache',
       connection: 'keep-alive',
       'x-accel-buffering': 'no', // nginx: do not buffer the stream
     });
-    // The headers, and what is written in this turn of the event loop (chat's role chunk, echoed prompts), go out
-    // in one write once the turn's microtasks are done: the engine loop launches the request's first step in
-    // them, and a socket write ahead of it would only delay that step.
-    raw.cork();
-    raw.flushHeaders();
-    setImmediate(() => raw.uncork());
+    if (early.length === 0) raw.flushHeaders();
+    else this.write(early.join(''));
   }
 
   /** True once the stream ended or the client went away. */
@@ -41,11 +51,14 @@ export class SseWriter {
   }
 
   private write(frame: string): void {
-    if (!this.closed && !this.reply.raw.write(frame)) this.blocked = true;
+    if (this.early) this.early.push(frame);
+    else if (!this.closed && !this.reply.raw.write(frame)) this.blocked = true;
   }
 
-  /** Resolves at once unless a write went over the high-water mark; then once the socket drains or closes. */
+  /** Resolves at once unless a write went over the high-water mark; then once the socket drains or closes. Before
+   *  the head went out, once it has (its write is queued ahead of this check) and that write's answer is known. */
   writable(): Promise<void> {
+    if (this.early) return new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.writable());
     if (!this.blocked || this.closed) return Promise.resolve();
     const raw = this.reply.raw;
     return new Promise((resolve) => {
@@ -71,6 +84,7 @@ export class SseWriter {
 
   /** Ends the stream after `last` (nothing by default: the Responses API sends no [DONE]). */
   end(last = ''): void {
+    this.open();
     if (this.closed) return;
     this.reply.raw.end(last);
     this.ended = true;

@@ -16,6 +16,8 @@ export class IncrementalDetokenizer {
   private readonly ids: number[];
   private prefixOffset: number;
   private readOffset: number;
+  /** The text of ids[prefixOffset, readOffset) once decoded: it holds until the next emission moves them. */
+  private prefixText: string | undefined;
 
   constructor(
     private readonly tok: TextTokenizer,
@@ -37,6 +39,12 @@ export class IncrementalDetokenizer {
     return out;
   }
 
+  /** Decodes the text the next token's is taken against (at first the prompt's last tokens) ahead of that token:
+   *  called while the request's first step runs, the first token's text then costs one decode instead of two. */
+  prime(): void {
+    this.prefixText ??= this.decode(this.ids.slice(this.prefixOffset, this.readOffset));
+  }
+
   /** Emits whatever is held back (an incomplete character at the very end becomes U+FFFD). */
   flush(): string {
     return this.step(true);
@@ -44,13 +52,15 @@ export class IncrementalDetokenizer {
 
   private step(final: boolean): string {
     if (this.readOffset >= this.ids.length) return '';
-    const prefixText = this.decode(this.ids.slice(this.prefixOffset, this.readOffset));
+    this.prime();
+    const prefixText = this.prefixText!;
     const fullText = this.decode(this.ids.slice(this.prefixOffset));
     // Nothing new yet (a skipped special token), or an incomplete character: hold back.
     if (fullText.length <= prefixText.length || (!final && fullText.endsWith(REPLACEMENT))) return '';
     const text = fullText.slice(prefixText.length);
     this.prefixOffset = this.readOffset;
     this.readOffset = this.ids.length;
+    this.prefixText = undefined;
     if (this.prefixOffset > 1024) {
       // Keep the id array bounded for long generations.
       this.ids.splice(0, this.prefixOffset);

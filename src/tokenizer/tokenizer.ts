@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { useFastMergeRanks } from './bpe-ranks.js';
 import { bytesPerToken, type BytesPerToken } from './prompt-bound.js';
-import { syntheticTokenizerFiles } from './synthetic.js';
+import { syntheticEncoder, syntheticTokenizerFiles } from './synthetic.js';
 import { type VocabDecoding, vocabDecoding } from './vocab-type.js';
 
 export interface SpecialTokens {
@@ -49,6 +49,17 @@ function pickTemplate(v: unknown): string | undefined {
   return undefined;
 }
 
+/** What a direct encode must give exactly as the library does before it is used (another library version could
+ *  split differently): specials inside and between words, ids at and past the vocabulary's ends, odd whitespace. */
+const DIRECT_ENCODE_SAMPLES = [
+  'w5 w128255 w77',
+  'w5 hello w128256 w0 <s>w7</s><unk> w3',
+  `w12abc w05 W5 w${'1'.repeat(20)} w w-1 w3.5 ww3`,
+  '  w7\tw8\nw9\u00a0w10\u2028w11\ufeffw12  ',
+  '<s><s></s x<unk w<s>4',
+  '',
+];
+
 export class TextTokenizer {
   readonly eosTokenIds: number[];
   readonly bosTokenId: number | undefined;
@@ -61,12 +72,15 @@ export class TextTokenizer {
   /** How the vocabulary spells text (for the grammar engine of structured outputs). */
   readonly decoding: VocabDecoding;
   private readonly specialIds: Set<number>;
+  /** The synthetic tokenizer's encode, done directly (the same ids as the library's; checked at load). */
+  private readonly directEncode: ((text: string, addSpecialTokens: boolean) => number[]) | undefined;
 
   private constructor(
     private readonly tok: Tokenizer,
     dir: string,
     tokJson: Json,
     tokConfig: Json,
+    directEncode?: (text: string, addSpecialTokens: boolean) => number[],
   ) {
     useFastMergeRanks(tok);
     const special: SpecialTokens = {};
@@ -104,6 +118,9 @@ export class TextTokenizer {
     this.vocabSize = Math.max(baseSize, ...added.map((t) => t.id + 1));
     this.bytesPerToken = bytesPerToken(tokJson);
     this.decoding = vocabDecoding(tokJson);
+    const same = (s: string) =>
+      [true, false].every((special) => directEncode?.(s, special).join() === this.libraryEncode(s, special).join());
+    this.directEncode = directEncode && DIRECT_ENCODE_SAMPLES.every(same) ? directEncode : undefined;
   }
 
   /** Loads DIR/tokenizer.json (+ tokenizer_config.json when present). Throws a clear error when missing. */
@@ -129,11 +146,16 @@ export class TextTokenizer {
       `no tokenizer.json in ${dir}: using a synthetic tokenizer of ${vocab} ids ("w<id>" words) for the dummy weights`,
     );
     const { tokenizer, config } = syntheticTokenizerFiles(vocab);
-    return new TextTokenizer(new Tokenizer(tokenizer, config), dir, tokenizer as Json, config as Json);
+    const direct = syntheticEncoder(vocab);
+    return new TextTokenizer(new Tokenizer(tokenizer, config), dir, tokenizer as Json, config as Json, direct);
   }
 
   /** With addSpecialTokens the tokenizer's own post-processor decides (e.g. a BOS for Llama 2). */
   encode(text: string, addSpecialTokens = true): number[] {
+    return this.directEncode ? this.directEncode(text, addSpecialTokens) : this.libraryEncode(text, addSpecialTokens);
+  }
+
+  private libraryEncode(text: string, addSpecialTokens: boolean): number[] {
     return this.tok.encode(text, { add_special_tokens: addSpecialTokens }).ids;
   }
 

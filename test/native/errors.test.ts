@@ -277,6 +277,29 @@ describe('step errors', () => {
   });
 });
 
+describe('the native step time', () => {
+  it('each step reports its time on the engine thread, within the time the step took as JS saw it', async () => {
+    const prompt = loadExpected()[0]!.prompt_ids;
+    const engine = await load(storiesDir);
+    try {
+      const batch = buildBatch(
+        [{ slot: 0, all: prompt, promptLen: prompt.length, start: 0, count: prompt.length, sample: true }],
+        blockSize,
+        4,
+      );
+      for (let i = 0; i < 3; i++) {
+        const t0 = performance.now();
+        const r = await engine.step(batch);
+        const wall = performance.now() - t0;
+        expect(r.nativeMs).toBeGreaterThan(0);
+        expect(r.nativeMs).toBeLessThan(wall);
+      }
+    } finally {
+      engine.dispose();
+    }
+  });
+});
+
 describe('dispose while a step runs', () => {
   it('the step in flight still settles, later steps reject, and the process carries on', async () => {
     const prompt = loadExpected()[0]!.prompt_ids;

@@ -1,6 +1,7 @@
 // Back-pressure of streamed responses: while the client's socket is full, the server stops pulling the
 // engine's outputs (they merge in the engine's output stream, bounded by the tokens) instead of buffering
-// ever more SSE text in memory. Driven with a fake socket whose write() reports "full" until 'drain'.
+// ever more SSE text in memory. Driven with a fake socket whose write() reports "full" until 'drain'; the same
+// socket shows when the stream's head goes out (after the turn that opened it, with what that turn wrote).
 import { EventEmitter } from 'node:events';
 import type { FastifyReply } from 'fastify';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -16,15 +17,20 @@ class FullSocket extends EventEmitter {
   writableEnded = false;
   full = true;
   writes: string[] = [];
-  writeHead(): void {}
-  flushHeaders(): void {}
+  writeHead(): void {
+    this.writes.push('<head>');
+  }
+  flushHeaders(): void {
+    this.writes.push('<flush>');
+  }
   cork(): void {}
   uncork(): void {}
   write(s: string): boolean {
     this.writes.push(s);
     return !this.full;
   }
-  end(): void {
+  end(last: string): void {
+    this.writes.push(last);
     this.writableEnded = true;
   }
   drain(): void {
@@ -66,6 +72,35 @@ function countingEngine(ids: number[]): EngineClient & { pulled: number } {
 let tokenizer: TextTokenizer;
 beforeAll(async () => {
   tokenizer = await TextTokenizer.load(storiesDir);
+});
+
+describe('the head of a stream', () => {
+  it('goes out after the turn that opened it (where the first step launches), with what was written in it', async () => {
+    const raw = new FullSocket();
+    const sse = new SseWriter(fakeReply(raw));
+    sse.send({ role: 'assistant' });
+    sse.send({ echo: 'x' });
+    expect(raw.writes).toEqual([]);
+    await new Promise((r) => setImmediate(r));
+    expect(raw.writes).toEqual(['<head>', 'data: {"role":"assistant"}\n\ndata: {"echo":"x"}\n\n']);
+    sse.send({ text: 'a' });
+    expect(raw.writes.at(-1)).toBe('data: {"text":"a"}\n\n');
+  });
+
+  it('alone is flushed at once; a stream ended before the turn is over writes its head, frames and end', async () => {
+    const quiet = new FullSocket();
+    new SseWriter(fakeReply(quiet));
+    await new Promise((r) => setImmediate(r));
+    expect(quiet.writes).toEqual(['<head>', '<flush>']);
+    const quick = new FullSocket();
+    const sse = new SseWriter(fakeReply(quick));
+    sse.send({ error: 'e' });
+    sse.done();
+    expect(quick.writes).toEqual(['<head>', 'data: {"error":"e"}\n\n', 'data: [DONE]\n\n']);
+    expect(quick.writableEnded).toBe(true);
+    await new Promise((r) => setImmediate(r));
+    expect(quick.writes).toHaveLength(3);
+  });
 });
 
 describe('streaming back-pressure', () => {

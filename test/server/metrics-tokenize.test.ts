@@ -87,7 +87,9 @@ describe('/metrics', () => {
     x.write(body);
     await x.closed;
     expect(x.received()).toMatch(/^HTTP\/1\.1 200/);
-    expect((await ttft()) - before).toBeGreaterThanOrEqual(0.3);
+    // The server may read the headers a little after the client's 300 ms began (a loaded machine has measured
+    // 299.9 ms); counted from the body instead, TTFT would be a few milliseconds.
+    expect((await ttft()) - before).toBeGreaterThanOrEqual(0.25);
   });
 
   it("every vllm: series carries vLLM's model_name label, finish reasons as finished_reason", async () => {

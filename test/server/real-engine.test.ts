@@ -83,7 +83,7 @@ describe('real CPU engine, stories260K', () => {
     expect(await metric('vllm:prefix_cache_queries_total')).toBeGreaterThan(0);
   });
 
-  it('vllm:iteration_tokens_total counts the tokens of every engine step, kvserve_engine_step_seconds its time', async () => {
+  it('vllm:iteration_tokens_total counts the tokens of every engine step, kvserve_engine_step_seconds its time and kvserve_engine_native_step_seconds its native part', async () => {
     // Ids no other test sends, so nothing comes from the prefix cache: one prefill step of the whole prompt,
     // then one token per decode step.
     const prompt = [1, 411, 412, 413, 414, 415, 416, 417, 418, 419, 420];
@@ -93,6 +93,8 @@ describe('real CPU engine, stories260K', () => {
       'kvserve_engine_step_seconds_count',
       'kvserve_engine_step_seconds_sum',
       'vllm:e2e_request_latency_seconds_sum',
+      'kvserve_engine_native_step_seconds_count',
+      'kvserve_engine_native_step_seconds_sum',
     ];
     const [c0, s0] = [await count(), await sum()];
     const t0 = await Promise.all(names.map(metric));
@@ -105,11 +107,16 @@ describe('real CPU engine, stories260K', () => {
     } as OpenAI.CompletionCreateParamsNonStreaming);
     expect((await count()) - c0).toBe(7); // the prefill step samples the first token
     expect((await sum()) - s0).toBe(prompt.length + 6);
-    const [steps, stepSeconds, e2eSeconds] = (await Promise.all(names.map(metric))).map((v, i) => v - t0[i]!);
+    const [steps, stepSeconds, e2eSeconds, nativeSteps, nativeSeconds] = (await Promise.all(names.map(metric))).map(
+      (v, i) => v - t0[i]!,
+    );
     expect(steps).toBe(7);
-    // Every step ran between the request's arrival and its last token.
+    // Every step ran between the request's arrival and its last token, its native part within it.
     expect(stepSeconds).toBeGreaterThan(0);
     expect(stepSeconds).toBeLessThan(e2eSeconds!);
+    expect(nativeSteps).toBe(7);
+    expect(nativeSeconds).toBeGreaterThan(0);
+    expect(nativeSeconds).toBeLessThan(stepSeconds!);
   });
 
   it('stop strings and logprobs with real numbers', async () => {

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { beforeAll, describe, expect, test } from 'vitest';
+import { beforeAll, describe, expect, test, vi } from 'vitest';
 import { IncrementalDetokenizer } from '../../src/tokenizer/detokenizer.js';
 import { TextTokenizer } from '../../src/tokenizer/tokenizer.js';
 
@@ -61,6 +61,29 @@ describe('IncrementalDetokenizer', () => {
     text += d.flush();
     expect(text).toBe(tok.decode(ids));
     expect(text).toBe(s);
+  });
+
+  test('primed ahead of the first token, that token costs one decode, and every text is the same', () => {
+    const decode = vi.spyOn(tok, 'decode');
+    try {
+      const s = 'Tom said € ok';
+      const ids = tok.encode(s, false);
+      for (const prompt of [...expected.map((e) => e.prompt_ids), [1]]) {
+        const plain = new IncrementalDetokenizer(tok, prompt);
+        const primed = new IncrementalDetokenizer(tok, prompt);
+        primed.prime();
+        primed.prime(); // once is enough
+        decode.mockClear();
+        const first = primed.push([ids[0]!]);
+        expect(decode).toHaveBeenCalledTimes(1);
+        expect(first).toBe(plain.push([ids[0]!]));
+        // The held-back bytes of € keep the primed context too: the same text token by token.
+        for (const id of ids.slice(1)) expect(primed.push([id])).toBe(plain.push([id]));
+        expect(primed.flush()).toBe(plain.flush());
+      }
+    } finally {
+      decode.mockRestore();
+    }
   });
 
   test('pushing several tokens at once gives the same text', () => {

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultModelDir } from '../../src/config.js';
 import { ChatTemplate, ChatTemplateError } from '../../src/tokenizer/chat-template.js';
 import { TextTokenizer } from '../../src/tokenizer/tokenizer.js';
-import { inlineLimit, RenderedTooLong, TokenizerPool } from '../../src/tokenizer/tokenizer-pool.js';
+import { inlineLimits, RenderedTooLong, TokenizerPool } from '../../src/tokenizer/tokenizer-pool.js';
 
 const CHATML =
   "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
@@ -95,7 +95,7 @@ describe('TokenizerPool with the main thread taking short texts', () => {
   let mixed: TokenizerPool;
   beforeAll(async () => {
     template = new ChatTemplate(CHATML, tok.specialTokens);
-    mixed = await TokenizerPool.start(spec, 1, { tokenizer: tok, template, maxChars: 40 });
+    mixed = await TokenizerPool.start(spec, 1, { tokenizer: tok, template, maxChars: 40, aloneMaxChars: 400 });
   });
   afterAll(() => mixed.close());
 
@@ -109,6 +109,27 @@ describe('TokenizerPool with the main thread taking short texts', () => {
     expect(short).toBeLessThan(texts.length);
     expect(mixed.jobs - before.jobs).toBe(2 * texts.length);
     expect(mixed.inlineJobs - before.inline).toBe(2 * short);
+  });
+
+  it('takes texts up to aloneMaxChars inline for the only request in flight, the same ids as on a thread', async () => {
+    const medium = ['Lily and Tom went to the park. They'.repeat(2), 'héllo wörld 😀 名前 '.repeat(10)];
+    for (const t of medium) expect(t.length > 40 && t.length <= 400).toBe(true);
+    const long = 'Lily and Tom went to the park. They'.repeat(12);
+    expect(long.length).toBeGreaterThan(400);
+    const { jobs, inlineJobs } = mixed;
+    for (const t of medium) {
+      expect(await mixed.encode(t, true)).toEqual(tok.encode(t, true));
+      expect(await mixed.encode(t, true, { alone: true })).toEqual(tok.encode(t, true));
+    }
+    expect(await mixed.encode(long, true, { alone: true })).toEqual(tok.encode(long, true));
+    const chat = [{ role: 'user', content: medium[0]! }];
+    const text = template.render(chat, { addGenerationPrompt: true });
+    expect(await mixed.renderChat(chat, { addGenerationPrompt: true }, 1 << 20, { alone: true })).toEqual({
+      text,
+      ids: tok.encode(text, false),
+    });
+    expect(mixed.jobs - jobs).toBe(2 * medium.length + 2);
+    expect(mixed.inlineJobs - inlineJobs).toBe(medium.length + 1); // alone, and not longer than 400 characters
   });
 
   it('renders short chats inline with the same text, ids and errors as a thread', async () => {
@@ -135,10 +156,11 @@ describe('TokenizerPool with the main thread taking short texts', () => {
     expect(mixed.inlineJobs - inline).toBe(3);
   });
 
-  it('the limit, timed on this machine, is what this tokenizer encodes in a fraction of a millisecond', () => {
-    const limit = inlineLimit(tok);
-    expect(Number.isInteger(limit)).toBe(true);
-    expect(limit).toBeGreaterThanOrEqual(0);
-    expect(limit).toBeLessThanOrEqual(4096);
+  it('the limits, timed on this machine, are what this tokenizer encodes in a fraction of a millisecond', () => {
+    const { maxChars, aloneMaxChars } = inlineLimits(tok);
+    expect(Number.isInteger(maxChars) && Number.isInteger(aloneMaxChars)).toBe(true);
+    expect(maxChars).toBeGreaterThanOrEqual(0);
+    expect(aloneMaxChars).toBeGreaterThanOrEqual(maxChars);
+    expect(aloneMaxChars).toBeLessThanOrEqual(16384);
   });
 });

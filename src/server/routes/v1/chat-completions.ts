@@ -5,6 +5,7 @@ import { tokenizeBadWords } from '../../bad-words.js';
 import { checkChatMessages, renderChatPrompt } from '../../chat-prompt.js';
 import {
   acquireModel,
+  alone,
   newRequestId,
   startGeneration,
   streamGeneration,
@@ -63,7 +64,7 @@ export const chatCompletionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContex
     settings.sampling.badWords = await tokenizeBadWords(model, body.bad_words);
     checkChatMessages(model, body.messages); // what can never fit is a 400 before it takes a place in the queue
     const admission = admit(ctx, model, reply, 1, settings.n, 'messages');
-    const prompt = await renderChatPrompt(model, body.messages, body, tools);
+    const prompt = await renderChatPrompt(model, body.messages, body, tools, { alone: alone(ctx) });
     const choices = expandChoices([prompt.ids], settings, model.maxModelLen, 'messages');
     await attachConstraints(choices, grammar);
     const id = newRequestId('chatcmpl-', body.request_id);

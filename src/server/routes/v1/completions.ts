@@ -4,6 +4,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { admit } from '../../admission.js';
 import {
   acquireModel,
+  alone,
   newRequestId,
   startGeneration,
   streamGeneration,
@@ -63,10 +64,13 @@ async function promptsOf(
   list: Array<string | number[]>,
   echo: boolean,
   addSpecial: boolean,
+  alone: boolean,
 ): Promise<Array<{ ids: number[]; echoed: string }>> {
+  // Only a lone prompt is a lone job: a batch's texts would each take the loop in turn.
+  const opts = { alone: alone && list.length === 1 };
   return Promise.all(
     list.map(async (p) => {
-      if (typeof p === 'string') return { ids: await model.prompts.encode(p, addSpecial), echoed: echo ? p : '' };
+      if (typeof p === 'string') return { ids: await model.prompts.encode(p, addSpecial, opts), echoed: echo ? p : '' };
       return { ids: p, echoed: echo ? model.tokenizer.decode(p, true) : '' };
     }),
   );
@@ -137,7 +141,7 @@ export const completionsRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }>
     settings.sampling.badWords = await tokenizeBadWords(model, body.bad_words);
     const list = checkPrompts(model, body.prompt, settings.truncatePromptTokens !== undefined);
     const admission = admit(ctx, model, reply, numPrompts(body.prompt), settings.n, 'prompt');
-    const prompts = await promptsOf(model, list, echo, body.add_special_tokens ?? true);
+    const prompts = await promptsOf(model, list, echo, body.add_special_tokens ?? true, alone(ctx));
     const choices = expandChoices(
       prompts.map((p) => p.ids),
       settings,

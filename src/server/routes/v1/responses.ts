@@ -4,7 +4,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { admit } from '../../admission.js';
 import { checkChatMessages, renderChatPrompt } from '../../chat-prompt.js';
-import { acquireModel, newRequestId, startGeneration, type ServerContext } from '../../context.js';
+import { acquireModel, alone, newRequestId, startGeneration, type ServerContext } from '../../context.js';
 import { ApiError, invalid, toApiError, unsupported } from '../../errors.js';
 import {
   finalStatus,
@@ -124,7 +124,7 @@ export const responsesRoute: FastifyPluginAsyncTypebox<{ ctx: ServerContext }> =
     if (messages.length === 0) throw invalid('input has no messages', 'input');
     checkChatMessages(model, messages);
     const admission = admit(ctx, model, reply, 1, 1, 'input');
-    const prompt = await renderChatPrompt(model, messages, {});
+    const prompt = await renderChatPrompt(model, messages, {}, undefined, { alone: alone(ctx) });
     const choices = expandChoices([prompt.ids], settings, model.maxModelLen, 'input');
     await attachConstraints(choices, grammar);
     const echo: ResponseEcho = {
