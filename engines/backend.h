@@ -73,6 +73,7 @@ struct BackendInfo {
   // "silu*mul", comma-separated), "" when none (off, fp8 matrices, cuBLASLt picked at M = 1, q/k norm: RoPE)
   std::string gemvFusion;
   bool fp8Fuse = false;               // cuda, fp8: the norms quantize their own outputs (EngineOptions::fp8Fuse)
+  std::string attnPrefill;            // cuda: the prefill attention kernel, "v1" or "v2" (KVSERVE_ATTN_PREFILL)
   // cuda, batchInvariant: which GEMMs serve it, "cublaslt" or "own" (EngineOptions::invariantGemm), with the
   // weights that own still leaves to cuBLASLt, if any ("own; cublaslt: lm_head"); "" otherwise.
   std::string invariantGemm;

@@ -73,6 +73,7 @@ Napi::Value EngineWrap::Info(const Napi::CallbackInfo& info) {
   o.Set("quantization", ei.backend.quantization);
   o.Set("gemvFusion", ei.backend.gemvFusion);
   o.Set("fp8Fuse", ei.backend.fp8Fuse);
+  if (!ei.backend.attnPrefill.empty()) o.Set("attnPrefill", ei.backend.attnPrefill);
   if (!ei.backend.invariantGemm.empty()) o.Set("invariantGemm", ei.backend.invariantGemm);
   if (!ei.backend.kvScalesK.empty()) {
     Napi::Object scales = Napi::Object::New(env);
