@@ -21,8 +21,8 @@
 //   per block -> O = O * alpha + P V (each V fragment feeds both), the rescale skipped when no row's maximum
 //   moved (alpha = 1 exactly).
 // Registers: 128 float32 of O and 64 of S at head_dim 128 (254-255 in all, no spills on sm_90). Shared
-// memory: Q's 128 rows and the ring, 104 KB (106 KB over an fp8 cache): two CTAs per SM of compute
-// capability 9.0, one on 8.0; 8.6 and 8.9 (99 KB a CTA) cannot launch it (the engine refuses the switch there).
+// memory: Q's 128 rows and the ring, 102 KiB (104 KiB over an fp8 cache): two CTAs per SM of compute
+// capability 9.0, one on 8.0; 8.6 and 8.9 (99 KiB a CTA) cannot launch it (the engine refuses the switch there).
 //
 // Bits. Every row's arithmetic is version 1's, operation for operation: the same key tiles in the same order,
 // mma chains, exact maxima, canonical quarter-wise row sum, rescale, rounding of P and division. The mask is
@@ -195,6 +195,8 @@ __global__ void __launch_bounds__(128) flashPrefillV2Kernel(kvsk_attention_param
       uint32_t pk[2][BN / 16][4];  // P rounded to the operand type, as A fragments of P V (mma.cuh)
 #pragma unroll
       for (int b = 0; b < 2; ++b) {
+        // The scores in base 2, rounded as version 1 rounds them (__fmul_rn: never contracted with the
+        // subtraction below into one fma, which version 1's select between them rules out).
         float mx[2] = {-INFINITY, -INFINITY};
         if (masked) {
           int lim[2];  // the last key row (r0 + 16 b + g + 8 i) sees: its position, at most ke - 1; -1 for padding
@@ -208,13 +210,13 @@ __global__ void __launch_bounds__(128) flashPrefillV2Kernel(kvsk_attention_param
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
               const int key = k0 + 8 * j + 2 * t + (e & 1);
-              s[b][j][e] = key <= lim[e >> 1] ? s[b][j][e] * scaleLog2 : -INFINITY;
+              s[b][j][e] = key <= lim[e >> 1] ? __fmul_rn(s[b][j][e], scaleLog2) : -INFINITY;
             }
         } else {
 #pragma unroll
           for (int j = 0; j < BN / 8; ++j)
 #pragma unroll
-            for (int e = 0; e < 4; ++e) s[b][j][e] *= scaleLog2;
+            for (int e = 0; e < 4; ++e) s[b][j][e] = __fmul_rn(s[b][j][e], scaleLog2);
         }
 #pragma unroll
         for (int j = 0; j < BN / 8; ++j)

@@ -151,9 +151,9 @@ int kvsk_attention_plan(const int32_t* queryStartHost, const int32_t* contextLen
  * serve (a non-decode launch). */
 cudaError_t kvsk_attention(const kvsk_attention_params* p, int decode, cudaStream_t stream);
 /* Dynamic shared memory of one CTA of prefill version 2 for this shape, or 0 where version 2 does not serve it
- * (its plan falls back to version 1): what a caller compares with the device's cudaDevAttrMaxSharedMemoryPerBlockOptin
- * before asking for it (104 KB at head_dim 128, 106 KB over an fp8 cache: more than compute capability 8.6 and
- * 8.9 allow). */
+ * (its plan falls back to version 1): a caller compares it with the device's sharedMemPerBlockOptin before
+ * asking for version 2 (102 KiB at head_dim 128, 104 KiB over an fp8 cache: more than compute capability 8.6
+ * and 8.9 allow). */
 size_t kvsk_attention_prefill_v2_smem(kvsk_dtype dtype, kvsk_kv_dtype cacheDtype, int headDim, int numHeads,
                                       int numKvHeads);
 /* Over an fp8 cache (cacheDtype KVSK_KV_FP8_E4M3) attention runs on the tensor-core kernels only, with the
