@@ -20,7 +20,7 @@
 //   where some key lies past the CTA's first position or past ke (a CTA's last one or two) -> online softmax
 //   per block -> O = O * alpha + P V (each V fragment feeds both), the rescale skipped when no row's maximum
 //   moved (alpha = 1 exactly).
-// Registers: 128 float32 of O and 64 of S at head_dim 128 (254-255 in all, no spills on sm_90). Shared
+// Registers: 128 float32 of O and 64 of S at head_dim 128 (252-255 in all, no spills on sm_90; 12 bytes on sm_80 over a bf16/f16 cache). Shared
 // memory: Q's 128 rows and the ring, 102 KiB (104 KiB over an fp8 cache): two CTAs per SM of compute
 // capability 9.0, one on 8.0; 8.6 and 8.9 (99 KiB a CTA) cannot launch it (the engine refuses the switch there).
 //
@@ -322,23 +322,25 @@ __global__ void __launch_bounds__(128) flashPrefillV2Kernel(kvsk_attention_param
     }
 }
 
-// Version 2 for head_dim 64 and 128 (cudaErrorNotSupported otherwise); a split tile's partitions are merged by
-// version 1's flashCombineKernel.
+// One shape's launch; a split tile's partitions are merged by version 1's flashCombineKernel.
+template <typename T, int D, bool FP8>
+cudaError_t launchFlashPrefillV2Shape(const kvsk_attention_params& p, cudaStream_t stream) {
+  using C = PrefillV2<T, D, FP8>;
+  auto kernel = flashPrefillV2Kernel<T, D, FP8>;
+  const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::smem);
+  if (attr != cudaSuccess) return attr;
+  const dim3 grid(p.numTiles * p.numKvHeads, 1, p.numSplitSlots > 0 ? p.maxSplits : 1);
+  cudaError_t e = launch(kernel, grid, C::NT, C::smem, stream, p);
+  if (e == cudaSuccess && p.numSplitSlots > 0) e = launch(flashCombineKernel<T>, dim3(p.numTiles, p.numHeads), 64, 0, stream, p);
+  return e;
+}
+
+// Version 2 for head_dim 64 and 128 (cudaErrorNotSupported otherwise).
 template <typename T, bool FP8>
 cudaError_t launchFlashPrefillV2(const kvsk_attention_params& p, cudaStream_t stream) {
-  auto run = [&](auto kernel, size_t smem) {
-    if (smem > 48 * 1024) {
-      const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-      if (e != cudaSuccess) return e;
-    }
-    const dim3 grid(p.numTiles * p.numKvHeads, 1, p.numSplitSlots > 0 ? p.maxSplits : 1);
-    cudaError_t e = launch(kernel, grid, PrefillV2<T, 64, FP8>::NT, smem, stream, p);
-    if (e == cudaSuccess && p.numSplitSlots > 0) e = launch(flashCombineKernel<T>, dim3(p.numTiles, p.numHeads), 64, 0, stream, p);
-    return e;
-  };
   switch (p.headDim) {
-    case 64: return run(flashPrefillV2Kernel<T, 64, FP8>, PrefillV2<T, 64, FP8>::smem);
-    case 128: return run(flashPrefillV2Kernel<T, 128, FP8>, PrefillV2<T, 128, FP8>::smem);
+    case 64: return launchFlashPrefillV2Shape<T, 64, FP8>(p, stream);
+    case 128: return launchFlashPrefillV2Shape<T, 128, FP8>(p, stream);
     default: return cudaErrorNotSupported;
   }
 }
