@@ -20,9 +20,10 @@
 //   where some key lies past the CTA's first position or past ke (a CTA's last one or two) -> online softmax
 //   per block -> O = O * alpha + P V (each V fragment feeds both), the rescale skipped when no row's maximum
 //   moved (alpha = 1 exactly).
-// Registers: 128 float32 of O and 64 of S at head_dim 128 (252-255 in all, no spills on sm_90; 12 bytes on sm_80 over a bf16/f16 cache). Shared
-// memory: Q's 128 rows and the ring, 102 KiB (104 KiB over an fp8 cache): two CTAs per SM of compute
-// capability 9.0, one on 8.0; 8.6 and 8.9 (99 KiB a CTA) cannot launch it (the engine refuses the switch there).
+// Registers: 128 float32 of O and 64 of S at head_dim 128 (252-255 in all; no spills on sm_90, 12 bytes on
+// sm_80 over a bf16/f16 cache). Shared memory: Q's 128 rows and the ring, 102 KiB (104 KiB over an fp8 cache):
+// two CTAs per SM of compute capability 9.0, one on 8.0; 8.6 and 8.9 (99 KiB a CTA) cannot launch it (the
+// engine refuses the switch there).
 //
 // Bits. Every row's arithmetic is version 1's, operation for operation: the same key tiles in the same order,
 // mma chains, exact maxima, canonical quarter-wise row sum, rescale, rounding of P and division. The mask is
