@@ -3,7 +3,7 @@
 # Sets for the root:
 #   KVSERVE_HAVE_CUDA           ON only when nvcc, cudart and cuBLASLt are all found
 #   KVSERVE_CUDA_SOURCES        kernels/*.cu + engines/cuda/*.cc, to compile into the addon (with
-#                               KVSERVE_WITH_CUDA defined on it)
+#                               KVSERVE_WITH_CUDA defined on it); gemm_wgmma.cu as the objects of its own library
 #   KVSERVE_CUDA_INCLUDE_DIRS   kernels/ and the CUDA toolkit headers
 #   KVSERVE_CUDA_LIBRARIES      cudart (static) and cuBLASLt
 #   KVSERVE_CUDA_DEFINITIONS    KVSERVE_CUDA_ARCHS="80,86,89,90": the archs compiled in, for the start-up check
@@ -52,15 +52,29 @@ find_package(CUDAToolkit)
 set(_kvs_root "${CMAKE_CURRENT_LIST_DIR}/..")
 file(GLOB _kvs_kernel_sources CONFIGURE_DEPENDS "${_kvs_root}/kernels/*.cu")
 set(_kvs_cuda_flags $<$<COMPILE_LANGUAGE:CUDA>:-lineinfo --expt-relaxed-constexpr>)
+# kernels/gemm_wgmma.cu is compiled on its own, as an object library that every target below takes in: its wgmma
+# and setmaxnreg need sm_90a code, so its arch list is the build's with every 9.0 entry made arch-specific
+# (kvserve_wgmma_archs: 90 -> 90a). Without a 9.0 entry its kernels compile empty and the runner refuses it.
+list(FILTER _kvs_kernel_sources EXCLUDE REGEX "/gemm_wgmma\\.cu$")
+kvserve_wgmma_archs("${_kvs_archs}" _kvs_wgmma_archs)
+function(kvserve_wgmma_object_library name archs)
+  add_library(${name} OBJECT "${_kvs_root}/kernels/gemm_wgmma.cu")
+  set_target_properties(${name} PROPERTIES CUDA_ARCHITECTURES "${archs}" POSITION_INDEPENDENT_CODE ON)
+  target_include_directories(${name} PRIVATE "${_kvs_root}/kernels")
+  target_compile_options(${name} PRIVATE ${_kvs_cuda_flags})
+endfunction()
 
 if(CUDAToolkit_FOUND AND TARGET CUDA::cudart_static AND TARGET CUDA::cublasLt)
   set(KVSERVE_HAVE_CUDA ON)
   file(GLOB _kvs_backend_sources CONFIGURE_DEPENDS "${_kvs_root}/engines/cuda/*.cc")
+  kvserve_wgmma_object_library(kvserve_gemm_wgmma "${_kvs_wgmma_archs}")
+  list(APPEND _kvs_kernel_sources $<TARGET_OBJECTS:kvserve_gemm_wgmma>)
   set(KVSERVE_CUDA_SOURCES ${_kvs_kernel_sources} ${_kvs_backend_sources})
   set(KVSERVE_CUDA_INCLUDE_DIRS "${_kvs_root}/kernels" ${CUDAToolkit_INCLUDE_DIRS})
   set(KVSERVE_CUDA_LIBRARIES CUDA::cudart_static CUDA::cublasLt)
   set(KVSERVE_CUDA_DEFINITIONS "KVSERVE_CUDA_ARCHS=\"${_kvs_archs_csv}\"")
-  message(STATUS "kvserve: CUDA backend ON (nvcc ${CMAKE_CUDA_COMPILER_VERSION}, archs ${_kvs_archs}: ${_kvs_archs_source})")
+  message(STATUS "kvserve: CUDA backend ON (nvcc ${CMAKE_CUDA_COMPILER_VERSION}, archs ${_kvs_archs}: ${_kvs_archs_source}; "
+                 "gemm_wgmma.cu: ${_kvs_wgmma_archs})")
 
   # The kernel test program: kernels against naive CPU references, and the cuBLASLt GEMM wrapper.
   file(GLOB _kvs_test_sources CONFIGURE_DEPENDS "${_kvs_root}/test/gpu/native/*.cu" "${_kvs_root}/test/gpu/native/*.cc")
@@ -94,9 +108,12 @@ else()
       set(_kvs_check_arch "${_a}")
     endif()
   endforeach()
-  message(STATUS "kvserve: nvcc found without cuBLASLt: compiling kernels/*.cu for ${_kvs_check_arch} as a check only")
+  kvserve_wgmma_archs("${_kvs_check_arch}" _kvs_check_wgmma_arch)
+  message(STATUS "kvserve: nvcc found without cuBLASLt: compiling kernels/*.cu for ${_kvs_check_arch} "
+                 "(gemm_wgmma.cu: ${_kvs_check_wgmma_arch}) as a check only")
   add_library(kvserve_kernels_check OBJECT ${_kvs_kernel_sources})
   set_target_properties(kvserve_kernels_check PROPERTIES CUDA_ARCHITECTURES "${_kvs_check_arch}")
   target_include_directories(kvserve_kernels_check PRIVATE "${_kvs_root}/kernels")
   target_compile_options(kvserve_kernels_check PRIVATE ${_kvs_cuda_flags})
+  kvserve_wgmma_object_library(kvserve_gemm_wgmma_check "${_kvs_check_wgmma_arch}")
 endif()

@@ -124,8 +124,25 @@ function(kvserve_cuda_archs nvcc out_archs out_source)
   set(${out_source} "${_source}" PARENT_SCOPE)
 endfunction()
 
+# kvserve_wgmma_archs(<archs> <out list>): the list for kernels/gemm_wgmma.cu, whose wgmma and setmaxnreg exist only
+# in sm_90a code: every 9.0 entry made arch-specific (90 -> 90a, 90-real -> 90a-real, 90-virtual -> 90a-virtual),
+# the others kept (the file compiles to empty kernels for them, and the runner refuses that GEMM there).
+function(kvserve_wgmma_archs archs out)
+  set(_out "")
+  foreach(_a IN LISTS archs)
+    if(_a MATCHES "^90(-real|-virtual)?$")
+      set(_a "90a${CMAKE_MATCH_1}")
+    endif()
+    list(APPEND _out "${_a}")
+  endforeach()
+  list(REMOVE_DUPLICATES _out)
+  set(${out} "${_out}" PARENT_SCOPE)
+endfunction()
+
 if(CMAKE_SCRIPT_MODE_FILE STREQUAL CMAKE_CURRENT_LIST_FILE)
   kvserve_cuda_archs("${KVSERVE_NVCC}" _archs _source)
+  kvserve_wgmma_archs("${_archs}" _wgmma)
   message(STATUS "archs=${_archs}")
   message(STATUS "source=${_source}")
+  message(STATUS "wgmma=${_wgmma}")
 endif()

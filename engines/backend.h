@@ -30,9 +30,10 @@ struct EngineOptions {
   int maxModelLen = 0;                // 0 = config's max_position_embeddings
   uint64_t seed = 0;                  // dummy weights
   bool batchInvariant = false;        // cuda: one GEMM algorithm for every M (bitwise batch invariance)
-  // cuda, batchInvariant: "cublaslt" (one cuBLASLt algorithm per shape) or "own" (our GEMM, kernels/gemm_inv.cu:
-  // one fixed k-reduction per shape, tiles by M; bf16/f16 with K % 8 == 0, other shapes keep cuBLASLt). The
-  // N-API option invariantGemm, whose default KVSERVE_INVARIANT_GEMM=own turns to "own".
+  // cuda, batchInvariant: "cublaslt" (one cuBLASLt algorithm per shape), "own" (our GEMM, kernels/gemm_inv.cu:
+  // one fixed k-reduction per shape, tiles by M; bf16/f16 with K % 8 == 0, other shapes keep cuBLASLt) or "wgmma"
+  // (the same on Hopper's wgmma, kernels/gemm_wgmma.cu; refused at load elsewhere). The N-API option
+  // invariantGemm, whose default KVSERVE_INVARIANT_GEMM (own or wgmma) sets.
   std::string invariantGemm = "cublaslt";
   // cuda: where the GEMM plan runs the bf16/f16 GEMV (M <= 8), RoPE + cache write and SiLU-and-mul in the qkv
   // and gate/up GEMVs' epilogues (kvsk_gemv_rope_cache / kvsk_gemv_silu_mul; bitwise the unfused results).
@@ -42,7 +43,7 @@ struct EngineOptions {
   // per output channel and runs them through FP8 GEMMs (activations quantized per token at run time):
   // quantized at load from a checkpoint, or as an fp8 engine holds them. lm_head stays in the compute dtype.
   // cuda: "int8" holds them as int8 (SmoothQuant W8A8, calibrated at load on int8Request's samples, as
-  // kvserve build would; behind KVSERVE_CUDA_INT8=1, see cudaInt8Refusal), or as an int8 engine holds them.
+  // kvserve build would), or as an int8 engine holds them.
   std::string quantization = "none";
   QuantizationRequest int8Request;    // quantization "int8" from a checkpoint: the calibration and search options
   // cuda, fp8: the RMSNorms write the FP8 GEMM inputs of qkv and gate/up (e4m3 rows and their scales)
@@ -74,10 +75,13 @@ struct BackendInfo {
   std::string gemvFusion;
   bool fp8Fuse = false;               // cuda, fp8: the norms quantize their own outputs (EngineOptions::fp8Fuse)
   std::string attnPrefill;            // cuda: the prefill attention kernel, "v1" or "v2" (KVSERVE_ATTN_PREFILL)
-  // cuda, batchInvariant: which GEMMs serve it, "cublaslt" or "own" (EngineOptions::invariantGemm), with the
-  // weights that own still leaves to cuBLASLt, if any ("own; cublaslt: lm_head"); "" otherwise.
+  // cuda, batchInvariant: which GEMMs serve it, "cublaslt", "own" or "wgmma" (EngineOptions::invariantGemm), with
+  // the weights that ours still leaves to cuBLASLt, if any ("own; cublaslt: lm_head"); "" otherwise.
   std::string invariantGemm;
   std::vector<float> kvScalesK, kvScalesV;  // an fp8 KV cache's per-layer scales (empty otherwise)
+  // cuda: the decode steps' attention kernel, "v1" (two launches) or "v2" (one: KVSERVE_ATTN_DECODE=v2 on a
+  // model it runs); "" on the cpu.
+  std::string attnDecode;
 };
 
 class Backend {

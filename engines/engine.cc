@@ -49,13 +49,12 @@ void checkOptions(const EngineOptions& o) {
   if (o.quantization == "int8" && o.device != "cuda")
     throw std::runtime_error("quantization int8 at load runs on --device cuda only (on cpu: kvserve build --quantization int8, "
                              "or --engine-cache DIR)");
-  if (o.quantization == "int8" && !cudaInt8Refusal().empty()) throw std::runtime_error(cudaInt8Refusal());
   if (o.quantization == "fp8" && o.batchInvariant)
     throw std::runtime_error("quantization fp8 with --batch-invariant is not supported yet (the FP8 GEMMs are tuned per M); "
                              "drop one of them");
-  if (o.invariantGemm != "cublaslt" && o.invariantGemm != "own")
+  if (o.invariantGemm != "cublaslt" && o.invariantGemm != "own" && o.invariantGemm != "wgmma")
     throw std::runtime_error("unknown invariantGemm \"" + o.invariantGemm +
-                             "\" (the option or KVSERVE_INVARIANT_GEMM; supported: cublaslt, own)");
+                             "\" (the option or KVSERVE_INVARIANT_GEMM; supported: cublaslt, own, wgmma)");
   if (o.kvCacheDtype != "auto" && o.kvCacheDtype != "fp8")
     throw std::runtime_error("unsupported kvCacheDtype \"" + o.kvCacheDtype + "\" (supported: auto, fp8)");
   if (o.kvCacheDtype == "fp8" && o.device == "cpu")

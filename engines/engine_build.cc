@@ -15,7 +15,6 @@ EngineBuildResult buildEngine(const EngineOptions& opts, const std::string& outD
   const std::string& q = quant.method;
   if (q != "none" && q != "int8" && q != "fp8")
     throw std::runtime_error("unknown quantization \"" + q + "\" (supported: none, int8, fp8)");
-  if (opts.device == "cuda" && q == "int8" && !cudaInt8Refusal().empty()) throw std::runtime_error(cudaInt8Refusal());
   if (q == "fp8" && opts.device != "cuda") throw std::runtime_error("--quantization fp8 is for --device cuda (on cpu: none or int8)");
   if (opts.kvCacheDtype == "fp8" && opts.device != "cuda")
     throw std::runtime_error("--kv-cache-dtype fp8 is for --device cuda (the CPU backend keeps the KV cache in float32)");

@@ -3,7 +3,6 @@
 // Plain data shared by the build entry point and the CPU writer; the method itself is cpu/smoothquant.h.
 #pragma once
 #include <cstdint>
-#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -41,14 +40,5 @@ struct CalibrationSummary {
   double seconds = 0;          // the calibration run
   double searchSeconds = 0;    // choosing the smoothing and quantizing
 };
-
-// int8 on the CUDA backend stays behind KVSERVE_CUDA_INT8=1 until a GPU run has verified it: "" when the
-// variable is set to 1, else the one-line refusal of every way in (build, load, an int8 CUDA engine).
-inline std::string cudaInt8Refusal() {
-  const char* v = std::getenv("KVSERVE_CUDA_INT8");
-  if (v && std::string(v) == "1") return "";
-  return "--quantization int8 with --device cuda is not yet verified on a GPU: set KVSERVE_CUDA_INT8=1 to use it "
-         "(int8 engines build for --device cpu; on cuda: fp8)";
-}
 
 }  // namespace kvs

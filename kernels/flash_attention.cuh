@@ -283,8 +283,14 @@ __global__ void __launch_bounds__(WARPS * 32) flashAttentionKernel(kvsk_attentio
   }
 }
 
-// Merges the partitions of split tiles (maxima in base 2): out = sum_i o_i 2^(m_i - M) / sum_i l_i 2^(m_i - M).
-// A one-partition merge is exactly o / l, the unsplit formula.
+// One partition's weight in a merge, 2^(m_i - M) (mUse: M, or 0 when every maximum is -inf), and one term of
+// a merge's sums, acc + x w as one fused multiply-add: the merge kernel and the single-launch decode kernel's
+// merge (flash_decode_v2.cuh) round alike.
+__device__ __forceinline__ float mergeWeight(float m, float mUse) { return exp2f(m - mUse); }
+__device__ __forceinline__ float mergeTerm(float acc, float x, float w) { return __fmaf_rn(x, w, acc); }
+
+// Merges the partitions of split tiles (maxima in base 2): out = sum_i o_i 2^(m_i - M) / sum_i l_i 2^(m_i - M),
+// both sums from zero in partition order. A one-partition merge is exactly o / l, the unsplit formula.
 template <typename T>
 __global__ void flashCombineKernel(kvsk_attention_params p) {
   pdlWait();  // the cache and q come from the previous kernel (common.cuh)
@@ -300,10 +306,10 @@ __global__ void flashCombineKernel(kvsk_attention_params p) {
   for (int i = 0; i < n; ++i) M = fmaxf(M, p.partialMax[base + i]);
   const float mUse = M == -INFINITY ? 0.f : M;
   float L = 0.f;
-  for (int i = 0; i < n; ++i) L += p.partialSum[base + i] * exp2f(p.partialMax[base + i] - mUse);
+  for (int i = 0; i < n; ++i) L = mergeTerm(L, p.partialSum[base + i], mergeWeight(p.partialMax[base + i], mUse));
   for (int d = threadIdx.x; d < p.headDim; d += blockDim.x) {
     float a = 0.f;
-    for (int i = 0; i < n; ++i) a += p.partialOut[(base + i) * p.headDim + d] * exp2f(p.partialMax[base + i] - mUse);
+    for (int i = 0; i < n; ++i) a = mergeTerm(a, p.partialOut[(base + i) * p.headDim + d], mergeWeight(p.partialMax[base + i], mUse));
     static_cast<T*>(p.out)[(tok * p.numHeads + h) * p.headDim + d] = fromF<T>(L > 0.f ? a / L : 0.f);
   }
 }

@@ -18,120 +18,108 @@
 // wants two keys of one column per register, so lane (g, t) reads its keys 2t, 2t+1, 2t+8, 2t+9 at DT
 // adjacent columns and pairs the bytes (prmt); n-tile n of warp w then holds columns w D/4 + DT c + n
 // (c = 0..7), which is only where each output column sits: every column's sum is the standard one.
+//
+// The tile load (decodeLoadTile) and the rows' arithmetic (DecodeRows: Q's fragments, one tile's softmax step,
+// the row sums, the stores) are shared with the single-launch decode kernel (flash_decode_v2.cuh), which so
+// computes the same bits with another ring and grid.
 #pragma once
 
 namespace kvsk {
 
-template <typename T, int D, bool FP8 = false>
+template <typename T, int D, bool FP8 = false, int STAGES = 2>
 struct FlashDecodeSmem {
   using KvT = std::conditional_t<FP8, uint8_t, T>;        // cache element
   using M = std::conditional_t<FP8, Fp8Mma, T>;           // tensor-core operands
   static constexpr int BN = 64, LD = D + 8, LDP = BN + 8;
   static constexpr int KLD = FP8 ? D + 16 : LD;           // ring row stride in elements (fp8: odd multiple of 16 bytes)
-  static constexpr size_t kv = sizeof(KvT) * 2 * 2 * BN * KLD;  // [K, V][2 stages][BN][KLD]
-  static constexpr size_t pt = sizeof(M) * 16 * LDP;            // P in the operand dtype [16][LDP]
+  static constexpr size_t kv = sizeof(KvT) * 2 * STAGES * BN * KLD;  // [K, V][STAGES][BN][KLD]
+  static constexpr size_t pt = sizeof(M) * 16 * LDP;                 // P in the operand dtype [16][LDP]
   static constexpr size_t bytes = kv + pt + sizeof(float) * (4 * 16 + 4 * 32 * 2 + 16);
 };
 
-template <typename T, int D, bool FP8 = false>
-__global__ void __launch_bounds__(128) flashDecodeKernel(kvsk_attention_params p) {
-  pdlWait();  // the cache and q come from the previous kernel (common.cuh)
-  pdlTrigger();
+// Keys [k0, k0 + 64) of KV head kvh, through the block table, into one ring stage (dk, dv: [BN][KLD]) with
+// cp.async from all 128 threads. Keys at or past ke are zero-filled, never read: unowned cache slots may hold
+// anything (NaN * 0 = NaN).
+template <typename T, int D, bool FP8>
+__device__ __forceinline__ void decodeLoadTile(const kvsk_attention_params& p, const int32_t* table, int kvh, int k0, int ke,
+                                               int bsShift, typename FlashDecodeSmem<T, D, FP8>::KvT* dk,
+                                               typename FlashDecodeSmem<T, D, FP8>::KvT* dv, int tid) {
+  using Sm = FlashDecodeSmem<T, D, FP8>;
+  using KvT = typename Sm::KvT;
+  constexpr int BN = Sm::BN, LD = Sm::KLD, EPC = 16 / sizeof(KvT), CH = D / EPC;
+  const KvT* kc = static_cast<const KvT*>(p.kCache);
+  const KvT* vc = static_cast<const KvT*>(p.vCache);
+  for (int e = tid; e < BN * CH; e += 128) {
+    const int j = e / CH, c = e % CH, key = k0 + j;
+    const bool ok = key < ke;
+    int64_t off = 0;
+    if (ok) off = (((int64_t)table[key >> bsShift] * p.blockSize + (key & (p.blockSize - 1))) * p.numKvHeads + kvh) * D + c * EPC;
+    cpAsync16(dk + j * LD + c * EPC, kc + off, ok ? 16 : 0);
+    cpAsync16(dv + j * LD + c * EPC, vc + off, ok ? 16 : 0);
+  }
+}
+
+// The 16 query rows of a decode tile (row r = token r / G, head r % G of the KV head's group) as the CTA's four
+// warps hold them: warp w's lane (g, t) owns rows g and g + 8 (i = 0, 1), the softmax state of those rows and
+// O's columns of warp w (DT n-tiles). Each function is called by all 128 threads.
+template <typename T, int D, bool FP8>
+struct DecodeRows {
   using Sm = FlashDecodeSmem<T, D, FP8>;
   using KvT = typename Sm::KvT;
   using M = typename Sm::M;
-  constexpr int BN = Sm::BN, LD = Sm::KLD, LDP = Sm::LDP, NT = 128, EPC = 16 / sizeof(KvT), CH = D / EPC;
-  constexpr int DT = D / 32;  // 8-column d-tiles per warp
+  static constexpr int BN = Sm::BN, LD = Sm::KLD, LDP = Sm::LDP;
+  static constexpr int DT = D / 32;  // 8-column d-tiles per warp
   static_assert(FlashTile<D>::BN == BN, "same key tiles as the prefill-shaped kernel");
-  extern __shared__ __align__(16) unsigned char decodeSmem[];
-  KvT* sK = reinterpret_cast<KvT*>(decodeSmem);        // [2][BN][LD]
-  KvT* sV = sK + 2 * BN * LD;                          // [2][BN][LD]
-  M* sP = reinterpret_cast<M*>(sV + 2 * BN * LD);      // [16][LDP]
-  float* sMax = reinterpret_cast<float*>(sP + 16 * LDP);  // [4 warps][16 rows]
-  float* sSum = sMax + 4 * 16;                         // [4 warps][32 lanes][2]
-  float* sL = sSum + 4 * 32 * 2;                       // [16] final row sums
 
-  const int tile = blockIdx.x, kvh = blockIdx.y, split = blockIdx.z, tid = threadIdx.x;
-  const int lane = tid & 31, w = tid >> 5, g = lane >> 2, t = lane & 3;
-  const int G = p.numHeads / p.numKvHeads;
-  const int seq = p.tileSeq[tile];
-  const int qStart = p.queryStart[seq], qLen = p.queryStart[seq + 1] - qStart, ctx = p.contextLens[seq];
-  const int t0 = p.tileQStart[tile];
-  const int nTok = min(p.tokensPerTile, qLen - t0);
-  const int rows = nTok * G;
-  const int slot = p.tileSplitSlot[tile];
-  const int nSplits = slot >= 0 ? (ctx + p.partitionSize - 1) / p.partitionSize : 1;
-  if (split >= nSplits) return;
-  const int firstPos = ctx - qLen + t0;
-  const int kEndTile = firstPos + nTok;
-  const int kb = slot >= 0 ? split * p.partitionSize : 0;
-  const int ke = slot >= 0 ? min(kb + p.partitionSize, kEndTile) : kEndTile;
-
-  const int32_t* table = p.blockTables + (int64_t)seq * p.maxBlocksPerSeq;
-  const KvT* kc = static_cast<const KvT*>(p.kCache);
-  const KvT* vc = static_cast<const KvT*>(p.vCache);
-  const int bsShift = __ffs(p.blockSize) - 1;
-  auto loadKV = [&](int k0, int stage) {
-    KvT* dk = sK + stage * BN * LD;
-    KvT* dv = sV + stage * BN * LD;
-    for (int e = tid; e < BN * CH; e += NT) {
-      const int j = e / CH, c = e % CH, key = k0 + j;
-      const bool ok = key < ke;
-      int64_t off = 0;
-      if (ok) off = (((int64_t)table[key >> bsShift] * p.blockSize + (key & (p.blockSize - 1))) * p.numKvHeads + kvh) * D + c * EPC;
-      cpAsync16(dk + j * LD + c * EPC, kc + off, ok ? 16 : 0);
-      cpAsync16(dv + j * LD + c * EPC, vc + off, ok ? 16 : 0);
-    }
-  };
-  loadKV(kb, 0);
-  cpAsyncCommit();
-
-  // Q's A fragments straight from global memory (the values ldmatrix gives the prefill-shaped kernel).
   bool rowOk[2];
   int limit[2];
-  const uint32_t* qRow[2];
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    const int rr = g + 8 * i;
-    rowOk[i] = rr < rows;
-    limit[i] = firstPos + rr / G;
-    const int64_t tok = qStart + t0 + rr / G;
-    qRow[i] = reinterpret_cast<const uint32_t*>(static_cast<const T*>(p.q) + (tok * p.numHeads + kvh * G + rr % G) * D);
-  }
   uint32_t qa[D / 16][4];
+  float scaleLog2;
+  float m[2];
+  float l[2];  // warp 0's running sums (the other warps' stay unused)
+  float o[DT][4];
+
+  // Q's A fragments straight from global memory (the values ldmatrix gives the prefill-shaped kernel), the
+  // masks of the tile's `rows` rows (the first at absolute position firstPos) and the empty softmax state.
+  __device__ __forceinline__ void start(const kvsk_attention_params& p, int qStart, int t0, int kvh, int G, int rows,
+                                        int firstPos, int g, int t) {
+    const uint32_t* qRow[2];
 #pragma unroll
-  for (int kk = 0; kk < D / 16; ++kk) {
-    if constexpr (FP8) {  // f16, fragment order: elements 4t, 4t+1 in slots 2t, 2t+1; 4t+2, 4t+3 in 2t+8, 2t+9
-#pragma unroll
-      for (int i = 0; i < 2; ++i) {
-        const uint2 h = rowOk[i] ? queryQuad<T>(reinterpret_cast<const T*>(qRow[i]) + kk * 16 + 4 * t) : make_uint2(0, 0);
-        qa[kk][i] = h.x;
-        qa[kk][2 + i] = h.y;
-      }
-    } else {
-      qa[kk][0] = rowOk[0] ? qRow[0][(kk * 16 + 2 * t) / 2] : 0u;
-      qa[kk][1] = rowOk[1] ? qRow[1][(kk * 16 + 2 * t) / 2] : 0u;
-      qa[kk][2] = rowOk[0] ? qRow[0][(kk * 16 + 2 * t + 8) / 2] : 0u;
-      qa[kk][3] = rowOk[1] ? qRow[1][(kk * 16 + 2 * t + 8) / 2] : 0u;
+    for (int i = 0; i < 2; ++i) {
+      const int rr = g + 8 * i;
+      rowOk[i] = rr < rows;
+      limit[i] = firstPos + rr / G;
+      const int64_t tok = qStart + t0 + rr / G;
+      qRow[i] = reinterpret_cast<const uint32_t*>(static_cast<const T*>(p.q) + (tok * p.numHeads + kvh * G + rr % G) * D);
     }
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      if constexpr (FP8) {  // f16, fragment order: elements 4t, 4t+1 in slots 2t, 2t+1; 4t+2, 4t+3 in 2t+8, 2t+9
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+          const uint2 h = rowOk[i] ? queryQuad<T>(reinterpret_cast<const T*>(qRow[i]) + kk * 16 + 4 * t) : make_uint2(0, 0);
+          qa[kk][i] = h.x;
+          qa[kk][2 + i] = h.y;
+        }
+      } else {
+        qa[kk][0] = rowOk[0] ? qRow[0][(kk * 16 + 2 * t) / 2] : 0u;
+        qa[kk][1] = rowOk[1] ? qRow[1][(kk * 16 + 2 * t) / 2] : 0u;
+        qa[kk][2] = rowOk[0] ? qRow[0][(kk * 16 + 2 * t + 8) / 2] : 0u;
+        qa[kk][3] = rowOk[1] ? qRow[1][(kk * 16 + 2 * t + 8) / 2] : 0u;
+      }
+    }
+    scaleLog2 = FP8 ? fp8ScoreScaleLog2(p) : p.scale * 1.4426950408889634f;
+    m[0] = m[1] = -INFINITY;
+    l[0] = l[1] = 0.f;
+#pragma unroll
+    for (int n = 0; n < DT; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
   }
 
-  const float scaleLog2 = FP8 ? fp8ScoreScaleLog2(p) : p.scale * 1.4426950408889634f;
-  float m[2] = {-INFINITY, -INFINITY};
-  float l[2] = {0.f, 0.f};  // warp 0's running sums (the other warps' stay unused)
-  float o[DT][4];
-#pragma unroll
-  for (int n = 0; n < DT; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
-
-  const int nTiles = (ke - kb + BN - 1) / BN;
-  for (int it = 0; it < nTiles; ++it) {
-    const int k0 = kb + it * BN, stage = it & 1;
-    if (it + 1 < nTiles) loadKV(k0 + BN, stage ^ 1);
-    cpAsyncCommit();
-    cpAsyncWait<1>();
-    __syncthreads();
-    const KvT* tk = sK + stage * BN * LD;
-    const KvT* tv = sV + stage * BN * LD;
+  // Keys [k0, k0 + BN) (the visible ones: < ke and causal) from the ring stage tk / tv, once a barrier has made
+  // it visible; sP [16][LDP], sMax [4][16] and sSum [4][32][2] are rewritten, so a barrier must follow before
+  // the next tile (or the stage's refill).
+  __device__ __forceinline__ void tile(const KvT* tk, const KvT* tv, int k0, int ke, M* sP, float* sMax, float* sSum,
+                                       int w, int lane, int g, int t) {
     // S for this warp's 16 keys: n-tiles 2w and 2w + 1 of the tile.
     float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
     if constexpr (FP8) {
@@ -236,59 +224,123 @@ __global__ void __launch_bounds__(128) flashDecodeKernel(kvsk_attention_params p
         }
       }
     }
+  }
+
+  // The rows' sums (warp 0 holds them) into sL [16], then a barrier: every warp reads them.
+  __device__ __forceinline__ void finish(float* sL, int w, int g, int t) {
+    if (w == 0) {
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
+        l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
+        if (t == 0) sL[g + 8 * i] = l[i];
+      }
+    }
+    __syncthreads();
+  }
+
+  // Row half i's split partial (unnormalized, times V's scale over an fp8 cache), max and sum (lr) at
+  // partial index idx.
+  __device__ __forceinline__ void storePartial(const kvsk_attention_params& p, int64_t idx, float lr, int i, int w, int t) const {
+    if (w == 0 && t == 0) {
+      p.partialMax[idx] = m[i];
+      p.partialSum[idx] = lr;
+    }
+    float* po = p.partialOut + idx * D;
+    if constexpr (FP8) {
+      float v[2 * DT];
+      fp8DecodeColumns<DT>(o, i, p.vScale, v);
+#pragma unroll
+      for (int k = 0; k < 2 * DT; k += 4)
+        *reinterpret_cast<float4*>(po + w * (D / 4) + 2 * DT * t + k) = make_float4(v[k], v[k + 1], v[k + 2], v[k + 3]);
+    } else {
+#pragma unroll
+      for (int n = 0; n < DT; ++n)
+        *reinterpret_cast<float2*>(po + (w * DT + n) * 8 + 2 * t) = make_float2(o[n][2 * i], o[n][2 * i + 1]);
+    }
+  }
+
+  // Row half i's output, o / lr, to out (the row's D elements).
+  __device__ __forceinline__ void storeOut(T* out, float vScale, float lr, int i, int w, int t) const {
+    if constexpr (FP8) {
+      float v[2 * DT];
+      fp8DecodeColumns<DT>(o, i, vScale, v);
+#pragma unroll
+      for (int k = 0; k < 2 * DT; k += 2)
+        *reinterpret_cast<uint32_t*>(out + w * (D / 4) + 2 * DT * t + k) =
+            pack2<T>(lr > 0.f ? v[k] / lr : 0.f, lr > 0.f ? v[k + 1] / lr : 0.f);
+    } else {
+#pragma unroll
+      for (int n = 0; n < DT; ++n) {
+        const float x = lr > 0.f ? o[n][2 * i] / lr : 0.f, y = lr > 0.f ? o[n][2 * i + 1] / lr : 0.f;
+        *reinterpret_cast<uint32_t*>(out + (w * DT + n) * 8 + 2 * t) = pack2<T>(x, y);
+      }
+    }
+  }
+};
+
+template <typename T, int D, bool FP8 = false>
+__global__ void __launch_bounds__(128) flashDecodeKernel(kvsk_attention_params p) {
+  pdlWait();  // the cache and q come from the previous kernel (common.cuh)
+  pdlTrigger();
+  using Rows = DecodeRows<T, D, FP8>;
+  using KvT = typename Rows::KvT;
+  using M = typename Rows::M;
+  constexpr int BN = Rows::BN, LD = Rows::LD, LDP = Rows::LDP;
+  extern __shared__ __align__(16) unsigned char decodeSmem[];
+  KvT* sK = reinterpret_cast<KvT*>(decodeSmem);        // [2][BN][LD]
+  KvT* sV = sK + 2 * BN * LD;                          // [2][BN][LD]
+  M* sP = reinterpret_cast<M*>(sV + 2 * BN * LD);      // [16][LDP]
+  float* sMax = reinterpret_cast<float*>(sP + 16 * LDP);  // [4 warps][16 rows]
+  float* sSum = sMax + 4 * 16;                         // [4 warps][32 lanes][2]
+  float* sL = sSum + 4 * 32 * 2;                       // [16] final row sums
+
+  const int tile = blockIdx.x, kvh = blockIdx.y, split = blockIdx.z, tid = threadIdx.x;
+  const int lane = tid & 31, w = tid >> 5, g = lane >> 2, t = lane & 3;
+  const int G = p.numHeads / p.numKvHeads;
+  const int seq = p.tileSeq[tile];
+  const int qStart = p.queryStart[seq], qLen = p.queryStart[seq + 1] - qStart, ctx = p.contextLens[seq];
+  const int t0 = p.tileQStart[tile];
+  const int nTok = min(p.tokensPerTile, qLen - t0);
+  const int rows = nTok * G;
+  const int slot = p.tileSplitSlot[tile];
+  const int nSplits = slot >= 0 ? (ctx + p.partitionSize - 1) / p.partitionSize : 1;
+  if (split >= nSplits) return;
+  const int firstPos = ctx - qLen + t0;
+  const int kEndTile = firstPos + nTok;
+  const int kb = slot >= 0 ? split * p.partitionSize : 0;
+  const int ke = slot >= 0 ? min(kb + p.partitionSize, kEndTile) : kEndTile;
+
+  const int32_t* table = p.blockTables + (int64_t)seq * p.maxBlocksPerSeq;
+  const int bsShift = __ffs(p.blockSize) - 1;
+  decodeLoadTile<T, D, FP8>(p, table, kvh, kb, ke, bsShift, sK, sV, tid);
+  cpAsyncCommit();
+
+  Rows st;
+  st.start(p, qStart, t0, kvh, G, rows, firstPos, g, t);
+  const int nTiles = (ke - kb + BN - 1) / BN;
+  for (int it = 0; it < nTiles; ++it) {
+    const int k0 = kb + it * BN, stage = it & 1;
+    if (it + 1 < nTiles) decodeLoadTile<T, D, FP8>(p, table, kvh, k0 + BN, ke, bsShift, sK + (stage ^ 1) * BN * LD, sV + (stage ^ 1) * BN * LD, tid);
+    cpAsyncCommit();
+    cpAsyncWait<1>();
+    __syncthreads();
+    st.tile(sK + stage * BN * LD, sV + stage * BN * LD, k0, ke, sP, sMax, sSum, w, lane, g, t);
     __syncthreads();  // K/V stage, sP, sMax and sSum are rewritten next iteration
   }
 
-  if (w == 0) {
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
-      l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
-      if (t == 0) sL[g + 8 * i] = l[i];
-    }
-  }
-  __syncthreads();
+  st.finish(sL, w, g, t);
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
     const int rr = g + 8 * i;
-    if (!rowOk[i]) continue;
+    if (!st.rowOk[i]) continue;
     const int h = kvh * G + rr % G;
     const float lr = sL[rr];
     if (slot >= 0) {
-      const int64_t idx = ((int64_t)slot * p.numHeads + h) * p.maxSplits + split;
-      if (w == 0 && t == 0) {
-        p.partialMax[idx] = m[i];
-        p.partialSum[idx] = lr;
-      }
-      float* po = p.partialOut + idx * D;
-      if constexpr (FP8) {
-        float v[2 * DT];
-        fp8DecodeColumns<DT>(o, i, p.vScale, v);
-#pragma unroll
-        for (int k = 0; k < 2 * DT; k += 4)
-          *reinterpret_cast<float4*>(po + w * (D / 4) + 2 * DT * t + k) = make_float4(v[k], v[k + 1], v[k + 2], v[k + 3]);
-      } else {
-#pragma unroll
-        for (int n = 0; n < DT; ++n)
-          *reinterpret_cast<float2*>(po + (w * DT + n) * 8 + 2 * t) = make_float2(o[n][2 * i], o[n][2 * i + 1]);
-      }
+      st.storePartial(p, ((int64_t)slot * p.numHeads + h) * p.maxSplits + split, lr, i, w, t);
     } else {
       const int64_t tok = qStart + t0 + rr / G;
-      T* out = static_cast<T*>(p.out) + (tok * p.numHeads + h) * D;
-      if constexpr (FP8) {
-        float v[2 * DT];
-        fp8DecodeColumns<DT>(o, i, p.vScale, v);
-#pragma unroll
-        for (int k = 0; k < 2 * DT; k += 2)
-          *reinterpret_cast<uint32_t*>(out + w * (D / 4) + 2 * DT * t + k) =
-              pack2<T>(lr > 0.f ? v[k] / lr : 0.f, lr > 0.f ? v[k + 1] / lr : 0.f);
-      } else {
-#pragma unroll
-        for (int n = 0; n < DT; ++n) {
-          const float x = lr > 0.f ? o[n][2 * i] / lr : 0.f, y = lr > 0.f ? o[n][2 * i + 1] / lr : 0.f;
-          *reinterpret_cast<uint32_t*>(out + (w * DT + n) * 8 + 2 * t) = pack2<T>(x, y);
-        }
-      }
+      st.storeOut(static_cast<T*>(p.out) + (tok * p.numHeads + h) * D, p.vScale, lr, i, w, t);
     }
   }
 }

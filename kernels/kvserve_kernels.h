@@ -30,7 +30,7 @@ typedef enum { KVSK_F32 = 0, KVSK_BF16 = 1, KVSK_F16 = 2 } kvsk_dtype; /* == kvs
 typedef enum { KVSK_KV_SAME = 0, KVSK_KV_FP8_E4M3 = 1 } kvsk_kv_dtype;
 
 /* Programmatic dependent launch for the forward pass's kernels (embedding, RMSNorm, RoPE + cache,
- * attention, SiLU-and-mul, GEMV, FP8 activation quantization, FP8 GEMV, batch-invariant GEMM; RMSNorm and
+ * attention, SiLU-and-mul, GEMV, FP8 activation quantization, FP8 GEMV, batch-invariant GEMMs; RMSNorm and
  * SiLU-and-mul keep it when they write e4m3 rows): each may start while its
  * predecessor drains, waiting on the device until the predecessor's results are visible. Process-wide; off
  * by default; turn it on only for a device of compute capability 9.0 or newer. */
@@ -128,6 +128,12 @@ typedef struct {
   kvsk_kv_dtype cacheDtype;    /* fp8: kCache/vCache hold e4m3 bytes, read as stored * kScale / vScale */
   float kScale, vScale;        /* the layer's scales (finite, > 0), read only for fp8 */
   kvsk_attn_prefill prefill;   /* the plan's info.prefill (its tiles' rows); read by non-decode launches */
+  /* Decode launches only (ignored otherwise): 0 or 1 the split decode kernel, then a merge kernel when any tile
+   * is split; 2 one launch (flash_decode_v2.cuh, see kvsk_attention_decode_v2_supported), the same bits. */
+  int decodeVersion;
+  int decodeStages;            /* version 2: its K/V ring, 2, 3 or 4 tiles of 64 keys (the same bits); 0 by device */
+  unsigned* splitCounters;     /* version 2 with split slots: [numSplitSlots, Hkv], zero before the first launch;
+                                  each launch leaves them zero (one launch at a time per array: stream order) */
 } kvsk_attention_params;
 /* Host-side planning of the tiles from host copies of queryStart and contextLens: fills tileSeq, tileQStart,
  * tileSplitSlot (capacity >= T entries suffices) and the counts below. decode = every sequence has qLen 1
@@ -164,6 +170,18 @@ size_t kvsk_attention_prefill_v2_smem(kvsk_dtype dtype, kvsk_kv_dtype cacheDtype
  * mixed step, as over a bf16/f16 cache. 1 when this shape can use an fp8 cache (bf16/f16, head_dim 64, 128 or
  * 256, Hq % Hkv == 0, G <= 16). */
 int kvsk_attention_fp8_supported(kvsk_dtype dtype, int headDim, int numHeads, int numKvHeads);
+/* Decode attention in one launch (decodeVersion 2): a CTA per (tile, KV head, partition) streams its keys through
+ * a 2- to 4-stage cp.async ring and writes its partial; the last of a split tile's partitions to arrive (a
+ * counter per slot and KV head in splitCounters, zeroed again by that CTA, so CUDA graphs replay it) merges them
+ * in the same launch. The per-tile arithmetic, the partitions and the merge are version 1's, term for term: a
+ * decode row gives the same bits in either version (and so in a mixed step), whatever the ring depth, the
+ * grid's maxSplits or the order in which CTAs finish. It reads queryStart, contextLens, blockTables and the tile
+ * arrays before the programmatic-launch wait, so the kernel launched just before it must not write them (the
+ * engine uploads them once per step). 1 when this shape can run it: bf16/f16 with a cache of the same dtype or
+ * fp8, head_dim 64 or 128, Hq % Hkv == 0, G <= 16, and the merge of G heads x maxSplits partitions fits its
+ * shared memory (maxSplits up to 64 always does); kvsk_attention returns cudaErrorNotSupported otherwise. */
+int kvsk_attention_decode_v2_supported(kvsk_dtype dtype, kvsk_kv_dtype cacheDtype, int headDim, int numHeads, int numKvHeads,
+                                       int maxSplits);
 
 /* Skinny GEMM for decode (memory bound: W read once): y[M, N] = x[M, K] w[N, K]^T, float32 sums, bf16/f16
  * only, 1 <= M <= KVSK_GEMV_MAX_M, K % 8 == 0, x and w 16-byte aligned. Rows of y depend only on their row of
@@ -250,6 +268,59 @@ kvsk_gemm_inv_choice kvsk_gemm_inv_choose(const kvsk_gemm_inv_params* p);
  * never split. A smaller workspace only makes them split less often (the same bits). */
 size_t kvsk_gemm_inv_workspace_bytes(int maxM, int n, int k, int splits, int numSms);
 cudaError_t kvsk_gemm_inv(const kvsk_gemm_inv_params* p, cudaStream_t stream);
+
+/* The same GEMM on Hopper's warpgroup MMA (gemm_wgmma.cu, gemm_wgmma.cuh; sm_90a): y[M, N] = dtype(sum_k x[m, k]
+ * w[n, k]) with every element computed by one fixed sequence of operations that depends on (k, splits) only: K in
+ * chunks of 64 (zero-padded), chunks in `splits` k-partitions of ceil(chunks / splits) chunks, each partition one
+ * chain of wgmma.mma_async.m64n128k16 (float32) over its chunks in order (four per chunk, each on 16 consecutive
+ * elements; the partition's first with scale-d 0), the partition sums added to zero in order, then rounded (round
+ * to nearest even; gemm_wgmma.cuh states it exactly). Not the bits of kvsk_gemm_inv: another instruction. Every M
+ * runs on wgmma (rows padded to 64), so the bits of a row depend neither on M nor on where the row falls, nor on
+ * `tile` or `split`, which only lay out the work (tile shape; whether a CTA walks all partitions or one, the
+ * others' sums meeting in `workspace`). Operands are loaded by TMA from tensor maps made at each launch.
+ * bf16/f16, K % 8 == 0, x and w 16-byte aligned; any M >= 1, N >= 1. Only where kvsk_gemm_wgmma_unavailable()
+ * is NULL (cudaErrorNotSupported elsewhere). Launched with programmatic dependent launch (the first stages of w
+ * are loaded before the wait). One launch at a time per workspace (the stream orders them). */
+typedef enum {
+  KVSK_GEMM_WGMMA_TILE_AUTO = 0,    /* by M: 64 x 128 up to M = 64, then 128 x 128, or 128 x 256 beyond M = 128
+                                       where the weight has one k-partition */
+  KVSK_GEMM_WGMMA_TILE_64x128 = 1,  /* one MMA warpgroup, 2 CTAs per SM: memory-bound small M */
+  KVSK_GEMM_WGMMA_TILE_128x128 = 2, /* two MMA warpgroups */
+  KVSK_GEMM_WGMMA_TILE_128x256 = 3  /* two MMA warpgroups of 64 x 256; one partition per CTA (else 128 x 128) */
+} kvsk_gemm_wgmma_tile;
+typedef struct {
+  const void* x;              /* [M, K] */
+  const void* w;              /* [N, K] */
+  void* y;                    /* [M, N] */
+  int m, n, k;
+  kvsk_dtype dtype;           /* bf16 or f16 */
+  int splits;                 /* k-partitions, >= 1: kvsk_gemm_wgmma_splits(n, k, SMs) for the weight, fixed for all M */
+  kvsk_gemm_wgmma_tile tile;  /* 0: by M */
+  int split;                  /* -1: by M; 0: every CTA walks all partitions; 1: a CTA per partition (needs workspace) */
+  void* workspace;            /* split: per-tile counters (zero before the first launch; each launch leaves them zero)
+                                 then float32 partition sums; NULL: never split */
+  size_t workspaceBytes;
+  int numSms;                 /* the device's multiprocessors, for the automatic choices */
+} kvsk_gemm_wgmma_params;
+/* NULL when the current device runs kvsk_gemm_wgmma (compute capability 9.0, sm_90a code in this build, a driver
+ * with tensor maps); else why not, in a few words. Found once per device (a device-to-host copy the first time:
+ * ask before capturing a CUDA graph). */
+const char* kvsk_gemm_wgmma_unavailable(void);
+int kvsk_gemm_wgmma_supported(int n, int k, kvsk_dtype dtype);
+/* The k-partitions for a weight [n, k]: enough that the 64 x 128 tiles fill the GPU at M = 1. */
+int kvsk_gemm_wgmma_splits(int n, int k, int numSms);
+/* What kvsk_gemm_wgmma runs for these params (tile and split resolved; split 0 when it cannot: one partition or
+ * more than 16, no or too small a workspace, more than 16384 tiles for the counters; 128 x 256 without a split over
+ * several partitions runs 128 x 128). */
+typedef struct {
+  kvsk_gemm_wgmma_tile tile;
+  int split;
+} kvsk_gemm_wgmma_choice;
+kvsk_gemm_wgmma_choice kvsk_gemm_wgmma_choose(const kvsk_gemm_wgmma_params* p);
+/* The workspace the automatic choices use at some M in [1, maxM]: the largest; 0 when they never split. A smaller
+ * workspace only makes them split less often (the same bits). */
+size_t kvsk_gemm_wgmma_workspace_bytes(int maxM, int n, int k, int splits, int numSms);
+cudaError_t kvsk_gemm_wgmma(const kvsk_gemm_wgmma_params* p, cudaStream_t stream);
 
 /* FP8 linear layers (E4M3 "e4m3fn": 1 sign, 4 exponent bits of bias 7, 3 mantissa bits; largest finite 448,
  * no infinities, 0x7f / 0xff are NaN), the scheme vLLM calls fp8 dynamic per-token and torch._scaled_mm

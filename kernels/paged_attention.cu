@@ -3,6 +3,7 @@
 #include <numeric>
 #include <vector>
 
+#include "flash_decode_v2.cuh"
 #include "flash_prefill.cuh"
 #include "paged_attention.cuh"
 
@@ -18,6 +19,10 @@ extern template cudaError_t launchFlashPrefillV2<__nv_bfloat16, false>(const kvs
 extern template cudaError_t launchFlashPrefillV2<__nv_bfloat16, true>(const kvsk_attention_params&, cudaStream_t);
 extern template cudaError_t launchFlashPrefillV2<__half, false>(const kvsk_attention_params&, cudaStream_t);
 extern template cudaError_t launchFlashPrefillV2<__half, true>(const kvsk_attention_params&, cudaStream_t);
+extern template cudaError_t launchFlashDecodeV2<__nv_bfloat16, false>(const kvsk_attention_params&, cudaStream_t);
+extern template cudaError_t launchFlashDecodeV2<__half, false>(const kvsk_attention_params&, cudaStream_t);
+extern template cudaError_t launchFlashDecodeV2<__nv_bfloat16, true>(const kvsk_attention_params&, cudaStream_t);
+extern template cudaError_t launchFlashDecodeV2<__half, true>(const kvsk_attention_params&, cudaStream_t);
 
 // The tensor-core kernel (flash_attention.cuh) takes bf16/f16 with head_dim 64, 128, 256; the CUDA-core one
 // (paged_attention.cuh) the rest. Rows per tile: 16 (decode) or 64 for the former.
@@ -105,11 +110,37 @@ extern "C" int kvsk_attention_fp8_supported(kvsk_dtype dtype, int headDim, int n
   return numKvHeads > 0 && numHeads % numKvHeads == 0 && kvsk::useFlash(dtype, headDim, numHeads / numKvHeads) ? 1 : 0;
 }
 
+extern "C" int kvsk_attention_decode_v2_supported(kvsk_dtype dtype, kvsk_kv_dtype cacheDtype, int headDim, int numHeads,
+                                                  int numKvHeads, int maxSplits) {
+  if (numKvHeads <= 0 || numHeads % numKvHeads != 0 || (headDim != 64 && headDim != 128)) return 0;
+  if (cacheDtype != KVSK_KV_SAME && cacheDtype != KVSK_KV_FP8_E4M3) return 0;
+  const int G = numHeads / numKvHeads;
+  // The smallest ring, two stages: fp8 bytes at head_dim 64 (the deeper rings only have more room).
+  const size_t ring = cacheDtype == KVSK_KV_FP8_E4M3 ? (headDim == 64 ? kvsk::FlashDecodeSmem<__half, 64, true>::kv
+                                                                       : kvsk::FlashDecodeSmem<__half, 128, true>::kv)
+                                                    : (headDim == 64 ? kvsk::FlashDecodeSmem<__half, 64>::kv
+                                                                     : kvsk::FlashDecodeSmem<__half, 128>::kv);
+  return kvsk::useFlash(dtype, headDim, G) && maxSplits >= 1 && kvsk::mergeFits(G, maxSplits, headDim, ring) ? 1 : 0;
+}
+
 extern "C" cudaError_t kvsk_attention(const kvsk_attention_params* p, int decode, cudaStream_t stream) {
   if (p->numTiles <= 0) return cudaSuccess;
   if (p->numKvHeads <= 0 || p->numHeads % p->numKvHeads != 0) return cudaErrorInvalidValue;
-  const int G = p->numHeads / p->numKvHeads;
+  if (p->decodeVersion < 0 || p->decodeVersion > 2) return cudaErrorInvalidValue;
   if (p->prefill != KVSK_ATTN_PREFILL_V1 && p->prefill != KVSK_ATTN_PREFILL_V2) return cudaErrorInvalidValue;
+  if (decode && p->decodeVersion == 2) {
+    const bool fp8 = p->cacheDtype == KVSK_KV_FP8_E4M3;
+    if (!kvsk_attention_decode_v2_supported(p->dtype, p->cacheDtype, p->headDim, p->numHeads, p->numKvHeads,
+                                            p->numSplitSlots > 0 ? p->maxSplits : 1) ||
+        p->blockSize <= 0 || (p->blockSize & (p->blockSize - 1)) != 0)
+      return cudaErrorNotSupported;
+    if (fp8 && (!kvsk::validKvScale(p->kScale) || !kvsk::validKvScale(p->vScale))) return cudaErrorInvalidValue;
+    if (p->numSplitSlots > 0 && !p->splitCounters) return cudaErrorInvalidValue;
+    if (p->dtype == KVSK_BF16)
+      return fp8 ? kvsk::launchFlashDecodeV2<__nv_bfloat16, true>(*p, stream) : kvsk::launchFlashDecodeV2<__nv_bfloat16, false>(*p, stream);
+    return fp8 ? kvsk::launchFlashDecodeV2<__half, true>(*p, stream) : kvsk::launchFlashDecodeV2<__half, false>(*p, stream);
+  }
+  const int G = p->numHeads / p->numKvHeads;
   const bool v2 = !decode && p->prefill == KVSK_ATTN_PREFILL_V2;
   if (v2 && !kvsk::servesPrefillV2(p->dtype, p->headDim, G)) return cudaErrorNotSupported;
   const bool flash = kvsk::useFlash(p->dtype, p->headDim, G);

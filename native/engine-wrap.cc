@@ -75,6 +75,7 @@ Napi::Value EngineWrap::Info(const Napi::CallbackInfo& info) {
   o.Set("fp8Fuse", ei.backend.fp8Fuse);
   if (!ei.backend.attnPrefill.empty()) o.Set("attnPrefill", ei.backend.attnPrefill);
   if (!ei.backend.invariantGemm.empty()) o.Set("invariantGemm", ei.backend.invariantGemm);
+  if (!ei.backend.attnDecode.empty()) o.Set("attnDecode", ei.backend.attnDecode);
   if (!ei.backend.kvScalesK.empty()) {
     Napi::Object scales = Napi::Object::New(env);
     for (const auto& [name, v] : {std::pair{"k", &ei.backend.kvScalesK}, std::pair{"v", &ei.backend.kvScalesV}}) {

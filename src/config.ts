@@ -164,8 +164,8 @@ export const engineFlags: Record<string, FlagSpec> = {
     choices: ['none', 'fp8', 'int8'],
     help:
       'cuda: fp8 = the layer matrices as fp8 E4M3 with a scale per output channel, activations quantized per token, FP8 GEMMs; ' +
-      'int8 = SmoothQuant W8A8, calibrated on the shipped calibration text as kvserve build does (not yet verified on a GPU: ' +
-      'needs KVSERVE_CUDA_INT8=1). Quantized at load; with --engine-cache an engine is built once',
+      'int8 = SmoothQuant W8A8, calibrated on the shipped calibration text as kvserve build does. Quantized at load; ' +
+      'with --engine-cache an engine is built once',
   },
   'kv-cache-dtype': {
     key: 'kvCacheDtype',

@@ -57,6 +57,15 @@ kvsk_attn_prefill attnPrefillFor(const ModelConfig& cfg, DType dt, kvsk_kv_dtype
   return KVSK_ATTN_PREFILL_V2;
 }
 
+// KVSERVE_ATTN_DECODE: 1 when unset, empty or v1, 2 for v2 (kvsk_attention_params.decodeVersion); throws on
+// anything else.
+int attnDecodeFromEnv() {
+  const char* v = std::getenv("KVSERVE_ATTN_DECODE");
+  if (!v || !*v || std::string(v) == "v1") return 1;
+  if (std::string(v) == "v2") return 2;
+  throw std::runtime_error(std::string("KVSERVE_ATTN_DECODE must be v1 or v2, not \"") + v + "\"");
+}
+
 DType resolveDType(const ModelConfig& cfg, const EngineOptions& opts) {
   DType dt = cfg.dtype;
   if (opts.dtype != "auto" && !parseDType(opts.dtype, &dt))
@@ -119,7 +128,6 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   }
   // int8: no refusal of --batch-invariant, since every int8 GEMM kernel gives the same bits (gemm.h).
   if (int8_) {
-    if (!cudaInt8Refusal().empty()) throw std::runtime_error(cudaInt8Refusal());
     if (prop.major < 8)
       throw std::runtime_error(std::string("quantization int8 needs a GPU of compute capability 8.0 or newer (int8 mma.sync, IMMA); ") +
                                prop.name + " is " + std::to_string(prop.major) + "." + std::to_string(prop.minor));
@@ -148,6 +156,16 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   // step at partition_, as --batch-invariant does).
   const char* target = std::getenv("KVSERVE_ATTN_TARGET_CTAS");
   attnTargetCtas_ = target ? std::max(0, std::atoi(target)) : 24 * prop.multiProcessorCount;
+  // KVSERVE_ATTN_DECODE=v2: decode steps' attention in one launch (kernels/flash_decode_v2.cuh: the same bits as
+  // the default's two). A model it cannot run keeps the default, said in one line.
+  attnDecode_ = attnDecodeFromEnv();
+  if (attnDecode_ == 2 && !kvsk_attention_decode_v2_supported(static_cast<kvsk_dtype>(dt_), kvKind(), D, cfg.numHeads,
+                                                              cfg.numKvHeads, maxSplits_)) {
+    std::fprintf(stderr, "kvserve: KVSERVE_ATTN_DECODE=v2 runs bfloat16/float16 models of head_dim 64 or 128 with at most "
+                 "16 query heads per KV head; this one (%s, head_dim %d, %d per KV head) decodes with v1\n",
+                 dtypeName(dt_), D, cfg.numHeads / cfg.numKvHeads);
+    attnDecode_ = 1;
+  }
   qkvRows_ = (cfg.numHeads + 2 * cfg.numKvHeads) * D;
 
   // From an engine every tensor is already in its final layout and dtype; from a checkpoint q/k/v and gate/up
@@ -166,13 +184,16 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
 
   // Fast mode (default): per weight shape, the GEMV kernel for M <= 8 and a cuBLASLt algorithm per M bucket,
   // timed on the real weights here. --batch-invariant: one cuBLASLt algorithm per shape, the heuristic's pick
-  // at M = maxNumSeqs (KVSERVE_GEMM_PROBE_M overrides), for every M; or, with invariantGemm "own", our GEMM
-  // (kernels/gemm_inv.cu) for the bf16/f16 shapes. docs/cuda.md has the measurements.
+  // at M = maxNumSeqs (KVSERVE_GEMM_PROBE_M overrides), for every M; or, with invariantGemm "own" or "wgmma", our
+  // GEMM (kernels/gemm_inv.cu, or gemm_wgmma.cu on Hopper) for the bf16/f16 shapes. docs/cuda.md has the measurements.
   const char* probe = std::getenv("KVSERVE_GEMM_PROBE_M");
   const int probeM = probe && std::atoi(probe) > 0 ? std::atoi(probe) : maxS_;
+  const InvariantGemm invariantGemm = opts.invariantGemm == "own"     ? InvariantGemm::Own
+                                      : opts.invariantGemm == "wgmma" ? InvariantGemm::Wgmma
+                                                                      : InvariantGemm::CublasLt;
   gemm_ = std::make_unique<GemmRunner>(stream_, std::max(maxT_, maxS_),
                                        opts.batchInvariant ? GemmMode::BatchInvariant : GemmMode::Fast, probeM,
-                                       32u << 20, opts.invariantGemm == "own" ? InvariantGemm::Own : InvariantGemm::CublasLt);
+                                       32u << 20, invariantGemm);
   // An engine's plans are restored instead of timed (a shape whose record cuBLASLt rejects is timed again).
   std::string tunedFrom;
   const std::vector<TunedGemm> tuned = tunedGemmsFor(opts, dt_, &tunedFrom);
@@ -210,15 +231,17 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   info_.gemvFusion = describeGemvFusion();
   info_.fp8Fuse = fp8Fuse_;
   info_.attnPrefill = attnPrefill_ == KVSK_ATTN_PREFILL_V2 ? "v2" : "v1";
+  info_.attnDecode = attnDecode_ == 2 ? "v2" : "v1";
 }
 
 std::string CudaBackend::describeInvariantGemm() {
-  if (gemm_->invariantGemm() != InvariantGemm::Own) return "cublaslt";
+  if (gemm_->invariantGemm() == InvariantGemm::CublasLt) return "cublaslt";
+  const std::string ours = gemm_->invariantGemm() == InvariantGemm::Wgmma ? "wgmma" : "own";
   std::string rest;  // the bf16/f16/float32 weights our GEMM does not serve (float32, K % 8 != 0); int8 has its own
   for (const ModelGemm& g : modelGemms(cfg_, w_, maxT_, maxS_))
     if (g.kind == GemmKind::Float && gemm_->ownSplits(g.n, g.k, dt_, dt_) == 0)
       rest += (rest.empty() ? "" : ", ") + g.weight;
-  return rest.empty() ? "own" : "own; cublaslt: " + rest;
+  return rest.empty() ? ours : ours + "; cublaslt: " + rest;
 }
 
 CudaBackend::~CudaBackend() {
@@ -251,6 +274,11 @@ void CudaBackend::allocateActivations() {
   partOut_.resize(parts * cfg_.headDim * sizeof(float));
   partMax_.resize(parts * sizeof(float));
   partSum_.resize(parts * sizeof(float));
+  if (attnDecode_ == 2) {  // a counter per split slot and KV head, zero between launches (each launch leaves them so)
+    const size_t counters = S * cfg_.numKvHeads * sizeof(unsigned);
+    splitCounters_.resize(counters);
+    KVS_CUDA_CHECK(cudaMemset(splitCounters_.get(), 0, counters));
+  }
   inputs_.resize(1 << 20);
   hostInputs_.resize(1 << 20);
 }

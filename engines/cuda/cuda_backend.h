@@ -51,6 +51,7 @@ class CudaBackend final : public Backend {
   int maxT_ = 0, maxS_ = 0, maxSplits_ = 1, partition_ = 512;
   int attnTargetCtas_ = 0;  // decode attention CTAs a step aims to stay under (0: always partition_)
   kvsk_attn_prefill attnPrefill_ = KVSK_ATTN_PREFILL_V1;  // asked of every step's plan (KVSERVE_ATTN_PREFILL)
+  int attnDecode_ = 1;      // kvsk_attention_params.decodeVersion of decode steps: 2 with KVSERVE_ATTN_DECODE=v2
   // The split-KV partition of a step: partition_ (the smallest, fixed per engine) in --batch-invariant mode;
   // in the default mode the smallest power-of-two multiple of it that keeps the step's decode CTAs under
   // a few waves, so a large batch streams long runs of keys per CTA instead of many 2-tile CTAs and merges.
@@ -88,6 +89,7 @@ class CudaBackend final : public Backend {
   DeviceBuffer xqScale_;   // [maxT] float32, a scale per row (kvsk_quantize_rows_fp8's)
   DeviceBuffer logits_;    // [maxS, V]
   DeviceBuffer partOut_, partMax_, partSum_;  // split-KV partials, float32 [maxS, Hq, maxSplits, (D)]
+  DeviceBuffer splitCounters_;                // attnDecode_ 2: the v2 kernel's arrivals, unsigned [maxS, Hkv]
 
   // What one launch sequence of the forward pass is shaped by. An eager step takes the batch's own values;
   // a graphed decode step pads to a bucket (see cuda_graphs.cc).

@@ -219,6 +219,7 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
     ap.numHeads = Hq; ap.numKvHeads = Hkv; ap.headDim = D; ap.blockSize = opts_.blockSize;
     ap.maxBlocksPerSeq = sh.maxBlocks; ap.scale = 1.f / std::sqrt(static_cast<float>(D)); ap.dtype = dt;
     ap.cacheDtype = kvKind(); ap.kScale = rp.kScale; ap.vScale = rp.vScale; ap.prefill = sh.prefill;
+    ap.decodeVersion = attnDecode_; ap.splitCounters = splitCounters_.get<unsigned>();
     KVS_CUDA_CHECK(kvsk_attention(&ap, sh.decode, stream_));
     prof_.mark(StepProfiler::GemmO, stream_);
     linear(attn_.get(), false, L.o, L.oScale, L.oSmooth, proj_.get(), T, H, Hq * D);

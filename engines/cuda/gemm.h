@@ -23,6 +23,11 @@
 //   changing a bit, so small M runs memory bound rather than on the large-M algorithm. Other shapes and
 //   float32 keep the cuBLASLt algorithm. Its workspace (per-tile counters, float32 partition sums) grows as
 //   shapes are planned: plan every shape before capturing CUDA graphs.
+//   InvariantGemm::Wgmma (invariantGemm: "wgmma", KVSERVE_INVARIANT_GEMM=wgmma; off until a GPU run verifies
+//   it) is the same contract on Hopper's warpgroup MMA (kernels/gemm_wgmma.cu: wgmma for every M, TMA loads,
+//   its own k-partitions and bits): the same shapes, the same workspace rules. A runner asked for it in
+//   batch-invariant mode where the device cannot run it (not compute capability 9.0, or a build without sm_90a
+//   code) refuses in one line at construction.
 //
 // FP8 linear layers (fast mode only, gemm_fp8.cc): Y[M, N] = X[M, K] (W8 * wScale)^T, W8 [N, K] e4m3 with a
 // float32 scale per row (kvserve_kernels.h, kvsk_quantize_weight_fp8). Per M bucket, timed like the above:
@@ -65,8 +70,9 @@
 namespace kvs::cuda {
 
 enum class GemmMode { Fast, BatchInvariant };
-// Which kernel serves the batch-invariant mode's bf16/f16 shapes.
-enum class InvariantGemm { CublasLt, Own };
+// Which kernel serves the batch-invariant mode's bf16/f16 shapes: cuBLASLt's one algorithm, ours on mma.sync
+// (kernels/gemm_inv.cu), ours on wgmma (kernels/gemm_wgmma.cu, Hopper only).
+enum class InvariantGemm { CublasLt, Own, Wgmma };
 
 // One M range of a fast-mode plan in a form that outlives the process (an engine's manifest.json): the GEMV
 // kernel with its rows of W per CTA, or a cuBLASLt algorithm as the opaque bytes of its cublasLtMatmulAlgo_t.
@@ -89,7 +95,8 @@ class GemmRunner {
  public:
   // maxM: the largest M any call will pass; probeM (batch-invariant mode): the M the heuristic is asked
   // about (0 = maxM); invariantGemm: which kernel the batch-invariant mode runs where it can (fast mode: unused).
-  // Throws when KVSERVE_GEMV_FP8 is neither unset, v1 nor v2, or KVSERVE_GEMV_EVEN neither unset, 0 nor 1.
+  // Throws when KVSERVE_GEMV_FP8 is neither unset, v1 nor v2, or KVSERVE_GEMV_EVEN neither unset, 0 nor 1, and in
+  // batch-invariant mode with InvariantGemm::Wgmma where the device cannot run it (one line: why).
   GemmRunner(cudaStream_t stream, int maxM, GemmMode mode, int probeM = 0, size_t workspaceBytes = 32u << 20,
              InvariantGemm invariantGemm = InvariantGemm::CublasLt);
   ~GemmRunner();
@@ -123,8 +130,8 @@ class GemmRunner {
   bool gemvEven() const { return gemvEven_; }  // the even GEMV is a candidate, its records imported (not KVSERVE_GEMV_EVEN=0)
   // CTAs of the even GEMV for the shape (kvsk_gemv_even_ctas on this device): the grid its bits depend on.
   int gemvEvenCtas(int N, int K) const;
-  // k-partitions of our batch-invariant GEMM for the shape (kvsk_gemm_inv_splits) when run() serves it with
-  // that kernel, else 0 (planned untimed first when it is not yet).
+  // k-partitions of our batch-invariant GEMM for the shape (kvsk_gemm_inv_splits, or kvsk_gemm_wgmma_splits with
+  // InvariantGemm::Wgmma) when run() serves it with that kernel, else 0 (planned untimed first when it is not yet).
   int ownSplits(int N, int K, DType in, DType out);
 
   // FP8 (see the top of this file). W8: [N, K] e4m3 bytes, wScale: [N] float32, X: [M, K] io, Y: [M, N] io;
@@ -169,7 +176,7 @@ class GemmRunner {
     size_t workspace = 0;
     int gemvRows = 4;  // gemv: rows of W per CTA (kvsk_gemv_params / kvsk_gemv_fp8_params / kvsk_gemv_int8_params .rowsPerCta)
     bool gemvEven = false;  // gemv: kernels/gemv_even.cu (bf16/f16 plans only) instead of gemvRows rows per CTA
-    int ownSplits = 0;  // > 0: our batch-invariant GEMM (kernels/gemm_inv.cu) with these k-partitions
+    int ownSplits = 0;  // > 0: our batch-invariant GEMM (gemm_inv.cu; gemm_wgmma.cu with Wgmma), these k-partitions
   };
   struct Plan {
     cublasLtMatmulDesc_t desc = nullptr;
@@ -249,7 +256,7 @@ class GemmRunner {
   GemmMode mode_;
   InvariantGemm invariant_;
   int numSms_ = 1;
-  DeviceBuffer ownWorkspace_;  // kvsk_gemm_inv's: counters (kept zero between calls) and partition sums
+  DeviceBuffer ownWorkspace_;  // kvsk_gemm_inv's or kvsk_gemm_wgmma's: counters (kept zero between calls), partition sums
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
   size_t workspaceBytes_;

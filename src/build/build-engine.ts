@@ -14,7 +14,6 @@ import { writeSyntheticTokenizer } from '../tokenizer/synthetic.js';
 import { writeFolderAtomically } from './atomic-folder.js';
 import {
   configPathOf,
-  cudaInt8Refusal,
   int8Args,
   int8Defaults,
   int8Section,
@@ -105,8 +104,6 @@ export async function buildEngineFolder(
   native: NativeModule = loadNative(),
   hash?: ModelHash,
 ): Promise<EngineManifest> {
-  const int8Refusal = o.quantization === 'int8' && o.device === 'cuda' ? cudaInt8Refusal() : null;
-  if (int8Refusal) throw new ConfigError(int8Refusal);
   if (o.quantization === 'fp8' && o.device !== 'cuda')
     throw new ConfigError('--quantization fp8 is for --device cuda (on cpu: none or int8)');
   if (o.kvCacheDtype === 'fp8' && o.device !== 'cuda')

@@ -170,14 +170,5 @@ export function int8Args(o: Int8Options): string[] {
   ];
 }
 
-/** int8 on the CUDA backend stays behind KVSERVE_CUDA_INT8=1 until a GPU run has verified it: the refusal, or
- *  null when the variable is 1. The native side refuses the same way (engines/quantization.h). */
-export function cudaInt8Refusal(): string | null {
-  return process.env.KVSERVE_CUDA_INT8 === '1'
-    ? null
-    : '--quantization int8 with --device cuda is not yet verified on a GPU: set KVSERVE_CUDA_INT8=1 to use it ' +
-        '(int8 engines build for --device cpu; on cuda: fp8)';
-}
-
 export const configPathOf = (modelDir: string, dummy: boolean): string =>
   dummy && modelDir.endsWith('.json') ? modelDir : join(modelDir, 'config.json');

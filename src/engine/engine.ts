@@ -2,7 +2,7 @@
 // the loop over it. The KV pool's size and the context length come back from the native side (it knows
 // the memory); the scheduler is sized from what it reports.
 import { dirname } from 'node:path';
-import { configPathOf, cudaInt8Refusal, int8Defaults, planInt8 } from '../build/int8-build.js';
+import { configPathOf, int8Defaults, planInt8 } from '../build/int8-build.js';
 import type { EngineConfig } from '../config.js';
 import { loadNative, type NativeEngineInfo, type NativeEngineOptions, type NativeModule } from '../runner/binding.js';
 import { EngineLoop } from './engine-loop.js';
@@ -42,11 +42,11 @@ export function nativeOptions(config: EngineConfig, native: NativeModule): Nativ
 }
 
 /** nativeOptions, and for --quantization int8 at load on the GPU the calibration that kvserve build would run
- *  with its defaults (int8-build.ts). Where int8 cannot run (the CPU, KVSERVE_CUDA_INT8 unset) nothing is
- *  tokenized: the native load refuses in one line. */
+ *  with its defaults (int8-build.ts). On the CPU nothing is tokenized: the native load refuses int8 there in one
+ *  line. */
 export async function loadOptions(config: EngineConfig, native: NativeModule): Promise<NativeEngineOptions> {
   const o = nativeOptions(config, native);
-  if (o.quantize !== 'int8' || o.device !== 'cuda' || cudaInt8Refusal()) return o;
+  if (o.quantize !== 'int8' || o.device !== 'cuda') return o;
   const dummy = config.loadFormat === 'dummy';
   const configPath = configPathOf(config.model, dummy);
   const plan = await planInt8(int8Defaults(), {

@@ -24,15 +24,16 @@ export interface NativeEngineOptions {
   maxModelLen: number; // 0 = from config
   seed: number;
   batchInvariant?: boolean; // cuda: bitwise batch-invariant GEMMs (the CPU backend always is)
-  /** cuda, batchInvariant: 'cublaslt' (one cuBLASLt algorithm per weight shape) or 'own' (our GEMM with one fixed
-   *  k-reduction per shape, fast at every M); absent: KVSERVE_INVARIANT_GEMM (own or cublaslt), else cublaslt. */
-  invariantGemm?: 'cublaslt' | 'own';
+  /** cuda, batchInvariant: 'cublaslt' (one cuBLASLt algorithm per weight shape), 'own' (our GEMM with one fixed
+   *  k-reduction per shape, fast at every M) or 'wgmma' (the same on Hopper's wgmma; refused on other GPUs);
+   *  absent: KVSERVE_INVARIANT_GEMM (own, wgmma or cublaslt), else cublaslt. */
+  invariantGemm?: 'cublaslt' | 'own' | 'wgmma';
   /** cuda: RoPE + cache write and SiLU·mul in the qkv / gate-up GEMV epilogues (M <= 8; bitwise the same
    *  results); absent: on unless KVSERVE_GEMV_FUSE=0. */
   gemvFuse?: boolean;
   /** cuda: 'fp8' quantizes the layer matrices at load (fp8 E4M3, a scale per output row) and runs FP8 GEMMs;
-   *  'int8' calibrates and quantizes them (SmoothQuant W8A8, on `quantization`'s samples, as kvserve build does;
-   *  behind KVSERVE_CUDA_INT8=1) and runs int8 GEMMs. */
+   *  'int8' calibrates and quantizes them (SmoothQuant W8A8, on `quantization`'s samples, as kvserve build does)
+   *  and runs int8 GEMMs. */
   quantize?: 'none' | 'fp8' | 'int8';
   /** quantize 'int8': the calibration samples and search options (planInt8's request). */
   quantization?: NativeQuantization;
@@ -80,9 +81,12 @@ export interface NativeEngineInfo {
   fp8Fuse?: boolean;
   /** cuda: the prefill attention kernel, 'v1' or 'v2' (KVSERVE_ATTN_PREFILL=v2 where version 2 serves the model). */
   attnPrefill?: 'v1' | 'v2';
-  /** cuda with batchInvariant: the GEMMs that serve it, 'cublaslt' or 'own' (with the weights own leaves to
-   *  cuBLASLt, as 'own; cublaslt: lm_head'); absent otherwise. */
+  /** cuda with batchInvariant: the GEMMs that serve it, 'cublaslt', 'own' or 'wgmma' (with the weights ours leaves
+   *  to cuBLASLt, as 'own; cublaslt: lm_head'); absent otherwise. */
   invariantGemm?: string;
+  /** cuda: the decode steps' attention kernel, 'v1' (two launches) or 'v2' (one launch, KVSERVE_ATTN_DECODE=v2 on
+   *  a model it runs: bf16/f16, head_dim 64 or 128); absent on the cpu. */
+  attnDecode?: 'v1' | 'v2';
   /** An fp8 KV cache's per-layer scales, as the engine runs them (absent for any other cache). */
   kvScales?: { k: number[]; v: number[] };
 }

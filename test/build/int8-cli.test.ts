@@ -97,10 +97,6 @@ describe('refusals, one line each', () => {
   const empty = join(tempDir(), 'empty.txt');
   writeFileSync(empty, '\n\n');
   test.each([
-    [
-      ['--quantization', 'int8', '--device', 'cuda'],
-      /^kvserve: --quantization int8 with --device cuda is not yet verified on a GPU: set KVSERVE_CUDA_INT8=1 to use it/,
-    ],
     [['--quantization', 'int8', '--calib-data', empty], /^kvserve: --calib-data .*empty\.txt holds no text$/],
     [
       ['--quantization', 'int8', '--calib-samples', '1'],

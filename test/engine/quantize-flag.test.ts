@@ -1,11 +1,13 @@
 // --quantization fp8 and int8 at serve / generate, from the flag to the native engine, and their refusals where
 // they cannot run: the flag parses and reaches loadEngine as `quantize` (a model folder is quantized at load;
-// int8 with the calibration samples kvserve build would use, only where it can run), an engine folder is run
-// as it was built (no `quantize`), and the native side refuses fp8 on the CPU and with --batch-invariant, int8
-// on the CPU and without KVSERVE_CUDA_INT8=1, in one line before anything is read. The quantized paths
-// themselves run on the GPU: test/gpu/engine-fp8.test.ts, test/gpu/engine-int8.test.ts.
+// int8 on cuda with the calibration samples kvserve build would use), an engine folder is run as it was built
+// (no `quantize`), and the native side refuses fp8 on the CPU and with --batch-invariant, and int8 on the CPU,
+// in one line before anything is read. The quantized paths themselves run on the GPU:
+// test/gpu/engine-fp8.test.ts, test/gpu/engine-int8.test.ts.
+import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { ConfigError, engineDefaults, engineFlags, parseFlags } from '../../src/config.js';
+import { int8Defaults, planInt8 } from '../../src/build/int8-build.js';
 import { loadOptions, nativeOptions } from '../../src/engine/engine.js';
 import type { NativeModule } from '../../src/runner/binding.js';
 import { loadError } from '../build/engine-helpers.js';
@@ -30,25 +32,24 @@ describe('the flag', () => {
     );
   });
 
-  test('int8 on cuda carries the calibration samples, only where int8 can run (KVSERVE_CUDA_INT8=1)', async () => {
+  test('int8 on cuda carries the calibration samples kvserve build would use; on the cpu nothing is tokenized', async () => {
     const c = { ...parse('--quantization', 'int8', '--device', 'cuda', '--model', storiesDir), tokenizer: storiesDir };
-    const before = process.env.KVSERVE_CUDA_INT8;
-    try {
-      delete process.env.KVSERVE_CUDA_INT8;
-      const gated = await loadOptions(c, noGpu);
-      expect(gated).toMatchObject({ device: 'cuda', quantize: 'int8' });
-      expect(gated.quantization).toBeUndefined(); // the native load refuses; nothing was tokenized
-      process.env.KVSERVE_CUDA_INT8 = '1';
-      const o = await loadOptions(c, noGpu);
-      expect(o.quantization).toMatchObject({ method: 'int8', alphas: [0.3, 0.4, 0.5, 0.6, 0.7, 0.8] });
-      const cal = o.quantization!.calibration!;
-      expect(cal.offsets.length).toBeGreaterThan(2);
-      expect(cal.tokens[0]).toBe(1); // every sample starts with BOS
-      expect((await loadOptions({ ...c, device: 'cpu' }, noGpu)).quantization).toBeUndefined();
-    } finally {
-      if (before === undefined) delete process.env.KVSERVE_CUDA_INT8;
-      else process.env.KVSERVE_CUDA_INT8 = before;
-    }
+    const o = await loadOptions(c, noGpu);
+    expect(o).toMatchObject({ device: 'cuda', quantize: 'int8' });
+    const build = await planInt8(int8Defaults(), {
+      dir: storiesDir,
+      configPath: join(storiesDir, 'config.json'),
+      dummy: false,
+      maxModelLen: 0,
+    });
+    expect(o.quantization).toEqual(build.request);
+    expect(o.quantization).toMatchObject({ method: 'int8', alphas: [0.3, 0.4, 0.5, 0.6, 0.7, 0.8] });
+    const cal = o.quantization!.calibration!;
+    expect(cal.offsets.length).toBeGreaterThan(2);
+    expect(cal.tokens[0]).toBe(1); // every sample starts with BOS
+    const cpu = await loadOptions({ ...c, device: 'cpu' }, noGpu);
+    expect(cpu).toMatchObject({ device: 'cpu', quantize: 'int8' });
+    expect(cpu.quantization).toBeUndefined(); // the native load refuses int8 on the CPU
   });
 });
 
@@ -60,10 +61,6 @@ describe('the native engine refuses, in one line', () => {
       /^quantization fp8 with --batch-invariant is not supported yet/,
     ],
     [{ quantize: 'int8' as const }, /^quantization int8 at load runs on --device cuda only \(on cpu: kvserve build/],
-    [
-      { quantize: 'int8' as const, device: 'cuda' as const },
-      /^--quantization int8 with --device cuda is not yet verified on a GPU: set KVSERVE_CUDA_INT8=1 to use it/,
-    ],
   ])('%o', async (o, message) => {
     expect(await loadError(o)).toMatch(message);
   });

@@ -3,8 +3,8 @@
 // throughput at batch sizes 1..256 over contexts of ~CTX tokens (median of timed steps after warm-up).
 // A benchmark, not a test: it prints a table (and appends JSON to bench-engine.jsonl when KVSERVE_GPU_OUT is
 // set). KVSERVE_BATCH_INVARIANT=1 runs the --batch-invariant mode (KVSERVE_GEMM_PROBE_M then chooses the M at
-// which cuBLASLt picks each GEMM's one algorithm; KVSERVE_INVARIANT_GEMM=own runs our own batch-invariant GEMM
-// instead, read by the native load as the default of invariantGemm). KVSERVE_QUANTIZE=fp8 quantizes the layer matrices to fp8 at
+// which cuBLASLt picks each GEMM's one algorithm; KVSERVE_INVARIANT_GEMM=own, or wgmma on Hopper, runs our own
+// batch-invariant GEMM instead, read by the native load as the default of invariantGemm). KVSERVE_QUANTIZE=fp8 quantizes the layer matrices to fp8 at
 // load (--quantization fp8); KVSERVE_KV_CACHE_DTYPE=fp8 holds the KV cache in e4m3 (--kv-cache-dtype fp8);
 // KVSERVE_GEMV_FUSE=0 turns off the fusion of RoPE + cache write and SiLU·mul into the qkv and gate/up GEMVs
 // (gemvFuse, on by default).

@@ -6,8 +6,8 @@
 // near-tie. Measured and recorded: teacher-forced top-1 agreement along transformers' own path, max and mean
 // |logit error|, and the free-running greedy prefix that matches. Required: agreement >= 0.9 and
 // max |logit error| < 1 (logits here span about +-10); the measured values are in docs/cuda.md. The same for
-// --batch-invariant with our own GEMM (invariantGemm 'own', kernels/gemm_inv.cu), and batch invariance with
-// either GEMM of that mode (cuBLASLt's one algorithm per shape, or ours).
+// --batch-invariant with our own GEMMs (invariantGemm 'own', kernels/gemm_inv.cu; 'wgmma', kernels/gemm_wgmma.cu,
+// on Hopper), and batch invariance with every GEMM of that mode (cuBLASLt's one algorithm per shape, or ours).
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
@@ -37,10 +37,11 @@ async function load(name: string, overrides = {}): Promise<NativeEngine> {
   );
 }
 
-// The default (fast) mode, and --batch-invariant with our own GEMM.
+// The default (fast) mode, and --batch-invariant with our own GEMMs.
 const GEMMS: Array<{ mode: string; options: Partial<NativeEngineOptions> }> = [
   { mode: 'fast', options: {} },
   { mode: 'batch-invariant own GEMM', options: { batchInvariant: true, invariantGemm: 'own' } },
+  { mode: 'batch-invariant wgmma GEMM', options: { batchInvariant: true, invariantGemm: 'wgmma' } },
 ];
 
 describe.each(MODELS)('%s (bf16) vs transformers bf16 on the same GPU', (name) => {
@@ -52,7 +53,7 @@ describe.each(MODELS)('%s (bf16) vs transformers bf16 on the same GPU', (name) =
     const engine = await load(name, options);
     try {
       expect(engine.info().dtype).toBe('bfloat16');
-      if (options.invariantGemm) expect(engine.info().invariantGemm).toBe('own');
+      if (options.invariantGemm) expect(engine.info().invariantGemm).toBe(options.invariantGemm);
       let agree = 0,
         maxErr = 0,
         sumErr = 0,
@@ -79,7 +80,7 @@ describe.each(MODELS)('%s (bf16) vs transformers bf16 on the same GPU', (name) =
         if (k === steps) exactPaths++;
       }
       const agreement = agree / (ref.prompts.length * steps);
-      record(`bf16 ${name}${options.invariantGemm ? ' (batch-invariant, own GEMM)' : ''}`, {
+      record(`bf16 ${name}${options.invariantGemm ? ` (batch-invariant, ${options.invariantGemm} GEMM)` : ''}`, {
         headDim: ref.head_dim,
         teacherForcedTop1Agreement: agreement,
         maxAbsLogitErr: maxErr,
@@ -97,10 +98,10 @@ describe.each(MODELS)('%s (bf16) vs transformers bf16 on the same GPU', (name) =
 });
 
 // --batch-invariant mode: the default (fast) mode's GEMMs pick algorithms by M, so only this mode promises
-// bitwise equality whatever else is in the batch; with cuBLASLt's one algorithm per shape, and with our own GEMM
-// (invariantGemm 'own': one fixed k-reduction per shape, tiles by M). Both named explicitly, whatever
+// bitwise equality whatever else is in the batch; with cuBLASLt's one algorithm per shape, and with our own GEMMs
+// (invariantGemm 'own' and 'wgmma': one fixed k-reduction per shape, tiles by M). Each named explicitly, whatever
 // KVSERVE_INVARIANT_GEMM says.
-describe.each(['cublaslt', 'own'] as const)(
+describe.each(['cublaslt', 'own', 'wgmma'] as const)(
   'batch invariance (bf16, batchInvariant mode, %s GEMMs)',
   (invariantGemm) => {
     const prompts = invariancePrompts;

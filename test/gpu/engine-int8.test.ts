@@ -1,7 +1,6 @@
-// INT8 on the GPU (--quantization int8, SmoothQuant W8A8), behind KVSERVE_CUDA_INT8=1 until this file passes
-// on a GPU: the layer matrices the calibration made int8 with a float32 scale per output row (o_proj and
-// down_proj with their input's multiplier), activations quantized per token, the int8 GEMV for small batches
-// and cuBLASLt's IMMA matmul plus a dequantization otherwise.
+// INT8 on the GPU (--quantization int8, SmoothQuant W8A8): the layer matrices the calibration made int8 with a
+// float32 scale per output row (o_proj and down_proj with their input's multiplier), activations quantized per
+// token, the int8 GEMV for small batches and cuBLASLt's IMMA matmul plus a dequantization otherwise.
 // - Quantized at load (calibrated on random token ids: their weights are random too), the tiny random bf16
 //   models stay close to transformers' bf16 logits along transformers' own greedy path (teacher forcing),
 //   beside the bf16 engine's numbers: agreement >= 0.5 (a broken GEMM lands near 1/vocab) and a mean logit
@@ -12,14 +11,16 @@
 // - kvserve build --quantization int8 --device cuda of the demo model (stories260K, trained): the issue's bar,
 //   perplexity within 3 % of the unquantized bf16 model and top-1 agreement >= 95 %, from the manifest's
 //   report and from a measurement of our own through decode steps; the engine computes bitwise what an int8
-//   load of the model folder computes with the same GEMM algorithms (the calibration at load is the build's).
-// - Without KVSERVE_CUDA_INT8=1 the engine and a load are refused in one line; float32 is refused.
+//   load of the model folder computes with the same GEMM algorithms (the calibration at load is the build's);
+//   so `generate --model --quantization int8`, calibrating at load as serve does, answers with the greedy ids
+//   of `generate --engine`. float32 is refused in one line.
 import { join, resolve } from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { beforeAll, describe, expect, test } from 'vitest';
 import { packSamples } from '../../src/build/calibration-data.js';
 import { ALPHA_GRID, int8Defaults, planInt8 } from '../../src/build/int8-build.js';
 import type { Int8Quantization } from '../../src/build/manifest.js';
 import { loadNative, type NativeQuantization } from '../../src/runner/binding.js';
+import { kvserve } from '../cli/helpers/run-kvserve.js';
 import { storiesDir } from '../native/harness.js';
 import { expectBatchInvariant } from './batch-invariance.js';
 import { expectEngineMatchesModel, loadError, readTensors, tempDir } from './cuda-engine-helpers.js';
@@ -31,15 +32,7 @@ import {
   expectStoriesQuality,
 } from './quantized-engine-checks.js';
 
-const gateBefore = process.env.KVSERVE_CUDA_INT8;
-beforeAll(() => {
-  process.env.KVSERVE_CUDA_INT8 = '1';
-  ensureBf16Refs();
-}, 600_000);
-afterAll(() => {
-  if (gateBefore === undefined) delete process.env.KVSERVE_CUDA_INT8;
-  else process.env.KVSERVE_CUDA_INT8 = gateBefore;
-});
+beforeAll(() => ensureBf16Refs(), 600_000);
 
 /** kvserve build's default search on 32 samples of 128 random ids (BOS first) of a 1024-id vocabulary. */
 function randomCalibration(): NativeQuantization {
@@ -104,7 +97,7 @@ describe('kvserve build --quantization int8 --device cuda of stories260K', () =>
   let q: Int8Quantization;
 
   beforeAll(async () => {
-    const m = await buildStories('int8', dir, 'float', { ...process.env, KVSERVE_CUDA_INT8: '1' });
+    const m = await buildStories('int8', dir, 'float');
     expect(m.target.device).toBe('cuda');
     q = m.quantization as Int8Quantization;
   }, 600_000);
@@ -155,15 +148,23 @@ describe('kvserve build --quantization int8 --device cuda of stories260K', () =>
     record('int8 stories260K engine load', loads);
   });
 
-  test('without KVSERVE_CUDA_INT8=1 the engine and a load are refused in one line; float32 is refused', async () => {
-    delete process.env.KVSERVE_CUDA_INT8;
-    try {
-      const gate = /^--quantization int8 with --device cuda is not yet verified on a GPU: set KVSERVE_CUDA_INT8=1/;
-      expect(await loadError({ engine: dir })).toMatch(gate);
-      expect(await loadError({ model: storiesDir, dtype: 'bfloat16', quantize: 'int8' })).toMatch(gate);
-    } finally {
-      process.env.KVSERVE_CUDA_INT8 = '1';
-    }
+  test('generate --model --quantization int8, calibrated at load, answers with the ids of generate --engine', async () => {
+    // The load calibrates as the build did (loadOptions: kvserve build's defaults) and, given the engine's GEMM
+    // algorithms (KVSERVE_GEMM_TUNED), computes what the engine computes.
+    const args = ['--prompt', 'Once upon a time', '--max-tokens', '24', '--ignore-eos', '--json'];
+    const fromEngine = await kvserve(['generate', '--engine', dir, ...args]);
+    const fromModel = await kvserve(
+      ['generate', '--model', storiesDir, '--device', 'cuda', '--dtype', 'bfloat16', '--quantization', 'int8', ...args],
+      { ...process.env, KVSERVE_GEMM_TUNED: dir },
+    );
+    expect(fromEngine.code, fromEngine.stderr).toBe(0);
+    expect(fromModel.code, fromModel.stderr).toBe(0);
+    const ids = (r: { stdout: string }) => (JSON.parse(r.stdout) as { output_ids: number[] }).output_ids;
+    expect(ids(fromEngine)).toHaveLength(24);
+    expect(ids(fromModel)).toEqual(ids(fromEngine));
+  });
+
+  test('float32 is refused in one line', async () => {
     expect(
       await loadError({ model: storiesDir, dtype: 'float32', quantize: 'int8', quantization: randomCalibration() }),
     ).toMatch(/^quantization int8 computes in bfloat16 or float16, not float32: pass --dtype bfloat16$/);

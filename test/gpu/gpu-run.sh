@@ -48,7 +48,8 @@ if has bench; then
   # After an "@", comma-separated VAR=value settings for that variant alone, for A/B runs and the knobs of
   # kernels not yet verified: "0:1:1:fp8@KVSERVE_FP8_FUSE=0,KVSERVE_GEMV_FP8=v1" (the fp8 path before run 11);
   # "0:1:1@KVSERVE_GEMV_EVEN=0"; "1:1:1@KVSERVE_INVARIANT_GEMM=own": --batch-invariant on our own GEMM instead
-  # of cuBLASLt's one algorithm per shape.
+  # of cuBLASLt's one algorithm per shape; "1:1:1@KVSERVE_INVARIANT_GEMM=wgmma": on our wgmma GEMM
+  # (kernels/gemm_wgmma.cu, Hopper only).
   for variant in ${BENCH_VARIANTS:-0:1:1 0:1:0 0:0:1 1:1:1 1:1:1@KVSERVE_INVARIANT_GEMM=own 0:1:1:fp8 0:1:1:fp8:fp8}; do
     extra=()
     if [[ $variant == *@* ]]; then IFS=, read -r -a extra <<<"${variant#*@}"; variant=${variant%%@*}; fi

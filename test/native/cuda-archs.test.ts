@@ -31,6 +31,7 @@ describe('cmake/cuda_archs.cmake: the arch list of a build', () => {
     ok: boolean;
     archs?: string;
     source?: string;
+    wgmma?: string;
     output: string;
   } {
     const args = [`-DKVSERVE_NVCC=${nvcc}`, `-DKVSERVE_NVIDIA_SMI=${opts.smi ?? noGpu}`];
@@ -44,6 +45,7 @@ describe('cmake/cuda_archs.cmake: the arch list of a build', () => {
       ok: r.status === 0,
       archs: /^-- archs=(.*)$/m.exec(raw)?.[1],
       source: /^-- source=(.*)$/m.exec(raw)?.[1],
+      wgmma: /^-- wgmma=(.*)$/m.exec(raw)?.[1],
       output: raw.replace(/\s+/g, ' '), // CMake wraps its messages
     };
   }
@@ -82,6 +84,18 @@ describe('cmake/cuda_archs.cmake: the arch list of a build', () => {
     const r = pick({ env: 'native' });
     expect(r.ok).toBe(false);
     expect(r.output).toMatch(/native but nvidia-smi sees no GPU/);
+  });
+  // kernels/gemm_wgmma.cu's own list: wgmma exists only in sm_90a code.
+  test.each([
+    ['80;86;89;90', '80;86;89;90a'],
+    ['90', '90a'],
+    ['90a', '90a'],
+    ['90;90a', '90a'],
+    ['80,90-real', '80;90a-real'],
+    ['90-virtual;100', '90a-virtual;100'],
+    ['86', '86'], // no 9.0 entry: the file's kernels compile empty and the runner refuses wgmma
+  ])('KVSERVE_CUDA_ARCHS=%s: gemm_wgmma.cu builds for %s', (value, wgmma) => {
+    expect(pick({ env: value })).toMatchObject({ ok: true, wgmma });
   });
   test.each([
     ['sm_90', /"sm_90" is not a CUDA architecture/],

@@ -117,13 +117,15 @@ describe('load errors', () => {
     await expect(load(storiesDir, { fp8Fuse: 1 })).rejects.toThrow(/fp8Fuse must be a boolean/);
     await expect(load(storiesDir, { invariantGemm: 1 })).rejects.toThrow(/invariantGemm must be a string/);
     await expect(load(storiesDir, { invariantGemm: 'mine' })).rejects.toThrow(
-      /unknown invariantGemm "mine" \(the option or KVSERVE_INVARIANT_GEMM; supported: cublaslt, own\)/,
+      /unknown invariantGemm "mine" \(the option or KVSERVE_INVARIANT_GEMM; supported: cublaslt, own, wgmma\)/,
     );
   });
   it('invariantGemm on the CPU: accepted, nothing to report (its GEMMs are always batch invariant)', async () => {
-    const e = await load(storiesDir, { batchInvariant: true, invariantGemm: 'own' });
-    expect(e.info().invariantGemm).toBeUndefined();
-    e.dispose();
+    for (const invariantGemm of ['own', 'wgmma']) {
+      const e = await load(storiesDir, { batchInvariant: true, invariantGemm });
+      expect(e.info().invariantGemm).toBeUndefined();
+      e.dispose();
+    }
   });
   it('fp8Fuse on the CPU: nothing to fuse, reported off', async () => {
     const e = await load(storiesDir, { fp8Fuse: true });

@@ -38,7 +38,15 @@
 //          bytes / time against the copy ceiling; then ours with each tile shape and split forced (the same
 //          bits; what the automatic choice could pick instead); and (sm_90+) chains of 16 at M = 1 with PDL,
 //          ours against the GEMV (the batch-1 step's situation)
-// Usage: kvserve_kernel_bench [gemv|chain|gemv-even|attn|attn-fp8|attn-prefill|copy|fp8|fp8gemm|fp8fuse|fuse|int8|int8gemm|inv ...]
+//   attn-decode  decode attention, the two-launch kernel (v1) against the single-launch one (v2,
+//          KVSERVE_ATTN_DECODE=v2) at batch 1, 8, 64 x context 512, 4096, 16384 over a bf16 and an fp8 cache, at
+//          the engine's partition: K+V bytes / time against the copy ceiling, single launches and per layer in a
+//          CUDA graph over enough layers to stream from DRAM (PDL on sm_90+); v2's chain at 2, 3, 4 ring stages
+//   wgmma  the batch-invariant GEMM on wgmma (kernels/gemm_wgmma.cu, bf16; Hopper only) against cuBLASLt's fast
+//          mode, its batch-invariant algorithm (picked at M = 256) and gemm_inv.cu, at M = 1, 2, 4, .., 8192: us,
+//          TFLOP/s of 2 M N K, for M <= 64 weight bytes / time against the copy ceiling; then each tile shape and
+//          split forced at M = 1, 8, 64, 256, 2048, 8192, and chains of 16 at M = 1 with PDL against the GEMV
+// Usage: kvserve_kernel_bench [gemv|chain|gemv-even|attn|attn-fp8|attn-prefill|attn-decode|copy|fp8|fp8gemm|fp8fuse|fuse|int8|int8gemm|inv|wgmma ...]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -494,6 +502,92 @@ void invBench(double copyBw, bool prop9) {
   if (prop9) invChainBench(copyBw, own);
 }
 
+// The wgmma GEMM (GemmRunner, batch-invariant with InvariantGemm::Wgmma: the automatic tile and split) beside
+// cuBLASLt's fast mode, cuBLASLt's batch-invariant algorithm and gemm_inv.cu, weights rotating over copies; then
+// ours with every tile and split forced; then chains of 16 at M = 1 against the GEMV.
+void wgmmaBench(double copyBw) {
+  if (const char* why = kvsk_gemm_wgmma_unavailable()) {
+    std::printf("\nwgmma GEMM: not on this device (%s)\n", why);
+    return;
+  }
+  const int maxM = 8192;
+  const kvs::DType bf = kvs::DType::BF16;
+  int numSms = 0;
+  CK(cudaDeviceGetAttribute(&numSms, cudaDevAttrMultiProcessorCount, 0));
+  kvs::cuda::GemmRunner fast(stream, maxM, kvs::cuda::GemmMode::Fast);
+  kvs::cuda::GemmRunner cub(stream, maxM, kvs::cuda::GemmMode::BatchInvariant, 256);
+  kvs::cuda::GemmRunner inv(stream, maxM, kvs::cuda::GemmMode::BatchInvariant, 256, 32u << 20, kvs::cuda::InvariantGemm::Own);
+  kvs::cuda::GemmRunner wg(stream, maxM, kvs::cuda::GemmMode::BatchInvariant, 256, 32u << 20, kvs::cuda::InvariantGemm::Wgmma);
+  const int ms[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192};
+  const int forcedMs[] = {1, 8, 64, 256, 2048, 8192};
+  std::printf("\nbatch-invariant GEMM on wgmma, bf16: ours (gemm_wgmma) vs cuBLASLt fast mode vs cuBLASLt batch-invariant vs "
+              "gemm_inv (us; TFLOP/s; M <= 64: %% of copy bandwidth %.2f TB/s for the weight bytes)\n", copyBw / 1e12);
+  std::printf("%-8s %6s %6s %5s %-18s %10s %7s %6s %10s %7s %10s %7s %10s %8s %8s\n", "weight", "N", "K", "M", "ours: tile",
+              "ours us", "TFLOP/s", "%copy", "fast us", "TFLOP/s", "inv us", "TFLOP/s", "gemm_inv", "/fast", "/inv");
+  struct Alt { kvsk_gemm_wgmma_tile tile; int split; const char* name; };
+  const Alt alts[] = {{KVSK_GEMM_WGMMA_TILE_64x128, 0, "64x128"}, {KVSK_GEMM_WGMMA_TILE_64x128, 1, "64x128 s"},
+                      {KVSK_GEMM_WGMMA_TILE_128x128, 0, "128x128"}, {KVSK_GEMM_WGMMA_TILE_128x128, 1, "128x128 s"},
+                      {KVSK_GEMM_WGMMA_TILE_128x256, 0, "128x256"}, {KVSK_GEMM_WGMMA_TILE_128x256, 1, "128x256 s"}};
+  const char* tileNames[] = {"", "64x128", "128x128", "128x256"};
+  std::vector<std::string> altLines;
+  for (const GemvShape& s : kGemvShapes) {
+    const GemvBuffers buf(s, 2, 900, maxM);
+    CK(cudaStreamSynchronize(stream));  // the weights are read before the programmatic-launch wait
+    fast.plan(s.N, s.K, bf, bf, buf.w(0));
+    cub.plan(s.N, s.K, bf, bf);
+    inv.plan(s.N, s.K, bf, bf);
+    wg.plan(s.N, s.K, bf, bf);
+    const int splits = wg.ownSplits(s.N, s.K, bf, bf);
+    // Forced split needs the workspace of every M: sized for the largest.
+    const size_t wsBytes = 64 * 1024 + (splits > 1 ? sizeof(float) * (size_t)splits * maxM * s.N : 0);
+    void* ws = nullptr;
+    CK(cudaMalloc(&ws, wsBytes));
+    CK(cudaMemset(ws, 0, wsBytes));
+    for (int M : ms) {
+      const double flops = 2.0 * M * s.N * s.K, wBytes = 2.0 * s.N * s.K;
+      const double oMs = timeMs([&](int i) { wg.run(buf.x, buf.w(i), buf.y, M, s.N, s.K, bf, bf); });
+      const double fMs = timeMs([&](int i) { fast.run(buf.x, buf.w(i), buf.y, M, s.N, s.K, bf, bf); });
+      const double cMs = timeMs([&](int i) { cub.run(buf.x, buf.w(i), buf.y, M, s.N, s.K, bf, bf); });
+      const double iMs = timeMs([&](int i) { inv.run(buf.x, buf.w(i), buf.y, M, s.N, s.K, bf, bf); });
+      const kvsk_gemm_wgmma_params auto_{buf.x, buf.w(0), buf.y, M, s.N, s.K, KVSK_BF16, splits, KVSK_GEMM_WGMMA_TILE_AUTO, -1,
+                                         ws, wsBytes, numSms};
+      const kvsk_gemm_wgmma_choice ch = kvsk_gemm_wgmma_choose(&auto_);
+      char copy[16] = "-";
+      if (M <= 64) std::snprintf(copy, sizeof copy, "%5.0f%%", 100.0 * wBytes / (oMs * 1e-3) / copyBw);
+      std::printf("%-8s %6d %6d %5d %-18s %10.1f %7.1f %6s %10.1f %7.1f %10.1f %7.1f %10.1f %7.2fx %7.2fx\n", s.name, s.N, s.K,
+                  M, (std::string(tileNames[ch.tile]) + (ch.split ? " split " : " ") + "S" + std::to_string(splits)).c_str(),
+                  oMs * 1e3, flops / (oMs * 1e-3) / 1e12, copy, fMs * 1e3, flops / (fMs * 1e-3) / 1e12, cMs * 1e3,
+                  flops / (cMs * 1e-3) / 1e12, iMs * 1e3, oMs / fMs, oMs / cMs);
+      if (std::find(std::begin(forcedMs), std::end(forcedMs), M) == std::end(forcedMs)) continue;
+      std::string line = std::string(s.name) + " M" + std::to_string(M) + ":";
+      for (const Alt& a : alts) {
+        kvsk_gemm_wgmma_params p = auto_;
+        p.tile = a.tile;
+        p.split = a.split;
+        const kvsk_gemm_wgmma_choice forced = kvsk_gemm_wgmma_choose(&p);
+        if (forced.tile != a.tile || forced.split != a.split) continue;  // what another entry runs
+        // A small tile at large M re-reads W per 8 tile rows: skip what would take seconds.
+        if ((double)M / (a.tile == KVSK_GEMM_WGMMA_TILE_64x128 ? 64 : 128) / 8 * wBytes > 12e9) continue;
+        const double t = timeMs([&](int i) {
+          p.w = buf.w(i);
+          CK(kvsk_gemm_wgmma(&p, stream));
+        });
+        char cell[48];
+        std::snprintf(cell, sizeof cell, " %s %.1f", a.name, t * 1e3);
+        line += cell;
+      }
+      altLines.push_back(line);
+    }
+    std::printf("  plans %s: ours %s; fast %s; inv %s\n", s.name, wg.describe(s.N, s.K, bf, bf).c_str(),
+                fast.describe(s.N, s.K, bf, bf).c_str(), cub.describe(s.N, s.K, bf, bf).c_str());
+    cudaFree(ws);
+  }
+  std::printf("(/fast, /inv: our time over theirs; gemm_inv: us)\nours with the tile and split forced (us; s = split over the "
+              "k-partitions):\n");
+  for (const std::string& l : altLines) std::printf("  %s\n", l.c_str());
+  invChainBench(copyBw, wg);
+}
+
 // One row of fp8FuseBench: median time, the bytes it moves, and those against the copy ceiling; baseUs > 0
 // adds baseUs / time. Returns the time in us.
 double fuseRow(const char* what, int M, double bytes, double copyBw, double baseUs, const std::function<void(int)>& fn) {
@@ -666,8 +760,9 @@ void* devE4m3(size_t bytes, uint32_t seed) {
   for (auto& c : pattern) { c = (uint8_t)(g() & 0xFF); if ((c & 0x7F) == 0x7F) c ^= 1; }
   void* p = nullptr;
   CK(cudaMalloc(&p, bytes));
-  for (size_t at = 0; at < bytes; at += pattern.size())
-    CK(cudaMemcpy(static_cast<char*>(p) + at, pattern.data(), std::min(pattern.size(), bytes - at), cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(p, pattern.data(), std::min(pattern.size(), bytes), cudaMemcpyHostToDevice));
+  for (size_t at = pattern.size(); at < bytes; at += pattern.size())  // the rest from the first MiB, on the device
+    CK(cudaMemcpy(static_cast<char*>(p) + at, p, std::min(pattern.size(), bytes - at), cudaMemcpyDeviceToDevice));
   return p;
 }
 
@@ -819,6 +914,130 @@ void attnPrefillBench() {
   std::printf("(TF/s: version 2's; version 1's is that / x)\n");
 }
 
+// The split-KV partition the engine picks for a decode step of `batch` sequences of context ctx (cuda_backend.cc,
+// cuda_forward.cc: the engine's smallest partition for a max-model-len of max(8192, ctx), doubled until the
+// step's CTAs fit 24 per SM).
+int enginePartition(int batch, int ctx, int Hkv, int numSms) {
+  const int maxLen = std::max(8192, ctx);
+  int p = std::max(128, (maxLen / 64 + 31) / 32 * 32);
+  const int maxSplitLen = (maxLen + p - 1) / p * p;
+  while (p < maxSplitLen && (int64_t)batch * ((ctx + p - 1) / p) * Hkv > 24LL * numSms) p *= 2;
+  return p;
+}
+
+// Decode attention, the two-launch kernel (v1: partitions, then the merge kernel) against the single-launch one
+// (v2, KVSERVE_ATTN_DECODE=v2), Llama-3-8B's attention (32 / 8 heads of 128, 16-token blocks, bf16 queries) at
+// batch 1, 8, 64 x context 512, 4096, 16384, over a bf16 and an fp8 cache, at the engine's partition. Timed two
+// ways, K+V bytes / time against the copy ceiling: "single", one launch (v1: two) between events, as the attn
+// table does; "chain", the per-layer time of a CUDA graph of one launch (v1: two) per layer over `layers`
+// layers' caches (enough that together they are 3x L2, so every layer streams from DRAM; at most 128), with
+// programmatic dependent launch on sm_90+, as the engine's graphed decode step runs them. Then v2's chain with
+// its ring forced to 2, 3 and 4 stages (the default picks by the device's shared memory).
+void attnDecodeBench(double copyBw, int numSms, int l2Bytes, bool pdl) {
+  const int Hq = 32, Hkv = 8, D = 128, bs = 16;
+  kvsk_set_programmatic_launch(pdl ? 1 : 0);
+  std::printf("\ndecode attention, v1 (two launches) against v2 (one), Hq 32 Hkv 8 D 128, block 16, bf16 queries, the engine's "
+              "partition; %% of copy %.2f TB/s; chain = per layer in a CUDA graph over layers %s\n", copyBw / 1e12,
+              pdl ? "with PDL" : "(plain launches)");
+  std::printf("%-6s %-11s %4s %5s %6s %6s | %8s %5s %8s %5s | %8s %5s %8s %5s %7s | %5s %5s %5s\n", "cache", "case", "part",
+              "CTAs", "layers", "MB", "v1 1 us", "%copy", "v2 1 us", "%copy", "v1 ch us", "%copy", "v2 ch us", "%copy", "v2/v1",
+              "s2", "s3", "s4");
+  for (const kvsk_kv_dtype kv : {KVSK_KV_SAME, KVSK_KV_FP8_E4M3})
+    for (const int batch : {1, 8, 64})
+      for (const int ctx : {512, 4096, 16384}) {
+        const bool fp8 = kv == KVSK_KV_FP8_E4M3;
+        const int partition = enginePartition(batch, ctx, Hkv, numSms);
+        const int blocksPerSeq = (ctx + bs - 1) / bs, totalBlocks = batch * blocksPerSeq;
+        const size_t planeElems = (size_t)totalBlocks * bs * Hkv * D, elemBytes = fp8 ? 1 : 2;
+        const double layerBytes = 2.0 * planeElems * elemBytes;
+        const int layers = (int)std::min<double>(128, std::max<double>(2, std::ceil(3.0 * l2Bytes / layerBytes)));
+        std::vector<int32_t> qs(batch + 1), ctxs(batch, ctx), table((size_t)batch * blocksPerSeq);
+        for (int s = 0; s <= batch; ++s) qs[s] = s;
+        std::iota(table.begin(), table.end(), 0);
+        std::shuffle(table.begin(), table.end(), std::mt19937(1));
+        std::vector<int32_t> tileSeq(batch), tileQ(batch), tileSlot(batch);
+        kvsk_attention_plan_info info{};
+        if (kvsk_attention_plan(qs.data(), ctxs.data(), batch, Hq, Hkv, D, KVSK_BF16, partition, KVSK_ATTN_PREFILL_V1,
+                                tileSeq.data(), tileQ.data(), tileSlot.data(), batch, &info) != 0)
+          std::exit(2);
+        auto up = [](const std::vector<int32_t>& v) {
+          int32_t* d = nullptr;
+          CK(cudaMalloc(&d, v.size() * 4));
+          CK(cudaMemcpy(d, v.data(), v.size() * 4, cudaMemcpyHostToDevice));
+          return d;
+        };
+        // Every layer's K and V planes in one pool: layer l's K at 2 l planes, its V right after.
+        const size_t pool = 2 * (size_t)layers * planeElems;
+        char* cache = static_cast<char*>(fp8 ? devE4m3(pool, 1) : devRandom(pool, KVSK_BF16, 1));
+        void* q = devRandom((size_t)batch * Hq * D, KVSK_BF16, 3);
+        void* out = devRandom((size_t)batch * Hq * D, KVSK_BF16, 4);
+        const size_t parts = (size_t)std::max(1, info.numSplitSlots) * Hq * info.maxSplits;
+        float *pOut, *pMax, *pSum;
+        unsigned* counters;
+        CK(cudaMalloc(&pOut, parts * D * 4));
+        CK(cudaMalloc(&pMax, parts * 4));
+        CK(cudaMalloc(&pSum, parts * 4));
+        CK(cudaMalloc(&counters, (size_t)std::max(1, info.numSplitSlots) * Hkv * sizeof(unsigned)));
+        CK(cudaMemset(counters, 0, (size_t)std::max(1, info.numSplitSlots) * Hkv * sizeof(unsigned)));
+        kvsk_attention_params p{};
+        p.q = q; p.out = out;
+        p.blockTables = up(table); p.queryStart = up(qs); p.contextLens = up(ctxs);
+        p.tileSeq = up(tileSeq); p.tileQStart = up(tileQ); p.tileSplitSlot = up(tileSlot);
+        p.partialOut = pOut; p.partialMax = pMax; p.partialSum = pSum;
+        p.numTiles = info.numTiles; p.tokensPerTile = info.tokensPerTile; p.numSplitSlots = info.numSplitSlots;
+        p.maxSplits = info.maxSplits; p.partitionSize = partition;
+        p.numHeads = Hq; p.numKvHeads = Hkv; p.headDim = D; p.blockSize = bs; p.maxBlocksPerSeq = blocksPerSeq;
+        p.scale = 1.f / std::sqrt((float)D); p.dtype = KVSK_BF16;
+        p.cacheDtype = kv; p.kScale = 0.05f; p.vScale = 0.05f;
+        p.splitCounters = counters;
+        auto atLayer = [&](int l, int version, int stages) {
+          kvsk_attention_params a = p;
+          a.kCache = cache + (2 * (size_t)l) * planeElems * elemBytes;
+          a.vCache = cache + (2 * (size_t)l + 1) * planeElems * elemBytes;
+          a.decodeVersion = version;
+          a.decodeStages = stages;
+          return a;
+        };
+        auto single = [&](int version) {
+          return timeMs([&](int i) {
+            const kvsk_attention_params a = atLayer(i % layers, version, 0);
+            CK(kvsk_attention(&a, 1, stream));
+          });
+        };
+        // Per-layer ms of a graph of every layer's launch(es).
+        auto chain = [&](int version, int stages) {
+          cudaGraph_t g = nullptr;
+          cudaGraphExec_t exec = nullptr;
+          CK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+          for (int l = 0; l < layers; ++l) {
+            const kvsk_attention_params a = atLayer(l, version, stages);
+            CK(kvsk_attention(&a, 1, stream));
+          }
+          CK(cudaStreamEndCapture(stream, &g));
+          CK(cudaGraphInstantiate(&exec, g, 0));
+          const double ms = timeMs([&](int) { CK(cudaGraphLaunch(exec, stream)); }) / layers;
+          CK(cudaGraphExecDestroy(exec));
+          CK(cudaGraphDestroy(g));
+          return ms;
+        };
+        const double kvBytes = layerBytes, bwUs = kvBytes / copyBw * 1e6;
+        const double s1 = single(1) * 1e3, s2 = single(2) * 1e3, c1 = chain(1, 0) * 1e3, c2 = chain(2, 0) * 1e3;
+        char name[32];
+        std::snprintf(name, sizeof name, "b%d x %d", batch, ctx);
+        std::printf("%-6s %-11s %4d %5d %6d %6.1f | %8.1f %4.0f%% %8.1f %4.0f%% | %8.1f %4.0f%% %8.1f %4.0f%% %6.2fx |", fp8 ? "fp8" : "bf16",
+                    name, partition, info.numSplitSlots > 0 ? batch * Hkv * info.maxSplits : batch * Hkv, layers, kvBytes / 1e6,
+                    s1, 100 * bwUs / s1, s2, 100 * bwUs / s2, c1, 100 * bwUs / c1, c2, 100 * bwUs / c2, c1 / c2);
+        for (int stages : {2, 3, 4}) std::printf(" %4.0f%%", 100 * bwUs / (chain(2, stages) * 1e3));
+        std::printf("\n");
+        for (const void* d : {p.blockTables, p.queryStart, p.contextLens, p.tileSeq, p.tileQStart, p.tileSplitSlot})
+          cudaFree(const_cast<void*>(d));
+        for (void* d : {(void*)cache, q, out, (void*)pOut, (void*)pMax, (void*)pSum, (void*)counters}) cudaFree(d);
+      }
+  std::printf("(%%copy: the K+V bytes of one layer at copy bandwidth against the time; s2-s4: v2's chain with that many "
+              "ring stages)\n");
+  kvsk_set_programmatic_launch(0);
+}
+
 // Per pair (or fused kernel) us in chains of 16 with programmatic dependent launch, as the forward pass runs
 // them at Llama-3-8B's shapes (32 / 8 heads of 128, llama3 inv_freq stand-in, slots in 16-token blocks).
 void gemvFuseBench(double copyBw) {
@@ -890,11 +1109,13 @@ int main(int argc, char** argv) {
   if (want("fp8gemm")) fp8GemmBench();
   if (want("attn-fp8")) attnFp8Bench(bw);
   if (want("attn-prefill")) attnPrefillBench();
+  if (want("attn-decode")) attnDecodeBench(bw, prop.multiProcessorCount, prop.l2CacheSize, prop.major >= 9);
   if (want("fp8fuse")) fp8FuseBench(bw, prop.major >= 9);
   if (want("fuse") && prop.major >= 9) gemvFuseBench(bw);
   if (want("int8")) int8GemvBench(bw);
   if (want("int8gemm")) int8GemmBench();
   if (want("inv")) invBench(bw, prop.major >= 9);
+  if (want("wgmma")) wgmmaBench(bw);
   CK(cudaStreamDestroy(stream));
   return 0;
 }

@@ -84,15 +84,12 @@ cudaError_t AttnCase::launch(kvsk_attn_prefill planned, std::vector<uint8_t>* ou
   Buf o(dt, (size_t)T * Hq * D);
   o.poison();
   kvsk_attention_params p{};
-  p.q = q->dev; p.out = o.dev;
-  kv->into(p);
-  p.blockTables = dTable->dev; p.queryStart = dQs->dev; p.contextLens = dCtx->dev;
+  into(p);
+  p.out = o.dev;
   p.tileSeq = dTS.dev; p.tileQStart = dTQ.dev; p.tileSplitSlot = dSlot.dev;
   p.partialOut = pOut.dev; p.partialMax = pMax.dev; p.partialSum = pSum.dev;
   p.numTiles = info.numTiles; p.tokensPerTile = info.tokensPerTile; p.numSplitSlots = info.numSplitSlots;
-  p.maxSplits = info.maxSplits; p.partitionSize = 128;
-  p.numHeads = Hq; p.numKvHeads = Hkv; p.headDim = D; p.blockSize = blockSize; p.maxBlocksPerSeq = maxBlocks;
-  p.scale = 1.f / std::sqrt((float)D); p.dtype = dt;
+  p.maxSplits = info.maxSplits;
   p.prefill = launched ? *launched : info.prefill;
   const cudaError_t e = kvsk_attention(&p, info.decode, 0);
   if (e != cudaSuccess) return e;
@@ -108,9 +105,17 @@ std::vector<uint8_t> AttnCase::run(kvsk_attn_prefill prefill, kvsk_attention_pla
   return out;
 }
 
-void AttnCase::check(const std::vector<uint8_t>& out, ErrStat& stat, const std::string& scen) const {
-  const double atol = dt == KVSK_F32 ? 1e-5 : dt == KVSK_F16 ? 2e-3 : 1.6e-2, rtol = dt == KVSK_F32 ? 1e-4 : atol;
-  std::vector<ErrStat> per(T);
+void AttnCase::into(kvsk_attention_params& p) const {
+  p.q = q->dev;
+  kv->into(p);
+  p.blockTables = dTable->dev; p.queryStart = dQs->dev; p.contextLens = dCtx->dev;
+  p.partitionSize = 128;
+  p.numHeads = Hq; p.numKvHeads = Hkv; p.headDim = D; p.blockSize = blockSize; p.maxBlocksPerSeq = maxBlocks;
+  p.scale = 1.f / std::sqrt((float)D); p.dtype = dt;
+}
+
+std::vector<double> AttnCase::reference() const {
+  std::vector<double> ref((size_t)T * Hq * D);
   parallelFor(T, [&](int t) {
     const int s = int(std::upper_bound(qs.begin(), qs.end(), t) - qs.begin()) - 1;
     const int pos = ctx[s] - seqs[s].qLen + (t - qs[s]);
@@ -131,8 +136,22 @@ void AttnCase::check(const std::vector<uint8_t>& out, ErrStat& stat, const std::
         sum += w;
         for (int d = 0; d < D; ++d) o[d] += w * kv->getV(slotOf(s, key) * slotElems + kvh * D + d);
       }
-      for (int d = 0; d < D; ++d) per[t].add(load(dt, out.data(), ((size_t)t * Hq + h) * D + d), o[d] / sum, atol, rtol);
+      for (int d = 0; d < D; ++d) ref[((size_t)t * Hq + h) * D + d] = o[d] / sum;
     }
+  });
+  return ref;
+}
+
+void AttnCase::check(const std::vector<uint8_t>& out, ErrStat& stat, const std::string& scen) const {
+  check(out, reference(), stat, scen);
+}
+
+void AttnCase::check(const std::vector<uint8_t>& out, const std::vector<double>& ref, ErrStat& stat,
+                     const std::string& scen) const {
+  const double atol = dt == KVSK_F32 ? 1e-5 : dt == KVSK_F16 ? 2e-3 : 1.6e-2, rtol = dt == KVSK_F32 ? 1e-4 : atol;
+  std::vector<ErrStat> per(T);
+  parallelFor(T, [&](int t) {
+    for (size_t e = (size_t)t * Hq * D; e < (size_t)(t + 1) * Hq * D; ++e) per[t].add(load(dt, out.data(), e), ref[e], atol, rtol);
   });
   for (auto& e : per) {
     stat.worst = std::max(stat.worst, e.worst); stat.maxAbs = std::max(stat.maxAbs, e.maxAbs);
@@ -166,8 +185,9 @@ std::string decodeInvarianceCase(kvsk_dtype dt, int D, int G, const KvFormat& fm
   kv.up(); q.up();
   DevVec<int32_t> dTable(table);
   kvsk_attn_prefill mixedKernel = KVSK_ATTN_PREFILL_V1;
-  // Output of the decode tokens for a launch over the first nSeq sequences; graphed: every tile split.
-  auto run = [&](int nSeq, bool graphed) {
+  // Output of the decode tokens for a launch over the first nSeq sequences; graphed: every tile split; version:
+  // decodeVersion (2: the single-launch kernel).
+  auto run = [&](int nSeq, bool graphed, int version) {
     const int nTok = qs[nSeq];
     std::vector<int32_t> qsN(qs.begin(), qs.begin() + nSeq + 1), ctxN(ctx.begin(), ctx.begin() + nSeq);
     std::vector<int32_t> tileSeq(nTok), tileQ(nTok), tileSlot(nTok);
@@ -185,6 +205,7 @@ std::string decodeInvarianceCase(kvsk_dtype dt, int D, int G, const KvFormat& fm
     DevVec<int32_t> dQs(qsN), dCtx(ctxN), dTS(tileSeq), dTQ(tileQ), dSlot(tileSlot);
     DevVec<float> pOut((size_t)std::max(1, info.numSplitSlots) * Hq * info.maxSplits * D),
         pMax((size_t)std::max(1, info.numSplitSlots) * Hq * info.maxSplits), pSum(pMax.n);
+    DevVec<unsigned> counters(std::vector<unsigned>((size_t)std::max(1, info.numSplitSlots) * Hkv, 0u));
     Buf out(dt, (size_t)nTok * Hq * D);
     out.poison();
     kvsk_attention_params p{};
@@ -197,6 +218,7 @@ std::string decodeInvarianceCase(kvsk_dtype dt, int D, int G, const KvFormat& fm
     p.maxSplits = info.maxSplits; p.partitionSize = partition;
     p.numHeads = Hq; p.numKvHeads = Hkv; p.headDim = D; p.blockSize = bs; p.maxBlocksPerSeq = maxBlocks;
     p.scale = 1.f / std::sqrt((float)D); p.dtype = dt; p.prefill = info.prefill;
+    p.decodeVersion = version; p.splitCounters = counters.dev;
     CK(kvsk_attention(&p, info.decode, 0));
     CK(cudaDeviceSynchronize());
     out.down();
@@ -204,11 +226,15 @@ std::string decodeInvarianceCase(kvsk_dtype dt, int D, int G, const KvFormat& fm
     // row's output sits at its token, so the first nDec tokens are the decode rows in every launch.
     return std::vector<uint8_t>(out.host.begin(), out.host.begin() + (size_t)nDec * Hq * D * dtSize(dt));
   };
-  const std::vector<uint8_t> alone = run(nDec, false), mixed = run(S, false), graphed = run(nDec, true);
+  const std::vector<uint8_t> alone = run(nDec, false, 1), mixed = run(S, false, 1), graphed = run(nDec, true, 1);
   std::string why;
   if (mixedKernel != prefill) why += "the mixed launch ran another prefill kernel than asked; ";
   if (mixed != alone) why += "decode vs mixed differ; ";
   if (graphed != alone) why += "decode vs graphed (merged) differ; ";
+  if (kvsk_attention_decode_v2_supported(dt, fmt.kind, D, Hq, Hkv, 64)) {
+    if (run(nDec, false, 2) != alone) why += "v2 decode vs v1 differ; ";
+    if (run(nDec, true, 2) != alone) why += "v2 graphed vs v1 differ; ";
+  }
   size_t nan = 0;
   for (size_t i = 0; i < alone.size() / dtSize(dt); ++i) nan += std::isnan(load(dt, alone.data(), i));
   if (nan) why += std::to_string(nan) + " NaN outputs; ";

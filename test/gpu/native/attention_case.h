@@ -53,8 +53,15 @@ class AttnCase {
   cudaError_t launch(kvsk_attn_prefill planned, std::vector<uint8_t>* out, kvsk_attention_plan_info* info = nullptr,
                      const kvsk_attn_prefill* launched = nullptr) const;
   std::vector<uint8_t> run(kvsk_attn_prefill prefill, kvsk_attention_plan_info* info = nullptr) const;
-  // out (bytes of run()) against float64, every element; a mismatch is printed with `scen`.
+  // The case's inputs and shape into p: q, the cache, block tables, query starts, contexts, heads, block size,
+  // partition 128, scale, dtype (the caller sets the plan's tiles, the partials and the output).
+  void into(kvsk_attention_params& p) const;
+  // The float64 reference, [T][Hq][D].
+  std::vector<double> reference() const;
+  // out (bytes of run()) against float64 (`ref`: reference(), computed when omitted), every element; a mismatch
+  // is printed with `scen`.
   void check(const std::vector<uint8_t>& out, ErrStat& stat, const std::string& scen) const;
+  void check(const std::vector<uint8_t>& out, const std::vector<double>& ref, ErrStat& stat, const std::string& scen) const;
 
   const kvsk_dtype dt;
   const int D, G, Hkv = 2, Hq, blockSize, S;
@@ -72,7 +79,8 @@ class AttnCase {
 };
 
 // Decode rows (one split over 24 partitions) alone (the decode kernel), beside a 70-token chunk (the
-// prefill-shaped kernel `prefill`) and all through the merge (what a graphed step does): the same bits.
+// prefill-shaped kernel `prefill`) and all through the merge (what a graphed step does): the same bits; so do
+// the single-launch decode kernel's (decodeVersion 2), alone and graphed, where it serves the shape.
 // Returns "" or what differed.
 std::string decodeInvarianceCase(kvsk_dtype dt, int D, int G, const KvFormat& fmt, kvsk_attn_prefill prefill);
 

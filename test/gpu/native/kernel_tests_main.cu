@@ -2,7 +2,7 @@
 // file for its grid and tolerances). Prints one summary line per suite, writes every case to the file named
 // by argv[1] (default kernel-tests.tsv), and exits non-zero when any case fails.
 // Usage: kvserve_kernel_tests [results.tsv] [suite...]   suites: layers attention attn-prefill sampling gemm fp8 fp8fuse
-//        gemv-fuse kvabsmax int8 gemm-inv gemv-even
+//        gemv-fuse kvabsmax int8 gemm-inv gemm-wgmma gemv-even
 //        kvserve_kernel_tests --list   the suite names, one a line (an unknown name is an error, exit 2)
 #include <algorithm>
 #include <array>
@@ -26,6 +26,7 @@ void gemvFuseTests();  // gemv_fuse_test.cu
 void kvAbsMaxTests();  // kv_absmax_test.cu
 void int8Tests();
 void gemmInvTests();   // gemm_inv_test.cu
+void gemmWgmmaTests(); // gemm_wgmma_test.cu
 void gemvEvenTests();  // gemv_even_test.cu
 }  // namespace kt
 
@@ -35,7 +36,7 @@ int main(int argc, char** argv) {
       {"attn-prefill", kt::attentionPrefillTests}, {"sampling", kt::samplingTests}, {"gemm", kt::gemmTests},
       {"fp8", kt::fp8Tests}, {"fp8fuse", kt::fp8FuseTests}, {"gemv-fuse", kt::gemvFuseTests},
       {"kvabsmax", kt::kvAbsMaxTests}, {"int8", kt::int8Tests}, {"gemm-inv", kt::gemmInvTests},
-      {"gemv-even", kt::gemvEvenTests}};
+      {"gemm-wgmma", kt::gemmWgmmaTests}, {"gemv-even", kt::gemvEvenTests}};
   if (argc == 2 && std::strcmp(argv[1], "--list") == 0) {
     for (auto& [name, fn] : suites) std::printf("%s\n", name.c_str());
     return 0;
