@@ -81,6 +81,7 @@ struct BackendInfo {
   // cuda, EngineOptions::gemvFuseFp8 in effect: fp8 matrices, and the runner's FP8 GEMV is version 2
   bool gemvFuseFp8 = false;
   bool fp8Fuse = false;               // cuda, fp8: the norms quantize their own outputs (EngineOptions::fp8Fuse)
+  std::string attnPrefill;            // cuda: the prefill attention kernel, "v1" or "v2" (KVSERVE_ATTN_PREFILL)
   // cuda, batchInvariant: which GEMMs serve it, "cublaslt", "own" or "wgmma" (EngineOptions::invariantGemm), with
   // the weights that ours still leaves to cuBLASLt, if any ("own; cublaslt: lm_head"); "" otherwise.
   std::string invariantGemm;

@@ -91,6 +91,13 @@ typedef struct {
 } kvsk_rope_cache_params;
 cudaError_t kvsk_rope_cache(const kvsk_rope_cache_params* p, cudaStream_t stream);
 
+/* The prefill-shaped attention kernel: what prefill, chunked-prefill and mixed launches run (decode launches
+ * run the decode kernel whatever this says). KVSK_ATTN_PREFILL_V1 (0, what a zero-initialized struct holds):
+ * 4 warps x 16 rows, 64-row tiles. KVSK_ATTN_PREFILL_V2 (kernels/flash_prefill.cuh): 4 warps x 32 rows,
+ * 128-row tiles planned longest first, the mask only on diagonal tiles; bf16/f16 at head_dim 64 and 128 over
+ * either cache. Both give the same bits for every row. */
+typedef enum { KVSK_ATTN_PREFILL_V1 = 0, KVSK_ATTN_PREFILL_V2 = 1 } kvsk_attn_prefill;
+
 /* Paged attention over the cache for prefill, chunked prefill and decode in one launch (causal).
  * Work is a list of tiles: tile i covers query tokens [tileQStart[i], tileQStart[i] + tokensPerTile) of
  * sequence tileSeq[i] (relative to the sequence's first new token, clipped to its qLen) and all G query heads
@@ -120,6 +127,7 @@ typedef struct {
   kvsk_dtype dtype;
   kvsk_kv_dtype cacheDtype;    /* fp8: kCache/vCache hold e4m3 bytes, read as stored * kScale / vScale */
   float kScale, vScale;        /* the layer's scales (finite, > 0), read only for fp8 */
+  kvsk_attn_prefill prefill;   /* the plan's info.prefill (its tiles' rows); read by non-decode launches */
   /* Decode launches only (ignored otherwise): 0 or 1 the split decode kernel, then a merge kernel when any tile
    * is split; 2 one launch (flash_decode_v2.cuh, see kvsk_attention_decode_v2_supported), the same bits. */
   int decodeVersion;
@@ -131,16 +139,29 @@ typedef struct {
  * tileSplitSlot (capacity >= T entries suffices) and the counts below. decode = every sequence has qLen 1
  * (a smaller CTA shape); the per-row arithmetic is the same in both shapes. bf16/f16 with head_dim 64, 128
  * or 256 run on tensor cores (flash_attention.cuh), the rest on CUDA cores (paged_attention.cuh): the dtype
- * picks the kernel and so the rows of a tile. Returns 0, or -1 when
- * (headDim, group) is not supported, -2 when capacity is too small. */
+ * picks the kernel and so the rows of a tile. `prefill` asks for a prefill-shaped kernel: version 2 where it
+ * serves the shape (not a decode plan), else version 1; info->prefill says which the tiles are for (copy it
+ * into kvsk_attention_params.prefill). Version 2's tiles are listed longest first (keys each CTA walks).
+ * Returns 0, or -1 when (headDim, group) is not supported or prefill is not a kvsk_attn_prefill, -2 when
+ * capacity is too small. */
 typedef struct {
   int numTiles, tokensPerTile, numSplitSlots, maxSplits, decode;
+  kvsk_attn_prefill prefill;
 } kvsk_attention_plan_info;
 int kvsk_attention_plan(const int32_t* queryStartHost, const int32_t* contextLensHost, int numSeqs,
                         int numHeads, int numKvHeads, int headDim, kvsk_dtype dtype, int partitionSize,
-                        int32_t* tileSeq, int32_t* tileQStart, int32_t* tileSplitSlot, int capacity,
-                        kvsk_attention_plan_info* info);
+                        kvsk_attn_prefill prefill, int32_t* tileSeq, int32_t* tileQStart, int32_t* tileSplitSlot,
+                        int capacity, kvsk_attention_plan_info* info);
+/* cudaErrorInvalidValue when a tile holds more rows (tokensPerTile * G) than its kernel's CTA (16 decode, 64
+ * version 1, 128 version 2), cudaErrorNotSupported for prefill = KVSK_ATTN_PREFILL_V2 on a shape it does not
+ * serve (a non-decode launch). */
 cudaError_t kvsk_attention(const kvsk_attention_params* p, int decode, cudaStream_t stream);
+/* Dynamic shared memory of one CTA of prefill version 2 for this shape, or 0 where version 2 does not serve it
+ * (its plan falls back to version 1): a caller compares it with the device's sharedMemPerBlockOptin before
+ * asking for version 2 (102 KiB at head_dim 128, 104 KiB over an fp8 cache: more than compute capability 8.6
+ * and 8.9 allow). */
+size_t kvsk_attention_prefill_v2_smem(kvsk_dtype dtype, kvsk_kv_dtype cacheDtype, int headDim, int numHeads,
+                                      int numKvHeads);
 /* Over an fp8 cache (cacheDtype KVSK_KV_FP8_E4M3) attention runs on the tensor-core kernels only, with the
  * same plan, tiling, split-KV and merge (the CUDA-core kernel returns cudaErrorNotSupported): the K/V tiles
  * stream in as bytes, the operands are f16 (every e4m3 value is one; bf16 queries are converted to f16,

@@ -74,6 +74,7 @@ Napi::Value EngineWrap::Info(const Napi::CallbackInfo& info) {
   o.Set("gemvFusion", ei.backend.gemvFusion);
   o.Set("gemvFuseFp8", ei.backend.gemvFuseFp8);
   o.Set("fp8Fuse", ei.backend.fp8Fuse);
+  if (!ei.backend.attnPrefill.empty()) o.Set("attnPrefill", ei.backend.attnPrefill);
   if (!ei.backend.invariantGemm.empty()) o.Set("invariantGemm", ei.backend.invariantGemm);
   if (!ei.backend.attnDecode.empty()) o.Set("attnDecode", ei.backend.attnDecode);
   if (!ei.backend.kvScalesK.empty()) {

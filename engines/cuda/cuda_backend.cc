@@ -36,6 +36,27 @@ std::vector<TunedGemm> tunedGemmsFor(const EngineOptions& opts, DType dt, std::s
   return m.tunedGemms;
 }
 
+// KVSERVE_ATTN_PREFILL: the prefill attention kernel every step's plan asks for, v1 (unset: the default) or v2
+// (kernels/flash_prefill.cuh: the same bits, faster tiles; off until a GPU run verifies it). Where version 2 does
+// not serve the model (float32, head_dim other than 64 and 128) version 1 runs, said in one line; a GPU whose
+// shared memory per block cannot hold version 2's CTA (compute capability 8.6, 8.9) refuses the switch.
+kvsk_attn_prefill attnPrefillFor(const ModelConfig& cfg, DType dt, kvsk_kv_dtype kv, const cudaDeviceProp& prop) {
+  const char* v = std::getenv("KVSERVE_ATTN_PREFILL");
+  if (!v || !*v || std::string(v) == "v1") return KVSK_ATTN_PREFILL_V1;
+  if (std::string(v) != "v2") throw std::runtime_error(std::string("KVSERVE_ATTN_PREFILL must be v1 or v2, not \"") + v + "\"");
+  const size_t smem = kvsk_attention_prefill_v2_smem(static_cast<kvsk_dtype>(dt), kv, cfg.headDim, cfg.numHeads, cfg.numKvHeads);
+  if (smem == 0) {
+    std::fprintf(stderr, "kvserve: KVSERVE_ATTN_PREFILL=v2 serves bfloat16/float16 at head_dim 64 and 128; this model "
+                 "(%s, head_dim %d) runs prefill attention version 1\n", dtypeName(dt), cfg.headDim);
+    return KVSK_ATTN_PREFILL_V1;
+  }
+  if (smem > prop.sharedMemPerBlockOptin)
+    throw std::runtime_error("KVSERVE_ATTN_PREFILL=v2 needs " + std::to_string(smem / 1024) + " KiB of shared memory per block; " +
+                             prop.name + " allows " + std::to_string(prop.sharedMemPerBlockOptin / 1024) +
+                             " KiB (unset KVSERVE_ATTN_PREFILL for version 1)");
+  return KVSK_ATTN_PREFILL_V2;
+}
+
 // KVSERVE_ATTN_DECODE: 1 when unset, empty or v1, 2 for v2 (kvsk_attention_params.decodeVersion); throws on
 // anything else.
 int attnDecodeFromEnv() {
@@ -115,6 +136,7 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   }
   checkKvCacheDtype(cfg, opts, dt_, prop);
   kvFp8_ = opts.kvCacheDtype == "fp8";
+  attnPrefill_ = attnPrefillFor(cfg, dt_, kvKind(), prop);
   if (kvFp8_) {  // uncalibrated: 1.0 for every layer, as vLLM (Engine::load checked any given ones, and an engine's)
     kScale_ = opts.kvScalesK.empty() ? std::vector<float>(cfg.numLayers, 1.f) : opts.kvScalesK;
     vScale_ = opts.kvScalesV.empty() ? std::vector<float>(cfg.numLayers, 1.f) : opts.kvScalesV;
@@ -210,6 +232,7 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   info_.gemvFusion = describeGemvFusion();
   info_.gemvFuseFp8 = gemvFuseFp8_;
   info_.fp8Fuse = fp8Fuse_;
+  info_.attnPrefill = attnPrefill_ == KVSK_ATTN_PREFILL_V2 ? "v2" : "v1";
   info_.attnDecode = attnDecode_ == 2 ? "v2" : "v1";
 }
 

@@ -53,6 +53,7 @@ class CudaBackend final : public Backend {
   cudaStream_t stream_ = nullptr;
   int maxT_ = 0, maxS_ = 0, maxSplits_ = 1, partition_ = 512;
   int attnTargetCtas_ = 0;  // decode attention CTAs a step aims to stay under (0: always partition_)
+  kvsk_attn_prefill attnPrefill_ = KVSK_ATTN_PREFILL_V1;  // asked of every step's plan (KVSERVE_ATTN_PREFILL)
   int attnDecode_ = 1;      // kvsk_attention_params.decodeVersion of decode steps: 2 with KVSERVE_ATTN_DECODE=v2
   // The split-KV partition of a step: partition_ (the smallest, fixed per engine) in --batch-invariant mode;
   // in the default mode the smallest power-of-two multiple of it that keeps the step's decode CTAs under
@@ -99,6 +100,7 @@ class CudaBackend final : public Backend {
     int T = 0, S = 0, R = 0, maxBlocks = 0;
     int numTiles = 0, tokensPerTile = 0, numSplitSlots = 0, maxSplits = 1, decode = 0;
     int partition = 0;  // keys per split-KV partition of this step's decode sequences
+    kvsk_attn_prefill prefill = KVSK_ATTN_PREFILL_V1;  // the kernel the plan's prefill-shaped tiles are for
   };
   // Word offsets of each input array in the packed upload (4-byte words, 16-byte aligned arrays).
   struct Layout {

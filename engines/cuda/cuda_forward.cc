@@ -100,11 +100,13 @@ void CudaBackend::step(const StepBatch& b, StepResult& out) {
   kvsk_attention_plan_info plan{};
   const int partition = stepPartition(b);
   const int rc = kvsk_attention_plan(b.queryStart, b.contextLens, S, cfg_.numHeads, cfg_.numKvHeads, cfg_.headDim,
-                                     static_cast<kvsk_dtype>(dt_), partition, tileSeq_.data(), tileQStart_.data(), tileSlot_.data(), T, &plan);
+                                     static_cast<kvsk_dtype>(dt_), partition, attnPrefill_, tileSeq_.data(),
+                                     tileQStart_.data(), tileSlot_.data(), T, &plan);
   if (rc != 0) throw std::runtime_error("attention planning failed (" + std::to_string(rc) + ")");
   if (plan.maxSplits > maxSplits_ || plan.numSplitSlots > maxS_)
     throw std::runtime_error("a context longer than maxModelLen reached the attention kernel");
-  StepShape sh{T, S, R, b.maxBlocksPerSeq, plan.numTiles, plan.tokensPerTile, plan.numSplitSlots, plan.maxSplits, plan.decode, partition};
+  StepShape sh{T, S, R, b.maxBlocksPerSeq, plan.numTiles, plan.tokensPerTile, plan.numSplitSlots, plan.maxSplits, plan.decode,
+               partition, plan.prefill};
 
   if (!stepGraphed(b, sh)) {
     const Layout lay = layoutFor(sh, b.numBlockCopies);
@@ -221,7 +223,7 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
     ap.maxSplits = sh.maxSplits; ap.partitionSize = sh.partition;
     ap.numHeads = Hq; ap.numKvHeads = Hkv; ap.headDim = D; ap.blockSize = opts_.blockSize;
     ap.maxBlocksPerSeq = sh.maxBlocks; ap.scale = 1.f / std::sqrt(static_cast<float>(D)); ap.dtype = dt;
-    ap.cacheDtype = kvKind(); ap.kScale = rp.kScale; ap.vScale = rp.vScale;
+    ap.cacheDtype = kvKind(); ap.kScale = rp.kScale; ap.vScale = rp.vScale; ap.prefill = sh.prefill;
     ap.decodeVersion = attnDecode_; ap.splitCounters = splitCounters_.get<unsigned>();
     KVS_CUDA_CHECK(kvsk_attention(&ap, sh.decode, stream_));
     prof_.mark(StepProfiler::GemmO, stream_);

@@ -84,6 +84,8 @@ export interface NativeEngineInfo {
   gemvFuseFp8?: boolean;
   /** cuda: true when fp8 layers get their inputs quantized by the kernels that produce them (fp8Fuse). */
   fp8Fuse?: boolean;
+  /** cuda: the prefill attention kernel, 'v1' or 'v2' (KVSERVE_ATTN_PREFILL=v2 where version 2 serves the model). */
+  attnPrefill?: 'v1' | 'v2';
   /** cuda with batchInvariant: the GEMMs that serve it, 'cublaslt', 'own' or 'wgmma' (with the weights ours leaves
    *  to cuBLASLt, as 'own; cublaslt: lm_head'); absent otherwise. */
   invariantGemm?: string;

@@ -165,7 +165,7 @@ async function main() {
   if (process.env.KVSERVE_GPU_OUT)
     appendFileSync(
       resolve(process.env.KVSERVE_GPU_OUT, 'bench-engine.jsonl'),
-      `${JSON.stringify({ config, device: info.device, dtype: info.dtype, quantize, kvCacheDtype, batchInvariant, invariantGemm: info.invariantGemm, gemvFuse, gemvFuseFp8: info.gemvFuseFp8, gemvFusion: info.gemvFusion, gemmProbeM: probe, graphs: process.env.KVSERVE_CUDA_GRAPHS !== '0', loadS, prefillTokS, singles, ctx: CTX, decode: rows })}\n`,
+      `${JSON.stringify({ config, device: info.device, dtype: info.dtype, quantize, kvCacheDtype, batchInvariant, invariantGemm: info.invariantGemm, gemvFuse, gemvFuseFp8: info.gemvFuseFp8, gemvFusion: info.gemvFusion, attnPrefill: info.attnPrefill, gemmProbeM: probe, graphs: process.env.KVSERVE_CUDA_GRAPHS !== '0', loadS, prefillTokS, singles, ctx: CTX, decode: rows })}\n`,
     );
 }
 

@@ -18,6 +18,9 @@
 //          at M = 16, 64, 256, 2048, 8192, both fast mode and timed on their weights: TFLOP/s of 2 M N K
 //   attn-fp8  decode attention over an fp8 (e4m3) cache beside bf16 at batch 1 and 64 x 4096 and 256 x 512
 //          (bytes of cache read / time and % of copy, bf16 and f16 queries), and prefill of 2048 and 8192 tokens
+//   attn-prefill  prefill attention version 2 (kernels/flash_prefill.cuh) against version 1: prefill 1 x 512, 2048,
+//          8192 and 4 x 2048 (causal), 512- and 2048-token chunks after cached prefixes, a 2048-token chunk beside
+//          64 decodes; bf16 and fp8 cache, us of both versions, TFLOP/s of the useful causal flops, speedup
 //   fuse   the GEMV epilogue fusions (kernels/gemv_fused.cu) at M = 1, 4, 8 against the two kernels they
 //          replace: qkv GEMV + RoPE/cache write, gate/up GEMV + SiLU-and-mul, chains of 16 with PDL (sm_90+)
 //   fuse-fp8  the same fusions on the FP8 GEMV's version 2 (kernels/gemv_fp8_fused.cu) at M = 1, 4, 8 and 16, 32,
@@ -45,7 +48,7 @@
 //          mode, its batch-invariant algorithm (picked at M = 256) and gemm_inv.cu, at M = 1, 2, 4, .., 8192: us,
 //          TFLOP/s of 2 M N K, for M <= 64 weight bytes / time against the copy ceiling; then each tile shape and
 //          split forced at M = 1, 8, 64, 256, 2048, 8192, and chains of 16 at M = 1 with PDL against the GEMV
-// Usage: kvserve_kernel_bench [gemv|chain|gemv-even|attn|attn-fp8|attn-decode|copy|fp8|fp8gemm|fp8fuse|fuse|fuse-fp8|int8|int8gemm|inv|wgmma ...]
+// Usage: kvserve_kernel_bench [gemv|chain|gemv-even|attn|attn-fp8|attn-prefill|attn-decode|copy|fp8|fp8gemm|fp8fuse|fuse|fuse-fp8|int8|int8gemm|inv|wgmma ...]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -767,7 +770,7 @@ void* devE4m3(size_t bytes, uint32_t seed) {
 
 // Llama-3-8B's attention (32 query / 8 KV heads, head_dim 128, 16-token blocks) for one case, queries in dt,
 // the cache in dt or e4m3 (kv): the median time, the K+V bytes it reads and its useful flops.
-AttnTiming timeAttention(const AttnCase& c, kvsk_dtype dt, kvsk_kv_dtype kv) {
+AttnTiming timeAttention(const AttnCase& c, kvsk_dtype dt, kvsk_kv_dtype kv, kvsk_attn_prefill prefill = KVSK_ATTN_PREFILL_V1) {
   const int Hq = 32, Hkv = 8, D = 128, bs = 16;
   const int S = (int)c.qLens.size(), partition = c.partition;
   std::vector<int32_t> qs(S + 1, 0), ctx(c.ctx.begin(), c.ctx.end());
@@ -786,7 +789,8 @@ AttnTiming timeAttention(const AttnCase& c, kvsk_dtype dt, kvsk_kv_dtype kv) {
     for (int b = 0; b * bs < ctx[s]; ++b) table[(size_t)s * maxBlocks + b] = perm[next++];
   std::vector<int32_t> tileSeq(T), tileQ(T), tileSlot(T);
   kvsk_attention_plan_info info{};
-  if (kvsk_attention_plan(qs.data(), ctx.data(), S, Hq, Hkv, D, dt, partition, tileSeq.data(), tileQ.data(), tileSlot.data(), T, &info) != 0)
+  if (kvsk_attention_plan(qs.data(), ctx.data(), S, Hq, Hkv, D, dt, partition, prefill, tileSeq.data(), tileQ.data(),
+                          tileSlot.data(), T, &info) != 0)
     std::exit(2);
   auto up = [](const std::vector<int32_t>& v) {
     int32_t* d = nullptr;
@@ -814,7 +818,7 @@ AttnTiming timeAttention(const AttnCase& c, kvsk_dtype dt, kvsk_kv_dtype kv) {
   p.maxSplits = info.maxSplits; p.partitionSize = partition;
   p.numHeads = Hq; p.numKvHeads = Hkv; p.headDim = D; p.blockSize = bs; p.maxBlocksPerSeq = maxBlocks;
   p.scale = 1.f / std::sqrt((float)D); p.dtype = dt;
-  p.cacheDtype = kv; p.kScale = 0.05f; p.vScale = 0.05f;
+  p.cacheDtype = kv; p.kScale = 0.05f; p.vScale = 0.05f; p.prefill = info.prefill;
   const double ms = timeMs([&](int) { CK(kvsk_attention(&p, info.decode, stream)); });
   AttnTiming r{ms, 0, 0};
   for (int s = 0; s < S; ++s) {
@@ -885,6 +889,33 @@ void attnFp8Bench(double copyBw) {
   std::printf("(prefill rows: TFLOP/s instead of TB/s; speedup = bf16 cache time / fp8 cache time, bf16 queries)\n");
 }
 
+// Prefill attention version 2 (kernels/flash_prefill.cuh, KVSERVE_ATTN_PREFILL=v2) against version 1 on the same
+// inputs: causal prefill, chunks after cached prefixes, and a chunk beside decodes (one mixed launch), over a bf16
+// and an fp8 cache (bf16 queries); TFLOP/s of the useful causal flops, speedup = version 1's time / version 2's.
+void attnPrefillBench() {
+  const std::vector<AttnCase> cases = {
+      {"prefill 1 x 512", {512}, {512}},
+      {"prefill 1 x 2048", {2048}, {2048}},
+      {"prefill 1 x 8192", {8192}, {8192}},
+      {"prefill 4 x 2048", std::vector<int>(4, 2048), std::vector<int>(4, 2048)},
+      {"chunk 512 @ 4096", {512}, {4096}},
+      {"chunk 2048 @ 8192", {2048}, {8192}},
+      {"2048 + 64 decodes", [] { std::vector<int> v(65, 1); v[0] = 2048; return v; }(), std::vector<int>(65, 2048)},
+  };
+  std::printf("\nprefill attention, version 1 against version 2, bf16 queries, Hq 32 Hkv 8 D 128, block 16, causal\n");
+  std::printf("%-20s%29s%29s\n", "", "bf16 cache", "fp8 cache");
+  std::printf("%-20s %8s %8s %5s %4s %8s %8s %5s %4s\n", "case", "v1", "v2", "TF/s", "x", "v1", "v2", "TF/s", "x");
+  for (const AttnCase& c : cases) {
+    std::printf("%-20s", c.name);
+    for (kvsk_kv_dtype kv : {KVSK_KV_SAME, KVSK_KV_FP8_E4M3}) {
+      const AttnTiming a = timeAttention(c, KVSK_BF16, kv, KVSK_ATTN_PREFILL_V1), b = timeAttention(c, KVSK_BF16, kv, KVSK_ATTN_PREFILL_V2);
+      std::printf(" %8.1f %8.1f %5.0f %4.2f", a.ms * 1e3, b.ms * 1e3, b.flops / (b.ms * 1e-3) / 1e12, a.ms / b.ms);
+    }
+    std::printf("\n");
+  }
+  std::printf("(TF/s: version 2's; version 1's is that / x)\n");
+}
+
 // The split-KV partition the engine picks for a decode step of `batch` sequences of context ctx (cuda_backend.cc,
 // cuda_forward.cc: the engine's smallest partition for a max-model-len of max(8192, ctx), doubled until the
 // step's CTAs fit 24 per SM).
@@ -928,8 +959,8 @@ void attnDecodeBench(double copyBw, int numSms, int l2Bytes, bool pdl) {
         std::shuffle(table.begin(), table.end(), std::mt19937(1));
         std::vector<int32_t> tileSeq(batch), tileQ(batch), tileSlot(batch);
         kvsk_attention_plan_info info{};
-        if (kvsk_attention_plan(qs.data(), ctxs.data(), batch, Hq, Hkv, D, KVSK_BF16, partition, tileSeq.data(), tileQ.data(),
-                                tileSlot.data(), batch, &info) != 0)
+        if (kvsk_attention_plan(qs.data(), ctxs.data(), batch, Hq, Hkv, D, KVSK_BF16, partition, KVSK_ATTN_PREFILL_V1,
+                                tileSeq.data(), tileQ.data(), tileSlot.data(), batch, &info) != 0)
           std::exit(2);
         auto up = [](const std::vector<int32_t>& v) {
           int32_t* d = nullptr;
@@ -1133,6 +1164,7 @@ int main(int argc, char** argv) {
   if (want("fp8")) fp8GemvBench(bw);
   if (want("fp8gemm")) fp8GemmBench();
   if (want("attn-fp8")) attnFp8Bench(bw);
+  if (want("attn-prefill")) attnPrefillBench();
   if (want("attn-decode")) attnDecodeBench(bw, prop.multiProcessorCount, prop.l2CacheSize, prop.major >= 9);
   if (want("fp8fuse")) fp8FuseBench(bw, prop.major >= 9);
   if (want("fuse") && prop.major >= 9) gemvFuseBench(bw);

@@ -1,8 +1,8 @@
 // kvserve_kernel_tests: every kernel against a plain CPU reference over a grid of shapes (see each suite's
 // file for its grid and tolerances). Prints one summary line per suite, writes every case to the file named
 // by argv[1] (default kernel-tests.tsv), and exits non-zero when any case fails.
-// Usage: kvserve_kernel_tests [results.tsv] [suite...]   suites: layers attention sampling gemm fp8 fp8fuse gemv-fuse
-//        kvabsmax int8 gemm-inv gemm-wgmma gemv-even
+// Usage: kvserve_kernel_tests [results.tsv] [suite...]   suites: layers attention attn-prefill sampling gemm fp8 fp8fuse
+//        gemv-fuse kvabsmax int8 gemm-inv gemm-wgmma gemv-even
 //        kvserve_kernel_tests --list   the suite names, one a line (an unknown name is an error, exit 2)
 #include <algorithm>
 #include <array>
@@ -17,6 +17,7 @@ namespace kt {
 std::vector<Row>& results() { static std::vector<Row> r; return r; }
 void layerTests();
 void attentionTests();
+void attentionPrefillTests();  // attention_prefill_test.cu
 void samplingTests();
 void gemmTests();
 void fp8Tests();
@@ -31,7 +32,8 @@ void gemvEvenTests();  // gemv_even_test.cu
 
 int main(int argc, char** argv) {
   const std::vector<std::pair<std::string, void (*)()>> suites = {
-      {"layers", kt::layerTests}, {"attention", kt::attentionTests}, {"sampling", kt::samplingTests}, {"gemm", kt::gemmTests},
+      {"layers", kt::layerTests}, {"attention", kt::attentionTests},
+      {"attn-prefill", kt::attentionPrefillTests}, {"sampling", kt::samplingTests}, {"gemm", kt::gemmTests},
       {"fp8", kt::fp8Tests}, {"fp8fuse", kt::fp8FuseTests}, {"gemv-fuse", kt::gemvFuseTests},
       {"kvabsmax", kt::kvAbsMaxTests}, {"int8", kt::int8Tests}, {"gemm-inv", kt::gemmInvTests},
       {"gemm-wgmma", kt::gemmWgmmaTests}, {"gemv-even", kt::gemvEvenTests}};
