@@ -32,9 +32,10 @@ struct EngineOptions {
   bool batchInvariant = false;        // cuda: one GEMM algorithm for every M (bitwise batch invariance)
   // cuda, batchInvariant: "cublaslt" (one cuBLASLt algorithm per shape), "own" (our GEMM, kernels/gemm_inv.cu:
   // one fixed k-reduction per shape, tiles by M; bf16/f16 with K % 8 == 0, other shapes keep cuBLASLt) or "wgmma"
-  // (the same on Hopper's wgmma, kernels/gemm_wgmma.cu; refused at load elsewhere). The N-API option
-  // invariantGemm, whose default KVSERVE_INVARIANT_GEMM (own or wgmma) sets.
-  std::string invariantGemm = "cublaslt";
+  // (the same on Hopper's wgmma, kernels/gemm_wgmma.cu; refused at load elsewhere) or "hybrid" (gemm_inv's small-M
+  // tile up to M = 16, wgmma beyond, on wgmma's k-partitions; Hopper only), or "auto" (the default: hybrid where
+  // wgmma runs, else cublaslt). The N-API option invariantGemm, whose default KVSERVE_INVARIANT_GEMM sets.
+  std::string invariantGemm = "auto";
   // cuda: where the GEMM plan runs the bf16/f16 GEMV (M <= 8), RoPE + cache write and SiLU-and-mul in the qkv
   // and gate/up GEMVs' epilogues (kvsk_gemv_rope_cache / kvsk_gemv_silu_mul; bitwise the unfused results).
   // The N-API option gemvFuse, on unless KVSERVE_GEMV_FUSE=0.
@@ -81,8 +82,8 @@ struct BackendInfo {
   // cuda, EngineOptions::gemvFuseFp8 in effect: fp8 matrices, and the runner's FP8 GEMV is version 2
   bool gemvFuseFp8 = false;
   bool fp8Fuse = false;               // cuda, fp8: the norms quantize their own outputs (EngineOptions::fp8Fuse)
-  std::string attnPrefill;            // cuda: the prefill attention kernel, "v1" or "v2" (KVSERVE_ATTN_PREFILL)
-  // cuda, batchInvariant: which GEMMs serve it, "cublaslt", "own" or "wgmma" (EngineOptions::invariantGemm), with
+  std::string attnPrefill;            // cuda: the prefill attention kernel, "auto", "v1" or "v2" (KVSERVE_ATTN_PREFILL)
+  // cuda, batchInvariant: which GEMMs serve it, "cublaslt", "own", "wgmma" or "hybrid" (EngineOptions::invariantGemm), with
   // the weights that ours still leaves to cuBLASLt, if any ("own; cublaslt: lm_head"); "" otherwise.
   std::string invariantGemm;
   std::vector<float> kvScalesK, kvScalesV;  // an fp8 KV cache's per-layer scales (empty otherwise)

@@ -52,9 +52,10 @@ void checkOptions(const EngineOptions& o) {
   if (o.quantization == "fp8" && o.batchInvariant)
     throw std::runtime_error("quantization fp8 with --batch-invariant is not supported yet (the FP8 GEMMs are tuned per M); "
                              "drop one of them");
-  if (o.invariantGemm != "cublaslt" && o.invariantGemm != "own" && o.invariantGemm != "wgmma")
+  if (o.invariantGemm != "auto" && o.invariantGemm != "cublaslt" && o.invariantGemm != "own" && o.invariantGemm != "wgmma" &&
+      o.invariantGemm != "hybrid")
     throw std::runtime_error("unknown invariantGemm \"" + o.invariantGemm +
-                             "\" (the option or KVSERVE_INVARIANT_GEMM; supported: cublaslt, own, wgmma)");
+                             "\" (the option or KVSERVE_INVARIANT_GEMM; supported: auto, cublaslt, own, wgmma, hybrid)");
   if (o.kvCacheDtype != "auto" && o.kvCacheDtype != "fp8")
     throw std::runtime_error("unsupported kvCacheDtype \"" + o.kvCacheDtype + "\" (supported: auto, fp8)");
   if (o.kvCacheDtype == "fp8" && o.device == "cpu")

@@ -13,15 +13,16 @@
 //
 // Tile shapes (registers per consumer thread: accumulators 64 per n128 block, in sequential mode 64 more for the
 // running total; ptxas, sm_90a: see docs/cuda.md):
-// - 64 x 128: one consumer warpgroup, 4 stages (96 KB), 2 CTAs per SM; small M (<= 64), memory bound: X padded to
+// - 64 x 128: one consumer warpgroup, 4 stages (96 KB), 2 CTAs per SM; small M, memory bound: X padded to
 //   64 rows by TMA's zero fill, W streamed once, 64 KB of it in flight per CTA and 4 more chunks asked of L2
 //   before the programmatic-launch wait. The k-partitions give it its CTAs: a Llama-3-8B o_proj (N 4096, 32
 //   tiles) splits K = 4096 in 8 partitions of 512 for 256 CTAs, about one wave of 2 per SM on an H200.
-// - 128 x 128: two consumer warpgroups of 64 x 128, 6 stages (192 KB), 1 CTA per SM; M beyond 64.
+// - 128 x 128: two consumer warpgroups of 64 x 128, 6 stages (192 KB), 1 CTA per SM; M beyond 256 (beyond 64
+//   where the weight has one partition).
 // - 128 x 256: two of 64 x 256 (two n128 blocks sharing A), 4 stages (192 KB); large M where the weight has one
 //   k-partition (gate/up and lm_head of Llama-3-8B), or split.
-// Split (a CTA per partition, sums meeting in the workspace) up to M = 128 where the tiles alone are at most half a
-// wave (gemm_wgmma_layout.h, splitWanted).
+// Split (a CTA per partition, sums meeting in the workspace) up to M = 16, or 64 where K >= 8192, where the tiles
+// alone are at most half a wave (gemm_wgmma_layout.h: autoTile and splitWanted, with the timings behind them).
 #include <cudaTypedefs.h>
 
 #include <mutex>

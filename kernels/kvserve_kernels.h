@@ -95,8 +95,13 @@ cudaError_t kvsk_rope_cache(const kvsk_rope_cache_params* p, cudaStream_t stream
  * run the decode kernel whatever this says). KVSK_ATTN_PREFILL_V1 (0, what a zero-initialized struct holds):
  * 4 warps x 16 rows, 64-row tiles. KVSK_ATTN_PREFILL_V2 (kernels/flash_prefill.cuh): 4 warps x 32 rows,
  * 128-row tiles planned longest first, the mask only on diagonal tiles; bf16/f16 at head_dim 64 and 128 over
- * either cache. Both give the same bits for every row. */
-typedef enum { KVSK_ATTN_PREFILL_V1 = 0, KVSK_ATTN_PREFILL_V2 = 1 } kvsk_attn_prefill;
+ * either cache. Both give the same bits for every row. KVSK_ATTN_PREFILL_AUTO (asked of kvsk_attention_plan
+ * only, which resolves it per step): version 2 where it serves the shape and the step's longest query holds at
+ * least KVSK_ATTN_PREFILL_AUTO_MIN_QUERY tokens (where its 128-row tiles pay: 1.5-1.8x version 1 from 2,048
+ * tokens on the H200, 0.9x at 512), else version 1. Since both give the same bits, the choice depending on the
+ * rest of the batch keeps batch invariance. */
+typedef enum { KVSK_ATTN_PREFILL_V1 = 0, KVSK_ATTN_PREFILL_V2 = 1, KVSK_ATTN_PREFILL_AUTO = 2 } kvsk_attn_prefill;
+#define KVSK_ATTN_PREFILL_AUTO_MIN_QUERY 1024
 
 /* Paged attention over the cache for prefill, chunked prefill and decode in one launch (causal).
  * Work is a list of tiles: tile i covers query tokens [tileQStart[i], tileQStart[i] + tokensPerTile) of
@@ -140,7 +145,8 @@ typedef struct {
  * (a smaller CTA shape); the per-row arithmetic is the same in both shapes. bf16/f16 with head_dim 64, 128
  * or 256 run on tensor cores (flash_attention.cuh), the rest on CUDA cores (paged_attention.cuh): the dtype
  * picks the kernel and so the rows of a tile. `prefill` asks for a prefill-shaped kernel: version 2 where it
- * serves the shape (not a decode plan), else version 1; info->prefill says which the tiles are for (copy it
+ * serves the shape (not a decode plan), else version 1, AUTO choosing per step as above; info->prefill says
+ * which the tiles are for, V1 or V2 (copy it
  * into kvsk_attention_params.prefill). Version 2's tiles are listed longest first (keys each CTA walks).
  * Returns 0, or -1 when (headDim, group) is not supported or prefill is not a kvsk_attn_prefill, -2 when
  * capacity is too small. */
@@ -274,7 +280,9 @@ cudaError_t kvsk_gemm_inv(const kvsk_gemm_inv_params* p, cudaStream_t stream);
  * chunks of 64 (zero-padded), chunks in `splits` k-partitions of ceil(chunks / splits) chunks, each partition one
  * chain of wgmma.mma_async.m64n128k16 (float32) over its chunks in order (four per chunk, each on 16 consecutive
  * elements; the partition's first with scale-d 0), the partition sums added to zero in order, then rounded (round
- * to nearest even; gemm_wgmma.cuh states it exactly). Not the bits of kvsk_gemm_inv: another instruction. Every M
+ * to nearest even; gemm_wgmma.cuh states it exactly). Whether kvsk_gemm_inv on the same `splits` gives the same
+ * bits (another instruction, mma.sync) is measured by the gemm-wgmma kernel suite; GemmRunner's hybrid mode relies on
+ * it. Every M
  * runs on wgmma (rows padded to 64), so the bits of a row depend neither on M nor on where the row falls, nor on
  * `tile` or `split`, which only lay out the work (tile shape; whether a CTA walks all partitions or one, the
  * others' sums meeting in `workspace`). Operands are loaded by TMA from tensor maps made at each launch.
@@ -282,8 +290,8 @@ cudaError_t kvsk_gemm_inv(const kvsk_gemm_inv_params* p, cudaStream_t stream);
  * is NULL (cudaErrorNotSupported elsewhere). Launched with programmatic dependent launch (the first stages of w
  * are loaded before the wait). One launch at a time per workspace (the stream orders them). */
 typedef enum {
-  KVSK_GEMM_WGMMA_TILE_AUTO = 0,    /* by M: 64 x 128 up to M = 64, then 128 x 128, or 128 x 256 beyond M = 128
-                                       where the weight has one k-partition */
+  KVSK_GEMM_WGMMA_TILE_AUTO = 0,    /* by M: several k-partitions: 64 x 128 up to M = 256, then 128 x 128; one:
+                                       64 x 128 up to M = 64, 128 x 128 up to 128, then 128 x 256 */
   KVSK_GEMM_WGMMA_TILE_64x128 = 1,  /* one MMA warpgroup, 2 CTAs per SM: memory-bound small M */
   KVSK_GEMM_WGMMA_TILE_128x128 = 2, /* two MMA warpgroups */
   KVSK_GEMM_WGMMA_TILE_128x256 = 3  /* two MMA warpgroups of 64 x 256; one partition per CTA (else 128 x 128) */

@@ -66,11 +66,18 @@ extern "C" int kvsk_attention_plan(const int32_t* queryStart, const int32_t* con
                                    kvsk_attn_prefill prefill, int32_t* tileSeq, int32_t* tileQStart,
                                    int32_t* tileSplitSlot, int capacity, kvsk_attention_plan_info* info) {
   if (numKvHeads <= 0 || numHeads % numKvHeads != 0) return -1;
-  if (prefill != KVSK_ATTN_PREFILL_V1 && prefill != KVSK_ATTN_PREFILL_V2) return -1;
+  if (prefill != KVSK_ATTN_PREFILL_V1 && prefill != KVSK_ATTN_PREFILL_V2 && prefill != KVSK_ATTN_PREFILL_AUTO) return -1;
   const int G = numHeads / numKvHeads;
   bool decode = numSeqs > 0;
-  for (int s = 0; s < numSeqs; ++s) decode = decode && queryStart[s + 1] - queryStart[s] == 1;
-  const bool v2 = !decode && prefill == KVSK_ATTN_PREFILL_V2 && kvsk::servesPrefillV2(dtype, headDim, G);
+  int longest = 0;
+  for (int s = 0; s < numSeqs; ++s) {
+    const int qLen = queryStart[s + 1] - queryStart[s];
+    decode = decode && qLen == 1;
+    longest = std::max(longest, qLen);
+  }
+  const bool wantV2 = prefill == KVSK_ATTN_PREFILL_V2 ||
+                      (prefill == KVSK_ATTN_PREFILL_AUTO && longest >= KVSK_ATTN_PREFILL_AUTO_MIN_QUERY);
+  const bool v2 = !decode && wantV2 && kvsk::servesPrefillV2(dtype, headDim, G);
   const int rows = v2 ? kvsk::kPrefillV2Rows : kvsk::tileRows(dtype, headDim, G, decode);
   if (rows == 0) return -1;
   const int tpt = rows / G;

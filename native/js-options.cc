@@ -157,7 +157,7 @@ kvs::EngineOptions readEngineOptions(const Napi::Object& o) {
   opts.gemvFuse = boolean(o, "gemvFuse", envNotOff("KVSERVE_GEMV_FUSE"));
   opts.gemvFuseFp8 = boolean(o, "gemvFuseFp8", envOn("KVSERVE_GEMV_FUSE_FP8"));
   opts.fp8Fuse = boolean(o, "fp8Fuse", envNotOff("KVSERVE_FP8_FUSE"));
-  const char* invGemm = std::getenv("KVSERVE_INVARIANT_GEMM");  // "own", "wgmma": our batch-invariant GEMMs (not yet the default)
+  const char* invGemm = std::getenv("KVSERVE_INVARIANT_GEMM");  // auto (the default), cublaslt, own, wgmma, hybrid
   opts.invariantGemm = str(o, "invariantGemm", invGemm && *invGemm ? invGemm : opts.invariantGemm);
   opts.quantization = str(o, "quantize", opts.quantization);  // "fp8", "int8": quantize at load (cuda)
   if (opts.quantization == "int8") opts.int8Request = readQuantization(o);  // its calibration, as buildEngine's

@@ -36,15 +36,20 @@ std::vector<TunedGemm> tunedGemmsFor(const EngineOptions& opts, DType dt, std::s
   return m.tunedGemms;
 }
 
-// KVSERVE_ATTN_PREFILL: the prefill attention kernel every step's plan asks for, v1 (unset: the default) or v2
-// (kernels/flash_prefill.cuh: the same bits, faster tiles; off until a GPU run verifies it). Where version 2 does
-// not serve the model (float32, head_dim other than 64 and 128) version 1 runs, said in one line; a GPU whose
-// shared memory per block cannot hold version 2's CTA (compute capability 8.6, 8.9) refuses the switch.
+// KVSERVE_ATTN_PREFILL: the prefill attention kernel every step's plan asks for. auto (unset, empty: the
+// default) lets each step's plan choose version 2 (kernels/flash_prefill.cuh: the same bits, 128-row tiles) for
+// queries of KVSK_ATTN_PREFILL_AUTO_MIN_QUERY tokens and more, version 1 below, and is version 1 alone where
+// version 2 does not serve the model or the GPU's shared memory per block cannot hold its CTA (compute
+// capability 8.6, 8.9). v1 and v2 pin one version: v2 where it does not serve the model runs version 1, said in
+// one line, and is refused where shared memory cannot hold it.
 kvsk_attn_prefill attnPrefillFor(const ModelConfig& cfg, DType dt, kvsk_kv_dtype kv, const cudaDeviceProp& prop) {
-  const char* v = std::getenv("KVSERVE_ATTN_PREFILL");
-  if (!v || !*v || std::string(v) == "v1") return KVSK_ATTN_PREFILL_V1;
-  if (std::string(v) != "v2") throw std::runtime_error(std::string("KVSERVE_ATTN_PREFILL must be v1 or v2, not \"") + v + "\"");
+  const char* env = std::getenv("KVSERVE_ATTN_PREFILL");
+  const std::string v = env ? env : "";
+  if (v == "v1") return KVSK_ATTN_PREFILL_V1;
+  const bool automatic = v.empty() || v == "auto";
+  if (!automatic && v != "v2") throw std::runtime_error("KVSERVE_ATTN_PREFILL must be auto, v1 or v2, not \"" + v + "\"");
   const size_t smem = kvsk_attention_prefill_v2_smem(static_cast<kvsk_dtype>(dt), kv, cfg.headDim, cfg.numHeads, cfg.numKvHeads);
+  if (automatic) return smem != 0 && smem <= prop.sharedMemPerBlockOptin ? KVSK_ATTN_PREFILL_AUTO : KVSK_ATTN_PREFILL_V1;
   if (smem == 0) {
     std::fprintf(stderr, "kvserve: KVSERVE_ATTN_PREFILL=v2 serves bfloat16/float16 at head_dim 64 and 128; this model "
                  "(%s, head_dim %d) runs prefill attention version 1\n", dtypeName(dt), cfg.headDim);
@@ -53,7 +58,7 @@ kvsk_attn_prefill attnPrefillFor(const ModelConfig& cfg, DType dt, kvsk_kv_dtype
   if (smem > prop.sharedMemPerBlockOptin)
     throw std::runtime_error("KVSERVE_ATTN_PREFILL=v2 needs " + std::to_string(smem / 1024) + " KiB of shared memory per block; " +
                              prop.name + " allows " + std::to_string(prop.sharedMemPerBlockOptin / 1024) +
-                             " KiB (unset KVSERVE_ATTN_PREFILL for version 1)");
+                             " KiB (KVSERVE_ATTN_PREFILL=v1 for version 1)");
   return KVSK_ATTN_PREFILL_V2;
 }
 
@@ -184,13 +189,18 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
 
   // Fast mode (default): per weight shape, the GEMV kernel for M <= 8 and a cuBLASLt algorithm per M bucket,
   // timed on the real weights here. --batch-invariant: one cuBLASLt algorithm per shape, the heuristic's pick
-  // at M = maxNumSeqs (KVSERVE_GEMM_PROBE_M overrides), for every M; or, with invariantGemm "own" or "wgmma", our
-  // GEMM (kernels/gemm_inv.cu, or gemm_wgmma.cu on Hopper) for the bf16/f16 shapes. docs/cuda.md has the measurements.
+  // at M = maxNumSeqs (KVSERVE_GEMM_PROBE_M overrides), for every M; or, with invariantGemm "own", "wgmma" or
+  // "hybrid", our GEMM (kernels/gemm_inv.cu, gemm_wgmma.cu on Hopper, or both) for the bf16/f16 shapes. docs/cuda.md has the measurements.
   const char* probe = std::getenv("KVSERVE_GEMM_PROBE_M");
   const int probeM = probe && std::atoi(probe) > 0 ? std::atoi(probe) : maxS_;
-  const InvariantGemm invariantGemm = opts.invariantGemm == "own"     ? InvariantGemm::Own
-                                      : opts.invariantGemm == "wgmma" ? InvariantGemm::Wgmma
-                                                                      : InvariantGemm::CublasLt;
+  // "auto": hybrid where wgmma runs (Hopper; measured in GPU run 13 the fastest batch-invariant GEMM at batch 1-64,
+  // gemm_inv and wgmma bitwise equal on every Llama-3-8B shape), else cuBLASLt's one algorithm per shape.
+  const InvariantGemm invariantGemm = opts.invariantGemm == "own"      ? InvariantGemm::Own
+                                      : opts.invariantGemm == "wgmma"  ? InvariantGemm::Wgmma
+                                      : opts.invariantGemm == "hybrid" ? InvariantGemm::Hybrid
+                                      : opts.invariantGemm == "auto" && kvsk_gemm_wgmma_unavailable() == nullptr
+                                          ? InvariantGemm::Hybrid
+                                          : InvariantGemm::CublasLt;
   gemm_ = std::make_unique<GemmRunner>(stream_, std::max(maxT_, maxS_),
                                        opts.batchInvariant ? GemmMode::BatchInvariant : GemmMode::Fast, probeM,
                                        32u << 20, invariantGemm);
@@ -232,13 +242,14 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   info_.gemvFusion = describeGemvFusion();
   info_.gemvFuseFp8 = gemvFuseFp8_;
   info_.fp8Fuse = fp8Fuse_;
-  info_.attnPrefill = attnPrefill_ == KVSK_ATTN_PREFILL_V2 ? "v2" : "v1";
+  info_.attnPrefill = attnPrefill_ == KVSK_ATTN_PREFILL_AUTO ? "auto" : attnPrefill_ == KVSK_ATTN_PREFILL_V2 ? "v2" : "v1";
   info_.attnDecode = attnDecode_ == 2 ? "v2" : "v1";
 }
 
 std::string CudaBackend::describeInvariantGemm() {
   if (gemm_->invariantGemm() == InvariantGemm::CublasLt) return "cublaslt";
-  const std::string ours = gemm_->invariantGemm() == InvariantGemm::Wgmma ? "wgmma" : "own";
+  const InvariantGemm g = gemm_->invariantGemm();
+  const std::string ours = g == InvariantGemm::Wgmma ? "wgmma" : g == InvariantGemm::Hybrid ? "hybrid" : "own";
   std::string rest;  // the bf16/f16/float32 weights our GEMM does not serve (float32, K % 8 != 0); int8 has its own
   for (const ModelGemm& g : modelGemms(cfg_, w_, maxT_, maxS_))
     if (g.kind == GemmKind::Float && gemm_->ownSplits(g.n, g.k, dt_, dt_) == 0)

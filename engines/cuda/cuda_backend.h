@@ -53,7 +53,7 @@ class CudaBackend final : public Backend {
   cudaStream_t stream_ = nullptr;
   int maxT_ = 0, maxS_ = 0, maxSplits_ = 1, partition_ = 512;
   int attnTargetCtas_ = 0;  // decode attention CTAs a step aims to stay under (0: always partition_)
-  kvsk_attn_prefill attnPrefill_ = KVSK_ATTN_PREFILL_V1;  // asked of every step's plan (KVSERVE_ATTN_PREFILL)
+  kvsk_attn_prefill attnPrefill_ = KVSK_ATTN_PREFILL_AUTO;  // asked of every step's plan (KVSERVE_ATTN_PREFILL)
   int attnDecode_ = 1;      // kvsk_attention_params.decodeVersion of decode steps: 2 with KVSERVE_ATTN_DECODE=v2
   // The split-KV partition of a step: partition_ (the smallest, fixed per engine) in --batch-invariant mode;
   // in the default mode the smallest power-of-two multiple of it that keeps the step's decode CTAs under

@@ -42,10 +42,10 @@ GemmRunner::GemmRunner(cudaStream_t stream, int maxM, GemmMode mode, int probeM,
     : stream_(stream), maxM_(maxM < 1 ? 1 : maxM), probeM_(probeM >= 1 && probeM <= maxM_ ? probeM : maxM_),
       mode_(mode), invariant_(invariantGemm), workspaceBytes_(workspaceBytes), fp8GemvVersion_(fp8GemvVersionFromEnv()),
       gemvEven_(gemvEvenFromEnv()) {
-  if (mode_ == GemmMode::BatchInvariant && invariant_ == InvariantGemm::Wgmma)
+  if (mode_ == GemmMode::BatchInvariant && (invariant_ == InvariantGemm::Wgmma || invariant_ == InvariantGemm::Hybrid))
     if (const char* why = kvsk_gemm_wgmma_unavailable())
-      throw std::runtime_error(std::string("invariantGemm wgmma (kernels/gemm_wgmma.cu) cannot run here: ") + why +
-                               "; use invariantGemm own or cublaslt");
+      throw std::runtime_error(std::string("invariantGemm ") + (invariant_ == InvariantGemm::Hybrid ? "hybrid" : "wgmma") +
+                               " (kernels/gemm_wgmma.cu) cannot run here: " + why + "; use invariantGemm own or cublaslt");
   int device = 0;
   KVS_CUDA_CHECK(cudaGetDevice(&device));
   KVS_CUDA_CHECK(cudaDeviceGetAttribute(&numSms_, cudaDevAttrMultiProcessorCount, device));
@@ -116,15 +116,19 @@ GemmRunner::Plan& GemmRunner::get(int N, int K, DType in, DType out, const void*
 
 void GemmRunner::planInvariant(Plan& p, int N, int K, DType in, DType out) {
   const kvsk_dtype kd = static_cast<kvsk_dtype>(in);
-  const bool wgmma = invariant_ == InvariantGemm::Wgmma;
-  if (invariant_ != InvariantGemm::CublasLt && in == out &&
-      (wgmma ? kvsk_gemm_wgmma_supported(N, K, kd) : kvsk_gemm_inv_supported(N, K, kd))) {
+  const bool hybrid = invariant_ == InvariantGemm::Hybrid, wgmma = invariant_ == InvariantGemm::Wgmma || hybrid;
+  const bool served = wgmma ? kvsk_gemm_wgmma_supported(N, K, kd) && (!hybrid || kvsk_gemm_inv_supported(N, K, kd))
+                            : kvsk_gemm_inv_supported(N, K, kd);
+  if (invariant_ != InvariantGemm::CublasLt && in == out && served) {
     Bucket b;
     b.maxM = maxM_;
     b.ownSplits = wgmma ? kvsk_gemm_wgmma_splits(N, K, numSms_) : kvsk_gemm_inv_splits(N, K, numSms_);
-    // The workspace the automatic choices use up to maxM; counters start at zero and every call leaves them so.
-    const size_t need = wgmma ? kvsk_gemm_wgmma_workspace_bytes(maxM_, N, K, b.ownSplits, numSms_)
-                              : kvsk_gemm_inv_workspace_bytes(maxM_, N, K, b.ownSplits, numSms_);
+    // The workspace the automatic choices use up to maxM; counters start at zero and every call leaves them so
+    // (hybrid: gemm_inv's up to kHybridInvMaxM, wgmma's beyond, one workspace for both).
+    size_t need = wgmma ? kvsk_gemm_wgmma_workspace_bytes(maxM_, N, K, b.ownSplits, numSms_)
+                        : kvsk_gemm_inv_workspace_bytes(maxM_, N, K, b.ownSplits, numSms_);
+    if (hybrid)
+      need = std::max(need, kvsk_gemm_inv_workspace_bytes(std::min(maxM_, kHybridInvMaxM), N, K, b.ownSplits, numSms_));
     if (need > ownWorkspace_.bytes()) {
       KVS_CUDA_CHECK(cudaStreamSynchronize(stream_));  // no call in flight uses the old one
       ownWorkspace_.resize(need);
@@ -325,7 +329,7 @@ void GemmRunner::run(const void* X, const void* W, void* Y, int M, int N, int K,
 }
 
 void GemmRunner::runOwn(const Bucket& b, const void* X, const void* W, void* Y, int M, int N, int K, DType in) {
-  if (invariant_ == InvariantGemm::Wgmma) {
+  if (invariant_ == InvariantGemm::Wgmma || (invariant_ == InvariantGemm::Hybrid && M > kHybridInvMaxM)) {
     const kvsk_gemm_wgmma_params g{X, W, Y, M, N, K, static_cast<kvsk_dtype>(in), b.ownSplits, KVSK_GEMM_WGMMA_TILE_AUTO,
                                    -1, ownWorkspace_.get(), ownWorkspace_.bytes(), numSms_};
     KVS_CUDA_CHECK(kvsk_gemm_wgmma(&g, stream_));
@@ -357,35 +361,31 @@ const GemmRunner::Bucket& GemmRunner::bucketFor(const Plan& p, int M) const {
 std::string GemmRunner::describe(int N, int K, DType in, DType out) {
   const Plan& p = get(N, K, in, out, nullptr, 0);
   if (p.buckets.size() != 1 || p.buckets[0].ownSplits == 0) return describeBuckets(p);
-  // Our GEMM: its k-partitions, then the tile and split it takes per range of M.
-  const bool wgmma = invariant_ == InvariantGemm::Wgmma;
+  // Our GEMM: its k-partitions, then the kernel, tile and split it takes per range of M.
+  const bool hybrid = invariant_ == InvariantGemm::Hybrid, wgmma = invariant_ == InvariantGemm::Wgmma || hybrid;
   const int splits = p.buckets[0].ownSplits, chunks = (K + 63) / 64;
-  std::string s = std::string(wgmma ? "own gemm_wgmma" : "own gemm_inv") + ", K in " + std::to_string(splits) +
-                  " partitions of " + std::to_string((chunks + splits - 1) / splits * 64) + ":";
+  std::string s = std::string(hybrid ? "own gemm_inv + gemm_wgmma" : wgmma ? "own gemm_wgmma" : "own gemm_inv") + ", K in " +
+                  std::to_string(splits) + " partitions of " + std::to_string((chunks + splits - 1) / splits * 64) + ":";
   const char* invNames[] = {"", "16x64", "64x128", "128x128"};
   const char* wgmmaNames[] = {"", "64x128", "128x128", "128x256"};
-  const char* const* names = wgmma ? wgmmaNames : invNames;
-  int prevTile = 0, prevSplit = 0;
-  for (int m = 1; m <= maxM_ + 1; ++m) {
-    int tile = 0, split = 0;
-    const kvsk_dtype kd = static_cast<kvsk_dtype>(in);
-    if (m <= maxM_ && wgmma) {
+  const kvsk_dtype kd = static_cast<kvsk_dtype>(in);
+  auto label = [&](int m) -> std::string {
+    if (wgmma && !(hybrid && m <= kHybridInvMaxM)) {
       const kvsk_gemm_wgmma_params g{nullptr, nullptr, nullptr, m, N, K, kd, splits, KVSK_GEMM_WGMMA_TILE_AUTO, -1,
                                      ownWorkspace_.get(), ownWorkspace_.bytes(), numSms_};
       const kvsk_gemm_wgmma_choice c = kvsk_gemm_wgmma_choose(&g);
-      tile = c.tile;
-      split = c.split;
-    } else if (m <= maxM_) {
-      const kvsk_gemm_inv_params g{nullptr, nullptr, nullptr, m, N, K, kd, splits, KVSK_GEMM_INV_TILE_AUTO, -1,
-                                   ownWorkspace_.get(), ownWorkspace_.bytes(), numSms_};
-      const kvsk_gemm_inv_choice c = kvsk_gemm_inv_choose(&g);
-      tile = c.tile;
-      split = c.split;
+      return std::string(hybrid ? "wgmma " : "") + wgmmaNames[c.tile] + (c.split ? " split" : "");
     }
-    if (m > 1 && (tile != prevTile || split != prevSplit))
-      s += std::string(" M<=") + std::to_string(m - 1) + " " + names[prevTile] + (prevSplit ? " split;" : ";");
-    prevTile = tile;
-    prevSplit = split;
+    const kvsk_gemm_inv_params g{nullptr, nullptr, nullptr, m, N, K, kd, splits, KVSK_GEMM_INV_TILE_AUTO, -1,
+                                 ownWorkspace_.get(), ownWorkspace_.bytes(), numSms_};
+    const kvsk_gemm_inv_choice c = kvsk_gemm_inv_choose(&g);
+    return std::string(hybrid ? "inv " : "") + invNames[c.tile] + (c.split ? " split" : "");
+  };
+  std::string prev = label(1);
+  for (int m = 2; m <= maxM_ + 1; ++m) {
+    const std::string cur = m <= maxM_ ? label(m) : "";
+    if (cur != prev) s += " M<=" + std::to_string(m - 1) + " " + prev + ";";
+    prev = cur;
   }
   s.pop_back();
   return s;
@@ -395,7 +395,8 @@ std::string GemmRunner::describeBuckets(const Plan& p) const {
   std::string s;
   for (const Bucket& b : p.buckets) {
     if (b.ownSplits > 0) {
-      s += "M<=" + std::to_string(b.maxM) + ": own " + (invariant_ == InvariantGemm::Wgmma ? "gemm_wgmma" : "gemm_inv") +
+      s += "M<=" + std::to_string(b.maxM) + ": own " +
+           (invariant_ == InvariantGemm::Hybrid ? "gemm_inv + gemm_wgmma" : invariant_ == InvariantGemm::Wgmma ? "gemm_wgmma" : "gemm_inv") +
            ", K in " + std::to_string(b.ownSplits) + " partitions; ";
       continue;
     }

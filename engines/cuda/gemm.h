@@ -16,15 +16,13 @@
 // - BatchInvariant (--batch-invariant): ONE algorithm per (N, K, dtype) — the heuristic's best at
 //   M = probeM with split-K forced off, also valid at M = 1 and M = maxM — for every M. A row of Y depends on
 //   its row of X only, never on the other rows of the call (checked bitwise by the kernel tests).
-//   With InvariantGemm::Own (the engine option invariantGemm: "own"; KVSERVE_INVARIANT_GEMM=own makes it the
-//   default, which is "cublaslt" until a GPU run has verified it) the
-//   bf16/f16 shapes with K % 8 == 0 run our own GEMM instead (kernels/gemm_inv.cu): one fixed k-reduction per
+//   With InvariantGemm::Own (the engine option invariantGemm: "own"; KVSERVE_INVARIANT_GEMM=own) the bf16/f16 shapes with K % 8 == 0 run our own GEMM instead (kernels/gemm_inv.cu): one fixed k-reduction per
 //   weight shape (its k-partitions from N, K and the SM count), tiles and split chosen by M for speed without
 //   changing a bit, so small M runs memory bound rather than on the large-M algorithm. Other shapes and
 //   float32 keep the cuBLASLt algorithm. Its workspace (per-tile counters, float32 partition sums) grows as
 //   shapes are planned: plan every shape before capturing CUDA graphs.
-//   InvariantGemm::Wgmma (invariantGemm: "wgmma", KVSERVE_INVARIANT_GEMM=wgmma; off until a GPU run verifies
-//   it) is the same contract on Hopper's warpgroup MMA (kernels/gemm_wgmma.cu: wgmma for every M, TMA loads,
+//   InvariantGemm::Wgmma (invariantGemm: "wgmma", KVSERVE_INVARIANT_GEMM=wgmma; verified in GPU run 12) is the
+//   same contract on Hopper's warpgroup MMA (kernels/gemm_wgmma.cu: wgmma for every M, TMA loads,
 //   its own k-partitions and bits): the same shapes, the same workspace rules. A runner asked for it in
 //   batch-invariant mode where the device cannot run it (not compute capability 9.0, or a build without sm_90a
 //   code) refuses in one line at construction.
@@ -71,8 +69,14 @@ namespace kvs::cuda {
 
 enum class GemmMode { Fast, BatchInvariant };
 // Which kernel serves the batch-invariant mode's bf16/f16 shapes: cuBLASLt's one algorithm, ours on mma.sync
-// (kernels/gemm_inv.cu), ours on wgmma (kernels/gemm_wgmma.cu, Hopper only).
-enum class InvariantGemm { CublasLt, Own, Wgmma };
+// (kernels/gemm_inv.cu), ours on wgmma (kernels/gemm_wgmma.cu, Hopper only), or Hybrid: gemm_inv's memory-bound
+// 16 x 64 tile for M <= kHybridInvMaxM and wgmma above, both on wgmma's k-partitions (Hopper only). Hybrid keeps
+// the batch-invariant contract only because the two instructions give the same bits for the same reduction
+// (mma.sync m16n8k16 and wgmma m64n128k16, each an element from its row, column and accumulator alone): the
+// gemm-wgmma kernel suite checks exactly that on every shape (all equal on the H200, GPU run 13), and the engine's
+// invariantGemm "auto" (the default) picks Hybrid wherever wgmma runs.
+enum class InvariantGemm { CublasLt, Own, Wgmma, Hybrid };
+constexpr int kHybridInvMaxM = 16;
 
 // One M range of a fast-mode plan in a form that outlives the process (an engine's manifest.json): the GEMV
 // kernel with its rows of W per CTA, or a cuBLASLt algorithm as the opaque bytes of its cublasLtMatmulAlgo_t.
@@ -96,7 +100,7 @@ class GemmRunner {
   // maxM: the largest M any call will pass; probeM (batch-invariant mode): the M the heuristic is asked
   // about (0 = maxM); invariantGemm: which kernel the batch-invariant mode runs where it can (fast mode: unused).
   // Throws when KVSERVE_GEMV_FP8 is neither unset, v1 nor v2, or KVSERVE_GEMV_EVEN neither unset, 0 nor 1, and in
-  // batch-invariant mode with InvariantGemm::Wgmma where the device cannot run it (one line: why).
+  // batch-invariant mode with InvariantGemm::Wgmma or Hybrid where the device cannot run wgmma (one line: why).
   GemmRunner(cudaStream_t stream, int maxM, GemmMode mode, int probeM = 0, size_t workspaceBytes = 32u << 20,
              InvariantGemm invariantGemm = InvariantGemm::CublasLt);
   ~GemmRunner();

@@ -25,9 +25,11 @@ export interface NativeEngineOptions {
   seed: number;
   batchInvariant?: boolean; // cuda: bitwise batch-invariant GEMMs (the CPU backend always is)
   /** cuda, batchInvariant: 'cublaslt' (one cuBLASLt algorithm per weight shape), 'own' (our GEMM with one fixed
-   *  k-reduction per shape, fast at every M) or 'wgmma' (the same on Hopper's wgmma; refused on other GPUs);
-   *  absent: KVSERVE_INVARIANT_GEMM (own, wgmma or cublaslt), else cublaslt. */
-  invariantGemm?: 'cublaslt' | 'own' | 'wgmma';
+   *  k-reduction per shape, fast at every M), 'wgmma' (the same on Hopper's wgmma; refused on other GPUs) or
+   *  'hybrid' (Hopper: our mma.sync GEMM for M <= 16 and wgmma above on one k-reduction, valid where the kernel
+   *  suite shows the two instructions give the same bits, as on the H200) or 'auto': hybrid where wgmma runs, else
+   *  cublaslt; absent: KVSERVE_INVARIANT_GEMM, else auto. info().invariantGemm names the one that runs. */
+  invariantGemm?: 'auto' | 'cublaslt' | 'own' | 'wgmma' | 'hybrid';
   /** cuda: RoPE + cache write and SiLU·mul in the qkv / gate-up GEMV epilogues (M <= 8; bitwise the same
    *  results); absent: on unless KVSERVE_GEMV_FUSE=0. */
   gemvFuse?: boolean;
@@ -84,8 +86,9 @@ export interface NativeEngineInfo {
   gemvFuseFp8?: boolean;
   /** cuda: true when fp8 layers get their inputs quantized by the kernels that produce them (fp8Fuse). */
   fp8Fuse?: boolean;
-  /** cuda: the prefill attention kernel, 'v1' or 'v2' (KVSERVE_ATTN_PREFILL=v2 where version 2 serves the model). */
-  attnPrefill?: 'v1' | 'v2';
+  /** cuda: the prefill attention kernel: 'auto' (the default: version 2 for steps with a query of 1,024 tokens or more,
+   * version 1 below), 'v1' or 'v2' (KVSERVE_ATTN_PREFILL pins one; 'v1' where version 2 does not serve the model). */
+  attnPrefill?: 'auto' | 'v1' | 'v2';
   /** cuda with batchInvariant: the GEMMs that serve it, 'cublaslt', 'own' or 'wgmma' (with the weights ours leaves
    *  to cuBLASLt, as 'own; cublaslt: lm_head'); absent otherwise. */
   invariantGemm?: string;

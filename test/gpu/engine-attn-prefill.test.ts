@@ -1,12 +1,15 @@
-// KVSERVE_ATTN_PREFILL=v2: prefill attention version 2 (kernels/flash_prefill.cuh) in the engine, against
-// version 1 on the tiny random bf16 models of make_bf16_references.py (head_dim 64 with G 4, 128 with G 2 and
-// G 8), every load in --batch-invariant mode so that both versions run the same GEMMs:
-// - info().attnPrefill says 'v2' with the switch and 'v1' without;
-// - 4 prompts of 5, 140, 700 and 1500 tokens generated together, whole (one prefill step) and in 96-token chunks
-//   beside the others' decodes (mixed steps, decode rows split over partitions): the same greedy ids and the
-//   same top-5 logprob bytes at every step under both versions, over the bf16 and the fp8 cache;
+// Prefill attention in the engine: KVSERVE_ATTN_PREFILL unset (auto: version 2, kernels/flash_prefill.cuh, for
+// steps whose longest query holds 1,024 tokens or more, version 1 below), v1 and v2, on the tiny random bf16
+// models of make_bf16_references.py (head_dim 64 with G 4, 128 with G 2 and G 8), every load in
+// --batch-invariant mode so that all run the same GEMMs:
+// - info().attnPrefill says 'auto' unset, 'v1' and 'v2' with the switch;
+// - 4 prompts of 5, 140, 700 and 1500 tokens generated together, whole (one prefill step: auto runs version 2)
+//   and in 96-token chunks beside the others' decodes (mixed steps, decode rows split over partitions: auto runs
+//   version 1): the same greedy ids and the same top-5 logprob bytes at every step under all three, over the
+//   bf16 and the fp8 cache;
 // - version 2 stays batch invariant (batch-invariance.ts: alone vs 8 batched vs 7-token chunks);
-// - KVSERVE_ATTN_PREFILL=v3 is refused in one line; stories260K (float32, head_dim 8) runs version 1 with it.
+// - KVSERVE_ATTN_PREFILL=v3 is refused in one line; stories260K (float32, head_dim 8) runs version 1 with v2
+//   and unset.
 import { resolve } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { loadNative, type NativeEngine, type NativeEngineOptions } from '../../src/runner/binding.js';
@@ -71,21 +74,22 @@ describe.each(BF16_MODELS)('%s: prefill attention version 2 against version 1', 
   test.each(['bf16', 'fp8'] as const)('the same ids and logprob bytes, whole and chunked (%s cache)', async (cache) => {
     const overrides: Partial<NativeEngineOptions> = cache === 'fp8' ? { kvCacheDtype: 'fp8' } : {};
     const results = [];
-    for (const version of [undefined, 'v2']) {
+    for (const version of ['v1', 'v2', undefined]) {
       const engine = await load(model, version, overrides);
       try {
-        expect(engine.info().attnPrefill).toBe(version ?? 'v1');
+        expect(engine.info().attnPrefill).toBe(version ?? 'auto');
         results.push({ whole: await run(engine), chunked: await run(engine, 96) });
       } finally {
         engine.dispose();
       }
     }
-    const [v1, v2] = results as [(typeof results)[0], (typeof results)[0]];
-    for (const k of ['whole', 'chunked'] as const) {
-      expect(v2[k].ids).toEqual(v1[k].ids);
-      expect(v2[k].logprobs.equals(v1[k].logprobs)).toBe(true);
-    }
-    record(`attn prefill v2 = v1 ${name} ${cache} cache`, { ids: v2.whole.ids, chunkedSteps: v2.chunked.steps });
+    const [v1, ...others] = results as [(typeof results)[0], ...typeof results];
+    for (const other of others)
+      for (const k of ['whole', 'chunked'] as const) {
+        expect(other[k].ids).toEqual(v1[k].ids);
+        expect(other[k].logprobs.equals(v1[k].logprobs)).toBe(true);
+      }
+    record(`attn prefill v2 = auto = v1 ${name} ${cache} cache`, { ids: v1.whole.ids, chunkedSteps: v1.chunked.steps });
   });
 
   test('version 2 stays batch invariant', async () => {
@@ -101,11 +105,11 @@ describe.each(BF16_MODELS)('%s: prefill attention version 2 against version 1', 
 describe('KVSERVE_ATTN_PREFILL at load', () => {
   test('an unknown version is refused in one line', async () => {
     const message = await withVersion('v3', () => loadError({ model: resolve(bf16RefsDir, 'llama-d64-g4') }));
-    expect(message).toBe('KVSERVE_ATTN_PREFILL must be v1 or v2, not "v3"');
+    expect(message).toBe('KVSERVE_ATTN_PREFILL must be auto, v1 or v2, not "v3"');
   });
 
-  test('a model version 2 does not serve (stories260K: float32, head_dim 8) runs version 1', async () => {
-    const engine = await load(storiesDir, 'v2', { batchInvariant: false, maxNumBatchedTokens: 2048 });
+  test.each(['v2', undefined])('a model version 2 does not serve (stories260K: float32, head_dim 8) runs version 1 (%s)', async (version) => {
+    const engine = await load(storiesDir, version, { batchInvariant: false, maxNumBatchedTokens: 2048 });
     try {
       expect(engine.info().attnPrefill).toBe('v1');
     } finally {

@@ -6,7 +6,8 @@
 // near-tie. Measured and recorded: teacher-forced top-1 agreement along transformers' own path, max and mean
 // |logit error|, and the free-running greedy prefix that matches. Required: agreement >= 0.9 and
 // max |logit error| < 1 (logits here span about +-10); the measured values are in docs/cuda.md. The same for
-// --batch-invariant with our own GEMMs (invariantGemm 'own', kernels/gemm_inv.cu; 'wgmma', kernels/gemm_wgmma.cu,
+// --batch-invariant with our own GEMMs (invariantGemm 'own', kernels/gemm_inv.cu; 'wgmma', kernels/gemm_wgmma.cu;
+// 'hybrid', gemm_inv up to M = 16 and wgmma beyond,
 // on Hopper), and batch invariance with every GEMM of that mode (cuBLASLt's one algorithm per shape, or ours).
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -42,6 +43,7 @@ const GEMMS: Array<{ mode: string; options: Partial<NativeEngineOptions> }> = [
   { mode: 'fast', options: {} },
   { mode: 'batch-invariant own GEMM', options: { batchInvariant: true, invariantGemm: 'own' } },
   { mode: 'batch-invariant wgmma GEMM', options: { batchInvariant: true, invariantGemm: 'wgmma' } },
+  { mode: 'batch-invariant hybrid GEMM', options: { batchInvariant: true, invariantGemm: 'hybrid' } },
 ];
 
 describe.each(MODELS)('%s (bf16) vs transformers bf16 on the same GPU', (name) => {
@@ -99,9 +101,9 @@ describe.each(MODELS)('%s (bf16) vs transformers bf16 on the same GPU', (name) =
 
 // --batch-invariant mode: the default (fast) mode's GEMMs pick algorithms by M, so only this mode promises
 // bitwise equality whatever else is in the batch; with cuBLASLt's one algorithm per shape, and with our own GEMMs
-// (invariantGemm 'own' and 'wgmma': one fixed k-reduction per shape, tiles by M). Each named explicitly, whatever
+// (invariantGemm 'own', 'wgmma' and 'hybrid': one fixed k-reduction per shape, tiles by M). Each named explicitly, whatever
 // KVSERVE_INVARIANT_GEMM says.
-describe.each(['cublaslt', 'own', 'wgmma'] as const)(
+describe.each(['cublaslt', 'own', 'wgmma', 'hybrid'] as const)(
   'batch invariance (bf16, batchInvariant mode, %s GEMMs)',
   (invariantGemm) => {
     const prompts = invariancePrompts;

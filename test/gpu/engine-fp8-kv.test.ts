@@ -142,8 +142,8 @@ describe('the fp8 pool', () => {
   });
 });
 
-// With cuBLASLt's one algorithm per shape, and with our own GEMMs (invariantGemm 'own', and 'wgmma' on Hopper).
-describe.each(['cublaslt', 'own', 'wgmma'] as const)(
+// With cuBLASLt's one algorithm per shape, and with our own GEMMs (invariantGemm 'own', and 'wgmma' and 'hybrid' on Hopper).
+describe.each(['cublaslt', 'own', 'wgmma', 'hybrid'] as const)(
   'batch invariance (bf16, fp8 cache, batchInvariant mode, %s GEMMs)',
   (invariantGemm) => {
     test.each(['qwen3-d128-g8-qknorm', 'llama-d64-g4'])(

@@ -31,7 +31,7 @@ if has build; then
   if ! npx cmake-js compile --out build -p "$(nproc)" >>"$out/build.log" 2>&1; then
     grep -E "error|Error" "$out/build.log" | head -40; tail -n 30 "$out/build.log"; exit 1
   fi
-  npx tsc -p tsconfig.json >>"$out/build.log" 2>&1 || { tail -n 30 "$out/build.log"; exit 1; }
+  npm run build:ts >>"$out/build.log" 2>&1 || { tail -n 30 "$out/build.log"; exit 1; }  # tsc and the playground page
   echo "build: $(( $(date +%s) - start )) s"
 fi
 if has kernels; then

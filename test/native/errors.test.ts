@@ -118,7 +118,7 @@ describe('load errors', () => {
     await expect(load(storiesDir, { gemvFuseFp8: 'yes' })).rejects.toThrow(/gemvFuseFp8 must be a boolean/);
     await expect(load(storiesDir, { invariantGemm: 1 })).rejects.toThrow(/invariantGemm must be a string/);
     await expect(load(storiesDir, { invariantGemm: 'mine' })).rejects.toThrow(
-      /unknown invariantGemm "mine" \(the option or KVSERVE_INVARIANT_GEMM; supported: cublaslt, own, wgmma\)/,
+      /unknown invariantGemm "mine" \(the option or KVSERVE_INVARIANT_GEMM; supported: auto, cublaslt, own, wgmma, hybrid\)/,
     );
   });
   it('invariantGemm on the CPU: accepted, nothing to report (its GEMMs are always batch invariant)', async () => {

@@ -115,6 +115,47 @@ void refusals() {
   CK(cudaGetLastError());
 }
 
+// KVSK_ATTN_PREFILL_AUTO resolves per step: version 2 when the longest query holds KVSK_ATTN_PREFILL_AUTO_MIN_QUERY
+// tokens or more and version 2 serves the shape, version 1 otherwise (decode plans stay decode plans).
+void autoPlans() {
+  struct Want { const char* what; std::vector<int32_t> qLens; int D; kvsk_attn_prefill prefill; int decode; };
+  const int n = KVSK_ATTN_PREFILL_AUTO_MIN_QUERY;
+  const std::vector<Want> wants = {
+      {"one query of the threshold", {n}, 128, KVSK_ATTN_PREFILL_V2, 0},
+      {"one query a token short", {n - 1}, 128, KVSK_ATTN_PREFILL_V1, 0},
+      {"short queries only", {5, 300, 700}, 128, KVSK_ATTN_PREFILL_V1, 0},
+      {"a long query beside decodes", {1, 2 * n, 1, 1}, 128, KVSK_ATTN_PREFILL_V2, 0},
+      {"decodes only", {1, 1, 1}, 128, KVSK_ATTN_PREFILL_V1, 1},
+      {"a long query at head_dim 256 (not served)", {2 * n}, 256, KVSK_ATTN_PREFILL_V1, 0},
+  };
+  std::string why;
+  for (const Want& w : wants) {
+    std::vector<int32_t> qs = {0}, ctx;
+    for (int32_t q : w.qLens) {
+      qs.push_back(qs.back() + q);
+      ctx.push_back(q + 40);  // 40 cached tokens before each query
+    }
+    const int cap = qs.back() + 8;
+    std::vector<int32_t> a(cap), b(cap), c(cap);
+    kvsk_attention_plan_info info{};
+    const int rc = kvsk_attention_plan(qs.data(), ctx.data(), (int)w.qLens.size(), 8, 2, w.D, KVSK_BF16, 128,
+                                       KVSK_ATTN_PREFILL_AUTO, a.data(), b.data(), c.data(), cap, &info);
+    if (rc != 0) why += std::string(w.what) + ": returned " + std::to_string(rc) + "; ";
+    else if (info.prefill != w.prefill || info.decode != w.decode)
+      why += std::string(w.what) + ": planned version " + std::to_string(info.prefill + 1) + (info.decode ? " (decode)" : "") +
+             ", want " + std::to_string(w.prefill + 1) + (w.decode ? " (decode)" : "") + "; ";
+  }
+  reportBool("attn-prefill", "KVSK_ATTN_PREFILL_AUTO: version 2 from the threshold query length, version 1 below",
+             (int)wants.size(), why.empty(), why);
+  const std::vector<Seq> prompt = {{0, 200}};
+  const AttnCase d128(KVSK_BF16, 128, 4, 16, prompt);
+  const kvsk_attn_prefill v1 = KVSK_ATTN_PREFILL_V1, automatic = KVSK_ATTN_PREFILL_AUTO;
+  const cudaError_t e = d128.launch(v1, nullptr, nullptr, &automatic);
+  reportBool("attn-prefill", "a launch asked for AUTO (the plan resolves it): cudaErrorInvalidValue", 1,
+             e == cudaErrorInvalidValue, cudaGetErrorName(e));
+  CK(cudaGetLastError());
+}
+
 void smemSizes() {
   struct Want { kvsk_dtype dt; kvsk_kv_dtype kv; int D, Hq, Hkv; size_t bytes; };
   // 2-byte operands, rows of D + 8: Q's 128 rows and the two-stage K/V ring of 64 keys; over fp8 one converted
@@ -173,6 +214,7 @@ void attentionPrefillTests() {
     reportBool("attn-prefill", "a decode plan: version 2 asked, the decode kernel runs", 1, why.empty(), why);
   }
   refusals();
+  autoPlans();
   smemSizes();
 }
 

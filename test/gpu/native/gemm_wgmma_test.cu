@@ -194,14 +194,49 @@ void shapeTests(const Case& c, const Buf& X, const Buf& W) {
     }
   }
   reportBool("gemm-wgmma", c.name() + " GemmRunner (batch-invariant, wgmma) == kernel at M=1/37/512/8192", 4, same, note);
+
+  // gemm_inv's 16 x 64 tile on wgmma's k-partitions: the same bits as wgmma at M = 1..16? InvariantGemm::Hybrid
+  // (gemm_inv up to kHybridInvMaxM rows, wgmma beyond) is batch-invariant only if they are.
+  if (kvsk_gemm_inv_supported(N, K, c.dt)) {
+    bool equal = true;
+    std::string diffNote;
+    for (int m = 1; m <= kvs::cuda::kHybridInvMaxM; ++m) {
+      const int off = (m * 53 + 11) % (kAlone - m + 1);
+      const kvsk_gemm_inv_params p{xAt(off), W.dev, Y.dev, m, N, K, c.dt, c.splits, KVSK_GEMM_INV_TILE_16x64, -1,
+                                   c.ws, c.wsBytes, c.numSms};
+      CK(cudaMemsetAsync(Y.dev, 0xFF, (size_t)m * yRow, c.stream));
+      CK(kvsk_gemm_inv(&p, c.stream));
+      if (const size_t bad = sameAsAlone(m, off)) {
+        if (equal) diffNote = "M" + std::to_string(m) + ": " + std::to_string(bad) + " of " + std::to_string((size_t)m * N) + " differ";
+        equal = false;
+      }
+    }
+    reportBool("gemm-wgmma", c.name() + " gemm_inv 16x64 on wgmma's splits == gemm_wgmma bits at M=1..16", 16, equal, diffNote);
+
+    kvs::cuda::GemmRunner hybrid(c.stream, kMaxM, kvs::cuda::GemmMode::BatchInvariant, 0, 32u << 20, kvs::cuda::InvariantGemm::Hybrid);
+    hybrid.plan(N, K, kd, kd);
+    bool hsame = true;
+    std::string hnote = hybrid.describe(N, K, kd, kd);
+    for (const int m : {1, 16, 17, 512, kMaxM}) {
+      const int off = m == kMaxM ? 0 : 700 - m / 2;
+      CK(cudaMemsetAsync(Y.dev, 0xFF, (size_t)m * yRow, c.stream));
+      hybrid.run(xAt(off), W.dev, Y.dev, m, N, K, kd, kd);
+      if (const size_t bad = sameAsAlone(m, off)) {
+        hsame = false;
+        hnote += "; M" + std::to_string(m) + ": " + std::to_string(bad) + " differ";
+      }
+    }
+    reportBool("gemm-wgmma", c.name() + " GemmRunner (batch-invariant, hybrid) == wgmma kernel at M=1/16/17/512/8192", 5, hsame, hnote);
+  }
 }
 
-// Two split launches (M = 1 and M = 63, o_proj's shape) captured in a graph and replayed: the eager bits.
+// Two split launches (M = 1 and M = 63, o_proj's shape; the split forced, as the automatic choice no longer splits
+// o_proj at M = 63) captured in a graph and replayed: the eager bits.
 void graphTest(cudaStream_t stream, int numSms) {
   const int N = 4096, K = 4096, M = 64;
   const kvsk_dtype dt = KVSK_BF16;
   const int splits = kvsk_gemm_wgmma_splits(N, K, numSms);
-  const size_t wsBytes = std::max<size_t>(kvsk_gemm_wgmma_workspace_bytes(M, N, K, splits, numSms), 16);
+  const size_t wsBytes = 64 * 1024 + sizeof(float) * (size_t)splits * M * N;  // counters, then a forced split's sums
   DevVec<uint8_t> ws(wsBytes), x((size_t)M * K * 2), w((size_t)N * K * 2), y((size_t)M * N * 2), yg((size_t)M * N * 2);
   CK(cudaMemset(ws.dev, 0, wsBytes));
   fillDev(x.dev, dt, (size_t)M * K, 41, stream);
@@ -209,7 +244,7 @@ void graphTest(cudaStream_t stream, int numSms) {
   CK(cudaStreamSynchronize(stream));  // W is read before the programmatic-launch wait: filled for sure
   auto params = [&](void* out, int m) {
     return kvsk_gemm_wgmma_params{x.dev, w.dev, static_cast<char*>(out) + (m == 1 ? 0 : (size_t)N * 2), m, N, K, dt, splits,
-                                  KVSK_GEMM_WGMMA_TILE_AUTO, -1, ws.dev, wsBytes, numSms};
+                                  KVSK_GEMM_WGMMA_TILE_AUTO, 1, ws.dev, wsBytes, numSms};  // split where it can
   };
   // Row 0 of out: x row 0 alone; rows 1..63: x rows 0..62 as one call.
   auto both = [&](void* out) {
