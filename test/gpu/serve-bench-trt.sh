@@ -2,7 +2,8 @@
 # `kvserve bench` through HTTP at TensorRT-LLM's published throughput shapes (ISL/OSL 128/128 x 1024 requests,
 # 2048/128 x 256, 1000/1000 x 512, all at request rate inf) and TTFT at concurrency 1 for 128- and 2048-token
 # prompts, against `kvserve serve --device cuda` with dummy Llama-3-8B bf16 weights; then 1000/1000 again with
-# --batch-invariant, with cuBLASLt and with our own GEMM (KVSERVE_INVARIANT_GEMM=own). The PyTorch peer of the same shape runs first, in the same lease (torch_peer.py);
+# --batch-invariant for each of INVARIANT_GEMMS (default "auto cublaslt": the mode's default GEMM, hybrid on Hopper,
+# then cuBLASLt's one algorithm per shape). The PyTorch peer of the same shape runs first, in the same lease (torch_peer.py);
 # test/perf/ttft-breakdown.ts splits TTFT at concurrency 1 into the client's, the server's and the engine's parts.
 # Usage (repo root on the GPU machine, `npm run build` done): bash test/gpu/serve-bench-trt.sh OUT_DIR
 # SERVE_FLAGS="--quantization fp8" adds flags to the default server (a later flag overrides an earlier one, e.g.
@@ -51,11 +52,10 @@ bench tput-1000-1000 5000 1000 1000 512 --request-rate inf
 kill -TERM $server; wait $server
 
 if [ -z "${SKIP_INVARIANT:-}" ]; then
-  serve --batch-invariant
-  bench inv-tput-1000-1000 7000 1000 1000 512 --request-rate inf
-  kill -TERM $server; wait $server
-  KVSERVE_INVARIANT_GEMM=own serve --batch-invariant
-  bench inv-own-tput-1000-1000 7000 1000 1000 512 --request-rate inf
-  kill -TERM $server; wait $server
+  for gemm in ${INVARIANT_GEMMS:-auto cublaslt}; do
+    KVSERVE_INVARIANT_GEMM=$gemm serve --batch-invariant
+    bench inv-$gemm-tput-1000-1000 7000 1000 1000 512 --request-rate inf
+    kill -TERM $server; wait $server
+  done
 fi
 tar -C "$res" -cf "$out/results.tar" .
