@@ -108,12 +108,15 @@ describe('KVSERVE_ATTN_PREFILL at load', () => {
     expect(message).toBe('KVSERVE_ATTN_PREFILL must be auto, v1 or v2, not "v3"');
   });
 
-  test.each(['v2', undefined])('a model version 2 does not serve (stories260K: float32, head_dim 8) runs version 1 (%s)', async (version) => {
-    const engine = await load(storiesDir, version, { batchInvariant: false, maxNumBatchedTokens: 2048 });
-    try {
-      expect(engine.info().attnPrefill).toBe('v1');
-    } finally {
-      engine.dispose();
-    }
-  });
+  test.each(['v2', undefined])(
+    'a model version 2 does not serve (stories260K: float32, head_dim 8) runs version 1 (%s)',
+    async (version) => {
+      const engine = await load(storiesDir, version, { batchInvariant: false, maxNumBatchedTokens: 2048 });
+      try {
+        expect(engine.info().attnPrefill).toBe('v1');
+      } finally {
+        engine.dispose();
+      }
+    },
+  );
 });
