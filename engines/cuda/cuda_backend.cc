@@ -247,9 +247,8 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
 }
 
 std::string CudaBackend::describeInvariantGemm() {
-  if (gemm_->invariantGemm() == InvariantGemm::CublasLt) return "cublaslt";
-  const InvariantGemm g = gemm_->invariantGemm();
-  const std::string ours = g == InvariantGemm::Wgmma ? "wgmma" : g == InvariantGemm::Hybrid ? "hybrid" : "own";
+  const std::string ours = invariantGemmName(gemm_->invariantGemm());
+  if (gemm_->invariantGemm() == InvariantGemm::CublasLt) return ours;
   std::string rest;  // the bf16/f16/float32 weights our GEMM does not serve (float32, K % 8 != 0); int8 has its own
   for (const ModelGemm& g : modelGemms(cfg_, w_, maxT_, maxS_))
     if (g.kind == GemmKind::Float && gemm_->ownSplits(g.n, g.k, dt_, dt_) == 0)

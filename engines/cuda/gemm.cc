@@ -37,6 +37,14 @@ int32_t GemmRunner::algoAttr(const cublasLtMatmulAlgo_t& algo, cublasLtMatmulAlg
   return v;
 }
 
+const char* invariantGemmName(InvariantGemm g) {
+  return g == InvariantGemm::Own ? "own" : g == InvariantGemm::Wgmma ? "wgmma" : g == InvariantGemm::Hybrid ? "hybrid" : "cublaslt";
+}
+
+const char* invariantGemmKernels(InvariantGemm g) {
+  return g == InvariantGemm::Own ? "gemm_inv" : g == InvariantGemm::Wgmma ? "gemm_wgmma" : g == InvariantGemm::Hybrid ? "gemm_inv + gemm_wgmma" : "cublaslt";
+}
+
 GemmRunner::GemmRunner(cudaStream_t stream, int maxM, GemmMode mode, int probeM, size_t workspaceBytes,
                        InvariantGemm invariantGemm)
     : stream_(stream), maxM_(maxM < 1 ? 1 : maxM), probeM_(probeM >= 1 && probeM <= maxM_ ? probeM : maxM_),
@@ -44,7 +52,7 @@ GemmRunner::GemmRunner(cudaStream_t stream, int maxM, GemmMode mode, int probeM,
       gemvEven_(gemvEvenFromEnv()) {
   if (mode_ == GemmMode::BatchInvariant && (invariant_ == InvariantGemm::Wgmma || invariant_ == InvariantGemm::Hybrid))
     if (const char* why = kvsk_gemm_wgmma_unavailable())
-      throw std::runtime_error(std::string("invariantGemm ") + (invariant_ == InvariantGemm::Hybrid ? "hybrid" : "wgmma") +
+      throw std::runtime_error(std::string("invariantGemm ") + invariantGemmName(invariant_) +
                                " (kernels/gemm_wgmma.cu) cannot run here: " + why + "; use invariantGemm own or cublaslt");
   int device = 0;
   KVS_CUDA_CHECK(cudaGetDevice(&device));
@@ -329,7 +337,7 @@ void GemmRunner::run(const void* X, const void* W, void* Y, int M, int N, int K,
 }
 
 void GemmRunner::runOwn(const Bucket& b, const void* X, const void* W, void* Y, int M, int N, int K, DType in) {
-  if (invariant_ == InvariantGemm::Wgmma || (invariant_ == InvariantGemm::Hybrid && M > kHybridInvMaxM)) {
+  if (ownOnWgmma(M)) {
     const kvsk_gemm_wgmma_params g{X, W, Y, M, N, K, static_cast<kvsk_dtype>(in), b.ownSplits, KVSK_GEMM_WGMMA_TILE_AUTO,
                                    -1, ownWorkspace_.get(), ownWorkspace_.bytes(), numSms_};
     KVS_CUDA_CHECK(kvsk_gemm_wgmma(&g, stream_));
@@ -362,15 +370,15 @@ std::string GemmRunner::describe(int N, int K, DType in, DType out) {
   const Plan& p = get(N, K, in, out, nullptr, 0);
   if (p.buckets.size() != 1 || p.buckets[0].ownSplits == 0) return describeBuckets(p);
   // Our GEMM: its k-partitions, then the kernel, tile and split it takes per range of M.
-  const bool hybrid = invariant_ == InvariantGemm::Hybrid, wgmma = invariant_ == InvariantGemm::Wgmma || hybrid;
+  const bool hybrid = invariant_ == InvariantGemm::Hybrid;
   const int splits = p.buckets[0].ownSplits, chunks = (K + 63) / 64;
-  std::string s = std::string(hybrid ? "own gemm_inv + gemm_wgmma" : wgmma ? "own gemm_wgmma" : "own gemm_inv") + ", K in " +
+  std::string s = std::string("own ") + invariantGemmKernels(invariant_) + ", K in " +
                   std::to_string(splits) + " partitions of " + std::to_string((chunks + splits - 1) / splits * 64) + ":";
   const char* invNames[] = {"", "16x64", "64x128", "128x128"};
   const char* wgmmaNames[] = {"", "64x128", "128x128", "128x256"};
   const kvsk_dtype kd = static_cast<kvsk_dtype>(in);
   auto label = [&](int m) -> std::string {
-    if (wgmma && !(hybrid && m <= kHybridInvMaxM)) {
+    if (ownOnWgmma(m)) {
       const kvsk_gemm_wgmma_params g{nullptr, nullptr, nullptr, m, N, K, kd, splits, KVSK_GEMM_WGMMA_TILE_AUTO, -1,
                                      ownWorkspace_.get(), ownWorkspace_.bytes(), numSms_};
       const kvsk_gemm_wgmma_choice c = kvsk_gemm_wgmma_choose(&g);
@@ -396,7 +404,7 @@ std::string GemmRunner::describeBuckets(const Plan& p) const {
   for (const Bucket& b : p.buckets) {
     if (b.ownSplits > 0) {
       s += "M<=" + std::to_string(b.maxM) + ": own " +
-           (invariant_ == InvariantGemm::Hybrid ? "gemm_inv + gemm_wgmma" : invariant_ == InvariantGemm::Wgmma ? "gemm_wgmma" : "gemm_inv") +
+           invariantGemmKernels(invariant_) +
            ", K in " + std::to_string(b.ownSplits) + " partitions; ";
       continue;
     }

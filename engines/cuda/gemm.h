@@ -77,6 +77,9 @@ enum class GemmMode { Fast, BatchInvariant };
 // invariantGemm "auto" (the default) picks Hybrid wherever wgmma runs.
 enum class InvariantGemm { CublasLt, Own, Wgmma, Hybrid };
 constexpr int kHybridInvMaxM = 16;
+// The engine option's name of each ("cublaslt", "own", "wgmma", "hybrid"), and the kernels ours run.
+const char* invariantGemmName(InvariantGemm g);
+const char* invariantGemmKernels(InvariantGemm g);
 
 // One M range of a fast-mode plan in a form that outlives the process (an engine's manifest.json): the GEMV
 // kernel with its rows of W per CTA, or a cuBLASLt algorithm as the opaque bytes of its cublasLtMatmulAlgo_t.
@@ -230,6 +233,10 @@ class GemmRunner {
   static std::vector<int> fastBuckets(int maxM);
   std::vector<GemmChoice> exportBuckets(const Plan& p) const;
   std::string describeBuckets(const Plan& p) const;
+  // Our invariant GEMM at M rows: on gemm_wgmma (Wgmma; Hybrid beyond kHybridInvMaxM), else gemm_inv.
+  bool ownOnWgmma(int M) const {
+    return invariant_ == InvariantGemm::Wgmma || (invariant_ == InvariantGemm::Hybrid && M > kHybridInvMaxM);
+  }
   // Fills p's buckets from choices for M <= limit; "" or why not. gemvServes(M, choice): whether a GEMV range
   // (its gemvRows, or the even GEMV) may be there.
   template <typename GemvServes>

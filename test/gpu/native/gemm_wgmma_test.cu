@@ -178,21 +178,27 @@ void shapeTests(const Case& c, const Buf& X, const Buf& W) {
                                  " (the bitwise checks can fail)", 1, deviceDiff(Y.dev, aloneRow(0), N, c.scratch, c.stream) > 0, "");
   }
 
-  // GemmRunner, batch-invariant mode with the wgmma GEMM: the kernel's bits at every M.
-  kvs::cuda::GemmRunner gemm(c.stream, kMaxM, kvs::cuda::GemmMode::BatchInvariant, 0, 32u << 20, kvs::cuda::InvariantGemm::Wgmma);
+  // A GemmRunner in batch-invariant mode with `which`: its k-partitions are the kernel's, and its rows at each M
+  // (centred on row `centre`; kMaxM from row 0) are the rows alone. Its plan's description and what differs: `note`.
   const kvs::DType kd = static_cast<kvs::DType>(c.dt);
-  gemm.plan(N, K, kd, kd);
-  bool same = gemm.ownSplits(N, K, kd, kd) == c.splits;
-  std::string note = gemm.describe(N, K, kd, kd);
-  for (const int m : {1, 37, 512, kMaxM}) {
-    const int off = m == kMaxM ? 0 : 980 - m / 2;
-    CK(cudaMemsetAsync(Y.dev, 0xFF, (size_t)m * yRow, c.stream));
-    gemm.run(xAt(off), W.dev, Y.dev, m, N, K, kd, kd);
-    if (const size_t bad = sameAsAlone(m, off)) {
-      same = false;
-      note += "; M" + std::to_string(m) + ": " + std::to_string(bad) + " differ";
+  auto runnerMatches = [&](kvs::cuda::InvariantGemm which, std::initializer_list<int> ms, int centre, std::string& note) {
+    kvs::cuda::GemmRunner gemm(c.stream, kMaxM, kvs::cuda::GemmMode::BatchInvariant, 0, 32u << 20, which);
+    gemm.plan(N, K, kd, kd);
+    bool same = gemm.ownSplits(N, K, kd, kd) == c.splits;
+    note = gemm.describe(N, K, kd, kd);
+    for (const int m : ms) {
+      const int off = m == kMaxM ? 0 : centre - m / 2;
+      CK(cudaMemsetAsync(Y.dev, 0xFF, (size_t)m * yRow, c.stream));
+      gemm.run(xAt(off), W.dev, Y.dev, m, N, K, kd, kd);
+      if (const size_t bad = sameAsAlone(m, off)) {
+        same = false;
+        note += "; M" + std::to_string(m) + ": " + std::to_string(bad) + " differ";
+      }
     }
-  }
+    return same;
+  };
+  std::string note;
+  const bool same = runnerMatches(kvs::cuda::InvariantGemm::Wgmma, {1, 37, 512, kMaxM}, 980, note);
   reportBool("gemm-wgmma", c.name() + " GemmRunner (batch-invariant, wgmma) == kernel at M=1/37/512/8192", 4, same, note);
 
   // gemm_inv's 16 x 64 tile on wgmma's k-partitions: the same bits as wgmma at M = 1..16? InvariantGemm::Hybrid
@@ -213,19 +219,8 @@ void shapeTests(const Case& c, const Buf& X, const Buf& W) {
     }
     reportBool("gemm-wgmma", c.name() + " gemm_inv 16x64 on wgmma's splits == gemm_wgmma bits at M=1..16", 16, equal, diffNote);
 
-    kvs::cuda::GemmRunner hybrid(c.stream, kMaxM, kvs::cuda::GemmMode::BatchInvariant, 0, 32u << 20, kvs::cuda::InvariantGemm::Hybrid);
-    hybrid.plan(N, K, kd, kd);
-    bool hsame = true;
-    std::string hnote = hybrid.describe(N, K, kd, kd);
-    for (const int m : {1, 16, 17, 512, kMaxM}) {
-      const int off = m == kMaxM ? 0 : 700 - m / 2;
-      CK(cudaMemsetAsync(Y.dev, 0xFF, (size_t)m * yRow, c.stream));
-      hybrid.run(xAt(off), W.dev, Y.dev, m, N, K, kd, kd);
-      if (const size_t bad = sameAsAlone(m, off)) {
-        hsame = false;
-        hnote += "; M" + std::to_string(m) + ": " + std::to_string(bad) + " differ";
-      }
-    }
+    std::string hnote;
+    const bool hsame = runnerMatches(kvs::cuda::InvariantGemm::Hybrid, {1, 16, 17, 512, kMaxM}, 700, hnote);
     reportBool("gemm-wgmma", c.name() + " GemmRunner (batch-invariant, hybrid) == wgmma kernel at M=1/16/17/512/8192", 5, hsame, hnote);
   }
 }
