@@ -113,45 +113,49 @@ inline int splitsFor(int n, int k, int numSms) {
   return partsOf(k < 1 ? 1 : k, wanted < 1 ? 1 : wanted);
 }
 
-// The tile by M, from forced-tile timings on an H200 (kvserve_kernel_bench wgmma, GPU run 12): a weight of several
-// partitions (its tiles walk them with a running total) takes 64 x 128 up to M = 256 (qkv at M = 64: 31 against
-// 53 us split; down at M = 256: 81 against 101 us on 128 x 128) and 128 x 128 beyond; a weight of one partition
-// 64 x 128 up to M = 64 (one wgmma's rows: a smaller M pads to 64 rows, which memory-bound small M does not
-// feel), 128 x 128 up to 128 and 128 x 256 beyond (gate/up, lm_head at M >= 256).
-inline int autoTile(int m, int parts) {
-  if (parts > 1) return m <= 256 ? kTile64x128 : kTile128x128;
-  return m <= 64 ? kTile64x128 : m <= 128 ? kTile128x128 : kTile128x256;
+// The tile by M, from forced-tile timings on an H200 (kvserve_kernel_bench wgmma, GPU runs 12 and 14). A weight
+// of several partitions (its tiles walk them with a running total) takes 64 x 128 up to M = 256 (qkv at M = 64:
+// 31 against 53 us split; at M = 128: 31.8 us, every other tile and split slower; down at M = 256: 81 against
+// 99 us on 128 x 128 split) and 128 x 128 beyond, except that a long K (down_proj, K >= 8192) between M = 65
+// and 128 splits on 128 x 256 (down at M = 128: 64.5 us against 80.6 on 64 x 128 and 71.7 on 128 x 128 split);
+// a weight of one partition takes 64 x 128 up to M = 64 (one wgmma's rows: a smaller M pads to 64 rows, which
+// memory-bound small M does not feel) and 128 x 256 beyond (gate/up at M = 128: 73.4 us, at M = 256: 110.6
+// against 157.6 on 64 x 128; lm_head at M = 128: 308.6 us).
+inline int autoTile(int m, int k, int parts) {
+  if (parts > 1) return m > 64 && m <= 128 && k >= 8192 ? kTile128x256 : m <= 256 ? kTile64x128 : kTile128x128;
+  return m <= 64 ? kTile64x128 : kTile128x256;
 }
 
 inline int tilesOf(int tile, int m, int n) { return ceilDiv(m, geometry(tile).bm()) * ceilDiv(n, geometry(tile).bn()); }
 inline size_t splitBytes(int m, int n, int parts) { return kCounterBytes + sizeof(float) * (size_t)parts * (size_t)m * n; }
 
-// Whether the automatic choice splits at this tile (the workspace aside): M at most 16, or at most 64 where K is
-// at least 8192 (down_proj: 69 against 80 us at M = 64, where qkv and o lose, 53 against 31 and 51 against 30
-// us: their partitions of 8 chunks cannot fill a CTA's pipeline, and the partition sums cost parts x M x N x 8
-// bytes), and the tiles alone filling at most half a wave of resident CTAs (between half and one wave, a split's
-// partition sums cost about what it wins).
+// Whether the automatic choice splits at this tile (the workspace aside): M at most 16, or at most 128 where K is
+// at least 8192 (down_proj: 51 against 80 us at M = 64, 64.5 against 80.6 at M = 128 on 128 x 256, where qkv
+// and o lose, 53 against 31 and 51 against 30 us at M = 64: their partitions of 8 chunks cannot fill a CTA's
+// pipeline, and the partition sums cost parts x M x N x 8 bytes), and the tiles alone filling at most half a
+// wave of resident CTAs (between half and one wave, a split's partition sums cost about what it wins).
 inline bool splitWanted(int tile, int m, int n, int k, int parts, int numSms) {
   const int tiles = tilesOf(tile, m, n);
-  return parts > 1 && parts <= kMaxParts && (m <= 16 || (m <= 64 && k >= 8192)) &&
+  return parts > 1 && parts <= kMaxParts && (m <= 16 || (m <= 128 && k >= 8192)) &&
          2 * tiles <= geometry(tile).ctasPerSm * (numSms < 1 ? 1 : numSms) && tiles <= kMaxCounters;
 }
 
 // What runs for a call (kvsk_gemm_wgmma_choose): tile 0 = autoTile; split -1 = splitWanted, 0 = never, 1 = where it
 // can (more than one partition, at most kMaxParts, a workspace of splitBytes, at most kMaxCounters tiles). A
-// 128 x 256 tile that would have to walk several partitions becomes 128 x 128. None of it changes a bit.
+// 128 x 256 tile that would have to walk several partitions becomes 128 x 128 (the automatic one up to M = 256:
+// 64 x 128, the tile it beat). None of it changes a bit.
 struct Choice {
   int tile, split;
 };
 inline Choice choose(int m, int n, int k, int splits, int tile, int split, bool haveWorkspace, size_t workspaceBytes,
                      int numSms) {
   const int parts = partsOf(k, splits);
-  Choice c{tile != 0 ? tile : autoTile(m, parts), 0};
+  Choice c{tile != 0 ? tile : autoTile(m, k, parts), 0};
   const bool fits = haveWorkspace && workspaceBytes >= splitBytes(m, n, parts) && tilesOf(c.tile, m, n) <= kMaxCounters &&
                     parts <= kMaxParts;
   const bool wanted = split < 0 ? splitWanted(c.tile, m, n, k, parts, numSms) : split > 0;
   c.split = parts > 1 && fits && wanted;
-  if (c.tile == kTile128x256 && parts > 1 && !c.split) c.tile = kTile128x128;
+  if (c.tile == kTile128x256 && parts > 1 && !c.split) c.tile = tile == 0 && m <= 256 ? kTile64x128 : kTile128x128;
   return c;
 }
 

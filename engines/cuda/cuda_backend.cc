@@ -71,6 +71,27 @@ int attnDecodeFromEnv() {
   throw std::runtime_error(std::string("KVSERVE_ATTN_DECODE must be v1 or v2, not \"") + v + "\"");
 }
 
+// KVSERVE_ABLATE: a comma-separated list of kernel kinds the forward pass leaves out (norm, attn, gemm: every
+// layer's linear layers, their fused RoPE + cache and SiLU·mul included), for timing what each costs inside a
+// real step (test/gpu/bench-engine.ts). The step's output is then meaningless; nothing else reads it.
+unsigned ablateFromEnv() {
+  const char* v = std::getenv("KVSERVE_ABLATE");
+  if (!v || !*v) return 0;
+  unsigned mask = 0;
+  std::string list = v;
+  for (size_t at = 0; at <= list.size();) {
+    const size_t end = std::min(list.find(',', at), list.size());
+    const std::string kind = list.substr(at, end - at);
+    if (kind == "norm") mask |= CudaBackend::kAblateNorm;
+    else if (kind == "attn") mask |= CudaBackend::kAblateAttn;
+    else if (kind == "gemm") mask |= CudaBackend::kAblateGemm;
+    else throw std::runtime_error("KVSERVE_ABLATE lists norm, attn or gemm, not \"" + kind + "\"");
+    at = end + 1;
+  }
+  std::fprintf(stderr, "kvserve: KVSERVE_ABLATE=%s: those kernels are left out of every step (timing only)\n", v);
+  return mask;
+}
+
 DType resolveDType(const ModelConfig& cfg, const EngineOptions& opts) {
   DType dt = cfg.dtype;
   if (opts.dtype != "auto" && !parseDType(opts.dtype, &dt))
@@ -155,7 +176,10 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   // Split-KV partition of decode sequences: a function of the engine's configuration only (never of a
   // batch), 128 keys or more so that at most 64 partitions cover the longest context. Small partitions keep
   // the SMs busy at small batches (batch 1, context 512: 4 partitions per KV head).
-  partition_ = std::max(128, (maxLen / 64 + 31) / 32 * 32);
+  // KVSERVE_ATTN_MIN_PARTITION (a multiple of 32, default 128) lowers that floor, for A/B runs of the batch-1 step.
+  const char* minPart = std::getenv("KVSERVE_ATTN_MIN_PARTITION");
+  const int minPartition = minPart ? std::max(32, std::atoi(minPart) / 32 * 32) : 128;
+  partition_ = std::max(minPartition, (maxLen / 64 + 31) / 32 * 32);
   maxSplits_ = std::max(1, (maxLen + partition_ - 1) / partition_);
   // Default mode: about 8 waves of 3 decode CTAs per SM (KVSERVE_ATTN_TARGET_CTAS overrides; 0 keeps every
   // step at partition_, as --batch-invariant does).
@@ -164,6 +188,7 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   // KVSERVE_ATTN_DECODE=v2: decode steps' attention in one launch (kernels/flash_decode_v2.cuh: the same bits as
   // the default's two). A model it cannot run keeps the default, said in one line.
   attnDecode_ = attnDecodeFromEnv();
+  ablate_ = ablateFromEnv();
   if (attnDecode_ == 2 && !kvsk_attention_decode_v2_supported(static_cast<kvsk_dtype>(dt_), kvKind(), D, cfg.numHeads,
                                                               cfg.numKvHeads, maxSplits_)) {
     std::fprintf(stderr, "kvserve: KVSERVE_ATTN_DECODE=v2 runs bfloat16/float16 models of head_dim 64 or 128 with at most "
@@ -293,6 +318,10 @@ void CudaBackend::allocateActivations() {
   }
   inputs_.resize(1 << 20);
   hostInputs_.resize(1 << 20);
+  if (ablate_) {  // what a skipped kernel would have written reads as zeros (finite logits for the sampler)
+    for (DeviceBuffer* b : {&normed_, &qkv_, &q_, &attn_, &proj_, &gateUp_, &act_, &final_, &logits_})
+      KVS_CUDA_CHECK(cudaMemset(b->get(), 0, b->bytes()));
+  }
 }
 
 void CudaBackend::allocateKvCache() {

@@ -34,6 +34,7 @@ class CudaBackend final : public Backend {
   void step(const StepBatch& batch, StepResult& out) override;
   void kvAbsMax(const int32_t* slots, int n, std::vector<float>& out) override;
 
+  static constexpr unsigned kAblateNorm = 1, kAblateAttn = 2, kAblateGemm = 4;  // KVSERVE_ABLATE's kinds
  private:
   void allocateActivations();
   void allocateKvCache();
@@ -54,6 +55,8 @@ class CudaBackend final : public Backend {
   int maxT_ = 0, maxS_ = 0, maxSplits_ = 1, partition_ = 512;
   int attnTargetCtas_ = 0;  // decode attention CTAs a step aims to stay under (0: always partition_)
   kvsk_attn_prefill attnPrefill_ = KVSK_ATTN_PREFILL_AUTO;  // asked of every step's plan (KVSERVE_ATTN_PREFILL)
+  // KVSERVE_ABLATE (cuda_backend.cc: ablateFromEnv): kernel kinds the forward pass leaves out, for timing.
+  unsigned ablate_ = 0;
   int attnDecode_ = 1;      // kvsk_attention_params.decodeVersion of decode steps: 2 with KVSERVE_ATTN_DECODE=v2
   // The split-KV partition of a step: partition_ (the smallest, fixed per engine) in --batch-invariant mode;
   // in the default mode the smallest power-of-two multiple of it that keeps the step's decode CTAs under

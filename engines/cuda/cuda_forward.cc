@@ -196,12 +196,13 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
     kvsk_rmsnorm_params n1{l == 0 ? nullptr : proj_.get(), residual_.get(), nullptr, L.inputNorm,
                            qQkv ? nullptr : normed_.get(), T, H, eps, dt,
                            qQkv ? xq_.get() : nullptr, qQkv ? xqScale : nullptr};
-    KVS_CUDA_CHECK(kvsk_rmsnorm(&n1, stream_));
+    if (!(ablate_ & kAblateNorm)) KVS_CUDA_CHECK(kvsk_rmsnorm(&n1, stream_));
     prof_.mark(StepProfiler::GemmQkv, stream_);
     const kvsk_rope_cache_params rp = ropeParams(l, T, in + lay.positions, in + lay.slots);  // also this layer's cache
     kvsk_gemv_params gq;
     kvsk_gemv_fp8_params gq8;
-    if (!qQkv && fusedGemv(normed_.get(), L.qkv, L.qkvScale, T, qkvRows_, H, &gq) &&
+    if (ablate_ & kAblateGemm) {
+    } else if (!qQkv && fusedGemv(normed_.get(), L.qkv, L.qkvScale, T, qkvRows_, H, &gq) &&
         kvsk_gemv_rope_cache_supported(&gq, &rp)) {
       KVS_CUDA_CHECK(kvsk_gemv_rope_cache(&gq, &rp, stream_));
     } else if (!qQkv && fusedGemvFp8(normed_.get(), L.qkv, L.qkvScale, T, qkvRows_, H, &gq8) &&
@@ -225,19 +226,20 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
     ap.maxBlocksPerSeq = sh.maxBlocks; ap.scale = 1.f / std::sqrt(static_cast<float>(D)); ap.dtype = dt;
     ap.cacheDtype = kvKind(); ap.kScale = rp.kScale; ap.vScale = rp.vScale; ap.prefill = sh.prefill;
     ap.decodeVersion = attnDecode_; ap.splitCounters = splitCounters_.get<unsigned>();
-    KVS_CUDA_CHECK(kvsk_attention(&ap, sh.decode, stream_));
+    if (!(ablate_ & kAblateAttn)) KVS_CUDA_CHECK(kvsk_attention(&ap, sh.decode, stream_));
     prof_.mark(StepProfiler::GemmO, stream_);
-    linear(attn_.get(), false, L.o, L.oScale, L.oSmooth, proj_.get(), T, H, Hq * D);
+    if (!(ablate_ & kAblateGemm)) linear(attn_.get(), false, L.o, L.oScale, L.oSmooth, proj_.get(), T, H, Hq * D);
 
     prof_.mark(StepProfiler::Norm, stream_);
     kvsk_rmsnorm_params n2{proj_.get(), residual_.get(), nullptr, L.postNorm, qGateUp ? nullptr : normed_.get(), T, H, eps, dt,
                            qGateUp ? xq_.get() : nullptr, qGateUp ? xqScale : nullptr};
-    KVS_CUDA_CHECK(kvsk_rmsnorm(&n2, stream_));
+    if (!(ablate_ & kAblateNorm)) KVS_CUDA_CHECK(kvsk_rmsnorm(&n2, stream_));
     prof_.mark(StepProfiler::GemmGateUp, stream_);
     const kvsk_silu_mul_params sm{gateUp_.get(), act_.get(), T, I, dt};
     kvsk_gemv_params gg;
     kvsk_gemv_fp8_params gg8;
-    if (!qGateUp && fusedGemv(normed_.get(), L.gateUp, L.gateUpScale, T, 2 * I, H, &gg) &&
+    if (ablate_ & kAblateGemm) {
+    } else if (!qGateUp && fusedGemv(normed_.get(), L.gateUp, L.gateUpScale, T, 2 * I, H, &gg) &&
         kvsk_gemv_silu_mul_supported(&gg, &sm)) {
       KVS_CUDA_CHECK(kvsk_gemv_silu_mul(&gg, &sm, stream_));
     } else if (!qGateUp && fusedGemvFp8(normed_.get(), L.gateUp, L.gateUpScale, T, 2 * I, H, &gg8) &&
@@ -249,7 +251,7 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
       KVS_CUDA_CHECK(kvsk_silu_mul(&sm, stream_));
     }
     prof_.mark(StepProfiler::GemmDown, stream_);
-    linear(act_.get(), false, L.down, L.downScale, L.downSmooth, proj_.get(), T, H, I);
+    if (!(ablate_ & kAblateGemm)) linear(act_.get(), false, L.down, L.downScale, L.downSmooth, proj_.get(), T, H, I);
   }
   if (R == 0) return;
   prof_.mark(StepProfiler::Norm, stream_);

@@ -216,11 +216,14 @@ int main() {
             ch.expect(!(c.tile == kTile128x256 && parts > 1 && !c.split), [&] { return std::string(w + ": 128 x 256 never walks several partitions"); });
             ch.expect(!c.split || (parts > 1 && splitBytes(m, n, parts) <= ws), [&] { return std::string(w + ": a split has its workspace"); });
             if (tile == 0 && split < 0) {
-              const int want = parts > 1 ? (m <= 256 ? kTile64x128 : kTile128x128)
-                                         : (m <= 64 ? kTile64x128 : m <= 128 ? kTile128x128 : kTile128x256);
+              const bool longK = k >= 8192;
+              const int want = parts > 1 ? (m > 64 && m <= 128 && longK ? kTile128x256 : m <= 256 ? kTile64x128 : kTile128x128)
+                                         : (m <= 64 ? kTile64x128 : kTile128x256);
               ch.expect(c.tile == want, [&] { return std::string(w + ": the automatic tile"); });
               ch.expect(c.split == (parts > 1 && splitWanted(c.tile, m, n, k, parts, 132)), [&] { return std::string(w + ": the workspace bound lets every automatic split run"); });
-              ch.expect(!c.split || m <= 64, [&] { return std::string(w + ": no automatic split beyond M = 64"); });
+              ch.expect(!c.split || m <= (longK ? 128 : 16), [&] { return std::string(w + ": no automatic split beyond M = 16 (128 for K >= 8192)"); });
+              if (n == 4096 && k == 14336 && m > 64 && m <= 128)
+                ch.expect(c.split && c.tile == kTile128x256, [&] { return std::string(w + ": down_proj at M 65-128 splits on 128 x 256"); });
             }
             ch.expect(!choose(m, n, k, splits, tile, split, false, 0, 132).split, [&] { return std::string(w + ": no workspace, no split"); });
           }

@@ -521,7 +521,7 @@ void wgmmaBench(double copyBw) {
   kvs::cuda::GemmRunner inv(stream, maxM, kvs::cuda::GemmMode::BatchInvariant, 256, 32u << 20, kvs::cuda::InvariantGemm::Own);
   kvs::cuda::GemmRunner wg(stream, maxM, kvs::cuda::GemmMode::BatchInvariant, 256, 32u << 20, kvs::cuda::InvariantGemm::Wgmma);
   const int ms[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192};
-  const int forcedMs[] = {1, 8, 64, 256, 2048, 8192};
+  const int forcedMs[] = {1, 8, 64, 128, 256, 2048, 8192};
   std::printf("\nbatch-invariant GEMM on wgmma, bf16: ours (gemm_wgmma) vs cuBLASLt fast mode vs cuBLASLt batch-invariant vs "
               "gemm_inv (us; TFLOP/s; M <= 64: %% of copy bandwidth %.2f TB/s for the weight bytes)\n", copyBw / 1e12);
   std::printf("%-8s %6s %6s %5s %-18s %10s %7s %6s %10s %7s %10s %7s %10s %8s %8s\n", "weight", "N", "K", "M", "ours: tile",
