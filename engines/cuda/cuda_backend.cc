@@ -62,13 +62,14 @@ kvsk_attn_prefill attnPrefillFor(const ModelConfig& cfg, DType dt, kvsk_kv_dtype
   return KVSK_ATTN_PREFILL_V2;
 }
 
-// KVSERVE_ATTN_DECODE: 1 when unset, empty or v1, 2 for v2 (kvsk_attention_params.decodeVersion); throws on
-// anything else.
+// KVSERVE_ATTN_DECODE: 0 (auto) when unset, empty or auto, 1 for v1, 2 for v2 (kvsk_attention_params.decodeVersion);
+// throws on anything else.
 int attnDecodeFromEnv() {
   const char* v = std::getenv("KVSERVE_ATTN_DECODE");
-  if (!v || !*v || std::string(v) == "v1") return 1;
+  if (!v || !*v || std::string(v) == "auto") return 0;
+  if (std::string(v) == "v1") return 1;
   if (std::string(v) == "v2") return 2;
-  throw std::runtime_error(std::string("KVSERVE_ATTN_DECODE must be v1 or v2, not \"") + v + "\"");
+  throw std::runtime_error(std::string("KVSERVE_ATTN_DECODE must be auto, v1 or v2, not \"") + v + "\"");
 }
 
 // KVSERVE_ABLATE: a comma-separated list of kernel kinds the forward pass leaves out (norm, attn, gemm: every
@@ -186,16 +187,19 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   const char* target = std::getenv("KVSERVE_ATTN_TARGET_CTAS");
   attnTargetCtas_ = target ? std::max(0, std::atoi(target)) : 24 * prop.multiProcessorCount;
   // KVSERVE_ATTN_DECODE=v2: decode steps' attention in one launch (kernels/flash_decode_v2.cuh: the same bits as
-  // the default's two). A model it cannot run keeps the default, said in one line.
+  // v1's two launches). A model it cannot run keeps v1, said in one line. auto (the default): v2 for decode steps
+  // of one sequence in the default mode (decodeVersionFor), v1 for the rest.
   attnDecode_ = attnDecodeFromEnv();
   ablate_ = ablateFromEnv();
-  if (attnDecode_ == 2 && !kvsk_attention_decode_v2_supported(static_cast<kvsk_dtype>(dt_), kvKind(), D, cfg.numHeads,
-                                                              cfg.numKvHeads, maxSplits_)) {
+  const bool v2Runs = kvsk_attention_decode_v2_supported(static_cast<kvsk_dtype>(dt_), kvKind(), D, cfg.numHeads,
+                                                         cfg.numKvHeads, maxSplits_);
+  if (attnDecode_ == 2 && !v2Runs) {
     std::fprintf(stderr, "kvserve: KVSERVE_ATTN_DECODE=v2 runs bfloat16/float16 models of head_dim 64 or 128 with at most "
                  "16 query heads per KV head; this one (%s, head_dim %d, %d per KV head) decodes with v1\n",
                  dtypeName(dt_), D, cfg.numHeads / cfg.numKvHeads);
     attnDecode_ = 1;
   }
+  if (attnDecode_ == 0 && (!v2Runs || opts.batchInvariant || attnTargetCtas_ <= 0)) attnDecode_ = 1;
   qkvRows_ = (cfg.numHeads + 2 * cfg.numKvHeads) * D;
 
   // From an engine every tensor is already in its final layout and dtype; from a checkpoint q/k/v and gate/up
@@ -268,7 +272,7 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   info_.gemvFuseFp8 = gemvFuseFp8_;
   info_.fp8Fuse = fp8Fuse_;
   info_.attnPrefill = attnPrefill_ == KVSK_ATTN_PREFILL_AUTO ? "auto" : attnPrefill_ == KVSK_ATTN_PREFILL_V2 ? "v2" : "v1";
-  info_.attnDecode = attnDecode_ == 2 ? "v2" : "v1";
+  info_.attnDecode = attnDecode_ == 2 ? "v2" : attnDecode_ == 0 ? "auto" : "v1";
 }
 
 std::string CudaBackend::describeInvariantGemm() {
@@ -311,7 +315,7 @@ void CudaBackend::allocateActivations() {
   partOut_.resize(parts * cfg_.headDim * sizeof(float));
   partMax_.resize(parts * sizeof(float));
   partSum_.resize(parts * sizeof(float));
-  if (attnDecode_ == 2) {  // a counter per split slot and KV head, zero between launches (each launch leaves them so)
+  if (attnDecode_ != 1) {  // a counter per split slot and KV head, zero between launches (each launch leaves them so)
     const size_t counters = S * cfg_.numKvHeads * sizeof(unsigned);
     splitCounters_.resize(counters);
     KVS_CUDA_CHECK(cudaMemset(splitCounters_.get(), 0, counters));

@@ -57,7 +57,9 @@ class CudaBackend final : public Backend {
   kvsk_attn_prefill attnPrefill_ = KVSK_ATTN_PREFILL_AUTO;  // asked of every step's plan (KVSERVE_ATTN_PREFILL)
   // KVSERVE_ABLATE (cuda_backend.cc: ablateFromEnv): kernel kinds the forward pass leaves out, for timing.
   unsigned ablate_ = 0;
-  int attnDecode_ = 1;      // kvsk_attention_params.decodeVersion of decode steps: 2 with KVSERVE_ATTN_DECODE=v2
+  // KVSERVE_ATTN_DECODE: 1 (v1) or 2 (v2) for every decode step, 0 (auto, the default mode's default): v2 for
+  // decode steps of one sequence, v1 for the rest (decodeVersionFor: kvsk_attention_params.decodeVersion).
+  int attnDecode_ = 1;
   // The split-KV partition of a step: partition_ (the smallest, fixed per engine) in --batch-invariant mode;
   // in the default mode the smallest power-of-two multiple of it that keeps the step's decode CTAs under
   // a few waves, so a large batch streams long runs of keys per CTA instead of many 2-tile CTAs and merges.
@@ -117,6 +119,7 @@ class CudaBackend final : public Backend {
   void blockCopies(const int32_t* in, const Layout& lay, int numCopies);
   // Enqueues embed .. lm_head for the shape; reads its inputs from `in` at `lay`.
   void forward(const StepShape& sh, const int32_t* in, const Layout& lay);
+  int decodeVersionFor(const StepShape& sh) const;  // attnDecode_ for this shape
   // y[M, N] = x[M, K] W^T for one layer matrix: fp8 or int8 (the layout's) when it has scales, else in the
   // compute dtype; smooth: an int8 matrix's input multiplier, or null. quantized (fp8 only): x's producer
   // wrote its e4m3 rows into xq_ / xqScale_ instead (fusesInput), and x is not read.

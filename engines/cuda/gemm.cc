@@ -197,7 +197,10 @@ std::vector<int> GemmRunner::fastBuckets(int maxM) {
     if (hi < maxM && (his.empty() || hi > his.back())) his.push_back(hi);
   };
   for (int hi = 1; hi <= 64; hi *= 2) add(hi);
-  for (int hi = 128; hi <= 1024; hi += 64) add(hi);
+  // Every 16 up to 256: a prompt of 128 tokens plus BOS (129 rows) ran the algorithm timed at 192, 1.4 ms more
+  // per step than 128 rows on Llama-3-8B (GPU run 15: 7.64 against 6.25 ms).
+  for (int hi = 80; hi <= 256; hi += 16) add(hi);
+  for (int hi = 320; hi <= 1024; hi += 64) add(hi);
   for (int p = 1024; p < maxM; p *= 2)
     for (int q = 5; q <= 8; ++q) add(p / 4 * q);
   his.push_back(maxM);

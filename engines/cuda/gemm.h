@@ -3,8 +3,8 @@
 // in true float32.
 //
 // Two modes:
-// - Fast (the default): one kernel per (weight shape, M bucket) — buckets end at 1, 2, 4, .., 64, every 64
-//   up to 1024, then quarter steps between powers of two, and maxM —
+// - Fast (the default): one kernel per (weight shape, M bucket) — buckets end at 1, 2, 4, .., 64, every 16
+//   up to 256, every 64 up to 1024, then quarter steps between powers of two, and maxM —
 //   chosen at load by timing, at the bucket's M on the real weights, the heuristic's top cuBLASLt candidates
 //   (split-K allowed) and, for M <= KVSK_GEMV_MAX_M (bf16/f16), our memory-bound kernel (kernels/gemv.cu)
 //   that reads each weight once. A row's result then depends on how many rows share the call.

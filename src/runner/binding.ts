@@ -94,7 +94,7 @@ export interface NativeEngineInfo {
   invariantGemm?: string;
   /** cuda: the decode steps' attention kernel, 'v1' (two launches) or 'v2' (one launch, KVSERVE_ATTN_DECODE=v2 on
    *  a model it runs: bf16/f16, head_dim 64 or 128); absent on the cpu. */
-  attnDecode?: 'v1' | 'v2';
+  attnDecode?: 'v1' | 'v2' | 'auto';
   /** An fp8 KV cache's per-layer scales, as the engine runs them (absent for any other cache). */
   kvScales?: { k: number[]; v: number[] };
 }

@@ -6,8 +6,12 @@
 //   merge, the split counters reused by each replay) and off;
 // - with v2 in --batch-invariant mode, 8 prompts of 4-165 tokens: greedy ids and top-5 logprobs alone = batched =
 //   with chunked prefill (whose mixed steps run the prefill-shaped kernel), as with v1.
-// info().attnDecode names the kernel: v2 with the switch, v1 without it and for a model v2 does not run
-// (stories260K: float32, head_dim 8); any other value of the switch is refused at load, in one line.
+// - auto (the default mode's default): decode steps of one sequence run v2 at half the engine's partition (64
+//   keys), the rest v1; 32 greedy steps of one sequence give bitwise the ids and logits of a v1 engine whose
+//   partition is 64 keys (KVSERVE_ATTN_MIN_PARTITION=64), graphs on and off.
+// info().attnDecode names the kernel: auto without the switch, v2 / v1 with it, v1 in --batch-invariant mode
+// without it and for a model v2 does not run (stories260K: float32, head_dim 8); any other value of the switch
+// is refused at load, in one line.
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
@@ -72,6 +76,28 @@ describe.each(BF16_MODELS)('%s: the single-launch decode attention', (name) => {
     record(`attn decode v2 ${name} ${cache} graphs ${graphs}`, { ids: v2.ids.slice(0, 8), identical: true });
   });
 
+  test.each([true, false])('auto, CUDA graphs %s: one sequence decodes on v2 at 64-key partitions', async (graphs) => {
+    const prompt = longPrompt(name);
+    const env: Record<string, string> = graphs ? {} : { KVSERVE_CUDA_GRAPHS: '0' };
+    const runs = [];
+    for (const [version, extra] of [
+      ['auto', {}],
+      ['v1', { KVSERVE_ATTN_DECODE: 'v1', KVSERVE_ATTN_MIN_PARTITION: '64' }],
+    ] as const) {
+      const engine = await load(model, { ...env, ...extra });
+      try {
+        expect(engine.info().attnDecode).toBe(version);
+        runs.push(await greedyRun(engine, prompt, 32));
+      } finally {
+        engine.dispose();
+      }
+    }
+    const [auto, v1] = runs as [Awaited<ReturnType<typeof greedyRun>>, Awaited<ReturnType<typeof greedyRun>>];
+    expect(auto.ids).toEqual(v1.ids);
+    expect(bytes(auto.logits).equals(bytes(v1.logits))).toBe(true);
+    record(`attn decode auto ${name} graphs ${graphs}`, { ids: auto.ids.slice(0, 8), identical: true });
+  });
+
   test('v2 in --batch-invariant mode: ids and top-5 logprobs do not depend on the batch', async () => {
     const engine = await load(model, { KVSERVE_ATTN_DECODE: 'v2' }, { batchInvariant: true });
     try {
@@ -84,13 +110,15 @@ describe.each(BF16_MODELS)('%s: the single-launch decode attention', (name) => {
 });
 
 describe('KVSERVE_ATTN_DECODE', () => {
-  test('v1 by default and for a model v2 does not run; any other value refused', async () => {
+  test('auto by default, v1 in --batch-invariant mode and for a model v2 does not run; any other value refused', async () => {
     const llama = resolve(bf16RefsDir, 'llama-d64-g4');
-    for (const [model, env, want] of [
-      [llama, {}, 'v1'],
-      [storiesDir, { KVSERVE_ATTN_DECODE: 'v2' }, 'v1'],
+    for (const [model, env, want, batchInvariant] of [
+      [llama, {}, 'auto', false],
+      [llama, {}, 'v1', true],
+      [storiesDir, {}, 'v1', false],
+      [storiesDir, { KVSERVE_ATTN_DECODE: 'v2' }, 'v1', false],
     ] as const) {
-      const engine = await load(model, env);
+      const engine = await load(model, env, { batchInvariant });
       try {
         expect(engine.info().attnDecode).toBe(want);
       } finally {
@@ -99,7 +127,7 @@ describe('KVSERVE_ATTN_DECODE', () => {
     }
     process.env.KVSERVE_ATTN_DECODE = 'v3';
     try {
-      expect(await loadError({ model: llama })).toBe('KVSERVE_ATTN_DECODE must be v1 or v2, not "v3"');
+      expect(await loadError({ model: llama })).toBe('KVSERVE_ATTN_DECODE must be auto, v1 or v2, not "v3"');
     } finally {
       delete process.env.KVSERVE_ATTN_DECODE;
     }
