@@ -275,6 +275,25 @@ kvsk_gemm_inv_choice kvsk_gemm_inv_choose(const kvsk_gemm_inv_params* p);
 size_t kvsk_gemm_inv_workspace_bytes(int maxM, int n, int k, int splits, int numSms);
 cudaError_t kvsk_gemm_inv(const kvsk_gemm_inv_params* p, cudaStream_t stream);
 
+/* kvsk_gemm_inv's GEMM for 1 <= M <= KVSK_GEMV_INV_MAX_M (gemv_inv.cu): the same reduction, so every row of y
+ * bitwise kvsk_gemm_inv's on the same `splits`, with W streamed from global memory straight into registers as
+ * the decode GEMV streams it (no shared-memory staging, no barrier per chunk). bf16/f16, K % 8 == 0, x and w
+ * 16-byte aligned, at most 16 k-partitions. No workspace: a CTA holds all partitions of its columns.
+ * tilesPerWarp: n8 tiles (8 rows of w) a warp streams, 1 or 2; 0 by shape. Launched with programmatic dependent
+ * launch (the first chunks of w are loaded before the wait). */
+#define KVSK_GEMV_INV_MAX_M 16
+typedef struct {
+  const void* x;  /* [M, K] */
+  const void* w;  /* [N, K] */
+  void* y;        /* [M, N] */
+  int m, n, k;
+  kvsk_dtype dtype;
+  int splits;        /* as kvsk_gemm_inv's: the weight's k-partitions */
+  int tilesPerWarp;  /* 0: by shape; 1 or 2 */
+} kvsk_gemv_inv_params;
+int kvsk_gemv_inv_supported(int m, int n, int k, kvsk_dtype dtype, int splits);
+cudaError_t kvsk_gemv_inv(const kvsk_gemv_inv_params* p, cudaStream_t stream);
+
 /* The same GEMM on Hopper's warpgroup MMA (gemm_wgmma.cu, gemm_wgmma.cuh; sm_90a): y[M, N] = dtype(sum_k x[m, k]
  * w[n, k]) with every element computed by one fixed sequence of operations that depends on (k, splits) only: K in
  * chunks of 64 (zero-padded), chunks in `splits` k-partitions of ceil(chunks / splits) chunks, each partition one
@@ -290,8 +309,8 @@ cudaError_t kvsk_gemm_inv(const kvsk_gemm_inv_params* p, cudaStream_t stream);
  * is NULL (cudaErrorNotSupported elsewhere). Launched with programmatic dependent launch (the first stages of w
  * are loaded before the wait). One launch at a time per workspace (the stream orders them). */
 typedef enum {
-  KVSK_GEMM_WGMMA_TILE_AUTO = 0,    /* by M: several k-partitions: 64 x 128 up to M = 256, then 128 x 128; one:
-                                       64 x 128 up to M = 64, 128 x 128 up to 128, then 128 x 256 */
+  KVSK_GEMM_WGMMA_TILE_AUTO = 0,    /* by M: several k-partitions: 64 x 128 up to M = 256 (K >= 8192: 128 x 256
+                                       split at M 65-128), then 128 x 128; one: 64 x 128 up to M = 64, then 128 x 256 */
   KVSK_GEMM_WGMMA_TILE_64x128 = 1,  /* one MMA warpgroup, 2 CTAs per SM: memory-bound small M */
   KVSK_GEMM_WGMMA_TILE_128x128 = 2, /* two MMA warpgroups */
   KVSK_GEMM_WGMMA_TILE_128x256 = 3  /* two MMA warpgroups of 64 x 256; one partition per CTA (else 128 x 128) */

@@ -45,11 +45,18 @@ const char* invariantGemmKernels(InvariantGemm g) {
   return g == InvariantGemm::Own ? "gemm_inv" : g == InvariantGemm::Wgmma ? "gemm_wgmma" : g == InvariantGemm::Hybrid ? "gemm_inv + gemm_wgmma" : "cublaslt";
 }
 
+bool gemvInvFromEnv() {
+  const char* v = std::getenv("KVSERVE_GEMV_INV");
+  if (!v || !*v || std::string(v) == "1") return true;
+  if (std::string(v) == "0") return false;
+  throw std::runtime_error(std::string("KVSERVE_GEMV_INV must be 0 or 1, not \"") + v + "\"");
+}
+
 GemmRunner::GemmRunner(cudaStream_t stream, int maxM, GemmMode mode, int probeM, size_t workspaceBytes,
                        InvariantGemm invariantGemm)
     : stream_(stream), maxM_(maxM < 1 ? 1 : maxM), probeM_(probeM >= 1 && probeM <= maxM_ ? probeM : maxM_),
       mode_(mode), invariant_(invariantGemm), workspaceBytes_(workspaceBytes), fp8GemvVersion_(fp8GemvVersionFromEnv()),
-      gemvEven_(gemvEvenFromEnv()) {
+      gemvEven_(gemvEvenFromEnv()), gemvInv_(gemvInvFromEnv()) {
   if (mode_ == GemmMode::BatchInvariant && (invariant_ == InvariantGemm::Wgmma || invariant_ == InvariantGemm::Hybrid))
     if (const char* why = kvsk_gemm_wgmma_unavailable())
       throw std::runtime_error(std::string("invariantGemm ") + invariantGemmName(invariant_) +
@@ -339,11 +346,20 @@ void GemmRunner::run(const void* X, const void* W, void* Y, int M, int N, int K,
                                   workspace_, workspaceBytes_, stream_));
 }
 
+bool GemmRunner::ownOnGemvInv(int M, int N, int K, DType in, int splits) const {
+  return gemvInv_ && !ownOnWgmma(M) && kvsk_gemv_inv_supported(M, N, K, static_cast<kvsk_dtype>(in), splits);
+}
+
 void GemmRunner::runOwn(const Bucket& b, const void* X, const void* W, void* Y, int M, int N, int K, DType in) {
   if (ownOnWgmma(M)) {
     const kvsk_gemm_wgmma_params g{X, W, Y, M, N, K, static_cast<kvsk_dtype>(in), b.ownSplits, KVSK_GEMM_WGMMA_TILE_AUTO,
                                    -1, ownWorkspace_.get(), ownWorkspace_.bytes(), numSms_};
     KVS_CUDA_CHECK(kvsk_gemm_wgmma(&g, stream_));
+    return;
+  }
+  if (ownOnGemvInv(M, N, K, in, b.ownSplits)) {
+    const kvsk_gemv_inv_params g{X, W, Y, M, N, K, static_cast<kvsk_dtype>(in), b.ownSplits, 0};
+    KVS_CUDA_CHECK(kvsk_gemv_inv(&g, stream_));
     return;
   }
   kvsk_gemm_inv_params g{X, W, Y, M, N, K, static_cast<kvsk_dtype>(in), b.ownSplits, KVSK_GEMM_INV_TILE_AUTO, -1,
@@ -387,6 +403,7 @@ std::string GemmRunner::describe(int N, int K, DType in, DType out) {
       const kvsk_gemm_wgmma_choice c = kvsk_gemm_wgmma_choose(&g);
       return std::string(hybrid ? "wgmma " : "") + wgmmaNames[c.tile] + (c.split ? " split" : "");
     }
+    if (ownOnGemvInv(m, N, K, in, splits)) return std::string(hybrid ? "inv " : "") + "gemv_inv";
     const kvsk_gemm_inv_params g{nullptr, nullptr, nullptr, m, N, K, kd, splits, KVSK_GEMM_INV_TILE_AUTO, -1,
                                  ownWorkspace_.get(), ownWorkspace_.bytes(), numSms_};
     const kvsk_gemm_inv_choice c = kvsk_gemm_inv_choose(&g);

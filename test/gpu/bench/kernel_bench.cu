@@ -48,7 +48,11 @@
 //          mode, its batch-invariant algorithm (picked at M = 256) and gemm_inv.cu, at M = 1, 2, 4, .., 8192: us,
 //          TFLOP/s of 2 M N K, for M <= 64 weight bytes / time against the copy ceiling; then each tile shape and
 //          split forced at M = 1, 8, 64, 256, 2048, 8192, and chains of 16 at M = 1 with PDL against the GEMV
-// Usage: kvserve_kernel_bench [gemv|chain|gemv-even|attn|attn-fp8|attn-prefill|attn-decode|copy|fp8|fp8gemm|fp8fuse|fuse|fuse-fp8|int8|int8gemm|inv|wgmma ...]
+//   gemv-inv  the batch-invariant small-M kernels on wgmma's k-partitions (the hybrid's): gemv_inv (W streamed into
+//          registers; 1 and 2 n8 tiles a warp, and its automatic choice) against gemm_inv's 16 x 64 tile (its
+//          automatic split) and the GEMV (4 rows a CTA, M <= 8), at M = 1, 2, 4, 8, 16: single launches, and
+//          chains of 16 with PDL; weight bytes / time against the copy ceiling
+// Usage: kvserve_kernel_bench [gemv-inv|gemv|chain|gemv-even|attn|attn-fp8|attn-prefill|attn-decode|copy|fp8|fp8gemm|fp8fuse|fuse|fuse-fp8|int8|int8gemm|inv|wgmma ...]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -588,6 +592,61 @@ void wgmmaBench(double copyBw) {
               "k-partitions):\n");
   for (const std::string& l : altLines) std::printf("  %s\n", l.c_str());
   invChainBench(copyBw, wg);
+}
+
+// The hybrid's small-M kernels side by side (see gemv-inv in the usage above).
+void gemvInvBench(double copyBw) {
+  if (kvsk_gemm_wgmma_unavailable()) return;
+  int numSms = 0;
+  CK(cudaDeviceGetAttribute(&numSms, cudaDevAttrMultiProcessorCount, 0));
+  const size_t wsBytes = 64 * 1024 + sizeof(float) * 16 * 16 * 28672;
+  void* ws = nullptr;
+  CK(cudaMalloc(&ws, wsBytes));
+  CK(cudaMemset(ws, 0, wsBytes));
+  std::printf("\nbatch-invariant small M on wgmma's k-partitions, bf16 (us; %% of copy bandwidth %.2f TB/s for the weight "
+              "bytes): single launches | chains of 16 with PDL\n", copyBw / 1e12);
+  std::printf("%-8s %3s %4s | %13s %13s %13s %13s %13s | %13s %13s %13s\n", "weight", "M", "S", "gemv_inv", "gv_inv nt1",
+              "gv_inv nt2", "gemm_inv", "GEMV 4 rows", "gemv_inv", "gemm_inv", "GEMV 4 rows");
+  for (const GemvShape& s : kGemvShapes) {
+    if (std::string(s.name) == "lm_head") continue;  // one partition, as gate/up (and 17 copies would be 17 GB)
+    const int splits = kvsk_gemm_wgmma_splits(s.N, s.K, numSms);
+    const double wBytes = 2.0 * s.N * s.K;
+    const GemvBuffers buf(s, 17, 500, 16);
+    CK(cudaStreamSynchronize(stream));
+    auto cell = [&](double ms) {
+      char c[32];
+      std::snprintf(c, sizeof c, "%6.1f (%3.0f%%)", ms * 1e3, 100.0 * wBytes / (ms * 1e-3) / copyBw);
+      return std::string(c);
+    };
+    for (int M : {1, 2, 4, 8, 16}) {
+      auto gemvInv = [&](int i, int nt) {
+        const kvsk_gemv_inv_params p{buf.x, buf.w(i), buf.y, M, s.N, s.K, KVSK_BF16, splits, nt};
+        CK(kvsk_gemv_inv(&p, stream));
+      };
+      auto gemmInv = [&](int i) {
+        const kvsk_gemm_inv_params p{buf.x, buf.w(i), buf.y, M, s.N, s.K, KVSK_BF16, splits, KVSK_GEMM_INV_TILE_16x64, -1,
+                                     ws, wsBytes, numSms};
+        CK(kvsk_gemm_inv(&p, stream));
+      };
+      auto gemv = [&](int i) {
+        const kvsk_gemv_params g{buf.x, buf.w(i), buf.y, M, s.N, s.K, KVSK_BF16, 4};
+        CK(kvsk_gemv(&g, stream));
+      };
+      kvsk_set_programmatic_launch(0);
+      std::string line = cell(timeMs([&](int i) { gemvInv(i, 0); })) + " " + cell(timeMs([&](int i) { gemvInv(i, 1); })) + " " +
+                         cell(timeMs([&](int i) { gemvInv(i, 2); })) + " " + cell(timeMs(gemmInv)) + " " +
+                         (M <= 8 ? cell(timeMs(gemv)) : std::string(13, ' '));
+      kvsk_set_programmatic_launch(1);
+      auto chain = [&](const std::function<void(int)>& f) {
+        return timeMs([&](int i) { for (int j = 0; j < 16; ++j) f(i * 16 + j); }) / 16;
+      };
+      line += " | " + cell(chain([&](int i) { gemvInv(i, 0); })) + " " + cell(chain(gemmInv)) + " " +
+              (M <= 8 ? cell(chain(gemv)) : std::string(13, ' '));
+      kvsk_set_programmatic_launch(0);
+      std::printf("%-8s %3d %4d | %s\n", s.name, M, splits, line.c_str());
+    }
+  }
+  cudaFree(ws);
 }
 
 // One row of fp8FuseBench: median time, the bytes it moves, and those against the copy ceiling; baseUs > 0
@@ -1173,6 +1232,7 @@ int main(int argc, char** argv) {
   if (want("int8gemm")) int8GemmBench();
   if (want("inv")) invBench(bw, prop.major >= 9);
   if (want("wgmma")) wgmmaBench(bw);
+  if (want("gemv-inv")) gemvInvBench(bw);
   CK(cudaStreamDestroy(stream));
   return 0;
 }

@@ -12,6 +12,8 @@
 // - that the comparison can fail: another k-partitioning gives other bits (K >= 1024);
 // - GemmRunner in batch-invariant mode with InvariantGemm::Wgmma gives the kernel's bits at every M, and leaves
 //   float32 to cuBLASLt;
+// - gemm_inv's 16 x 64 tile and gemv_inv (one and two n8 tiles a warp) on wgmma's k-partitions give wgmma's bits
+//   at every M = 1..16, and so does GemmRunner's hybrid at M = 1, 16, 17, 512, 8192; gemv_inv's refusals;
 // - a CUDA graph of two split launches (programmatic dependent launch as the engine runs them) replayed three
 //   times: the eager bits (the tile counters are left at zero for the next replay).
 // Elsewhere: kvsk_gemm_wgmma_unavailable names why, kvsk_gemm_wgmma refuses, and GemmRunner refuses
@@ -219,6 +221,25 @@ void shapeTests(const Case& c, const Buf& X, const Buf& W) {
     }
     reportBool("gemm-wgmma", c.name() + " gemm_inv 16x64 on wgmma's splits == gemm_wgmma bits at M=1..16", 16, equal, diffNote);
 
+    // gemv_inv (gemm_inv's reduction with W streamed into registers, the hybrid's kernel up to M = 16): the same
+    // bits at M = 1..16, with one and two n8 tiles a warp (walking offsets: rows of X away from row 0).
+    for (const int nt : {1, 2}) {
+      bool gequal = kvsk_gemv_inv_supported(1, N, K, c.dt, c.splits) != 0;
+      std::string gnote = gequal ? "" : "not supported";
+      for (int m = 1; gequal && m <= KVSK_GEMV_INV_MAX_M; ++m) {
+        const int off = (m * 37 + 5) % (kAlone - m + 1);
+        const kvsk_gemv_inv_params p{xAt(off), W.dev, Y.dev, m, N, K, c.dt, c.splits, nt};
+        CK(cudaMemsetAsync(Y.dev, 0xFF, (size_t)m * yRow, c.stream));
+        CK(kvsk_gemv_inv(&p, c.stream));
+        if (const size_t bad = sameAsAlone(m, off)) {
+          gnote = "M" + std::to_string(m) + ": " + std::to_string(bad) + " of " + std::to_string((size_t)m * N) + " differ";
+          gequal = false;
+        }
+      }
+      reportBool("gemm-wgmma", c.name() + " gemv_inv (" + std::to_string(nt) + " n8 tiles a warp) on wgmma's splits == gemm_wgmma bits at M=1..16",
+                 16, gequal, gnote);
+    }
+
     std::string hnote;
     const bool hsame = runnerMatches(kvs::cuda::InvariantGemm::Hybrid, {1, 16, 17, 512, kMaxM}, 700, hnote);
     reportBool("gemm-wgmma", c.name() + " GemmRunner (batch-invariant, hybrid) == wgmma kernel at M=1/16/17/512/8192", 5, hsame, hnote);
@@ -271,6 +292,27 @@ void graphTest(cudaStream_t stream, int numSms) {
              split ? "" : "a launch did not split: the graph test would not test the counters");
 }
 
+// What kvsk_gemv_inv refuses: M beyond KVSK_GEMV_INV_MAX_M, more than 16 k-partitions, K not a multiple of 8,
+// float32, a tilesPerWarp other than 0, 1, 2, a misaligned x.
+void gemvInvRefusals(cudaStream_t stream) {
+  DevVec<uint8_t> buf(4096 * 2 + 64);
+  char* base = reinterpret_cast<char*>(buf.dev);
+  auto call = [&](int m, int k, kvsk_dtype dt, int splits, int nt, const void* x) {
+    const kvsk_gemv_inv_params p{x, base, base, m, 8, k, dt, splits, nt};
+    return kvsk_gemv_inv(&p, stream);
+  };
+  std::string why;
+  if (call(KVSK_GEMV_INV_MAX_M + 1, 64, KVSK_BF16, 1, 0, base) != cudaErrorNotSupported) why += "M 17 accepted; ";
+  if (call(1, 64 * 17, KVSK_BF16, 17, 0, base) != cudaErrorNotSupported) why += "17 partitions accepted; ";
+  if (call(1, 60, KVSK_BF16, 1, 0, base) != cudaErrorNotSupported) why += "K 60 accepted; ";
+  if (call(1, 64, KVSK_F32, 1, 0, base) != cudaErrorNotSupported) why += "float32 accepted; ";
+  if (call(1, 64, KVSK_BF16, 1, 3, base) != cudaErrorInvalidValue) why += "3 tiles a warp accepted; ";
+  if (call(1, 64, KVSK_BF16, 1, 0, base + 8) != cudaErrorInvalidValue) why += "misaligned x accepted; ";
+  cudaGetLastError();
+  reportBool("gemm-wgmma", "gemv_inv refuses M 17, 17 partitions, K 60, float32, 3 tiles a warp, a misaligned x", 6,
+             why.empty(), why);
+}
+
 // Where the kernel cannot run: the refusals. Returns whether it runs here.
 bool availability(cudaStream_t stream) {
   int device = 0, major = 0, minor = 0;
@@ -302,6 +344,7 @@ bool availability(cudaStream_t stream) {
 void gemmWgmmaTests() {
   cudaStream_t stream;
   CK(cudaStreamCreate(&stream));
+  gemvInvRefusals(stream);
   if (!availability(stream)) {
     CK(cudaStreamDestroy(stream));
     return;
