@@ -37,6 +37,20 @@ constexpr int kMaxWarps = 16;  // parts x max(1, 8 / parts) for parts <= 16
 template <int kNt, int kRowsA> __host__ __device__ constexpr int depthFor() {
   return 8 * (kNt + kRowsA) <= 16 ? 4 : 8 * (kNt + kRowsA) <= 24 ? 3 : 2;
 }
+// Chunks of W asked of L2 ahead of the one being multiplied (prefetch.global.L2: no registers held), so that the
+// register loads, a few chunks deep, find their lines in L2 instead of waiting on DRAM.
+constexpr int kAhead = 8;
+
+// L2, please: the 128-byte row pieces of chunk `chunk` of this warp's rows (lane t of each quad for tiles t, t + 4).
+template <int kNt>
+__device__ __forceinline__ void prefetchW(const char* W, int n, int k, int n0, int chunk, int chunks, int g, int t) {
+  if (chunk >= chunks) return;
+#pragma unroll
+  for (int j = t; j < kNt; j += 4) {
+    const int row = n0 + 8 * j + g;
+    if (row < n) prefetchL2(W + ((size_t)row * k + (size_t)chunk * kChunk) * 2);
+  }
+}
 
 // out[i] = word t of v as lane (quad, i) holds it, for the lane t = lane % 4 of each quad.
 __device__ __forceinline__ uint32_t sel4(const uint32_t (&v)[4], int i) {
@@ -161,7 +175,11 @@ __global__ void __launch_bounds__(512) gemvInvKernel(const Args p) {
   for (int j = 0; j < kNt; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
 
   Chunk<kNt, kRowsA> buf[kDepth];
-  // The first chunks of W before the programmatic-launch wait (immutable); X only after it.
+  // The first chunks of W before the programmatic-launch wait (immutable), and the next ones asked of L2; X only
+  // after it.
+  const char* W = static_cast<const char*>(p.w);
+  if (active)
+    for (int c = c0 + kDepth; c < c0 + kDepth + kAhead; ++c) prefetchW<kNt>(W, p.n, p.k, n0, c, c1, g, t);
 #pragma unroll
   for (int s = 0; s < kDepth; ++s)
     if (active && c0 + s < c1) loadW<T>(buf[s], p, n0, c0 + s, g, t);
@@ -177,6 +195,7 @@ __global__ void __launch_bounds__(512) gemvInvKernel(const Args p) {
       for (int s = 0; s < kDepth; ++s) {
         if (c + s >= c1) break;
         mmaChunk<T>(acc, buf[s], t);
+        prefetchW<kNt>(W, p.n, p.k, n0, c + s + kDepth + kAhead, c1, g, t);
         const int next = c + s + kDepth;
         if (next < c1) {
           loadW<T>(buf[s], p, n0, next, g, t);
@@ -216,16 +235,17 @@ int partChunksOf(int k, int splits) {
   return ceilDiv(chunks, std::max(1, std::min(splits, chunks)));
 }
 
-// n8 tiles per warp: 2 where that still leaves 2,048 warps (16 per SM on an H200), else 1.
-int tilesPerWarp(int n, int parts) { return (int64_t)ceilDiv(n, 16) * parts >= 2048 ? 2 : 1; }
+// n8 tiles per warp by default: 2 (GPU run 15, kvserve_kernel_bench gemv-inv: 2 beat 1 on every Llama-3-8B shape).
+constexpr int kDefaultTilesPerWarp = 2;
 
 template <typename T, int kNt>
 cudaError_t launchNt(Args a, cudaStream_t stream) {
   a.groups = ceilDiv(a.n, 8 * kNt);
   const dim3 grid(ceilDiv(a.groups, a.groupsPerCta));
   const int threads = 32 * a.parts * a.groupsPerCta;
-  return a.m > 8 ? launch(gemvInvKernel<T, kNt, 2>, grid, threads, 0, stream, a)
-                 : launch(gemvInvKernel<T, kNt, 1>, grid, threads, 0, stream, a);
+  if constexpr (kNt < 4)
+    if (a.m > 8) return launch(gemvInvKernel<T, kNt, 2>, grid, threads, 0, stream, a);
+  return launch(gemvInvKernel<T, kNt, 1>, grid, threads, 0, stream, a);
 }
 
 }  // namespace
@@ -242,7 +262,7 @@ extern "C" cudaError_t kvsk_gemv_inv(const kvsk_gemv_inv_params* p, cudaStream_t
   using namespace kvsk;
   if (!kvsk_gemv_inv_supported(p->m, p->n, p->k, p->dtype, p->splits)) return cudaErrorNotSupported;
   if ((reinterpret_cast<uintptr_t>(p->x) | reinterpret_cast<uintptr_t>(p->w)) % 16 != 0) return cudaErrorInvalidValue;
-  if (p->tilesPerWarp != 0 && p->tilesPerWarp != 1 && p->tilesPerWarp != 2) return cudaErrorInvalidValue;
+  if (p->tilesPerWarp != 0 && p->tilesPerWarp != 1 && p->tilesPerWarp != 2 && p->tilesPerWarp != 4) return cudaErrorInvalidValue;
   Args a{};
   a.x = p->x;
   a.w = p->w;
@@ -254,8 +274,10 @@ extern "C" cudaError_t kvsk_gemv_inv(const kvsk_gemv_inv_params* p, cudaStream_t
   a.partChunks = partChunksOf(p->k, p->splits);
   a.parts = ceilDiv(a.chunks, a.partChunks);
   a.groupsPerCta = std::max(1, 8 / a.parts);
-  const int nt = p->tilesPerWarp != 0 ? p->tilesPerWarp : tilesPerWarp(p->n, a.parts);
+  // 4 tiles a warp only up to M = 8 (A's rows g + 8 too would not fit the registers of a 512-thread CTA).
+  const int nt = std::min(p->tilesPerWarp != 0 ? p->tilesPerWarp : kDefaultTilesPerWarp, p->m > 8 ? 2 : 4);
   if (p->dtype == KVSK_BF16)
-    return nt == 2 ? launchNt<__nv_bfloat16, 2>(a, stream) : launchNt<__nv_bfloat16, 1>(a, stream);
-  return nt == 2 ? launchNt<__half, 2>(a, stream) : launchNt<__half, 1>(a, stream);
+    return nt == 4 ? launchNt<__nv_bfloat16, 4>(a, stream)
+                   : nt == 2 ? launchNt<__nv_bfloat16, 2>(a, stream) : launchNt<__nv_bfloat16, 1>(a, stream);
+  return nt == 4 ? launchNt<__half, 4>(a, stream) : nt == 2 ? launchNt<__half, 2>(a, stream) : launchNt<__half, 1>(a, stream);
 }

@@ -119,7 +119,7 @@ GemmRunner::Plan& GemmRunner::get(int N, int K, DType in, DType out, const void*
   if (it != plans_.end()) return it->second;
   Plan p = makePlan(N, K, in, out);
   try {
-    if (mode_ == GemmMode::BatchInvariant) planInvariant(p, N, K, in, out);
+    if (mode_ == GemmMode::BatchInvariant) planInvariant(p, N, K, in, out, W);
     else planFast(p, N, K, in, out, W, maxM > 0 ? std::min(maxM, maxM_) : maxM_);
   } catch (...) {
     destroyPlan(p);
@@ -129,7 +129,7 @@ GemmRunner::Plan& GemmRunner::get(int N, int K, DType in, DType out, const void*
   return plans_.emplace(key, p).first->second;
 }
 
-void GemmRunner::planInvariant(Plan& p, int N, int K, DType in, DType out) {
+void GemmRunner::planInvariant(Plan& p, int N, int K, DType in, DType out, const void* W) {
   const kvsk_dtype kd = static_cast<kvsk_dtype>(in);
   const bool hybrid = invariant_ == InvariantGemm::Hybrid, wgmma = invariant_ == InvariantGemm::Wgmma || hybrid;
   const bool served = wgmma ? kvsk_gemm_wgmma_supported(N, K, kd) && (!hybrid || kvsk_gemm_inv_supported(N, K, kd))
@@ -149,6 +149,7 @@ void GemmRunner::planInvariant(Plan& p, int N, int K, DType in, DType out) {
       ownWorkspace_.resize(need);
       KVS_CUDA_CHECK(cudaMemsetAsync(ownWorkspace_.get(), 0, need, stream_));
     }
+    b.gemvInvTiles = smallKernel(N, K, in, b.ownSplits, W);
     p.buckets.push_back(b);
     return;
   }
@@ -346,8 +347,53 @@ void GemmRunner::run(const void* X, const void* W, void* Y, int M, int N, int K,
                                   workspace_, workspaceBytes_, stream_));
 }
 
-bool GemmRunner::ownOnGemvInv(int M, int N, int K, DType in, int splits) const {
-  return gemvInv_ && !ownOnWgmma(M) && kvsk_gemv_inv_supported(M, N, K, static_cast<kvsk_dtype>(in), splits);
+bool GemmRunner::ownOnGemvInv(const Bucket& b, int M) const {
+  return b.gemvInvTiles > 0 && !ownOnWgmma(M) && M <= KVSK_GEMV_INV_MAX_M;
+}
+
+// Where gemm_inv would serve M <= 16, which kernel does (the same bits either way): given the weight, the fastest
+// of gemm_inv and gemv_inv at 2 and 4 n8 tiles a warp, by the sum of their times at M = 1 and 8 (random X; best of
+// three after a warm-up); without it, gemv_inv at 2 tiles for a weight of several k-partitions and gemm_inv for one
+// (GPU run 15 on Llama-3-8B: gemv_inv 0.82-0.94x gemm_inv's time on q/k/v, o, down; 1.2x on gate/up). 0 = gemm_inv.
+int GemmRunner::smallKernel(int N, int K, DType in, int splits, const void* W) {
+  const kvsk_dtype kd = static_cast<kvsk_dtype>(in);
+  if (!gemvInv_ || invariant_ == InvariantGemm::Wgmma || !kvsk_gemv_inv_supported(1, N, K, kd, splits)) return 0;
+  const int chunks = (K + 63) / 64, partChunks = (chunks + std::min(splits, chunks) - 1) / std::min(splits, chunks);
+  if (!W) return (chunks + partChunks - 1) / partChunks > 1 ? 2 : 0;  // several k-partitions
+  const int maxM = std::min(8, maxM_);
+  DeviceBuffer x(static_cast<size_t>(maxM) * K * dtypeSize(in)), y(static_cast<size_t>(maxM) * N * dtypeSize(in));
+  kvsk_fill_params f{x.get(), kd, static_cast<int64_t>(maxM) * K, 0x51ed27ull, 1.f, 0.f};
+  KVS_CUDA_CHECK(kvsk_fill(&f, stream_));
+  BestOfThree timer(stream_);
+  auto time = [&](int tiles) {
+    float ms = 0;
+    for (const int m : {1, maxM}) {
+      auto once = [&] {
+        if (tiles == 0) {
+          const kvsk_gemm_inv_params g{x.get(), W, y.get(), m, N, K, kd, splits, KVSK_GEMM_INV_TILE_AUTO, -1,
+                                       ownWorkspace_.get(), ownWorkspace_.bytes(), numSms_};
+          KVS_CUDA_CHECK(kvsk_gemm_inv(&g, stream_));
+        } else {
+          const kvsk_gemv_inv_params g{x.get(), W, y.get(), m, N, K, kd, splits, tiles};
+          KVS_CUDA_CHECK(kvsk_gemv_inv(&g, stream_));
+        }
+      };
+      once();
+      ms += timer(once);
+    }
+    return ms;
+  };
+  int best = 0;
+  float bestMs = time(0);
+  for (const int tiles : {2, 4}) {
+    const float ms = time(tiles);
+    if (ms < bestMs) {
+      bestMs = ms;
+      best = tiles;
+    }
+  }
+  KVS_CUDA_CHECK(cudaStreamSynchronize(stream_));  // x and y are freed on return
+  return best;
 }
 
 void GemmRunner::runOwn(const Bucket& b, const void* X, const void* W, void* Y, int M, int N, int K, DType in) {
@@ -357,8 +403,8 @@ void GemmRunner::runOwn(const Bucket& b, const void* X, const void* W, void* Y, 
     KVS_CUDA_CHECK(kvsk_gemm_wgmma(&g, stream_));
     return;
   }
-  if (ownOnGemvInv(M, N, K, in, b.ownSplits)) {
-    const kvsk_gemv_inv_params g{X, W, Y, M, N, K, static_cast<kvsk_dtype>(in), b.ownSplits, 0};
+  if (ownOnGemvInv(b, M)) {
+    const kvsk_gemv_inv_params g{X, W, Y, M, N, K, static_cast<kvsk_dtype>(in), b.ownSplits, b.gemvInvTiles};
     KVS_CUDA_CHECK(kvsk_gemv_inv(&g, stream_));
     return;
   }
@@ -403,7 +449,8 @@ std::string GemmRunner::describe(int N, int K, DType in, DType out) {
       const kvsk_gemm_wgmma_choice c = kvsk_gemm_wgmma_choose(&g);
       return std::string(hybrid ? "wgmma " : "") + wgmmaNames[c.tile] + (c.split ? " split" : "");
     }
-    if (ownOnGemvInv(m, N, K, in, splits)) return std::string(hybrid ? "inv " : "") + "gemv_inv";
+    if (ownOnGemvInv(p.buckets[0], m))
+      return std::string(hybrid ? "inv " : "") + "gemv_inv " + std::to_string(p.buckets[0].gemvInvTiles) + " tiles";
     const kvsk_gemm_inv_params g{nullptr, nullptr, nullptr, m, N, K, kd, splits, KVSK_GEMM_INV_TILE_AUTO, -1,
                                  ownWorkspace_.get(), ownWorkspace_.bytes(), numSms_};
     const kvsk_gemm_inv_choice c = kvsk_gemm_inv_choose(&g);

@@ -190,6 +190,7 @@ class GemmRunner {
     int gemvRows = 4;  // gemv: rows of W per CTA (kvsk_gemv_params / kvsk_gemv_fp8_params / kvsk_gemv_int8_params .rowsPerCta)
     bool gemvEven = false;  // gemv: kernels/gemv_even.cu (bf16/f16 plans only) instead of gemvRows rows per CTA
     int ownSplits = 0;  // > 0: our batch-invariant GEMM (gemm_inv.cu; gemm_wgmma.cu with Wgmma), these k-partitions
+    int gemvInvTiles = 0;  // ownSplits > 0: where gemm_inv would run M <= 16, gemv_inv.cu with these n8 tiles a warp
   };
   struct Plan {
     cublasLtMatmulDesc_t desc = nullptr;
@@ -205,7 +206,8 @@ class GemmRunner {
   static void destroyPlan(Plan& p);
   static void setCols(cublasLtMatrixLayout_t l, int cols);
   static int32_t algoAttr(const cublasLtMatmulAlgo_t& algo, cublasLtMatmulAlgoConfigAttributes_t attr);
-  void planInvariant(Plan& p, int N, int K, DType in, DType out);
+  void planInvariant(Plan& p, int N, int K, DType in, DType out, const void* W);
+  int smallKernel(int N, int K, DType in, int splits, const void* W);  // Bucket::gemvInvTiles
   void runOwn(const Bucket& b, const void* X, const void* W, void* Y, int M, int N, int K, DType in);
   // The even GEMV (gemm_even.cc): reserveEven grows its workspace for the shape (synchronizing the stream, so at
   // planning only); runEven launches it.
@@ -241,7 +243,7 @@ class GemmRunner {
   }
   // Where gemm_inv would run, M <= KVSK_GEMV_INV_MAX_M on kernels/gemv_inv.cu instead: gemm_inv's reduction with W
   // streamed into registers, bitwise gemm_inv (unless KVSERVE_GEMV_INV=0).
-  bool ownOnGemvInv(int M, int N, int K, DType in, int splits) const;
+  bool ownOnGemvInv(const Bucket& b, int M) const;
   // Fills p's buckets from choices for M <= limit; "" or why not. gemvServes(M, choice): whether a GEMV range
   // (its gemvRows, or the even GEMV) may be there.
   template <typename GemvServes>

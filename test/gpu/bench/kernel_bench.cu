@@ -603,48 +603,55 @@ void gemvInvBench(double copyBw) {
   void* ws = nullptr;
   CK(cudaMalloc(&ws, wsBytes));
   CK(cudaMemset(ws, 0, wsBytes));
+  const kvs::DType bf = kvs::DType::BF16;
+  kvs::cuda::GemmRunner hybrid(stream, 256, kvs::cuda::GemmMode::BatchInvariant, 0, 32u << 20, kvs::cuda::InvariantGemm::Hybrid);
   std::printf("\nbatch-invariant small M on wgmma's k-partitions, bf16 (us; %% of copy bandwidth %.2f TB/s for the weight "
-              "bytes): single launches | chains of 16 with PDL\n", copyBw / 1e12);
-  std::printf("%-8s %3s %4s | %13s %13s %13s %13s %13s | %13s %13s %13s\n", "weight", "M", "S", "gemv_inv", "gv_inv nt1",
-              "gv_inv nt2", "gemm_inv", "GEMV 4 rows", "gemv_inv", "gemm_inv", "GEMV 4 rows");
+              "bytes): single launches | chains of 16 with PDL (gv nt: gemv_inv with nt n8 tiles a warp)\n", copyBw / 1e12);
+  std::printf("%-8s %3s %3s | %13s %13s %13s %13s %13s | %13s %13s %13s %13s %13s %13s\n", "weight", "M", "S", "gemm_inv",
+              "gv nt1", "gv nt2", "gv nt4", "GEMV 4 rows", "gemm_inv", "gv nt1", "gv nt2", "gv nt4", "GEMV 4 rows", "hybrid runner");
   for (const GemvShape& s : kGemvShapes) {
     if (std::string(s.name) == "lm_head") continue;  // one partition, as gate/up (and 17 copies would be 17 GB)
     const int splits = kvsk_gemm_wgmma_splits(s.N, s.K, numSms);
     const double wBytes = 2.0 * s.N * s.K;
     const GemvBuffers buf(s, 17, 500, 16);
     CK(cudaStreamSynchronize(stream));
+    hybrid.plan(s.N, s.K, bf, bf, buf.w(0));
     auto cell = [&](double ms) {
       char c[32];
       std::snprintf(c, sizeof c, "%6.1f (%3.0f%%)", ms * 1e3, 100.0 * wBytes / (ms * 1e-3) / copyBw);
       return std::string(c);
     };
     for (int M : {1, 2, 4, 8, 16}) {
-      auto gemvInv = [&](int i, int nt) {
-        const kvsk_gemv_inv_params p{buf.x, buf.w(i), buf.y, M, s.N, s.K, KVSK_BF16, splits, nt};
-        CK(kvsk_gemv_inv(&p, stream));
-      };
-      auto gemmInv = [&](int i) {
+      std::vector<std::function<void(int)>> fns;
+      fns.push_back([&](int i) {
         const kvsk_gemm_inv_params p{buf.x, buf.w(i), buf.y, M, s.N, s.K, KVSK_BF16, splits, KVSK_GEMM_INV_TILE_16x64, -1,
                                      ws, wsBytes, numSms};
         CK(kvsk_gemm_inv(&p, stream));
-      };
-      auto gemv = [&](int i) {
+      });
+      for (const int nt : {1, 2, 4})
+        fns.push_back([&, nt](int i) {
+          const kvsk_gemv_inv_params p{buf.x, buf.w(i), buf.y, M, s.N, s.K, KVSK_BF16, splits, nt};
+          CK(kvsk_gemv_inv(&p, stream));
+        });
+      fns.push_back([&](int i) {
         const kvsk_gemv_params g{buf.x, buf.w(i), buf.y, M, s.N, s.K, KVSK_BF16, 4};
         CK(kvsk_gemv(&g, stream));
-      };
+      });
+      const std::string blank(13, ' ');
+      std::string line;
       kvsk_set_programmatic_launch(0);
-      std::string line = cell(timeMs([&](int i) { gemvInv(i, 0); })) + " " + cell(timeMs([&](int i) { gemvInv(i, 1); })) + " " +
-                         cell(timeMs([&](int i) { gemvInv(i, 2); })) + " " + cell(timeMs(gemmInv)) + " " +
-                         (M <= 8 ? cell(timeMs(gemv)) : std::string(13, ' '));
+      for (size_t f = 0; f < fns.size(); ++f) line += (f == 4 && M > 8 ? blank : cell(timeMs(fns[f]))) + " ";
+      line += "|";
       kvsk_set_programmatic_launch(1);
       auto chain = [&](const std::function<void(int)>& f) {
         return timeMs([&](int i) { for (int j = 0; j < 16; ++j) f(i * 16 + j); }) / 16;
       };
-      line += " | " + cell(chain([&](int i) { gemvInv(i, 0); })) + " " + cell(chain(gemmInv)) + " " +
-              (M <= 8 ? cell(chain(gemv)) : std::string(13, ' '));
+      for (size_t f = 0; f < fns.size(); ++f) line += " " + (f == 4 && M > 8 ? blank : cell(chain(fns[f])));
+      line += " " + cell(chain([&](int i) { hybrid.run(buf.x, buf.w(i), buf.y, M, s.N, s.K, bf, bf); }));
       kvsk_set_programmatic_launch(0);
-      std::printf("%-8s %3d %4d | %s\n", s.name, M, splits, line.c_str());
+      std::printf("%-8s %3d %3d | %s\n", s.name, M, splits, line.c_str());
     }
+    std::printf("  hybrid plan %s: %s\n", s.name, hybrid.describe(s.N, s.K, bf, bf).c_str());
   }
   cudaFree(ws);
 }
