@@ -32,24 +32,11 @@ namespace {
 constexpr int kChunk = inv::kChunk;  // 64
 constexpr int kMaxParts = inv::kMaxParts;  // 16
 constexpr int kMaxWarps = 16;  // parts x max(1, 8 / parts) for parts <= 16
-// Chunks in registers per warp (the one being multiplied, the rest in flight): as many as the registers of a
-// 512-thread CTA allow, by the words a chunk takes per lane.
+// W chunks in registers per warp (the one being multiplied, the rest in flight): as many as the registers of a
+// 512-thread CTA (128 a thread) leave room for beside X's two chunks (the next one loaded while the current one is
+// multiplied; X comes from L1, shared by the SM's warps) and the mma fragments.
 template <int kNt, int kRowsA> __host__ __device__ constexpr int depthFor() {
-  return 8 * (kNt + kRowsA) <= 16 ? 4 : 8 * (kNt + kRowsA) <= 24 ? 3 : 2;
-}
-// Chunks of W asked of L2 ahead of the one being multiplied (prefetch.global.L2: no registers held), so that the
-// register loads, a few chunks deep, find their lines in L2 instead of waiting on DRAM.
-constexpr int kAhead = 8;
-
-// L2, please: the 128-byte row pieces of chunk `chunk` of this warp's rows (lane t of each quad for tiles t, t + 4).
-template <int kNt>
-__device__ __forceinline__ void prefetchW(const char* W, int n, int k, int n0, int chunk, int chunks, int g, int t) {
-  if (chunk >= chunks) return;
-#pragma unroll
-  for (int j = t; j < kNt; j += 4) {
-    const int row = n0 + 8 * j + g;
-    if (row < n) prefetchL2(W + ((size_t)row * k + (size_t)chunk * kChunk) * 2);
-  }
+  return (kRowsA == 1 ? 48 : 32) / (8 * kNt) < 1 ? 1 : (kRowsA == 1 ? 48 : 32) / (8 * kNt);
 }
 
 // out[i] = word t of v as lane (quad, i) holds it, for the lane t = lane % 4 of each quad.
@@ -96,15 +83,13 @@ __device__ __forceinline__ void load32(uint32_t (&lo)[4], uint32_t (&hi)[4], con
   hi[0] = b.x; hi[1] = b.y; hi[2] = b.z; hi[3] = b.w;
 }
 
-// One chunk's operands in registers, as loaded (before the quad exchange).
-template <int kNt, int kRowsA>
-struct Chunk {
-  uint32_t w[kNt][2][4];      // n8 tile j, words 0-3 / 4-7 of block t of row 8 j + g
-  uint32_t x[kRowsA][2][4];   // A rows g (and g + 8)
-};
+// One chunk's operands in registers, as loaded (before the quad exchange): W's rows 8 j + g of each n8 tile j,
+// X's rows g (and g + 8), words 0-3 / 4-7 of the chunk's block t.
+template <int kNt> struct WChunk { uint32_t w[kNt][2][4]; };
+template <int kRowsA> struct XChunk { uint32_t x[kRowsA][2][4]; };
 
-template <typename T, int kNt, int kRowsA>
-__device__ __forceinline__ void loadW(Chunk<kNt, kRowsA>& c, const Args& p, int n0, int chunk, int g, int t) {
+template <int kNt>
+__device__ __forceinline__ void loadW(WChunk<kNt>& c, const Args& p, int n0, int chunk, int g, int t) {
   const char* W = static_cast<const char*>(p.w);
   const int col = chunk * kChunk + 16 * t;
 #pragma unroll
@@ -114,8 +99,8 @@ __device__ __forceinline__ void loadW(Chunk<kNt, kRowsA>& c, const Args& p, int 
   }
 }
 
-template <typename T, int kNt, int kRowsA>
-__device__ __forceinline__ void loadX(Chunk<kNt, kRowsA>& c, const Args& p, int chunk, int g, int t) {
+template <int kRowsA>
+__device__ __forceinline__ void loadX(XChunk<kRowsA>& c, const Args& p, int chunk, int g, int t) {
   const char* X = static_cast<const char*>(p.x);
   const int col = chunk * kChunk + 16 * t;
 #pragma unroll
@@ -127,21 +112,21 @@ __device__ __forceinline__ void loadX(Chunk<kNt, kRowsA>& c, const Args& p, int 
 
 // acc[j] += the chunk's four mmas in order (block i: k elements 16 i .. 16 i + 15).
 template <typename T, int kNt, int kRowsA>
-__device__ __forceinline__ void mmaChunk(float (&acc)[kNt][4], const Chunk<kNt, kRowsA>& c, int t) {
+__device__ __forceinline__ void mmaChunk(float (&acc)[kNt][4], const WChunk<kNt>& cw, const XChunk<kRowsA>& cx, int t) {
   uint32_t a[4][4];  // [block][fragment register]
   {
     uint32_t o[4];
-    quadTranspose(c.x[0][0], o, t);
+    quadTranspose(cx.x[0][0], o, t);
 #pragma unroll
     for (int i = 0; i < 4; ++i) a[i][0] = o[i];
-    quadTranspose(c.x[0][1], o, t);
+    quadTranspose(cx.x[0][1], o, t);
 #pragma unroll
     for (int i = 0; i < 4; ++i) a[i][2] = o[i];
     if constexpr (kRowsA > 1) {
-      quadTranspose(c.x[1][0], o, t);
+      quadTranspose(cx.x[1][0], o, t);
 #pragma unroll
       for (int i = 0; i < 4; ++i) a[i][1] = o[i];
-      quadTranspose(c.x[1][1], o, t);
+      quadTranspose(cx.x[1][1], o, t);
 #pragma unroll
       for (int i = 0; i < 4; ++i) a[i][3] = o[i];
     } else {
@@ -152,8 +137,8 @@ __device__ __forceinline__ void mmaChunk(float (&acc)[kNt][4], const Chunk<kNt, 
 #pragma unroll
   for (int j = 0; j < kNt; ++j) {
     uint32_t b0[4], b1[4];
-    quadTranspose(c.w[j][0], b0, t);
-    quadTranspose(c.w[j][1], b1, t);
+    quadTranspose(cw.w[j][0], b0, t);
+    quadTranspose(cw.w[j][1], b1, t);
 #pragma unroll
     for (int i = 0; i < 4; ++i) mma16816<T>(acc[j], a[i], b0[i], b1[i]);
   }
@@ -174,33 +159,26 @@ __global__ void __launch_bounds__(512) gemvInvKernel(const Args p) {
 #pragma unroll
   for (int j = 0; j < kNt; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
 
-  Chunk<kNt, kRowsA> buf[kDepth];
-  // The first chunks of W before the programmatic-launch wait (immutable), and the next ones asked of L2; X only
-  // after it.
-  const char* W = static_cast<const char*>(p.w);
-  if (active)
-    for (int c = c0 + kDepth; c < c0 + kDepth + kAhead; ++c) prefetchW<kNt>(W, p.n, p.k, n0, c, c1, g, t);
+  WChunk<kNt> buf[kDepth];
+  XChunk<kRowsA> xs[2];  // chunk c's X in xs[(c - c0) % 2]
+  // The first chunks of W before the programmatic-launch wait (immutable); X only after it.
 #pragma unroll
   for (int s = 0; s < kDepth; ++s)
-    if (active && c0 + s < c1) loadW<T>(buf[s], p, n0, c0 + s, g, t);
+    if (active && c0 + s < c1) loadW(buf[s], p, n0, c0 + s, g, t);
   pdlWait();
   pdlTrigger();
-#pragma unroll
-  for (int s = 0; s < kDepth; ++s)
-    if (active && c0 + s < c1) loadX<T>(buf[s], p, c0 + s, g, t);
 
   if (active) {
-    for (int c = c0; c < c1; c += kDepth) {
+    loadX(xs[0], p, c0, g, t);
+    for (int c = c0; c < c1; c += 2 * kDepth) {
+      // Two rounds of the W ring per pass, so that every X slot index is a constant (c - c0 even here).
 #pragma unroll
-      for (int s = 0; s < kDepth; ++s) {
+      for (int s = 0; s < 2 * kDepth; ++s) {
         if (c + s >= c1) break;
-        mmaChunk<T>(acc, buf[s], t);
-        prefetchW<kNt>(W, p.n, p.k, n0, c + s + kDepth + kAhead, c1, g, t);
+        if (c + s + 1 < c1) loadX(xs[(s + 1) & 1], p, c + s + 1, g, t);
+        mmaChunk<T>(acc, buf[s % kDepth], xs[s & 1], t);
         const int next = c + s + kDepth;
-        if (next < c1) {
-          loadW<T>(buf[s], p, n0, next, g, t);
-          loadX<T>(buf[s], p, next, g, t);
-        }
+        if (next < c1) loadW(buf[s % kDepth], p, n0, next, g, t);
       }
     }
   }

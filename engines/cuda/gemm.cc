@@ -352,7 +352,7 @@ bool GemmRunner::ownOnGemvInv(const Bucket& b, int M) const {
 }
 
 // Where gemm_inv would serve M <= 16, which kernel does (the same bits either way): given the weight, the fastest
-// of gemm_inv and gemv_inv at 2 and 4 n8 tiles a warp, by the sum of their times at M = 1 and 8 (random X; best of
+// of gemm_inv and gemv_inv at 1 and 2 n8 tiles a warp, by the sum of their times at M = 1 and 8 (random X; best of
 // three after a warm-up); without it, gemv_inv at 2 tiles for a weight of several k-partitions and gemm_inv for one
 // (GPU run 15 on Llama-3-8B: gemv_inv 0.82-0.94x gemm_inv's time on q/k/v, o, down; 1.2x on gate/up). 0 = gemm_inv.
 int GemmRunner::smallKernel(int N, int K, DType in, int splits, const void* W) {
@@ -385,7 +385,7 @@ int GemmRunner::smallKernel(int N, int K, DType in, int splits, const void* W) {
   };
   int best = 0;
   float bestMs = time(0);
-  for (const int tiles : {2, 4}) {
+  for (const int tiles : {1, 2}) {
     const float ms = time(tiles);
     if (ms < bestMs) {
       bestMs = ms;
