@@ -32,6 +32,7 @@ namespace {
 constexpr int kChunk = inv::kChunk;  // 64
 constexpr int kMaxParts = inv::kMaxParts;  // 16
 constexpr int kMaxWarps = 16;  // parts x max(1, 8 / parts) for parts <= 16
+constexpr int kPrefetch = 8;   // chunks of W past the register ring asked of L2 before the programmatic-launch wait
 // W chunks in registers per warp (the one being multiplied, the rest in flight): as many as the registers of a
 // 512-thread CTA (128 a thread) leave room for beside X's two chunks (the next one loaded while the current one is
 // multiplied; X comes from L1, shared by the SM's warps) and the mma fragments.
@@ -161,10 +162,16 @@ __global__ void __launch_bounds__(512) gemvInvKernel(const Args p) {
 
   WChunk<kNt> buf[kDepth];
   XChunk<kRowsA> xs[2];  // chunk c's X in xs[(c - c0) % 2]
-  // The first chunks of W before the programmatic-launch wait (immutable); X only after it.
+  // The first chunks of W before the programmatic-launch wait (immutable), the next kPrefetch of them asked of L2
+  // (gemm_inv's head start while the previous kernel drains); X only after the wait.
 #pragma unroll
   for (int s = 0; s < kDepth; ++s)
     if (active && c0 + s < c1) loadW(buf[s], p, n0, c0 + s, g, t);
+  if (active)
+    for (int i = t; i < kPrefetch * kNt; i += 4) {
+      const int c = c0 + kDepth + i / kNt, row = n0 + 8 * (i % kNt) + g;
+      if (c < c1 && row < p.n) prefetchL2(static_cast<const char*>(p.w) + ((size_t)row * p.k + (size_t)c * kChunk) * 2);
+    }
   pdlWait();
   pdlTrigger();
 

@@ -74,9 +74,9 @@ enum class GemmMode { Fast, BatchInvariant };
 // the batch-invariant contract only because the two instructions give the same bits for the same reduction
 // (mma.sync m16n8k16 and wgmma m64n128k16, each an element from its row, column and accumulator alone): the
 // gemm-wgmma kernel suite checks exactly that on every shape (all equal on the H200, GPU run 13), and the engine's
-// invariantGemm "auto" (the default) picks Hybrid wherever wgmma runs. Where gemm_inv would run at M <= 16 (Own,
-// and Hybrid's small M), kernels/gemv_inv.cu runs instead unless KVSERVE_GEMV_INV=0: gemm_inv's reduction with W
-// streamed from global memory into registers (the GEMV's memory pattern), bitwise gemm_inv's rows.
+// invariantGemm "auto" (the default) picks Hybrid wherever wgmma runs. With KVSERVE_GEMV_INV=1, where gemm_inv
+// would run at M <= 16 (Own, and Hybrid's small M), kernels/gemv_inv.cu may run instead (timed per weight at load):
+// gemm_inv's reduction with W streamed from global memory into registers, bitwise gemm_inv's rows.
 enum class InvariantGemm { CublasLt, Own, Wgmma, Hybrid };
 constexpr int kHybridInvMaxM = 16;
 // The engine option's name of each ("cublaslt", "own", "wgmma", "hybrid"), and the kernels ours run.
@@ -292,7 +292,7 @@ class GemmRunner {
   DeviceBuffer int8Acc_;   // [M, N] int32: cuBLASLt's product, before kvsk_dequant_int8
   int fp8GemvVersion_;     // kvsk_gemv_fp8_params.version: 2, or 1 with KVSERVE_GEMV_FP8=v1
   bool gemvEven_;          // not KVSERVE_GEMV_EVEN=0
-  bool gemvInv_;           // not KVSERVE_GEMV_INV=0: gemm_inv's M <= 16 on kvsk_gemv_inv (the same bits)
+  bool gemvInv_;           // KVSERVE_GEMV_INV=1: gemm_inv's M <= 16 may run kvsk_gemv_inv (the same bits)
   DeviceBuffer evenWorkspace_;  // kvsk_gemv_even's: per-CTA counters (kept zero between calls) and parts
 };
 
