@@ -32,12 +32,10 @@ namespace {
 constexpr int kChunk = inv::kChunk;  // 64
 constexpr int kMaxParts = inv::kMaxParts;  // 16
 constexpr int kMaxWarps = 16;  // parts x max(1, 8 / parts) for parts <= 16
-constexpr int kPrefetch = 8;   // chunks of W past the register ring asked of L2 before the programmatic-launch wait
-// W chunks in registers per warp (the one being multiplied, the rest in flight): as many as the registers of a
-// 512-thread CTA (128 a thread) leave room for beside X's two chunks (the next one loaded while the current one is
-// multiplied; X comes from L1, shared by the SM's warps) and the mma fragments.
+// Chunks in registers per warp (the one being multiplied, the rest in flight): as many as the registers of a
+// 512-thread CTA allow, by the words a chunk takes per lane.
 template <int kNt, int kRowsA> __host__ __device__ constexpr int depthFor() {
-  return (kRowsA == 1 ? 48 : 32) / (8 * kNt) < 1 ? 1 : (kRowsA == 1 ? 48 : 32) / (8 * kNt);
+  return 8 * (kNt + kRowsA) <= 16 ? 4 : 8 * (kNt + kRowsA) <= 24 ? 3 : 2;
 }
 
 // out[i] = word t of v as lane (quad, i) holds it, for the lane t = lane % 4 of each quad.
@@ -84,13 +82,15 @@ __device__ __forceinline__ void load32(uint32_t (&lo)[4], uint32_t (&hi)[4], con
   hi[0] = b.x; hi[1] = b.y; hi[2] = b.z; hi[3] = b.w;
 }
 
-// One chunk's operands in registers, as loaded (before the quad exchange): W's rows 8 j + g of each n8 tile j,
-// X's rows g (and g + 8), words 0-3 / 4-7 of the chunk's block t.
-template <int kNt> struct WChunk { uint32_t w[kNt][2][4]; };
-template <int kRowsA> struct XChunk { uint32_t x[kRowsA][2][4]; };
+// One chunk's operands in registers, as loaded (before the quad exchange).
+template <int kNt, int kRowsA>
+struct Chunk {
+  uint32_t w[kNt][2][4];      // n8 tile j, words 0-3 / 4-7 of block t of row 8 j + g
+  uint32_t x[kRowsA][2][4];   // A rows g (and g + 8)
+};
 
-template <int kNt>
-__device__ __forceinline__ void loadW(WChunk<kNt>& c, const Args& p, int n0, int chunk, int g, int t) {
+template <typename T, int kNt, int kRowsA>
+__device__ __forceinline__ void loadW(Chunk<kNt, kRowsA>& c, const Args& p, int n0, int chunk, int g, int t) {
   const char* W = static_cast<const char*>(p.w);
   const int col = chunk * kChunk + 16 * t;
 #pragma unroll
@@ -100,8 +100,8 @@ __device__ __forceinline__ void loadW(WChunk<kNt>& c, const Args& p, int n0, int
   }
 }
 
-template <int kRowsA>
-__device__ __forceinline__ void loadX(XChunk<kRowsA>& c, const Args& p, int chunk, int g, int t) {
+template <typename T, int kNt, int kRowsA>
+__device__ __forceinline__ void loadX(Chunk<kNt, kRowsA>& c, const Args& p, int chunk, int g, int t) {
   const char* X = static_cast<const char*>(p.x);
   const int col = chunk * kChunk + 16 * t;
 #pragma unroll
@@ -113,21 +113,21 @@ __device__ __forceinline__ void loadX(XChunk<kRowsA>& c, const Args& p, int chun
 
 // acc[j] += the chunk's four mmas in order (block i: k elements 16 i .. 16 i + 15).
 template <typename T, int kNt, int kRowsA>
-__device__ __forceinline__ void mmaChunk(float (&acc)[kNt][4], const WChunk<kNt>& cw, const XChunk<kRowsA>& cx, int t) {
+__device__ __forceinline__ void mmaChunk(float (&acc)[kNt][4], const Chunk<kNt, kRowsA>& c, int t) {
   uint32_t a[4][4];  // [block][fragment register]
   {
     uint32_t o[4];
-    quadTranspose(cx.x[0][0], o, t);
+    quadTranspose(c.x[0][0], o, t);
 #pragma unroll
     for (int i = 0; i < 4; ++i) a[i][0] = o[i];
-    quadTranspose(cx.x[0][1], o, t);
+    quadTranspose(c.x[0][1], o, t);
 #pragma unroll
     for (int i = 0; i < 4; ++i) a[i][2] = o[i];
     if constexpr (kRowsA > 1) {
-      quadTranspose(cx.x[1][0], o, t);
+      quadTranspose(c.x[1][0], o, t);
 #pragma unroll
       for (int i = 0; i < 4; ++i) a[i][1] = o[i];
-      quadTranspose(cx.x[1][1], o, t);
+      quadTranspose(c.x[1][1], o, t);
 #pragma unroll
       for (int i = 0; i < 4; ++i) a[i][3] = o[i];
     } else {
@@ -138,8 +138,8 @@ __device__ __forceinline__ void mmaChunk(float (&acc)[kNt][4], const WChunk<kNt>
 #pragma unroll
   for (int j = 0; j < kNt; ++j) {
     uint32_t b0[4], b1[4];
-    quadTranspose(cw.w[j][0], b0, t);
-    quadTranspose(cw.w[j][1], b1, t);
+    quadTranspose(c.w[j][0], b0, t);
+    quadTranspose(c.w[j][1], b1, t);
 #pragma unroll
     for (int i = 0; i < 4; ++i) mma16816<T>(acc[j], a[i], b0[i], b1[i]);
   }
@@ -160,32 +160,28 @@ __global__ void __launch_bounds__(512) gemvInvKernel(const Args p) {
 #pragma unroll
   for (int j = 0; j < kNt; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
 
-  WChunk<kNt> buf[kDepth];
-  XChunk<kRowsA> xs[2];  // chunk c's X in xs[(c - c0) % 2]
-  // The first chunks of W before the programmatic-launch wait (immutable), the next kPrefetch of them asked of L2
-  // (gemm_inv's head start while the previous kernel drains); X only after the wait.
+  Chunk<kNt, kRowsA> buf[kDepth];
+  // The first chunks of W before the programmatic-launch wait (immutable); X only after it.
 #pragma unroll
   for (int s = 0; s < kDepth; ++s)
-    if (active && c0 + s < c1) loadW(buf[s], p, n0, c0 + s, g, t);
-  if (active)
-    for (int i = t; i < kPrefetch * kNt; i += 4) {
-      const int c = c0 + kDepth + i / kNt, row = n0 + 8 * (i % kNt) + g;
-      if (c < c1 && row < p.n) prefetchL2(static_cast<const char*>(p.w) + ((size_t)row * p.k + (size_t)c * kChunk) * 2);
-    }
+    if (active && c0 + s < c1) loadW<T>(buf[s], p, n0, c0 + s, g, t);
   pdlWait();
   pdlTrigger();
+#pragma unroll
+  for (int s = 0; s < kDepth; ++s)
+    if (active && c0 + s < c1) loadX<T>(buf[s], p, c0 + s, g, t);
 
   if (active) {
-    loadX(xs[0], p, c0, g, t);
-    for (int c = c0; c < c1; c += 2 * kDepth) {
-      // Two rounds of the W ring per pass, so that every X slot index is a constant (c - c0 even here).
+    for (int c = c0; c < c1; c += kDepth) {
 #pragma unroll
-      for (int s = 0; s < 2 * kDepth; ++s) {
+      for (int s = 0; s < kDepth; ++s) {
         if (c + s >= c1) break;
-        if (c + s + 1 < c1) loadX(xs[(s + 1) & 1], p, c + s + 1, g, t);
-        mmaChunk<T>(acc, buf[s % kDepth], xs[s & 1], t);
+        mmaChunk<T>(acc, buf[s], t);
         const int next = c + s + kDepth;
-        if (next < c1) loadW(buf[s % kDepth], p, n0, next, g, t);
+        if (next < c1) {
+          loadW<T>(buf[s], p, n0, next, g, t);
+          loadX<T>(buf[s], p, next, g, t);
+        }
       }
     }
   }
@@ -220,7 +216,10 @@ int partChunksOf(int k, int splits) {
   return ceilDiv(chunks, std::max(1, std::min(splits, chunks)));
 }
 
-// n8 tiles per warp by default: 2 (GPU run 15, kvserve_kernel_bench gemv-inv: 2 beat 1 on every Llama-3-8B shape).
+// n8 tiles per warp by default: 2 (GPU run 15, kvserve_kernel_bench gemv-inv: single launches at M = 1 with 2 took
+// 0.66-0.88x the time of 1 on q/k/v, gate/up and o, the same on down). Two later versions of this kernel were
+// slower: asking L2 for W chunks ahead inside the loop slowed every shape, and keeping only W in the ring (X one
+// chunk ahead) slowed o and down and, inside the engine's step, q/k/v and o.
 constexpr int kDefaultTilesPerWarp = 2;
 
 template <typename T, int kNt>
@@ -228,9 +227,8 @@ cudaError_t launchNt(Args a, cudaStream_t stream) {
   a.groups = ceilDiv(a.n, 8 * kNt);
   const dim3 grid(ceilDiv(a.groups, a.groupsPerCta));
   const int threads = 32 * a.parts * a.groupsPerCta;
-  if constexpr (kNt < 4)
-    if (a.m > 8) return launch(gemvInvKernel<T, kNt, 2>, grid, threads, 0, stream, a);
-  return launch(gemvInvKernel<T, kNt, 1>, grid, threads, 0, stream, a);
+  return a.m > 8 ? launch(gemvInvKernel<T, kNt, 2>, grid, threads, 0, stream, a)
+                 : launch(gemvInvKernel<T, kNt, 1>, grid, threads, 0, stream, a);
 }
 
 }  // namespace
@@ -247,7 +245,7 @@ extern "C" cudaError_t kvsk_gemv_inv(const kvsk_gemv_inv_params* p, cudaStream_t
   using namespace kvsk;
   if (!kvsk_gemv_inv_supported(p->m, p->n, p->k, p->dtype, p->splits)) return cudaErrorNotSupported;
   if ((reinterpret_cast<uintptr_t>(p->x) | reinterpret_cast<uintptr_t>(p->w)) % 16 != 0) return cudaErrorInvalidValue;
-  if (p->tilesPerWarp != 0 && p->tilesPerWarp != 1 && p->tilesPerWarp != 2 && p->tilesPerWarp != 4) return cudaErrorInvalidValue;
+  if (p->tilesPerWarp != 0 && p->tilesPerWarp != 1 && p->tilesPerWarp != 2) return cudaErrorInvalidValue;
   Args a{};
   a.x = p->x;
   a.w = p->w;
@@ -259,10 +257,8 @@ extern "C" cudaError_t kvsk_gemv_inv(const kvsk_gemv_inv_params* p, cudaStream_t
   a.partChunks = partChunksOf(p->k, p->splits);
   a.parts = ceilDiv(a.chunks, a.partChunks);
   a.groupsPerCta = std::max(1, 8 / a.parts);
-  // 4 tiles a warp only up to M = 8 (A's rows g + 8 too would not fit the registers of a 512-thread CTA).
-  const int nt = std::min(p->tilesPerWarp != 0 ? p->tilesPerWarp : kDefaultTilesPerWarp, p->m > 8 ? 2 : 4);
+  const int nt = p->tilesPerWarp != 0 ? p->tilesPerWarp : kDefaultTilesPerWarp;
   if (p->dtype == KVSK_BF16)
-    return nt == 4 ? launchNt<__nv_bfloat16, 4>(a, stream)
-                   : nt == 2 ? launchNt<__nv_bfloat16, 2>(a, stream) : launchNt<__nv_bfloat16, 1>(a, stream);
-  return nt == 4 ? launchNt<__half, 4>(a, stream) : nt == 2 ? launchNt<__half, 2>(a, stream) : launchNt<__half, 1>(a, stream);
+    return nt == 2 ? launchNt<__nv_bfloat16, 2>(a, stream) : launchNt<__nv_bfloat16, 1>(a, stream);
+  return nt == 2 ? launchNt<__half, 2>(a, stream) : launchNt<__half, 1>(a, stream);
 }

@@ -45,8 +45,9 @@ const char* invariantGemmKernels(InvariantGemm g) {
   return g == InvariantGemm::Own ? "gemm_inv" : g == InvariantGemm::Wgmma ? "gemm_wgmma" : g == InvariantGemm::Hybrid ? "gemm_inv + gemm_wgmma" : "cublaslt";
 }
 
-// Off by default: in the engine (GPU run 15) the --batch-invariant batch-1 step took 5.75 ms with gemv_inv on
-// q/k/v and o against 5.57 without it, although its PDL chains beat gemm_inv's by 0.4-0.8 us a call.
+// Off by default until measured in the engine with the per-weight timing (smallKernel): run 15 measured gemv_inv on
+// every shape (5.72 against 5.40 ms, the invariant batch-1 step; gate/up slower) and a later version on q/k/v and
+// o (5.75 against 5.57), never the timed choice of the version now in kernels/gemv_inv.cu.
 bool gemvInvFromEnv() {
   const char* v = std::getenv("KVSERVE_GEMV_INV");
   if (!v || !*v || std::string(v) == "0") return false;
@@ -356,7 +357,8 @@ bool GemmRunner::ownOnGemvInv(const Bucket& b, int M) const {
 // Where gemm_inv would serve M <= 16, which kernel does (the same bits either way): given the weight, the fastest
 // of gemm_inv and gemv_inv at 1 and 2 n8 tiles a warp, by the sum of their times at M = 1 and 8 (random X; best of
 // three after a warm-up); without it, gemv_inv at 2 tiles for a weight of several k-partitions and gemm_inv for one
-// (GPU run 15 on Llama-3-8B: gemv_inv 0.82-0.94x gemm_inv's time on q/k/v, o, down; 1.2x on gate/up). 0 = gemm_inv.
+// (GPU run 15 on Llama-3-8B, PDL chains at M = 1: gemv_inv 0.81x gemm_inv's time on o, 0.94x on down, 1.2x on
+// gate/up). 0 = gemm_inv.
 int GemmRunner::smallKernel(int N, int K, DType in, int splits, const void* W) {
   const kvsk_dtype kd = static_cast<kvsk_dtype>(in);
   if (!gemvInv_ || invariant_ == InvariantGemm::Wgmma || !kvsk_gemv_inv_supported(1, N, K, kd, splits)) return 0;
