@@ -48,6 +48,17 @@ const char* invariantGemmKernels(InvariantGemm g) {
 // Off by default until measured in the engine with the per-weight timing (smallKernel): run 15 measured gemv_inv on
 // every shape (5.72 against 5.40 ms, the invariant batch-1 step; gate/up slower) and a later version on q/k/v and
 // o (5.75 against 5.57), never the timed choice of the version now in kernels/gemv_inv.cu.
+// KVSERVE_FAST_GEMV_INV=1 (the default mode, for A/B runs): where a plan runs the rows-per-CTA GEMV on a weight that
+// kvsk_gemm_inv_splits cuts into several k-partitions (o_proj, down_proj), gemv_inv runs instead (its PDL chains
+// at M = 1 beat the GEMV on down_proj, 32.5 against 37.5 us, GPU run 15; not measured in the engine). Fused GEMVs
+// (q/k/v, gate/up) are not affected: the forward pass launches them itself.
+bool fastGemvInvFromEnv() {
+  const char* v = std::getenv("KVSERVE_FAST_GEMV_INV");
+  if (!v || !*v || std::string(v) == "0") return false;
+  if (std::string(v) == "1") return true;
+  throw std::runtime_error(std::string("KVSERVE_FAST_GEMV_INV must be 0 or 1, not \"") + v + "\"");
+}
+
 bool gemvInvFromEnv() {
   const char* v = std::getenv("KVSERVE_GEMV_INV");
   if (!v || !*v || std::string(v) == "0") return false;
@@ -59,7 +70,7 @@ GemmRunner::GemmRunner(cudaStream_t stream, int maxM, GemmMode mode, int probeM,
                        InvariantGemm invariantGemm)
     : stream_(stream), maxM_(maxM < 1 ? 1 : maxM), probeM_(probeM >= 1 && probeM <= maxM_ ? probeM : maxM_),
       mode_(mode), invariant_(invariantGemm), workspaceBytes_(workspaceBytes), fp8GemvVersion_(fp8GemvVersionFromEnv()),
-      gemvEven_(gemvEvenFromEnv()), gemvInv_(gemvInvFromEnv()) {
+      gemvEven_(gemvEvenFromEnv()), gemvInv_(gemvInvFromEnv()), fastGemvInv_(mode == GemmMode::Fast && fastGemvInvFromEnv()) {
   if (mode_ == GemmMode::BatchInvariant && (invariant_ == InvariantGemm::Wgmma || invariant_ == InvariantGemm::Hybrid))
     if (const char* why = kvsk_gemm_wgmma_unavailable())
       throw std::runtime_error(std::string("invariantGemm ") + invariantGemmName(invariant_) +
@@ -338,6 +349,14 @@ void GemmRunner::run(const void* X, const void* W, void* Y, int M, int N, int K,
   const Bucket* b = &bucketFor(p, M);
   if (b->ownSplits > 0) return runOwn(*b, X, W, Y, M, N, K, in);
   if (b->gemv && b->gemvEven) return runEven(X, W, Y, M, N, K, in);
+  if (b->gemv && fastGemvInv_) {  // KVSERVE_FAST_GEMV_INV=1: an A/B switch (see fastGemvInvFromEnv)
+    const int splits = kvsk_gemm_inv_splits(N, K, numSms_);
+    const kvsk_gemv_inv_params g{X, W, Y, M, N, K, static_cast<kvsk_dtype>(in), splits, 0};
+    if (splits > 1 && kvsk_gemv_inv_supported(M, N, K, static_cast<kvsk_dtype>(in), splits)) {
+      KVS_CUDA_CHECK(kvsk_gemv_inv(&g, stream_));
+      return;
+    }
+  }
   if (b->gemv) {
     kvsk_gemv_params g{X, W, Y, M, N, K, static_cast<kvsk_dtype>(in), b->gemvRows};
     KVS_CUDA_CHECK(kvsk_gemv(&g, stream_));

@@ -293,6 +293,7 @@ class GemmRunner {
   int fp8GemvVersion_;     // kvsk_gemv_fp8_params.version: 2, or 1 with KVSERVE_GEMV_FP8=v1
   bool gemvEven_;          // not KVSERVE_GEMV_EVEN=0
   bool gemvInv_;           // KVSERVE_GEMV_INV=1: gemm_inv's M <= 16 may run kvsk_gemv_inv (the same bits)
+  bool fastGemvInv_;       // fast mode, KVSERVE_FAST_GEMV_INV=1: the unfused GEMV's multi-partition weights on gemv_inv
   DeviceBuffer evenWorkspace_;  // kvsk_gemv_even's: per-CTA counters (kept zero between calls) and parts
 };
 
