@@ -10,14 +10,25 @@ namespace kt {
 Cache::Cache(kvsk_dtype dt, size_t n, const KvFormat& fmt)
     : f(fmt), k(dt, fmt.fp8() ? 0 : n), v(dt, fmt.fp8() ? 0 : n), k8(fmt.fp8() ? n : 0, 0x7F), v8(k8.size(), 0x7F),
       dk8(k8.size() + 16), dv8(v8.size() + 16) {
-  if (!fmt.fp8()) for (size_t i = 0; i < n; ++i) { k.set(i, NAN); v.set(i, NAN); }
+  if (!fmt.fp8()) {  // unowned slots read as NaN (a kernel that reads one fails its case)
+    const size_t per = (n + 15) / 16;
+    parallelFor(16, [&](int w) {
+      for (size_t i = (size_t)w * per; i < std::min(n, (size_t)(w + 1) * per); ++i) { k.set(i, NAN); v.set(i, NAN); }
+    });
+  }
 }
 
 void Cache::up() {
   if (!f.fp8()) { k.up(); v.up(); return; }
   kd.resize(k8.size());
   vd.resize(v8.size());
-  for (size_t i = 0; i < k8.size(); ++i) { kd[i] = e4m3Value(k8[i]) * (double)f.kScale; vd[i] = e4m3Value(v8[i]) * (double)f.vScale; }
+  const size_t n = k8.size(), per = (n + 15) / 16;
+  parallelFor(16, [&](int w) {
+    for (size_t i = (size_t)w * per; i < std::min(n, (size_t)(w + 1) * per); ++i) {
+      kd[i] = e4m3Value(k8[i]) * (double)f.kScale;
+      vd[i] = e4m3Value(v8[i]) * (double)f.vScale;
+    }
+  });
   CK(cudaMemcpy(dk8.dev, k8.data(), k8.size(), cudaMemcpyHostToDevice));
   CK(cudaMemcpy(dv8.dev, v8.data(), v8.size(), cudaMemcpyHostToDevice));
 }
@@ -50,13 +61,23 @@ AttnCase::AttnCase(kvsk_dtype dt_, int D_, int G_, int blockSize_, const std::ve
   slotElems = (size_t)Hkv * D;
   kv = std::make_unique<Cache>(dt, (size_t)numBlocks * blockSize * slotElems, fmt);
   q = std::make_unique<Buf>(dt, (size_t)T * Hq * D);
-  for (int s = 0; s < S; ++s)
-    for (int key = 0; key < ctx[s]; ++key)
-      for (size_t e = 0; e < slotElems; ++e) {
-        kv->setK(slotOf(s, key) * slotElems + e, uni(-1, 1));
-        kv->setV(slotOf(s, key) * slotElems + e, uni(-1, 1));
-      }
-  for (size_t i = 0; i < q->n; ++i) q->set(i, uni(-2, 2));
+  // Inputs by a counter-based generator, in parallel over the cached keys (each its own slot: no two threads write
+  // one element) and over q's rows.
+  const uint64_t seed = rng()();
+  std::vector<int> keyStart(S + 1, 0);
+  for (int s = 0; s < S; ++s) keyStart[s + 1] = keyStart[s] + ctx[s];
+  parallelFor(keyStart[S], [&](int i) {
+    const int s = int(std::upper_bound(keyStart.begin(), keyStart.end(), i) - keyStart.begin()) - 1, key = i - keyStart[s];
+    const size_t base = slotOf(s, key) * slotElems;
+    for (size_t e = 0; e < slotElems; ++e) {
+      kv->setK(base + e, hashUni(seed, 2 * (base + e), -1, 1));
+      kv->setV(base + e, hashUni(seed, 2 * (base + e) + 1, -1, 1));
+    }
+  });
+  const uint64_t qSeed = rng()();
+  parallelFor(T, [&](int t) {
+    for (size_t i = (size_t)t * Hq * D; i < (size_t)(t + 1) * Hq * D; ++i) q->set(i, hashUni(qSeed, i, -2, 2));
+  });
   kv->up(); q->up();
   dQs = std::make_unique<DevVec<int32_t>>(qs);
   dCtx = std::make_unique<DevVec<int32_t>>(ctx);
@@ -179,9 +200,17 @@ std::string decodeInvarianceCase(kvsk_dtype dt, int D, int G, const KvFormat& fm
   std::shuffle(table.begin(), table.end(), rng());
   const size_t slotElems = (size_t)Hkv * D;
   Cache kv(dt, (size_t)numBlocks * bs * slotElems, fmt);
-  for (size_t i = 0; i < (size_t)numBlocks * bs * slotElems; ++i) { kv.setK(i, uni(-1, 1)); kv.setV(i, uni(-1, 1)); }
+  const uint64_t seed = rng()(), qSeed = rng()();
+  parallelFor(numBlocks * bs, [&](int slot) {
+    for (size_t i = (size_t)slot * slotElems; i < (size_t)(slot + 1) * slotElems; ++i) {
+      kv.setK(i, hashUni(seed, 2 * i, -1, 1));
+      kv.setV(i, hashUni(seed, 2 * i + 1, -1, 1));
+    }
+  });
   Buf q(dt, (size_t)T * Hq * D);
-  for (size_t i = 0; i < q.n; ++i) q.set(i, uni(-2, 2));
+  parallelFor(T, [&](int t) {
+    for (size_t i = (size_t)t * Hq * D; i < (size_t)(t + 1) * Hq * D; ++i) q.set(i, hashUni(qSeed, i, -2, 2));
+  });
   kv.up(); q.up();
   DevVec<int32_t> dTable(table);
   kvsk_attn_prefill mixedKernel = KVSK_ATTN_PREFILL_V1;

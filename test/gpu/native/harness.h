@@ -156,6 +156,15 @@ size_t countDiff(const std::vector<T>& a, const std::vector<T>& b, std::string* 
 }
 
 inline std::mt19937& rng() { static std::mt19937 g(20251125); return g; }
+// Uniform in [lo, hi) as a pure function of (seed, i) (splitmix64): inputs filled in parallel, the same whatever
+// the thread count. seed: one draw of rng() per case, so cases still differ.
+inline float hashUni(uint64_t seed, uint64_t i, float lo, float hi) {
+  uint64_t z = seed + 0x9e3779b97f4a7c15ull * (i + 1);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  return lo + (hi - lo) * (float)((double)(z >> 40) * (1.0 / 16777216.0));
+}
 inline float uni(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(rng()); }
 inline int irand(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng()); }  // inclusive
 
