@@ -212,6 +212,7 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
     kvsk_gemv_params gq;
     kvsk_gemv_fp8_params gq8;
     if (ablate_ & kAblateGemm) {
+      // KVSERVE_ABLATE=gemm (timing only): no projection, nor the RoPE + cache write fused into it
     } else if (!qQkv && fusedGemv(normed_.get(), L.qkv, L.qkvScale, T, qkvRows_, H, &gq) &&
         kvsk_gemv_rope_cache_supported(&gq, &rp)) {
       KVS_CUDA_CHECK(kvsk_gemv_rope_cache(&gq, &rp, stream_));
@@ -249,6 +250,7 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
     kvsk_gemv_params gg;
     kvsk_gemv_fp8_params gg8;
     if (ablate_ & kAblateGemm) {
+      // KVSERVE_ABLATE=gemm: no gate/up projection, nor the SiLU·mul fused into it
     } else if (!qGateUp && fusedGemv(normed_.get(), L.gateUp, L.gateUpScale, T, 2 * I, H, &gg) &&
         kvsk_gemv_silu_mul_supported(&gg, &sm)) {
       KVS_CUDA_CHECK(kvsk_gemv_silu_mul(&gg, &sm, stream_));
