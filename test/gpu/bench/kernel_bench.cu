@@ -41,7 +41,8 @@
 //          bits; what the automatic choice could pick instead); and (sm_90+) chains of 16 at M = 1 with PDL,
 //          ours against the GEMV (the batch-1 step's situation)
 //   attn-decode  decode attention, the two-launch kernel (v1) against the single-launch one (v2,
-//          KVSERVE_ATTN_DECODE=v2) at batch 1, 8, 64 x context 512, 4096, 16384 over a bf16 and an fp8 cache, at
+//          KVSERVE_ATTN_DECODE=v2) at batch 1, 8, 64 x context 512, 4096, 16384 (and batch 256 x 512, 1536) over a
+//          bf16 and an fp8 cache, at
 //          the engine's partition: K+V bytes / time against the copy ceiling, single launches and per layer in a
 //          CUDA graph over enough layers to stream from DRAM (PDL on sm_90+); v2's chain at 2, 3, 4 ring stages
 //   wgmma  the batch-invariant GEMM on wgmma (kernels/gemm_wgmma.cu, bf16; Hopper only) against cuBLASLt's fast
@@ -989,13 +990,16 @@ int enginePartition(int batch, int ctx, int Hkv, int numSms) {
   const int maxLen = std::max(8192, ctx);
   int p = std::max(128, (maxLen / 64 + 31) / 32 * 32);
   const int maxSplitLen = (maxLen + p - 1) / p * p;
+  // One sequence: KVSERVE_ATTN_DECODE=auto's half partition where the context's partitions fit (stepPartition).
+  if (batch == 1 && p / 2 >= 64 && (int64_t)ctx <= (int64_t)(p / 2) * (maxSplitLen / p)) return p / 2;
   while (p < maxSplitLen && (int64_t)batch * ((ctx + p - 1) / p) * Hkv > 24LL * numSms) p *= 2;
   return p;
 }
 
 // Decode attention, the two-launch kernel (v1: partitions, then the merge kernel) against the single-launch one
 // (v2, KVSERVE_ATTN_DECODE=v2), Llama-3-8B's attention (32 / 8 heads of 128, 16-token blocks, bf16 queries) at
-// batch 1, 8, 64 x context 512, 4096, 16384, over a bf16 and an fp8 cache, at the engine's partition. Timed two
+// batch 1, 8, 64 x context 512, 4096, 16384 and batch 256 x 512, 1536, over a bf16 and an fp8 cache, at the
+// engine's partition (batch 1: auto's half partition). Timed two
 // ways, K+V bytes / time against the copy ceiling: "single", one launch (v1: two) between events, as the attn
 // table does; "chain", the per-layer time of a CUDA graph of one launch (v1: two) per layer over `layers`
 // layers' caches (enough that together they are 3x L2, so every layer streams from DRAM; at most 128), with
@@ -1011,8 +1015,9 @@ void attnDecodeBench(double copyBw, int numSms, int l2Bytes, bool pdl) {
               "CTAs", "layers", "MB", "v1 1 us", "%copy", "v2 1 us", "%copy", "v1 ch us", "%copy", "v2 ch us", "%copy", "v2/v1",
               "s2", "s3", "s4");
   for (const kvsk_kv_dtype kv : {KVSK_KV_SAME, KVSK_KV_FP8_E4M3})
-    for (const int batch : {1, 8, 64})
-      for (const int ctx : {512, 4096, 16384}) {
+    for (const int batch : {1, 8, 64, 256})
+      for (const int ctx : {512, 1536, 4096, 16384}) {
+        if (batch == 256 ? ctx > 1536 : ctx == 1536) continue;  // batch 256: the throughput benchmarks' contexts
         const bool fp8 = kv == KVSK_KV_FP8_E4M3;
         const int partition = enginePartition(batch, ctx, Hkv, numSms);
         const int blocksPerSeq = (ctx + bs - 1) / bs, totalBlocks = batch * blocksPerSeq;
