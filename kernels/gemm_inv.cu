@@ -29,11 +29,10 @@ using Tile16x64 = TileShape<1, 4, 1, 2, 4, 4, 8>;  // + 8 chunks (64 KB) of W as
 using Tile64x128 = TileShape<2, 2, 2, 8, 4, 2, 0>;
 using Tile128x128 = TileShape<2, 4, 4, 4, 4, 1, 0>;
 
-int ceilDiv(int a, int b) { return (a + b - 1) / b; }
-int chunksOf(int k) { return ceilDiv(k, inv::kChunk); }
-// The partitions that `splits` makes of K: every partition non-empty, so the same partChunks, the same count.
-int partChunksOf(int k, int splits) { return ceilDiv(chunksOf(k), std::max(1, std::min(splits, chunksOf(k)))); }
-int partsOf(int k, int splits) { return ceilDiv(chunksOf(k), partChunksOf(k, splits)); }
+using inv::ceilDiv;
+using inv::chunksOf;
+using inv::partChunksOf;
+using inv::partsOf;
 
 struct Geometry {
   int bm, bn, ctasPerSm;

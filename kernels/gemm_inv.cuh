@@ -39,6 +39,16 @@ constexpr int kMaxCounters = 16384; // split mode: per-tile counters at the work
 constexpr size_t kCounterBytes = kMaxCounters * sizeof(int);
 constexpr int kMaxParts = 16;       // split mode: the fold loads every partition's sum before adding
 
+// The k-partitions that `splits` makes of K (the contract above; host side, shared by gemm_inv.cu and gemv_inv.cu):
+// every partition non-empty, so the same partChunks gives the same count.
+inline int ceilDiv(int a, int b) { return (a + b - 1) / b; }
+inline int chunksOf(int k) { return ceilDiv(k, kChunk); }
+inline int partChunksOf(int k, int splits) {
+  const int c = chunksOf(k);
+  return ceilDiv(c, splits < 1 ? 1 : splits > c ? c : splits);
+}
+inline int partsOf(int k, int splits) { return ceilDiv(chunksOf(k), partChunksOf(k, splits)); }
+
 struct Args {
   const void* x;    // [m, k]
   const void* w;    // [n, k]

@@ -210,11 +210,9 @@ __global__ void __launch_bounds__(512) gemvInvKernel(const Args p) {
   }
 }
 
-int ceilDiv(int a, int b) { return (a + b - 1) / b; }
-int partChunksOf(int k, int splits) {
-  const int chunks = ceilDiv(k, kChunk);
-  return ceilDiv(chunks, std::max(1, std::min(splits, chunks)));
-}
+using inv::ceilDiv;
+using inv::partChunksOf;
+using inv::partsOf;
 
 // n8 tiles per warp by default: 2 (GPU run 15, kvserve_kernel_bench gemv-inv: single launches at M = 1 with 2 took
 // 0.66-0.88x the time of 1 on q/k/v, gate/up and o, the same on down). Two later versions of this kernel were
@@ -237,8 +235,7 @@ cudaError_t launchNt(Args a, cudaStream_t stream) {
 
 extern "C" int kvsk_gemv_inv_supported(int m, int n, int k, kvsk_dtype dtype, int splits) {
   if (!kvsk_gemm_inv_supported(n, k, dtype) || m < 1 || m > KVSK_GEMV_INV_MAX_M || splits < 1) return 0;
-  const int chunks = kvsk::ceilDiv(k, kvsk::kChunk), parts = kvsk::ceilDiv(chunks, kvsk::partChunksOf(k, splits));
-  return parts <= kvsk::kMaxParts;
+  return kvsk::inv::partsOf(k, splits) <= kvsk::kMaxParts;
 }
 
 extern "C" cudaError_t kvsk_gemv_inv(const kvsk_gemv_inv_params* p, cudaStream_t stream) {
@@ -253,9 +250,9 @@ extern "C" cudaError_t kvsk_gemv_inv(const kvsk_gemv_inv_params* p, cudaStream_t
   a.m = p->m;
   a.n = p->n;
   a.k = p->k;
-  a.chunks = ceilDiv(p->k, kChunk);
+  a.chunks = inv::chunksOf(p->k);
   a.partChunks = partChunksOf(p->k, p->splits);
-  a.parts = ceilDiv(a.chunks, a.partChunks);
+  a.parts = partsOf(p->k, p->splits);
   a.groupsPerCta = std::max(1, 8 / a.parts);
   const int nt = p->tilesPerWarp != 0 ? p->tilesPerWarp : kDefaultTilesPerWarp;
   if (p->dtype == KVSK_BF16)

@@ -279,7 +279,7 @@ cudaError_t kvsk_gemm_inv(const kvsk_gemm_inv_params* p, cudaStream_t stream);
  * bitwise kvsk_gemm_inv's on the same `splits`, with W streamed from global memory straight into registers as
  * the decode GEMV streams it (no shared-memory staging, no barrier per chunk). bf16/f16, K % 8 == 0, x and w
  * 16-byte aligned, at most 16 k-partitions. No workspace: a CTA holds all partitions of its columns.
- * tilesPerWarp: n8 tiles (8 rows of w) a warp streams, 1 or 2; 0 by shape. Launched with programmatic dependent
+ * tilesPerWarp: n8 tiles (8 rows of w) a warp streams, 1 or 2; 0 for 2. Launched with programmatic dependent
  * launch (the first chunks of w are loaded before the wait). */
 #define KVSK_GEMV_INV_MAX_M 16
 typedef struct {
@@ -289,7 +289,7 @@ typedef struct {
   int m, n, k;
   kvsk_dtype dtype;
   int splits;        /* as kvsk_gemm_inv's: the weight's k-partitions */
-  int tilesPerWarp;  /* 0: by shape; 1 or 2 */
+  int tilesPerWarp;  /* 1 or 2; 0: 2 */
 } kvsk_gemv_inv_params;
 int kvsk_gemv_inv_supported(int m, int n, int k, kvsk_dtype dtype, int splits);
 cudaError_t kvsk_gemv_inv(const kvsk_gemv_inv_params* p, cudaStream_t stream);

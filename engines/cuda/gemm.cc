@@ -381,8 +381,7 @@ bool GemmRunner::ownOnGemvInv(const Bucket& b, int M) const {
 int GemmRunner::smallKernel(int N, int K, DType in, int splits, const void* W) {
   const kvsk_dtype kd = static_cast<kvsk_dtype>(in);
   if (!gemvInv_ || invariant_ == InvariantGemm::Wgmma || !kvsk_gemv_inv_supported(1, N, K, kd, splits)) return 0;
-  const int chunks = (K + 63) / 64, partChunks = (chunks + std::min(splits, chunks) - 1) / std::min(splits, chunks);
-  if (!W) return (chunks + partChunks - 1) / partChunks > 1 ? 2 : 0;  // several k-partitions
+  if (!W) return splits > 1 && K > 64 ? 2 : 0;  // several k-partitions (each non-empty: K has more than one chunk)
   const int maxM = std::min(8, maxM_);
   DeviceBuffer x(static_cast<size_t>(maxM) * K * dtypeSize(in)), y(static_cast<size_t>(maxM) * N * dtypeSize(in));
   kvsk_fill_params f{x.get(), kd, static_cast<int64_t>(maxM) * K, 0x51ed27ull, 1.f, 0.f};
