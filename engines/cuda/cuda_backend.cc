@@ -191,6 +191,12 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   // of one sequence in the default mode (decodeVersionFor), v1 for the rest.
   attnDecode_ = attnDecodeFromEnv();
   ablate_ = ablateFromEnv();
+  // Large batches on v2 too (GPU run 16, context 512: the batch-256 step 12.91 against 13.25 ms, attention alone
+  // 4.86 against 5.20; at batch 64 and 128 no gain, 7.01 / 8.63 against 6.96 / 8.48; over an fp8 cache v2 lost at
+  // every batch of 8 and more in the kernel bench).
+  const char* v2Seqs = std::getenv("KVSERVE_ATTN_DECODE_V2_SEQS");
+  if (v2Seqs && *v2Seqs) v2MinSeqs_ = std::max(0, std::atoi(v2Seqs));
+  if (kvFp8_) v2MinSeqs_ = 0;
   const bool v2Runs = kvsk_attention_decode_v2_supported(static_cast<kvsk_dtype>(dt_), kvKind(), D, cfg.numHeads,
                                                          cfg.numKvHeads, maxSplits_);
   if (attnDecode_ == 2 && !v2Runs) {

@@ -60,6 +60,9 @@ class CudaBackend final : public Backend {
   // KVSERVE_ATTN_DECODE: 1 (v1) or 2 (v2) for every decode step, 0 (auto, the default mode's default): v2 for
   // decode steps of one sequence, v1 for the rest (decodeVersionFor: kvsk_attention_params.decodeVersion).
   int attnDecode_ = 1;
+  // auto over a bf16/f16 cache: decode steps of at least this many sequences (graphs: bucket 256) also run v2, on
+  // a 2-stage ring (decodeStagesFor); KVSERVE_ATTN_DECODE_V2_SEQS overrides (0 never).
+  int v2MinSeqs_ = 256;
   // The split-KV partition of a step: partition_ (the smallest, fixed per engine) in --batch-invariant mode;
   // in the default mode the smallest power-of-two multiple of it that keeps the step's decode CTAs under
   // a few waves, so a large batch streams long runs of keys per CTA instead of many 2-tile CTAs and merges.
@@ -120,11 +123,13 @@ class CudaBackend final : public Backend {
   // Enqueues embed .. lm_head for the shape; reads its inputs from `in` at `lay`.
   void forward(const StepShape& sh, const int32_t* in, const Layout& lay);
   int decodeVersionFor(const StepShape& sh) const;  // attnDecode_ for this shape
+  int decodeStagesFor(const StepShape& sh) const;   // kvsk_attention_params.decodeStages for this shape
   // y[M, N] = x[M, K] W^T for one layer matrix: fp8 or int8 (the layout's) when it has scales, else in the
   // compute dtype; smooth: an int8 matrix's input multiplier, or null. quantized (fp8 only): x's producer
-  // wrote its e4m3 rows into xq_ / xqScale_ instead (fusesInput), and x is not read.
+  // wrote its e4m3 rows into xq_ / xqScale_ instead (fusesInput), and x is not read. gemvInv: GemmRunner::run's
+  // (o_proj and down_proj).
   void linear(const void* x, bool quantized, const void* W, const float* scale, const float* smooth, void* y, int M, int N,
-              int K);
+              int K, bool gemvInv = false);
   // Whether the producer of a layer matrix [N, K]'s input writes e4m3 rows for it at this step's M: with
   // fp8Fuse_, for an fp8 matrix (cudaFp8Matrix) whose plan runs cuBLASLt there (it reads e4m3 rows) rather
   // than the FP8 GEMV (it reads bf16/f16 rows, and needs no quantization).

@@ -127,7 +127,15 @@ void CudaBackend::step(const StepBatch& b, StepResult& out) {
 }
 
 int CudaBackend::decodeVersionFor(const StepShape& sh) const {
-  return attnDecode_ != 0 ? attnDecode_ : sh.decode && sh.S == 1 ? 2 : 1;
+  if (attnDecode_ != 0) return attnDecode_;
+  return sh.decode && (sh.S == 1 || (v2MinSeqs_ > 0 && sh.S >= v2MinSeqs_)) ? 2 : 1;
+}
+
+// v2 on several sequences runs a 2-stage ring (kvserve_kernel_bench attn-decode, run 16: in PDL chains batch 256 x
+// 512 at 90% of copy bandwidth against 83% on 4 stages and v1's 80%, batch 8 x 512 34% against 23% on 4); one
+// sequence the device's deepest ring (4 stages on the H200: 20% against 16% on 2 at batch 1 x 4096). The same bits.
+int CudaBackend::decodeStagesFor(const StepShape& sh) const {
+  return sh.decode && sh.S > 1 ? 2 : 0;
 }
 
 int CudaBackend::stepPartition(const StepBatch& b) const {
@@ -236,10 +244,11 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
     ap.numHeads = Hq; ap.numKvHeads = Hkv; ap.headDim = D; ap.blockSize = opts_.blockSize;
     ap.maxBlocksPerSeq = sh.maxBlocks; ap.scale = 1.f / std::sqrt(static_cast<float>(D)); ap.dtype = dt;
     ap.cacheDtype = kvKind(); ap.kScale = rp.kScale; ap.vScale = rp.vScale; ap.prefill = sh.prefill;
-    ap.decodeVersion = decodeVersionFor(sh); ap.splitCounters = splitCounters_.get<unsigned>();
+    ap.decodeVersion = decodeVersionFor(sh); ap.decodeStages = decodeStagesFor(sh);
+    ap.splitCounters = splitCounters_.get<unsigned>();
     if (!(ablate_ & kAblateAttn)) KVS_CUDA_CHECK(kvsk_attention(&ap, sh.decode, stream_));
     prof_.mark(StepProfiler::GemmO, stream_);
-    if (!(ablate_ & kAblateGemm)) linear(attn_.get(), false, L.o, L.oScale, L.oSmooth, proj_.get(), T, H, Hq * D);
+    if (!(ablate_ & kAblateGemm)) linear(attn_.get(), false, L.o, L.oScale, L.oSmooth, proj_.get(), T, H, Hq * D, true);
 
     prof_.mark(StepProfiler::Norm, stream_);
     kvsk_rmsnorm_params n2{proj_.get(), residual_.get(), nullptr, L.postNorm, qGateUp ? nullptr : normed_.get(), T, H, eps, dt,
@@ -263,7 +272,7 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
       KVS_CUDA_CHECK(kvsk_silu_mul(&sm, stream_));
     }
     prof_.mark(StepProfiler::GemmDown, stream_);
-    if (!(ablate_ & kAblateGemm)) linear(act_.get(), false, L.down, L.downScale, L.downSmooth, proj_.get(), T, H, I);
+    if (!(ablate_ & kAblateGemm)) linear(act_.get(), false, L.down, L.downScale, L.downSmooth, proj_.get(), T, H, I, true);
   }
   if (R == 0) return;
   prof_.mark(StepProfiler::Norm, stream_);
@@ -275,9 +284,9 @@ void CudaBackend::forward(const StepShape& sh, const int32_t* in, const Layout& 
 }
 
 void CudaBackend::linear(const void* x, bool quantized, const void* W, const float* scale, const float* smooth, void* y,
-                         int M, int N, int K) {
+                         int M, int N, int K, bool gemvInv) {
   if (quantized) gemm_->runFp8(xq_.get(), xqScale_.get<float>(), W, scale, y, M, N, K, dt_);
-  else if (!scale) gemm_->run(x, W, y, M, N, K, dt_, dt_);
+  else if (!scale) gemm_->run(x, W, y, M, N, K, dt_, dt_, gemvInv);
   else if (int8_) gemm_->runInt8(x, smooth, W, scale, y, M, N, K, dt_);  // an int8 matrix (cuda_engine_layout.h)
   else gemm_->runFp8(x, W, scale, y, M, N, K, dt_);                    // an fp8 matrix
 }

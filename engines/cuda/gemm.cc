@@ -45,24 +45,28 @@ const char* invariantGemmKernels(InvariantGemm g) {
   return g == InvariantGemm::Own ? "gemm_inv" : g == InvariantGemm::Wgmma ? "gemm_wgmma" : g == InvariantGemm::Hybrid ? "gemm_inv + gemm_wgmma" : "cublaslt";
 }
 
-// Off by default until measured in the engine with the per-weight timing (smallKernel): run 15 measured gemv_inv on
-// every shape (5.72 against 5.40 ms, the invariant batch-1 step; gate/up slower) and a later version on q/k/v and
-// o (5.75 against 5.57), never the timed choice of the version now in kernels/gemv_inv.cu.
-// KVSERVE_FAST_GEMV_INV=1 (the default mode, for A/B runs): where a plan runs the rows-per-CTA GEMV on a weight that
-// kvsk_gemm_inv_splits cuts into several k-partitions (o_proj, down_proj), gemv_inv runs instead (its PDL chains
-// at M = 1 beat the GEMV on down_proj, 32.5 against 37.5 us, GPU run 15; not measured in the engine). Fused GEMVs
-// (q/k/v, gate/up) are not affected: the forward pass launches them itself.
+// KVSERVE_FAST_GEMV_INV (on unless 0): where a fast-mode plan runs the rows-per-CTA GEMV on a weight that
+// kvsk_gemm_inv_splits cuts into several k-partitions, and the caller allows it (run's gemvInv: o_proj and
+// down_proj, which no epilogue fusion shares a plan with), gemv_inv runs instead: its PDL chains at
+// M = 1 run down_proj in 32.1 us against the GEMV's 37.4 and o_proj in 10.7 against 10.6 (GPU run 16,
+// kvserve_kernel_bench gemv-inv), and the Llama-3-8B batch-1 step took 4.75 against 4.93 ms and 4.85 against 4.91
+// in two leases (batch 8: 5.11 against 5.14, 5.15 against 5.22).
 bool fastGemvInvFromEnv() {
   const char* v = std::getenv("KVSERVE_FAST_GEMV_INV");
-  if (!v || !*v || std::string(v) == "0") return false;
-  if (std::string(v) == "1") return true;
+  if (!v || !*v || std::string(v) == "1") return true;
+  if (std::string(v) == "0") return false;
   throw std::runtime_error(std::string("KVSERVE_FAST_GEMV_INV must be 0 or 1, not \"") + v + "\"");
 }
 
+// KVSERVE_GEMV_INV (on unless 0): in the batch-invariant mode, where gemm_inv would serve M = 1 (KVSERVE_GEMV_INV_MAX_M
+// raises the limit, up to 16), gemv_inv runs on the weights the per-weight timing at load prefers (smallKernel): the
+// same bits. The invariant batch-1 step took 5.21 against 5.33 ms and 5.28 against 5.55 (GPU run 16, two leases);
+// at M = 4 and 8 the graphed step was slower with it (5.75 against 5.61, 6.66 against 5.97 ms) though each GEMM
+// alone (eager, per-phase events) was faster: it serves M = 1 only.
 bool gemvInvFromEnv() {
   const char* v = std::getenv("KVSERVE_GEMV_INV");
-  if (!v || !*v || std::string(v) == "0") return false;
-  if (std::string(v) == "1") return true;
+  if (!v || !*v || std::string(v) == "1") return true;
+  if (std::string(v) == "0") return false;
   throw std::runtime_error(std::string("KVSERVE_GEMV_INV must be 0 or 1, not \"") + v + "\"");
 }
 
@@ -71,6 +75,8 @@ GemmRunner::GemmRunner(cudaStream_t stream, int maxM, GemmMode mode, int probeM,
     : stream_(stream), maxM_(maxM < 1 ? 1 : maxM), probeM_(probeM >= 1 && probeM <= maxM_ ? probeM : maxM_),
       mode_(mode), invariant_(invariantGemm), workspaceBytes_(workspaceBytes), fp8GemvVersion_(fp8GemvVersionFromEnv()),
       gemvEven_(gemvEvenFromEnv()), gemvInv_(gemvInvFromEnv()), fastGemvInv_(mode == GemmMode::Fast && fastGemvInvFromEnv()) {
+  if (const char* v = std::getenv("KVSERVE_GEMV_INV_MAX_M"); v && *v)
+    gemvInvMaxM_ = std::min(KVSK_GEMV_INV_MAX_M, std::max(1, std::atoi(v)));
   if (mode_ == GemmMode::BatchInvariant && (invariant_ == InvariantGemm::Wgmma || invariant_ == InvariantGemm::Hybrid))
     if (const char* why = kvsk_gemm_wgmma_unavailable())
       throw std::runtime_error(std::string("invariantGemm ") + invariantGemmName(invariant_) +
@@ -342,14 +348,14 @@ void GemmRunner::planBuckets(Plan& p, int N, int K, int maxM, bool timed, const 
   KVS_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the timing buffers are freed on return
 }
 
-void GemmRunner::run(const void* X, const void* W, void* Y, int M, int N, int K, DType in, DType out) {
+void GemmRunner::run(const void* X, const void* W, void* Y, int M, int N, int K, DType in, DType out, bool gemvInv) {
   if (M <= 0) return;
   if (M > maxM_) throw std::runtime_error("GEMM with M=" + std::to_string(M) + " > planned maximum " + std::to_string(maxM_));
   Plan& p = get(N, K, in, out, nullptr, 0);
   const Bucket* b = &bucketFor(p, M);
   if (b->ownSplits > 0) return runOwn(*b, X, W, Y, M, N, K, in);
   if (b->gemv && b->gemvEven) return runEven(X, W, Y, M, N, K, in);
-  if (b->gemv && fastGemvInv_) {  // KVSERVE_FAST_GEMV_INV=1: an A/B switch (see fastGemvInvFromEnv)
+  if (b->gemv && gemvInv && fastGemvInv_) {  // o_proj, down_proj (fastGemvInvFromEnv)
     const int splits = kvsk_gemm_inv_splits(N, K, numSms_);
     const kvsk_gemv_inv_params g{X, W, Y, M, N, K, static_cast<kvsk_dtype>(in), splits, 0};
     if (splits > 1 && kvsk_gemv_inv_supported(M, N, K, static_cast<kvsk_dtype>(in), splits)) {
@@ -370,7 +376,7 @@ void GemmRunner::run(const void* X, const void* W, void* Y, int M, int N, int K,
 }
 
 bool GemmRunner::ownOnGemvInv(const Bucket& b, int M) const {
-  return b.gemvInvTiles > 0 && !ownOnWgmma(M) && M <= KVSK_GEMV_INV_MAX_M;
+  return b.gemvInvTiles > 0 && !ownOnWgmma(M) && M <= gemvInvMaxM_;
 }
 
 // Where gemm_inv would serve M <= 16, which kernel does (the same bits either way): given the weight, the fastest

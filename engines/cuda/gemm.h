@@ -74,9 +74,10 @@ enum class GemmMode { Fast, BatchInvariant };
 // the batch-invariant contract only because the two instructions give the same bits for the same reduction
 // (mma.sync m16n8k16 and wgmma m64n128k16, each an element from its row, column and accumulator alone): the
 // gemm-wgmma kernel suite checks exactly that on every shape (all equal on the H200, GPU run 13), and the engine's
-// invariantGemm "auto" (the default) picks Hybrid wherever wgmma runs. With KVSERVE_GEMV_INV=1, where gemm_inv
-// would run at M <= 16 (Own, and Hybrid's small M), kernels/gemv_inv.cu may run instead (timed per weight at load):
-// gemm_inv's reduction with W streamed from global memory into registers, bitwise gemm_inv's rows.
+// invariantGemm "auto" (the default) picks Hybrid wherever wgmma runs. Where gemm_inv would run at M = 1 (Own, and
+// Hybrid's small M; KVSERVE_GEMV_INV_MAX_M up to 16, KVSERVE_GEMV_INV=0 never), kernels/gemv_inv.cu may run instead
+// (timed per weight at load): gemm_inv's reduction with W streamed from global memory into registers, bitwise
+// gemm_inv's rows.
 enum class InvariantGemm { CublasLt, Own, Wgmma, Hybrid };
 constexpr int kHybridInvMaxM = 16;
 // The engine option's name of each ("cublaslt", "own", "wgmma", "hybrid"), and the kernels ours run.
@@ -116,8 +117,10 @@ class GemmRunner {
   // weight, [N, K]) is what the candidates are timed on; may be null (then the heuristic's first pick).
   // Throws when cuBLASLt has no algorithm. run() plans lazily (untimed) otherwise.
   void plan(int N, int K, DType in, DType out, const void* W = nullptr, int maxM = 0);
-  // X: [M, K] in, W: [N, K] in, Y: [M, N] out. M in [1, maxM].
-  void run(const void* X, const void* W, void* Y, int M, int N, int K, DType in, DType out);
+  // X: [M, K] in, W: [N, K] in, Y: [M, N] out. M in [1, maxM]. gemvInv (fast mode; on unless KVSERVE_FAST_GEMV_INV=0):
+  // where the plan runs the GEMV on a weight of several k-partitions, gemv_inv runs instead. Asked only for weights
+  // no epilogue fusion serves (o_proj, down_proj), so a fused and an unfused load of a model give the same bits.
+  void run(const void* X, const void* W, void* Y, int M, int N, int K, DType in, DType out, bool gemvInv = false);
   // Plain description of the algorithm(s) chosen for the shape (benchmarks, logs).
   std::string describe(int N, int K, DType in, DType out);
   // Rows of W per CTA (1, 2 or 4) when run() at this M launches the GEMV kernel (kernels/gemv.cu), else 0
@@ -241,8 +244,8 @@ class GemmRunner {
   bool ownOnWgmma(int M) const {
     return invariant_ == InvariantGemm::Wgmma || (invariant_ == InvariantGemm::Hybrid && M > kHybridInvMaxM);
   }
-  // Where gemm_inv would run, M <= KVSK_GEMV_INV_MAX_M on kernels/gemv_inv.cu instead: gemm_inv's reduction with W
-  // streamed into registers, bitwise gemm_inv (unless KVSERVE_GEMV_INV=0).
+  // Where gemm_inv would run, M <= gemvInvMaxM_ on kernels/gemv_inv.cu instead (the weights smallKernel chose):
+  // gemm_inv's reduction with W streamed into registers, bitwise gemm_inv (unless KVSERVE_GEMV_INV=0).
   bool ownOnGemvInv(const Bucket& b, int M) const;
   // Fills p's buckets from choices for M <= limit; "" or why not. gemvServes(M, choice): whether a GEMV range
   // (its gemvRows, or the even GEMV) may be there.
@@ -292,8 +295,9 @@ class GemmRunner {
   DeviceBuffer int8Acc_;   // [M, N] int32: cuBLASLt's product, before kvsk_dequant_int8
   int fp8GemvVersion_;     // kvsk_gemv_fp8_params.version: 2, or 1 with KVSERVE_GEMV_FP8=v1
   bool gemvEven_;          // not KVSERVE_GEMV_EVEN=0
-  bool gemvInv_;           // KVSERVE_GEMV_INV=1: gemm_inv's M <= 16 may run kvsk_gemv_inv (the same bits)
-  bool fastGemvInv_;       // fast mode, KVSERVE_FAST_GEMV_INV=1: the unfused GEMV's multi-partition weights on gemv_inv
+  bool gemvInv_;           // not KVSERVE_GEMV_INV=0: gemm_inv's M <= gemvInvMaxM_ may run kvsk_gemv_inv (the same bits)
+  int gemvInvMaxM_ = 1;    // KVSERVE_GEMV_INV_MAX_M: the largest M gemv_inv serves (KVSK_GEMV_INV_MAX_M at most)
+  bool fastGemvInv_;       // fast mode, not KVSERVE_FAST_GEMV_INV=0: run(gemvInv)'s multi-partition GEMVs on gemv_inv
   DeviceBuffer evenWorkspace_;  // kvsk_gemv_even's: per-CTA counters (kept zero between calls) and parts
 };
 

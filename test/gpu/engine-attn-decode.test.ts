@@ -5,7 +5,8 @@
 //   step) give the same ids and bitwise the same logits with v1 and v2, CUDA graphs on (every tile through the
 //   merge, the split counters reused by each replay) and off;
 // - with v2 in --batch-invariant mode, 8 prompts of 4-165 tokens: greedy ids and top-5 logprobs alone = batched =
-//   with chunked prefill (whose mixed steps run the prefill-shaped kernel), as with v1.
+//   with chunked prefill (whose mixed steps run the prefill-shaped kernel), as with v1; a prompt alone decodes on
+//   the device's deepest ring, a batch of several on 2 stages (cuda_forward.cc: decodeStagesFor).
 // - auto (the default mode's default): decode steps of one sequence run v2 at half the engine's partition (64
 //   keys), the rest v1; 32 greedy steps of one sequence give bitwise the ids and logits of a v1 engine whose
 //   partition is 64 keys (KVSERVE_ATTN_MIN_PARTITION=64), graphs on and off.
