@@ -187,8 +187,10 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   const char* target = std::getenv("KVSERVE_ATTN_TARGET_CTAS");
   attnTargetCtas_ = target ? std::max(0, std::atoi(target)) : 24 * prop.multiProcessorCount;
   // KVSERVE_ATTN_DECODE=v2: decode steps' attention in one launch (kernels/flash_decode_v2.cuh: the same bits as
-  // v1's two launches). A model it cannot run keeps v1, said in one line. auto (the default): v2 for decode steps
-  // of one sequence in the default mode (decodeVersionFor), v1 for the rest.
+  // v1's two launches). A model it cannot run keeps v1, said in one line. auto (the default mode's default): v2 for
+  // decode steps of one sequence and of at least v2MinSeqs_ (decodeVersionFor), v1 for the rest. Not in
+  // --batch-invariant mode, whose partitions stay partition_: there v2 was slower (GPU run 16: batch 1 5.38 against
+  // 5.23 ms, batch 256 17.16 against 16.62).
   attnDecode_ = attnDecodeFromEnv();
   ablate_ = ablateFromEnv();
   // Large batches on v2 too (GPU run 16, context 512: the batch-256 step 12.91 against 13.25 ms, attention alone
