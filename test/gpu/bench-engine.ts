@@ -1,6 +1,7 @@
 // Benchmark of the CUDA engine on dummy weights of a real shape (default configs/llama-3-8b.json, bf16):
 // load time, prefill throughput (every sequence's prompt in steps of maxNumBatchedTokens tokens), and decode
-// throughput at batch sizes 1..256 over contexts of ~CTX tokens (median of timed steps after warm-up).
+// throughput at batch sizes 1..256 (or any list; the engine's maxNumSeqs is 256 or the largest) over contexts of
+// ~CTX tokens (median of timed steps after warm-up).
 // A benchmark, not a test: it prints a table (and appends JSON to bench-engine.jsonl when KVSERVE_GPU_OUT is
 // set). KVSERVE_BATCH_INVARIANT=1 runs the --batch-invariant mode (KVSERVE_GEMM_PROBE_M then chooses the M at
 // which cuBLASLt picks each GEMM's one algorithm; KVSERVE_INVARIANT_GEMM=own, or wgmma on Hopper, runs our own
@@ -19,6 +20,7 @@ import { cudaOptions, repoRoot } from './gpu-harness.js';
 const config = process.argv[2] ?? resolve(repoRoot, 'configs', 'llama-3-8b.json');
 const CTX = Number(process.argv[3] ?? 512);
 const BATCHES = (process.argv[4] ?? '1,8,32,64,128,256').split(',').map(Number);
+const SEQS = Math.max(256, ...BATCHES);
 const MAX_T = 8192,
   BLOCK = 16,
   STEPS = 20,
@@ -96,7 +98,7 @@ async function main() {
   const engine = await loadNative().loadEngine(
     cudaOptions(config, {
       dummyWeights: true,
-      maxNumSeqs: 256,
+      maxNumSeqs: SEQS,
       maxNumBatchedTokens: MAX_T,
       maxModelLen: 4096,
       seed: 1,
@@ -108,8 +110,8 @@ async function main() {
   );
   const loadS = (performance.now() - t0) / 1000;
   const info = engine.info();
-  if (info.numKvBlocks < 256 * maxBlocks)
-    throw new Error(`KV pool of ${info.numKvBlocks} blocks < ${256 * maxBlocks} needed`);
+  if (info.numKvBlocks < SEQS * maxBlocks)
+    throw new Error(`KV pool of ${info.numKvBlocks} blocks < ${SEQS * maxBlocks} needed`);
 
   if (singleOnly) {
     for (const r of await singlePrefills(engine))
@@ -143,7 +145,9 @@ async function main() {
   engine.dispose();
 
   const prefillTokS = (nSeq * CTX * 1000) / prefillMs;
-  const probe = batchInvariant ? process.env.KVSERVE_GEMM_PROBE_M || 'maxNumSeqs = 256' : 'per M bucket (fast mode)';
+  const probe = batchInvariant
+    ? process.env.KVSERVE_GEMM_PROBE_M || `maxNumSeqs = ${SEQS}`
+    : 'per M bucket (fast mode)';
   console.log(
     `\nmodel ${config} (dummy ${info.dtype}${quantize === 'fp8' ? ', layer matrices fp8' : ''}${kvCacheDtype === 'fp8' ? ', fp8 KV cache' : ''}, ${(info.weightBytes / 2 ** 30).toFixed(1)} GiB), ${info.device}`,
   );
