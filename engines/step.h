@@ -71,6 +71,10 @@ struct StepResult {
   // [R] why row r could not be sampled, kRowOk when it was. A faulted row's token is meaningless: the caller
   // ends that request with an error, and the other rows of the step stand.
   std::vector<int32_t> rowFaults;
+  // The step's span on the device in ms, from the upload of its inputs to the copy of its results back (CUDA
+  // events; KVSERVE_CUDA_DEVICE_TIME=1 only): what the host adds around it is the rest of the step's time.
+  // Negative when not measured.
+  double deviceMs = -1;
 };
 
 enum RowFault : int32_t {

@@ -125,6 +125,7 @@ void StepRunner::complete(Napi::Env env, Napi::Function, StepRunner* self, StepJ
   out.Set("logprobs", copyToTyped<Napi::Float32Array>(env, r.logprobs));
   out.Set("topLogprobs", Napi::Number::New(env, r.topLogprobs));
   out.Set("nativeMs", Napi::Number::New(env, job->nativeMs));
+  if (r.deviceMs >= 0) out.Set("deviceMs", Napi::Number::New(env, r.deviceMs));
   out.Set("topIds", copyToTyped<Napi::Int32Array>(env, r.topIds));
   out.Set("topValues", copyToTyped<Napi::Float32Array>(env, r.topValues));
   if (job->batch->batch().returnLogits) out.Set("logits", copyToTyped<Napi::Float32Array>(env, r.logits));

@@ -124,6 +124,7 @@ class CudaBackend final : public Backend {
   void forward(const StepShape& sh, const int32_t* in, const Layout& lay);
   int decodeVersionFor(const StepShape& sh) const;  // attnDecode_ for this shape
   int decodeStagesFor(const StepShape& sh) const;   // kvsk_attention_params.decodeStages for this shape
+  double deviceMs() const;  // stepStart_ to stepDone_ once both completed, or -1 (KVSERVE_CUDA_DEVICE_TIME unset)
   // y[M, N] = x[M, K] W^T for one layer matrix: fp8 or int8 (the layout's) when it has scales, else in the
   // compute dtype; smooth: an int8 matrix's input multiplier, or null. quantized (fp8 only): x's producer
   // wrote its e4m3 rows into xq_ / xqScale_ instead (fusesInput), and x is not read. gemvInv: GemmRunner::run's
@@ -152,6 +153,8 @@ class CudaBackend final : public Backend {
   DeviceBuffer graphInputs_;  // graphed steps: fixed address, sized for the largest bucket
   std::vector<int32_t> tileSeq_, tileQStart_, tileSlot_;
   StepProfiler prof_;
+  // KVSERVE_CUDA_DEVICE_TIME=1: each step's device span (StepResult::deviceMs) between these two events.
+  cudaEvent_t stepStart_ = nullptr, stepDone_ = nullptr;
 
   struct Graph { cudaGraphExec_t exec = nullptr; };
   std::map<std::tuple<int, int, int>, Graph> graphs_;  // (batch bucket, split bucket, partition) -> decode graph

@@ -107,6 +107,7 @@ void CudaBackend::step(const StepBatch& b, StepResult& out) {
     throw std::runtime_error("a context longer than maxModelLen reached the attention kernel");
   StepShape sh{T, S, R, b.maxBlocksPerSeq, plan.numTiles, plan.tokensPerTile, plan.numSplitSlots, plan.maxSplits, plan.decode,
                partition, plan.prefill};
+  if (stepStart_) KVS_CUDA_CHECK(cudaEventRecord(stepStart_, stream_));
 
   if (!stepGraphed(b, sh)) {
     const Layout lay = layoutFor(sh, b.numBlockCopies);
@@ -117,13 +118,22 @@ void CudaBackend::step(const StepBatch& b, StepResult& out) {
   }
   if (R == 0) {
     prof_.end(stream_, sh.decode != 0);
+    if (stepDone_) KVS_CUDA_CHECK(cudaEventRecord(stepDone_, stream_));
     KVS_CUDA_CHECK(cudaStreamSynchronize(stream_));
     out = StepResult{};
+    out.deviceMs = deviceMs();
     return;
   }
   prof_.mark(StepProfiler::Sampling, stream_);
-  sampler_->sample(b.sampling, R, logits_.get(), dt_, b.returnLogits, out);
+  sampler_->sample(b.sampling, R, logits_.get(), dt_, b.returnLogits, out, stepDone_);
   prof_.end(stream_, sh.decode != 0);
+  out.deviceMs = deviceMs();
+}
+
+double CudaBackend::deviceMs() const {
+  float ms = 0;
+  if (!stepStart_ || cudaEventElapsedTime(&ms, stepStart_, stepDone_) != cudaSuccess) return -1;
+  return ms;
 }
 
 int CudaBackend::decodeVersionFor(const StepShape& sh) const {

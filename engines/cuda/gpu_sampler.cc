@@ -45,7 +45,7 @@ GpuSampler::GpuSampler(int maxRows, int vocab, cudaStream_t stream)
 }
 
 void GpuSampler::sample(const SamplingBatch& s, int R, const void* logits, DType dtype, bool returnLogits,
-                        StepResult& out) {
+                        StepResult& out, cudaEvent_t done) {
   if (R > maxRows_) throw std::runtime_error("sampling " + std::to_string(R) + " rows > maxNumSeqs " + std::to_string(maxRows_));
   const int V = vocab_;
   int K = 0;
@@ -160,6 +160,7 @@ void GpuSampler::sample(const SamplingBatch& s, int R, const void* logits, DType
   } else {
     out.logits.clear();
   }
+  if (done) KVS_CUDA_CHECK(cudaEventRecord(done, stream_));
   KVS_CUDA_CHECK(cudaStreamSynchronize(stream_));
 
   const uint32_t* h = hostResults_.get<uint32_t>();

@@ -18,7 +18,9 @@ class GpuSampler {
   // maxRows: the most sampled rows per step (maxNumSeqs); scratch is [maxRows, vocab] x 6 arrays.
   GpuSampler(int maxRows, int vocab, cudaStream_t stream);
   // logits: device [R, vocab] in dtype. Synchronizes the stream before returning.
-  void sample(const SamplingBatch& s, int R, const void* logits, DType dtype, bool returnLogits, StepResult& out);
+  // done, when not null, is recorded on the stream once the results' copies back are enqueued (before the wait).
+  void sample(const SamplingBatch& s, int R, const void* logits, DType dtype, bool returnLogits, StepResult& out,
+              cudaEvent_t done = nullptr);
   size_t scratchBytes() const { return scratchBytes_; }
 
  private:

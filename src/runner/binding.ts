@@ -180,6 +180,9 @@ export interface StepResult {
   /** The step's time on the engine's own thread, from taking it up to its result (forward pass and sampling; on
    *  the GPU until the results are on the host), in ms: what launch → result adds to it is the thread hand-offs. */
   nativeMs?: number;
+  /** CUDA with KVSERVE_CUDA_DEVICE_TIME=1 (read at load): the step's span on the device, from its inputs' upload to
+   *  its results' copy back (events), in ms; nativeMs minus it is the host's part of the step on that thread. */
+  deviceMs?: number;
 }
 
 export const ROW_FAULT_NON_FINITE_LOGITS = 1; // a logit is NaN or +inf, or none is finite

@@ -10,7 +10,8 @@
 // KVSERVE_GEMV_FUSE=0 turns off the fusion of RoPE + cache write and SiLU·mul into the qkv and gate/up GEMVs
 // (gemvFuse, on by default).
 // KVSERVE_GEMV_FUSE_FP8=1 (read by the native load as the default of gemvFuseFp8) does so for fp8 matrices on the
-// FP8 GEMV's version 2.
+// FP8 GEMV's version 2. Each decode batch's step is also split into the engine thread's part (nativeMs) and the
+// device's (deviceMs: KVSERVE_CUDA_DEVICE_TIME=1, which this benchmark sets unless it is given).
 // Usage: npx tsx test/gpu/bench-engine.ts [config.json] [ctx] [batch,batch,...]
 import { appendFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -94,6 +95,7 @@ async function singlePrefills(engine: { step(b: StepBatch): Promise<unknown> }) 
 }
 
 async function main() {
+  process.env.KVSERVE_CUDA_DEVICE_TIME ??= '1'; // read at load: StepResult.deviceMs
   const t0 = performance.now();
   const engine = await loadNative().loadEngine(
     cudaOptions(config, {
@@ -131,15 +133,26 @@ async function main() {
   }
   const rows: Array<Record<string, number>> = [];
   for (const B of BATCHES) {
-    const times: number[] = [];
+    const times: number[] = [],
+      native: number[] = [],
+      device: number[] = [];
     for (let k = 0; k < WARMUP + STEPS; k++) {
       const b = batchOf(Array.from({ length: B }, (_, id) => ({ id, start: CTX + k, count: 1, sample: true })));
       const t = performance.now();
-      await engine.step(b);
-      if (k >= WARMUP) times.push(performance.now() - t);
+      const res = await engine.step(b);
+      if (k < WARMUP) continue;
+      times.push(performance.now() - t);
+      if (res.nativeMs !== undefined) native.push(res.nativeMs);
+      if (res.deviceMs !== undefined) device.push(res.deviceMs);
     }
     const ms = median(times);
-    rows.push({ batch: B, stepMs: ms, tokensPerS: (B * 1000) / ms });
+    rows.push({
+      batch: B,
+      stepMs: ms,
+      tokensPerS: (B * 1000) / ms,
+      ...(native.length ? { nativeMs: median(native) } : {}),
+      ...(device.length ? { deviceMs: median(device) } : {}),
+    });
   }
   const singles = await singlePrefills(engine);
   engine.dispose();
@@ -166,6 +179,11 @@ async function main() {
     console.log(
       `${String(r.batch).padStart(5)} ${r.stepMs!.toFixed(2).padStart(9)} ${r.tokensPerS!.toFixed(0).padStart(10)}`,
     );
+  for (const r of rows)
+    if (r.deviceMs !== undefined && r.nativeMs !== undefined)
+      console.log(
+        `split at batch ${r.batch}: step ${r.stepMs!.toFixed(3)} ms = device ${r.deviceMs.toFixed(3)} + the engine thread's host work ${(r.nativeMs - r.deviceMs).toFixed(3)} + hand-offs ${(r.stepMs! - r.nativeMs).toFixed(3)} (medians)`,
+      );
   if (process.env.KVSERVE_GPU_OUT)
     appendFileSync(
       resolve(process.env.KVSERVE_GPU_OUT, 'bench-engine.jsonl'),

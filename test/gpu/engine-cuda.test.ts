@@ -8,14 +8,14 @@ import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { readManifest, type EngineManifest } from '../../src/build/manifest.js';
-import type { DTypeName, NativeEngine } from '../../src/runner/binding.js';
+import { type DTypeName, loadNative, type NativeEngine } from '../../src/runner/binding.js';
 import { writeSyntheticTokenizer } from '../../src/tokenizer/synthetic.js';
 import { kvserve } from '../cli/helpers/run-kvserve.js';
 import { generate, greedy, storiesDir, type Sampling } from '../native/harness.js';
 import { greedyRun } from '../native/native-run.js';
 import { serveCompletion } from '../server/helpers/child-server.js';
 import { buildCuda, bytes, PROFILE, readTensors, tempDir, timedLoad } from './cuda-engine-helpers.js';
-import { bf16RefsDir, ensureBf16Refs, record } from './gpu-harness.js';
+import { bf16RefsDir, cudaOptions, ensureBf16Refs, record } from './gpu-harness.js';
 
 beforeAll(ensureBf16Refs, 600_000);
 
@@ -248,5 +248,39 @@ describe('kvserve build / generate --engine --device cuda as a user runs them (s
     expect(lines[1]).toMatch(
       /cannot restore the tuned GEMM of o_proj \[512, 512\]: M \d+(\.\.\d+)?: algo is not 128 hex digits; timed it again$/,
     );
+  });
+});
+
+describe('KVSERVE_CUDA_DEVICE_TIME (read at load)', () => {
+  test("=1: every step's result has its device span, positive and within the engine thread's time; unset: none", async () => {
+    const model = resolve(bf16RefsDir, 'llama-d64-g4');
+    for (const on of [true, false]) {
+      if (on) process.env.KVSERVE_CUDA_DEVICE_TIME = '1';
+      const engine = await loadNative()
+        .loadEngine(cudaOptions(model, { numKvBlocks: 256, maxNumSeqs: 8 }))
+        .finally(() => delete process.env.KVSERVE_CUDA_DEVICE_TIME);
+      const spans: Array<[number | undefined, number | undefined]> = [];
+      try {
+        // prefill steps, then decode steps (graphed: the span covers the graph launch too)
+        await generate(engine, prompts.slice(0, 3), {
+          maxTokens: 4,
+          blockSize: 16,
+          maxBlocks: 24,
+          sampling: prompts.slice(0, 3).map(() => greedy),
+          onStep: (r) => spans.push([r.deviceMs, r.nativeMs]),
+        });
+      } finally {
+        engine.dispose();
+      }
+      expect(spans.length).toBeGreaterThanOrEqual(4);
+      for (const [device, native] of spans) {
+        if (!on) {
+          expect(device).toBeUndefined();
+          continue;
+        }
+        expect(device).toBeGreaterThan(0);
+        expect(device!).toBeLessThanOrEqual(native!);
+      }
+    }
   });
 });
