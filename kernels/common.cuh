@@ -40,25 +40,6 @@ __device__ __forceinline__ uint4 loadStreaming(const void* p) {
 
 __device__ __forceinline__ void prefetchL2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
 
-// Asks L2 for CTA `cta` of `ctas`'s contiguous share of [base, base + bytes) (immutable data a later kernel
-// reads; base 16-byte aligned, a trailing part under 16 bytes left out): on sm_90 bulk prefetches of up to 32
-// KiB, one per thread, else one prefetch per 128-byte line. A hint: nothing waits on it, nothing depends on it.
-__device__ __forceinline__ void prefetchShareL2(const void* base, size_t bytes, int cta, int ctas) {
-  if (!base || bytes < 16 || ctas <= 0) return;
-  const uint64_t units = bytes / 16;  // 16-byte units
-  const uint64_t lo = units * (uint64_t)cta / (uint64_t)ctas, hi = units * ((uint64_t)cta + 1) / (uint64_t)ctas;
-  const char* b = static_cast<const char*>(base);
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  constexpr uint64_t kPiece = 2048;  // units: 32 KiB
-  for (uint64_t at = lo + (uint64_t)threadIdx.x * kPiece; at < hi; at += (uint64_t)blockDim.x * kPiece) {
-    const uint32_t size = (uint32_t)(min(kPiece, hi - at) * 16);
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(b + at * 16), "r"(size) : "memory");
-  }
-#else
-  for (uint64_t at = lo * 16 + (uint64_t)threadIdx.x * 128; at < hi * 16; at += (uint64_t)blockDim.x * 128) prefetchL2(b + at);
-#endif
-}
-
 bool pdlEnabled();  // kvsk_set_programmatic_launch (launch.cu)
 
 // Launches `kernel` on `stream`, with programmatic stream serialization when enabled.

@@ -283,8 +283,6 @@ template <typename T, int D, bool FP8 = false>
 __global__ void __launch_bounds__(128) flashDecodeKernel(kvsk_attention_params p) {
   pdlWait();  // the cache and q come from the previous kernel (common.cuh)
   pdlTrigger();
-  prefetchShareL2(p.l2Prefetch, p.l2PrefetchBytes, blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z),
-                  gridDim.x * gridDim.y * gridDim.z);
   using Rows = DecodeRows<T, D, FP8>;
   using KvT = typename Rows::KvT;
   using M = typename Rows::M;

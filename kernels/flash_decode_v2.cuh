@@ -170,10 +170,7 @@ __global__ void __launch_bounds__(128, 2) flashDecodeV2Kernel(kvsk_attention_par
   const int rows = nTok * G;
   const int slot = p.tileSplitSlot[tile];
   const int nSplits = slot >= 0 ? (ctx + p.partitionSize - 1) / p.partitionSize : 1;
-  if (split >= nSplits) {  // no keys: only its share of the L2 prefetch (weights: no wait needed)
-    prefetchShareL2(p.l2Prefetch, p.l2PrefetchBytes, blockIdx.x, gridDim.x);
-    return;
-  }
+  if (split >= nSplits) return;
   const int firstPos = ctx - qLen + t0;
   const int kEndTile = firstPos + nTok;
   const int kb = slot >= 0 ? split * p.partitionSize : 0;
@@ -195,7 +192,6 @@ __global__ void __launch_bounds__(128, 2) flashDecodeV2Kernel(kvsk_attention_par
   }
   pdlWait();  // q, the newest K/V, the partials and the counters come from earlier kernels (common.cuh)
   pdlTrigger();
-  prefetchShareL2(p.l2Prefetch, p.l2PrefetchBytes, blockIdx.x, gridDim.x);  // after the wait: DRAM is ours
 
 #pragma unroll
   for (int s = 0; s < STAGES - 1; ++s) {

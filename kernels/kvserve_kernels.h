@@ -140,14 +140,8 @@ typedef struct {
   int decodeVersion;
   int decodeStages;            /* versions 2 and 3: the K/V ring, 2, 3 or 4 tiles of 64 keys (the same bits); 0: by
                                   device (version 2), 2 (version 3) */
-  unsigned* splitCounters;     /* version 2 with split slots: [numSplitSlots, Hkv], zero before the first launch;
+  unsigned* splitCounters;     /* versions 2 and 3 with split slots: [numSplitSlots, Hkv], zero before the first launch;
                                   each launch leaves them zero (one launch at a time per array: stream order) */
-  /* Decode launches only: immutable bytes a later kernel reads (the engine passes the layer's o_proj weights),
-   * asked of L2 once the wait on the previous kernel returns, each CTA a contiguous share, while this launch
-   * (latency-bound at small batches) leaves DRAM idle. A hint only: NULL or 0 bytes asks for nothing, and no
-   * result depends on it. 16-byte aligned; a trailing part under 16 bytes is not asked for. */
-  const void* l2Prefetch;
-  size_t l2PrefetchBytes;
 } kvsk_attention_params;
 /* Host-side planning of the tiles from host copies of queryStart and contextLens: fills tileSeq, tileQStart,
  * tileSplitSlot (capacity >= T entries suffices) and the counts below. decode = every sequence has qLen 1

@@ -194,13 +194,13 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   // 5.23 ms, batch 256 17.16 against 16.62).
   attnDecode_ = attnDecodeFromEnv();
   ablate_ = ablateFromEnv();
-  // Large batches on v2 too (GPU run 16, context 512: the batch-256 step 12.91 against 13.25 ms, attention alone
-  // 4.86 against 5.20; at batch 64 and 128 no gain, 7.01 / 8.63 against 6.96 / 8.48; over an fp8 cache v2 lost at
-  // every batch of 8 and more in the kernel bench).
   if (const char* dt = std::getenv("KVSERVE_CUDA_DEVICE_TIME"); dt && std::string(dt) == "1") {
     KVS_CUDA_CHECK(cudaEventCreate(&stepStart_));
     KVS_CUDA_CHECK(cudaEventCreate(&stepDone_));
   }
+  // Large batches on v2 too (GPU run 16, context 512: the batch-256 step 12.91 against 13.25 ms, attention alone
+  // 4.86 against 5.20; at batch 64 and 128 no gain, 7.01 / 8.63 against 6.96 / 8.48; over an fp8 cache v2 lost at
+  // every batch of 8 and more in the kernel bench).
   const char* v2Seqs = std::getenv("KVSERVE_ATTN_DECODE_V2_SEQS");
   if (v2Seqs && *v2Seqs) v2MinSeqs_ = std::max(0, std::atoi(v2Seqs));
   if (kvFp8_) v2MinSeqs_ = 0;
