@@ -18,68 +18,21 @@
 
 namespace kvsk {
 
-// One work item: version 2's CTA (tile, KV head, partition) of index idx in numTiles x numKvHeads x gridSplits,
-// the partition fastest. nTiles is 0 for a partition past its sequence's last.
-struct DecodeItem {
-  int kvh, split, slot, nSplits, qStart, t0, rows, firstPos, kb, ke, nTiles;
-  const int32_t* table;
-};
-
-__device__ __forceinline__ DecodeItem decodeItem(const kvsk_attention_params& p, int idx, int gridSplits) {
-  DecodeItem it;
-  it.split = idx % gridSplits;
-  const int pair = idx / gridSplits;
-  it.kvh = pair % p.numKvHeads;
-  const int tile = pair / p.numKvHeads;
-  const int seq = p.tileSeq[tile];
-  it.qStart = p.queryStart[seq];
-  const int qLen = p.queryStart[seq + 1] - it.qStart, ctx = p.contextLens[seq];
-  it.t0 = p.tileQStart[tile];
-  const int nTok = min(p.tokensPerTile, qLen - it.t0);
-  it.rows = nTok * (p.numHeads / p.numKvHeads);
-  it.slot = p.tileSplitSlot[tile];
-  it.nSplits = it.slot >= 0 ? (ctx + p.partitionSize - 1) / p.partitionSize : 1;
-  it.firstPos = ctx - qLen + it.t0;
-  const int kEndTile = it.firstPos + nTok;
-  it.kb = it.slot >= 0 ? it.split * p.partitionSize : 0;
-  it.ke = it.slot >= 0 ? min(it.kb + p.partitionSize, kEndTile) : kEndTile;
-  it.nTiles = it.split < it.nSplits ? (it.ke - it.kb + 63) / 64 : 0;
-  it.table = p.blockTables + (int64_t)seq * p.maxBlocksPerSeq;
-  return it;
-}
-
 // The merge of a split (slot, KV head) by the last of its partitions to arrive, with flashCombineKernel's
-// arithmetic term for term: scratch holds 2 mergeRound4(G n) + 32 floats (weights, sums, then M and L per head).
+// arithmetic term for term (mergeWeights, then each output's terms in partition order, the partial outputs read
+// from L2): scratch holds 2 mergeRound4(G n) + 32 floats (weights, sums, then M and L per head).
 template <typename T, int D>
 __device__ __forceinline__ void mergeSplitsDirect(const kvsk_attention_params& p, int slot, int kvh, int G, int n,
                                                   int64_t tok, float* scratch, int tid) {
   constexpr int NT = 128;
-  const int Gn = G * n, Gn4 = mergeRound4(Gn);
-  float* sW = scratch;    // [n][G] maxima, then weights
+  const int Gn4 = mergeRound4(G * n);
+  float* sW = scratch;    // [n][G] weights
   float* sS = sW + Gn4;   // [n][G] sums
   float* sMu = sS + Gn4;  // [16]
   float* sL = sMu + 16;   // [16]
   const int64_t base = ((int64_t)slot * p.numHeads + kvh * G) * p.maxSplits;  // head h, partition i: base + h maxSplits + i
-  for (int e = tid; e < Gn; e += NT) {
-    const int64_t at = base + (int64_t)(e % G) * p.maxSplits + e / G;
-    sW[e] = __ldcg(p.partialMax + at);
-    sS[e] = __ldcg(p.partialSum + at);
-  }
-  __syncthreads();
-  if (tid < G) {
-    float M = -INFINITY;
-    for (int i = 0; i < n; ++i) M = fmaxf(M, sW[i * G + tid]);
-    sMu[tid] = M == -INFINITY ? 0.f : M;
-  }
-  __syncthreads();
-  for (int e = tid; e < Gn; e += NT) sW[e] = mergeWeight(sW[e], sMu[e % G]);
-  __syncthreads();
-  if (tid < G) {
-    float L = 0.f;
-    for (int i = 0; i < n; ++i) L = mergeTerm(L, sS[i * G + tid], sW[i * G + tid]);
-    sL[tid] = L;
-  }
-  __syncthreads();
+  mergeWeights(p, base, G, n, sW, sS, sMu, sL, tid);
+  __syncthreads();  // sL
   for (int e = tid; e < G * D; e += NT) {  // (head, column): a warp reads 32 consecutive columns of a partition
     const int h = e / D, d = e % D;
     const float* po = p.partialOut + (base + (int64_t)h * p.maxSplits) * D + d;
@@ -133,19 +86,7 @@ __global__ void __launch_bounds__(128, 2) flashDecodePersistKernel(kvsk_attentio
     do li += gridDim.x;
     while (li < items && (L = decodeItem(p, li, gridSplits)).nTiles == 0);
   };
-  {  // L2 prefetch of the rows the ring's first STAGES - 1 tiles read (those of the first item)
-    constexpr int LINES = ROW_BYTES >= 128 ? ROW_BYTES / 128 : 1, LINE = ROW_BYTES >= 128 ? 128 : ROW_BYTES;
-    const int keys = min(C.ke - C.kb, (STAGES - 1) * BN);
-    const char* kc = static_cast<const char*>(p.kCache);
-    const char* vc = static_cast<const char*>(p.vCache);
-    for (int e = tid; e < keys * LINES; e += 128) {
-      const int key = C.kb + e / LINES;
-      const int64_t row = ((int64_t)C.table[key >> bsShift] * p.blockSize + (key & (p.blockSize - 1))) * p.numKvHeads + C.kvh;
-      const int64_t at = row * ROW_BYTES + (e % LINES) * LINE;
-      prefetchL2(kc + at);
-      prefetchL2(vc + at);
-    }
-  }
+  prefetchItemTiles<ROW_BYTES>(p, C, STAGES - 1, bsShift, tid);  // the first item's first STAGES - 1 tiles
   pdlWait();  // q, the newest K/V, the partials and the counters come from earlier kernels (common.cuh)
   pdlTrigger();
 

@@ -38,6 +38,100 @@ __host__ __device__ constexpr bool mergeFits(int G, int n, int D, size_t ringByt
   return (size_t)(2 * mergeRound4(G * n) + G * D) * sizeof(float) <= ringBytes;
 }
 
+// The weights and sums of a merge of G heads' n partitions (partial index of head h, partition i: base + h
+// maxSplits + i), read from L2 (other SMs wrote them): sW[i G + h] = mergeWeight(m_i, M) with M = max_i m_i (0 when
+// every m_i is -inf), sS the partitions' sums (sW and sS [n][G], mergeRound4(G n) floats each), sMu[h] = M and
+// sL[h] = L = sum_i l_i w_i from zero in partition order (16 each), flashCombineKernel's terms. sL is written by
+// threads h < G after the last barrier: one more must come before other threads read it.
+__device__ __forceinline__ void mergeWeights(const kvsk_attention_params& p, int64_t base, int G, int n, float* sW,
+                                             float* sS, float* sMu, float* sL, int tid) {
+  constexpr int NT = 128;
+  const int Gn = G * n;
+  for (int e0 = 0; e0 < Gn; e0 += 4 * NT) {  // four loads of each in flight per thread
+    float mx[4], sm[4];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const int e = e0 + u * NT + tid;
+      if (e < Gn) {
+        const int64_t at = base + (int64_t)(e % G) * p.maxSplits + e / G;
+        mx[u] = __ldcg(p.partialMax + at);
+        sm[u] = __ldcg(p.partialSum + at);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const int e = e0 + u * NT + tid;
+      if (e < Gn) {
+        sW[e] = mx[u];
+        sS[e] = sm[u];
+      }
+    }
+  }
+  __syncthreads();
+  if (tid < G) {
+    float M = -INFINITY;
+    for (int i = 0; i < n; ++i) M = fmaxf(M, sW[i * G + tid]);
+    sMu[tid] = M == -INFINITY ? 0.f : M;
+  }
+  __syncthreads();
+  for (int e = tid; e < Gn; e += NT) sW[e] = mergeWeight(sW[e], sMu[e % G]);
+  __syncthreads();
+  if (tid < G) {
+    float L = 0.f;
+    for (int i = 0; i < n; ++i) L = mergeTerm(L, sS[i * G + tid], sW[i * G + tid]);
+    sL[tid] = L;
+  }
+}
+
+// One work item of a single-launch decode grid: the CTA (tile, KV head, partition) of index idx in numTiles x
+// numKvHeads x gridSplits, the partition fastest (version 2's CTA, one of version 3's items). nTiles is 0 for a
+// partition past its sequence's last.
+struct DecodeItem {
+  int kvh, split, slot, nSplits, qStart, t0, rows, firstPos, kb, ke, nTiles;
+  const int32_t* table;
+};
+
+__device__ __forceinline__ DecodeItem decodeItem(const kvsk_attention_params& p, int idx, int gridSplits) {
+  DecodeItem it;
+  it.split = idx % gridSplits;
+  const int pair = idx / gridSplits;
+  it.kvh = pair % p.numKvHeads;
+  const int tile = pair / p.numKvHeads;
+  const int seq = p.tileSeq[tile];
+  it.qStart = p.queryStart[seq];
+  const int qLen = p.queryStart[seq + 1] - it.qStart, ctx = p.contextLens[seq];
+  it.t0 = p.tileQStart[tile];
+  const int nTok = min(p.tokensPerTile, qLen - it.t0);
+  it.rows = nTok * (p.numHeads / p.numKvHeads);
+  it.slot = p.tileSplitSlot[tile];
+  it.nSplits = it.slot >= 0 ? (ctx + p.partitionSize - 1) / p.partitionSize : 1;
+  it.firstPos = ctx - qLen + it.t0;
+  const int kEndTile = it.firstPos + nTok;
+  it.kb = it.slot >= 0 ? it.split * p.partitionSize : 0;
+  it.ke = it.slot >= 0 ? min(it.kb + p.partitionSize, kEndTile) : kEndTile;
+  it.nTiles = it.split < it.nSplits ? (it.ke - it.kb + 63) / 64 : 0;
+  it.table = p.blockTables + (int64_t)seq * p.maxBlocksPerSeq;
+  return it;
+}
+
+// An L2 prefetch of the K/V rows of an item's first `tiles` 64-key tiles (before the programmatic-launch wait:
+// K/V may still be written by the previous kernel, but a prefetch only warms L2, which every write reaches).
+template <int ROW_BYTES>
+__device__ __forceinline__ void prefetchItemTiles(const kvsk_attention_params& p, const DecodeItem& it, int tiles,
+                                                  int bsShift, int tid) {
+  constexpr int LINES = ROW_BYTES >= 128 ? ROW_BYTES / 128 : 1, LINE = ROW_BYTES >= 128 ? 128 : ROW_BYTES;
+  const int keys = min(it.ke - it.kb, tiles * 64);
+  const char* kc = static_cast<const char*>(p.kCache);
+  const char* vc = static_cast<const char*>(p.vCache);
+  for (int e = tid; e < keys * LINES; e += 128) {
+    const int key = it.kb + e / LINES;
+    const int64_t row = ((int64_t)it.table[key >> bsShift] * p.blockSize + (key & (p.blockSize - 1))) * p.numKvHeads + it.kvh;
+    const int64_t at = row * ROW_BYTES + (e % LINES) * LINE;
+    prefetchL2(kc + at);
+    prefetchL2(vc + at);
+  }
+}
+
 // The last CTA of a split (slot, KV head) merges the G heads' n partitions into out (token tok): scratch holds
 // ringFloats floats (the drained ring), sMerge 32 (mUse, then L, per head). flashCombineKernel's arithmetic:
 // M = max_i m_i (exact in any order), w_i = 2^(m_i - M), L = sum_i l_i w_i and out = sum_i o_i w_i / L, both
@@ -61,42 +155,9 @@ __device__ __forceinline__ void mergeSplits(const kvsk_attention_params& p, int 
     cpAsyncCommit();
   };
   stage(0);
-  for (int e0 = 0; e0 < Gn; e0 += 4 * NT) {  // four loads of each in flight per thread
-    float mx[4], sm[4];
-#pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      const int e = e0 + u * NT + tid;
-      if (e < Gn) {
-        const int64_t at = base + (int64_t)(e % G) * p.maxSplits + e / G;
-        mx[u] = __ldcg(p.partialMax + at);
-        sm[u] = __ldcg(p.partialSum + at);
-      }
-    }
-#pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      const int e = e0 + u * NT + tid;
-      if (e < Gn) {
-        sW[e] = mx[u];
-        sS[e] = sm[u];
-      }
-    }
-  }
-  __syncthreads();
   float* sMu = sMerge;
   float* sL = sMerge + 16;
-  if (tid < G) {
-    float M = -INFINITY;
-    for (int i = 0; i < n; ++i) M = fmaxf(M, sW[i * G + tid]);
-    sMu[tid] = M == -INFINITY ? 0.f : M;
-  }
-  __syncthreads();
-  for (int e = tid; e < Gn; e += NT) sW[e] = mergeWeight(sW[e], sMu[e % G]);
-  __syncthreads();
-  if (tid < G) {
-    float L = 0.f;
-    for (int i = 0; i < n; ++i) L = mergeTerm(L, sS[i * G + tid], sW[i * G + tid]);
-    sL[tid] = L;
-  }
+  mergeWeights(p, base, G, n, sW, sS, sMu, sL, tid);
   float acc[PAIRS][4];
 #pragma unroll
   for (int k = 0; k < PAIRS; ++k) acc[k][0] = acc[k][1] = acc[k][2] = acc[k][3] = 0.f;
@@ -160,36 +221,14 @@ __global__ void __launch_bounds__(128, 2) flashDecodeV2Kernel(kvsk_attention_par
 
   const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, g = lane >> 2, t = lane & 3;
   const int gridSplits = p.numSplitSlots > 0 ? p.maxSplits : 1;
-  const int split = blockIdx.x % gridSplits, pair = blockIdx.x / gridSplits;
-  const int kvh = pair % p.numKvHeads, tile = pair / p.numKvHeads;
+  const DecodeItem item = decodeItem(p, blockIdx.x, gridSplits);
+  if (item.nTiles == 0) return;
   const int G = p.numHeads / p.numKvHeads;
-  const int seq = p.tileSeq[tile];
-  const int qStart = p.queryStart[seq], qLen = p.queryStart[seq + 1] - qStart, ctx = p.contextLens[seq];
-  const int t0 = p.tileQStart[tile];
-  const int nTok = min(p.tokensPerTile, qLen - t0);
-  const int rows = nTok * G;
-  const int slot = p.tileSplitSlot[tile];
-  const int nSplits = slot >= 0 ? (ctx + p.partitionSize - 1) / p.partitionSize : 1;
-  if (split >= nSplits) return;
-  const int firstPos = ctx - qLen + t0;
-  const int kEndTile = firstPos + nTok;
-  const int kb = slot >= 0 ? split * p.partitionSize : 0;
-  const int ke = slot >= 0 ? min(kb + p.partitionSize, kEndTile) : kEndTile;
-  const int32_t* table = p.blockTables + (int64_t)seq * p.maxBlocksPerSeq;
+  const int kvh = item.kvh, split = item.split, slot = item.slot, nSplits = item.nSplits, qStart = item.qStart, t0 = item.t0;
+  const int kb = item.kb, ke = item.ke;
+  const int32_t* table = item.table;
   const int bsShift = __ffs(p.blockSize) - 1;
-  {  // L2 prefetch of the rows the ring's first STAGES - 1 tiles will read
-    constexpr int LINES = ROW_BYTES >= 128 ? ROW_BYTES / 128 : 1, LINE = ROW_BYTES >= 128 ? 128 : ROW_BYTES;
-    const int keys = min(ke - kb, (STAGES - 1) * BN);
-    const char* kc = static_cast<const char*>(p.kCache);
-    const char* vc = static_cast<const char*>(p.vCache);
-    for (int e = tid; e < keys * LINES; e += 128) {
-      const int key = kb + e / LINES;
-      const int64_t row = ((int64_t)table[key >> bsShift] * p.blockSize + (key & (p.blockSize - 1))) * p.numKvHeads + kvh;
-      const int64_t at = row * ROW_BYTES + (e % LINES) * LINE;
-      prefetchL2(kc + at);
-      prefetchL2(vc + at);
-    }
-  }
+  prefetchItemTiles<ROW_BYTES>(p, item, STAGES - 1, bsShift, tid);  // the rows the ring's first STAGES - 1 tiles read
   pdlWait();  // q, the newest K/V, the partials and the counters come from earlier kernels (common.cuh)
   pdlTrigger();
 
@@ -199,8 +238,8 @@ __global__ void __launch_bounds__(128, 2) flashDecodeV2Kernel(kvsk_attention_par
     cpAsyncCommit();  // possibly empty: group s is tile s
   }
   Rows st;
-  st.start(p, qStart, t0, kvh, G, rows, firstPos, g, t);
-  const int nTiles = (ke - kb + BN - 1) / BN;
+  st.start(p, qStart, t0, kvh, G, item.rows, item.firstPos, g, t);
+  const int nTiles = item.nTiles;
   // Tile it sits in stage it % STAGES; the load issued at iteration it (tile it + STAGES - 1) refills the stage
   // tile it - 1 used, which the previous iteration's last barrier freed.
   for (int it = 0, stage = 0, refill = STAGES - 1; it < nTiles; ++it) {
