@@ -24,7 +24,6 @@
 // not depend on STAGES, on the grid's partition count (maxSplits), on which CTA arrives last or on the order
 // the CTAs run.
 #pragma once
-#include <algorithm>
 #include <climits>
 
 #include "flash_attention.cuh"
@@ -196,12 +195,6 @@ __device__ __forceinline__ void mergeSplits(const kvsk_attention_params& p, int 
   }
 }
 
-}  // namespace kvsk
-
-#include "flash_decode_persist.cuh"  // version 3: the same items on a persistent grid
-
-namespace kvsk {
-
 template <typename T, int D, bool FP8, int STAGES>
 __global__ void __launch_bounds__(128, 2) flashDecodeV2Kernel(kvsk_attention_params p) {
   using Rows = DecodeRows<T, D, FP8>;
@@ -314,7 +307,6 @@ cudaError_t launchDecodeV2Shape(const kvsk_attention_params& p, cudaStream_t str
 
 template <typename T, int D, bool FP8>
 cudaError_t launchDecodeV2D(const kvsk_attention_params& p, cudaStream_t stream) {
-  if (p.decodeVersion == 3) return launchDecodePersistD<T, D, FP8>(p, stream);
   switch (p.decodeStages ? p.decodeStages : decodeV2Stages<T, D, FP8>()) {
     case 2: return launchDecodeV2Shape<T, D, FP8, 2>(p, stream);
     case 3: return launchDecodeV2Shape<T, D, FP8, 3>(p, stream);
@@ -323,8 +315,8 @@ cudaError_t launchDecodeV2D(const kvsk_attention_params& p, cudaStream_t stream)
   }
 }
 
-// kvsk_attention's v2 (and v3, flash_decode_persist.cuh) decode launch for queries of type T over a T cache or, FP8,
-// an e4m3 one (instantiated in flash_decode_v2_{bf16,f16,fp8_bf16,fp8_f16}.cu).
+// kvsk_attention's v2 decode launch for queries of type T over a T cache or, FP8, an e4m3 one (instantiated in
+// flash_decode_v2_{bf16,f16,fp8_bf16,fp8_f16}.cu).
 template <typename T, bool FP8>
 cudaError_t launchFlashDecodeV2(const kvsk_attention_params& p, cudaStream_t stream) {
   switch (p.headDim) {

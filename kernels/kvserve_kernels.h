@@ -134,13 +134,10 @@ typedef struct {
   float kScale, vScale;        /* the layer's scales (finite, > 0), read only for fp8 */
   kvsk_attn_prefill prefill;   /* the plan's info.prefill (its tiles' rows); read by non-decode launches */
   /* Decode launches only (ignored otherwise): 0 or 1 the split decode kernel, then a merge kernel when any tile
-   * is split; 2 one launch (flash_decode_v2.cuh, see kvsk_attention_decode_v2_supported), the same bits; 3 version
-   * 2's work items on a persistent grid, each CTA's ring running across its items (flash_decode_persist.cuh; the
-   * shapes and fields of version 2), the same bits. */
+   * is split; 2 one launch (flash_decode_v2.cuh, see kvsk_attention_decode_v2_supported), the same bits. */
   int decodeVersion;
-  int decodeStages;            /* versions 2 and 3: the K/V ring, 2, 3 or 4 tiles of 64 keys (the same bits); 0: by
-                                  device (version 2), 2 (version 3) */
-  unsigned* splitCounters;     /* versions 2 and 3 with split slots: [numSplitSlots, Hkv], zero before the first launch;
+  int decodeStages;            /* version 2: its K/V ring, 2, 3 or 4 tiles of 64 keys (the same bits); 0 by device */
+  unsigned* splitCounters;     /* version 2 with split slots: [numSplitSlots, Hkv], zero before the first launch;
                                   each launch leaves them zero (one launch at a time per array: stream order) */
 } kvsk_attention_params;
 /* Host-side planning of the tiles from host copies of queryStart and contextLens: fills tileSeq, tileQStart,

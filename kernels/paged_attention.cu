@@ -133,9 +133,9 @@ extern "C" int kvsk_attention_decode_v2_supported(kvsk_dtype dtype, kvsk_kv_dtyp
 extern "C" cudaError_t kvsk_attention(const kvsk_attention_params* p, int decode, cudaStream_t stream) {
   if (p->numTiles <= 0) return cudaSuccess;
   if (p->numKvHeads <= 0 || p->numHeads % p->numKvHeads != 0) return cudaErrorInvalidValue;
-  if (p->decodeVersion < 0 || p->decodeVersion > 3) return cudaErrorInvalidValue;
+  if (p->decodeVersion < 0 || p->decodeVersion > 2) return cudaErrorInvalidValue;
   if (p->prefill != KVSK_ATTN_PREFILL_V1 && p->prefill != KVSK_ATTN_PREFILL_V2) return cudaErrorInvalidValue;
-  if (decode && p->decodeVersion >= 2) {  // version 3: version 2's items on a persistent grid, the same checks
+  if (decode && p->decodeVersion == 2) {
     const bool fp8 = p->cacheDtype == KVSK_KV_FP8_E4M3;
     if (!kvsk_attention_decode_v2_supported(p->dtype, p->cacheDtype, p->headDim, p->numHeads, p->numKvHeads,
                                             p->numSplitSlots > 0 ? p->maxSplits : 1) ||

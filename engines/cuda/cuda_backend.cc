@@ -62,15 +62,14 @@ kvsk_attn_prefill attnPrefillFor(const ModelConfig& cfg, DType dt, kvsk_kv_dtype
   return KVSK_ATTN_PREFILL_V2;
 }
 
-// KVSERVE_ATTN_DECODE: 0 (auto) when unset, empty or auto, 1 for v1, 2 for v2, 3 for v3 (the persistent grid)
-// (kvsk_attention_params.decodeVersion); throws on anything else.
+// KVSERVE_ATTN_DECODE: 0 (auto) when unset, empty or auto, 1 for v1, 2 for v2 (kvsk_attention_params.decodeVersion);
+// throws on anything else.
 int attnDecodeFromEnv() {
   const char* v = std::getenv("KVSERVE_ATTN_DECODE");
   if (!v || !*v || std::string(v) == "auto") return 0;
   if (std::string(v) == "v1") return 1;
   if (std::string(v) == "v2") return 2;
-  if (std::string(v) == "v3") return 3;
-  throw std::runtime_error(std::string("KVSERVE_ATTN_DECODE must be auto, v1, v2 or v3, not \"") + v + "\"");
+  throw std::runtime_error(std::string("KVSERVE_ATTN_DECODE must be auto, v1 or v2, not \"") + v + "\"");
 }
 
 // KVSERVE_ABLATE: a comma-separated list of kernel kinds the forward pass leaves out (norm, attn, gemm: every
@@ -206,8 +205,8 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   if (kvFp8_) v2MinSeqs_ = 0;
   const bool v2Runs = kvsk_attention_decode_v2_supported(static_cast<kvsk_dtype>(dt_), kvKind(), D, cfg.numHeads,
                                                          cfg.numKvHeads, maxSplits_);
-  if (attnDecode_ >= 2 && !v2Runs) {
-    std::fprintf(stderr, "kvserve: KVSERVE_ATTN_DECODE=v2 and v3 run bfloat16/float16 models of head_dim 64 or 128 with at most "
+  if (attnDecode_ == 2 && !v2Runs) {
+    std::fprintf(stderr, "kvserve: KVSERVE_ATTN_DECODE=v2 runs bfloat16/float16 models of head_dim 64 or 128 with at most "
                  "16 query heads per KV head; this one (%s, head_dim %d, %d per KV head) decodes with v1\n",
                  dtypeName(dt_), D, cfg.numHeads / cfg.numKvHeads);
     attnDecode_ = 1;
@@ -285,7 +284,7 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   info_.gemvFuseFp8 = gemvFuseFp8_;
   info_.fp8Fuse = fp8Fuse_;
   info_.attnPrefill = attnPrefill_ == KVSK_ATTN_PREFILL_AUTO ? "auto" : attnPrefill_ == KVSK_ATTN_PREFILL_V2 ? "v2" : "v1";
-  info_.attnDecode = attnDecode_ == 3 ? "v3" : attnDecode_ == 2 ? "v2" : attnDecode_ == 0 ? "auto" : "v1";
+  info_.attnDecode = attnDecode_ == 2 ? "v2" : attnDecode_ == 0 ? "auto" : "v1";
 }
 
 std::string CudaBackend::describeInvariantGemm() {

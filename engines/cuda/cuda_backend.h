@@ -57,9 +57,8 @@ class CudaBackend final : public Backend {
   kvsk_attn_prefill attnPrefill_ = KVSK_ATTN_PREFILL_AUTO;  // asked of every step's plan (KVSERVE_ATTN_PREFILL)
   // KVSERVE_ABLATE (cuda_backend.cc: ablateFromEnv): kernel kinds the forward pass leaves out, for timing.
   unsigned ablate_ = 0;
-  // KVSERVE_ATTN_DECODE: 1 (v1), 2 (v2) or 3 (v3, v2's items on a persistent grid) for every decode step, 0 (auto,
-  // the default mode's default): v2 for decode steps of one sequence, v1 for the rest (decodeVersionFor:
-  // kvsk_attention_params.decodeVersion).
+  // KVSERVE_ATTN_DECODE: 1 (v1) or 2 (v2) for every decode step, 0 (auto, the default mode's default): v2 for
+  // decode steps of one sequence, v1 for the rest (decodeVersionFor: kvsk_attention_params.decodeVersion).
   int attnDecode_ = 1;
   // auto over a bf16/f16 cache: decode steps of at least this many sequences (graphs: bucket 256) also run v2, on
   // a 2-stage ring (decodeStagesFor); KVSERVE_ATTN_DECODE_V2_SEQS overrides (0 never).

@@ -93,9 +93,9 @@ export interface NativeEngineInfo {
    *  to cuBLASLt, as 'own; cublaslt: lm_head'); absent otherwise. */
   invariantGemm?: string;
   /** cuda: the decode steps' attention kernel, 'v1' (two launches), 'v2' (one launch, KVSERVE_ATTN_DECODE=v2 on a
-   *  model it runs: bf16/f16, head_dim 64 or 128), 'v3' (v2's work on a persistent grid, KVSERVE_ATTN_DECODE=v3) or
-   *  'auto' (v2 for one sequence and large batches, v1 otherwise); absent on the cpu. */
-  attnDecode?: 'v1' | 'v2' | 'v3' | 'auto';
+   *  model it runs: bf16/f16, head_dim 64 or 128) or 'auto' (v2 for one sequence and large batches, v1 otherwise);
+   *  absent on the cpu. */
+  attnDecode?: 'v1' | 'v2' | 'auto';
   /** An fp8 KV cache's per-layer scales, as the engine runs them (absent for any other cache). */
   kvScales?: { k: number[]; v: number[] };
 }

@@ -1011,9 +1011,9 @@ void attnDecodeBench(double copyBw, int numSms, int l2Bytes, bool pdl) {
   std::printf("\ndecode attention, v1 (two launches) against v2 (one), Hq 32 Hkv 8 D 128, block 16, bf16 queries, the engine's "
               "partition; %% of copy %.2f TB/s; chain = per layer in a CUDA graph over layers %s\n", copyBw / 1e12,
               pdl ? "with PDL" : "(plain launches)");
-  std::printf("%-6s %-11s %4s %5s %6s %6s | %8s %5s %8s %5s | %8s %5s %8s %5s %7s | %5s %5s %5s | %5s %5s\n", "cache", "case",
-              "part", "CTAs", "layers", "MB", "v1 1 us", "%copy", "v2 1 us", "%copy", "v1 ch us", "%copy", "v2 ch us", "%copy",
-              "v2/v1", "s2", "s3", "s4", "p2", "p3");
+  std::printf("%-6s %-11s %4s %5s %6s %6s | %8s %5s %8s %5s | %8s %5s %8s %5s %7s | %5s %5s %5s\n", "cache", "case", "part",
+              "CTAs", "layers", "MB", "v1 1 us", "%copy", "v2 1 us", "%copy", "v1 ch us", "%copy", "v2 ch us", "%copy", "v2/v1",
+              "s2", "s3", "s4");
   for (const kvsk_kv_dtype kv : {KVSK_KV_SAME, KVSK_KV_FP8_E4M3})
     for (const int batch : {1, 8, 64, 256})
       for (const int ctx : {512, 1536, 4096, 16384}) {
@@ -1101,15 +1101,13 @@ void attnDecodeBench(double copyBw, int numSms, int l2Bytes, bool pdl) {
                     name, partition, info.numSplitSlots > 0 ? batch * Hkv * info.maxSplits : batch * Hkv, layers, kvBytes / 1e6,
                     s1, 100 * bwUs / s1, s2, 100 * bwUs / s2, c1, 100 * bwUs / c1, c2, 100 * bwUs / c2, c1 / c2);
         for (int stages : {2, 3, 4}) std::printf(" %4.0f%%", 100 * bwUs / (chain(2, stages) * 1e3));
-        std::printf(" |");
-        for (int stages : {2, 3}) std::printf(" %4.0f%%", 100 * bwUs / (chain(3, stages) * 1e3));
         std::printf("\n");
         for (const void* d : {p.blockTables, p.queryStart, p.contextLens, p.tileSeq, p.tileQStart, p.tileSplitSlot})
           cudaFree(const_cast<void*>(d));
         for (void* d : {(void*)cache, q, out, (void*)pOut, (void*)pMax, (void*)pSum, (void*)counters}) cudaFree(d);
       }
   std::printf("(%%copy: the K+V bytes of one layer at copy bandwidth against the time; s2-s4: v2's chain with that many "
-              "ring stages; p2, p3: version 3's, the persistent grid, at 2 and 3 stages)\n");
+              "ring stages)\n");
   kvsk_set_programmatic_launch(0);
 }
 

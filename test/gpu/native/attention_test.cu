@@ -20,9 +20,7 @@
 // two-launch kernel's output, which is what it promises. Beyond that, at G 4 and 16 over both caches: ring depths
 // 2, 3 and 4, graphed plans (every tile split, split buckets of 8 and 64 partitions over contexts of at most 5),
 // CUDA graph replays (2 and 3, each checked), all bitwise launch 0's, with every split counter zero after each
-// launch; and its refusals (shapes, missing counters, bad fields). Version 3 (flash_decode_persist.cuh: version 2's
-// items on a persistent grid, each CTA's ring across its items) runs every decode scenario beside them and the ring
-// depths, graphed plans, split buckets and replays above, bitwise the two-launch kernel's output too.
+// launch; and its refusals (shapes, missing counters, bad fields).
 #include <algorithm>
 
 #include "attention_case.h"
@@ -40,7 +38,7 @@ struct Launch {
   bool graphed = false;
   int minSplits = 1, replays = 0;
   std::string name() const {
-    std::string n = version == 3 ? "v3" : version == 2 ? "v2" : "v1";
+    std::string n = version == 2 ? "v2" : "v1";
     if (stages) n += " stages " + std::to_string(stages);
     if (graphed) n += " graphed (splits >= " + std::to_string(minSplits) + ")";
     if (replays) n += " " + std::to_string(replays) + " graph replays";
@@ -181,9 +179,7 @@ std::string decodeV2Refusals() {
   };
   if (call(256, 2, 0, 0) != cudaErrorNotSupported) why += "head_dim 256 not refused; ";
   if (call(128, 2, 0, 1) != cudaErrorInvalidValue) why += "split slots without counters accepted; ";
-  if (call(128, 4, 0, 0) != cudaErrorInvalidValue) why += "decodeVersion 4 accepted; ";
-  if (call(256, 3, 0, 0) != cudaErrorNotSupported) why += "head_dim 256 not refused by version 3; ";
-  if (call(128, 3, 5, 0) != cudaErrorInvalidValue) why += "a 5-stage ring accepted by version 3; ";
+  if (call(128, 3, 0, 0) != cudaErrorInvalidValue) why += "decodeVersion 3 accepted; ";
   if (call(128, 2, 5, 0) != cudaErrorInvalidValue) why += "a 5-stage ring accepted; ";
   return why;
 }
@@ -199,7 +195,7 @@ void attentionTests() {
        }, false},
       {"64-token chunk at ctx 8192", [] { return std::vector<Seq>{{8128, 64}}; }, false},
   };
-  const std::vector<Launch> v1Only = {Launch{}}, v1v2 = {Launch{}, Launch{2}, Launch{3}};
+  const std::vector<Launch> v1Only = {Launch{}}, v1v2 = {Launch{}, Launch{2}};
   for (kvsk_dtype dt : {KVSK_BF16, KVSK_F16})
     for (int D : {64, 128})
       for (int G : {1, 2, 4, 8})
@@ -237,17 +233,15 @@ void attentionTests() {
       for (const KvFormat& fmt : {KvFormat{}, smallScales}) {
         const std::string why = decodeInvarianceCase(dt, D, 4, fmt, KVSK_ATTN_PREFILL_V1);
         reportBool("attention", std::string(dtName(dt)) + (fmt.fp8() ? " fp8 cache" : "") + " D" + std::to_string(D) +
-                   " G4: decode rows bitwise alone = beside a prefill = merged (graphs) = v2 and v3 alone, graphed", 3, why.empty(), why);
+                   " G4: decode rows bitwise alone = beside a prefill = merged (graphs) = v2 alone, graphed", 3, why.empty(), why);
       }
   // The single-launch decode kernel against the two-launch one on what only it varies: the ring's depth, the
   // grid's partition count (graph split buckets of 8 and 64 over contexts of at most 5 partitions), graph replays
   // (the split counters reused), and G 16 (the merge's chunks: 64 partitions of 16 heads exceed the ring). Every
   // launch gives launch 0's bits and stays within tolerance; the counters are zero after each.
-  const std::vector<Launch> ringAndGraphs = {Launch{},          Launch{2, 2},          Launch{2, 3},       Launch{2, 4},
-                                             Launch{1, 0, true},  Launch{2, 0, true},    Launch{2, 2, true, 1, 3},
-                                             Launch{3, 3},        Launch{3, 4},          Launch{3, 0, true}, Launch{3, 2, true, 1, 3}};
-  const std::vector<Launch> splitBuckets = {Launch{}, Launch{2, 0, true, 8}, Launch{2, 0, true, 64}, Launch{2, 4, true, 64, 2},
-                                            Launch{3, 0, true, 8}, Launch{3, 3, true, 64, 2}};
+  const std::vector<Launch> ringAndGraphs = {Launch{}, Launch{2, 2}, Launch{2, 3}, Launch{2, 4}, Launch{1, 0, true},
+                                             Launch{2, 0, true}, Launch{2, 2, true, 1, 3}};
+  const std::vector<Launch> splitBuckets = {Launch{}, Launch{2, 0, true, 8}, Launch{2, 0, true, 64}, Launch{2, 4, true, 64, 2}};
   for (kvsk_dtype dt : {KVSK_BF16, KVSK_F16})
     for (int D : {64, 128})
       for (const KvFormat& fmt : {KvFormat{}, smallScales})
@@ -259,7 +253,7 @@ void attentionTests() {
           reportCase(name + "decode b64 ctx<=600", splitBuckets, runCase(dt, D, G, 16, short64, "decode b64 ctx<=600", fmt, splitBuckets));
         }
   const std::string why = decodeV2Refusals();
-  reportBool("attention", "v2 and v3 refuse head_dim 256, float32, G > 16, an oversized merge, no counters, version 4, 5 stages", 1,
+  reportBool("attention", "v2 refuses head_dim 256, float32, G > 16, an oversized merge, no counters, version 3, 5 stages", 1,
              why.empty(), why);
 }
 
