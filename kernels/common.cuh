@@ -42,9 +42,10 @@ __device__ __forceinline__ void prefetchL2(const void* p) { asm volatile("prefet
 
 bool pdlEnabled();  // kvsk_set_programmatic_launch (launch.cu)
 
-// Launches `kernel` on `stream`, with programmatic stream serialization when enabled.
+// Launches `kernel` on `stream`, with programmatic stream serialization when `pdl`.
 template <typename... Params, typename... Args>
-cudaError_t launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {
+cudaError_t launchWith(bool pdl, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                       Args&&... args) {
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = grid;
   cfg.blockDim = block;
@@ -54,8 +55,14 @@ cudaError_t launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem
   attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
-  cfg.numAttrs = pdlEnabled() ? 1 : 0;
+  cfg.numAttrs = pdl ? 1 : 0;
   return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
+
+// launchWith, with programmatic stream serialization when enabled (kvsk_set_programmatic_launch).
+template <typename... Params, typename... Args>
+cudaError_t launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {
+  return launchWith(pdlEnabled(), kernel, grid, block, smem, stream, std::forward<Args>(args)...);
 }
 
 template <typename T> __device__ __forceinline__ float toF(T x);

@@ -83,7 +83,7 @@ __device__ __forceinline__ void mergeWeights(const kvsk_attention_params& p, int
 }
 
 // One work item of a single-launch decode grid: the CTA (tile, KV head, partition) of index idx in numTiles x
-// numKvHeads x gridSplits, the partition fastest (version 2's CTA, one of version 3's items). nTiles is 0 for a
+// numKvHeads x gridSplits, the partition fastest (version 2's CTA). nTiles is 0 for a
 // partition past its sequence's last.
 struct DecodeItem {
   int kvh, split, slot, nSplits, qStart, t0, rows, firstPos, kb, ke, nTiles;

@@ -63,6 +63,7 @@ struct Args {
   int chunks, partChunks, parts;
   int groups;     // n-tile groups: ceil(n / (8 kNt))
   int groupsPerCta;  // J
+  int trigger;       // kvsk_gemv_inv_params' trigger
 };
 
 // 32 bytes of a row: the chunk's k16 block t (16 elements), as two 16-byte words quads; zeros past k or past the
@@ -166,7 +167,7 @@ __global__ void __launch_bounds__(512) gemvInvKernel(const Args p) {
   for (int s = 0; s < kDepth; ++s)
     if (active && c0 + s < c1) loadW<T>(buf[s], p, n0, c0 + s, g, t);
   pdlWait();
-  pdlTrigger();
+  if (p.trigger == KVSK_GEMV_INV_TRIGGER_EARLY) pdlTrigger();
 #pragma unroll
   for (int s = 0; s < kDepth; ++s)
     if (active && c0 + s < c1) loadX<T>(buf[s], p, c0 + s, g, t);
@@ -186,6 +187,7 @@ __global__ void __launch_bounds__(512) gemvInvKernel(const Args p) {
     }
   }
 
+  if (p.trigger == KVSK_GEMV_INV_TRIGGER_LATE) pdlTrigger();  // every load of X and W issued and consumed
   // C fragment: [0], [1] = row g, columns 2t, 2t + 1 of the n8 tile; [2], [3] = row g + 8.
   float* mine = sums[warp];
 #pragma unroll
@@ -225,8 +227,9 @@ cudaError_t launchNt(Args a, cudaStream_t stream) {
   a.groups = ceilDiv(a.n, 8 * kNt);
   const dim3 grid(ceilDiv(a.groups, a.groupsPerCta));
   const int threads = 32 * a.parts * a.groupsPerCta;
-  return a.m > 8 ? launch(gemvInvKernel<T, kNt, 2>, grid, threads, 0, stream, a)
-                 : launch(gemvInvKernel<T, kNt, 1>, grid, threads, 0, stream, a);
+  const bool pdl = pdlEnabled() && a.trigger != KVSK_GEMV_INV_TRIGGER_NO_PDL;
+  return a.m > 8 ? launchWith(pdl, gemvInvKernel<T, kNt, 2>, grid, threads, 0, stream, a)
+                 : launchWith(pdl, gemvInvKernel<T, kNt, 1>, grid, threads, 0, stream, a);
 }
 
 }  // namespace
@@ -243,6 +246,7 @@ extern "C" cudaError_t kvsk_gemv_inv(const kvsk_gemv_inv_params* p, cudaStream_t
   if (!kvsk_gemv_inv_supported(p->m, p->n, p->k, p->dtype, p->splits)) return cudaErrorNotSupported;
   if ((reinterpret_cast<uintptr_t>(p->x) | reinterpret_cast<uintptr_t>(p->w)) % 16 != 0) return cudaErrorInvalidValue;
   if (p->tilesPerWarp != 0 && p->tilesPerWarp != 1 && p->tilesPerWarp != 2) return cudaErrorInvalidValue;
+  if (p->trigger < KVSK_GEMV_INV_TRIGGER_EARLY || p->trigger > KVSK_GEMV_INV_TRIGGER_NO_PDL) return cudaErrorInvalidValue;
   Args a{};
   a.x = p->x;
   a.w = p->w;
@@ -254,6 +258,7 @@ extern "C" cudaError_t kvsk_gemv_inv(const kvsk_gemv_inv_params* p, cudaStream_t
   a.partChunks = partChunksOf(p->k, p->splits);
   a.parts = partsOf(p->k, p->splits);
   a.groupsPerCta = std::max(1, 8 / a.parts);
+  a.trigger = p->trigger;
   const int nt = p->tilesPerWarp != 0 ? p->tilesPerWarp : kDefaultTilesPerWarp;
   if (p->dtype == KVSK_BF16)
     return nt == 2 ? launchNt<__nv_bfloat16, 2>(a, stream) : launchNt<__nv_bfloat16, 1>(a, stream);

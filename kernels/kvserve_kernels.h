@@ -282,6 +282,14 @@ cudaError_t kvsk_gemm_inv(const kvsk_gemm_inv_params* p, cudaStream_t stream);
  * tilesPerWarp: n8 tiles (8 rows of w) a warp streams, 1 or 2; 0 for 2. Launched with programmatic dependent
  * launch (the first chunks of w are loaded before the wait). */
 #define KVSK_GEMV_INV_MAX_M 16
+/* When the next kernel may launch (programmatic dependent launch): right after the wait on the previous kernel,
+ * once the CTA's k-loop is done (what the engine asks: KVSERVE_GEMV_INV_TRIGGER), or at the end, gemv_inv itself
+ * launched without PDL. The same bits. */
+typedef enum {
+  KVSK_GEMV_INV_TRIGGER_EARLY = 0,
+  KVSK_GEMV_INV_TRIGGER_LATE = 1,
+  KVSK_GEMV_INV_TRIGGER_NO_PDL = 2,
+} kvsk_gemv_inv_trigger;
 typedef struct {
   const void* x;  /* [M, K] */
   const void* w;  /* [N, K] */
@@ -290,6 +298,7 @@ typedef struct {
   kvsk_dtype dtype;
   int splits;        /* as kvsk_gemm_inv's: the weight's k-partitions */
   int tilesPerWarp;  /* 1 or 2; 0: 2 */
+  int trigger;       /* kvsk_gemv_inv_trigger */
 } kvsk_gemv_inv_params;
 int kvsk_gemv_inv_supported(int m, int n, int k, kvsk_dtype dtype, int splits);
 cudaError_t kvsk_gemv_inv(const kvsk_gemv_inv_params* p, cudaStream_t stream);

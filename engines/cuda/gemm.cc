@@ -58,11 +58,11 @@ bool fastGemvInvFromEnv() {
   throw std::runtime_error(std::string("KVSERVE_FAST_GEMV_INV must be 0 or 1, not \"") + v + "\"");
 }
 
-// KVSERVE_GEMV_INV (on unless 0): in the batch-invariant mode, where gemm_inv would serve M = 1 (KVSERVE_GEMV_INV_MAX_M
-// raises the limit, up to 16), gemv_inv runs on the weights the per-weight timing at load prefers (smallKernel): the
+// KVSERVE_GEMV_INV (on unless 0): in the batch-invariant mode, where gemm_inv would serve M <= 8 (KVSERVE_GEMV_INV_MAX_M
+// sets the limit, 1 to 16), gemv_inv runs on the weights the per-weight timing at load prefers (smallKernel): the
 // same bits. The invariant batch-1 step took 5.21 against 5.33 ms and 5.28 against 5.55 (GPU run 16, two leases);
-// at M = 4 and 8 the graphed step was slower with it (5.75 against 5.61, 6.66 against 5.97 ms) though each GEMM
-// alone (eager, per-phase events) was faster: it serves M = 1 only.
+// M up to 8 since run 17 (its late trigger: batch 4 5.29 against 5.72, batch 8 5.48 against 6.10); M 9-16 gained
+// nothing (batch 16 6.80 against 6.84).
 bool gemvInvFromEnv() {
   const char* v = std::getenv("KVSERVE_GEMV_INV");
   if (!v || !*v || std::string(v) == "1") return true;
@@ -70,11 +70,26 @@ bool gemvInvFromEnv() {
   throw std::runtime_error(std::string("KVSERVE_GEMV_INV must be 0 or 1, not \"") + v + "\"");
 }
 
+// KVSERVE_GEMV_INV_TRIGGER (late, the default; early; off): when the kernel after a gemv_inv launch may start
+// (kvsk_gemv_inv_trigger). With the trigger right after the wait (early, before run 17), gemv_inv at M = 4-8 made the
+// invariant graphed step slower than gemm_inv (run 16) though each GEMM alone was faster, and PDL off altogether
+// made it faster; with the trigger after each CTA's k-loop (late) the invariant step at batch 4 / 8 took 5.29 / 5.48
+// ms against 5.72 / 6.10 on gemm_inv, and the default mode's batch 1 / 4 4.85 / 5.02 against 4.93 / 5.14 early
+// (GPU run 17, one lease). The same bits (gemm-wgmma suite).
+int gemvInvTriggerFromEnv() {
+  const char* v = std::getenv("KVSERVE_GEMV_INV_TRIGGER");
+  if (!v || !*v || std::string(v) == "late") return KVSK_GEMV_INV_TRIGGER_LATE;
+  if (std::string(v) == "early") return KVSK_GEMV_INV_TRIGGER_EARLY;
+  if (std::string(v) == "off") return KVSK_GEMV_INV_TRIGGER_NO_PDL;
+  throw std::runtime_error(std::string("KVSERVE_GEMV_INV_TRIGGER must be late, early or off, not \"") + v + "\"");
+}
+
 GemmRunner::GemmRunner(cudaStream_t stream, int maxM, GemmMode mode, int probeM, size_t workspaceBytes,
                        InvariantGemm invariantGemm)
     : stream_(stream), maxM_(maxM < 1 ? 1 : maxM), probeM_(probeM >= 1 && probeM <= maxM_ ? probeM : maxM_),
       mode_(mode), invariant_(invariantGemm), workspaceBytes_(workspaceBytes), fp8GemvVersion_(fp8GemvVersionFromEnv()),
-      gemvEven_(gemvEvenFromEnv()), gemvInv_(gemvInvFromEnv()), fastGemvInv_(mode == GemmMode::Fast && fastGemvInvFromEnv()) {
+      gemvEven_(gemvEvenFromEnv()), gemvInv_(gemvInvFromEnv()), fastGemvInv_(mode == GemmMode::Fast && fastGemvInvFromEnv()),
+      gemvInvTrigger_(gemvInvTriggerFromEnv()) {
   if (const char* v = std::getenv("KVSERVE_GEMV_INV_MAX_M"); v && *v)
     gemvInvMaxM_ = std::min(KVSK_GEMV_INV_MAX_M, std::max(1, std::atoi(v)));
   if (mode_ == GemmMode::BatchInvariant && (invariant_ == InvariantGemm::Wgmma || invariant_ == InvariantGemm::Hybrid))
@@ -357,7 +372,7 @@ void GemmRunner::run(const void* X, const void* W, void* Y, int M, int N, int K,
   if (b->gemv && b->gemvEven) return runEven(X, W, Y, M, N, K, in);
   if (b->gemv && gemvInv && fastGemvInv_) {  // o_proj, down_proj (fastGemvInvFromEnv)
     const int splits = kvsk_gemm_inv_splits(N, K, numSms_);
-    const kvsk_gemv_inv_params g{X, W, Y, M, N, K, static_cast<kvsk_dtype>(in), splits, 0};
+    const kvsk_gemv_inv_params g{X, W, Y, M, N, K, static_cast<kvsk_dtype>(in), splits, 0, gemvInvTrigger_};
     if (splits > 1 && kvsk_gemv_inv_supported(M, N, K, static_cast<kvsk_dtype>(in), splits)) {
       KVS_CUDA_CHECK(kvsk_gemv_inv(&g, stream_));
       return;
@@ -402,7 +417,7 @@ int GemmRunner::smallKernel(int N, int K, DType in, int splits, const void* W) {
                                        ownWorkspace_.get(), ownWorkspace_.bytes(), numSms_};
           KVS_CUDA_CHECK(kvsk_gemm_inv(&g, stream_));
         } else {
-          const kvsk_gemv_inv_params g{x.get(), W, y.get(), m, N, K, kd, splits, tiles};
+          const kvsk_gemv_inv_params g{x.get(), W, y.get(), m, N, K, kd, splits, tiles, gemvInvTrigger_};
           KVS_CUDA_CHECK(kvsk_gemv_inv(&g, stream_));
         }
       };
@@ -432,7 +447,8 @@ void GemmRunner::runOwn(const Bucket& b, const void* X, const void* W, void* Y, 
     return;
   }
   if (ownOnGemvInv(b, M)) {
-    const kvsk_gemv_inv_params g{X, W, Y, M, N, K, static_cast<kvsk_dtype>(in), b.ownSplits, b.gemvInvTiles};
+    const kvsk_gemv_inv_params g{X, W, Y, M, N, K, static_cast<kvsk_dtype>(in), b.ownSplits, b.gemvInvTiles,
+                                   gemvInvTrigger_};
     KVS_CUDA_CHECK(kvsk_gemv_inv(&g, stream_));
     return;
   }

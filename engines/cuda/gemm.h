@@ -74,8 +74,8 @@ enum class GemmMode { Fast, BatchInvariant };
 // the batch-invariant contract only because the two instructions give the same bits for the same reduction
 // (mma.sync m16n8k16 and wgmma m64n128k16, each an element from its row, column and accumulator alone): the
 // gemm-wgmma kernel suite checks exactly that on every shape (all equal on the H200, GPU run 13), and the engine's
-// invariantGemm "auto" (the default) picks Hybrid wherever wgmma runs. Where gemm_inv would run at M = 1 (Own, and
-// Hybrid's small M; KVSERVE_GEMV_INV_MAX_M up to 16, KVSERVE_GEMV_INV=0 never), kernels/gemv_inv.cu may run instead
+// invariantGemm "auto" (the default) picks Hybrid wherever wgmma runs. Where gemm_inv would run at M <= 8 (Own, and
+// Hybrid's small M; KVSERVE_GEMV_INV_MAX_M 1 to 16, KVSERVE_GEMV_INV=0 never), kernels/gemv_inv.cu may run instead
 // (timed per weight at load): gemm_inv's reduction with W streamed from global memory into registers, bitwise
 // gemm_inv's rows.
 enum class InvariantGemm { CublasLt, Own, Wgmma, Hybrid };
@@ -296,8 +296,9 @@ class GemmRunner {
   int fp8GemvVersion_;     // kvsk_gemv_fp8_params.version: 2, or 1 with KVSERVE_GEMV_FP8=v1
   bool gemvEven_;          // not KVSERVE_GEMV_EVEN=0
   bool gemvInv_;           // not KVSERVE_GEMV_INV=0: gemm_inv's M <= gemvInvMaxM_ may run kvsk_gemv_inv (the same bits)
-  int gemvInvMaxM_ = 1;    // KVSERVE_GEMV_INV_MAX_M: the largest M gemv_inv serves (KVSK_GEMV_INV_MAX_M at most)
+  int gemvInvMaxM_ = 8;    // KVSERVE_GEMV_INV_MAX_M: the largest M gemv_inv serves (KVSK_GEMV_INV_MAX_M at most)
   bool fastGemvInv_;       // fast mode, not KVSERVE_FAST_GEMV_INV=0: run(gemvInv)'s multi-partition GEMVs on gemv_inv
+  int gemvInvTrigger_;     // KVSERVE_GEMV_INV_TRIGGER: kvsk_gemv_inv_trigger of every gemv_inv launch
   DeviceBuffer evenWorkspace_;  // kvsk_gemv_even's: per-CTA counters (kept zero between calls) and parts
 };
 

@@ -222,13 +222,14 @@ void shapeTests(const Case& c, const Buf& X, const Buf& W) {
     reportBool("gemm-wgmma", c.name() + " gemm_inv 16x64 on wgmma's splits == gemm_wgmma bits at M=1..16", 16, equal, diffNote);
 
     // gemv_inv (gemm_inv's reduction with W streamed into registers, the hybrid's kernel up to M = 16): the same
-    // bits at M = 1..16, with one and two n8 tiles a warp (walking offsets: rows of X away from row 0).
+    // bits at M = 1..16, with one and two n8 tiles a warp (walking offsets: rows of X away from row 0), the three
+    // kvsk_gemv_inv_trigger values by turns.
     for (const int nt : {1, 2}) {
       bool gequal = kvsk_gemv_inv_supported(1, N, K, c.dt, c.splits) != 0;
       std::string gnote = gequal ? "" : "not supported";
       for (int m = 1; gequal && m <= KVSK_GEMV_INV_MAX_M; ++m) {
         const int off = (m * 37 + 5) % (kAlone - m + 1);
-        const kvsk_gemv_inv_params p{xAt(off), W.dev, Y.dev, m, N, K, c.dt, c.splits, nt};
+        const kvsk_gemv_inv_params p{xAt(off), W.dev, Y.dev, m, N, K, c.dt, c.splits, nt, m % 3};
         CK(cudaMemsetAsync(Y.dev, 0xFF, (size_t)m * yRow, c.stream));
         CK(kvsk_gemv_inv(&p, c.stream));
         if (const size_t bad = sameAsAlone(m, off)) {
@@ -293,12 +294,12 @@ void graphTest(cudaStream_t stream, int numSms) {
 }
 
 // What kvsk_gemv_inv refuses: M beyond KVSK_GEMV_INV_MAX_M, more than 16 k-partitions, K not a multiple of 8,
-// float32, a tilesPerWarp other than 0, 1, 2, a misaligned x.
+// float32, a tilesPerWarp other than 0, 1, 2, a trigger outside kvsk_gemv_inv_trigger, a misaligned x.
 void gemvInvRefusals(cudaStream_t stream) {
   DevVec<uint8_t> buf(4096 * 2 + 64);
   char* base = reinterpret_cast<char*>(buf.dev);
-  auto call = [&](int m, int k, kvsk_dtype dt, int splits, int nt, const void* x) {
-    const kvsk_gemv_inv_params p{x, base, base, m, 8, k, dt, splits, nt};
+  auto call = [&](int m, int k, kvsk_dtype dt, int splits, int nt, const void* x, int trigger = 0) {
+    const kvsk_gemv_inv_params p{x, base, base, m, 8, k, dt, splits, nt, trigger};
     return kvsk_gemv_inv(&p, stream);
   };
   std::string why;
@@ -309,8 +310,10 @@ void gemvInvRefusals(cudaStream_t stream) {
   if (call(1, 64, KVSK_BF16, 1, 3, base) != cudaErrorInvalidValue) why += "3 tiles a warp accepted; ";
   if (call(1, 64, KVSK_BF16, 1, 4, base) != cudaErrorInvalidValue) why += "4 tiles a warp accepted; ";
   if (call(1, 64, KVSK_BF16, 1, 0, base + 8) != cudaErrorInvalidValue) why += "misaligned x accepted; ";
+  if (call(1, 64, KVSK_BF16, 1, 0, base, 3) != cudaErrorInvalidValue) why += "trigger 3 accepted; ";
+  if (call(1, 64, KVSK_BF16, 1, 0, base, -1) != cudaErrorInvalidValue) why += "trigger -1 accepted; ";
   cudaGetLastError();
-  reportBool("gemm-wgmma", "gemv_inv refuses M 17, 17 partitions, K 60, float32, 3 or 4 tiles a warp, a misaligned x", 7,
+  reportBool("gemm-wgmma", "gemv_inv refuses M 17, 17 partitions, K 60, float32, 3 or 4 tiles a warp, trigger 3 or -1, a misaligned x", 9,
              why.empty(), why);
 }
 
