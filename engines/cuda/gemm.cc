@@ -84,12 +84,25 @@ int gemvInvTriggerFromEnv() {
   throw std::runtime_error(std::string("KVSERVE_GEMV_INV_TRIGGER must be late, early or off, not \"") + v + "\"");
 }
 
+// KVSERVE_GEMM_SPLITK=1: the fast mode's buckets of 17-512 rows also time split-K variants (2, 3, 4, 6 k-partitions,
+// reduced out of place in the compute type where the algorithm allows) of the heuristic's first four bf16/f16
+// candidates: at such M a weight has few output tiles (o_proj at M = 129: 32 of 128 columns for 132 SMs), and the
+// 128-token prompt's q/k/v and o GEMMs read their weights at 40-54% of copy bandwidth (GPU run 17). Off: measured in
+// run 17 without a clear gain (device time of a decode step at batch 32 / 64 / 128 5.72 / 6.49 / 8.13 ms against
+// 5.70 / 6.60 / 8.15; one 129-token prompt 6.19 against 6.10).
+bool splitKFromEnv() {
+  const char* v = std::getenv("KVSERVE_GEMM_SPLITK");
+  if (!v || !*v || std::string(v) == "0") return false;
+  if (std::string(v) == "1") return true;
+  throw std::runtime_error(std::string("KVSERVE_GEMM_SPLITK must be 0 or 1, not \"") + v + "\"");
+}
+
 GemmRunner::GemmRunner(cudaStream_t stream, int maxM, GemmMode mode, int probeM, size_t workspaceBytes,
                        InvariantGemm invariantGemm)
     : stream_(stream), maxM_(maxM < 1 ? 1 : maxM), probeM_(probeM >= 1 && probeM <= maxM_ ? probeM : maxM_),
       mode_(mode), invariant_(invariantGemm), workspaceBytes_(workspaceBytes), fp8GemvVersion_(fp8GemvVersionFromEnv()),
       gemvEven_(gemvEvenFromEnv()), gemvInv_(gemvInvFromEnv()), fastGemvInv_(mode == GemmMode::Fast && fastGemvInvFromEnv()),
-      gemvInvTrigger_(gemvInvTriggerFromEnv()) {
+      gemvInvTrigger_(gemvInvTriggerFromEnv()), splitK_(splitKFromEnv()) {
   if (const char* v = std::getenv("KVSERVE_GEMV_INV_MAX_M"); v && *v)
     gemvInvMaxM_ = std::min(KVSK_GEMV_INV_MAX_M, std::max(1, std::atoi(v)));
   if (mode_ == GemmMode::BatchInvariant && (invariant_ == InvariantGemm::Wgmma || invariant_ == InvariantGemm::Hybrid))
@@ -276,6 +289,34 @@ void GemmRunner::planFast(Plan& p, int N, int K, DType in, DType out, const void
   planBuckets(p, N, K, maxM, W != nullptr, c);
 }
 
+// Calls consider(variant, 0) for each split-K variant of algo that the algorithm supports (none when it does not).
+template <typename F>
+void GemmRunner::trySplitK(const cublasLtMatmulAlgo_t& base, const F& consider) {
+  int32_t support = 0;
+  uint32_t schemes = 0;
+  size_t written = 0;
+  if (cublasLtMatmulAlgoCapGetAttribute(&base, CUBLASLT_ALGO_CAP_SPLITK_SUPPORT, &support, sizeof(support), &written) !=
+          CUBLAS_STATUS_SUCCESS ||
+      !support ||
+      cublasLtMatmulAlgoCapGetAttribute(&base, CUBLASLT_ALGO_CAP_REDUCTION_SCHEME_MASK, &schemes, sizeof(schemes),
+                                        &written) != CUBLAS_STATUS_SUCCESS)
+    return;
+  const uint32_t scheme = schemes & CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE  ? CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE
+                          : schemes & CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE ? CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE
+                                                                            : CUBLASLT_REDUCTION_SCHEME_NONE;
+  if (scheme == CUBLASLT_REDUCTION_SCHEME_NONE) return;
+  for (const int32_t splits : {2, 3, 4, 6}) {
+    if (algoAttr(base, CUBLASLT_ALGO_CONFIG_SPLITK_NUM) == splits) continue;  // the heuristic's own candidate
+    cublasLtMatmulAlgo_t algo = base;
+    if (cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splits, sizeof(splits)) !=
+            CUBLAS_STATUS_SUCCESS ||
+        cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &scheme, sizeof(scheme)) !=
+            CUBLAS_STATUS_SUCCESS)
+      continue;
+    consider(algo, 0);
+  }
+}
+
 // The bucket loop of every fast-mode plan (bf16/f16/f32 here, FP8 and int8 in their files).
 void GemmRunner::planBuckets(Plan& p, int N, int K, int maxM, bool timed, const FastCandidates& c) {
   cublasLtMatmulPreference_t pref;
@@ -333,21 +374,22 @@ void GemmRunner::planBuckets(Plan& p, int N, int K, int maxM, bool timed, const 
     const int want = hi > 1024 ? 4 : 8;  // compute-bound buckets: fewer, slower candidates (load time)
     if (cublasLtMatmulAlgoGetHeuristic(handle_, p.desc, p.a, p.b, p.d, p.d, pref, want, results, &count) != CUBLAS_STATUS_SUCCESS)
       count = 0;
-    for (int i = 0; i < count; ++i) {
-      const cublasLtMatmulAlgo_t& algo = results[i].algo;
-      cublasLtMatmulHeuristicResult_t check;
-      setCols(p.b, lo + 1);
-      setCols(p.d, lo + 1);
-      if (cublasLtMatmulAlgoCheck(handle_, p.desc, p.a, p.b, p.d, p.d, &algo, &check) != CUBLAS_STATUS_SUCCESS ||
-          check.workspaceSize > workspaceBytes_)
-        continue;
-      setCols(p.b, hi);
-      setCols(p.d, hi);
-      const size_t ws = std::max(check.workspaceSize, results[i].workspaceSize);
-      float ms = static_cast<float>(i);  // untimed: the heuristic's order
+    // One candidate: valid at lo + 1 and hi within the workspace, then timed (untimed: the heuristic's order).
+    auto consider = [&](const cublasLtMatmulAlgo_t& algo, int order) {
+      size_t ws = 0;
+      for (const int m : {lo + 1, hi}) {
+        setCols(p.b, m);
+        setCols(p.d, m);
+        cublasLtMatmulHeuristicResult_t check;
+        if (cublasLtMatmulAlgoCheck(handle_, p.desc, p.a, p.b, p.d, p.d, &algo, &check) != CUBLAS_STATUS_SUCCESS ||
+            check.workspaceSize > workspaceBytes_)
+          return false;
+        ws = std::max(ws, check.workspaceSize);
+      }
+      float ms = static_cast<float>(order);
       if (timed) {
         auto once = [&] { return c.matmul(hi, algo, x.get(), y.get()); };
-        if (!once()) continue;
+        if (!once()) return false;
         ms = (*timer)(once);
       }
       if (ms < bestMs) {
@@ -355,7 +397,11 @@ void GemmRunner::planBuckets(Plan& p, int N, int K, int maxM, bool timed, const 
         best = Bucket{hi, false, algo, ws, 0};
         found = true;
       }
-    }
+      return true;
+    };
+    for (int i = 0; i < count; ++i) consider(results[i].algo, i);
+    if (timed && splitK_ && hi > 16 && hi <= 512 && (c.in == DType::BF16 || c.in == DType::F16))
+      for (int i = 0; i < std::min(count, 4); ++i) trySplitK(results[i].algo, consider);
     if (!found) throw std::runtime_error("none at M " + std::to_string(lo + 1) + ".." + std::to_string(hi));
     p.buckets.push_back(best);
     lo = hi;

@@ -235,6 +235,9 @@ class GemmRunner {
   // the best of three); untimed, the GEMV where it serves, else the heuristic's first pick. Throws when a bucket
   // has none.
   void planBuckets(Plan& p, int N, int K, int maxM, bool timed, const FastCandidates& c);
+  // Split-K variants of a heuristic candidate, each handed to consider(algo, order) (planBuckets).
+  template <typename F>
+  void trySplitK(const cublasLtMatmulAlgo_t& base, const F& consider);
   bool gemvApplies(int M, int N, int K, DType in, DType out) const;
   const Bucket& bucketFor(const Plan& p, int M) const;
   static std::vector<int> fastBuckets(int maxM);
@@ -299,6 +302,7 @@ class GemmRunner {
   int gemvInvMaxM_ = 8;    // KVSERVE_GEMV_INV_MAX_M: the largest M gemv_inv serves (KVSK_GEMV_INV_MAX_M at most)
   bool fastGemvInv_;       // fast mode, not KVSERVE_FAST_GEMV_INV=0: run(gemvInv)'s multi-partition GEMVs on gemv_inv
   int gemvInvTrigger_;     // KVSERVE_GEMV_INV_TRIGGER: kvsk_gemv_inv_trigger of every gemv_inv launch
+  bool splitK_;            // KVSERVE_GEMM_SPLITK=1: planBuckets also times split-K variants (trySplitK)
   DeviceBuffer evenWorkspace_;  // kvsk_gemv_even's: per-CTA counters (kept zero between calls) and parts
 };
 
