@@ -332,13 +332,13 @@ void CudaBackend::allocateActivations() {
   if (attnDecode_ != 1) {  // a counter per split slot and KV head, zero between launches (each launch leaves them so)
     const size_t counters = S * cfg_.numKvHeads * sizeof(unsigned);
     splitCounters_.resize(counters);
-    KVS_CUDA_CHECK(cudaMemset(splitCounters_.get(), 0, counters));
+    KVS_CUDA_CHECK(cudaMemsetAsync(splitCounters_.get(), 0, counters, stream_));
   }
   inputs_.resize(1 << 20);
   hostInputs_.resize(1 << 20);
   if (ablate_) {  // what a skipped kernel would have written reads as zeros (finite logits for the sampler)
     for (DeviceBuffer* b : {&normed_, &qkv_, &q_, &attn_, &proj_, &gateUp_, &act_, &final_, &logits_})
-      KVS_CUDA_CHECK(cudaMemset(b->get(), 0, b->bytes()));
+      KVS_CUDA_CHECK(cudaMemsetAsync(b->get(), 0, b->bytes(), stream_));
   }
 }
 

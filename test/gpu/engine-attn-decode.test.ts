@@ -10,6 +10,9 @@
 // - auto (the default mode's default): decode steps of one sequence run v2 at half the engine's partition (64
 //   keys), the rest v1; 32 greedy steps of one sequence give bitwise the ids and logits of a v1 engine whose
 //   partition is 64 keys (KVSERVE_ATTN_MIN_PARTITION=64), graphs on and off.
+// The loads compared bitwise restore one set of GEMM plans (KVSERVE_GEMM_TUNED: an engine built once per model),
+// since two loads that each time their own GEMMs can pick kernels of other bits for a near tie (the row or the even
+// GEMV, gemv_inv, cuBLASLt): GPU run 17 saw v2 against v1 differ once in 5 runs, the ids equal, before this.
 // info().attnDecode names the kernel: auto without the switch, v2 / v1 with it, v1 in --batch-invariant mode
 // without it and for a model v2 does not run (stories260K: float32, head_dim 8); any other value of the switch
 // is refused at load, in one line.
@@ -20,7 +23,7 @@ import { loadNative, type NativeEngine, type NativeEngineOptions } from '../../s
 import { storiesDir } from '../native/harness.js';
 import { greedyRun } from '../native/native-run.js';
 import { expectBatchInvariant } from './batch-invariance.js';
-import { bytes, loadError } from './cuda-engine-helpers.js';
+import { buildCuda, bytes, loadError } from './cuda-engine-helpers.js';
 import { BF16_MODELS, bf16RefsDir, cudaOptions, ensureBf16Refs, record } from './gpu-harness.js';
 
 beforeAll(ensureBf16Refs, 600_000);
@@ -52,6 +55,10 @@ const longPrompt = (name: string): number[] => {
 
 describe.each(BF16_MODELS)('%s: the single-launch decode attention', (name) => {
   const model = resolve(bf16RefsDir, name);
+  let tuned = ''; // the engine whose GEMM plans every compared load restores
+  beforeAll(async () => {
+    tuned = await buildCuda(model);
+  }, 300_000);
   test.each([
     ['bf16', true],
     ['bf16', false],
@@ -60,7 +67,7 @@ describe.each(BF16_MODELS)('%s: the single-launch decode attention', (name) => {
   ] as const)('%s cache, CUDA graphs %s: v2 gives v1 bits over split contexts', async (cache, graphs) => {
     const prompt = longPrompt(name);
     const o: Partial<NativeEngineOptions> = cache === 'fp8' ? { kvCacheDtype: 'fp8' } : {};
-    const env: Record<string, string> = graphs ? {} : { KVSERVE_CUDA_GRAPHS: '0' };
+    const env: Record<string, string> = { KVSERVE_GEMM_TUNED: tuned, ...(graphs ? {} : { KVSERVE_CUDA_GRAPHS: '0' }) };
     const runs = [];
     for (const version of ['v1', 'v2'] as const) {
       const engine = await load(model, { ...env, KVSERVE_ATTN_DECODE: version }, o);
@@ -79,7 +86,7 @@ describe.each(BF16_MODELS)('%s: the single-launch decode attention', (name) => {
 
   test.each([true, false])('auto, CUDA graphs %s: one sequence decodes on v2 at 64-key partitions', async (graphs) => {
     const prompt = longPrompt(name);
-    const env: Record<string, string> = graphs ? {} : { KVSERVE_CUDA_GRAPHS: '0' };
+    const env: Record<string, string> = { KVSERVE_GEMM_TUNED: tuned, ...(graphs ? {} : { KVSERVE_CUDA_GRAPHS: '0' }) };
     const runs = [];
     for (const [version, extra] of [
       ['auto', {}],
