@@ -88,6 +88,9 @@ typedef struct {
   kvsk_dtype dtype;
   kvsk_kv_dtype cacheDtype; /* fp8: k and v (the values rounded to dtype) written as e4m3(x / scale) */
   float kScale, vScale;     /* the layer's scales (> 0), read only for fp8 */
+  int vector;               /* 1: the 16-bytes-a-lane kernel where it serves (bf16/f16, head_dim 16-256 a power of
+                               two, no q/k norm, 16-byte aligned buffers: 8 for an fp8 cache), else the scalar one;
+                               the same bits */
 } kvsk_rope_cache_params;
 cudaError_t kvsk_rope_cache(const kvsk_rope_cache_params* p, cudaStream_t stream);
 

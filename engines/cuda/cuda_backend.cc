@@ -72,6 +72,16 @@ int attnDecodeFromEnv() {
   throw std::runtime_error(std::string("KVSERVE_ATTN_DECODE must be auto, v1 or v2, not \"") + v + "\"");
 }
 
+// KVSERVE_ROPE_VECTOR=1: the rope + cache kernel's vector path (kvsk_rope_cache_params.vector: 16 bytes a lane, the
+// token's cos/sin once a CTA; the same bits) where it serves. Off until measured on a GPU (kernel bench `rope`,
+// kernel suite `layers`: its bits against the scalar kernel's).
+bool ropeVectorFromEnv() {
+  const char* v = std::getenv("KVSERVE_ROPE_VECTOR");
+  if (!v || !*v || std::string(v) == "0") return false;
+  if (std::string(v) == "1") return true;
+  throw std::runtime_error(std::string("KVSERVE_ROPE_VECTOR must be 0 or 1, not \"") + v + "\"");
+}
+
 // KVSERVE_ABLATE: a comma-separated list of kernel kinds the forward pass leaves out (norm, attn, gemm: every
 // layer's linear layers, their fused RoPE + cache and SiLU·mul included), for timing what each costs inside a
 // real step (test/gpu/bench-engine.ts). The step's output is then meaningless; nothing else reads it.
@@ -192,6 +202,7 @@ CudaBackend::CudaBackend(const ModelConfig& cfg, std::unique_ptr<WeightStore> we
   // --batch-invariant mode, whose partitions stay partition_: there v2 was slower (GPU run 16: batch 1 5.38 against
   // 5.23 ms, batch 256 17.16 against 16.62).
   attnDecode_ = attnDecodeFromEnv();
+  ropeVector_ = ropeVectorFromEnv();
   ablate_ = ablateFromEnv();
   if (const char* dt = std::getenv("KVSERVE_CUDA_DEVICE_TIME"); dt && std::string(dt) == "1") {
     KVS_CUDA_CHECK(cudaEventCreate(&stepStart_));

@@ -60,6 +60,7 @@ class CudaBackend final : public Backend {
   // KVSERVE_ATTN_DECODE: 1 (v1) or 2 (v2) for every decode step, 0 (auto, the default mode's default): v2 for
   // decode steps of one sequence, v1 for the rest (decodeVersionFor: kvsk_attention_params.decodeVersion).
   int attnDecode_ = 1;
+  bool ropeVector_ = false;  // KVSERVE_ROPE_VECTOR=1 (cuda_backend.cc: ropeVectorFromEnv)
   // auto over a bf16/f16 cache: decode steps of at least this many sequences (graphs: bucket 256) also run v2, on
   // a 2-stage ring (decodeStagesFor); KVSERVE_ATTN_DECODE_V2_SEQS overrides (0 never).
   int v2MinSeqs_ = 256;

@@ -309,7 +309,7 @@ kvsk_rope_cache_params CudaBackend::ropeParams(int l, int T, const int32_t* posi
                                 kv + (2 * static_cast<size_t>(l) + 1) * planeBytes, positions, slots,
                                 invFreq_.get<float>(), L.qkvBias, L.qNorm, L.kNorm, static_cast<float>(cfg_.rmsNormEps),
                                 T, cfg_.numHeads, cfg_.numKvHeads, cfg_.headDim, static_cast<kvsk_dtype>(dt_), kvKind(),
-                                kvFp8_ ? kScale_[l] : 1.f, kvFp8_ ? vScale_[l] : 1.f};
+                                kvFp8_ ? kScale_[l] : 1.f, kvFp8_ ? vScale_[l] : 1.f, ropeVector_ ? 1 : 0};
 }
 
 bool CudaBackend::fusedGemv(const void* x, const void* W, const float* scale, int M, int N, int K, kvsk_gemv_params* g) {

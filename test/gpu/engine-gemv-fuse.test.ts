@@ -11,6 +11,8 @@
 // the same ids and top-5 logprob bytes for 8 prompts batched (M = 8) and for 3 prompts in 2-token prefill chunks
 // (mixed steps of 3 to 6 tokens, eager: prefill rows through the fused kernels too), with CUDA graphs on and off
 // (then every decode step is eager), and over an fp8 KV cache.
+// - KVSERVE_ROPE_VECTOR=1 (the rope + cache kernel's 16-bytes-a-lane path, kernels/rope_cache.cu): the same outputs
+//   bitwise with and without it, the GEMV fusions off (every step through the kernel) and on (prefill and chunks).
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
@@ -117,6 +119,29 @@ describe.each(BF16_MODELS)('%s: the GEMV epilogue fusions change no bit', (name)
         gemvFusion: fused,
       });
       record(`gemv fusion ${name} kv ${kvCacheDtype} graphs ${graphs}`, { fused, identical: true });
+    });
+});
+
+describe.each(BF16_MODELS)('%s: the rope+cache vector kernel changes no bit', (name) => {
+  let dir = '';
+  beforeAll(async () => {
+    dir = await buildCuda(resolve(bf16RefsDir, name));
+  }, 300_000);
+  const kvCaches = name.startsWith('llama') ? (['auto', 'fp8'] as const) : (['auto'] as const);
+
+  for (const kvCacheDtype of kvCaches)
+    test.each([false, true])(`KV cache ${kvCacheDtype}, GEMV fusions %s`, async (gemvFuse) => {
+      const scalar = await outputs(
+        await load({ engine: dir, gemvFuse, kvCacheDtype }, { KVSERVE_ROPE_VECTOR: undefined }),
+      );
+      const vector = await outputs(await load({ engine: dir, gemvFuse, kvCacheDtype }, { KVSERVE_ROPE_VECTOR: '1' }));
+      expect(vector.one.ids).toEqual(scalar.one.ids);
+      expect(bytes(vector.one.logits).equals(bytes(scalar.one.logits))).toBe(true);
+      for (const k of ['batched', 'chunked'] as const) {
+        expect(vector[k].ids, k).toEqual(scalar[k].ids);
+        expect(vector[k].logprobs.equals(scalar[k].logprobs), k).toBe(true);
+      }
+      record(`rope vector ${name} kv ${kvCacheDtype} gemvFuse ${gemvFuse}`, { identical: true });
     });
 });
 

@@ -53,7 +53,7 @@
 //          registers; 1 and 2 n8 tiles a warp, and its automatic choice) against gemm_inv's 16 x 64 tile (its
 //          automatic split) and the GEMV (4 rows a CTA, M <= 8), at M = 1, 2, 4, 8, 16: single launches, and
 //          chains of 16 with PDL; weight bytes / time against the copy ceiling
-// Usage: kvserve_kernel_bench [gemv-inv|gemv|chain|gemv-even|attn|attn-fp8|attn-prefill|attn-decode|copy|fp8|fp8gemm|fp8fuse|fuse|fuse-fp8|int8|int8gemm|inv|wgmma ...]
+// Usage: kvserve_kernel_bench [gemv-inv|gemv|chain|gemv-even|attn|attn-fp8|attn-prefill|attn-decode|copy|fp8|fp8gemm|fp8fuse|fuse|fuse-fp8|int8|int8gemm|inv|wgmma|rope ...]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -1216,6 +1216,44 @@ void gemvFuseFp8Bench(double copyBw) {
   kvsk_set_programmatic_launch(0);
 }
 
+// kvsk_rope_cache at Llama-3-8B's shape (32 / 8 heads of 128, bf16, a bf16 cache of 16-token blocks) for T tokens:
+// the vector kernel against the scalar one (kvsk_rope_cache_params.vector), each alone; % of copy bandwidth of
+// the bytes it moves (qkv read, q and k/v written).
+void ropeBench(double copyBw) {
+  constexpr int Hq = 32, Hkv = 8, D = 128, W = (Hq + 2 * Hkv) * D, maxT = 8192;
+  std::printf("\nrope + cache write, Llama-3-8B shape, bf16 (us a launch, %% of copy bandwidth %.2f TB/s)\n", copyBw / 1e12);
+  std::printf("%6s %16s %16s\n", "tokens", "scalar", "vector");
+  std::vector<float> inv(D / 2);
+  for (int i = 0; i < D / 2; ++i) inv[i] = std::pow(500000.f, -2.f * i / D);
+  std::vector<int32_t> pos(maxT), slot(maxT);
+  for (int t = 0; t < maxT; ++t) pos[t] = slot[t] = t;
+  float* dInv = nullptr;
+  int32_t *dPos = nullptr, *dSlot = nullptr;
+  CK(cudaMalloc(&dInv, inv.size() * 4));
+  CK(cudaMalloc(&dPos, maxT * 4));
+  CK(cudaMalloc(&dSlot, maxT * 4));
+  CK(cudaMemcpy(dInv, inv.data(), inv.size() * 4, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(dPos, pos.data(), maxT * 4, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(dSlot, slot.data(), maxT * 4, cudaMemcpyHostToDevice));
+  void* qkv = devRandom((size_t)maxT * W, KVSK_BF16, 91);
+  void *q = nullptr, *kc = nullptr, *vc = nullptr;
+  CK(cudaMalloc(&q, (size_t)maxT * Hq * D * 2));
+  CK(cudaMalloc(&kc, (size_t)maxT * Hkv * D * 2));
+  CK(cudaMalloc(&vc, (size_t)maxT * Hkv * D * 2));
+  for (int T : {1, 8, 64, 129, 512, 2048, 8192}) {
+    const double bytes = (double)T * (W + Hq * D + 2 * Hkv * D) * 2;
+    double us[2];
+    for (int vec = 0; vec < 2; ++vec) {
+      const kvsk_rope_cache_params r{qkv, q, kc, vc, dPos, dSlot, dInv, nullptr, nullptr, nullptr, 1e-5f,
+                                     T, Hq, Hkv, D, KVSK_BF16, KVSK_KV_SAME, 1.f, 1.f, vec};
+      us[vec] = 1e3 * timeMs([&](int) { CK(kvsk_rope_cache(&r, stream)); });
+    }
+    std::printf("%6d %9.1f (%3.0f%%) %9.1f (%3.0f%%)\n", T, us[0], 100.0 * bytes / (us[0] * 1e-6) / copyBw, us[1],
+                100.0 * bytes / (us[1] * 1e-6) / copyBw);
+  }
+  for (void* p : {(void*)dInv, (void*)dPos, (void*)dSlot, (void*)qkv, q, kc, vc}) cudaFree(p);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -1245,6 +1283,7 @@ int main(int argc, char** argv) {
   if (want("inv")) invBench(bw, prop.major >= 9);
   if (want("wgmma")) wgmmaBench(bw);
   if (want("gemv-inv")) gemvInvBench(bw);
+  if (want("rope")) ropeBench(bw);
   CK(cudaStreamDestroy(stream));
   return 0;
 }

@@ -65,7 +65,11 @@ void rmsnormCase(kvsk_dtype dt, int rows, int H, bool gather, ErrStat& st) {
   }
 }
 
-void ropeCase(kvsk_dtype dt, int D, int Hq, int Hkv, kvs::RopeKind kind, bool bias, bool qkNorm, ErrStat& st) {
+// The rope+cache kernel (its vector kernel asked for) against the reference; where the vector kernel serves
+// (bf16/f16, no q/k norm, D 16-256), also against the scalar kernel on the same data, bitwise: differences appended
+// to *vecWhy.
+void ropeCase(kvsk_dtype dt, int D, int Hq, int Hkv, kvs::RopeKind kind, bool bias, bool qkNorm, ErrStat& st,
+              std::string* vecWhy) {
   const int T = 37, blockSize = 16, numBlocks = 8, W = (Hq + 2 * Hkv) * D;
   kvs::RopeConfig rc;
   rc.kind = kind; rc.theta = kind == kvs::RopeKind::Llama3 ? 500000.0 : 10000.0; rc.factor = kind == kvs::RopeKind::Default ? 1.0 : 8.0;
@@ -87,7 +91,20 @@ void ropeCase(kvsk_dtype dt, int D, int Hq, int Hkv, kvs::RopeKind kind, bool bi
   kvsk_rope_cache_params p{qkv.dev, qOut.dev, kc.dev, vc.dev, dPos.dev, dSlot.dev, dInv.dev,
                            bias ? b.dev : nullptr, qkNorm ? qn.dev : nullptr, qkNorm ? kn.dev : nullptr, 1e-6f,
                            T, Hq, Hkv, D, dt};
+  p.vector = 1;
   CK(kvsk_rope_cache(&p, 0)); CK(cudaDeviceSynchronize()); qOut.down(); kc.down(); vc.down();
+  const bool vec = (dt == KVSK_BF16 || dt == KVSK_F16) && !qkNorm && D >= 16 && D <= 256 && (D & (D - 1)) == 0;
+  if (vec) {
+    Buf q2(dt, qOut.n), k2(dt, kc.n), v2(dt, vc.n);
+    q2.poison(); k2.poison(); v2.poison();
+    kvsk_rope_cache_params s2 = p;
+    s2.qOut = q2.dev; s2.kCache = k2.dev; s2.vCache = v2.dev; s2.vector = 0;
+    CK(kvsk_rope_cache(&s2, 0)); CK(cudaDeviceSynchronize()); q2.down(); k2.down(); v2.down();
+    const std::string c = std::string(dtName(dt)) + " D" + std::to_string(D) + (bias ? " bias" : "") + ": ";
+    if (q2.host != qOut.host) *vecWhy += c + "q differs; ";
+    if (k2.host != kc.host) *vecWhy += c + "k cache differs; ";
+    if (v2.host != vc.host) *vecWhy += c + "v cache differs; ";
+  }
   const int half = D / 2;
   auto ref = [&](int t, int off, const Buf* norm, bool rotate) {
     std::vector<float> x(D);
@@ -152,11 +169,14 @@ void layerTests() {
     { ErrStat st; embeddingCase(dt, 512, 64, 33, st); embeddingCase(dt, 1000, 4096, 7, st); report("layers", n + " embedding", 2, st); }
     { ErrStat st; for (int H : {64, 4096, 5120}) { rmsnormCase(dt, 17, H, false, st); rmsnormCase(dt, 9, H, true, st); }
       report("layers", n + " rmsnorm (+residual, gather)", 6, st); }
-    { ErrStat st; int cases = 0;
-      for (int D : {8, 64, 128, 256})
+    { ErrStat st; int cases = 0; std::string vecWhy;
+      for (int D : {8, 16, 32, 64, 128, 256})
         for (auto kind : {kvs::RopeKind::Default, kvs::RopeKind::Linear, kvs::RopeKind::Llama3})
-          for (int var = 0; var < 3; ++var) { ropeCase(dt, D, 4, 2, kind, var == 1, var == 2, st); ++cases; }
-      report("layers", n + " rope+cache (3 rope kinds, bias, qk-norm)", cases, st); }
+          for (int var = 0; var < 3; ++var) { ropeCase(dt, D, 4, 2, kind, var == 1, var == 2, st, &vecWhy); ++cases; }
+      report("layers", n + " rope+cache (3 rope kinds, bias, qk-norm)", cases, st);
+      if (dt != KVSK_F32)
+        reportBool("layers", n + " rope+cache vector kernel == scalar kernel bitwise (D 16-256, with and without bias)", 30,
+                   vecWhy.empty(), vecWhy); }
     { ErrStat st; siluCase(dt, 13, 172, st); siluCase(dt, 3, 14336, st); report("layers", n + " silu_mul", 2, st); }
   }
   // Block copy over 2 layers x (K, V): exact.
