@@ -999,7 +999,7 @@ int enginePartition(int batch, int ctx, int Hkv, int numSms) {
 // Decode attention, the two-launch kernel (v1: partitions, then the merge kernel) against the single-launch one
 // (v2, KVSERVE_ATTN_DECODE=v2), Llama-3-8B's attention (32 / 8 heads of 128, 16-token blocks, bf16 queries) at
 // batch 1, 8, 64 x context 512, 4096, 16384 and batch 256 x 512, 1536, over a bf16 and an fp8 cache, at the
-// engine's partition (batch 1: auto's half partition). Timed two
+// engine's partition (batch 1: auto's half partition, and 2x and 4x that). Timed two
 // ways, K+V bytes / time against the copy ceiling: "single", one launch (v1: two) between events, as the attn
 // table does; "chain", the per-layer time of a CUDA graph of one launch (v1: two) per layer over `layers`
 // layers' caches (enough that together they are 3x L2, so every layer streams from DRAM; at most 128), with
@@ -1019,92 +1019,96 @@ void attnDecodeBench(double copyBw, int numSms, int l2Bytes, bool pdl) {
       for (const int ctx : {512, 1536, 4096, 16384}) {
         if (batch == 256 ? ctx > 1536 : ctx == 1536) continue;  // batch 256: the throughput benchmarks' contexts
         const bool fp8 = kv == KVSK_KV_FP8_E4M3;
-        const int partition = enginePartition(batch, ctx, Hkv, numSms);
-        const int blocksPerSeq = (ctx + bs - 1) / bs, totalBlocks = batch * blocksPerSeq;
-        const size_t planeElems = (size_t)totalBlocks * bs * Hkv * D, elemBytes = fp8 ? 1 : 2;
-        const double layerBytes = 2.0 * planeElems * elemBytes;
-        const int layers = (int)std::min<double>(128, std::max<double>(2, std::ceil(3.0 * l2Bytes / layerBytes)));
-        std::vector<int32_t> qs(batch + 1), ctxs(batch, ctx), table((size_t)batch * blocksPerSeq);
-        for (int s = 0; s <= batch; ++s) qs[s] = s;
-        std::iota(table.begin(), table.end(), 0);
-        std::shuffle(table.begin(), table.end(), std::mt19937(1));
-        std::vector<int32_t> tileSeq(batch), tileQ(batch), tileSlot(batch);
-        kvsk_attention_plan_info info{};
-        if (kvsk_attention_plan(qs.data(), ctxs.data(), batch, Hq, Hkv, D, KVSK_BF16, partition, KVSK_ATTN_PREFILL_V1,
-                                tileSeq.data(), tileQ.data(), tileSlot.data(), batch, &info) != 0)
-          std::exit(2);
-        auto up = [](const std::vector<int32_t>& v) {
-          int32_t* d = nullptr;
-          CK(cudaMalloc(&d, v.size() * 4));
-          CK(cudaMemcpy(d, v.data(), v.size() * 4, cudaMemcpyHostToDevice));
-          return d;
-        };
-        // Every layer's K and V planes in one pool: layer l's K at 2 l planes, its V right after.
-        const size_t pool = 2 * (size_t)layers * planeElems;
-        char* cache = static_cast<char*>(fp8 ? devE4m3(pool, 1) : devRandom(pool, KVSK_BF16, 1));
-        void* q = devRandom((size_t)batch * Hq * D, KVSK_BF16, 3);
-        void* out = devRandom((size_t)batch * Hq * D, KVSK_BF16, 4);
-        const size_t parts = (size_t)std::max(1, info.numSplitSlots) * Hq * info.maxSplits;
-        float *pOut, *pMax, *pSum;
-        unsigned* counters;
-        CK(cudaMalloc(&pOut, parts * D * 4));
-        CK(cudaMalloc(&pMax, parts * 4));
-        CK(cudaMalloc(&pSum, parts * 4));
-        CK(cudaMalloc(&counters, (size_t)std::max(1, info.numSplitSlots) * Hkv * sizeof(unsigned)));
-        CK(cudaMemset(counters, 0, (size_t)std::max(1, info.numSplitSlots) * Hkv * sizeof(unsigned)));
-        kvsk_attention_params p{};
-        p.q = q; p.out = out;
-        p.blockTables = up(table); p.queryStart = up(qs); p.contextLens = up(ctxs);
-        p.tileSeq = up(tileSeq); p.tileQStart = up(tileQ); p.tileSplitSlot = up(tileSlot);
-        p.partialOut = pOut; p.partialMax = pMax; p.partialSum = pSum;
-        p.numTiles = info.numTiles; p.tokensPerTile = info.tokensPerTile; p.numSplitSlots = info.numSplitSlots;
-        p.maxSplits = info.maxSplits; p.partitionSize = partition;
-        p.numHeads = Hq; p.numKvHeads = Hkv; p.headDim = D; p.blockSize = bs; p.maxBlocksPerSeq = blocksPerSeq;
-        p.scale = 1.f / std::sqrt((float)D); p.dtype = KVSK_BF16;
-        p.cacheDtype = kv; p.kScale = 0.05f; p.vScale = 0.05f;
-        p.splitCounters = counters;
-        auto atLayer = [&](int l, int version, int stages) {
-          kvsk_attention_params a = p;
-          a.kCache = cache + (2 * (size_t)l) * planeElems * elemBytes;
-          a.vCache = cache + (2 * (size_t)l + 1) * planeElems * elemBytes;
-          a.decodeVersion = version;
-          a.decodeStages = stages;
-          return a;
-        };
-        auto single = [&](int version) {
-          return timeMs([&](int i) {
-            const kvsk_attention_params a = atLayer(i % layers, version, 0);
-            CK(kvsk_attention(&a, 1, stream));
-          });
-        };
-        // Per-layer ms of a graph of every layer's launch(es).
-        auto chain = [&](int version, int stages) {
-          cudaGraph_t g = nullptr;
-          cudaGraphExec_t exec = nullptr;
-          CK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-          for (int l = 0; l < layers; ++l) {
-            const kvsk_attention_params a = atLayer(l, version, stages);
-            CK(kvsk_attention(&a, 1, stream));
-          }
-          CK(cudaStreamEndCapture(stream, &g));
-          CK(cudaGraphInstantiate(&exec, g, 0));
-          const double ms = timeMs([&](int) { CK(cudaGraphLaunch(exec, stream)); }) / layers;
-          CK(cudaGraphExecDestroy(exec));
-          CK(cudaGraphDestroy(g));
-          return ms;
-        };
-        const double kvBytes = layerBytes, bwUs = kvBytes / copyBw * 1e6;
-        const double s1 = single(1) * 1e3, s2 = single(2) * 1e3, c1 = chain(1, 0) * 1e3, c2 = chain(2, 0) * 1e3;
-        char name[32];
-        std::snprintf(name, sizeof name, "b%d x %d", batch, ctx);
-        std::printf("%-6s %-11s %4d %5d %6d %6.1f | %8.1f %4.0f%% %8.1f %4.0f%% | %8.1f %4.0f%% %8.1f %4.0f%% %6.2fx |", fp8 ? "fp8" : "bf16",
-                    name, partition, info.numSplitSlots > 0 ? batch * Hkv * info.maxSplits : batch * Hkv, layers, kvBytes / 1e6,
-                    s1, 100 * bwUs / s1, s2, 100 * bwUs / s2, c1, 100 * bwUs / c1, c2, 100 * bwUs / c2, c1 / c2);
-        for (int stages : {2, 3, 4}) std::printf(" %4.0f%%", 100 * bwUs / (chain(2, stages) * 1e3));
-        std::printf("\n");
-        for (const void* d : {p.blockTables, p.queryStart, p.contextLens, p.tileSeq, p.tileQStart, p.tileSplitSlot})
-          cudaFree(const_cast<void*>(d));
-        for (void* d : {(void*)cache, q, out, (void*)pOut, (void*)pMax, (void*)pSum, (void*)counters}) cudaFree(d);
+        const int enginePart = enginePartition(batch, ctx, Hkv, numSms);
+        // Batch 1 also at 2x and 4x the engine's partition (fewer, longer CTAs: what stepPartition could pick).
+        for (const int partition : batch == 1 ? std::vector<int>{enginePart, 2 * enginePart, 4 * enginePart}
+                                              : std::vector<int>{enginePart}) {
+          const int blocksPerSeq = (ctx + bs - 1) / bs, totalBlocks = batch * blocksPerSeq;
+          const size_t planeElems = (size_t)totalBlocks * bs * Hkv * D, elemBytes = fp8 ? 1 : 2;
+          const double layerBytes = 2.0 * planeElems * elemBytes;
+          const int layers = (int)std::min<double>(128, std::max<double>(2, std::ceil(3.0 * l2Bytes / layerBytes)));
+          std::vector<int32_t> qs(batch + 1), ctxs(batch, ctx), table((size_t)batch * blocksPerSeq);
+          for (int s = 0; s <= batch; ++s) qs[s] = s;
+          std::iota(table.begin(), table.end(), 0);
+          std::shuffle(table.begin(), table.end(), std::mt19937(1));
+          std::vector<int32_t> tileSeq(batch), tileQ(batch), tileSlot(batch);
+          kvsk_attention_plan_info info{};
+          if (kvsk_attention_plan(qs.data(), ctxs.data(), batch, Hq, Hkv, D, KVSK_BF16, partition, KVSK_ATTN_PREFILL_V1,
+                                  tileSeq.data(), tileQ.data(), tileSlot.data(), batch, &info) != 0)
+            std::exit(2);
+          auto up = [](const std::vector<int32_t>& v) {
+            int32_t* d = nullptr;
+            CK(cudaMalloc(&d, v.size() * 4));
+            CK(cudaMemcpy(d, v.data(), v.size() * 4, cudaMemcpyHostToDevice));
+            return d;
+          };
+          // Every layer's K and V planes in one pool: layer l's K at 2 l planes, its V right after.
+          const size_t pool = 2 * (size_t)layers * planeElems;
+          char* cache = static_cast<char*>(fp8 ? devE4m3(pool, 1) : devRandom(pool, KVSK_BF16, 1));
+          void* q = devRandom((size_t)batch * Hq * D, KVSK_BF16, 3);
+          void* out = devRandom((size_t)batch * Hq * D, KVSK_BF16, 4);
+          const size_t parts = (size_t)std::max(1, info.numSplitSlots) * Hq * info.maxSplits;
+          float *pOut, *pMax, *pSum;
+          unsigned* counters;
+          CK(cudaMalloc(&pOut, parts * D * 4));
+          CK(cudaMalloc(&pMax, parts * 4));
+          CK(cudaMalloc(&pSum, parts * 4));
+          CK(cudaMalloc(&counters, (size_t)std::max(1, info.numSplitSlots) * Hkv * sizeof(unsigned)));
+          CK(cudaMemset(counters, 0, (size_t)std::max(1, info.numSplitSlots) * Hkv * sizeof(unsigned)));
+          kvsk_attention_params p{};
+          p.q = q; p.out = out;
+          p.blockTables = up(table); p.queryStart = up(qs); p.contextLens = up(ctxs);
+          p.tileSeq = up(tileSeq); p.tileQStart = up(tileQ); p.tileSplitSlot = up(tileSlot);
+          p.partialOut = pOut; p.partialMax = pMax; p.partialSum = pSum;
+          p.numTiles = info.numTiles; p.tokensPerTile = info.tokensPerTile; p.numSplitSlots = info.numSplitSlots;
+          p.maxSplits = info.maxSplits; p.partitionSize = partition;
+          p.numHeads = Hq; p.numKvHeads = Hkv; p.headDim = D; p.blockSize = bs; p.maxBlocksPerSeq = blocksPerSeq;
+          p.scale = 1.f / std::sqrt((float)D); p.dtype = KVSK_BF16;
+          p.cacheDtype = kv; p.kScale = 0.05f; p.vScale = 0.05f;
+          p.splitCounters = counters;
+          auto atLayer = [&](int l, int version, int stages) {
+            kvsk_attention_params a = p;
+            a.kCache = cache + (2 * (size_t)l) * planeElems * elemBytes;
+            a.vCache = cache + (2 * (size_t)l + 1) * planeElems * elemBytes;
+            a.decodeVersion = version;
+            a.decodeStages = stages;
+            return a;
+          };
+          auto single = [&](int version) {
+            return timeMs([&](int i) {
+              const kvsk_attention_params a = atLayer(i % layers, version, 0);
+              CK(kvsk_attention(&a, 1, stream));
+            });
+          };
+          // Per-layer ms of a graph of every layer's launch(es).
+          auto chain = [&](int version, int stages) {
+            cudaGraph_t g = nullptr;
+            cudaGraphExec_t exec = nullptr;
+            CK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+            for (int l = 0; l < layers; ++l) {
+              const kvsk_attention_params a = atLayer(l, version, stages);
+              CK(kvsk_attention(&a, 1, stream));
+            }
+            CK(cudaStreamEndCapture(stream, &g));
+            CK(cudaGraphInstantiate(&exec, g, 0));
+            const double ms = timeMs([&](int) { CK(cudaGraphLaunch(exec, stream)); }) / layers;
+            CK(cudaGraphExecDestroy(exec));
+            CK(cudaGraphDestroy(g));
+            return ms;
+          };
+          const double kvBytes = layerBytes, bwUs = kvBytes / copyBw * 1e6;
+          const double s1 = single(1) * 1e3, s2 = single(2) * 1e3, c1 = chain(1, 0) * 1e3, c2 = chain(2, 0) * 1e3;
+          char name[32];
+          std::snprintf(name, sizeof name, "b%d x %d", batch, ctx);
+          std::printf("%-6s %-11s %4d %5d %6d %6.1f | %8.1f %4.0f%% %8.1f %4.0f%% | %8.1f %4.0f%% %8.1f %4.0f%% %6.2fx |", fp8 ? "fp8" : "bf16",
+                      name, partition, info.numSplitSlots > 0 ? batch * Hkv * info.maxSplits : batch * Hkv, layers, kvBytes / 1e6,
+                      s1, 100 * bwUs / s1, s2, 100 * bwUs / s2, c1, 100 * bwUs / c1, c2, 100 * bwUs / c2, c1 / c2);
+          for (int stages : {2, 3, 4}) std::printf(" %4.0f%%", 100 * bwUs / (chain(2, stages) * 1e3));
+          std::printf("\n");
+          for (const void* d : {p.blockTables, p.queryStart, p.contextLens, p.tileSeq, p.tileQStart, p.tileSplitSlot})
+            cudaFree(const_cast<void*>(d));
+          for (void* d : {(void*)cache, q, out, (void*)pOut, (void*)pMax, (void*)pSum, (void*)counters}) cudaFree(d);
+        }
       }
   std::printf("(%%copy: the K+V bytes of one layer at copy bandwidth against the time; s2-s4: v2's chain with that many "
               "ring stages)\n");
