@@ -13,6 +13,7 @@
 #include "kvserve_kernels.h"
 #include "model_gemms.h"
 #include "../engine_manifest.h"
+#include "../env_flag.h"
 #include "../rope.h"
 
 namespace kvs::cuda {
@@ -75,12 +76,7 @@ int attnDecodeFromEnv() {
 // KVSERVE_ROPE_VECTOR=1: the rope + cache kernel's vector path (kvsk_rope_cache_params.vector: 16 bytes a lane, the
 // token's cos/sin once a CTA; the same bits) where it serves. Off until measured on a GPU (kernel bench `rope`,
 // kernel suite `layers`: its bits against the scalar kernel's).
-bool ropeVectorFromEnv() {
-  const char* v = std::getenv("KVSERVE_ROPE_VECTOR");
-  if (!v || !*v || std::string(v) == "0") return false;
-  if (std::string(v) == "1") return true;
-  throw std::runtime_error(std::string("KVSERVE_ROPE_VECTOR must be 0 or 1, not \"") + v + "\"");
-}
+bool ropeVectorFromEnv() { return envFlag("KVSERVE_ROPE_VECTOR", false); }
 
 // KVSERVE_ABLATE: a comma-separated list of kernel kinds the forward pass leaves out (norm, attn, gemm: every
 // layer's linear layers, their fused RoPE + cache and SiLU·mul included), for timing what each costs inside a

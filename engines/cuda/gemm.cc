@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 
+#include "../env_flag.h"
 #include "cuda_check.h"
 #include "device_buffer.h"
 #include "gemm_timer.h"
@@ -51,24 +52,14 @@ const char* invariantGemmKernels(InvariantGemm g) {
 // M = 1 run down_proj in 32.1 us against the GEMV's 37.4 and o_proj in 10.7 against 10.6 (GPU run 16,
 // kvserve_kernel_bench gemv-inv), and the Llama-3-8B batch-1 step took 4.75 against 4.93 ms and 4.85 against 4.91
 // in two leases (batch 8: 5.11 against 5.14, 5.15 against 5.22).
-bool fastGemvInvFromEnv() {
-  const char* v = std::getenv("KVSERVE_FAST_GEMV_INV");
-  if (!v || !*v || std::string(v) == "1") return true;
-  if (std::string(v) == "0") return false;
-  throw std::runtime_error(std::string("KVSERVE_FAST_GEMV_INV must be 0 or 1, not \"") + v + "\"");
-}
+bool fastGemvInvFromEnv() { return envFlag("KVSERVE_FAST_GEMV_INV", true); }
 
 // KVSERVE_GEMV_INV (on unless 0): in the batch-invariant mode, where gemm_inv would serve M <= 8 (KVSERVE_GEMV_INV_MAX_M
 // sets the limit, 1 to 16), gemv_inv runs on the weights the per-weight timing at load prefers (smallKernel): the
 // same bits. The invariant batch-1 step took 5.21 against 5.33 ms and 5.28 against 5.55 (GPU run 16, two leases);
 // M up to 8 since run 17 (its late trigger: batch 4 5.29 against 5.72, batch 8 5.48 against 6.10); M 9-16 gained
 // nothing (batch 16 6.80 against 6.84).
-bool gemvInvFromEnv() {
-  const char* v = std::getenv("KVSERVE_GEMV_INV");
-  if (!v || !*v || std::string(v) == "1") return true;
-  if (std::string(v) == "0") return false;
-  throw std::runtime_error(std::string("KVSERVE_GEMV_INV must be 0 or 1, not \"") + v + "\"");
-}
+bool gemvInvFromEnv() { return envFlag("KVSERVE_GEMV_INV", true); }
 
 // KVSERVE_GEMV_INV_TRIGGER (late, the default; early; off): when the kernel after a gemv_inv launch may start
 // (kvsk_gemv_inv_trigger). With the trigger right after the wait (early, before run 17), gemv_inv at M = 4-8 made the
@@ -90,12 +81,7 @@ int gemvInvTriggerFromEnv() {
 // 128-token prompt's q/k/v and o GEMMs read their weights at 40-54% of copy bandwidth (GPU run 17). Off: measured in
 // run 17 without a clear gain (device time of a decode step at batch 32 / 64 / 128 5.72 / 6.49 / 8.13 ms against
 // 5.70 / 6.60 / 8.15; one 129-token prompt 6.19 against 6.10).
-bool splitKFromEnv() {
-  const char* v = std::getenv("KVSERVE_GEMM_SPLITK");
-  if (!v || !*v || std::string(v) == "0") return false;
-  if (std::string(v) == "1") return true;
-  throw std::runtime_error(std::string("KVSERVE_GEMM_SPLITK must be 0 or 1, not \"") + v + "\"");
-}
+bool splitKFromEnv() { return envFlag("KVSERVE_GEMM_SPLITK", false); }
 
 GemmRunner::GemmRunner(cudaStream_t stream, int maxM, GemmMode mode, int probeM, size_t workspaceBytes,
                        InvariantGemm invariantGemm)

@@ -6,18 +6,14 @@
 #include <stdexcept>
 #include <string>
 
+#include "../env_flag.h"
 #include "cuda_check.h"
 #include "gemm.h"
 #include "kvserve_kernels.h"
 
 namespace kvs::cuda {
 
-bool gemvEvenFromEnv() {
-  const char* v = std::getenv("KVSERVE_GEMV_EVEN");
-  if (!v || !*v || std::string(v) == "1") return true;
-  if (std::string(v) == "0") return false;
-  throw std::runtime_error(std::string("KVSERVE_GEMV_EVEN must be 0 or 1, not \"") + v + "\"");
-}
+bool gemvEvenFromEnv() { return envFlag("KVSERVE_GEMV_EVEN", true); }
 
 int GemmRunner::gemvEvenCtas(int N, int K) const {
   const int ctas = kvsk_gemv_even_ctas(N, K, numSms_);
