@@ -31,7 +31,10 @@ const seqs = Number(args.seqs);
 const context = Number(args.context);
 const steps = Number(args.steps);
 const blockSize = Number(args['block-size']);
-const maxModelLen = context + steps + 64;
+// The EngineLoop run's prefill takes up to seqs * context / (2048 - seqs) steps (decode tokens share each step's
+// budget with it); its sequences decode that much longer, so that every one still decodes once the last prompt is in.
+const prefillSteps = Math.ceil((seqs * context) / Math.max(1, 2048 - seqs));
+const maxModelLen = context + steps + prefillSteps + 64;
 
 const config: SchedulerConfig = {
   maxNumBatchedTokens: 2048,
@@ -173,7 +176,7 @@ async function loopBench(): Promise<void> {
   const t0 = performance.now();
   await Promise.all(
     prompts.map(async (p, i) => {
-      const sp = { ...sampling, maxTokens: steps + 60 };
+      const sp = { ...sampling, maxTokens: steps + prefillSteps + 60 };
       for await (const o of loop.submit({ id: `l${i}`, promptTokenIds: p, sampling: sp }))
         received += o.newTokenIds.length;
     }),
