@@ -17,7 +17,7 @@ __global__ void __launch_bounds__(kThreads) gemvKernel(kvsk_gemv_params p) {
   const T* wRow[kRows];
 #pragma unroll
   for (int r = 0; r < kRows; ++r) wRow[r] = W + (size_t)min(n0 + r, p.n - 1) * p.k;  // tail rows re-read row n-1
-  rowSums<T, M, kRows>(wRow, static_cast<const T*>(p.x), p.k, partial);
+  rowSums<T, M, kRows>(wRow, static_cast<const T*>(p.x), p.k, partial, p.trigger);
   const int tid = threadIdx.x;
   if (tid < kRows * M) {
     const int r = tid / M, m = tid % M;
@@ -28,7 +28,8 @@ __global__ void __launch_bounds__(kThreads) gemvKernel(kvsk_gemv_params p) {
 template <typename T, int kRows>
 cudaError_t launchGemvRows(const kvsk_gemv_params& p, cudaStream_t stream) {
   const dim3 grid((p.n + kRows - 1) / kRows);
-  return withM(p.m, [&](auto m) { return launch(gemvKernel<T, decltype(m)::value, kRows>, grid, kThreads, 0, stream, p); });
+  const bool pdl = pdlEnabled() && p.trigger != KVSK_PDL_TRIGGER_OFF;
+  return withM(p.m, [&](auto m) { return launchWith(pdl, gemvKernel<T, decltype(m)::value, kRows>, grid, kThreads, 0, stream, p); });
 }
 
 template <typename T>
@@ -54,6 +55,7 @@ extern "C" int kvsk_gemv_supported(int m, int n, int k, kvsk_dtype dtype) {
 extern "C" cudaError_t kvsk_gemv(const kvsk_gemv_params* p, cudaStream_t stream) {
   if (!kvsk_gemv_supported(p->m, p->n, p->k, p->dtype)) return cudaErrorNotSupported;
   if ((reinterpret_cast<uintptr_t>(p->x) | reinterpret_cast<uintptr_t>(p->w)) % 16 != 0) return cudaErrorInvalidValue;
+  if (p->trigger < KVSK_PDL_TRIGGER_EARLY || p->trigger > KVSK_PDL_TRIGGER_OFF) return cudaErrorInvalidValue;
   if (p->dtype == KVSK_BF16) return kvsk::launchGemv<__nv_bfloat16>(*p, stream);
   return kvsk::launchGemv<__half>(*p, stream);
 }

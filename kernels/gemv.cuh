@@ -63,10 +63,11 @@ __device__ __forceinline__ float dot8(const uint4& w, const uint4& x, float acc)
 
 // The sums of rows wRow[0 .. kRows) of W ([k] each, 16-byte aligned) against X [M, k]: on return (after a
 // __syncthreads) partial[w][r * M + m] holds warp w's part of row r's sum for token m; finalSum adds them.
-// Waits on the previous kernel (pdlWait) after its first weight loads and triggers the next one.
+// Waits on the previous kernel (pdlWait) after its first weight loads and lets the next one launch as `trigger`
+// (kvsk_pdl_trigger) says: right after the wait, or after the loops.
 template <typename T, int M, int kRows>
 __device__ __forceinline__ void rowSums(const T* const (&wRow)[kRows], const T* X, int k,
-                                        float (&partial)[kWarps][kRows * M]) {
+                                        float (&partial)[kWarps][kRows * M], int trigger) {
   constexpr int kUnroll = unrollFor<M>();
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int chunks = k / 8;  // 16-byte chunks per row
@@ -87,7 +88,7 @@ __device__ __forceinline__ void rowSums(const T* const (&wRow)[kRows], const T* 
   uint4 w[kUnroll][kRows];
   if (more) loadChunks<kUnroll, kRows>(w, wRow, c);
   pdlWait();
-  pdlTrigger();
+  if (trigger == KVSK_PDL_TRIGGER_EARLY) pdlTrigger();
   while (more) {
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u)
@@ -112,6 +113,7 @@ __device__ __forceinline__ void rowSums(const T* const (&wRow)[kRows], const T* 
       for (int r = 0; r < kRows; ++r) acc[r][m] = dot8<T>(wt[r], x, acc[r][m]);
     }
   }
+  if (trigger == KVSK_PDL_TRIGGER_LATE) pdlTrigger();
 #pragma unroll
   for (int r = 0; r < kRows; ++r)
 #pragma unroll

@@ -197,6 +197,7 @@ extern "C" cudaError_t kvsk_gemv_fp8(const kvsk_gemv_fp8_params* p, cudaStream_t
   if (!kvsk_gemv_fp8_supported(p->m, p->n, p->k, p->dtype)) return cudaErrorNotSupported;
   if ((reinterpret_cast<uintptr_t>(p->x) | reinterpret_cast<uintptr_t>(p->w8)) % 16 != 0) return cudaErrorInvalidValue;
   if (p->rowsPerCta != 0 && p->rowsPerCta != 16 && p->rowsPerCta != 32 && p->rowsPerCta != 64) return cudaErrorNotSupported;
+  if (p->trigger < KVSK_PDL_TRIGGER_EARLY || p->trigger > KVSK_PDL_TRIGGER_OFF) return cudaErrorInvalidValue;
   if (p->version == 2) return kvsk::gemvFp8V2(*p, stream);
   if (p->version != 0 && p->version != 1) return cudaErrorNotSupported;
   if (p->dtype == KVSK_BF16) return kvsk::launchGemvFp8<__nv_bfloat16>(*p, stream);

@@ -61,7 +61,8 @@ struct SiluMulStore {
 // kernels, as the bf16/f16 fusions do beyond their GEMV's M = 8.)
 bool gemvArgsOk(const kvsk_gemv_fp8_params* g) {
   return kvsk_gemv_fp8_supported(g->m, g->n, g->k, g->dtype) && g->m <= KVSK_GEMV_MAX_M && g->version == 2 &&
-         (g->rowsPerCta == 0 || g->rowsPerCta == 16 || g->rowsPerCta == 32 || g->rowsPerCta == 64);
+         (g->rowsPerCta == 0 || g->rowsPerCta == 16 || g->rowsPerCta == 32 || g->rowsPerCta == 64) &&
+         g->trigger >= KVSK_PDL_TRIGGER_EARLY && g->trigger <= KVSK_PDL_TRIGGER_OFF;
 }
 
 bool aligned(const kvsk_gemv_fp8_params* g) {

@@ -166,7 +166,7 @@ __global__ void __launch_bounds__(kTiles * kTileThreads) gemvFp8V2Kernel(Epi e) 
       for (int r = 0; r < 2; ++r) w[u][r] = tile < numTiles ? loadStreaming(row[r] + min(kOf(u), K - 16)) : make_uint4(0, 0, 0, 0);
   }
   pdlWait();
-  pdlTrigger();
+  if (p.trigger == KVSK_PDL_TRIGGER_EARLY) pdlTrigger();
 
   float acc[NT][4];
 #pragma unroll
@@ -177,6 +177,7 @@ __global__ void __launch_bounds__(kTiles * kTileThreads) gemvFp8V2Kernel(Epi e) 
   // after a tile's last group sums the tile.
   auto step = [&](const auto& src) {
     using E = typename std::remove_reference_t<decltype(src)>::E;
+    if (p.trigger == KVSK_PDL_TRIGGER_LATE && q0 == 0 && tile + tileStride >= numTiles) pdlTrigger();  // last tile
     int tileN = tile, qN = q0 + kUnroll;
     if (qN >= blocksW) tileN += tileStride, qN = 0;
     const bool liveN = tileN < numTiles;
@@ -309,7 +310,8 @@ cudaError_t launchV2(const Epi& e, const DeviceLimits& dev, cudaStream_t stream)
   }
   const int groups = (e.numTiles() + kTiles - 1) / kTiles, resident = dev.sms * ctasPerSm((const void*)kernel, threads, smem);
   if (resident <= 0) return cudaErrorLaunchOutOfResources;
-  return launch(kernel, dim3(std::min(groups, resident)), dim3(threads), smem, stream, e);
+  const bool pdl = pdlEnabled() && e.gemv.trigger != KVSK_PDL_TRIGGER_OFF;
+  return launchWith(pdl, kernel, dim3(std::min(groups, resident)), dim3(threads), smem, stream, e);
 }
 
 // x goes to shared memory when it fits in kXSmemBytes and in what the device gives a CTA.

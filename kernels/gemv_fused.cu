@@ -36,7 +36,7 @@ __global__ void __launch_bounds__(kThreads) gemvRopeCacheKernel(kvsk_gemv_params
     wRow[j] = W + (size_t)lo * g.k;
     wRow[kPairs + j] = W + (size_t)(lo + half) * g.k;
   }
-  rowSums<T, M, kRows>(wRow, static_cast<const T*>(g.x), g.k, partial);
+  rowSums<T, M, kRows>(wRow, static_cast<const T*>(g.x), g.k, partial, g.trigger);
 
   const int tid = threadIdx.x;
   if (tid >= kPairs * M) return;
@@ -61,7 +61,7 @@ __global__ void __launch_bounds__(kThreads) gemvSiluMulKernel(kvsk_gemv_params g
     wRow[j] = W + (size_t)i * g.k;
     wRow[kPairs + j] = W + (size_t)(I + i) * g.k;
   }
-  rowSums<T, M, kRows>(wRow, static_cast<const T*>(g.x), g.k, partial);
+  rowSums<T, M, kRows>(wRow, static_cast<const T*>(g.x), g.k, partial, g.trigger);
 
   const int tid = threadIdx.x;
   if (tid >= kPairs * M) return;
@@ -75,10 +75,11 @@ template <typename T, bool FP8>
 cudaError_t launchRopeCache(const kvsk_gemv_params& g, const kvsk_rope_cache_params& r, cudaStream_t stream) {
   const int pairs = g.n / 2, kp = pairsFor(g.rowsPerCta);
   const dim3 grid((pairs + kp - 1) / kp);
+  const bool pdl = pdlEnabled() && g.trigger != KVSK_PDL_TRIGGER_OFF;
   return withM(g.m, [&](auto m) {
     constexpr int M = decltype(m)::value;
-    return kp == 1 ? launch(gemvRopeCacheKernel<T, M, 1, FP8>, grid, kThreads, 0, stream, g, r)
-                   : launch(gemvRopeCacheKernel<T, M, 2, FP8>, grid, kThreads, 0, stream, g, r);
+    return kp == 1 ? launchWith(pdl, gemvRopeCacheKernel<T, M, 1, FP8>, grid, kThreads, 0, stream, g, r)
+                   : launchWith(pdl, gemvRopeCacheKernel<T, M, 2, FP8>, grid, kThreads, 0, stream, g, r);
   });
 }
 
@@ -86,16 +87,18 @@ template <typename T>
 cudaError_t launchSiluMul(const kvsk_gemv_params& g, const kvsk_silu_mul_params& s, cudaStream_t stream) {
   const int kp = pairsFor(g.rowsPerCta);
   const dim3 grid((s.intermediate + kp - 1) / kp);
+  const bool pdl = pdlEnabled() && g.trigger != KVSK_PDL_TRIGGER_OFF;
   return withM(g.m, [&](auto m) {
     constexpr int M = decltype(m)::value;
-    return kp == 1 ? launch(gemvSiluMulKernel<T, M, 1>, grid, kThreads, 0, stream, g, s)
-                   : launch(gemvSiluMulKernel<T, M, 2>, grid, kThreads, 0, stream, g, s);
+    return kp == 1 ? launchWith(pdl, gemvSiluMulKernel<T, M, 1>, grid, kThreads, 0, stream, g, s)
+                   : launchWith(pdl, gemvSiluMulKernel<T, M, 2>, grid, kThreads, 0, stream, g, s);
   });
 }
 
 bool gemvArgsOk(const kvsk_gemv_params* g) {
   return kvsk_gemv_supported(g->m, g->n, g->k, g->dtype) &&
-         (g->rowsPerCta == 0 || g->rowsPerCta == 1 || g->rowsPerCta == 2 || g->rowsPerCta == 4);
+         (g->rowsPerCta == 0 || g->rowsPerCta == 1 || g->rowsPerCta == 2 || g->rowsPerCta == 4) &&
+         g->trigger >= KVSK_PDL_TRIGGER_EARLY && g->trigger <= KVSK_PDL_TRIGGER_OFF;
 }
 
 }  // namespace

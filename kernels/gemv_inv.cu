@@ -167,7 +167,7 @@ __global__ void __launch_bounds__(512) gemvInvKernel(const Args p) {
   for (int s = 0; s < kDepth; ++s)
     if (active && c0 + s < c1) loadW<T>(buf[s], p, n0, c0 + s, g, t);
   pdlWait();
-  if (p.trigger == KVSK_GEMV_INV_TRIGGER_EARLY) pdlTrigger();
+  if (p.trigger == KVSK_PDL_TRIGGER_EARLY) pdlTrigger();
 #pragma unroll
   for (int s = 0; s < kDepth; ++s)
     if (active && c0 + s < c1) loadX<T>(buf[s], p, c0 + s, g, t);
@@ -187,7 +187,7 @@ __global__ void __launch_bounds__(512) gemvInvKernel(const Args p) {
     }
   }
 
-  if (p.trigger == KVSK_GEMV_INV_TRIGGER_LATE) pdlTrigger();  // every load of X and W issued and consumed
+  if (p.trigger == KVSK_PDL_TRIGGER_LATE) pdlTrigger();  // every load of X and W issued and consumed
   // C fragment: [0], [1] = row g, columns 2t, 2t + 1 of the n8 tile; [2], [3] = row g + 8.
   float* mine = sums[warp];
 #pragma unroll
@@ -227,7 +227,7 @@ cudaError_t launchNt(Args a, cudaStream_t stream) {
   a.groups = ceilDiv(a.n, 8 * kNt);
   const dim3 grid(ceilDiv(a.groups, a.groupsPerCta));
   const int threads = 32 * a.parts * a.groupsPerCta;
-  const bool pdl = pdlEnabled() && a.trigger != KVSK_GEMV_INV_TRIGGER_NO_PDL;
+  const bool pdl = pdlEnabled() && a.trigger != KVSK_PDL_TRIGGER_OFF;
   return a.m > 8 ? launchWith(pdl, gemvInvKernel<T, kNt, 2>, grid, threads, 0, stream, a)
                  : launchWith(pdl, gemvInvKernel<T, kNt, 1>, grid, threads, 0, stream, a);
 }
@@ -246,7 +246,7 @@ extern "C" cudaError_t kvsk_gemv_inv(const kvsk_gemv_inv_params* p, cudaStream_t
   if (!kvsk_gemv_inv_supported(p->m, p->n, p->k, p->dtype, p->splits)) return cudaErrorNotSupported;
   if ((reinterpret_cast<uintptr_t>(p->x) | reinterpret_cast<uintptr_t>(p->w)) % 16 != 0) return cudaErrorInvalidValue;
   if (p->tilesPerWarp != 0 && p->tilesPerWarp != 1 && p->tilesPerWarp != 2) return cudaErrorInvalidValue;
-  if (p->trigger < KVSK_GEMV_INV_TRIGGER_EARLY || p->trigger > KVSK_GEMV_INV_TRIGGER_NO_PDL) return cudaErrorInvalidValue;
+  if (p->trigger < KVSK_PDL_TRIGGER_EARLY || p->trigger > KVSK_PDL_TRIGGER_OFF) return cudaErrorInvalidValue;
   Args a{};
   a.x = p->x;
   a.w = p->w;

@@ -192,6 +192,16 @@ int kvsk_attention_fp8_supported(kvsk_dtype dtype, int headDim, int numHeads, in
 int kvsk_attention_decode_v2_supported(kvsk_dtype dtype, kvsk_kv_dtype cacheDtype, int headDim, int numHeads, int numKvHeads,
                                        int maxSplits);
 
+/* Where a GEMV-shaped kernel (kvsk_gemv and its fused variants, kvsk_gemv_fp8 version 2, kvsk_gemv_inv) lets the
+ * next kernel launch (programmatic dependent launch): right after its wait on the previous kernel (EARLY), once
+ * its CTA's weight stream is done (LATE: gemv and gemv_inv after their k-loop, the persistent FP8 GEMV when it
+ * starts its last tile), or at its end, the kernel itself launched without PDL (OFF). Timing only: the same bits. */
+typedef enum {
+  KVSK_PDL_TRIGGER_EARLY = 0,
+  KVSK_PDL_TRIGGER_LATE = 1,
+  KVSK_PDL_TRIGGER_OFF = 2,
+} kvsk_pdl_trigger;
+
 /* Skinny GEMM for decode (memory bound: W read once): y[M, N] = x[M, K] w[N, K]^T, float32 sums, bf16/f16
  * only, 1 <= M <= KVSK_GEMV_MAX_M, K % 8 == 0, x and w 16-byte aligned. Rows of y depend only on their row of
  * x, but the reduction order is not cuBLASLt's (the batch-invariant mode does not use it). */
@@ -203,6 +213,7 @@ typedef struct {
   int m, n, k;
   kvsk_dtype dtype;
   int rowsPerCta;           /* rows of w per CTA: 1, 2 or 4 (0 = 4); the same results for each */
+  int trigger;              /* kvsk_pdl_trigger */
 } kvsk_gemv_params;
 int kvsk_gemv_supported(int m, int n, int k, kvsk_dtype dtype);
 cudaError_t kvsk_gemv(const kvsk_gemv_params* p, cudaStream_t stream);
@@ -285,14 +296,6 @@ cudaError_t kvsk_gemm_inv(const kvsk_gemm_inv_params* p, cudaStream_t stream);
  * tilesPerWarp: n8 tiles (8 rows of w) a warp streams, 1 or 2; 0 for 2. Launched with programmatic dependent
  * launch (the first chunks of w are loaded before the wait). */
 #define KVSK_GEMV_INV_MAX_M 16
-/* When the next kernel may launch (programmatic dependent launch): right after the wait on the previous kernel,
- * once the CTA's k-loop is done (what the engine asks: KVSERVE_GEMV_INV_TRIGGER), or at the end, gemv_inv itself
- * launched without PDL. The same bits. */
-typedef enum {
-  KVSK_GEMV_INV_TRIGGER_EARLY = 0,
-  KVSK_GEMV_INV_TRIGGER_LATE = 1,
-  KVSK_GEMV_INV_TRIGGER_NO_PDL = 2,
-} kvsk_gemv_inv_trigger;
 typedef struct {
   const void* x;  /* [M, K] */
   const void* w;  /* [N, K] */
@@ -301,7 +304,7 @@ typedef struct {
   kvsk_dtype dtype;
   int splits;        /* as kvsk_gemm_inv's: the weight's k-partitions */
   int tilesPerWarp;  /* 1 or 2; 0: 2 */
-  int trigger;       /* kvsk_gemv_inv_trigger */
+  int trigger;       /* kvsk_pdl_trigger */
 } kvsk_gemv_inv_params;
 int kvsk_gemv_inv_supported(int m, int n, int k, kvsk_dtype dtype, int splits);
 cudaError_t kvsk_gemv_inv(const kvsk_gemv_inv_params* p, cudaStream_t stream);
@@ -419,6 +422,7 @@ typedef struct {
                                x staged in shared memory, persistent CTAs that each walk rowsPerCta rows at a time;
                                bf16 x is rounded to f16, saturated to +-65504). Sums differ between versions, never
                                within one. */
+  int trigger;              /* kvsk_pdl_trigger (version 2; versions 0 and 1 trigger early) */
 } kvsk_gemv_fp8_params;
 int kvsk_gemv_fp8_supported(int m, int n, int k, kvsk_dtype dtype);
 cudaError_t kvsk_gemv_fp8(const kvsk_gemv_fp8_params* p, cudaStream_t stream);

@@ -315,7 +315,7 @@ kvsk_rope_cache_params CudaBackend::ropeParams(int l, int T, const int32_t* posi
 bool CudaBackend::fusedGemv(const void* x, const void* W, const float* scale, int M, int N, int K, kvsk_gemv_params* g) {
   if (!opts_.gemvFuse || scale) return false;  // fp8 matrices: fusedGemvFp8
   const int rows = gemm_->gemvRows(M, N, K, dt_, dt_);
-  *g = kvsk_gemv_params{x, W, nullptr, M, N, K, static_cast<kvsk_dtype>(dt_), rows};
+  *g = kvsk_gemv_params{x, W, nullptr, M, N, K, static_cast<kvsk_dtype>(dt_), rows, gemm_->gemvTrigger()};
   return rows > 0;
 }
 
@@ -323,7 +323,8 @@ bool CudaBackend::fusedGemvFp8(const void* x, const void* W, const float* scale,
                                kvsk_gemv_fp8_params* g) {
   if (!gemvFuseFp8_ || !scale) return false;  // gemvFuseFp8_ implies fp8 matrices (never int8 ones)
   const int rows = gemm_->fp8GemvV2Rows(M, N, K, dt_);
-  *g = kvsk_gemv_fp8_params{x, W, scale, nullptr, M, N, K, static_cast<kvsk_dtype>(dt_), rows, 2};
+  *g = kvsk_gemv_fp8_params{x, W, scale, nullptr, M, N, K, static_cast<kvsk_dtype>(dt_), rows, 2,
+                            gemm_->fp8GemvTrigger()};
   return rows > 0;
 }
 

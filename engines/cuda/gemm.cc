@@ -62,18 +62,25 @@ bool fastGemvInvFromEnv() { return envFlag("KVSERVE_FAST_GEMV_INV", true); }
 bool gemvInvFromEnv() { return envFlag("KVSERVE_GEMV_INV", true); }
 
 // KVSERVE_GEMV_INV_TRIGGER (late, the default; early; off): when the kernel after a gemv_inv launch may start
-// (kvsk_gemv_inv_trigger). With the trigger right after the wait (early, before run 17), gemv_inv at M = 4-8 made the
+// (kvsk_pdl_trigger). With the trigger right after the wait (early, before run 17), gemv_inv at M = 4-8 made the
 // invariant graphed step slower than gemm_inv (run 16) though each GEMM alone was faster, and PDL off altogether
 // made it faster; with the trigger after each CTA's k-loop (late) the invariant step at batch 4 / 8 took 5.29 / 5.48
 // ms against 5.72 / 6.10 on gemm_inv, and the default mode's batch 1 / 4 4.85 / 5.02 against 4.93 / 5.14 early
 // (GPU run 17, one lease). The same bits (gemm-wgmma suite).
-int gemvInvTriggerFromEnv() {
-  const char* v = std::getenv("KVSERVE_GEMV_INV_TRIGGER");
-  if (!v || !*v || std::string(v) == "late") return KVSK_GEMV_INV_TRIGGER_LATE;
-  if (std::string(v) == "early") return KVSK_GEMV_INV_TRIGGER_EARLY;
-  if (std::string(v) == "off") return KVSK_GEMV_INV_TRIGGER_NO_PDL;
-  throw std::runtime_error(std::string("KVSERVE_GEMV_INV_TRIGGER must be late, early or off, not \"") + v + "\"");
+int triggerFromEnv(const char* name, int dflt) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return dflt;
+  const std::string s(v);
+  if (s == "late") return KVSK_PDL_TRIGGER_LATE;
+  if (s == "early") return KVSK_PDL_TRIGGER_EARLY;
+  if (s == "off") return KVSK_PDL_TRIGGER_OFF;
+  throw std::runtime_error(std::string(name) + " must be early, late or off, not \"" + s + "\"");
 }
+
+// KVSERVE_GEMV_TRIGGER and KVSERVE_GEMV_FP8_TRIGGER (early, the default; late; off): the same for the rows-per-CTA
+// bf16/f16 GEMV and its fused epilogues (late: after each CTA's k-loop; a grid of many waves) and for the persistent
+// FP8 GEMV version 2 and its fused epilogues (late: when a CTA starts its last tile; one wave, as gemv_inv's), for
+// A/B runs (not yet measured, session 12).
 
 // KVSERVE_GEMM_SPLITK=1: the fast mode's buckets of 17-512 rows also time split-K variants (2, 3, 4, 6 k-partitions,
 // reduced out of place in the compute type where the algorithm allows) of the heuristic's first four bf16/f16
@@ -88,7 +95,9 @@ GemmRunner::GemmRunner(cudaStream_t stream, int maxM, GemmMode mode, int probeM,
     : stream_(stream), maxM_(maxM < 1 ? 1 : maxM), probeM_(probeM >= 1 && probeM <= maxM_ ? probeM : maxM_),
       mode_(mode), invariant_(invariantGemm), workspaceBytes_(workspaceBytes), fp8GemvVersion_(fp8GemvVersionFromEnv()),
       gemvEven_(gemvEvenFromEnv()), gemvInv_(gemvInvFromEnv()), fastGemvInv_(mode == GemmMode::Fast && fastGemvInvFromEnv()),
-      gemvInvTrigger_(gemvInvTriggerFromEnv()), splitK_(splitKFromEnv()) {
+      gemvInvTrigger_(triggerFromEnv("KVSERVE_GEMV_INV_TRIGGER", KVSK_PDL_TRIGGER_LATE)),
+      gemvTrigger_(triggerFromEnv("KVSERVE_GEMV_TRIGGER", KVSK_PDL_TRIGGER_EARLY)),
+      fp8GemvTrigger_(triggerFromEnv("KVSERVE_GEMV_FP8_TRIGGER", KVSK_PDL_TRIGGER_EARLY)), splitK_(splitKFromEnv()) {
   if (const char* v = std::getenv("KVSERVE_GEMV_INV_MAX_M"); v && *v)
     gemvInvMaxM_ = std::min(KVSK_GEMV_INV_MAX_M, std::max(1, std::atoi(v)));
   if (mode_ == GemmMode::BatchInvariant && (invariant_ == InvariantGemm::Wgmma || invariant_ == InvariantGemm::Hybrid))
@@ -260,7 +269,7 @@ void GemmRunner::planFast(Plan& p, int N, int K, DType in, DType out, const void
   c.gemvRows = {4, 2, 1};  // rows of W per CTA: 4 untimed (preferred); timed, whichever fills the last wave best
   c.gemvServes = [&](int M) { return gemvApplies(M, N, K, in, out); };
   c.gemv = [&](int M, int rows, const void* x, void* y) {
-    kvsk_gemv_params g{x, W, y, M, N, K, static_cast<kvsk_dtype>(in), rows};
+    kvsk_gemv_params g{x, W, y, M, N, K, static_cast<kvsk_dtype>(in), rows, gemvTrigger_};
     KVS_CUDA_CHECK(kvsk_gemv(&g, stream_));
   };
   if (gemvEven_ && W && gemvApplies(1, N, K, in, out)) {  // the even GEMV: one more candidate, timed only
@@ -411,7 +420,7 @@ void GemmRunner::run(const void* X, const void* W, void* Y, int M, int N, int K,
     }
   }
   if (b->gemv) {
-    kvsk_gemv_params g{X, W, Y, M, N, K, static_cast<kvsk_dtype>(in), b->gemvRows};
+    kvsk_gemv_params g{X, W, Y, M, N, K, static_cast<kvsk_dtype>(in), b->gemvRows, gemvTrigger_};
     KVS_CUDA_CHECK(kvsk_gemv(&g, stream_));
     return;
   }

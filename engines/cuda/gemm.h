@@ -165,6 +165,8 @@ class GemmRunner {
   // epilogues into version 2 only (kernels/gemv_fp8_fused.cu).
   int fp8GemvV2Rows(int M, int N, int K, DType io);
   int fp8GemvVersion() const { return fp8GemvVersion_; }  // the FP8 GEMV's version this runner uses: 1 or 2
+  int gemvTrigger() const { return gemvTrigger_; }        // kvsk_gemv_params.trigger of this runner's GEMVs
+  int fp8GemvTrigger() const { return fp8GemvTrigger_; }  // kvsk_gemv_fp8_params.trigger of its FP8 GEMVs
   // As exportPlan / importPlan, for the FP8 plan of (N, K, io); GEMV choices carry gemvRows 16, 32 or 64.
   std::vector<GemmChoice> exportPlanFp8(int N, int K, DType io);
   std::string importPlanFp8(int N, int K, DType io, const std::vector<GemmChoice>& choices, int maxM = 0);
@@ -301,7 +303,9 @@ class GemmRunner {
   bool gemvInv_;           // not KVSERVE_GEMV_INV=0: gemm_inv's M <= gemvInvMaxM_ may run kvsk_gemv_inv (the same bits)
   int gemvInvMaxM_ = 8;    // KVSERVE_GEMV_INV_MAX_M: the largest M gemv_inv serves (KVSK_GEMV_INV_MAX_M at most)
   bool fastGemvInv_;       // fast mode, not KVSERVE_FAST_GEMV_INV=0: run(gemvInv)'s multi-partition GEMVs on gemv_inv
-  int gemvInvTrigger_;     // KVSERVE_GEMV_INV_TRIGGER: kvsk_gemv_inv_trigger of every gemv_inv launch
+  int gemvInvTrigger_;     // KVSERVE_GEMV_INV_TRIGGER: kvsk_pdl_trigger of every gemv_inv launch
+  int gemvTrigger_;        // KVSERVE_GEMV_TRIGGER: of every kvsk_gemv launch (and the forward pass's fused ones)
+  int fp8GemvTrigger_;     // KVSERVE_GEMV_FP8_TRIGGER: of every kvsk_gemv_fp8 launch (and the fused ones)
   bool splitK_;            // KVSERVE_GEMM_SPLITK=1: planBuckets also times split-K variants (trySplitK)
   DeviceBuffer evenWorkspace_;  // kvsk_gemv_even's: per-CTA counters (kept zero between calls) and parts
 };

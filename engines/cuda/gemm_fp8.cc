@@ -119,7 +119,7 @@ void GemmRunner::planFastFp8(Plan& p, int N, int K, DType io, const void* W8, co
   c.gemvRows = {16, 32, 64};
   c.gemvServes = [&](int M) { return fp8GemvApplies(M, N, K, io); };
   c.gemv = [&](int M, int rows, const void* x, void* y) {
-    kvsk_gemv_fp8_params g{x, W8, wScale, y, M, N, K, kio, rows, fp8GemvVersion_};
+    kvsk_gemv_fp8_params g{x, W8, wScale, y, M, N, K, kio, rows, fp8GemvVersion_, fp8GemvTrigger_};
     KVS_CUDA_CHECK(kvsk_gemv_fp8(&g, stream_));
   };
   c.matmul = [&](int M, const cublasLtMatmulAlgo_t& algo, const void* x, void* y) {
@@ -139,7 +139,8 @@ void GemmRunner::runFp8(const void* X, const void* W8, const float* wScale, void
   Plan& p = getFp8(N, K, io, nullptr, nullptr, 0);
   const Bucket& b = bucketFor(p, M);
   if (b.gemv) {
-    kvsk_gemv_fp8_params g{X, W8, wScale, Y, M, N, K, static_cast<kvsk_dtype>(io), b.gemvRows, fp8GemvVersion_};
+    kvsk_gemv_fp8_params g{X, W8, wScale, Y, M, N, K, static_cast<kvsk_dtype>(io), b.gemvRows, fp8GemvVersion_,
+                           fp8GemvTrigger_};
     KVS_CUDA_CHECK(kvsk_gemv_fp8(&g, stream_));
     return;
   }

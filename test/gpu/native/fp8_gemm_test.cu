@@ -89,11 +89,13 @@ void addRow(ErrStat& st, const Buf& Y, int r, int N, const std::vector<double>& 
   }
 }
 
-// One GEMV launch of `version` at M rows of X and `rows` rows per CTA; returns Y's bytes.
+// One GEMV launch of `version` at M rows of X and `rows` rows per CTA; returns Y's bytes. Version 2 takes the three
+// kvsk_pdl_trigger values by turns over M and rows (timing only: the bits compared across them must not move).
 std::vector<uint8_t> runGemv(const Fp8Weight& w, const Buf& X, kvsk_dtype dt, int M, int rows, int version) {
   Buf Y(dt, (size_t)M * w.N);
   Y.poison();
-  kvsk_gemv_fp8_params p{X.dev, w.dW.dev, w.dS.dev, Y.dev, M, w.N, w.K, dt, rows, version};
+  const int trigger = version == 2 ? (M + rows / 16) % 3 : KVSK_PDL_TRIGGER_EARLY;
+  kvsk_gemv_fp8_params p{X.dev, w.dW.dev, w.dS.dev, Y.dev, M, w.N, w.K, dt, rows, version, trigger};
   CK(kvsk_gemv_fp8(&p, 0));
   CK(cudaDeviceSynchronize());
   Y.down();

@@ -113,10 +113,11 @@ void fastTests(cudaStream_t stream) {
           reportBool("gemm", shapeName(dt, sh) + " gemv row 0 at M" + std::to_string(M) + " == at M1", 1,
                      std::memcmp(G.host.data(), G1.host.data(), rowBytes) == 0, "");
           report("gemm", shapeName(dt, sh) + " gemv M" + std::to_string(M) + " vs float64", 2, checkRows(X, W, G, N, K, dt, {0, M - 1}));
-          for (int rpc : {1, 2}) {  // fewer rows of W per CTA: the same sums in the same order
+          for (int rpc : {1, 2}) {  // fewer rows of W per CTA: the same sums in the same order (and the late
+                                    // trigger at 1 row, PDL off at 2: kvsk_pdl_trigger changes no bit)
             Buf Gr(dt, (size_t)M * N);
             Gr.poison();
-            kvsk_gemv_params gr{X.dev, W.dev, Gr.dev, M, N, K, dt, rpc};
+            kvsk_gemv_params gr{X.dev, W.dev, Gr.dev, M, N, K, dt, rpc, rpc == 1 ? KVSK_PDL_TRIGGER_LATE : KVSK_PDL_TRIGGER_OFF};
             CK(kvsk_gemv(&gr, stream));
             CK(cudaStreamSynchronize(stream));
             Gr.down();

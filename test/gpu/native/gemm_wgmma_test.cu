@@ -223,7 +223,7 @@ void shapeTests(const Case& c, const Buf& X, const Buf& W) {
 
     // gemv_inv (gemm_inv's reduction with W streamed into registers, the hybrid's kernel up to M = 16): the same
     // bits at M = 1..16, with one and two n8 tiles a warp (walking offsets: rows of X away from row 0), the three
-    // kvsk_gemv_inv_trigger values by turns.
+    // kvsk_pdl_trigger values by turns.
     for (const int nt : {1, 2}) {
       bool gequal = kvsk_gemv_inv_supported(1, N, K, c.dt, c.splits) != 0;
       std::string gnote = gequal ? "" : "not supported";
@@ -294,7 +294,7 @@ void graphTest(cudaStream_t stream, int numSms) {
 }
 
 // What kvsk_gemv_inv refuses: M beyond KVSK_GEMV_INV_MAX_M, more than 16 k-partitions, K not a multiple of 8,
-// float32, a tilesPerWarp other than 0, 1, 2, a trigger outside kvsk_gemv_inv_trigger, a misaligned x.
+// float32, a tilesPerWarp other than 0, 1, 2, a trigger outside kvsk_pdl_trigger, a misaligned x.
 void gemvInvRefusals(cudaStream_t stream) {
   DevVec<uint8_t> buf(4096 * 2 + 64);
   char* base = reinterpret_cast<char*>(buf.dev);
